@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Install the package (building the Rust core in release mode) and the test tools.
+# Idempotent: re-running only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
+python3 -m pip install --quiet -e '.[test]'

@@ -1,0 +1,22 @@
+//! Session's client-side cryptography, pure Rust, no I/O and no Python.
+//!
+//! One module per concept: [`keys`] (seed → Ed25519 → X25519 → Session ID, signatures),
+//! [`mnemonic`] (13/25-word recovery phrases), [`padding`], [`protocol`] (1:1 sign-then-seal),
+//! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
+//! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets),
+//! [`config`] (config-message encryption for multi-device sync).
+
+#![forbid(unsafe_code)]
+#![deny(clippy::unwrap_used)]
+
+pub mod attachment;
+pub mod blinding;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod keys;
+pub mod mnemonic;
+pub mod padding;
+pub mod protocol;
+
+pub use error::{Error, Result};

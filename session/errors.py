@@ -1,0 +1,105 @@
+"""The one exception hierarchy of the project.
+
+Every error the native core raises is declared here (the Rust side imports these classes),
+so users, documentation and the core share one definition. Each class carries a coarse
+:class:`ErrorKind`; callers branch on the kind, logs keep the message.
+
+Bad input always raises a :class:`ValueError` subclass whose message a person understands.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    """Coarse error category, stable across versions."""
+
+    BAD_INPUT = "bad_input"  # the caller or a peer sent something malformed
+    CRYPTO = "crypto"  # authentication, decryption or signature check failed
+    PROTOCOL = "protocol"  # a peer broke the protocol (wrong swarm, bad routing, ...)
+    NETWORK = "network"  # unreachable, timeout
+    STORAGE = "storage"  # local storage full or unusable
+    INTERNAL = "internal"  # a bug: please report it
+
+
+class SessionError(Exception):
+    """Base class of every error raised by the ``session`` package."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+
+class InvalidInput(SessionError, ValueError):
+    """Malformed input: wrong length, bad encoding, out-of-range value."""
+
+    kind = ErrorKind.BAD_INPUT
+
+
+class InvalidKey(InvalidInput):
+    """A key (seed, public key, secret key) has the wrong size or is not a valid point."""
+
+
+class InvalidSessionID(InvalidInput):
+    """A Session ID is not 66 hex characters with a known prefix."""
+
+
+class MnemonicError(InvalidInput):
+    """A recovery phrase could not be decoded."""
+
+
+class UnknownWord(MnemonicError):
+    """A word of the recovery phrase is not in the word list."""
+
+
+class ChecksumMismatch(MnemonicError):
+    """The recovery phrase's checksum word does not match: a word is wrong or missing."""
+
+
+class PaddingError(InvalidInput):
+    """Padded data does not follow the padding scheme."""
+
+
+class DecodeError(InvalidInput):
+    """A wire structure (bencode, layer, protobuf, JSON) could not be parsed."""
+
+
+class DecryptionError(SessionError, ValueError):
+    """Decryption or authentication failed: wrong key, tampered or truncated ciphertext."""
+
+    kind = ErrorKind.CRYPTO
+
+
+class InvalidSignature(DecryptionError):
+    """A signature does not verify."""
+
+
+class OnionError(SessionError, ValueError):
+    """An onion layer could not be peeled or routed.
+
+    ``status`` is the HTTP status code a node answers with (400 malformed, 502 unknown next
+    hop, ...).
+    """
+
+    kind = ErrorKind.PROTOCOL
+    status: int = 400
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+__all__ = [
+    "ChecksumMismatch",
+    "DecodeError",
+    "DecryptionError",
+    "ErrorKind",
+    "InvalidInput",
+    "InvalidKey",
+    "InvalidSessionID",
+    "InvalidSignature",
+    "MnemonicError",
+    "OnionError",
+    "PaddingError",
+    "SessionError",
+    "UnknownWord",
+]
