@@ -1,0 +1,144 @@
+"""The service-node list: the ``get_n_service_nodes`` JSON shape and the swarm map built on it.
+
+Sans-I/O: the registry serves this JSON, nodes poll it, clients receive it (from the registry
+once, then from nodes). Every party builds the same :class:`SwarmMap` from the same list, so
+everyone agrees on which swarm stores an account.
+
+Entry fields follow Session's ``service_node_states`` entries (``public_ip``, ``storage_port``,
+``storage_lmq_port``, ``pubkey_ed25519``, ``pubkey_x25519``, ``swarm_id``) plus our registry's
+``stake`` (atomic units) and ``active``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from session.errors import DecodeError
+
+#: The swarm id Session uses for "not in any swarm".
+INVALID_SWARM_ID = 2**64 - 1
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _hex32(value: Any, field: str) -> str:
+    if not isinstance(value, str) or len(value) != 64 or not set(value) <= _HEX:
+        raise DecodeError(f"{field} must be 64 lowercase hex characters")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceNode:
+    """One registered service node, as listed by the registry."""
+
+    pubkey_ed25519: str  # hex; signs results, names the node in onion layers
+    pubkey_x25519: str  # hex; onion-layer and ZeroMQ CURVE key
+    public_ip: str
+    storage_port: int  # HTTPS (client RPC, onion requests)
+    storage_lmq_port: int  # ZeroMQ (node-to-node)
+    swarm_id: int = INVALID_SWARM_ID
+    stake: int = 0
+    active: bool = True
+
+    @property
+    def x25519(self) -> bytes:
+        return bytes.fromhex(self.pubkey_x25519)
+
+    @property
+    def ed25519(self) -> bytes:
+        return bytes.fromhex(self.pubkey_ed25519)
+
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.public_ip}:{self.storage_port}"
+
+    @property
+    def zmq_address(self) -> str:
+        return f"tcp://{self.public_ip}:{self.storage_lmq_port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pubkey_ed25519": self.pubkey_ed25519,
+            "pubkey_x25519": self.pubkey_x25519,
+            "public_ip": self.public_ip,
+            "storage_port": self.storage_port,
+            "storage_lmq_port": self.storage_lmq_port,
+            "swarm_id": self.swarm_id,
+            "stake": self.stake,
+            "active": self.active,
+        }
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> ServiceNode:
+        try:
+            swarm_id = int(entry.get("swarm_id", INVALID_SWARM_ID))
+            node = cls(
+                pubkey_ed25519=_hex32(entry["pubkey_ed25519"], "pubkey_ed25519"),
+                pubkey_x25519=_hex32(entry["pubkey_x25519"], "pubkey_x25519"),
+                public_ip=str(entry["public_ip"]),
+                storage_port=int(entry["storage_port"]),
+                storage_lmq_port=int(entry.get("storage_lmq_port", 0)),
+                swarm_id=swarm_id,
+                stake=int(entry.get("stake", 0)),
+                active=bool(entry.get("active", True)),
+            )
+        except KeyError as e:
+            raise DecodeError(f"service node entry is missing {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            if isinstance(e, DecodeError):
+                raise
+            raise DecodeError(f"service node entry has a bad value: {e}") from None
+        if not (0 < node.storage_port < 65536) or not (0 <= node.storage_lmq_port < 65536):
+            raise DecodeError("service node ports must be between 1 and 65535")
+        if not (0 <= node.swarm_id < 2**64):
+            raise DecodeError("swarm_id must be an unsigned 64-bit integer")
+        return node
+
+
+def parse_node_list(doc: Mapping[str, Any]) -> list[ServiceNode]:
+    """Parse a ``get_n_service_nodes`` result (``{"service_node_states": [...]}``), or the full
+    JSON-RPC response (``{"result": {...}}``)."""
+    if "result" in doc and isinstance(doc["result"], Mapping):
+        doc = doc["result"]
+    states = doc.get("service_node_states")
+    if not isinstance(states, list):
+        raise DecodeError("node list has no 'service_node_states' array")
+    return [ServiceNode.from_json(e) for e in states]
+
+
+def node_list_json(nodes: Iterable[ServiceNode], **extra: Any) -> dict[str, Any]:
+    """The ``get_n_service_nodes`` result document for ``nodes``."""
+    return {"service_node_states": [n.to_json() for n in nodes], **extra}
+
+
+class SwarmMap:
+    """Active nodes grouped by swarm, with the closest-swarm lookup for accounts."""
+
+    def __init__(self, nodes: Iterable[ServiceNode]) -> None:
+        from session.swarm import SwarmIndex  # native core
+
+        self.nodes: tuple[ServiceNode, ...] = tuple(n for n in nodes if n.active)
+        swarms: dict[int, list[ServiceNode]] = {}
+        for n in self.nodes:
+            if n.swarm_id != INVALID_SWARM_ID:
+                swarms.setdefault(n.swarm_id, []).append(n)
+        self.swarms: dict[int, tuple[ServiceNode, ...]] = {
+            k: tuple(sorted(v, key=lambda n: n.pubkey_ed25519)) for k, v in swarms.items()
+        }
+        self.by_ed25519: dict[str, ServiceNode] = {n.pubkey_ed25519: n for n in self.nodes}
+        self.by_x25519: dict[str, ServiceNode] = {n.pubkey_x25519: n for n in self.nodes}
+        self._index = SwarmIndex(sorted(self.swarms)) if self.swarms else None
+
+    def swarm_id_for(self, account_id: str) -> int:
+        """The swarm that stores ``account_id`` (raises if there are no swarms)."""
+        if self._index is None:
+            raise LookupError("the node list has no swarms yet")
+        return int(self._index.closest(account_id))
+
+    def members_for(self, account_id: str) -> Sequence[ServiceNode]:
+        return self.swarms[self.swarm_id_for(account_id)]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
