@@ -7,10 +7,16 @@ pub type Result<T> = core::result::Result<T, Error>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The account ID is not 66 hex characters (or 64 without prefix).
+    /// The account ID is not 66 hex characters (a 1-byte prefix followed by a 32-byte key).
     #[error("invalid account ID: {0}")]
     InvalidAccountId(String),
     /// Closest-swarm lookup over an empty list.
     #[error("no swarms to choose from")]
     NoSwarms,
+    /// A swarm id equal to 2^64-1, the "unassigned" marker, was given as a real swarm.
+    #[error("swarm id 18446744073709551615 (2^64-1) marks an unassigned node, not a swarm")]
+    InvalidSwarmId,
+    /// A namespace outside the storage server's int16 range.
+    #[error("namespace {0} is out of range: namespaces are -32768..=32767")]
+    InvalidNamespace(i64),
 }
