@@ -63,6 +63,26 @@ class DecodeError(InvalidInput):
     """A wire structure (bencode, layer, protobuf, JSON) could not be parsed."""
 
 
+class ConfigError(InvalidInput):
+    """The node's configuration, key file, TLS files or data directory are unusable."""
+
+
+class RegistryError(SessionError):
+    """The stake registry refused a request or answered with something unusable.
+
+    ``status`` is the HTTP status code of the refusal (0 when the registry was unreachable).
+    """
+
+    kind = ErrorKind.PROTOCOL
+    status: int = 0
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        if status == 0:
+            self.kind = ErrorKind.NETWORK
+
+
 class DecryptionError(SessionError, ValueError):
     """Decryption or authentication failed: wrong key, tampered or truncated ciphertext."""
 
@@ -90,6 +110,7 @@ class OnionError(SessionError, ValueError):
 
 __all__ = [
     "ChecksumMismatch",
+    "ConfigError",
     "DecodeError",
     "DecryptionError",
     "ErrorKind",
@@ -100,6 +121,7 @@ __all__ = [
     "MnemonicError",
     "OnionError",
     "PaddingError",
+    "RegistryError",
     "SessionError",
     "UnknownWord",
 ]
