@@ -108,6 +108,16 @@ class OnionError(SessionError, ValueError):
         self.status = status
 
 
+class StorageError(SessionError):
+    """The local message store failed (disk error, corrupt database, store closed)."""
+
+    kind = ErrorKind.STORAGE
+
+
+class StorageFull(StorageError):
+    """The local message store reached its size cap; nothing already stored was changed."""
+
+
 __all__ = [
     "ChecksumMismatch",
     "ConfigError",
@@ -123,5 +133,7 @@ __all__ = [
     "PaddingError",
     "RegistryError",
     "SessionError",
+    "StorageError",
+    "StorageFull",
     "UnknownWord",
 ]
