@@ -1,0 +1,235 @@
+"""The message store interface shared by the SQLite and in-memory back ends.
+
+A message belongs to an *owner* (the 66-hex account id, prefix included), lives in a namespace
+(int16) and is identified by its hash (43-char unpadded base64, unique across the store). All
+operations are ``async``: the SQLite store runs them on its own threads so the event loop never
+blocks; the in-memory store runs them inline.
+
+Semantics follow Session's storage server (``oxenss/storage/database.cpp``):
+
+* ``store``: an existing hash is never re-inserted; its expiry is raised to the new value if that
+  is later. Storing to a public-outbox namespace first deletes the owner's other messages there.
+* ``retrieve``: insertion order within (owner, namespace), strictly after ``last_hash`` (unknown
+  hash: from the start); a size budget counts ``overhead + len(hash) + len(data)*4//3`` per message
+  and always lets the first message through.
+* ``update_expiry`` (client ``expire``): set each hash's expiry, optionally only extending or only
+  shortening; ``update_all_expiries`` (client ``expire_all``) only shortens.
+* ``sweep_expired(now)``: deletes every message with ``expiry <= now``.
+
+A full store raises :class:`session.errors.StorageFull` and leaves everything already stored
+untouched.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+
+from session.errors import InvalidInput
+
+#: Per-message overhead the retrieve size budget allows for (JSON keys, timestamps, ...).
+DEFAULT_MSG_OVERHEAD = 100
+
+#: Newest revoked subaccount tokens kept per owner.
+MAX_REVOKED_PER_OWNER = 50
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_public_outbox_namespace(ns: int) -> bool:
+    """Negative namespaces of the form -(20n+1): one message at a time, readable by anyone."""
+    return ns < 0 and (-ns) % 20 == 1
+
+
+def check_owner(owner: str) -> bytes:
+    """The 33 raw bytes of a 66-lowercase-hex account id (raises :class:`InvalidInput`)."""
+    if not isinstance(owner, str) or len(owner) != 66 or not set(owner) <= _HEX:
+        raise InvalidInput("account id must be 66 lowercase hex characters (33 bytes)")
+    return bytes.fromhex(owner)
+
+
+def check_namespace(ns: int) -> int:
+    if isinstance(ns, bool) or not isinstance(ns, int) or not -32768 <= ns <= 32767:
+        raise InvalidInput("namespace must be an integer from -32768 to 32767")
+    return ns
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One stored message."""
+
+    owner: str  # 66 lowercase hex characters, prefix byte included
+    namespace: int
+    hash: str
+    data: bytes
+    timestamp_ms: int
+    expiry_ms: int
+
+    def validate(self) -> StoredMessage:
+        check_owner(self.owner)
+        check_namespace(self.namespace)
+        if not isinstance(self.hash, str) or not 0 < len(self.hash) <= 128:
+            raise InvalidInput("message hash must be a non-empty string of at most 128 chars")
+        if not isinstance(self.data, bytes | bytearray | memoryview):
+            raise InvalidInput("message data must be bytes")
+        for name in ("timestamp_ms", "expiry_ms"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+                raise InvalidInput(f"{name} must be a non-negative 64-bit integer")
+        return self
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreResult:
+    """Outcome of :meth:`MessageStore.store`."""
+
+    new: bool  # False: the hash was already stored (the request was idempotent)
+    expiry_ms: int  # the message's expiry after the call (an existing one may be later)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Counts for metrics and status lines."""
+
+    messages: int
+    owners: int
+    data_bytes: int  # sum of message payload sizes
+    db_bytes: int  # bytes the store occupies (SQLite: pages in use; memory: estimate)
+    max_bytes: int | None  # the configured cap
+    by_namespace: dict[int, int]
+
+
+class MessageStore(abc.ABC):
+    """Persistent storage of swarm messages (see the module docstring for semantics)."""
+
+    max_bytes: int | None
+
+    # -- writes -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def store(self, msg: StoredMessage) -> StoreResult:
+        """Insert ``msg`` (idempotent on its hash). Raises StorageFull when the cap is hit."""
+
+    @abc.abstractmethod
+    async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
+        """Bulk insert (swarm handoff), ignoring hashes already present; returns how many were
+        new. All-or-nothing: on StorageFull nothing of this batch is kept."""
+
+    @abc.abstractmethod
+    async def delete_by_hash(self, owner: str, hashes: Sequence[str]) -> list[str]:
+        """Delete the owner's messages with these hashes; returns the deleted hashes."""
+
+    @abc.abstractmethod
+    async def delete_all(self, owner: str, namespace: int | None = None) -> list[tuple[int, str]]:
+        """Delete the owner's messages (one namespace, or all if None); returns (ns, hash)."""
+
+    @abc.abstractmethod
+    async def delete_before(
+        self, owner: str, before_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Delete the owner's messages with ``timestamp <= before_ms``; returns (ns, hash)."""
+
+    @abc.abstractmethod
+    async def update_expiry(
+        self,
+        owner: str,
+        hashes: Sequence[str],
+        expiries: Sequence[int],
+        *,
+        extend_only: bool = False,
+        shorten_only: bool = False,
+    ) -> list[tuple[str, int]]:
+        """Set expiries (one value for all hashes, or one per hash). ``extend_only`` touches only
+        messages whose expiry is lower, ``shorten_only`` only higher. Returns (hash, new expiry)
+        of the updated messages, in request order."""
+
+    @abc.abstractmethod
+    async def update_all_expiries(
+        self, owner: str, expiry_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        """Shorten every expiry above ``expiry_ms`` to it; returns (ns, hash) of those updated."""
+
+    @abc.abstractmethod
+    async def sweep_expired(self, now_ms: int) -> int:
+        """Delete messages with ``expiry <= now_ms``; returns how many."""
+
+    @abc.abstractmethod
+    async def drop_accounts(self, predicate: Callable[[str], bool]) -> int:
+        """Delete every message of owners for which ``predicate(owner)`` is true (accounts this
+        node no longer stores); returns the number of messages removed."""
+
+    @abc.abstractmethod
+    async def revoke_subaccounts(self, owner: str, tokens: Sequence[bytes], now_ms: int) -> None:
+        """Record revoked subaccount tokens (the newest 50 per owner are kept)."""
+
+    @abc.abstractmethod
+    async def unrevoke_subaccounts(self, owner: str, tokens: Sequence[bytes]) -> int:
+        """Remove tokens from the revocation list; returns how many were removed."""
+
+    # -- reads --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def retrieve(
+        self,
+        owner: str,
+        namespace: int = 0,
+        last_hash: str | None = None,
+        max_count: int | None = None,
+        max_size: int | None = None,
+        *,
+        size_b64: bool = True,
+        overhead: int = DEFAULT_MSG_OVERHEAD,
+    ) -> tuple[list[StoredMessage], bool]:
+        """Messages after ``last_hash`` in insertion order, and whether more remain."""
+
+    @abc.abstractmethod
+    async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
+        """hash -> expiry of the owner's messages among ``hashes``."""
+
+    @abc.abstractmethod
+    async def get_by_hash(self, hash: str) -> StoredMessage | None:
+        """The message with this hash, if stored."""
+
+    @abc.abstractmethod
+    async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
+        """Whether ``token`` is on the owner's revocation list."""
+
+    @abc.abstractmethod
+    async def owners(self) -> list[str]:
+        """Every account id with at least one stored message, sorted."""
+
+    @abc.abstractmethod
+    async def export(self, predicate: Callable[[str], bool]) -> list[StoredMessage]:
+        """Every message of owners for which ``predicate(owner)`` is true (swarm handoff), in
+        insertion order."""
+
+    @abc.abstractmethod
+    async def stats(self) -> StoreStats:
+        """Counts and sizes for metrics."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Flush and release resources; later calls raise StorageError."""
+
+    async def __aenter__(self) -> MessageStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def size_budget_take(
+    used: int, taken: int, hash_len: int, data_len: int, max_size: int, size_b64: bool, overhead: int
+) -> tuple[bool, int]:
+    """Retrieve size accounting shared by both back ends: returns (fits, new_used). The first
+    message (``taken == 0``) always fits."""
+    used += overhead + hash_len + (data_len * 4 // 3 if size_b64 else data_len)
+    return (taken == 0 or used <= max_size), used
+
+
+def check_expiry_args(hashes: Sequence[str], expiries: Sequence[int], extend: bool, shorten: bool):
+    if len(expiries) not in (1, len(hashes)):
+        raise InvalidInput("expiries must hold one value, or one per hash")
+    if extend and shorten:
+        raise InvalidInput("cannot both only-extend and only-shorten expiries")

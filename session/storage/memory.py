@@ -1,0 +1,325 @@
+"""In-memory :class:`MessageStore` (tests, ephemeral devnet nodes).
+
+Same semantics as the SQLite store; the size cap is explicit byte accounting (payload plus a
+fixed per-message overhead).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+
+from session.errors import StorageError, StorageFull
+from session.storage.base import (
+    DEFAULT_MSG_OVERHEAD,
+    MAX_REVOKED_PER_OWNER,
+    MessageStore,
+    StoredMessage,
+    StoreResult,
+    StoreStats,
+    check_expiry_args,
+    check_namespace,
+    check_owner,
+    is_public_outbox_namespace,
+    size_budget_take,
+)
+
+#: Bytes counted per message on top of its payload (hash, owner, integers, index entries).
+ROW_OVERHEAD = 128
+
+
+class _Row:
+    __slots__ = ("data", "expiry", "hash", "id", "namespace", "owner", "timestamp")
+
+    def __init__(self, id: int, m: StoredMessage) -> None:
+        self.id = id
+        self.owner = m.owner
+        self.namespace = m.namespace
+        self.hash = m.hash
+        self.data = bytes(m.data)
+        self.timestamp = m.timestamp_ms
+        self.expiry = m.expiry_ms
+
+    def message(self) -> StoredMessage:
+        return StoredMessage(
+            self.owner, self.namespace, self.hash, self.data, self.timestamp, self.expiry
+        )
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + ROW_OVERHEAD
+
+
+class MemoryMessageStore(MessageStore):
+    """A :class:`MessageStore` kept in dictionaries."""
+
+    def __init__(self, max_bytes: int | None = None) -> None:
+        self.max_bytes = max_bytes
+        self._by_hash: dict[str, _Row] = {}
+        # owner -> namespace -> {hash: row} in insertion order (dicts keep order)
+        self._by_owner: dict[str, dict[int, dict[str, _Row]]] = {}
+        self._revoked: dict[str, dict[bytes, int]] = {}
+        self._ids = itertools.count(1)
+        self._bytes = 0
+        self._closed = False
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("the message store is closed")
+
+    def _full(self, extra: int) -> bool:
+        return self.max_bytes is not None and self._bytes + extra > self.max_bytes
+
+    def _full_error(self) -> StorageFull:
+        return StorageFull(
+            f"message store is full ({self._bytes} of {self.max_bytes} bytes used); new "
+            "messages are refused until old ones expire or are deleted"
+        )
+
+    def _insert(self, m: StoredMessage) -> None:
+        row = _Row(next(self._ids), m)
+        self._by_hash[m.hash] = row
+        self._by_owner.setdefault(m.owner, {}).setdefault(m.namespace, {})[m.hash] = row
+        self._bytes += row.size
+
+    def _remove(self, row: _Row) -> None:
+        del self._by_hash[row.hash]
+        spaces = self._by_owner[row.owner]
+        ns = spaces[row.namespace]
+        del ns[row.hash]
+        if not ns:
+            del spaces[row.namespace]
+            if not spaces:
+                del self._by_owner[row.owner]
+        self._bytes -= row.size
+
+    def _owner_rows(self, owner: str, namespace: int | None) -> list[_Row]:
+        spaces = self._by_owner.get(owner, {})
+        if namespace is not None:
+            return list(spaces.get(namespace, {}).values())
+        rows = [r for ns in spaces.values() for r in ns.values()]
+        rows.sort(key=lambda r: r.id)
+        return rows
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def store(self, msg: StoredMessage) -> StoreResult:
+        self._check_open()
+        msg.validate()
+        existing = self._by_hash.get(msg.hash)
+        if existing is None and self._full(len(msg.data) + ROW_OVERHEAD):
+            # The outbox clear below could free space, but a refused store must change nothing.
+            raise self._full_error()
+        if is_public_outbox_namespace(msg.namespace):
+            for row in self._owner_rows(msg.owner, msg.namespace):
+                if row.hash != msg.hash:
+                    self._remove(row)
+        if existing is not None:
+            if existing.expiry < msg.expiry_ms:
+                existing.expiry = msg.expiry_ms
+            return StoreResult(False, existing.expiry)
+        self._insert(msg)
+        return StoreResult(True, msg.expiry_ms)
+
+    async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
+        self._check_open()
+        fresh: dict[str, StoredMessage] = {}
+        for m in msgs:
+            m.validate()
+            if m.hash not in self._by_hash and m.hash not in fresh:
+                fresh[m.hash] = m
+        if self._full(sum(len(m.data) + ROW_OVERHEAD for m in fresh.values())):
+            raise self._full_error()
+        for m in fresh.values():
+            self._insert(m)
+        return len(fresh)
+
+    async def delete_by_hash(self, owner: str, hashes: Sequence[str]) -> list[str]:
+        self._check_open()
+        check_owner(owner)
+        deleted = []
+        for h in dict.fromkeys(hashes):
+            row = self._by_hash.get(h)
+            if row is not None and row.owner == owner:
+                self._remove(row)
+                deleted.append(h)
+        return deleted
+
+    async def delete_all(self, owner: str, namespace: int | None = None) -> list[tuple[int, str]]:
+        self._check_open()
+        check_owner(owner)
+        rows = self._owner_rows(owner, None if namespace is None else check_namespace(namespace))
+        for r in rows:
+            self._remove(r)
+        return [(r.namespace, r.hash) for r in rows]
+
+    async def delete_before(
+        self, owner: str, before_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        self._check_open()
+        check_owner(owner)
+        rows = [r for r in self._owner_rows(owner, namespace) if r.timestamp <= before_ms]
+        for r in rows:
+            self._remove(r)
+        return [(r.namespace, r.hash) for r in rows]
+
+    async def update_expiry(
+        self,
+        owner: str,
+        hashes: Sequence[str],
+        expiries: Sequence[int],
+        *,
+        extend_only: bool = False,
+        shorten_only: bool = False,
+    ) -> list[tuple[str, int]]:
+        self._check_open()
+        check_owner(owner)
+        check_expiry_args(hashes, expiries, extend_only, shorten_only)
+        out = []
+        for i, h in enumerate(hashes):
+            exp = expiries[0] if len(expiries) == 1 else expiries[i]
+            row = self._by_hash.get(h)
+            if row is None or row.owner != owner:
+                continue
+            if extend_only and not row.expiry < exp:
+                continue
+            if shorten_only and not row.expiry > exp:
+                continue
+            row.expiry = exp
+            out.append((h, exp))
+        return out
+
+    async def update_all_expiries(
+        self, owner: str, expiry_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        self._check_open()
+        check_owner(owner)
+        out = []
+        for r in self._owner_rows(owner, namespace):
+            if r.expiry > expiry_ms:
+                r.expiry = expiry_ms
+                out.append((r.namespace, r.hash))
+        return out
+
+    async def sweep_expired(self, now_ms: int) -> int:
+        self._check_open()
+        gone = [r for r in self._by_hash.values() if r.expiry <= now_ms]
+        for r in gone:
+            self._remove(r)
+        return len(gone)
+
+    async def drop_accounts(self, predicate: Callable[[str], bool]) -> int:
+        self._check_open()
+        n = 0
+        for owner in [o for o in self._by_owner if predicate(o)]:
+            for r in self._owner_rows(owner, None):
+                self._remove(r)
+                n += 1
+        return n
+
+    async def revoke_subaccounts(self, owner: str, tokens: Sequence[bytes], now_ms: int) -> None:
+        self._check_open()
+        check_owner(owner)
+        rev = self._revoked.setdefault(owner, {})
+        for t in tokens:
+            if rev.get(bytes(t), -1) < now_ms:
+                rev[bytes(t)] = now_ms
+        if len(rev) > MAX_REVOKED_PER_OWNER:
+            keep = sorted(rev.items(), key=lambda kv: kv[1], reverse=True)[:MAX_REVOKED_PER_OWNER]
+            self._revoked[owner] = dict(keep)
+
+    async def unrevoke_subaccounts(self, owner: str, tokens: Sequence[bytes]) -> int:
+        self._check_open()
+        check_owner(owner)
+        rev = self._revoked.get(owner, {})
+        n = 0
+        for t in dict.fromkeys(bytes(t) for t in tokens):
+            if rev.pop(t, None) is not None:
+                n += 1
+        return n
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def retrieve(
+        self,
+        owner: str,
+        namespace: int = 0,
+        last_hash: str | None = None,
+        max_count: int | None = None,
+        max_size: int | None = None,
+        *,
+        size_b64: bool = True,
+        overhead: int = DEFAULT_MSG_OVERHEAD,
+    ) -> tuple[list[StoredMessage], bool]:
+        self._check_open()
+        check_owner(owner)
+        rows = list(self._by_owner.get(owner, {}).get(namespace, {}).values())
+        if last_hash:
+            last = self._by_hash.get(last_hash)
+            if last is not None and last.owner == owner and last.namespace == namespace:
+                rows = [r for r in rows if r.id > last.id]
+        if max_count is not None and max_count < 1:
+            max_count = 1
+        out: list[StoredMessage] = []
+        used = 0
+        for r in rows:
+            if max_count is not None and len(out) >= max_count:
+                return out, True
+            if max_size is not None:
+                fits, used = size_budget_take(
+                    used, len(out), len(r.hash), len(r.data), max_size, size_b64, overhead
+                )
+                if not fits:
+                    return out, True
+            out.append(r.message())
+        return out, False
+
+    async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
+        self._check_open()
+        check_owner(owner)
+        out = {}
+        for h in hashes:
+            row = self._by_hash.get(h)
+            if row is not None and row.owner == owner:
+                out[h] = row.expiry
+        return dict(sorted(out.items()))
+
+    async def get_by_hash(self, hash: str) -> StoredMessage | None:
+        self._check_open()
+        row = self._by_hash.get(hash)
+        return None if row is None else row.message()
+
+    async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
+        self._check_open()
+        return bytes(token) in self._revoked.get(owner, {})
+
+    async def owners(self) -> list[str]:
+        self._check_open()
+        return sorted(self._by_owner)
+
+    async def export(self, predicate: Callable[[str], bool]) -> list[StoredMessage]:
+        self._check_open()
+        rows = [r for r in self._by_hash.values() if predicate(r.owner)]
+        rows.sort(key=lambda r: r.id)
+        return [r.message() for r in rows]
+
+    async def stats(self) -> StoreStats:
+        self._check_open()
+        by_ns: dict[int, int] = {}
+        data = 0
+        for r in self._by_hash.values():
+            by_ns[r.namespace] = by_ns.get(r.namespace, 0) + 1
+            data += len(r.data)
+        return StoreStats(
+            messages=len(self._by_hash),
+            owners=len(self._by_owner),
+            data_bytes=data,
+            db_bytes=self._bytes,
+            max_bytes=self.max_bytes,
+            by_namespace=dict(sorted(by_ns.items())),
+        )
+
+    async def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,713 @@
+"""SQLite :class:`MessageStore`.
+
+* One dedicated writer thread owns the write connection. Writes are queued and committed in
+  groups (several operations per transaction, each inside its own SAVEPOINT so one failing
+  operation never undoes another); a caller's future resolves only after its transaction
+  committed. If SQLite rolls a whole group back (it may, for ``SQLITE_FULL``), every operation of
+  the group is re-run alone in its own transaction, so each caller gets its own exact outcome.
+* A second thread owns a read-only connection (WAL lets it read while the writer writes).
+* Pragmas: WAL, ``synchronous=NORMAL``, ``foreign_keys=ON``; the size cap is ``max_page_count``
+  (an insert that would grow the file past it fails with ``SQLITE_FULL`` → :class:`StorageFull`).
+* Schema versioned with ``PRAGMA user_version`` and a list of migrations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from session.errors import InvalidInput, StorageError, StorageFull
+from session.storage.base import (
+    DEFAULT_MSG_OVERHEAD,
+    MAX_REVOKED_PER_OWNER,
+    MessageStore,
+    StoredMessage,
+    StoreResult,
+    StoreStats,
+    check_expiry_args,
+    check_namespace,
+    check_owner,
+    is_public_outbox_namespace,
+    size_budget_take,
+)
+
+T = TypeVar("T")
+
+#: File name inside the node's data directory (the same name Session's storage server uses).
+DB_FILENAME = "storage.db"
+
+#: Default cap, as Session's storage server: 3.5 GiB.
+DEFAULT_MAX_BYTES = 3584 * 1024 * 1024
+
+#: Most write operations committed in one transaction.
+MAX_GROUP = 256
+
+_MIGRATIONS: list[str] = [
+    # v1
+    f"""
+CREATE TABLE owners (
+    id INTEGER PRIMARY KEY,
+    type INTEGER NOT NULL,
+    pubkey BLOB NOT NULL,
+    UNIQUE(pubkey, type)
+);
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    owner INTEGER NOT NULL REFERENCES owners(id),
+    namespace INTEGER NOT NULL DEFAULT 0,
+    timestamp INTEGER NOT NULL,
+    expiry INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX messages_expiry ON messages(expiry);
+CREATE INDEX messages_owner ON messages(owner, namespace, id);
+CREATE TRIGGER owner_autoclean AFTER DELETE ON messages FOR EACH ROW
+    WHEN NOT EXISTS (SELECT 1 FROM messages WHERE owner = old.owner)
+    BEGIN DELETE FROM owners WHERE id = old.owner; END;
+CREATE TABLE revoked_subaccounts (
+    owner BLOB NOT NULL,
+    token BLOB NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY(owner, token)
+) WITHOUT ROWID;
+CREATE TRIGGER revoked_autoclean AFTER INSERT ON revoked_subaccounts
+    WHEN (SELECT COUNT(*) FROM revoked_subaccounts WHERE owner = NEW.owner) > {MAX_REVOKED_PER_OWNER}
+    BEGIN
+        DELETE FROM revoked_subaccounts WHERE owner = NEW.owner AND token NOT IN (
+            SELECT token FROM revoked_subaccounts WHERE owner = NEW.owner
+            ORDER BY timestamp DESC LIMIT {MAX_REVOKED_PER_OWNER});
+    END;
+""",
+]
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_SEL = "SELECT o.type, o.pubkey, m.namespace, m.hash, m.data, m.timestamp, m.expiry"
+_FROM = " FROM messages m JOIN owners o ON m.owner = o.id"
+
+
+def _msg(row: tuple[Any, ...]) -> StoredMessage:
+    t, pk, ns, h, data, ts, exp = row
+    return StoredMessage(bytes([t]).hex() + bytes(pk).hex(), ns, h, bytes(data), ts, exp)
+
+
+def _owner_key(owner: str) -> tuple[int, bytes]:
+    raw = check_owner(owner)
+    return raw[0], raw[1:]
+
+
+def _is_full(e: BaseException) -> bool:
+    return isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+class _Job:
+    __slots__ = ("fn", "fut", "loop")
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop, fut) -> None:
+        self.fn = fn
+        self.loop = loop
+        self.fut = fut
+
+
+def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if fut.cancelled():
+        return
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class _DbThread(threading.Thread):
+    """A thread owning one connection; runs jobs from a queue (grouped if ``group``)."""
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection], group: bool) -> None:
+        super().__init__(name=name, daemon=True)
+        self._connect = connect
+        self._group = group
+        self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self.conn: sqlite3.Connection | None = None
+        self.max_page_count = 0
+        self.page_size = 4096
+
+    def start_and_wait(self) -> None:
+        self.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._q.put(_Job(fn, loop, fut))
+        return fut
+
+    def stop(self) -> None:
+        self._q.put(None)
+
+    def run(self) -> None:
+        try:
+            self.conn = self._connect()
+        except BaseException as e:  # reported to the opener
+            self._start_error = e
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                job = self._q.get()
+                if job is None:
+                    break
+                batch = [job]
+                stop = False
+                while self._group and len(batch) < MAX_GROUP:
+                    try:
+                        nxt = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                results = self._run_group(batch) if self._group else [self._run_read(job)]
+                for j, (ok, value) in zip(batch, results, strict=True):
+                    j.loop.call_soon_threadsafe(_deliver, j.fut, ok, value)
+                if stop:
+                    break
+        finally:
+            self.conn.close()
+            # Anything still queued after a stop gets a clear error instead of hanging.
+            while True:
+                try:
+                    j = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if j is not None:
+                    err = StorageError("the message store is closed")
+                    j.loop.call_soon_threadsafe(_deliver, j.fut, False, err)
+
+    def _translate(self, e: BaseException) -> BaseException:
+        if _is_full(e):
+            return StorageFull(
+                f"message store is full (cap {self.max_page_count * self.page_size} bytes); "
+                "new messages are refused until old ones expire or are deleted"
+            )
+        if isinstance(e, sqlite3.Error):
+            return StorageError(f"database error: {e}")
+        return e
+
+    def _run_read(self, job: _Job) -> tuple[bool, Any]:
+        assert self.conn is not None
+        try:
+            return True, job.fn(self.conn)
+        except BaseException as e:
+            return False, self._translate(e)
+
+    def _run_group(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        conn = self.conn
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = job.fn(conn)
+                except BaseException as e:
+                    if not conn.in_transaction:
+                        raise _GroupLost from e
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, self._translate(e)))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((True, value))
+            conn.execute("COMMIT")
+            return results
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+        # The group was lost as a whole: re-run each operation alone.
+        return [self._run_alone(job) for job in batch]
+
+    def _run_alone(self, job: _Job) -> tuple[bool, Any]:
+        conn = self.conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            value = job.fn(conn)
+            conn.execute("COMMIT")
+            return True, value
+        except BaseException as e:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return False, self._translate(e)
+
+
+class _GroupLost(Exception):
+    pass
+
+
+class SqliteMessageStore(MessageStore):
+    """A :class:`MessageStore` in one SQLite file. Open with :meth:`open`."""
+
+    def __init__(self, path: Path, max_bytes: int | None) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._writer: _DbThread | None = None
+        self._reader: _DbThread | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls, path: str | Path, *, max_bytes: int | None = DEFAULT_MAX_BYTES
+    ) -> SqliteMessageStore:
+        """Open (creating and migrating) the database file at ``path`` (a directory means
+        ``<dir>/storage.db``; ``":memory:"`` is not supported: use MemoryMessageStore)."""
+        p = Path(path)
+        if p.is_dir():
+            p = p / DB_FILENAME
+        if max_bytes is not None and max_bytes < 64 * 1024:
+            raise InvalidInput("max_bytes must be at least 64 KiB")
+        self = cls(p, max_bytes)
+        self._writer = _DbThread("store-writer", self._connect_writer, group=True)
+        await asyncio.to_thread(self._writer.start_and_wait)
+        self._reader = _DbThread("store-reader", self._connect_reader, group=False)
+        await asyncio.to_thread(self._reader.start_and_wait)
+        return self
+
+    # -- connections --------------------------------------------------------------------
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 15000")
+        if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+            raise StorageError("this SQLite build lacks foreign key support")
+        self._migrate(conn)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        assert self._writer is not None
+        self._writer.page_size = page_size
+        if self.max_bytes is not None:
+            pages = max(self.max_bytes // page_size, 1)
+            self._writer.max_page_count = conn.execute(
+                f"PRAGMA max_page_count = {int(pages)}"
+            ).fetchone()[0]
+        return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 15000")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"database schema version {version} is newer than this software supports "
+                f"({SCHEMA_VERSION}); upgrade session-node"
+            )
+        for v in range(version, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(_MIGRATIONS[v]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {v + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed or self._writer is None or self._reader is None:
+            raise StorageError("the message store is closed")
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        assert self._writer is not None
+        return await self._writer.submit(fn)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self._check_open()
+        assert self._reader is not None
+        return await self._reader.submit(fn)
+
+    @staticmethod
+    def _owner_id(conn: sqlite3.Connection, owner: str, create: bool) -> int | None:
+        t, pk = _owner_key(owner)
+        row = conn.execute("SELECT id FROM owners WHERE pubkey = ? AND type = ?", (pk, t)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        cur = conn.execute("INSERT INTO owners (type, pubkey) VALUES (?, ?)", (t, pk))
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def store(self, msg: StoredMessage) -> StoreResult:
+        msg.validate()
+        data = bytes(msg.data)
+
+        def op(conn: sqlite3.Connection) -> StoreResult:
+            oid = self._owner_id(conn, msg.owner, True)
+            if is_public_outbox_namespace(msg.namespace):
+                conn.execute(
+                    "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?",
+                    (oid, msg.namespace, msg.hash),
+                )
+            row = conn.execute("SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)).fetchone()
+            if row is not None:
+                mid, exp = row
+                if exp < msg.expiry_ms:
+                    conn.execute("UPDATE messages SET expiry = ? WHERE id = ?", (msg.expiry_ms, mid))
+                    exp = msg.expiry_ms
+                return StoreResult(False, exp)
+            conn.execute(
+                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (oid, msg.hash, msg.namespace, msg.timestamp_ms, msg.expiry_ms, data),
+            )
+            return StoreResult(True, msg.expiry_ms)
+
+        return await self._write(op)
+
+    async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
+        items = [m.validate() for m in msgs]
+
+        def op(conn: sqlite3.Connection) -> int:
+            owners: dict[str, int] = {}
+            n = 0
+            for m in items:
+                oid = owners.get(m.owner)
+                if oid is None:
+                    oid = owners[m.owner] = self._owner_id(conn, m.owner, True)  # type: ignore[assignment]
+                cur = conn.execute(
+                    "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (oid, m.hash, m.namespace, m.timestamp_ms, m.expiry_ms, bytes(m.data)),
+                )
+                n += cur.rowcount
+            return n
+
+        return await self._write(op)
+
+    async def delete_by_hash(self, owner: str, hashes: Sequence[str]) -> list[str]:
+        check_owner(owner)
+        hs = list(dict.fromkeys(hashes))
+
+        def op(conn: sqlite3.Connection) -> list[str]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return []
+            out = []
+            for h in hs:
+                r = conn.execute(
+                    "DELETE FROM messages WHERE owner = ? AND hash = ? RETURNING hash", (oid, h)
+                ).fetchone()
+                if r is not None:
+                    out.append(r[0])
+            return out
+
+        return await self._write(op)
+
+    async def delete_all(self, owner: str, namespace: int | None = None) -> list[tuple[int, str]]:
+        check_owner(owner)
+        if namespace is not None:
+            check_namespace(namespace)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return []
+            if namespace is None:
+                cur = conn.execute(
+                    "DELETE FROM messages WHERE owner = ? RETURNING namespace, hash", (oid,)
+                )
+            else:
+                cur = conn.execute(
+                    "DELETE FROM messages WHERE owner = ? AND namespace = ? RETURNING namespace, hash",
+                    (oid, namespace),
+                )
+            return [(int(a), str(b)) for a, b in cur.fetchall()]
+
+        return await self._write(op)
+
+    async def delete_before(
+        self, owner: str, before_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        check_owner(owner)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return []
+            q = "DELETE FROM messages WHERE owner = ? AND timestamp <= ?"
+            args: tuple[Any, ...] = (oid, before_ms)
+            if namespace is not None:
+                q += " AND namespace = ?"
+                args += (namespace,)
+            return [(int(a), str(b)) for a, b in conn.execute(q + " RETURNING namespace, hash", args)]
+
+        return await self._write(op)
+
+    async def update_expiry(
+        self,
+        owner: str,
+        hashes: Sequence[str],
+        expiries: Sequence[int],
+        *,
+        extend_only: bool = False,
+        shorten_only: bool = False,
+    ) -> list[tuple[str, int]]:
+        check_owner(owner)
+        check_expiry_args(hashes, expiries, extend_only, shorten_only)
+        cond = " AND expiry < ?1" if extend_only else " AND expiry > ?1" if shorten_only else ""
+        hs, exps = list(hashes), list(expiries)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return []
+            out = []
+            q = "UPDATE messages SET expiry = ?1 WHERE hash = ?2 AND owner = ?3" + cond
+            for i, h in enumerate(hs):
+                e = exps[0] if len(exps) == 1 else exps[i]
+                if conn.execute(q, (e, h, oid)).rowcount > 0:
+                    out.append((h, e))
+            return out
+
+        return await self._write(op)
+
+    async def update_all_expiries(
+        self, owner: str, expiry_ms: int, namespace: int | None = None
+    ) -> list[tuple[int, str]]:
+        check_owner(owner)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return []
+            q = "UPDATE messages SET expiry = ?1 WHERE expiry > ?1 AND owner = ?2"
+            args: tuple[Any, ...] = (expiry_ms, oid)
+            if namespace is not None:
+                q += " AND namespace = ?3"
+                args += (namespace,)
+            return [(int(a), str(b)) for a, b in conn.execute(q + " RETURNING namespace, hash", args)]
+
+        return await self._write(op)
+
+    async def sweep_expired(self, now_ms: int) -> int:
+        return await self._write(
+            lambda conn: conn.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
+        )
+
+    async def drop_accounts(self, predicate: Callable[[str], bool]) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            n = 0
+            for oid, t, pk in conn.execute("SELECT id, type, pubkey FROM owners").fetchall():
+                if predicate(bytes([t]).hex() + bytes(pk).hex()):
+                    n += conn.execute("DELETE FROM messages WHERE owner = ?", (oid,)).rowcount
+            return n
+
+        return await self._write(op)
+
+    async def revoke_subaccounts(self, owner: str, tokens: Sequence[bytes], now_ms: int) -> None:
+        raw = check_owner(owner)
+        toks = [bytes(t) for t in tokens]
+
+        def op(conn: sqlite3.Connection) -> None:
+            for t in toks:
+                conn.execute(
+                    "INSERT INTO revoked_subaccounts (owner, token, timestamp) VALUES (?, ?, ?)"
+                    " ON CONFLICT(owner, token) DO UPDATE SET timestamp = excluded.timestamp"
+                    " WHERE revoked_subaccounts.timestamp < excluded.timestamp",
+                    (raw, t, now_ms),
+                )
+
+        await self._write(op)
+
+    async def unrevoke_subaccounts(self, owner: str, tokens: Sequence[bytes]) -> int:
+        raw = check_owner(owner)
+        toks = list(dict.fromkeys(bytes(t) for t in tokens))
+
+        def op(conn: sqlite3.Connection) -> int:
+            return sum(
+                conn.execute(
+                    "DELETE FROM revoked_subaccounts WHERE owner = ? AND token = ?", (raw, t)
+                ).rowcount
+                for t in toks
+            )
+
+        return await self._write(op)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def retrieve(
+        self,
+        owner: str,
+        namespace: int = 0,
+        last_hash: str | None = None,
+        max_count: int | None = None,
+        max_size: int | None = None,
+        *,
+        size_b64: bool = True,
+        overhead: int = DEFAULT_MSG_OVERHEAD,
+    ) -> tuple[list[StoredMessage], bool]:
+        check_owner(owner)
+        if max_count is not None and max_count < 1:
+            max_count = 1
+
+        def op(conn: sqlite3.Connection) -> tuple[list[StoredMessage], bool]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return [], False
+            after = 0
+            if last_hash:
+                r = conn.execute(
+                    "SELECT id FROM messages WHERE owner = ? AND namespace = ? AND hash = ?",
+                    (oid, namespace, last_hash),
+                ).fetchone()
+                if r is not None:
+                    after = r[0]
+            limit = max_count + 1 if max_count is not None else -1
+            cur = conn.execute(
+                "SELECT hash, data, timestamp, expiry FROM messages"
+                " WHERE owner = ? AND namespace = ? AND id > ? ORDER BY id LIMIT ?",
+                (oid, namespace, after, limit),
+            )
+            out: list[StoredMessage] = []
+            used = 0
+            for h, data, ts, exp in cur:
+                if max_count is not None and len(out) >= max_count:
+                    return out, True
+                if max_size is not None:
+                    fits, used = size_budget_take(
+                        used, len(out), len(h), len(data), max_size, size_b64, overhead
+                    )
+                    if not fits:
+                        return out, True
+                out.append(StoredMessage(owner, namespace, h, bytes(data), ts, exp))
+            return out, False
+
+        return await self._read(op)
+
+    async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
+        check_owner(owner)
+        hs = list(dict.fromkeys(hashes))
+
+        def op(conn: sqlite3.Connection) -> dict[str, int]:
+            oid = self._owner_id(conn, owner, False)
+            if oid is None:
+                return {}
+            out = {}
+            for h in hs:
+                r = conn.execute(
+                    "SELECT expiry FROM messages WHERE owner = ? AND hash = ?", (oid, h)
+                ).fetchone()
+                if r is not None:
+                    out[h] = int(r[0])
+            return dict(sorted(out.items()))
+
+        return await self._read(op)
+
+    async def get_by_hash(self, hash: str) -> StoredMessage | None:
+        def op(conn: sqlite3.Connection) -> StoredMessage | None:
+            r = conn.execute(_SEL + _FROM + " WHERE m.hash = ?", (hash,)).fetchone()
+            return None if r is None else _msg(r)
+
+        return await self._read(op)
+
+    async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
+        raw = check_owner(owner)
+        return await self._read(
+            lambda conn: conn.execute(
+                "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
+                (raw, bytes(token)),
+            ).fetchone()
+            is not None
+        )
+
+    async def owners(self) -> list[str]:
+        rows = await self._read(
+            lambda conn: conn.execute("SELECT type, pubkey FROM owners").fetchall()
+        )
+        return sorted(bytes([t]).hex() + bytes(pk).hex() for t, pk in rows)
+
+    async def export(self, predicate: Callable[[str], bool]) -> list[StoredMessage]:
+        def op(conn: sqlite3.Connection) -> list[StoredMessage]:
+            wanted = [
+                oid
+                for oid, t, pk in conn.execute("SELECT id, type, pubkey FROM owners").fetchall()
+                if predicate(bytes([t]).hex() + bytes(pk).hex())
+            ]
+            out: list[StoredMessage] = []
+            for oid in wanted:
+                out.extend(
+                    _msg(r)
+                    for r in conn.execute(_SEL + _FROM + " WHERE m.owner = ? ORDER BY m.id", (oid,))
+                )
+            return out
+
+        return await self._read(op)
+
+    async def stats(self) -> StoreStats:
+        def op(conn: sqlite3.Connection) -> StoreStats:
+            (n, data), = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM messages")
+            owners = conn.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            psize = conn.execute("PRAGMA page_size").fetchone()[0]
+            by_ns = dict(
+                conn.execute(
+                    "SELECT namespace, COUNT(*) FROM messages GROUP BY namespace ORDER BY namespace"
+                ).fetchall()
+            )
+            return StoreStats(n, owners, data, (pages - free) * psize, self.max_bytes, by_ns)
+
+        return await self._read(op)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for th in (self._reader, self._writer):
+            if th is not None:
+                th.stop()
+                await asyncio.to_thread(th.join)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (triggers contain ';' inside BEGIN..END)."""
+    out: list[str] = []
+    cur = ""
+    for part in script.split(";"):
+        cur += part + ";"
+        if sqlite3.complete_statement(cur):
+            if cur.strip(" \n;"):
+                out.append(cur.strip())
+            cur = ""
+    if cur.strip(" \n;"):
+        raise StorageError("incomplete statement in a schema migration")
+    return out
