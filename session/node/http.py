@@ -1,0 +1,141 @@
+"""The node's HTTP sites: the public HTTPS site for clients and the loopback admin site.
+
+Public (HTTPS, self-signed certificate; clients do not verify):
+
+* ``POST /storage_rpc/v1`` → the RPC handler (JSON-RPC body), 503 until the node is ready;
+* ``POST /onion_req/v2`` → the onion router;
+* ``POST /ping_test/v1`` → 200 with the node's Ed25519 key in ``X-Oxen-Snode-Pubkey``;
+* everything else → 404. Bodies over the limit → 413, ``X-Loki-Long-Poll`` → 410, a client
+  over its per-IP budget → 429.
+
+Admin (127.0.0.1 only): ``/metrics`` (Prometheus), ``/healthz`` (the process answers),
+``/readyz`` (200 once keys, database, node list and sites are up, else 503 with the reasons).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+SERVER_HEADER = "Session Storage Server/0.1.0"
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+
+
+def _content_type(body: bytes) -> str:
+    return _JSON if body[:1] in (b"{", b"[") else _TEXT
+
+
+class ClientSite:
+    """Request handlers of the public site (kept separate from aiohttp plumbing for tests)."""
+
+    def __init__(self, *, rpc: Any, router: Any, limiter: Any, metrics: Any, ready: Callable[[], str | None],
+                 ed25519_public: bytes, max_body: int) -> None:
+        self.rpc = rpc
+        self.router = router
+        self.limiter = limiter
+        self.metrics = metrics
+        self.ready = ready
+        self.pubkey_b64 = base64.b64encode(ed25519_public).decode()
+        self.max_body = max_body
+        self.inflight = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body, handler_args={"max_field_size": 16384})
+        app.router.add_post("/storage_rpc/v1", self.storage_rpc)
+        app.router.add_post("/onion_req/v2", self.onion_req)
+        app.router.add_post("/ping_test/v1", self.ping_test)
+        app.router.add_get("/get_stats/v1", self.get_stats)
+        return app
+
+    def _reply(self, endpoint: str, status: int, body: bytes, t0: float) -> web.Response:
+        m = self.metrics
+        if m is not None:
+            m.requests.labels(endpoint, str(status)).inc()
+            m.latency.labels(endpoint).observe(time.perf_counter() - t0)
+        return web.Response(status=status, body=body, headers={"Content-Type": _content_type(body), "Server": SERVER_HEADER})
+
+    async def _body(self, request: web.Request) -> bytes | None:
+        if request.content_length is not None and request.content_length > self.max_body:
+            return None
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return None
+
+    def _admit(self, request: web.Request) -> bool:
+        ip = request.remote or "?"
+        if self.limiter.allow(ip):
+            return True
+        if self.metrics is not None:
+            self.metrics.rate_limited.inc()
+        return False
+
+    async def storage_rpc(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        if not self._admit(request):
+            return self._reply("storage_rpc", 429, b"Too many requests, try again later", t0)
+        if "X-Loki-Long-Poll" in request.headers:
+            return self._reply("storage_rpc", 410, b"Long polling is no longer supported", t0)
+        body = await self._body(request)
+        if body is None:
+            return self._reply("storage_rpc", 413, b"Request body too large", t0)
+        why = self.ready()
+        if why is not None:
+            return self._reply("storage_rpc", 503, f"Service node is not ready: {why}".encode(), t0)
+        self.inflight += 1
+        try:
+            status, out = await self.rpc.handle_client(body)
+        finally:
+            self.inflight -= 1
+        return self._reply("storage_rpc", status, out, t0)
+
+    async def onion_req(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        if not self._admit(request):
+            return self._reply("onion", 429, b"Too many requests, try again later", t0)
+        body = await self._body(request)
+        if body is None:
+            return self._reply("onion", 413, b"Request body too large", t0)
+        why = self.ready()
+        if why is not None:
+            return self._reply("onion", 503, f"Snode not ready: {why}".encode(), t0)
+        self.inflight += 1
+        try:
+            status, out = await self.router.handle(body)
+        finally:
+            self.inflight -= 1
+        return self._reply("onion", status, out, t0)
+
+    async def ping_test(self, request: web.Request) -> web.Response:
+        return web.Response(status=200, body=b"", headers={"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER})
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.Response(status=200, body=json.dumps({"version": "0.1.0"}).encode(), content_type="application/json")
+
+
+def admin_app(metrics: Any, ready: Callable[[], str | None]) -> web.Application:
+    from session.node.metrics import CONTENT_TYPE
+
+    async def get_metrics(request: web.Request) -> web.Response:
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        why = ready()
+        if why is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {why}\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", get_metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app

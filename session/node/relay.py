@@ -1,0 +1,201 @@
+"""Onion requests at a node: peel one layer, then deliver, relay or proxy.
+
+* Deliver: run the payload as a storage RPC locally; the result is encrypted once with the
+  layer's reply cipher (``{"status", "body"}`` wrapper) and answered with HTTP 200.
+* Relay: forward the already re-framed inner layer to the next node over its link; the answer
+  (status + body) comes back unchanged, no crypto on the way back. Unknown next node → 502,
+  no answer in time → 504.
+* Proxy: POST the decrypted layer to an ``/oxen/v4/lsrpc``-style target; the server's (already
+  encrypted) answer is passed back unchanged with its status.
+* Errors a path node produces come back plain with their HTTP status; errors found after the
+  layer was decrypted ("Invalid json", "Invalid url") are encrypted for the client.
+
+Peeling is one call into the native core with the GIL released. :class:`PeelPool` batches the
+frames that arrive in the same loop iteration: one goes inline, a burst is split between the
+loop thread and a worker thread so both cores peel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from session.node.links import KIND_ONION, LinkError, LinkTimeout, NodeLinks
+from session.node.swarm_view import SwarmView
+
+log = logging.getLogger("session.node.relay")
+
+RELAY_TIMEOUT = 30.0
+PROXY_TIMEOUT = 25.0
+
+
+class PeelPool:
+    """Peels frames in batches: inline for one, split across loop thread + worker for bursts."""
+
+    def __init__(self, peeler: Any, workers: int = 1, burst: int = 4) -> None:
+        self.peeler = peeler
+        self.burst = burst
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peel") if workers else None
+        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._scheduled = False
+        self._many = getattr(peeler, "peel_many", None)
+
+    def peel(self, frame: bytes) -> asyncio.Future[Any]:
+        """A future resolving to the decision, or failing with the peel error."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queue.append((frame, fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush, loop)
+        return fut
+
+    def _peel_list(self, frames: list[bytes]) -> list[Any]:
+        if self._many is not None:
+            return list(self._many(frames))
+        out: list[Any] = []
+        for f in frames:
+            try:
+                out.append(self.peeler.peel(f))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = False
+        batch, self._queue = self._queue, []
+        if len(batch) < self.burst or self._pool is None:
+            self._settle(batch, self._peel_list([f for f, _ in batch]))
+            return
+        half = len(batch) // 2
+        away, here = batch[:half], batch[half:]
+        job = loop.run_in_executor(self._pool, self._peel_list, [f for f, _ in away])
+        job.add_done_callback(lambda j: self._settle(away, j.result() if not j.exception() else [j.exception()] * len(away)))
+        self._settle(here, self._peel_list([f for f, _ in here]))
+
+    @staticmethod
+    def _settle(batch: list[tuple[bytes, asyncio.Future[Any]]], results: list[Any]) -> None:
+        for (_, fut), r in zip(batch, results):
+            if fut.done():
+                continue
+            if isinstance(r, BaseException):
+                fut.set_exception(r)
+            else:
+                fut.set_result(r)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class OnionRouter:
+    """Turns an onion frame into ``(http_status, body)``."""
+
+    def __init__(self, peel_pool: PeelPool, view: SwarmView, links: NodeLinks, rpc: Any,
+                 *, metrics: Any = None, max_hops: int = 15,
+                 relay_timeout: float = RELAY_TIMEOUT, proxy_timeout: float = PROXY_TIMEOUT) -> None:
+        import session.onion as onion
+
+        self._Deliver = onion.Deliver
+        self._Relay = onion.Relay
+        self._Proxy = onion.Proxy
+        self.pool = peel_pool
+        self.view = view
+        self.links = links
+        self.rpc = rpc
+        self.metrics = metrics
+        self.max_hops = max_hops
+        self.relay_timeout = relay_timeout
+        self.proxy_timeout = proxy_timeout
+        self._http: Any = None
+
+    def _count(self, decision: str) -> None:
+        if self.metrics is not None:
+            self.metrics.onion.labels(decision).inc()
+
+    async def handle(self, frame: bytes) -> tuple[int, bytes]:
+        try:
+            d = await self.pool.peel(frame)
+        except Exception as e:  # typed OnionError (status) or a crypto/decode error
+            return self._peel_error(e)
+        if isinstance(d, self._Relay):
+            self._count("relay")
+            return await self._relay(d)
+        if isinstance(d, self._Deliver):
+            self._count("deliver")
+            status, body = await self.rpc.handle_client(d.payload)
+            return 200, d.reply.encrypt_status(status, body)
+        if isinstance(d, self._Proxy):
+            self._count("proxy")
+            return await self._proxy(d)
+        return 500, b"unexpected onion decision"
+
+    def _peel_error(self, e: Exception) -> tuple[int, bytes]:
+        self._count("error")
+        status = int(getattr(e, "status", 400) or 400)
+        msg = str(e).encode()
+        reply = getattr(e, "reply", None)
+        if reply is not None:  # decrypted before failing: the client gets an encrypted error
+            try:
+                return 200, reply.encrypt_status(status, msg)
+            except Exception:
+                pass
+        if status < 400 or status > 599:
+            status = 400
+        if not isinstance(e, ValueError):
+            log.warning("onion peel failed unexpectedly: %r", e)
+        return status, msg
+
+    async def _relay(self, d: Any) -> tuple[int, bytes]:
+        hop_no = getattr(d, "hop_no", 0)
+        if hop_no > self.max_hops:
+            return 400, b"onion request max path length exceeded"
+        node = self.view.node_by_ed25519(d.next_ed25519)
+        if node is None:
+            return 502, f"Next node not found: {d.next_ed25519}".encode()
+        try:
+            r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_ONION,
+                                         {"f": d.frame}, self.relay_timeout)
+        except LinkTimeout:
+            return 504, b"Request time out"
+        except LinkError as e:
+            return 502, f"Next node unreachable: {e}".encode()
+        try:
+            return int(r["s"]), bytes(r["b"])
+        except (KeyError, TypeError, ValueError):
+            return 502, b"Bad reply from next node"
+
+    async def serve_link(self, peer: str, body: Any) -> dict[str, Any]:
+        """Link handler for ``KIND_ONION``: a frame relayed by the previous node."""
+        if not isinstance(body, dict) or not isinstance(body.get("f"), bytes):
+            return {"s": 400, "b": b"bad relay message"}
+        status, out = await self.handle(body["f"])
+        return {"s": status, "b": out}
+
+    async def _proxy(self, d: Any) -> tuple[int, bytes]:
+        import aiohttp
+
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=False, limit=100),
+                timeout=aiohttp.ClientTimeout(total=self.proxy_timeout),
+            )
+        default = 443 if d.scheme == "https" else 80
+        port = "" if d.port == default else f":{d.port}"
+        host = f"[{d.host}]" if ":" in d.host else d.host
+        url = f"{d.scheme}://{host}{port}{d.target}"
+        try:
+            async with self._http.post(url, data=d.payload) as resp:
+                return resp.status, await resp.read()
+        except asyncio.TimeoutError:
+            return 504, b"Request time out"
+        except aiohttp.ClientError as e:
+            log.info("proxy request failed: %s", type(e).__name__)
+            return 502, b"Proxy request failed"
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

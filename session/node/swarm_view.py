@@ -1,0 +1,209 @@
+"""The node's view of the network: the registry's node list, the swarm map, and change events.
+
+Implements the ``SwarmContext`` protocol the RPC handler uses (``my_swarm_id``,
+``swarm_id_for``, ``members``, ``is_ready``) and the ``authorize`` callback of the node links
+(a CURVE key is accepted when it belongs to a listed node; an unknown key triggers one early
+refresh, so a node that has just registered can talk to us at once).
+
+The list comes from the registry (polled). Peers do not hand us lists directly (a peer could
+lie); instead a ping carries the sender's list version, and a version we have not seen makes us
+refresh from the registry early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, SwarmMap
+
+log = logging.getLogger("session.node.swarm")
+
+FetchNodes = Callable[[], Awaitable[list[ServiceNode]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class SwarmChange:
+    """What changed between two node lists, from this node's point of view."""
+
+    old: SwarmMap | None
+    new: SwarmMap
+    my_old_swarm: int
+    my_new_swarm: int
+    #: members of my (new) swarm that were not members of it before
+    new_members: tuple[ServiceNode, ...]
+    #: swarm ids that did not exist before
+    new_swarms: frozenset[int]
+    #: nodes that left the list
+    departed: tuple[ServiceNode, ...]
+
+    @property
+    def first_time(self) -> bool:
+        return self.my_old_swarm == INVALID_SWARM_ID and self.my_new_swarm != INVALID_SWARM_ID
+
+    @property
+    def topology_changed(self) -> bool:
+        return self.old is None or set(self.old.swarms) != set(self.new.swarms) or bool(self.new_members)
+
+
+def list_version(nodes: Sequence[ServiceNode]) -> str:
+    """A short digest of a node list (ordering-independent), exchanged in pings."""
+    doc = sorted((n.pubkey_ed25519, n.swarm_id, n.public_ip, n.storage_port, n.storage_lmq_port, n.active) for n in nodes)
+    return hashlib.blake2b(json.dumps(doc).encode(), digest_size=8).hexdigest()
+
+
+class SwarmView:
+    """Registry-backed swarm map of one node (``me`` = its Ed25519 hex)."""
+
+    def __init__(
+        self,
+        me: str,
+        fetch: FetchNodes,
+        *,
+        poll_interval: float = 5.0,
+        on_change: Callable[[SwarmChange], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.me = me
+        self._fetch = fetch
+        self.poll_interval = poll_interval
+        self.on_change = on_change
+        self.clock = clock
+        self.map: SwarmMap | None = None
+        self.version = ""
+        self.last_refresh = 0.0
+        self.refresh_failures = 0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._change_tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------ SwarmContext
+    def my_swarm_id(self) -> int:
+        m = self.map
+        if m is None:
+            return INVALID_SWARM_ID
+        me = m.by_ed25519.get(self.me)
+        return me.swarm_id if me is not None else INVALID_SWARM_ID
+
+    def swarm_id_for(self, account_id: str) -> int:
+        if self.map is None:
+            raise LookupError("no node list yet")
+        return self.map.swarm_id_for(account_id)
+
+    def members(self, swarm_id: int) -> Sequence[ServiceNode]:
+        if self.map is None:
+            return ()
+        return self.map.swarms.get(swarm_id, ())
+
+    def is_ready(self) -> bool:
+        return self.map is not None and self.my_swarm_id() != INVALID_SWARM_ID
+
+    # ------------------------------------------------------------ lookups
+    def node_by_ed25519(self, ed_hex: str) -> ServiceNode | None:
+        return self.map.by_ed25519.get(ed_hex) if self.map is not None else None
+
+    def node_by_x25519(self, x_hex: str) -> ServiceNode | None:
+        return self.map.by_x25519.get(x_hex) if self.map is not None else None
+
+    def peers_in_my_swarm(self) -> list[ServiceNode]:
+        return [n for n in self.members(self.my_swarm_id()) if n.pubkey_ed25519 != self.me]
+
+    # ------------------------------------------------------------ refresh
+    async def refresh(self) -> bool:
+        """Fetch the list now; returns True when it changed. Concurrent calls coalesce."""
+        if self._lock.locked():
+            async with self._lock:  # someone is already fetching: wait for their result
+                return False
+        async with self._lock:
+            try:
+                nodes = await self._fetch()
+            except Exception as e:
+                self.refresh_failures += 1
+                log.warning("node list refresh failed: %s", e)
+                return False
+            self.last_refresh = self.clock()
+            return self.apply(nodes)
+
+    def apply(self, nodes: Sequence[ServiceNode]) -> bool:
+        version = list_version(nodes)
+        if version == self.version:
+            return False
+        old = self.map
+        old_swarm = self.my_swarm_id()
+        new = SwarmMap(nodes)
+        self.map, self.version = new, version
+        new_swarm = self.my_swarm_id()
+        old_members = {n.pubkey_ed25519 for n in old.swarms.get(new_swarm, ())} if old else set()
+        new_members = tuple(
+            n for n in new.swarms.get(new_swarm, ()) if n.pubkey_ed25519 not in old_members and n.pubkey_ed25519 != self.me
+        ) if new_swarm != INVALID_SWARM_ID else ()
+        if old is None or old_swarm == INVALID_SWARM_ID:
+            new_members = ()  # first time in a swarm: nothing of ours to hand over
+        departed = tuple(n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519)
+        change = SwarmChange(
+            old=old,
+            new=new,
+            my_old_swarm=old_swarm,
+            my_new_swarm=new_swarm,
+            new_members=new_members,
+            new_swarms=frozenset(set(new.swarms) - set(old.swarms if old else ())),
+            departed=departed,
+        )
+        log.info(
+            "node list changed: %d nodes, %d swarms, my swarm %s -> %s, %d new members",
+            len(new.nodes), len(new.swarms), _sid(old_swarm), _sid(new_swarm), len(new_members),
+        )
+        if self.on_change is not None:
+            t = asyncio.ensure_future(self.on_change(change))
+            self._change_tasks.add(t)
+            t.add_done_callback(self._change_tasks.discard)
+        return True
+
+    def poke(self) -> None:
+        """Refresh soon (e.g. a peer reported a list version we do not have)."""
+        self._wake.set()
+
+    async def authorize(self, x25519_public: bytes) -> bool:
+        """Node-link authentication: is this CURVE key a listed node?"""
+        h = x25519_public.hex()
+        if self.node_by_x25519(h) is not None:
+            return True
+        if self.clock() - self.last_refresh > 0.5:
+            await asyncio.wait_for(self.refresh(), 5.0)
+        return self.node_by_x25519(h) is not None
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            await self.refresh()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self.run())
+
+    async def stop(self) -> None:
+        for t in [self._task, *self._change_tasks]:
+            if t is not None:
+                t.cancel()
+        for t in [self._task, *self._change_tasks]:
+            if t is not None:
+                try:
+                    await t
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._task = None
+
+
+def _sid(s: int) -> str:
+    return "none" if s == INVALID_SWARM_ID else f"{s:016x}"
