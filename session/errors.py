@@ -118,6 +118,16 @@ class StorageFull(StorageError):
     """The local message store reached its size cap; nothing already stored was changed."""
 
 
+class NetworkError(SessionError):
+    """A request could not be completed over the network (no path, node errors, timeouts)."""
+
+    kind = ErrorKind.NETWORK
+
+
+class ClockOutOfSync(NetworkError):
+    """Nodes rejected a request's timestamp even after re-learning the network time."""
+
+
 __all__ = [
     "ChecksumMismatch",
     "ConfigError",
@@ -129,6 +139,8 @@ __all__ = [
     "InvalidSessionID",
     "InvalidSignature",
     "MnemonicError",
+    "ClockOutOfSync",
+    "NetworkError",
     "OnionError",
     "PaddingError",
     "RegistryError",
