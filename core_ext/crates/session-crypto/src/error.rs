@@ -26,6 +26,9 @@ pub enum Error {
     /// The phrase has an unsupported number of words.
     #[error("a recovery phrase has 13 or 25 words (12 or 24 without the checksum), got {0}")]
     MnemonicLength(usize),
+    /// A word list (not a full recovery phrase) has the wrong number of words.
+    #[error("expected {expected} words, got {got}")]
+    MnemonicWordCount { expected: &'static str, got: usize },
     /// A word triple encodes a value that does not fit in 32 bits.
     #[error("the recovery phrase is not valid: words {0} do not encode a 32-bit value")]
     MnemonicOverflow(String),
