@@ -297,6 +297,23 @@ pub fn encrypt_hop(enc: EncType, client_secret: &[u8; 32], node_public: &[u8; 32
     Ok(HopKey::client(enc, &a, node_public)?.encrypt(plaintext))
 }
 
+/// Client-side encryption with an explicit IV/nonce (`None` = random). Only for reproducing
+/// known vectors: never reuse a nonce with one key.
+pub fn encrypt_hop_with_nonce(
+    enc: EncType,
+    client_secret: &[u8; 32],
+    node_public: &[u8; 32],
+    plaintext: &[u8],
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let a = StaticSecret::from(*client_secret);
+    let key = HopKey::client(enc, &a, node_public)?;
+    match nonce {
+        Some(n) => key.encrypt_with_nonce(n, plaintext),
+        None => Ok(key.encrypt(plaintext)),
+    }
+}
+
 /// Node-side decryption of one hop: own `node_secret` ← `client_public`.
 pub fn decrypt_hop(enc: EncType, node_secret: &[u8; 32], client_public: &[u8; 32], ciphertext: &[u8]) -> Result<Vec<u8>> {
     let b = StaticSecret::from(*node_secret);
