@@ -71,6 +71,9 @@ impl From<CoreError> for PyErr {
                     O::InvalidKey(_) => InvalidKey::new_err(msg),
                     O::Bencode(_) => DecodeError::new_err(msg),
                     O::UnknownEncType(_) => InvalidInput::new_err(msg),
+                    O::InvalidInput(_) | O::EmptyPath | O::UnsupportedEncType(_) => {
+                        InvalidInput::new_err(msg)
+                    }
                     other => OnionError::new_err((msg, other.status())),
                 }
             }
