@@ -1,0 +1,140 @@
+"""Talking to the registry: fetch the node list, register, deregister.
+
+TLS verification is off (the registry's certificate is self-signed, like every node's); the
+node list is only a directory, and onion layers to the listed X25519 keys carry the security.
+Every call takes an optional ``aiohttp.ClientSession`` to reuse connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+
+from session.errors import DecodeError, RegistryError
+from session.proto.snodes import ServiceNode, parse_node_list
+from session.registry.messages import Signer, build_deregistration, build_registration
+
+DEFAULT_TIMEOUT = 10.0
+
+
+@contextlib.asynccontextmanager
+async def _session(session: aiohttp.ClientSession | None,
+                   timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+    if session is not None:
+        yield session
+        return
+    from session.node.tls import client_ssl_context
+
+    connector = aiohttp.TCPConnector(ssl=client_ssl_context())
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
+    ) as s:
+        yield s
+
+
+async def _post(url: str, path: str, body: Mapping[str, Any],
+                session: aiohttp.ClientSession | None, timeout: float) -> dict[str, Any]:
+    target = url.rstrip("/") + path
+    try:
+        async with _session(session, timeout) as s:
+            async with s.post(target, json=body, ssl=False,
+                              timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+                raw = await resp.read()
+                status = resp.status
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
+        raise RegistryError(f"registry at {url} is unreachable: {reason}", 0) from None
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = None
+    if status != 200:
+        msg = doc.get("error") if isinstance(doc, dict) else None
+        if isinstance(msg, dict):
+            msg = msg.get("message")
+        raise RegistryError(f"registry refused the request ({status}): {msg or 'no reason'}",
+                            status)
+    if not isinstance(doc, dict):
+        raise RegistryError(f"registry at {url} answered with something that is not JSON", 502)
+    if "error" in doc:
+        err = doc["error"]
+        msg = err.get("message") if isinstance(err, dict) else err
+        raise RegistryError(f"registry refused the request: {msg}", 400)
+    return doc
+
+
+async def fetch_node_list(
+    url: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """The raw ``get_n_service_nodes`` result document (with ``height``, ``block_hash`` ...)."""
+    body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
+            "params": dict(params or {})}
+    doc = await _post(url, "/json_rpc", body, session, timeout)
+    result = doc.get("result")
+    if not isinstance(result, dict):
+        raise RegistryError("registry answer has no result object", 502)
+    return result
+
+
+async def fetch_nodes(
+    url: str,
+    *,
+    active_only: bool = False,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ServiceNode]:
+    """The registry's node list."""
+    result = await fetch_node_list(url, {"active_only": active_only}, session=session,
+                                   timeout=timeout)
+    try:
+        return parse_node_list(result)
+    except DecodeError as e:
+        raise RegistryError(f"registry sent a bad node list: {e}", 502) from None
+
+
+async def register(
+    url: str,
+    identity: Signer,
+    *,
+    public_ip: str,
+    storage_port: int,
+    storage_lmq_port: int,
+    stake: int,
+    timestamp: int | None = None,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ServiceNode:
+    """Register (or update) ``identity``'s node; returns the registry's entry for it."""
+    doc = build_registration(identity, public_ip=public_ip, storage_port=storage_port,
+                             storage_lmq_port=storage_lmq_port, stake=stake, timestamp=timestamp)
+    answer = await _post(url, "/register", doc, session, timeout)
+    try:
+        return ServiceNode.from_json(answer["result"]["node"])
+    except (KeyError, TypeError, DecodeError):
+        raise RegistryError("registry answered a registration without the node entry", 502) \
+            from None
+
+
+async def deregister(
+    url: str,
+    identity: Signer,
+    *,
+    timestamp: int | None = None,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Remove ``identity``'s node from the registry."""
+    await _post(url, "/deregister", build_deregistration(identity, timestamp=timestamp),
+                session, timeout)
+
+
+__all__ = ["deregister", "fetch_node_list", "fetch_nodes", "register"]

@@ -1,0 +1,216 @@
+"""The registry's HTTPS site (aiohttp, self-signed certificate).
+
+Endpoints:
+
+* ``POST /json_rpc`` — ``{"method": "get_n_service_nodes", "params": {...}}`` answers
+  ``{"jsonrpc": "2.0", "id": ..., "result": {"service_node_states": [...], "height": ...}}``
+  (``get_service_nodes`` is an alias, as in oxend).
+* ``POST /register`` — a signed registration (see :mod:`session.registry.messages`); answers
+  ``{"result": {"node": <entry>, "height": h}}``.
+* ``POST /deregister`` — a signed deregistration; answers ``{"result": {"removed": <key>, ...}}``.
+* ``GET /healthz`` — ``{"ok": true, "height": h}``.
+
+Refusals are JSON ``{"error": "<one sentence>"}`` with 400 (malformed or stale), 401 (bad
+signature or key pair), 404 (unknown node), 409 (replayed request or address taken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
+from session.registry.state import DEFAULT_STAKE_REQUIREMENT, Registry
+
+log = logging.getLogger("session.registry")
+
+MAX_BODY = 64 * 1024
+REGISTRY_KEY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+
+JSONRPC_PARSE_ERROR = -32700
+JSONRPC_INVALID_REQUEST = -32600
+JSONRPC_METHOD_NOT_FOUND = -32601
+JSONRPC_INVALID_PARAMS = -32602
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise DecodeError(f"request body is larger than {MAX_BODY} bytes") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise DecodeError("request body is not valid JSON") from None
+
+
+def _refusal(e: Exception) -> web.Response:
+    if isinstance(e, InvalidSignature):
+        return _error(401, str(e))
+    if isinstance(e, RegistryError):
+        return _error(e.status or 500, str(e))
+    return _error(400, str(e))
+
+
+async def handle_register(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    try:
+        doc = await _json_body(request)
+        node = registry.register(doc)
+    except (InvalidInput, InvalidSignature, RegistryError) as e:
+        log.info("registration refused: %s", e)
+        return _refusal(e)
+    log.info("registered node %s (height %d)", node.pubkey_ed25519, registry.height)
+    return web.json_response({"result": {"node": node.to_json(), "height": registry.height}})
+
+
+async def handle_deregister(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    try:
+        doc = await _json_body(request)
+        key = registry.deregister(doc)
+    except (InvalidInput, InvalidSignature, RegistryError) as e:
+        log.info("deregistration refused: %s", e)
+        return _refusal(e)
+    log.info("deregistered node %s (height %d)", key, registry.height)
+    return web.json_response({"result": {"removed": key, "height": registry.height}})
+
+
+async def handle_json_rpc(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    req_id: Any = None
+
+    def rpc_error(code: int, message: str, status: int = 200) -> web.Response:
+        body = {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+        return web.json_response(body, status=status)
+
+    try:
+        doc = await _json_body(request)
+    except DecodeError as e:
+        return rpc_error(JSONRPC_PARSE_ERROR, str(e), 400)
+    if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
+        return rpc_error(JSONRPC_INVALID_REQUEST, "request must be an object with a method", 400)
+    req_id = doc.get("id")
+    method = doc["method"]
+    if method not in ("get_n_service_nodes", "get_service_nodes"):
+        return rpc_error(JSONRPC_METHOD_NOT_FOUND, f"unknown method {method!r}")
+    try:
+        result = registry.get_n_service_nodes(doc.get("params") or {})
+    except InvalidInput as e:
+        return rpc_error(JSONRPC_INVALID_PARAMS, str(e))
+    return web.json_response({"jsonrpc": "2.0", "id": req_id, "result": result})
+
+
+async def handle_health(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    return web.json_response({"ok": True, "height": registry.height})
+
+
+def make_app(registry: Registry) -> web.Application:
+    """The registry's aiohttp application."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[REGISTRY_KEY] = registry
+    app.router.add_post("/json_rpc", handle_json_rpc)
+    app.router.add_post("/register", handle_register)
+    app.router.add_post("/deregister", handle_deregister)
+    app.router.add_get("/healthz", handle_health)
+    return app
+
+
+class RegistryServer:
+    """A running registry site; :meth:`close` stops it."""
+
+    def __init__(self, runner: web.AppRunner, registry: Registry, url: str) -> None:
+        self.runner = runner
+        self.registry = registry
+        self.url = url
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+def _url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+async def start(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    data_dir: str | os.PathLike[str] = ".",
+    stake_requirement: int = DEFAULT_STAKE_REQUIREMENT,
+    seed: str | bytes | None = None,
+    *,
+    freshness: float | None = None,
+) -> RegistryServer:
+    """Load (or create) the registry in ``data_dir`` and start its HTTPS site.
+
+    ``port=0`` picks a free port; the returned server's ``url`` carries the real one.
+    """
+    from session.node.tls import server_ssl_context
+
+    data = Path(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    kwargs: dict[str, Any] = {"stake_requirement": stake_requirement, "seed": seed}
+    if freshness is not None:
+        kwargs["freshness"] = freshness
+    registry = Registry(data, **kwargs)
+    ssl_ctx = server_ssl_context(data)
+    runner = web.AppRunner(make_app(registry), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise RegistryError(f"cannot listen on {host}:{port}: {e.strerror}", 0) from None
+    bound = port
+    server = site._server  # aiohttp keeps the asyncio server here
+    if server is not None and getattr(server, "sockets", None):
+        bound = server.sockets[0].getsockname()[1]
+    return RegistryServer(runner, registry, _url(host, bound))
+
+
+async def run(
+    host: str = "127.0.0.1",
+    port: int = 22030,
+    data_dir: str | os.PathLike[str] = ".",
+    stake_requirement: int = DEFAULT_STAKE_REQUIREMENT,
+    seed: str | bytes | None = None,
+    *,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    server = await start(host, port, data_dir, stake_requirement, seed)
+    try:
+        log.info("registry listening on %s (height %d)", server.url, server.registry.height)
+        if on_ready is not None:
+            on_ready(server.url)
+        await stop.wait()
+    finally:
+        await server.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["RegistryServer", "make_app", "run", "start"]

@@ -1,0 +1,312 @@
+"""The registry's state: signed registrations, stake rule, swarm assignment, persistence.
+
+Sans-I/O except for the small msgpack state file (``registry.msgpack`` in the data directory,
+replaced atomically on every change). Every change of the node list (a node joins, leaves,
+changes address or stake, or the stake requirement changes) increments ``height`` and re-runs
+the swarm assignment seeded from ``block_hash(genesis, height)``; replaying the same history
+against the same genesis seed therefore gives the same swarms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from session.errors import DecodeError, InvalidInput, RegistryError
+from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, node_list_json
+from session.registry.assign import (
+    UNASSIGNED_SWARM_ID,
+    assign_swarms,
+    block_hash,
+    seed_from_hash,
+)
+from session.registry.messages import (
+    DEFAULT_FRESHNESS,
+    verify_deregistration,
+    verify_registration,
+)
+
+STATE_FILE = "registry.msgpack"
+STATE_VERSION = 1
+DEFAULT_STAKE_REQUIREMENT = 25_000
+#: Reported like oxend's ``hardfork`` / ``snode_revision`` (Session's storage server wants ≥ 19.3).
+HARDFORK = 21
+SNODE_REVISION = 0
+
+
+def genesis_from_seed(seed: str | bytes) -> bytes:
+    """The 32-byte genesis seed derived from an operator-chosen seed string."""
+    raw = seed.encode() if isinstance(seed, str) else bytes(seed)
+    return hashlib.blake2b(raw, digest_size=32, person=b"session-genesis").digest()
+
+
+@dataclasses.dataclass(slots=True)
+class Entry:
+    """One registered node: its last accepted signed registration and its swarm."""
+
+    pubkey_ed25519: str
+    pubkey_x25519: str
+    public_ip: str
+    storage_port: int
+    storage_lmq_port: int
+    stake: int
+    timestamp: int
+    signature: str
+    swarm_id: int = UNASSIGNED_SWARM_ID
+
+    def service_node(self, active: bool) -> ServiceNode:
+        return ServiceNode(
+            pubkey_ed25519=self.pubkey_ed25519,
+            pubkey_x25519=self.pubkey_x25519,
+            public_ip=self.public_ip,
+            storage_port=self.storage_port,
+            storage_lmq_port=self.storage_lmq_port,
+            swarm_id=self.swarm_id if active else INVALID_SWARM_ID,
+            stake=self.stake,
+            active=active,
+        )
+
+    def listing(self) -> tuple[Any, ...]:
+        """The fields that other parties see (a change here is a node-list change)."""
+        return (self.pubkey_x25519, self.public_ip, self.storage_port, self.storage_lmq_port,
+                self.stake)
+
+
+class Registry:
+    """Registered nodes and their swarms; persisted in ``data_dir`` when one is given."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str] | None = None,
+        *,
+        stake_requirement: int = DEFAULT_STAKE_REQUIREMENT,
+        seed: str | bytes | None = None,
+        freshness: float = DEFAULT_FRESHNESS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if stake_requirement < 0:
+            raise InvalidInput("stake requirement must not be negative")
+        self.stake_requirement = int(stake_requirement)
+        self.freshness = freshness
+        self._clock = clock
+        self.path = Path(data_dir) / STATE_FILE if data_dir is not None else None
+        self.entries: dict[str, Entry] = {}
+        #: last accepted timestamp per node, kept after deregistration so replays fail
+        self.last_timestamp: dict[str, int] = {}
+        self.height = 0
+        wanted = genesis_from_seed(seed) if seed is not None else None
+        if self.path is not None and self.path.exists():
+            self._load(self.path)
+            if wanted is not None and wanted != self.genesis:
+                raise RegistryError(
+                    f"the registry state in {self.path.parent} was created with a different "
+                    f"seed; use the same --seed or a new data directory", 400
+                )
+            stored_requirement = self._stored_requirement
+            if stored_requirement != self.stake_requirement:
+                self._changed()
+        else:
+            self.genesis = wanted if wanted is not None else secrets.token_bytes(32)
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._save()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    @property
+    def block_hash(self) -> bytes:
+        return block_hash(self.genesis, self.height)
+
+    def is_active(self, entry: Entry) -> bool:
+        return entry.stake >= self.stake_requirement
+
+    def nodes(self, *, active_only: bool = False) -> list[ServiceNode]:
+        """Registered nodes sorted by Ed25519 key; inactive ones have ``active=False``."""
+        out = []
+        for key in sorted(self.entries):
+            e = self.entries[key]
+            active = self.is_active(e)
+            if active or not active_only:
+                out.append(e.service_node(active))
+        return out
+
+    def node(self, pubkey_ed25519: str) -> ServiceNode:
+        e = self.entries.get(pubkey_ed25519)
+        if e is None:
+            raise RegistryError(f"node {pubkey_ed25519} is not registered", 404)
+        return e.service_node(self.is_active(e))
+
+    def get_n_service_nodes(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The ``get_n_service_nodes`` result for ``params`` (oxend-compatible subset:
+        ``active_only``, ``limit``, ``service_node_pubkeys``, ``poll_block_hash``, ``fields``)."""
+        params = {} if params is None else params
+        if not isinstance(params, Mapping):
+            raise DecodeError("params must be a JSON object")
+        bh = self.block_hash.hex()
+        meta: dict[str, Any] = {
+            "height": self.height,
+            "target_height": self.height,
+            "block_hash": bh,
+            "hardfork": HARDFORK,
+            "snode_revision": SNODE_REVISION,
+            "swarm_seed": seed_from_hash(self.block_hash),
+            "stake_requirement": self.stake_requirement,
+            "status": "OK",
+        }
+        poll = params.get("poll_block_hash")
+        if poll is not None and poll == bh:
+            return {"unchanged": True, **meta}
+        active_only = params.get("active_only", False)
+        if not isinstance(active_only, bool):
+            raise DecodeError("active_only must be true or false")
+        nodes = self.nodes(active_only=active_only)
+        wanted = params.get("service_node_pubkeys")
+        if wanted is not None:
+            if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+                raise DecodeError("service_node_pubkeys must be a list of hex strings")
+            keys = set(wanted)
+            nodes = [n for n in nodes if n.pubkey_ed25519 in keys]
+        limit = params.get("limit", 0)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise DecodeError("limit must be a non-negative integer")
+        if 0 < limit < len(nodes):
+            # like oxend: a random subset (for bootstrapping clients)
+            nodes = random.SystemRandom().sample(nodes, limit)
+        doc = node_list_json(nodes, **meta)
+        fields = params.get("fields")
+        if fields is not None:
+            if isinstance(fields, Mapping):
+                keep = {k for k, v in fields.items() if v}
+            elif isinstance(fields, list):
+                keep = {k for k in fields if isinstance(k, str)}
+            else:
+                raise DecodeError("fields must be an object or a list of names")
+            doc["service_node_states"] = [
+                {k: v for k, v in e.items() if k in keep} for e in doc["service_node_states"]
+            ]
+        return doc
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def register(self, doc: Mapping[str, Any]) -> ServiceNode:
+        """Accept a signed registration (new node or update); returns the node's entry.
+
+        Raises :class:`~session.errors.InvalidSignature` (bad signature or key pair),
+        :class:`~session.errors.InvalidInput` (malformed or stale) or
+        :class:`~session.errors.RegistryError` with status 409 (replayed or address taken).
+        """
+        f = verify_registration(doc, now=self._clock(), freshness=self.freshness)
+        key = f["pubkey_ed25519"]
+        self._check_newer(key, f["timestamp"])
+        for other in self.entries.values():
+            if other.pubkey_ed25519 == key or other.public_ip != f["public_ip"]:
+                continue
+            taken = {other.storage_port, other.storage_lmq_port}
+            clash = taken & {f["storage_port"], f["storage_lmq_port"]}
+            if clash:
+                raise RegistryError(
+                    f"address {f['public_ip']} port {min(clash)} is already registered by "
+                    f"node {other.pubkey_ed25519}", 409
+                )
+        if f["storage_port"] == f["storage_lmq_port"]:
+            raise InvalidInput("storage_port and storage_lmq_port must differ")
+        old = self.entries.get(key)
+        entry = Entry(**f, signature=str(doc["signature"]),
+                      swarm_id=old.swarm_id if old is not None else UNASSIGNED_SWARM_ID)
+        self.entries[key] = entry
+        self.last_timestamp[key] = entry.timestamp
+        if old is None or old.listing() != entry.listing():
+            self._changed()
+        else:
+            self._save()
+        return self.node(key)
+
+    def deregister(self, doc: Mapping[str, Any]) -> str:
+        """Accept a signed deregistration; returns the removed node's Ed25519 key (hex)."""
+        f = verify_deregistration(doc, now=self._clock(), freshness=self.freshness)
+        key = f["pubkey_ed25519"]
+        if key not in self.entries:
+            raise RegistryError(f"node {key} is not registered", 404)
+        self._check_newer(key, f["timestamp"])
+        del self.entries[key]
+        self.last_timestamp[key] = f["timestamp"]
+        self._changed()
+        return key
+
+    def _check_newer(self, key: str, timestamp: int) -> None:
+        last = self.last_timestamp.get(key)
+        if last is not None and timestamp <= last:
+            raise RegistryError(
+                "request is not newer than the node's last accepted request (replayed?)", 409
+            )
+
+    def _changed(self) -> None:
+        """A node-list change: next height, new swarm assignment, save."""
+        self.height += 1
+        seed = seed_from_hash(self.block_hash)
+        active = [k for k, e in self.entries.items() if self.is_active(e)]
+        previous = {k: e.swarm_id for k, e in self.entries.items() if self.is_active(e)}
+        assignment = assign_swarms(previous, active, seed)
+        for k, e in self.entries.items():
+            e.swarm_id = assignment.get(k, UNASSIGNED_SWARM_ID)
+        self._save()
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _prune_timestamps(self) -> None:
+        horizon = (self._clock() - 2 * self.freshness) * 1000
+        for k in [k for k, ts in self.last_timestamp.items()
+                  if k not in self.entries and ts < horizon]:
+            del self.last_timestamp[k]
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self._prune_timestamps()
+        doc = {
+            "version": STATE_VERSION,
+            "genesis": self.genesis,
+            "height": self.height,
+            "stake_requirement": self.stake_requirement,
+            "nodes": [dataclasses.asdict(e) for e in self.entries.values()],
+            "last_timestamp": self.last_timestamp,
+        }
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(msgpack.packb(doc, use_bin_type=True))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            doc = msgpack.unpackb(path.read_bytes(), raw=False, strict_map_key=False)
+            if doc.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported state version {doc.get('version')!r}")
+            genesis = doc["genesis"]
+            if not isinstance(genesis, bytes) or len(genesis) != 32:
+                raise ValueError("bad genesis seed")
+            self.genesis = genesis
+            self.height = int(doc["height"])
+            self._stored_requirement = int(doc["stake_requirement"])
+            self.entries = {}
+            for raw in doc["nodes"]:
+                e = Entry(**raw)
+                self.entries[e.pubkey_ed25519] = e
+            self.last_timestamp = {str(k): int(v) for k, v in doc["last_timestamp"].items()}
+        except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
+            raise RegistryError(f"registry state file {path} is unreadable: {e}", 400) from None
+
+    _stored_requirement: int = 0
+
+
+__all__ = ["DEFAULT_STAKE_REQUIREMENT", "Entry", "Registry", "genesis_from_seed"]
