@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -35,6 +35,7 @@ class NodeMetrics:
         self.inflight = Gauge("session_node_inflight_requests", "Client requests being served", registry=r)
         self.ready = Gauge("session_node_ready", "1 when the node serves clients", registry=r)
         self.known_nodes = Gauge("session_node_known_nodes", "Nodes in the current list", registry=r)
+        self.node_list = Info("session_node_list", "Digest of the node list in use", registry=r)
         self.swarm_size = Gauge("session_node_swarm_members", "Members of this node's swarm", registry=r)
 
     def gauge_fn(self, name: str, doc: str, fn: Callable[[], float]) -> None:

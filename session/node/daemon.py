@@ -1,0 +1,331 @@
+"""The service-node process: one asyncio loop (uvloop) wiring every part together.
+
+Start-up: logs → keys → database → TLS → node links (ZeroMQ) → RPC handler and onion router →
+HTTPS and admin sites → registration with the registry → node-list polling. ``/readyz`` stays 503
+(and client requests get 503) until keys, database, a node list that puts us in a swarm, and
+both sites are up.
+
+SIGTERM/SIGINT: mark not ready, stop accepting, let in-flight requests finish (bounded by
+``shutdown_timeout``), stop polling and links, flush and close the store, exit 0.
+
+Imports are lazy: ``python -m session.node --help`` and the CLI stay cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+log = logging.getLogger("session.node")
+
+EXPIRY_SWEEP_INTERVAL = 10.0
+
+
+def _rss_bytes() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class Node:
+    """One running service node (also usable in-process by tests and benchmarks)."""
+
+    def __init__(self, config: Any, *, identity: Any = None, store: Any = None,
+                 fetch_nodes: Any = None, register: bool = True) -> None:
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self._fetch_override = fetch_nodes
+        self._register_enabled = register
+        self.metrics: Any = None
+        self.links: Any = None
+        self.view: Any = None
+        self.rpc: Any = None
+        self.router: Any = None
+        self.handoff: Any = None
+        self.site: Any = None
+        self._runners: list[Any] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: Any = None
+        self.https_port = 0
+        self.zmq_port = 0
+        self.admin_port = 0
+        self.registered = False
+        self.sites_up = False
+        self.stopping = False
+
+    # ------------------------------------------------------------------ readiness
+    def ready_reason(self) -> str | None:
+        """None when ready, else a short reason (shown by /readyz and in 503 bodies)."""
+        if self.stopping:
+            return "shutting down"
+        if self.identity is None:
+            return "keys not loaded"
+        if self.store is None:
+            return "database not open"
+        if not self.sites_up:
+            return "sites not listening"
+        if self.view is None or self.view.map is None:
+            return "no node list yet"
+        if not self.view.is_ready():
+            return "not in a swarm yet"
+        return None
+
+    # ------------------------------------------------------------------ start-up
+    async def start(self) -> None:
+        from aiohttp import web
+        from prometheus_client import disable_created_metrics
+
+        from session.node import tls
+        from session.node.http import ClientSite, admin_app
+        from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, NodeLinks
+        from session.node.metrics import NodeMetrics
+        from session.node.ratelimit import RateLimiter
+        from session.node.relay import OnionRouter, PeelPool
+        from session.node.replication import LinkFanout, SwarmHandoff
+        from session.node.swarm_view import SwarmView
+        from session.onion import Peeler
+
+        cfg = self.config
+        disable_created_metrics()
+        m = self.metrics = NodeMetrics()
+        t0 = time.perf_counter()
+
+        if self.identity is None:
+            self.identity = await asyncio.to_thread(_load_identity, cfg)
+        ident = self.identity
+        me = bytes(ident.ed25519_public).hex()
+
+        if self.store is None:
+            from session.storage.sqlite import SqliteMessageStore
+
+            cfg.db_dir.mkdir(parents=True, exist_ok=True)
+            self.store = await SqliteMessageStore.open(cfg.db_dir, max_bytes=cfg.storage.max_bytes)
+
+        ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
+
+        self.view = SwarmView(me, self._fetch_nodes, poll_interval=cfg.registry.poll_interval)
+        self.links = NodeLinks(
+            public_x25519=bytes(ident.x25519_public),
+            secret_x25519=bytes(ident.export_x25519_secret()),
+            handlers={},
+            authorize=self.view.authorize,
+        )
+        self.zmq_port = await self.links.start(cfg.network.listen_host, cfg.network.zmq_port)
+
+        fanout = LinkFanout(self.links, self.view, on_result=lambda o: m.links.labels("cc", o).inc())
+        self.rpc = _make_rpc(self.store, ident, self.view, fanout)
+        self.handoff = SwarmHandoff(self.store, self.links, self.view,
+                                    on_moved=lambda d, n: m.handoff.labels(d).inc(n))
+        self.view.on_change = self._on_swarm_change
+        pool = PeelPool(Peeler(ident), workers=1)
+        self.router = OnionRouter(pool, self.view, self.links, self.rpc, metrics=m,
+                                  max_hops=cfg.limits.max_onion_hops)
+        self.links.handlers.update({
+            KIND_ONION: self._counted("onion", self.router.serve_link),
+            KIND_CC: self._counted("cc", self._serve_cc),
+            KIND_DATA: self._counted("data", self.handoff.accept_push),
+            KIND_PING: self._counted("ping", self._serve_ping),
+        })
+
+        limiter = RateLimiter(cfg.limits.requests_per_second, cfg.limits.burst)
+        self.site = ClientSite(rpc=self.rpc, router=self.router, limiter=limiter, metrics=m,
+                               ready=self.ready_reason, ed25519_public=bytes(ident.ed25519_public),
+                               max_body=cfg.limits.max_request_bytes)
+        m.gauge_fn("session_node_link_timeouts", "Node-link requests that timed out", lambda: self.links.timeouts)
+        m.gauge_fn("session_node_link_auth_denied", "Node-link handshakes refused", lambda: self.links.auth_denied)
+        m.gauge_fn("session_node_resident_bytes", "Resident memory of the process", _rss_bytes)
+
+        runner = web.AppRunner(self.site.app(), access_log=None, handle_signals=False,
+                               shutdown_timeout=cfg.shutdown_timeout)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.network.listen_host, cfg.network.https_port, ssl_context=ssl_ctx,
+                           backlog=1024, reuse_address=True)
+        await site.start()
+        self.https_port = _bound_port(site, cfg.network.https_port)
+        self._runners.append(runner)
+
+        admin = web.AppRunner(admin_app(m, self.ready_reason), access_log=None, handle_signals=False)
+        await admin.setup()
+        asite = web.TCPSite(admin, cfg.admin.host, cfg.admin.port, reuse_address=True)
+        await asite.start()
+        self.admin_port = _bound_port(asite, cfg.admin.port)
+        self._runners.append(admin)
+        self.sites_up = True
+
+        if self._register_enabled:
+            await self._register_until_done()
+        await self.view.refresh()
+        self.view.start()
+        self.handoff._outgoing_pending = True  # a restarted node may hold accounts it lost
+        self.handoff.start()
+        self._tasks.append(asyncio.ensure_future(self._sweep_loop()))
+        self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
+        log.info("node %s… up in %.2fs: https %d, zmq %d, admin %d",
+                 me[:12], time.perf_counter() - t0, self.https_port, self.zmq_port, self.admin_port)
+
+    def _counted(self, kind: str, fn: Any) -> Any:
+        counter = self.metrics.link_served.labels(kind)
+
+        async def handler(peer: str, body: Any) -> Any:
+            counter.inc()
+            return await fn(peer, body)
+
+        return handler
+
+    async def _serve_cc(self, peer: str, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise ValueError("forwarded request must be a map")
+        return await self.rpc.handle_forwarded(body)
+
+    async def _serve_ping(self, peer: str, body: Any) -> Any:
+        if isinstance(body, dict) and body.get("v") and body["v"] != self.view.version:
+            self.view.poke()
+        return {"v": self.view.version}
+
+    async def _on_swarm_change(self, change: Any) -> None:
+        m = self.metrics
+        m.known_nodes.set(len(change.new.nodes))
+        m.node_list.info({"version": self.view.version})
+        m.swarm_size.set(len(self.view.members(self.view.my_swarm_id())))
+        await self.handoff.on_change(change)
+
+    # ------------------------------------------------------------------ registry
+    async def _fetch_nodes(self) -> list[Any]:
+        if self._fetch_override is not None:
+            return list(await self._fetch_override())
+        from session.registry import client as reg
+
+        return list(await reg.fetch_nodes(self.config.registry.url, session=self._registry_session()))
+
+    def _registry_session(self) -> Any:
+        if self._http is None:
+            import aiohttp
+
+            from session.node.tls import client_ssl_context
+
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl_context(), limit=4))
+        return self._http
+
+    async def _register_until_done(self, attempts: int = 40) -> None:
+        from session.registry import client as reg
+
+        cfg = self.config
+        delay = 0.25
+        for i in range(attempts):
+            try:
+                await reg.register(cfg.registry.url, self.identity, public_ip=cfg.announce_ip,
+                                   storage_port=self.https_port, storage_lmq_port=self.zmq_port,
+                                   stake=cfg.registry.stake, session=self._registry_session())
+                self.registered = True
+                return
+            except Exception as e:
+                log.warning("registration attempt %d failed: %s", i + 1, e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        log.error("could not register with %s; serving without registration", cfg.registry.url)
+
+    # ------------------------------------------------------------------ background
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_INTERVAL)
+            try:
+                await self.store.sweep_expired(int(time.time() * 1000))
+            except Exception as e:
+                log.warning("expiry sweep failed: %s", e)
+
+    async def _gauge_loop(self) -> None:
+        while True:
+            m = self.metrics
+            m.ready.set(1 if self.ready_reason() is None else 0)
+            m.inflight.set(self.site.inflight if self.site else 0)
+            await asyncio.sleep(2.0)
+
+    # ------------------------------------------------------------------ shutdown
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight work, flush the store."""
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("stopping: finishing in-flight requests")
+        for r in self._runners:  # stop listening; waits for handlers up to shutdown_timeout
+            try:
+                await r.cleanup()
+            except Exception as e:
+                log.warning("site shutdown: %s", e)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.handoff is not None:
+            await self.handoff.stop()
+        if self.view is not None:
+            await self.view.stop()
+        if self.router is not None:
+            await self.router.close()
+            self.router.pool.close()
+        if self.links is not None:
+            await self.links.close()
+        if self._http is not None:
+            await self._http.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("stopped cleanly")
+
+
+def _bound_port(site: Any, asked: int) -> int:
+    if asked:
+        return asked
+    server = site._server  # aiohttp keeps the asyncio Server here
+    return int(server.sockets[0].getsockname()[1])
+
+
+def _make_rpc(store: Any, identity: Any, view: Any, fanout: Any) -> Any:
+    from session.node.rpc import RpcHandler
+
+    return RpcHandler(store=store, identity=identity, swarm=view, fanout=fanout, clock=time.time)
+
+
+def _load_identity(cfg: Any) -> Any:
+    from session.node import keys
+
+    return keys.load_or_create(cfg.keys_dir)
+
+
+async def serve(config: Any) -> int:
+    node = Node(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()
+        raise
+    await stop.wait()
+    await node.stop()
+    return 0
+
+
+def run(config: Any, *, use_uvloop: bool = True) -> int:
+    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
+    try:
+        from session.node import logsetup
+
+        logsetup.setup(config.logging)
+    except ImportError:
+        logging.basicConfig(level=config.logging.level.upper())
+    if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":
+        try:
+            import uvloop
+
+            return uvloop.run(serve(config))
+        except ImportError:
+            pass
+    return asyncio.run(serve(config))

@@ -1,0 +1,486 @@
+"""A local network ("devnet"): one registry and N service nodes on 127.0.0.1.
+
+:class:`Devnet` is the Python API (tests use it as a fixture)::
+
+    with Devnet(tmp_path, nodes=5) as net:
+        net.node_list()            # the registry's get_n_service_nodes result
+        n = net.add_node()         # waits until it is ready and listed with a swarm
+        net.remove_node(n)         # deregisters it, then stops it (SIGTERM)
+
+:func:`main` runs one until SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's
+complete ``get_n_service_nodes`` JSON, rewritten on every change), prints where everything is,
+and serves a loopback control endpoint:
+
+* ``GET  /nodes``          → the node list JSON
+* ``POST /add``            → start one more node, answers its entry
+* ``POST /remove/<index>`` → deregister and stop node ``<index>``
+
+Every process gets its own ports and data directory under ``DIR``; logs go to
+``DIR/<name>/process.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+INVALID_SWARM_ID = 2**64 - 1
+_UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+class DevnetError(RuntimeError):
+    """A devnet process did not start, or did not become ready in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=_UNVERIFIED if url.startswith("https") else None) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class DevnetNode:
+    """One node process of a devnet."""
+
+    def __init__(self, index: int, data_dir: Path, host: str, https_port: int, zmq_port: int, admin_port: int) -> None:
+        self.index = index
+        self.name = f"node-{index:02d}"
+        self.data_dir = data_dir
+        self.host = host
+        self.https_port = https_port
+        self.zmq_port = zmq_port
+        self.admin_port = admin_port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pubkey_ed25519: str | None = None
+        self.pubkey_x25519: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.https_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ready(self) -> bool:
+        try:
+            status, _ = _http(self.admin_url + "/readyz", timeout=2.0)
+        except OSError:
+            return False
+        return status == 200
+
+    def __repr__(self) -> str:
+        return f"DevnetNode({self.name}, https={self.https_port}, running={self.running})"
+
+
+class Devnet:
+    """A registry and ``nodes`` service nodes on loopback (see the module docstring)."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], nodes: int = 3, *, host: str = "127.0.0.1",
+                 seed: str = "devnet", stake: int = 25_000, poll_interval: float = 1.0,
+                 log_level: str = "warning", uvloop: bool = True, ready_timeout: float = 60.0,
+                 base_port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+        if nodes < 0:
+            raise ValueError("nodes must not be negative")
+        self.dir = Path(data_dir).absolute()
+        self.initial = nodes
+        self.host = host
+        self.seed = seed
+        self.stake = stake
+        self.poll_interval = poll_interval
+        self.log_level = log_level
+        self.uvloop = uvloop
+        self.ready_timeout = ready_timeout
+        self.extra_env = dict(extra_env or {})
+        self._next_port = base_port
+        self.nodes: list[DevnetNode] = []
+        self.registry_proc: subprocess.Popen[bytes] | None = None
+        self.registry_url = ""
+        self._lock = threading.RLock()
+        self._logs: list[Any] = []
+
+    # ------------------------------------------------------------------ ports and processes
+    def _port(self) -> int:
+        if self._next_port is None:
+            return free_port(self.host)
+        p = self._next_port
+        self._next_port += 1
+        return p
+
+    def _log(self, d: Path) -> Any:
+        d.mkdir(parents=True, exist_ok=True)
+        f = open(d / "process.log", "ab")
+        self._logs.append(f)
+        return f
+
+    def start(self) -> Devnet:
+        """Start the registry and the initial nodes; returns once every node is ready."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._start_registry()
+        try:
+            for _ in range(self.initial):
+                self._spawn(self._new_node())
+            self._wait_all_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.write_nodes_json()
+        return self
+
+    def _start_registry(self) -> None:
+        rdir = self.dir / "registry"
+        rdir.mkdir(parents=True, exist_ok=True)
+        port = self._port()
+        cmd = [sys.executable, "-m", "session.registry", "--host", self.host, "--port", str(port),
+               "--data-dir", str(rdir), "--seed", self.seed, "--log-level", self.log_level]
+        self.registry_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log(rdir),
+                                              stdin=subprocess.DEVNULL)
+        line = self._read_line(self.registry_proc, 30.0)
+        try:
+            doc = json.loads(line)
+            self.registry_url = doc["url"]
+        except (ValueError, KeyError, TypeError):
+            raise DevnetError(f"registry did not start (see {rdir / 'process.log'}): {line!r}") from None
+
+    @staticmethod
+    def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
+        out: list[bytes] = []
+
+        def reader() -> None:
+            assert proc.stdout is not None
+            out.append(proc.stdout.readline())
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(timeout)
+        return out[0].decode(errors="replace").strip() if out else ""
+
+    def _new_node(self) -> DevnetNode:
+        with self._lock:
+            index = len(self.nodes)
+            node = DevnetNode(index, self.dir / f"node-{index:02d}", self.host, self._port(), self._port(), self._port())
+            self.nodes.append(node)
+            return node
+
+    def _node_env(self, node: DevnetNode) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_NODE_")}
+        env.update({
+            "SESSION_NODE_DATA_DIR": str(node.data_dir),
+            "SESSION_NODE_NETWORK__LISTEN_HOST": self.host,
+            "SESSION_NODE_NETWORK__PUBLIC_IP": self.host,
+            "SESSION_NODE_NETWORK__HTTPS_PORT": str(node.https_port),
+            "SESSION_NODE_NETWORK__ZMQ_PORT": str(node.zmq_port),
+            "SESSION_NODE_ADMIN__PORT": str(node.admin_port),
+            "SESSION_NODE_REGISTRY__URL": self.registry_url,
+            "SESSION_NODE_REGISTRY__STAKE": str(self.stake),
+            "SESSION_NODE_REGISTRY__POLL_INTERVAL": str(self.poll_interval),
+            "SESSION_NODE_LOGGING__LEVEL": self.log_level,
+            "SESSION_NODE_LOGGING__FORMAT": "json",
+            "SESSION_NODE_SHUTDOWN_TIMEOUT": "5",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, node: DevnetNode) -> None:
+        cmd = [sys.executable, "-m", "session.node"]
+        if not self.uvloop:
+            cmd.append("--no-uvloop")
+        node.proc = subprocess.Popen(cmd, env=self._node_env(node), stdout=self._log(node.data_dir),
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    # ------------------------------------------------------------------ readiness
+    def node_list(self) -> dict[str, Any]:
+        """The registry's complete ``get_n_service_nodes`` JSON-RPC response."""
+        status, body = _http(self.registry_url + "/json_rpc",
+                             json.dumps({"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes", "params": {}}).encode())
+        if status != 200:
+            raise DevnetError(f"registry answered {status}: {body[:200]!r}")
+        return json.loads(body)
+
+    def _listed(self) -> dict[int, dict[str, Any]]:
+        """storage_port → entry of every node the registry lists in a swarm."""
+        states = self.node_list()["result"]["service_node_states"]
+        return {e["storage_port"]: e for e in states if e.get("swarm_id", INVALID_SWARM_ID) != INVALID_SWARM_ID}
+
+    def _wait_ready(self, nodes: list[DevnetNode], timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
+        pending = list(nodes)
+        while pending:
+            for n in list(pending):
+                if not n.running:
+                    raise DevnetError(f"{n.name} exited with {n.proc.returncode if n.proc else '?'} "
+                                      f"(see {n.data_dir / 'process.log'})")
+                if n.ready():
+                    pending.remove(n)
+            if pending and time.monotonic() > deadline:
+                raise DevnetError(f"not ready in time: {', '.join(n.name for n in pending)}")
+            if pending:
+                time.sleep(0.1)
+        # ... and listed by the registry with a swarm
+        want = {n.https_port: n for n in nodes}
+        while True:
+            listed = self._listed()
+            for port, n in want.items():
+                if port in listed:
+                    n.pubkey_ed25519 = listed[port]["pubkey_ed25519"]
+                    n.pubkey_x25519 = listed[port]["pubkey_x25519"]
+            if all(p in listed for p in want):
+                return
+            if time.monotonic() > deadline:
+                raise DevnetError("the registry does not list every node in a swarm")
+            time.sleep(0.1)
+
+    def _wait_all_ready(self) -> None:
+        self._wait_ready([n for n in self.nodes if n.running])
+
+    def wait_converged(self, timeout: float = 20.0) -> None:
+        """Wait until every running node reports the registry's current node list version."""
+        from session.proto.snodes import parse_node_list
+        from session.node.swarm_view import list_version
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            want = list_version(parse_node_list(self.node_list()))
+            seen = set()
+            for n in self.running_nodes():
+                try:
+                    _, body = _http(n.admin_url + "/metrics", timeout=2.0)
+                except OSError:
+                    seen.add("?")
+                    continue
+                seen.add(_metric_label(body, "session_node_list_info", "version"))
+            if seen == {want}:
+                return
+            time.sleep(0.2)
+        raise DevnetError("nodes did not converge on the registry's node list")
+
+    # ------------------------------------------------------------------ membership changes
+    def running_nodes(self) -> list[DevnetNode]:
+        return [n for n in self.nodes if n.running]
+
+    def add_node(self) -> DevnetNode:
+        """Start one more node; returns once it is ready and listed."""
+        node = self._new_node()
+        self._spawn(node)
+        self._wait_ready([node])
+        self.write_nodes_json()
+        return node
+
+    def _node(self, node: DevnetNode | int) -> DevnetNode:
+        return self.nodes[node] if isinstance(node, int) else node
+
+    def deregister(self, node: DevnetNode | int) -> None:
+        """Remove the node from the registry (it keeps running until stopped)."""
+        n = self._node(node)
+        from session.node import keys
+        from session.registry.messages import build_deregistration
+
+        ident = keys.load(n.data_dir)
+        doc = build_deregistration(ident)
+        status, body = _http(self.registry_url + "/deregister", json.dumps(doc).encode())
+        if status != 200:
+            raise DevnetError(f"deregistration of {n.name} refused: {status} {body[:200]!r}")
+
+    def remove_node(self, node: DevnetNode | int, *, deregister: bool = True, grace: float | None = None) -> None:
+        """Take a node out of the network: deregister it, give the others ``grace`` seconds to
+        take over its data (default: two poll intervals), then stop it (SIGTERM)."""
+        n = self._node(node)
+        if deregister:
+            self.deregister(n)
+            time.sleep(grace if grace is not None else 2 * self.poll_interval + 0.5)
+        self.stop_node(n)
+        self.write_nodes_json()
+
+    def stop_node(self, node: DevnetNode | int, timeout: float = 15.0) -> int | None:
+        """SIGTERM one node and wait; returns its exit code."""
+        n = self._node(node)
+        if n.proc is None:
+            return None
+        if n.proc.poll() is None:
+            n.proc.send_signal(signal.SIGTERM)
+            try:
+                n.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                n.proc.kill()
+                n.proc.wait(5)
+        return n.proc.returncode
+
+    def kill_node(self, node: DevnetNode | int) -> None:
+        """SIGKILL (a crash): no shutdown work at all."""
+        n = self._node(node)
+        if n.proc is not None and n.proc.poll() is None:
+            n.proc.kill()
+            n.proc.wait(5)
+
+    def restart_node(self, node: DevnetNode | int) -> DevnetNode:
+        """Start a stopped node again with the same data directory and ports."""
+        n = self._node(node)
+        if n.running:
+            self.stop_node(n)
+        self._spawn(n)
+        self._wait_ready([n])
+        return n
+
+    # ------------------------------------------------------------------ output and shutdown
+    def write_nodes_json(self) -> Path:
+        path = self.dir / "nodes.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.node_list(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    def stop(self) -> None:
+        """Stop every node (SIGTERM, in parallel), then the registry."""
+        for n in self.nodes:
+            if n.running:
+                assert n.proc is not None
+                n.proc.send_signal(signal.SIGTERM)
+        for n in self.nodes:
+            if n.proc is not None:
+                try:
+                    n.proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+                    n.proc.wait(5)
+        if self.registry_proc is not None and self.registry_proc.poll() is None:
+            self.registry_proc.send_signal(signal.SIGTERM)
+            try:
+                self.registry_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.registry_proc.kill()
+                self.registry_proc.wait(5)
+        for f in self._logs:
+            with contextlib.suppress(OSError):
+                f.close()
+        self._logs.clear()
+
+    def exit_codes(self) -> dict[str, int | None]:
+        return {n.name: (n.proc.returncode if n.proc else None) for n in self.nodes}
+
+    def __enter__(self) -> Devnet:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _metric_label(body: bytes, metric: str, label: str) -> str:
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith(metric + "{"):
+            inside = line[len(metric) + 1: line.index("}")]
+            for part in inside.split(","):
+                k, _, v = part.partition("=")
+                if k == label:
+                    return v.strip('"')
+    return ""
+
+
+# ---------------------------------------------------------------------- foreground runner
+def _control_server(net: Devnet, host: str, port: int) -> Any:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, doc: Any) -> None:
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/nodes":
+                self._send(200, net.node_list())
+            else:
+                self._send(404, {"error": "unknown path"})
+
+        def do_POST(self) -> None:  # noqa: N802
+            try:
+                if self.path == "/add":
+                    n = net.add_node()
+                    self._send(200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519})
+                elif self.path.startswith("/remove/"):
+                    idx = int(self.path.rsplit("/", 1)[1])
+                    if not 0 <= idx < len(net.nodes) or not net.nodes[idx].running:
+                        self._send(404, {"error": f"no running node {idx}"})
+                        return
+                    net.remove_node(idx)
+                    self._send(200, {"removed": net.nodes[idx].name})
+                else:
+                    self._send(404, {"error": "unknown path"})
+            except (DevnetError, ValueError) as e:
+                self._send(500, {"error": str(e)})
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer((host, port), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def main(nodes: int = 5, data_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1",
+         control_port: int = 0, seed: str = "devnet", log_level: str = "warning", uvloop: bool = True,
+         base_port: int | None = None, ready_timeout: float = 90.0, out: Any = None) -> int:
+    """Run a devnet in the foreground until SIGINT/SIGTERM; returns the exit code."""
+    out = out or sys.stdout
+    d = Path(data_dir) if data_dir is not None else Path.cwd() / "devnet"
+    net = Devnet(d, nodes, host=host, seed=seed, log_level=log_level, uvloop=uvloop,
+                 base_port=base_port, ready_timeout=ready_timeout)
+    stop = threading.Event()
+    prev = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        t0 = time.monotonic()
+        try:
+            net.start()
+        except DevnetError as e:
+            print(f"devnet failed to start: {e}", file=sys.stderr)
+            return 1
+        ctl = _control_server(net, "127.0.0.1", control_port)
+        cport = ctl.server_address[1]
+        print(json.dumps({
+            "ready": True, "dir": str(net.dir), "nodes_json": str(net.dir / "nodes.json"),
+            "registry": net.registry_url, "control": f"http://127.0.0.1:{cport}",
+            "nodes": [{"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}
+                      for n in net.nodes],
+            "seconds": round(time.monotonic() - t0, 2),
+        }), file=out, flush=True)
+        while not stop.wait(1.0):
+            for n in net.nodes:
+                if n.proc is not None and n.proc.poll() not in (None, 0) and n.proc.returncode != -signal.SIGKILL:
+                    print(f"{n.name} exited with {n.proc.returncode}; see {n.data_dir / 'process.log'}",
+                          file=sys.stderr)
+                    n.proc = None
+        ctl.shutdown()
+        return 0
+    finally:
+        net.stop()
+        for s, h in prev.items():
+            signal.signal(s, h)
