@@ -95,6 +95,15 @@ impl PyIdentity {
         PyBytes::new(py, &self.keys.recovery_seed())
     }
 
+    /// The raw 32-byte X25519 secret key, for transports such as CurveZMQ that need the raw
+    /// key (the node links). An explicit export: keep it out of logs and files.
+    fn export_x25519_secret<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut secret = self.x25519_secret();
+        let out = PyBytes::new(py, &secret);
+        secret.iter_mut().for_each(|b| *b = 0);
+        out
+    }
+
     fn __repr__(&self) -> String {
         format!("Identity({})", self.keys.session_id())
     }
