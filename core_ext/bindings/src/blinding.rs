@@ -1,7 +1,202 @@
-//! Bindings for this concept (filled in by its owner).
+//! Community blinding (15 / 25 / version-07 keys and signatures) and SOGS request signing.
+//!
+//! Functions that sign take the `Identity`; its seed is read inside Rust and wiped after use.
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use session_crypto::blinding as bl;
+use session_crypto::Error;
+use zeroize::Zeroizing;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::errors::CoreResult;
+use crate::identity::PyIdentity;
+
+fn seed_of(identity: &Bound<'_, PyIdentity>) -> Zeroizing<[u8; 32]> {
+    let kp = Zeroizing::new(identity.get().ed25519_keypair_bytes());
+    let mut seed = Zeroizing::new([0u8; 32]);
+    seed.copy_from_slice(&kp[..32]);
+    seed
+}
+
+fn nonce_variant(name: &str) -> CoreResult<bl::Blind15Nonce> {
+    match name {
+        "libsession" => Ok(bl::Blind15Nonce::Libsession),
+        "desktop" => Ok(bl::Blind15Nonce::Desktop),
+        _ => Err(Error::InvalidValue {
+            what: "nonce_derivation",
+            reason: "it must be \"libsession\" or \"desktop\"",
+        }
+        .into()),
+    }
+}
+
+/// "15" + hex of the identity's 15-blinded key for this server.
+#[pyfunction]
+fn blinded15_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>, server_pubkey_hex: &str) -> CoreResult<String> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let seed = seed_of(identity);
+    let pk = py.detach(move || bl::blind15_public_key(&seed, &spk));
+    Ok(bl::format_id(bl::PREFIX_BLIND15, &pk))
+}
+
+/// "25" + hex of the identity's 25-blinded key for this server.
+#[pyfunction]
+fn blinded25_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>, server_pubkey_hex: &str) -> CoreResult<String> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let seed = seed_of(identity);
+    let pk = py.detach(move || bl::blind25_public_key(&seed, &spk));
+    Ok(bl::format_id(bl::PREFIX_BLIND25, &pk))
+}
+
+/// Both possible 15-blinded ids (positive form, negative form) of a `05` Session ID.
+#[pyfunction]
+fn blinded15_ids_for_session_id(
+    py: Python<'_>,
+    session_id: &str,
+    server_pubkey_hex: &str,
+) -> CoreResult<(String, String)> {
+    let x = bl::parse_session_id(session_id)?;
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let (pos, neg) = py.detach(move || bl::blind15_keys_from_x25519(&x, &spk))?;
+    Ok((bl::format_id(bl::PREFIX_BLIND15, &pos), bl::format_id(bl::PREFIX_BLIND15, &neg)))
+}
+
+/// The 25-blinded id of a `05` Session ID.
+#[pyfunction]
+fn blinded25_id_for_session_id(py: Python<'_>, session_id: &str, server_pubkey_hex: &str) -> CoreResult<String> {
+    let x = bl::parse_session_id(session_id)?;
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let k = py.detach(move || bl::blind25_key_from_x25519(&x, &spk))?;
+    Ok(bl::format_id(bl::PREFIX_BLIND25, &k))
+}
+
+/// True if a 15- or 25-blinded id belongs to the `05` Session ID on this server.
+#[pyfunction]
+fn session_id_matches_blinded_id(
+    py: Python<'_>,
+    session_id: &str,
+    blinded_id: &str,
+    server_pubkey_hex: &str,
+) -> CoreResult<bool> {
+    let x = bl::parse_session_id(session_id)?;
+    let (prefix, key) = bl::parse_blinded_id(blinded_id)?;
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    Ok(py.detach(move || bl::x25519_matches_blinded(&x, prefix, &key, &spk))?)
+}
+
+/// A 15-blinded signature (Ed25519-verifiable under the 15-blinded key).
+#[pyfunction]
+#[pyo3(signature = (identity, server_pubkey_hex, message, nonce_derivation = "libsession"))]
+fn blind15_sign<'py>(
+    py: Python<'py>,
+    identity: &Bound<'py, PyIdentity>,
+    server_pubkey_hex: &str,
+    message: &[u8],
+    nonce_derivation: &str,
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let variant = nonce_variant(nonce_derivation)?;
+    let seed = seed_of(identity);
+    let msg = message.to_vec();
+    let sig = py.detach(move || bl::blind15_sign(&seed, &spk, &msg, variant));
+    Ok(PyBytes::new(py, &sig))
+}
+
+/// A 25-blinded signature (Ed25519-verifiable under the 25-blinded key).
+#[pyfunction]
+fn blind25_sign<'py>(
+    py: Python<'py>,
+    identity: &Bound<'py, PyIdentity>,
+    server_pubkey_hex: &str,
+    message: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let seed = seed_of(identity);
+    let msg = message.to_vec();
+    let sig = py.detach(move || bl::blind25_sign(&seed, &spk, &msg));
+    Ok(PyBytes::new(py, &sig))
+}
+
+/// Verifies a signature under a blinded id (15, 25 or 07 prefix); raises InvalidSignature.
+#[pyfunction]
+fn verify_blinded(py: Python<'_>, blinded_id: &str, message: &[u8], signature: &[u8]) -> CoreResult<()> {
+    let (_, key) = bl::parse_blinded_id(blinded_id)?;
+    let msg = message.to_vec();
+    let sig = signature.to_vec();
+    Ok(py.detach(move || bl::verify(&key, &msg, &sig))?)
+}
+
+/// "07" + hex of the identity's version-blinded Ed25519 key.
+#[pyfunction]
+fn version_blinded_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>) -> String {
+    let seed = seed_of(identity);
+    let pk = py.detach(move || bl::version_blind_public_key(&seed));
+    bl::format_id(bl::PREFIX_VERSION_BLIND, &pk)
+}
+
+/// A plain Ed25519 signature by the identity's version-blinded key.
+#[pyfunction]
+fn version_blind_sign<'py>(
+    py: Python<'py>,
+    identity: &Bound<'py, PyIdentity>,
+    message: &[u8],
+) -> Bound<'py, PyBytes> {
+    let seed = seed_of(identity);
+    let msg = message.to_vec();
+    let sig = py.detach(move || bl::version_blind_sign(&seed, &msg));
+    PyBytes::new(py, &sig)
+}
+
+/// Signs a SOGS request; returns (X-SOGS-Pubkey value, 64-byte signature).
+#[pyfunction]
+#[pyo3(signature = (identity, server_pubkey_hex, method, path, body, blinded, timestamp, nonce, nonce_derivation = "libsession"))]
+#[allow(clippy::too_many_arguments)]
+fn sogs_sign<'py>(
+    py: Python<'py>,
+    identity: &Bound<'py, PyIdentity>,
+    server_pubkey_hex: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    blinded: bool,
+    timestamp: u64,
+    nonce: &[u8],
+    nonce_derivation: &str,
+) -> CoreResult<(String, Bound<'py, PyBytes>)> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let variant = nonce_variant(nonce_derivation)?;
+    let nonce: [u8; 16] = nonce.try_into().map_err(|_| Error::InvalidLength {
+        what: "SOGS nonce",
+        expected: "16",
+        got: nonce.len(),
+    })?;
+    let seed = seed_of(identity);
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+    let auth = py.detach(move || {
+        let req = bl::SogsRequest {
+            server_pk: &spk,
+            nonce: &nonce,
+            timestamp,
+            method: &method,
+            path: &path,
+            body: &body,
+        };
+        bl::sogs_auth(&seed, &req, blinded, variant)
+    })?;
+    Ok((hex::encode(auth.pubkey), PyBytes::new(py, &auth.signature)))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(blinded15_id, m)?)?;
+    m.add_function(wrap_pyfunction!(blinded25_id, m)?)?;
+    m.add_function(wrap_pyfunction!(blinded15_ids_for_session_id, m)?)?;
+    m.add_function(wrap_pyfunction!(blinded25_id_for_session_id, m)?)?;
+    m.add_function(wrap_pyfunction!(session_id_matches_blinded_id, m)?)?;
+    m.add_function(wrap_pyfunction!(blind15_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(blind25_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_blinded, m)?)?;
+    m.add_function(wrap_pyfunction!(version_blinded_id, m)?)?;
+    m.add_function(wrap_pyfunction!(version_blind_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(sogs_sign, m)?)?;
     Ok(())
 }

@@ -1,7 +1,106 @@
-//! Bindings for this concept (filled in by its owner).
+//! Swarm math: swarm space, closest swarm, message hash, and the `SwarmIndex` class.
+//!
+//! Lookups take microseconds, so they keep the GIL (releasing it would cost more than the
+//! work); hashing large messages releases it.
 
 use pyo3::prelude::*;
+use pyo3::types::PyList;
+use session_swarm as sw;
 
-pub fn register(_m: &Bound<'_, PyModule>) -> PyResult<()> {
+use crate::errors::CoreResult;
+
+/// Messages at least this large are hashed with the GIL released.
+const DETACH_HASH_BYTES: usize = 4096;
+
+fn swarm_ids_arg(obj: &Bound<'_, PyAny>) -> CoreResult<Vec<u64>> {
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>() {
+        return Err(sw::Error::InvalidSwarmId.into());
+    }
+    Ok(obj.extract::<Vec<u64>>().map_err(|_| sw::Error::InvalidSwarmId)?)
+}
+
+fn namespace_arg(obj: &Bound<'_, PyAny>) -> CoreResult<i16> {
+    if obj.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(sw::Error::InvalidNamespace(format!("{obj}")).into());
+    }
+    obj.extract::<i16>().map_err(|_| {
+        let shown = obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+        let shown: String = shown.chars().take(40).collect();
+        sw::Error::InvalidNamespace(shown).into()
+    })
+}
+
+/// Swarm-space position (u64) of a 66-hex-digit account ID (any prefix byte).
+#[pyfunction]
+fn swarm_space(account_id: &str) -> CoreResult<u64> {
+    Ok(sw::swarm_space(account_id)?)
+}
+
+/// Closest swarm id for an account ID over swarm ids in any order.
+#[pyfunction]
+fn closest_swarm(account_id: &str, swarm_ids: &Bound<'_, PyAny>) -> CoreResult<u64> {
+    let space = sw::AccountId::parse(account_id)?.swarm_space();
+    let ids = swarm_ids_arg(swarm_ids)?;
+    Ok(sw::closest_swarm_for_space(space, &ids)?)
+}
+
+/// Storage message hash: unpadded base64 of BLAKE2b-256(account ‖ namespace ‖ data).
+#[pyfunction]
+fn message_hash(
+    py: Python<'_>,
+    account_id: &str,
+    namespace: &Bound<'_, PyAny>,
+    data: &[u8],
+) -> CoreResult<String> {
+    let account = sw::AccountId::parse(account_id)?;
+    let ns = namespace_arg(namespace)?;
+    Ok(if data.len() >= DETACH_HASH_BYTES {
+        let owned = data.to_vec();
+        py.detach(move || sw::message_hash_of(&account, ns, &owned))
+    } else {
+        sw::message_hash_of(&account, ns, data)
+    })
+}
+
+/// Sorted, deduplicated swarm ids for repeated closest-swarm lookups (binary search).
+#[pyclass(frozen, module = "session._core", name = "SwarmIndex")]
+pub struct PySwarmIndex(sw::SwarmIndex);
+
+#[pymethods]
+impl PySwarmIndex {
+    #[new]
+    fn new(swarm_ids: &Bound<'_, PyAny>) -> CoreResult<Self> {
+        Ok(Self(sw::SwarmIndex::new(swarm_ids_arg(swarm_ids)?)?))
+    }
+
+    /// Closest swarm id for a 66-hex-digit account ID.
+    fn closest(&self, account_id: &str) -> CoreResult<u64> {
+        Ok(self.0.closest(account_id)?)
+    }
+
+    /// The swarm ids, ascending.
+    #[getter]
+    fn swarm_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.0.ids())
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+
+    fn __contains__(&self, swarm_id: &Bound<'_, PyAny>) -> bool {
+        swarm_id.extract::<u64>().map(|id| self.0.contains(id)).unwrap_or(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SwarmIndex({} swarms)", self.0.len())
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(swarm_space, m)?)?;
+    m.add_function(wrap_pyfunction!(closest_swarm, m)?)?;
+    m.add_function(wrap_pyfunction!(message_hash, m)?)?;
+    m.add_class::<PySwarmIndex>()?;
     Ok(())
 }

@@ -13,10 +13,10 @@ pub enum Error {
     /// Closest-swarm lookup over an empty list.
     #[error("no swarms to choose from")]
     NoSwarms,
-    /// A swarm id equal to 2^64-1, the "unassigned" marker, was given as a real swarm.
-    #[error("swarm id 18446744073709551615 (2^64-1) marks an unassigned node, not a swarm")]
+    /// A swarm id that is not an integer in 0..=2^64-2 (2^64-1 marks unassigned nodes).
+    #[error("swarm ids must be integers from 0 to 2^64-2 (2^64-1 marks an unassigned node)")]
     InvalidSwarmId,
     /// A namespace outside the storage server's int16 range.
-    #[error("namespace {0} is out of range: namespaces are -32768..=32767")]
-    InvalidNamespace(i64),
+    #[error("namespace {0} is out of range: namespaces are integers from -32768 to 32767")]
+    InvalidNamespace(String),
 }

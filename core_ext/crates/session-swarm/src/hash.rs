@@ -24,8 +24,12 @@ pub fn message_hash_raw(account: &AccountId, namespace: i16, data: &[u8]) -> [u8
     h.finalize().into()
 }
 
+/// The message hash of a parsed account (43 characters, unpadded base64).
+pub fn message_hash_of(account: &AccountId, namespace: i16, data: &[u8]) -> String {
+    STANDARD_NO_PAD.encode(message_hash_raw(account, namespace, data))
+}
+
 /// The message hash as the storage server returns it (43 characters, unpadded base64).
 pub fn message_hash(account_id: &str, namespace: i16, data: &[u8]) -> Result<String> {
-    let account = AccountId::parse(account_id)?;
-    Ok(STANDARD_NO_PAD.encode(message_hash_raw(&account, namespace, data)))
+    Ok(message_hash_of(&AccountId::parse(account_id)?, namespace, data))
 }

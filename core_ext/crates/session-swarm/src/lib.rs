@@ -18,5 +18,5 @@ pub mod space;
 
 pub use closest::{closest_swarm, closest_swarm_for_space, SwarmIndex, INVALID_SWARM_ID};
 pub use error::{Error, Result};
-pub use hash::{message_hash, message_hash_raw, MESSAGE_HASH_LEN};
+pub use hash::{message_hash, message_hash_of, message_hash_raw, MESSAGE_HASH_LEN};
 pub use space::{swarm_space, swarm_space_of_key, AccountId};
