@@ -1,0 +1,519 @@
+"""The storage RPC handler of a service node: runs validated requests against a MessageStore.
+
+Transport-free: the daemon hands it raw client bodies (HTTPS or decrypted onion payloads) and
+forwarded peer requests, and injects the pieces it needs:
+
+* ``store`` — a :class:`session.storage.MessageStore`;
+* ``identity`` — the node's :class:`session.identity.Identity` (signs per-node results);
+* ``swarm`` — a :class:`SwarmContext` (which swarm stores an account, who is in it, readiness);
+* ``fanout`` — a :class:`SwarmFanout` (sends a validated recursive request to the other members
+  of our swarm and returns their results);
+* ``clock`` — milliseconds since the epoch.
+
+store/delete*/expire*/revoke answer with every swarm member's signed result (our own plus the
+fan-out); retrieve/get_expiries/info/get_swarm are answered locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from session.errors import StorageError, StorageFull
+from session.proto import rpc as P
+from session.proto.snodes import ServiceNode
+from session.storage.base import MessageStore, StoredMessage
+
+log = logging.getLogger("session.node.rpc")
+
+
+@runtime_checkable
+class SwarmContext(Protocol):
+    """What the handler needs to know about swarms (implemented by the daemon from the
+    registry's node list and :class:`session.proto.snodes.SwarmMap`)."""
+
+    def my_swarm_id(self) -> int | None:
+        """Our swarm, or None while we are in none."""
+        ...
+
+    def swarm_id_for(self, account_id: str) -> int:
+        """The swarm storing ``account_id`` (66 hex); raises LookupError if there are no swarms."""
+        ...
+
+    def members(self, swarm_id: int) -> Sequence[ServiceNode]:
+        """Members of ``swarm_id`` (empty if unknown)."""
+        ...
+
+    def is_ready(self) -> bool:
+        """Whether we may answer storage requests (in a swarm, synced)."""
+        ...
+
+
+class SwarmFanout(Protocol):
+    async def forward(self, request_body: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+        """Send ``request_body`` (``{"method", "params"}``) to every other member of our swarm;
+        return member Ed25519 hex → its result dict (``None`` on timeout / unreachable)."""
+        ...
+
+
+#: ``async (endpoint, params) -> result`` answering ``oxend_request`` (our registry stands in for
+#: oxend); raise RpcError for a failure the client should see.
+OxendHandler = Callable[[str, Any], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RpcResponse:
+    """A response: JSON (dict) or plain-text body."""
+
+    status: int
+    body: dict[str, Any] | str
+
+    @property
+    def content_type(self) -> str:
+        return "application/json" if isinstance(self.body, dict) else "text/plain; charset=utf-8"
+
+    def to_bytes(self) -> bytes:
+        if isinstance(self.body, dict):
+            return json.dumps(self.body, separators=(",", ":")).encode()
+        return self.body.encode()
+
+    def sub_result(self) -> dict[str, Any]:
+        """This response as a batch/ifelse sub-result ``{"code", "body"}``."""
+        return {"code": self.status, "body": self.body}
+
+
+def _system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _obfuscate(account_hex: str) -> str:
+    return f"{account_hex[:4]}…{account_hex[-2:]}"
+
+
+class RpcHandler:
+    """Executes storage RPC requests for one service node."""
+
+    def __init__(
+        self,
+        store: MessageStore,
+        identity: Any,
+        swarm: SwarmContext,
+        fanout: SwarmFanout | None = None,
+        clock: Callable[[], int] = _system_clock,
+        *,
+        hardfork: tuple[int, int] = P.DEFAULT_HARDFORK,
+        version: tuple[int, int, int] = P.STORAGE_SERVER_VERSION,
+        height: Callable[[], int] = lambda: 0,
+        oxend: OxendHandler | None = None,
+    ) -> None:
+        from session.swarm import message_hash  # native core; imported once, at construction
+
+        self.store = store
+        self.identity = identity
+        self.swarm = swarm
+        self.fanout = fanout
+        self.clock = clock
+        self.hardfork = hardfork
+        self.version = version
+        self.height = height
+        self.oxend = oxend
+        self._message_hash = message_hash
+        self.ed25519_hex: str = identity.ed25519_public.hex()
+        #: Requests handled, by method (client and forwarded), for metrics.
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # -- entry points -----------------------------------------------------------------------
+
+    async def handle_client(self, body: bytes | str) -> tuple[int, bytes]:
+        """A client request body → (HTTP status, response bytes). JSON bodies for 200/421 and
+        recursive results; plain text for errors (as Session's storage server)."""
+        r = await self.respond(body)
+        return r.status, r.to_bytes()
+
+    async def respond(self, body: bytes | str | Mapping[str, Any]) -> RpcResponse:
+        """Like :meth:`handle_client` but returns the structured :class:`RpcResponse`."""
+        try:
+            req = P.parse_request(body)
+        except P.RpcError as e:
+            self.counters["invalid"] += 1
+            return RpcResponse(e.status, e.message)
+        return await self.execute(req)
+
+    async def handle_forwarded(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """A recursive request forwarded by a swarm peer: validate it again, apply it locally
+        (no further fan-out) and return this node's signed result, or a failure entry
+        ``{"failed": true, "code", "reason"}``."""
+        try:
+            req = P.parse_request(body, forwarded=True)
+            self.counters[f"forwarded_{req.METHOD}"] += 1
+            now = self.clock()
+            await self._admit(req, now, forwarded=True)  # type: ignore[arg-type]
+            return await self._apply(req, now)  # type: ignore[arg-type]
+        except P.RpcError as e:
+            return P.failed_entry(code=e.status, reason=e.message)
+        except _WrongSwarm as e:
+            return P.failed_entry(code=421, reason=json.dumps(e.body))
+        except Exception:
+            log.exception("forwarded request failed")
+            return P.failed_entry(code=500, reason="request failed")
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def execute(self, req: P.Request) -> RpcResponse:
+        """Run an already parsed client request."""
+        self.counters[req.METHOD] += 1
+        try:
+            if isinstance(req, P.Batch):
+                return await self._batch(req)
+            if isinstance(req, P.IfElse):
+                return await self._ifelse(req)
+            if isinstance(req, P.Info):
+                now = self.clock()
+                return RpcResponse(
+                    200, {"version": list(self.version), "timestamp": now, **self._misc(now)}
+                )
+            if isinstance(req, P.GetSwarm):
+                return RpcResponse(200, {**self._swarm_of(req.account.hex), **self._misc()})
+            if isinstance(req, P.OxendRequest):
+                return await self._oxend(req)
+            return await self._account_request(req)
+        except P.RpcError as e:
+            return RpcResponse(e.status, e.message)
+        except _WrongSwarm as e:
+            return RpcResponse(421, e.body)
+        except Exception:
+            log.exception("client request raised")
+            return RpcResponse(500, "request failed")
+
+    def _misc(self, now: int | None = None) -> dict[str, Any]:
+        return P.misc_fields(self.clock() if now is None else now, self.hardfork)
+
+    def _swarm_of(self, account_hex: str) -> dict[str, Any]:
+        try:
+            sid = self.swarm.swarm_id_for(account_hex)
+        except LookupError:
+            return P.swarm_json(None, ())
+        return P.swarm_json(sid, self.swarm.members(sid))
+
+    async def _admit(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> None:
+        """Readiness, swarm membership, time windows and signature (in Session's order)."""
+        if not self.swarm.is_ready():
+            raise P.RpcError(503, "Service node is not ready: " + self._not_ready_reason())
+        acct = req.account.hex
+        try:
+            sid = self.swarm.swarm_id_for(acct)
+        except LookupError:
+            raise P.RpcError(503, "Service node is not ready: no swarms are known yet") from None
+        mine = self.swarm.my_swarm_id()
+        if sid != mine:
+            raise _WrongSwarm({**P.swarm_json(sid, self.swarm.members(sid)), **self._misc(now)})
+        P.precheck(req, now, forwarded=forwarded, hf=self.hardfork)
+        revoked = False
+        auth = getattr(req, "auth", None)
+        if (
+            auth is not None
+            and auth.subaccount is not None
+            and P.needs_verification(req)
+            and not P.skip_revoke_check(req)
+        ):
+            revoked = await self.store.subaccount_revoked(acct, auth.subaccount)
+        P.verify_request(req, revoked=revoked)
+        if isinstance(req, P.Expire):
+            P.expire_extend_only(req)  # 400 for shorten by a subaccount without delete access
+
+    def _not_ready_reason(self) -> str:
+        reason = getattr(self.swarm, "not_ready_reason", None)
+        if callable(reason):
+            return str(reason())
+        return "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
+
+    async def _account_request(self, req: P.Request) -> RpcResponse:
+        now = self.clock()
+        await self._admit(req, now, forwarded=False)  # type: ignore[arg-type]
+        if isinstance(req, P.Retrieve):
+            return await self._retrieve(req, now)
+        if isinstance(req, P.GetExpiries):
+            exp = await self.store.get_expiries(req.account.hex, req.messages)
+            return RpcResponse(200, {"expiries": exp})
+        return await self._recursive(req, now)  # type: ignore[arg-type]
+
+    # -- local endpoints ------------------------------------------------------------------
+
+    async def _retrieve(self, req: P.Retrieve, now: int) -> RpcResponse:
+        count, size = P.retrieve_limits(req)
+        try:
+            msgs, more = await self.store.retrieve(
+                req.account.hex, req.namespace, req.last_hash, count, size
+            )
+        except StorageError:
+            log.exception("retrieve failed")
+            return RpcResponse(
+                500,
+                "Internal Server Error. Could not retrieve messages for "
+                + _obfuscate(req.account.hex),
+            )
+        return RpcResponse(
+            200,
+            {"messages": [P.message_json(m) for m in msgs], "more": more, **self._misc(now)},
+        )
+
+    async def _oxend(self, req: P.OxendRequest) -> RpcResponse:
+        if self.oxend is None:
+            return RpcResponse(400, "Unknown oxend error")
+        result = await self.oxend(req.endpoint, req.params)
+        return RpcResponse(200, {"result": result, **self._misc()})
+
+    async def _batch(self, req: P.Batch) -> RpcResponse:
+        if req.sequence:
+            results = []
+            for sub in req.requests:
+                r = await self.execute(sub)
+                results.append(r.sub_result())
+                if not 200 <= r.status <= 299:
+                    break
+        else:
+            rs = await asyncio.gather(*(self.execute(sub) for sub in req.requests))
+            results = [r.sub_result() for r in rs]
+        return RpcResponse(200, {"results": results})
+
+    async def _ifelse(self, req: P.IfElse) -> RpcResponse:
+        height = self.height()
+        cond = req.condition.holds(self.hardfork, self.version, height)
+        body: dict[str, Any] = {
+            "hf": list(self.hardfork),
+            "v": list(self.version),
+            "height": height,
+            "condition": cond,
+        }
+        branch = req.then if cond else req.otherwise
+        if branch is not None:
+            body["result"] = (await self.execute(branch)).sub_result()
+        return RpcResponse(200, body)
+
+    # -- recursive endpoints --------------------------------------------------------------
+
+    async def _recursive(self, req: P.RecursiveRequest, now: int) -> RpcResponse:
+        my_sid = self.swarm.my_swarm_id()
+        peers = [
+            n.pubkey_ed25519
+            for n in (self.swarm.members(my_sid) if my_sid is not None else ())
+            if n.pubkey_ed25519 != self.ed25519_hex
+        ]
+        forwarded: asyncio.Future[Any] | None = None
+        if self.fanout is not None and peers:
+            # Forward first (as Session does), then apply locally while peers work.
+            forwarded = asyncio.ensure_future(self.fanout.forward(P.forward_body(req)))
+        mine = await self._apply(req, now)
+        peer_results: Mapping[str, Any] = {}
+        if forwarded is not None:
+            try:
+                peer_results = await forwarded
+            except Exception:
+                log.exception("swarm fan-out failed")
+                peer_results = {}
+        swarm: dict[str, dict[str, Any]] = {}
+        for ed in peers:
+            r = peer_results.get(ed)
+            if r is None:
+                swarm[ed] = P.failed_entry(timeout=True)
+            elif not isinstance(r, dict):
+                swarm[ed] = P.failed_entry()
+            else:
+                swarm[ed] = r
+        if isinstance(req, P.Store):
+            mine["t"] = now
+        swarm[self.ed25519_hex] = mine
+        body: dict[str, Any] = {"swarm": swarm, **self._misc(now)}
+        if isinstance(req, P.Store) and "failed" not in mine:
+            body["hash"] = mine["hash"]
+        status = P.swarm_status(swarm)
+        if (
+            isinstance(req, P.Delete)
+            and req.required
+            and status == 200
+            and not any(r.get("deleted") for r in swarm.values())
+        ):
+            status = 404
+        return RpcResponse(status, body)
+
+    def _sign(self, text: bytes) -> str:
+        return P.b64(self.identity.sign(text))
+
+    async def _apply(self, req: P.RecursiveRequest, now: int) -> dict[str, Any]:
+        """Apply a validated recursive request locally; returns this node's result entry."""
+        acct = req.account.hex
+        try:
+            if isinstance(req, P.Store):
+                return await self._apply_store(req)
+            if isinstance(req, P.Delete):
+                deleted = sorted(await self.store.delete_by_hash(acct, req.messages))
+                sig = P.delete_result_text(acct, req.messages, deleted)
+                return {"deleted": deleted, "signature": self._sign(sig)}
+            if isinstance(req, P.DeleteAll | P.DeleteBefore | P.ExpireAll):
+                ns = None if req.namespace is P.ALL else int(req.namespace)  # type: ignore[call-overload]
+                if isinstance(req, P.DeleteAll):
+                    affected = await self.store.delete_all(acct, ns)
+                    key, value = "deleted", req.timestamp
+                elif isinstance(req, P.DeleteBefore):
+                    affected = await self.store.delete_before(acct, req.before, ns)
+                    key, value = "deleted", req.before
+                else:
+                    affected = await self.store.update_all_expiries(acct, req.expiry, ns)
+                    key, value = "updated", req.expiry
+                hashes, shown = P.affected_by_namespace(affected, ns is None)
+                sig = P.ns_action_result_text(acct, value, hashes)
+                return {key: shown, "signature": self._sign(sig)}
+            if isinstance(req, P.Expire):
+                return await self._apply_expire(req, now)
+            if isinstance(req, P.RevokeSubaccount):
+                await self.store.revoke_subaccounts(acct, req.tokens, now)
+                sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
+                return {"signature": self._sign(sig)}
+            if isinstance(req, P.UnrevokeSubaccount):
+                count = await self.store.unrevoke_subaccounts(acct, req.tokens)
+                sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
+                return {"count": count, "signature": self._sign(sig)}
+        except StorageError as e:
+            log.error("%s for %s failed: %s", req.METHOD, _obfuscate(acct), e)
+            return {"failed": True, "query_failure": True, "reason": str(e)}
+        raise P.RpcError(400, f"invalid request: {req.METHOD} cannot be forwarded")
+
+    async def _apply_store(self, req: P.Store) -> dict[str, Any]:
+        acct = req.account.hex
+        h = self._message_hash(acct, req.namespace, req.data)
+        msg = StoredMessage(acct, req.namespace, h, req.data, req.timestamp, req.expiry)
+        try:
+            res = await self.store.store(msg)
+        except StorageFull as e:
+            log.warning("store refused for %s: %s", _obfuscate(acct), e)
+            return {"failed": True, "query_failure": True, "reason": str(e)}
+        out: dict[str, Any] = {
+            "hash": h,
+            "signature": self._sign(P.store_result_text(h)),
+            "expiry": res.expiry_ms,
+        }
+        if not res.new:
+            out["already"] = True
+        return out
+
+    async def _apply_expire(self, req: P.Expire, now: int) -> dict[str, Any]:
+        acct = req.account.hex
+        exps = P.applied_expiries(req, now)
+        extend_only = P.expire_extend_only(req)
+        updated = await self.store.update_expiry(
+            acct, req.messages, exps, extend_only=extend_only, shorten_only=req.shorten
+        )
+        updated.sort(key=lambda u: u[0])
+        updated_hashes = [h for h, _ in updated]
+        unchanged: dict[str, int] = {}
+        if req.extend or req.shorten:
+            done = set(updated_hashes)
+            rest = [m for m in req.messages if m not in done]
+            if rest:
+                unchanged = await self.store.get_expiries(acct, rest)
+        applied = [e for _, e in updated] if len(req.expiries) > 1 else [exps[0]]
+        sig = P.expire_result_text(acct, applied, req.messages, updated_hashes, unchanged)
+        out: dict[str, Any] = {
+            "expiry": applied if len(req.expiries) > 1 else applied[0],
+            "updated": updated_hashes,
+        }
+        if req.shorten or req.extend:
+            out["unchanged"] = unchanged
+        out["signature"] = self._sign(sig)
+        return out
+
+
+class _WrongSwarm(Exception):
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("wrong swarm")
+        self.body = body
+
+
+# ---- helpers for the daemon and tests -------------------------------------------------------
+
+
+class MapSwarm:
+    """A :class:`SwarmContext` over a :class:`session.proto.snodes.SwarmMap` (replace ``.map``
+    when the node list changes)."""
+
+    def __init__(self, swarm_map: Any, my_ed25519_hex: str, *, ready: bool = True) -> None:
+        self.map = swarm_map
+        self.me = my_ed25519_hex
+        self.ready = ready
+
+    def my_swarm_id(self) -> int | None:
+        node = self.map.by_ed25519.get(self.me)
+        if node is None or node.swarm_id == P.INVALID_SWARM_ID:
+            return None
+        return int(node.swarm_id)
+
+    def swarm_id_for(self, account_id: str) -> int:
+        return int(self.map.swarm_id_for(account_id))
+
+    def members(self, swarm_id: int) -> Sequence[ServiceNode]:
+        return self.map.swarms.get(swarm_id, ())
+
+    def is_ready(self) -> bool:
+        return self.ready and self.my_swarm_id() is not None
+
+
+class LocalFanout:
+    """In-process :class:`SwarmFanout`: calls peer handlers directly (tests, single-process
+    devnets). Peers listed in ``down`` behave as unreachable."""
+
+    def __init__(self, self_ed25519_hex: str, peers: Mapping[str, RpcHandler], swarm: SwarmContext) -> None:
+        self.me = self_ed25519_hex
+        self.peers = peers
+        self.swarm = swarm
+        self.down: set[str] = set()
+
+    async def forward(self, request_body: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+        sid = self.swarm.my_swarm_id()
+        targets = [
+            n.pubkey_ed25519
+            for n in (self.swarm.members(sid) if sid is not None else ())
+            if n.pubkey_ed25519 != self.me
+        ]
+
+        async def one(ed: str) -> dict[str, Any] | None:
+            h = self.peers.get(ed)
+            if h is None or ed in self.down:
+                return None
+            # A copy: peers must not share mutable request state (as over a real wire).
+            return await h.handle_forwarded(copy.deepcopy(request_body))
+
+        results = await asyncio.gather(*(one(ed) for ed in targets))
+        return dict(zip(targets, results, strict=True))
+
+
+async def sweep_forever(
+    store: MessageStore, clock: Callable[[], int] = _system_clock, interval: float = 10.0
+) -> None:
+    """Delete expired messages every ``interval`` seconds (Session: 10 s). Run as a task."""
+    while True:
+        try:
+            n = await store.sweep_expired(clock())
+            if n:
+                log.debug("swept %d expired messages", n)
+        except StorageError as e:
+            log.error("expiry sweep failed: %s", e)
+        await asyncio.sleep(interval)
+
+
+__all__ = [
+    "LocalFanout",
+    "MapSwarm",
+    "OxendHandler",
+    "RpcHandler",
+    "RpcResponse",
+    "SwarmContext",
+    "SwarmFanout",
+    "sweep_forever",
+]
