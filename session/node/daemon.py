@@ -111,9 +111,10 @@ class Node:
         ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
 
         self.view = SwarmView(me, self._fetch_nodes, poll_interval=cfg.registry.poll_interval)
+        x_secret = bytes(ident.export_x25519_secret())
         self.links = NodeLinks(
             public_x25519=bytes(ident.x25519_public),
-            secret_x25519=bytes(ident.export_x25519_secret()),
+            secret_x25519=x_secret,
             handlers={},
             authorize=self.view.authorize,
         )
@@ -124,7 +125,8 @@ class Node:
         self.handoff = SwarmHandoff(self.store, self.links, self.view,
                                     on_moved=lambda d, n: m.handoff.labels(d).inc(n))
         self.view.on_change = self._on_swarm_change
-        pool = PeelPool(Peeler(ident), workers=1)
+        pool = PeelPool(Peeler.from_x25519_secret(x_secret), workers=1)
+        del x_secret
         self.router = OnionRouter(pool, self.view, self.links, self.rpc, metrics=m,
                                   max_hops=cfg.limits.max_onion_hops)
         self.links.handlers.update({
@@ -193,7 +195,7 @@ class Node:
         m = self.metrics
         m.known_nodes.set(len(change.new.nodes))
         m.node_list.info({"version": self.view.version})
-        m.swarm_size.set(len(self.view.members(self.view.my_swarm_id())))
+        m.swarm_size.set(len(self.view.peers_in_my_swarm()) + (1 if self.view.is_ready() else 0))
         await self.handoff.on_change(change)
 
     # ------------------------------------------------------------------ registry
@@ -288,7 +290,7 @@ def _bound_port(site: Any, asked: int) -> int:
 def _make_rpc(store: Any, identity: Any, view: Any, fanout: Any) -> Any:
     from session.node.rpc import RpcHandler
 
-    return RpcHandler(store=store, identity=identity, swarm=view, fanout=fanout, clock=time.time)
+    return RpcHandler(store=store, identity=identity, swarm=view, fanout=fanout)
 
 
 def _load_identity(cfg: Any) -> Any:

@@ -182,10 +182,7 @@ class OnionRouter:
                 connector=aiohttp.TCPConnector(ssl=False, limit=100),
                 timeout=aiohttp.ClientTimeout(total=self.proxy_timeout),
             )
-        default = 443 if d.scheme == "https" else 80
-        port = "" if d.port == default else f":{d.port}"
-        host = f"[{d.host}]" if ":" in d.host else d.host
-        url = f"{d.scheme}://{host}{port}{d.target}"
+        url = d.url  # built and checked by the core (scheme, plain host, lsrpc target)
         try:
             async with self._http.post(url, data=d.payload) as resp:
                 return resp.status, await resp.read()

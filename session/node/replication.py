@@ -23,7 +23,7 @@ from typing import Any
 
 from session.node.links import KIND_CC, KIND_DATA, LinkError, NodeLinks
 from session.node.swarm_view import SwarmChange, SwarmView
-from session.proto.snodes import INVALID_SWARM_ID, ServiceNode
+from session.proto.snodes import ServiceNode
 
 log = logging.getLogger("session.node.replication")
 
@@ -103,7 +103,7 @@ class SwarmHandoff:
     # ------------------------------------------------------------ sending side
     def mine(self, owner: str) -> bool:
         my = self.view.my_swarm_id()
-        if my == INVALID_SWARM_ID:
+        if my is None:
             return False
         try:
             return self.view.swarm_id_for(owner) == my
@@ -133,7 +133,7 @@ class SwarmHandoff:
 
     async def _feed_new_members(self) -> None:
         my = self.view.my_swarm_id()
-        current = {n.pubkey_ed25519 for n in self.view.members(my)}
+        current = {n.pubkey_ed25519 for n in self.view.members(my)} if my is not None else set()
         for ed, node in list(self._pending_members.items()):
             if ed not in current:
                 self._pending_members.pop(ed, None)

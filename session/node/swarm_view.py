@@ -84,7 +84,12 @@ class SwarmView:
         self._change_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ SwarmContext
-    def my_swarm_id(self) -> int:
+    def my_swarm_id(self) -> int | None:
+        """Our swarm, or None while we are in none."""
+        sid = self._my_sid()
+        return None if sid == INVALID_SWARM_ID else sid
+
+    def _my_sid(self) -> int:
         m = self.map
         if m is None:
             return INVALID_SWARM_ID
@@ -102,7 +107,7 @@ class SwarmView:
         return self.map.swarms.get(swarm_id, ())
 
     def is_ready(self) -> bool:
-        return self.map is not None and self.my_swarm_id() != INVALID_SWARM_ID
+        return self.map is not None and self.my_swarm_id() is not None
 
     # ------------------------------------------------------------ lookups
     def node_by_ed25519(self, ed_hex: str) -> ServiceNode | None:
@@ -112,7 +117,10 @@ class SwarmView:
         return self.map.by_x25519.get(x_hex) if self.map is not None else None
 
     def peers_in_my_swarm(self) -> list[ServiceNode]:
-        return [n for n in self.members(self.my_swarm_id()) if n.pubkey_ed25519 != self.me]
+        sid = self.my_swarm_id()
+        if sid is None:
+            return []
+        return [n for n in self.members(sid) if n.pubkey_ed25519 != self.me]
 
     # ------------------------------------------------------------ refresh
     async def refresh(self) -> bool:
@@ -135,10 +143,10 @@ class SwarmView:
         if version == self.version:
             return False
         old = self.map
-        old_swarm = self.my_swarm_id()
+        old_swarm = self._my_sid()
         new = SwarmMap(nodes)
         self.map, self.version = new, version
-        new_swarm = self.my_swarm_id()
+        new_swarm = self._my_sid()
         old_members = {n.pubkey_ed25519 for n in old.swarms.get(new_swarm, ())} if old else set()
         new_members = tuple(
             n for n in new.swarms.get(new_swarm, ()) if n.pubkey_ed25519 not in old_members and n.pubkey_ed25519 != self.me
