@@ -371,12 +371,15 @@ class SqliteMessageStore(MessageStore):
         data = bytes(msg.data)
 
         def op(conn: sqlite3.Connection) -> StoreResult:
-            oid = self._owner_id(conn, msg.owner, True)
             if is_public_outbox_namespace(msg.namespace):
-                conn.execute(
-                    "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?",
-                    (oid, msg.namespace, msg.hash),
-                )
+                old = self._owner_id(conn, msg.owner, False)
+                if old is not None:
+                    conn.execute(
+                        "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?",
+                        (old, msg.namespace, msg.hash),
+                    )
+            # (after the outbox clear: removing an owner's last message drops its owners row)
+            oid = self._owner_id(conn, msg.owner, True)
             row = conn.execute("SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)).fetchone()
             if row is not None:
                 mid, exp = row

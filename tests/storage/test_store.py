@@ -1,0 +1,316 @@
+"""MessageStore semantics, run against both back ends (SQLite and in-memory)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from session.errors import InvalidInput, StorageError, StorageFull
+from session.storage import MemoryMessageStore, SqliteMessageStore, StoredMessage
+from session.storage.sqlite import SCHEMA_VERSION
+
+A = "05" + "11" * 32
+B = "03" + "22" * 32
+
+
+def msg(h: str, owner: str = A, ns: int = 0, data: bytes = b"d", ts: int = 1000, exp: int = 5000) -> StoredMessage:
+    return StoredMessage(owner, ns, h, data, ts, exp)
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    else:
+        s = MemoryMessageStore()
+    yield s
+    await s.close()
+
+
+async def make_capped(kind: str, tmp_path, cap: int):
+    if kind == "sqlite":
+        return await SqliteMessageStore.open(tmp_path / "capped.db", max_bytes=cap)
+    return MemoryMessageStore(max_bytes=cap)
+
+
+async def test_store_is_idempotent_and_raises_expiry(store):
+    r = await store.store(msg("h1", exp=5000))
+    assert r.new and r.expiry_ms == 5000
+    r = await store.store(msg("h1", exp=4000))
+    assert not r.new and r.expiry_ms == 5000  # a shorter duplicate changes nothing
+    r = await store.store(msg("h1", exp=9000))
+    assert not r.new and r.expiry_ms == 9000
+    msgs, more = await store.retrieve(A)
+    assert [m.hash for m in msgs] == ["h1"] and msgs[0].expiry_ms == 9000 and not more
+    assert (await store.stats()).messages == 1
+
+
+async def test_retrieve_order_last_hash_and_namespaces(store):
+    for i in range(5):
+        await store.store(msg(f"a{i}", data=bytes([i])))
+    await store.store(msg("other-ns", ns=3))
+    await store.store(msg("other-owner", owner=B))
+    msgs, more = await store.retrieve(A, 0)
+    assert [m.hash for m in msgs] == [f"a{i}" for i in range(5)] and not more
+    assert msgs[2].data == b"\x02" and msgs[2].owner == A and msgs[2].namespace == 0
+    msgs, _ = await store.retrieve(A, 0, last_hash="a2")
+    assert [m.hash for m in msgs] == ["a3", "a4"]
+    # unknown last hash (or one of another namespace) → from the start
+    assert len((await store.retrieve(A, 0, last_hash="nope"))[0]) == 5
+    assert len((await store.retrieve(A, 0, last_hash="other-ns"))[0]) == 5
+    assert [m.hash for m in (await store.retrieve(A, 3))[0]] == ["other-ns"]
+    assert (await store.retrieve("05" + "99" * 32, 0)) == ([], False)
+
+
+async def test_retrieve_limits(store):
+    for i in range(6):
+        await store.store(msg(f"h{i}", data=b"x" * 300))
+    msgs, more = await store.retrieve(A, max_count=4)
+    assert len(msgs) == 4 and more
+    msgs, more = await store.retrieve(A, max_count=6)
+    assert len(msgs) == 6 and not more
+    msgs, more = await store.retrieve(A, max_count=0)  # at least one
+    assert len(msgs) == 1 and more
+    # each message counts 100 + 2 + 400 = 502 bytes
+    msgs, more = await store.retrieve(A, max_size=1004)
+    assert len(msgs) == 2 and more
+    msgs, more = await store.retrieve(A, max_size=1003)
+    assert len(msgs) == 1 and more
+    msgs, more = await store.retrieve(A, max_size=1)  # the first message always fits
+    assert len(msgs) == 1 and more
+
+
+async def test_public_outbox_keeps_one_message(store):
+    await store.store(msg("p1", ns=-21))
+    await store.store(msg("p2", ns=-21))
+    await store.store(msg("keep", ns=-20))
+    assert [m.hash for m in (await store.retrieve(A, -21))[0]] == ["p2"]
+    r = await store.store(msg("p2", ns=-21, exp=7000))  # duplicate: stays, expiry raised
+    assert not r.new and r.expiry_ms == 7000
+    assert [m.hash for m in (await store.retrieve(A, -20))[0]] == ["keep"]
+
+
+async def test_deletes(store):
+    for i in range(4):
+        await store.store(msg(f"h{i}", ns=i % 2, ts=1000 + i))
+    await store.store(msg("b0", owner=B))
+    assert sorted(await store.delete_by_hash(A, ["h0", "b0", "zz", "h0"])) == ["h0"]
+    assert await store.get_by_hash("b0") is not None  # another owner's hash is untouched
+    assert await store.delete_before(A, 1002, 1) == [(1, "h1")]  # only namespace 1
+    assert sorted(await store.delete_before(A, 1002)) == [(0, "h2")]  # h3 is later
+    assert await store.delete_all(A, 1) == [(1, "h3")]
+    assert await store.delete_all(A) == []
+    assert await store.owners() == [B]
+    assert await store.delete_all(B, 0) == [(0, "b0")]
+    assert await store.owners() == []
+
+
+async def test_expiry_updates(store):
+    await store.store(msg("a", exp=5000))
+    await store.store(msg("b", exp=8000))
+    await store.store(msg("c", ns=2, exp=9000))
+    assert await store.update_expiry(A, ["a", "b", "x"], [6000], extend_only=True) == [("a", 6000)]
+    assert await store.update_expiry(A, ["a", "b"], [7000], shorten_only=True) == [("b", 7000)]
+    assert await store.update_expiry(A, ["a", "b"], [100, 200]) == [("a", 100), ("b", 200)]
+    assert await store.get_expiries(A, ["b", "a", "x"]) == {"a": 100, "b": 200}
+    assert await store.get_expiries(B, ["a"]) == {}
+    assert sorted(await store.update_all_expiries(A, 150)) == [(0, "b"), (2, "c")]
+    assert await store.get_expiries(A, ["a", "b", "c"]) == {"a": 100, "b": 150, "c": 150}
+    assert await store.update_all_expiries(A, 120, 2) == [(2, "c")]
+    with pytest.raises(InvalidInput):
+        await store.update_expiry(A, ["a", "b"], [1, 2, 3])
+    with pytest.raises(InvalidInput):
+        await store.update_expiry(A, ["a"], [1], extend_only=True, shorten_only=True)
+
+
+async def test_sweep(store):
+    for i in range(10):
+        await store.store(msg(f"h{i}", exp=1000 + i))
+    assert await store.sweep_expired(1004) == 5
+    assert await store.sweep_expired(1004) == 0
+    assert [m.hash for m in (await store.retrieve(A))[0]] == [f"h{i}" for i in range(5, 10)]
+
+
+async def test_export_import_drop(store, tmp_path):
+    for i in range(3):
+        await store.store(msg(f"a{i}", ns=i))
+    await store.store(msg("b0", owner=B, data=b"\x00\xff"))
+    exported = await store.export(lambda o: o == B)
+    assert exported == [msg("b0", owner=B, data=b"\x00\xff")]
+    everything = await store.export(lambda o: True)
+    assert [m.hash for m in everything] == ["a0", "a1", "a2", "b0"]
+
+    other = MemoryMessageStore()
+    assert await other.import_messages(everything) == 4
+    assert await other.import_messages(everything) == 0  # conflicts ignored
+    assert await other.export(lambda o: True) == everything
+
+    assert await store.drop_accounts(lambda o: o.startswith("05")) == 3
+    assert await store.owners() == [B]
+    assert await store.import_messages(everything) == 3
+    assert [m.hash for m in (await store.retrieve(A, 2))[0]] == ["a2"]
+
+
+async def test_revocations(store):
+    toks = [bytes([3, 1, 0, 0]) + bytes([i]) * 32 for i in range(60)]
+    await store.revoke_subaccounts(B, toks[:2], 1000)
+    assert await store.subaccount_revoked(B, toks[0])
+    assert not await store.subaccount_revoked(A, toks[0])
+    assert await store.unrevoke_subaccounts(B, [toks[0], toks[0], toks[5]]) == 1
+    assert not await store.subaccount_revoked(B, toks[0])
+    for i, t in enumerate(toks):
+        await store.revoke_subaccounts(B, [t], 2000 + i)
+    # only the newest 50 are kept
+    assert not await store.subaccount_revoked(B, toks[9])
+    assert await store.subaccount_revoked(B, toks[10]) and await store.subaccount_revoked(B, toks[59])
+
+
+async def test_stats(store):
+    await store.store(msg("a", data=b"12345"))
+    await store.store(msg("b", ns=3, data=b"123"))
+    await store.store(msg("c", owner=B, ns=3))
+    s = await store.stats()
+    assert (s.messages, s.owners, s.data_bytes) == (3, 2, 9)
+    assert s.by_namespace == {0: 1, 3: 2}
+    assert s.db_bytes > 0
+
+
+async def test_bad_input_is_typed_and_changes_nothing(store):
+    await store.store(msg("ok"))
+    for bad in [
+        msg("x", owner="05zz"),
+        msg("x", ns=40000),
+        msg("", owner=A),
+        StoredMessage(A, 0, "x", "text", 1, 2),  # type: ignore[arg-type]
+        msg("x", exp=-1),
+    ]:
+        with pytest.raises(InvalidInput):
+            await store.store(bad)
+    with pytest.raises(InvalidInput):
+        await store.retrieve("nope")
+    assert [m.hash for m in (await store.retrieve(A))[0]] == ["ok"]
+
+
+async def test_closed_store_raises(store):
+    await store.close()
+    with pytest.raises(StorageError):
+        await store.store(msg("x"))
+    with pytest.raises(StorageError):
+        await store.retrieve(A)
+
+
+async def test_concurrent_writes_all_land(store):
+    results = await asyncio.gather(*(store.store(msg(f"h{i}", data=bytes([i]))) for i in range(200)))
+    assert all(r.new for r in results)
+    msgs, _ = await store.retrieve(A, max_count=1000)
+    assert len(msgs) == 200 and len({m.hash for m in msgs}) == 200
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+async def test_full_store_refuses_and_loses_nothing(kind, tmp_path):
+    s = await make_capped(kind, tmp_path, 256 * 1024)
+    stored = []
+    with pytest.raises(StorageFull, match="full"):
+        for i in range(1000):
+            await s.store(msg(f"h{i}", data=bytes([i % 256]) * 4000))
+            stored.append(f"h{i}")
+    assert len(stored) > 10
+    # concurrent writes beside a failing one: the successes are all kept
+    res = await asyncio.gather(
+        *(s.store(msg(f"z{i}", data=b"z" * 4000)) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, StorageFull) for r in res)
+    # duplicates and deletes still work when full
+    r = await s.store(msg("h0", data=bytes([0]) * 4000, exp=9999))
+    assert not r.new and r.expiry_ms == 9999
+    with pytest.raises(StorageFull):
+        await s.import_messages([msg("imp1"), msg("imp2", data=b"y" * 100_000)])
+    assert await s.get_by_hash("imp1") is None  # all-or-nothing
+    got, _ = await s.retrieve(A, max_count=5000)
+    assert [m.hash for m in got] == stored
+    assert all(m.data == bytes([int(m.hash[1:]) % 256]) * 4000 for m in got)
+    # freeing space lets new messages in again
+    await s.delete_all(A)
+    assert (await s.store(msg("after", data=b"a" * 4000))).new
+    await s.close()
+
+
+async def test_sqlite_persistence_and_schema(tmp_path):
+    s = await SqliteMessageStore.open(tmp_path)
+    await s.store(msg("p", data=b"persist", ns=-10))
+    await s.revoke_subaccounts(B, [b"t" * 36], 5)
+    await s.close()
+    s = await SqliteMessageStore.open(tmp_path / "storage.db")
+    assert (await s.get_by_hash("p")).data == b"persist"
+    assert await s.subaccount_revoked(B, b"t" * 36)
+    await s.close()
+    conn = sqlite3.connect(tmp_path / "storage.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    idx = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"messages_expiry", "messages_owner"} <= idx
+    assert any("messages" in i and "autoindex" in i for i in idx)  # UNIQUE(hash)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError, match="newer"):
+        await SqliteMessageStore.open(tmp_path)
+
+
+async def test_sqlite_rejects_tiny_cap(tmp_path):
+    with pytest.raises(InvalidInput):
+        await SqliteMessageStore.open(tmp_path, max_bytes=1000)
+
+
+# ---- differential: both back ends agree on random operation sequences ------------------------
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("store"), st.integers(0, 7), st.sampled_from([0, 1, -21]), st.integers(1, 50)),
+        st.tuples(st.just("delete"), st.integers(0, 7)),
+        st.tuples(st.just("expire"), st.integers(0, 7), st.integers(1, 60), st.sampled_from(["", "extend", "shorten"])),
+        st.tuples(st.just("sweep"), st.integers(0, 60)),
+        st.tuples(st.just("expire_all"), st.integers(0, 60)),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=25)
+@given(ops=_ops)
+def test_backends_agree(ops, tmp_path_factory):
+    async def run() -> None:
+        d = tmp_path_factory.mktemp("diff")
+        stores = [await SqliteMessageStore.open(d, max_bytes=None), MemoryMessageStore()]
+        try:
+            for op in ops:
+                outs = []
+                for s in stores:
+                    if op[0] == "store":
+                        _, i, ns, exp = op
+                        outs.append(await s.store(msg(f"h{i}", ns=ns, exp=exp, data=bytes([i]))))
+                    elif op[0] == "delete":
+                        outs.append(await s.delete_by_hash(A, [f"h{op[1]}"]))
+                    elif op[0] == "expire":
+                        _, i, e, mode = op
+                        outs.append(
+                            await s.update_expiry(
+                                A, [f"h{i}"], [e], extend_only=mode == "extend", shorten_only=mode == "shorten"
+                            )
+                        )
+                    elif op[0] == "sweep":
+                        outs.append(await s.sweep_expired(op[1]))
+                    else:
+                        outs.append(sorted(await s.update_all_expiries(A, op[1])))
+                assert outs[0] == outs[1], op
+            for ns in (0, 1, -21):
+                assert (await stores[0].retrieve(A, ns)) == (await stores[1].retrieve(A, ns))
+        finally:
+            for s in stores:
+                await s.close()
+
+    asyncio.run(run())
