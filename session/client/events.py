@@ -1,0 +1,139 @@
+"""Events a :class:`session.client.Client` emits (``async for ev in client.events()``).
+
+All are frozen dataclasses; ``conversation`` is always the other party's Session ID (our own ID
+for note-to-self).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+from session.client.messages import Expiration
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of all client events."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageReceived(Event):
+    """A visible message arrived (``outgoing``: sent by another device of ours)."""
+
+    conversation: str
+    message_id: int
+    author: str
+    sent_ms: int
+    body: str
+    outgoing: bool = False
+    is_request: bool = False  # the sender is not an accepted contact yet
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageSent(Event):
+    """A message of ours reached the recipient's swarm."""
+
+    conversation: str
+    message_id: int
+    sent_ms: int
+    hash: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageFailed(Event):
+    """A message could not be delivered before its TTL ran out."""
+
+    conversation: str
+    message_id: int
+    error: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageRead(Event):
+    """The peer read our messages sent at ``sent_ms`` (read receipt)."""
+
+    conversation: str
+    sent_ms: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Typing(Event):
+    conversation: str
+    started: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MessageDeleted(Event):
+    """A message was removed: ``reason`` is ``"unsend"`` or ``"expired"``."""
+
+    conversation: str
+    message_id: int
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ExpirationChanged(Event):
+    conversation: str
+    expiration: Expiration
+    by: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestAccepted(Event):
+    """``session_id`` accepted our message request."""
+
+    session_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProfileChanged(Event):
+    """A display name changed (``session_id`` may be ours, from another device)."""
+
+    session_id: str
+    display_name: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ContactsSynced(Event):
+    """Contacts were merged from the config namespace (another device changed them)."""
+
+    count: int
+
+
+class EventHub:
+    """Fan-out of events to any number of ``events()`` iterators."""
+
+    def __init__(self) -> None:
+        self._queues: list[asyncio.Queue[Event | None]] = []
+
+    def emit(self, ev: Event) -> None:
+        for q in self._queues:
+            q.put_nowait(ev)
+
+    def close(self) -> None:
+        for q in self._queues:
+            q.put_nowait(None)
+
+    async def stream(self) -> AsyncIterator[Event]:
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(q)
+        try:
+            while True:
+                ev = await q.get()
+                if ev is None:
+                    return
+                yield ev
+        finally:
+            self._queues.remove(q)
+
+    def subscribe(self) -> asyncio.Queue[Event | None]:
+        """A raw queue (for callers that prefer ``await q.get()``); see :meth:`unsubscribe`."""
+        q: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._queues.append(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[Event | None]) -> None:
+        if q in self._queues:
+            self._queues.remove(q)

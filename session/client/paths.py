@@ -1,0 +1,232 @@
+"""Onion path selection and upkeep (spec network.md §6.8).
+
+Rules:
+
+* a path is ``HOPS`` (3) distinct nodes on distinct IPs; the first hop is a *guard*;
+* guards are kept (persisted) and reused across restarts; a guard is replaced as soon as a
+  request cannot reach it, or after ``MAX_FAILURES`` failures of its path;
+* different paths share no IP when the pool is large enough;
+* for a node destination, a path containing that node (or its IP) is not used;
+* a node that fails ``MAX_FAILURES`` times is excluded from new paths.
+
+"IP" is the diversity key: the public IP, or ``ip:port`` for loopback/private addresses, so a
+single-host devnet (every node on 127.0.0.1) can still build paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import random
+from collections.abc import Iterable, Sequence
+
+from session.proto.snodes import ServiceNode
+
+HOPS = 3
+PATHS_WANTED = 2
+MAX_FAILURES = 3
+
+
+class NotEnoughNodes(LookupError):
+    """The node pool cannot provide a path satisfying the diversity rules."""
+
+
+def diversity_key(node: ServiceNode) -> str:
+    try:
+        ip = ipaddress.ip_address(node.public_ip)
+    except ValueError:
+        return node.public_ip
+    if ip.is_loopback or ip.is_private or ip.is_unspecified:
+        return f"{node.public_ip}:{node.storage_port}"
+    return node.public_ip
+
+
+@dataclasses.dataclass(slots=True)
+class OnionPath:
+    hops: tuple[ServiceNode, ...]
+    failures: int = 0
+
+    @property
+    def guard(self) -> ServiceNode:
+        return self.hops[0]
+
+    def keys(self) -> set[str]:
+        return {diversity_key(n) for n in self.hops}
+
+    def ids(self) -> list[str]:
+        return [n.pubkey_ed25519 for n in self.hops]
+
+    def __contains__(self, node: object) -> bool:
+        return isinstance(node, ServiceNode) and (
+            node.pubkey_ed25519 in self.ids() or diversity_key(node) in self.keys()
+        )
+
+
+def valid_path(hops: Sequence[ServiceNode]) -> bool:
+    """3 distinct nodes on distinct IPs."""
+    return (
+        len(hops) == HOPS
+        and len({n.pubkey_ed25519 for n in hops}) == HOPS
+        and len({diversity_key(n) for n in hops}) == HOPS
+    )
+
+
+class PathManager:
+    """Keeps ``PATHS_WANTED`` paths over a node pool."""
+
+    def __init__(
+        self,
+        nodes: Iterable[ServiceNode],
+        *,
+        guards: Sequence[str] = (),
+        paths: Sequence[Sequence[str]] = (),
+        rng: random.Random | None = None,
+        paths_wanted: int = PATHS_WANTED,
+    ) -> None:
+        self.rng = rng or random.SystemRandom()
+        self.paths_wanted = paths_wanted
+        self.node_failures: dict[str, int] = {}
+        self.bad: set[str] = set()
+        self.pool: dict[str, ServiceNode] = {}
+        self.guards: list[str] = []
+        self.paths: list[OnionPath] = []
+        self.update_pool(nodes)
+        self.guards = [g for g in guards if g in self.pool][: self.paths_wanted]
+        for ids in paths:
+            hops = [self.pool.get(i) for i in ids]
+            if all(h is not None for h in hops) and valid_path(hops) and hops[0].pubkey_ed25519 in self.guards:  # type: ignore[union-attr]
+                self.paths.append(OnionPath(tuple(hops)))  # type: ignore[arg-type]
+        self.paths = self._disjoint(self.paths)
+
+    # ------------------------------------------------------------------ pool
+
+    def update_pool(self, nodes: Iterable[ServiceNode]) -> None:
+        self.pool = {n.pubkey_ed25519: n for n in nodes if n.active}
+        self.paths = [p for p in self.paths if all(h.pubkey_ed25519 in self.pool for h in p.hops)]
+        self.guards = [g for g in self.guards if g in self.pool]
+
+    def usable(self) -> list[ServiceNode]:
+        return [n for k, n in sorted(self.pool.items()) if k not in self.bad]
+
+    @staticmethod
+    def _disjoint(paths: list[OnionPath]) -> list[OnionPath]:
+        out: list[OnionPath] = []
+        used: set[str] = set()
+        for p in paths:
+            if not (p.keys() & used):
+                out.append(p)
+                used |= p.keys()
+        return out
+
+    # ------------------------------------------------------------------ building
+
+    def _pick_guard(self, avoid: set[str]) -> ServiceNode:
+        cands = [n for n in self.usable() if diversity_key(n) not in avoid and n.pubkey_ed25519 not in self.guards]
+        if not cands:
+            raise NotEnoughNodes("no node left to serve as a guard")
+        g = self.rng.choice(cands)
+        self.guards.append(g.pubkey_ed25519)
+        return g
+
+    def _build_one(self, guard: ServiceNode, avoid: set[str], hard: frozenset[str] = frozenset()) -> OnionPath:
+        """A path from ``guard``: relays avoid the IPs of ``avoid`` (other paths) if the pool
+        allows, and those of ``hard`` (the destination) always."""
+        hops = [guard]
+        keys = {diversity_key(guard)}
+        cands = [n for n in self.usable() if diversity_key(n) not in avoid | hard]
+        self.rng.shuffle(cands)
+        for n in cands:
+            k = diversity_key(n)
+            if k not in keys and n.pubkey_ed25519 not in self.guards:
+                hops.append(n)
+                keys.add(k)
+                if len(hops) == HOPS:
+                    return OnionPath(tuple(hops))
+        # Pool too small to keep paths apart: allow overlap with other paths (never within one).
+        rest = [n for n in self.usable() if diversity_key(n) not in keys | hard]
+        self.rng.shuffle(rest)
+        for n in rest:
+            if len(hops) == HOPS:
+                break
+            if diversity_key(n) not in keys:
+                hops.append(n)
+                keys.add(diversity_key(n))
+        if len(hops) < HOPS:
+            raise NotEnoughNodes(f"need {HOPS} nodes on distinct IPs, the pool has fewer usable")
+        return OnionPath(tuple(hops))
+
+    def ensure_paths(self) -> list[OnionPath]:
+        """Build paths until ``paths_wanted`` exist (at least one, or raise)."""
+        while len(self.paths) < self.paths_wanted:
+            used = set().union(*(p.keys() for p in self.paths)) if self.paths else set()
+            guard_id = next(
+                (g for g in self.guards if g not in {p.guard.pubkey_ed25519 for p in self.paths}), None
+            )
+            try:
+                guard = self.pool[guard_id] if guard_id else self._pick_guard(used)
+                self.paths.append(self._build_one(guard, used))
+            except NotEnoughNodes:
+                if self.paths:
+                    break
+                raise
+        return self.paths
+
+    def choose(self, destination: ServiceNode | None = None) -> OnionPath:
+        """A path for a request (one not containing ``destination`` if it is a node)."""
+        self.ensure_paths()
+        ok = [p for p in self.paths if destination is None or destination not in p]
+        if not ok and destination is not None:
+            # Build a dedicated path around the destination (not kept as a standard path).
+            hard = frozenset({diversity_key(destination)})
+            guard = next(
+                (self.pool[g] for g in self.guards if g in self.pool and diversity_key(self.pool[g]) not in hard),
+                None,
+            )
+            if guard is None:
+                cands = [n for n in self.usable() if diversity_key(n) not in hard]
+                if not cands:
+                    raise NotEnoughNodes("no guard available besides the destination")
+                guard = self.rng.choice(cands)
+            ok = [self._build_one(guard, set(), hard)]
+        return self.rng.choice(ok)
+
+    # ------------------------------------------------------------------ feedback
+
+    def _node_failed(self, node_id: str) -> None:
+        self.node_failures[node_id] = self.node_failures.get(node_id, 0) + 1
+        if self.node_failures[node_id] >= MAX_FAILURES:
+            self.bad.add(node_id)
+
+    def guard_unreachable(self, path: OnionPath) -> None:
+        """The guard could not be reached at all: drop the guard and its path now."""
+        gid = path.guard.pubkey_ed25519
+        self.bad.add(gid)
+        if gid in self.guards:
+            self.guards.remove(gid)
+        self.paths = [p for p in self.paths if p.guard.pubkey_ed25519 != gid]
+
+    def path_failed(self, path: OnionPath, node_id: str | None = None) -> None:
+        """A request on ``path`` failed (``node_id``: the hop that was named as the culprit)."""
+        if node_id is not None:
+            self._node_failed(node_id)
+            if node_id == path.guard.pubkey_ed25519:
+                self.guard_unreachable(path)
+                return
+            if node_id in self.bad:
+                self.drop(path)
+                return
+        path.failures += 1
+        if path.failures >= MAX_FAILURES:
+            self.guard_unreachable(path) if path.guard.pubkey_ed25519 in self.bad else self.drop(path)
+
+    def drop(self, path: OnionPath) -> None:
+        self.paths = [p for p in self.paths if p is not path]
+
+    def path_ok(self, path: OnionPath) -> None:
+        path.failures = 0
+        for n in path.hops:
+            self.node_failures.pop(n.pubkey_ed25519, None)
+
+    def snapshot(self) -> tuple[list[str], list[list[str]]]:
+        """(guards, paths) for persistence."""
+        return list(self.guards), [p.ids() for p in self.paths]

@@ -1,0 +1,66 @@
+"""Polling the own swarm: signed ``retrieve`` per namespace with ``last_hash`` cursors.
+
+The poller sticks to one member of the own swarm (a cursor is only meaningful on the node that
+issued it) and moves to another member when that one fails. It returns only messages whose
+hash was never seen before (dedupe by swarm hash, persisted).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from session.client.db import Database
+from session.client.transport import SwarmRPC
+from session.errors import NetworkError
+from session.proto.snodes import ServiceNode
+
+#: Retrieve pages per namespace per poll (each up to the node's size limit).
+MAX_PAGES = 20
+
+
+class Poller:
+    def __init__(self, rpc: SwarmRPC, db: Database, identity: Any) -> None:
+        self.rpc = rpc
+        self.db = db
+        self.identity = identity
+        self.node: ServiceNode | None = None
+        self.rng = random.SystemRandom()
+
+    def _pick_node(self) -> ServiceNode:
+        members = self.rpc.dir.swarm(self.identity.session_id)
+        if not members:
+            raise NetworkError("own swarm is unknown (empty node list?)")
+        if self.node is None or self.node.pubkey_ed25519 not in {m.pubkey_ed25519 for m in members}:
+            self.node = self.rng.choice(members)
+        return self.node
+
+    async def poll(self, namespace: int) -> list[tuple[str, str, int]]:
+        """New ``(hash, data_b64, expiration_ms)`` rows of ``namespace`` (not yet marked seen)."""
+        node = self._pick_node()
+        out: list[tuple[str, str, int]] = []
+        try:
+            for _ in range(MAX_PAGES):
+                last = self.db.last_hash(node.pubkey_ed25519, namespace)
+                body = await self.rpc.retrieve(self.identity, namespace, node, last)
+                msgs = [m for m in body.get("messages", []) if isinstance(m, dict) and "hash" in m]
+                for m in msgs:
+                    h = str(m["hash"])
+                    if not self.db.is_seen(h):
+                        out.append((h, str(m.get("data", "")), int(m.get("expiration", 0) or 0)))
+                if msgs:
+                    self.db.set_last_hash(node.pubkey_ed25519, namespace, str(msgs[-1]["hash"]))
+                if not body.get("more") or not msgs:
+                    break
+        except NetworkError:
+            self.node = None  # try another member next time
+            if not out:
+                raise
+        # de-duplicate within the batch as well (keep first occurrence)
+        seen: set[str] = set()
+        uniq = []
+        for row in out:
+            if row[0] not in seen:
+                seen.add(row[0])
+                uniq.append(row)
+        return uniq

@@ -1,0 +1,300 @@
+"""Storage RPC through onion paths (spec network.md §4, §6.4–6.8).
+
+:class:`OnionTransport` sends one JSON-RPC request to a destination node through a 3-hop path
+(``POST https://<guard>/onion_req/v2``, certificates not verified) and decrypts the reply.
+:class:`SwarmRPC` adds the storage methods, request signing, 421 (wrong swarm) handling,
+clock resynchronisation on 406/425 and retries with backoff over fresh paths.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from session.client.network import NetworkClock, NodeDirectory
+from session.client.paths import NotEnoughNodes, OnionPath, PathManager
+from session.errors import ClockOutOfSync, DecryptionError, NetworkError
+from session.proto.snodes import ServiceNode
+
+REQUEST_TIMEOUT = 10.0
+RETRIES = 4
+
+
+class PathFailure(NetworkError):
+    """The request did not reach the destination (guard down, relay error)."""
+
+
+class RPCError(NetworkError):
+    """The destination answered with an error status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"storage RPC failed with status {status}: {str(body)[:200]}")
+        self.status = status
+        self.body = body
+
+
+def retry_delay(failures: int) -> float:
+    """libsession's retry delay: min(5 s, 100 ms · 2^failures)."""
+    return min(5.0, 0.1 * 2**failures)
+
+
+class OnionTransport:
+    """One request = one fresh onion over a path kept by the :class:`PathManager`."""
+
+    def __init__(
+        self,
+        paths: PathManager,
+        clock: NetworkClock,
+        *,
+        timeout: float = REQUEST_TIMEOUT,
+        enc_type: str = "xchacha20",
+    ) -> None:
+        self.paths = paths
+        self.clock = clock
+        self.timeout = timeout
+        self.enc_type = enc_type
+        self._http: aiohttp.ClientSession | None = None
+        self.requests = 0
+
+    async def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(ssl=False, limit=32),
+                headers={"User-Agent": "session-client"},
+            )
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def request(
+        self, dest: ServiceNode, method: str, params: Mapping[str, Any], path: OnionPath | None = None
+    ) -> tuple[int, Any]:
+        """Send ``{"method", "params"}`` to ``dest``; returns (status, body JSON or text).
+        Raises :class:`PathFailure` when the onion did not get through."""
+        from session import onion
+
+        path = path or self.paths.choose(dest)
+        payload = json.dumps({"method": method, "params": dict(params)}).encode()
+        hops = [onion.Hop(h.pubkey_ed25519, h.x25519) for h in path.hops]
+        frame, reply_key = onion.build(
+            hops, onion.NodeDestination(dest.pubkey_ed25519, dest.x25519), payload, self.enc_type
+        )
+        http = await self._session()
+        sent = self.clock.local_ms()
+        self.requests += 1
+        try:
+            async with http.post(f"{path.guard.https_url}/onion_req/v2", data=bytes(frame)) as r:
+                status, raw = r.status, await r.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            self.paths.guard_unreachable(path)
+            raise PathFailure(f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}") from None
+        received = self.clock.local_ms()
+        if status != 200:
+            text = raw.decode(errors="replace")
+            culprit = None
+            if "Next node not found" in text or "Snode not ready" in text:
+                culprit = text.strip().split(":")[-1].strip()[:64] or None
+            self.paths.path_failed(path, culprit)
+            raise PathFailure(f"path error {status}: {text[:200]}")
+        try:
+            try:
+                enc = base64.b64decode(raw, validate=True)
+            except (binascii.Error, ValueError):
+                enc = raw
+            plain = bytes(reply_key.decrypt(enc))
+        except (DecryptionError, ValueError) as e:
+            self.paths.path_failed(path)
+            raise PathFailure(f"undecryptable onion reply: {e}") from None
+        self.paths.path_ok(path)
+        code, body = _parse_reply(plain)
+        if isinstance(body, Mapping) and isinstance(body.get("t"), int):
+            self.clock.observe(body["t"], sent, received)
+        return code, body
+
+
+def _parse_reply(plain: bytes) -> tuple[int, Any]:
+    try:
+        doc = json.loads(plain)
+    except ValueError:
+        return 200, plain.decode(errors="replace")
+    if not isinstance(doc, Mapping):
+        return 200, doc
+    if "result" in doc and "status" not in doc and isinstance(doc["result"], str):  # legacy wrapper
+        return _parse_reply(base64.b64decode(doc["result"]))
+    code = int(doc.get("status", doc.get("status_code", 200)))
+    body = doc.get("body")
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
+    return code, body
+
+
+def _sig(identity: Any, message: bytes) -> str:
+    return base64.b64encode(bytes(identity.sign(message))).decode()
+
+
+def ns_str(namespace: int) -> str:
+    return "" if namespace == 0 else str(namespace)
+
+
+class SwarmRPC:
+    """Storage methods with swarm routing, signing and retries."""
+
+    def __init__(self, transport: OnionTransport, directory: NodeDirectory, clock: NetworkClock) -> None:
+        self.t = transport
+        self.dir = directory
+        self.clock = clock
+        self.rng = random.SystemRandom()
+
+    # ------------------------------------------------------------------ core retry loop
+
+    async def call(
+        self,
+        owner: str,
+        method: str,
+        make_params: Any,
+        *,
+        node: ServiceNode | None = None,
+        retries: int = RETRIES,
+    ) -> tuple[ServiceNode, Any]:
+        """Call ``method`` on a member of ``owner``'s swarm. ``make_params()`` is called per
+        attempt (signatures use the current network time). Returns (node, body)."""
+        failures = 0
+        wrong_swarm = 0
+        last: Exception | None = None
+        tried: set[str] = set()
+        while failures <= retries:
+            target = node
+            if target is None:
+                members = self.dir.swarm(owner)
+                if not members:
+                    raise NetworkError(f"no swarm known for {owner[:10]}…")
+                fresh = [m for m in members if m.pubkey_ed25519 not in tried] or members
+                target = self.rng.choice(fresh)
+            try:
+                code, body = await self.t.request(target, method, make_params())
+            except (PathFailure, NotEnoughNodes) as e:
+                last = e
+                failures += 1
+                await asyncio.sleep(retry_delay(failures))
+                continue
+            if code == 200:
+                return target, body
+            if code == 421 and isinstance(body, Mapping):
+                wrong_swarm += 1
+                tried.add(target.pubkey_ed25519)
+                self.dir.learn_swarm(owner, body)
+                node = None
+                if wrong_swarm <= 2:
+                    continue
+            if code in (406, 425):
+                # Our clock (or offset) is off: learn the node's time and sign again.
+                await self.sync_clock(target)
+                failures += 1
+                last = ClockOutOfSync(f"node rejected our timestamp (status {code})")
+                continue
+            if code in (400, 401, 403, 404):
+                raise RPCError(code, body)
+            last = RPCError(code, body)
+            tried.add(target.pubkey_ed25519)
+            node = None
+            failures += 1
+            await asyncio.sleep(retry_delay(failures))
+        assert last is not None
+        raise last
+
+    async def sync_clock(self, node: ServiceNode) -> None:
+        try:
+            await self.t.request(node, "info", {})
+        except (PathFailure, NotEnoughNodes):
+            pass
+
+    # ------------------------------------------------------------------ methods
+
+    async def store(
+        self, owner: str, namespace: int, data: str, expiry_ms: int, identity: Any | None = None
+    ) -> str | None:
+        """Store ``data`` (base64) in ``owner``'s swarm until ``expiry_ms`` (network time);
+        returns the message hash. Each attempt is stamped with the current network time (the
+        data, hence the swarm hash, never changes)."""
+        max_ttl = (14 if namespace % 10 == 0 else 30) * 24 * 3600 * 1000
+
+        def params() -> dict[str, Any]:
+            now = self.clock.now_ms()
+            ttl = max(10_000, min(max_ttl, expiry_ms - now))
+            p: dict[str, Any] = {"pubkey": owner, "namespace": namespace, "timestamp": now,
+                                 "ttl": ttl, "data": data}
+            if identity is not None and namespace % 10 != 0:
+                p.update(pubkey_ed25519=bytes(identity.ed25519_public).hex(),
+                         signature=_sig(identity, f"store{ns_str(namespace)}{now}".encode()))
+            return p
+
+        _, body = await self.call(owner, "store", params)
+        if isinstance(body, Mapping):
+            h = body.get("hash")
+            if h is None:
+                for r in (body.get("swarm") or {}).values():
+                    if isinstance(r, Mapping) and r.get("hash"):
+                        h = r["hash"]
+                        break
+            return None if h is None else str(h)
+        return None
+
+    async def retrieve(
+        self, identity: Any, namespace: int, node: ServiceNode, last_hash: str
+    ) -> dict[str, Any]:
+        owner = identity.session_id
+
+        def params() -> dict[str, Any]:
+            now = self.clock.now_ms()
+            return {"pubkey": owner, "namespace": namespace, "last_hash": last_hash,
+                    "timestamp": now, "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+                    "signature": _sig(identity, f"retrieve{ns_str(namespace)}{now}".encode())}
+
+        _, body = await self.call(owner, "retrieve", params, node=node)
+        return dict(body) if isinstance(body, Mapping) else {"messages": []}
+
+    async def delete(self, identity: Any, hashes: list[str]) -> None:
+        def params() -> dict[str, Any]:
+            return {"pubkey": identity.session_id, "messages": hashes,
+                    "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+                    "signature": _sig(identity, ("delete" + "".join(hashes)).encode())}
+
+        await self.call(identity.session_id, "delete", params)
+
+    async def expire(self, identity: Any, hashes: list[str], expiry_ms: int, shorten: bool = True) -> None:
+        mode = "shorten" if shorten else ""
+
+        def params() -> dict[str, Any]:
+            p: dict[str, Any] = {"pubkey": identity.session_id, "messages": hashes, "expiry": expiry_ms,
+                                 "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+                                 "signature": _sig(identity, f"expire{mode}{expiry_ms}{''.join(hashes)}".encode())}
+            if shorten:
+                p["shorten"] = True
+            return p
+
+        await self.call(identity.session_id, "expire", params)
+
+    async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:
+        from session.proto.snodes import parse_node_list
+
+        code, body = await self.t.request(
+            node, "oxend_request",
+            {"endpoint": "get_service_nodes", "params": {"active_only": True}},
+        )
+        if code != 200 or not isinstance(body, Mapping):
+            raise RPCError(code, body)
+        return parse_node_list(body)
