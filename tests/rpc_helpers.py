@@ -129,9 +129,9 @@ def make_nodes(n_swarms: int = 2, size: int = 5) -> tuple[list[Identity], list[S
 class LocalSwarm:
     """``size`` RpcHandlers forming swarm 0 (plus a foreign swarm that exists only on paper)."""
 
-    def __init__(self, stores: list[Any], clock: Clock | None = None) -> None:
+    def __init__(self, stores: list[Any], clock: Clock | None = None, n_swarms: int = 2) -> None:
         self.clock = clock or Clock()
-        idents, nodes = make_nodes(2, len(stores))
+        idents, nodes = make_nodes(n_swarms, len(stores))
         self.map = SwarmMap(nodes)
         self.handlers: dict[str, RpcHandler] = {}
         self.fanouts: dict[str, LocalFanout] = {}
