@@ -148,6 +148,7 @@ class Devnet:
             for _ in range(self.initial):
                 self._spawn(self._new_node())
             self._wait_all_ready()
+            self.wait_converged()
         except BaseException:
             self.stop()
             raise
@@ -290,6 +291,7 @@ class Devnet:
         node = self._new_node()
         self._spawn(node)
         self._wait_ready([node])
+        self.wait_converged()
         self.write_nodes_json()
         return node
 
@@ -346,6 +348,7 @@ class Devnet:
             self.stop_node(n)
         self._spawn(n)
         self._wait_ready([n])
+        self.wait_converged()
         return n
 
     # ------------------------------------------------------------------ output and shutdown

@@ -24,6 +24,9 @@ from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, SwarmMap
 
 log = logging.getLogger("session.node.swarm")
 
+#: How long a node that left the list may still connect (to hand its data over).
+DEPARTED_GRACE = 600.0
+
 FetchNodes = Callable[[], Awaitable[list[ServiceNode]]]
 
 
@@ -82,6 +85,8 @@ class SwarmView:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._change_tasks: set[asyncio.Task[None]] = set()
+        #: X25519 hex -> when it left the list; a departing node may still hand its data over
+        self._departed: dict[str, float] = {}
 
     # ------------------------------------------------------------ SwarmContext
     def my_swarm_id(self) -> int | None:
@@ -154,6 +159,10 @@ class SwarmView:
         if old is None or old_swarm == INVALID_SWARM_ID:
             new_members = ()  # first time in a swarm: nothing of ours to hand over
         departed = tuple(n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519)
+        now = self.clock()
+        for n in departed:
+            self._departed[n.pubkey_x25519] = now
+        self._departed = {k: t for k, t in self._departed.items() if now - t < DEPARTED_GRACE and k not in new.by_x25519}
         change = SwarmChange(
             old=old,
             new=new,
@@ -182,8 +191,18 @@ class SwarmView:
         h = x25519_public.hex()
         if self.node_by_x25519(h) is not None:
             return True
-        if self.clock() - self.last_refresh > 0.5:
-            await asyncio.wait_for(self.refresh(), 5.0)
+        left = self._departed.get(h)
+        if left is not None and self.clock() - left < DEPARTED_GRACE:
+            return True  # it is handing its data over
+        # Unknown: it may have registered after our last poll. Refresh (at most twice a second).
+        wait = 0.5 - (self.clock() - self.last_refresh)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self.node_by_x25519(h) is None:
+            try:
+                await asyncio.wait_for(self.refresh(), 5.0)
+            except asyncio.TimeoutError:
+                return False
         return self.node_by_x25519(h) is not None
 
     async def run(self) -> None:

@@ -1,0 +1,124 @@
+"""Shared helpers of the integration tests: request builders, an HTTPS client, a v4 server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from session import onion
+from session.identity import Identity, verify
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def store_request(account: str, data: bytes, *, ttl: int = 3_600_000, ts: int | None = None,
+                  namespace: int = 0) -> dict[str, Any]:
+    params: dict[str, Any] = {"pubkey": account, "timestamp": ts if ts is not None else now_ms(),
+                              "ttl": ttl, "data": b64(data)}
+    if namespace:
+        params["namespace"] = namespace
+    return {"method": "store", "params": params}
+
+
+def retrieve_request(ident: Identity, *, ts: int | None = None, namespace: int = 0,
+                     signature: bytes | None = None, last_hash: str | None = None) -> dict[str, Any]:
+    ts = ts if ts is not None else now_ms()
+    ns = "" if namespace == 0 else str(namespace)
+    sig = signature if signature is not None else ident.sign(f"retrieve{ns}{ts}".encode())
+    params: dict[str, Any] = {"pubkey": ident.session_id, "pubkey_ed25519": ident.ed25519_public.hex(),
+                              "timestamp": ts, "signature": b64(sig)}
+    if namespace:
+        params["namespace"] = namespace
+    if last_hash:
+        params["last_hash"] = last_hash
+    return {"method": "retrieve", "params": params}
+
+
+def jbytes(doc: Any) -> bytes:
+    return json.dumps(doc).encode()
+
+
+class Client:
+    """A tiny HTTPS client (no certificate checks, like Session clients)."""
+
+    def __init__(self) -> None:
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, limit=50),
+                                          timeout=aiohttp.ClientTimeout(total=40))
+
+    async def post(self, url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        async with self.http.post(url + path, data=body, headers=headers or {}) as r:
+            return r.status, await r.read()
+
+    async def rpc(self, url: str, doc: Any) -> tuple[int, Any]:
+        status, body = await self.post(url, "/storage_rpc/v1", jbytes(doc))
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, body.decode(errors="replace")
+
+    async def onion(self, guard_url: str, frame: bytes) -> tuple[int, bytes]:
+        return await self.post(guard_url, "/onion_req/v2", frame)
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        async with self.http.get(url) as r:
+            return r.status, await r.read()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+
+def check_swarm_signatures(resp: dict[str, Any], nodes_by_ed: dict[str, Any]) -> int:
+    """Verify every member's signature over the stored hash; returns how many verified."""
+    ok = 0
+    for ed, r in resp["swarm"].items():
+        if r.get("failed"):
+            continue
+        verify(bytes.fromhex(ed), r["hash"].encode(), base64.b64decode(r["signature"]))
+        ok += 1
+    return ok
+
+
+def open_onion_reply(key: Any, body: bytes) -> dict[str, Any]:
+    doc = json.loads(key.decrypt(body))
+    inner = doc["body"]
+    if isinstance(inner, str):
+        try:
+            inner = json.loads(inner)
+        except ValueError:
+            pass
+    return {"status": doc["status"], "body": inner}
+
+
+async def v4_server(identity: Identity) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
+    """An aiohttp server on 127.0.0.1 exposing /oxen/v4/lsrpc, decrypting with ``identity``."""
+    peeler = onion.Peeler.from_x25519_secret(identity.export_x25519_secret())
+    seen: list[dict[str, Any]] = []
+
+    async def lsrpc(request: web.Request) -> web.Response:
+        body = await request.read()
+        plain, reply = peeler.open_request(body)
+        meta, payload = onion.v4_decode_request(plain)
+        seen.append({"meta": meta, "body": payload})
+        answer = jbytes({"echo": (payload or b"").decode(), "endpoint": meta["endpoint"]})
+        return web.Response(body=reply.encrypt(onion.v4_encode_response(
+            {"code": 200, "headers": {"content-type": "application/json"}}, answer)))
+
+    app = web.Application()
+    app.router.add_post("/oxen/v4/lsrpc", lsrpc)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, port, seen
