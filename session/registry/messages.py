@@ -210,13 +210,11 @@ def verify_deregistration(
     missing = [f for f in (*DEREGISTRATION_FIELDS, "signature") if f not in doc]
     if missing:
         raise DecodeError(f"deregistration is missing {', '.join(missing)}")
-    fields = {
-        "pubkey_ed25519": _hex(doc["pubkey_ed25519"], "pubkey_ed25519", 32),
-        "timestamp": _int(doc["timestamp"], "timestamp", 0, 2**63 - 1),
-    }
-    _check_fresh(fields["timestamp"], time.time() if now is None else now, freshness)
-    _check_signature(fields["pubkey_ed25519"], deregistration_payload(doc), doc["signature"])
-    return fields
+    key = _hex(doc["pubkey_ed25519"], "pubkey_ed25519", 32)
+    timestamp = _int(doc["timestamp"], "timestamp", 0, 2**63 - 1)
+    _check_fresh(timestamp, time.time() if now is None else now, freshness)
+    _check_signature(key, deregistration_payload(doc), doc["signature"])
+    return {"pubkey_ed25519": key, "timestamp": timestamp}
 
 
 __all__ = [

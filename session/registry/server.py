@@ -177,9 +177,9 @@ async def start(
         await runner.cleanup()
         raise RegistryError(f"cannot listen on {host}:{port}: {e.strerror}", 0) from None
     bound = port
-    server = site._server  # aiohttp keeps the asyncio server here
-    if server is not None and getattr(server, "sockets", None):
-        bound = server.sockets[0].getsockname()[1]
+    sockets = getattr(site._server, "sockets", None)  # aiohttp keeps the asyncio server here
+    if sockets:
+        bound = sockets[0].getsockname()[1]
     return RegistryServer(runner, registry, _url(host, bound))
 
 
@@ -196,7 +196,7 @@ async def run(
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    installed: list[int] = []
+    installed: list[signal.Signals] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)

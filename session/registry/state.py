@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from session.errors import DecodeError, InvalidInput, RegistryError
 from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, node_list_json
@@ -103,6 +103,7 @@ class Registry:
         #: last accepted timestamp per node, kept after deregistration so replays fail
         self.last_timestamp: dict[str, int] = {}
         self.height = 0
+        self.genesis: bytes = b""
         wanted = genesis_from_seed(seed) if seed is not None else None
         if self.path is not None and self.path.exists():
             self._load(self.path)
