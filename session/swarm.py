@@ -18,7 +18,7 @@ raise :class:`session.errors.InvalidInput`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 from session import _core
 from session._core import SwarmIndex
@@ -36,8 +36,9 @@ def swarm_space(account_id: str) -> int:
     return _core.swarm_space(account_id)
 
 
-def closest_swarm(account_id: str, swarm_ids: Sequence[int]) -> int:
-    """The id of the swarm responsible for ``account_id`` among ``swarm_ids`` (any order).
+def closest_swarm(account_id: str, swarm_ids: Iterable[int]) -> int:
+    """The id of the swarm responsible for ``account_id`` among ``swarm_ids`` (any order;
+    a list or tuple is fastest, any iterable of ints works).
 
     For many lookups over the same list, build a :class:`SwarmIndex` once instead.
     """

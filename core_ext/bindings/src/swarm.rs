@@ -16,7 +16,17 @@ fn swarm_ids_arg(obj: &Bound<'_, PyAny>) -> CoreResult<Vec<u64>> {
     if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>() {
         return Err(sw::Error::InvalidSwarmId.into());
     }
-    Ok(obj.extract::<Vec<u64>>().map_err(|_| sw::Error::InvalidSwarmId)?)
+    if let Ok(ids) = obj.extract::<Vec<u64>>() {
+        return Ok(ids);
+    }
+    // Any other iterable (generator, set, range, ...): element by element.
+    let iter = obj.try_iter().map_err(|_| sw::Error::InvalidSwarmId)?;
+    let mut ids = Vec::new();
+    for item in iter {
+        let item = item.map_err(|_| sw::Error::InvalidSwarmId)?;
+        ids.push(item.extract::<u64>().map_err(|_| sw::Error::InvalidSwarmId)?);
+    }
+    Ok(ids)
 }
 
 fn namespace_arg(obj: &Bound<'_, PyAny>) -> CoreResult<i16> {
