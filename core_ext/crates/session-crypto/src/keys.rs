@@ -11,8 +11,10 @@
 
 use core::fmt;
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::montgomery::MontgomeryPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha512};
@@ -74,12 +76,22 @@ pub fn ed25519_pk_to_x25519(ed25519_pk: &[u8; 32]) -> Result<[u8; 32]> {
     let point = CompressedEdwardsY(*ed25519_pk)
         .decompress()
         .ok_or(Error::InvalidKey("the Ed25519 public key is not a valid curve point"))?;
-    if point.is_small_order() || !point.is_torsion_free() {
+    if point.is_small_order() || !is_torsion_free_vartime(&point) {
         return Err(Error::InvalidKey(
             "the Ed25519 public key is a low-order point or not in the prime-order subgroup",
         ));
     }
     Ok(point.to_montgomery().to_bytes())
+}
+
+/// `[ℓ]P == identity`, in variable time (only for public points). `ℓ − 1` is a canonical
+/// scalar (−1 mod ℓ) and the double-base multiplication computes the true integer multiple
+/// for any curve point, so `[ℓ − 1]P + P = [ℓ]P`. About twice as fast as the constant-time
+/// `EdwardsPoint::is_torsion_free`.
+fn is_torsion_free_vartime(point: &EdwardsPoint) -> bool {
+    let l_minus_one = -Scalar::ONE;
+    (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point)
+        .is_identity()
 }
 
 /// Slice form of [`ed25519_pk_to_x25519`] with a length check.
@@ -157,6 +169,24 @@ pub fn verify(ed25519_pk: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Re
     let key = VerifyingKey::from_bytes(ed25519_pk).map_err(|_| Error::InvalidSignature)?;
     let sig = Signature::from_bytes(signature);
     key.verify_strict(message, &sig).map_err(|_| Error::InvalidSignature)
+}
+
+/// [`verify`], then the X25519 key of the now-authenticated Ed25519 key (as
+/// [`ed25519_pk_to_x25519`]), decompressing the key once. Fails with
+/// [`Error::InvalidSignature`] or, for a key libsodium cannot convert, [`Error::InvalidKey`].
+pub fn verify_and_convert(ed25519_pk: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<[u8; 32]> {
+    if !is_canonical_field_encoding(ed25519_pk) {
+        return Err(Error::InvalidSignature);
+    }
+    let key = VerifyingKey::from_bytes(ed25519_pk).map_err(|_| Error::InvalidSignature)?;
+    key.verify_strict(message, &Signature::from_bytes(signature)).map_err(|_| Error::InvalidSignature)?;
+    // verify_strict refused low-order keys; the conversion also needs the prime-order subgroup.
+    if !is_torsion_free_vartime(&key.to_edwards()) {
+        return Err(Error::InvalidKey(
+            "the Ed25519 public key is a low-order point or not in the prime-order subgroup",
+        ));
+    }
+    Ok(key.to_montgomery().to_bytes())
 }
 
 /// Slice form of [`verify`]: a key that is not 32 bytes is an [`Error::InvalidKey`], a
@@ -316,6 +346,19 @@ mod tests {
         p[31] = 0xff; // sign bit does not matter
         assert!(!is_canonical_field_encoding(&p));
         assert!(is_canonical_field_encoding(&[0u8; 32]));
+    }
+
+    #[test]
+    fn vartime_torsion_check_matches_dalek() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        for k in 1u64..20 {
+            let p = ED25519_BASEPOINT_POINT * Scalar::from(k * 7919);
+            for t in EIGHT_TORSION {
+                let q = p + t;
+                assert_eq!(is_torsion_free_vartime(&q), q.is_torsion_free());
+                assert_eq!(is_torsion_free_vartime(&t), t.is_torsion_free());
+            }
+        }
     }
 
     #[test]

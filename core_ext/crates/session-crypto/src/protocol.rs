@@ -189,11 +189,11 @@ pub fn decrypt_incoming(recipient: &SessionKeys, ciphertext: &[u8]) -> Result<De
     // Reuse the buffer for the signed data M ‖ A ‖ Y.
     inner.truncate(msg_len + 32);
     inner.extend_from_slice(recipient.x25519_public());
-    keys::verify(&sender_ed25519, &inner, &sig)?;
-    inner.truncate(msg_len);
-    let sender_x25519 = keys::ed25519_pk_to_x25519(&sender_ed25519).map_err(|_| {
-        Error::DecryptionFailed("the sender's Ed25519 key has no valid Session ID")
+    let sender_x25519 = keys::verify_and_convert(&sender_ed25519, &inner, &sig).map_err(|e| match e {
+        Error::InvalidKey(_) => Error::DecryptionFailed("the sender's Ed25519 key has no valid Session ID"),
+        other => other,
     })?;
+    inner.truncate(msg_len);
     Ok(Decrypted { plaintext: inner, sender_ed25519, sender_x25519 })
 }
 
