@@ -158,6 +158,9 @@ class SwarmView:
         ) if new_swarm != INVALID_SWARM_ID else ()
         if old is None or old_swarm == INVALID_SWARM_ID:
             new_members = ()  # first time in a swarm: nothing of ours to hand over
+        elif old_swarm not in new.swarms and new_swarm != INVALID_SWARM_ID:
+            # our swarm dissolved: everything we hold goes to every member of our new swarm
+            new_members = tuple(n for n in new.swarms[new_swarm] if n.pubkey_ed25519 != self.me)
         departed = tuple(n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519)
         now = self.clock()
         for n in departed:

@@ -1,0 +1,216 @@
+"""Several real nodes in one event loop (real HTTPS sites and ZeroMQ links on 127.0.0.1) with a
+node list the test controls: swarm splits and dissolutions, wrong swarm, not ready, relay
+timeouts and rate limits, which a small registry-driven devnet cannot produce cheaply."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from helpers import Client, jbytes, open_onion_reply, retrieve_request, store_request
+from session import onion
+from session.identity import Identity
+from session.node.config import AdminConfig, LimitsConfig, NetworkConfig, NodeConfig, RegistryConfig
+from session.node.daemon import Node
+from session.proto.snodes import ServiceNode
+from session.storage.memory import MemoryMessageStore
+
+pytestmark = pytest.mark.integration
+
+SWARM_A = 0x1000_0000_0000_0000
+SWARM_B = 0x9000_0000_0000_0000
+
+
+class MiniNet:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.nodes: list[Node] = []
+        self.listed: list[ServiceNode] = []
+
+    async def fetch(self) -> list[ServiceNode]:
+        return list(self.listed)
+
+    async def add(self, limits: LimitsConfig | None = None) -> Node:
+        i = len(self.nodes)
+        cfg = NodeConfig(
+            data_dir=self.tmp / f"n{i}",
+            network=NetworkConfig(listen_host="127.0.0.1", https_port=0, zmq_port=0, public_ip="127.0.0.1"),
+            admin=AdminConfig(port=0),
+            registry=RegistryConfig(poll_interval=0.2),
+            limits=limits or LimitsConfig(),
+            shutdown_timeout=2.0,
+        )
+        node = Node(cfg, identity=Identity.generate(), store=MemoryMessageStore(), fetch_nodes=self.fetch, register=False)
+        await node.start()
+        self.nodes.append(node)
+        return node
+
+    def entry(self, node: Node, swarm_id: int) -> ServiceNode:
+        return ServiceNode(pubkey_ed25519=node.identity.ed25519_public.hex(),
+                           pubkey_x25519=node.identity.x25519_public.hex(), public_ip="127.0.0.1",
+                           storage_port=node.https_port, storage_lmq_port=node.zmq_port, swarm_id=swarm_id)
+
+    async def set_swarms(self, swarms: dict[int, int], extra: list[ServiceNode] = ()) -> None:
+        """node index -> swarm id; every node refreshes at once."""
+        self.listed = [self.entry(self.nodes[i], sid) for i, sid in swarms.items()] + list(extra)
+        await asyncio.gather(*(n.view.refresh() for n in self.nodes))
+
+    def url(self, i: int) -> str:
+        return f"https://127.0.0.1:{self.nodes[i].https_port}"
+
+    async def close(self) -> None:
+        await asyncio.gather(*(n.stop() for n in self.nodes))
+
+
+@pytest.fixture
+async def mininet(tmp_path):
+    net = MiniNet(tmp_path)
+    yield net
+    await net.close()
+
+
+@pytest.fixture
+async def client():
+    c = Client()
+    yield c
+    await c.close()
+
+
+async def owners_on(node: Node) -> set[str]:
+    return set(await node.store.owners())
+
+
+async def wait_until(pred, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not await pred():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True
+
+
+async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, client):
+    for _ in range(6):
+        await mininet.add()
+    await mininet.set_swarms({i: SWARM_A for i in range(6)})
+    accounts = [Identity.generate() for _ in range(24)]
+    for k, a in enumerate(accounts):
+        status, body = await client.rpc(mininet.url(k % 6), store_request(a.session_id, b"data %d" % k))
+        assert status == 200 and len(body["swarm"]) == 6
+    everyone = {a.session_id for a in accounts}
+    for n in mininet.nodes:
+        assert await owners_on(n) == everyone
+
+    # split: nodes 3..5 form swarm B; each side must end with exactly its own accounts
+    await mininet.set_swarms({0: SWARM_A, 1: SWARM_A, 2: SWARM_A, 3: SWARM_B, 4: SWARM_B, 5: SWARM_B})
+    view = mininet.nodes[0].view
+    in_b = {a for a in everyone if view.swarm_id_for(a) == SWARM_B}
+    assert 0 < len(in_b) < len(everyone)
+
+    async def settled():
+        for i, n in enumerate(mininet.nodes):
+            want = in_b if i >= 3 else everyone - in_b
+            if await owners_on(n) != want:
+                return False
+        return True
+
+    assert await wait_until(settled), "data did not follow the swarm split"
+    # the accounts of B are still readable there, and 421 points clients from A to B
+    b_account = next(a for a in accounts if a.session_id in in_b)
+    status, body = await client.rpc(mininet.url(4), retrieve_request(b_account))
+    assert status == 200 and len(body["messages"]) == 1
+    status, body = await client.rpc(mininet.url(0), retrieve_request(b_account))
+    assert status == 421
+    assert {s["pubkey_ed25519"] for s in body["snodes"]} == {n.identity.ed25519_public.hex() for n in mininet.nodes[3:]}
+    assert int(body["swarm"], 16) == SWARM_B
+
+    # dissolve: B disappears, its nodes rejoin A and receive A's data; B's data goes back too
+    await mininet.set_swarms({i: SWARM_A for i in range(6)})
+
+    async def all_everywhere():
+        return all([await owners_on(n) == everyone for n in mininet.nodes])
+
+    assert await wait_until(all_everywhere)
+
+
+async def test_not_ready_until_in_a_swarm(mininet, client):
+    a = await mininet.add()
+    b = await mininet.add()
+    await mininet.set_swarms({0: SWARM_A})  # b is not listed
+    status, body = await client.rpc(mininet.url(1), {"method": "info", "params": {}})
+    assert status == 503 and "not ready" in body
+    status, text = await client.get(f"http://127.0.0.1:{b.admin_port}/readyz")
+    assert status == 503 and b"not in a swarm" in text
+    status, _ = await client.get(f"http://127.0.0.1:{a.admin_port}/readyz")
+    assert status == 200
+    await mininet.set_swarms({0: SWARM_A, 1: SWARM_A})
+    status, _ = await client.rpc(mininet.url(1), {"method": "info", "params": {}})
+    assert status == 200
+
+
+async def test_relay_timeout_is_504_and_node_keeps_serving(mininet, client):
+    guard = await mininet.add()
+    await mininet.add()
+    # a listed node whose port accepts TCP but never speaks ZeroMQ
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    ghost_id = Identity.generate()
+    ghost = ServiceNode(pubkey_ed25519=ghost_id.ed25519_public.hex(), pubkey_x25519=ghost_id.x25519_public.hex(),
+                        public_ip="127.0.0.1", storage_port=1, storage_lmq_port=mute.getsockname()[1], swarm_id=SWARM_A)
+    try:
+        await mininet.set_swarms({0: SWARM_A, 1: SWARM_A}, extra=[ghost])
+        guard.router.relay_timeout = 1.0
+        g = onion.Hop(guard.identity.ed25519_public.hex(), guard.identity.x25519_public)
+        frame, _ = onion.build([g], onion.NodeDestination(ghost.pubkey_ed25519, ghost_id.x25519_public), b"{}", "xchacha20")
+        t0 = time.monotonic()
+        status, body = await client.onion(mininet.url(0), frame)
+        assert status == 504 and body == b"Request time out"
+        assert time.monotonic() - t0 < 5
+        # the same guard still relays to a live node
+        n1 = mininet.nodes[1]
+        frame, key = onion.build([g], onion.NodeDestination(n1.identity.ed25519_public.hex(), n1.identity.x25519_public),
+                                 jbytes({"method": "info", "params": {}}), "aes-gcm")
+        status, body = await client.onion(mininet.url(0), frame)
+        assert status == 200 and open_onion_reply(key, body)["status"] == 200
+    finally:
+        mute.close()
+
+
+async def test_per_ip_rate_limit_does_not_starve_other_clients(mininet, client):
+    await mininet.add(limits=LimitsConfig(requests_per_second=1.0, burst=5))
+    await mininet.set_swarms({0: SWARM_A})
+    info = jbytes({"method": "info", "params": {}})
+    statuses = [(await client.post(mininet.url(0), "/storage_rpc/v1", info))[0] for _ in range(8)]
+    assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+    # another client address (127.0.0.2) still gets through
+    other = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, local_addr=("127.0.0.2", 0)))
+    try:
+        async with other.post(mininet.url(0) + "/storage_rpc/v1", data=info) as r:
+            assert r.status == 200
+    finally:
+        await other.close()
+
+
+async def test_graceful_stop_finishes_inflight_requests(mininet, client):
+    node = await mininet.add()
+    await mininet.set_swarms({0: SWARM_A})
+    real = node.rpc.handle_client
+
+    async def slow(body):
+        await asyncio.sleep(0.5)
+        return await real(body)
+
+    node.site.rpc = slow_rpc = type("Slow", (), {"handle_client": staticmethod(slow)})()
+    assert slow_rpc
+    alice = Identity.generate()
+    pending = asyncio.ensure_future(client.rpc(mininet.url(0), store_request(alice.session_id, b"in flight")))
+    await asyncio.sleep(0.1)
+    await node.stop()
+    status, body = await pending
+    assert status == 200 and body["hash"]
