@@ -357,7 +357,7 @@ class RpcHandler:
                 sig = P.delete_result_text(acct, req.messages, deleted)
                 return {"deleted": deleted, "signature": self._sign(sig)}
             if isinstance(req, P.DeleteAll | P.DeleteBefore | P.ExpireAll):
-                ns = None if req.namespace is P.ALL else int(req.namespace)  # type: ignore[call-overload]
+                ns = None if isinstance(req.namespace, P._All) else int(req.namespace)
                 if isinstance(req, P.DeleteAll):
                     affected = await self.store.delete_all(acct, ns)
                     key, value = "deleted", req.timestamp

@@ -825,7 +825,8 @@ def _load_retrieve(p: Mapping[str, Any]) -> Retrieve:
                 raise _ParseError("Invalid last_hash: not base64")
         else:
             raise _ParseError("Invalid last_hash: expected base64 (43 chars)")
-    return Retrieve(acct, int(ns or 0), lh, max_count, max_size, auth, ts if auth else None)
+    assert ns is not ALL
+    return Retrieve(acct, ns or 0, lh, max_count, max_size, auth, ts if auth else None)
 
 
 def _load_delete(p: Mapping[str, Any]) -> Delete:
@@ -939,7 +940,8 @@ def _load_oxend(p: Mapping[str, Any]) -> OxendRequest:
     _require("endpoint", endpoint)
     if endpoint not in _OXEND_ENDPOINTS:
         raise _ParseError(f"Invalid oxend endpoint '{endpoint}'")
-    return OxendRequest(endpoint, p.get("params"))  # type: ignore[arg-type]
+    assert endpoint is not None
+    return OxendRequest(endpoint, p.get("params"))
 
 
 _LOADERS: dict[str, Callable[[Mapping[str, Any]], SubRequest]] = {
@@ -1228,7 +1230,7 @@ def verify_request(req: Request, *, revoked: bool = False) -> None:
         revoked=revoked and not skip_revoke_check(req),
     )
     if not ok:
-        raise RpcError(401, _SIG_FAIL[req.METHOD])  # type: ignore[union-attr]
+        raise RpcError(401, _SIG_FAIL[req.METHOD])
 
 
 # ---- retrieve sizing -------------------------------------------------------------------------

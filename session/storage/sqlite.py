@@ -188,12 +188,12 @@ class _DbThread(threading.Thread):
             # Anything still queued after a stop gets a clear error instead of hanging.
             while True:
                 try:
-                    j = self._q.get_nowait()
+                    left = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if j is not None:
+                if left is not None:
                     err = StorageError("the message store is closed")
-                    j.loop.call_soon_threadsafe(_deliver, j.fut, False, err)
+                    left.loop.call_soon_threadsafe(_deliver, left.fut, False, err)
 
     def _translate(self, e: BaseException) -> BaseException:
         if _is_full(e):
