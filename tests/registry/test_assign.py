@@ -20,6 +20,7 @@ from session.registry.assign import (
     IDEAL_SWARM_SIZE,
     MAX_ID,
     MIN_SWARM_SIZE,
+    NEW_SWARM_SIZE,
     UNASSIGNED_SWARM_ID,
     Mt19937_64,
     assign_swarms,
@@ -298,11 +299,9 @@ def test_one_join_moves_little(n: int, seed: int) -> None:
     moved = [k for k in nodes if after[k] != base[k]]
     # Joining places the newcomer; existing nodes move only when a new swarm of 7 is split off.
     split = len(set(after.values())) > len(set(base.values()))
-    assert len(moved) <= (NEW_SWARM_SIZE_FOR_TEST if split else 0)
+    assert len(moved) <= (NEW_SWARM_SIZE if split else 0)
     _check_rules(after, {*nodes, newcomer})
 
-
-NEW_SWARM_SIZE_FOR_TEST = IDEAL_SWARM_SIZE
 
 
 @given(st.integers(6, 120), st.integers(0, 2**64 - 1), st.data())
