@@ -125,6 +125,14 @@ def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_exception(value)
 
 
+def _post(job: _Job, ok: bool, value: Any) -> None:
+    """Hand a result back to the job's event loop (ignored if that loop is already closed)."""
+    try:
+        job.loop.call_soon_threadsafe(_deliver, job.fut, ok, value)
+    except RuntimeError:
+        pass
+
+
 class _DbThread(threading.Thread):
     """A thread owning one connection; runs jobs from a queue (grouped if ``group``)."""
 
@@ -180,7 +188,7 @@ class _DbThread(threading.Thread):
                     batch.append(nxt)
                 results = self._run_group(batch) if self._group else [self._run_read(job)]
                 for j, (ok, value) in zip(batch, results, strict=True):
-                    j.loop.call_soon_threadsafe(_deliver, j.fut, ok, value)
+                    _post(j, ok, value)
                 if stop:
                     break
         finally:
@@ -192,8 +200,7 @@ class _DbThread(threading.Thread):
                 except queue.Empty:
                     break
                 if left is not None:
-                    err = StorageError("the message store is closed")
-                    left.loop.call_soon_threadsafe(_deliver, left.fut, False, err)
+                    _post(left, False, StorageError("the message store is closed"))
 
     def _translate(self, e: BaseException) -> BaseException:
         if _is_full(e):
