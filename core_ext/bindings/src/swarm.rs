@@ -50,8 +50,18 @@ fn swarm_space(account_id: &str) -> CoreResult<u64> {
 #[pyfunction]
 fn closest_swarm(account_id: &str, swarm_ids: &Bound<'_, PyAny>) -> CoreResult<u64> {
     let space = sw::AccountId::parse(account_id)?.swarm_space();
-    let ids = swarm_ids_arg(swarm_ids)?;
-    Ok(sw::closest_swarm_for_space(space, &ids)?)
+    // Scanned while iterating (any iterable), without collecting the ids first.
+    if swarm_ids.is_instance_of::<pyo3::types::PyString>()
+        || swarm_ids.is_instance_of::<pyo3::types::PyBytes>()
+    {
+        return Err(sw::Error::InvalidSwarmId.into());
+    }
+    let mut scan = sw::ClosestScan::new(space);
+    for item in swarm_ids.try_iter().map_err(|_| sw::Error::InvalidSwarmId)? {
+        let item = item.map_err(|_| sw::Error::InvalidSwarmId)?;
+        scan.push(item.extract::<u64>().map_err(|_| sw::Error::InvalidSwarmId)?)?;
+    }
+    Ok(scan.finish()?)
 }
 
 /// Storage message hash: unpadded base64 of BLAKE2b-256(account ‖ namespace ‖ data).

@@ -19,30 +19,60 @@ fn check_id(id: u64) -> Result<u64> {
     }
 }
 
-/// Closest swarm for a swarm-space value, over swarm ids in any order (duplicates allowed).
+/// One-pass closest-swarm search over swarm ids in any order (duplicates allowed), fed one
+/// id at a time (lets callers stream ids without collecting them first).
 ///
-/// One linear pass: the ring successor-or-equal (`right`) minimises `id − v` and the ring
-/// predecessor minimises `v − id` (both wrapping), which is exactly the sorted-list rule.
-pub fn closest_swarm_for_space(space: u64, swarm_ids: &[u64]) -> Result<u64> {
-    let mut iter = swarm_ids.iter().copied();
-    let first = check_id(iter.next().ok_or(Error::NoSwarms)?)?;
-    let (mut right, mut dright) = (first, first.wrapping_sub(space));
-    let (mut left, mut dleft) = (first, space.wrapping_sub(first));
-    for id in iter {
-        let id = check_id(id)?;
-        let dr = id.wrapping_sub(space);
-        if dr < dright {
-            right = id;
-            dright = dr;
-        }
-        let dl = space.wrapping_sub(id);
-        if dl < dleft {
-            left = id;
-            dleft = dl;
-        }
+/// The ring successor-or-equal (`right`) minimises `id − v` and the ring predecessor
+/// minimises `v − id` (both wrapping), which is exactly the sorted-list rule.
+#[derive(Debug, Clone, Copy)]
+pub struct ClosestScan {
+    space: u64,
+    best: Option<(u64, u64, u64, u64)>, // (right, dright, left, dleft)
+}
+
+impl ClosestScan {
+    /// Starts a search for the swarm-space value `space`.
+    pub fn new(space: u64) -> Self {
+        Self { space, best: None }
     }
-    // An exact match has dright == 0 == dleft and left == right.
-    Ok(if dright < dleft { right } else { left })
+
+    /// Considers one swarm id.
+    #[inline]
+    pub fn push(&mut self, id: u64) -> Result<()> {
+        let id = check_id(id)?;
+        let dr = id.wrapping_sub(self.space);
+        let dl = self.space.wrapping_sub(id);
+        match &mut self.best {
+            None => self.best = Some((id, dr, id, dl)),
+            Some((right, dright, left, dleft)) => {
+                if dr < *dright {
+                    *right = id;
+                    *dright = dr;
+                }
+                if dl < *dleft {
+                    *left = id;
+                    *dleft = dl;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The chosen swarm: `right` only if strictly closer, else `left`.
+    pub fn finish(self) -> Result<u64> {
+        let (right, dright, left, dleft) = self.best.ok_or(Error::NoSwarms)?;
+        // An exact match has dright == 0 == dleft and left == right.
+        Ok(if dright < dleft { right } else { left })
+    }
+}
+
+/// Closest swarm for a swarm-space value, over swarm ids in any order (duplicates allowed).
+pub fn closest_swarm_for_space(space: u64, swarm_ids: &[u64]) -> Result<u64> {
+    let mut scan = ClosestScan::new(space);
+    for &id in swarm_ids {
+        scan.push(id)?;
+    }
+    scan.finish()
 }
 
 /// Closest swarm for an account ID (66 hex digits, any prefix), over swarm ids in any order.
