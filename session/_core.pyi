@@ -96,6 +96,11 @@ def onion_url_target_allowed(target: str) -> bool: ...
 # --- identity ------------------------------------------------------------------------------
 from collections.abc import Iterable
 
+from typing_extensions import disjoint_base
+
+from session.errors import SessionError as _SessionError
+
+@disjoint_base
 class Identity:
     def __new__(cls, seed: bytes | None = None, *, phrase: str | None = None) -> Identity: ...
     @property

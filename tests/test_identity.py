@@ -134,8 +134,13 @@ def test_seed_and_phrase_together_rejected() -> None:
 
 def test_blinded15_id_delegates_to_blinding(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
+
+    def fake_blinded15_id(ident: Identity, server: str) -> str:
+        calls.append((ident, server))
+        return "15" + "ab" * 32
+
     fake = types.ModuleType("session.blinding")
-    fake.blinded15_id = lambda ident, server: calls.append((ident, server)) or "15" + "ab" * 32  # type: ignore[attr-defined]
+    fake.blinded15_id = fake_blinded15_id  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "session.blinding", fake)
     import session
 
