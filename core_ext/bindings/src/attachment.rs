@@ -14,7 +14,11 @@ fn attachment_encrypt<'py>(
     py: Python<'py>,
     data: &[u8],
     key: Option<&[u8]>,
-) -> CoreResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+) -> CoreResult<(
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+)> {
     let data = Zeroizing::new(data.to_vec());
     let key = key.map(|k| Zeroizing::new(k.to_vec()));
     let enc = py.detach(move || att::encrypt(&data, key.as_deref().map(|k| &k[..])))?;
@@ -38,9 +42,8 @@ fn attachment_decrypt<'py>(
     let blob = blob.to_vec();
     let key = Zeroizing::new(key.to_vec());
     let digest = digest.map(<[u8]>::to_vec);
-    let plain = py.detach(move || {
-        att::decrypt(&blob, &key, digest.as_deref(), size).map(Zeroizing::new)
-    })?;
+    let plain =
+        py.detach(move || att::decrypt(&blob, &key, digest.as_deref(), size).map(Zeroizing::new))?;
     Ok(PyBytes::new(py, &plain))
 }
 

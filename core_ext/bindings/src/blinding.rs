@@ -32,7 +32,11 @@ fn nonce_variant(name: &str) -> CoreResult<bl::Blind15Nonce> {
 
 /// "15" + hex of the identity's 15-blinded key for this server.
 #[pyfunction]
-fn blinded15_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>, server_pubkey_hex: &str) -> CoreResult<String> {
+fn blinded15_id(
+    py: Python<'_>,
+    identity: &Bound<'_, PyIdentity>,
+    server_pubkey_hex: &str,
+) -> CoreResult<String> {
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let seed = seed_of(identity);
     let pk = py.detach(move || bl::blind15_public_key(&seed, &spk));
@@ -41,7 +45,11 @@ fn blinded15_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>, server_pubkey_
 
 /// "25" + hex of the identity's 25-blinded key for this server.
 #[pyfunction]
-fn blinded25_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>, server_pubkey_hex: &str) -> CoreResult<String> {
+fn blinded25_id(
+    py: Python<'_>,
+    identity: &Bound<'_, PyIdentity>,
+    server_pubkey_hex: &str,
+) -> CoreResult<String> {
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let seed = seed_of(identity);
     let pk = py.detach(move || bl::blind25_public_key(&seed, &spk));
@@ -58,12 +66,19 @@ fn blinded15_ids_for_session_id(
     let x = bl::parse_session_id(session_id)?;
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let (pos, neg) = py.detach(move || bl::blind15_keys_from_x25519(&x, &spk))?;
-    Ok((bl::format_id(bl::PREFIX_BLIND15, &pos), bl::format_id(bl::PREFIX_BLIND15, &neg)))
+    Ok((
+        bl::format_id(bl::PREFIX_BLIND15, &pos),
+        bl::format_id(bl::PREFIX_BLIND15, &neg),
+    ))
 }
 
 /// The 25-blinded id of a `05` Session ID.
 #[pyfunction]
-fn blinded25_id_for_session_id(py: Python<'_>, session_id: &str, server_pubkey_hex: &str) -> CoreResult<String> {
+fn blinded25_id_for_session_id(
+    py: Python<'_>,
+    session_id: &str,
+    server_pubkey_hex: &str,
+) -> CoreResult<String> {
     let x = bl::parse_session_id(session_id)?;
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let k = py.detach(move || bl::blind25_key_from_x25519(&x, &spk))?;
@@ -119,7 +134,12 @@ fn blind25_sign<'py>(
 
 /// Verifies a signature under a blinded id (15, 25 or 07 prefix); raises InvalidSignature.
 #[pyfunction]
-fn verify_blinded(py: Python<'_>, blinded_id: &str, message: &[u8], signature: &[u8]) -> CoreResult<()> {
+fn verify_blinded(
+    py: Python<'_>,
+    blinded_id: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> CoreResult<()> {
     let (_, key) = bl::parse_blinded_id(blinded_id)?;
     let msg = message.to_vec();
     let sig = signature.to_vec();

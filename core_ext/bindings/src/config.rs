@@ -33,7 +33,8 @@ fn config_decrypt<'py>(
     let ciphertext = ciphertext.to_vec();
     let key_base = Zeroizing::new(key_base.to_vec());
     let domain = domain.to_owned();
-    let out = py.detach(move || cfg::decrypt(&ciphertext, &key_base, &domain).map(Zeroizing::new))?;
+    let out =
+        py.detach(move || cfg::decrypt(&ciphertext, &key_base, &domain).map(Zeroizing::new))?;
     Ok(PyBytes::new(py, &out))
 }
 
@@ -45,7 +46,11 @@ fn config_padded_size(size: usize, overhead: usize) -> CoreResult<usize> {
 
 /// The message with `0x00` bytes prepended up to `config_padded_size(len, overhead)`.
 #[pyfunction]
-fn config_pad<'py>(py: Python<'py>, message: &[u8], overhead: usize) -> CoreResult<Bound<'py, PyBytes>> {
+fn config_pad<'py>(
+    py: Python<'py>,
+    message: &[u8],
+    overhead: usize,
+) -> CoreResult<Bound<'py, PyBytes>> {
     let out = Zeroizing::new(cfg::pad(message, overhead)?);
     Ok(PyBytes::new(py, &out))
 }

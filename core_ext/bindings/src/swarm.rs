@@ -13,7 +13,8 @@ use crate::errors::CoreResult;
 const DETACH_HASH_BYTES: usize = 4096;
 
 fn swarm_ids_arg(obj: &Bound<'_, PyAny>) -> CoreResult<Vec<u64>> {
-    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>() {
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyBytes>()
+    {
         return Err(sw::Error::InvalidSwarmId.into());
     }
     if let Ok(ids) = obj.extract::<Vec<u64>>() {
@@ -24,7 +25,10 @@ fn swarm_ids_arg(obj: &Bound<'_, PyAny>) -> CoreResult<Vec<u64>> {
     let mut ids = Vec::new();
     for item in iter {
         let item = item.map_err(|_| sw::Error::InvalidSwarmId)?;
-        ids.push(item.extract::<u64>().map_err(|_| sw::Error::InvalidSwarmId)?);
+        ids.push(
+            item.extract::<u64>()
+                .map_err(|_| sw::Error::InvalidSwarmId)?,
+        );
     }
     Ok(ids)
 }
@@ -34,7 +38,10 @@ fn namespace_arg(obj: &Bound<'_, PyAny>) -> CoreResult<i16> {
         return Err(sw::Error::InvalidNamespace(format!("{obj}")).into());
     }
     obj.extract::<i16>().map_err(|_| {
-        let shown = obj.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
+        let shown = obj
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".into());
         let shown: String = shown.chars().take(40).collect();
         sw::Error::InvalidNamespace(shown).into()
     })
@@ -57,9 +64,15 @@ fn closest_swarm(account_id: &str, swarm_ids: &Bound<'_, PyAny>) -> CoreResult<u
         return Err(sw::Error::InvalidSwarmId.into());
     }
     let mut scan = sw::ClosestScan::new(space);
-    for item in swarm_ids.try_iter().map_err(|_| sw::Error::InvalidSwarmId)? {
+    for item in swarm_ids
+        .try_iter()
+        .map_err(|_| sw::Error::InvalidSwarmId)?
+    {
         let item = item.map_err(|_| sw::Error::InvalidSwarmId)?;
-        scan.push(item.extract::<u64>().map_err(|_| sw::Error::InvalidSwarmId)?)?;
+        scan.push(
+            item.extract::<u64>()
+                .map_err(|_| sw::Error::InvalidSwarmId)?,
+        )?;
     }
     Ok(scan.finish()?)
 }
@@ -109,7 +122,10 @@ impl PySwarmIndex {
     }
 
     fn __contains__(&self, swarm_id: &Bound<'_, PyAny>) -> bool {
-        swarm_id.extract::<u64>().map(|id| self.0.contains(id)).unwrap_or(false)
+        swarm_id
+            .extract::<u64>()
+            .map(|id| self.0.contains(id))
+            .unwrap_or(false)
     }
 
     fn __repr__(&self) -> String {

@@ -44,9 +44,17 @@ pub fn padded_size(n: usize) -> usize {
     let p = 1.05f64.powf(exp).floor();
     // n = 0 gives ln = -inf, pow = 0. Sizes beyond usize cannot occur for real inputs.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let p = if p.is_finite() && p >= 0.0 { p as usize } else { 0 };
+    let p = if p.is_finite() && p >= 0.0 {
+        p as usize
+    } else {
+        0
+    };
     let p = p.max(MIN_PADDED_SIZE);
-    let p = if p > PADDING_CAP && n <= PADDING_CAP { PADDING_CAP } else { p };
+    let p = if p > PADDING_CAP && n <= PADDING_CAP {
+        PADDING_CAP
+    } else {
+        p
+    };
     p.max(n)
 }
 
@@ -92,7 +100,9 @@ pub struct Encrypted {
 
 impl core::fmt::Debug for Encrypted {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Encrypted").field("blob_len", &self.blob.len()).finish_non_exhaustive()
+        f.debug_struct("Encrypted")
+            .field("blob_len", &self.blob.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +122,11 @@ pub fn encrypt_with_iv(data: &[u8], key: &[u8], iv: &[u8; IV_LEN]) -> Result<Enc
     let digest: [u8; DIGEST_LEN] = Sha256::digest(&blob).into();
     let mut k = Zeroizing::new([0u8; KEY_LEN]);
     k.copy_from_slice(key);
-    Ok(Encrypted { blob, key: k, digest })
+    Ok(Encrypted {
+        blob,
+        key: k,
+        digest,
+    })
 }
 
 /// Pads and encrypts `data` with a random IV, and a random key unless one is given.
@@ -155,13 +169,16 @@ pub fn decrypt(
     let (body, tag) = blob.split_at(blob.len() - MAC_LEN);
     let mut mac = mac_for(mac_key);
     mac.update(body);
-    mac.verify_slice(tag)
-        .map_err(|_| Error::DecryptionFailed("the attachment's MAC does not match (wrong key or corrupted)"))?;
+    mac.verify_slice(tag).map_err(|_| {
+        Error::DecryptionFailed("the attachment's MAC does not match (wrong key or corrupted)")
+    })?;
     if let Some(d) = digest {
         let actual = Sha256::digest(blob);
         // Not secret, but compare without early exit anyway.
         if actual.iter().zip(d).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
-            return Err(Error::DecryptionFailed("the attachment's digest does not match"));
+            return Err(Error::DecryptionFailed(
+                "the attachment's digest does not match",
+            ));
         }
     }
     let (iv, ct) = body.split_at(IV_LEN);
@@ -170,7 +187,9 @@ pub fn decrypt(
             "the attachment's ciphertext is not a whole number of AES blocks",
         ));
     }
-    let iv: &[u8; IV_LEN] = iv.try_into().map_err(|_| Error::DecryptionFailed("bad IV"))?;
+    let iv: &[u8; IV_LEN] = iv
+        .try_into()
+        .map_err(|_| Error::DecryptionFailed("bad IV"))?;
     let plain = cbc::Decryptor::<Aes256>::new(aes_key.into(), iv.into())
         .decrypt_padded_vec_mut::<Pkcs7>(ct)
         .map_err(|_| Error::DecryptionFailed("the attachment's block padding is invalid"))?;

@@ -61,8 +61,9 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
 
 /// Parses a community server public key: 64 hex digits (the server's X25519 key).
 pub fn parse_server_pk(text: &str) -> Result<[u8; 32]> {
-    decode_hex32(text)
-        .ok_or(Error::InvalidKey("the server public key must be 64 hex digits (32 bytes)"))
+    decode_hex32(text).ok_or(Error::InvalidKey(
+        "the server public key must be 64 hex digits (32 bytes)",
+    ))
 }
 
 /// Parses a `05` Session ID (66 hex digits) and returns its X25519 public key.
@@ -79,8 +80,9 @@ pub fn parse_session_id(text: &str) -> Result<[u8; 32]> {
             &text[..2]
         )));
     }
-    decode_hex32(&text[2..])
-        .ok_or_else(|| Error::InvalidSessionId("it contains characters that are not hex digits".into()))
+    decode_hex32(&text[2..]).ok_or_else(|| {
+        Error::InvalidSessionId("it contains characters that are not hex digits".into())
+    })
 }
 
 /// Parses a blinded id (`15…`, `25…` or `07…`, 66 hex digits) into (prefix, 32-byte key).
@@ -207,7 +209,10 @@ fn blind25_k(x25519_pk: &[u8; 32], server_pk: &[u8; 32]) -> Scalar {
 
 fn blind15_keypair(keys: &SeedKeys, server_pk: &[u8; 32]) -> BlindedKeypair {
     let ka = Zeroizing::new(blind15_k(server_pk) * *keys.a);
-    BlindedKeypair { public: EdwardsPoint::mul_base(&ka).compress().to_bytes(), secret: ka }
+    BlindedKeypair {
+        public: EdwardsPoint::mul_base(&ka).compress().to_bytes(),
+        secret: ka,
+    }
 }
 
 fn blind25_keypair(keys: &SeedKeys, server_pk: &[u8; 32]) -> BlindedKeypair {
@@ -216,7 +221,10 @@ fn blind25_keypair(keys: &SeedKeys, server_pk: &[u8; 32]) -> BlindedKeypair {
         k = -k;
     }
     let ka = Zeroizing::new(k * *keys.a);
-    BlindedKeypair { public: EdwardsPoint::mul_base(&ka).compress().to_bytes(), secret: ka }
+    BlindedKeypair {
+        public: EdwardsPoint::mul_base(&ka).compress().to_bytes(),
+        secret: ka,
+    }
 }
 
 /// The 15-blinded public key of the identity with this Ed25519 seed (exact sign).
@@ -234,7 +242,9 @@ pub fn blind25_public_key(seed: &[u8; 32], server_pk: &[u8; 32]) -> [u8; 32] {
 fn positive_ed_point(x25519_pk: &[u8; 32]) -> Result<EdwardsPoint> {
     let p = MontgomeryPoint(*x25519_pk)
         .to_edwards(0)
-        .ok_or(Error::InvalidKey("the Session ID is not a valid X25519 public key"))?;
+        .ok_or(Error::InvalidKey(
+            "the Session ID is not a valid X25519 public key",
+        ))?;
     if p.is_small_order() || !p.is_torsion_free() {
         return Err(Error::InvalidKey(
             "the Session ID's key is not on the main subgroup and cannot be blinded",
@@ -339,7 +349,8 @@ pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> Result
         return Err(Error::InvalidSignature);
     }
     let vk = VerifyingKey::from_bytes(public_key).map_err(|_| Error::InvalidSignature)?;
-    vk.verify_strict(message, &Signature::from_bytes(sig)).map_err(|_| Error::InvalidSignature)
+    vk.verify_strict(message, &Signature::from_bytes(sig))
+        .map_err(|_| Error::InvalidSignature)
 }
 
 /// The version-blinded (07) Ed25519 public key of the identity with this seed.

@@ -43,11 +43,14 @@ pub fn padded_size(size: usize, overhead: usize) -> Result<usize> {
         t if t < 40 * 1024 => 2048,
         _ => 5120,
     };
-    let rounded = total.div_ceil(chunk).checked_mul(chunk).ok_or(Error::TooLarge {
-        what: "config message",
-        max: usize::MAX,
-        got: size,
-    })?;
+    let rounded = total
+        .div_ceil(chunk)
+        .checked_mul(chunk)
+        .ok_or(Error::TooLarge {
+            what: "config message",
+            max: usize::MAX,
+            got: size,
+        })?;
     Ok(rounded - overhead)
 }
 
@@ -104,7 +107,11 @@ pub fn encrypt(message: &[u8], key_base: &[u8], domain: &str) -> Result<Vec<u8>>
     let cipher = XChaCha20Poly1305::new((&*key).into());
     let mut out = cipher
         .encrypt(XNonce::from_slice(&nonce), message)
-        .map_err(|_| Error::TooLarge { what: "config message", max: usize::MAX, got: message.len() })?;
+        .map_err(|_| Error::TooLarge {
+            what: "config message",
+            max: usize::MAX,
+            got: message.len(),
+        })?;
     out.extend_from_slice(&nonce);
     Ok(out)
 }
@@ -114,7 +121,9 @@ pub fn decrypt(ciphertext: &[u8], key_base: &[u8], domain: &str) -> Result<Vec<u
     if ciphertext.len() < OVERHEAD {
         // Validate the other inputs first so a bad key is reported as such.
         derive_key(key_base, 0, domain)?;
-        return Err(Error::DecryptionFailed("the config message is too short (under 40 bytes)"));
+        return Err(Error::DecryptionFailed(
+            "the config message is too short (under 40 bytes)",
+        ));
     }
     let (ct, nonce) = ciphertext.split_at(ciphertext.len() - NONCE_LEN);
     let key = derive_key(key_base, ct.len() - 16, domain)?;

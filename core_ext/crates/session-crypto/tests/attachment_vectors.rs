@@ -5,11 +5,19 @@ use session_crypto::attachment::*;
 use session_crypto::Error;
 
 fn cases(name: &str, kind: &str) -> Vec<Value> {
-    let path = format!("{}/../../../tests/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../tests/vectors/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    let out: Vec<Value> =
-        v["cases"].as_array().expect("cases").iter().filter(|c| c["kind"] == kind).cloned().collect();
+    let out: Vec<Value> = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .cloned()
+        .collect();
     assert!(!out.is_empty());
     out
 }
@@ -21,7 +29,12 @@ fn n(c: &Value, k: &str) -> usize {
 #[test]
 fn pad_sizes() {
     for c in cases("padding", "attachment_pad") {
-        assert_eq!(padded_size(n(&c, "input_len")), n(&c, "padded_len"), "{}", c["name"]);
+        assert_eq!(
+            padded_size(n(&c, "input_len")),
+            n(&c, "padded_len"),
+            "{}",
+            c["name"]
+        );
     }
     let p = pad(&[1, 2, 3]);
     assert_eq!(p.len(), 541);
@@ -45,8 +58,13 @@ fn unpad_vector() {
         assert_eq!(hex::encode(&out), c["output"].as_str().expect("output"));
         // Through encryption: decrypt(encrypt(x), size) == x[..size].
         let e = encrypt(&input, None).expect("encrypt");
-        let d = decrypt(&e.blob, &e.key[..], Some(&e.digest), Some(n(&c, "expected_size")))
-            .expect("decrypt");
+        let d = decrypt(
+            &e.blob,
+            &e.key[..],
+            Some(&e.digest),
+            Some(n(&c, "expected_size")),
+        )
+        .expect("decrypt");
         assert_eq!(hex::encode(d), c["output"].as_str().expect("output"));
     }
 }
@@ -76,19 +94,43 @@ fn tamper_and_bad_inputs() {
     for i in [0, 16, e.blob.len() - 1] {
         let mut b = e.blob.clone();
         b[i] ^= 1;
-        assert!(matches!(decrypt(&b, &e.key[..], None, None), Err(Error::DecryptionFailed(_))));
+        assert!(matches!(
+            decrypt(&b, &e.key[..], None, None),
+            Err(Error::DecryptionFailed(_))
+        ));
     }
     let mut wrong = *e.key;
     wrong[40] ^= 1;
-    assert!(matches!(decrypt(&e.blob, &wrong, None, None), Err(Error::DecryptionFailed(_))));
+    assert!(matches!(
+        decrypt(&e.blob, &wrong, None, None),
+        Err(Error::DecryptionFailed(_))
+    ));
     let mut d = e.digest;
     d[0] ^= 1;
-    assert!(matches!(decrypt(&e.blob, &e.key[..], Some(&d), None), Err(Error::DecryptionFailed(_))));
-    assert!(matches!(decrypt(&e.blob, &e.key[..], Some(&d[..5]), None), Err(Error::InvalidLength { .. })));
-    assert!(matches!(decrypt(&e.blob, &e.key[..32], None, None), Err(Error::InvalidKey(_))));
-    assert!(matches!(encrypt(b"x", Some(&[0u8; 63])), Err(Error::InvalidKey(_))));
-    assert!(matches!(decrypt(&e.blob[..47], &e.key[..], None, None), Err(Error::DecryptionFailed(_))));
-    assert!(matches!(decrypt(&[], &e.key[..], None, None), Err(Error::DecryptionFailed(_))));
+    assert!(matches!(
+        decrypt(&e.blob, &e.key[..], Some(&d), None),
+        Err(Error::DecryptionFailed(_))
+    ));
+    assert!(matches!(
+        decrypt(&e.blob, &e.key[..], Some(&d[..5]), None),
+        Err(Error::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        decrypt(&e.blob, &e.key[..32], None, None),
+        Err(Error::InvalidKey(_))
+    ));
+    assert!(matches!(
+        encrypt(b"x", Some(&[0u8; 63])),
+        Err(Error::InvalidKey(_))
+    ));
+    assert!(matches!(
+        decrypt(&e.blob[..47], &e.key[..], None, None),
+        Err(Error::DecryptionFailed(_))
+    ));
+    assert!(matches!(
+        decrypt(&[], &e.key[..], None, None),
+        Err(Error::DecryptionFailed(_))
+    ));
     // A validly MACed blob whose ciphertext is not whole blocks.
     let key = [1u8; 64];
     let mut blob = vec![0u8; 16 + 5];
@@ -96,5 +138,8 @@ fn tamper_and_bad_inputs() {
     let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key[32..]).expect("key");
     m.update(&blob);
     blob.extend_from_slice(&m.finalize().into_bytes());
-    assert!(matches!(decrypt(&blob, &key, None, None), Err(Error::DecryptionFailed(_))));
+    assert!(matches!(
+        decrypt(&blob, &key, None, None),
+        Err(Error::DecryptionFailed(_))
+    ));
 }

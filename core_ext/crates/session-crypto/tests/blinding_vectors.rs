@@ -5,7 +5,10 @@ use serde_json::Value;
 use session_crypto::blinding::*;
 
 fn cases(name: &str) -> Vec<Value> {
-    let path = format!("{}/../../../tests/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../tests/vectors/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
     v["cases"].as_array().expect("cases array").clone()
@@ -18,11 +21,15 @@ fn kind(name: &str, k: &str) -> Vec<Value> {
 }
 
 fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str().unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
+    c[k].as_str()
+        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
 }
 
 fn h32(c: &Value, k: &str) -> [u8; 32] {
-    hex::decode(s(c, k)).expect("hex").try_into().expect("32 bytes")
+    hex::decode(s(c, k))
+        .expect("hex")
+        .try_into()
+        .expect("32 bytes")
 }
 
 /// Seed of a case: `ed25519_seed` (32 bytes) or the first half of `ed25519_sk` (64 bytes).
@@ -33,14 +40,22 @@ fn seed(c: &Value) -> [u8; 32] {
     let sk = hex::decode(s(c, "ed25519_sk")).expect("hex");
     assert_eq!(sk.len(), 64);
     let seed: [u8; 32] = sk[..32].try_into().expect("32");
-    assert_eq!(ed25519_public_key(&seed)[..], sk[32..], "{}: sk pk half", c["name"]);
+    assert_eq!(
+        ed25519_public_key(&seed)[..],
+        sk[32..],
+        "{}: sk pk half",
+        c["name"]
+    );
     seed
 }
 
 #[test]
 fn factor() {
     for c in kind("blinding", "blind15_factor") {
-        assert_eq!(hex::encode(blind15_factor(&h32(&c, "server_pk"))), s(&c, "k"));
+        assert_eq!(
+            hex::encode(blind15_factor(&h32(&c, "server_pk"))),
+            s(&c, "k")
+        );
     }
 }
 
@@ -64,8 +79,14 @@ fn ids_from_session_id() {
         let x = parse_session_id(s(&c, "session_id")).expect("sid");
         let spk = parse_server_pk(s(&c, "server_pk")).expect("pk");
         let (pos, neg) = blind15_keys_from_x25519(&x, &spk).expect("blind");
-        assert_eq!(format_id(PREFIX_BLIND15, &pos), s(&c, "blinded_id_positive"));
-        assert_eq!(format_id(PREFIX_BLIND15, &neg), s(&c, "blinded_id_negative"));
+        assert_eq!(
+            format_id(PREFIX_BLIND15, &pos),
+            s(&c, "blinded_id_positive")
+        );
+        assert_eq!(
+            format_id(PREFIX_BLIND15, &neg),
+            s(&c, "blinded_id_negative")
+        );
         for id in [&pos, &neg] {
             assert!(x25519_matches_blinded(&x, PREFIX_BLIND15, id, &spk).expect("ok"));
         }
@@ -74,7 +95,12 @@ fn ids_from_session_id() {
         let x = parse_session_id(s(&c, "session_id")).expect("sid");
         let spk = parse_server_pk(s(&c, "server_pk")).expect("pk");
         let id = blind25_key_from_x25519(&x, &spk).expect("blind");
-        assert_eq!(format_id(PREFIX_BLIND25, &id), s(&c, "blinded_id"), "{}", c["name"]);
+        assert_eq!(
+            format_id(PREFIX_BLIND25, &id),
+            s(&c, "blinded_id"),
+            "{}",
+            c["name"]
+        );
         assert!(x25519_matches_blinded(&x, PREFIX_BLIND25, &id, &spk).expect("ok"));
         let mut other = id;
         other[0] ^= 1;
@@ -84,13 +110,19 @@ fn ids_from_session_id() {
 
 #[test]
 fn signatures() {
-    for (k, prefix) in [("blind15_sign", PREFIX_BLIND15), ("blind25_sign", PREFIX_BLIND25)] {
+    for (k, prefix) in [
+        ("blind15_sign", PREFIX_BLIND15),
+        ("blind25_sign", PREFIX_BLIND25),
+    ] {
         for c in kind("blinding", k) {
             let sd = seed(&c);
             let spk = parse_server_pk(s(&c, "server_pk")).expect("pk");
             let msg = s(&c, "message_utf8").as_bytes();
             let (sig, pk) = if prefix == PREFIX_BLIND15 {
-                (blind15_sign(&sd, &spk, msg, Blind15Nonce::Libsession), blind15_public_key(&sd, &spk))
+                (
+                    blind15_sign(&sd, &spk, msg, Blind15Nonce::Libsession),
+                    blind15_public_key(&sd, &spk),
+                )
             } else {
                 (blind25_sign(&sd, &spk, msg), blind25_public_key(&sd, &spk))
             };
@@ -101,7 +133,10 @@ fn signatures() {
             verify(&key, msg, &sig).expect("verifies");
             let mut bad = sig;
             bad[5] ^= 1;
-            assert_eq!(verify(&key, msg, &bad), Err(session_crypto::Error::InvalidSignature));
+            assert_eq!(
+                verify(&key, msg, &bad),
+                Err(session_crypto::Error::InvalidSignature)
+            );
             assert!(verify(&key, b"other message", &sig).is_err());
         }
     }
@@ -128,7 +163,11 @@ fn sogs_headers() {
         let sd = seed(&c);
         assert_eq!(hex::encode(ed25519_public_key(&sd)), s(&c, "ed25519_pk"));
         let spk = parse_server_pk(s(&c, "server_pk")).expect("pk");
-        let nonce: [u8; 16] = b64.decode(s(&c, "nonce_b64")).expect("b64").try_into().expect("16");
+        let nonce: [u8; 16] = b64
+            .decode(s(&c, "nonce_b64"))
+            .expect("b64")
+            .try_into()
+            .expect("16");
         let body = c["body_utf8"].as_str().unwrap_or("").as_bytes();
         let req = SogsRequest {
             server_pk: &spk,
@@ -145,8 +184,18 @@ fn sogs_headers() {
         let blinded = c["blinded"].as_bool().expect("blinded");
         let auth = sogs_auth(&sd, &req, blinded, variant).expect("signs");
         let h = &c["headers"];
-        assert_eq!(hex::encode(auth.pubkey), s(h, "X-SOGS-Pubkey"), "{}", c["name"]);
-        assert_eq!(b64.encode(auth.signature), s(h, "X-SOGS-Signature"), "{}", c["name"]);
+        assert_eq!(
+            hex::encode(auth.pubkey),
+            s(h, "X-SOGS-Pubkey"),
+            "{}",
+            c["name"]
+        );
+        assert_eq!(
+            b64.encode(auth.signature),
+            s(h, "X-SOGS-Signature"),
+            "{}",
+            c["name"]
+        );
         let key: [u8; 32] = auth.pubkey[1..].try_into().expect("32");
         verify(&key, &sogs_signed_message(&req), &auth.signature).expect("verifies");
     }

@@ -5,18 +5,26 @@ use session_crypto::config::*;
 use session_crypto::Error;
 
 fn cases(kind: &str) -> Vec<Value> {
-    let path =
-        format!("{}/../../../tests/vectors/config_encrypt.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../tests/vectors/config_encrypt.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    let out: Vec<Value> =
-        v["cases"].as_array().expect("cases").iter().filter(|c| c["kind"] == kind).cloned().collect();
+    let out: Vec<Value> = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .cloned()
+        .collect();
     assert!(!out.is_empty(), "no {kind} cases");
     out
 }
 
 fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str().unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
+    c[k].as_str()
+        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
 }
 
 fn hx(c: &Value, k: &str) -> Vec<u8> {
@@ -31,7 +39,12 @@ fn encrypt_vectors() {
         let domain = s(&c, "domain_utf8");
         let ct = encrypt(msg, &key, domain).expect("encrypt");
         assert_eq!(ct.len(), msg.len() + OVERHEAD);
-        assert_eq!(hex::encode(&ct[ct.len() - 24..]), s(&c, "nonce"), "{}", c["name"]);
+        assert_eq!(
+            hex::encode(&ct[ct.len() - 24..]),
+            s(&c, "nonce"),
+            "{}",
+            c["name"]
+        );
         if c["ciphertext"].is_string() {
             assert_eq!(hex::encode(&ct), s(&c, "ciphertext"), "{}", c["name"]);
         }
@@ -42,8 +55,16 @@ fn encrypt_vectors() {
 #[test]
 fn decrypt_fail_vectors() {
     for c in cases("decrypt_fail") {
-        let r = decrypt(&hx(&c, "ciphertext"), &hx(&c, "key_base"), s(&c, "domain_utf8"));
-        assert!(matches!(r, Err(Error::DecryptionFailed(_))), "{}", c["name"]);
+        let r = decrypt(
+            &hx(&c, "ciphertext"),
+            &hx(&c, "key_base"),
+            s(&c, "domain_utf8"),
+        );
+        assert!(
+            matches!(r, Err(Error::DecryptionFailed(_))),
+            "{}",
+            c["name"]
+        );
     }
 }
 
@@ -62,7 +83,10 @@ fn padded_size_vectors() {
 #[test]
 fn hash_vectors() {
     for c in cases("config_hash") {
-        assert_eq!(hex::encode(config_hash(s(&c, "config_utf8").as_bytes())), s(&c, "hash"));
+        assert_eq!(
+            hex::encode(config_hash(s(&c, "config_utf8").as_bytes())),
+            s(&c, "hash")
+        );
     }
 }
 
@@ -70,10 +94,16 @@ fn hash_vectors() {
 fn push_vectors() {
     for c in cases("config_push") {
         let plain = hx(&c, "plaintext");
-        assert_eq!(plain.len() as u64, c["plaintext_len"].as_u64().expect("len"));
+        assert_eq!(
+            plain.len() as u64,
+            c["plaintext_len"].as_u64().expect("len")
+        );
         let padded = pad(&plain, OVERHEAD).expect("pad");
         assert_eq!(padded.len() as u64, c["padded_len"].as_u64().expect("len"));
-        assert!(padded.ends_with(&plain) && padded[..padded.len() - plain.len()].iter().all(|&b| b == 0));
+        assert!(
+            padded.ends_with(&plain)
+                && padded[..padded.len() - plain.len()].iter().all(|&b| b == 0)
+        );
         let ct = encrypt(&padded, &hx(&c, "ed25519_seed"), s(&c, "domain_utf8")).expect("enc");
         assert_eq!(hex::encode(&ct), s(&c, "ciphertext"), "{}", c["name"]);
     }
@@ -82,16 +112,34 @@ fn push_vectors() {
 #[test]
 fn bad_inputs() {
     let key = [1u8; 32];
-    assert!(matches!(encrypt(b"m", &key[..31], "d"), Err(Error::InvalidKey(_))));
-    assert!(matches!(encrypt(b"m", &key, ""), Err(Error::InvalidValue { .. })));
-    assert!(matches!(encrypt(b"m", &key, &"x".repeat(25)), Err(Error::InvalidValue { .. })));
+    assert!(matches!(
+        encrypt(b"m", &key[..31], "d"),
+        Err(Error::InvalidKey(_))
+    ));
+    assert!(matches!(
+        encrypt(b"m", &key, ""),
+        Err(Error::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        encrypt(b"m", &key, &"x".repeat(25)),
+        Err(Error::InvalidValue { .. })
+    ));
     assert!(encrypt(b"m", &key, &"x".repeat(24)).is_ok());
-    assert!(matches!(decrypt(&[0u8; 39], &key, "d"), Err(Error::DecryptionFailed(_))));
-    assert!(matches!(decrypt(&[0u8; 39], &key[..3], "d"), Err(Error::InvalidKey(_))));
+    assert!(matches!(
+        decrypt(&[0u8; 39], &key, "d"),
+        Err(Error::DecryptionFailed(_))
+    ));
+    assert!(matches!(
+        decrypt(&[0u8; 39], &key[..3], "d"),
+        Err(Error::InvalidKey(_))
+    ));
     let ct = encrypt(b"", &key, "d").expect("empty message");
     assert_eq!(ct.len(), 40);
     assert_eq!(decrypt(&ct, &key, "d").expect("dec"), b"");
     let mut bad = ct.clone();
     bad[0] ^= 1;
-    assert!(matches!(decrypt(&bad, &key, "d"), Err(Error::DecryptionFailed(_))));
+    assert!(matches!(
+        decrypt(&bad, &key, "d"),
+        Err(Error::DecryptionFailed(_))
+    ));
 }

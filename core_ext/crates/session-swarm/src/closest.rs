@@ -90,7 +90,10 @@ impl SwarmIndex {
     /// Builds the index; ids may come in any order and may repeat. An empty index is allowed
     /// (lookups then fail with [`Error::NoSwarms`]).
     pub fn new(ids: impl IntoIterator<Item = u64>) -> Result<Self> {
-        let mut ids = ids.into_iter().map(check_id).collect::<Result<Vec<u64>>>()?;
+        let mut ids = ids
+            .into_iter()
+            .map(check_id)
+            .collect::<Result<Vec<u64>>>()?;
         ids.sort_unstable();
         ids.dedup();
         Ok(Self { ids })
@@ -125,7 +128,11 @@ impl SwarmIndex {
         }
         let r = ids.partition_point(|&id| id < space);
         let right = if r == n { ids[0] } else { ids[r] };
-        let left = if r == 0 || r == n { ids[n - 1] } else { ids[r - 1] };
+        let left = if r == 0 || r == n {
+            ids[n - 1]
+        } else {
+            ids[r - 1]
+        };
         let dright = right.wrapping_sub(space);
         let dleft = space.wrapping_sub(left);
         Ok(if dright < dleft { right } else { left })
@@ -144,7 +151,10 @@ mod tests {
     #[test]
     fn empty_and_invalid() {
         assert_eq!(closest_swarm_for_space(5, &[]), Err(Error::NoSwarms));
-        assert_eq!(closest_swarm_for_space(5, &[1, u64::MAX]), Err(Error::InvalidSwarmId));
+        assert_eq!(
+            closest_swarm_for_space(5, &[1, u64::MAX]),
+            Err(Error::InvalidSwarmId)
+        );
         assert_eq!(SwarmIndex::new([3, u64::MAX]), Err(Error::InvalidSwarmId));
         let empty = SwarmIndex::new([]).expect("empty index is allowed");
         assert_eq!(empty.closest_for_space(0), Err(Error::NoSwarms));
@@ -174,8 +184,16 @@ mod tests {
                 let mut rev = sub.to_vec();
                 rev.reverse();
                 let expected = sub_idx.closest_for_space(v).expect("non-empty");
-                assert_eq!(closest_swarm_for_space(v, sub), Ok(expected), "v={v} ids={sub:?}");
-                assert_eq!(closest_swarm_for_space(v, &rev), Ok(expected), "v={v} ids={rev:?}");
+                assert_eq!(
+                    closest_swarm_for_space(v, sub),
+                    Ok(expected),
+                    "v={v} ids={sub:?}"
+                );
+                assert_eq!(
+                    closest_swarm_for_space(v, &rev),
+                    Ok(expected),
+                    "v={v} ids={rev:?}"
+                );
             }
             assert!(idx.closest_for_space(v).is_ok());
         }

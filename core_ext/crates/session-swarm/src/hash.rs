@@ -31,5 +31,9 @@ pub fn message_hash_of(account: &AccountId, namespace: i16, data: &[u8]) -> Stri
 
 /// The message hash as the storage server returns it (43 characters, unpadded base64).
 pub fn message_hash(account_id: &str, namespace: i16, data: &[u8]) -> Result<String> {
-    Ok(message_hash_of(&AccountId::parse(account_id)?, namespace, data))
+    Ok(message_hash_of(
+        &AccountId::parse(account_id)?,
+        namespace,
+        data,
+    ))
 }

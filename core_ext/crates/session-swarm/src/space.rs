@@ -96,10 +96,19 @@ mod tests {
     #[test]
     fn rejects_bad_text() {
         assert!(matches!(swarm_space(""), Err(Error::InvalidAccountId(_))));
-        assert!(matches!(swarm_space(&"0".repeat(64)), Err(Error::InvalidAccountId(_))));
-        assert!(matches!(swarm_space(&"g".repeat(66)), Err(Error::InvalidAccountId(_))));
+        assert!(matches!(
+            swarm_space(&"0".repeat(64)),
+            Err(Error::InvalidAccountId(_))
+        ));
+        assert!(matches!(
+            swarm_space(&"g".repeat(66)),
+            Err(Error::InvalidAccountId(_))
+        ));
         // 66 bytes but multi-byte characters.
-        assert!(matches!(swarm_space(&"é".repeat(33)), Err(Error::InvalidAccountId(_))));
+        assert!(matches!(
+            swarm_space(&"é".repeat(33)),
+            Err(Error::InvalidAccountId(_))
+        ));
     }
 
     #[test]

@@ -15,7 +15,8 @@ fn cases(name: &str) -> Vec<Value> {
 }
 
 fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str().unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
+    c[k].as_str()
+        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
 }
 
 fn u(c: &Value, k: &str) -> u64 {
@@ -29,7 +30,12 @@ fn swarm_space_vectors() {
     for c in &cs {
         let got = swarm_space(s(c, "account_id")).expect("valid id");
         assert_eq!(got, u(c, "swarm_space"), "{}", c["name"]);
-        assert_eq!(format!("{got:016x}"), s(c, "swarm_space_hex"), "{}", c["name"]);
+        assert_eq!(
+            format!("{got:016x}"),
+            s(c, "swarm_space_hex"),
+            "{}",
+            c["name"]
+        );
     }
 }
 
@@ -45,14 +51,34 @@ fn closest_swarm_vectors() {
             .map(|x| x.as_str().expect("str").parse().expect("u64"))
             .collect();
         let acct = s(c, "account_id");
-        assert_eq!(swarm_space(acct).expect("valid"), u(c, "swarm_space"), "{}", c["name"]);
+        assert_eq!(
+            swarm_space(acct).expect("valid"),
+            u(c, "swarm_space"),
+            "{}",
+            c["name"]
+        );
         let want = u(c, "expected_swarm_id");
-        assert_eq!(closest_swarm(acct, &ids).expect("ok"), want, "{}", c["name"]);
+        assert_eq!(
+            closest_swarm(acct, &ids).expect("ok"),
+            want,
+            "{}",
+            c["name"]
+        );
         let mut rev = ids.clone();
         rev.reverse();
-        assert_eq!(closest_swarm(acct, &rev).expect("ok"), want, "{} (reversed)", c["name"]);
+        assert_eq!(
+            closest_swarm(acct, &rev).expect("ok"),
+            want,
+            "{} (reversed)",
+            c["name"]
+        );
         let idx = SwarmIndex::new(ids.iter().copied()).expect("valid");
-        assert_eq!(idx.closest(acct).expect("ok"), want, "{} (index)", c["name"]);
+        assert_eq!(
+            idx.closest(acct).expect("ok"),
+            want,
+            "{} (index)",
+            c["name"]
+        );
     }
 }
 
@@ -62,7 +88,9 @@ fn message_hash_vectors() {
     assert!(cs.len() >= 4);
     for c in &cs {
         let data = if let Some(b) = c["data_b64"].as_str() {
-            base64::engine::general_purpose::STANDARD.decode(b).expect("base64")
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .expect("base64")
         } else {
             s(c, "data_utf8").as_bytes().to_vec()
         };
