@@ -41,6 +41,10 @@ _REPLY = b"R"
 _ERROR = b"E"
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
+# plain ints: pyzmq's enum arithmetic shows up in relay profiles
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 Authorizer = Callable[[bytes], Awaitable[bool]]
@@ -85,9 +89,9 @@ class _Pump:
         self._scheduled = False
         sock = self.sock
         try:
-            while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            while sock.getsockopt(_EVENTS) & _POLLIN:
                 try:
-                    msg = sock.recv_multipart(zmq.NOBLOCK, copy=self.copy)
+                    msg = sock.recv_multipart(_NOBLOCK, copy=self.copy)
                 except zmq.Again:
                     break
                 try:
@@ -262,7 +266,7 @@ class NodeLinks:
         if self._router is None or self.closed:
             return
         try:
-            self._router.send_multipart([route, tag, rid, body], zmq.NOBLOCK)
+            self._router.send_multipart([route, tag, rid, body], _NOBLOCK)
         except zmq.ZMQError as e:
             log.warning("could not send a link reply: %s", e)
         assert self._router_pump is not None
@@ -335,7 +339,7 @@ class NodeLinks:
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[n] = fut
         try:
-            p.sock.send_multipart([kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)], zmq.NOBLOCK)
+            p.sock.send_multipart([kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)], _NOBLOCK)
         except zmq.Again:
             self._pending.pop(n, None)
             raise LinkError("peer queue full") from None
