@@ -45,7 +45,7 @@ def closest_swarm(account_id: str, swarm_ids: Iterable[int]) -> int:
     return _core.closest_swarm(account_id, swarm_ids)
 
 
-def message_hash(account_id: str, namespace: int, data: bytes) -> str:
+def message_hash(account_id: str, namespace: int, data: bytes | bytearray | memoryview) -> str:
     """The storage message hash (43 characters of unpadded base64)."""
     return _core.message_hash(account_id, namespace, bytes(data))
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import hashlib
 
 import nacl.bindings as nb
+import nacl.encoding
+import nacl.hash
 import pytest
 from conftest import case_ids, load_vectors
 from hypothesis import given
@@ -82,6 +84,8 @@ def test_round_trip_and_oracle(msg: bytes, key: bytes, domain: str) -> None:
     ct = config_crypto.encrypt(msg, key, domain)
     assert len(ct) == len(msg) + config_crypto.OVERHEAD
     assert ct == oracle_encrypt(msg, key, domain)
+    nonce_key = b"libsessionutil-config-encrypted-" + domain.encode()
+    assert ct[-24:] == nacl.hash.blake2b(msg, digest_size=24, key=nonce_key, encoder=nacl.encoding.RawEncoder)
     assert ct == config_crypto.encrypt(msg, key, domain)  # deterministic
     assert config_crypto.decrypt(ct, key, domain) == msg
     other = bytes([key[0] ^ 1]) + key[1:]

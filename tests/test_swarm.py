@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+import nacl.encoding
+import nacl.hash
 import pytest
 from conftest import case_ids, load_vectors
 from hypothesis import given
@@ -141,8 +143,12 @@ def test_random_accounts(raw: bytes, ids: list[int]) -> None:
 
 
 @given(st.binary(min_size=33, max_size=33), st.integers(-32768, 32767), st.binary(max_size=9000))
-def test_message_hash_matches_hashlib(raw: bytes, ns: int, data: bytes) -> None:
-    assert message_hash(raw.hex(), ns, data) == ref_hash(raw.hex(), ns, data)
+def test_message_hash_matches_hashlib_and_pynacl(raw: bytes, ns: int, data: bytes) -> None:
+    got = message_hash(raw.hex(), ns, data)
+    assert got == ref_hash(raw.hex(), ns, data)
+    ns_bytes = b"" if ns == 0 else str(ns).encode()
+    sodium = nacl.hash.blake2b(raw + ns_bytes + data, digest_size=32, encoder=nacl.encoding.RawEncoder)
+    assert base64.b64decode(got + "=") == sodium
 
 
 @given(st.lists(u64_ids, max_size=50))
