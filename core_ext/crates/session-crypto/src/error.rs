@@ -41,10 +41,10 @@ pub enum Error {
     /// Padded data does not follow the padding scheme.
     #[error("invalid padding: {0}")]
     BadPadding(&'static str),
-    /// An input exceeds a size limit.
-    #[error("{what} is too large: {got} bytes, the limit is {max}")]
-    TooLarge { what: &'static str, max: usize, got: usize },
     /// An input value is malformed (not a length or key problem).
     #[error("invalid {what}: {reason}")]
     InvalidValue { what: &'static str, reason: &'static str },
+    /// An input exceeds a size limit.
+    #[error("{what} is too large: {got} bytes, the limit is {max}")]
+    TooLarge { what: &'static str, max: usize, got: usize },
 }
