@@ -108,6 +108,16 @@ class Node:
             cfg.db_dir.mkdir(parents=True, exist_ok=True)
             self.store = await SqliteMessageStore.open(cfg.db_dir, max_bytes=cfg.storage.max_bytes)
 
+        cert, key = tls.tls_paths(cfg.data_dir)
+        if not (cert.exists() and key.exists()):
+            # Generate in a short-lived child: importing `cryptography` would add ~10 MB to
+            # this long-lived process's RSS for a one-time job.
+            import sys
+
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", "import sys; from session.node.tls import ensure_certificate; "
+                "ensure_certificate(sys.argv[1])", str(cfg.data_dir))
+            await child.wait()
         ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
 
         self.view = SwarmView(me, self._fetch_nodes, poll_interval=cfg.registry.poll_interval)
