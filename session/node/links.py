@@ -24,7 +24,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 import zmq
 from zmq.utils import z85
 
@@ -89,7 +89,7 @@ class _Pump:
         self._scheduled = False
         sock = self.sock
         try:
-            while sock.getsockopt(_EVENTS) & _POLLIN:
+            while int(sock.getsockopt(_EVENTS)) & _POLLIN:
                 try:
                     msg = sock.recv_multipart(_NOBLOCK, copy=self.copy)
                 except zmq.Again:
@@ -242,7 +242,7 @@ class NodeLinks:
         route, kind, rid, body = frames
         self.received += 1
         handler = self.handlers.get(kind.bytes)
-        peer = frames[1].get("User-Id") or ""
+        peer = str(frames[1].get("User-Id") or "")
         if handler is None:
             self._reply(route.bytes, _ERROR, rid.bytes, b"unknown kind")
             return

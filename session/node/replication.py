@@ -185,7 +185,7 @@ class SwarmHandoff:
 
     async def _push(self, node: ServiceNode, records: list[list[Any]]) -> dict[str, Any] | None:
         """Send every record to ``node`` in batches; the merged reply, or None on failure."""
-        total = {"n": 0, "rejected_owners": []}
+        total: dict[str, Any] = {"n": 0, "rejected_owners": []}
         for batch in _batches(records) or [[]]:
             try:
                 r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_DATA,
