@@ -130,6 +130,25 @@ def test_differential_x25519_and_gcm() -> None:
         assert AESGCM(key).decrypt(ct[:12], ct[12:], None) == b"payload"
 
 
+def test_differential_x25519_random_points() -> None:
+    """Any u-coordinate (curve or twist, non-canonical) gives libsodium's X25519 result."""
+    for i in range(200):
+        a = os.urandom(32)
+        u = os.urandom(32) if i % 2 else crypto_scalarmult_base(os.urandom(32))
+        try:
+            shared = crypto_scalarmult(a, u)
+        except Exception:  # libsodium refuses an all-zero result (low-order u)
+            with pytest.raises(InvalidKey):
+                onion.encrypt_hop("aes-gcm", a, u, b"m")
+            continue
+        ct = onion.encrypt_hop("aes-gcm", a, u, b"m")
+        key = hmac.new(b"LOKI", shared, "sha256").digest()
+        assert AESGCM(key).decrypt(ct[:12], ct[12:], None) == b"m"
+    for low_order in (bytes(32), (1).to_bytes(32, "little"), bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")):
+        with pytest.raises(InvalidKey, match="low-order"):
+            onion.encrypt_hop("xchacha20", os.urandom(32), low_order, b"m")
+
+
 # --- layers ------------------------------------------------------------------------------------
 
 
@@ -274,6 +293,17 @@ def test_peel_many_mixed() -> None:
     assert [d.payload for d in out[:20]] == [bytes([i]) for i in range(20)]  # type: ignore[union-attr]
     assert isinstance(out[20], OnionError) and out[20].status == 400
     assert isinstance(out[21], onion.Deliver)
+
+
+def test_peeler_from_identity() -> None:
+    from session.identity import Identity
+
+    me = Identity.generate()
+    p = onion.Peeler(me)
+    assert p.x25519_public == me.x25519_public
+    frame, _ = frame_for(p.x25519_public, onion.encode_layer(b"rpc", {"headers": ""}))
+    d = p.peel(frame)
+    assert isinstance(d, onion.Deliver) and d.payload == b"rpc"
 
 
 def test_peeler_constructors() -> None:

@@ -13,6 +13,7 @@ use session_onion::{Decision, EncType, PeelError};
 use zeroize::Zeroizing;
 
 use crate::errors::{CoreError, CoreResult};
+use crate::identity::PyIdentity;
 
 fn enc(name: &str) -> CoreResult<EncType> {
     Ok(EncType::parse(name)?)
@@ -210,6 +211,10 @@ impl PyPeeler {
     /// `Peeler(identity_or_secret)`: a `session.identity.Identity` or a 32-byte X25519 secret.
     #[new]
     fn new(identity_or_secret: &Bound<'_, PyAny>) -> CoreResult<Self> {
+        if let Ok(id) = identity_or_secret.cast::<PyIdentity>() {
+            let sk = Zeroizing::new(id.get().x25519_secret());
+            return Ok(PyPeeler(core::Peeler::new(&sk)));
+        }
         if let Ok(b) = identity_or_secret.cast::<PyBytes>() {
             let sk = Zeroizing::new(key32(b.as_bytes(), "X25519 secret key must be 32 bytes")?);
             return Ok(PyPeeler(core::Peeler::new(&sk)));

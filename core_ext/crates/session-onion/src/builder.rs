@@ -1,8 +1,7 @@
 //! Client side: build an onion for a path (network spec §6.4, libsession `Builder::build`).
 
-use rand_core::{OsRng, RngCore};
+use rayon::prelude::*;
 use serde::Serialize;
-use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -29,11 +28,8 @@ pub enum Destination {
     Server { host: String, target: String, x25519: [u8; 32], scheme: String, port: u16 },
 }
 
-fn fresh_secret() -> StaticSecret {
-    let mut b = Zeroizing::new([0u8; 32]);
-    OsRng.fill_bytes(b.as_mut());
-    StaticSecret::from(*b)
-}
+/// From this many layers on, key agreement runs on rayon's pool.
+const PARALLEL_MIN_LAYERS: usize = 2;
 
 fn check_ed_hex(s: &str) -> Result<String> {
     let k = hop::key32_hex(s, "Ed25519 key must be 64 hex digits")?;
@@ -83,31 +79,47 @@ pub fn build(path: &[HopNode], destination: &Destination, payload: &[u8], enc: E
     let hop_eds = path.iter().map(|h| check_ed_hex(&h.ed25519_hex)).collect::<Result<Vec<_>>>()?;
     let e = enc.as_str();
 
-    // Step 1: the destination's layer.
-    let a0 = fresh_secret();
-    let a0_pub = hex::encode(PublicKey::from(&a0).to_bytes());
-    let dest_x = match destination {
-        Destination::Node(n) => n.x25519,
-        Destination::Server { x25519, .. } => *x25519,
-    };
-    let s0 = hop::shared_secret(&a0, &dest_x)?;
-    let a0_pub_bytes = PublicKey::from(&a0).to_bytes();
-    let dest_key = HopKey::derive(enc, &s0, &a0_pub_bytes, &dest_x);
-    let fallback = (enc == EncType::XChaCha20).then(|| HopKey::derive(EncType::AesGcm, &s0, &a0_pub_bytes, &dest_x));
-    let reply = ReplyKey::new(dest_key.clone(), fallback);
-
-    let (mut blob, mut route) = match destination {
-        Destination::Node(n) => {
-            let ed = check_ed_hex(&n.ed25519_hex)?;
-            let inner = layer::join(payload, br#"{"headers":""}"#)?;
-            let blob = dest_key.encrypt(&inner);
-            (blob, to_json(&RelayRoute { destination: &ed, ephemeral_key: &a0_pub, enc_type: e }))
-        }
-        Destination::Server { host, target, scheme, port, .. } => {
+    let (dest_x, dest_ed) = match destination {
+        Destination::Node(n) => (n.x25519, Some(check_ed_hex(&n.ed25519_hex)?)),
+        Destination::Server { x25519, host, target, scheme, port } => {
             check_proxy_target(scheme, host, target).map_err(|e| Error::InvalidInput(e.to_string()))?;
             if *port == 0 {
                 return Err(Error::InvalidInput("server port must be 1..65535".into()));
             }
+            (*x25519, None)
+        }
+    };
+
+    // Key agreement for every layer is independent of the layers' contents, so the fresh
+    // ephemeral keypairs and shared secrets (two scalar multiplications per layer, almost all
+    // of the cost) are computed in parallel; only the cheap AEAD wrapping below is sequential.
+    // Index 0 is the destination, index i the path's hop i-1.
+    let targets: Vec<[u8; 32]> = core::iter::once(dest_x).chain(path.iter().map(|h| h.x25519)).collect();
+    let agree = |peer: &[u8; 32]| -> Result<([u8; 32], Zeroizing<[u8; 32]>)> {
+        let a = hop::random_secret();
+        let a_pub = hop::x25519_public(&a);
+        Ok((a_pub, hop::x25519(&a, peer)?))
+    };
+    let agreed: Vec<([u8; 32], Zeroizing<[u8; 32]>)> = if targets.len() >= PARALLEL_MIN_LAYERS {
+        targets.par_iter().map(agree).collect::<Result<_>>()?
+    } else {
+        targets.iter().map(agree).collect::<Result<_>>()?
+    };
+
+    // Step 1: the destination's layer.
+    let (a0_pub_bytes, s0) = &agreed[0];
+    let a0_pub = hex::encode(a0_pub_bytes);
+    let dest_key = HopKey::derive(enc, s0, a0_pub_bytes, &dest_x);
+    let fallback = (enc == EncType::XChaCha20).then(|| HopKey::derive(EncType::AesGcm, s0, a0_pub_bytes, &dest_x));
+    let reply = ReplyKey::new(dest_key.clone(), fallback);
+
+    let (mut blob, mut route) = match (destination, dest_ed) {
+        (Destination::Node(_), Some(ed)) => {
+            let inner = layer::join(payload, br#"{"headers":""}"#)?;
+            let blob = dest_key.encrypt(&inner);
+            (blob, to_json(&RelayRoute { destination: &ed, ephemeral_key: &a0_pub, enc_type: e }))
+        }
+        (Destination::Server { host, target, scheme, port, .. }, _) => {
             let blob = dest_key.encrypt(payload);
             let r = ServerRoute {
                 host,
@@ -120,14 +132,15 @@ pub fn build(path: &[HopNode], destination: &Destination, payload: &[u8], enc: E
             };
             (blob, to_json(&r))
         }
+        (Destination::Node(_), None) => return Err(Error::InvalidInput("destination key missing".into())),
     };
 
     // Step 2: wrap for each hop, innermost (last hop) first.
     for (i, h) in path.iter().enumerate().rev() {
         let data = layer::join(&blob, &route)?;
-        let ai = fresh_secret();
-        let ai_pub = hex::encode(PublicKey::from(&ai).to_bytes());
-        blob = HopKey::client(enc, &ai, &h.x25519)?.encrypt(&data);
+        let (ai_pub_bytes, si) = &agreed[i + 1];
+        let ai_pub = hex::encode(ai_pub_bytes);
+        blob = HopKey::derive(enc, si, ai_pub_bytes, &h.x25519).encrypt(&data);
         route = if i == 0 {
             to_json(&OuterRoute { ephemeral_key: &ai_pub, enc_type: e })
         } else {
@@ -145,7 +158,7 @@ mod tests {
 
     fn node(seed: u8) -> ([u8; 32], HopNode) {
         let sk = [seed; 32];
-        let pk = PublicKey::from(&StaticSecret::from(sk)).to_bytes();
+        let pk = hop::x25519_public(&sk);
         (sk, HopNode { ed25519_hex: hex::encode([seed ^ 0x55; 32]), x25519: pk })
     }
 

@@ -7,7 +7,7 @@
 //! these fields), so a [`Decision::Relay`] frame can be fed to the next node's peeler unchanged.
 
 use serde::Deserialize;
-use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::hop::{self, EncType, HopKey};
@@ -235,7 +235,7 @@ pub fn relay_frame(blob: &[u8], ephemeral_key: &[u8; 32], enc: EncType, hop_no: 
 
 /// A node's peeler: its X25519 identity key, kept in memory for the node's lifetime.
 pub struct Peeler {
-    secret: StaticSecret,
+    secret: Zeroizing<[u8; 32]>,
     public: [u8; 32],
 }
 
@@ -248,9 +248,7 @@ impl core::fmt::Debug for Peeler {
 impl Peeler {
     /// From the node's 32-byte X25519 secret key.
     pub fn new(x25519_secret: &[u8; 32]) -> Self {
-        let secret = StaticSecret::from(*x25519_secret);
-        let public = PublicKey::from(&secret).to_bytes();
-        Peeler { secret, public }
+        Peeler { secret: Zeroizing::new(*x25519_secret), public: hop::x25519_public(x25519_secret) }
     }
 
     /// The node's X25519 public key.
@@ -352,8 +350,8 @@ mod tests {
             let r = reply.encrypt(c["reply_plaintext_utf8"].as_str().expect("reply").as_bytes());
             assert_eq!(r.len() as u64, c["reply_len"].as_u64().expect("reply_len"));
             // The client (the vector's client keys) can open that reply.
-            let a = StaticSecret::from(<[u8; 32]>::try_from(h(&c["client_secret"])).expect("32"));
-            let key = HopKey::client(reply.enc_type(), &a, &peeler.public_key()).expect("key");
+            let a = <[u8; 32]>::try_from(h(&c["client_secret"])).expect("32");
+            let key = HopKey::client(reply.enc_type(), &a, &hop::x25519_public(&a), &peeler.public_key()).expect("key");
             assert_eq!(key.decrypt(&r).expect("reply decrypt"), b"Goodbye world");
         }
     }
