@@ -84,7 +84,7 @@ class LoggingConfig:
 class LimitsConfig:
     requests_per_second: float = 300.0  # per client IP (Session: 300/s)
     burst: int = 600  # per client IP (Session: 600)
-    max_onion_hops: int = 10  # longest onion path relayed through this node
+    max_onion_hops: int = 15  # longest onion path relayed through this node (Session: 15)
     max_request_bytes: int = 10 * 1024 * 1024  # Session: 10 MiB
 
 
@@ -329,8 +329,8 @@ def validate(cfg: NodeConfig) -> NodeConfig:
                           f"not {cfg.logging.format!r}")
     if cfg.limits.requests_per_second <= 0 or cfg.limits.burst <= 0:
         raise ConfigError("limits.requests_per_second and limits.burst must be positive")
-    if not (1 <= cfg.limits.max_onion_hops <= 64):
-        raise ConfigError("limits.max_onion_hops must be between 1 and 64")
+    if not (1 <= cfg.limits.max_onion_hops <= 15):
+        raise ConfigError("limits.max_onion_hops must be between 1 and 15 (the protocol maximum)")
     if cfg.limits.max_request_bytes <= 0:
         raise ConfigError("limits.max_request_bytes must be positive")
     if cfg.shutdown_timeout < 0:
