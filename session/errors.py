@@ -10,6 +10,7 @@ Bad input always raises a :class:`ValueError` subclass whose message a person un
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ErrorKind(enum.Enum):
@@ -97,11 +98,14 @@ class OnionError(SessionError, ValueError):
     """An onion layer could not be peeled or routed.
 
     ``status`` is the HTTP status code a node answers with (400 malformed, 502 unknown next
-    hop, ...).
+    hop, ...). ``reply`` is set by ``Peeler.peel``: a ``session.onion.ReplyCipher`` when the
+    layer was decrypted before the failure (Session then answers encrypted, e.g.
+    ``reply.encrypt_status(status, b"Invalid json")``), else None (answer in plain text).
     """
 
     kind = ErrorKind.PROTOCOL
     status: int = 400
+    reply: Any = None
 
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)

@@ -71,7 +71,7 @@ def test_build_peel_reply_round_trip(
         assert key.decrypt(d.reply.encrypt(reply)) == reply
     # Another request's key cannot open this reply.
     _, other = onion.build(path, dest, payload, enc_type=enc_type)
-    sealed = d.reply.encrypt(reply) if not to_server else cipher.encrypt(reply)
+    sealed = cipher.encrypt(reply) if to_server else d.reply.encrypt(reply)  # type: ignore[union-attr]
     try:
         other.decrypt(sealed)
     except OnionError:

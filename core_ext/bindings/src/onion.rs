@@ -36,7 +36,12 @@ impl PyReplyCipher {
     }
 
     /// Wraps as the storage server does (`{"status": status, "body": body}`) and encrypts.
-    fn encrypt_status<'py>(&self, py: Python<'py>, status: u16, body: &[u8]) -> CoreResult<Bound<'py, PyBytes>> {
+    fn encrypt_status<'py>(
+        &self,
+        py: Python<'py>,
+        status: u16,
+        body: &[u8],
+    ) -> CoreResult<Bound<'py, PyBytes>> {
         let out = py.detach(|| self.0.encrypt_status(status, body))?;
         Ok(PyBytes::new(py, &out))
     }
@@ -100,7 +105,10 @@ pub struct PyDeliver {
 #[pymethods]
 impl PyDeliver {
     fn __repr__(&self, py: Python<'_>) -> String {
-        format!("Deliver(payload=<{} bytes>)", self.payload.bind(py).as_bytes().len())
+        format!(
+            "Deliver(payload=<{} bytes>)",
+            self.payload.bind(py).as_bytes().len()
+        )
     }
 }
 
@@ -164,13 +172,33 @@ fn decision_to_py(py: Python<'_>, d: Decision) -> PyResult<Py<PyAny>> {
     Ok(match d {
         Decision::Deliver { payload, reply } => Py::new(
             py,
-            PyDeliver { payload: PyBytes::new(py, &payload).unbind(), reply: Py::new(py, PyReplyCipher(reply))? },
+            PyDeliver {
+                payload: PyBytes::new(py, &payload).unbind(),
+                reply: Py::new(py, PyReplyCipher(reply))?,
+            },
         )?
         .into_any(),
-        Decision::Relay { next_ed25519, frame, hop_no } => {
-            Py::new(py, PyRelay { next_ed25519, frame: PyBytes::new(py, &frame).unbind(), hop_no })?.into_any()
-        }
-        Decision::Proxy { host, port, scheme, target, payload, reply } => Py::new(
+        Decision::Relay {
+            next_ed25519,
+            frame,
+            hop_no,
+        } => Py::new(
+            py,
+            PyRelay {
+                next_ed25519,
+                frame: PyBytes::new(py, &frame).unbind(),
+                hop_no,
+            },
+        )?
+        .into_any(),
+        Decision::Proxy {
+            host,
+            port,
+            scheme,
+            target,
+            payload,
+            reply,
+        } => Py::new(
             py,
             PyProxy {
                 host,
@@ -226,7 +254,10 @@ impl PyPeeler {
 
     /// From a raw 32-byte X25519 secret key.
     #[classmethod]
-    fn from_x25519_secret(_cls: &Bound<'_, pyo3::types::PyType>, secret: &[u8]) -> CoreResult<Self> {
+    fn from_x25519_secret(
+        _cls: &Bound<'_, pyo3::types::PyType>,
+        secret: &[u8],
+    ) -> CoreResult<Self> {
         let sk = Zeroizing::new(key32(secret, "X25519 secret key must be 32 bytes")?);
         Ok(PyPeeler(core::Peeler::new(&sk)))
     }
@@ -247,7 +278,11 @@ impl PyPeeler {
     }
 
     /// Peels many frames in parallel (rayon); failures come back as OnionError instances.
-    fn peel_many<'py>(&self, py: Python<'py>, frames: Vec<Bound<'py, PyBytes>>) -> PyResult<Bound<'py, PyList>> {
+    fn peel_many<'py>(
+        &self,
+        py: Python<'py>,
+        frames: Vec<Bound<'py, PyBytes>>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let slices: Vec<&[u8]> = frames.iter().map(|b| b.as_bytes()).collect();
         let results: Vec<Result<Decision, PeelError>> =
             py.detach(|| slices.par_iter().map(|f| self.0.peel(f)).collect());
@@ -262,13 +297,20 @@ impl PyPeeler {
     }
 
     /// What a v4 HTTP server does with a proxied body: returns `(v4 request, ReplyCipher)`.
-    fn open_request<'py>(&self, py: Python<'py>, body: &[u8]) -> CoreResult<(Bound<'py, PyBytes>, PyReplyCipher)> {
+    fn open_request<'py>(
+        &self,
+        py: Python<'py>,
+        body: &[u8],
+    ) -> CoreResult<(Bound<'py, PyBytes>, PyReplyCipher)> {
         let (pt, reply) = py.detach(|| self.0.open_request(body))?;
         Ok((PyBytes::new(py, &pt), PyReplyCipher(reply)))
     }
 
     fn __repr__(&self) -> String {
-        format!("Peeler(x25519_public={:?})", hex::encode(self.0.public_key()))
+        format!(
+            "Peeler(x25519_public={:?})",
+            hex::encode(self.0.public_key())
+        )
     }
 }
 
@@ -284,7 +326,10 @@ fn onion_encrypt_hop<'py>(
     nonce: Option<&[u8]>,
 ) -> CoreResult<Bound<'py, PyBytes>> {
     let e = enc(enc_type)?;
-    let sk = Zeroizing::new(key32(client_secret, "client X25519 secret key must be 32 bytes")?);
+    let sk = Zeroizing::new(key32(
+        client_secret,
+        "client X25519 secret key must be 32 bytes",
+    )?);
     let pk = key32(node_public, "node X25519 public key must be 32 bytes")?;
     let out = py.detach(|| core::hop::encrypt_hop_with_nonce(e, &sk, &pk, plaintext, nonce))?;
     Ok(PyBytes::new(py, &out))
@@ -300,7 +345,10 @@ fn onion_decrypt_hop<'py>(
     ciphertext: &[u8],
 ) -> CoreResult<Bound<'py, PyBytes>> {
     let e = enc(enc_type)?;
-    let sk = Zeroizing::new(key32(node_secret, "node X25519 secret key must be 32 bytes")?);
+    let sk = Zeroizing::new(key32(
+        node_secret,
+        "node X25519 secret key must be 32 bytes",
+    )?);
     let pk = key32(client_public, "client X25519 public key must be 32 bytes")?;
     let out = py.detach(|| core::decrypt_hop(e, &sk, &pk, ciphertext).map(Zeroizing::new))?;
     Ok(PyBytes::new(py, &out))
@@ -308,13 +356,20 @@ fn onion_decrypt_hop<'py>(
 
 /// `LE32(len blob) ‖ blob ‖ json` (json must be a JSON object's text).
 #[pyfunction]
-fn onion_layer_encode<'py>(py: Python<'py>, blob: &[u8], json: &[u8]) -> CoreResult<Bound<'py, PyBytes>> {
+fn onion_layer_encode<'py>(
+    py: Python<'py>,
+    blob: &[u8],
+    json: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
     Ok(PyBytes::new(py, &core::layer::encode(blob, json)?))
 }
 
 /// Splits a layer into `(blob, json text)`; the JSON is checked to be one object.
 #[pyfunction]
-fn onion_layer_decode<'py>(py: Python<'py>, data: &[u8]) -> CoreResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+fn onion_layer_decode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+) -> CoreResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
     let (blob, json) = core::layer::decode(data)?;
     Ok((PyBytes::new(py, blob), PyBytes::new(py, json)))
 }
@@ -322,7 +377,10 @@ fn onion_layer_decode<'py>(py: Python<'py>, data: &[u8]) -> CoreResult<(Bound<'p
 fn hops(path: Vec<(String, Vec<u8>)>) -> CoreResult<Vec<core::HopNode>> {
     path.into_iter()
         .map(|(ed, x)| {
-            Ok(core::HopNode { ed25519_hex: ed, x25519: key32(&x, "hop X25519 public key must be 32 bytes")? })
+            Ok(core::HopNode {
+                ed25519_hex: ed,
+                x25519: key32(&x, "hop X25519 public key must be 32 bytes")?,
+            })
         })
         .collect()
 }

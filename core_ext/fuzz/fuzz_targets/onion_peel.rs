@@ -11,7 +11,11 @@ const CLIENT_SECRET: [u8; 32] = [0x17; 32];
 
 fn check(peeler: &Peeler, frame: &[u8]) {
     match peeler.peel(frame) {
-        Ok(Decision::Relay { next_ed25519, frame, hop_no }) => {
+        Ok(Decision::Relay {
+            next_ed25519,
+            frame,
+            hop_no,
+        }) => {
             assert_eq!(next_ed25519.len(), 64);
             assert!((1..=16).contains(&hop_no));
             assert!(layer::decode(&frame).is_ok());
@@ -26,11 +30,20 @@ fuzz_target!(|data: &[u8]| {
     let peeler = Peeler::new(&NODE_SECRET);
     check(&peeler, data);
 
-    let enc = if data.first().is_some_and(|b| b & 1 == 1) { EncType::XChaCha20 } else { EncType::AesGcm };
+    let enc = if data.first().is_some_and(|b| b & 1 == 1) {
+        EncType::XChaCha20
+    } else {
+        EncType::AesGcm
+    };
     let client_pub = x25519_public(&CLIENT_SECRET);
-    let key = HopKey::client(enc, &CLIENT_SECRET, &client_pub, &peeler.public_key()).expect("valid keys");
+    let key =
+        HopKey::client(enc, &CLIENT_SECRET, &client_pub, &peeler.public_key()).expect("valid keys");
     let blob = key.encrypt(data);
-    let meta = format!(r#"{{"ephemeral_key":"{}","enc_type":"{}"}}"#, hex::encode(client_pub), enc.as_str());
+    let meta = format!(
+        r#"{{"ephemeral_key":"{}","enc_type":"{}"}}"#,
+        hex::encode(client_pub),
+        enc.as_str()
+    );
     let frame = layer::join(&blob, meta.as_bytes()).expect("small layer");
     check(&peeler, &frame);
 });

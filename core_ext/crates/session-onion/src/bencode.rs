@@ -42,7 +42,9 @@ pub fn encode(kind: Kind, meta_json: &[u8], body: Option<&[u8]>) -> Result<Vec<u
 
 /// Decodes into `(meta JSON bytes, body)`.
 pub fn decode(kind: Kind, data: &[u8]) -> Result<(&[u8], Option<&[u8]>)> {
-    let rest = data.strip_prefix(b"l").ok_or_else(|| bad("expected a bencoded list ('l')"))?;
+    let rest = data
+        .strip_prefix(b"l")
+        .ok_or_else(|| bad("expected a bencoded list ('l')"))?;
     let (meta, mut rest) = take_str(rest)?;
     let body = if rest.first() == Some(&b'e') {
         None
@@ -82,7 +84,10 @@ fn take_str(data: &[u8]) -> Result<(&[u8], &[u8])> {
         .ok_or_else(|| bad("byte string length is too large"))?;
     let rest = &data[colon + 1..];
     if rest.len() < n {
-        return Err(bad(format!("byte string of {n} bytes but only {} remain", rest.len())));
+        return Err(bad(format!(
+            "byte string of {n} bytes but only {} remain",
+            rest.len()
+        )));
     }
     Ok(rest.split_at(n))
 }
@@ -98,7 +103,11 @@ fn check_meta(kind: Kind, m: &Map<String, Value>) -> Result<()> {
             if !m.get("method").is_some_and(Value::is_string) {
                 return Err(bad("request meta needs a string \"method\""));
             }
-            if !m.get("endpoint").and_then(Value::as_str).is_some_and(|e| e.starts_with('/')) {
+            if !m
+                .get("endpoint")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.starts_with('/'))
+            {
                 return Err(bad("request meta needs an \"endpoint\" starting with '/'"));
             }
             if !headers_ok {
@@ -123,15 +132,33 @@ mod tests {
 
     #[test]
     fn vectors() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../tests/vectors/v4_bencode.json");
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("file")).expect("json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../tests/vectors/v4_bencode.json"
+        );
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("file")).expect("json");
         for c in v["cases"].as_array().expect("cases") {
-            let kind = if c["direction"] == "request" { Kind::Request } else { Kind::Response };
+            let kind = if c["direction"] == "request" {
+                Kind::Request
+            } else {
+                Kind::Response
+            };
             let enc = c["encoded_utf8"].as_str().expect("enc").as_bytes();
             let meta = c["meta_utf8"].as_str().expect("meta").as_bytes();
             let body = c["body_utf8"].as_str().map(str::as_bytes);
-            assert_eq!(decode(kind, enc).expect("decode"), (meta, body), "{}", c["name"]);
-            assert_eq!(encode(kind, meta, body).expect("encode"), enc, "{}", c["name"]);
+            assert_eq!(
+                decode(kind, enc).expect("decode"),
+                (meta, body),
+                "{}",
+                c["name"]
+            );
+            assert_eq!(
+                encode(kind, meta, body).expect("encode"),
+                enc,
+                "{}",
+                c["name"]
+            );
         }
     }
 
@@ -151,7 +178,10 @@ mod tests {
             b"l99999999999999999999999:xe",
             b"l-1:e",
         ] {
-            assert!(matches!(decode(Kind::Response, bad), Err(Error::Bencode(_))), "{bad:?}");
+            assert!(
+                matches!(decode(Kind::Response, bad), Err(Error::Bencode(_))),
+                "{bad:?}"
+            );
         }
         assert!(decode(Kind::Response, b"l12:{\"code\":200}0:e").is_ok());
         assert!(decode(Kind::Request, b"l12:{\"code\":200}e").is_err());

@@ -16,11 +16,11 @@ use aes_gcm::Aes256Gcm;
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 use chacha20poly1305::XChaCha20Poly1305;
+use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::montgomery::MontgomeryPoint;
 use hmac::{Hmac, Mac};
 use rand_core::{OsRng, RngCore};
 use sha2::Sha256;
-use curve25519_dalek::edwards::EdwardsPoint;
-use curve25519_dalek::montgomery::MontgomeryPoint;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
@@ -104,7 +104,9 @@ pub struct HopKey {
 
 impl core::fmt::Debug for HopKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("HopKey").field("enc", &self.enc).finish_non_exhaustive()
+        f.debug_struct("HopKey")
+            .field("enc", &self.enc)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,7 +146,12 @@ pub fn random_secret() -> Zeroizing<[u8; 32]> {
 
 impl HopKey {
     /// Derives the key from a shared secret `S` and both public keys (client first).
-    pub fn derive(enc: EncType, shared: &[u8; 32], client_pub: &[u8; 32], server_pub: &[u8; 32]) -> Self {
+    pub fn derive(
+        enc: EncType,
+        shared: &[u8; 32],
+        client_pub: &[u8; 32],
+        server_pub: &[u8; 32],
+    ) -> Self {
         let mut key = Zeroizing::new([0u8; 32]);
         match enc {
             EncType::AesGcm => {
@@ -167,13 +174,23 @@ impl HopKey {
     }
 
     /// Client side: ephemeral secret `a` (public `A`) → server public `B`.
-    pub fn client(enc: EncType, client_secret: &[u8; 32], client_pub: &[u8; 32], server_pub: &[u8; 32]) -> Result<Self> {
+    pub fn client(
+        enc: EncType,
+        client_secret: &[u8; 32],
+        client_pub: &[u8; 32],
+        server_pub: &[u8; 32],
+    ) -> Result<Self> {
         let s = x25519(client_secret, server_pub)?;
         Ok(Self::derive(enc, &s, client_pub, server_pub))
     }
 
     /// Server side: own secret `b` (public `B`) ← client public `A`.
-    pub fn server(enc: EncType, server_secret: &[u8; 32], server_pub: &[u8; 32], client_pub: &[u8; 32]) -> Result<Self> {
+    pub fn server(
+        enc: EncType,
+        server_secret: &[u8; 32],
+        server_pub: &[u8; 32],
+        client_pub: &[u8; 32],
+    ) -> Result<Self> {
         let s = x25519(server_secret, client_pub)?;
         Ok(Self::derive(enc, &s, client_pub, server_pub))
     }
@@ -216,7 +233,9 @@ impl HopKey {
             }
             EncType::XChaCha20 => {
                 if nonce.len() != XCHACHA_NONCE_LEN {
-                    return Err(Error::InvalidInput("xchacha20 needs a 24-byte nonce".into()));
+                    return Err(Error::InvalidInput(
+                        "xchacha20 needs a 24-byte nonce".into(),
+                    ));
                 }
                 let mut out = Vec::with_capacity(XCHACHA_NONCE_LEN + plaintext.len() + TAG_LEN);
                 out.extend_from_slice(nonce);
@@ -233,7 +252,8 @@ impl HopKey {
                 if nonce.len() != CBC_IV_LEN {
                     return Err(Error::InvalidInput("aes-cbc needs a 16-byte IV".into()));
                 }
-                let enc = cbc::Encryptor::<aes::Aes256>::new(self.key.as_ref().into(), nonce.into());
+                let enc =
+                    cbc::Encryptor::<aes::Aes256>::new(self.key.as_ref().into(), nonce.into());
                 let ct = enc.encrypt_padded_vec_mut::<Pkcs7>(plaintext);
                 let mut out = Vec::with_capacity(CBC_IV_LEN + ct.len());
                 out.extend_from_slice(nonce);
@@ -254,7 +274,10 @@ impl HopKey {
                 let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
                 let mut buf = ct.to_vec();
                 let cipher = Aes256Gcm::new(self.key.as_ref().into());
-                if cipher.decrypt_in_place_detached(iv.into(), b"", &mut buf, tag.into()).is_err() {
+                if cipher
+                    .decrypt_in_place_detached(iv.into(), b"", &mut buf, tag.into())
+                    .is_err()
+                {
                     buf.zeroize();
                     return Err(Error::DecryptionFailed("aes-gcm authentication failed"));
                 }
@@ -262,7 +285,9 @@ impl HopKey {
             }
             EncType::XChaCha20 => {
                 if data.len() < XCHACHA_NONCE_LEN + TAG_LEN {
-                    return Err(Error::DecryptionFailed("ciphertext too short for xchacha20"));
+                    return Err(Error::DecryptionFailed(
+                        "ciphertext too short for xchacha20",
+                    ));
                 }
                 let (nonce, rest) = data.split_at(XCHACHA_NONCE_LEN);
                 let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
@@ -273,14 +298,18 @@ impl HopKey {
                     .is_err()
                 {
                     buf.zeroize();
-                    return Err(Error::DecryptionFailed("xchacha20-poly1305 authentication failed"));
+                    return Err(Error::DecryptionFailed(
+                        "xchacha20-poly1305 authentication failed",
+                    ));
                 }
                 Ok(buf)
             }
             EncType::AesCbc => {
                 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
                 if data.len() < 2 * CBC_IV_LEN || data.len() % 16 != 0 {
-                    return Err(Error::DecryptionFailed("ciphertext has a bad length for aes-cbc"));
+                    return Err(Error::DecryptionFailed(
+                        "ciphertext has a bad length for aes-cbc",
+                    ));
                 }
                 let (iv, ct) = data.split_at(CBC_IV_LEN);
                 let dec = cbc::Decryptor::<aes::Aes256>::new(self.key.as_ref().into(), iv.into());
@@ -311,7 +340,12 @@ pub fn key32_hex(hex_str: &str, what: &'static str) -> Result<[u8; 32]> {
 }
 
 /// Client-side encryption of one hop: `client_secret` → `node_public`.
-pub fn encrypt_hop(enc: EncType, client_secret: &[u8; 32], node_public: &[u8; 32], plaintext: &[u8]) -> Result<Vec<u8>> {
+pub fn encrypt_hop(
+    enc: EncType,
+    client_secret: &[u8; 32],
+    node_public: &[u8; 32],
+    plaintext: &[u8],
+) -> Result<Vec<u8>> {
     encrypt_hop_with_nonce(enc, client_secret, node_public, plaintext, None)
 }
 
@@ -324,7 +358,12 @@ pub fn encrypt_hop_with_nonce(
     plaintext: &[u8],
     nonce: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
-    let key = HopKey::client(enc, client_secret, &x25519_public(client_secret), node_public)?;
+    let key = HopKey::client(
+        enc,
+        client_secret,
+        &x25519_public(client_secret),
+        node_public,
+    )?;
     match nonce {
         Some(n) => key.encrypt_with_nonce(n, plaintext),
         None => Ok(key.encrypt(plaintext)),
@@ -332,8 +371,14 @@ pub fn encrypt_hop_with_nonce(
 }
 
 /// Node-side decryption of one hop: own `node_secret` ← `client_public`.
-pub fn decrypt_hop(enc: EncType, node_secret: &[u8; 32], client_public: &[u8; 32], ciphertext: &[u8]) -> Result<Vec<u8>> {
-    HopKey::server(enc, node_secret, &x25519_public(node_secret), client_public)?.decrypt(ciphertext)
+pub fn decrypt_hop(
+    enc: EncType,
+    node_secret: &[u8; 32],
+    client_public: &[u8; 32],
+    ciphertext: &[u8],
+) -> Result<Vec<u8>> {
+    HopKey::server(enc, node_secret, &x25519_public(node_secret), client_public)?
+        .decrypt(ciphertext)
 }
 
 #[cfg(test)]
@@ -346,7 +391,10 @@ mod tests {
     }
 
     fn vectors(name: &str) -> Vec<Value> {
-        let path = format!("{}/../../../tests/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../../tests/vectors/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let cases = v["cases"].as_array().cloned().unwrap_or_default();
@@ -365,23 +413,37 @@ mod tests {
     #[test]
     fn onion_hop_vectors() {
         for c in vectors("onion_hop") {
-            let enc = EncType::parse(c["enc_type"].as_str().unwrap_or("")).unwrap_or(EncType::AesCbc);
+            let enc =
+                EncType::parse(c["enc_type"].as_str().unwrap_or("")).unwrap_or(EncType::AesCbc);
             let ct = hex::decode(c["ciphertext"].as_str().unwrap_or("")).unwrap_or_default();
             let node_sk = h32(&c["node_secret"]);
             let client_pk = h32(&c["client_pubkey"]);
             let res = decrypt_hop(enc, &node_sk, &client_pk, &ct);
             if c["expect"] == "ok" {
                 let pt = res.unwrap_or_default();
-                assert_eq!(pt, c["plaintext_utf8"].as_str().unwrap_or("?").as_bytes(), "{}", c["name"]);
+                assert_eq!(
+                    pt,
+                    c["plaintext_utf8"].as_str().unwrap_or("?").as_bytes(),
+                    "{}",
+                    c["name"]
+                );
                 // Re-encrypting from the client side with the same nonce reproduces the vector.
                 let a = h32(&c["client_secret"]);
                 assert_eq!(x25519_public(&a), h32(&c["client_pubkey"]));
                 let key = HopKey::client(enc, &a, &x25519_public(&a), &h32(&c["node_pubkey"])).ok();
-                let n = if enc == EncType::AesGcm { GCM_IV_LEN } else { XCHACHA_NONCE_LEN };
+                let n = if enc == EncType::AesGcm {
+                    GCM_IV_LEN
+                } else {
+                    XCHACHA_NONCE_LEN
+                };
                 let again = key.and_then(|k| k.encrypt_with_nonce(&ct[..n], &pt).ok());
                 assert_eq!(again.as_deref(), Some(&ct[..]), "{}", c["name"]);
             } else {
-                assert!(matches!(res, Err(Error::DecryptionFailed(_))), "{}", c["name"]);
+                assert!(
+                    matches!(res, Err(Error::DecryptionFailed(_))),
+                    "{}",
+                    c["name"]
+                );
             }
         }
     }
@@ -389,19 +451,34 @@ mod tests {
     #[test]
     fn channel_encryption_vectors() {
         for c in vectors("channel_encryption") {
-            let enc = EncType::parse(c["enc_type"].as_str().unwrap_or("")).unwrap_or(EncType::AesGcm);
+            let enc =
+                EncType::parse(c["enc_type"].as_str().unwrap_or("")).unwrap_or(EncType::AesGcm);
             let pt = c["plaintext_utf8"].as_str().unwrap_or("").as_bytes();
             let client_sk = h32(&c["client_x25519_sk"]);
             let server_pk = h32(&c["server_x25519_pk"]);
             let ct = encrypt_hop(enc, &client_sk, &server_pk, pt).unwrap_or_default();
-            assert_eq!(ct.len() as u64, c["ciphertext_len"].as_u64().unwrap_or(0), "{}", c["name"]);
-            assert_eq!(enc.overhead(pt.len()) as u64, c["overhead"].as_u64().unwrap_or(0));
-            let back = decrypt_hop(enc, &h32(&c["server_x25519_sk"]), &h32(&c["client_x25519_pk"]), &ct);
+            assert_eq!(
+                ct.len() as u64,
+                c["ciphertext_len"].as_u64().unwrap_or(0),
+                "{}",
+                c["name"]
+            );
+            assert_eq!(
+                enc.overhead(pt.len()) as u64,
+                c["overhead"].as_u64().unwrap_or(0)
+            );
+            let back = decrypt_hop(
+                enc,
+                &h32(&c["server_x25519_sk"]),
+                &h32(&c["client_x25519_pk"]),
+                &ct,
+            );
             assert_eq!(back.as_deref(), Ok(pt));
             if c["client_client_must_fail"] == true {
                 // The "server" wrongly orders its own key first, as a second client would.
                 let b = h32(&c["server_x25519_sk"]);
-                let wrong = HopKey::client(enc, &b, &x25519_public(&b), &h32(&c["client_x25519_pk"])).ok();
+                let wrong =
+                    HopKey::client(enc, &b, &x25519_public(&b), &h32(&c["client_x25519_pk"])).ok();
                 assert!(wrong.map(|k| k.decrypt(&ct).is_err()).unwrap_or(false));
             }
         }
@@ -410,7 +487,10 @@ mod tests {
     #[test]
     fn low_order_point_rejected() {
         let zero = [0u8; 32];
-        assert!(matches!(encrypt_hop(EncType::XChaCha20, &[7; 32], &zero, b"x"), Err(Error::InvalidKey(_))));
+        assert!(matches!(
+            encrypt_hop(EncType::XChaCha20, &[7; 32], &zero, b"x"),
+            Err(Error::InvalidKey(_))
+        ));
     }
 
     /// The Edwards fast path agrees with x25519-dalek's Montgomery ladder for random (on-curve
@@ -445,12 +525,20 @@ mod tests {
             let ladder = StaticSecret::from(k).diffie_hellman(&PublicKey::from(u));
             let ours = x25519(&k, &u);
             if ladder.was_contributory() {
-                assert_eq!(ours.as_deref().ok(), Some(ladder.as_bytes()), "u={}", hex::encode(u));
+                assert_eq!(
+                    ours.as_deref().ok(),
+                    Some(ladder.as_bytes()),
+                    "u={}",
+                    hex::encode(u)
+                );
             } else {
                 assert!(ours.is_err());
             }
             on_curve += usize::from(MontgomeryPoint(u).to_edwards(0).is_some());
-            assert_eq!(x25519_public(&k), PublicKey::from(&StaticSecret::from(k)).to_bytes());
+            assert_eq!(
+                x25519_public(&k),
+                PublicKey::from(&StaticSecret::from(k)).to_bytes()
+            );
         }
         assert!(on_curve > 200 && on_curve < 406);
     }

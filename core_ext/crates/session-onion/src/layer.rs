@@ -26,8 +26,12 @@ pub fn split(data: &[u8]) -> Result<(&[u8], &[u8])> {
 
 /// Joins a blob and raw JSON bytes into a layer.
 pub fn join(blob: &[u8], json: &[u8]) -> Result<Vec<u8>> {
-    let n = u32::try_from(blob.len())
-        .map_err(|_| Error::InvalidInput(format!("blob of {} bytes is too large for a layer", blob.len())))?;
+    let n = u32::try_from(blob.len()).map_err(|_| {
+        Error::InvalidInput(format!(
+            "blob of {} bytes is too large for a layer",
+            blob.len()
+        ))
+    })?;
     let mut out = Vec::with_capacity(4 + blob.len() + json.len());
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(blob);
@@ -64,15 +68,30 @@ mod tests {
     fn round_trip() {
         let l = encode(b"abc", br#"{"a":1}"#).expect("encode");
         assert_eq!(&l[..4], &[3, 0, 0, 0]);
-        assert_eq!(decode(&l).expect("decode"), (&b"abc"[..], &br#"{"a":1}"#[..]));
+        assert_eq!(
+            decode(&l).expect("decode"),
+            (&b"abc"[..], &br#"{"a":1}"#[..])
+        );
     }
 
     #[test]
     fn bad_layers() {
         assert!(matches!(split(b"\x01\x00"), Err(Error::Malformed(_))));
-        assert!(matches!(split(b"\x05\x00\x00\x00abc"), Err(Error::Malformed(_))));
-        assert!(matches!(decode(b"\x01\x00\x00\x00a[1]"), Err(Error::InvalidJson(_))));
-        assert!(matches!(decode(b"\x01\x00\x00\x00a{} x"), Err(Error::InvalidJson(_))));
-        assert!(matches!(decode(b"\x00\x00\x00\x00"), Err(Error::InvalidJson(_))));
+        assert!(matches!(
+            split(b"\x05\x00\x00\x00abc"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            decode(b"\x01\x00\x00\x00a[1]"),
+            Err(Error::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode(b"\x01\x00\x00\x00a{} x"),
+            Err(Error::InvalidJson(_))
+        ));
+        assert!(matches!(
+            decode(b"\x00\x00\x00\x00"),
+            Err(Error::InvalidJson(_))
+        ));
     }
 }

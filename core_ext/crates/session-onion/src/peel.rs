@@ -21,9 +21,16 @@ pub const MAX_ONION_HOPS: usize = 15;
 #[derive(Debug, Clone)]
 pub enum Decision {
     /// This node is the destination: run `payload` as a storage RPC and answer through `reply`.
-    Deliver { payload: Vec<u8>, reply: ReplyCipher },
+    Deliver {
+        payload: Vec<u8>,
+        reply: ReplyCipher,
+    },
     /// Forward `frame` unchanged to the node with Ed25519 key `next_ed25519` (lowercase hex).
-    Relay { next_ed25519: String, frame: Vec<u8>, hop_no: usize },
+    Relay {
+        next_ed25519: String,
+        frame: Vec<u8>,
+        hop_no: usize,
+    },
     /// POST `payload` (the whole decrypted layer) to `scheme://host[:port]target`; the server's
     /// reply goes back unchanged. `reply` encrypts this node's own error answers.
     Proxy {
@@ -72,9 +79,13 @@ pub fn host_allowed(host: &str) -> bool {
         return false;
     }
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+        return !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
     }
-    host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
 /// Checks a proxy destination exactly as a node does before proxying.
@@ -86,7 +97,10 @@ pub fn check_proxy_target(scheme: &str, host: &str, target: &str) -> Result<()> 
         )));
     }
     if !host_allowed(host) {
-        return Err(Error::ForbiddenDestination(format!("host {:?} is not a plain host name", hop::truncate(host, 64))));
+        return Err(Error::ForbiddenDestination(format!(
+            "host {:?} is not a plain host name",
+            hop::truncate(host, 64)
+        )));
     }
     if !url_target_allowed(target) {
         return Err(Error::ForbiddenDestination(format!(
@@ -160,11 +174,26 @@ struct InnerJson {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `headers` present: deliver `body` (`json`/`base64` reply flags).
-    Final { body: Vec<u8>, json: bool, base64: bool },
+    Final {
+        body: Vec<u8>,
+        json: bool,
+        base64: bool,
+    },
     /// `host` present: proxy the whole plaintext.
-    Proxy { host: String, port: u16, scheme: String, target: String, payload: Vec<u8> },
+    Proxy {
+        host: String,
+        port: u16,
+        scheme: String,
+        target: String,
+        payload: Vec<u8>,
+    },
     /// Otherwise relay `blob` to `destination` with the next hop's key and cipher.
-    Relay { destination: [u8; 32], ephemeral_key: [u8; 32], enc_type: EncType, blob: Vec<u8> },
+    Relay {
+        destination: [u8; 32],
+        ephemeral_key: [u8; 32],
+        enc_type: EncType,
+        blob: Vec<u8>,
+    },
 }
 
 /// Decides what a decrypted layer asks for (no URL filtering here; see [`check_proxy_target`]).
@@ -172,8 +201,8 @@ pub enum Route {
 pub fn route(plaintext: Vec<u8>) -> Result<Route> {
     let (blob, json) = layer::split(&plaintext).map_err(|e| Error::InvalidJson(e.to_string()))?;
     let blob_len = blob.len();
-    let inner: InnerJson =
-        serde_json::from_slice(json).map_err(|e| Error::InvalidJson(format!("inner layer JSON: {e}")))?;
+    let inner: InnerJson = serde_json::from_slice(json)
+        .map_err(|e| Error::InvalidJson(format!("inner layer JSON: {e}")))?;
     let take_blob = |mut v: Vec<u8>| {
         v.truncate(4 + blob_len);
         v.drain(..4);
@@ -188,9 +217,9 @@ pub fn route(plaintext: Vec<u8>) -> Result<Route> {
         });
     }
     if let Some(host) = inner.host {
-        let target = inner
-            .target
-            .ok_or_else(|| Error::InvalidJson("proxy layer has \"host\" but no \"target\"".into()))?;
+        let target = inner.target.ok_or_else(|| {
+            Error::InvalidJson("proxy layer has \"host\" but no \"target\"".into())
+        })?;
         return Ok(Route::Proxy {
             host,
             port: inner.port.unwrap_or(443),
@@ -199,21 +228,28 @@ pub fn route(plaintext: Vec<u8>) -> Result<Route> {
             payload: plaintext,
         });
     }
-    let dest = inner
-        .destination
-        .ok_or_else(|| Error::InvalidJson("layer has none of \"headers\", \"host\", \"destination\"".into()))?;
-    let destination = hop::key32_hex(&dest, "destination")
-        .map_err(|_| Error::InvalidJson("\"destination\" is not a 64-hex-digit Ed25519 key".into()))?;
+    let dest = inner.destination.ok_or_else(|| {
+        Error::InvalidJson("layer has none of \"headers\", \"host\", \"destination\"".into())
+    })?;
+    let destination = hop::key32_hex(&dest, "destination").map_err(|_| {
+        Error::InvalidJson("\"destination\" is not a 64-hex-digit Ed25519 key".into())
+    })?;
     let eph = inner
         .ephemeral_key
         .ok_or_else(|| Error::InvalidJson("relay layer has no \"ephemeral_key\"".into()))?;
-    let ephemeral_key = hop::key32_hex(&eph, "ephemeral_key")
-        .map_err(|_| Error::InvalidJson("\"ephemeral_key\" is not a 64-hex-digit X25519 key".into()))?;
+    let ephemeral_key = hop::key32_hex(&eph, "ephemeral_key").map_err(|_| {
+        Error::InvalidJson("\"ephemeral_key\" is not a 64-hex-digit X25519 key".into())
+    })?;
     let enc_type = match inner.enc_type {
         None => EncType::AesGcm,
         Some(name) => enc_for_onion(&name)?,
     };
-    Ok(Route::Relay { destination, ephemeral_key, enc_type, blob: take_blob(plaintext) })
+    Ok(Route::Relay {
+        destination,
+        ephemeral_key,
+        enc_type,
+        blob: take_blob(plaintext),
+    })
 }
 
 fn enc_for_onion(name: &str) -> Result<EncType> {
@@ -223,7 +259,12 @@ fn enc_for_onion(name: &str) -> Result<EncType> {
 }
 
 /// Builds the frame a relaying node forwards (same layout as the client's outer frame).
-pub fn relay_frame(blob: &[u8], ephemeral_key: &[u8; 32], enc: EncType, hop_no: usize) -> Result<Vec<u8>> {
+pub fn relay_frame(
+    blob: &[u8],
+    ephemeral_key: &[u8; 32],
+    enc: EncType,
+    hop_no: usize,
+) -> Result<Vec<u8>> {
     let json = format!(
         r#"{{"ephemeral_key":"{}","enc_type":"{}","hop_no":{}}}"#,
         hex::encode(ephemeral_key),
@@ -241,14 +282,19 @@ pub struct Peeler {
 
 impl core::fmt::Debug for Peeler {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Peeler").field("x25519_public", &hex::encode(self.public)).finish_non_exhaustive()
+        f.debug_struct("Peeler")
+            .field("x25519_public", &hex::encode(self.public))
+            .finish_non_exhaustive()
     }
 }
 
 impl Peeler {
     /// From the node's 32-byte X25519 secret key.
     pub fn new(x25519_secret: &[u8; 32]) -> Self {
-        Peeler { secret: Zeroizing::new(*x25519_secret), public: hop::x25519_public(x25519_secret) }
+        Peeler {
+            secret: Zeroizing::new(*x25519_secret),
+            public: hop::x25519_public(x25519_secret),
+        }
     }
 
     /// The node's X25519 public key.
@@ -263,14 +309,18 @@ impl Peeler {
             .map_err(|e| Error::InvalidJson(format!("error parsing onion request: {e}")))?;
         let hop_no = usize::try_from(outer.hop_no.unwrap_or(0).max(0)).unwrap_or(usize::MAX);
         if hop_no > MAX_ONION_HOPS {
-            return Err(Error::TooManyHops { got: hop_no, max: MAX_ONION_HOPS });
+            return Err(Error::TooManyHops {
+                got: hop_no,
+                max: MAX_ONION_HOPS,
+            });
         }
         let enc = match outer.enc_type.as_deref() {
             None => EncType::AesGcm,
             Some(name) => enc_for_onion(name)?,
         };
-        let eph = hop::key32_hex(&outer.ephemeral_key, "ephemeral_key")
-            .map_err(|_| Error::InvalidJson("\"ephemeral_key\" is not a 64-hex-digit X25519 key".into()))?;
+        let eph = hop::key32_hex(&outer.ephemeral_key, "ephemeral_key").map_err(|_| {
+            Error::InvalidJson("\"ephemeral_key\" is not a 64-hex-digit X25519 key".into())
+        })?;
         let key = HopKey::server(enc, &self.secret, &self.public, &eph)
             .map_err(|_| Error::DecryptionFailed("ephemeral key is a low-order point"))?;
         Ok((blob, key, hop_no))
@@ -289,19 +339,42 @@ impl Peeler {
             Err(e) => return Err(encrypted_error(e, key)),
         };
         match route {
-            Route::Final { body, json, base64 } => {
-                Ok(Decision::Deliver { payload: body, reply: ReplyCipher::new(key, base64, json) })
-            }
-            Route::Proxy { host, port, scheme, target, payload } => {
+            Route::Final { body, json, base64 } => Ok(Decision::Deliver {
+                payload: body,
+                reply: ReplyCipher::new(key, base64, json),
+            }),
+            Route::Proxy {
+                host,
+                port,
+                scheme,
+                target,
+                payload,
+            } => {
                 if let Err(e) = check_proxy_target(&scheme, &host, &target) {
                     return Err(encrypted_error(e, key));
                 }
-                Ok(Decision::Proxy { host, port, scheme, target, payload, reply: ReplyCipher::new(key, true, false) })
+                Ok(Decision::Proxy {
+                    host,
+                    port,
+                    scheme,
+                    target,
+                    payload,
+                    reply: ReplyCipher::new(key, true, false),
+                })
             }
-            Route::Relay { destination, ephemeral_key, enc_type, blob } => {
+            Route::Relay {
+                destination,
+                ephemeral_key,
+                enc_type,
+                blob,
+            } => {
                 let next_hop = hop_no + 1;
                 let frame = relay_frame(&blob, &ephemeral_key, enc_type, next_hop)?;
-                Ok(Decision::Relay { next_ed25519: hex::encode(destination), frame, hop_no: next_hop })
+                Ok(Decision::Relay {
+                    next_ed25519: hex::encode(destination),
+                    frame,
+                    hop_no: next_hop,
+                })
             }
         }
     }
@@ -322,7 +395,10 @@ mod tests {
     use serde_json::Value;
 
     fn vectors(name: &str) -> Vec<Value> {
-        let path = format!("{}/../../../tests/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../../tests/vectors/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(path).expect("vector file");
         let v: Value = serde_json::from_str(&text).expect("vector json");
         v["cases"].as_array().cloned().expect("cases")
@@ -334,7 +410,10 @@ mod tests {
 
     #[test]
     fn layer_parse_vectors() {
-        let cases: Vec<_> = vectors("onion_layer").into_iter().filter(|c| c["kind"] == "layer_parse").collect();
+        let cases: Vec<_> = vectors("onion_layer")
+            .into_iter()
+            .filter(|c| c["kind"] == "layer_parse")
+            .collect();
         assert_eq!(cases.len(), 2);
         for c in cases {
             let layer_bytes = h(&c["layer"]);
@@ -347,18 +426,32 @@ mod tests {
             assert_eq!(peeler.public_key().to_vec(), h(&c["node_pubkey"]));
             let (pt, reply) = peeler.open_request(&layer_bytes).expect("open");
             assert_eq!(pt, c["payload_utf8"].as_str().expect("payload").as_bytes());
-            let r = reply.encrypt(c["reply_plaintext_utf8"].as_str().expect("reply").as_bytes());
+            let r = reply.encrypt(
+                c["reply_plaintext_utf8"]
+                    .as_str()
+                    .expect("reply")
+                    .as_bytes(),
+            );
             assert_eq!(r.len() as u64, c["reply_len"].as_u64().expect("reply_len"));
             // The client (the vector's client keys) can open that reply.
             let a = <[u8; 32]>::try_from(h(&c["client_secret"])).expect("32");
-            let key = HopKey::client(reply.enc_type(), &a, &hop::x25519_public(&a), &peeler.public_key()).expect("key");
+            let key = HopKey::client(
+                reply.enc_type(),
+                &a,
+                &hop::x25519_public(&a),
+                &peeler.public_key(),
+            )
+            .expect("key");
             assert_eq!(key.decrypt(&r).expect("reply decrypt"), b"Goodbye world");
         }
     }
 
     #[test]
     fn routing_vectors() {
-        for c in vectors("onion_layer").into_iter().filter(|c| c["kind"] == "routing") {
+        for c in vectors("onion_layer")
+            .into_iter()
+            .filter(|c| c["kind"] == "routing")
+        {
             let pt = h(&c["plaintext"]);
             let r = route(pt.clone()).expect("route");
             let e = &c["expect"];
@@ -367,7 +460,16 @@ mod tests {
                     assert_eq!(body, e["body_utf8"].as_str().expect("body").as_bytes());
                     assert!(!json && base64);
                 }
-                ("proxy", Route::Proxy { host, port, scheme, target, payload }) => {
+                (
+                    "proxy",
+                    Route::Proxy {
+                        host,
+                        port,
+                        scheme,
+                        target,
+                        payload,
+                    },
+                ) => {
                     assert_eq!(host, e["host"].as_str().expect("host"));
                     assert_eq!(u64::from(port), e["port"].as_u64().expect("port"));
                     assert_eq!(scheme, e["protocol"].as_str().expect("protocol"));
@@ -375,9 +477,23 @@ mod tests {
                     assert_eq!(e["payload_is_whole_plaintext"], true);
                     assert_eq!(payload, pt);
                 }
-                ("relay", Route::Relay { destination, ephemeral_key, enc_type, blob }) => {
-                    assert_eq!(hex::encode(destination), e["destination"].as_str().expect("dest"));
-                    assert_eq!(hex::encode(ephemeral_key), e["ephemeral_key"].as_str().expect("ek"));
+                (
+                    "relay",
+                    Route::Relay {
+                        destination,
+                        ephemeral_key,
+                        enc_type,
+                        blob,
+                    },
+                ) => {
+                    assert_eq!(
+                        hex::encode(destination),
+                        e["destination"].as_str().expect("dest")
+                    );
+                    assert_eq!(
+                        hex::encode(ephemeral_key),
+                        e["ephemeral_key"].as_str().expect("ek")
+                    );
                     assert_eq!(enc_type.as_str(), e["enc_type"].as_str().expect("enc"));
                     assert_eq!(blob, e["blob_utf8"].as_str().expect("blob").as_bytes());
                 }
@@ -388,7 +504,10 @@ mod tests {
 
     #[test]
     fn url_filter_vectors() {
-        for c in vectors("onion_layer").into_iter().filter(|c| c["kind"] == "url_filter") {
+        for c in vectors("onion_layer")
+            .into_iter()
+            .filter(|c| c["kind"] == "url_filter")
+        {
             let t = c["target"].as_str().expect("target");
             assert_eq!(url_target_allowed(t), c["allowed"] == true, "{t}");
         }
@@ -402,9 +521,18 @@ mod tests {
         assert!(!host_allowed("evil.com/x?"));
         assert!(!host_allowed("a@b"));
         assert!(!host_allowed(""));
-        assert_eq!(proxy_url("https", "h", 443, "/oxen/v4/lsrpc"), "https://h/oxen/v4/lsrpc");
-        assert_eq!(proxy_url("http", "h", 443, "/oxen/v4/lsrpc"), "http://h:443/oxen/v4/lsrpc");
-        assert_eq!(proxy_url("http", "h", 80, "/oxen/v4/lsrpc"), "http://h/oxen/v4/lsrpc");
+        assert_eq!(
+            proxy_url("https", "h", 443, "/oxen/v4/lsrpc"),
+            "https://h/oxen/v4/lsrpc"
+        );
+        assert_eq!(
+            proxy_url("http", "h", 443, "/oxen/v4/lsrpc"),
+            "http://h:443/oxen/v4/lsrpc"
+        );
+        assert_eq!(
+            proxy_url("http", "h", 80, "/oxen/v4/lsrpc"),
+            "http://h/oxen/v4/lsrpc"
+        );
         assert!(check_proxy_target("ftp", "h", "/oxen/v4/lsrpc").is_err());
     }
 
@@ -413,13 +541,28 @@ mod tests {
         let p = Peeler::new(&[3; 32]);
         let bad = |f: &[u8]| p.peel(f).expect_err("must fail");
         assert!(matches!(bad(b"").error, Error::Malformed(_)));
-        assert!(matches!(bad(b"\x00\x00\x00\x00{}").error, Error::InvalidJson(_)));
+        assert!(matches!(
+            bad(b"\x00\x00\x00\x00{}").error,
+            Error::InvalidJson(_)
+        ));
         let ek = hex::encode([9u8; 32]);
-        let f = layer::join(b"x", format!(r#"{{"ephemeral_key":"{ek}","hop_no":16}}"#).as_bytes()).expect("join");
+        let f = layer::join(
+            b"x",
+            format!(r#"{{"ephemeral_key":"{ek}","hop_no":16}}"#).as_bytes(),
+        )
+        .expect("join");
         assert_eq!(bad(&f).error, Error::TooManyHops { got: 16, max: 15 });
-        let f = layer::join(b"x", format!(r#"{{"ephemeral_key":"{ek}","enc_type":"cbc"}}"#).as_bytes()).expect("join");
+        let f = layer::join(
+            b"x",
+            format!(r#"{{"ephemeral_key":"{ek}","enc_type":"cbc"}}"#).as_bytes(),
+        )
+        .expect("join");
         assert!(matches!(bad(&f).error, Error::InvalidJson(_)));
-        let f = layer::join(&[0u8; 64], format!(r#"{{"ephemeral_key":"{ek}","hop_no":-3}}"#).as_bytes()).expect("join");
+        let f = layer::join(
+            &[0u8; 64],
+            format!(r#"{{"ephemeral_key":"{ek}","hop_no":-3}}"#).as_bytes(),
+        )
+        .expect("join");
         let e = bad(&f);
         assert!(matches!(e.error, Error::DecryptionFailed(_)) && e.reply.is_none());
     }

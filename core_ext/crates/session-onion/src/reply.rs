@@ -23,7 +23,11 @@ impl ReplyCipher {
     /// A reply cipher; `base64` encodes the ciphertext (storage-node default), `embed_json`
     /// embeds JSON bodies unquoted in [`ReplyCipher::encrypt_status`].
     pub fn new(key: HopKey, base64: bool, embed_json: bool) -> Self {
-        ReplyCipher { key, base64, embed_json }
+        ReplyCipher {
+            key,
+            base64,
+            embed_json,
+        }
     }
 
     /// The cipher of the layer (and of the reply).
@@ -70,7 +74,9 @@ pub fn wrap_status(status: u16, body: &[u8], embed_json: bool) -> Result<Vec<u8>
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| Error::InvalidInput("reply body must be UTF-8 text".into()))?;
-    Ok(serde_json::json!({"status": status, "body": text}).to_string().into_bytes())
+    Ok(serde_json::json!({"status": status, "body": text})
+        .to_string()
+        .into_bytes())
 }
 
 /// Client-side key for the destination's reply.
@@ -124,7 +130,9 @@ impl ReplyKey {
                 }
             }
         }
-        Err(Error::DecryptionFailed("the reply does not decrypt with this request's key"))
+        Err(Error::DecryptionFailed(
+            "the reply does not decrypt with this request's key",
+        ))
     }
 }
 
