@@ -87,6 +87,8 @@ class PathManager:
         self.paths_wanted = paths_wanted
         self.node_failures: dict[str, int] = {}
         self.bad: set[str] = set()
+        #: Guards we could not even connect to (certainly down); never forgiven automatically.
+        self.unreachable: set[str] = set()
         self.pool: dict[str, ServiceNode] = {}
         self.guards: list[str] = []
         self.paths: list[OnionPath] = []
@@ -156,7 +158,21 @@ class PathManager:
         return OnionPath(tuple(hops))
 
     def ensure_paths(self) -> list[OnionPath]:
-        """Build paths until ``paths_wanted`` exist (at least one, or raise)."""
+        """Build paths until ``paths_wanted`` exist (at least one, or raise).
+
+        If failure counts have excluded so many nodes that no path can be built, the counts
+        (not the known-unreachable guards) are forgiven once and building is retried: timeouts
+        blame every hop of a path, so innocent nodes collect failures too."""
+        try:
+            return self._ensure_paths()
+        except NotEnoughNodes:
+            if not (self.bad - self.unreachable):
+                raise
+            self.bad = set(self.unreachable)
+            self.node_failures.clear()
+            return self._ensure_paths()
+
+    def _ensure_paths(self) -> list[OnionPath]:
         while len(self.paths) < self.paths_wanted:
             used = set().union(*(p.keys() for p in self.paths)) if self.paths else set()
             guard_id = next(
@@ -201,6 +217,10 @@ class PathManager:
         """The guard could not be reached at all: drop the guard and its path now."""
         gid = path.guard.pubkey_ed25519
         self.bad.add(gid)
+        self.unreachable.add(gid)
+        self._retire_guard(gid)
+
+    def _retire_guard(self, gid: str) -> None:
         if gid in self.guards:
             self.guards.remove(gid)
         self.paths = [p for p in self.paths if p.guard.pubkey_ed25519 != gid]
@@ -210,14 +230,27 @@ class PathManager:
         if node_id is not None:
             self._node_failed(node_id)
             if node_id == path.guard.pubkey_ed25519:
-                self.guard_unreachable(path)
+                self.bad.add(node_id)
+                self._retire_guard(node_id)
                 return
             if node_id in self.bad:
                 self.drop(path)
                 return
         path.failures += 1
         if path.failures >= MAX_FAILURES:
-            self.guard_unreachable(path) if path.guard.pubkey_ed25519 in self.bad else self.drop(path)
+            if path.guard.pubkey_ed25519 in self.bad:
+                self._retire_guard(path.guard.pubkey_ed25519)
+            else:
+                self.drop(path)
+
+    def path_timed_out(self, path: OnionPath) -> None:
+        """A request on ``path`` timed out: count a failure against every hop, drop the path."""
+        for n in path.hops:
+            self._node_failed(n.pubkey_ed25519)
+        if path.guard.pubkey_ed25519 in self.bad:
+            self._retire_guard(path.guard.pubkey_ed25519)
+        else:
+            self.drop(path)
 
     def drop(self, path: OnionPath) -> None:
         self.paths = [p for p in self.paths if p is not path]

@@ -96,7 +96,11 @@ class OnionTransport:
         try:
             async with http.post(f"{path.guard.https_url}/onion_req/v2", data=bytes(frame)) as r:
                 status, raw = r.status, await r.read()
-        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+        except asyncio.TimeoutError:
+            # Some hop (or the destination) stalled; we cannot tell which one.
+            self.paths.path_timed_out(path)
+            raise PathFailure("onion request timed out") from None
+        except (aiohttp.ClientError, OSError) as e:
             self.paths.guard_unreachable(path)
             raise PathFailure(f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}") from None
         received = self.clock.local_ms()

@@ -130,3 +130,24 @@ def test_node_directory_swarm_and_421() -> None:
     assert moved == [nodes[4]] and d.swarm(sid) == [nodes[4]]
     assert d.stale(10**9)  # fewer than 12 nodes
     assert NodeDirectory.intersect([nodes[:4], nodes[2:], nodes[1:5]]) == nodes[2:4]
+
+
+def test_timeout_drops_path_and_counts_every_hop() -> None:
+    nodes = [public(i) for i in range(12)]
+    pm = PathManager(nodes, rng=random.Random(8), paths_wanted=1)
+    p = pm.choose()
+    pm.path_timed_out(p)
+    assert p not in pm.paths
+    assert all(pm.node_failures[n.pubkey_ed25519] == 1 for n in p.hops)
+    assert p.guard.pubkey_ed25519 in pm.guards  # one timeout does not condemn the guard
+
+
+def test_failure_counts_are_forgiven_when_the_pool_runs_dry() -> None:
+    nodes = [node(i, "127.0.0.1", 30000 + i) for i in range(5)]
+    pm = PathManager(nodes, rng=random.Random(9), paths_wanted=1)
+    dead = pm.choose()
+    pm.guard_unreachable(dead)
+    for _ in range(3):  # timeouts blame every hop until too few nodes look usable
+        pm.path_timed_out(pm.choose())
+    p = pm.choose()  # still builds, never through the unreachable guard
+    assert dead.guard.pubkey_ed25519 not in p.ids() and valid_path(p.hops)
