@@ -702,7 +702,8 @@ def chat(session_id: str, show_history: int, poll_interval: float) -> None:
     """Chat with SESSION_ID: type a line and press Enter to send it.
 
     Incoming messages, typing indicators, deliveries and read receipts are printed as they
-    arrive; messages you see are marked read. Commands: /typing (send a typing indicator),
+    arrive; messages you see are marked read (those of a message request once you reply,
+    which accepts the request). Commands: /typing (send a typing indicator),
     /quit (or end of input) to leave."""
     peer = _session_id(session_id)
     _run(_chat(peer, show_history, poll_interval))
@@ -780,10 +781,15 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
                 _emit({"event": "history", **_message_doc(m)})
             else:
                 _print_message(c, m)
-        if await c.mark_read(peer):
-            await s.flush()
-        threading.Thread(target=reader, name="session-chat-stdin", daemon=True).start()
         accepted = bool((c.db.contact(peer) or {}).get("approved"))
+
+        async def read_all() -> None:
+            # A message request stays unread (and unreceipted) until it is accepted.
+            if accepted and await c.mark_read(peer):
+                await c.flush_outbox()
+
+        await read_all()
+        threading.Thread(target=reader, name="session-chat-stdin", daemon=True).start()
 
         async def handle_line(line: str) -> bool:
             nonlocal accepted
@@ -800,6 +806,7 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
                 await c.accept_request(peer)
                 say("accepted", f"(accepted {name}'s message request)", peer=peer)
             accepted = True
+            await read_all()
             mid = await c.send(peer, line)
             say("queued", f"  you: {line}  (sending…)", message_id=mid, body=line)
             await c.flush_outbox()
@@ -814,8 +821,7 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
                 say("message", f"  [{_clock(ev.sent_ms)}] {name}: {ev.body}", author=ev.author,
                     body=ev.body, sent_ms=ev.sent_ms, message_id=ev.message_id,
                     is_request=ev.is_request)
-                if await c.mark_read(peer):
-                    await c.flush_outbox()
+                await read_all()
             elif isinstance(ev, MessageReceived):
                 say("message", f"  [{_clock(ev.sent_ms)}] you (other device): {ev.body}",
                     author=ev.author, body=ev.body, sent_ms=ev.sent_ms, message_id=ev.message_id,

@@ -1,0 +1,381 @@
+"""``session`` (the client CLI) through click's CliRunner, plus devnet runs of send/inbox/
+requests/block and of ``session chat`` with piped standard input."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from conftest import load_vectors
+from session.cli.client import main
+from session.identity import Identity
+
+GOOD_ID = "05" + "ab" * 32
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("SESSION_HOME", "SESSION_NETWORK"):
+        monkeypatch.delenv(var, raising=False)
+    return CliRunner()
+
+
+def run(runner: CliRunner, home: Path, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(main, ["--home", str(home), *args], input=input)
+
+
+def js(r: Result) -> Any:
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def assert_one_sentence_error(r: Result, *words: str) -> str:
+    """Exit code 1, stdout empty (or a JSON error), stderr exactly one line ``error: ...``."""
+    assert r.exit_code == 1, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: ")
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+def new_id(runner: CliRunner, home: Path, *extra: str) -> dict[str, Any]:
+    doc: dict[str, Any] = js(run(runner, home, "id", "new", "--json", *extra))
+    return doc
+
+
+# ------------------------------------------------------------------------------------------
+# identities
+
+
+def test_id_new_prints_id_phrase_and_qr(runner: CliRunner, tmp_path: Path) -> None:
+    r = run(runner, tmp_path, "id", "new")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    sid = lines[0].split()[-1]
+    words = lines[1].split(":", 1)[1].split()
+    assert len(words) == 13
+    assert Identity.from_mnemonic(" ".join(words)).session_id == sid
+    assert "█" in r.stdout and "▀" in r.stdout  # the terminal QR code
+    assert "current identity" in r.stdout
+    key = tmp_path / "identities" / sid / "key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    no_qr = run(runner, tmp_path, "id", "new", "--no-qr")
+    assert no_qr.exit_code == 0 and "█" not in no_qr.stdout
+
+
+def test_id_new_json_and_several_identities(runner: CliRunner, tmp_path: Path) -> None:
+    a = new_id(runner, tmp_path)
+    assert Identity.from_mnemonic(a["mnemonic"]).session_id == a["session_id"]
+    assert a["current"] is True and a["home"] == str(tmp_path)
+    b = new_id(runner, tmp_path)
+    assert b["current"] is False and b["session_id"] != a["session_id"]
+
+    listed = js(run(runner, tmp_path, "id", "list", "--json"))
+    assert listed["current"] == a["session_id"]
+    assert {e["session_id"]: e["current"] for e in listed["identities"]} == {
+        a["session_id"]: True, b["session_id"]: False}
+    text = run(runner, tmp_path, "id", "list").stdout.splitlines()
+    assert f"* {a['session_id']}" in text and f"  {b['session_id']}" in text
+
+    used = js(run(runner, tmp_path, "id", "use", b["session_id"].upper(), "--json"))
+    assert used == {"current": b["session_id"]}
+    assert js(run(runner, tmp_path, "id", "show", "--json")) == {"session_id": b["session_id"]}
+    # --identity picks another one for a single command; --use makes a new one current
+    shown = js(run(runner, tmp_path, "--identity", a["session_id"], "id", "show", "--phrase", "--json"))
+    assert shown == {"session_id": a["session_id"], "mnemonic": a["mnemonic"]}
+    c = new_id(runner, tmp_path, "--use")
+    assert c["current"] is True
+    assert js(run(runner, tmp_path, "id", "list", "--json"))["current"] == c["session_id"]
+
+
+def test_options_before_or_after_the_command_and_env(runner: CliRunner, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    a = new_id(runner, tmp_path)
+    before = runner.invoke(main, ["--home", str(tmp_path), "--json", "id", "list"])
+    after = runner.invoke(main, ["id", "list", "--home", str(tmp_path), "--json"])
+    assert js(before) == js(after)
+    monkeypatch.setenv("SESSION_HOME", str(tmp_path))
+    env = runner.invoke(main, ["id", "show", "--json"])
+    assert js(env) == {"session_id": a["session_id"]}
+
+
+def test_id_restore_from_arguments_and_stdin(runner: CliRunner, tmp_path: Path) -> None:
+    case = load_vectors("mnemonic", "phrase_to_session_id")[0]
+    r = js(run(runner, tmp_path, "id", "restore", *case["words"].split(), "--json"))
+    assert r == {"session_id": case["session_id"], "existed": False, "current": True, "home": str(tmp_path)}
+    # again, from standard input with odd spacing and capitals: same identity, already there
+    again = js(run(runner, tmp_path, "id", "restore", "--json", input="  " + case["words"].upper() + "\n"))
+    assert again["session_id"] == case["session_id"] and again["existed"] is True
+    text = run(runner, tmp_path / "other", "id", "restore", input=case["words"])
+    assert text.exit_code == 0 and case["session_id"] in text.stdout
+
+
+@pytest.mark.parametrize("case", load_vectors("mnemonic", "decode_fail")[:4], ids=lambda c: c["name"])
+def test_bad_phrase_is_one_sentence(runner: CliRunner, tmp_path: Path, case: dict[str, Any]) -> None:
+    r = run(runner, tmp_path, "id", "restore", *case["words"].split())
+    assert_one_sentence_error(r, "phrase" if case["error"] == "checksum" else "")
+    assert js(run(runner, tmp_path, "id", "list", "--json"))["identities"] == []
+
+
+def test_bad_phrase_word_count_and_json_error(runner: CliRunner, tmp_path: Path) -> None:
+    r = run(runner, tmp_path, "id", "restore", "hello", "world")
+    assert_one_sentence_error(r, "13 or 25 words", "got 2")
+    rj = run(runner, tmp_path, "id", "restore", "hello", "--json")
+    assert rj.exit_code == 1
+    assert "13 or 25 words" in json.loads(rj.stdout)["error"]
+
+
+@pytest.mark.parametrize("bad,what", [
+    ("05abc", "66 hex characters"),
+    ("05" + "zz" * 32, "hex digits"),
+    ("15" + "ab" * 32, "starts with 05"),
+])
+def test_malformed_session_id_is_one_sentence(runner: CliRunner, tmp_path: Path, bad: str, what: str) -> None:
+    new_id(runner, tmp_path)
+    for args in (["id", "use", bad], ["send", bad, "hi"], ["block", bad], ["chat", bad],
+                 ["history", bad], ["requests", "accept", bad]):
+        r = run(runner, tmp_path, *args)
+        line = assert_one_sentence_error(r, "invalid Session ID", what)
+        assert "Traceback" not in r.output, (args, line)
+
+
+def test_unknown_identity_and_empty_home(runner: CliRunner, tmp_path: Path) -> None:
+    assert_one_sentence_error(run(runner, tmp_path, "send", GOOD_ID, "hi"), "session id new")
+    assert_one_sentence_error(run(runner, tmp_path, "id", "use", GOOD_ID), "no identity", GOOD_ID)
+    assert_one_sentence_error(run(runner, tmp_path, "--identity", GOOD_ID, "id", "show"), "no identity")
+    assert "no identity" in run(runner, tmp_path, "id", "list").stdout
+
+
+# ------------------------------------------------------------------------------------------
+# network errors (no devnet needed)
+
+
+def test_no_network_known(runner: CliRunner, tmp_path: Path) -> None:
+    new_id(runner, tmp_path)
+    r = run(runner, tmp_path, "send", GOOD_ID, "hi")
+    assert_one_sentence_error(r, "no network", "--network")
+    assert_one_sentence_error(run(runner, tmp_path, "inbox"), "no network")
+
+
+def test_missing_node_list_file(runner: CliRunner, tmp_path: Path) -> None:
+    new_id(runner, tmp_path)
+    missing = tmp_path / "nope" / "nodes.json"
+    r = run(runner, tmp_path, "--network", str(missing), "send", GOOD_ID, "hi", "--json")
+    assert_one_sentence_error(r, "cannot reach the network", str(missing))
+    assert str(missing) in json.loads(r.stdout)["error"]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_registry_url(runner: CliRunner, tmp_path: Path) -> None:
+    new_id(runner, tmp_path)
+    url = f"https://127.0.0.1:{closed_port()}"
+    r = run(runner, tmp_path, "--network", url, "--timeout", "5", "inbox")
+    assert_one_sentence_error(r, "cannot reach the network", url)
+
+
+def test_unreachable_nodes(runner: CliRunner, tmp_path: Path) -> None:
+    """A node list whose nodes are all down: the error says how many nodes from where."""
+    from session.proto.snodes import ServiceNode, node_list_json
+
+    nodes = []
+    for i in range(5):
+        ident = Identity.generate()
+        nodes.append(ServiceNode(ident.ed25519_public.hex(), ident.x25519_public.hex(), "127.0.0.1",
+                                 closed_port(), closed_port(), swarm_id=0))
+    path = tmp_path / "nodes.json"
+    path.write_text(json.dumps({"result": node_list_json(nodes)}))
+    new_id(runner, tmp_path / "home")
+    r = run(runner, tmp_path / "home", "--network", str(path), "--timeout", "20", "send", GOOD_ID, "hi")
+    assert_one_sentence_error(r, "cannot reach the network", f"5 nodes from {path}")
+
+
+# ------------------------------------------------------------------------------------------
+# local state commands (no network)
+
+
+def test_offline_commands_json(runner: CliRunner, tmp_path: Path) -> None:
+    me = new_id(runner, tmp_path)
+    inbox = js(run(runner, tmp_path, "inbox", "--offline", "--json"))
+    assert inbox == {"session_id": me["session_id"], "conversations": [], "requests": 0, "queued": 0}
+    assert js(run(runner, tmp_path, "requests", "--offline", "--json")) == {"requests": []}
+    assert js(run(runner, tmp_path, "history", GOOD_ID, "--json")) == {"conversation": GOOD_ID, "messages": []}
+    blocked = js(run(runner, tmp_path, "block", GOOD_ID, "--json"))
+    assert blocked["session_id"] == GOOD_ID and blocked["action"] == "block"
+    assert blocked["queued"] >= 1  # the contacts config waits for the network
+
+    import asyncio
+
+    from session.client import Client
+
+    async def check() -> None:
+        c = Client.open(tmp_path, None, background=False, create=False)
+        try:
+            assert c.db.contact(GOOD_ID)["blocked"] == 1
+        finally:
+            await c.close()
+
+    asyncio.run(check())
+    unblocked = js(run(runner, tmp_path, "unblock", GOOD_ID, "--json"))
+    assert unblocked["action"] == "unblock"
+    r = run(runner, tmp_path, "send", GOOD_ID, "")
+    assert_one_sentence_error(r, "empty")
+
+
+def test_version_and_help(runner: CliRunner) -> None:
+    r = runner.invoke(main, ["--version"])
+    assert r.exit_code == 0 and "session" in r.output
+    h = runner.invoke(main, ["--help"])
+    for cmd in ("id", "send", "inbox", "chat", "requests", "block"):
+        assert f"  {cmd} " in h.output
+
+
+def test_fast_start() -> None:
+    """``session --help`` imports neither the client nor the native core."""
+    code = ("import sys; from session.cli.client import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "bad = [m for m in ('session._core', 'session.client', 'aiohttp') if m in sys.modules]\n"
+            "assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# on a devnet
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from session.node.devnet import Devnet
+
+    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
+    net.start()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.mark.integration
+def test_send_inbox_requests_block_on_devnet(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    a, b = new_id(runner, ha)["session_id"], new_id(runner, hb)["session_id"]
+
+    sent = js(run(runner, ha, "--network", nodes, "send", b, "hello bob", "--json"))
+    assert sent["to"] == b and sent["status"] == "sent" and sent["hash"]
+
+    inbox = js(run(runner, hb, "--network", nodes, "inbox", "--json"))
+    assert inbox["conversations"] == [] and inbox["requests"] == 1
+    reqs = js(run(runner, hb, "requests", "--json"))  # the node list is cached from now on
+    assert [(r["session_id"], [m["body"] for m in r["messages"]]) for r in reqs["requests"]] == [(a, ["hello bob"])]
+    assert js(run(runner, hb, "requests", "accept", a, "--json"))["action"] == "accept_request"
+
+    js(run(runner, hb, "send", a, "hello alice", "--json"))
+    ainbox = js(run(runner, ha, "inbox", "--json"))
+    [conv] = ainbox["conversations"]
+    assert conv["session_id"] == b and conv["unread"] == 1
+    assert [m["body"] for m in conv["messages"]] == ["hello alice"]
+    text = run(runner, ha, "inbox")
+    assert "hello alice" in text.stdout and "*new*" in text.stdout
+
+    # Bob blocks Alice: her next message is delivered to the swarm but dropped by Bob.
+    js(run(runner, hb, "block", a, "--json"))
+    js(run(runner, ha, "send", b, "are you there?", "--json"))
+    after = js(run(runner, hb, "inbox", "--json"))
+    assert after["conversations"] == [] and after["requests"] == 0
+    hist = js(run(runner, hb, "history", a, "--json"))
+    assert [m["body"] for m in hist["messages"]] == ["hello bob", "hello alice"]
+
+
+def _reader(proc: subprocess.Popen[str], q: queue.Queue[str | None]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        q.put(line)
+    q.put(None)
+
+
+def _expect(q: queue.Queue[str | None], pred: Any, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        try:
+            line = q.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        doc = json.loads(line)
+        seen.append(doc)
+        if pred(doc):
+            return doc
+    raise AssertionError(f"expected event not seen; got {seen}")
+
+
+@pytest.mark.integration
+def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    a, b = new_id(runner, ha)["session_id"], new_id(runner, hb)["session_id"]
+    js(run(runner, hb, "--network", nodes, "inbox", "--json"))  # caches the node list
+
+    cmd = [sys.executable, "-c", "from session.cli.client import main; main()"]
+    env = {**os.environ, "SESSION_HOME": str(hb)}
+    env.pop("SESSION_NETWORK", None)
+    bob = subprocess.Popen([*cmd, "chat", a, "--json", "--poll-interval", "0.3"], env=env, text=True,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    q: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=_reader, args=(bob, q), daemon=True).start()
+    try:
+        _expect(q, lambda d: d["event"] == "start" and d["peer"] == a and d["me"] == b)
+        # Alice chats from a pipe: a typing indicator, a message, then end of input.
+        alice = subprocess.run([*cmd, "--network", nodes, "chat", b, "--json"], env={**env, "SESSION_HOME": str(ha)},
+                               input="/typing\nhi bob, from a pipe\n", capture_output=True, text=True, timeout=60)
+        assert alice.returncode == 0, alice.stderr
+        events = [json.loads(line) for line in alice.stdout.splitlines()]
+        assert [e["event"] for e in events][0] == "start" and events[-1] == {"event": "end", "queued": 0}
+        assert any(e["event"] == "sent" for e in events)
+
+        _expect(q, lambda d: d["event"] == "typing" and d["started"] is True)
+        msg = _expect(q, lambda d: d["event"] == "message")
+        assert msg["body"] == "hi bob, from a pipe" and msg["author"] == a and msg["is_request"] is True
+        # Bob answers (this accepts Alice's request) and leaves with /quit.
+        assert bob.stdin is not None
+        bob.stdin.write("hello alice\n")
+        bob.stdin.flush()
+        _expect(q, lambda d: d["event"] == "accepted")
+        _expect(q, lambda d: d["event"] == "sent")
+        bob.stdin.write("/quit\n")
+        bob.stdin.flush()
+        _expect(q, lambda d: d["event"] == "end")
+        assert bob.wait(30) == 0
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait(5)
+
+    # Alice sees Bob's reply, and that Bob read her message (read receipt).
+    inbox = js(run(runner, ha, "inbox", "--json"))
+    [conv] = inbox["conversations"]
+    assert [m["body"] for m in conv["messages"]] == ["hello alice"]
+    hist = js(run(runner, ha, "history", b, "--json"))["messages"]
+    assert [(m["body"], m["status"]) for m in hist] == [("hi bob, from a pipe", "read"), ("hello alice", "received")]
