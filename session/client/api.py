@@ -466,10 +466,10 @@ class Client:
                     self.hub.emit(ProfileChanged(self.session_id, name.decode(errors="replace")))
             elif ns == S.NS_CONTACTS:
                 entries = S.parse_contacts(best.data)
-                for e in entries:
-                    sid = e.pop("session_id")
+                for entry in entries:
+                    sid = entry.pop("session_id")
                     if sid != self.session_id:
-                        self.db.upsert_contact(sid, **e)
+                        self.db.upsert_contact(sid, **entry)
                 self.hub.emit(ContactsSynced(len(entries)))
 
     # ------------------------------------------------------------------ receiving

@@ -17,11 +17,15 @@ import binascii
 import dataclasses
 import enum
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from google.protobuf.message import DecodeError as _PbDecodeError
+from google.protobuf.message import DecodeError as _PbDecodeError  # type: ignore[import-untyped]
 
 from session.errors import DecodeError, SessionError
 from session.proto import session_pb2 as pb
+
+if TYPE_CHECKING:
+    from session.identity import Identity
 
 #: Swarm TTLs (ms), desktop ``constants.ts``.
 TTL_CONTENT_MS = 14 * 24 * 3600 * 1000
@@ -195,7 +199,7 @@ def envelope_bytes(ciphertext: bytes, sent_ms: int) -> bytes:
     return ws.SerializeToString()
 
 
-def seal(sender: object, recipient_id: str, content: pb.Content, sent_ms: int) -> str:
+def seal(sender: Identity, recipient_id: str, content: pb.Content, sent_ms: int) -> str:
     """Encrypt ``content`` from ``sender`` (a ``session.identity.Identity``) to
     ``recipient_id`` and return the base64 ``data`` of the ``store`` request."""
     from session import protocol
@@ -251,7 +255,7 @@ def _content(plaintext: bytes) -> pb.Content:
         raise DecodeError(f"decrypted message is not a Content protobuf: {e}") from None
 
 
-def open_stored(recipient: object, msg_hash: str, data_b64: str, expiration_ms: int = 0) -> Incoming:
+def open_stored(recipient: Identity, msg_hash: str, data_b64: str, expiration_ms: int = 0) -> Incoming:
     """Decrypt and verify one stored message (raises a :class:`SessionError`)."""
     from session import protocol
 
@@ -261,7 +265,7 @@ def open_stored(recipient: object, msg_hash: str, data_b64: str, expiration_ms: 
 
 
 def open_many(
-    recipient: object, stored: Sequence[tuple[str, str, int]]
+    recipient: Identity, stored: Sequence[tuple[str, str, int]]
 ) -> list[Incoming | Undecryptable]:
     """Batch version of :func:`open_stored` over ``(hash, data_b64, expiration_ms)`` rows:
     one native call decrypts and verifies all envelopes (GIL released)."""

@@ -95,9 +95,11 @@ class PathManager:
         self.update_pool(nodes)
         self.guards = [g for g in guards if g in self.pool][: self.paths_wanted]
         for ids in paths:
-            hops = [self.pool.get(i) for i in ids]
-            if all(h is not None for h in hops) and valid_path(hops) and hops[0].pubkey_ed25519 in self.guards:  # type: ignore[union-attr]
-                self.paths.append(OnionPath(tuple(hops)))  # type: ignore[arg-type]
+            if not all(i in self.pool for i in ids):
+                continue
+            hops = [self.pool[i] for i in ids]
+            if valid_path(hops) and hops[0].pubkey_ed25519 in self.guards:
+                self.paths.append(OnionPath(tuple(hops)))
         self.paths = self._disjoint(self.paths)
 
     # ------------------------------------------------------------------ pool
