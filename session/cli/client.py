@@ -226,8 +226,12 @@ class _Session:
                            f"{_timeout():g} s") from None
         except (NetworkError, NotEnoughNodes) as e:
             down = len(getattr(self.client.paths, "bad", ()))
-            what = f", {down} did not answer" if down else ""
-            raise CliError(f"cannot reach the network: tried {self.tried}{what} ({e})") from None
+            if isinstance(e, NotEnoughNodes):
+                why = (f"{down} could not be reached and too few are left for an onion path" if down
+                       else "too few nodes for an onion path (3 relays and a destination)")
+            else:
+                why = f"{down} could not be reached; last error: {e}" if down else str(e)
+            raise CliError(f"cannot reach the network: tried {self.tried} ({why})") from None
 
     async def flush(self) -> None:
         """Deliver what the outbox holds (one attempt each, bounded by the timeout)."""

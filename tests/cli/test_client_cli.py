@@ -230,7 +230,8 @@ def test_offline_commands_json(runner: CliRunner, tmp_path: Path) -> None:
     async def check() -> None:
         c = Client.open(tmp_path, None, background=False, create=False)
         try:
-            assert c.db.contact(GOOD_ID)["blocked"] == 1
+            contact = c.db.contact(GOOD_ID)
+            assert contact is not None and contact["blocked"] == 1
         finally:
             await c.close()
 
