@@ -1,19 +1,15 @@
-"""Shared test helpers: the vector loader and hypothesis profiles.
+"""Shared test setup: hypothesis profiles (pick one with HYPOTHESIS_PROFILE).
 
-Vectors live in ``tests/vectors/`` (copied from Session's own test suites; the same files are
-read by ``cargo test``). A failing vector means our code is wrong, never the vector.
+Vector helpers live in ``tests/vectorlib.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, settings
 
-VECTORS = Path(__file__).parent / "vectors"
+from vectorlib import VECTORS, case_ids, load_vectors  # noqa: F401  (re-exported)
 
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -23,17 +19,3 @@ settings.register_profile(
     "slow", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-
-def load_vectors(name: str, kind: str | None = None) -> list[dict[str, Any]]:
-    """Cases of ``tests/vectors/<name>.json``, optionally only those of one ``kind``."""
-    data = json.loads((VECTORS / f"{name}.json").read_text())
-    cases: list[dict[str, Any]] = data["cases"]
-    if kind is not None:
-        cases = [c for c in cases if c.get("kind") == kind]
-        assert cases, f"no {kind!r} cases in {name}.json"
-    return cases
-
-
-def case_ids(cases: list[dict[str, Any]]) -> list[str]:
-    return [c["name"] for c in cases]

@@ -9,7 +9,7 @@ import hmac
 import math
 
 import pytest
-from conftest import case_ids, load_vectors
+from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 

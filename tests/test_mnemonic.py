@@ -7,7 +7,7 @@ import hashlib
 import zlib
 
 import pytest
-from conftest import case_ids, load_vectors
+from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -11,7 +11,7 @@ import json
 import os
 
 import pytest
-from conftest import case_ids, load_vectors
+from vectorlib import case_ids, load_vectors
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,

@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from conftest import case_ids, load_vectors
+from vectorlib import case_ids, load_vectors
 from rpc_helpers import NOW, Clock, LocalSwarm, b64, call
 
 from session.identity import verify
