@@ -210,6 +210,10 @@ class PathManager:
 
     # ------------------------------------------------------------------ feedback
 
+    def node_failed(self, node_id: str) -> None:
+        """Count a failure against a node that is not (necessarily) on a path (a destination)."""
+        self._node_failed(node_id)
+
     def _node_failed(self, node_id: str) -> None:
         self.node_failures[node_id] = self.node_failures.get(node_id, 0) + 1
         if self.node_failures[node_id] >= MAX_FAILURES:

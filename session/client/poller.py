@@ -32,7 +32,8 @@ class Poller:
         if not members:
             raise NetworkError("own swarm is unknown (empty node list?)")
         if self.node is None or self.node.pubkey_ed25519 not in {m.pubkey_ed25519 for m in members}:
-            self.node = self.rng.choice(members)
+            bad = self.rpc.t.paths.bad
+            self.node = self.rng.choice([m for m in members if m.pubkey_ed25519 not in bad] or members)
         return self.node
 
     async def poll(self, namespace: int) -> list[tuple[str, str, int]]:

@@ -99,6 +99,7 @@ class OnionTransport:
         except asyncio.TimeoutError:
             # Some hop (or the destination) stalled; we cannot tell which one.
             self.paths.path_timed_out(path)
+            self.paths.node_failed(dest.pubkey_ed25519)
             raise PathFailure("onion request timed out") from None
         except (aiohttp.ClientError, OSError) as e:
             self.paths.guard_unreachable(path)
@@ -186,12 +187,17 @@ class SwarmRPC:
                 members = self.dir.swarm(owner)
                 if not members:
                     raise NetworkError(f"no swarm known for {owner[:10]}…")
-                fresh = [m for m in members if m.pubkey_ed25519 not in tried] or members
+                bad = self.t.paths.bad
+                fresh = ([m for m in members if m.pubkey_ed25519 not in tried | bad]
+                         or [m for m in members if m.pubkey_ed25519 not in tried] or members)
                 target = self.rng.choice(fresh)
             try:
                 code, body = await self.t.request(target, method, make_params())
             except (PathFailure, NotEnoughNodes) as e:
+                # The path or the destination failed: next attempt uses a new path and, unless
+                # the caller pinned a node, another swarm member.
                 last = e
+                tried.add(target.pubkey_ed25519)
                 failures += 1
                 await asyncio.sleep(retry_delay(failures))
                 continue
@@ -268,7 +274,8 @@ class SwarmRPC:
                     "timestamp": now, "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
                     "signature": _sig(identity, f"retrieve{ns_str(namespace)}{now}".encode())}
 
-        _, body = await self.call(owner, "retrieve", params, node=node)
+        # One retry only: the poller moves to another swarm member when this one fails.
+        _, body = await self.call(owner, "retrieve", params, node=node, retries=1)
         return dict(body) if isinstance(body, Mapping) else {"messages": []}
 
     async def delete(self, identity: Any, hashes: list[str]) -> None:
