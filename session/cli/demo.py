@@ -363,7 +363,13 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
         try:
             net.start()
         except DevnetError as e:
-            raise DemoFailure(f"the devnet did not start: {e}") from None
+            # Ports are picked free but not reserved: another program may take one first.
+            out.line(f"the devnet did not start ({e}); trying once more with new ports")
+            net = Devnet(root / "devnet-2", nodes, poll_interval=1.0, ready_timeout=min(60.0, timeout))
+            try:
+                net.start()
+            except DevnetError as e2:
+                raise DemoFailure(f"the devnet did not start: {e2}") from None
         out.line(f"directory {net.dir}")
         out.line(f"registry  {net.registry_url}")
         from session.proto.snodes import parse_node_list

@@ -19,9 +19,18 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import load_vectors
 from session.cli.client import main
 from session.identity import Identity
+
+VECTORS = Path(__file__).parent.parent / "vectors"
+
+
+def load_vectors(name: str, kind: str) -> list[dict[str, Any]]:
+    """Cases of ``tests/vectors/<name>.json`` of one kind (read directly: the ``conftest``
+    module name is ambiguous once tests/integration/conftest.py is loaded)."""
+    cases = [c for c in json.loads((VECTORS / f"{name}.json").read_text())["cases"] if c.get("kind") == kind]
+    assert cases, f"no {kind!r} cases in {name}.json"
+    return cases
 
 GOOD_ID = "05" + "ab" * 32
 
