@@ -249,6 +249,16 @@ class PathManager:
             else:
                 self.drop(path)
 
+    def node_unreachable(self, path: OnionPath, node_id: str) -> None:
+        """A relay on ``path`` reported that it cannot connect to ``node_id``: treat that node
+        as down (new paths avoid it) and drop every path through it."""
+        self._node_failed(node_id)
+        self.bad.add(node_id)
+        if node_id == path.guard.pubkey_ed25519:
+            self._retire_guard(node_id)
+        self.paths = [p for p in self.paths if node_id not in p.ids()]
+        self.drop(path)
+
     def path_timed_out(self, path: OnionPath) -> None:
         """A request on ``path`` timed out: count a failure against every hop, drop the path."""
         for n in path.hops:

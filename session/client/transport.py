@@ -108,9 +108,16 @@ class OnionTransport:
         if status != 200:
             text = raw.decode(errors="replace")
             culprit = None
-            if "Next node not found" in text or "Snode not ready" in text:
+            if any(k in text for k in ("Next node not found", "Next node unreachable", "Snode not ready")):
                 culprit = text.strip().split(":")[-1].strip()[:64] or None
-            self.paths.path_failed(path, culprit)
+            if culprit is not None and status == 502:
+                # A relay on our path could not reach the node it names: avoid that node.
+                self.paths.node_unreachable(path, culprit)
+            elif status == 504:
+                # Some hop stalled and we cannot tell which: same as a timeout of our own.
+                self.paths.path_timed_out(path)
+            else:
+                self.paths.path_failed(path, culprit)
             raise PathFailure(f"path error {status}: {text[:200]}")
         try:
             try:

@@ -45,6 +45,8 @@ MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
+#: How long a request waits for a link to a peer to be connected before failing.
+CONNECT_WAIT = 3.0
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 Authorizer = Callable[[bytes], Awaitable[bool]]
@@ -52,6 +54,10 @@ Authorizer = Callable[[bytes], Awaitable[bool]]
 
 class LinkError(Exception):
     """A peer could not be reached or answered with an error."""
+
+
+class LinkUnreachable(LinkError):
+    """No connection to the peer could be completed in time (down, refusing, or mute)."""
 
 
 class LinkTimeout(LinkError):
@@ -294,7 +300,10 @@ class NodeLinks:
         s.sndhwm = s.rcvhwm = 10000
         s.reconnect_ivl = 100
         s.reconnect_ivl_max = 2000
-        s.immediate = False
+        # Queue only to completed (handshaken) connections: a send to a dead or refusing peer
+        # fails at once instead of waiting for a reply that can never come, so relays answer
+        # 502 within CONNECT_WAIT seconds rather than a 504 after the whole request timeout.
+        s.immediate = True
         s.connect(address)
         pump = _Pump(self._loop, s, self._on_reply)
         p = self._peers[x25519_hex] = _Peer(x25519_hex, s, pump, address)
@@ -338,11 +347,24 @@ class NodeLinks:
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[n] = fut
-        try:
-            p.sock.send_multipart([kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)], _NOBLOCK)
-        except zmq.Again:
-            self._pending.pop(n, None)
-            raise LinkError("peer queue full") from None
+        frames = [kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)]
+        started = self._loop.time()
+        deadline = started + min(CONNECT_WAIT, timeout or self.request_timeout)
+        while True:
+            try:
+                p.sock.send_multipart(frames, _NOBLOCK)
+                break
+            except zmq.Again:
+                # No completed connection yet (a new link still handshaking, or the peer is
+                # down) or the queue is full: wait a little, bounded.
+                if self.closed:
+                    self._pending.pop(n, None)
+                    raise LinkError("link closed") from None
+                if self._loop.time() >= deadline:
+                    self._pending.pop(n, None)
+                    raise LinkUnreachable(f"no connection to {x25519_hex[:16]}... within "
+                                          f"{deadline - started:.1f}s") from None
+                await asyncio.sleep(0.02)
         self.sent += 1
         p.pump.kick()
         limit = timeout or self.request_timeout

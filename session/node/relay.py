@@ -22,7 +22,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from session.node.links import KIND_ONION, LinkError, LinkTimeout, NodeLinks
+from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
 
 log = logging.getLogger("session.node.relay")
@@ -160,6 +160,9 @@ class OnionRouter:
                                          {"f": d.frame}, self.relay_timeout)
         except LinkTimeout:
             return 504, b"Request time out"
+        except LinkUnreachable:
+            # Named, so the client can avoid this node when it builds its next path.
+            return 502, f"Next node unreachable: {d.next_ed25519}".encode()
         except LinkError as e:
             return 502, f"Next node unreachable: {e}".encode()
         try:

@@ -17,6 +17,7 @@ from session import onion
 from session.identity import Identity
 from session.node.config import AdminConfig, LimitsConfig, NetworkConfig, NodeConfig, RegistryConfig
 from session.node.daemon import Node
+from session.node.links import KIND_ONION
 from session.proto.snodes import ServiceNode
 from session.storage.memory import MemoryMessageStore
 
@@ -153,10 +154,10 @@ async def test_not_ready_until_in_a_swarm(mininet, client):
     assert status == 200
 
 
-async def test_relay_timeout_is_504_and_node_keeps_serving(mininet, client):
+async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(mininet, client):
     guard = await mininet.add()
-    await mininet.add()
-    # a listed node whose port accepts TCP but never speaks ZeroMQ
+    slow = await mininet.add()
+    # a listed node whose port accepts TCP but never completes the ZeroMQ handshake
     mute = socket.socket()
     mute.bind(("127.0.0.1", 0))
     mute.listen(8)
@@ -165,17 +166,32 @@ async def test_relay_timeout_is_504_and_node_keeps_serving(mininet, client):
                         public_ip="127.0.0.1", storage_port=1, storage_lmq_port=mute.getsockname()[1], swarm_id=SWARM_A)
     try:
         await mininet.set_swarms({0: SWARM_A, 1: SWARM_A}, extra=[ghost])
-        guard.router.relay_timeout = 1.0
         g = onion.Hop(guard.identity.ed25519_public.hex(), guard.identity.x25519_public)
+        # 1. never connects: 502 naming the node, well before the relay timeout
         frame, _ = onion.build([g], onion.NodeDestination(ghost.pubkey_ed25519, ghost_id.x25519_public), b"{}", "xchacha20")
+        t0 = time.monotonic()
+        status, body = await client.onion(mininet.url(0), frame)
+        assert status == 502 and body == f"Next node unreachable: {ghost.pubkey_ed25519}".encode()
+        assert time.monotonic() - t0 < 8
+        # 2. connected but too slow to answer: 504 after the relay timeout
+        guard.router.relay_timeout = 1.0
+        real = slow.links.handlers[KIND_ONION]
+
+        async def stalled(peer, body):
+            await asyncio.sleep(3)
+            return await real(peer, body)
+
+        slow.links.handlers[KIND_ONION] = stalled
+        dest = onion.NodeDestination(slow.identity.ed25519_public.hex(), slow.identity.x25519_public)
+        frame, _ = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "xchacha20")
         t0 = time.monotonic()
         status, body = await client.onion(mininet.url(0), frame)
         assert status == 504 and body == b"Request time out"
         assert time.monotonic() - t0 < 5
-        # the same guard still relays to a live node
-        n1 = mininet.nodes[1]
-        frame, key = onion.build([g], onion.NodeDestination(n1.identity.ed25519_public.hex(), n1.identity.x25519_public),
-                                 jbytes({"method": "info", "params": {}}), "aes-gcm")
+        # 3. the same guard still relays to a live, prompt node
+        slow.links.handlers[KIND_ONION] = real
+        guard.router.relay_timeout = 30.0
+        frame, key = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "aes-gcm")
         status, body = await client.onion(mininet.url(0), frame)
         assert status == 200 and open_onion_reply(key, body)["status"] == 200
     finally:
