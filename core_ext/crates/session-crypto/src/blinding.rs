@@ -17,14 +17,15 @@
 use blake2::digest::consts::{U32, U64};
 use blake2::digest::Mac;
 use blake2::{Blake2b, Blake2bMac, Digest};
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::montgomery::MontgomeryPoint;
-use curve25519_dalek::scalar::{clamp_integer, Scalar};
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{Signer, SigningKey};
 use sha2::Sha512;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
+use crate::keys;
 
 /// Prefix byte of 15-blinded ids.
 pub const PREFIX_BLIND15: u8 = 0x15;
@@ -67,23 +68,7 @@ pub fn parse_server_pk(text: &str) -> Result<[u8; 32]> {
 }
 
 /// Parses a `05` Session ID (66 hex digits) and returns its X25519 public key.
-pub fn parse_session_id(text: &str) -> Result<[u8; 32]> {
-    if text.len() != 66 || !text.is_ascii() {
-        return Err(Error::InvalidSessionId(format!(
-            "expected 66 hex digits starting with 05, got {} characters",
-            text.chars().count()
-        )));
-    }
-    if !text.starts_with("05") {
-        return Err(Error::InvalidSessionId(format!(
-            "a Session ID starts with 05, this one starts with {:?}",
-            &text[..2]
-        )));
-    }
-    decode_hex32(&text[2..]).ok_or_else(|| {
-        Error::InvalidSessionId("it contains characters that are not hex digits".into())
-    })
-}
+pub use crate::keys::parse_session_id;
 
 /// Parses a blinded id (`15…`, `25…` or `07…`, 66 hex digits) into (prefix, 32-byte key).
 pub fn parse_blinded_id(text: &str) -> Result<(u8, [u8; 32])> {
@@ -123,28 +108,19 @@ pub fn format_id(prefix: u8, key: &[u8; 32]) -> String {
 /// The pieces of an Ed25519 identity the blinding math needs; secrets are wiped on drop.
 struct SeedKeys {
     seed: Zeroizing<[u8; 32]>,
-    /// The clamped secret scalar (first half of SHA-512(seed), clamped), reduced mod L.
+    /// The account's X25519 secret scalar (clamped first half of SHA-512(seed)), reduced mod L.
     a: Zeroizing<Scalar>,
-    /// The second half of SHA-512(seed) (desktop's 15-nonce prefix).
-    seed_hash_hi: Zeroizing<[u8; 32]>,
     ed_pk: [u8; 32],
     x_pk: [u8; 32],
 }
 
 impl SeedKeys {
     fn new(seed: &[u8; 32]) -> Self {
-        let h = Zeroizing::new(<[u8; 64]>::from(Sha512::digest(seed)));
-        let mut lo = Zeroizing::new([0u8; 32]);
-        lo.copy_from_slice(&h[..32]);
-        let mut hi = Zeroizing::new([0u8; 32]);
-        hi.copy_from_slice(&h[32..]);
-        let clamped = Zeroizing::new(clamp_integer(*lo));
-        let a = Zeroizing::new(Scalar::from_bytes_mod_order(*clamped));
+        let a = Zeroizing::new(Scalar::from_bytes_mod_order(*keys::ed25519_seed_to_x25519_secret(seed)));
         let point = EdwardsPoint::mul_base(&a);
         Self {
             seed: Zeroizing::new(*seed),
             a,
-            seed_hash_hi: hi,
             ed_pk: point.compress().to_bytes(),
             x_pk: point.to_montgomery().to_bytes(),
         }
@@ -245,7 +221,7 @@ fn positive_ed_point(x25519_pk: &[u8; 32]) -> Result<EdwardsPoint> {
         .ok_or(Error::InvalidKey(
             "the Session ID is not a valid X25519 public key",
         ))?;
-    if p.is_small_order() || !p.is_torsion_free() {
+    if p.is_small_order() || !keys::is_torsion_free_vartime(&p) {
         return Err(Error::InvalidKey(
             "the Session ID's key is not on the main subgroup and cannot be blinded",
         ));
@@ -312,16 +288,12 @@ pub fn blind15_sign(
 ) -> [u8; 64] {
     let keys = SeedKeys::new(seed);
     let kp = blind15_keypair(&keys, server_pk);
-    let hrh: Zeroizing<[u8; 32]> = match nonce {
-        Blind15Nonce::Desktop => keys.seed_hash_hi.clone(),
-        Blind15Nonce::Libsession => {
-            let h = Zeroizing::new(sha512(&[&keys.seed[..], &keys.ed_pk]));
-            let mut hi = Zeroizing::new([0u8; 32]);
-            hi.copy_from_slice(&h[32..]);
-            hi
-        }
-    };
-    let r = Zeroizing::new(reduce(&sha512(&[&hrh[..], &kp.public, message])));
+    let h = Zeroizing::new(match nonce {
+        Blind15Nonce::Desktop => sha512(&[&keys.seed[..]]),
+        Blind15Nonce::Libsession => sha512(&[&keys.seed[..], &keys.ed_pk]),
+    });
+    let hrh = &h[32..];
+    let r = Zeroizing::new(reduce(&sha512(&[hrh, &kp.public, message])));
     sign_with_scalar(&r, &kp.secret, &kp.public, message)
 }
 
@@ -340,17 +312,12 @@ pub fn blind25_sign(seed: &[u8; 32], server_pk: &[u8; 32], message: &[u8]) -> [u
     sign_with_scalar(&r, &kp.secret, &kp.public, message)
 }
 
-/// Verifies a blinded (or any Ed25519) signature under a 32-byte public key.
+/// Verifies a blinded (or any Ed25519) signature under a 32-byte public key, with libsodium's
+/// acceptance rules ([`keys::verify`]).
 pub fn verify(public_key: &[u8; 32], message: &[u8], signature: &[u8]) -> Result<()> {
     // Wrong-length signatures are just invalid signatures: callers check untrusted input.
     let sig: &[u8; 64] = signature.try_into().map_err(|_| Error::InvalidSignature)?;
-    // Must decompress to a curve point; otherwise nothing can verify under it.
-    if CompressedEdwardsY(*public_key).decompress().is_none() {
-        return Err(Error::InvalidSignature);
-    }
-    let vk = VerifyingKey::from_bytes(public_key).map_err(|_| Error::InvalidSignature)?;
-    vk.verify_strict(message, &Signature::from_bytes(sig))
-        .map_err(|_| Error::InvalidSignature)
+    keys::verify(public_key, message, sig)
 }
 
 /// The version-blinded (07) Ed25519 public key of the identity with this seed.
@@ -365,11 +332,6 @@ fn version_signing_key(seed: &[u8; 32]) -> SigningKey {
 /// A plain Ed25519 signature by the version-blinded key.
 pub fn version_blind_sign(seed: &[u8; 32], message: &[u8]) -> [u8; 64] {
     version_signing_key(seed).sign(message).to_bytes()
-}
-
-/// The plain Ed25519 public key of a seed.
-pub fn ed25519_public_key(seed: &[u8; 32]) -> [u8; 32] {
-    SeedKeys::new(seed).ed_pk
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ pub fn ed25519_pk_to_x25519(ed25519_pk: &[u8; 32]) -> Result<[u8; 32]> {
 /// scalar (−1 mod ℓ) and the double-base multiplication computes the true integer multiple
 /// for any curve point, so `[ℓ − 1]P + P = [ℓ]P`. About twice as fast as the constant-time
 /// `EdwardsPoint::is_torsion_free`.
-fn is_torsion_free_vartime(point: &EdwardsPoint) -> bool {
+pub(crate) fn is_torsion_free_vartime(point: &EdwardsPoint) -> bool {
     let l_minus_one = -Scalar::ONE;
     (EdwardsPoint::vartime_double_scalar_mul_basepoint(&l_minus_one, point, &Scalar::ZERO) + point)
         .is_identity()
