@@ -22,6 +22,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aiohttp
+
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
 
@@ -40,7 +42,6 @@ class PeelPool:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peel") if workers else None
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._scheduled = False
-        self._many = getattr(peeler, "peel_many", None)
 
     def peel(self, frame: bytes) -> asyncio.Future[Any]:
         """A future resolving to the decision, or failing with the peel error."""
@@ -53,15 +54,8 @@ class PeelPool:
         return fut
 
     def _peel_list(self, frames: list[bytes]) -> list[Any]:
-        if self._many is not None:
-            return list(self._many(frames))
-        out: list[Any] = []
-        for f in frames:
-            try:
-                out.append(self.peeler.peel(f))
-            except Exception as e:
-                out.append(e)
-        return out
+        # one native call per batch; a frame that fails to peel comes back as its exception
+        return self.peeler.peel_many(frames)
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
@@ -149,8 +143,7 @@ class OnionRouter:
         return status, msg
 
     async def _relay(self, d: Any) -> tuple[int, bytes]:
-        hop_no = getattr(d, "hop_no", 0)
-        if hop_no > self.max_hops:
+        if d.hop_no > self.max_hops:
             return 400, b"onion request max path length exceeded"
         node = self.view.node_by_ed25519(d.next_ed25519)
         if node is None:
@@ -178,8 +171,6 @@ class OnionRouter:
         return {"s": status, "b": out}
 
     async def _proxy(self, d: Any) -> tuple[int, bytes]:
-        import aiohttp
-
         if self._http is None:
             self._http = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=False, limit=100),
