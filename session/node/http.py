@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,6 +25,8 @@ from aiohttp import web
 SERVER_HEADER = "Session Storage Server/0.1.0"
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
+
+Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
 
 
 def _content_type(body: bytes) -> str:
@@ -44,6 +46,8 @@ class ClientSite:
         self.pubkey_b64 = base64.b64encode(ed25519_public).decode()
         self.max_body = max_body
         self.inflight = 0
+        self._counters: dict[tuple[str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_body, handler_args={"max_field_size": 16384})
@@ -56,8 +60,16 @@ class ClientSite:
     def _reply(self, endpoint: str, status: int, body: bytes, t0: float) -> web.Response:
         m = self.metrics
         if m is not None:
-            m.requests.labels(endpoint, str(status)).inc()
-            m.latency.labels(endpoint).observe(time.perf_counter() - t0)
+            # label children are cached: ``labels()`` takes a lock and validates on every call
+            key = (endpoint, status)
+            counter = self._counters.get(key)
+            if counter is None:
+                counter = self._counters[key] = m.requests.labels(endpoint, str(status))
+            counter.inc()
+            hist = self._latency.get(endpoint)
+            if hist is None:
+                hist = self._latency[endpoint] = m.latency.labels(endpoint)
+            hist.observe(time.perf_counter() - t0)
         return web.Response(status=status, body=body, headers={"Content-Type": _content_type(body), "Server": SERVER_HEADER})
 
     async def _body(self, request: web.Request) -> bytes | None:
@@ -76,41 +88,31 @@ class ClientSite:
             self.metrics.rate_limited.inc()
         return False
 
-    async def storage_rpc(self, request: web.Request) -> web.Response:
+    async def _serve(self, endpoint: str, request: web.Request, handler: Handler, not_ready: str) -> web.Response:
+        """Rate limit, size limit and readiness, then ``handler(body)`` counted as in flight."""
         t0 = time.perf_counter()
         if not self._admit(request):
-            return self._reply("storage_rpc", 429, b"Too many requests, try again later", t0)
-        if "X-Loki-Long-Poll" in request.headers:
-            return self._reply("storage_rpc", 410, b"Long polling is no longer supported", t0)
+            return self._reply(endpoint, 429, b"Too many requests, try again later", t0)
+        if endpoint == "storage_rpc" and "X-Loki-Long-Poll" in request.headers:
+            return self._reply(endpoint, 410, b"Long polling is no longer supported", t0)
         body = await self._body(request)
         if body is None:
-            return self._reply("storage_rpc", 413, b"Request body too large", t0)
+            return self._reply(endpoint, 413, b"Request body too large", t0)
         why = self.ready()
         if why is not None:
-            return self._reply("storage_rpc", 503, f"Service node is not ready: {why}".encode(), t0)
+            return self._reply(endpoint, 503, f"{not_ready}: {why}".encode(), t0)
         self.inflight += 1
         try:
-            status, out = await self.rpc.handle_client(body)
+            status, out = await handler(body)
         finally:
             self.inflight -= 1
-        return self._reply("storage_rpc", status, out, t0)
+        return self._reply(endpoint, status, out, t0)
+
+    async def storage_rpc(self, request: web.Request) -> web.Response:
+        return await self._serve("storage_rpc", request, self.rpc.handle_client, "Service node is not ready")
 
     async def onion_req(self, request: web.Request) -> web.Response:
-        t0 = time.perf_counter()
-        if not self._admit(request):
-            return self._reply("onion", 429, b"Too many requests, try again later", t0)
-        body = await self._body(request)
-        if body is None:
-            return self._reply("onion", 413, b"Request body too large", t0)
-        why = self.ready()
-        if why is not None:
-            return self._reply("onion", 503, f"Snode not ready: {why}".encode(), t0)
-        self.inflight += 1
-        try:
-            status, out = await self.router.handle(body)
-        finally:
-            self.inflight -= 1
-        return self._reply("onion", status, out, t0)
+        return await self._serve("onion", request, self.router.handle, "Snode not ready")
 
     async def ping_test(self, request: web.Request) -> web.Response:
         return web.Response(status=200, body=b"", headers={"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER})
