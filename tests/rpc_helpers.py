@@ -3,12 +3,16 @@ in-process swarm of RpcHandlers."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from session.identity import Identity
-from session.node.rpc import LocalFanout, MapSwarm, RpcHandler
+from session.node.rpc import RpcHandler
+from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode, SwarmMap
 
 NOW = 1_700_000_000_000
@@ -126,6 +130,46 @@ def make_nodes(n_swarms: int = 2, size: int = 5) -> tuple[list[Identity], list[S
     return idents, nodes
 
 
+class FixedSwarmView(SwarmView):
+    """The node's :class:`SwarmView` fed one fixed list, with a switch that makes it not ready."""
+
+    ready = True
+
+    def __init__(self, me: str, nodes: list[ServiceNode]) -> None:
+        super().__init__(me, self._no_fetch)
+        self.apply(nodes)
+
+    @staticmethod
+    async def _no_fetch() -> list[ServiceNode]:
+        raise RuntimeError("a fixed swarm view does not fetch")
+
+    def is_ready(self) -> bool:
+        return self.ready and super().is_ready()
+
+
+class LocalFanout:
+    """In-process ``SwarmFanout``: calls the peers' handlers directly. Peers listed in ``down``
+    behave as unreachable."""
+
+    def __init__(self, peers: Mapping[str, RpcHandler], view: SwarmView) -> None:
+        self.peers = peers
+        self.view = view
+        self.down: set[str] = set()
+
+    async def forward(self, request_body: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+        targets = [n.pubkey_ed25519 for n in self.view.peers_in_my_swarm()]
+
+        async def one(ed: str) -> dict[str, Any] | None:
+            h = self.peers.get(ed)
+            if h is None or ed in self.down:
+                return None
+            # A copy: peers must not share mutable request state (as over a real wire).
+            return await h.handle_forwarded(copy.deepcopy(request_body))
+
+        results = await asyncio.gather(*(one(ed) for ed in targets))
+        return dict(zip(targets, results, strict=True))
+
+
 class LocalSwarm:
     """``size`` RpcHandlers forming swarm 0 (plus a foreign swarm that exists only on paper)."""
 
@@ -138,8 +182,8 @@ class LocalSwarm:
         self.order: list[str] = []
         for ident, store in zip(idents, stores, strict=False):
             ed = ident.ed25519_public.hex()
-            swarm = MapSwarm(self.map, ed)
-            fan = LocalFanout(ed, self.handlers, swarm)
+            swarm = FixedSwarmView(ed, nodes)
+            fan = LocalFanout(self.handlers, swarm)
             self.handlers[ed] = RpcHandler(store, ident, swarm, fan, self.clock)
             self.fanouts[ed] = fan
             self.order.append(ed)

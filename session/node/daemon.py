@@ -89,6 +89,7 @@ class Node:
         from session.node.ratelimit import RateLimiter
         from session.node.relay import OnionRouter, PeelPool
         from session.node.replication import LinkFanout, SwarmHandoff
+        from session.node.rpc import RpcHandler, sweep_forever
         from session.node.swarm_view import SwarmView
         from session.onion import Peeler
 
@@ -130,8 +131,9 @@ class Node:
         )
         self.zmq_port = await self.links.start(cfg.network.listen_host, cfg.network.zmq_port)
 
-        fanout = LinkFanout(self.links, self.view, on_result=lambda o: m.links.labels("cc", o).inc())
-        self.rpc = _make_rpc(self.store, ident, self.view, fanout)
+        cc_outcome = {o: m.links.labels("cc", o) for o in ("ok", "failed")}
+        fanout = LinkFanout(self.links, self.view, on_result=lambda o: cc_outcome[o].inc())
+        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view, fanout=fanout)
         self.handoff = SwarmHandoff(self.store, self.links, self.view,
                                     on_moved=lambda d, n: m.handoff.labels(d).inc(n))
         self.view.on_change = self._on_swarm_change
@@ -177,7 +179,7 @@ class Node:
         self.view.start()
         self.handoff._outgoing_pending = True  # a restarted node may hold accounts it lost
         self.handoff.start()
-        self._tasks.append(asyncio.ensure_future(self._sweep_loop()))
+        self._tasks.append(asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL)))
         self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
         log.info("node %s… up in %.2fs: https %d, zmq %d, admin %d",
                  me[:12], time.perf_counter() - t0, self.https_port, self.zmq_port, self.admin_port)
@@ -244,14 +246,6 @@ class Node:
         log.error("could not register with %s; serving without registration", cfg.registry.url)
 
     # ------------------------------------------------------------------ background
-    async def _sweep_loop(self) -> None:
-        while True:
-            await asyncio.sleep(EXPIRY_SWEEP_INTERVAL)
-            try:
-                await self.store.sweep_expired(int(time.time() * 1000))
-            except Exception as e:
-                log.warning("expiry sweep failed: %s", e)
-
     async def _gauge_loop(self) -> None:
         while True:
             m = self.metrics
@@ -295,12 +289,6 @@ def _bound_port(site: Any, asked: int) -> int:
         return asked
     server = site._server  # aiohttp keeps the asyncio Server here
     return int(server.sockets[0].getsockname()[1])
-
-
-def _make_rpc(store: Any, identity: Any, view: Any, fanout: Any) -> Any:
-    from session.node.rpc import RpcHandler
-
-    return RpcHandler(store=store, identity=identity, swarm=view, fanout=fanout)
 
 
 def _load_identity(cfg: Any) -> Any:

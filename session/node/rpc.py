@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import copy
 import dataclasses
 import json
 import logging
@@ -36,8 +35,8 @@ log = logging.getLogger("session.node.rpc")
 
 @runtime_checkable
 class SwarmContext(Protocol):
-    """What the handler needs to know about swarms (implemented by the daemon from the
-    registry's node list and :class:`session.proto.snodes.SwarmMap`)."""
+    """What the handler needs to know about swarms (implemented by
+    :class:`session.node.swarm_view.SwarmView`)."""
 
     def my_swarm_id(self) -> int | None:
         """Our swarm, or None while we are in none."""
@@ -205,7 +204,8 @@ class RpcHandler:
     async def _admit(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> None:
         """Readiness, swarm membership, time windows and signature (in Session's order)."""
         if not self.swarm.is_ready():
-            raise P.RpcError(503, "Service node is not ready: " + self._not_ready_reason())
+            reason = "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
+            raise P.RpcError(503, "Service node is not ready: " + reason)
         acct = req.account.hex
         try:
             sid = self.swarm.swarm_id_for(acct)
@@ -227,12 +227,6 @@ class RpcHandler:
         P.verify_request(req, revoked=revoked)
         if isinstance(req, P.Expire):
             P.expire_extend_only(req)  # 400 for shorten by a subaccount without delete access
-
-    def _not_ready_reason(self) -> str:
-        reason = getattr(self.swarm, "not_ready_reason", None)
-        if callable(reason):
-            return str(reason())
-        return "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
 
     async def _account_request(self, req: P.Request) -> RpcResponse:
         now = self.clock()
@@ -436,80 +430,25 @@ class _WrongSwarm(Exception):
         self.body = body
 
 
-# ---- helpers for the daemon and tests -------------------------------------------------------
-
-
-class MapSwarm:
-    """A :class:`SwarmContext` over a :class:`session.proto.snodes.SwarmMap` (replace ``.map``
-    when the node list changes)."""
-
-    def __init__(self, swarm_map: Any, my_ed25519_hex: str, *, ready: bool = True) -> None:
-        self.map = swarm_map
-        self.me = my_ed25519_hex
-        self.ready = ready
-
-    def my_swarm_id(self) -> int | None:
-        node = self.map.by_ed25519.get(self.me)
-        if node is None or node.swarm_id == P.INVALID_SWARM_ID:
-            return None
-        return int(node.swarm_id)
-
-    def swarm_id_for(self, account_id: str) -> int:
-        return int(self.map.swarm_id_for(account_id))
-
-    def members(self, swarm_id: int) -> Sequence[ServiceNode]:
-        return self.map.swarms.get(swarm_id, ())
-
-    def is_ready(self) -> bool:
-        return self.ready and self.my_swarm_id() is not None
-
-
-class LocalFanout:
-    """In-process :class:`SwarmFanout`: calls peer handlers directly (tests, single-process
-    devnets). Peers listed in ``down`` behave as unreachable."""
-
-    def __init__(self, self_ed25519_hex: str, peers: Mapping[str, RpcHandler], swarm: SwarmContext) -> None:
-        self.me = self_ed25519_hex
-        self.peers = peers
-        self.swarm = swarm
-        self.down: set[str] = set()
-
-    async def forward(self, request_body: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
-        sid = self.swarm.my_swarm_id()
-        targets = [
-            n.pubkey_ed25519
-            for n in (self.swarm.members(sid) if sid is not None else ())
-            if n.pubkey_ed25519 != self.me
-        ]
-
-        async def one(ed: str) -> dict[str, Any] | None:
-            h = self.peers.get(ed)
-            if h is None or ed in self.down:
-                return None
-            # A copy: peers must not share mutable request state (as over a real wire).
-            return await h.handle_forwarded(copy.deepcopy(request_body))
-
-        results = await asyncio.gather(*(one(ed) for ed in targets))
-        return dict(zip(targets, results, strict=True))
+# ---- helpers for the daemon ------------------------------------------------------------------
 
 
 async def sweep_forever(
     store: MessageStore, clock: Callable[[], int] = _system_clock, interval: float = 10.0
 ) -> None:
-    """Delete expired messages every ``interval`` seconds (Session: 10 s). Run as a task."""
+    """Delete expired messages every ``interval`` seconds (Session: 10 s). Run as a task; a
+    failed sweep is logged and retried at the next interval."""
     while True:
         try:
             n = await store.sweep_expired(clock())
             if n:
                 log.debug("swept %d expired messages", n)
-        except StorageError as e:
+        except Exception as e:
             log.error("expiry sweep failed: %s", e)
         await asyncio.sleep(interval)
 
 
 __all__ = [
-    "LocalFanout",
-    "MapSwarm",
     "OxendHandler",
     "RpcHandler",
     "RpcResponse",
