@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import random
 from collections.abc import Mapping
@@ -20,8 +21,9 @@ import aiohttp
 
 from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import NotEnoughNodes, OnionPath, PathManager
-from session.errors import ClockOutOfSync, DecryptionError, NetworkError
-from session.proto.snodes import ServiceNode
+from session.errors import ClockOutOfSync, DecryptionError, InvalidInput, NetworkError
+from session.proto import rpc
+from session.proto.snodes import ServiceNode, parse_node_list
 
 REQUEST_TIMEOUT = 10.0
 RETRIES = 4
@@ -154,12 +156,26 @@ def _parse_reply(plain: bytes) -> tuple[int, Any]:
     return code, body
 
 
-def _sig(identity: Any, message: bytes) -> str:
-    return base64.b64encode(bytes(identity.sign(message))).decode()
+#: Placeholder auth of a request built only to get its signature text (see :func:`_signed`).
+_UNSIGNED = rpc.Auth(b"")
 
 
-def ns_str(namespace: int) -> str:
-    return "" if namespace == 0 else str(namespace)
+def _account(identity: Any) -> rpc.Account:
+    acct = rpc.Account.parse(identity.session_id)
+    if acct is None:
+        raise InvalidInput(f"not a Session ID: {identity.session_id!r}")
+    return acct
+
+
+def _auth(identity: Any, text: bytes) -> dict[str, Any]:
+    """``signature`` and ``pubkey_ed25519`` params: ``identity`` signs ``text``."""
+    return rpc.Auth(bytes(identity.sign(text)), bytes(identity.ed25519_public)).to_params()
+
+
+def _signed(identity: Any, req: rpc.Delete | rpc.Expire) -> dict[str, Any]:
+    """The params of ``req`` (built with :data:`_UNSIGNED`), signed by ``identity``."""
+    auth = rpc.Auth(bytes(identity.sign(req.signature_text())), bytes(identity.ed25519_public))
+    return dataclasses.replace(req, auth=auth).to_params()
 
 
 class SwarmRPC:
@@ -247,16 +263,16 @@ class SwarmRPC:
         """Store ``data`` (base64) in ``owner``'s swarm until ``expiry_ms`` (network time);
         returns the message hash. Each attempt is stamped with the current network time (the
         data, hence the swarm hash, never changes)."""
-        max_ttl = (14 if namespace % 10 == 0 else 30) * 24 * 3600 * 1000
+        public = rpc.is_public_inbox_namespace(namespace)
+        max_ttl = rpc.TTL_MAXIMUM if public else rpc.TTL_MAXIMUM_PRIVATE
 
         def params() -> dict[str, Any]:
             now = self.clock.now_ms()
-            ttl = max(10_000, min(max_ttl, expiry_ms - now))
+            ttl = max(rpc.TTL_MINIMUM, min(max_ttl, expiry_ms - now))
             p: dict[str, Any] = {"pubkey": owner, "namespace": namespace, "timestamp": now,
                                  "ttl": ttl, "data": data}
-            if identity is not None and namespace % 10 != 0:
-                p.update(pubkey_ed25519=bytes(identity.ed25519_public).hex(),
-                         signature=_sig(identity, f"store{ns_str(namespace)}{now}".encode()))
+            if identity is not None and not public:
+                p.update(_auth(identity, f"store{rpc.namespace_sig_string(namespace)}{now}".encode()))
             return p
 
         _, body = await self.call(owner, "store", params)
@@ -274,41 +290,28 @@ class SwarmRPC:
         self, identity: Any, namespace: int, node: ServiceNode, last_hash: str
     ) -> dict[str, Any]:
         owner = identity.session_id
+        acct = _account(identity)
 
         def params() -> dict[str, Any]:
             now = self.clock.now_ms()
+            text = rpc.Retrieve(acct, namespace, timestamp=now).signature_text()
             return {"pubkey": owner, "namespace": namespace, "last_hash": last_hash,
-                    "timestamp": now, "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-                    "signature": _sig(identity, f"retrieve{ns_str(namespace)}{now}".encode())}
+                    "timestamp": now, **_auth(identity, text)}
 
         # One retry only: the poller moves to another swarm member when this one fails.
         _, body = await self.call(owner, "retrieve", params, node=node, retries=1)
         return dict(body) if isinstance(body, Mapping) else {"messages": []}
 
     async def delete(self, identity: Any, hashes: list[str]) -> None:
-        def params() -> dict[str, Any]:
-            return {"pubkey": identity.session_id, "messages": hashes,
-                    "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-                    "signature": _sig(identity, ("delete" + "".join(hashes)).encode())}
-
-        await self.call(identity.session_id, "delete", params)
+        params = _signed(identity, rpc.Delete(_account(identity), tuple(hashes), _UNSIGNED))
+        await self.call(identity.session_id, "delete", lambda: params)
 
     async def expire(self, identity: Any, hashes: list[str], expiry_ms: int, shorten: bool = True) -> None:
-        mode = "shorten" if shorten else ""
-
-        def params() -> dict[str, Any]:
-            p: dict[str, Any] = {"pubkey": identity.session_id, "messages": hashes, "expiry": expiry_ms,
-                                 "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-                                 "signature": _sig(identity, f"expire{mode}{expiry_ms}{''.join(hashes)}".encode())}
-            if shorten:
-                p["shorten"] = True
-            return p
-
-        await self.call(identity.session_id, "expire", params)
+        req = rpc.Expire(_account(identity), tuple(hashes), (expiry_ms,), _UNSIGNED, shorten=shorten)
+        params = _signed(identity, req)
+        await self.call(identity.session_id, "expire", lambda: params)
 
     async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:
-        from session.proto.snodes import parse_node_list
-
         code, body = await self.t.request(
             node, "oxend_request",
             {"endpoint": "get_service_nodes", "params": {"active_only": True}},
