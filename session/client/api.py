@@ -484,7 +484,7 @@ class Client:
                 continue
             total += len(rows)
             if ns == 0:
-                self.process_stored(rows)
+                self._apply_stored(rows)  # the poller returned only unseen hashes
             else:
                 self._apply_config(rows, ns)
                 self.db.mark_seen([r[0] for r in rows])
@@ -493,7 +493,10 @@ class Client:
 
     def process_stored(self, rows: Sequence[tuple[str, str, int]]) -> list[M.Incoming]:
         """Decrypt (batch), verify, dedupe and apply stored namespace-0 messages in sent order."""
-        rows = [r for r in rows if not self.db.is_seen(r[0])]
+        return self._apply_stored([r for r in rows if not self.db.is_seen(r[0])])
+
+    def _apply_stored(self, rows: Sequence[tuple[str, str, int]]) -> list[M.Incoming]:
+        """:meth:`process_stored` for rows already known to be unseen."""
         opened = M.open_many(self.identity, rows)
         good = sorted((o for o in opened if isinstance(o, M.Incoming)), key=lambda i: (i.sent_ms, i.hash))
         for o in opened:
@@ -511,19 +514,17 @@ class Client:
         me = self.session_id
         out: list[Event] = []
         from_me = inc.sender == me
-        if not from_me:
-            contact = self.db.contact(inc.sender)
-            if contact and contact["blocked"]:
-                return []
+        contact = None if from_me else self.db.contact(inc.sender)  # looked up once per message
+        if contact and contact["blocked"]:
+            return []
         if c.HasField("dataMessage"):
             dm = c.dataMessage
             conv = dm.syncTarget if from_me and dm.syncTarget else inc.sender
             if not from_me and dm.HasField("profile") and dm.profile.displayName:
                 name = dm.profile.displayName[:100]
-                old = self.db.contact(inc.sender)
-                self.db.upsert_contact(inc.sender, name=name)
-                if not old or old["name"] != name:
+                if not contact or contact["name"] != name:
                     out.append(ProfileChanged(inc.sender, name))
+                contact = self.db.upsert_contact(inc.sender, name=name)
             if dm.flags & pb.DataMessage.EXPIRATION_TIMER_UPDATE:
                 exp = M.expiration_of(c)
                 self.db.upsert_contact(conv, exp_mode=int(exp.mode), exp_seconds=exp.seconds)
@@ -535,7 +536,7 @@ class Client:
                     return out  # already expired
                 is_request = False
                 if not from_me:
-                    contact = self.db.contact(inc.sender) or self.db.upsert_contact(inc.sender)
+                    contact = contact or self.db.upsert_contact(inc.sender)
                     is_request = not contact["approved"]
                 mid = self.db.add_message(
                     conversation=conv, author=inc.sender, sent_ms=inc.sent_ms, outgoing=from_me,

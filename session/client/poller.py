@@ -40,6 +40,7 @@ class Poller:
         """New ``(hash, data_b64, expiration_ms)`` rows of ``namespace`` (not yet marked seen)."""
         node = self._pick_node()
         out: list[tuple[str, str, int]] = []
+        got: set[str] = set()  # a node may repeat a message across pages
         try:
             for _ in range(MAX_PAGES):
                 last = self.db.last_hash(node.pubkey_ed25519, namespace)
@@ -47,7 +48,8 @@ class Poller:
                 msgs = [m for m in body.get("messages", []) if isinstance(m, dict) and "hash" in m]
                 for m in msgs:
                     h = str(m["hash"])
-                    if not self.db.is_seen(h):
+                    if h not in got and not self.db.is_seen(h):
+                        got.add(h)
                         out.append((h, str(m.get("data", "")), int(m.get("expiration", 0) or 0)))
                 if msgs:
                     self.db.set_last_hash(node.pubkey_ed25519, namespace, str(msgs[-1]["hash"]))
@@ -57,11 +59,4 @@ class Poller:
             self.node = None  # try another member next time
             if not out:
                 raise
-        # de-duplicate within the batch as well (keep first occurrence)
-        seen: set[str] = set()
-        uniq = []
-        for row in out:
-            if row[0] not in seen:
-                seen.add(row[0])
-                uniq.append(row)
-        return uniq
+        return out
