@@ -11,6 +11,8 @@
 //!
 //! Replies use the same key as the request layer they answer.
 
+use aes_gcm::aead::generic_array::typenum::Unsigned;
+use aes_gcm::aead::generic_array::GenericArray;
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::Aes256Gcm;
 use blake2::digest::consts::U32;
@@ -217,35 +219,9 @@ impl HopKey {
     /// Only for reproducing known vectors: a nonce must never be reused with one key.
     pub fn encrypt_with_nonce(&self, nonce: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         match self.enc {
-            EncType::AesGcm => {
-                if nonce.len() != GCM_IV_LEN {
-                    return Err(Error::InvalidInput("aes-gcm needs a 12-byte IV".into()));
-                }
-                let mut out = Vec::with_capacity(GCM_IV_LEN + plaintext.len() + TAG_LEN);
-                out.extend_from_slice(nonce);
-                out.extend_from_slice(plaintext);
-                let cipher = Aes256Gcm::new(self.key.as_ref().into());
-                let tag = cipher
-                    .encrypt_in_place_detached(nonce.into(), b"", &mut out[GCM_IV_LEN..])
-                    .map_err(|_| Error::InvalidInput("plaintext too long for aes-gcm".into()))?;
-                out.extend_from_slice(&tag);
-                Ok(out)
-            }
+            EncType::AesGcm => aead_seal::<Aes256Gcm>(&self.key, nonce, plaintext, "aes-gcm"),
             EncType::XChaCha20 => {
-                if nonce.len() != XCHACHA_NONCE_LEN {
-                    return Err(Error::InvalidInput(
-                        "xchacha20 needs a 24-byte nonce".into(),
-                    ));
-                }
-                let mut out = Vec::with_capacity(XCHACHA_NONCE_LEN + plaintext.len() + TAG_LEN);
-                out.extend_from_slice(nonce);
-                out.extend_from_slice(plaintext);
-                let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
-                let tag = cipher
-                    .encrypt_in_place_detached(nonce.into(), b"", &mut out[XCHACHA_NONCE_LEN..])
-                    .map_err(|_| Error::InvalidInput("plaintext too long for xchacha20".into()))?;
-                out.extend_from_slice(&tag);
-                Ok(out)
+                aead_seal::<XChaCha20Poly1305>(&self.key, nonce, plaintext, "xchacha20")
             }
             EncType::AesCbc => {
                 use aes::cipher::{block_padding::Pkcs7, BlockEncryptMut, KeyIvInit};
@@ -266,44 +242,18 @@ impl HopKey {
     /// Decrypts and authenticates `nonce ‖ ct ‖ tag`.
     pub fn decrypt(&self, data: &[u8]) -> Result<Vec<u8>> {
         match self.enc {
-            EncType::AesGcm => {
-                if data.len() < GCM_IV_LEN + TAG_LEN {
-                    return Err(Error::DecryptionFailed("ciphertext too short for aes-gcm"));
-                }
-                let (iv, rest) = data.split_at(GCM_IV_LEN);
-                let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-                let mut buf = ct.to_vec();
-                let cipher = Aes256Gcm::new(self.key.as_ref().into());
-                if cipher
-                    .decrypt_in_place_detached(iv.into(), b"", &mut buf, tag.into())
-                    .is_err()
-                {
-                    buf.zeroize();
-                    return Err(Error::DecryptionFailed("aes-gcm authentication failed"));
-                }
-                Ok(buf)
-            }
-            EncType::XChaCha20 => {
-                if data.len() < XCHACHA_NONCE_LEN + TAG_LEN {
-                    return Err(Error::DecryptionFailed(
-                        "ciphertext too short for xchacha20",
-                    ));
-                }
-                let (nonce, rest) = data.split_at(XCHACHA_NONCE_LEN);
-                let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-                let mut buf = ct.to_vec();
-                let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
-                if cipher
-                    .decrypt_in_place_detached(nonce.into(), b"", &mut buf, tag.into())
-                    .is_err()
-                {
-                    buf.zeroize();
-                    return Err(Error::DecryptionFailed(
-                        "xchacha20-poly1305 authentication failed",
-                    ));
-                }
-                Ok(buf)
-            }
+            EncType::AesGcm => aead_open::<Aes256Gcm>(
+                &self.key,
+                data,
+                "ciphertext too short for aes-gcm",
+                "aes-gcm authentication failed",
+            ),
+            EncType::XChaCha20 => aead_open::<XChaCha20Poly1305>(
+                &self.key,
+                data,
+                "ciphertext too short for xchacha20",
+                "xchacha20-poly1305 authentication failed",
+            ),
             EncType::AesCbc => {
                 use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, KeyIvInit};
                 if data.len() < 2 * CBC_IV_LEN || data.len() % 16 != 0 {
@@ -318,6 +268,58 @@ impl HopKey {
             }
         }
     }
+}
+
+/// `nonce ‖ AEAD(plaintext) ‖ tag` with a 32-byte key; `name` is for the error messages.
+fn aead_seal<C: AeadInPlace + KeyInit>(
+    key: &[u8; 32],
+    nonce: &[u8],
+    plaintext: &[u8],
+    name: &str,
+) -> Result<Vec<u8>> {
+    let n = C::NonceSize::USIZE;
+    if nonce.len() != n {
+        return Err(Error::InvalidInput(format!("{name} needs a {n}-byte nonce")));
+    }
+    let cipher = C::new_from_slice(key).map_err(|_| Error::InvalidKey("hop keys are 32 bytes"))?;
+    let mut out = Vec::with_capacity(n + plaintext.len() + TAG_LEN);
+    out.extend_from_slice(nonce);
+    out.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_in_place_detached(GenericArray::from_slice(nonce), b"", &mut out[n..])
+        .map_err(|_| Error::InvalidInput(format!("plaintext too long for {name}")))?;
+    out.extend_from_slice(&tag);
+    Ok(out)
+}
+
+/// Opens and authenticates `nonce ‖ ct ‖ tag`; the messages name the cipher.
+fn aead_open<C: AeadInPlace + KeyInit>(
+    key: &[u8; 32],
+    data: &[u8],
+    too_short: &'static str,
+    auth_failed: &'static str,
+) -> Result<Vec<u8>> {
+    let n = C::NonceSize::USIZE;
+    if data.len() < n + TAG_LEN {
+        return Err(Error::DecryptionFailed(too_short));
+    }
+    let (nonce, rest) = data.split_at(n);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let cipher = C::new_from_slice(key).map_err(|_| Error::InvalidKey("hop keys are 32 bytes"))?;
+    let mut buf = ct.to_vec();
+    if cipher
+        .decrypt_in_place_detached(
+            GenericArray::from_slice(nonce),
+            b"",
+            &mut buf,
+            GenericArray::from_slice(tag),
+        )
+        .is_err()
+    {
+        buf.zeroize();
+        return Err(Error::DecryptionFailed(auth_failed));
+    }
+    Ok(buf)
 }
 
 #[cold]
