@@ -97,10 +97,11 @@ class InvalidSignature(DecryptionError):
 class OnionError(SessionError, ValueError):
     """An onion layer could not be peeled or routed.
 
-    ``status`` is the HTTP status code a node answers with (400 malformed, 502 unknown next
-    hop, ...). ``reply`` is set by ``Peeler.peel``: a ``session.onion.ReplyCipher`` when the
-    layer was decrypted before the failure (Session then answers encrypted, e.g.
-    ``reply.encrypt_status(status, b"Invalid json")``), else None (answer in plain text).
+    ``status`` is the HTTP status code a node answers with (400 for a malformed,
+    undecryptable or forbidden layer). ``reply`` is set by ``Peeler.peel``: a
+    ``session.onion.ReplyCipher`` when the layer was decrypted before the failure (Session
+    then answers encrypted, e.g. ``reply.encrypt_status(status, b"Invalid json")``), else
+    None (answer in plain text).
     """
 
     kind = ErrorKind.PROTOCOL

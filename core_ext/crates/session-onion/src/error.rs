@@ -2,7 +2,8 @@
 //!
 //! Statuses follow the storage server (oxenss `rpc/request_handler.cpp`, `server/omq.cpp`):
 //! undecryptable layer → 400 "Invalid ciphertext", unparsable inner JSON → 400 "Invalid json",
-//! forbidden proxy URL → 400 "Invalid url", hop count above 15 → 400, unknown next node → 502.
+//! forbidden proxy URL → 400 "Invalid url", hop count above 15 → 400. (An unknown next node,
+//! 502, is the relaying node's own answer, not a peel error.)
 
 /// Result alias used across the crate.
 pub type Result<T> = core::result::Result<T, Error>;
@@ -27,9 +28,6 @@ pub enum Error {
     /// (proxy target outside `/loki/…/lsrpc`, `/oxen/…/lsrpc`, bad scheme or host).
     #[error("forbidden onion destination (invalid url): {0}")]
     ForbiddenDestination(String),
-    /// The relay names a next node this node does not know.
-    #[error("next node not found: {0}")]
-    NextNodeNotFound(String),
     /// More hops than allowed.
     #[error("onion request max path length exceeded: {got} hops (at most {max})")]
     TooManyHops { got: usize, max: usize },
@@ -54,7 +52,6 @@ impl Error {
     /// The HTTP status code a node answers with when this error ends a request.
     pub fn status(&self) -> u16 {
         match self {
-            Error::NextNodeNotFound(_) => 502,
             Error::DecryptionFailed(_)
             | Error::Malformed(_)
             | Error::InvalidJson(_)
@@ -76,7 +73,6 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(Error::NextNodeNotFound("ab".into()).status(), 502);
         assert_eq!(Error::DecryptionFailed("x").status(), 400);
         assert_eq!(Error::ForbiddenDestination("x".into()).status(), 400);
         assert_eq!(Error::TooManyHops { got: 16, max: 15 }.status(), 400);
