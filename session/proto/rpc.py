@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Union
 
 from session.errors import ErrorKind, SessionError
+from session.identity import ed25519_to_x25519, verify
 from session.storage.base import is_public_outbox_namespace
 
 # ---- constants (request_handler.h / client_rpc_endpoints.h) ---------------------------------
@@ -1188,8 +1189,6 @@ def needs_verification(req: Request) -> bool:
 
 def verify_auth(account: Account, auth: Auth, text: bytes, required: Access, *, revoked: bool) -> bool:
     """Session's ``verify_signature``: returns whether ``auth`` proves access to ``account``."""
-    from session.identity import ed25519_to_x25519, verify
-
     try:
         if account.prefix == 5 and auth.pubkey_ed25519 is not None:
             pk = auth.pubkey_ed25519
