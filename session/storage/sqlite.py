@@ -442,45 +442,38 @@ class SqliteMessageStore(MessageStore):
 
         return await self._write(op)
 
-    async def delete_all(self, owner: str, namespace: int | None = None) -> list[tuple[int, str]]:
+    async def _owner_rows(
+        self, owner: str, statement: str, params: dict[str, Any], namespace: int | None
+    ) -> list[tuple[int, str]]:
+        """Run ``statement`` (a DELETE/UPDATE of the rows of ``:owner``, the owner's row id) on
+        one namespace or all of them; returns ``(namespace, hash)`` of every row it touched."""
         check_owner(owner)
         if namespace is not None:
-            check_namespace(namespace)
+            statement += " AND namespace = :ns"
+        statement += " RETURNING namespace, hash"
 
         def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
             oid = self._owner_id(conn, owner, False)
             if oid is None:
                 return []
-            if namespace is None:
-                cur = conn.execute(
-                    "DELETE FROM messages WHERE owner = ? RETURNING namespace, hash", (oid,)
-                )
-            else:
-                cur = conn.execute(
-                    "DELETE FROM messages WHERE owner = ? AND namespace = ? RETURNING namespace, hash",
-                    (oid, namespace),
-                )
-            return [(int(a), str(b)) for a, b in cur.fetchall()]
+            rows = conn.execute(statement, {**params, "owner": oid, "ns": namespace})
+            return [(int(a), str(b)) for a, b in rows]
 
         return await self._write(op)
+
+    async def delete_all(self, owner: str, namespace: int | None = None) -> list[tuple[int, str]]:
+        if namespace is not None:
+            check_owner(owner)  # owner errors first, as the memory store reports them
+            check_namespace(namespace)
+        return await self._owner_rows(owner, "DELETE FROM messages WHERE owner = :owner", {}, namespace)
 
     async def delete_before(
         self, owner: str, before_ms: int, namespace: int | None = None
     ) -> list[tuple[int, str]]:
-        check_owner(owner)
-
-        def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            oid = self._owner_id(conn, owner, False)
-            if oid is None:
-                return []
-            q = "DELETE FROM messages WHERE owner = ? AND timestamp <= ?"
-            args: tuple[Any, ...] = (oid, before_ms)
-            if namespace is not None:
-                q += " AND namespace = ?"
-                args += (namespace,)
-            return [(int(a), str(b)) for a, b in conn.execute(q + " RETURNING namespace, hash", args)]
-
-        return await self._write(op)
+        return await self._owner_rows(
+            owner, "DELETE FROM messages WHERE owner = :owner AND timestamp <= :before",
+            {"before": before_ms}, namespace,
+        )
 
     async def update_expiry(
         self,
@@ -513,20 +506,10 @@ class SqliteMessageStore(MessageStore):
     async def update_all_expiries(
         self, owner: str, expiry_ms: int, namespace: int | None = None
     ) -> list[tuple[int, str]]:
-        check_owner(owner)
-
-        def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            oid = self._owner_id(conn, owner, False)
-            if oid is None:
-                return []
-            q = "UPDATE messages SET expiry = ?1 WHERE expiry > ?1 AND owner = ?2"
-            args: tuple[Any, ...] = (expiry_ms, oid)
-            if namespace is not None:
-                q += " AND namespace = ?3"
-                args += (namespace,)
-            return [(int(a), str(b)) for a, b in conn.execute(q + " RETURNING namespace, hash", args)]
-
-        return await self._write(op)
+        return await self._owner_rows(
+            owner, "UPDATE messages SET expiry = :expiry WHERE expiry > :expiry AND owner = :owner",
+            {"expiry": expiry_ms}, namespace,
+        )
 
     async def sweep_expired(self, now_ms: int) -> int:
         return await self._write(
