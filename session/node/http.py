@@ -2,10 +2,11 @@
 
 Public (HTTPS, self-signed certificate; clients do not verify):
 
-* ``POST /storage_rpc/v1`` → the RPC handler (JSON-RPC body), 503 until the node is ready;
+* ``POST /storage_rpc/v1`` → the RPC handler (JSON-RPC body);
 * ``POST /onion_req/v2`` → the onion router;
 * ``POST /ping_test/v1`` → 200 with the node's Ed25519 key in ``X-Oxen-Snode-Pubkey``;
-* everything else → 404. Bodies over the limit → 413, ``X-Loki-Long-Poll`` → 410, a client
+* ``GET /get_stats/v1`` → ``{"version": ...}``;
+* everything else → 404. The two request endpoints answer 503 until the node is ready. Bodies over the limit → 413, ``X-Loki-Long-Poll`` → 410, a client
   over its per-IP budget → 429.
 
 Admin (127.0.0.1 only): ``/metrics`` (Prometheus), ``/healthz`` (the process answers),
