@@ -6,8 +6,10 @@ Public (HTTPS, self-signed certificate; clients do not verify):
 * ``POST /onion_req/v2`` → the onion router;
 * ``POST /ping_test/v1`` → 200 with the node's Ed25519 key in ``X-Oxen-Snode-Pubkey``;
 * ``GET /get_stats/v1`` → ``{"version": ...}``;
-* everything else → 404. The two request endpoints answer 503 until the node is ready. Bodies over the limit → 413, ``X-Loki-Long-Poll`` → 410, a client
-  over its per-IP budget → 429.
+* everything else → 404.
+
+Both request endpoints answer 503 until the node is ready; bodies over the limit → 413, a
+client over its per-IP budget → 429, and ``X-Loki-Long-Poll`` on ``/storage_rpc/v1`` → 410.
 
 Admin (127.0.0.1 only): ``/metrics`` (Prometheus), ``/healthz`` (the process answers),
 ``/readyz`` (200 once keys, database, node list and sites are up, else 503 with the reasons).
