@@ -6,16 +6,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use session_crypto::blinding as bl;
 use session_crypto::Error;
-use zeroize::Zeroizing;
 
 use crate::errors::CoreResult;
 use crate::identity::PyIdentity;
 
-fn seed_of(identity: &Bound<'_, PyIdentity>) -> Zeroizing<[u8; 32]> {
-    let kp = Zeroizing::new(identity.get().ed25519_keypair_bytes());
-    let mut seed = Zeroizing::new([0u8; 32]);
-    seed.copy_from_slice(&kp[..32]);
-    seed
+/// The identity's 32-byte Ed25519 seed, borrowed from the Rust object (no copy to wipe).
+fn seed_of<'a>(identity: &'a Bound<'_, PyIdentity>) -> &'a [u8; 32] {
+    identity.get().keys().ed25519_seed()
 }
 
 fn nonce_variant(name: &str) -> CoreResult<bl::Blind15Nonce> {
@@ -30,6 +27,20 @@ fn nonce_variant(name: &str) -> CoreResult<bl::Blind15Nonce> {
     }
 }
 
+/// `prefix` + hex of the identity's blinded key for this server, from `blind(seed, server_pk)`.
+fn blinded_id(
+    py: Python<'_>,
+    identity: &Bound<'_, PyIdentity>,
+    server_pubkey_hex: &str,
+    prefix: u8,
+    blind: fn(&[u8; 32], &[u8; 32]) -> [u8; 32],
+) -> CoreResult<String> {
+    let spk = bl::parse_server_pk(server_pubkey_hex)?;
+    let seed = seed_of(identity);
+    let pk = py.detach(|| blind(seed, &spk));
+    Ok(bl::format_id(prefix, &pk))
+}
+
 /// "15" + hex of the identity's 15-blinded key for this server.
 #[pyfunction]
 fn blinded15_id(
@@ -37,10 +48,7 @@ fn blinded15_id(
     identity: &Bound<'_, PyIdentity>,
     server_pubkey_hex: &str,
 ) -> CoreResult<String> {
-    let spk = bl::parse_server_pk(server_pubkey_hex)?;
-    let seed = seed_of(identity);
-    let pk = py.detach(move || bl::blind15_public_key(&seed, &spk));
-    Ok(bl::format_id(bl::PREFIX_BLIND15, &pk))
+    blinded_id(py, identity, server_pubkey_hex, bl::PREFIX_BLIND15, bl::blind15_public_key)
 }
 
 /// "25" + hex of the identity's 25-blinded key for this server.
@@ -50,10 +58,7 @@ fn blinded25_id(
     identity: &Bound<'_, PyIdentity>,
     server_pubkey_hex: &str,
 ) -> CoreResult<String> {
-    let spk = bl::parse_server_pk(server_pubkey_hex)?;
-    let seed = seed_of(identity);
-    let pk = py.detach(move || bl::blind25_public_key(&seed, &spk));
-    Ok(bl::format_id(bl::PREFIX_BLIND25, &pk))
+    blinded_id(py, identity, server_pubkey_hex, bl::PREFIX_BLIND25, bl::blind25_public_key)
 }
 
 /// Both possible 15-blinded ids (positive form, negative form) of a `05` Session ID.
@@ -112,8 +117,7 @@ fn blind15_sign<'py>(
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let variant = nonce_variant(nonce_derivation)?;
     let seed = seed_of(identity);
-    let msg = message.to_vec();
-    let sig = py.detach(move || bl::blind15_sign(&seed, &spk, &msg, variant));
+    let sig = py.detach(|| bl::blind15_sign(seed, &spk, message, variant));
     Ok(PyBytes::new(py, &sig))
 }
 
@@ -127,8 +131,7 @@ fn blind25_sign<'py>(
 ) -> CoreResult<Bound<'py, PyBytes>> {
     let spk = bl::parse_server_pk(server_pubkey_hex)?;
     let seed = seed_of(identity);
-    let msg = message.to_vec();
-    let sig = py.detach(move || bl::blind25_sign(&seed, &spk, &msg));
+    let sig = py.detach(|| bl::blind25_sign(seed, &spk, message));
     Ok(PyBytes::new(py, &sig))
 }
 
@@ -141,16 +144,14 @@ fn verify_blinded(
     signature: &[u8],
 ) -> CoreResult<()> {
     let (_, key) = bl::parse_blinded_id(blinded_id)?;
-    let msg = message.to_vec();
-    let sig = signature.to_vec();
-    Ok(py.detach(move || bl::verify(&key, &msg, &sig))?)
+    Ok(py.detach(|| bl::verify(&key, message, signature))?)
 }
 
 /// "07" + hex of the identity's version-blinded Ed25519 key.
 #[pyfunction]
 fn version_blinded_id(py: Python<'_>, identity: &Bound<'_, PyIdentity>) -> String {
     let seed = seed_of(identity);
-    let pk = py.detach(move || bl::version_blind_public_key(&seed));
+    let pk = py.detach(|| bl::version_blind_public_key(seed));
     bl::format_id(bl::PREFIX_VERSION_BLIND, &pk)
 }
 
@@ -162,8 +163,7 @@ fn version_blind_sign<'py>(
     message: &[u8],
 ) -> Bound<'py, PyBytes> {
     let seed = seed_of(identity);
-    let msg = message.to_vec();
-    let sig = py.detach(move || bl::version_blind_sign(&seed, &msg));
+    let sig = py.detach(|| bl::version_blind_sign(seed, message));
     PyBytes::new(py, &sig)
 }
 
@@ -191,18 +191,15 @@ fn sogs_sign<'py>(
         got: nonce.len(),
     })?;
     let seed = seed_of(identity);
-    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
-    let auth = py.detach(move || {
-        let req = bl::SogsRequest {
-            server_pk: &spk,
-            nonce: &nonce,
-            timestamp,
-            method: &method,
-            path: &path,
-            body: &body,
-        };
-        bl::sogs_auth(&seed, &req, blinded, variant)
-    })?;
+    let req = bl::SogsRequest {
+        server_pk: &spk,
+        nonce: &nonce,
+        timestamp,
+        method,
+        path,
+        body,
+    };
+    let auth = py.detach(|| bl::sogs_auth(seed, &req, blinded, variant))?;
     Ok((hex::encode(auth.pubkey), PyBytes::new(py, &auth.signature)))
 }
 

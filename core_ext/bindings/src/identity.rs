@@ -18,7 +18,6 @@ pub(crate) struct PyIdentity {
     keys: SessionKeys,
 }
 
-#[allow(dead_code)] // the accessors are for the other binding files (onion, blinding)
 impl PyIdentity {
     /// The derived keys, for other bindings.
     pub(crate) fn keys(&self) -> &SessionKeys {
@@ -28,11 +27,6 @@ impl PyIdentity {
     /// The X25519 secret key (clamped).
     pub(crate) fn x25519_secret(&self) -> [u8; 32] {
         self.keys.x25519_secret().to_bytes()
-    }
-
-    /// libsodium-style Ed25519 secret key: seed ‖ public key.
-    pub(crate) fn ed25519_keypair_bytes(&self) -> [u8; 64] {
-        *self.keys.ed25519_secret_key()
     }
 }
 
