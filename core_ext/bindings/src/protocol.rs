@@ -21,6 +21,22 @@ fn unpad_message<'py>(py: Python<'py>, data: &[u8]) -> CoreResult<Bound<'py, PyB
     Ok(PyBytes::new(py, padding::unpad(data)?))
 }
 
+type EncryptFn = fn(&keys::SessionKeys, &[u8; 32], &[u8]) -> session_crypto::Result<Vec<u8>>;
+
+/// Parses the recipient, then runs `encrypt` with the sender's keys without the GIL.
+fn encrypt_with<'py>(
+    py: Python<'py>,
+    sender: &Bound<'py, PyIdentity>,
+    recipient_session_id: &str,
+    plaintext: &[u8],
+    encrypt: EncryptFn,
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let recipient = keys::parse_session_id(recipient_session_id)?;
+    let keys = sender.get().keys();
+    let ct = py.detach(|| encrypt(keys, &recipient, plaintext))?;
+    Ok(PyBytes::new(py, &ct))
+}
+
 /// Sign-then-seal `plaintext` for a Session ID (the caller pads first).
 #[pyfunction]
 fn session_encrypt<'py>(
@@ -29,10 +45,7 @@ fn session_encrypt<'py>(
     recipient_session_id: &str,
     plaintext: &[u8],
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    let recipient = keys::parse_session_id(recipient_session_id)?;
-    let keys = sender.get().keys();
-    let ct = py.detach(|| protocol::encrypt_for_recipient(keys, &recipient, plaintext))?;
-    Ok(PyBytes::new(py, &ct))
+    encrypt_with(py, sender, recipient_session_id, plaintext, protocol::encrypt_for_recipient)
 }
 
 /// libsession's deterministic variant (same inputs → same ciphertext).
@@ -43,10 +56,7 @@ fn session_encrypt_deterministic<'py>(
     recipient_session_id: &str,
     plaintext: &[u8],
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    let recipient = keys::parse_session_id(recipient_session_id)?;
-    let keys = sender.get().keys();
-    let ct = py.detach(|| protocol::encrypt_for_recipient_deterministic(keys, &recipient, plaintext))?;
-    Ok(PyBytes::new(py, &ct))
+    encrypt_with(py, sender, recipient_session_id, plaintext, protocol::encrypt_for_recipient_deterministic)
 }
 
 fn decrypted_tuple<'py>(py: Python<'py>, d: &protocol::Decrypted) -> PyResult<Bound<'py, PyTuple>> {
