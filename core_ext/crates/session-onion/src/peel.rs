@@ -187,12 +187,14 @@ pub enum Route {
         target: String,
         payload: Vec<u8>,
     },
-    /// Otherwise relay `blob` to `destination` with the next hop's key and cipher.
+    /// Otherwise relay the blob to `destination` with the next hop's key and cipher.
+    /// `head` is `LE32(n) ‖ blob` cut from the plaintext: the start of the next hop's frame,
+    /// so relaying never copies the blob.
     Relay {
         destination: [u8; 32],
         ephemeral_key: [u8; 32],
         enc_type: EncType,
-        blob: Vec<u8>,
+        head: Vec<u8>,
     },
 }
 
@@ -203,13 +205,14 @@ pub fn route(plaintext: Vec<u8>) -> Result<Route> {
     let blob_len = blob.len();
     let inner: InnerJson = serde_json::from_slice(json)
         .map_err(|e| Error::InvalidJson(format!("inner layer JSON: {e}")))?;
-    let take_blob = |mut v: Vec<u8>| {
+    // `LE32(n) ‖ blob`: the plaintext with the inner JSON cut off.
+    let head = |mut v: Vec<u8>| {
         v.truncate(4 + blob_len);
-        v.drain(..4);
         v
     };
     if inner.headers.0 {
-        let body = take_blob(plaintext);
+        let mut body = head(plaintext);
+        body.drain(..4);
         return Ok(Route::Final {
             body,
             json: inner.json.unwrap_or(false),
@@ -248,7 +251,7 @@ pub fn route(plaintext: Vec<u8>) -> Result<Route> {
         destination,
         ephemeral_key,
         enc_type,
-        blob: take_blob(plaintext),
+        head: head(plaintext),
     })
 }
 
@@ -258,20 +261,22 @@ fn enc_for_onion(name: &str) -> Result<EncType> {
         .map_err(|e| Error::InvalidJson(e.to_string()))
 }
 
-/// Builds the frame a relaying node forwards (same layout as the client's outer frame).
+/// Completes the frame a relaying node forwards (same layout as the client's outer frame):
+/// appends the routing JSON to `head` = `LE32(n) ‖ blob`.
 pub fn relay_frame(
-    blob: &[u8],
+    mut head: Vec<u8>,
     ephemeral_key: &[u8; 32],
     enc: EncType,
     hop_no: usize,
-) -> Result<Vec<u8>> {
+) -> Vec<u8> {
     let json = format!(
         r#"{{"ephemeral_key":"{}","enc_type":"{}","hop_no":{}}}"#,
         hex::encode(ephemeral_key),
         enc.as_str(),
         hop_no
     );
-    layer::join(blob, json.as_bytes())
+    head.extend_from_slice(json.as_bytes());
+    head
 }
 
 /// A node's peeler: its X25519 identity key, kept in memory for the node's lifetime.
@@ -366,10 +371,10 @@ impl Peeler {
                 destination,
                 ephemeral_key,
                 enc_type,
-                blob,
+                head,
             } => {
                 let next_hop = hop_no + 1;
-                let frame = relay_frame(&blob, &ephemeral_key, enc_type, next_hop)?;
+                let frame = relay_frame(head, &ephemeral_key, enc_type, next_hop);
                 Ok(Decision::Relay {
                     next_ed25519: hex::encode(destination),
                     frame,
@@ -483,9 +488,10 @@ mod tests {
                         destination,
                         ephemeral_key,
                         enc_type,
-                        blob,
+                        head,
                     },
                 ) => {
+                    let blob = &head[4..];
                     assert_eq!(
                         hex::encode(destination),
                         e["destination"].as_str().expect("dest")
