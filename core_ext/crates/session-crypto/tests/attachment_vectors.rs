@@ -1,26 +1,11 @@
 //! padding.json (attachment kinds) and legacy attachment encryption.
 
+mod common;
+
+use common::kind;
 use serde_json::Value;
 use session_crypto::attachment::*;
 use session_crypto::Error;
-
-fn cases(name: &str, kind: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../tests/vectors/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    let out: Vec<Value> = v["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| c["kind"] == kind)
-        .cloned()
-        .collect();
-    assert!(!out.is_empty());
-    out
-}
 
 fn n(c: &Value, k: &str) -> usize {
     usize::try_from(c[k].as_u64().expect("number")).expect("usize")
@@ -28,7 +13,7 @@ fn n(c: &Value, k: &str) -> usize {
 
 #[test]
 fn pad_sizes() {
-    for c in cases("padding", "attachment_pad") {
+    for c in kind("padding", "attachment_pad") {
         assert_eq!(
             padded_size(n(&c, "input_len")),
             n(&c, "padded_len"),
@@ -52,7 +37,7 @@ fn pad_sizes() {
 
 #[test]
 fn unpad_vector() {
-    for c in cases("padding", "attachment_unpad") {
+    for c in kind("padding", "attachment_unpad") {
         let input = hex::decode(c["input"].as_str().expect("input")).expect("hex");
         let out = unpad(input.clone(), n(&c, "expected_size"));
         assert_eq!(hex::encode(&out), c["output"].as_str().expect("output"));

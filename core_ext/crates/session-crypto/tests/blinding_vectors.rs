@@ -1,29 +1,11 @@
 //! blinding.json and sogs_auth.json.
 
+mod common;
+
 use base64::Engine as _;
+use common::{cases, kind, s};
 use serde_json::Value;
 use session_crypto::blinding::*;
-
-fn cases(name: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../tests/vectors/{name}.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    v["cases"].as_array().expect("cases array").clone()
-}
-
-fn kind(name: &str, k: &str) -> Vec<Value> {
-    let v: Vec<Value> = cases(name).into_iter().filter(|c| c["kind"] == k).collect();
-    assert!(!v.is_empty(), "no {k} cases");
-    v
-}
-
-fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str()
-        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
-}
 
 fn h32(c: &Value, k: &str) -> [u8; 32] {
     hex::decode(s(c, k))

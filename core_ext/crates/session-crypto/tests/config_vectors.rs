@@ -1,31 +1,11 @@
 //! config_encrypt.json: encrypt, decrypt_fail, padded_size, config_hash, config_push.
 
+mod common;
+
+use common::{kind, s};
 use serde_json::Value;
 use session_crypto::config::*;
 use session_crypto::Error;
-
-fn cases(kind: &str) -> Vec<Value> {
-    let path = format!(
-        "{}/../../../tests/vectors/config_encrypt.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let v: Value = serde_json::from_str(&text).expect("valid JSON");
-    let out: Vec<Value> = v["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .filter(|c| c["kind"] == kind)
-        .cloned()
-        .collect();
-    assert!(!out.is_empty(), "no {kind} cases");
-    out
-}
-
-fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str()
-        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
-}
 
 fn hx(c: &Value, k: &str) -> Vec<u8> {
     hex::decode(s(c, k)).expect("hex")
@@ -33,7 +13,7 @@ fn hx(c: &Value, k: &str) -> Vec<u8> {
 
 #[test]
 fn encrypt_vectors() {
-    for c in cases("encrypt") {
+    for c in kind("config_encrypt", "encrypt") {
         let msg = s(&c, "message_utf8").as_bytes();
         let key = hx(&c, "key_base");
         let domain = s(&c, "domain_utf8");
@@ -54,7 +34,7 @@ fn encrypt_vectors() {
 
 #[test]
 fn decrypt_fail_vectors() {
-    for c in cases("decrypt_fail") {
+    for c in kind("config_encrypt", "decrypt_fail") {
         let r = decrypt(
             &hx(&c, "ciphertext"),
             &hx(&c, "key_base"),
@@ -70,7 +50,7 @@ fn decrypt_fail_vectors() {
 
 #[test]
 fn padded_size_vectors() {
-    for c in cases("padded_size") {
+    for c in kind("config_encrypt", "padded_size") {
         let size = usize::try_from(c["size"].as_u64().expect("size")).expect("usize");
         let ov = usize::try_from(c["overhead"].as_u64().expect("ov")).expect("usize");
         let want = usize::try_from(c["padded_size"].as_u64().expect("p")).expect("usize");
@@ -82,7 +62,7 @@ fn padded_size_vectors() {
 
 #[test]
 fn hash_vectors() {
-    for c in cases("config_hash") {
+    for c in kind("config_encrypt", "config_hash") {
         assert_eq!(
             hex::encode(config_hash(s(&c, "config_utf8").as_bytes())),
             s(&c, "hash")
@@ -92,7 +72,7 @@ fn hash_vectors() {
 
 #[test]
 fn push_vectors() {
-    for c in cases("config_push") {
+    for c in kind("config_encrypt", "config_push") {
         let plain = hx(&c, "plaintext");
         assert_eq!(
             plain.len() as u64,
