@@ -1,6 +1,6 @@
 """``session-node``: the operator's command line.
 
-Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``,
+Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``, ``example-config``,
 ``version``, ``devnet``, ``registry``. Exit codes: 0 ok, 1 runtime error (one sentence on
 stderr), 2 usage error (click's own).
 """
