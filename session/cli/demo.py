@@ -1,15 +1,16 @@
 """The network demo (the README's main command, run by ``./ci/demo.sh``)::
 
-    python3 -m session.cli.demo [--nodes 7] [--data-dir DIR] [--keep] [--timeout 90]
+    python3 -m session.cli.demo [--nodes 14] [--data-dir DIR] [--keep] [--timeout 90]
 
 1. starts a devnet (a registry and N service nodes on 127.0.0.1) in a temporary directory;
 2. creates two identities, Alice and Bob, each in its own profile directory;
-3. Alice → Bob and Bob → Alice through onion paths (every request is a fresh 3-hop onion to a
-   member of the recipient's swarm), with a message request, its acceptance and a read receipt;
-4. opens every node's SQLite store read-only and shows what it holds under Bob's ID
+3. Alice → Bob through an onion path (every request is a fresh 3-hop onion to a member of
+   the recipient's swarm): a message request;
+4. Bob accepts it and replies Bob → Alice; Alice's read receipt reaches Bob;
+5. opens every node's SQLite store read-only and shows what it holds under Bob's ID
    (ciphertext size and hash; there is no sender column), then checks that no plaintext and
    no sender key is on the nodes (databases, WAL files, logs);
-5. stops everything cleanly (every node exits with status 0).
+6. stops everything cleanly (every node exits with status 0).
 
 Exit status 0 when every step and check passed, 1 otherwise (the failure is printed).
 """
@@ -69,18 +70,13 @@ class Trace:
 
     def __init__(self, client: Any) -> None:
         self.calls: list[dict[str, Any]] = []
-        orig = client.transport.request
-        paths = client.paths
+        client.on_request(self._record)
 
-        async def traced(dest: Any, method: str, params: Any, path: Any = None) -> Any:
-            path = path or paths.choose(dest)
-            self.calls.append({"method": method, "owner": params.get("pubkey"),
-                               "namespace": params.get("namespace", 0),
-                               "hops": [h.pubkey_ed25519 for h in path.hops],
-                               "dest": dest.pubkey_ed25519})
-            return await orig(dest, method, params, path)
-
-        client.transport.request = traced
+    def _record(self, dest: Any, method: str, params: Any, path: Any) -> None:
+        self.calls.append({"method": method, "owner": params.get("pubkey"),
+                           "namespace": params.get("namespace", 0),
+                           "hops": [h.pubkey_ed25519 for h in path.hops],
+                           "dest": dest.pubkey_ed25519})
 
     def last(self, method: str, owner: str, namespace: int = 0) -> dict[str, Any] | None:
         for c in reversed(self.calls):

@@ -20,7 +20,7 @@ import base64
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,15 @@ from session.client.events import (
     Typing,
 )
 from session.client.identity_store import IdentityStore, ed25519_seed32
-from session.client.network import NetworkClock, NodeDirectory, fetch_registry, load_nodes_json
+from session.client.network import (
+    REFRESH_SOURCES,
+    NetworkClock,
+    NodeDirectory,
+    fetch_registry,
+    load_nodes_json,
+)
 from session.client.outbox import Outbox, OutboxEntry
-from session.client.paths import NotEnoughNodes, PathManager
+from session.client.paths import NotEnoughNodes, OnionPath, PathManager
 from session.client.poller import Poller
 from session.client.transport import OnionTransport, SwarmRPC
 from session.errors import InvalidInput, NetworkError, SessionError
@@ -115,7 +121,8 @@ class Client:
         ``network``: a devnet/registry ``nodes.json`` path, a registry URL (``https://…``), a
         list of :class:`ServiceNode`, or None to use only the cached node list. Keywords:
         ``identity`` (Session ID to use), ``mnemonic`` (restore this phrase), ``create``,
-        ``clock`` (local clock function, seconds), ``poll_interval``, ``background``."""
+        ``clock`` (local clock function, seconds), ``poll_interval``, ``background``, ``rng``
+        (path selection randomness, for tests)."""
         return cls(profile_dir, network, **kw)
 
     async def __aenter__(self) -> Client:
@@ -153,6 +160,20 @@ class Client:
         """Stream of :mod:`session.client.events` from now on (one iterator per consumer)."""
         return self.hub.stream()
 
+    def on_request(self, observer: Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]) -> None:
+        """Call ``observer(destination, method, params, path)`` before every onion request
+        (tracing, e.g. the demo's route printout)."""
+        self.transport.observers.append(observer)
+
+    @property
+    def failed_nodes(self) -> frozenset[str]:
+        """Ed25519 keys (hex) of nodes that kept failing and are left out of new paths."""
+        return frozenset(self.paths.bad)
+
+    def delivery_error(self, message_id: int) -> str | None:
+        """Why delivering message ``message_id`` failed so far (None if no attempt failed)."""
+        return self.outbox.last_error(message_id)
+
     # ------------------------------------------------------------------ nodes
 
     async def _load_source(self) -> list[ServiceNode]:
@@ -183,12 +204,12 @@ class Client:
                 self._set_nodes(nodes)
 
     async def refresh_nodes(self) -> int:
-        """Refresh the node list from up to 3 random nodes (keeping nodes all of them list);
-        falls back to the bootstrap source. Returns the new node count."""
+        """Refresh the node list from up to ``REFRESH_SOURCES`` (3) random nodes (keeping the
+        nodes all of them list); falls back to the bootstrap source. Returns the new node count."""
         pool = list(self.directory.nodes)
         random.shuffle(pool)
         answers: list[list[ServiceNode]] = []
-        for node in pool[:3]:
+        for node in pool[:REFRESH_SOURCES]:
             try:
                 answers.append(await self.rpc.service_nodes(node))
             except (SessionError, NotEnoughNodes):

@@ -130,3 +130,11 @@ class Outbox:
                 "SELECT state, hash FROM outbox WHERE message_id=? ORDER BY id", (message_id,)
             )
         ]
+
+    def last_error(self, message_id: int) -> str | None:
+        """The last error of the first undelivered entry of ``message_id`` (None if none failed)."""
+        row = self.db.conn.execute(
+            "SELECT error FROM outbox WHERE message_id=? AND error IS NOT NULL ORDER BY id LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])

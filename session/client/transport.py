@@ -14,7 +14,7 @@ import binascii
 import dataclasses
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -64,6 +64,8 @@ class OnionTransport:
         self.enc_type = enc_type
         self._http: aiohttp.ClientSession | None = None
         self.requests = 0
+        #: Called with (destination, method, params, path) before each request is sent.
+        self.observers: list[Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]] = []
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -87,6 +89,8 @@ class OnionTransport:
         from session import onion
 
         path = path or self.paths.choose(dest)
+        for observe in self.observers:
+            observe(dest, method, params, path)
         payload = json.dumps({"method": method, "params": dict(params)}).encode()
         hops = [onion.Hop(h.pubkey_ed25519, h.x25519) for h in path.hops]
         frame, reply_key = onion.build(
