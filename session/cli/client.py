@@ -12,8 +12,9 @@ Commands::
 
 Every command takes ``--home DIR`` (or ``SESSION_HOME``; where identities live),
 ``--network nodes.json|URL`` (or ``SESSION_NETWORK``; only needed until a node list is cached),
-``--identity ID`` (which of several identities to use; default: the current one) and ``--json``
-(machine-readable output). The options work before or after the command name.
+``--identity ID`` (which of several identities to use; default: the current one), ``--timeout
+SECONDS`` (how long a network step may take; default 30) and ``--json`` (machine-readable
+output). The options work before or after the command name.
 
 Exit codes: 0 ok, 1 error (one sentence on stderr; with ``--json`` also ``{"error": ...}`` on
 stdout), 2 usage error (click's own), 130 interrupted.
@@ -225,7 +226,7 @@ class _Session:
             raise CliError(f"cannot reach the network: tried {self.tried}, no answer within "
                            f"{_timeout():g} s") from None
         except (NetworkError, NotEnoughNodes) as e:
-            down = len(getattr(self.client.paths, "bad", ()))
+            down = len(self.client.failed_nodes)
             if isinstance(e, NotEnoughNodes):
                 why = (f"{down} could not be reached and too few are left for an onion path" if down
                        else "too few nodes for an onion path (3 relays and a destination)")
@@ -241,12 +242,6 @@ class _Session:
             await asyncio.wait_for(self.client.flush_outbox(), _timeout())
         except asyncio.TimeoutError:
             pass
-
-    def outbox_error(self, message_id: int) -> str | None:
-        row = self.client.db.conn.execute(
-            "SELECT error FROM outbox WHERE message_id=? AND error IS NOT NULL ORDER BY id LIMIT 1",
-            (message_id,)).fetchone()
-        return None if row is None else str(row[0])
 
 
 async def _open(*, background: bool = False, poll_interval: float = 1.0) -> _Session:
@@ -496,7 +491,7 @@ def send(session_id: str, text: str) -> None:
             await s.flush()
             m = c.db.message(mid) or {}
             if m.get("status") != "sent":
-                why = s.outbox_error(mid) or f"no answer within {_timeout():g} s"
+                why = c.delivery_error(mid) or f"no answer within {_timeout():g} s"
                 raise CliError(f"the message was not delivered (tried {s.tried}: {why}); it stays "
                                "queued and goes out with the next `session` command")
             return {"message_id": mid, "from": c.session_id, "to": to, "sent_ms": m["sent_ms"],
@@ -631,7 +626,8 @@ def requests(ctx: click.Context, offline: bool) -> None:
                    "or `session block ID`")
 
 
-def _contact_action(session_id: str, action: str, needs_network: bool) -> dict[str, Any]:
+def _contact_action(session_id: str, action: str, done: str, needs_network: bool = False) -> None:
+    """Run ``Client.<action>(SESSION_ID)``, deliver what it queued, print ``<done> SESSION_ID``."""
     sid = _session_id(session_id)
 
     async def go() -> dict[str, Any]:
@@ -647,7 +643,8 @@ def _contact_action(session_id: str, action: str, needs_network: bool) -> dict[s
         finally:
             await c.close()
 
-    return _run(go())
+    doc = _run(go())
+    _emit(doc) if _json_mode() else click.echo(f"{done} {doc['session_id']}")
 
 
 @requests.command("accept")
@@ -656,8 +653,7 @@ def _contact_action(session_id: str, action: str, needs_network: bool) -> dict[s
 @_errors
 def requests_accept(session_id: str) -> None:
     """Accept SESSION_ID's message request (they are told)."""
-    doc = _contact_action(session_id, "accept_request", True)
-    _emit(doc) if _json_mode() else click.echo(f"accepted {doc['session_id']}")
+    _contact_action(session_id, "accept_request", "accepted", needs_network=True)
 
 
 @requests.command("decline")
@@ -666,8 +662,7 @@ def requests_accept(session_id: str) -> None:
 @_errors
 def requests_decline(session_id: str) -> None:
     """Delete SESSION_ID's message request and its messages (they are not told)."""
-    doc = _contact_action(session_id, "decline_request", False)
-    _emit(doc) if _json_mode() else click.echo(f"declined {doc['session_id']}")
+    _contact_action(session_id, "decline_request", "declined")
 
 
 @main.command()
@@ -676,8 +671,7 @@ def requests_decline(session_id: str) -> None:
 @_errors
 def block(session_id: str) -> None:
     """Block SESSION_ID: its messages are dropped (synced to your other devices)."""
-    doc = _contact_action(session_id, "block", False)
-    _emit(doc) if _json_mode() else click.echo(f"blocked {doc['session_id']}")
+    _contact_action(session_id, "block", "blocked")
 
 
 @main.command()
@@ -686,8 +680,7 @@ def block(session_id: str) -> None:
 @_errors
 def unblock(session_id: str) -> None:
     """Unblock SESSION_ID."""
-    doc = _contact_action(session_id, "unblock", False)
-    _emit(doc) if _json_mode() else click.echo(f"unblocked {doc['session_id']}")
+    _contact_action(session_id, "unblock", "unblocked")
 
 
 # ------------------------------------------------------------------------------------------
