@@ -151,6 +151,3 @@ class NodeDirectory:
         for a in answers[1:]:
             common &= set(a)
         return sorted(common, key=lambda n: n.pubkey_ed25519)
-
-    def to_json(self) -> list[dict[str, Any]]:
-        return [n.to_json() for n in self.map.nodes]

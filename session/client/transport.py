@@ -63,7 +63,6 @@ class OnionTransport:
         self.timeout = timeout
         self.enc_type = enc_type
         self._http: aiohttp.ClientSession | None = None
-        self.requests = 0
         #: Called with (destination, method, params, path) before each request is sent.
         self.observers: list[Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]] = []
 
@@ -98,7 +97,6 @@ class OnionTransport:
         )
         http = await self._session()
         sent = self.clock.local_ms()
-        self.requests += 1
         try:
             async with http.post(f"{path.guard.https_url}/onion_req/v2", data=bytes(frame)) as r:
                 status, raw = r.status, await r.read()
