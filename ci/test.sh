@@ -5,6 +5,7 @@
 #   3. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/env.sh
 ./ci/install.sh
 echo "== cargo test (pure crates)"
 (cd core_ext && cargo test --locked --workspace --exclude session-core-py -q)
