@@ -7,16 +7,11 @@ import asyncio
 import itertools
 import json
 import sqlite3
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from rpc_helpers import NOW, LocalSwarm  # noqa: E402
-
-from session.storage import SqliteMessageStore  # noqa: E402
+from session.storage import SqliteMessageStore
+from session.testing.rpc import NOW, LocalSwarm
 
 BATCH = 200  # messages per measured round
 DATA = 1000  # bytes per message (a typical padded Session message is ~1 KB)

@@ -1,4 +1,6 @@
-"""Shared helpers of the integration tests: request builders, an HTTPS client, a v4 server."""
+"""Storage-RPC request builders, a small HTTPS client and a v4 onion test server, shared by the
+integration tests, the benchmarks and load tools (requests are built as Session clients build
+them; nothing here is used by a node or a client)."""
 
 from __future__ import annotations
 
@@ -50,10 +52,15 @@ def jbytes(doc: Any) -> bytes:
 
 
 class Client:
-    """A tiny HTTPS client (no certificate checks, like Session clients)."""
+    """A tiny HTTPS client (no certificate checks, like Session clients).
 
-    def __init__(self) -> None:
-        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, limit=50),
+    ``local_addr`` binds its connections to one local address (e.g. ``"127.0.0.2"``), so a test
+    can play several clients that a node tells apart by IP address."""
+
+    def __init__(self, local_addr: str | None = None) -> None:
+        connector = aiohttp.TCPConnector(ssl=False, limit=50,
+                                         local_addr=(local_addr, 0) if local_addr else None)
+        self.http = aiohttp.ClientSession(connector=connector,
                                           timeout=aiohttp.ClientTimeout(total=40))
 
     async def post(self, url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -120,5 +127,5 @@ async def v4_server(identity: Identity) -> tuple[web.AppRunner, int, list[dict[s
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = int(runner.addresses[0][1])
     return runner, port, seen

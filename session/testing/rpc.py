@@ -1,10 +1,9 @@
-"""Helpers shared by the storage-RPC tests: a client that signs requests like Session's, and an
-in-process swarm of RpcHandlers."""
+"""Helpers shared by the storage-RPC tests and the storage benchmarks: a client that signs
+requests like Session's, and an in-process swarm of RpcHandlers (no sockets)."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import json
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 from session.identity import Identity
 from session.node.rpc import RpcHandler
 from session.node.swarm_view import SwarmView
+from session.testing.http import b64
 from session.proto.snodes import ServiceNode, SwarmMap
 
 NOW = 1_700_000_000_000
@@ -24,10 +24,6 @@ class Clock:
 
     def __call__(self) -> int:
         return self.now
-
-
-def b64(b: bytes) -> str:
-    return base64.b64encode(b).decode()
 
 
 class Client:

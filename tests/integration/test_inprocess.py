@@ -9,10 +9,8 @@ import socket
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from helpers import Client, jbytes, open_onion_reply, retrieve_request, store_request
 from session import onion
 from session.identity import Identity
 from session.node.config import AdminConfig, LimitsConfig, NetworkConfig, NodeConfig, RegistryConfig
@@ -21,6 +19,7 @@ from session.node.links import KIND_ONION
 from session.proto.snodes import ServiceNode
 from session.storage.memory import MemoryMessageStore
 from session.swarm import message_hash
+from session.testing.http import Client, jbytes, open_onion_reply, retrieve_request, store_request
 
 pytestmark = pytest.mark.integration
 
@@ -221,10 +220,10 @@ async def test_per_ip_rate_limit_does_not_starve_other_clients(mininet, client):
     assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
     assert statuses == [200] * 5 + [429] * 3  # the burst, then nothing until a token refills
     # another client address (127.0.0.2) still gets through
-    other = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, local_addr=("127.0.0.2", 0)))
+    other = Client("127.0.0.2")
     try:
-        async with other.post(mininet.url(0) + "/storage_rpc/v1", data=info) as r:
-            assert r.status == 200
+        status, _ = await other.post(mininet.url(0), "/storage_rpc/v1", info)
+        assert status == 200
     finally:
         await other.close()
     # one second later the first client has exactly one token again
@@ -239,7 +238,6 @@ async def test_honest_client_keeps_being_served_while_another_address_floods(min
     bench/test_bench_fairness.py (timed asserts do not belong in tests)."""
     node = await mininet.add(limits=LimitsConfig(requests_per_second=20.0, burst=40))
     await mininet.set_swarms({0: SWARM_A})
-    url = mininet.url(0) + "/storage_rpc/v1"
     info = jbytes({"method": "info", "params": {}})
     honest_statuses: list[int] = []
     flood_statuses: list[int] = []
@@ -255,17 +253,16 @@ async def test_honest_client_keeps_being_served_while_another_address_floods(min
                 flood_during_honest += 1
 
     flooders = [asyncio.ensure_future(flood_worker()) for _ in range(16)]
-    honest = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, local_addr=("127.0.0.2", 0)))
+    honest = Client("127.0.0.2")
     try:
         # the honest client starts once the flooder has spent its burst and is being refused
         deadline = time.monotonic() + 30
         while 429 not in flood_statuses:
-            assert time.monotonic() < deadline, f"the flood was never limited: {len(flood_statuses)} sent"
+            assert time.monotonic() < deadline, f"flood never limited: {len(flood_statuses)} sent"
             await asyncio.sleep(0.01)
         for _ in range(30):  # within the honest address's own burst of 40
-            async with honest.post(url, data=info) as r:
-                await r.read()
-                honest_statuses.append(r.status)
+            status, _ = await honest.post(mininet.url(0), "/storage_rpc/v1", info)
+            honest_statuses.append(status)
     finally:
         honest_done.set()
         await asyncio.gather(*flooders)
@@ -304,7 +301,8 @@ async def test_graceful_stop_finishes_inflight_requests(mininet, client):
     node.site.rpc = type("Slow", (), {"handle_client": staticmethod(slow)})()
     alice = Identity.generate()
     data = b"in flight"
-    pending = asyncio.ensure_future(client.rpc(mininet.url(0), store_request(alice.session_id, data)))
+    store = store_request(alice.session_id, data)
+    pending = asyncio.ensure_future(client.rpc(mininet.url(0), store))
     await asyncio.wait_for(entered.wait(), 30)
     assert not pending.done()  # the request is in flight, held inside the handler
     port = node.https_port

@@ -1,0 +1,9 @@
+"""Helpers for tests, benchmarks and load tools, importable without touching ``sys.path``.
+
+* :mod:`session.testing.http`: storage-RPC request builders, a small HTTPS client (optionally
+  bound to one local address), onion-reply opening, a v4 onion test server;
+* :mod:`session.testing.rpc`: a client that signs storage requests like Session's, and an
+  in-process swarm of ``RpcHandler``s (``LocalSwarm``).
+
+Nodes and clients never import this package.
+"""
