@@ -56,6 +56,10 @@ class ChecksumMismatch(MnemonicError):
     """The recovery phrase's checksum word does not match: a word is wrong or missing."""
 
 
+class MissingWord(MnemonicError):
+    """The recovery phrase is one word short (12 or 24 words): a word was left out."""
+
+
 class PaddingError(InvalidInput):
     """Padded data does not follow the padding scheme."""
 
@@ -143,6 +147,7 @@ __all__ = [
     "InvalidKey",
     "InvalidSessionID",
     "InvalidSignature",
+    "MissingWord",
     "MnemonicError",
     "ClockOutOfSync",
     "NetworkError",

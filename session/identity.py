@@ -15,11 +15,10 @@ The keys live inside the native core (zeroized when the object is dropped); only
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from typing import Self
 
-from session import _core
+from session import _core, mnemonic
 
 __all__ = ["Identity", "ed25519_to_x25519", "parse_session_id", "verify", "verify_many"]
 
@@ -49,10 +48,11 @@ class Identity(_core.Identity):
 
     @classmethod
     def from_mnemonic(cls, phrase: str) -> Self:
-        """Restore from a recovery phrase (13 or 25 words; 12/24 without the checksum word).
+        """Restore from a recovery phrase (13 or 25 words; the checksum word is mandatory).
 
-        Raises UnknownWord, ChecksumMismatch or MnemonicError (all ValueError)."""
-        return cls(phrase=unicodedata.normalize("NFC", phrase))
+        Raises UnknownWord, ChecksumMismatch, MissingWord (a 12/24-word phrase, naming where
+        the word can be missing) or MnemonicError (all ValueError)."""
+        return cls.from_seed(mnemonic.decode(phrase))
 
     def blinded15_id(self, server_pubkey_hex: str) -> str:
         """This account's "15"-blinded ID on the community server with that X25519 key."""

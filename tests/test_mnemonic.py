@@ -4,6 +4,7 @@ word list pinning and "garbage never crashes"."""
 from __future__ import annotations
 
 import hashlib
+import re
 import zlib
 
 import pytest
@@ -12,7 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from session import _core, mnemonic
-from session.errors import ChecksumMismatch, InvalidInput, MnemonicError, SessionError, UnknownWord
+from session.errors import (
+    ChecksumMismatch,
+    InvalidInput,
+    MissingWord,
+    MnemonicError,
+    SessionError,
+    UnknownWord,
+)
+from session.identity import Identity
 
 ENCODE = load_vectors("mnemonic", "encode")
 DECODE = load_vectors("mnemonic", "decode")
@@ -78,8 +87,39 @@ def test_case_and_whitespace_insensitive() -> None:
 
 
 def test_twelve_words_without_checksum() -> None:
+    # Only as an explicit word list: a recovery phrase needs its checksum word (next test).
     phrase = mnemonic.encode(bytes(range(16)))
-    assert mnemonic.decode(" ".join(phrase.split()[:12])) == bytes(range(16))
+    assert mnemonic.decode(" ".join(phrase.split()[:12]), checksum=False) == bytes(range(16))
+
+
+@pytest.mark.parametrize("gap", range(13))
+def test_phrase_with_a_word_missing_is_refused(gap: int) -> None:
+    words = mnemonic.encode(bytes(range(16))).split()
+    short = " ".join(words[:gap] + words[gap + 1 :])
+    with pytest.raises(MissingWord, match="has 12 words but needs 13: a word is missing") as e:
+        mnemonic.decode(short)
+    with pytest.raises(MissingWord):
+        Identity.from_mnemonic(short)
+    # where the sentence names positions, the real gap is among them
+    named = re.findall(r"\d+", str(e.value).split("missing", 1)[1])
+    if named:
+        assert str(gap + 1) in named
+    assert gap + 1 in mnemonic.missing_word_positions(words[:gap] + words[gap + 1 :])
+
+
+def test_missing_checksum_word_is_located() -> None:
+    """Without its checksum word the last word copies no other, which narrows the gap down."""
+    words = mnemonic.encode(bytes.fromhex("7728d972721b98816a328c46c1995135")).split()
+    positions = mnemonic.missing_word_positions(words[:12])
+    assert 13 in positions and len(positions) < 13
+    with pytest.raises(MissingWord, match=r"\(word [\d, ]*(or )?13\)"):
+        mnemonic.decode(" ".join(words[:12]))
+
+
+def test_legacy_phrase_with_a_word_missing_is_refused() -> None:
+    words = mnemonic.encode(bytes(range(32))).split()
+    with pytest.raises(MissingWord, match="has 24 words but needs 25"):
+        mnemonic.decode(" ".join(words[1:]))
 
 
 def test_checksum_word_is_crc32_of_prefixes() -> None:

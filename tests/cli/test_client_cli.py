@@ -136,8 +136,22 @@ def test_id_restore_from_arguments_and_stdin(runner: CliRunner, tmp_path: Path) 
 
 @pytest.mark.parametrize("case", load_vectors("mnemonic", "decode_fail")[:4], ids=lambda c: c["name"])
 def test_bad_phrase_is_one_sentence(runner: CliRunner, tmp_path: Path, case: dict[str, Any]) -> None:
+    expected = {"checksum": ("phrase", "checksum word does not match"),
+                "unknown_word": ("word 13", "zzzzz", "not in the word list")}[case["error"]]
     r = run(runner, tmp_path, "id", "restore", *case["words"].split())
-    assert_one_sentence_error(r, "phrase" if case["error"] == "checksum" else "")
+    assert_one_sentence_error(r, *expected)
+    assert js(run(runner, tmp_path, "id", "list", "--json"))["identities"] == []
+
+
+@pytest.mark.parametrize("gap", [0, 6, 12])
+def test_phrase_with_a_word_missing_is_refused(runner: CliRunner, tmp_path: Path, gap: int) -> None:
+    case = load_vectors("mnemonic", "phrase_to_session_id")[0]
+    words = case["words"].split()
+    short = words[:gap] + words[gap + 1:]
+    r = run(runner, tmp_path, "id", "restore", *short)
+    assert_one_sentence_error(r, "12 words but needs 13", "a word is missing")
+    rj = run(runner, tmp_path, "id", "restore", "--json", input=" ".join(short))
+    assert rj.exit_code == 1 and "a word is missing" in json.loads(rj.stdout)["error"]
     assert js(run(runner, tmp_path, "id", "list", "--json"))["identities"] == []
 
 

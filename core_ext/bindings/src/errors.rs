@@ -58,7 +58,10 @@ impl From<CoreError> for PyErr {
                     C::InvalidSessionId(_) => InvalidSessionID::new_err(msg),
                     C::UnknownWord { .. } => UnknownWord::new_err(msg),
                     C::ChecksumMismatch => ChecksumMismatch::new_err(msg),
-                    C::MnemonicLength(_) | C::MnemonicWordCount { .. } | C::MnemonicOverflow(_) => MnemonicError::new_err(msg),
+                    C::MnemonicLength(_)
+                    | C::MnemonicWordCount { .. }
+                    | C::MnemonicOverflow(_)
+                    | C::MnemonicMissingWord { .. } => MnemonicError::new_err(msg),
                     C::DecryptionFailed(_) => DecryptionError::new_err(msg),
                     C::InvalidSignature => InvalidSignature::new_err(msg),
                     C::BadPadding(_) => PaddingError::new_err(msg),

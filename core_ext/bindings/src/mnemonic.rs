@@ -13,7 +13,8 @@ fn mnemonic_encode(data: &[u8], checksum: bool) -> CoreResult<String> {
     Ok(mnemonic::encode_words(data, checksum)?.to_string())
 }
 
-/// Words → bytes. `checksum=None`: a recovery phrase of 12/13/24/25 words; `True`/`False`:
+/// Words → bytes. `checksum=None`: a recovery phrase of 13/25 words (12/24 are refused:
+/// a word is missing); `True`/`False`:
 /// any number of words with/without the trailing checksum word.
 #[pyfunction]
 #[pyo3(signature = (phrase, checksum = None))]

@@ -24,8 +24,15 @@ pub enum Error {
     #[error("the recovery phrase's checksum word does not match: a word is wrong or missing")]
     ChecksumMismatch,
     /// The phrase has an unsupported number of words.
-    #[error("a recovery phrase has 13 or 25 words (12 or 24 without the checksum), got {0}")]
+    #[error("a recovery phrase has 13 or 25 words, got {0}")]
     MnemonicLength(usize),
+    /// The phrase is one word short of a full phrase (12 or 24 words): a word was left out.
+    /// Refused rather than decoded without a checksum, which would open a different account.
+    #[error(
+        "the recovery phrase has {got} words but needs {expected}: a word is missing \
+         (the last word is a checksum word)"
+    )]
+    MnemonicMissingWord { got: usize, expected: usize },
     /// A word list (not a full recovery phrase) has the wrong number of words.
     #[error("expected {expected} words, got {got}")]
     MnemonicWordCount { expected: &'static str, got: usize },

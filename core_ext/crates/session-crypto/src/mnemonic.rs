@@ -144,13 +144,17 @@ pub fn decode_words<S: AsRef<str>>(input: &[S], checksum: bool) -> Result<Zeroiz
     Ok(out)
 }
 
-/// Decodes a recovery phrase: 13 or 25 words (12 or 24 without the checksum word, which
-/// libsession also accepts), separated by any whitespace, any letter case.
+/// Decodes a recovery phrase: 13 or 25 words, separated by any whitespace, any letter case.
+///
+/// The checksum word is mandatory, as in Session Desktop: 12 or 24 words (which libsession
+/// decodes without a checksum) are refused with [`Error::MnemonicMissingWord`], because a
+/// phrase with a word left out anywhere but at the end would open a different, empty account.
+/// [`decode_words`] still decodes a bare word list without its checksum word.
 pub fn decode(phrase: &str) -> Result<Zeroizing<Vec<u8>>> {
     let words: Vec<&str> = phrase.split_whitespace().collect();
     match words.len() {
         13 | 25 => decode_words(&words, true),
-        12 | 24 => decode_words(&words, false),
+        n @ (12 | 24) => Err(Error::MnemonicMissingWord { got: n, expected: n + 1 }),
         n => Err(Error::MnemonicLength(n)),
     }
 }
@@ -186,6 +190,25 @@ mod tests {
         assert!(matches!(decode_words::<&str>(&[], true), Err(Error::MnemonicWordCount { .. })));
         assert!(encode(&[0u8; 15]).is_err());
         assert!(encode_words(&[], false).is_err());
+    }
+
+    #[test]
+    fn a_missing_word_is_refused() {
+        let seed: Vec<u8> = (0u8..16).collect();
+        let phrase = encode(&seed).expect("16 bytes");
+        let words: Vec<&str> = phrase.split(' ').collect();
+        for gap in 0..words.len() {
+            let short: Vec<&str> =
+                words.iter().enumerate().filter(|&(i, _)| i != gap).map(|(_, w)| *w).collect();
+            let e = decode(&short.join(" ")).err();
+            assert_eq!(e, Some(Error::MnemonicMissingWord { got: 12, expected: 13 }), "gap {gap}");
+            assert!(e.map(|e| e.to_string()).unwrap_or_default().contains("a word is missing"));
+        }
+        let legacy = encode(&[7u8; 32]).expect("32 bytes");
+        let short: Vec<&str> = legacy.split(' ').skip(1).collect();
+        assert_eq!(decode(&short.join(" ")).err(), Some(Error::MnemonicMissingWord { got: 24, expected: 25 }));
+        // A bare word list without its checksum word still decodes where asked for explicitly.
+        assert_eq!(&decode_words(&words[..12], false).expect("12 data words")[..], &seed[..]);
     }
 
     #[test]
