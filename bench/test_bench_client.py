@@ -64,7 +64,7 @@ def test_bench_backlog_decrypt(benchmark: Any, backlog: list[tuple[str, str, int
 @pytest.mark.integration
 def test_bench_onion_send_round_trip(benchmark: Any, tmp_path: Path) -> None:
     from session.client import Client
-    from session.node.devnet import Devnet
+    from session.devnet import Devnet
 
     benchmark.group = "client-onion-send"
     with Devnet(tmp_path / "devnet", nodes=6) as net:

@@ -133,7 +133,7 @@ def test_relay_layer_through_node_1k(benchmark, enc):
 # ---------------------------------------------------------------------------- devnet benches
 @pytest.fixture(scope="module")
 def small_devnet(tmp_path_factory):
-    from session.node.devnet import Devnet
+    from session.devnet import Devnet
 
     net = Devnet(tmp_path_factory.mktemp("bench-devnet"), nodes=4, poll_interval=1.0,
                  extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000", "SESSION_NODE_LIMITS__BURST": "100000"})

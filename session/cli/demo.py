@@ -343,7 +343,7 @@ def _b64_decoded(data: bytes) -> bytes:
 
 
 def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> int:
-    from session.node.devnet import Devnet, DevnetError
+    from session.devnet import Devnet, DevnetError
 
     out = Printer()
     print("Session network demo: a local devnet, two accounts, onion-routed messages both ways,\n"

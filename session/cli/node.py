@@ -257,7 +257,7 @@ def devnet(nodes: int, data_dir: Path, host: str | None, base_port: int | None,
            control_port: int | None, seed: str | None, log_level: str | None,
            no_uvloop: bool) -> None:
     """Run a local network (a registry and N nodes on loopback) until Ctrl-C."""
-    from session.node.devnet import main as devnet_main
+    from session.devnet import main as devnet_main
 
     extra: dict[str, Any] = {k: v for k, v in {
         "host": host, "base_port": base_port, "control_port": control_port, "seed": seed,

@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="override a setting, e.g. --set network.https_port=22021 (repeatable)")
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
+    p.add_argument("--ready-file", metavar="PATH",
+                   help="once listening, write the bound ports here as JSON (for supervisors)")
     args = p.parse_args(argv)
 
     from session.errors import ConfigError
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from session.node.daemon import run
 
-    return run(cfg, use_uvloop=not args.no_uvloop)
+    return run(cfg, use_uvloop=not args.no_uvloop, ready_file=args.ready_file)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Node configuration: a frozen dataclass tree read from TOML, environment and flags.
 
-Precedence, lowest to highest: built-in defaults < config file < environment < command-line
-flags. Environment variables use the prefix ``SESSION_NODE_`` and ``__`` between a table and
+Loading is the shared service loader (:mod:`session.service.config`). Precedence, lowest to
+highest: built-in defaults < config file < environment < command-line flags. Environment variables use the prefix ``SESSION_NODE_`` and ``__`` between a table and
 its key: ``SESSION_NODE_NETWORK__HTTPS_PORT=22021``, ``SESSION_NODE_DATA_DIR=/srv/node``.
 ``SESSION_NODE_CONFIG`` names the config file (read by the CLI, not a setting).
 
@@ -21,22 +21,24 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import sys
-import tomllib
-import types
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from session.errors import ConfigError
+from session.service import config as service_config
+from session.service.config import (
+    ConnectionLimits,
+    LoggingConfig,
+    as_dict,
+    read_toml,
+    validate_limits,
+    validate_logging,
+)
 
 ENV_PREFIX = "SESSION_NODE_"
 ENV_CONFIG = "SESSION_NODE_CONFIG"
 APP_NAME = "session-node"
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-LOG_FORMATS = ("auto", "json", "console")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,14 +76,9 @@ class StorageConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class LoggingConfig:
-    level: str = "info"
-    format: str = "auto"  # auto (json when not a TTY), json, console
-    unsafe_logging: bool = False  # log IP addresses and Session IDs unmasked
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class LimitsConfig:
+    """Per-request limits of the client site (connection limits are in ``connections``)."""
+
     requests_per_second: float = 300.0  # per client IP (Session: 300/s)
     burst: int = 600  # per client IP (Session: 600)
     max_onion_hops: int = 15  # longest onion path relayed through this node (Session: 15)
@@ -100,6 +97,7 @@ class NodeConfig:
     storage: StorageConfig = dataclasses.field(default_factory=StorageConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
     @property
     def announce_ip(self) -> str:
@@ -111,167 +109,18 @@ class NodeConfig:
         return self.data_dir / "keys"
 
     @property
-    def tls_dir(self) -> Path:
-        return self.data_dir / "tls"
-
-    @property
     def db_dir(self) -> Path:
         return self.data_dir / "db"
 
 
-# ------------------------------------------------------------------------------------------
-# Introspection helpers
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_section(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
 def field_names(cls: type = NodeConfig, prefix: str = "") -> list[str]:
     """Every leaf setting as a dotted name (``"network.https_port"``), in declaration order."""
-    out: list[str] = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = hints[f.name]
-        if _is_section(tp):
-            out.extend(field_names(tp, f"{prefix}{f.name}."))
-        else:
-            out.append(prefix + f.name)
-    return out
-
-
-def _coerce(value: Any, tp: Any, name: str, *, from_text: bool) -> Any:
-    """Convert ``value`` to the field type ``tp``; text from the environment is parsed."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None or (from_text and value == ""):
-            return None
-        tp = args[0]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if from_text and isinstance(value, str):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-        raise ConfigError(f"{name} must be true or false, not {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be an integer, not {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip().replace("_", ""), 10)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be an integer, not {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{name} must be a number, not {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{name} must be a number, not {value!r}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"{name} must be a string, not {value!r}")
-    if tp is Path:
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value).expanduser()
-        raise ConfigError(f"{name} must be a path, not {value!r}")
-    raise ConfigError(f"{name} has an unsupported type")  # pragma: no cover - schema bug
-
-
-def _merge(layer: dict[str, Any], tree: Mapping[str, Any], cls: type, where: str, prefix: str = "",
-           *, from_text: bool = False) -> None:
-    """Validate ``tree`` against ``cls`` and merge it into ``layer`` (a nested dict)."""
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key, value in tree.items():
-        dotted = prefix + key
-        if key not in names:
-            raise ConfigError(f"unknown setting {dotted!r} in {where}")
-        tp = hints[key]
-        if _is_section(tp):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{dotted!r} in {where} must be a table")
-            sub = layer.setdefault(key, {})
-            _merge(sub, value, tp, where, dotted + ".", from_text=from_text)
-        else:
-            if isinstance(value, Mapping):
-                raise ConfigError(f"{dotted!r} in {where} must be a value, not a table")
-            layer[key] = _coerce(value, tp, f"{dotted} (from {where})", from_text=from_text)
-
-
-def _build(cls: type, values: Mapping[str, Any]) -> Any:
-    hints = _hints(cls)
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in values:
-            continue
-        tp = hints[f.name]
-        kwargs[f.name] = _build(tp, values[f.name]) if _is_section(tp) else values[f.name]
-    return cls(**kwargs)
-
-
-def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in env.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_CONFIG:
-            continue
-        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__")]
-        if not all(parts):
-            raise ConfigError(f"environment variable {key} is not a valid setting name")
-        node = tree
-        for p in parts[:-1]:
-            nxt = node.setdefault(p, {})
-            if not isinstance(nxt, dict):
-                raise ConfigError(f"environment variable {key} conflicts with another setting")
-            node = nxt
-        node[parts[-1]] = value
-    return tree
-
-
-def _overrides_tree(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        parts = key.split(".")
-        node = tree
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = value
-    return tree
+    return service_config.field_names(cls, prefix)
 
 
 def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     """``$STATE_DIRECTORY`` (systemd) or the platformdirs data directory."""
-    env = os.environ if env is None else env
-    state = env.get("STATE_DIRECTORY")
-    if state:
-        # systemd may pass several colon-separated directories; the first is ours.
-        return Path(state.split(":")[0])
-    import platformdirs
-
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        if sys.platform.startswith("linux"):
-            return Path("/var/lib") / APP_NAME  # what StateDirectory= would give
-        return Path(platformdirs.site_data_dir(APP_NAME))
-    return Path(platformdirs.user_data_dir(APP_NAME))
+    return service_config.default_data_dir(APP_NAME, env)
 
 
 def resolve_data_dir(explicit: str | os.PathLike[str] | None,
@@ -321,35 +170,17 @@ def validate(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError("registry.poll_interval must be positive")
     if cfg.storage.max_bytes <= 0:
         raise ConfigError("storage.max_bytes must be positive")
-    if cfg.logging.level.lower() not in LOG_LEVELS:
-        raise ConfigError(f"logging.level must be one of {', '.join(LOG_LEVELS)}, "
-                          f"not {cfg.logging.level!r}")
-    if cfg.logging.format not in LOG_FORMATS:
-        raise ConfigError(f"logging.format must be one of {', '.join(LOG_FORMATS)}, "
-                          f"not {cfg.logging.format!r}")
+    validate_logging(cfg.logging)
     if cfg.limits.requests_per_second <= 0 or cfg.limits.burst <= 0:
         raise ConfigError("limits.requests_per_second and limits.burst must be positive")
     if not (1 <= cfg.limits.max_onion_hops <= 15):
         raise ConfigError("limits.max_onion_hops must be between 1 and 15 (the protocol maximum)")
     if cfg.limits.max_request_bytes <= 0:
         raise ConfigError("limits.max_request_bytes must be positive")
+    validate_limits(cfg.connections, cfg.limits.max_request_bytes)
     if cfg.shutdown_timeout < 0:
         raise ConfigError("shutdown_timeout must not be negative")
     return cfg
-
-
-def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a TOML file, turning I/O and syntax problems into :class:`ConfigError`."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {p} does not exist") from None
-    except OSError as e:
-        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
 
 
 def load_config(
@@ -364,34 +195,18 @@ def load_config(
     (``None`` values are skipped). The data directory is resolved to an absolute path.
     """
     env = os.environ if env is None else env
-    layer: dict[str, Any] = {}
-    if path is not None:
-        _merge(layer, read_toml(path), NodeConfig, f"config file {path}")
-    _merge(layer, _env_tree(env), NodeConfig, "the environment", from_text=True)
-    if overrides:
-        _merge(layer, _overrides_tree(overrides), NodeConfig, "the command line", from_text=True)
-    layer["data_dir"] = resolve_data_dir(layer.get("data_dir"), env)
-    if "logging" in layer and "level" in layer["logging"]:
-        layer["logging"]["level"] = layer["logging"]["level"].lower()
-    return validate(_build(NodeConfig, layer))
 
+    def finish(layer: dict[str, Any]) -> None:
+        layer["data_dir"] = resolve_data_dir(layer.get("data_dir"), env)
 
-def as_dict(cfg: Any) -> dict[str, Any]:
-    """The config as plain TOML-compatible data (paths as strings)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        v = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(v):
-            out[f.name] = as_dict(v)
-        elif isinstance(v, Path):
-            out[f.name] = str(v)
-        else:
-            out[f.name] = v
-    return out
+    cfg = service_config.load(NodeConfig, path, env=env, env_prefix=ENV_PREFIX,
+                              env_skip=(ENV_CONFIG,), overrides=overrides, finish=finish)
+    return validate(cfg)
 
 
 __all__ = [
     "AdminConfig",
+    "ConnectionLimits",
     "LimitsConfig",
     "LoggingConfig",
     "NetworkConfig",

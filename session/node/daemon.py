@@ -8,17 +8,43 @@ both sites are up.
 SIGTERM/SIGINT: mark not ready, stop accepting, let in-flight requests finish (bounded by
 ``shutdown_timeout``), stop polling and links, flush and close the store, exit 0.
 
-Imports are lazy: ``python -m session.node --help`` and the CLI stay cheap.
+TLS, logging, serving with connection limits and the admin site come from the shared service
+plumbing (:mod:`session.service`). The CLI imports this module only to run a node.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
+
+import aiohttp
+import uvloop
+from prometheus_client import disable_created_metrics
+
+from session.errors import InvalidInput, RegistryError
+from session.node import keys
+from session.node.http import ClientSite
+from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, NodeLinks
+from session.node.metrics import NodeMetrics
+from session.node.ratelimit import RateLimiter
+from session.node.relay import OnionRouter, PeelPool
+from session.node.replication import LinkFanout, SwarmHandoff
+from session.node.rpc import RpcHandler, sweep_forever
+from session.node.swarm_view import SwarmView
+from session.onion import Peeler
+from session.proto import rpc as P
+from session.registry import client as registry_client
+from session.service import logs, tls
+from session.service.admin import admin_app
+from session.service.server import Served
+from session.service.server import serve as serve_app
+from session.storage.sqlite import SqliteMessageStore
 
 log = logging.getLogger("session.node")
 
@@ -50,7 +76,7 @@ class Node:
         self.router: Any = None
         self.handoff: Any = None
         self.site: Any = None
-        self._runners: list[Any] = []
+        self._served: list[Served] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: Any = None
         self.https_port = 0
@@ -79,20 +105,6 @@ class Node:
 
     # ------------------------------------------------------------------ start-up
     async def start(self) -> None:
-        from aiohttp import web
-        from prometheus_client import disable_created_metrics
-
-        from session.node import tls
-        from session.node.http import ClientSite, admin_app
-        from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, NodeLinks
-        from session.node.metrics import NodeMetrics
-        from session.node.ratelimit import RateLimiter
-        from session.node.relay import OnionRouter, PeelPool
-        from session.node.replication import LinkFanout, SwarmHandoff
-        from session.node.rpc import RpcHandler, sweep_forever
-        from session.node.swarm_view import SwarmView
-        from session.onion import Peeler
-
         cfg = self.config
         disable_created_metrics()
         m = self.metrics = NodeMetrics()
@@ -104,8 +116,6 @@ class Node:
         me = bytes(ident.ed25519_public).hex()
 
         if self.store is None:
-            from session.storage.sqlite import SqliteMessageStore
-
             cfg.db_dir.mkdir(parents=True, exist_ok=True)
             self.store = await SqliteMessageStore.open(cfg.db_dir, max_bytes=cfg.storage.max_bytes)
 
@@ -113,10 +123,8 @@ class Node:
         if not (cert.exists() and key.exists()):
             # Generate in a short-lived child: importing `cryptography` would add ~10 MB to
             # this long-lived process's RSS for a one-time job.
-            import sys
-
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from session.node.tls import ensure_certificate; "
+                sys.executable, "-c", "import sys; from session.service.tls import ensure_certificate; "
                 "ensure_certificate(sys.argv[1])", str(cfg.data_dir))
             await child.wait()
         ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
@@ -133,7 +141,8 @@ class Node:
 
         cc_outcome = {o: m.links.labels("cc", o) for o in ("ok", "failed")}
         fanout = LinkFanout(self.links, self.view, on_result=lambda o: cc_outcome[o].inc())
-        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view, fanout=fanout)
+        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view, fanout=fanout,
+                              oxend=self._oxend)
         self.handoff = SwarmHandoff(self.store, self.links, self.view,
                                     on_moved=lambda d, n: m.handoff.labels(d).inc(n))
         self.view.on_change = self._on_swarm_change
@@ -156,21 +165,15 @@ class Node:
         m.gauge_fn("session_node_link_auth_denied", "Node-link handshakes refused", lambda: self.links.auth_denied)
         m.gauge_fn("session_node_resident_bytes", "Resident memory of the process", _rss_bytes)
 
-        runner = web.AppRunner(self.site.app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=cfg.shutdown_timeout)
-        await runner.setup()
-        site = web.TCPSite(runner, cfg.network.listen_host, cfg.network.https_port, ssl_context=ssl_ctx,
-                           backlog=1024, reuse_address=True)
-        await site.start()
-        self.https_port = _bound_port(site, cfg.network.https_port)
-        self._runners.append(runner)
-
-        admin = web.AppRunner(admin_app(m, self.ready_reason), access_log=None, handle_signals=False)
-        await admin.setup()
-        asite = web.TCPSite(admin, cfg.admin.host, cfg.admin.port, reuse_address=True)
-        await asite.start()
-        self.admin_port = _bound_port(asite, cfg.admin.port)
-        self._runners.append(admin)
+        client = await serve_app(self.site.app(), cfg.network.listen_host, cfg.network.https_port,
+                                 ssl_context=ssl_ctx, limits=cfg.connections,
+                                 shutdown_timeout=cfg.shutdown_timeout)
+        self._served.append(client)
+        self.https_port = client.port
+        admin = await serve_app(admin_app(m.render, self.ready_reason), cfg.admin.host,
+                                cfg.admin.port, limits=cfg.connections)
+        self._served.append(admin)
+        self.admin_port = admin.port
         self.sites_up = True
 
         if self._register_enabled:
@@ -198,6 +201,15 @@ class Node:
             raise ValueError("forwarded request must be a map")
         return await self.rpc.handle_forwarded(body)
 
+    async def _oxend(self, endpoint: str, params: Any) -> Any:
+        """``oxend_request``: the registry stands in for oxend, and this node already holds its
+        node list, so ``get_service_nodes`` is answered from it (Session's storage server asks
+        its local oxend for the same list)."""
+        if endpoint != "get_service_nodes":
+            raise P.RpcError(400, f"oxend endpoint {endpoint} is not available on this network")
+        m = self.view.map if self.view is not None else None
+        return P.service_nodes_result(m.nodes if m is not None else (), params)
+
     async def _serve_ping(self, peer: str, body: Any) -> Any:
         if isinstance(body, dict) and body.get("v") and body["v"] != self.view.version:
             self.view.poke()
@@ -214,32 +226,26 @@ class Node:
     async def _fetch_nodes(self) -> list[Any]:
         if self._fetch_override is not None:
             return list(await self._fetch_override())
-        from session.registry import client as reg
-
-        return list(await reg.fetch_nodes(self.config.registry.url, session=self._registry_session()))
+        return list(await registry_client.fetch_nodes(self.config.registry.url, session=self._registry_session()))
 
     def _registry_session(self) -> Any:
         if self._http is None:
-            import aiohttp
-
-            from session.node.tls import client_ssl_context
-
-            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl_context(), limit=4))
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), limit=4))
         return self._http
 
     async def _register_until_done(self, attempts: int = 40) -> None:
-        from session.registry import client as reg
-
         cfg = self.config
         delay = 0.25
         for i in range(attempts):
             try:
-                await reg.register(cfg.registry.url, self.identity, public_ip=cfg.announce_ip,
-                                   storage_port=self.https_port, storage_lmq_port=self.zmq_port,
-                                   stake=cfg.registry.stake, session=self._registry_session())
+                await registry_client.register(
+                    cfg.registry.url, self.identity, public_ip=cfg.announce_ip,
+                    storage_port=self.https_port, storage_lmq_port=self.zmq_port,
+                    stake=cfg.registry.stake, session=self._registry_session())
                 self.registered = True
                 return
-            except Exception as e:
+            except (RegistryError, InvalidInput) as e:
                 log.warning("registration attempt %d failed: %s", i + 1, e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -260,11 +266,8 @@ class Node:
             return
         self.stopping = True
         log.info("stopping: finishing in-flight requests")
-        for r in self._runners:  # stop listening; waits for handlers up to shutdown_timeout
-            try:
-                await r.cleanup()
-            except Exception as e:
-                log.warning("site shutdown: %s", e)
+        for served in self._served:  # stop listening; waits for handlers up to shutdown_timeout
+            await served.close()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -284,20 +287,23 @@ class Node:
         log.info("stopped cleanly")
 
 
-def _bound_port(site: Any, asked: int) -> int:
-    if asked:
-        return asked
-    server = site._server  # aiohttp keeps the asyncio Server here
-    return int(server.sockets[0].getsockname()[1])
-
-
 def _load_identity(cfg: Any) -> Any:
-    from session.node import keys
-
     return keys.load_or_create(cfg.keys_dir)
 
 
-async def serve(config: Any) -> int:
+def write_ready_file(path: str | os.PathLike[str], node: Node) -> None:
+    """Write ``{"https_port", "zmq_port", "admin_port", "pid"}`` to ``path`` atomically: how a
+    supervisor (the devnet) learns the ports a node bound when it was given port 0."""
+    doc = {"https_port": node.https_port, "zmq_port": node.zmq_port,
+           "admin_port": node.admin_port, "pid": os.getpid()}
+    tmp = f"{os.fspath(path)}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -> int:
+    """Run a node until SIGTERM/SIGINT; once it listens, write ``ready_file`` if given."""
     node = Node(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -305,6 +311,8 @@ async def serve(config: Any) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await node.start()
+        if ready_file is not None:
+            write_ready_file(ready_file, node)
     except BaseException:
         await node.stop()
         raise
@@ -313,19 +321,10 @@ async def serve(config: Any) -> int:
     return 0
 
 
-def run(config: Any, *, use_uvloop: bool = True) -> int:
+def run(config: Any, *, use_uvloop: bool = True,
+        ready_file: str | os.PathLike[str] | None = None) -> int:
     """Run a node until SIGTERM/SIGINT; returns the process exit code."""
-    try:
-        from session.node import logsetup
-
-        logsetup.setup(config.logging)
-    except ImportError:
-        logging.basicConfig(level=config.logging.level.upper())
+    logs.setup(config.logging)
     if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":
-        try:
-            import uvloop
-
-            return uvloop.run(serve(config))
-        except ImportError:
-            pass
-    return asyncio.run(serve(config))
+        return uvloop.run(serve(config, ready_file))
+    return asyncio.run(serve(config, ready_file))

@@ -1,4 +1,5 @@
-"""The node's HTTP sites: the public HTTPS site for clients and the loopback admin site.
+"""The node's public HTTPS site for clients (served, with the loopback admin site, by
+:mod:`session.service`).
 
 Public (HTTPS, self-signed certificate; clients do not verify):
 
@@ -11,8 +12,8 @@ Public (HTTPS, self-signed certificate; clients do not verify):
 Both request endpoints answer 503 until the node is ready; bodies over the limit → 413, a
 client over its per-IP budget → 429, and ``X-Loki-Long-Poll`` on ``/storage_rpc/v1`` → 410.
 
-Admin (127.0.0.1 only): ``/metrics`` (Prometheus), ``/healthz`` (the process answers),
-``/readyz`` (200 once keys, database, node list and sites are up, else 503 with the reasons).
+The admin site (127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
+:func:`session.service.admin.admin_app`.
 """
 
 from __future__ import annotations
@@ -122,25 +123,3 @@ class ClientSite:
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.Response(status=200, body=json.dumps({"version": "0.1.0"}).encode(), content_type="application/json")
-
-
-def admin_app(metrics: Any, ready: Callable[[], str | None]) -> web.Application:
-    from session.node.metrics import CONTENT_TYPE
-
-    async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def readyz(request: web.Request) -> web.Response:
-        why = ready()
-        if why is None:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"not ready: {why}\n")
-
-    app = web.Application()
-    app.router.add_get("/metrics", get_metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app

@@ -7,13 +7,16 @@ and other supervisors), logs to stderr, and exits 0 on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
+import uvloop
+
 from session.errors import SessionError
+from session.registry.server import run
+from session.service.logs import setup_logging
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,9 +37,6 @@ def parser() -> argparse.ArgumentParser:
 def serve(host: str, port: int, data_dir: str, stake_requirement: int, seed: str | None,
           log_level: str = "info") -> int:
     """Run the registry until a signal; returns the process exit code."""
-    from session.node.logsetup import setup_logging
-    from session.registry.server import run
-
     setup_logging(log_level, "auto", stream=sys.stderr)
 
     def ready(url: str) -> None:
@@ -45,12 +45,7 @@ def serve(host: str, port: int, data_dir: str, stake_requirement: int, seed: str
 
     coro = run(host, port, data_dir, stake_requirement, seed, on_ready=ready)
     try:
-        try:
-            import uvloop
-        except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
-            asyncio.run(coro)
-        else:
-            uvloop.run(coro)
+        uvloop.run(coro)
     except SessionError as e:
         logging.getLogger("session.registry").error("%s", e)
         sys.stderr.write(f"error: {e}\n")

@@ -18,6 +18,7 @@ import aiohttp
 from session.errors import DecodeError, RegistryError
 from session.proto.snodes import ServiceNode, parse_node_list
 from session.registry.messages import Signer, build_deregistration, build_registration
+from session.service.tls import client_ssl_context
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -28,8 +29,6 @@ async def _session(session: aiohttp.ClientSession | None,
     if session is not None:
         yield session
         return
-    from session.node.tls import client_ssl_context
-
     connector = aiohttp.TCPConnector(ssl=client_ssl_context())
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)

@@ -30,6 +30,9 @@ from aiohttp import web
 
 from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
 from session.registry.state import DEFAULT_STAKE_REQUIREMENT, Registry
+from session.service.config import ConnectionLimits
+from session.service.server import Served, serve
+from session.service.tls import server_ssl_context
 
 log = logging.getLogger("session.registry")
 
@@ -133,13 +136,13 @@ def make_app(registry: Registry) -> web.Application:
 class RegistryServer:
     """A running registry site; :meth:`close` stops it."""
 
-    def __init__(self, runner: web.AppRunner, registry: Registry, url: str) -> None:
-        self.runner = runner
+    def __init__(self, served: Served, registry: Registry, url: str) -> None:
+        self.served = served
         self.registry = registry
         self.url = url
 
     async def close(self) -> None:
-        await self.runner.cleanup()
+        await self.served.close()
 
 
 def _url(host: str, port: int) -> str:
@@ -154,13 +157,12 @@ async def start(
     seed: str | bytes | None = None,
     *,
     freshness: float | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> RegistryServer:
     """Load (or create) the registry in ``data_dir`` and start its HTTPS site.
 
     ``port=0`` picks a free port; the returned server's ``url`` carries the real one.
     """
-    from session.node.tls import server_ssl_context
-
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
     kwargs: dict[str, Any] = {"stake_requirement": stake_requirement, "seed": seed}
@@ -168,19 +170,11 @@ async def start(
         kwargs["freshness"] = freshness
     registry = Registry(data, **kwargs)
     ssl_ctx = server_ssl_context(data)
-    runner = web.AppRunner(make_app(registry), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_ctx)
     try:
-        await site.start()
+        served = await serve(make_app(registry), host, port, ssl_context=ssl_ctx, limits=limits)
     except OSError as e:
-        await runner.cleanup()
         raise RegistryError(f"cannot listen on {host}:{port}: {e.strerror}", 0) from None
-    bound = port
-    sockets = getattr(site._server, "sockets", None)  # aiohttp keeps the asyncio server here
-    if sockets:
-        bound = sockets[0].getsockname()[1]
-    return RegistryServer(runner, registry, _url(host, bound))
+    return RegistryServer(served, registry, _url(host, served.port))
 
 
 async def run(

@@ -289,7 +289,7 @@ def test_fast_start() -> None:
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.node.devnet import Devnet
+    from session.devnet import Devnet
 
     net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
     net.start()

@@ -143,7 +143,7 @@ def test_run_refuses_exposed_key(runner: CliRunner, tmp_path: Path,
 
 def test_devnet_calls_devnet_main(runner: CliRunner, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import session.node.devnet as devnet
+    import session.devnet as devnet
 
     seen: dict[str, Any] = {}
 

@@ -33,7 +33,7 @@ PLAINTEXTS: list[str] = []
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.node.devnet import Devnet
+    from session.devnet import Devnet
 
     d = Devnet(tmp_path_factory.mktemp("devnet"), nodes=6)
     d.start()

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(scope="session")
 def devnet(tmp_path_factory: pytest.TempPathFactory):
     """A registry and 5 node processes on 127.0.0.1 for the whole session."""
-    from session.node.devnet import Devnet
+    from session.devnet import Devnet
 
     net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, poll_interval=0.5, ready_timeout=60)
     net.start()

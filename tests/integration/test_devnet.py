@@ -66,6 +66,37 @@ async def test_ready_health_metrics_and_nodes_json(devnet, client):
         assert status == 200
 
 
+async def test_ports_are_the_ones_each_process_bound(devnet, client):
+    """Every process bound port 0 and reported what it got: all distinct, all answering."""
+    ports = [p for n in devnet.nodes for p in (n.https_port, n.zmq_port, n.admin_port)]
+    assert 0 not in ports and len(set(ports)) == len(ports)
+    listed = {s["pubkey_ed25519"]: s for s in devnet.node_list()["result"]["service_node_states"]}
+    for n in devnet.nodes:
+        assert (listed[n.pubkey_ed25519]["storage_port"], listed[n.pubkey_ed25519]["storage_lmq_port"]) \
+            == (n.https_port, n.zmq_port)
+
+
+async def test_oxend_request_get_service_nodes_answers_the_node_list(devnet, client):
+    """A live node answers ``oxend_request get_service_nodes`` with the registry's node list, in
+    oxend's shape, honouring ``fields`` (as libsession asks for them)."""
+    fields = {f: True for f in ("public_ip", "pubkey_ed25519", "storage_lmq_port",
+                                "storage_server_version", "swarm_id")}
+    want = {(s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"])
+            for s in devnet.node_list()["result"]["service_node_states"]}
+    for n in devnet.nodes[:2]:
+        status, body = await client.rpc(n.url, {
+            "method": "oxend_request",
+            "params": {"endpoint": "get_service_nodes",
+                       "params": {"active_only": True, "fields": fields}}})
+        assert status == 200, body
+        states = body["result"]["service_node_states"]
+        assert {(s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"]) for s in states} == want
+        assert all(set(s) == set(fields) for s in states)
+    status, body = await client.rpc(devnet.nodes[0].url, {
+        "method": "oxend_request", "params": {"endpoint": "ons_resolve", "params": {}}})
+    assert status == 400 and "not available" in str(body)
+
+
 async def test_store_at_one_member_retrieve_at_another(devnet, client):
     alice = Identity.generate()
     status, body = await client.rpc(devnet.nodes[0].url, store_request(alice.session_id, b"hello swarm"))

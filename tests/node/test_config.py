@@ -18,6 +18,7 @@ from session.node.config import (
     field_names,
     load_config,
 )
+from session.service.tls import tls_paths
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -33,7 +34,8 @@ def test_defaults(tmp_path: Path) -> None:
     assert cfg.registry.stake == 25_000
     assert cfg.limits.requests_per_second == 300 and cfg.limits.burst == 600
     assert cfg.data_dir == tmp_path
-    assert cfg.keys_dir == tmp_path / "keys" and cfg.tls_dir == tmp_path / "tls"
+    assert cfg.keys_dir == tmp_path / "keys"
+    assert tls_paths(cfg.data_dir)[0].parent == tmp_path / "tls"
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.network.https_port = 1  # type: ignore[misc]
 

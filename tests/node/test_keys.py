@@ -11,7 +11,8 @@ import pytest
 
 from session.errors import ConfigError
 from session.identity import Identity, ed25519_to_x25519
-from session.node import keys, tls
+from session.node import keys
+from session.service import tls
 
 
 def mode(p: Path) -> int:

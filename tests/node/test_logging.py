@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from session.node.logsetup import ID_MASK, IP_MASK, redact, setup_logging
+from session.service.logs import ID_MASK, IP_MASK, redact, setup_logging
 
 SID = "05" + "ab12" * 16
 

@@ -1,4 +1,5 @@
-"""Logging for the node and the registry: stdlib ``logging``, one handler, one pipeline.
+"""Logging for every service (node, registry, file and community servers): stdlib ``logging``,
+one handler on the root logger, one pipeline for our loggers and the libraries' alike.
 
 JSON lines when the stream is not a TTY (journald, log shippers), a readable console format
 on a TTY. A redaction filter masks IPv4/IPv6 addresses and 66-hex Session IDs (in the message,
@@ -158,14 +159,9 @@ def setup_logging(
 
 
 def setup(logging_config: Any, stream: TextIO | None = None) -> logging.Handler:
-    """:func:`setup_logging` from a :class:`session.node.config.LoggingConfig`."""
+    """:func:`setup_logging` from a :class:`session.service.config.LoggingConfig`."""
     lc = logging_config
     return setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=stream)
-
-
-def setup_from_config(cfg: Any, stream: TextIO | None = None) -> logging.Handler:
-    """:func:`setup_logging` from a whole :class:`session.node.config.NodeConfig`."""
-    return setup(cfg.logging, stream)
 
 
 __all__ = [
@@ -174,6 +170,5 @@ __all__ = [
     "RedactingFilter",
     "redact",
     "setup",
-    "setup_from_config",
     "setup_logging",
 ]

@@ -1,22 +1,10 @@
-"""A local network ("devnet"): one registry and N service nodes on 127.0.0.1.
+"""The devnet's processes: one registry and N service nodes on 127.0.0.1 (see
+:mod:`session.devnet`).
 
-:class:`Devnet` is the Python API (tests use it as a fixture)::
-
-    with Devnet(tmp_path, nodes=5) as net:
-        net.node_list()            # the registry's get_n_service_nodes result
-        n = net.add_node()         # waits until it is ready and listed with a swarm
-        net.remove_node(n)         # deregisters it, then stops it (SIGTERM)
-
-:func:`main` runs one until SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's
-complete ``get_n_service_nodes`` JSON, rewritten on every change), prints where everything is,
-and serves a loopback control endpoint:
-
-* ``GET  /nodes``          → the node list JSON
-* ``POST /add``            → start one more node, answers its entry
-* ``POST /remove/<index>`` → deregister and stop node ``<index>``
-
-Every process gets its own ports and data directory under ``DIR``; logs go to
-``DIR/<name>/process.log``.
+Ports: unless ``base_port`` fixes them, every process binds port 0 and reports the ports it got
+(the registry in its JSON ready line on stdout, a node in the file named by its
+``--ready-file``), so no port is ever probed, closed and handed over. A restarted node asks for
+the ports it had (the registry lists them).
 """
 
 from __future__ import annotations
@@ -25,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -46,12 +33,6 @@ class DevnetError(RuntimeError):
     """A devnet process did not start, or did not become ready in time."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def _http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                  headers={"Content-Type": "application/json"})
@@ -63,9 +44,10 @@ def _http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[in
 
 
 class DevnetNode:
-    """One node process of a devnet."""
+    """One node process of a devnet (ports are 0 until the node reports the ones it bound)."""
 
-    def __init__(self, index: int, data_dir: Path, host: str, https_port: int, zmq_port: int, admin_port: int) -> None:
+    def __init__(self, index: int, data_dir: Path, host: str, https_port: int, zmq_port: int,
+                 admin_port: int) -> None:
         self.index = index
         self.name = f"node-{index:02d}"
         self.data_dir = data_dir
@@ -86,10 +68,31 @@ class DevnetNode:
         return f"http://127.0.0.1:{self.admin_port}"
 
     @property
+    def ready_file(self) -> Path:
+        """Where the node writes the ports it listens on, once it listens."""
+        return self.data_dir / "ready.json"
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def read_ports(self) -> bool:
+        """Take the ports from the node's ready file; False while it has not written it."""
+        try:
+            doc = json.loads(self.ready_file.read_text())
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError) as e:
+            raise DevnetError(f"{self.name} wrote an unreadable ready file: {e}") from None
+        self.https_port = int(doc["https_port"])
+        self.zmq_port = int(doc["zmq_port"])
+        self.admin_port = int(doc["admin_port"])
+        return True
+
     def ready(self) -> bool:
+        """True once the node reported its ports and its ``/readyz`` answers 200."""
+        if not self.admin_port and not self.read_ports():
+            return False
         try:
             status, _ = _http(self.admin_url + "/readyz", timeout=2.0)
         except OSError:
@@ -128,8 +131,9 @@ class Devnet:
 
     # ------------------------------------------------------------------ ports and processes
     def _port(self) -> int:
+        """The next fixed port (``base_port`` counting up), or 0: the process picks one."""
         if self._next_port is None:
-            return free_port(self.host)
+            return 0
         p = self._next_port
         self._next_port += 1
         return p
@@ -210,7 +214,9 @@ class Devnet:
         return env
 
     def _spawn(self, node: DevnetNode) -> None:
-        cmd = [sys.executable, "-m", "session.node"]
+        node.data_dir.mkdir(parents=True, exist_ok=True)
+        node.ready_file.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "session.node", "--ready-file", str(node.ready_file)]
         if not self.uvloop:
             cmd.append("--no-uvloop")
         node.proc = subprocess.Popen(cmd, env=self._node_env(node), stdout=self._log(node.data_dir),
@@ -263,8 +269,8 @@ class Devnet:
 
     def wait_converged(self, timeout: float = 20.0) -> None:
         """Wait until every running node reports the registry's current node list version."""
-        from session.proto.snodes import parse_node_list
         from session.node.swarm_view import list_version
+        from session.proto.snodes import parse_node_list
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -403,87 +409,3 @@ def _metric_label(body: bytes, metric: str, label: str) -> str:
                 if k == label:
                     return v.strip('"')
     return ""
-
-
-# ---------------------------------------------------------------------- foreground runner
-def _control_server(net: Devnet, host: str, port: int) -> Any:
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, status: int, doc: Any) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/nodes":
-                self._send(200, net.node_list())
-            else:
-                self._send(404, {"error": "unknown path"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            try:
-                if self.path == "/add":
-                    n = net.add_node()
-                    self._send(200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519})
-                elif self.path.startswith("/remove/"):
-                    idx = int(self.path.rsplit("/", 1)[1])
-                    if not 0 <= idx < len(net.nodes) or not net.nodes[idx].running:
-                        self._send(404, {"error": f"no running node {idx}"})
-                        return
-                    net.remove_node(idx)
-                    self._send(200, {"removed": net.nodes[idx].name})
-                else:
-                    self._send(404, {"error": "unknown path"})
-            except (DevnetError, ValueError) as e:
-                self._send(500, {"error": str(e)})
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    srv = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
-def main(nodes: int = 5, data_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1",
-         control_port: int = 0, seed: str = "devnet", log_level: str = "warning", uvloop: bool = True,
-         base_port: int | None = None, ready_timeout: float = 90.0, out: Any = None) -> int:
-    """Run a devnet in the foreground until SIGINT/SIGTERM; returns the exit code."""
-    out = out or sys.stdout
-    d = Path(data_dir) if data_dir is not None else Path.cwd() / "devnet"
-    net = Devnet(d, nodes, host=host, seed=seed, log_level=log_level, uvloop=uvloop,
-                 base_port=base_port, ready_timeout=ready_timeout)
-    stop = threading.Event()
-    prev = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        t0 = time.monotonic()
-        try:
-            net.start()
-        except DevnetError as e:
-            print(f"devnet failed to start: {e}", file=sys.stderr)
-            return 1
-        ctl = _control_server(net, "127.0.0.1", control_port)
-        cport = ctl.server_address[1]
-        print(json.dumps({
-            "ready": True, "dir": str(net.dir), "nodes_json": str(net.dir / "nodes.json"),
-            "registry": net.registry_url, "control": f"http://127.0.0.1:{cport}",
-            "nodes": [{"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}
-                      for n in net.nodes],
-            "seconds": round(time.monotonic() - t0, 2),
-        }), file=out, flush=True)
-        while not stop.wait(1.0):
-            for n in net.nodes:
-                if n.proc is not None and n.proc.poll() not in (None, 0) and n.proc.returncode != -signal.SIGKILL:
-                    print(f"{n.name} exited with {n.proc.returncode}; see {n.data_dir / 'process.log'}",
-                          file=sys.stderr)
-                    n.proc = None
-        ctl.shutdown()
-        return 0
-    finally:
-        net.stop()
-        for s, h in prev.items():
-            signal.signal(s, h)

@@ -1,0 +1,31 @@
+"""A local network ("devnet") on 127.0.0.1: a registry and N service nodes (and, as they come,
+the other services), each its own process. It starts every kind of service, so it lives beside
+them rather than inside one.
+
+:class:`Devnet` is the Python API (tests use it as a fixture)::
+
+    with Devnet(tmp_path, nodes=5) as net:
+        net.node_list()            # the registry's get_n_service_nodes result
+        n = net.add_node()         # waits until it is ready and listed with a swarm
+        net.remove_node(n)         # deregisters it, then stops it (SIGTERM)
+
+:func:`main` (``session-node devnet``, ``python -m session.devnet``) runs one until
+SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's complete ``get_n_service_nodes``
+JSON, rewritten on every change), prints where everything is, and serves a loopback control
+endpoint:
+
+* ``GET  /nodes``          → the node list JSON
+* ``POST /add``            → start one more node, answers its entry
+* ``POST /remove/<index>`` → deregister and stop node ``<index>``
+
+Every process gets its own ports (bound as port 0 and reported back, see
+:mod:`session.devnet.net`) and data directory under ``DIR``; logs go to
+``DIR/<name>/process.log``.
+"""
+
+from __future__ import annotations
+
+from session.devnet.control import main
+from session.devnet.net import Devnet, DevnetError, DevnetNode
+
+__all__ = ["Devnet", "DevnetError", "DevnetNode", "main"]

@@ -1,0 +1,17 @@
+"""Plumbing every network service stands on: the node, the registry, and the file and
+community servers.
+
+* :mod:`session.service.config` — frozen dataclass settings from TOML, ``SESSION_<SVC>_…``
+  environment variables and flags (in that precedence), and the shared sections
+  (``LoggingConfig``, ``ConnectionLimits``);
+* :mod:`session.service.logs` — one root log handler: JSON or console lines, Session IDs and IP
+  addresses masked in every logger's records (the libraries' too);
+* :mod:`session.service.tls` — the self-signed certificate of a service's HTTPS site;
+* :mod:`session.service.server` — serving an aiohttp application with the connection limits;
+* :mod:`session.service.admin` — the loopback admin site (``/metrics``, ``/healthz``,
+  ``/readyz``);
+* :mod:`session.service.onion` — a v4 onion destination (``/oxen/v4/lsrpc``) dispatching to
+  the service's own routes.
+
+Import the submodules; this package itself imports nothing (keeps start-up light).
+"""
