@@ -117,6 +117,31 @@ class OnionError(SessionError, ValueError):
         self.status = status
 
 
+class RpcStatusError(SessionError):
+    """A storage-RPC request was refused: the HTTP ``status`` and the plain-text ``message``
+    the node answers with (Session's storage-server wording). Raised by ``session.proto.rpc``
+    while parsing and checking a request; the node turns it into its reply."""
+
+    kind = ErrorKind.PROTOCOL
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = _STATUS_KINDS.get(status, ErrorKind.PROTOCOL)
+
+    def __repr__(self) -> str:
+        return f"RpcStatusError({self.status}, {self.message!r})"
+
+
+_STATUS_KINDS = {
+    400: ErrorKind.BAD_INPUT,
+    401: ErrorKind.CRYPTO,
+    500: ErrorKind.INTERNAL,
+    507: ErrorKind.STORAGE,
+}
+
+
 class StorageError(SessionError):
     """The local message store failed (disk error, corrupt database, store closed)."""
 
@@ -154,6 +179,7 @@ __all__ = [
     "OnionError",
     "PaddingError",
     "RegistryError",
+    "RpcStatusError",
     "SessionError",
     "StorageError",
     "StorageFull",

@@ -22,13 +22,8 @@ from collections.abc import Iterable
 
 from session import _core
 from session._core import SwarmIndex
-
-#: Swarm id oxend gives nodes that are not in any swarm; never a real swarm.
-INVALID_SWARM_ID: int = 2**64 - 1
-
-#: Namespaces are int16 on the storage server.
-NAMESPACE_MIN: int = -32768
-NAMESPACE_MAX: int = 32767
+from session.proto.rpc.namespaces import NAMESPACE_MAX, NAMESPACE_MIN
+from session.proto.snodes import INVALID_SWARM_ID
 
 
 def swarm_space(account_id: str) -> int:

@@ -23,8 +23,8 @@ def parse(method: str, **params):
     return P.parse_request({"method": method, "params": params})
 
 
-def err(method: str, **params) -> P.RpcError:
-    with pytest.raises(P.RpcError) as ei:
+def err(method: str, **params) -> P.RpcStatusError:
+    with pytest.raises(P.RpcStatusError) as ei:
         parse(method, **params)
     return ei.value
 
@@ -47,7 +47,7 @@ def err(method: str, **params) -> P.RpcError:
     ],
 )
 def test_envelope_errors(body, message):
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.parse_request(body)
     assert (ei.value.status, ei.value.message) == (400, message)
     assert ei.value.kind is ErrorKind.BAD_INPUT
@@ -132,7 +132,7 @@ def test_store_precheck_paths():
         (c.store(b"x", ns=3, ts=NOW - 60_001), 406, "store signature timestamp too far from current time"),
     ]
     for body, status, message in cases:
-        with pytest.raises(P.RpcError) as ei:
+        with pytest.raises(P.RpcStatusError) as ei:
             P.precheck(P.parse_request(body), NOW)
         assert (ei.value.status, ei.value.message) == (status, message), body
     # private namespace: 30 days allowed, signature checked
@@ -146,13 +146,13 @@ def test_store_precheck_paths():
     forged["params"]["pubkey_ed25519"] = other.ident.ed25519_public.hex()  # does not map to the id
     req = P.parse_request(forged)
     P.precheck(req, NOW)
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.verify_request(req)
     assert (ei.value.status, ei.value.message) == (401, "store signature verification failed")
     # without pubkey_ed25519 the X25519 bytes are (wrongly) used as the key: fails
     nopk = c.store(b"x", ns=3)
     del nopk["params"]["pubkey_ed25519"]
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.verify_request(P.parse_request(nopk))
     assert ei.value.status == 401
 
@@ -202,7 +202,7 @@ def test_group_signature_vectors(case):
     assert req.signature_text() == case["signed_text_utf8"].encode()
     P.verify_request(req)
     bad = dataclasses.replace(req, auth=P.Auth(bytes(64)))
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.verify_request(bad)
     assert ei.value.status == 401
 
@@ -226,7 +226,7 @@ def test_subaccount_vector_and_permissions():
     # hex form of the token parses identically
     assert P.parse_params("retrieve", {**params, "subaccount": case["subaccount"]}) == req
     # revoked → 401 (but not in an unrevocable namespace)
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.verify_request(req, revoked=True)
     assert ei.value.message == "retrieve signature verification failed"
     assert P.skip_revoke_check(dataclasses.replace(req, namespace=-11))
@@ -273,7 +273,7 @@ def test_retrieve_parse_and_checks():
     r = parse("retrieve", pubkey=ACCT, namespace=-21, lastHash="A" * 43, max_count=3)
     assert (r.last_hash, r.max_count) == ("A" * 43, 3)
     assert parse("retrieve", pubkey=ACCT, namespace=-10, last_hash="").last_hash is None
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.precheck(parse("retrieve", pubkey=ACCT), NOW)
     assert (ei.value.status, ei.value.message) == (401, "retrieve: request signature required")
     assert err("retrieve", pubkey=ACCT, namespace=3).message == "invalid request: Required field 'signature' missing"
@@ -283,7 +283,7 @@ def test_retrieve_parse_and_checks():
     assert err("retrieve", pubkey=ACCT, namespace=-10, last_hash="!" * 43).message == "invalid request: Invalid last_hash: not base64"
     assert "Cannot specify both 'last_hash' and 'lastHash'" in err("retrieve", pubkey=ACCT, namespace=-10, last_hash="", lastHash="").message
     c = Client()
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.precheck(P.parse_request(c.retrieve(ts=NOW - 60_001)), NOW)
     assert (ei.value.status, ei.value.message) == (406, "retrieve timestamp too far from current time")
 
@@ -353,7 +353,7 @@ def test_time_checks_of_recursive_methods():
         (c.get_expiries(h, ts=NOW + 60_001), False, 406, "get_expiries timestamp too far from current time"),
     ]
     for body, fwd, status, message in cases:
-        with pytest.raises(P.RpcError) as ei:
+        with pytest.raises(P.RpcStatusError) as ei:
             P.precheck(P.parse_request(body), NOW, forwarded=fwd)
         assert (ei.value.status, ei.value.message) == (status, message)
     # forwarded copies get 70 s
@@ -361,7 +361,7 @@ def test_time_checks_of_recursive_methods():
     P.precheck(P.parse_request(c.expire_all(NOW - 65_000)), NOW, forwarded=True)
     # multi-expiry needs HF 19.4
     multi = P.parse_request(c.expire(h * 2, [NOW, NOW]))
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.precheck(multi, NOW, hf=(19, 3))
     assert ei.value.status == 403
     P.precheck(multi, NOW, hf=(19, 4))
@@ -374,7 +374,7 @@ def test_expire_subaccount_without_delete():
     token = bytes([5, int(P.Access.WRITE), 0, 0]) + bytes(32)
     auth = P.Auth(bytes(64), None, token, bytes(64))
     e = P.Expire(P.Account(5, bytes(32)), ("A" * 43,), (NOW,), auth, shorten=True)
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.expire_extend_only(e)
     assert ei.value.status == 400
     assert P.expire_extend_only(dataclasses.replace(e, shorten=False)) is True
@@ -396,7 +396,7 @@ def test_forwarded_roundtrip_and_rejection():
         again = P.parse_request(json.loads(json.dumps(fwd)), forwarded=True)
         assert again == req
         P.verify_request(again)
-    with pytest.raises(P.RpcError) as ei:
+    with pytest.raises(P.RpcStatusError) as ei:
         P.parse_request(c.retrieve(), forwarded=True)
     assert ei.value.message == "invalid request: received invalid forwarded non-forwardable request"
 
@@ -442,7 +442,7 @@ def test_base32z():
 def test_garbage_never_escapes_as_other_exception(blob):
     try:
         P.parse_request(blob)
-    except P.RpcError as e:
+    except P.RpcStatusError as e:
         assert e.status == 400
 
 
@@ -456,7 +456,7 @@ def test_garbage_never_escapes_as_other_exception(blob):
 def test_random_params_give_typed_errors(params, method):
     try:
         P.parse_params(method, params)
-    except P.RpcError as e:
+    except P.RpcStatusError as e:
         assert e.status == 400
 
 

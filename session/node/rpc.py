@@ -23,9 +23,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, assert_never, runtime_checkable
 
-from session.errors import StorageError, StorageFull
+from session.errors import RpcStatusError, StorageError, StorageFull
 from session.proto import rpc as P
 from session.proto.snodes import ServiceNode
 from session.storage.base import MessageStore, StoredMessage
@@ -63,7 +63,7 @@ class SwarmFanout(Protocol):
 
 
 #: ``async (endpoint, params) -> result`` answering ``oxend_request`` (our registry stands in for
-#: oxend); raise RpcError for a failure the client should see.
+#: oxend); raise RpcStatusError for a failure the client should see.
 OxendHandler = Callable[[str, Any], Awaitable[Any]]
 
 
@@ -140,7 +140,7 @@ class RpcHandler:
         """Like :meth:`handle_client` but returns the structured :class:`RpcResponse`."""
         try:
             req = P.parse_request(body)
-        except P.RpcError as e:
+        except RpcStatusError as e:
             self.counters["invalid"] += 1
             return RpcResponse(e.status, e.message)
         return await self.execute(req)
@@ -152,15 +152,17 @@ class RpcHandler:
         try:
             req = P.parse_request(body, forwarded=True)
             self.counters[f"forwarded_{req.METHOD}"] += 1
+            if not isinstance(req, P.RECURSIVE_TYPES):  # parse_request refused these already
+                raise RpcStatusError(400, f"invalid request: {req.METHOD} cannot be forwarded")
             now = self.clock()
-            await self._admit(req, now, forwarded=True)  # type: ignore[arg-type]
-            return await self._apply(req, now)  # type: ignore[arg-type]
-        except P.RpcError as e:
+            await self._admit(req, now, forwarded=True)
+            return await self._apply(req, now)
+        except RpcStatusError as e:
             return P.failed_entry(code=e.status, reason=e.message)
         except _WrongSwarm as e:
             return P.failed_entry(code=421, reason=json.dumps(e.body))
-        except Exception:
-            log.exception("forwarded request failed")
+        except StorageError:
+            log.exception("forwarded request failed in the store")
             return P.failed_entry(code=500, reason="request failed")
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -169,26 +171,30 @@ class RpcHandler:
         """Run an already parsed client request."""
         self.counters[req.METHOD] += 1
         try:
-            if isinstance(req, P.Batch):
-                return await self._batch(req)
-            if isinstance(req, P.IfElse):
-                return await self._ifelse(req)
-            if isinstance(req, P.Info):
-                now = self.clock()
-                return RpcResponse(
-                    200, {"version": list(self.version), "timestamp": now, **self._misc(now)}
-                )
-            if isinstance(req, P.GetSwarm):
-                return RpcResponse(200, {**self._swarm_of(req.account.hex), **self._misc()})
-            if isinstance(req, P.OxendRequest):
-                return await self._oxend(req)
-            return await self._account_request(req)
-        except P.RpcError as e:
+            match req:
+                case P.Batch():
+                    return await self._batch(req)
+                case P.IfElse():
+                    return await self._ifelse(req)
+                case P.Info():
+                    now = self.clock()
+                    return RpcResponse(
+                        200, {"version": list(self.version), "timestamp": now, **self._misc(now)}
+                    )
+                case P.GetSwarm():
+                    return RpcResponse(200, {**self._swarm_of(req.account.hex), **self._misc()})
+                case P.OxendRequest():
+                    return await self._oxend(req)
+                case P.AccountMethod():
+                    return await self._account_request(req)
+                case _:
+                    assert_never(req)
+        except RpcStatusError as e:
             return RpcResponse(e.status, e.message)
         except _WrongSwarm as e:
             return RpcResponse(421, e.body)
-        except Exception:
-            log.exception("client request raised")
+        except StorageError:
+            log.exception("client request failed in the store")
             return RpcResponse(500, "request failed")
 
     def _misc(self, now: int | None = None) -> dict[str, Any]:
@@ -205,43 +211,45 @@ class RpcHandler:
         """Readiness, swarm membership, time windows and signature (in Session's order)."""
         if not self.swarm.is_ready():
             reason = "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
-            raise P.RpcError(503, "Service node is not ready: " + reason)
+            raise RpcStatusError(503, "Service node is not ready: " + reason)
         acct = req.account.hex
         try:
             sid = self.swarm.swarm_id_for(acct)
         except LookupError:
-            raise P.RpcError(503, "Service node is not ready: no swarms are known yet") from None
+            raise RpcStatusError(503, "Service node is not ready: no swarms are known yet") from None
         mine = self.swarm.my_swarm_id()
         if sid != mine:
             raise _WrongSwarm({**P.swarm_json(sid, self.swarm.members(sid)), **self._misc(now)})
-        P.precheck(req, now, forwarded=forwarded, hf=self.hardfork)
+        req.precheck(now, forwarded=forwarded, hf=self.hardfork)
         revoked = False
-        auth = getattr(req, "auth", None)
+        auth = req.auth
         if (
             auth is not None
             and auth.subaccount is not None
-            and P.needs_verification(req)
-            and not P.skip_revoke_check(req)
+            and req.needs_verification()
+            and not req.skip_revoke_check()
         ):
             revoked = await self.store.subaccount_revoked(acct, auth.subaccount)
-        P.verify_request(req, revoked=revoked)
+        req.verify(revoked=revoked)
         if isinstance(req, P.Expire):
-            P.expire_extend_only(req)  # 400 for shorten by a subaccount without delete access
+            req.extend_only()  # 400 for shorten by a subaccount without delete access
 
-    async def _account_request(self, req: P.Request) -> RpcResponse:
+    async def _account_request(self, req: P.AccountRequest) -> RpcResponse:
         now = self.clock()
-        await self._admit(req, now, forwarded=False)  # type: ignore[arg-type]
-        if isinstance(req, P.Retrieve):
-            return await self._retrieve(req, now)
-        if isinstance(req, P.GetExpiries):
-            exp = await self.store.get_expiries(req.account.hex, req.messages)
-            return RpcResponse(200, {"expiries": exp})
-        return await self._recursive(req, now)  # type: ignore[arg-type]
+        await self._admit(req, now, forwarded=False)
+        match req:
+            case P.Retrieve():
+                return await self._retrieve(req, now)
+            case P.GetExpiries():
+                exp = await self.store.get_expiries(req.account.hex, req.messages)
+                return RpcResponse(200, {"expiries": exp})
+            case _:
+                return await self._recursive(req, now)
 
     # -- local endpoints ------------------------------------------------------------------
 
     async def _retrieve(self, req: P.Retrieve, now: int) -> RpcResponse:
-        count, size = P.retrieve_limits(req)
+        count, size = req.limits()
         try:
             msgs, more = await self.store.retrieve(
                 req.account.hex, req.namespace, req.last_hash, count, size
@@ -344,40 +352,48 @@ class RpcHandler:
         """Apply a validated recursive request locally; returns this node's result entry."""
         acct = req.account.hex
         try:
-            if isinstance(req, P.Store):
-                return await self._apply_store(req)
-            if isinstance(req, P.Delete):
-                deleted = sorted(await self.store.delete_by_hash(acct, req.messages))
-                sig = P.delete_result_text(acct, req.messages, deleted)
-                return {"deleted": deleted, "signature": self._sign(sig)}
-            if isinstance(req, P.DeleteAll | P.DeleteBefore | P.ExpireAll):
-                ns = None if isinstance(req.namespace, P._All) else int(req.namespace)
-                if isinstance(req, P.DeleteAll):
+            match req:
+                case P.Store():
+                    return await self._apply_store(req)
+                case P.Delete():
+                    deleted = sorted(await self.store.delete_by_hash(acct, req.messages))
+                    sig = P.delete_result_text(acct, req.messages, deleted)
+                    return {"deleted": deleted, "signature": self._sign(sig)}
+                case P.DeleteAll():
+                    ns = P.namespace_or_none(req.namespace)
                     affected = await self.store.delete_all(acct, ns)
-                    key, value = "deleted", req.timestamp
-                elif isinstance(req, P.DeleteBefore):
+                    return self._ns_result(acct, "deleted", req.timestamp, affected, ns)
+                case P.DeleteBefore():
+                    ns = P.namespace_or_none(req.namespace)
                     affected = await self.store.delete_before(acct, req.before, ns)
-                    key, value = "deleted", req.before
-                else:
+                    return self._ns_result(acct, "deleted", req.before, affected, ns)
+                case P.ExpireAll():
+                    ns = P.namespace_or_none(req.namespace)
                     affected = await self.store.update_all_expiries(acct, req.expiry, ns)
-                    key, value = "updated", req.expiry
-                hashes, shown = P.affected_by_namespace(affected, ns is None)
-                sig = P.ns_action_result_text(acct, value, hashes)
-                return {key: shown, "signature": self._sign(sig)}
-            if isinstance(req, P.Expire):
-                return await self._apply_expire(req, now)
-            if isinstance(req, P.RevokeSubaccount):
-                await self.store.revoke_subaccounts(acct, req.tokens, now)
-                sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
-                return {"signature": self._sign(sig)}
-            if isinstance(req, P.UnrevokeSubaccount):
-                count = await self.store.unrevoke_subaccounts(acct, req.tokens)
-                sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
-                return {"count": count, "signature": self._sign(sig)}
+                    return self._ns_result(acct, "updated", req.expiry, affected, ns)
+                case P.Expire():
+                    return await self._apply_expire(req, now)
+                case P.RevokeSubaccount():
+                    await self.store.revoke_subaccounts(acct, req.tokens, now)
+                    sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
+                    return {"signature": self._sign(sig)}
+                case P.UnrevokeSubaccount():
+                    count = await self.store.unrevoke_subaccounts(acct, req.tokens)
+                    sig = P.revoke_result_text(acct, req.timestamp, req.tokens)
+                    return {"count": count, "signature": self._sign(sig)}
+                case _:
+                    assert_never(req)
         except StorageError as e:
             log.error("%s for %s failed: %s", req.METHOD, _obfuscate(acct), e)
             return {"failed": True, "query_failure": True, "reason": str(e)}
-        raise P.RpcError(400, f"invalid request: {req.METHOD} cannot be forwarded")
+
+    def _ns_result(
+        self, acct: str, key: str, value: int, affected: Sequence[tuple[int, str]], ns: int | None
+    ) -> dict[str, Any]:
+        """The result of delete_all / delete_before / expire_all (``value``: the signed time)."""
+        hashes, shown = P.affected_by_namespace(affected, ns is None)
+        sig = P.ns_action_result_text(acct, value, hashes)
+        return {key: shown, "signature": self._sign(sig)}
 
     async def _apply_store(self, req: P.Store) -> dict[str, Any]:
         acct = req.account.hex
@@ -399,8 +415,8 @@ class RpcHandler:
 
     async def _apply_expire(self, req: P.Expire, now: int) -> dict[str, Any]:
         acct = req.account.hex
-        exps = P.applied_expiries(req, now)
-        extend_only = P.expire_extend_only(req)
+        exps = req.applied_expiries(now)
+        extend_only = req.extend_only()
         updated = await self.store.update_expiry(
             acct, req.messages, exps, extend_only=extend_only, shorten_only=req.shorten
         )

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from session.proto.rpc.namespaces import is_public_outbox_namespace
 from session.storage.base import (
     DEFAULT_MSG_OVERHEAD,
     MessageStore,
     StoredMessage,
     StoreResult,
     StoreStats,
-    is_public_outbox_namespace,
 )
 
 if TYPE_CHECKING:

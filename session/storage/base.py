@@ -27,6 +27,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 
 from session.errors import InvalidInput
+from session.proto.rpc.namespaces import NAMESPACE_MAX, NAMESPACE_MIN
 
 #: Per-message overhead the retrieve size budget allows for (JSON keys, timestamps, ...).
 DEFAULT_MSG_OVERHEAD = 100
@@ -37,11 +38,6 @@ MAX_REVOKED_PER_OWNER = 50
 _HEX = frozenset("0123456789abcdef")
 
 
-def is_public_outbox_namespace(ns: int) -> bool:
-    """Negative namespaces of the form -(20n+1): one message at a time, readable by anyone."""
-    return ns < 0 and (-ns) % 20 == 1
-
-
 def check_owner(owner: str) -> bytes:
     """The 33 raw bytes of a 66-lowercase-hex account id (raises :class:`InvalidInput`)."""
     if not isinstance(owner, str) or len(owner) != 66 or not set(owner) <= _HEX:
@@ -50,8 +46,8 @@ def check_owner(owner: str) -> bytes:
 
 
 def check_namespace(ns: int) -> int:
-    if isinstance(ns, bool) or not isinstance(ns, int) or not -32768 <= ns <= 32767:
-        raise InvalidInput("namespace must be an integer from -32768 to 32767")
+    if isinstance(ns, bool) or not isinstance(ns, int) or not NAMESPACE_MIN <= ns <= NAMESPACE_MAX:
+        raise InvalidInput(f"namespace must be an integer from {NAMESPACE_MIN} to {NAMESPACE_MAX}")
     return ns
 
 

@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 
 from session.errors import StorageError, StorageFull
+from session.proto.rpc.namespaces import is_public_outbox_namespace
 from session.storage.base import (
     DEFAULT_MSG_OVERHEAD,
     MAX_REVOKED_PER_OWNER,
@@ -20,7 +21,6 @@ from session.storage.base import (
     check_expiry_args,
     check_namespace,
     check_owner,
-    is_public_outbox_namespace,
     size_budget_take,
 )
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from session.errors import InvalidInput, StorageError, StorageFull
+from session.proto.rpc.namespaces import is_public_outbox_namespace
 from session.storage.base import (
     DEFAULT_MSG_OVERHEAD,
     MAX_REVOKED_PER_OWNER,
@@ -32,7 +33,6 @@ from session.storage.base import (
     check_expiry_args,
     check_namespace,
     check_owner,
-    is_public_outbox_namespace,
     size_budget_take,
 )
 
