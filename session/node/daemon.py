@@ -206,7 +206,7 @@ class Node:
         node list, so ``get_service_nodes`` is answered from it (Session's storage server asks
         its local oxend for the same list)."""
         if endpoint != "get_service_nodes":
-            raise P.RpcError(400, f"oxend endpoint {endpoint} is not available on this network")
+            raise P.RpcStatusError(400, f"oxend endpoint {endpoint} is not available on this network")
         m = self.view.map if self.view is not None else None
         return P.service_nodes_result(m.nodes if m is not None else (), params)
 

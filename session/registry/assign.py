@@ -23,8 +23,7 @@ import bisect
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
-#: Swarm id of nodes that are not (yet) in a swarm.
-UNASSIGNED_SWARM_ID = 2**64 - 1
+from session.proto.snodes import INVALID_SWARM_ID as UNASSIGNED_SWARM_ID
 #: Largest usable swarm id (the id ring is [0, MAX_ID]).
 MAX_ID = UNASSIGNED_SWARM_ID - 1
 
