@@ -162,11 +162,18 @@ class ClockOutOfSync(NetworkError):
     """Nodes rejected a request's timestamp even after re-learning the network time."""
 
 
+class DestinationRefused(NetworkError):
+    """A node will not proxy an onion request to this destination: it is not a public address
+    (loopback, private, link-local, the node's own, …), not on the node's allowlist, or its
+    name does not resolve in time. The client gets the same answer as for an unreachable one."""
+
+
 __all__ = [
     "ChecksumMismatch",
     "ConfigError",
     "DecodeError",
     "DecryptionError",
+    "DestinationRefused",
     "ErrorKind",
     "InvalidInput",
     "InvalidKey",

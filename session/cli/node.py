@@ -252,18 +252,24 @@ def version() -> None:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default=None)
 @click.option("--no-uvloop", is_flag=True, help="Use the default asyncio loop.")
+@click.option("--proxy-allow", multiple=True, metavar="HOST:PORT",
+              help="A server the nodes may proxy onion requests to (repeatable); nothing else is.")
 @_errors
 def devnet(nodes: int, data_dir: Path, host: str | None, base_port: int | None,
            control_port: int | None, seed: str | None, log_level: str | None,
-           no_uvloop: bool) -> None:
+           no_uvloop: bool, proxy_allow: tuple[str, ...]) -> None:
     """Run a local network (a registry and N nodes on loopback) until Ctrl-C."""
     from session.devnet import main as devnet_main
+    from session.node.egress import parse_allowlist
 
     extra: dict[str, Any] = {k: v for k, v in {
         "host": host, "base_port": base_port, "control_port": control_port, "seed": seed,
         "log_level": log_level}.items() if v is not None}
     if no_uvloop:
         extra["uvloop"] = False
+    if proxy_allow:
+        parse_allowlist(",".join(proxy_allow))  # a bad entry fails before anything starts
+        extra["proxy_allow"] = list(proxy_allow)
     sys.exit(devnet_main(nodes=nodes, data_dir=data_dir, **extra))
 
 

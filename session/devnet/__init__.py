@@ -21,6 +21,10 @@ endpoint:
 Every process gets its own ports (bound as port 0 and reported back, see
 :mod:`session.devnet.net`) and data directory under ``DIR``; logs go to
 ``DIR/<name>/process.log``.
+
+Nodes proxy onion requests only to the servers named in ``proxy_allow`` (``"host:port"``
+entries: the devnet's own file and community servers), never to public or other local
+addresses (``network.proxy_public = false``).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -63,12 +64,13 @@ def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
 
 def main(nodes: int = 5, data_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1",
          control_port: int = 0, seed: str = "devnet", log_level: str = "warning", uvloop: bool = True,
-         base_port: int | None = None, ready_timeout: float = 90.0, out: Any = None) -> int:
+         base_port: int | None = None, ready_timeout: float = 90.0, out: Any = None,
+         proxy_allow: Sequence[str] = ()) -> int:
     """Run a devnet in the foreground until SIGINT/SIGTERM; returns the exit code."""
     out = out or sys.stdout
     d = Path(data_dir) if data_dir is not None else Path.cwd() / "devnet"
     net = Devnet(d, nodes, host=host, seed=seed, log_level=log_level, uvloop=uvloop,
-                 base_port=base_port, ready_timeout=ready_timeout)
+                 base_port=base_port, ready_timeout=ready_timeout, proxy_allow=proxy_allow)
     stop = threading.Event()
     prev = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

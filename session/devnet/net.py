@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,8 @@ class Devnet:
     def __init__(self, data_dir: str | os.PathLike[str], nodes: int = 3, *, host: str = "127.0.0.1",
                  seed: str = "devnet", stake: int = 25_000, poll_interval: float = 1.0,
                  log_level: str = "warning", uvloop: bool = True, ready_timeout: float = 60.0,
-                 base_port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+                 base_port: int | None = None, extra_env: dict[str, str] | None = None,
+                 proxy_allow: Sequence[str] = ()) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
         self.dir = Path(data_dir).absolute()
@@ -123,6 +125,7 @@ class Devnet:
         self.uvloop = uvloop
         self.ready_timeout = ready_timeout
         self.extra_env = dict(extra_env or {})
+        self.proxy_allow = list(proxy_allow)  # "host:port" of the servers nodes may proxy to
         self._next_port = base_port
         self.nodes: list[DevnetNode] = []
         self.registry_proc: subprocess.Popen[bytes] | None = None
@@ -210,6 +213,8 @@ class Devnet:
             "SESSION_NODE_LOGGING__LEVEL": self.log_level,
             "SESSION_NODE_LOGGING__FORMAT": "json",
             "SESSION_NODE_SHUTDOWN_TIMEOUT": "5",
+            "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
+            "SESSION_NODE_NETWORK__PROXY_ALLOW": ",".join(self.proxy_allow),
         })
         env.update(self.extra_env)
         return env

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from session.errors import ConfigError
+from session.node.egress import parse_allowlist
 from session.service import config as service_config
 from session.service.config import (
     ConnectionLimits,
@@ -49,6 +50,8 @@ class NetworkConfig:
     https_port: int = 22021  # client RPC and onion requests (Session's storage_port)
     zmq_port: int = 22020  # node-to-node ZeroMQ (Session's storage_lmq_port)
     public_ip: str = ""  # address announced to the registry; empty = listen_host if routable
+    proxy_public: bool = True  # onion requests may be proxied to public unicast addresses
+    proxy_allow: str = ""  # "host:port, …" proxied to whatever their address (a devnet's servers)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -153,6 +156,7 @@ def validate(cfg: NodeConfig) -> NodeConfig:
             raise ConfigError(
                 f"network.public_ip must be an IPv4 or IPv6 address, not {cfg.network.public_ip!r}"
             ) from None
+    parse_allowlist(cfg.network.proxy_allow)  # raises ConfigError naming a bad entry
     try:
         admin_ip = ipaddress.ip_address(cfg.admin.host)
     except ValueError:

@@ -29,6 +29,7 @@ from prometheus_client import disable_created_metrics
 
 from session.errors import InvalidInput, RegistryError
 from session.node import keys
+from session.node.egress import EgressPolicy, parse_allowlist
 from session.node.http import ClientSite
 from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, NodeLinks
 from session.node.metrics import NodeMetrics
@@ -148,8 +149,11 @@ class Node:
         self.view.on_change = self._on_swarm_change
         pool = PeelPool(Peeler.from_x25519_secret(x_secret), workers=1)
         del x_secret
+        egress = EgressPolicy(allow_public=cfg.network.proxy_public,
+                              allow=parse_allowlist(cfg.network.proxy_allow),
+                              own_addresses=(cfg.network.public_ip, cfg.network.listen_host))
         self.router = OnionRouter(pool, self.view, self.links, self.rpc, metrics=m,
-                                  max_hops=cfg.limits.max_onion_hops)
+                                  max_hops=cfg.limits.max_onion_hops, egress=egress)
         self.links.handlers.update({
             KIND_ONION: self._counted("onion", self.router.serve_link),
             KIND_CC: self._counted("cc", self._serve_cc),

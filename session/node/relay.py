@@ -5,8 +5,13 @@
 * Relay: forward the already re-framed inner layer to the next node over its link; the answer
   (status + body) comes back unchanged, no crypto on the way back. Unknown next node → 502,
   no answer in time → 504.
-* Proxy: POST the decrypted layer to an ``/oxen/v4/lsrpc``-style target; the server's (already
-  encrypted) answer is passed back unchanged with its status.
+* Proxy: POST the decrypted layer to an ``/oxen/v4/lsrpc``-style target, but only at an address
+  :class:`~session.node.egress.EgressPolicy` allows (public unicast by default, or the
+  allowlist), connecting to the very address that was checked; no redirects are followed. The
+  server's (already encrypted) answer is passed back unchanged with its status. A refused, an
+  unresolvable and an unreachable destination all get one answer, encrypted for the client
+  (:data:`PROXY_FAILED`, 502), no sooner than :data:`PROXY_FAILURE_FLOOR` seconds after the
+  layer was peeled, so the answer does not tell a private address from a closed public port.
 * Errors a path node produces come back plain with their HTTP status; errors found after the
   layer was decrypted ("Invalid json", "Invalid url") are encrypted for the client.
 
@@ -23,7 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
+from session.errors import DestinationRefused
+from session.node.egress import EgressPolicy, host_header
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
 
@@ -31,6 +39,12 @@ log = logging.getLogger("session.node.relay")
 
 RELAY_TIMEOUT = 30.0
 PROXY_TIMEOUT = 25.0
+#: Shortest time before a failed proxy request is answered: a refused destination would
+#: otherwise answer at once and a closed public port after a round trip.
+PROXY_FAILURE_FLOOR = 0.25
+#: The one answer (status 502, encrypted) for a destination that is refused or cannot be reached.
+PROXY_FAILED = (b"Cannot reach the destination server: it did not answer, or it is not an "
+                b"address this node proxies to")
 
 
 class PeelPool:
@@ -89,7 +103,9 @@ class OnionRouter:
 
     def __init__(self, peel_pool: PeelPool, view: SwarmView, links: NodeLinks, rpc: Any,
                  *, metrics: Any = None, max_hops: int = 15,
-                 relay_timeout: float = RELAY_TIMEOUT, proxy_timeout: float = PROXY_TIMEOUT) -> None:
+                 relay_timeout: float = RELAY_TIMEOUT, proxy_timeout: float = PROXY_TIMEOUT,
+                 egress: EgressPolicy | None = None,
+                 proxy_failure_floor: float = PROXY_FAILURE_FLOOR) -> None:
         import session.onion as onion
 
         self._Deliver = onion.Deliver
@@ -103,6 +119,8 @@ class OnionRouter:
         self.max_hops = max_hops
         self.relay_timeout = relay_timeout
         self.proxy_timeout = proxy_timeout
+        self.egress = egress if egress is not None else EgressPolicy()
+        self.proxy_failure_floor = proxy_failure_floor
         self._http: Any = None
 
     def _count(self, decision: str) -> None:
@@ -176,17 +194,47 @@ class OnionRouter:
                 connector=aiohttp.TCPConnector(ssl=False, limit=100),
                 timeout=aiohttp.ClientTimeout(total=self.proxy_timeout),
             )
-        url = d.url  # built and checked by the core (scheme, plain host, lsrpc target)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
-            async with self._http.post(url, data=d.payload) as resp:
-                return resp.status, await resp.read()
-        except asyncio.TimeoutError:
-            return 504, b"Request time out"
-        except aiohttp.ClientError as e:
-            log.info("proxy request failed: %s", type(e).__name__)
-            return 502, b"Proxy request failed"
+            async with asyncio.timeout(self.proxy_timeout):
+                answer = await self._proxy_checked(d)
+        except TimeoutError:
+            return 200, d.reply.encrypt_status(504, b"Request time out")
+        if answer is not None:
+            return answer
+        await asyncio.sleep(max(0.0, started + self.proxy_failure_floor - loop.time()))
+        return 200, d.reply.encrypt_status(502, PROXY_FAILED)
+
+    async def _proxy_checked(self, d: Any) -> tuple[int, bytes] | None:
+        """POST to the first checked address that accepts a connection; None when none does."""
+        try:
+            addresses = await self.egress.resolve(d.host, d.port)
+        except DestinationRefused as e:
+            log.debug("proxy destination refused: %s", e)  # the reason only, never the name
+            return None
+        # The URL keeps the target exactly as the core checked it; only the host becomes the
+        # checked address. The server still sees its name in Host (and in SNI for https).
+        url = URL(d.url)
+        headers = {"Host": host_header(d.host, d.port, d.scheme)}
+        tls_name = d.host.strip("[]") if d.scheme == "https" else None
+        for ip in addresses:
+            try:
+                async with self._http.post(url.with_host(str(ip)), data=d.payload, headers=headers,
+                                           allow_redirects=False, server_hostname=tls_name) as resp:
+                    return resp.status, await resp.read()
+            except TimeoutError:  # aiohttp's timeouts too: the caller answers 504
+                raise
+            except aiohttp.ClientConnectorError as e:
+                log.debug("proxy connection failed: %s", type(e).__name__)
+                continue  # this address does not accept connections: try the next one
+            except aiohttp.ClientError as e:
+                log.info("proxy request failed: %s", type(e).__name__)
+                return None
+        return None
 
     async def close(self) -> None:
+        self.egress.close()
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 from typing import Any
 
@@ -107,8 +108,12 @@ def open_onion_reply(key: Any, body: bytes) -> dict[str, Any]:
     return {"status": doc["status"], "body": inner}
 
 
-async def v4_server(identity: Identity) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
-    """An aiohttp server on 127.0.0.1 exposing /oxen/v4/lsrpc, decrypting with ``identity``."""
+async def v4_server(identity: Identity, sock: socket.socket | None = None,
+                    ) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
+    """An aiohttp server on 127.0.0.1 exposing /oxen/v4/lsrpc, decrypting with ``identity``.
+
+    With ``sock`` it serves on a copy of that listening socket (the original stays open for the
+    next server), else on a fresh port."""
     peeler = onion.Peeler.from_x25519_secret(identity.export_x25519_secret())
     seen: list[dict[str, Any]] = []
 
@@ -125,7 +130,8 @@ async def v4_server(identity: Identity) -> tuple[web.AppRunner, int, list[dict[s
     app.router.add_post("/oxen/v4/lsrpc", lsrpc)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site: web.BaseSite = (web.SockSite(runner, sock.dup()) if sock is not None
+                          else web.TCPSite(runner, "127.0.0.1", 0))
     await site.start()
     port = int(runner.addresses[0][1])
     return runner, port, seen

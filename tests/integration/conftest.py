@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -9,11 +10,24 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope="session")
-def devnet(tmp_path_factory: pytest.TempPathFactory):
+def v4_socket():
+    """The listening socket of the session's test v4 server: bound before the devnet starts so
+    that the devnet can allow exactly this server (``proxy_allow``)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
+def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
     """A registry and 5 node processes on 127.0.0.1 for the whole session."""
     from session.devnet import Devnet
 
-    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, poll_interval=0.5, ready_timeout=60)
+    v4_port = v4_socket.getsockname()[1]
+    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, poll_interval=0.5, ready_timeout=60,
+                 proxy_allow=[f"127.0.0.1:{v4_port}"])
     net.start()
     yield net
     net.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sqlite3
 import time
 
@@ -15,6 +16,7 @@ import pytest
 from helpers import (Client, check_swarm_signatures, jbytes, now_ms, open_onion_reply, retrieve_request,
                      store_request, v4_server)
 from session import onion
+from session.errors import OnionError
 from session.identity import Identity
 
 pytestmark = pytest.mark.integration
@@ -130,9 +132,9 @@ def reply_hash(ident, data):
 
 
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-async def test_onion_three_hops_to_v4_server(devnet, client, enc):
+async def test_onion_three_hops_to_v4_server(devnet, client, enc, v4_socket):
     server_id = Identity.generate()
-    runner, port, seen = await v4_server(server_id)
+    runner, port, seen = await v4_server(server_id, v4_socket)  # the server the devnet allows
     try:
         req = onion.v4_encode_request({"method": "POST", "endpoint": "/room/abc", "headers": {}}, b"ping")
         target = onion.ServerDestination("127.0.0.1", "/oxen/v4/lsrpc", server_id.x25519_public, "http", port)
@@ -153,6 +155,32 @@ async def test_onion_three_hops_to_v4_server(devnet, client, enc):
         assert status in (200, 400)
     finally:
         await runner.cleanup()
+
+
+async def test_onion_proxy_reaches_nothing_the_devnet_does_not_allow(devnet, client, v4_socket):
+    """SSRF: a last hop asked to proxy to a local port other than the devnet's server (here a
+    listener standing in for an admin port, and the registry) connects to nothing and answers
+    with an error encrypted for the client, not with the port's state."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    registry_port = int(devnet.registry_url.rsplit(":", 1)[1])
+    try:
+        req = onion.v4_encode_request({"method": "POST", "endpoint": "/x", "headers": {}}, b"x")
+        for host, port in (("127.0.0.1", listener.getsockname()[1]), ("localhost", registry_port),
+                           ("127.0.0.1", v4_socket.getsockname()[1] + 1)):
+            target = onion.ServerDestination(host, "/oxen/v4/lsrpc", Identity.generate().x25519_public,
+                                             "http", port)
+            frame, key = onion.build(hops(devnet, [1, 2, 3]), target, req, "xchacha20")
+            status, body = await client.onion(devnet.nodes[1].url, frame)
+            assert status == 200 and body  # opaque to the relays on the path
+            with pytest.raises(OnionError):
+                key.decrypt(body)  # not an answer of the named server: the node's own error
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nothing ever connected
+    finally:
+        listener.close()
 
 
 async def test_status_codes_direct(devnet, client):
