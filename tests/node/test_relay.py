@@ -297,9 +297,11 @@ class FakeHttp:
     def __init__(self, answer: FakeResponse | BaseException) -> None:
         self.answer = answer
         self.posts: list[tuple[str, bytes]] = []
+        self.options: list[dict[str, Any]] = []
 
-    def post(self, url: str, data: bytes) -> FakeResponse:
-        self.posts.append((url, data))
+    def post(self, url: Any, data: bytes, **options: Any) -> FakeResponse:
+        self.posts.append((str(url), data))
+        self.options.append(options)
         if isinstance(self.answer, BaseException):
             raise self.answer
         return self.answer
@@ -324,6 +326,8 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
     assert (status, body) == (201, b"the server's encrypted answer")
     [(url, sent)] = http.posts
     assert url == f"https://{PUBLIC_IP}:8443/oxen/v4/lsrpc"
+    assert http.options == [{"headers": {"Host": f"{PUBLIC_IP}:8443"}, "allow_redirects": False,
+                             "server_hostname": PUBLIC_IP}]
     # what the node posts is still encrypted for the server, and the server can open it
     assert b"/room/x" not in sent
     plain, _ = onion.Peeler.from_x25519_secret(server.export_x25519_secret()).open_request(sent)
@@ -336,9 +340,12 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
     (asyncio.TimeoutError(), 504),
 ])
 async def test_v4_proxy_failures(net: Net, error: BaseException, status: int) -> None:
+    # the node's own answer, encrypted with its layer's key (relays on the path see only a 200)
+    inner = onion.encode_layer(b"payload", {"host": PUBLIC_IP, "target": "/oxen/v4/lsrpc"})
+    frame, open_reply = handmade_frame(net.idents[0], inner)
     net.routers[0]._http = FakeHttp(error)
-    got, body = await net.routers[0].handle(server_frame(net, Identity.generate(), b"x"))
-    assert got == status and body
+    got, body = await net.routers[0].handle(frame)
+    assert got == 200 and open_reply(body)["status"] == status
 
 
 @pytest.mark.parametrize(("host", "target", "protocol", "why"), [
