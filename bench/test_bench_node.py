@@ -3,33 +3,43 @@
 
 Run the measurements with ``python3 -m pytest bench/test_bench_node.py --benchmark-enable -s``;
 in the normal test run they execute once (correctness checks only). Figures go to
-``benchmark.extra_info`` (and are printed with ``-s``).
+``benchmark.extra_info`` (and are printed with ``-s``); ``extra_info["correct"]`` is what the
+check after the run found, and ``extra_info["checked"]`` says what that check was.
+
+Only the operation is measured: processes, connections (TLS, ZeroMQ handshakes), warm-up
+requests and request bodies are made before the timed call.
 
 Relay rig: a relay process (bench/load/relay_node.py: node links + onion router, nothing else)
 between a driver and a sink living in this process. The driver sends one-layer frames over a
 node link, the relay peels and forwards to the sink, which answers at once; the answer travels
 back through the relay without crypto. The relay's CPU time (from /proc) per layer is compared
-with the bare ``Peeler.peel`` time measured in the same run.
+with the bare ``Peeler.peel`` CPU time measured in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from session import onion
 from session.identity import Identity
+from session.node.links import KIND_ONION, NodeLinks
+from session.testing.http import retrieve_request
 
 HERE = Path(__file__).parent
-PAYLOAD = os.urandom(1024)
+PAYLOAD_SIZE = 1024
 RELAY_LAYERS = 3000
 CONCURRENCY = 64
 
@@ -40,173 +50,264 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _entry(ident: Identity, port: int) -> dict:
+def _entry(ident: Identity, port: int) -> dict[str, Any]:
     return {"pubkey_ed25519": ident.ed25519_public.hex(), "pubkey_x25519": ident.x25519_public.hex(),
             "public_ip": "127.0.0.1", "storage_port": 1, "storage_lmq_port": port, "swarm_id": 0}
 
 
-async def _relay_run(n_layers: int, enc: str, profile: str | None = None) -> dict:
-    from session.node.links import KIND_ONION, NodeLinks
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for a rig's set-up, its measured calls and its tear-down."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
 
-    relay_id, sink_id, driver_id = Identity.generate(), Identity.generate(), Identity.generate()
-    allowed = {relay_id.x25519_public, driver_id.x25519_public}
 
-    async def authorize(key: bytes) -> bool:
-        return key in allowed
+class RelayRig:
+    """Driver → relay process → sink, connected and warmed up before anything is measured."""
 
-    async def sink_handler(peer: str, body: dict) -> dict:
-        return {"s": 200, "b": b"ok"}
+    def __init__(self, enc: str, profile: str | None = None) -> None:
+        self.enc = enc
+        self.profile = profile
+        self.relay_id, self.sink_id, self.driver_id = (Identity.generate() for _ in range(3))
+        self.frames: list[bytes] = []
 
-    sink = NodeLinks(public_x25519=sink_id.x25519_public, secret_x25519=sink_id.export_x25519_secret(),
-                     handlers={KIND_ONION: sink_handler}, authorize=authorize)
-    sink_port = await sink.start("127.0.0.1", 0)
-    driver = NodeLinks(public_x25519=driver_id.x25519_public, secret_x25519=driver_id.export_x25519_secret(),
-                       handlers={}, authorize=authorize)
-    await driver.start("127.0.0.1", 0)
-    cmd = [sys.executable, str(HERE / "load" / "relay_node.py")] + (["--profile", profile] if profile else [])
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdin and proc.stdout
-    proc.stdin.write(json.dumps({"secret": relay_id.export_x25519_secret().hex(), "public": relay_id.x25519_public.hex(),
-                                 "workers": int(os.environ.get("RELAY_WORKERS", "1")),
-                                 "nodes": [_entry(sink_id, sink_port), _entry(driver_id, 1)]}) + "\n")
-    proc.stdin.flush()
-    relay_port = json.loads(await asyncio.to_thread(proc.stdout.readline))["port"]
-    relay_x = relay_id.x25519_public.hex()
-    address = f"tcp://127.0.0.1:{relay_port}"
-    hop = onion.Hop(relay_id.ed25519_public.hex(), relay_id.x25519_public)
-    dst = onion.NodeDestination(sink_id.ed25519_public.hex(), sink_id.x25519_public)
-    frames = [onion.build([hop], dst, PAYLOAD, enc)[0] for _ in range(min(n_layers, 500))]
-    try:
-        async def send(i: int) -> int:
-            r = await driver.request(relay_x, address, KIND_ONION, {"f": frames[i % len(frames)]}, 30.0)
-            return int(r["s"])
+    async def start(self) -> None:
+        allowed = {self.relay_id.x25519_public, self.driver_id.x25519_public}
 
-        for s in await asyncio.gather(*(send(i) for i in range(200))):  # warm up + connect
-            assert s == 200
-        cpu0, t0 = _cpu_seconds(proc.pid), time.perf_counter()
+        async def authorize(key: bytes) -> bool:
+            return key in allowed
+
+        async def sink_handler(peer: str, body: dict[str, Any]) -> dict[str, Any]:
+            return {"s": 200, "b": b"ok"}
+
+        self.sink = NodeLinks(public_x25519=self.sink_id.x25519_public,
+                              secret_x25519=self.sink_id.export_x25519_secret(),
+                              handlers={KIND_ONION: sink_handler}, authorize=authorize)
+        sink_port = await self.sink.start("127.0.0.1", 0)
+        self.driver = NodeLinks(public_x25519=self.driver_id.x25519_public,
+                                secret_x25519=self.driver_id.export_x25519_secret(),
+                                handlers={}, authorize=authorize)
+        await self.driver.start("127.0.0.1", 0)
+        cmd = [sys.executable, str(HERE / "load" / "relay_node.py")]
+        if self.profile:
+            cmd += ["--profile", self.profile]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps({
+            "secret": self.relay_id.export_x25519_secret().hex(),
+            "public": self.relay_id.x25519_public.hex(),
+            "workers": int(os.environ.get("RELAY_WORKERS", "1")),
+            "nodes": [_entry(self.sink_id, sink_port), _entry(self.driver_id, 1)]}) + "\n")
+        self.proc.stdin.flush()
+        relay_port = json.loads(await asyncio.to_thread(self.proc.stdout.readline))["port"]
+        self.address = f"tcp://127.0.0.1:{relay_port}"
+        hop = onion.Hop(self.relay_id.ed25519_public.hex(), self.relay_id.x25519_public)
+        dst = onion.NodeDestination(self.sink_id.ed25519_public.hex(), self.sink_id.x25519_public)
+        payload = os.urandom(PAYLOAD_SIZE)
+        self.frames = [onion.build([hop], dst, payload, self.enc)[0] for _ in range(500)]
+        warm = await asyncio.gather(*(self._send(i) for i in range(200)))  # connect + warm up
+        assert warm == [200] * 200
+
+    async def _send(self, i: int) -> int:
+        r = await self.driver.request(self.relay_id.x25519_public.hex(), self.address, KIND_ONION,
+                                      {"f": self.frames[i % len(self.frames)]}, 30.0)
+        return int(r["s"])
+
+    async def relay(self, n: int) -> dict[str, Any]:
+        """The measured operation: ``n`` layers through the relay, ``CONCURRENCY`` in flight."""
+        cpu0, t0 = _cpu_seconds(self.proc.pid), time.perf_counter()
         statuses: list[int] = []
         sem = asyncio.Semaphore(CONCURRENCY)
 
         async def limited(i: int) -> None:
             async with sem:
-                statuses.append(await send(i))
+                statuses.append(await self._send(i))
 
-        await asyncio.gather(*(limited(i) for i in range(n_layers)))
-        wall, cpu = time.perf_counter() - t0, _cpu_seconds(proc.pid) - cpu0
-    finally:
-        proc.stdin.close()
-        proc.wait(10)
-        await driver.close()
-        await sink.close()
-    assert statuses == [200] * n_layers
-    peeler = onion.Peeler.from_x25519_secret(relay_id.export_x25519_secret())
-    t = time.perf_counter()
-    for f in frames:
-        d = peeler.peel(f)
-    bare = (time.perf_counter() - t) / len(frames)
-    assert isinstance(d, onion.Relay)
-    return {"layers": n_layers, "layers_per_s": n_layers / wall, "relay_cpu_us_per_layer": cpu / n_layers * 1e6,
-            "bare_peel_us": bare * 1e6, "cpu_ratio_vs_bare_peel": (cpu / n_layers) / bare}
+        await asyncio.gather(*(limited(i) for i in range(n)))
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds(self.proc.pid) - cpu0
+        return {"statuses": statuses, "wall": wall, "cpu": cpu}
+
+    def bare_peel_seconds(self, passes: int = 3) -> float:
+        """Mean CPU time of one ``Peeler.peel`` over the rig's frames, with the relay's own key
+        (CPU time of this thread, like the relay's CPU time: a busy machine inflates wall time
+        of both sides differently)."""
+        peeler = onion.Peeler.from_x25519_secret(self.relay_id.export_x25519_secret())
+        t = time.thread_time()
+        decisions = [peeler.peel(f) for _ in range(passes) for f in self.frames]
+        bare = (time.thread_time() - t) / len(decisions)
+        assert all(isinstance(d, onion.Relay) for d in decisions)
+        return bare
+
+    async def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        await asyncio.to_thread(self.proc.wait, 10)
+        await self.driver.close()
+        await self.sink.close()
 
 
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_bare_peel_1k(benchmark, enc):
+def test_bare_peel_1k(benchmark: Any, enc: str) -> None:
     ident = Identity.generate()
     peeler = onion.Peeler.from_x25519_secret(ident.export_x25519_secret())
     dst = onion.NodeDestination(Identity.generate().ed25519_public.hex(), Identity.generate().x25519_public)
-    frame, _ = onion.build([onion.Hop(ident.ed25519_public.hex(), ident.x25519_public)], dst, PAYLOAD, enc)
+    frame, _ = onion.build([onion.Hop(ident.ed25519_public.hex(), ident.x25519_public)], dst,
+                           os.urandom(PAYLOAD_SIZE), enc)
     benchmark.group = "node relay layer (1 KB)"
     d = benchmark(peeler.peel, frame)
-    assert isinstance(d, onion.Relay) and d.next_ed25519 == dst.ed25519_hex
+    ok = isinstance(d, onion.Relay) and d.next_ed25519 == dst.ed25519_hex
+    benchmark.extra_info.update(correct=ok, checked="the peel names the destination as next hop")
+    assert ok
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_relay_layer_through_node_1k(benchmark, enc):
+def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEventLoop, enc: str) -> None:
     benchmark.group = "node relay layer (1 KB)"
-    enabled = not benchmark.disabled
-    n = RELAY_LAYERS if enabled else 300
-    result = benchmark.pedantic(lambda: asyncio.run(_relay_run(n, enc)), rounds=1, iterations=1)
+    n = RELAY_LAYERS if not benchmark.disabled else 300
+    rig = RelayRig(enc)
+    try:
+        loop.run_until_complete(rig.start())
+        out = benchmark.pedantic(lambda: loop.run_until_complete(rig.relay(n)), rounds=1, iterations=1)
+        bare = rig.bare_peel_seconds()
+    finally:
+        loop.run_until_complete(rig.close())
+    ok = out["statuses"] == [200] * n
+    result = {"layers": n, "layers_per_s": n / out["wall"],
+              "relay_cpu_us_per_layer": out["cpu"] / n * 1e6, "bare_peel_us": bare * 1e6,
+              "cpu_ratio_vs_bare_peel": (out["cpu"] / n) / bare}
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
+    benchmark.extra_info.update(correct=ok, checked="every relayed layer came back 200 from the sink")
     print(f"\nrelay {enc}: {result}")
+    assert ok
 
 
 # ---------------------------------------------------------------------------- devnet benches
 @pytest.fixture(scope="module")
-def small_devnet(tmp_path_factory):
+def small_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from session.devnet import Devnet
 
     net = Devnet(tmp_path_factory.mktemp("bench-devnet"), nodes=4, poll_interval=1.0,
-                 extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000", "SESSION_NODE_LIMITS__BURST": "100000"})
+                 extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
+                            "SESSION_NODE_LIMITS__BURST": "100000"})
     net.start()
     yield net
     net.stop()
 
 
-def _store(account: str, i: int) -> bytes:
-    import base64
+class HttpsRig:
+    """An HTTPS client session with its connections to ``url`` open (TLS done) before use."""
 
-    return json.dumps({"method": "store", "params": {"pubkey": account, "timestamp": int(time.time() * 1000),
-                                                     "ttl": 3_600_000, "data": base64.b64encode(b"%d" % i + PAYLOAD[:500]).decode()}}).encode()
+    def __init__(self, url: str, connections: int = 16) -> None:
+        self.url = url
+        self.connections = connections
 
+    async def start(self) -> None:
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=False, limit=self.connections))
+        self.sem = asyncio.Semaphore(self.connections)
+        info = json.dumps({"method": "info", "params": {}}).encode()
+        warm = await asyncio.gather(*(self.post("/storage_rpc/v1", info)
+                                      for _ in range(self.connections * 2)))
+        assert [s for s, _ in warm] == [200] * self.connections * 2
 
-async def _rates(net, n: int) -> dict:
-    import aiohttp
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        async with self.sem, self.http.post(self.url + path, data=body) as r:
+            return r.status, await r.read()
 
-    sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
-    from helpers import retrieve_request
-
-    alice = Identity.generate()
-    url = net.nodes[0].url
-    sem = asyncio.Semaphore(16)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False, limit=16)) as http:
-        async def post(body: bytes) -> int:
-            async with sem, http.post(url + "/storage_rpc/v1", data=body) as r:
-                await r.read()
-                return r.status
-
-        t = time.perf_counter()
-        st = await asyncio.gather(*(post(_store(alice.session_id, i)) for i in range(n)))
-        store_s = time.perf_counter() - t
-        assert st == [200] * n
-        t = time.perf_counter()
-        st = await asyncio.gather(*(post(json.dumps(retrieve_request(alice)).encode()) for _ in range(n)))
-        retrieve_s = time.perf_counter() - t
-        assert st == [200] * n
-    return {"stores_per_s": n / store_s, "retrieves_per_s": n / retrieve_s, "swarm_size": len(net.nodes)}
+    async def close(self) -> None:
+        await self.http.close()
 
 
-def test_store_and_retrieve_over_https(benchmark, small_devnet):
+def _store_body(account: str, i: int, data: bytes) -> bytes:
+    return json.dumps({"method": "store", "params": {
+        "pubkey": account, "timestamp": int(time.time() * 1000), "ttl": 3_600_000,
+        "data": base64.b64encode(b"%d" % i + data).decode()}}).encode()
+
+
+@pytest.mark.integration
+def test_store_and_retrieve_over_https(benchmark: Any, loop: asyncio.AbstractEventLoop,
+                                       small_devnet: Any) -> None:
     benchmark.group = "node https rpc"
     n = 400 if not benchmark.disabled else 40
-    result = benchmark.pedantic(lambda: asyncio.run(_rates(small_devnet, n)), rounds=1, iterations=1)
+    alice = Identity.generate()
+    data = os.urandom(500)
+    rig = HttpsRig(small_devnet.nodes[0].url)
+
+    def bodies() -> tuple[tuple[list[bytes], list[bytes]], dict[str, Any]]:
+        stores = [_store_body(alice.session_id, i, data) for i in range(n)]
+        retrieves = [json.dumps(retrieve_request(alice)).encode() for _ in range(n)]
+        return (stores, retrieves), {}
+
+    async def run(stores: list[bytes], retrieves: list[bytes]) -> dict[str, Any]:
+        t = time.perf_counter()
+        st = await asyncio.gather(*(rig.post("/storage_rpc/v1", b) for b in stores))
+        store_s = time.perf_counter() - t
+        t = time.perf_counter()
+        rt = await asyncio.gather(*(rig.post("/storage_rpc/v1", b) for b in retrieves))
+        retrieve_s = time.perf_counter() - t
+        return {"stores": st, "retrieves": rt, "store_s": store_s, "retrieve_s": retrieve_s}
+
+    try:
+        loop.run_until_complete(rig.start())
+        out = benchmark.pedantic(lambda s, r: loop.run_until_complete(run(s, r)), setup=bodies,
+                                 rounds=1, iterations=1)
+    finally:
+        loop.run_until_complete(rig.close())
+    stored = [s for s, _ in out["stores"]] == [200] * n
+    last = json.loads(out["retrieves"][-1][1])
+    # every retrieve answered, and (stores having finished first) saw every stored message
+    complete = ([s for s, _ in out["retrieves"]] == [200] * n
+                and len(last["messages"]) == n)
+    result = {"stores_per_s": n / out["store_s"], "retrieves_per_s": n / out["retrieve_s"],
+              "swarm_size": len(small_devnet.nodes)}
     benchmark.extra_info.update({k: round(v, 1) for k, v in result.items()})
+    benchmark.extra_info.update(correct=stored and complete,
+                                checked="every store 200; every retrieve 200 and the last one "
+                                        "returned all stored messages")
     print(f"\nhttps rpc: {result}")
+    assert stored and complete
 
 
-async def _onion_rtts(net, n: int, enc: str) -> dict:
-    import aiohttp
-
-    nodes = net.nodes
+@pytest.mark.integration
+@pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
+def test_three_hop_round_trip(benchmark: Any, loop: asyncio.AbstractEventLoop, small_devnet: Any,
+                              enc: str) -> None:
+    benchmark.group = "node 3-hop onion round trip"
+    n = 300 if not benchmark.disabled else 20
+    nodes = small_devnet.nodes
     hops = [onion.Hop(x.pubkey_ed25519, bytes.fromhex(x.pubkey_x25519)) for x in nodes[:3]]
     dst = onion.NodeDestination(nodes[3].pubkey_ed25519, bytes.fromhex(nodes[3].pubkey_x25519))
     body = json.dumps({"method": "info", "params": {}}).encode()
-    rtts = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
-        for _ in range(n):
-            frame, key = onion.build(hops, dst, body, enc)
+    rig = HttpsRig(nodes[0].url, connections=1)
+
+    def frames(k: int) -> list[tuple[bytes, Any]]:
+        return [onion.build(hops, dst, body, enc) for _ in range(k)]
+
+    async def round_trips(built: list[tuple[bytes, Any]]) -> tuple[list[float], list[int]]:
+        rtts, inner = [], []
+        for frame, key in built:
             t = time.perf_counter()
-            async with http.post(nodes[0].url + "/onion_req/v2", data=frame) as r:
-                out = await r.read()
+            status, out = await rig.post("/onion_req/v2", frame)
             rtts.append(time.perf_counter() - t)
-            assert r.status == 200 and json.loads(key.decrypt(out))["status"] == 200
+            inner.append(json.loads(key.decrypt(out))["status"] if status == 200 else status)
+        return rtts, inner
+
+    try:
+        loop.run_until_complete(rig.start())
+        # warm up: the guard's TLS session and the links between the four nodes
+        _, warm = loop.run_until_complete(round_trips(frames(5)))
+        assert warm == [200] * 5
+        rtts, inner = benchmark.pedantic(lambda b: loop.run_until_complete(round_trips(b)),
+                                         setup=lambda: ((frames(n),), {}), rounds=1, iterations=1)
+    finally:
+        loop.run_until_complete(rig.close())
+    ok = inner == [200] * n
     rtts.sort()
-    return {"requests": n, "p50_ms": statistics.median(rtts) * 1e3, "p99_ms": rtts[int(len(rtts) * 0.99) - 1] * 1e3}
-
-
-@pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_three_hop_round_trip(benchmark, small_devnet, enc):
-    benchmark.group = "node 3-hop onion round trip"
-    n = 300 if not benchmark.disabled else 20
-    result = benchmark.pedantic(lambda: asyncio.run(_onion_rtts(small_devnet, n, enc)), rounds=1, iterations=1)
+    result = {"requests": n, "p50_ms": statistics.median(rtts) * 1e3,
+              "p99_ms": rtts[int(len(rtts) * 0.99) - 1] * 1e3}
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
+    benchmark.extra_info.update(correct=ok, checked="every reply decrypted to an inner status 200")
     print(f"\n3-hop {enc}: {result}")
+    assert ok
