@@ -51,8 +51,9 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _entry(ident: Identity, port: int) -> dict[str, Any]:
-    return {"pubkey_ed25519": ident.ed25519_public.hex(), "pubkey_x25519": ident.x25519_public.hex(),
-            "public_ip": "127.0.0.1", "storage_port": 1, "storage_lmq_port": port, "swarm_id": 0}
+    return {"pubkey_ed25519": ident.ed25519_public.hex(),
+            "pubkey_x25519": ident.x25519_public.hex(), "public_ip": "127.0.0.1",
+            "storage_port": 1, "storage_lmq_port": port, "swarm_id": 0}
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,8 @@ class RelayRig:
 def test_bare_peel_1k(benchmark: Any, enc: str) -> None:
     ident = Identity.generate()
     peeler = onion.Peeler.from_x25519_secret(ident.export_x25519_secret())
-    dst = onion.NodeDestination(Identity.generate().ed25519_public.hex(), Identity.generate().x25519_public)
+    other = Identity.generate()
+    dst = onion.NodeDestination(other.ed25519_public.hex(), other.x25519_public)
     frame, _ = onion.build([onion.Hop(ident.ed25519_public.hex(), ident.x25519_public)], dst,
                            os.urandom(PAYLOAD_SIZE), enc)
     benchmark.group = "node relay layer (1 KB)"
@@ -163,13 +165,15 @@ def test_bare_peel_1k(benchmark: Any, enc: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEventLoop, enc: str) -> None:
+def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEventLoop,
+                                     enc: str) -> None:
     benchmark.group = "node relay layer (1 KB)"
     n = RELAY_LAYERS if not benchmark.disabled else 300
     rig = RelayRig(enc)
     try:
         loop.run_until_complete(rig.start())
-        out = benchmark.pedantic(lambda: loop.run_until_complete(rig.relay(n)), rounds=1, iterations=1)
+        out = benchmark.pedantic(lambda: loop.run_until_complete(rig.relay(n)),
+                                 rounds=1, iterations=1)
         bare = rig.bare_peel_seconds()
     finally:
         loop.run_until_complete(rig.close())
@@ -178,7 +182,8 @@ def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEvent
               "relay_cpu_us_per_layer": out["cpu"] / n * 1e6, "bare_peel_us": bare * 1e6,
               "cpu_ratio_vs_bare_peel": (out["cpu"] / n) / bare}
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
-    benchmark.extra_info.update(correct=ok, checked="every relayed layer came back 200 from the sink")
+    benchmark.extra_info.update(correct=ok,
+                                checked="every relayed layer came back 200 from the sink")
     print(f"\nrelay {enc}: {result}")
     assert ok
 
