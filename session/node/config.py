@@ -89,6 +89,15 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReplicationConfig:
+    """How swarm members copy writes to each other and catch up (docs/design.md)."""
+
+    forward_deadline: float = 1.0  # seconds a client's write waits for the other members
+    sync_interval: float = 60.0  # seconds between reconciliations with the next member
+    catch_up_timeout: float = 30.0  # after a restart, reads wait this long for any member
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a service node needs to start."""
 
@@ -101,6 +110,7 @@ class NodeConfig:
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+    replication: ReplicationConfig = dataclasses.field(default_factory=ReplicationConfig)
 
     @property
     def announce_ip(self) -> str:
@@ -184,6 +194,10 @@ def validate(cfg: NodeConfig) -> NodeConfig:
     validate_limits(cfg.connections, cfg.limits.max_request_bytes)
     if cfg.shutdown_timeout < 0:
         raise ConfigError("shutdown_timeout must not be negative")
+    rep = cfg.replication
+    if min(rep.forward_deadline, rep.sync_interval, rep.catch_up_timeout) <= 0:
+        raise ConfigError("replication.forward_deadline, replication.sync_interval and "
+                          "replication.catch_up_timeout must be positive")
     return cfg
 
 

@@ -31,11 +31,11 @@ from session.errors import InvalidInput, RegistryError
 from session.node import keys
 from session.node.egress import EgressPolicy, parse_allowlist
 from session.node.http import ClientSite
-from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, NodeLinks
+from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, KIND_SYNC, NodeLinks
 from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
-from session.node.replication import LinkFanout, SwarmHandoff
+from session.node.replication import LinkFanout, Reconciler, SwarmHandoff
 from session.node.rpc import RpcHandler, sweep_forever
 from session.node.swarm_view import SwarmView
 from session.onion import Peeler
@@ -76,6 +76,8 @@ class Node:
         self.rpc: Any = None
         self.router: Any = None
         self.handoff: Any = None
+        self.fanout: Any = None
+        self.reconciler: Any = None
         self.site: Any = None
         self._served: list[Served] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -141,9 +143,16 @@ class Node:
         self.zmq_port = await self.links.start(cfg.network.listen_host, cfg.network.zmq_port)
 
         cc_outcome = {o: m.links.labels("cc", o) for o in ("ok", "failed")}
-        fanout = LinkFanout(self.links, self.view, on_result=lambda o: cc_outcome[o].inc())
-        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view, fanout=fanout,
-                              oxend=self._oxend)
+        rep = cfg.replication
+        self.fanout = LinkFanout(self.links, self.view, deadline=rep.forward_deadline,
+                                 on_result=lambda o: cc_outcome[o].inc())
+        self.reconciler = Reconciler(self.store, self.links, self.view,
+                                     interval=rep.sync_interval,
+                                     catch_up_timeout=rep.catch_up_timeout)
+        self.links.on_peer_up = self.reconciler.peer_up
+        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view,
+                              fanout=self.fanout, oxend=self._oxend,
+                              catching_up=self.reconciler.not_ready_reason)
         self.handoff = SwarmHandoff(self.store, self.links, self.view,
                                     on_moved=lambda d, n: m.handoff.labels(d).inc(n))
         self.view.on_change = self._on_swarm_change
@@ -159,6 +168,7 @@ class Node:
             KIND_CC: self._counted("cc", self._serve_cc),
             KIND_DATA: self._counted("data", self.handoff.accept_push),
             KIND_PING: self._counted("ping", self._serve_ping),
+            KIND_SYNC: self._counted("sync", self.reconciler.serve),
         })
 
         limiter = RateLimiter(cfg.limits.requests_per_second, cfg.limits.burst)
@@ -186,6 +196,7 @@ class Node:
         self.view.start()
         self.handoff._outgoing_pending = True  # a restarted node may hold accounts it lost
         self.handoff.start()
+        self.reconciler.start()
         self._tasks.append(asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL)))
         self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
         log.info("node %s… up in %.2fs: https %d, zmq %d, admin %d",
@@ -275,6 +286,10 @@ class Node:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.reconciler is not None:
+            await self.reconciler.stop()
+        if self.fanout is not None:
+            await self.fanout.stop()
         if self.handoff is not None:
             await self.handoff.stop()
         if self.view is not None:

@@ -35,7 +35,8 @@ KIND_ONION = b"onion"  # relay an onion frame; body {"f": frame} → {"s": statu
 KIND_CC = b"cc"  # a client request forwarded for swarm replication; body dict → result dict
 KIND_DATA = b"data"  # bulk push on swarm change; body {"m": [records]} → {"n": accepted}
 KIND_PING = b"ping"  # liveness; body {"v": list version} → {"v": list version}
-KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING)
+KIND_SYNC = b"sync"  # swarm reconciliation (digests, entries, fetch, apply; see replication.py)
+KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING, KIND_SYNC)
 
 _REPLY = b"R"
 _ERROR = b"E"
@@ -64,8 +65,42 @@ class LinkTimeout(LinkError):
     """No answer within the timeout."""
 
 
-class UnknownPeer(LinkError):
-    """The peer is not in the node list."""
+#: Back-off of a down peer: first probe after PROBE_MIN seconds, doubling up to PROBE_MAX.
+PROBE_MIN = 0.5
+PROBE_MAX = 30.0
+
+
+class PeerHealth:
+    """What the links know of one peer's liveness: up, or down since a failure with a back-off
+    before the next probe. Fed by :meth:`NodeLinks.request` (a reply means up; unreachable or a
+    timeout means down); read by the replication fan-out, which skips down peers instead of
+    waiting on them for every write."""
+
+    __slots__ = ("down_since", "failures", "next_probe")
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.failures = 0
+        self.next_probe = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, now: float) -> None:
+        """A request failed: down (or still down) with a doubled back-off."""
+        if self.down_since is None:
+            self.down_since = now
+        self.failures += 1
+        self.next_probe = now + min(PROBE_MAX, PROBE_MIN * 2 ** (self.failures - 1))
+
+    def answered(self) -> bool:
+        """A reply arrived; returns True when the peer was down until now."""
+        was_down = self.down_since is not None
+        self.down_since = None
+        self.failures = 0
+        self.next_probe = 0.0
+        return was_down
 
 
 def _z85(key: bytes) -> bytes:
@@ -140,6 +175,7 @@ class NodeLinks:
         handlers: dict[bytes, Handler],
         authorize: Authorizer,
         request_timeout: float = 30.0,
+        on_peer_up: Callable[[str], None] | None = None,
     ) -> None:
         self._pub = _z85(public_x25519)
         self._sec = _z85(secret_x25519)
@@ -153,6 +189,10 @@ class NodeLinks:
         self._zap: zmq.Socket | None = None
         self._zap_pump: _Pump | None = None
         self._peers: dict[str, _Peer] = {}
+        #: X25519 hex -> liveness of peers we sent requests to (see :class:`PeerHealth`).
+        self.health: dict[str, PeerHealth] = {}
+        #: called with a peer's X25519 hex when it answers again after being down
+        self.on_peer_up = on_peer_up
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -312,12 +352,39 @@ class NodeLinks:
     def disconnect(self, x25519_hex: str) -> None:
         """Drop the link to a peer (it left the network)."""
         p = self._peers.pop(x25519_hex, None)
+        self.health.pop(x25519_hex, None)
         if p is not None:
             p.pump.close()
             p.sock.close(0)
 
     def peers(self) -> list[str]:
         return list(self._peers)
+
+    # ------------------------------------------------------------------ peer health
+    def is_down(self, x25519_hex: str) -> bool:
+        """Whether the last request to this peer failed (unreachable or no answer in time)."""
+        h = self.health.get(x25519_hex)
+        return h is not None and h.down
+
+    def mark_down(self, x25519_hex: str) -> None:
+        """Record a failure seen by a caller (e.g. a write deadline that passed unanswered)."""
+        assert self._loop is not None
+        self.health.setdefault(x25519_hex, PeerHealth()).failed(self._loop.time())
+
+    def due_for_probe(self) -> list[str]:
+        """Down peers whose back-off has elapsed (the caller pings them)."""
+        if self._loop is None:
+            return []
+        now = self._loop.time()
+        return [x for x, h in self.health.items() if h.down and h.next_probe <= now]
+
+    def _answered(self, x25519_hex: str) -> None:
+        h = self.health.get(x25519_hex)
+        if h is None:
+            self.health[x25519_hex] = PeerHealth()
+        elif h.answered() and self.on_peer_up is not None:
+            log.info("peer %s… answers again", x25519_hex[:12])
+            self.on_peer_up(x25519_hex)
 
     def _on_reply(self, msg: list[bytes]) -> None:
         if len(msg) != 3:
@@ -362,6 +429,7 @@ class NodeLinks:
                     raise LinkError("link closed") from None
                 if self._loop.time() >= deadline:
                     self._pending.pop(n, None)
+                    self.mark_down(x25519_hex)
                     raise LinkUnreachable(f"no connection to {x25519_hex[:16]}... within "
                                           f"{deadline - started:.1f}s") from None
                 await asyncio.sleep(0.02)
@@ -370,10 +438,18 @@ class NodeLinks:
         limit = timeout or self.request_timeout
         handle = self._loop.call_later(limit, self._expire, n, x25519_hex, limit)
         try:
-            return await fut
+            reply = await fut
+        except LinkTimeout:
+            self.mark_down(x25519_hex)
+            raise
+        except LinkError:
+            self._answered(x25519_hex)  # an error reply: the peer is alive
+            raise
         finally:
             handle.cancel()
             self._pending.pop(n, None)
+        self._answered(x25519_hex)
+        return reply
 
     def _expire(self, n: int, x25519_hex: str, limit: float) -> None:
         fut = self._pending.pop(n, None)

@@ -1,9 +1,14 @@
-"""Swarm replication over node links: the write fan-out and the data handoff on swarm changes.
+"""Swarm replication over node links: the write fan-out, reconciliation, and the data handoff.
 
 * :class:`LinkFanout` implements the RPC handler's ``SwarmFanout``: a write accepted by one
   member is forwarded (the original signed request) to every other member of this node's swarm
-  at once; each answers with its own signed result, or ``None`` when it could not be reached in
-  time. Members re-validate everything themselves.
+  at once; each answers with its own signed result, or ``None`` when it is down or did not
+  answer within a short deadline (the client is never held up by a dead or frozen member).
+  Members re-validate everything themselves.
+* :class:`Reconciler` brings members level: after a restart (reads are refused with 503 until
+  then), when a member answers again after being down, and periodically, two members compare
+  digests per account bucket, then per account, and exchange only the messages, deletions
+  (tombstones) and expiries that differ. See docs/design.md ("Replication and catch-up").
 * :class:`SwarmHandoff` reacts to node-list changes. It pushes the accounts this node no longer
   owns to every member of their new swarm and drops them locally only once *every* member of
   that swarm has accepted them (so nothing is lost when a push fails, and nothing stays doubled
@@ -17,51 +22,125 @@ Pushes carry the namespace (Session's ``sn.data`` v1 drops it; we keep it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from session.node.links import KIND_CC, KIND_DATA, LinkError, NodeLinks
+from session.errors import InvalidInput, StorageError
+from session.node.links import (
+    KIND_CC,
+    KIND_DATA,
+    KIND_PING,
+    KIND_SYNC,
+    PROBE_MIN,
+    LinkError,
+    NodeLinks,
+)
 from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
+from session.storage.base import (
+    MessageStore,
+    StoredMessage,
+    SyncEntry,
+    Tombstone,
+    newer_expiry,
+    now_ms,
+)
 
 log = logging.getLogger("session.node.replication")
 
 #: Bytes of message data per bulk push (kept under the link's 10 MiB message cap).
 PUSH_BATCH_BYTES = 4 * 1024 * 1024
+#: How long a client's write waits for the other members before answering without them.
+FORWARD_DEADLINE = 1.0
+#: How long a forwarded write may take in the background before the member counts as down.
 FORWARD_TIMEOUT = 5.0
 PUSH_TIMEOUT = 30.0
 RETRY_INTERVAL = 5.0
 
 
 class LinkFanout:
-    """``SwarmFanout`` over node links."""
+    """``SwarmFanout`` over node links that never waits long on a member that is down.
 
-    def __init__(self, links: NodeLinks, view: SwarmView, *, timeout: float = FORWARD_TIMEOUT,
+    A member the links know to be down (see :class:`session.node.links.PeerHealth`) is reported
+    as failed at once, without a request. The others get the write at once; the client is
+    answered when every one of them replied or ``deadline`` seconds passed, whichever is first.
+    A member still silent at the deadline is reported failed and marked down (later writes skip
+    it until it answers a probe); its request keeps running in the background up to
+    ``timeout``, so a merely slow member still gets the write. Whatever a member misses reaches
+    it through reconciliation (:class:`Reconciler`) when it answers again.
+    """
+
+    def __init__(self, links: NodeLinks, view: SwarmView, *, deadline: float = FORWARD_DEADLINE,
+                 timeout: float = FORWARD_TIMEOUT,
                  on_result: Callable[[str], None] | None = None) -> None:
         self.links = links
         self.view = view
+        self.deadline = deadline
         self.timeout = timeout
         self.on_result = on_result
+        self._late: set[asyncio.Task[Any]] = set()
 
     async def forward(self, request_body: dict[str, Any]) -> dict[str, Any]:
-        peers = self.view.peers_in_my_swarm()
-        if not peers:
-            return {}
-        results = await asyncio.gather(*(self._one(n, request_body) for n in peers))
-        return {n.pubkey_ed25519: r for n, r in zip(peers, results)}
+        out: dict[str, Any] = {}
+        live: list[ServiceNode] = []
+        for n in self.view.peers_in_my_swarm():
+            if self.links.is_down(n.pubkey_x25519):
+                out[n.pubkey_ed25519] = None
+                self._count("failed")
+            else:
+                live.append(n)
+        if not live:
+            return out
+        tasks = [asyncio.ensure_future(self._one(n, request_body)) for n in live]
+        await asyncio.wait(tasks, timeout=self.deadline)
+        for n, t in zip(live, tasks, strict=True):
+            if t.done():
+                out[n.pubkey_ed25519] = t.result()
+                continue
+            out[n.pubkey_ed25519] = None
+            self._count("failed")
+            log.info("replica %s… did not answer within %.1fs; marked down",
+                     n.pubkey_ed25519[:12], self.deadline)
+            self.links.mark_down(n.pubkey_x25519)
+            self._late.add(t)
+            t.add_done_callback(self._late.discard)
+        return out
 
     async def _one(self, node: ServiceNode, body: dict[str, Any]) -> Any:
         try:
-            r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_CC, body, self.timeout)
+            r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_CC, body,
+                                         self.timeout)
         except LinkError as e:
             log.info("replica %s… did not answer: %s", node.pubkey_ed25519[:12], e)
-            if self.on_result:
-                self.on_result("failed")
+            self._count("failed")
             return None
-        if self.on_result:
-            self.on_result("ok")
+        self._count("ok")
         return r
+
+    def _count(self, outcome: str) -> None:
+        if self.on_result:
+            self.on_result(outcome)
+
+    async def stop(self) -> None:
+        """Cancel writes still running past their deadline."""
+        for t in list(self._late):
+            t.cancel()
+        await asyncio.gather(*self._late, return_exceptions=True)
+
+
+def owns(view: SwarmView, owner: str) -> bool:
+    """Whether ``owner``'s account belongs to our swarm (True when it cannot be decided yet:
+    nothing is dropped or refused on a guess)."""
+    my = view.my_swarm_id()
+    if my is None:
+        return False
+    try:
+        return view.swarm_id_for(owner) == my
+    except (LookupError, ValueError):
+        return True
 
 
 def _records(msgs: Iterable[Any]) -> list[list[Any]]:
@@ -102,13 +181,7 @@ class SwarmHandoff:
 
     # ------------------------------------------------------------ sending side
     def mine(self, owner: str) -> bool:
-        my = self.view.my_swarm_id()
-        if my is None:
-            return False
-        try:
-            return self.view.swarm_id_for(owner) == my
-        except (LookupError, ValueError):
-            return True  # cannot decide: keep it
+        return owns(self.view, owner)
 
     async def on_change(self, change: SwarmChange) -> None:
         """``SwarmView.on_change`` callback."""
@@ -200,8 +273,6 @@ class SwarmHandoff:
     # ------------------------------------------------------------ receiving side
     async def accept_push(self, peer: str, body: Any) -> dict[str, Any]:
         """Link handler for ``KIND_DATA``: import the records of accounts we own."""
-        from session.storage.base import StoredMessage
-
         if not isinstance(body, dict) or not isinstance(body.get("m"), list):
             raise ValueError("data push must be a map with a list 'm'")
         if body.get("v") and body["v"] != self.view.version:
@@ -244,3 +315,400 @@ class SwarmHandoff:
             except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
+
+
+# ---------------------------------------------------------------------------- reconciliation
+#
+# Members converge by comparing digests, then exchanging only what differs (KIND_SYNC, msgpack;
+# every request carries "c", the requester's cutoff: both sides ignore messages and tombstones
+# that expire by then, so sweeps at different moments do not show up as differences):
+#
+#   {"op": "buckets"}                 -> {"b": {bucket: digest}}     256 buckets by owner byte
+#   {"op": "accounts", "b": [bucket]} -> {"a": {owner: digest}}
+#   {"op": "entries", "o": [owner]}   -> {"e": [[owner, ns, hash, expiry, updated]],
+#                                         "t": [[owner, hash, expiry, deleted]]}
+#   {"op": "fetch", "h": [hash]}      -> {"m": [[owner, ns, hash, ts, expiry, data, updated]]}
+#   {"op": "apply", "m": [...], "t": [...], "e": [...]} -> {"n", "d", "x"}
+#
+# The requester pulls what it lacks and pushes what the peer lacks in the same session, so one
+# side running it is enough to bring both level (a member that comes back is synced by whoever
+# notices it first). Only members of our swarm are served, and only accounts of our swarm.
+
+#: Hashes per fetch or push request (messages are at most ~76 KB: under the link's 10 MiB cap).
+SYNC_BATCH = 100
+#: Seconds between periodic sessions (each with the next peer in turn).
+SYNC_INTERVAL = 60.0
+#: How long a restarted node keeps refusing reads while it cannot reach any peer.
+CATCH_UP_TIMEOUT = 30.0
+SYNC_TIMEOUT = 30.0
+#: How far ahead of now the cutoff is put (covers clocks and the session's own duration).
+CUTOFF_MARGIN_MS = 5_000
+PROBE_TIMEOUT = 2.0
+
+
+def bucket_of(owner: str) -> str:
+    """The digest bucket of an account: its first pubkey byte (hex) after the network prefix."""
+    return owner[2:4]
+
+
+def _digest(lines: Iterable[str]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for line in sorted(lines):
+        h.update(line.encode())
+        h.update(b"\n")
+    return h.digest()
+
+
+def account_digests(entries: Iterable[SyncEntry]) -> dict[str, bytes]:
+    """owner → digest of its (namespace, hash, expiry) set."""
+    lines: dict[str, list[str]] = {}
+    for e in entries:
+        lines.setdefault(e.owner, []).append(f"{e.namespace}:{e.hash}:{e.expiry_ms}")
+    return {o: _digest(ls) for o, ls in lines.items()}
+
+
+def bucket_digests(accounts: Mapping[str, bytes]) -> dict[str, bytes]:
+    """bucket → digest of its accounts' digests."""
+    lines: dict[str, list[str]] = {}
+    for o, d in accounts.items():
+        lines.setdefault(bucket_of(o), []).append(o + d.hex())
+    return {b: _digest(ls) for b, ls in lines.items()}
+
+
+def differing(mine: Mapping[str, bytes], theirs: Mapping[str, bytes]) -> list[str]:
+    """Keys present on one side only or with different digests, sorted."""
+    return sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
+
+@dataclasses.dataclass
+class SyncPlan:
+    """What one session changes, from the requester's side."""
+
+    fetch: list[str] = dataclasses.field(default_factory=list)  # hashes to pull
+    push: list[str] = dataclasses.field(default_factory=list)  # hashes to send
+    bury_here: list[Tombstone] = dataclasses.field(default_factory=list)
+    bury_there: list[Tombstone] = dataclasses.field(default_factory=list)
+    expire_here: list[SyncEntry] = dataclasses.field(default_factory=list)
+    expire_there: list[SyncEntry] = dataclasses.field(default_factory=list)
+
+
+def plan_sync(mine: Iterable[SyncEntry], my_tombs: Iterable[Tombstone],
+              theirs: Iterable[SyncEntry], their_tombs: Iterable[Tombstone]) -> SyncPlan:
+    """Compare two members' entries and tombstones for the same accounts. A deletion wins over
+    a copy (within the tombstone's life); of two expiries the later-set one wins
+    (:func:`session.storage.base.newer_expiry`); every other message ends up on both sides."""
+    me = {e.hash: e for e in mine}
+    them = {e.hash: e for e in theirs}
+    my_dead = {t.hash: t for t in my_tombs}
+    their_dead = {t.hash: t for t in their_tombs}
+    p = SyncPlan()
+    p.fetch = sorted(h for h in them if h not in me and h not in my_dead)
+    p.push = sorted(h for h in me if h not in them and h not in their_dead)
+    p.bury_here = [t for h, t in sorted(their_dead.items()) if h not in my_dead]
+    p.bury_there = [t for h, t in sorted(my_dead.items()) if h not in their_dead]
+    for h in sorted(me.keys() & them.keys()):
+        a, b = me[h], them[h]
+        if h in my_dead or h in their_dead:
+            continue
+        if newer_expiry((a.updated_ms, a.expiry_ms), (b.updated_ms, b.expiry_ms)):
+            p.expire_here.append(b)
+        elif newer_expiry((b.updated_ms, b.expiry_ms), (a.updated_ms, a.expiry_ms)):
+            p.expire_there.append(a)
+    return p
+
+
+def _entry_rec(e: SyncEntry) -> list[Any]:
+    return [e.owner, e.namespace, e.hash, e.expiry_ms, e.updated_ms]
+
+
+def _tomb_rec(t: Tombstone) -> list[Any]:
+    return [t.owner, t.hash, t.expiry_ms, t.deleted_ms]
+
+
+def _msg_rec(m: StoredMessage) -> list[Any]:
+    return [m.owner, m.namespace, m.hash, m.timestamp_ms, m.expiry_ms, bytes(m.data), m.updated_ms]
+
+
+def _fields(r: Any, n: int, what: str) -> list[Any]:
+    if not isinstance(r, list) or len(r) != n:
+        raise ValueError(f"sync {what} record must have {n} fields")
+    return r
+
+
+def _entry(r: Any) -> SyncEntry:
+    owner, ns, h, exp, upd = _fields(r, 5, "entry")
+    StoredMessage(owner, ns, h, b"", 0, exp, upd).validate()
+    return SyncEntry(owner, ns, h, exp, upd)
+
+
+def _tomb(r: Any) -> Tombstone:
+    return Tombstone(*_fields(r, 4, "tombstone")).validate()
+
+
+def _msg(r: Any) -> StoredMessage:
+    owner, ns, h, ts, exp, data, upd = _fields(r, 7, "message")
+    return StoredMessage(owner, ns, h, data, ts, exp, upd).validate()
+
+
+def _strs(v: Any, what: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"sync request needs a list of strings '{what}'")
+    return v
+
+
+@dataclasses.dataclass
+class SyncResult:
+    """Counts of one session (for logs, metrics and tests)."""
+
+    accounts: int = 0  # accounts whose digests differed
+    pulled: int = 0
+    pushed: int = 0
+    deleted_here: int = 0
+    deleted_there: int = 0
+    expiries: int = 0
+
+
+class Reconciler:
+    """Keeps this member's accounts level with its swarm peers (see the comment above).
+
+    ``catching_up`` is True from start-up until one session with every reachable peer ended
+    (at least one succeeded, or none could be reached within ``catch_up_timeout``): the RPC
+    handler then refuses reads with 503 so clients ask another member instead of seeing a
+    partial mailbox. Afterwards one session runs every ``interval`` seconds with the next peer
+    in turn, and one with any peer the links see answer again after being down.
+    """
+
+    def __init__(self, store: MessageStore, links: NodeLinks, view: SwarmView, *,
+                 interval: float = SYNC_INTERVAL, catch_up_timeout: float = CATCH_UP_TIMEOUT,
+                 clock: Callable[[], int] = now_ms,
+                 on_synced: Callable[[SyncResult], None] | None = None) -> None:
+        self.store = store
+        self.links = links
+        self.view = view
+        self.interval = interval
+        self.catch_up_timeout = catch_up_timeout
+        self.clock = clock
+        self.on_synced = on_synced
+        self.catching_up = True
+        #: seconds between catch-up rounds while no member could be reached
+        self.retry_pause = 1.0
+        self._running: dict[str, asyncio.Task[SyncResult | None]] = {}
+        self._probing: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._aside: set[asyncio.Task[Any]] = set()
+        self._turn = 0
+
+    def not_ready_reason(self) -> str | None:
+        """For the RPC handler: why reads are refused, or None."""
+        return "still catching up with its swarm; ask another member" if self.catching_up else None
+
+    def mine(self, owner: str) -> bool:
+        return owns(self.view, owner)
+
+    # ------------------------------------------------------------ requester side
+    async def _ask(self, node: ServiceNode, body: dict[str, Any]) -> Any:
+        r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_SYNC, body,
+                                     SYNC_TIMEOUT)
+        if not isinstance(r, dict):
+            raise LinkError("sync reply is not a map")
+        return r
+
+    def sync_with(self, node: ServiceNode) -> asyncio.Task[SyncResult | None]:
+        """Start (or join) a session with ``node``; its result is None when it failed."""
+        t = self._running.get(node.pubkey_ed25519)
+        if t is None:
+            t = self._running[node.pubkey_ed25519] = asyncio.ensure_future(self._session(node))
+        return t
+
+    async def _session(self, node: ServiceNode) -> SyncResult | None:
+        try:
+            return await self._sync(node)
+        except (LinkError, ValueError, KeyError, TypeError) as e:
+            log.info("sync with %s… failed: %s", node.pubkey_ed25519[:12], e)
+            return None
+        except (StorageError, InvalidInput) as e:
+            log.warning("sync with %s… could not be applied: %s", node.pubkey_ed25519[:12], e)
+            return None
+        finally:
+            self._running.pop(node.pubkey_ed25519, None)
+
+    async def _sync(self, node: ServiceNode) -> SyncResult:
+        cutoff = self.clock() + CUTOFF_MARGIN_MS
+        res = SyncResult()
+        mine = account_digests(await self.store.sync_index(self.mine, cutoff))
+        theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
+        buckets = differing(bucket_digests(mine), theirs_b)
+        if not buckets:
+            return self._done(node, res)
+        wanted = set(buckets)
+        theirs_a = (await self._ask(node, {"op": "accounts", "c": cutoff, "b": buckets}))["a"]
+        owners = differing({o: d for o, d in mine.items() if bucket_of(o) in wanted}, theirs_a)
+        owners = [o for o in owners if self.mine(o)]
+        res.accounts = len(owners)
+        if not owners:
+            return self._done(node, res)
+        chosen = set(owners)
+        r = await self._ask(node, {"op": "entries", "c": cutoff, "o": owners})
+        plan = plan_sync(
+            await self.store.sync_index(chosen.__contains__, cutoff),
+            await self.store.tombstones(chosen.__contains__, cutoff),
+            [e for e in map(_entry, r["e"]) if e.owner in chosen],
+            [t for t in map(_tomb, r["t"]) if t.owner in chosen],
+        )
+        # pull: their messages, their tombstones, their newer expiries
+        for i in range(0, max(len(plan.fetch), 1), SYNC_BATCH):
+            part = plan.fetch[i:i + SYNC_BATCH]
+            got = (await self._ask(node, {"op": "fetch", "c": cutoff, "h": part}))["m"] if part else []
+            msgs = [m for m in map(_msg, got) if m.owner in chosen]
+            first = i == 0
+            applied = await self.store.apply_sync(
+                msgs, plan.bury_here if first else (), plan.expire_here if first else ())
+            res.pulled += applied.imported
+            res.deleted_here += applied.deleted
+            res.expiries += applied.expiries
+        # push: ours they lack, our tombstones, our newer expiries
+        for i in range(0, max(len(plan.push), 1), SYNC_BATCH):
+            part = plan.push[i:i + SYNC_BATCH]
+            first = i == 0
+            if not part and not (plan.bury_there or plan.expire_there):
+                break
+            msgs = await self.store.get_many(part) if part else []
+            r = await self._ask(node, {
+                "op": "apply", "c": cutoff, "m": [_msg_rec(m) for m in msgs],
+                "t": [_tomb_rec(t) for t in plan.bury_there] if first else [],
+                "e": [_entry_rec(e) for e in plan.expire_there] if first else [],
+            })
+            res.pushed += int(r.get("n", 0))
+            res.deleted_there += int(r.get("d", 0))
+            res.expiries += int(r.get("x", 0))
+        return self._done(node, res)
+
+    def _done(self, node: ServiceNode, res: SyncResult) -> SyncResult:
+        if res.accounts:
+            log.info("synced with %s…: %d accounts differed, %d pulled, %d pushed, %d deleted, "
+                     "%d expiries", node.pubkey_ed25519[:12], res.accounts, res.pulled, res.pushed,
+                     res.deleted_here + res.deleted_there, res.expiries)
+        if self.on_synced is not None:
+            self.on_synced(res)
+        return res
+
+    # ------------------------------------------------------------ serving side
+    async def serve(self, peer: str, body: Any) -> dict[str, Any]:
+        """Link handler for ``KIND_SYNC`` (``peer`` is the requester's X25519 hex)."""
+        node = self.view.node_by_x25519(peer)
+        my = self.view.my_swarm_id()
+        if node is None or my is None or node.swarm_id != my:
+            raise ValueError("sync is served to members of this swarm only")
+        if not isinstance(body, dict) or not isinstance(body.get("c"), int):
+            raise ValueError("sync request must be a map with an integer cutoff 'c'")
+        op, cutoff = body.get("op"), body["c"]
+        if op == "buckets":
+            mine = account_digests(await self.store.sync_index(self.mine, cutoff))
+            return {"b": bucket_digests(mine)}
+        if op == "accounts":
+            wanted = set(_strs(body.get("b"), "b"))
+            entries = await self.store.sync_index(
+                lambda o: bucket_of(o) in wanted and self.mine(o), cutoff)
+            return {"a": account_digests(entries)}
+        if op == "entries":
+            owners = set(_strs(body.get("o"), "o"))
+
+            def pick(o: str) -> bool:
+                return o in owners and self.mine(o)
+
+            return {"e": [_entry_rec(e) for e in await self.store.sync_index(pick, cutoff)],
+                    "t": [_tomb_rec(t) for t in await self.store.tombstones(pick, cutoff)]}
+        if op == "fetch":
+            hashes = _strs(body.get("h"), "h")[:SYNC_BATCH]
+            msgs = await self.store.get_many(hashes)
+            return {"m": [_msg_rec(m) for m in msgs if self.mine(m.owner)]}
+        if op == "apply":
+            msgs = [m for m in map(_msg, body.get("m") or []) if self.mine(m.owner)]
+            tombs = [t for t in map(_tomb, body.get("t") or []) if self.mine(t.owner)]
+            exps = [e for e in map(_entry, body.get("e") or []) if self.mine(e.owner)]
+            a = await self.store.apply_sync(msgs, tombs, exps)
+            return {"n": a.imported, "d": a.deleted, "x": a.expiries}
+        raise ValueError("unknown sync op")
+
+    # ------------------------------------------------------------ background
+    def peer_up(self, x25519_hex: str) -> None:
+        """``NodeLinks.on_peer_up``: a member answers again; give it what it missed."""
+        node = self.view.node_by_x25519(x25519_hex)
+        if node is not None and node.pubkey_ed25519 != self.view.me and self.mine_node(node):
+            self.sync_with(node)
+
+    def mine_node(self, node: ServiceNode) -> bool:
+        return node.swarm_id == self.view.my_swarm_id()
+
+    async def catch_up(self) -> None:
+        """Sessions with every peer until one succeeds (or none is reachable for
+        ``catch_up_timeout`` seconds); then reads are served again."""
+        loop = asyncio.get_running_loop()
+        while self.view.my_swarm_id() is None:  # not serving anything before that anyway
+            await asyncio.sleep(0.2)
+        give_up = loop.time() + self.catch_up_timeout
+        try:
+            while True:
+                peers = self.view.peers_in_my_swarm()
+                if not peers:
+                    break  # alone in the swarm: nobody to catch up with
+                results = await asyncio.gather(*(self.sync_with(p) for p in peers))
+                if any(r is not None for r in results):
+                    break
+                if loop.time() >= give_up:
+                    log.warning("could not reach any swarm member for %.0fs: serving reads "
+                                "from what this node holds", self.catch_up_timeout)
+                    break
+                await asyncio.sleep(self.retry_pause)
+        finally:
+            self.catching_up = False
+        log.info("caught up with the swarm")
+
+    async def _periodic(self) -> None:
+        await self.catch_up()
+        loop = asyncio.get_running_loop()
+        next_sync = loop.time() + self.interval
+        while True:
+            await asyncio.sleep(min(PROBE_MIN, self.interval))
+            self._probe()
+            if loop.time() >= next_sync:
+                next_sync = loop.time() + self.interval
+                peers = [p for p in self.view.peers_in_my_swarm()
+                         if not self.links.is_down(p.pubkey_x25519)]
+                if peers:
+                    self._turn = (self._turn + 1) % len(peers)
+                    await self.sync_with(peers[self._turn])
+
+    def _probe(self) -> None:
+        """Ping members whose back-off elapsed; an answer makes the links call ``peer_up``."""
+        for x in self.links.due_for_probe():
+            node = self.view.node_by_x25519(x)
+            if node is None:
+                self.links.disconnect(x)  # left the network
+                continue
+            if x in self._probing:
+                continue
+            self._probing.add(x)
+            t = asyncio.ensure_future(self._ping(node))
+            self._aside.add(t)
+            t.add_done_callback(self._aside.discard)
+
+    async def _ping(self, node: ServiceNode) -> None:
+        try:
+            await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_PING,
+                                     {"v": self.view.version}, PROBE_TIMEOUT)
+        except LinkError:
+            pass  # still down: the links doubled its back-off
+        finally:
+            self._probing.discard(node.pubkey_x25519)
+
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks.append(asyncio.ensure_future(self._periodic()))
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._running.values(), *self._aside]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()

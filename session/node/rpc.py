@@ -111,6 +111,7 @@ class RpcHandler:
         version: tuple[int, int, int] = P.STORAGE_SERVER_VERSION,
         height: Callable[[], int] = lambda: 0,
         oxend: OxendHandler | None = None,
+        catching_up: Callable[[], str | None] = lambda: None,
     ) -> None:
         from session.swarm import message_hash  # native core; imported once, at construction
 
@@ -123,6 +124,8 @@ class RpcHandler:
         self.version = version
         self.height = height
         self.oxend = oxend
+        #: why reads would see a partial mailbox (a restarted member catching up), or None
+        self.catching_up = catching_up
         self._message_hash = message_hash
         self.ed25519_hex: str = identity.ed25519_public.hex()
         #: Requests handled, by method (client and forwarded), for metrics.
@@ -237,6 +240,8 @@ class RpcHandler:
     async def _account_request(self, req: P.AccountRequest) -> RpcResponse:
         now = self.clock()
         await self._admit(req, now, forwarded=False)
+        if isinstance(req, P.Retrieve | P.GetExpiries) and (why := self.catching_up()):
+            return RpcResponse(503, "Service node is not ready: " + why)
         match req:
             case P.Retrieve():
                 return await self._retrieve(req, now)

@@ -45,13 +45,6 @@ class SwarmChange:
     #: nodes that left the list
     departed: tuple[ServiceNode, ...]
 
-    @property
-    def first_time(self) -> bool:
-        return self.my_old_swarm == INVALID_SWARM_ID and self.my_new_swarm != INVALID_SWARM_ID
-
-    @property
-    def topology_changed(self) -> bool:
-        return self.old is None or set(self.old.swarms) != set(self.new.swarms) or bool(self.new_members)
 
 
 def list_version(nodes: Sequence[ServiceNode]) -> str:

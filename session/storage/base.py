@@ -14,7 +14,17 @@ Semantics follow Session's storage server (``oxenss/storage/database.cpp``):
   and always lets the first message through.
 * ``update_expiry`` (client ``expire``): set each hash's expiry, optionally only extending or only
   shortening; ``update_all_expiries`` (client ``expire_all``) only shortens.
-* ``sweep_expired(now)``: deletes every message with ``expiry <= now``.
+* ``sweep_expired(now)``: deletes every message with ``expiry <= now`` (and expired tombstones).
+
+Swarm reconciliation (``session/node/replication.py``, docs/design.md) needs three more things:
+
+* every message records ``updated_ms``, the wall-clock time its expiry was last set (by a store
+  or an expire), so two members that disagree on an expiry keep the newest one;
+* a client deletion (``delete``, ``delete_all``, ``delete_before``, the public-outbox
+  replacement) leaves a :class:`Tombstone` that lives until the deleted message would have
+  expired; a tombstoned hash is never imported again (a member that missed the deletion cannot
+  bring the message back), but a client store of the same hash clears it;
+* ``sync_index``/``tombstones``/``get_many``/``apply_sync`` read and apply what members compare.
 
 A full store raises :class:`session.errors.StorageFull` and leaves everything already stored
 untouched.
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 from session.errors import InvalidInput
@@ -61,6 +72,8 @@ class StoredMessage:
     data: bytes
     timestamp_ms: int
     expiry_ms: int
+    #: when the expiry was last set (ms); 0 when unknown. Only swarm reconciliation reads it.
+    updated_ms: int = 0
 
     def validate(self) -> StoredMessage:
         check_owner(self.owner)
@@ -69,7 +82,7 @@ class StoredMessage:
             raise InvalidInput("message hash must be a non-empty string of at most 128 chars")
         if not isinstance(self.data, bytes | bytearray | memoryview):
             raise InvalidInput("message data must be bytes")
-        for name in ("timestamp_ms", "expiry_ms"):
+        for name in ("timestamp_ms", "expiry_ms", "updated_ms"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
                 raise InvalidInput(f"{name} must be a non-negative 64-bit integer")
@@ -82,6 +95,56 @@ class StoreResult:
 
     new: bool  # False: the hash was already stored (the request was idempotent)
     expiry_ms: int  # the message's expiry after the call (an existing one may be later)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncEntry:
+    """What reconciliation compares of one stored message (no data)."""
+
+    owner: str
+    namespace: int
+    hash: str
+    expiry_ms: int
+    updated_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A client deletion, kept until the deleted message would have expired."""
+
+    owner: str
+    hash: str
+    expiry_ms: int
+    deleted_ms: int
+
+    def validate(self) -> Tombstone:
+        check_owner(self.owner)
+        if not isinstance(self.hash, str) or not 0 < len(self.hash) <= 128:
+            raise InvalidInput("tombstone hash must be a non-empty string of at most 128 chars")
+        for v in (self.expiry_ms, self.deleted_ms):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63:
+                raise InvalidInput("tombstone times must be non-negative 64-bit integers")
+        return self
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SyncApplied:
+    """Outcome of :meth:`MessageStore.apply_sync`."""
+
+    imported: int  # messages added
+    deleted: int  # messages removed by tombstones
+    expiries: int  # expiries replaced by newer ones
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (the ``updated_ms`` and ``deleted_ms`` stamps)."""
+    return time.time_ns() // 1_000_000
+
+
+def newer_expiry(mine: tuple[int, int], theirs: tuple[int, int]) -> bool:
+    """Whether ``theirs`` (updated_ms, expiry_ms) wins over ``mine``: the later update, and on
+    a tie the later expiry (so every member settles on the same value)."""
+    return theirs > mine
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,8 +172,8 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
-        """Bulk insert (swarm handoff), ignoring hashes already present; returns how many were
-        new. All-or-nothing: on StorageFull nothing of this batch is kept."""
+        """Bulk insert (swarm handoff), ignoring hashes already present or tombstoned; returns
+        how many were new. All-or-nothing: on StorageFull nothing of this batch is kept."""
 
     @abc.abstractmethod
     async def delete_by_hash(self, owner: str, hashes: Sequence[str]) -> list[str]:
@@ -163,6 +226,18 @@ class MessageStore(abc.ABC):
     async def unrevoke_subaccounts(self, owner: str, tokens: Sequence[bytes]) -> int:
         """Remove tokens from the revocation list; returns how many were removed."""
 
+    @abc.abstractmethod
+    async def apply_sync(
+        self,
+        messages: Iterable[StoredMessage],
+        tombstones: Iterable[Tombstone] = (),
+        expiries: Iterable[SyncEntry] = (),
+    ) -> SyncApplied:
+        """Apply what a swarm peer has and we lack, in one transaction: record ``tombstones``
+        and delete their messages; import ``messages`` (not tombstoned, not present); replace
+        an expiry when the peer's ``(updated_ms, expiry_ms)`` is newer (:func:`newer_expiry`).
+        All-or-nothing on StorageFull."""
+
     # -- reads --------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -199,6 +274,20 @@ class MessageStore(abc.ABC):
     async def export(self, predicate: Callable[[str], bool]) -> list[StoredMessage]:
         """Every message of owners for which ``predicate(owner)`` is true (swarm handoff), in
         insertion order."""
+
+    @abc.abstractmethod
+    async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
+        """Every message of owners for which ``predicate(owner)`` is true that expires after
+        ``after_ms``, grouped by owner."""
+
+    @abc.abstractmethod
+    async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
+        """The tombstones of owners for which ``predicate(owner)`` is true that expire after
+        ``after_ms``."""
+
+    @abc.abstractmethod
+    async def get_many(self, hashes: Sequence[str]) -> list[StoredMessage]:
+        """The stored messages among ``hashes`` (with ``updated_ms``), in no particular order."""
 
     @abc.abstractmethod
     async def stats(self) -> StoreStats:

@@ -6,6 +6,7 @@ fixed per-message overhead).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 
@@ -18,9 +19,14 @@ from session.storage.base import (
     StoredMessage,
     StoreResult,
     StoreStats,
+    SyncApplied,
+    SyncEntry,
+    Tombstone,
     check_expiry_args,
     check_namespace,
     check_owner,
+    newer_expiry,
+    now_ms,
     size_budget_take,
 )
 
@@ -29,7 +35,7 @@ ROW_OVERHEAD = 128
 
 
 class _Row:
-    __slots__ = ("data", "expiry", "hash", "id", "namespace", "owner", "timestamp")
+    __slots__ = ("data", "expiry", "hash", "id", "namespace", "owner", "timestamp", "updated")
 
     def __init__(self, id: int, m: StoredMessage) -> None:
         self.id = id
@@ -39,6 +45,7 @@ class _Row:
         self.data = bytes(m.data)
         self.timestamp = m.timestamp_ms
         self.expiry = m.expiry_ms
+        self.updated = m.updated_ms
 
     def message(self) -> StoredMessage:
         return StoredMessage(
@@ -59,6 +66,7 @@ class MemoryMessageStore(MessageStore):
         # owner -> namespace -> {hash: row} in insertion order (dicts keep order)
         self._by_owner: dict[str, dict[int, dict[str, _Row]]] = {}
         self._revoked: dict[str, dict[bytes, int]] = {}
+        self._tombstones: dict[str, Tombstone] = {}
         self._ids = itertools.count(1)
         self._bytes = 0
         self._closed = False
@@ -83,6 +91,11 @@ class MemoryMessageStore(MessageStore):
         self._by_hash[m.hash] = row
         self._by_owner.setdefault(m.owner, {}).setdefault(m.namespace, {})[m.hash] = row
         self._bytes += row.size
+
+    def _bury(self, rows: Iterable[_Row]) -> None:
+        now = now_ms()
+        for r in rows:
+            self._tombstones.setdefault(r.hash, Tombstone(r.owner, r.hash, r.expiry, now))
 
     def _remove(self, row: _Row) -> None:
         del self._by_hash[row.hash]
@@ -112,29 +125,71 @@ class MemoryMessageStore(MessageStore):
         if existing is None and self._full(len(msg.data) + ROW_OVERHEAD):
             # The outbox clear below could free space, but a refused store must change nothing.
             raise self._full_error()
+        now = now_ms()
         if is_public_outbox_namespace(msg.namespace):
             for row in self._owner_rows(msg.owner, msg.namespace):
                 if row.hash != msg.hash:
                     self._remove(row)
+                    self._bury([row])
         if existing is not None:
             if existing.expiry < msg.expiry_ms:
                 existing.expiry = msg.expiry_ms
+                existing.updated = now
             return StoreResult(False, existing.expiry)
-        self._insert(msg)
+        self._tombstones.pop(msg.hash, None)
+        self._insert(dataclasses.replace(msg, updated_ms=now))
         return StoreResult(True, msg.expiry_ms)
 
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
         self._check_open()
-        fresh: dict[str, StoredMessage] = {}
-        for m in msgs:
-            m.validate()
-            if m.hash not in self._by_hash and m.hash not in fresh:
-                fresh[m.hash] = m
-        if self._full(sum(len(m.data) + ROW_OVERHEAD for m in fresh.values())):
+        items = [m.validate() for m in msgs]
+        fresh = self._fresh(items)
+        if self._full(sum(len(m.data) + ROW_OVERHEAD for m in fresh)):
             raise self._full_error()
-        for m in fresh.values():
+        for m in fresh:
             self._insert(m)
         return len(fresh)
+
+    def _fresh(self, msgs: Iterable[StoredMessage]) -> list[StoredMessage]:
+        """The messages neither stored nor tombstoned, first of each hash."""
+        fresh: dict[str, StoredMessage] = {}
+        for m in msgs:
+            if m.hash not in self._by_hash and m.hash not in self._tombstones:
+                fresh.setdefault(m.hash, m)
+        return list(fresh.values())
+
+    async def apply_sync(
+        self,
+        messages: Iterable[StoredMessage],
+        tombstones: Iterable[Tombstone] = (),
+        expiries: Iterable[SyncEntry] = (),
+    ) -> SyncApplied:
+        self._check_open()
+        items = [m.validate() for m in messages]
+        dead = [t.validate() for t in tombstones]
+        exps = list(expiries)
+        # All-or-nothing: check the cap before changing anything (deletions could free room,
+        # but counting them first would need the same walk twice).
+        dead_hashes = {t.hash for t in dead}
+        fresh = [m for m in self._fresh(items) if m.hash not in dead_hashes]
+        if self._full(sum(len(m.data) + ROW_OVERHEAD for m in fresh)):
+            raise self._full_error()
+        deleted = 0
+        for t in dead:
+            self._tombstones.setdefault(t.hash, t)
+            row = self._by_hash.get(t.hash)
+            if row is not None and row.owner == t.owner:
+                self._remove(row)
+                deleted += 1
+        for m in fresh:
+            self._insert(m)
+        changed = 0
+        for e in exps:
+            row = self._by_hash.get(e.hash)
+            if row is not None and newer_expiry((row.updated, row.expiry), (e.updated_ms, e.expiry_ms)):
+                row.expiry, row.updated = e.expiry_ms, e.updated_ms
+                changed += 1
+        return SyncApplied(len(fresh), deleted, changed)
 
     async def delete_by_hash(self, owner: str, hashes: Sequence[str]) -> list[str]:
         self._check_open()
@@ -144,6 +199,7 @@ class MemoryMessageStore(MessageStore):
             row = self._by_hash.get(h)
             if row is not None and row.owner == owner:
                 self._remove(row)
+                self._bury([row])
                 deleted.append(h)
         return deleted
 
@@ -153,6 +209,7 @@ class MemoryMessageStore(MessageStore):
         rows = self._owner_rows(owner, None if namespace is None else check_namespace(namespace))
         for r in rows:
             self._remove(r)
+        self._bury(rows)
         return [(r.namespace, r.hash) for r in rows]
 
     async def delete_before(
@@ -163,6 +220,7 @@ class MemoryMessageStore(MessageStore):
         rows = [r for r in self._owner_rows(owner, namespace) if r.timestamp <= before_ms]
         for r in rows:
             self._remove(r)
+        self._bury(rows)
         return [(r.namespace, r.hash) for r in rows]
 
     async def update_expiry(
@@ -178,6 +236,7 @@ class MemoryMessageStore(MessageStore):
         check_owner(owner)
         check_expiry_args(hashes, expiries, extend_only, shorten_only)
         out = []
+        now = now_ms()
         for i, h in enumerate(hashes):
             exp = expiries[0] if len(expiries) == 1 else expiries[i]
             row = self._by_hash.get(h)
@@ -187,7 +246,7 @@ class MemoryMessageStore(MessageStore):
                 continue
             if shorten_only and not row.expiry > exp:
                 continue
-            row.expiry = exp
+            row.expiry, row.updated = exp, now
             out.append((h, exp))
         return out
 
@@ -197,14 +256,16 @@ class MemoryMessageStore(MessageStore):
         self._check_open()
         check_owner(owner)
         out = []
+        now = now_ms()
         for r in self._owner_rows(owner, namespace):
             if r.expiry > expiry_ms:
-                r.expiry = expiry_ms
+                r.expiry, r.updated = expiry_ms, now
                 out.append((r.namespace, r.hash))
         return out
 
     async def sweep_expired(self, now_ms: int) -> int:
         self._check_open()
+        self._tombstones = {h: t for h, t in self._tombstones.items() if t.expiry_ms > now_ms}
         gone = [r for r in self._by_hash.values() if r.expiry <= now_ms]
         for r in gone:
             self._remove(r)
@@ -217,6 +278,7 @@ class MemoryMessageStore(MessageStore):
             for r in self._owner_rows(owner, None):
                 self._remove(r)
                 n += 1
+        self._tombstones = {h: t for h, t in self._tombstones.items() if not predicate(t.owner)}
         return n
 
     async def revoke_subaccounts(self, owner: str, tokens: Sequence[bytes], now_ms: int) -> None:
@@ -304,6 +366,23 @@ class MemoryMessageStore(MessageStore):
         rows = [r for r in self._by_hash.values() if predicate(r.owner)]
         rows.sort(key=lambda r: r.id)
         return [r.message() for r in rows]
+
+    async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
+        self._check_open()
+        return [
+            SyncEntry(r.owner, r.namespace, r.hash, r.expiry, r.updated)
+            for owner in self._by_owner if predicate(owner)
+            for r in self._owner_rows(owner, None) if r.expiry > after_ms
+        ]
+
+    async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
+        self._check_open()
+        return [t for t in self._tombstones.values() if t.expiry_ms > after_ms and predicate(t.owner)]
+
+    async def get_many(self, hashes: Sequence[str]) -> list[StoredMessage]:
+        self._check_open()
+        rows = (self._by_hash.get(h) for h in dict.fromkeys(hashes))
+        return [dataclasses.replace(r.message(), updated_ms=r.updated) for r in rows if r is not None]
 
     async def stats(self) -> StoreStats:
         self._check_open()

@@ -30,9 +30,14 @@ from session.storage.base import (
     StoredMessage,
     StoreResult,
     StoreStats,
+    SyncApplied,
+    SyncEntry,
+    Tombstone,
     check_expiry_args,
     check_namespace,
     check_owner,
+    newer_expiry,
+    now_ms,
     size_budget_take,
 )
 
@@ -83,6 +88,18 @@ CREATE TRIGGER revoked_autoclean AFTER INSERT ON revoked_subaccounts
             SELECT token FROM revoked_subaccounts WHERE owner = NEW.owner
             ORDER BY timestamp DESC LIMIT {MAX_REVOKED_PER_OWNER});
     END;
+""",
+    # v2: swarm reconciliation (when each expiry was set; client deletions as tombstones)
+    """
+ALTER TABLE messages ADD COLUMN updated INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE tombstones (
+    hash TEXT PRIMARY KEY,
+    owner BLOB NOT NULL,
+    expiry INTEGER NOT NULL,
+    deleted INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tombstones_owner ON tombstones(owner);
+CREATE INDEX tombstones_expiry ON tombstones(expiry);
 """,
 ]
 
@@ -378,26 +395,33 @@ class SqliteMessageStore(MessageStore):
         data = bytes(msg.data)
 
         def op(conn: sqlite3.Connection) -> StoreResult:
+            now = now_ms()
             if is_public_outbox_namespace(msg.namespace):
                 old = self._owner_id(conn, msg.owner, False)
                 if old is not None:
-                    conn.execute(
-                        "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?",
+                    gone = conn.execute(
+                        "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?"
+                        " RETURNING hash, expiry",
                         (old, msg.namespace, msg.hash),
-                    )
+                    ).fetchall()
+                    _bury(conn, msg.owner, gone, now)
             # (after the outbox clear: removing an owner's last message drops its owners row)
             oid = self._owner_id(conn, msg.owner, True)
             row = conn.execute("SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)).fetchone()
             if row is not None:
                 mid, exp = row
                 if exp < msg.expiry_ms:
-                    conn.execute("UPDATE messages SET expiry = ? WHERE id = ?", (msg.expiry_ms, mid))
+                    conn.execute(
+                        "UPDATE messages SET expiry = ?, updated = ? WHERE id = ?",
+                        (msg.expiry_ms, now, mid),
+                    )
                     exp = msg.expiry_ms
                 return StoreResult(False, exp)
+            conn.execute("DELETE FROM tombstones WHERE hash = ?", (msg.hash,))
             conn.execute(
-                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (oid, msg.hash, msg.namespace, msg.timestamp_ms, msg.expiry_ms, data),
+                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (oid, msg.hash, msg.namespace, msg.timestamp_ms, msg.expiry_ms, data, now),
             )
             return StoreResult(True, msg.expiry_ms)
 
@@ -405,21 +429,61 @@ class SqliteMessageStore(MessageStore):
 
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
         items = [m.validate() for m in msgs]
+        return await self._write(lambda conn: self._import(conn, items))
 
-        def op(conn: sqlite3.Connection) -> int:
-            owners: dict[str, int] = {}
-            n = 0
-            for m in items:
-                oid = owners.get(m.owner)
-                if oid is None:
-                    oid = owners[m.owner] = self._owner_id(conn, m.owner, True)  # type: ignore[assignment]
-                cur = conn.execute(
-                    "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (oid, m.hash, m.namespace, m.timestamp_ms, m.expiry_ms, bytes(m.data)),
+    def _import(self, conn: sqlite3.Connection, items: list[StoredMessage]) -> int:
+        owners: dict[str, int] = {}
+        n = 0
+        for m in items:
+            if conn.execute("SELECT 1 FROM tombstones WHERE hash = ?", (m.hash,)).fetchone():
+                continue  # deleted by its owner: a member that missed that must not revive it
+            oid = owners.get(m.owner)
+            if oid is None:
+                oid = owners[m.owner] = self._owner_id(conn, m.owner, True)  # type: ignore[assignment]
+            cur = conn.execute(
+                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (oid, m.hash, m.namespace, m.timestamp_ms, m.expiry_ms, bytes(m.data), m.updated_ms),
+            )
+            n += cur.rowcount
+        return n
+
+    async def apply_sync(
+        self,
+        messages: Iterable[StoredMessage],
+        tombstones: Iterable[Tombstone] = (),
+        expiries: Iterable[SyncEntry] = (),
+    ) -> SyncApplied:
+        items = [m.validate() for m in messages]
+        dead = [t.validate() for t in tombstones]
+        exps = list(expiries)
+
+        def op(conn: sqlite3.Connection) -> SyncApplied:
+            deleted = 0
+            for t in dead:
+                conn.execute(
+                    "INSERT INTO tombstones (hash, owner, expiry, deleted) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (t.hash, check_owner(t.owner), t.expiry_ms, t.deleted_ms),
                 )
-                n += cur.rowcount
-            return n
+                oid = self._owner_id(conn, t.owner, False)
+                if oid is not None:
+                    deleted += conn.execute(
+                        "DELETE FROM messages WHERE hash = ? AND owner = ?", (t.hash, oid)
+                    ).rowcount
+            imported = self._import(conn, items)
+            changed = 0
+            for e in exps:
+                row = conn.execute(
+                    "SELECT id, updated, expiry FROM messages WHERE hash = ?", (e.hash,)
+                ).fetchone()
+                if row is not None and newer_expiry((row[1], row[2]), (e.updated_ms, e.expiry_ms)):
+                    conn.execute(
+                        "UPDATE messages SET expiry = ?, updated = ? WHERE id = ?",
+                        (e.expiry_ms, e.updated_ms, row[0]),
+                    )
+                    changed += 1
+            return SyncApplied(imported, deleted, changed)
 
         return await self._write(op)
 
@@ -431,33 +495,41 @@ class SqliteMessageStore(MessageStore):
             oid = self._owner_id(conn, owner, False)
             if oid is None:
                 return []
-            out = []
+            gone = []
             for h in hs:
                 r = conn.execute(
-                    "DELETE FROM messages WHERE owner = ? AND hash = ? RETURNING hash", (oid, h)
+                    "DELETE FROM messages WHERE owner = ? AND hash = ? RETURNING hash, expiry",
+                    (oid, h),
                 ).fetchone()
                 if r is not None:
-                    out.append(r[0])
-            return out
+                    gone.append(r)
+            _bury(conn, owner, gone, now_ms())
+            return [h for h, _ in gone]
 
         return await self._write(op)
 
     async def _owner_rows(
-        self, owner: str, statement: str, params: dict[str, Any], namespace: int | None
+        self, owner: str, statement: str, params: dict[str, Any], namespace: int | None,
+        *, bury: bool = False,
     ) -> list[tuple[int, str]]:
         """Run ``statement`` (a DELETE/UPDATE of the rows of ``:owner``, the owner's row id) on
-        one namespace or all of them; returns ``(namespace, hash)`` of every row it touched."""
+        one namespace or all of them; returns ``(namespace, hash)`` of every row it touched.
+        ``bury``: the statement deletes, so leave tombstones for the deleted rows."""
         check_owner(owner)
         if namespace is not None:
             statement += " AND namespace = :ns"
-        statement += " RETURNING namespace, hash"
+        statement += " RETURNING namespace, hash, expiry"
 
         def op(conn: sqlite3.Connection) -> list[tuple[int, str]]:
             oid = self._owner_id(conn, owner, False)
             if oid is None:
                 return []
-            rows = conn.execute(statement, {**params, "owner": oid, "ns": namespace})
-            return [(int(a), str(b)) for a, b in rows]
+            now = now_ms()
+            rows = conn.execute(statement, {**params, "owner": oid, "ns": namespace, "now": now})
+            out = [(int(a), str(b), int(c)) for a, b, c in rows]
+            if bury:
+                _bury(conn, owner, [(h, e) for _, h, e in out], now)
+            return [(ns, h) for ns, h, _ in out]
 
         return await self._write(op)
 
@@ -465,14 +537,16 @@ class SqliteMessageStore(MessageStore):
         if namespace is not None:
             check_owner(owner)  # owner errors first, as the memory store reports them
             check_namespace(namespace)
-        return await self._owner_rows(owner, "DELETE FROM messages WHERE owner = :owner", {}, namespace)
+        return await self._owner_rows(
+            owner, "DELETE FROM messages WHERE owner = :owner", {}, namespace, bury=True
+        )
 
     async def delete_before(
         self, owner: str, before_ms: int, namespace: int | None = None
     ) -> list[tuple[int, str]]:
         return await self._owner_rows(
             owner, "DELETE FROM messages WHERE owner = :owner AND timestamp <= :before",
-            {"before": before_ms}, namespace,
+            {"before": before_ms}, namespace, bury=True,
         )
 
     async def update_expiry(
@@ -494,10 +568,11 @@ class SqliteMessageStore(MessageStore):
             if oid is None:
                 return []
             out = []
-            q = "UPDATE messages SET expiry = ?1 WHERE hash = ?2 AND owner = ?3" + cond
+            now = now_ms()
+            q = "UPDATE messages SET expiry = ?1, updated = ?4 WHERE hash = ?2 AND owner = ?3" + cond
             for i, h in enumerate(hs):
                 e = exps[0] if len(exps) == 1 else exps[i]
-                if conn.execute(q, (e, h, oid)).rowcount > 0:
+                if conn.execute(q, (e, h, oid, now)).rowcount > 0:
                     out.append((h, e))
             return out
 
@@ -507,14 +582,18 @@ class SqliteMessageStore(MessageStore):
         self, owner: str, expiry_ms: int, namespace: int | None = None
     ) -> list[tuple[int, str]]:
         return await self._owner_rows(
-            owner, "UPDATE messages SET expiry = :expiry WHERE expiry > :expiry AND owner = :owner",
+            owner,
+            "UPDATE messages SET expiry = :expiry, updated = :now"
+            " WHERE expiry > :expiry AND owner = :owner",
             {"expiry": expiry_ms}, namespace,
         )
 
     async def sweep_expired(self, now_ms: int) -> int:
-        return await self._write(
-            lambda conn: conn.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
-        )
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute("DELETE FROM tombstones WHERE expiry <= ?", (now_ms,))
+            return conn.execute("DELETE FROM messages WHERE expiry <= ?", (now_ms,)).rowcount
+
+        return await self._write(op)
 
     async def drop_accounts(self, predicate: Callable[[str], bool]) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -522,6 +601,9 @@ class SqliteMessageStore(MessageStore):
             for oid, t, pk in conn.execute("SELECT id, type, pubkey FROM owners").fetchall():
                 if predicate(bytes([t]).hex() + bytes(pk).hex()):
                     n += conn.execute("DELETE FROM messages WHERE owner = ?", (oid,)).rowcount
+            for (raw,) in conn.execute("SELECT DISTINCT owner FROM tombstones").fetchall():
+                if predicate(bytes(raw).hex()):
+                    conn.execute("DELETE FROM tombstones WHERE owner = ?", (raw,))
             return n
 
         return await self._write(op)
@@ -665,6 +747,55 @@ class SqliteMessageStore(MessageStore):
 
         return await self._read(op)
 
+    def _owner_ids(self, conn: sqlite3.Connection, predicate: Callable[[str], bool]) -> list[tuple[int, str]]:
+        rows = conn.execute("SELECT id, type, pubkey FROM owners ORDER BY id").fetchall()
+        return [(oid, o) for oid, t, pk in rows if predicate(o := bytes([t]).hex() + bytes(pk).hex())]
+
+    async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
+        def op(conn: sqlite3.Connection) -> list[SyncEntry]:
+            out: list[SyncEntry] = []
+            for oid, owner in self._owner_ids(conn, predicate):
+                out.extend(
+                    SyncEntry(owner, ns, h, exp, upd)
+                    for ns, h, exp, upd in conn.execute(
+                        "SELECT namespace, hash, expiry, updated FROM messages"
+                        " WHERE owner = ? AND expiry > ?",
+                        (oid, after_ms),
+                    )
+                )
+            return out
+
+        return await self._read(op)
+
+    async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
+        def op(conn: sqlite3.Connection) -> list[Tombstone]:
+            rows = conn.execute(
+                "SELECT owner, hash, expiry, deleted FROM tombstones WHERE expiry > ?", (after_ms,)
+            ).fetchall()
+            out = []
+            for raw, h, exp, deleted in rows:
+                owner = bytes(raw).hex()
+                if predicate(owner):
+                    out.append(Tombstone(owner, h, exp, deleted))
+            return out
+
+        return await self._read(op)
+
+    async def get_many(self, hashes: Sequence[str]) -> list[StoredMessage]:
+        hs = list(dict.fromkeys(hashes))
+
+        def op(conn: sqlite3.Connection) -> list[StoredMessage]:
+            out = []
+            for h in hs:
+                r = conn.execute(_SEL + ", m.updated" + _FROM + " WHERE m.hash = ?", (h,)).fetchone()
+                if r is not None:
+                    t, pk, ns, hh, data, ts, exp, upd = r
+                    out.append(StoredMessage(bytes([t]).hex() + bytes(pk).hex(), ns, hh,
+                                             bytes(data), ts, exp, upd))
+            return out
+
+        return await self._read(op)
+
     async def stats(self) -> StoreStats:
         def op(conn: sqlite3.Connection) -> StoreStats:
             (n, data), = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM messages")
@@ -689,6 +820,16 @@ class SqliteMessageStore(MessageStore):
             if th is not None:
                 th.stop()
                 await asyncio.to_thread(th.join)
+
+
+def _bury(conn: sqlite3.Connection, owner: str, gone: Iterable[tuple[str, int]], now: int) -> None:
+    """Leave a tombstone for each client-deleted ``(hash, expiry)`` of ``owner``."""
+    raw = check_owner(owner)
+    conn.executemany(
+        "INSERT INTO tombstones (hash, owner, expiry, deleted) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [(h, raw, exp, now) for h, exp in gone],
+    )
 
 
 def _split_sql(script: str) -> list[str]:

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from session.errors import InvalidInput, StorageError, StorageFull
 from session.storage import MemoryMessageStore, SqliteMessageStore, StoredMessage
+from session.storage.base import SyncEntry, Tombstone
 from session.storage.sqlite import SCHEMA_VERSION
 
 A = "05" + "11" * 32
@@ -155,6 +156,66 @@ async def test_export_import_drop(store, tmp_path):
     assert [m.hash for m in (await store.retrieve(A, 2))[0]] == ["a2"]
 
 
+async def test_deletions_leave_tombstones_that_block_imports(store):
+    for h in ("d1", "d2", "d3", "keep"):
+        await store.store(msg(h, exp=9000))
+    await store.store(msg("x1", ns=5, ts=500, exp=7000))
+    await store.delete_by_hash(A, ["d1"])
+    await store.delete_before(A, 600, 5)
+    await store.delete_all(A, 0)
+    dead = {t.hash: t for t in await store.tombstones(lambda o: o == A, 0)}
+    assert set(dead) == {"d1", "d2", "d3", "keep", "x1"}
+    assert dead["x1"].expiry_ms == 7000 and dead["d1"].owner == A
+    assert await store.import_messages([msg("d1"), msg("fresh")]) == 1
+    assert await store.get_by_hash("d1") is None
+    # a client storing the same message again clears its tombstone
+    assert (await store.store(msg("d2", exp=9000))).new
+    assert "d2" not in {t.hash for t in await store.tombstones(lambda o: True, 0)}
+    # tombstones expire with the messages they stand for
+    await store.sweep_expired(8000)
+    assert {t.hash for t in await store.tombstones(lambda o: True, 0)} == {"d1", "d3", "keep"}
+    assert await store.tombstones(lambda o: True, 9000) == []
+    await store.drop_accounts(lambda o: o == A)
+    assert await store.tombstones(lambda o: True, 0) == []
+
+
+async def test_public_outbox_replacement_leaves_a_tombstone(store):
+    await store.store(msg("old", ns=-21))
+    await store.store(msg("new", ns=-21))
+    assert [t.hash for t in await store.tombstones(lambda o: True, 0)] == ["old"]
+    assert await store.import_messages([msg("old", ns=-21)]) == 0
+
+
+async def test_expiry_changes_are_stamped_and_sync_keeps_the_newest(store):
+    await store.store(msg("h", exp=5000))
+    (first,) = await store.sync_index(lambda o: True, 0)
+    assert first.updated_ms > 0
+    await store.update_expiry(A, ["h"], [6000])
+    await store.update_all_expiries(A, 5500)
+    (e,) = await store.sync_index(lambda o: True, 0)
+    assert e.expiry_ms == 5500 and e.updated_ms >= first.updated_ms
+    older = SyncEntry(A, 0, "h", 9999, e.updated_ms - 1)
+    newer = SyncEntry(A, 0, "h", 4000, e.updated_ms + 1)
+    assert (await store.apply_sync([], [], [older])).expiries == 0
+    assert (await store.apply_sync([], [], [newer])).expiries == 1
+    assert await store.get_expiries(A, ["h"]) == {"h": 4000}
+    assert await store.sync_index(lambda o: True, 4000) == []  # expiring by the cutoff
+
+
+async def test_apply_sync_imports_buries_and_get_many_carries_the_stamp(store):
+    await store.store(msg("here"))
+    r = await store.apply_sync(
+        [StoredMessage(B, 3, "new", b"n", 10, 6000, 77), msg("here")],
+        [Tombstone(A, "here", 5000, 1), Tombstone(A, "never-seen", 5000, 1)],
+    )
+    assert (r.imported, r.deleted, r.expiries) == (1, 1, 0)
+    assert await store.get_by_hash("here") is None
+    (got,) = await store.get_many(["new", "missing"])
+    assert got == StoredMessage(B, 3, "new", b"n", 10, 6000, 77)
+    with pytest.raises(InvalidInput):
+        await store.apply_sync([], [Tombstone("zz", "h", 1, 1)])
+
+
 async def test_revocations(store):
     toks = [bytes([3, 1, 0, 0]) + bytes([i]) * 32 for i in range(60)]
     await store.revoke_subaccounts(B, toks[:2], 1000)
@@ -259,6 +320,25 @@ async def test_sqlite_persistence_and_schema(tmp_path):
     conn.close()
     with pytest.raises(StorageError, match="newer"):
         await SqliteMessageStore.open(tmp_path)
+
+
+async def test_sqlite_migrates_a_version_1_database(tmp_path):
+    from session.storage import sqlite as S
+
+    conn = sqlite3.connect(tmp_path / "storage.db")
+    for stmt in S._split_sql(S._MIGRATIONS[0]):
+        conn.execute(stmt)
+    conn.execute("INSERT INTO owners (type, pubkey) VALUES (5, ?)", (bytes.fromhex(A[2:]),))
+    conn.execute("INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
+                 " VALUES (1, 'v1', 0, 1, 5000, x'00')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    s = await SqliteMessageStore.open(tmp_path)
+    assert [(e.hash, e.updated_ms) for e in await s.sync_index(lambda o: True, 0)] == [("v1", 0)]
+    await s.delete_by_hash(A, ["v1"])
+    assert [t.hash for t in await s.tombstones(lambda o: True, 0)] == ["v1"]
+    await s.close()
 
 
 async def test_sqlite_rejects_tiny_cap(tmp_path):

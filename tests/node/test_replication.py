@@ -1,0 +1,420 @@
+"""Direct tests of session/node/replication.py: the write fan-out (aggregation, down and frozen
+members), the reconciliation plan, and whole reconciliation sessions between in-memory stores
+over fake links (every body goes through msgpack, as on the real links)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+import pytest
+
+from session.node.links import (
+    KIND_CC,
+    KIND_PING,
+    KIND_SYNC,
+    LinkError,
+    LinkTimeout,
+    LinkUnreachable,
+    PeerHealth,
+)
+from session.node.replication import (
+    LinkFanout,
+    Reconciler,
+    SyncPlan,
+    account_digests,
+    bucket_digests,
+    differing,
+    plan_sync,
+)
+from session.node.swarm_view import SwarmView
+from session.proto.snodes import ServiceNode
+from session.storage.base import StoredMessage, SyncEntry, Tombstone
+from session.storage.memory import MemoryMessageStore
+
+SWARM = 0x1000_0000_0000_0000
+OTHER = 0x9000_0000_0000_0000
+A = "05" + "11" * 32
+B = "05" + "aa" * 32
+
+
+def node(i: int, swarm: int = SWARM) -> ServiceNode:
+    return ServiceNode(pubkey_ed25519=f"{i:02x}" * 32, pubkey_x25519=f"{i + 100:02x}" * 32,
+                       public_ip="127.0.0.1", storage_port=1000 + i, storage_lmq_port=2000 + i,
+                       swarm_id=swarm)
+
+
+def roundtrip(obj: Any) -> Any:
+    return msgpack.unpackb(msgpack.packb(obj, use_bin_type=True), raw=False)
+
+
+class FakeNet:
+    """Routes requests between fake links; members can be dead (unreachable) or frozen (never
+    answer until thawed)."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, dict[bytes, Any]] = {}
+        self.dead: set[str] = set()
+        self.frozen: set[str] = set()
+        self.thawed = asyncio.Event()
+        self.sent: list[tuple[str, bytes]] = []
+
+
+class FakeLinks:
+    """The part of NodeLinks that replication uses, with the real PeerHealth bookkeeping."""
+
+    def __init__(self, net: FakeNet, me: str) -> None:
+        self.net = net
+        self.me = me
+        self.health: dict[str, PeerHealth] = {}
+        self.on_peer_up: Any = None
+        self.disconnected: list[str] = []
+
+    def is_down(self, x: str) -> bool:
+        h = self.health.get(x)
+        return h is not None and h.down
+
+    def mark_down(self, x: str) -> None:
+        self.health.setdefault(x, PeerHealth()).failed(asyncio.get_running_loop().time())
+
+    def due_for_probe(self) -> list[str]:
+        now = asyncio.get_running_loop().time()
+        return [x for x, h in self.health.items() if h.down and h.next_probe <= now]
+
+    def disconnect(self, x: str) -> None:
+        self.disconnected.append(x)
+        self.health.pop(x, None)
+
+    async def request(self, x: str, address: str, kind: bytes, body: Any,
+                      timeout: float | None = None) -> Any:
+        self.net.sent.append((x, kind))
+        if x in self.net.dead:
+            self.mark_down(x)
+            raise LinkUnreachable("down")
+        if x in self.net.frozen:
+            try:
+                await asyncio.wait_for(self.net.thawed.wait(), timeout)
+            except asyncio.TimeoutError:
+                self.mark_down(x)
+                raise LinkTimeout("no answer") from None
+        try:
+            reply = roundtrip(await self.net.handlers[x][kind](self.me, roundtrip(body)))
+        except ValueError as e:
+            raise LinkError(str(e)) from None
+        finally:
+            h = self.health.setdefault(x, PeerHealth())
+            if h.answered() and self.on_peer_up is not None:
+                self.on_peer_up(x)
+        return reply
+
+
+class Member:
+    """One swarm member: a memory store, a real SwarmView, fake links, a Reconciler."""
+
+    def __init__(self, net: FakeNet, me: ServiceNode, listed: list[ServiceNode]) -> None:
+        self.node = me
+        self.store = MemoryMessageStore()
+        self.view = SwarmView(me.pubkey_ed25519, self._fetch)
+        self.view.apply(listed)
+        self.links = FakeLinks(net, me.pubkey_x25519)
+        self.sync = Reconciler(self.store, self.links, self.view,  # type: ignore[arg-type]
+                               interval=3600.0, catch_up_timeout=0.05)
+        self.sync.retry_pause = 0.01
+        self.links.on_peer_up = self.sync.peer_up
+        self.cc: list[dict[str, Any]] = []
+        net.handlers[me.pubkey_x25519] = {KIND_SYNC: self.sync.serve, KIND_CC: self._cc,
+                                          KIND_PING: self._ping}
+
+    async def _fetch(self) -> list[ServiceNode]:
+        return list(self.view.map.nodes) if self.view.map else []
+
+    async def _cc(self, peer: str, body: Any) -> Any:
+        self.cc.append(body)
+        return {"hash": "h", "signature": "s"}
+
+    async def _ping(self, peer: str, body: Any) -> Any:
+        return {"v": self.view.version}
+
+    async def hashes(self, owner: str = A) -> dict[str, int]:
+        return {e.hash: e.expiry_ms for e in await self.store.sync_index(lambda o: o == owner, 0)}
+
+
+@pytest.fixture
+def net() -> FakeNet:
+    return FakeNet()
+
+
+def swarm(net: FakeNet, n: int, extra: list[ServiceNode] | None = None) -> list[Member]:
+    nodes = [node(i) for i in range(n)]
+    listed = nodes + list(extra or [])
+    return [Member(net, x, listed) for x in nodes]
+
+
+def m(h: str, owner: str = A, exp: int = 10**13, upd: int = 1, ns: int = 0) -> StoredMessage:
+    return StoredMessage(owner, ns, h, b"data " + h.encode(), 1000, exp, upd)
+
+
+# ---------------------------------------------------------------------------- fan-out
+
+
+async def test_fanout_collects_every_live_members_result(net):
+    members = swarm(net, 4)
+    fan = LinkFanout(members[0].links, members[0].view, deadline=5.0)  # type: ignore[arg-type]
+    out = await fan.forward({"method": "store", "params": {}})
+    assert set(out) == {x.node.pubkey_ed25519 for x in members[1:]}
+    assert all(r == {"hash": "h", "signature": "s"} for r in out.values())
+    assert all(len(x.cc) == 1 for x in members[1:])
+
+
+async def test_fanout_reports_a_dead_member_failed_and_then_stops_asking_it(net):
+    members = swarm(net, 4)
+    dead = members[3].node
+    net.dead.add(dead.pubkey_x25519)
+    outcomes: list[str] = []
+    fan = LinkFanout(members[0].links, members[0].view, deadline=5.0,  # type: ignore[arg-type]
+                     on_result=outcomes.append)
+    out = await fan.forward({"method": "store", "params": {}})
+    assert out[dead.pubkey_ed25519] is None
+    assert sum(r is not None for r in out.values()) == 2
+    assert members[0].links.is_down(dead.pubkey_x25519)
+    asked = sum(1 for x, k in net.sent if x == dead.pubkey_x25519)
+    for _ in range(5):
+        out = await fan.forward({"method": "store", "params": {}})
+        assert out[dead.pubkey_ed25519] is None
+    # no request went to the dead member again: it waits for a probe instead
+    assert sum(1 for x, k in net.sent if x == dead.pubkey_x25519) == asked
+    assert outcomes.count("failed") == 6 and outcomes.count("ok") == 12
+
+
+async def test_fanout_answers_at_the_deadline_without_a_frozen_member(net):
+    members = swarm(net, 3)
+    frozen = members[2]
+    net.frozen.add(frozen.node.pubkey_x25519)
+    fan = LinkFanout(members[0].links, members[0].view, deadline=0.05)  # type: ignore[arg-type]
+    out = await fan.forward({"method": "store", "params": {}})
+    assert out[frozen.node.pubkey_ed25519] is None
+    assert out[members[1].node.pubkey_ed25519] is not None
+    assert members[0].links.is_down(frozen.node.pubkey_x25519)
+    # the frozen member's request kept running: when it thaws it gets the write after all,
+    # and its answer marks it up again
+    net.thawed.set()
+    await asyncio.wait_for(asyncio.gather(*fan._late), 5.0)
+    assert len(frozen.cc) == 1
+    assert not members[0].links.is_down(frozen.node.pubkey_x25519)
+    await fan.stop()
+
+
+async def test_fanout_without_peers_is_empty(net):
+    (alone,) = swarm(net, 1)
+    fan = LinkFanout(alone.links, alone.view)  # type: ignore[arg-type]
+    assert await fan.forward({"method": "store", "params": {}}) == {}
+
+
+def test_peer_health_backs_off_and_recovers():
+    h = PeerHealth()
+    assert not h.down
+    h.failed(100.0)
+    first = h.next_probe
+    h.failed(100.0)
+    assert h.down and h.next_probe - 100.0 == 2 * (first - 100.0)
+    for _ in range(20):
+        h.failed(100.0)
+    assert h.next_probe - 100.0 == 30.0  # capped
+    assert h.answered() is True and not h.down and h.answered() is False
+
+
+# ---------------------------------------------------------------------------- the plan
+
+
+def e(h: str, exp: int = 50, upd: int = 1) -> SyncEntry:
+    return SyncEntry(A, 0, h, exp, upd)
+
+
+def t(h: str) -> Tombstone:
+    return Tombstone(A, h, 50, 7)
+
+
+def test_plan_fetches_pushes_buries_and_keeps_the_newest_expiry():
+    mine = [e("both"), e("mine"), e("gone-there"), e("exp-a", 60, upd=5), e("exp-b", 60, upd=1)]
+    theirs = [e("both"), e("theirs"), e("gone-here"), e("exp-a", 40, upd=2),
+              e("exp-b", 40, upd=9)]
+    plan = plan_sync(mine, [t("gone-here")], theirs, [t("gone-there"), t("old")])
+    assert plan.fetch == ["theirs"]  # never "gone-here": we deleted it
+    assert plan.push == ["mine"]  # never "gone-there": they deleted it
+    assert [x.hash for x in plan.bury_here] == ["gone-there", "old"]
+    assert [x.hash for x in plan.bury_there] == ["gone-here"]
+    assert [(x.hash, x.expiry_ms) for x in plan.expire_here] == [("exp-b", 40)]
+    assert [(x.hash, x.expiry_ms) for x in plan.expire_there] == [("exp-a", 60)]
+
+
+def test_plan_of_equal_sides_is_empty_and_ties_settle_on_the_later_expiry():
+    same = [e("x"), e("y")]
+    assert plan_sync(same, [], same, []) == SyncPlan()
+    tie = plan_sync([e("x", 40, upd=3)], [], [e("x", 60, upd=3)], [])
+    assert [x.expiry_ms for x in tie.expire_here] == [60] and not tie.expire_there
+
+
+def test_digests_change_with_any_difference():
+    base = account_digests([e("x"), e("y")])
+    assert base == account_digests([e("y"), e("x")])  # order does not matter
+    assert base != account_digests([e("x"), e("y", exp=51)])
+    assert base != account_digests([e("x")])
+    other = {**base, B: b"\0" * 16}
+    assert differing(base, other) == [B]
+    assert differing(bucket_digests(base), bucket_digests(other)) == [B[2:4]]
+
+
+# ---------------------------------------------------------------------------- sessions
+
+
+async def test_session_brings_two_members_level(net):
+    a, b, _ = swarm(net, 3)
+    for h in ("m1", "m2", "m3", "m4"):
+        await a.store.store(m(h))
+    await a.store.import_messages([m("only-a-imported")])
+    for h in ("m3", "m4", "m5", "m6"):
+        await b.store.store(m(h))
+    await b.store.store(m("m7", owner=B))
+    # b deleted m2 (a missed it); a's expiry of m3 was set after b's
+    await b.store.store(m("m2"))
+    assert await b.store.delete_by_hash(A, ["m2"]) == ["m2"]
+    await a.store.apply_sync([], [], [SyncEntry(A, 0, "m3", 5 * 10**12, 2**62)])
+
+    res = await a.sync.sync_with(b.node)
+    assert res is not None
+    assert res.accounts == 2 and res.pulled == 3 and res.pushed == 2
+    want = {"m1", "m3", "m4", "m5", "m6", "only-a-imported"}
+    assert set(await a.hashes()) == set(await b.hashes()) == want
+    assert (await a.hashes())["m3"] == (await b.hashes())["m3"] == 5 * 10**12
+    assert set(await a.hashes(B)) == {"m7"}
+    # a second session finds nothing to do
+    again = await a.sync.sync_with(b.node)
+    assert again is not None and again.accounts == 0
+
+
+async def test_deletion_travels_and_is_not_revived(net):
+    a, b, c = swarm(net, 3)
+    for x in (a, b, c):
+        await x.store.store(m("doomed"))
+    await a.store.delete_all(A)
+    assert (await a.sync.sync_with(b.node)) is not None
+    assert "doomed" not in await b.hashes()
+    # c still has it; syncing c with b must delete it on c, not copy it back to b
+    assert (await c.sync.sync_with(b.node)) is not None
+    assert "doomed" not in await c.hashes() and "doomed" not in await b.hashes()
+    # and a handoff push of the old copy is refused by the tombstone
+    assert await b.store.import_messages([m("doomed")]) == 0
+
+
+async def test_many_messages_travel_in_batches(net):
+    a, b = swarm(net, 2)
+    await a.store.import_messages([m(f"h{i:04d}") for i in range(250)])
+    res = await b.sync.sync_with(a.node)
+    assert res is not None and res.pulled == 250
+    assert len(await b.hashes()) == 250
+    fetches = [k for x, k in net.sent if k == KIND_SYNC]
+    assert len(fetches) == 3 + 3  # buckets, accounts, entries, then 3 fetch batches
+
+
+async def test_accounts_of_another_swarm_are_neither_served_nor_taken(net):
+    outsider = node(9, OTHER)
+    a, b = swarm(net, 2, extra=[outsider])
+    foreign = next(f"05{i:02x}" + "33" * 31 for i in range(256)
+                   if a.view.swarm_id_for(f"05{i:02x}" + "33" * 31) == OTHER)
+    await b.store.import_messages([m("theirs-foreign", owner=foreign), m("ok")])
+    res = await a.sync.sync_with(b.node)
+    assert res is not None
+    assert set(await a.hashes()) == {"ok"} and not await a.hashes(foreign)
+    # a node of another swarm is refused outright
+    with pytest.raises(ValueError, match="members of this swarm"):
+        await a.sync.serve(outsider.pubkey_x25519, {"op": "buckets", "c": 0})
+
+
+async def test_bad_sync_requests_are_refused(net):
+    a, b = swarm(net, 2)
+    peer = b.node.pubkey_x25519
+    for body in ({"op": "buckets"}, {"op": "nope", "c": 0}, {"op": "entries", "c": 0, "o": 5},
+                 {"op": "apply", "c": 0, "m": [["short"]]}, "not a map"):
+        with pytest.raises(ValueError):
+            await a.sync.serve(peer, body)
+
+
+async def test_a_failed_session_returns_none(net):
+    a, b = swarm(net, 2)
+    net.dead.add(b.node.pubkey_x25519)
+    assert await a.sync.sync_with(b.node) is None
+    assert a.links.is_down(b.node.pubkey_x25519)
+
+
+# ---------------------------------------------------------------------------- catching up
+
+
+async def test_catching_up_refuses_reads_until_a_session_succeeded(net):
+    a, b, c = swarm(net, 3)
+    await b.store.import_messages([m("x1"), m("x2")])
+    net.dead.add(c.node.pubkey_x25519)  # one member down does not block catching up
+    assert a.sync.not_ready_reason() is not None
+    await asyncio.wait_for(a.sync.catch_up(), 5.0)
+    assert a.sync.not_ready_reason() is None
+    assert set(await a.hashes()) == {"x1", "x2"}
+
+
+async def test_catching_up_gives_up_when_nobody_answers(net):
+    a, b = swarm(net, 2)
+    net.dead.add(b.node.pubkey_x25519)
+    await asyncio.wait_for(a.sync.catch_up(), 5.0)
+    assert not a.sync.catching_up
+
+
+async def test_alone_in_a_swarm_there_is_nothing_to_catch_up(net):
+    (a,) = swarm(net, 1)
+    await asyncio.wait_for(a.sync.catch_up(), 5.0)
+    assert not a.sync.catching_up
+
+
+async def test_a_member_answering_again_is_probed_and_synced(net):
+    a, b = swarm(net, 2)
+    x = b.node.pubkey_x25519
+    net.dead.add(x)
+    await a.store.store(m("missed"))
+    fan = LinkFanout(a.links, a.view, deadline=1.0)  # type: ignore[arg-type]
+    assert (await fan.forward({"method": "store", "params": {}}))[b.node.pubkey_ed25519] is None
+    net.dead.discard(x)
+    a.links.health[x].next_probe = 0.0  # its back-off elapsed
+    a.sync._probe()
+    await asyncio.wait_for(asyncio.gather(*a.sync._aside), 5.0)
+    assert not a.links.is_down(x)
+    # the answer started a session that gave b what it missed
+    await asyncio.wait_for(asyncio.gather(*a.sync._running.values()), 5.0)
+    assert set(await b.hashes()) == {"missed"}
+
+
+async def test_a_member_that_left_the_list_is_not_probed(net):
+    a, b = swarm(net, 2)
+    a.links.mark_down("ff" * 32)
+    a.links.health["ff" * 32].next_probe = 0.0
+    a.sync._probe()
+    assert a.links.disconnected == ["ff" * 32]
+
+
+# ---------------------------------------------------------------------------- the RPC hook
+
+
+async def test_a_member_catching_up_refuses_reads_but_takes_writes():
+    from rpc_helpers import LocalSwarm, call
+
+    sw = LocalSwarm([MemoryMessageStore() for _ in range(3)])
+    reason: list[str | None] = ["still catching up with its swarm; ask another member"]
+    sw.node(1).catching_up = lambda: reason[0]
+    c = sw.client_in_swarm()
+    st, body = await call(sw.node(1), c.store(b"hello"))
+    assert st == 200 and len(body["swarm"]) == 3
+    st, body = await call(sw.node(1), c.retrieve())
+    assert (st, body) == (503, "Service node is not ready: still catching up with its swarm; "
+                               "ask another member")
+    st, body = await call(sw.node(0), c.retrieve())
+    assert st == 200 and len(body["messages"]) == 1
+    reason[0] = None
+    st, body = await call(sw.node(1), c.retrieve())
+    assert st == 200 and len(body["messages"]) == 1
