@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import dataclasses
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -23,6 +22,8 @@ from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import NotEnoughNodes, OnionPath, PathManager
 from session.errors import ClockOutOfSync, DecryptionError, InvalidInput, NetworkError
 from session.proto import rpc
+from session.proto.onion_status import named_next_node
+from session.proto.rpc import Signer
 from session.proto.snodes import ServiceNode, parse_node_list
 
 REQUEST_TIMEOUT = 10.0
@@ -111,17 +112,15 @@ class OnionTransport:
         received = self.clock.local_ms()
         if status != 200:
             text = raw.decode(errors="replace")
-            culprit = None
-            if any(k in text for k in ("Next node not found", "Next node unreachable", "Snode not ready")):
-                culprit = text.strip().split(":")[-1].strip()[:64] or None
-            if culprit is not None and status == 502:
+            unreachable = named_next_node(status, raw)
+            if unreachable is not None:
                 # A relay on our path could not reach the node it names: avoid that node.
-                self.paths.node_unreachable(path, culprit)
+                self.paths.node_unreachable(path, unreachable)
             elif status == 504:
                 # Some hop stalled and we cannot tell which: same as a timeout of our own.
                 self.paths.path_timed_out(path)
             else:
-                self.paths.path_failed(path, culprit)
+                self.paths.path_failed(path)
             raise PathFailure(f"path error {status}: {text[:200]}")
         try:
             try:
@@ -158,26 +157,11 @@ def _parse_reply(plain: bytes) -> tuple[int, Any]:
     return code, body
 
 
-#: Placeholder auth of a request built only to get its signature text (see :func:`_signed`).
-_UNSIGNED = rpc.Auth(b"")
-
-
-def _account(identity: Any) -> rpc.Account:
-    acct = rpc.Account.parse(identity.session_id)
+def _account(account_id: str) -> rpc.Account:
+    acct = rpc.Account.parse(account_id)
     if acct is None:
-        raise InvalidInput(f"not a Session ID: {identity.session_id!r}")
+        raise InvalidInput(f"not a Session ID: {account_id!r}")
     return acct
-
-
-def _auth(identity: Any, text: bytes) -> dict[str, Any]:
-    """``signature`` and ``pubkey_ed25519`` params: ``identity`` signs ``text``."""
-    return rpc.Auth(bytes(identity.sign(text)), bytes(identity.ed25519_public)).to_params()
-
-
-def _signed(identity: Any, req: rpc.Delete | rpc.Expire) -> dict[str, Any]:
-    """The params of ``req`` (built with :data:`_UNSIGNED`), signed by ``identity``."""
-    auth = rpc.Auth(bytes(identity.sign(req.signature_text())), bytes(identity.ed25519_public))
-    return dataclasses.replace(req, auth=auth).to_params()
 
 
 class SwarmRPC:
@@ -260,22 +244,27 @@ class SwarmRPC:
     # ------------------------------------------------------------------ methods
 
     async def store(
-        self, owner: str, namespace: int, data: str, expiry_ms: int, identity: Any | None = None
+        self, owner: str, namespace: int, data: str, expiry_ms: int, identity: Signer | None = None
     ) -> str | None:
         """Store ``data`` (base64) in ``owner``'s swarm until ``expiry_ms`` (network time);
         returns the message hash. Each attempt is stamped with the current network time (the
-        data, hence the swarm hash, never changes)."""
+        data, hence the swarm hash, never changes). ``identity`` signs stores to ``owner``'s
+        own private namespaces; public inboxes take no signature."""
         public = rpc.is_public_inbox_namespace(namespace)
         max_ttl = rpc.TTL_MAXIMUM if public else rpc.TTL_MAXIMUM_PRIVATE
+        acct = _account(owner)
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput("message data must be base64") from None
 
         def params() -> dict[str, Any]:
             now = self.clock.now_ms()
             ttl = max(rpc.TTL_MINIMUM, min(max_ttl, expiry_ms - now))
-            p: dict[str, Any] = {"pubkey": owner, "namespace": namespace, "timestamp": now,
-                                 "ttl": ttl, "data": data}
+            req = rpc.Store(acct, namespace, now, now + ttl, raw)
             if identity is not None and not public:
-                p.update(_auth(identity, f"store{rpc.namespace_sig_string(namespace)}{now}".encode()))
-            return p
+                return rpc.sign(req, identity)
+            return req.to_params()
 
         _, body = await self.call(owner, "store", params)
         if isinstance(body, Mapping):
@@ -289,28 +278,29 @@ class SwarmRPC:
         return None
 
     async def retrieve(
-        self, identity: Any, namespace: int, node: ServiceNode, last_hash: str
+        self, identity: Signer, namespace: int, node: ServiceNode, last_hash: str
     ) -> dict[str, Any]:
         owner = identity.session_id
-        acct = _account(identity)
+        acct = _account(owner)
 
         def params() -> dict[str, Any]:
-            now = self.clock.now_ms()
-            text = rpc.Retrieve(acct, namespace, timestamp=now).signature_text()
-            return {"pubkey": owner, "namespace": namespace, "last_hash": last_hash,
-                    "timestamp": now, **_auth(identity, text)}
+            req = rpc.Retrieve(acct, namespace, last_hash or None, timestamp=self.clock.now_ms())
+            return rpc.sign(req, identity)
 
         # One retry only: the poller moves to another swarm member when this one fails.
         _, body = await self.call(owner, "retrieve", params, node=node, retries=1)
         return dict(body) if isinstance(body, Mapping) else {"messages": []}
 
-    async def delete(self, identity: Any, hashes: list[str]) -> None:
-        params = _signed(identity, rpc.Delete(_account(identity), tuple(hashes), _UNSIGNED))
+    async def delete(self, identity: Signer, hashes: list[str]) -> None:
+        params = rpc.sign(rpc.Delete(_account(identity.session_id), tuple(hashes)), identity)
         await self.call(identity.session_id, "delete", lambda: params)
 
-    async def expire(self, identity: Any, hashes: list[str], expiry_ms: int, shorten: bool = True) -> None:
-        req = rpc.Expire(_account(identity), tuple(hashes), (expiry_ms,), _UNSIGNED, shorten=shorten)
-        params = _signed(identity, req)
+    async def expire(
+        self, identity: Signer, hashes: list[str], expiry_ms: int, shorten: bool = True
+    ) -> None:
+        acct = _account(identity.session_id)
+        req = rpc.Expire(acct, tuple(hashes), (expiry_ms,), shorten=shorten)
+        params = rpc.sign(req, identity)
         await self.call(identity.session_id, "expire", lambda: params)
 
     async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:

@@ -6,7 +6,7 @@ Public (HTTPS, self-signed certificate; clients do not verify):
 * ``POST /storage_rpc/v1`` → the RPC handler (JSON-RPC body);
 * ``POST /onion_req/v2`` → the onion router;
 * ``POST /ping_test/v1`` → 200 with the node's Ed25519 key in ``X-Oxen-Snode-Pubkey``;
-* ``GET /get_stats/v1`` → ``{"version": ...}``;
+* ``GET /get_stats/v1`` → ``{"version": "2.8.0"}`` (the storage-server version ``info`` reports);
 * everything else → 404.
 
 Both request endpoints answer 503 until the node is ready; bodies over the limit → 413, a
@@ -26,15 +26,14 @@ from typing import Any
 
 from aiohttp import web
 
-SERVER_HEADER = "Session Storage Server/0.1.0"
+from session.version import STORAGE_SERVER_VERSION_TEXT
+
+SERVER_HEADER = f"Session Storage Server/{STORAGE_SERVER_VERSION_TEXT}"
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
 
-Handler = Callable[[bytes], Awaitable[tuple[int, bytes]]]
-
-
-def _content_type(body: bytes) -> str:
-    return _JSON if body[:1] in (b"{", b"[") else _TEXT
+#: A request body → (status, response body, content type).
+Handler = Callable[[bytes], Awaitable[tuple[int, bytes, str]]]
 
 
 class ClientSite:
@@ -61,7 +60,9 @@ class ClientSite:
         app.router.add_get("/get_stats/v1", self.get_stats)
         return app
 
-    def _reply(self, endpoint: str, status: int, body: bytes, t0: float) -> web.Response:
+    def _reply(
+        self, endpoint: str, status: int, body: bytes, t0: float, content_type: str = _TEXT
+    ) -> web.Response:
         m = self.metrics
         if m is not None:
             # label children are cached: ``labels()`` takes a lock and validates on every call
@@ -74,7 +75,8 @@ class ClientSite:
             if hist is None:
                 hist = self._latency[endpoint] = m.latency.labels(endpoint)
             hist.observe(time.perf_counter() - t0)
-        return web.Response(status=status, body=body, headers={"Content-Type": _content_type(body), "Server": SERVER_HEADER})
+        headers = {"Content-Type": content_type, "Server": SERVER_HEADER}
+        return web.Response(status=status, body=body, headers=headers)
 
     async def _body(self, request: web.Request) -> bytes | None:
         if request.content_length is not None and request.content_length > self.max_body:
@@ -107,19 +109,30 @@ class ClientSite:
             return self._reply(endpoint, 503, f"{not_ready}: {why}".encode(), t0)
         self.inflight += 1
         try:
-            status, out = await handler(body)
+            status, out, content_type = await handler(body)
         finally:
             self.inflight -= 1
-        return self._reply(endpoint, status, out, t0)
+        return self._reply(endpoint, status, out, t0, content_type)
+
+    async def _rpc(self, body: bytes) -> tuple[int, bytes, str]:
+        r = await self.rpc.respond(body)
+        return r.status, r.to_bytes(), r.content_type
+
+    async def _onion(self, body: bytes) -> tuple[int, bytes, str]:
+        # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a relay's
+        # plain-text error: all text/plain, as Session's storage server labels them.
+        status, out = await self.router.handle(body)
+        return status, out, _TEXT
 
     async def storage_rpc(self, request: web.Request) -> web.Response:
-        return await self._serve("storage_rpc", request, self.rpc.handle_client, "Service node is not ready")
+        return await self._serve("storage_rpc", request, self._rpc, "Service node is not ready")
 
     async def onion_req(self, request: web.Request) -> web.Response:
-        return await self._serve("onion", request, self.router.handle, "Snode not ready")
+        return await self._serve("onion", request, self._onion, "Snode not ready")
 
     async def ping_test(self, request: web.Request) -> web.Response:
         return web.Response(status=200, body=b"", headers={"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER})
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        return web.Response(status=200, body=json.dumps({"version": "0.1.0"}).encode(), content_type="application/json")
+        body = json.dumps({"version": STORAGE_SERVER_VERSION_TEXT}).encode()
+        return web.Response(status=200, body=body, headers={"Content-Type": _JSON, "Server": SERVER_HEADER})

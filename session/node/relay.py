@@ -34,6 +34,12 @@ from session.errors import DestinationRefused
 from session.node.egress import EgressPolicy, host_header
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
+from session.proto.onion_status import (
+    NEXT_NODE_NOT_FOUND,
+    NEXT_NODE_STATUS,
+    NEXT_NODE_UNREACHABLE,
+    next_node_error,
+)
 
 log = logging.getLogger("session.node.relay")
 
@@ -165,7 +171,7 @@ class OnionRouter:
             return 400, b"onion request max path length exceeded"
         node = self.view.node_by_ed25519(d.next_ed25519)
         if node is None:
-            return 502, f"Next node not found: {d.next_ed25519}".encode()
+            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_NOT_FOUND, d.next_ed25519)
         try:
             r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_ONION,
                                          {"f": d.frame}, self.relay_timeout)
@@ -173,9 +179,9 @@ class OnionRouter:
             return 504, b"Request time out"
         except LinkUnreachable:
             # Named, so the client can avoid this node when it builds its next path.
-            return 502, f"Next node unreachable: {d.next_ed25519}".encode()
+            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
         except LinkError as e:
-            return 502, f"Next node unreachable: {e}".encode()
+            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519, str(e))
         try:
             return int(r["s"]), bytes(r["b"])
         except (KeyError, TypeError, ValueError):

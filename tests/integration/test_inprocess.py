@@ -290,7 +290,7 @@ async def test_graceful_stop_finishes_inflight_requests(mininet, client):
     # a generous shutdown timeout: the test, not the clock, decides when the request finishes
     node = await mininet.add(shutdown_timeout=60.0)
     await mininet.set_swarms({0: SWARM_A})
-    real = node.rpc.handle_client
+    real = node.rpc.respond
     entered, release = asyncio.Event(), asyncio.Event()
 
     async def slow(body):
@@ -298,7 +298,7 @@ async def test_graceful_stop_finishes_inflight_requests(mininet, client):
         await release.wait()
         return await real(body)
 
-    node.site.rpc = type("Slow", (), {"handle_client": staticmethod(slow)})()
+    node.site.rpc = type("Slow", (), {"respond": staticmethod(slow)})()
     alice = Identity.generate()
     data = b"in flight"
     store = store_request(alice.session_id, data)

@@ -158,7 +158,12 @@ def verify_auth(
 
 class Signer(Protocol):
     """Who signs a client's requests: a :class:`session.identity.Identity`, or anything with
-    its Ed25519 key and signing method."""
+    the account it owns, its Ed25519 key and a signing method."""
+
+    @property
+    def session_id(self) -> str:
+        """The signer's own account id (66 hex)."""
+        ...
 
     @property
     def ed25519_public(self) -> bytes: ...
