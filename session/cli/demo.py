@@ -7,9 +7,10 @@
 3. Alice → Bob through an onion path (every request is a fresh 3-hop onion to a member of
    the recipient's swarm): a message request;
 4. Bob accepts it and replies Bob → Alice; Alice's read receipt reaches Bob;
-5. opens every node's SQLite store read-only and shows what it holds under Bob's ID
-   (ciphertext size and hash; there is no sender column), then checks that no plaintext and
-   no sender key is on the nodes (databases, WAL files, logs);
+5. waits until every member of Bob's swarm holds Alice's message, opens every node's SQLite
+   store read-only and shows what it holds under Bob's ID (ciphertext size and hash; there is
+   no sender column), then checks that no plaintext and no sender key is on the nodes
+   (databases, WAL files, logs);
 6. stops everything cleanly (every node exits with status 0).
 
 Exit status 0 when every step and check passed, 1 otherwise (the failure is printed).
@@ -244,6 +245,25 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
         await bob.close()
 
 
+def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: float) -> None:
+    """Waits until every member of Bob's swarm has committed Alice's message (each store read
+    read-only, as in step 5), so that step looks at a settled swarm."""
+    names: dict[str, str] = facts["names"]
+    members = {names[e] for e in facts["bob_swarm"]}
+    dbs = {n.name: n.data_dir / "db" / "storage.db" for n in net.nodes if n.name in members}
+    missing = set(dbs)
+    def holds_all(db: Path) -> bool:
+        return bool(facts["hashes"] <= {r["hash"] for r in stored_for(db, facts["bob"])})
+
+    while True:
+        missing = {name for name in missing if not holds_all(dbs[name])}
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    out.check(not missing, f"every member of Bob's swarm ({len(dbs)} nodes) holds Alice's message"
+              + (f": not {', '.join(sorted(missing))}" if missing else ""))
+
+
 def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
     """Step 5: what the nodes hold, read straight from their SQLite files."""
     names: dict[str, str] = facts["names"]
@@ -293,13 +313,15 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
         else:
             what = "control message"
         out.line(f"  {short(o.hash, 12)} from {who.get(o.sender, short(o.sender, 12))}: {what}")
-    out.check(len(opened) == len(mailbox) and all(isinstance(o, M.Incoming) for o in opened),
-              "Bob's key opens every message of his mailbox")
+    out.check(bool(mailbox) and len(opened) == len(mailbox)
+              and all(isinstance(o, M.Incoming) for o in opened),
+              f"Bob's key opens every message of his mailbox ({len(mailbox)})")
     by_alice = M.open_many(facts["alice_identity"], mailbox)
-    out.check(not any(isinstance(o, M.Incoming) for o in by_alice),
+    out.check(len(by_alice) == len(mailbox) > 0
+              and not any(isinstance(o, M.Incoming) for o in by_alice),
               "Alice's key opens none of them (each is sealed to Bob alone)")
     swarm_names = {names[e] for e in facts["bob_swarm"]}
-    out.check(all(set(v) <= swarm_names for v in holders.values()),
+    out.check(bool(holders) and all(set(v) <= swarm_names for v in holders.values()),
               f"only Bob's swarm ({', '.join(sorted(swarm_names))}) holds Bob's mail")
     out.check(not ({"sender", "source", "from", "author"} & {c.lower() for c in cols}),
               "no sender column: a row is owner, namespace, hash, times and ciphertext")
@@ -314,6 +336,7 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
 
     # Whole-file scans: databases, WAL/SHM files, logs of every node and of the registry.
     files = list(files_under(net.dir))
+    out.check(set(dbs.values()) <= set(files), "the scan below covers every node's database")
     blobs = {p: p.read_bytes() for p in files}
     size = sum(len(b) for b in blobs.values())
     plain = [TEXT_TO_BOB.encode(), TEXT_TO_ALICE.encode()]
@@ -359,13 +382,7 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
         try:
             net.start()
         except DevnetError as e:
-            # Ports are picked free but not reserved: another program may take one first.
-            out.line(f"the devnet did not start ({e}); trying once more with new ports")
-            net = Devnet(root / "devnet-2", nodes, poll_interval=1.0, ready_timeout=min(60.0, timeout))
-            try:
-                net.start()
-            except DevnetError as e2:
-                raise DemoFailure(f"the devnet did not start: {e2}") from None
+            raise DemoFailure(f"the devnet did not start: {e}") from None
         out.line(f"directory {net.dir}")
         out.line(f"registry  {net.registry_url}")
         from session.proto.snodes import parse_node_list
@@ -383,7 +400,7 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
             facts = asyncio.run(asyncio.wait_for(exchange(out, net, work), left))
         except asyncio.TimeoutError:
             raise DemoFailure(f"the message exchange did not finish within {left:.0f} s") from None
-        time.sleep(0.5)  # let the swarm members commit their copies
+        wait_replicated(out, net, facts, deadline=out.t0 + timeout)
         inspect_nodes(out, net, facts)
     except DemoFailure as e:
         failed = str(e)
@@ -394,8 +411,8 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
         net.stop()
         codes = net.exit_codes()
         bad = {k: v for k, v in codes.items() if v != 0}
-        reg = net.registry_proc.returncode if net.registry_proc is not None else None
-        if bad or reg not in (0, None):
+        reg = net.registry_proc.returncode if net.registry_proc is not None else 0
+        if bad or reg != 0:
             out.line(f"✗ unclean exits: {bad or ''} registry {reg}")
             failed = failed or "a process did not exit cleanly"
         else:
