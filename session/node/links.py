@@ -289,6 +289,8 @@ class NodeLinks:
         self.received += 1
         handler = self.handlers.get(kind.bytes)
         peer = str(frames[1].get("User-Id") or "")
+        if peer in self.health:
+            self._answered(peer)  # a peer that talks to us is up (e.g. restarted and syncing)
         if handler is None:
             self._reply(route.bytes, _ERROR, rid.bytes, b"unknown kind")
             return
@@ -339,7 +341,7 @@ class NodeLinks:
         s.maxmsgsize = MAX_MESSAGE
         s.sndhwm = s.rcvhwm = 10000
         s.reconnect_ivl = 100
-        s.reconnect_ivl_max = 2000
+        s.reconnect_ivl_max = 500  # a restarted peer is reachable again within half a second
         # Queue only to completed (handshaken) connections: a send to a dead or refusing peer
         # fails at once instead of waiting for a reply that can never come, so relays answer
         # 502 within CONNECT_WAIT seconds rather than a 504 after the whole request timeout.

@@ -344,6 +344,8 @@ SYNC_TIMEOUT = 30.0
 #: How far ahead of now the cutoff is put (covers clocks and the session's own duration).
 CUTOFF_MARGIN_MS = 5_000
 PROBE_TIMEOUT = 2.0
+#: Most catch-up rounds before a restarted node serves reads (each pulls what the last missed).
+MAX_CATCH_UP_ROUNDS = 3
 
 
 def bucket_of(owner: str) -> str:
@@ -471,8 +473,9 @@ class SyncResult:
 class Reconciler:
     """Keeps this member's accounts level with its swarm peers (see the comment above).
 
-    ``catching_up`` is True from start-up until one session with every reachable peer ended
-    (at least one succeeded, or none could be reached within ``catch_up_timeout``): the RPC
+    ``catching_up`` is True from start-up until a round of sessions with every reachable peer
+    pulled nothing new (at most ``MAX_CATCH_UP_ROUNDS`` rounds), or no peer could be reached
+    within ``catch_up_timeout``: the RPC
     handler then refuses reads with 503 so clients ask another member instead of seeing a
     partial mailbox. Afterwards one session runs every ``interval`` seconds with the next peer
     in turn, and one with any peer the links see answer again after being down.
@@ -641,20 +644,29 @@ class Reconciler:
         return node.swarm_id == self.view.my_swarm_id()
 
     async def catch_up(self) -> None:
-        """Sessions with every peer until one succeeds (or none is reachable for
-        ``catch_up_timeout`` seconds); then reads are served again."""
+        """Rounds of sessions with every peer until a round pulls nothing new (or no peer is
+        reachable for ``catch_up_timeout`` seconds); then reads are served again."""
         loop = asyncio.get_running_loop()
         while self.view.my_swarm_id() is None:  # not serving anything before that anyway
             await asyncio.sleep(0.2)
         give_up = loop.time() + self.catch_up_timeout
+        rounds = 0
         try:
             while True:
                 peers = self.view.peers_in_my_swarm()
                 if not peers:
                     break  # alone in the swarm: nobody to catch up with
-                results = await asyncio.gather(*(self.sync_with(p) for p in peers))
-                if any(r is not None for r in results):
+                results = [r for r in await asyncio.gather(*(self.sync_with(p) for p in peers))
+                           if r is not None]
+                rounds += 1
+                # Done when a round brought nothing new: the first round brings the bulk, and
+                # the peers it reached forward new writes to us from then on (it told them we
+                # are up); a second round takes what they accepted in between.
+                if results and (rounds >= MAX_CATCH_UP_ROUNDS
+                                or not any(r.pulled or r.deleted_here for r in results)):
                     break
+                if results:
+                    continue
                 if loop.time() >= give_up:
                     log.warning("could not reach any swarm member for %.0fs: serving reads "
                                 "from what this node holds", self.catch_up_timeout)
