@@ -3,7 +3,9 @@
 * :mod:`session.testing.http`: storage-RPC request builders, a small HTTPS client (optionally
   bound to one local address), onion-reply opening, a v4 onion test server;
 * :mod:`session.testing.rpc`: a client that signs storage requests like Session's, and an
-  in-process swarm of ``RpcHandler``s (``LocalSwarm``).
+  in-process swarm of ``RpcHandler``s (``LocalSwarm``);
+* :mod:`session.testing.mininet`: real nodes in one event loop with a node list the caller
+  controls (``MiniNet``).
 
 Nodes and clients never import this package.
 """
