@@ -79,9 +79,11 @@ class RpcResponse:
         return "application/json" if isinstance(self.body, dict) else "text/plain; charset=utf-8"
 
     def to_bytes(self) -> bytes:
+        """The body as sent: compact JSON (non-ASCII escaped), or UTF-8 text where anything
+        that is not text (a lone surrogate a request smuggled in) is escaped."""
         if isinstance(self.body, dict):
             return json.dumps(self.body, separators=(",", ":")).encode()
-        return self.body.encode()
+        return self.body.encode("utf-8", "backslashreplace")
 
     def sub_result(self) -> dict[str, Any]:
         """This response as a batch/ifelse sub-result ``{"code", "body"}``."""
@@ -219,7 +221,9 @@ class RpcHandler:
         try:
             sid = self.swarm.swarm_id_for(acct)
         except LookupError:
-            raise RpcStatusError(503, "Service node is not ready: no swarms are known yet") from None
+            raise RpcStatusError(
+                503, "Service node is not ready: no swarms are known yet"
+            ) from None
         mine = self.swarm.my_swarm_id()
         if sid != mine:
             raise _WrongSwarm({**P.swarm_json(sid, self.swarm.members(sid)), **self._misc(now)})

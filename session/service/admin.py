@@ -30,7 +30,8 @@ def admin_app(render_metrics: Callable[[], bytes], ready: ReadyCheck) -> web.App
             return web.Response(text="ready\n")
         return web.Response(status=503, text=f"not ready: {why}\n")
 
-    app = web.Application()
+    # no route reads a body: never decompress one (a bad one would log a traceback)
+    app = web.Application(handler_args={"auto_decompress": False})
     app.router.add_get("/metrics", get_metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -44,7 +44,7 @@ class Clock:
 @pytest.fixture
 def parts() -> tuple[SwarmRPC, Recorder]:
     t = Recorder()
-    return SwarmRPC(t, Directory(), Clock()), t  # type: ignore[arg-type]
+    return SwarmRPC(t, Directory(), Clock()), t
 
 
 def sig_of(ident: Identity, text: str) -> str:
@@ -59,8 +59,12 @@ async def test_signed_store_params(parts: tuple[SwarmRPC, Recorder]) -> None:
     method, params = t.sent[0]
     assert method == "store"
     assert params == {
-        "pubkey": me.session_id, "namespace": 3, "timestamp": NOW, "ttl": 86_400_000,
-        "data": data, "signature": sig_of(me, f"store3{NOW}"),
+        "pubkey": me.session_id,
+        "namespace": 3,
+        "timestamp": NOW,
+        "ttl": 86_400_000,
+        "data": data,
+        "signature": sig_of(me, f"store3{NOW}"),
         "pubkey_ed25519": me.ed25519_public.hex(),
     }
     req = rpc.parse_params("store", params)
@@ -75,8 +79,13 @@ async def test_public_store_is_unsigned(parts: tuple[SwarmRPC, Recorder]) -> Non
     await swarm_rpc.store(bob.session_id, 0, data, NOW + 99 * 86_400_000, identity=me)
     _, params = t.sent[0]
     # public inbox: no signature, TTL clamped to the 14-day maximum
-    assert params == {"pubkey": bob.session_id, "namespace": 0, "timestamp": NOW,
-                      "ttl": rpc.TTL_MAXIMUM, "data": data}
+    assert params == {
+        "pubkey": bob.session_id,
+        "namespace": 0,
+        "timestamp": NOW,
+        "ttl": rpc.TTL_MAXIMUM,
+        "data": data,
+    }
     with pytest.raises(InvalidInput):
         await swarm_rpc.store(bob.session_id, 0, "not base64!", NOW + 86_400_000)
 
@@ -91,16 +100,48 @@ async def test_retrieve_delete_expire_params(parts: tuple[SwarmRPC, Recorder]) -
     await swarm_rpc.delete(me, hashes)
     await swarm_rpc.expire(me, hashes, NOW + 5000)
     assert t.sent == [
-        ("retrieve", {"pubkey": me.session_id, "namespace": -10, "last_hash": "", "timestamp": NOW,
-                      "signature": sig_of(me, f"retrieve-10{NOW}"), "pubkey_ed25519": ed}),
-        ("retrieve", {"pubkey": me.session_id, "namespace": 2, "last_hash": "C" * 43,
-                      "timestamp": NOW, "signature": sig_of(me, f"retrieve2{NOW}"),
-                      "pubkey_ed25519": ed}),
-        ("delete", {"pubkey": me.session_id, "messages": hashes,
-                    "signature": sig_of(me, "delete" + "".join(hashes)), "pubkey_ed25519": ed}),
-        ("expire", {"pubkey": me.session_id, "messages": hashes, "expiry": NOW + 5000,
-                    "signature": sig_of(me, f"expireshorten{NOW + 5000}" + "".join(hashes)),
-                    "pubkey_ed25519": ed, "shorten": True}),
+        (
+            "retrieve",
+            {
+                "pubkey": me.session_id,
+                "namespace": -10,
+                "last_hash": "",
+                "timestamp": NOW,
+                "signature": sig_of(me, f"retrieve-10{NOW}"),
+                "pubkey_ed25519": ed,
+            },
+        ),
+        (
+            "retrieve",
+            {
+                "pubkey": me.session_id,
+                "namespace": 2,
+                "last_hash": "C" * 43,
+                "timestamp": NOW,
+                "signature": sig_of(me, f"retrieve2{NOW}"),
+                "pubkey_ed25519": ed,
+            },
+        ),
+        (
+            "delete",
+            {
+                "pubkey": me.session_id,
+                "messages": hashes,
+                "signature": sig_of(me, "delete" + "".join(hashes)),
+                "pubkey_ed25519": ed,
+            },
+        ),
+        (
+            "expire",
+            {
+                "pubkey": me.session_id,
+                "messages": hashes,
+                "expiry": NOW + 5000,
+                "signature": sig_of(me, f"expireshorten{NOW + 5000}" + "".join(hashes)),
+                "pubkey_ed25519": ed,
+                "shorten": True,
+            },
+        ),
     ]
     for method, params in t.sent:
         req = rpc.parse_params(method, params)

@@ -657,7 +657,8 @@ class _Revocation(AccountMethod):
         tokens = require(field, tokens)
         if field == "revoke" and len(tokens) > MAX_SUBACCOUNT_TOKENS:
             raise ParseError(
-                f"invalid revoke: cannot revoke more than {MAX_SUBACCOUNT_TOKENS} subaccounts at once"
+                f"invalid revoke: cannot revoke more than {MAX_SUBACCOUNT_TOKENS} "
+                "subaccounts at once"
             )
         toks = tuple(
             decode_token(t, f"invalid {field}: expected base64 or hex-encoded subaccount tag")
