@@ -156,7 +156,8 @@ def test_store_latency_with_members_down(benchmark: Any, loop: asyncio.AbstractE
             frozen.proc.send_signal(signal.SIGCONT)
         loop.run_until_complete(rig.close())
     base = _summary(out["all live"])
-    result: dict[str, Any] = {"stores_per_phase": n, "baseline_median_ms": round(base["median_ms"], 2)}
+    result: dict[str, Any] = {"stores_per_phase": n,
+                              "baseline_median_ms": round(base["median_ms"], 2)}
     for phase in ("one frozen", "one dead", "one dead, one frozen"):
         s = _summary(out[phase])
         key = phase.replace(", ", "_").replace(" ", "_")

@@ -178,6 +178,10 @@ class Node:
         m.gauge_fn("session_node_link_timeouts", "Node-link requests that timed out", lambda: self.links.timeouts)
         m.gauge_fn("session_node_link_auth_denied", "Node-link handshakes refused", lambda: self.links.auth_denied)
         m.gauge_fn("session_node_resident_bytes", "Resident memory of the process", _rss_bytes)
+        m.gauge_fn("session_node_peers_down", "Peers whose last node-link request failed",
+                   lambda: sum(h.down for h in self.links.health.values()))
+        m.gauge_fn("session_node_catching_up", "1 while reads wait for the swarm catch-up",
+                   lambda: float(self.reconciler.catching_up))
 
         client = await serve_app(self.site.app(), cfg.network.listen_host, cfg.network.https_port,
                                  ssl_context=ssl_ctx, limits=cfg.connections,

@@ -274,7 +274,7 @@ class SwarmHandoff:
     async def accept_push(self, peer: str, body: Any) -> dict[str, Any]:
         """Link handler for ``KIND_DATA``: import the records of accounts we own."""
         if not isinstance(body, dict) or not isinstance(body.get("m"), list):
-            raise ValueError("data push must be a map with a list 'm'")
+            raise TypeError("data push must be a map with a list 'm'")
         if body.get("v") and body["v"] != self.view.version:
             await self.view.refresh()  # the sender may know of a change we have not seen
         keep: list[Any] = []
@@ -304,16 +304,13 @@ class SwarmHandoff:
             if self._pending_members or self._outgoing_pending:
                 try:
                     await self.reconcile()
-                except Exception:
-                    log.exception("handoff retry failed")
+                except (StorageError, InvalidInput) as e:
+                    log.error("handoff retry failed: %s", e)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
 
@@ -561,7 +558,9 @@ class Reconciler:
         # pull: their messages, their tombstones, their newer expiries
         for i in range(0, max(len(plan.fetch), 1), SYNC_BATCH):
             part = plan.fetch[i:i + SYNC_BATCH]
-            got = (await self._ask(node, {"op": "fetch", "c": cutoff, "h": part}))["m"] if part else []
+            got = []
+            if part:
+                got = (await self._ask(node, {"op": "fetch", "c": cutoff, "h": part}))["m"]
             msgs = [m for m in map(_msg, got) if m.owner in chosen]
             first = i == 0
             applied = await self.store.apply_sync(
@@ -603,7 +602,7 @@ class Reconciler:
         if node is None or my is None or node.swarm_id != my:
             raise ValueError("sync is served to members of this swarm only")
         if not isinstance(body, dict) or not isinstance(body.get("c"), int):
-            raise ValueError("sync request must be a map with an integer cutoff 'c'")
+            raise TypeError("sync request must be a map with an integer cutoff 'c'")
         op, cutoff = body.get("op"), body["c"]
         if op == "buckets":
             mine = account_digests(await self.store.sync_index(self.mine, cutoff))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import pytest
 
@@ -112,6 +111,8 @@ async def test_restarted_member_catches_up_before_serving_reads(faultnet, client
     await eventually(lambda: caught_up(client, victim.url, alice, acked, partial),
                      CATCH_UP_BOUND, "the restarted member holds every message")
     assert partial == [], f"the restarted member answered 200 while missing {partial} messages"
+    status, metrics = await client.get(victim.admin_url + "/metrics")
+    assert status == 200 and b"\nsession_node_catching_up 0.0" in metrics
     for url in live:  # nothing was lost anywhere
         assert (await mailbox(client, url, alice)) == (200, acked)
     print(f"\n300 stores with one member down: {store_s:.2f}s")
@@ -141,15 +142,16 @@ async def test_sigkill_twenty_times_during_sustained_stores(faultnet, client):
             before = len(acked)
             faultnet.kill_node(victim)
 
-            async def stores_go_on() -> bool:
+            async def stores_go_on(before: int = before) -> bool:
                 return len(acked) >= before + 8
 
             await eventually(stores_go_on, 30, "stores are acknowledged while a member is dead")
             await asyncio.to_thread(faultnet.restart_node, victim)  # its database opened
             snapshot = set(acked)
             partial: list[int] = []
-            await eventually(lambda: caught_up(client, victim.url, bob, snapshot, partial),
-                             CATCH_UP_BOUND, f"round {round_}: the member caught up")
+            await eventually(
+                lambda s=snapshot, p=partial: caught_up(client, victim.url, bob, s, p),
+                CATCH_UP_BOUND, f"round {round_}: the member caught up")
             assert partial == [], f"round {round_}: 200 while missing {partial}"
     finally:
         stop.set()
