@@ -168,6 +168,21 @@ class DestinationRefused(NetworkError):
     name does not resolve in time. The client gets the same answer as for an unreachable one."""
 
 
+class NotEnoughNodes(NetworkError, LookupError):
+    """The client's node pool cannot provide an onion path that follows the diversity rules
+    (too few nodes known, or too many of them failed)."""
+
+
+class NodeRequestFailed(NetworkError):
+    """The client's view of a failed node request: the destination node answered a storage
+    RPC with an error status (``status``; ``body`` is the node's answer)."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"storage RPC failed with status {status}: {str(body)[:200]}")
+        self.status = status
+        self.body = body
+
+
 __all__ = [
     "ChecksumMismatch",
     "ConfigError",
@@ -183,6 +198,8 @@ __all__ = [
     "MnemonicError",
     "ClockOutOfSync",
     "NetworkError",
+    "NodeRequestFailed",
+    "NotEnoughNodes",
     "OnionError",
     "PaddingError",
     "RegistryError",

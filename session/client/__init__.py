@@ -1,11 +1,15 @@
 """Embeddable async Session client: ``async with Client.open(profile_dir, network) as c: ...``.
 
 See docs/client.md. Public names: :class:`Client`, :class:`IdentityStore`, the event classes
-of :mod:`session.client.events`, and :class:`Expiration` / :class:`ExpirationMode`.
+of :mod:`session.client.events`, the rows the client returns (:class:`Contact`,
+:class:`Message`, :class:`ConversationSummary`, :class:`MessageRequest`) and
+:class:`Expiration` / :class:`ExpirationMode`.
 """
 
-from session.client.api import Client
+from session.client.api import Client, MessageRequest
+from session.client.db import Contact, ConversationSummary, Message
 from session.client.events import (
+    ConnectionChanged,
     ContactsSynced,
     Event,
     ExpirationChanged,
@@ -23,17 +27,22 @@ from session.client.messages import Expiration, ExpirationMode
 
 __all__ = [
     "Client",
+    "ConnectionChanged",
+    "Contact",
     "ContactsSynced",
+    "ConversationSummary",
     "Event",
     "Expiration",
     "ExpirationChanged",
     "ExpirationMode",
     "IdentityNotFound",
     "IdentityStore",
+    "Message",
     "MessageDeleted",
     "MessageFailed",
     "MessageRead",
     "MessageReceived",
+    "MessageRequest",
     "MessageSent",
     "ProfileChanged",
     "RequestAccepted",

@@ -13,6 +13,7 @@ and the public node list. See docs/client.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from session import config_crypto, protocol
 from session.errors import DecryptionError, StorageError
 
 SCHEMA_VERSION = 1
@@ -82,10 +84,90 @@ CREATE TABLE IF NOT EXISTS guards (ed25519 TEXT PRIMARY KEY, failures INTEGER NO
 """
 
 
+# ---------------------------------------------------------------------------- typed rows
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Contact:
+    """A person we know of: a contact, a message request, or someone we blocked."""
+
+    session_id: str
+    name: str | None = None
+    approved: bool = False  # we accepted them (or wrote first)
+    approved_me: bool = False  # they accepted us
+    blocked: bool = False
+    exp_mode: int = 0  # disappearing messages: ExpirationMode
+    exp_seconds: int = 0
+    updated_ms: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (flags as 0/1, as config sync and ``--json`` output use them)."""
+        d = dataclasses.asdict(self)
+        for k in ("approved", "approved_me", "blocked"):
+            d[k] = int(d[k])
+        return d
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Message:
+    """One stored message of a conversation (ours or theirs)."""
+
+    id: int
+    conversation: str
+    author: str
+    sent_ms: int
+    outgoing: bool
+    body: str | None
+    hash: str | None  # swarm hash of the stored copy (ours: the recipient's copy)
+    status: str  # pending | sent | failed | received | read
+    read_ms: int | None = None
+    exp_mode: int = 0
+    exp_seconds: int = 0
+    expires_at_ms: int | None = None  # local deletion time (disappearing messages)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """A conversation's last message time, message count and unread count."""
+
+    conversation: str
+    last_ms: int
+    count: int
+    unread: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One queued ``store`` (the payload is fixed when it is queued)."""
+
+    id: int
+    kind: str  # message | sync | receipt | typing | control | config
+    dest: str
+    namespace: int
+    data: str
+    timestamp_ms: int
+    ttl_ms: int
+    message_id: int | None
+    attempts: int
+
+    @property
+    def expiry_ms(self) -> int:
+        return self.timestamp_ms + self.ttl_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxState:
+    """Delivery state of one outbox entry: ``pending``, ``done`` or ``failed``."""
+
+    state: str
+    hash: str | None
+
+
 def derive_db_key(seed32: bytes) -> bytes:
     """The at-rest key: BLAKE2b-256 of the Ed25519 seed, keyed with ``SessionClientDB``."""
-    from session import protocol
-
     return bytes(protocol.blake2b(seed32, key=b"SessionClientDB", digest_size=32))
 
 
@@ -100,14 +182,10 @@ class Sealer:
         self._key = key
 
     def seal(self, value: bytes | str) -> bytes:
-        from session import config_crypto
-
         raw = value.encode() if isinstance(value, str) else value
         return bytes(config_crypto.encrypt(os.urandom(16) + raw, self._key, self.DOMAIN))
 
     def open(self, blob: bytes) -> bytes:
-        from session import config_crypto
-
         raw = bytes(config_crypto.decrypt(blob, self._key, self.DOMAIN))
         if len(raw) < 16:
             raise DecryptionError("sealed database value is truncated")
@@ -194,20 +272,27 @@ class Database:
 
     # ------------------------------------------------------------------ contacts
 
-    def contact(self, session_id: str) -> dict[str, Any] | None:
+    def contact(self, session_id: str) -> Contact | None:
         row = self.conn.execute("SELECT * FROM contacts WHERE session_id=?", (session_id,)).fetchone()
         return None if row is None else self._contact(row)
 
-    def _contact(self, row: sqlite3.Row) -> dict[str, Any]:
-        d = dict(row)
-        d["name"] = self.sealer.open_str(d["name"])
-        return d
+    def _contact(self, row: sqlite3.Row) -> Contact:
+        return Contact(
+            session_id=row["session_id"],
+            name=self.sealer.open_str(row["name"]),
+            approved=bool(row["approved"]),
+            approved_me=bool(row["approved_me"]),
+            blocked=bool(row["blocked"]),
+            exp_mode=int(row["exp_mode"]),
+            exp_seconds=int(row["exp_seconds"]),
+            updated_ms=int(row["updated_ms"]),
+        )
 
-    def contacts(self) -> list[dict[str, Any]]:
+    def contacts(self) -> list[Contact]:
         rows = self.conn.execute("SELECT * FROM contacts ORDER BY session_id").fetchall()
         return [self._contact(r) for r in rows]
 
-    def upsert_contact(self, session_id: str, **fields: Any) -> dict[str, Any]:
+    def upsert_contact(self, session_id: str, **fields: Any) -> Contact:
         """Create the contact if needed and set ``fields`` (name is sealed)."""
         allowed = {"name", "approved", "approved_me", "blocked", "exp_mode", "exp_seconds", "updated_ms"}
         bad = set(fields) - allowed
@@ -226,6 +311,10 @@ class Database:
         c = self.contact(session_id)
         assert c is not None
         return c
+
+    def delete_request(self, session_id: str) -> None:
+        """Forget a sender we never accepted (no-op for an accepted contact)."""
+        self.conn.execute("DELETE FROM contacts WHERE session_id=? AND approved=0", (session_id,))
 
     # ------------------------------------------------------------------ messages
 
@@ -262,24 +351,41 @@ class Database:
         )
         return cur.lastrowid if cur.rowcount else None
 
-    def _message(self, row: sqlite3.Row) -> dict[str, Any]:
-        d = dict(row)
-        d["body"] = self.sealer.open_str(d["body"])
-        d["outgoing"] = bool(d["outgoing"])
-        return d
+    def _message(self, row: sqlite3.Row) -> Message:
+        return Message(
+            id=int(row["id"]),
+            conversation=row["conversation"],
+            author=row["author"],
+            sent_ms=int(row["sent_ms"]),
+            outgoing=bool(row["outgoing"]),
+            body=self.sealer.open_str(row["body"]),
+            hash=row["hash"],
+            status=row["status"],
+            read_ms=row["read_ms"],
+            exp_mode=int(row["exp_mode"]),
+            exp_seconds=int(row["exp_seconds"]),
+            expires_at_ms=row["expires_at_ms"],
+        )
 
-    def message(self, message_id: int) -> dict[str, Any] | None:
+    def message(self, message_id: int) -> Message | None:
         row = self.conn.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()
         return None if row is None else self._message(row)
 
-    def find_message(self, conversation: str, author: str, sent_ms: int) -> dict[str, Any] | None:
+    def find_message(self, conversation: str, author: str, sent_ms: int) -> Message | None:
         row = self.conn.execute(
             "SELECT * FROM messages WHERE conversation=? AND author=? AND sent_ms=?",
             (conversation, author, sent_ms),
         ).fetchone()
         return None if row is None else self._message(row)
 
-    def messages(self, conversation: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def messages_by(self, author: str, sent_ms: int) -> list[Message]:
+        """Messages of ``author`` sent at ``sent_ms`` in any conversation (unsend requests)."""
+        rows = self.conn.execute(
+            "SELECT * FROM messages WHERE author=? AND sent_ms=?", (author, sent_ms)
+        ).fetchall()
+        return [self._message(r) for r in rows]
+
+    def messages(self, conversation: str, limit: int = 1000) -> list[Message]:
         rows = self.conn.execute(
             "SELECT * FROM (SELECT * FROM messages WHERE conversation=? ORDER BY sent_ms DESC, id DESC"
             " LIMIT ?) ORDER BY sent_ms, id",
@@ -287,13 +393,20 @@ class Database:
         ).fetchall()
         return [self._message(r) for r in rows]
 
-    def conversations(self) -> list[dict[str, Any]]:
+    def has_messages(self, conversation: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM messages WHERE conversation=? LIMIT 1", (conversation,))
+        return row.fetchone() is not None
+
+    def conversations(self) -> list[ConversationSummary]:
         rows = self.conn.execute(
             "SELECT conversation, MAX(sent_ms) AS last_ms, COUNT(*) AS count,"
             " SUM(CASE WHEN outgoing=0 AND status='received' THEN 1 ELSE 0 END) AS unread"
             " FROM messages GROUP BY conversation ORDER BY last_ms DESC"
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [
+            ConversationSummary(r["conversation"], int(r["last_ms"]), int(r["count"]), int(r["unread"]))
+            for r in rows
+        ]
 
     def update_message(self, message_id: int, **fields: Any) -> None:
         allowed = {"status", "hash", "read_ms", "expires_at_ms", "body"}
@@ -309,11 +422,87 @@ class Database:
     def delete_message(self, message_id: int) -> None:
         self.conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
 
-    def expired_messages(self, now_ms: int) -> list[dict[str, Any]]:
+    def expired_messages(self, now_ms: int) -> list[Message]:
         rows = self.conn.execute(
             "SELECT * FROM messages WHERE expires_at_ms IS NOT NULL AND expires_at_ms<=?", (now_ms,)
         ).fetchall()
         return [self._message(r) for r in rows]
+
+    # ------------------------------------------------------------------ outbox rows
+
+    def add_outbox(
+        self,
+        *,
+        kind: str,
+        dest: str,
+        namespace: int,
+        data: str,
+        timestamp_ms: int,
+        ttl_ms: int,
+        message_id: int | None,
+    ) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO outbox (kind, dest, namespace, data, timestamp_ms, ttl_ms, message_id, state)"
+            " VALUES (?,?,?,?,?,?,?, 'pending')",
+            (kind, dest, namespace, data.encode(), timestamp_ms, ttl_ms, message_id),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def outbox_due(self, now_ms: int, limit: int) -> list[OutboxEntry]:
+        """Pending entries whose next attempt is due by ``now_ms``, oldest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM outbox WHERE state='pending' AND next_attempt_ms<=? ORDER BY id LIMIT ?",
+            (now_ms, limit),
+        ).fetchall()
+        return [
+            OutboxEntry(
+                r["id"], r["kind"], r["dest"], r["namespace"], bytes(r["data"]).decode(),
+                r["timestamp_ms"], r["ttl_ms"], r["message_id"], r["attempts"],
+            )
+            for r in rows
+        ]
+
+    def outbox_pending_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state='pending'").fetchone()[0])
+
+    def outbox_next_due_ms(self) -> int | None:
+        row = self.conn.execute("SELECT MIN(next_attempt_ms) FROM outbox WHERE state='pending'").fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def outbox_done(self, entry_id: int, msg_hash: str | None) -> None:
+        """Mark an entry delivered (its payload is dropped: nothing needs it any more)."""
+        self.conn.execute(
+            "UPDATE outbox SET state='done', hash=?, error=NULL, data=x'' WHERE id=?", (msg_hash, entry_id)
+        )
+
+    def outbox_failed(self, entry_id: int, attempts: int, error: str) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET state='failed', attempts=?, error=? WHERE id=?", (attempts, error, entry_id)
+        )
+
+    def outbox_retry_at(self, entry_id: int, attempts: int, next_ms: int, error: str) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET attempts=?, next_attempt_ms=?, error=? WHERE id=?",
+            (attempts, next_ms, error, entry_id),
+        )
+
+    def outbox_wake_all(self) -> None:
+        self.conn.execute("UPDATE outbox SET next_attempt_ms=0 WHERE state='pending'")
+
+    def outbox_states(self, message_id: int) -> list[OutboxState]:
+        """Delivery state of every outbox entry of one message, in queue order."""
+        rows = self.conn.execute(
+            "SELECT state, hash FROM outbox WHERE message_id=? ORDER BY id", (message_id,)
+        )
+        return [OutboxState(r[0], r[1]) for r in rows]
+
+    def outbox_last_error(self, message_id: int) -> str | None:
+        row = self.conn.execute(
+            "SELECT error FROM outbox WHERE message_id=? AND error IS NOT NULL ORDER BY id LIMIT 1",
+            (message_id,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     # ------------------------------------------------------------------ dedupe and cursors
 

@@ -102,6 +102,15 @@ class ContactsSynced(Event):
     count: int
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionChanged(Event):
+    """The client went offline (a poll or a delivery could not reach the network; ``error``
+    says why) or came back online (``error`` is empty)."""
+
+    online: bool
+    error: str = ""
+
+
 class EventHub:
     """Fan-out of events to any number of ``events()`` iterators."""
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 import time
@@ -18,7 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from session.errors import DecodeError
+import aiohttp
+
+from session.errors import DecodeError, NetworkError
 from session.proto.snodes import ServiceNode, SwarmMap, parse_node_list
 
 #: Refresh the node list after this long (libsession: 2 h) or below this many nodes.
@@ -73,21 +76,27 @@ def load_nodes_json(path: Path | str) -> list[ServiceNode]:
 
 async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
     """Nodes from a registry: JSON-RPC ``get_n_service_nodes`` POSTed to ``URL/json_rpc``, or a GET of
-    a URL ending in ``.json``."""
-    import aiohttp
-
+    a URL ending in ``.json``. Raises NetworkError (unreachable, refused, timed out, not JSON)
+    or DecodeError (not a node list)."""
     t = aiohttp.ClientTimeout(total=timeout)
-    async with aiohttp.ClientSession(timeout=t) as http:
-        if url.endswith(".json"):
-            async with http.get(url, ssl=False) as r:
-                r.raise_for_status()
-                return parse_node_list(await r.json(content_type=None))
-        rpc_url = url if url.rstrip("/").endswith("json_rpc") else url.rstrip("/") + "/json_rpc"
-        body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
-                "params": {"active_only": True}}
-        async with http.post(rpc_url, json=body, ssl=False) as r:
-            r.raise_for_status()
-            return parse_node_list(await r.json(content_type=None))
+    try:
+        async with aiohttp.ClientSession(timeout=t) as http:
+            if url.endswith(".json"):
+                async with http.get(url, ssl=False) as r:
+                    r.raise_for_status()
+                    doc = await r.json(content_type=None)
+            else:
+                rpc_url = url if url.rstrip("/").endswith("json_rpc") else url.rstrip("/") + "/json_rpc"
+                body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
+                        "params": {"active_only": True}}
+                async with http.post(rpc_url, json=body, ssl=False) as r:
+                    r.raise_for_status()
+                    doc = await r.json(content_type=None)
+    except asyncio.TimeoutError:
+        raise NetworkError(f"the registry at {url} did not answer within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError, ValueError) as e:
+        raise NetworkError(f"the registry at {url} failed ({type(e).__name__}: {e})") from None
+    return parse_node_list(doc)
 
 
 class NodeDirectory:

@@ -20,15 +20,14 @@ import ipaddress
 import random
 from collections.abc import Iterable, Sequence
 
+from session.errors import NotEnoughNodes
 from session.proto.snodes import ServiceNode
+
+__all__ = ["HOPS", "NotEnoughNodes", "OnionPath", "PathManager", "diversity_key", "valid_path"]
 
 HOPS = 3
 PATHS_WANTED = 2
 MAX_FAILURES = 3
-
-
-class NotEnoughNodes(LookupError):
-    """The node pool cannot provide a path satisfying the diversity rules."""
 
 
 def diversity_key(node: ServiceNode) -> str:
@@ -220,11 +219,14 @@ class PathManager:
             self.bad.add(node_id)
 
     def guard_unreachable(self, path: OnionPath) -> None:
-        """The guard could not be reached at all: drop the guard and its path now."""
+        """The guard could not be reached at all: drop the guard, its path, and every kept path
+        that uses the node at any hop (``path`` may be a one-off path around a destination whose
+        guard is a relay on a kept path)."""
         gid = path.guard.pubkey_ed25519
         self.bad.add(gid)
         self.unreachable.add(gid)
         self._retire_guard(gid)
+        self.paths = [p for p in self.paths if gid not in p.ids()]
 
     def _retire_guard(self, gid: str) -> None:
         if gid in self.guards:

@@ -20,12 +20,14 @@ MAX_PAGES = 20
 
 
 class Poller:
-    def __init__(self, rpc: SwarmRPC, db: Database, identity: Any) -> None:
+    def __init__(self, rpc: SwarmRPC, db: Database, identity: Any, *,
+                 rng: random.Random | None = None) -> None:
         self.rpc = rpc
         self.db = db
         self.identity = identity
         self.node: ServiceNode | None = None
-        self.rng = random.SystemRandom()
+        #: Picks the swarm member to poll (injectable for deterministic tests).
+        self.rng = rng or random.SystemRandom()
 
     def _pick_node(self) -> ServiceNode:
         members = self.rpc.dir.swarm(self.identity.session_id)

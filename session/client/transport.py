@@ -19,8 +19,15 @@ from typing import Any
 import aiohttp
 
 from session.client.network import NetworkClock, NodeDirectory
-from session.client.paths import NotEnoughNodes, OnionPath, PathManager
-from session.errors import ClockOutOfSync, DecryptionError, InvalidInput, NetworkError
+from session.client.paths import OnionPath, PathManager
+from session.errors import (
+    ClockOutOfSync,
+    DecryptionError,
+    InvalidInput,
+    NetworkError,
+    NodeRequestFailed,
+    NotEnoughNodes,
+)
 from session.proto import rpc
 from session.proto.onion_status import named_next_node
 from session.proto.rpc import Signer
@@ -32,15 +39,6 @@ RETRIES = 4
 
 class PathFailure(NetworkError):
     """The request did not reach the destination (guard down, relay error)."""
-
-
-class RPCError(NetworkError):
-    """The destination answered with an error status."""
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"storage RPC failed with status {status}: {str(body)[:200]}")
-        self.status = status
-        self.body = body
 
 
 def retry_delay(failures: int) -> float:
@@ -167,11 +165,19 @@ def _account(account_id: str) -> rpc.Account:
 class SwarmRPC:
     """Storage methods with swarm routing, signing and retries."""
 
-    def __init__(self, transport: OnionTransport, directory: NodeDirectory, clock: NetworkClock) -> None:
+    def __init__(
+        self,
+        transport: OnionTransport,
+        directory: NodeDirectory,
+        clock: NetworkClock,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self.t = transport
         self.dir = directory
         self.clock = clock
-        self.rng = random.SystemRandom()
+        #: Picks swarm members (injectable for deterministic tests).
+        self.rng = rng or random.SystemRandom()
 
     # ------------------------------------------------------------------ core retry loop
 
@@ -226,8 +232,8 @@ class SwarmRPC:
                 last = ClockOutOfSync(f"node rejected our timestamp (status {code})")
                 continue
             if code in (400, 401, 403, 404):
-                raise RPCError(code, body)
-            last = RPCError(code, body)
+                raise NodeRequestFailed(code, body)
+            last = NodeRequestFailed(code, body)
             tried.add(target.pubkey_ed25519)
             node = None
             failures += 1
@@ -309,5 +315,5 @@ class SwarmRPC:
             {"endpoint": "get_service_nodes", "params": {"active_only": True}},
         )
         if code != 200 or not isinstance(body, Mapping):
-            raise RPCError(code, body)
+            raise NodeRequestFailed(code, body)
         return parse_node_list(body)

@@ -55,8 +55,8 @@ def test_db_contents_are_sealed(tmp_path: Path) -> None:
     assert db.add_message(conversation="05" + "ab" * 32, author="05" + "ab" * 32, sent_ms=5,
                           outgoing=False, body="dup", status="received") is None
     db.put_secret("display_name", "My Name")
-    assert db.message(mid)["body"] == "very secret body"
-    assert db.contact("05" + "ab" * 32)["name"] == "Secret Name"
+    assert db.message(mid).body == "very secret body"
+    assert db.contact("05" + "ab" * 32).name == "Secret Name"
     assert db.get_secret("display_name") == "My Name"
     db.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.iterdir())
@@ -67,7 +67,7 @@ def test_db_contents_are_sealed(tmp_path: Path) -> None:
     with pytest.raises(DecryptionError):
         _db(tmp_path, Identity.generate())
     db2 = _db(tmp_path, ident)
-    assert db2.message(mid)["body"] == "very secret body"
+    assert db2.message(mid).body == "very secret body"
 
 
 def test_sealer_tamper_and_uniqueness() -> None:
