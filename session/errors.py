@@ -185,6 +185,7 @@ class NodeRequestFailed(NetworkError):
 
 __all__ = [
     "ChecksumMismatch",
+    "ClockOutOfSync",
     "ConfigError",
     "DecodeError",
     "DecryptionError",
@@ -196,7 +197,6 @@ __all__ = [
     "InvalidSignature",
     "MissingWord",
     "MnemonicError",
-    "ClockOutOfSync",
     "NetworkError",
     "NodeRequestFailed",
     "NotEnoughNodes",

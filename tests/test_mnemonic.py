@@ -8,9 +8,9 @@ import re
 import zlib
 
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
+from vectorlib import case_ids, load_vectors
 
 from session import _core, mnemonic
 from session.errors import (

@@ -83,6 +83,12 @@ def test_nothing_unsafe_survives(text: str, multiline: bool, name: bool) -> None
     out.encode("utf-8")  # always printable on a UTF-8 terminal
 
 
-@given(st.text(alphabet=st.characters(categories=("L", "N", "P", "Zs"), exclude_characters="\u3164\u115f\u1160\uffa0")))
+@given(
+    st.text(
+        alphabet=st.characters(
+            categories=("L", "N", "P", "Zs"), exclude_characters="\u3164\u115f\u1160\uffa0"
+        )
+    )
+)
 def test_plain_text_passes_through(text: str) -> None:
     assert for_terminal(text) == text

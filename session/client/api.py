@@ -20,14 +20,21 @@ import dataclasses
 import logging
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from session.client import messages as M
 from session.client.configsync import ConfigSync, StoredRow
-from session.client.db import Contact, ConversationSummary, Database, Message, Sealer, derive_db_key
-from session.client.events import Event, EventHub, MessageDeleted
+from session.client.db import (
+    Contact,
+    ConversationSummary,
+    Database,
+    Message,
+    Sealer,
+    derive_db_key,
+)
+from session.client.events import EventHub, EventStream, MessageDeleted
 from session.client.identity_store import IdentityStore, ed25519_seed32
 from session.client.loops import BackgroundLoops
 from session.client.network import (
@@ -145,7 +152,7 @@ class Client:
         node-list refresh asks; for deterministic tests)."""
         return cls(profile_dir, network, **kw)
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -174,22 +181,10 @@ class Client:
         self.hub.close()
         self.db.close()
 
-    def events(self) -> AsyncIterator[Event]:
-        """Stream of :mod:`session.client.events` from now on (one iterator per consumer).
+    def events(self) -> EventStream:
+        """Stream of :mod:`session.client.events` from now on (one stream per consumer).
         Subscribed when called, so no event emitted afterwards is missed."""
-        q = self.hub.subscribe()
-
-        async def stream() -> AsyncIterator[Event]:
-            try:
-                while True:
-                    ev = await q.get()
-                    if ev is None:
-                        return
-                    yield ev
-            finally:
-                self.hub.unsubscribe(q)
-
-        return stream()
+        return EventStream(self.hub)
 
     def on_request(self, observer: Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]) -> None:
         """Call ``observer(destination, method, params, path)`` before every onion request
@@ -329,7 +324,7 @@ class Client:
         node = self.rng.choice(sorted(self.directory.nodes, key=lambda n: n.pubkey_ed25519))
         try:
             await asyncio.wait_for(self.rpc.sync_clock(node), CLOCK_SYNC_TIMEOUT_S)
-        except (asyncio.TimeoutError, SessionError) as e:
+        except (TimeoutError, SessionError) as e:
             log.debug("no network time yet: %s", e)
 
     async def send(self, to: str, text: str, *, expiration: M.Expiration | None = None) -> int:
@@ -556,7 +551,7 @@ class Client:
         while self.queued() and loop.time() < deadline:
             try:
                 await asyncio.wait_for(self.flush_outbox(), max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if self.queued():
                 await asyncio.sleep(DRAIN_RETRY_S)

@@ -26,8 +26,15 @@ StoredRow = tuple[str, str, int]
 class ConfigSync:
     """Full-snapshot config pushes (highest seqno wins) for the profile and contacts."""
 
-    def __init__(self, db: Database, outbox: Outbox, identity: Identity, seed32: bytes,
-                 clock: NetworkClock, hub: EventHub) -> None:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        identity: Identity,
+        seed32: bytes,
+        clock: NetworkClock,
+        hub: EventHub,
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.identity = identity
@@ -43,9 +50,14 @@ class ConfigSync:
         seqno = self._seqno(ns) + 1
         self.db.put(f"config_seqno_{ns}", seqno)
         raw = S.encode_config(ns, seqno, data, self.seed32)
-        self.outbox.enqueue(kind="config", dest=self.identity.session_id, namespace=ns,
-                            data=base64.b64encode(raw).decode(), timestamp_ms=self.clock.now_ms(),
-                            ttl_ms=M.TTL_CONFIG_MS)
+        self.outbox.enqueue(
+            kind="config",
+            dest=self.identity.session_id,
+            namespace=ns,
+            data=base64.b64encode(raw).decode(),
+            timestamp_ms=self.clock.now_ms(),
+            ttl_ms=M.TTL_CONFIG_MS,
+        )
 
     def push_profile(self, name: str) -> None:
         self.push(S.NS_USER_PROFILE, S.profile_data(name))
@@ -72,7 +84,9 @@ class ConfigSync:
                 name = best.data.get(b"n")
                 if isinstance(name, bytes) and name:
                     self.db.put_secret("display_name", name.decode(errors="replace"))
-                    self.hub.emit(ProfileChanged(self.identity.session_id, name.decode(errors="replace")))
+                    self.hub.emit(
+                        ProfileChanged(self.identity.session_id, name.decode(errors="replace"))
+                    )
             elif ns == S.NS_CONTACTS:
                 entries = S.parse_contacts(best.data)
                 for entry in entries:

@@ -111,6 +111,44 @@ class ConnectionChanged(Event):
     error: str = ""
 
 
+class EventStream:
+    """One consumer's events from the moment it subscribed: ``async for ev in stream`` (ends
+    when the client closes), :meth:`pending` for what already arrived without waiting, and
+    :meth:`close` to unsubscribe."""
+
+    def __init__(self, hub: EventHub) -> None:
+        self._hub = hub
+        self._q = hub.subscribe()
+        self._ended = False
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._ended:
+            raise StopAsyncIteration
+        ev = await self._q.get()
+        if ev is None:
+            self._ended = True
+            self.close()
+            raise StopAsyncIteration
+        return ev
+
+    def pending(self) -> list[Event]:
+        """The events that arrived and were not consumed yet (does not wait)."""
+        out: list[Event] = []
+        while not self._q.empty():
+            ev = self._q.get_nowait()
+            if ev is None:
+                self._ended = True
+                break
+            out.append(ev)
+        return out
+
+    def close(self) -> None:
+        self._hub.unsubscribe(self._q)
+
+
 class EventHub:
     """Fan-out of events to any number of ``events()`` iterators."""
 

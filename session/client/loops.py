@@ -71,11 +71,15 @@ class BackgroundLoops:
             await c.flush_outbox(ignore_backoff=False)
             nxt = c.outbox.next_due_ms()
             now = c.clock.local_ms()
-            wait = OUTBOX_IDLE_S if nxt is None else max(OUTBOX_MIN_WAIT_S, min(OUTBOX_IDLE_S, (nxt - now) / 1000))
+            wait = (
+                OUTBOX_IDLE_S
+                if nxt is None
+                else max(OUTBOX_MIN_WAIT_S, min(OUTBOX_IDLE_S, (nxt - now) / 1000))
+            )
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def poll_loop(self) -> None:
@@ -99,7 +103,9 @@ class BackgroundLoops:
                     except SessionError as re:
                         log.debug("node list refresh failed: %s", re)
             c.save_paths()
-            await asyncio.sleep(c.poll_interval * (1 if not failures else min(MAX_POLL_BACKOFF, failures)))
+            await asyncio.sleep(
+                c.poll_interval * (1 if not failures else min(MAX_POLL_BACKOFF, failures))
+            )
 
     async def sweep_loop(self) -> None:
         while True:
@@ -110,5 +116,8 @@ class BackgroundLoops:
 def _report(task: asyncio.Task[None]) -> None:
     """A loop ended other than by cancellation: that is a bug, say so in the log."""
     if not task.cancelled() and task.exception() is not None:
-        log.error("client loop %s stopped by an unexpected error", task.get_name(),
-                  exc_info=task.exception())
+        log.error(
+            "client loop %s stopped by an unexpected error",
+            task.get_name(),
+            exc_info=task.exception(),
+        )

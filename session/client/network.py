@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import time
@@ -92,7 +91,7 @@ async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
                 async with http.post(rpc_url, json=body, ssl=False) as r:
                     r.raise_for_status()
                     doc = await r.json(content_type=None)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise NetworkError(f"the registry at {url} did not answer within {timeout:g} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as e:
         raise NetworkError(f"the registry at {url} failed ({type(e).__name__}: {e})") from None

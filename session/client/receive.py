@@ -43,8 +43,15 @@ POLLED_NAMESPACES = (S.NS_USER_PROFILE, S.NS_CONTACTS, 0)
 class Receiver:
     """Applies what the own swarm holds to one identity's database."""
 
-    def __init__(self, db: Database, identity: Identity, clock: NetworkClock, hub: EventHub,
-                 poller: Poller, config: ConfigSync) -> None:
+    def __init__(
+        self,
+        db: Database,
+        identity: Identity,
+        clock: NetworkClock,
+        hub: EventHub,
+        poller: Poller,
+        config: ConfigSync,
+    ) -> None:
         self.db = db
         self.identity = identity
         self.me = identity.session_id
@@ -76,7 +83,9 @@ class Receiver:
     def apply_unseen(self, rows: Sequence[StoredRow]) -> list[M.Incoming]:
         """:meth:`process_stored` for rows already known to be unseen."""
         opened = M.open_many(self.identity, rows)
-        good = sorted((o for o in opened if isinstance(o, M.Incoming)), key=lambda i: (i.sent_ms, i.hash))
+        good = sorted(
+            (o for o in opened if isinstance(o, M.Incoming)), key=lambda i: (i.sent_ms, i.hash)
+        )
         for o in opened:
             if isinstance(o, M.Undecryptable):
                 log.debug("dropping undecryptable message %s: %s", o.hash, o.reason)
@@ -99,17 +108,27 @@ class Receiver:
         out: list[Event] = []
         if c.HasField("dataMessage"):
             out += self._data_message(inc, c.dataMessage, contact, from_me)
-        if c.HasField("receiptMessage") and c.receiptMessage.type == pb.ReceiptMessage.READ and not from_me:
+        if (
+            c.HasField("receiptMessage")
+            and c.receiptMessage.type == pb.ReceiptMessage.READ
+            and not from_me
+        ):
             out.append(self._read_receipt(inc, c.receiptMessage))
         if c.HasField("typingMessage") and not from_me:
             out.append(Typing(inc.sender, c.typingMessage.action == pb.TypingMessage.STARTED))
         if c.HasField("unsendRequest"):
             out += self._unsend(inc, c.unsendRequest)
-        if c.HasField("messageRequestResponse") and c.messageRequestResponse.isApproved and not from_me:
+        if (
+            c.HasField("messageRequestResponse")
+            and c.messageRequestResponse.isApproved
+            and not from_me
+        ):
             out.append(self._request_accepted(inc, c.messageRequestResponse))
         return out
 
-    def _data_message(self, inc: M.Incoming, dm: Any, contact: Contact | None, from_me: bool) -> list[Event]:
+    def _data_message(
+        self, inc: M.Incoming, dm: Any, contact: Contact | None, from_me: bool
+    ) -> list[Event]:
         out: list[Event] = []
         conv = dm.syncTarget if from_me and dm.syncTarget else inc.sender
         if not from_me and dm.HasField("profile") and dm.profile.displayName:
@@ -125,7 +144,9 @@ class Receiver:
         if not dm.body:
             return out
         exp = M.expiration_of(inc.content)
-        expires = inc.sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
+        expires = (
+            inc.sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
+        )
         if expires is not None and expires <= self.clock.now_ms():
             return out  # already expired
         is_request = False
@@ -133,12 +154,21 @@ class Receiver:
             contact = contact or self.db.upsert_contact(inc.sender)
             is_request = not contact.approved
         mid = self.db.add_message(
-            conversation=conv, author=inc.sender, sent_ms=inc.sent_ms, outgoing=from_me,
-            body=dm.body, status="sent" if from_me else "received", hash=inc.hash,
-            exp_mode=int(exp.mode), exp_seconds=exp.seconds, expires_at_ms=expires,
+            conversation=conv,
+            author=inc.sender,
+            sent_ms=inc.sent_ms,
+            outgoing=from_me,
+            body=dm.body,
+            status="sent" if from_me else "received",
+            hash=inc.hash,
+            exp_mode=int(exp.mode),
+            exp_seconds=exp.seconds,
+            expires_at_ms=expires,
         )
         if mid is not None:
-            out.append(MessageReceived(conv, mid, inc.sender, inc.sent_ms, dm.body, from_me, is_request))
+            out.append(
+                MessageReceived(conv, mid, inc.sender, inc.sent_ms, dm.body, from_me, is_request)
+            )
         return out
 
     def _read_receipt(self, inc: M.Incoming, receipt: Any) -> Event:

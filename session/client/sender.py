@@ -3,8 +3,15 @@ result (message status, retry backoff, give-up at TTL) and emitting the matching
 
 from __future__ import annotations
 
+import asyncio
+
 from session.client.db import Database, OutboxEntry
-from session.client.events import ConnectionChanged, EventHub, MessageFailed, MessageSent
+from session.client.events import (
+    ConnectionChanged,
+    EventHub,
+    MessageFailed,
+    MessageSent,
+)
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
 from session.client.transport import SwarmRPC
@@ -34,8 +41,16 @@ class Connectivity:
 class Sender:
     """Runs outbox entries (see :mod:`session.client.outbox` for the exactly-once rules)."""
 
-    def __init__(self, db: Database, outbox: Outbox, rpc: SwarmRPC, identity: Identity,
-                 clock: NetworkClock, hub: EventHub, connectivity: Connectivity) -> None:
+    def __init__(
+        self,
+        db: Database,
+        outbox: Outbox,
+        rpc: SwarmRPC,
+        identity: Identity,
+        clock: NetworkClock,
+        hub: EventHub,
+        connectivity: Connectivity,
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.rpc = rpc
@@ -43,23 +58,31 @@ class Sender:
         self.clock = clock
         self.hub = hub
         self.connectivity = connectivity
+        #: One flush at a time (the outbox loop and a caller's flush would send entries twice).
+        self._flushing = asyncio.Lock()
 
     async def flush(self, *, ignore_backoff: bool) -> int:
         """Try every due entry once (``ignore_backoff``: also those still backing off);
         returns how many were delivered."""
-        now = self.clock.local_ms()
-        due = self.outbox.due(now + 10**12 if ignore_backoff else now, FLUSH_BATCH)
-        delivered = 0
-        for e in due:
-            delivered += await self.deliver(e)
-        return delivered
+        async with self._flushing:
+            now = self.clock.local_ms()
+            due = self.outbox.due(now + 10**12 if ignore_backoff else now, FLUSH_BATCH)
+            delivered = 0
+            for e in due:
+                delivered += await self.deliver(e)
+            return delivered
 
     async def deliver(self, e: OutboxEntry) -> int:
         """One attempt at ``e``; returns 1 if the swarm stored it."""
         me = self.identity.session_id
         try:
-            h = await self.rpc.store(e.dest, e.namespace, e.data, e.expiry_ms,
-                                     identity=self.identity if e.namespace % 10 else None)
+            h = await self.rpc.store(
+                e.dest,
+                e.namespace,
+                e.data,
+                e.expiry_ms,
+                identity=self.identity if e.namespace % 10 else None,
+            )
         except SessionError as err:
             if isinstance(err, NetworkError):
                 self.connectivity.update(False, str(err))

@@ -99,7 +99,7 @@ class OnionTransport:
         try:
             async with http.post(f"{path.guard.https_url}/onion_req/v2", data=bytes(frame)) as r:
                 status, raw = r.status, await r.read()
-        except asyncio.TimeoutError:
+        except TimeoutError:
             # Some hop (or the destination) stalled; we cannot tell which one.
             self.paths.path_timed_out(path)
             self.paths.node_failed(dest.pubkey_ed25519)

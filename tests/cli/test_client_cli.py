@@ -253,8 +253,8 @@ def test_offline_commands_json(runner: CliRunner, tmp_path: Path) -> None:
     async def check() -> None:
         c = Client.open(tmp_path, None, background=False, create=False)
         try:
-            contact = c.db.contact(GOOD_ID)
-            assert contact is not None and contact["blocked"] == 1
+            contact = c.contact(GOOD_ID)
+            assert contact is not None and contact.blocked == 1
         finally:
             await c.close()
 
@@ -403,3 +403,72 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
     assert [m["body"] for m in conv["messages"]] == ["hello alice"]
     hist = js(run(runner, ha, "history", b, "--json"))["messages"]
     assert [(m["body"], m["status"]) for m in hist] == [("hi bob, from a pipe", "read"), ("hello alice", "received")]
+
+
+ATTACK = "\033[2J\033[H\033[31mSYSTEM: your account is locked"
+
+
+@pytest.mark.integration
+def test_strangers_escape_sequences_never_reach_the_terminal(runner: CliRunner, tmp_path: Path,
+                                                             devnet: Any) -> None:
+    """A stranger's message request (and display name) holding terminal escape sequences is
+    shown visibly, without an ESC byte, by `session requests` and `session chat`; `--json` keeps
+    the exact text."""
+    nodes = str(devnet.dir / "nodes.json")
+    hm, hb = tmp_path / "mallory", tmp_path / "bob"
+    m, b = new_id(runner, hm)["session_id"], new_id(runner, hb)["session_id"]
+    js(run(runner, hm, "id", "name", "\033]0;pwned\007Bank\u202e", "--json"))
+    js(run(runner, hm, "--network", nodes, "send", b, ATTACK, "--json"))
+
+    listed = run(runner, hb, "--network", nodes, "requests")
+    assert listed.exit_code == 0, listed.output
+    assert "\033" not in listed.stdout and "\x07" not in listed.stdout and "\u202e" not in listed.stdout
+    assert "␛[2J␛[H␛[31mSYSTEM: your account is locked" in listed.stdout
+    assert "␛]0;pwned␇Bank⟨U+202E⟩" in listed.stdout
+    exact = js(run(runner, hb, "requests", "--json"))["requests"]
+    assert [(r["session_id"], r["name"], [x["body"] for x in r["messages"]]) for r in exact] == [
+        (m, "\033]0;pwned\007Bank\u202e", [ATTACK])]
+
+    # In chat: the request in the history, then the same trick arriving live.
+    cmd = [sys.executable, "-c", "from session.cli.client import main; main()"]
+    env = {**os.environ, "SESSION_HOME": str(hb)}
+    env.pop("SESSION_NETWORK", None)
+    bob = subprocess.Popen([*cmd, "chat", m, "--poll-interval", "0.3"], env=env,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out: queue.Queue[bytes | None] = queue.Queue()
+
+    def read() -> None:
+        assert bob.stdout is not None
+        for line in bob.stdout:
+            out.put(line)
+        out.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[bytes] = []
+
+    def expect(needle: bytes) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = out.get(timeout=max(0.1, deadline - time.monotonic()))
+            if line is None:
+                break
+            seen.append(line)
+            if needle in line:
+                return
+        raise AssertionError(f"{needle!r} not seen in {seen}")
+
+    try:
+        expect(b"chatting with")
+        expect("␛[2J".encode())  # the request, in the history
+        js(run(runner, hm, "send", b, "live " + ATTACK, "--json"))
+        expect("live ␛[2J".encode())
+        assert bob.stdin is not None
+        bob.stdin.write(b"/quit\n")
+        bob.stdin.flush()
+        expect(b"bye")
+        assert bob.wait(30) == 0
+    finally:
+        if bob.poll() is None:
+            bob.kill()
+            bob.wait(5)
+    assert not [line for line in seen if b"\x1b" in line or b"\x07" in line], seen

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
+import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -27,8 +29,6 @@ from session.client import messages as M
 from session.client.transport import PathFailure
 
 pytestmark = pytest.mark.integration
-
-PLAINTEXTS: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,30 @@ def open_client(tmp: Path, name: str, devnet: Any, **kw: Any) -> Client:
     return Client.open(tmp / name, nodes_json(devnet), **kw)
 
 
+class Opener(Protocol):
+    async def __call__(self, name: str, network: Any = ..., **kw: Any) -> Client: ...
+
+
+@pytest.fixture
+async def clients(tmp_path: Path, devnet: Any) -> AsyncIterator[Opener]:
+    """Opens and starts clients (``await clients("a")``); every one is closed at the end,
+    whether the test passed or not."""
+    opened: list[Client] = []
+
+    async def open_(name: str, network: Any = None, **kw: Any) -> Client:
+        kw.setdefault("poll_interval", 0.3)
+        c = Client.open(tmp_path / name, network or nodes_json(devnet), **kw)
+        opened.append(c)
+        await c.start()
+        return c
+
+    try:
+        yield open_
+    finally:
+        for c in reversed(opened):
+            await c.close()
+
+
 async def wait_for(q: asyncio.Queue[Event | None], pred: Callable[[Event], bool], timeout: float = 20) -> Event:
     async def go() -> Event:
         while True:
@@ -62,41 +86,65 @@ async def wait_for(q: asyncio.Queue[Event | None], pred: Callable[[Event], bool]
     return await asyncio.wait_for(go(), timeout)
 
 
-def secret(text: str) -> str:
-    PLAINTEXTS.append(text)
-    return text
+async def wait_until(cond: Callable[[], bool], timeout: float = 20, step: float = 0.1) -> None:
+    """Wait until ``cond()`` holds (checked every ``step`` seconds), else fail."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(step)
+
+
+async def settled(c: Client) -> None:
+    """Wait until ``c`` has delivered everything it queued."""
+    while c.queued():
+        await c.flush_outbox()
+
+
+async def arrived(q: asyncio.Queue[Event | None], kind: type[Event], sender: Client,
+                  receiver: Client) -> list[Event]:
+    """The ``kind`` events ``receiver`` got once everything ``sender`` queued is in the swarm
+    and ``receiver`` polled after that (an absence check that waits on a condition, not time)."""
+    await settled(sender)
+    await receiver.poll_once()
+    got = []
+    while not q.empty():
+        ev = q.get_nowait()
+        if isinstance(ev, kind):
+            got.append(ev)
+    return got
 
 
 async def test_two_clients_exchange_messages(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
         await a.set_display_name("Alice")
-        t1 = secret("first words from alice")
+        t1 = ("first words from alice")
         mid = await a.send(b.session_id, t1)
         sent = await wait_for(qa, lambda e: isinstance(e, MessageSent))
         assert isinstance(sent, MessageSent) and sent.message_id == mid and sent.hash
         ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev, MessageReceived)
         assert (ev.author, ev.body, ev.is_request) == (a.session_id, t1, True)
-        assert [r["session_id"] for r in b.requests()] == [a.session_id]
-        assert b.db.contact(a.session_id)["name"] == "Alice"
+        assert [r.session_id for r in b.requests()] == [a.session_id]
+        assert b.contact(a.session_id).name == "Alice"
         assert b.conversations() == []  # still a request
         await b.accept_request(a.session_id)
         acc = await wait_for(qa, lambda e: isinstance(e, RequestAccepted))
         assert isinstance(acc, RequestAccepted) and acc.session_id == b.session_id
-        t2 = secret("reply from bob")
+        t2 = ("reply from bob")
         await b.send(a.session_id, t2)
         ev2 = await wait_for(qa, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev2, MessageReceived) and ev2.body == t2 and not ev2.is_request
-        assert [m["body"] for m in a.messages(b.session_id)] == [t1, t2]
-        assert b.requests() == [] and [c["conversation"] for c in b.conversations()] == [a.session_id]
+        assert [m.body for m in a.messages(b.session_id)] == [t1, t2]
+        assert b.requests() == [] and [c.conversation for c in b.conversations()] == [a.session_id]
 
 
 async def test_offline_recipient_gets_message_when_back(tmp_path: Path, devnet: Any) -> None:
     b = open_client(tmp_path, "b", devnet)
     b_id = b.session_id
     await b.close()  # B is offline
-    text = secret("sent while you were away")
+    text = ("sent while you were away")
     async with open_client(tmp_path, "a", devnet) as a:
         qa = a.hub.subscribe()
         await a.send(b_id, text)
@@ -113,9 +161,9 @@ async def test_written_offline_is_sent_when_network_returns(tmp_path: Path, devn
     async with open_client(tmp_path, "b", devnet) as b:
         qb = b.hub.subscribe()
         a = Client.open(tmp_path / "a", None, poll_interval=0.3, background=False)
-        text = secret("queued offline")
+        text = ("queued offline")
         mid = await a.send(b.session_id, text)  # no node list at all: stays in the outbox
-        assert [st for st, _ in a.outbox.entries_for_message(mid)] == ["pending", "pending"]  # + sync copy
+        assert a.delivery_states(mid) == ["pending", "pending"]  # + sync copy
         await a.close()
         async with open_client(tmp_path, "a", devnet) as a2:
             qa = a2.hub.subscribe()
@@ -123,42 +171,45 @@ async def test_written_offline_is_sent_when_network_returns(tmp_path: Path, devn
             assert isinstance(sent, MessageSent) and sent.message_id == mid
             ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
             assert isinstance(ev, MessageReceived) and ev.body == text
-            await asyncio.sleep(1.5)
-            assert [m["body"] for m in b.messages(a2.session_id)] == [text]
+            # Once A delivered everything (message and sync copy), a poll of B's swarm sees
+            # all there is: a second copy would show up now.
+            await settled(a2)
+            await b.poll_once()
+            assert [m.body for m in b.messages(a2.session_id)] == [text]
 
 
 async def test_second_device_sees_the_conversation(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
         await a.set_display_name("Alice Two")
-        out = secret("from device one")
+        out = ("from device one")
         await a.send(b.session_id, out)
         await wait_for(qb, lambda e: isinstance(e, MessageReceived))
-        inc = secret("to both devices")
+        inc = ("to both devices")
         await b.send(a.session_id, inc)
         await wait_for(qa, lambda e: isinstance(e, MessageReceived))
         await b.block("05" + "77" * 32)  # unrelated, but exercises contacts config on B
         await a.block("05" + "66" * 32)
-        await asyncio.sleep(1.0)  # let the config pushes go out
+        await settled(a)  # the config pushes went out
         async with open_client(tmp_path, "a2", devnet, mnemonic=a.identity.mnemonic) as a2:
             assert a2.session_id == a.session_id
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 msgs = a2.messages(b.session_id)
-                if len(msgs) == 2 and a2.display_name == "Alice Two" and a2.db.contact("05" + "66" * 32):
+                if len(msgs) == 2 and a2.display_name == "Alice Two" and a2.contact("05" + "66" * 32):
                     break
                 await asyncio.sleep(0.2)
             msgs = a2.messages(b.session_id)
-            assert [(m["body"], m["outgoing"]) for m in msgs] == [(out, True), (inc, False)]
+            assert [(m.body, m.outgoing) for m in msgs] == [(out, True), (inc, False)]
             assert a2.display_name == "Alice Two"
-            assert a2.db.contact(b.session_id)["approved"] == 1
-            assert a2.db.contact("05" + "66" * 32)["blocked"] == 1
+            assert a2.contact(b.session_id).approved == 1
+            assert a2.contact("05" + "66" * 32).blocked == 1
 
 
 async def test_receipts_typing_and_disappearing(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
-        await a.send(b.session_id, secret("please read me"))
+        await a.send(b.session_id, ("please read me"))
         got = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         await b.accept_request(a.session_id)
         # typing
@@ -170,55 +221,53 @@ async def test_receipts_typing_and_disappearing(tmp_path: Path, devnet: Any) -> 
         await b.mark_read(a.session_id)
         rd = await wait_for(qa, lambda e: isinstance(e, MessageRead))
         assert isinstance(rd, MessageRead) and rd.sent_ms == (got.sent_ms,)
-        assert a.messages(b.session_id)[0]["status"] == "read"
+        assert a.messages(b.session_id)[0].status == "read"
         # read receipts off: nothing is sent
         b.read_receipts = False
-        await a.send(b.session_id, secret("no receipt for this"))
+        await a.send(b.session_id, ("no receipt for this"))
         await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         await b.mark_read(a.session_id)
-        with pytest.raises(asyncio.TimeoutError):
-            await wait_for(qa, lambda e: isinstance(e, MessageRead), timeout=3)
+        assert not await arrived(qa, MessageRead, b, a)
         # disappearing after send (10 s): both sides delete it
         await a.set_disappearing(b.session_id, Expiration(ExpirationMode.AFTER_SEND, 10))
         await wait_for(qb, lambda e: type(e).__name__ == "ExpirationChanged")
-        assert b.db.contact(a.session_id)["exp_mode"] == ExpirationMode.AFTER_SEND
-        mid = await a.send(b.session_id, secret("this will vanish"))
+        assert b.contact(a.session_id).exp_mode == ExpirationMode.AFTER_SEND
+        mid = await a.send(b.session_id, ("this will vanish"))
         rec = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(rec, MessageReceived)
-        assert b.db.message(rec.message_id)["expires_at_ms"] == rec.sent_ms + 10_000
+        assert b.message(rec.message_id).expires_at_ms == rec.sent_ms + 10_000
         dl = await wait_for(qb, lambda e: isinstance(e, MessageDeleted), timeout=20)
         assert isinstance(dl, MessageDeleted) and dl.reason == "expired" and dl.message_id == rec.message_id
         await wait_for(qa, lambda e: isinstance(e, MessageDeleted) and e.message_id == mid, timeout=10)
         # disappearing after read: the timer starts when read
         await a.set_disappearing(b.session_id, Expiration(ExpirationMode.AFTER_READ, 300))
         await wait_for(qb, lambda e: type(e).__name__ == "ExpirationChanged")
-        await a.send(b.session_id, secret("read then vanish"))
+        await a.send(b.session_id, ("read then vanish"))
         rec2 = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(rec2, MessageReceived)
-        assert b.db.message(rec2.message_id)["expires_at_ms"] is None
+        assert b.message(rec2.message_id).expires_at_ms is None
         before = b.clock.now_ms()
         await b.mark_read(a.session_id)
-        exp_at = b.db.message(rec2.message_id)["expires_at_ms"]
+        exp_at = b.message(rec2.message_id).expires_at_ms
         assert before + 300_000 <= exp_at <= b.clock.now_ms() + 300_000
         # unsend
-        mid3 = await a.send(b.session_id, secret("oops, unsend me"))
+        mid3 = await a.send(b.session_id, ("oops, unsend me"))
         rec3 = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         await a.unsend(mid3)
         dl3 = await wait_for(qb, lambda e: isinstance(e, MessageDeleted) and e.reason == "unsend")
         assert isinstance(rec3, MessageReceived) and isinstance(dl3, MessageDeleted)
-        assert dl3.message_id == rec3.message_id and b.db.message(rec3.message_id) is None
+        assert dl3.message_id == rec3.message_id and b.message(rec3.message_id) is None
 
 
 async def test_blocked_sender_is_dropped(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qb = b.hub.subscribe()
         await b.block(a.session_id)
-        await a.send(b.session_id, secret("you blocked me"))
-        with pytest.raises(asyncio.TimeoutError):
-            await wait_for(qb, lambda e: isinstance(e, MessageReceived), timeout=3)
+        await a.send(b.session_id, ("you blocked me"))
+        assert not await arrived(qb, MessageReceived, a, b)
         assert b.messages(a.session_id) == [] and b.requests() == []
         await b.unblock(a.session_id)
-        await a.send(b.session_id, secret("after unblock"))
+        await a.send(b.session_id, ("after unblock"))
         ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev, MessageReceived) and ev.body == "after unblock"
 
@@ -228,7 +277,7 @@ async def test_skewed_clock_still_sends(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet, clock=lambda: time.time() + skew) as a, \
             open_client(tmp_path, "b", devnet) as b:
         qb = b.hub.subscribe()
-        text = secret("my clock is wrong")
+        text = ("my clock is wrong")
         await a.send(b.session_id, text)
         ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev, MessageReceived) and ev.body == text
@@ -236,79 +285,111 @@ async def test_skewed_clock_still_sends(tmp_path: Path, devnet: Any) -> None:
         assert abs(ev.sent_ms - time.time() * 1000) < 30_000  # stamped with network time
 
 
-async def test_guard_killed_during_send_delivers_exactly_once(tmp_path: Path, devnet: Any) -> None:
-    a = open_client(tmp_path, "a", devnet, background=False)
-    await a.start()
-    async with open_client(tmp_path, "b", devnet) as b:
-        qb = b.hub.subscribe()
-        a.paths.paths_wanted = 1
-        a.paths.paths = a.paths.paths[:1]
-        a.paths.ensure_paths()
-        by_port = {n.https_port: n for n in devnet.nodes}
-        real = a.transport.request
-        killed: list[str] = []
+async def test_guard_killed_during_send_delivers_exactly_once(
+    clients: Opener, devnet: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a = await clients("a", background=False, rng=random.Random(7))
+    b = await clients("b")
+    qb = b.hub.subscribe()
+    by_key = {n.pubkey_ed25519: n for n in devnet.nodes}
+    real = a.transport.request
+    killed: list[str] = []
 
-        async def flaky(dest: Any, method: str, params: Any, path: Any = None) -> Any:
-            path = path or a.paths.choose(dest)
-            res = await real(dest, method, params, path)
-            if method == "store" and not killed:
-                # The store reached the swarm, then the guard dies before its reply arrives.
-                devnet.kill_node(by_port[path.guard.storage_port])
-                killed.append(path.guard.pubkey_ed25519)
-                a.paths.guard_unreachable(path)
-                raise PathFailure("reply lost: guard died")
-            return res
+    async def reply_lost(dest: Any, method: str, params: Any, path: Any = None) -> Any:
+        path = path or a.paths.choose(dest)
+        res = await real(dest, method, params, path)
+        if method == "store" and not killed:
+            # The store reached the swarm, then the guard dies before its reply arrives: the
+            # client learns it the way it would have, from its next request over that guard.
+            devnet.kill_node(by_key[path.guard.pubkey_ed25519])
+            killed.append(path.guard.pubkey_ed25519)
+            with pytest.raises(PathFailure):
+                await real(dest, "info", {}, path)
+            raise PathFailure("reply lost: guard died")
+        return res
 
-        a.transport.request = flaky  # type: ignore[method-assign]
-        text = secret("exactly once please")
-        mid = await a.send(b.session_id, text)
-        while a.outbox.pending_count():
-            await a.flush_outbox()
-        assert killed and all(killed[0] not in p.ids() for p in a.paths.paths)
-        ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
-        assert isinstance(ev, MessageReceived) and ev.body == text
-        with pytest.raises(asyncio.TimeoutError):
-            await wait_for(qb, lambda e: isinstance(e, MessageReceived), timeout=3)
-        assert [m["body"] for m in b.messages(a.session_id)] == [text]
-        assert a.db.message(mid)["status"] == "sent"
-        # the swarm holds one copy: retrieve B's namespace 0 from scratch
-        node = b.directory.swarm(b.session_id)
-        bodies = []
-        for n in node:
-            if n.pubkey_ed25519 in killed:
-                continue
-            r = await b.rpc.retrieve(b.identity, 0, n, "")
-            bodies = [m["data"] for m in r["messages"]]
-            break
-        opened = [o for o in M.open_many(b.identity, [(str(i), d, 0) for i, d in enumerate(bodies)])
-                  if isinstance(o, M.Incoming) and o.content.dataMessage.body == text]
-        assert len(opened) == 1
-    await a.close()
+    monkeypatch.setattr(a.transport, "request", reply_lost)
+    text = "exactly once please"
+    mid = await a.send(b.session_id, text)
+    await settled(a)
+    assert killed and killed[0] in a.failed_nodes
+    assert all(killed[0] not in p for p in a.onion_paths)
+    ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
+    assert isinstance(ev, MessageReceived) and ev.body == text
+    assert not await arrived(qb, MessageReceived, a, b)
+    assert [m.body for m in b.messages(a.session_id)] == [text]
+    assert a.message(mid).status == "sent"
+    # the swarm holds one copy: B restored on a fresh device retrieves its mailbox from scratch
+    fresh = await clients("b-fresh", mnemonic=b.identity.mnemonic, background=False)
+    await fresh.poll_once()
+    assert [m.body for m in fresh.messages(a.session_id)] == [text]
 
 
-async def test_nodes_never_see_plaintext_or_sender(tmp_path: Path, devnet: Any) -> None:
-    """Runs last: scans every node database, WAL and log of the devnet."""
-    async with open_client(tmp_path, "b", devnet) as b:
-        qb = b.hub.subscribe()
-        # A sender that only ever stores into B's swarm (no sync copies, never polls): if its
-        # Session ID shows up anywhere on the nodes, the 1:1 format leaked it.
-        s = Client.open(tmp_path / "s", nodes_json(devnet), background=False)
-        await s.start()
-        text = secret("the nodes must not read this")
-        sent_ms = s.clock.now_ms()
-        data = M.seal(s.identity, b.session_id, M.text(text, sent_ms=sent_ms), sent_ms)
-        await s.rpc.store(b.session_id, 0, data, sent_ms + M.TTL_CONTENT_MS)
-        ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
-        assert isinstance(ev, MessageReceived) and ev.author == s.session_id
-        await s.close()
-    await asyncio.sleep(1.5)  # let nodes flush
-    blobs = [p.read_bytes() for p in Path(devnet.dir).rglob("*") if p.is_file() and p.name != "nodes.json"]
-    assert any(p.name == "storage.db" for p in Path(devnet.dir).rglob("*"))
+async def test_refresh_learns_a_new_node_from_the_nodes(tmp_path: Path) -> None:
+    """Client.refresh_nodes asks nodes (oxend_request get_service_nodes), not the bootstrap
+    file: a node added after the client started is learned with the bootstrap file gone."""
+    from session.devnet import Devnet
+
+    with Devnet(tmp_path / "net", nodes=5) as net:
+        boot = tmp_path / "bootstrap.json"
+        shutil.copy(net.dir / "nodes.json", boot)
+        c = Client.open(tmp_path / "c", str(boot), background=False, rng=random.Random(3))
+        try:
+            await c.start()
+            assert c.node_count == 5
+            new = net.add_node()
+            boot.unlink()  # a fallback to the bootstrap source would now fail loudly
+            assert await c.refresh_nodes() == 6
+            assert new.pubkey_ed25519 in {n.pubkey_ed25519 for n in c.directory.nodes}
+            assert not boot.exists()
+        finally:
+            await c.close()
+
+
+async def test_nodes_never_see_plaintext_or_sender(tmp_path: Path) -> None:
+    """On a devnet of its own: after a conversation (messages, sync copies, receipts, config
+    pushes) and a store by a sender that never polls, every node database, WAL and log is
+    scanned once the nodes have stopped (so everything they would write is written)."""
+    from session.devnet import Devnet
+
+    plaintexts = ["the nodes must not read this", "nor this reply", "Alice Plaintext"]
+    net = Devnet(tmp_path / "net", nodes=5)
+    net.start()
+    try:
+        nodes = str(net.dir / "nodes.json")
+        async with Client.open(tmp_path / "a", nodes, poll_interval=0.3) as a, \
+                Client.open(tmp_path / "b", nodes, poll_interval=0.3) as b:
+            qa, qb = a.hub.subscribe(), b.hub.subscribe()
+            await a.set_display_name(plaintexts[2])
+            await a.send(b.session_id, plaintexts[1])
+            await wait_for(qb, lambda e: isinstance(e, MessageReceived))
+            # A sender that only ever stores into B's swarm (no sync copies, never polls): if
+            # its Session ID shows up anywhere on the nodes, the 1:1 format leaked it.
+            s = Client.open(tmp_path / "s", nodes, background=False)
+            try:
+                await s.start()
+                sent_ms = s.clock.now_ms()
+                data = M.seal(s.identity, b.session_id, M.text(plaintexts[0], sent_ms=sent_ms), sent_ms)
+                await s.rpc.store(b.session_id, 0, data, sent_ms + M.TTL_CONTENT_MS)
+            finally:
+                await s.close()
+            ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived) and e.author == s.session_id)
+            assert isinstance(ev, MessageReceived) and ev.body == plaintexts[0]
+            await b.accept_request(a.session_id)
+            await b.mark_read(a.session_id)
+            await wait_for(qa, lambda e: isinstance(e, MessageRead))
+            await settled(a)
+            await settled(b)
+    finally:
+        net.stop()
+    files = [p for p in Path(net.dir).rglob("*") if p.is_file() and p.name != "nodes.json"]
+    assert any(p.name == "storage.db" for p in files)
     sid = s.session_id
     x = bytes.fromhex(sid[2:])
-    needles = [t.encode() for t in PLAINTEXTS] + [
+    needles = [t.encode() for t in plaintexts] + [
         sid.encode(), sid[2:].encode(), x, base64.b64encode(x).rstrip(b"="), sid.upper().encode(),
     ]
-    for blob in blobs:
+    for p in files:
+        blob = p.read_bytes()
         for n in needles:
-            assert n not in blob, f"found {n[:20]!r} on a node"
+            assert n not in blob, f"found {n[:20]!r} in {p.name} on a node"

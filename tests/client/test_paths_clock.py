@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from session.client.network import NetworkClock, NodeDirectory
-from session.client.paths import HOPS, NotEnoughNodes, PathManager, diversity_key, valid_path
+from session.client.paths import (
+    HOPS,
+    NotEnoughNodes,
+    PathManager,
+    diversity_key,
+    valid_path,
+)
 from session.proto.snodes import ServiceNode
 
 
@@ -151,3 +157,20 @@ def test_failure_counts_are_forgiven_when_the_pool_runs_dry() -> None:
         pm.path_timed_out(pm.choose())
     p = pm.choose()  # still builds, never through the unreachable guard
     assert dead.guard.pubkey_ed25519 not in p.ids() and valid_path(p.hops)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_unreachable_guard_of_a_one_off_path_leaves_no_kept_path(seed: int) -> None:
+    """The flake of test_guard_killed_during_send: a request to a node on our only kept path
+    uses a one-off path around it whose guard may be a *relay* of the kept path. When that
+    guard dies, the kept path through it must go too."""
+    nodes = [public(i) for i in range(6)]
+    pm = PathManager(nodes, rng=random.Random(seed), paths_wanted=1)
+    (kept,) = pm.ensure_paths()
+    dest = kept.guard  # every kept path contains the destination: a one-off path is built
+    one_off = pm.choose(dest)
+    assert dest not in one_off and one_off is not kept
+    pm.guard_unreachable(one_off)
+    dead = one_off.guard.pubkey_ed25519
+    assert all(dead not in p.ids() for p in pm.paths)
+    assert all(dead not in p.ids() for p in pm.ensure_paths())

@@ -11,7 +11,11 @@ import pytest
 
 from session.client import sync as S
 from session.client.db import Database, Sealer, derive_db_key
-from session.client.identity_store import IdentityNotFound, IdentityStore, ed25519_seed32
+from session.client.identity_store import (
+    IdentityNotFound,
+    IdentityStore,
+    ed25519_seed32,
+)
 from session.client.outbox import Outbox, backoff_ms
 from session.errors import DecodeError, DecryptionError, StorageError
 from session.identity import Identity

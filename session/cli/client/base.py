@@ -1,0 +1,373 @@
+"""The ``session`` group, its shared options and the helpers every command module uses.
+
+Every command takes ``--home DIR`` (or ``SESSION_HOME``; where identities live),
+``--network nodes.json|URL`` (or ``SESSION_NETWORK``; only needed until a node list is cached),
+``--identity ID`` (which of several identities to use; default: the current one), ``--timeout
+SECONDS`` (how long a network step may take; default 30) and ``--json`` (machine-readable
+output). The options work before or after the command name.
+
+Exit codes: 0 ok, 1 error (one sentence on stderr; with ``--json`` also ``{"error": ...}`` on
+stdout), 2 usage error (click's own), 130 interrupted.
+
+Imports of the client are lazy so that ``session --help`` and ``session id list`` start fast.
+Someone else's text reaches the terminal only through :func:`shown` / :func:`shown_name`
+(:func:`session.text.for_terminal`); ``--json`` documents carry it exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from session.text import for_terminal
+
+if TYPE_CHECKING:
+    from session.client import Client, Message
+    from session.proto.snodes import ServiceNode
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+#: Seconds a network command may take before it gives up.
+DEFAULT_TIMEOUT = 30.0
+
+
+class CliError(Exception):
+    """A failure reported to the user as one sentence (exit code 1)."""
+
+
+# ------------------------------------------------------------------------------------------
+# options shared by the group and every command
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and value is not False:
+        ctx.ensure_object(dict)[param.name] = value
+    return value
+
+
+def common(fn: F) -> F:
+    opts = [
+        click.option(
+            "--home",
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+            help="Profile directory holding the identities "
+            "(default: $SESSION_HOME, else the user data directory).",
+        ),
+        click.option(
+            "--network",
+            metavar="nodes.json|URL",
+            expose_value=False,
+            callback=_remember,
+            help="Node list: a devnet/registry nodes.json file or a registry URL "
+            "(default: $SESSION_NETWORK, else the cached list).",
+        ),
+        click.option(
+            "--identity",
+            "-i",
+            metavar="SESSION_ID",
+            expose_value=False,
+            callback=_remember,
+            help="Use this identity instead of the current one.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=1),
+            expose_value=False,
+            callback=_remember,
+            help=f"Seconds a network step may take (default {DEFAULT_TIMEOUT:g}).",
+        ),
+        click.option(
+            "--json",
+            "json",
+            is_flag=True,
+            default=False,
+            expose_value=False,
+            callback=_remember,
+            help="Print JSON (one document, or one per line for chat).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def opt(name: str) -> Any:
+    return click.get_current_context().ensure_object(dict).get(name)
+
+
+def json_mode() -> bool:
+    return bool(opt("json"))
+
+
+def timeout() -> float:
+    return float(opt("timeout") or DEFAULT_TIMEOUT)
+
+
+def home() -> Path:
+    home = opt("home") or os.environ.get("SESSION_HOME")
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("session-network"))
+
+
+def emit(doc: Any) -> None:
+    click.echo(json.dumps(doc, ensure_ascii=False))
+
+
+def fail(message: str) -> None:
+    message = message.strip() or "unknown error"
+    if json_mode():
+        emit({"error": message})
+    # An error may echo what someone else sent (a node's answer, a name): sanitised, one line.
+    click.echo(f"error: {for_terminal(message)}", err=True)
+    sys.exit(1)
+
+
+def errors(fn: F) -> F:
+    """Turn expected failures into one sentence on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from session.errors import SessionError
+
+        try:
+            return fn(*args, **kwargs)
+        except (CliError, SessionError, ValueError, LookupError) as e:
+            fail(str(e).strip("'\""))
+        except OSError as e:
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            fail(f"{e.strerror or e}{where}")
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run(coro: Awaitable[T]) -> T:
+    import asyncio
+
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def parse_id(text: str) -> str:
+    """A user's Session ID from user input (surrounding blanks and upper case tolerated)."""
+    from session.identity import parse_session_id
+
+    sid = text.strip().lower()
+    parse_session_id(sid)  # raises InvalidSessionID with a sentence saying what is wrong
+    return sid
+
+
+def short(sid: str) -> str:
+    return f"{sid[:8]}…{sid[-4:]}"
+
+
+def identity_store() -> Any:
+    from session.client import IdentityStore
+
+    return IdentityStore(home())
+
+
+def pick_identity(store: Any) -> str:
+    wanted = opt("identity")
+    if wanted:
+        sid = parse_id(wanted)
+        if sid not in store.list():
+            raise CliError(f"there is no identity {sid} in {store.root} (see `session id list`)")
+        return sid
+    cur = store.current
+    if cur is None:
+        raise CliError(
+            f"there is no identity in {store.root} yet: run `session id new` or `session id restore`"
+        )
+    return str(cur)
+
+
+async def load_nodes(source: str) -> list[ServiceNode]:
+    """The node list named by ``--network`` (raises CliError saying what was tried)."""
+    import asyncio
+
+    from session.client.network import fetch_registry, load_nodes_json
+    from session.errors import SessionError
+
+    if source.startswith(("http://", "https://")):
+        try:
+            nodes = await asyncio.wait_for(fetch_registry(source), timeout())
+        except TimeoutError:
+            raise CliError(
+                f"cannot reach the network: the registry at {source} did not answer "
+                f"within {timeout():g} s"
+            ) from None
+        except SessionError as e:  # unreachable, refused, not a node list
+            raise CliError(f"cannot reach the network: {e}") from None
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise CliError(
+                f"cannot reach the network: there is no node list at {path} "
+                "(is the devnet running?)"
+            )
+        nodes = load_nodes_json(path)
+    if not nodes:
+        raise CliError(f"cannot reach the network: the node list from {source} is empty")
+    return nodes
+
+
+class Session:
+    """One open client for the length of a command."""
+
+    def __init__(self, client: Client, tried: str) -> None:
+        self.client = client
+        self.tried = tried
+
+    async def connect(self) -> int:
+        """Poll our swarm once: proves the network is reachable; returns new messages seen."""
+        import asyncio
+
+        from session.errors import NetworkError, NotEnoughNodes
+
+        if not self.client.node_count:
+            raise CliError(
+                "no network is known yet: pass --network nodes.json|URL (or set SESSION_NETWORK)"
+            )
+        try:
+            return await asyncio.wait_for(self.client.poll_once(), timeout())
+        except TimeoutError:
+            raise CliError(
+                f"cannot reach the network: tried {self.tried}, no answer within {timeout():g} s"
+            ) from None
+        except (NetworkError, NotEnoughNodes) as e:
+            down = len(self.client.failed_nodes)
+            if isinstance(e, NotEnoughNodes):
+                why = (
+                    f"{down} could not be reached and too few are left for an onion path"
+                    if down
+                    else "too few nodes for an onion path (3 relays and a destination)"
+                )
+            else:
+                why = f"{down} could not be reached; last error: {e}" if down else str(e)
+            raise CliError(f"cannot reach the network: tried {self.tried} ({why})") from None
+
+    async def flush(self) -> None:
+        """Deliver what the outbox holds (one attempt each, bounded by the timeout)."""
+        import asyncio
+
+        try:
+            await asyncio.wait_for(self.client.flush_outbox(), timeout())
+        except TimeoutError:
+            pass
+
+
+async def open_session(*, background: bool = False, poll_interval: float = 1.0) -> Session:
+    from session.client import Client
+
+    store = identity_store()
+    sid = pick_identity(store)
+    source = opt("network") or os.environ.get("SESSION_NETWORK")
+    nodes: list[ServiceNode] | None = None
+    if source:
+        nodes = await load_nodes(str(source))
+        tried = f"{len(nodes)} nodes from {source}"
+    client = Client.open(
+        store.root,
+        nodes,
+        identity=sid,
+        create=False,
+        background=background,
+        poll_interval=poll_interval,
+    )
+    if not source:
+        tried = f"{client.node_count} cached nodes"
+    await client.start()
+    return Session(client, tried)
+
+
+def shown(text: str | None, *, multiline: bool = False) -> str:
+    """Someone else's text (a message body, an error that echoes it) as it may be printed."""
+    return for_terminal(text or "", multiline=multiline)
+
+
+def shown_name(name: str | None) -> str:
+    """A display name someone chose, as it may be printed (look-alikes folded, mixed scripts
+    marked; see :mod:`session.text`)."""
+    return for_terminal(name or "", name=True)
+
+
+def name_of(client: Client, sid: str) -> str:
+    """Who ``sid`` is, for the terminal: "you", their display name, or a short ID."""
+    if sid == client.session_id:
+        return "you"
+    c = client.contact(sid)
+    return shown_name(c.name) if c and c.name else short(sid)
+
+
+def clock(ms: int) -> str:
+    import time
+
+    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+
+
+def message_doc(m: Message) -> dict[str, Any]:
+    keys = (
+        "id",
+        "conversation",
+        "author",
+        "sent_ms",
+        "outgoing",
+        "body",
+        "status",
+        "hash",
+        "read_ms",
+    )
+    d = m.to_dict()
+    return {k: d[k] for k in keys}
+
+
+def print_message(client: Client, m: Message) -> None:
+    who = "you" if m.outgoing else name_of(client, m.author)
+    state = f"  ({m.status})" if m.outgoing else ("" if m.status == "read" else "  *new*")
+    click.echo(f"  [{clock(m.sent_ms)}] {who}: {shown(m.body)}{state}")
+
+
+def qr(text: str) -> str:
+    import io
+
+    import segno
+
+    buf = io.StringIO()
+    segno.make(text, error="m").terminal(out=buf, compact=True)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------
+# the group
+
+
+@click.group(context_settings=CONTEXT)
+@common
+@click.version_option(package_name="session-network", prog_name="session")
+def main() -> None:
+    """Session messenger client: identities, messages, requests, chat.
+
+    Start with `session id new`, then e.g.
+    `session --network devnet/nodes.json send 05… "hello"`.
+    """

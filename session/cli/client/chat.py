@@ -1,0 +1,272 @@
+"""``session chat ID``: an interactive conversation on the client's own background loops.
+
+The client polls, delivers and sweeps in the background (:meth:`Client.start_background`); this
+module only reads lines, calls the client's public operations and prints its events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from session.cli.client.base import (
+    clock,
+    common,
+    emit,
+    errors,
+    json_mode,
+    main,
+    message_doc,
+    name_of,
+    open_session,
+    parse_id,
+    print_message,
+    run,
+    shown,
+    timeout,
+)
+
+if TYPE_CHECKING:
+    from session.client import Client, Event
+
+
+@main.command()
+@common
+@click.argument("session_id")
+@click.option(
+    "--history",
+    "show_history",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Earlier messages to show first.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls of your swarm.",
+)
+@errors
+def chat(session_id: str, show_history: int, poll_interval: float) -> None:
+    """Chat with SESSION_ID: type a line and press Enter to send it.
+
+    Incoming messages, typing indicators, deliveries and read receipts are printed as they
+    arrive; messages you see are marked read (those of a message request once you reply,
+    which accepts the request). Commands: /typing (send a typing indicator),
+    /quit (or end of input) to leave."""
+    peer = parse_id(session_id)
+    run(_chat(peer, show_history, poll_interval))
+
+
+def _say(kind: str, text: str, **fields: Any) -> None:
+    """One chat event: a JSON line with ``--json``, else ``text`` (already sanitised)."""
+    if json_mode():
+        emit({"event": kind, **fields})
+    else:
+        click.echo(text)
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """Read standard input in a thread (a pipe or a terminal alike); None marks its end."""
+    try:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\r\n"))
+    except (OSError, ValueError):
+        pass
+    loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+class _Chat:
+    """The state of one chat: the client, the peer, and whether their request is accepted."""
+
+    def __init__(self, client: Client, peer: str) -> None:
+        self.c = client
+        self.peer = peer
+        contact = client.contact(peer)
+        self.accepted = bool(contact and contact.approved)
+        self.name = name_of(client, peer)
+
+    async def read_all(self) -> None:
+        # A message request stays unread (and unreceipted) until it is accepted.
+        if self.accepted:
+            await self.c.mark_read(self.peer)
+
+    async def line(self, line: str) -> bool:
+        """Handle one typed line; False to leave."""
+        text = line.strip()
+        if not text:
+            return True
+        if text == "/quit":
+            return False
+        if text == "/typing":
+            await self.c.send_typing(self.peer, True)
+            return True
+        if not self.accepted and any(r.session_id == self.peer for r in self.c.requests()):
+            await self.c.accept_request(self.peer)
+            _say("accepted", f"(accepted {self.name}'s message request)", peer=self.peer)
+        self.accepted = True
+        await self.read_all()
+        mid = await self.c.send(self.peer, line)
+        _say("queued", f"  you: {shown(line)}  (sending…)", message_id=mid, body=line)
+        return True
+
+    async def event(self, ev: Event) -> None:
+        """Print one client event that concerns this chat."""
+        from session.client import (
+            ConnectionChanged,
+            MessageDeleted,
+            MessageFailed,
+            MessageRead,
+            MessageReceived,
+            MessageSent,
+            RequestAccepted,
+            Typing,
+        )
+
+        if isinstance(ev, ConnectionChanged):
+            if ev.online:
+                _say("online", "  (back online)")
+            else:
+                _say(
+                    "offline",
+                    f"  (network unreachable, retrying: {shown(ev.error)})",
+                    error=ev.error,
+                )
+            return
+        if (
+            getattr(ev, "conversation", None) != self.peer
+            and getattr(ev, "session_id", None) != self.peer
+        ):
+            return
+        name = self.name
+        if isinstance(ev, MessageReceived) and not ev.outgoing:
+            self.name = name = name_of(self.c, self.peer)
+            _say(
+                "message",
+                f"  [{clock(ev.sent_ms)}] {name}: {shown(ev.body, multiline=True)}",
+                author=ev.author,
+                body=ev.body,
+                sent_ms=ev.sent_ms,
+                message_id=ev.message_id,
+                is_request=ev.is_request,
+            )
+            await self.read_all()
+        elif isinstance(ev, MessageReceived):
+            _say(
+                "message",
+                f"  [{clock(ev.sent_ms)}] you (other device): {shown(ev.body, multiline=True)}",
+                author=ev.author,
+                body=ev.body,
+                sent_ms=ev.sent_ms,
+                message_id=ev.message_id,
+                outgoing=True,
+            )
+        elif isinstance(ev, MessageSent):
+            _say(
+                "sent",
+                f"  ✓ delivered to {name}'s swarm",
+                message_id=ev.message_id,
+                sent_ms=ev.sent_ms,
+                hash=ev.hash,
+            )
+        elif isinstance(ev, MessageFailed):
+            _say(
+                "failed",
+                f"  ✗ not delivered: {shown(ev.error)}",
+                message_id=ev.message_id,
+                error=ev.error,
+            )
+        elif isinstance(ev, MessageRead):
+            last = max(ev.sent_ms) if ev.sent_ms else 0
+            _say(
+                "read",
+                f"  ✓✓ {name} read your messages (up to {clock(last)})",
+                sent_ms=list(ev.sent_ms),
+            )
+        elif isinstance(ev, Typing):
+            _say(
+                "typing",
+                f"  … {name} is typing" if ev.started else f"  … {name} stopped typing",
+                started=ev.started,
+            )
+        elif isinstance(ev, MessageDeleted):
+            _say(
+                "deleted",
+                f"  (a message was deleted: {ev.reason})",
+                message_id=ev.message_id,
+                reason=ev.reason,
+            )
+        elif isinstance(ev, RequestAccepted):
+            _say("request_accepted", f"  {name} accepted your message request", peer=self.peer)
+
+
+async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
+    s = await open_session(background=False, poll_interval=poll_interval)
+    c = s.client
+    events = c.events()  # subscribed before anything can happen
+    try:
+        await s.connect()
+        c.start_background()
+        chat = _Chat(c, peer)
+        _say(
+            "start",
+            f"chatting with {peer} as {c.session_id}\n"
+            "type a message and press Enter; /typing sends a typing indicator; /quit or Ctrl-D leaves",
+            me=c.session_id,
+            peer=peer,
+        )
+        for m in c.messages(peer, show_history) if show_history else []:
+            if json_mode():
+                emit({"event": "history", **message_doc(m)})
+            else:
+                print_message(c, m)
+        await chat.read_all()
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        threading.Thread(
+            target=_stdin_lines,
+            args=(asyncio.get_running_loop(), lines),
+            name="session-chat-stdin",
+            daemon=True,
+        ).start()
+        line_task: asyncio.Task[str | None] = asyncio.ensure_future(lines.get())
+        event_task: asyncio.Task[Event] = asyncio.ensure_future(anext(events))
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {line_task, event_task}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if event_task in done:
+                    try:
+                        ev = event_task.result()
+                    except StopAsyncIteration:
+                        break
+                    await chat.event(ev)
+                    event_task = asyncio.ensure_future(anext(events))
+                if line_task in done:
+                    line = line_task.result()
+                    if line is None or not await chat.line(line):
+                        break
+                    line_task = asyncio.ensure_future(lines.get())
+        finally:
+            line_task.cancel()
+            event_task.cancel()
+        if event_task.done() and not event_task.cancelled() and event_task.exception() is None:
+            await chat.event(event_task.result())  # arrived together with the last line
+        # Leave only once what we wrote reached the network (bounded by --timeout).
+        left = await c.drain(timeout())
+        for ev in events.pending():
+            await chat.event(ev)
+        _say(
+            "end",
+            "bye" if not left else f"bye ({left} item(s) still queued; they go out next time)",
+            queued=left,
+        )
+    finally:
+        events.close()
+        await c.close()

@@ -1,0 +1,202 @@
+"""``session id …``: create, restore, list, choose and name identities."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from session.cli.client.base import (
+    CliError,
+    common,
+    emit,
+    errors,
+    identity_store,
+    json_mode,
+    main,
+    open_session,
+    parse_id,
+    pick_identity,
+    run,
+    shown_name,
+)
+from session.cli.client.base import qr as qr_code
+
+
+@main.group("id")
+@common
+def id_group() -> None:
+    """Create, restore, list and choose identities (several may live in one --home)."""
+
+
+@id_group.command("new")
+@common
+@click.option(
+    "--qr/--no-qr", default=True, show_default=True, help="Print the Session ID as a QR code."
+)
+@click.option("--use", "make_current", is_flag=True, help="Make it the current identity.")
+@errors
+def id_new(qr: bool, make_current: bool) -> None:
+    """Create an identity; print its Session ID and recovery phrase."""
+    store = identity_store()
+    ident = store.create()
+    if make_current:
+        store.use(ident.session_id)
+    current = store.current == ident.session_id
+    if json_mode():
+        emit(
+            {
+                "session_id": ident.session_id,
+                "mnemonic": ident.mnemonic,
+                "current": current,
+                "home": str(store.root),
+            }
+        )
+        return
+    click.echo(f"Session ID:      {ident.session_id}")
+    click.echo(f"Recovery phrase: {ident.mnemonic}")
+    click.echo(
+        "Write the phrase down and keep it secret: it is the only way to restore this account."
+    )
+    if qr:
+        click.echo(qr_code(ident.session_id), nl=False)
+    if current:
+        click.echo(f"This is now the current identity in {store.root}.")
+    else:
+        click.echo(f"Current identity unchanged; switch with `session id use {ident.session_id}`.")
+
+
+@id_group.command("restore")
+@common
+@click.argument("words", nargs=-1)
+@click.option("--use", "make_current", is_flag=True, help="Make it the current identity.")
+@errors
+def id_restore(words: tuple[str, ...], make_current: bool) -> None:
+    """Restore an identity from its recovery phrase.
+
+    The phrase comes from the arguments, else from standard input (prompted, hidden, on a
+    terminal)."""
+    if words:
+        phrase = " ".join(words)
+    elif sys.stdin is not None and sys.stdin.isatty():
+        phrase = click.prompt("Recovery phrase", hide_input=True)
+    else:
+        phrase = sys.stdin.read() if sys.stdin is not None else ""
+    store = identity_store()
+    from session.identity import Identity
+
+    ident = Identity.from_mnemonic(" ".join(phrase.split()))
+    existed = ident.session_id in store.list()
+    store.restore(ident.mnemonic)
+    if make_current:
+        store.use(ident.session_id)
+    current = store.current == ident.session_id
+    if json_mode():
+        emit(
+            {
+                "session_id": ident.session_id,
+                "existed": existed,
+                "current": current,
+                "home": str(store.root),
+            }
+        )
+        return
+    click.echo(
+        f"Session ID: {ident.session_id}" + ("  (already present)" if existed else "  (restored)")
+    )
+    if current:
+        click.echo("This is the current identity.")
+    else:
+        click.echo(f"Switch to it with `session id use {ident.session_id}`.")
+
+
+@id_group.command("list")
+@common
+@errors
+def id_list() -> None:
+    """List the identities of --home (* marks the current one)."""
+    store = identity_store()
+    cur = store.current
+    ids = store.list()
+    if json_mode():
+        emit(
+            {
+                "home": str(store.root),
+                "current": cur,
+                "identities": [{"session_id": s, "current": s == cur} for s in ids],
+            }
+        )
+        return
+    if not ids:
+        click.echo(f"no identity in {store.root} yet: run `session id new` or `session id restore`")
+        return
+    for s in ids:
+        click.echo(f"{'*' if s == cur else ' '} {s}")
+
+
+@id_group.command("use")
+@common
+@click.argument("session_id")
+@errors
+def id_use(session_id: str) -> None:
+    """Make SESSION_ID the current identity."""
+    sid = parse_id(session_id)
+    store = identity_store()
+    if sid not in store.list():
+        raise CliError(f"there is no identity {sid} in {store.root} (see `session id list`)")
+    store.use(sid)
+    if json_mode():
+        emit({"current": sid})
+    else:
+        click.echo(f"current identity: {sid}")
+
+
+@id_group.command("show")
+@common
+@click.option("--phrase", is_flag=True, help="Also print the recovery phrase (keep it secret).")
+@click.option("--qr", is_flag=True, help="Also print the Session ID as a QR code.")
+@errors
+def id_show(phrase: bool, qr: bool) -> None:
+    """Print the Session ID of the current (or --identity) identity."""
+    store = identity_store()
+    ident = store.load(pick_identity(store))
+    if json_mode():
+        doc = {"session_id": ident.session_id}
+        if phrase:
+            doc["mnemonic"] = ident.mnemonic
+        emit(doc)
+        return
+    click.echo(ident.session_id)
+    if phrase:
+        click.echo(ident.mnemonic)
+    if qr:
+        click.echo(qr_code(ident.session_id), nl=False)
+
+
+@id_group.command("name")
+@common
+@click.argument("name")
+@errors
+def id_name(name: str) -> None:
+    """Set the display name sent with your messages (synced to your other devices)."""
+
+    async def go() -> dict[str, Any]:
+        s = await open_session()
+        try:
+            await s.client.set_display_name(name)
+            if s.client.node_count:
+                await s.flush()
+            return {
+                "session_id": s.client.session_id,
+                "display_name": s.client.display_name,
+                "queued": s.client.queued(),
+            }
+        finally:
+            await s.client.close()
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"display name: {shown_name(doc['display_name'])}")
