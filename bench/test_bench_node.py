@@ -23,7 +23,6 @@ import base64
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -72,6 +71,9 @@ class RelayRig:
         self.profile = profile
         self.relay_id, self.sink_id, self.driver_id = (Identity.generate() for _ in range(3))
         self.frames: list[bytes] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.sink: NodeLinks | None = None
+        self.driver: NodeLinks | None = None
 
     async def start(self) -> None:
         allowed = {self.relay_id.x25519_public, self.driver_id.x25519_public}
@@ -93,15 +95,16 @@ class RelayRig:
         cmd = [sys.executable, str(HERE / "load" / "relay_node.py")]
         if self.profile:
             cmd += ["--profile", self.profile]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps({
             "secret": self.relay_id.export_x25519_secret().hex(),
             "public": self.relay_id.x25519_public.hex(),
             "workers": int(os.environ.get("RELAY_WORKERS", "1")),
-            "nodes": [_entry(self.sink_id, sink_port), _entry(self.driver_id, 1)]}) + "\n")
-        self.proc.stdin.flush()
-        relay_port = json.loads(await asyncio.to_thread(self.proc.stdout.readline))["port"]
+            "nodes": [_entry(self.sink_id, sink_port), _entry(self.driver_id, 1)]}).encode() + b"\n")
+        await self.proc.stdin.drain()
+        relay_port = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 60))["port"]
         self.address = f"tcp://127.0.0.1:{relay_port}"
         hop = onion.Hop(self.relay_id.ed25519_public.hex(), self.relay_id.x25519_public)
         dst = onion.NodeDestination(self.sink_id.ed25519_public.hex(), self.sink_id.x25519_public)
@@ -111,13 +114,16 @@ class RelayRig:
         assert warm == [200] * 200
 
     async def _send(self, i: int) -> int:
+        assert self.driver is not None, "start() first"
         r = await self.driver.request(self.relay_id.x25519_public.hex(), self.address, KIND_ONION,
                                       {"f": self.frames[i % len(self.frames)]}, 30.0)
         return int(r["s"])
 
     async def relay(self, n: int) -> dict[str, Any]:
         """The measured operation: ``n`` layers through the relay, ``CONCURRENCY`` in flight."""
-        cpu0, t0 = _cpu_seconds(self.proc.pid), time.perf_counter()
+        assert self.proc is not None, "start() first"
+        pid = self.proc.pid
+        cpu0, t0 = _cpu_seconds(pid), time.perf_counter()
         statuses: list[int] = []
         sem = asyncio.Semaphore(CONCURRENCY)
 
@@ -126,7 +132,7 @@ class RelayRig:
                 statuses.append(await self._send(i))
 
         await asyncio.gather(*(limited(i) for i in range(n)))
-        wall, cpu = time.perf_counter() - t0, _cpu_seconds(self.proc.pid) - cpu0
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds(pid) - cpu0
         return {"statuses": statuses, "wall": wall, "cpu": cpu}
 
     def bare_peel_seconds(self, passes: int = 3) -> float:
@@ -141,11 +147,14 @@ class RelayRig:
         return bare
 
     async def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        await asyncio.to_thread(self.proc.wait, 10)
-        await self.driver.close()
-        await self.sink.close()
+        """Stops whatever :meth:`start` got to start."""
+        if self.proc is not None:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            await asyncio.wait_for(self.proc.wait(), 10)
+        for links in (self.driver, self.sink):
+            if links is not None:
+                await links.close()
 
 
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])

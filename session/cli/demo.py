@@ -154,13 +154,19 @@ async def wait_event(q: Any, pred: Callable[[Any], bool], what: str, timeout: fl
 
     try:
         return await asyncio.wait_for(go(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise DemoFailure(f"timed out after {timeout:g} s waiting for {what}") from None
 
 
 async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
     """Steps 2-4: identities, messages both ways, read receipt. Returns what step 5 checks."""
-    from session.client import Client, MessageRead, MessageReceived, MessageSent, RequestAccepted
+    from session.client import (
+        Client,
+        MessageRead,
+        MessageReceived,
+        MessageSent,
+        RequestAccepted,
+    )
     from session.proto.snodes import SwarmMap, parse_node_list
 
     nodes_json = net.dir / "nodes.json"
@@ -196,7 +202,7 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
         mid = await alice.send(bob.session_id, TEXT_TO_BOB)
         sent = await wait_event(qa, lambda e: isinstance(e, MessageSent) and e.message_id == mid,
                                 "Alice's message to be stored")
-        out.line(f"encrypted for Bob, sent through an onion path to Bob's swarm:")
+        out.line("encrypted for Bob, sent through an onion path to Bob's swarm:")
         out.line("  " + route(ta.last("store", bob.session_id), "Alice"))
         out.line(f"stored by Bob's swarm, hash {sent.hash}")
         got = await wait_event(qb, lambda e: isinstance(e, MessageReceived) and not e.outgoing,
@@ -398,7 +404,7 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
         left = max(10.0, timeout - (time.monotonic() - out.t0))
         try:
             facts = asyncio.run(asyncio.wait_for(exchange(out, net, work), left))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DemoFailure(f"the message exchange did not finish within {left:.0f} s") from None
         wait_replicated(out, net, facts, deadline=out.t0 + timeout)
         inspect_nodes(out, net, facts)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from session.identity import Identity
-from session.node.config import AdminConfig, LimitsConfig, NetworkConfig, NodeConfig, RegistryConfig
+from session.node.config import (
+    AdminConfig,
+    LimitsConfig,
+    NetworkConfig,
+    NodeConfig,
+    RegistryConfig,
+)
 from session.node.daemon import Node
 from session.proto.snodes import ServiceNode
 from session.storage.memory import MemoryMessageStore

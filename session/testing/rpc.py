@@ -12,8 +12,8 @@ from typing import Any
 from session.identity import Identity
 from session.node.rpc import RpcHandler
 from session.node.swarm_view import SwarmView
-from session.testing.http import b64
 from session.proto.snodes import ServiceNode, SwarmMap
+from session.testing.http import b64
 
 NOW = 1_700_000_000_000
 

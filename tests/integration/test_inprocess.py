@@ -17,7 +17,13 @@ from session.node.daemon import Node
 from session.node.links import KIND_ONION
 from session.proto.snodes import ServiceNode
 from session.swarm import message_hash
-from session.testing.http import Client, jbytes, open_onion_reply, retrieve_request, store_request
+from session.testing.http import (
+    Client,
+    jbytes,
+    open_onion_reply,
+    retrieve_request,
+    store_request,
+)
 from session.testing.mininet import MiniNet
 
 pytestmark = pytest.mark.integration

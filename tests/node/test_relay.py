@@ -16,7 +16,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import pytest
@@ -281,7 +281,7 @@ class FakeResponse:
     def __init__(self, status: int, body: bytes) -> None:
         self.status, self._body = status, body
 
-    async def __aenter__(self) -> FakeResponse:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -337,7 +337,7 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
 
 @pytest.mark.parametrize(("error", "status"), [
     (aiohttp.ClientConnectionError("refused"), 502),
-    (asyncio.TimeoutError(), 504),
+    (TimeoutError(), 504),
 ])
 async def test_v4_proxy_failures(net: Net, error: BaseException, status: int) -> None:
     # the node's own answer, encrypted with its layer's key (relays on the path see only a 200)
