@@ -15,7 +15,7 @@ from session.client.events import (
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
 from session.client.transport import SwarmRPC
-from session.errors import NetworkError, SessionError
+from session.errors import NetworkError, NodeRequestFailed, SessionError
 from session.identity import Identity
 
 #: Entries tried per flush step.
@@ -84,7 +84,9 @@ class Sender:
                 identity=self.identity if e.namespace % 10 else None,
             )
         except SessionError as err:
-            if isinstance(err, NetworkError):
+            if isinstance(err, NodeRequestFailed):
+                self.connectivity.update(True)  # a node answered: the network is there
+            elif isinstance(err, NetworkError):
                 self.connectivity.update(False, str(err))
             gave_up = not self.outbox.retry_later(e, self.clock.local_ms(), str(err))
             if gave_up and e.kind == "message" and e.message_id:
