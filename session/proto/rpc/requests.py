@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from session.errors import RpcStatusError
 from session.proto.rpc.auth import Access, Account, Auth, decode_token, verify_auth
@@ -76,6 +76,8 @@ class AccountMethod:
     SIGNATURE_FAILURE: ClassVar[str]
     account: Account
     auth: Auth | None
+    #: Every subclass is a dataclass (declared so that ``dataclasses.replace`` type-checks).
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def signature_text(self) -> bytes:
         """The bytes the account owner signs."""
@@ -117,6 +119,10 @@ class AccountMethod:
             revoked=revoked and not self.skip_revoke_check(),
         ):
             raise RpcStatusError(401, self.SIGNATURE_FAILURE)
+
+    def with_auth(self, auth: Auth) -> Self:
+        """This request carrying ``auth`` (see :func:`session.proto.rpc.sign`)."""
+        return dataclasses.replace(self, auth=auth)
 
     def _auth_params(self) -> dict[str, Any]:
         return {} if self.auth is None else self.auth.to_params()
@@ -327,9 +333,6 @@ class Retrieve(AccountMethod):
             return count, RETRIEVE_MAX_SIZE
         return count, size
 
-    def with_auth(self, auth: Auth) -> Retrieve:
-        return dataclasses.replace(self, auth=auth)
-
     def to_params(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "pubkey": self.account.hex,
@@ -369,9 +372,6 @@ class Delete(AccountMethod):
     def signature_text(self) -> bytes:
         return ("delete" + "".join(self.messages)).encode()
 
-    def with_auth(self, auth: Auth) -> Delete:
-        return dataclasses.replace(self, auth=auth)
-
     def to_params(self) -> dict[str, Any]:
         d = {"pubkey": self.account.hex, "messages": list(self.messages), **self._auth_params()}
         if self.required:
@@ -379,29 +379,48 @@ class Delete(AccountMethod):
         return d
 
 
-def _load_ns_action(p: Params, field: str) -> tuple[Account, NamespaceVar, int, Auth]:
-    """The parameters of delete_all / delete_before / expire_all."""
-    value = f_ts(p, field)
-    ns = f_ns(p, "namespace", True)
-    pk = f_str(p, "pubkey")
-    sig = f_str(p, "signature")
-    acct = Account.load(pk)
-    auth = Auth.load(p, acct, sig)
-    return acct, (0 if ns is None else ns), require(field, value), auth
+class _NamespaceAction(AccountMethod):
+    """delete_all / delete_before / expire_all: an account, a namespace (or all of them) and
+    one signed time, the parameter :attr:`FIELD` (:attr:`value`)."""
 
+    __slots__ = ()
+    RECURSIVE: ClassVar[bool] = True
+    REQUIRED_ACCESS: ClassVar[Access] = Access.DELETE
+    #: The parameter holding the signed time.
+    FIELD: ClassVar[str]
+    namespace: NamespaceVar
 
-def _ns_action_params(
-    account: Account, namespace: NamespaceVar, field: str, value: int, auth: Auth | None
-) -> dict[str, Any]:
-    d = {"pubkey": account.hex, "namespace": namespace_param(namespace), field: value}
-    return d if auth is None else {**d, **auth.to_params()}
+    @property
+    def value(self) -> int:
+        """The signed time (:attr:`FIELD`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _load(cls, p: Params) -> tuple[Account, NamespaceVar, int, Auth]:
+        value = f_ts(p, cls.FIELD)
+        ns = f_ns(p, "namespace", True)
+        pk = f_str(p, "pubkey")
+        sig = f_str(p, "signature")
+        acct = Account.load(pk)
+        auth = Auth.load(p, acct, sig)
+        return acct, (0 if ns is None else ns), require(cls.FIELD, value), auth
+
+    def signature_text(self) -> bytes:
+        return f"{self.METHOD}{namespace_sig_string(self.namespace)}{self.value}".encode()
+
+    def to_params(self) -> dict[str, Any]:
+        d = {
+            "pubkey": self.account.hex,
+            "namespace": namespace_param(self.namespace),
+            self.FIELD: self.value,
+        }
+        return {**d, **self._auth_params()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DeleteAll(AccountMethod):
+class DeleteAll(_NamespaceAction):
     METHOD: ClassVar[str] = "delete_all"
-    RECURSIVE: ClassVar[bool] = True
-    REQUIRED_ACCESS: ClassVar[Access] = Access.DELETE
+    FIELD: ClassVar[str] = "timestamp"
     SIGNATURE_FAILURE: ClassVar[str] = "delete_all signature verification failed"
     account: Account
     namespace: NamespaceVar
@@ -410,10 +429,11 @@ class DeleteAll(AccountMethod):
 
     @classmethod
     def parse(cls, p: Params) -> DeleteAll:
-        return cls(*_load_ns_action(p, "timestamp"))
+        return cls(*cls._load(p))
 
-    def signature_text(self) -> bytes:
-        return f"delete_all{namespace_sig_string(self.namespace)}{self.timestamp}".encode()
+    @property
+    def value(self) -> int:
+        return self.timestamp
 
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
@@ -421,20 +441,11 @@ class DeleteAll(AccountMethod):
         tol = SIGNATURE_TOLERANCE_FORWARDED if forwarded else SIGNATURE_TOLERANCE
         _check_window(self.timestamp, now_ms, tol, "delete_all timestamp too far from current time")
 
-    def with_auth(self, auth: Auth) -> DeleteAll:
-        return dataclasses.replace(self, auth=auth)
-
-    def to_params(self) -> dict[str, Any]:
-        return _ns_action_params(
-            self.account, self.namespace, "timestamp", self.timestamp, self.auth
-        )
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class DeleteBefore(AccountMethod):
+class DeleteBefore(_NamespaceAction):
     METHOD: ClassVar[str] = "delete_before"
-    RECURSIVE: ClassVar[bool] = True
-    REQUIRED_ACCESS: ClassVar[Access] = Access.DELETE
+    FIELD: ClassVar[str] = "before"
     SIGNATURE_FAILURE: ClassVar[str] = "delete_before signature verification failed"
     account: Account
     namespace: NamespaceVar
@@ -443,10 +454,11 @@ class DeleteBefore(AccountMethod):
 
     @classmethod
     def parse(cls, p: Params) -> DeleteBefore:
-        return cls(*_load_ns_action(p, "before"))
+        return cls(*cls._load(p))
 
-    def signature_text(self) -> bytes:
-        return f"delete_before{namespace_sig_string(self.namespace)}{self.before}".encode()
+    @property
+    def value(self) -> int:
+        return self.before
 
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
@@ -454,18 +466,11 @@ class DeleteBefore(AccountMethod):
         if self.before > now_ms + DELETE_BEFORE_FUTURE:
             raise RpcStatusError(401, "delete_before timestamp too far in the future")
 
-    def with_auth(self, auth: Auth) -> DeleteBefore:
-        return dataclasses.replace(self, auth=auth)
-
-    def to_params(self) -> dict[str, Any]:
-        return _ns_action_params(self.account, self.namespace, "before", self.before, self.auth)
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ExpireAll(AccountMethod):
+class ExpireAll(_NamespaceAction):
     METHOD: ClassVar[str] = "expire_all"
-    RECURSIVE: ClassVar[bool] = True
-    REQUIRED_ACCESS: ClassVar[Access] = Access.DELETE
+    FIELD: ClassVar[str] = "expiry"
     SIGNATURE_FAILURE: ClassVar[str] = "expire_all signature verification failed"
     account: Account
     namespace: NamespaceVar
@@ -474,10 +479,11 @@ class ExpireAll(AccountMethod):
 
     @classmethod
     def parse(cls, p: Params) -> ExpireAll:
-        return cls(*_load_ns_action(p, "expiry"))
+        return cls(*cls._load(p))
 
-    def signature_text(self) -> bytes:
-        return f"expire_all{namespace_sig_string(self.namespace)}{self.expiry}".encode()
+    @property
+    def value(self) -> int:
+        return self.expiry
 
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
@@ -485,12 +491,6 @@ class ExpireAll(AccountMethod):
         tol = SIGNATURE_TOLERANCE_FORWARDED if forwarded else SIGNATURE_TOLERANCE
         if self.expiry < now_ms - tol:
             raise RpcStatusError(406, "expire_all timestamp should be >= current time")
-
-    def with_auth(self, auth: Auth) -> ExpireAll:
-        return dataclasses.replace(self, auth=auth)
-
-    def to_params(self) -> dict[str, Any]:
-        return _ns_action_params(self.account, self.namespace, "expiry", self.expiry, self.auth)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -567,9 +567,6 @@ class Expire(AccountMethod):
             return True
         return self.extend
 
-    def with_auth(self, auth: Auth) -> Expire:
-        return dataclasses.replace(self, auth=auth)
-
     def to_params(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "pubkey": self.account.hex,
@@ -621,9 +618,6 @@ class GetExpiries(AccountMethod):
             SIGNATURE_TOLERANCE,
             "get_expiries timestamp too far from current time",
         )
-
-    def with_auth(self, auth: Auth) -> GetExpiries:
-        return dataclasses.replace(self, auth=auth)
 
     def to_params(self) -> dict[str, Any]:
         return {
@@ -710,9 +704,6 @@ class RevokeSubaccount(_Revocation):
     def parse(cls, p: Params) -> RevokeSubaccount:
         return cls(*cls._load(p))
 
-    def with_auth(self, auth: Auth) -> RevokeSubaccount:
-        return dataclasses.replace(self, auth=auth)
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class UnrevokeSubaccount(_Revocation):
@@ -727,9 +718,6 @@ class UnrevokeSubaccount(_Revocation):
     @classmethod
     def parse(cls, p: Params) -> UnrevokeSubaccount:
         return cls(*cls._load(p))
-
-    def with_auth(self, auth: Auth) -> UnrevokeSubaccount:
-        return dataclasses.replace(self, auth=auth)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
