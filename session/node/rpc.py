@@ -104,7 +104,7 @@ class RpcHandler:
     def __init__(
         self,
         store: MessageStore,
-        identity: Any,
+        identity: P.Signer,
         swarm: SwarmContext,
         fanout: SwarmFanout | None = None,
         clock: Callable[[], int] = _system_clock,
