@@ -32,6 +32,7 @@ from session.cli.client.base import (
 
 if TYPE_CHECKING:
     from session.client import Client, Event
+    from session.client.events import EventStream
 
 
 @main.command()
@@ -117,9 +118,30 @@ class _Chat:
         return True
 
     async def event(self, ev: Event) -> None:
-        """Print one client event that concerns this chat."""
+        """Print one client event that concerns this chat (and read what arrived)."""
+        from session.client import ConnectionChanged, MessageReceived
+
+        if isinstance(ev, ConnectionChanged):
+            if ev.online:
+                _say("online", "  (back online)")
+            else:
+                why = shown(ev.error)
+                _say("offline", f"  (network unreachable, retrying: {why})", error=ev.error)
+            return
+        about = getattr(ev, "conversation", None), getattr(ev, "session_id", None)
+        if self.peer not in about:
+            return
+        if isinstance(ev, MessageReceived) and not ev.outgoing:
+            self.name = name_of(self.c, self.peer)  # the message may have changed it
+        said = self._describe(ev)
+        if said is not None:
+            _say(said[0], said[1], **said[2])
+        if isinstance(ev, MessageReceived) and not ev.outgoing:
+            await self.read_all()
+
+    def _describe(self, ev: Event) -> tuple[str, str, dict[str, Any]] | None:
+        """(event kind, sanitised line, JSON fields) of one event of this chat."""
         from session.client import (
-            ConnectionChanged,
             MessageDeleted,
             MessageFailed,
             MessageRead,
@@ -129,81 +151,84 @@ class _Chat:
             Typing,
         )
 
-        if isinstance(ev, ConnectionChanged):
-            if ev.online:
-                _say("online", "  (back online)")
-            else:
-                _say(
-                    "offline",
-                    f"  (network unreachable, retrying: {shown(ev.error)})",
-                    error=ev.error,
-                )
-            return
-        if (
-            getattr(ev, "conversation", None) != self.peer
-            and getattr(ev, "session_id", None) != self.peer
-        ):
-            return
         name = self.name
-        if isinstance(ev, MessageReceived) and not ev.outgoing:
-            self.name = name = name_of(self.c, self.peer)
-            _say(
-                "message",
-                f"  [{clock(ev.sent_ms)}] {name}: {shown(ev.body, multiline=True)}",
-                author=ev.author,
-                body=ev.body,
-                sent_ms=ev.sent_ms,
-                message_id=ev.message_id,
-                is_request=ev.is_request,
+        match ev:
+            case MessageReceived(outgoing=False):
+                fields = {
+                    "author": ev.author,
+                    "body": ev.body,
+                    "sent_ms": ev.sent_ms,
+                    "message_id": ev.message_id,
+                    "is_request": ev.is_request,
+                }
+                return (
+                    "message",
+                    f"  [{clock(ev.sent_ms)}] {name}: {shown(ev.body, multiline=True)}",
+                    fields,
+                )
+            case MessageReceived():
+                fields = {
+                    "author": ev.author,
+                    "body": ev.body,
+                    "sent_ms": ev.sent_ms,
+                    "message_id": ev.message_id,
+                    "outgoing": True,
+                }
+                text = (
+                    f"  [{clock(ev.sent_ms)}] you (other device): {shown(ev.body, multiline=True)}"
+                )
+                return "message", text, fields
+            case MessageSent():
+                fields = {"message_id": ev.message_id, "sent_ms": ev.sent_ms, "hash": ev.hash}
+                return "sent", f"  ✓ delivered to {name}'s swarm", fields
+            case MessageFailed():
+                fields = {"message_id": ev.message_id, "error": ev.error}
+                return "failed", f"  ✗ not delivered: {shown(ev.error)}", fields
+            case MessageRead():
+                last = clock(max(ev.sent_ms)) if ev.sent_ms else "?"
+                text = f"  ✓✓ {name} read your messages (up to {last})"
+                return "read", text, {"sent_ms": list(ev.sent_ms)}
+            case Typing():
+                text = f"  … {name} is typing" if ev.started else f"  … {name} stopped typing"
+                return "typing", text, {"started": ev.started}
+            case MessageDeleted():
+                fields = {"message_id": ev.message_id, "reason": ev.reason}
+                return "deleted", f"  (a message was deleted: {ev.reason})", fields
+            case RequestAccepted():
+                return (
+                    "request_accepted",
+                    f"  {name} accepted your message request",
+                    {"peer": self.peer},
+                )
+        return None
+
+
+async def _converse(chat: _Chat, events: EventStream, lines: asyncio.Queue[str | None]) -> None:
+    """Handle typed lines and client events as they come, until /quit or the end of input."""
+    line_task: asyncio.Task[str | None] = asyncio.ensure_future(lines.get())
+    event_task: asyncio.Task[Event] = asyncio.ensure_future(anext(events))
+    try:
+        while True:
+            done, _ = await asyncio.wait(
+                {line_task, event_task}, return_when=asyncio.FIRST_COMPLETED
             )
-            await self.read_all()
-        elif isinstance(ev, MessageReceived):
-            _say(
-                "message",
-                f"  [{clock(ev.sent_ms)}] you (other device): {shown(ev.body, multiline=True)}",
-                author=ev.author,
-                body=ev.body,
-                sent_ms=ev.sent_ms,
-                message_id=ev.message_id,
-                outgoing=True,
-            )
-        elif isinstance(ev, MessageSent):
-            _say(
-                "sent",
-                f"  ✓ delivered to {name}'s swarm",
-                message_id=ev.message_id,
-                sent_ms=ev.sent_ms,
-                hash=ev.hash,
-            )
-        elif isinstance(ev, MessageFailed):
-            _say(
-                "failed",
-                f"  ✗ not delivered: {shown(ev.error)}",
-                message_id=ev.message_id,
-                error=ev.error,
-            )
-        elif isinstance(ev, MessageRead):
-            last = max(ev.sent_ms) if ev.sent_ms else 0
-            _say(
-                "read",
-                f"  ✓✓ {name} read your messages (up to {clock(last)})",
-                sent_ms=list(ev.sent_ms),
-            )
-        elif isinstance(ev, Typing):
-            _say(
-                "typing",
-                f"  … {name} is typing" if ev.started else f"  … {name} stopped typing",
-                started=ev.started,
-            )
-        elif isinstance(ev, MessageDeleted):
-            _say(
-                "deleted",
-                f"  (a message was deleted: {ev.reason})",
-                message_id=ev.message_id,
-                reason=ev.reason,
-            )
-        elif isinstance(ev, RequestAccepted):
-            _say("request_accepted", f"  {name} accepted your message request", peer=self.peer)
+            if event_task in done:
+                try:
+                    ev = event_task.result()
+                except StopAsyncIteration:
+                    return
+                await chat.event(ev)
+                event_task = asyncio.ensure_future(anext(events))
+            if line_task in done:
+                line = line_task.result()
+                if line is None or not await chat.line(line):
+                    break
+                line_task = asyncio.ensure_future(lines.get())
+    finally:
+        line_task.cancel()
+        event_task.cancel()
+    if event_task.done() and not event_task.cancelled() and event_task.exception() is None:
+        await chat.event(event_task.result())  # arrived together with the last line
 
 
 async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
@@ -234,30 +259,7 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
             name="session-chat-stdin",
             daemon=True,
         ).start()
-        line_task: asyncio.Task[str | None] = asyncio.ensure_future(lines.get())
-        event_task: asyncio.Task[Event] = asyncio.ensure_future(anext(events))
-        try:
-            while True:
-                done, _ = await asyncio.wait(
-                    {line_task, event_task}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if event_task in done:
-                    try:
-                        ev = event_task.result()
-                    except StopAsyncIteration:
-                        break
-                    await chat.event(ev)
-                    event_task = asyncio.ensure_future(anext(events))
-                if line_task in done:
-                    line = line_task.result()
-                    if line is None or not await chat.line(line):
-                        break
-                    line_task = asyncio.ensure_future(lines.get())
-        finally:
-            line_task.cancel()
-            event_task.cancel()
-        if event_task.done() and not event_task.cancelled() and event_task.exception() is None:
-            await chat.event(event_task.result())  # arrived together with the last line
+        await _converse(chat, events, lines)
         # Leave only once what we wrote reached the network (bounded by --timeout).
         left = await c.drain(timeout())
         for ev in events.pending():
