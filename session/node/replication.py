@@ -45,9 +45,11 @@ from session.storage.base import (
     StoredMessage,
     SyncEntry,
     Tombstone,
+    digest_rows,
     newer_expiry,
     now_ms,
 )
+from session.swarm import message_hash
 
 log = logging.getLogger("session.node.replication")
 
@@ -283,7 +285,7 @@ class SwarmHandoff:
             if not isinstance(r, list) or len(r) != 6:
                 raise ValueError("data push record must have 6 fields")
             owner, ns, h, ts, exp, data = r
-            m = StoredMessage(owner=owner, namespace=ns, hash=h, data=data, timestamp_ms=ts, expiry_ms=exp).validate()
+            m = _checked(StoredMessage(owner, ns, h, data, ts, exp))
             if self.mine(owner):
                 keep.append(m)
             else:
@@ -350,28 +352,18 @@ def bucket_of(owner: str) -> str:
     return owner[2:4]
 
 
-def _digest(lines: Iterable[str]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for line in sorted(lines):
-        h.update(line.encode())
-        h.update(b"\n")
-    return h.digest()
-
-
 def account_digests(entries: Iterable[SyncEntry]) -> dict[str, bytes]:
-    """owner → digest of its (namespace, hash, expiry) set."""
-    lines: dict[str, list[str]] = {}
-    for e in entries:
-        lines.setdefault(e.owner, []).append(f"{e.namespace}:{e.hash}:{e.expiry_ms}")
-    return {o: _digest(ls) for o, ls in lines.items()}
+    """owner → digest of its (namespace, hash, expiry) set (as the stores compute it)."""
+    return digest_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in entries)
 
 
 def bucket_digests(accounts: Mapping[str, bytes]) -> dict[str, bytes]:
     """bucket → digest of its accounts' digests."""
     lines: dict[str, list[str]] = {}
     for o, d in accounts.items():
-        lines.setdefault(bucket_of(o), []).append(o + d.hex())
-    return {b: _digest(ls) for b, ls in lines.items()}
+        lines.setdefault(bucket_of(o), []).append(f"{o}:{d.hex()}\n")
+    return {b: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
+            for b, ls in lines.items()}
 
 
 def differing(mine: Mapping[str, bytes], theirs: Mapping[str, bytes]) -> list[str]:
@@ -446,7 +438,15 @@ def _tomb(r: Any) -> Tombstone:
 
 def _msg(r: Any) -> StoredMessage:
     owner, ns, h, ts, exp, data, upd = _fields(r, 7, "message")
-    return StoredMessage(owner, ns, h, data, ts, exp, upd).validate()
+    return _checked(StoredMessage(owner, ns, h, data, ts, exp, upd))
+
+
+def _checked(m: StoredMessage) -> StoredMessage:
+    """``m`` validated, with its hash recomputed: a peer cannot plant data under a hash."""
+    m.validate()
+    if message_hash(m.owner, m.namespace, m.data) != m.hash:
+        raise ValueError("a pushed message's hash does not match its data")
+    return m
 
 
 def _strs(v: Any, what: str) -> list[str]:
@@ -535,7 +535,7 @@ class Reconciler:
     async def _sync(self, node: ServiceNode) -> SyncResult:
         cutoff = self.clock() + CUTOFF_MARGIN_MS
         res = SyncResult()
-        mine = account_digests(await self.store.sync_index(self.mine, cutoff))
+        mine = await self.store.account_digests(self.mine, cutoff)
         theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
         buckets = differing(bucket_digests(mine), theirs_b)
         if not buckets:
@@ -605,13 +605,11 @@ class Reconciler:
             raise TypeError("sync request must be a map with an integer cutoff 'c'")
         op, cutoff = body.get("op"), body["c"]
         if op == "buckets":
-            mine = account_digests(await self.store.sync_index(self.mine, cutoff))
-            return {"b": bucket_digests(mine)}
+            return {"b": bucket_digests(await self.store.account_digests(self.mine, cutoff))}
         if op == "accounts":
             wanted = set(_strs(body.get("b"), "b"))
-            entries = await self.store.sync_index(
-                lambda o: bucket_of(o) in wanted and self.mine(o), cutoff)
-            return {"a": account_digests(entries)}
+            return {"a": await self.store.account_digests(
+                lambda o: bucket_of(o) in wanted and self.mine(o), cutoff)}
         if op == "entries":
             owners = set(_strs(body.get("o"), "o"))
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -145,6 +146,17 @@ def newer_expiry(mine: tuple[int, int], theirs: tuple[int, int]) -> bool:
     """Whether ``theirs`` (updated_ms, expiry_ms) wins over ``mine``: the later update, and on
     a tie the later expiry (so every member settles on the same value)."""
     return theirs > mine
+
+
+def digest_rows(rows: Iterable[tuple[str, int, str, int]]) -> dict[str, bytes]:
+    """owner → digest of its (namespace, hash, expiry) set, from ``(owner, namespace, hash,
+    expiry)`` rows in any order: what two members compare to find the accounts they disagree
+    on (16 bytes of BLAKE2b over the sorted ``namespace:hash:expiry`` lines)."""
+    lines: dict[str, list[str]] = {}
+    for owner, ns, h, exp in rows:
+        lines.setdefault(owner, []).append(f"{ns}:{h}:{exp}\n")
+    return {o: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
+            for o, ls in lines.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,6 +291,12 @@ class MessageStore(abc.ABC):
     async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
         """Every message of owners for which ``predicate(owner)`` is true that expires after
         ``after_ms``, grouped by owner."""
+
+    @abc.abstractmethod
+    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
+                              ) -> dict[str, bytes]:
+        """:func:`digest_rows` of the messages :meth:`sync_index` would list (computed where
+        the rows are, without building an entry per message)."""
 
     @abc.abstractmethod
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:

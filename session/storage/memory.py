@@ -25,6 +25,7 @@ from session.storage.base import (
     check_expiry_args,
     check_namespace,
     check_owner,
+    digest_rows,
     newer_expiry,
     now_ms,
     size_budget_take,
@@ -374,6 +375,11 @@ class MemoryMessageStore(MessageStore):
             for owner in self._by_owner if predicate(owner)
             for r in self._owner_rows(owner, None) if r.expiry > after_ms
         ]
+
+    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
+                              ) -> dict[str, bytes]:
+        entries = await self.sync_index(predicate, after_ms)
+        return digest_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in entries)
 
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         self._check_open()

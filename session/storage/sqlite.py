@@ -36,6 +36,7 @@ from session.storage.base import (
     check_expiry_args,
     check_namespace,
     check_owner,
+    digest_rows,
     newer_expiry,
     now_ms,
     size_budget_take,
@@ -764,6 +765,16 @@ class SqliteMessageStore(MessageStore):
                     )
                 )
             return out
+
+        return await self._read(op)
+
+    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
+                              ) -> dict[str, bytes]:
+        def op(conn: sqlite3.Connection) -> dict[str, bytes]:
+            wanted = dict(self._owner_ids(conn, predicate))
+            rows = conn.execute(
+                "SELECT owner, namespace, hash, expiry FROM messages WHERE expiry > ?", (after_ms,))
+            return digest_rows((wanted[o], ns, h, e) for o, ns, h, e in rows if o in wanted)
 
         return await self._read(op)
 

@@ -7,6 +7,7 @@ Every wait is on a condition, bounded by a deadline."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable, Callable
 
@@ -188,3 +189,22 @@ async def test_one_then_two_members_down(faultnet, client):
         await eventually(lambda n=n: caught_up(client, n.url, carol, acked, partial),
                          CATCH_UP_BOUND, f"{n.name} caught up")
     assert partial == []
+
+
+async def test_frozen_member_gets_what_it_missed_once_it_resumes(faultnet, client):
+    """A frozen member does not know it missed anything (it never restarted): the others mark
+    it down, probe it, and sync with it when it answers again."""
+    dave = Identity.generate()
+    frozen = faultnet.nodes[2]
+    others = [n.url for n in faultnet.nodes if n is not frozen]
+    assert frozen.proc is not None
+    frozen.proc.send_signal(signal.SIGSTOP)
+    try:
+        got = await asyncio.gather(*(store(client, others[i % len(others)], dave, b"f %d" % i)
+                                     for i in range(80)))
+    finally:
+        frozen.proc.send_signal(signal.SIGCONT)
+    assert None not in got
+    acked = set(got)
+    await eventually(lambda: caught_up(client, frozen.url, dave, acked, []), CATCH_UP_BOUND,
+                     "the resumed member holds every message stored while it was frozen")

@@ -32,6 +32,7 @@ from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode
 from session.storage.base import StoredMessage, SyncEntry, Tombstone
 from session.storage.memory import MemoryMessageStore
+from session.swarm import message_hash
 
 SWARM = 0x1000_0000_0000_0000
 OTHER = 0x9000_0000_0000_0000
@@ -137,7 +138,9 @@ class Member:
         return {"v": self.view.version}
 
     async def hashes(self, owner: str = A) -> dict[str, int]:
-        return {e.hash: e.expiry_ms for e in await self.store.sync_index(lambda o: o == owner, 0)}
+        """name (see :func:`H`) -> expiry of the owner's messages held here."""
+        entries = await self.store.sync_index(lambda o: o == owner, 0)
+        return {NAMES[e.hash]: e.expiry_ms for e in entries}
 
 
 @pytest.fixture
@@ -151,8 +154,19 @@ def swarm(net: FakeNet, n: int, extra: list[ServiceNode] | None = None) -> list[
     return [Member(net, x, listed) for x in nodes]
 
 
-def m(h: str, owner: str = A, exp: int = 10**13, upd: int = 1, ns: int = 0) -> StoredMessage:
-    return StoredMessage(owner, ns, h, b"data " + h.encode(), 1000, exp, upd)
+#: real message hash -> the short name a test gave the message
+NAMES: dict[str, str] = {}
+
+
+def H(name: str, owner: str = A, ns: int = 0) -> str:
+    """The real hash of the test message called ``name`` (members check hashes on receipt)."""
+    h = message_hash(owner, ns, b"data " + name.encode())
+    NAMES[h] = name
+    return h
+
+
+def m(name: str, owner: str = A, exp: int = 10**13, upd: int = 1, ns: int = 0) -> StoredMessage:
+    return StoredMessage(owner, ns, H(name, owner, ns), b"data " + name.encode(), 1000, exp, upd)
 
 
 # ---------------------------------------------------------------------------- fan-out
@@ -278,8 +292,8 @@ async def test_session_brings_two_members_level(net):
     await b.store.store(m("m7", owner=B))
     # b deleted m2 (a missed it); a's expiry of m3 was set after b's
     await b.store.store(m("m2"))
-    assert await b.store.delete_by_hash(A, ["m2"]) == ["m2"]
-    await a.store.apply_sync([], [], [SyncEntry(A, 0, "m3", 5 * 10**12, 2**62)])
+    assert await b.store.delete_by_hash(A, [H("m2")]) == [H("m2")]
+    await a.store.apply_sync([], [], [SyncEntry(A, 0, H("m3"), 5 * 10**12, 2**62)])
 
     res = await a.sync.sync_with(b.node)
     assert res is not None
@@ -338,6 +352,20 @@ async def test_bad_sync_requests_are_refused(net):
                  {"op": "apply", "c": 0, "m": [["short"]]}, "not a map"):
         with pytest.raises((ValueError, TypeError)):
             await a.sync.serve(peer, body)
+
+
+async def test_a_message_under_a_forged_hash_is_refused(net):
+    a, b = swarm(net, 2)
+    forged = StoredMessage(A, 0, H("innocent"), b"something else", 1000, 10**13, 1)
+    await b.store.import_messages([forged])
+    assert await a.sync.sync_with(b.node) is None  # the session stops at the bad record
+    assert await a.hashes() == {}
+    with pytest.raises(ValueError, match="hash does not match"):
+        await a.sync.serve(b.node.pubkey_x25519, {"op": "apply", "c": 0, "m": [
+            [A, 0, forged.hash, 1000, 10**13, forged.data, 1]]})
+    with pytest.raises(ValueError, match="hash does not match"):
+        await a.sync.serve(b.node.pubkey_x25519, {"op": "apply", "c": 0, "m": [
+            [A, 0, "x" * 43, 1000, 10**13, b"data", 1]]})
 
 
 async def test_a_failed_session_returns_none(net):
@@ -418,3 +446,18 @@ async def test_a_member_catching_up_refuses_reads_but_takes_writes():
     reason[0] = None
     st, body = await call(sw.node(1), c.retrieve())
     assert st == 200 and len(body["messages"]) == 1
+
+
+async def test_handoff_push_takes_our_accounts_and_checks_hashes(net):
+    from session.node.replication import SwarmHandoff
+
+    (a,) = swarm(net, 1)
+    hand = SwarmHandoff(a.store, a.links, a.view)  # type: ignore[arg-type]
+    good = m("handed")
+    rec = [A, 0, good.hash, good.timestamp_ms, good.expiry_ms, good.data]
+    assert await hand.accept_push("peer", {"m": [rec]}) == {"n": 1, "rejected_owners": []}
+    assert set(await a.hashes()) == {"handed"}
+    with pytest.raises(ValueError, match="hash does not match"):
+        await hand.accept_push("peer", {"m": [[A, 0, good.hash, 1, 2, b"other data"]]})
+    with pytest.raises(TypeError):
+        await hand.accept_push("peer", {"m": "nope"})

@@ -394,3 +394,18 @@ def test_backends_agree(ops, tmp_path_factory):
                 await s.close()
 
     asyncio.run(run())
+
+
+async def test_account_digests_agree_across_back_ends(store):
+    other = MemoryMessageStore()
+    for s in (store, other):
+        await s.store(msg("d1", exp=5000))
+        await s.store(msg("d2", ns=3, exp=7000))
+        await s.store(msg("d3", owner=B, exp=9000))
+    mine = await store.account_digests(lambda o: True, 0)
+    theirs = await other.account_digests(lambda o: True, 0)
+    assert mine == theirs and set(mine) == {A, B}
+    assert await store.account_digests(lambda o: o == B, 0) == {B: mine[B]}
+    assert set(await store.account_digests(lambda o: True, 8000)) == {B}  # cutoff
+    await other.update_expiry(A, ["d2"], [7001])
+    assert (await other.account_digests(lambda o: True, 0))[A] != mine[A]
