@@ -56,7 +56,11 @@ async def _json_body(request: web.Request) -> Any:
         raise DecodeError(f"request body is larger than {MAX_BODY} bytes") from None
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except RecursionError:
+        raise DecodeError("request body nests JSON arrays or objects too deeply") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, or an over-long integer
+        if "integer string conversion" in str(e):
+            raise DecodeError("request body holds an integer with too many digits") from None
         raise DecodeError("request body is not valid JSON") from None
 
 

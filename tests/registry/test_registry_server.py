@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -151,6 +152,44 @@ async def test_malformed_and_stale_requests_are_400(registry: Any) -> None:
     assert body["error"]["code"] == -32601
     status, body = await post(registry.url, "/json_rpc",
                               {"method": "get_n_service_nodes", "params": {"limit": -1}})
+    assert body["error"]["code"] == -32602
+
+
+DEEP_ARRAY = b"[" * 60_000
+DEEP_OBJECT = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+HUGE_INT = b'{"method": "get_n_service_nodes", "id": ' + b"7" * 5_000 + b"}"
+
+
+@pytest.mark.parametrize("path", ["/json_rpc", "/register", "/deregister"])
+@pytest.mark.parametrize(("body", "says"), [
+    (DEEP_ARRAY, "too deeply"),
+    (DEEP_OBJECT, "too deeply"),
+    (HUGE_INT, "too many digits"),
+    (b'{"stake": ' + b"9" * 4_200 + b"}", ""),  # parses (under Python's limit); refused later
+])
+async def test_deep_json_and_huge_integers_are_400(registry: Any, path: str, body: bytes,
+                                                  says: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    status, doc = await post(registry.url, path, body)
+    assert status == 400
+    message = doc["error"]["message"] if path == "/json_rpc" else doc["error"]
+    assert says in message and len(message) < 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    status, _ = await post(registry.url, "/json_rpc", {"method": "get_n_service_nodes"})
+    assert status == 200  # still serving
+
+
+async def test_huge_integers_inside_valid_requests_are_400(registry: Any) -> None:
+    ident = node_identity()
+    doc = build_registration(ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2,
+                             stake=1)
+    for field in ("stake", "timestamp", "storage_port"):
+        raw = json.dumps({**doc, field: 0}).replace(f'"{field}": 0', f'"{field}": ' + "9" * 4_000)
+        status, body = await post(registry.url, "/register", raw.encode())
+        assert status == 400 and field in body["error"]
+    raw = json.dumps({"method": "get_n_service_nodes", "params": {"limit": 0}})
+    status, body = await post(registry.url, "/json_rpc",
+                              raw.replace('"limit": 0', '"limit": -' + "9" * 4_000).encode())
     assert body["error"]["code"] == -32602
 
 
