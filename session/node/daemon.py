@@ -185,9 +185,20 @@ class Node:
 
         client = await serve_app(self.site.app(), cfg.network.listen_host, cfg.network.https_port,
                                  ssl_context=ssl_ctx, limits=cfg.connections,
+                                 max_body=cfg.limits.max_request_bytes,
                                  shutdown_timeout=cfg.shutdown_timeout)
         self._served.append(client)
         self.https_port = client.port
+        stats = client.stats
+        m.gauge_fn("session_node_connections_open", "Open client connections",
+                   lambda: stats.open)
+        m.gauge_fn("session_node_connections_refused", "Connections closed at accept (caps)",
+                   lambda: stats.refused)
+        m.gauge_fn("session_node_connection_timeouts", "Connections cut by a TLS, header or "
+                   "body timeout", lambda: stats.tls_failed + stats.header_timeouts
+                   + stats.body_timeouts)
+        m.gauge_fn("session_node_bodies_refused", "Request bodies refused (in-flight budget "
+                   "full or too large)", lambda: stats.bodies_refused + stats.bodies_too_large)
         admin = await serve_app(admin_app(m.render, self.ready_reason), cfg.admin.host,
                                 cfg.admin.port, limits=cfg.connections)
         self._served.append(admin)

@@ -1,39 +1,367 @@
 """Serving an aiohttp application the way every service does (node, registry, file and
-community servers): TLS or plain, a bound port to report, a bounded shutdown.
+community servers): TLS or plain, a bound port to report, a bounded shutdown, and limits so a
+connection never costs the service more than it costs whoever opened it.
 
-``serve(app, host, port, ssl_context=..., limits=...)`` starts the site and returns a
-:class:`Served` (``.port`` is the real port when ``port`` was 0); ``await served.close()`` stops
-accepting and lets in-flight requests finish within the shutdown timeout.
+``serve(app, host, port, ssl_context=..., limits=..., max_body=...)`` starts the site and
+returns a :class:`Served` (``.port`` is the real port when ``port`` was 0); ``await
+served.close()`` stops accepting and lets in-flight requests finish within the shutdown timeout.
+
+The limits (:class:`~session.service.config.ConnectionLimits`) and how each is enforced:
+
+* ``max_connections`` / ``max_connections_per_address`` — counted at accept, before any TLS
+  work; a connection over either cap is closed at once.
+* ``tls_handshake_timeout`` — the handshake runs in ``loop.start_tls`` with this deadline.
+* ``idle_timeout`` — aiohttp's keep-alive timer: from accept, and from each response, a
+  connection has this long to deliver the next request's headers.
+* ``header_timeout`` — from the first byte of a request to its last header line (slowloris).
+* ``body_timeout`` — to receive the whole body once the headers are in (408 otherwise).
+* ``max_inflight_body_bytes`` — request bodies are read before the handler runs, each after
+  reserving its size (``Content-Length``, or ``max_body`` when chunked) from this budget; a body
+  that does not fit is refused with 503 at once, one larger than ``max_body`` with 413, so
+  memory stays bounded whatever is sent.
+
+aiohttp parses HTTP. The site accepts connections itself (:class:`_Listener`: count, then
+``loop.connect_accepted_socket`` with the handshake deadline); a small protocol
+(:class:`_Connection`) between the transport and aiohttp's request handler runs the header
+timer; the body budget is a middleware.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from session.service.config import ConnectionLimits
 
+log = logging.getLogger("session.service.server")
+
+#: Seconds aiohttp keeps reading (and discarding) an unread body after a refusal, so that
+#: the client sees the answer instead of a reset.
+LINGERING_TIME = 2.0
+#: Largest request body of a site that does not say otherwise (the admin site).
+DEFAULT_MAX_BODY = 1024 * 1024
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ConnectionStats:
+    """Counters of what the limits refused or cut (read by the services' metrics)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.refused = 0  # closed at accept: a connection cap was reached
+        self.tls_failed = 0  # handshake failed or took longer than tls_handshake_timeout
+        self.header_timeouts = 0
+        self.body_timeouts = 0
+        self.bodies_refused = 0  # 503: the in-flight body budget was full
+        self.bodies_too_large = 0  # 413
+
+
+class _Gate:
+    """The shared state of one site: open connections per address, the body budget."""
+
+    def __init__(self, limits: ConnectionLimits, max_body: int,
+                 ssl_context: ssl.SSLContext | None) -> None:
+        if max_body > limits.max_inflight_body_bytes:
+            raise ValueError("max_inflight_body_bytes must be at least the largest request body")
+        self.limits = limits
+        self.max_body = max_body
+        self.ssl_context = ssl_context
+        self.stats = ConnectionStats()
+        self.per_address: dict[str, int] = {}
+        self.connections: set[_Connection] = set()
+        self.by_handler: dict[RequestHandler, _Connection] = {}
+        self.body_bytes = 0
+
+    # -- connections --------------------------------------------------------------------
+    def admit(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False (and not counted) when over a cap."""
+        n = self.per_address.get(ip, 0)
+        if self.stats.open >= self.limits.max_connections or \
+                n >= self.limits.max_connections_per_address:
+            self.stats.refused += 1
+            return False
+        self.per_address[ip] = n + 1
+        self.stats.open += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        n = self.per_address.get(ip, 0) - 1
+        if n > 0:
+            self.per_address[ip] = n
+        else:
+            self.per_address.pop(ip, None)
+        self.stats.open -= 1
+
+    # -- request bodies -----------------------------------------------------------------
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Mark the head as received (stops the header timer), then read the body within the
+        budget and the body timeout before the handler runs."""
+        conn = self.by_handler.get(request.protocol)
+        if conn is not None:
+            conn.request_started()
+        reserved = 0
+        try:
+            if request.body_exists:
+                size = request.content_length
+                if size is not None and size > self.max_body:
+                    self.stats.bodies_too_large += 1
+                    return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
+                want = self.max_body if size is None else size
+                if self.body_bytes + want > self.limits.max_inflight_body_bytes:
+                    self.stats.bodies_refused += 1
+                    return _refusal(503, "Server busy: too many request bodies in flight; "
+                                         "try again shortly", retry_after=1)
+                self.body_bytes += want
+                reserved = want
+                try:
+                    async with asyncio.timeout(self.limits.body_timeout):
+                        await request.read()
+                except TimeoutError:
+                    self.stats.body_timeouts += 1
+                    return _refusal(408, "Request body was not received in time")
+                except web.HTTPRequestEntityTooLarge:
+                    self.stats.bodies_too_large += 1
+                    return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
+            return await handler(request)
+        finally:
+            self.body_bytes -= reserved
+            if conn is not None:
+                conn.request_done()
+
+
+def _refusal(status: int, text: str, retry_after: int | None = None) -> web.Response:
+    resp = web.Response(status=status, text=text)
+    if retry_after is not None:
+        resp.headers["Retry-After"] = str(retry_after)
+    resp.force_close()
+    return resp
+
+
+class _Connection(asyncio.Protocol):
+    """One admitted connection (already counted by the gate, TLS already done): a header timer,
+    and every event passed on to aiohttp's request handler."""
+
+    def __init__(self, gate: _Gate, make_handler: Callable[[], RequestHandler], ip: str) -> None:
+        self._gate = gate
+        self._make_handler = make_handler
+        self._ip = ip
+        self._counted = True
+        self._transport: asyncio.Transport | None = None
+        self._handler: RequestHandler | None = None
+        self._busy = False  # a request's head was received and its handler has not finished
+        self._header_timer: asyncio.TimerHandle | None = None
+        gate.connections.add(self)
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)  # uvloop's transports do not subclass it
+        self._transport = transport
+        handler = self._make_handler()
+        self._handler = handler
+        self._gate.by_handler[handler] = self
+        handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._handler is None:
+            return
+        if not self._busy and self._header_timer is None:
+            loop = asyncio.get_running_loop()
+            self._header_timer = loop.call_later(self._gate.limits.header_timeout,
+                                                 self._header_expired)
+        self._handler.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        if self._handler is not None:
+            self._handler.eof_received()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.release()
+        if self._handler is not None:
+            handler, self._handler = self._handler, None
+            handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._handler is not None:
+            self._handler.resume_writing()
+
+    # -- ours -----------------------------------------------------------------------------
+    def request_started(self) -> None:
+        self._busy = True
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def request_done(self) -> None:
+        self._busy = False
+
+    def _header_expired(self) -> None:
+        self._header_timer = None
+        if self._busy:
+            return
+        self._gate.stats.header_timeouts += 1
+        log.debug("connection closed: request headers not received in time")
+        self.abort()
+
+    def abort(self) -> None:
+        """Close the connection now (and stop counting it)."""
+        if self._transport is not None:
+            self._transport.abort()
+        self.release()
+
+    def release(self) -> None:
+        """Stop counting this connection (idempotent)."""
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+        if self._handler is not None:
+            self._gate.by_handler.pop(self._handler, None)
+        if self._counted:
+            self._counted = False
+            self._gate.connections.discard(self)
+            self._gate.release(self._ip)
+
+
+class _Listener(asyncio.AbstractServer):
+    """The listening socket and its accept loop: a connection is counted (or refused) from
+    its address before any TLS work, then handed to the loop with the handshake deadline."""
+
+    def __init__(self, sock: socket.socket, gate: _Gate,
+                 make_handler: Callable[[], RequestHandler]) -> None:
+        self._sock = sock
+        self._gate = gate
+        self._make_handler = make_handler
+        self._opening: set[asyncio.Task[None]] = set()
+        self._task = asyncio.ensure_future(self._accept_forever())
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+    async def _accept_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(self._sock)
+            except OSError as e:  # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory
+                log.warning("accepting a connection failed: %s; pausing accepts for 1 s",
+                            e.strerror)
+                await asyncio.sleep(1.0)
+                continue
+            ip = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+            if not self._gate.admit(ip):
+                log.debug("connection refused: a connection cap is reached")
+                conn.close()
+                continue
+            task = asyncio.ensure_future(self._open(conn, ip))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open(self, conn: socket.socket, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        proto = _Connection(self._gate, self._make_handler, ip)
+        ctx = self._gate.ssl_context
+        timeout = self._gate.limits.tls_handshake_timeout if ctx is not None else None
+        try:
+            await loop.connect_accepted_socket(lambda: proto, conn, ssl=ctx,
+                                               ssl_handshake_timeout=timeout)
+        except OSError:  # ssl.SSLError, a reset, or the handshake deadline
+            self._gate.stats.tls_failed += 1
+            conn.close()
+            proto.release()
+        except asyncio.CancelledError:
+            conn.close()
+            proto.release()
+            raise
+
+    def close(self) -> None:
+        self._task.cancel()
+        for task in list(self._opening):
+            task.cancel()
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._task, *self._opening, return_exceptions=True)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._task.done()
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await self._task
+
+
+class _GuardedSite(web.BaseSite):
+    """A TCP site whose connections are accepted by :class:`_Listener`."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, gate: _Gate,
+                 backlog: int) -> None:
+        super().__init__(runner, ssl_context=gate.ssl_context, backlog=backlog)
+        self._host = host
+        self._port = port
+        self._gate = gate
+
+    @property
+    def name(self) -> str:
+        scheme = "https" if self._gate.ssl_context is not None else "http"
+        return f"{scheme}://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        await super().start()
+        factory = self._runner.server
+        assert factory is not None  # set by runner.setup()
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.create_server((self._host, self._port), family=family,
+                                    backlog=self._backlog)
+        sock.setblocking(False)
+        self._server = _Listener(sock, self._gate, factory)
+
+    def bound_port(self) -> int:
+        sockets = getattr(self._server, "sockets", None)
+        return int(sockets[0].getsockname()[1]) if sockets else self._port
+
 
 class Served:
-    """A running site: its runner, the port it listens on, and :meth:`close`."""
+    """A running site: the port it listens on, its counters, and :meth:`close`."""
 
-    def __init__(self, runner: web.AppRunner, site: web.BaseSite, port: int) -> None:
+    def __init__(self, runner: web.AppRunner, site: _GuardedSite, gate: _Gate) -> None:
         self.runner = runner
         self.site = site
-        self.port = port
+        self.port = site.bound_port()
+        self._gate = gate
+
+    @property
+    def stats(self) -> ConnectionStats:
+        return self._gate.stats
+
+    @property
+    def inflight_body_bytes(self) -> int:
+        return self._gate.body_bytes
 
     async def close(self) -> None:
-        """Stop listening; in-flight requests get the runner's shutdown timeout to finish."""
+        """Stop listening; in-flight requests get the runner's shutdown timeout to finish,
+        then connections still open (idle, or in their TLS handshake) are closed."""
         await self.runner.cleanup()
-
-
-def _bound_port(site: web.TCPSite, asked: int) -> int:
-    if asked:
-        return asked
-    server = site._server  # aiohttp keeps the asyncio Server here
-    sockets = getattr(server, "sockets", None)
-    return int(sockets[0].getsockname()[1]) if sockets else asked
+        for conn in list(self._gate.connections):
+            conn.abort()
 
 
 async def serve(
@@ -43,24 +371,26 @@ async def serve(
     *,
     ssl_context: ssl.SSLContext | None = None,
     limits: ConnectionLimits | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
     shutdown_timeout: float = 10.0,
     backlog: int = 1024,
 ) -> Served:
-    """Start ``app`` on ``host:port`` (0 picks a free port); raises ``OSError`` if it cannot
-    listen."""
+    """Start ``app`` on ``host:port`` (0 picks a free port) with ``limits``; ``max_body`` is the
+    largest request body the site accepts. Raises ``OSError`` if it cannot listen."""
     limits = limits or ConnectionLimits()
+    gate = _Gate(limits, max_body, ssl_context)
+    app.middlewares.insert(0, gate.middleware)
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
                            shutdown_timeout=shutdown_timeout,
-                           keepalive_timeout=limits.idle_timeout)
+                           keepalive_timeout=limits.idle_timeout, lingering_time=LINGERING_TIME)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, backlog=backlog,
-                       reuse_address=True)
+    site = _GuardedSite(runner, host, port, gate, backlog)
     try:
         await site.start()
     except OSError:
         await runner.cleanup()
         raise
-    return Served(runner, site, _bound_port(site, port))
+    return Served(runner, site, gate)
 
 
-__all__ = ["Served", "serve"]
+__all__ = ["DEFAULT_MAX_BODY", "ConnectionStats", "Served", "serve"]

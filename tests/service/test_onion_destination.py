@@ -107,7 +107,7 @@ async def test_same_routes_answer_plain_http(server: Served) -> None:
 async def test_bad_inner_requests_get_encrypted_errors(server: Served, meta: dict[str, object],
                                                        body: bytes | None, code: int,
                                                        text: str) -> None:
-    got, headers, out = await through_onion(server.port, meta, body)
+    got, _, out = await through_onion(server.port, meta, body)
     assert got == code and text in (out or b"").decode()
 
 

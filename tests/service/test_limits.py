@@ -1,0 +1,229 @@
+"""Connection limits of every service site, on 127.0.0.1 with small limits and a handful of
+connections: slow headers, idle connections, slow TLS handshakes and slow bodies are cut; the
+connection caps refuse the next connection at accept; bodies beyond the in-flight budget are
+refused at once. Each test waits on the server's own counters or the socket's end, not on time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from session.service.config import ConnectionLimits
+from session.service.server import Served, serve
+from session.service.tls import client_ssl_context, server_ssl_context
+
+SHORT = 0.3  # seconds: the timeout under test
+LONG = 60.0  # the other timeouts, so that only the one under test can fire
+BOUND = 10.0  # how long a test waits for an outcome before failing
+
+BASE = ConnectionLimits(tls_handshake_timeout=LONG, header_timeout=LONG, body_timeout=LONG,
+                        idle_timeout=LONG, max_connections=16, max_connections_per_address=16,
+                        max_inflight_body_bytes=1000)
+
+
+def app(release: asyncio.Event | None = None) -> web.Application:
+    a = web.Application()
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        if release is not None and body.startswith(b"hold"):
+            await release.wait()
+        return web.Response(text=f"got {len(body)}")
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello")
+
+    a.router.add_post("/echo", echo)
+    a.router.add_get("/", hello)
+    return a
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Callable[..., asyncio.Future[Served]]]:
+    started: list[Served] = []
+
+    async def start(limits: ConnectionLimits, *, tls: Path | None = None, max_body: int = 600,
+                    application: web.Application | None = None) -> Served:
+        served = await serve(application or app(), "127.0.0.1", 0, limits=limits,
+                             max_body=max_body,
+                             ssl_context=server_ssl_context(tls) if tls else None)
+        started.append(served)
+        return served
+
+    yield start  # type: ignore[misc]  # the fixture hands out the coroutine function
+    for s in started:
+        await s.close()
+
+
+async def connect(port: int, *, source: str = "127.0.0.1", tls: bool = False
+                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(source, 0),
+        ssl=client_ssl_context() if tls else None, server_hostname="localhost" if tls else None)
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection (fails after BOUND s)."""
+    async with asyncio.timeout(BOUND):
+        try:
+            return await reader.read()
+        except (ConnectionResetError, ssl.SSLError):
+            return b""
+
+
+async def wait_until(cond: Callable[[], bool]) -> None:
+    async with asyncio.timeout(BOUND):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
+async def response(reader: asyncio.StreamReader) -> bytes:
+    """One HTTP response (head and Content-Length body), without waiting for the close."""
+    async with asyncio.timeout(BOUND):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return head + await reader.readexactly(length)
+
+
+async def request(port: int, raw: bytes, **kw: object) -> bytes:
+    reader, writer = await connect(port, **kw)  # type: ignore[arg-type]
+    writer.write(raw)
+    out = await response(reader)
+    writer.close()
+    return out
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+
+async def test_slow_headers_are_cut_after_the_header_timeout(site) -> None:  # type: ignore[no-untyped-def]
+    served = await site(dataclasses.replace(BASE, header_timeout=SHORT))
+    reader, writer = await connect(served.port)
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+
+    async def dribble() -> None:
+        for b in head:  # one byte at a time, never the end of the headers
+            writer.write(bytes([b]))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.ensure_future(dribble())
+    assert await closed_by_server(reader) == b""
+    task.cancel()
+    writer.close()
+    assert served.stats.header_timeouts == 1
+    await wait_until(lambda: served.stats.open == 0)
+    assert (await request(served.port, GET)).endswith(b"hello")  # honest requests still served
+
+
+async def test_idle_connections_are_dropped(site) -> None:  # type: ignore[no-untyped-def]
+    served = await site(dataclasses.replace(BASE, idle_timeout=SHORT))
+    silent_reader, silent = await connect(served.port)  # never sends a byte
+    reader, writer = await connect(served.port)  # one request, then idles on keep-alive
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(BOUND):
+        assert (await reader.readuntil(b"hello")).startswith(b"HTTP/1.1 200")
+    assert await closed_by_server(reader) == b""
+    assert await closed_by_server(silent_reader) == b""
+    silent.close()
+    writer.close()
+    await wait_until(lambda: served.stats.open == 0)
+
+
+async def test_slow_tls_handshake_is_cut(site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    served = await site(dataclasses.replace(BASE, tls_handshake_timeout=SHORT), tls=tmp_path)
+    reader, writer = await connect(served.port)  # plain TCP: no ClientHello ever comes
+    assert served.stats.open <= 1
+    assert await closed_by_server(reader) == b""
+    writer.close()
+    await wait_until(lambda: served.stats.open == 0)
+    assert served.stats.tls_failed == 1
+    out = await request(served.port, GET, tls=True)
+    assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"hello")
+    await wait_until(lambda: served.stats.open == 0)  # TLS connections are released too
+
+
+async def test_per_address_cap_refuses_the_next_connection(site) -> None:  # type: ignore[no-untyped-def]
+    served = await site(dataclasses.replace(BASE, max_connections=5,
+                                            max_connections_per_address=3))
+    held = [await connect(served.port) for _ in range(3)]
+    await wait_until(lambda: served.stats.open == 3)
+    reader, writer = await connect(served.port)
+    assert await closed_by_server(reader) == b""  # the 4th from 127.0.0.1 is closed at accept
+    writer.close()
+    assert served.stats.refused == 1 and served.stats.open == 3
+    # another address still gets in, up to the total cap
+    others = [await connect(served.port, source="127.0.0.2") for _ in range(2)]
+    await wait_until(lambda: served.stats.open == 5)
+    reader, writer = await connect(served.port, source="127.0.0.3")
+    assert await closed_by_server(reader) == b""  # over the total cap
+    writer.close()
+    assert served.stats.refused == 2
+    # the held connections are served normally
+    r, w = held[0]
+    w.write(GET)
+    assert (await response(r)).endswith(b"hello")
+    await wait_until(lambda: served.stats.open == 4)
+    assert (await request(served.port, GET)).endswith(b"hello")  # a slot is free again
+    for _, w in held[1:] + others:
+        w.close()
+    await wait_until(lambda: served.stats.open == 0)
+
+
+def post(size: int, body: bytes = b"") -> bytes:
+    return (b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
+            % size) + body
+
+
+async def test_bodies_beyond_the_in_flight_budget_are_refused_at_once(site) -> None:  # type: ignore[no-untyped-def]
+    release = asyncio.Event()
+    served = await site(BASE, application=app(release))  # budget 1000, max body 600
+    # one request holds 500 bytes of the budget (its handler waits) ...
+    r1, w1 = await connect(served.port)
+    w1.write(post(500, b"hold" + b"x" * 496))
+    await wait_until(lambda: served.inflight_body_bytes == 500)
+    # ... so a 600-byte body does not fit: 503 before its body is even sent
+    out = await request(served.port, post(600))
+    assert out.startswith(b"HTTP/1.1 503") and b"too many request bodies" in out
+    assert b"Retry-After: 1" in out
+    # larger than the site's largest body: 413
+    out = await request(served.port, post(601))
+    assert out.startswith(b"HTTP/1.1 413")
+    # a chunked body reserves the largest body (600): refused too while 500 are held
+    out = await request(served.port, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 503")
+    # a small one fits
+    assert (await request(served.port, post(400, b"y" * 400))).endswith(b"got 400")
+    release.set()
+    assert (await response(r1)).endswith(b"got 500")
+    w1.close()
+    await wait_until(lambda: served.inflight_body_bytes == 0)
+    assert (await request(served.port, post(600, b"z" * 600))).endswith(b"got 600")
+    assert served.stats.bodies_refused == 2 and served.stats.bodies_too_large == 1
+
+
+async def test_slow_body_gets_408(site) -> None:  # type: ignore[no-untyped-def]
+    served = await site(dataclasses.replace(BASE, body_timeout=SHORT))
+    reader, writer = await connect(served.port)
+    writer.write(post(100, b"only ten b"))
+    out = await response(reader)
+    writer.close()
+    assert out.startswith(b"HTTP/1.1 408")
+    assert served.stats.body_timeouts == 1
+    await wait_until(lambda: served.inflight_body_bytes == 0 and served.stats.open == 0)
+
+
+def test_limits_must_fit_one_body() -> None:
+    with pytest.raises(ValueError, match="largest request body"):
+        asyncio.run(serve(app(), "127.0.0.1", 0, limits=BASE, max_body=2000))
