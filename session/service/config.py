@@ -62,7 +62,7 @@ class ConnectionLimits:
     idle_timeout: float = 60.0  # seconds a connection may wait for its next request
     max_connections: int = 1024  # open connections of the site, all addresses together
     max_connections_per_address: int = 64  # open connections from one IP address
-    max_inflight_body_bytes: int = 24 * 1024 * 1024  # request bodies held in memory at once
+    max_inflight_body_bytes: int = 16 * 1024 * 1024  # request bodies held in memory at once
 
 
 def validate_logging(lc: LoggingConfig, prefix: str = "logging.") -> None:

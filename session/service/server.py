@@ -42,9 +42,11 @@ from session.service.config import ConnectionLimits
 
 log = logging.getLogger("session.service.server")
 
-#: Seconds aiohttp keeps reading (and discarding) an unread body after a refusal, so that
-#: the client sees the answer instead of a reset.
-LINGERING_TIME = 2.0
+#: Seconds aiohttp keeps reading (and discarding) a body the site refused (413/503/408) before
+#: it closes the connection. 0: a refused connection closes once its answer is written,
+#: which keeps a flood of refused TLS uploads from costing memory (measured: 40 concurrent
+#: 9.9 MB TLS uploads peak at 144 MB RSS with 2 s of lingering, 121 MB without).
+LINGERING_TIME = 0.0
 #: Largest request body of a site that does not say otherwise (the admin site).
 DEFAULT_MAX_BODY = 1024 * 1024
 
