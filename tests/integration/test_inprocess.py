@@ -68,8 +68,13 @@ async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, clie
         status, body = await client.rpc(mininet.url(k % 6), store_request(a.session_id, b"data %d" % k))
         assert status == 200 and len(body["swarm"]) == 6
     everyone = {a.session_id for a in accounts}
-    for n in mininet.nodes:
-        assert await owners_on(n) == everyone
+
+    async def replicated():
+        return all([await owners_on(n) == everyone for n in mininet.nodes])
+
+    # a store is answered once the live members hold it or a short deadline passed (a member
+    # too slow is told later): wait for every member, not for the answers
+    assert await wait_until(replicated), "the stores did not reach every member"
 
     # split: nodes 3..5 form swarm B; each side must end with exactly its own accounts
     await mininet.set_swarms({0: SWARM_A, 1: SWARM_A, 2: SWARM_A, 3: SWARM_B, 4: SWARM_B, 5: SWARM_B})
