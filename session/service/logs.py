@@ -2,9 +2,18 @@
 one handler on the root logger, one pipeline for our loggers and the libraries' alike.
 
 JSON lines when the stream is not a TTY (journald, log shippers), a readable console format
-on a TTY. A redaction filter masks IPv4/IPv6 addresses and 66-hex Session IDs (in the message,
-its arguments, extra fields and tracebacks) unless ``unsafe_logging`` is on — the idea of
-arti's ``safelog``. Keys are never passed to the logger in the first place.
+on a TTY. Every record, from our loggers and from libraries (``aiohttp.*``, ``asyncio``,
+``zmq``) alike, passes three filters on the one root handler:
+
+1. :class:`RateLimitFilter` — per kind (logger, level, message template, exception class): a
+   burst, then a trickle; a line says how many similar ones were dropped, so nobody can fill
+   an operator's disk by repeating a bad request;
+2. :class:`ClientErrorFilter` — a record about a client's fault (an HTTP parse error, a TLS
+   failure, a reset) becomes one line naming the error class, with no traceback and no
+   exception text (aiohttp's parse errors quote the raw request bytes);
+3. :class:`RedactingFilter` — masks IPv4/IPv6 addresses and 66-hex Session IDs (in the message,
+   its arguments, extra fields and tracebacks) unless ``unsafe_logging`` is on — the idea of
+   arti's ``safelog``. Keys are never passed to the logger in the first place.
 """
 
 from __future__ import annotations
@@ -14,16 +23,23 @@ import ipaddress
 import json
 import logging
 import re
+import ssl
 import sys
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 IP_MASK = "[ip]"
 ID_MASK = "[session-id]"
 
 # Candidates are broad; each is confirmed with the ipaddress module before masking.
 _V6_CANDIDATE = re.compile(r"(?<![0-9A-Za-z_:.])[0-9A-Fa-f:][0-9A-Fa-f:.]*(?:%[0-9A-Za-z_.-]+)?")
-_V4_CANDIDATE = re.compile(r"(?<![0-9A-Za-z_.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9A-Za-z_]|\.\d)")
-_SESSION_ID = re.compile(r"(?<![0-9A-Za-z])[0-9A-Fa-f]{66}(?![0-9A-Za-z])")
+# Only digits and dots may not touch an address or an ID: raw text such as b'...\n05ab…' or
+# 'x203.0.113.9' puts letters right before them.
+_V4_CANDIDATE = re.compile(r"(?<![0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9]|\.\d)")
+_SESSION_ID = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{66}(?![0-9A-Fa-f])")
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName",
@@ -94,6 +110,73 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: Exceptions that mean "the client sent something bad or went away", not a fault of ours.
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (
+    HttpProcessingError, ssl.SSLError, ConnectionError, TimeoutError, EOFError,
+)
+
+
+class ClientErrorFilter(logging.Filter):
+    """A record carrying a client's error becomes one INFO line: the message and the error's
+    class (and HTTP status), without the traceback or the exception's text, which for
+    aiohttp's parser errors quotes the raw request bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not isinstance(exc, CLIENT_ERRORS):
+            return True
+        status = getattr(exc, "code", None)
+        what = type(exc).__name__ + (f" ({status})" if isinstance(status, int) else "")
+        record.msg = f"{record.getMessage()}: {what}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        if record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+class RateLimitFilter(logging.Filter):
+    """At most ``burst`` records of one kind at once, refilled at ``per_second``; the next
+    record let through after drops says how many similar ones were dropped.
+
+    A kind is (logger, level, message template, exception class): repeats of one bad request
+    share a kind whatever their arguments.
+    """
+
+    def __init__(self, burst: int = 20, per_second: float = 0.2, max_kinds: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.burst = burst
+        self.per_second = per_second
+        self.max_kinds = max_kinds
+        self.clock = clock
+        self._kinds: dict[tuple[str, int, str, str], list[float]] = {}  # tokens, time, dropped
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        key = (record.name, record.levelno, str(record.msg)[:200], type(exc).__name__)
+        now = self.clock()
+        state = self._kinds.get(key)
+        if state is None:
+            if len(self._kinds) >= self.max_kinds:  # bounded: forget the oldest kind
+                self._kinds.pop(next(iter(self._kinds)))
+            state = self._kinds[key] = [float(self.burst), now, 0.0]
+        tokens = min(float(self.burst), state[0] + (now - state[1]) * self.per_second)
+        state[1] = now
+        if tokens < 1.0:
+            state[0] = tokens
+            state[2] += 1
+            return False
+        state[0] = tokens - 1.0
+        if state[2]:
+            record.msg = f"{record.getMessage()} ({int(state[2])} similar messages dropped)"
+            record.args = None
+            state[2] = 0.0
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, extra fields, exc."""
 
@@ -147,6 +230,8 @@ def setup_logging(
         raise ValueError(f"unknown log level {level!r}")
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(RateLimitFilter())
+    handler.addFilter(ClientErrorFilter())
     handler.addFilter(RedactingFilter(unsafe))
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
@@ -165,8 +250,11 @@ def setup(logging_config: Any, stream: TextIO | None = None) -> logging.Handler:
 
 
 __all__ = [
+    "CLIENT_ERRORS",
+    "ClientErrorFilter",
     "ConsoleFormatter",
     "JsonFormatter",
+    "RateLimitFilter",
     "RedactingFilter",
     "redact",
     "setup",
