@@ -48,7 +48,13 @@ fn blinded15_id(
     identity: &Bound<'_, PyIdentity>,
     server_pubkey_hex: &str,
 ) -> CoreResult<String> {
-    blinded_id(py, identity, server_pubkey_hex, bl::PREFIX_BLIND15, bl::blind15_public_key)
+    blinded_id(
+        py,
+        identity,
+        server_pubkey_hex,
+        bl::PREFIX_BLIND15,
+        bl::blind15_public_key,
+    )
 }
 
 /// "25" + hex of the identity's 25-blinded key for this server.
@@ -58,7 +64,13 @@ fn blinded25_id(
     identity: &Bound<'_, PyIdentity>,
     server_pubkey_hex: &str,
 ) -> CoreResult<String> {
-    blinded_id(py, identity, server_pubkey_hex, bl::PREFIX_BLIND25, bl::blind25_public_key)
+    blinded_id(
+        py,
+        identity,
+        server_pubkey_hex,
+        bl::PREFIX_BLIND25,
+        bl::blind25_public_key,
+    )
 }
 
 /// Both possible 15-blinded ids (positive form, negative form) of a `05` Session ID.

@@ -73,9 +73,10 @@ impl From<CoreError> for PyErr {
                 match err {
                     O::InvalidKey(_) => InvalidKey::new_err(msg),
                     O::Bencode(_) => DecodeError::new_err(msg),
-                    O::InvalidInput(_) | O::EmptyPath | O::UnknownEncType(_) | O::UnsupportedEncType(_) => {
-                        InvalidInput::new_err(msg)
-                    }
+                    O::InvalidInput(_)
+                    | O::EmptyPath
+                    | O::UnknownEncType(_)
+                    | O::UnsupportedEncType(_) => InvalidInput::new_err(msg),
                     other => OnionError::new_err((msg, other.status())),
                 }
             }

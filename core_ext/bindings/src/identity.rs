@@ -132,10 +132,15 @@ fn ed25519_verify_many(py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<Vec
         let t = item.downcast::<PyTuple>()?;
         held.push(t.extract()?);
     }
-    let slices: Vec<(&[u8], &[u8], &[u8])> =
-        held.iter().map(|(k, m, s)| (k.as_bytes(), m.as_bytes(), s.as_bytes())).collect();
+    let slices: Vec<(&[u8], &[u8], &[u8])> = held
+        .iter()
+        .map(|(k, m, s)| (k.as_bytes(), m.as_bytes(), s.as_bytes()))
+        .collect();
     Ok(py.detach(|| {
-        slices.par_iter().map(|(k, m, s)| keys::verify_slices(k, m, s).is_ok()).collect()
+        slices
+            .par_iter()
+            .map(|(k, m, s)| keys::verify_slices(k, m, s).is_ok())
+            .collect()
     }))
 }
 
@@ -147,8 +152,14 @@ fn parse_session_id<'py>(py: Python<'py>, text: &str) -> CoreResult<Bound<'py, P
 
 /// Ed25519 public key → X25519 public key (libsodium conversion rules).
 #[pyfunction]
-fn ed25519_pk_to_x25519<'py>(py: Python<'py>, ed25519_public: &[u8]) -> CoreResult<Bound<'py, PyBytes>> {
-    Ok(PyBytes::new(py, &keys::ed25519_pk_to_x25519_slice(ed25519_public)?))
+fn ed25519_pk_to_x25519<'py>(
+    py: Python<'py>,
+    ed25519_public: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &keys::ed25519_pk_to_x25519_slice(ed25519_public)?,
+    ))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -20,11 +20,21 @@ mod swarm;
 fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("version", env!("CARGO_PKG_VERSION"))?;
-    d.set_item("profile", if cfg!(debug_assertions) { "debug" } else { "release" })?;
+    d.set_item(
+        "profile",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+    )?;
     d.set_item("target_arch", std::env::consts::ARCH)?;
     d.set_item("target_os", std::env::consts::OS)?;
     let backends = PyDict::new(py);
-    backends.set_item("x25519", "x25519-dalek 2 (curve25519-dalek 4, serial/simd auto)")?;
+    backends.set_item(
+        "x25519",
+        "x25519-dalek 2 (curve25519-dalek 4, serial/simd auto)",
+    )?;
     backends.set_item("ed25519", "ed25519-dalek 2")?;
     backends.set_item("xchacha20poly1305", "RustCrypto chacha20poly1305 0.10")?;
     backends.set_item("aes-gcm", "RustCrypto aes-gcm 0.10")?;
@@ -35,7 +45,10 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     {
         let feats = PyDict::new(py);
         feats.set_item("aes", std::arch::is_x86_feature_detected!("aes"))?;
-        feats.set_item("pclmulqdq", std::arch::is_x86_feature_detected!("pclmulqdq"))?;
+        feats.set_item(
+            "pclmulqdq",
+            std::arch::is_x86_feature_detected!("pclmulqdq"),
+        )?;
         feats.set_item("avx2", std::arch::is_x86_feature_detected!("avx2"))?;
         feats.set_item("sha", std::arch::is_x86_feature_detected!("sha"))?;
         d.set_item("cpu_features", feats)?;

@@ -18,7 +18,11 @@ fn mnemonic_encode(data: &[u8], checksum: bool) -> CoreResult<String> {
 /// any number of words with/without the trailing checksum word.
 #[pyfunction]
 #[pyo3(signature = (phrase, checksum = None))]
-fn mnemonic_decode<'py>(py: Python<'py>, phrase: &str, checksum: Option<bool>) -> CoreResult<Bound<'py, PyBytes>> {
+fn mnemonic_decode<'py>(
+    py: Python<'py>,
+    phrase: &str,
+    checksum: Option<bool>,
+) -> CoreResult<Bound<'py, PyBytes>> {
     let data = match checksum {
         None => mnemonic::decode(phrase)?,
         Some(c) => {

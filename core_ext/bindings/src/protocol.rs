@@ -45,7 +45,13 @@ fn session_encrypt<'py>(
     recipient_session_id: &str,
     plaintext: &[u8],
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    encrypt_with(py, sender, recipient_session_id, plaintext, protocol::encrypt_for_recipient)
+    encrypt_with(
+        py,
+        sender,
+        recipient_session_id,
+        plaintext,
+        protocol::encrypt_for_recipient,
+    )
 }
 
 /// libsession's deterministic variant (same inputs → same ciphertext).
@@ -56,13 +62,22 @@ fn session_encrypt_deterministic<'py>(
     recipient_session_id: &str,
     plaintext: &[u8],
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    encrypt_with(py, sender, recipient_session_id, plaintext, protocol::encrypt_for_recipient_deterministic)
+    encrypt_with(
+        py,
+        sender,
+        recipient_session_id,
+        plaintext,
+        protocol::encrypt_for_recipient_deterministic,
+    )
 }
 
 fn decrypted_tuple<'py>(py: Python<'py>, d: &protocol::Decrypted) -> PyResult<Bound<'py, PyTuple>> {
     PyTuple::new(
         py,
-        [PyBytes::new(py, &d.plaintext).into_any(), d.sender_session_id().into_pyobject(py)?.into_any()],
+        [
+            PyBytes::new(py, &d.plaintext).into_any(),
+            d.sender_session_id().into_pyobject(py)?.into_any(),
+        ],
     )
 }
 
@@ -74,7 +89,9 @@ fn session_decrypt<'py>(
     ciphertext: &[u8],
 ) -> PyResult<Bound<'py, PyTuple>> {
     let keys = recipient.get().keys();
-    let d = py.detach(|| protocol::decrypt_incoming(keys, ciphertext)).map_err(CoreError::from)?;
+    let d = py
+        .detach(|| protocol::decrypt_incoming(keys, ciphertext))
+        .map_err(CoreError::from)?;
     decrypted_tuple(py, &d)
 }
 
@@ -93,7 +110,10 @@ fn session_decrypt_many<'py>(
     let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let keys = recipient.get().keys();
     let results: Vec<_> = py.detach(|| {
-        slices.par_iter().map(|ct| protocol::decrypt_incoming(keys, ct)).collect()
+        slices
+            .par_iter()
+            .map(|ct| protocol::decrypt_incoming(keys, ct))
+            .collect()
     });
     let out = PyList::empty(py);
     for r in results {

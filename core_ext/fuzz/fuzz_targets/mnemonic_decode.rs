@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(seed) = mnemonic::decode(&text) {
         assert!(seed.len() == 16 || seed.len() == 32);
         let phrase = mnemonic::encode(&seed).expect("16/32-byte seeds encode");
-        assert_eq!(&mnemonic::decode(&phrase).expect("round trip")[..], &seed[..]);
+        assert_eq!(
+            &mnemonic::decode(&phrase).expect("round trip")[..],
+            &seed[..]
+        );
     }
     let words: Vec<&str> = text.split_whitespace().collect();
     let _ = mnemonic::decode_words(&words, false);

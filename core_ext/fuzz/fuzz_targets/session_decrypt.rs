@@ -26,7 +26,9 @@ fn fixture() -> &'static Fixture {
 
 fuzz_target!(|data: &[u8]| {
     let f = fixture();
-    assert!(protocol::decrypt_incoming(&f.recipient, data).is_err() || data == f.message.as_slice());
+    assert!(
+        protocol::decrypt_incoming(&f.recipient, data).is_err() || data == f.message.as_slice()
+    );
     // Use the input as a list of (index, xor) edits on a valid message.
     let mut edited = f.message.clone();
     let mut changed = false;

@@ -13,5 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let padded = padding::pad(data);
     assert_eq!(padded.len() % padding::BLOCK, 0);
     assert_eq!(padding::unpad(&padded).expect("padded data unpads"), data);
-    assert_eq!(padding::unpad(&padding::pad_desktop_legacy(data)).expect("legacy"), data);
+    assert_eq!(
+        padding::unpad(&padding::pad_desktop_legacy(data)).expect("legacy"),
+        data
+    );
 });

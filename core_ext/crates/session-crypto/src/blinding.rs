@@ -116,7 +116,9 @@ struct SeedKeys {
 
 impl SeedKeys {
     fn new(seed: &[u8; 32]) -> Self {
-        let a = Zeroizing::new(Scalar::from_bytes_mod_order(*keys::ed25519_seed_to_x25519_secret(seed)));
+        let a = Zeroizing::new(Scalar::from_bytes_mod_order(
+            *keys::ed25519_seed_to_x25519_secret(seed),
+        ));
         let point = EdwardsPoint::mul_base(&a);
         Self {
             seed: Zeroizing::new(*seed),

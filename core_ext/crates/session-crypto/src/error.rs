@@ -10,7 +10,11 @@ pub type Result<T> = core::result::Result<T, Error>;
 pub enum Error {
     /// An input has the wrong length.
     #[error("{what} must be {expected} bytes, got {got}")]
-    InvalidLength { what: &'static str, expected: &'static str, got: usize },
+    InvalidLength {
+        what: &'static str,
+        expected: &'static str,
+        got: usize,
+    },
     /// A key is not usable (not a valid curve point, wrong form, ...).
     #[error("invalid key: {0}")]
     InvalidKey(&'static str),
@@ -50,8 +54,15 @@ pub enum Error {
     BadPadding(&'static str),
     /// An input value is malformed (not a length or key problem).
     #[error("invalid {what}: {reason}")]
-    InvalidValue { what: &'static str, reason: &'static str },
+    InvalidValue {
+        what: &'static str,
+        reason: &'static str,
+    },
     /// An input exceeds a size limit.
     #[error("{what} is too large: {got} bytes, the limit is {max}")]
-    TooLarge { what: &'static str, max: usize, got: usize },
+    TooLarge {
+        what: &'static str,
+        max: usize,
+        got: usize,
+    },
 }

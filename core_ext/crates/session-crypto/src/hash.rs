@@ -103,6 +103,9 @@ mod tests {
         assert!(blake2b(b"", None, 0).is_err());
         assert!(blake2b(b"", None, 65).is_err());
         assert!(blake2b(b"", Some(&[0u8; 65]), 32).is_err());
-        assert_eq!(blake2b(b"x", Some(&[]), 32).expect("ok"), blake2b(b"x", None, 32).expect("ok"));
+        assert_eq!(
+            blake2b(b"x", Some(&[]), 32).expect("ok"),
+            blake2b(b"x", None, 32).expect("ok")
+        );
     }
 }

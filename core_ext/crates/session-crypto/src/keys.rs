@@ -41,7 +41,11 @@ pub fn ed25519_seed_from_recovery_seed(seed: &[u8]) -> Result<Zeroizing<[u8; 32]
             out[..seed.len()].copy_from_slice(seed);
             Ok(out)
         }
-        got => Err(Error::InvalidLength { what: "a seed", expected: "16 or 32", got }),
+        got => Err(Error::InvalidLength {
+            what: "a seed",
+            expected: "16 or 32",
+            got,
+        }),
     }
 }
 
@@ -75,7 +79,9 @@ pub fn ed25519_seed_to_x25519_secret(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 pub fn ed25519_pk_to_x25519(ed25519_pk: &[u8; 32]) -> Result<[u8; 32]> {
     let point = CompressedEdwardsY(*ed25519_pk)
         .decompress()
-        .ok_or(Error::InvalidKey("the Ed25519 public key is not a valid curve point"))?;
+        .ok_or(Error::InvalidKey(
+            "the Ed25519 public key is not a valid curve point",
+        ))?;
     if point.is_small_order() || !is_torsion_free_vartime(&point) {
         return Err(Error::InvalidKey(
             "the Ed25519 public key is a low-order point or not in the prime-order subgroup",
@@ -96,7 +102,10 @@ pub(crate) fn is_torsion_free_vartime(point: &EdwardsPoint) -> bool {
 
 /// Slice form of [`ed25519_pk_to_x25519`] with a length check.
 pub fn ed25519_pk_to_x25519_slice(ed25519_pk: &[u8]) -> Result<[u8; 32]> {
-    ed25519_pk_to_x25519(&array32(ed25519_pk, "an Ed25519 public key must be 32 bytes")?)
+    ed25519_pk_to_x25519(&array32(
+        ed25519_pk,
+        "an Ed25519 public key must be 32 bytes",
+    )?)
 }
 
 /// The Ed25519 point with sign bit 0 whose X25519 (Montgomery) form is `x25519_pk` (the
@@ -106,7 +115,9 @@ pub fn x25519_pk_to_ed25519_positive(x25519_pk: &[u8; 32]) -> Result<[u8; 32]> {
     MontgomeryPoint(*x25519_pk)
         .to_edwards(0)
         .map(|p| p.compress().to_bytes())
-        .ok_or(Error::InvalidKey("the X25519 public key has no Ed25519 counterpart"))
+        .ok_or(Error::InvalidKey(
+            "the X25519 public key has no Ed25519 counterpart",
+        ))
 }
 
 /// Session ID text (`05` + hex) of an X25519 public key.
@@ -168,18 +179,24 @@ pub fn verify(ed25519_pk: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Re
     }
     let key = VerifyingKey::from_bytes(ed25519_pk).map_err(|_| Error::InvalidSignature)?;
     let sig = Signature::from_bytes(signature);
-    key.verify_strict(message, &sig).map_err(|_| Error::InvalidSignature)
+    key.verify_strict(message, &sig)
+        .map_err(|_| Error::InvalidSignature)
 }
 
 /// [`verify`], then the X25519 key of the now-authenticated Ed25519 key (as
 /// [`ed25519_pk_to_x25519`]), decompressing the key once. Fails with
 /// [`Error::InvalidSignature`] or, for a key libsodium cannot convert, [`Error::InvalidKey`].
-pub fn verify_and_convert(ed25519_pk: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Result<[u8; 32]> {
+pub fn verify_and_convert(
+    ed25519_pk: &[u8; 32],
+    message: &[u8],
+    signature: &[u8; 64],
+) -> Result<[u8; 32]> {
     if !is_canonical_field_encoding(ed25519_pk) {
         return Err(Error::InvalidSignature);
     }
     let key = VerifyingKey::from_bytes(ed25519_pk).map_err(|_| Error::InvalidSignature)?;
-    key.verify_strict(message, &Signature::from_bytes(signature)).map_err(|_| Error::InvalidSignature)?;
+    key.verify_strict(message, &Signature::from_bytes(signature))
+        .map_err(|_| Error::InvalidSignature)?;
     // verify_strict refused low-order keys; the conversion also needs the prime-order subgroup.
     if !is_torsion_free_vartime(&key.to_edwards()) {
         return Err(Error::InvalidKey(
@@ -327,7 +344,9 @@ impl Drop for SessionKeys {
 
 impl fmt::Debug for SessionKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SessionKeys").field("session_id", &self.session_id()).finish_non_exhaustive()
+        f.debug_struct("SessionKeys")
+            .field("session_id", &self.session_id())
+            .finish_non_exhaustive()
     }
 }
 
@@ -374,9 +393,17 @@ mod tests {
         let good = "05d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a72";
         assert!(parse_session_id(good).is_ok());
         assert!(parse_session_id(&good.to_ascii_uppercase()).is_ok());
-        for bad in [&good[2..], "15d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a72",
-            "05d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a7g", "", "é5d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a7"] {
-            assert!(matches!(parse_session_id(bad), Err(Error::InvalidSessionId(_))), "{bad}");
+        for bad in [
+            &good[2..],
+            "15d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a72",
+            "05d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a7g",
+            "",
+            "é5d2ad010eeb72d72e561d9de7bd7b6989af77dcabffa03a5111a6c859ae5c3a7",
+        ] {
+            assert!(
+                matches!(parse_session_id(bad), Err(Error::InvalidSessionId(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -80,7 +80,10 @@ mod tests {
     #[test]
     fn lenient_cases() {
         assert_eq!(unpad(b"abc").expect("unpadded kept"), b"abc");
-        assert_eq!(unpad(b"abc\x00\x00").expect("unpadded kept"), b"abc\x00\x00");
+        assert_eq!(
+            unpad(b"abc\x00\x00").expect("unpadded kept"),
+            b"abc\x00\x00"
+        );
         assert_eq!(unpad(b"\x80").expect("empty content"), b"");
         assert_eq!(unpad(b"a\x80\x80\x00").expect("last marker"), b"a\x80");
         assert!(unpad(b"").is_err());

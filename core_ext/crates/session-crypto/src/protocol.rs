@@ -62,12 +62,17 @@ pub fn seal_with_ephemeral_secret(
 ) -> Result<Vec<u8>> {
     let esk = StaticSecret::from(*ephemeral_secret);
     let epk = PublicKey::from(&esk).to_bytes();
-    let cipher = box_cipher(&esk, recipient_x25519_pk)
-        .ok_or(Error::InvalidKey("the recipient's X25519 public key is a low-order point"))?;
+    let cipher = box_cipher(&esk, recipient_x25519_pk).ok_or(Error::InvalidKey(
+        "the recipient's X25519 public key is a low-order point",
+    ))?;
     let nonce = seal_nonce(&epk, recipient_x25519_pk)?;
     let body = cipher
         .encrypt(GenericArray::from_slice(&nonce), plaintext)
-        .map_err(|_| Error::TooLarge { what: "a sealed-box plaintext", max: usize::MAX / 2, got: plaintext.len() })?;
+        .map_err(|_| Error::TooLarge {
+            what: "a sealed-box plaintext",
+            max: usize::MAX / 2,
+            got: plaintext.len(),
+        })?;
     let mut out = Vec::with_capacity(32 + body.len());
     out.extend_from_slice(&epk);
     out.extend_from_slice(&body);
@@ -88,12 +93,15 @@ pub fn seal_open(
     ciphertext: &[u8],
 ) -> Result<Vec<u8>> {
     if ciphertext.len() < SEAL_OVERHEAD {
-        return Err(Error::DecryptionFailed("the sealed box is shorter than 48 bytes"));
+        return Err(Error::DecryptionFailed(
+            "the sealed box is shorter than 48 bytes",
+        ));
     }
     let mut epk = [0u8; 32];
     epk.copy_from_slice(&ciphertext[..32]);
-    let cipher = box_cipher(x25519_sk, &epk)
-        .ok_or(Error::DecryptionFailed("the sealed box's ephemeral key is a low-order point"))?;
+    let cipher = box_cipher(x25519_sk, &epk).ok_or(Error::DecryptionFailed(
+        "the sealed box's ephemeral key is a low-order point",
+    ))?;
     let nonce = seal_nonce(&epk, x25519_pk)?;
     cipher
         .decrypt(GenericArray::from_slice(&nonce), &ciphertext[32..])
@@ -109,7 +117,11 @@ fn box_seed_secret(seed: &[u8; 32]) -> Zeroizing<[u8; 32]> {
 }
 
 /// `M ‖ A ‖ sig` with `sig = Ed25519(M ‖ A ‖ Y)`.
-fn signed_inner(sender: &SessionKeys, recipient_x25519_pk: &[u8; 32], plaintext: &[u8]) -> Zeroizing<Vec<u8>> {
+fn signed_inner(
+    sender: &SessionKeys,
+    recipient_x25519_pk: &[u8; 32],
+    plaintext: &[u8],
+) -> Zeroizing<Vec<u8>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(plaintext.len() + SIGNATURE_OVERHEAD));
     buf.extend_from_slice(plaintext);
     buf.extend_from_slice(sender.ed25519_public());
@@ -127,7 +139,10 @@ pub fn encrypt_for_recipient(
     recipient_x25519_pk: &[u8; 32],
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    seal(recipient_x25519_pk, &signed_inner(sender, recipient_x25519_pk, plaintext))
+    seal(
+        recipient_x25519_pk,
+        &signed_inner(sender, recipient_x25519_pk, plaintext),
+    )
 }
 
 /// libsession's deterministic variant (used for config messages): the ephemeral key is
@@ -143,7 +158,11 @@ pub fn encrypt_for_recipient_deterministic(
         DETERMINISTIC_EPHEMERAL_KEY,
     )?);
     let esk = box_seed_secret(&eph_seed);
-    seal_with_ephemeral_secret(recipient_x25519_pk, &esk, &signed_inner(sender, recipient_x25519_pk, plaintext))
+    seal_with_ephemeral_secret(
+        recipient_x25519_pk,
+        &esk,
+        &signed_inner(sender, recipient_x25519_pk, plaintext),
+    )
 }
 
 /// A decrypted, signature-checked 1:1 message.
@@ -180,7 +199,11 @@ pub fn decrypt_incoming(recipient: &SessionKeys, ciphertext: &[u8]) -> Result<De
             "the ciphertext is shorter than the 144-byte minimum of a Session message",
         ));
     }
-    let mut inner = seal_open(recipient.x25519_public(), recipient.x25519_secret(), ciphertext)?;
+    let mut inner = seal_open(
+        recipient.x25519_public(),
+        recipient.x25519_secret(),
+        ciphertext,
+    )?;
     let msg_len = inner.len() - SIGNATURE_OVERHEAD;
     let mut sender_ed25519 = [0u8; 32];
     sender_ed25519.copy_from_slice(&inner[msg_len..msg_len + 32]);
@@ -189,12 +212,19 @@ pub fn decrypt_incoming(recipient: &SessionKeys, ciphertext: &[u8]) -> Result<De
     // Reuse the buffer for the signed data M ‖ A ‖ Y.
     inner.truncate(msg_len + 32);
     inner.extend_from_slice(recipient.x25519_public());
-    let sender_x25519 = keys::verify_and_convert(&sender_ed25519, &inner, &sig).map_err(|e| match e {
-        Error::InvalidKey(_) => Error::DecryptionFailed("the sender's Ed25519 key has no valid Session ID"),
-        other => other,
-    })?;
+    let sender_x25519 =
+        keys::verify_and_convert(&sender_ed25519, &inner, &sig).map_err(|e| match e {
+            Error::InvalidKey(_) => {
+                Error::DecryptionFailed("the sender's Ed25519 key has no valid Session ID")
+            }
+            other => other,
+        })?;
     inner.truncate(msg_len);
-    Ok(Decrypted { plaintext: inner, sender_ed25519, sender_x25519 })
+    Ok(Decrypted {
+        plaintext: inner,
+        sender_ed25519,
+        sender_x25519,
+    })
 }
 
 // ---- encrypt for multiple recipients (libsession multi_encrypt) ----
@@ -210,9 +240,15 @@ pub fn multi_encrypt_key(
 ) -> Result<Zeroizing<[u8; 32]>> {
     let shared = own_secret.diffie_hellman(&PublicKey::from(*other_pk));
     if !shared.was_contributory() {
-        return Err(Error::InvalidKey("the other party's X25519 public key is a low-order point"));
+        return Err(Error::InvalidKey(
+            "the other party's X25519 public key is a low-order point",
+        ));
     }
-    let v = Zeroizing::new(blake2b_parts(&[shared.as_bytes(), sender_pk, recipient_pk], domain, 32)?);
+    let v = Zeroizing::new(blake2b_parts(
+        &[shared.as_bytes(), sender_pk, recipient_pk],
+        domain,
+        32,
+    )?);
     let mut out = Zeroizing::new([0u8; 32]);
     out.copy_from_slice(&v);
     Ok(out)
@@ -230,7 +266,11 @@ pub fn multi_encrypt_one(
     let key = multi_encrypt_key(sender_secret, sender_pk, recipient_pk, recipient_pk, domain)?;
     XChaCha20Poly1305::new(GenericArray::from_slice(&key[..]))
         .encrypt(GenericArray::from_slice(nonce), message)
-        .map_err(|_| Error::TooLarge { what: "a message", max: usize::MAX / 2, got: message.len() })
+        .map_err(|_| Error::TooLarge {
+            what: "a message",
+            max: usize::MAX / 2,
+            got: message.len(),
+        })
 }
 
 /// Tries every ciphertext with the recipient's key; returns the first that opens.
@@ -247,7 +287,9 @@ pub fn multi_decrypt(
     ciphertexts
         .iter()
         .find_map(|ct| cipher.decrypt(GenericArray::from_slice(nonce), *ct).ok())
-        .ok_or(Error::DecryptionFailed("none of the ciphertexts is addressed to this key"))
+        .ok_or(Error::DecryptionFailed(
+            "none of the ciphertexts is addressed to this key",
+        ))
 }
 
 #[cfg(test)]
@@ -277,7 +319,10 @@ mod tests {
         let pk = PublicKey::from(&x_sk).to_bytes();
         let mut ct = vec![0u8; 60];
         ct[0] = 1; // u = 1 is low order too
-        assert!(matches!(seal_open(&pk, &x_sk, &ct), Err(Error::DecryptionFailed(_))));
+        assert!(matches!(
+            seal_open(&pk, &x_sk, &ct),
+            Err(Error::DecryptionFailed(_))
+        ));
     }
 
     #[test]
@@ -305,6 +350,9 @@ mod tests {
         let ct = encrypt_for_recipient(&a, b.x25519_public(), b"secret").expect("encrypt");
         let inner = seal_open(b.x25519_public(), b.x25519_secret(), &ct).expect("open");
         let forwarded = seal(c.x25519_public(), &inner).expect("seal");
-        assert_eq!(decrypt_incoming(&c, &forwarded), Err(Error::InvalidSignature));
+        assert_eq!(
+            decrypt_incoming(&c, &forwarded),
+            Err(Error::InvalidSignature)
+        );
     }
 }

@@ -143,7 +143,10 @@ fn sogs_headers() {
     assert!(cs.len() >= 5);
     for c in cs {
         let sd = seed(&c);
-        assert_eq!(hex::encode(session_crypto::keys::ed25519_keypair_from_seed(&sd).0), s(&c, "ed25519_pk"));
+        assert_eq!(
+            hex::encode(session_crypto::keys::ed25519_keypair_from_seed(&sd).0),
+            s(&c, "ed25519_pk")
+        );
         let spk = parse_server_pk(s(&c, "server_pk")).expect("pk");
         let nonce: [u8; 16] = b64
             .decode(s(&c, "nonce_b64"))

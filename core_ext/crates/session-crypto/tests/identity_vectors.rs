@@ -4,8 +4,11 @@ use serde_json::Value;
 use session_crypto::keys::{self, SessionKeys};
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../tests/vectors/identity.json"))
-        .expect("vector file");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../tests/vectors/identity.json"
+    ))
+    .expect("vector file");
     let v: Value = serde_json::from_str(&text).expect("json");
     v["cases"].as_array().expect("cases").clone()
 }
@@ -40,16 +43,27 @@ fn seed_keys() {
             assert_eq!(k.ed25519_secret_key().to_vec(), h(v), "{name} ed sk");
         }
         if let Some(v) = c.get("x25519_sk") {
-            assert_eq!(keys::ed25519_seed_to_x25519_secret(&seed).to_vec(), h(v), "{name} x sk");
+            assert_eq!(
+                keys::ed25519_seed_to_x25519_secret(&seed).to_vec(),
+                h(v),
+                "{name} x sk"
+            );
             assert_eq!(k.x25519_secret().to_bytes().to_vec(), h(v), "{name} x sk");
         }
         if let Some(v) = c.get("x25519_pk") {
             assert_eq!(k.x25519_public().to_vec(), h(v), "{name} x pk");
-            assert_eq!(keys::ed25519_pk_to_x25519(&pk).expect("valid").to_vec(), h(v), "{name}");
+            assert_eq!(
+                keys::ed25519_pk_to_x25519(&pk).expect("valid").to_vec(),
+                h(v),
+                "{name}"
+            );
         }
         if let Some(v) = c.get("session_id") {
             assert_eq!(k.session_id(), v.as_str().expect("str"), "{name}");
-            assert_eq!(&keys::parse_session_id(&k.session_id()).expect("parses"), k.x25519_public());
+            assert_eq!(
+                &keys::parse_session_id(&k.session_id()).expect("parses"),
+                k.x25519_public()
+            );
         }
         if let Some(r) = c.get("recovery_seed") {
             assert_eq!(k.recovery_seed().to_vec(), h(r));
@@ -104,7 +118,10 @@ fn xed25519_sign_bit() {
         assert_eq!(x.to_vec(), h(&c["x25519_pk"]));
         let pos = keys::x25519_pk_to_ed25519_positive(&x).expect("valid");
         assert_eq!(pos.to_vec(), h(&c["xed25519_positive_pk"]));
-        assert_eq!(pos == pk, !c["ed25519_pk_negative"].as_bool().expect("bool"));
+        assert_eq!(
+            pos == pk,
+            !c["ed25519_pk_negative"].as_bool().expect("bool")
+        );
         n += 1;
     }
     assert_eq!(n, 2);
@@ -122,7 +139,9 @@ fn rejects_bad_keys() {
     assert!(SessionKeys::from_seed(&[0u8; 20]).is_err());
     // A point with a torsion component is refused by the conversion (as libsodium does).
     let base = keys::ed25519_keypair_from_seed(&[3u8; 32]).0;
-    let p = curve25519_dalek::edwards::CompressedEdwardsY(base).decompress().expect("point");
+    let p = curve25519_dalek::edwards::CompressedEdwardsY(base)
+        .decompress()
+        .expect("point");
     let t = curve25519_dalek::constants::EIGHT_TORSION[1];
     let mixed = (p + t).compress().to_bytes();
     assert!(keys::ed25519_pk_to_x25519(&mixed).is_err());

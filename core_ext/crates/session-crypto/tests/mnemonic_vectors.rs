@@ -5,11 +5,19 @@ use session_crypto::keys::SessionKeys;
 use session_crypto::{mnemonic, Error};
 
 fn cases(kind: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../tests/vectors/mnemonic.json"))
-        .expect("vector file");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../tests/vectors/mnemonic.json"
+    ))
+    .expect("vector file");
     let v: Value = serde_json::from_str(&text).expect("json");
-    let out: Vec<Value> =
-        v["cases"].as_array().expect("cases").iter().filter(|c| c["kind"] == kind).cloned().collect();
+    let out: Vec<Value> = v["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .filter(|c| c["kind"] == kind)
+        .cloned()
+        .collect();
     assert!(!out.is_empty(), "no {kind} cases");
     out
 }
@@ -31,14 +39,25 @@ fn encode() {
                 .split(' ')
                 .map(|w| list.iter().position(|x| x == &w).expect("in list") as u64)
                 .collect();
-            let want: Vec<u64> = idx.as_array().expect("array").iter().map(|i| i.as_u64().expect("n")).collect();
+            let want: Vec<u64> = idx
+                .as_array()
+                .expect("array")
+                .iter()
+                .map(|i| i.as_u64().expect("n"))
+                .collect();
             assert_eq!(got, want);
         }
         let split: Vec<&str> = words.split(' ').collect();
-        assert_eq!(&mnemonic::decode_words(&split, checksum).expect("decode")[..], &seed[..]);
+        assert_eq!(
+            &mnemonic::decode_words(&split, checksum).expect("decode")[..],
+            &seed[..]
+        );
         if checksum {
             assert_eq!(&mnemonic::decode(&words).expect("decode")[..], &seed[..]);
-            assert_eq!(mnemonic::encode(&seed).expect("seed").as_str(), words.as_str());
+            assert_eq!(
+                mnemonic::encode(&seed).expect("seed").as_str(),
+                words.as_str()
+            );
         }
     }
 }

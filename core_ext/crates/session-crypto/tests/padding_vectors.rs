@@ -4,8 +4,11 @@ use serde_json::Value;
 use session_crypto::padding;
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../tests/vectors/padding.json"))
-        .expect("vector file");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../tests/vectors/padding.json"
+    ))
+    .expect("vector file");
     let v: Value = serde_json::from_str(&text).expect("json");
     v["cases"].as_array().expect("cases").clone()
 }
@@ -23,9 +26,19 @@ fn message_pad() {
             "desktop_legacy" => padding::pad_desktop_legacy(&input),
             other => panic!("unknown variant {other}"),
         };
-        assert_eq!(padded.len() as u64, c["padded_len"].as_u64().expect("len"), "{}", c["name"]);
+        assert_eq!(
+            padded.len() as u64,
+            c["padded_len"].as_u64().expect("len"),
+            "{}",
+            c["name"]
+        );
         if let Some(v) = c.get("padded") {
-            assert_eq!(hex::encode(&padded), v.as_str().expect("hex"), "{}", c["name"]);
+            assert_eq!(
+                hex::encode(&padded),
+                v.as_str().expect("hex"),
+                "{}",
+                c["name"]
+            );
         }
         assert_eq!(padding::unpad(&padded).expect("unpad"), &input[..]);
         n += 1;

@@ -279,7 +279,9 @@ fn aead_seal<C: AeadInPlace + KeyInit>(
 ) -> Result<Vec<u8>> {
     let n = C::NonceSize::USIZE;
     if nonce.len() != n {
-        return Err(Error::InvalidInput(format!("{name} needs a {n}-byte nonce")));
+        return Err(Error::InvalidInput(format!(
+            "{name} needs a {n}-byte nonce"
+        )));
     }
     let cipher = C::new_from_slice(key).map_err(|_| Error::InvalidKey("hop keys are 32 bytes"))?;
     let mut out = Vec::with_capacity(n + plaintext.len() + TAG_LEN);

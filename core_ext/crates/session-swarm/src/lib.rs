@@ -16,7 +16,9 @@ pub mod error;
 pub mod hash;
 pub mod space;
 
-pub use closest::{closest_swarm, closest_swarm_for_space, ClosestScan, SwarmIndex, INVALID_SWARM_ID};
+pub use closest::{
+    closest_swarm, closest_swarm_for_space, ClosestScan, SwarmIndex, INVALID_SWARM_ID,
+};
 pub use error::{Error, Result};
 pub use hash::{message_hash, message_hash_of, message_hash_raw, MESSAGE_HASH_LEN};
 pub use space::{swarm_space, swarm_space_of_key, AccountId};

@@ -5,7 +5,10 @@ use serde_json::Value;
 
 /// Every case of `tests/vectors/<name>.json`.
 pub fn cases(name: &str) -> Vec<Value> {
-    let path = format!("{}/../../../tests/vectors/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../../tests/vectors/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let v: Value = serde_json::from_str(&text).expect("valid JSON");
     v["cases"].as_array().expect("cases array").clone()
@@ -20,5 +23,6 @@ pub fn kind(name: &str, k: &str) -> Vec<Value> {
 
 /// A string field of a case.
 pub fn s<'a>(c: &'a Value, k: &str) -> &'a str {
-    c[k].as_str().unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
+    c[k].as_str()
+        .unwrap_or_else(|| panic!("{}: missing {k}", c["name"]))
 }
