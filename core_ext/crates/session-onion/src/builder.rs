@@ -326,7 +326,7 @@ mod tests {
             build(&long, &d, b"x", EncType::AesGcm),
             Err(Error::TooManyHops { .. })
         ));
-        assert!(build(&[n.clone()], &d, b"x", EncType::AesCbc).is_err());
+        assert!(build(std::slice::from_ref(&n), &d, b"x", EncType::AesCbc).is_err());
         let bad = Destination::Server {
             host: "h".into(),
             target: "/x".into(),
