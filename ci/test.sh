@@ -1,15 +1,50 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is missing, then runs every test.
-#   1. cargo test on the pure Rust crates (vectors read from tests/vectors)
-#   2. mypy.stubtest: session/_core.pyi matches the built extension
-#   3. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
+# The README's test command: installs what is missing, then runs every check and test.
+#   1. Rust: cargo fmt --check, cargo clippy -D warnings, cargo test on the pure crates
+#      (vectors read from tests/vectors)
+#   2. Python style and types: ruff check, ruff format --check, mypy over the package
+#   3. mypy.stubtest: session/_core.pyi matches the built extension
+#   4. bounded fuzzing of the Rust and Python parsers from the kept corpora (ci/fuzz.sh;
+#      FUZZ_SECONDS per target, default 15)
+#   5. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
+# Every step runs even when an earlier one failed; the script fails if any did, and ends with
+# each step's time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/env.sh
 ./ci/install.sh
-echo "== cargo test (pure crates)"
-(cd core_ext && cargo test --locked --workspace --exclude session-core-py -q)
-echo "== stubtest"
-python3 -m mypy.stubtest session._core --allowlist ci/stubtest-allowlist.txt
-echo "== pytest"
-python3 -m pytest -q "$@"
+
+failed=()
+times=()
+# step NAME CMD...: run one check, record its time and whether it failed.
+step() {
+  local name="$1" start=$SECONDS
+  shift
+  echo "== $name"
+  if "$@"; then
+    times+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
+  else
+    times+=("$(printf '%5d s  %s  FAILED' $((SECONDS - start)) "$name")")
+    failed+=("$name")
+  fi
+}
+
+# The workspace and the standalone fuzz crate share core_ext/target (clippy and test reuse
+# build scripts and proc macros); the fuzz build uses its own directory (other flags).
+step "cargo fmt --check" bash -c 'cd core_ext && cargo fmt --check && cd fuzz && cargo fmt --check'
+step "cargo clippy" bash -c 'cd core_ext && cargo clippy --locked --workspace --all-targets -q -- -D warnings'
+step "cargo test (pure crates)" \
+  bash -c 'cd core_ext && cargo test --locked --workspace --exclude session-core-py -q'
+step "ruff check" python3 -m ruff check --no-cache .
+step "ruff format --check" python3 -m ruff format --no-cache --check .
+step "mypy (package)" python3 -m mypy
+step "stubtest" python3 -m mypy.stubtest session._core --allowlist ci/stubtest-allowlist.txt
+step "fuzz (build and bounded runs)" ./ci/fuzz.sh
+step "pytest" python3 -m pytest -q "$@"
+
+echo "== step times"
+printf '%s\n' "${times[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed: ${failed[*]}"
+  exit 1
+fi

@@ -19,7 +19,7 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from google.protobuf.message import DecodeError as _PbDecodeError  # type: ignore[import-untyped]
+from google.protobuf.message import DecodeError as _PbDecodeError
 
 from session.errors import DecodeError, SessionError
 from session.proto import session_pb2 as pb

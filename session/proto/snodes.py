@@ -72,6 +72,9 @@ class ServiceNode:
 
     @classmethod
     def from_json(cls, entry: Mapping[str, Any]) -> ServiceNode:
+        """One ``service_node_states`` entry; raises DecodeError on any malformed entry."""
+        if not isinstance(entry, Mapping):
+            raise DecodeError("service node entry is not a JSON object")
         try:
             swarm_id = int(entry.get("swarm_id", INVALID_SWARM_ID))
             node = cls(
@@ -86,7 +89,7 @@ class ServiceNode:
             )
         except KeyError as e:
             raise DecodeError(f"service node entry is missing {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
             if isinstance(e, DecodeError):
                 raise
             raise DecodeError(f"service node entry has a bad value: {e}") from None
@@ -99,7 +102,9 @@ class ServiceNode:
 
 def parse_node_list(doc: Mapping[str, Any]) -> list[ServiceNode]:
     """Parse a ``get_n_service_nodes`` result (``{"service_node_states": [...]}``), or the full
-    JSON-RPC response (``{"result": {...}}``)."""
+    JSON-RPC response (``{"result": {...}}``). Anything else raises DecodeError."""
+    if not isinstance(doc, Mapping):
+        raise DecodeError("node list is not a JSON object")
     if "result" in doc and isinstance(doc["result"], Mapping):
         doc = doc["result"]
     states = doc.get("service_node_states")

@@ -1,0 +1,117 @@
+"""Fuzz harnesses for the Python entry points that read bytes from strangers.
+
+Each harness takes arbitrary bytes and checks the entry point's contract: it returns a value
+of the documented shape or raises the documented typed error (a :class:`SessionError` with a
+message that can be sent back or shown, and for the storage RPC a 4xx status). Anything else
+(an ``AttributeError``, ``RecursionError``, a 5xx, a message that cannot be encoded as UTF-8)
+is a bug and escapes the harness.
+
+``ci/fuzz.sh`` runs them under atheris (``tests/fuzz/run_atheris.py``) for a bounded time from
+the corpus kept in ``tests/fuzz/corpus/NAME/``; ``test_fuzz_corpus.py`` replays that corpus in
+every pytest run, so what a fuzz run once found stays fixed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable, Mapping
+
+from session import onion, protocol
+from session.client import messages
+from session.errors import SessionError
+from session.identity import Identity
+from session.proto import rpc, snodes
+
+
+def _check_error(e: SessionError) -> None:
+    """A typed error has a non-empty message that can be sent or shown as UTF-8."""
+    text = str(e)
+    assert text, repr(e)
+    text.encode("utf-8")  # a lone surrogate echoed from the input would fail here
+
+
+def rpc_request(data: bytes) -> None:
+    """The storage RPC request parser (a client's HTTPS body or an onion request's payload),
+    then the checks a node runs before executing: every refusal is a 4xx with a message."""
+    now_ms = int(time.time() * 1000)
+    for forwarded in (False, True):
+        try:
+            req = rpc.parse_request(data, forwarded=forwarded)
+            rpc.precheck(req, now_ms, forwarded=forwarded)
+            rpc.verify_request(req)
+        except SessionError as e:
+            status = getattr(e, "status", None)
+            assert isinstance(status, int) and 400 <= status < 500, (status, str(e))
+            _check_error(e)
+
+
+def onion_v4(data: bytes) -> None:
+    """v4 onion payload framing (requests and responses) and the onion layer split."""
+    for decode in (onion.v4_decode_request, onion.v4_decode_response):
+        try:
+            meta, body = decode(data)
+        except SessionError as e:
+            _check_error(e)
+        else:
+            assert isinstance(meta, dict)
+            assert body is None or isinstance(body, bytes)
+    try:
+        blob, layer_meta = onion.decode_layer(data)
+    except SessionError as e:
+        _check_error(e)
+    else:
+        assert isinstance(blob, bytes) and isinstance(layer_meta, dict)
+        assert len(blob) < len(data)
+
+
+def node_list(data: bytes) -> None:
+    """A node list as a client or node receives it (``get_n_service_nodes`` JSON from the
+    registry, a node or a ``nodes.json``), then the swarm map every party builds from it."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return  # the HTTP/JSON layer refuses it before the node list is read
+    try:
+        nodes = snodes.parse_node_list(doc)
+    except SessionError as e:
+        _check_error(e)
+        return
+    smap = snodes.SwarmMap(nodes)
+    assert all(n.active for n in smap.nodes)
+    assert all(0 <= sid < snodes.INVALID_SWARM_ID for sid in smap.swarms)
+
+
+_SENDER = Identity.from_seed(bytes(range(16)))
+_RECIPIENT = Identity.from_seed(bytes(range(16, 32)))
+
+
+def content(data: bytes) -> None:
+    """Receiving a stored 1:1 message: ``data`` once as the stored body itself (WebSocketMessage
+    → Envelope parsing) and once as a sealed plaintext from a known sender (unpadding and the
+    protobuf ``Content`` decoding that follows decryption)."""
+    stored_b64 = base64.b64encode(data).decode()
+    try:
+        messages.open_stored(_RECIPIENT, "h", stored_b64)
+    except SessionError as e:
+        _check_error(e)
+    sealed = protocol.encrypt_for_recipient(_SENDER, _RECIPIENT.session_id, data)
+    try:
+        msg = messages.open_stored(
+            _RECIPIENT, "h", base64.b64encode(messages.envelope_bytes(sealed, 1)).decode()
+        )
+    except SessionError as e:
+        _check_error(e)
+        return
+    assert msg.sender == _SENDER.session_id
+    messages.expiration_of(msg.content)
+
+
+#: Harness name (as in ``ci/fuzz.sh`` and ``tests/fuzz/corpus/NAME``) → harness.
+HARNESSES: Mapping[str, Callable[[bytes], None]] = {
+    "rpc": rpc_request,
+    "onion": onion_v4,
+    "snodes": node_list,
+    "content": content,
+}
