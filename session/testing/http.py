@@ -4,6 +4,7 @@ them; nothing here is used by a node or a client)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -81,6 +82,20 @@ class Client:
     async def get(self, url: str) -> tuple[int, bytes]:
         async with self.http.get(url) as r:
             return r.status, await r.read()
+
+    async def serving_reads(self, url: str, timeout: float = 60.0) -> None:
+        """Waits until the node at ``url`` answers a retrieve. A node that has just started (or
+        restarted) catches up with its swarm first and refuses reads with 503 until then;
+        anything but 200 or that 503 fails at once."""
+        probe = Identity.generate()
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = await self.rpc(url, retrieve_request(probe))
+            if status == 200:
+                return
+            if status != 503 or time.monotonic() > deadline:
+                raise AssertionError(f"{url} does not serve reads: {status} {body!r:.200}")
+            await asyncio.sleep(0.1)
 
     async def close(self) -> None:
         await self.http.close()

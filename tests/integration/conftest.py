@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 from pathlib import Path
@@ -20,6 +21,17 @@ def v4_socket():
     sock.close()
 
 
+async def _serving_reads(urls: list[str]) -> None:
+    """Every node answers reads: a fresh node first catches up with its swarm (503 until then)."""
+    from session.testing.http import Client
+
+    c = Client()
+    try:
+        await asyncio.gather(*(c.serving_reads(u) for u in urls))
+    finally:
+        await c.close()
+
+
 @pytest.fixture(scope="session")
 def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
     """A registry and 5 node processes on 127.0.0.1 for the whole session."""
@@ -29,6 +41,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
     net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, poll_interval=0.5, ready_timeout=60,
                  proxy_allow=[f"127.0.0.1:{v4_port}"])
     net.start()
+    asyncio.run(_serving_reads([n.url for n in net.nodes]))
     yield net
     net.stop()
     codes = net.exit_codes()

@@ -265,6 +265,7 @@ async def test_killed_during_store_loses_nothing_acknowledged(devnet, client):
         assert acknowledged[n.pubkey_ed25519] <= await retrieve_hashes(client, n.url, dave)
     # the killed node keeps everything it acknowledged before dying
     devnet.restart_node(victim)
+    await client.serving_reads(victim.url)  # it catches up with its swarm first (503 until then)
     got = await retrieve_hashes(client, victim.url, dave)
     assert acknowledged.get(victim.pubkey_ed25519, set()) <= got
 
@@ -275,6 +276,7 @@ async def test_restarted_node_keeps_data(devnet, client):
     assert status == 200
     assert devnet.stop_node(2) == 0  # graceful SIGTERM exits 0
     devnet.restart_node(2)
+    await client.serving_reads(devnet.nodes[2].url)  # caught up with its swarm
     assert body["hash"] in await retrieve_hashes(client, devnet.nodes[2].url, erin)
 
 
