@@ -3,7 +3,8 @@
 Start-up: logs → keys → database → TLS → node links (ZeroMQ) → RPC handler and onion router →
 HTTPS and admin sites → registration with the registry → node-list polling. ``/readyz`` stays 503
 (and client requests get 503) until keys, database, a node list that puts us in a swarm, and
-both sites are up.
+both sites are up; after that ``/readyz`` stays 503 (and reads get 503) until the node caught up
+with its swarm (``replication.Reconciler``), while stores and relaying are already served.
 
 SIGTERM/SIGINT: mark not ready, stop accepting, let in-flight requests finish (bounded by
 ``shutdown_timeout``), stop polling and links, flush and close the store, exit 0.
@@ -106,6 +107,14 @@ class Node:
             return "not in a swarm yet"
         return None
 
+    def fully_ready(self) -> str | None:
+        """``/readyz``: :meth:`ready_reason`, and then whether reads wait for the catch-up with
+        the swarm after a start (stores and relaying are served meanwhile; reads get 503)."""
+        why = self.ready_reason()
+        if why is None and self.reconciler is not None:
+            why = self.reconciler.not_ready_reason()
+        return why
+
     # ------------------------------------------------------------------ start-up
     async def start(self) -> None:
         cfg = self.config
@@ -199,7 +208,7 @@ class Node:
                    + stats.body_timeouts)
         m.gauge_fn("session_node_bodies_refused", "Request bodies refused (in-flight budget "
                    "full or too large)", lambda: stats.bodies_refused + stats.bodies_too_large)
-        admin = await serve_app(admin_app(m.render, self.ready_reason), cfg.admin.host,
+        admin = await serve_app(admin_app(m.render, self.fully_ready), cfg.admin.host,
                                 cfg.admin.port, limits=cfg.connections)
         self._served.append(admin)
         self.admin_port = admin.port
