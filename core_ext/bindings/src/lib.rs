@@ -11,10 +11,13 @@ mod attachment;
 mod blinding;
 mod config;
 mod errors;
+mod group_message;
 mod identity;
 mod mnemonic;
+mod multi_encrypt;
 mod onion;
 mod protocol;
+mod subaccount;
 mod swarm;
 
 fn build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
@@ -71,5 +74,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     blinding::register(m)?;
     attachment::register(m)?;
     config::register(m)?;
+    group_message::register(m)?;
+    multi_encrypt::register(m)?;
+    subaccount::register(m)?;
     Ok(())
 }

@@ -4,19 +4,23 @@
 //! [`mnemonic`] (13/25-word recovery phrases), [`padding`], [`protocol`] (1:1 sign-then-seal),
 //! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
 //! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets),
-//! [`config`] (config-message encryption for multi-device sync).
+//! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding),
+//! [`group_message`] (03-group messages), [`subaccount`] (group members' swarm authentication).
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
 pub mod attachment;
 pub mod blinding;
+pub mod bt;
 pub mod config;
 pub mod error;
+pub mod group_message;
 pub mod hash;
 pub mod keys;
 pub mod mnemonic;
 pub mod padding;
 pub mod protocol;
+pub mod subaccount;
 
 pub use error::{Error, Result};
