@@ -9,6 +9,7 @@ which matters wherever a hash or signature covers the encoding. Encoding sorts d
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from session.errors import DecodeError
@@ -41,7 +42,7 @@ def _enc(v: Any, out: list[bytes]) -> None:
         out.append(b"e")
     elif isinstance(v, dict):
         items = sorted((k.encode() if isinstance(k, str) else bytes(k), x) for k, x in v.items())
-        for (a, _), (b, _) in zip(items, items[1:], strict=False):
+        for (a, _), (b, _) in itertools.pairwise(items):
             if a == b:
                 raise ValueError(f"duplicate dict key {a!r} after encoding")
         out.append(b"d")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from vectorlib import case_ids, load_vectors
 
 from session.errors import InvalidInput, InvalidSignature
 from session.groups.auth import (
@@ -19,6 +18,7 @@ from session.groups.crypto import GroupIdentity
 from session.identity import Identity
 from session.proto.rpc.auth import Access, Account, Auth, sign, verify_auth
 from session.proto.rpc.requests import Retrieve, Store
+from vectorlib import case_ids, load_vectors
 
 SUB = load_vectors("subaccount", "subaccount_sign")
 SIGS = load_vectors("group_signatures", "sign")
@@ -38,9 +38,10 @@ def test_subaccount_vectors(case: dict) -> None:
     write, delete = bool(flags & Access.WRITE), bool(flags & Access.DELETE)
     auth = member_auth_data(group, member.session_id, write=write, delete=delete)
     assert auth.hex() == case["member_auth_data"]
-    assert member_token(group, member.session_id, write=write, delete=delete).hex() == case[
-        "subaccount"
-    ]
+    assert (
+        member_token(group, member.session_id, write=write, delete=delete).hex()
+        == case["subaccount"]
+    )
     signer = SubaccountSigner(member, group.group_id, auth)
     assert (signer.can_write, signer.can_delete) == (write, delete)
     text = case["signed_text_utf8"].encode()
@@ -82,7 +83,9 @@ def test_admin_request_signature_vectors(case: dict) -> None:
     params = sign(req, group)
     assert params["signature"] == case["signature_b64"]
     assert "pubkey_ed25519" not in params
-    assert verify_auth(acct, Auth(b64(params["signature"])), req.signature_text(), Access.WRITE, revoked=False)
+    assert verify_auth(
+        acct, Auth(b64(params["signature"])), req.signature_text(), Access.WRITE, revoked=False
+    )
 
 
 def test_member_signs_group_requests_end_to_end() -> None:
@@ -104,7 +107,11 @@ def test_member_signs_group_requests_end_to_end() -> None:
     assert not verify_auth(acct, a, b"store111", Access.WRITE, revoked=False)
     with pytest.raises(InvalidSignature, match="write"):
         verify_subaccount_request(
-            group.group_id, a.subaccount or b"", a.subaccount_sig or b"", a.signature, b"store111",
+            group.group_id,
+            a.subaccount or b"",
+            a.subaccount_sig or b"",
+            a.signature,
+            b"store111",
             Access.WRITE,
         )
     # a request for another account is refused before signing

@@ -7,7 +7,6 @@ import os
 
 import pytest
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
-from vectorlib import case_ids, load_vectors
 
 from session.errors import DecryptionError, InvalidInput, InvalidKey, InvalidSignature
 from session.groups import bt
@@ -19,6 +18,7 @@ from session.groups.crypto import (
     multi_encrypt,
 )
 from session.identity import Identity, verify
+from vectorlib import case_ids, load_vectors
 
 ENCRYPT = load_vectors("multi_encrypt", "encrypt")
 FAIL = load_vectors("multi_encrypt", "decrypt_fail")
@@ -104,7 +104,9 @@ def test_group_message_padding_choice() -> None:
     alice = Identity()
     key = os.urandom(32)
     ct = encrypt_message(alice, key, b"x" * 300, compress=False, padding=1)
-    assert len(ct) == 40 + len(bt.encode({b"": 1, b"a": bytes(32), b"d": b"x" * 300, b"s": bytes(64)}))
+    assert len(ct) == 40 + len(
+        bt.encode({b"": 1, b"a": bytes(32), b"d": b"x" * 300, b"s": bytes(64)})
+    )
 
 
 def test_old_generations_and_removed_members() -> None:
@@ -132,9 +134,7 @@ def test_forged_tampered_and_malformed() -> None:
     # Mallory claims Alice wrote it: the signature does not verify under Alice's key.
     from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
-    inner = bt.encode(
-        {b"": 1, b"a": alice.ed25519_public, b"d": b"hi", b"s": mallory.sign(b"hi")}
-    )
+    inner = bt.encode({b"": 1, b"a": alice.ed25519_public, b"d": b"hi", b"s": mallory.sign(b"hi")})
     nonce = os.urandom(24)
     forged = nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(inner, None, nonce, key)
     with pytest.raises(InvalidSignature):

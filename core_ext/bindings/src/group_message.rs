@@ -21,7 +21,7 @@ fn key32(key: &[u8]) -> CoreResult<Zeroizing<[u8; 32]>> {
 
 /// Encrypts `plaintext` for the group under `group_key`, signed by `sender`.
 #[pyfunction]
-#[pyo3(signature = (sender, group_key, plaintext, compress = true, padding = gm::DEFAULT_PADDING))]
+#[pyo3(signature = (sender, group_key, plaintext, compress = true, padding = 256))]
 fn group_encrypt_message<'py>(
     py: Python<'py>,
     sender: &Bound<'py, PyIdentity>,
