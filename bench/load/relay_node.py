@@ -17,23 +17,22 @@ async def main() -> None:
     from session.node.relay import OnionRouter, PeelPool
     from session.onion import Peeler
     from session.proto.snodes import ServiceNode
+    from session.testing.rpc import FixedSwarmView
 
     cfg = json.loads(sys.stdin.readline())
     nodes = [ServiceNode.from_json(n) for n in cfg["nodes"]]
-    by_ed = {n.pubkey_ed25519: n for n in nodes}
+    view = FixedSwarmView("", nodes)  # the relay itself is not listed: it only relays
     known_x = {n.pubkey_x25519 for n in nodes}
-
-    class View:
-        def node_by_ed25519(self, ed: str) -> ServiceNode | None:
-            return by_ed.get(ed)
 
     async def authorize(key: bytes) -> bool:
         return key.hex() in known_x
 
     secret = bytes.fromhex(cfg["secret"])
-    links = NodeLinks(public_x25519=bytes.fromhex(cfg["public"]), secret_x25519=secret, handlers={}, authorize=authorize)
+    links = NodeLinks(public_x25519=bytes.fromhex(cfg["public"]), secret_x25519=secret,
+                      handlers={}, authorize=authorize)
     port = await links.start("127.0.0.1", 0)
-    router = OnionRouter(PeelPool(Peeler.from_x25519_secret(secret), workers=int(cfg.get("workers", 1))), View(), links, rpc=None)
+    pool = PeelPool(Peeler.from_x25519_secret(secret), workers=int(cfg.get("workers", 1)))
+    router = OnionRouter(pool, view, links, rpc=None)
     links.handlers[KIND_ONION] = router.serve_link
     print(json.dumps({"port": port}), flush=True)
     loop = asyncio.get_running_loop()
