@@ -39,22 +39,28 @@ def backlog() -> list[tuple[str, str, int]]:
 
 def _check(out: list[Any]) -> bool:
     return len(out) == BACKLOG and all(
-        isinstance(o, M.Incoming) and o.sender == SENDER.session_id
+        isinstance(o, M.Incoming)
+        and o.sender == SENDER.session_id
         and o.content.dataMessage.body == f"backlog message {i}"
         for i, o in enumerate(out)
     )
 
 
 @pytest.mark.parametrize("impl", ["batch", "per-message"])
-def test_bench_backlog_decrypt(benchmark: Any, backlog: list[tuple[str, str, int]], impl: str) -> None:
+def test_bench_backlog_decrypt(
+    benchmark: Any, backlog: list[tuple[str, str, int]], impl: str
+) -> None:
     benchmark.group = "client-backlog-10000"
     benchmark.extra_info["messages"] = BACKLOG
     if impl == "batch":
+
         def run() -> list[Any]:
             return M.open_many(RECIPIENT, backlog)
     else:
+
         def run() -> list[Any]:
             return [M.open_stored(RECIPIENT, h, d, e) for h, d, e in backlog]
+
     out = benchmark.pedantic(run, rounds=3, iterations=1)
     ok = _check(out)
     benchmark.extra_info.update(correct=ok, checked="every message opened: sender and body")
@@ -77,8 +83,15 @@ def test_bench_onion_send_round_trip(benchmark: Any, tmp_path: Path) -> None:
             def one() -> str | None:
                 counter[0] += 1
                 now = c.clock.now_ms()
-                data = M.seal(c.identity, RECIPIENT.session_id, M.text(f"bench {counter[0]}", sent_ms=now), now)
-                return loop.run_until_complete(c.rpc.store(RECIPIENT.session_id, 0, data, now + 60_000))
+                data = M.seal(
+                    c.identity,
+                    RECIPIENT.session_id,
+                    M.text(f"bench {counter[0]}", sent_ms=now),
+                    now,
+                )
+                return loop.run_until_complete(
+                    c.rpc.store(RECIPIENT.session_id, 0, data, now + 60_000)
+                )
 
             one()  # warm up paths, TLS and the clock offset
             samples = []
@@ -88,7 +101,9 @@ def test_bench_onion_send_round_trip(benchmark: Any, tmp_path: Path) -> None:
                 samples.append((time.perf_counter() - t0) * 1000)
                 assert h and len(h) == 43
             q = statistics.quantiles(samples, n=100)
-            benchmark.extra_info.update(p50_ms=round(q[49], 2), p99_ms=round(q[98], 2), sends=len(samples))
+            benchmark.extra_info.update(
+                p50_ms=round(q[49], 2), p99_ms=round(q[98], 2), sends=len(samples)
+            )
             h = benchmark.pedantic(one, rounds=10, iterations=1)
             ok = bool(h) and len(str(h)) == 43
             benchmark.extra_info.update(correct=ok, checked="the swarm answered a message hash")

@@ -56,9 +56,20 @@ class Flooder:
     """bench/load/flood.py from 127.0.0.1, started and refused once before it counts."""
 
     def __init__(self, url: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "load" / "flood.py"), url,
-                                      "--from", "127.0.0.1", "--concurrency", "16"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(HERE / "load" / "flood.py"),
+                url,
+                "--from",
+                "127.0.0.1",
+                "--concurrency",
+                "16",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     async def started(self, limited: bool) -> None:
         """Waits until the flood runs: refused once (with the limiter) or 200 answers flowing."""
@@ -97,15 +108,17 @@ def q(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100)[pct - 1] * 1e3
 
 
-def test_honest_latency_under_flood(benchmark: Any, loop: asyncio.AbstractEventLoop,
-                                    tmp_path: Path) -> None:
+def test_honest_latency_under_flood(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
     benchmark.group = "node fairness under flood"
     n = 200 if not benchmark.disabled else 10
     net = MiniNet(tmp_path)
     honest = None
     try:
-        node = loop.run_until_complete(net.add(limits=LimitsConfig(requests_per_second=50.0,
-                                                                   burst=100)))
+        node = loop.run_until_complete(
+            net.add(limits=LimitsConfig(requests_per_second=50.0, burst=100))
+        )
         loop.run_until_complete(net.set_swarms({0: SWARM}))
         url = net.url(0)
         honest = loop.run_until_complete(_client("127.0.0.2"))
@@ -117,7 +130,8 @@ def test_honest_latency_under_flood(benchmark: Any, loop: asyncio.AbstractEventL
         try:
             loop.run_until_complete(flood.started(limited=True))
             under, st_under = benchmark.pedantic(
-                lambda: loop.run_until_complete(honest_run(honest, url, n)), rounds=1, iterations=1)
+                lambda: loop.run_until_complete(honest_run(honest, url, n)), rounds=1, iterations=1
+            )
         finally:
             flood_out = loop.run_until_complete(flood.stop())
 
@@ -137,18 +151,24 @@ def test_honest_latency_under_flood(benchmark: Any, loop: asyncio.AbstractEventL
     ok = st_alone == st_under == st_free == [200] * n and refused > 0
     result = {
         "requests": n,
-        "alone_p50_ms": q(alone, 50), "alone_p90_ms": q(alone, 90),
-        "flood_p50_ms": q(under, 50), "flood_p90_ms": q(under, 90),
-        "unlimited_p50_ms": q(free, 50), "unlimited_p90_ms": q(free, 90),
+        "alone_p50_ms": q(alone, 50),
+        "alone_p90_ms": q(alone, 90),
+        "flood_p50_ms": q(under, 50),
+        "flood_p90_ms": q(under, 90),
+        "unlimited_p50_ms": q(free, 50),
+        "unlimited_p90_ms": q(free, 90),
         "flood_ratio_p50": q(under, 50) / q(alone, 50),
         "flood_ratio_p90": q(under, 90) / q(alone, 90),
         "unlimited_ratio_p50": q(free, 50) / q(alone, 50),
         "unlimited_ratio_p90": q(free, 90) / q(alone, 90),
-        "flooder_answered": flood_out["statuses"].get("200", 0), "flooder_refused": refused,
+        "flooder_answered": flood_out["statuses"].get("200", 0),
+        "flooder_refused": refused,
         "flooder_unlimited_answered": free_out["statuses"].get("200", 0),
     }
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
-    benchmark.extra_info.update(correct=ok, checked="every honest request 200 (none 429) in all "
-                                                    "three phases; the flooder was refused")
+    benchmark.extra_info.update(
+        correct=ok,
+        checked="every honest request 200 (none 429) in all three phases; the flooder was refused",
+    )
     print(f"\nfairness: {result}")
     assert ok, (st_alone, st_under, st_free, flood_out)

@@ -41,9 +41,15 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def faultnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from session.devnet import Devnet
 
-    net = Devnet(tmp_path_factory.mktemp("bench-faults"), nodes=5, poll_interval=1.0,
-                 extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-                            "SESSION_NODE_LIMITS__BURST": "100000"})
+    net = Devnet(
+        tmp_path_factory.mktemp("bench-faults"),
+        nodes=5,
+        poll_interval=1.0,
+        extra_env={
+            "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
+            "SESSION_NODE_LIMITS__BURST": "100000",
+        },
+    )
     net.start()
     yield net
     for n in net.nodes:
@@ -114,12 +120,16 @@ class StoreRig:
 
 def _summary(lat: list[float]) -> dict[str, float]:
     ms = sorted(x * 1000 for x in lat)
-    return {"median_ms": statistics.median(ms), "p95_ms": ms[int(len(ms) * 0.95) - 1],
-            "max_ms": ms[-1]}
+    return {
+        "median_ms": statistics.median(ms),
+        "p95_ms": ms[int(len(ms) * 0.95) - 1],
+        "max_ms": ms[-1],
+    }
 
 
-def test_store_latency_with_members_down(benchmark: Any, loop: asyncio.AbstractEventLoop,
-                                         faultnet: Any) -> None:
+def test_store_latency_with_members_down(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, faultnet: Any
+) -> None:
     benchmark.group = "node store latency with swarm members down"
     n = 200 if not benchmark.disabled else 20
     nodes = faultnet.nodes
@@ -138,8 +148,9 @@ def test_store_latency_with_members_down(benchmark: Any, loop: asyncio.AbstractE
         await asyncio.to_thread(faultnet.kill_node, dead)
         res["first after kill"] = await rig.until_failed({dead.pubkey_ed25519})
         res["one dead"], bodies = await rig.timed_stores(n)
-        res["dead reported failed"] = all(b["swarm"][dead.pubkey_ed25519].get("failed")
-                                          for b in bodies)
+        res["dead reported failed"] = all(
+            b["swarm"][dead.pubkey_ed25519].get("failed") for b in bodies
+        )
         frozen.proc.send_signal(signal.SIGSTOP)
         await rig.until_failed({frozen.pubkey_ed25519, dead.pubkey_ed25519})
         res["one dead, one frozen"], _ = await rig.timed_stores(n)
@@ -148,16 +159,17 @@ def test_store_latency_with_members_down(benchmark: Any, loop: asyncio.AbstractE
 
     try:
         loop.run_until_complete(rig.start())
-        out = benchmark.pedantic(lambda: loop.run_until_complete(phases()), rounds=1,
-                                 iterations=1)
+        out = benchmark.pedantic(lambda: loop.run_until_complete(phases()), rounds=1, iterations=1)
         stored = loop.run_until_complete(rig.count())
     finally:
         if frozen.proc is not None:
             frozen.proc.send_signal(signal.SIGCONT)
         loop.run_until_complete(rig.close())
     base = _summary(out["all live"])
-    result: dict[str, Any] = {"stores_per_phase": n,
-                              "baseline_median_ms": round(base["median_ms"], 2)}
+    result: dict[str, Any] = {
+        "stores_per_phase": n,
+        "baseline_median_ms": round(base["median_ms"], 2),
+    }
     for phase in ("one frozen", "one dead", "one dead, one frozen"):
         s = _summary(out[phase])
         key = phase.replace(", ", "_").replace(" ", "_")
@@ -171,7 +183,9 @@ def test_store_latency_with_members_down(benchmark: Any, loop: asyncio.AbstractE
     ok = out["dead reported failed"] and complete
     benchmark.extra_info.update(result)
     benchmark.extra_info.update(
-        correct=ok, checked="every store 200; every store with a member dead reported it "
-                            "failed; node 0 then held every acknowledged message")
+        correct=ok,
+        checked="every store 200; every store with a member dead reported it "
+        "failed; node 0 then held every acknowledged message",
+    )
     print(f"\nstore latency with members down: {result}")
     assert ok, (out["dead reported failed"], stored, rig.i)

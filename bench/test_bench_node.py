@@ -50,9 +50,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _entry(ident: Identity, port: int) -> dict[str, Any]:
-    return {"pubkey_ed25519": ident.ed25519_public.hex(),
-            "pubkey_x25519": ident.x25519_public.hex(), "public_ip": "127.0.0.1",
-            "storage_port": 1, "storage_lmq_port": port, "swarm_id": 0}
+    return {
+        "pubkey_ed25519": ident.ed25519_public.hex(),
+        "pubkey_x25519": ident.x25519_public.hex(),
+        "public_ip": "127.0.0.1",
+        "storage_port": 1,
+        "storage_lmq_port": port,
+        "swarm_id": 0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -84,25 +89,38 @@ class RelayRig:
         async def sink_handler(peer: str, body: dict[str, Any]) -> dict[str, Any]:
             return {"s": 200, "b": b"ok"}
 
-        self.sink = NodeLinks(public_x25519=self.sink_id.x25519_public,
-                              secret_x25519=self.sink_id.export_x25519_secret(),
-                              handlers={KIND_ONION: sink_handler}, authorize=authorize)
+        self.sink = NodeLinks(
+            public_x25519=self.sink_id.x25519_public,
+            secret_x25519=self.sink_id.export_x25519_secret(),
+            handlers={KIND_ONION: sink_handler},
+            authorize=authorize,
+        )
         sink_port = await self.sink.start("127.0.0.1", 0)
-        self.driver = NodeLinks(public_x25519=self.driver_id.x25519_public,
-                                secret_x25519=self.driver_id.export_x25519_secret(),
-                                handlers={}, authorize=authorize)
+        self.driver = NodeLinks(
+            public_x25519=self.driver_id.x25519_public,
+            secret_x25519=self.driver_id.export_x25519_secret(),
+            handlers={},
+            authorize=authorize,
+        )
         await self.driver.start("127.0.0.1", 0)
         cmd = [sys.executable, str(HERE / "load" / "relay_node.py")]
         if self.profile:
             cmd += ["--profile", self.profile]
         self.proc = await asyncio.create_subprocess_exec(
-            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            *cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
         assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps({
-            "secret": self.relay_id.export_x25519_secret().hex(),
-            "public": self.relay_id.x25519_public.hex(),
-            "workers": int(os.environ.get("RELAY_WORKERS", "1")),
-            "nodes": [_entry(self.sink_id, sink_port), _entry(self.driver_id, 1)]}).encode() + b"\n")
+        self.proc.stdin.write(
+            json.dumps(
+                {
+                    "secret": self.relay_id.export_x25519_secret().hex(),
+                    "public": self.relay_id.x25519_public.hex(),
+                    "workers": int(os.environ.get("RELAY_WORKERS", "1")),
+                    "nodes": [_entry(self.sink_id, sink_port), _entry(self.driver_id, 1)],
+                }
+            ).encode()
+            + b"\n"
+        )
         await self.proc.stdin.drain()
         relay_port = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), 60))["port"]
         self.address = f"tcp://127.0.0.1:{relay_port}"
@@ -115,8 +133,13 @@ class RelayRig:
 
     async def _send(self, i: int) -> int:
         assert self.driver is not None, "start() first"
-        r = await self.driver.request(self.relay_id.x25519_public.hex(), self.address, KIND_ONION,
-                                      {"f": self.frames[i % len(self.frames)]}, 30.0)
+        r = await self.driver.request(
+            self.relay_id.x25519_public.hex(),
+            self.address,
+            KIND_ONION,
+            {"f": self.frames[i % len(self.frames)]},
+            30.0,
+        )
         return int(r["s"])
 
     async def relay(self, n: int) -> dict[str, Any]:
@@ -163,8 +186,12 @@ def test_bare_peel_1k(benchmark: Any, enc: str) -> None:
     peeler = onion.Peeler.from_x25519_secret(ident.export_x25519_secret())
     other = Identity.generate()
     dst = onion.NodeDestination(other.ed25519_public.hex(), other.x25519_public)
-    frame, _ = onion.build([onion.Hop(ident.ed25519_public.hex(), ident.x25519_public)], dst,
-                           os.urandom(PAYLOAD_SIZE), enc)
+    frame, _ = onion.build(
+        [onion.Hop(ident.ed25519_public.hex(), ident.x25519_public)],
+        dst,
+        os.urandom(PAYLOAD_SIZE),
+        enc,
+    )
     benchmark.group = "node relay layer (1 KB)"
     d = benchmark(peeler.peel, frame)
     ok = isinstance(d, onion.Relay) and d.next_ed25519 == dst.ed25519_hex
@@ -174,25 +201,32 @@ def test_bare_peel_1k(benchmark: Any, enc: str) -> None:
 
 @pytest.mark.integration
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEventLoop,
-                                     enc: str) -> None:
+def test_relay_layer_through_node_1k(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, enc: str
+) -> None:
     benchmark.group = "node relay layer (1 KB)"
     n = RELAY_LAYERS if not benchmark.disabled else 300
     rig = RelayRig(enc)
     try:
         loop.run_until_complete(rig.start())
-        out = benchmark.pedantic(lambda: loop.run_until_complete(rig.relay(n)),
-                                 rounds=1, iterations=1)
+        out = benchmark.pedantic(
+            lambda: loop.run_until_complete(rig.relay(n)), rounds=1, iterations=1
+        )
         bare = rig.bare_peel_seconds()
     finally:
         loop.run_until_complete(rig.close())
     ok = out["statuses"] == [200] * n
-    result = {"layers": n, "layers_per_s": n / out["wall"],
-              "relay_cpu_us_per_layer": out["cpu"] / n * 1e6, "bare_peel_us": bare * 1e6,
-              "cpu_ratio_vs_bare_peel": (out["cpu"] / n) / bare}
+    result = {
+        "layers": n,
+        "layers_per_s": n / out["wall"],
+        "relay_cpu_us_per_layer": out["cpu"] / n * 1e6,
+        "bare_peel_us": bare * 1e6,
+        "cpu_ratio_vs_bare_peel": (out["cpu"] / n) / bare,
+    }
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
-    benchmark.extra_info.update(correct=ok,
-                                checked="every relayed layer came back 200 from the sink")
+    benchmark.extra_info.update(
+        correct=ok, checked="every relayed layer came back 200 from the sink"
+    )
     print(f"\nrelay {enc}: {result}")
     assert ok
 
@@ -202,9 +236,15 @@ def test_relay_layer_through_node_1k(benchmark: Any, loop: asyncio.AbstractEvent
 def small_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from session.devnet import Devnet
 
-    net = Devnet(tmp_path_factory.mktemp("bench-devnet"), nodes=4, poll_interval=1.0,
-                 extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-                            "SESSION_NODE_LIMITS__BURST": "100000"})
+    net = Devnet(
+        tmp_path_factory.mktemp("bench-devnet"),
+        nodes=4,
+        poll_interval=1.0,
+        extra_env={
+            "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
+            "SESSION_NODE_LIMITS__BURST": "100000",
+        },
+    )
     net.start()
     yield net
     net.stop()
@@ -219,11 +259,13 @@ class HttpsRig:
 
     async def start(self) -> None:
         self.http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=False, limit=self.connections))
+            connector=aiohttp.TCPConnector(ssl=False, limit=self.connections)
+        )
         self.sem = asyncio.Semaphore(self.connections)
         info = json.dumps({"method": "info", "params": {}}).encode()
-        warm = await asyncio.gather(*(self.post("/storage_rpc/v1", info)
-                                      for _ in range(self.connections * 2)))
+        warm = await asyncio.gather(
+            *(self.post("/storage_rpc/v1", info) for _ in range(self.connections * 2))
+        )
         assert [s for s, _ in warm] == [200] * self.connections * 2
 
     async def serving_reads(self, timeout: float = 60.0) -> None:
@@ -232,8 +274,9 @@ class HttpsRig:
         probe = Identity.generate()
         deadline = time.monotonic() + timeout
         while True:
-            status, body = await self.post("/storage_rpc/v1",
-                                           json.dumps(retrieve_request(probe)).encode())
+            status, body = await self.post(
+                "/storage_rpc/v1", json.dumps(retrieve_request(probe)).encode()
+            )
             if status == 200:
                 return
             assert status == 503 and time.monotonic() < deadline, (status, body[:200])
@@ -248,14 +291,23 @@ class HttpsRig:
 
 
 def _store_body(account: str, i: int, data: bytes) -> bytes:
-    return json.dumps({"method": "store", "params": {
-        "pubkey": account, "timestamp": int(time.time() * 1000), "ttl": 3_600_000,
-        "data": base64.b64encode(b"%d" % i + data).decode()}}).encode()
+    return json.dumps(
+        {
+            "method": "store",
+            "params": {
+                "pubkey": account,
+                "timestamp": int(time.time() * 1000),
+                "ttl": 3_600_000,
+                "data": base64.b64encode(b"%d" % i + data).decode(),
+            },
+        }
+    ).encode()
 
 
 @pytest.mark.integration
-def test_store_and_retrieve_over_https(benchmark: Any, loop: asyncio.AbstractEventLoop,
-                                       small_devnet: Any) -> None:
+def test_store_and_retrieve_over_https(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, small_devnet: Any
+) -> None:
     benchmark.group = "node https rpc"
     n = 400 if not benchmark.disabled else 40
     alice = Identity.generate()
@@ -279,8 +331,9 @@ def test_store_and_retrieve_over_https(benchmark: Any, loop: asyncio.AbstractEve
     try:
         loop.run_until_complete(rig.start())
         loop.run_until_complete(rig.serving_reads())
-        out = benchmark.pedantic(lambda s, r: loop.run_until_complete(run(s, r)), setup=bodies,
-                                 rounds=1, iterations=1)
+        out = benchmark.pedantic(
+            lambda s, r: loop.run_until_complete(run(s, r)), setup=bodies, rounds=1, iterations=1
+        )
     finally:
         loop.run_until_complete(rig.close())
     stored = [s for s, _ in out["stores"]] == [200] * n
@@ -288,20 +341,25 @@ def test_store_and_retrieve_over_https(benchmark: Any, loop: asyncio.AbstractEve
     answered = [s for s, _ in out["retrieves"]] == [200] * n
     complete = answered and len(json.loads(out["retrieves"][-1][1])["messages"]) == n
     failures = sorted({(s, b[:80]) for s, b in out["stores"] + out["retrieves"] if s != 200})
-    result = {"stores_per_s": n / out["store_s"], "retrieves_per_s": n / out["retrieve_s"],
-              "swarm_size": len(small_devnet.nodes)}
+    result = {
+        "stores_per_s": n / out["store_s"],
+        "retrieves_per_s": n / out["retrieve_s"],
+        "swarm_size": len(small_devnet.nodes),
+    }
     benchmark.extra_info.update({k: round(v, 1) for k, v in result.items()})
-    benchmark.extra_info.update(correct=stored and complete,
-                                checked="every store 200; every retrieve 200 and the last one "
-                                        "returned all stored messages")
+    benchmark.extra_info.update(
+        correct=stored and complete,
+        checked="every store 200; every retrieve 200 and the last one returned all stored messages",
+    )
     print(f"\nhttps rpc: {result}")
     assert stored and complete, failures
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
-def test_three_hop_round_trip(benchmark: Any, loop: asyncio.AbstractEventLoop, small_devnet: Any,
-                              enc: str) -> None:
+def test_three_hop_round_trip(
+    benchmark: Any, loop: asyncio.AbstractEventLoop, small_devnet: Any, enc: str
+) -> None:
     benchmark.group = "node 3-hop onion round trip"
     n = 300 if not benchmark.disabled else 20
     nodes = small_devnet.nodes
@@ -327,14 +385,21 @@ def test_three_hop_round_trip(benchmark: Any, loop: asyncio.AbstractEventLoop, s
         # warm up: the guard's TLS session and the links between the four nodes
         _, warm = loop.run_until_complete(round_trips(frames(5)))
         assert warm == [200] * 5
-        rtts, inner = benchmark.pedantic(lambda b: loop.run_until_complete(round_trips(b)),
-                                         setup=lambda: ((frames(n),), {}), rounds=1, iterations=1)
+        rtts, inner = benchmark.pedantic(
+            lambda b: loop.run_until_complete(round_trips(b)),
+            setup=lambda: ((frames(n),), {}),
+            rounds=1,
+            iterations=1,
+        )
     finally:
         loop.run_until_complete(rig.close())
     ok = inner == [200] * n
     rtts.sort()
-    result = {"requests": n, "p50_ms": statistics.median(rtts) * 1e3,
-              "p99_ms": rtts[int(len(rtts) * 0.99) - 1] * 1e3}
+    result = {
+        "requests": n,
+        "p50_ms": statistics.median(rtts) * 1e3,
+        "p99_ms": rtts[int(len(rtts) * 0.99) - 1] * 1e3,
+    }
     benchmark.extra_info.update({k: round(v, 2) for k, v in result.items()})
     benchmark.extra_info.update(correct=ok, checked="every reply decrypted to an inner status 200")
     print(f"\n3-hop {enc}: {result}")

@@ -42,7 +42,9 @@ def one_hop_frame(enc_type: str, size: int) -> tuple[bytes, bytes]:
     a = os.urandom(32)
     inner = onion.encode_layer(payload, {"headers": ""})
     blob = onion.encrypt_hop(enc_type, a, NODE_PK, inner)
-    frame = onion.encode_layer(blob, {"ephemeral_key": crypto_scalarmult_base(a).hex(), "enc_type": enc_type})
+    frame = onion.encode_layer(
+        blob, {"ephemeral_key": crypto_scalarmult_base(a).hex(), "enc_type": enc_type}
+    )
     return frame, payload
 
 
@@ -106,7 +108,9 @@ def test_bench_peel(benchmark, impl: str, size_name: str, size: int, enc_type: s
     assert ok
 
 
-def py_build(path: list[tuple[str, bytes]], dest: tuple[str, bytes], payload: bytes) -> tuple[bytes, bytes]:
+def py_build(
+    path: list[tuple[str, bytes]], dest: tuple[str, bytes], payload: bytes
+) -> tuple[bytes, bytes]:
     """libsession's Builder::build for a storage-node destination, in Python over PyNaCl."""
 
     def seal(a: bytes, a_pub: bytes, b_pub: bytes, pt: bytes) -> bytes:
@@ -115,7 +119,9 @@ def py_build(path: list[tuple[str, bytes]], dest: tuple[str, bytes], payload: by
         return nonce + crypto_aead_xchacha20poly1305_ietf_encrypt(pt, None, nonce, key)
 
     def join(blob: bytes, meta: dict) -> bytes:
-        return struct.pack("<I", len(blob)) + blob + json.dumps(meta, separators=(",", ":")).encode()
+        return (
+            struct.pack("<I", len(blob)) + blob + json.dumps(meta, separators=(",", ":")).encode()
+        )
 
     a0 = os.urandom(32)
     a0_pub = crypto_scalarmult_base(a0)
@@ -159,5 +165,7 @@ def test_bench_build_3hop(benchmark, impl: str) -> None:
     else:
         d = PEELER.peel(frame)
         ok = ok and isinstance(d, onion.Deliver) and d.payload == payload
-    benchmark.extra_info.update(correct=ok, checked="the frame peels through 3 relays to the payload")
+    benchmark.extra_info.update(
+        correct=ok, checked="the frame peels through 3 relays to the payload"
+    )
     assert ok

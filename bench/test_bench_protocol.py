@@ -89,8 +89,10 @@ def test_bench_decrypt_verify_1k(benchmark, impl: str) -> None:
 @pytest.fixture(scope="module")
 def batch() -> list[bytes]:
     """1,000 messages of 200..1,000 bytes for the recipient (made once, when first needed)."""
-    return [encrypt_for_recipient(SENDER, RECIPIENT.session_id, pad(os.urandom(200 + i % 800)))
-            for i in range(1000)]
+    return [
+        encrypt_for_recipient(SENDER, RECIPIENT.session_id, pad(os.urandom(200 + i % 800)))
+        for i in range(1000)
+    ]
 
 
 def loop_ours(cts: list[bytes]) -> list[tuple[bytes, str]]:
@@ -105,7 +107,11 @@ def loop_py(cts: list[bytes]) -> list[tuple[bytes, str]]:
 def test_bench_batch_decrypt_1000(benchmark, batch: list[bytes], impl: str) -> None:
     benchmark.group = "batch-decrypt-1000"
     benchmark.extra_info.update(impl=impl, messages=len(batch))
-    fn = {"decrypt_many": lambda c: decrypt_many(RECIPIENT, c), "ours_loop": loop_ours, "baseline_loop": loop_py}[impl]
+    fn = {
+        "decrypt_many": lambda c: decrypt_many(RECIPIENT, c),
+        "ours_loop": loop_ours,
+        "baseline_loop": loop_py,
+    }[impl]
     results = benchmark(fn, batch)
     expected = loop_py(batch)
     ok = results == expected and all(sender == SENDER.session_id for _, sender in expected)

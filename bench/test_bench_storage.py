@@ -49,7 +49,9 @@ def test_store_rpc(benchmark, loop, tmp_path):
     def setup():
         return (bodies(),), {}
 
-    results = benchmark.pedantic(lambda bs: loop.run_until_complete(round_(bs)), setup=setup, rounds=5)
+    results = benchmark.pedantic(
+        lambda bs: loop.run_until_complete(round_(bs)), setup=setup, rounds=5
+    )
     assert all(st == 200 for st, _ in results)
     total = next(counter)
     stats = loop.run_until_complete(store.stats())
@@ -79,7 +81,8 @@ def test_store_raw_sqlite_floor(benchmark, tmp_path):
     def insert(rows):
         conn.execute("BEGIN")
         conn.executemany(
-            "INSERT INTO messages (hash, owner, namespace, timestamp, expiry, data) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO messages (hash, owner, namespace, timestamp, expiry, data)"
+            " VALUES (?,?,?,?,?,?)",
             rows,
         )
         conn.execute("COMMIT")
@@ -98,7 +101,9 @@ def test_retrieve_rpc(benchmark, loop, tmp_path):
 
     async def fill():
         for i in range(BATCH):
-            st, _ = await node.handle_client(json.dumps(client.store(i.to_bytes(8, "big") * (DATA // 8))).encode())
+            st, _ = await node.handle_client(
+                json.dumps(client.store(i.to_bytes(8, "big") * (DATA // 8))).encode()
+            )
             assert st == 200
 
     loop.run_until_complete(fill())
@@ -110,7 +115,9 @@ def test_retrieve_rpc(benchmark, loop, tmp_path):
     st, out = benchmark(run)
     got = json.loads(out)
     assert st == 200 and len(got["messages"]) == BATCH and not got["more"]
-    benchmark.extra_info.update(messages_per_call=BATCH, data_bytes=DATA, path="RpcHandler+SQLite (signed)")
+    benchmark.extra_info.update(
+        messages_per_call=BATCH, data_bytes=DATA, path="RpcHandler+SQLite (signed)"
+    )
     loop.run_until_complete(store.close())
 
 
@@ -125,7 +132,8 @@ def test_retrieve_raw_sqlite_floor(benchmark, tmp_path):
     conn.execute("CREATE INDEX messages_owner ON messages(owner, namespace, id)")
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO messages (hash, owner, namespace, timestamp, expiry, data) VALUES (?,?,?,?,?,?)",
+        "INSERT INTO messages (hash, owner, namespace, timestamp, expiry, data)"
+        " VALUES (?,?,?,?,?,?)",
         [(f"h{i}", 1, 0, NOW, NOW + 1, i.to_bytes(8, "big") * (DATA // 8)) for i in range(BATCH)],
     )
     conn.execute("COMMIT")

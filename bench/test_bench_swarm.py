@@ -66,7 +66,9 @@ def py_closest_bisect(account_id: str, ids: list[int]) -> int:
 EXPECTED = py_closest_linear(ACCOUNT, SWARM_IDS)
 
 
-@pytest.mark.parametrize("impl", ["ours-closest_swarm", "ours-SwarmIndex", "python-linear", "python-bisect"])
+@pytest.mark.parametrize(
+    "impl", ["ours-closest_swarm", "ours-SwarmIndex", "python-linear", "python-bisect"]
+)
 def test_bench_closest_swarm(benchmark, impl: str) -> None:
     benchmark.group = "closest-swarm-1000"
     benchmark.extra_info.update(impl=impl, swarms=len(SWARM_IDS))

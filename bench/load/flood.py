@@ -42,8 +42,10 @@ async def main(url: str, local: str, concurrency: int) -> None:
                     errors += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    print(json.dumps({"statuses": {str(k): v for k, v in statuses.items()}, "errors": errors}),
-          flush=True)
+    print(
+        json.dumps({"statuses": {str(k): v for k, v in statuses.items()}, "errors": errors}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,12 @@ async def main() -> None:
         return key.hex() in known_x
 
     secret = bytes.fromhex(cfg["secret"])
-    links = NodeLinks(public_x25519=bytes.fromhex(cfg["public"]), secret_x25519=secret,
-                      handlers={}, authorize=authorize)
+    links = NodeLinks(
+        public_x25519=bytes.fromhex(cfg["public"]),
+        secret_x25519=secret,
+        handlers={},
+        authorize=authorize,
+    )
     port = await links.start("127.0.0.1", 0)
     pool = PeelPool(Peeler.from_x25519_secret(secret), workers=int(cfg.get("workers", 1)))
     router = OnionRouter(pool, view, links, rpc=None)

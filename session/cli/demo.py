@@ -32,6 +32,17 @@ from typing import Any
 
 import click
 
+from session.client import (
+    Client,
+    MessageRead,
+    MessageReceived,
+    MessageSent,
+    RequestAccepted,
+)
+from session.client import messages as M
+from session.devnet import Devnet, DevnetError
+from session.proto.snodes import SwarmMap, parse_node_list
+
 TEXT_TO_BOB = "Hi Bob, it's Alice. Lunch at the usual place at noon?"
 TEXT_TO_ALICE = "Hi Alice! Noon works, see you there."
 
@@ -74,10 +85,15 @@ class Trace:
         client.on_request(self._record)
 
     def _record(self, dest: Any, method: str, params: Any, path: Any) -> None:
-        self.calls.append({"method": method, "owner": params.get("pubkey"),
-                           "namespace": params.get("namespace", 0),
-                           "hops": [h.pubkey_ed25519 for h in path.hops],
-                           "dest": dest.pubkey_ed25519})
+        self.calls.append(
+            {
+                "method": method,
+                "owner": params.get("pubkey"),
+                "namespace": params.get("namespace", 0),
+                "hops": [h.pubkey_ed25519 for h in path.hops],
+                "dest": dest.pubkey_ed25519,
+            }
+        )
 
     def last(self, method: str, owner: str, namespace: int = 0) -> dict[str, Any] | None:
         for c in reversed(self.calls):
@@ -106,14 +122,19 @@ def stored_for(db: Path, session_id: str) -> list[dict[str, Any]]:
         ).fetchall()
     finally:
         conn.close()
-    return [{"hash": h, "namespace": ns, "timestamp": ts, "expiry": exp, "data": bytes(d)}
-            for h, ns, ts, exp, d in rows]
+    return [
+        {"hash": h, "namespace": ns, "timestamp": ts, "expiry": exp, "data": bytes(d)}
+        for h, ns, ts, exp, d in rows
+    ]
 
 
 def owners_of(db: Path) -> set[str]:
     conn = open_ro(db)
     try:
-        return {bytes([t]).hex() + bytes(pk).hex() for t, pk in conn.execute("SELECT type, pubkey FROM owners")}
+        return {
+            bytes([t]).hex() + bytes(pk).hex()
+            for t, pk in conn.execute("SELECT type, pubkey FROM owners")
+        }
     finally:
         conn.close()
 
@@ -129,8 +150,14 @@ def columns(db: Path, table: str) -> list[str]:
 def key_forms(raw: bytes) -> list[bytes]:
     """A 32-byte key as raw bytes, lower/upper hex and base64 (padded and not)."""
     b64 = base64.b64encode(raw)
-    return [raw, raw.hex().encode(), raw.hex().upper().encode(), b64, b64.rstrip(b"="),
-            base64.urlsafe_b64encode(raw).rstrip(b"=")]
+    return [
+        raw,
+        raw.hex().encode(),
+        raw.hex().upper().encode(),
+        b64,
+        b64.rstrip(b"="),
+        base64.urlsafe_b64encode(raw).rstrip(b"="),
+    ]
 
 
 def files_under(root: Path) -> Iterator[Path]:
@@ -160,15 +187,6 @@ async def wait_event(q: Any, pred: Callable[[Any], bool], what: str, timeout: fl
 
 async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
     """Steps 2-4: identities, messages both ways, read receipt. Returns what step 5 checks."""
-    from session.client import (
-        Client,
-        MessageRead,
-        MessageReceived,
-        MessageSent,
-        RequestAccepted,
-    )
-    from session.proto.snodes import SwarmMap, parse_node_list
-
     nodes_json = net.dir / "nodes.json"
     names = {n.pubkey_ed25519: n.name for n in net.nodes}
     smap = SwarmMap(parse_node_list(net.node_list()))
@@ -189,10 +207,13 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
     for who, c in (("Alice", alice), ("Bob", bob)):
         swarm = sorted(name(n.pubkey_ed25519) for n in smap.members_for(c.session_id))
         out.line(f"{who:5} {c.session_id}")
-        out.line(f"      recovery phrase: {c.identity.mnemonic.split()[0]} … ({len(c.identity.mnemonic.split())} words)")
+        words = c.identity.mnemonic.split()
+        out.line(f"      recovery phrase: {words[0]} … ({len(words)} words)")
         out.line(f"      swarm (the nodes that keep {who}'s mail): {', '.join(swarm)}")
     same = smap.swarm_id_for(alice.session_id) == smap.swarm_id_for(bob.session_id)
-    out.line("Alice and Bob live in the same swarm" if same else "Alice and Bob live in different swarms")
+    out.line(
+        "Alice and Bob live in the same swarm" if same else "Alice and Bob live in different swarms"
+    )
     try:
         await alice.start()
         await bob.start()
@@ -200,40 +221,60 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
 
         out.step("Alice → Bob (a message request: Bob does not know Alice yet)")
         mid = await alice.send(bob.session_id, TEXT_TO_BOB)
-        sent = await wait_event(qa, lambda e: isinstance(e, MessageSent) and e.message_id == mid,
-                                "Alice's message to be stored")
+        sent = await wait_event(
+            qa,
+            lambda e: isinstance(e, MessageSent) and e.message_id == mid,
+            "Alice's message to be stored",
+        )
         out.line("encrypted for Bob, sent through an onion path to Bob's swarm:")
         out.line("  " + route(ta.last("store", bob.session_id), "Alice"))
         out.line(f"stored by Bob's swarm, hash {sent.hash}")
-        got = await wait_event(qb, lambda e: isinstance(e, MessageReceived) and not e.outgoing,
-                               "Bob to receive Alice's message")
+        got = await wait_event(
+            qb,
+            lambda e: isinstance(e, MessageReceived) and not e.outgoing,
+            "Bob to receive Alice's message",
+        )
         out.line("Bob polls his swarm through his own onion path:")
         out.line("  " + route(tb.last("retrieve", bob.session_id), "Bob"))
         out.line(f"Bob decrypted: “{got.body}”")
-        out.line(f"sender (learned only after decryption): {got.author}"
-                 + ("  [message request]" if got.is_request else ""))
+        out.line(
+            f"sender (learned only after decryption): {got.author}"
+            + ("  [message request]" if got.is_request else "")
+        )
         if got.body != TEXT_TO_BOB or got.author != alice.session_id or not got.is_request:
             raise DemoFailure("Bob did not receive Alice's message as a request from Alice")
 
         out.step("Bob accepts the request and replies: Bob → Alice")
         await bob.accept_request(alice.session_id)
-        await wait_event(qa, lambda e: isinstance(e, RequestAccepted), "Alice to see the acceptance")
+        await wait_event(
+            qa, lambda e: isinstance(e, RequestAccepted), "Alice to see the acceptance"
+        )
         out.line("Alice learned that Bob accepted her request")
         mid2 = await bob.send(alice.session_id, TEXT_TO_ALICE)
-        await wait_event(qb, lambda e: isinstance(e, MessageSent) and e.message_id == mid2,
-                         "Bob's reply to be stored")
+        await wait_event(
+            qb,
+            lambda e: isinstance(e, MessageSent) and e.message_id == mid2,
+            "Bob's reply to be stored",
+        )
         out.line("  " + route(tb.last("store", alice.session_id), "Bob"))
-        back = await wait_event(qa, lambda e: isinstance(e, MessageReceived) and not e.outgoing,
-                                "Alice to receive Bob's reply")
+        back = await wait_event(
+            qa,
+            lambda e: isinstance(e, MessageReceived) and not e.outgoing,
+            "Alice to receive Bob's reply",
+        )
         out.line("  " + route(ta.last("retrieve", alice.session_id), "Alice") + "  (poll)")
         out.line(f"Alice decrypted: “{back.body}” from {short(back.author, 12)}")
         if back.body != TEXT_TO_ALICE or back.author != bob.session_id or back.is_request:
             raise DemoFailure("Alice did not receive Bob's reply")
         await alice.mark_read(bob.session_id)
-        rr = await wait_event(qb, lambda e: isinstance(e, MessageRead), "Bob to get the read receipt")
+        rr = await wait_event(
+            qb, lambda e: isinstance(e, MessageRead), "Bob to get the read receipt"
+        )
         out.line(f"Bob got a read receipt for {len(rr.sent_ms)} message(s)")
-        out.line(f"onion requests made: Alice {len(ta.calls)}, Bob {len(tb.calls)} "
-                 f"(stores, polls, config sync), each over 3 relays")
+        out.line(
+            f"onion requests made: Alice {len(ta.calls)}, Bob {len(tb.calls)} "
+            f"(stores, polls, config sync), each over 3 relays"
+        )
         return {
             "alice": alice.session_id,
             "bob": bob.session_id,
@@ -258,6 +299,7 @@ def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: flo
     members = {names[e] for e in facts["bob_swarm"]}
     dbs = {n.name: n.data_dir / "db" / "storage.db" for n in net.nodes if n.name in members}
     missing = set(dbs)
+
     def holds_all(db: Path) -> bool:
         return bool(facts["hashes"] <= {r["hash"] for r in stored_for(db, facts["bob"])})
 
@@ -266,8 +308,11 @@ def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: flo
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    out.check(not missing, f"every member of Bob's swarm ({len(dbs)} nodes) holds Alice's message"
-              + (f": not {', '.join(sorted(missing))}" if missing else ""))
+    out.check(
+        not missing,
+        f"every member of Bob's swarm ({len(dbs)} nodes) holds Alice's message"
+        + (f": not {', '.join(sorted(missing))}" if missing else ""),
+    )
 
 
 def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
@@ -290,16 +335,20 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
     for h, r in rows_by_hash.items():
         kind = {0: "1:1 mailbox", 2: "profile config", 3: "contacts config"}.get(r["namespace"], "")
         mark = "  ← Alice's message" if h in facts["hashes"] else ""
-        out.line(f"{short(h, 12)} ns {r['namespace']:<2} {kind:<15} {len(r['data']):5} bytes  "
-                 f"sha256 {hashlib.sha256(r['data']).hexdigest()[:16]}  "
-                 f"expires in {(r['expiry'] - now_ms) / 86_400_000:4.1f} d  on {', '.join(sorted(holders[h]))}{mark}")
+        out.line(
+            f"{short(h, 12)} ns {r['namespace']:<2} {kind:<15} {len(r['data']):5} bytes  "
+            f"sha256 {hashlib.sha256(r['data']).hexdigest()[:16]}  "
+            f"expires in {(r['expiry'] - now_ms) / 86_400_000:4.1f} d  "
+            f"on {', '.join(sorted(holders[h]))}{mark}"
+        )
     out.check(bool(facts["hashes"] & set(rows_by_hash)), "Alice's message is stored under Bob's ID")
 
     # What the 1:1 mailbox rows are, as only Bob can tell (decrypted here with Bob's key).
-    from session.client import messages as M
-
-    mailbox = [(h, base64.b64encode(r["data"]).decode(), r["expiry"]) for h, r in rows_by_hash.items()
-               if r["namespace"] == 0]
+    mailbox = [
+        (h, base64.b64encode(r["data"]).decode(), r["expiry"])
+        for h, r in rows_by_hash.items()
+        if r["namespace"] == 0
+    ]
     opened = M.open_many(facts["bob_identity"], mailbox)
     out.line("opened with Bob's key (outside the nodes):")
     who = {alice: "Alice", bob: "Bob"}
@@ -319,26 +368,40 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
         else:
             what = "control message"
         out.line(f"  {short(o.hash, 12)} from {who.get(o.sender, short(o.sender, 12))}: {what}")
-    out.check(bool(mailbox) and len(opened) == len(mailbox)
-              and all(isinstance(o, M.Incoming) for o in opened),
-              f"Bob's key opens every message of his mailbox ({len(mailbox)})")
+    out.check(
+        bool(mailbox)
+        and len(opened) == len(mailbox)
+        and all(isinstance(o, M.Incoming) for o in opened),
+        f"Bob's key opens every message of his mailbox ({len(mailbox)})",
+    )
     by_alice = M.open_many(facts["alice_identity"], mailbox)
-    out.check(len(by_alice) == len(mailbox) > 0
-              and not any(isinstance(o, M.Incoming) for o in by_alice),
-              "Alice's key opens none of them (each is sealed to Bob alone)")
+    out.check(
+        len(by_alice) == len(mailbox) > 0 and not any(isinstance(o, M.Incoming) for o in by_alice),
+        "Alice's key opens none of them (each is sealed to Bob alone)",
+    )
     swarm_names = {names[e] for e in facts["bob_swarm"]}
-    out.check(bool(holders) and all(set(v) <= swarm_names for v in holders.values()),
-              f"only Bob's swarm ({', '.join(sorted(swarm_names))}) holds Bob's mail")
-    out.check(not ({"sender", "source", "from", "author"} & {c.lower() for c in cols}),
-              "no sender column: a row is owner, namespace, hash, times and ciphertext")
+    out.check(
+        bool(holders) and all(set(v) <= swarm_names for v in holders.values()),
+        f"only Bob's swarm ({', '.join(sorted(swarm_names))}) holds Bob's mail",
+    )
+    out.check(
+        not ({"sender", "source", "from", "author"} & {c.lower() for c in cols}),
+        "no sender column: a row is owner, namespace, hash, times and ciphertext",
+    )
 
     # No sender key inside anything stored for Bob.
     alice_x = bytes.fromhex(alice[2:])
     sender_forms = key_forms(alice_x) + key_forms(facts["alice_ed25519"]) + [alice.encode()]
-    leaks = [h for h, r in rows_by_hash.items() for f in sender_forms if f in r["data"]
-             or f in _b64_decoded(r["data"])]
-    out.check(not leaks, "no message stored for Bob contains Alice's Session ID or keys "
-              "(raw, hex, base64)")
+    leaks = [
+        h
+        for h, r in rows_by_hash.items()
+        for f in sender_forms
+        if f in r["data"] or f in _b64_decoded(r["data"])
+    ]
+    out.check(
+        not leaks,
+        "no message stored for Bob contains Alice's Session ID or keys (raw, hex, base64)",
+    )
 
     # Whole-file scans: databases, WAL/SHM files, logs of every node and of the registry.
     files = list(files_under(net.dir))
@@ -347,21 +410,36 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
     size = sum(len(b) for b in blobs.values())
     plain = [TEXT_TO_BOB.encode(), TEXT_TO_ALICE.encode()]
     found = [str(p.relative_to(net.dir)) for p, b in blobs.items() for t in plain if t in b]
-    out.check(not found, f"no plaintext in any node file ({len(files)} files, {size / 1e6:.1f} MB: "
-              "databases, WAL, logs)" + (f": found in {found}" if found else ""))
+    out.check(
+        not found,
+        f"no plaintext in any node file ({len(files)} files, {size / 1e6:.1f} MB: "
+        "databases, WAL, logs)" + (f": found in {found}" if found else ""),
+    )
     text_ids = [alice.encode(), alice.upper().encode(), bob.encode(), bob.upper().encode()]
     found = [str(p.relative_to(net.dir)) for p, b in blobs.items() for t in text_ids if t in b]
-    out.check(not found, "neither Session ID appears as text in any node database or log "
-              "(logs mask Session IDs)" + (f": found in {found}" if found else ""))
-    found = [str(p.relative_to(net.dir)) for p, b in blobs.items()
-             for f in key_forms(facts["alice_ed25519"]) if f in b]
-    out.check(not found, "Alice's signing key (Ed25519) is on no node in any form"
-              + (f": found in {found}" if found else ""))
+    out.check(
+        not found,
+        "neither Session ID appears as text in any node database or log "
+        "(logs mask Session IDs)" + (f": found in {found}" if found else ""),
+    )
+    found = [
+        str(p.relative_to(net.dir))
+        for p, b in blobs.items()
+        for f in key_forms(facts["alice_ed25519"])
+        if f in b
+    ]
+    out.check(
+        not found,
+        "Alice's signing key (Ed25519) is on no node in any form"
+        + (f": found in {found}" if found else ""),
+    )
     holding = {nname for nname, db in dbs.items() if alice in owners_of(db)}
     alice_swarm = {names[e] for e in facts["alice_swarm"]}
-    out.check(holding <= alice_swarm,
-              f"Alice's Session ID is on the nodes only as the owner of her own mailbox "
-              f"(on {', '.join(sorted(holding)) or 'no node'}: Bob's reply and her sync copies)")
+    out.check(
+        holding <= alice_swarm,
+        f"Alice's Session ID is on the nodes only as the owner of her own mailbox "
+        f"(on {', '.join(sorted(holding)) or 'no node'}: Bob's reply and her sync copies)",
+    )
 
 
 def _b64_decoded(data: bytes) -> bytes:
@@ -372,11 +450,12 @@ def _b64_decoded(data: bytes) -> bytes:
 
 
 def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> int:
-    from session.devnet import Devnet, DevnetError
-
     out = Printer()
-    print("Session network demo: a local devnet, two accounts, onion-routed messages both ways,\n"
-          "and a look at what the nodes can see.", flush=True)
+    print(
+        "Session network demo: a local devnet, two accounts, onion-routed messages both ways,\n"
+        "and a look at what the nodes can see.",
+        flush=True,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="session-demo-")) if data_dir is None else None
     root = data_dir if data_dir is not None else tmp
     assert root is not None
@@ -391,14 +470,17 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
             raise DemoFailure(f"the devnet did not start: {e}") from None
         out.line(f"directory {net.dir}")
         out.line(f"registry  {net.registry_url}")
-        from session.proto.snodes import parse_node_list
-
         listed = parse_node_list(net.node_list())
         swarm_of = {n.pubkey_ed25519: n.swarm_id for n in listed}
         for n in net.nodes:
-            out.line(f"{n.name}  {n.url}  ed25519 {short(n.pubkey_ed25519 or '', 12)}  "
-                     f"swarm {swarm_of.get(n.pubkey_ed25519 or '', 0):#018x}")
-        out.line(f"{len(listed)} nodes in {len(set(swarm_of.values()))} swarms; node list in {net.dir / 'nodes.json'}")
+            out.line(
+                f"{n.name}  {n.url}  ed25519 {short(n.pubkey_ed25519 or '', 12)}  "
+                f"swarm {swarm_of.get(n.pubkey_ed25519 or '', 0):#018x}"
+            )
+        out.line(
+            f"{len(listed)} nodes in {len(set(swarm_of.values()))} swarms; "
+            f"node list in {net.dir / 'nodes.json'}"
+        )
 
         work = root / "profiles"
         left = max(10.0, timeout - (time.monotonic() - out.t0))
@@ -433,21 +515,37 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
         print(f"\ndemo FAILED after {total:.1f} s: {failed}", file=sys.stderr, flush=True)
         return 1
     print(f"\ndemo finished in {total:.1f} s: all checks passed.", flush=True)
-    print("Try it by hand: `session-node devnet --data-dir /tmp/devnet` in one terminal, then\n"
-          "`session id new` and `session --network /tmp/devnet/nodes.json send <Session ID> \"hi\"`.",
-          flush=True)
+    print(
+        "Try it by hand: `session-node devnet --data-dir /tmp/devnet` in one terminal, then\n"
+        '`session id new` and `session --network /tmp/devnet/nodes.json send <Session ID> "hi"`.',
+        flush=True,
+    )
     return 0
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--nodes", type=click.IntRange(4, 40), default=14, show_default=True,
-              help="Service nodes to start (at least 4: 3 relays plus a destination; "
-              "14 make two swarms of 7).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Put the devnet and the profiles here (kept) instead of a temporary directory.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(4, 40),
+    default=14,
+    show_default=True,
+    help="Service nodes to start (at least 4: 3 relays plus a destination; "
+    "14 make two swarms of 7).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Put the devnet and the profiles here (kept) instead of a temporary directory.",
+)
 @click.option("--keep", is_flag=True, help="Keep the temporary directory.")
-@click.option("--timeout", type=click.FloatRange(20, 600), default=90.0, show_default=True,
-              help="Give up after this many seconds.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(20, 600),
+    default=90.0,
+    show_default=True,
+    help="Give up after this many seconds.",
+)
 def main(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> None:
     """Run the network demo: devnet, two identities, messages both ways, node privacy checks."""
     sys.exit(run_demo(nodes, data_dir, keep, timeout))

@@ -26,22 +26,37 @@ def b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
-def store_request(account: str, data: bytes, *, ttl: int = 3_600_000, ts: int | None = None,
-                  namespace: int = 0) -> dict[str, Any]:
-    params: dict[str, Any] = {"pubkey": account, "timestamp": ts if ts is not None else now_ms(),
-                              "ttl": ttl, "data": b64(data)}
+def store_request(
+    account: str, data: bytes, *, ttl: int = 3_600_000, ts: int | None = None, namespace: int = 0
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "pubkey": account,
+        "timestamp": ts if ts is not None else now_ms(),
+        "ttl": ttl,
+        "data": b64(data),
+    }
     if namespace:
         params["namespace"] = namespace
     return {"method": "store", "params": params}
 
 
-def retrieve_request(ident: Identity, *, ts: int | None = None, namespace: int = 0,
-                     signature: bytes | None = None, last_hash: str | None = None) -> dict[str, Any]:
+def retrieve_request(
+    ident: Identity,
+    *,
+    ts: int | None = None,
+    namespace: int = 0,
+    signature: bytes | None = None,
+    last_hash: str | None = None,
+) -> dict[str, Any]:
     ts = ts if ts is not None else now_ms()
     ns = "" if namespace == 0 else str(namespace)
     sig = signature if signature is not None else ident.sign(f"retrieve{ns}{ts}".encode())
-    params: dict[str, Any] = {"pubkey": ident.session_id, "pubkey_ed25519": ident.ed25519_public.hex(),
-                              "timestamp": ts, "signature": b64(sig)}
+    params: dict[str, Any] = {
+        "pubkey": ident.session_id,
+        "pubkey_ed25519": ident.ed25519_public.hex(),
+        "timestamp": ts,
+        "signature": b64(sig),
+    }
     if namespace:
         params["namespace"] = namespace
     if last_hash:
@@ -60,12 +75,16 @@ class Client:
     can play several clients that a node tells apart by IP address."""
 
     def __init__(self, local_addr: str | None = None) -> None:
-        connector = aiohttp.TCPConnector(ssl=False, limit=50,
-                                         local_addr=(local_addr, 0) if local_addr else None)
-        self.http = aiohttp.ClientSession(connector=connector,
-                                          timeout=aiohttp.ClientTimeout(total=40))
+        connector = aiohttp.TCPConnector(
+            ssl=False, limit=50, local_addr=(local_addr, 0) if local_addr else None
+        )
+        self.http = aiohttp.ClientSession(
+            connector=connector, timeout=aiohttp.ClientTimeout(total=40)
+        )
 
-    async def post(self, url: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def post(
+        self, url: str, path: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
         async with self.http.post(url + path, data=body, headers=headers or {}) as r:
             return r.status, await r.read()
 
@@ -123,8 +142,10 @@ def open_onion_reply(key: Any, body: bytes) -> dict[str, Any]:
     return {"status": doc["status"], "body": inner}
 
 
-async def v4_server(identity: Identity, sock: socket.socket | None = None,
-                    ) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
+async def v4_server(
+    identity: Identity,
+    sock: socket.socket | None = None,
+) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
     """An aiohttp server on 127.0.0.1 exposing /oxen/v4/lsrpc, decrypting with ``identity``.
 
     With ``sock`` it serves on a copy of that listening socket (the original stays open for the
@@ -138,15 +159,23 @@ async def v4_server(identity: Identity, sock: socket.socket | None = None,
         meta, payload = onion.v4_decode_request(plain)
         seen.append({"meta": meta, "body": payload})
         answer = jbytes({"echo": (payload or b"").decode(), "endpoint": meta["endpoint"]})
-        return web.Response(body=reply.encrypt(onion.v4_encode_response(
-            {"code": 200, "headers": {"content-type": "application/json"}}, answer)))
+        return web.Response(
+            body=reply.encrypt(
+                onion.v4_encode_response(
+                    {"code": 200, "headers": {"content-type": "application/json"}}, answer
+                )
+            )
+        )
 
     app = web.Application()
     app.router.add_post("/oxen/v4/lsrpc", lsrpc)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site: web.BaseSite = (web.SockSite(runner, sock.dup()) if sock is not None
-                          else web.TCPSite(runner, "127.0.0.1", 0))
+    site: web.BaseSite = (
+        web.SockSite(runner, sock.dup())
+        if sock is not None
+        else web.TCPSite(runner, "127.0.0.1", 0)
+    )
     await site.start()
     port = int(runner.addresses[0][1])
     return runner, port, seen

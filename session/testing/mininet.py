@@ -38,25 +38,35 @@ class MiniNet:
         i = len(self.nodes)
         cfg = NodeConfig(
             data_dir=self.tmp / f"n{i}",
-            network=NetworkConfig(listen_host="127.0.0.1", https_port=0, zmq_port=0,
-                                  public_ip="127.0.0.1"),
+            network=NetworkConfig(
+                listen_host="127.0.0.1", https_port=0, zmq_port=0, public_ip="127.0.0.1"
+            ),
             admin=AdminConfig(port=0),
             registry=RegistryConfig(poll_interval=0.2),
             limits=limits or LimitsConfig(),
             shutdown_timeout=shutdown_timeout,
         )
-        node = Node(cfg, identity=Identity.generate(), store=MemoryMessageStore(),
-                    fetch_nodes=self.fetch, register=False)
+        node = Node(
+            cfg,
+            identity=Identity.generate(),
+            store=MemoryMessageStore(),
+            fetch_nodes=self.fetch,
+            register=False,
+        )
         await node.start()
         self.nodes.append(node)
         return node
 
     def entry(self, node: Node, swarm_id: int) -> ServiceNode:
         """The node-list entry of ``node`` in swarm ``swarm_id``."""
-        return ServiceNode(pubkey_ed25519=node.identity.ed25519_public.hex(),
-                           pubkey_x25519=node.identity.x25519_public.hex(), public_ip="127.0.0.1",
-                           storage_port=node.https_port, storage_lmq_port=node.zmq_port,
-                           swarm_id=swarm_id)
+        return ServiceNode(
+            pubkey_ed25519=node.identity.ed25519_public.hex(),
+            pubkey_x25519=node.identity.x25519_public.hex(),
+            public_ip="127.0.0.1",
+            storage_port=node.https_port,
+            storage_lmq_port=node.zmq_port,
+            swarm_id=swarm_id,
+        )
 
     async def set_swarms(self, swarms: dict[int, int], extra: Sequence[ServiceNode] = ()) -> None:
         """node index -> swarm id (plus ``extra`` entries); every node refreshes at once."""

@@ -48,7 +48,15 @@ class Client:
     def ns_str(ns: Any) -> str:
         return "" if ns in (0, None) else str(ns)
 
-    def store(self, data: bytes, *, ns: int = 0, ts: int = NOW, ttl: int = 86_400_000, sign: bool | None = None) -> dict[str, Any]:
+    def store(
+        self,
+        data: bytes,
+        *,
+        ns: int = 0,
+        ts: int = NOW,
+        ttl: int = 86_400_000,
+        sign: bool | None = None,
+    ) -> dict[str, Any]:
         p: dict[str, Any] = {"pubkey": self.account, "timestamp": ts, "ttl": ttl, "data": b64(data)}
         if ns:
             p["namespace"] = ns
@@ -56,7 +64,9 @@ class Client:
             p.update(self.auth(f"store{self.ns_str(ns)}{ts}"))
         return {"method": "store", "params": p}
 
-    def retrieve(self, *, ns: int = 0, ts: int = NOW, last_hash: str | None = None, **kw: Any) -> dict[str, Any]:
+    def retrieve(
+        self, *, ns: int = 0, ts: int = NOW, last_hash: str | None = None, **kw: Any
+    ) -> dict[str, Any]:
         p: dict[str, Any] = {"pubkey": self.account, "timestamp": ts, **kw}
         if ns:
             p["namespace"] = ns
@@ -95,7 +105,12 @@ class Client:
     def expire(self, hashes: list[str], expiry: int | list[int], mode: str = "") -> dict[str, Any]:
         exps = expiry if isinstance(expiry, list) else [expiry]
         text = "expire" + mode + "".join(map(str, exps)) + "".join(hashes)
-        p: dict[str, Any] = {"pubkey": self.account, "messages": hashes, "expiry": expiry, **self.auth(text)}
+        p: dict[str, Any] = {
+            "pubkey": self.account,
+            "messages": hashes,
+            "expiry": expiry,
+            **self.auth(text),
+        }
         if mode:
             p[mode] = True
         return {"method": "expire", "params": p}

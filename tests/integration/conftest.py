@@ -38,8 +38,13 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
     from session.devnet import Devnet
 
     v4_port = v4_socket.getsockname()[1]
-    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, poll_interval=0.5, ready_timeout=60,
-                 proxy_allow=[f"127.0.0.1:{v4_port}"])
+    net = Devnet(
+        tmp_path_factory.mktemp("devnet"),
+        nodes=5,
+        poll_interval=0.5,
+        ready_timeout=60,
+        proxy_allow=[f"127.0.0.1:{v4_port}"],
+    )
     net.start()
     asyncio.run(_serving_reads([n.url for n in net.nodes]))
     yield net

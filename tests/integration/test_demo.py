@@ -30,9 +30,14 @@ def rows_under(db: Path, session_id: str) -> list[tuple[str, int, bytes]]:
     raw = bytes.fromhex(session_id)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return [(h, ns, bytes(d)) for h, ns, d in conn.execute(
-            "SELECT m.hash, m.namespace, m.data FROM messages m JOIN owners o ON m.owner = o.id"
-            " WHERE o.type = ? AND o.pubkey = ?", (raw[0], raw[1:]))]
+        return [
+            (h, ns, bytes(d))
+            for h, ns, d in conn.execute(
+                "SELECT m.hash, m.namespace, m.data FROM messages m JOIN owners o ON m.owner = o.id"
+                " WHERE o.type = ? AND o.pubkey = ?",
+                (raw[0], raw[1:]),
+            )
+        ]
     finally:
         conn.close()
 
@@ -82,27 +87,40 @@ def check_stores(data: Path) -> None:
             holders.setdefault(h, set()).add(ed)
             stored[h] = (ns, blob)
     assert stored and all(eds <= bob_swarm for eds in holders.values())
-    mailbox = [(h, base64.b64encode(blob).decode(), 0) for h, (ns, blob) in stored.items()
-               if ns == 0]
+    mailbox = [
+        (h, base64.b64encode(blob).decode(), 0) for h, (ns, blob) in stored.items() if ns == 0
+    ]
     opened = [o for o in M.open_many(bob, mailbox) if isinstance(o, M.Incoming)]
-    from_alice = [o for o in opened if o.sender == alice.session_id
-                  and o.content.dataMessage.body == TEXT_TO_BOB]
+    from_alice = [
+        o
+        for o in opened
+        if o.sender == alice.session_id and o.content.dataMessage.body == TEXT_TO_BOB
+    ]
     assert len(from_alice) == 1
     assert holders[from_alice[0].hash] == bob_swarm
     assert not any(isinstance(o, M.Incoming) for o in M.open_many(alice, mailbox))
 
     files = [p for p in devnet.rglob("*") if p.is_file() and p.name != "nodes.json"]
     assert {d / "db" / "storage.db" for d in node_dirs} <= set(files)
-    needles = [TEXT_TO_BOB.encode(), TEXT_TO_ALICE.encode(),
-               alice.session_id.encode(), bob.session_id.encode()]
+    needles = [
+        TEXT_TO_BOB.encode(),
+        TEXT_TO_ALICE.encode(),
+        alice.session_id.encode(),
+        bob.session_id.encode(),
+    ]
     found = [str(p.relative_to(devnet)) for p in files for n in needles if n in p.read_bytes()]
     assert not found, found
 
 
 def test_demo_runs_and_every_check_passes(tmp_path: Path) -> None:
     data = tmp_path / "demo"
-    out = subprocess.run([sys.executable, "-m", "session.cli.demo", "--data-dir", str(data)],
-                         capture_output=True, text=True, timeout=110, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "session.cli.demo", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
     for needle in (
@@ -135,12 +153,16 @@ def test_demo_runs_and_every_check_passes(tmp_path: Path) -> None:
     # ... and that check is not vacuous: with Alice's words in clear in one node's log, it fails
     log = next((data / "devnet").glob("node-*/process.log"))
     log.write_bytes(log.read_bytes() + TEXT_TO_BOB.encode())
-    with pytest.raises(AssertionError, match="process.log"):
+    with pytest.raises(AssertionError, match=r"process\.log"):
         check_stores(data)
 
 
 def test_demo_rejects_too_few_nodes() -> None:
-    out = subprocess.run([sys.executable, "-m", "session.cli.demo", "--nodes", "2"],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "session.cli.demo", "--nodes", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 2 and "--nodes" in out.stderr
-

@@ -65,7 +65,9 @@ async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, clie
     await mininet.set_swarms({i: SWARM_A for i in range(6)})
     accounts = [Identity.generate() for _ in range(24)]
     for k, a in enumerate(accounts):
-        status, body = await client.rpc(mininet.url(k % 6), store_request(a.session_id, b"data %d" % k))
+        status, body = await client.rpc(
+            mininet.url(k % 6), store_request(a.session_id, b"data %d" % k)
+        )
         assert status == 200 and len(body["swarm"]) == 6
     everyone = {a.session_id for a in accounts}
 
@@ -77,7 +79,9 @@ async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, clie
     assert await wait_until(replicated), "the stores did not reach every member"
 
     # split: nodes 3..5 form swarm B; each side must end with exactly its own accounts
-    await mininet.set_swarms({0: SWARM_A, 1: SWARM_A, 2: SWARM_A, 3: SWARM_B, 4: SWARM_B, 5: SWARM_B})
+    await mininet.set_swarms(
+        {0: SWARM_A, 1: SWARM_A, 2: SWARM_A, 3: SWARM_B, 4: SWARM_B, 5: SWARM_B}
+    )
     view = mininet.nodes[0].view
     in_b = {a for a in everyone if view.swarm_id_for(a) == SWARM_B}
     assert 0 < len(in_b) < len(everyone)
@@ -96,7 +100,9 @@ async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, clie
     assert status == 200 and len(body["messages"]) == 1
     status, body = await client.rpc(mininet.url(0), retrieve_request(b_account))
     assert status == 421
-    assert {s["pubkey_ed25519"] for s in body["snodes"]} == {n.identity.ed25519_public.hex() for n in mininet.nodes[3:]}
+    assert {s["pubkey_ed25519"] for s in body["snodes"]} == {
+        n.identity.ed25519_public.hex() for n in mininet.nodes[3:]
+    }
     assert int(body["swarm"], 16) == SWARM_B
 
     # dissolve: B disappears, its nodes rejoin A and receive A's data; B's data goes back too
@@ -131,14 +137,25 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
     mute.bind(("127.0.0.1", 0))
     mute.listen(8)
     ghost_id = Identity.generate()
-    ghost = ServiceNode(pubkey_ed25519=ghost_id.ed25519_public.hex(), pubkey_x25519=ghost_id.x25519_public.hex(),
-                        public_ip="127.0.0.1", storage_port=1, storage_lmq_port=mute.getsockname()[1], swarm_id=SWARM_A)
+    ghost = ServiceNode(
+        pubkey_ed25519=ghost_id.ed25519_public.hex(),
+        pubkey_x25519=ghost_id.x25519_public.hex(),
+        public_ip="127.0.0.1",
+        storage_port=1,
+        storage_lmq_port=mute.getsockname()[1],
+        swarm_id=SWARM_A,
+    )
     unstall = asyncio.Event()
     try:
         await mininet.set_swarms({0: SWARM_A, 1: SWARM_A}, extra=[ghost])
         g = onion.Hop(guard.identity.ed25519_public.hex(), guard.identity.x25519_public)
         # 1. never connects: 502 naming the node, well before the relay timeout
-        frame, _ = onion.build([g], onion.NodeDestination(ghost.pubkey_ed25519, ghost_id.x25519_public), b"{}", "xchacha20")
+        frame, _ = onion.build(
+            [g],
+            onion.NodeDestination(ghost.pubkey_ed25519, ghost_id.x25519_public),
+            b"{}",
+            "xchacha20",
+        )
         t0 = time.monotonic()
         status, body = await client.onion(mininet.url(0), frame)
         assert status == 502 and body == f"Next node unreachable: {ghost.pubkey_ed25519}".encode()
@@ -152,7 +169,9 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
             return await real(peer, body)
 
         slow.links.handlers[KIND_ONION] = stalled
-        dest = onion.NodeDestination(slow.identity.ed25519_public.hex(), slow.identity.x25519_public)
+        dest = onion.NodeDestination(
+            slow.identity.ed25519_public.hex(), slow.identity.x25519_public
+        )
         frame, _ = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "xchacha20")
         t0 = time.monotonic()
         status, body = await client.onion(mininet.url(0), frame)

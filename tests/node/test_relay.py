@@ -52,8 +52,9 @@ class Links:
         self.reply: dict[str, Any] = {}  # x25519 hex -> a raw link answer instead of the router's
         self.calls: list[tuple[str, str, bytes, float]] = []
 
-    async def request(self, x25519: str, address: str, kind: bytes, body: Any,
-                      timeout: float) -> Any:
+    async def request(
+        self, x25519: str, address: str, kind: bytes, body: Any, timeout: float
+    ) -> Any:
         self.calls.append((x25519, address, kind, timeout))
         assert kind == KIND_ONION and set(body) == {"f"}
         if x25519 in self.fail:
@@ -84,13 +85,18 @@ class Net:
         self.rpcs = [Rpc() for _ in range(n)]
         self.routers: list[OnionRouter] = []
         for i, ident in enumerate(self.idents):
-            entry = ServiceNode(pubkey_ed25519=ident.ed25519_public.hex(),
-                                pubkey_x25519=ident.x25519_public.hex(), public_ip="127.0.0.1",
-                                storage_port=1, storage_lmq_port=20000 + i)
+            entry = ServiceNode(
+                pubkey_ed25519=ident.ed25519_public.hex(),
+                pubkey_x25519=ident.x25519_public.hex(),
+                public_ip="127.0.0.1",
+                storage_port=1,
+                storage_lmq_port=20000 + i,
+            )
             self.view.nodes[entry.pubkey_ed25519] = entry
             pool = PeelPool(onion.Peeler.from_x25519_secret(ident.export_x25519_secret()))
-            router = OnionRouter(pool, self.view, self.links, self.rpcs[i], max_hops=max_hops,
-                                 relay_timeout=7.0)
+            router = OnionRouter(
+                pool, self.view, self.links, self.rpcs[i], max_hops=max_hops, relay_timeout=7.0
+            )
             self.links.routers[entry.pubkey_x25519] = router
             self.routers.append(router)
 
@@ -98,8 +104,9 @@ class Net:
         return onion.Hop(self.idents[i].ed25519_public.hex(), self.idents[i].x25519_public)
 
     def dest(self, i: int) -> onion.NodeDestination:
-        return onion.NodeDestination(self.idents[i].ed25519_public.hex(),
-                                     self.idents[i].x25519_public)
+        return onion.NodeDestination(
+            self.idents[i].ed25519_public.hex(), self.idents[i].x25519_public
+        )
 
     def x(self, i: int) -> str:
         return self.idents[i].x25519_public.hex()
@@ -146,8 +153,10 @@ async def test_relay_through_three_hops_reaches_the_destination(net: Net) -> Non
     assert status == 200 and opened(key, body)[0] == 200
     # each hop forwarded to the next over its link, to the address the node list gives
     assert [(x, a) for x, a, _, _ in net.links.calls] == [
-        (net.x(1), "tcp://127.0.0.1:20001"), (net.x(2), "tcp://127.0.0.1:20002"),
-        (net.x(3), "tcp://127.0.0.1:20003")]
+        (net.x(1), "tcp://127.0.0.1:20001"),
+        (net.x(2), "tcp://127.0.0.1:20002"),
+        (net.x(3), "tcp://127.0.0.1:20003"),
+    ]
     assert all(t == 7.0 for *_, t in net.links.calls)
     # only the destination ran the request
     assert [len(r.payloads) for r in net.rpcs] == [0, 0, 0, 1, 0]
@@ -184,10 +193,13 @@ async def test_unreachable_hop_further_down_comes_back_to_the_guard(net: Net) ->
     assert status == 502 and net.idents[2].ed25519_public.hex().encode() in body
 
 
-@pytest.mark.parametrize(("error", "status", "text"), [
-    (LinkTimeout("no answer"), 504, b"Request time out"),
-    (LinkError("curve handshake failed"), 502, b"curve handshake failed"),
-])
+@pytest.mark.parametrize(
+    ("error", "status", "text"),
+    [
+        (LinkTimeout("no answer"), 504, b"Request time out"),
+        (LinkError("curve handshake failed"), 502, b"curve handshake failed"),
+    ],
+)
 async def test_link_failures(net: Net, error: LinkError, status: int, text: bytes) -> None:
     net.links.fail[net.x(1)] = error
     frame, _ = onion.build([net.hop(0)], net.dest(1), INFO)
@@ -229,14 +241,20 @@ async def test_hop_limit_of_the_layer_itself(net: Net) -> None:
     assert status == 400 and body and net.links.calls == []
 
 
-@pytest.mark.parametrize("frame", [
-    b"",
-    b"\x01\x00",
-    b"\xff\xff\xff\x7f" + b"short",
-    b"\x04\x00\x00\x00abcd" + b"not json",
-    b"\x04\x00\x00\x00abcd" + json.dumps({"ephemeral_key": "zz", "enc_type": "xchacha20"}).encode(),
-    b"\x04\x00\x00\x00abcd" + json.dumps({"ephemeral_key": "11" * 32, "enc_type": "rot"}).encode(),
-], ids=["empty", "truncated-length", "length-past-end", "bad-json", "bad-key", "bad-cipher"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x01\x00",
+        b"\xff\xff\xff\x7f" + b"short",
+        b"\x04\x00\x00\x00abcd" + b"not json",
+        b"\x04\x00\x00\x00abcd"
+        + json.dumps({"ephemeral_key": "zz", "enc_type": "xchacha20"}).encode(),
+        b"\x04\x00\x00\x00abcd"
+        + json.dumps({"ephemeral_key": "11" * 32, "enc_type": "rot"}).encode(),
+    ],
+    ids=["empty", "truncated-length", "length-past-end", "bad-json", "bad-key", "bad-cipher"],
+)
 async def test_malformed_layers_are_400_in_plain_text(net: Net, frame: bytes) -> None:
     status, body = await net.routers[0].handle(frame)
     assert status == 400 and body
@@ -257,8 +275,9 @@ def handmade_frame(node: Identity, inner: bytes) -> tuple[bytes, Callable[[bytes
     eph_pub = onion.Peeler.from_x25519_secret(eph).x25519_public
     blob = onion.encrypt_hop("xchacha20", eph, node.x25519_public, inner)
     frame = onion.encode_layer(blob, {"ephemeral_key": eph_pub.hex(), "enc_type": "xchacha20"})
-    key = hashlib.blake2b(crypto_scalarmult(eph, node.x25519_public) + eph_pub
-                          + node.x25519_public, digest_size=32).digest()
+    key = hashlib.blake2b(
+        crypto_scalarmult(eph, node.x25519_public) + eph_pub + node.x25519_public, digest_size=32
+    ).digest()
 
     def open_reply(body: bytes) -> Any:
         raw = base64.b64decode(body)
@@ -311,8 +330,9 @@ class FakeHttp:
 
 
 def server_frame(net: Net, server: Identity, payload: bytes, port: int = 443) -> bytes:
-    dest = onion.ServerDestination(host=PUBLIC_IP, target="/oxen/v4/lsrpc",
-                                   x25519=server.x25519_public, port=port)
+    dest = onion.ServerDestination(
+        host=PUBLIC_IP, target="/oxen/v4/lsrpc", x25519=server.x25519_public, port=port
+    )
     frame, _ = onion.build([net.hop(0)], dest, payload)
     return frame
 
@@ -326,8 +346,13 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
     assert (status, body) == (201, b"the server's encrypted answer")
     [(url, sent)] = http.posts
     assert url == f"https://{PUBLIC_IP}:8443/oxen/v4/lsrpc"
-    assert http.options == [{"headers": {"Host": f"{PUBLIC_IP}:8443"}, "allow_redirects": False,
-                             "server_hostname": PUBLIC_IP}]
+    assert http.options == [
+        {
+            "headers": {"Host": f"{PUBLIC_IP}:8443"},
+            "allow_redirects": False,
+            "server_hostname": PUBLIC_IP,
+        }
+    ]
     # what the node posts is still encrypted for the server, and the server can open it
     assert b"/room/x" not in sent
     plain, _ = onion.Peeler.from_x25519_secret(server.export_x25519_secret()).open_request(sent)
@@ -335,10 +360,13 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
     assert net.links.calls == [] and net.rpcs[0].payloads == []
 
 
-@pytest.mark.parametrize(("error", "status"), [
-    (aiohttp.ClientConnectionError("refused"), 502),
-    (TimeoutError(), 504),
-])
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (aiohttp.ClientConnectionError("refused"), 502),
+        (TimeoutError(), 504),
+    ],
+)
 async def test_v4_proxy_failures(net: Net, error: BaseException, status: int) -> None:
     # the node's own answer, encrypted with its layer's key (relays on the path see only a 200)
     inner = onion.encode_layer(b"payload", {"host": PUBLIC_IP, "target": "/oxen/v4/lsrpc"})
@@ -348,14 +376,18 @@ async def test_v4_proxy_failures(net: Net, error: BaseException, status: int) ->
     assert got == 200 and open_reply(body)["status"] == status
 
 
-@pytest.mark.parametrize(("host", "target", "protocol", "why"), [
-    (PUBLIC_IP, "/admin", "https", "target"),
-    (PUBLIC_IP, "/oxen/v4/lsrpc?x=1", "https", "target"),
-    ("user@host", "/oxen/v4/lsrpc", "https", "host"),
-    (PUBLIC_IP, "/oxen/v4/lsrpc", "file", "protocol"),
-])
+@pytest.mark.parametrize(
+    ("host", "target", "protocol", "why"),
+    [
+        (PUBLIC_IP, "/admin", "https", "target"),
+        (PUBLIC_IP, "/oxen/v4/lsrpc?x=1", "https", "target"),
+        ("user@host", "/oxen/v4/lsrpc", "https", "host"),
+        (PUBLIC_IP, "/oxen/v4/lsrpc", "file", "protocol"),
+    ],
+)
 async def test_a_proxy_destination_outside_the_filter_is_refused(
-        net: Net, host: str, target: str, protocol: str, why: str) -> None:
+    net: Net, host: str, target: str, protocol: str, why: str
+) -> None:
     # the client library refuses to build these; a hand-made inner layer is refused by the node
     inner = onion.encode_layer(b"payload", {"host": host, "target": target, "protocol": protocol})
     frame, open_reply = handmade_frame(net.idents[0], inner)
