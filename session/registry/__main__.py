@@ -1,7 +1,9 @@
 """``python3 -m session.registry``: run the stake registry in the foreground.
 
 Prints one JSON line ``{"ready": true, "url": ...}`` on stdout once listening (for the devnet
-and other supervisors), logs to stderr, and exits 0 on SIGTERM/SIGINT.
+and other supervisors), logs to stderr, and exits 0 on SIGTERM/SIGINT. Logging format and
+connection limits come from ``SESSION_REGISTRY_CONFIG`` / ``SESSION_REGISTRY_*`` (see
+:mod:`session.registry.config`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Sequence
 
 import uvloop
 
-from session.errors import SessionError
-from session.registry.server import run
+from session.errors import ConfigError, SessionError
+from session.registry.config import load_settings
+from session.registry.server import MAX_BODY, run
 from session.service.logs import setup_logging
 
 
@@ -37,13 +40,20 @@ def parser() -> argparse.ArgumentParser:
 def serve(host: str, port: int, data_dir: str, stake_requirement: int, seed: str | None,
           log_level: str = "info") -> int:
     """Run the registry until a signal; returns the process exit code."""
-    setup_logging(log_level, "auto", stream=sys.stderr)
+    try:
+        settings = load_settings(log_level=log_level, max_body=MAX_BODY)
+    except ConfigError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    lc = settings.logging
+    setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
 
     def ready(url: str) -> None:
         sys.stdout.write(json.dumps({"ready": True, "url": url}) + "\n")
         sys.stdout.flush()
 
-    coro = run(host, port, data_dir, stake_requirement, seed, on_ready=ready)
+    coro = run(host, port, data_dir, stake_requirement, seed, on_ready=ready,
+               limits=settings.connections)
     try:
         uvloop.run(coro)
     except SessionError as e:

@@ -191,6 +191,7 @@ async def run(
     *,
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> None:
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
     stop = stop or asyncio.Event()
@@ -200,7 +201,7 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
-    server = await start(host, port, data_dir, stake_requirement, seed)
+    server = await start(host, port, data_dir, stake_requirement, seed, limits=limits)
     try:
         log.info("registry listening on %s (height %d)", server.url, server.registry.height)
         if on_ready is not None:
