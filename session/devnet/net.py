@@ -24,7 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from session.proto.snodes import INVALID_SWARM_ID
+from session.node import keys
+from session.node.swarm_view import list_version
+from session.proto.snodes import INVALID_SWARM_ID, parse_node_list
+from session.registry.messages import build_deregistration
 
 _UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _UNVERIFIED.check_hostname = False
@@ -275,9 +278,6 @@ class Devnet:
 
     def wait_converged(self, timeout: float = 20.0) -> None:
         """Wait until every running node reports the registry's current node list version."""
-        from session.node.swarm_view import list_version
-        from session.proto.snodes import parse_node_list
-
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             want = list_version(parse_node_list(self.node_list()))
@@ -313,9 +313,6 @@ class Devnet:
     def deregister(self, node: DevnetNode | int) -> None:
         """Remove the node from the registry (it keeps running until stopped)."""
         n = self._node(node)
-        from session.node import keys
-        from session.registry.messages import build_deregistration
-
         ident = keys.load(n.data_dir)
         doc = build_deregistration(ident)
         status, body = _http(self.registry_url + "/deregister", json.dumps(doc).encode())

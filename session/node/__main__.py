@@ -12,6 +12,10 @@ import argparse
 import os
 import sys
 
+from session.errors import ConfigError
+from session.node.config import load_config
+from session.node.daemon import run
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m session.node", description="Run a Session service node.")
@@ -22,9 +26,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file", metavar="PATH",
                    help="once listening, write the bound ports here as JSON (for supervisors)")
     args = p.parse_args(argv)
-
-    from session.errors import ConfigError
-    from session.node.config import load_config
 
     overrides: dict[str, str] = {}
     for item in args.set:
@@ -37,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from session.node.daemon import run
-
     return run(cfg, use_uvloop=not args.no_uvloop, ready_file=args.ready_file)
 
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from session.errors import ConfigError
-
-if TYPE_CHECKING:
-    from session.identity import Identity
+from session.identity import Identity
 
 KEY_DIR = "keys"
 KEY_FILE = "ed25519.key"
@@ -76,8 +73,6 @@ def _write_seed_at(path: Path, seed: bytes, *, force: bool) -> Path:
 
 def generate(data_dir: str | os.PathLike[str], *, force: bool = False) -> Identity:
     """Create a new random node key; returns the identity."""
-    from session.identity import Identity
-
     seed = os.urandom(SEED_BYTES)
     write_seed(data_dir, seed, force=force)
     return Identity.from_seed(seed)
@@ -103,8 +98,6 @@ def _read_seed_at(path: Path) -> bytes:
 
 def load(data_dir: str | os.PathLike[str]) -> Identity:
     """The node's identity from its key file (see :func:`read_seed` for the checks)."""
-    from session.identity import Identity
-
     return Identity.from_seed(read_seed(data_dir))
 
 
@@ -117,8 +110,6 @@ def load_or_generate(data_dir: str | os.PathLike[str]) -> Identity:
 
 def load_or_create(keys_dir: str | os.PathLike[str]) -> Identity:
     """Like :func:`load_or_generate`, given the key directory (``NodeConfig.keys_dir``)."""
-    from session.identity import Identity
-
     path = Path(keys_dir) / KEY_FILE
     if not path.exists():
         seed = os.urandom(SEED_BYTES)

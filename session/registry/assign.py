@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 
 from session.proto.snodes import INVALID_SWARM_ID as UNASSIGNED_SWARM_ID
+
 #: Largest usable swarm id (the id ring is [0, MAX_ID]).
 MAX_ID = UNASSIGNED_SWARM_ID - 1
 

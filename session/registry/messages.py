@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from session.errors import DecodeError, InvalidInput, InvalidSignature
+from session.identity import ed25519_to_x25519, verify
 
 REGISTER_TAG = b"session-registry/v1/register\n"
 DEREGISTER_TAG = b"session-registry/v1/deregister\n"
@@ -166,8 +167,6 @@ def _check_fresh(timestamp_ms: int, now: float, freshness: float) -> None:
 
 
 def _check_signature(pubkey_hex: str, payload: bytes, sig: Any) -> None:
-    from session.identity import verify
-
     sig_hex = _hex(sig, "signature", 64)
     try:
         verify(bytes.fromhex(pubkey_hex), payload, bytes.fromhex(sig_hex))
@@ -185,8 +184,6 @@ def verify_registration(
     Returns the normalised fields. Raises :class:`DecodeError` / :class:`InvalidInput` for
     malformed or stale documents and :class:`InvalidSignature` for bad keys or signatures.
     """
-    from session.identity import ed25519_to_x25519
-
     fields = check_registration_fields(doc)
     if "signature" not in doc:
         raise DecodeError("registration is missing signature")
