@@ -1,23 +1,31 @@
 """``session-node``: the operator's command line.
 
-Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``, ``example-config``,
-``version``, ``devnet``, ``registry``. Exit codes: 0 ok, 1 runtime error (one sentence on
-stderr), 2 usage error (click's own).
+Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``,
+``example-config``, ``version``, ``devnet``, ``registry``. Exit codes: 0 ok, 1 runtime error
+(one sentence on stderr), 2 usage error (click's own).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import sys
 from collections.abc import Callable
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import segno
 
+import session
+import session.devnet
+from session import _core
 from session.errors import SessionError
+from session.node import keys
+from session.node.config import as_dict, load_config
+from session.node.egress import parse_allowlist
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,20 +54,16 @@ def _errors(fn: F) -> F:
 
 
 def _version_text() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
-        pkg = version("session-network")
-    except PackageNotFoundError:
-        from session import __version__ as pkg
+        pkg = metadata.version("session-network")
+    except metadata.PackageNotFoundError:
+        pkg = session.__version__
     try:
-        from session import _core
-
         build = _core.build_info
         if callable(build):
             build = build()
         core = json.dumps(build, sort_keys=True) if not isinstance(build, str) else build
-    except (ImportError, AttributeError) as e:
+    except AttributeError as e:
         core = f"unavailable ({e})"
     return f"session-node {pkg}\ncore: {core}"
 
@@ -71,8 +75,14 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 
 
 @click.group(context_settings=CONTEXT)
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
-              callback=_print_version, help="Print the package and core versions and exit.")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Print the package and core versions and exit.",
+)
 def main() -> None:
     """Run and manage a Session service node."""
 
@@ -80,12 +90,21 @@ def main() -> None:
 # ------------------------------------------------------------------------------------------
 # config plumbing
 
+
 def _config_options(fn: F) -> F:
     opts = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="SESSION_NODE_CONFIG", help="TOML config file."),
-        click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
-                     help="Data directory (keys/, tls/, db/)."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="SESSION_NODE_CONFIG",
+            help="TOML config file.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Data directory (keys/, tls/, db/).",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -100,11 +119,16 @@ def _run_options(fn: F) -> F:
         click.option("--public-ip", help="Address announced to the registry."),
         click.option("--registry-url", help="URL of the stake registry."),
         click.option("--stake", type=click.IntRange(min=0), help="Operator stake to announce."),
-        click.option("--log-level",
-                     type=click.Choice(["debug", "info", "warning", "error", "critical"])),
+        click.option(
+            "--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"])
+        ),
         click.option("--log-format", type=click.Choice(["auto", "json", "console"])),
-        click.option("--unsafe-logging", is_flag=True, default=None,
-                     help="Log IP addresses and Session IDs unmasked."),
+        click.option(
+            "--unsafe-logging",
+            is_flag=True,
+            default=None,
+            help="Log IP addresses and Session IDs unmasked.",
+        ),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -112,8 +136,6 @@ def _run_options(fn: F) -> F:
 
 
 def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Any:
-    from session.node.config import load_config
-
     overrides = {
         "data_dir": data_dir,
         "network.listen_host": flags.get("listen_host"),
@@ -132,6 +154,7 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Any:
 # ------------------------------------------------------------------------------------------
 # commands
 
+
 @main.command()
 @_config_options
 @_run_options
@@ -139,26 +162,25 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Any:
 def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     """Run the service node until SIGTERM/SIGINT."""
     cfg = _load(config_path, data_dir, **flags)
-    from session.node import keys
-
     # Fail early, with a clear message, on an exposed key file (a missing one is created).
     if keys.key_path(cfg.data_dir).exists():
         keys.check_permissions(keys.key_path(cfg.data_dir))
-    from session.node.daemon import run as run_daemon
+    # ~0.3-1 s of imports (aiohttp, zmq, the store) that only `run` needs; measured with
+    # `python -X importtime`, so `version`, `keygen` and `--help` stay quick.
+    from session.node.daemon import run as run_daemon  # noqa: PLC0415 - measured, see above
 
     sys.exit(run_daemon(cfg))
 
 
 @main.command()
 @_config_options
-@click.option("--force", is_flag=True, help="Replace an existing key (the node gets a new "
-              "identity).")
+@click.option(
+    "--force", is_flag=True, help="Replace an existing key (the node gets a new identity)."
+)
 @_errors
 def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
     """Create the node's Ed25519 key and print its public keys."""
     cfg = _load(config_path, data_dir)
-    from session.node import keys
-
     identity = keys.generate(cfg.data_dir, force=force)
     click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
     _echo_keys(identity)
@@ -177,22 +199,21 @@ def _echo_keys(identity: Any) -> None:
 def show_id(config_path: Path | None, data_dir: Path | None, qr: bool, as_json: bool) -> None:
     """Print the node's public keys."""
     cfg = _load(config_path, data_dir)
-    from session.node import keys
-
     identity = keys.load(cfg.data_dir)
     if as_json:
-        click.echo(json.dumps({"pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-                               "pubkey_x25519": bytes(identity.x25519_public).hex()}))
+        click.echo(
+            json.dumps(
+                {
+                    "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+                    "pubkey_x25519": bytes(identity.x25519_public).hex(),
+                }
+            )
+        )
     else:
         _echo_keys(identity)
     if qr:
-        import io
-
-        import segno
-
         buf = io.StringIO()
-        segno.make(bytes(identity.ed25519_public).hex(), error="m").terminal(out=buf,
-                                                                             compact=True)
+        segno.make(bytes(identity.ed25519_public).hex(), error="m").terminal(out=buf, compact=True)
         click.echo(buf.getvalue(), nl=False)
 
 
@@ -201,13 +222,9 @@ def show_id(config_path: Path | None, data_dir: Path | None, qr: bool, as_json: 
 @_run_options
 @click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
 @_errors
-def check_config(config_path: Path | None, data_dir: Path | None, show: bool,
-                 **flags: Any) -> None:
+def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
     """Validate the configuration (file + environment + flags) and the key file."""
     cfg = _load(config_path, data_dir, **flags)
-    from session.node import keys
-    from session.node.config import as_dict
-
     if show:
         click.echo(json.dumps(as_dict(cfg), indent=2))
     problems = []
@@ -239,55 +256,108 @@ def version() -> None:
 
 
 @main.command()
-@click.option("--nodes", type=click.IntRange(min=0), default=5, show_default=True,
-              help="Number of service nodes.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for the registry's and the nodes' state.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Number of service nodes.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the registry's and the nodes' state.",
+)
 @click.option("--host", default=None, help="Loopback address to use (default 127.0.0.1).")
-@click.option("--base-port", type=click.IntRange(1, 65535), default=None,
-              help="First port to use (default: free ports).")
-@click.option("--control-port", type=click.IntRange(0, 65535), default=None,
-              help="Port of the devnet control site (default: a free port).")
+@click.option(
+    "--base-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="First port to use (default: free ports).",
+)
+@click.option(
+    "--control-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of the devnet control site (default: a free port).",
+)
 @click.option("--seed", default=None, help="Registry genesis seed (fixes the swarms).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default=None)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None)
 @click.option("--no-uvloop", is_flag=True, help="Use the default asyncio loop.")
-@click.option("--proxy-allow", multiple=True, metavar="HOST:PORT",
-              help="A server the nodes may proxy onion requests to (repeatable); nothing else is.")
+@click.option(
+    "--proxy-allow",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="A server the nodes may proxy onion requests to (repeatable); nothing else is.",
+)
 @_errors
-def devnet(nodes: int, data_dir: Path, host: str | None, base_port: int | None,
-           control_port: int | None, seed: str | None, log_level: str | None,
-           no_uvloop: bool, proxy_allow: tuple[str, ...]) -> None:
+def devnet(
+    nodes: int,
+    data_dir: Path,
+    host: str | None,
+    base_port: int | None,
+    control_port: int | None,
+    seed: str | None,
+    log_level: str | None,
+    no_uvloop: bool,
+    proxy_allow: tuple[str, ...],
+) -> None:
     """Run a local network (a registry and N nodes on loopback) until Ctrl-C."""
-    from session.devnet import main as devnet_main
-    from session.node.egress import parse_allowlist
-
-    extra: dict[str, Any] = {k: v for k, v in {
-        "host": host, "base_port": base_port, "control_port": control_port, "seed": seed,
-        "log_level": log_level}.items() if v is not None}
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "base_port": base_port,
+            "control_port": control_port,
+            "seed": seed,
+            "log_level": log_level,
+        }.items()
+        if v is not None
+    }
     if no_uvloop:
         extra["uvloop"] = False
     if proxy_allow:
         parse_allowlist(",".join(proxy_allow))  # a bad entry fails before anything starts
         extra["proxy_allow"] = list(proxy_allow)
-    sys.exit(devnet_main(nodes=nodes, data_dir=data_dir, **extra))
+    sys.exit(session.devnet.main(nodes=nodes, data_dir=data_dir, **extra))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=22030, show_default=True,
-              help="HTTPS port (0 picks a free one).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Directory for the registry state and TLS files.")
-@click.option("--stake-requirement", type=click.IntRange(min=0), default=25_000,
-              show_default=True, help="Minimum stake of an active node.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=22030,
+    show_default=True,
+    help="HTTPS port (0 picks a free one).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the registry state and TLS files.",
+)
+@click.option(
+    "--stake-requirement",
+    type=click.IntRange(min=0),
+    default=25_000,
+    show_default=True,
+    help="Minimum stake of an active node.",
+)
 @click.option("--seed", default=None, help="Genesis seed (any text).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
-def registry(host: str, port: int, data_dir: Path, stake_requirement: int, seed: str | None,
-             log_level: str) -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def registry(
+    host: str, port: int, data_dir: Path, stake_requirement: int, seed: str | None, log_level: str
+) -> None:
     """Run the stake registry in the foreground (prints a JSON ready line)."""
-    from session.registry.__main__ import serve
+    # aiohttp and uvloop (~0.4 s, measured with `python -X importtime`) only for this command.
+    from session.registry.__main__ import serve  # noqa: PLC0415 - measured, see above
 
     sys.exit(serve(host, port, str(data_dir), stake_requirement, seed, log_level))
 

@@ -10,8 +10,9 @@ from session.devnet.control import main as run_devnet
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m session.devnet",
-                                description="Run a local Session network on 127.0.0.1.")
+    p = argparse.ArgumentParser(
+        prog="python3 -m session.devnet", description="Run a local Session network on 127.0.0.1."
+    )
     p.add_argument("--nodes", type=int, default=5, help="number of service nodes")
     p.add_argument("--data-dir", required=True, help="directory for every process's state")
     args = p.parse_args(argv)

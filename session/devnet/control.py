@@ -41,7 +41,9 @@ def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
             try:
                 if self.path == "/add":
                     n = net.add_node()
-                    self._send(200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519})
+                    self._send(
+                        200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519}
+                    )
                 elif self.path.startswith("/remove/"):
                     idx = int(self.path.rsplit("/", 1)[1])
                     if not 0 <= idx < len(net.nodes) or not net.nodes[idx].running:
@@ -62,15 +64,34 @@ def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
     return srv
 
 
-def main(nodes: int = 5, data_dir: str | os.PathLike[str] | None = None, *, host: str = "127.0.0.1",
-         control_port: int = 0, seed: str = "devnet", log_level: str = "warning", uvloop: bool = True,
-         base_port: int | None = None, ready_timeout: float = 90.0, out: Any = None,
-         proxy_allow: Sequence[str] = ()) -> int:
+def main(
+    nodes: int = 5,
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    control_port: int = 0,
+    seed: str = "devnet",
+    log_level: str = "warning",
+    uvloop: bool = True,
+    base_port: int | None = None,
+    ready_timeout: float = 90.0,
+    out: Any = None,
+    proxy_allow: Sequence[str] = (),
+) -> int:
     """Run a devnet in the foreground until SIGINT/SIGTERM; returns the exit code."""
     out = out or sys.stdout
     d = Path(data_dir) if data_dir is not None else Path.cwd() / "devnet"
-    net = Devnet(d, nodes, host=host, seed=seed, log_level=log_level, uvloop=uvloop,
-                 base_port=base_port, ready_timeout=ready_timeout, proxy_allow=proxy_allow)
+    net = Devnet(
+        d,
+        nodes,
+        host=host,
+        seed=seed,
+        log_level=log_level,
+        uvloop=uvloop,
+        base_port=base_port,
+        ready_timeout=ready_timeout,
+        proxy_allow=proxy_allow,
+    )
     stop = threading.Event()
     prev = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -82,18 +103,38 @@ def main(nodes: int = 5, data_dir: str | os.PathLike[str] | None = None, *, host
             return 1
         ctl = _control_server(net, "127.0.0.1", control_port)
         cport = ctl.server_address[1]
-        print(json.dumps({
-            "ready": True, "dir": str(net.dir), "nodes_json": str(net.dir / "nodes.json"),
-            "registry": net.registry_url, "control": f"http://127.0.0.1:{cport}",
-            "nodes": [{"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}
-                      for n in net.nodes],
-            "seconds": round(time.monotonic() - t0, 2),
-        }), file=out, flush=True)
+        print(
+            json.dumps(
+                {
+                    "ready": True,
+                    "dir": str(net.dir),
+                    "nodes_json": str(net.dir / "nodes.json"),
+                    "registry": net.registry_url,
+                    "control": f"http://127.0.0.1:{cport}",
+                    "nodes": [
+                        {
+                            "name": n.name,
+                            "url": n.url,
+                            "admin": n.admin_url,
+                            "pubkey_ed25519": n.pubkey_ed25519,
+                        }
+                        for n in net.nodes
+                    ],
+                    "seconds": round(time.monotonic() - t0, 2),
+                }
+            ),
+            file=out,
+            flush=True,
+        )
         while not stop.wait(1.0):
             for n in net.nodes:
-                if n.proc is not None and n.proc.poll() not in (None, 0) and n.proc.returncode != -signal.SIGKILL:
-                    print(f"{n.name} exited with {n.proc.returncode}; see {n.data_dir / 'process.log'}",
-                          file=sys.stderr)
+                if (
+                    n.proc is not None
+                    and n.proc.poll() not in (None, 0)
+                    and n.proc.returncode != -signal.SIGKILL
+                ):
+                    log = n.data_dir / "process.log"
+                    print(f"{n.name} exited with {n.proc.returncode}; see {log}", file=sys.stderr)
                     n.proc = None
         ctl.shutdown()
         return 0

@@ -39,10 +39,16 @@ class DevnetError(RuntimeError):
 
 
 def _http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method="POST" if data is not None else "GET",
+        headers={"Content-Type": "application/json"},
+    )
     try:
-        with urllib.request.urlopen(req, timeout=timeout, context=_UNVERIFIED if url.startswith("https") else None) as r:
+        with urllib.request.urlopen(
+            req, timeout=timeout, context=_UNVERIFIED if url.startswith("https") else None
+        ) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -51,8 +57,9 @@ def _http(url: str, data: bytes | None = None, timeout: float = 5.0) -> tuple[in
 class DevnetNode:
     """One node process of a devnet (ports are 0 until the node reports the ones it bound)."""
 
-    def __init__(self, index: int, data_dir: Path, host: str, https_port: int, zmq_port: int,
-                 admin_port: int) -> None:
+    def __init__(
+        self, index: int, data_dir: Path, host: str, https_port: int, zmq_port: int, admin_port: int
+    ) -> None:
         self.index = index
         self.name = f"node-{index:02d}"
         self.data_dir = data_dir
@@ -111,11 +118,22 @@ class DevnetNode:
 class Devnet:
     """A registry and ``nodes`` service nodes on loopback (see the module docstring)."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], nodes: int = 3, *, host: str = "127.0.0.1",
-                 seed: str = "devnet", stake: int = 25_000, poll_interval: float = 1.0,
-                 log_level: str = "warning", uvloop: bool = True, ready_timeout: float = 60.0,
-                 base_port: int | None = None, extra_env: dict[str, str] | None = None,
-                 proxy_allow: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        nodes: int = 3,
+        *,
+        host: str = "127.0.0.1",
+        seed: str = "devnet",
+        stake: int = 25_000,
+        poll_interval: float = 1.0,
+        log_level: str = "warning",
+        uvloop: bool = True,
+        ready_timeout: float = 60.0,
+        base_port: int | None = None,
+        extra_env: dict[str, str] | None = None,
+        proxy_allow: Sequence[str] = (),
+    ) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
         self.dir = Path(data_dir).absolute()
@@ -170,16 +188,32 @@ class Devnet:
         rdir = self.dir / "registry"
         rdir.mkdir(parents=True, exist_ok=True)
         port = self._port()
-        cmd = [sys.executable, "-m", "session.registry", "--host", self.host, "--port", str(port),
-               "--data-dir", str(rdir), "--seed", self.seed, "--log-level", self.log_level]
-        self.registry_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log(rdir),
-                                              stdin=subprocess.DEVNULL)
+        cmd = [
+            sys.executable,
+            "-m",
+            "session.registry",
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+            "--data-dir",
+            str(rdir),
+            "--seed",
+            self.seed,
+            "--log-level",
+            self.log_level,
+        ]
+        self.registry_proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL
+        )
         line = self._read_line(self.registry_proc, 30.0)
         try:
             doc = json.loads(line)
             self.registry_url = doc["url"]
         except (ValueError, KeyError, TypeError):
-            raise DevnetError(f"registry did not start (see {rdir / 'process.log'}): {line!r}") from None
+            raise DevnetError(
+                f"registry did not start (see {rdir / 'process.log'}): {line!r}"
+            ) from None
 
     @staticmethod
     def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -197,28 +231,37 @@ class Devnet:
     def _new_node(self) -> DevnetNode:
         with self._lock:
             index = len(self.nodes)
-            node = DevnetNode(index, self.dir / f"node-{index:02d}", self.host, self._port(), self._port(), self._port())
+            node = DevnetNode(
+                index,
+                self.dir / f"node-{index:02d}",
+                self.host,
+                self._port(),
+                self._port(),
+                self._port(),
+            )
             self.nodes.append(node)
             return node
 
     def _node_env(self, node: DevnetNode) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_NODE_")}
-        env.update({
-            "SESSION_NODE_DATA_DIR": str(node.data_dir),
-            "SESSION_NODE_NETWORK__LISTEN_HOST": self.host,
-            "SESSION_NODE_NETWORK__PUBLIC_IP": self.host,
-            "SESSION_NODE_NETWORK__HTTPS_PORT": str(node.https_port),
-            "SESSION_NODE_NETWORK__ZMQ_PORT": str(node.zmq_port),
-            "SESSION_NODE_ADMIN__PORT": str(node.admin_port),
-            "SESSION_NODE_REGISTRY__URL": self.registry_url,
-            "SESSION_NODE_REGISTRY__STAKE": str(self.stake),
-            "SESSION_NODE_REGISTRY__POLL_INTERVAL": str(self.poll_interval),
-            "SESSION_NODE_LOGGING__LEVEL": self.log_level,
-            "SESSION_NODE_LOGGING__FORMAT": "json",
-            "SESSION_NODE_SHUTDOWN_TIMEOUT": "5",
-            "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
-            "SESSION_NODE_NETWORK__PROXY_ALLOW": ",".join(self.proxy_allow),
-        })
+        env.update(
+            {
+                "SESSION_NODE_DATA_DIR": str(node.data_dir),
+                "SESSION_NODE_NETWORK__LISTEN_HOST": self.host,
+                "SESSION_NODE_NETWORK__PUBLIC_IP": self.host,
+                "SESSION_NODE_NETWORK__HTTPS_PORT": str(node.https_port),
+                "SESSION_NODE_NETWORK__ZMQ_PORT": str(node.zmq_port),
+                "SESSION_NODE_ADMIN__PORT": str(node.admin_port),
+                "SESSION_NODE_REGISTRY__URL": self.registry_url,
+                "SESSION_NODE_REGISTRY__STAKE": str(self.stake),
+                "SESSION_NODE_REGISTRY__POLL_INTERVAL": str(self.poll_interval),
+                "SESSION_NODE_LOGGING__LEVEL": self.log_level,
+                "SESSION_NODE_LOGGING__FORMAT": "json",
+                "SESSION_NODE_SHUTDOWN_TIMEOUT": "5",
+                "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
+                "SESSION_NODE_NETWORK__PROXY_ALLOW": ",".join(self.proxy_allow),
+            }
+        )
         env.update(self.extra_env)
         return env
 
@@ -228,14 +271,23 @@ class Devnet:
         cmd = [sys.executable, "-m", "session.node", "--ready-file", str(node.ready_file)]
         if not self.uvloop:
             cmd.append("--no-uvloop")
-        node.proc = subprocess.Popen(cmd, env=self._node_env(node), stdout=self._log(node.data_dir),
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        node.proc = subprocess.Popen(
+            cmd,
+            env=self._node_env(node),
+            stdout=self._log(node.data_dir),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     # ------------------------------------------------------------------ readiness
     def node_list(self) -> dict[str, Any]:
         """The registry's complete ``get_n_service_nodes`` JSON-RPC response."""
-        status, body = _http(self.registry_url + "/json_rpc",
-                             json.dumps({"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes", "params": {}}).encode())
+        status, body = _http(
+            self.registry_url + "/json_rpc",
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes", "params": {}}
+            ).encode(),
+        )
         if status != 200:
             raise DevnetError(f"registry answered {status}: {body[:200]!r}")
         return json.loads(body)
@@ -243,7 +295,11 @@ class Devnet:
     def _listed(self) -> dict[int, dict[str, Any]]:
         """storage_port → entry of every node the registry lists in a swarm."""
         states = self.node_list()["result"]["service_node_states"]
-        return {e["storage_port"]: e for e in states if e.get("swarm_id", INVALID_SWARM_ID) != INVALID_SWARM_ID}
+        return {
+            e["storage_port"]: e
+            for e in states
+            if e.get("swarm_id", INVALID_SWARM_ID) != INVALID_SWARM_ID
+        }
 
     def _wait_ready(self, nodes: list[DevnetNode], timeout: float | None = None) -> None:
         deadline = time.monotonic() + (timeout or self.ready_timeout)
@@ -251,8 +307,10 @@ class Devnet:
         while pending:
             for n in list(pending):
                 if not n.running:
-                    raise DevnetError(f"{n.name} exited with {n.proc.returncode if n.proc else '?'} "
-                                      f"(see {n.data_dir / 'process.log'})")
+                    raise DevnetError(
+                        f"{n.name} exited with {n.proc.returncode if n.proc else '?'} "
+                        f"(see {n.data_dir / 'process.log'})"
+                    )
                 if n.ready():
                     pending.remove(n)
             if pending and time.monotonic() > deadline:
@@ -277,7 +335,8 @@ class Devnet:
         self._wait_ready([n for n in self.nodes if n.running])
 
     def wait_converged(self, timeout: float = 20.0) -> None:
-        """Wait until every running node reports the registry's current node list version."""
+        """Wait until every running node reports the registry's current node list version and
+        serves reads (a starting member first catches up with its swarm)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             want = list_version(parse_node_list(self.node_list()))
@@ -287,6 +346,9 @@ class Devnet:
                     _, body = _http(n.admin_url + "/metrics", timeout=2.0)
                 except OSError:
                     seen.add("?")
+                    continue
+                if _metric_value(body, "session_node_catching_up") not in (None, 0.0):
+                    seen.add("catching up")
                     continue
                 seen.add(_metric_label(body, "session_node_list_info", "version"))
             if seen == {want}:
@@ -319,7 +381,9 @@ class Devnet:
         if status != 200:
             raise DevnetError(f"deregistration of {n.name} refused: {status} {body[:200]!r}")
 
-    def remove_node(self, node: DevnetNode | int, *, deregister: bool = True, grace: float | None = None) -> None:
+    def remove_node(
+        self, node: DevnetNode | int, *, deregister: bool = True, grace: float | None = None
+    ) -> None:
         """Take a node out of the network: deregister it, give the others ``grace`` seconds to
         take over its data (default: two poll intervals), then stop it (SIGTERM)."""
         n = self._node(node)
@@ -403,10 +467,19 @@ class Devnet:
         self.stop()
 
 
+def _metric_value(body: bytes, metric: str) -> float | None:
+    """The value of an unlabelled metric in a Prometheus text page, or None if absent."""
+    for line in body.decode(errors="replace").splitlines():
+        name, _, value = line.partition(" ")
+        if name == metric:
+            return float(value)
+    return None
+
+
 def _metric_label(body: bytes, metric: str, label: str) -> str:
     for line in body.decode(errors="replace").splitlines():
         if line.startswith(metric + "{"):
-            inside = line[len(metric) + 1: line.index("}")]
+            inside = line[len(metric) + 1 : line.index("}")]
             for part in inside.split(","):
                 k, _, v = part.partition("=")
                 if k == label:

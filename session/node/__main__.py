@@ -18,13 +18,23 @@ from session.node.daemon import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python3 -m session.node", description="Run a Session service node.")
+    p = argparse.ArgumentParser(
+        prog="python3 -m session.node", description="Run a Session service node."
+    )
     p.add_argument("--config", help="TOML config file (default: $SESSION_NODE_CONFIG)")
-    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a setting, e.g. --set network.https_port=22021 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a setting, e.g. --set network.https_port=22021 (repeatable)",
+    )
     p.add_argument("--no-uvloop", action="store_true", help="use the default asyncio loop")
-    p.add_argument("--ready-file", metavar="PATH",
-                   help="once listening, write the bound ports here as JSON (for supervisors)")
+    p.add_argument(
+        "--ready-file",
+        metavar="PATH",
+        help="once listening, write the bound ports here as JSON (for supervisors)",
+    )
     args = p.parse_args(argv)
 
     overrides: dict[str, str] = {}

@@ -1,8 +1,9 @@
 """Node configuration: a frozen dataclass tree read from TOML, environment and flags.
 
 Loading is the shared service loader (:mod:`session.service.config`). Precedence, lowest to
-highest: built-in defaults < config file < environment < command-line flags. Environment variables use the prefix ``SESSION_NODE_`` and ``__`` between a table and
-its key: ``SESSION_NODE_NETWORK__HTTPS_PORT=22021``, ``SESSION_NODE_DATA_DIR=/srv/node``.
+highest: built-in defaults < config file < environment < command-line flags. Environment
+variables use the prefix ``SESSION_NODE_`` and ``__`` between a table and its key:
+``SESSION_NODE_NETWORK__HTTPS_PORT=22021``, ``SESSION_NODE_DATA_DIR=/srv/node``.
 ``SESSION_NODE_CONFIG`` names the config file (read by the CLI, not a setting).
 
 Flags are passed as *overrides*: a mapping of dotted names (``"network.https_port"``) or
@@ -10,8 +11,8 @@ top-level names (``"data_dir"``) to values; ``None`` values are ignored, so a CL
 every flag unconditionally.
 
 The data directory is, in order: the ``data_dir`` setting (file/env/flag), ``$STATE_DIRECTORY``
-(set by systemd's ``StateDirectory=``), then the platformdirs default (``/var/lib/session-node`` when
-running as root on Linux, else ``user_data_dir``).
+(set by systemd's ``StateDirectory=``), then the platformdirs default (``/var/lib/session-node``
+when running as root on Linux, else ``user_data_dir``).
 
 Deliberately light (stdlib ``tomllib`` + dataclasses): start-up time on a Raspberry Pi matters.
 """
@@ -136,8 +137,9 @@ def default_data_dir(env: Mapping[str, str] | None = None) -> Path:
     return service_config.default_data_dir(APP_NAME, env)
 
 
-def resolve_data_dir(explicit: str | os.PathLike[str] | None,
-                     env: Mapping[str, str] | None = None) -> Path:
+def resolve_data_dir(
+    explicit: str | os.PathLike[str] | None, env: Mapping[str, str] | None = None
+) -> Path:
     """The data directory: ``explicit`` (flag/file/env setting), else :func:`default_data_dir`."""
     if explicit:
         return Path(explicit).expanduser().absolute()
@@ -155,8 +157,10 @@ def validate(cfg: NodeConfig) -> NodeConfig:
     _check_port("network.https_port", cfg.network.https_port)
     _check_port("network.zmq_port", cfg.network.zmq_port)
     _check_port("admin.port", cfg.admin.port)
-    for name, host in (("network.listen_host", cfg.network.listen_host),
-                       ("admin.host", cfg.admin.host)):
+    for name, host in (
+        ("network.listen_host", cfg.network.listen_host),
+        ("admin.host", cfg.admin.host),
+    ):
         if not host:
             raise ConfigError(f"{name} must not be empty")
     if cfg.network.public_ip:
@@ -196,8 +200,10 @@ def validate(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError("shutdown_timeout must not be negative")
     rep = cfg.replication
     if min(rep.forward_deadline, rep.sync_interval, rep.catch_up_timeout) <= 0:
-        raise ConfigError("replication.forward_deadline, replication.sync_interval and "
-                          "replication.catch_up_timeout must be positive")
+        raise ConfigError(
+            "replication.forward_deadline, replication.sync_interval and "
+            "replication.catch_up_timeout must be positive"
+        )
     return cfg
 
 
@@ -217,8 +223,15 @@ def load_config(
     def finish(layer: dict[str, Any]) -> None:
         layer["data_dir"] = resolve_data_dir(layer.get("data_dir"), env)
 
-    cfg = service_config.load(NodeConfig, path, env=env, env_prefix=ENV_PREFIX,
-                              env_skip=(ENV_CONFIG,), overrides=overrides, finish=finish)
+    cfg = service_config.load(
+        NodeConfig,
+        path,
+        env=env,
+        env_prefix=ENV_PREFIX,
+        env_skip=(ENV_CONFIG,),
+        overrides=overrides,
+        finish=finish,
+    )
     return validate(cfg)
 
 

@@ -64,8 +64,15 @@ def _rss_bytes() -> float:
 class Node:
     """One running service node (also usable in-process by tests and benchmarks)."""
 
-    def __init__(self, config: Any, *, identity: Any = None, store: Any = None,
-                 fetch_nodes: Any = None, register: bool = True) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        identity: Any = None,
+        store: Any = None,
+        fetch_nodes: Any = None,
+        register: bool = True,
+    ) -> None:
         self.config = config
         self.identity = identity
         self.store = store
@@ -136,8 +143,12 @@ class Node:
             # Generate in a short-lived child: importing `cryptography` would add ~10 MB to
             # this long-lived process's RSS for a one-time job.
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", "import sys; from session.service.tls import ensure_certificate; "
-                "ensure_certificate(sys.argv[1])", str(cfg.data_dir))
+                sys.executable,
+                "-c",
+                "import sys; from session.service.tls import ensure_certificate; "
+                "ensure_certificate(sys.argv[1])",
+                str(cfg.data_dir),
+            )
             await child.wait()
         ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
 
@@ -153,63 +164,124 @@ class Node:
 
         cc_outcome = {o: m.links.labels("cc", o) for o in ("ok", "failed")}
         rep = cfg.replication
-        self.fanout = LinkFanout(self.links, self.view, deadline=rep.forward_deadline,
-                                 on_result=lambda o: cc_outcome[o].inc())
-        self.reconciler = Reconciler(self.store, self.links, self.view,
-                                     interval=rep.sync_interval,
-                                     catch_up_timeout=rep.catch_up_timeout)
+        self.fanout = LinkFanout(
+            self.links,
+            self.view,
+            deadline=rep.forward_deadline,
+            on_result=lambda o: cc_outcome[o].inc(),
+        )
+        self.reconciler = Reconciler(
+            self.store,
+            self.links,
+            self.view,
+            interval=rep.sync_interval,
+            catch_up_timeout=rep.catch_up_timeout,
+        )
         self.links.on_peer_up = self.reconciler.peer_up
-        self.rpc = RpcHandler(store=self.store, identity=ident, swarm=self.view,
-                              fanout=self.fanout, oxend=self._oxend,
-                              catching_up=self.reconciler.not_ready_reason)
-        self.handoff = SwarmHandoff(self.store, self.links, self.view,
-                                    on_moved=lambda d, n: m.handoff.labels(d).inc(n))
+        self.rpc = RpcHandler(
+            store=self.store,
+            identity=ident,
+            swarm=self.view,
+            fanout=self.fanout,
+            oxend=self._oxend,
+            catching_up=self.reconciler.not_ready_reason,
+        )
+        self.handoff = SwarmHandoff(
+            self.store, self.links, self.view, on_moved=lambda d, n: m.handoff.labels(d).inc(n)
+        )
         self.view.on_change = self._on_swarm_change
         pool = PeelPool(Peeler.from_x25519_secret(x_secret), workers=1)
         del x_secret
-        egress = EgressPolicy(allow_public=cfg.network.proxy_public,
-                              allow=parse_allowlist(cfg.network.proxy_allow),
-                              own_addresses=(cfg.network.public_ip, cfg.network.listen_host))
-        self.router = OnionRouter(pool, self.view, self.links, self.rpc, metrics=m,
-                                  max_hops=cfg.limits.max_onion_hops, egress=egress)
-        self.links.handlers.update({
-            KIND_ONION: self._counted("onion", self.router.serve_link),
-            KIND_CC: self._counted("cc", self._serve_cc),
-            KIND_DATA: self._counted("data", self.handoff.accept_push),
-            KIND_PING: self._counted("ping", self._serve_ping),
-            KIND_SYNC: self._counted("sync", self.reconciler.serve),
-        })
+        egress = EgressPolicy(
+            allow_public=cfg.network.proxy_public,
+            allow=parse_allowlist(cfg.network.proxy_allow),
+            own_addresses=(cfg.network.public_ip, cfg.network.listen_host),
+        )
+        self.router = OnionRouter(
+            pool,
+            self.view,
+            self.links,
+            self.rpc,
+            metrics=m,
+            max_hops=cfg.limits.max_onion_hops,
+            egress=egress,
+        )
+        self.links.handlers.update(
+            {
+                KIND_ONION: self._counted("onion", self.router.serve_link),
+                KIND_CC: self._counted("cc", self._serve_cc),
+                KIND_DATA: self._counted("data", self.handoff.accept_push),
+                KIND_PING: self._counted("ping", self._serve_ping),
+                KIND_SYNC: self._counted("sync", self.reconciler.serve),
+            }
+        )
 
         limiter = RateLimiter(cfg.limits.requests_per_second, cfg.limits.burst)
-        self.site = ClientSite(rpc=self.rpc, router=self.router, limiter=limiter, metrics=m,
-                               ready=self.ready_reason, ed25519_public=bytes(ident.ed25519_public),
-                               max_body=cfg.limits.max_request_bytes)
-        m.gauge_fn("session_node_link_timeouts", "Node-link requests that timed out", lambda: self.links.timeouts)
-        m.gauge_fn("session_node_link_auth_denied", "Node-link handshakes refused", lambda: self.links.auth_denied)
+        self.site = ClientSite(
+            rpc=self.rpc,
+            router=self.router,
+            limiter=limiter,
+            metrics=m,
+            ready=self.ready_reason,
+            ed25519_public=bytes(ident.ed25519_public),
+            max_body=cfg.limits.max_request_bytes,
+        )
+        m.gauge_fn(
+            "session_node_link_timeouts",
+            "Node-link requests that timed out",
+            lambda: self.links.timeouts,
+        )
+        m.gauge_fn(
+            "session_node_link_auth_denied",
+            "Node-link handshakes refused",
+            lambda: self.links.auth_denied,
+        )
         m.gauge_fn("session_node_resident_bytes", "Resident memory of the process", _rss_bytes)
-        m.gauge_fn("session_node_peers_down", "Peers whose last node-link request failed",
-                   lambda: sum(h.down for h in self.links.health.values()))
-        m.gauge_fn("session_node_catching_up", "1 while reads wait for the swarm catch-up",
-                   lambda: float(self.reconciler.catching_up))
+        m.gauge_fn(
+            "session_node_peers_down",
+            "Peers whose last node-link request failed",
+            lambda: sum(h.down for h in self.links.health.values()),
+        )
+        m.gauge_fn(
+            "session_node_catching_up",
+            "1 while reads wait for the swarm catch-up",
+            lambda: float(self.reconciler.catching_up),
+        )
 
-        client = await serve_app(self.site.app(), cfg.network.listen_host, cfg.network.https_port,
-                                 ssl_context=ssl_ctx, limits=cfg.connections,
-                                 max_body=cfg.limits.max_request_bytes,
-                                 shutdown_timeout=cfg.shutdown_timeout)
+        client = await serve_app(
+            self.site.app(),
+            cfg.network.listen_host,
+            cfg.network.https_port,
+            ssl_context=ssl_ctx,
+            limits=cfg.connections,
+            max_body=cfg.limits.max_request_bytes,
+            shutdown_timeout=cfg.shutdown_timeout,
+        )
         self._served.append(client)
         self.https_port = client.port
         stats = client.stats
-        m.gauge_fn("session_node_connections_open", "Open client connections",
-                   lambda: stats.open)
-        m.gauge_fn("session_node_connections_refused", "Connections closed at accept (caps)",
-                   lambda: stats.refused)
-        m.gauge_fn("session_node_connection_timeouts", "Connections cut by a TLS, header or "
-                   "body timeout", lambda: stats.tls_failed + stats.header_timeouts
-                   + stats.body_timeouts)
-        m.gauge_fn("session_node_bodies_refused", "Request bodies refused (in-flight budget "
-                   "full or too large)", lambda: stats.bodies_refused + stats.bodies_too_large)
-        admin = await serve_app(admin_app(m.render, self.fully_ready), cfg.admin.host,
-                                cfg.admin.port, limits=cfg.connections)
+        m.gauge_fn("session_node_connections_open", "Open client connections", lambda: stats.open)
+        m.gauge_fn(
+            "session_node_connections_refused",
+            "Connections closed at accept (caps)",
+            lambda: stats.refused,
+        )
+        m.gauge_fn(
+            "session_node_connection_timeouts",
+            "Connections cut by a TLS, header or body timeout",
+            lambda: stats.tls_failed + stats.header_timeouts + stats.body_timeouts,
+        )
+        m.gauge_fn(
+            "session_node_bodies_refused",
+            "Request bodies refused (in-flight budget full or too large)",
+            lambda: stats.bodies_refused + stats.bodies_too_large,
+        )
+        admin = await serve_app(
+            admin_app(m.render, self.fully_ready),
+            cfg.admin.host,
+            cfg.admin.port,
+            limits=cfg.connections,
+        )
         self._served.append(admin)
         self.admin_port = admin.port
         self.sites_up = True
@@ -221,10 +293,18 @@ class Node:
         self.handoff._outgoing_pending = True  # a restarted node may hold accounts it lost
         self.handoff.start()
         self.reconciler.start()
-        self._tasks.append(asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL)))
+        self._tasks.append(
+            asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL))
+        )
         self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
-        log.info("node %s… up in %.2fs: https %d, zmq %d, admin %d",
-                 me[:12], time.perf_counter() - t0, self.https_port, self.zmq_port, self.admin_port)
+        log.info(
+            "node %s… up in %.2fs: https %d, zmq %d, admin %d",
+            me[:12],
+            time.perf_counter() - t0,
+            self.https_port,
+            self.zmq_port,
+            self.admin_port,
+        )
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)
@@ -245,7 +325,9 @@ class Node:
         node list, so ``get_service_nodes`` is answered from it (Session's storage server asks
         its local oxend for the same list)."""
         if endpoint != "get_service_nodes":
-            raise P.RpcStatusError(400, f"oxend endpoint {endpoint} is not available on this network")
+            raise P.RpcStatusError(
+                400, f"oxend endpoint {endpoint} is not available on this network"
+            )
         m = self.view.map if self.view is not None else None
         return P.service_nodes_result(m.nodes if m is not None else (), params)
 
@@ -265,12 +347,17 @@ class Node:
     async def _fetch_nodes(self) -> list[Any]:
         if self._fetch_override is not None:
             return list(await self._fetch_override())
-        return list(await registry_client.fetch_nodes(self.config.registry.url, session=self._registry_session()))
+        return list(
+            await registry_client.fetch_nodes(
+                self.config.registry.url, session=self._registry_session()
+            )
+        )
 
     def _registry_session(self) -> Any:
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), limit=4))
+                connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), limit=4)
+            )
         return self._http
 
     async def _register_until_done(self, attempts: int = 40) -> None:
@@ -279,9 +366,14 @@ class Node:
         for i in range(attempts):
             try:
                 await registry_client.register(
-                    cfg.registry.url, self.identity, public_ip=cfg.announce_ip,
-                    storage_port=self.https_port, storage_lmq_port=self.zmq_port,
-                    stake=cfg.registry.stake, session=self._registry_session())
+                    cfg.registry.url,
+                    self.identity,
+                    public_ip=cfg.announce_ip,
+                    storage_port=self.https_port,
+                    storage_lmq_port=self.zmq_port,
+                    stake=cfg.registry.stake,
+                    session=self._registry_session(),
+                )
                 self.registered = True
                 return
             except (RegistryError, InvalidInput) as e:
@@ -337,8 +429,12 @@ def _load_identity(cfg: Any) -> Any:
 def write_ready_file(path: str | os.PathLike[str], node: Node) -> None:
     """Write ``{"https_port", "zmq_port", "admin_port", "pid"}`` to ``path`` atomically: how a
     supervisor (the devnet) learns the ports a node bound when it was given port 0."""
-    doc = {"https_port": node.https_port, "zmq_port": node.zmq_port,
-           "admin_port": node.admin_port, "pid": os.getpid()}
+    doc = {
+        "https_port": node.https_port,
+        "zmq_port": node.zmq_port,
+        "admin_port": node.admin_port,
+        "pid": os.getpid(),
+    }
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "w") as f:
         json.dump(doc, f)
@@ -364,8 +460,9 @@ async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -
     return 0
 
 
-def run(config: Any, *, use_uvloop: bool = True,
-        ready_file: str | os.PathLike[str] | None = None) -> int:
+def run(
+    config: Any, *, use_uvloop: bool = True, ready_file: str | os.PathLike[str] | None = None
+) -> int:
     """Run a node until SIGTERM/SIGINT; returns the process exit code."""
     logs.setup(config.logging)
     if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":

@@ -23,22 +23,32 @@ from session.service.logs import setup_logging
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python3 -m session.registry",
-                                description="Run the Session stake registry.")
+    p = argparse.ArgumentParser(
+        prog="python3 -m session.registry", description="Run the Session stake registry."
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=22030, help="HTTPS port (0 picks a free one)")
     p.add_argument("--data-dir", required=True, help="directory for state and TLS files")
-    p.add_argument("--stake-requirement", type=int, default=25_000,
-                   help="minimum stake of an active node")
-    p.add_argument("--seed", default=None,
-                   help="genesis seed (any text); fixes the swarm assignment history")
-    p.add_argument("--log-level", default="info",
-                   choices=["debug", "info", "warning", "error", "critical"])
+    p.add_argument(
+        "--stake-requirement", type=int, default=25_000, help="minimum stake of an active node"
+    )
+    p.add_argument(
+        "--seed", default=None, help="genesis seed (any text); fixes the swarm assignment history"
+    )
+    p.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
+    )
     return p
 
 
-def serve(host: str, port: int, data_dir: str, stake_requirement: int, seed: str | None,
-          log_level: str = "info") -> int:
+def serve(
+    host: str,
+    port: int,
+    data_dir: str,
+    stake_requirement: int,
+    seed: str | None,
+    log_level: str = "info",
+) -> int:
     """Run the registry until a signal; returns the process exit code."""
     try:
         settings = load_settings(log_level=log_level, max_body=MAX_BODY)
@@ -52,8 +62,9 @@ def serve(host: str, port: int, data_dir: str, stake_requirement: int, seed: str
         sys.stdout.write(json.dumps({"ready": True, "url": url}) + "\n")
         sys.stdout.flush()
 
-    coro = run(host, port, data_dir, stake_requirement, seed, on_ready=ready,
-               limits=settings.connections)
+    coro = run(
+        host, port, data_dir, stake_requirement, seed, on_ready=ready, limits=settings.connections
+    )
     try:
         uvloop.run(coro)
     except SessionError as e:
@@ -71,8 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--port must be between 0 and 65535")
     if args.stake_requirement < 0:
         parser().error("--stake-requirement must not be negative")
-    return serve(args.host, args.port, args.data_dir, args.stake_requirement, args.seed,
-                 args.log_level)
+    return serve(
+        args.host, args.port, args.data_dir, args.stake_requirement, args.seed, args.log_level
+    )
 
 
 if __name__ == "__main__":

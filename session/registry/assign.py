@@ -257,9 +257,7 @@ def calc_swarm_changes(
     return out
 
 
-def assign_swarms(
-    previous: Mapping[str, int], active: Iterable[str], seed: int
-) -> dict[str, int]:
+def assign_swarms(previous: Mapping[str, int], active: Iterable[str], seed: int) -> dict[str, int]:
     """Swarm id of every active node after one maintenance round.
 
     ``previous`` maps node ids to the swarm they were in (nodes missing from it, or mapped to
@@ -294,9 +292,9 @@ __all__ = [
     "IDEAL_SWARM_SIZE",
     "MAX_ID",
     "MIN_SWARM_SIZE",
-    "Mt19937_64",
     "NEW_SWARM_SIZE",
     "UNASSIGNED_SWARM_ID",
+    "Mt19937_64",
     "assign_swarms",
     "block_hash",
     "calc_swarm_changes",

@@ -24,8 +24,9 @@ DEFAULT_TIMEOUT = 10.0
 
 
 @contextlib.asynccontextmanager
-async def _session(session: aiohttp.ClientSession | None,
-                   timeout: float) -> AsyncIterator[aiohttp.ClientSession]:
+async def _session(
+    session: aiohttp.ClientSession | None, timeout: float
+) -> AsyncIterator[aiohttp.ClientSession]:
     if session is not None:
         yield session
         return
@@ -36,16 +37,22 @@ async def _session(session: aiohttp.ClientSession | None,
         yield s
 
 
-async def _post(url: str, path: str, body: Mapping[str, Any],
-                session: aiohttp.ClientSession | None, timeout: float) -> dict[str, Any]:
+async def _post(
+    url: str,
+    path: str,
+    body: Mapping[str, Any],
+    session: aiohttp.ClientSession | None,
+    timeout: float,
+) -> dict[str, Any]:
     target = url.rstrip("/") + path
     try:
         async with _session(session, timeout) as s:
-            async with s.post(target, json=body, ssl=False,
-                              timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            async with s.post(
+                target, json=body, ssl=False, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
                 raw = await resp.read()
                 status = resp.status
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+    except (TimeoutError, aiohttp.ClientError, OSError) as e:
         reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
         raise RegistryError(f"registry at {url} is unreachable: {reason}", 0) from None
     try:
@@ -56,8 +63,9 @@ async def _post(url: str, path: str, body: Mapping[str, Any],
         msg = doc.get("error") if isinstance(doc, dict) else None
         if isinstance(msg, dict):
             msg = msg.get("message")
-        raise RegistryError(f"registry refused the request ({status}): {msg or 'no reason'}",
-                            status)
+        raise RegistryError(
+            f"registry refused the request ({status}): {msg or 'no reason'}", status
+        )
     if not isinstance(doc, dict):
         raise RegistryError(f"registry at {url} answered with something that is not JSON", 502)
     if "error" in doc:
@@ -75,8 +83,12 @@ async def fetch_node_list(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """The raw ``get_n_service_nodes`` result document (with ``height``, ``block_hash`` ...)."""
-    body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
-            "params": dict(params or {})}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "get_n_service_nodes",
+        "params": dict(params or {}),
+    }
     doc = await _post(url, "/json_rpc", body, session, timeout)
     result = doc.get("result")
     if not isinstance(result, dict):
@@ -92,8 +104,9 @@ async def fetch_nodes(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> list[ServiceNode]:
     """The registry's node list."""
-    result = await fetch_node_list(url, {"active_only": active_only}, session=session,
-                                   timeout=timeout)
+    result = await fetch_node_list(
+        url, {"active_only": active_only}, session=session, timeout=timeout
+    )
     try:
         return parse_node_list(result)
     except DecodeError as e:
@@ -113,14 +126,21 @@ async def register(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> ServiceNode:
     """Register (or update) ``identity``'s node; returns the registry's entry for it."""
-    doc = build_registration(identity, public_ip=public_ip, storage_port=storage_port,
-                             storage_lmq_port=storage_lmq_port, stake=stake, timestamp=timestamp)
+    doc = build_registration(
+        identity,
+        public_ip=public_ip,
+        storage_port=storage_port,
+        storage_lmq_port=storage_lmq_port,
+        stake=stake,
+        timestamp=timestamp,
+    )
     answer = await _post(url, "/register", doc, session, timeout)
     try:
         return ServiceNode.from_json(answer["result"]["node"])
     except (KeyError, TypeError, DecodeError):
-        raise RegistryError("registry answered a registration without the node entry", 502) \
-            from None
+        raise RegistryError(
+            "registry answered a registration without the node entry", 502
+        ) from None
 
 
 async def deregister(
@@ -132,8 +152,9 @@ async def deregister(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
     """Remove ``identity``'s node from the registry."""
-    await _post(url, "/deregister", build_deregistration(identity, timestamp=timestamp),
-                session, timeout)
+    await _post(
+        url, "/deregister", build_deregistration(identity, timestamp=timestamp), session, timeout
+    )
 
 
 __all__ = ["deregister", "fetch_node_list", "fetch_nodes", "register"]

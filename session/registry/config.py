@@ -30,16 +30,22 @@ class RegistrySettings:
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, log_level: str | None = None,
-                  max_body: int) -> RegistrySettings:
+def load_settings(
+    env: Mapping[str, str] | None = None, *, log_level: str | None = None, max_body: int
+) -> RegistrySettings:
     """The settings from ``SESSION_REGISTRY_CONFIG`` and the environment (``env`` defaults to
     ``os.environ``); ``log_level`` (the flag) wins over the file and environment. Raises
     :class:`ConfigError` with one sentence."""
     env = os.environ if env is None else env
     path = env.get(ENV_CONFIG) or None
     settings = service_config.load(
-        RegistrySettings, path, env=env, env_prefix=ENV_PREFIX, env_skip=(ENV_CONFIG,),
-        overrides={"logging.level": log_level})
+        RegistrySettings,
+        path,
+        env=env,
+        env_prefix=ENV_PREFIX,
+        env_skip=(ENV_CONFIG,),
+        overrides={"logging.level": log_level},
+    )
     service_config.validate_logging(settings.logging)
     service_config.validate_limits(settings.connections, max_body)
     return settings

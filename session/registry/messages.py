@@ -37,6 +37,7 @@ def now_ms() -> int:
     _last_timestamp_ms = ts
     return ts
 
+
 REGISTRATION_FIELDS = (
     "pubkey_ed25519",
     "pubkey_x25519",
@@ -219,8 +220,8 @@ __all__ = [
     "build_deregistration",
     "build_registration",
     "check_registration_fields",
-    "now_ms",
     "deregistration_payload",
+    "now_ms",
     "registration_payload",
     "verify_deregistration",
     "verify_registration",

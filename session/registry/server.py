@@ -175,8 +175,9 @@ async def start(
     registry = Registry(data, **kwargs)
     ssl_ctx = server_ssl_context(data)
     try:
-        served = await serve(make_app(registry), host, port, ssl_context=ssl_ctx, limits=limits,
-                             max_body=MAX_BODY)
+        served = await serve(
+            make_app(registry), host, port, ssl_context=ssl_ctx, limits=limits, max_body=MAX_BODY
+        )
     except OSError as e:
         raise RegistryError(f"cannot listen on {host}:{port}: {e.strerror}", 0) from None
     return RegistryServer(served, registry, _url(host, served.port))

@@ -77,8 +77,13 @@ class Entry:
 
     def listing(self) -> tuple[Any, ...]:
         """The fields that other parties see (a change here is a node-list change)."""
-        return (self.pubkey_x25519, self.public_ip, self.storage_port, self.storage_lmq_port,
-                self.stake)
+        return (
+            self.pubkey_x25519,
+            self.public_ip,
+            self.storage_port,
+            self.storage_lmq_port,
+            self.stake,
+        )
 
 
 class Registry:
@@ -110,7 +115,8 @@ class Registry:
             if wanted is not None and wanted != self.genesis:
                 raise RegistryError(
                     f"the registry state in {self.path.parent} was created with a different "
-                    f"seed; use the same --seed or a new data directory", 400
+                    f"seed; use the same --seed or a new data directory",
+                    400,
                 )
             stored_requirement = self._stored_requirement
             if stored_requirement != self.stake_requirement:
@@ -216,13 +222,17 @@ class Registry:
             if clash:
                 raise RegistryError(
                     f"address {f['public_ip']} port {min(clash)} is already registered by "
-                    f"node {other.pubkey_ed25519}", 409
+                    f"node {other.pubkey_ed25519}",
+                    409,
                 )
         if f["storage_port"] == f["storage_lmq_port"]:
             raise InvalidInput("storage_port and storage_lmq_port must differ")
         old = self.entries.get(key)
-        entry = Entry(**f, signature=str(doc["signature"]),
-                      swarm_id=old.swarm_id if old is not None else UNASSIGNED_SWARM_ID)
+        entry = Entry(
+            **f,
+            signature=str(doc["signature"]),
+            swarm_id=old.swarm_id if old is not None else UNASSIGNED_SWARM_ID,
+        )
         self.entries[key] = entry
         self.last_timestamp[key] = entry.timestamp
         if old is None or old.listing() != entry.listing():
@@ -265,8 +275,9 @@ class Registry:
 
     def _prune_timestamps(self) -> None:
         horizon = (self._clock() - 2 * self.freshness) * 1000
-        for k in [k for k, ts in self.last_timestamp.items()
-                  if k not in self.entries and ts < horizon]:
+        for k in [
+            k for k, ts in self.last_timestamp.items() if k not in self.entries and ts < horizon
+        ]:
             del self.last_timestamp[k]
 
     def _save(self) -> None:

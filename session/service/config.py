@@ -70,8 +70,9 @@ def validate_logging(lc: LoggingConfig, prefix: str = "logging.") -> None:
     if lc.level.lower() not in LOG_LEVELS:
         raise ConfigError(f"{prefix}level must be one of {', '.join(LOG_LEVELS)}, not {lc.level!r}")
     if lc.format not in LOG_FORMATS:
-        raise ConfigError(f"{prefix}format must be one of {', '.join(LOG_FORMATS)}, "
-                          f"not {lc.format!r}")
+        raise ConfigError(
+            f"{prefix}format must be one of {', '.join(LOG_FORMATS)}, not {lc.format!r}"
+        )
 
 
 def validate_limits(cl: ConnectionLimits, max_body: int, prefix: str = "connections.") -> None:
@@ -81,14 +82,18 @@ def validate_limits(cl: ConnectionLimits, max_body: int, prefix: str = "connecti
         if getattr(cl, name) <= 0:
             raise ConfigError(f"{prefix}{name} must be positive")
     if cl.max_connections <= 0 or cl.max_connections_per_address <= 0:
-        raise ConfigError(f"{prefix}max_connections and {prefix}max_connections_per_address "
-                          "must be positive")
+        raise ConfigError(
+            f"{prefix}max_connections and {prefix}max_connections_per_address must be positive"
+        )
     if cl.max_connections_per_address > cl.max_connections:
-        raise ConfigError(f"{prefix}max_connections_per_address must not exceed "
-                          f"{prefix}max_connections")
+        raise ConfigError(
+            f"{prefix}max_connections_per_address must not exceed {prefix}max_connections"
+        )
     if cl.max_inflight_body_bytes < max_body:
-        raise ConfigError(f"{prefix}max_inflight_body_bytes must be at least the largest "
-                          f"accepted request body ({max_body} bytes)")
+        raise ConfigError(
+            f"{prefix}max_inflight_body_bytes must be at least the largest "
+            f"accepted request body ({max_body} bytes)"
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -167,8 +172,15 @@ def _coerce(value: Any, tp: Any, name: str, *, from_text: bool) -> Any:
     raise ConfigError(f"{name} has an unsupported type")  # pragma: no cover - schema bug
 
 
-def _merge(layer: dict[str, Any], tree: Mapping[str, Any], cls: type, where: str, prefix: str = "",
-           *, from_text: bool = False) -> None:
+def _merge(
+    layer: dict[str, Any],
+    tree: Mapping[str, Any],
+    cls: type,
+    where: str,
+    prefix: str = "",
+    *,
+    from_text: bool = False,
+) -> None:
     """Validate ``tree`` against ``cls`` and merge it into ``layer`` (a nested dict)."""
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -205,7 +217,7 @@ def env_tree(env: Mapping[str, str], prefix: str, skip: tuple[str, ...] = ()) ->
     for key, value in env.items():
         if not key.startswith(prefix) or key in skip:
             continue
-        parts = [p.lower() for p in key[len(prefix):].split("__")]
+        parts = [p.lower() for p in key[len(prefix) :].split("__")]
         if not all(parts):
             raise ConfigError(f"environment variable {key} is not a valid setting name")
         node = tree

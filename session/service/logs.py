@@ -42,7 +42,9 @@ _V4_CANDIDATE = re.compile(r"(?<![0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![0-9]|\.\d)")
 _SESSION_ID = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{66}(?![0-9A-Fa-f])")
 
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "taskName",
+    "message",
+    "asctime",
+    "taskName",
 }
 
 
@@ -56,7 +58,7 @@ def _mask_v6(m: re.Match[str]) -> str:
         ipaddress.IPv6Address(core.split("%", 1)[0])
     except ValueError:
         return token
-    return IP_MASK + token[len(core):]
+    return IP_MASK + token[len(core) :]
 
 
 def _mask_v4(m: re.Match[str]) -> str:
@@ -112,7 +114,11 @@ class RedactingFilter(logging.Filter):
 
 #: Exceptions that mean "the client sent something bad or went away", not a fault of ours.
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (
-    HttpProcessingError, ssl.SSLError, ConnectionError, TimeoutError, EOFError,
+    HttpProcessingError,
+    ssl.SSLError,
+    ConnectionError,
+    TimeoutError,
+    EOFError,
 )
 
 
@@ -145,8 +151,13 @@ class RateLimitFilter(logging.Filter):
     share a kind whatever their arguments.
     """
 
-    def __init__(self, burst: int = 20, per_second: float = 0.2, max_kinds: int = 1024,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        burst: int = 20,
+        per_second: float = 0.2,
+        max_kinds: int = 1024,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.per_second = per_second
@@ -182,8 +193,9 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.datetime.fromtimestamp(record.created, datetime.timezone.utc)
-            .isoformat(timespec="milliseconds"),
+            "ts": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

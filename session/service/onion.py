@@ -66,8 +66,11 @@ class V4Response:
 
     @classmethod
     def of_json(cls, doc: Any, status: int = 200) -> V4Response:
-        return cls(status, json.dumps(doc, separators=(",", ":")).encode(),
-                   {"content-type": "application/json"})
+        return cls(
+            status,
+            json.dumps(doc, separators=(",", ":")).encode(),
+            {"content-type": "application/json"},
+        )
 
     @classmethod
     def error(cls, status: int, message: str) -> V4Response:
@@ -125,8 +128,9 @@ class Routes:
             return found
         handler, params = found
         try:
-            return await handler(V4Request(req.method, req.path, req.query, req.headers,
-                                           req.body, params))
+            return await handler(
+                V4Request(req.method, req.path, req.query, req.headers, req.body, params)
+            )
         except InvalidInput as e:
             return V4Response.error(400, str(e))
 
@@ -138,9 +142,14 @@ class Routes:
     @staticmethod
     def _plain(handler: V4Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def route(request: web.Request) -> web.Response:
-            req = V4Request(request.method, request.path, dict(request.query),
-                            {k.lower(): v for k, v in request.headers.items()},
-                            await request.read(), dict(request.match_info))
+            req = V4Request(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                await request.read(),
+                dict(request.match_info),
+            )
             try:
                 resp = await handler(req)
             except InvalidInput as e:
@@ -158,8 +167,13 @@ def _decode(plain: bytes) -> V4Request:
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise InvalidInput("v4 request headers must be an object of strings")
     url = urlsplit(endpoint)
-    return V4Request(method.upper(), url.path, dict(parse_qsl(url.query)),
-                     {str(k).lower(): v for k, v in headers.items()}, body or b"")
+    return V4Request(
+        method.upper(),
+        url.path,
+        dict(parse_qsl(url.query)),
+        {str(k).lower(): v for k, v in headers.items()},
+        body or b"",
+    )
 
 
 class OnionDestination:
@@ -189,10 +203,12 @@ class OnionDestination:
             resp = await self.routes.dispatch(_decode(plain))
         except InvalidInput as e:
             resp = V4Response.error(400, str(e))
-        framed = onion.v4_encode_response({"code": resp.status, "headers": resp.header_map()},
-                                          resp.body)
-        return web.Response(status=200, body=reply.encrypt(framed),
-                            content_type="application/octet-stream")
+        framed = onion.v4_encode_response(
+            {"code": resp.status, "headers": resp.header_map()}, resp.body
+        )
+        return web.Response(
+            status=200, body=reply.encrypt(framed), content_type="application/octet-stream"
+        )
 
 
 __all__ = ["LSRPC_PATHS", "OnionDestination", "Routes", "V4Handler", "V4Request", "V4Response"]

@@ -69,8 +69,9 @@ class ConnectionStats:
 class _Gate:
     """The shared state of one site: open connections per address, the body budget."""
 
-    def __init__(self, limits: ConnectionLimits, max_body: int,
-                 ssl_context: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, limits: ConnectionLimits, max_body: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
         if max_body > limits.max_inflight_body_bytes:
             raise ValueError("max_inflight_body_bytes must be at least the largest request body")
         self.limits = limits
@@ -86,8 +87,10 @@ class _Gate:
     def admit(self, ip: str) -> bool:
         """Count a new connection from ``ip``; False (and not counted) when over a cap."""
         n = self.per_address.get(ip, 0)
-        if self.stats.open >= self.limits.max_connections or \
-                n >= self.limits.max_connections_per_address:
+        if (
+            self.stats.open >= self.limits.max_connections
+            or n >= self.limits.max_connections_per_address
+        ):
             self.stats.refused += 1
             return False
         self.per_address[ip] = n + 1
@@ -120,8 +123,11 @@ class _Gate:
                 want = self.max_body if size is None else size
                 if self.body_bytes + want > self.limits.max_inflight_body_bytes:
                     self.stats.bodies_refused += 1
-                    return _refusal(503, "Server busy: too many request bodies in flight; "
-                                         "try again shortly", retry_after=1)
+                    return _refusal(
+                        503,
+                        "Server busy: too many request bodies in flight; try again shortly",
+                        retry_after=1,
+                    )
                 self.body_bytes += want
                 reserved = want
                 try:
@@ -177,8 +183,9 @@ class _Connection(asyncio.Protocol):
             return
         if not self._busy and self._header_timer is None:
             loop = asyncio.get_running_loop()
-            self._header_timer = loop.call_later(self._gate.limits.header_timeout,
-                                                 self._header_expired)
+            self._header_timer = loop.call_later(
+                self._gate.limits.header_timeout, self._header_expired
+            )
         self._handler.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -241,8 +248,9 @@ class _Listener(asyncio.AbstractServer):
     """The listening socket and its accept loop: a connection is counted (or refused) from
     its address before any TLS work, then handed to the loop with the handshake deadline."""
 
-    def __init__(self, sock: socket.socket, gate: _Gate,
-                 make_handler: Callable[[], RequestHandler]) -> None:
+    def __init__(
+        self, sock: socket.socket, gate: _Gate, make_handler: Callable[[], RequestHandler]
+    ) -> None:
         self._sock = sock
         self._gate = gate
         self._make_handler = make_handler
@@ -259,8 +267,9 @@ class _Listener(asyncio.AbstractServer):
             try:
                 conn, addr = await loop.sock_accept(self._sock)
             except OSError as e:  # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory
-                log.warning("accepting a connection failed: %s; pausing accepts for 1 s",
-                            e.strerror)
+                log.warning(
+                    "accepting a connection failed: %s; pausing accepts for 1 s", e.strerror
+                )
                 await asyncio.sleep(1.0)
                 continue
             ip = str(addr[0]) if isinstance(addr, tuple) and addr else ""
@@ -278,8 +287,9 @@ class _Listener(asyncio.AbstractServer):
         ctx = self._gate.ssl_context
         timeout = self._gate.limits.tls_handshake_timeout if ctx is not None else None
         try:
-            await loop.connect_accepted_socket(lambda: proto, conn, ssl=ctx,
-                                               ssl_handshake_timeout=timeout)
+            await loop.connect_accepted_socket(
+                lambda: proto, conn, ssl=ctx, ssl_handshake_timeout=timeout
+            )
         except OSError:  # ssl.SSLError, a reset, or the handshake deadline
             self._gate.stats.tls_failed += 1
             conn.close()
@@ -314,8 +324,9 @@ class _Listener(asyncio.AbstractServer):
 class _GuardedSite(web.BaseSite):
     """A TCP site whose connections are accepted by :class:`_Listener`."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, gate: _Gate,
-                 backlog: int) -> None:
+    def __init__(
+        self, runner: web.AppRunner, host: str, port: int, gate: _Gate, backlog: int
+    ) -> None:
         super().__init__(runner, ssl_context=gate.ssl_context, backlog=backlog)
         self._host = host
         self._port = port
@@ -331,8 +342,7 @@ class _GuardedSite(web.BaseSite):
         factory = self._runner.server
         assert factory is not None  # set by runner.setup()
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.create_server((self._host, self._port), family=family,
-                                    backlog=self._backlog)
+        sock = socket.create_server((self._host, self._port), family=family, backlog=self._backlog)
         sock.setblocking(False)
         self._server = _Listener(sock, self._gate, factory)
 
@@ -382,9 +392,14 @@ async def serve(
     limits = limits or ConnectionLimits()
     gate = _Gate(limits, max_body, ssl_context)
     app.middlewares.insert(0, gate.middleware)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=shutdown_timeout,
-                           keepalive_timeout=limits.idle_timeout, lingering_time=LINGERING_TIME)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=limits.idle_timeout,
+        lingering_time=LINGERING_TIME,
+    )
     await runner.setup()
     site = _GuardedSite(runner, host, port, gate, backlog)
     try:

@@ -12,9 +12,17 @@ import sqlite3
 import time
 
 import pytest
+from helpers import (
+    Client,
+    check_swarm_signatures,
+    jbytes,
+    now_ms,
+    open_onion_reply,
+    retrieve_request,
+    store_request,
+    v4_server,
+)
 
-from helpers import (Client, check_swarm_signatures, jbytes, now_ms, open_onion_reply, retrieve_request,
-                     store_request, v4_server)
 from session import onion
 from session.errors import OnionError
 from session.identity import Identity
@@ -23,7 +31,10 @@ pytestmark = pytest.mark.integration
 
 
 def hops(net, idx):
-    return [onion.Hop(net.nodes[i].pubkey_ed25519, bytes.fromhex(net.nodes[i].pubkey_x25519)) for i in idx]
+    return [
+        onion.Hop(net.nodes[i].pubkey_ed25519, bytes.fromhex(net.nodes[i].pubkey_x25519))
+        for i in idx
+    ]
 
 
 def dest(net, i):
@@ -63,7 +74,11 @@ async def test_ready_health_metrics_and_nodes_json(devnet, client):
         assert (await client.get(n.admin_url + "/healthz"))[0] == 200
         assert (await client.get(n.admin_url + "/readyz"))[0] == 200
         status, text = await client.get(n.admin_url + "/metrics")
-        assert status == 200 and b"session_node_requests_total" in text and b"session_node_ready 1.0" in text
+        assert (
+            status == 200
+            and b"session_node_requests_total" in text
+            and b"session_node_ready 1.0" in text
+        )
         status, _ = await client.post(n.url, "/ping_test/v1", b"")
         assert status == 200
 
@@ -74,34 +89,56 @@ async def test_ports_are_the_ones_each_process_bound(devnet, client):
     assert 0 not in ports and len(set(ports)) == len(ports)
     listed = {s["pubkey_ed25519"]: s for s in devnet.node_list()["result"]["service_node_states"]}
     for n in devnet.nodes:
-        assert (listed[n.pubkey_ed25519]["storage_port"], listed[n.pubkey_ed25519]["storage_lmq_port"]) \
-            == (n.https_port, n.zmq_port)
+        assert (
+            listed[n.pubkey_ed25519]["storage_port"],
+            listed[n.pubkey_ed25519]["storage_lmq_port"],
+        ) == (n.https_port, n.zmq_port)
 
 
 async def test_oxend_request_get_service_nodes_answers_the_node_list(devnet, client):
     """A live node answers ``oxend_request get_service_nodes`` with the registry's node list, in
     oxend's shape, honouring ``fields`` (as libsession asks for them)."""
-    fields = {f: True for f in ("public_ip", "pubkey_ed25519", "storage_lmq_port",
-                                "storage_server_version", "swarm_id")}
-    want = {(s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"])
-            for s in devnet.node_list()["result"]["service_node_states"]}
+    fields = {
+        f: True
+        for f in (
+            "public_ip",
+            "pubkey_ed25519",
+            "storage_lmq_port",
+            "storage_server_version",
+            "swarm_id",
+        )
+    }
+    want = {
+        (s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"])
+        for s in devnet.node_list()["result"]["service_node_states"]
+    }
     for n in devnet.nodes[:2]:
-        status, body = await client.rpc(n.url, {
-            "method": "oxend_request",
-            "params": {"endpoint": "get_service_nodes",
-                       "params": {"active_only": True, "fields": fields}}})
+        status, body = await client.rpc(
+            n.url,
+            {
+                "method": "oxend_request",
+                "params": {
+                    "endpoint": "get_service_nodes",
+                    "params": {"active_only": True, "fields": fields},
+                },
+            },
+        )
         assert status == 200, body
         states = body["result"]["service_node_states"]
         assert {(s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"]) for s in states} == want
         assert all(set(s) == set(fields) for s in states)
-    status, body = await client.rpc(devnet.nodes[0].url, {
-        "method": "oxend_request", "params": {"endpoint": "ons_resolve", "params": {}}})
+    status, body = await client.rpc(
+        devnet.nodes[0].url,
+        {"method": "oxend_request", "params": {"endpoint": "ons_resolve", "params": {}}},
+    )
     assert status == 400 and "not available" in str(body)
 
 
 async def test_store_at_one_member_retrieve_at_another(devnet, client):
     alice = Identity.generate()
-    status, body = await client.rpc(devnet.nodes[0].url, store_request(alice.session_id, b"hello swarm"))
+    status, body = await client.rpc(
+        devnet.nodes[0].url, store_request(alice.session_id, b"hello swarm")
+    )
     assert status == 200, body
     assert set(body["swarm"]) == {n.pubkey_ed25519 for n in devnet.nodes}
     assert check_swarm_signatures(body, {}) == 5  # every member stored and signed
@@ -118,11 +155,15 @@ async def test_onion_three_hops_to_node(devnet, client, enc):
     assert status == 200
     reply = open_onion_reply(key, body)
     assert reply["status"] == 200 and len(reply["body"]["swarm"]) == 5
-    frame, key = onion.build(hops(devnet, [4, 2, 1]), dest(devnet, 0), jbytes(retrieve_request(bob)), enc)
+    frame, key = onion.build(
+        hops(devnet, [4, 2, 1]), dest(devnet, 0), jbytes(retrieve_request(bob)), enc
+    )
     status, body = await client.onion(devnet.nodes[4].url, frame)
     assert status == 200
     reply = open_onion_reply(key, body)
-    assert [m["hash"] for m in reply["body"]["messages"]] == [reply_hash(bob, b"via onion " + enc.encode())]
+    assert [m["hash"] for m in reply["body"]["messages"]] == [
+        reply_hash(bob, b"via onion " + enc.encode())
+    ]
 
 
 def reply_hash(ident, data):
@@ -136,8 +177,12 @@ async def test_onion_three_hops_to_v4_server(devnet, client, enc, v4_socket):
     server_id = Identity.generate()
     runner, port, seen = await v4_server(server_id, v4_socket)  # the server the devnet allows
     try:
-        req = onion.v4_encode_request({"method": "POST", "endpoint": "/room/abc", "headers": {}}, b"ping")
-        target = onion.ServerDestination("127.0.0.1", "/oxen/v4/lsrpc", server_id.x25519_public, "http", port)
+        req = onion.v4_encode_request(
+            {"method": "POST", "endpoint": "/room/abc", "headers": {}}, b"ping"
+        )
+        target = onion.ServerDestination(
+            "127.0.0.1", "/oxen/v4/lsrpc", server_id.x25519_public, "http", port
+        )
         frame, key = onion.build(hops(devnet, [1, 2, 3]), target, req, enc)
         status, body = await client.onion(devnet.nodes[1].url, frame)
         assert status == 200
@@ -168,10 +213,14 @@ async def test_onion_proxy_reaches_nothing_the_devnet_does_not_allow(devnet, cli
     registry_port = int(devnet.registry_url.rsplit(":", 1)[1])
     try:
         req = onion.v4_encode_request({"method": "POST", "endpoint": "/x", "headers": {}}, b"x")
-        for host, port in (("127.0.0.1", listener.getsockname()[1]), ("localhost", registry_port),
-                           ("127.0.0.1", v4_socket.getsockname()[1] + 1)):
-            target = onion.ServerDestination(host, "/oxen/v4/lsrpc", Identity.generate().x25519_public,
-                                             "http", port)
+        for host, port in (
+            ("127.0.0.1", listener.getsockname()[1]),
+            ("localhost", registry_port),
+            ("127.0.0.1", v4_socket.getsockname()[1] + 1),
+        ):
+            target = onion.ServerDestination(
+                host, "/oxen/v4/lsrpc", Identity.generate().x25519_public, "http", port
+            )
             frame, key = onion.build(hops(devnet, [1, 2, 3]), target, req, "xchacha20")
             status, body = await client.onion(devnet.nodes[1].url, frame)
             assert status == 200 and body  # opaque to the relays on the path
@@ -196,11 +245,17 @@ async def test_status_codes_direct(devnet, client):
     # 403: TTL below 10 s
     assert (await client.rpc(url, store_request(carol.session_id, b"x", ttl=1000)))[0] == 403
     # 406: a store timestamp an hour in the future, and a retrieve signed 10 minutes ago
-    assert (await client.rpc(url, store_request(carol.session_id, b"x", ts=now_ms() + 3_600_000)))[0] == 406
+    assert (await client.rpc(url, store_request(carol.session_id, b"x", ts=now_ms() + 3_600_000)))[
+        0
+    ] == 406
     assert (await client.rpc(url, retrieve_request(carol, ts=now_ms() - 600_000)))[0] == 406
     # transport-level codes
     assert (await client.post(url, "/nope", b""))[0] == 404
-    assert (await client.post(url, "/storage_rpc/v1", jbytes({"method": "info"}), {"X-Loki-Long-Poll": "1"}))[0] == 410
+    assert (
+        await client.post(
+            url, "/storage_rpc/v1", jbytes({"method": "info"}), {"X-Loki-Long-Poll": "1"}
+        )
+    )[0] == 410
     assert (await client.post(url, "/storage_rpc/v1", b"x" * (10 * 1024 * 1024 + 10)))[0] == 413
     status, body = await client.rpc(url, {"method": "info", "params": {}})
     assert status == 200 and "version" in body
@@ -221,7 +276,9 @@ async def test_onion_path_errors_come_back_plain(devnet, client):
     assert (await client.onion(url, b"garbage"))[0] == 400
     frame, _ = onion.build(hops(devnet, [1]), dest(devnet, 2), b"{}", "xchacha20")
     assert (await client.onion(url, frame))[0] == 400  # built for node 1, sent to node 0
-    blob, meta = onion.decode_layer(onion.build(hops(devnet, [0]), dest(devnet, 2), b"{}", "xchacha20")[0])
+    blob, meta = onion.decode_layer(
+        onion.build(hops(devnet, [0]), dest(devnet, 2), b"{}", "xchacha20")[0]
+    )
     meta["hop_no"] = 16
     status, body = await client.onion(url, onion.encode_layer(blob, meta))
     assert status == 400
@@ -229,14 +286,25 @@ async def test_onion_path_errors_come_back_plain(devnet, client):
 
 async def test_bad_input_of_every_kind_then_still_serving(devnet, client):
     url = devnet.nodes[3].url
-    junk = [b"", b"\x00" * 3, b"\xff\xff\xff\xff", os.urandom(2000), b"[]", b'{"method": 5}',
-            b'{"method": "store", "params": []}', b'{"method":"retrieve","params":{"pubkey":"05' + b"0" * 64 + b'"}}',
-            jbytes({"method": "batch", "params": {"requests": [{"method": "info"}] * 50}}),
-            "{\"method\": \"\u2603\"}".encode(), b"{" * 5000]
-    results = await asyncio.gather(*(client.post(url, p, j) for j in junk for p in ("/storage_rpc/v1", "/onion_req/v2")))
-    for (status, _), j in zip(results, [j for j in junk for _ in range(2)]):
+    junk = [
+        b"",
+        b"\x00" * 3,
+        b"\xff\xff\xff\xff",
+        os.urandom(2000),
+        b"[]",
+        b'{"method": 5}',
+        b'{"method": "store", "params": []}',
+        b'{"method":"retrieve","params":{"pubkey":"05' + b"0" * 64 + b'"}}',
+        jbytes({"method": "batch", "params": {"requests": [{"method": "info"}] * 50}}),
+        '{"method": "\u2603"}'.encode(),
+        b"{" * 5000,
+    ]
+    results = await asyncio.gather(
+        *(client.post(url, p, j) for j in junk for p in ("/storage_rpc/v1", "/onion_req/v2"))
+    )
+    for (status, _), j in zip(results, [j for j in junk for _ in range(2)], strict=True):
         assert 400 <= status < 500, (status, j[:40])
-    status, body = await client.rpc(url, {"method": "info", "params": {}})
+    status, _ = await client.rpc(url, {"method": "info", "params": {}})
     assert status == 200
     _, metrics = await client.get(devnet.nodes[3].admin_url + "/metrics")
     assert b'session_node_requests_total{endpoint="onion",status="400"}' in metrics
@@ -248,7 +316,9 @@ async def test_killed_during_store_loses_nothing_acknowledged(devnet, client):
 
     async def one(i):
         await asyncio.sleep(i * 0.02)
-        return await client.rpc(devnet.nodes[i % 3].url, store_request(dave.session_id, f"msg {i}".encode()))
+        return await client.rpc(
+            devnet.nodes[i % 3].url, store_request(dave.session_id, f"msg {i}".encode())
+        )
 
     tasks = [asyncio.ensure_future(one(i)) for i in range(30)]
     await asyncio.sleep(0.25)
@@ -272,7 +342,9 @@ async def test_killed_during_store_loses_nothing_acknowledged(devnet, client):
 
 async def test_restarted_node_keeps_data(devnet, client):
     erin = Identity.generate()
-    status, body = await client.rpc(devnet.nodes[1].url, store_request(erin.session_id, b"persist me"))
+    status, body = await client.rpc(
+        devnet.nodes[1].url, store_request(erin.session_id, b"persist me")
+    )
     assert status == 200
     assert devnet.stop_node(2) == 0  # graceful SIGTERM exits 0
     devnet.restart_node(2)
@@ -284,7 +356,9 @@ async def test_node_joins_gets_its_swarm_data_and_leaves_without_doubling(devnet
     frank = Identity.generate()
     hashes = set()
     for i in range(5):
-        status, body = await client.rpc(devnet.nodes[0].url, store_request(frank.session_id, f"m{i}".encode()))
+        status, body = await client.rpc(
+            devnet.nodes[0].url, store_request(frank.session_id, f"m{i}".encode())
+        )
         assert status == 200
         hashes.add(body["hash"])
     newcomer = await asyncio.to_thread(devnet.add_node)

@@ -41,7 +41,9 @@ def test_defaults(tmp_path: Path) -> None:
 
 
 def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 data_dir = "/from/file"
 [network]
 https_port = 1001
@@ -49,12 +51,20 @@ zmq_port = 1002
 listen_host = "127.0.0.2"
 [logging]
 level = "debug"
-""")
-    env = {"SESSION_NODE_NETWORK__HTTPS_PORT": "2001", "SESSION_NODE_DATA_DIR": "/from/env",
-           "SESSION_NODE_LOGGING__UNSAFE_LOGGING": "yes", "UNRELATED": "x",
-           "SESSION_NODE_CONFIG": "/ignored/by/load_config"}
-    cfg = load_config(path, env=env, overrides={"network.https_port": 3001, "data_dir": None,
-                                                "registry.stake": "7"})
+""",
+    )
+    env = {
+        "SESSION_NODE_NETWORK__HTTPS_PORT": "2001",
+        "SESSION_NODE_DATA_DIR": "/from/env",
+        "SESSION_NODE_LOGGING__UNSAFE_LOGGING": "yes",
+        "UNRELATED": "x",
+        "SESSION_NODE_CONFIG": "/ignored/by/load_config",
+    }
+    cfg = load_config(
+        path,
+        env=env,
+        overrides={"network.https_port": 3001, "data_dir": None, "registry.stake": "7"},
+    )
     assert cfg.network.https_port == 3001  # flag beats env beats file
     assert cfg.network.zmq_port == 1002  # file beats default
     assert cfg.network.listen_host == "127.0.0.2"
@@ -67,8 +77,12 @@ level = "debug"
 
 def test_data_dir_resolution(tmp_path: Path) -> None:
     assert default_data_dir({"STATE_DIRECTORY": f"{tmp_path}:/other"}) == tmp_path
-    assert load_config(env={"STATE_DIRECTORY": str(tmp_path)},
-                       overrides={"data_dir": tmp_path / "x"}).data_dir == tmp_path / "x"
+    assert (
+        load_config(
+            env={"STATE_DIRECTORY": str(tmp_path)}, overrides={"data_dir": tmp_path / "x"}
+        ).data_dir
+        == tmp_path / "x"
+    )
     fallback = default_data_dir({})
     assert fallback.is_absolute() and "session-node" in str(fallback)
 
@@ -95,8 +109,9 @@ def test_data_dir_resolution(tmp_path: Path) -> None:
         ("", {"SESSION_NODE_NETWORK": "x"}, "must be a table"),
     ],
 )
-def test_bad_settings_are_one_clear_error(tmp_path: Path, text: str, env: dict[str, str],
-                                          message: str) -> None:
+def test_bad_settings_are_one_clear_error(
+    tmp_path: Path, text: str, env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(write(tmp_path, text), env=env)
 
@@ -154,6 +169,13 @@ def test_example_parses_with_options_enabled(tmp_path: Path) -> None:
 def test_systemd_unit_is_shipped() -> None:
     unit = resources.files("session.node").joinpath("resources", "session-node.service")
     text = unit.read_text("utf-8")
-    for needle in ("StateDirectory=session-node", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                   "ExecStart=", "Restart=on-failure", "PrivateTmp=yes", "ProtectHome=yes"):
+    for needle in (
+        "StateDirectory=session-node",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ExecStart=",
+        "Restart=on-failure",
+        "PrivateTmp=yes",
+        "ProtectHome=yes",
+    ):
         assert needle in text

@@ -103,7 +103,7 @@ def test_tls_created_once_and_reused(tmp_path: Path) -> None:
 
 
 def test_tls_broken_files_are_a_clear_error(tmp_path: Path) -> None:
-    cert_path, key_path = tls.ensure_certificate(tmp_path)
+    _, key_path = tls.ensure_certificate(tmp_path)
     key_path.write_text("garbage")
     with pytest.raises(ConfigError, match="delete them"):
         tls.server_ssl_context(tmp_path)

@@ -48,8 +48,11 @@ def test_leaves_other_text_alone(text: str) -> None:
     assert redact(text) == text
 
 
-@given(st.ip_addresses(), st.text(alphabet=" ,;()[]=\t", max_size=3),
-       st.text(alphabet=" ,;()[]=\t", max_size=3))
+@given(
+    st.ip_addresses(),
+    st.text(alphabet=" ,;()[]=\t", max_size=3),
+    st.text(alphabet=" ,;()[]=\t", max_size=3),
+)
 def test_any_ip_address_is_masked(addr: object, left: str, right: str) -> None:
     text = f"x{left or ' '}{addr}{right or ' '}y"
     out = redact(text)

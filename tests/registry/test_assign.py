@@ -118,14 +118,26 @@ def test_new_swarm_id_deterministic_sequence_matches_oxen() -> None:
             ids.insert(i, new)
     assert len(ids) == 5048
     expected = {
-        0: 1548112371908607, 1: 4398046511103999, 2: 7247980650299391,
-        3: 10097914789494783, 4: 12947848928690175, 25: 72796465851793407,
-        29: 84196202408574975, 42: 121245346218115071, 99: 283691592152252415,
-        404: 1203745330089164798, 888: 2829738309616402430, 999: 3243154681660178430,
-        2000: 6581905302285713406, 3000: 10403878089179267070,
-        3333: 11669248846982021118, 4567: 16860997617805426686,
-        5000: 18311495347400081406, 5045: 18439742383663874046,
-        5046: 18442592317803069438, 5047: 18445442251942264830,
+        0: 1548112371908607,
+        1: 4398046511103999,
+        2: 7247980650299391,
+        3: 10097914789494783,
+        4: 12947848928690175,
+        25: 72796465851793407,
+        29: 84196202408574975,
+        42: 121245346218115071,
+        99: 283691592152252415,
+        404: 1203745330089164798,
+        888: 2829738309616402430,
+        999: 3243154681660178430,
+        2000: 6581905302285713406,
+        3000: 10403878089179267070,
+        3333: 11669248846982021118,
+        4567: 16860997617805426686,
+        5000: 18311495347400081406,
+        5045: 18439742383663874046,
+        5046: 18442592317803069438,
+        5047: 18445442251942264830,
     }
     for i, v in expected.items():
         assert ids[i] == v, i
@@ -269,8 +281,10 @@ def _check_rules(assignment: dict[str, int], active: set[str]) -> None:
         assert len(members) <= 1
 
 
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 59)), min_size=1, max_size=80),
-       st.binary(min_size=1, max_size=8))
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(0, 59)), min_size=1, max_size=80),
+    st.binary(min_size=1, max_size=8),
+)
 def test_history_properties(events: list[tuple[bool, int]], genesis: bytes) -> None:
     """Any join/leave history: rules hold after every step, and replay is identical."""
     pool = keys(60, "h")
@@ -281,8 +295,9 @@ def test_history_properties(events: list[tuple[bool, int]], genesis: bytes) -> N
         out = []
         for height, (join, idx) in enumerate(events, start=1):
             (active.add if join else active.discard)(pool[idx])
-            assignment = assign_swarms(assignment, active,
-                                       seed_from_hash(block_hash(genesis, height)))
+            assignment = assign_swarms(
+                assignment, active, seed_from_hash(block_hash(genesis, height))
+            )
             _check_rules(assignment, active)
             out.append(dict(assignment))
         return out
@@ -301,7 +316,6 @@ def test_one_join_moves_little(n: int, seed: int) -> None:
     split = len(set(after.values())) > len(set(base.values()))
     assert len(moved) <= (NEW_SWARM_SIZE if split else 0)
     _check_rules(after, {*nodes, newcomer})
-
 
 
 @given(st.integers(6, 120), st.integers(0, 2**64 - 1), st.data())

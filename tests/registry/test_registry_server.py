@@ -39,8 +39,7 @@ async def post(url: str, path: str, body: Any) -> tuple[int, Any]:
     connector = aiohttp.TCPConnector(ssl=False)
     async with aiohttp.ClientSession(connector=connector) as s:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        async with s.post(url + path, data=data,
-                          headers={"Content-Type": "application/json"}) as r:
+        async with s.post(url + path, data=data, headers={"Content-Type": "application/json"}) as r:
             return r.status, await r.json(content_type=None)
 
 
@@ -55,9 +54,14 @@ async def register_many(url: str, stakes: list[int]) -> list[Identity]:
     ids = []
     for i, stake in enumerate(stakes):
         ident = node_identity()
-        node = await client.register(url, ident, public_ip="127.0.0.1",
-                                     storage_port=30000 + 2 * i, storage_lmq_port=30001 + 2 * i,
-                                     stake=stake)
+        node = await client.register(
+            url,
+            ident,
+            public_ip="127.0.0.1",
+            storage_port=30000 + 2 * i,
+            storage_lmq_port=30001 + 2 * i,
+            stake=stake,
+        )
         assert node.pubkey_ed25519 == ident.ed25519_public.hex()
         assert node.pubkey_x25519 == ident.x25519_public.hex()
         assert node.stake == stake
@@ -71,13 +75,21 @@ STAKES = [25_000, 30_000, 1_000, 25_000, 100_000, 24_999, 25_000, 50_000, 0, 25_
 
 async def test_register_ten_and_list(registry: Any) -> None:
     ids = await register_many(registry.url, STAKES)
-    status, doc = await post(registry.url, "/json_rpc",
-                             {"jsonrpc": "2.0", "id": 7, "method": "get_n_service_nodes",
-                              "params": {}})
+    status, doc = await post(
+        registry.url,
+        "/json_rpc",
+        {"jsonrpc": "2.0", "id": 7, "method": "get_n_service_nodes", "params": {}},
+    )
     assert status == 200 and doc["id"] == 7
     result = doc["result"]
-    for key in ("service_node_states", "height", "target_height", "hardfork", "swarm_seed",
-                "block_hash"):
+    for key in (
+        "service_node_states",
+        "height",
+        "target_height",
+        "hardfork",
+        "swarm_seed",
+        "block_hash",
+    ):
         assert key in result
     assert result["height"] == result["target_height"] == len(STAKES)
     assert len(bytes.fromhex(result["block_hash"])) == 32
@@ -85,7 +97,7 @@ async def test_register_ten_and_list(registry: Any) -> None:
     assert {n.pubkey_ed25519 for n in nodes} == {i.ed25519_public.hex() for i in ids}
     by_key = {n.pubkey_ed25519: n for n in nodes}
     active = []
-    for ident, stake in zip(ids, STAKES):
+    for ident, stake in zip(ids, STAKES, strict=True):
         n = by_key[ident.ed25519_public.hex()]
         assert n.active == (stake >= REQUIREMENT)
         if n.active:
@@ -99,8 +111,7 @@ async def test_register_ten_and_list(registry: Any) -> None:
     assert len(active) >= MIN_SWARM_SIZE
 
     only_active = await client.fetch_nodes(registry.url, active_only=True)
-    assert sorted(n.pubkey_ed25519 for n in only_active) == sorted(n.pubkey_ed25519
-                                                                   for n in active)
+    assert sorted(n.pubkey_ed25519 for n in only_active) == sorted(n.pubkey_ed25519 for n in active)
     # oxend-style polling: an unchanged list is not resent
     raw = await client.fetch_node_list(registry.url, {"poll_block_hash": result["block_hash"]})
     assert raw["unchanged"] is True and "service_node_states" not in raw
@@ -111,16 +122,18 @@ async def test_register_ten_and_list(registry: Any) -> None:
 
 async def test_bad_signature_is_401(registry: Any) -> None:
     ident = node_identity()
-    doc = build_registration(ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2,
-                             stake=REQUIREMENT)
+    doc = build_registration(
+        ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2, stake=REQUIREMENT
+    )
     doc["stake"] = 10**9  # tampered after signing
     status, body = await post(registry.url, "/register", doc)
     assert status == 401
     assert "signature" in body["error"]
 
     other = node_identity()
-    doc = build_registration(ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2,
-                             stake=REQUIREMENT)
+    doc = build_registration(
+        ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2, stake=REQUIREMENT
+    )
     doc["pubkey_x25519"] = other.x25519_public.hex()
     doc["signature"] = ident.sign(registration_payload(doc)).hex()
     status, body = await post(registry.url, "/register", doc)
@@ -139,19 +152,27 @@ async def test_malformed_and_stale_requests_are_400(registry: Any) -> None:
     assert status == 400 and "JSON" in body["error"]
     status, body = await post(registry.url, "/register", {"pubkey_ed25519": "00"})
     assert status == 400 and "missing" in body["error"]
-    old = build_registration(ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2,
-                             stake=1, timestamp=now_ms() - 3600_000)
+    old = build_registration(
+        ident,
+        public_ip="10.0.0.1",
+        storage_port=1,
+        storage_lmq_port=2,
+        stake=1,
+        timestamp=now_ms() - 3600_000,
+    )
     status, body = await post(registry.url, "/register", old)
     assert status == 400 and "clock" in body["error"]
-    bad_ip = build_registration(ident, public_ip="10.0.0.1", storage_port=1,
-                                storage_lmq_port=2, stake=1)
+    bad_ip = build_registration(
+        ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2, stake=1
+    )
     bad_ip["public_ip"] = "not-an-ip"
     status, body = await post(registry.url, "/register", bad_ip)
     assert status == 400 and "public_ip" in body["error"]
     status, body = await post(registry.url, "/json_rpc", {"method": "nope"})
     assert body["error"]["code"] == -32601
-    status, body = await post(registry.url, "/json_rpc",
-                              {"method": "get_n_service_nodes", "params": {"limit": -1}})
+    status, body = await post(
+        registry.url, "/json_rpc", {"method": "get_n_service_nodes", "params": {"limit": -1}}
+    )
     assert body["error"]["code"] == -32602
 
 
@@ -161,15 +182,18 @@ HUGE_INT = b'{"method": "get_n_service_nodes", "id": ' + b"7" * 5_000 + b"}"
 
 
 @pytest.mark.parametrize("path", ["/json_rpc", "/register", "/deregister"])
-@pytest.mark.parametrize(("body", "says"), [
-    (DEEP_ARRAY, "too deeply"),
-    (DEEP_OBJECT, "too deeply"),
-    (HUGE_INT, "too many digits"),
-    (b'{"stake": ' + b"9" * 4_200 + b"}", ""),  # parses (under Python's limit); refused later
-])
-async def test_deep_json_and_huge_integers_are_400(registry: Any, path: str, body: bytes,
-                                                  says: str,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (DEEP_ARRAY, "too deeply"),
+        (DEEP_OBJECT, "too deeply"),
+        (HUGE_INT, "too many digits"),
+        (b'{"stake": ' + b"9" * 4_200 + b"}", ""),  # parses (under Python's limit); refused later
+    ],
+)
+async def test_deep_json_and_huge_integers_are_400(
+    registry: Any, path: str, body: bytes, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
     status, doc = await post(registry.url, path, body)
     assert status == 400
     message = doc["error"]["message"] if path == "/json_rpc" else doc["error"]
@@ -181,32 +205,47 @@ async def test_deep_json_and_huge_integers_are_400(registry: Any, path: str, bod
 
 async def test_huge_integers_inside_valid_requests_are_400(registry: Any) -> None:
     ident = node_identity()
-    doc = build_registration(ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2,
-                             stake=1)
+    doc = build_registration(
+        ident, public_ip="10.0.0.1", storage_port=1, storage_lmq_port=2, stake=1
+    )
     for field in ("stake", "timestamp", "storage_port"):
         raw = json.dumps({**doc, field: 0}).replace(f'"{field}": 0', f'"{field}": ' + "9" * 4_000)
         status, body = await post(registry.url, "/register", raw.encode())
         assert status == 400 and field in body["error"]
     raw = json.dumps({"method": "get_n_service_nodes", "params": {"limit": 0}})
-    status, body = await post(registry.url, "/json_rpc",
-                              raw.replace('"limit": 0', '"limit": -' + "9" * 4_000).encode())
+    status, body = await post(
+        registry.url, "/json_rpc", raw.replace('"limit": 0', '"limit": -' + "9" * 4_000).encode()
+    )
     assert body["error"]["code"] == -32602
 
 
 async def test_replay_and_address_conflicts_are_409(registry: Any) -> None:
     a, b = node_identity(), node_identity()
-    doc = build_registration(a, public_ip="10.0.0.1", storage_port=100, storage_lmq_port=101,
-                             stake=REQUIREMENT)
+    doc = build_registration(
+        a, public_ip="10.0.0.1", storage_port=100, storage_lmq_port=101, stake=REQUIREMENT
+    )
     assert (await post(registry.url, "/register", doc))[0] == 200
     status, body = await post(registry.url, "/register", doc)  # same document again
     assert status == 409 and "replayed" in body["error"]
     with pytest.raises(RegistryError) as e:
-        await client.register(registry.url, b, public_ip="10.0.0.1", storage_port=101,
-                              storage_lmq_port=200, stake=REQUIREMENT)
+        await client.register(
+            registry.url,
+            b,
+            public_ip="10.0.0.1",
+            storage_port=101,
+            storage_lmq_port=200,
+            stake=REQUIREMENT,
+        )
     assert e.value.status == 409 and "already registered" in str(e.value)
     # a re-registration may move the node
-    moved = await client.register(registry.url, a, public_ip="10.0.0.2", storage_port=100,
-                                  storage_lmq_port=101, stake=REQUIREMENT)
+    moved = await client.register(
+        registry.url,
+        a,
+        public_ip="10.0.0.2",
+        storage_port=100,
+        storage_lmq_port=101,
+        stake=REQUIREMENT,
+    )
     assert moved.public_ip == "10.0.0.2"
     dereg = build_deregistration(a)
     assert (await post(registry.url, "/deregister", dereg))[0] == 200
@@ -244,10 +283,17 @@ def test_same_history_same_swarms(tmp_path: Path) -> None:
     """Two registries with the same genesis seed and history agree exactly."""
     idents = [node_identity() for _ in range(20)]
     clock = [1_700_000_000.0]
-    docs = [build_registration(ident, public_ip="10.1.0.1", storage_port=1000 + 2 * i,
-                               storage_lmq_port=1001 + 2 * i, stake=REQUIREMENT,
-                               timestamp=int(clock[0] * 1000) + i)
-            for i, ident in enumerate(idents)]
+    docs = [
+        build_registration(
+            ident,
+            public_ip="10.1.0.1",
+            storage_port=1000 + 2 * i,
+            storage_lmq_port=1001 + 2 * i,
+            stake=REQUIREMENT,
+            timestamp=int(clock[0] * 1000) + i,
+        )
+        for i, ident in enumerate(idents)
+    ]
     leave = build_deregistration(idents[3], timestamp=int(clock[0] * 1000) + 100)
 
     def replay(d: Path | None) -> list[dict[str, Any]]:
@@ -264,8 +310,10 @@ def test_same_history_same_swarms(tmp_path: Path) -> None:
     for doc in docs:
         other.register(doc)
     other.deregister(leave)
-    assert other.get_n_service_nodes()["block_hash"] != Registry(
-        tmp_path / "a", seed="same").get_n_service_nodes()["block_hash"]
+    assert (
+        other.get_n_service_nodes()["block_hash"]
+        != Registry(tmp_path / "a", seed="same").get_n_service_nodes()["block_hash"]
+    )
 
 
 def test_registry_checks_directly() -> None:
@@ -273,26 +321,48 @@ def test_registry_checks_directly() -> None:
     reg = Registry(None, stake_requirement=10, clock=lambda: now[0])
     ident = node_identity()
     ts = int(now[0] * 1000)
-    doc = build_registration(ident, public_ip="::1", storage_port=5, storage_lmq_port=6,
-                             stake=10, timestamp=ts)
+    doc = build_registration(
+        ident, public_ip="::1", storage_port=5, storage_lmq_port=6, stake=10, timestamp=ts
+    )
     node = reg.register(doc)
     assert node.active and node.swarm_id == 0 and node.public_ip == "::1"
     assert reg.height == 1
     # same listing, newer timestamp: no node-list change
-    reg.register(build_registration(ident, public_ip="::1", storage_port=5, storage_lmq_port=6,
-                                    stake=10, timestamp=ts + 1))
+    reg.register(
+        build_registration(
+            ident, public_ip="::1", storage_port=5, storage_lmq_port=6, stake=10, timestamp=ts + 1
+        )
+    )
     assert reg.height == 1
     with pytest.raises(InvalidInput, match="clock"):
-        reg.register(build_registration(ident, public_ip="::1", storage_port=5,
-                                        storage_lmq_port=6, stake=10, timestamp=ts + 400_000))
+        reg.register(
+            build_registration(
+                ident,
+                public_ip="::1",
+                storage_port=5,
+                storage_lmq_port=6,
+                stake=10,
+                timestamp=ts + 400_000,
+            )
+        )
     with pytest.raises(InvalidInput, match="differ"):
-        reg.register(build_registration(ident, public_ip="::1", storage_port=5,
-                                        storage_lmq_port=5, stake=10, timestamp=ts + 2))
+        reg.register(
+            build_registration(
+                ident,
+                public_ip="::1",
+                storage_port=5,
+                storage_lmq_port=5,
+                stake=10,
+                timestamp=ts + 2,
+            )
+        )
     bad = build_deregistration(ident, timestamp=ts + 3)
     bad["signature"] = "00" * 64
     with pytest.raises(InvalidSignature):
         reg.deregister(bad)
-    assert reg.deregister(build_deregistration(ident, timestamp=ts + 4)) == ident.ed25519_public.hex()
+    assert (
+        reg.deregister(build_deregistration(ident, timestamp=ts + 4)) == ident.ed25519_public.hex()
+    )
     assert reg.nodes() == [] and reg.height == 2
     with pytest.raises(InvalidInput):
         Registry(None, stake_requirement=-1)
@@ -302,8 +372,15 @@ def test_stake_requirement_change_on_restart(tmp_path: Path) -> None:
     reg = Registry(tmp_path, stake_requirement=100, seed="x")
     idents = [node_identity() for _ in range(6)]
     for i, ident in enumerate(idents):
-        reg.register(build_registration(ident, public_ip="10.2.0.1", storage_port=10 + 2 * i,
-                                        storage_lmq_port=11 + 2 * i, stake=100 + i))
+        reg.register(
+            build_registration(
+                ident,
+                public_ip="10.2.0.1",
+                storage_port=10 + 2 * i,
+                storage_lmq_port=11 + 2 * i,
+                stake=100 + i,
+            )
+        )
     assert all(n.active for n in reg.nodes())
     reg2 = Registry(tmp_path, stake_requirement=103, seed="x")
     assert reg2.height == reg.height + 1
@@ -325,9 +402,24 @@ async def test_client_reports_unreachable_registry() -> None:
 @pytest.mark.integration
 def test_module_entry_point_ready_line_and_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "session.registry", "--host", "127.0.0.1", "--port", "0",
-         "--data-dir", str(tmp_path), "--stake-requirement", "10", "--seed", "cli"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "session.registry",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--data-dir",
+            str(tmp_path),
+            "--stake-requirement",
+            "10",
+            "--seed",
+            "cli",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

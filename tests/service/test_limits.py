@@ -23,9 +23,15 @@ SHORT = 0.3  # seconds: the timeout under test
 LONG = 60.0  # the other timeouts, so that only the one under test can fire
 BOUND = 10.0  # how long a test waits for an outcome before failing
 
-BASE = ConnectionLimits(tls_handshake_timeout=LONG, header_timeout=LONG, body_timeout=LONG,
-                        idle_timeout=LONG, max_connections=16, max_connections_per_address=16,
-                        max_inflight_body_bytes=1000)
+BASE = ConnectionLimits(
+    tls_handshake_timeout=LONG,
+    header_timeout=LONG,
+    body_timeout=LONG,
+    idle_timeout=LONG,
+    max_connections=16,
+    max_connections_per_address=16,
+    max_inflight_body_bytes=1000,
+)
 
 
 def app(release: asyncio.Event | None = None) -> web.Application:
@@ -49,11 +55,21 @@ def app(release: asyncio.Event | None = None) -> web.Application:
 async def site() -> AsyncIterator[Callable[..., asyncio.Future[Served]]]:
     started: list[Served] = []
 
-    async def start(limits: ConnectionLimits, *, tls: Path | None = None, max_body: int = 600,
-                    application: web.Application | None = None) -> Served:
-        served = await serve(application or app(), "127.0.0.1", 0, limits=limits,
-                             max_body=max_body,
-                             ssl_context=server_ssl_context(tls) if tls else None)
+    async def start(
+        limits: ConnectionLimits,
+        *,
+        tls: Path | None = None,
+        max_body: int = 600,
+        application: web.Application | None = None,
+    ) -> Served:
+        served = await serve(
+            application or app(),
+            "127.0.0.1",
+            0,
+            limits=limits,
+            max_body=max_body,
+            ssl_context=server_ssl_context(tls) if tls else None,
+        )
         started.append(served)
         return served
 
@@ -62,11 +78,16 @@ async def site() -> AsyncIterator[Callable[..., asyncio.Future[Served]]]:
         await s.close()
 
 
-async def connect(port: int, *, source: str = "127.0.0.1", tls: bool = False
-                  ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def connect(
+    port: int, *, source: str = "127.0.0.1", tls: bool = False
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     return await asyncio.open_connection(
-        "127.0.0.1", port, local_addr=(source, 0),
-        ssl=client_ssl_context() if tls else None, server_hostname="localhost" if tls else None)
+        "127.0.0.1",
+        port,
+        local_addr=(source, 0),
+        ssl=client_ssl_context() if tls else None,
+        server_hostname="localhost" if tls else None,
+    )
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
@@ -154,8 +175,7 @@ async def test_slow_tls_handshake_is_cut(site, tmp_path: Path) -> None:  # type:
 
 
 async def test_per_address_cap_refuses_the_next_connection(site) -> None:  # type: ignore[no-untyped-def]
-    served = await site(dataclasses.replace(BASE, max_connections=5,
-                                            max_connections_per_address=3))
+    served = await site(dataclasses.replace(BASE, max_connections=5, max_connections_per_address=3))
     held = [await connect(served.port) for _ in range(3)]
     await wait_until(lambda: served.stats.open == 3)
     reader, writer = await connect(served.port)
@@ -181,8 +201,9 @@ async def test_per_address_cap_refuses_the_next_connection(site) -> None:  # typ
 
 
 def post(size: int, body: bytes = b"") -> bytes:
-    return (b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
-            % size) + body
+    return (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % size
+    ) + body
 
 
 async def test_bodies_beyond_the_in_flight_budget_are_refused_at_once(site) -> None:  # type: ignore[no-untyped-def]
@@ -200,8 +221,11 @@ async def test_bodies_beyond_the_in_flight_budget_are_refused_at_once(site) -> N
     out = await request(served.port, post(601))
     assert out.startswith(b"HTTP/1.1 413")
     # a chunked body reserves the largest body (600): refused too while 500 are held
-    out = await request(served.port, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-                                     b"Transfer-Encoding: chunked\r\n\r\n")
+    out = await request(
+        served.port,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n",
+    )
     assert out.startswith(b"HTTP/1.1 503")
     # a small one fits
     assert (await request(served.port, post(400, b"y" * 400))).endswith(b"got 400")

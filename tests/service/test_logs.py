@@ -24,7 +24,10 @@ MALFORMED = [
     b"GET / HTTP/1.1\r\nX-" + SID.encode() + b" " + IP.encode() + b"\r\n\r\n",  # bad header
     b"GET /" + SID.encode() + b"\x01" + IP.encode() + b" HTTP/1.1\r\n\r\n",  # bad path
     b"POST / HTTP/1.1\r\nContent-Length: x" + SID.encode() + b"\r\n\r\n",  # bad length
-    b"GET / HTTP/1.1\r\nHost: x" + IP.encode() + b"\r\nTransfer-Encoding: " + SID.encode()
+    b"GET / HTTP/1.1\r\nHost: x"
+    + IP.encode()
+    + b"\r\nTransfer-Encoding: "
+    + SID.encode()
     + b"\r\n\r\n",
 ]
 
@@ -51,12 +54,15 @@ async def send_raw(port: int, raw: bytes) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("text", [
-    f"b'Content-Length: x{SID}'",  # a letter right before the ID
-    f"b'X-{SID}\\r\\nHost'",
-    f"Host: x{IP}\\r\\n",
-    f"\\n{SID.upper()}z",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"b'Content-Length: x{SID}'",  # a letter right before the ID
+        f"b'X-{SID}\\r\\nHost'",
+        f"Host: x{IP}\\r\\n",
+        f"\\n{SID.upper()}z",
+    ],
+)
 def test_ids_and_addresses_next_to_letters_are_masked(text: str) -> None:
     out = redact(text)
     assert SID not in out and SID.upper() not in out and IP not in out

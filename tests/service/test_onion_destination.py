@@ -24,8 +24,9 @@ def routes() -> Routes:
     r = Routes()
 
     async def hello(req: V4Request) -> V4Response:
-        return V4Response.of_json({"hello": req.params["name"], "q": dict(req.query),
-                                   "h": req.headers.get("x-test")})
+        return V4Response.of_json(
+            {"hello": req.params["name"], "q": dict(req.query), "h": req.headers.get("x-test")}
+        )
 
     async def echo(req: V4Request) -> V4Response:
         doc = req.json()
@@ -58,17 +59,25 @@ def bencoded(meta: dict[str, object], body: bytes | None) -> bytes:
     return out + b"e"
 
 
-async def through_onion(port: int, meta: dict[str, object], body: bytes | None,
-                        enc: str = "xchacha20") -> tuple[int, dict[str, object], bytes | None]:
+async def through_onion(
+    port: int, meta: dict[str, object], body: bytes | None, enc: str = "xchacha20"
+) -> tuple[int, dict[str, object], bytes | None]:
     """Build an onion via one hop to the server, peel the hop, POST what it would proxy."""
-    dest = onion.ServerDestination("127.0.0.1", "/oxen/v4/lsrpc", bytes(SERVER.x25519_public),
-                                   "http", port)
-    frame, key = onion.build([onion.Hop(HOP.ed25519_public.hex(), bytes(HOP.x25519_public))],
-                             dest, bencoded(meta, body), enc)
+    dest = onion.ServerDestination(
+        "127.0.0.1", "/oxen/v4/lsrpc", bytes(SERVER.x25519_public), "http", port
+    )
+    frame, key = onion.build(
+        [onion.Hop(HOP.ed25519_public.hex(), bytes(HOP.x25519_public))],
+        dest,
+        bencoded(meta, body),
+        enc,
+    )
     proxy = onion.Peeler(HOP).peel(frame)
     assert isinstance(proxy, onion.Proxy)
-    async with aiohttp.ClientSession() as s, s.post(
-            f"http://127.0.0.1:{port}{proxy.target}", data=proxy.payload) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(f"http://127.0.0.1:{port}{proxy.target}", data=proxy.payload) as r,
+    ):
         assert r.status == 200
         raw = await r.read()
     rmeta, rbody = onion.v4_decode_response(key.decrypt(raw))
@@ -78,12 +87,16 @@ async def through_onion(port: int, meta: dict[str, object], body: bytes | None,
 @pytest.mark.parametrize("enc", ["xchacha20", "aes-gcm"])
 async def test_route_runs_behind_the_onion(server: Served, enc: str) -> None:
     code, headers, body = await through_onion(
-        server.port, {"method": "GET", "endpoint": "/hello/bob?x=1", "headers": {"X-Test": "t"}},
-        None, enc)
+        server.port,
+        {"method": "GET", "endpoint": "/hello/bob?x=1", "headers": {"X-Test": "t"}},
+        None,
+        enc,
+    )
     assert code == 200 and headers["content-type"] == "application/json"
     assert json.loads(body or b"") == {"hello": "bob", "q": {"x": "1"}, "h": "t"}
     code, _, body = await through_onion(
-        server.port, {"method": "POST", "endpoint": "/echo", "headers": {}}, b'{"a": 1}', enc)
+        server.port, {"method": "POST", "endpoint": "/echo", "headers": {}}, b'{"a": 1}', enc
+    )
     assert code == 201 and json.loads(body or b"") == {"echo": {"a": 1}}
 
 
@@ -95,18 +108,26 @@ async def test_same_routes_answer_plain_http(server: Served) -> None:
             assert r.status == 400 and await r.text() == "body must be a JSON object"
 
 
-@pytest.mark.parametrize(("meta", "body", "code", "text"), [
-    ({"method": "GET", "endpoint": "/nope", "headers": {}}, None, 404, "no such endpoint"),
-    ({"method": "DELETE", "endpoint": "/echo", "headers": {}}, None, 405, "not allowed"),
-    ({"method": "POST", "endpoint": "/echo", "headers": {}}, b"{bad", 400, "not valid JSON"),
-    ({"method": "POST", "endpoint": "/echo", "headers": {}}, b"[" * 100_000, 400, "not valid JSON"),
-    ({"method": "GET", "endpoint": "no-slash", "headers": {}}, None, 400, "starting with '/'"),
-    ({"method": "GET", "endpoint": "/hello/x", "headers": {"a": 1}}, None, 400, "headers"),
-    ({"endpoint": "/hello/x"}, None, 400, '"method"' ),
-])
-async def test_bad_inner_requests_get_encrypted_errors(server: Served, meta: dict[str, object],
-                                                       body: bytes | None, code: int,
-                                                       text: str) -> None:
+@pytest.mark.parametrize(
+    ("meta", "body", "code", "text"),
+    [
+        ({"method": "GET", "endpoint": "/nope", "headers": {}}, None, 404, "no such endpoint"),
+        ({"method": "DELETE", "endpoint": "/echo", "headers": {}}, None, 405, "not allowed"),
+        ({"method": "POST", "endpoint": "/echo", "headers": {}}, b"{bad", 400, "not valid JSON"),
+        (
+            {"method": "POST", "endpoint": "/echo", "headers": {}},
+            b"[" * 100_000,
+            400,
+            "not valid JSON",
+        ),
+        ({"method": "GET", "endpoint": "no-slash", "headers": {}}, None, 400, "starting with '/'"),
+        ({"method": "GET", "endpoint": "/hello/x", "headers": {"a": 1}}, None, 400, "headers"),
+        ({"endpoint": "/hello/x"}, None, 400, '"method"'),
+    ],
+)
+async def test_bad_inner_requests_get_encrypted_errors(
+    server: Served, meta: dict[str, object], body: bytes | None, code: int, text: str
+) -> None:
     got, _, out = await through_onion(server.port, meta, body)
     assert got == code and text in (out or b"").decode()
 
