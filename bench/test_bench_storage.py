@@ -52,11 +52,16 @@ def test_store_rpc(benchmark, loop, tmp_path):
     results = benchmark.pedantic(
         lambda bs: loop.run_until_complete(round_(bs)), setup=setup, rounds=5
     )
-    assert all(st == 200 for st, _ in results)
+    answered = all(st == 200 for st, _ in results)
     total = next(counter)
     stats = loop.run_until_complete(store.stats())
-    assert stats.messages == total  # every stored message landed
+    ok = answered and stats.messages == total  # every stored message landed
     benchmark.extra_info.update(messages_per_round=BATCH, data_bytes=DATA, path="RpcHandler+SQLite")
+    benchmark.extra_info.update(
+        correct=ok, checked="last round all 200; the store holds every message of every round"
+    )
+    assert answered
+    assert stats.messages == total
     loop.run_until_complete(store.close())
 
 
@@ -88,8 +93,10 @@ def test_store_raw_sqlite_floor(benchmark, tmp_path):
         conn.execute("COMMIT")
 
     benchmark.pedantic(insert, setup=setup, rounds=5)
-    assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == next(counter)
+    ok = conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == next(counter)
     benchmark.extra_info.update(messages_per_round=BATCH, data_bytes=DATA, path="raw sqlite3 floor")
+    benchmark.extra_info.update(correct=ok, checked="the table holds every row of every round")
+    assert ok
     conn.close()
 
 
@@ -114,10 +121,12 @@ def test_retrieve_rpc(benchmark, loop, tmp_path):
 
     st, out = benchmark(run)
     got = json.loads(out)
-    assert st == 200 and len(got["messages"]) == BATCH and not got["more"]
+    ok = st == 200 and len(got["messages"]) == BATCH and not got["more"]
     benchmark.extra_info.update(
         messages_per_call=BATCH, data_bytes=DATA, path="RpcHandler+SQLite (signed)"
     )
+    benchmark.extra_info.update(correct=ok, checked="200 with all stored messages, no more")
+    assert ok
     loop.run_until_complete(store.close())
 
 
@@ -146,6 +155,8 @@ def test_retrieve_raw_sqlite_floor(benchmark, tmp_path):
         ).fetchall()
 
     rows = benchmark(run)
-    assert len(rows) == BATCH
+    ok = len(rows) == BATCH
     benchmark.extra_info.update(messages_per_call=BATCH, data_bytes=DATA, path="raw sqlite3 floor")
+    benchmark.extra_info.update(correct=ok, checked="every stored row selected")
+    assert ok
     conn.close()
