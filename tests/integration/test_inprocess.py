@@ -122,8 +122,12 @@ async def test_not_ready_until_in_a_swarm(mininet, client):
     assert status == 503 and "not ready" in body
     status, text = await client.get(f"http://127.0.0.1:{b.admin_port}/readyz")
     assert status == 503 and b"not in a swarm" in text
-    status, _ = await client.get(f"http://127.0.0.1:{a.admin_port}/readyz")
-    assert status == 200
+
+    async def a_ready():  # in a swarm, and caught up with it (alone there: at once)
+        status, _ = await client.get(f"http://127.0.0.1:{a.admin_port}/readyz")
+        return status == 200
+
+    assert await wait_until(a_ready), "a listed node never became ready"
     await mininet.set_swarms({0: SWARM_A, 1: SWARM_A})
     status, _ = await client.rpc(mininet.url(1), {"method": "info", "params": {}})
     assert status == 200
