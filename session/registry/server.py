@@ -50,6 +50,9 @@ def _error(status: int, message: str) -> web.Response:
 
 
 async def _json_body(request: web.Request) -> Any:
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):  # aiohttp's decompression is off (make_app)
+        raise DecodeError("the registry takes uncompressed JSON: drop the Content-Encoding header")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -128,7 +131,9 @@ async def handle_health(request: web.Request) -> web.Response:
 
 def make_app(registry: Registry) -> web.Application:
     """The registry's aiohttp application."""
-    app = web.Application(client_max_size=MAX_BODY)
+    # auto_decompress off: aiohttp failed on bodies that were not what Content-Encoding said
+    # (a 500, or a logged traceback for codings it lacks); _json_body refuses any coding.
+    app = web.Application(client_max_size=MAX_BODY, handler_args={"auto_decompress": False})
     app[REGISTRY_KEY] = registry
     app.router.add_post("/json_rpc", handle_json_rpc)
     app.router.add_post("/register", handle_register)

@@ -36,7 +36,7 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from session.service.config import ConnectionLimits
 
@@ -143,6 +143,12 @@ class _Gate:
                 except web.HTTPRequestEntityTooLarge:
                     self.stats.bodies_too_large += 1
                     return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
+                except RequestPayloadError:  # e.g. not the gzip its Content-Encoding says
+                    return _refusal(
+                        400,
+                        "Request body could not be decoded: it does not match its "
+                        "Content-Encoding or Transfer-Encoding header",
+                    )
             return await handler(request)
         finally:
             self.body_bytes -= reserved

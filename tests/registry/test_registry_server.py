@@ -203,6 +203,20 @@ async def test_deep_json_and_huge_integers_are_400(
     assert status == 200  # still serving
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "x-unknown"])
+@pytest.mark.parametrize("path", ["/json_rpc", "/register", "/deregister"])
+async def test_content_encoded_bodies_are_400(registry: Any, path: str, coding: str) -> None:
+    connector = aiohttp.TCPConnector(ssl=False)
+    async with aiohttp.ClientSession(connector=connector) as s:
+        async with s.post(
+            registry.url + path, data=b"null", headers={"Content-Encoding": coding}
+        ) as r:
+            status, doc = r.status, await r.json(content_type=None)
+    assert status == 400
+    message = doc["error"]["message"] if path == "/json_rpc" else doc["error"]
+    assert "Content-Encoding" in message
+
+
 async def test_huge_integers_inside_valid_requests_are_400(registry: Any) -> None:
     ident = node_identity()
     doc = build_registration(

@@ -251,3 +251,15 @@ async def test_slow_body_gets_408(site) -> None:  # type: ignore[no-untyped-def]
 def test_limits_must_fit_one_body() -> None:
     with pytest.raises(ValueError, match="largest request body"):
         asyncio.run(serve(app(), "127.0.0.1", 0, limits=BASE, max_body=2000))
+
+
+async def test_body_not_matching_its_content_encoding_is_400(site) -> None:  # type: ignore[no-untyped-def]
+    """aiohttp decompresses for apps that leave it on; a body that is not the gzip its header
+    says is a 400 with one sentence, not a 500."""
+    served = await site(BASE)
+    raw = (
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: 10\r\n\r\nnot gzip!!"
+    )
+    out = await request(served.port, raw)
+    assert out.startswith(b"HTTP/1.1 400") and b"does not match its Content-Encoding" in out
