@@ -48,6 +48,9 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 #: How long a request waits for a link to a peer to be connected before failing.
 CONNECT_WAIT = 3.0
+#: Heartbeat of node links (ZMTP PING every second; no traffic for 3 s closes the connection).
+HEARTBEAT_IVL_MS = 1000
+HEARTBEAT_TIMEOUT_MS = 3000
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 Authorizer = Callable[[bytes], Awaitable[bool]]
@@ -346,6 +349,11 @@ class NodeLinks:
         # fails at once instead of waiting for a reply that can never come, so relays answer
         # 502 within CONNECT_WAIT seconds rather than a 504 after the whole request timeout.
         s.immediate = True
+        # ZMTP heartbeats: a peer that went silent (partitioned, frozen host, cable pulled:
+        # nothing resets the TCP connection) loses its connection within HEARTBEAT_TIMEOUT, and
+        # from then on sends fail at once as above instead of queueing into a dead connection.
+        s.heartbeat_ivl = HEARTBEAT_IVL_MS
+        s.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
         s.connect(address)
         pump = _Pump(self._loop, s, self._on_reply)
         p = self._peers[x25519_hex] = _Peer(x25519_hex, s, pump, address)

@@ -4,7 +4,8 @@
   layer's reply cipher (``{"status", "body"}`` wrapper) and answered with HTTP 200.
 * Relay: forward the already re-framed inner layer to the next node over its link; the answer
   (status + body) comes back unchanged, no crypto on the way back. Unknown next node → 502,
-  no answer in time → 504.
+  no answer in time → 504; a next node the links know is down (and not yet due for a probe)
+  → 502 "Next node unreachable" at once, so the client leaves it out of its next path.
 * Proxy: POST the decrypted layer to an ``/oxen/v4/lsrpc``-style target, but only at an address
   :class:`~session.node.egress.EgressPolicy` allows (public unicast by default, or the
   allowlist), connecting to the very address that was checked; no redirects are followed. The
@@ -172,6 +173,13 @@ class OnionRouter:
         node = self.view.node_by_ed25519(d.next_ed25519)
         if node is None:
             return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_NOT_FOUND, d.next_ed25519)
+        if (self.links.is_down(node.pubkey_x25519)
+                and node.pubkey_x25519 not in self.links.due_for_probe()):
+            # The links know this node is down (a write to it or a relay through it went
+            # unanswered) and its back-off has not elapsed: say so at once, naming it, instead
+            # of holding the request until a timeout the client will not wait for. Once the
+            # back-off elapses the next relay is the probe.
+            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
         try:
             r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_ONION,
                                          {"f": d.frame}, self.relay_timeout)

@@ -51,6 +51,14 @@ class Links:
         self.fail: dict[str, LinkError] = {}
         self.reply: dict[str, Any] = {}  # x25519 hex -> a raw link answer instead of the router's
         self.calls: list[tuple[str, str, bytes, float]] = []
+        self.down: set[str] = set()  # peers the links know are down ...
+        self.due: set[str] = set()  # ... and those of them whose probe back-off has elapsed
+
+    def is_down(self, x25519: str) -> bool:
+        return x25519 in self.down
+
+    def due_for_probe(self) -> list[str]:
+        return sorted(self.down & self.due)
 
     async def request(
         self, x25519: str, address: str, kind: bytes, body: Any, timeout: float
@@ -430,3 +438,15 @@ async def test_peel_pool_splits_a_burst_and_keeps_each_result_with_its_frame() -
                 assert isinstance(r, onion.Relay) and r.next_ed25519 == n.ed25519_public.hex()
     finally:
         pool.close()
+
+
+async def test_a_next_node_known_down_is_named_at_once_until_its_probe_is_due(net: Net) -> None:
+    frame, key = onion.build([net.hop(0), net.hop(1)], net.dest(2), INFO)
+    net.links.down.add(net.x(1))
+    status, body = await net.routers[0].handle(frame)
+    assert status == 502 and net.idents[1].ed25519_public.hex().encode() in body
+    assert b"unreachable" in body.lower() and net.links.calls == []  # no wait on a dead link
+    net.links.due.add(net.x(1))  # back-off over: this relay is the probe
+    frame, key = onion.build([net.hop(0), net.hop(1)], net.dest(2), INFO)
+    status, body = await net.routers[0].handle(frame)
+    assert status == 200 and opened(key, body)[0] == 200 and len(net.links.calls) == 2
