@@ -88,14 +88,16 @@ def parse_allowlist(text: str) -> tuple[AllowedServer, ...]:
         if not sep or not host or (":" in host and not host.startswith("[")):
             raise ConfigError(
                 f"network.proxy_allow entry {entry!r} is not host:port "
-                "(write IPv6 addresses in brackets: [::1]:8443)")
+                "(write IPv6 addresses in brackets: [::1]:8443)"
+            )
         try:
             port = int(port_text, 10)
         except ValueError:
             port = -1
         if not 1 <= port <= 65535:
             raise ConfigError(
-                f"network.proxy_allow entry {entry!r} has no port between 1 and 65535")
+                f"network.proxy_allow entry {entry!r} has no port between 1 and 65535"
+            )
         out.append(AllowedServer(_norm_host(host), port))
     return tuple(out)
 
@@ -159,9 +161,16 @@ def is_own_address(ip: IPAddress) -> bool:
 class EgressPolicy:
     """Decides and resolves where proxied onion requests may go (see the module docstring)."""
 
-    def __init__(self, *, allow_public: bool = True, allow: Iterable[AllowedServer] = (),
-                 own_addresses: Iterable[str] = (), lookup: Lookup | None = None,
-                 dns_timeout: float = DNS_TIMEOUT, max_pending: int = MAX_PENDING_LOOKUPS) -> None:
+    def __init__(
+        self,
+        *,
+        allow_public: bool = True,
+        allow: Iterable[AllowedServer] = (),
+        own_addresses: Iterable[str] = (),
+        lookup: Lookup | None = None,
+        dns_timeout: float = DNS_TIMEOUT,
+        max_pending: int = MAX_PENDING_LOOKUPS,
+    ) -> None:
         self.allow_public = allow_public
         self.allow = frozenset(allow)
         own: set[IPAddress] = set()
@@ -204,7 +213,7 @@ class EgressPolicy:
             pass
         try:
             texts = await asyncio.wait_for(self._lookup(name, port), self.dns_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise DestinationRefused("name lookup timed out") from None
         except (OSError, UnicodeError):  # socket.gaierror is an OSError; IDNA failures
             raise DestinationRefused("name does not resolve") from None
@@ -226,11 +235,13 @@ class EgressPolicy:
         if self._pending >= self.max_pending:
             raise DestinationRefused("too many name lookups in progress")
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=LOOKUP_THREADS,
-                                            thread_name_prefix="egress-dns")
+            self._pool = ThreadPoolExecutor(
+                max_workers=LOOKUP_THREADS, thread_name_prefix="egress-dns"
+            )
         loop = asyncio.get_running_loop()
-        job = self._pool.submit(socket.getaddrinfo, name, port, 0, socket.SOCK_STREAM,
-                                socket.IPPROTO_TCP)
+        job = self._pool.submit(
+            socket.getaddrinfo, name, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )
         self._pending += 1
         job.add_done_callback(lambda _: self._lookup_finished(loop))
         infos = await asyncio.wrap_future(job)

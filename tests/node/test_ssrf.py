@@ -25,8 +25,13 @@ from session import onion
 from session.errors import ConfigError, DestinationRefused
 from session.identity import Identity
 from session.node.config import load_config
-from session.node.egress import (AllowedServer, EgressPolicy, is_own_address, parse_allowlist,
-                                 refusal)
+from session.node.egress import (
+    AllowedServer,
+    EgressPolicy,
+    is_own_address,
+    parse_allowlist,
+    refusal,
+)
 from session.node.relay import PROXY_FAILED, OnionRouter, PeelPool
 
 NODE = Identity.generate()
@@ -37,11 +42,36 @@ TARGET = "/oxen/v4/lsrpc"
 # ------------------------------------------------------------------ address classes
 
 REFUSED = [
-    "127.0.0.1", "127.255.0.7", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-    "100.64.0.1", "0.0.0.0", "224.0.0.251", "239.1.2.3", "240.0.0.1", "255.255.255.255",
-    "192.0.2.1", "198.18.0.1", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
-    "fec0::1", "2001:db8::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
-    "::127.0.0.1", "2002:7f00:1::1", "2002:a00:1::1", "64:ff9b::a00:1", "64:ff9b::7f00:1",
+    "127.0.0.1",
+    "127.255.0.7",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.251",
+    "239.1.2.3",
+    "240.0.0.1",
+    "255.255.255.255",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::1",
+    "::",
+    "fe80::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "ff02::1",
+    "fec0::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "::127.0.0.1",
+    "2002:7f00:1::1",
+    "2002:a00:1::1",
+    "64:ff9b::a00:1",
+    "64:ff9b::7f00:1",
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
 ]
 PUBLIC = ["8.8.8.8", "1.1.1.1", "93.184.215.14", "2606:4700:4700::1111", "::ffff:8.8.8.8"]
@@ -64,35 +94,51 @@ def test_own_addresses_are_found_by_binding() -> None:
 
 # ------------------------------------------------------------------ allowlist and config
 
+
 def test_allowlist_parses_hosts_and_ports() -> None:
     got = parse_allowlist("127.0.0.1:8443, [::1]:9000  Files.Example.org.:443")
-    assert got == (AllowedServer("127.0.0.1", 8443), AllowedServer("::1", 9000),
-                   AllowedServer("files.example.org", 443))
+    assert got == (
+        AllowedServer("127.0.0.1", 8443),
+        AllowedServer("::1", 9000),
+        AllowedServer("files.example.org", 443),
+    )
     assert [str(a) for a in got] == ["127.0.0.1:8443", "[::1]:9000", "files.example.org:443"]
     assert parse_allowlist("") == ()
 
 
-@pytest.mark.parametrize("bad, says", [
-    ("127.0.0.1", "is not host:port"), ("::1:80", "IPv6 addresses in brackets"),
-    ("host:0", "between 1 and 65535"), ("host:http", "between 1 and 65535"), (":80", "host:port"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("127.0.0.1", "is not host:port"),
+        ("::1:80", "IPv6 addresses in brackets"),
+        ("host:0", "between 1 and 65535"),
+        ("host:http", "between 1 and 65535"),
+        (":80", "host:port"),
+    ],
+)
 def test_bad_allowlist_entries_are_config_errors(bad: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         parse_allowlist(bad)
-    with pytest.raises(ConfigError, match="network.proxy_allow"):
+    with pytest.raises(ConfigError, match=r"network\.proxy_allow"):
         load_config(env={"SESSION_NODE_NETWORK__PROXY_ALLOW": bad, "SESSION_NODE_DATA_DIR": "/tmp"})
 
 
 def test_config_keys_reach_the_node_config() -> None:
     cfg = load_config(env={"SESSION_NODE_DATA_DIR": "/tmp"})
     assert cfg.network.proxy_public is True and cfg.network.proxy_allow == ""
-    cfg = load_config(env={"SESSION_NODE_DATA_DIR": "/tmp", "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
-                           "SESSION_NODE_NETWORK__PROXY_ALLOW": "127.0.0.1:8443"})
+    cfg = load_config(
+        env={
+            "SESSION_NODE_DATA_DIR": "/tmp",
+            "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
+            "SESSION_NODE_NETWORK__PROXY_ALLOW": "127.0.0.1:8443",
+        }
+    )
     assert cfg.network.proxy_public is False
     assert parse_allowlist(cfg.network.proxy_allow) == (AllowedServer("127.0.0.1", 8443),)
 
 
 # ------------------------------------------------------------------ resolution
+
 
 def fake_dns(answers: dict[str, list[str]], calls: list[str] | None = None) -> Any:
     async def lookup(name: str, port: int) -> list[str]:
@@ -101,30 +147,45 @@ def fake_dns(answers: dict[str, list[str]], calls: list[str] | None = None) -> A
         if name not in answers:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return answers[name]
+
     return lookup
 
 
 async def test_every_resolved_address_is_checked() -> None:
-    policy = EgressPolicy(lookup=fake_dns({"mixed.test": ["93.184.215.14", "10.0.0.5"],
-                                           "good.test": ["93.184.215.14", "2606:4700::1"]}))
+    policy = EgressPolicy(
+        lookup=fake_dns(
+            {
+                "mixed.test": ["93.184.215.14", "10.0.0.5"],
+                "good.test": ["93.184.215.14", "2606:4700::1"],
+            }
+        )
+    )
     with pytest.raises(DestinationRefused, match="private"):
         await policy.resolve("mixed.test", 443)
-    assert [str(a) for a in await policy.resolve("good.test", 443)] == ["93.184.215.14", "2606:4700::1"]
+    assert [str(a) for a in await policy.resolve("good.test", 443)] == [
+        "93.184.215.14",
+        "2606:4700::1",
+    ]
     with pytest.raises(DestinationRefused, match="does not resolve"):
         await policy.resolve("nowhere.test", 443)
 
 
 async def test_the_nodes_own_public_address_is_refused() -> None:
-    policy = EgressPolicy(own_addresses=["93.184.215.14", "0.0.0.0", "localhost"],
-                          lookup=fake_dns({"me.test": ["93.184.215.14"]}))
+    policy = EgressPolicy(
+        own_addresses=["93.184.215.14", "0.0.0.0", "localhost"],
+        lookup=fake_dns({"me.test": ["93.184.215.14"]}),
+    )
     for host in ("me.test", "93.184.215.14"):
         with pytest.raises(DestinationRefused, match="own addresses"):
             await policy.resolve(host, 443)
 
 
 async def test_devnet_policy_allows_exactly_its_servers() -> None:
-    policy = EgressPolicy(allow_public=False, allow=parse_allowlist("127.0.0.1:8443, files.test:80"),
-                          lookup=fake_dns({"files.test": ["127.0.0.1"]}))
+    policy = EgressPolicy(
+        allow_public=False,
+        allow=parse_allowlist("127.0.0.1:8443, files.test:80"),
+        lookup=fake_dns({"files.test": ["127.0.0.1"]}),
+    )
     assert [str(a) for a in await policy.resolve("127.0.0.1", 8443)] == ["127.0.0.1"]
     assert [str(a) for a in await policy.resolve("FILES.test.", 80)] == ["127.0.0.1"]
     for host, port in (("127.0.0.1", 8444), ("127.1", 8443), ("8.8.8.8", 443), ("files.test", 81)):
@@ -163,6 +224,7 @@ async def test_slow_lookups_are_bounded_in_time_and_number(monkeypatch: pytest.M
 
 # ------------------------------------------------------------------ the router, end to end
 
+
 class Listener:
     """A listening TCP socket nobody accepts on: shows whether anything connected to it."""
 
@@ -196,15 +258,24 @@ def listener() -> Iterator[Listener]:
 
 def make_router(policy: EgressPolicy, floor: float = 0.0) -> OnionRouter:
     peeler = onion.Peeler(NODE)
-    return OnionRouter(PeelPool(peeler, workers=0), view=None, links=None, rpc=None,  # type: ignore[arg-type]
-                       egress=policy, proxy_failure_floor=floor, proxy_timeout=5.0)
+    return OnionRouter(
+        PeelPool(peeler, workers=0),
+        view=None,
+        links=None,
+        rpc=None,  # type: ignore[arg-type]
+        egress=policy,
+        proxy_failure_floor=floor,
+        proxy_timeout=5.0,
+    )
 
 
 def server_frame(host: str, port: int, body: bytes = b"ping") -> tuple[bytes, Any]:
     """A one-hop onion through NODE to a v4 server at ``host:port`` (http)."""
     req = onion.v4_encode_request({"method": "POST", "endpoint": "/room/abc", "headers": {}}, body)
     dest = onion.ServerDestination(host, TARGET, SERVER.x25519_public, "http", port)
-    return onion.build([onion.Hop(NODE.ed25519_public.hex(), NODE.x25519_public)], dest, req, "xchacha20")
+    return onion.build(
+        [onion.Hop(NODE.ed25519_public.hex(), NODE.x25519_public)], dest, req, "xchacha20"
+    )
 
 
 def node_error(frame: bytes, body: bytes) -> Any:
@@ -212,8 +283,12 @@ def node_error(frame: bytes, body: bytes) -> Any:
     for "Invalid url"): relays on the path see only ciphertext. Opened here with that layer's
     key, from the node's side."""
     _, meta = onion.decode_layer(frame)
-    plain = onion.decrypt_hop("xchacha20", NODE.export_x25519_secret(),
-                              bytes.fromhex(meta["ephemeral_key"]), base64.b64decode(body))
+    plain = onion.decrypt_hop(
+        "xchacha20",
+        NODE.export_x25519_secret(),
+        bytes.fromhex(meta["ephemeral_key"]),
+        base64.b64decode(body),
+    )
     return json.loads(plain)
 
 
@@ -227,10 +302,20 @@ async def proxied(router: OnionRouter, host: str, port: int) -> tuple[int, Any]:
 FAILED = {"status": 502, "body": PROXY_FAILED.decode()}
 
 
-@pytest.mark.parametrize("host", [
-    "127.0.0.1", "localhost", "2130706433", "0x7f000001", "127.1", "[::1]", "[::ffff:127.0.0.1]",
-    "[::ffff:7f00:1]", "LOCALHOST",
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "LOCALHOST",
+    ],
+)
 async def test_loopback_in_any_spelling_is_refused_without_a_connection(host: str) -> None:
     v4 = Listener()
     v6 = Listener(socket.AF_INET6, "::1")
@@ -257,8 +342,19 @@ async def test_a_name_that_resolves_to_loopback_is_refused(listener: Listener) -
         await router.close()
 
 
-@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.0.1", "169.254.169.254", "[fe80::1]", "[fd00::1]",
-                                  "100.64.0.1", "224.0.0.1", "0.0.0.0"])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "10.0.0.1",
+        "192.168.0.1",
+        "169.254.169.254",
+        "[fe80::1]",
+        "[fd00::1]",
+        "100.64.0.1",
+        "224.0.0.1",
+        "0.0.0.0",
+    ],
+)
 async def test_private_and_special_addresses_are_refused(host: str) -> None:
     router = make_router(EgressPolicy())
     try:
@@ -268,7 +364,9 @@ async def test_private_and_special_addresses_are_refused(host: str) -> None:
         await router.close()
 
 
-async def v4_echo_server(redirect_to: str | None = None) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
+async def v4_echo_server(
+    redirect_to: str | None = None,
+) -> tuple[web.AppRunner, int, list[dict[str, Any]]]:
     """A v4 server on 127.0.0.1 that records what reached it (or redirects elsewhere)."""
     peeler = onion.Peeler.from_x25519_secret(SERVER.export_x25519_secret())
     seen: list[dict[str, Any]] = []
@@ -279,8 +377,12 @@ async def v4_echo_server(redirect_to: str | None = None) -> tuple[web.AppRunner,
             raise web.HTTPTemporaryRedirect(redirect_to)
         plain, reply = peeler.open_request(await request.read())
         meta, payload = onion.v4_decode_request(plain)
-        answer = json.dumps({"echo": (payload or b"").decode(), "endpoint": meta["endpoint"]}).encode()
-        return web.Response(body=reply.encrypt(onion.v4_encode_response({"code": 200, "headers": {}}, answer)))
+        answer = json.dumps(
+            {"echo": (payload or b"").decode(), "endpoint": meta["endpoint"]}
+        ).encode()
+        return web.Response(
+            body=reply.encrypt(onion.v4_encode_response({"code": 200, "headers": {}}, answer))
+        )
 
     app = web.Application()
     app.router.add_post(TARGET, lsrpc)
@@ -296,15 +398,21 @@ async def test_allowlisted_server_is_reached_at_the_checked_address() -> None:
     connection went to the address the policy resolved (no second resolution)."""
     runner, port, seen = await v4_echo_server()
     calls: list[str] = []
-    policy = EgressPolicy(allow_public=False, allow=[AllowedServer("files.test", port)],
-                          lookup=fake_dns({"files.test": ["127.0.0.1"]}, calls))
+    policy = EgressPolicy(
+        allow_public=False,
+        allow=[AllowedServer("files.test", port)],
+        lookup=fake_dns({"files.test": ["127.0.0.1"]}, calls),
+    )
     router = make_router(policy)
     try:
         frame, key = server_frame("files.test", port, b"hello")
         status, body = await router.handle(frame)
         assert status == 200
         meta, answer = onion.v4_decode_response(key.decrypt(body))
-        assert meta["code"] == 200 and json.loads(answer) == {"echo": "hello", "endpoint": "/room/abc"}
+        assert meta["code"] == 200 and json.loads(answer) == {
+            "echo": "hello",
+            "endpoint": "/room/abc",
+        }
         assert seen == [{"host": f"files.test:{port}"}]  # the server still sees its own name
         assert calls == ["files.test"]
     finally:
@@ -313,8 +421,12 @@ async def test_allowlisted_server_is_reached_at_the_checked_address() -> None:
 
 
 async def test_redirects_are_not_followed(listener: Listener) -> None:
-    runner, port, seen = await v4_echo_server(redirect_to=f"http://127.0.0.1:{listener.port}{TARGET}")
-    router = make_router(EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{port}")))
+    runner, port, seen = await v4_echo_server(
+        redirect_to=f"http://127.0.0.1:{listener.port}{TARGET}"
+    )
+    router = make_router(
+        EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{port}"))
+    )
     try:
         frame, _ = server_frame("127.0.0.1", port)
         status, _ = await router.handle(frame)
@@ -330,8 +442,9 @@ async def test_refused_and_unreachable_get_the_same_answer_no_sooner_than_the_fl
     closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
     port = int(closed.getsockname()[1])
     floor = 0.2
-    router = make_router(EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{port}")),
-                         floor=floor)
+    router = make_router(
+        EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{port}")), floor=floor
+    )
     loop = asyncio.get_running_loop()
     try:
         answers = []
@@ -349,8 +462,13 @@ async def test_refused_and_unreachable_get_the_same_answer_no_sooner_than_the_fl
 
 async def test_default_router_refuses_loopback(listener: Listener) -> None:
     """A router built without a policy gets the safe default (public addresses only)."""
-    router = OnionRouter(PeelPool(onion.Peeler(NODE), workers=0), view=None, links=None,  # type: ignore[arg-type]
-                         rpc=None, proxy_failure_floor=0.0)
+    router = OnionRouter(
+        PeelPool(onion.Peeler(NODE), workers=0),
+        view=None,
+        links=None,  # type: ignore[arg-type]
+        rpc=None,
+        proxy_failure_floor=0.0,
+    )
     try:
         assert (await proxied(router, "127.0.0.1", listener.port))[1] == FAILED
         assert listener.connections() == 0
