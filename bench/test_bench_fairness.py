@@ -26,7 +26,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,6 @@ HERE = Path(__file__).parent
 SWARM = 0x1000_0000_0000_0000
 INFO = jbytes({"method": "info", "params": {}})
 HONEST_INTERVAL = 0.05  # 20 requests/s
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
 
 
 class Flooder:

@@ -18,7 +18,7 @@ import json
 import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -31,26 +31,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
-
-
-@pytest.fixture(scope="module")
-def faultnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.devnet import Devnet
-
-    net = Devnet(
-        tmp_path_factory.mktemp("bench-faults"),
-        nodes=5,
-        poll_interval=1.0,
-        extra_env={
-            "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-            "SESSION_NODE_LIMITS__BURST": "100000",
-        },
-    )
-    net.start()
+def faultnet(unlimited_devnet: Callable[[str, int], Any]) -> Iterator[Any]:
+    net = unlimited_devnet("bench-faults", 5)
     yield net
     for n in net.nodes:
         if n.proc is not None and n.proc.poll() is None:

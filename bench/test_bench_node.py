@@ -25,7 +25,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,6 @@ def _entry(ident: Identity, port: int) -> dict[str, Any]:
         "storage_lmq_port": port,
         "swarm_id": 0,
     }
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    """One event loop for a rig's set-up, its measured calls and its tear-down."""
-    lp = asyncio.new_event_loop()
-    yield lp
-    lp.close()
 
 
 class RelayRig:
@@ -233,21 +225,8 @@ def test_relay_layer_through_node_1k(
 
 # ---------------------------------------------------------------------------- devnet benches
 @pytest.fixture(scope="module")
-def small_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.devnet import Devnet
-
-    net = Devnet(
-        tmp_path_factory.mktemp("bench-devnet"),
-        nodes=4,
-        poll_interval=1.0,
-        extra_env={
-            "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-            "SESSION_NODE_LIMITS__BURST": "100000",
-        },
-    )
-    net.start()
-    yield net
-    net.stop()
+def small_devnet(unlimited_devnet: Callable[[str, int], Any]) -> Any:
+    return unlimited_devnet("bench-devnet", 4)
 
 
 class HttpsRig:

@@ -1,0 +1,46 @@
+"""Fixtures shared by the benchmarks: one event loop per module, and devnets whose per-address
+rate limit is out of the way (a benchmark's whole load comes from one address)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from session.devnet import Devnet
+
+#: node settings that lift the per-address token bucket
+UNLIMITED = {
+    "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
+    "SESSION_NODE_LIMITS__BURST": "100000",
+}
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop for a rig's set-up, its measured calls and its tear-down."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+@pytest.fixture(scope="module")
+def unlimited_devnet(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str, int], Devnet]]:
+    """``start(name, nodes)``: a started devnet without per-address rate limits; every devnet
+    started through it is stopped after the module."""
+    nets: list[Devnet] = []
+
+    def start(name: str, nodes: int) -> Devnet:
+        net = Devnet(
+            tmp_path_factory.mktemp(name), nodes=nodes, poll_interval=1.0, extra_env=UNLIMITED
+        )
+        nets.append(net)
+        net.start()
+        return net
+
+    yield start
+    for net in nets:
+        net.stop()
