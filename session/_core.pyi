@@ -230,3 +230,15 @@ def subaccount_verify_request(
     write: bool = False,
     delete: bool = False,
 ) -> None: ...
+
+GROUP_MESSAGE_KEY_MULTIPLE: int
+
+def group_rekey(group_seed: bytes, member_session_ids: list[str], generation: int) -> tuple[bytes, bytes]: ...
+def group_key_supplement(group_seed: bytes, session_ids: list[str], keys: list[tuple[int, bytes, int]]) -> bytes: ...
+def group_load_key_message(
+    group_pk: bytes,
+    data: bytes,
+    timestamp_ms: int,
+    admin_seed: bytes | None = None,
+    member: Identity | None = None,
+) -> tuple[list[tuple[int, bytes, int]], int, bool]: ...

@@ -11,6 +11,7 @@ mod attachment;
 mod blinding;
 mod config;
 mod errors;
+mod group_keys;
 mod group_message;
 mod identity;
 mod mnemonic;
@@ -74,6 +75,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     blinding::register(m)?;
     attachment::register(m)?;
     config::register(m)?;
+    group_keys::register(m)?;
     group_message::register(m)?;
     multi_encrypt::register(m)?;
     subaccount::register(m)?;

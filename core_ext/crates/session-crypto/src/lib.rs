@@ -5,7 +5,7 @@
 //! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
 //! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets),
 //! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding),
-//! [`group_message`] (03-group messages), [`subaccount`] (group members' swarm authentication).
+//! [`group_message`] (03-group messages), [`group_keys`] (their key messages), [`subaccount`] (group members' swarm authentication).
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
@@ -15,6 +15,7 @@ pub mod blinding;
 pub mod bt;
 pub mod config;
 pub mod error;
+pub mod group_keys;
 pub mod group_message;
 pub mod hash;
 pub mod keys;
