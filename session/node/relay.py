@@ -35,6 +35,7 @@ from session.errors import DestinationRefused
 from session.node.egress import EgressPolicy, host_header
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
+from session.onion import Deliver, Proxy, Relay
 from session.proto.onion_status import (
     NEXT_NODE_NOT_FOUND,
     NEXT_NODE_STATUS,
@@ -49,9 +50,14 @@ PROXY_TIMEOUT = 25.0
 #: Shortest time before a failed proxy request is answered: a refused destination would
 #: otherwise answer at once and a closed public port after a round trip.
 PROXY_FAILURE_FLOOR = 0.25
+#: Largest server answer passed back (a file download with its framing fits); a larger one is
+#: a failed proxy request, so a server cannot make the node buffer without bound.
+PROXY_MAX_REPLY = 16 * 1024 * 1024
 #: The one answer (status 502, encrypted) for a destination that is refused or cannot be reached.
-PROXY_FAILED = (b"Cannot reach the destination server: it did not answer, or it is not an "
-                b"address this node proxies to")
+PROXY_FAILED = (
+    b"Cannot reach the destination server: it did not answer, or it is not an "
+    b"address this node proxies to"
+)
 
 
 class PeelPool:
@@ -60,7 +66,9 @@ class PeelPool:
     def __init__(self, peeler: Any, workers: int = 1, burst: int = 4) -> None:
         self.peeler = peeler
         self.burst = burst
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peel") if workers else None
+        self._pool = (
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peel") if workers else None
+        )
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._scheduled = False
 
@@ -87,12 +95,16 @@ class PeelPool:
         half = len(batch) // 2
         away, here = batch[:half], batch[half:]
         job = loop.run_in_executor(self._pool, self._peel_list, [f for f, _ in away])
-        job.add_done_callback(lambda j: self._settle(away, j.result() if not j.exception() else [j.exception()] * len(away)))
+        job.add_done_callback(
+            lambda j: self._settle(
+                away, j.result() if not j.exception() else [j.exception()] * len(away)
+            )
+        )
         self._settle(here, self._peel_list([f for f, _ in here]))
 
     @staticmethod
     def _settle(batch: list[tuple[bytes, asyncio.Future[Any]]], results: list[Any]) -> None:
-        for (_, fut), r in zip(batch, results):
+        for (_, fut), r in zip(batch, results, strict=True):
             if fut.done():
                 continue
             if isinstance(r, BaseException):
@@ -108,16 +120,21 @@ class PeelPool:
 class OnionRouter:
     """Turns an onion frame into ``(http_status, body)``."""
 
-    def __init__(self, peel_pool: PeelPool, view: SwarmView, links: NodeLinks, rpc: Any,
-                 *, metrics: Any = None, max_hops: int = 15,
-                 relay_timeout: float = RELAY_TIMEOUT, proxy_timeout: float = PROXY_TIMEOUT,
-                 egress: EgressPolicy | None = None,
-                 proxy_failure_floor: float = PROXY_FAILURE_FLOOR) -> None:
-        import session.onion as onion
-
-        self._Deliver = onion.Deliver
-        self._Relay = onion.Relay
-        self._Proxy = onion.Proxy
+    def __init__(
+        self,
+        peel_pool: PeelPool,
+        view: SwarmView,
+        links: NodeLinks,
+        rpc: Any,
+        *,
+        metrics: Any = None,
+        max_hops: int = 15,
+        relay_timeout: float = RELAY_TIMEOUT,
+        proxy_timeout: float = PROXY_TIMEOUT,
+        egress: EgressPolicy | None = None,
+        proxy_failure_floor: float = PROXY_FAILURE_FLOOR,
+        proxy_max_reply: int = PROXY_MAX_REPLY,
+    ) -> None:
         self.pool = peel_pool
         self.view = view
         self.links = links
@@ -128,6 +145,7 @@ class OnionRouter:
         self.proxy_timeout = proxy_timeout
         self.egress = egress if egress is not None else EgressPolicy()
         self.proxy_failure_floor = proxy_failure_floor
+        self.proxy_max_reply = proxy_max_reply
         self._http: Any = None
 
     def _count(self, decision: str) -> None:
@@ -139,14 +157,14 @@ class OnionRouter:
             d = await self.pool.peel(frame)
         except Exception as e:  # typed OnionError (status) or a crypto/decode error
             return self._peel_error(e)
-        if isinstance(d, self._Relay):
+        if isinstance(d, Relay):
             self._count("relay")
             return await self._relay(d)
-        if isinstance(d, self._Deliver):
+        if isinstance(d, Deliver):
             self._count("deliver")
             status, body = await self.rpc.handle_client(d.payload)
             return 200, d.reply.encrypt_status(status, body)
-        if isinstance(d, self._Proxy):
+        if isinstance(d, Proxy):
             self._count("proxy")
             return await self._proxy(d)
         return 500, b"unexpected onion decision"
@@ -173,16 +191,19 @@ class OnionRouter:
         node = self.view.node_by_ed25519(d.next_ed25519)
         if node is None:
             return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_NOT_FOUND, d.next_ed25519)
-        if (self.links.is_down(node.pubkey_x25519)
-                and node.pubkey_x25519 not in self.links.due_for_probe()):
+        if (
+            self.links.is_down(node.pubkey_x25519)
+            and node.pubkey_x25519 not in self.links.due_for_probe()
+        ):
             # The links know this node is down (a write to it or a relay through it went
             # unanswered) and its back-off has not elapsed: say so at once, naming it, instead
             # of holding the request until a timeout the client will not wait for. Once the
             # back-off elapses the next relay is the probe.
             return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
         try:
-            r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_ONION,
-                                         {"f": d.frame}, self.relay_timeout)
+            r = await self.links.request(
+                node.pubkey_x25519, node.zmq_address, KIND_ONION, {"f": d.frame}, self.relay_timeout
+            )
         except LinkTimeout:
             return 504, b"Request time out"
         except LinkUnreachable:
@@ -234,9 +255,18 @@ class OnionRouter:
         tls_name = d.host.strip("[]") if d.scheme == "https" else None
         for ip in addresses:
             try:
-                async with self._http.post(url.with_host(str(ip)), data=d.payload, headers=headers,
-                                           allow_redirects=False, server_hostname=tls_name) as resp:
-                    return resp.status, await resp.read()
+                async with self._http.post(
+                    url.with_host(str(ip)),
+                    data=d.payload,
+                    headers=headers,
+                    allow_redirects=False,
+                    server_hostname=tls_name,
+                ) as resp:
+                    body = await self._read_capped(resp)
+                    if body is None:
+                        log.debug("proxy answer larger than %d bytes refused", self.proxy_max_reply)
+                        return None
+                    return resp.status, body
             except TimeoutError:  # aiohttp's timeouts too: the caller answers 504
                 raise
             except aiohttp.ClientConnectorError as e:
@@ -246,6 +276,20 @@ class OnionRouter:
                 log.info("proxy request failed: %s", type(e).__name__)
                 return None
         return None
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """The answer's body, or None when it is longer than ``proxy_max_reply``."""
+        limit = self.proxy_max_reply
+        if resp.content_length is not None and resp.content_length > limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     async def close(self) -> None:
         self.egress.close()

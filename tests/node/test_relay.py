@@ -304,9 +304,20 @@ async def test_a_bad_inner_layer_gets_an_encrypted_error(net: Net) -> None:
     assert net.links.calls == [] and net.rpcs[0].payloads == []
 
 
+class FakeContent:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def iter_chunked(self, n: int) -> Any:
+        for i in range(0, len(self._body), n):
+            yield self._body[i : i + n]
+
+
 class FakeResponse:
     def __init__(self, status: int, body: bytes) -> None:
         self.status, self._body = status, body
+        self.content_length: int | None = None  # as when the server streams its answer
+        self.content = FakeContent(body)
 
     async def __aenter__(self) -> Self:
         return self

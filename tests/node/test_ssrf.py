@@ -256,7 +256,7 @@ def listener() -> Iterator[Listener]:
     lst.close()
 
 
-def make_router(policy: EgressPolicy, floor: float = 0.0) -> OnionRouter:
+def make_router(policy: EgressPolicy, floor: float = 0.0, **kw: Any) -> OnionRouter:
     peeler = onion.Peeler(NODE)
     return OnionRouter(
         PeelPool(peeler, workers=0),
@@ -266,6 +266,7 @@ def make_router(policy: EgressPolicy, floor: float = 0.0) -> OnionRouter:
         egress=policy,
         proxy_failure_floor=floor,
         proxy_timeout=5.0,
+        **kw,
     )
 
 
@@ -474,3 +475,40 @@ async def test_default_router_refuses_loopback(listener: Listener) -> None:
         assert listener.connections() == 0
     finally:
         await router.close()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_a_server_answer_beyond_the_cap_is_a_failure(streamed: bool) -> None:
+    """A server cannot make the node buffer without bound: an answer longer than the cap
+    (announced or streamed) is the one failure answer; one at the cap passes back whole."""
+    size = {"n": 0}
+
+    async def lsrpc(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        body = b"x" * size["n"]
+        if not streamed:
+            return web.Response(body=body)
+        resp = web.StreamResponse()
+        await resp.prepare(request)  # chunked: no Content-Length to refuse it by
+        for i in range(0, len(body), 500):
+            await resp.write(body[i : i + 500])
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post(TARGET, lsrpc)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = int(runner.addresses[0][1])
+    policy = EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{port}"))
+    router = make_router(policy, proxy_max_reply=2000)
+    try:
+        size["n"] = 2000
+        frame, _ = server_frame("127.0.0.1", port)
+        assert await router.handle(frame) == (200, b"x" * 2000)
+        size["n"] = 2001
+        assert (await proxied(router, "127.0.0.1", port)) == (200, FAILED)
+    finally:
+        await router.close()
+        await runner.cleanup()
