@@ -21,8 +21,10 @@ kept for compatibility, including their edge: a diff is replayed against the dat
 message it came with, so removing a set's last element concurrently with additions to that
 set drops or keeps the additions depending on hash order — deterministic, hence convergent.)
 
-Pure and sans-I/O: bytes in, bytes out. Encryption of the serialized message is
-:mod:`session.config_crypto`.
+What is stored in a swarm is :func:`seal` of the serialized message (zstd-compressed with a
+``z`` prefix when that is smaller, prefix-padded, encrypted with :mod:`session.config_crypto`
+under the newest key); :func:`open_sealed` reverses it trying every key. Pure and sans-I/O:
+bytes in, bytes out.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any, Self
 
-from session import _core
-from session.errors import DecodeError, InvalidInput, InvalidSignature
+from session import _core, config_crypto
+from session.errors import DecodeError, DecryptionError, InvalidInput, InvalidSignature
 from session.groups import bt
 
 __all__ = [
@@ -47,6 +49,8 @@ __all__ = [
     "Verifier",
     "data_diff",
     "merge",
+    "open_sealed",
+    "seal",
 ]
 
 DEFAULT_LAG = 5
@@ -519,3 +523,42 @@ def merge(
     out.merged = True
     out.unmerged_index = -1
     return out
+
+
+MAX_DECOMPRESSED = 4 * 1024 * 1024
+"""Largest config message accepted after decompression (a bound against zip bombs)."""
+
+
+def seal(message: bytes, key: bytes, domain: str, *, compress: bool = True) -> bytes:
+    """What to store for a serialized config message (libsession ``ConfigBase::push``):
+    ``z`` + zstd when that is smaller, zero prefix padding, deterministic encryption under the
+    32-byte ``key`` for ``domain``. Raises InvalidInput above 75 KiB."""
+    msg = bytes(message)
+    if compress:
+        z = b"z" + _core.zstd_compress(msg)
+        if len(z) < len(msg):
+            msg = z
+    out = config_crypto.encrypt(config_crypto.pad(msg), key, domain)
+    if len(out) > config_crypto.MAX_MESSAGE_SIZE:
+        raise InvalidInput(
+            f"the config is too large: {len(out)} bytes, the limit is "
+            f"{config_crypto.MAX_MESSAGE_SIZE}"
+        )
+    return out
+
+
+def open_sealed(data: bytes, keys: Sequence[bytes], domain: str) -> bytes:
+    """The serialized config message inside ``data``, trying each of ``keys``. Raises
+    DecryptionError (no key opens it, bad compression) or ConfigParseError (not a message)."""
+    for key in keys:
+        try:
+            plain = config_crypto.decrypt(data, key, domain)
+        except DecryptionError:
+            continue
+        plain = plain.lstrip(b"\0")
+        if plain.startswith(b"z"):
+            plain = _core.zstd_decompress(plain[1:], MAX_DECOMPRESSED)
+        if not plain.startswith(b"d"):
+            raise ConfigParseError("the decrypted config is not a config message")
+        return plain
+    raise DecryptionError("none of the keys opens this config message")

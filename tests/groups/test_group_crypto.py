@@ -161,3 +161,16 @@ def test_group_identity() -> None:
     assert g.seed().hex() not in repr(g)
     with pytest.raises(InvalidKey):
         GroupIdentity(bytes(16))
+
+
+def test_libsession_message_sizes() -> None:
+    """libsession's test_group_keys: this 1,632-byte text is 2,048 bytes uncompressed and 256
+    compressed by libzstd level 1; the pure-Rust compressor we use (ruzstd, "fastest") makes a
+    103-byte frame where libzstd's is under 99, so one 256-byte bucket more (any zstd decoder
+    reads either)."""
+    msg = b"hello to all my friends sitting in the tomato sauce" * 32
+    alice, key = Identity(), os.urandom(32)
+    compressed = encrypt_message(alice, key, msg)
+    assert len(encrypt_message(alice, key, msg, compress=False)) == 2048
+    assert len(compressed) <= 512
+    assert decrypt_message([key], compressed).plaintext == msg

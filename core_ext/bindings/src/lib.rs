@@ -9,6 +9,7 @@ use pyo3::types::PyDict;
 
 mod attachment;
 mod blinding;
+mod compression;
 mod config;
 mod errors;
 mod group_keys;
@@ -75,6 +76,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     blinding::register(m)?;
     attachment::register(m)?;
     config::register(m)?;
+    compression::register(m)?;
     group_keys::register(m)?;
     group_message::register(m)?;
     multi_encrypt::register(m)?;

@@ -7,14 +7,13 @@
 //! padding (256 in every Session client); the result is `nonce(24) ‖ XChaCha20-Poly1305(dict)`
 //! under the group's current 32-byte key. Receivers try every key generation they hold.
 
-use std::io::Read;
-
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use crate::bt::{self, DictWriter, Value};
+use crate::compression;
 use crate::error::{Error, Result};
 use crate::keys::{self, SessionKeys};
 
@@ -49,25 +48,18 @@ impl GroupMessage {
 }
 
 fn compress(data: &[u8]) -> Vec<u8> {
-    ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    compression::compress(data)
 }
 
 fn decompress(data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    let bad = Error::DecryptionFailed("the group message's compressed data is not valid zstd");
-    let decoder = ruzstd::decoding::StreamingDecoder::new(data).map_err(|_| bad.clone())?;
-    let mut out = Zeroizing::new(Vec::new());
-    decoder
-        .take(MAX_PLAINTEXT as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|_| bad)?;
-    if out.len() > MAX_PLAINTEXT {
-        return Err(Error::TooLarge {
+    compression::decompress(data, MAX_PLAINTEXT).map_err(|e| match e {
+        Error::TooLarge { got, .. } => Error::TooLarge {
             what: "a group message",
             max: MAX_PLAINTEXT,
-            got: out.len(),
-        });
-    }
-    Ok(out)
+            got,
+        },
+        _ => Error::DecryptionFailed("the group message's compressed data is not valid zstd"),
+    })
 }
 
 /// The padded, signed inner dict of a group message (before encryption).

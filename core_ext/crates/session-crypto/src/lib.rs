@@ -4,7 +4,7 @@
 //! [`mnemonic`] (13/25-word recovery phrases), [`padding`], [`protocol`] (1:1 sign-then-seal),
 //! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
 //! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets),
-//! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding),
+//! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding), [`compression`] (zstd),
 //! [`group_message`] (03-group messages), [`group_keys`] (their key messages), [`subaccount`] (group members' swarm authentication).
 
 #![forbid(unsafe_code)]
@@ -13,6 +13,7 @@
 pub mod attachment;
 pub mod blinding;
 pub mod bt;
+pub mod compression;
 pub mod config;
 pub mod error;
 pub mod group_keys;
