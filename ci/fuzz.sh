@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 . ci/env.sh
 
 RUST_TARGETS=(mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt unpad)
-PY_TARGETS=(rpc onion snodes content)
+PY_TARGETS=(rpc onion snodes content receive)
 SECONDS_EACH="${FUZZ_SECONDS:-15}"
 # A fixed libFuzzer seed by default, so a run explores the same way on the same code and a
 # failure is not chance; FUZZ_SEED=0 picks a random one (for longer runs by hand).

@@ -19,7 +19,9 @@ import enum
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as _PbDecodeError
+from google.protobuf.message import Message
 
 from session.errors import DecodeError, SessionError
 from session.proto import session_pb2 as pb
@@ -37,6 +39,10 @@ MAX_NAME_BYTES = 100
 MAX_BODY_CHARS = 2000
 #: Largest stored body the nodes accept (raw bytes).
 MAX_STORED_BYTES = 76_800
+#: Largest timestamp (ms) a received message may carry, in its envelope, read receipts or
+#: unsend requests: JavaScript's largest safe integer (Session Desktop cannot make a larger
+#: one), far inside SQLite's 64-bit integers so sums with expiry timers cannot overflow.
+MAX_TIMESTAMP_MS = 2**53 - 1
 
 
 class ExpirationMode(enum.IntEnum):
@@ -226,6 +232,8 @@ def parse_stored(data_b64: str) -> pb.Envelope:
         raise DecodeError(f"stored message is not a Session envelope: {e}") from None
     if env.type != pb.Envelope.SESSION_MESSAGE or not env.content:
         raise DecodeError("stored message is not a 1:1 Session message")
+    if env.timestamp > MAX_TIMESTAMP_MS:
+        raise DecodeError("stored message has an impossible timestamp")
     return env
 
 
@@ -248,11 +256,29 @@ class Undecryptable:
     reason: str
 
 
+def _has_invalid_text(msg: Message) -> bool:
+    """Whether a text field of ``msg`` (at any depth) holds bytes that are not UTF-8: Session's
+    protobufs are proto2, where the parser hands such a field over as ``bytes`` instead of
+    refusing it, and every reader of the field expects ``str``."""
+    for field, value in msg.ListFields():
+        values = value if field.is_repeated else (value,)
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if any(not isinstance(v, str) for v in values):
+                return True
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if any(_has_invalid_text(v) for v in values):
+                return True
+    return False
+
+
 def _content(plaintext: bytes) -> pb.Content:
     try:
-        return pb.Content.FromString(unpad(plaintext))
+        content = pb.Content.FromString(unpad(plaintext))
     except _PbDecodeError as e:
         raise DecodeError(f"decrypted message is not a Content protobuf: {e}") from None
+    if _has_invalid_text(content):
+        raise DecodeError("decrypted message has text that is not valid UTF-8")
+    return content
 
 
 def open_stored(recipient: Identity, msg_hash: str, data_b64: str, expiration_ms: int = 0) -> Incoming:

@@ -172,7 +172,7 @@ class Receiver:
         return out
 
     def _read_receipt(self, inc: M.Incoming, receipt: Any) -> Event:
-        stamps = tuple(int(t) for t in receipt.timestamp)
+        stamps = tuple(int(t) for t in receipt.timestamp if t <= M.MAX_TIMESTAMP_MS)
         for t in stamps:
             m = self.db.find_message(inc.sender, self.me, t)
             if m is None:
@@ -184,7 +184,7 @@ class Receiver:
         return MessageRead(inc.sender, stamps)
 
     def _unsend(self, inc: M.Incoming, u: Any) -> list[Event]:
-        if u.author != inc.sender:  # only the author may unsend
+        if u.author != inc.sender or u.timestamp > M.MAX_TIMESTAMP_MS:  # only the author may unsend
             return []
         out: list[Event] = []
         for m in self.db.messages_by(u.author, u.timestamp):

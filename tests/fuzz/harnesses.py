@@ -14,12 +14,14 @@ every pytest run, so what a fuzz run once found stays fixed.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 
 from session import onion, protocol
-from session.client import messages
+from session.client import Client, messages
 from session.errors import SessionError
 from session.identity import Identity
 from session.proto import rpc, snodes
@@ -108,10 +110,48 @@ def content(data: bytes) -> None:
     messages.expiration_of(msg.content)
 
 
+class _ReceivingClient:
+    """One offline client (the identity ``_RECIPIENT``) in a temporary profile, made on first
+    use and kept for the whole run."""
+
+    _dir: tempfile.TemporaryDirectory[str] | None = None
+    _client: Client | None = None
+
+    @classmethod
+    def get(cls) -> Client:
+        if cls._client is None:
+            cls._dir = tempfile.TemporaryDirectory(prefix="session-fuzz-")
+            cls._client = Client(cls._dir.name, mnemonic=_RECIPIENT.mnemonic, background=False)
+        return cls._client
+
+
+def receive(data: bytes) -> None:
+    """A client applying a received 1:1 message: ``data`` is a flags byte (bit 0: sent by the
+    client's own identity, as a sync message from another device), the envelope's 8-byte
+    big-endian timestamp, then the plaintext sealed to the client (its ``Content`` decides what
+    is stored and which events fire). Whatever a sender puts there, the client applies it or
+    drops it, nothing raises, and what it stored reads back."""
+    if len(data) < 9:
+        return
+    client = _ReceivingClient.get()
+    sender = client.identity if data[0] & 1 else _SENDER
+    sent_ms = int.from_bytes(data[1:9], "big")
+    sealed = protocol.encrypt_for_recipient(sender, client.session_id, data[9:])
+    stored = base64.b64encode(messages.envelope_bytes(sealed, sent_ms)).decode()
+    row = (hashlib.sha256(data).hexdigest(), stored, 0)
+    applied = client.process_stored([row])
+    assert len(applied) <= 1
+    for inc in applied:  # what was stored reads back
+        conversation = inc.content.dataMessage.syncTarget or inc.sender
+        client.contact(inc.sender)
+        client.messages(conversation, limit=5)
+
+
 #: Harness name (as in ``ci/fuzz.sh`` and ``tests/fuzz/corpus/NAME``) → harness.
 HARNESSES: Mapping[str, Callable[[bytes], None]] = {
     "rpc": rpc_request,
     "onion": onion_v4,
     "snodes": node_list,
     "content": content,
+    "receive": receive,
 }
