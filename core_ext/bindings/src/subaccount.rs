@@ -22,6 +22,24 @@ fn pk32(pk: &[u8]) -> CoreResult<[u8; 32]> {
         .map_err(|_| session_crypto::Error::InvalidKey("a group public key must be 32 bytes"))?)
 }
 
+/// What an admin issues for a member: the auth data, or only the token.
+fn grant<'py>(
+    py: Python<'py>,
+    group_seed: &[u8],
+    member_session_id: &str,
+    write: bool,
+    delete: bool,
+    token_only: bool,
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let seed = seed32(group_seed)?;
+    let x = keys::parse_session_id(member_session_id)?;
+    Ok(if token_only {
+        PyBytes::new(py, &sub::make_token(&seed, &x, write, delete)?)
+    } else {
+        PyBytes::new(py, &sub::make_auth_data(&seed, &x, write, delete)?)
+    })
+}
+
 /// Admin: the 100-byte auth data granting `member_session_id` access to the group's swarm.
 #[pyfunction]
 #[pyo3(signature = (group_seed, member_session_id, write = true, delete = false))]
@@ -32,12 +50,7 @@ fn subaccount_auth_data<'py>(
     write: bool,
     delete: bool,
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    let seed = seed32(group_seed)?;
-    let x = keys::parse_session_id(member_session_id)?;
-    Ok(PyBytes::new(
-        py,
-        &sub::make_auth_data(&seed, &x, write, delete)?,
-    ))
+    grant(py, group_seed, member_session_id, write, delete, false)
 }
 
 /// Admin: the 36-byte token the member will present (to revoke it, for instance).
@@ -50,12 +63,7 @@ fn subaccount_token<'py>(
     write: bool,
     delete: bool,
 ) -> CoreResult<Bound<'py, PyBytes>> {
-    let seed = seed32(group_seed)?;
-    let x = keys::parse_session_id(member_session_id)?;
-    Ok(PyBytes::new(
-        py,
-        &sub::make_token(&seed, &x, write, delete)?,
-    ))
+    grant(py, group_seed, member_session_id, write, delete, true)
 }
 
 /// Member: (subaccount token, admin signature, request signature) for `message`.

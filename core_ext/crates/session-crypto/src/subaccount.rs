@@ -89,6 +89,18 @@ fn positive_key(member_x25519: &[u8; 32]) -> Result<curve25519_dalek::EdwardsPoi
     point(&t, "the member's Session ID is not a valid key")
 }
 
+/// The blinding factor `k` of a member and the token `03 ‖ flags ‖ 00 00 ‖ kT`.
+fn blinded_token(
+    group_seed: &[u8; 32],
+    member_x25519: &[u8; 32],
+    write: bool,
+    delete: bool,
+) -> Result<(Scalar, [u8; TOKEN_LEN])> {
+    let k = blind_factor(group_seed, member_x25519)?;
+    let k_t = (k * positive_key(member_x25519)?).compress().to_bytes();
+    Ok((k, token_for(flags(write, delete), &k_t)))
+}
+
 /// Admin side: the 100-byte auth data for the member with X25519 key `member_x25519`.
 pub fn make_auth_data(
     group_seed: &[u8; 32],
@@ -96,9 +108,7 @@ pub fn make_auth_data(
     write: bool,
     delete: bool,
 ) -> Result<[u8; AUTH_DATA_LEN]> {
-    let k = blind_factor(group_seed, member_x25519)?;
-    let k_t = (k * positive_key(member_x25519)?).compress().to_bytes();
-    let token = token_for(flags(write, delete), &k_t);
+    let (k, token) = blinded_token(group_seed, member_x25519, write, delete)?;
     let sig = keys::sign_with_seed(group_seed, &token);
     let mut out = [0u8; AUTH_DATA_LEN];
     out[..4].copy_from_slice(&token[..4]);
@@ -114,9 +124,7 @@ pub fn make_token(
     write: bool,
     delete: bool,
 ) -> Result<[u8; TOKEN_LEN]> {
-    let k = blind_factor(group_seed, member_x25519)?;
-    let k_t = (k * positive_key(member_x25519)?).compress().to_bytes();
-    Ok(token_for(flags(write, delete), &k_t))
+    Ok(blinded_token(group_seed, member_x25519, write, delete)?.1)
 }
 
 fn split_auth_data(auth_data: &[u8]) -> Result<(&[u8], Scalar, [u8; 64])> {
