@@ -98,16 +98,18 @@ class GroupInfo:
         )
 
     def write(self, data: ConfigData) -> None:
-        """Stores these fields into config data (empty/None fields are removed)."""
+        """Stores these fields into config data (empty/None/0 fields are removed)."""
+        has_pic = bool(self.pic_url) and len(self.pic_key) == 32
         fields: dict[bytes, Any] = {
             b"n": _truncate_utf8(self.name, NAME_MAX) or None,
             b"o": _truncate_utf8(self.description, DESCRIPTION_MAX) or None,
-            b"c": self.created,
+            b"c": self.created or None,
             b"E": self.disappear_after_send or None,
-            b"d": self.delete_before,
-            b"D": self.delete_attachments_before,
-            b"p": self.pic_url.encode() or None,
-            b"q": self.pic_key or None,
+            b"d": self.delete_before or None,
+            b"D": self.delete_attachments_before or None,
+            # the picture is stored only as a pair: a URL and its 32-byte key
+            b"p": self.pic_url.encode() if has_pic else None,
+            b"q": self.pic_key if has_pic else None,
             b"!": 1 if self.destroyed else None,
         }
         for k, v in fields.items():
@@ -120,8 +122,9 @@ class GroupInfo:
 @dataclasses.dataclass
 class GroupMember:
     """One entry of the Members config (``m`` → 33-byte Session ID → ``n`` name (always
-    present), ``p``/``q`` picture, ``I`` invite status, ``s`` supplement flag, ``A`` admin,
-    ``P`` promotion status)."""
+    present), ``p``/``q`` picture, ``I`` invite status (not for admins), ``s`` supplement flag,
+    ``A`` admin, ``P`` promotion status, ``R`` removed status). Statuses: 1 sent, 2 failed,
+    3 not sent yet, None = done; removed: 1 removed, 2 removed with their messages."""
 
     session_id: str
     name: str = ""
@@ -129,6 +132,7 @@ class GroupMember:
     invite_status: int | None = None  # 1 sent, 2 failed, 3 not sent yet; None = accepted
     supplement: bool = False
     promotion_status: int | None = None
+    removed_status: int | None = None
     pic_url: str = ""
     pic_key: bytes = b""
 
@@ -140,12 +144,14 @@ class GroupMember:
             d[b"q"] = self.pic_key
         if self.admin:
             d[b"A"] = 1
-        elif self.invite_status is not None:
+        elif self.invite_status:
             d[b"I"] = self.invite_status
-            if self.supplement:
-                d[b"s"] = 1
-        if self.promotion_status is not None and not self.admin:
+        if self.promotion_status:
             d[b"P"] = self.promotion_status
+        if self.supplement:
+            d[b"s"] = 1
+        if self.removed_status:
+            d[b"R"] = self.removed_status
         return d
 
     @classmethod
@@ -159,13 +165,18 @@ class GroupMember:
             return v if isinstance(v, int) else None
 
         key = d.get(b"q")
+        admin = bool(num(b"A"))
+        invite = None if admin else num(b"I") or None
+        promotion = num(b"P") or None
         return cls(
             session_id=session_id,
             name=text(b"n"),
-            admin=d.get(b"A") == 1,
-            invite_status=num(b"I"),
-            supplement=d.get(b"s") == 1,
-            promotion_status=num(b"P"),
+            admin=admin,
+            invite_status=invite,
+            # as libsession reads it: only meaningful for a pending invite of a non-admin
+            supplement=bool(invite and not promotion and num(b"s")),
+            promotion_status=promotion,
+            removed_status=num(b"R") or None,
             pic_url=text(b"p"),
             pic_key=key if isinstance(key, bytes) else b"",
         )

@@ -150,5 +150,25 @@ def test_member_limit_and_info_fields() -> None:
     back = GroupInfo.from_data(info)
     assert len(info[b"n"]) == 100 and back.name == "é" * 50  # truncated on a character
     assert back.disappear_after_send == 3600 and back.destroyed
-    GroupInfo(name="x").write(info)
-    assert b"E" not in info and b"!" not in info
+    GroupInfo(name="x", created=0, pic_url="http://x/y").write(info)  # a URL without its key
+    assert not {b"E", b"!", b"c", b"p", b"q"} & set(info)
+    GroupInfo(pic_url="http://x/y", pic_key=bytes(32)).write(info)
+    assert GroupInfo.from_data(info).pic_url == "http://x/y" and b"n" not in info
+
+
+def test_member_fields_round_trip() -> None:
+    p = Identity()
+    cases = [
+        GroupMember(p.session_id, name="a", invite_status=1, supplement=True),
+        GroupMember(p.session_id, name="b", admin=True, promotion_status=1),
+        GroupMember(p.session_id, removed_status=2, pic_url="http://x/y", pic_key=b"k" * 32),
+    ]
+    for m in cases:
+        data: dict = {}
+        set_member(data, m)
+        assert get_members(data)[p.session_id] == m
+        assert data[b"m"][b"\x05" + p.x25519_public][b"n"] == m.name.encode()  # always present
+    # an admin's stale invite status and a supplement flag without a pending invite are ignored
+    raw = {b"m": {b"\x05" + p.x25519_public: {b"n": b"", b"A": 1, b"I": 1, b"s": 1}}}
+    got = get_members(raw)[p.session_id]
+    assert got.admin and got.invite_status is None and not got.supplement
