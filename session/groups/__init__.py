@@ -12,6 +12,8 @@
   multi-device configs;
 * :mod:`session.groups.configs` — the group's signed Info and Members configs;
 * :mod:`session.groups.control` — admin signatures of group control messages;
+* :mod:`session.groups.user_groups` — the user's groups (seed or auth data) in the UserGroups
+  config, shared by the user's devices;
 * :mod:`session.groups.bt` — the canonical bencoding every group format uses.
 
 Nothing here does I/O: the client stores and fetches the bytes these functions produce.
