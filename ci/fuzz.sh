@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded coverage-guided fuzzing of the parsers, on the stable toolchain (run by ci/test.sh).
 #
-#   ./ci/fuzz.sh                    # every target, FUZZ_SECONDS (default 15) each
+#   ./ci/fuzz.sh                    # every target, FUZZ_SECONDS (default 12) each
 #   ./ci/fuzz.sh rust:unpad py:rpc  # chosen targets
 #   ./ci/fuzz.sh --list             # target names
 #   FUZZ_MERGE=1 FUZZ_SEED=0 FUZZ_SECONDS=300 ./ci/fuzz.sh ...
@@ -25,9 +25,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/env.sh
 
-RUST_TARGETS=(mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt unpad)
+RUST_TARGETS=(bt_decode mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt unpad
+  zstd_decompress)
 PY_TARGETS=(rpc onion snodes content receive)
-SECONDS_EACH="${FUZZ_SECONDS:-15}"
+SECONDS_EACH="${FUZZ_SECONDS:-12}"
 # A fixed libFuzzer seed by default, so a run explores the same way on the same code and a
 # failure is not chance; FUZZ_SEED=0 picks a random one (for longer runs by hand).
 SEED="${FUZZ_SEED:-1}"

@@ -5,7 +5,7 @@
 #   2. Python style and types: ruff check, ruff format --check, mypy over the package
 #   3. mypy.stubtest: session/_core.pyi matches the built extension
 #   4. bounded fuzzing of the Rust and Python parsers from the kept corpora (ci/fuzz.sh;
-#      FUZZ_SECONDS per target, default 15)
+#      FUZZ_SECONDS per target, default 12)
 #   5. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
 # Every step runs even when an earlier one failed; the script fails if any did, and ends with
 # each step's time.
