@@ -64,15 +64,17 @@ RETRY_INTERVAL = 5.0
 
 
 class LinkFanout:
-    """``SwarmFanout`` over node links that never waits long on a member that is down.
+    """``SwarmFanout`` over node links that never waits long on a member that is down or slow.
 
-    A member the links know to be down (see :class:`session.node.links.PeerHealth`) is reported
-    as failed at once, without a request. The others get the write at once; the client is
-    answered when every one of them replied or ``deadline`` seconds passed, whichever is first.
-    A member still silent at the deadline is reported failed and marked down (later writes skip
-    it until it answers a probe); its request keeps running in the background up to
-    ``timeout``, so a merely slow member still gets the write. Whatever a member misses reaches
-    it through reconciliation (:class:`Reconciler`) when it answers again.
+    * A member the links know to be down (see :class:`session.node.links.PeerHealth`: its last
+      request failed or timed out) is reported failed at once, without a request; reconciliation
+      (:class:`Reconciler`) gives it what it missed when it answers a probe again.
+    * The others get the write at once, and the client is answered when every one of them
+      replied or ``deadline`` seconds passed, whichever is first. A member still silent at the
+      deadline is reported failed (``timeout``) but its request keeps running up to ``timeout``:
+      a merely slow member still gets every write. While it has such late requests, later
+      writes are sent to it without waiting for it. If a late request times out, the links mark
+      the member down (a frozen member), and later writes skip it.
     """
 
     def __init__(self, links: NodeLinks, view: SwarmView, *, deadline: float = FORWARD_DEADLINE,
@@ -83,33 +85,51 @@ class LinkFanout:
         self.deadline = deadline
         self.timeout = timeout
         self.on_result = on_result
-        self._late: set[asyncio.Task[Any]] = set()
+        #: members (Ed25519 hex) → their requests still running past a deadline
+        self._late: dict[str, set[asyncio.Task[Any]]] = {}
+
+    def slow(self) -> list[str]:
+        """Members whose writes are still running past a deadline (not waited for)."""
+        return list(self._late)
 
     async def forward(self, request_body: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        live: list[ServiceNode] = []
+        waited: list[tuple[ServiceNode, asyncio.Task[Any]]] = []
         for n in self.view.peers_in_my_swarm():
             if self.links.is_down(n.pubkey_x25519):
                 out[n.pubkey_ed25519] = None
                 self._count("failed")
+                continue
+            t = asyncio.ensure_future(self._one(n, request_body))
+            if n.pubkey_ed25519 in self._late:
+                out[n.pubkey_ed25519] = None  # slow: it gets the write, nobody waits for it
+                self._keep(n, t)
             else:
-                live.append(n)
-        if not live:
-            return out
-        tasks = [asyncio.ensure_future(self._one(n, request_body)) for n in live]
-        await asyncio.wait(tasks, timeout=self.deadline)
-        for n, t in zip(live, tasks, strict=True):
+                waited.append((n, t))
+        if waited:
+            await asyncio.wait([t for _, t in waited], timeout=self.deadline)
+        for n, t in waited:
             if t.done():
                 out[n.pubkey_ed25519] = t.result()
                 continue
             out[n.pubkey_ed25519] = None
-            self._count("failed")
-            log.info("replica %s… did not answer within %.1fs; marked down",
+            log.info("replica %s… did not answer within %.1fs; not waiting for it for now",
                      n.pubkey_ed25519[:12], self.deadline)
-            self.links.mark_down(n.pubkey_x25519)
-            self._late.add(t)
-            t.add_done_callback(self._late.discard)
+            self._keep(n, t)
         return out
+
+    def _keep(self, node: ServiceNode, task: asyncio.Task[Any]) -> None:
+        ed = node.pubkey_ed25519
+        self._late.setdefault(ed, set()).add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            left = self._late.get(ed)
+            if left is not None:
+                left.discard(t)
+                if not left:
+                    del self._late[ed]
+
+        task.add_done_callback(done)
 
     async def _one(self, node: ServiceNode, body: dict[str, Any]) -> Any:
         try:
@@ -128,9 +148,10 @@ class LinkFanout:
 
     async def stop(self) -> None:
         """Cancel writes still running past their deadline."""
-        for t in list(self._late):
+        tasks = [t for ts in self._late.values() for t in ts]
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._late, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def owns(view: SwarmView, owner: str) -> bool:
@@ -146,7 +167,8 @@ def owns(view: SwarmView, owner: str) -> bool:
 
 
 def _records(msgs: Iterable[Any]) -> list[list[Any]]:
-    return [[m.owner, m.namespace, m.hash, m.timestamp_ms, m.expiry_ms, bytes(m.data)] for m in msgs]
+    return [[m.owner, m.namespace, m.hash, m.timestamp_ms, m.expiry_ms, bytes(m.data)]
+            for m in msgs]
 
 
 def _batches(records: Sequence[list[Any]]) -> list[list[list[Any]]]:
@@ -252,10 +274,12 @@ class SwarmHandoff:
             done_owners |= owners
         done_owners -= failed_owners
         if done_owners:
-            dropped = await self.store.drop_accounts(lambda owner: owner in done_owners and not self.mine(owner))
+            dropped = await self.store.drop_accounts(
+                lambda owner: owner in done_owners and not self.mine(owner))
             if self.on_moved:
                 self.on_moved("handed_over", dropped)
-            log.info("handed over %d accounts (%d messages) to their new swarms", len(done_owners), dropped)
+            log.info("handed over %d accounts (%d messages) to their new swarms",
+                     len(done_owners), dropped)
         return not failed_owners
 
     async def _push(self, node: ServiceNode, records: list[list[Any]]) -> dict[str, Any] | None:

@@ -204,19 +204,38 @@ async def test_fanout_reports_a_dead_member_failed_and_then_stops_asking_it(net)
 async def test_fanout_answers_at_the_deadline_without_a_frozen_member(net):
     members = swarm(net, 3)
     frozen = members[2]
+    fed = frozen.node.pubkey_ed25519
     net.frozen.add(frozen.node.pubkey_x25519)
     fan = LinkFanout(members[0].links, members[0].view, deadline=0.05)  # type: ignore[arg-type]
     out = await fan.forward({"method": "store", "params": {}})
-    assert out[frozen.node.pubkey_ed25519] is None
-    assert out[members[1].node.pubkey_ed25519] is not None
-    assert members[0].links.is_down(frozen.node.pubkey_x25519)
-    # the frozen member's request kept running: when it thaws it gets the write after all,
-    # and its answer marks it up again
+    assert out[fed] is None and out[members[1].node.pubkey_ed25519] is not None
+    assert fan.slow() == [fed]
+    # while its first write is still running, later writes go to it without waiting for it
+    fan.deadline = 60.0
+    out = await asyncio.wait_for(fan.forward({"method": "store", "params": {}}), 10.0)
+    assert out[fed] is None and out[members[1].node.pubkey_ed25519] is not None
+    # when it thaws it gets both writes after all, and is waited for again
     net.thawed.set()
-    await asyncio.wait_for(asyncio.gather(*fan._late), 5.0)
-    assert len(frozen.cc) == 1
-    assert not members[0].links.is_down(frozen.node.pubkey_x25519)
+    await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
+    assert len(frozen.cc) == 2 and fan.slow() == []
+    out = await fan.forward({"method": "store", "params": {}})
+    assert out[fed] == {"hash": "h", "signature": "s"}
     await fan.stop()
+
+
+async def test_a_late_write_that_times_out_marks_the_member_down(net):
+    members = swarm(net, 2)
+    frozen = members[1]
+    net.frozen.add(frozen.node.pubkey_x25519)
+    fan = LinkFanout(members[0].links, members[0].view,  # type: ignore[arg-type]
+                     deadline=0.01, timeout=0.05)
+    out = await fan.forward({"method": "store", "params": {}})
+    assert out[frozen.node.pubkey_ed25519] is None
+    await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
+    assert members[0].links.is_down(frozen.node.pubkey_x25519) and fan.slow() == []
+    sent = len(net.sent)
+    await fan.forward({"method": "store", "params": {}})
+    assert len(net.sent) == sent  # down: skipped without a request
 
 
 async def test_fanout_without_peers_is_empty(net):
