@@ -27,6 +27,7 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import zmq
 from zmq.utils import z85
+from zmq.utils.monitor import parse_monitor_message
 
 log = logging.getLogger("session.node.links")
 
@@ -46,6 +47,8 @@ MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
+#: Connection events of our links to peers that change a peer's health.
+_LINK_EVENTS = int(zmq.EVENT_HANDSHAKE_SUCCEEDED) | int(zmq.EVENT_DISCONNECTED)
 #: How long a request waits for a link to a peer to be connected before failing.
 CONNECT_WAIT = 3.0
 #: Heartbeat of node links (ZMTP PING every second; no traffic for 3 s closes the connection).
@@ -75,9 +78,11 @@ PROBE_MAX = 30.0
 
 class PeerHealth:
     """What the links know of one peer's liveness: up, or down since a failure with a back-off
-    before the next probe. Fed by :meth:`NodeLinks.request` (a reply means up; unreachable or a
-    timeout means down); read by the replication fan-out, which skips down peers instead of
-    waiting on them for every write."""
+    before the next probe. Fed by our link's connection events (a completed handshake means up;
+    a dropped connection, e.g. the peer's process killed, means down at once), by
+    :meth:`NodeLinks.request` (a reply means up; no connection or no answer in time means down)
+    and by requests the peer sends us (up). Read by the replication fan-out, which skips down
+    peers instead of waiting on them for every write."""
 
     __slots__ = ("down_since", "failures", "next_probe")
 
@@ -115,7 +120,13 @@ def _z85(key: bytes) -> bytes:
 class _Pump:
     """Drains one ZMQ socket from the event loop (ZMQ's FD is edge-triggered)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: zmq.Socket, on_msg: Callable[[list[Any]], None], copy: bool = True) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: zmq.Socket,
+        on_msg: Callable[[list[Any]], None],
+        copy: bool = True,
+    ) -> None:
         self.loop = loop
         self.sock = sock
         self.on_msg = on_msg
@@ -154,13 +165,27 @@ class _Pump:
 
 
 class _Peer:
-    __slots__ = ("x25519_hex", "sock", "pump", "address")
+    """Our DEALER to one peer, and its monitor (connection events drive the peer's health)."""
 
-    def __init__(self, x25519_hex: str, sock: zmq.Socket, pump: _Pump, address: str) -> None:
+    __slots__ = ("address", "connected", "monitor", "monitor_pump", "pump", "sock", "x25519_hex")
+
+    def __init__(self, x25519_hex: str, sock: zmq.Socket, address: str) -> None:
         self.x25519_hex = x25519_hex
         self.sock = sock
-        self.pump = pump
         self.address = address
+        self.connected = False  # a CURVE handshake completed and the connection still stands
+        self.pump: _Pump | None = None
+        self.monitor: zmq.Socket | None = None
+        self.monitor_pump: _Pump | None = None
+
+    def close(self) -> None:
+        for pump in (self.pump, self.monitor_pump):
+            if pump is not None:
+                pump.close()
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(0)
+        self.sock.close(0)
 
 
 class NodeLinks:
@@ -247,8 +272,7 @@ class NodeLinks:
         for t in list(self._tasks):
             t.cancel()
         for p in self._peers.values():
-            p.pump.close()
-            p.sock.close(0)
+            p.close()
         self._peers.clear()
         for pump, sock in ((self._router_pump, self._router), (self._zap_pump, self._zap)):
             if pump:
@@ -278,7 +302,14 @@ class NodeLinks:
             self.auth_denied += 1
             log.info("refused a node link from an unregistered CURVE key")
         user = key.hex().encode() if ok else b""
-        reply = [version, req_id, b"200" if ok else b"400", b"OK" if ok else b"unknown node", user, b""]
+        reply = [
+            version,
+            req_id,
+            b"200" if ok else b"400",
+            b"OK" if ok else b"unknown node",
+            user,
+            b"",
+        ]
         if self._zap is not None and not self.closed:
             self._zap.send_multipart(envelope + reply, zmq.NOBLOCK)
             assert self._zap_pump is not None
@@ -354,18 +385,34 @@ class NodeLinks:
         # from then on sends fail at once as above instead of queueing into a dead connection.
         s.heartbeat_ivl = HEARTBEAT_IVL_MS
         s.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
+        p = self._peers[x25519_hex] = _Peer(x25519_hex, s, address)
+        # Connection events before connecting, so the first handshake is seen too.
+        p.monitor = s.get_monitor_socket(_LINK_EVENTS)
+        p.monitor_pump = _Pump(self._loop, p.monitor, lambda msg: self._on_link_event(p, msg))
         s.connect(address)
-        pump = _Pump(self._loop, s, self._on_reply)
-        p = self._peers[x25519_hex] = _Peer(x25519_hex, s, pump, address)
+        p.pump = _Pump(self._loop, s, self._on_reply)
         return p
+
+    def _on_link_event(self, p: _Peer, msg: list[bytes]) -> None:
+        """A link came up (handshake done: the peer is up) or went down (the peer's process or
+        host closed it: down at once, before any request has to wait for it)."""
+        if self._peers.get(p.x25519_hex) is not p:
+            return  # an event of a link already replaced or dropped
+        event = parse_monitor_message(msg)["event"]
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            p.connected = True
+            self._answered(p.x25519_hex)
+        elif event == zmq.EVENT_DISCONNECTED:
+            p.connected = False
+            log.info("link to %s… closed", p.x25519_hex[:12])
+            self.mark_down(p.x25519_hex)
 
     def disconnect(self, x25519_hex: str) -> None:
         """Drop the link to a peer (it left the network)."""
         p = self._peers.pop(x25519_hex, None)
         self.health.pop(x25519_hex, None)
         if p is not None:
-            p.pump.close()
-            p.sock.close(0)
+            p.close()
 
     def peers(self) -> list[str]:
         return list(self._peers)
@@ -415,7 +462,9 @@ class NodeLinks:
         else:
             fut.set_exception(LinkError(body.decode("utf-8", "replace")))
 
-    async def request(self, x25519_hex: str, address: str, kind: bytes, body: Any, timeout: float | None = None) -> Any:
+    async def request(
+        self, x25519_hex: str, address: str, kind: bytes, body: Any, timeout: float | None = None
+    ) -> Any:
         """Send ``body`` to the peer and wait for its reply (``LinkTimeout`` after ``timeout``)."""
         if self.closed:
             raise LinkError("link closed")
@@ -439,11 +488,14 @@ class NodeLinks:
                     raise LinkError("link closed") from None
                 if self._loop.time() >= deadline:
                     self._pending.pop(n, None)
-                    self.mark_down(x25519_hex)
-                    raise LinkUnreachable(f"no connection to {x25519_hex[:16]}... within "
-                                          f"{deadline - started:.1f}s") from None
+                    if not p.connected:  # (it may have come back while this request waited)
+                        self.mark_down(x25519_hex)
+                    raise LinkUnreachable(
+                        f"no connection to {x25519_hex[:16]}... within {deadline - started:.1f}s"
+                    ) from None
                 await asyncio.sleep(0.02)
         self.sent += 1
+        assert p.pump is not None
         p.pump.kick()
         limit = timeout or self.request_timeout
         handle = self._loop.call_later(limit, self._expire, n, x25519_hex, limit)

@@ -77,9 +77,15 @@ class LinkFanout:
       the member down (a frozen member), and later writes skip it.
     """
 
-    def __init__(self, links: NodeLinks, view: SwarmView, *, deadline: float = FORWARD_DEADLINE,
-                 timeout: float = FORWARD_TIMEOUT,
-                 on_result: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        links: NodeLinks,
+        view: SwarmView,
+        *,
+        deadline: float = FORWARD_DEADLINE,
+        timeout: float = FORWARD_TIMEOUT,
+        on_result: Callable[[str], None] | None = None,
+    ) -> None:
         self.links = links
         self.view = view
         self.deadline = deadline
@@ -113,8 +119,11 @@ class LinkFanout:
                 out[n.pubkey_ed25519] = t.result()
                 continue
             out[n.pubkey_ed25519] = None
-            log.info("replica %s… did not answer within %.1fs; not waiting for it for now",
-                     n.pubkey_ed25519[:12], self.deadline)
+            log.info(
+                "replica %s… did not answer within %.1fs; not waiting for it for now",
+                n.pubkey_ed25519[:12],
+                self.deadline,
+            )
             self._keep(n, t)
         return out
 
@@ -133,8 +142,9 @@ class LinkFanout:
 
     async def _one(self, node: ServiceNode, body: dict[str, Any]) -> Any:
         try:
-            r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_CC, body,
-                                         self.timeout)
+            r = await self.links.request(
+                node.pubkey_x25519, node.zmq_address, KIND_CC, body, self.timeout
+            )
         except LinkError as e:
             log.info("replica %s… did not answer: %s", node.pubkey_ed25519[:12], e)
             self._count("failed")
@@ -167,8 +177,9 @@ def owns(view: SwarmView, owner: str) -> bool:
 
 
 def _records(msgs: Iterable[Any]) -> list[list[Any]]:
-    return [[m.owner, m.namespace, m.hash, m.timestamp_ms, m.expiry_ms, bytes(m.data)]
-            for m in msgs]
+    return [
+        [m.owner, m.namespace, m.hash, m.timestamp_ms, m.expiry_ms, bytes(m.data)] for m in msgs
+    ]
 
 
 def _batches(records: Sequence[list[Any]]) -> list[list[list[Any]]]:
@@ -190,9 +201,15 @@ def _batches(records: Sequence[list[Any]]) -> list[list[list[Any]]]:
 class SwarmHandoff:
     """Moves data when swarm membership changes (see the module docstring)."""
 
-    def __init__(self, store: Any, links: NodeLinks, view: SwarmView,
-                 *, on_moved: Callable[[str, int], None] | None = None,
-                 retry_interval: float = RETRY_INTERVAL) -> None:
+    def __init__(
+        self,
+        store: Any,
+        links: NodeLinks,
+        view: SwarmView,
+        *,
+        on_moved: Callable[[str, int], None] | None = None,
+        retry_interval: float = RETRY_INTERVAL,
+    ) -> None:
         self.store = store
         self.links = links
         self.view = view
@@ -275,11 +292,15 @@ class SwarmHandoff:
         done_owners -= failed_owners
         if done_owners:
             dropped = await self.store.drop_accounts(
-                lambda owner: owner in done_owners and not self.mine(owner))
+                lambda owner: owner in done_owners and not self.mine(owner)
+            )
             if self.on_moved:
                 self.on_moved("handed_over", dropped)
-            log.info("handed over %d accounts (%d messages) to their new swarms",
-                     len(done_owners), dropped)
+            log.info(
+                "handed over %d accounts (%d messages) to their new swarms",
+                len(done_owners),
+                dropped,
+            )
         return not failed_owners
 
     async def _push(self, node: ServiceNode, records: list[list[Any]]) -> dict[str, Any] | None:
@@ -287,8 +308,13 @@ class SwarmHandoff:
         total: dict[str, Any] = {"n": 0, "rejected_owners": []}
         for batch in _batches(records) or [[]]:
             try:
-                r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_DATA,
-                                             {"v": self.view.version, "m": batch}, PUSH_TIMEOUT)
+                r = await self.links.request(
+                    node.pubkey_x25519,
+                    node.zmq_address,
+                    KIND_DATA,
+                    {"v": self.view.version, "m": batch},
+                    PUSH_TIMEOUT,
+                )
             except LinkError as e:
                 log.info("push to %s… failed: %s", node.pubkey_ed25519[:12], e)
                 return None
@@ -386,8 +412,10 @@ def bucket_digests(accounts: Mapping[str, bytes]) -> dict[str, bytes]:
     lines: dict[str, list[str]] = {}
     for o, d in accounts.items():
         lines.setdefault(bucket_of(o), []).append(f"{o}:{d.hex()}\n")
-    return {b: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
-            for b, ls in lines.items()}
+    return {
+        b: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
+        for b, ls in lines.items()
+    }
 
 
 def differing(mine: Mapping[str, bytes], theirs: Mapping[str, bytes]) -> list[str]:
@@ -407,8 +435,12 @@ class SyncPlan:
     expire_there: list[SyncEntry] = dataclasses.field(default_factory=list)
 
 
-def plan_sync(mine: Iterable[SyncEntry], my_tombs: Iterable[Tombstone],
-              theirs: Iterable[SyncEntry], their_tombs: Iterable[Tombstone]) -> SyncPlan:
+def plan_sync(
+    mine: Iterable[SyncEntry],
+    my_tombs: Iterable[Tombstone],
+    theirs: Iterable[SyncEntry],
+    their_tombs: Iterable[Tombstone],
+) -> SyncPlan:
     """Compare two members' entries and tombstones for the same accounts. A deletion wins over
     a copy (within the tombstone's life); of two expiries the later-set one wins
     (:func:`session.storage.base.newer_expiry`); every other message ends up on both sides."""
@@ -502,10 +534,17 @@ class Reconciler:
     in turn, and one with any peer the links see answer again after being down.
     """
 
-    def __init__(self, store: MessageStore, links: NodeLinks, view: SwarmView, *,
-                 interval: float = SYNC_INTERVAL, catch_up_timeout: float = CATCH_UP_TIMEOUT,
-                 clock: Callable[[], int] = now_ms,
-                 on_synced: Callable[[SyncResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: MessageStore,
+        links: NodeLinks,
+        view: SwarmView,
+        *,
+        interval: float = SYNC_INTERVAL,
+        catch_up_timeout: float = CATCH_UP_TIMEOUT,
+        clock: Callable[[], int] = now_ms,
+        on_synced: Callable[[SyncResult], None] | None = None,
+    ) -> None:
         self.store = store
         self.links = links
         self.view = view
@@ -524,15 +563,18 @@ class Reconciler:
 
     def not_ready_reason(self) -> str | None:
         """For the RPC handler: why reads are refused, or None."""
-        return "still catching up with its swarm; ask another member" if self.catching_up else None
+        if self.catching_up and self.view.peers_in_my_swarm():  # (alone: nothing to catch up)
+            return "still catching up with its swarm; ask another member"
+        return None
 
     def mine(self, owner: str) -> bool:
         return owns(self.view, owner)
 
     # ------------------------------------------------------------ requester side
     async def _ask(self, node: ServiceNode, body: dict[str, Any]) -> Any:
-        r = await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_SYNC, body,
-                                     SYNC_TIMEOUT)
+        r = await self.links.request(
+            node.pubkey_x25519, node.zmq_address, KIND_SYNC, body, SYNC_TIMEOUT
+        )
         if not isinstance(r, dict):
             raise LinkError("sync reply is not a map")
         return r
@@ -559,6 +601,7 @@ class Reconciler:
     async def _sync(self, node: ServiceNode) -> SyncResult:
         cutoff = self.clock() + CUTOFF_MARGIN_MS
         res = SyncResult()
+        await self.store.settle()
         mine = await self.store.account_digests(self.mine, cutoff)
         theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
         buckets = differing(bucket_digests(mine), theirs_b)
@@ -581,29 +624,35 @@ class Reconciler:
         )
         # pull: their messages, their tombstones, their newer expiries
         for i in range(0, max(len(plan.fetch), 1), SYNC_BATCH):
-            part = plan.fetch[i:i + SYNC_BATCH]
+            part = plan.fetch[i : i + SYNC_BATCH]
             got = []
             if part:
                 got = (await self._ask(node, {"op": "fetch", "c": cutoff, "h": part}))["m"]
             msgs = [m for m in map(_msg, got) if m.owner in chosen]
             first = i == 0
             applied = await self.store.apply_sync(
-                msgs, plan.bury_here if first else (), plan.expire_here if first else ())
+                msgs, plan.bury_here if first else (), plan.expire_here if first else ()
+            )
             res.pulled += applied.imported
             res.deleted_here += applied.deleted
             res.expiries += applied.expiries
         # push: ours they lack, our tombstones, our newer expiries
         for i in range(0, max(len(plan.push), 1), SYNC_BATCH):
-            part = plan.push[i:i + SYNC_BATCH]
+            part = plan.push[i : i + SYNC_BATCH]
             first = i == 0
             if not part and not (plan.bury_there or plan.expire_there):
                 break
             msgs = await self.store.get_many(part) if part else []
-            r = await self._ask(node, {
-                "op": "apply", "c": cutoff, "m": [_msg_rec(m) for m in msgs],
-                "t": [_tomb_rec(t) for t in plan.bury_there] if first else [],
-                "e": [_entry_rec(e) for e in plan.expire_there] if first else [],
-            })
+            r = await self._ask(
+                node,
+                {
+                    "op": "apply",
+                    "c": cutoff,
+                    "m": [_msg_rec(m) for m in msgs],
+                    "t": [_tomb_rec(t) for t in plan.bury_there] if first else [],
+                    "e": [_entry_rec(e) for e in plan.expire_there] if first else [],
+                },
+            )
             res.pushed += int(r.get("n", 0))
             res.deleted_there += int(r.get("d", 0))
             res.expiries += int(r.get("x", 0))
@@ -611,9 +660,16 @@ class Reconciler:
 
     def _done(self, node: ServiceNode, res: SyncResult) -> SyncResult:
         if res.accounts:
-            log.info("synced with %s…: %d accounts differed, %d pulled, %d pushed, %d deleted, "
-                     "%d expiries", node.pubkey_ed25519[:12], res.accounts, res.pulled, res.pushed,
-                     res.deleted_here + res.deleted_there, res.expiries)
+            log.info(
+                "synced with %s…: %d accounts differed, %d pulled, %d pushed, %d deleted, "
+                "%d expiries",
+                node.pubkey_ed25519[:12],
+                res.accounts,
+                res.pulled,
+                res.pushed,
+                res.deleted_here + res.deleted_there,
+                res.expiries,
+            )
         if self.on_synced is not None:
             self.on_synced(res)
         return res
@@ -629,19 +685,25 @@ class Reconciler:
             raise TypeError("sync request must be a map with an integer cutoff 'c'")
         op, cutoff = body.get("op"), body["c"]
         if op == "buckets":
+            await self.store.settle()  # writes we took while it was down are in the snapshot
             return {"b": bucket_digests(await self.store.account_digests(self.mine, cutoff))}
         if op == "accounts":
             wanted = set(_strs(body.get("b"), "b"))
-            return {"a": await self.store.account_digests(
-                lambda o: bucket_of(o) in wanted and self.mine(o), cutoff)}
+            return {
+                "a": await self.store.account_digests(
+                    lambda o: bucket_of(o) in wanted and self.mine(o), cutoff
+                )
+            }
         if op == "entries":
             owners = set(_strs(body.get("o"), "o"))
 
             def pick(o: str) -> bool:
                 return o in owners and self.mine(o)
 
-            return {"e": [_entry_rec(e) for e in await self.store.sync_index(pick, cutoff)],
-                    "t": [_tomb_rec(t) for t in await self.store.tombstones(pick, cutoff)]}
+            return {
+                "e": [_entry_rec(e) for e in await self.store.sync_index(pick, cutoff)],
+                "t": [_tomb_rec(t) for t in await self.store.tombstones(pick, cutoff)],
+            }
         if op == "fetch":
             hashes = _strs(body.get("h"), "h")[:SYNC_BATCH]
             msgs = await self.store.get_many(hashes)
@@ -677,20 +739,28 @@ class Reconciler:
                 peers = self.view.peers_in_my_swarm()
                 if not peers:
                     break  # alone in the swarm: nobody to catch up with
-                results = [r for r in await asyncio.gather(*(self.sync_with(p) for p in peers))
-                           if r is not None]
+                results = [
+                    r
+                    for r in await asyncio.gather(*(self.sync_with(p) for p in peers))
+                    if r is not None
+                ]
                 rounds += 1
                 # Done when a round brought nothing new: the first round brings the bulk, and
                 # the peers it reached forward new writes to us from then on (it told them we
                 # are up); a second round takes what they accepted in between.
-                if results and (rounds >= MAX_CATCH_UP_ROUNDS
-                                or not any(r.pulled or r.deleted_here for r in results)):
+                if results and (
+                    rounds >= MAX_CATCH_UP_ROUNDS
+                    or not any(r.pulled or r.deleted_here for r in results)
+                ):
                     break
                 if results:
                     continue
                 if loop.time() >= give_up:
-                    log.warning("could not reach any swarm member for %.0fs: serving reads "
-                                "from what this node holds", self.catch_up_timeout)
+                    log.warning(
+                        "could not reach any swarm member for %.0fs: serving reads "
+                        "from what this node holds",
+                        self.catch_up_timeout,
+                    )
                     break
                 await asyncio.sleep(self.retry_pause)
         finally:
@@ -706,8 +776,11 @@ class Reconciler:
             self._probe()
             if loop.time() >= next_sync:
                 next_sync = loop.time() + self.interval
-                peers = [p for p in self.view.peers_in_my_swarm()
-                         if not self.links.is_down(p.pubkey_x25519)]
+                peers = [
+                    p
+                    for p in self.view.peers_in_my_swarm()
+                    if not self.links.is_down(p.pubkey_x25519)
+                ]
                 if peers:
                     self._turn = (self._turn + 1) % len(peers)
                     await self.sync_with(peers[self._turn])
@@ -728,8 +801,13 @@ class Reconciler:
 
     async def _ping(self, node: ServiceNode) -> None:
         try:
-            await self.links.request(node.pubkey_x25519, node.zmq_address, KIND_PING,
-                                     {"v": self.view.version}, PROBE_TIMEOUT)
+            await self.links.request(
+                node.pubkey_x25519,
+                node.zmq_address,
+                KIND_PING,
+                {"v": self.view.version},
+                PROBE_TIMEOUT,
+            )
         except LinkError:
             pass  # still down: the links doubled its back-off
         finally:

@@ -46,10 +46,12 @@ class SwarmChange:
     departed: tuple[ServiceNode, ...]
 
 
-
 def list_version(nodes: Sequence[ServiceNode]) -> str:
     """A short digest of a node list (ordering-independent), exchanged in pings."""
-    doc = sorted((n.pubkey_ed25519, n.swarm_id, n.public_ip, n.storage_port, n.storage_lmq_port, n.active) for n in nodes)
+    doc = sorted(
+        (n.pubkey_ed25519, n.swarm_id, n.public_ip, n.storage_port, n.storage_lmq_port, n.active)
+        for n in nodes
+    )
     return hashlib.blake2b(json.dumps(doc).encode(), digest_size=8).hexdigest()
 
 
@@ -146,19 +148,31 @@ class SwarmView:
         self.map, self.version = new, version
         new_swarm = self._my_sid()
         old_members = {n.pubkey_ed25519 for n in old.swarms.get(new_swarm, ())} if old else set()
-        new_members = tuple(
-            n for n in new.swarms.get(new_swarm, ()) if n.pubkey_ed25519 not in old_members and n.pubkey_ed25519 != self.me
-        ) if new_swarm != INVALID_SWARM_ID else ()
+        new_members = (
+            tuple(
+                n
+                for n in new.swarms.get(new_swarm, ())
+                if n.pubkey_ed25519 not in old_members and n.pubkey_ed25519 != self.me
+            )
+            if new_swarm != INVALID_SWARM_ID
+            else ()
+        )
         if old is None or old_swarm == INVALID_SWARM_ID:
             new_members = ()  # first time in a swarm: nothing of ours to hand over
         elif old_swarm not in new.swarms and new_swarm != INVALID_SWARM_ID:
             # our swarm dissolved: everything we hold goes to every member of our new swarm
             new_members = tuple(n for n in new.swarms[new_swarm] if n.pubkey_ed25519 != self.me)
-        departed = tuple(n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519)
+        departed = tuple(
+            n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519
+        )
         now = self.clock()
         for n in departed:
             self._departed[n.pubkey_x25519] = now
-        self._departed = {k: t for k, t in self._departed.items() if now - t < DEPARTED_GRACE and k not in new.by_x25519}
+        self._departed = {
+            k: t
+            for k, t in self._departed.items()
+            if now - t < DEPARTED_GRACE and k not in new.by_x25519
+        }
         change = SwarmChange(
             old=old,
             new=new,
@@ -170,7 +184,11 @@ class SwarmView:
         )
         log.info(
             "node list changed: %d nodes, %d swarms, my swarm %s -> %s, %d new members",
-            len(new.nodes), len(new.swarms), _sid(old_swarm), _sid(new_swarm), len(new_members),
+            len(new.nodes),
+            len(new.swarms),
+            _sid(old_swarm),
+            _sid(new_swarm),
+            len(new_members),
         )
         if self.on_change is not None:
             t = asyncio.ensure_future(self.on_change(change))
@@ -197,7 +215,7 @@ class SwarmView:
         if self.node_by_x25519(h) is None:
             try:
                 await asyncio.wait_for(self.refresh(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return self.node_by_x25519(h) is not None
 
@@ -206,7 +224,7 @@ class SwarmView:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             await self.refresh()

@@ -155,8 +155,10 @@ def digest_rows(rows: Iterable[tuple[str, int, str, int]]) -> dict[str, bytes]:
     lines: dict[str, list[str]] = {}
     for owner, ns, h, exp in rows:
         lines.setdefault(owner, []).append(f"{ns}:{h}:{exp}\n")
-    return {o: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
-            for o, ls in lines.items()}
+    return {
+        o: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
+        for o, ls in lines.items()
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -250,6 +252,12 @@ class MessageStore(abc.ABC):
         an expiry when the peer's ``(updated_ms, expiry_ms)`` is newer (:func:`newer_expiry`).
         All-or-nothing on StorageFull."""
 
+    @abc.abstractmethod
+    async def settle(self) -> None:
+        """Return once every write submitted before this call is committed (and visible to
+        reads). Reconciliation calls it before taking a snapshot, so a write accepted while a
+        peer was thought down is in what that peer is shown."""
+
     # -- reads --------------------------------------------------------------------------
 
     @abc.abstractmethod
@@ -293,8 +301,9 @@ class MessageStore(abc.ABC):
         ``after_ms``, grouped by owner."""
 
     @abc.abstractmethod
-    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
-                              ) -> dict[str, bytes]:
+    async def account_digests(
+        self, predicate: Callable[[str], bool], after_ms: int
+    ) -> dict[str, bytes]:
         """:func:`digest_rows` of the messages :meth:`sync_index` would list (computed where
         the rows are, without building an entry per message)."""
 
@@ -323,7 +332,13 @@ class MessageStore(abc.ABC):
 
 
 def size_budget_take(
-    used: int, taken: int, hash_len: int, data_len: int, max_size: int, size_b64: bool, overhead: int
+    used: int,
+    taken: int,
+    hash_len: int,
+    data_len: int,
+    max_size: int,
+    size_b64: bool,
+    overhead: int,
 ) -> tuple[bool, int]:
     """Retrieve size accounting shared by both back ends: returns (fits, new_used). The first
     message (``taken == 0``) always fits."""

@@ -141,6 +141,9 @@ class MemoryMessageStore(MessageStore):
         self._insert(dataclasses.replace(msg, updated_ms=now))
         return StoreResult(True, msg.expiry_ms)
 
+    async def settle(self) -> None:
+        self._check_open()  # writes are applied inline: nothing is pending
+
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
         self._check_open()
         items = [m.validate() for m in msgs]
@@ -187,7 +190,9 @@ class MemoryMessageStore(MessageStore):
         changed = 0
         for e in exps:
             row = self._by_hash.get(e.hash)
-            if row is not None and newer_expiry((row.updated, row.expiry), (e.updated_ms, e.expiry_ms)):
+            if row is not None and newer_expiry(
+                (row.updated, row.expiry), (e.updated_ms, e.expiry_ms)
+            ):
                 row.expiry, row.updated = e.expiry_ms, e.updated_ms
                 changed += 1
         return SyncApplied(len(fresh), deleted, changed)
@@ -372,23 +377,30 @@ class MemoryMessageStore(MessageStore):
         self._check_open()
         return [
             SyncEntry(r.owner, r.namespace, r.hash, r.expiry, r.updated)
-            for owner in self._by_owner if predicate(owner)
-            for r in self._owner_rows(owner, None) if r.expiry > after_ms
+            for owner in self._by_owner
+            if predicate(owner)
+            for r in self._owner_rows(owner, None)
+            if r.expiry > after_ms
         ]
 
-    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
-                              ) -> dict[str, bytes]:
+    async def account_digests(
+        self, predicate: Callable[[str], bool], after_ms: int
+    ) -> dict[str, bytes]:
         entries = await self.sync_index(predicate, after_ms)
         return digest_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in entries)
 
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         self._check_open()
-        return [t for t in self._tombstones.values() if t.expiry_ms > after_ms and predicate(t.owner)]
+        return [
+            t for t in self._tombstones.values() if t.expiry_ms > after_ms and predicate(t.owner)
+        ]
 
     async def get_many(self, hashes: Sequence[str]) -> list[StoredMessage]:
         self._check_open()
         rows = (self._by_hash.get(h) for h in dict.fromkeys(hashes))
-        return [dataclasses.replace(r.message(), updated_ms=r.updated) for r in rows if r is not None]
+        return [
+            dataclasses.replace(r.message(), updated_ms=r.updated) for r in rows if r is not None
+        ]
 
     async def stats(self) -> StoreStats:
         self._check_open()

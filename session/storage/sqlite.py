@@ -83,7 +83,8 @@ CREATE TABLE revoked_subaccounts (
     PRIMARY KEY(owner, token)
 ) WITHOUT ROWID;
 CREATE TRIGGER revoked_autoclean AFTER INSERT ON revoked_subaccounts
-    WHEN (SELECT COUNT(*) FROM revoked_subaccounts WHERE owner = NEW.owner) > {MAX_REVOKED_PER_OWNER}
+    WHEN (SELECT COUNT(*) FROM revoked_subaccounts WHERE owner = NEW.owner)
+        > {MAX_REVOKED_PER_OWNER}
     BEGIN
         DELETE FROM revoked_subaccounts WHERE owner = NEW.owner AND token NOT IN (
             SELECT token FROM revoked_subaccounts WHERE owner = NEW.owner
@@ -122,7 +123,9 @@ def _owner_key(owner: str) -> tuple[int, bytes]:
 
 
 def _is_full(e: BaseException) -> bool:
-    return isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return (
+        isinstance(e, sqlite3.Error) and getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    )
 
 
 class _Job:
@@ -381,7 +384,9 @@ class SqliteMessageStore(MessageStore):
     @staticmethod
     def _owner_id(conn: sqlite3.Connection, owner: str, create: bool) -> int | None:
         t, pk = _owner_key(owner)
-        row = conn.execute("SELECT id FROM owners WHERE pubkey = ? AND type = ?", (pk, t)).fetchone()
+        row = conn.execute(
+            "SELECT id FROM owners WHERE pubkey = ? AND type = ?", (pk, t)
+        ).fetchone()
         if row is not None:
             return int(row[0])
         if not create:
@@ -408,7 +413,9 @@ class SqliteMessageStore(MessageStore):
                     _bury(conn, msg.owner, gone, now)
             # (after the outbox clear: removing an owner's last message drops its owners row)
             oid = self._owner_id(conn, msg.owner, True)
-            row = conn.execute("SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)).fetchone()
+            row = conn.execute(
+                "SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)
+            ).fetchone()
             if row is not None:
                 mid, exp = row
                 if exp < msg.expiry_ms:
@@ -428,6 +435,10 @@ class SqliteMessageStore(MessageStore):
 
         return await self._write(op)
 
+    async def settle(self) -> None:
+        # The writer runs jobs in order: this one commits after every earlier write.
+        await self._write(lambda conn: None)
+
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
         items = [m.validate() for m in msgs]
         return await self._write(lambda conn: self._import(conn, items))
@@ -444,7 +455,15 @@ class SqliteMessageStore(MessageStore):
             cur = conn.execute(
                 "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data, updated)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (oid, m.hash, m.namespace, m.timestamp_ms, m.expiry_ms, bytes(m.data), m.updated_ms),
+                (
+                    oid,
+                    m.hash,
+                    m.namespace,
+                    m.timestamp_ms,
+                    m.expiry_ms,
+                    bytes(m.data),
+                    m.updated_ms,
+                ),
             )
             n += cur.rowcount
         return n
@@ -510,8 +529,13 @@ class SqliteMessageStore(MessageStore):
         return await self._write(op)
 
     async def _owner_rows(
-        self, owner: str, statement: str, params: dict[str, Any], namespace: int | None,
-        *, bury: bool = False,
+        self,
+        owner: str,
+        statement: str,
+        params: dict[str, Any],
+        namespace: int | None,
+        *,
+        bury: bool = False,
     ) -> list[tuple[int, str]]:
         """Run ``statement`` (a DELETE/UPDATE of the rows of ``:owner``, the owner's row id) on
         one namespace or all of them; returns ``(namespace, hash)`` of every row it touched.
@@ -546,8 +570,11 @@ class SqliteMessageStore(MessageStore):
         self, owner: str, before_ms: int, namespace: int | None = None
     ) -> list[tuple[int, str]]:
         return await self._owner_rows(
-            owner, "DELETE FROM messages WHERE owner = :owner AND timestamp <= :before",
-            {"before": before_ms}, namespace, bury=True,
+            owner,
+            "DELETE FROM messages WHERE owner = :owner AND timestamp <= :before",
+            {"before": before_ms},
+            namespace,
+            bury=True,
         )
 
     async def update_expiry(
@@ -570,7 +597,10 @@ class SqliteMessageStore(MessageStore):
                 return []
             out = []
             now = now_ms()
-            q = "UPDATE messages SET expiry = ?1, updated = ?4 WHERE hash = ?2 AND owner = ?3" + cond
+            q = (
+                "UPDATE messages SET expiry = ?1, updated = ?4 WHERE hash = ?2 AND owner = ?3"
+                + cond
+            )
             for i, h in enumerate(hs):
                 e = exps[0] if len(exps) == 1 else exps[i]
                 if conn.execute(q, (e, h, oid, now)).rowcount > 0:
@@ -586,7 +616,8 @@ class SqliteMessageStore(MessageStore):
             owner,
             "UPDATE messages SET expiry = :expiry, updated = :now"
             " WHERE expiry > :expiry AND owner = :owner",
-            {"expiry": expiry_ms}, namespace,
+            {"expiry": expiry_ms},
+            namespace,
         )
 
     async def sweep_expired(self, now_ms: int) -> int:
@@ -718,11 +749,13 @@ class SqliteMessageStore(MessageStore):
     async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
         raw = check_owner(owner)
         return await self._read(
-            lambda conn: conn.execute(
-                "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
-                (raw, bytes(token)),
-            ).fetchone()
-            is not None
+            lambda conn: (
+                conn.execute(
+                    "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
+                    (raw, bytes(token)),
+                ).fetchone()
+                is not None
+            )
         )
 
     async def owners(self) -> list[str]:
@@ -748,9 +781,13 @@ class SqliteMessageStore(MessageStore):
 
         return await self._read(op)
 
-    def _owner_ids(self, conn: sqlite3.Connection, predicate: Callable[[str], bool]) -> list[tuple[int, str]]:
+    def _owner_ids(
+        self, conn: sqlite3.Connection, predicate: Callable[[str], bool]
+    ) -> list[tuple[int, str]]:
         rows = conn.execute("SELECT id, type, pubkey FROM owners ORDER BY id").fetchall()
-        return [(oid, o) for oid, t, pk in rows if predicate(o := bytes([t]).hex() + bytes(pk).hex())]
+        return [
+            (oid, o) for oid, t, pk in rows if predicate(o := bytes([t]).hex() + bytes(pk).hex())
+        ]
 
     async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
         def op(conn: sqlite3.Connection) -> list[SyncEntry]:
@@ -768,12 +805,14 @@ class SqliteMessageStore(MessageStore):
 
         return await self._read(op)
 
-    async def account_digests(self, predicate: Callable[[str], bool], after_ms: int
-                              ) -> dict[str, bytes]:
+    async def account_digests(
+        self, predicate: Callable[[str], bool], after_ms: int
+    ) -> dict[str, bytes]:
         def op(conn: sqlite3.Connection) -> dict[str, bytes]:
             wanted = dict(self._owner_ids(conn, predicate))
             rows = conn.execute(
-                "SELECT owner, namespace, hash, expiry FROM messages WHERE expiry > ?", (after_ms,))
+                "SELECT owner, namespace, hash, expiry FROM messages WHERE expiry > ?", (after_ms,)
+            )
             return digest_rows((wanted[o], ns, h, e) for o, ns, h, e in rows if o in wanted)
 
         return await self._read(op)
@@ -798,18 +837,25 @@ class SqliteMessageStore(MessageStore):
         def op(conn: sqlite3.Connection) -> list[StoredMessage]:
             out = []
             for h in hs:
-                r = conn.execute(_SEL + ", m.updated" + _FROM + " WHERE m.hash = ?", (h,)).fetchone()
+                r = conn.execute(
+                    _SEL + ", m.updated" + _FROM + " WHERE m.hash = ?", (h,)
+                ).fetchone()
                 if r is not None:
                     t, pk, ns, hh, data, ts, exp, upd = r
-                    out.append(StoredMessage(bytes([t]).hex() + bytes(pk).hex(), ns, hh,
-                                             bytes(data), ts, exp, upd))
+                    out.append(
+                        StoredMessage(
+                            bytes([t]).hex() + bytes(pk).hex(), ns, hh, bytes(data), ts, exp, upd
+                        )
+                    )
             return out
 
         return await self._read(op)
 
     async def stats(self) -> StoreStats:
         def op(conn: sqlite3.Connection) -> StoreStats:
-            (n, data), = conn.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM messages")
+            ((n, data),) = conn.execute(
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(data)), 0) FROM messages"
+            )
             owners = conn.execute("SELECT COUNT(*) FROM owners").fetchone()[0]
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]

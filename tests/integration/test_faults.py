@@ -27,10 +27,16 @@ CATCH_UP_BOUND = 60.0
 def faultnet(tmp_path_factory: pytest.TempPathFactory):
     from session.devnet import Devnet
 
-    net = Devnet(tmp_path_factory.mktemp("faults"), nodes=NODES, poll_interval=0.5,
-                 ready_timeout=60,
-                 extra_env={"SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-                            "SESSION_NODE_LIMITS__BURST": "100000"})
+    net = Devnet(
+        tmp_path_factory.mktemp("faults"),
+        nodes=NODES,
+        poll_interval=0.5,
+        ready_timeout=60,
+        extra_env={
+            "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
+            "SESSION_NODE_LIMITS__BURST": "100000",
+        },
+    )
     net.start()
     yield net
     for n in net.nodes:
@@ -77,8 +83,9 @@ async def store(client: Client, url: str, ident: Identity, data: bytes) -> str |
     return body["hash"] if status == 200 else None
 
 
-async def caught_up(client: Client, url: str, ident: Identity, want: set[str],
-                    partial: list[int]) -> bool:
+async def caught_up(
+    client: Client, url: str, ident: Identity, want: set[str], partial: list[int]
+) -> bool:
     """Whether the node answers with every hash of ``want``. A 200 that lacks some is recorded
     in ``partial`` (a catching-up member must say 503 instead)."""
     try:
@@ -97,26 +104,33 @@ async def caught_up(client: Client, url: str, ident: Identity, want: set[str],
 async def test_restarted_member_catches_up_before_serving_reads(faultnet, client):
     alice = Identity.generate()
     victim = faultnet.nodes[NODES - 1]
-    live = [n.url for n in faultnet.nodes[:NODES - 1]]
+    live = [n.url for n in faultnet.nodes[: NODES - 1]]
     acked = {await store(client, live[i % len(live)], alice, b"before %d" % i) for i in range(20)}
     faultnet.kill_node(victim)
     t0 = time.monotonic()
-    more = await asyncio.gather(*(store(client, live[i % len(live)], alice, b"while down %d" % i)
-                                  for i in range(300)))
+    more = await asyncio.gather(
+        *(store(client, live[i % len(live)], alice, b"while down %d" % i) for i in range(300))
+    )
     store_s = time.monotonic() - t0
     assert None not in more, "a store failed while one member was down"
     acked |= set(more)
     assert len(acked) == 320
     faultnet.restart_node(victim)
     partial: list[int] = []
-    await eventually(lambda: caught_up(client, victim.url, alice, acked, partial),
-                     CATCH_UP_BOUND, "the restarted member holds every message")
+    await eventually(
+        lambda: caught_up(client, victim.url, alice, acked, partial),
+        CATCH_UP_BOUND,
+        "the restarted member holds every message",
+    )
     assert partial == [], f"the restarted member answered 200 while missing {partial} messages"
     status, metrics = await client.get(victim.admin_url + "/metrics")
     assert status == 200 and b"\nsession_node_catching_up 0.0" in metrics
     for url in live:  # nothing was lost anywhere
-        await eventually(lambda url=url: caught_up(client, url, alice, acked, []),
-                         CATCH_UP_BOUND, f"{url} holds every message")
+        await eventually(
+            lambda url=url: caught_up(client, url, alice, acked, []),
+            CATCH_UP_BOUND,
+            f"{url} holds every message",
+        )
     print(f"\n300 stores with one member down: {store_s:.2f}s")
 
 
@@ -153,15 +167,20 @@ async def test_sigkill_twenty_times_during_sustained_stores(faultnet, client):
             partial: list[int] = []
             await eventually(
                 lambda s=snapshot, p=partial: caught_up(client, victim.url, bob, s, p),
-                CATCH_UP_BOUND, f"round {round_}: the member caught up")
+                CATCH_UP_BOUND,
+                f"round {round_}: the member caught up",
+            )
             assert partial == [], f"round {round_}: 200 while missing {partial}"
     finally:
         stop.set()
         await asyncio.gather(*writers)
     assert failed == [], f"{len(failed)} stores failed"
     for url in live:
-        await eventually(lambda url=url: caught_up(client, url, bob, acked, []),
-                         CATCH_UP_BOUND, f"{url} holds every acknowledged message")
+        await eventually(
+            lambda url=url: caught_up(client, url, bob, acked, []),
+            CATCH_UP_BOUND,
+            f"{url} holds every acknowledged message",
+        )
     print(f"\n20 SIGKILLs: {len(acked)} acknowledged stores, none lost")
 
 
@@ -171,8 +190,12 @@ async def test_one_then_two_members_down(faultnet, client):
     acked: set[str] = set()
 
     async def works(urls: list[str], tag: str) -> None:
-        got = await asyncio.gather(*(store(client, urls[i % len(urls)], carol, b"%s %d" % (
-            tag.encode(), i)) for i in range(60)))
+        got = await asyncio.gather(
+            *(
+                store(client, urls[i % len(urls)], carol, b"%s %d" % (tag.encode(), i))
+                for i in range(60)
+            )
+        )
         assert None not in got, f"{tag}: a store failed"
         acked.update(got)  # type: ignore[arg-type]
         held: set[str] = set()
@@ -183,8 +206,11 @@ async def test_one_then_two_members_down(faultnet, client):
         assert held == acked, f"{tag}: {len(acked - held)} acknowledged messages lost"
         # a member too slow for the write deadline (a loaded machine) is brought level soon
         for url in urls:
-            await eventually(lambda url=url: caught_up(client, url, carol, acked, []),
-                             CATCH_UP_BOUND, f"{tag}: {url} holds every message")
+            await eventually(
+                lambda url=url: caught_up(client, url, carol, acked, []),
+                CATCH_UP_BOUND,
+                f"{tag}: {url} holds every message",
+            )
 
     await works([n.url for n in nodes], "all up")
     faultnet.kill_node(nodes[1])
@@ -195,8 +221,11 @@ async def test_one_then_two_members_down(faultnet, client):
         faultnet.restart_node(n)
     partial: list[int] = []
     for n in (nodes[1], nodes[2]):
-        await eventually(lambda n=n: caught_up(client, n.url, carol, acked, partial),
-                         CATCH_UP_BOUND, f"{n.name} caught up")
+        await eventually(
+            lambda n=n: caught_up(client, n.url, carol, acked, partial),
+            CATCH_UP_BOUND,
+            f"{n.name} caught up",
+        )
     assert partial == []
 
 
@@ -209,11 +238,15 @@ async def test_frozen_member_gets_what_it_missed_once_it_resumes(faultnet, clien
     assert frozen.proc is not None
     frozen.proc.send_signal(signal.SIGSTOP)
     try:
-        got = await asyncio.gather(*(store(client, others[i % len(others)], dave, b"f %d" % i)
-                                     for i in range(80)))
+        got = await asyncio.gather(
+            *(store(client, others[i % len(others)], dave, b"f %d" % i) for i in range(80))
+        )
     finally:
         frozen.proc.send_signal(signal.SIGCONT)
     assert None not in got
     acked = set(got)
-    await eventually(lambda: caught_up(client, frozen.url, dave, acked, []), CATCH_UP_BOUND,
-                     "the resumed member holds every message stored while it was frozen")
+    await eventually(
+        lambda: caught_up(client, frozen.url, dave, acked, []),
+        CATCH_UP_BOUND,
+        "the resumed member holds every message stored while it was frozen",
+    )

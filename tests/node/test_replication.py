@@ -41,9 +41,14 @@ B = "05" + "aa" * 32
 
 
 def node(i: int, swarm: int = SWARM) -> ServiceNode:
-    return ServiceNode(pubkey_ed25519=f"{i:02x}" * 32, pubkey_x25519=f"{i + 100:02x}" * 32,
-                       public_ip="127.0.0.1", storage_port=1000 + i, storage_lmq_port=2000 + i,
-                       swarm_id=swarm)
+    return ServiceNode(
+        pubkey_ed25519=f"{i:02x}" * 32,
+        pubkey_x25519=f"{i + 100:02x}" * 32,
+        public_ip="127.0.0.1",
+        storage_port=1000 + i,
+        storage_lmq_port=2000 + i,
+        swarm_id=swarm,
+    )
 
 
 def roundtrip(obj: Any) -> Any:
@@ -87,8 +92,9 @@ class FakeLinks:
         self.disconnected.append(x)
         self.health.pop(x, None)
 
-    async def request(self, x: str, address: str, kind: bytes, body: Any,
-                      timeout: float | None = None) -> Any:
+    async def request(
+        self, x: str, address: str, kind: bytes, body: Any, timeout: float | None = None
+    ) -> Any:
         self.net.sent.append((x, kind))
         if x in self.net.dead:
             self.mark_down(x)
@@ -119,13 +125,21 @@ class Member:
         self.view = SwarmView(me.pubkey_ed25519, self._fetch)
         self.view.apply(listed)
         self.links = FakeLinks(net, me.pubkey_x25519)
-        self.sync = Reconciler(self.store, self.links, self.view,  # type: ignore[arg-type]
-                               interval=3600.0, catch_up_timeout=0.05)
+        self.sync = Reconciler(
+            self.store,
+            self.links,
+            self.view,  # type: ignore[arg-type]
+            interval=3600.0,
+            catch_up_timeout=0.05,
+        )
         self.sync.retry_pause = 0.01
         self.links.on_peer_up = self.sync.peer_up
         self.cc: list[dict[str, Any]] = []
-        net.handlers[me.pubkey_x25519] = {KIND_SYNC: self.sync.serve, KIND_CC: self._cc,
-                                          KIND_PING: self._ping}
+        net.handlers[me.pubkey_x25519] = {
+            KIND_SYNC: self.sync.serve,
+            KIND_CC: self._cc,
+            KIND_PING: self._ping,
+        }
 
     async def _fetch(self) -> list[ServiceNode]:
         return list(self.view.map.nodes) if self.view.map else []
@@ -186,8 +200,12 @@ async def test_fanout_reports_a_dead_member_failed_and_then_stops_asking_it(net)
     dead = members[3].node
     net.dead.add(dead.pubkey_x25519)
     outcomes: list[str] = []
-    fan = LinkFanout(members[0].links, members[0].view, deadline=5.0,  # type: ignore[arg-type]
-                     on_result=outcomes.append)
+    fan = LinkFanout(
+        members[0].links,
+        members[0].view,
+        deadline=5.0,  # type: ignore[arg-type]
+        on_result=outcomes.append,
+    )
     out = await fan.forward({"method": "store", "params": {}})
     assert out[dead.pubkey_ed25519] is None
     assert sum(r is not None for r in out.values()) == 2
@@ -227,8 +245,12 @@ async def test_a_late_write_that_times_out_marks_the_member_down(net):
     members = swarm(net, 2)
     frozen = members[1]
     net.frozen.add(frozen.node.pubkey_x25519)
-    fan = LinkFanout(members[0].links, members[0].view,  # type: ignore[arg-type]
-                     deadline=0.01, timeout=0.05)
+    fan = LinkFanout(
+        members[0].links,
+        members[0].view,  # type: ignore[arg-type]
+        deadline=0.01,
+        timeout=0.05,
+    )
     out = await fan.forward({"method": "store", "params": {}})
     assert out[frozen.node.pubkey_ed25519] is None
     await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
@@ -270,8 +292,7 @@ def t(h: str) -> Tombstone:
 
 def test_plan_fetches_pushes_buries_and_keeps_the_newest_expiry():
     mine = [e("both"), e("mine"), e("gone-there"), e("exp-a", 60, upd=5), e("exp-b", 60, upd=1)]
-    theirs = [e("both"), e("theirs"), e("gone-here"), e("exp-a", 40, upd=2),
-              e("exp-b", 40, upd=9)]
+    theirs = [e("both"), e("theirs"), e("gone-here"), e("exp-a", 40, upd=2), e("exp-b", 40, upd=9)]
     plan = plan_sync(mine, [t("gone-here")], theirs, [t("gone-there"), t("old")])
     assert plan.fetch == ["theirs"]  # never "gone-here": we deleted it
     assert plan.push == ["mine"]  # never "gone-there": they deleted it
@@ -353,8 +374,11 @@ async def test_many_messages_travel_in_batches(net):
 async def test_accounts_of_another_swarm_are_neither_served_nor_taken(net):
     outsider = node(9, OTHER)
     a, b = swarm(net, 2, extra=[outsider])
-    foreign = next(f"05{i:02x}" + "33" * 31 for i in range(256)
-                   if a.view.swarm_id_for(f"05{i:02x}" + "33" * 31) == OTHER)
+    foreign = next(
+        f"05{i:02x}" + "33" * 31
+        for i in range(256)
+        if a.view.swarm_id_for(f"05{i:02x}" + "33" * 31) == OTHER
+    )
     await b.store.import_messages([m("theirs-foreign", owner=foreign), m("ok")])
     res = await a.sync.sync_with(b.node)
     assert res is not None
@@ -367,8 +391,13 @@ async def test_accounts_of_another_swarm_are_neither_served_nor_taken(net):
 async def test_bad_sync_requests_are_refused(net):
     a, b = swarm(net, 2)
     peer = b.node.pubkey_x25519
-    for body in ({"op": "buckets"}, {"op": "nope", "c": 0}, {"op": "entries", "c": 0, "o": 5},
-                 {"op": "apply", "c": 0, "m": [["short"]]}, "not a map"):
+    for body in (
+        {"op": "buckets"},
+        {"op": "nope", "c": 0},
+        {"op": "entries", "c": 0, "o": 5},
+        {"op": "apply", "c": 0, "m": [["short"]]},
+        "not a map",
+    ):
         with pytest.raises((ValueError, TypeError)):
             await a.sync.serve(peer, body)
 
@@ -380,11 +409,15 @@ async def test_a_message_under_a_forged_hash_is_refused(net):
     assert await a.sync.sync_with(b.node) is None  # the session stops at the bad record
     assert await a.hashes() == {}
     with pytest.raises(ValueError, match="hash does not match"):
-        await a.sync.serve(b.node.pubkey_x25519, {"op": "apply", "c": 0, "m": [
-            [A, 0, forged.hash, 1000, 10**13, forged.data, 1]]})
+        await a.sync.serve(
+            b.node.pubkey_x25519,
+            {"op": "apply", "c": 0, "m": [[A, 0, forged.hash, 1000, 10**13, forged.data, 1]]},
+        )
     with pytest.raises(ValueError, match="hash does not match"):
-        await a.sync.serve(b.node.pubkey_x25519, {"op": "apply", "c": 0, "m": [
-            [A, 0, "x" * 43, 1000, 10**13, b"data", 1]]})
+        await a.sync.serve(
+            b.node.pubkey_x25519,
+            {"op": "apply", "c": 0, "m": [[A, 0, "x" * 43, 1000, 10**13, b"data", 1]]},
+        )
 
 
 async def test_a_failed_session_returns_none(net):

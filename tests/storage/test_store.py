@@ -18,7 +18,9 @@ A = "05" + "11" * 32
 B = "03" + "22" * 32
 
 
-def msg(h: str, owner: str = A, ns: int = 0, data: bytes = b"d", ts: int = 1000, exp: int = 5000) -> StoredMessage:
+def msg(
+    h: str, owner: str = A, ns: int = 0, data: bytes = b"d", ts: int = 1000, exp: int = 5000
+) -> StoredMessage:
     return StoredMessage(owner, ns, h, data, ts, exp)
 
 
@@ -227,7 +229,9 @@ async def test_revocations(store):
         await store.revoke_subaccounts(B, [t], 2000 + i)
     # only the newest 50 are kept
     assert not await store.subaccount_revoked(B, toks[9])
-    assert await store.subaccount_revoked(B, toks[10]) and await store.subaccount_revoked(B, toks[59])
+    assert await store.subaccount_revoked(B, toks[10]) and await store.subaccount_revoked(
+        B, toks[59]
+    )
 
 
 async def test_stats(store):
@@ -265,7 +269,9 @@ async def test_closed_store_raises(store):
 
 
 async def test_concurrent_writes_all_land(store):
-    results = await asyncio.gather(*(store.store(msg(f"h{i}", data=bytes([i]))) for i in range(200)))
+    results = await asyncio.gather(
+        *(store.store(msg(f"h{i}", data=bytes([i]))) for i in range(200))
+    )
     assert all(r.new for r in results)
     msgs, _ = await store.retrieve(A, max_count=1000)
     assert len(msgs) == 200 and len({m.hash for m in msgs}) == 200
@@ -329,8 +335,10 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path):
     for stmt in S._split_sql(S._MIGRATIONS[0]):
         conn.execute(stmt)
     conn.execute("INSERT INTO owners (type, pubkey) VALUES (5, ?)", (bytes.fromhex(A[2:]),))
-    conn.execute("INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
-                 " VALUES (1, 'v1', 0, 1, 5000, x'00')")
+    conn.execute(
+        "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
+        " VALUES (1, 'v1', 0, 1, 5000, x'00')"
+    )
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -350,9 +358,16 @@ async def test_sqlite_rejects_tiny_cap(tmp_path):
 
 _ops = st.lists(
     st.one_of(
-        st.tuples(st.just("store"), st.integers(0, 7), st.sampled_from([0, 1, -21]), st.integers(1, 50)),
+        st.tuples(
+            st.just("store"), st.integers(0, 7), st.sampled_from([0, 1, -21]), st.integers(1, 50)
+        ),
         st.tuples(st.just("delete"), st.integers(0, 7)),
-        st.tuples(st.just("expire"), st.integers(0, 7), st.integers(1, 60), st.sampled_from(["", "extend", "shorten"])),
+        st.tuples(
+            st.just("expire"),
+            st.integers(0, 7),
+            st.integers(1, 60),
+            st.sampled_from(["", "extend", "shorten"]),
+        ),
         st.tuples(st.just("sweep"), st.integers(0, 60)),
         st.tuples(st.just("expire_all"), st.integers(0, 60)),
     ),
@@ -379,7 +394,11 @@ def test_backends_agree(ops, tmp_path_factory):
                         _, i, e, mode = op
                         outs.append(
                             await s.update_expiry(
-                                A, [f"h{i}"], [e], extend_only=mode == "extend", shorten_only=mode == "shorten"
+                                A,
+                                [f"h{i}"],
+                                [e],
+                                extend_only=mode == "extend",
+                                shorten_only=mode == "shorten",
                             )
                         )
                     elif op[0] == "sweep":
@@ -409,3 +428,10 @@ async def test_account_digests_agree_across_back_ends(store):
     assert set(await store.account_digests(lambda o: True, 8000)) == {B}  # cutoff
     await other.update_expiry(A, ["d2"], [7001])
     assert (await other.account_digests(lambda o: True, 0))[A] != mine[A]
+
+
+async def test_settle_returns_after_earlier_writes_committed(store):
+    pending = asyncio.ensure_future(store.store(msg("s1")))
+    await asyncio.sleep(0)  # the write is submitted, not necessarily committed
+    await store.settle()
+    assert pending.done() and (await store.get_by_hash("s1")) is not None
