@@ -167,13 +167,23 @@ class _Pump:
 class _Peer:
     """Our DEALER to one peer, and its monitor (connection events drive the peer's health)."""
 
-    __slots__ = ("address", "connected", "monitor", "monitor_pump", "pump", "sock", "x25519_hex")
+    __slots__ = (
+        "address",
+        "connected",
+        "events",
+        "monitor",
+        "monitor_pump",
+        "pump",
+        "sock",
+        "x25519_hex",
+    )
 
     def __init__(self, x25519_hex: str, sock: zmq.Socket, address: str) -> None:
         self.x25519_hex = x25519_hex
         self.sock = sock
         self.address = address
         self.connected = False  # a CURVE handshake completed and the connection still stands
+        self.events = 0  # connection events seen (made and dropped connections)
         self.pump: _Pump | None = None
         self.monitor: zmq.Socket | None = None
         self.monitor_pump: _Pump | None = None
@@ -391,6 +401,7 @@ class NodeLinks:
         p.monitor_pump = _Pump(self._loop, p.monitor, lambda msg: self._on_link_event(p, msg))
         s.connect(address)
         p.pump = _Pump(self._loop, s, self._on_reply)
+        p.monitor_pump.kick()  # (the FD is edge-triggered: drain what came before the reader)
         return p
 
     def _on_link_event(self, p: _Peer, msg: list[bytes]) -> None:
@@ -399,6 +410,7 @@ class NodeLinks:
         if self._peers.get(p.x25519_hex) is not p:
             return  # an event of a link already replaced or dropped
         event = parse_monitor_message(msg)["event"]
+        p.events += 1
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             p.connected = True
             self._answered(p.x25519_hex)
@@ -471,30 +483,30 @@ class NodeLinks:
         p = self._peer(x25519_hex, address)
         n = next(self._ids)
         assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._pending[n] = fut
         frames = [kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)]
         started = self._loop.time()
         deadline = started + min(CONNECT_WAIT, timeout or self.request_timeout)
         while True:
+            if self.closed:
+                raise LinkError("link closed")
             try:
                 p.sock.send_multipart(frames, _NOBLOCK)
                 break
             except zmq.Again:
                 # No completed connection yet (a new link still handshaking, or the peer is
                 # down) or the queue is full: wait a little, bounded.
-                if self.closed:
-                    self._pending.pop(n, None)
-                    raise LinkError("link closed") from None
                 if self._loop.time() >= deadline:
-                    self._pending.pop(n, None)
                     if not p.connected:  # (it may have come back while this request waited)
                         self.mark_down(x25519_hex)
                     raise LinkUnreachable(
                         f"no connection to {x25519_hex[:16]}... within {deadline - started:.1f}s"
                     ) from None
                 await asyncio.sleep(0.02)
+        # Registered only once sent (no await since): close() fails only awaited futures.
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[n] = fut
         self.sent += 1
+        sent_on = p.events
         assert p.pump is not None
         p.pump.kick()
         limit = timeout or self.request_timeout
@@ -502,7 +514,10 @@ class NodeLinks:
         try:
             reply = await fut
         except LinkTimeout:
-            self.mark_down(x25519_hex)
+            # Sent on a connection that dropped since (the peer was killed or restarted): the
+            # connection events already told us what happened after.
+            if p.events == sent_on:
+                self.mark_down(x25519_hex)
             raise
         except LinkError:
             self._answered(x25519_hex)  # an error reply: the peer is alive

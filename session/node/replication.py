@@ -455,8 +455,8 @@ def plan_sync(
     p.bury_there = [t for h, t in sorted(my_dead.items()) if h not in their_dead]
     for h in sorted(me.keys() & them.keys()):
         a, b = me[h], them[h]
-        if h in my_dead or h in their_dead:
-            continue
+        if h in my_dead or h in their_dead or a.expiry_ms == b.expiry_ms:
+            continue  # (the same expiry set at different moments is no difference)
         if newer_expiry((a.updated_ms, a.expiry_ms), (b.updated_ms, b.expiry_ms)):
             p.expire_here.append(b)
         elif newer_expiry((b.updated_ms, b.expiry_ms), (a.updated_ms, a.expiry_ms)):

@@ -305,6 +305,8 @@ def test_plan_fetches_pushes_buries_and_keeps_the_newest_expiry():
 def test_plan_of_equal_sides_is_empty_and_ties_settle_on_the_later_expiry():
     same = [e("x"), e("y")]
     assert plan_sync(same, [], same, []) == SyncPlan()
+    # each member stamps a store with its own clock: equal expiries are left alone
+    assert plan_sync([e("x", upd=3)], [], [e("x", upd=9)], []) == SyncPlan()
     tie = plan_sync([e("x", 40, upd=3)], [], [e("x", 60, upd=3)], [])
     assert [x.expiry_ms for x in tie.expire_here] == [60] and not tie.expire_there
 
@@ -513,3 +515,52 @@ async def test_handoff_push_takes_our_accounts_and_checks_hashes(net):
         await hand.accept_push("peer", {"m": [[A, 0, good.hash, 1, 2, b"other data"]]})
     with pytest.raises(TypeError):
         await hand.accept_push("peer", {"m": "nope"})
+
+
+async def test_real_links_see_a_peer_go_down_and_come_back():
+    """NodeLinks: the connection's own events mark a peer down the moment its process closes
+    the link, and up (with on_peer_up) when a new one completes its handshake."""
+    from session.identity import Identity
+    from session.node.links import NodeLinks
+
+    a, b = Identity.generate(), Identity.generate()
+
+    async def anyone(key: bytes) -> bool:
+        return True
+
+    async def ping(peer: str, body: Any) -> Any:
+        return {"v": 1}
+
+    def links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
+        return NodeLinks(
+            public_x25519=bytes(ident.x25519_public),
+            secret_x25519=bytes(ident.export_x25519_secret()),
+            handlers=handlers,
+            authorize=anyone,
+        )
+
+    async def until(pred: Any) -> None:
+        for _ in range(500):
+            if pred():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("condition not reached")
+
+    la, lb = links(a, {}), links(b, {KIND_PING: ping})
+    ups: list[str] = []
+    la.on_peer_up = ups.append
+    await la.start("127.0.0.1", 0)
+    port = await lb.start("127.0.0.1", 0)
+    bx = bytes(b.x25519_public).hex()
+    try:
+        assert await la.request(bx, f"tcp://127.0.0.1:{port}", KIND_PING, {}, 5.0) == {"v": 1}
+        assert not la.is_down(bx)
+        await lb.close()  # the peer's process goes away
+        await until(lambda: la.is_down(bx))
+        lb = links(b, {KIND_PING: ping})
+        await lb.start("127.0.0.1", port)  # ... and comes back on its port
+        await until(lambda: not la.is_down(bx))
+        assert ups == [bx]
+    finally:
+        await la.close()
+        await lb.close()
