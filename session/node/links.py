@@ -79,10 +79,11 @@ PROBE_MAX = 30.0
 class PeerHealth:
     """What the links know of one peer's liveness: up, or down since a failure with a back-off
     before the next probe. Fed by our link's connection events (a completed handshake means up;
-    a dropped connection, e.g. the peer's process killed, means down at once), by
-    :meth:`NodeLinks.request` (a reply means up; no connection or no answer in time means down)
-    and by requests the peer sends us (up). Read by the replication fan-out, which skips down
-    peers instead of waiting on them for every write."""
+    a dropped connection means down at once: the peer's process was killed, or it went silent
+    past the heartbeat timeout), by :meth:`NodeLinks.request` (a reply means up; no connection
+    within ``CONNECT_WAIT`` means down) and by requests the peer sends us (up). Read by the
+    replication fan-out, which skips down peers instead of waiting on them for every write, and
+    by the relay, which answers 502 at once for a next node that is down."""
 
     __slots__ = ("down_since", "failures", "next_probe")
 
@@ -170,7 +171,6 @@ class _Peer:
     __slots__ = (
         "address",
         "connected",
-        "events",
         "monitor",
         "monitor_pump",
         "pump",
@@ -183,7 +183,6 @@ class _Peer:
         self.sock = sock
         self.address = address
         self.connected = False  # a CURVE handshake completed and the connection still stands
-        self.events = 0  # connection events seen (made and dropped connections)
         self.pump: _Pump | None = None
         self.monitor: zmq.Socket | None = None
         self.monitor_pump: _Pump | None = None
@@ -410,7 +409,6 @@ class NodeLinks:
         if self._peers.get(p.x25519_hex) is not p:
             return  # an event of a link already replaced or dropped
         event = parse_monitor_message(msg)["event"]
-        p.events += 1
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             p.connected = True
             self._answered(p.x25519_hex)
@@ -506,7 +504,6 @@ class NodeLinks:
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[n] = fut
         self.sent += 1
-        sent_on = p.events
         assert p.pump is not None
         p.pump.kick()
         limit = timeout or self.request_timeout
@@ -514,10 +511,8 @@ class NodeLinks:
         try:
             reply = await fut
         except LinkTimeout:
-            # Sent on a connection that dropped since (the peer was killed or restarted): the
-            # connection events already told us what happened after.
-            if p.events == sent_on:
-                self.mark_down(x25519_hex)
+            # No mark-down: a slow peer is not a dead one. A peer that stopped answering
+            # altogether loses its connection by heartbeat, and that event marks it down.
             raise
         except LinkError:
             self._answered(x25519_hex)  # an error reply: the peer is alive

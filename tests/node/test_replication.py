@@ -103,8 +103,7 @@ class FakeLinks:
             try:
                 await asyncio.wait_for(self.net.thawed.wait(), timeout)
             except TimeoutError:
-                self.mark_down(x)
-                raise LinkTimeout("no answer") from None
+                raise LinkTimeout("no answer") from None  # (down only once the link drops)
         try:
             reply = roundtrip(await self.net.handlers[x][kind](self.me, roundtrip(body)))
         except ValueError as e:
@@ -241,7 +240,7 @@ async def test_fanout_answers_at_the_deadline_without_a_frozen_member(net):
     await fan.stop()
 
 
-async def test_a_late_write_that_times_out_marks_the_member_down(net):
+async def test_a_member_marked_down_while_its_write_is_late_is_then_skipped(net):
     members = swarm(net, 2)
     frozen = members[1]
     net.frozen.add(frozen.node.pubkey_x25519)
@@ -253,8 +252,9 @@ async def test_a_late_write_that_times_out_marks_the_member_down(net):
     )
     out = await fan.forward({"method": "store", "params": {}})
     assert out[frozen.node.pubkey_ed25519] is None
+    members[0].links.mark_down(frozen.node.pubkey_x25519)  # its link dropped (heartbeat)
     await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
-    assert members[0].links.is_down(frozen.node.pubkey_x25519) and fan.slow() == []
+    assert fan.slow() == []
     sent = len(net.sent)
     await fan.forward({"method": "store", "params": {}})
     assert len(net.sent) == sent  # down: skipped without a request
