@@ -37,7 +37,7 @@ __all__ = [
 
 GROUP_ID_PREFIX = "03"
 DEFAULT_PADDING = 256
-MAX_PLAINTEXT: int = _core.GROUP_MESSAGE_MAX_PLAINTEXT
+MAX_PLAINTEXT = 1_000_000  # libsession's limit; equals _core.GROUP_MESSAGE_MAX_PLAINTEXT
 
 
 class GroupIdentity:

@@ -51,7 +51,7 @@ __all__ = [
 
 KEY_EXPIRY_MS = 60 * 24 * 3600 * 1000
 """A superseded generation is dropped once its successor is this old (libsession KEY_EXPIRY)."""
-MESSAGE_KEY_MULTIPLE: int = _core.GROUP_MESSAGE_KEY_MULTIPLE
+MESSAGE_KEY_MULTIPLE = 75  # member entries per key message; equals _core.GROUP_MESSAGE_KEY_MULTIPLE
 MAX_MEMBERS = 100
 """Largest group (members, admins included) this implementation creates keys for."""
 

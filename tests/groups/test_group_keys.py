@@ -202,3 +202,11 @@ def test_bad_key_messages_change_nothing() -> None:
     assert MAX_MEMBERS == 100
     with pytest.raises(InvalidInput):
         GroupKeys(g.group.group_id, bob, admin=other)
+
+
+def test_constants_match_the_core() -> None:
+    from session import _core
+    from session.groups import crypto, keys
+
+    assert keys.MESSAGE_KEY_MULTIPLE == _core.GROUP_MESSAGE_KEY_MULTIPLE
+    assert crypto.MAX_PLAINTEXT == _core.GROUP_MESSAGE_MAX_PLAINTEXT
