@@ -347,6 +347,12 @@ class NodeLinks:
     async def _serve(self, handler: Handler, peer: str, obj: Any, route: bytes, rid: bytes) -> None:
         try:
             result = await handler(peer, obj)
+        except (ValueError, TypeError) as e:
+            # A request the handler refused (malformed, or not for us): the peer gets the
+            # sentence; one log line, no traceback.
+            log.info("refused a %s link request from %s…: %s", type(e).__name__, peer[:12], e)
+            self._reply(route, _ERROR, rid, str(e).encode()[:200])
+            return
         except Exception as e:
             log.exception("link handler failed")
             self._reply(route, _ERROR, rid, str(e).encode()[:200])

@@ -529,6 +529,8 @@ async def test_real_links_see_a_peer_go_down_and_come_back():
         return True
 
     async def ping(peer: str, body: Any) -> Any:
+        if body.get("bad"):
+            raise ValueError("this request is refused")
         return {"v": 1}
 
     def links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
@@ -555,6 +557,9 @@ async def test_real_links_see_a_peer_go_down_and_come_back():
     try:
         assert await la.request(bx, f"tcp://127.0.0.1:{port}", KIND_PING, {}, 5.0) == {"v": 1}
         assert not la.is_down(bx)
+        with pytest.raises(LinkError, match="this request is refused"):
+            await la.request(bx, f"tcp://127.0.0.1:{port}", KIND_PING, {"bad": 1}, 5.0)
+        assert not la.is_down(bx)  # a refusal is an answer
         await lb.close()  # the peer's process goes away
         await until(lambda: la.is_down(bx))
         lb = links(b, {KIND_PING: ping})
