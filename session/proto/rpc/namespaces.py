@@ -45,6 +45,25 @@ def is_unrevocable_namespace(ns: int) -> bool:
     return ns < 0 and (-ns) % 100 == 11
 
 
+#: The namespaces of a ``03`` group's swarm (Session's ``namespace::GroupMessages`` …).
+GROUP_MESSAGES = 11
+GROUP_KEYS = 12
+GROUP_INFO = 13
+GROUP_MEMBERS = 14
+REVOKED_RETRIEVABLE_GROUP_MESSAGES = -11
+
+#: Group namespaces written only with the group key itself (admins): the signed configs and
+#: the revoked-member notices. Members (subaccount tokens) store to the others, chiefly 11.
+GROUP_ADMIN_NAMESPACES = frozenset(
+    {GROUP_KEYS, GROUP_INFO, GROUP_MEMBERS, REVOKED_RETRIEVABLE_GROUP_MESSAGES}
+)
+
+
+def is_group_admin_namespace(ns: int) -> bool:
+    """Whether only a ``03`` group's admins (the group key, no subaccount) may store to ``ns``."""
+    return ns in GROUP_ADMIN_NAMESPACES
+
+
 def namespace_sig_string(ns: NamespaceVar) -> str:
     """Namespace as it appears in signed texts: "" for 0, "all", or the decimal value."""
     if ns is ALL:
@@ -64,10 +83,17 @@ def namespace_or_none(ns: NamespaceVar) -> int | None:
 
 __all__ = [
     "ALL",
+    "GROUP_ADMIN_NAMESPACES",
+    "GROUP_INFO",
+    "GROUP_KEYS",
+    "GROUP_MEMBERS",
+    "GROUP_MESSAGES",
     "NAMESPACE_MAX",
     "NAMESPACE_MIN",
+    "REVOKED_RETRIEVABLE_GROUP_MESSAGES",
     "AllNamespaces",
     "NamespaceVar",
+    "is_group_admin_namespace",
     "is_noauth_retrieve_namespace",
     "is_public_inbox_namespace",
     "is_public_outbox_namespace",

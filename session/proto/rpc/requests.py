@@ -50,6 +50,7 @@ from session.proto.rpc.fields import (
 )
 from session.proto.rpc.namespaces import (
     NamespaceVar,
+    is_group_admin_namespace,
     is_noauth_retrieve_namespace,
     is_public_inbox_namespace,
     is_public_outbox_namespace,
@@ -202,6 +203,21 @@ class Store(AccountMethod):
     def signature_text(self) -> bytes:
         ts = self.timestamp if self.sig_timestamp is None else self.sig_timestamp
         return f"store{namespace_sig_string(self.namespace)}{ts}".encode()
+
+    def verify(self, *, revoked: bool = False) -> None:
+        """As every method, plus the groups rule: a ``03`` group's key, info, members and
+        revoked-member namespaces take the group key itself (admins); a member's subaccount
+        token is refused there (401) whatever its flags."""
+        if (
+            self.account.prefix == 3
+            and self.auth is not None
+            and self.auth.subaccount is not None
+            and is_group_admin_namespace(self.namespace)
+        ):
+            raise RpcStatusError(
+                401, f"store: namespace {self.namespace} of a group is for its admins only"
+            )
+        AccountMethod.verify(self, revoked=revoked)
 
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
