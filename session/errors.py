@@ -183,6 +183,14 @@ class NodeRequestFailed(NetworkError):
         self.body = body
 
 
+class GroupError(InvalidInput):
+    """A group operation that cannot be done: unknown group, not an admin, not a member."""
+
+
+class GroupFull(GroupError):
+    """A group would have more than its 100 members."""
+
+
 __all__ = [
     "ChecksumMismatch",
     "ClockOutOfSync",
@@ -191,6 +199,8 @@ __all__ = [
     "DecryptionError",
     "DestinationRefused",
     "ErrorKind",
+    "GroupError",
+    "GroupFull",
     "InvalidInput",
     "InvalidKey",
     "InvalidSessionID",

@@ -35,6 +35,7 @@ from session.client.db import (
     derive_db_key,
 )
 from session.client.events import EventHub, EventStream, MessageDeleted
+from session.client.groups import GroupManager
 from session.client.identity_store import IdentityStore, ed25519_seed32
 from session.client.loops import BackgroundLoops
 from session.client.network import (
@@ -132,6 +133,10 @@ class Client:
                                  Poller(self.rpc, self.db, self.identity, rng=self.rng), self.config)
         self.sender = Sender(self.db, self.outbox, self.rpc, self.identity, self.clock, self.hub,
                              self.connectivity)
+        #: Closed groups (03 IDs): create, invite, send, admin operations (see groups.py).
+        self.groups = GroupManager(self)
+        self.receiver.on_group_update = self.groups.on_direct
+        self.sender.signer_for = self._signer_for
         self.poll_interval = poll_interval
         self.background = background
         self.loops = BackgroundLoops(self)
@@ -317,6 +322,10 @@ class Client:
         self.outbox.enqueue(kind=kind, dest=dest, namespace=0, data=data, timestamp_ms=sent_ms,
                             ttl_ms=ttl_ms, message_id=message_id)
 
+    def _signer_for(self, dest: str) -> Any:
+        """Signer of stores to ``dest``'s private namespaces: a group's, or ours."""
+        return self.groups.signer_for(dest) if dest.startswith("03") else self.identity
+
     async def _ensure_clock(self) -> None:
         """Learn the network time before stamping a message (best effort; offline is fine)."""
         if self.clock.synced or not self.directory.nodes:
@@ -484,12 +493,13 @@ class Client:
         return out
 
     def requests(self) -> list[MessageRequest]:
-        """Message requests: senders we have not accepted (nor blocked), with their messages."""
+        """Message requests: senders we have not accepted (nor blocked), with their messages,
+        then the groups we are invited to (the group ID and name; no messages yet)."""
         return [
             MessageRequest(c.session_id, c.name, self.db.messages(c.session_id))
             for c in self.db.contacts()
             if not c.approved and not c.blocked and self.db.has_messages(c.session_id)
-        ]
+        ] + [MessageRequest(g.group_id, g.name, []) for g in self.groups.invites()]
 
     def messages(self, conversation: str, limit: int = 1000) -> list[Message]:
         """Messages of a conversation, oldest first (ordered by sent time)."""
@@ -532,7 +542,7 @@ class Client:
             self.connectivity.update(False, str(e))
             raise
         self.connectivity.update(True)
-        return total
+        return total + await self.groups.poll_all()
 
     def process_stored(self, rows: Sequence[StoredRow]) -> list[M.Incoming]:
         """Decrypt (batch), verify, dedupe and apply stored namespace-0 messages in sent order."""

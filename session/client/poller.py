@@ -1,4 +1,5 @@
-"""Polling the own swarm: signed ``retrieve`` per namespace with ``last_hash`` cursors.
+"""Polling a swarm (our own, or a group's): signed ``retrieve`` per namespace with
+``last_hash`` cursors.
 
 The poller sticks to one member of the own swarm (a cursor is only meaningful on the node that
 issued it) and moves to another member when that one fails. It returns only messages whose
@@ -11,7 +12,7 @@ import random
 from typing import Any
 
 from session.client.db import Database
-from session.client.transport import SwarmRPC
+from session.client.transport import SwarmRPC, owner_of
 from session.errors import NetworkError
 from session.proto.snodes import ServiceNode
 
@@ -24,15 +25,19 @@ class Poller:
                  rng: random.Random | None = None) -> None:
         self.rpc = rpc
         self.db = db
+        #: The signer of the polled account: our identity, a group key or a member subaccount.
         self.identity = identity
+        self.owner = owner_of(identity)
+        #: A group's cursors are kept apart from ours (same node, same namespace number).
+        self._cursor_prefix = self.owner + "@" if self.owner.startswith("03") else ""
         self.node: ServiceNode | None = None
         #: Picks the swarm member to poll (injectable for deterministic tests).
         self.rng = rng or random.SystemRandom()
 
     def _pick_node(self) -> ServiceNode:
-        members = self.rpc.dir.swarm(self.identity.session_id)
+        members = self.rpc.dir.swarm(self.owner)
         if not members:
-            raise NetworkError("own swarm is unknown (empty node list?)")
+            raise NetworkError("the swarm to poll is unknown (empty node list?)")
         if self.node is None or self.node.pubkey_ed25519 not in {m.pubkey_ed25519 for m in members}:
             bad = self.rpc.t.paths.bad
             self.node = self.rng.choice([m for m in members if m.pubkey_ed25519 not in bad] or members)
@@ -45,7 +50,8 @@ class Poller:
         got: set[str] = set()  # a node may repeat a message across pages
         try:
             for _ in range(MAX_PAGES):
-                last = self.db.last_hash(node.pubkey_ed25519, namespace)
+                cursor = self._cursor_prefix + node.pubkey_ed25519
+                last = self.db.last_hash(cursor, namespace)
                 body = await self.rpc.retrieve(self.identity, namespace, node, last)
                 msgs = [m for m in body.get("messages", []) if isinstance(m, dict) and "hash" in m]
                 for m in msgs:
@@ -54,7 +60,7 @@ class Poller:
                         got.add(h)
                         out.append((h, str(m.get("data", "")), int(m.get("expiration", 0) or 0)))
                 if msgs:
-                    self.db.set_last_hash(node.pubkey_ed25519, namespace, str(msgs[-1]["hash"]))
+                    self.db.set_last_hash(cursor, namespace, str(msgs[-1]["hash"]))
                 if not body.get("more") or not msgs:
                     break
         except NetworkError:

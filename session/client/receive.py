@@ -9,7 +9,7 @@ request responses. Config namespaces go to :class:`~session.client.configsync.Co
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from session.client import messages as M
@@ -59,6 +59,8 @@ class Receiver:
         self.hub = hub
         self.poller = poller
         self.config = config
+        #: Takes a 1:1 group update (invite, promotion): set by the client to its groups.
+        self.on_group_update: Callable[[M.Incoming, Any], list[Event]] | None = None
 
     async def poll_once(self) -> int:
         """Retrieve and apply new messages of namespaces 2, 3 and 0; returns how many new
@@ -131,6 +133,12 @@ class Receiver:
     ) -> list[Event]:
         out: list[Event] = []
         conv = dm.syncTarget if from_me and dm.syncTarget else inc.sender
+        if dm.HasField("groupUpdateMessage"):
+            if from_me or self.on_group_update is None:
+                return out
+            if dm.HasField("profile") and dm.profile.displayName:
+                self.db.upsert_contact(inc.sender, name=dm.profile.displayName[:MAX_NAME_CHARS])
+            return out + self.on_group_update(inc, dm.groupUpdateMessage)
         if not from_me and dm.HasField("profile") and dm.profile.displayName:
             name = dm.profile.displayName[:MAX_NAME_CHARS]
             if not contact or contact.name != name:

@@ -4,6 +4,7 @@ result (message status, retry backoff, give-up at TTL) and emitting the matching
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from session.client.db import Database, OutboxEntry
 from session.client.events import (
@@ -14,9 +15,10 @@ from session.client.events import (
 )
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
-from session.client.transport import SwarmRPC
+from session.client.transport import AccountSigner, SwarmRPC
 from session.errors import NetworkError, NodeRequestFailed, SessionError
 from session.identity import Identity
+from session.proto.rpc import Signer
 
 #: Entries tried per flush step.
 FLUSH_BATCH = 50
@@ -58,6 +60,9 @@ class Sender:
         self.clock = clock
         self.hub = hub
         self.connectivity = connectivity
+        #: Who signs stores to an account's private namespaces: ourselves for our own swarm;
+        #: the client sets this to also sign for the groups we are in.
+        self.signer_for: Callable[[str], Signer | AccountSigner | None] = lambda _dest: identity
         #: One flush at a time (the outbox loop and a caller's flush would send entries twice).
         self._flushing = asyncio.Lock()
 
@@ -81,7 +86,7 @@ class Sender:
                 e.namespace,
                 e.data,
                 e.expiry_ms,
-                identity=self.identity if e.namespace % 10 else None,
+                identity=self.signer_for(e.dest) if e.namespace % 10 else None,
             )
         except SessionError as err:
             if isinstance(err, NodeRequestFailed):

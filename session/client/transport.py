@@ -14,7 +14,7 @@ import binascii
 import json
 import random
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -35,6 +35,29 @@ from session.proto.snodes import ServiceNode, parse_node_list
 
 REQUEST_TIMEOUT = 10.0
 RETRIES = 4
+
+
+@runtime_checkable
+class AccountSigner(Protocol):
+    """Signs for an account it does not own the key of: a group member's subaccount
+    (:class:`session.groups.auth.SubaccountSigner`), which gives the whole ``Auth``."""
+
+    group_id: str
+
+    def auth(self, text: bytes) -> rpc.Auth: ...
+
+
+def signed_params(req: Any, signer: Signer | AccountSigner) -> dict[str, Any]:
+    """The wire params of ``req`` signed by an owner key (a Session ID or a group key) or by
+    a member's subaccount."""
+    if isinstance(signer, AccountSigner):
+        return dict(req.with_auth(signer.auth(req.signature_text())).to_params())
+    return rpc.sign(req, signer)
+
+
+def owner_of(signer: Signer | AccountSigner) -> str:
+    """The account a signer's requests are for."""
+    return signer.group_id if isinstance(signer, AccountSigner) else signer.session_id
 
 
 class PathFailure(NetworkError):
@@ -250,7 +273,12 @@ class SwarmRPC:
     # ------------------------------------------------------------------ methods
 
     async def store(
-        self, owner: str, namespace: int, data: str, expiry_ms: int, identity: Signer | None = None
+        self,
+        owner: str,
+        namespace: int,
+        data: str,
+        expiry_ms: int,
+        identity: Signer | AccountSigner | None = None,
     ) -> str | None:
         """Store ``data`` (base64) in ``owner``'s swarm until ``expiry_ms`` (network time);
         returns the message hash. Each attempt is stamped with the current network time (the
@@ -269,7 +297,7 @@ class SwarmRPC:
             ttl = max(rpc.TTL_MINIMUM, min(max_ttl, expiry_ms - now))
             req = rpc.Store(acct, namespace, now, now + ttl, raw)
             if identity is not None and not public:
-                return rpc.sign(req, identity)
+                return signed_params(req, identity)
             return req.to_params()
 
         _, body = await self.call(owner, "store", params)
@@ -284,14 +312,14 @@ class SwarmRPC:
         return None
 
     async def retrieve(
-        self, identity: Signer, namespace: int, node: ServiceNode, last_hash: str
+        self, identity: Signer | AccountSigner, namespace: int, node: ServiceNode, last_hash: str
     ) -> dict[str, Any]:
-        owner = identity.session_id
+        owner = owner_of(identity)
         acct = _account(owner)
 
         def params() -> dict[str, Any]:
             req = rpc.Retrieve(acct, namespace, last_hash or None, timestamp=self.clock.now_ms())
-            return rpc.sign(req, identity)
+            return signed_params(req, identity)
 
         # One retry only: the poller moves to another swarm member when this one fails.
         _, body = await self.call(owner, "retrieve", params, node=node, retries=1)
@@ -308,6 +336,16 @@ class SwarmRPC:
         req = rpc.Expire(acct, tuple(hashes), (expiry_ms,), shorten=shorten)
         params = rpc.sign(req, identity)
         await self.call(identity.session_id, "expire", lambda: params)
+
+    async def revoke_subaccounts(self, group: Signer, tokens: list[bytes]) -> None:
+        """Admin: refuse these members' subaccount tokens on the group's swarm from now on."""
+        acct = _account(group.session_id)
+
+        def params() -> dict[str, Any]:
+            req = rpc.RevokeSubaccount(acct, tuple(tokens), self.clock.now_ms())
+            return rpc.sign(req, group)
+
+        await self.call(group.session_id, "revoke_subaccount", params)
 
     async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:
         code, body = await self.t.request(

@@ -182,7 +182,7 @@ class AttachmentPointer(_message.Message):
     def __init__(self, deprecated_id: _Optional[int] = ..., contentType: _Optional[str] = ..., key: _Optional[bytes] = ..., size: _Optional[int] = ..., digest: _Optional[bytes] = ..., fileName: _Optional[str] = ..., flags: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., caption: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class DataMessage(_message.Message):
-    __slots__ = ("body", "attachments", "flags", "profileKey", "timestamp", "quote", "preview", "reaction", "profile", "openGroupInvitation", "syncTarget", "blocksCommunityMessageRequests")
+    __slots__ = ("body", "attachments", "flags", "profileKey", "timestamp", "quote", "preview", "reaction", "profile", "openGroupInvitation", "syncTarget", "blocksCommunityMessageRequests", "groupUpdateMessage")
     class Flags(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         EXPIRATION_TIMER_UPDATE: _ClassVar[DataMessage.Flags]
@@ -241,6 +241,7 @@ class DataMessage(_message.Message):
     OPENGROUPINVITATION_FIELD_NUMBER: _ClassVar[int]
     SYNCTARGET_FIELD_NUMBER: _ClassVar[int]
     BLOCKSCOMMUNITYMESSAGEREQUESTS_FIELD_NUMBER: _ClassVar[int]
+    GROUPUPDATEMESSAGE_FIELD_NUMBER: _ClassVar[int]
     body: str
     attachments: _containers.RepeatedCompositeFieldContainer[AttachmentPointer]
     flags: int
@@ -253,7 +254,112 @@ class DataMessage(_message.Message):
     openGroupInvitation: DataMessage.OpenGroupInvitation
     syncTarget: str
     blocksCommunityMessageRequests: bool
-    def __init__(self, body: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[AttachmentPointer, _Mapping]]] = ..., flags: _Optional[int] = ..., profileKey: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., quote: _Optional[_Union[DataMessage.Quote, _Mapping]] = ..., preview: _Optional[_Iterable[_Union[DataMessage.Preview, _Mapping]]] = ..., reaction: _Optional[_Union[DataMessage.Reaction, _Mapping]] = ..., profile: _Optional[_Union[LokiProfile, _Mapping]] = ..., openGroupInvitation: _Optional[_Union[DataMessage.OpenGroupInvitation, _Mapping]] = ..., syncTarget: _Optional[str] = ..., blocksCommunityMessageRequests: _Optional[bool] = ...) -> None: ...
+    groupUpdateMessage: GroupUpdateMessage
+    def __init__(self, body: _Optional[str] = ..., attachments: _Optional[_Iterable[_Union[AttachmentPointer, _Mapping]]] = ..., flags: _Optional[int] = ..., profileKey: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., quote: _Optional[_Union[DataMessage.Quote, _Mapping]] = ..., preview: _Optional[_Iterable[_Union[DataMessage.Preview, _Mapping]]] = ..., reaction: _Optional[_Union[DataMessage.Reaction, _Mapping]] = ..., profile: _Optional[_Union[LokiProfile, _Mapping]] = ..., openGroupInvitation: _Optional[_Union[DataMessage.OpenGroupInvitation, _Mapping]] = ..., syncTarget: _Optional[str] = ..., blocksCommunityMessageRequests: _Optional[bool] = ..., groupUpdateMessage: _Optional[_Union[GroupUpdateMessage, _Mapping]] = ...) -> None: ...
+
+class GroupUpdateMessage(_message.Message):
+    __slots__ = ("inviteMessage", "infoChangeMessage", "memberChangeMessage", "promoteMessage", "memberLeftMessage", "inviteResponse", "deleteMemberContent", "memberLeftNotificationMessage")
+    INVITEMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    INFOCHANGEMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERCHANGEMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROMOTEMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERLEFTMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    INVITERESPONSE_FIELD_NUMBER: _ClassVar[int]
+    DELETEMEMBERCONTENT_FIELD_NUMBER: _ClassVar[int]
+    MEMBERLEFTNOTIFICATIONMESSAGE_FIELD_NUMBER: _ClassVar[int]
+    inviteMessage: GroupUpdateInviteMessage
+    infoChangeMessage: GroupUpdateInfoChangeMessage
+    memberChangeMessage: GroupUpdateMemberChangeMessage
+    promoteMessage: GroupUpdatePromoteMessage
+    memberLeftMessage: GroupUpdateMemberLeftMessage
+    inviteResponse: GroupUpdateInviteResponseMessage
+    deleteMemberContent: GroupUpdateDeleteMemberContentMessage
+    memberLeftNotificationMessage: GroupUpdateMemberLeftNotificationMessage
+    def __init__(self, inviteMessage: _Optional[_Union[GroupUpdateInviteMessage, _Mapping]] = ..., infoChangeMessage: _Optional[_Union[GroupUpdateInfoChangeMessage, _Mapping]] = ..., memberChangeMessage: _Optional[_Union[GroupUpdateMemberChangeMessage, _Mapping]] = ..., promoteMessage: _Optional[_Union[GroupUpdatePromoteMessage, _Mapping]] = ..., memberLeftMessage: _Optional[_Union[GroupUpdateMemberLeftMessage, _Mapping]] = ..., inviteResponse: _Optional[_Union[GroupUpdateInviteResponseMessage, _Mapping]] = ..., deleteMemberContent: _Optional[_Union[GroupUpdateDeleteMemberContentMessage, _Mapping]] = ..., memberLeftNotificationMessage: _Optional[_Union[GroupUpdateMemberLeftNotificationMessage, _Mapping]] = ...) -> None: ...
+
+class GroupUpdateInviteMessage(_message.Message):
+    __slots__ = ("groupSessionId", "name", "memberAuthData", "adminSignature")
+    GROUPSESSIONID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERAUTHDATA_FIELD_NUMBER: _ClassVar[int]
+    ADMINSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    groupSessionId: str
+    name: str
+    memberAuthData: bytes
+    adminSignature: bytes
+    def __init__(self, groupSessionId: _Optional[str] = ..., name: _Optional[str] = ..., memberAuthData: _Optional[bytes] = ..., adminSignature: _Optional[bytes] = ...) -> None: ...
+
+class GroupUpdatePromoteMessage(_message.Message):
+    __slots__ = ("groupIdentitySeed", "name")
+    GROUPIDENTITYSEED_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    groupIdentitySeed: bytes
+    name: str
+    def __init__(self, groupIdentitySeed: _Optional[bytes] = ..., name: _Optional[str] = ...) -> None: ...
+
+class GroupUpdateInfoChangeMessage(_message.Message):
+    __slots__ = ("type", "updatedName", "updatedExpiration", "adminSignature")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        NAME: _ClassVar[GroupUpdateInfoChangeMessage.Type]
+        AVATAR: _ClassVar[GroupUpdateInfoChangeMessage.Type]
+        DISAPPEARING_MESSAGES: _ClassVar[GroupUpdateInfoChangeMessage.Type]
+    NAME: GroupUpdateInfoChangeMessage.Type
+    AVATAR: GroupUpdateInfoChangeMessage.Type
+    DISAPPEARING_MESSAGES: GroupUpdateInfoChangeMessage.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    UPDATEDNAME_FIELD_NUMBER: _ClassVar[int]
+    UPDATEDEXPIRATION_FIELD_NUMBER: _ClassVar[int]
+    ADMINSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    type: GroupUpdateInfoChangeMessage.Type
+    updatedName: str
+    updatedExpiration: int
+    adminSignature: bytes
+    def __init__(self, type: _Optional[_Union[GroupUpdateInfoChangeMessage.Type, str]] = ..., updatedName: _Optional[str] = ..., updatedExpiration: _Optional[int] = ..., adminSignature: _Optional[bytes] = ...) -> None: ...
+
+class GroupUpdateMemberChangeMessage(_message.Message):
+    __slots__ = ("type", "memberSessionIds", "historyShared", "adminSignature")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ADDED: _ClassVar[GroupUpdateMemberChangeMessage.Type]
+        REMOVED: _ClassVar[GroupUpdateMemberChangeMessage.Type]
+        PROMOTED: _ClassVar[GroupUpdateMemberChangeMessage.Type]
+    ADDED: GroupUpdateMemberChangeMessage.Type
+    REMOVED: GroupUpdateMemberChangeMessage.Type
+    PROMOTED: GroupUpdateMemberChangeMessage.Type
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSESSIONIDS_FIELD_NUMBER: _ClassVar[int]
+    HISTORYSHARED_FIELD_NUMBER: _ClassVar[int]
+    ADMINSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    type: GroupUpdateMemberChangeMessage.Type
+    memberSessionIds: _containers.RepeatedScalarFieldContainer[str]
+    historyShared: bool
+    adminSignature: bytes
+    def __init__(self, type: _Optional[_Union[GroupUpdateMemberChangeMessage.Type, str]] = ..., memberSessionIds: _Optional[_Iterable[str]] = ..., historyShared: _Optional[bool] = ..., adminSignature: _Optional[bytes] = ...) -> None: ...
+
+class GroupUpdateMemberLeftMessage(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GroupUpdateMemberLeftNotificationMessage(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GroupUpdateInviteResponseMessage(_message.Message):
+    __slots__ = ("isApproved",)
+    ISAPPROVED_FIELD_NUMBER: _ClassVar[int]
+    isApproved: bool
+    def __init__(self, isApproved: _Optional[bool] = ...) -> None: ...
+
+class GroupUpdateDeleteMemberContentMessage(_message.Message):
+    __slots__ = ("memberSessionIds", "messageHashes", "adminSignature")
+    MEMBERSESSIONIDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGEHASHES_FIELD_NUMBER: _ClassVar[int]
+    ADMINSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    memberSessionIds: _containers.RepeatedScalarFieldContainer[str]
+    messageHashes: _containers.RepeatedScalarFieldContainer[str]
+    adminSignature: bytes
+    def __init__(self, memberSessionIds: _Optional[_Iterable[str]] = ..., messageHashes: _Optional[_Iterable[str]] = ..., adminSignature: _Optional[bytes] = ...) -> None: ...
 
 class Content(_message.Message):
     __slots__ = ("dataMessage", "receiptMessage", "typingMessage", "dataExtractionNotification", "unsendRequest", "messageRequestResponse", "sharedConfigMessage", "expirationType", "expirationTimer", "sigTimestamp")
