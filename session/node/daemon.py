@@ -1,10 +1,14 @@
 """The service-node process: one asyncio loop (uvloop) wiring every part together.
 
-Start-up: logs → keys → database → TLS → node links (ZeroMQ) → RPC handler and onion router →
-HTTPS and admin sites → registration with the registry → node-list polling. ``/readyz`` stays 503
-(and client requests get 503) until keys, database, a node list that puts us in a swarm, and
-both sites are up; after that ``/readyz`` stays 503 (and reads get 503) until the node caught up
-with its swarm (``replication.Reconciler``), while stores and relaying are already served.
+Start-up (``run`` sets up logs, then one :meth:`Node.start` step each): keys → database → TLS →
+node links (ZeroMQ) → replication (write fan-out, reconciler, hand-off) → RPC handler and onion
+router → HTTPS and admin sites → registration with the registry and the first node list →
+background tasks (node-list polling, hand-off retries, reconciliation, expiry sweep).
+
+``/readyz`` stays 503 (and client requests get 503) until keys, database, a node list that puts
+us in a swarm, and both sites are up; after that ``/readyz`` stays 503 (and reads get 503) until
+the node caught up with its swarm (``replication.Reconciler``), while stores and relaying are
+already served.
 
 SIGTERM/SIGINT: mark not ready, stop accepting, let in-flight requests finish (bounded by
 ``shutdown_timeout``), stop polling and links, flush and close the store, exit 0.
@@ -20,8 +24,10 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -44,7 +50,7 @@ from session.proto import rpc as P
 from session.registry import client as registry_client
 from session.service import logs, tls
 from session.service.admin import admin_app
-from session.service.server import Served
+from session.service.server import ConnectionStats, Served
 from session.service.server import serve as serve_app
 from session.storage.sqlite import SqliteMessageStore
 
@@ -124,21 +130,49 @@ class Node:
 
     # ------------------------------------------------------------------ start-up
     async def start(self) -> None:
-        cfg = self.config
+        """Start every part, in the order the module docstring gives: keys, store, TLS, node
+        links, replication, RPC handler and onion router, sites, registration, background
+        tasks. Each step is a method below; a failure stops start-up (``serve`` then stops
+        what was started)."""
         disable_created_metrics()
-        m = self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics()
         t0 = time.perf_counter()
+        await self._load_keys()
+        await self._open_store()
+        ssl_ctx = await self._tls_context()
+        x_secret = bytes(self.identity.export_x25519_secret())
+        await self._start_links(x_secret)
+        self._wire_replication()
+        self._wire_handler_and_router(x_secret)
+        del x_secret  # the peeler and the links hold their own copies
+        await self._start_sites(ssl_ctx)
+        await self._join_network()
+        self._start_background()
+        log.info(
+            "node %s… up in %.2fs: https %d, zmq %d, admin %d",
+            self.view.me[:12],
+            time.perf_counter() - t0,
+            self.https_port,
+            self.zmq_port,
+            self.admin_port,
+        )
 
+    async def _load_keys(self) -> None:
+        """Keys: the identity given, or the one in ``keys_dir`` (created on first start)."""
         if self.identity is None:
-            self.identity = await asyncio.to_thread(_load_identity, cfg)
-        ident = self.identity
-        me = bytes(ident.ed25519_public).hex()
+            self.identity = await asyncio.to_thread(keys.load_or_create, self.config.keys_dir)
 
+    async def _open_store(self) -> None:
+        """Store: the one given, or the SQLite database in ``db_dir``."""
         if self.store is None:
+            cfg = self.config
             cfg.db_dir.mkdir(parents=True, exist_ok=True)
             self.store = await SqliteMessageStore.open(cfg.db_dir, max_bytes=cfg.storage.max_bytes)
 
-        cert, key = tls.tls_paths(cfg.data_dir)
+    async def _tls_context(self) -> ssl.SSLContext:
+        """TLS: the HTTPS site's context, generating a self-signed certificate on first start."""
+        data_dir = self.config.data_dir
+        cert, key = tls.tls_paths(data_dir)
         if not (cert.exists() and key.exists()):
             # Generate in a short-lived child: importing `cryptography` would add ~10 MB to
             # this long-lived process's RSS for a one-time job.
@@ -147,23 +181,29 @@ class Node:
                 "-c",
                 "import sys; from session.service.tls import ensure_certificate; "
                 "ensure_certificate(sys.argv[1])",
-                str(cfg.data_dir),
+                str(data_dir),
             )
             await child.wait()
-        ssl_ctx = await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir)
+        return await asyncio.to_thread(tls.server_ssl_context, data_dir)
 
+    async def _start_links(self, x_secret: bytes) -> None:
+        """Node links: the swarm view (which authorizes peers) and the bound ZeroMQ ROUTER."""
+        cfg = self.config
+        me = bytes(self.identity.ed25519_public).hex()
         self.view = SwarmView(me, self._fetch_nodes, poll_interval=cfg.registry.poll_interval)
-        x_secret = bytes(ident.export_x25519_secret())
         self.links = NodeLinks(
-            public_x25519=bytes(ident.x25519_public),
+            public_x25519=bytes(self.identity.x25519_public),
             secret_x25519=x_secret,
             handlers={},
             authorize=self.view.authorize,
         )
         self.zmq_port = await self.links.start(cfg.network.listen_host, cfg.network.zmq_port)
 
+    def _wire_replication(self) -> None:
+        """Replication: the write fan-out, the swarm reconciler and the hand-off on changes."""
+        m = self.metrics
+        rep = self.config.replication
         cc_outcome = {o: m.links.labels("cc", o) for o in ("ok", "failed")}
-        rep = cfg.replication
         self.fanout = LinkFanout(
             self.links,
             self.view,
@@ -178,31 +218,33 @@ class Node:
             catch_up_timeout=rep.catch_up_timeout,
         )
         self.links.on_peer_up = self.reconciler.peer_up
+        self.handoff = SwarmHandoff(
+            self.store, self.links, self.view, on_moved=lambda d, n: m.handoff.labels(d).inc(n)
+        )
+        self.view.on_change = self._on_swarm_change
+
+    def _wire_handler_and_router(self, x_secret: bytes) -> None:
+        """The storage-RPC handler, the onion router, and the link handler of every kind."""
+        cfg = self.config
         self.rpc = RpcHandler(
             store=self.store,
-            identity=ident,
+            identity=self.identity,
             swarm=self.view,
             fanout=self.fanout,
             oxend=self._oxend,
             catching_up=self.reconciler.not_ready_reason,
         )
-        self.handoff = SwarmHandoff(
-            self.store, self.links, self.view, on_moved=lambda d, n: m.handoff.labels(d).inc(n)
-        )
-        self.view.on_change = self._on_swarm_change
-        pool = PeelPool(Peeler.from_x25519_secret(x_secret), workers=1)
-        del x_secret
         egress = EgressPolicy(
             allow_public=cfg.network.proxy_public,
             allow=parse_allowlist(cfg.network.proxy_allow),
             own_addresses=(cfg.network.public_ip, cfg.network.listen_host),
         )
         self.router = OnionRouter(
-            pool,
+            PeelPool(Peeler.from_x25519_secret(x_secret), workers=1),
             self.view,
             self.links,
             self.rpc,
-            metrics=m,
+            metrics=self.metrics,
             max_hops=cfg.limits.max_onion_hops,
             egress=egress,
         )
@@ -216,38 +258,18 @@ class Node:
             }
         )
 
-        limiter = RateLimiter(cfg.limits.requests_per_second, cfg.limits.burst)
+    async def _start_sites(self, ssl_ctx: ssl.SSLContext) -> None:
+        """Sites: the public HTTPS site (rate limited) and the loopback admin site."""
+        cfg = self.config
         self.site = ClientSite(
             rpc=self.rpc,
             router=self.router,
-            limiter=limiter,
-            metrics=m,
+            limiter=RateLimiter(cfg.limits.requests_per_second, cfg.limits.burst),
+            metrics=self.metrics,
             ready=self.ready_reason,
-            ed25519_public=bytes(ident.ed25519_public),
+            ed25519_public=bytes(self.identity.ed25519_public),
             max_body=cfg.limits.max_request_bytes,
         )
-        m.gauge_fn(
-            "session_node_link_timeouts",
-            "Node-link requests that timed out",
-            lambda: self.links.timeouts,
-        )
-        m.gauge_fn(
-            "session_node_link_auth_denied",
-            "Node-link handshakes refused",
-            lambda: self.links.auth_denied,
-        )
-        m.gauge_fn("session_node_resident_bytes", "Resident memory of the process", _rss_bytes)
-        m.gauge_fn(
-            "session_node_peers_down",
-            "Peers whose last node-link request failed",
-            lambda: sum(h.down for h in self.links.health.values()),
-        )
-        m.gauge_fn(
-            "session_node_catching_up",
-            "1 while reads wait for the swarm catch-up",
-            lambda: float(self.reconciler.catching_up),
-        )
-
         client = await serve_app(
             self.site.app(),
             cfg.network.listen_host,
@@ -259,25 +281,9 @@ class Node:
         )
         self._served.append(client)
         self.https_port = client.port
-        stats = client.stats
-        m.gauge_fn("session_node_connections_open", "Open client connections", lambda: stats.open)
-        m.gauge_fn(
-            "session_node_connections_refused",
-            "Connections closed at accept (caps)",
-            lambda: stats.refused,
-        )
-        m.gauge_fn(
-            "session_node_connection_timeouts",
-            "Connections cut by a TLS, header or body timeout",
-            lambda: stats.tls_failed + stats.header_timeouts + stats.body_timeouts,
-        )
-        m.gauge_fn(
-            "session_node_bodies_refused",
-            "Request bodies refused (in-flight budget full or too large)",
-            lambda: stats.bodies_refused + stats.bodies_too_large,
-        )
+        self._add_gauges(client.stats)
         admin = await serve_app(
-            admin_app(m.render, self.fully_ready),
+            admin_app(self.metrics.render, self.fully_ready),
             cfg.admin.host,
             cfg.admin.port,
             limits=cfg.connections,
@@ -286,25 +292,56 @@ class Node:
         self.admin_port = admin.port
         self.sites_up = True
 
+    def _add_gauges(self, stats: ConnectionStats) -> None:
+        """Gauges read at scrape time from the links, the reconciler, the process and the
+        client site's connection counters (``stats``)."""
+        links = self.links
+        gauges: list[tuple[str, str, Callable[[], float]]] = [
+            ("link_timeouts", "Node-link requests that timed out", lambda: links.timeouts),
+            ("link_auth_denied", "Node-link handshakes refused", lambda: links.auth_denied),
+            ("resident_bytes", "Resident memory of the process", _rss_bytes),
+            (
+                "peers_down",
+                "Peers whose last node-link request failed",
+                lambda: sum(h.down for h in links.health.values()),
+            ),
+            (
+                "catching_up",
+                "1 while reads wait for the swarm catch-up",
+                lambda: float(self.reconciler.catching_up),
+            ),
+            ("connections_open", "Open client connections", lambda: stats.open),
+            ("connections_refused", "Connections closed at accept (caps)", lambda: stats.refused),
+            (
+                "connection_timeouts",
+                "Connections cut by a TLS, header or body timeout",
+                lambda: stats.tls_failed + stats.header_timeouts + stats.body_timeouts,
+            ),
+            (
+                "bodies_refused",
+                "Request bodies refused (in-flight budget full or too large)",
+                lambda: stats.bodies_refused + stats.bodies_too_large,
+            ),
+        ]
+        for name, doc, fn in gauges:
+            self.metrics.gauge_fn(f"session_node_{name}", doc, fn)
+
+    async def _join_network(self) -> None:
+        """Registration with the registry (unless disabled), then the first node list."""
         if self._register_enabled:
             await self._register_until_done()
         await self.view.refresh()
+
+    def _start_background(self) -> None:
+        """Background tasks: node-list polling, hand-off retries (a restarted node may hold
+        accounts it no longer owns), reconciliation, the expiry sweep and the gauge loop."""
         self.view.start()
-        self.handoff._outgoing_pending = True  # a restarted node may hold accounts it lost
-        self.handoff.start()
+        self.handoff.start(hand_over=True)
         self.reconciler.start()
         self._tasks.append(
             asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL))
         )
         self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
-        log.info(
-            "node %s… up in %.2fs: https %d, zmq %d, admin %d",
-            me[:12],
-            time.perf_counter() - t0,
-            self.https_port,
-            self.zmq_port,
-            self.admin_port,
-        )
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)
@@ -420,10 +457,6 @@ class Node:
         if self.store is not None:
             await self.store.close()
         log.info("stopped cleanly")
-
-
-def _load_identity(cfg: Any) -> Any:
-    return keys.load_or_create(cfg.keys_dir)
 
 
 def write_ready_file(path: str | os.PathLike[str], node: Node) -> None:

@@ -346,7 +346,11 @@ class SwarmHandoff:
         return {"n": n, "rejected_owners": sorted(rejected)}
 
     # ------------------------------------------------------------ retries
-    def start(self) -> None:
+    def start(self, *, hand_over: bool = False) -> None:
+        """Start the retry loop; ``hand_over`` also schedules a check for accounts this node
+        holds but no longer owns (a restarted node may hold some it lost while away)."""
+        if hand_over:
+            self._outgoing_pending = True
         if self._task is None:
             self._task = asyncio.ensure_future(self._retry_loop())
 
