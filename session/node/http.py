@@ -86,8 +86,17 @@ def decode_body(content_encoding: str, raw: bytes, limit: int) -> bytes:
 class ClientSite:
     """Request handlers of the public site (kept separate from aiohttp plumbing for tests)."""
 
-    def __init__(self, *, rpc: Any, router: Any, limiter: Any, metrics: Any, ready: Callable[[], str | None],
-                 ed25519_public: bytes, max_body: int) -> None:
+    def __init__(
+        self,
+        *,
+        rpc: Any,
+        router: Any,
+        limiter: Any,
+        metrics: Any,
+        ready: Callable[[], str | None],
+        ed25519_public: bytes,
+        max_body: int,
+    ) -> None:
         self.rpc = rpc
         self.router = router
         self.limiter = limiter
@@ -148,7 +157,9 @@ class ClientSite:
             self.metrics.rate_limited.inc()
         return False
 
-    async def _serve(self, endpoint: str, request: web.Request, handler: Handler, not_ready: str) -> web.Response:
+    async def _serve(
+        self, endpoint: str, request: web.Request, handler: Handler, not_ready: str
+    ) -> web.Response:
         """Rate limit, size limit and readiness, then ``handler(body)`` counted as in flight."""
         t0 = time.perf_counter()
         if not self._admit(request):
@@ -186,8 +197,14 @@ class ClientSite:
         return await self._serve("onion", request, self._onion, "Snode not ready")
 
     async def ping_test(self, request: web.Request) -> web.Response:
-        return web.Response(status=200, body=b"", headers={"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER})
+        return web.Response(
+            status=200,
+            body=b"",
+            headers={"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER},
+        )
 
     async def get_stats(self, request: web.Request) -> web.Response:
         body = json.dumps({"version": STORAGE_SERVER_VERSION_TEXT}).encode()
-        return web.Response(status=200, body=body, headers={"Content-Type": _JSON, "Server": SERVER_HEADER})
+        return web.Response(
+            status=200, body=body, headers={"Content-Type": _JSON, "Server": SERVER_HEADER}
+        )

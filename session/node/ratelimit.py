@@ -13,10 +13,16 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    __slots__ = ("rate", "burst", "max_clients", "clock", "_buckets", "refused")
+    __slots__ = ("_buckets", "burst", "clock", "max_clients", "rate", "refused")
 
-    def __init__(self, rate: float, burst: float, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if rate <= 0 or burst < 1 or max_clients < 1:
             raise ValueError("rate and max_clients must be positive and burst at least 1")
         self.rate = float(rate)
@@ -46,7 +52,11 @@ class RateLimiter:
         return False
 
     def _prune(self, now: float) -> bool:
-        full = [k for k, (tok, last) in self._buckets.items() if tok + (now - last) * self.rate >= self.burst]
+        full = [
+            k
+            for k, (tok, last) in self._buckets.items()
+            if tok + (now - last) * self.rate >= self.burst
+        ]
         for k in full:
             del self._buckets[k]
         return bool(full)

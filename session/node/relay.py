@@ -155,7 +155,7 @@ class OnionRouter:
     async def handle(self, frame: bytes) -> tuple[int, bytes]:
         try:
             d = await self.pool.peel(frame)
-        except Exception as e:  # typed OnionError (status) or a crypto/decode error
+        except ValueError as e:  # the core's OnionError (with a status), DecodeError, InvalidInput
             return self._peel_error(e)
         if isinstance(d, Relay):
             self._count("relay")
@@ -169,20 +169,17 @@ class OnionRouter:
             return await self._proxy(d)
         return 500, b"unexpected onion decision"
 
-    def _peel_error(self, e: Exception) -> tuple[int, bytes]:
+    def _peel_error(self, e: ValueError) -> tuple[int, bytes]:
+        """The answer to a frame that could not be peeled: plain with its status, or encrypted
+        for the client when the layer was decrypted before the failure."""
         self._count("error")
         status = int(getattr(e, "status", 400) or 400)
-        msg = str(e).encode()
+        msg = str(e).encode()  # UTF-8 text, as encrypt_status requires
         reply = getattr(e, "reply", None)
-        if reply is not None:  # decrypted before failing: the client gets an encrypted error
-            try:
-                return 200, reply.encrypt_status(status, msg)
-            except Exception:
-                pass
+        if reply is not None:
+            return 200, reply.encrypt_status(status, msg)
         if status < 400 or status > 599:
             status = 400
-        if not isinstance(e, ValueError):
-            log.warning("onion peel failed unexpectedly: %r", e)
         return status, msg
 
     async def _relay(self, d: Any) -> tuple[int, bytes]:

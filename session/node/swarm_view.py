@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from session.errors import RegistryError
 from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, SwarmMap
 
 log = logging.getLogger("session.node.swarm")
@@ -27,6 +28,7 @@ log = logging.getLogger("session.node.swarm")
 #: How long a node that left the list may still connect (to hand its data over).
 DEPARTED_GRACE = 600.0
 
+#: Fetches the node list; raises :class:`RegistryError` when it cannot be had.
 FetchNodes = Callable[[], Awaitable[list[ServiceNode]]]
 
 
@@ -131,7 +133,7 @@ class SwarmView:
         async with self._lock:
             try:
                 nodes = await self._fetch()
-            except Exception as e:
+            except RegistryError as e:
                 self.refresh_failures += 1
                 log.warning("node list refresh failed: %s", e)
                 return False
@@ -193,8 +195,14 @@ class SwarmView:
         if self.on_change is not None:
             t = asyncio.ensure_future(self.on_change(change))
             self._change_tasks.add(t)
-            t.add_done_callback(self._change_tasks.discard)
+            t.add_done_callback(self._change_done)
         return True
+
+    def _change_done(self, t: asyncio.Task[None]) -> None:
+        """Forget a finished change handler; one that failed is logged with its traceback."""
+        self._change_tasks.discard(t)
+        if not t.cancelled() and (e := t.exception()) is not None:
+            log.error("node-list change handler failed", exc_info=e)
 
     def poke(self) -> None:
         """Refresh soon (e.g. a peer reported a list version we do not have)."""
@@ -234,15 +242,13 @@ class SwarmView:
             self._task = asyncio.ensure_future(self.run())
 
     async def stop(self) -> None:
-        for t in [self._task, *self._change_tasks]:
-            if t is not None:
-                t.cancel()
-        for t in [self._task, *self._change_tasks]:
-            if t is not None:
-                try:
-                    await t
-                except (asyncio.CancelledError, Exception):
-                    pass
+        """Stop polling and cancel the change handlers still running; wait until they are done
+        (a failed one was logged when it ended)."""
+        tasks = [t for t in (self._task, *self._change_tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
         self._task = None
 
 

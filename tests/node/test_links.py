@@ -1,0 +1,186 @@
+"""Direct tests of session/node/links.py on real ZeroMQ sockets (127.0.0.1): what a peer gets
+back for a frame that is not msgpack, a refused request, a failing store or a bug in a handler,
+and how a failing authorization callback refuses the key. Every answer is awaited as a
+condition (a reply, a log record), never after a fixed sleep."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
+import pytest
+import zmq
+import zmq.asyncio
+from zmq.utils import z85
+
+from session.errors import StorageError
+from session.identity import Identity
+from session.node.links import KIND_PING, LinkError, LinkUnreachable, NodeLinks
+
+
+async def _anyone(key: bytes) -> bool:
+    return True
+
+
+def _links(ident: Identity, handlers: dict[bytes, Any], authorize: Any = _anyone) -> NodeLinks:
+    return NodeLinks(
+        public_x25519=bytes(ident.x25519_public),
+        secret_x25519=bytes(ident.export_x25519_secret()),
+        handlers=handlers,
+        authorize=authorize,
+    )
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+class _Server:
+    """A started NodeLinks of a fresh identity, and how to reach it."""
+
+    def __init__(self, links: NodeLinks, ident: Identity, port: int) -> None:
+        self.links = links
+        self.ident = ident
+        self.x25519 = bytes(ident.x25519_public).hex()
+        self.address = f"tcp://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Any]]:
+    """``await serve(handlers, authorize=...)``: a started server; all are closed afterwards."""
+    started: list[NodeLinks] = []
+
+    async def start(handlers: dict[bytes, Any], authorize: Any = _anyone) -> _Server:
+        ident = Identity.generate()
+        links = _links(ident, handlers, authorize)
+        started.append(links)
+        port = await links.start("127.0.0.1", 0)
+        return _Server(links, ident, port)
+
+    yield start
+    for links in started:
+        await links.close()
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[NodeLinks]:
+    links = _links(Identity.generate(), {})
+    await links.start("127.0.0.1", 0)
+    yield links
+    await links.close()
+
+
+async def _ping(peer: str, body: Any) -> Any:
+    return {"pong": body}
+
+
+async def test_a_frame_that_is_not_msgpack_gets_the_sentence_and_the_pump_goes_on(
+    serve: Any, client: NodeLinks
+) -> None:
+    server = await serve({KIND_PING: _ping})
+    ctx = zmq.asyncio.Context()
+    me = Identity.generate()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.curve_serverkey = z85.encode(bytes(server.ident.x25519_public))
+    sock.curve_publickey = z85.encode(bytes(me.x25519_public))
+    sock.curve_secretkey = z85.encode(bytes(me.export_x25519_secret()))
+    sock.connect(server.address)
+    try:
+        # reserved code, truncated array, invalid UTF-8 in a string, trailing bytes
+        for n, body in enumerate([b"\xc1", b"\x92\x01", b"\xa2\xff\xfe", b"\x01\x02"]):
+            rid = struct.pack("<Q", n)
+            await sock.send_multipart([KIND_PING, rid, body])
+            async with asyncio.timeout(10):
+                reply = await sock.recv_multipart()
+            assert reply == [b"E", rid, b"bad msgpack"]
+        # The same pump still serves well-formed requests, ours and another peer's.
+        await sock.send_multipart([KIND_PING, b"\x09" * 8, msgpack.packb(1)])
+        async with asyncio.timeout(10):
+            tag, _, body = await sock.recv_multipart()
+        assert (tag, msgpack.unpackb(body)) == (b"R", {"pong": 1})
+        assert await client.request(server.x25519, server.address, KIND_PING, 2, 5.0) == {"pong": 2}
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+async def test_a_store_failure_reaches_the_peer_as_its_sentence(
+    serve: Any, client: NodeLinks
+) -> None:
+    async def failing_store(peer: str, body: Any) -> Any:
+        raise StorageError("database error: disk I/O error")
+
+    server = await serve({KIND_PING: failing_store})
+    with pytest.raises(LinkError, match=r"^database error: disk I/O error$"):
+        await client.request(server.x25519, server.address, KIND_PING, {}, 5.0)
+    assert not client.is_down(server.x25519)  # an error answer is an answer
+
+
+async def test_a_handler_bug_is_answered_at_once_and_logged_with_its_traceback(
+    serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def buggy(peer: str, body: Any) -> Any:
+        raise RuntimeError("a bug in a handler")
+
+    server = await serve({KIND_PING: buggy})
+    with caplog.at_level(logging.ERROR, logger="session.node.links"):
+        # The peer is answered (not left to its 30 s timeout) without the bug's text ...
+        with pytest.raises(LinkError, match=r"^internal error$"):
+            await client.request(server.x25519, server.address, KIND_PING, {}, 30.0)
+
+        # ... and the bug surfaces in the log with its traceback.
+        def logged() -> list[logging.LogRecord]:
+            return [r for r in caplog.records if r.getMessage() == "bug: a link task failed"]
+
+        await _until(lambda: bool(logged()))
+    exc_info = logged()[0].exc_info
+    assert exc_info is not None and isinstance(exc_info[1], RuntimeError)
+
+
+async def test_an_authorization_callback_that_fails_refuses_the_key(
+    serve: Any, client: NodeLinks
+) -> None:
+    async def broken(key: bytes) -> bool:
+        raise RuntimeError("a bug in the callback")
+
+    server = await serve({KIND_PING: _ping}, authorize=broken)
+    with pytest.raises(LinkUnreachable):
+        await client.request(server.x25519, server.address, KIND_PING, {}, 1.0)
+    assert server.links.auth_denied >= 1
+
+
+async def test_a_reply_that_is_not_msgpack_fails_the_request(client: NodeLinks) -> None:
+    """A peer answering with bytes that are not msgpack: the request fails with LinkError."""
+    ident = Identity.generate()
+    ctx = zmq.asyncio.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    router.curve_server = True
+    router.curve_publickey = z85.encode(bytes(ident.x25519_public))
+    router.curve_secretkey = z85.encode(bytes(ident.export_x25519_secret()))
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    async def answer_garbage() -> None:
+        route, _kind, rid, _body = await router.recv_multipart()
+        await router.send_multipart([route, b"R", rid, b"\xc1"])
+
+    answering = asyncio.ensure_future(answer_garbage())
+    try:
+        with pytest.raises(LinkError, match=r"^bad reply: "):
+            await client.request(
+                bytes(ident.x25519_public).hex(), f"tcp://127.0.0.1:{port}", KIND_PING, {}, 5.0
+            )
+        await answering
+    finally:
+        answering.cancel()
+        router.close(0)
+        ctx.term()
