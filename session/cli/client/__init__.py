@@ -6,13 +6,15 @@ Commands::
     session send ID TEXT / inbox / history ID                       (messaging.py)
     session requests [accept ID | decline ID] / block ID / unblock ID  (contacts.py)
     session chat ID                                                  (chat.py)
+    session group create | list | info | invite | accept | decline | send | history | chat |
+                  remove | promote | rename | describe | leave | disappear     (groups.py)
 
 The group, the shared options and the helpers are in ``base.py``. Every command uses only the
 public API of :class:`session.client.Client`, and every piece of someone else's text it prints
 passes :func:`session.text.for_terminal` (``--json`` output is exact).
 """
 
-from session.cli.client import chat, contacts, ids, messaging  # noqa: F401  (register commands)
+from session.cli.client import chat, contacts, groups, ids, messaging  # noqa: F401  (register commands)
 from session.cli.client.base import main
 
 __all__ = ["main"]
