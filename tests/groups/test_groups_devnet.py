@@ -1,12 +1,15 @@
-"""Closed groups through the ``session group`` CLI on a loopback devnet: three people
+"""Closed groups on a loopback devnet. Through the ``session group`` CLI: three people
 create, invite, accept, exchange, rename, remove one; the removed one's later fetches are
-refused and the newest stored message does not open with their keys; the others continue.
-Group names from others reach the terminal only sanitised."""
+refused and the newest stored message does not open with their keys; the others continue;
+group names from others reach the terminal only sanitised. With library clients in one
+process: a 100-member group gets one message to every member and refuses a 101st; a key
+message with a bad signature is dropped with a logged reason (and refused by the node)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from click.testing import CliRunner, Result
 
 from session.cli.client import main
 from session.client import Client
-from session.errors import DecryptionError
+from session.errors import DecryptionError, GroupFull, NodeRequestFailed
+from session.identity import Identity
 
 pytestmark = pytest.mark.integration
 
@@ -128,4 +132,93 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
     shown = run(runner, hb, "group", "list")
     assert shown.exit_code == 0 and "\x1b" not in shown.stdout and evil["group_id"] in shown.stdout
     js(run(runner, hb, "group", "decline", evil["group_id"], "--json"))
-    assert [x["group_id"] for x in js(run(runner, hb, "group", "list", "--json"))["groups"]] == [gid]
+    assert [x["group_id"] for x in js(run(runner, hb, "group", "list", "--json"))["groups"]] == [
+        gid
+    ]
+
+
+async def _hundred(tmp: Path, nodes: str) -> None:
+    admin = Client.open(tmp / "admin", nodes, background=False)
+    members = [Client.open(tmp / f"m{i}", nodes, background=False) for i in range(99)]
+    everyone = [admin, *members]
+    try:
+        for c in everyone:
+            await c.start()
+        gid = await admin.groups.create("hundred", [m.session_id for m in members])
+        assert len(admin.groups.info(gid).members) == 100
+        assert await admin.drain(60) == 0
+        for m in members:
+            await m.poll_once()
+            await m.groups.accept(gid)
+            assert await m.drain(30) == 0
+        await admin.groups.send(gid, "one message for a hundred")
+        assert await admin.drain(30) == 0
+        for m in members:
+            await m.groups.poll(gid)
+        got = [
+            m for m in members if "one message for a hundred" in {x.body for x in m.messages(gid)}
+        ]
+        assert len(got) == 99
+        # the 101st is refused, clearly, and nothing changes
+        with pytest.raises(GroupFull, match="at most 100 members"):
+            await admin.groups.invite(gid, [Identity.generate().session_id])
+        assert len(admin.groups.info(gid).members) == 100
+    finally:
+        for c in everyone:
+            await c.close()
+
+
+def test_hundred_members_one_message_each(tmp_path: Path, devnet: Any) -> None:
+    """A 100-member group (99 library clients and the admin, one process, one devnet): one
+    message reaches every member; a 101st member is refused."""
+    import asyncio
+
+    asyncio.run(_hundred(tmp_path, str(devnet.dir / "nodes.json")))
+
+
+async def _bad_key_message(tmp: Path, nodes: str, caplog: pytest.LogCaptureFixture) -> None:
+    from session.groups.crypto import GroupIdentity
+    from session.groups.keys import GroupKeys
+
+    a = Client.open(tmp / "a", nodes, background=False)
+    b = Client.open(tmp / "b", nodes, background=False)
+    try:
+        await a.start()
+        await b.start()
+        gid = await a.groups.create("keys", [b.session_id])
+        assert await a.drain(30) == 0
+        await b.poll_once()
+        await b.groups.accept(gid)
+        st = b.groups._state(gid)
+        before = st.keys.group_keys()
+        # a rekey signed by another group's key, as if it had been stored in namespace 12
+        other = GroupIdentity.generate()
+        forged = GroupKeys(other.group_id, b.identity, admin=other).rekey([b.session_id])
+        row = ("forgedkeyhash" + "A" * 30, base64.b64encode(forged).decode(), 0)
+        with caplog.at_level(logging.INFO, logger="session.client.groups"):
+            with b.db.tx():
+                b.groups._apply(st, 12, [row])
+        assert st.keys.group_keys() == before
+        assert any(
+            "key message" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records
+        )
+        # and the node refuses a member who tries to store one at all
+        with pytest.raises(NodeRequestFailed) as e:
+            await b.rpc.store(gid, 12, row[1], b.clock.now_ms() + 3_600_000, identity=st.signer)
+        assert e.value.status == 401
+        # the conversation keeps working
+        await a.groups.send(gid, "keys still fine")
+        assert await a.drain(30) == 0
+        await b.groups.poll(gid)
+        assert "keys still fine" in {m.body for m in b.messages(gid)}
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_bad_key_message_dropped(
+    tmp_path: Path, devnet: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    asyncio.run(_bad_key_message(tmp_path, str(devnet.dir / "nodes.json"), caplog))
