@@ -52,6 +52,7 @@ from session.service import logs, tls
 from session.service.admin import admin_app
 from session.service.server import ConnectionStats, Served
 from session.service.server import serve as serve_app
+from session.service.tasks import cancel_and_wait, spawn
 from session.storage.sqlite import SqliteMessageStore
 
 log = logging.getLogger("session.node")
@@ -338,10 +339,9 @@ class Node:
         self.view.start()
         self.handoff.start(hand_over=True)
         self.reconciler.start()
-        self._tasks.append(
-            asyncio.ensure_future(sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL))
-        )
-        self._tasks.append(asyncio.ensure_future(self._gauge_loop()))
+        sweep = sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL)
+        self._tasks.append(spawn(sweep, log, "expiry sweep loop"))
+        self._tasks.append(spawn(self._gauge_loop(), log, "gauge loop"))
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)
@@ -436,9 +436,7 @@ class Node:
         log.info("stopping: finishing in-flight requests")
         for served in self._served:  # stop listening; waits for handlers up to shutdown_timeout
             await served.close()
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self.fanout is not None:

@@ -30,6 +30,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
 from session.errors import StorageError
+from session.service.tasks import log_failure
 
 log = logging.getLogger("session.node.links")
 
@@ -62,6 +63,7 @@ HEARTBEAT_TIMEOUT_MS = 3000
 MSGPACK_ERRORS: tuple[type[Exception], ...] = (ValueError, msgpack.UnpackException)
 
 Handler = Callable[[str, Any], Awaitable[Any]]
+_log_task_failure = log_failure(log, "a link task")
 Authorizer = Callable[[bytes], Awaitable[bool]]
 
 
@@ -392,16 +394,12 @@ class NodeLinks:
         self._router_pump.kick()
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
+        """Run a request's task; a bug that escapes it is logged with its traceback when it
+        ends (the root handler's rate limit keeps a repeated one to a trickle)."""
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
-        t.add_done_callback(self._task_done)
-
-    def _task_done(self, t: asyncio.Task[Any]) -> None:
-        """Forget a finished request task; a bug that escaped it is logged with its traceback
-        now (the root handler's rate limit keeps a repeated one to a trickle)."""
-        self._tasks.discard(t)
-        if not t.cancelled() and (e := t.exception()) is not None:
-            log.error("bug: a link task failed", exc_info=e)
+        t.add_done_callback(self._tasks.discard)
+        t.add_done_callback(_log_task_failure)
 
     # ------------------------------------------------------------------ client side
     def _peer(self, x25519_hex: str, address: str) -> _Peer:

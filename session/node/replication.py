@@ -40,6 +40,7 @@ from session.node.links import (
 )
 from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
+from session.service.tasks import cancel_and_wait, spawn
 from session.storage.base import (
     MessageStore,
     StoredMessage,
@@ -158,10 +159,7 @@ class LinkFanout:
 
     async def stop(self) -> None:
         """Cancel writes still running past their deadline."""
-        tasks = [t for ts in self._late.values() for t in ts]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([t for ts in self._late.values() for t in ts])
 
 
 def owns(view: SwarmView, owner: str) -> bool:
@@ -352,7 +350,7 @@ class SwarmHandoff:
         if hand_over:
             self._outgoing_pending = True
         if self._task is None:
-            self._task = asyncio.ensure_future(self._retry_loop())
+            self._task = spawn(self._retry_loop(), log, "hand-off retry loop")
 
     async def _retry_loop(self) -> None:
         while True:
@@ -364,10 +362,8 @@ class SwarmHandoff:
                     log.error("handoff retry failed: %s", e)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await cancel_and_wait([self._task])
+        self._task = None
 
 
 # ---------------------------------------------------------------------------- reconciliation
@@ -799,7 +795,7 @@ class Reconciler:
             if x in self._probing:
                 continue
             self._probing.add(x)
-            t = asyncio.ensure_future(self._ping(node))
+            t = spawn(self._ping(node), log, "probe of a down member")
             self._aside.add(t)
             t.add_done_callback(self._aside.discard)
 
@@ -819,11 +815,8 @@ class Reconciler:
 
     def start(self) -> None:
         if not self._tasks:
-            self._tasks.append(asyncio.ensure_future(self._periodic()))
+            self._tasks.append(spawn(self._periodic(), log, "swarm reconciliation loop"))
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._running.values(), *self._aside]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([*self._tasks, *self._running.values(), *self._aside])
         self._tasks.clear()

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from session.errors import RegistryError
 from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, SwarmMap
+from session.service.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("session.node.swarm")
 
@@ -193,16 +194,10 @@ class SwarmView:
             len(new_members),
         )
         if self.on_change is not None:
-            t = asyncio.ensure_future(self.on_change(change))
+            t = spawn(self.on_change(change), log, "node-list change handler")
             self._change_tasks.add(t)
-            t.add_done_callback(self._change_done)
+            t.add_done_callback(self._change_tasks.discard)
         return True
-
-    def _change_done(self, t: asyncio.Task[None]) -> None:
-        """Forget a finished change handler; one that failed is logged with its traceback."""
-        self._change_tasks.discard(t)
-        if not t.cancelled() and (e := t.exception()) is not None:
-            log.error("node-list change handler failed", exc_info=e)
 
     def poke(self) -> None:
         """Refresh soon (e.g. a peer reported a list version we do not have)."""
@@ -239,16 +234,12 @@ class SwarmView:
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.ensure_future(self.run())
+            self._task = spawn(self.run(), log, "node-list polling")
 
     async def stop(self) -> None:
         """Stop polling and cancel the change handlers still running; wait until they are done
         (a failed one was logged when it ended)."""
-        tasks = [t for t in (self._task, *self._change_tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await cancel_and_wait([self._task, *self._change_tasks])
         self._task = None
 
 

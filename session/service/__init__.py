@@ -11,7 +11,9 @@ community servers.
 * :mod:`session.service.admin` — the loopback admin site (``/metrics``, ``/healthz``,
   ``/readyz``);
 * :mod:`session.service.onion` — a v4 onion destination (``/oxen/v4/lsrpc``) dispatching to
-  the service's own routes.
+  the service's own routes;
+* :mod:`session.service.tasks` — background tasks whose failures are logged when they happen,
+  and stops that wait for tasks without hiding what they raised.
 
 Import the submodules; this package itself imports nothing (keeps start-up light).
 """

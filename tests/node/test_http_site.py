@@ -130,7 +130,7 @@ async def test_get_stats_and_ping_report_the_node(site: Site) -> None:
     async with site.http.get(site.url("/get_stats/v1")) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "application/json"
         assert await r.json() == {"version": STORAGE_SERVER_VERSION_TEXT}
-    status, body, headers = await site.post("/ping_test/v1", b"")
+    status, _, headers = await site.post("/ping_test/v1", b"")
     assert status == 200 and headers["X-Oxen-Snode-Pubkey"] == base64.b64encode(PUBKEY).decode()
     status, _, _ = await site.post("/nothing/here", INFO)
     assert status == 404
@@ -169,7 +169,7 @@ async def test_a_body_that_is_not_what_its_header_says_is_400(
     site: Site, caplog: pytest.LogCaptureFixture, coding: str, body: bytes
 ) -> None:
     for path in ("/storage_rpc/v1", "/onion_req/v2"):
-        status, out, headers = await site.post(path, body, {"Content-Encoding": coding})
+        status, out, _ = await site.post(path, body, {"Content-Encoding": coding})
         assert (status, out.decode()) == (400, NOT_WHAT_IT_SAYS.format(coding))
     assert site.router.frames == []
     no_tracebacks(caplog)

@@ -139,7 +139,7 @@ async def test_a_handler_bug_is_answered_at_once_and_logged_with_its_traceback(
 
         # ... and the bug surfaces in the log with its traceback.
         def logged() -> list[logging.LogRecord]:
-            return [r for r in caplog.records if r.getMessage() == "bug: a link task failed"]
+            return [r for r in caplog.records if r.getMessage() == "a link task failed"]
 
         await _until(lambda: bool(logged()))
     exc_info = logged()[0].exc_info
