@@ -38,8 +38,9 @@ from session.errors import (
     NodeRequestFailed,
     SessionError,
 )
-from session.groups import control
+from session.groups import control, user_groups
 from session.groups.auth import SubaccountSigner, member_auth_data, member_token
+from session.groups.config import ConfigMessage, ConfigParseError, merge, open_sealed, seal
 from session.groups.configs import (
     INFO_DOMAIN,
     MAX_MEMBERS,
@@ -147,6 +148,10 @@ class GroupManager:
         self.db.conn.executescript(GROUP_SCHEMA)
         self._states: dict[str, _State] = {}
         self._pollers: dict[str, Poller] = {}
+        self._seed32: bytes = client._seed32
+        stored = self.db.get_secret("user_groups_config")
+        #: Our UserGroups config (namespace 5): the groups and their secrets, for our devices.
+        self._ug = merge([base64.b64decode(stored)]) if stored else ConfigMessage(signer=None)
 
     # ------------------------------------------------------------------ state
 
@@ -326,6 +331,96 @@ class GroupManager:
         c = self.db.contact(sid)
         return c.name if c and c.name else sid[:10] + "…"
 
+    # ------------------------------------------------------------------ our other devices
+
+    def _ug_entries(self) -> dict[str, user_groups.UserGroup]:
+        out = {}
+        for r in self.db.conn.execute("SELECT * FROM groups").fetchall():
+            secret = self.db.sealer.open(r["secret"])
+            admin = bool(r["admin"])
+            out[r["group_id"]] = user_groups.UserGroup(
+                r["group_id"],
+                admin_seed=secret if admin else b"",
+                auth_data=b"" if admin else secret,
+                name=self.db.sealer.open_str(r["name"]) or "",
+                removed_status=1 if r["status"] == "removed" else 0,
+                invited=r["status"] == "invited",
+                joined_at=r["created_ms"] // 1000,
+            )
+        return out
+
+    def push_user_groups(self) -> None:
+        """Queue our UserGroups config with every group we have (inside the caller's
+        transaction): our other devices learn the groups, their keys and their state."""
+        nxt = self._ug.increment()
+        nxt.data.pop(b"g", None)
+        for entry in self._ug_entries().values():
+            user_groups.set_group(nxt.data, entry)
+        raw = nxt.serialize()
+        self._save_ug(merge([raw]))
+        sealed = seal(raw, self._seed32, user_groups.DOMAIN)
+        self.c.outbox.enqueue(
+            kind="config",
+            dest=self.me,
+            namespace=user_groups.NAMESPACE,
+            data=base64.b64encode(sealed).decode(),
+            timestamp_ms=self.c.clock.now_ms(),
+            ttl_ms=M.TTL_CONFIG_MS,
+        )
+
+    def _save_ug(self, msg: ConfigMessage) -> None:
+        self._ug = msg
+        self.db.put_secret("user_groups_config", base64.b64encode(msg.serialize()).decode())
+
+    def apply_user_groups(self, rows: Sequence[tuple[str, str, int]]) -> None:
+        """Merge UserGroups configs our other devices pushed; adopt the groups they have."""
+        opened = []
+        for h, data, _exp in rows:
+            try:
+                opened.append(
+                    open_sealed(base64.b64decode(data), [self._seed32], user_groups.DOMAIN)
+                )
+            except (SessionError, ValueError) as e:
+                log.info("UserGroups config %s dropped: %s", h[:10], e)
+        if not opened:
+            return
+        try:
+            merged = merge([self._ug.serialize(), *opened])
+        except ConfigParseError as e:
+            log.info("UserGroups configs dropped: %s", e)
+            return
+        with self.db.tx():
+            self._save_ug(merged)
+            for gid, entry in user_groups.get_groups(merged.data).items():
+                row = self._row(gid)
+                if row is not None:
+                    # another device of ours accepted the invitation, or was removed
+                    if row["status"] == "invited" and not entry.invited:
+                        self.db.conn.execute(
+                            "UPDATE groups SET status=? WHERE group_id=?",
+                            ("removed" if entry.removed_status else "joined", gid),
+                        )
+                    continue
+                if entry.removed_status:
+                    continue
+                secret = entry.admin_seed if entry.is_admin else entry.auth_data
+                if not secret:
+                    continue
+                self.db.conn.execute(
+                    "INSERT INTO groups VALUES (?,?,?,?,?,?,?)",
+                    (
+                        gid,
+                        self.db.sealer.seal(entry.name),
+                        self.db.sealer.seal(secret),
+                        int(entry.is_admin),
+                        "invited" if entry.invited else "joined",
+                        None,
+                        entry.joined_at * 1000,
+                    ),
+                )
+            if merged.merged:
+                self.push_user_groups()
+
     # ------------------------------------------------------------------ operations
 
     async def create(self, name: str, members: Sequence[str] = (), description: str = "") -> str:
@@ -375,6 +470,7 @@ class GroupManager:
             )
             for m in ids:
                 self._invite(st, m, name, sent_ms)
+            self.push_user_groups()
         self.c.loops.wake.set()
         return g.group_id
 
@@ -472,6 +568,7 @@ class GroupManager:
             self.db.conn.execute("UPDATE groups SET status='joined' WHERE group_id=?", (gid,))
             if row["invited_by"]:
                 self.db.upsert_contact(row["invited_by"], approved=1)
+            self.push_user_groups()
         try:
             await self.poll(gid)
         except SessionError as e:  # the loop polls again; the answer waits for a key
@@ -510,6 +607,7 @@ class GroupManager:
                 self.db.delete_message(m.id)
             self.db.conn.execute("DELETE FROM groups WHERE group_id=?", (gid,))
             self.db.conn.execute("DELETE FROM group_msgs WHERE group_id=?", (gid,))
+            self.push_user_groups()
         self._states.pop(gid, None)
         self._pollers.pop(gid, None)
 
@@ -747,6 +845,7 @@ class GroupManager:
             ),
         )
         self._states.pop(gid, None)
+        self.push_user_groups()
 
     def _on_promote(self, inc: M.Incoming, pm: Any) -> None:
         try:
@@ -763,9 +862,15 @@ class GroupManager:
         )
         self._states.pop(g.group_id, None)
         self._pollers.pop(g.group_id, None)
+        self.push_user_groups()
 
     async def poll_all(self) -> int:
-        """Poll every joined group; a failing group is logged and skipped."""
+        """Poll our UserGroups config, then every joined group; a failing group is logged
+        and skipped."""
+        ug_rows = await self.c.receiver.poller.poll(user_groups.NAMESPACE)
+        if ug_rows:
+            self.apply_user_groups(ug_rows)
+            self.db.mark_seen([r[0] for r in ug_rows])
         rows = self.db.conn.execute("SELECT group_id FROM groups WHERE status='joined'").fetchall()
         total = 0
         for r in rows:
@@ -830,6 +935,7 @@ class GroupManager:
                     self.db.conn.execute(
                         "UPDATE groups SET status='removed' WHERE group_id=?", (st.gid,)
                     )
+                    self.push_user_groups()
             if ns == NS_INFO:
                 name = GroupInfo.from_data(st.info.data).name
                 if name:

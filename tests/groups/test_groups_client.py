@@ -188,3 +188,46 @@ async def test_group_limits(people: list[Client]) -> None:
         await a.groups.create("", [])
     with pytest.raises(GroupError, match="no group"):
         a.groups.resolve("nothing like this")
+
+
+async def test_groups_reach_our_other_device(
+    people: list[Client], tmp_path: Path, devnet: Any
+) -> None:
+    """A group created on one device, and an invitation accepted on another, reach every device
+    of the user through the UserGroups config (namespace 5); the other device then reads and
+    writes in the group with the synced secrets."""
+    a, b, _ = people
+    a2 = Client.open(
+        tmp_path / "alice-laptop",
+        str(devnet.dir / "nodes.json"),
+        background=False,
+        mnemonic=a.identity.mnemonic,
+    )
+    b2 = Client.open(
+        tmp_path / "bob-laptop",
+        str(devnet.dir / "nodes.json"),
+        background=False,
+        mnemonic=b.identity.mnemonic,
+    )
+    try:
+        await a2.start()
+        await b2.start()
+        gid = await a.groups.create("two devices", [b.session_id])
+        await settle(a)
+        await poll(b)
+        await b.groups.accept(gid)
+        await settle(b)
+        await poll(a2, b2)
+        assert a2.groups.info(gid).admin and a2.groups.info(gid).status == "joined"
+        assert not b2.groups.info(gid).admin and b2.groups.info(gid).status == "joined"
+        await a2.groups.send(gid, "from alice's laptop")
+        await settle(a2)
+        await poll(b2, b)
+        assert "from alice's laptop" in bodies(b2, gid) and "from alice's laptop" in bodies(b, gid)
+        await b2.groups.send(gid, "from bob's laptop")
+        await settle(b2)
+        await poll(a)
+        assert "from bob's laptop" in bodies(a, gid)
+    finally:
+        await a2.close()
+        await b2.close()
