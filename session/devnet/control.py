@@ -39,22 +39,25 @@ def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
 
         def do_POST(self) -> None:
             try:
-                if self.path == "/add":
-                    n = net.add_node()
-                    self._send(
-                        200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519}
-                    )
-                elif self.path.startswith("/remove/"):
-                    idx = int(self.path.rsplit("/", 1)[1])
-                    if not 0 <= idx < len(net.nodes) or not net.nodes[idx].running:
-                        self._send(404, {"error": f"no running node {idx}"})
-                        return
-                    net.remove_node(idx)
-                    self._send(200, {"removed": net.nodes[idx].name})
-                else:
-                    self._send(404, {"error": "unknown path"})
-            except (DevnetError, ValueError) as e:
-                self._send(500, {"error": str(e)})
+                status, doc = self._post()
+            except DevnetError as e:
+                status, doc = 500, {"error": str(e)}
+            self._send(status, doc)
+
+        def _post(self) -> tuple[int, Any]:
+            if self.path == "/add":
+                n = net.add_node()
+                return 200, {"name": n.name, "url": n.url, "pubkey_ed25519": n.pubkey_ed25519}
+            if not self.path.startswith("/remove/"):
+                return 404, {"error": "unknown path"}
+            tail = self.path.removeprefix("/remove/")
+            if not (tail.isascii() and tail.isdigit()):
+                return 400, {"error": "POST /remove/<i> takes a node's index (0, 1, ...)"}
+            idx = int(tail)
+            if idx >= len(net.nodes) or not net.nodes[idx].running:
+                return 404, {"error": f"no running node {idx}"}
+            net.remove_node(idx)
+            return 200, {"removed": net.nodes[idx].name}
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -62,6 +65,35 @@ def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
     srv = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
+
+
+def _ready_line(net: Devnet, control_port: int, seconds: float) -> dict[str, Any]:
+    """The one JSON line ``main`` prints once the devnet is up: where everything is."""
+    return {
+        "ready": True,
+        "dir": str(net.dir),
+        "nodes_json": str(net.dir / "nodes.json"),
+        "registry": net.registry_url,
+        "control": f"http://127.0.0.1:{control_port}",
+        "nodes": [
+            {"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}
+            for n in net.nodes
+        ],
+        "seconds": seconds,
+    }
+
+
+def _report_exits(net: Devnet) -> None:
+    """Say on stderr which node processes exited on their own (not killed by the devnet)."""
+    for n in net.nodes:
+        if (
+            n.proc is not None
+            and n.proc.poll() not in (None, 0)
+            and n.proc.returncode != -signal.SIGKILL
+        ):
+            log = n.data_dir / "process.log"
+            print(f"{n.name} exited with {n.proc.returncode}; see {log}", file=sys.stderr)
+            n.proc = None
 
 
 def main(
@@ -102,40 +134,10 @@ def main(
             print(f"devnet failed to start: {e}", file=sys.stderr)
             return 1
         ctl = _control_server(net, "127.0.0.1", control_port)
-        cport = ctl.server_address[1]
-        print(
-            json.dumps(
-                {
-                    "ready": True,
-                    "dir": str(net.dir),
-                    "nodes_json": str(net.dir / "nodes.json"),
-                    "registry": net.registry_url,
-                    "control": f"http://127.0.0.1:{cport}",
-                    "nodes": [
-                        {
-                            "name": n.name,
-                            "url": n.url,
-                            "admin": n.admin_url,
-                            "pubkey_ed25519": n.pubkey_ed25519,
-                        }
-                        for n in net.nodes
-                    ],
-                    "seconds": round(time.monotonic() - t0, 2),
-                }
-            ),
-            file=out,
-            flush=True,
-        )
+        seconds = round(time.monotonic() - t0, 2)
+        print(json.dumps(_ready_line(net, ctl.server_address[1], seconds)), file=out, flush=True)
         while not stop.wait(1.0):
-            for n in net.nodes:
-                if (
-                    n.proc is not None
-                    and n.proc.poll() not in (None, 0)
-                    and n.proc.returncode != -signal.SIGKILL
-                ):
-                    log = n.data_dir / "process.log"
-                    print(f"{n.name} exited with {n.proc.returncode}; see {log}", file=sys.stderr)
-                    n.proc = None
+            _report_exits(net)
         ctl.shutdown()
         return 0
     finally:
