@@ -599,30 +599,48 @@ class Reconciler:
             self._running.pop(node.pubkey_ed25519, None)
 
     async def _sync(self, node: ServiceNode) -> SyncResult:
+        """One session: find the accounts that differ, plan, pull what we lack, push theirs."""
         cutoff = self.clock() + CUTOFF_MARGIN_MS
         res = SyncResult()
+        owners = await self._differing_owners(node, cutoff)
+        res.accounts = len(owners)
+        if owners:
+            chosen = set(owners)
+            plan = await self._plan(node, cutoff, owners, chosen)
+            await self._pull(node, cutoff, plan, chosen, res)
+            await self._push_plan(node, cutoff, plan, res)
+        return self._done(node, res)
+
+    async def _differing_owners(self, node: ServiceNode, cutoff: int) -> list[str]:
+        """Accounts of ours whose digests differ from the peer's: buckets first, then the
+        accounts in the differing buckets."""
         await self.store.settle()
         mine = await self.store.account_digests(self.mine, cutoff)
         theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
         buckets = differing(bucket_digests(mine), theirs_b)
         if not buckets:
-            return self._done(node, res)
+            return []
         wanted = set(buckets)
         theirs_a = (await self._ask(node, {"op": "accounts", "c": cutoff, "b": buckets}))["a"]
         owners = differing({o: d for o, d in mine.items() if bucket_of(o) in wanted}, theirs_a)
-        owners = [o for o in owners if self.mine(o)]
-        res.accounts = len(owners)
-        if not owners:
-            return self._done(node, res)
-        chosen = set(owners)
+        return [o for o in owners if self.mine(o)]
+
+    async def _plan(
+        self, node: ServiceNode, cutoff: int, owners: list[str], chosen: set[str]
+    ) -> SyncPlan:
+        """The plan from both sides' entries and tombstones of ``owners``."""
         r = await self._ask(node, {"op": "entries", "c": cutoff, "o": owners})
-        plan = plan_sync(
+        return plan_sync(
             await self.store.sync_index(chosen.__contains__, cutoff),
             await self.store.tombstones(chosen.__contains__, cutoff),
             [e for e in map(_entry, r["e"]) if e.owner in chosen],
             [t for t in map(_tomb, r["t"]) if t.owner in chosen],
         )
-        # pull: their messages, their tombstones, their newer expiries
+
+    async def _pull(
+        self, node: ServiceNode, cutoff: int, plan: SyncPlan, chosen: set[str], res: SyncResult
+    ) -> None:
+        """Pull: their messages, their tombstones, their newer expiries (applied here)."""
         for i in range(0, max(len(plan.fetch), 1), SYNC_BATCH):
             part = plan.fetch[i : i + SYNC_BATCH]
             got = []
@@ -636,7 +654,11 @@ class Reconciler:
             res.pulled += applied.imported
             res.deleted_here += applied.deleted
             res.expiries += applied.expiries
-        # push: ours they lack, our tombstones, our newer expiries
+
+    async def _push_plan(
+        self, node: ServiceNode, cutoff: int, plan: SyncPlan, res: SyncResult
+    ) -> None:
+        """Push: ours they lack, our tombstones, our newer expiries (applied there)."""
         for i in range(0, max(len(plan.push), 1), SYNC_BATCH):
             part = plan.push[i : i + SYNC_BATCH]
             first = i == 0
@@ -656,7 +678,6 @@ class Reconciler:
             res.pushed += int(r.get("n", 0))
             res.deleted_there += int(r.get("d", 0))
             res.expiries += int(r.get("x", 0))
-        return self._done(node, res)
 
     def _done(self, node: ServiceNode, res: SyncResult) -> SyncResult:
         if res.accounts:

@@ -142,46 +142,24 @@ class SwarmView:
             return self.apply(nodes)
 
     def apply(self, nodes: Sequence[ServiceNode]) -> bool:
+        """Use ``nodes`` as the list; returns True (and runs ``on_change``) when it changed."""
         version = list_version(nodes)
         if version == self.version:
             return False
-        old = self.map
-        old_swarm = self._my_sid()
+        old, old_swarm = self.map, self._my_sid()
         new = SwarmMap(nodes)
         self.map, self.version = new, version
         new_swarm = self._my_sid()
-        old_members = {n.pubkey_ed25519 for n in old.swarms.get(new_swarm, ())} if old else set()
-        new_members = (
-            tuple(
-                n
-                for n in new.swarms.get(new_swarm, ())
-                if n.pubkey_ed25519 not in old_members and n.pubkey_ed25519 != self.me
-            )
-            if new_swarm != INVALID_SWARM_ID
-            else ()
-        )
-        if old is None or old_swarm == INVALID_SWARM_ID:
-            new_members = ()  # first time in a swarm: nothing of ours to hand over
-        elif old_swarm not in new.swarms and new_swarm != INVALID_SWARM_ID:
-            # our swarm dissolved: everything we hold goes to every member of our new swarm
-            new_members = tuple(n for n in new.swarms[new_swarm] if n.pubkey_ed25519 != self.me)
         departed = tuple(
             n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519
         )
-        now = self.clock()
-        for n in departed:
-            self._departed[n.pubkey_x25519] = now
-        self._departed = {
-            k: t
-            for k, t in self._departed.items()
-            if now - t < DEPARTED_GRACE and k not in new.by_x25519
-        }
+        self._note_departed(departed, new)
         change = SwarmChange(
             old=old,
             new=new,
             my_old_swarm=old_swarm,
             my_new_swarm=new_swarm,
-            new_members=new_members,
+            new_members=self._new_members(old, new, old_swarm, new_swarm),
             new_swarms=frozenset(set(new.swarms) - set(old.swarms if old else ())),
             departed=departed,
         )
@@ -191,13 +169,37 @@ class SwarmView:
             len(new.swarms),
             _sid(old_swarm),
             _sid(new_swarm),
-            len(new_members),
+            len(change.new_members),
         )
         if self.on_change is not None:
             t = spawn(self.on_change(change), log, "node-list change handler")
             self._change_tasks.add(t)
             t.add_done_callback(self._change_tasks.discard)
         return True
+
+    def _new_members(
+        self, old: SwarmMap | None, new: SwarmMap, old_swarm: int, new_swarm: int
+    ) -> tuple[ServiceNode, ...]:
+        """Members of our new swarm owed a copy of what we hold."""
+        if old is None or old_swarm == INVALID_SWARM_ID or new_swarm == INVALID_SWARM_ID:
+            return ()  # first time in a swarm (nothing of ours to hand over), or in none
+        others = tuple(n for n in new.swarms.get(new_swarm, ()) if n.pubkey_ed25519 != self.me)
+        if old_swarm not in new.swarms:
+            return others  # our swarm dissolved: everything we hold goes to every member
+        old_members = {n.pubkey_ed25519 for n in old.swarms.get(new_swarm, ())}
+        return tuple(n for n in others if n.pubkey_ed25519 not in old_members)
+
+    def _note_departed(self, departed: Sequence[ServiceNode], new: SwarmMap) -> None:
+        """Remember nodes that left (they may hand their data over for ``DEPARTED_GRACE``);
+        forget those past it or listed again."""
+        now = self.clock()
+        for n in departed:
+            self._departed[n.pubkey_x25519] = now
+        self._departed = {
+            k: t
+            for k, t in self._departed.items()
+            if now - t < DEPARTED_GRACE and k not in new.by_x25519
+        }
 
     def poke(self) -> None:
         """Refresh soon (e.g. a peer reported a list version we do not have)."""
