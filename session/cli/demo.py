@@ -7,11 +7,14 @@
 3. Alice → Bob through an onion path (every request is a fresh 3-hop onion to a member of
    the recipient's swarm): a message request;
 4. Bob accepts it and replies Bob → Alice; Alice's read receipt reaches Bob;
-5. waits until every member of Bob's swarm holds Alice's message, opens every node's SQLite
+5. a closed group: Alice creates it with Bob and a third person, Carol (invitations 1:1, signed
+   by the group key); both join; one group message from Alice reaches both, one from Bob
+   reaches Alice;
+6. waits until every member of Bob's swarm holds Alice's message, opens every node's SQLite
    store read-only and shows what it holds under Bob's ID (ciphertext size and hash; there is
    no sender column), then checks that no plaintext and no sender key is on the nodes
    (databases, WAL files, logs);
-6. stops everything cleanly (every node exits with status 0).
+7. stops everything cleanly (every node exits with status 0).
 
 Exit status 0 when every step and check passed, 1 otherwise (the failure is printed).
 """
@@ -45,6 +48,9 @@ from session.proto.snodes import SwarmMap, parse_node_list
 
 TEXT_TO_BOB = "Hi Bob, it's Alice. Lunch at the usual place at noon?"
 TEXT_TO_ALICE = "Hi Alice! Noon works, see you there."
+GROUP_NAME = "Lunch crew"
+GROUP_TEXT = "Lunch crew: noon at the usual place, Carol too?"
+GROUP_REPLY = "Bob here: see you all at noon."
 
 
 class DemoFailure(Exception):
@@ -186,7 +192,8 @@ async def wait_event(q: Any, pred: Callable[[Any], bool], what: str, timeout: fl
 
 
 async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
-    """Steps 2-4: identities, messages both ways, read receipt. Returns what step 5 checks."""
+    """Steps 2-5: identities, messages both ways, read receipt, a group. Returns what step 6
+    checks."""
     nodes_json = net.dir / "nodes.json"
     names = {n.pubkey_ed25519: n.name for n in net.nodes}
     smap = SwarmMap(parse_node_list(net.node_list()))
@@ -275,6 +282,7 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
             f"onion requests made: Alice {len(ta.calls)}, Bob {len(tb.calls)} "
             f"(stores, polls, config sync), each over 3 relays"
         )
+        await group_step(out, alice, bob, qa, qb, work, nodes_json)
         return {
             "alice": alice.session_id,
             "bob": bob.session_id,
@@ -292,9 +300,59 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
         await bob.close()
 
 
+async def group_step(
+    out: Printer, alice: Client, bob: Client, qa: Any, qb: Any, work: Path, nodes_json: Path
+) -> None:
+    """Step 5: a closed group of three; one message from Alice to the group, one back."""
+    out.step("A closed group: Alice creates it with Bob and Carol; one message each way")
+    carol = Client.open(work / "carol", nodes_json, poll_interval=0.3)
+    try:
+        await carol.start()
+        qc = carol.hub.subscribe()
+        gid = await alice.groups.create(GROUP_NAME, [bob.session_id, carol.session_id])
+        out.line(f"group {gid} (its own key pair and swarm; Alice is admin)")
+        if await alice.drain(20):
+            raise DemoFailure("Alice's invitations were not delivered")
+        for who, c in (("Bob", bob), ("Carol", carol)):
+            await c.poll_once()
+            if gid not in {g.group_id for g in c.groups.invites()}:
+                raise DemoFailure(f"{who} did not get the invitation")
+            await c.groups.accept(gid)
+            out.line(f"{who} got the invitation (signed by the group key) and joined")
+        await alice.groups.send(gid, GROUP_TEXT)
+        for who, q in (("Bob", qb), ("Carol", qc)):
+            got = await wait_event(
+                q,
+                lambda e: (
+                    isinstance(e, MessageReceived)
+                    and e.conversation == gid
+                    and e.body == GROUP_TEXT
+                ),
+                f"{who} to read Alice's group message",
+            )
+            out.line(f"{who} decrypted with the group key: “{got.body}” from Alice")
+        await bob.groups.send(gid, GROUP_REPLY)
+        back = await wait_event(
+            qa,
+            lambda e: (
+                isinstance(e, MessageReceived) and e.conversation == gid and e.body == GROUP_REPLY
+            ),
+            "Alice to read Bob's group message",
+        )
+        if back.author != bob.session_id:
+            raise DemoFailure("Bob's group message did not come from Bob")
+        out.line(f"Alice decrypted: “{back.body}” from {short(back.author, 12)}")
+        members = alice.groups.info(gid).members
+        if sorted(members) != sorted([alice.session_id, bob.session_id, carol.session_id]):
+            raise DemoFailure("the group's member list is not Alice, Bob and Carol")
+        out.line(f"members (signed Members config in the group's swarm): {len(members)}")
+    finally:
+        await carol.close()
+
+
 def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: float) -> None:
     """Waits until every member of Bob's swarm has committed Alice's message (each store read
-    read-only, as in step 5), so that step looks at a settled swarm."""
+    read-only, as in step 6), so that step looks at a settled swarm."""
     names: dict[str, str] = facts["names"]
     members = {names[e] for e in facts["bob_swarm"]}
     dbs = {n.name: n.data_dir / "db" / "storage.db" for n in net.nodes if n.name in members}
@@ -316,7 +374,7 @@ def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: flo
 
 
 def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
-    """Step 5: what the nodes hold, read straight from their SQLite files."""
+    """Step 6: what the nodes hold, read straight from their SQLite files."""
     names: dict[str, str] = facts["names"]
     alice, bob = facts["alice"], facts["bob"]
     out.step("What the nodes stored under Bob's ID (each node's SQLite store, opened read-only)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from session.cli.demo import TEXT_TO_ALICE, TEXT_TO_BOB
+from session.cli.demo import GROUP_REPLY, GROUP_TEXT, TEXT_TO_ALICE, TEXT_TO_BOB
 from session.client import messages as M
 from session.client.identity_store import IdentityStore
 from session.proto.snodes import SwarmMap, parse_node_list
@@ -150,11 +150,45 @@ def test_demo_runs_and_every_check_passes(tmp_path: Path) -> None:
     # The outcome, checked from the kept directory without the demo's code.
     check_processes_gone(data)
     check_stores(data)
+    check_group(data, text)
     # ... and that check is not vacuous: with Alice's words in clear in one node's log, it fails
     log = next((data / "devnet").glob("node-*/process.log"))
     log.write_bytes(log.read_bytes() + TEXT_TO_BOB.encode())
     with pytest.raises(AssertionError, match=r"process\.log"):
         check_stores(data)
+
+
+def check_group(data: Path, text: str) -> None:
+    """The group step: its swarm holds keys, info, members and messages (11-14), none of it
+    in clear, and Bob's profile opens the group's messages with the key he fetched."""
+    from session.groups.keys import GroupKeys
+
+    for needle in (
+        "Bob decrypted with the group key: “" + GROUP_TEXT + "” from Alice",
+        "Carol decrypted with the group key: “" + GROUP_TEXT + "” from Alice",
+        "Alice decrypted: “" + GROUP_REPLY + "”",
+    ):
+        assert needle in text, f"missing {needle!r}"
+    [gid] = {
+        w for line in text.splitlines() for w in line.split() if w.startswith("03") and len(w) == 66
+    }
+    rows = [
+        r
+        for d in sorted((data / "devnet").glob("node-*/db/storage.db"))
+        for r in rows_under(d, gid)
+    ]
+    assert {ns for _, ns, _ in rows} >= {11, 12, 13, 14}
+    assert not any(
+        GROUP_TEXT.encode() in blob or GROUP_REPLY.encode() in blob for _, _, blob in rows
+    )
+    # Bob's key from namespace 12 opens Alice's message from namespace 11
+    bob = IdentityStore(data / "profiles" / "bob").load()
+    keys = GroupKeys(gid, bob)
+    for h, ns, blob in rows:
+        if ns == 12:
+            keys.load_key_message(h, blob, 0)
+    opened = [keys.decrypt_message(blob).plaintext for _, ns, blob in rows if ns == 11]
+    assert any(GROUP_TEXT.encode() in p for p in opened)
 
 
 def test_demo_rejects_too_few_nodes() -> None:
