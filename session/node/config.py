@@ -154,32 +154,8 @@ def _check_port(name: str, port: int, *, allow_zero: bool = True) -> None:
 
 def validate(cfg: NodeConfig) -> NodeConfig:
     """Check cross-field rules; returns ``cfg`` unchanged or raises :class:`ConfigError`."""
-    _check_port("network.https_port", cfg.network.https_port)
-    _check_port("network.zmq_port", cfg.network.zmq_port)
-    _check_port("admin.port", cfg.admin.port)
-    for name, host in (
-        ("network.listen_host", cfg.network.listen_host),
-        ("admin.host", cfg.admin.host),
-    ):
-        if not host:
-            raise ConfigError(f"{name} must not be empty")
-    if cfg.network.public_ip:
-        try:
-            ipaddress.ip_address(cfg.network.public_ip)
-        except ValueError:
-            raise ConfigError(
-                f"network.public_ip must be an IPv4 or IPv6 address, not {cfg.network.public_ip!r}"
-            ) from None
-    parse_allowlist(cfg.network.proxy_allow)  # raises ConfigError naming a bad entry
-    try:
-        admin_ip = ipaddress.ip_address(cfg.admin.host)
-    except ValueError:
-        admin_ip = None
-    if cfg.admin.host != "localhost" and (admin_ip is None or not admin_ip.is_loopback):
-        raise ConfigError(
-            f"admin.host must be a loopback address (metrics and health stay private), "
-            f"not {cfg.admin.host!r}"
-        )
+    _check_network(cfg.network)
+    _check_admin(cfg.admin)
     if not cfg.registry.url.startswith(("https://", "http://")):
         raise ConfigError(f"registry.url must be an http(s) URL, not {cfg.registry.url!r}")
     if cfg.registry.stake < 0:
@@ -189,12 +165,7 @@ def validate(cfg: NodeConfig) -> NodeConfig:
     if cfg.storage.max_bytes <= 0:
         raise ConfigError("storage.max_bytes must be positive")
     validate_logging(cfg.logging)
-    if cfg.limits.requests_per_second <= 0 or cfg.limits.burst <= 0:
-        raise ConfigError("limits.requests_per_second and limits.burst must be positive")
-    if not (1 <= cfg.limits.max_onion_hops <= 15):
-        raise ConfigError("limits.max_onion_hops must be between 1 and 15 (the protocol maximum)")
-    if cfg.limits.max_request_bytes <= 0:
-        raise ConfigError("limits.max_request_bytes must be positive")
+    _check_limits(cfg.limits)
     validate_limits(cfg.connections, cfg.limits.max_request_bytes)
     if cfg.shutdown_timeout < 0:
         raise ConfigError("shutdown_timeout must not be negative")
@@ -205,6 +176,46 @@ def validate(cfg: NodeConfig) -> NodeConfig:
             "replication.catch_up_timeout must be positive"
         )
     return cfg
+
+
+def _check_network(net: NetworkConfig) -> None:
+    _check_port("network.https_port", net.https_port)
+    _check_port("network.zmq_port", net.zmq_port)
+    if not net.listen_host:
+        raise ConfigError("network.listen_host must not be empty")
+    if net.public_ip:
+        try:
+            ipaddress.ip_address(net.public_ip)
+        except ValueError:
+            raise ConfigError(
+                f"network.public_ip must be an IPv4 or IPv6 address, not {net.public_ip!r}"
+            ) from None
+    parse_allowlist(net.proxy_allow)  # raises ConfigError naming a bad entry
+
+
+def _check_admin(admin: AdminConfig) -> None:
+    """The admin site listens on loopback only (metrics and health stay private)."""
+    _check_port("admin.port", admin.port)
+    if not admin.host:
+        raise ConfigError("admin.host must not be empty")
+    try:
+        admin_ip = ipaddress.ip_address(admin.host)
+    except ValueError:
+        admin_ip = None
+    if admin.host != "localhost" and (admin_ip is None or not admin_ip.is_loopback):
+        raise ConfigError(
+            f"admin.host must be a loopback address (metrics and health stay private), "
+            f"not {admin.host!r}"
+        )
+
+
+def _check_limits(limits: LimitsConfig) -> None:
+    if limits.requests_per_second <= 0 or limits.burst <= 0:
+        raise ConfigError("limits.requests_per_second and limits.burst must be positive")
+    if not (1 <= limits.max_onion_hops <= 15):
+        raise ConfigError("limits.max_onion_hops must be between 1 and 15 (the protocol maximum)")
+    if limits.max_request_bytes <= 0:
+        raise ConfigError("limits.max_request_bytes must be positive")
 
 
 def load_config(

@@ -513,33 +513,16 @@ class NodeLinks:
             raise LinkError("link closed")
         p = self._peer(x25519_hex, address)
         n = next(self._ids)
-        assert self._loop is not None
         frames = [kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)]
-        started = self._loop.time()
-        deadline = started + min(CONNECT_WAIT, timeout or self.request_timeout)
-        while True:
-            if self.closed:
-                raise LinkError("link closed")
-            try:
-                p.sock.send_multipart(frames, _NOBLOCK)
-                break
-            except zmq.Again:
-                # No completed connection yet (a new link still handshaking, or the peer is
-                # down) or the queue is full: wait a little, bounded.
-                if self._loop.time() >= deadline:
-                    if not p.connected:  # (it may have come back while this request waited)
-                        self.mark_down(x25519_hex)
-                    raise LinkUnreachable(
-                        f"no connection to {x25519_hex[:16]}... within {deadline - started:.1f}s"
-                    ) from None
-                await asyncio.sleep(0.02)
+        limit = timeout or self.request_timeout
+        await self._send(p, frames, min(CONNECT_WAIT, limit))
         # Registered only once sent (no await since): close() fails only awaited futures.
+        assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending[n] = fut
         self.sent += 1
         assert p.pump is not None
         p.pump.kick()
-        limit = timeout or self.request_timeout
         handle = self._loop.call_later(limit, self._expire, n, x25519_hex, limit)
         try:
             reply = await fut
@@ -555,6 +538,29 @@ class NodeLinks:
             self._pending.pop(n, None)
         self._answered(x25519_hex)
         return reply
+
+    async def _send(self, p: _Peer, frames: list[bytes], wait: float) -> None:
+        """Queue ``frames`` on the peer's link, waiting up to ``wait`` seconds for a completed
+        connection (:class:`LinkUnreachable` after that, and the peer is marked down)."""
+        assert self._loop is not None
+        started = self._loop.time()
+        deadline = started + wait
+        while True:
+            if self.closed:
+                raise LinkError("link closed")
+            try:
+                p.sock.send_multipart(frames, _NOBLOCK)
+                return
+            except zmq.Again:
+                # No completed connection yet (a new link still handshaking, or the peer is
+                # down) or the queue is full: wait a little, bounded.
+                if self._loop.time() >= deadline:
+                    if not p.connected:  # (it may have come back while this request waited)
+                        self.mark_down(p.x25519_hex)
+                    raise LinkUnreachable(
+                        f"no connection to {p.x25519_hex[:16]}... within {wait:.1f}s"
+                    ) from None
+                await asyncio.sleep(0.02)
 
     def _expire(self, n: int, x25519_hex: str, limit: float) -> None:
         fut = self._pending.pop(n, None)
