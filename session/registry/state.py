@@ -172,6 +172,16 @@ class Registry:
         poll = params.get("poll_block_hash")
         if poll is not None and poll == bh:
             return {"unchanged": True, **meta}
+        doc = node_list_json(self._selected(params), **meta)
+        keep = _wanted_fields(params.get("fields"))
+        if keep is not None:
+            doc["service_node_states"] = [
+                {k: v for k, v in e.items() if k in keep} for e in doc["service_node_states"]
+            ]
+        return doc
+
+    def _selected(self, params: Mapping[str, Any]) -> list[ServiceNode]:
+        """The nodes ``params`` asks for: ``active_only``, ``service_node_pubkeys``, ``limit``."""
         active_only = params.get("active_only", False)
         if not isinstance(active_only, bool):
             raise DecodeError("active_only must be true or false")
@@ -188,19 +198,7 @@ class Registry:
         if 0 < limit < len(nodes):
             # like oxend: a random subset (for bootstrapping clients)
             nodes = random.SystemRandom().sample(nodes, limit)
-        doc = node_list_json(nodes, **meta)
-        fields = params.get("fields")
-        if fields is not None:
-            if isinstance(fields, Mapping):
-                keep = {k for k, v in fields.items() if v}
-            elif isinstance(fields, list):
-                keep = {k for k in fields if isinstance(k, str)}
-            else:
-                raise DecodeError("fields must be an object or a list of names")
-            doc["service_node_states"] = [
-                {k: v for k, v in e.items() if k in keep} for e in doc["service_node_states"]
-            ]
-        return doc
+        return nodes
 
     # -- changes ----------------------------------------------------------------------------
 
@@ -319,6 +317,17 @@ class Registry:
             raise RegistryError(f"registry state file {path} is unreadable: {e}", 400) from None
 
     _stored_requirement: int = 0
+
+
+def _wanted_fields(fields: Any) -> set[str] | None:
+    """The entry fields a ``fields`` parameter keeps (None: all of them)."""
+    if fields is None:
+        return None
+    if isinstance(fields, Mapping):
+        return {k for k, v in fields.items() if v}
+    if isinstance(fields, list):
+        return {k for k in fields if isinstance(k, str)}
+    raise DecodeError("fields must be an object or a list of names")
 
 
 __all__ = ["DEFAULT_STAKE_REQUIREMENT", "Entry", "Registry", "genesis_from_seed"]
