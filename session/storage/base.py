@@ -331,19 +331,32 @@ class MessageStore(abc.ABC):
         await self.close()
 
 
-def size_budget_take(
-    used: int,
-    taken: int,
-    hash_len: int,
-    data_len: int,
-    max_size: int,
+def take_page(
+    messages: Iterable[StoredMessage],
+    max_count: int | None,
+    max_size: int | None,
+    *,
     size_b64: bool,
     overhead: int,
-) -> tuple[bool, int]:
-    """Retrieve size accounting shared by both back ends: returns (fits, new_used). The first
-    message (``taken == 0``) always fits."""
-    used += overhead + hash_len + (data_len * 4 // 3 if size_b64 else data_len)
-    return (taken == 0 or used <= max_size), used
+) -> tuple[list[StoredMessage], bool]:
+    """One ``retrieve`` page, the rule both back ends share: the first ``messages`` within
+    ``max_count`` (at least 1) and ``max_size`` (each message counts ``overhead`` + its hash +
+    its data, base64-sized when ``size_b64``; the first always fits), and whether more remain.
+    ``messages`` is consumed lazily, at most one past the page."""
+    if max_count is not None:
+        max_count = max(max_count, 1)
+    out: list[StoredMessage] = []
+    used = 0
+    for m in messages:
+        if max_count is not None and len(out) >= max_count:
+            return out, True
+        if max_size is not None:
+            n = len(m.data)
+            used += overhead + len(m.hash) + (n * 4 // 3 if size_b64 else n)
+            if out and used > max_size:
+                return out, True
+        out.append(m)
+    return out, False
 
 
 def check_expiry_args(hashes: Sequence[str], expiries: Sequence[int], extend: bool, shorten: bool):

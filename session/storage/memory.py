@@ -28,7 +28,7 @@ from session.storage.base import (
     digest_rows,
     newer_expiry,
     now_ms,
-    size_budget_take,
+    take_page,
 )
 
 #: Bytes counted per message on top of its payload (hash, owner, integers, index entries).
@@ -328,21 +328,8 @@ class MemoryMessageStore(MessageStore):
             last = self._by_hash.get(last_hash)
             if last is not None and last.owner == owner and last.namespace == namespace:
                 rows = [r for r in rows if r.id > last.id]
-        if max_count is not None and max_count < 1:
-            max_count = 1
-        out: list[StoredMessage] = []
-        used = 0
-        for r in rows:
-            if max_count is not None and len(out) >= max_count:
-                return out, True
-            if max_size is not None:
-                fits, used = size_budget_take(
-                    used, len(out), len(r.hash), len(r.data), max_size, size_b64, overhead
-                )
-                if not fits:
-                    return out, True
-            out.append(r.message())
-        return out, False
+        messages = (r.message() for r in rows)
+        return take_page(messages, max_count, max_size, size_b64=size_b64, overhead=overhead)
 
     async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
         self._check_open()

@@ -39,7 +39,7 @@ from session.storage.base import (
     digest_rows,
     newer_expiry,
     now_ms,
-    size_budget_take,
+    take_page,
 )
 
 T = TypeVar("T")
@@ -683,8 +683,6 @@ class SqliteMessageStore(MessageStore):
         overhead: int = DEFAULT_MSG_OVERHEAD,
     ) -> tuple[list[StoredMessage], bool]:
         check_owner(owner)
-        if max_count is not None and max_count < 1:
-            max_count = 1
 
         def op(conn: sqlite3.Connection) -> tuple[list[StoredMessage], bool]:
             oid = self._owner_id(conn, owner, False)
@@ -698,25 +696,16 @@ class SqliteMessageStore(MessageStore):
                 ).fetchone()
                 if r is not None:
                     after = r[0]
-            limit = max_count + 1 if max_count is not None else -1
+            limit = max(max_count, 1) + 1 if max_count is not None else -1
             cur = conn.execute(
                 "SELECT hash, data, timestamp, expiry FROM messages"
                 " WHERE owner = ? AND namespace = ? AND id > ? ORDER BY id LIMIT ?",
                 (oid, namespace, after, limit),
             )
-            out: list[StoredMessage] = []
-            used = 0
-            for h, data, ts, exp in cur:
-                if max_count is not None and len(out) >= max_count:
-                    return out, True
-                if max_size is not None:
-                    fits, used = size_budget_take(
-                        used, len(out), len(h), len(data), max_size, size_b64, overhead
-                    )
-                    if not fits:
-                        return out, True
-                out.append(StoredMessage(owner, namespace, h, bytes(data), ts, exp))
-            return out, False
+            messages = (
+                StoredMessage(owner, namespace, h, bytes(data), ts, exp) for h, data, ts, exp in cur
+            )
+            return take_page(messages, max_count, max_size, size_b64=size_b64, overhead=overhead)
 
         return await self._read(op)
 
