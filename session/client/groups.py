@@ -129,6 +129,8 @@ class _State:
         self.keys = GroupKeys(gid, me, admin=self.admin_key)
         self.info = SignedConfig(gid, INFO_DOMAIN, admin=self.admin_key)
         self.members = SignedConfig(gid, MEMBERS_DOMAIN, admin=self.admin_key)
+        #: Members whose leave message arrived (an admin removes them after the poll).
+        self.left: list[str] = []
 
     @property
     def signer(self) -> Signer | AccountSigner:
@@ -908,7 +910,34 @@ class GroupManager:
                 self.db.mark_seen([r[0] for r in rows])
         for ev in events:
             self.c.hub.emit(ev)
+        if st.admin_key is not None:
+            await self._admin_upkeep(st)
         return total
+
+    async def _admin_upkeep(self, st: _State) -> None:
+        """An admin after a poll: remove members who left (rekey, revoke), issue a fresh key
+        generation when two admins rekeyed at once (both arrive at the same key: it is derived
+        from the merged membership), and push configs a merge changed."""
+        assert st.admin_key is not None
+        left = [m for m in st.left if m in get_members(st.members.data)]
+        st.left.clear()
+        if not (left or st.keys.needs_rekey() or st.info.needs_push or st.members.needs_push):
+            return
+        sent_ms = self.c._next_sent_ms()
+        with self.db.tx():
+            if left:
+                data = st.members.edit()
+                for m in left:
+                    remove_member(data, m)
+            if left or st.keys.needs_rekey():
+                self._rekey(st, sorted(get_members(st.members.data)), sent_ms)
+            if st.info.needs_push or st.members.needs_push:
+                self._push_configs(st, sent_ms)
+        if left:
+            await self.c.rpc.revoke_subaccounts(
+                st.admin_key, [member_token(st.admin_key, m) for m in left]
+            )
+        self.c.loops.wake.set()
 
     def _apply(self, st: _State, ns: int, rows: Sequence[tuple[str, str, int]]) -> list[Any]:
         now = self.c.clock.now_ms()
@@ -1039,6 +1068,7 @@ class GroupManager:
                             self.db.delete_message(m.id)
             elif up.HasField("memberLeftMessage"):
                 line = f"{self._name_of(sender)} left the group"
+                st.left.append(sender)
             elif up.HasField("inviteResponse") and up.inviteResponse.isApproved:
                 line = f"{self._name_of(sender)} joined the group"
                 if st.admin_key is not None:

@@ -231,3 +231,66 @@ async def test_groups_reach_our_other_device(
     finally:
         await a2.close()
         await b2.close()
+
+
+async def test_two_admins_remove_at_once_and_a_member_leaves(
+    people: list[Client], tmp_path: Path, devnet: Any
+) -> None:
+    """Alice promotes Bob; each removes a different member without seeing the other's change.
+    After polling, both admins issue the same fresh key over the merged membership, and every
+    remaining member reads the next message; the removed ones cannot. Then a member leaves and
+    an admin removes them with a new key."""
+    a, b, c = people
+    extra = []
+    for n in ("Dave", "Erin"):
+        x = Client.open(tmp_path / n, str(devnet.dir / "nodes.json"), background=False)
+        await x.start()
+        await x.set_display_name(n)
+        extra.append(x)
+    d, e = extra
+    try:
+        gid = await a.groups.create("admins", [m.session_id for m in (b, c, d, e)])
+        await settle(a)
+        for m in (b, c, d, e):
+            await m.poll_once()
+            await m.groups.accept(gid)
+        await settle(b, c, d, e)
+        await a.groups.promote(gid, b.session_id)
+        await settle(a)
+        await poll(b)
+        assert b.groups.info(gid).admin
+        # at the same moment: Alice removes Carol, Bob removes Dave
+        await a.groups.remove(gid, [c.session_id])
+        await b.groups.remove(gid, [d.session_id])
+        await settle(a, b)
+        await poll(a, b)  # each sees the other's key: same generation twice -> a fresh one
+        await settle(a, b)
+        await poll(a, b, e)
+        ka, kb, ke = (x.groups._state(gid).keys for x in (a, b, e))
+        assert ka.encryption_key == kb.encryption_key == ke.encryption_key
+        assert ka.current_generation == 2
+        assert sorted(a.groups.info(gid).members) == sorted(
+            [a.session_id, b.session_id, e.session_id]
+        )
+        assert (
+            a.groups.info(gid).members == b.groups.info(gid).members == e.groups.info(gid).members
+        )
+        await a.groups.send(gid, "after both removals")
+        await settle(a)
+        await poll(b, e)
+        assert "after both removals" in bodies(b, gid) and "after both removals" in bodies(e, gid)
+        newest = a.groups._group_content(a.groups._state(gid), pb.Content(), a._next_sent_ms())
+        for gone in (c, d):
+            with pytest.raises(DecryptionError):
+                gone.groups._state(gid).keys.decrypt_message(newest)
+        # Erin leaves: Alice (an admin) removes her with a new key on the next poll
+        await e.groups.leave(gid)
+        assert e.groups.all() == []
+        await poll(a)
+        await settle(a)
+        assert sorted(a.groups.info(gid).members) == sorted([a.session_id, b.session_id])
+        assert "Erin left the group" in bodies(a, gid)
+        assert a.groups._state(gid).keys.current_generation == 3
+    finally:
+        for x in extra:
+            await x.close()
