@@ -95,6 +95,16 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
         m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]
     }
 
+    # group chat with piped input: the line goes to the group, Alice reads it
+    r = run(runner, hb, "group", "chat", "Readers", "--json", input="typed in the chat\n/quit\n")
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert events[0]["event"] == "start" and events[-1] == {"event": "end", "queued": 0}
+    assert any(ev["event"] == "queued" and ev["body"] == "typed in the chat" for ev in events)
+    assert "typed in the chat" in {
+        m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]
+    }
+
     # Carol: her fetch is refused (revoked) and the group shows as removed
     chist = js(run(runner, hc, "group", "history", gid, "--json"))["messages"]
     assert "carol cannot read this" not in {m["body"] for m in chist}
