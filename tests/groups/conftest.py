@@ -4,6 +4,9 @@ says to rebuild it, instead of failing the whole suite on missing functions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from session import _core
@@ -17,3 +20,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if "/tests/groups/" in str(item.path):
                 item.add_marker(pytest.mark.skip(reason=REASON))
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A loopback devnet (registry + 5 nodes) shared by one module's tests."""
+    from session.devnet import Devnet
+
+    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
+    net.start()
+    try:
+        yield net
+    finally:
+        net.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +24,6 @@ from session.identity import Identity
 from session.proto import session_pb2 as pb
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.devnet import Devnet
-
-    d = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
-    d.start()
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 @pytest.fixture

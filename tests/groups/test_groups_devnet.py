@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,6 @@ from session.errors import DecryptionError, GroupFull, NodeRequestFailed
 from session.identity import Identity
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from session.devnet import Devnet
-
-    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
-    net.start()
-    try:
-        yield net
-    finally:
-        net.stop()
 
 
 @pytest.fixture
@@ -122,7 +109,7 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
             datas = [base64.b64decode(m["data"]) for m in raw["messages"]]
             opened = [st.keys.decrypt_message(d).plaintext for d in datas]
             assert any(b"carol cannot read this" in p for p in opened)
-            newest = datas[[i for i, p in enumerate(opened) if b"carol cannot read" in p][0]]
+            newest = datas[next(i for i, p in enumerate(opened) if b"carol cannot read" in p)]
             with pytest.raises(DecryptionError):
                 c.groups._state(gid).keys.decrypt_message(newest)
         finally:

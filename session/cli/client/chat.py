@@ -252,23 +252,28 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
             else:
                 print_message(c, m)
         await chat.read_all()
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(
-            target=_stdin_lines,
-            args=(asyncio.get_running_loop(), lines),
-            name="session-chat-stdin",
-            daemon=True,
-        ).start()
-        await _converse(chat, events, lines)
-        # Leave only once what we wrote reached the network (bounded by --timeout).
-        left = await c.drain(timeout())
-        for ev in events.pending():
-            await chat.event(ev)
-        _say(
-            "end",
-            "bye" if not left else f"bye ({left} item(s) still queued; they go out next time)",
-            queued=left,
-        )
+        await converse_until_done(chat, events)
     finally:
         events.close()
         await c.close()
+
+
+async def converse_until_done(chat: _Chat, events: EventStream) -> None:
+    """Read standard input (in a thread) and the client's events until /quit or the end of
+    input, then leave once what was written reached the network (bounded by --timeout)."""
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(
+        target=_stdin_lines,
+        args=(asyncio.get_running_loop(), lines),
+        name="session-chat-stdin",
+        daemon=True,
+    ).start()
+    await _converse(chat, events, lines)
+    left = await chat.c.drain(timeout())
+    for ev in events.pending():
+        await chat.event(ev)
+    _say(
+        "end",
+        "bye" if not left else f"bye ({left} item(s) still queued; they go out next time)",
+        queued=left,
+    )

@@ -7,9 +7,7 @@ and messages come from other people: they are printed only through
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +31,7 @@ from session.cli.client.base import (
     shown_name,
     timeout,
 )
-from session.cli.client.chat import _Chat, _converse, _say, _stdin_lines
+from session.cli.client.chat import _Chat, _say, converse_until_done
 
 if TYPE_CHECKING:
     from session.client import Client, Event
@@ -442,18 +440,7 @@ async def _group_chat(group_ref: str, poll_interval: float) -> None:
                 emit({"event": "history", **message_doc(m)})
             else:
                 _print_line(c, m)
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(
-            target=_stdin_lines,
-            args=(asyncio.get_running_loop(), lines),
-            name="session-group-chat-stdin",
-            daemon=True,
-        ).start()
-        await _converse(gc, events, lines)
-        left = await c.drain(timeout())
-        for ev in events.pending():
-            await gc.event(ev)
-        _say("end", "bye" if not left else f"bye ({left} item(s) still queued)", queued=left)
+        await converse_until_done(gc, events)
     finally:
         events.close()
         await c.close()
