@@ -120,40 +120,55 @@ class _Gate:
         reserved = 0
         try:
             if request.body_exists:
-                size = request.content_length
-                if size is not None and size > self.max_body:
-                    self.stats.bodies_too_large += 1
-                    return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
-                want = self.max_body if size is None else size
-                if self.body_bytes + want > self.limits.max_inflight_body_bytes:
-                    self.stats.bodies_refused += 1
-                    return _refusal(
-                        503,
-                        "Server busy: too many request bodies in flight; try again shortly",
-                        retry_after=1,
-                    )
+                want = self.max_body if request.content_length is None else request.content_length
+                refused = self._admit_body(want)
+                if refused is not None:
+                    return refused
                 self.body_bytes += want
                 reserved = want
-                try:
-                    async with asyncio.timeout(self.limits.body_timeout):
-                        await request.read()
-                except TimeoutError:
-                    self.stats.body_timeouts += 1
-                    return _refusal(408, "Request body was not received in time")
-                except web.HTTPRequestEntityTooLarge:
-                    self.stats.bodies_too_large += 1
-                    return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
-                except RequestPayloadError:  # e.g. not the gzip its Content-Encoding says
-                    return _refusal(
-                        400,
-                        "Request body could not be decoded: it does not match its "
-                        "Content-Encoding or Transfer-Encoding header",
-                    )
+                refused = await self._read_body(request)
+                if refused is not None:
+                    return refused
             return await handler(request)
         finally:
             self.body_bytes -= reserved
             if conn is not None:
                 conn.request_done()
+
+    def _admit_body(self, want: int) -> web.Response | None:
+        """A refusal when a body of ``want`` bytes is over the limit or the in-flight budget."""
+        if want > self.max_body:
+            return self._too_large()
+        if self.body_bytes + want > self.limits.max_inflight_body_bytes:
+            self.stats.bodies_refused += 1
+            return _refusal(
+                503,
+                "Server busy: too many request bodies in flight; try again shortly",
+                retry_after=1,
+            )
+        return None
+
+    def _too_large(self) -> web.Response:
+        self.stats.bodies_too_large += 1
+        return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
+
+    async def _read_body(self, request: web.Request) -> web.Response | None:
+        """Read the body within the body timeout; a refusal when it cannot be had."""
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                await request.read()
+        except TimeoutError:
+            self.stats.body_timeouts += 1
+            return _refusal(408, "Request body was not received in time")
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+        except RequestPayloadError:  # e.g. not the gzip its Content-Encoding says
+            return _refusal(
+                400,
+                "Request body could not be decoded: it does not match its "
+                "Content-Encoding or Transfer-Encoding header",
+            )
+        return None
 
 
 def _refusal(status: int, text: str, retry_after: int | None = None) -> web.Response:
