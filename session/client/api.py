@@ -484,11 +484,17 @@ class Client:
     # ------------------------------------------------------------------ reading state
 
     def conversations(self) -> list[ConversationSummary]:
-        """Accepted conversations (with last message time, count, unread count)."""
+        """Accepted conversations and the groups we are in (with last message time, count,
+        unread count)."""
+        groups = {g.group_id for g in self.groups.all() if g.status != "invited"}
         out = []
         for c in self.db.conversations():
             contact = self.db.contact(c.conversation)
-            if c.conversation == self.session_id or (contact and contact.approved and not contact.blocked):
+            if (
+                c.conversation == self.session_id
+                or c.conversation in groups
+                or (contact and contact.approved and not contact.blocked)
+            ):
                 out.append(c)
         return out
 

@@ -888,7 +888,7 @@ class GroupManager:
         return total
 
     def _removed(self, gid: str, why: str) -> None:
-        log.info("removed from group %s…: %s", gid[:10], why)
+        log.info("removed from a group: %s", why)
         with self.db.tx():
             self.db.conn.execute("UPDATE groups SET status='removed' WHERE group_id=?", (gid,))
 

@@ -82,6 +82,12 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
         m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]
     }
 
+    # the group is among Bob's conversations, under its name
+    convs = js(run(runner, hb, "inbox", "--json"))["conversations"]
+    assert [(x["session_id"], x["name"]) for x in convs if x["session_id"] == gid] == [
+        (gid, "Readers")
+    ]
+
     # group chat with piped input: the line goes to the group, Alice reads it
     r = run(runner, hb, "group", "chat", "Readers", "--json", input="typed in the chat\n/quit\n")
     assert r.exit_code == 0, r.output

@@ -78,10 +78,11 @@ def _conversation_docs(client: Client) -> list[dict[str, Any]]:
         msgs = client.messages(sid, 200)
         unread = [m for m in msgs if not m.outgoing and m.status == "received"]
         contact = client.contact(sid)
+        name = client.groups.info(sid).name if sid.startswith("03") else None
         out.append(
             {
                 "session_id": sid,
-                "name": contact.name if contact else None,
+                "name": contact.name if contact else name,
                 "unread": len(unread),
                 "last_ms": conv.last_ms,
                 "count": conv.count,
