@@ -282,3 +282,26 @@ async def test_two_admins_remove_at_once_and_a_member_leaves(
     finally:
         for x in extra:
             await x.close()
+
+
+async def test_remove_with_their_messages(people: list[Client]) -> None:
+    """An admin removes a member and deletes their messages: the admin-signed
+    deleteMemberContent makes the others drop them too; the rest of the history stays."""
+    a, b, c = people
+    gid = await a.groups.create("cleanup", [b.session_id, c.session_id])
+    await settle(a)
+    for m in (b, c):
+        await m.poll_once()
+        await m.groups.accept(gid)
+    await settle(b, c)
+    await c.groups.send(gid, "carol's words")
+    await b.groups.send(gid, "bob's words")
+    await settle(b, c)
+    await poll(a, b)
+    assert "carol's words" in bodies(a, gid) and "carol's words" in bodies(b, gid)
+    await a.groups.remove(gid, [c.session_id], delete_messages=True)
+    assert "carol's words" not in bodies(a, gid)
+    await settle(a)
+    await poll(b)
+    assert "carol's words" not in bodies(b, gid)
+    assert "bob's words" in bodies(b, gid) and "Alice removed Carol" in bodies(b, gid)
