@@ -73,9 +73,7 @@ def verify_many(items: Iterable[tuple[bytes, bytes, bytes]]) -> list[bool]:
     """Verify many ``(public key, message, signature)`` triples in parallel (GIL released).
 
     Items with a key or signature of the wrong length are ``False``."""
-    return _core.ed25519_verify_many(
-        [(bytes(k), bytes(m), bytes(s)) for k, m, s in items]
-    )
+    return _core.ed25519_verify_many([(bytes(k), bytes(m), bytes(s)) for k, m, s in items])
 
 
 def parse_session_id(text: str) -> bytes:

@@ -79,16 +79,18 @@ def missing_word_positions(words: list[str]) -> list[int]:
     return [
         pos + 1
         for pos in range(len(idx) + 1)
-        if any(_valid_phrase(idx[:pos] + [cand] + idx[pos:]) for cand in range(len(WORDS)))
+        if any(_valid_phrase([*idx[:pos], cand, *idx[pos:]]) for cand in range(len(WORDS)))
     ]
 
 
 def _missing_word_sentence(words: list[str]) -> str:
     full = len(words) + 1
-    head = (f"the recovery phrase has {len(words)} words but needs {full}: a word is missing")
+    head = f"the recovery phrase has {len(words)} words but needs {full}: a word is missing"
     positions = missing_word_positions(words)
     if not positions or len(positions) == full:
-        return head + " (compare each word with your written phrase; the last one is a checksum word)"
+        return (
+            head + " (compare each word with your written phrase; the last one is a checksum word)"
+        )
     if len(positions) == 1:
         return head + f" (word {positions[0]})"
     listed = ", ".join(str(p) for p in positions[:-1]) + f" or {positions[-1]}"

@@ -84,7 +84,9 @@ def encrypt_hop(enc_type: str, client_secret: bytes, node_public: bytes, plainte
     )
 
 
-def decrypt_hop(enc_type: str, node_secret: bytes, client_public: bytes, ciphertext: bytes) -> bytes:
+def decrypt_hop(
+    enc_type: str, node_secret: bytes, client_public: bytes, ciphertext: bytes
+) -> bytes:
     """Decrypts one hop with the node's X25519 secret and the client's public key."""
     return _core.onion_decrypt_hop(
         _check_enc(enc_type), bytes(node_secret), bytes(client_public), bytes(ciphertext)
@@ -129,7 +131,11 @@ def build(
     hops = [(h.ed25519_hex, bytes(h.x25519)) for h in path]
     if isinstance(destination, NodeDestination):
         return _core.onion_build_to_node(
-            hops, destination.ed25519_hex, bytes(destination.x25519), bytes(payload), _check_enc(enc_type)
+            hops,
+            destination.ed25519_hex,
+            bytes(destination.x25519),
+            bytes(payload),
+            _check_enc(enc_type),
         )
     if isinstance(destination, ServerDestination):
         return _core.onion_build_to_server(
@@ -146,7 +152,9 @@ def build(
 
 
 def url_target_allowed(target: str) -> bool:
-    """Whether a proxy target passes the nodes' filter (``/loki/`` or ``/oxen/``, ``/lsrpc``, no ``?``)."""
+    """Whether a proxy target passes the nodes' filter.
+
+    It must start ``/loki/`` or ``/oxen/``, end ``/lsrpc`` and hold no ``?``."""
     return _core.onion_url_target_allowed(target)
 
 
@@ -163,7 +171,9 @@ def _v4_decode(kind: str, data: bytes) -> tuple[dict[str, Any], bytes | None]:
 
 def v4_encode_request(meta: Mapping[str, Any], body: bytes | None = None) -> bytes:
     """``l <len>:<meta JSON> [<len>:<body>] e`` with meta ``{"method", "endpoint", "headers"}``."""
-    return _core.onion_v4_encode("request", _json_bytes(meta, "v4 meta"), None if body is None else bytes(body))
+    return _core.onion_v4_encode(
+        "request", _json_bytes(meta, "v4 meta"), None if body is None else bytes(body)
+    )
 
 
 def v4_decode_request(data: bytes) -> tuple[dict[str, Any], bytes | None]:
@@ -173,7 +183,9 @@ def v4_decode_request(data: bytes) -> tuple[dict[str, Any], bytes | None]:
 
 def v4_encode_response(meta: Mapping[str, Any], body: bytes | None) -> bytes:
     """v4 response framing, meta ``{"code": int, "headers": {...}}``."""
-    return _core.onion_v4_encode("response", _json_bytes(meta, "v4 meta"), None if body is None else bytes(body))
+    return _core.onion_v4_encode(
+        "response", _json_bytes(meta, "v4 meta"), None if body is None else bytes(body)
+    )
 
 
 def v4_decode_response(data: bytes) -> tuple[dict[str, Any], bytes | None]:

@@ -15,9 +15,9 @@ reaches the terminal, the rest of an escape sequence is plain printable text):
 * C1 controls (U+0080–U+009F, which include the 8-bit CSI and OSC introducers), bidirectional
   overrides, embeddings, isolates and marks (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F,
   U+061C), zero-width and other invisible format characters (general category ``Cf``: U+200B,
-  U+2060, U+FEFF, U+00AD, tag characters, …), line/paragraph separators, Hangul fillers, private-use,
-  unassigned and lone surrogate code points become ``⟨U+XXXX⟩``. A zero-width joiner between two
-  symbols is kept (emoji sequences such as 👩‍💻 use it).
+  U+2060, U+FEFF, U+00AD, tag characters, …), line/paragraph separators, Hangul fillers,
+  private-use, unassigned and lone surrogate code points become ``⟨U+XXXX⟩``. A zero-width
+  joiner between two symbols is kept (emoji sequences such as 👩‍💻 use it).
 * Runs of more than :data:`MAX_COMBINING` combining marks on one character ("zalgo" text that
   paints over the lines around it) are cut, with ``⟨…⟩`` marking the cut.
 

@@ -9,12 +9,12 @@ import hmac
 import math
 
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
 from session import attachments
 from session.errors import DecryptionError, InvalidInput, InvalidKey, SessionError
+from vectorlib import case_ids, load_vectors
 
 PAD = load_vectors("padding", "attachment_pad")
 UNPAD = load_vectors("padding", "attachment_unpad")
@@ -76,7 +76,9 @@ def test_round_trip_and_oracle(data: bytes, key_in: bytes | None) -> None:
     assert len(blob) == 16 + (padded // 16 + 1) * 16 + 32
     assert digest == hashlib.sha256(blob).digest()
     assert attachments.decrypt(blob, key, digest, size=len(data)) == data
-    assert attachments.decrypt(blob, key, size=len(data) + 10_000) == data + bytes(padded - len(data))
+    assert attachments.decrypt(blob, key, size=len(data) + 10_000) == data + bytes(
+        padded - len(data)
+    )
     assert oracle_decrypt(blob, key) == data + bytes(padded - len(data))
 
 
@@ -90,7 +92,7 @@ def test_random_iv_and_key() -> None:
 
 @given(st.binary(max_size=600), st.data())
 def test_tampering_fails(data: bytes, draw: st.DataObject) -> None:
-    blob, key, digest = attachments.encrypt(data)
+    blob, key, _digest = attachments.encrypt(data)
     i = draw.draw(st.integers(0, len(blob) - 1))
     bad = bytearray(blob)
     bad[i] ^= draw.draw(st.integers(1, 255))

@@ -11,13 +11,19 @@ import hashlib
 import nacl.bindings as nb
 import nacl.signing
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
 from session import blinding
-from session.errors import InvalidInput, InvalidKey, InvalidSessionID, InvalidSignature, SessionError
+from session.errors import (
+    InvalidInput,
+    InvalidKey,
+    InvalidSessionID,
+    InvalidSignature,
+    SessionError,
+)
 from session.identity import Identity
+from vectorlib import case_ids, load_vectors
 
 P = 2**255 - 19
 
@@ -82,7 +88,9 @@ class Oracle:
     def _sign(r: bytes, a: bytes, pub: bytes, msg: bytes) -> bytes:
         big_r = nb.crypto_scalarmult_ed25519_base_noclamp(r)
         hram = reduce(hashlib.sha512(big_r + pub + msg).digest())
-        return big_r + nb.crypto_core_ed25519_scalar_add(r, nb.crypto_core_ed25519_scalar_mul(hram, a))
+        return big_r + nb.crypto_core_ed25519_scalar_add(
+            r, nb.crypto_core_ed25519_scalar_mul(hram, a)
+        )
 
     def sign15(self, server_pk: bytes, msg: bytes, variant: str = "libsession") -> bytes:
         pub, ka = self.blind15(server_pk)
@@ -246,10 +254,14 @@ def test_blinding_matches_oracle(seed: bytes, spk: bytes, msg: bytes) -> None:
     assert b25 == "25" + o.blind25(spk)[0].hex()
     assert b15 in oracle_from_session_id15(o.x, spk)
     assert blinding.blinded25_id_for_session_id(i.session_id, spk_hex) == b25
-    assert blinding.blinded15_ids_for_session_id(i.session_id, spk_hex) == oracle_from_session_id15(o.x, spk)
+    assert blinding.blinded15_ids_for_session_id(i.session_id, spk_hex) == oracle_from_session_id15(
+        o.x, spk
+    )
     s15 = blinding.blind15_sign(i, spk_hex, msg)
     assert s15 == o.sign15(spk, msg)
-    assert blinding.blind15_sign(i, spk_hex, msg, nonce_derivation="desktop") == o.sign15(spk, msg, "desktop")
+    assert blinding.blind15_sign(i, spk_hex, msg, nonce_derivation="desktop") == o.sign15(
+        spk, msg, "desktop"
+    )
     s25 = blinding.blind25_sign(i, spk_hex, msg)
     assert s25 == o.sign25(spk, msg)
     nacl.signing.VerifyKey(bytes.fromhex(b15[2:])).verify(msg, s15)
@@ -273,20 +285,37 @@ def test_sign_verify_round_trip(seed: bytes, spk: bytes, msg: bytes, pos: int, f
             blinding.verify_blinded(bid, msg + b"x", sig)
 
 
-@given(seeds, server_pks, st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
-       st.text(min_size=0, max_size=40), st.binary(max_size=200), st.booleans())
-def test_sogs_headers_round_trip(seed: bytes, spk: bytes, method: str, tail: str, body: bytes, blinded: bool) -> None:
+@given(
+    seeds,
+    server_pks,
+    st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
+    st.text(min_size=0, max_size=40),
+    st.binary(max_size=200),
+    st.booleans(),
+)
+def test_sogs_headers_round_trip(
+    seed: bytes, spk: bytes, method: str, tail: str, body: bytes, blinded: bool
+) -> None:
     i = Identity.from_seed(seed)
     path = "/" + tail
     h = blinding.sogs_auth_headers(i, spk.hex(), method, path, body, blinded=blinded)
     nonce = base64.b64decode(h["X-SOGS-Nonce"])
     assert len(nonce) == 16
-    signed = spk + nonce + h["X-SOGS-Timestamp"].encode() + method.encode() + path.encode() + (h64(body) if body else b"")
+    signed = (
+        spk
+        + nonce
+        + h["X-SOGS-Timestamp"].encode()
+        + method.encode()
+        + path.encode()
+        + (h64(body) if body else b"")
+    )
     pk = h["X-SOGS-Pubkey"]
     assert pk[:2] == ("15" if blinded else "00")
     if not blinded:
         assert pk[2:] == i.ed25519_public.hex()
-    nacl.signing.VerifyKey(bytes.fromhex(pk[2:])).verify(signed, base64.b64decode(h["X-SOGS-Signature"]))
+    nacl.signing.VerifyKey(bytes.fromhex(pk[2:])).verify(
+        signed, base64.b64decode(h["X-SOGS-Signature"])
+    )
 
 
 @given(st.text(max_size=70), st.binary(max_size=70), st.binary(max_size=70))
@@ -296,7 +325,9 @@ def test_garbage_never_crashes(text: str, msg: bytes, sig: bytes) -> None:
         lambda: blinding.verify_blinded("15" + msg[:32].hex().ljust(64, "0"), msg, sig),
         lambda: blinding.blinded15_ids_for_session_id(text, "00" * 32),
         lambda: blinding.blinded25_id_for_session_id("05" + msg[:32].hex().ljust(64, "0"), text),
-        lambda: blinding.blinded15_ids_for_session_id("05" + msg[:32].hex().ljust(64, "0"), "11" * 32),
+        lambda: blinding.blinded15_ids_for_session_id(
+            "05" + msg[:32].hex().ljust(64, "0"), "11" * 32
+        ),
         lambda: blinding.session_id_matches_blinded_id(text, text, text),
     ):
         try:
@@ -327,7 +358,9 @@ def test_bad_server_key(spk: str) -> None:
             call()
 
 
-@pytest.mark.parametrize("sid", ["", SID[2:], "03" + SID[2:], "15" + SID[2:], SID + "0", "05" + "zz" * 32])
+@pytest.mark.parametrize(
+    "sid", ["", SID[2:], "03" + SID[2:], "15" + SID[2:], SID + "0", "05" + "zz" * 32]
+)
 def test_bad_session_id(sid: str) -> None:
     with pytest.raises(InvalidSessionID):
         blinding.blinded15_ids_for_session_id(sid, SPK)

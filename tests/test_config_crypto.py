@@ -10,12 +10,12 @@ import nacl.bindings as nb
 import nacl.encoding
 import nacl.hash
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
 from session import config_crypto
 from session.errors import DecryptionError, InvalidInput, InvalidKey, SessionError
+from vectorlib import case_ids, load_vectors
 
 ENC = load_vectors("config_encrypt", "encrypt")
 FAIL = load_vectors("config_encrypt", "decrypt_fail")
@@ -27,7 +27,9 @@ PUSH = load_vectors("config_encrypt", "config_push")
 def oracle_encrypt(message: bytes, key_base: bytes, domain: str) -> bytes:
     d = domain.encode()
     key = hashlib.blake2b(key_base + len(message).to_bytes(8, "big") + d, digest_size=32).digest()
-    nonce = hashlib.blake2b(message, digest_size=24, key=b"libsessionutil-config-encrypted-" + d).digest()
+    nonce = hashlib.blake2b(
+        message, digest_size=24, key=b"libsessionutil-config-encrypted-" + d
+    ).digest()
     return nb.crypto_aead_xchacha20poly1305_ietf_encrypt(message, None, nonce, key) + nonce
 
 
@@ -51,7 +53,9 @@ def test_encrypt_vectors(case: dict) -> None:
 @pytest.mark.parametrize("case", FAIL, ids=case_ids(FAIL))
 def test_decrypt_fail_vectors(case: dict) -> None:
     with pytest.raises(DecryptionError):
-        config_crypto.decrypt(bytes.fromhex(case["ciphertext"]), bytes.fromhex(case["key_base"]), case["domain_utf8"])
+        config_crypto.decrypt(
+            bytes.fromhex(case["ciphertext"]), bytes.fromhex(case["key_base"]), case["domain_utf8"]
+        )
 
 
 @pytest.mark.parametrize("case", SIZES, ids=case_ids(SIZES))
@@ -73,7 +77,10 @@ def test_config_push_vectors(case: dict) -> None:
     assert padded == bytes(case["padded_len"] - len(plain)) + plain
     ct = config_crypto.encrypt(padded, bytes.fromhex(case["ed25519_seed"]), case["domain_utf8"])
     assert ct.hex() == case["ciphertext"]
-    assert config_crypto.decrypt(ct, bytes.fromhex(case["ed25519_seed"]), case["domain_utf8"]) == padded
+    assert (
+        config_crypto.decrypt(ct, bytes.fromhex(case["ed25519_seed"]), case["domain_utf8"])
+        == padded
+    )
 
 
 domains = st.text(min_size=1, max_size=24).filter(lambda d: 1 <= len(d.encode()) <= 24)
@@ -85,14 +92,18 @@ def test_round_trip_and_oracle(msg: bytes, key: bytes, domain: str) -> None:
     assert len(ct) == len(msg) + config_crypto.OVERHEAD
     assert ct == oracle_encrypt(msg, key, domain)
     nonce_key = b"libsessionutil-config-encrypted-" + domain.encode()
-    assert ct[-24:] == nacl.hash.blake2b(msg, digest_size=24, key=nonce_key, encoder=nacl.encoding.RawEncoder)
+    assert ct[-24:] == nacl.hash.blake2b(
+        msg, digest_size=24, key=nonce_key, encoder=nacl.encoding.RawEncoder
+    )
     assert ct == config_crypto.encrypt(msg, key, domain)  # deterministic
     assert config_crypto.decrypt(ct, key, domain) == msg
     other = bytes([key[0] ^ 1]) + key[1:]
     with pytest.raises(DecryptionError):
         config_crypto.decrypt(ct, other, domain)
     with pytest.raises(DecryptionError):
-        config_crypto.decrypt(ct, key, domain + "x" if len(domain.encode()) < 24 else domain[:-1] or "y")
+        config_crypto.decrypt(
+            ct, key, domain + "x" if len(domain.encode()) < 24 else domain[:-1] or "y"
+        )
 
 
 @given(st.integers(0, 200_000), st.integers(0, 1000))
@@ -100,7 +111,9 @@ def test_padded_size_reference(size: int, overhead: int) -> None:
     p = config_crypto.padded_size(size, overhead)
     assert p == ref_padded_size(size, overhead)
     assert p >= size
-    assert len(config_crypto.pad(bytes(size % 5000), overhead)) == config_crypto.padded_size(size % 5000, overhead)
+    assert len(config_crypto.pad(bytes(size % 5000), overhead)) == config_crypto.padded_size(
+        size % 5000, overhead
+    )
 
 
 @given(st.binary(max_size=200), st.binary(max_size=40), st.text(max_size=30))

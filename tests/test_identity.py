@@ -9,13 +9,19 @@ import types
 import nacl.bindings as nb
 import nacl.exceptions
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
 from session import _core
-from session.errors import InvalidInput, InvalidKey, InvalidSessionID, InvalidSignature, SessionError
+from session.errors import (
+    InvalidInput,
+    InvalidKey,
+    InvalidSessionID,
+    InvalidSignature,
+    SessionError,
+)
 from session.identity import Identity, ed25519_to_x25519, parse_session_id, verify, verify_many
+from vectorlib import case_ids, load_vectors
 
 SEED_KEYS = load_vectors("identity", "seed_keys")
 
@@ -52,7 +58,9 @@ def test_seed_keys_vectors(case: dict) -> None:
     # the 32-byte Ed25519 seed is the same account
     full = Identity.from_seed(bytes.fromhex(case["ed25519_seed"]))
     assert full == ident
-    assert ident.ed25519_public == nb.crypto_sign_seed_keypair(bytes.fromhex(case["ed25519_seed"]))[0]
+    assert (
+        ident.ed25519_public == nb.crypto_sign_seed_keypair(bytes.fromhex(case["ed25519_seed"]))[0]
+    )
 
 
 @pytest.mark.parametrize("case", load_vectors("identity", "ed25519_sign"), ids=lambda c: c["name"])
@@ -66,7 +74,9 @@ def test_sign_vector(case: dict) -> None:
         verify(ident.ed25519_public, msg + b"!", sig)
 
 
-@pytest.mark.parametrize("case", load_vectors("identity", "ed_pk_to_x25519"), ids=lambda c: c["name"])
+@pytest.mark.parametrize(
+    "case", load_vectors("identity", "ed_pk_to_x25519"), ids=lambda c: c["name"]
+)
 def test_ed_pk_to_x25519_vector(case: dict) -> None:
     x = ed25519_to_x25519(bytes.fromhex(case["ed25519_pk"]))
     if "x25519_pk" in case:
@@ -75,7 +85,9 @@ def test_ed_pk_to_x25519_vector(case: dict) -> None:
         assert "05" + x.hex() == case["session_id"]
 
 
-@pytest.mark.parametrize("case", load_vectors("identity", "xed25519_sign_bit"), ids=lambda c: c["name"])
+@pytest.mark.parametrize(
+    "case", load_vectors("identity", "xed25519_sign_bit"), ids=lambda c: c["name"]
+)
 def test_xed25519_keys_convert(case: dict) -> None:
     ident = Identity.from_seed(bytes.fromhex(case["ed25519_sk"])[:32])
     assert ident.ed25519_public.hex() == case["ed25519_pk"]
@@ -154,7 +166,10 @@ def test_blinded15_id_vector() -> None:
     pytest.importorskip("session.blinding")
     ident = Identity.from_seed(bytes.fromhex("0123456789abcdef0123456789abcdef"))
     server = "1d7e7f92b1ed3643855c98ecac02fc7274033a3467653f047d6e433540c03f17"
-    assert ident.blinded15_id(server) == "155678ab7f648665b1e90e3c19e56bbaa9d5890f367d1000101aebe265c46ae8c4"
+    assert (
+        ident.blinded15_id(server)
+        == "155678ab7f648665b1e90e3c19e56bbaa9d5890f367d1000101aebe265c46ae8c4"
+    )
 
 
 # ---- parse_session_id ----
@@ -253,7 +268,9 @@ def _ours_verifies(pk: bytes, msg: bytes, sig: bytes) -> bool:
 
 
 @given(st.binary(min_size=32, max_size=32), st.binary(max_size=64), st.data())
-def test_verify_agrees_with_libsodium_on_mutations(seed: bytes, msg: bytes, data: st.DataObject) -> None:
+def test_verify_agrees_with_libsodium_on_mutations(
+    seed: bytes, msg: bytes, data: st.DataObject
+) -> None:
     ident = Identity.from_seed(seed)
     sig = ident.sign(msg)
     pk = ident.ed25519_public
@@ -324,4 +341,6 @@ def test_verify_garbage_never_crashes(pk: bytes, msg: bytes, sig: bytes) -> None
         verify(pk, msg, sig)
     except SessionError:
         pass
-    assert verify_many([(pk, msg, sig)]) == [_ours_verifies(pk, msg, sig) if len(pk) == 32 and len(sig) == 64 else False]
+    assert verify_many([(pk, msg, sig)]) == [
+        _ours_verifies(pk, msg, sig) if len(pk) == 32 and len(sig) == 64 else False
+    ]

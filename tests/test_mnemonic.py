@@ -10,7 +10,6 @@ import zlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vectorlib import case_ids, load_vectors
 
 from session import _core, mnemonic
 from session.errors import (
@@ -22,6 +21,7 @@ from session.errors import (
     UnknownWord,
 )
 from session.identity import Identity
+from vectorlib import case_ids, load_vectors
 
 ENCODE = load_vectors("mnemonic", "encode")
 DECODE = load_vectors("mnemonic", "decode")

@@ -11,7 +11,6 @@ import json
 import os
 
 import pytest
-from vectorlib import case_ids, load_vectors
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_decrypt,
@@ -22,6 +21,7 @@ from nacl.bindings import (
 
 from session import _core, onion
 from session.errors import DecodeError, InvalidInput, InvalidKey, OnionError, SessionError
+from vectorlib import case_ids, load_vectors
 
 HOP = load_vectors("onion_hop")
 LAYER_PARSE = load_vectors("onion_layer", "layer_parse")
@@ -38,11 +38,15 @@ def keypair() -> tuple[bytes, bytes]:
     return sk, crypto_scalarmult_base(sk)
 
 
-def frame_for(node_pk: bytes, plaintext: bytes, enc_type: str = "xchacha20", **extra: object) -> tuple[bytes, bytes]:
+def frame_for(
+    node_pk: bytes, plaintext: bytes, enc_type: str = "xchacha20", **extra: object
+) -> tuple[bytes, bytes]:
     """A frame carrying `plaintext` for `node_pk`; returns (frame, client secret)."""
     a, a_pub = keypair()
     blob = onion.encrypt_hop(enc_type, a, node_pk, plaintext)
-    return onion.encode_layer(blob, {"ephemeral_key": a_pub.hex(), "enc_type": enc_type, **extra}), a
+    return onion.encode_layer(
+        blob, {"ephemeral_key": a_pub.hex(), "enc_type": enc_type, **extra}
+    ), a
 
 
 def client_open(enc_type: str, client_secret: bytes, node_pk: bytes, ct: bytes) -> bytes:
@@ -51,7 +55,9 @@ def client_open(enc_type: str, client_secret: bytes, node_pk: bytes, ct: bytes) 
     if enc_type == "aes-gcm":
         key = hmac.new(b"LOKI", shared, "sha256").digest()
         return AESGCM(key).decrypt(ct[:12], ct[12:], None)
-    key = hashlib.blake2b(shared + crypto_scalarmult_base(client_secret) + node_pk, digest_size=32).digest()
+    key = hashlib.blake2b(
+        shared + crypto_scalarmult_base(client_secret) + node_pk, digest_size=32
+    ).digest()
     return bytes(crypto_aead_xchacha20poly1305_ietf_decrypt(ct[24:], None, ct[:24], key))
 
 
@@ -96,14 +102,25 @@ def test_bad_enc_type_and_keys() -> None:
 @pytest.mark.parametrize("case", CHANNEL, ids=case_ids(CHANNEL))
 def test_channel_encryption_vectors(case: dict) -> None:
     pt = case["plaintext_utf8"].encode()
-    ct = onion.encrypt_hop(case["enc_type"], H(case["client_x25519_sk"]), H(case["server_x25519_pk"]), pt)
+    ct = onion.encrypt_hop(
+        case["enc_type"], H(case["client_x25519_sk"]), H(case["server_x25519_pk"]), pt
+    )
     assert len(ct) == case["ciphertext_len"] == len(pt) + case["overhead"]
-    assert onion.decrypt_hop(case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), ct) == pt
+    assert (
+        onion.decrypt_hop(
+            case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), ct
+        )
+        == pt
+    )
     if case.get("client_client_must_fail"):
         # The server side acting as a second "client" orders its own key first: must fail.
-        wrong = _core.onion_encrypt_hop(case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), pt)
+        wrong = _core.onion_encrypt_hop(
+            case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), pt
+        )
         with pytest.raises(OnionError):
-            onion.decrypt_hop(case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), wrong)
+            onion.decrypt_hop(
+                case["enc_type"], H(case["server_x25519_sk"]), H(case["client_x25519_pk"]), wrong
+            )
 
 
 def test_differential_xchacha20_pynacl() -> None:
@@ -122,7 +139,7 @@ def test_differential_xchacha20_pynacl() -> None:
 
 def test_differential_x25519_and_gcm() -> None:
     for _ in range(8):
-        a, a_pub = keypair()
+        a, _a_pub = keypair()
         b, b_pub = keypair()
         assert onion.Peeler.from_x25519_secret(b).x25519_public == b_pub
         key = hmac.new(b"LOKI", crypto_scalarmult(a, b_pub), "sha256").digest()
@@ -144,7 +161,11 @@ def test_differential_x25519_random_points() -> None:
         ct = onion.encrypt_hop("aes-gcm", a, u, b"m")
         key = hmac.new(b"LOKI", shared, "sha256").digest()
         assert AESGCM(key).decrypt(ct[:12], ct[12:], None) == b"m"
-    for low_order in (bytes(32), (1).to_bytes(32, "little"), bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")):
+    for low_order in (
+        bytes(32),
+        (1).to_bytes(32, "little"),
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    ):
         with pytest.raises(InvalidKey, match="low-order"):
             onion.encrypt_hop("xchacha20", os.urandom(32), low_order, b"m")
 
@@ -171,7 +192,13 @@ def test_layer_codec() -> None:
     data = onion.encode_layer(b"\x00\xffblob", {"a": [1, "x"], "ü": None})
     assert data[:4] == (6).to_bytes(4, "little")
     assert onion.decode_layer(data) == (b"\x00\xffblob", {"a": [1, "x"], "ü": None})
-    for bad in (b"", b"\x01\x00", b"\x09\x00\x00\x00abc{}", b"\x00\x00\x00\x00[]", b"\x00\x00\x00\x00{} {}"):
+    for bad in (
+        b"",
+        b"\x01\x00",
+        b"\x09\x00\x00\x00abc{}",
+        b"\x00\x00\x00\x00[]",
+        b"\x00\x00\x00\x00{} {}",
+    ):
         with pytest.raises(OnionError) as e:
             onion.decode_layer(bad)
         assert e.value.status == 400
@@ -200,7 +227,11 @@ def test_routing_vectors(case: dict, enc_type: str) -> None:
         assert d.hop_no == 1
         blob, meta = onion.decode_layer(d.frame)
         assert blob == want["blob_utf8"].encode()
-        assert meta == {"ephemeral_key": want["ephemeral_key"], "enc_type": want["enc_type"], "hop_no": 1}
+        assert meta == {
+            "ephemeral_key": want["ephemeral_key"],
+            "enc_type": want["enc_type"],
+            "hop_no": 1,
+        }
     else:
         # The vector's target "target" is parsed as a proxy request but fails the URL filter:
         # the node answers an encrypted 400.
@@ -215,7 +246,9 @@ def test_routing_vectors(case: dict, enc_type: str) -> None:
         assert isinstance(d, onion.Proxy)
         assert (d.host, d.port, d.scheme) == (want["host"], want["port"], want["protocol"])
         assert d.payload == plaintext2  # the whole decrypted layer
-        assert d.url == ("https://host/oxen/v4/lsrpc" if d.scheme == "https" else "http://host/oxen/v4/lsrpc")
+        assert d.url == (
+            "https://host/oxen/v4/lsrpc" if d.scheme == "https" else "http://host/oxen/v4/lsrpc"
+        )
 
 
 @pytest.mark.parametrize("case", URL_FILTER, ids=case_ids(URL_FILTER))
@@ -235,7 +268,9 @@ def test_peel_errors_and_statuses() -> None:
     sk, pk = keypair()
     p = onion.Peeler.from_x25519_secret(sk)
     # Undecryptable: plain 400, no reply cipher.
-    junk = onion.encode_layer(os.urandom(80), {"ephemeral_key": keypair()[1].hex(), "enc_type": "xchacha20"})
+    junk = onion.encode_layer(
+        os.urandom(80), {"ephemeral_key": keypair()[1].hex(), "enc_type": "xchacha20"}
+    )
     with pytest.raises(OnionError) as e:
         p.peel(junk)
     assert e.value.status == 400 and e.value.reply is None
@@ -278,11 +313,16 @@ def test_peel_errors_and_statuses() -> None:
 def test_deliver_reply_flags() -> None:
     sk, pk = keypair()
     p = onion.Peeler.from_x25519_secret(sk)
-    frame, a = frame_for(pk, onion.encode_layer(b"rpc", {"headers": {}, "json": True, "base64": False}))
+    frame, a = frame_for(
+        pk, onion.encode_layer(b"rpc", {"headers": {}, "json": True, "base64": False})
+    )
     d = p.peel(frame)
     assert isinstance(d, onion.Deliver) and d.reply.json and not d.reply.base64
     ct = d.reply.encrypt_status(421, b'{"snodes": []}')
-    assert json.loads(client_open("xchacha20", a, pk, ct)) == {"status": 421, "body": {"snodes": []}}
+    assert json.loads(client_open("xchacha20", a, pk, ct)) == {
+        "status": 421,
+        "body": {"snodes": []},
+    }
 
 
 def test_peel_many_mixed() -> None:
@@ -349,7 +389,9 @@ def test_build_three_hops_to_node() -> None:
 def test_build_to_server_v4() -> None:
     secrets, path = make_path(2)
     ssk, spk = keypair()
-    dest = onion.ServerDestination("files.example.org", "/oxen/v4/lsrpc", spk, scheme="http", port=80)
+    dest = onion.ServerDestination(
+        "files.example.org", "/oxen/v4/lsrpc", spk, scheme="http", port=80
+    )
     req = onion.v4_encode_request({"method": "GET", "endpoint": "/file/1", "headers": {}})
     frame, key = onion.build(path, dest, req, enc_type="aes-gcm")
     d = onion.Peeler(secrets[0]).peel(frame)
@@ -359,17 +401,25 @@ def test_build_to_server_v4() -> None:
     _, meta = onion.decode_layer(d.payload)
     assert meta["method"] == "POST" and meta["enc_type"] == "aes-gcm"
     got, reply = onion.Peeler(ssk).open_request(d.payload)
-    assert onion.v4_decode_request(got) == ({"method": "GET", "endpoint": "/file/1", "headers": {}}, None)
+    assert onion.v4_decode_request(got) == (
+        {"method": "GET", "endpoint": "/file/1", "headers": {}},
+        None,
+    )
     assert not reply.base64
     answer = onion.v4_encode_response({"code": 200, "headers": {}}, b"data")
-    assert onion.v4_decode_response(key.decrypt(reply.encrypt(answer))) == ({"code": 200, "headers": {}}, b"data")
+    assert onion.v4_decode_response(key.decrypt(reply.encrypt(answer))) == (
+        {"code": 200, "headers": {}},
+        b"data",
+    )
 
 
 def test_reply_falls_back_to_aes_gcm() -> None:
     # libsession: an xchacha20 request may be answered with AES-GCM (legacy push server).
     ssk, spk = keypair()
     secrets, path = make_path(1)
-    frame, key = onion.build(path, onion.ServerDestination("push.example", "/oxen/v4/lsrpc", spk), b"x")
+    frame, key = onion.build(
+        path, onion.ServerDestination("push.example", "/oxen/v4/lsrpc", spk), b"x"
+    )
     d = onion.Peeler(secrets[0]).peel(frame)
     assert isinstance(d, onion.Proxy)
     _, meta = onion.decode_layer(d.payload)
@@ -401,7 +451,9 @@ def test_build_limits() -> None:
 def test_build_uses_fresh_ephemeral_keys() -> None:
     _, path = make_path(1)
     dest = onion.NodeDestination("ab" * 32, keypair()[1])
-    metas = {onion.decode_layer(onion.build(path, dest, b"x")[0])[1]["ephemeral_key"] for _ in range(5)}
+    metas = {
+        onion.decode_layer(onion.build(path, dest, b"x")[0])[1]["ephemeral_key"] for _ in range(5)
+    }
     assert len(metas) == 5
 
 
@@ -423,7 +475,18 @@ def test_v4_vectors(case: dict) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"l", b"le", b"d1:ae", b"l3:abce", b"l2:{}e", b"l02:{}e", b"l2:{}", b"l2:{}1:x1:ye", b"l5:[1,2]e"],
+    [
+        b"",
+        b"l",
+        b"le",
+        b"d1:ae",
+        b"l3:abce",
+        b"l2:{}e",
+        b"l02:{}e",
+        b"l2:{}",
+        b"l2:{}1:x1:ye",
+        b"l5:[1,2]e",
+    ],
 )
 def test_v4_garbage(data: bytes) -> None:
     with pytest.raises(DecodeError):

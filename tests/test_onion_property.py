@@ -41,7 +41,9 @@ def test_build_peel_reply_round_trip(
         scheme = data.draw(st.sampled_from(["http", "https"]))
         port = data.draw(st.integers(1, 65535))
         target = data.draw(st.sampled_from(["/oxen/v4/lsrpc", "/loki/v3/lsrpc", "/oxen/x/lsrpc"]))
-        dest = onion.ServerDestination("srv.example", target, POOL[d_i][1], scheme=scheme, port=port)
+        dest = onion.ServerDestination(
+            "srv.example", target, POOL[d_i][1], scheme=scheme, port=port
+        )
     else:
         dest = onion.NodeDestination(EDS[d_i], POOL[d_i][1])
     frame, key = onion.build(path, dest, payload, enc_type=enc_type)
@@ -80,7 +82,10 @@ def test_build_peel_reply_round_trip(
         raise AssertionError("a reply opened with the wrong key")
 
 
-@given(blob=st.binary(max_size=200), meta=st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8)))
+@given(
+    blob=st.binary(max_size=200),
+    meta=st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8)),
+)
 def test_layer_round_trip(blob: bytes, meta: dict) -> None:
     assert onion.decode_layer(onion.encode_layer(blob, meta)) == (blob, meta)
 
@@ -92,7 +97,9 @@ def test_layer_round_trip(blob: bytes, meta: dict) -> None:
     body=st.none() | st.binary(max_size=100),
     code=st.integers(100, 599),
 )
-def test_v4_round_trip(method: str, endpoint: str, headers: dict, body: bytes | None, code: int) -> None:
+def test_v4_round_trip(
+    method: str, endpoint: str, headers: dict, body: bytes | None, code: int
+) -> None:
     meta = {"method": method, "endpoint": endpoint, "headers": headers}
     assert onion.v4_decode_request(onion.v4_encode_request(meta, body)) == (meta, body)
     rmeta = {"code": code, "headers": headers}
@@ -124,16 +131,35 @@ def test_garbage_never_crashes(data: bytes) -> None:
 @given(
     blob=st.binary(max_size=200),
     inner=st.dictionaries(
-        st.sampled_from(["headers", "host", "target", "port", "protocol", "destination", "ephemeral_key", "enc_type", "json", "base64"]),
-        st.none() | st.booleans() | st.integers(-5, 70000) | st.text(max_size=70) | st.sampled_from(["ab" * 32, "/oxen/v4/lsrpc", "http", "xchacha20"]),
+        st.sampled_from(
+            [
+                "headers",
+                "host",
+                "target",
+                "port",
+                "protocol",
+                "destination",
+                "ephemeral_key",
+                "enc_type",
+                "json",
+                "base64",
+            ]
+        ),
+        st.none()
+        | st.booleans()
+        | st.integers(-5, 70000)
+        | st.text(max_size=70)
+        | st.sampled_from(["ab" * 32, "/oxen/v4/lsrpc", "http", "xchacha20"]),
     ),
     enc_type=st.sampled_from(["xchacha20", "aes-gcm"]),
     hop_no=st.none() | st.integers(-3, 20),
 )
-def test_structured_garbage_is_typed(blob: bytes, inner: dict, enc_type: str, hop_no: int | None) -> None:
+def test_structured_garbage_is_typed(
+    blob: bytes, inner: dict, enc_type: str, hop_no: int | None
+) -> None:
     """Well-encrypted layers with arbitrary routing JSON: a decision or an OnionError."""
     a = os.urandom(32)
-    sk, pk = POOL[3]
+    _sk, pk = POOL[3]
     plaintext = onion.encode_layer(blob, inner)
     extra = {} if hop_no is None else {"hop_no": hop_no}
     meta = {"ephemeral_key": crypto_scalarmult_base(a).hex(), "enc_type": enc_type, **extra}

@@ -9,7 +9,6 @@ import hashlib
 import nacl.bindings as nb
 import nacl.exceptions
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -32,6 +31,7 @@ from session.protocol import (
     pad,
     unpad,
 )
+from vectorlib import case_ids, load_vectors
 
 USER1 = Identity.from_seed(bytes.fromhex("0123456789abcdef0123456789abcdef"))
 USER2 = Identity.from_seed(bytes.fromhex("00112233445566778899aabbccddeeff"))
@@ -182,7 +182,12 @@ def test_round_trip_and_any_bit_flip_fails(msg: bytes, data: st.DataObject) -> N
 
 def _nacl_keys(ident_seed32: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     ed_pk, ed_sk = nb.crypto_sign_seed_keypair(ident_seed32)
-    return ed_pk, ed_sk, nb.crypto_sign_ed25519_pk_to_curve25519(ed_pk), nb.crypto_sign_ed25519_sk_to_curve25519(ed_sk)
+    return (
+        ed_pk,
+        ed_sk,
+        nb.crypto_sign_ed25519_pk_to_curve25519(ed_pk),
+        nb.crypto_sign_ed25519_sk_to_curve25519(ed_sk),
+    )
 
 
 def nacl_encrypt(sender_seed32: bytes, recipient_x_pk: bytes, msg: bytes) -> bytes:
@@ -200,7 +205,11 @@ def nacl_decrypt(recipient_seed32: bytes, ct: bytes) -> tuple[bytes, str]:
     return msg, "05" + nb.crypto_sign_ed25519_pk_to_curve25519(ed_pk).hex()
 
 
-@given(st.binary(min_size=16, max_size=16), st.binary(min_size=16, max_size=16), st.binary(max_size=400))
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.binary(min_size=16, max_size=16),
+    st.binary(max_size=400),
+)
 def test_interop_with_libsodium_both_ways(s_seed: bytes, r_seed: bytes, msg: bytes) -> None:
     sender, recipient = Identity.from_seed(s_seed), Identity.from_seed(r_seed)
     ours = encrypt_for_recipient(sender, recipient.session_id, msg)
@@ -261,7 +270,10 @@ def test_decrypt_many_type_errors() -> None:
 @pytest.mark.parametrize("case", BLAKE, ids=case_ids(BLAKE))
 def test_blake2b_vectors(case: dict) -> None:
     key = None if case["key_utf8"] is None else case["key_utf8"].encode()
-    assert blake2b(case["message_utf8"].encode(), key=key, digest_size=case["digest_size"]).hex() == case["digest"]
+    assert (
+        blake2b(case["message_utf8"].encode(), key=key, digest_size=case["digest_size"]).hex()
+        == case["digest"]
+    )
 
 
 @given(st.binary(max_size=600), st.binary(max_size=64), st.integers(16, 64))
@@ -273,7 +285,10 @@ def test_blake2b_matches_libsodium(data: bytes, key: bytes, size: int) -> None:
 
 @given(st.binary(max_size=300), st.binary(max_size=64), st.integers(1, 64))
 def test_blake2b_matches_hashlib(data: bytes, key: bytes, size: int) -> None:
-    assert blake2b(data, key=key, digest_size=size) == hashlib.blake2b(data, key=key, digest_size=size).digest()
+    assert (
+        blake2b(data, key=key, digest_size=size)
+        == hashlib.blake2b(data, key=key, digest_size=size).digest()
+    )
 
 
 @pytest.mark.parametrize(("key", "size"), [(None, 0), (None, 65), (None, -1), (b"k" * 65, 32)])

@@ -10,7 +10,6 @@ import hashlib
 import nacl.encoding
 import nacl.hash
 import pytest
-from vectorlib import case_ids, load_vectors
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from session.swarm import (
     message_hash,
     swarm_space,
 )
+from vectorlib import case_ids, load_vectors
 
 SPACE = load_vectors("swarm_space")
 CLOSEST = load_vectors("closest_swarm")
@@ -147,7 +147,9 @@ def test_message_hash_matches_hashlib_and_pynacl(raw: bytes, ns: int, data: byte
     got = message_hash(raw.hex(), ns, data)
     assert got == ref_hash(raw.hex(), ns, data)
     ns_bytes = b"" if ns == 0 else str(ns).encode()
-    sodium = nacl.hash.blake2b(raw + ns_bytes + data, digest_size=32, encoder=nacl.encoding.RawEncoder)
+    sodium = nacl.hash.blake2b(
+        raw + ns_bytes + data, digest_size=32, encoder=nacl.encoding.RawEncoder
+    )
     assert base64.b64decode(got + "=") == sodium
 
 
@@ -183,7 +185,16 @@ GOOD = "05" + "ab" * 32
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "05", "ab" * 32, GOOD + "00", GOOD[:-1], "05" + "zz" * 32, "05" + "é" * 32, " " + GOOD[1:]],
+    [
+        "",
+        "05",
+        "ab" * 32,
+        GOOD + "00",
+        GOOD[:-1],
+        "05" + "zz" * 32,
+        "05" + "é" * 32,
+        " " + GOOD[1:],
+    ],
 )
 def test_bad_account_ids(bad: str) -> None:
     with pytest.raises(InvalidSessionID, match="account ID"):
@@ -197,13 +208,15 @@ def test_bad_account_ids(bad: str) -> None:
 
 
 def test_bad_account_id_messages() -> None:
-    with pytest.raises(InvalidSessionID, match="66 hex digits.*got 64"):
+    with pytest.raises(InvalidSessionID, match=r"66 hex digits.*got 64"):
         swarm_space("ab" * 32)
     with pytest.raises(InvalidSessionID, match="not hex digits"):
         swarm_space("05" + "zz" * 32)
 
 
-@pytest.mark.parametrize("ids", [[], [1, INVALID_SWARM_ID], [-1], [M64], ["1"], "123", [1.5], [None]])
+@pytest.mark.parametrize(
+    "ids", [[], [1, INVALID_SWARM_ID], [-1], [M64], ["1"], "123", [1.5], [None]]
+)
 def test_bad_swarm_ids(ids: object) -> None:
     with pytest.raises(InvalidInput):
         closest_swarm(GOOD, ids)  # type: ignore[arg-type]

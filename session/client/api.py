@@ -114,25 +114,40 @@ class Client:
         self._seed32 = ed25519_seed32(self.identity)
         #: Every random choice of the client (paths, swarm members, node-list refresh).
         self.rng = rng or random.SystemRandom()
-        self.db = Database(self.store.dir_of(self.session_id) / "state.db", Sealer(derive_db_key(self._seed32)))
+        self.db = Database(
+            self.store.dir_of(self.session_id) / "state.db", Sealer(derive_db_key(self._seed32))
+        )
         self.outbox = Outbox(self.db)
         self.clock = NetworkClock(clock) if clock is not None else NetworkClock()
         self.network_source = network
         self.directory = NodeDirectory(
-            [ServiceNode.from_json(e) for e in self.db.load_nodes()], int(self.db.get("nodes_ms", 0))
+            [ServiceNode.from_json(e) for e in self.db.load_nodes()],
+            int(self.db.get("nodes_ms", 0)),
         )
         self.paths = PathManager(
-            self.directory.nodes, guards=self.db.load_guards(), paths=self.db.load_paths(), rng=self.rng
+            self.directory.nodes,
+            guards=self.db.load_guards(),
+            paths=self.db.load_paths(),
+            rng=self.rng,
         )
         self.transport = OnionTransport(self.paths, self.clock)
         self.rpc = SwarmRPC(self.transport, self.directory, self.clock, rng=self.rng)
         self.hub = EventHub()
         self.connectivity = Connectivity(self.hub)
-        self.config = ConfigSync(self.db, self.outbox, self.identity, self._seed32, self.clock, self.hub)
-        self.receiver = Receiver(self.db, self.identity, self.clock, self.hub,
-                                 Poller(self.rpc, self.db, self.identity, rng=self.rng), self.config)
-        self.sender = Sender(self.db, self.outbox, self.rpc, self.identity, self.clock, self.hub,
-                             self.connectivity)
+        self.config = ConfigSync(
+            self.db, self.outbox, self.identity, self._seed32, self.clock, self.hub
+        )
+        self.receiver = Receiver(
+            self.db,
+            self.identity,
+            self.clock,
+            self.hub,
+            Poller(self.rpc, self.db, self.identity, rng=self.rng),
+            self.config,
+        )
+        self.sender = Sender(
+            self.db, self.outbox, self.rpc, self.identity, self.clock, self.hub, self.connectivity
+        )
         #: Closed groups (03 IDs): create, invite, send, admin operations (see groups.py).
         self.groups = GroupManager(self)
         self.receiver.on_group_update = self.groups.on_direct
@@ -191,7 +206,9 @@ class Client:
         Subscribed when called, so no event emitted afterwards is missed."""
         return EventStream(self.hub)
 
-    def on_request(self, observer: Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]) -> None:
+    def on_request(
+        self, observer: Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]
+    ) -> None:
         """Call ``observer(destination, method, params, path)`` before every onion request
         (tracing, e.g. the demo's route printout)."""
         self.transport.observers.append(observer)
@@ -316,11 +333,25 @@ class Client:
         self._last_sent_ms = t
         return t
 
-    def _enqueue(self, kind: str, dest: str, content: pb.Content, sent_ms: int, ttl_ms: int,
-                 message_id: int | None = None) -> None:
+    def _enqueue(
+        self,
+        kind: str,
+        dest: str,
+        content: pb.Content,
+        sent_ms: int,
+        ttl_ms: int,
+        message_id: int | None = None,
+    ) -> None:
         data = M.seal(self.identity, dest, content, sent_ms)
-        self.outbox.enqueue(kind=kind, dest=dest, namespace=0, data=data, timestamp_ms=sent_ms,
-                            ttl_ms=ttl_ms, message_id=message_id)
+        self.outbox.enqueue(
+            kind=kind,
+            dest=dest,
+            namespace=0,
+            data=data,
+            timestamp_ms=sent_ms,
+            ttl_ms=ttl_ms,
+            message_id=message_id,
+        )
 
     def _signer_for(self, dest: str) -> Any:
         """Signer of stores to ``dest``'s private namespaces: a group's, or ours."""
@@ -344,25 +375,41 @@ class Client:
         contact = self.db.contact(to)
         if contact and contact.blocked:
             raise InvalidInput("this contact is blocked: unblock it first")
-        exp = expiration if expiration is not None else (
-            M.Expiration(M.ExpirationMode(contact.exp_mode), contact.exp_seconds)
-            if contact and contact.exp_mode else M.OFF
+        exp = (
+            expiration
+            if expiration is not None
+            else (
+                M.Expiration(M.ExpirationMode(contact.exp_mode), contact.exp_seconds)
+                if contact and contact.exp_mode
+                else M.OFF
+            )
         )
         sent_ms = self._next_sent_ms()
         name = self.display_name
         content = M.text(text, sent_ms=sent_ms, display_name=name, expiration=exp)
-        expires_at = sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
+        expires_at = (
+            sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
+        )
         with self.db.tx():
             contact_changed = not contact or not contact.approved
             self.db.upsert_contact(to, approved=1)  # writing (or replying) approves the contact
-            mid = self.db.add_message(conversation=to, author=self.session_id, sent_ms=sent_ms,
-                                      outgoing=True, body=text, status="pending",
-                                      exp_mode=int(exp.mode), exp_seconds=exp.seconds,
-                                      expires_at_ms=expires_at)
+            mid = self.db.add_message(
+                conversation=to,
+                author=self.session_id,
+                sent_ms=sent_ms,
+                outgoing=True,
+                body=text,
+                status="pending",
+                exp_mode=int(exp.mode),
+                exp_seconds=exp.seconds,
+                expires_at_ms=expires_at,
+            )
             assert mid is not None
             self._enqueue("message", to, content, sent_ms, exp.ttl_ms(), mid)
             if to != self.session_id:
-                sync = M.text(text, sent_ms=sent_ms, display_name=name, expiration=exp, sync_target=to)
+                sync = M.text(
+                    text, sent_ms=sent_ms, display_name=name, expiration=exp, sync_target=to
+                )
                 self._enqueue("sync", self.session_id, sync, sent_ms, exp.ttl_ms(), mid)
             if contact_changed:
                 self.config.push_contacts()
@@ -376,7 +423,9 @@ class Client:
             return
         sent_ms = self._next_sent_ms()
         with self.db.tx():
-            self._enqueue("typing", to, M.typing(started, sent_ms=sent_ms), sent_ms, M.TTL_TYPING_MS)
+            self._enqueue(
+                "typing", to, M.typing(started, sent_ms=sent_ms), sent_ms, M.TTL_TYPING_MS
+            )
         self.loops.wake.set()
 
     async def mark_read(self, conversation: str) -> list[int]:
@@ -384,7 +433,9 @@ class Client:
         enabled and the contact is accepted) and starts delete-after-read timers. Returns the
         sent timestamps marked."""
         now = self.clock.now_ms()
-        rows = [m for m in self.db.messages(conversation) if not m.outgoing and m.status == "received"]
+        rows = [
+            m for m in self.db.messages(conversation) if not m.outgoing and m.status == "received"
+        ]
         if not rows:
             return []
         contact = self.db.contact(conversation)
@@ -401,8 +452,13 @@ class Client:
             ts = [m.sent_ms for m in rows]
             if self.read_receipts and contact and contact.approved and not contact.blocked:
                 sent_ms = self._next_sent_ms()
-                self._enqueue("receipt", conversation, M.read_receipt(ts, sent_ms=sent_ms), sent_ms,
-                              M.TTL_CONTENT_MS)
+                self._enqueue(
+                    "receipt",
+                    conversation,
+                    M.read_receipt(ts, sent_ms=sent_ms),
+                    sent_ms,
+                    M.TTL_CONTENT_MS,
+                )
         self.loops.wake.set()
         for exp_at, hashes in dar_hashes.items():
             try:
@@ -416,13 +472,26 @@ class Client:
         self._check_peer(conversation)
         sent_ms = self._next_sent_ms()
         with self.db.tx():
-            self.db.upsert_contact(conversation, exp_mode=int(expiration.mode), exp_seconds=expiration.seconds)
+            self.db.upsert_contact(
+                conversation, exp_mode=int(expiration.mode), exp_seconds=expiration.seconds
+            )
             if conversation != self.session_id:
-                self._enqueue("control", conversation,
-                              M.expiration_update(sent_ms=sent_ms, expiration=expiration), sent_ms, M.TTL_CONTENT_MS)
-            self._enqueue("sync", self.session_id,
-                          M.expiration_update(sent_ms=sent_ms, expiration=expiration, sync_target=conversation),
-                          sent_ms, M.TTL_CONTENT_MS)
+                self._enqueue(
+                    "control",
+                    conversation,
+                    M.expiration_update(sent_ms=sent_ms, expiration=expiration),
+                    sent_ms,
+                    M.TTL_CONTENT_MS,
+                )
+            self._enqueue(
+                "sync",
+                self.session_id,
+                M.expiration_update(
+                    sent_ms=sent_ms, expiration=expiration, sync_target=conversation
+                ),
+                sent_ms,
+                M.TTL_CONTENT_MS,
+            )
             self.config.push_contacts()
         self.loops.wake.set()
 
@@ -454,9 +523,13 @@ class Client:
         sent_ms = self._next_sent_ms()
         with self.db.tx():
             self.db.upsert_contact(session_id, approved=1)
-            self._enqueue("control", session_id,
-                          M.request_response(sent_ms=sent_ms, display_name=self.display_name),
-                          sent_ms, M.TTL_CONTENT_MS)
+            self._enqueue(
+                "control",
+                session_id,
+                M.request_response(sent_ms=sent_ms, display_name=self.display_name),
+                sent_ms,
+                M.TTL_CONTENT_MS,
+            )
             self.config.push_contacts()
         self.loops.wake.set()
 
@@ -536,7 +609,7 @@ class Client:
         """Why delivering message ``message_id`` failed so far (None if no attempt failed)."""
         return self.outbox.last_error(message_id)
 
-    # ------------------------------------------------------------------ steps (the loops repeat these)
+    # --------------------------------------------------------- steps (the loops repeat these)
 
     async def poll_once(self) -> int:
         """Retrieve and process new messages of namespaces 0, 2, 3; returns how many new

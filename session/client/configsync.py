@@ -46,7 +46,7 @@ class ConfigSync:
         return int(self.db.get(f"config_seqno_{ns}", 0))
 
     def push(self, ns: int, data: dict[str, Any]) -> None:
-        """Queue a new snapshot of namespace ``ns`` (call inside the transaction that changed it)."""
+        """Queue a new snapshot of namespace ``ns`` (call in the transaction that changed it)."""
         seqno = self._seqno(ns) + 1
         self.db.put(f"config_seqno_{ns}", seqno)
         raw = S.encode_config(ns, seqno, data, self.seed32)

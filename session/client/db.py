@@ -273,7 +273,9 @@ class Database:
     # ------------------------------------------------------------------ contacts
 
     def contact(self, session_id: str) -> Contact | None:
-        row = self.conn.execute("SELECT * FROM contacts WHERE session_id=?", (session_id,)).fetchone()
+        row = self.conn.execute(
+            "SELECT * FROM contacts WHERE session_id=?", (session_id,)
+        ).fetchone()
         return None if row is None else self._contact(row)
 
     def _contact(self, row: sqlite3.Row) -> Contact:
@@ -294,7 +296,15 @@ class Database:
 
     def upsert_contact(self, session_id: str, **fields: Any) -> Contact:
         """Create the contact if needed and set ``fields`` (name is sealed)."""
-        allowed = {"name", "approved", "approved_me", "blocked", "exp_mode", "exp_seconds", "updated_ms"}
+        allowed = {
+            "name",
+            "approved",
+            "approved_me",
+            "blocked",
+            "exp_mode",
+            "exp_seconds",
+            "updated_ms",
+        }
         bad = set(fields) - allowed
         if bad:
             raise ValueError(f"unknown contact fields: {sorted(bad)}")
@@ -387,14 +397,16 @@ class Database:
 
     def messages(self, conversation: str, limit: int = 1000) -> list[Message]:
         rows = self.conn.execute(
-            "SELECT * FROM (SELECT * FROM messages WHERE conversation=? ORDER BY sent_ms DESC, id DESC"
-            " LIMIT ?) ORDER BY sent_ms, id",
+            "SELECT * FROM (SELECT * FROM messages WHERE conversation=?"
+            " ORDER BY sent_ms DESC, id DESC LIMIT ?) ORDER BY sent_ms, id",
             (conversation, limit),
         ).fetchall()
         return [self._message(r) for r in rows]
 
     def has_messages(self, conversation: str) -> bool:
-        row = self.conn.execute("SELECT 1 FROM messages WHERE conversation=? LIMIT 1", (conversation,))
+        row = self.conn.execute(
+            "SELECT 1 FROM messages WHERE conversation=? LIMIT 1", (conversation,)
+        )
         return row.fetchone() is not None
 
     def conversations(self) -> list[ConversationSummary]:
@@ -404,7 +416,9 @@ class Database:
             " FROM messages GROUP BY conversation ORDER BY last_ms DESC"
         ).fetchall()
         return [
-            ConversationSummary(r["conversation"], int(r["last_ms"]), int(r["count"]), int(r["unread"]))
+            ConversationSummary(
+                r["conversation"], int(r["last_ms"]), int(r["count"]), int(r["unread"])
+            )
             for r in rows
         ]
 
@@ -414,7 +428,8 @@ class Database:
         if bad:
             raise ValueError(f"unknown message fields: {sorted(bad)}")
         vals = {
-            k: (self.sealer.seal(v) if k == "body" and v is not None else v) for k, v in fields.items()
+            k: (self.sealer.seal(v) if k == "body" and v is not None else v)
+            for k, v in fields.items()
         }
         sets = ", ".join(f"{k}=?" for k in vals)
         self.conn.execute(f"UPDATE messages SET {sets} WHERE id=?", (*vals.values(), message_id))
@@ -442,7 +457,8 @@ class Database:
         message_id: int | None,
     ) -> int:
         cur = self.conn.execute(
-            "INSERT INTO outbox (kind, dest, namespace, data, timestamp_ms, ttl_ms, message_id, state)"
+            "INSERT INTO outbox"
+            " (kind, dest, namespace, data, timestamp_ms, ttl_ms, message_id, state)"
             " VALUES (?,?,?,?,?,?,?, 'pending')",
             (kind, dest, namespace, data.encode(), timestamp_ms, ttl_ms, message_id),
         )
@@ -457,28 +473,41 @@ class Database:
         ).fetchall()
         return [
             OutboxEntry(
-                r["id"], r["kind"], r["dest"], r["namespace"], bytes(r["data"]).decode(),
-                r["timestamp_ms"], r["ttl_ms"], r["message_id"], r["attempts"],
+                r["id"],
+                r["kind"],
+                r["dest"],
+                r["namespace"],
+                bytes(r["data"]).decode(),
+                r["timestamp_ms"],
+                r["ttl_ms"],
+                r["message_id"],
+                r["attempts"],
             )
             for r in rows
         ]
 
     def outbox_pending_count(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state='pending'").fetchone()[0])
+        return int(
+            self.conn.execute("SELECT COUNT(*) FROM outbox WHERE state='pending'").fetchone()[0]
+        )
 
     def outbox_next_due_ms(self) -> int | None:
-        row = self.conn.execute("SELECT MIN(next_attempt_ms) FROM outbox WHERE state='pending'").fetchone()
+        row = self.conn.execute(
+            "SELECT MIN(next_attempt_ms) FROM outbox WHERE state='pending'"
+        ).fetchone()
         return None if row[0] is None else int(row[0])
 
     def outbox_done(self, entry_id: int, msg_hash: str | None) -> None:
         """Mark an entry delivered (its payload is dropped: nothing needs it any more)."""
         self.conn.execute(
-            "UPDATE outbox SET state='done', hash=?, error=NULL, data=x'' WHERE id=?", (msg_hash, entry_id)
+            "UPDATE outbox SET state='done', hash=?, error=NULL, data=x'' WHERE id=?",
+            (msg_hash, entry_id),
         )
 
     def outbox_failed(self, entry_id: int, attempts: int, error: str) -> None:
         self.conn.execute(
-            "UPDATE outbox SET state='failed', attempts=?, error=? WHERE id=?", (attempts, error, entry_id)
+            "UPDATE outbox SET state='failed', attempts=?, error=? WHERE id=?",
+            (attempts, error, entry_id),
         )
 
     def outbox_retry_at(self, entry_id: int, attempts: int, next_ms: int, error: str) -> None:
@@ -542,7 +571,8 @@ class Database:
                 [(e["pubkey_ed25519"], json.dumps(e)) for e in entries],
             )
             c.execute(
-                "INSERT INTO kv VALUES ('nodes_ms', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                "INSERT INTO kv VALUES ('nodes_ms', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                 (json.dumps(int(time.time() * 1000)),),
             )
 
@@ -552,7 +582,9 @@ class Database:
     def save_paths(self, paths: Sequence[Sequence[str]]) -> None:
         with self.tx() as c:
             c.execute("DELETE FROM paths")
-            c.executemany("INSERT INTO paths (hops) VALUES (?)", [(json.dumps(list(p)),) for p in paths])
+            c.executemany(
+                "INSERT INTO paths (hops) VALUES (?)", [(json.dumps(list(p)),) for p in paths]
+            )
 
     def load_paths(self) -> list[list[str]]:
         return [json.loads(r[0]) for r in self.conn.execute("SELECT hops FROM paths ORDER BY id")]

@@ -19,12 +19,9 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from session.errors import InvalidInput, StorageError
-
-if TYPE_CHECKING:
-    from session.identity import Identity
+from session.identity import Identity
 
 
 class IdentityNotFound(InvalidInput, LookupError):
@@ -89,14 +86,10 @@ class IdentityStore:
 
     def create(self) -> Identity:
         """Generate a new identity (random 16-byte seed), save it; it becomes current if none is."""
-        from session.identity import Identity
-
         return self._save(Identity.generate())
 
     def restore(self, mnemonic: str) -> Identity:
         """Restore an identity from its recovery phrase (idempotent)."""
-        from session.identity import Identity
-
         return self._save(Identity.from_mnemonic(mnemonic))
 
     def _save(self, identity: Identity) -> Identity:
@@ -113,8 +106,6 @@ class IdentityStore:
 
     def load(self, session_id: str | None = None) -> Identity:
         """Load ``session_id`` (default: the current identity)."""
-        from session.identity import Identity
-
         sid = session_id or self.current
         if sid is None:
             raise IdentityNotFound(f"{self.root} has no identity yet: create or restore one")
@@ -141,5 +132,7 @@ class IdentityStore:
         for p in sorted(d.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
         d.rmdir()
-        if (self.root / "current").is_file() and (self.root / "current").read_text().strip() == session_id:
+        if (self.root / "current").is_file() and (
+            self.root / "current"
+        ).read_text().strip() == session_id:
             (self.root / "current").unlink()

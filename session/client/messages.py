@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError as _PbDecodeError
 from google.protobuf.message import Message
 
+from session import protocol
 from session.errors import DecodeError, SessionError
 from session.proto import session_pb2 as pb
 
@@ -85,15 +86,11 @@ OFF = Expiration()
 
 def pad(data: bytes) -> bytes:
     """libsession padding: ``0x80`` then zeros up to the next multiple of 160 above len+1."""
-    from session import protocol
-
     return protocol.pad(data)
 
 
 def unpad(data: bytes) -> bytes:
     """Lenient unpadding (both padding variants; unpadded input is returned whole)."""
-    from session import protocol
-
     return protocol.unpad(data)
 
 
@@ -208,7 +205,6 @@ def envelope_bytes(ciphertext: bytes, sent_ms: int) -> bytes:
 def seal(sender: Identity, recipient_id: str, content: pb.Content, sent_ms: int) -> str:
     """Encrypt ``content`` from ``sender`` (a ``session.identity.Identity``) to
     ``recipient_id`` and return the base64 ``data`` of the ``store`` request."""
-    from session import protocol
 
     plaintext = pad(content.SerializeToString())
     ct = protocol.encrypt_for_recipient(sender, recipient_id, plaintext)
@@ -281,10 +277,10 @@ def _content(plaintext: bytes) -> pb.Content:
     return content
 
 
-def open_stored(recipient: Identity, msg_hash: str, data_b64: str, expiration_ms: int = 0) -> Incoming:
+def open_stored(
+    recipient: Identity, msg_hash: str, data_b64: str, expiration_ms: int = 0
+) -> Incoming:
     """Decrypt and verify one stored message (raises a :class:`SessionError`)."""
-    from session import protocol
-
     env = parse_stored(data_b64)
     pt, sender = protocol.decrypt_incoming(recipient, env.content)
     return Incoming(msg_hash, sender, env.timestamp, _content(pt), expiration_ms)
@@ -295,7 +291,6 @@ def open_many(
 ) -> list[Incoming | Undecryptable]:
     """Batch version of :func:`open_stored` over ``(hash, data_b64, expiration_ms)`` rows:
     one native call decrypts and verifies all envelopes (GIL released)."""
-    from session import protocol
 
     out: list[Incoming | Undecryptable | None] = [None] * len(stored)
     envs: list[tuple[int, pb.Envelope]] = []

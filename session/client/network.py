@@ -74,9 +74,9 @@ def load_nodes_json(path: Path | str) -> list[ServiceNode]:
 
 
 async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
-    """Nodes from a registry: JSON-RPC ``get_n_service_nodes`` POSTed to ``URL/json_rpc``, or a GET of
-    a URL ending in ``.json``. Raises NetworkError (unreachable, refused, timed out, not JSON)
-    or DecodeError (not a node list)."""
+    """Nodes from a registry: JSON-RPC ``get_n_service_nodes`` POSTed to ``URL/json_rpc``, or a
+    GET of a URL ending in ``.json``. Raises NetworkError (unreachable, refused, timed out, not
+    JSON) or DecodeError (not a node list)."""
     t = aiohttp.ClientTimeout(total=timeout)
     try:
         async with aiohttp.ClientSession(timeout=t) as http:
@@ -85,9 +85,15 @@ async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
                     r.raise_for_status()
                     doc = await r.json(content_type=None)
             else:
-                rpc_url = url if url.rstrip("/").endswith("json_rpc") else url.rstrip("/") + "/json_rpc"
-                body = {"jsonrpc": "2.0", "id": 0, "method": "get_n_service_nodes",
-                        "params": {"active_only": True}}
+                rpc_url = (
+                    url if url.rstrip("/").endswith("json_rpc") else url.rstrip("/") + "/json_rpc"
+                )
+                body = {
+                    "jsonrpc": "2.0",
+                    "id": 0,
+                    "method": "get_n_service_nodes",
+                    "params": {"active_only": True},
+                }
                 async with http.post(rpc_url, json=body, ssl=False) as r:
                     r.raise_for_status()
                     doc = await r.json(content_type=None)

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from session.client.db import Database, OutboxEntry, OutboxState
 
-__all__ = ["BASE_BACKOFF_MS", "MAX_BACKOFF_MS", "Outbox", "OutboxEntry", "OutboxState", "backoff_ms"]
+__all__ = [
+    "BASE_BACKOFF_MS",
+    "MAX_BACKOFF_MS",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxState",
+    "backoff_ms",
+]
 
 MAX_BACKOFF_MS = 60_000
 BASE_BACKOFF_MS = 250
@@ -52,8 +59,15 @@ class Outbox:
         """Queue one store (call inside the transaction that writes the message row)."""
         if ttl_ms < 10_000:
             raise ValueError("a stored message needs a TTL of at least 10 seconds")
-        return self.db.add_outbox(kind=kind, dest=dest, namespace=namespace, data=data,
-                                  timestamp_ms=timestamp_ms, ttl_ms=ttl_ms, message_id=message_id)
+        return self.db.add_outbox(
+            kind=kind,
+            dest=dest,
+            namespace=namespace,
+            data=data,
+            timestamp_ms=timestamp_ms,
+            ttl_ms=ttl_ms,
+            message_id=message_id,
+        )
 
     def due(self, now_ms: int, limit: int = 50) -> list[OutboxEntry]:
         return self.db.outbox_due(now_ms, limit)

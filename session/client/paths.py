@@ -124,14 +124,20 @@ class PathManager:
     # ------------------------------------------------------------------ building
 
     def _pick_guard(self, avoid: set[str]) -> ServiceNode:
-        cands = [n for n in self.usable() if diversity_key(n) not in avoid and n.pubkey_ed25519 not in self.guards]
+        cands = [
+            n
+            for n in self.usable()
+            if diversity_key(n) not in avoid and n.pubkey_ed25519 not in self.guards
+        ]
         if not cands:
             raise NotEnoughNodes("no node left to serve as a guard")
         g = self.rng.choice(cands)
         self.guards.append(g.pubkey_ed25519)
         return g
 
-    def _build_one(self, guard: ServiceNode, avoid: set[str], hard: frozenset[str] = frozenset()) -> OnionPath:
+    def _build_one(
+        self, guard: ServiceNode, avoid: set[str], hard: frozenset[str] = frozenset()
+    ) -> OnionPath:
         """A path from ``guard``: relays avoid the IPs of ``avoid`` (other paths) if the pool
         allows, and those of ``hard`` (the destination) always."""
         hops = [guard]
@@ -177,7 +183,8 @@ class PathManager:
         while len(self.paths) < self.paths_wanted:
             used = set().union(*(p.keys() for p in self.paths)) if self.paths else set()
             guard_id = next(
-                (g for g in self.guards if g not in {p.guard.pubkey_ed25519 for p in self.paths}), None
+                (g for g in self.guards if g not in {p.guard.pubkey_ed25519 for p in self.paths}),
+                None,
             )
             try:
                 guard = self.pool[guard_id] if guard_id else self._pick_guard(used)
@@ -196,7 +203,11 @@ class PathManager:
             # Build a dedicated path around the destination (not kept as a standard path).
             hard = frozenset({diversity_key(destination)})
             guard = next(
-                (self.pool[g] for g in self.guards if g in self.pool and diversity_key(self.pool[g]) not in hard),
+                (
+                    self.pool[g]
+                    for g in self.guards
+                    if g in self.pool and diversity_key(self.pool[g]) not in hard
+                ),
                 None,
             )
             if guard is None:

@@ -21,8 +21,9 @@ MAX_PAGES = 20
 
 
 class Poller:
-    def __init__(self, rpc: SwarmRPC, db: Database, identity: Any, *,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, rpc: SwarmRPC, db: Database, identity: Any, *, rng: random.Random | None = None
+    ) -> None:
         self.rpc = rpc
         self.db = db
         #: The signer of the polled account: our identity, a group key or a member subaccount.
@@ -40,7 +41,9 @@ class Poller:
             raise NetworkError("the swarm to poll is unknown (empty node list?)")
         if self.node is None or self.node.pubkey_ed25519 not in {m.pubkey_ed25519 for m in members}:
             bad = self.rpc.t.paths.bad
-            self.node = self.rng.choice([m for m in members if m.pubkey_ed25519 not in bad] or members)
+            self.node = self.rng.choice(
+                [m for m in members if m.pubkey_ed25519 not in bad] or members
+            )
         return self.node
 
     async def poll(self, namespace: int) -> list[tuple[str, str, int]]:

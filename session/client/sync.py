@@ -110,7 +110,9 @@ def encode_config(namespace: int, seqno: int, data: dict[str, Any], seed32: byte
     return bytes(config_crypto.encrypt(padded, seed32, DOMAINS[namespace]))
 
 
-def decode_config(namespace: int, blob: bytes, seed32: bytes, identity: Any = None) -> ConfigMessage:
+def decode_config(
+    namespace: int, blob: bytes, seed32: bytes, identity: Any = None
+) -> ConfigMessage:
     """Decrypt one stored config message (raw or protobuf-wrapped)."""
     from session import config_crypto
 
@@ -125,7 +127,11 @@ def decode_config(namespace: int, blob: bytes, seed32: bytes, identity: Any = No
     if plain[:1] == b"z":
         raise DecodeError("compressed config messages are not supported")
     doc = bdecode(plain)
-    if not isinstance(doc, dict) or not isinstance(doc.get(b"#"), int) or not isinstance(doc.get(b"&"), dict):
+    if (
+        not isinstance(doc, dict)
+        or not isinstance(doc.get(b"#"), int)
+        or not isinstance(doc.get(b"&"), dict)
+    ):
         raise DecodeError("config message lacks seqno or data")
     return ConfigMessage(namespace, doc[b"#"], doc[b"&"])
 
@@ -169,13 +175,15 @@ def parse_contacts(data: dict[bytes, Any]) -> list[dict[str, Any]]:
         if not isinstance(sid, bytes) or len(sid) != 33 or not isinstance(entry, dict):
             continue
         e_type = int(entry.get(b"e", 0) or 0)
-        out.append({
-            "session_id": sid.hex(),
-            "name": (entry.get(b"n") or b"").decode(errors="replace") or None,
-            "approved": int(bool(entry.get(b"a"))),
-            "approved_me": int(bool(entry.get(b"A"))),
-            "blocked": int(bool(entry.get(b"b"))),
-            "exp_mode": {1: 2, 2: 1}.get(e_type, 0),
-            "exp_seconds": int(entry.get(b"E", 0) or 0) if e_type else 0,
-        })
+        out.append(
+            {
+                "session_id": sid.hex(),
+                "name": (entry.get(b"n") or b"").decode(errors="replace") or None,
+                "approved": int(bool(entry.get(b"a"))),
+                "approved_me": int(bool(entry.get(b"A"))),
+                "blocked": int(bool(entry.get(b"b"))),
+                "exp_mode": {1: 2, 2: 1}.get(e_type, 0),
+                "exp_seconds": int(entry.get(b"E", 0) or 0) if e_type else 0,
+            }
+        )
     return out

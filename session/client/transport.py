@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
+from session import onion
 from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import OnionPath, PathManager
 from session.errors import (
@@ -103,11 +104,14 @@ class OnionTransport:
             self._http = None
 
     async def request(
-        self, dest: ServiceNode, method: str, params: Mapping[str, Any], path: OnionPath | None = None
+        self,
+        dest: ServiceNode,
+        method: str,
+        params: Mapping[str, Any],
+        path: OnionPath | None = None,
     ) -> tuple[int, Any]:
         """Send ``{"method", "params"}`` to ``dest``; returns (status, body JSON or text).
         Raises :class:`PathFailure` when the onion did not get through."""
-        from session import onion
 
         path = path or self.paths.choose(dest)
         for observe in self.observers:
@@ -129,7 +133,9 @@ class OnionTransport:
             raise PathFailure("onion request timed out") from None
         except (aiohttp.ClientError, OSError) as e:
             self.paths.guard_unreachable(path)
-            raise PathFailure(f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}") from None
+            raise PathFailure(
+                f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}"
+            ) from None
         received = self.clock.local_ms()
         if status != 200:
             text = raw.decode(errors="replace")
@@ -226,8 +232,11 @@ class SwarmRPC:
                 if not members:
                     raise NetworkError(f"no swarm known for {owner[:10]}…")
                 bad = self.t.paths.bad
-                fresh = ([m for m in members if m.pubkey_ed25519 not in tried | bad]
-                         or [m for m in members if m.pubkey_ed25519 not in tried] or members)
+                fresh = (
+                    [m for m in members if m.pubkey_ed25519 not in tried | bad]
+                    or [m for m in members if m.pubkey_ed25519 not in tried]
+                    or members
+                )
                 target = self.rng.choice(fresh)
             try:
                 code, body = await self.t.request(target, method, make_params())
@@ -349,7 +358,8 @@ class SwarmRPC:
 
     async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:
         code, body = await self.t.request(
-            node, "oxend_request",
+            node,
+            "oxend_request",
             {"endpoint": "get_service_nodes", "params": {"active_only": True}},
         )
         if code != 200 or not isinstance(body, Mapping):

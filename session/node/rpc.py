@@ -29,6 +29,7 @@ from session.errors import RpcStatusError, StorageError, StorageFull
 from session.proto import rpc as P
 from session.proto.snodes import ServiceNode
 from session.storage.base import MessageStore, StoredMessage
+from session.swarm import message_hash
 
 log = logging.getLogger("session.node.rpc")
 
@@ -115,7 +116,6 @@ class RpcHandler:
         oxend: OxendHandler | None = None,
         catching_up: Callable[[], str | None] = lambda: None,
     ) -> None:
-        from session.swarm import message_hash  # native core; imported once, at construction
 
         self.store = store
         self.identity = identity

@@ -122,7 +122,8 @@ class SwarmMap:
     """Active nodes grouped by swarm, with the closest-swarm lookup for accounts."""
 
     def __init__(self, nodes: Iterable[ServiceNode]) -> None:
-        from session.swarm import SwarmIndex  # native core
+        # Lazy: session.swarm imports session.proto.rpc, which imports this module.
+        from session.swarm import SwarmIndex  # noqa: PLC0415
 
         self.nodes: tuple[ServiceNode, ...] = tuple(n for n in nodes if n.active)
         swarms: dict[int, list[ServiceNode]] = {}

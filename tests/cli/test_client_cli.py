@@ -28,9 +28,14 @@ VECTORS = Path(__file__).parent.parent / "vectors"
 def load_vectors(name: str, kind: str) -> list[dict[str, Any]]:
     """Cases of ``tests/vectors/<name>.json`` of one kind (read directly: the ``conftest``
     module name is ambiguous once tests/integration/conftest.py is loaded)."""
-    cases = [c for c in json.loads((VECTORS / f"{name}.json").read_text())["cases"] if c.get("kind") == kind]
+    cases = [
+        c
+        for c in json.loads((VECTORS / f"{name}.json").read_text())["cases"]
+        if c.get("kind") == kind
+    ]
     assert cases, f"no {kind!r} cases in {name}.json"
     return cases
+
 
 GOOD_ID = "05" + "ab" * 32
 
@@ -97,7 +102,9 @@ def test_id_new_json_and_several_identities(runner: CliRunner, tmp_path: Path) -
     listed = js(run(runner, tmp_path, "id", "list", "--json"))
     assert listed["current"] == a["session_id"]
     assert {e["session_id"]: e["current"] for e in listed["identities"]} == {
-        a["session_id"]: True, b["session_id"]: False}
+        a["session_id"]: True,
+        b["session_id"]: False,
+    }
     text = run(runner, tmp_path, "id", "list").stdout.splitlines()
     assert f"* {a['session_id']}" in text and f"  {b['session_id']}" in text
 
@@ -105,15 +112,18 @@ def test_id_new_json_and_several_identities(runner: CliRunner, tmp_path: Path) -
     assert used == {"current": b["session_id"]}
     assert js(run(runner, tmp_path, "id", "show", "--json")) == {"session_id": b["session_id"]}
     # --identity picks another one for a single command; --use makes a new one current
-    shown = js(run(runner, tmp_path, "--identity", a["session_id"], "id", "show", "--phrase", "--json"))
+    shown = js(
+        run(runner, tmp_path, "--identity", a["session_id"], "id", "show", "--phrase", "--json")
+    )
     assert shown == {"session_id": a["session_id"], "mnemonic": a["mnemonic"]}
     c = new_id(runner, tmp_path, "--use")
     assert c["current"] is True
     assert js(run(runner, tmp_path, "id", "list", "--json"))["current"] == c["session_id"]
 
 
-def test_options_before_or_after_the_command_and_env(runner: CliRunner, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_options_before_or_after_the_command_and_env(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = new_id(runner, tmp_path)
     before = runner.invoke(main, ["--home", str(tmp_path), "--json", "id", "list"])
     after = runner.invoke(main, ["id", "list", "--home", str(tmp_path), "--json"])
@@ -126,18 +136,31 @@ def test_options_before_or_after_the_command_and_env(runner: CliRunner, tmp_path
 def test_id_restore_from_arguments_and_stdin(runner: CliRunner, tmp_path: Path) -> None:
     case = load_vectors("mnemonic", "phrase_to_session_id")[0]
     r = js(run(runner, tmp_path, "id", "restore", *case["words"].split(), "--json"))
-    assert r == {"session_id": case["session_id"], "existed": False, "current": True, "home": str(tmp_path)}
+    assert r == {
+        "session_id": case["session_id"],
+        "existed": False,
+        "current": True,
+        "home": str(tmp_path),
+    }
     # again, from standard input with odd spacing and capitals: same identity, already there
-    again = js(run(runner, tmp_path, "id", "restore", "--json", input="  " + case["words"].upper() + "\n"))
+    again = js(
+        run(runner, tmp_path, "id", "restore", "--json", input="  " + case["words"].upper() + "\n")
+    )
     assert again["session_id"] == case["session_id"] and again["existed"] is True
     text = run(runner, tmp_path / "other", "id", "restore", input=case["words"])
     assert text.exit_code == 0 and case["session_id"] in text.stdout
 
 
-@pytest.mark.parametrize("case", load_vectors("mnemonic", "decode_fail")[:4], ids=lambda c: c["name"])
-def test_bad_phrase_is_one_sentence(runner: CliRunner, tmp_path: Path, case: dict[str, Any]) -> None:
-    expected = {"checksum": ("phrase", "checksum word does not match"),
-                "unknown_word": ("word 13", "zzzzz", "not in the word list")}[case["error"]]
+@pytest.mark.parametrize(
+    "case", load_vectors("mnemonic", "decode_fail")[:4], ids=lambda c: c["name"]
+)
+def test_bad_phrase_is_one_sentence(
+    runner: CliRunner, tmp_path: Path, case: dict[str, Any]
+) -> None:
+    expected = {
+        "checksum": ("phrase", "checksum word does not match"),
+        "unknown_word": ("word 13", "zzzzz", "not in the word list"),
+    }[case["error"]]
     r = run(runner, tmp_path, "id", "restore", *case["words"].split())
     assert_one_sentence_error(r, *expected)
     assert js(run(runner, tmp_path, "id", "list", "--json"))["identities"] == []
@@ -147,7 +170,7 @@ def test_bad_phrase_is_one_sentence(runner: CliRunner, tmp_path: Path, case: dic
 def test_phrase_with_a_word_missing_is_refused(runner: CliRunner, tmp_path: Path, gap: int) -> None:
     case = load_vectors("mnemonic", "phrase_to_session_id")[0]
     words = case["words"].split()
-    short = words[:gap] + words[gap + 1:]
+    short = words[:gap] + words[gap + 1 :]
     r = run(runner, tmp_path, "id", "restore", *short)
     assert_one_sentence_error(r, "12 words but needs 13", "a word is missing")
     rj = run(runner, tmp_path, "id", "restore", "--json", input=" ".join(short))
@@ -163,15 +186,26 @@ def test_bad_phrase_word_count_and_json_error(runner: CliRunner, tmp_path: Path)
     assert "13 or 25 words" in json.loads(rj.stdout)["error"]
 
 
-@pytest.mark.parametrize("bad,what", [
-    ("05abc", "66 hex characters"),
-    ("05" + "zz" * 32, "hex digits"),
-    ("15" + "ab" * 32, "starts with 05"),
-])
-def test_malformed_session_id_is_one_sentence(runner: CliRunner, tmp_path: Path, bad: str, what: str) -> None:
+@pytest.mark.parametrize(
+    "bad,what",
+    [
+        ("05abc", "66 hex characters"),
+        ("05" + "zz" * 32, "hex digits"),
+        ("15" + "ab" * 32, "starts with 05"),
+    ],
+)
+def test_malformed_session_id_is_one_sentence(
+    runner: CliRunner, tmp_path: Path, bad: str, what: str
+) -> None:
     new_id(runner, tmp_path)
-    for args in (["id", "use", bad], ["send", bad, "hi"], ["block", bad], ["chat", bad],
-                 ["history", bad], ["requests", "accept", bad]):
+    for args in (
+        ["id", "use", bad],
+        ["send", bad, "hi"],
+        ["block", bad],
+        ["chat", bad],
+        ["history", bad],
+        ["requests", "accept", bad],
+    ):
         r = run(runner, tmp_path, *args)
         line = assert_one_sentence_error(r, "invalid Session ID", what)
         assert "Traceback" not in r.output, (args, line)
@@ -180,7 +214,9 @@ def test_malformed_session_id_is_one_sentence(runner: CliRunner, tmp_path: Path,
 def test_unknown_identity_and_empty_home(runner: CliRunner, tmp_path: Path) -> None:
     assert_one_sentence_error(run(runner, tmp_path, "send", GOOD_ID, "hi"), "session id new")
     assert_one_sentence_error(run(runner, tmp_path, "id", "use", GOOD_ID), "no identity", GOOD_ID)
-    assert_one_sentence_error(run(runner, tmp_path, "--identity", GOOD_ID, "id", "show"), "no identity")
+    assert_one_sentence_error(
+        run(runner, tmp_path, "--identity", GOOD_ID, "id", "show"), "no identity"
+    )
     assert "no identity" in run(runner, tmp_path, "id", "list").stdout
 
 
@@ -221,14 +257,24 @@ def test_unreachable_nodes(runner: CliRunner, tmp_path: Path) -> None:
     from session.proto.snodes import ServiceNode, node_list_json
 
     nodes = []
-    for i in range(5):
+    for _i in range(5):
         ident = Identity.generate()
-        nodes.append(ServiceNode(ident.ed25519_public.hex(), ident.x25519_public.hex(), "127.0.0.1",
-                                 closed_port(), closed_port(), swarm_id=0))
+        nodes.append(
+            ServiceNode(
+                ident.ed25519_public.hex(),
+                ident.x25519_public.hex(),
+                "127.0.0.1",
+                closed_port(),
+                closed_port(),
+                swarm_id=0,
+            )
+        )
     path = tmp_path / "nodes.json"
     path.write_text(json.dumps({"result": node_list_json(nodes)}))
     new_id(runner, tmp_path / "home")
-    r = run(runner, tmp_path / "home", "--network", str(path), "--timeout", "20", "send", GOOD_ID, "hi")
+    r = run(
+        runner, tmp_path / "home", "--network", str(path), "--timeout", "20", "send", GOOD_ID, "hi"
+    )
     assert_one_sentence_error(r, "cannot reach the network", f"5 nodes from {path}")
 
 
@@ -239,9 +285,17 @@ def test_unreachable_nodes(runner: CliRunner, tmp_path: Path) -> None:
 def test_offline_commands_json(runner: CliRunner, tmp_path: Path) -> None:
     me = new_id(runner, tmp_path)
     inbox = js(run(runner, tmp_path, "inbox", "--offline", "--json"))
-    assert inbox == {"session_id": me["session_id"], "conversations": [], "requests": 0, "queued": 0}
+    assert inbox == {
+        "session_id": me["session_id"],
+        "conversations": [],
+        "requests": 0,
+        "queued": 0,
+    }
     assert js(run(runner, tmp_path, "requests", "--offline", "--json")) == {"requests": []}
-    assert js(run(runner, tmp_path, "history", GOOD_ID, "--json")) == {"conversation": GOOD_ID, "messages": []}
+    assert js(run(runner, tmp_path, "history", GOOD_ID, "--json")) == {
+        "conversation": GOOD_ID,
+        "messages": [],
+    }
     blocked = js(run(runner, tmp_path, "block", GOOD_ID, "--json"))
     assert blocked["session_id"] == GOOD_ID and blocked["action"] == "block"
     assert blocked["queued"] >= 1  # the contacts config waits for the network
@@ -275,10 +329,12 @@ def test_version_and_help(runner: CliRunner) -> None:
 
 def test_fast_start() -> None:
     """``session --help`` imports neither the client nor the native core."""
-    code = ("import sys; from session.cli.client import main\n"
-            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "bad = [m for m in ('session._core', 'session.client', 'aiohttp') if m in sys.modules]\n"
-            "assert not bad, bad")
+    code = (
+        "import sys; from session.cli.client import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('session._core', 'session.client', 'aiohttp') if m in sys.modules]\n"
+        "assert not bad, bad"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
 
@@ -300,7 +356,9 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.mark.integration
-def test_send_inbox_requests_block_on_devnet(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+def test_send_inbox_requests_block_on_devnet(
+    runner: CliRunner, tmp_path: Path, devnet: Any
+) -> None:
     nodes = str(devnet.dir / "nodes.json")
     ha, hb = tmp_path / "alice", tmp_path / "bob"
     a, b = new_id(runner, ha)["session_id"], new_id(runner, hb)["session_id"]
@@ -311,7 +369,9 @@ def test_send_inbox_requests_block_on_devnet(runner: CliRunner, tmp_path: Path, 
     inbox = js(run(runner, hb, "--network", nodes, "inbox", "--json"))
     assert inbox["conversations"] == [] and inbox["requests"] == 1
     reqs = js(run(runner, hb, "requests", "--json"))  # the node list is cached from now on
-    assert [(r["session_id"], [m["body"] for m in r["messages"]]) for r in reqs["requests"]] == [(a, ["hello bob"])]
+    assert [(r["session_id"], [m["body"] for m in r["messages"]]) for r in reqs["requests"]] == [
+        (a, ["hello bob"])
+    ]
     assert js(run(runner, hb, "requests", "accept", a, "--json"))["action"] == "accept_request"
 
     js(run(runner, hb, "send", a, "hello alice", "--json"))
@@ -365,23 +425,42 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
     cmd = [sys.executable, "-c", "from session.cli.client import main; main()"]
     env = {**os.environ, "SESSION_HOME": str(hb)}
     env.pop("SESSION_NETWORK", None)
-    bob = subprocess.Popen([*cmd, "chat", a, "--json", "--poll-interval", "0.3"], env=env, text=True,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    bob = subprocess.Popen(
+        [*cmd, "chat", a, "--json", "--poll-interval", "0.3"],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     q: queue.Queue[str | None] = queue.Queue()
     threading.Thread(target=_reader, args=(bob, q), daemon=True).start()
     try:
         _expect(q, lambda d: d["event"] == "start" and d["peer"] == a and d["me"] == b)
         # Alice chats from a pipe: a typing indicator, a message, then end of input.
-        alice = subprocess.run([*cmd, "--network", nodes, "chat", b, "--json"], env={**env, "SESSION_HOME": str(ha)},
-                               input="/typing\nhi bob, from a pipe\n", capture_output=True, text=True, timeout=60)
+        alice = subprocess.run(
+            [*cmd, "--network", nodes, "chat", b, "--json"],
+            env={**env, "SESSION_HOME": str(ha)},
+            input="/typing\nhi bob, from a pipe\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert alice.returncode == 0, alice.stderr
         events = [json.loads(line) for line in alice.stdout.splitlines()]
-        assert [e["event"] for e in events][0] == "start" and events[-1] == {"event": "end", "queued": 0}
+        assert next(e["event"] for e in events) == "start" and events[-1] == {
+            "event": "end",
+            "queued": 0,
+        }
         assert any(e["event"] == "sent" for e in events)
 
         _expect(q, lambda d: d["event"] == "typing" and d["started"] is True)
         msg = _expect(q, lambda d: d["event"] == "message")
-        assert msg["body"] == "hi bob, from a pipe" and msg["author"] == a and msg["is_request"] is True
+        assert (
+            msg["body"] == "hi bob, from a pipe"
+            and msg["author"] == a
+            and msg["is_request"] is True
+        )
         # Bob answers (this accepts Alice's request) and leaves with /quit.
         assert bob.stdin is not None
         bob.stdin.write("hello alice\n")
@@ -402,15 +481,19 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
     [conv] = inbox["conversations"]
     assert [m["body"] for m in conv["messages"]] == ["hello alice"]
     hist = js(run(runner, ha, "history", b, "--json"))["messages"]
-    assert [(m["body"], m["status"]) for m in hist] == [("hi bob, from a pipe", "read"), ("hello alice", "received")]
+    assert [(m["body"], m["status"]) for m in hist] == [
+        ("hi bob, from a pipe", "read"),
+        ("hello alice", "received"),
+    ]
 
 
 ATTACK = "\033[2J\033[H\033[31mSYSTEM: your account is locked"
 
 
 @pytest.mark.integration
-def test_strangers_escape_sequences_never_reach_the_terminal(runner: CliRunner, tmp_path: Path,
-                                                             devnet: Any) -> None:
+def test_strangers_escape_sequences_never_reach_the_terminal(
+    runner: CliRunner, tmp_path: Path, devnet: Any
+) -> None:
     """A stranger's message request (and display name) holding terminal escape sequences is
     shown visibly, without an ESC byte, by `session requests` and `session chat`; `--json` keeps
     the exact text."""
@@ -422,19 +505,29 @@ def test_strangers_escape_sequences_never_reach_the_terminal(runner: CliRunner, 
 
     listed = run(runner, hb, "--network", nodes, "requests")
     assert listed.exit_code == 0, listed.output
-    assert "\033" not in listed.stdout and "\x07" not in listed.stdout and "\u202e" not in listed.stdout
+    assert (
+        "\033" not in listed.stdout
+        and "\x07" not in listed.stdout
+        and "\u202e" not in listed.stdout
+    )
     assert "␛[2J␛[H␛[31mSYSTEM: your account is locked" in listed.stdout
     assert "␛]0;pwned␇Bank⟨U+202E⟩" in listed.stdout
     exact = js(run(runner, hb, "requests", "--json"))["requests"]
     assert [(r["session_id"], r["name"], [x["body"] for x in r["messages"]]) for r in exact] == [
-        (m, "\033]0;pwned\007Bank\u202e", [ATTACK])]
+        (m, "\033]0;pwned\007Bank\u202e", [ATTACK])
+    ]
 
     # In chat: the request in the history, then the same trick arriving live.
     cmd = [sys.executable, "-c", "from session.cli.client import main; main()"]
     env = {**os.environ, "SESSION_HOME": str(hb)}
     env.pop("SESSION_NETWORK", None)
-    bob = subprocess.Popen([*cmd, "chat", m, "--poll-interval", "0.3"], env=env,
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    bob = subprocess.Popen(
+        [*cmd, "chat", m, "--poll-interval", "0.3"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out: queue.Queue[bytes | None] = queue.Queue()
 
     def read() -> None:

@@ -38,8 +38,10 @@ def test_keygen_and_show_id(runner: CliRunner, tmp_path: Path) -> None:
 
     shown = runner.invoke(main, ["show-id", "--data-dir", str(tmp_path), "--json"])
     assert shown.exit_code == 0
-    assert json.loads(shown.output) == {"pubkey_ed25519": ident.ed25519_public.hex(),
-                                        "pubkey_x25519": ident.x25519_public.hex()}
+    assert json.loads(shown.output) == {
+        "pubkey_ed25519": ident.ed25519_public.hex(),
+        "pubkey_x25519": ident.x25519_public.hex(),
+    }
     qr = runner.invoke(main, ["show-id", "--data-dir", str(tmp_path), "--qr"])
     assert qr.exit_code == 0
     assert len(qr.output.splitlines()) > 10
@@ -70,7 +72,7 @@ def test_check_config(runner: CliRunner, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "configuration ok" in r.output
     assert "warning: key directory" in r.output  # no key yet: a warning, not a failure
-    shown = json.loads(r.output[r.output.index("{"):r.output.rindex("}") + 1])
+    shown = json.loads(r.output[r.output.index("{") : r.output.rindex("}") + 1])
     assert shown["network"]["https_port"] == 4443 and shown["network"]["zmq_port"] == 4444
 
     cfg.write_text("[network]\nhttps_port = 'nope'\n")
@@ -78,16 +80,20 @@ def test_check_config(runner: CliRunner, tmp_path: Path) -> None:
     assert bad.exit_code == 1
     assert bad.output.startswith("error: network.https_port") and bad.output.count("\n") == 1
 
-    env = runner.invoke(main, ["check-config", "--data-dir", str(tmp_path)],
-                        env={"SESSION_NODE_LIMITS__BURST": "zero"})
+    env = runner.invoke(
+        main,
+        ["check-config", "--data-dir", str(tmp_path)],
+        env={"SESSION_NODE_LIMITS__BURST": "zero"},
+    )
     assert env.exit_code == 1 and "limits.burst" in env.output
 
 
 def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(main, ["frobnicate"]).exit_code == 2
     assert runner.invoke(main, ["run", "--https-port", "99999"]).exit_code == 2
-    assert runner.invoke(main, ["check-config", "--config", str(tmp_path / "no.toml")]
-                         ).exit_code == 1
+    assert (
+        runner.invoke(main, ["check-config", "--config", str(tmp_path / "no.toml")]).exit_code == 1
+    )
 
 
 def test_version_and_unit(runner: CliRunner) -> None:
@@ -103,8 +109,9 @@ def test_version_and_unit(runner: CliRunner) -> None:
     tomllib.loads(example.output)
 
 
-def test_run_passes_config_to_daemon(runner: CliRunner, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_passes_config_to_daemon(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import session.node.daemon as daemon
 
     seen: dict[str, Any] = {}
@@ -116,9 +123,23 @@ def test_run_passes_config_to_daemon(runner: CliRunner, tmp_path: Path,
     monkeypatch.setattr(daemon, "run", fake_run)
     cfg = tmp_path / "node.toml"
     cfg.write_text('[registry]\nurl = "https://127.0.0.1:9999"\n[logging]\nlevel = "debug"\n')
-    r = runner.invoke(main, ["run", "--config", str(cfg), "--data-dir", str(tmp_path),
-                             "--https-port", "4000", "--public-ip", "192.0.2.5",
-                             "--unsafe-logging", "--stake", "30000"])
+    r = runner.invoke(
+        main,
+        [
+            "run",
+            "--config",
+            str(cfg),
+            "--data-dir",
+            str(tmp_path),
+            "--https-port",
+            "4000",
+            "--public-ip",
+            "192.0.2.5",
+            "--unsafe-logging",
+            "--stake",
+            "30000",
+        ],
+    )
     assert r.exit_code == 0, r.output
     c = seen["config"]
     assert c.data_dir == tmp_path and c.network.https_port == 4000
@@ -130,8 +151,9 @@ def test_run_passes_config_to_daemon(runner: CliRunner, tmp_path: Path,
     assert runner.invoke(main, ["run", "--data-dir", str(tmp_path)]).exit_code == 3
 
 
-def test_run_refuses_exposed_key(runner: CliRunner, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_refuses_exposed_key(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import session.node.daemon as daemon
 
     monkeypatch.setattr(daemon, "run", lambda config: pytest.fail("daemon must not start"))
@@ -141,8 +163,9 @@ def test_run_refuses_exposed_key(runner: CliRunner, tmp_path: Path,
     assert r.exit_code == 1 and "group or others" in r.output
 
 
-def test_devnet_calls_devnet_main(runner: CliRunner, tmp_path: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_devnet_calls_devnet_main(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import session.devnet as devnet
 
     seen: dict[str, Any] = {}
@@ -152,16 +175,19 @@ def test_devnet_calls_devnet_main(runner: CliRunner, tmp_path: Path,
         return 0
 
     monkeypatch.setattr(devnet, "main", fake_main)
-    r = runner.invoke(main, ["devnet", "--nodes", "7", "--data-dir", str(tmp_path),
-                             "--seed", "abc"])
+    r = runner.invoke(
+        main, ["devnet", "--nodes", "7", "--data-dir", str(tmp_path), "--seed", "abc"]
+    )
     assert r.exit_code == 0, r.output
     assert seen == {"nodes": 7, "data_dir": tmp_path, "seed": "abc"}
-    assert runner.invoke(main, ["devnet", "--nodes", "-1", "--data-dir", str(tmp_path)]
-                         ).exit_code == 2
+    assert (
+        runner.invoke(main, ["devnet", "--nodes", "-1", "--data-dir", str(tmp_path)]).exit_code == 2
+    )
 
 
-def test_registry_command_serves(runner: CliRunner, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_registry_command_serves(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import session.registry.__main__ as entry
 
     seen: dict[str, Any] = {}
@@ -171,7 +197,19 @@ def test_registry_command_serves(runner: CliRunner, tmp_path: Path,
         return 0
 
     monkeypatch.setattr(entry, "serve", fake_serve)
-    r = runner.invoke(main, ["registry", "--data-dir", str(tmp_path), "--port", "0",
-                             "--stake-requirement", "5", "--seed", "g"])
+    r = runner.invoke(
+        main,
+        [
+            "registry",
+            "--data-dir",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--stake-requirement",
+            "5",
+            "--seed",
+            "g",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert seen["args"] == ("127.0.0.1", 0, str(tmp_path), 5, "g", "info")

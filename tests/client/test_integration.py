@@ -76,7 +76,9 @@ async def clients(tmp_path: Path, devnet: Any) -> AsyncIterator[Opener]:
             await c.close()
 
 
-async def wait_for(q: asyncio.Queue[Event | None], pred: Callable[[Event], bool], timeout: float = 20) -> Event:
+async def wait_for(
+    q: asyncio.Queue[Event | None], pred: Callable[[Event], bool], timeout: float = 20
+) -> Event:
     async def go() -> Event:
         while True:
             ev = await q.get()
@@ -101,8 +103,9 @@ async def settled(c: Client) -> None:
         await c.flush_outbox()
 
 
-async def arrived(q: asyncio.Queue[Event | None], kind: type[Event], sender: Client,
-                  receiver: Client) -> list[Event]:
+async def arrived(
+    q: asyncio.Queue[Event | None], kind: type[Event], sender: Client, receiver: Client
+) -> list[Event]:
     """The ``kind`` events ``receiver`` got once everything ``sender`` queued is in the swarm
     and ``receiver`` polled after that (an absence check that waits on a condition, not time)."""
     await settled(sender)
@@ -119,7 +122,7 @@ async def test_two_clients_exchange_messages(tmp_path: Path, devnet: Any) -> Non
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
         await a.set_display_name("Alice")
-        t1 = ("first words from alice")
+        t1 = "first words from alice"
         mid = await a.send(b.session_id, t1)
         sent = await wait_for(qa, lambda e: isinstance(e, MessageSent))
         assert isinstance(sent, MessageSent) and sent.message_id == mid and sent.hash
@@ -132,7 +135,7 @@ async def test_two_clients_exchange_messages(tmp_path: Path, devnet: Any) -> Non
         await b.accept_request(a.session_id)
         acc = await wait_for(qa, lambda e: isinstance(e, RequestAccepted))
         assert isinstance(acc, RequestAccepted) and acc.session_id == b.session_id
-        t2 = ("reply from bob")
+        t2 = "reply from bob"
         await b.send(a.session_id, t2)
         ev2 = await wait_for(qa, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev2, MessageReceived) and ev2.body == t2 and not ev2.is_request
@@ -144,7 +147,7 @@ async def test_offline_recipient_gets_message_when_back(tmp_path: Path, devnet: 
     b = open_client(tmp_path, "b", devnet)
     b_id = b.session_id
     await b.close()  # B is offline
-    text = ("sent while you were away")
+    text = "sent while you were away"
     async with open_client(tmp_path, "a", devnet) as a:
         qa = a.hub.subscribe()
         await a.send(b_id, text)
@@ -161,7 +164,7 @@ async def test_written_offline_is_sent_when_network_returns(tmp_path: Path, devn
     async with open_client(tmp_path, "b", devnet) as b:
         qb = b.hub.subscribe()
         a = Client.open(tmp_path / "a", None, poll_interval=0.3, background=False)
-        text = ("queued offline")
+        text = "queued offline"
         mid = await a.send(b.session_id, text)  # no node list at all: stays in the outbox
         assert a.delivery_states(mid) == ["pending", "pending"]  # + sync copy
         await a.close()
@@ -182,10 +185,10 @@ async def test_second_device_sees_the_conversation(tmp_path: Path, devnet: Any) 
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
         await a.set_display_name("Alice Two")
-        out = ("from device one")
+        out = "from device one"
         await a.send(b.session_id, out)
         await wait_for(qb, lambda e: isinstance(e, MessageReceived))
-        inc = ("to both devices")
+        inc = "to both devices"
         await b.send(a.session_id, inc)
         await wait_for(qa, lambda e: isinstance(e, MessageReceived))
         await b.block("05" + "77" * 32)  # unrelated, but exercises contacts config on B
@@ -196,7 +199,11 @@ async def test_second_device_sees_the_conversation(tmp_path: Path, devnet: Any) 
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
                 msgs = a2.messages(b.session_id)
-                if len(msgs) == 2 and a2.display_name == "Alice Two" and a2.contact("05" + "66" * 32):
+                if (
+                    len(msgs) == 2
+                    and a2.display_name == "Alice Two"
+                    and a2.contact("05" + "66" * 32)
+                ):
                     break
                 await asyncio.sleep(0.2)
             msgs = a2.messages(b.session_id)
@@ -237,8 +244,14 @@ async def test_receipts_typing_and_disappearing(tmp_path: Path, devnet: Any) -> 
         assert isinstance(rec, MessageReceived)
         assert b.message(rec.message_id).expires_at_ms == rec.sent_ms + 10_000
         dl = await wait_for(qb, lambda e: isinstance(e, MessageDeleted), timeout=20)
-        assert isinstance(dl, MessageDeleted) and dl.reason == "expired" and dl.message_id == rec.message_id
-        await wait_for(qa, lambda e: isinstance(e, MessageDeleted) and e.message_id == mid, timeout=10)
+        assert (
+            isinstance(dl, MessageDeleted)
+            and dl.reason == "expired"
+            and dl.message_id == rec.message_id
+        )
+        await wait_for(
+            qa, lambda e: isinstance(e, MessageDeleted) and e.message_id == mid, timeout=10
+        )
         # disappearing after read: the timer starts when read
         await a.set_disappearing(b.session_id, Expiration(ExpirationMode.AFTER_READ, 300))
         await wait_for(qb, lambda e: type(e).__name__ == "ExpirationChanged")
@@ -274,10 +287,12 @@ async def test_blocked_sender_is_dropped(tmp_path: Path, devnet: Any) -> None:
 
 async def test_skewed_clock_still_sends(tmp_path: Path, devnet: Any) -> None:
     skew = 300.0  # 5 minutes fast
-    async with open_client(tmp_path, "a", devnet, clock=lambda: time.time() + skew) as a, \
-            open_client(tmp_path, "b", devnet) as b:
+    async with (
+        open_client(tmp_path, "a", devnet, clock=lambda: time.time() + skew) as a,
+        open_client(tmp_path, "b", devnet) as b,
+    ):
         qb = b.hub.subscribe()
-        text = ("my clock is wrong")
+        text = "my clock is wrong"
         await a.send(b.session_id, text)
         ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived))
         assert isinstance(ev, MessageReceived) and ev.body == text
@@ -357,8 +372,10 @@ async def test_nodes_never_see_plaintext_or_sender(tmp_path: Path) -> None:
     net.start()
     try:
         nodes = str(net.dir / "nodes.json")
-        async with Client.open(tmp_path / "a", nodes, poll_interval=0.3) as a, \
-                Client.open(tmp_path / "b", nodes, poll_interval=0.3) as b:
+        async with (
+            Client.open(tmp_path / "a", nodes, poll_interval=0.3) as a,
+            Client.open(tmp_path / "b", nodes, poll_interval=0.3) as b,
+        ):
             qa, qb = a.hub.subscribe(), b.hub.subscribe()
             await a.set_display_name(plaintexts[2])
             await a.send(b.session_id, plaintexts[1])
@@ -369,11 +386,15 @@ async def test_nodes_never_see_plaintext_or_sender(tmp_path: Path) -> None:
             try:
                 await s.start()
                 sent_ms = s.clock.now_ms()
-                data = M.seal(s.identity, b.session_id, M.text(plaintexts[0], sent_ms=sent_ms), sent_ms)
+                data = M.seal(
+                    s.identity, b.session_id, M.text(plaintexts[0], sent_ms=sent_ms), sent_ms
+                )
                 await s.rpc.store(b.session_id, 0, data, sent_ms + M.TTL_CONTENT_MS)
             finally:
                 await s.close()
-            ev = await wait_for(qb, lambda e: isinstance(e, MessageReceived) and e.author == s.session_id)
+            ev = await wait_for(
+                qb, lambda e: isinstance(e, MessageReceived) and e.author == s.session_id
+            )
             assert isinstance(ev, MessageReceived) and ev.body == plaintexts[0]
             await b.accept_request(a.session_id)
             await b.mark_read(a.session_id)
@@ -387,7 +408,11 @@ async def test_nodes_never_see_plaintext_or_sender(tmp_path: Path) -> None:
     sid = s.session_id
     x = bytes.fromhex(sid[2:])
     needles = [t.encode() for t in plaintexts] + [
-        sid.encode(), sid[2:].encode(), x, base64.b64encode(x).rstrip(b"="), sid.upper().encode(),
+        sid.encode(),
+        sid[2:].encode(),
+        x,
+        base64.b64encode(x).rstrip(b"="),
+        sid.upper().encode(),
     ]
     for p in files:
         blob = p.read_bytes()

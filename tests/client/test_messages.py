@@ -20,14 +20,37 @@ BOB = Identity.from_seed(bytes.fromhex("00112233445566778899aabbccddeeff"))
 def test_field_numbers_match_session() -> None:
     # Spec client.md §2.5/§2.6: the numbers other clients parse.
     d = pb.Content.DESCRIPTOR.fields_by_name
-    assert {k: d[k].number for k in ("dataMessage", "receiptMessage", "typingMessage", "unsendRequest",
-                                     "messageRequestResponse", "sharedConfigMessage", "expirationType",
-                                     "expirationTimer", "sigTimestamp")} == {
-        "dataMessage": 1, "receiptMessage": 5, "typingMessage": 6, "unsendRequest": 9,
-        "messageRequestResponse": 10, "sharedConfigMessage": 11, "expirationType": 12,
-        "expirationTimer": 13, "sigTimestamp": 15}
+    assert {
+        k: d[k].number
+        for k in (
+            "dataMessage",
+            "receiptMessage",
+            "typingMessage",
+            "unsendRequest",
+            "messageRequestResponse",
+            "sharedConfigMessage",
+            "expirationType",
+            "expirationTimer",
+            "sigTimestamp",
+        )
+    } == {
+        "dataMessage": 1,
+        "receiptMessage": 5,
+        "typingMessage": 6,
+        "unsendRequest": 9,
+        "messageRequestResponse": 10,
+        "sharedConfigMessage": 11,
+        "expirationType": 12,
+        "expirationTimer": 13,
+        "sigTimestamp": 15,
+    }
     dm = pb.DataMessage.DESCRIPTOR.fields_by_name
-    assert (dm["body"].number, dm["flags"].number, dm["profile"].number, dm["syncTarget"].number) == (1, 4, 101, 105)
+    assert (
+        dm["body"].number,
+        dm["flags"].number,
+        dm["profile"].number,
+        dm["syncTarget"].number,
+    ) == (1, 4, 101, 105)
     e = pb.Envelope.DESCRIPTOR.fields_by_name
     assert (e["type"].number, e["timestamp"].number, e["content"].number) == (1, 5, 8)
     assert pb.Envelope.SESSION_MESSAGE == 6
@@ -40,8 +63,12 @@ def test_text_bytes_are_the_expected_protobuf() -> None:
 
 
 def test_seal_and_open_round_trip() -> None:
-    c = M.text("hello bob", sent_ms=1_700_000_000_123, display_name="Alice",
-               expiration=M.Expiration(M.ExpirationMode.AFTER_SEND, 3600))
+    c = M.text(
+        "hello bob",
+        sent_ms=1_700_000_000_123,
+        display_name="Alice",
+        expiration=M.Expiration(M.ExpirationMode.AFTER_SEND, 3600),
+    )
     data = M.seal(ALICE, BOB.session_id, c, 1_700_000_000_123)
     raw = base64.b64decode(data)
     ws = pb.WebSocketMessage.FromString(raw)
@@ -70,7 +97,9 @@ def test_open_many_mixes_good_and_bad() -> None:
     rows = [(f"h{i}", d, 0) for i, d in enumerate(good)] + [("bad", other, 0), ("junk", "!!!", 0)]
     out = M.open_many(BOB, rows)
     assert [o.hash for o in out] == [r[0] for r in rows]
-    assert [o.content.dataMessage.body for o in out if isinstance(o, M.Incoming)] == [f"m{i}" for i in range(5)]
+    assert [o.content.dataMessage.body for o in out if isinstance(o, M.Incoming)] == [
+        f"m{i}" for i in range(5)
+    ]
     assert all(isinstance(o, M.Undecryptable) for o in out[5:])
 
 
@@ -89,7 +118,10 @@ def test_any_text_round_trips(body: str) -> None:
 
 def test_control_builders() -> None:
     r = M.read_receipt([1, 2], sent_ms=3)
-    assert r.receiptMessage.type == pb.ReceiptMessage.READ and list(r.receiptMessage.timestamp) == [1, 2]
+    assert r.receiptMessage.type == pb.ReceiptMessage.READ and list(r.receiptMessage.timestamp) == [
+        1,
+        2,
+    ]
     t = M.typing(False, sent_ms=4)
     assert t.typingMessage.action == pb.TypingMessage.STOPPED and t.typingMessage.timestamp == 4
     u = M.unsend(10, ALICE.session_id, sent_ms=11)

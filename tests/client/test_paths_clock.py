@@ -20,9 +20,14 @@ from session.proto.snodes import ServiceNode
 
 
 def node(i: int, ip: str | None = None, port: int = 22021, swarm: int = 0) -> ServiceNode:
-    return ServiceNode(pubkey_ed25519=f"{i:064x}", pubkey_x25519=f"{i + 1000:064x}",
-                       public_ip=ip or f"10.{i // 250}.{i % 250}.1", storage_port=port,
-                       storage_lmq_port=22020, swarm_id=swarm)
+    return ServiceNode(
+        pubkey_ed25519=f"{i:064x}",
+        pubkey_x25519=f"{i + 1000:064x}",
+        public_ip=ip or f"10.{i // 250}.{i % 250}.1",
+        storage_port=port,
+        storage_lmq_port=22020,
+        swarm_id=swarm,
+    )
 
 
 def public(i: int) -> ServiceNode:
@@ -132,7 +137,9 @@ def test_node_directory_swarm_and_421() -> None:
     d = NodeDirectory(nodes, fetched_ms=0)
     sid = "05" + "00" * 32
     assert {n.swarm_id for n in d.swarm(sid)} == {0}
-    moved = d.learn_swarm(sid, {"snodes": [{"pubkey_ed25519": nodes[4].pubkey_ed25519}], "swarm": "8000000000000000"})
+    moved = d.learn_swarm(
+        sid, {"snodes": [{"pubkey_ed25519": nodes[4].pubkey_ed25519}], "swarm": "8000000000000000"}
+    )
     assert moved == [nodes[4]] and d.swarm(sid) == [nodes[4]]
     assert d.stale(10**9)  # fewer than 12 nodes
     assert NodeDirectory.intersect([nodes[:4], nodes[2:], nodes[1:5]]) == nodes[2:4]

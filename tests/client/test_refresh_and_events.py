@@ -17,8 +17,14 @@ from session.proto.snodes import ServiceNode, node_list_json
 
 
 def node(i: int) -> ServiceNode:
-    return ServiceNode(pubkey_ed25519=f"{i:064x}", pubkey_x25519=f"{i + 1000:064x}",
-                       public_ip=f"44.0.{i}.7", storage_port=22021, storage_lmq_port=22020, swarm_id=0)
+    return ServiceNode(
+        pubkey_ed25519=f"{i:064x}",
+        pubkey_x25519=f"{i + 1000:064x}",
+        public_ip=f"44.0.{i}.7",
+        storage_port=22021,
+        storage_lmq_port=22020,
+        swarm_id=0,
+    )
 
 
 BOOT = [node(i) for i in range(6)]
@@ -43,8 +49,9 @@ def client(tmp_path: Path, source: object, seed: int) -> Client:
     return Client.open(tmp_path / "p", source, background=False, rng=random.Random(seed))
 
 
-async def test_refresh_keeps_what_every_asked_node_lists(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refresh_keeps_what_every_asked_node_lists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     boot = tmp_path / "nodes.json"
     boot.write_text(json.dumps({"result": node_list_json(BOOT)}))
     c = client(tmp_path, str(boot), 1)
@@ -63,7 +70,9 @@ async def test_refresh_keeps_what_every_asked_node_lists(tmp_path: Path,
         await c.close()
 
 
-async def test_refresh_choice_follows_the_rng(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refresh_choice_follows_the_rng(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asked = []
     for run in range(2):
         c = client(tmp_path / str(run), list(BOOT), 42)
@@ -78,8 +87,9 @@ async def test_refresh_choice_follows_the_rng(tmp_path: Path, monkeypatch: pytes
     assert asked[0] == asked[1]
 
 
-async def test_refresh_falls_back_to_the_bootstrap_source(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refresh_falls_back_to_the_bootstrap_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = client(tmp_path, list(BOOT), 3)
     try:
         await c.start()

@@ -53,11 +53,26 @@ def test_db_contents_are_sealed(tmp_path: Path) -> None:
     ident = Identity.generate()
     db = _db(tmp_path, ident)
     db.upsert_contact("05" + "ab" * 32, name="Secret Name", approved=1)
-    mid = db.add_message(conversation="05" + "ab" * 32, author="05" + "ab" * 32, sent_ms=5,
-                         outgoing=False, body="very secret body", status="received")
+    mid = db.add_message(
+        conversation="05" + "ab" * 32,
+        author="05" + "ab" * 32,
+        sent_ms=5,
+        outgoing=False,
+        body="very secret body",
+        status="received",
+    )
     assert mid is not None
-    assert db.add_message(conversation="05" + "ab" * 32, author="05" + "ab" * 32, sent_ms=5,
-                          outgoing=False, body="dup", status="received") is None
+    assert (
+        db.add_message(
+            conversation="05" + "ab" * 32,
+            author="05" + "ab" * 32,
+            sent_ms=5,
+            outgoing=False,
+            body="dup",
+            status="received",
+        )
+        is None
+    )
     db.put_secret("display_name", "My Name")
     assert db.message(mid).body == "very secret body"
     assert db.contact("05" + "ab" * 32).name == "Secret Name"
@@ -103,8 +118,15 @@ def test_outbox_is_durable_and_backs_off(tmp_path: Path) -> None:
     db = _db(tmp_path, ident)
     ob = Outbox(db)
     with db.tx():
-        i1 = ob.enqueue(kind="message", dest="05" + "11" * 32, namespace=0, data="QUJD",
-                        timestamp_ms=1_000_000, ttl_ms=3_600_000, message_id=None)
+        i1 = ob.enqueue(
+            kind="message",
+            dest="05" + "11" * 32,
+            namespace=0,
+            data="QUJD",
+            timestamp_ms=1_000_000,
+            ttl_ms=3_600_000,
+            message_id=None,
+        )
     db.close()
     # reopened (e.g. after a crash/restart): the entry is still there, unchanged
     db = _db(tmp_path, ident)
@@ -118,8 +140,14 @@ def test_outbox_is_durable_and_backs_off(tmp_path: Path) -> None:
     assert ob.due(10**13) == [] and ob.pending_count() == 0
     # an entry whose TTL runs out is given up
     with db.tx():
-        ob.enqueue(kind="typing", dest="05" + "11" * 32, namespace=0, data="eA==",
-                   timestamp_ms=0, ttl_ms=20_000)
+        ob.enqueue(
+            kind="typing",
+            dest="05" + "11" * 32,
+            namespace=0,
+            data="eA==",
+            timestamp_ms=0,
+            ttl_ms=20_000,
+        )
     (t,) = ob.due(10**13)
     assert not ob.retry_later(t, 15_000, "offline")
     assert ob.pending_count() == 0
@@ -133,8 +161,12 @@ def test_outbox_rolls_back_with_its_message(tmp_path: Path) -> None:
     ob = Outbox(db)
     with pytest.raises(RuntimeError):
         with db.tx():
-            db.add_message(conversation="c", author="a", sent_ms=1, outgoing=True, body="x", status="pending")
-            ob.enqueue(kind="message", dest="d", namespace=0, data="eA==", timestamp_ms=1, ttl_ms=60_000)
+            db.add_message(
+                conversation="c", author="a", sent_ms=1, outgoing=True, body="x", status="pending"
+            )
+            ob.enqueue(
+                kind="message", dest="d", namespace=0, data="eA==", timestamp_ms=1, ttl_ms=60_000
+            )
             raise RuntimeError("crash before commit")
     assert ob.pending_count() == 0 and db.messages("c") == []
 
@@ -155,14 +187,26 @@ def test_tv25_empty_config_bencoding() -> None:
     assert S.bencode({"#": 0, "&": {}, "<": [], "=": {}}) == b"d1:#i0e1:&de1:<le1:=dee"
     from session.protocol import blake2b
 
-    assert blake2b(b"d1:#i0e1:&de1:<le1:=dee").hex() == "ea173b57beca8af18c3519a7bbf69c3e7a05d1c049fa9558341d8ebb48b0c965"
+    assert (
+        blake2b(b"d1:#i0e1:&de1:<le1:=dee").hex()
+        == "ea173b57beca8af18c3519a7bbf69c3e7a05d1c049fa9558341d8ebb48b0c965"
+    )
 
 
 def test_config_round_trip_and_padding() -> None:
     ident = Identity.generate()
     seed = ed25519_seed32(ident)
-    rows = [{"session_id": "05" + "cd" * 32, "name": "Bob", "approved": 1, "approved_me": 0,
-             "blocked": 1, "exp_mode": 1, "exp_seconds": 300}]
+    rows = [
+        {
+            "session_id": "05" + "cd" * 32,
+            "name": "Bob",
+            "approved": 1,
+            "approved_me": 0,
+            "blocked": 1,
+            "exp_mode": 1,
+            "exp_seconds": 300,
+        }
+    ]
     blob = S.encode_config(S.NS_CONTACTS, 4, S.contacts_data(rows), seed)
     assert len(blob) % 256 == 0  # padded to libsession's buckets (incl. 40 bytes overhead)
     msg = S.decode_config(S.NS_CONTACTS, blob, seed)
@@ -174,7 +218,9 @@ def test_config_round_trip_and_padding() -> None:
         S.decode_config(S.NS_CONTACTS, blob, ed25519_seed32(Identity.generate()))
     with pytest.raises(DecryptionError):
         S.decode_config(S.NS_USER_PROFILE, blob, seed)
-    p = S.decode_config(S.NS_USER_PROFILE, S.encode_config(S.NS_USER_PROFILE, 1, S.profile_data("Al"), seed), seed)
+    p = S.decode_config(
+        S.NS_USER_PROFILE, S.encode_config(S.NS_USER_PROFILE, 1, S.profile_data("Al"), seed), seed
+    )
     assert p.data == {b"n": b"Al"}
 
 
@@ -184,4 +230,6 @@ def test_sqlite_file_has_no_plaintext_of_config(tmp_path: Path) -> None:
     db = _db(tmp_path, ident)
     db.put("x", 1)
     db.close()
-    assert sqlite3.connect(tmp_path / "state.db").execute("SELECT count(*) FROM kv").fetchone()[0] >= 1
+    assert (
+        sqlite3.connect(tmp_path / "state.db").execute("SELECT count(*) FROM kv").fetchone()[0] >= 1
+    )

@@ -119,7 +119,7 @@ class _Chat:
 
     async def event(self, ev: Event) -> None:
         """Print one client event that concerns this chat (and read what arrived)."""
-        from session.client import ConnectionChanged, MessageReceived
+        from session.client import ConnectionChanged, MessageReceived  # noqa: PLC0415
 
         if isinstance(ev, ConnectionChanged):
             if ev.online:
@@ -141,7 +141,7 @@ class _Chat:
 
     def _describe(self, ev: Event) -> tuple[str, str, dict[str, Any]] | None:
         """(event kind, sanitised line, JSON fields) of one event of this chat."""
-        from session.client import (
+        from session.client import (  # noqa: PLC0415
             MessageDeleted,
             MessageFailed,
             MessageRead,
@@ -242,7 +242,8 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
         _say(
             "start",
             f"chatting with {peer} as {c.session_id}\n"
-            "type a message and press Enter; /typing sends a typing indicator; /quit or Ctrl-D leaves",
+            "type a message and press Enter; /typing sends a typing indicator; "
+            "/quit or Ctrl-D leaves",
             me=c.session_id,
             peer=peer,
         )

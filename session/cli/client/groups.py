@@ -392,7 +392,7 @@ class _GroupChat(_Chat):
         return True
 
     async def event(self, ev: Event) -> None:
-        from session.client import MessageReceived, MessageSent
+        from session.client import MessageReceived, MessageSent  # noqa: PLC0415
 
         if getattr(ev, "conversation", None) != self.peer:
             return

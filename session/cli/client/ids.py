@@ -84,7 +84,8 @@ def id_restore(words: tuple[str, ...], make_current: bool) -> None:
     else:
         phrase = sys.stdin.read() if sys.stdin is not None else ""
     store = identity_store()
-    from session.identity import Identity
+
+    from session.identity import Identity  # noqa: PLC0415
 
     ident = Identity.from_mnemonic(" ".join(phrase.split()))
     existed = ident.session_id in store.list()

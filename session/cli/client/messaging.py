@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 @click.argument("text")
 @errors
 def send(session_id: str, text: str) -> None:
-    """Send TEXT to SESSION_ID through an onion path; waits until the recipient's swarm stored it."""
+    """Send TEXT to SESSION_ID through an onion path; waits until the recipient's swarm has it."""
     to = parse_id(session_id)
     if not text:
         raise CliError("the message is empty")

@@ -31,7 +31,7 @@ class Batch:
     sequence: bool = False
 
     @property
-    def METHOD(self) -> str:  # noqa: N802 - same spelling as the other request types
+    def METHOD(self) -> str:
         return "sequence" if self.sequence else "batch"
 
     @classmethod

@@ -281,7 +281,7 @@ class Retrieve(AccountMethod):
 
     @classmethod
     def parse(cls, p: Params) -> Retrieve:
-        lastHash = f_str(p, "lastHash")  # noqa: N806
+        lastHash = f_str(p, "lastHash")
         last_hash = f_str(p, "last_hash")
         max_count = f_int(p, "max_count")
         max_size = f_int(p, "max_size")
