@@ -534,11 +534,13 @@ class Client:
         self.loops.wake.set()
 
     async def decline_request(self, session_id: str) -> None:
-        """Drop a message request and its messages (the sender is not told)."""
+        """Drop a message request and its messages (the sender is not told; our other devices
+        drop it too)."""
         with self.db.tx():
             for m in self.db.messages(session_id):
                 self.db.delete_message(m.id)
             self.db.delete_request(session_id)
+            self.config.push_contacts()
 
     async def block(self, session_id: str) -> None:
         """Block ``session_id``: its messages are dropped on arrival."""

@@ -1,12 +1,20 @@
-"""Config sync of one client: pushing our profile and contacts to our own swarm and applying
-what our other devices pushed (the wire format is :mod:`session.client.sync`)."""
+"""Config sync of one client: the UserProfile (namespace 2) and Contacts (namespace 3) configs
+its devices share through its own swarm (data layout: :mod:`session.client.sync`).
+
+Each device keeps its current config message per namespace in its database. A local change
+makes the next message (:meth:`~session.groups.config.ConfigMessage.increment`: next seqno,
+the change as its diff, the previous diffs as lagged diffs) and pushes it. On poll, every
+config message seen is merged with our own by :func:`session.groups.config.merge`
+(libsession's rules): two devices that changed different things "at the same moment" (both
+pushed the same seqno) both keep both changes; when the merge combined several messages, the
+merged result is pushed so every device converges on it, as libsession clients do.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from session.client import messages as M
 from session.client import sync as S
@@ -15,6 +23,7 @@ from session.client.events import ContactsSynced, EventHub, ProfileChanged
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
 from session.errors import SessionError
+from session.groups.config import ConfigData, ConfigMessage, ConfigParseError, merge, seal
 from session.identity import Identity
 
 log = logging.getLogger("session.client")
@@ -24,7 +33,8 @@ StoredRow = tuple[str, str, int]
 
 
 class ConfigSync:
-    """Full-snapshot config pushes (highest seqno wins) for the profile and contacts."""
+    """The profile and contacts configs of one device: edits pushed as config messages with
+    diffs, other devices' messages merged with libsession's rules."""
 
     def __init__(
         self,
@@ -42,55 +52,91 @@ class ConfigSync:
         self.clock = clock
         self.hub = hub
 
-    def _seqno(self, ns: int) -> int:
-        return int(self.db.get(f"config_seqno_{ns}", 0))
+    def state(self, ns: int) -> ConfigMessage:
+        """Our current config message of ``ns`` (an empty one before the first; a database
+        from before config messages were kept starts at the seqno it last pushed)."""
+        raw = self.db.config_state(ns)
+        if raw is None:
+            return ConfigMessage(int(self.db.get(f"config_seqno_{ns}", 0)))
+        return ConfigMessage.parse(raw)
 
-    def push(self, ns: int, data: dict[str, Any]) -> None:
-        """Queue a new snapshot of namespace ``ns`` (call in the transaction that changed it)."""
-        seqno = self._seqno(ns) + 1
-        self.db.put(f"config_seqno_{ns}", seqno)
-        raw = S.encode_config(ns, seqno, data, self.seed32)
+    def _enqueue(self, ns: int, raw: bytes) -> None:
+        self.db.put_config_state(ns, raw)
+        sealed = seal(raw, self.seed32, S.DOMAINS[ns])
         self.outbox.enqueue(
             kind="config",
             dest=self.identity.session_id,
             namespace=ns,
-            data=base64.b64encode(raw).decode(),
+            data=base64.b64encode(sealed).decode(),
             timestamp_ms=self.clock.now_ms(),
             ttl_ms=M.TTL_CONFIG_MS,
         )
 
+    def edit(self, ns: int, change: Callable[[ConfigData], None]) -> None:
+        """Apply ``change`` to the data of the next message of ``ns`` and queue that message
+        (call inside the transaction that made the change); nothing is pushed when the data
+        did not change."""
+        nxt = self.state(ns).increment()
+        change(nxt.data)
+        if not nxt.diff():
+            return
+        self._enqueue(ns, nxt.serialize())
+
     def push_profile(self, name: str) -> None:
-        self.push(S.NS_USER_PROFILE, S.profile_data(name))
+        self.edit(S.NS_USER_PROFILE, lambda data: S.set_display_name(data, name))
 
     def push_contacts(self) -> None:
-        self.push(S.NS_CONTACTS, S.contacts_data([c.to_dict() for c in self.db.contacts()]))
+        contacts = self.db.contacts()
+        me = self.identity.session_id
+        self.edit(S.NS_CONTACTS, lambda data: S.set_contacts(data, contacts, me))
 
     def apply(self, rows: Sequence[StoredRow], ns: int) -> None:
-        """Apply the newest decodable snapshot among ``rows`` if it is newer than ours."""
-        best: S.ConfigMessage | None = None
-        for _h, data, _exp in rows:
+        """Merge the config messages in ``rows`` with ours; adopt what changed and push the
+        merged message when the merge combined several."""
+        opened: list[bytes] = []
+        for h, data, _exp in rows:
             try:
-                msg = S.decode_config(ns, base64.b64decode(data), self.seed32, self.identity)
+                opened.append(S.open_config(ns, base64.b64decode(data), self.seed32, self.identity))
             except (SessionError, ValueError) as e:
-                log.debug("undecodable config message: %s", e)
-                continue
-            if best is None or msg.seqno > best.seqno:
-                best = msg
-        if best is None or best.seqno <= self._seqno(ns):
+                log.info("config message %s dropped: %s", h[:10], e)
+        if not opened:
             return
+        old = self.state(ns)
+        mine = [old.serialize()] if old.seqno or old.data else []
+
+        def dropped(index: int, error: Exception) -> None:
+            log.info("config message dropped: %s", error)
+
+        try:
+            result = merge([*mine, *opened], on_error=dropped)
+        except ConfigParseError as e:
+            log.info("config messages dropped: %s", e)
+            return
+        if not result.merged and mine and result.unmerged_index == 0:
+            return  # ours already includes everything seen
         with self.db.tx():
-            self.db.put(f"config_seqno_{ns}", best.seqno)
-            if ns == S.NS_USER_PROFILE:
-                name = best.data.get(b"n")
-                if isinstance(name, bytes) and name:
-                    self.db.put_secret("display_name", name.decode(errors="replace"))
-                    self.hub.emit(
-                        ProfileChanged(self.identity.session_id, name.decode(errors="replace"))
-                    )
-            elif ns == S.NS_CONTACTS:
-                entries = S.parse_contacts(best.data)
-                for entry in entries:
-                    sid = entry.pop("session_id")
-                    if sid != self.identity.session_id:
-                        self.db.upsert_contact(sid, **entry)
-                self.hub.emit(ContactsSynced(len(entries)))
+            if result.merged:
+                self._enqueue(ns, result.serialize())
+            else:
+                self.db.put_config_state(ns, result.serialize())
+            self._adopt(ns, old.data, result.data)
+
+    def _adopt(self, ns: int, old: ConfigData, new: ConfigData) -> None:
+        """Write into the database what changed from ``old`` to ``new`` (inside a transaction)."""
+        if ns == S.NS_USER_PROFILE:
+            name = S.display_name(new)
+            if name and name != S.display_name(old):
+                self.db.put_secret("display_name", name)
+                self.hub.emit(ProfileChanged(self.identity.session_id, name))
+            return
+        before, after = S.contacts_of(old), S.contacts_of(new)
+        changed = 0
+        for sid, fields in after.items():
+            if sid != self.identity.session_id and before.get(sid) != fields:
+                self.db.upsert_contact(sid, **fields)
+                changed += 1
+        for sid in before.keys() - after.keys():
+            self.db.delete_request(sid)  # another device declined it (accepted ones stay)
+            changed += 1
+        if changed:
+            self.hub.emit(ContactsSynced(changed))

@@ -270,6 +270,23 @@ class Database:
             ("s:" + key, self.sealer.seal(value)),
         )
 
+    # ------------------------------------------------------------------ config state
+
+    def config_state(self, namespace: int) -> bytes | None:
+        """This device's current serialized config message of a user config namespace (the
+        merged state it last pushed or adopted), or None before the first one."""
+        row = self.conn.execute(
+            "SELECT value FROM kv WHERE key=?", (f"s:config_state_{namespace}",)
+        ).fetchone()
+        return None if row is None else self.sealer.open(row[0])
+
+    def put_config_state(self, namespace: int, message: bytes) -> None:
+        """Stores (sealed) this device's serialized config message of ``namespace``."""
+        self.conn.execute(
+            "INSERT INTO kv VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (f"s:config_state_{namespace}", self.sealer.seal(message)),
+        )
+
     # ------------------------------------------------------------------ contacts
 
     def contact(self, session_id: str) -> Contact | None:

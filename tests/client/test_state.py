@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from session.client import sync as S
-from session.client.db import Database, Sealer, derive_db_key
+from session.client.db import Contact, Database, Sealer, derive_db_key
 from session.client.identity_store import (
     IdentityNotFound,
     IdentityStore,
     ed25519_seed32,
 )
 from session.client.outbox import Outbox, backoff_ms
-from session.errors import DecodeError, DecryptionError, StorageError
+from session.errors import DecryptionError, StorageError
+from session.groups.config import ConfigMessage, seal
 from session.identity import Identity
 
 
@@ -171,34 +172,27 @@ def test_outbox_rolls_back_with_its_message(tmp_path: Path) -> None:
     assert ob.pending_count() == 0 and db.messages("c") == []
 
 
-def test_bencode_round_trip() -> None:
-    v = {"#": 3, "&": {"n": "Kallie", "c": {b"\x05" * 33: {"a": 1}}}, "<": [], "=": {}}
-    enc = S.bencode(v)
-    assert enc.startswith(b"d1:#i3e1:&d")
-    dec = S.bdecode(enc)
-    assert dec[b"#"] == 3 and dec[b"&"][b"n"] == b"Kallie"
-    for bad in (b"i1", b"d1:ae", b"5:ab", b"x", b"i1ei2e"):
-        with pytest.raises(DecodeError):
-            S.bdecode(bad)
-
-
-def test_tv25_empty_config_bencoding() -> None:
+def test_tv25_empty_config_message() -> None:
     # TV-25: the empty seqno-0 message libsession builds (hash ea17…c965 is over these bytes).
-    assert S.bencode({"#": 0, "&": {}, "<": [], "=": {}}) == b"d1:#i0e1:&de1:<le1:=dee"
-    from session.protocol import blake2b
-
-    assert (
-        blake2b(b"d1:#i0e1:&de1:<le1:=dee").hex()
-        == "ea173b57beca8af18c3519a7bbf69c3e7a05d1c049fa9558341d8ebb48b0c965"
-    )
+    empty = ConfigMessage(0)
+    assert empty.serialize() == b"d1:#i0e1:&de1:<le1:=dee"
+    assert empty.hash.hex() == "ea173b57beca8af18c3519a7bbf69c3e7a05d1c049fa9558341d8ebb48b0c965"
 
 
 def test_config_round_trip_and_padding() -> None:
     ident = Identity.generate()
     seed = ed25519_seed32(ident)
-    rows = [
-        {
-            "session_id": "05" + "cd" * 32,
+    bob = Contact(
+        "05" + "cd" * 32, name="Bob", approved=True, blocked=True, exp_mode=1, exp_seconds=300
+    )
+    msg = ConfigMessage(3).increment()
+    S.set_contacts(msg.data, [bob, Contact(ident.session_id, name="me")], ident.session_id)
+    blob = seal(msg.serialize(), seed, S.DOMAINS[S.NS_CONTACTS])
+    assert len(blob) % 256 == 0  # padded to libsession's buckets (incl. 40 bytes overhead)
+    got = ConfigMessage.parse(S.open_config(S.NS_CONTACTS, blob, seed))
+    assert got.seqno == 4
+    assert S.contacts_of(got.data) == {
+        bob.session_id: {
             "name": "Bob",
             "approved": 1,
             "approved_me": 0,
@@ -206,22 +200,18 @@ def test_config_round_trip_and_padding() -> None:
             "exp_mode": 1,
             "exp_seconds": 300,
         }
-    ]
-    blob = S.encode_config(S.NS_CONTACTS, 4, S.contacts_data(rows), seed)
-    assert len(blob) % 256 == 0  # padded to libsession's buckets (incl. 40 bytes overhead)
-    msg = S.decode_config(S.NS_CONTACTS, blob, seed)
-    assert msg.seqno == 4
-    (c,) = S.parse_contacts(msg.data)
-    assert c == {**rows[0]}
+    }  # never our own Session ID
     # another account's seed, or the wrong namespace's domain, cannot read it
     with pytest.raises(DecryptionError):
-        S.decode_config(S.NS_CONTACTS, blob, ed25519_seed32(Identity.generate()))
+        S.open_config(S.NS_CONTACTS, blob, ed25519_seed32(Identity.generate()))
     with pytest.raises(DecryptionError):
-        S.decode_config(S.NS_USER_PROFILE, blob, seed)
-    p = S.decode_config(
-        S.NS_USER_PROFILE, S.encode_config(S.NS_USER_PROFILE, 1, S.profile_data("Al"), seed), seed
+        S.open_config(S.NS_USER_PROFILE, blob, seed)
+    p = ConfigMessage(0).increment()
+    S.set_display_name(p.data, "Al")
+    raw = S.open_config(
+        S.NS_USER_PROFILE, seal(p.serialize(), seed, S.DOMAINS[S.NS_USER_PROFILE]), seed
     )
-    assert p.data == {b"n": b"Al"}
+    assert S.display_name(ConfigMessage.parse(raw).data) == "Al"
 
 
 def test_sqlite_file_has_no_plaintext_of_config(tmp_path: Path) -> None:
