@@ -213,6 +213,41 @@ async def test_second_device_sees_the_conversation(tmp_path: Path, devnet: Any) 
             assert a2.contact("05" + "66" * 32).blocked == 1
 
 
+async def test_two_devices_edit_at_the_same_moment_and_both_keep_both(
+    tmp_path: Path, devnet: Any
+) -> None:
+    """Device one renames us and blocks X, device two blocks Y; both push before either polls
+    (same config seqnos on the swarm). After polling, both devices hold every edit: the
+    configs are merged with libsession's rules, not replaced by the newest push."""
+    x, y = "05" + "78" * 32, "05" + "79" * 32
+    async with open_client(tmp_path, "d1", devnet, background=False) as d1:
+        async with open_client(
+            tmp_path, "d2", devnet, background=False, mnemonic=d1.identity.mnemonic
+        ) as d2:
+            await d1.set_display_name("Alice Merged")
+            await d1.block(x)
+            await d2.block(y)
+            await settled(d1)
+            await settled(d2)
+
+            def both_hold_both() -> bool:
+                return all(
+                    d.display_name == "Alice Merged"
+                    and (cx := d.contact(x)) is not None
+                    and cx.blocked
+                    and (cy := d.contact(y)) is not None
+                    and cy.blocked
+                    for d in (d1, d2)
+                )
+
+            deadline = time.monotonic() + 20
+            while not both_hold_both() and time.monotonic() < deadline:
+                for d in (d1, d2):
+                    await d.poll_once()
+                    await settled(d)  # a merge that combined several pushes is pushed
+            assert both_hold_both()
+
+
 async def test_receipts_typing_and_disappearing(tmp_path: Path, devnet: Any) -> None:
     async with open_client(tmp_path, "a", devnet) as a, open_client(tmp_path, "b", devnet) as b:
         qa, qb = a.hub.subscribe(), b.hub.subscribe()
