@@ -1,0 +1,211 @@
+"""``session-fileserver``: the file server operator's command line.
+
+Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``,
+``example-config``. Exit codes: 0 ok, 1 runtime error (one sentence on stderr), 2 usage error.
+``run`` prints one JSON line ``{"ready": true, "url", "pubkey_ed25519", "pubkey_x25519"}`` on
+stdout once listening (for the devnet and other supervisors) and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import uvloop
+
+from session.errors import SessionError
+from session.fileserver.config import ENV_CONFIG, FileServerConfig, load_config
+from session.identity import Identity
+from session.node import keys
+from session.service.config import as_dict
+from session.service.logs import setup_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _errors(fn: F) -> F:
+    """Turn our errors (and OS errors) into one sentence on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (SessionError, ValueError) as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except OSError as e:
+            where = f" ({e.filename})" if e.filename else ""
+            click.echo(f"error: {e.strerror or e}{where}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]  # functools.wraps loses the signature
+
+
+@click.group(context_settings=CONTEXT)
+def main() -> None:
+    """Run and manage a Session file server (blind storage for attachments)."""
+
+
+def _options(fn: F) -> F:
+    opts = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=ENV_CONFIG,
+            help="TOML config file.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Data directory (keys/, tls/, store/).",
+        ),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _run_options(fn: F) -> F:
+    opts = [
+        click.option("--listen-host", help="Address to listen on."),
+        click.option("--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one)."),
+        click.option("--tls/--no-tls", default=None, help="Serve HTTPS (default) or plain HTTP."),
+        click.option("--default-ttl", type=click.IntRange(min=1), help="Seconds a file lives."),
+        click.option("--max-ttl", type=click.IntRange(min=1), help="Cap on X-FS-TTL (seconds)."),
+        click.option("--quota-bytes", type=click.IntRange(min=1), help="Total bytes stored."),
+        click.option(
+            "--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"])
+        ),
+        click.option("--log-format", type=click.Choice(["auto", "json", "console"])),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> FileServerConfig:
+    return load_config(
+        config_path,
+        overrides={
+            "data_dir": data_dir,
+            "network.listen_host": flags.get("listen_host"),
+            "network.port": flags.get("port"),
+            "network.tls": flags.get("tls"),
+            "storage.default_ttl": flags.get("default_ttl"),
+            "storage.max_ttl": flags.get("max_ttl"),
+            "storage.quota_bytes": flags.get("quota_bytes"),
+            "logging.level": flags.get("log_level"),
+            "logging.format": flags.get("log_format"),
+        },
+    )
+
+
+def _key_doc(identity: Identity) -> dict[str, str]:
+    return {
+        "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+        "pubkey_x25519": bytes(identity.x25519_public).hex(),
+    }
+
+
+@main.command()
+@_options
+@_run_options
+@_errors
+def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
+    """Run the file server until SIGTERM/SIGINT."""
+    cfg = _load(config_path, data_dir, **flags)
+    lc = cfg.logging
+    setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
+    # The server module pulls in aiohttp (~0.3 s): only `run` needs it.
+    from session.fileserver.server import RunningFileServer  # noqa: PLC0415 - see above
+    from session.fileserver.server import run as serve  # noqa: PLC0415 - see above
+
+    def ready(server: RunningFileServer) -> None:
+        doc = {"ready": True, "url": server.url, **_key_doc(server.identity)}
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
+    try:
+        uvloop.run(serve(cfg, ready))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@_options
+@click.option("--force", is_flag=True, help="Replace an existing key (clients must re-learn it).")
+@_errors
+def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
+    """Create the server's Ed25519 key (its X25519 onion key is derived) and print both."""
+    cfg = _load(config_path, data_dir)
+    identity = keys.generate(cfg.data_dir, force=force)
+    click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
+    _echo_keys(identity)
+
+
+def _echo_keys(identity: Identity) -> None:
+    doc = _key_doc(identity)
+    click.echo(f"ed25519: {doc['pubkey_ed25519']}")
+    click.echo(f"x25519:  {doc['pubkey_x25519']}")
+
+
+@main.command("show-id")
+@_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_errors
+def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Print the server's public keys (clients need the X25519 one; URLs carry the Ed25519)."""
+    cfg = _load(config_path, data_dir)
+    keys.check_permissions(keys.key_path(cfg.data_dir))
+    identity = keys.load(cfg.data_dir)
+    if as_json:
+        click.echo(json.dumps(_key_doc(identity)))
+    else:
+        _echo_keys(identity)
+
+
+@main.command("check-config")
+@_options
+@_run_options
+@click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
+@_errors
+def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
+    """Validate the configuration (file + environment + flags) and the key file."""
+    cfg = _load(config_path, data_dir, **flags)
+    if show:
+        click.echo(json.dumps(as_dict(cfg), indent=2))
+    path = keys.key_path(cfg.data_dir)
+    if path.exists():
+        keys.check_permissions(path)
+    else:
+        click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
+    click.echo(f"configuration ok (data dir {cfg.data_dir})")
+
+
+@main.command("systemd-unit")
+def systemd_unit() -> None:
+    """Print the systemd unit file."""
+    click.echo(resource_text("session-fileserver.service"), nl=False)
+
+
+@main.command("example-config")
+def example_config() -> None:
+    """Print the commented example configuration."""
+    click.echo(resource_text("session-fileserver.example.toml"), nl=False)
+
+
+def resource_text(name: str) -> str:
+    """A file shipped in ``session/fileserver/resources``."""
+    return resources.files("session.fileserver").joinpath("resources", name).read_text("utf-8")
+
+
+__all__ = ["main", "resource_text"]

@@ -1,0 +1,242 @@
+"""The file server's routes (client spec §5.5) and the running service.
+
+Every route is one :class:`~session.service.onion.Routes` table, served as plain HTTP(S) and
+behind ``POST /oxen/v4/lsrpc`` as a v4 onion destination opened with the server's own X25519
+key. Errors are one sentence with the matching status: 400 bad input, 404 missing or expired,
+413 too large, 507 over the disk quota.
+
+Logs carry counts and sizes only: no file ID, no address, no header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+
+from session.errors import InvalidInput, StorageError, StorageFull
+from session.fileserver.config import FileServerConfig, max_request_body
+from session.fileserver.store import FileNotFound, FileStore, FileTooLarge
+from session.identity import Identity
+from session.node import keys
+from session.service import tls
+from session.service.onion import OnionDestination, Routes, V4Request, V4Response
+from session.service.server import Served, serve
+from session.service.tasks import cancel_and_wait, spawn
+
+log = logging.getLogger("session.fileserver")
+T = TypeVar("T")
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _ttl(req: V4Request, default: int, cap: int) -> int:
+    """The ``X-FS-TTL`` header (seconds, capped), or ``default``."""
+    raw = req.headers.get("x-fs-ttl")
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit() or len(raw) > 12:
+        raise InvalidInput("X-FS-TTL must be a whole number of seconds")
+    ttl = int(raw)
+    if ttl <= 0:
+        raise InvalidInput("X-FS-TTL must be a positive number of seconds")
+    return min(ttl, cap)
+
+
+class FileService:
+    """The routes over one :class:`FileStore` (store calls run one at a time off the loop)."""
+
+    def __init__(self, store: FileStore, default_ttl: int, max_ttl: int) -> None:
+        self.store = store
+        self.default_ttl = default_ttl
+        self.max_ttl = max_ttl
+        self._lock = asyncio.Lock()
+        self.routes = Routes()
+        self.routes.add("POST", "/file", self.post_file)
+        self.routes.add("GET", "/file/{id}", self.get_file)
+        self.routes.add("GET", "/file/{id}/info", self.get_info)
+        self.routes.add("POST", "/file/{id}/extend", self.extend)
+        self.routes.add("POST", "/files", self.post_files_legacy)
+        self.routes.add("GET", "/files/{id}", self.get_files_legacy)
+
+    async def _call(self, fn: Callable[[], T]) -> T | V4Response:
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(fn)
+            except FileTooLarge as e:
+                return V4Response.error(413, str(e))
+            except StorageFull as e:
+                return V4Response.error(507, str(e))
+            except FileNotFound as e:
+                return V4Response.error(404, str(e))
+            except OSError as e:
+                log.error("file store I/O failed: %s", e.strerror)
+                return V4Response.error(503, "the file server cannot store files right now")
+            except StorageError as e:
+                return V4Response.error(503, str(e))
+
+    async def _upload(self, blob: bytes, ttl: int) -> V4Response | tuple[str, float]:
+        got = await self._call(lambda: self.store.put(blob, ttl))
+        if isinstance(got, V4Response):
+            return got
+        log.info("stored a file of %d bytes", got.size)
+        return got.id, got.expires
+
+    async def post_file(self, req: V4Request) -> V4Response:
+        got = await self._upload(req.body, _ttl(req, self.default_ttl, self.max_ttl))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response.of_json({"id": got[0], "expires": got[1]})
+
+    async def get_file(self, req: V4Request) -> V4Response:
+        got = await self._call(lambda: self.store.read(req.params["id"]))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response(200, got, {"content-type": "application/octet-stream"})
+
+    async def get_info(self, req: V4Request) -> V4Response:
+        got = await self._call(lambda: self.store.info(req.params["id"]))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response.of_json(
+            {"size": got.size, "uploaded": got.uploaded, "expires": got.expires}
+        )
+
+    async def extend(self, req: V4Request) -> V4Response:
+        ttl = _ttl(req, self.default_ttl, self.max_ttl)
+        got = await self._call(lambda: self.store.extend(req.params["id"], ttl))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response.of_json(
+            {"size": got.size, "uploaded": got.uploaded, "expires": got.expires}
+        )
+
+    async def post_files_legacy(self, req: V4Request) -> V4Response:
+        doc = req.json()
+        if not isinstance(doc, dict) or not isinstance(doc.get("file"), str):
+            raise InvalidInput('the body must be a JSON object {"file": "<base64 of the file>"}')
+        try:
+            blob = base64.b64decode(doc["file"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInput('"file" must be standard base64') from None
+        got = await self._upload(blob, _ttl(req, self.default_ttl, self.max_ttl))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response.of_json({"status_code": 200, "result": got[0]})
+
+    async def get_files_legacy(self, req: V4Request) -> V4Response:
+        got = await self._call(lambda: self.store.read(req.params["id"]))
+        if isinstance(got, V4Response):
+            return got
+        return V4Response.of_json({"status_code": 200, "result": base64.b64encode(got).decode()})
+
+    async def sweep(self) -> int:
+        got = await self._call(self.store.sweep)
+        return got if isinstance(got, int) else 0
+
+
+@web.middleware
+async def _raw_bodies_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Refuse a ``Content-Encoding``: blobs are stored exactly as sent (aiohttp's own
+    decompression is off, so a body that is not what its header says cannot fail inside it)."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        return web.Response(
+            status=400, text="the file server takes raw bytes: drop the Content-Encoding header"
+        )
+    return await handler(request)
+
+
+def load_identity(cfg: FileServerConfig) -> Identity:
+    """The server's key (``data_dir/keys/ed25519.key``, the node's key-file format; its X25519
+    onion key is derived from it), created if missing; an exposed key file is refused."""
+    if keys.key_path(cfg.data_dir).exists():
+        keys.check_permissions(keys.key_path(cfg.data_dir))
+    return keys.load_or_generate(cfg.data_dir)
+
+
+@dataclass
+class RunningFileServer:
+    """A started file server: its URL, keys and service (for tests and the devnet)."""
+
+    url: str
+    identity: Identity
+    service: FileService
+    served: Served
+    sweeper: asyncio.Task[None]
+
+    async def close(self) -> None:
+        await cancel_and_wait([self.sweeper])
+        await self.served.close()
+        self.service.store.close()
+
+
+async def _sweep_forever(service: FileService, interval: float) -> None:
+    while True:
+        n = await service.sweep()
+        if n:
+            log.info("swept %d expired files", n)
+        await asyncio.sleep(interval)
+
+
+async def start(cfg: FileServerConfig) -> RunningFileServer:
+    """Open the store and start listening; raises ``OSError`` if it cannot listen."""
+    identity = await asyncio.to_thread(load_identity, cfg)
+    st = cfg.storage
+    store = await asyncio.to_thread(
+        FileStore, cfg.data_dir / "store", max_size=st.max_file_size, quota=st.quota_bytes
+    )
+    service = FileService(store, st.default_ttl, st.max_ttl)
+    app = web.Application(
+        client_max_size=max_request_body(st),
+        handler_args={"auto_decompress": False},
+        middlewares=[_raw_bodies_only],
+    )
+    service.routes.mount(app)
+    OnionDestination(identity.export_x25519_secret(), service.routes).attach(app)
+    ssl_ctx = (
+        await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir) if cfg.network.tls else None
+    )
+    host = cfg.network.listen_host
+    served = await serve(
+        app,
+        host,
+        cfg.network.port,
+        ssl_context=ssl_ctx,
+        limits=cfg.connections,
+        max_body=max_request_body(st),
+    )
+    scheme = "https" if ssl_ctx is not None else "http"
+    url = f"{scheme}://{host}:{served.port}"
+    sweeper = spawn(_sweep_forever(service, st.sweep_interval), log, "the expiry sweep")
+    return RunningFileServer(url, identity, service, served, sweeper)
+
+
+async def run(cfg: FileServerConfig, on_ready: Callable[[RunningFileServer], None]) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    server = await start(cfg)
+    try:
+        log.info("file server listening")
+        on_ready(server)
+        await stop.wait()
+    finally:
+        await server.close()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+__all__ = ["FileService", "RunningFileServer", "load_identity", "run", "start"]

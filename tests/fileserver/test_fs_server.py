@@ -1,0 +1,295 @@
+"""The file server's routes over real HTTPS on 127.0.0.1 and as a v4 onion destination: the
+§5.5 API, its error answers, hostile bodies (never a 500), and that nothing it logs or stores
+names a Session ID, a file name or a content type."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from session import onion
+from session.fileserver.config import FileServerConfig, NetworkConfig, StorageConfig
+from session.fileserver.server import RunningFileServer, start
+from session.fileserver.store import file_id
+from session.identity import Identity
+from session.service.tls import ensure_certificate
+from session.testing.hostile import ANSWER_WITHIN, CONTENT_ENCODINGS, hostile_bodies, probe
+
+DAY = 86_400
+
+
+def config(tmp: Path, **storage: Any) -> FileServerConfig:
+    ensure_certificate(tmp)
+    return FileServerConfig(
+        data_dir=tmp,
+        network=NetworkConfig(listen_host="127.0.0.1", port=0),
+        storage=replace(StorageConfig(), **storage),
+    )
+
+
+@pytest.fixture
+async def fs(tmp_path: Path) -> AsyncIterator[RunningFileServer]:
+    server = await start(config(tmp_path, max_file_size=100_000, quota_bytes=250_000))
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as s:
+        yield s
+
+
+async def call(
+    http: aiohttp.ClientSession, method: str, url: str, body: bytes | None = None, **headers: str
+) -> tuple[int, bytes]:
+    async with http.request(method, url, data=body, headers=headers) as r:
+        return r.status, await r.read()
+
+
+async def test_upload_download_info_extend_over_https(
+    fs: RunningFileServer, http: aiohttp.ClientSession
+) -> None:
+    assert fs.url.startswith("https://")
+    blob = os.urandom(5000)
+    status, body = await call(http, "POST", f"{fs.url}/file", blob)
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["id"] == file_id(blob) and len(doc["id"]) == 44
+    assert abs(doc["expires"] - (doc["expires"] // 1)) < 1  # a number of seconds
+    assert await call(http, "GET", f"{fs.url}/file/{doc['id']}") == (200, blob)
+    status, body = await call(http, "GET", f"{fs.url}/file/{doc['id']}/info")
+    info = json.loads(body)
+    assert status == 200 and info["size"] == 5000
+    assert 14 * DAY - 60 < info["expires"] - info["uploaded"] <= 14 * DAY
+    # X-FS-TTL on extend: never shortens; capped at max_ttl (30 days by default).
+    status, body = await call(
+        http, "POST", f"{fs.url}/file/{doc['id']}/extend", **{"X-FS-TTL": str(365 * DAY)}
+    )
+    ext = json.loads(body)
+    assert status == 200 and 30 * DAY - 60 < ext["expires"] - ext["uploaded"] <= 30 * DAY + 60
+
+
+async def test_ttl_header_and_legacy_json_pair(
+    fs: RunningFileServer, http: aiohttp.ClientSession
+) -> None:
+    blob = b"legacy \x00\x01 bytes"
+    status, body = await call(
+        http,
+        "POST",
+        f"{fs.url}/files",
+        json.dumps({"file": base64.b64encode(blob).decode()}).encode(),
+        **{"X-FS-TTL": "3600"},
+    )
+    doc = json.loads(body)
+    assert status == 200 and doc == {"status_code": 200, "result": file_id(blob)}
+    status, body = await call(http, "GET", f"{fs.url}/files/{doc['result']}")
+    assert status == 200 and base64.b64decode(json.loads(body)["result"]) == blob
+    _, body = await call(http, "GET", f"{fs.url}/file/{doc['result']}/info")
+    info = json.loads(body)
+    assert 3590 < info["expires"] - info["uploaded"] <= 3600
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "headers", "status", "says"),
+    [
+        ("POST", "/file", b"", {}, 400, "empty"),
+        ("POST", "/file", b"x" * 100_001, {}, 413, "limit is 100000 bytes"),
+        ("POST", "/file", b"x", {"X-FS-TTL": "soon"}, 400, "whole number of seconds"),
+        ("POST", "/file", b"x", {"X-FS-TTL": "0"}, 400, "positive"),
+        ("GET", "/file/" + "A" * 44, None, {}, 404, "expired"),
+        ("GET", "/file/nope", None, {}, 400, "44 characters"),
+        ("GET", "/file/" + "A" * 44 + "/info", None, {}, 404, "no such file"),
+        ("POST", "/file/" + "A" * 44 + "/extend", None, {}, 404, "no such file"),
+        ("POST", "/files", b"[1]", {}, 400, "JSON object"),
+        ("POST", "/files", b'{"file": "***"}', {}, 400, "base64"),
+        ("POST", "/files", b"{", {}, 400, "not valid JSON"),
+        ("DELETE", "/file/" + "A" * 44, None, {}, 405, "Method Not Allowed"),
+    ],
+)
+async def test_bad_requests_get_one_sentence(
+    fs: RunningFileServer,
+    http: aiohttp.ClientSession,
+    method: str,
+    path: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    status: int,
+    says: str,
+) -> None:
+    got, text = await call(http, method, fs.url + path, body, **headers)
+    assert got == status and says in text.decode()
+
+
+async def test_quota_gives_507_and_keeps_what_is_stored(
+    fs: RunningFileServer, http: aiohttp.ClientSession
+) -> None:
+    stored = [os.urandom(100_000), os.urandom(100_000)]
+    for blob in stored:
+        assert (await call(http, "POST", f"{fs.url}/file", blob))[0] == 200
+    status, text = await call(http, "POST", f"{fs.url}/file", os.urandom(100_000))
+    assert status == 507 and b"full" in text
+    for blob in stored:
+        assert await call(http, "GET", f"{fs.url}/file/{file_id(blob)}") == (200, blob)
+
+
+async def test_the_sweep_deletes_expired_files(tmp_path: Path) -> None:
+    fs = await start(config(tmp_path, sweep_interval=0.05))
+    try:
+        info = fs.service.store.put(b"short-lived", 60, now=0.0)  # expired long ago
+        path = tmp_path / "store" / "files" / info.id
+        async with asyncio.timeout(10):
+            while path.exists():
+                await asyncio.sleep(0.02)
+        assert fs.service.store.count() == 0
+    finally:
+        await fs.close()
+
+
+async def onion_call(
+    fs: RunningFileServer,
+    http: aiohttp.ClientSession,
+    method: str,
+    endpoint: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[int, bytes]:
+    """Build a v4 onion request to the server's X25519 key through one hop, peel the hop's
+    layer (the node's part) and POST the final layer where the node would."""
+    hop = Identity.generate()
+    port = int(fs.url.rsplit(":", 1)[1])
+    dest = onion.ServerDestination(
+        "127.0.0.1", "/oxen/v4/lsrpc", bytes(fs.identity.x25519_public), "https", port
+    )
+    meta = {"method": method, "endpoint": endpoint, "headers": headers}
+    frame, key = onion.build(
+        [onion.Hop(hop.ed25519_public.hex(), bytes(hop.x25519_public))],
+        dest,
+        onion.v4_encode_request(meta, body),
+        "xchacha20",
+    )
+    proxy = onion.Peeler(hop).peel(frame)
+    assert isinstance(proxy, onion.Proxy)
+    async with http.post(f"{fs.url}{proxy.target}", data=proxy.payload) as r:
+        assert r.status == 200
+        sealed = await r.read()
+    info, payload = onion.v4_decode_response(key.decrypt(sealed))
+    return int(info["code"]), payload or b""
+
+
+async def test_the_same_api_as_a_v4_onion_destination(
+    fs: RunningFileServer, http: aiohttp.ClientSession
+) -> None:
+    blob = os.urandom(20_000)
+    status, body = await onion_call(fs, http, "POST", "/file", blob, {"X-FS-TTL": "600"})
+    assert status == 200 and json.loads(body)["id"] == file_id(blob)
+    assert await onion_call(fs, http, "GET", f"/file/{file_id(blob)}", None, {}) == (200, blob)
+    status, body = await onion_call(fs, http, "GET", f"/file/{file_id(blob)}/info", None, {})
+    assert status == 200 and json.loads(body)["size"] == 20_000
+    status, text = await onion_call(fs, http, "POST", "/file", b"x" * 100_001, {})
+    assert status == 413 and b"limit" in text
+
+
+async def test_logs_and_database_name_no_one_and_nothing(
+    tmp_path: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    fs = await start(config(tmp_path))
+    sender = Identity.generate().session_id
+    secrets = [sender, "holiday-photo.jpg", "image/jpeg"]
+    try:
+        blob = b"ciphertext only" * 100
+        headers = {
+            "Content-Type": "image/jpeg",
+            "Content-Disposition": 'attachment; filename="holiday-photo.jpg"',
+            "X-Session-Id": sender,
+        }
+        assert (await call(http, "POST", f"{fs.url}/file", blob, **headers))[0] == 200
+        assert (await onion_call(fs, http, "POST", "/file", blob + b"!", headers))[0] == 200
+        fid = file_id(blob)
+        assert (await call(http, "GET", f"{fs.url}/file/{fid}", None, **headers))[0] == 200
+    finally:
+        await fs.close()
+    logged = caplog.text + "".join(str(r.args) for r in caplog.records)
+    for s in [*secrets, fid, "127.0.0.1"]:
+        assert s not in logged
+    db = sqlite3.connect(tmp_path / "store" / "files.db")
+    dump = "\n".join(db.iterdump())
+    assert fid in dump and all(s not in dump for s in secrets)
+    names = {p.name for p in (tmp_path / "store").rglob("*")}
+    assert all(s not in n for s in secrets for n in names)
+
+
+# ------------------------------------------------------------------------------------------
+# hostile bodies: never a 500, always an answer within a second
+
+
+class Fired:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, fs: RunningFileServer, http: aiohttp.ClientSession
+    ) -> None:
+        self.loop = loop
+        self.fs = fs
+        self.http = http
+        u, some = fs.url, "A" * 44
+        self.routes = [
+            ("POST", f"{u}/file"),
+            ("POST", f"{u}/files"),
+            ("GET", f"{u}/file/{some}"),
+            ("POST", f"{u}/file/{some}/extend"),
+            ("GET", f"{u}/files/{some}"),
+            ("POST", f"{u}/oxen/v4/lsrpc"),
+            ("POST", f"{u}/no/such/path"),
+        ]
+
+
+@pytest.fixture(scope="module")
+def fired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fired]:
+    tmp = tmp_path_factory.mktemp("fileserver-fired")
+    loop = asyncio.new_event_loop()
+
+    async def begin() -> Fired:
+        fs = await start(config(tmp))
+        http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False))
+        return Fired(loop, fs, http)
+
+    f = loop.run_until_complete(begin())
+    yield f
+    loop.run_until_complete(f.http.close())
+    loop.run_until_complete(f.fs.close())
+    loop.close()
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=hostile_bodies([], ["file", "id", "ttl"]),
+    route=st.integers(0, 6),
+    coding=CONTENT_ENCODINGS,
+)
+def test_any_body_at_any_endpoint_gets_an_answer(
+    fired: Fired, caplog: pytest.LogCaptureFixture, body: bytes, route: int, coding: str | None
+) -> None:
+    caplog.clear()
+    method, url = fired.routes[route]
+    status, took = fired.loop.run_until_complete(probe(fired.http, method, url, body, coding))
+    assert status != 500 and status < 600, (url, coding, body[:200])
+    assert took < ANSWER_WITHIN, (url, took, body[:200])
+    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
