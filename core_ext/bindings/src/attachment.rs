@@ -47,6 +47,88 @@ fn attachment_decrypt<'py>(
     Ok(PyBytes::new(py, &plain))
 }
 
+/// Streaming encryptor: same bytes as `attachment_encrypt`, chunk by chunk (memory stays flat).
+#[pyclass(module = "session._core", name = "AttachmentEncryptor")]
+struct AttachmentEncryptor {
+    inner: Option<att::StreamEncryptor>,
+    key: Zeroizing<[u8; att::KEY_LEN]>,
+}
+
+#[pymethods]
+impl AttachmentEncryptor {
+    /// Starts encrypting a file of `size` bytes (random IV; random key unless given).
+    #[new]
+    #[pyo3(signature = (size, key=None))]
+    fn new(size: usize, key: Option<&[u8]>) -> CoreResult<Self> {
+        let (inner, k) = att::StreamEncryptor::random(key, size)?;
+        Ok(Self {
+            inner: Some(inner),
+            key: k,
+        })
+    }
+
+    /// The 64-byte key (goes into the attachment pointer).
+    #[getter]
+    fn key<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.key[..])
+    }
+
+    /// Encrypts the next chunk; returns the ciphertext ready so far (IV first).
+    fn update<'py>(&mut self, py: Python<'py>, data: &[u8]) -> CoreResult<Bound<'py, PyBytes>> {
+        let inner = self.inner.as_mut().ok_or(finished())?;
+        let out = py.detach(|| inner.update(data))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Pads and finishes; returns (last ciphertext bytes with the MAC, SHA-256 digest of the blob).
+    fn finalize<'py>(
+        &mut self,
+        py: Python<'py>,
+    ) -> CoreResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let inner = self.inner.take().ok_or(finished())?;
+        let (tail, digest) = py.detach(move || inner.finalize())?;
+        Ok((PyBytes::new(py, &tail), PyBytes::new(py, &digest)))
+    }
+}
+
+/// Streaming decryptor: output is unverified until `finalize` returns without raising.
+#[pyclass(module = "session._core", name = "AttachmentDecryptor")]
+struct AttachmentDecryptor {
+    inner: Option<att::StreamDecryptor>,
+}
+
+#[pymethods]
+impl AttachmentDecryptor {
+    #[new]
+    #[pyo3(signature = (key, digest=None, size=None))]
+    fn new(key: &[u8], digest: Option<&[u8]>, size: Option<usize>) -> CoreResult<Self> {
+        Ok(Self {
+            inner: Some(att::StreamDecryptor::new(key, digest, size)?),
+        })
+    }
+
+    /// Takes the next chunk of the blob; returns plaintext ready so far (not yet verified).
+    fn update<'py>(&mut self, py: Python<'py>, data: &[u8]) -> CoreResult<Bound<'py, PyBytes>> {
+        let inner = self.inner.as_mut().ok_or(finished())?;
+        let out = py.detach(|| Zeroizing::new(inner.update(data)));
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Checks MAC and digest; returns the last plaintext bytes or raises DecryptionError.
+    fn finalize<'py>(&mut self, py: Python<'py>) -> CoreResult<Bound<'py, PyBytes>> {
+        let inner = self.inner.take().ok_or(finished())?;
+        let out = py.detach(move || inner.finalize().map(Zeroizing::new))?;
+        Ok(PyBytes::new(py, &out))
+    }
+}
+
+fn finished() -> session_crypto::Error {
+    session_crypto::Error::InvalidValue {
+        what: "attachment stream",
+        reason: "finalize() was already called",
+    }
+}
+
 /// Padded plaintext size for `n` file bytes.
 #[pyfunction]
 fn attachment_padded_size(n: usize) -> usize {
@@ -57,6 +139,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attachment_encrypt, m)?)?;
     m.add_function(wrap_pyfunction!(attachment_decrypt, m)?)?;
     m.add_function(wrap_pyfunction!(attachment_padded_size, m)?)?;
+    m.add_class::<AttachmentEncryptor>()?;
+    m.add_class::<AttachmentDecryptor>()?;
     m.add("ATTACHMENT_KEY_LEN", att::KEY_LEN)?;
     Ok(())
 }

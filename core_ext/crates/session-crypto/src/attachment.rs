@@ -7,6 +7,8 @@
 //! * blob = IV ‖ AES-256-CBC-PKCS#7(padded) ‖ HMAC-SHA256(mac_key, IV ‖ ciphertext).
 //! * digest = SHA-256(blob), carried in the attachment pointer.
 //!
+//! [`StreamEncryptor`] / [`StreamDecryptor`] produce and take the same bytes chunk by chunk.
+//!
 //! The deterministic "stream" scheme (§5.3) is not implemented here.
 
 use aes::Aes256;
@@ -197,4 +199,261 @@ pub fn decrypt(
         Some(n) => unpad(plain, n),
         None => plain,
     })
+}
+
+/// Bytes processed per block-cipher call in the streaming types (keeps their buffers small).
+const BLOCK: usize = 16;
+
+/// Streaming form of [`encrypt_with_iv`]: the same output bytes, produced chunk by chunk so a
+/// large file never has to be in memory at once. The file's total `size` must be known up
+/// front (it fixes the padding bucket); feed exactly that many bytes to [`Self::update`], then
+/// call [`Self::finalize`] for the tail (zero padding, PKCS#7 block, MAC) and the digest.
+pub struct StreamEncryptor {
+    cbc: cbc::Encryptor<Aes256>,
+    mac: HmacSha256,
+    sha: Sha256,
+    iv: [u8; IV_LEN],
+    pending: Zeroizing<Vec<u8>>,
+    size: usize,
+    fed: usize,
+    started: bool,
+}
+
+impl core::fmt::Debug for StreamEncryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamEncryptor")
+            .field("size", &self.size)
+            .field("fed", &self.fed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamEncryptor {
+    /// Starts encrypting a file of `size` bytes under a 64-byte `key` and a 16-byte `iv`.
+    pub fn new(key: &[u8], iv: &[u8; IV_LEN], size: usize) -> Result<Self> {
+        let (aes_key, mac_key) = split_key(key)?;
+        Ok(Self {
+            cbc: cbc::Encryptor::<Aes256>::new(aes_key.into(), iv.into()),
+            mac: mac_for(mac_key),
+            sha: Sha256::new(),
+            iv: *iv,
+            pending: Zeroizing::new(Vec::with_capacity(BLOCK)),
+            size,
+            fed: 0,
+            started: false,
+        })
+    }
+
+    /// Starts with a random IV, and a random key unless one is given; returns the key too.
+    pub fn random(key: Option<&[u8]>, size: usize) -> Result<(Self, Zeroizing<[u8; KEY_LEN]>)> {
+        let mut k = Zeroizing::new([0u8; KEY_LEN]);
+        match key {
+            Some(given) => {
+                split_key(given)?;
+                k.copy_from_slice(given);
+            }
+            None => OsRng.fill_bytes(&mut k[..]),
+        }
+        let mut iv = [0u8; IV_LEN];
+        OsRng.fill_bytes(&mut iv);
+        Ok((Self::new(&k[..], &iv, size)?, k))
+    }
+
+    /// Encrypts the whole blocks of `pending ‖ data`, keeps the rest, returns the ciphertext
+    /// (prefixed with the IV on the first call).
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(IV_LEN + self.pending.len() + data.len());
+        if !self.started {
+            self.started = true;
+            out.extend_from_slice(&self.iv);
+            self.mac.update(&self.iv);
+            self.sha.update(self.iv);
+        }
+        let start = out.len();
+        out.extend_from_slice(&self.pending);
+        out.extend_from_slice(data);
+        let whole = (out.len() - start) / BLOCK * BLOCK;
+        self.pending.clear();
+        self.pending.extend_from_slice(&out[start + whole..]);
+        out.truncate(start + whole);
+        let (blocks, _) = cbc::cipher::inout::InOutBuf::from(&mut out[start..]).into_chunks();
+        self.cbc.encrypt_blocks_inout_mut(blocks);
+        self.mac.update(&out[start..]);
+        self.sha.update(&out[start..]);
+        out
+    }
+
+    /// Encrypts the next chunk of the file; returns the ciphertext bytes ready so far.
+    pub fn update(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let fed = self.fed.saturating_add(data.len());
+        if fed > self.size {
+            return Err(Error::TooLarge {
+                what: "the attachment data fed to the encryptor",
+                max: self.size,
+                got: fed,
+            });
+        }
+        self.fed = fed;
+        Ok(self.push(data))
+    }
+
+    /// Pads, encrypts the last blocks and appends the MAC; returns `(tail, digest)`.
+    pub fn finalize(mut self) -> Result<(Vec<u8>, [u8; DIGEST_LEN])> {
+        if self.fed != self.size {
+            return Err(Error::InvalidValue {
+                what: "attachment stream",
+                reason: "fewer bytes were fed than the size given at the start",
+            });
+        }
+        let zeros = padded_size(self.size) - self.size;
+        let total = zeros + self.pending.len();
+        let pkcs7 = BLOCK - total % BLOCK;
+        let mut tail = vec![0u8; zeros];
+        #[allow(clippy::cast_possible_truncation)]
+        tail.resize(zeros + pkcs7, pkcs7 as u8);
+        let mut out = self.push(&tail);
+        debug_assert!(self.pending.is_empty());
+        let tag = self.mac.finalize().into_bytes();
+        out.extend_from_slice(&tag);
+        self.sha.update(tag);
+        Ok((out, self.sha.finalize().into()))
+    }
+}
+
+/// Streaming form of [`decrypt`]: feed the blob in chunks, get plaintext back in chunks.
+///
+/// The MAC and digest can only be checked at the end, so the plaintext returned by
+/// [`Self::update`] is unverified until [`Self::finalize`] succeeds: write it somewhere
+/// temporary and discard it if `finalize` fails.
+pub struct StreamDecryptor {
+    aes_key: Zeroizing<[u8; 32]>,
+    cbc: Option<cbc::Decryptor<Aes256>>,
+    mac: HmacSha256,
+    sha: Sha256,
+    held: Vec<u8>,
+    digest: Option<[u8; DIGEST_LEN]>,
+    size: Option<usize>,
+    emitted: usize,
+    total: usize,
+}
+
+impl core::fmt::Debug for StreamDecryptor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("StreamDecryptor")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamDecryptor {
+    /// Starts decrypting with a 64-byte key; `digest` (32 bytes) and `size` as in [`decrypt`].
+    pub fn new(key: &[u8], digest: Option<&[u8]>, size: Option<usize>) -> Result<Self> {
+        let (aes_key, mac_key) = split_key(key)?;
+        let digest = match digest {
+            None => None,
+            Some(d) => Some(
+                <[u8; DIGEST_LEN]>::try_from(d).map_err(|_| Error::InvalidLength {
+                    what: "attachment digest",
+                    expected: "32",
+                    got: d.len(),
+                })?,
+            ),
+        };
+        let mut k = Zeroizing::new([0u8; 32]);
+        k.copy_from_slice(aes_key);
+        Ok(Self {
+            aes_key: k,
+            cbc: None,
+            mac: mac_for(mac_key),
+            sha: Sha256::new(),
+            held: Vec::new(),
+            digest,
+            size,
+            emitted: 0,
+            total: 0,
+        })
+    }
+
+    /// Cuts decrypted bytes to the pointer's size (padding is dropped as it is reached).
+    fn cut(&mut self, mut plain: Vec<u8>) -> Vec<u8> {
+        if let Some(n) = self.size {
+            let room = n.saturating_sub(self.emitted);
+            plain.truncate(room);
+        }
+        self.emitted += plain.len();
+        plain
+    }
+
+    /// Takes the next chunk of the blob; returns the (not yet verified) plaintext ready so far.
+    pub fn update(&mut self, data: &[u8]) -> Vec<u8> {
+        self.total = self.total.saturating_add(data.len());
+        self.sha.update(data);
+        self.held.extend_from_slice(data);
+        if self.cbc.is_none() {
+            if self.held.len() < IV_LEN {
+                return Vec::new();
+            }
+            let iv: [u8; IV_LEN] = self.held[..IV_LEN]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("checked length"));
+            self.mac.update(&iv);
+            self.cbc = Some(cbc::Decryptor::<Aes256>::new(
+                (&self.aes_key[..]).into(),
+                (&iv).into(),
+            ));
+            self.held.drain(..IV_LEN);
+        }
+        // Keep back the MAC and the last block (it carries the PKCS#7 padding).
+        let ready = self.held.len().saturating_sub(MAC_LEN + BLOCK) / BLOCK * BLOCK;
+        if ready == 0 {
+            return Vec::new();
+        }
+        let mut plain: Vec<u8> = self.held.drain(..ready).collect();
+        self.mac.update(&plain);
+        let (blocks, _) = cbc::cipher::inout::InOutBuf::from(&mut plain[..]).into_chunks();
+        if let Some(c) = self.cbc.as_mut() {
+            c.decrypt_blocks_inout_mut(blocks);
+        }
+        self.cut(plain)
+    }
+
+    /// Checks length, MAC and digest, decrypts the last block and strips its padding;
+    /// returns the last plaintext bytes. Any failure means the whole output is to be discarded.
+    pub fn finalize(mut self) -> Result<Vec<u8>> {
+        if self.total < IV_LEN + MAC_LEN {
+            return Err(Error::DecryptionFailed(
+                "the attachment is too short (less than IV + MAC, 48 bytes)",
+            ));
+        }
+        let held = core::mem::take(&mut self.held);
+        let (body, tag) = held.split_at(held.len() - MAC_LEN);
+        let mut mac = self.mac.clone();
+        mac.update(body);
+        mac.verify_slice(tag).map_err(|_| {
+            Error::DecryptionFailed("the attachment's MAC does not match (wrong key or corrupted)")
+        })?;
+        if let Some(d) = self.digest {
+            let actual: [u8; DIGEST_LEN] = core::mem::take(&mut self.sha).finalize().into();
+            if actual.iter().zip(d).fold(0u8, |acc, (a, b)| acc | (a ^ b)) != 0 {
+                return Err(Error::DecryptionFailed(
+                    "the attachment's digest does not match",
+                ));
+            }
+        }
+        if body.len() != BLOCK {
+            return Err(Error::DecryptionFailed(
+                "the attachment's ciphertext is not a whole number of AES blocks",
+            ));
+        }
+        let mut last = body.to_vec();
+        let cbc = self
+            .cbc
+            .take()
+            .ok_or(Error::DecryptionFailed("the attachment has no IV"))?;
+        let plain = cbc
+            .decrypt_padded_mut::<Pkcs7>(&mut last)
+            .map_err(|_| Error::DecryptionFailed("the attachment's block padding is invalid"))?
+            .to_vec();
+        Ok(self.cut(plain))
+    }
 }

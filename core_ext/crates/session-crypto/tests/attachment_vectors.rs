@@ -128,3 +128,39 @@ fn tamper_and_bad_inputs() {
         Err(Error::DecryptionFailed(_))
     ));
 }
+
+#[test]
+fn streaming_matches_one_shot() {
+    use session_crypto::attachment::{decrypt, encrypt_with_iv, StreamDecryptor, StreamEncryptor};
+    let key = [7u8; 64];
+    let iv = [9u8; 16];
+    for n in [0usize, 1, 15, 16, 17, 540, 541, 1000, 70_001] {
+        let data: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+        let one = encrypt_with_iv(&data, &key, &iv).unwrap();
+        for chunk in [1usize, 7, 16, 4096] {
+            let mut enc = StreamEncryptor::new(&key, &iv, n).unwrap();
+            let mut blob = Vec::new();
+            for c in data.chunks(chunk) {
+                blob.extend(enc.update(c).unwrap());
+            }
+            let (tail, digest) = enc.finalize().unwrap();
+            blob.extend(tail);
+            assert_eq!(blob, one.blob, "n={n} chunk={chunk}");
+            assert_eq!(digest, one.digest);
+            let mut dec = StreamDecryptor::new(&key, Some(&digest), Some(n)).unwrap();
+            let mut plain = Vec::new();
+            for c in blob.chunks(chunk) {
+                plain.extend(dec.update(c));
+            }
+            plain.extend(dec.finalize().unwrap());
+            assert_eq!(plain, data);
+            assert_eq!(decrypt(&blob, &key, Some(&digest), Some(n)).unwrap(), data);
+        }
+        let mut bad = one.blob.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 1;
+        let mut dec = StreamDecryptor::new(&key, None, Some(n)).unwrap();
+        dec.update(&bad);
+        assert!(dec.finalize().is_err());
+    }
+}
