@@ -183,6 +183,30 @@ class NodeRequestFailed(NetworkError):
         self.body = body
 
 
+class InvalidName(InvalidInput):
+    """A Session name does not follow the name rule (letters, digits, ``_`` and inner ``-``;
+    at most 64 characters)."""
+
+
+class NameNotFound(InvalidInput, LookupError):
+    """No Session ID is registered under a name."""
+
+
+class NameExpired(NameNotFound):
+    """A name was registered but its registration has expired (anyone may register it)."""
+
+
+class NameTaken(RegistryError):
+    """Someone else holds an unexpired registration of the name (HTTP 409)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message, status)
+
+
+class NameLookupFailed(NetworkError):
+    """A name could not be resolved: too few nodes answered, or their answers disagree."""
+
+
 class GroupError(InvalidInput):
     """A group operation that cannot be done: unknown group, not an admin, not a member."""
 
@@ -203,10 +227,15 @@ __all__ = [
     "GroupFull",
     "InvalidInput",
     "InvalidKey",
+    "InvalidName",
     "InvalidSessionID",
     "InvalidSignature",
     "MissingWord",
     "MnemonicError",
+    "NameExpired",
+    "NameLookupFailed",
+    "NameNotFound",
+    "NameTaken",
     "NetworkError",
     "NodeRequestFailed",
     "NotEnoughNodes",

@@ -40,6 +40,7 @@ from session.node.egress import EgressPolicy, parse_allowlist
 from session.node.http import ClientSite
 from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, KIND_SYNC, NodeLinks
 from session.node.metrics import NodeMetrics
+from session.node.ons import NameMirror
 from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
 from session.node.replication import LinkFanout, Reconciler, SwarmHandoff
@@ -103,6 +104,8 @@ class Node:
         self.registered = False
         self.sites_up = False
         self.stopping = False
+        #: Copy of the registry's Session names for ``ons_resolve`` (filled on first lookup).
+        self.names = NameMirror(self._fetch_names)
 
     # ------------------------------------------------------------------ readiness
     def ready_reason(self) -> str | None:
@@ -360,7 +363,10 @@ class Node:
     async def _oxend(self, endpoint: str, params: Any) -> Any:
         """``oxend_request``: the registry stands in for oxend, and this node already holds its
         node list, so ``get_service_nodes`` is answered from it (Session's storage server asks
-        its local oxend for the same list)."""
+        its local oxend for the same list); ``ons_resolve`` from the node's copy of the
+        registry's names (:mod:`session.node.ons`)."""
+        if endpoint == "ons_resolve":
+            return await self.names.resolve(params)
         if endpoint != "get_service_nodes":
             raise P.RpcStatusError(
                 400, f"oxend endpoint {endpoint} is not available on this network"
@@ -381,6 +387,11 @@ class Node:
         await self.handoff.on_change(change)
 
     # ------------------------------------------------------------------ registry
+    async def _fetch_names(self, since: int) -> Any:
+        return await registry_client.fetch_names(
+            self.config.registry.url, since, session=self._registry_session()
+        )
+
     async def _fetch_nodes(self) -> list[Any]:
         if self._fetch_override is not None:
             return list(await self._fetch_override())

@@ -15,7 +15,8 @@ from typing import Any
 
 import aiohttp
 
-from session.errors import DecodeError, RegistryError
+from session.errors import DecodeError, NameNotFound, NameTaken, RegistryError
+from session.names import build_register, build_renew
 from session.proto.snodes import ServiceNode, parse_node_list
 from session.registry.messages import Signer, build_deregistration, build_registration
 from session.service.tls import client_ssl_context
@@ -113,6 +114,52 @@ async def fetch_nodes(
         raise RegistryError(f"registry sent a bad node list: {e}", 502) from None
 
 
+async def fetch_names(
+    url: str,
+    since: int = 0,
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """The ``ons_names`` result: name records changed after revision ``since``."""
+    body = {"jsonrpc": "2.0", "id": 0, "method": "ons_names", "params": {"since": int(since)}}
+    doc = await _post(url, "/json_rpc", body, session, timeout)
+    result = doc.get("result")
+    if not isinstance(result, dict):
+        raise RegistryError("registry answer has no result object", 502)
+    return result
+
+
+async def register_name(
+    url: str,
+    identity: Signer,
+    name: str,
+    *,
+    renew: bool = False,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> int:
+    """Register (or, with ``renew``, renew) ``name`` for ``identity``'s own Session ID; returns
+    the registration's expiry (Unix seconds). Raises :class:`~session.errors.NameTaken` when
+    someone else holds the name, :class:`~session.errors.NameNotFound` when renewing a name
+    that is not registered, :class:`~session.errors.RegistryError` for other refusals."""
+    doc = build_renew(identity, name) if renew else build_register(identity, name)
+    try:
+        answer = await _post(
+            url, "/name/renew" if renew else "/name/register", doc, session, timeout
+        )
+    except RegistryError as e:
+        if e.status == 409 and "someone else" in str(e):
+            raise NameTaken(f"the name {name!r} is already taken") from None
+        if e.status == 404:
+            raise NameNotFound(f"the name {name!r} is not registered") from None
+        raise
+    expiry = answer.get("result", {}).get("expiry") if isinstance(answer, dict) else None
+    if isinstance(expiry, bool) or not isinstance(expiry, int):
+        raise RegistryError("registry answered a name registration without its expiry", 502)
+    return expiry
+
+
 async def register(
     url: str,
     identity: Signer,
@@ -157,4 +204,11 @@ async def deregister(
     )
 
 
-__all__ = ["deregister", "fetch_node_list", "fetch_nodes", "register"]
+__all__ = [
+    "deregister",
+    "fetch_names",
+    "fetch_node_list",
+    "fetch_nodes",
+    "register",
+    "register_name",
+]

@@ -8,7 +8,14 @@ Endpoints:
 * ``POST /register`` — a signed registration (see :mod:`session.registry.messages`); answers
   ``{"result": {"node": <entry>, "height": h}}``.
 * ``POST /deregister`` — a signed deregistration; answers ``{"result": {"removed": <key>, ...}}``.
+* ``POST /name/register`` — a signed Session name registration (:mod:`session.names`);
+  answers ``{"result": {"name_hash": ..., "expiry": t}}``; 409 when someone else holds it.
+* ``POST /name/renew`` — a signed renewal by the name's owner; same answer; 404 unknown name.
+* ``POST /json_rpc`` with ``ons_names`` — ``{"since": revision}`` → name records changed since
+  (what nodes mirror to answer ``ons_resolve``; hashes and encrypted values only).
 * ``GET /healthz`` — ``{"ok": true, "height": h}``.
+
+Nothing about names is logged: not the name, its hash, the value or the owner.
 
 Refusals are JSON ``{"error": "<one sentence>"}`` with 400 (malformed or stale), 401 (bad
 signature or key pair), 404 (unknown node), 409 (replayed request or address taken).
@@ -99,6 +106,20 @@ async def handle_deregister(request: web.Request) -> web.Response:
     return web.json_response({"result": {"removed": key, "height": registry.height}})
 
 
+async def handle_name(request: web.Request) -> web.Response:
+    """``/name/register`` and ``/name/renew`` (logged without name, hash or owner)."""
+    registry = request.app[REGISTRY_KEY]
+    renew = request.path.endswith("/renew")
+    try:
+        doc = await _json_body(request)
+        rec = registry.renew_name(doc) if renew else registry.register_name(doc)
+    except (InvalidInput, InvalidSignature, RegistryError) as e:
+        log.info("name %s refused (%s)", "renewal" if renew else "registration", type(e).__name__)
+        return _refusal(e)
+    log.info("name %s accepted", "renewal" if renew else "registration")
+    return web.json_response({"result": {"name_hash": rec.name_hash, "expiry": rec.expiry}})
+
+
 async def handle_json_rpc(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY_KEY]
     req_id: Any = None
@@ -115,10 +136,13 @@ async def handle_json_rpc(request: web.Request) -> web.Response:
         return rpc_error(JSONRPC_INVALID_REQUEST, "request must be an object with a method", 400)
     req_id = doc.get("id")
     method = doc["method"]
-    if method not in ("get_n_service_nodes", "get_service_nodes"):
+    if method not in ("get_n_service_nodes", "get_service_nodes", "ons_names"):
         return rpc_error(JSONRPC_METHOD_NOT_FOUND, f"unknown method {method!r}")
     try:
-        result = registry.get_n_service_nodes(doc.get("params") or {})
+        if method == "ons_names":
+            result = registry.names_since(doc.get("params"))
+        else:
+            result = registry.get_n_service_nodes(doc.get("params") or {})
     except InvalidInput as e:
         return rpc_error(JSONRPC_INVALID_PARAMS, str(e))
     return web.json_response({"jsonrpc": "2.0", "id": req_id, "result": result})
@@ -138,6 +162,8 @@ def make_app(registry: Registry) -> web.Application:
     app.router.add_post("/json_rpc", handle_json_rpc)
     app.router.add_post("/register", handle_register)
     app.router.add_post("/deregister", handle_deregister)
+    app.router.add_post("/name/register", handle_name)
+    app.router.add_post("/name/renew", handle_name)
     app.router.add_get("/healthz", handle_health)
     return app
 

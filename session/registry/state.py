@@ -21,7 +21,8 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 
-from session.errors import DecodeError, InvalidInput, RegistryError
+from session import names as ons
+from session.errors import DecodeError, InvalidInput, InvalidSignature, NameTaken, RegistryError
 from session.proto.snodes import INVALID_SWARM_ID, ServiceNode, node_list_json
 from session.registry.assign import (
     UNASSIGNED_SWARM_ID,
@@ -38,6 +39,10 @@ from session.registry.messages import (
 STATE_FILE = "registry.msgpack"
 STATE_VERSION = 1
 DEFAULT_STAKE_REQUIREMENT = 25_000
+#: How long a name registration (or renewal) lasts, in seconds: one year, as Session names.
+DEFAULT_NAME_TERM = 365 * 24 * 3600
+#: Most name records one ``ons_names`` answer carries (nodes page with ``since``).
+NAMES_PAGE = 1000
 #: Reported like oxend's ``hardfork`` / ``snode_revision`` (Session's storage server wants ≥ 19.3).
 HARDFORK = 21
 SNODE_REVISION = 0
@@ -86,8 +91,30 @@ class Entry:
         )
 
 
+@dataclasses.dataclass(slots=True)
+class NameRecord:
+    """One Session name as the name service stores it: only its hash, never the name."""
+
+    name_hash: str  # base64 of BLAKE2b-256(name)
+    encrypted_value: bytes  # XChaCha20-Poly1305 of the Session ID (49 bytes)
+    nonce: bytes  # 24 bytes
+    owner: str  # Ed25519 key (hex) that registered it and alone may renew it
+    expiry: int  # Unix seconds
+    revision: int  # the registry's name revision when this record last changed
+
+    def listing(self) -> dict[str, Any]:
+        """What nodes mirror (no owner: lookups do not need it)."""
+        return {
+            "name_hash": self.name_hash,
+            "encrypted_value": self.encrypted_value.hex(),
+            "nonce": self.nonce.hex(),
+            "expiry": self.expiry,
+        }
+
+
 class Registry:
-    """Registered nodes and their swarms; persisted in ``data_dir`` when one is given."""
+    """Registered nodes and their swarms, and Session names; persisted in ``data_dir`` when
+    one is given."""
 
     def __init__(
         self,
@@ -97,9 +124,18 @@ class Registry:
         seed: str | bytes | None = None,
         freshness: float = DEFAULT_FRESHNESS,
         clock: Callable[[], float] = time.time,
+        name_term: int = DEFAULT_NAME_TERM,
     ) -> None:
         if stake_requirement < 0:
             raise InvalidInput("stake requirement must not be negative")
+        if name_term <= 0:
+            raise InvalidInput("the name term must be a positive number of seconds")
+        self.name_term = int(name_term)
+        #: Session names by name hash (base64) and the revision counter nodes sync from.
+        self.names: dict[str, NameRecord] = {}
+        self.names_revision = 0
+        #: last accepted name-request timestamp per owner key (replays fail)
+        self.name_timestamps: dict[str, int] = {}
         self.stake_requirement = int(stake_requirement)
         self.freshness = freshness
         self._clock = clock
@@ -251,6 +287,88 @@ class Registry:
         self._changed()
         return key
 
+    # -- names ------------------------------------------------------------------------------
+
+    def _name_request(self, fields: Mapping[str, Any]) -> None:
+        """Freshness and replay checks shared by name registration and renewal."""
+        skew = self._clock() - fields["timestamp"] / 1000
+        if abs(skew) > self.freshness:
+            raise InvalidInput(
+                f"request timestamp is {int(skew)} s away from the registry's clock "
+                f"(allowed: {int(self.freshness)} s); check the clock"
+            )
+        last = self.name_timestamps.get(fields["owner"])
+        if last is not None and fields["timestamp"] <= last:
+            raise RegistryError(
+                "request is not newer than the owner's last accepted request (replayed?)", 409
+            )
+
+    def register_name(self, doc: Mapping[str, Any]) -> NameRecord:
+        """Accept a signed name registration (see :mod:`session.names`): first come, first
+        served; a name whose registration expired is free again. Re-registering one's own
+        name replaces its value and starts a new term.
+
+        Raises :class:`~session.errors.NameTaken` (409) when someone else holds the name,
+        :class:`~session.errors.InvalidSignature` or :class:`~session.errors.InvalidInput`.
+        """
+        f = ons.verify_register(doc)
+        self._name_request(f)
+        now = int(self._clock())
+        old = self.names.get(f["name_hash"])
+        if old is not None and old.owner != f["owner"] and old.expiry > now:
+            raise NameTaken("the name is already registered by someone else")
+        self.names_revision += 1
+        rec = NameRecord(
+            name_hash=f["name_hash"],
+            encrypted_value=f["encrypted_value"],
+            nonce=f["nonce"],
+            owner=f["owner"],
+            expiry=now + self.name_term,
+            revision=self.names_revision,
+        )
+        self.names[rec.name_hash] = rec
+        self.name_timestamps[rec.owner] = f["timestamp"]
+        self._save()
+        return rec
+
+    def renew_name(self, doc: Mapping[str, Any]) -> NameRecord:
+        """Accept a signed renewal by the name's owner: one more term from the later of now
+        and the current expiry (an expired name nobody took may still be renewed)."""
+        f = ons.verify_renew(doc)
+        self._name_request(f)
+        rec = self.names.get(f["name_hash"])
+        if rec is None:
+            raise RegistryError("the name is not registered", 404)
+        if rec.owner != f["owner"]:
+            raise InvalidSignature("only the name's owner may renew it")
+        now = int(self._clock())
+        self.names_revision += 1
+        rec.expiry = max(now, rec.expiry) + self.name_term
+        rec.revision = self.names_revision
+        self.name_timestamps[rec.owner] = f["timestamp"]
+        self._save()
+        return rec
+
+    def names_since(self, params: Any) -> dict[str, Any]:
+        """The ``ons_names`` answer: records changed after revision ``since`` (oldest first,
+        at most :data:`NAMES_PAGE`), the current revision and the registry's clock."""
+        params = {} if params is None else params
+        if not isinstance(params, Mapping):
+            raise DecodeError("params must be a JSON object")
+        since = params.get("since", 0)
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise DecodeError("since must be a non-negative integer")
+        changed = sorted(
+            (r for r in self.names.values() if r.revision > since), key=lambda r: r.revision
+        )[:NAMES_PAGE]
+        last = changed[-1].revision if changed else max(since, 0)
+        return {
+            "revision": min(last, self.names_revision) if changed else self.names_revision,
+            "more": bool(changed) and last < self.names_revision,
+            "names": [r.listing() for r in changed],
+            "now": int(self._clock()),
+        }
+
     def _check_newer(self, key: str, timestamp: int) -> None:
         last = self.last_timestamp.get(key)
         if last is not None and timestamp <= last:
@@ -277,6 +395,8 @@ class Registry:
             k for k, ts in self.last_timestamp.items() if k not in self.entries and ts < horizon
         ]:
             del self.last_timestamp[k]
+        for k in [k for k, ts in self.name_timestamps.items() if ts < horizon]:
+            del self.name_timestamps[k]
 
     def _save(self) -> None:
         if self.path is None:
@@ -289,6 +409,9 @@ class Registry:
             "stake_requirement": self.stake_requirement,
             "nodes": [dataclasses.asdict(e) for e in self.entries.values()],
             "last_timestamp": self.last_timestamp,
+            "names": [dataclasses.asdict(r) for r in self.names.values()],
+            "names_revision": self.names_revision,
+            "name_timestamps": self.name_timestamps,
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -313,6 +436,15 @@ class Registry:
                 e = Entry(**raw)
                 self.entries[e.pubkey_ed25519] = e
             self.last_timestamp = {str(k): int(v) for k, v in doc["last_timestamp"].items()}
+            # Names came later: a state file without them has none.
+            self.names = {}
+            for raw in doc.get("names", []):
+                r = NameRecord(**raw)
+                self.names[r.name_hash] = r
+            self.names_revision = int(doc.get("names_revision", 0))
+            self.name_timestamps = {
+                str(k): int(v) for k, v in doc.get("name_timestamps", {}).items()
+            }
         except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
             raise RegistryError(f"registry state file {path} is unreadable: {e}", 400) from None
 
@@ -330,4 +462,11 @@ def _wanted_fields(fields: Any) -> set[str] | None:
     raise DecodeError("fields must be an object or a list of names")
 
 
-__all__ = ["DEFAULT_STAKE_REQUIREMENT", "Entry", "Registry", "genesis_from_seed"]
+__all__ = [
+    "DEFAULT_NAME_TERM",
+    "DEFAULT_STAKE_REQUIREMENT",
+    "Entry",
+    "NameRecord",
+    "Registry",
+    "genesis_from_seed",
+]

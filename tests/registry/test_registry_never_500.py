@@ -17,14 +17,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from session.names import REGISTER_FIELDS, RENEW_FIELDS
 from session.registry import server
 from session.registry.messages import DEREGISTRATION_FIELDS, REGISTRATION_FIELDS
 from session.testing.hostile import ANSWER_WITHIN, CONTENT_ENCODINGS, hostile_bodies, probe
 
-METHODS = ["get_n_service_nodes", "get_service_nodes"]
+METHODS = ["get_n_service_nodes", "get_service_nodes", "ons_names"]
 KEYS = sorted(
     {*REGISTRATION_FIELDS, *DEREGISTRATION_FIELDS, "signature", "id", "jsonrpc"}
-    | {"active_only", "limit", "service_node_pubkeys", "poll_block_hash", "fields"}
+    | {"active_only", "limit", "service_node_pubkeys", "poll_block_hash", "fields", "since"}
+    | {*REGISTER_FIELDS, *RENEW_FIELDS}
 )
 
 
@@ -40,6 +42,8 @@ class Fired:
             ("POST", f"{srv.url}/json_rpc"),
             ("POST", f"{srv.url}/register"),
             ("POST", f"{srv.url}/deregister"),
+            ("POST", f"{srv.url}/name/register"),
+            ("POST", f"{srv.url}/name/renew"),
             ("GET", f"{srv.url}/healthz"),
             ("POST", f"{srv.url}/healthz"),
             ("POST", f"{srv.url}/no/such/path"),
@@ -73,7 +77,7 @@ def fired(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fired]:
 )
 @given(
     body=hostile_bodies(METHODS, KEYS),
-    route=st.integers(0, 5),
+    route=st.integers(0, 7),
     coding=CONTENT_ENCODINGS,
 )
 def test_any_body_at_any_endpoint_gets_an_answer(

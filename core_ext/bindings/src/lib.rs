@@ -18,6 +18,7 @@ mod identity;
 mod mnemonic;
 mod multi_encrypt;
 mod onion;
+mod ons;
 mod protocol;
 mod subaccount;
 mod swarm;
@@ -81,5 +82,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     group_message::register(m)?;
     multi_encrypt::register(m)?;
     subaccount::register(m)?;
+    ons::register(m)?;
     Ok(())
 }

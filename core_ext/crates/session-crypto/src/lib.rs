@@ -21,6 +21,7 @@ pub mod group_message;
 pub mod hash;
 pub mod keys;
 pub mod mnemonic;
+pub mod ons;
 pub mod padding;
 pub mod protocol;
 pub mod subaccount;
