@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from session.client import messages as M
+from session.client import names
 from session.client.configsync import ConfigSync, StoredRow
 from session.client.db import (
     Contact,
@@ -612,6 +613,12 @@ class Client:
         return self.outbox.last_error(message_id)
 
     # --------------------------------------------------------- steps (the loops repeat these)
+
+    async def resolve_name(self, name: str) -> str:
+        """The Session ID registered under ``name`` (§6.8: three random nodes, through onion
+        requests, must agree). Raises InvalidName, NameNotFound, NameExpired or
+        NameLookupFailed (see :func:`session.client.names.resolve`)."""
+        return await names.resolve(self.transport, self.directory.nodes, name, rng=self.rng)
 
     async def poll_once(self) -> int:
         """Retrieve and process new messages of namespaces 0, 2, 3; returns how many new

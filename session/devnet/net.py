@@ -428,7 +428,9 @@ class Devnet:
     def write_nodes_json(self) -> Path:
         path = self.dir / "nodes.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.node_list(), indent=1))
+        doc = self.node_list()
+        doc["registry"] = self.registry_url  # where `session name register` sends requests
+        tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, path)
         return path
 

@@ -52,6 +52,8 @@ class NameMirror:
         self.records: dict[str, tuple[str, str, int]] = {}
         self.revision = 0
         self._synced_at: float | None = None
+        #: True once a copy was fetched (until then lookups are answered 503)
+        self.ready = False
         self._lock = asyncio.Lock()
 
     async def resolve(self, params: Any) -> dict[str, Any]:
@@ -70,6 +72,8 @@ class NameMirror:
         await self._refresh(REFRESH)
         if key not in self.records:
             await self._refresh(MISS_REFRESH)
+        if not self.ready:
+            raise RpcStatusError(503, "names are not available yet; try again")
         rec = self.records.get(key)
         if rec is None:
             return {}
@@ -86,11 +90,10 @@ class NameMirror:
                 return  # another lookup refreshed while this one waited
             try:
                 await self._sync()
+                self.ready = True
             except (RegistryError, DecodeError) as e:
-                if self._synced_at is None:
-                    raise RpcStatusError(503, "names are not available yet; try again") from None
                 log.warning("could not refresh names from the registry: %s", e)
-            # Also after a failure: do not hammer an unreachable registry.
+            # Also after a failure: an unreachable registry is tried again only later.
             self._synced_at = self._clock()
 
     async def _sync(self) -> None:

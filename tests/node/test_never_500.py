@@ -35,7 +35,7 @@ PARAM_KEYS = [
     "pubkey", "pubKey", "timestamp", "ttl", "expiry", "data", "namespace", "signature",
     "messages", "sig_timestamp", "pubkey_ed25519", "subaccount", "subaccount_sig", "last_hash",
     "max_count", "max_size", "before", "revoke", "unrevoke", "requests", "if", "then", "else",
-    "endpoint", "params", "shorten", "extend", "required",
+    "endpoint", "params", "shorten", "extend", "required", "name_hash", "type",
 ]  # fmt: skip
 
 

@@ -14,7 +14,7 @@ public API of :class:`session.client.Client`, and every piece of someone else's 
 passes :func:`session.text.for_terminal` (``--json`` output is exact).
 """
 
-from session.cli.client import chat, contacts, groups, ids, messaging  # noqa: F401  (register commands)
+from session.cli.client import chat, contacts, groups, ids, messaging, names  # noqa: F401  (register commands)
 from session.cli.client.base import main
 
 __all__ = ["main"]

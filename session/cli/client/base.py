@@ -172,7 +172,18 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def parse_id(text: str) -> str:
-    """A user's Session ID from user input (surrounding blanks and upper case tolerated)."""
+    """A user's Session ID from user input (surrounding blanks and upper case tolerated), or
+    the Session ID registered under ``@name`` (resolved through onion requests to three random
+    nodes that must agree; see :mod:`session.client.names`). Called outside the event loop."""
+    if text.strip().startswith("@"):
+        from session.cli.client.names import lookup  # noqa: PLC0415 - CLI start-up stays light
+
+        return run(lookup(text))
+    return parse_hex_id(text)
+
+
+def parse_hex_id(text: str) -> str:
+    """A Session ID typed as hex (no name lookup)."""
     sid = text.strip().lower()
     from session.identity import parse_session_id  # noqa: PLC0415
 
@@ -193,7 +204,7 @@ def identity_store() -> Any:
 def pick_identity(store: Any) -> str:
     wanted = opt("identity")
     if wanted:
-        sid = parse_id(wanted)
+        sid = parse_hex_id(wanted)
         if sid not in store.list():
             raise CliError(f"there is no identity {sid} in {store.root} (see `session id list`)")
         return sid

@@ -1,0 +1,108 @@
+"""Resolving Session names the way Session's clients do (client spec §6.8).
+
+The name hash goes to **three random service nodes**, each through its own onion request
+(``oxend_request`` → ``ons_resolve``, type 0), and all three answers must be identical; the
+value is then decrypted with the key only the name gives. No node learns who asked (onion
+requests), and the nodes answer from their copy of the registry's names, so the registry does
+not learn what was asked either.
+
+Registering and renewing (``session.registry.client.register_name``) go straight to the
+registry over HTTPS, as a Session user's name purchase goes to the chain, not through nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from session.client.transport import OnionTransport, PathFailure
+from session.errors import (
+    DecryptionError,
+    NameExpired,
+    NameLookupFailed,
+    NameNotFound,
+    NotEnoughNodes,
+)
+from session.names import SESSION_TYPE, decrypt_value, name_hash_b64, normalize_name
+from session.proto.snodes import ServiceNode
+
+#: How many nodes must give the same answer.
+AGREE = 3
+#: Most nodes asked in all (a node that fails is replaced by another one).
+MAX_ASKED = 9
+
+#: An answer reduced to what must agree: ("found", value, nonce), ("expired",) or ("unknown",).
+Answer = tuple[str, ...]
+
+
+def _answer(body: Any) -> Answer | None:
+    """What a node said, or None when its answer is not an ``ons_resolve`` result."""
+    result = body.get("result") if isinstance(body, Mapping) else None
+    if not isinstance(result, Mapping):
+        return None
+    value, nonce = result.get("encrypted_value"), result.get("nonce")
+    if isinstance(value, str) and isinstance(nonce, str):
+        return ("found", value.lower(), nonce.lower())
+    if result.get("expired") is True:
+        return ("expired",)
+    return ("unknown",)
+
+
+async def _ask(transport: OnionTransport, node: ServiceNode, h: str) -> Answer | None:
+    params = {"endpoint": "ons_resolve", "params": {"type": SESSION_TYPE, "name_hash": h}}
+    try:
+        status, body = await transport.request(node, "oxend_request", params)
+    except (PathFailure, NotEnoughNodes):
+        return None
+    return _answer(body) if status == 200 else None
+
+
+async def resolve(
+    transport: OnionTransport,
+    nodes: Sequence[ServiceNode],
+    name: str,
+    *,
+    rng: random.Random | None = None,
+) -> str:
+    """The Session ID registered under ``name``.
+
+    Raises :class:`~session.errors.InvalidName` (malformed), :class:`NameNotFound` (nobody
+    registered it), :class:`NameExpired` (its registration lapsed) or
+    :class:`NameLookupFailed` (too few nodes answered, or their answers differ).
+    """
+    name = normalize_name(name)
+    h = name_hash_b64(name)
+    rng = rng or random.SystemRandom()
+    pool = list(nodes)
+    rng.shuffle(pool)
+    if len(pool) < AGREE:
+        raise NameLookupFailed(f"a name lookup needs {AGREE} nodes; {len(pool)} are known")
+    answers: list[Answer] = []
+    asked = 0
+    while len(answers) < AGREE and asked < min(MAX_ASKED, len(pool)):
+        batch = pool[asked : asked + AGREE - len(answers)]
+        asked += len(batch)
+        got = await asyncio.gather(*(_ask(transport, n, h) for n in batch))
+        answers.extend(a for a in got if a is not None)
+    if len(answers) < AGREE:
+        raise NameLookupFailed(
+            f"only {len(answers)} of the {asked} nodes asked about @{name} answered; try again"
+        )
+    if len(set(answers)) != 1:
+        raise NameLookupFailed(f"the nodes asked about @{name} gave different answers")
+    first = answers[0]
+    if first[0] == "unknown":
+        raise NameNotFound(f"no Session ID is registered under the name @{name}")
+    if first[0] == "expired":
+        raise NameExpired(f"the registration of the name @{name} has expired")
+    try:
+        return decrypt_value(name, bytes.fromhex(first[1]), bytes.fromhex(first[2]))
+    except (ValueError, DecryptionError):
+        raise NameLookupFailed(
+            f"the nodes' answer for @{name} does not decrypt to a Session ID"
+        ) from None
+
+
+__all__ = ["AGREE", "resolve"]
