@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from session.client.transport import OnionTransport, PathFailure
+from session.client.transport import PathFailure
 from session.errors import (
     DecryptionError,
     NameExpired,
@@ -32,6 +32,16 @@ from session.proto.snodes import ServiceNode
 AGREE = 3
 #: Most nodes asked in all (a node that fails is replaced by another one).
 MAX_ASKED = 9
+
+
+class Requester(Protocol):
+    """What resolving needs of :class:`session.client.transport.OnionTransport`: one onion
+    request to a node, answering (status, body)."""
+
+    async def request(
+        self, dest: ServiceNode, method: str, params: Mapping[str, Any]
+    ) -> tuple[int, Any]: ...
+
 
 #: An answer reduced to what must agree: ("found", value, nonce), ("expired",) or ("unknown",).
 Answer = tuple[str, ...]
@@ -50,7 +60,7 @@ def _answer(body: Any) -> Answer | None:
     return ("unknown",)
 
 
-async def _ask(transport: OnionTransport, node: ServiceNode, h: str) -> Answer | None:
+async def _ask(transport: Requester, node: ServiceNode, h: str) -> Answer | None:
     params = {"endpoint": "ons_resolve", "params": {"type": SESSION_TYPE, "name_hash": h}}
     try:
         status, body = await transport.request(node, "oxend_request", params)
@@ -60,7 +70,7 @@ async def _ask(transport: OnionTransport, node: ServiceNode, h: str) -> Answer |
 
 
 async def resolve(
-    transport: OnionTransport,
+    transport: Requester,
     nodes: Sequence[ServiceNode],
     name: str,
     *,

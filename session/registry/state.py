@@ -303,7 +303,7 @@ class Registry:
                 "request is not newer than the owner's last accepted request (replayed?)", 409
             )
 
-    def register_name(self, doc: Mapping[str, Any]) -> NameRecord:
+    def register_name(self, doc: Any) -> NameRecord:
         """Accept a signed name registration (see :mod:`session.names`): first come, first
         served; a name whose registration expired is free again. Re-registering one's own
         name replaces its value and starts a new term.
@@ -331,7 +331,7 @@ class Registry:
         self._save()
         return rec
 
-    def renew_name(self, doc: Mapping[str, Any]) -> NameRecord:
+    def renew_name(self, doc: Any) -> NameRecord:
         """Accept a signed renewal by the name's owner: one more term from the later of now
         and the current expiry (an expired name nobody took may still be renewed)."""
         f = ons.verify_renew(doc)

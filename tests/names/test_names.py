@@ -143,7 +143,14 @@ def test_bad_requests_are_refused(tmp_path: Path) -> None:
     ).hex()
     with pytest.raises(InvalidSignature):
         reg.register_name(doc)
-    for bad in ({}, [], {"name": "ALICE"}, {**good, "name": "Alice"}, {**good, "name_hash": "x"}):
+    bads: list[Any] = [
+        {},
+        [],
+        {"name": "ALICE"},
+        {**good, "name": "Alice"},
+        {**good, "name_hash": "x"},
+    ]
+    for bad in bads:
         with pytest.raises((DecodeError, InvalidName)):
             reg.register_name(bad)
 
@@ -181,7 +188,8 @@ def test_mirror_answers_ons_resolve(tmp_path: Path) -> None:
         assert asked[-1] == 1  # incremental: only records after revision 1
         clock.t += 200
         assert await mirror.resolve({"type": 0, "name_hash": h}) == {"expired": True}
-        for bad in ({"type": 1, "name_hash": h}, {"type": 0}, [], {"name_hash": "zz"}):
+        bads: list[Any] = [{"type": 1, "name_hash": h}, {"type": 0}, [], {"name_hash": "zz"}]
+        for bad in bads:
             with pytest.raises(RpcStatusError):
                 await mirror.resolve(bad)
 
