@@ -135,11 +135,35 @@ fn attachment_padded_size(n: usize) -> usize {
     att::padded_size(n)
 }
 
+/// Encrypts a profile picture: IV (12) ‖ AES-256-GCM(image) ‖ tag (16).
+#[pyfunction]
+fn profile_pic_encrypt<'py>(
+    py: Python<'py>,
+    image: &[u8],
+    key: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let out = py.detach(|| session_crypto::profile_pic::encrypt(image, key))?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Verifies and decrypts a profile picture blob.
+#[pyfunction]
+fn profile_pic_decrypt<'py>(
+    py: Python<'py>,
+    blob: &[u8],
+    key: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let out = py.detach(|| session_crypto::profile_pic::decrypt(blob, key))?;
+    Ok(PyBytes::new(py, &out))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(attachment_encrypt, m)?)?;
     m.add_function(wrap_pyfunction!(attachment_decrypt, m)?)?;
     m.add_function(wrap_pyfunction!(attachment_padded_size, m)?)?;
     m.add_class::<AttachmentEncryptor>()?;
+    m.add_function(wrap_pyfunction!(profile_pic_encrypt, m)?)?;
+    m.add_function(wrap_pyfunction!(profile_pic_decrypt, m)?)?;
     m.add_class::<AttachmentDecryptor>()?;
     m.add("ATTACHMENT_KEY_LEN", att::KEY_LEN)?;
     Ok(())

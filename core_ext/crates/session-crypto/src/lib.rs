@@ -3,7 +3,7 @@
 //! One module per concept: [`keys`] (seed → Ed25519 → X25519 → Session ID, signatures),
 //! [`mnemonic`] (13/25-word recovery phrases), [`padding`], [`protocol`] (1:1 sign-then-seal),
 //! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
-//! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets),
+//! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets), [`profile_pic`] (AES-GCM avatars),
 //! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding), [`compression`] (zstd),
 //! [`group_message`] (03-group messages), [`group_keys`] (their key messages), [`subaccount`] (group members' swarm authentication).
 
@@ -23,6 +23,7 @@ pub mod keys;
 pub mod mnemonic;
 pub mod ons;
 pub mod padding;
+pub mod profile_pic;
 pub mod protocol;
 pub mod subaccount;
 
