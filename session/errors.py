@@ -207,6 +207,24 @@ class NameLookupFailed(NetworkError):
     """A name could not be resolved: too few nodes answered, or their answers disagree."""
 
 
+class FileServerError(NetworkError):
+    """The file server answered a request with an error (``status``; its one-sentence reason
+    is the message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FileExpired(FileServerError):
+    """The file is not on the file server: it expired (and was swept) or never existed."""
+
+
+class FileTooLarge(InvalidInput):
+    """A file over the file server's size limit: a client refuses it before sending a byte,
+    the server answers 413."""
+
+
 class GroupError(InvalidInput):
     """A group operation that cannot be done: unknown group, not an admin, not a member."""
 
@@ -223,6 +241,9 @@ __all__ = [
     "DecryptionError",
     "DestinationRefused",
     "ErrorKind",
+    "FileExpired",
+    "FileServerError",
+    "FileTooLarge",
     "GroupError",
     "GroupFull",
     "InvalidInput",

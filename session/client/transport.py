@@ -164,6 +164,71 @@ class OnionTransport:
             self.clock.observe(body["t"], sent, received)
         return code, body
 
+    async def request_server(
+        self,
+        dest: onion.ServerDestination,
+        meta: Mapping[str, Any],
+        body: bytes | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send one v4 request (``meta`` = ``{"method", "endpoint", "headers"}``) to a server
+        behind a 3-hop path (the last node proxies it to ``dest``); returns the server's
+        (status, headers, body). Raises :class:`PathFailure` when it did not get through."""
+        path = self.paths.choose()
+        hops = [onion.Hop(h.pubkey_ed25519, h.x25519) for h in path.hops]
+        frame, reply_key = onion.build(
+            hops, dest, onion.v4_encode_request(dict(meta), body), self.enc_type
+        )
+        http = await self._session()
+        wait = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        try:
+            async with http.post(
+                f"{path.guard.https_url}/onion_req/v2", data=bytes(frame), timeout=wait
+            ) as r:
+                status, raw = r.status, await r.read()
+        except TimeoutError:
+            self.paths.path_timed_out(path)
+            raise PathFailure("onion request to the server timed out") from None
+        except (aiohttp.ClientError, OSError) as e:
+            self.paths.guard_unreachable(path)
+            raise PathFailure(
+                f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}"
+            ) from None
+        if status != 200:
+            unreachable = named_next_node(status, raw)
+            if unreachable is not None:
+                self.paths.node_unreachable(path, unreachable)
+            raise PathFailure(f"path error {status}: {raw[:200].decode(errors='replace')}")
+        plain = _open_reply(reply_key, raw)
+        if plain is None:
+            self.paths.path_failed(path)
+            raise PathFailure("undecryptable onion reply from the server's path")
+        if not plain.startswith(b"l"):
+            # Not the server's v4 answer: the last node's own (it could not reach the server).
+            code, text = _parse_reply(plain)
+            raise PathFailure(f"the last node could not reach the server ({code}): {text}"[:300])
+        try:
+            meta_out, payload = onion.v4_decode_response(plain)
+            code = int(meta_out["code"])
+            headers = dict(meta_out.get("headers") or {})
+        except (ValueError, KeyError, TypeError) as e:
+            raise PathFailure(f"malformed v4 reply from the server: {e}") from None
+        self.paths.path_ok(path)
+        return code, {str(k).lower(): str(v) for k, v in headers.items()}, payload or b""
+
+
+def _open_reply(reply_key: Any, raw: bytes) -> bytes | None:
+    """The decrypted reply (sent raw, or base64 when the layer asked for it), or None."""
+    try:
+        return bytes(reply_key.decrypt(raw))
+    except (DecryptionError, ValueError):
+        pass
+    try:
+        return bytes(reply_key.decrypt(base64.b64decode(raw, validate=True)))
+    except (DecryptionError, ValueError, binascii.Error):
+        return None
+
 
 def _parse_reply(plain: bytes) -> tuple[int, Any]:
     try:

@@ -1,6 +1,6 @@
-"""A local network ("devnet") on 127.0.0.1: a registry and N service nodes (and, as they come,
-the other services), each its own process. It starts every kind of service, so it lives beside
-them rather than inside one.
+"""A local network ("devnet") on 127.0.0.1: a registry, one file server and N service nodes
+(and, as they come, the other services), each its own process. It starts every kind of
+service, so it lives beside them rather than inside one.
 
 :class:`Devnet` is the Python API (tests use it as a fixture)::
 
@@ -11,8 +11,10 @@ them rather than inside one.
 
 :func:`main` (``session-node devnet``, ``python -m session.devnet``) runs one until
 SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's complete ``get_n_service_nodes``
-JSON, rewritten on every change), prints where everything is, and serves a loopback control
-endpoint:
+JSON, rewritten on every change, plus our ``file_servers`` field: ``[{"url", "pubkey_ed25519",
+"pubkey_x25519"}]`` of the devnet's file server, read by
+:func:`session.proto.snodes.parse_file_servers`), prints where everything is, and serves a
+loopback control endpoint:
 
 * ``GET  /nodes``          → the node list JSON
 * ``POST /add``            → start one more node, answers its entry
@@ -22,6 +24,11 @@ Every process gets its own ports (bound as port 0 and reported back, see
 :mod:`session.devnet.net`) and data directory under ``DIR``; logs go to
 ``DIR/<name>/process.log``.
 
+The file server (``Devnet.file_server``, a :class:`DevnetFileServer`; ``file_server=False``
+leaves it out) keeps its data under ``DIR/fileserver/``, starts before the nodes and is added
+to their ``proxy_allow``; ``stop_file_server(kill=...)`` and ``start_file_server()`` stop and
+restart it on the same port and data.
+
 Nodes proxy onion requests only to the servers named in ``proxy_allow`` (``"host:port"``
 entries: the devnet's own file and community servers), never to public or other local
 addresses (``network.proxy_public = false``).
@@ -30,6 +37,6 @@ addresses (``network.proxy_public = false``).
 from __future__ import annotations
 
 from session.devnet.control import main
-from session.devnet.net import Devnet, DevnetError, DevnetNode
+from session.devnet.net import Devnet, DevnetError, DevnetFileServer, DevnetNode
 
-__all__ = ["Devnet", "DevnetError", "DevnetNode", "main"]
+__all__ = ["Devnet", "DevnetError", "DevnetFileServer", "DevnetNode", "main"]

@@ -79,6 +79,7 @@ def _ready_line(net: Devnet, control_port: int, seconds: float) -> dict[str, Any
             {"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}
             for n in net.nodes
         ],
+        "file_server": net.file_server.entry.to_json() if net.file_server else None,
         "seconds": seconds,
     }
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from session.node import keys
 from session.node.swarm_view import list_version
-from session.proto.snodes import INVALID_SWARM_ID, parse_node_list
+from session.proto.snodes import INVALID_SWARM_ID, FileServer, parse_node_list
 from session.registry.messages import build_deregistration
 
 _UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -115,6 +115,37 @@ class DevnetNode:
         return f"DevnetNode({self.name}, https={self.https_port}, running={self.running})"
 
 
+class DevnetFileServer:
+    """The devnet's file server process (``python -m session.fileserver run``), its data under
+    ``DIR/fileserver/``; ``port`` is 0 until it reports the one it bound, then kept across
+    restarts."""
+
+    def __init__(self, data_dir: Path, host: str, port: int) -> None:
+        self.name = "fileserver"
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pubkey_ed25519 = ""
+        self.pubkey_x25519 = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def entry(self) -> FileServer:
+        """What ``nodes.json`` lists for it (``file_servers``)."""
+        return FileServer(self.url, self.pubkey_ed25519, self.pubkey_x25519)
+
+    def __repr__(self) -> str:
+        return f"DevnetFileServer({self.url}, running={self.running})"
+
+
 class Devnet:
     """A registry and ``nodes`` service nodes on loopback (see the module docstring)."""
 
@@ -133,6 +164,7 @@ class Devnet:
         base_port: int | None = None,
         extra_env: dict[str, str] | None = None,
         proxy_allow: Sequence[str] = (),
+        file_server: bool = True,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
@@ -151,6 +183,10 @@ class Devnet:
         self.nodes: list[DevnetNode] = []
         self.registry_proc: subprocess.Popen[bytes] | None = None
         self.registry_url = ""
+        #: The devnet's file server (started before the nodes, which may proxy to it).
+        self.file_server: DevnetFileServer | None = (
+            DevnetFileServer(self.dir / "fileserver", host, 0) if file_server else None
+        )
         self._lock = threading.RLock()
         self._logs: list[Any] = []
 
@@ -174,6 +210,10 @@ class Devnet:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._start_registry()
         try:
+            if self.file_server is not None:
+                self.file_server.port = self._port()
+                self.start_file_server()
+                self.proxy_allow.append(f"{self.file_server.host}:{self.file_server.port}")
             for _ in range(self.initial):
                 self._spawn(self._new_node())
             self._wait_all_ready()
@@ -214,6 +254,64 @@ class Devnet:
             raise DevnetError(
                 f"registry did not start (see {rdir / 'process.log'}): {line!r}"
             ) from None
+
+    def start_file_server(self) -> DevnetFileServer:
+        """Start (or restart, same port and data) the file server; returns once it listens."""
+        fs = self.file_server
+        if fs is None:
+            raise DevnetError("this devnet was made without a file server")
+        if fs.running:
+            return fs
+        fs.data_dir.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_FILESERVER_")}
+        cmd = [
+            sys.executable,
+            "-m",
+            "session.fileserver",
+            "run",
+            "--data-dir",
+            str(fs.data_dir),
+            "--listen-host",
+            fs.host,
+            "--port",
+            str(fs.port),
+            "--log-level",
+            self.log_level,
+            "--log-format",
+            "json",
+        ]
+        fs.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(fs.data_dir),
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        line = self._read_line(fs.proc, 30.0)
+        try:
+            doc = json.loads(line)
+            fs.port = int(doc["url"].rsplit(":", 1)[1])
+            fs.pubkey_ed25519 = doc["pubkey_ed25519"]
+            fs.pubkey_x25519 = doc["pubkey_x25519"]
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            raise DevnetError(
+                f"file server did not start (see {fs.data_dir / 'process.log'}): {line!r}"
+            ) from None
+        return fs
+
+    def stop_file_server(self, *, kill: bool = False) -> int | None:
+        """Stop the file server (SIGTERM, or SIGKILL: a crash); returns its exit code."""
+        fs = self.file_server
+        if fs is None or fs.proc is None:
+            return None
+        if fs.proc.poll() is None:
+            if kill:
+                fs.proc.kill()
+            else:
+                fs.proc.send_signal(signal.SIGTERM)
+            try:
+                fs.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                fs.proc.kill()
+                fs.proc.wait(5)
+        return fs.proc.returncode
 
     @staticmethod
     def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -430,6 +528,8 @@ class Devnet:
         tmp = path.with_suffix(".tmp")
         doc = self.node_list()
         doc["registry"] = self.registry_url  # where `session name register` sends requests
+        if self.file_server is not None:
+            doc["file_servers"] = [self.file_server.entry.to_json()]
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, path)
         return path
@@ -447,6 +547,7 @@ class Devnet:
                 except subprocess.TimeoutExpired:
                     n.proc.kill()
                     n.proc.wait(5)
+        self.stop_file_server()
         if self.registry_proc is not None and self.registry_proc.poll() is None:
             self.registry_proc.send_signal(signal.SIGTERM)
             try:
@@ -460,6 +561,7 @@ class Devnet:
         self._logs.clear()
 
     def exit_codes(self) -> dict[str, int | None]:
+        """Exit codes of the nodes (the file server's: :meth:`stop_file_server`)."""
         return {n.name: (n.proc.returncode if n.proc else None) for n in self.nodes}
 
     def __enter__(self) -> Devnet:

@@ -23,15 +23,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from session.errors import InvalidInput, StorageError, StorageFull
+from session.errors import FileTooLarge, InvalidInput, StorageError, StorageFull
 
 #: Salt of the content-addressed file ID (16 bytes, as the reference server uses).
 ID_SALT = b"SessionFileSvr\0\0"
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{44}\Z")
-
-
-class FileTooLarge(InvalidInput):
-    """A blob over the server's size limit."""
 
 
 class FileNotFound(StorageError):

@@ -6,7 +6,9 @@ everyone agrees on which swarm stores an account.
 
 Entry fields follow Session's ``service_node_states`` entries (``public_ip``, ``storage_port``,
 ``storage_lmq_port``, ``pubkey_ed25519``, ``pubkey_x25519``, ``swarm_id``) plus our registry's
-``stake`` (atomic units) and ``active``.
+``stake`` (atomic units) and ``active``. A list document may also carry ``file_servers``
+(ours, written by the devnet): ``[{"url", "pubkey_ed25519", "pubkey_x25519"}]``, read with
+:func:`parse_file_servers`; :func:`parse_node_list` ignores it.
 """
 
 from __future__ import annotations
@@ -111,6 +113,54 @@ def parse_node_list(doc: Mapping[str, Any]) -> list[ServiceNode]:
     if not isinstance(states, list):
         raise DecodeError("node list has no 'service_node_states' array")
     return [ServiceNode.from_json(e) for e in states]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FileServer:
+    """A file server a node list names (our ``file_servers`` field, e.g. a devnet's):
+    clients reach it through onion paths to ``pubkey_x25519``; ``pubkey_ed25519`` is the key
+    attachment URLs carry (``#p=``, client spec §5.4)."""
+
+    url: str  # "https://127.0.0.1:22040"
+    pubkey_ed25519: str
+    pubkey_x25519: str
+
+    @classmethod
+    def from_json(cls, entry: Any) -> FileServer:
+        """One ``file_servers`` entry; raises DecodeError on any malformed entry."""
+        if not isinstance(entry, Mapping):
+            raise DecodeError("file server entry is not a JSON object")
+        url = entry.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DecodeError("file server url must be an http:// or https:// URL")
+        return cls(
+            url.rstrip("/"),
+            _hex32(entry.get("pubkey_ed25519"), "pubkey_ed25519"),
+            _hex32(entry.get("pubkey_x25519"), "pubkey_x25519"),
+        )
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "url": self.url,
+            "pubkey_ed25519": self.pubkey_ed25519,
+            "pubkey_x25519": self.pubkey_x25519,
+        }
+
+
+def parse_file_servers(doc: Mapping[str, Any]) -> list[FileServer]:
+    """The ``file_servers`` array of a node list document (top level, or inside ``result``);
+    an empty list when there is none (Session's own lists have none). Raises DecodeError on
+    a malformed one."""
+    if not isinstance(doc, Mapping):
+        raise DecodeError("node list is not a JSON object")
+    entries = doc.get("file_servers")
+    if entries is None and isinstance(doc.get("result"), Mapping):
+        entries = doc["result"].get("file_servers")
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise DecodeError("'file_servers' must be an array")
+    return [FileServer.from_json(e) for e in entries]
 
 
 def node_list_json(nodes: Iterable[ServiceNode], **extra: Any) -> dict[str, Any]:
