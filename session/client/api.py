@@ -28,6 +28,7 @@ from session.client import messages as M
 from session.client import names
 from session.client.configsync import ConfigSync, StoredRow
 from session.client.db import (
+    Attachment,
     Contact,
     ConversationSummary,
     Database,
@@ -368,9 +369,20 @@ class Client:
         except (TimeoutError, SessionError) as e:
             log.debug("no network time yet: %s", e)
 
-    async def send(self, to: str, text: str, *, expiration: M.Expiration | None = None) -> int:
+    async def send(
+        self,
+        to: str,
+        text: str,
+        *,
+        expiration: M.Expiration | None = None,
+        attachments: Sequence[pb.AttachmentPointer] = (),
+    ) -> int:
         """Queue a text message to ``to``; returns its local message id. The message is
-        encrypted and committed at once and delivered by the outbox (also after a restart)."""
+        encrypted and committed at once and delivered by the outbox (also after a restart).
+
+        ``attachments`` are pointers to files already encrypted and uploaded (see
+        :func:`session.client.attachments.pointer`); ``text`` is then their caption and may be
+        empty."""
         self._check_peer(to)
         await self._ensure_clock()
         contact = self.db.contact(to)
@@ -387,7 +399,9 @@ class Client:
         )
         sent_ms = self._next_sent_ms()
         name = self.display_name
-        content = M.text(text, sent_ms=sent_ms, display_name=name, expiration=exp)
+        content = M.text(
+            text, sent_ms=sent_ms, display_name=name, expiration=exp, attachments=attachments
+        )
         expires_at = (
             sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
         )
@@ -406,10 +420,17 @@ class Client:
                 expires_at_ms=expires_at,
             )
             assert mid is not None
+            if attachments:
+                self.db.add_attachments(mid, [p.SerializeToString() for p in attachments])
             self._enqueue("message", to, content, sent_ms, exp.ttl_ms(), mid)
             if to != self.session_id:
                 sync = M.text(
-                    text, sent_ms=sent_ms, display_name=name, expiration=exp, sync_target=to
+                    text,
+                    sent_ms=sent_ms,
+                    display_name=name,
+                    expiration=exp,
+                    sync_target=to,
+                    attachments=attachments,
                 )
                 self._enqueue("sync", self.session_id, sync, sent_ms, exp.ttl_ms(), mid)
             if contact_changed:
@@ -590,6 +611,10 @@ class Client:
     def message(self, message_id: int) -> Message | None:
         """One stored message by its local id (None if deleted or unknown)."""
         return self.db.message(message_id)
+
+    def attachment(self, attachment_id: int) -> Attachment | None:
+        """One attachment (of a message we sent or received) by its local id."""
+        return self.db.attachment(attachment_id)
 
     def contacts(self) -> list[Contact]:
         """Everyone we know of: contacts, message requests, blocked senders."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from session import config_crypto, protocol
 from session.errors import DecryptionError, StorageError
+from session.proto import session_pb2 as pb
 
 SCHEMA_VERSION = 1
 
@@ -57,6 +58,13 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_conv ON messages (conversation, sent_ms);
 CREATE INDEX IF NOT EXISTS messages_exp ON messages (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attachments (
+    id INTEGER PRIMARY KEY,
+    message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,         -- position in the message
+    pointer BLOB NOT NULL,        -- sealed AttachmentPointer (it holds the file's key)
+    UNIQUE (message_id, idx)
+);
 CREATE TABLE IF NOT EXISTS seen (hash TEXT PRIMARY KEY, seen_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors (node TEXT, namespace INTEGER, last_hash TEXT,
                                     PRIMARY KEY (node, namespace));
@@ -109,6 +117,35 @@ class Contact:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Attachment:
+    """One file attached to a stored message, from its AttachmentPointer (§5.4).
+
+    ``key`` and ``digest`` decrypt and check the blob at ``url``; ``to_dict`` leaves them out.
+    Everything but ``id``/``message_id``/``index`` was chosen by the sender: pass names through
+    :func:`session.client.attachments.safe_filename` and text through ``session.text``.
+    """
+
+    id: int
+    message_id: int
+    index: int
+    file_name: str | None
+    content_type: str
+    size: int
+    url: str
+    key: bytes
+    digest: bytes | None
+    width: int | None = None
+    height: int | None = None
+    voice: bool = False
+    caption: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        del d["key"], d["digest"]
+        return d
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Message:
     """One stored message of a conversation (ours or theirs)."""
 
@@ -124,9 +161,12 @@ class Message:
     exp_mode: int = 0
     exp_seconds: int = 0
     expires_at_ms: int | None = None  # local deletion time (disappearing messages)
+    attachments: tuple[Attachment, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["attachments"] = [a.to_dict() for a in self.attachments]
+        return d
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -392,7 +432,45 @@ class Database:
             exp_mode=int(row["exp_mode"]),
             exp_seconds=int(row["exp_seconds"]),
             expires_at_ms=row["expires_at_ms"],
+            attachments=tuple(self.attachments(int(row["id"]))),
         )
+
+    def add_attachments(self, message_id: int, pointers: Sequence[bytes]) -> None:
+        """Store the serialized AttachmentPointers of a message (sealed: they hold keys)."""
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO attachments (message_id, idx, pointer) VALUES (?,?,?)",
+            [(message_id, i, self.sealer.seal(p)) for i, p in enumerate(pointers)],
+        )
+
+    def _attachment(self, row: sqlite3.Row) -> Attachment:
+        p = pb.AttachmentPointer.FromString(self.sealer.open(row["pointer"]))
+        return Attachment(
+            id=int(row["id"]),
+            message_id=int(row["message_id"]),
+            index=int(row["idx"]),
+            file_name=p.fileName if p.HasField("fileName") else None,
+            content_type=p.contentType or "application/octet-stream",
+            size=p.size,
+            url=p.url,
+            key=p.key,
+            digest=p.digest if p.HasField("digest") else None,
+            width=p.width or None,
+            height=p.height or None,
+            voice=bool(p.flags & pb.AttachmentPointer.VOICE_MESSAGE),
+            caption=p.caption if p.HasField("caption") else None,
+        )
+
+    def attachments(self, message_id: int) -> list[Attachment]:
+        """The attachments of one message, in their order."""
+        rows = self.conn.execute(
+            "SELECT * FROM attachments WHERE message_id=? ORDER BY idx", (message_id,)
+        ).fetchall()
+        return [self._attachment(r) for r in rows]
+
+    def attachment(self, attachment_id: int) -> Attachment | None:
+        """One attachment by its local id."""
+        row = self.conn.execute("SELECT * FROM attachments WHERE id=?", (attachment_id,)).fetchone()
+        return None if row is None else self._attachment(row)
 
     def message(self, message_id: int) -> Message | None:
         row = self.conn.execute("SELECT * FROM messages WHERE id=?", (message_id,)).fetchone()

@@ -116,14 +116,18 @@ def text(
     expiration: Expiration = OFF,
     sync_target: str | None = None,
     quote: tuple[int, str] | None = None,
+    attachments: Sequence[pb.AttachmentPointer] = (),
 ) -> pb.Content:
-    """A visible text message."""
-    if not body:
+    """A visible text message, optionally with attachment pointers (the text is then their
+    caption and may be empty)."""
+    if not body and not attachments:
         raise ValueError("message text is empty")
     if len(body) > MAX_BODY_CHARS:
         raise ValueError(f"message text is longer than {MAX_BODY_CHARS} characters")
     c = pb.Content(sigTimestamp=sent_ms)
-    c.dataMessage.body = body
+    if body:
+        c.dataMessage.body = body
+    c.dataMessage.attachments.extend(attachments)
     _profile(c.dataMessage, display_name)
     if sync_target:
         c.dataMessage.syncTarget = sync_target

@@ -36,6 +36,8 @@ log = logging.getLogger("session.client")
 
 #: Longest display name kept from a peer's profile.
 MAX_NAME_CHARS = 100
+#: Most attachments kept from one message (Session's clients send at most 32).
+MAX_ATTACHMENTS = 32
 #: Namespaces a poll step retrieves, in order (profile and contacts before messages).
 POLLED_NAMESPACES = (S.NS_USER_PROFILE, S.NS_CONTACTS, 0)
 
@@ -149,7 +151,7 @@ class Receiver:
             self.db.upsert_contact(conv, exp_mode=int(exp.mode), exp_seconds=exp.seconds)
             out.append(ExpirationChanged(conv, exp, inc.sender))
             return out
-        if not dm.body:
+        if not dm.body and not dm.attachments:
             return out
         exp = M.expiration_of(inc.content)
         expires = (
@@ -173,6 +175,9 @@ class Receiver:
             exp_seconds=exp.seconds,
             expires_at_ms=expires,
         )
+        if mid is not None and dm.attachments:
+            pointers = dm.attachments[:MAX_ATTACHMENTS]
+            self.db.add_attachments(mid, [p.SerializeToString() for p in pointers])
         if mid is not None:
             out.append(
                 MessageReceived(conv, mid, inc.sender, inc.sent_ms, dm.body, from_me, is_request)

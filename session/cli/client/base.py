@@ -343,13 +343,33 @@ def message_doc(m: Message) -> dict[str, Any]:
         "read_ms",
     )
     d = m.to_dict()
-    return {k: d[k] for k in keys}
+    out = {k: d[k] for k in keys}
+    out["attachments"] = d["attachments"]
+    return out
+
+
+def attachment_lines(m: dict[str, Any]) -> list[str]:
+    """One line per attachment of a message doc: local id (for ``session save``), the
+    sanitised name, size and type (all sender-chosen text goes through the sanitiser)."""
+    # the client package (protobuf, the native core) stays off the CLI's start-up path
+    from session.client.attachments import safe_filename  # noqa: PLC0415
+
+    lines = []
+    for a in m.get("attachments", ()):
+        kind = "voice note" if a["voice"] else shown(a["content_type"])
+        dims = f", {a['width']}×{a['height']}" if a["width"] and a["height"] else ""
+        name = shown(safe_filename(a["file_name"]))
+        caption = f": {shown(a['caption'])}" if a["caption"] else ""
+        lines.append(f"      [file #{a['id']}] {name} ({a['size']:,} bytes, {kind}{dims}){caption}")
+    return lines
 
 
 def print_message(client: Client, m: Message) -> None:
     who = "you" if m.outgoing else name_of(client, m.author)
     state = f"  ({m.status})" if m.outgoing else ("" if m.status == "read" else "  *new*")
     click.echo(f"  [{clock(m.sent_ms)}] {who}: {shown(m.body)}{state}")
+    for line in attachment_lines(message_doc(m)):
+        click.echo(line)
 
 
 def qr(text: str) -> str:

@@ -8,6 +8,7 @@ import click
 
 from session.cli.client.base import (
     CliError,
+    attachment_lines,
     clock,
     common,
     emit,
@@ -132,6 +133,8 @@ def inbox(offline: bool) -> None:
             who = "you" if m["outgoing"] else (name or short(m["author"]))
             mark = "  *new*" if not m["outgoing"] and m["status"] == "received" else ""
             click.echo(f"  [{clock(m['sent_ms'])}] {who}: {shown(m['body'])}{mark}")
+            for line in attachment_lines(m):
+                click.echo(line)
     if doc["requests"]:
         click.echo(f"{doc['requests']} message request(s): see `session requests`")
     if doc["queued"]:
@@ -163,3 +166,5 @@ def history(session_id: str, limit: int) -> None:
     for m in msgs:
         who = "you" if m["outgoing"] else short(m["author"])
         click.echo(f"[{clock(m['sent_ms'])}] {who}: {shown(m['body'])}  ({m['status']})")
+        for line in attachment_lines(m):
+            click.echo(line)
