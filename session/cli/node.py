@@ -347,19 +347,34 @@ def devnet(
 )
 @click.option("--seed", default=None, help="Genesis seed (any text).")
 @click.option(
+    "--name-term",
+    type=click.IntRange(min=1),
+    default=365 * 24 * 3600,
+    show_default=True,
+    help="Seconds a Session name registration or renewal lasts.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
     show_default=True,
 )
 def registry(
-    host: str, port: int, data_dir: Path, stake_requirement: int, seed: str | None, log_level: str
+    host: str,
+    port: int,
+    data_dir: Path,
+    stake_requirement: int,
+    seed: str | None,
+    name_term: int,
+    log_level: str,
 ) -> None:
     """Run the stake registry in the foreground (prints a JSON ready line)."""
     # aiohttp and uvloop (~0.4 s, measured with `python -X importtime`) only for this command.
     from session.registry.__main__ import serve  # noqa: PLC0415 - measured, see above
 
-    sys.exit(serve(host, port, str(data_dir), stake_requirement, seed, log_level))
+    sys.exit(
+        serve(host, port, str(data_dir), stake_requirement, seed, log_level, name_term=name_term)
+    )
 
 
 def resource_text(name: str) -> str:

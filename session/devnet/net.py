@@ -165,6 +165,7 @@ class Devnet:
         extra_env: dict[str, str] | None = None,
         proxy_allow: Sequence[str] = (),
         file_server: bool = True,
+        name_term: int | None = None,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
@@ -179,6 +180,7 @@ class Devnet:
         self.ready_timeout = ready_timeout
         self.extra_env = dict(extra_env or {})
         self.proxy_allow = list(proxy_allow)  # "host:port" of the servers nodes may proxy to
+        self.name_term = name_term  # seconds a name registration lasts (None: the registry's)
         self._next_port = base_port
         self.nodes: list[DevnetNode] = []
         self.registry_proc: subprocess.Popen[bytes] | None = None
@@ -243,6 +245,8 @@ class Devnet:
             "--log-level",
             self.log_level,
         ]
+        if self.name_term is not None:
+            cmd += ["--name-term", str(self.name_term)]
         self.registry_proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL
         )

@@ -8,7 +8,8 @@ nothing about lookups either.
 
 Cheap on a Pi: nothing is fetched until the first lookup; after that the copy is brought up to
 date incrementally (``ons_names`` with ``since``) at most every :data:`REFRESH` seconds, and at
-most every :data:`MISS_REFRESH` seconds when a lookup misses (a name registered moments ago).
+most every :data:`MISS_REFRESH` seconds when a lookup misses or finds a lapsed registration (a
+name registered, or taken over, moments ago).
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ class NameMirror:
         except DecodeError as e:
             raise RpcStatusError(400, str(e)) from None
         await self._refresh(REFRESH)
-        if key not in self.records:
+        rec = self.records.get(key)
+        if rec is None or rec[2] <= self._wall():
+            # Unknown or lapsed here: it may have been (re-)registered since the last refresh.
             await self._refresh(MISS_REFRESH)
         if not self.ready:
             raise RpcStatusError(503, "names are not available yet; try again")

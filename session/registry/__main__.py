@@ -19,6 +19,7 @@ import uvloop
 from session.errors import ConfigError, SessionError
 from session.registry.config import load_settings
 from session.registry.server import MAX_BODY, run
+from session.registry.state import DEFAULT_NAME_TERM
 from session.service.logs import setup_logging
 
 
@@ -36,6 +37,12 @@ def parser() -> argparse.ArgumentParser:
         "--seed", default=None, help="genesis seed (any text); fixes the swarm assignment history"
     )
     p.add_argument(
+        "--name-term",
+        type=int,
+        default=DEFAULT_NAME_TERM,
+        help="seconds a Session name registration or renewal lasts (default: one year)",
+    )
+    p.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
     )
     return p
@@ -48,6 +55,7 @@ def serve(
     stake_requirement: int,
     seed: str | None,
     log_level: str = "info",
+    name_term: int = DEFAULT_NAME_TERM,
 ) -> int:
     """Run the registry until a signal; returns the process exit code."""
     try:
@@ -63,7 +71,14 @@ def serve(
         sys.stdout.flush()
 
     coro = run(
-        host, port, data_dir, stake_requirement, seed, on_ready=ready, limits=settings.connections
+        host,
+        port,
+        data_dir,
+        stake_requirement,
+        seed,
+        on_ready=ready,
+        limits=settings.connections,
+        name_term=name_term,
     )
     try:
         uvloop.run(coro)
@@ -82,8 +97,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--port must be between 0 and 65535")
     if args.stake_requirement < 0:
         parser().error("--stake-requirement must not be negative")
+    if args.name_term <= 0:
+        parser().error("--name-term must be a positive number of seconds")
     return serve(
-        args.host, args.port, args.data_dir, args.stake_requirement, args.seed, args.log_level
+        args.host,
+        args.port,
+        args.data_dir,
+        args.stake_requirement,
+        args.seed,
+        args.log_level,
+        name_term=args.name_term,
     )
 
 

@@ -36,7 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
-from session.registry.state import DEFAULT_STAKE_REQUIREMENT, Registry
+from session.registry.state import DEFAULT_NAME_TERM, DEFAULT_STAKE_REQUIREMENT, Registry
 from session.service.config import ConnectionLimits
 from session.service.server import Served, serve
 from session.service.tls import server_ssl_context
@@ -193,6 +193,7 @@ async def start(
     *,
     freshness: float | None = None,
     limits: ConnectionLimits | None = None,
+    name_term: int = DEFAULT_NAME_TERM,
 ) -> RegistryServer:
     """Load (or create) the registry in ``data_dir`` and start its HTTPS site.
 
@@ -200,7 +201,11 @@ async def start(
     """
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
-    kwargs: dict[str, Any] = {"stake_requirement": stake_requirement, "seed": seed}
+    kwargs: dict[str, Any] = {
+        "stake_requirement": stake_requirement,
+        "seed": seed,
+        "name_term": name_term,
+    }
     if freshness is not None:
         kwargs["freshness"] = freshness
     registry = Registry(data, **kwargs)
@@ -224,6 +229,7 @@ async def run(
     on_ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
     limits: ConnectionLimits | None = None,
+    name_term: int = DEFAULT_NAME_TERM,
 ) -> None:
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
     stop = stop or asyncio.Event()
@@ -233,7 +239,9 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
-    server = await start(host, port, data_dir, stake_requirement, seed, limits=limits)
+    server = await start(
+        host, port, data_dir, stake_requirement, seed, limits=limits, name_term=name_term
+    )
     try:
         log.info("registry listening on %s (height %d)", server.url, server.registry.height)
         if on_ready is not None:

@@ -188,6 +188,17 @@ def test_mirror_answers_ons_resolve(tmp_path: Path) -> None:
         assert asked[-1] == 1  # incremental: only records after revision 1
         clock.t += 200
         assert await mirror.resolve({"type": 0, "name_hash": h}) == {"expired": True}
+        # taken over after it lapsed: the next lookup refreshes and finds the new owner's value
+        carol = Identity()
+        reg.register_name(names.build_register(carol, "alice", timestamp=_ms(clock, 9)))
+        mono[0] += 2.0
+        got = await mirror.resolve({"type": 0, "name_hash": h})
+        assert (
+            names.decrypt_value(
+                "alice", bytes.fromhex(got["encrypted_value"]), bytes.fromhex(got["nonce"])
+            )
+            == carol.session_id
+        )
         bads: list[Any] = [{"type": 1, "name_hash": h}, {"type": 0}, [], {"name_hash": "zz"}]
         for bad in bads:
             with pytest.raises(RpcStatusError):

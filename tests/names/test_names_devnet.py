@@ -1,11 +1,14 @@
 """Names end to end on a devnet through the CLI: a name registers at the registry, resolves
 through onion requests to three random nodes, a second client's lookup (and ``send @name``)
-succeeds, and no node or registry log records the name, its hash or either Session ID."""
+succeeds, and no node or registry log records the name, its hash or either Session ID; a
+registration that lapsed is reported as expired. The devnet logs at debug level (so the log
+scan reads everything the processes can say) and registers names for :data:`TERM` seconds."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +21,16 @@ from session.cli.client import main
 from session.client import Client
 from session.client.network import load_nodes_json
 
+#: Seconds a registration lasts on this devnet: long enough for the first test, short enough
+#: for the second one to see a name lapse.
+TERM = 20
+
 
 @pytest.fixture(scope="module")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from session.devnet import Devnet
 
-    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
+    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5, log_level="debug", name_term=TERM)
     net.start()
     try:
         yield net
@@ -62,6 +69,8 @@ def test_name_registers_resolves_and_leaves_no_trace(
     ha, hb = tmp_path / "alice", tmp_path / "bob"
     a = js(cli(runner, ha, "id", "new", "--json"))["session_id"]
     b = js(cli(runner, hb, "id", "new", "--json"))["session_id"]
+    # registered first, looked up only by the next test, once it lapsed
+    js(cli(runner, hb, "--network", nodes, "name", "register", "soon-gone", "--json"))
 
     reg = js(cli(runner, ha, "--network", nodes, "name", "register", "Alice_01", "--json"))
     assert reg["name"] == "alice_01" and reg["session_id"] == a and reg["expiry"] > 0
@@ -117,3 +126,31 @@ def test_name_registers_resolves_and_leaves_no_trace(
         text = p.read_text(errors="replace")
         for s in secrets:
             assert s not in text, (p, s)
+
+
+@pytest.mark.integration
+def test_lapsed_name_is_reported_expired(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    home = tmp_path / "carol"
+    js(cli(runner, home, "id", "new", "--json"))
+    # the registration made at the start of the previous test lapses TERM seconds later
+    deadline = time.monotonic() + TERM + 60
+    while True:
+        r = cli(runner, home, "--network", nodes, "name", "show", "soon-gone")
+        if r.exit_code == 1:
+            break
+        assert r.exit_code == 0, r.output
+        assert time.monotonic() < deadline, "the name never lapsed"
+    assert "has expired" in error_line(r)
+    # a lapsed name is free again: Carol takes it and it resolves to her
+    took = js(cli(runner, home, "--network", nodes, "name", "register", "soon-gone", "--json"))
+    # nodes that answered "expired" just now refresh their copy at most once a second
+    deadline = time.monotonic() + 30
+    while True:
+        r = cli(runner, home, "--network", nodes, "name", "show", "soon-gone", "--json")
+        if r.exit_code == 0:
+            break
+        line = error_line(r)  # until every node asked refreshed: expired, or a disagreement
+        assert "has expired" in line or "different answers" in line, line
+        assert time.monotonic() < deadline, "the new registration never became visible"
+    assert json.loads(r.stdout)["session_id"] == took["session_id"]
