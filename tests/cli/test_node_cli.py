@@ -192,8 +192,9 @@ def test_registry_command_serves(
 
     seen: dict[str, Any] = {}
 
-    def fake_serve(*args: Any) -> int:
+    def fake_serve(*args: Any, **kwargs: Any) -> int:
         seen["args"] = args
+        seen["kwargs"] = kwargs
         return 0
 
     monkeypatch.setattr(entry, "serve", fake_serve)
@@ -209,7 +210,10 @@ def test_registry_command_serves(
             "5",
             "--seed",
             "g",
+            "--name-term",
+            "60",
         ],
     )
     assert r.exit_code == 0, r.output
     assert seen["args"] == ("127.0.0.1", 0, str(tmp_path), 5, "g", "info")
+    assert seen["kwargs"] == {"name_term": 60}
