@@ -78,6 +78,15 @@ async def test_upload_through_onion_lands_as_exactly_those_bytes(
     assert longer.expires > meta.expires
 
 
+async def test_the_largest_file_passes_three_hops_both_ways(
+    devnet: Devnet, server: FileServer, transport: OnionTransport
+) -> None:
+    blob = os.urandom(files.MAX_UPLOAD_SIZE)  # a 10,000,000-byte attachment, padded, encrypted
+    up = await files.upload(transport, blob, server=server)
+    assert stored(devnet)[up.id] == blob
+    assert await files.download(transport, up.id, server=server) == blob
+
+
 async def test_an_expired_file_is_a_typed_expired_error(
     server: FileServer, transport: OnionTransport
 ) -> None:
