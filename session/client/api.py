@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import json
 import logging
 import random
 import sqlite3
@@ -24,8 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+from PIL import Image, UnidentifiedImageError
+
+from session import attachments as A
+from session.client import files, names
 from session.client import messages as M
-from session.client import names
+from session.client.attachments import check_upload_size, content_type_for, pointer, safe_filename
 from session.client.configsync import ConfigSync, StoredRow
 from session.client.db import (
     Attachment,
@@ -56,7 +62,7 @@ from session.client.transport import OnionTransport, SwarmRPC
 from session.errors import InvalidInput, SessionError
 from session.identity import parse_session_id
 from session.proto import session_pb2 as pb
-from session.proto.snodes import ServiceNode
+from session.proto.snodes import FileServer, ServiceNode, parse_file_servers
 
 log = logging.getLogger("session.client")
 
@@ -438,6 +444,117 @@ class Client:
         self.loops.wake.set()
         return mid
 
+    # ------------------------------------------------------------------ attachments
+
+    def file_servers(self) -> list[FileServer]:
+        """File servers this client knows besides Session's own: those its ``nodes.json``
+        names (a devnet's), remembered across runs. Uploads go to the first one, else to
+        Session's."""
+        src = self.network_source
+        if isinstance(src, (str, Path)) and not str(src).startswith(("http://", "https://")):
+            try:
+                doc = json.loads(Path(str(src)).read_text())
+            except (OSError, ValueError):
+                doc = None
+            if isinstance(doc, dict):
+                self.remember_file_servers(parse_file_servers(doc))
+        saved = self.db.get_secret("file_servers")
+        return [] if saved is None else [FileServer.from_json(e) for e in json.loads(saved)]
+
+    def remember_file_servers(self, servers: Sequence[FileServer]) -> None:
+        """Keep the file servers a node list named (the CLI passes those of ``--network``)."""
+        if servers:
+            self.db.put_secret("file_servers", json.dumps([fs.to_json() for fs in servers]))
+
+    async def send_file(
+        self,
+        to: str,
+        path: str | Path,
+        *,
+        caption: str = "",
+        voice: bool = False,
+        progress: A.Progress | None = None,
+    ) -> int:
+        """Encrypt and pad the file at ``path`` (§5.1-5.2), upload it through an onion path
+        and send its AttachmentPointer to ``to`` with ``caption`` as the message text; returns
+        the local message id. A file over 10,000,000 bytes is refused before anything is
+        encrypted or sent. ``progress`` is called with the bytes encrypted so far."""
+        self._check_peer(to)
+        src = Path(path)
+        try:
+            st = src.stat()
+        except OSError as e:
+            raise InvalidInput(f"cannot read {src}: {e.strerror}") from None
+        if not src.is_file():
+            raise InvalidInput(f"{src} is not a regular file")
+        check_upload_size(st.st_size)
+        buf = io.BytesIO()
+        try:
+            sealed = A.encrypt_file(src, buf, progress=progress)
+        except OSError as e:
+            raise InvalidInput(f"cannot read {src}: {e.strerror}") from None
+        ctype = content_type_for(src.name)
+        width = height = None
+        if ctype.startswith("image/"):
+            try:
+                with Image.open(src) as img:
+                    width, height = img.size
+            except (UnidentifiedImageError, OSError):
+                pass  # not a readable image after all: sent without dimensions
+        servers = self.file_servers()
+        up = await files.upload(
+            self.transport,
+            buf.getvalue(),
+            server=servers[0] if servers else files.DEFAULT_FILE_SERVER,
+        )
+        ptr = pointer(
+            sealed,
+            up,
+            file_name=src.name,
+            content_type=ctype,
+            width=width,
+            height=height,
+            voice=voice,
+            caption=caption or None,
+        )
+        return await self.send(to, caption, attachments=[ptr])
+
+    def attachment(self, attachment_id: int) -> Attachment | None:
+        """One attachment (of a message we sent or received) by its local id."""
+        return self.db.attachment(attachment_id)
+
+    async def save_attachment(
+        self,
+        attachment_id: int,
+        directory: str | Path = ".",
+        *,
+        force: bool = False,
+        progress: A.Progress | None = None,
+    ) -> Path:
+        """Download an attachment through an onion path, check its digest and MAC, decrypt it
+        and write it into ``directory`` under its sanitised name; returns the path. Never
+        replaces an existing file unless ``force``. A tampered blob raises DecryptionError
+        and writes nothing; a file no longer on the server raises FileExpired."""
+        att = self.db.attachment(attachment_id)
+        if att is None:
+            raise InvalidInput(f"there is no attachment #{attachment_id}")
+        target = Path(directory) / safe_filename(att.file_name)
+        if target.exists() and not force:
+            raise InvalidInput(f"{target} already exists (use --force to replace it)")
+        blob = await files.download(self.transport, att.url, known=self.file_servers())
+        try:
+            return A.decrypt_file(
+                io.BytesIO(blob),
+                target,
+                att.key,
+                att.digest,
+                att.size,
+                overwrite=force,
+                progress=progress,
+            )
+        except FileExistsError:
+            raise InvalidInput(f"{target} already exists (use --force to replace it)") from None
+
     async def send_typing(self, to: str, started: bool = True) -> None:
         """Send a typing indicator (20 s TTL); no-op when typing indicators are off."""
         self._check_peer(to)
@@ -611,10 +728,6 @@ class Client:
     def message(self, message_id: int) -> Message | None:
         """One stored message by its local id (None if deleted or unknown)."""
         return self.db.message(message_id)
-
-    def attachment(self, attachment_id: int) -> Attachment | None:
-        """One attachment (of a message we sent or received) by its local id."""
-        return self.db.attachment(attachment_id)
 
     def contacts(self) -> list[Contact]:
         """Everyone we know of: contacts, message requests, blocked senders."""

@@ -16,6 +16,7 @@ from session.client import attachments as ca
 from session.client import messages as M
 from session.client.db import Database, Sealer, derive_db_key
 from session.client.events import EventHub, MessageReceived
+from session.client.files import Uploaded
 from session.client.identity_store import ed25519_seed32
 from session.client.network import NetworkClock
 from session.client.receive import MAX_ATTACHMENTS, Receiver
@@ -23,7 +24,7 @@ from session.identity import Identity
 from session.proto import session_pb2 as pb
 
 PEER = Identity.generate()
-LOC = ca.FileLocation("http://127.0.0.1:9", "F" * 44, "cd" * 32)
+UP = Uploaded("F" * 44, "http://127.0.0.1:9/file/" + "F" * 44 + "#p=" + "cd" * 32, None)
 
 
 def _receiver(tmp_path: Path) -> tuple[Receiver, Database]:
@@ -36,7 +37,7 @@ def _receiver(tmp_path: Path) -> tuple[Receiver, Database]:
 
 def _pointer(name: str, **kw: Any) -> pb.AttachmentPointer:
     sealed = attachments.Sealed(os.urandom(64), os.urandom(32), 3000, 0)
-    return ca.pointer(sealed, LOC, file_name=name, **kw)
+    return ca.pointer(sealed, UP, file_name=name, **kw)
 
 
 def test_received_pointers_are_stored_and_listed(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from session.text import for_terminal
 
 if TYPE_CHECKING:
     from session.client import Client, Message
-    from session.proto.snodes import ServiceNode
+    from session.proto.snodes import FileServer, ServiceNode
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -244,6 +244,17 @@ async def load_nodes(source: str) -> list[ServiceNode]:
     return nodes
 
 
+def file_servers_of(path: Path) -> list[FileServer]:
+    """The file servers a ``nodes.json`` lists (a devnet's), for attachments and avatars."""
+    from session.proto.snodes import parse_file_servers  # noqa: PLC0415
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot read the node list {path}: {e}") from None
+    return parse_file_servers(doc) if isinstance(doc, dict) else []
+
+
 class Session:
     """One open client for the length of a command."""
 
@@ -301,6 +312,8 @@ async def open_session(*, background: bool = False, poll_interval: float = 1.0) 
         background=background,
         poll_interval=poll_interval,
     )
+    if source and not str(source).startswith(("http://", "https://")):
+        client.remember_file_servers(file_servers_of(Path(str(source)).expanduser()))
     if not source:
         tried = f"{client.node_count} cached nodes"
     await client.start()

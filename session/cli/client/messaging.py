@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,23 +32,65 @@ if TYPE_CHECKING:
     from session.client import Client
 
 
+@contextmanager
+def progress_bar(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (only on a terminal, never in --json mode); yields the
+    callback that advances it by a number of bytes."""
+    from rich.console import Console  # noqa: PLC0415  (only commands that move files need it)
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+        disable=json_mode() or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
 @main.command()
 @common
 @click.argument("session_id")
-@click.argument("text")
+@click.argument("text", required=False, default="")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Attach this file (encrypted, padded, uploaded through an onion path; ≤ 10 MB).",
+)
+@click.option("--caption", default="", help="Text sent with the file (same as TEXT).")
 @errors
-def send(session_id: str, text: str) -> None:
-    """Send TEXT to SESSION_ID through an onion path; waits until the recipient's swarm has it."""
+def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
+    """Send TEXT (or a file with --file) to SESSION_ID through an onion path; waits until the
+    recipient's swarm has it."""
     to = parse_id(session_id)
-    if not text:
+    if file is None and not text:
         raise CliError("the message is empty")
+    if file is not None and text and caption:
+        raise CliError("give the caption either as TEXT or with --caption, not both")
 
     async def go() -> dict[str, Any]:
         s = await open_session()
         c = s.client
         try:
             await s.connect()
-            mid = await c.send(to, text)
+            if file is not None:
+                size = file.stat().st_size if file.is_file() else None
+                with progress_bar(f"encrypting and uploading {file.name}", size) as step:
+                    mid = await c.send_file(to, file, caption=caption or text, progress=step)
+            else:
+                mid = await c.send(to, text)
             await s.flush()
             m = c.message(mid)
             if m is None or m.status != "sent":
@@ -168,3 +213,41 @@ def history(session_id: str, limit: int) -> None:
         click.echo(f"[{clock(m['sent_ms'])}] {who}: {shown(m['body'])}  ({m['status']})")
         for line in attachment_lines(m):
             click.echo(line)
+
+
+@main.command()
+@common
+@click.argument("attachment_id", type=click.IntRange(min=1))
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Directory to write the file into.",
+)
+@click.option("--force", is_flag=True, help="Replace a file of the same name.")
+@errors
+def save(attachment_id: int, directory: Path, force: bool) -> None:
+    """Download attachment ATTACHMENT_ID (the #number `session inbox` and `history` show)
+    through an onion path, check and decrypt it, and write it under its sanitised name."""
+
+    async def go() -> dict[str, Any]:
+        s = await open_session()
+        c = s.client
+        try:
+            att = c.attachment(attachment_id)
+            if att is None:
+                raise CliError(f"there is no attachment #{attachment_id}")
+            await s.connect()
+            with progress_bar("downloading and decrypting", None) as step:
+                path = await c.save_attachment(attachment_id, directory, force=force, progress=step)
+            return {"attachment_id": attachment_id, "path": str(path), "size": att.size}
+        finally:
+            await c.close()
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"saved {shown(doc['path'])} ({doc['size']:,} bytes)")

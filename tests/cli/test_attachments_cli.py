@@ -1,0 +1,134 @@
+"""Attachments end to end on a devnet through the CLI (issue 10): ``session send --file`` and
+``session save``. A 3 MB file reaches the other side byte-identical through onion paths; the
+file server's disk holds only ciphertext of the padded bucket size; a tampered blob is
+refused and writes nothing; an existing file is never replaced without --force; a file over
+the limit is refused before anything is uploaded."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from session import attachments
+from session.cli.client import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from session.devnet import Devnet
+
+    net = Devnet(tmp_path_factory.mktemp("devnet"), nodes=5)
+    net.start()
+    try:
+        yield net
+    finally:
+        net.stop()
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("SESSION_HOME", "SESSION_NETWORK"):
+        monkeypatch.delenv(var, raising=False)
+    return CliRunner()
+
+
+def run(runner: CliRunner, home: Path, *args: str) -> Result:
+    return runner.invoke(main, ["--home", str(home), *args])
+
+
+def js(r: Result) -> Any:
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def error_line(r: Result) -> str:
+    assert r.exit_code == 1, r.output
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    return line
+
+
+def stored_blobs(net: Any) -> list[Path]:
+    return sorted(p for p in (net.dir / "fileserver").rglob("files/*") if p.is_file())
+
+
+def test_file_a_to_b(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    a = js(run(runner, ha, "id", "new", "--json"))["session_id"]
+    b = js(run(runner, hb, "id", "new", "--json"))["session_id"]
+    data = os.urandom(3_000_000)
+    src = tmp_path / "holiday photos.bin"
+    src.write_bytes(data)
+
+    sent = js(
+        run(
+            runner,
+            ha,
+            "--network",
+            nodes,
+            "send",
+            b,
+            "--file",
+            str(src),
+            "--caption",
+            "for you",
+            "--json",
+        )
+    )
+    assert sent["status"] == "sent"
+
+    # the server holds one opaque blob of exactly the padded, encrypted size
+    [blob_path] = stored_blobs(devnet)
+    blob = blob_path.read_bytes()
+    assert len(blob) == attachments.encrypted_size(len(data))
+    assert data[:64] not in blob and b"holiday" not in blob
+
+    js(run(runner, hb, "--network", nodes, "inbox", "--json"))
+    hist = js(run(runner, hb, "history", a, "--json"))
+    [msg] = hist["messages"]
+    [att] = msg["attachments"]
+    assert msg["body"] == "for you"
+    assert (att["file_name"], att["size"]) == ("holiday photos.bin", len(data))
+    assert "key" not in att
+    listing = run(runner, hb, "history", a).stdout
+    assert f"[file #{att['id']}] holiday photos.bin (3,000,000 bytes" in listing
+
+    out = tmp_path / "downloads"
+    out.mkdir()
+    saved = js(run(runner, hb, "save", str(att["id"]), "--to", str(out), "--json"))
+    assert Path(saved["path"]) == out / "holiday photos.bin"
+    assert (out / "holiday photos.bin").read_bytes() == data
+
+    # never over an existing file without --force
+    (out / "holiday photos.bin").write_bytes(b"mine")
+    assert "already exists" in error_line(run(runner, hb, "save", str(att["id"]), "--to", str(out)))
+    assert (out / "holiday photos.bin").read_bytes() == b"mine"
+    js(run(runner, hb, "save", str(att["id"]), "--to", str(out), "--force", "--json"))
+    assert (out / "holiday photos.bin").read_bytes() == data
+
+    # a tampered blob on the server is refused and leaves nothing behind
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 0x01
+    blob_path.write_bytes(bytes(bad))
+    other = tmp_path / "other"
+    other.mkdir()
+    line = error_line(run(runner, hb, "save", str(att["id"]), "--to", str(other)))
+    assert "MAC" in line or "digest" in line
+    assert list(other.iterdir()) == []
+
+    # over the limit: refused before anything is encrypted or uploaded
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(10_000_001)
+    line = error_line(run(runner, ha, "send", b, "--file", str(big)))
+    assert "10,000,000" in line
+    assert stored_blobs(devnet) == [blob_path]
