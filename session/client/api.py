@@ -476,10 +476,15 @@ class Client:
         progress: A.Progress | None = None,
     ) -> int:
         """Encrypt and pad the file at ``path`` (§5.1-5.2), upload it through an onion path
-        and send its AttachmentPointer to ``to`` with ``caption`` as the message text; returns
-        the local message id. A file over 10,000,000 bytes is refused before anything is
-        encrypted or sent. ``progress`` is called with the bytes encrypted so far."""
-        self._check_peer(to)
+        and send its AttachmentPointer to ``to`` (a Session ID, or a closed group's 03 ID) with
+        ``caption`` as the message text; returns the local message id. A file over 10,000,000
+        bytes is refused before anything is encrypted or sent. ``progress`` is called with the
+        bytes encrypted so far."""
+        group = to.startswith("03")
+        if group:
+            to = self.groups.resolve(to)
+        else:
+            self._check_peer(to)
         src = Path(path)
         try:
             st = src.stat()
@@ -517,6 +522,8 @@ class Client:
             voice=voice,
             caption=caption or None,
         )
+        if group:
+            return await self.groups.send(to, caption, attachments=[ptr])
         return await self.send(to, caption, attachments=[ptr])
 
     def attachment(self, attachment_id: int) -> Attachment | None:

@@ -26,6 +26,8 @@ from session.proto import session_pb2 as pb
 
 #: Largest plaintext file an attachment may carry (the file server's limit, §5.5).
 MAX_FILE_SIZE = 10_000_000
+#: Most attachments kept from one received message (Session's clients send at most 32).
+MAX_ATTACHMENTS = 32
 #: AttachmentPointer.flags bit for voice notes.
 VOICE_MESSAGE = pb.AttachmentPointer.VOICE_MESSAGE
 #: Longest file name :func:`safe_filename` returns, in characters.
@@ -107,6 +109,7 @@ def safe_filename(name: str | None, fallback: str = "attachment") -> str:
 
 
 __all__ = [
+    "MAX_ATTACHMENTS",
     "MAX_FILE_SIZE",
     "VOICE_MESSAGE",
     "check_upload_size",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError as _PbDecodeError
 
 from session.client import messages as M
+from session.client.attachments import MAX_ATTACHMENTS
 from session.client.events import MessageReceived
 from session.client.poller import Poller
 from session.client.transport import AccountSigner
@@ -613,8 +614,11 @@ class GroupManager:
         self._states.pop(gid, None)
         self._pollers.pop(gid, None)
 
-    async def send(self, ref: str, text: str) -> int:
-        """Send a text message to the group; returns its local message id."""
+    async def send(
+        self, ref: str, text: str, *, attachments: Sequence[pb.AttachmentPointer] = ()
+    ) -> int:
+        """Send a text message (with optional attachment pointers: the text is then their
+        caption) to the group; returns its local message id."""
         gid = self.resolve(ref)
         if self._row(gid)["status"] != "joined":
             raise GroupError("you are not a member of this group (accept its invitation first)")
@@ -627,7 +631,13 @@ class GroupManager:
             if gi.disappear_after_send
             else M.OFF
         )
-        content = M.text(text, sent_ms=sent_ms, display_name=self.c.display_name, expiration=exp)
+        content = M.text(
+            text,
+            sent_ms=sent_ms,
+            display_name=self.c.display_name,
+            expiration=exp,
+            attachments=attachments,
+        )
         data = self._group_content(st, content, sent_ms)
         expires = sent_ms + exp.seconds * 1000 if exp.seconds else None
         with self.db.tx():
@@ -643,6 +653,8 @@ class GroupManager:
                 expires_at_ms=expires,
             )
             assert mid is not None
+            if attachments:
+                self.db.add_attachments(mid, [p.SerializeToString() for p in attachments])
             self._store(gid, NS_MESSAGES, data, sent_ms, message_id=mid, kind="message")
         self.c.loops.wake.set()
         return mid
@@ -1008,7 +1020,7 @@ class GroupManager:
         if members and sender not in members:
             log.info("group message %s dropped: its author is not a member", h[:10])
             return []
-        if not dm.body:
+        if not dm.body and not dm.attachments:
             return []
         exp = M.expiration_of(content)
         expires = sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
@@ -1026,6 +1038,9 @@ class GroupManager:
         )
         if mid is None:
             return []
+        if dm.attachments:
+            pointers = dm.attachments[:MAX_ATTACHMENTS]
+            self.db.add_attachments(mid, [p.SerializeToString() for p in pointers])
         return [MessageReceived(st.gid, mid, sender, sent_ms, dm.body, False, False)]
 
     def _control(self, st: _State, sender: str, sent_ms: int, h: str, up: Any) -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from session.client import messages as M
 from session.client import sync as S
+from session.client.attachments import MAX_ATTACHMENTS
 from session.client.configsync import ConfigSync, StoredRow
 from session.client.db import Contact, Database
 from session.client.events import (
@@ -36,8 +37,6 @@ log = logging.getLogger("session.client")
 
 #: Longest display name kept from a peer's profile.
 MAX_NAME_CHARS = 100
-#: Most attachments kept from one message (Session's clients send at most 32).
-MAX_ATTACHMENTS = 32
 #: Namespaces a poll step retrieves, in order (profile and contacts before messages).
 POLLED_NAMESPACES = (S.NS_USER_PROFILE, S.NS_CONTACTS, 0)
 

@@ -132,3 +132,31 @@ def test_file_a_to_b(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
     line = error_line(run(runner, ha, "send", b, "--file", str(big)))
     assert "10,000,000" in line
     assert stored_blobs(devnet) == [blob_path]
+
+
+def test_file_in_a_closed_group(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    js(run(runner, ha, "id", "new", "--json"))
+    b = js(run(runner, hb, "id", "new", "--json"))["session_id"]
+    gid = js(run(runner, ha, "--network", nodes, "group", "create", "Files", b, "--json"))[
+        "group_id"
+    ]
+    assert js(run(runner, hb, "--network", nodes, "group", "accept", gid, "--json"))["status"] == (
+        "joined"
+    )
+    data = os.urandom(200_000)
+    src = tmp_path / "notes.pdf"
+    src.write_bytes(data)
+    sent = js(run(runner, ha, "group", "send", gid, "read this", "--file", str(src), "--json"))
+    assert sent["group_id"] == gid
+    hist = js(run(runner, hb, "group", "history", gid, "--json"))["messages"]
+    [att] = [a for m in hist for a in m.get("attachments", [])]
+    assert (att["file_name"], att["content_type"], att["size"]) == (
+        "notes.pdf",
+        "application/pdf",
+        len(data),
+    )
+    (tmp_path / "in").mkdir()
+    saved = js(run(runner, hb, "save", str(att["id"]), "--to", str(tmp_path / "in"), "--json"))
+    assert Path(saved["path"]).read_bytes() == data

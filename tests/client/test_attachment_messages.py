@@ -14,12 +14,13 @@ from session import attachments
 from session.cli.client.base import attachment_lines, message_doc
 from session.client import attachments as ca
 from session.client import messages as M
+from session.client.attachments import MAX_ATTACHMENTS
 from session.client.db import Database, Sealer, derive_db_key
 from session.client.events import EventHub, MessageReceived
 from session.client.files import Uploaded
 from session.client.identity_store import ed25519_seed32
 from session.client.network import NetworkClock
-from session.client.receive import MAX_ATTACHMENTS, Receiver
+from session.client.receive import Receiver
 from session.identity import Identity
 from session.proto import session_pb2 as pb
 

@@ -26,7 +26,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -253,6 +254,33 @@ def file_servers_of(path: Path) -> list[FileServer]:
     except (OSError, ValueError) as e:
         raise CliError(f"cannot read the node list {path}: {e}") from None
     return parse_file_servers(doc) if isinstance(doc, dict) else []
+
+
+@contextmanager
+def progress_bar(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (only on a terminal, never in --json mode); yields the
+    callback that advances it by a number of bytes."""
+    from rich.console import Console  # noqa: PLC0415  (only commands that move files need it)
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TransferSpeedColumn,
+    )
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        transient=True,
+        disable=json_mode() or not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 class Session:

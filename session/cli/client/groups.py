@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -26,6 +27,7 @@ from session.cli.client.base import (
     name_of,
     open_session,
     parse_id,
+    progress_bar,
     run,
     shown,
     shown_name,
@@ -202,15 +204,27 @@ def decline(group_ref: str) -> None:
 @group.command("send")
 @common
 @click.argument("group_ref", metavar="G")
-@click.argument("text")
+@click.argument("text", required=False, default="")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Attach this file (encrypted, padded, uploaded through an onion path; ≤ 10 MB).",
+)
 @errors
-def send(group_ref: str, text: str) -> None:
-    """Send TEXT to group G."""
-    if not text:
+def send(group_ref: str, text: str, file: Path | None) -> None:
+    """Send TEXT (or a file with --file, TEXT being its caption) to group G."""
+    if not text and file is None:
         raise CliError("the message is empty")
 
     async def op(s: Session) -> dict[str, Any]:
-        mid = await s.client.groups.send(group_ref, text)
+        if file is not None:
+            gid = s.client.groups.resolve(group_ref)
+            size = file.stat().st_size if file.is_file() else None
+            with progress_bar(f"encrypting and uploading {file.name}", size) as step:
+                mid = await s.client.send_file(gid, file, caption=text, progress=step)
+        else:
+            mid = await s.client.groups.send(group_ref, text)
         return {"group_id": s.client.groups.resolve(group_ref), "message_id": mid}
 
     doc = run(_with_client(op))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +19,7 @@ from session.cli.client.base import (
     message_doc,
     open_session,
     parse_id,
+    progress_bar,
     run,
     short,
     shown,
@@ -30,33 +29,6 @@ from session.cli.client.base import (
 
 if TYPE_CHECKING:
     from session.client import Client
-
-
-@contextmanager
-def progress_bar(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (only on a terminal, never in --json mode); yields the
-    callback that advances it by a number of bytes."""
-    from rich.console import Console  # noqa: PLC0415  (only commands that move files need it)
-    from rich.progress import (  # noqa: PLC0415
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TransferSpeedColumn,
-    )
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=console,
-        transient=True,
-        disable=json_mode() or not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(what, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 @main.command()
