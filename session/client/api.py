@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -29,6 +30,7 @@ from typing import Any, Self
 from PIL import Image, UnidentifiedImageError
 
 from session import attachments as A
+from session import avatar as avatar_mod
 from session.client import files, names
 from session.client import messages as M
 from session.client.attachments import check_upload_size, content_type_for, pointer, safe_filename
@@ -328,6 +330,54 @@ class Client:
             self.config.push_profile(name)
         self.loops.wake.set()
 
+    @property
+    def avatar(self) -> tuple[str, bytes] | None:
+        """Our profile picture: (file URL, 32-byte profile key), or None."""
+        saved = self.db.get_secret("avatar")
+        doc = None if saved is None else json.loads(saved)
+        return None if not doc else (str(doc["url"]), bytes.fromhex(doc["key"]))
+
+    async def set_avatar(self, path: str | Path | None) -> tuple[str, bytes] | None:
+        """Set our profile picture from the image at ``path`` (None removes it): resized to
+        600 px, encrypted under a fresh profile key (§6.9), uploaded through an onion path;
+        its URL and key go with our messages from then on. Returns (URL, key) or None."""
+        if path is None:
+            self.db.put_secret("avatar", "null")
+            return None
+        pic = avatar_mod.prepare(path)
+        key = avatar_mod.new_profile_key()
+        blob = avatar_mod.encrypt(pic.data, key)
+        servers = self.file_servers()
+        up = await files.upload(
+            self.transport, blob, server=servers[0] if servers else files.DEFAULT_FILE_SERVER
+        )
+        self.db.put_secret("avatar", json.dumps({"url": up.url, "key": key.hex()}))
+        return up.url, key
+
+    def contact_avatar_ref(self, session_id: str) -> tuple[str, bytes] | None:
+        """The profile picture (URL, key) a contact last sent us, or None."""
+        saved = self.db.get_secret(f"avatar:{session_id}")
+        doc = None if saved is None else json.loads(saved)
+        return None if not doc else (str(doc["url"]), bytes.fromhex(doc["key"]))
+
+    async def contact_avatar(self, session_id: str) -> Path | None:
+        """A contact's profile picture as a local file (downloaded through an onion path,
+        decrypted, cached under the profile directory; fetched again when it changed)."""
+        ref = self.contact_avatar_ref(session_id)
+        if ref is None:
+            return None
+        url, key = ref
+        cache = self.store.dir_of(self.session_id) / "avatars"
+        cache.mkdir(mode=0o700, exist_ok=True)
+        target = cache / f"{session_id}-{hashlib.sha256(url.encode() + key).hexdigest()[:16]}"
+        if not target.exists():
+            blob = await files.download(self.transport, url, known=self.file_servers())
+            data = avatar_mod.decrypt(blob, key)
+            tmp = target.with_suffix(".part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+        return target
+
     # ------------------------------------------------------------------ sending
 
     def _check_peer(self, session_id: str) -> str:
@@ -406,7 +456,12 @@ class Client:
         sent_ms = self._next_sent_ms()
         name = self.display_name
         content = M.text(
-            text, sent_ms=sent_ms, display_name=name, expiration=exp, attachments=attachments
+            text,
+            sent_ms=sent_ms,
+            display_name=name,
+            expiration=exp,
+            attachments=attachments,
+            avatar=self.avatar,
         )
         expires_at = (
             sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None

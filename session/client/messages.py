@@ -103,9 +103,13 @@ def _apply_expiration(c: pb.Content, exp: Expiration) -> None:
         c.expirationTimer = exp.seconds
 
 
-def _profile(dm: pb.DataMessage, display_name: str | None) -> None:
+def _profile(
+    dm: pb.DataMessage, display_name: str | None, avatar: tuple[str, bytes] | None = None
+) -> None:
     if display_name:
         dm.profile.displayName = display_name
+    if avatar is not None:  # (file URL, 32-byte profile key), client spec §6.9
+        dm.profile.profilePicture, dm.profileKey = avatar
 
 
 def text(
@@ -117,9 +121,10 @@ def text(
     sync_target: str | None = None,
     quote: tuple[int, str] | None = None,
     attachments: Sequence[pb.AttachmentPointer] = (),
+    avatar: tuple[str, bytes] | None = None,
 ) -> pb.Content:
     """A visible text message, optionally with attachment pointers (the text is then their
-    caption and may be empty)."""
+    caption and may be empty) and our profile picture's URL and key."""
     if not body and not attachments:
         raise ValueError("message text is empty")
     if len(body) > MAX_BODY_CHARS:
@@ -128,7 +133,7 @@ def text(
     if body:
         c.dataMessage.body = body
     c.dataMessage.attachments.extend(attachments)
-    _profile(c.dataMessage, display_name)
+    _profile(c.dataMessage, display_name, avatar)
     if sync_target:
         c.dataMessage.syncTarget = sync_target
     if quote:

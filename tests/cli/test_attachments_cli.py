@@ -160,3 +160,30 @@ def test_file_in_a_closed_group(runner: CliRunner, tmp_path: Path, devnet: Any) 
     (tmp_path / "in").mkdir()
     saved = js(run(runner, hb, "save", str(att["id"]), "--to", str(tmp_path / "in"), "--json"))
     assert Path(saved["path"]).read_bytes() == data
+
+
+def test_avatar_reaches_the_other_side(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    from PIL import Image
+
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    a = js(run(runner, ha, "id", "new", "--json"))["session_id"]
+    b = js(run(runner, hb, "id", "new", "--json"))["session_id"]
+    img = tmp_path / "me.png"
+    Image.new("RGB", (1200, 800), (10, 120, 200)).save(img)
+    before = set(stored_blobs(devnet))
+    doc = js(run(runner, ha, "--network", nodes, "id", "avatar", str(img), "--json"))
+    assert doc["avatar"].startswith("https://127.0.0.1:")
+    [new_blob] = set(stored_blobs(devnet)) - before
+    assert b"PNG" not in new_blob.read_bytes()[:64] and b"JFIF" not in new_blob.read_bytes()
+
+    js(run(runner, ha, "send", b, "see my picture", "--json"))
+    js(run(runner, hb, "--network", nodes, "inbox", "--json"))
+    out = tmp_path / "pics"
+    out.mkdir()
+    got = js(run(runner, hb, "id", "avatar", "--of", a, "--to", str(out), "--json"))
+    with Image.open(got["path"]) as pic:
+        assert pic.size == (600, 400)
+    # removing it, and the command's argument check
+    js(run(runner, ha, "id", "avatar", "--remove", "--json"))
+    assert "--of" in error_line(run(runner, ha, "id", "avatar"))

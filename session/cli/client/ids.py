@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -201,3 +202,58 @@ def id_name(name: str) -> None:
         emit(doc)
     else:
         click.echo(f"display name: {shown_name(doc['display_name'])}")
+
+
+@id_group.command("avatar")
+@common
+@click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--remove", is_flag=True, help="Stop sending a profile picture.")
+@click.option("--of", "of", default=None, help="Save this contact's picture instead (into --to).")
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+)
+@errors
+def id_avatar(path: Path | None, remove: bool, of: str | None, directory: Path) -> None:
+    """Set your profile picture from PATH (resized to 600 px, encrypted with a profile key,
+    uploaded through an onion path, sent with your messages), or --remove it; with --of ID,
+    download a contact's picture into --to."""
+    if sum((path is not None, remove, of is not None)) != 1:
+        raise CliError("give PATH, --remove or --of ID")
+    who = parse_id(of) if of is not None else None
+
+    async def go() -> dict[str, Any]:
+        s = await open_session()
+        c = s.client
+        try:
+            if who is not None:
+                if c.contact_avatar_ref(who) is None:
+                    raise CliError(f"{who} has not sent a profile picture")
+                await s.connect()
+                cached = await c.contact_avatar(who)
+                assert cached is not None
+                out = directory / f"{who}.img"
+                if out.exists():
+                    raise CliError(f"{out} already exists")
+                out.write_bytes(cached.read_bytes())
+                return {"session_id": who, "path": str(out)}
+            if remove:
+                await c.set_avatar(None)
+                return {"session_id": c.session_id, "avatar": None}
+            await s.connect()
+            ref = await c.set_avatar(path)
+            assert ref is not None
+            return {"session_id": c.session_id, "avatar": ref[0]}
+        finally:
+            await c.close()
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+    elif "path" in doc:
+        click.echo(f"saved {doc['path']}")
+    else:
+        click.echo("profile picture removed" if doc["avatar"] is None else "profile picture set")
