@@ -67,6 +67,8 @@ from session.proto import session_pb2 as pb
 from session.proto.snodes import FileServer, ServiceNode, parse_file_servers
 
 log = logging.getLogger("session.client")
+#: How often our profile picture's file is extended on the file server.
+AVATAR_EXTEND_EVERY_MS = 24 * 3600 * 1000
 
 NetworkSource = str | Path | Sequence[ServiceNode] | None
 
@@ -352,7 +354,23 @@ class Client:
             self.transport, blob, server=servers[0] if servers else files.DEFAULT_FILE_SERVER
         )
         self.db.put_secret("avatar", json.dumps({"url": up.url, "key": key.hex()}))
+        self.db.put("avatar_extended_ms", self.clock.local_ms())
         return up.url, key
+
+    async def keep_avatar_alive(self, *, force: bool = False) -> files.RemoteFile | None:
+        """Extend our profile picture's file on the server (§6.9: clients keep it alive while
+        in use) when the last upload or extension is over a day old, or ``force``; returns
+        the server's new expiry info, or None when nothing was due."""
+        ref = self.avatar
+        if ref is None:
+            return None
+        now = self.clock.local_ms()
+        last = self.db.get("avatar_extended_ms")
+        if not force and isinstance(last, int) and now - last < AVATAR_EXTEND_EVERY_MS:
+            return None
+        info = await files.extend(self.transport, ref[0], known=self.file_servers())
+        self.db.put("avatar_extended_ms", now)
+        return info
 
     def contact_avatar_ref(self, session_id: str) -> tuple[str, bytes] | None:
         """The profile picture (URL, key) a contact last sent us, or None."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,20 @@ def test_avatar_reaches_the_other_side(runner: CliRunner, tmp_path: Path, devnet
     got = js(run(runner, hb, "id", "avatar", "--of", a, "--to", str(out), "--json"))
     with Image.open(got["path"]) as pic:
         assert pic.size == (600, 400)
+    # kept alive: once a day a command that goes online extends the file on the server
+    fs_db = next((devnet.dir / "fileserver").rglob("*.db"))
+    fid = new_blob.name
+
+    def expires() -> float:
+        with sqlite3.connect(fs_db) as conn:
+            return float(conn.execute("SELECT expires FROM files WHERE id=?", (fid,)).fetchone()[0])
+
+    first = expires()
+    [state] = [p for p in ha.rglob("*.db") if p.name == "state.db"]
+    with sqlite3.connect(state) as conn:  # pretend the last extension was long ago
+        conn.execute("UPDATE kv SET value='0' WHERE key='avatar_extended_ms'")
+    js(run(runner, ha, "inbox", "--json"))
+    assert expires() > first
     # removing it, and the command's argument check
     js(run(runner, ha, "id", "avatar", "--remove", "--json"))
     assert "--of" in error_line(run(runner, ha, "id", "avatar"))

@@ -23,6 +23,7 @@ import asyncio
 import functools
 import io
 import json
+import logging
 import os
 import sys
 import time
@@ -36,6 +37,8 @@ import platformdirs
 
 from session.errors import NetworkError, NotEnoughNodes, SessionError
 from session.text import for_terminal
+
+log = logging.getLogger("session.cli")
 
 if TYPE_CHECKING:
     from session.client import Client, Message
@@ -297,7 +300,7 @@ class Session:
                 "no network is known yet: pass --network nodes.json|URL (or set SESSION_NETWORK)"
             )
         try:
-            return await asyncio.wait_for(self.client.poll_once(), timeout())
+            seen = await asyncio.wait_for(self.client.poll_once(), timeout())
         except TimeoutError:
             raise CliError(
                 f"cannot reach the network: tried {self.tried}, no answer within {timeout():g} s"
@@ -313,6 +316,11 @@ class Session:
             else:
                 why = f"{down} could not be reached; last error: {e}" if down else str(e)
             raise CliError(f"cannot reach the network: tried {self.tried} ({why})") from None
+        try:  # our profile picture's file is extended once a day while we use it (§6.9)
+            await asyncio.wait_for(self.client.keep_avatar_alive(), timeout())
+        except (TimeoutError, SessionError) as e:
+            log.warning("could not extend the profile picture's file: %s", e)
+        return seen
 
     async def flush(self) -> None:
         """Deliver what the outbox holds (one attempt each, bounded by the timeout)."""
