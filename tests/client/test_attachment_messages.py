@@ -96,3 +96,33 @@ def test_text_content_carries_pointers() -> None:
     assert not pb.Content.FromString(
         M.text("", sent_ms=1, attachments=[p]).SerializeToString()
     ).dataMessage.HasField("body")
+
+
+def test_chat_shows_attachments_of_live_messages(tmp_path: Path) -> None:
+    from session.cli.client.chat import _Chat
+
+    rx, db = _receiver(tmp_path)
+    now = int(time.time() * 1000)
+    content = M.text("", sent_ms=now, attachments=[_pointer("../x\x1b.png", width=4, height=3)])
+    with db.tx():
+        [ev] = [
+            e
+            for e in rx.handle(M.Incoming("h3", PEER.session_id, now, content))
+            if isinstance(e, MessageReceived)
+        ]
+
+    class Client:  # what _Chat reads of a client
+        session_id = rx.me
+
+        def contact(self, sid: str) -> Any:
+            return db.contact(sid)
+
+        def message(self, mid: int) -> Any:
+            return db.message(mid)
+
+    chat = _Chat(Client(), PEER.session_id)  # type: ignore[arg-type]
+    described = chat._describe(ev)
+    assert described is not None
+    _, text, fields = described
+    assert "[file #" in text and "x.png" in text and "\x1b" not in text and "../" not in text
+    assert fields["attachments"][0]["width"] == 4 and "key" not in fields["attachments"][0]

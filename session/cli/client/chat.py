@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from session.cli.client.base import (
+    attachment_lines,
     clock,
     common,
     emit,
@@ -139,6 +140,15 @@ class _Chat:
         if isinstance(ev, MessageReceived) and not ev.outgoing:
             await self.read_all()
 
+    def _attachments(self, message_id: int, fields: dict[str, Any]) -> str:
+        """The attachment lines of a received message (added to its JSON ``fields`` too)."""
+        m = self.c.message(message_id)
+        if m is None or not m.attachments:
+            return ""
+        doc = message_doc(m)
+        fields["attachments"] = doc["attachments"]
+        return "".join("\n" + line for line in attachment_lines(doc))
+
     def _describe(self, ev: Event) -> tuple[str, str, dict[str, Any]] | None:
         """(event kind, sanitised line, JSON fields) of one event of this chat."""
         from session.client import (  # noqa: PLC0415
@@ -161,9 +171,10 @@ class _Chat:
                     "message_id": ev.message_id,
                     "is_request": ev.is_request,
                 }
+                lines = self._attachments(ev.message_id, fields)
                 return (
                     "message",
-                    f"  [{clock(ev.sent_ms)}] {name}: {shown(ev.body, multiline=True)}",
+                    f"  [{clock(ev.sent_ms)}] {name}: {shown(ev.body, multiline=True)}" + lines,
                     fields,
                 )
             case MessageReceived():
@@ -176,7 +187,7 @@ class _Chat:
                 }
                 text = (
                     f"  [{clock(ev.sent_ms)}] you (other device): {shown(ev.body, multiline=True)}"
-                )
+                ) + self._attachments(ev.message_id, fields)
                 return "message", text, fields
             case MessageSent():
                 fields = {"message_id": ev.message_id, "sent_ms": ev.sent_ms, "hash": ev.hash}
