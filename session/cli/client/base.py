@@ -259,6 +259,15 @@ def file_servers_of(path: Path) -> list[FileServer]:
     return parse_file_servers(doc) if isinstance(doc, dict) else []
 
 
+#: ``--file PATH`` of the commands that send a message (a file to attach).
+file_option = click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Attach this file (encrypted, padded, uploaded through an onion path; ≤ 10 MB).",
+)
+
+
 @contextmanager
 def progress_bar(what: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr (only on a terminal, never in --json mode); yields the

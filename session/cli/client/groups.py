@@ -21,6 +21,7 @@ from session.cli.client.base import (
     common,
     emit,
     errors,
+    file_option,
     json_mode,
     main,
     message_doc,
@@ -205,12 +206,7 @@ def decline(group_ref: str) -> None:
 @common
 @click.argument("group_ref", metavar="G")
 @click.argument("text", required=False, default="")
-@click.option(
-    "--file",
-    "file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Attach this file (encrypted, padded, uploaded through an onion path; ≤ 10 MB).",
-)
+@file_option
 @errors
 def send(group_ref: str, text: str, file: Path | None) -> None:
     """Send TEXT (or a file with --file, TEXT being its caption) to group G."""

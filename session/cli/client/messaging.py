@@ -14,6 +14,7 @@ from session.cli.client.base import (
     common,
     emit,
     errors,
+    file_option,
     json_mode,
     main,
     message_doc,
@@ -35,12 +36,7 @@ if TYPE_CHECKING:
 @common
 @click.argument("session_id")
 @click.argument("text", required=False, default="")
-@click.option(
-    "--file",
-    "file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Attach this file (encrypted, padded, uploaded through an onion path; ≤ 10 MB).",
-)
+@file_option
 @click.option("--caption", default="", help="Text sent with the file (same as TEXT).")
 @errors
 def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
