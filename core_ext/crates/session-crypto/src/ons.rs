@@ -87,8 +87,8 @@ mod tests {
     fn round_trip_and_tamper() {
         let sid = [5u8; SESSION_ID_LEN];
         let nonce = [7u8; NONCE_LEN];
-        let ct = encrypt("test", &sid, &nonce).unwrap();
-        assert_eq!(decrypt("test", &ct, &nonce).unwrap(), sid.to_vec());
+        let ct = encrypt("test", &sid, &nonce).expect("encrypts");
+        assert_eq!(decrypt("test", &ct, &nonce).expect("decrypts"), sid.to_vec());
         assert!(decrypt("tesu", &ct, &nonce).is_err());
         let mut bad = ct.clone();
         bad[3] ^= 1;
