@@ -127,11 +127,17 @@ async def test_oxend_request_get_service_nodes_answers_the_node_list(devnet, cli
         states = body["result"]["service_node_states"]
         assert {(s["pubkey_ed25519"], s["swarm_id"], s["storage_lmq_port"]) for s in states} == want
         assert all(set(s) == set(fields) for s in states)
+    # ons_resolve is served (names, issue 10) and checks its params; other endpoints are not.
     status, body = await client.rpc(
         devnet.nodes[0].url,
         {"method": "oxend_request", "params": {"endpoint": "ons_resolve", "params": {}}},
     )
-    assert status == 400 and "not available" in str(body)
+    assert status == 400 and "name_hash" in str(body)
+    status, body = await client.rpc(
+        devnet.nodes[0].url,
+        {"method": "oxend_request", "params": {"endpoint": "get_block_hash", "params": {}}},
+    )
+    assert status == 400 and "Invalid oxend endpoint" in str(body)
 
 
 async def test_store_at_one_member_retrieve_at_another(devnet, client):
