@@ -35,6 +35,7 @@ from typing import Any
 
 import click
 
+from session.attachments import encrypted_size
 from session.client import (
     Client,
     MessageRead,
@@ -45,12 +46,17 @@ from session.client import (
 from session.client import messages as M
 from session.devnet import Devnet, DevnetError
 from session.proto.snodes import SwarmMap, parse_node_list
+from session.registry.client import register_name
 
 TEXT_TO_BOB = "Hi Bob, it's Alice. Lunch at the usual place at noon?"
 TEXT_TO_ALICE = "Hi Alice! Noon works, see you there."
 GROUP_NAME = "Lunch crew"
 GROUP_TEXT = "Lunch crew: noon at the usual place, Carol too?"
 GROUP_REPLY = "Bob here: see you all at noon."
+FILE_NAME = "menu.txt"
+FILE_TEXT = "Today's menu at the usual place: soup, pasta, salad.\n" * 200
+FILE_CAPTION = "Here's the menu"
+DEMO_NAME = "alice-demo"
 
 
 class DemoFailure(Exception):
@@ -283,6 +289,7 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
             f"(stores, polls, config sync), each over 3 relays"
         )
         await group_step(out, alice, bob, qa, qb, work, nodes_json)
+        await file_and_name_step(out, net, alice, bob, qb, work)
         return {
             "alice": alice.session_id,
             "bob": bob.session_id,
@@ -348,6 +355,58 @@ async def group_step(
         out.line(f"members (signed Members config in the group's swarm): {len(members)}")
     finally:
         await carol.close()
+
+
+async def file_and_name_step(
+    out: Printer, net: Any, alice: Client, bob: Client, qb: Any, work: Path
+) -> None:
+    """Step 6: an attachment through the blind file server, and a name that resolves."""
+    out.step("A file through the blind file server, and a name that resolves to an ID")
+    src = work / FILE_NAME
+    src.write_text(FILE_TEXT)
+    await alice.send_file(bob.session_id, src, caption=FILE_CAPTION)
+    got = await wait_event(
+        qb,
+        lambda e: (
+            isinstance(e, MessageReceived)
+            and e.conversation == alice.session_id
+            and e.body == FILE_CAPTION
+        ),
+        "Bob to receive Alice's file",
+    )
+    msg = bob.message(got.message_id)
+    if msg is None or len(msg.attachments) != 1:
+        raise DemoFailure("Bob's message from Alice does not carry exactly one attachment")
+    att = msg.attachments[0]
+    file_id = att.url.split("#", 1)[0].rsplit("/", 1)[-1]
+    out.line(
+        f"Alice encrypted {src.name} ({len(FILE_TEXT.encode())} bytes), uploaded it through an "
+        f"onion path as file {short(file_id, 12)} and sent its key to Bob inside the message"
+    )
+    (work / "bob-downloads").mkdir(exist_ok=True)
+    saved = await bob.save_attachment(att.id, work / "bob-downloads")
+    out.check(
+        saved.read_bytes() == FILE_TEXT.encode(),
+        f"Bob downloaded it through his own onion path and saved {saved.name}: byte-identical",
+    )
+    blobs = [p for p in net.file_server.data_dir.rglob(file_id) if p.is_file()]
+    if len(blobs) != 1:
+        raise DemoFailure(f"the file server does not hold exactly one blob {file_id}")
+    blob = blobs[0].read_bytes()
+    out.check(
+        len(blob) == encrypted_size(len(FILE_TEXT.encode()))
+        and FILE_TEXT.encode()[:64] not in blob,
+        f"the file server holds only ciphertext, padded to {len(blob)} bytes "
+        "(no name, no type, no Session ID)",
+    )
+    await register_name(net.registry_url, alice.identity, DEMO_NAME)
+    found = await bob.resolve_name(DEMO_NAME)
+    out.line(f"Alice registered the name “{DEMO_NAME}” (the registry keeps only its hash)")
+    out.check(
+        found == alice.session_id,
+        f"Bob resolved “{DEMO_NAME}” through onion requests to three nodes that agree: "
+        f"{short(found, 12)}",
+    )
 
 
 def wait_replicated(out: Printer, net: Any, facts: dict[str, Any], deadline: float) -> None:
@@ -466,12 +525,13 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
     out.check(set(dbs.values()) <= set(files), "the scan below covers every node's database")
     blobs = {p: p.read_bytes() for p in files}
     size = sum(len(b) for b in blobs.values())
-    plain = [TEXT_TO_BOB.encode(), TEXT_TO_ALICE.encode()]
+    plain = [TEXT_TO_BOB.encode(), TEXT_TO_ALICE.encode(), FILE_TEXT.encode()[:64]]
+    plain += [FILE_CAPTION.encode(), FILE_NAME.encode()]
     found = [str(p.relative_to(net.dir)) for p, b in blobs.items() for t in plain if t in b]
     out.check(
         not found,
         f"no plaintext in any node file ({len(files)} files, {size / 1e6:.1f} MB: "
-        "databases, WAL, logs)" + (f": found in {found}" if found else ""),
+        "databases, WAL, logs, the file server's blobs)" + (f": found in {found}" if found else ""),
     )
     text_ids = [alice.encode(), alice.upper().encode(), bob.encode(), bob.upper().encode()]
     found = [str(p.relative_to(net.dir)) for p, b in blobs.items() for t in text_ids if t in b]
@@ -486,11 +546,17 @@ def inspect_nodes(out: Printer, net: Any, facts: dict[str, Any]) -> None:
         for f in key_forms(facts["alice_ed25519"])
         if f in b
     ]
+    on_nodes = [f for f in found if not f.startswith("registry/")]
     out.check(
-        not found,
+        not on_nodes,
         "Alice's signing key (Ed25519) is on no node in any form"
-        + (f": found in {found}" if found else ""),
+        + (f": found in {on_nodes}" if on_nodes else ""),
     )
+    if found:
+        out.line(
+            f"  (the registry holds it as the owner of the name “{DEMO_NAME}”: registering a "
+            "name is public, as on Session's chain)"
+        )
     holding = {nname for nname, db in dbs.items() if alice in owners_of(db)}
     alice_swarm = {names[e] for e in facts["alice_swarm"]}
     out.check(

@@ -618,6 +618,8 @@ class Client:
         att = self.db.attachment(attachment_id)
         if att is None:
             raise InvalidInput(f"there is no attachment #{attachment_id}")
+        if not Path(directory).is_dir():
+            raise InvalidInput(f"{directory} is not a directory")
         target = Path(directory) / safe_filename(att.file_name)
         if target.exists() and not force:
             raise InvalidInput(f"{target} already exists (use --force to replace it)")
@@ -634,6 +636,8 @@ class Client:
             )
         except FileExistsError:
             raise InvalidInput(f"{target} already exists (use --force to replace it)") from None
+        except OSError as e:
+            raise InvalidInput(f"cannot write {target}: {e.strerror}") from None
 
     async def send_typing(self, to: str, started: bool = True) -> None:
         """Send a typing indicator (20 s TTL); no-op when typing indicators are off."""

@@ -88,7 +88,10 @@ mod tests {
         let sid = [5u8; SESSION_ID_LEN];
         let nonce = [7u8; NONCE_LEN];
         let ct = encrypt("test", &sid, &nonce).expect("encrypts");
-        assert_eq!(decrypt("test", &ct, &nonce).expect("decrypts"), sid.to_vec());
+        assert_eq!(
+            decrypt("test", &ct, &nonce).expect("decrypts"),
+            sid.to_vec()
+        );
         assert!(decrypt("tesu", &ct, &nonce).is_err());
         let mut bad = ct.clone();
         bad[3] ^= 1;
