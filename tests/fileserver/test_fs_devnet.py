@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -49,9 +50,16 @@ async def transport(devnet: Devnet) -> AsyncIterator[OnionTransport]:
 
 
 def stored(devnet: Devnet) -> dict[str, bytes]:
+    """The live (unexpired) files on the server's disk. Expired files are left out: the
+    server's sweep may delete one (as it should) between listing and reading."""
     assert devnet.file_server is not None
-    d = devnet.file_server.data_dir / "store" / "files"
-    return {p.name: p.read_bytes() for p in d.iterdir()}
+    root = devnet.file_server.data_dir / "store"
+    db = sqlite3.connect(f"file:{root / 'files.db'}?mode=ro", uri=True)
+    try:
+        live = {r[0] for r in db.execute("SELECT id FROM files WHERE expires > ?", (time.time(),))}
+    finally:
+        db.close()
+    return {p.name: p.read_bytes() for p in (root / "files").iterdir() if p.name in live}
 
 
 def test_nodes_json_lists_the_file_server_and_nodes_may_proxy_to_it(

@@ -46,7 +46,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 NODES = 5
 DELAY = 0.08  # one-way latency added on the impaired link (s)
@@ -536,7 +536,9 @@ async def alice_to_bob(netns: NetnsNet, tmp_path: Path, count: int, why: str) ->
 
         sent = await expect(sent_events, MessageSent, count, 40, context)
         assert sorted(e.message_id for e in sent) == sorted(ids)
-        received = await expect(received_events, MessageReceived, count, 30, context)
+        # Bound: a relay that was mid-request when the cut came waits out its 30 s link timeout
+        # (docs/security.md, left open), so allow one stalled attempt and the retry after it.
+        received = await expect(received_events, MessageReceived, count, 50, context)
         assert sorted(e.body for e in received) == sorted(texts)
 
 
