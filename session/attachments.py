@@ -313,10 +313,8 @@ def decrypt_file(
             os.replace(tmp, target)
         else:
             os.link(tmp, target)  # fails, rather than replaces, if dst appeared meanwhile
-            tmp.unlink()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)  # gone after a replace; the spare link otherwise
     return target
 
 

@@ -143,9 +143,8 @@ class FileStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(name, self.files / fid)
-        except BaseException:
-            Path(name).unlink(missing_ok=True)
-            raise
+        finally:
+            Path(name).unlink(missing_ok=True)  # only left when something above failed
         dfd = os.open(self.files, os.O_RDONLY)
         try:
             os.fsync(dfd)

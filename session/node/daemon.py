@@ -494,11 +494,9 @@ async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -
         await node.start()
         if ready_file is not None:
             write_ready_file(ready_file, node)
-    except BaseException:
-        await node.stop()
-        raise
-    await stop.wait()
-    await node.stop()
+        await stop.wait()
+    finally:
+        await node.stop()  # after a signal, or whatever interrupted start-up
     return 0
 
 

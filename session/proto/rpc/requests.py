@@ -11,9 +11,10 @@ for accounts of its own swarm. ``RECURSIVE`` ones fan out to the whole swarm.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from session.errors import RpcStatusError
 from session.proto.rpc.auth import Access, Account, Auth, decode_token, verify_auth
@@ -60,7 +61,7 @@ from session.proto.rpc.namespaces import (
 )
 
 
-class AccountMethod:
+class AccountMethod(abc.ABC):
     """Behaviour shared by the methods that act on one account and carry its signature.
 
     Subclasses are frozen dataclasses with the fields ``account`` and ``auth`` (None only for
@@ -80,9 +81,9 @@ class AccountMethod:
     #: Every subclass is a dataclass (declared so that ``dataclasses.replace`` type-checks).
     __dataclass_fields__: ClassVar[dict[str, Any]]
 
+    @abc.abstractmethod
     def signature_text(self) -> bytes:
         """The bytes the account owner signs."""
-        raise NotImplementedError
 
     @property
     def required_access(self) -> Access:
@@ -100,7 +101,7 @@ class AccountMethod:
         """The signature fields that are checked."""
         return self.auth
 
-    def precheck(
+    def precheck(  # noqa: B027 (a deliberate no-op default: most methods have no checks)
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
     ) -> None:
         """Time-window, TTL and hard-fork checks Session runs before the signature (raises
@@ -408,8 +409,19 @@ class _NamespaceAction(AccountMethod):
 
     @property
     def value(self) -> int:
-        """The signed time (:attr:`FIELD`)."""
-        raise NotImplementedError
+        """The signed time: the field named :attr:`FIELD`."""
+        v: int = getattr(self, self.FIELD)
+        return v
+
+    if TYPE_CHECKING:  # each subclass is a dataclass with these four fields, in this order
+
+        def __init__(
+            self, account: Account, namespace: NamespaceVar, value: int, auth: Auth | None = None
+        ) -> None: ...
+
+    @classmethod
+    def parse(cls, p: Params) -> Self:
+        return cls(*cls._load(p))
 
     @classmethod
     def _load(cls, p: Params) -> tuple[Account, NamespaceVar, int, Auth]:
@@ -443,14 +455,6 @@ class DeleteAll(_NamespaceAction):
     timestamp: int
     auth: Auth | None = None
 
-    @classmethod
-    def parse(cls, p: Params) -> DeleteAll:
-        return cls(*cls._load(p))
-
-    @property
-    def value(self) -> int:
-        return self.timestamp
-
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
     ) -> None:
@@ -468,14 +472,6 @@ class DeleteBefore(_NamespaceAction):
     before: int
     auth: Auth | None = None
 
-    @classmethod
-    def parse(cls, p: Params) -> DeleteBefore:
-        return cls(*cls._load(p))
-
-    @property
-    def value(self) -> int:
-        return self.before
-
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
     ) -> None:
@@ -492,14 +488,6 @@ class ExpireAll(_NamespaceAction):
     namespace: NamespaceVar
     expiry: int
     auth: Auth | None = None
-
-    @classmethod
-    def parse(cls, p: Params) -> ExpireAll:
-        return cls(*cls._load(p))
-
-    @property
-    def value(self) -> int:
-        return self.expiry
 
     def precheck(
         self, now_ms: int, *, forwarded: bool = False, hf: Sequence[int] = DEFAULT_HARDFORK
