@@ -26,6 +26,7 @@ from session.errors import SessionError
 from session.node import keys
 from session.node.config import as_dict, load_config
 from session.node.egress import parse_allowlist
+from session.service.cli import config_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,24 +92,7 @@ def main() -> None:
 # config plumbing
 
 
-def _config_options(fn: F) -> F:
-    opts = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="SESSION_NODE_CONFIG",
-            help="TOML config file.",
-        ),
-        click.option(
-            "--data-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Data directory (keys/, tls/, db/).",
-        ),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+_config_options = config_options("SESSION_NODE_CONFIG", "Data directory (keys/, tls/, db/).")
 
 
 def _run_options(fn: F) -> F:

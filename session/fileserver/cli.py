@@ -23,6 +23,7 @@ from session.errors import SessionError
 from session.fileserver.config import ENV_CONFIG, FileServerConfig, load_config
 from session.identity import Identity
 from session.node import keys
+from session.service.cli import config_options
 from session.service.config import as_dict
 from session.service.logs import setup_logging
 
@@ -54,24 +55,7 @@ def main() -> None:
     """Run and manage a Session file server (blind storage for attachments)."""
 
 
-def _options(fn: F) -> F:
-    opts = [
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar=ENV_CONFIG,
-            help="TOML config file.",
-        ),
-        click.option(
-            "--data-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Data directory (keys/, tls/, store/).",
-        ),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+_options = config_options(ENV_CONFIG, "Data directory (keys/, tls/, store/).")
 
 
 def _run_options(fn: F) -> F:
