@@ -30,8 +30,14 @@ from session.proto.snodes import ServiceNode
 
 #: How many nodes must give the same answer.
 AGREE = 3
-#: Most nodes asked in all (a node that fails is replaced by another one).
+#: Most nodes asked in one round (a node that fails is replaced by another one).
 MAX_ASKED = 9
+#: Rounds asked when the nodes disagree: at a registration's expiry, or just after a
+#: registration or renewal, nodes' copies differ for a moment, so a disagreement is asked
+#: again (of freshly chosen nodes) before it is reported.
+ROUNDS = 3
+#: Seconds between rounds (nodes refresh a copy that missed at most once a second).
+RETRY_DELAY = 1.0
 
 
 class Requester(Protocol):
@@ -69,26 +75,10 @@ async def _ask(transport: Requester, node: ServiceNode, h: str) -> Answer | None
     return _answer(body) if status == 200 else None
 
 
-async def resolve(
-    transport: Requester,
-    nodes: Sequence[ServiceNode],
-    name: str,
-    *,
-    rng: random.Random | None = None,
-) -> str:
-    """The Session ID registered under ``name``.
-
-    Raises :class:`~session.errors.InvalidName` (malformed), :class:`NameNotFound` (nobody
-    registered it), :class:`NameExpired` (its registration lapsed) or
-    :class:`NameLookupFailed` (too few nodes answered, or their answers differ).
-    """
-    name = normalize_name(name)
-    h = name_hash_b64(name)
-    rng = rng or random.SystemRandom()
-    pool = list(nodes)
-    rng.shuffle(pool)
-    if len(pool) < AGREE:
-        raise NameLookupFailed(f"a name lookup needs {AGREE} nodes; {len(pool)} are known")
+async def _round(
+    transport: Requester, pool: Sequence[ServiceNode], h: str, name: str
+) -> list[Answer]:
+    """AGREE answers from ``pool`` (in order; failed nodes replaced by the next ones)."""
     answers: list[Answer] = []
     asked = 0
     while len(answers) < AGREE and asked < min(MAX_ASKED, len(pool)):
@@ -100,7 +90,39 @@ async def resolve(
         raise NameLookupFailed(
             f"only {len(answers)} of the {asked} nodes asked about @{name} answered; try again"
         )
-    if len(set(answers)) != 1:
+    return answers
+
+
+async def resolve(
+    transport: Requester,
+    nodes: Sequence[ServiceNode],
+    name: str,
+    *,
+    rng: random.Random | None = None,
+    rounds: int = ROUNDS,
+    retry_delay: float = RETRY_DELAY,
+) -> str:
+    """The Session ID registered under ``name``.
+
+    Raises :class:`~session.errors.InvalidName` (malformed), :class:`NameNotFound` (nobody
+    registered it), :class:`NameExpired` (its registration lapsed) or
+    :class:`NameLookupFailed` (too few nodes answered, or their answers still differ after
+    ``rounds`` rounds ``retry_delay`` seconds apart).
+    """
+    name = normalize_name(name)
+    h = name_hash_b64(name)
+    rng = rng or random.SystemRandom()
+    if len(nodes) < AGREE:
+        raise NameLookupFailed(f"a name lookup needs {AGREE} nodes; {len(nodes)} are known")
+    for attempt in range(max(1, rounds)):
+        if attempt:
+            await asyncio.sleep(retry_delay)
+        pool = list(nodes)
+        rng.shuffle(pool)
+        answers = await _round(transport, pool, h, name)
+        if len(set(answers)) == 1:
+            break
+    else:
         raise NameLookupFailed(f"the nodes asked about @{name} gave different answers")
     first = answers[0]
     if first[0] == "unknown":

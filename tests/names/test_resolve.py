@@ -55,7 +55,7 @@ class Script:
 
 
 def _run(script: Script, nodes: list[ServiceNode], name: str) -> str:
-    return asyncio.run(resolve(script, nodes, name, rng=random.Random(7)))
+    return asyncio.run(resolve(script, nodes, name, rng=random.Random(7), retry_delay=0))
 
 
 def test_three_agreeing_nodes_resolve() -> None:
@@ -88,8 +88,10 @@ def test_unknown_expired_disagreeing_and_too_few() -> None:
     mixed: dict[str, Any] = {n.pubkey_ed25519: {} for n in nodes}
     for n in nodes[:2]:
         mixed[n.pubkey_ed25519] = {"encrypted_value": ct.hex(), "nonce": nonce.hex()}
+    script = Script(mixed)
     with pytest.raises(NameLookupFailed, match="different answers"):
-        _run(Script(mixed), nodes, "bob")
+        _run(script, nodes, "bob")
+    assert len(script.asked) == 3 * 3  # asked again, twice, before giving up
     down = {n.pubkey_ed25519: PathFailure("down") for n in nodes}
     with pytest.raises(NameLookupFailed, match="answered"):
         _run(Script(down), nodes, "bob")
@@ -101,3 +103,27 @@ def test_unknown_expired_disagreeing_and_too_few() -> None:
         _run(Script(bad), nodes, "bob")
     with pytest.raises(InvalidName):
         _run(Script({}), nodes, "no spaces")
+
+
+class Settling(Script):
+    """Nodes that disagree on the first round only (a registration lapsing at that moment)."""
+
+    def __init__(self, nodes: list[ServiceNode]) -> None:
+        super().__init__({n.pubkey_ed25519: {"expired": True} for n in nodes})
+        self.first_round_mixed = nodes
+
+    async def request(
+        self, dest: ServiceNode, method: str, params: Mapping[str, Any]
+    ) -> tuple[int, Any]:
+        if len(self.asked) < 3 and dest == self.first_round_mixed[0]:
+            self.asked.append((dest.pubkey_ed25519, dict(params)))
+            return 200, {"result": {"encrypted_value": "00" * 49, "nonce": "00" * 24}, "t": 0}
+        return await super().request(dest, method, params)
+
+
+def test_a_momentary_disagreement_is_asked_again() -> None:
+    nodes = _nodes(3)
+    script = Settling(nodes)
+    with pytest.raises(NameExpired):
+        _run(script, nodes, "bob")
+    assert len(script.asked) == 6
