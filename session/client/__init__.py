@@ -9,6 +9,7 @@ of :mod:`session.client.events`, the rows the client returns (:class:`Contact`,
 from session.client.api import Client, MessageRequest
 from session.client.db import Contact, ConversationSummary, Message
 from session.client.events import (
+    AvatarChanged,
     ConnectionChanged,
     ContactsSynced,
     Event,
@@ -26,6 +27,7 @@ from session.client.identity_store import IdentityNotFound, IdentityStore
 from session.client.messages import Expiration, ExpirationMode
 
 __all__ = [
+    "AvatarChanged",
     "Client",
     "ConnectionChanged",
     "Contact",

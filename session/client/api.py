@@ -335,27 +335,29 @@ class Client:
     @property
     def avatar(self) -> tuple[str, bytes] | None:
         """Our profile picture: (file URL, 32-byte profile key), or None."""
-        saved = self.db.get_secret("avatar")
-        doc = None if saved is None else json.loads(saved)
-        return None if not doc else (str(doc["url"]), bytes.fromhex(doc["key"]))
+        return self.db.avatar()
 
     async def set_avatar(self, path: str | Path | None) -> tuple[str, bytes] | None:
         """Set our profile picture from the image at ``path`` (None removes it): resized to
         600 px, encrypted under a fresh profile key (§6.9), uploaded through an onion path;
-        its URL and key go with our messages from then on. Returns (URL, key) or None."""
-        if path is None:
-            self.db.put_secret("avatar", "null")
-            return None
-        pic = avatar_mod.prepare(path)
-        key = avatar_mod.new_profile_key()
-        blob = avatar_mod.encrypt(pic.data, key)
-        servers = self.file_servers()
-        up = await files.upload(
-            self.transport, blob, server=servers[0] if servers else files.DEFAULT_FILE_SERVER
-        )
-        self.db.put_secret("avatar", json.dumps({"url": up.url, "key": key.hex()}))
-        self.db.put("avatar_extended_ms", self.clock.local_ms())
-        return up.url, key
+        its URL and key go with our messages from then on and into our UserProfile config
+        (``p``/``q``), so our other devices show it too. Returns (URL, key) or None."""
+        ref: tuple[str, bytes] | None = None
+        if path is not None:
+            pic = avatar_mod.prepare(path)
+            key = avatar_mod.new_profile_key()
+            blob = avatar_mod.encrypt(pic.data, key)
+            servers = self.file_servers()
+            up = await files.upload(
+                self.transport, blob, server=servers[0] if servers else files.DEFAULT_FILE_SERVER
+            )
+            ref = (up.url, key)
+        with self.db.tx():
+            self.db.put_avatar(None, ref)
+            self.db.put("avatar_extended_ms", self.clock.local_ms())
+            self.config.push_avatar(ref)
+        self.loops.wake.set()
+        return ref
 
     async def keep_avatar_alive(self, *, force: bool = False) -> files.RemoteFile | None:
         """Extend our profile picture's file on the server (§6.9: clients keep it alive while
@@ -373,14 +375,14 @@ class Client:
         return info
 
     def contact_avatar_ref(self, session_id: str) -> tuple[str, bytes] | None:
-        """The profile picture (URL, key) a contact last sent us, or None."""
-        saved = self.db.get_secret(f"avatar:{session_id}")
-        doc = None if saved is None else json.loads(saved)
-        return None if not doc else (str(doc["url"]), bytes.fromhex(doc["key"]))
+        """The profile picture (URL, key) a contact last sent us or our other devices synced
+        (our own when ``session_id`` is ours), or None."""
+        return self.avatar if session_id == self.session_id else self.db.avatar(session_id)
 
     async def contact_avatar(self, session_id: str) -> Path | None:
-        """A contact's profile picture as a local file (downloaded through an onion path,
-        decrypted, cached under the profile directory; fetched again when it changed)."""
+        """A contact's (or our own) profile picture as a local file (downloaded through an
+        onion path, decrypted, cached under the profile directory; fetched again when it
+        changed)."""
         ref = self.contact_avatar_ref(session_id)
         if ref is None:
             return None
@@ -749,7 +751,9 @@ class Client:
             self._enqueue(
                 "control",
                 session_id,
-                M.request_response(sent_ms=sent_ms, display_name=self.display_name),
+                M.request_response(
+                    sent_ms=sent_ms, display_name=self.display_name, avatar=self.avatar
+                ),
                 sent_ms,
                 M.TTL_CONTENT_MS,
             )

@@ -1,5 +1,6 @@
-"""Config sync of one client: the UserProfile (namespace 2) and Contacts (namespace 3) configs
-its devices share through its own swarm (data layout: :mod:`session.client.sync`).
+"""Config sync of one client: the UserProfile (namespace 2: display name, profile picture) and
+Contacts (namespace 3: contacts with their pictures) configs its devices share through its own
+swarm (data layout: :mod:`session.client.sync`).
 
 Each device keeps its current config message per namespace in its database. A local change
 makes the next message (:meth:`~session.groups.config.ConfigMessage.increment`: next seqno,
@@ -19,12 +20,13 @@ from collections.abc import Callable, Sequence
 from session.client import messages as M
 from session.client import sync as S
 from session.client.db import Database
-from session.client.events import ContactsSynced, EventHub, ProfileChanged
+from session.client.events import AvatarChanged, ContactsSynced, EventHub, ProfileChanged
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
 from session.errors import SessionError
 from session.groups.config import ConfigData, ConfigMessage, ConfigParseError, merge, seal
 from session.identity import Identity
+from session.proto import session_pb2 as pb
 
 log = logging.getLogger("session.client")
 
@@ -51,6 +53,7 @@ class ConfigSync:
         self.seed32 = seed32
         self.clock = clock
         self.hub = hub
+        self.me = identity.session_id
 
     def state(self, ns: int) -> ConfigMessage:
         """Our current config message of ``ns`` (an empty one before the first; a database
@@ -85,10 +88,32 @@ class ConfigSync:
     def push_profile(self, name: str) -> None:
         self.edit(S.NS_USER_PROFILE, lambda data: S.set_display_name(data, name))
 
+    def push_avatar(self, pic: S.Pic | None) -> None:
+        """Queue our profile picture (or its removal) in the UserProfile config."""
+        self.edit(S.NS_USER_PROFILE, lambda data: S.set_profile_pic(data, pic))
+
     def push_contacts(self) -> None:
         contacts = self.db.contacts()
         me = self.identity.session_id
-        self.edit(S.NS_CONTACTS, lambda data: S.set_contacts(data, contacts, me))
+        pics = {c.session_id: p for c in contacts if (p := self.db.avatar(c.session_id))}
+        self.edit(S.NS_CONTACTS, lambda data: S.set_contacts(data, contacts, me, pics))
+
+    def saw_profile(
+        self, sender: str, dm: pb.DataMessage | pb.MessageRequestResponse
+    ) -> AvatarChanged | None:
+        """Record the profile picture a message from ``sender`` carries (inside the caller's
+        transaction); when it is new and ``sender`` an approved contact, our Contacts config
+        gets it too (so a device restored later shows it). Returns the event to emit, if any."""
+        if not dm.profile.profilePicture or len(dm.profileKey) != 32 or sender == self.me:
+            return None
+        pic = (dm.profile.profilePicture, bytes(dm.profileKey))
+        if self.db.avatar(sender) == pic:
+            return None
+        self.db.put_avatar(sender, pic)
+        contact = self.db.contact(sender)
+        if contact is not None and contact.approved:
+            self.push_contacts()
+        return AvatarChanged(sender, pic[0])
 
     def apply(self, rows: Sequence[StoredRow], ns: int) -> None:
         """Merge the config messages in ``rows`` with ours; adopt what changed and push the
@@ -123,18 +148,29 @@ class ConfigSync:
 
     def _adopt(self, ns: int, old: ConfigData, new: ConfigData) -> None:
         """Write into the database what changed from ``old`` to ``new`` (inside a transaction)."""
+        me = self.identity.session_id
         if ns == S.NS_USER_PROFILE:
             name = S.display_name(new)
             if name and name != S.display_name(old):
                 self.db.put_secret("display_name", name)
-                self.hub.emit(ProfileChanged(self.identity.session_id, name))
+                self.hub.emit(ProfileChanged(me, name))
+            pic = S.profile_pic(new)
+            if pic != S.profile_pic(old):
+                self.db.put_avatar(None, pic)
+                self.db.put("avatar_extended_ms", self.clock.local_ms())  # just uploaded
+                self.hub.emit(AvatarChanged(me, pic[0] if pic else None))
             return
         before, after = S.contacts_of(old), S.contacts_of(new)
         changed = 0
         for sid, fields in after.items():
-            if sid != self.identity.session_id and before.get(sid) != fields:
+            if sid != me and before.get(sid) != fields:
                 self.db.upsert_contact(sid, **fields)
                 changed += 1
+        pics_before, pics_after = S.contact_pics(old), S.contact_pics(new)
+        for sid, pic in pics_after.items():
+            if sid != me and pics_before.get(sid) != pic:
+                self.db.put_avatar(sid, pic)
+                self.hub.emit(AvatarChanged(sid, pic[0]))
         for sid in before.keys() - after.keys():
             self.db.delete_request(sid)  # another device declined it (accepted ones stay)
             changed += 1

@@ -310,6 +310,18 @@ class Database:
             ("s:" + key, self.sealer.seal(value)),
         )
 
+    def avatar(self, session_id: str | None = None) -> tuple[str, bytes] | None:
+        """A profile picture as (file URL, 32-byte profile key): ours (``session_id`` None) or
+        the one a contact last sent or our other devices synced; None when there is none."""
+        saved = self.get_secret("avatar" if session_id is None else f"avatar:{session_id}")
+        doc = None if saved is None else json.loads(saved)
+        return None if not doc else (str(doc["url"]), bytes.fromhex(doc["key"]))
+
+    def put_avatar(self, session_id: str | None, pic: tuple[str, bytes] | None) -> None:
+        """Records a profile picture (ours for ``session_id`` None); None records "none"."""
+        doc = None if pic is None else {"url": pic[0], "key": pic[1].hex()}
+        self.put_secret("avatar" if session_id is None else f"avatar:{session_id}", json.dumps(doc))
+
     # ------------------------------------------------------------------ config state
 
     def config_state(self, namespace: int) -> bytes | None:

@@ -96,6 +96,15 @@ class ProfileChanged(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AvatarChanged(Event):
+    """A profile picture changed (``session_id`` may be ours, from another device): the file
+    URL of the new one, or None when it was removed."""
+
+    session_id: str
+    url: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ContactsSynced(Event):
     """Contacts were merged from the config namespace (another device changed them)."""
 

@@ -500,8 +500,7 @@ class GroupManager:
         inv.memberAuthData = member_auth_data(st.admin_key, sid)
         inv.adminSignature = control.sign(st.admin_key, control.invite_text(sid, sent_ms))
         content.sigTimestamp = sent_ms
-        if self.c.display_name:
-            content.dataMessage.profile.displayName = self.c.display_name
+        M.set_profile(content.dataMessage, self.c.display_name, self.c.avatar)
         self.c._enqueue("control", sid, content, sent_ms, M.TTL_CONTENT_MS)
 
     async def invite(self, ref: str, members: Sequence[str]) -> list[str]:
@@ -583,8 +582,7 @@ class GroupManager:
             up.inviteResponse.isApproved = True
             content = pb.Content()
             content.dataMessage.groupUpdateMessage.CopyFrom(up)
-            if self.c.display_name:
-                content.dataMessage.profile.displayName = self.c.display_name
+            M.set_profile(content.dataMessage, self.c.display_name, self.c.avatar)
             with self.db.tx():
                 self._store(
                     gid,
@@ -635,6 +633,7 @@ class GroupManager:
             text,
             sent_ms=sent_ms,
             display_name=self.c.display_name,
+            avatar=self.c.avatar,
             expiration=exp,
             attachments=attachments,
         )
@@ -1014,6 +1013,12 @@ class GroupManager:
             c = self.db.contact(sender)
             if c is None or c.name != dm.profile.displayName[:100]:
                 self.db.upsert_contact(sender, name=dm.profile.displayName[:100])
+        avatar = self.c.config.saw_profile(sender, dm)
+        return ([avatar] if avatar else []) + self._content(st, sender, sent_ms, h, content)
+
+    def _content(self, st: _State, sender: str, sent_ms: int, h: str, content: Any) -> list[Any]:
+        """Apply one group message's content from ``sender`` (a control or a visible one)."""
+        dm = content.dataMessage
         members = get_members(st.members.data)
         if dm.HasField("groupUpdateMessage"):
             return self._control(st, sender, sent_ms, h, dm.groupUpdateMessage)

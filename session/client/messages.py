@@ -103,9 +103,13 @@ def _apply_expiration(c: pb.Content, exp: Expiration) -> None:
         c.expirationTimer = exp.seconds
 
 
-def _profile(
-    dm: pb.DataMessage, display_name: str | None, avatar: tuple[str, bytes] | None = None
+def set_profile(
+    dm: pb.DataMessage | pb.MessageRequestResponse,
+    display_name: str | None,
+    avatar: tuple[str, bytes] | None = None,
 ) -> None:
+    """Puts our display name and profile picture (URL in ``profile``, key in ``profileKey``)
+    into an outgoing data message, as Session's clients send them with every visible one."""
     if display_name:
         dm.profile.displayName = display_name
     if avatar is not None:  # (file URL, 32-byte profile key), client spec §6.9
@@ -133,7 +137,7 @@ def text(
     if body:
         c.dataMessage.body = body
     c.dataMessage.attachments.extend(attachments)
-    _profile(c.dataMessage, display_name, avatar)
+    set_profile(c.dataMessage, display_name, avatar)
     if sync_target:
         c.dataMessage.syncTarget = sync_target
     if quote:
@@ -180,11 +184,13 @@ def unsend(target_sent_ms: int, author: str, *, sent_ms: int) -> pb.Content:
     return c
 
 
-def request_response(*, sent_ms: int, display_name: str | None) -> pb.Content:
+def request_response(
+    *, sent_ms: int, display_name: str | None, avatar: tuple[str, bytes] | None = None
+) -> pb.Content:
+    """Accepting a message request, with our profile (name, picture) as Session sends it."""
     c = pb.Content(sigTimestamp=sent_ms)
     c.messageRequestResponse.isApproved = True
-    if display_name:
-        c.messageRequestResponse.profile.displayName = display_name
+    set_profile(c.messageRequestResponse, display_name, avatar)
     return c
 
 

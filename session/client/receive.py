@@ -8,7 +8,6 @@ request responses. Config namespaces go to :class:`~session.client.configsync.Co
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -128,6 +127,8 @@ class Receiver:
             and not from_me
         ):
             out.append(self._request_accepted(inc, c.messageRequestResponse))
+            if changed := self.config.saw_profile(inc.sender, c.messageRequestResponse):
+                out.append(changed)
         return out
 
     def _data_message(
@@ -141,9 +142,8 @@ class Receiver:
             if dm.HasField("profile") and dm.profile.displayName:
                 self.db.upsert_contact(inc.sender, name=dm.profile.displayName[:MAX_NAME_CHARS])
             return out + self.on_group_update(inc, dm.groupUpdateMessage)
-        if not from_me and dm.profile.profilePicture and len(dm.profileKey) == 32:
-            ref = json.dumps({"url": dm.profile.profilePicture, "key": dm.profileKey.hex()})
-            self.db.put_secret(f"avatar:{inc.sender}", ref)
+        if not from_me and (changed := self.config.saw_profile(inc.sender, dm)):
+            out.append(changed)
         if not from_me and dm.HasField("profile") and dm.profile.displayName:
             name = dm.profile.displayName[:MAX_NAME_CHARS]
             if not contact or contact.name != name:

@@ -2,11 +2,12 @@
 holds and how they are stored. The config messages themselves, their merge and their sealing are
 :mod:`session.groups.config` (libsession's rules), the same code the group configs use.
 
-* namespace 2, domain ``UserProfile``: ``n`` display name (other keys, such as ``p``/``q`` the
-  profile picture, are kept as other clients set them);
-* namespace 3, domain ``Contacts``: ``c`` → {33-byte Session ID → {``n`` name, ``a`` approved,
-  ``A`` approved me, ``b`` blocked, ``e`` expiration type, ``E`` timer, and the keys other
-  clients set, kept untouched}}.
+* namespace 2, domain ``UserProfile``: ``n`` display name, ``p``/``q`` profile picture (file
+  URL, 32-byte profile key: both or neither, as libsession's ``set_profile_pic``); other keys are
+  kept as other clients set them;
+* namespace 3, domain ``Contacts``: ``c`` → {33-byte Session ID → {``n`` name, ``p``/``q`` the
+  contact's profile picture, ``a`` approved, ``A`` approved me, ``b`` blocked, ``e`` expiration
+  type, ``E`` timer, and the keys other clients set, kept untouched}}.
 
 A stored config is :func:`session.groups.config.seal` of the serialized message under the
 account's Ed25519 seed; :func:`open_config` also accepts the older protobuf-wrapped form.
@@ -30,6 +31,10 @@ DOMAINS = {NS_USER_PROFILE: "UserProfile", NS_CONTACTS: "Contacts"}
 
 #: Contact flags and their keys in a contact's config entry.
 _FLAGS = (("a", "approved"), ("A", "approved_me"), ("b", "blocked"))
+#: A profile picture: (file URL, 32-byte profile key), spec client.md §6.9.
+Pic = tuple[str, bytes]
+#: Longest picture URL libsession keeps (``profile_pic::MAX_URL_LENGTH``).
+MAX_PIC_URL = 223
 
 
 def open_config(
@@ -75,13 +80,47 @@ def display_name(data: ConfigData) -> str | None:
     return name.decode(errors="replace") if isinstance(name, bytes) and name else None
 
 
+def _set_pic(d: dict[bytes, Any], pic: Pic | None) -> None:
+    """Sets ``p``/``q`` of ``d`` to ``pic``, or removes both (libsession keeps the pair only
+    when the URL is non-empty and the key is 32 bytes)."""
+    if pic is not None and pic[0] and len(pic[0].encode()) <= MAX_PIC_URL and len(pic[1]) == 32:
+        d[b"p"], d[b"q"] = pic[0].encode(), bytes(pic[1])
+    else:
+        d.pop(b"p", None)
+        d.pop(b"q", None)
+
+
+def _pic(d: dict[bytes, Any]) -> Pic | None:
+    """The ``p``/``q`` pair of ``d`` when both are valid (libsession's ``get_profile_pic``)."""
+    url, key = d.get(b"p"), d.get(b"q")
+    if isinstance(url, bytes) and url and isinstance(key, bytes) and len(key) == 32:
+        return url.decode(errors="replace"), key
+    return None
+
+
+def set_profile_pic(data: ConfigData, pic: Pic | None) -> None:
+    """Sets (or, for None, removes) our profile picture in UserProfile data."""
+    _set_pic(data, pic)
+
+
+def profile_pic(data: ConfigData) -> Pic | None:
+    """Our profile picture in UserProfile data, if any."""
+    return _pic(data)
+
+
 # ------------------------------------------------------------------------------ Contacts
 
 
-def contact_entry(contact: Contact, existing: dict[bytes, Any] | None = None) -> dict[bytes, Any]:
+def contact_entry(
+    contact: Contact, existing: dict[bytes, Any] | None = None, pic: Pic | None = None
+) -> dict[bytes, Any]:
     """The config entry of ``contact``: ``existing`` (keys other clients set are kept) with our
-    fields set, an absent or false field removed (libsession stores no defaults)."""
+    fields set, an absent or false field removed (libsession stores no defaults); ``pic``, the
+    contact's picture as we know it, replaces the entry's (None keeps what the entry has: a
+    picture we have not seen is not one removed)."""
     entry = dict(existing or {})
+    if pic is not None:
+        _set_pic(entry, pic)
     fields = contact.to_dict()
     if contact.name:
         entry[b"n"] = contact.name.encode()
@@ -101,8 +140,12 @@ def contact_entry(contact: Contact, existing: dict[bytes, Any] | None = None) ->
     return entry
 
 
-def set_contacts(data: ConfigData, contacts: list[Contact], me: str) -> None:
-    """Makes the ``c`` dict of Contacts data hold exactly ``contacts`` (never ``me``)."""
+def set_contacts(
+    data: ConfigData, contacts: list[Contact], me: str, pics: dict[str, Pic] | None = None
+) -> None:
+    """Makes the ``c`` dict of Contacts data hold exactly ``contacts`` (never ``me``), with the
+    pictures ``pics`` (by Session ID) we know of them."""
+    pics = pics or {}
     old = data.get(b"c")
     old = old if isinstance(old, dict) else {}
     new: dict[bytes, Any] = {}
@@ -111,7 +154,9 @@ def set_contacts(data: ConfigData, contacts: list[Contact], me: str) -> None:
             continue
         sid = bytes.fromhex(contact.session_id)
         prev = old.get(sid)
-        new[sid] = contact_entry(contact, prev if isinstance(prev, dict) else None)
+        new[sid] = contact_entry(
+            contact, prev if isinstance(prev, dict) else None, pics.get(contact.session_id)
+        )
     if new:
         data[b"c"] = new
     else:
@@ -140,4 +185,18 @@ def contacts_of(data: ConfigData) -> dict[str, dict[str, Any]]:
             "exp_mode": {1: 2, 2: 1}.get(e_type, 0),
             "exp_seconds": timer if e_type in (1, 2) and isinstance(timer, int) else 0,
         }
+    return out
+
+
+def contact_pics(data: ConfigData) -> dict[str, Pic]:
+    """The contacts' profile pictures in Contacts data, by Session ID."""
+    c = data.get(b"c")
+    if not isinstance(c, dict):
+        return {}
+    out: dict[str, Pic] = {}
+    for sid, entry in c.items():
+        if isinstance(sid, bytes) and len(sid) == 33 and isinstance(entry, dict):
+            pic = _pic(entry)
+            if pic is not None:
+                out[sid.hex()] = pic
     return out

@@ -142,6 +142,8 @@ def test_file_a_to_b(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
 
 
 def test_file_in_a_closed_group(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
+    from PIL import Image
+
     nodes = str(devnet.dir / "nodes.json")
     ha, hb = tmp_path / "alice", tmp_path / "bob"
     js(run(runner, ha, "id", "new", "--json"))
@@ -155,6 +157,10 @@ def test_file_in_a_closed_group(runner: CliRunner, tmp_path: Path, devnet: Any) 
     data = os.urandom(200_000)
     src = tmp_path / "notes.pdf"
     src.write_bytes(data)
+    a = js(run(runner, ha, "id", "show", "--json"))["session_id"]
+    img = tmp_path / "me.png"
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(img)
+    js(run(runner, ha, "id", "avatar", str(img), "--json"))
     sent = js(run(runner, ha, "group", "send", gid, "read this", "--file", str(src), "--json"))
     assert sent["group_id"] == gid
     hist = js(run(runner, hb, "group", "history", gid, "--json"))["messages"]
@@ -167,6 +173,10 @@ def test_file_in_a_closed_group(runner: CliRunner, tmp_path: Path, devnet: Any) 
     (tmp_path / "in").mkdir()
     saved = js(run(runner, hb, "save", str(att["id"]), "--to", str(tmp_path / "in"), "--json"))
     assert Path(saved["path"]).read_bytes() == data
+    # the group message carried Alice's profile picture (same Content profile fields as 1:1)
+    pic = js(run(runner, hb, "id", "avatar", "--of", a, "--to", str(tmp_path / "in"), "--json"))
+    with Image.open(pic["path"]) as got:
+        assert got.size == (50, 40)
 
 
 def test_avatar_reaches_the_other_side(runner: CliRunner, tmp_path: Path, devnet: Any) -> None:
@@ -205,6 +215,20 @@ def test_avatar_reaches_the_other_side(runner: CliRunner, tmp_path: Path, devnet
         conn.execute("UPDATE kv SET value='0' WHERE key='avatar_extended_ms'")
     js(run(runner, ha, "inbox", "--json"))
     assert expires() > first
+    # a second device of Alice's (restored from her phrase) gets the picture through her
+    # UserProfile config, and later its removal
+    phrase = js(run(runner, ha, "id", "show", "--phrase", "--json"))["mnemonic"]
+    ha2 = tmp_path / "alice2"
+    js(run(runner, ha2, "id", "restore", *phrase.split(), "--json"))
+    js(run(runner, ha2, "--network", nodes, "inbox", "--json"))
+    out2 = tmp_path / "pics2"
+    out2.mkdir()
+    mine = js(run(runner, ha2, "id", "avatar", "--of", a, "--to", str(out2), "--json"))
+    assert Path(mine["path"]).read_bytes() == Path(got["path"]).read_bytes()
     # removing it, and the command's argument check
-    js(run(runner, ha, "id", "avatar", "--remove", "--json"))
+    assert js(run(runner, ha, "id", "avatar", "--remove", "--json"))["queued"] == 0
+    js(run(runner, ha2, "inbox", "--json"))
+    assert "has not sent" in error_line(
+        run(runner, ha2, "id", "avatar", "--of", a, "--to", str(out2), "--json")
+    )
     assert "--of" in error_line(run(runner, ha, "id", "avatar"))

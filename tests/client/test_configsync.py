@@ -19,8 +19,9 @@ from session.client.events import EventHub
 from session.client.identity_store import ed25519_seed32
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
-from session.groups.config import ConfigMessage, open_sealed
+from session.groups.config import ConfigMessage, open_sealed, seal
 from session.identity import Identity
+from session.proto import session_pb2 as pb
 from vectorlib import load_vectors
 
 BOB = "05" + "b0" * 32
@@ -208,3 +209,70 @@ def test_older_wrapped_push_still_opens() -> None:
     raw = S.open_config(S.NS_USER_PROFILE, bytes.fromhex(case["push"]), seed, ident)
     assert raw == case["config_utf8"].encode()
     assert ConfigMessage.parse(raw).seqno == case["seqno"]
+
+
+def test_profile_picture_encoding_is_libsessions() -> None:
+    """TV-25: the seqno-1 UserProfile push libsession makes after setting a name, a picture
+    (``p`` URL, ``q`` 32-byte key) and a note-to-self priority, built with our setters from the
+    empty seqno-0 message and sealed with our code, is byte-identical to libsession's."""
+    (case,) = load_vectors("config_encrypt", "config_push")
+    seed = bytes.fromhex(case["ed25519_seed"])
+    msg = ConfigMessage(0).increment()
+    S.set_display_name(msg.data, "Kallie")
+    S.set_profile_pic(
+        msg.data, ("http://example.org/omg-pic-123.bmp", b"secret78901234567890123456789012")
+    )
+    msg.data[b"+"] = 9  # the priority, a key our client keeps but does not set
+    raw = msg.serialize()
+    assert raw.hex() == case["plaintext"]
+    assert seal(raw, seed, "UserProfile").hex() == case["ciphertext"]
+    assert S.profile_pic(ConfigMessage.parse(raw).data) == (
+        "http://example.org/omg-pic-123.bmp",
+        b"secret78901234567890123456789012",
+    )
+    # libsession keeps the pair only when both are valid: a short key or empty URL clears both
+    for bad in (("http://x/y", b"short"), ("", b"k" * 32)):
+        S.set_profile_pic(msg.data, bad)
+        assert b"p" not in msg.data and b"q" not in msg.data
+
+
+def test_profile_pictures_sync_to_the_other_device(tmp_path: Path) -> None:
+    """Our picture set (and removed) on one device reaches the other through UserProfile;
+    a picture an approved contact sent reaches it through that contact's Contacts entry."""
+    a, b, _swarm = _pair(tmp_path)
+    pic = ("https://files.example/file/abc", bytes(range(32)))
+    with a.db.tx():
+        a.db.put_avatar(None, pic)
+        a.config.push_avatar(pic)
+    a.push()
+    b.poll()
+    assert b.db.avatar() == pic
+    assert b.view()[0] is None  # the name was never set; nothing else changed
+
+    a.set_contact(BOB, name="Bob", approved=1)
+    dm = pb.DataMessage(profileKey=b"\x07" * 32)
+    dm.profile.profilePicture = "https://files.example/file/bob"
+    with a.db.tx():
+        seen = a.config.saw_profile(BOB, dm)
+    assert seen is not None and seen.url == dm.profile.profilePicture
+    with a.db.tx():  # the same picture again changes nothing
+        assert a.config.saw_profile(BOB, dm) is None
+    a.push()
+    b.poll()
+    assert b.db.avatar(BOB) == (dm.profile.profilePicture, b"\x07" * 32)
+    state = ConfigMessage.parse(b.db.config_state(S.NS_CONTACTS) or b"")
+    entry = state.data[b"c"][bytes.fromhex(BOB)]
+    assert (entry[b"p"], entry[b"q"]) == (dm.profile.profilePicture.encode(), b"\x07" * 32)
+    # a stranger's picture is kept locally but not synced (it is no contact of ours)
+    with a.db.tx():
+        assert a.config.saw_profile(CAROL, dm) is not None
+    a.push()
+    b.poll()
+    assert b.db.avatar(CAROL) is None
+
+    with a.db.tx():
+        a.db.put_avatar(None, None)
+        a.config.push_avatar(None)
+    a.push()
+    b.poll()
+    assert b.db.avatar() is None

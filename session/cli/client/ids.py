@@ -219,8 +219,8 @@ def id_name(name: str) -> None:
 @errors
 def id_avatar(path: Path | None, remove: bool, of: str | None, directory: Path) -> None:
     """Set your profile picture from PATH (resized to 600 px, encrypted with a profile key,
-    uploaded through an onion path, sent with your messages), or --remove it; with --of ID,
-    download a contact's picture into --to."""
+    uploaded through an onion path, sent with your messages and synced to your other devices),
+    or --remove it; with --of ID, download a contact's (or your own) picture into --to."""
     if sum((path is not None, remove, of is not None)) != 1:
         raise CliError("give PATH, --remove or --of ID")
     who = parse_id(of) if of is not None else None
@@ -242,11 +242,14 @@ def id_avatar(path: Path | None, remove: bool, of: str | None, directory: Path) 
                 return {"session_id": who, "path": str(out)}
             if remove:
                 await c.set_avatar(None)
-                return {"session_id": c.session_id, "avatar": None}
+                if c.node_count:  # the UserProfile config tells our other devices
+                    await s.flush()
+                return {"session_id": c.session_id, "avatar": None, "queued": c.queued()}
             await s.connect()
             ref = await c.set_avatar(path)
             assert ref is not None
-            return {"session_id": c.session_id, "avatar": ref[0]}
+            await s.flush()
+            return {"session_id": c.session_id, "avatar": ref[0], "queued": c.queued()}
         finally:
             await c.close()
 
