@@ -15,11 +15,13 @@ from session.cli.client.base import attachment_lines, message_doc
 from session.client import attachments as ca
 from session.client import messages as M
 from session.client.attachments import MAX_ATTACHMENTS
+from session.client.configsync import ConfigSync
 from session.client.db import Database, Sealer, derive_db_key
 from session.client.events import EventHub, MessageReceived
 from session.client.files import Uploaded
 from session.client.identity_store import ed25519_seed32
 from session.client.network import NetworkClock
+from session.client.outbox import Outbox
 from session.client.receive import Receiver
 from session.identity import Identity
 from session.proto import session_pb2 as pb
@@ -31,8 +33,10 @@ UP = Uploaded("F" * 44, "http://127.0.0.1:9/file/" + "F" * 44 + "#p=" + "cd" * 3
 def _receiver(tmp_path: Path) -> tuple[Receiver, Database]:
     me = Identity.generate()
     db = Database(tmp_path / "state.db", Sealer(derive_db_key(ed25519_seed32(me))))
-    # handle() needs neither a poller nor config sync: this test applies messages directly
-    rx = Receiver(db, me, NetworkClock(), EventHub(), None, None)  # type: ignore[arg-type]
+    clock, hub = NetworkClock(), EventHub()
+    config = ConfigSync(db, Outbox(db), me, ed25519_seed32(me), clock, hub)
+    # handle() needs no poller: this test applies messages directly
+    rx = Receiver(db, me, clock, hub, None, config)  # type: ignore[arg-type]
     return rx, db
 
 
