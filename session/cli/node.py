@@ -24,9 +24,10 @@ import session.devnet
 from session import _core
 from session.errors import SessionError
 from session.node import keys
-from session.node.config import as_dict, load_config
+from session.node.config import as_dict, check_runnable, load_config
 from session.node.egress import parse_allowlist
 from session.service.cli import config_options
+from session.service.systemd import unit_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -145,7 +146,7 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Any:
 @_errors
 def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     """Run the service node until SIGTERM/SIGINT."""
-    cfg = _load(config_path, data_dir, **flags)
+    cfg = check_runnable(_load(config_path, data_dir, **flags))
     # Fail early, with a clear message, on an exposed key file (a missing one is created).
     if keys.key_path(cfg.data_dir).exists():
         keys.check_permissions(keys.key_path(cfg.data_dir))
@@ -207,10 +208,12 @@ def show_id(config_path: Path | None, data_dir: Path | None, qr: bool, as_json: 
 @click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
 @_errors
 def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
-    """Validate the configuration (file + environment + flags) and the key file."""
+    """Validate the configuration (file + environment + flags) and the key file: what
+    ``run`` needs, so that "configuration ok" means ``run`` can start."""
     cfg = _load(config_path, data_dir, **flags)
     if show:
         click.echo(json.dumps(as_dict(cfg), indent=2))
+    check_runnable(cfg)
     problems = []
     try:
         keys.read_seed(cfg.data_dir)
@@ -223,8 +226,11 @@ def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **
 
 @main.command("systemd-unit")
 def systemd_unit() -> None:
-    """Print the systemd unit file."""
-    click.echo(resource_text("session-node.service"), nl=False)
+    """Print the systemd unit file for this install (its absolute path in ExecStart)."""
+    click.echo(
+        unit_text(resource_text("session-node.service"), "session-node", "session.cli.node"),
+        nl=False,
+    )
 
 
 @main.command("example-config")
@@ -367,3 +373,7 @@ def resource_text(name: str) -> str:
 
 
 __all__ = ["main", "resource_text"]
+
+
+if __name__ == "__main__":
+    main()

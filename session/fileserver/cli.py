@@ -26,6 +26,7 @@ from session.node import keys
 from session.service.cli import config_options
 from session.service.config import as_dict
 from session.service.logs import setup_logging
+from session.service.systemd import unit_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,8 +178,13 @@ def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **
 
 @main.command("systemd-unit")
 def systemd_unit() -> None:
-    """Print the systemd unit file."""
-    click.echo(resource_text("session-fileserver.service"), nl=False)
+    """Print the systemd unit file for this install (its absolute path in ExecStart)."""
+    click.echo(
+        unit_text(
+            resource_text("session-fileserver.service"), "session-fileserver", "session.fileserver"
+        ),
+        nl=False,
+    )
 
 
 @main.command("example-config")

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from session.errors import ConfigError
+from session.errors import ConfigError, SessionError
 from session.node.config import load_config
 from session.node.daemon import run
 
@@ -48,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return run(cfg, use_uvloop=not args.no_uvloop, ready_file=args.ready_file)
+    try:
+        return run(cfg, use_uvloop=not args.no_uvloop, ready_file=args.ready_file)
+    except SessionError as e:  # a permanent error (a port in use, a refusal): one sentence
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -178,6 +178,26 @@ def validate(cfg: NodeConfig) -> NodeConfig:
     return cfg
 
 
+def check_runnable(cfg: NodeConfig) -> NodeConfig:
+    """What ``run`` needs beyond a well-formed file: an address the registry can announce.
+
+    ``network.public_ip`` may be left empty only when ``network.listen_host`` is itself a
+    unicast address (a devnet's 127.0.0.1); the default listen host 0.0.0.0 is not one. Raises
+    :class:`ConfigError` with one sentence; ``check-config`` and ``run`` both call it.
+    """
+    ip = cfg.announce_ip
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        addr = None
+    if addr is None or addr.is_unspecified or addr.is_multicast:
+        raise ConfigError(
+            "network.public_ip is required: set it (or --public-ip) to the public IPv4 or IPv6 "
+            f"address other nodes and clients reach this node at ({ip!r} cannot be announced)"
+        )
+    return cfg
+
+
 def _check_network(net: NetworkConfig) -> None:
     _check_port("network.https_port", net.https_port)
     _check_port("network.zmq_port", net.zmq_port)
@@ -256,6 +276,7 @@ __all__ = [
     "RegistryConfig",
     "StorageConfig",
     "as_dict",
+    "check_runnable",
     "default_data_dir",
     "field_names",
     "load_config",

@@ -10,8 +10,12 @@ us in a swarm, and both sites are up; after that ``/readyz`` stays 503 (and read
 the node caught up with its swarm (``replication.Reconciler``), while stores and relaying are
 already served.
 
-SIGTERM/SIGINT: mark not ready, stop accepting, let in-flight requests finish (bounded by
-``shutdown_timeout``), stop polling and links, flush and close the store, exit 0.
+Under systemd (``Type=notify``) each step is also sent as ``STATUS=``, ``READY=1`` once it
+serves, and the watchdog is pinged from the loop (:mod:`session.service.systemd`).
+
+SIGTERM/SIGINT, in any state (also while registering): mark not ready, stop accepting, let
+in-flight requests finish (bounded by ``shutdown_timeout``), stop polling and links, flush and
+close the store, exit 0. A second node on the same data directory is refused (a lock).
 
 TLS, logging, serving with connection limits and the admin site come from the shared service
 plumbing (:mod:`session.service`). The CLI imports this module only to run a node.
@@ -34,8 +38,9 @@ import aiohttp
 import uvloop
 from prometheus_client import disable_created_metrics
 
-from session.errors import InvalidInput, RegistryError
+from session.errors import ConfigError, InvalidInput, RegistryError
 from session.node import keys
+from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
 from session.node.http import ClientSite
 from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, KIND_SYNC, NodeLinks
@@ -51,8 +56,10 @@ from session.proto import rpc as P
 from session.registry import client as registry_client
 from session.service import logs, tls
 from session.service.admin import admin_app
+from session.service.datadir import DataDirLock
 from session.service.server import ConnectionStats, Served
 from session.service.server import serve as serve_app
+from session.service.systemd import Notifier
 from session.service.tasks import cancel_and_wait, spawn
 from session.storage.sqlite import SqliteMessageStore
 
@@ -104,6 +111,9 @@ class Node:
         self.registered = False
         self.sites_up = False
         self.stopping = False
+        self._lock: DataDirLock | None = None
+        #: Start-up progress and readiness for systemd (a no-op outside it).
+        self.notifier = Notifier()
         #: Copy of the registry's Session names for ``ons_resolve`` (filled on first lookup).
         self.names = NameMirror(self._fetch_names)
 
@@ -133,23 +143,38 @@ class Node:
         return why
 
     # ------------------------------------------------------------------ start-up
+    def _progress(self, msg: str, *args: Any) -> None:
+        """A start-up step: logged, and shown by ``systemctl status`` under systemd."""
+        log.info(msg, *args)
+        self.notifier.status(msg % args)
+
     async def start(self) -> None:
         """Start every part, in the order the module docstring gives: keys, store, TLS, node
         links, replication, RPC handler and onion router, sites, registration, background
         tasks. Each step is a method below; a failure stops start-up (``serve`` then stops
         what was started)."""
+        cfg = self.config
+        if self._register_enabled:
+            check_runnable(cfg)  # a permanent error: fail before anything starts
         disable_created_metrics()
         self.metrics = NodeMetrics()
         t0 = time.perf_counter()
+        self._progress("starting: data directory %s", cfg.data_dir)
+        self._lock = DataDirLock(cfg.data_dir, "session-node")
+        self._lock.acquire()
         await self._load_keys()
+        self._progress("keys loaded: node %s…", bytes(self.identity.ed25519_public).hex()[:12])
         await self._open_store()
+        self._progress("database open in %s", cfg.db_dir)
         ssl_ctx = await self._tls_context()
         x_secret = bytes(self.identity.export_x25519_secret())
         await self._start_links(x_secret)
+        self._progress("node links listening on zmq port %d", self.zmq_port)
         self._wire_replication()
         self._wire_handler_and_router(x_secret)
         del x_secret  # the peeler and the links hold their own copies
         await self._start_sites(ssl_ctx)
+        self._progress("listening: https port %d, admin port %d", self.https_port, self.admin_port)
         await self._join_network()
         self._start_background()
         log.info(
@@ -180,6 +205,7 @@ class Node:
         if not (cert.exists() and key.exists()):
             # Generate in a short-lived child: importing `cryptography` would add ~10 MB to
             # this long-lived process's RSS for a one-time job.
+            self._progress("creating a self-signed TLS certificate in %s", cert.parent)
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
@@ -187,7 +213,12 @@ class Node:
                 "ensure_certificate(sys.argv[1])",
                 str(data_dir),
             )
-            await child.wait()
+            try:
+                await child.wait()
+            finally:  # start-up cancelled by a signal: do not leave the child behind
+                if child.returncode is None:
+                    child.kill()
+                    await child.wait()
         return await asyncio.to_thread(tls.server_ssl_context, data_dir)
 
     async def _start_links(self, x_secret: bytes) -> None:
@@ -274,24 +305,34 @@ class Node:
             ed25519_public=bytes(self.identity.ed25519_public),
             max_body=cfg.limits.max_request_bytes,
         )
-        client = await serve_app(
-            self.site.app(),
-            cfg.network.listen_host,
-            cfg.network.https_port,
-            ssl_context=ssl_ctx,
-            limits=cfg.connections,
-            max_body=cfg.limits.max_request_bytes,
-            shutdown_timeout=cfg.shutdown_timeout,
-        )
+        try:
+            client = await serve_app(
+                self.site.app(),
+                cfg.network.listen_host,
+                cfg.network.https_port,
+                ssl_context=ssl_ctx,
+                limits=cfg.connections,
+                max_body=cfg.limits.max_request_bytes,
+                shutdown_timeout=cfg.shutdown_timeout,
+            )
+        except OSError as e:
+            raise _listen_error(
+                "HTTPS", "network", cfg.network.listen_host, cfg.network.https_port, e
+            ) from None
         self._served.append(client)
         self.https_port = client.port
         self._add_gauges(client.stats)
-        admin = await serve_app(
-            admin_app(self.metrics.render, self.fully_ready),
-            cfg.admin.host,
-            cfg.admin.port,
-            limits=cfg.connections,
-        )
+        try:
+            admin = await serve_app(
+                admin_app(self.metrics.render, self.fully_ready),
+                cfg.admin.host,
+                cfg.admin.port,
+                limits=cfg.connections,
+            )
+        except OSError as e:
+            raise _listen_error(
+                "the admin site", "admin", cfg.admin.host, cfg.admin.port, e
+            ) from None
         self._served.append(admin)
         self.admin_port = admin.port
         self.sites_up = True
@@ -334,6 +375,7 @@ class Node:
         """Registration with the registry (unless disabled), then the first node list."""
         if self._register_enabled:
             await self._register_until_done()
+        self._progress("fetching the node list from %s", self.config.registry.url)
         await self.view.refresh()
 
     def _start_background(self) -> None:
@@ -409,8 +451,17 @@ class Node:
         return self._http
 
     async def _register_until_done(self, attempts: int = 40) -> None:
+        """Register, retrying what may pass (the registry unreachable or busy, a clock not yet
+        set after boot); a refusal that a retry cannot change raises at once."""
         cfg = self.config
         delay = 0.25
+        self._progress(
+            "registering with %s as %s (https %d, zmq %d)",
+            cfg.registry.url,
+            cfg.announce_ip,
+            self.https_port,
+            self.zmq_port,
+        )
         for i in range(attempts):
             try:
                 await registry_client.register(
@@ -424,8 +475,15 @@ class Node:
                 )
                 self.registered = True
                 return
-            except (RegistryError, InvalidInput) as e:
-                log.warning("registration attempt %d failed: %s", i + 1, e)
+            except InvalidInput as e:  # our own document is wrong: the configuration's fault
+                raise ConfigError(f"cannot register with the registry: {e}") from None
+            except RegistryError as e:
+                if permanent_refusal(e):
+                    raise
+                log.warning(
+                    "registration attempt %d failed: %s; retrying in %.1f s", i + 1, e, delay
+                )
+                self.notifier.status(f"registering: attempt {i + 1} failed; retrying")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         log.error("could not register with %s; serving without registration", cfg.registry.url)
@@ -444,6 +502,7 @@ class Node:
         if self.stopping:
             return
         self.stopping = True
+        self.notifier.stopping()
         log.info("stopping: finishing in-flight requests")
         for served in self._served:  # stop listening; waits for handlers up to shutdown_timeout
             await served.close()
@@ -465,6 +524,9 @@ class Node:
             await self._http.close()
         if self.store is not None:
             await self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+        await self.notifier.close()
         log.info("stopped cleanly")
 
 
@@ -483,20 +545,57 @@ def write_ready_file(path: str | os.PathLike[str], node: Node) -> None:
     os.replace(tmp, path)
 
 
+def _listen_error(what: str, table: str, host: str, port: int, e: OSError) -> ConfigError:
+    """One sentence for a listener that cannot bind (a port in use, an address not here)."""
+    reason = e.strerror or str(e)
+    return ConfigError(f"cannot listen for {what} on {host} port {port} ({table} port): {reason}")
+
+
+def permanent_refusal(e: RegistryError) -> bool:
+    """Whether the registry's refusal stays the same on a retry: a 4xx answer, except a request
+    that was too early or stale (408, 409 "not newer", 429, and a clock the registry finds too
+    far off, which on a board without a real-time clock is fixed by NTP after boot)."""
+    if not 400 <= e.status < 500 or e.status in (408, 429):
+        return False
+    text = str(e)
+    return "clock" not in text and "not newer" not in text
+
+
 async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -> int:
-    """Run a node until SIGTERM/SIGINT; once it listens, write ``ready_file`` if given."""
+    """Run a node until SIGTERM/SIGINT; once it listens, write ``ready_file`` if given.
+
+    A signal stops the node in any state: while it starts (registering, fetching the node
+    list) start-up is cancelled and what was started is stopped, at once."""
     node = Node(config)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal(sig: signal.Signals) -> None:
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
+    node.notifier.start_watchdog()  # from the first moment: start-up can take minutes
     try:
-        await node.start()
-        if ready_file is not None:
-            write_ready_file(ready_file, node)
-        await stop.wait()
+        starting = asyncio.ensure_future(node.start())
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not starting.done():  # a signal during start-up
+                await cancel_and_wait([starting])
+            stopped.cancel()
+        if not starting.cancelled():
+            starting.result()  # start-up failed: raise its error
+            if ready_file is not None:
+                write_ready_file(ready_file, node)
+            node.notifier.ready(f"serving: https {node.https_port}, zmq {node.zmq_port}")
+            await stop.wait()
     finally:
         await node.stop()  # after a signal, or whatever interrupted start-up
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
     return 0
 
 
@@ -504,7 +603,8 @@ def run(
     config: Any, *, use_uvloop: bool = True, ready_file: str | os.PathLike[str] | None = None
 ) -> int:
     """Run a node until SIGTERM/SIGINT; returns the process exit code."""
-    logs.setup(config.logging)
+    net = config.network
+    logs.setup(config.logging, keep=logs.own_addresses(config.registry.url, net.public_ip))
     if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":
         return uvloop.run(serve(config, ready_file))
     return asyncio.run(serve(config, ready_file))

@@ -29,7 +29,7 @@ import zmq
 from zmq.utils import z85
 from zmq.utils.monitor import parse_monitor_message
 
-from session.errors import StorageError
+from session.errors import ConfigError, StorageError
 from session.service.tasks import log_failure
 
 log = logging.getLogger("session.node.links")
@@ -274,11 +274,17 @@ class NodeLinks:
         r.maxmsgsize = MAX_MESSAGE
         r.sndhwm = r.rcvhwm = 10000
         r.router_mandatory = False
-        if port:
-            r.bind(f"tcp://{host}:{port}")
-            self.port = port
-        else:
-            self.port = r.bind_to_random_port(f"tcp://{host}")
+        try:
+            if port:
+                r.bind(f"tcp://{host}:{port}")
+                self.port = port
+            else:
+                self.port = r.bind_to_random_port(f"tcp://{host}")
+        except zmq.ZMQError as e:  # a port in use or an address not on this machine
+            raise ConfigError(
+                f"cannot listen for node links on {host} port {port} (network.zmq_port): "
+                f"{e.strerror}"
+            ) from None
         self._router_pump = _Pump(self._loop, r, self._on_request, copy=False)
         return self.port
 

@@ -1,9 +1,10 @@
 """Logging for every service (node, registry, file and community servers): stdlib ``logging``,
 one handler on the root logger, one pipeline for our loggers and the libraries' alike.
 
-JSON lines when the stream is not a TTY (journald, log shippers), a readable console format
-on a TTY. Every record, from our loggers and from libraries (``aiohttp.*``, ``asyncio``,
-``zmq``) alike, passes three filters on the one root handler:
+JSON lines when the stream is not a TTY (log shippers), a readable console format on a TTY,
+journald's native structured protocol when stderr is the journal (a systemd service). Every
+record, from our loggers and from libraries (``aiohttp.*``, ``asyncio``, ``zmq``) alike, passes
+three filters on the one root handler:
 
 1. :class:`RateLimitFilter` — per kind (logger, level, message template, exception class): a
    burst, then a trickle; a line says how many similar ones were dropped, so nobody can fill
@@ -13,12 +14,16 @@ on a TTY. Every record, from our loggers and from libraries (``aiohttp.*``, ``as
    exception text (aiohttp's parse errors quote the raw request bytes);
 3. :class:`RedactingFilter` — masks IPv4/IPv6 addresses and 66-hex Session IDs (in the message,
    its arguments, extra fields and tracebacks) unless ``unsafe_logging`` is on — the idea of
-   arti's ``safelog``. Keys are never passed to the logger in the first place.
+   arti's ``safelog``. The operator's own addresses (its registry's, its announced address:
+   ``keep``) stay readable: they are in the operator's config, and a log that hides them
+   cannot say which registry is unreachable. Keys are never passed to the logger in the
+   first place.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import logging
@@ -26,10 +31,16 @@ import re
 import ssl
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
+
+from session.service import systemd
+
+#: An IP address, as the ``ipaddress`` module parses it.
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 IP_MASK = "[ip]"
 ID_MASK = "[session-id]"
@@ -48,67 +59,89 @@ _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)
 }
 
 
-def _mask_v6(m: re.Match[str]) -> str:
+def _mask_v6(keep: frozenset[Address], m: re.Match[str]) -> str:
     token = m.group(0)
     if token.count(":") < 2:
         return token
     # Trailing dots/colons belong to the sentence, not the address.
     core = token.rstrip(".")
     try:
-        ipaddress.IPv6Address(core.split("%", 1)[0])
+        addr = ipaddress.IPv6Address(core.split("%", 1)[0])
     except ValueError:
+        return token
+    if addr in keep:
         return token
     return IP_MASK + token[len(core) :]
 
 
-def _mask_v4(m: re.Match[str]) -> str:
+def _mask_v4(keep: frozenset[Address], m: re.Match[str]) -> str:
     try:
-        ipaddress.IPv4Address(m.group(0))
+        addr = ipaddress.IPv4Address(m.group(0))
     except ValueError:
         return m.group(0)
-    return IP_MASK
+    return m.group(0) if addr in keep else IP_MASK
 
 
-def redact(text: str) -> str:
-    """``text`` with Session IDs and IP addresses masked."""
+def own_addresses(*texts: str) -> frozenset[Address]:
+    """The IP addresses among ``texts`` (addresses or URLs naming one; anything else, a host
+    name or an empty string, is skipped): the ``keep`` set of :func:`redact`."""
+    found: set[Address] = set()
+    for text in texts:
+        host = urllib.parse.urlsplit(text).hostname if "://" in text else text
+        try:
+            found.add(ipaddress.ip_address(host or ""))
+        except ValueError:
+            continue
+    return frozenset(found)
+
+
+def redact(text: str, keep: frozenset[Address] = frozenset()) -> str:
+    """``text`` with Session IDs and IP addresses masked, except the addresses in ``keep``."""
     text = _SESSION_ID.sub(ID_MASK, text)
-    text = _V6_CANDIDATE.sub(_mask_v6, text)
-    return _V4_CANDIDATE.sub(_mask_v4, text)
+    text = _V6_CANDIDATE.sub(functools.partial(_mask_v6, keep), text)
+    return _V4_CANDIDATE.sub(functools.partial(_mask_v4, keep), text)
 
 
-def _redact_value(value: Any) -> Any:
+def _redact_value(value: Any, keep: frozenset[Address]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, keep)
     if isinstance(value, (list, tuple)):
-        return type(value)(_redact_value(v) for v in value)
+        return type(value)(_redact_value(v, keep) for v in value)
     if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
+        return {k: _redact_value(v, keep) for k, v in value.items()}
     if isinstance(value, (int, float, bool)) or value is None:
         return value
-    return redact(str(value))
+    return redact(str(value), keep)
 
 
 class RedactingFilter(logging.Filter):
-    """Masks addresses and Session IDs in every record unless ``unsafe`` is set."""
+    """Masks addresses and Session IDs in every record unless ``unsafe`` is set; the addresses
+    in ``keep`` (the operator's own: :func:`own_addresses`) stay readable."""
 
-    def __init__(self, unsafe: bool = False) -> None:
+    def __init__(
+        self,
+        unsafe: bool = False,
+        keep: frozenset[Address] = frozenset(),
+    ) -> None:
         super().__init__()
         self.unsafe = unsafe
+        self.keep = keep
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.unsafe:
             return True
-        record.msg = redact(record.getMessage())
+        keep = self.keep
+        record.msg = redact(record.getMessage(), keep)
         record.args = None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = redact(record.exc_text, keep)
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = redact(record.stack_info, keep)
         for key, value in list(vars(record).items()):
             if key not in _STANDARD_ATTRS:
-                setattr(record, key, _redact_value(value))
+                setattr(record, key, _redact_value(value, keep))
         return True
 
 
@@ -226,25 +259,36 @@ def setup_logging(
     *,
     unsafe: bool = False,
     stream: TextIO | None = None,
+    keep: frozenset[Address] = frozenset(),
 ) -> logging.Handler:
     """Install the one root handler (replacing a previous one from this function).
 
-    ``fmt`` is ``"json"``, ``"console"`` or ``"auto"`` (console on a TTY, else JSON).
+    ``fmt`` is ``"json"``, ``"console"`` or ``"auto"`` (console on a TTY, journald's native
+    protocol when the stream is the journal's, else JSON); ``keep``
+    are addresses the logs show unmasked (:class:`RedactingFilter`).
     """
     stream = sys.stderr if stream is None else stream
+    journal = False
     if fmt == "auto":
         isatty = getattr(stream, "isatty", None)
+        journal = systemd.under_journal(stream)
         fmt = "console" if isatty is not None and isatty() else "json"
     if fmt not in ("json", "console"):
         raise ValueError(f"log format must be auto, json or console, not {fmt!r}")
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler: logging.Handler
+    if journal:  # journald's native protocol: every field kept as a field
+        handler = systemd.JournalHandler(
+            systemd.default_identifier(), stream, standard=_STANDARD_ATTRS
+        )
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
     handler.addFilter(RateLimitFilter())
     handler.addFilter(ClientErrorFilter())
-    handler.addFilter(RedactingFilter(unsafe))
+    handler.addFilter(RedactingFilter(unsafe, keep))
     setattr(handler, _HANDLER_MARK, True)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -255,10 +299,14 @@ def setup_logging(
     return handler
 
 
-def setup(logging_config: Any, stream: TextIO | None = None) -> logging.Handler:
+def setup(
+    logging_config: Any,
+    stream: TextIO | None = None,
+    keep: frozenset[Address] = frozenset(),
+) -> logging.Handler:
     """:func:`setup_logging` from a :class:`session.service.config.LoggingConfig`."""
     lc = logging_config
-    return setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=stream)
+    return setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=stream, keep=keep)
 
 
 __all__ = [
@@ -268,6 +316,7 @@ __all__ = [
     "JsonFormatter",
     "RateLimitFilter",
     "RedactingFilter",
+    "own_addresses",
     "redact",
     "setup",
     "setup_logging",

@@ -67,7 +67,9 @@ def test_show_id_without_key(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_check_config(runner: CliRunner, tmp_path: Path) -> None:
     cfg = tmp_path / "node.toml"
-    cfg.write_text(f'data_dir = "{tmp_path}"\n[network]\nhttps_port = 4443\n')
+    cfg.write_text(
+        f'data_dir = "{tmp_path}"\n[network]\nhttps_port = 4443\npublic_ip = "192.0.2.7"\n'
+    )
     r = runner.invoke(main, ["check-config", "--config", str(cfg), "--show", "--zmq-port", "4444"])
     assert r.exit_code == 0, r.output
     assert "configuration ok" in r.output
@@ -86,6 +88,27 @@ def test_check_config(runner: CliRunner, tmp_path: Path) -> None:
         env={"SESSION_NODE_LIMITS__BURST": "zero"},
     )
     assert env.exit_code == 1 and "limits.burst" in env.output
+
+
+def test_check_config_and_run_require_an_address_to_announce(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import session.node.daemon as daemon
+
+    monkeypatch.setattr(daemon, "run", lambda config: pytest.fail("daemon must not start"))
+    for command in ("check-config", "run"):
+        # the defaults: listen on 0.0.0.0 and no public_ip, which cannot be announced
+        r = runner.invoke(main, [command, "--data-dir", str(tmp_path)])
+        assert r.exit_code == 1, r.output
+        assert r.output.startswith("error: network.public_ip is required")
+        assert r.output.count("\n") == 1
+    r = runner.invoke(main, ["check-config", "--data-dir", str(tmp_path), "--public-ip", "ff02::1"])
+    assert r.exit_code == 1 and "network.public_ip is required" in r.output
+    # a devnet's node listens on a unicast address and announces that one
+    r = runner.invoke(
+        main, ["check-config", "--data-dir", str(tmp_path), "--listen-host", "127.0.0.1"]
+    )
+    assert r.exit_code == 0 and "configuration ok" in r.output
 
 
 def test_usage_errors_exit_2(runner: CliRunner, tmp_path: Path) -> None:
@@ -148,7 +171,8 @@ def test_run_passes_config_to_daemon(
     assert c.logging.level == "debug" and c.logging.unsafe_logging is True
 
     monkeypatch.setattr(daemon, "run", lambda config: 3)
-    assert runner.invoke(main, ["run", "--data-dir", str(tmp_path)]).exit_code == 3
+    r = runner.invoke(main, ["run", "--data-dir", str(tmp_path), "--public-ip", "192.0.2.5"])
+    assert r.exit_code == 3
 
 
 def test_run_refuses_exposed_key(
@@ -159,7 +183,7 @@ def test_run_refuses_exposed_key(
     monkeypatch.setattr(daemon, "run", lambda config: pytest.fail("daemon must not start"))
     keys.generate(tmp_path)
     os.chmod(keys.key_path(tmp_path), 0o640)
-    r = runner.invoke(main, ["run", "--data-dir", str(tmp_path)])
+    r = runner.invoke(main, ["run", "--data-dir", str(tmp_path), "--public-ip", "192.0.2.5"])
     assert r.exit_code == 1 and "group or others" in r.output
 
 

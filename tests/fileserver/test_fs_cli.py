@@ -31,7 +31,8 @@ def test_example_config_is_the_defaults(tmp_path: Path) -> None:
 
 def test_systemd_unit_runs_the_command() -> None:
     out = CliRunner().invoke(main, ["systemd-unit"]).output
-    assert "ExecStart=/usr/bin/env session-fileserver run --config" in out
+    command = Path(sys.executable).parent / "session-fileserver"  # this install's, absolute
+    assert f"ExecStart={command} run --config" in out
 
 
 def test_keygen_show_id_check_config(tmp_path: Path) -> None:

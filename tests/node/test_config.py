@@ -176,6 +176,7 @@ def test_systemd_unit_is_shipped() -> None:
         "ExecStart=",
         "Restart=on-failure",
         "PrivateTmp=yes",
-        "ProtectHome=yes",
+        "ProtectHome={protect_home}",
+        "Type=notify",
     ):
         assert needle in text

@@ -1,0 +1,182 @@
+"""A node run as an operator runs it (``python -m session.node`` in a child process, as the
+devnet and the systemd unit start it): signals stop it in any state, a second node on one data
+directory is refused, a port in use is one sentence, systemd hears READY/STATUS/WATCHDOG/
+STOPPING on ``$NOTIFY_SOCKET``, and the logs show the operator's own registry address."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from session.registry import server as registry_server
+
+pytestmark = pytest.mark.integration
+
+CLOSED_REGISTRY = "https://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+class NotifySocket:
+    """A stand-in for systemd's notification socket: collects every datagram a child sends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[str] = []
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """The first message (already received or arriving within ``timeout``) holding ``text``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages:
+                if text in m:
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {text!r} in {self.messages!r}")
+            self.sock.settimeout(left)
+            try:
+                self.messages.append(self.sock.recv(65536).decode())
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    ns = NotifySocket(tmp_path / "notify.sock")
+    yield ns
+    ns.close()
+
+
+def start_node(
+    data_dir: Path,
+    *,
+    registry: str = CLOSED_REGISTRY,
+    zmq_port: int = 0,
+    level: str = "info",
+    notify: NotifySocket | None = None,
+) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSION_NODE_", "NOTIFY_"))}
+    if notify is not None:
+        env["NOTIFY_SOCKET"] = str(notify.path)
+        env["WATCHDOG_USEC"] = "200000"  # a ping every 0.1 s
+    sets = {
+        "data_dir": str(data_dir),
+        "network.listen_host": "127.0.0.1",
+        "network.https_port": "0",
+        "network.zmq_port": str(zmq_port),
+        "admin.port": "0",
+        "registry.url": registry,
+        "logging.level": level,
+        "logging.format": "json",
+    }
+    args = [sys.executable, "-m", "session.node"]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={v}"]
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_signals_stop_a_registering_node_and_a_second_node_is_refused(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    data = tmp_path / "node"
+    first = start_node(data, notify=notify_socket)
+    try:
+        notify_socket.wait_for("attempt 1 failed")
+        notify_socket.wait_for("WATCHDOG=1")
+        # the same data directory: refused with one sentence naming the running one
+        rc, err = finish(start_node(data, level="warning"))
+        assert rc == 1
+        assert err.strip() == err.strip().splitlines()[-1], err
+        assert "already running on the data directory" in err and f"pid {first.pid}" in err
+        first.send_signal(signal.SIGTERM)
+        rc, err = finish(first, timeout=15)  # at once, not after the registration retries
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert rc == 0, err
+    notify_socket.wait_for("STOPPING=1")
+    lines = [json.loads(line) for line in err.splitlines()]
+    said = [line["msg"] for line in lines]
+    assert any(m.startswith("SIGTERM received") for m in said), said
+    # the operator's own registry address is shown, not masked
+    assert any("https://127.0.0.1:9" in m for m in said), said
+    assert "Traceback" not in err
+
+
+def test_sigint_while_starting_and_a_zmq_port_in_use(tmp_path: Path) -> None:
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.ROUTER)
+    try:
+        port = taken.bind_to_random_port("tcp://127.0.0.1")
+        rc, err = finish(start_node(tmp_path / "a", zmq_port=port, level="warning"))
+    finally:
+        taken.close(0)
+        ctx.term()
+    assert rc == 1
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("error: cannot listen for node links on 127.0.0.1 port")
+    assert "network.zmq_port" in err
+
+    node = start_node(tmp_path / "b")
+    try:
+        assert node.stderr is not None
+        for line in node.stderr:  # bounded by the fixture timeout; progress is logged
+            if "registering with" in line:
+                break
+        node.send_signal(signal.SIGINT)
+        rc, err = finish(node, timeout=15)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    assert rc == 0, err
+
+
+async def test_ready_is_notified_once_registered(
+    tmp_path: Path, notify_socket: NotifySocket
+) -> None:
+    reg = await registry_server.start("127.0.0.1", 0, tmp_path / "registry", seed="operator")
+    node = start_node(tmp_path / "node", registry=reg.url, notify=notify_socket)
+    try:
+        ready = await _in_thread(notify_socket.wait_for, "READY=1")
+        assert "STATUS=serving: https" in ready
+        assert len(reg.registry.entries) == 1
+        node.send_signal(signal.SIGTERM)
+        rc, err = await _in_thread(finish, node)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        await reg.close()
+    assert rc == 0, err
+    steps = [m for m in notify_socket.messages if m.startswith("STATUS=")]
+    assert any("keys loaded" in m for m in steps) and any("registering" in m for m in steps)
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """Run a blocking wait off the loop, which serves the registry meanwhile."""
+    return await asyncio.to_thread(fn, *args)
