@@ -1,0 +1,716 @@
+"""``python -m bench.load SCENARIO [options]``: drive real messaging load through a network of
+our nodes and publish what it carried, what it cost and what limits it.
+
+The driver (this process) starts a devnet (``--nodes``, default 12) or uses an existing one on
+loopback (``--network nodes.json``), measures the floors (:mod:`bench.load.floors`), starts
+``--workers`` worker processes (:mod:`bench.load.worker`), each holding ``--pairs`` pairs of
+library clients, runs the scenario's steps, samples every node process (CPU clock, RSS,
+database size, onion layers), shows live progress, and writes ``result.json`` (schema in
+:mod:`bench.load.report`), ``latency-throughput.png`` and ``timeline.png`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import multiprocessing as mp
+import os
+import platform
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bench.load import floors, report
+from bench.load.probe import NodeProbe, NodeRef, find_node_pids
+from bench.load.worker import run as worker_run
+from session.devnet import Devnet, DevnetError
+from session.proto.snodes import parse_node_list
+
+#: Node settings of the driver's own devnet: the per-address token bucket out of the way (all
+#: the load comes from 127.0.0.1).
+UNLIMITED = {
+    "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "1000000",
+    "SESSION_NODE_LIMITS__BURST": "1000000",
+}
+
+SCENARIOS = {
+    "chat": "pairs of people exchanging 1:1 messages at --rate (a list gives one step per "
+    "rate), or as fast as they can with --saturate",
+    "burst": "every client sends --burst messages at the same instant; time until all arrive",
+    "backlog": "a recipient comes back to --count (default 10,000) waiting messages; time to "
+    "retrieve and open them all",
+    "churn": "chat while nodes join and leave (one of each every --churn-every s); nothing "
+    "acknowledged may be lost",
+    "kill": "chat while a member of a recipient's swarm is SIGKILLed (at 1/3) and restarted "
+    "(at 2/3)",
+}
+
+
+def parse_rate(text: str) -> float:
+    """``500``, ``500/s`` or ``30000/min`` → messages per second."""
+    t = text.strip().lower()
+    per = 1.0
+    if t.endswith("/s"):
+        t = t[:-2]
+    elif t.endswith("/min"):
+        t, per = t[:-4], 60.0
+    try:
+        r = float(t) / per
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a rate: {text!r} (e.g. 500/s)") from None
+    if r <= 0:
+        raise argparse.ArgumentTypeError(f"a rate must be positive: {text!r}")
+    return r
+
+
+def parse_rates(text: str) -> list[float]:
+    return [parse_rate(x) for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.load",
+        description="Drive real Session messaging load through a network of our nodes and "
+        "report throughput, latency, CPU cost and ratios to this machine's floors.",
+        epilog="scenarios:\n"
+        + "\n".join(f"  {k:9s} {v}" for k, v in SCENARIOS.items())
+        + "\n\nSee docs/performance.md (load testing) for what the figures mean.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("scenario", choices=sorted(SCENARIOS), metavar="SCENARIO")
+    ap.add_argument("--nodes", type=int, default=12, help="devnet size (default 12)")
+    ap.add_argument(
+        "--network", metavar="NODES_JSON", help="use this running devnet (loopback only)"
+    )
+    ap.add_argument(
+        "--rate",
+        type=parse_rates,
+        default=None,
+        help="offered load, open loop: 500/s; a comma list runs one step per rate",
+    )
+    ap.add_argument(
+        "--saturate", action="store_true", help="closed loop: each sender sends when free"
+    )
+    ap.add_argument("--concurrency", type=int, default=8, help="senders per worker with --saturate")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per step (default 20)")
+    ap.add_argument("--count", type=int, default=None, help="at most this many messages a step")
+    ap.add_argument("--burst", type=int, default=5, help="messages per client in `burst`")
+    ap.add_argument("--churn-every", type=float, default=5.0, help="seconds between changes")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument("--pairs", type=int, default=8, help="client pairs per worker (default 8)")
+    ap.add_argument(
+        "--idle-poll", type=float, default=1.0, help="seconds between polls of an idle client"
+    )
+    ap.add_argument(
+        "--drain", type=float, default=15.0, help="seconds to wait for stragglers after a step"
+    )
+    ap.add_argument("--out", type=Path, default=None, help="results directory")
+    ap.add_argument("--compare", type=Path, help="an earlier result.json: print ratios")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy flame graphs (SVG) of the busiest node and a worker during the last step",
+    )
+    ap.add_argument("--quiet", action="store_true", help="no live display")
+    ap.add_argument("--seed", type=int, default=1, help="randomness of the clients' choices")
+    return ap
+
+
+# ---------------------------------------------------------------------- the network
+
+
+class Network:
+    """The devnet the load runs against: one the driver starts, or one named by nodes.json."""
+
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.devnet: Devnet | None = None
+        self.pids: dict[int, int] = {}
+        if args.network:
+            self.nodes_json = Path(args.network).absolute()
+            nodes = parse_node_list(json.loads(self.nodes_json.read_text()))
+            for n in nodes:
+                if n.public_ip not in ("127.0.0.1", "localhost") and not n.public_ip.startswith(
+                    "127."
+                ):
+                    raise SystemExit(f"--network: {n.public_ip} is not loopback; refusing")
+            self.count = len(nodes)
+            self.ports = [n.storage_port for n in nodes]
+            self.pids = find_node_pids(self.ports)
+        else:
+            self.devnet = Devnet(
+                work / "devnet", nodes=args.nodes, extra_env=UNLIMITED, file_server=False
+            )
+            self.devnet.start()
+            self.nodes_json = self.devnet.dir / "nodes.json"
+            self.count = args.nodes
+
+    def refs(self) -> list[NodeRef]:
+        if self.devnet is not None:
+            return [
+                NodeRef(n.name, n.proc.pid, n.admin_url)
+                for n in self.devnet.nodes
+                if n.proc is not None and n.running
+            ]
+        return [NodeRef(f"port-{port}", pid) for port, pid in sorted(self.pids.items())]
+
+    def stop(self) -> None:
+        if self.devnet is not None:
+            self.devnet.stop()
+
+
+# ---------------------------------------------------------------------- steps
+
+
+@dataclass
+class Step:
+    name: str
+    mode: str  # rate | closed | burst | backlog
+    duration: float
+    rate: float | None = None
+    count: int | None = None
+    concurrency: int = 8
+    #: (seconds after t0, label, action run in a thread)
+    actions: list[tuple[float, str, Callable[[], str]]] = field(default_factory=list)
+
+
+def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
+    sc = args.scenario
+    rates = args.rate or [50.0]
+    if sc == "chat":
+        steps = [
+            Step(f"rate-{r:g}", "rate", args.duration, rate=r, count=args.count)
+            for r in (args.rate or ([] if args.saturate else rates))
+        ]
+        if args.saturate:
+            steps.append(
+                Step(
+                    "saturate",
+                    "closed",
+                    args.duration,
+                    count=args.count,
+                    concurrency=args.concurrency,
+                )
+            )
+        return steps
+    if sc == "burst":
+        return [Step(f"burst-{args.burst}", "burst", args.duration, count=args.burst)]
+    if sc == "backlog":
+        return [
+            Step(
+                "backlog",
+                "backlog",
+                args.duration,
+                count=args.count or 10_000,
+                concurrency=args.concurrency,
+            )
+        ]
+    if net.devnet is None:
+        raise SystemExit(f"{sc}: needs a devnet the driver starts (not --network)")
+    dev = net.devnet
+    if sc == "kill":
+        victim = dev.nodes[1]
+
+        def kill() -> str:
+            dev.kill_node(victim)
+            return f"SIGKILL {victim.name}"
+
+        def restart() -> str:
+            dev.restart_node(victim)
+            return f"{victim.name} restarted"
+
+        d = args.duration
+        return [
+            Step(
+                f"kill-{rates[0]:g}",
+                "rate",
+                d,
+                rate=rates[0],
+                actions=[(d / 3, "kill", kill), (2 * d / 3, "restart", restart)],
+            )
+        ]
+    if sc == "churn":
+        acts: list[tuple[float, str, Callable[[], str]]] = []
+        t = args.churn_every
+        while t < args.duration - 1:
+
+            def change() -> str:
+                new = dev.add_node()
+                old = next(n for n in dev.nodes if n.running and n is not new)
+                dev.remove_node(old)
+                return f"+{new.name} −{old.name}"
+
+            acts.append((t, "churn", change))
+            t += args.churn_every
+        return [Step(f"churn-{rates[0]:g}", "rate", args.duration, rate=rates[0], actions=acts)]
+    raise SystemExit(f"unknown scenario {sc}")
+
+
+# ---------------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    return {
+        "hostname_class": f"{platform.machine()}-{os.cpu_count()}cpu",
+        "arch": platform.machine(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_avg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.console = Console(stderr=False)
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        self.out = (args.out or Path("load-results") / f"{args.scenario}-{stamp}").absolute()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+        self.ctx = mp.get_context("spawn")
+        self.procs: list[Any] = []
+        self.cmds: list[Any] = []
+        self.results: Any = self.ctx.Queue()
+
+    # -------------------------------------------------------------- workers
+    def start_workers(self, net: Network) -> None:
+        a = self.args
+        for wid in range(a.workers):
+            cmd_q = self.ctx.Queue()
+            cfg = {
+                "profile_dir": str(self.work / "clients"),
+                "network": str(net.nodes_json),
+                "pairs": a.pairs,
+                "idle_poll": a.idle_poll,
+                "seed": a.seed,
+            }
+            p = self.ctx.Process(
+                target=worker_run, args=(wid, cfg, cmd_q, self.results), daemon=True
+            )
+            p.start()
+            self.procs.append(p)
+            self.cmds.append(cmd_q)
+        ready = 0
+        deadline = time.monotonic() + 120
+        while ready < a.workers:
+            try:
+                msg = self.results.get(timeout=1.0)
+            except queue.Empty:
+                if any(not p.is_alive() for p in self.procs):
+                    raise SystemExit("a worker process died while starting") from None
+                if time.monotonic() > deadline:
+                    raise SystemExit("workers did not start in 120 s") from None
+                continue
+            if msg["kind"] == "ready":
+                ready += 1
+
+    def stop_workers(self) -> None:
+        for q in self.cmds:
+            q.put({"cmd": "stop"})
+        for p in self.procs:
+            p.join(20)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    # -------------------------------------------------------------- one step
+    def run_step(
+        self, step: Step, net: Network, probe: NodeProbe, fl: dict[str, float]
+    ) -> dict[str, Any]:
+        a = self.args
+        w = a.workers
+        e2e, store = report.new_histogram(), report.new_histogram()
+        timeline: dict[int, dict[str, Any]] = {}
+        events: list[dict[str, Any]] = []
+        totals = {"sent": 0, "acked": 0, "delivered": 0}
+        errors: dict[str, int] = {}
+        done: list[dict[str, Any]] = []
+        probe.reset()
+        driver_cpu0 = time.process_time()
+        t0 = time.monotonic() + 1.0
+        share = None if step.count is None else max(1, step.count // w)
+        cmd: dict[str, Any] = {
+            "cmd": "step",
+            "mode": step.mode,
+            "t0": t0,
+            "duration": step.duration,
+            "count": share,
+            "concurrency": step.concurrency,
+            "drain": a.drain,
+        }
+        if step.rate is not None:
+            cmd["rate"] = step.rate / w
+        for q in self.cmds:
+            q.put(cmd)
+        threads: list[threading.Thread] = []
+        for at, label, action in step.actions:
+
+            def fire(
+                at: float = at, label: str = label, action: Callable[[], str] = action
+            ) -> None:
+                time.sleep(max(0.0, t0 + at - time.monotonic()))
+                start = time.monotonic() - t0
+                try:
+                    what = action()
+                except (DevnetError, OSError, subprocess.SubprocessError, StopIteration) as e:
+                    what = f"{label} failed: {e}"
+                events.append({"t": round(start, 2), "what": what})
+
+            th = threading.Thread(target=fire, daemon=True)
+            th.start()
+            threads.append(th)
+        spy = self.start_profile(net, step) if a.profile and step is self.last_step else []
+        last_sample = time.monotonic()
+        live_hist = report.new_histogram()
+
+        def table() -> Table:
+            el = max(0.0, time.monotonic() - t0)
+            tb = Table(title=f"{a.scenario} · step {step.name}", show_header=True)
+            for col in ("elapsed", "sent", "delivered/s", "p50 ms", "p99 ms", "errors", "events"):
+                tb.add_column(col)
+            s = report.summary(live_hist)
+            tb.add_row(
+                f"{el:5.1f}/{step.duration:g} s",
+                str(totals["sent"]),
+                f"{totals['delivered'] / el:7.1f}" if el > 0.5 else "-",
+                f"{s['p50']:.1f}",
+                f"{s['p99']:.1f}",
+                str(sum(errors.values())) + (f" {errors}" if errors else ""),
+                "; ".join(e["what"] for e in events)[-60:],
+            )
+            return tb
+
+        live = (
+            Live(table(), console=self.console, refresh_per_second=4)
+            if not a.quiet
+            else contextlib.nullcontext()
+        )
+        with live as lv:
+            while len(done) < w:
+                try:
+                    msg = self.results.get(timeout=0.2)
+                except queue.Empty:
+                    msg = None
+                    if any(not p.is_alive() for p in self.procs):
+                        raise SystemExit("a worker process died during the step") from None
+                if msg is not None and msg["kind"] == "tick":
+                    for k in totals:
+                        totals[k] += msg[k]
+                    for k, v in msg["errors"].items():
+                        errors[k] = errors.get(k, 0) + v
+                    sec = int(max(0.0, time.monotonic() - t0))
+                    row = timeline.setdefault(
+                        sec, {"sent": 0, "delivered": 0, "errors": 0, "h": report.new_histogram()}
+                    )
+                    row["sent"] += msg["sent"]
+                    row["errors"] += sum(msg["errors"].values())
+                    for at, lat in msg["e2e"]:
+                        report.record(e2e, lat)
+                        report.record(live_hist, lat)
+                        r2 = timeline.setdefault(
+                            int(max(0.0, at - t0)),
+                            {"sent": 0, "delivered": 0, "errors": 0, "h": report.new_histogram()},
+                        )
+                        r2["delivered"] += 1
+                        report.record(r2["h"], lat)
+                    for lat in msg["store"]:
+                        report.record(store, lat)
+                elif msg is not None and msg["kind"] == "done":
+                    done.append(msg)
+                now = time.monotonic()
+                if now - last_sample >= 1.0:
+                    probe.sample()
+                    last_sample = now
+                if lv is not None:
+                    lv.update(table())
+        for th in threads:
+            th.join(60)
+        for p in spy:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(30)
+        probe.sample(sizes=True)
+        wall = time.monotonic() - t0
+        driver_cpu = time.process_time() - driver_cpu0
+        workers_cpu = sum(d["cpu_s"] for d in done)
+        lost = sum(d["lost"] for d in done)
+        requests = sum(d["requests"] for d in done)
+        nodes = [
+            {
+                "name": name,
+                "cpu_s": round(t.cpu_s, 3),
+                "rss_mb": round(t.rss_mb, 1),
+                "db_mb": round(t.db_mb, 2),
+                "layers": t.layers,
+            }
+            for name, t in sorted(probe.totals.items())
+        ]
+        nodes_cpu = sum(t.cpu_s for t in probe.totals.values())
+        layers = sum(t.layers for t in probe.totals.values())
+        layers_source = "node metrics"
+        if not layers:
+            layers = 4 * requests  # guard, two relays, the destination
+            layers_source = "client requests × 4"
+        delivered = totals["delivered"]
+        idle = self.idle_cpu_per_s * wall
+        net_cpu = max(0.0, nodes_cpu - idle)
+        active = step.duration if step.mode in ("rate", "closed") else wall
+        lat = report.summary(e2e)
+        cpu = {
+            "nodes_s": round(nodes_cpu, 3),
+            "workers_s": round(workers_cpu, 3),
+            "driver_s": round(driver_cpu, 3),
+            "per_delivered_ms": round(nodes_cpu / delivered * 1e3, 4) if delivered else 0.0,
+            "per_layer_us": round(nodes_cpu / layers * 1e6, 2) if layers else 0.0,
+            "idle_s": round(idle, 3),
+            "net_per_delivered_ms": round(net_cpu / delivered * 1e3, 4) if delivered else 0.0,
+            "net_per_layer_us": round(net_cpu / layers * 1e6, 2) if layers else 0.0,
+            "layers": layers,
+            "layers_source": layers_source,
+            "onion_requests": requests,
+            "client_share": round(workers_cpu / (workers_cpu + nodes_cpu), 3)
+            if workers_cpu + nodes_cpu
+            else 0.0,
+            "driver_cores": round((workers_cpu + driver_cpu) / wall, 2) if wall else 0.0,
+            "total_cores": round((workers_cpu + driver_cpu + nodes_cpu) / wall, 2) if wall else 0.0,
+            "client_per_delivered_ms": round(workers_cpu / delivered * 1e3, 4)
+            if delivered
+            else 0.0,
+        }
+        ratios = {
+            "cpu_per_delivered_vs_crypto_floor": round(
+                cpu["per_delivered_ms"] * 1e3 / fl["crypto_floor_us"], 2
+            ),
+            "cpu_per_layer_vs_peel": round(cpu["per_layer_us"] / fl["peel_us"], 2),
+            "net_cpu_per_delivered_vs_crypto_floor": round(
+                cpu["net_per_delivered_ms"] * 1e3 / fl["crypto_floor_us"], 2
+            ),
+            "net_cpu_per_layer_vs_peel": round(cpu["net_per_layer_us"] / fl["peel_us"], 2),
+            "p50_vs_https_rtt": round(lat["p50"] * 1e3 / fl["https_rtt_us"], 1),
+            "node_cpu_per_delivered_vs_sqlite_insert": round(
+                cpu["per_delivered_ms"] * 1e3 / fl["sqlite_insert_us"], 1
+            ),
+        }
+        tl = []
+        for sec in sorted(timeline):
+            r = timeline[sec]
+            s = report.summary(r["h"])
+            tl.append(
+                {
+                    "t": sec,
+                    "sent": r["sent"],
+                    "delivered": r["delivered"],
+                    "p50_ms": s["p50"],
+                    "p99_ms": s["p99"],
+                    "errors": r["errors"],
+                }
+            )
+        return {
+            "name": step.name,
+            "mode": step.mode,
+            "offered_per_s": step.rate,
+            "duration_s": step.duration,
+            "wall_s": round(wall, 2),
+            "sent": totals["sent"],
+            "acked": totals["acked"],
+            "delivered": delivered,
+            "lost": lost,
+            "errors": errors,
+            "delivered_per_s": round(delivered / active, 2) if active else 0.0,
+            "latency_ms": lat,
+            "store_latency_ms": report.summary(store),
+            "cpu": cpu,
+            "ratios": ratios,
+            "nodes": nodes,
+            "timeline": tl,
+            "events": sorted(events, key=lambda e: e["t"]),
+            "extra": {k: v for d in done for k, v in d.get("extra", {}).items()},
+        }
+
+    def idle_rate(self, probe: NodeProbe, seconds: float = 3.0) -> float:
+        """CPU seconds per second the nodes spend with no load (heartbeats, registry polls,
+        swarm reconciliation): subtracted to give the ``net`` per-message figures."""
+        probe.reset()
+        t = time.monotonic()
+        time.sleep(seconds)
+        probe.sample()
+        return sum(x.cpu_s for x in probe.totals.values()) / (time.monotonic() - t)
+
+    idle_cpu_per_s = 0.0
+
+    # -------------------------------------------------------------- profiling
+    last_step: Step | None = None
+
+    def start_profile(self, net: Network, step: Step) -> list[subprocess.Popen[bytes]]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            self.console.print("[yellow]--profile: py-spy is not installed (pip install py-spy)")
+            return []
+        secs = str(max(1, int(step.duration)))
+        refs = net.refs()
+        targets = [(r.name, r.pid) for r in refs[:2]]
+        targets.append(("worker-0", self.procs[0].pid))
+        out = []
+        for name, pid in targets:
+            svg = self.out / f"flame-{step.name}-{name}.svg"
+            self.profiles.append(str(svg))
+            out.append(
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "-p",
+                        str(pid),
+                        "-d",
+                        secs,
+                        "-r",
+                        "50",
+                        "-o",
+                        str(svg),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        return out
+
+    profiles: list[str]
+
+    # -------------------------------------------------------------- whole run
+    def main(self) -> int:
+        a = self.args
+        self.profiles = []
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        mach = machine()
+        self.console.print("measuring floors…")
+        fl = floors.measure()
+        self.console.print(f"floors: {fl}")
+        net = Network(a, self.work)
+        try:
+            self.console.print(f"network: {net.count} nodes ({net.nodes_json})")
+            steps = scenario_steps(a, net)
+            self.last_step = steps[-1]
+            self.start_workers(net)
+            probe = NodeProbe(net.refs)
+            self.idle_cpu_per_s = self.idle_rate(probe)
+            self.console.print(f"nodes at idle: {self.idle_cpu_per_s:.3f} CPU s/s (all nodes)")
+            results = []
+            extra: dict[str, Any] = {}
+            for st in steps:
+                results.append(self.run_step(st, net, probe, fl))
+                self.print_step(results[-1])
+            if a.scenario == "backlog":
+                b = results[0]["extra"]
+                if b.get("drain_s"):
+                    b["drain_msgs_per_s"] = round(results[0]["delivered"] / b["drain_s"], 1)
+                extra["backlog"] = b
+        finally:
+            self.stop_workers()
+            net.stop()
+            shutil.rmtree(self.work, ignore_errors=True)
+        mach["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        doc: dict[str, Any] = {
+            "schema": report.SCHEMA,
+            "scenario": a.scenario,
+            "command": ["python", "-m", "bench.load", *sys.argv[1:]],
+            "started": started,
+            "machine": mach,
+            "network": {"nodes": net.count, "own_devnet": net.devnet is not None},
+            "options": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in vars(a).items()
+                if k not in ("compare",)
+            },
+            "floors": fl,
+            "steps": results,
+            "extra": extra,
+            "files": {},
+        }
+        plots = report.plot(doc, self.out)
+        path = self.out / "result.json"
+        doc["files"] = {
+            "json": str(path),
+            "plots": [str(p) for p in plots],
+            "profiles": [p for p in self.profiles if Path(p).exists()],
+        }
+        bad = report.validate(doc)
+        if bad:
+            raise SystemExit("internal error: the result breaks its schema: " + "; ".join(bad))
+        path.write_text(json.dumps(doc, indent=1))
+        self.console.print(f"results: {path}")
+        for p in [*plots, *doc["files"]["profiles"]]:
+            self.console.print(f"  {p}")
+        if a.compare:
+            self.print_compare(doc, report.load(a.compare))
+        return 0 if all(s["lost"] == 0 for s in results) else 3
+
+    def print_step(self, s: dict[str, Any]) -> None:
+        lat, cpu, r = s["latency_ms"], s["cpu"], s["ratios"]
+        off = f"{s['offered_per_s']:g}/s offered" if s["offered_per_s"] else s["mode"]
+        self.console.print(
+            f"[bold]{s['name']}[/] ({off}): {s['delivered']}/{s['sent']} delivered, "
+            f"{s['delivered_per_s']:.1f}/s, lost {s['lost']}, errors {s['errors'] or 0}\n"
+            f"  latency send→plaintext p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f}  "
+            f"p99 {lat['p99']:.1f}  max {lat['max']:.1f}   (store ack p50 "
+            f"{s['store_latency_ms']['p50']:.1f} ms)\n"
+            f"  node CPU {cpu['per_delivered_ms']:.2f} ms/delivered, "
+            f"{cpu['net_per_delivered_ms']:.2f} net of idle "
+            f"({r['net_cpu_per_delivered_vs_crypto_floor']}× crypto floor); "
+            f"{cpu['per_layer_us']:.0f} µs/layer, {cpu['net_per_layer_us']:.0f} net "
+            f"({r['net_cpu_per_layer_vs_peel']}× peel; "
+            f"{cpu['layers']} layers, {cpu['layers_source']}); "
+            f"clients {cpu['client_share'] * 100:.0f}% of CPU, driver+workers "
+            f"{cpu['driver_cores']} cores, all {cpu['total_cores']} cores"
+        )
+
+    def print_compare(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        tb = Table(title="against " + str(self.args.compare))
+        for c in ("step", "measure", "old", "new", "new/old"):
+            tb.add_column(c)
+        for row in report.compare(new, old):
+            tb.add_row(*("-" if v is None else str(v) for v in row))
+        self.console.print(tb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1 or args.pairs < 1 or args.duration <= 0:
+        raise SystemExit("--workers and --pairs must be at least 1, --duration positive")
+    if args.scenario != "chat" and args.saturate:
+        raise SystemExit("--saturate is for the chat scenario")
+    run = Run(args)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return run.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

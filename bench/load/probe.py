@@ -1,0 +1,133 @@
+"""What the driver reads from the node processes: CPU seconds (the process's own clock, from
+/proc through psutil), resident memory, database size on disk, and, where the node's admin
+port is known (a devnet the driver started), the onion layers it peeled.
+
+A node process that is replaced (killed and restarted, or a new node joining) is followed by
+its pid: CPU is accumulated as deltas between samples, per pid, so a process that dies between
+two samples loses at most one sampling interval of CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+
+@dataclasses.dataclass
+class NodeRef:
+    """One node as the driver sees it at the moment: its name, pid and admin URL (or '')."""
+
+    name: str
+    pid: int
+    admin_url: str = ""
+
+
+@dataclasses.dataclass
+class NodeTotals:
+    cpu_s: float = 0.0
+    rss_mb: float = 0.0
+    db_mb: float = 0.0
+    layers: int = 0
+
+
+def onion_layers(admin_url: str) -> int | None:
+    """The node's ``session_node_onion_layers`` total (every decision), or None."""
+    try:
+        with urllib.request.urlopen(admin_url + "/metrics", timeout=2.0) as r:
+            body = r.read().decode(errors="replace")
+    except OSError:
+        return None
+    total = 0.0
+    for line in body.splitlines():
+        if line.startswith("session_node_onion_layers_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def db_bytes(proc: psutil.Process) -> int:
+    """Size of the SQLite files (and their WAL) the process holds open."""
+    seen: set[str] = set()
+    total = 0
+    try:
+        files = proc.open_files()
+    except (psutil.Error, OSError):
+        return 0
+    for f in files:
+        p = f.path
+        base = p.removesuffix("-wal").removesuffix("-shm")
+        if base.endswith((".db", ".sqlite", ".sqlite3")) and base not in seen:
+            seen.add(base)
+            for suffix in ("", "-wal"):
+                try:
+                    total += Path(base + suffix).stat().st_size
+                except OSError:
+                    pass
+    return total
+
+
+class NodeProbe:
+    """Samples the nodes ``refs()`` names; :meth:`sample` every second or so during a step."""
+
+    def __init__(self, refs: Callable[[], list[NodeRef]]) -> None:
+        self.refs = refs
+        self._procs: dict[int, psutil.Process] = {}
+        self._last_cpu: dict[int, float] = {}
+        self._last_layers: dict[str, int] = {}
+        self.totals: dict[str, NodeTotals] = {}
+
+    def reset(self) -> None:
+        """Start a new step: totals from zero, current clocks as the base."""
+        self.totals = {}
+        self._last_cpu.clear()
+        self._last_layers.clear()
+        self.sample(count=False)
+
+    def _proc(self, pid: int) -> psutil.Process | None:
+        p = self._procs.get(pid)
+        if p is None:
+            try:
+                p = self._procs[pid] = psutil.Process(pid)
+            except psutil.Error:
+                return None
+        return p
+
+    def sample(self, *, count: bool = True, sizes: bool = False) -> None:
+        for ref in self.refs():
+            t = self.totals.setdefault(ref.name, NodeTotals())
+            p = self._proc(ref.pid)
+            if p is None:
+                continue
+            try:
+                c = p.cpu_times()
+                cpu = c.user + c.system
+                if sizes or not t.rss_mb:
+                    t.rss_mb = p.memory_info().rss / 2**20
+                    t.db_mb = db_bytes(p) / 2**20
+            except psutil.Error:
+                continue
+            last = self._last_cpu.get(ref.pid)
+            if count:
+                t.cpu_s += cpu - last if last is not None else 0.0
+            self._last_cpu[ref.pid] = cpu
+            if ref.admin_url:
+                n = onion_layers(ref.admin_url)
+                if n is not None:
+                    key = f"{ref.name}:{ref.pid}"
+                    prev = self._last_layers.get(key)
+                    if count and prev is not None:
+                        t.layers += max(0, n - prev)
+                    self._last_layers[key] = n
+
+
+def find_node_pids(https_ports: list[int]) -> dict[int, int]:
+    """port → pid of the processes listening on 127.0.0.1 at those ports (``--network``)."""
+    want = set(https_ports)
+    out: dict[int, int] = {}
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in want and c.pid:
+            out[c.laddr.port] = c.pid
+    return out
