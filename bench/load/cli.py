@@ -372,18 +372,18 @@ class Run:
         for q in self.cmds:
             q.put(cmd)
         threads: list[threading.Thread] = []
-        for at, label, action in step.actions:
+        if step.actions:
 
-            def fire(
-                at: float = at, label: str = label, action: Callable[[], str] = action
-            ) -> None:
-                time.sleep(max(0.0, t0 + at - time.monotonic()))
-                start = time.monotonic() - t0
-                try:
-                    what = action()
-                except (DevnetError, OSError, subprocess.SubprocessError, StopIteration) as e:
-                    what = f"{label} failed: {e}"
-                events.append({"t": round(start, 2), "what": what})
+            def fire() -> None:
+                # one after another: a node change must finish before the next begins
+                for at, label, action in sorted(step.actions, key=lambda x: x[0]):
+                    time.sleep(max(0.0, t0 + at - time.monotonic()))
+                    start = time.monotonic() - t0
+                    try:
+                        what = action()
+                    except (DevnetError, OSError, subprocess.SubprocessError) as e:
+                        what = f"{label} failed: {e}"
+                    events.append({"t": round(start, 2), "what": what})
 
             th = threading.Thread(target=fire, daemon=True)
             th.start()
