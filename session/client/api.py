@@ -245,6 +245,11 @@ class Client:
         """How many nodes the client knows (0: no network known yet)."""
         return len(self.directory.nodes)
 
+    @property
+    def clock_offset_ms(self) -> int:
+        """Network time minus local time (ms), as learned from the nodes' replies."""
+        return self.clock.offset_ms
+
     def save_paths(self) -> None:
         """Persist the guards and kept paths (done by the poll loop and on close)."""
         guards, paths = self.paths.snapshot()
@@ -809,13 +814,34 @@ class Client:
             if not c.approved and not c.blocked and self.db.has_messages(c.session_id)
         ] + [MessageRequest(g.group_id, g.name, []) for g in self.groups.invites()]
 
-    def messages(self, conversation: str, limit: int = 1000) -> list[Message]:
-        """Messages of a conversation, oldest first (ordered by sent time)."""
-        return self.db.messages(conversation, limit)
+    def messages(
+        self, conversation: str, limit: int = 1000, *, before: Message | None = None
+    ) -> list[Message]:
+        """The last ``limit`` messages of a conversation, oldest first (ordered by sent time).
+        ``before``: only messages older than that one (the next page back, for a history view
+        that loads as it scrolls)."""
+        cursor = None if before is None else (before.sent_ms, before.id)
+        return self.db.messages(conversation, limit, cursor)
+
+    def message_count(self, conversation: str) -> int:
+        """How many messages are stored for ``conversation``."""
+        return self.db.message_count(conversation)
 
     def message(self, message_id: int) -> Message | None:
         """One stored message by its local id (None if deleted or unknown)."""
         return self.db.message(message_id)
+
+    def nickname(self, session_id: str) -> str | None:
+        """The name we gave ``session_id`` ourselves (this device only), or None."""
+        return self.db.get_secret(f"nickname:{session_id}") or None
+
+    def set_nickname(self, session_id: str, name: str | None) -> None:
+        """Call ``session_id`` ``name`` on this device (shown instead of the name they chose;
+        None or blank removes it). Kept on this device only."""
+        parse_session_id(session_id)
+        if name is not None and name.strip():
+            name = M.check_display_name(name.strip())
+        self.db.put_secret(f"nickname:{session_id}", (name or "").strip())
 
     def contacts(self) -> list[Contact]:
         """Everyone we know of: contacts, message requests, blocked senders."""

@@ -502,13 +502,31 @@ class Database:
         ).fetchall()
         return [self._message(r) for r in rows]
 
-    def messages(self, conversation: str, limit: int = 1000) -> list[Message]:
+    def messages(
+        self, conversation: str, limit: int = 1000, before: tuple[int, int] | None = None
+    ) -> list[Message]:
+        """The last ``limit`` messages of a conversation (oldest first); with ``before`` =
+        (sent_ms, id), only those ordered before that message (one page further back; the
+        ``messages_conv`` index makes each page one index range scan)."""
+        args: tuple[str | int, ...]
+        if before is None:
+            where, args = "conversation=?", (conversation,)
+        else:
+            where = "conversation=? AND (sent_ms < ? OR (sent_ms = ? AND id < ?))"
+            args = (conversation, before[0], before[0], before[1])
         rows = self.conn.execute(
-            "SELECT * FROM (SELECT * FROM messages WHERE conversation=?"
+            f"SELECT * FROM (SELECT * FROM messages WHERE {where}"
             " ORDER BY sent_ms DESC, id DESC LIMIT ?) ORDER BY sent_ms, id",
-            (conversation, limit),
+            (*args, limit),
         ).fetchall()
         return [self._message(r) for r in rows]
+
+    def message_count(self, conversation: str) -> int:
+        """How many messages a conversation holds."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM messages WHERE conversation=?", (conversation,)
+        ).fetchone()
+        return int(row[0])
 
     def has_messages(self, conversation: str) -> bool:
         row = self.conn.execute(

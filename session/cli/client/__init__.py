@@ -6,6 +6,7 @@ Commands::
     session send ID TEXT / inbox / history ID                       (messaging.py)
     session requests [accept ID | decline ID] / block ID / unblock ID  (contacts.py)
     session chat ID                                                  (chat.py)
+    session tui                  (full-screen messenger; Textual)    (tui.py)
     session group create | list | info | invite | accept | decline | send | history | chat |
                   remove | promote | rename | describe | leave | disappear     (groups.py)
 
@@ -14,7 +15,15 @@ public API of :class:`session.client.Client`, and every piece of someone else's 
 passes :func:`session.text.for_terminal` (``--json`` output is exact).
 """
 
-from session.cli.client import chat, contacts, groups, ids, messaging, names  # noqa: F401  (register commands)
+from session.cli.client import (  # noqa: F401  (register commands)
+    chat,
+    contacts,
+    groups,
+    ids,
+    messaging,
+    names,
+    tui,
+)
 from session.cli.client.base import main
 
 __all__ = ["main"]

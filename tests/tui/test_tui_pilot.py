@@ -1,0 +1,174 @@
+"""``session tui`` driven headless with Textual's pilot, on a real client without a network:
+received messages are sealed by a peer's identity and applied with ``Client.process_stored``
+(the receive path a poll uses), sent ones stay in the real outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from session.client import Client
+from session.client import messages as M
+from session.identity import Identity
+from session.tui.app import SessionTui
+from session.tui.widgets import PAGE, HistoryView, MessageLine
+
+pytestmark = pytest.mark.asyncio
+
+BOB = Identity.from_seed(bytes.fromhex("00112233445566778899aabbccddeeff"))
+CAROL = Identity.from_seed(bytes.fromhex("ffeeddccbbaa99887766554433221100"))
+_stamp = itertools.count(1_700_000_000_000, 1000)
+
+
+def deliver(client: Client, sender: Identity, content: M.pb.Content, sent_ms: int) -> None:
+    """Apply one message from ``sender`` to ``client`` as a poll would."""
+    data = M.seal(sender, client.session_id, content, sent_ms)
+    client.process_stored([(hashlib.sha256(data.encode()).hexdigest(), data, 0)])
+
+
+def say(client: Client, sender: Identity, body: str, name: str) -> int:
+    t = next(_stamp)
+    deliver(client, sender, M.text(body, sent_ms=t, display_name=name), t)
+    return t
+
+
+@pytest_asyncio.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    c = Client.open(tmp_path / "me", background=False)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.close()
+
+
+async def until(pilot: object, cond: Callable[[], bool], what: str, rounds: int = 200) -> None:
+    """Let the app work until ``cond()`` holds (bounded by rounds of the app's message loop,
+    not by time)."""
+    for _ in range(rounds):
+        if cond():
+            return
+        await pilot.pause()  # type: ignore[attr-defined]
+    raise AssertionError(f"never happened: {what}")
+
+
+def lines(app: SessionTui) -> list[str]:
+    return [line.message.body or "" for line in app.query(MessageLine)]
+
+
+async def test_open_switch_send_and_receive_while_typing(client: Client) -> None:
+    say(client, BOB, "hi from bob", "Bob")
+    await client.accept_request(BOB.session_id)
+    say(client, CAROL, "carol here [b]bold?[/b] \x1b[2J", "Carol")
+    await client.accept_request(CAROL.session_id)
+    app = SessionTui(client, quit_timeout=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        # newest first: Carol's conversation is open; markup and escapes show as text
+        assert app.current == CAROL.session_id
+        assert lines(app) == ["carol here [b]bold?[/b] \x1b[2J"]
+        shown = str(app.query(MessageLine).first().render())
+        assert "[b]bold?[/b]" in shown and "\x1b" not in shown and "␛[2J" in shown
+        assert client.conversations()[0].unread == 0  # opening it marked it read
+        # switch with Ctrl+K (fuzzy) to Bob
+        await pilot.press("ctrl+k")
+        await pilot.press(*"bb", "enter")
+        await until(pilot, lambda: app.current == BOB.session_id, "switched to Bob")
+        assert lines(app) == ["hi from bob"]
+        # send
+        await pilot.press(*"hello bob", "enter")
+        await until(pilot, lambda: "hello bob" in lines(app), "sent line shown")
+        sent = client.messages(BOB.session_id)[-1]
+        assert sent.outgoing and sent.body == "hello bob" and client.queued() >= 1
+        assert app.compose_box.value == ""
+        assert "(sending)" in str(app.query_one(f"#m{sent.id}", MessageLine).render())
+        # receive while typing: the half-typed line is untouched
+        await pilot.press(*"half way thr")
+        say(client, BOB, "interrupting!", "Bob")
+        await until(pilot, lambda: "interrupting!" in lines(app), "incoming shown")
+        assert app.compose_box.value == "half way thr"
+        assert app.compose_box.cursor_position == len("half way thr")
+        # a typing indicator from Bob shows, and goes with his next message
+        t = next(_stamp)
+        deliver(client, BOB, M.typing(True, sent_ms=t), t)
+        typing = app.query_one("#typing")
+        await until(pilot, lambda: "Bob is typing" in str(typing.render()), "typing shown")
+        say(client, BOB, "done typing", "Bob")
+        await until(pilot, lambda: "Bob is typing" not in str(typing.render()), "typing gone")
+
+
+async def test_accept_request_from_the_list(client: Client) -> None:
+    say(client, BOB, "can we talk?", "Bob")
+    app = SessionTui(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert [e.kind for e in app.entries] == ["request"]
+        assert app.current == BOB.session_id
+        bar = app.query_one("#requestbar")
+        assert bar.has_class("shown")
+        await pilot.click("#accept")
+        await until(pilot, lambda: [e.kind for e in app.entries] == ["direct"], "accepted")
+        assert not bar.has_class("shown")
+        assert client.contact(BOB.session_id).approved
+        assert client.requests() == []
+        assert client.queued() >= 1  # the acceptance is on its way to Bob
+
+
+async def test_unknown_command_is_not_sent(client: Client) -> None:
+    say(client, BOB, "hi", "Bob")
+    await client.accept_request(BOB.session_id)
+    app = SessionTui(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        before = client.message_count(BOB.session_id)
+        await pilot.press(*"/frobnicate", "enter")
+        await pilot.pause()
+        assert client.message_count(BOB.session_id) == before
+        assert app.compose_box.value == "/frobnicate"  # kept for correcting
+        app.compose_box.value = ""
+        await pilot.press(*"/rename Bobby", "enter")
+        await until(pilot, lambda: app.entries[0].title == "Bobby", "renamed")
+
+
+async def test_scroll_history_pages_from_the_database(client: Client) -> None:
+    peer = BOB.session_id
+    for i in range(3 * PAGE):
+        say(client, BOB, f"message {i}", "Bob")
+    await client.accept_request(peer)
+    app = SessionTui(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        h = app.query_one(HistoryView)
+        assert h.loaded == PAGE  # only the newest page was read
+        assert lines(app)[-1] == f"message {3 * PAGE - 1}"
+        for _ in range(100):  # PageUp until the start; each time at the top loads a page
+            if h.loaded == 3 * PAGE and h.scroll_y <= 0:
+                break
+            await pilot.press("pageup")
+            await pilot.pause()
+        assert h.loaded == 3 * PAGE
+        assert lines(app) == [f"message {i}" for i in range(3 * PAGE)]
+
+
+async def test_quit_waits_for_queued_and_shows_the_count(client: Client) -> None:
+    say(client, BOB, "hi", "Bob")
+    await client.accept_request(BOB.session_id)
+    app = SessionTui(client, quit_timeout=1.0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"are you there", "enter")
+        await until(pilot, lambda: "are you there" in lines(app), "sent")
+        assert client.queued() >= 1
+        await pilot.press("ctrl+q")
+        status = app.query_one("#status")
+        await until(pilot, lambda: "quitting: waiting for" in str(status.render()), "count")
+        app.update_status()
+        assert f"waiting for {client.queued()} queued" in str(status.render())
+        # the drain gives up after quit_timeout (no network here) and the app exits by itself
+        [drain] = [w for w in app.workers if w.group == "quit"]
+        await asyncio.wait_for(drain.wait(), 60)
+        assert app.return_code is not None  # exited, not closed by the test
+    # no network: the wait ran out and the app left, saying what is still queued
+    assert app.queued_at_exit == client.queued() >= 1
+    assert client.messages(BOB.session_id)[-1].body == "are you there"  # nothing lost
