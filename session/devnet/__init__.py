@@ -13,7 +13,9 @@ service, so it lives beside them rather than inside one.
 SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's complete ``get_n_service_nodes``
 JSON, rewritten on every change, plus our ``file_servers`` field: ``[{"url", "pubkey_ed25519",
 "pubkey_x25519"}]`` of the devnet's file server, read by
-:func:`session.proto.snodes.parse_file_servers`), prints where everything is, and serves a
+:func:`session.proto.snodes.parse_file_servers`, and ``community_servers``: ``[{"url",
+"public_key", "pubkey_ed25519", "rooms": {"lobby": join URL}}]`` of its community server, read
+by :func:`session.proto.snodes.parse_community_servers`), prints where everything is, and serves a
 loopback control endpoint:
 
 * ``GET  /nodes``          → the node list JSON
@@ -29,6 +31,11 @@ leaves it out) keeps its data under ``DIR/fileserver/``, starts before the nodes
 to their ``proxy_allow``; ``stop_file_server(kill=...)`` and ``start_file_server()`` stop and
 restart it on the same port and data.
 
+The community server (``Devnet.community``, a :class:`DevnetCommunity`; ``community=False``
+leaves it out) serves plain HTTP, keeps its data under ``DIR/community/`` with a room
+``lobby``, starts before the nodes and is added to their ``proxy_allow`` too;
+``stop_community()``/``start_community()`` as for the file server.
+
 Nodes proxy onion requests only to the servers named in ``proxy_allow`` (``"host:port"``
 entries: the devnet's own file and community servers), never to public or other local
 addresses (``network.proxy_public = false``).
@@ -37,6 +44,6 @@ addresses (``network.proxy_public = false``).
 from __future__ import annotations
 
 from session.devnet.control import main
-from session.devnet.net import Devnet, DevnetError, DevnetFileServer, DevnetNode
+from session.devnet.net import Devnet, DevnetCommunity, DevnetError, DevnetFileServer, DevnetNode
 
-__all__ = ["Devnet", "DevnetError", "DevnetFileServer", "DevnetNode", "main"]
+__all__ = ["Devnet", "DevnetCommunity", "DevnetError", "DevnetFileServer", "DevnetNode", "main"]

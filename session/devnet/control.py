@@ -80,6 +80,7 @@ def _ready_line(net: Devnet, control_port: int, seconds: float) -> dict[str, Any
             for n in net.nodes
         ],
         "file_server": net.file_server.entry.to_json() if net.file_server else None,
+        "community_server": net.community.entry.to_json() if net.community else None,
         "seconds": seconds,
     }
 

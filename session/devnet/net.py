@@ -22,11 +22,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from session.community.config import join_url
+from session.community.store import CommunityStore
 from session.node import keys
 from session.node.swarm_view import list_version
-from session.proto.snodes import INVALID_SWARM_ID, FileServer, parse_node_list
+from session.proto.snodes import INVALID_SWARM_ID, CommunityServer, FileServer, parse_node_list
 from session.registry.messages import build_deregistration
 
 _UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -146,6 +148,51 @@ class DevnetFileServer:
         return f"DevnetFileServer({self.url}, running={self.running})"
 
 
+class DevnetCommunity:
+    """The devnet's community server (``python -m session.community run``, plain HTTP as
+    Session's community URLs usually are), its data under ``DIR/community/``, with a room
+    ``lobby``; ``port`` is 0 until it reports the one it bound, then kept across restarts."""
+
+    ROOMS: ClassVar[dict[str, str]] = {"lobby": "Lobby"}
+
+    def __init__(self, data_dir: Path, host: str, port: int) -> None:
+        self.name = "community"
+        self.data_dir = data_dir
+        self.host = host
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.public_key = ""  # X25519, the join URLs' public_key
+        self.pubkey_ed25519 = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def entry(self) -> CommunityServer:
+        """What ``nodes.json`` lists for it (``community_servers``)."""
+        rooms = {t: join_url(self.url, t, self.public_key) for t in self.ROOMS}
+        return CommunityServer(self.url, self.public_key, self.pubkey_ed25519, rooms)
+
+    def ensure_rooms(self) -> None:
+        """Create the devnet's rooms (before the server starts; kept across restarts)."""
+        store = CommunityStore(self.data_dir / "store")
+        try:
+            have = {r.token for r in store.rooms()}
+            for token, name in self.ROOMS.items():
+                if token not in have:
+                    store.add_room(token, name, "The devnet's room")
+        finally:
+            store.close()
+
+    def __repr__(self) -> str:
+        return f"DevnetCommunity({self.url}, running={self.running})"
+
+
 class Devnet:
     """A registry and ``nodes`` service nodes on loopback (see the module docstring)."""
 
@@ -165,6 +212,7 @@ class Devnet:
         extra_env: dict[str, str] | None = None,
         proxy_allow: Sequence[str] = (),
         file_server: bool = True,
+        community: bool = True,
         name_term: int | None = None,
     ) -> None:
         if nodes < 0:
@@ -188,6 +236,10 @@ class Devnet:
         #: The devnet's file server (started before the nodes, which may proxy to it).
         self.file_server: DevnetFileServer | None = (
             DevnetFileServer(self.dir / "fileserver", host, 0) if file_server else None
+        )
+        #: The devnet's community server (started before the nodes, which may proxy to it).
+        self.community: DevnetCommunity | None = (
+            DevnetCommunity(self.dir / "community", host, 0) if community else None
         )
         self._lock = threading.RLock()
         self._logs: list[Any] = []
@@ -216,6 +268,10 @@ class Devnet:
                 self.file_server.port = self._port()
                 self.start_file_server()
                 self.proxy_allow.append(f"{self.file_server.host}:{self.file_server.port}")
+            if self.community is not None:
+                self.community.port = self._port()
+                self.start_community()
+                self.proxy_allow.append(f"{self.community.host}:{self.community.port}")
             for _ in range(self.initial):
                 self._spawn(self._new_node())
             self._wait_all_ready()
@@ -300,22 +356,47 @@ class Devnet:
             ) from None
         return fs
 
+    def start_community(self) -> DevnetCommunity:
+        """Start (or restart, same port and data) the community server; returns once it
+        listens."""
+        cs = self.community
+        if cs is None:
+            raise DevnetError("this devnet was made without a community server")
+        if cs.running:
+            return cs
+        cs.data_dir.mkdir(parents=True, exist_ok=True)
+        cs.ensure_rooms()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_COMMUNITY_")}
+        cmd = [
+            sys.executable, "-m", "session.community", "run",
+            "--data-dir", str(cs.data_dir), "--listen-host", cs.host, "--port", str(cs.port),
+            "--no-tls", "--admin-port", "-1", "--log-level", self.log_level, "--log-format", "json",
+        ]  # fmt: skip
+        cs.proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(cs.data_dir),
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        line = self._read_line(cs.proc, 30.0)
+        try:
+            doc = json.loads(line)
+            cs.port = int(doc["url"].rsplit(":", 1)[1])
+            cs.public_key = doc["pubkey_x25519"]
+            cs.pubkey_ed25519 = doc["pubkey_ed25519"]
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            raise DevnetError(
+                f"community server did not start (see {cs.data_dir / 'process.log'}): {line!r}"
+            ) from None
+        return cs
+
+    def stop_community(self, *, kill: bool = False) -> int | None:
+        """Stop the community server (SIGTERM, or SIGKILL: a crash); returns its exit code."""
+        cs = self.community
+        return None if cs is None else _stop(cs.proc, kill=kill)
+
     def stop_file_server(self, *, kill: bool = False) -> int | None:
         """Stop the file server (SIGTERM, or SIGKILL: a crash); returns its exit code."""
         fs = self.file_server
-        if fs is None or fs.proc is None:
-            return None
-        if fs.proc.poll() is None:
-            if kill:
-                fs.proc.kill()
-            else:
-                fs.proc.send_signal(signal.SIGTERM)
-            try:
-                fs.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                fs.proc.kill()
-                fs.proc.wait(5)
-        return fs.proc.returncode
+        return None if fs is None else _stop(fs.proc, kill=kill)
 
     @staticmethod
     def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -534,6 +615,8 @@ class Devnet:
         doc["registry"] = self.registry_url  # where `session name register` sends requests
         if self.file_server is not None:
             doc["file_servers"] = [self.file_server.entry.to_json()]
+        if self.community is not None:
+            doc["community_servers"] = [self.community.entry.to_json()]
         tmp.write_text(json.dumps(doc, indent=1))
         os.replace(tmp, path)
         return path
@@ -552,6 +635,7 @@ class Devnet:
                     n.proc.kill()
                     n.proc.wait(5)
         self.stop_file_server()
+        self.stop_community()
         if self.registry_proc is not None and self.registry_proc.poll() is None:
             self.registry_proc.send_signal(signal.SIGTERM)
             try:
@@ -573,6 +657,23 @@ class Devnet:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, *, kill: bool) -> int | None:
+    """Stop a server process (SIGTERM, or SIGKILL: a crash); returns its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        if kill:
+            proc.kill()
+        else:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
 
 
 def _metric_value(body: bytes, metric: str) -> float | None:

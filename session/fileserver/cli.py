@@ -8,7 +8,6 @@ stdout once listening (for the devnet and other supervisors) and logs to stderr.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from collections.abc import Callable
@@ -19,11 +18,10 @@ from typing import Any, TypeVar
 import click
 import uvloop
 
-from session.errors import SessionError
 from session.fileserver.config import ENV_CONFIG, FileServerConfig, load_config
 from session.identity import Identity
 from session.node import keys
-from session.service.cli import config_options
+from session.service.cli import config_options, exit_on_errors
 from session.service.config import as_dict
 from session.service.logs import setup_logging
 from session.service.systemd import unit_text
@@ -31,24 +29,6 @@ from session.service.systemd import unit_text
 F = TypeVar("F", bound=Callable[..., Any])
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def _errors(fn: F) -> F:
-    """Turn our errors (and OS errors) into one sentence on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (SessionError, ValueError) as e:
-            click.echo(f"error: {e}", err=True)
-            sys.exit(1)
-        except OSError as e:
-            where = f" ({e.filename})" if e.filename else ""
-            click.echo(f"error: {e.strerror or e}{where}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]  # functools.wraps loses the signature
 
 
 @click.group(context_settings=CONTEXT)
@@ -104,7 +84,7 @@ def _key_doc(identity: Identity) -> dict[str, str]:
 @main.command()
 @_options
 @_run_options
-@_errors
+@exit_on_errors
 def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     """Run the file server until SIGTERM/SIGINT."""
     cfg = _load(config_path, data_dir, **flags)
@@ -128,7 +108,7 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
 @main.command()
 @_options
 @click.option("--force", is_flag=True, help="Replace an existing key (clients must re-learn it).")
-@_errors
+@exit_on_errors
 def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
     """Create the server's Ed25519 key (its X25519 onion key is derived) and print both."""
     cfg = _load(config_path, data_dir)
@@ -146,7 +126,7 @@ def _echo_keys(identity: Identity) -> None:
 @main.command("show-id")
 @_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@_errors
+@exit_on_errors
 def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Print the server's public keys (clients need the X25519 one; URLs carry the Ed25519)."""
     cfg = _load(config_path, data_dir)
@@ -162,7 +142,7 @@ def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> N
 @_options
 @_run_options
 @click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
-@_errors
+@exit_on_errors
 def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
     """Validate the configuration (file + environment + flags) and the key file."""
     cfg = _load(config_path, data_dir, **flags)

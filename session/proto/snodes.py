@@ -8,7 +8,9 @@ Entry fields follow Session's ``service_node_states`` entries (``public_ip``, ``
 ``storage_lmq_port``, ``pubkey_ed25519``, ``pubkey_x25519``, ``swarm_id``) plus our registry's
 ``stake`` (atomic units) and ``active``. A list document may also carry ``file_servers``
 (ours, written by the devnet): ``[{"url", "pubkey_ed25519", "pubkey_x25519"}]``, read with
-:func:`parse_file_servers`; :func:`parse_node_list` ignores it.
+:func:`parse_file_servers`, and ``community_servers``: ``[{"url", "public_key",
+"pubkey_ed25519", "rooms": {token: join URL}}]``, read with :func:`parse_community_servers`;
+:func:`parse_node_list` ignores both.
 """
 
 from __future__ import annotations
@@ -147,20 +149,73 @@ class FileServer:
         }
 
 
+def _extra_entries(doc: Mapping[str, Any], key: str) -> list[Any]:
+    """The array ``key`` of a node list document (top level, or inside ``result``); empty
+    when absent."""
+    if not isinstance(doc, Mapping):
+        raise DecodeError("node list is not a JSON object")
+    entries = doc.get(key)
+    if entries is None and isinstance(doc.get("result"), Mapping):
+        entries = doc["result"].get(key)
+    if entries is None:
+        return []
+    if not isinstance(entries, list):
+        raise DecodeError(f"'{key}' must be an array")
+    return entries
+
+
 def parse_file_servers(doc: Mapping[str, Any]) -> list[FileServer]:
     """The ``file_servers`` array of a node list document (top level, or inside ``result``);
     an empty list when there is none (Session's own lists have none). Raises DecodeError on
     a malformed one."""
-    if not isinstance(doc, Mapping):
-        raise DecodeError("node list is not a JSON object")
-    entries = doc.get("file_servers")
-    if entries is None and isinstance(doc.get("result"), Mapping):
-        entries = doc["result"].get("file_servers")
-    if entries is None:
-        return []
-    if not isinstance(entries, list):
-        raise DecodeError("'file_servers' must be an array")
-    return [FileServer.from_json(e) for e in entries]
+    return [FileServer.from_json(e) for e in _extra_entries(doc, "file_servers")]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommunityServer:
+    """A community server a node list names (our ``community_servers`` field, e.g. a
+    devnet's): clients reach ``url`` through onion paths to ``public_key`` (its X25519 key,
+    the ``public_key`` of its join URLs and what members blind with); ``rooms`` maps each room
+    token listed to its join URL (``<url>/<token>?public_key=<hex>``)."""
+
+    url: str  # "http://127.0.0.1:22050"
+    public_key: str
+    pubkey_ed25519: str
+    rooms: Mapping[str, str]
+
+    @classmethod
+    def from_json(cls, entry: Any) -> CommunityServer:
+        """One ``community_servers`` entry; raises DecodeError on any malformed entry."""
+        if not isinstance(entry, Mapping):
+            raise DecodeError("community server entry is not a JSON object")
+        url = entry.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise DecodeError("community server url must be an http:// or https:// URL")
+        rooms = entry.get("rooms", {})
+        if not isinstance(rooms, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in rooms.items()
+        ):
+            raise DecodeError("community server rooms must map room tokens to join URLs")
+        return cls(
+            url.rstrip("/"),
+            _hex32(entry.get("public_key"), "public_key"),
+            _hex32(entry.get("pubkey_ed25519"), "pubkey_ed25519"),
+            dict(rooms),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "url": self.url,
+            "public_key": self.public_key,
+            "pubkey_ed25519": self.pubkey_ed25519,
+            "rooms": dict(self.rooms),
+        }
+
+
+def parse_community_servers(doc: Mapping[str, Any]) -> list[CommunityServer]:
+    """The ``community_servers`` array of a node list document (top level, or inside
+    ``result``); empty when there is none. Raises DecodeError on a malformed one."""
+    return [CommunityServer.from_json(e) for e in _extra_entries(doc, "community_servers")]
 
 
 def node_list_json(nodes: Iterable[ServiceNode], **extra: Any) -> dict[str, Any]:

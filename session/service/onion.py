@@ -24,7 +24,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from aiohttp import web
 
@@ -47,6 +47,9 @@ class V4Request:
     headers: Mapping[str, str] = field(default_factory=dict)  # names in lower case
     body: bytes = b""
     params: Mapping[str, str] = field(default_factory=dict)  # the route's {placeholders}
+    #: The query exactly as it came (``a=1&b=2``, still percent-encoded): what a signature over
+    #: the request covers (community servers, client spec §4.3).
+    query_string: str = ""
 
     def json(self) -> Any:
         """The body as JSON; raises :class:`InvalidInput` with one sentence if it is not."""
@@ -129,7 +132,15 @@ class Routes:
         handler, params = found
         try:
             return await handler(
-                V4Request(req.method, req.path, req.query, req.headers, req.body, params)
+                V4Request(
+                    req.method,
+                    req.path,
+                    req.query,
+                    req.headers,
+                    req.body,
+                    params,
+                    req.query_string,
+                )
             )
         except InvalidInput as e:
             return V4Response.error(400, str(e))
@@ -149,6 +160,7 @@ class Routes:
                 {k.lower(): v for k, v in request.headers.items()},
                 await request.read(),
                 dict(request.match_info),
+                request.query_string,
             )
             try:
                 resp = await handler(req)
@@ -167,12 +179,17 @@ def _decode(plain: bytes) -> V4Request:
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise InvalidInput("v4 request headers must be an object of strings")
     url = urlsplit(endpoint)
+    try:  # decoded like aiohttp decodes a plain request's path
+        path = unquote(url.path, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInput("the request path is not valid percent-encoded UTF-8") from None
     return V4Request(
         method.upper(),
-        url.path,
+        path,
         dict(parse_qsl(url.query)),
         {str(k).lower(): v for k, v in headers.items()},
         body or b"",
+        query_string=url.query,
     )
 
 

@@ -1,0 +1,414 @@
+"""``session-community``: the community server operator's command line.
+
+Service commands as ``session-fileserver`` has them: ``run``, ``keygen``, ``show-id``,
+``check-config``, ``systemd-unit``, ``example-config``; and the admin commands SOGS has:
+``room add|list|delete``, ``mod add|remove``, ``ban``, ``unban``, ``url``. Admin commands
+write the database directly (safe while the server runs: SQLite in WAL mode).
+
+Exit codes: 0 ok, 1 runtime error (one sentence on stderr), 2 usage error. ``run`` prints one
+JSON line ``{"ready": true, "url", "admin_url", "pubkey_ed25519", "pubkey_x25519"}`` on stdout
+once listening (for the devnet and other supervisors) and logs to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import segno
+import uvloop
+
+from session.community.config import ENV_CONFIG, CommunityConfig, base_url, join_url, load_config
+from session.community.store import CommunityStore, check_id, check_token, keys_for_id
+from session.identity import Identity
+from session.node import keys
+from session.service.cli import config_options, exit_on_errors
+from session.service.config import as_dict
+from session.service.logs import setup_logging
+from session.text import for_terminal
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+def main() -> None:
+    """Run and manage a Session community server (open groups, SOGS-compatible)."""
+
+
+_options = config_options(ENV_CONFIG, "Data directory (keys/, tls/, store/).")
+
+
+def _run_options(fn: F) -> F:
+    opts = [
+        click.option("--listen-host", help="Address to listen on."),
+        click.option("--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one)."),
+        click.option(
+            "--admin-port", type=click.IntRange(-1, 65535), help="Loopback admin port (-1: off)."
+        ),
+        click.option("--public-url", help="Base URL of join URLs (http(s)://host[:port])."),
+        click.option("--tls/--no-tls", default=None, help="Serve HTTPS (default) or plain HTTP."),
+        click.option(
+            "--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"])
+        ),
+        click.option("--log-format", type=click.Choice(["auto", "json", "console"])),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> CommunityConfig:
+    return load_config(
+        config_path,
+        overrides={
+            "data_dir": data_dir,
+            "network.listen_host": flags.get("listen_host"),
+            "network.port": flags.get("port"),
+            "network.admin_port": flags.get("admin_port"),
+            "network.public_url": flags.get("public_url"),
+            "network.tls": flags.get("tls"),
+            "logging.level": flags.get("log_level"),
+            "logging.format": flags.get("log_format"),
+        },
+    )
+
+
+def _key_doc(identity: Identity) -> dict[str, str]:
+    return {
+        "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+        "pubkey_x25519": bytes(identity.x25519_public).hex(),
+    }
+
+
+def _echo_keys(identity: Identity) -> None:
+    doc = _key_doc(identity)
+    click.echo(f"ed25519: {doc['pubkey_ed25519']}")
+    click.echo(f"x25519:  {doc['pubkey_x25519']}  (the public_key of join URLs)")
+
+
+@main.command()
+@_options
+@_run_options
+@exit_on_errors
+def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
+    """Run the community server until SIGTERM/SIGINT."""
+    cfg = _load(config_path, data_dir, **flags)
+    lc = cfg.logging
+    setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
+    # The server module pulls in aiohttp (~0.3 s): only `run` needs it.
+    from session.community.server import RunningCommunity  # noqa: PLC0415 - see above
+    from session.community.server import run as serve  # noqa: PLC0415 - see above
+
+    def ready(server: RunningCommunity) -> None:
+        doc = {
+            "ready": True,
+            "url": server.url,
+            "admin_url": server.admin_url,
+            **_key_doc(server.identity),
+        }
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
+    try:
+        uvloop.run(serve(cfg, ready))
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@_options
+@click.option("--force", is_flag=True, help="Replace an existing key (every member re-blinds).")
+@exit_on_errors
+def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
+    """Create the server's Ed25519 key (its X25519 key, derived, is the join URLs' key)."""
+    cfg = _load(config_path, data_dir)
+    identity = keys.generate(cfg.data_dir, force=force)
+    click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
+    _echo_keys(identity)
+
+
+def _identity(cfg: CommunityConfig) -> Identity:
+    keys.check_permissions(keys.key_path(cfg.data_dir))
+    return keys.load(cfg.data_dir)
+
+
+@main.command("show-id")
+@_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@exit_on_errors
+def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Print the server's public keys."""
+    identity = _identity(_load(config_path, data_dir))
+    if as_json:
+        click.echo(json.dumps(_key_doc(identity)))
+    else:
+        _echo_keys(identity)
+
+
+@main.command("check-config")
+@_options
+@_run_options
+@click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
+@exit_on_errors
+def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
+    """Validate the configuration (file + environment + flags) and the key file."""
+    cfg = _load(config_path, data_dir, **flags)
+    if show:
+        click.echo(json.dumps(as_dict(cfg), indent=2))
+    path = keys.key_path(cfg.data_dir)
+    if path.exists():
+        keys.check_permissions(path)
+    else:
+        click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
+    click.echo(f"configuration ok (data dir {cfg.data_dir})")
+
+
+@main.command("systemd-unit")
+def systemd_unit() -> None:
+    """Print the systemd unit file."""
+    click.echo(resource_text("session-community.service"), nl=False)
+
+
+@main.command("example-config")
+def example_config() -> None:
+    """Print the commented example configuration."""
+    click.echo(resource_text("session-community.example.toml"), nl=False)
+
+
+def resource_text(name: str) -> str:
+    """A file shipped in ``session/community/resources``."""
+    return resources.files("session.community").joinpath("resources", name).read_text("utf-8")
+
+
+# -- admin commands ---------------------------------------------------------------------------
+def _store(cfg: CommunityConfig) -> CommunityStore:
+    return CommunityStore(cfg.data_dir / "store")
+
+
+def _server_pk(cfg: CommunityConfig) -> str:
+    return bytes(keys.load_or_generate(cfg.data_dir).x25519_public).hex()
+
+
+@main.group()
+def room() -> None:
+    """Add, list and delete rooms."""
+
+
+@room.command("add")
+@_options
+@click.argument("token")
+@click.argument("name")
+@click.option("--description", help="The room's description.")
+@exit_on_errors
+def room_add(
+    config_path: Path | None, data_dir: Path | None, token: str, name: str, description: str | None
+) -> None:
+    """Create room TOKEN (letters, digits, '_', '-') named NAME."""
+    store = _store(_load(config_path, data_dir))
+    try:
+        r = store.add_room(token, name, description)
+    finally:
+        store.close()
+    click.echo(f"room {r.token} created")
+
+
+@room.command("list")
+@_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@exit_on_errors
+def room_list(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """List the rooms."""
+    store = _store(_load(config_path, data_dir))
+    try:
+        rooms = store.rooms()
+        docs = [
+            {
+                "token": r.token,
+                "name": r.name,
+                "description": r.description,
+                "messages": r.message_sequence,
+            }
+            for r in rooms
+        ]
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(docs))
+        return
+    for d in docs:
+        click.echo(f"{d['token']}\t{for_terminal(str(d['name']), name=True)}")
+
+
+@room.command("delete")
+@_options
+@click.argument("token")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@exit_on_errors
+def room_delete(config_path: Path | None, data_dir: Path | None, token: str, yes: bool) -> None:
+    """Delete room TOKEN with all its posts and files."""
+    store = _store(_load(config_path, data_dir))
+    try:
+        store.room(token)
+        if not yes:
+            click.confirm(f"delete room {token} and everything in it?", abort=True)
+        store.delete_room(token)
+    finally:
+        store.close()
+    click.echo(f"room {token} deleted")
+
+
+def _scope_options(fn: F) -> F:
+    fn = click.option("--global", "is_global", is_flag=True, help="Server-wide.")(fn)
+    fn = click.option("--room", "room_token", help="The room (else --global).")(fn)
+    return fn
+
+
+def _member_keys(cfg: CommunityConfig, member_id: str) -> list[str]:
+    """The member keys an ID (05 Session ID or 15 blinded ID) stands for on this server."""
+    return keys_for_id(check_id(member_id), _server_pk(cfg), require_blind=cfg.limits.require_blind)
+
+
+def _scope(room_token: str | None, is_global: bool) -> None:
+    if bool(room_token) == is_global:
+        raise click.UsageError("give exactly one of --room TOKEN or --global")
+
+
+@main.group()
+def mod() -> None:
+    """Add and remove moderators and admins."""
+
+
+@mod.command("add")
+@_options
+@click.argument("member_id")
+@_scope_options
+@click.option("--admin", is_flag=True, help="An admin (may also pin and add moderators).")
+@click.option("--hidden", is_flag=True, help="Not listed in the room's moderators.")
+@exit_on_errors
+def mod_add(
+    config_path: Path | None,
+    data_dir: Path | None,
+    member_id: str,
+    room_token: str | None,
+    is_global: bool,
+    admin: bool,
+    hidden: bool,
+) -> None:
+    """Make MEMBER_ID (a 05 Session ID or 15 blinded ID) a moderator."""
+    _scope(room_token, is_global)
+    cfg = _load(config_path, data_dir)
+    member_keys = _member_keys(cfg, member_id)
+    store = _store(cfg)
+    try:
+        r = store.room(room_token) if room_token else None
+        store.set_moderator(member_keys, r, admin=admin, visible=not hidden)
+    finally:
+        store.close()
+    what = "admin" if admin else "moderator"
+    click.echo(f"{what} added {'server-wide' if r is None else 'in ' + r.token}")
+
+
+@mod.command("remove")
+@_options
+@click.argument("member_id")
+@_scope_options
+@exit_on_errors
+def mod_remove(
+    config_path: Path | None,
+    data_dir: Path | None,
+    member_id: str,
+    room_token: str | None,
+    is_global: bool,
+) -> None:
+    """Remove MEMBER_ID's moderator (and admin) rights."""
+    _scope(room_token, is_global)
+    cfg = _load(config_path, data_dir)
+    member_keys = _member_keys(cfg, member_id)
+    store = _store(cfg)
+    try:
+        r = store.room(room_token) if room_token else None
+        n = store.remove_moderator(member_keys, r)
+    finally:
+        store.close()
+    click.echo("moderator removed" if n else "was not a moderator there")
+
+
+@main.command()
+@_options
+@click.argument("member_id")
+@_scope_options
+@click.option("--timeout", type=click.FloatRange(min=1), help="Seconds until the ban lifts.")
+@exit_on_errors
+def ban(
+    config_path: Path | None,
+    data_dir: Path | None,
+    member_id: str,
+    room_token: str | None,
+    is_global: bool,
+    timeout: float | None,
+) -> None:
+    """Ban MEMBER_ID from a room or the whole server."""
+    _scope(room_token, is_global)
+    cfg = _load(config_path, data_dir)
+    member_keys = _member_keys(cfg, member_id)
+    store = _store(cfg)
+    try:
+        r = store.room(room_token) if room_token else None
+        store.ban(member_keys, r, timeout)
+    finally:
+        store.close()
+    click.echo("banned" + ("" if timeout is None else f" for {timeout:g} s"))
+
+
+@main.command()
+@_options
+@click.argument("member_id")
+@_scope_options
+@exit_on_errors
+def unban(
+    config_path: Path | None,
+    data_dir: Path | None,
+    member_id: str,
+    room_token: str | None,
+    is_global: bool,
+) -> None:
+    """Lift MEMBER_ID's ban."""
+    _scope(room_token, is_global)
+    cfg = _load(config_path, data_dir)
+    member_keys = _member_keys(cfg, member_id)
+    store = _store(cfg)
+    try:
+        r = store.room(room_token) if room_token else None
+        n = store.unban(member_keys, r)
+    finally:
+        store.close()
+    click.echo("unbanned" if n else "was not banned there")
+
+
+@main.command()
+@_options
+@click.argument("token")
+@click.option("--qr/--no-qr", default=True, help="Also print a terminal QR code.")
+@exit_on_errors
+def url(config_path: Path | None, data_dir: Path | None, token: str, qr: bool) -> None:
+    """Print the join URL of room TOKEN (and a QR code Session's apps can scan)."""
+    cfg = _load(config_path, data_dir)
+    store = _store(cfg)
+    try:
+        store.room(token)
+    finally:
+        store.close()
+    link = join_url(base_url(cfg), check_token(token), _server_pk(cfg))
+    click.echo(link)
+    if qr:
+        segno.make(link, error="m").terminal(compact=True)
+
+
+__all__ = ["main", "resource_text"]

@@ -1,0 +1,80 @@
+"""Helpers for tests of the community server: its config for a test, and a member who signs
+requests as Session's apps do (15-blinded ``X-SOGS-*`` headers, pad160 posts)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from session.blinding import blind15_sign, blinded15_id, sogs_auth_headers
+from session.community.config import CommunityConfig, LimitsConfig, NetworkConfig
+from session.community.server import RunningCommunity
+from session.identity import Identity
+from session.protocol import pad as pad160
+
+
+def community_config(tmp: Path, **limits: Any) -> CommunityConfig:
+    return CommunityConfig(
+        data_dir=tmp,
+        network=NetworkConfig(listen_host="127.0.0.1", port=0, tls=False, admin_port=-1),
+        limits=replace(LimitsConfig(), **limits),
+    )
+
+
+class Member:
+    """A member of the server: signs every request with its 15-blinded key."""
+
+    def __init__(self, server: RunningCommunity, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = http
+        self.identity = Identity.generate()
+        self.pk = server.pubkey_hex
+        self.id = blinded15_id(self.identity, self.pk)
+
+    def headers(self, method: str, path: str, body: bytes = b"") -> dict[str, str]:
+        return sogs_auth_headers(self.identity, self.pk, method, path, body)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        doc: Any = None,
+        *,
+        body: bytes | None = None,
+        signed: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """``path`` unencoded (as signed); sent percent-encoded."""
+        raw = body if body is not None else (b"" if doc is None else json.dumps(doc).encode())
+        h = dict(headers or {})
+        if signed:
+            h.update(self.headers(method, path, raw))
+        url = self.server.url + quote(path, safe="/?=&,:@-_.~")
+        async with self.http.request(method, url, data=raw or None, headers=h) as r:
+            data = await r.read()
+            if r.content_type == "application/json":
+                return r.status, json.loads(data)
+            return r.status, data
+
+    def post_doc(self, text: bytes, **extra: Any) -> dict[str, Any]:
+        data = pad160(text)
+        sig = blind15_sign(self.identity, self.pk, data)
+        return {
+            "data": base64.b64encode(data).decode(),
+            "signature": base64.b64encode(sig).decode(),
+            **extra,
+        }
+
+    async def post(self, text: bytes, room: str = "lobby", **extra: Any) -> dict[str, Any]:
+        status, doc = await self.call("POST", f"/room/{room}/message", self.post_doc(text, **extra))
+        assert status == 201, doc
+        return doc
+
+
+__all__ = ["Member", "community_config"]

@@ -1,0 +1,164 @@
+"""The community API (client spec §4.4) driven over HTTP and as a v4 onion destination:
+posting and polling in one sequence, reactions, edits and deletions, pins, files, moderation,
+permissions and direct messages."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from session import onion
+from session.blinding import sogs_auth_headers
+from session.community.server import RunningCommunity
+from session.identity import Identity
+from session.protocol import pad
+from session.testing.community import Member
+
+
+async def test_capabilities(server: RunningCommunity, member: Callable[[], Member]) -> None:
+    m = member()
+    assert await m.call("GET", "/capabilities", signed=False) == (
+        200,
+        {"capabilities": ["blind", "reactions", "sogs"]},
+    )
+    status, doc = await m.call("GET", "/capabilities?required=sogs,teleport", signed=False)
+    assert status == 412 and doc["missing"] == ["teleport"]
+
+
+async def test_post_poll_react_edit_delete_in_one_sequence(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    alice, bob = member(), member()
+    first = await alice.post(b"hello")
+    assert first["session_id"] == alice.id and first["seqno"] == 1
+    assert base64.b64decode(first["data"]) == pad(b"hello")  # padded, as posted
+    second = await bob.post(b"hi alice")
+    status, recent = await bob.call("GET", "/room/lobby/messages/recent?limit=10")
+    assert status == 200 and [m["id"] for m in recent] == [second["id"], first["id"]]
+    assert recent[1]["signature"] == first["signature"]
+    seq = second["seqno"]
+    # A reaction, an edit and a deletion: each takes the next seqno.
+    status, doc = await bob.call("PUT", f"/room/lobby/reaction/{first['id']}/👍🏽", {})
+    assert status == 200 and doc == {"added": True, "seqno": seq + 1}
+    edit = alice.post_doc(b"hello, edited")
+    assert (await alice.call("PUT", f"/room/lobby/message/{first['id']}", edit))[0] == 200
+    assert (await bob.call("DELETE", f"/room/lobby/message/{second['id']}"))[0] == 200
+    status, since = await alice.call("GET", f"/room/lobby/messages/since/{seq}?t=r&reactors=5")
+    assert status == 200
+    by_id = {m["id"]: m for m in since}
+    assert [m["seqno"] for m in since] == [seq + 2, seq + 3]
+    assert by_id[first["id"]]["data"] == edit["data"] and "edited" in by_id[first["id"]]
+    assert by_id[first["id"]]["reactions"] == {
+        "👍🏽": {"index": 0, "count": 1, "reactors": [bob.id]}
+    }
+    assert by_id[second["id"]]["deleted"] is True and by_id[second["id"]]["data"] is None
+    # A reaction-only update after that: id and seqno and the reactions, no data.
+    status, doc = await alice.call("PUT", f"/room/lobby/reaction/{first['id']}/👍🏽", {})
+    assert doc["added"] is True
+    status, since2 = await alice.call("GET", f"/room/lobby/messages/since/{seq + 3}?t=r")
+    assert since2 == [
+        {
+            "id": first["id"],
+            "seqno": seq + 4,
+            "reactions": {
+                "👍🏽": {"index": 0, "count": 2, "you": True, "reactors": [bob.id, alice.id]}
+            },
+        }
+    ]
+    # Without t=r reaction-only updates are left out.
+    assert (await alice.call("GET", f"/room/lobby/messages/since/{seq + 3}"))[1] == []
+    status, reactors = await alice.call("GET", f"/room/lobby/reactors/{first['id']}/👍🏽")
+    assert [r[0] for r in reactors] == [bob.id, alice.id]
+    status, doc = await bob.call("DELETE", f"/room/lobby/reaction/{first['id']}/👍🏽")
+    assert doc == {"removed": True, "seqno": seq + 5}
+    status, single = await bob.call("GET", f"/room/lobby/message/{first['id']}")
+    assert single["reactions"]["👍🏽"]["count"] == 1
+    assert (await bob.call("GET", f"/room/lobby/message/{second['id']}"))[0] == 404
+    # Someone else's post: 403.
+    assert (await bob.call("DELETE", f"/room/lobby/message/{first['id']}"))[0] == 403
+
+
+async def test_room_info_and_poll_info(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    m = member()
+    await m.post(b"x")
+    status, room = await m.call("GET", "/room/lobby")
+    assert status == 200
+    assert room["token"] == "lobby" and room["name"] == "Lobby"
+    assert room["description"] == "Say hello" and room["message_sequence"] == 1
+    assert room["read"] and room["write"] and room["upload"]
+    assert "moderator" not in room and room["active_users"] == 1
+    status, rooms = await m.call("GET", "/rooms", signed=False)
+    assert [r["token"] for r in rooms] == ["lobby"]
+    status, poll = await m.call("GET", f"/room/lobby/pollInfo/{room['info_updates']}")
+    assert status == 200 and "details" not in poll and poll["token"] == "lobby"
+    status, poll = await m.call("GET", "/room/lobby/pollInfo/999")
+    assert poll["details"]["token"] == "lobby"
+    assert (await m.call("GET", "/room/nowhere"))[0] == 404
+
+
+async def onion_call(
+    server: RunningCommunity,
+    http: aiohttp.ClientSession,
+    method: str,
+    endpoint: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[int, bytes]:
+    """A v4 onion request to the server's X25519 key through one hop; the hop's layer is
+    peeled here (the node's part) and the final layer POSTed where the node would."""
+    hop = Identity.generate()
+    port = int(server.url.rsplit(":", 1)[1])
+    dest = onion.ServerDestination(
+        "127.0.0.1", "/oxen/v4/lsrpc", bytes(server.identity.x25519_public), "http", port
+    )
+    meta = {"method": method, "endpoint": endpoint, "headers": headers}
+    frame, key = onion.build(
+        [onion.Hop(hop.ed25519_public.hex(), bytes(hop.x25519_public))],
+        dest,
+        onion.v4_encode_request(meta, body),
+        "xchacha20",
+    )
+    proxy = onion.Peeler(hop).peel(frame)
+    assert isinstance(proxy, onion.Proxy)
+    async with http.post(f"{server.url}{proxy.target}", data=proxy.payload) as r:
+        assert r.status == 200
+        sealed = await r.read()
+    info, payload = onion.v4_decode_response(key.decrypt(sealed))
+    return int(info["code"]), payload or b""
+
+
+async def test_sequence_poll_through_an_onion_layer(
+    server: RunningCommunity, member: Callable[[], Member], http: aiohttp.ClientSession
+) -> None:
+    m = member()
+    await m.post(b"through the onion")
+    subs: list[dict[str, Any]] = [
+        {"method": "GET", "path": "/capabilities"},
+        {"method": "GET", "path": "/room/lobby/pollInfo/0"},
+        {"method": "GET", "path": "/room/lobby/messages/since/0?t=r&reactors=4"},
+        {"method": "GET", "path": "/inbox/since/0"},
+        {"method": "GET", "path": "/outbox"},
+    ]
+    body = json.dumps(subs).encode()
+    headers = sogs_auth_headers(m.identity, m.pk, "POST", "/sequence", body)
+    status, payload = await onion_call(server, http, "POST", "/sequence", body, headers)
+    assert status == 200
+    answers = json.loads(payload)
+    assert [a["code"] for a in answers] == [200, 200, 200, 304]  # sequence stops at the 304
+    assert answers[2]["body"][0]["session_id"] == m.id
+    # /batch runs them all.
+    body = json.dumps(subs).encode()
+    headers = sogs_auth_headers(m.identity, m.pk, "POST", "/batch", body)
+    status, payload = await onion_call(server, http, "POST", "/batch", body, headers)
+    assert [a["code"] for a in json.loads(payload)] == [200, 200, 200, 304, 200]
+    # A signed POST inside the onion: the signature covers the inner body.
+    post = json.dumps(m.post_doc(b"onion post")).encode()
+    headers = sogs_auth_headers(m.identity, m.pk, "POST", "/room/lobby/message", post)
+    status, payload = await onion_call(server, http, "POST", "/room/lobby/message", post, headers)
+    assert status == 201 and json.loads(payload)["session_id"] == m.id
