@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from session import config_crypto, protocol
+from session.dbschema import migrate
 from session.errors import DecryptionError, StorageError
 from session.proto import session_pb2 as pb
-
-SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB);
@@ -90,6 +89,13 @@ CREATE TABLE IF NOT EXISTS paths (id INTEGER PRIMARY KEY, hops TEXT NOT NULL,
                                   failures INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS guards (ed25519 TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0);
 """
+
+#: The client database's migrations (``PRAGMA user_version``, run on open by
+#: :func:`session.dbschema.migrate`; a file of a newer version is refused). Version 1 is
+#: the layout from before versioning (``IF NOT EXISTS``: a file from then has most of it and
+#: gets what it lacks); a change appends a migration and never edits one.
+_MIGRATIONS: list[str] = [_SCHEMA]
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 # ---------------------------------------------------------------------------- typed rows
@@ -255,9 +261,11 @@ class Database:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")  # the outbox must survive a crash
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(_SCHEMA)
-        if self.get("schema_version") is None:
-            self.put("schema_version", SCHEMA_VERSION)
+        try:
+            migrate(self.conn, _MIGRATIONS, what=f"client database {self.path}", program="session")
+        except StorageError:
+            self.conn.close()
+            raise
         self._check_key()
 
     def _check_key(self) -> None:

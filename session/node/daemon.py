@@ -171,6 +171,7 @@ class Node:
         await self._start_links(x_secret)
         self._progress("node links listening on zmq port %d", self.zmq_port)
         self._wire_replication()
+        await self.handoff.restore()  # members owed a copy before the last stop
         self._wire_handler_and_router(x_secret)
         del x_secret  # the peeler and the links hold their own copies
         await self._start_sites(ssl_ctx)

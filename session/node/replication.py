@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -222,12 +223,34 @@ class SwarmHandoff:
     def mine(self, owner: str) -> bool:
         return owns(self.view, owner)
 
+    async def restore(self) -> None:
+        """Load the members still owed a copy when the node last stopped (kept in the store:
+        a restart must not forget them). Each is checked against the swarm on the next pass."""
+        for ed, entry in (await self.store.handoff_targets()).items():
+            try:
+                node = ServiceNode.from_json(json.loads(entry))
+            except (ValueError, TypeError, KeyError) as e:  # an unreadable row: drop it
+                log.warning("dropping an unreadable hand-off target %s…: %s", ed[:12], e)
+                await self.store.set_handoff_target(ed, None)
+                continue
+            self._pending_members.setdefault(ed, node)
+        if self._pending_members:
+            log.info("%d swarm members are still owed a copy", len(self._pending_members))
+
+    async def _owe(self, node: ServiceNode) -> None:
+        self._pending_members[node.pubkey_ed25519] = node
+        await self.store.set_handoff_target(node.pubkey_ed25519, json.dumps(node.to_json()))
+
+    async def _settled(self, ed: str) -> None:
+        self._pending_members.pop(ed, None)
+        await self.store.set_handoff_target(ed, None)
+
     async def on_change(self, change: SwarmChange) -> None:
         """``SwarmView.on_change`` callback."""
         for n in change.new_members:
-            self._pending_members[n.pubkey_ed25519] = n
+            await self._owe(n)
         for n in change.departed:
-            self._pending_members.pop(n.pubkey_ed25519, None)
+            await self._settled(n.pubkey_ed25519)
             self.links.disconnect(n.pubkey_x25519)
         if change.old is not None:
             self._outgoing_pending = True
@@ -248,12 +271,12 @@ class SwarmHandoff:
         current = {n.pubkey_ed25519 for n in self.view.members(my)} if my is not None else set()
         for ed, node in list(self._pending_members.items()):
             if ed not in current:
-                self._pending_members.pop(ed, None)
+                await self._settled(ed)
                 continue
             msgs = await self.store.export(self.mine)
             ok = await self._push(node, _records(msgs))
             if ok is not None:
-                self._pending_members.pop(ed, None)
+                await self._settled(ed)
                 if self.on_moved:
                     self.on_moved("copied", len(msgs))
                 log.info("copied %d messages to new swarm member %s…", len(msgs), ed[:12])

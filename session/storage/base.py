@@ -320,6 +320,17 @@ class MessageStore(abc.ABC):
     async def stats(self) -> StoreStats:
         """Counts and sizes for metrics."""
 
+    # -- hand-off state --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def handoff_targets(self) -> dict[str, str]:
+        """New swarm members still owed a copy of our accounts: Ed25519 key (hex) → their
+        node-list entry (JSON text), kept so the hand-off retries survive a restart."""
+
+    @abc.abstractmethod
+    async def set_handoff_target(self, ed25519: str, entry: str | None) -> None:
+        """Remember (``entry``: JSON text) or forget (None) a member owed a copy."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Flush and release resources; later calls raise StorageError."""

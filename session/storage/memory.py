@@ -68,6 +68,7 @@ class MemoryMessageStore(MessageStore):
         self._by_owner: dict[str, dict[int, dict[str, _Row]]] = {}
         self._revoked: dict[str, dict[bytes, int]] = {}
         self._tombstones: dict[str, Tombstone] = {}
+        self._handoff: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._bytes = 0
         self._closed = False
@@ -404,6 +405,17 @@ class MemoryMessageStore(MessageStore):
             max_bytes=self.max_bytes,
             by_namespace=dict(sorted(by_ns.items())),
         )
+
+    async def handoff_targets(self) -> dict[str, str]:
+        self._check_open()
+        return dict(self._handoff)
+
+    async def set_handoff_target(self, ed25519: str, entry: str | None) -> None:
+        self._check_open()
+        if entry is None:
+            self._handoff.pop(ed25519, None)
+        else:
+            self._handoff[ed25519] = entry
 
     async def close(self) -> None:
         self._closed = True

@@ -8,7 +8,8 @@
 * A second thread owns a read-only connection (WAL lets it read while the writer writes).
 * Pragmas: WAL, ``synchronous=NORMAL``, ``foreign_keys=ON``; the size cap is ``max_page_count``
   (an insert that would grow the file past it fails with ``SQLITE_FULL`` → :class:`StorageFull`).
-* Schema versioned with ``PRAGMA user_version`` and a list of migrations.
+* Schema versioned with ``PRAGMA user_version`` and a list of migrations
+  (:mod:`session.dbschema`): an older file is migrated on open, a newer one refused.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from session.dbschema import migrate
 from session.errors import InvalidInput, StorageError, StorageFull
 from session.proto.rpc.namespaces import is_public_outbox_namespace
 from session.storage.base import (
@@ -102,6 +104,13 @@ CREATE TABLE tombstones (
 ) WITHOUT ROWID;
 CREATE INDEX tombstones_owner ON tombstones(owner);
 CREATE INDEX tombstones_expiry ON tombstones(expiry);
+""",
+    # v3: hand-off retries that survive a restart (new swarm members still owed a copy)
+    """
+CREATE TABLE handoff_targets (
+    ed25519 TEXT PRIMARY KEY,
+    entry TEXT NOT NULL
+) WITHOUT ROWID;
 """,
 ]
 
@@ -346,24 +355,8 @@ class SqliteMessageStore(MessageStore):
         conn.execute("PRAGMA query_only = ON")
         return conn
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StorageError(
-                f"database schema version {version} is newer than this software supports "
-                f"({SCHEMA_VERSION}); upgrade session-node"
-            )
-        for v in range(version, SCHEMA_VERSION):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for stmt in _split_sql(_MIGRATIONS[v]):
-                    conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version = {v + 1}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        migrate(conn, _MIGRATIONS, what=f"database {self.path}", program="session-node")
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -858,6 +851,25 @@ class SqliteMessageStore(MessageStore):
 
         return await self._read(op)
 
+    async def handoff_targets(self) -> dict[str, str]:
+        def op(conn: sqlite3.Connection) -> dict[str, str]:
+            return dict(conn.execute("SELECT ed25519, entry FROM handoff_targets").fetchall())
+
+        return await self._read(op)
+
+    async def set_handoff_target(self, ed25519: str, entry: str | None) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            if entry is None:
+                conn.execute("DELETE FROM handoff_targets WHERE ed25519 = ?", (ed25519,))
+            else:
+                conn.execute(
+                    "INSERT INTO handoff_targets VALUES (?, ?)"
+                    " ON CONFLICT(ed25519) DO UPDATE SET entry = excluded.entry",
+                    (ed25519, entry),
+                )
+
+        await self._write(op)
+
     async def close(self) -> None:
         if self._closed:
             return
@@ -876,18 +888,3 @@ def _bury(conn: sqlite3.Connection, owner: str, gone: Iterable[tuple[str, int]],
         " ON CONFLICT DO NOTHING",
         [(h, raw, exp, now) for h, exp in gone],
     )
-
-
-def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (triggers contain ';' inside BEGIN..END)."""
-    out: list[str] = []
-    cur = ""
-    for part in script.split(";"):
-        cur += part + ";"
-        if sqlite3.complete_statement(cur):
-            if cur.strip(" \n;"):
-                out.append(cur.strip())
-            cur = ""
-    if cur.strip(" \n;"):
-        raise StorageError("incomplete statement in a schema migration")
-    return out

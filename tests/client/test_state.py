@@ -223,3 +223,36 @@ def test_sqlite_file_has_no_plaintext_of_config(tmp_path: Path) -> None:
     assert (
         sqlite3.connect(tmp_path / "state.db").execute("SELECT count(*) FROM kv").fetchone()[0] >= 1
     )
+
+
+def test_db_from_before_versioning_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> None:
+    ident = Identity.generate()
+    sealer = Sealer(derive_db_key(ed25519_seed32(ident)))
+    path = tmp_path / "state.db"
+    # a file as an early client left it: no user_version, some tables, a contact
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB);"
+        "CREATE TABLE contacts (session_id TEXT PRIMARY KEY, name BLOB,"
+        " approved INTEGER NOT NULL DEFAULT 0, approved_me INTEGER NOT NULL DEFAULT 0,"
+        " blocked INTEGER NOT NULL DEFAULT 0, exp_mode INTEGER NOT NULL DEFAULT 0,"
+        " exp_seconds INTEGER NOT NULL DEFAULT 0, updated_ms INTEGER NOT NULL DEFAULT 0);"
+    )
+    old.execute("INSERT INTO kv VALUES ('schema_version', '1')")
+    old.execute("INSERT INTO contacts (session_id, approved) VALUES (?, 1)", (ident.session_id,))
+    old.commit()
+    old.close()
+
+    db = Database(path, sealer)
+    assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.contact(ident.session_id).approved  # kept
+    db.put("probe", 1)  # and the tables it lacked exist now
+    assert db.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+    db.close()
+
+    newer = sqlite3.connect(path)
+    newer.execute("PRAGMA user_version = 99")
+    newer.commit()
+    newer.close()
+    with pytest.raises(StorageError, match="schema version 99, newer than this session knows"):
+        Database(path, sealer)

@@ -12,6 +12,7 @@ import pytest
 
 from session.node.links import (
     KIND_CC,
+    KIND_DATA,
     KIND_PING,
     KIND_SYNC,
     LinkError,
@@ -569,3 +570,44 @@ async def test_real_links_see_a_peer_go_down_and_come_back():
     finally:
         await la.close()
         await lb.close()
+
+
+async def test_a_member_owed_a_copy_is_still_owed_after_a_restart(net, tmp_path):
+    from session.node.replication import SwarmHandoff
+    from session.node.swarm_view import SwarmChange, SwarmMap
+    from session.storage import SqliteMessageStore
+
+    me, newcomer = node(0), node(1)
+    (b,) = [Member(net, newcomer, [me, newcomer])]
+    net.handlers[newcomer.pubkey_x25519][KIND_DATA] = SwarmHandoff(
+        b.store,
+        b.links,
+        b.view,  # type: ignore[arg-type]
+    ).accept_push
+    links = FakeLinks(net, me.pubkey_x25519)
+    view = SwarmView(me.pubkey_ed25519, lambda: None)  # type: ignore[arg-type,return-value]
+    view.apply([me, newcomer])
+    change = SwarmChange(
+        old=SwarmMap([me]),
+        new=view.map,
+        my_old_swarm=SWARM,
+        my_new_swarm=SWARM,
+        new_members=(newcomer,),
+        new_swarms=frozenset(),
+        departed=(),
+    )
+    store = await SqliteMessageStore.open(tmp_path)
+    await store.store(m("owed"))
+    net.dead.add(newcomer.pubkey_x25519)  # the newcomer is down when the list changes
+    await SwarmHandoff(store, links, view).on_change(change)  # type: ignore[arg-type]
+    assert set(await b.hashes()) == set()
+    await store.close()  # the node stops before the newcomer came up
+
+    store = await SqliteMessageStore.open(tmp_path)
+    again = SwarmHandoff(store, links, view)  # type: ignore[arg-type]
+    await again.restore()
+    net.dead.clear()
+    await again.reconcile()  # the retry loop's pass
+    assert set(await b.hashes()) == {"owed"}
+    assert await store.handoff_targets() == {}  # settled: nothing retried after this
+    await store.close()

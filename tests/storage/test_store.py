@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from session.dbschema import split_sql
 from session.errors import InvalidInput, StorageError, StorageFull
 from session.storage import MemoryMessageStore, SqliteMessageStore, StoredMessage
 from session.storage.base import SyncEntry, Tombstone
@@ -324,7 +325,7 @@ async def test_sqlite_persistence_and_schema(tmp_path):
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
-    with pytest.raises(StorageError, match="newer"):
+    with pytest.raises(StorageError, match="newer than this session-node knows"):
         await SqliteMessageStore.open(tmp_path)
 
 
@@ -332,7 +333,7 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path):
     from session.storage import sqlite as S
 
     conn = sqlite3.connect(tmp_path / "storage.db")
-    for stmt in S._split_sql(S._MIGRATIONS[0]):
+    for stmt in split_sql(S._MIGRATIONS[0]):
         conn.execute(stmt)
     conn.execute("INSERT INTO owners (type, pubkey) VALUES (5, ?)", (bytes.fromhex(A[2:]),))
     conn.execute(
@@ -346,6 +347,8 @@ async def test_sqlite_migrates_a_version_1_database(tmp_path):
     assert [(e.hash, e.updated_ms) for e in await s.sync_index(lambda o: True, 0)] == [("v1", 0)]
     await s.delete_by_hash(A, ["v1"])
     assert [t.hash for t in await s.tombstones(lambda o: True, 0)] == ["v1"]
+    await s.set_handoff_target("ab" * 32, '{"entry": 1}')  # v3: hand-off targets
+    assert await s.handoff_targets() == {"ab" * 32: '{"entry": 1}'}
     await s.close()
 
 
