@@ -466,6 +466,10 @@ class SessionTui(App[str | None]):
         here = conv is not None and conv == self.current
         match ev:
             case MessageReceived():
+                if self.current is None:  # the first conversation: open it
+                    await self.refresh_list()
+                    await self.open_conversation(ev.conversation)
+                    return
                 if here:
                     m = self.client.message(ev.message_id)
                     if m is not None:
