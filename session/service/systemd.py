@@ -114,7 +114,9 @@ def notify(state: str, env: Mapping[str, str] | None = None) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(state.encode("utf-8", "replace"), address)
+            # Never block the event loop: a manager that does not read (its queue full) loses
+            # a message rather than stalling the service (EAGAIN is an OSError, below).
+            sock.sendto(state.encode("utf-8", "replace"), socket.MSG_DONTWAIT, address)
     except OSError as e:
         log.debug("sd_notify failed: %s", e)
         return False

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,32 +28,47 @@ CLOSED_REGISTRY = "https://127.0.0.1:9"  # the discard port: nothing listens the
 
 
 class NotifySocket:
-    """A stand-in for systemd's notification socket: collects every datagram a child sends."""
+    """A stand-in for systemd's notification socket: a thread collects every datagram a child
+    sends (as systemd reads them at once; the node drops what a full queue refuses)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(path))
         self.messages: list[str] = []
+        self._arrived = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:  # closed
+                return
+            if not data:
+                return
+            with self._arrived:
+                self.messages.append(data.decode())
+                self._arrived.notify_all()
 
     def wait_for(self, text: str, timeout: float = 60.0) -> str:
         """The first message (already received or arriving within ``timeout``) holding ``text``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.messages:
-                if text in m:
-                    return m
-            left = deadline - time.monotonic()
-            if left <= 0:
+        with self._arrived:
+            found: list[str] = []
+
+            def seen() -> bool:
+                found[:] = [m for m in self.messages if text in m][:1]
+                return bool(found)
+
+            if not self._arrived.wait_for(seen, timeout):
                 raise AssertionError(f"no {text!r} in {self.messages!r}")
-            self.sock.settimeout(left)
-            try:
-                self.messages.append(self.sock.recv(65536).decode())
-            except TimeoutError:
-                continue
+            return found[0]
 
     def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self._reader.join(timeout=5)
 
 
 @pytest.fixture
