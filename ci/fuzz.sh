@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/env.sh
 
-RUST_TARGETS=(bt_decode mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt unpad
+RUST_TARGETS=(bt_decode mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt blinded_dm_decrypt unpad
   zstd_decompress groups_parse)
 PY_TARGETS=(rpc onion snodes content receive)
 SECONDS_EACH="${FUZZ_SECONDS:-12}"

@@ -188,6 +188,16 @@ def sogs_sign(
     nonce: bytes,
     nonce_derivation: str = "libsession",
 ) -> tuple[str, bytes]: ...
+def blinded_dm_encrypt(
+    identity: Identity, server_pubkey_hex: str, recipient_blinded_id: str, content: bytes
+) -> bytes: ...
+def blinded_dm_decrypt(
+    identity: Identity,
+    server_pubkey_hex: str,
+    sender_blinded_id: str,
+    recipient_blinded_id: str,
+    message: bytes,
+) -> tuple[bytes, str]: ...
 
 # --- attachment ----------------------------------------------------------------------------
 ATTACHMENT_KEY_LEN: int

@@ -17,6 +17,9 @@ The identity's secret key stays inside the native core. For 15-blinded signature
 deterministic nonce can be derived as libsession does (the default) or as Session Desktop
 does (``nonce_derivation="desktop"``); both verify, the bytes differ.
 
+Community direct messages between blinded ids (§4.6): :func:`encrypt_blinded_dm`,
+:func:`decrypt_blinded_dm`.
+
 Server public keys are 64 hex digits (the X25519 key from the community URL).
 """
 
@@ -143,6 +146,40 @@ def sogs_auth_headers(
     }
 
 
+def encrypt_blinded_dm(
+    identity: Identity, server_pubkey_hex: str, recipient_blinded_id: str, content: bytes
+) -> bytes:
+    """Encrypt a community direct message for the member ``recipient_blinded_id`` (``15…``
+    or ``25…``) on this server (client spec §4.6).
+
+    ``content`` is what the recipient gets back (Session pads the Content protobuf first).
+    The result, ``0x00 ‖ XChaCha20-Poly1305(content ‖ own Ed25519 key) ‖ nonce``, is what
+    ``POST /inbox/{recipient}`` carries base64-encoded. Raises InvalidSessionID for an id that
+    is not 15/25-blinded and InvalidKey for one that is not a usable key.
+    """
+    return _core.blinded_dm_encrypt(identity, server_pubkey_hex, recipient_blinded_id, content)
+
+
+def decrypt_blinded_dm(
+    identity: Identity,
+    server_pubkey_hex: str,
+    sender_blinded_id: str,
+    recipient_blinded_id: str,
+    message: bytes,
+) -> tuple[bytes, str]:
+    """Decrypt a community direct message listed by the server as sent from
+    ``sender_blinded_id`` to ``recipient_blinded_id``; ``identity`` is either of them (the
+    recipient reading its inbox, or the sender reading its outbox on another device).
+
+    Returns ``(content, sender's 05 Session ID)`` after checking that the sender key inside
+    the message blinds to ``sender_blinded_id``. Raises DecryptionError (wrong account,
+    tampered, truncated, unknown version, sender mismatch) or InvalidSessionID.
+    """
+    return _core.blinded_dm_decrypt(
+        identity, server_pubkey_hex, sender_blinded_id, recipient_blinded_id, bytes(message)
+    )
+
+
 __all__ = [
     "SOGS_NONCE_SIZE",
     "NonceDerivation",
@@ -152,6 +189,8 @@ __all__ = [
     "blinded15_ids_for_session_id",
     "blinded25_id",
     "blinded25_id_for_session_id",
+    "decrypt_blinded_dm",
+    "encrypt_blinded_dm",
     "session_id_matches_blinded_id",
     "sogs_auth_headers",
     "verify_blinded",

@@ -205,6 +205,20 @@ fn blind25_keypair(keys: &SeedKeys, server_pk: &[u8; 32]) -> BlindedKeypair {
     }
 }
 
+/// The 25-blinded public key of the identity with this seed and its sign-corrected blinding
+/// factor `k'` (negated when the Ed25519 key is negative), as blinded DMs need it.
+pub fn blind25_public_key_and_factor(
+    seed: &[u8; 32],
+    server_pk: &[u8; 32],
+) -> ([u8; 32], Zeroizing<Scalar>) {
+    let keys = SeedKeys::new(seed);
+    let mut k = blind25_k(&keys.x_pk, server_pk);
+    if keys.ed_pk_negative() {
+        k = -k;
+    }
+    (blind25_keypair(&keys, server_pk).public, Zeroizing::new(k))
+}
+
 /// The 15-blinded public key of the identity with this Ed25519 seed (exact sign).
 pub fn blind15_public_key(seed: &[u8; 32], server_pk: &[u8; 32]) -> [u8; 32] {
     blind15_keypair(&SeedKeys::new(seed), server_pk).public

@@ -3,7 +3,7 @@
 //! One module per concept: [`keys`] (seed → Ed25519 → X25519 → Session ID, signatures),
 //! [`mnemonic`] (13/25-word recovery phrases), [`padding`], [`protocol`] (1:1 sign-then-seal),
 //! [`hash`] (BLAKE2b as libsodium's generichash), [`blinding`] (15/25 blinded IDs and
-//! signatures, SOGS auth), [`attachment`] (AES-CBC + HMAC attachments and size buckets), [`profile_pic`] (AES-GCM avatars),
+//! signatures, SOGS auth), [`blinded_dm`] (community DMs between blinded ids), [`attachment`] (AES-CBC + HMAC attachments and size buckets), [`profile_pic`] (AES-GCM avatars),
 //! [`config`] (config-message encryption for multi-device sync), [`bt`] (canonical bencoding), [`compression`] (zstd),
 //! [`group_message`] (03-group messages), [`group_keys`] (their key messages), [`subaccount`] (group members' swarm authentication).
 
@@ -11,6 +11,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod attachment;
+pub mod blinded_dm;
 pub mod blinding;
 pub mod bt;
 pub mod compression;
