@@ -233,9 +233,29 @@ class GroupFull(GroupError):
     """A group would have more than its 100 members."""
 
 
+class CommunityError(NetworkError):
+    """A community server refused a request (``status``: SOGS's HTTP status, e.g. 403 for a
+    banned member, 404 for an unknown room or message, 413 for a post over the size limit,
+    429 for posting too fast); the message is one sentence with the server's reason."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidCommunityURL(InvalidInput):
+    """A community join URL is not ``http(s)://host[:port]/ROOM?public_key=<64 hex>``."""
+
+
+class CommunityNotJoined(InvalidInput, LookupError):
+    """A room was named that this identity has not joined (or the name is ambiguous)."""
+
+
 __all__ = [
     "ChecksumMismatch",
     "ClockOutOfSync",
+    "CommunityError",
+    "CommunityNotJoined",
     "ConfigError",
     "DecodeError",
     "DecryptionError",
@@ -246,6 +266,7 @@ __all__ = [
     "FileTooLarge",
     "GroupError",
     "GroupFull",
+    "InvalidCommunityURL",
     "InvalidInput",
     "InvalidKey",
     "InvalidName",

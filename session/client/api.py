@@ -34,6 +34,7 @@ from session import avatar as avatar_mod
 from session.client import files, names
 from session.client import messages as M
 from session.client.attachments import check_upload_size, content_type_for, pointer, safe_filename
+from session.client.community import CommunityManager
 from session.client.configsync import ConfigSync, StoredRow
 from session.client.db import (
     Attachment,
@@ -163,6 +164,9 @@ class Client:
         #: Closed groups (03 IDs): create, invite, send, admin operations (see groups.py).
         self.groups = GroupManager(self)
         self.receiver.on_group_update = self.groups.on_direct
+        #: Communities (SOGS rooms): join, poll, post, react, blinded DMs (see community.py).
+        self.communities = CommunityManager(self)
+        self.communities.on_change = self.groups.push_user_groups
         self.sender.signer_for = self._signer_for
         self.poll_interval = poll_interval
         self.background = background

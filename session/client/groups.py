@@ -359,6 +359,9 @@ class GroupManager:
         nxt.data.pop(b"g", None)
         for entry in self._ug_entries().values():
             user_groups.set_group(nxt.data, entry)
+        nxt.data.pop(b"o", None)
+        for room in self.c.communities.config_entries():
+            user_groups.set_community(nxt.data, room)
         raw = nxt.serialize()
         self._save_ug(merge([raw]))
         sealed = seal(raw, self._seed32, user_groups.DOMAIN)
@@ -421,6 +424,7 @@ class GroupManager:
                         entry.joined_at * 1000,
                     ),
                 )
+            self.c.communities.adopt_config(user_groups.get_communities(merged.data))
             if merged.merged:
                 self.push_user_groups()
 

@@ -6,6 +6,9 @@ Per group: ``K`` the admin seed (always present, empty when not an admin), ``s``
 auth data (only when ``K`` is empty), ``n`` the name from the invitation, ``r`` removed status,
 ``@`` notifications (1 all, 2 off, 3 mentions), ``!`` muted until (unix s), ``+`` priority
 (−1 hidden, >0 pinned), ``i`` 1 while the invitation is pending, ``j`` joined at (unix s).
+Communities (libsession's ``o``): ``o`` → {canonical base URL (``http://host[:port]``, lower
+case, default port left out) → {``#`` the server's 32-byte X25519 key, ``R`` → {lower-case room
+token → {``n`` the token as written, and the ``@ ! + i j`` values above}}}}.
 The config itself is sealed with the user's Ed25519 seed under the domain ``UserGroups``
 (:func:`session.groups.config.seal`) and merged like every config.
 """
@@ -19,7 +22,18 @@ from session.errors import InvalidInput
 from session.groups.config import ConfigData
 from session.groups.crypto import GROUP_ID_PREFIX, GroupIdentity, parse_group_id
 
-__all__ = ["DOMAIN", "NAMESPACE", "UserGroup", "get_groups", "remove_group", "set_group"]
+__all__ = [
+    "DOMAIN",
+    "NAMESPACE",
+    "CommunityEntry",
+    "UserGroup",
+    "get_communities",
+    "get_groups",
+    "remove_community",
+    "remove_group",
+    "set_community",
+    "set_group",
+]
 
 NAMESPACE = 5
 DOMAIN = "UserGroups"
@@ -114,3 +128,72 @@ def remove_group(data: ConfigData, group_id: str) -> bool:
     """Removes a group entry; returns whether it was there."""
     g = data.get(b"g")
     return isinstance(g, dict) and g.pop(parse_group_id(group_id), None) is not None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommunityEntry:
+    """One joined community room as the user's devices share it."""
+
+    base_url: str  # canonical: scheme://host[:port], lower case
+    room: str  # the token as written (the config key is its lower case)
+    pubkey: bytes  # the server's 32-byte X25519 key
+    priority: int = 0
+    joined_at: int = 0
+
+
+def get_communities(data: ConfigData) -> list[CommunityEntry]:
+    """The community rooms in UserGroups config data (malformed entries skipped)."""
+    out: list[CommunityEntry] = []
+    o = data.get(b"o")
+    if not isinstance(o, dict):
+        return out
+    for base, server in o.items():
+        if not (isinstance(base, bytes) and isinstance(server, dict)):
+            continue
+        pk, rooms = server.get(b"#"), server.get(b"R")
+        if not (isinstance(pk, bytes) and len(pk) == 32 and isinstance(rooms, dict)):
+            continue
+        for key, info in rooms.items():
+            if not (isinstance(key, bytes) and isinstance(info, dict)):
+                continue
+            name = info.get(b"n")
+            token = name if isinstance(name, bytes) and name.lower() == key else key
+            prio, joined = info.get(b"+"), info.get(b"j")
+            out.append(
+                CommunityEntry(
+                    base.decode(errors="replace"),
+                    token.decode(errors="replace"),
+                    pk,
+                    prio if isinstance(prio, int) else 0,
+                    joined if isinstance(joined, int) else 0,
+                )
+            )
+    return out
+
+
+def set_community(data: ConfigData, entry: CommunityEntry) -> None:
+    """Adds or updates a community room entry."""
+    if len(entry.pubkey) != 32:
+        raise InvalidInput("a community server's public key is 32 bytes")
+    server = data.setdefault(b"o", {}).setdefault(entry.base_url.encode(), {})
+    server[b"#"] = entry.pubkey
+    info: dict[bytes, Any] = {b"n": entry.room.encode()}
+    if entry.priority:
+        info[b"+"] = entry.priority
+    if entry.joined_at > 0:
+        info[b"j"] = entry.joined_at
+    server.setdefault(b"R", {})[entry.room.lower().encode()] = info
+
+
+def remove_community(data: ConfigData, base_url: str, room: str) -> bool:
+    """Removes a community room entry (and its server when no room is left)."""
+    o = data.get(b"o")
+    if not isinstance(o, dict):
+        return False
+    server = o.get(base_url.encode())
+    rooms = server.get(b"R") if isinstance(server, dict) else None
+    if not isinstance(rooms, dict) or rooms.pop(room.lower().encode(), None) is None:
+        return False
+    if not rooms:
+        del o[base_url.encode()]
+    return True

@@ -1,0 +1,422 @@
+"""session.client.community without a network: join-URL parsing, post encoding and
+verification, and the CommunityManager of two real clients against a scripted SOGS answering
+through a stand-in for the onion transport (it checks every request's X-SOGS signature the way
+SOGS does, so the signing path is exercised byte for byte)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from session import blinding, onion
+from session.client import Client
+from session.client import community as C
+from session.client import messages as M
+from session.errors import (
+    CommunityError,
+    CommunityNotJoined,
+    InvalidCommunityURL,
+    InvalidInput,
+    InvalidSignature,
+)
+from session.groups import user_groups as UG
+from session.identity import Identity
+from session.proto import session_pb2 as pb
+
+SERVER_ID = Identity(bytes(range(32)))
+SERVER_PK = SERVER_ID.x25519_public.hex()
+BASE = "http://sogs.example:8080"
+URL = f"{BASE}/lobby?public_key={SERVER_PK}"
+
+
+# ------------------------------------------------------------------------------ URLs
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "room"),
+    [
+        (URL, BASE, "lobby"),
+        (
+            f"HTTP://SOGS.Example:80/r/Lobby_2?public_key={SERVER_PK.upper()}",
+            "http://sogs.example",
+            "Lobby_2",
+        ),
+        (f"https://x.org:443/a-b?public_key={SERVER_PK}", "https://x.org", "a-b"),
+        (f"http://[::1]:8/z?public_key={SERVER_PK}", "http://[::1]:8", "z"),
+    ],
+)
+def test_join_url_parsing(url: str, base: str, room: str) -> None:
+    u = C.parse_join_url(url)
+    assert (u.base_url, u.room, u.pubkey) == (base, room, SERVER_PK)
+    assert C.parse_join_url(u.join_url) == u
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://h/lobby?public_key={SERVER_PK}",
+        f"http:///lobby?public_key={SERVER_PK}",
+        f"http://h/?public_key={SERVER_PK}",
+        f"http://h/a/b?public_key={SERVER_PK}",
+        f"http://h/lob.by?public_key={SERVER_PK}",
+        f"http://h/{'x' * 65}?public_key={SERVER_PK}",
+        "http://h/lobby",
+        "http://h/lobby?public_key=abc",
+        f"http://u:p@h/lobby?public_key={SERVER_PK}",
+        f"http://h:99999/lobby?public_key={SERVER_PK}",
+    ],
+)
+def test_bad_join_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidCommunityURL):
+        C.parse_join_url(url)
+
+
+def test_destination_and_wire_path() -> None:
+    d = C.destination(BASE, SERVER_PK)
+    assert (d.host, d.port, d.scheme, d.target) == ("sogs.example", 8080, "http", "/oxen/v4/lsrpc")
+    assert C.wire_path("/room/r/reaction/1/👍") == "/room/r/reaction/1/%F0%9F%91%8D"
+
+
+# ------------------------------------------------------------------------------ posts
+
+
+def _signed_post(ident: Identity, body: str, msg_id: int = 1) -> dict[str, Any]:
+    content = C.post_content(body, sent_ms=1234, display_name="Alice")
+    data = C.encode_post(content)
+    sig = blinding.blind15_sign(ident, SERVER_PK, data)
+    return {
+        "id": msg_id,
+        "seqno": msg_id,
+        "session_id": blinding.blinded15_id(ident, SERVER_PK),
+        "posted": 1.5,
+        "data": base64.b64encode(data).decode(),
+        "signature": base64.b64encode(sig).decode(),
+    }
+
+
+def test_post_round_trip_and_tampering() -> None:
+    alice = Identity.generate()
+    msg = _signed_post(alice, "hello room")
+    p = C.parse_post(msg)
+    assert (p.body, p.name, p.sent_ms, p.author) == ("hello room", "Alice", 1234, msg["session_id"])
+    assert len(base64.b64decode(msg["data"])) % 160 == 0  # pad160
+    other = dict(msg, session_id=blinding.blinded15_id(Identity.generate(), SERVER_PK))
+    with pytest.raises(InvalidSignature):
+        C.parse_post(other)
+    data = bytearray(base64.b64decode(msg["data"]))
+    data[3] ^= 1
+    with pytest.raises(InvalidSignature):
+        C.parse_post(dict(msg, data=base64.b64encode(bytes(data)).decode()))
+    with pytest.raises(InvalidSignature):  # 05 senders: no XEd25519 verify, dropped
+        C.parse_post(dict(msg, session_id=alice.session_id))
+    with pytest.raises(InvalidInput):
+        C.parse_post(dict(msg, data="!!notbase64"))
+
+
+def test_emoji_rules() -> None:
+    assert C.check_emoji("👩‍💻") == "👩‍💻"
+    for bad in ("", "a" * 13, "a/b", "%2F", "\x1b"):
+        with pytest.raises(InvalidInput):
+            C.check_emoji(bad)
+
+
+def test_user_groups_community_entries_round_trip() -> None:
+    data: dict[bytes, Any] = {}
+    e = UG.CommunityEntry(BASE, "Lobby", bytes.fromhex(SERVER_PK), 0, 1700000000)
+    UG.set_community(data, e)
+    assert data[b"o"][BASE.encode()][b"R"][b"lobby"][b"n"] == b"Lobby"
+    assert UG.get_communities(data) == [e]
+    assert UG.remove_community(data, BASE, "LOBBY") and b"o" in data
+    assert UG.get_communities(data) == [] and not UG.remove_community(data, BASE, "lobby")
+
+
+# ------------------------------------------------------------------------------ scripted SOGS
+
+
+class ScriptedSogs:
+    """Answers v4 requests as a SOGS with one room would, after checking the X-SOGS headers
+    (signature over server_pk ‖ nonce ‖ ts ‖ METHOD ‖ decoded path ‖ H64(body), nonce reuse)."""
+
+    def __init__(self) -> None:
+        self.posts: dict[int, dict[str, Any]] = {}
+        self.seq = 0
+        self.dms: list[dict[str, Any]] = []
+        self.files: dict[int, bytes] = {}
+        self.nonces: set[str] = set()
+        self.seen_ids: set[str] = set()
+        self.paths: list[str] = []
+        self.banned: set[str] = set()
+
+    def _auth(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str:
+        nonce = headers["X-SOGS-Nonce"]
+        assert nonce not in self.nonces, "nonce reused"
+        self.nonces.add(nonce)
+        msg = (
+            bytes.fromhex(SERVER_PK)
+            + base64.b64decode(nonce)
+            + headers["X-SOGS-Timestamp"].encode()
+            + method.encode()
+            + path.encode()
+            + (hashlib.blake2b(body).digest() if body else b"")
+        )
+        who = headers["X-SOGS-Pubkey"]
+        blinding.verify_blinded(who, msg, base64.b64decode(headers["X-SOGS-Signature"]))
+        self.seen_ids.add(who)
+        return who
+
+    def _bump(self, mid: int) -> None:
+        self.seq += 1
+        self.posts[mid]["seqno"] = self.seq
+
+    def route(self, method: str, path: str, body: Any, who: str) -> tuple[int, Any]:
+        self.paths.append(f"{method} {path}")
+        parts = path.split("?")[0].strip("/").split("/")
+        if path == "/capabilities":
+            return 200, {"capabilities": ["sogs", "blind", "reactions"]}
+        if parts[:2] == ["room", "lobby"] and len(parts) == 2:
+            return 200, {"token": "lobby", "name": "Lobby", "info_updates": 1, "active_users": 2}
+        if parts[0] == "room" and parts[1] != "lobby":
+            return 404, {"error": "no such room"}
+        if parts[2:3] == ["pollInfo"]:
+            return 200, {"token": "lobby", "active_users": 2, "read": True, "write": True}
+        if parts[2:4] == ["messages", "recent"]:
+            return 200, [p for p in self.posts.values() if not p.get("deleted")]
+        if parts[2:4] == ["messages", "since"]:
+            since = int(parts[4])
+            return 200, sorted(
+                (p for p in self.posts.values() if p["seqno"] > since), key=lambda p: p["seqno"]
+            )
+        if parts[2:3] == ["message"] and method == "POST":
+            if who in self.banned:
+                return 403, {"error": "banned"}
+            mid = len(self.posts) + 1
+            self.posts[mid] = {"id": mid, "session_id": who, "posted": time.time(), **body}
+            self._bump(mid)
+            return 201, self.posts[mid]
+        if parts[2:3] == ["message"] and method == "PUT":
+            mid = int(parts[3])
+            self.posts[mid].update(body, edited=time.time())
+            self._bump(mid)
+            return 200, {}
+        if parts[2:3] == ["message"] and method == "DELETE":
+            mid = int(parts[3])
+            self.posts[mid] = {"id": mid, "deleted": True, "data": None, "seqno": 0}
+            self._bump(mid)
+            return 200, {}
+        if parts[2:3] == ["reaction"]:
+            mid, emoji = int(parts[3]), parts[4]
+            r = self.posts[mid].setdefault("reactions", {})
+            entry = r.setdefault(emoji, {"index": 0, "count": 0, "reactors": []})
+            if method == "PUT" and who not in entry["reactors"]:
+                entry["count"] += 1
+                entry["reactors"].append(who)
+            self._bump(mid)
+            return 200, {"added": method == "PUT", "seqno": self.seq}
+        if parts[2:3] == ["file"] and method == "POST":
+            fid = 100 + len(self.files)
+            self.files[fid] = body
+            return 201, {"id": fid}
+        if parts[2:3] == ["file"] and method == "GET":
+            return 200, self.files[int(parts[3])]
+        if parts[0] == "inbox" and method == "POST":
+            dm = {
+                "id": len(self.dms) + 1,
+                "posted_at": time.time(),
+                "sender": who,
+                "recipient": parts[1],
+                "message": body["message"],
+            }
+            self.dms.append(dm)
+            return 201, {k: v for k, v in dm.items() if k != "message"}
+        if parts[0] in ("inbox", "outbox"):
+            since = int(parts[2]) if len(parts) == 3 else 0
+            key = "recipient" if parts[0] == "inbox" else "sender"
+            got = [d for d in self.dms if d[key] == who and d["id"] > since]
+            return (200, got) if got else (304, None)
+        return 404, {"error": f"unscripted {method} {path}"}
+
+    async def request_server(
+        self, dest: onion.ServerDestination, meta: dict[str, Any], body: bytes | None, **_: Any
+    ) -> tuple[int, dict[str, str], bytes]:
+        assert dest.x25519.hex() == SERVER_PK and (dest.host, dest.port) == ("sogs.example", 8080)
+        method, path = meta["method"], unquote(meta["endpoint"])
+        raw = body or b""
+        who = self._auth(method, path, meta["headers"], raw)
+        ctype = meta["headers"].get("Content-Type")
+        parsed: Any = json.loads(raw) if ctype == "application/json" else raw
+        if path == "/batch":
+            out = []
+            for sub in parsed:
+                code, res = self.route(sub["method"], sub["path"], sub.get("json"), who)
+                out.append({"code": code, "headers": {}, "body": res})
+            return 200, {}, json.dumps(out).encode()
+        code, res = self.route(method, path, parsed, who)
+        payload = res if isinstance(res, bytes) else json.dumps(res).encode()
+        return code, {}, payload
+
+
+@pytest.fixture
+async def pair(tmp_path: Path) -> Any:
+    sogs = ScriptedSogs()
+    clients = []
+    for name in ("alice", "bob"):
+        c = Client.open(tmp_path / name, [], background=False)
+        c.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+        await c.set_display_name(name.title())
+        clients.append(c)
+    yield sogs, clients[0], clients[1]
+    for c in clients:
+        await c.close()
+
+
+async def test_two_members_post_react_edit_delete_and_dm(pair: Any) -> None:
+    sogs, alice, bob = pair
+    room = await alice.communities.join(URL)
+    assert (room.token, room.name, room.base_url) == ("lobby", "Lobby", BASE)
+    await bob.communities.join(URL)
+    a_id = alice.communities.blinded_id(BASE)
+    b_id = bob.communities.blinded_id(BASE)
+    assert a_id.startswith("15") and sogs.seen_ids == {a_id, b_id}
+
+    p = await alice.communities.post("lobby", "hello from alice")
+    assert p.mine and p.body == "hello from alice"
+    got = await bob.communities.poll(BASE)
+    assert got.posts == 1
+    (seen,) = bob.communities.posts("lobby")
+    assert (seen.body, seen.name, seen.author, seen.mine) == (
+        "hello from alice",
+        "Alice",
+        a_id,
+        False,
+    )
+
+    reply = await bob.communities.post("lobby", "hi alice", reply_to=p.id)
+    assert reply.quote == {"id": p.sent_ms, "author": a_id, "text": "hello from alice"}
+    assert await bob.communities.react("lobby", p.id, "👍")
+    await alice.communities.poll(BASE)
+    first = alice.communities.post_by_id("lobby", p.id)
+    assert first.reactions["👍"]["count"] == 1 and first.reactions["👍"]["reactors"] == [b_id]
+    assert "PUT /room/lobby/reaction/1/👍" in sogs.paths  # signed and routed decoded
+
+    edited = await alice.communities.edit("lobby", p.id, "hello, edited")
+    assert edited.body == "hello, edited" and edited.edited is not None
+    await bob.communities.poll(BASE)
+    assert bob.communities.post_by_id("lobby", p.id).body == "hello, edited"
+
+    await alice.communities.delete("lobby", p.id)
+    assert (await bob.communities.poll(BASE)).deleted == 1
+    assert [x.id for x in bob.communities.posts("lobby")] == [reply.id]
+
+    # a forged post (valid base64, wrong signer) is dropped by every reader
+    forged = _signed_post(Identity.generate(), "forged", msg_id=99)
+    forged["session_id"] = a_id
+    sogs.posts[99] = forged
+    sogs.seq += 1
+    forged["seqno"] = sogs.seq
+    assert (await bob.communities.poll(BASE)).dropped == 1
+    assert 99 not in [x.id for x in bob.communities.posts("lobby")]
+
+    # blinded DM by blinded id; the recipient learns the sender, the sender's outbox too
+    await alice.communities.send_dm("lobby", b_id, "psst, bob")
+    assert (await bob.communities.poll(BASE)).dms == 1
+    (dm,) = bob.communities.dms(BASE)
+    assert (dm.body, dm.peer, dm.sender_session_id, dm.outgoing, dm.name) == (
+        "psst, bob",
+        a_id,
+        alice.session_id,
+        False,
+        "Alice",
+    )
+    assert bob.communities.match_contact(a_id, BASE) == alice.session_id
+    assert alice.communities.match_contact(b_id, BASE) is None  # bob is no contact of alice
+    alice.db.upsert_contact(bob.session_id, approved=1)
+    assert alice.communities.match_contact(b_id, BASE) == bob.session_id
+
+    # the server never saw a Session ID
+    wire = json.dumps([sogs.posts, sogs.dms, sorted(sogs.seen_ids)])
+    for sid in (alice.session_id, bob.session_id):
+        assert sid not in wire and sid[2:] not in wire
+
+
+async def test_outbox_on_a_second_device_and_room_files(pair: Any, tmp_path: Path) -> None:
+    sogs, alice, bob = pair
+    await alice.communities.join(URL)
+    await bob.communities.join(URL)
+    b_id = bob.communities.blinded_id(BASE)
+    await alice.communities.send_dm(BASE, b_id, "from device 1")
+    second = Client.open(
+        tmp_path / "alice2", [], mnemonic=alice.identity.mnemonic, background=False
+    )
+    try:
+        second.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+        await second.communities.join(URL)
+        (dm,) = second.communities.dms(BASE)
+        assert (dm.outgoing, dm.body, dm.peer) == (True, "from device 1", b_id)
+    finally:
+        await second.close()
+
+    f = tmp_path / "note.txt"
+    f.write_bytes(b"room file bytes")
+    p = await alice.communities.post("lobby", "see file", files=[f])
+    assert sogs.files == {100: b"room file bytes"}  # plain bytes: room files are public
+    assert sogs.posts[p.id]["files"] == [100]
+    await bob.communities.poll(BASE)
+    (seen,) = bob.communities.posts("lobby")
+    assert seen.files == [
+        {
+            "url": f"{BASE}/room/lobby/file/100",
+            "file_name": "note.txt",
+            "content_type": "text/plain",
+            "size": 15,
+        }
+    ]
+    assert await bob.communities.download("lobby", 100) == b"room file bytes"
+
+
+async def test_refusals_and_leave(pair: Any) -> None:
+    sogs, alice, _ = pair
+    with pytest.raises(CommunityError) as e:
+        await alice.communities.join(f"{BASE}/nope?public_key={SERVER_PK}")
+    assert e.value.status == 404
+    assert alice.communities.rooms() == []
+    await alice.communities.join(URL)
+    sogs.banned.add(alice.communities.blinded_id(BASE))
+    with pytest.raises(CommunityError, match="banned") as e:
+        await alice.communities.post("lobby", "let me in")
+    assert e.value.status == 403
+    with pytest.raises(CommunityNotJoined):
+        alice.communities.room("elsewhere")
+    # joined rooms are in the UserGroups config queued for our other devices
+    ug = alice.groups._ug.data
+    assert UG.get_communities(ug)[0].room == "lobby"
+    await alice.communities.leave("lobby")
+    assert alice.communities.rooms() == [] and UG.get_communities(alice.groups._ug.data) == []
+
+
+async def test_rooms_adopted_from_another_devices_config(pair: Any) -> None:
+    _, alice, _ = pair
+    e = UG.CommunityEntry(BASE, "lobby", bytes.fromhex(SERVER_PK), 0, 1700000000)
+    with alice.db.tx():
+        assert alice.communities.adopt_config([e]) == 1
+    (room,) = alice.communities.rooms()
+    assert (room.join_url, room.joined_ms) == (URL, 1700000000000)
+    with alice.db.tx():
+        assert alice.communities.adopt_config([]) == 1
+    assert alice.communities.rooms() == []
+
+
+def test_post_content_is_a_data_message() -> None:
+    c = C.post_content("x", sent_ms=5, display_name="N", quote=(3, "15" + "ab" * 32, "q"))
+    back = pb.Content.FromString(M.unpad(C.encode_post(c)))
+    assert (back.dataMessage.body, back.dataMessage.timestamp, back.dataMessage.quote.id) == (
+        "x",
+        5,
+        3,
+    )
