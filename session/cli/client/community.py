@@ -1,0 +1,564 @@
+"""``session community …``: public rooms on community servers (SOGS), client spec §4.
+
+Every command polls the account's own swarm first (so rooms joined on another device, which
+arrive in the UserGroups config, are known), then talks to the room's server through onion
+requests signed with the account's blinded key for that server, and pushes the config when the
+joined rooms changed. ``ROOM`` is a room token (``lobby``), ``BASE_URL/ROOM`` when two servers
+have a room of that name, or the join URL. Posts, names, reactions, quotes and file names were
+written by others: they reach the terminal only through :func:`session.text.for_terminal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from session.cli.client.base import (
+    CliError,
+    Session,
+    common,
+    emit,
+    errors,
+    json_mode,
+    main,
+    open_session,
+    run,
+    short,
+    shown,
+    shown_name,
+    timeout,
+)
+from session.errors import SessionError
+
+if TYPE_CHECKING:
+    from session.client import Client
+    from session.client.community import Post, Room
+
+
+@main.group("community")
+@common
+def community_group() -> None:
+    """Community rooms (open groups): join by URL, read, post, react, DM by blinded ID."""
+
+
+async def _online(*, poll: str | None = None, all_servers: bool = False) -> Session:
+    """An open session whose swarm was polled; then one community poll of the server of room
+    ``poll`` (or of every server)."""
+    s = await open_session()
+    try:
+        await s.connect()
+        c = s.client
+        if poll is not None:
+            room = c.communities.room(poll)
+            await asyncio.wait_for(c.communities.poll(room.base_url), timeout())
+        elif all_servers:
+            await asyncio.wait_for(c.communities.poll_all(), timeout())
+    except TimeoutError:
+        await s.client.close()
+        raise CliError(f"the community server did not answer within {timeout():g} s") from None
+    except BaseException:
+        await s.client.close()
+        raise
+    return s
+
+
+async def _finish(s: Session) -> None:
+    """Push what is queued (a changed UserGroups config), then close."""
+    try:
+        await s.flush()
+    finally:
+        await s.client.close()
+
+
+def who(c: Client, p: Post) -> str:
+    """The poster as the terminal shows them: you, a contact's name, their display name, or a
+    short blinded id; the blinded id is always shown so look-alike names can be told apart."""
+    if p.mine:
+        return "you"
+    sid = c.communities.match_contact(p.author, p.base_url)
+    contact = c.contact(sid) if sid else None
+    if contact is not None and contact.name:
+        name = f"{shown_name(contact.name)} (contact)"
+    elif p.name:
+        name = shown_name(p.name)
+    else:
+        name = "anonymous"
+    return f"{name} [{short(p.author)}]"
+
+
+def post_doc(c: Client, p: Post) -> dict[str, Any]:
+    doc = p.to_dict()
+    doc["session_id"] = c.communities.match_contact(p.author, p.base_url)
+    return doc
+
+
+def post_lines(c: Client, p: Post) -> list[str]:
+    t = time.strftime("%H:%M:%S", time.localtime(p.posted))
+    edited = "  (edited)" if p.edited else ""
+    lines = [f"  #{p.id} [{t}] {who(c, p)}: {shown(p.body, multiline=True)}{edited}"]
+    if p.quote:
+        lines.append(
+            f"      ↪ replying to {short(str(p.quote.get('author', '')))}: "
+            f"{shown(str(p.quote.get('text') or ''))}"
+        )
+    for f in p.files:
+        lines.append(
+            f"      [file {shown(f['url'].rsplit('/', 1)[-1])}] {shown(f['file_name'] or 'file')}"
+            f" ({f['size']:,} bytes, {shown(f['content_type'])})"
+        )
+    if p.reactions:
+        parts = []
+        for emoji, r in p.reactions.items():
+            mark = (
+                "*" if r.get("you") or c.communities.blinded_id(p.base_url) in r["reactors"] else ""
+            )
+            parts.append(f"{shown(emoji)} {r['count']}{mark}")
+        lines.append("      " + "  ".join(parts))
+    return lines
+
+
+def room_line(r: Room) -> str:
+    name = shown_name(r.name) if r.name else r.token
+    users = r.info.get("active_users")
+    active = f", {users} active" if isinstance(users, int) else ""
+    return f"{r.token}  {name}  on {r.base_url}{active}\n    {r.join_url}"
+
+
+# ------------------------------------------------------------------------------ commands
+
+
+@community_group.command("join")
+@common
+@click.argument("url")
+@errors
+def join(url: str) -> None:
+    """Join the room of URL (http(s)://host[:port]/ROOM?public_key=<64 hex>)."""
+    from session.client.community import parse_join_url  # noqa: PLC0415
+
+    parse_join_url(url)  # a bad URL is refused before anything goes online
+
+    async def go() -> dict[str, Any]:
+        s = await _online()
+        c = s.client
+        try:
+            room = await asyncio.wait_for(c.communities.join(url), timeout())
+            return {
+                **room.to_dict(),
+                "blinded_id": c.communities.blinded_id(room.base_url),
+                "posts": len(c.communities.posts(room.join_url)),
+            }
+        except TimeoutError:
+            raise CliError(f"the community server did not answer within {timeout():g} s") from None
+        finally:
+            await _finish(s)
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+        return
+    click.echo(f"joined {doc['room']} ({shown_name(doc['name'])}) on {doc['base_url']}")
+    click.echo(f"  you appear there as {doc['blinded_id']} (blinded: not your Session ID)")
+    click.echo(f"  {doc['posts']} recent post(s): `session community read {doc['room']}`")
+
+
+@community_group.command("list")
+@common
+@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@errors
+def list_rooms(offline: bool) -> None:
+    """The rooms you joined (on any of your devices)."""
+
+    async def go() -> list[dict[str, Any]]:
+        s = await (open_session() if offline else _online())
+        c = s.client
+        try:
+            return [
+                {**r.to_dict(), "blinded_id": c.communities.blinded_id(r.base_url)}
+                for r in c.communities.rooms()
+            ]
+        finally:
+            await (s.client.close() if offline else _finish(s))
+
+    rooms = run(go())
+    if json_mode():
+        emit({"rooms": rooms})
+        return
+    if not rooms:
+        click.echo("no communities joined: `session community join URL`")
+    from session.client.community import Room  # noqa: PLC0415
+
+    for d in rooms:
+        info = {"active_users": d["active_users"]}
+        r = Room(
+            d["base_url"],
+            d["room"],
+            d["url"].rsplit("=", 1)[-1],
+            d["name"],
+            0,
+            d["seqno"],
+            d["joined_ms"],
+            info,
+        )
+        click.echo(room_line(r))
+
+
+@community_group.command("read")
+@common
+@click.argument("room")
+@click.option("--since", type=click.IntRange(min=0), default=0, help="Only posts after this #id.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@errors
+def read(room: str, since: int, limit: int, offline: bool) -> None:
+    """Fetch new posts of ROOM and print them (verified posts only; #id for react/edit)."""
+
+    async def go() -> tuple[list[dict[str, Any]], list[str]]:
+        s = await (open_session() if offline else _online(poll=room))
+        c = s.client
+        try:
+            posts = c.communities.posts(room, since=since, limit=limit)
+            lines = [line for p in posts for line in post_lines(c, p)]
+            return [post_doc(c, p) for p in posts], lines
+        finally:
+            await (s.client.close() if offline else _finish(s))
+
+    docs, lines = run(go())
+    if json_mode():
+        emit({"room": room, "posts": docs})
+        return
+    if not docs:
+        click.echo(f"no posts in {shown(room)}" + (f" after #{since}" if since else ""))
+    for line in lines:
+        click.echo(line)
+
+
+@community_group.command("post")
+@common
+@click.argument("room")
+@click.argument("text", required=False, default="")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Attach a file (uploaded to the room's files, readable by the room). Repeatable.",
+)
+@click.option("--reply", "reply_to", type=click.IntRange(min=1), help="Quote post #ID.")
+@errors
+def post(room: str, text: str, files: tuple[Path, ...], reply_to: int | None) -> None:
+    """Post TEXT (and files) to ROOM, signed with your blinded key for its server."""
+    if not text and not files:
+        raise CliError("the post is empty")
+
+    async def go() -> dict[str, Any]:
+        s = await _online(poll=room)
+        c = s.client
+        try:
+            p = await asyncio.wait_for(
+                c.communities.post(room, text, files=files, reply_to=reply_to), timeout()
+            )
+            return post_doc(c, p)
+        except TimeoutError:
+            raise CliError(f"the community server did not answer within {timeout():g} s") from None
+        finally:
+            await _finish(s)
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"posted #{doc['id']} to {doc['room']}")
+
+
+def _mutation(room: str, op: Any) -> Any:
+    async def go() -> Any:
+        s = await _online(poll=room)
+        try:
+            return await asyncio.wait_for(op(s.client), timeout())
+        except TimeoutError:
+            raise CliError(f"the community server did not answer within {timeout():g} s") from None
+        finally:
+            await _finish(s)
+
+    return run(go())
+
+
+@community_group.command("react")
+@common
+@click.argument("room")
+@click.argument("message_id", type=click.IntRange(min=1))
+@click.argument("emoji")
+@click.option("--remove", is_flag=True, help="Take your reaction back.")
+@errors
+def react(room: str, message_id: int, emoji: str, remove: bool) -> None:
+    """React to post MESSAGE_ID of ROOM with EMOJI (1-12 characters)."""
+    changed = _mutation(room, lambda c: c.communities.react(room, message_id, emoji, remove=remove))
+    if json_mode():
+        emit(
+            {
+                "room": room,
+                "id": message_id,
+                "emoji": emoji,
+                "removed" if remove else "added": changed,
+            }
+        )
+    else:
+        verb = "removed from" if remove else "added to"
+        click.echo(f"{shown(emoji)} {verb} #{message_id}" + ("" if changed else " (no change)"))
+
+
+@community_group.command("edit")
+@common
+@click.argument("room")
+@click.argument("message_id", type=click.IntRange(min=1))
+@click.argument("text")
+@errors
+def edit(room: str, message_id: int, text: str) -> None:
+    """Replace the text of your post MESSAGE_ID."""
+
+    async def op(c: Client) -> dict[str, Any]:
+        return post_doc(c, await c.communities.edit(room, message_id, text))
+
+    doc = _mutation(room, op)
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"edited #{message_id}")
+
+
+@community_group.command("delete")
+@common
+@click.argument("room")
+@click.argument("message_id", type=click.IntRange(min=1))
+@errors
+def delete(room: str, message_id: int) -> None:
+    """Delete post MESSAGE_ID (yours, or anyone's if you moderate the room)."""
+    _mutation(room, lambda c: c.communities.delete(room, message_id))
+    if json_mode():
+        emit({"room": room, "id": message_id, "deleted": True})
+    else:
+        click.echo(f"deleted #{message_id}")
+
+
+@community_group.command("dm")
+@common
+@click.argument("blinded_id")
+@click.argument("text")
+@click.option("--room", help="A room on the recipient's server (needed if you joined several).")
+@errors
+def dm(blinded_id: str, text: str, room: str | None) -> None:
+    """Send TEXT to the member BLINDED_ID (15…/25…) of a community server, end-to-end
+    encrypted; they learn your Session ID from the message, the server does not."""
+    blinded_id = blinded_id.strip().lower()
+
+    async def op(c: Client) -> dict[str, Any]:
+        ref = room
+        if ref is None:
+            bases = sorted({r.base_url for r in c.communities.rooms()})
+            if len(bases) != 1:
+                raise CliError(
+                    "name the server with --room ROOM" if bases else "join a community first"
+                )
+            ref = bases[0]
+        return (await c.communities.send_dm(ref, blinded_id, text)).to_dict()
+
+    async def go() -> dict[str, Any]:
+        s = await _online()
+        try:
+            return await asyncio.wait_for(op(s.client), timeout())
+        except TimeoutError:
+            raise CliError(f"the community server did not answer within {timeout():g} s") from None
+        finally:
+            await _finish(s)
+
+    doc = run(go())
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"sent to {blinded_id} on {doc['base_url']}")
+
+
+@community_group.command("dms")
+@common
+@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@errors
+def dms(offline: bool) -> None:
+    """Fetch and list your community direct messages (received and sent)."""
+
+    async def go() -> list[dict[str, Any]]:
+        s = await (open_session() if offline else _online(all_servers=True))
+        c = s.client
+        try:
+            out = []
+            for m in c.communities.dms():
+                d = m.to_dict()
+                contact = c.contact(m.sender_session_id) if m.sender_session_id else None
+                d["contact_name"] = contact.name if contact else None
+                out.append(d)
+            return out
+        finally:
+            await (s.client.close() if offline else _finish(s))
+
+    docs = run(go())
+    if json_mode():
+        emit({"dms": docs})
+        return
+    if not docs:
+        click.echo("no community direct messages")
+    for d in docs:
+        t = time.strftime("%H:%M:%S", time.localtime(d["posted"]))
+        if d["outgoing"]:
+            click.echo(f"  [{t}] you → {d['peer']}: {shown(d['body'], multiline=True)}")
+            continue
+        name = d["contact_name"] or d["name"]
+        label = shown_name(name) if name else "anonymous"
+        click.echo(
+            f"  [{t}] {label} [{d['peer']}] (Session ID {d['sender_session_id']}):"
+            f" {shown(d['body'], multiline=True)}"
+        )
+
+
+@community_group.command("leave")
+@common
+@click.argument("room")
+@errors
+def leave(room: str) -> None:
+    """Leave ROOM here and on your other devices."""
+
+    async def go() -> dict[str, Any]:
+        s = await _online()
+        try:
+            return (await s.client.communities.leave(room)).to_dict()
+        finally:
+            await _finish(s)
+
+    doc = run(go())
+    if json_mode():
+        emit({"left": doc})
+    else:
+        click.echo(f"left {doc['room']} on {doc['base_url']}")
+
+
+@community_group.command("chat")
+@common
+@click.argument("room")
+@click.option(
+    "--history",
+    "show_history",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Earlier posts to show first.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.5),
+    default=2.0,
+    show_default=True,
+    help="Seconds between polls of the room's server.",
+)
+@errors
+def chat(room: str, show_history: int, poll_interval: float) -> None:
+    """Chat in ROOM: each line you type is posted; new posts are printed as they come.
+    Commands: /reply ID TEXT, /react ID EMOJI, /quit (or end of input)."""
+    run(_chat(room, show_history, poll_interval))
+
+
+def _say(kind: str, text: str | list[str], **fields: Any) -> None:
+    if json_mode():
+        emit({"event": kind, **fields})
+    else:
+        for line in [text] if isinstance(text, str) else text:
+            click.echo(line)
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    try:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\r\n"))
+    except (OSError, ValueError):
+        pass
+    loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+async def _chat_line(c: Client, room: str, line: str) -> bool:
+    """Handle one typed line; False to leave."""
+    text = line.strip()
+    if not text:
+        return True
+    if text == "/quit":
+        return False
+    cmd, _, rest = text.partition(" ")
+    try:
+        if cmd == "/react":
+            mid, _, emoji = rest.strip().partition(" ")
+            await c.communities.react(room, int(mid), emoji.strip())
+        elif cmd == "/reply":
+            mid, _, body = rest.strip().partition(" ")
+            await c.communities.post(room, body.strip(), reply_to=int(mid))
+        else:
+            await c.communities.post(room, line)
+    except (ValueError, SessionError) as e:  # a bad id or emoji, an unknown post, a refusal
+        _say("error", f"  ✗ {shown(str(e))}", error=str(e))
+    return True
+
+
+async def _chat(ref: str, show_history: int, poll_interval: float) -> None:
+    s = await _online(poll=ref)
+    c = s.client
+    try:
+        room = c.communities.room(ref)
+        me = c.communities.blinded_id(room.base_url)
+        _say(
+            "start",
+            f"chatting in {room.token} on {room.base_url} as {me}\n"
+            "type a post and press Enter; /reply ID TEXT, /react ID EMOJI; /quit or Ctrl-D leaves",
+            room=room.token,
+            base_url=room.base_url,
+            blinded_id=me,
+        )
+        shown_seq: dict[int, int] = {}
+
+        def show_new(initial: bool = False) -> None:
+            posts = c.communities.posts(room.join_url, limit=show_history if initial else 1000)
+            for p in posts:
+                if shown_seq.get(p.id) == p.seqno:
+                    continue
+                kind = "post" if p.id not in shown_seq else "update"
+                shown_seq[p.id] = p.seqno
+                _say(kind, post_lines(c, p), **post_doc(c, p))
+
+        show_new(initial=show_history > 0)
+        if show_history == 0:
+            shown_seq.update(
+                {p.id: p.seqno for p in c.communities.posts(room.join_url, limit=1000)}
+            )
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        threading.Thread(
+            target=_stdin_lines,
+            args=(asyncio.get_running_loop(), lines),
+            name="session-community-stdin",
+            daemon=True,
+        ).start()
+        while True:
+            try:
+                line = await asyncio.wait_for(lines.get(), poll_interval)
+            except TimeoutError:
+                line = ""
+            if line is None or not await _chat_line(c, room.join_url, line):
+                break
+            try:
+                await asyncio.wait_for(c.communities.poll(room.base_url), timeout())
+            except (TimeoutError, OSError, SessionError) as e:  # the next poll retries
+                why = str(e) or "no answer"
+                _say("offline", f"  (server unreachable, retrying: {shown(why)})", error=why)
+            show_new()
+        _say("end", "bye")
+    finally:
+        await _finish(s)
