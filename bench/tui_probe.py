@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -21,13 +22,11 @@ from pathlib import Path
 
 def rss_mb() -> float:
     pages = int(Path("/proc/self/statm").read_text().split()[1])
-    import os  # noqa: PLC0415
-
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 async def main(profile: Path, mode: str, idle_s: float) -> dict[str, float]:
-    from session.client import Client  # noqa: PLC0415
+    from session.client import Client
 
     c = Client.open(profile, background=False, create=False)
     await c.start()
@@ -38,7 +37,7 @@ async def main(profile: Path, mode: str, idle_s: float) -> dict[str, float]:
             await asyncio.sleep(idle_s)  # the measured idle window
             out["cpu_pct"] = 100 * (time.process_time() - c0) / (time.monotonic() - t0)
         else:
-            from session.tui.app import SessionTui  # noqa: PLC0415
+            from session.tui.app import SessionTui  # only the UI side loads Textual
 
             big = max(c.conversations(), key=lambda s: s.count).conversation
             small = min(c.conversations(), key=lambda s: s.count).conversation
