@@ -12,6 +12,7 @@ database size, onion layers), shows live progress, and writes ``result.json`` (s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import datetime
 import json
@@ -37,6 +38,7 @@ from rich.table import Table
 
 from bench.load import floors, report
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
+from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
 from session.devnet import Devnet, DevnetError
 from session.proto.snodes import parse_node_list
@@ -56,6 +58,10 @@ SCENARIOS = {
     "retrieve and open them all",
     "churn": "chat while nodes join and leave (one of each every --churn-every s); nothing "
     "acknowledged may be lost",
+    "fanout": "one member of a --members (default 100) closed group sends group messages at "
+    "--rate (default 1/s); every other member polls the group and opens each one",
+    "store-scale": "fill one swarm to --count messages (default 100,000; 1,000,000 works) "
+    "and measure store/retrieve cost per message at 1k, 10k, 100k, …: it must stay flat",
     "kill": "chat while a member of a recipient's swarm is SIGKILLed (at 1/3) and restarted "
     "(at 2/3)",
 }
@@ -109,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", type=int, default=8, help="senders per worker with --saturate")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per step (default 20)")
     ap.add_argument("--count", type=int, default=None, help="at most this many messages a step")
+    ap.add_argument("--members", type=int, default=100, help="group size in `fanout`")
     ap.add_argument("--burst", type=int, default=5, help="messages per client in `burst`")
     ap.add_argument("--churn-every", type=float, default=5.0, help="seconds between changes")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -209,6 +216,9 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
         return steps
     if sc == "burst":
         return [Step(f"burst-{args.burst}", "burst", args.duration, count=args.burst)]
+    if sc == "fanout":
+        r = (args.rate or [1.0])[0]
+        return [Step(f"fanout-{args.members}-{r:g}", "rate", args.duration, rate=r)]
     if sc == "backlog":
         return [
             Step(
@@ -310,7 +320,8 @@ class Run:
                 "profile_dir": str(self.work / "clients"),
                 "network": str(net.nodes_json),
                 "pairs": a.pairs,
-                "idle_poll": a.idle_poll,
+                "idle_poll": a.idle_poll if a.scenario != "fanout" else max(10.0, a.idle_poll),
+                "fanout": a.members if a.scenario == "fanout" else 0,
                 "seed": a.seed,
             }
             p = self.ctx.Process(
@@ -320,7 +331,7 @@ class Run:
             self.procs.append(p)
             self.cmds.append(cmd_q)
         ready = 0
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + (900 if a.scenario == "fanout" else 120)
         while ready < a.workers:
             try:
                 msg = self.results.get(timeout=1.0)
@@ -328,7 +339,7 @@ class Run:
                 if any(not p.is_alive() for p in self.procs):
                     raise SystemExit("a worker process died while starting") from None
                 if time.monotonic() > deadline:
-                    raise SystemExit("workers did not start in 120 s") from None
+                    raise SystemExit("the workers did not get ready in time") from None
                 continue
             if msg["kind"] == "ready":
                 ready += 1
@@ -555,6 +566,83 @@ class Run:
             "extra": {k: v for d in done for k, v in d.get("extra", {}).items()},
         }
 
+    def store_scale(
+        self, net: Network, probe: NodeProbe, fl: dict[str, float], extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The store-scale scenario (no workers: see :mod:`bench.load.storescale`)."""
+        a = self.args
+        count = a.count or 100_000
+        sc = StoreScale(str(net.nodes_json), probe, self.idle_cpu_per_s, max(a.concurrency, 16))
+        t0 = time.monotonic()
+
+        def mark(m: dict[str, Any]) -> None:
+            self.console.print(
+                f"  {m['messages']:>9,} messages: store {m['store_cpu_us']:.0f} µs CPU "
+                f"(p50 {m['store_p50_ms']:.1f} ms), retrieve {m['retrieve_cpu_us']:.0f} µs CPU "
+                f"(p50 {m['retrieve_p50_ms']:.1f} ms), node RSS ≤ {m['max_rss_mb']} MB, "
+                f"DB ≤ {m['max_db_mb']} MB  [{time.monotonic() - t0:.0f} s]"
+            )
+
+        whole = NodeProbe(net.refs)  # the whole run (the checkpoints reset `probe`)
+        whole.reset()
+        out = asyncio.run(sc.run(count, mark))
+        whole.sample(sizes=True)
+        wall = time.monotonic() - t0
+        probe = whole
+        extra["store_scale"] = out
+        last = out["checkpoints"][-1]
+        lat = report.summary(sc.hist)
+        nodes_cpu = sum(t.cpu_s for t in probe.totals.values())
+        net_cpu = max(0.0, nodes_cpu - self.idle_cpu_per_s * wall)
+        per = net_cpu / sc.stored * 1e3 if sc.stored else 0.0
+        return {
+            "name": f"store-scale-{count}",
+            "mode": "store-scale",
+            "offered_per_s": None,
+            "duration_s": round(wall, 2),
+            "wall_s": round(wall, 2),
+            "sent": sc.stored,
+            "acked": sc.stored,
+            "delivered": sc.stored,
+            "lost": 0 if all(m["retrieved_ok"] for m in out["checkpoints"]) else 1,
+            "errors": out["errors"],
+            "delivered_per_s": round(sc.stored / wall, 2),
+            "latency_ms": lat,
+            "store_latency_ms": lat,
+            "cpu": {
+                "nodes_s": round(nodes_cpu, 3),
+                "workers_s": 0.0,
+                "driver_s": 0.0,
+                "per_delivered_ms": round(nodes_cpu / sc.stored * 1e3, 4) if sc.stored else 0.0,
+                "per_layer_us": 0.0,
+                "net_per_delivered_ms": round(per, 4),
+                "net_per_layer_us": 0.0,
+                "layers": 0,
+                "idle_s": round(self.idle_cpu_per_s * wall, 3),
+            },
+            "ratios": {
+                "store_cpu_vs_sqlite_insert": round(
+                    last["store_cpu_us"] / fl["sqlite_insert_us"], 1
+                ),
+                "retrieve_cpu_vs_sqlite_insert": round(
+                    last["retrieve_cpu_us"] / fl["sqlite_insert_us"], 1
+                ),
+            },
+            "nodes": [
+                {
+                    "name": k,
+                    "cpu_s": round(t.cpu_s, 3),
+                    "rss_mb": round(t.rss_mb, 1),
+                    "db_mb": round(t.db_mb, 2),
+                    "layers": 0,
+                }
+                for k, t in sorted(probe.totals.items())
+            ],
+            "timeline": [],
+            "events": [],
+            "extra": {},
+        }
+
     def idle_rate(self, probe: NodeProbe, seconds: float = 3.0) -> float:
         """CPU seconds per second the nodes spend with no load (heartbeats, registry polls,
         swarm reconciliation): subtracted to give the ``net`` per-message figures."""
@@ -617,14 +705,18 @@ class Run:
         net = Network(a, self.work)
         try:
             self.console.print(f"network: {net.count} nodes ({net.nodes_json})")
-            steps = scenario_steps(a, net)
-            self.last_step = steps[-1]
-            self.start_workers(net)
             probe = NodeProbe(net.refs)
             self.idle_cpu_per_s = self.idle_rate(probe)
             self.console.print(f"nodes at idle: {self.idle_cpu_per_s:.3f} CPU s/s (all nodes)")
             results = []
             extra: dict[str, Any] = {}
+            steps = [] if a.scenario == "store-scale" else scenario_steps(a, net)
+            if steps:
+                self.last_step = steps[-1]
+                self.start_workers(net)
+            else:
+                results.append(self.store_scale(net, probe, fl, extra))
+                self.print_step(results[-1])
             for st in steps:
                 results.append(self.run_step(st, net, probe, fl))
                 self.print_step(results[-1])
@@ -675,6 +767,12 @@ class Run:
 
     def print_step(self, s: dict[str, Any]) -> None:
         lat, cpu, r = s["latency_ms"], s["cpu"], s["ratios"]
+        if s["mode"] == "store-scale":
+            self.console.print(
+                f"[bold]{s['name']}[/]: {s['delivered']:,} stored, {s['delivered_per_s']:.0f}/s "
+                f"fill, node CPU {cpu['net_per_delivered_ms']:.3f} ms/store net of idle"
+            )
+            return
         off = f"{s['offered_per_s']:g}/s offered" if s["offered_per_s"] else s["mode"]
         self.console.print(
             f"[bold]{s['name']}[/] ({off}): {s['delivered']}/{s['sent']} delivered, "
@@ -705,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1 or args.pairs < 1 or args.duration <= 0:
         raise SystemExit("--workers and --pairs must be at least 1, --duration positive")
+    if args.scenario == "fanout" and args.workers != 1:
+        args.workers = 1  # one group, its members in one process
+    if args.scenario == "fanout" and not 2 <= args.members <= 100:
+        raise SystemExit("--members: a closed group has 2 to 100 members")
     if args.scenario != "chat" and args.saturate:
         raise SystemExit("--saturate is for the chat scenario")
     run = Run(args)

@@ -165,7 +165,8 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         ax1.plot(xs, [s["latency_ms"][key] for s in steps], style, label=key)
     ax1.set_xlabel("offered load (messages/s; closed loop: achieved)")
     ax1.set_ylabel("send → plaintext latency (ms)")
-    ax1.set_yscale("log")
+    if any(s["latency_ms"]["max"] > 0 for s in steps):
+        ax1.set_yscale("log")
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend()
     ax2.plot(xs, [s["delivered_per_s"] for s in steps], "o-", label="delivered")
@@ -204,7 +205,8 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     ax1.set_ylabel("messages/s")
     ax1.legend(["sent", "delivered"], loc="upper left")
     ax2.set_ylabel("latency (ms), delivered that second")
-    ax2.set_yscale("log")
+    if any(r["p99_ms"] > 0 for s in steps for r in s["timeline"]):
+        ax2.set_yscale("log")
     ax2.legend(["p50", "p99"], loc="upper left")
     ax2.set_xlabel("seconds since the first step began")
     for ax in (ax1, ax2):
@@ -215,6 +217,33 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     fig.savefig(p, dpi=100)
     plt.close(fig)
     files.append(p)
+
+    # 3. store-scale: cost per message as the swarm fills
+    scale = doc["extra"].get("store_scale")
+    if scale:
+        marks = scale["checkpoints"]
+        n = [m["messages"] for m in marks]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        ax1.plot(n, [m["store_cpu_us"] for m in marks], "o-", label="store (node CPU, all nodes)")
+        ax1.plot(n, [m["retrieve_cpu_us"] for m in marks], "s-", label="retrieve (node CPU)")
+        ax1.set_xscale("log")
+        ax1.set_xlabel("messages in the swarm")
+        ax1.set_ylabel("µs CPU per request")
+        ax1.set_ylim(bottom=0)
+        ax1.grid(True, which="both", alpha=0.3)
+        ax1.legend()
+        ax2.plot(n, [m["max_rss_mb"] for m in marks], "o-", label="largest node RSS (MB)")
+        ax2.plot(n, [m["max_db_mb"] for m in marks], "s-", label="largest node DB (MB)")
+        ax2.set_xscale("log")
+        ax2.set_xlabel("messages in the swarm")
+        ax2.grid(True, which="both", alpha=0.3)
+        ax2.legend()
+        fig.suptitle(title + " — store-scale")
+        fig.tight_layout()
+        p = out_dir / "store-scale.png"
+        fig.savefig(p, dpi=100)
+        plt.close(fig)
+        files.append(p)
     return files
 
 

@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from session.client import Client
+from session.client import Client, MessageReceived
 from session.client import messages as M
+from session.client.events import EventStream
 from session.client.transport import PathFailure
 from session.errors import ClockOutOfSync, NetworkError, NodeRequestFailed, SessionError
 
@@ -88,6 +89,13 @@ class Worker:
         self.paused: set[int] = set()
         self.new_stats()
         self.running = True
+        #: the fanout scenario's group ID ("" otherwise) and each member's event stream
+        self.gid = ""
+        self.streams: list[EventStream] = []
+        #: fanout: token → how many members still have to receive it
+        self.copies: dict[str, int] = {}
+        #: fanout: token → members that received it already (possibly before the ack)
+        self.received: dict[str, set[int]] = {}
 
     def new_stats(self) -> None:
         self.sent = self.acked = self.delivered = self.late = 0
@@ -102,7 +110,8 @@ class Worker:
 
     async def open_clients(self) -> None:
         base = Path(self.cfg["profile_dir"]) / f"w{self.wid}"
-        for i in range(2 * self.cfg["pairs"]):
+        members = int(self.cfg.get("fanout") or 0)
+        for i in range(members or 2 * self.cfg["pairs"]):
             c = Client(
                 base / f"c{i}",
                 self.cfg["network"],
@@ -118,6 +127,23 @@ class Worker:
             self.clients.append(c)
             self.outstanding.append(set())
             self.wake.append(asyncio.Event())
+        if members:
+            await self.make_group()
+
+    async def make_group(self) -> None:
+        """The fanout scenario's group: client 0 creates it with every other client of this
+        worker as a member (its invitations go out 1:1); each member polls, accepts and
+        settles its cursors, so later polls see only new messages."""
+        admin, rest = self.clients[0], self.clients[1:]
+        self.gid = await admin.groups.create("load", [m.session_id for m in rest])
+        if await admin.drain(120):
+            raise RuntimeError("the group's invitations could not be delivered")
+        for m in rest:
+            await m.poll_once()
+            await m.groups.accept(self.gid)
+            await m.drain(60)
+            await m.groups.poll(self.gid)
+        self.streams = [c.events() for c in self.clients]
 
     async def close(self) -> None:
         for c in self.clients:
@@ -130,7 +156,39 @@ class Worker:
         a, b = 2 * p, 2 * p + 1
         return (a, b) if self.rng.random() < 0.5 else (b, a)
 
+    async def send_group(self, sched: float) -> None:
+        """fanout: client 0 sends one group message (the library's outbox path), every other
+        client is a recipient."""
+        admin = self.clients[0]
+        token = f"load L{self.wid}:{next(self.seq)}"
+        n = len(self.clients) - 1
+        self.pending[token] = (sched, -1)
+        self.copies[token] = n
+        self.sent += 1
+        try:
+            mid = await admin.groups.send(self.gid, token)
+            await admin.flush_outbox()
+        except SessionError as e:
+            self.count_error(error_kind(e))
+            return
+        m = admin.message(mid)
+        if m is None or m.status != "sent":
+            self.count_error("outbox: " + (admin.delivery_error(mid) or "not sent"))
+            return
+        self.acked += 1
+        self.store.append(time.monotonic() - sched)
+        if token not in self.copies:
+            return  # every member had it before the sender's flush returned
+        got = self.received.get(token, set())
+        for i in range(1, n + 1):
+            if i not in got:
+                self.outstanding[i].add(token)
+                self.wake[i].set()
+
     async def send_one(self, sched: float, pair: tuple[int, int] | None = None) -> None:
+        if self.gid:
+            await self.send_group(sched)
+            return
         a, b = pair or self.pick_pair()
         src, dst = self.clients[a], self.clients[b]
         token = f"load L{self.wid}:{next(self.seq)}"
@@ -167,12 +225,17 @@ class Worker:
                 break
             if idx in self.paused:
                 continue
-            try:
-                rows = await c.receiver.poller.poll(0)
-            except SessionError as e:
-                self.count_error("poll " + error_kind(e))
-                rows = []
-            if rows:
+            if self.gid:
+                if idx == 0:
+                    continue  # the sender of the group's messages
+                rows = await self.poll_group(idx)
+            else:
+                try:
+                    rows = await c.receiver.poller.poll(0)
+                except SessionError as e:
+                    self.count_error("poll " + error_kind(e))
+                    rows = []
+            if rows and not self.gid:
                 got = c.receiver.apply_unseen(rows)
                 now = time.monotonic()
                 for inc in got:
@@ -192,6 +255,35 @@ class Worker:
                 self.wake[idx].set()
             else:
                 backoff = BACKOFF_MIN
+
+    async def poll_group(self, idx: int) -> list[Any]:
+        """fanout: one member polls the group (its four namespaces); returns the received
+        message events (empty when nothing new arrived)."""
+        try:
+            await self.clients[idx].groups.poll(self.gid)
+        except SessionError as e:
+            self.count_error("poll " + error_kind(e))
+            return []
+        now = time.monotonic()
+        got = [ev for ev in self.streams[idx].pending() if isinstance(ev, MessageReceived)]
+        for ev in got:
+            token = ev.body
+            if token not in self.outstanding[idx] and token not in self.copies:
+                continue
+            entry = self.pending.get(token)
+            self.outstanding[idx].discard(token)
+            self.received.setdefault(token, set()).add(idx)
+            left = self.copies.get(token, 0) - 1
+            if left <= 0:
+                self.copies.pop(token, None)
+                self.pending.pop(token, None)
+                self.received.pop(token, None)
+            else:
+                self.copies[token] = left
+            if entry is not None:
+                self.delivered += 1
+                self.e2e.append((now, now - entry[0]))
+        return got
 
     # ------------------------------------------------------------------ steps
 
@@ -276,6 +368,8 @@ class Worker:
         for o in self.outstanding:
             o.clear()
         self.pending.clear()
+        self.copies.clear()
+        self.received.clear()
         reporter.cancel()
         await asyncio.gather(reporter, return_exceptions=True)
         self.flush_report()
