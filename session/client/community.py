@@ -463,7 +463,10 @@ _MEANING = {
     400: "the server refused the request as malformed",
     401: "the server did not accept our request signature",
     403: "the server refused: you are banned from this room or lack the permission",
-    404: "the server does not have it (unknown room, message or recipient)",
+    404: (
+        "the server does not have it or hides it from you (unknown room, message or recipient;"
+        " a member banned from a room no longer sees it)"
+    ),
     406: "the server refused it",
     412: "the server lacks a required capability",
     413: "the server refused it as too large",
@@ -1095,11 +1098,24 @@ class CommunityManager:
         msg = _json(payload)
         if not isinstance(msg, dict):
             raise CommunityError(201, "the community server's answer to a post is not an object")
-        msg.setdefault("data", doc["data"])
-        msg.setdefault("signature", doc["signature"])
-        msg.setdefault("session_id", self.blinded_id(room.base_url))
-        with self.db.tx():
-            self._store_post(room.base_url, room.token, parse_post(msg))
+        if not isinstance(msg.get("id"), int):
+            raise CommunityError(201, "the community server's answer to a post has no id")
+        # Read it back with a poll rather than storing the answer: the room's seqno then
+        # covers the post, so a later deletion of it (which SOGS lists only to members whose
+        # seqno covers its creation) reaches us.
+        try:
+            await self.poll(room.base_url)
+        except SessionError as e:
+            log.info("community poll after posting failed: %s", e)
+        if not self.db.conn.execute(
+            "SELECT 1 FROM community_posts WHERE base_url=? AND token=? AND id=?",
+            (room.base_url, room.token, msg["id"]),
+        ).fetchone():
+            msg.setdefault("data", doc["data"])
+            msg.setdefault("signature", doc["signature"])
+            msg.setdefault("session_id", self.blinded_id(room.base_url))
+            with self.db.tx():
+                self._store_post(room.base_url, room.token, parse_post(msg))
         return self.post_by_id(ref, int(msg["id"]))
 
     async def upload(self, room: Room, path: Path) -> tuple[int, pb.AttachmentPointer]:
