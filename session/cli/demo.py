@@ -10,11 +10,14 @@
 5. a closed group: Alice creates it with Bob and a third person, Carol (invitations 1:1, signed
    by the group key); both join; one group message from Alice reaches both, one from Bob
    reaches Alice;
-6. waits until every member of Bob's swarm holds Alice's message, opens every node's SQLite
+6. a file through the blind file server, and a name that resolves;
+7. a community room: Alice and Bob join the devnet's ``lobby``, Alice posts, Bob reacts, Alice
+   sends Bob a DM by his blinded ID; the community server's files hold only blinded IDs;
+8. waits until every member of Bob's swarm holds Alice's message, opens every node's SQLite
    store read-only and shows what it holds under Bob's ID (ciphertext size and hash; there is
    no sender column), then checks that no plaintext and no sender key is on the nodes
    (databases, WAL files, logs);
-7. stops everything cleanly (every node exits with status 0).
+9. stops everything cleanly (every node exits with status 0).
 
 Exit status 0 when every step and check passed, 1 otherwise (the failure is printed).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import shutil
 import sqlite3
 import sys
@@ -45,7 +49,7 @@ from session.client import (
 )
 from session.client import messages as M
 from session.devnet import Devnet, DevnetError
-from session.proto.snodes import SwarmMap, parse_node_list
+from session.proto.snodes import SwarmMap, parse_community_servers, parse_node_list
 from session.registry.client import register_name
 
 TEXT_TO_BOB = "Hi Bob, it's Alice. Lunch at the usual place at noon?"
@@ -57,6 +61,8 @@ FILE_NAME = "menu.txt"
 FILE_TEXT = "Today's menu at the usual place: soup, pasta, salad.\n" * 200
 FILE_CAPTION = "Here's the menu"
 DEMO_NAME = "alice-demo"
+ROOM_POST = "Hello lobby! Anyone up for lunch?"
+ROOM_DM = "Bob, it's Alice: this one is just for you."
 
 
 class DemoFailure(Exception):
@@ -290,6 +296,7 @@ async def exchange(out: Printer, net: Any, work: Path) -> dict[str, Any]:
         )
         await group_step(out, alice, bob, qa, qb, work, nodes_json)
         await file_and_name_step(out, net, alice, bob, qb, work)
+        await community_step(out, net, alice, bob)
         return {
             "alice": alice.session_id,
             "bob": bob.session_id,
@@ -406,6 +413,61 @@ async def file_and_name_step(
         found == alice.session_id,
         f"Bob resolved “{DEMO_NAME}” through onion requests to three nodes that agree: "
         f"{short(found, 12)}",
+    )
+
+
+async def community_step(out: Printer, net: Any, alice: Client, bob: Client) -> None:
+    """Step 7: Alice and Bob in the devnet's community room ``lobby``: a post, a reaction and
+    a DM by blinded ID; the server's files hold only blinded IDs."""
+    out.step("A community room: Alice and Bob join the lobby, post, react and DM by blinded ID")
+    if net.community is None:
+        raise DemoFailure("the devnet has no community server")
+    (server,) = parse_community_servers(json.loads((net.dir / "nodes.json").read_text()))
+    url = server.rooms["lobby"]
+    out.line(f"join URL from nodes.json: {url[:60]}…")
+    for c in (alice, bob):
+        await c.communities.join(url)
+    a15, b15 = (c.communities.blinded_id(server.url) for c in (alice, bob))
+    out.line(f"Alice appears there as {short(a15, 16)}, Bob as {short(b15, 16)} (blinded IDs)")
+    post = await alice.communities.post("lobby", ROOM_POST)
+    await bob.communities.poll(server.url)
+    seen = bob.communities.post_by_id("lobby", post.id)
+    out.check(
+        seen.body == ROOM_POST and seen.author == a15,
+        f"Bob read post #{post.id} “{seen.body}”, signature checked under Alice's blinded key",
+    )
+    await bob.communities.react("lobby", post.id, "🍝")
+    await alice.communities.poll(server.url)
+    reactions = alice.communities.post_by_id("lobby", post.id).reactions
+    out.check(
+        reactions.get("🍝", {}).get("reactors") == [b15],
+        "Bob reacted 🍝 and Alice sees the reaction (by Bob's blinded ID)",
+    )
+    await alice.communities.send_dm("lobby", b15, ROOM_DM)
+    await bob.communities.poll(server.url)
+    dms = [d for d in bob.communities.dms(server.url) if not d.outgoing]
+    out.check(
+        len(dms) == 1 and dms[0].body == ROOM_DM and dms[0].sender_session_id == alice.session_id,
+        "Alice sent Bob a DM to his blinded ID; Bob decrypted it and learned her Session ID "
+        "from inside the message",
+    )
+    root = net.community.data_dir
+    db = open_ro(root / "store" / "community.db")
+    try:
+        users = {r[0] for r in db.execute("SELECT session_id FROM users")}
+    finally:
+        db.close()
+    out.check(users == {a15, b15}, f"the server's users table holds {len(users)} blinded IDs")
+    secrets = [
+        form
+        for c in (alice, bob)
+        for form in (*key_forms(bytes.fromhex(c.session_id[2:])), c.session_id.encode())
+    ]
+    leaked = [p for p in files_under(root) if any(x in p.read_bytes() for x in secrets)]
+    out.check(
+        not leaked,
+        "neither Session ID (hex, raw or base64) is in any community-server file "
+        "(database, WAL, files, log)",
     )
 
 
