@@ -42,6 +42,11 @@ NONCE_KEEP = 2 * 86_400
 GLOBAL = 0  # the room column of server-wide moderators and bans
 
 
+def now() -> float:
+    """The store's clock (Unix seconds); tests move it to expire files, DMs and bans."""
+    return time.time()
+
+
 class NotFound(StorageError):
     """No such room, message, file or member."""
 
@@ -270,7 +275,7 @@ class CommunityStore:
         try:
             self.db.execute(
                 "INSERT INTO rooms (token, name, description, created) VALUES (?, ?, ?, ?)",
-                (token, name, description, time.time()),
+                (token, name, description, now()),
             )
         except sqlite3.IntegrityError:
             raise InvalidInput(f"a room {token!r} already exists") from None
@@ -318,7 +323,7 @@ class CommunityStore:
         return int(
             self.db.execute(
                 "SELECT COUNT(*) FROM room_users WHERE room = ? AND last_active > ?",
-                (room.id, time.time() - cutoff),
+                (room.id, now() - cutoff),
             ).fetchone()[0]
         )
 
@@ -326,13 +331,13 @@ class CommunityStore:
         self.db.execute(
             "INSERT INTO room_users (room, user, last_active) VALUES (?, ?, ?)"
             " ON CONFLICT(room, user) DO UPDATE SET last_active = excluded.last_active",
-            (room.id, user.id, time.time()),
+            (room.id, user.id, now()),
         )
 
     # -- members ----------------------------------------------------------------------------
     def user(self, session_id: str, *, create: bool = True) -> User | None:
         """The member signing as ``session_id`` (created on first sight when ``create``)."""
-        now = time.time()
+        t = now()
         row = self.db.execute(
             "SELECT id, session_id, key FROM users WHERE session_id = ?", (session_id,)
         ).fetchone()
@@ -341,7 +346,7 @@ class CommunityStore:
                 return None
             cur = self.db.execute(
                 "INSERT INTO users (session_id, key, created, last_active) VALUES (?, ?, ?, ?)",
-                (session_id, member_key(session_id), now, now),
+                (session_id, member_key(session_id), t, t),
             )
             return User(int(cur.lastrowid or 0), session_id, member_key(session_id))
         return User(int(row[0]), row[1], row[2])
@@ -355,14 +360,14 @@ class CommunityStore:
         return None if row is None else User(int(row[0]), row[1], row[2])
 
     def touch_user(self, user: User) -> None:
-        self.db.execute("UPDATE users SET last_active = ? WHERE id = ?", (time.time(), user.id))
+        self.db.execute("UPDATE users SET last_active = ? WHERE id = ?", (now(), user.id))
 
     def use_nonce(self, pubkey: str, nonce: bytes) -> None:
         """Remember a request nonce; :class:`NonceReused` if this key used it before."""
         try:
             self.db.execute(
                 "INSERT INTO nonces (pubkey, nonce, at) VALUES (?, ?, ?)",
-                (pubkey, nonce, time.time()),
+                (pubkey, nonce, now()),
             )
         except sqlite3.IntegrityError:
             raise NonceReused("X-SOGS-Nonce cannot be reused") from None
@@ -383,7 +388,7 @@ class CommunityStore:
         row = self.db.execute(
             "SELECT 1 FROM bans WHERE key = ? AND room IN (?, ?) AND (expires IS NULL"
             " OR expires > ?)",
-            (key, GLOBAL, room_id, time.time()),
+            (key, GLOBAL, room_id, now()),
         ).fetchone()
         return row is not None
 
@@ -466,7 +471,7 @@ class CommunityStore:
 
     def ban(self, keys: Iterable[str], room: Room | None, timeout: float | None) -> None:
         rid = GLOBAL if room is None else room.id
-        expires = None if timeout is None else time.time() + timeout
+        expires = None if timeout is None else now() + timeout
         with self._tx() as db:
             for key in keys:
                 db.execute(
@@ -534,12 +539,12 @@ class CommunityStore:
     ) -> int:
         """Store a post; returns its id. ``rate_limit`` (posts, seconds): :class:`RateLimited`
         when the member already made that many posts in the room within that time."""
-        now = time.time()
+        t = now()
         with self._tx() as db:
             if rate_limit is not None and rate_limit[0] > 0:
                 recent = db.execute(
                     "SELECT COUNT(*) FROM messages WHERE room = ? AND user = ? AND posted >= ?",
-                    (room.id, user.id, now - rate_limit[1]),
+                    (room.id, user.id, t - rate_limit[1]),
                 ).fetchone()[0]
                 if recent >= rate_limit[0]:
                     raise RateLimited(
@@ -552,12 +557,12 @@ class CommunityStore:
                 " seqno_reactions, seqno_creation, whisper_to, whisper_mods)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    room.id, user.id, now, data, signature, seq, seq, 0, seq,
+                    room.id, user.id, t, data, signature, seq, seq, 0, seq,
                     whisper_to.id if whisper_to else None, int(whisper_mods),
                 ),
             )  # fmt: skip
             msg_id = int(cur.lastrowid or 0)
-            self._own_files(db, room, user, msg_id, files, now + file_ttl)
+            self._own_files(db, room, user, msg_id, files, t + file_ttl)
         return msg_id
 
     def _own_files(
@@ -598,15 +603,15 @@ class CommunityStore:
             raise NotFound(f"no message {msg_id} in this room")
         if row[1] != user.id:
             raise Forbidden("only the author of a post may edit it")
-        now = time.time()
+        t = now()
         with self._tx() as db:
             seq = self._next_seqno(db, room.id)
             db.execute(
                 "UPDATE messages SET data = ?, signature = ?, edited = ?, seqno = ?,"
                 " seqno_data = ? WHERE id = ?",
-                (data, signature, now, seq, seq, msg_id),
+                (data, signature, t, seq, seq, msg_id),
             )
-            self._own_files(db, room, user, msg_id, files, now + file_ttl)
+            self._own_files(db, room, user, msg_id, files, t + file_ttl)
 
     def delete_posts(self, room: Room, msg_ids: Iterable[int]) -> int:
         """Turn posts into deletion markers (no data, reactions, pins or files)."""
@@ -784,7 +789,7 @@ class CommunityStore:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO reactions (message, reaction, user, at) VALUES (?, ?, ?, ?)",
-                (msg_id, emoji, user.id, time.time()),
+                (msg_id, emoji, user.id, now()),
             )
             if cur.rowcount:
                 return True, self._reaction_seqno(db, room, msg_id)
@@ -830,7 +835,7 @@ class CommunityStore:
                 "INSERT INTO pinned (room, message, pinned_by, pinned_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT(room, message) DO UPDATE SET pinned_at = excluded.pinned_at,"
                 " pinned_by = excluded.pinned_by",
-                (room.id, msg_id, user.id, time.time()),
+                (room.id, msg_id, user.id, now()),
             )
             self._bump_info(db, [room.id])
         return self.room(room.token).info_updates
@@ -862,7 +867,7 @@ class CommunityStore:
     def put_file(
         self, room: Room, user: User, blob: bytes, filename: str | None, ttl: float
     ) -> int:
-        now = time.time()
+        t = now()
         fd, name = tempfile.mkstemp(dir=self.tmp)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -873,7 +878,7 @@ class CommunityStore:
                 cur = db.execute(
                     "INSERT INTO files (room, uploader, size, uploaded, expiry, filename)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (room.id, user.id, len(blob), now, now + ttl, filename),
+                    (room.id, user.id, len(blob), t, t + ttl, filename),
                 )
                 fid = int(cur.lastrowid or 0)
                 os.replace(name, self.files / str(fid))
@@ -885,7 +890,7 @@ class CommunityStore:
         row = self.db.execute(
             "SELECT id, room, size, uploaded, expiry, filename FROM files"
             " WHERE id = ? AND room = ? AND expiry > ?",
-            (fid, room.id, time.time()),
+            (fid, room.id, now()),
         ).fetchone()
         if row is None:
             raise NotFound("no such file: it never existed or it expired")
@@ -901,16 +906,16 @@ class CommunityStore:
 
     # -- direct messages ----------------------------------------------------------------------
     def send_dm(self, sender: User, recipient: User, data: bytes, ttl: float) -> dict[str, Any]:
-        now = time.time()
+        t = now()
         cur = self.db.execute(
             "INSERT INTO dms (sender, recipient, data, posted_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
-            (sender.id, recipient.id, data, now, now + ttl),
+            (sender.id, recipient.id, data, t, t + ttl),
         )
         return {
             "id": int(cur.lastrowid or 0),
-            "posted_at": now,
-            "expires_at": now + ttl,
+            "posted_at": t,
+            "expires_at": t + ttl,
             "sender": sender.session_id,
             "recipient": recipient.session_id,
         }
@@ -923,7 +928,7 @@ class CommunityStore:
             "SELECT d.id, d.posted_at, d.expires_at, s.session_id, r.session_id, d.data"
             " FROM dms d JOIN users s ON d.sender = s.id JOIN users r ON d.recipient = r.id"
             f" WHERE {mine} = ? AND d.id > ? AND d.expires_at > ? ORDER BY d.id LIMIT ?",
-            (user.id, since or 0, time.time(), limit),
+            (user.id, since or 0, now(), limit),
         )
         return [
             {
@@ -939,14 +944,14 @@ class CommunityStore:
     # -- upkeep -------------------------------------------------------------------------------
     def sweep(self) -> tuple[int, int, int]:
         """Delete expired files, DMs and old nonces; returns how many of each."""
-        now = time.time()
-        gone = [r[0] for r in self.db.execute("SELECT id FROM files WHERE expiry <= ?", (now,))]
+        t = now()
+        gone = [r[0] for r in self.db.execute("SELECT id FROM files WHERE expiry <= ?", (t,))]
         for fid in gone:
-            self.db.execute("DELETE FROM files WHERE id = ? AND expiry <= ?", (fid, now))
+            self.db.execute("DELETE FROM files WHERE id = ? AND expiry <= ?", (fid, t))
             (self.files / str(fid)).unlink(missing_ok=True)
-        dms = self.db.execute("DELETE FROM dms WHERE expires_at <= ?", (now,)).rowcount
-        nonces = self.db.execute("DELETE FROM nonces WHERE at <= ?", (now - NONCE_KEEP,)).rowcount
-        self.db.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?", (now,))
+        dms = self.db.execute("DELETE FROM dms WHERE expires_at <= ?", (t,)).rowcount
+        nonces = self.db.execute("DELETE FROM nonces WHERE at <= ?", (t - NONCE_KEEP,)).rowcount
+        self.db.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?", (t,))
         return len(gone), dms, nonces
 
 

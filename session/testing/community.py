@@ -58,7 +58,7 @@ class Member:
         url = self.server.url + quote(path, safe="/?=&,:@-_.~")
         async with self.http.request(method, url, data=raw or None, headers=h) as r:
             data = await r.read()
-            if r.content_type == "application/json":
+            if r.content_type == "application/json" and data:
                 return r.status, json.loads(data)
             return r.status, data
 

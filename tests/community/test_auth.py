@@ -27,9 +27,15 @@ def test_session_vectors_authenticate(case: dict) -> None:
     path, _, query = case["path"].partition("?")
     headers = {k.lower(): v for k, v in case["headers"].items()}
     signer = authenticate(
-        headers, case["method"], path, query, body, bytes.fromhex(case["server_pk"]),
-        require_blind=case["blinded"], now=case["timestamp"],
-    )  # fmt: skip
+        headers,
+        case["method"],
+        path,
+        query,
+        body,
+        bytes.fromhex(case["server_pk"]),
+        require_blind=case["blinded"],
+        now=case["timestamp"],
+    )
     assert signer is not None
     if case["blinded"]:
         assert signer.session_id == case["headers"]["X-SOGS-Pubkey"]
@@ -38,9 +44,15 @@ def test_session_vectors_authenticate(case: dict) -> None:
     # One changed byte anywhere in what is signed: 401.
     with pytest.raises(AuthError) as e:
         authenticate(
-            headers, case["method"], path + "x", query, body, bytes.fromhex(case["server_pk"]),
-            require_blind=case["blinded"], now=case["timestamp"],
-        )  # fmt: skip
+            headers,
+            case["method"],
+            path + "x",
+            query,
+            body,
+            bytes.fromhex(case["server_pk"]),
+            require_blind=case["blinded"],
+            now=case["timestamp"],
+        )
     assert e.value.status == 401
 
 
