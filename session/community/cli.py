@@ -24,15 +24,14 @@ import segno
 import uvloop
 
 from session.community.config import ENV_CONFIG, CommunityConfig, base_url, join_url, load_config
-from session.community.store import CommunityStore, check_id, check_token, keys_for_id
-from session.identity import Identity
+from session.community.store import CommunityStore, Room, check_id, check_token, keys_for_id
 from session.node import keys
-from session.service.cli import config_options, exit_on_errors
-from session.service.config import as_dict
+from session.service.cli import add_server_commands, config_options, exit_on_errors, key_doc
 from session.service.logs import setup_logging
 from session.text import for_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -80,19 +79,6 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Comm
     )
 
 
-def _key_doc(identity: Identity) -> dict[str, str]:
-    return {
-        "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-        "pubkey_x25519": bytes(identity.x25519_public).hex(),
-    }
-
-
-def _echo_keys(identity: Identity) -> None:
-    doc = _key_doc(identity)
-    click.echo(f"ed25519: {doc['pubkey_ed25519']}")
-    click.echo(f"x25519:  {doc['pubkey_x25519']}  (the public_key of join URLs)")
-
-
 @main.command()
 @_options
 @_run_options
@@ -111,7 +97,7 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
             "ready": True,
             "url": server.url,
             "admin_url": server.admin_url,
-            **_key_doc(server.identity),
+            **key_doc(server.identity),
         }
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.stdout.flush()
@@ -122,64 +108,15 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
         pass
 
 
-@main.command()
-@_options
-@click.option("--force", is_flag=True, help="Replace an existing key (every member re-blinds).")
-@exit_on_errors
-def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
-    """Create the server's Ed25519 key (its X25519 key, derived, is the join URLs' key)."""
-    cfg = _load(config_path, data_dir)
-    identity = keys.generate(cfg.data_dir, force=force)
-    click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
-    _echo_keys(identity)
-
-
-def _identity(cfg: CommunityConfig) -> Identity:
-    keys.check_permissions(keys.key_path(cfg.data_dir))
-    return keys.load(cfg.data_dir)
-
-
-@main.command("show-id")
-@_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@exit_on_errors
-def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
-    """Print the server's public keys."""
-    identity = _identity(_load(config_path, data_dir))
-    if as_json:
-        click.echo(json.dumps(_key_doc(identity)))
-    else:
-        _echo_keys(identity)
-
-
-@main.command("check-config")
-@_options
-@_run_options
-@click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
-@exit_on_errors
-def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
-    """Validate the configuration (file + environment + flags) and the key file."""
-    cfg = _load(config_path, data_dir, **flags)
-    if show:
-        click.echo(json.dumps(as_dict(cfg), indent=2))
-    path = keys.key_path(cfg.data_dir)
-    if path.exists():
-        keys.check_permissions(path)
-    else:
-        click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
-    click.echo(f"configuration ok (data dir {cfg.data_dir})")
-
-
-@main.command("systemd-unit")
-def systemd_unit() -> None:
-    """Print the systemd unit file."""
-    click.echo(resource_text("session-community.service"), nl=False)
-
-
-@main.command("example-config")
-def example_config() -> None:
-    """Print the commented example configuration."""
-    click.echo(resource_text("session-community.example.toml"), nl=False)
+add_server_commands(
+    main,
+    program="session-community",
+    module="session.community",
+    load=_load,
+    options=_options,
+    run_options=_run_options,
+    x25519_note="  (the public_key of join URLs)",
+)
 
 
 def resource_text(name: str) -> str:
@@ -280,6 +217,26 @@ def _scope(room_token: str | None, is_global: bool) -> None:
         raise click.UsageError("give exactly one of --room TOKEN or --global")
 
 
+def _on_member(
+    config_path: Path | None,
+    data_dir: Path | None,
+    member_id: str,
+    room_token: str | None,
+    is_global: bool,
+    action: Callable[[CommunityStore, list[str], Room | None], T],
+) -> tuple[T, Room | None]:
+    """Run ``action(store, member keys, room or None for --global)``; its result and the room."""
+    _scope(room_token, is_global)
+    cfg = _load(config_path, data_dir)
+    member_keys = _member_keys(cfg, member_id)
+    store = _store(cfg)
+    try:
+        r = store.room(room_token) if room_token else None
+        return action(store, member_keys, r), r
+    finally:
+        store.close()
+
+
 @main.group()
 def mod() -> None:
     """Add and remove moderators and admins."""
@@ -302,15 +259,10 @@ def mod_add(
     hidden: bool,
 ) -> None:
     """Make MEMBER_ID (a 05 Session ID or 15 blinded ID) a moderator."""
-    _scope(room_token, is_global)
-    cfg = _load(config_path, data_dir)
-    member_keys = _member_keys(cfg, member_id)
-    store = _store(cfg)
-    try:
-        r = store.room(room_token) if room_token else None
-        store.set_moderator(member_keys, r, admin=admin, visible=not hidden)
-    finally:
-        store.close()
+    _, r = _on_member(
+        config_path, data_dir, member_id, room_token, is_global,
+        lambda st, ks, rm: st.set_moderator(ks, rm, admin=admin, visible=not hidden),
+    )  # fmt: skip
     what = "admin" if admin else "moderator"
     click.echo(f"{what} added {'server-wide' if r is None else 'in ' + r.token}")
 
@@ -328,15 +280,9 @@ def mod_remove(
     is_global: bool,
 ) -> None:
     """Remove MEMBER_ID's moderator (and admin) rights."""
-    _scope(room_token, is_global)
-    cfg = _load(config_path, data_dir)
-    member_keys = _member_keys(cfg, member_id)
-    store = _store(cfg)
-    try:
-        r = store.room(room_token) if room_token else None
-        n = store.remove_moderator(member_keys, r)
-    finally:
-        store.close()
+    n, _ = _on_member(
+        config_path, data_dir, member_id, room_token, is_global, CommunityStore.remove_moderator
+    )
     click.echo("moderator removed" if n else "was not a moderator there")
 
 
@@ -355,15 +301,10 @@ def ban(
     timeout: float | None,
 ) -> None:
     """Ban MEMBER_ID from a room or the whole server."""
-    _scope(room_token, is_global)
-    cfg = _load(config_path, data_dir)
-    member_keys = _member_keys(cfg, member_id)
-    store = _store(cfg)
-    try:
-        r = store.room(room_token) if room_token else None
-        store.ban(member_keys, r, timeout)
-    finally:
-        store.close()
+    _on_member(
+        config_path, data_dir, member_id, room_token, is_global,
+        lambda st, ks, rm: st.ban(ks, rm, timeout),
+    )  # fmt: skip
     click.echo("banned" + ("" if timeout is None else f" for {timeout:g} s"))
 
 
@@ -380,15 +321,7 @@ def unban(
     is_global: bool,
 ) -> None:
     """Lift MEMBER_ID's ban."""
-    _scope(room_token, is_global)
-    cfg = _load(config_path, data_dir)
-    member_keys = _member_keys(cfg, member_id)
-    store = _store(cfg)
-    try:
-        r = store.room(room_token) if room_token else None
-        n = store.unban(member_keys, r)
-    finally:
-        store.close()
+    n, _ = _on_member(config_path, data_dir, member_id, room_token, is_global, CommunityStore.unban)
     click.echo("unbanned" if n else "was not banned there")
 
 
@@ -396,10 +329,13 @@ def unban(
 @_options
 @click.argument("token")
 @click.option("--qr/--no-qr", default=True, help="Also print a terminal QR code.")
+@click.option("--public-url", help="Base URL (else network.public_url, else host:port).")
 @exit_on_errors
-def url(config_path: Path | None, data_dir: Path | None, token: str, qr: bool) -> None:
+def url(
+    config_path: Path | None, data_dir: Path | None, token: str, qr: bool, public_url: str | None
+) -> None:
     """Print the join URL of room TOKEN (and a QR code Session's apps can scan)."""
-    cfg = _load(config_path, data_dir)
+    cfg = _load(config_path, data_dir, public_url=public_url)
     store = _store(cfg)
     try:
         store.room(token)

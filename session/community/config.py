@@ -117,15 +117,12 @@ def load_config(
 ) -> CommunityConfig:
     """The configuration from ``path`` (or ``SESSION_COMMUNITY_CONFIG``), the environment and
     ``overrides`` (dotted names → values, ``None`` ignored), validated."""
-    env = os.environ if env is None else env
-    if path is None and env.get(ENV_CONFIG):
-        path = env[ENV_CONFIG]
-    cfg = service_config.load(
+    cfg = service_config.load_service(
         CommunityConfig,
         path,
         env=env,
         env_prefix=ENV_PREFIX,
-        env_skip=(ENV_CONFIG,),
+        env_config=ENV_CONFIG,
         overrides=overrides,
     )
     validate(cfg)

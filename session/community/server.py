@@ -18,11 +18,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import re
-import signal
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,7 +54,7 @@ from session.node import keys
 from session.service import tls
 from session.service.admin import admin_app
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
-from session.service.server import Served, serve
+from session.service.server import Served, run_until_signal, serve
 from session.service.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("session.community")
@@ -1013,22 +1011,7 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
 
 async def run(cfg: CommunityConfig, on_ready: Callable[[RunningCommunity], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    server = await start(cfg)
-    try:
-        log.info("community server listening")
-        on_ready(server)
-        await stop.wait()
-    finally:
-        await server.close()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    await run_until_signal(lambda: start(cfg), on_ready, log, "community server")
 
 
 __all__ = [

@@ -322,38 +322,10 @@ class Devnet:
             raise DevnetError("this devnet was made without a file server")
         if fs.running:
             return fs
-        fs.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_FILESERVER_")}
-        cmd = [
-            sys.executable,
-            "-m",
-            "session.fileserver",
-            "run",
-            "--data-dir",
-            str(fs.data_dir),
-            "--listen-host",
-            fs.host,
-            "--port",
-            str(fs.port),
-            "--log-level",
-            self.log_level,
-            "--log-format",
-            "json",
-        ]
-        fs.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(fs.data_dir),
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        line = self._read_line(fs.proc, 30.0)
-        try:
-            doc = json.loads(line)
-            fs.port = int(doc["url"].rsplit(":", 1)[1])
-            fs.pubkey_ed25519 = doc["pubkey_ed25519"]
-            fs.pubkey_x25519 = doc["pubkey_x25519"]
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
-            raise DevnetError(
-                f"file server did not start (see {fs.data_dir / 'process.log'}): {line!r}"
-            ) from None
+        fs.proc, doc = self._start_server(
+            "file server", "session.fileserver", fs.data_dir, fs.host, fs.port, []
+        )
+        fs.port, fs.pubkey_ed25519, fs.pubkey_x25519 = doc
         return fs
 
     def start_community(self) -> DevnetCommunity:
@@ -366,27 +338,40 @@ class Devnet:
             return cs
         cs.data_dir.mkdir(parents=True, exist_ok=True)
         cs.ensure_rooms()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SESSION_COMMUNITY_")}
+        extra = ["--no-tls", "--admin-port", "-1"]
+        cs.proc, doc = self._start_server(
+            "community server", "session.community", cs.data_dir, cs.host, cs.port, extra
+        )
+        cs.port, cs.pubkey_ed25519, cs.public_key = doc
+        return cs
+
+    def _start_server(
+        self, what: str, module: str, data_dir: Path, host: str, port: int, extra: list[str]
+    ) -> tuple[subprocess.Popen[bytes], tuple[int, str, str]]:
+        """Start ``python -m <module> run`` (a file or community server) on ``host:port``
+        with its data in ``data_dir``; returns the process and the (port, Ed25519 key, X25519
+        key) of its ready line."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        prefix = "SESSION_" + module.rsplit(".", 1)[1].upper() + "_"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
         cmd = [
-            sys.executable, "-m", "session.community", "run",
-            "--data-dir", str(cs.data_dir), "--listen-host", cs.host, "--port", str(cs.port),
-            "--no-tls", "--admin-port", "-1", "--log-level", self.log_level, "--log-format", "json",
+            sys.executable, "-m", module, "run", "--data-dir", str(data_dir),
+            "--listen-host", host, "--port", str(port), *extra,
+            "--log-level", self.log_level, "--log-format", "json",
         ]  # fmt: skip
-        cs.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(cs.data_dir),
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(data_dir),
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
-        line = self._read_line(cs.proc, 30.0)
+        line = self._read_line(proc, 30.0)
         try:
             doc = json.loads(line)
-            cs.port = int(doc["url"].rsplit(":", 1)[1])
-            cs.public_key = doc["pubkey_x25519"]
-            cs.pubkey_ed25519 = doc["pubkey_ed25519"]
+            got = (int(doc["url"].rsplit(":", 1)[1]), doc["pubkey_ed25519"], doc["pubkey_x25519"])
         except (ValueError, KeyError, TypeError, AttributeError, IndexError):
             raise DevnetError(
-                f"community server did not start (see {cs.data_dir / 'process.log'}): {line!r}"
+                f"{what} did not start (see {data_dir / 'process.log'}): {line!r}"
             ) from None
-        return cs
+        return proc, got
 
     def stop_community(self, *, kill: bool = False) -> int | None:
         """Stop the community server (SIGTERM, or SIGKILL: a crash); returns its exit code."""

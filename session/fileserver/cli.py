@@ -19,12 +19,8 @@ import click
 import uvloop
 
 from session.fileserver.config import ENV_CONFIG, FileServerConfig, load_config
-from session.identity import Identity
-from session.node import keys
-from session.service.cli import config_options, exit_on_errors
-from session.service.config import as_dict
+from session.service.cli import add_server_commands, config_options, exit_on_errors, key_doc
 from session.service.logs import setup_logging
-from session.service.systemd import unit_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -74,13 +70,6 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> File
     )
 
 
-def _key_doc(identity: Identity) -> dict[str, str]:
-    return {
-        "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
-        "pubkey_x25519": bytes(identity.x25519_public).hex(),
-    }
-
-
 @main.command()
 @_options
 @_run_options
@@ -95,7 +84,7 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     from session.fileserver.server import run as serve  # noqa: PLC0415 - see above
 
     def ready(server: RunningFileServer) -> None:
-        doc = {"ready": True, "url": server.url, **_key_doc(server.identity)}
+        doc = {"ready": True, "url": server.url, **key_doc(server.identity)}
         sys.stdout.write(json.dumps(doc) + "\n")
         sys.stdout.flush()
 
@@ -105,72 +94,14 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
         pass
 
 
-@main.command()
-@_options
-@click.option("--force", is_flag=True, help="Replace an existing key (clients must re-learn it).")
-@exit_on_errors
-def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
-    """Create the server's Ed25519 key (its X25519 onion key is derived) and print both."""
-    cfg = _load(config_path, data_dir)
-    identity = keys.generate(cfg.data_dir, force=force)
-    click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
-    _echo_keys(identity)
-
-
-def _echo_keys(identity: Identity) -> None:
-    doc = _key_doc(identity)
-    click.echo(f"ed25519: {doc['pubkey_ed25519']}")
-    click.echo(f"x25519:  {doc['pubkey_x25519']}")
-
-
-@main.command("show-id")
-@_options
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@exit_on_errors
-def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
-    """Print the server's public keys (clients need the X25519 one; URLs carry the Ed25519)."""
-    cfg = _load(config_path, data_dir)
-    keys.check_permissions(keys.key_path(cfg.data_dir))
-    identity = keys.load(cfg.data_dir)
-    if as_json:
-        click.echo(json.dumps(_key_doc(identity)))
-    else:
-        _echo_keys(identity)
-
-
-@main.command("check-config")
-@_options
-@_run_options
-@click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
-@exit_on_errors
-def check_config(config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any) -> None:
-    """Validate the configuration (file + environment + flags) and the key file."""
-    cfg = _load(config_path, data_dir, **flags)
-    if show:
-        click.echo(json.dumps(as_dict(cfg), indent=2))
-    path = keys.key_path(cfg.data_dir)
-    if path.exists():
-        keys.check_permissions(path)
-    else:
-        click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
-    click.echo(f"configuration ok (data dir {cfg.data_dir})")
-
-
-@main.command("systemd-unit")
-def systemd_unit() -> None:
-    """Print the systemd unit file for this install (its absolute path in ExecStart)."""
-    click.echo(
-        unit_text(
-            resource_text("session-fileserver.service"), "session-fileserver", "session.fileserver"
-        ),
-        nl=False,
-    )
-
-
-@main.command("example-config")
-def example_config() -> None:
-    """Print the commented example configuration."""
-    click.echo(resource_text("session-fileserver.example.toml"), nl=False)
+add_server_commands(
+    main,
+    program="session-fileserver",
+    module="session.fileserver",
+    load=_load,
+    options=_options,
+    run_options=_run_options,
+)
 
 
 def resource_text(name: str) -> str:

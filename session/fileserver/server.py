@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -29,7 +27,7 @@ from session.identity import Identity
 from session.node import keys
 from session.service import tls
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
-from session.service.server import Served, serve
+from session.service.server import Served, run_until_signal, serve
 from session.service.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("session.fileserver")
@@ -221,22 +219,7 @@ async def start(cfg: FileServerConfig) -> RunningFileServer:
 
 async def run(cfg: FileServerConfig, on_ready: Callable[[RunningFileServer], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    server = await start(cfg)
-    try:
-        log.info("file server listening")
-        on_ready(server)
-        await stop.wait()
-    finally:
-        await server.close()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    await run_until_signal(lambda: start(cfg), on_ready, log, "file server")
 
 
 __all__ = ["FileService", "RunningFileServer", "load_identity", "run", "start"]

@@ -24,11 +24,9 @@ signature or key pair), 404 (unknown node), 409 (replayed request or address tak
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from aiohttp import web
 from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
 from session.registry.state import DEFAULT_NAME_TERM, DEFAULT_STAKE_REQUIREMENT, Registry
 from session.service.config import ConnectionLimits
-from session.service.server import Served, serve
+from session.service.server import Served, serve, stop_on_signals
 from session.service.tls import server_ssl_context
 
 log = logging.getLogger("session.registry")
@@ -232,25 +230,17 @@ async def run(
     name_term: int = DEFAULT_NAME_TERM,
 ) -> None:
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    server = await start(
-        host, port, data_dir, stake_requirement, seed, limits=limits, name_term=name_term
-    )
-    try:
-        log.info("registry listening on %s (height %d)", server.url, server.registry.height)
-        if on_ready is not None:
-            on_ready(server.url)
-        await stop.wait()
-    finally:
-        await server.close()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    async with stop_on_signals(stop) as stopped:
+        server = await start(
+            host, port, data_dir, stake_requirement, seed, limits=limits, name_term=name_term
+        )
+        try:
+            log.info("registry listening on %s (height %d)", server.url, server.registry.height)
+            if on_ready is not None:
+                on_ready(server.url)
+            await stopped.wait()
+        finally:
+            await server.close()
 
 
 __all__ = ["RegistryServer", "make_app", "run", "start"]

@@ -4,16 +4,24 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from session.errors import SessionError
+from session.identity import Identity
+from session.node import keys
+from session.service.config import as_dict
+from session.service.systemd import unit_text
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: A click decorator adding options to a command function.
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def config_options(env_config: str, data_dir_help: str) -> Callable[[F], F]:
@@ -51,3 +59,94 @@ def exit_on_errors(fn: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]  # functools.wraps loses the signature
+
+
+def key_doc(identity: Identity) -> dict[str, str]:
+    """A server's public keys as its ``show-id --json`` and ready line give them."""
+    return {
+        "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
+        "pubkey_x25519": bytes(identity.x25519_public).hex(),
+    }
+
+
+def add_server_commands(
+    group: click.Group,
+    *,
+    program: str,
+    module: str,
+    load: Callable[..., Any],
+    options: Decorator,
+    run_options: Decorator,
+    x25519_note: str = "",
+) -> None:
+    """Add the commands every standalone server (file and community servers) has to
+    ``group``: ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``, ``example-config``.
+
+    ``load(config_path, data_dir, **flags)`` gives the config (it has ``data_dir``);
+    ``module`` is the package holding ``resources/<program>.service`` and
+    ``resources/<program>.example.toml``; ``x25519_note`` follows the X25519 key in the
+    human-readable key listing."""
+
+    def resource(name: str) -> str:
+        return resources.files(module).joinpath("resources", name).read_text("utf-8")
+
+    def echo_keys(identity: Identity) -> None:
+        doc = key_doc(identity)
+        click.echo(f"ed25519: {doc['pubkey_ed25519']}")
+        click.echo(f"x25519:  {doc['pubkey_x25519']}{x25519_note}")
+
+    @group.command()
+    @options
+    @click.option(
+        "--force", is_flag=True, help="Replace an existing key (clients must re-learn it)."
+    )
+    @exit_on_errors
+    def keygen(config_path: Path | None, data_dir: Path | None, force: bool) -> None:
+        """Create the server's Ed25519 key (its X25519 onion key is derived) and print both."""
+        cfg = load(config_path, data_dir)
+        identity = keys.generate(cfg.data_dir, force=force)
+        click.echo(f"key file: {keys.key_path(cfg.data_dir)}")
+        echo_keys(identity)
+
+    @group.command("show-id")
+    @options
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @exit_on_errors
+    def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
+        """Print the server's public keys (clients reach it with the X25519 one)."""
+        cfg = load(config_path, data_dir)
+        keys.check_permissions(keys.key_path(cfg.data_dir))
+        identity = keys.load(cfg.data_dir)
+        if as_json:
+            click.echo(json.dumps(key_doc(identity)))
+        else:
+            echo_keys(identity)
+
+    @group.command("check-config")
+    @options
+    @run_options
+    @click.option("--show", is_flag=True, help="Print the effective configuration as JSON.")
+    @exit_on_errors
+    def check_config(
+        config_path: Path | None, data_dir: Path | None, show: bool, **flags: Any
+    ) -> None:
+        """Validate the configuration (file + environment + flags) and the key file."""
+        cfg = load(config_path, data_dir, **flags)
+        if show:
+            click.echo(json.dumps(as_dict(cfg), indent=2))
+        path = keys.key_path(cfg.data_dir)
+        if path.exists():
+            keys.check_permissions(path)
+        else:
+            click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
+        click.echo(f"configuration ok (data dir {cfg.data_dir})")
+
+    @group.command("systemd-unit")
+    def systemd_unit() -> None:
+        """Print the systemd unit file for this install (its absolute path in ExecStart)."""
+        click.echo(unit_text(resource(f"{program}.service"), program, module), nl=False)
+
+    @group.command("example-config")
+    def example_config() -> None:
+        """Print the commented example configuration."""
+        click.echo(resource(f"{program}.example.toml"), nl=False)

@@ -299,6 +299,25 @@ def load(
     return _build(cls, layer)
 
 
+def load_service(
+    cls: type[T],
+    path: str | os.PathLike[str] | None,
+    *,
+    env: Mapping[str, str] | None,
+    env_prefix: str,
+    env_config: str,
+    overrides: Mapping[str, Any] | None = None,
+) -> T:
+    """:func:`load` for a service whose config file may also be named by the environment
+    variable ``env_config`` (``SESSION_FILESERVER_CONFIG``); ``env`` None: ``os.environ``."""
+    env = os.environ if env is None else env
+    if path is None and env.get(env_config):
+        path = env[env_config]
+    return load(
+        cls, path, env=env, env_prefix=env_prefix, env_skip=(env_config,), overrides=overrides
+    )
+
+
 def as_dict(cfg: Any) -> dict[str, Any]:
     """The config as plain TOML-compatible data (paths as strings)."""
     out: dict[str, Any] = {}
@@ -323,6 +342,7 @@ __all__ = [
     "env_tree",
     "field_names",
     "load",
+    "load_service",
     "read_toml",
     "validate_limits",
     "validate_logging",

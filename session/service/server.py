@@ -29,11 +29,13 @@ timer; the body budget is a middleware.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
@@ -436,4 +438,53 @@ async def serve(
     return Served(runner, site, gate)
 
 
-__all__ = ["DEFAULT_MAX_BODY", "ConnectionStats", "Served", "serve"]
+@contextlib.asynccontextmanager
+async def stop_on_signals(stop: asyncio.Event | None = None) -> AsyncIterator[asyncio.Event]:
+    """``stop`` (or a new event), set by SIGTERM or SIGINT while the block runs; the signal
+    handlers are removed when it ends. Where signals cannot be handled (not the main thread)
+    only whoever holds the event can stop the service."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        yield stop
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Closable)
+
+
+async def run_until_signal(
+    start: Callable[[], Awaitable[S]], on_ready: Callable[[S], None], logger: logging.Logger,
+    what: str,
+) -> None:  # fmt: skip
+    """Start a service (``await start()``), call ``on_ready`` with it, serve until SIGTERM or
+    SIGINT, then close it."""
+    async with stop_on_signals() as stop:
+        server = await start()
+        try:
+            logger.info("%s listening", what)
+            on_ready(server)
+            await stop.wait()
+        finally:
+            await server.close()
+
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "ConnectionStats",
+    "Served",
+    "run_until_signal",
+    "serve",
+    "stop_on_signals",
+]

@@ -179,3 +179,35 @@ async def v4_server(
     await site.start()
     port = int(runner.addresses[0][1])
     return runner, port, seen
+
+
+async def one_hop_v4(
+    http: aiohttp.ClientSession,
+    server_url: str,
+    server_x25519: bytes,
+    method: str,
+    endpoint: str,
+    body: bytes | None,
+    headers: dict[str, str],
+) -> tuple[int, bytes]:
+    """A v4 onion request to a server's destination through one hop: the hop's layer is
+    peeled here (a node's part) and the final layer POSTed where the node would; returns the
+    server's (status, body) from the decrypted v4 response."""
+    hop = Identity.generate()
+    scheme, _, rest = server_url.partition("://")
+    port = int(rest.rsplit(":", 1)[1])
+    dest = onion.ServerDestination("127.0.0.1", "/oxen/v4/lsrpc", server_x25519, scheme, port)
+    meta = {"method": method, "endpoint": endpoint, "headers": headers}
+    frame, key = onion.build(
+        [onion.Hop(hop.ed25519_public.hex(), bytes(hop.x25519_public))],
+        dest,
+        onion.v4_encode_request(meta, body),
+        "xchacha20",
+    )
+    proxy = onion.Peeler(hop).peel(frame)
+    assert isinstance(proxy, onion.Proxy)
+    async with http.post(f"{server_url}{proxy.target}", data=proxy.payload) as r:
+        assert r.status == 200
+        sealed = await r.read()
+    info, payload = onion.v4_decode_response(key.decrypt(sealed))
+    return int(info["code"]), payload or b""

@@ -11,12 +11,11 @@ from typing import Any
 
 import aiohttp
 
-from session import onion
 from session.blinding import sogs_auth_headers
 from session.community.server import RunningCommunity
-from session.identity import Identity
 from session.protocol import pad
 from session.testing.community import Member
+from session.testing.http import one_hop_v4
 
 
 async def test_capabilities(server: RunningCommunity, member: Callable[[], Member]) -> None:
@@ -110,27 +109,9 @@ async def onion_call(
     body: bytes | None,
     headers: dict[str, str],
 ) -> tuple[int, bytes]:
-    """A v4 onion request to the server's X25519 key through one hop; the hop's layer is
-    peeled here (the node's part) and the final layer POSTed where the node would."""
-    hop = Identity.generate()
-    port = int(server.url.rsplit(":", 1)[1])
-    dest = onion.ServerDestination(
-        "127.0.0.1", "/oxen/v4/lsrpc", bytes(server.identity.x25519_public), "http", port
+    return await one_hop_v4(
+        http, server.url, bytes(server.identity.x25519_public), method, endpoint, body, headers
     )
-    meta = {"method": method, "endpoint": endpoint, "headers": headers}
-    frame, key = onion.build(
-        [onion.Hop(hop.ed25519_public.hex(), bytes(hop.x25519_public))],
-        dest,
-        onion.v4_encode_request(meta, body),
-        "xchacha20",
-    )
-    proxy = onion.Peeler(hop).peel(frame)
-    assert isinstance(proxy, onion.Proxy)
-    async with http.post(f"{server.url}{proxy.target}", data=proxy.payload) as r:
-        assert r.status == 200
-        sealed = await r.read()
-    info, payload = onion.v4_decode_response(key.decrypt(sealed))
-    return int(info["code"]), payload or b""
 
 
 async def test_sequence_poll_through_an_onion_layer(

@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from session import onion
 from session.fileserver.config import FileServerConfig, NetworkConfig, StorageConfig
 from session.fileserver.server import RunningFileServer, start
 from session.fileserver.store import file_id
 from session.identity import Identity
 from session.service.tls import ensure_certificate
 from session.testing.hostile import ANSWER_WITHIN, CONTENT_ENCODINGS, hostile_bodies, probe
+from session.testing.http import one_hop_v4
 
 DAY = 86_400
 
@@ -167,27 +167,9 @@ async def onion_call(
     body: bytes | None,
     headers: dict[str, str],
 ) -> tuple[int, bytes]:
-    """Build a v4 onion request to the server's X25519 key through one hop, peel the hop's
-    layer (the node's part) and POST the final layer where the node would."""
-    hop = Identity.generate()
-    port = int(fs.url.rsplit(":", 1)[1])
-    dest = onion.ServerDestination(
-        "127.0.0.1", "/oxen/v4/lsrpc", bytes(fs.identity.x25519_public), "https", port
+    return await one_hop_v4(
+        http, fs.url, bytes(fs.identity.x25519_public), method, endpoint, body, headers
     )
-    meta = {"method": method, "endpoint": endpoint, "headers": headers}
-    frame, key = onion.build(
-        [onion.Hop(hop.ed25519_public.hex(), bytes(hop.x25519_public))],
-        dest,
-        onion.v4_encode_request(meta, body),
-        "xchacha20",
-    )
-    proxy = onion.Peeler(hop).peel(frame)
-    assert isinstance(proxy, onion.Proxy)
-    async with http.post(f"{fs.url}{proxy.target}", data=proxy.payload) as r:
-        assert r.status == 200
-        sealed = await r.read()
-    info, payload = onion.v4_decode_response(key.decrypt(sealed))
-    return int(info["code"]), payload or b""
 
 
 async def test_the_same_api_as_a_v4_onion_destination(
