@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from session.blinding import sogs_auth_headers
 from session.community.server import RunningCommunity
+from session.community.store import member_key
 from session.protocol import pad
 from session.testing.community import Member
 from session.testing.http import one_hop_v4
@@ -143,3 +146,34 @@ async def test_sequence_poll_through_an_onion_layer(
     headers = sogs_auth_headers(m.identity, m.pk, "POST", "/room/lobby/message", post)
     status, payload = await onion_call(server, http, "POST", "/room/lobby/message", post, headers)
     assert status == 201 and json.loads(payload)["session_id"] == m.id
+
+
+async def test_logs_and_database_hold_no_session_id(
+    server: RunningCommunity, member: Callable[[], Member], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    alice, bob, admin = member(), member(), member()
+    server.service.store.set_moderator([member_key(admin.id)], None, admin=True, visible=True)
+    post = await alice.post(b"hello")
+    await bob.call("PUT", f"/room/lobby/reaction/{post['id']}/👍", {})
+    await bob.call("POST", "/room/lobby/file", body=b"a file")
+    # The admin names alice and bob by their Session IDs.
+    doc = {"rooms": ["lobby"], "moderator": True}
+    assert (await admin.call("POST", f"/user/{alice.identity.session_id}/moderator", doc))[0] == 200
+    ban = {"rooms": ["lobby"], "timeout": 60}
+    assert (await admin.call("POST", f"/user/{bob.identity.session_id}/ban", ban))[0] == 200
+    status, info = await admin.call("GET", "/room/lobby")
+    assert status == 200 and alice.id in info["moderators"]
+    assert (await bob.call("GET", "/room/lobby/messages/recent"))[0] == 404
+    await alice.call("POST", f"/inbox/{admin.id}", {"message": base64.b64encode(b"x").decode()})
+    server.service.store.db.execute("PRAGMA wal_checkpoint(FULL)")
+    stored = b"".join(p.read_bytes() for p in (server.service.store.root).rglob("*") if p.is_file())
+    for m in (alice, bob, admin):
+        secrets = (
+            m.identity.session_id,
+            m.identity.session_id[2:],
+            bytes(m.identity.ed25519_public).hex(),
+        )
+        for s in secrets:
+            assert s not in caplog.text
+            assert s.encode() not in stored and bytes.fromhex(s[-64:]) not in stored
