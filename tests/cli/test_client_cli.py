@@ -441,7 +441,7 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
         alice = subprocess.run(
             [*cmd, "--network", nodes, "chat", b, "--json"],
             env={**env, "SESSION_HOME": str(ha)},
-            input="/typing\nhi bob, from a pipe\n",
+            input="/typing\n/frobnicate\n/help\nhi bob, from a pipe\n",
             capture_output=True,
             text=True,
             timeout=60,
@@ -453,6 +453,9 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
             "queued": 0,
         }
         assert any(e["event"] == "sent" for e in events)
+        # an unknown /word is refused (never sent); /help answers
+        assert {"event": "error", "error": "/frobnicate"} in events
+        assert any(e["event"] == "help" for e in events)
 
         _expect(q, lambda d: d["event"] == "typing" and d["started"] is True)
         msg = _expect(q, lambda d: d["event"] == "message")
@@ -485,6 +488,39 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
         ("hi bob, from a pipe", "read"),
         ("hello alice", "received"),
     ]
+    # reading the history marked the conversation read
+    [conv] = js(run(runner, ha, "inbox", "--offline", "--json"))["conversations"]
+    assert conv["unread"] == 0 and conv["count"] == 2
+
+
+@pytest.mark.integration
+def test_send_words_stdin_and_people_by_name(
+    runner: CliRunner, tmp_path: Path, devnet: Any
+) -> None:
+    nodes = str(devnet.dir / "nodes.json")
+    ha, hb = tmp_path / "alice", tmp_path / "bob"
+    a, b = new_id(runner, ha)["session_id"], new_id(runner, hb)["session_id"]
+    js(run(runner, ha, "id", "name", "Alice", "--json"))
+    r = run(runner, ha, "--network", nodes, "send", b, "hello", "world")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("sent to ")  # one short line
+    assert run(runner, ha, "send", b, "-", input="from\nstdin\n").exit_code == 0
+    assert_one_sentence_error(run(runner, ha, "send", b, "   "), "empty", "nothing was sent")
+    # Bob has a request; accepting someone who sent none says so and sends nothing
+    js(run(runner, hb, "--network", nodes, "inbox", "--json"))
+    assert_one_sentence_error(
+        run(runner, hb, "requests", "accept", GOOD_ID), "no message request", "nothing sent"
+    )
+    js(run(runner, hb, "requests", "accept", a, "--json"))
+    hist = run(runner, hb, "history", a)
+    assert hist.exit_code == 0, hist.output
+    short_a = f"{a[:8]}…{a[-4:]}"
+    assert f"Alice ({short_a}): hello world" in hist.stdout
+    assert f"Alice ({short_a}): from␤stdin" in hist.stdout
+    assert f"reply: session send {a} TEXT" in hist.stdout
+    inbox = run(runner, hb, "inbox", "--offline")
+    assert f"Alice ({short_a})  (0 unread, 2 messages)" in inbox.stdout
+    assert f"reply: session send {a} TEXT" in inbox.stdout
 
 
 ATTACK = "\033[2J\033[H\033[31mSYSTEM: your account is locked"

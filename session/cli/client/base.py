@@ -157,14 +157,34 @@ def errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except (CliError, SessionError, ValueError, LookupError) as e:
             fail(str(e).strip("'\""))
+        except BrokenPipeError:
+            _quiet_exit()
         except OSError as e:
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             fail(f"{e.strerror or e}{where}")
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        finally:
+            _flush_quietly()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _flush_quietly() -> None:
+    """Flush stdout; when its reader went away (``session inbox | head -3``) stop quietly:
+    the rest of the output goes nowhere and Python's exit does not report a broken pipe."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_exit()
+
+
+def _quiet_exit() -> None:
+    """The reader of stdout is gone: send what is left to /dev/null and exit 0."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)
 
 
 def run(coro: Awaitable[T]) -> T:
@@ -385,7 +405,22 @@ def name_of(client: Client, sid: str) -> str:
 
 
 def clock(ms: int) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ms / 1000))
+    """A message's time: HH:MM:SS today, with the date before that."""
+    t, now = time.localtime(ms / 1000), time.localtime()
+    if (t.tm_year, t.tm_yday) == (now.tm_year, now.tm_yday):
+        return time.strftime("%H:%M:%S", t)
+    return time.strftime("%Y-%m-%d %H:%M", t)
+
+
+def who_line(client: Client, sid: str) -> str:
+    """A person as inbox and history name them: display name (or our nickname) and a short ID,
+    so two people who both call themselves "Bob" can be told apart."""
+    if sid == client.session_id:
+        return "you"
+    nick = client.nickname(sid)
+    c = client.contact(sid)
+    name = nick or (c.name if c else None)
+    return f"{shown_name(name)} ({short(sid)})" if name else short(sid)
 
 
 def message_doc(m: Message) -> dict[str, Any]:

@@ -60,8 +60,8 @@ def chat(session_id: str, show_history: int, poll_interval: float) -> None:
 
     Incoming messages, typing indicators, deliveries and read receipts are printed as they
     arrive; messages you see are marked read (those of a message request once you reply,
-    which accepts the request). Commands: /typing (send a typing indicator),
-    /quit (or end of input) to leave."""
+    which accepts the request). Commands: /typing (send a typing indicator), /help,
+    /quit (or end of input) to leave; an unknown /command is refused, never sent."""
     peer = parse_id(session_id)
     run(_chat(peer, show_history, poll_interval))
 
@@ -82,6 +82,15 @@ def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | Non
     except (OSError, ValueError):
         pass
     loop.call_soon_threadsafe(lines.put_nowait, None)
+
+
+CHAT_HELP = """\
+  type a line and press Enter to send it
+  /typing   send a typing indicator
+  /help     this list
+  /quit     leave (after queued messages are delivered, up to --timeout); Ctrl-D too
+  //text    send a line that starts with a slash
+"""
 
 
 class _Chat:
@@ -108,6 +117,25 @@ class _Chat:
             return False
         if text == "/typing":
             await self.c.send_typing(self.peer, True)
+            return True
+        if text == "/help":
+            _say("help", CHAT_HELP.rstrip("\n"))
+            return True
+        if text.startswith("/") and not text.startswith("//"):
+            word = text.split()[0]
+            _say("error", f"  unknown command {word} (not sent; /help lists them)", error=word)
+            return True
+        if text.startswith("//"):
+            line = line.replace("//", "/", 1)  # "//" sends a line that starts with "/"
+        from session.client.messages import MAX_BODY_CHARS  # noqa: PLC0415  (loaded by now)
+
+        if len(line) > MAX_BODY_CHARS:
+            _say(
+                "error",
+                f"  not sent: the line has {len(line):,} characters; at most "
+                f"{MAX_BODY_CHARS:,} fit in one message",
+                error="too long",
+            )
             return True
         if not self.accepted and any(r.session_id == self.peer for r in self.c.requests()):
             await self.c.accept_request(self.peer)
@@ -281,6 +309,13 @@ async def converse_until_done(chat: _Chat, events: EventStream) -> None:
         daemon=True,
     ).start()
     await _converse(chat, events, lines)
+    queued = chat.c.queued()
+    if queued:
+        _say(
+            "waiting",
+            f"  waiting up to {timeout():g} s for {queued} queued item(s) to be delivered…",
+            queued=queued,
+        )
     left = await chat.c.drain(timeout())
     for ev in events.pending():
         await chat.event(ev)

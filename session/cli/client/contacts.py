@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from session.cli.client.base import (
+    CliError,
     clock,
     common,
     emit,
@@ -74,6 +75,12 @@ def _contact_action(session_id: str, action: str, done: str, needs_network: bool
         s = await open_session()
         c = s.client
         try:
+            if action in ("accept_request", "decline_request") and sid not in {
+                r.session_id for r in c.requests()
+            }:
+                contact = c.contact(sid)
+                already = " (already a contact)" if contact and contact.approved else ""
+                raise CliError(f"there is no message request from {sid}{already}: nothing sent")
             if needs_network:
                 await s.connect()
             await getattr(c, action)(sid)

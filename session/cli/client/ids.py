@@ -121,12 +121,15 @@ def id_list() -> None:
     store = identity_store()
     cur = store.current
     ids = store.list()
+    names = run(_display_names(ids))
     if json_mode():
         emit(
             {
                 "home": str(store.root),
                 "current": cur,
-                "identities": [{"session_id": s, "current": s == cur} for s in ids],
+                "identities": [
+                    {"session_id": s, "current": s == cur, "display_name": names[s]} for s in ids
+                ],
             }
         )
         return
@@ -134,7 +137,22 @@ def id_list() -> None:
         click.echo(f"no identity in {store.root} yet: run `session id new` or `session id restore`")
         return
     for s in ids:
-        click.echo(f"{'*' if s == cur else ' '} {s}")
+        name = f"  {shown_name(names[s])}" if names.get(s) else ""
+        click.echo(f"{'*' if s == cur else ' '} {s}{name}")
+
+
+async def _display_names(ids: list[str]) -> dict[str, str | None]:
+    """The display name of each identity (read from its own database; no network)."""
+    from session.client import Client  # noqa: PLC0415  (the client stays off `id`'s start-up)
+
+    out: dict[str, str | None] = {}
+    for sid in ids:
+        c = Client.open(identity_store().root, identity=sid, create=False, background=False)
+        try:
+            out[sid] = c.display_name
+        finally:
+            await c.close()
+    return out
 
 
 @id_group.command("use")
@@ -178,14 +196,17 @@ def id_show(phrase: bool, qr: bool) -> None:
 
 @id_group.command("name")
 @common
-@click.argument("name")
+@click.argument("name", required=False)
 @errors
-def id_name(name: str) -> None:
-    """Set the display name sent with your messages (synced to your other devices)."""
+def id_name(name: str | None) -> None:
+    """Set the display name sent with your messages (synced to your other devices); without
+    NAME, print the current one."""
 
     async def go() -> dict[str, Any]:
         s = await open_session()
         try:
+            if name is None:
+                return {"session_id": s.client.session_id, "display_name": s.client.display_name}
             await s.client.set_display_name(name)
             if s.client.node_count:
                 await s.flush()
@@ -200,8 +221,40 @@ def id_name(name: str) -> None:
     doc = run(go())
     if json_mode():
         emit(doc)
+    elif doc["display_name"] is None:
+        click.echo('no display name set (set one with `session id name "NAME"`)')
     else:
         click.echo(f"display name: {shown_name(doc['display_name'])}")
+
+
+@id_group.command("remove")
+@common
+@click.argument("session_id")
+@click.option("--force", is_flag=True, help="Remove it although this is the only copy here.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@errors
+def id_remove(session_id: str, force: bool, yes: bool) -> None:
+    """Delete identity SESSION_ID and all its messages from --home. Its key file is the only
+    copy of the key on this computer, so this needs --force (after saving the recovery phrase
+    with `session id show --phrase`), and asks for confirmation unless --yes."""
+    sid = parse_id(session_id)
+    store = identity_store()
+    if sid not in store.list():
+        raise CliError(f"there is no identity {sid} in {store.root} (see `session id list`)")
+    if not force:
+        raise CliError(
+            f"{sid} would be deleted with the only copy of its key on this computer: save its "
+            f"recovery phrase (`session id show --phrase -i {sid}`), then add --force"
+        )
+    if not yes and not click.confirm(
+        f"Delete identity {sid} and all its messages from {store.root}?", err=True
+    ):
+        raise CliError("nothing was removed")
+    store.remove(sid)
+    if json_mode():
+        emit({"removed": sid})
+    else:
+        click.echo(f"removed {sid}")
 
 
 @id_group.command("avatar")

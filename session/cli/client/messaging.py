@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from session.cli.client.base import (
     shown,
     shown_name,
     timeout,
+    who_line,
 )
 
 if TYPE_CHECKING:
@@ -35,16 +37,18 @@ if TYPE_CHECKING:
 @main.command()
 @common
 @click.argument("session_id")
-@click.argument("text", required=False, default="")
+@click.argument("words", nargs=-1)
 @file_option
 @click.option("--caption", default="", help="Text sent with the file (same as TEXT).")
 @errors
-def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
+def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: str) -> None:
     """Send TEXT (or a file with --file) to SESSION_ID through an onion path; waits until the
-    recipient's swarm has it."""
+    recipient's swarm has it. The words of TEXT are joined with spaces (`send ID hello world`);
+    `-` reads the text from standard input."""
     to = parse_id(session_id)
-    if file is None and not text:
-        raise CliError("the message is empty")
+    text = sys.stdin.read().rstrip("\n") if words == ("-",) else " ".join(words)
+    if file is None and not text.strip():
+        raise CliError("the message is empty: nothing was sent")
     if file is not None and text and caption:
         raise CliError("give the caption either as TEXT or with --caption, not both")
 
@@ -52,7 +56,10 @@ def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
         s = await open_session()
         c = s.client
         try:
-            await s.connect()
+            try:
+                await s.connect()
+            except CliError as e:
+                raise CliError(f"{e}; nothing was sent") from None
             if file is not None:
                 size = file.stat().st_size if file.is_file() else None
                 with progress_bar(f"encrypting and uploading {file.name}", size) as step:
@@ -64,8 +71,8 @@ def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
             if m is None or m.status != "sent":
                 why = c.delivery_error(mid) or f"no answer within {timeout():g} s"
                 raise CliError(
-                    f"the message was not delivered (tried {s.tried}: {why}); it stays "
-                    "queued and goes out with the next `session` command"
+                    f"queued; not sent yet (tried {s.tried}: {why}): it goes out with the "
+                    "next `session` command that reaches the network"
                 )
             return {
                 "message_id": mid,
@@ -82,7 +89,12 @@ def send(session_id: str, text: str, file: Path | None, caption: str) -> None:
     if json_mode():
         emit(doc)
     else:
-        click.echo(f"sent to {to} (swarm hash {doc['hash']})")
+        click.echo(f"sent to {short(to)} at {clock(doc['sent_ms'])}")
+
+
+def _exact(m: dict[str, Any]) -> dict[str, Any]:
+    """A message doc for --json: the exact fields, without the sanitised display text."""
+    return {k: v for k, v in m.items() if k != "author_who"}
 
 
 def _conversation_docs(client: Client) -> list[dict[str, Any]]:
@@ -96,11 +108,15 @@ def _conversation_docs(client: Client) -> list[dict[str, Any]]:
         out.append(
             {
                 "session_id": sid,
+                "who": who_line(client, sid) if not name else shown_name(name),
                 "name": contact.name if contact else name,
                 "unread": len(unread),
                 "last_ms": conv.last_ms,
                 "count": conv.count,
-                "messages": [message_doc(m) for m in (unread or msgs[-1:])],
+                "messages": [
+                    {**message_doc(m), "author_who": who_line(client, m.author)}
+                    for m in (unread or msgs[-1:])
+                ],
             }
         )
     return out
@@ -132,22 +148,25 @@ def inbox(offline: bool) -> None:
 
     doc = run(go())
     if json_mode():
+        for conv in doc["conversations"]:
+            del conv["who"]
+            conv["messages"] = [_exact(m) for m in conv["messages"]]
         emit(doc)
         return
     click.echo(f"inbox of {doc['session_id']}")
     if not doc["conversations"]:
         click.echo("  no conversations yet")
-    for conv in doc["conversations"]:
-        name = shown_name(conv["name"]) if conv["name"] else None
-        click.echo(
-            f"{name or conv['session_id']}  ({conv['unread']} unread, {conv['count']} messages)"
-        )
+    for conv in doc.pop("conversations"):
+        click.echo(f"{conv['who']}  ({conv['unread']} unread, {conv['count']} messages)")
         for m in conv["messages"]:
-            who = "you" if m["outgoing"] else (name or short(m["author"]))
+            who = "you" if m["outgoing"] else m["author_who"]
             mark = "  *new*" if not m["outgoing"] and m["status"] == "received" else ""
             click.echo(f"  [{clock(m['sent_ms'])}] {who}: {shown(m['body'])}{mark}")
             for line in attachment_lines(m):
                 click.echo(line)
+        doc.setdefault("reply_to", conv["session_id"])
+    if doc.get("reply_to"):
+        click.echo(f"reply: session send {doc['reply_to']} TEXT   (or: session chat ID)")
     if doc["requests"]:
         click.echo(f"{doc['requests']} message request(s): see `session requests`")
     if doc["queued"]:
@@ -158,29 +177,43 @@ def inbox(offline: bool) -> None:
 @common
 @click.argument("session_id")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--keep-unread", is_flag=True, help="Do not mark the conversation read.")
 @errors
-def history(session_id: str, limit: int) -> None:
-    """Print the stored messages of one conversation (no network)."""
+def history(session_id: str, limit: int, keep_unread: bool) -> None:
+    """Print the stored messages of one conversation (no network) and mark them read (the
+    read receipt, if enabled, goes out with the next command that reaches the network; a
+    message request stays unread until accepted)."""
     sid = parse_id(session_id)
 
     async def go() -> list[dict[str, Any]]:
         s = await open_session()
+        c = s.client
         try:
-            return [message_doc(m) for m in s.client.messages(sid, limit)]
+            msgs = [
+                {**message_doc(m), "author_who": who_line(c, m.author)}
+                for m in c.messages(sid, limit)
+            ]
+            contact = c.contact(sid)
+            if not keep_unread and (sid.startswith("03") or (contact and contact.approved)):
+                await c.mark_read(sid)
+            return msgs
         finally:
-            await s.client.close()
+            await c.close()
 
     msgs = run(go())
     if json_mode():
-        emit({"conversation": sid, "messages": msgs})
+        emit({"conversation": sid, "messages": [_exact(m) for m in msgs]})
         return
     if not msgs:
         click.echo(f"no messages with {sid}")
     for m in msgs:
-        who = "you" if m["outgoing"] else short(m["author"])
-        click.echo(f"[{clock(m['sent_ms'])}] {who}: {shown(m['body'])}  ({m['status']})")
+        who = "you" if m["outgoing"] else m["author_who"]
+        state = f"  ({m['status']})" if m["outgoing"] else ""
+        click.echo(f"[{clock(m['sent_ms'])}] {who}: {shown(m['body'])}{state}")
         for line in attachment_lines(m):
             click.echo(line)
+    if msgs:
+        click.echo(f"reply: session send {sid} TEXT")
 
 
 @main.command()

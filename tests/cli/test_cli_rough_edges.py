@@ -1,0 +1,124 @@
+"""The ``session`` CLI as a new user meets it (issue 15), without a network: `id name` shows the
+name, `id list` shows names, `id remove` asks and guards the only copy of a key, `inbox | head`
+is quiet, `requests accept` of nobody says so, dates on older messages, blank sends refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from session.cli.client import main
+from session.cli.client.base import clock
+from session.client import Client
+
+PEER = "05" + "ab" * 32
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for var in ("SESSION_HOME", "SESSION_NETWORK"):
+        monkeypatch.delenv(var, raising=False)
+    return CliRunner()
+
+
+def run(runner: CliRunner, home: Path, *args: str, input: str | None = None) -> Result:
+    return runner.invoke(main, ["--home", str(home), *args], input=input)
+
+
+def js(r: Result) -> Any:
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def one_error(r: Result, *words: str) -> str:
+    assert r.exit_code == 1, r.output
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    for w in words:
+        assert w in line, line
+    return line
+
+
+def test_id_name_shows_and_list_shows_names(runner: CliRunner, tmp_path: Path) -> None:
+    a = js(run(runner, tmp_path, "id", "new", "--json"))["session_id"]
+    b = js(run(runner, tmp_path, "id", "new", "--json"))["session_id"]
+    assert "no display name set" in run(runner, tmp_path, "id", "name").stdout
+    js(run(runner, tmp_path, "id", "name", "Alice", "--json"))
+    assert run(runner, tmp_path, "id", "name").stdout.strip() == "display name: Alice"
+    listed = run(runner, tmp_path, "id", "list").stdout.splitlines()
+    assert f"* {a}  Alice" in listed and f"  {b}" in listed
+    doc = js(run(runner, tmp_path, "id", "list", "--json"))
+    assert {i["session_id"]: i["display_name"] for i in doc["identities"]} == {
+        a: "Alice",
+        b: None,
+    }
+
+
+def test_id_remove_needs_force_and_confirmation(runner: CliRunner, tmp_path: Path) -> None:
+    a = js(run(runner, tmp_path, "id", "new", "--json"))["session_id"]
+    one_error(run(runner, tmp_path, "id", "remove", a), "only copy", "--force", "--phrase")
+    r = run(runner, tmp_path, "id", "remove", a, "--force", input="n\n")
+    assert r.exit_code == 1 and "Delete identity" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "error: nothing was removed"
+    assert a in run(runner, tmp_path, "id", "list").stdout
+    r = run(runner, tmp_path, "id", "remove", a, "--force", input="y\n")
+    assert r.exit_code == 0 and f"removed {a}" in r.stdout
+    assert "no identity" in run(runner, tmp_path, "id", "list").stdout
+    one_error(run(runner, tmp_path, "id", "remove", a, "--force", "--yes"), "no identity")
+
+
+def test_requests_accept_without_a_request(runner: CliRunner, tmp_path: Path) -> None:
+    js(run(runner, tmp_path, "id", "new", "--json"))
+    one_error(run(runner, tmp_path, "requests", "accept", PEER), "no message request", "nothing")
+
+
+def test_blank_send_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    js(run(runner, tmp_path, "id", "new", "--json"))
+    one_error(run(runner, tmp_path, "send", PEER, " ", " "), "empty", "nothing was sent")
+    one_error(run(runner, tmp_path, "send", PEER, "-", input="\n  \n"), "empty")
+    # offline (no network known): fails before queueing, and says nothing was sent
+    one_error(run(runner, tmp_path, "send", PEER, "hi"), "no network", "nothing was sent")
+
+
+def test_clock_shows_dates_before_today() -> None:
+    now = int(time.time() * 1000)
+    assert len(clock(now)) == len("12:34:56")
+    old = clock(now - 3 * 86_400_000)
+    assert old.count("-") == 2 and ":" in old
+
+
+def test_inbox_into_head_is_quiet(tmp_path: Path) -> None:
+    c = Client.open(tmp_path, background=False)
+    with c.db.tx():
+        c.db.upsert_contact(PEER, name="Bob", approved=1)
+        for i in range(200):  # ~200 kB of output: far more than a pipe holds
+            c.db.add_message(
+                conversation=PEER,
+                author=PEER,
+                sent_ms=1_700_000_000_000 + i,
+                outgoing=False,
+                body=f"{i} " + "x" * 1000,
+                status="received",
+            )
+    c.db.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("SESSION_HOME", "SESSION_NETWORK")}
+    cmd = f"{sys.executable} -c 'from session.cli.client import main; main()'"
+    out = subprocess.run(
+        f"{cmd} --home {tmp_path} inbox --offline | head -3; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.stderr == "" and out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 3
