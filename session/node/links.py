@@ -2,9 +2,11 @@
 
 Every node binds one ROUTER socket (CURVE server, its X25519 key pair) and keeps one DEALER
 socket (CURVE client, same key pair) per peer it talks to, connected once and reused. A
-request travels DEALER → ROUTER as three frames ``[kind, request_id, msgpack body]``; the
-answer comes back ROUTER → DEALER as ``[b"R" | b"E", request_id, body]``. The request id maps
-to a waiting future, so a relayed onion reply travels back without any crypto.
+request travels DEALER → ROUTER as frames ``[kind, request_id, msgpack body, *bulk]``; the
+answer comes back ROUTER → DEALER as ``[b"R" | b"E", request_id, body, *bulk]``. The request
+id maps to a waiting future, so a relayed onion reply travels back without any crypto. Bulk
+frames carry a body's large ``bytes`` values (a relayed onion frame, a file download's answer)
+outside the msgpack (:func:`pack_body`): packing and unpacking 10 MB would copy it twice.
 
 Authentication: the ROUTER runs a ZAP handler that accepts a CURVE client key only when the
 ``authorize`` callback says it belongs to a registered node; it stamps the peer's X25519 hex as
@@ -46,6 +48,10 @@ _REPLY = b"R"
 _ERROR = b"E"
 _ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
+#: A top-level ``bytes`` value of a body dict at least this long travels as a bulk frame.
+BULK_MIN = 64 * 1024
+#: The body key that lists, in order, the keys whose values are the bulk frames.
+BULK_KEY = "~"
 # plain ints: pyzmq's enum arithmetic shows up in relay profiles
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -65,6 +71,40 @@ MSGPACK_ERRORS: tuple[type[Exception], ...] = (ValueError, msgpack.UnpackExcepti
 Handler = Callable[[str, Any], Awaitable[Any]]
 _log_task_failure = log_failure(log, "a link task")
 Authorizer = Callable[[bytes], Awaitable[bool]]
+
+
+def pack_body(body: Any) -> list[bytes]:
+    """The frames of a request or reply body: its msgpack, then one bulk frame per top-level
+    ``bytes`` value of at least :data:`BULK_MIN` bytes (their keys listed under
+    :data:`BULK_KEY`), so a 10 MB onion frame is handed to ZeroMQ as it is."""
+    if isinstance(body, dict):
+        bulk = [
+            k
+            for k, v in body.items()
+            if isinstance(k, str) and isinstance(v, bytes) and len(v) >= BULK_MIN
+        ]
+        if bulk:
+            head = {k: v for k, v in body.items() if k not in bulk}
+            head[BULK_KEY] = bulk
+            return [msgpack.packb(head, use_bin_type=True), *(body[k] for k in bulk)]
+    return [msgpack.packb(body, use_bin_type=True)]
+
+
+def unpack_body(body: bytes, bulk: list[bytes]) -> Any:
+    """Inverse of :func:`pack_body`; raises ValueError (or a msgpack error) for frames that do
+    not fit together."""
+    obj = msgpack.unpackb(body, raw=False)
+    names = obj.pop(BULK_KEY, None) if isinstance(obj, dict) else None
+    if names is None and not bulk:
+        return obj
+    if (
+        not isinstance(names, list)
+        or len(names) != len(bulk)
+        or not all(isinstance(n, str) and n not in obj for n in names)
+    ):
+        raise ValueError("bulk frames do not match the keys the body lists")
+    obj.update(zip(names, bulk, strict=True))
+    return obj
 
 
 class LinkError(Exception):
@@ -347,53 +387,53 @@ class NodeLinks:
 
     # ------------------------------------------------------------------ server side
     def _on_request(self, frames: list[zmq.Frame]) -> None:
-        if len(frames) != 4:
+        if len(frames) < 4:
             return  # not our framing: drop
-        route, kind, rid, body = frames
+        route, kind, rid, body, *bulk = frames
         self.received += 1
         handler = self.handlers.get(kind.bytes)
         peer = str(frames[1].get("User-Id") or "")
         if peer in self.health:
             self._answered(peer)  # a peer that talks to us is up (e.g. restarted and syncing)
         if handler is None:
-            self._reply(route.bytes, _ERROR, rid.bytes, b"unknown kind")
+            self._reply(route.bytes, _ERROR, rid.bytes, [b"unknown kind"])
             return
         try:
-            obj = msgpack.unpackb(body.bytes, raw=False)
+            obj = unpack_body(body.bytes, [f.bytes for f in bulk])
         except MSGPACK_ERRORS:
-            self._reply(route.bytes, _ERROR, rid.bytes, b"bad msgpack")
+            self._reply(route.bytes, _ERROR, rid.bytes, [b"bad msgpack"])
             return
         self._spawn(self._serve(handler, peer, obj, route.bytes, rid.bytes))
 
     async def _serve(self, handler: Handler, peer: str, obj: Any, route: bytes, rid: bytes) -> None:
         """Run one request; the peer always gets an answer (its waiting future is ours to end),
         even when a bug escapes the handler (the bug goes on to the task's log)."""
-        tag, body = _ERROR, b"internal error"
+        tag, body = _ERROR, [b"internal error"]
         try:
             tag, body = await self._answer(handler, peer, obj)
         finally:
             self._reply(route, tag, rid, body)
 
     @staticmethod
-    async def _answer(handler: Handler, peer: str, obj: Any) -> tuple[bytes, bytes]:
-        """``(tag, body)`` of the reply: the packed result, or the refusal's sentence."""
+    async def _answer(handler: Handler, peer: str, obj: Any) -> tuple[bytes, list[bytes]]:
+        """``(tag, frames)`` of the reply: the packed result, or the refusal's sentence."""
         try:
             result = await handler(peer, obj)
         except (ValueError, TypeError) as e:
             # A request the handler refused (malformed, or not for us): the peer gets the
             # sentence; one log line, no traceback.
             log.info("refused a %s link request from %s…: %s", type(e).__name__, peer[:12], e)
-            return _ERROR, str(e).encode()[:200]
+            return _ERROR, [str(e).encode()[:200]]
         except StorageError as e:  # our store failed: the peer gets the sentence too
             log.warning("a link request from %s… failed in the store: %s", peer[:12], e)
-            return _ERROR, str(e).encode()[:200]
-        return _REPLY, msgpack.packb(result, use_bin_type=True)
+            return _ERROR, [str(e).encode()[:200]]
+        return _REPLY, pack_body(result)
 
-    def _reply(self, route: bytes, tag: bytes, rid: bytes, body: bytes) -> None:
+    def _reply(self, route: bytes, tag: bytes, rid: bytes, body: list[bytes]) -> None:
         if self._router is None or self.closed:
             return
         try:
-            self._router.send_multipart([route, tag, rid, body], _NOBLOCK)
+            self._router.send_multipart([route, tag, rid, *body], _NOBLOCK)
         except zmq.ZMQError as e:
             log.warning("could not send a link reply: %s", e)
         assert self._router_pump is not None
@@ -493,9 +533,9 @@ class NodeLinks:
             self.on_peer_up(x25519_hex)
 
     def _on_reply(self, msg: list[bytes]) -> None:
-        if len(msg) != 3:
+        if len(msg) < 3:
             return
-        tag, rid, body = msg
+        tag, rid, body, *bulk = msg
         try:
             (n,) = struct.unpack("<Q", rid)
         except struct.error:
@@ -505,7 +545,7 @@ class NodeLinks:
             return  # late reply after a timeout
         if tag == _REPLY:
             try:
-                fut.set_result(msgpack.unpackb(body, raw=False))
+                fut.set_result(unpack_body(body, bulk))
             except MSGPACK_ERRORS as e:
                 fut.set_exception(LinkError(f"bad reply: {e}"))
         else:
@@ -519,7 +559,7 @@ class NodeLinks:
             raise LinkError("link closed")
         p = self._peer(x25519_hex, address)
         n = next(self._ids)
-        frames = [kind, struct.pack("<Q", n), msgpack.packb(body, use_bin_type=True)]
+        frames = [kind, struct.pack("<Q", n), *pack_body(body)]
         limit = timeout or self.request_timeout
         await self._send(p, frames, min(CONNECT_WAIT, limit))
         # Registered only once sent (no await since): close() fails only awaited futures.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,7 +20,15 @@ from zmq.utils import z85
 
 from session.errors import StorageError
 from session.identity import Identity
-from session.node.links import KIND_PING, LinkError, LinkUnreachable, NodeLinks
+from session.node.links import (
+    BULK_MIN,
+    KIND_PING,
+    LinkError,
+    LinkUnreachable,
+    NodeLinks,
+    pack_body,
+    unpack_body,
+)
 
 
 async def _anyone(key: bytes) -> bool:
@@ -184,3 +193,38 @@ async def test_a_reply_that_is_not_msgpack_fails_the_request(client: NodeLinks) 
         answering.cancel()
         router.close(0)
         ctx.term()
+
+
+async def test_large_bytes_travel_as_bulk_frames_both_ways(serve: Any, client: NodeLinks) -> None:
+    """A body's large ``bytes`` values (a relayed 10 MB onion frame and its answer) travel as
+    frames of their own after the msgpack, and arrive as the same dict; small ones stay inside."""
+    seen: list[Any] = []
+
+    async def echo(peer: str, body: Any) -> Any:
+        seen.append(body)
+        return {"s": 200, "b": body["f"][::-1], "small": body["small"]}
+
+    server = await serve({KIND_PING: echo})
+    big = os.urandom(BULK_MIN * 3 + 7)
+    frames = pack_body({"f": big, "small": b"x" * 10, "n": 1})
+    assert frames[1] == big and len(frames) == 2 and len(frames[0]) < 100
+    got = await client.request(
+        server.x25519, server.address, KIND_PING, {"f": big, "small": b"xy", "n": 1}, 10.0
+    )
+    assert seen == [{"f": big, "small": b"xy", "n": 1}]
+    assert got == {"s": 200, "b": big[::-1], "small": b"xy"}
+
+
+def test_bulk_frames_that_do_not_fit_the_body_are_refused() -> None:
+    head = msgpack.packb({"~": ["f"], "n": 1})
+    assert unpack_body(head, [b"blob"]) == {"n": 1, "f": b"blob"}
+    for body, bulk in (
+        (msgpack.packb({"n": 1}), [b"stray"]),  # a frame no key names
+        (head, []),  # a key with no frame
+        (msgpack.packb({"~": ["f", "g"]}), [b"one"]),
+        (msgpack.packb({"~": ["n"], "n": 1}), [b"overwrites"]),
+        (msgpack.packb({"~": [1]}), [b"not a str key"]),
+        (msgpack.packb([1]), [b"not a dict"]),
+    ):
+        with pytest.raises(ValueError, match="bulk frames"):
+            unpack_body(body, bulk)

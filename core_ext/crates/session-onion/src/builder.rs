@@ -6,7 +6,6 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::hop::{self, EncType, HopKey};
-use crate::layer;
 use crate::peel::{check_proxy_target, MAX_ONION_HOPS};
 use crate::reply::ReplyKey;
 
@@ -140,19 +139,19 @@ pub fn build(
         .then(|| HopKey::derive(EncType::AesGcm, s0, a0_pub_bytes, &dest_x));
     let reply = ReplyKey::new(dest_key.clone(), fallback);
 
-    let (mut blob, mut route) = match (destination, dest_ed) {
-        (Destination::Node(_), Some(ed)) => {
-            let inner = layer::join(payload, br#"{"headers":""}"#)?;
-            let blob = dest_key.encrypt(&inner);
-            (
-                blob,
-                to_json(&RelayRoute {
-                    destination: &ed,
-                    ephemeral_key: &a0_pub,
-                    enc_type: e,
-                }),
-            )
-        }
+    // Every layer's routing JSON is known once the keys are agreed, so the whole frame's size
+    // is too: it is built in one buffer, the payload copied in once and each layer sealed in
+    // place around the one inside it (innermost first), so a 10 MB body is never copied again.
+    // Layout of one hop's layer: `LE32(n) ‖ nonce ‖ AEAD(inner layer) ‖ tag ‖ routing JSON`.
+    let mut routes: Vec<Vec<u8>> = Vec::with_capacity(path.len() + 1);
+    // routes[0]: what the last hop reads about the destination; routes[i]: what hop i-1 reads
+    // about hop i (and the guard's own outer JSON last).
+    routes.push(match (destination, dest_ed.as_deref()) {
+        (Destination::Node(_), Some(ed)) => to_json(&RelayRoute {
+            destination: ed,
+            ephemeral_key: &a0_pub,
+            enc_type: e,
+        }),
         (
             Destination::Server {
                 host,
@@ -162,31 +161,22 @@ pub fn build(
                 ..
             },
             _,
-        ) => {
-            let blob = dest_key.encrypt(payload);
-            let r = ServerRoute {
-                host,
-                target,
-                method: "POST",
-                protocol: scheme,
-                port: *port,
-                ephemeral_key: &a0_pub,
-                enc_type: e,
-            };
-            (blob, to_json(&r))
-        }
+        ) => to_json(&ServerRoute {
+            host,
+            target,
+            method: "POST",
+            protocol: scheme,
+            port: *port,
+            ephemeral_key: &a0_pub,
+            enc_type: e,
+        }),
         (Destination::Node(_), None) => {
             return Err(Error::InvalidInput("destination key missing".into()))
         }
-    };
-
-    // Step 2: wrap for each hop, innermost (last hop) first.
-    for (i, h) in path.iter().enumerate().rev() {
-        let data = layer::join(&blob, &route)?;
-        let (ai_pub_bytes, si) = &agreed[i + 1];
-        let ai_pub = hex::encode(ai_pub_bytes);
-        blob = HopKey::derive(enc, si, ai_pub_bytes, &h.x25519).encrypt(&data);
-        route = if i == 0 {
+    });
+    for i in (0..path.len()).rev() {
+        let ai_pub = hex::encode(agreed[i + 1].0);
+        routes.push(if i == 0 {
             to_json(&OuterRoute {
                 ephemeral_key: &ai_pub,
                 enc_type: e,
@@ -197,10 +187,59 @@ pub fn build(
                 ephemeral_key: &ai_pub,
                 enc_type: e,
             })
-        };
+        });
     }
-    // Step 3: the frame for the guard.
-    Ok((layer::join(&blob, &route)?, reply))
+    let nonce = dest_key.nonce_len();
+    let tag = hop::TAG_LEN;
+    // A storage node's payload is itself a layer: `LE32(len) ‖ payload ‖ {"headers":""}`.
+    let node_suffix: &[u8] = if dest_ed.is_some() {
+        br#"{"headers":""}"#
+    } else {
+        b""
+    };
+    let node_prefix = if dest_ed.is_some() { 4 } else { 0 };
+    let mut prefix = nonce + node_prefix; // bytes before the payload
+    let mut size = node_prefix + payload.len() + node_suffix.len() + nonce + tag; // dest blob
+    let mut blob_sizes = vec![size]; // blob_sizes[k]: the blob inside layer k+1
+    for route in &routes[..path.len()] {
+        size = 4 + size + route.len() + nonce + tag; // the next hop's blob
+        prefix += 4 + nonce;
+        blob_sizes.push(size);
+    }
+    let total = 4 + size + routes[path.len()].len();
+    prefix += 4;
+    let len32 = |n: usize| -> Result<[u8; 4]> {
+        u32::try_from(n)
+            .map(u32::to_le_bytes)
+            .map_err(|_| Error::InvalidInput(format!("blob of {n} bytes is too large for a layer")))
+    };
+
+    let mut buf = vec![0u8; total];
+    // The destination's layer.
+    let mut start = prefix - nonce - node_prefix; // where the current blob begins
+    let mut end = prefix + payload.len() + node_suffix.len() + tag; // and ends
+    buf[prefix..prefix + payload.len()].copy_from_slice(payload);
+    if node_prefix > 0 {
+        buf[prefix - 4..prefix].copy_from_slice(&len32(payload.len())?);
+        buf[prefix + payload.len()..end - tag].copy_from_slice(node_suffix);
+    }
+    dest_key.seal_in_place(&mut buf[start..end])?;
+    // Each hop's layer, innermost (last hop) first: length, blob, route; sealed for the hop.
+    for (k, i) in (0..path.len()).rev().enumerate() {
+        let route = &routes[k];
+        buf[start - 4..start].copy_from_slice(&len32(blob_sizes[k])?);
+        buf[end..end + route.len()].copy_from_slice(route);
+        let (ai_pub_bytes, si) = &agreed[i + 1];
+        start -= 4 + nonce;
+        end += route.len() + tag;
+        HopKey::derive(enc, si, ai_pub_bytes, &path[i].x25519)
+            .seal_in_place(&mut buf[start..end])?;
+    }
+    // The frame for the guard.
+    debug_assert_eq!(start, 4);
+    buf[..4].copy_from_slice(&len32(blob_sizes[path.len()])?);
+    buf[end..].copy_from_slice(&routes[path.len()]);
+    Ok((buf, reply))
 }
 
 #[cfg(test)]
