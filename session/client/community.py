@@ -240,32 +240,6 @@ class Room:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Post:
-    """One verified post of a room. ``author`` is the blinded id the server lists; ``name``,
-    ``body``, ``quote``, ``files`` and ``reactions`` were chosen by others: print them only
-    through :func:`session.text.for_terminal`."""
-
-    base_url: str
-    room: str
-    id: int
-    seqno: int
-    author: str
-    posted: float
-    edited: float | None
-    sent_ms: int
-    body: str | None
-    name: str | None
-    quote: dict[str, Any] | None
-    files: list[dict[str, Any]]
-    reactions: dict[str, Any]
-    whisper: bool
-    mine: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class DirectMessage:
     """One blinded DM (received, or sent from any of our devices)."""
 
@@ -297,7 +271,8 @@ class PollResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ParsedPost:
-    """A message object that verified, with its Content decoded."""
+    """A room's message object that verified, with its Content decoded (``Post`` adds where
+    it is stored)."""
 
     id: int
     seqno: int
@@ -311,6 +286,20 @@ class ParsedPost:
     files: list[dict[str, Any]]
     reactions: dict[str, Any]
     whisper: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Post(ParsedPost):
+    """One verified post of a stored room. ``author`` is the blinded id the server lists;
+    ``name``, ``body``, ``quote``, ``files`` and ``reactions`` were chosen by others: print them
+    only through :func:`session.text.for_terminal`."""
+
+    base_url: str
+    room: str
+    mine: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 def encode_post(content: pb.Content) -> bytes:

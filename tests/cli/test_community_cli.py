@@ -67,11 +67,11 @@ def js(r: Result) -> Any:
     return json.loads(r.stdout)
 
 
-def cli(devnet: Any, who: dict[str, Any], *args: str) -> Result:
+def cli(devnet: Any, who: dict[str, Any], *args: str, input: str | None = None) -> Result:
     nodes = str(devnet.dir / "nodes.json")
     env = {"SESSION_HOME": None, "SESSION_NETWORK": None}
     argv = ["--home", str(who["home"]), "--network", nodes, *args]
-    return CliRunner().invoke(main, argv, env=env)
+    return CliRunner().invoke(main, argv, env=env, input=input)
 
 
 def admin(devnet: Any, *args: str) -> None:
@@ -130,6 +130,20 @@ def test_two_members_in_the_lobby(devnet: Any, lobby: str, people: dict[str, Any
     )  # fmt: skip
     (mine,) = js(cli(devnet, alice, "community", "dms", "--json"))["dms"]
     assert (mine["outgoing"], mine["peer"]) == (True, b15)
+
+    # the interactive chat: a typed line is posted, /react reacts, /quit leaves
+    lines = f"from the chat\n/react {reply['id']} 👀\n/react nope x\n/quit\n"
+    r = cli(devnet, alice, "community", "chat", "lobby", "--json", "--poll-interval", "0.5",
+            input=lines)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert events[0]["event"] == "start" and events[-1]["event"] == "end"
+    assert any(e["event"] == "error" for e in events)  # the bad /react, and the chat went on
+    assert any(e["event"] == "post" and e["body"] == "from the chat" for e in events)
+    got = posts(devnet, bob)
+    (chatted,) = [p for p in got.values() if p["body"] == "from the chat"]
+    assert chatted["author"] == a15
+    assert got[reply["id"]]["reactions"]["👀"]["reactors"] == [a15]
 
 
 def test_moderator_delete_and_ban(devnet: Any, lobby: str, people: dict[str, Any]) -> None:

@@ -52,7 +52,8 @@ fuzz_target!(|data: &[u8]| {
         edited[i] ^= pair[1];
     }
     if edited != f.message {
-        let opened = blinded_dm::decrypt(&f.recipient_seed, &SERVER, &f.sender, &f.recipient, &edited);
+        let opened =
+            blinded_dm::decrypt(&f.recipient_seed, &SERVER, &f.sender, &f.recipient, &edited);
         assert!(opened.is_err());
     }
 });

@@ -74,7 +74,7 @@ def _say(kind: str, text: str, **fields: Any) -> None:
         click.echo(text)
 
 
-def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+def stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
     """Read standard input in a thread (a pipe or a terminal alike); None marks its end."""
     try:
         for line in sys.stdin:
@@ -303,7 +303,7 @@ async def converse_until_done(chat: _Chat, events: EventStream) -> None:
     input, then leave once what was written reached the network (bounded by --timeout)."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(
-        target=_stdin_lines,
+        target=stdin_lines,
         args=(asyncio.get_running_loop(), lines),
         name="session-chat-stdin",
         daemon=True,

@@ -11,11 +11,11 @@ written by others: they reach the terminal only through :func:`session.text.for_
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -34,17 +34,23 @@ from session.cli.client.base import (
     shown_name,
     timeout,
 )
+from session.cli.client.chat import stdin_lines
 from session.errors import SessionError
 
 if TYPE_CHECKING:
     from session.client import Client
     from session.client.community import Post, Room
 
+T = TypeVar("T")
+
 
 @main.group("community")
 @common
 def community_group() -> None:
     """Community rooms (open groups): join by URL, read, post, react, DM by blinded ID."""
+
+
+NO_ANSWER = "the community server did not answer within {:g} s"
 
 
 async def _online(*, poll: str | None = None, all_servers: bool = False) -> Session:
@@ -61,19 +67,36 @@ async def _online(*, poll: str | None = None, all_servers: bool = False) -> Sess
             await asyncio.wait_for(c.communities.poll_all(), timeout())
     except TimeoutError:
         await s.client.close()
-        raise CliError(f"the community server did not answer within {timeout():g} s") from None
+        raise CliError(NO_ANSWER.format(timeout())) from None
     except BaseException:
         await s.client.close()
         raise
     return s
 
 
-async def _finish(s: Session) -> None:
-    """Push what is queued (a changed UserGroups config), then close."""
-    try:
-        await s.flush()
-    finally:
-        await s.client.close()
+def with_client(
+    op: Callable[[Client], Awaitable[T]],
+    *,
+    offline: bool = False,
+    poll: str | None = None,
+    all_servers: bool = False,
+) -> T:
+    """Run ``op`` on an open client: online (our swarm polled, then the server of room
+    ``poll`` or every server; what is queued is pushed afterwards) or ``offline`` (only what
+    is stored). Each network step is bounded by --timeout."""
+
+    async def go() -> T:
+        s = await (open_session() if offline else _online(poll=poll, all_servers=all_servers))
+        try:
+            return await asyncio.wait_for(op(s.client), timeout())
+        except TimeoutError:
+            raise CliError(NO_ANSWER.format(timeout())) from None
+        finally:
+            if not offline:
+                await s.flush()
+            await s.client.close()
+
+    return run(go())
 
 
 def who(c: Client, p: Post) -> str:
@@ -143,22 +166,15 @@ def join(url: str) -> None:
 
     parse_join_url(url)  # a bad URL is refused before anything goes online
 
-    async def go() -> dict[str, Any]:
-        s = await _online()
-        c = s.client
-        try:
-            room = await asyncio.wait_for(c.communities.join(url), timeout())
-            return {
-                **room.to_dict(),
-                "blinded_id": c.communities.blinded_id(room.base_url),
-                "posts": len(c.communities.posts(room.join_url)),
-            }
-        except TimeoutError:
-            raise CliError(f"the community server did not answer within {timeout():g} s") from None
-        finally:
-            await _finish(s)
+    async def op(c: Client) -> dict[str, Any]:
+        room = await c.communities.join(url)
+        return {
+            **room.to_dict(),
+            "blinded_id": c.communities.blinded_id(room.base_url),
+            "posts": len(c.communities.posts(room.join_url)),
+        }
 
-    doc = run(go())
+    doc = with_client(op)
     if json_mode():
         emit(doc)
         return
@@ -167,45 +183,31 @@ def join(url: str) -> None:
     click.echo(f"  {doc['posts']} recent post(s): `session community read {doc['room']}`")
 
 
+_offline_option = click.option(
+    "--offline", is_flag=True, help="Show what is stored locally; do not poll."
+)
+
+
 @community_group.command("list")
 @common
-@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@_offline_option
 @errors
 def list_rooms(offline: bool) -> None:
     """The rooms you joined (on any of your devices)."""
 
-    async def go() -> list[dict[str, Any]]:
-        s = await (open_session() if offline else _online())
-        c = s.client
-        try:
-            return [
-                {**r.to_dict(), "blinded_id": c.communities.blinded_id(r.base_url)}
-                for r in c.communities.rooms()
-            ]
-        finally:
-            await (s.client.close() if offline else _finish(s))
+    async def op(c: Client) -> tuple[list[dict[str, Any]], list[str]]:
+        rooms = c.communities.rooms()
+        docs = [{**r.to_dict(), "blinded_id": c.communities.blinded_id(r.base_url)} for r in rooms]
+        return docs, [room_line(r) for r in rooms]
 
-    rooms = run(go())
+    docs, lines = with_client(op, offline=offline)
     if json_mode():
-        emit({"rooms": rooms})
+        emit({"rooms": docs})
         return
-    if not rooms:
+    if not docs:
         click.echo("no communities joined: `session community join URL`")
-    from session.client.community import Room  # noqa: PLC0415
-
-    for d in rooms:
-        info = {"active_users": d["active_users"]}
-        r = Room(
-            d["base_url"],
-            d["room"],
-            d["url"].rsplit("=", 1)[-1],
-            d["name"],
-            0,
-            d["seqno"],
-            d["joined_ms"],
-            info,
-        )
-        click.echo(room_line(r))
+    for line in lines:
+        click.echo(line)
 
 
 @community_group.command("read")
@@ -213,22 +215,16 @@ def list_rooms(offline: bool) -> None:
 @click.argument("room")
 @click.option("--since", type=click.IntRange(min=0), default=0, help="Only posts after this #id.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@_offline_option
 @errors
 def read(room: str, since: int, limit: int, offline: bool) -> None:
     """Fetch new posts of ROOM and print them (verified posts only; #id for react/edit)."""
 
-    async def go() -> tuple[list[dict[str, Any]], list[str]]:
-        s = await (open_session() if offline else _online(poll=room))
-        c = s.client
-        try:
-            posts = c.communities.posts(room, since=since, limit=limit)
-            lines = [line for p in posts for line in post_lines(c, p)]
-            return [post_doc(c, p) for p in posts], lines
-        finally:
-            await (s.client.close() if offline else _finish(s))
+    async def op(c: Client) -> tuple[list[dict[str, Any]], list[str]]:
+        posts = c.communities.posts(room, since=since, limit=limit)
+        return [post_doc(c, p) for p in posts], [ln for p in posts for ln in post_lines(c, p)]
 
-    docs, lines = run(go())
+    docs, lines = with_client(op, offline=offline, poll=None if offline else room)
     if json_mode():
         emit({"room": room, "posts": docs})
         return
@@ -256,37 +252,14 @@ def post(room: str, text: str, files: tuple[Path, ...], reply_to: int | None) ->
     if not text and not files:
         raise CliError("the post is empty")
 
-    async def go() -> dict[str, Any]:
-        s = await _online(poll=room)
-        c = s.client
-        try:
-            p = await asyncio.wait_for(
-                c.communities.post(room, text, files=files, reply_to=reply_to), timeout()
-            )
-            return post_doc(c, p)
-        except TimeoutError:
-            raise CliError(f"the community server did not answer within {timeout():g} s") from None
-        finally:
-            await _finish(s)
+    async def op(c: Client) -> dict[str, Any]:
+        return post_doc(c, await c.communities.post(room, text, files=files, reply_to=reply_to))
 
-    doc = run(go())
+    doc = with_client(op, poll=room)
     if json_mode():
         emit(doc)
     else:
         click.echo(f"posted #{doc['id']} to {doc['room']}")
-
-
-def _mutation(room: str, op: Any) -> Any:
-    async def go() -> Any:
-        s = await _online(poll=room)
-        try:
-            return await asyncio.wait_for(op(s.client), timeout())
-        except TimeoutError:
-            raise CliError(f"the community server did not answer within {timeout():g} s") from None
-        finally:
-            await _finish(s)
-
-    return run(go())
 
 
 @community_group.command("react")
@@ -298,7 +271,11 @@ def _mutation(room: str, op: Any) -> Any:
 @errors
 def react(room: str, message_id: int, emoji: str, remove: bool) -> None:
     """React to post MESSAGE_ID of ROOM with EMOJI (1-12 characters)."""
-    changed = _mutation(room, lambda c: c.communities.react(room, message_id, emoji, remove=remove))
+
+    async def op(c: Client) -> bool:
+        return await c.communities.react(room, message_id, emoji, remove=remove)
+
+    changed = with_client(op, poll=room)
     if json_mode():
         emit(
             {
@@ -325,7 +302,7 @@ def edit(room: str, message_id: int, text: str) -> None:
     async def op(c: Client) -> dict[str, Any]:
         return post_doc(c, await c.communities.edit(room, message_id, text))
 
-    doc = _mutation(room, op)
+    doc = with_client(op, poll=room)
     if json_mode():
         emit(doc)
     else:
@@ -339,7 +316,7 @@ def edit(room: str, message_id: int, text: str) -> None:
 @errors
 def delete(room: str, message_id: int) -> None:
     """Delete post MESSAGE_ID (yours, or anyone's if you moderate the room)."""
-    _mutation(room, lambda c: c.communities.delete(room, message_id))
+    with_client(lambda c: c.communities.delete(room, message_id), poll=room)
     if json_mode():
         emit({"room": room, "id": message_id, "deleted": True})
     else:
@@ -368,16 +345,7 @@ def dm(blinded_id: str, text: str, room: str | None) -> None:
             ref = bases[0]
         return (await c.communities.send_dm(ref, blinded_id, text)).to_dict()
 
-    async def go() -> dict[str, Any]:
-        s = await _online()
-        try:
-            return await asyncio.wait_for(op(s.client), timeout())
-        except TimeoutError:
-            raise CliError(f"the community server did not answer within {timeout():g} s") from None
-        finally:
-            await _finish(s)
-
-    doc = run(go())
+    doc = with_client(op)
     if json_mode():
         emit(doc)
     else:
@@ -386,26 +354,21 @@ def dm(blinded_id: str, text: str, room: str | None) -> None:
 
 @community_group.command("dms")
 @common
-@click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@_offline_option
 @errors
 def dms(offline: bool) -> None:
     """Fetch and list your community direct messages (received and sent)."""
 
-    async def go() -> list[dict[str, Any]]:
-        s = await (open_session() if offline else _online(all_servers=True))
-        c = s.client
-        try:
-            out = []
-            for m in c.communities.dms():
-                d = m.to_dict()
-                contact = c.contact(m.sender_session_id) if m.sender_session_id else None
-                d["contact_name"] = contact.name if contact else None
-                out.append(d)
-            return out
-        finally:
-            await (s.client.close() if offline else _finish(s))
+    async def op(c: Client) -> list[dict[str, Any]]:
+        out = []
+        for m in c.communities.dms():
+            d = m.to_dict()
+            contact = c.contact(m.sender_session_id) if m.sender_session_id else None
+            d["contact_name"] = contact.name if contact else None
+            out.append(d)
+        return out
 
-    docs = run(go())
+    docs = with_client(op, offline=offline, all_servers=not offline)
     if json_mode():
         emit({"dms": docs})
         return
@@ -431,14 +394,10 @@ def dms(offline: bool) -> None:
 def leave(room: str) -> None:
     """Leave ROOM here and on your other devices."""
 
-    async def go() -> dict[str, Any]:
-        s = await _online()
-        try:
-            return (await s.client.communities.leave(room)).to_dict()
-        finally:
-            await _finish(s)
+    async def op(c: Client) -> dict[str, Any]:
+        return (await c.communities.leave(room)).to_dict()
 
-    doc = run(go())
+    doc = with_client(op)
     if json_mode():
         emit({"left": doc})
     else:
@@ -476,15 +435,6 @@ def _say(kind: str, text: str | list[str], **fields: Any) -> None:
     else:
         for line in [text] if isinstance(text, str) else text:
             click.echo(line)
-
-
-def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-    try:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\r\n"))
-    except (OSError, ValueError):
-        pass
-    loop.call_soon_threadsafe(lines.put_nowait, None)
 
 
 async def _chat_line(c: Client, room: str, line: str) -> bool:
@@ -541,7 +491,7 @@ async def _chat(ref: str, show_history: int, poll_interval: float) -> None:
             )
         lines: asyncio.Queue[str | None] = asyncio.Queue()
         threading.Thread(
-            target=_stdin_lines,
+            target=stdin_lines,
             args=(asyncio.get_running_loop(), lines),
             name="session-community-stdin",
             daemon=True,
@@ -561,4 +511,7 @@ async def _chat(ref: str, show_history: int, poll_interval: float) -> None:
             show_new()
         _say("end", "bye")
     finally:
-        await _finish(s)
+        try:
+            await s.flush()
+        finally:
+            await s.client.close()
