@@ -288,6 +288,7 @@ class Devnet:
         port = self._port()
         cmd = [
             sys.executable,
+            "-P",  # the installed package, never a `session/` in the current directory
             "-m",
             "session.registry",
             "--host",
@@ -355,7 +356,7 @@ class Devnet:
         prefix = "SESSION_" + module.rsplit(".", 1)[1].upper() + "_"
         env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
         cmd = [
-            sys.executable, "-m", module, "run", "--data-dir", str(data_dir),
+            sys.executable, "-P", "-m", module, "run", "--data-dir", str(data_dir),
             "--listen-host", host, "--port", str(port), *extra,
             "--log-level", self.log_level, "--log-format", "json",
         ]  # fmt: skip
@@ -436,7 +437,9 @@ class Devnet:
     def _spawn(self, node: DevnetNode) -> None:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         node.ready_file.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "session.node", "--ready-file", str(node.ready_file)]
+        # -P: the child imports the installed package, not a `session/` directory that
+        # happens to be the current directory (a checkout without the built extension).
+        cmd = [sys.executable, "-P", "-m", "session.node", "--ready-file", str(node.ready_file)]
         if not self.uvloop:
             cmd.append("--no-uvloop")
         node.proc = subprocess.Popen(

@@ -209,6 +209,7 @@ class Node:
             self._progress("creating a self-signed TLS certificate in %s", cert.parent)
             child = await asyncio.create_subprocess_exec(
                 sys.executable,
+                "-P",  # not the current directory's source tree: the installed package
                 "-c",
                 "import sys; from session.service.tls import ensure_certificate; "
                 "ensure_certificate(sys.argv[1])",

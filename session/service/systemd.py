@@ -59,7 +59,7 @@ _PRIORITY = {
 def program_command(program: str, module: str) -> str:
     """The absolute command that runs ``program`` from this install: the console script next to
     the running interpreter (a virtual environment's ``bin/``), else the one the shell would
-    find, else ``<interpreter> -m <module>``. The interpreter's path is kept as it is (not
+    find, else ``<interpreter> -P -m <module>``. The interpreter's path is kept as it is (not
     resolved): a virtual environment's ``bin/python`` is a symlink to the base interpreter,
     which would not see the environment's packages."""
     beside = Path(sys.executable).parent / program
@@ -68,7 +68,7 @@ def program_command(program: str, module: str) -> str:
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
     if argv0 is not None and argv0.name == program and argv0.is_file():
         return str(argv0.absolute())
-    return f"{Path(sys.executable).absolute()} -m {module}"
+    return f"{Path(sys.executable).absolute()} -P -m {module}"
 
 
 def _under_home(path: str) -> bool:

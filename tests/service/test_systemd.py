@@ -94,7 +94,7 @@ def test_unit_for_an_install_under_home() -> None:
 def test_program_command_falls_back_to_the_module(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["/nowhere/else"])
     command = systemd.program_command("no-such-program", "session.cli.node")
-    assert command == f"{Path(sys.executable).absolute()} -m session.cli.node"
+    assert command == f"{Path(sys.executable).absolute()} -P -m session.cli.node"
     out = subprocess.run(
         [*command.split(), "version"], capture_output=True, text=True, timeout=60, check=True
     )
