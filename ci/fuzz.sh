@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 
 RUST_TARGETS=(bt_decode mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt blinded_dm_decrypt unpad
   zstd_decompress groups_parse)
-PY_TARGETS=(rpc onion snodes content receive)
+PY_TARGETS=(rpc onion snodes content receive community)
 SECONDS_EACH="${FUZZ_SECONDS:-12}"
 # A fixed libFuzzer seed by default, so a run explores the same way on the same code and a
 # failure is not chance; FUZZ_SEED=0 picks a random one (for longer runs by hand).

@@ -116,8 +116,19 @@ def _qint(req: V4Request, name: str, default: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, v))
 
 
-def _obj(req: V4Request) -> dict[str, Any]:
+def _json(req: V4Request) -> Any:
+    """The body as JSON whose every string is valid Unicode (JSON's ``\\ud800`` escapes can
+    spell lone surrogates, which no UTF-8 text, database or log can hold)."""
     doc = req.json()
+    try:
+        json.dumps(doc, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput("the request body holds text that is not valid Unicode") from None
+    return doc
+
+
+def _obj(req: V4Request) -> dict[str, Any]:
+    doc = _json(req)
     if not isinstance(doc, dict):
         raise InvalidInput("the request body must be a JSON object")
     return doc
@@ -148,7 +159,9 @@ def _filename(disposition: str | None) -> str | None:
         if not m2:
             return None
         name = m2.group(1).strip()
-    name = "".join("\ufffd" if c in "/\\\0" or ord(c) < 32 else c for c in name)[:200]
+    name = "".join(
+        "\ufffd" if c in "/\\\0" or ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF else c for c in name
+    )[:200]
     return name or None
 
 
@@ -252,6 +265,8 @@ class CommunityService:
             return V4Response.error(425, f"Invalid authentication: {e}")
         except InvalidInput as e:
             return V4Response.error(400, str(e))
+        except UnicodeError:  # a lone surrogate that reached the database
+            return V4Response.error(400, "the request holds text that is not valid Unicode")
         except NotFound as e:
             return V4Response.error(404, str(e))
         except Forbidden as e:
@@ -270,19 +285,22 @@ class CommunityService:
             return V4Response.error(503, str(e))
 
     def _room(self, req: V4Request, user: User | None) -> tuple[Room, Perms]:
-        """The request's room and the member's permissions there; 404 when it is not
-        accessible to them (as if it did not exist)."""
+        """The request's room and the member's permissions there (a missing permission is
+        each endpoint's 403, as in SOGS)."""
         room = self.store.room(check_token(req.params["token"]))
-        perms = self.store.perms(room, user)
-        if not (perms.accessible or perms.read):
-            raise NotFound(f"no room {room.token!r} on this server")
-        return room, perms
+        return room, self.store.perms(room, user)
 
     def _readable(self, req: V4Request, user: User | None) -> tuple[Room, Perms]:
         room, perms = self._room(req, user)
         if not perms.read:
-            raise Forbidden("This endpoint requires room message 'read' permission")
+            raise Forbidden(self._refusal(perms, "read"))
         return room, perms
+
+    @staticmethod
+    def _refusal(perms: Perms, what: str) -> str:
+        if perms.banned:
+            return "You are banned from this room"
+        return f"This endpoint requires room '{what}' permission"
 
     @staticmethod
     def _need_user(user: User | None) -> User:
@@ -391,6 +409,8 @@ class CommunityService:
 
     def get_room(self, req: V4Request, user: User | None) -> V4Response:
         room, perms = self._room(req, user)
+        if not (perms.accessible or perms.read):  # as if it did not exist (SOGS: 404)
+            raise NotFound(f"no room {room.token!r} on this server")
         return _ok(self.room_info(room, perms, user))
 
     def poll_info(self, req: V4Request, user: User | None) -> V4Response:
@@ -513,7 +533,7 @@ class CommunityService:
         u = self._need_user(user)
         room, perms = self._room(req, u)
         if not perms.write:
-            raise Forbidden("This endpoint requires room 'write' permission")
+            raise Forbidden(self._refusal(perms, "write"))
         data, sig, files = self._post_body(req, u)
         doc = _obj(req)
         whisper_mods = bool(doc.get("whisper_mods"))
@@ -541,7 +561,7 @@ class CommunityService:
         u = self._need_user(user)
         room, perms = self._room(req, u)
         if not perms.write:
-            raise Forbidden("This endpoint requires room 'write' permission")
+            raise Forbidden(self._refusal(perms, "write"))
         data, sig, files = self._post_body(req, u)
         self.store.edit_post(
             room, u, _int(req.params["id"], "message id"), data, sig, files,
@@ -553,7 +573,7 @@ class CommunityService:
         u = self._need_user(user)
         room, perms = self._room(req, u)
         if not perms.write and not perms.moderator:
-            raise Forbidden("This endpoint requires room 'write' permission")
+            raise Forbidden(self._refusal(perms, "write"))
         self.store.delete_post(room, u, _int(req.params["id"], "message id"),
                                moderator=perms.moderator)  # fmt: skip
         return _ok({})
@@ -632,7 +652,7 @@ class CommunityService:
         u = self._need_user(user)
         room, perms = self._room(req, u)
         if not perms.upload:
-            raise Forbidden("This endpoint requires room 'upload' permission")
+            raise Forbidden(self._refusal(perms, "upload"))
         if not req.body:
             raise InvalidInput("the upload is empty: send the file's bytes as the request body")
         if len(req.body) > self.limits.max_file_size:
@@ -824,7 +844,7 @@ class CommunityService:
         return self._batch(req, user, sequential=True)
 
     def _batch(self, req: V4Request, user: User | None, *, sequential: bool) -> V4Response:
-        doc = req.json()
+        doc = _json(req)
         if not isinstance(doc, list):
             raise InvalidInput("the body must be a JSON list of subrequests")
         cap = self.limits.max_subrequests

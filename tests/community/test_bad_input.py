@@ -274,3 +274,17 @@ def test_any_signed_body_at_any_endpoint_gets_an_answer(
     # Nothing lost.
     status, first = fired.loop.run_until_complete(fired.member.call("GET", "/room/lobby/message/1"))
     assert status == 200 and first["id"] == 1
+
+
+async def test_lone_surrogates_are_refused(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    admin = member()
+    store = server.service.store
+    store.set_moderator([member_key(admin.id)], None, admin=True, visible=True)
+    status, msg = await admin.call("PUT", "/room/lobby", body=b'{"name": "\\ud800"}')
+    assert status == 400 and b"not valid Unicode" in msg
+    batch = b'[{"method": "PUT", "path": "/room/lobby", "json": {"name": "\\udc80x"}}]'
+    status, msg = await admin.call("POST", "/batch", body=batch)
+    assert status == 400 and b"not valid Unicode" in msg
+    assert store.room("lobby").name == "Lobby"

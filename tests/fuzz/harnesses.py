@@ -14,6 +14,7 @@ every pytest run, so what a fuzz run once found stays fixed.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import tempfile
@@ -22,9 +23,15 @@ from collections.abc import Callable, Mapping
 
 from session import onion, protocol
 from session.client import Client, messages
+from session.community import auth
+from session.community.config import LimitsConfig
+from session.community.server import CommunityService
+from session.community.store import CommunityStore
+from session.community.store import User as CommunityUser
 from session.errors import SessionError
 from session.identity import Identity
 from session.proto import rpc, snodes
+from session.service.onion import V4Request, V4Response
 
 
 def _check_error(e: SessionError) -> None:
@@ -148,10 +155,63 @@ def receive(data: bytes) -> None:
 
 
 #: Harness name (as in ``ci/fuzz.sh`` and ``tests/fuzz/corpus/NAME``) → harness.
+class _Community:
+    """One community server's routes over a store in a temporary directory, made on first use
+    and kept for the whole run, and a member who is its global admin (so the input reaches
+    every parser behind the permission checks)."""
+
+    service: CommunityService | None = None
+    user: CommunityUser | None = None
+    _dir: tempfile.TemporaryDirectory[str] | None = None
+
+    @classmethod
+    def get(cls) -> tuple[CommunityService, CommunityUser]:
+        if cls.service is None or cls.user is None:
+            cls._dir = tempfile.TemporaryDirectory()
+            store = CommunityStore(cls._dir.name)
+            store.add_room("lobby", "Lobby")
+            cls.service = CommunityService(store, bytes(32), LimitsConfig())
+            cls.user = store.user("15" + bytes(_SENDER.ed25519_public).hex())
+            assert cls.user is not None
+            store.set_moderator([cls.user.key], None, admin=True, visible=True)
+        return cls.service, cls.user
+
+
+def community(data: bytes) -> None:
+    """The community server's request parsing: the input split into the four ``X-SOGS-*``
+    headers (authentication answers 400, 401 or 425, never anything else), then the input as
+    the body of each route that reads one, sent by an admin: always an answer below 500."""
+    service, user = _Community.get()
+    values = [*data.decode("utf-8", "replace").split("\n", 3), "", "", "", ""]
+    headers = dict(zip(auth.HEADERS, values[:4], strict=True))
+    try:
+        auth.authenticate(headers, "POST", "/batch", "", data, bytes(32), require_blind=True)
+    except auth.AuthError as e:
+        assert e.status in (400, 401, 425), e.status
+        _check_error(e)
+    for method, path in (
+        ("POST", "/room/lobby/message"),
+        ("PUT", "/room/lobby"),
+        ("POST", f"/user/{user.session_id}/ban"),
+        ("POST", f"/room/lobby/permissions/{user.session_id}"),
+        ("POST", f"/inbox/{user.session_id}"),
+        ("POST", "/batch"),
+        ("POST", "/sequence"),
+    ):
+        found = service.routes.resolve(method, path)
+        assert not isinstance(found, V4Response)
+        handler, params = found
+        fn = service._sync[handler]
+        req = V4Request(method, path, {}, {}, data, params)
+        resp = service._guard(functools.partial(fn, req, user))
+        assert 200 <= resp.status < 500, (path, resp.status, resp.body[:200])
+
+
 HARNESSES: Mapping[str, Callable[[bytes], None]] = {
     "rpc": rpc_request,
     "onion": onion_v4,
     "snodes": node_list,
     "content": content,
     "receive": receive,
+    "community": community,
 }
