@@ -8,16 +8,19 @@ import base64
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 from session.blinding import sogs_auth_headers
-from session.community.server import RunningCommunity
+from session.community.server import RunningCommunity, start
 from session.community.store import member_key
 from session.protocol import pad
-from session.testing.community import Member
+from session.service.tls import ensure_certificate
+from session.testing.community import Member, community_config
 from session.testing.http import one_hop_v4
 
 
@@ -177,3 +180,22 @@ async def test_logs_and_database_hold_no_session_id(
         for s in secrets:
             assert s not in caplog.text
             assert s.encode() not in stored and bytes.fromhex(s[-64:]) not in stored
+
+
+async def test_https_and_loopback_metrics(tmp_path: Path) -> None:
+    ensure_certificate(tmp_path)
+    cfg = community_config(tmp_path)
+    cfg = replace(cfg, network=replace(cfg.network, tls=True, admin_port=0))
+    running = await start(cfg)
+    try:
+        assert running.url.startswith("https://") and running.admin_url
+        connector = aiohttp.TCPConnector(ssl=False)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            async with http.get(f"{running.url}/capabilities") as r:
+                assert r.status == 200 and "sogs" in (await r.json())["capabilities"]
+            async with http.get(f"{running.admin_url}/metrics") as r:
+                text = await r.text()
+        assert 'community_requests_total{status="2xx"} 1.0' in text
+        assert "community_rooms 0.0" in text
+    finally:
+        await running.close()
