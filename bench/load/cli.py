@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy flame graphs (SVG) of the busiest node and a worker during the last step",
+        help="py-spy flame graphs (SVG) of the two busiest nodes and worker 0 in the last step",
     )
     ap.add_argument("--quiet", action="store_true", help="no live display")
     ap.add_argument("--seed", type=int, default=1, help="randomness of the clients' choices")
@@ -270,6 +270,45 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
     raise SystemExit(f"unknown scenario {sc}")
 
 
+# ---------------------------------------------------------------------- profiles
+
+
+def profile_summary(raw_files: list[Path], top: int = 40) -> str:
+    """Where the sampled processes spent their time, from py-spy's collapsed stacks (one
+    ``frame;frame;… count`` line per stack): the functions with the most samples on top of
+    the stack (self) and anywhere on it (inclusive), summed over the files."""
+    self_n: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for f in raw_files:
+        try:
+            lines = f.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            stack, _, n = line.rpartition(" ")
+            if not stack or not n.isdigit():
+                continue
+            k = int(n)
+            total += k
+            frames = stack.split(";")
+            self_n[frames[-1]] = self_n.get(frames[-1], 0) + k
+            for fr in set(frames):
+                incl[fr] = incl.get(fr, 0) + k
+    if not total:
+        return "no samples\n"
+    out = [
+        f"{len(raw_files)} processes, {total} samples (py-spy --gil: the thread holding the GIL)",
+        "",
+    ]
+    for title, d in (("self", self_n), ("inclusive", incl)):
+        out.append(f"-- top {top} by {title} samples")
+        for fr, k in sorted(d.items(), key=lambda kv: -kv[1])[:top]:
+            out.append(f"{100 * k / total:6.2f}%  {fr}")
+        out.append("")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------------- machine
 
 
@@ -365,6 +404,8 @@ class Run:
         totals = {"sent": 0, "acked": 0, "delivered": 0}
         errors: dict[str, int] = {}
         done: list[dict[str, Any]] = []
+        # the nodes that worked hardest in the previous step (profiled if asked)
+        busiest = [k for k, _ in sorted(probe.totals.items(), key=lambda kv: -kv[1].cpu_s)]
         probe.reset()
         driver_cpu0 = time.process_time()
         t0 = time.monotonic() + 1.0
@@ -399,7 +440,7 @@ class Run:
             th = threading.Thread(target=fire, daemon=True)
             th.start()
             threads.append(th)
-        spy = self.start_profile(net, step) if a.profile and step is self.last_step else []
+        spy = self.start_profile(net, step, busiest) if a.profile and step is self.last_step else []
         last_sample = time.monotonic()
         live_hist = report.new_histogram()
 
@@ -468,7 +509,12 @@ class Run:
         for p in spy:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(30)
-        probe.sample(sizes=True)
+        if spy:
+            summary = profile_summary(sorted(self.work.glob("raw-*.txt")))
+            path = self.out / f"profile-summary-{step.name}.txt"
+            path.write_text(summary)
+            self.profiles.append(str(path))
+        probe.sample(sizes=True, scrape=True)
         wall = time.monotonic() - t0
         driver_cpu = time.process_time() - driver_cpu0
         workers_cpu = sum(d["cpu_s"] for d in done)
@@ -486,6 +532,10 @@ class Run:
         ]
         nodes_cpu = sum(t.cpu_s for t in probe.totals.values())
         layers = sum(t.layers for t in probe.totals.values())
+        work: dict[str, float] = {}
+        for t in probe.totals.values():
+            for series, v in t.counters.items():
+                work[series] = work.get(series, 0.0) + v
         layers_source = "node metrics"
         if not layers:
             layers = 4 * requests  # guard, two relays, the destination
@@ -555,6 +605,7 @@ class Run:
             "delivered": delivered,
             "lost": lost,
             "errors": errors,
+            "error_examples": {k: v for d in done for k, v in d.get("examples", {}).items()},
             "delivered_per_s": round(delivered / active, 2) if active else 0.0,
             "latency_ms": lat,
             "store_latency_ms": report.summary(store),
@@ -563,6 +614,12 @@ class Run:
             "nodes": nodes,
             "timeline": tl,
             "events": sorted(events, key=lambda e: e["t"]),
+            # node counters summed over the nodes, per delivered message (where the work is)
+            "work_per_delivered": {
+                k.removeprefix("session_node_"): round(v / delivered, 3)
+                for k, v in sorted(work.items())
+                if delivered and v / delivered >= 0.01
+            },
             "extra": {k: v for d in done for k, v in d.get("extra", {}).items()},
         }
 
@@ -657,38 +714,38 @@ class Run:
     # -------------------------------------------------------------- profiling
     last_step: Step | None = None
 
-    def start_profile(self, net: Network, step: Step) -> list[subprocess.Popen[bytes]]:
+    def start_profile(
+        self, net: Network, step: Step, busiest: list[str]
+    ) -> list[subprocess.Popen[bytes]]:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if not Path(spy).exists():
             self.console.print("[yellow]--profile: py-spy is not installed (pip install py-spy)")
             return []
         secs = str(max(1, int(step.duration)))
-        refs = net.refs()
-        targets = [(r.name, r.pid) for r in refs[:2]]
-        targets.append(("worker-0", self.procs[0].pid))
+        rank = {name: i for i, name in enumerate(busiest)}
+        refs = sorted(net.refs(), key=lambda r: rank.get(r.name, len(rank)))
         out = []
-        for name, pid in targets:
-            svg = self.out / f"flame-{step.name}-{name}.svg"
-            self.profiles.append(str(svg))
+
+        def record(pid: int, path: Path, fmt: str, rate: str) -> None:
             out.append(
                 subprocess.Popen(
-                    [
-                        spy,
-                        "record",
-                        "-p",
-                        str(pid),
-                        "-d",
-                        secs,
-                        "-r",
-                        "50",
-                        "-o",
-                        str(svg),
-                        "--nonblocking",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    [spy, "record", "-p", str(pid), "-d", secs, "-r", rate, "-o", str(path),
+                     "-f", fmt, "--nonblocking", "--gil"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
-            )
+            )  # fmt: skip
+
+        # flame graphs of the two busiest nodes and worker 0; collapsed stacks of every node
+        # (summed into profile-summary.txt: where the nodes' CPU goes)
+        for r in refs[:2]:
+            svg = self.out / f"flame-{step.name}-{r.name}.svg"
+            self.profiles.append(str(svg))
+            record(r.pid, svg, "flamegraph", "50")
+        svg = self.out / f"flame-{step.name}-worker-0.svg"
+        self.profiles.append(str(svg))
+        record(self.procs[0].pid, svg, "flamegraph", "50")
+        for r in refs:
+            record(r.pid, self.work / f"raw-{r.name}.txt", "raw", "20")
         return out
 
     profiles: list[str]

@@ -32,20 +32,31 @@ class NodeTotals:
     rss_mb: float = 0.0
     db_mb: float = 0.0
     layers: int = 0
+    #: growth of each node counter series over the step
+    counters: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
-def onion_layers(admin_url: str) -> int | None:
-    """The node's ``session_node_onion_layers`` total (every decision), or None."""
+def counters(admin_url: str) -> dict[str, float] | None:
+    """The node's ``session_node_*_total`` counters (series → value), or None."""
     try:
         with urllib.request.urlopen(admin_url + "/metrics", timeout=2.0) as r:
             body = r.read().decode(errors="replace")
     except OSError:
         return None
-    total = 0.0
+    out: dict[str, float] = {}
     for line in body.splitlines():
-        if line.startswith("session_node_onion_layers_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return int(total)
+        if line.startswith("session_node_") and "_total" in line.split("{", 1)[0]:
+            series, _, value = line.rpartition(" ")
+            try:
+                out[series] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def onion_layers(c: dict[str, float]) -> int:
+    """Onion layers peeled (every decision) in a counter snapshot."""
+    return int(sum(v for k, v in c.items() if k.startswith("session_node_onion_layers_total")))
 
 
 def db_bytes(proc: psutil.Process) -> int:
@@ -76,15 +87,15 @@ class NodeProbe:
         self.refs = refs
         self._procs: dict[int, psutil.Process] = {}
         self._last_cpu: dict[int, float] = {}
-        self._last_layers: dict[str, int] = {}
+        self._last_counters: dict[str, dict[str, float]] = {}
         self.totals: dict[str, NodeTotals] = {}
 
     def reset(self) -> None:
         """Start a new step: totals from zero, current clocks as the base."""
         self.totals = {}
         self._last_cpu.clear()
-        self._last_layers.clear()
-        self.sample(count=False)
+        self._last_counters.clear()
+        self.sample(count=False, scrape=True)
 
     def _proc(self, pid: int) -> psutil.Process | None:
         p = self._procs.get(pid)
@@ -95,7 +106,10 @@ class NodeProbe:
                 return None
         return p
 
-    def sample(self, *, count: bool = True, sizes: bool = False) -> None:
+    def sample(self, *, count: bool = True, sizes: bool = False, scrape: bool = False) -> None:
+        """Read every node's CPU clock (and, with ``sizes``, RSS and database size; with
+        ``scrape``, its counters: done at a step's start and end only, a scrape costs the
+        node CPU)."""
         for ref in self.refs():
             t = self.totals.setdefault(ref.name, NodeTotals())
             p = self._proc(ref.pid)
@@ -113,14 +127,18 @@ class NodeProbe:
             if count:
                 t.cpu_s += cpu - last if last is not None else 0.0
             self._last_cpu[ref.pid] = cpu
-            if ref.admin_url:
-                n = onion_layers(ref.admin_url)
-                if n is not None:
+            if ref.admin_url and scrape:
+                now = counters(ref.admin_url)
+                if now is not None:
                     key = f"{ref.name}:{ref.pid}"
-                    prev = self._last_layers.get(key)
+                    prev = self._last_counters.get(key)
                     if count and prev is not None:
-                        t.layers += max(0, n - prev)
-                    self._last_layers[key] = n
+                        for series, v in now.items():
+                            d = v - prev.get(series, 0.0)
+                            if d > 0:
+                                t.counters[series] = t.counters.get(series, 0.0) + d
+                        t.layers += max(0, onion_layers(now) - onion_layers(prev))
+                    self._last_counters[key] = now
 
 
 def find_node_pids(https_ports: list[int]) -> dict[int, int]:

@@ -31,6 +31,7 @@ import asyncio
 import itertools
 import queue
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from session.errors import ClockOutOfSync, NetworkError, NodeRequestFailed, Sess
 TICK = 0.25
 #: First and largest pause before polling again for an acknowledged message still missing.
 BACKOFF_MIN, BACKOFF_MAX = 0.002, 0.2
+HEX_RUN = re.compile(r"[0-9a-fA-F]{8,}")
 #: Time to live of the load's messages (milliseconds).
 TTL_MS = 3600_000
 
@@ -87,6 +89,8 @@ class Worker:
         self.requests = 0  # onion requests made (stores and polls, retries included)
         #: recipients whose polling is held back (the backlog scenario's absent recipient)
         self.paused: set[int] = set()
+        #: the first message of each error kind in a step (sent with the step's end)
+        self.examples: dict[str, str] = {}
         self.new_stats()
         self.running = True
         #: the fanout scenario's group ID ("" otherwise) and each member's event stream
@@ -103,8 +107,11 @@ class Worker:
         self.e2e: list[tuple[float, float]] = []  # (delivered at, latency s)
         self.store: list[float] = []  # store latency (schedule → acknowledged), s
 
-    def count_error(self, kind: str) -> None:
+    def count_error(self, kind: str, e: BaseException | None = None) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        if e is not None and kind not in self.examples:
+            # (hex runs, e.g. a key or account prefix, are cut out)
+            self.examples[kind] = HEX_RUN.sub("…", str(e))[:200]
 
     # ------------------------------------------------------------------ set-up
 
@@ -169,7 +176,7 @@ class Worker:
             mid = await admin.groups.send(self.gid, token)
             await admin.flush_outbox()
         except SessionError as e:
-            self.count_error(error_kind(e))
+            self.count_error(error_kind(e), e)
             return
         m = admin.message(mid)
         if m is None or m.status != "sent":
@@ -201,7 +208,7 @@ class Worker:
         except SessionError as e:
             # Not acknowledged: an error, not a loss (it may still arrive; then it counts as
             # delivered, and its latency with it).
-            self.count_error(error_kind(e))
+            self.count_error(error_kind(e), e)
             return
         self.acked += 1
         self.store.append(time.monotonic() - sched)
@@ -233,7 +240,7 @@ class Worker:
                 try:
                     rows = await c.receiver.poller.poll(0)
                 except SessionError as e:
-                    self.count_error("poll " + error_kind(e))
+                    self.count_error("poll " + error_kind(e), e)
                     rows = []
             if rows and not self.gid:
                 got = c.receiver.apply_unseen(rows)
@@ -262,7 +269,7 @@ class Worker:
         try:
             await self.clients[idx].groups.poll(self.gid)
         except SessionError as e:
-            self.count_error("poll " + error_kind(e))
+            self.count_error("poll " + error_kind(e), e)
             return []
         now = time.monotonic()
         got = [ev for ev in self.streams[idx].pending() if isinstance(ev, MessageReceived)]
@@ -288,6 +295,7 @@ class Worker:
     # ------------------------------------------------------------------ steps
 
     async def run_step(self, step: dict[str, Any]) -> dict[str, Any]:
+        self.examples = {}
         self.new_stats()
         self.requests = 0
         cpu0 = time.process_time()
@@ -380,6 +388,7 @@ class Worker:
             "cpu_s": time.process_time() - cpu0,
             "requests": self.requests,
             "extra": extra,
+            "examples": self.examples,
         }
 
     async def report_loop(self) -> None:
