@@ -43,11 +43,14 @@ from bench.load.worker import run as worker_run
 from session.devnet import Devnet, DevnetError
 from session.proto.snodes import parse_node_list
 
-#: Node settings of the driver's own devnet: the per-address token bucket out of the way (all
-#: the load comes from 127.0.0.1).
+#: Node settings of the driver's own devnet: the per-address token bucket and connection cap
+#: out of the way (all the load comes from 127.0.0.1: with the default 64 connections per
+#: address, 32 clients' connections to one guard are refused and the clients give up on it).
 UNLIMITED = {
     "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "1000000",
     "SESSION_NODE_LIMITS__BURST": "1000000",
+    "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS": "4096",
+    "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS_PER_ADDRESS": "4096",
 }
 
 SCENARIOS = {
@@ -543,7 +546,9 @@ class Run:
         delivered = totals["delivered"]
         idle = self.idle_cpu_per_s * wall
         net_cpu = max(0.0, nodes_cpu - idle)
-        active = step.duration if step.mode in ("rate", "closed") else wall
+        # delivered/s over the time it took: the step, or longer while a backlog drained
+        last = max((sec + 1 for sec, r in timeline.items() if r["delivered"]), default=0)
+        active = max(step.duration, last) if step.mode in ("rate", "closed") else wall
         lat = report.summary(e2e)
         cpu = {
             "nodes_s": round(nodes_cpu, 3),
