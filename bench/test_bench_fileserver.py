@@ -9,6 +9,8 @@ the same server in the same run. ``extra_info``:
   process involved spent (the client, the nodes, the file server; /proc), which a loaded
   machine does not skew: a store-and-forward path runs one stage after another, so its time on
   an idle machine is close to its CPU time;
+* ``cpu_ms_mean``: the CPU milliseconds of each kind of transfer split into the client, all
+  nodes and the file server (mean of the rounds; /proc counts in 10 ms ticks);
 * ``rss_growth_mb``: peak RSS growth of each process (client, guard and other nodes, file
   server) during one onion upload and download (VmHWM after a reset through clear_refs);
 * ``correct``: the bytes came back and the server's disk holds exactly them.
@@ -38,7 +40,7 @@ from session.client.transport import OnionTransport
 from session.devnet import Devnet
 from session.proto.snodes import parse_file_servers, parse_node_list
 
-ROUNDS = 3
+ROUNDS = 5
 _TICK = os.sysconf("SC_CLK_TCK")
 
 pytestmark = pytest.mark.integration
@@ -55,6 +57,8 @@ def test_bench_file_transfer_onion_vs_direct(
     blobs = [os.urandom(files.MAX_UPLOAD_SIZE) for _ in range(2 * ROUNDS + 1)]
     times: dict[str, list[float]] = {k: [] for k in ("up", "down", "up_direct", "down_direct")}
     cpu: dict[str, list[float]] = {k: [] for k in times}
+    #: per transfer: CPU seconds of (the client, all nodes, the file server)
+    by_process: dict[str, list[tuple[float, float, float]]] = {k: [] for k in times}
     pids = [n.proc.pid for n in net.nodes if n.proc] + [net.file_server.proc.pid]  # type: ignore[union-attr]
     ok = True
 
@@ -63,7 +67,9 @@ def test_bench_file_transfer_onion_vs_direct(
         c0, t0 = _cpu(pids), time.perf_counter()
         yield
         times[key].append(time.perf_counter() - t0)
-        cpu[key].append(_cpu(pids) - c0)
+        split = [b - a for a, b in zip(c0, _cpu(pids), strict=True)]
+        cpu[key].append(sum(split))
+        by_process[key].append((split[0], sum(split[1:-1]), split[-1]))
 
     sent: list[bytes] = []  # what was uploaded (the benchmark may run a single round)
 
@@ -93,7 +99,7 @@ def test_bench_file_transfer_onion_vs_direct(
         base = _reset_peaks(pids)
         loop.run_until_complete(onion_round(blob))  # peak memory of one upload + download
         growth = _peak_growth(pids, base)
-        for v in (*times.values(), *cpu.values()):
+        for v in (*times.values(), *cpu.values(), *by_process.values()):
             v.clear()
         it = iter(blobs[:-1])
 
@@ -116,6 +122,16 @@ def test_bench_file_transfer_onion_vs_direct(
         correct=ok,
         seconds={k: round(v, 3) for k, v in med.items()},
         cpu_seconds={k: round(v, 3) for k, v in cpu_med.items()},
+        cpu_ms_mean={
+            k: dict(
+                zip(
+                    ("client", "nodes", "fileserver"),
+                    (round(1000 * sum(col) / len(col)) for col in zip(*v, strict=True)),
+                    strict=True,
+                )
+            )
+            for k, v in by_process.items()
+        },
         ratio_upload=round(med["up_direct"] / med["up"], 3),
         ratio_download=round(med["down_direct"] / med["down"], 3),
         cpu_ratio_upload=round(cpu_med["up_direct"] / cpu_med["up"], 3),
@@ -126,14 +142,14 @@ def test_bench_file_transfer_onion_vs_direct(
     assert ok
 
 
-def _cpu(pids: list[int]) -> float:
-    """CPU seconds used so far by this process (all threads) and the processes ``pids``."""
+def _cpu(pids: list[int]) -> list[float]:
+    """CPU seconds used so far by this process (all threads), then by each of ``pids``."""
     me = resource.getrusage(resource.RUSAGE_SELF)
-    total = me.ru_utime + me.ru_stime
+    out = [me.ru_utime + me.ru_stime]
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-    return total
+        out.append((int(fields[11]) + int(fields[12])) / _TICK)  # utime, stime
+    return out
 
 
 def _status_kb(pid: int | str, field: str) -> int:
