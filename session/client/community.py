@@ -31,6 +31,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import math
 import re
 import sqlite3
 import time
@@ -340,9 +341,22 @@ def _b64(value: Any, what: str) -> bytes:
         raise InvalidInput(f"{what} is not valid base64") from None
 
 
+#: Ids, seqnos and counters a server may send: what SQLite's INTEGER holds.
+MAX_COUNTER = 2**63 - 1
+
+
+def counter(value: Any) -> int | None:
+    """A non-negative integer id/seqno/counter of a server's answer, or None (wrong type, bool,
+    negative or beyond SQLite's INTEGER)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNTER:
+        return value
+    return None
+
+
 def _num(value: Any, default: float | None = None) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        f = float(value) if abs(value) < 1e300 else default
+        return f if f is None or math.isfinite(f) else default
     return default
 
 
@@ -377,6 +391,9 @@ def attachment_doc(p: pb.AttachmentPointer) -> dict[str, Any]:
 def parse_post(msg: Mapping[str, Any]) -> ParsedPost:
     """Verify and decode one message object of a room (not a deletion, not reactions only).
     Raises InvalidSignature / InvalidInput: the caller drops the post."""
+    post_id = counter(msg.get("id"))
+    if post_id is None:
+        raise InvalidInput("the post has no valid id")
     author = msg.get("session_id")
     data = _b64(msg.get("data"), "the post's data")
     signature = _b64(msg.get("signature"), "the post's signature")
@@ -389,8 +406,8 @@ def parse_post(msg: Mapping[str, Any]) -> ParsedPost:
     posted = _num(msg.get("posted"), 0.0)
     assert posted is not None
     return ParsedPost(
-        id=int(msg["id"]),
-        seqno=int(msg.get("seqno") or 0),
+        id=post_id,
+        seqno=counter(msg.get("seqno")) or 0,
         author=str(author),
         posted=posted,
         edited=_num(msg.get("edited")),
@@ -749,7 +766,7 @@ class CommunityManager:
             (
                 self.db.sealer.seal(name) if isinstance(name, str) else None,
                 json.dumps(merged),
-                int(info["info_updates"]) if isinstance(info.get("info_updates"), int) else 0,
+                counter(info.get("info_updates")) or 0,
                 base_url,
                 token,
             ),
@@ -784,6 +801,13 @@ class CommunityManager:
         """One ``/batch`` poll of a server; stores what is new and returns the counts."""
         reqs = self._poll_requests(base_url)
         answers = await self._batch(base_url, reqs)
+        return self.apply_poll(base_url, reqs, answers)
+
+    def apply_poll(
+        self, base_url: str, reqs: list[dict[str, Any]], answers: list[tuple[int, Any]]
+    ) -> PollResult:
+        """Store what a poll's answers (``(status, body)`` per subrequest of ``reqs``, as the
+        server sent them: anything) bring, in one transaction; malformed parts are skipped."""
         posts = deleted = dropped = dms = 0
         with self.db.tx():
             for req, (code, body) in zip(reqs, answers, strict=True):
@@ -843,13 +867,14 @@ class CommunityManager:
             return 0, 0, 0
         top = seq_row[0] or 0
         for msg in msgs:
-            if not isinstance(msg, dict) or not isinstance(msg.get("id"), int):
+            mid = counter(msg.get("id")) if isinstance(msg, dict) else None
+            if mid is None:
                 dropped += 1
                 continue
-            seqno = msg.get("seqno")
-            if isinstance(seqno, int):
+            seqno = counter(msg.get("seqno"))
+            if seqno is not None:
                 top = max(top, seqno)
-            key = (base_url, token, msg["id"])
+            key = (base_url, token, mid)
             if msg.get("deleted") or ("data" in msg and msg["data"] is None):
                 cur = self.db.conn.execute(
                     "DELETE FROM community_posts WHERE base_url=? AND token=? AND id=?", key
@@ -860,7 +885,7 @@ class CommunityManager:
                 self.db.conn.execute(
                     "UPDATE community_posts SET reactions=?, seqno=MAX(seqno, ?)"
                     " WHERE base_url=? AND token=? AND id=?",
-                    (json.dumps(reactions_of(msg)), seqno if isinstance(seqno, int) else 0, *key),
+                    (json.dumps(reactions_of(msg)), seqno or 0, *key),
                 )
                 continue
             try:
@@ -873,8 +898,7 @@ class CommunityManager:
             posts += 1
         if first and not msgs:
             info = json.loads(seq_row[1])
-            if isinstance(info.get("message_sequence"), int):
-                top = max(top, info["message_sequence"])
+            top = max(top, counter(info.get("message_sequence")) or 0)
         self.db.conn.execute(
             "UPDATE community_rooms SET seqno=? WHERE base_url=? AND token=?",
             (top, base_url, token),
@@ -915,9 +939,10 @@ class CommunityManager:
         last = 0
         added = 0
         for it in items:
-            if not isinstance(it, dict) or not isinstance(it.get("id"), int):
+            dm_id = counter(it.get("id")) if isinstance(it, dict) else None
+            if dm_id is None:
                 continue
-            last = max(last, it["id"])
+            last = max(last, dm_id)
             sender, recipient = it.get("sender"), it.get("recipient")
             try:
                 raw = _b64(it.get("message"), "the message")
@@ -936,7 +961,7 @@ class CommunityManager:
                 "INSERT OR IGNORE INTO community_dms VALUES (?,?,?,?,?,?,?,?)",
                 (
                     base_url,
-                    it["id"],
+                    dm_id,
                     int(outgoing),
                     str(recipient if outgoing else sender),
                     sender_sid,
@@ -1087,7 +1112,8 @@ class CommunityManager:
         msg = _json(payload)
         if not isinstance(msg, dict):
             raise CommunityError(201, "the community server's answer to a post is not an object")
-        if not isinstance(msg.get("id"), int):
+        new_id = counter(msg.get("id"))
+        if new_id is None:
             raise CommunityError(201, "the community server's answer to a post has no id")
         # Read it back with a poll rather than storing the answer: the room's seqno then
         # covers the post, so a later deletion of it (which SOGS lists only to members whose
@@ -1098,14 +1124,14 @@ class CommunityManager:
             log.info("community poll after posting failed: %s", e)
         if not self.db.conn.execute(
             "SELECT 1 FROM community_posts WHERE base_url=? AND token=? AND id=?",
-            (room.base_url, room.token, msg["id"]),
+            (room.base_url, room.token, new_id),
         ).fetchone():
             msg.setdefault("data", doc["data"])
             msg.setdefault("signature", doc["signature"])
             msg.setdefault("session_id", self.blinded_id(room.base_url))
             with self.db.tx():
                 self._store_post(room.base_url, room.token, parse_post(msg))
-        return self.post_by_id(ref, int(msg["id"]))
+        return self.post_by_id(ref, new_id)
 
     async def upload(self, room: Room, path: Path) -> tuple[int, pb.AttachmentPointer]:
         """Upload a file to the room (plain bytes: room files are public) and return its id
@@ -1128,8 +1154,8 @@ class CommunityManager:
             room.base_url, "POST", f"/room/{room.token}/file", body=data, headers=headers
         )
         doc = _json(payload)
-        fid = doc.get("id") if isinstance(doc, dict) else None
-        if not isinstance(fid, int):
+        fid = counter(doc.get("id")) if isinstance(doc, dict) else None
+        if fid is None:
             raise CommunityError(201, "the community server's upload answer has no file id")
         ptr = pb.AttachmentPointer(
             deprecated_id=fid,
@@ -1206,10 +1232,10 @@ class CommunityManager:
             json_body={"message": base64.b64encode(sealed).decode()},
         )
         doc = _json(payload)
-        dm_id = doc.get("id") if isinstance(doc, dict) else None
+        dm_id = counter(doc.get("id")) if isinstance(doc, dict) else None
         posted = _num(doc.get("posted_at") if isinstance(doc, dict) else None, time.time())
         assert posted is not None
-        if isinstance(dm_id, int):
+        if dm_id is not None:
             with self.db.tx():
                 self.db.conn.execute(
                     "INSERT OR IGNORE INTO community_dms VALUES (?,?,?,?,?,?,?,?)",
@@ -1226,7 +1252,7 @@ class CommunityManager:
                 )
         return DirectMessage(
             base,
-            dm_id if isinstance(dm_id, int) else 0,
+            dm_id or 0,
             True,
             blinded_id,
             self.c.session_id,

@@ -5,6 +5,7 @@ SOGS does, so the signing path is exercised byte for byte)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -14,6 +15,8 @@ from typing import Any
 from urllib.parse import unquote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from session import _core, blinding, onion
 from session.client import Client
@@ -426,3 +429,78 @@ def test_post_content_is_a_data_message() -> None:
         5,
         3,
     )
+
+
+# ------------------------------------------------------------------------------ hostile answers
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_edge = st.sampled_from([-1, 0, 1, 2**63 - 1, 2**63, 2**70, True])
+_message_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _edge | _json_values,
+        "seqno": _edge | _json_values,
+        "data": _json_values | st.just(None) | st.just("AAAA"),
+        "signature": _json_values,
+        "session_id": _json_values | st.just("15" + "ab" * 32),
+        "deleted": _json_values,
+        "reactions": _json_values,
+        "posted": _json_values,
+        "sender": _json_values,
+        "recipient": _json_values,
+        "message": _json_values,
+        "posted_at": _json_values,
+        "details": _json_values,
+        "info_updates": _edge | _json_values,
+        "message_sequence": _edge | _json_values,
+        "capabilities": _json_values,
+        "name": _json_values,
+    },
+)
+_body = _json_values | st.lists(_message_like | _json_values, max_size=5) | _message_like
+
+
+def test_hostile_poll_answers_are_skipped_not_raised(tmp_path: Path) -> None:
+    """Whatever a server answers to a poll (wrong types, huge or negative numbers, NaN, junk
+    base64, other shapes), the client stores what verifies, skips the rest and keeps working."""
+    c = Client.open(tmp_path / "p", [], background=False)
+    mgr = c.communities
+    with c.db.tx():
+        mgr.adopt_config([UG.CommunityEntry(BASE, "lobby", bytes.fromhex(SERVER_PK), 0, 1)])
+    with c.db.tx():
+        c.db.conn.execute(
+            "UPDATE community_servers SET capabilities='[\"blind\"]' WHERE base_url=?", (BASE,)
+        )
+    reqs = mgr._poll_requests(BASE)
+    assert [r["path"].split("?")[0] for r in reqs] == [
+        "/capabilities", "/room/lobby/pollInfo/0", "/room/lobby/messages/recent", "/inbox",
+        "/outbox",
+    ]  # fmt: skip
+    good = _signed_post(Identity.generate(), "still fine", msg_id=7)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(st.tuples(st.sampled_from([200, 304, 404, 500]), _body), min_size=5, max_size=5)
+    )
+    def check(answers: list[tuple[int, Any]]) -> None:
+        got = mgr.apply_poll(BASE, reqs, answers)
+        assert got.posts <= 5
+        mgr.rooms()  # still readable
+        assert mgr.apply_poll(BASE, reqs, [(200, {}), (200, {}), (200, [good]), (304, None),
+                                           (304, None)]).posts == 1  # fmt: skip
+        assert mgr.posts("lobby", limit=1000)[-1].body is not None
+
+    try:
+        check()
+    finally:
+        asyncio.run(c.close())
