@@ -79,6 +79,7 @@ def serve(
         on_ready=ready,
         limits=settings.connections,
         name_term=name_term,
+        health=settings.health,
     )
     try:
         uvloop.run(coro)

@@ -204,6 +204,34 @@ async def deregister(
     )
 
 
+async def send_uptime_proof(
+    url: str,
+    doc: Mapping[str, Any],
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> dict[str, Any]:
+    """Send a signed uptime proof (:func:`session.registry.health.build_uptime_proof`); returns
+    ``{"active": bool, "decommission_count": n}``. A 404 :class:`RegistryError` means the node
+    is not registered (any more): register again."""
+    answer = await _post(url, "/uptime_proof", doc, session, timeout)
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise RegistryError("registry answered an uptime proof without a result", 502)
+    return result
+
+
+async def send_report(
+    url: str,
+    doc: Mapping[str, Any],
+    *,
+    session: aiohttp.ClientSession | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> None:
+    """Send a signed reachability report (:func:`session.registry.health.build_report`)."""
+    await _post(url, "/report", doc, session, timeout)
+
+
 __all__ = [
     "deregister",
     "fetch_names",
@@ -211,4 +239,6 @@ __all__ = [
     "fetch_nodes",
     "register",
     "register_name",
+    "send_report",
+    "send_uptime_proof",
 ]

@@ -1,9 +1,11 @@
-"""Registry settings beyond its command-line flags: how it logs and what its HTTPS site lets
-strangers hold (the shared ``[logging]`` and ``[connections]`` sections of every service).
+"""Registry settings beyond its command-line flags: how it logs, what its HTTPS site lets
+strangers hold (the shared ``[logging]`` and ``[connections]`` sections of every service) and
+the network-health rules (``[health]``: :class:`session.registry.health.HealthRules`).
 
 Loaded with the shared service loader (:mod:`session.service.config`): built-in defaults < the
 TOML file named by ``SESSION_REGISTRY_CONFIG`` < ``SESSION_REGISTRY_<TABLE>__<KEY>`` variables
-(``SESSION_REGISTRY_CONNECTIONS__MAX_CONNECTIONS=256``). The listening address, data
+(``SESSION_REGISTRY_CONNECTIONS__MAX_CONNECTIONS=256``,
+``SESSION_REGISTRY_HEALTH__PROOF_TIMEOUT=20``). The listening address, data
 directory, stake requirement, seed and log level are flags (``--host``, ``--port``, …,
 ``--log-level``); ``logging.level`` here is replaced by ``--log-level``.
 """
@@ -14,7 +16,8 @@ import dataclasses
 import os
 from collections.abc import Mapping
 
-from session.errors import ConfigError
+from session.errors import ConfigError, InvalidInput
+from session.registry.health import HealthRules, validate_rules
 from session.service import config as service_config
 from session.service.config import ConnectionLimits, LoggingConfig
 
@@ -24,10 +27,11 @@ ENV_CONFIG = "SESSION_REGISTRY_CONFIG"
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RegistrySettings:
-    """The registry's ``[logging]`` and ``[connections]``."""
+    """The registry's ``[logging]``, ``[connections]`` and ``[health]``."""
 
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
+    health: HealthRules = dataclasses.field(default_factory=HealthRules)
 
 
 def load_settings(
@@ -48,6 +52,10 @@ def load_settings(
     )
     service_config.validate_logging(settings.logging)
     service_config.validate_limits(settings.connections, max_body)
+    try:
+        validate_rules(settings.health)
+    except InvalidInput as e:
+        raise ConfigError(str(e)) from None
     return settings
 
 

@@ -13,7 +13,15 @@ Endpoints:
 * ``POST /name/renew`` — a signed renewal by the name's owner; same answer; 404 unknown name.
 * ``POST /json_rpc`` with ``ons_names`` — ``{"since": revision}`` → name records changed since
   (what nodes mirror to answer ``ons_resolve``; hashes and encrypted values only).
+* ``POST /uptime_proof`` — a node's signed uptime proof (:mod:`session.registry.health`);
+  answers ``{"result": {"active": bool, "decommission_count": n}}``; 404 when the node is not
+  registered (it registers again).
+* ``POST /report`` — a node's signed reachability report about another; ``{"result": {}}``;
+  403 when the tester is not an active node.
 * ``GET /healthz`` — ``{"ok": true, "height": h}``.
+
+Every ``check_interval`` seconds the registry applies the health rules (decommission,
+recommission, deregistration; each logged).
 
 Nothing about names is logged: not the name, its hash, the value or the owner.
 
@@ -34,9 +42,11 @@ from typing import Any
 from aiohttp import web
 
 from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
+from session.registry.health import HealthRules
 from session.registry.state import DEFAULT_NAME_TERM, DEFAULT_STAKE_REQUIREMENT, Registry
 from session.service.config import ConnectionLimits
 from session.service.server import Served, serve, stop_on_signals
+from session.service.tasks import cancel_and_wait, spawn
 from session.service.tls import server_ssl_context
 
 log = logging.getLogger("session.registry")
@@ -104,6 +114,38 @@ async def handle_deregister(request: web.Request) -> web.Response:
     return web.json_response({"result": {"removed": key, "height": registry.height}})
 
 
+async def handle_uptime_proof(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    try:
+        doc = await _json_body(request)
+        key = registry.uptime_proof(doc)
+    except (InvalidInput, InvalidSignature, RegistryError) as e:
+        log.debug("uptime proof refused: %s", e)
+        return _refusal(e)
+    node = registry.node(key)
+    count = registry.health.nodes[key].decommission_count
+    return web.json_response({"result": {"active": node.active, "decommission_count": count}})
+
+
+async def handle_report(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY_KEY]
+    try:
+        registry.reachability_report(await _json_body(request))
+    except (InvalidInput, InvalidSignature, RegistryError) as e:
+        log.info("reachability report refused: %s", e)
+        return _refusal(e)
+    return web.json_response({"result": {}})
+
+
+async def health_loop(registry: Registry) -> None:
+    """Apply the health rules every ``check_interval`` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(registry.health.rules.check_interval)
+        done = registry.check_health()
+        if done:
+            log.info("node list changed by health (height %d)", registry.height)
+
+
 async def handle_name(request: web.Request) -> web.Response:
     """``/name/register`` and ``/name/renew`` (logged without name, hash or owner)."""
     registry = request.app[REGISTRY_KEY]
@@ -160,6 +202,8 @@ def make_app(registry: Registry) -> web.Application:
     app.router.add_post("/json_rpc", handle_json_rpc)
     app.router.add_post("/register", handle_register)
     app.router.add_post("/deregister", handle_deregister)
+    app.router.add_post("/uptime_proof", handle_uptime_proof)
+    app.router.add_post("/report", handle_report)
     app.router.add_post("/name/register", handle_name)
     app.router.add_post("/name/renew", handle_name)
     app.router.add_get("/healthz", handle_health)
@@ -173,8 +217,10 @@ class RegistryServer:
         self.served = served
         self.registry = registry
         self.url = url
+        self.health_task = spawn(health_loop(registry), log, "health rules loop")
 
     async def close(self) -> None:
+        await cancel_and_wait([self.health_task])
         await self.served.close()
 
 
@@ -192,6 +238,7 @@ async def start(
     freshness: float | None = None,
     limits: ConnectionLimits | None = None,
     name_term: int = DEFAULT_NAME_TERM,
+    health: HealthRules | None = None,
 ) -> RegistryServer:
     """Load (or create) the registry in ``data_dir`` and start its HTTPS site.
 
@@ -203,6 +250,7 @@ async def start(
         "stake_requirement": stake_requirement,
         "seed": seed,
         "name_term": name_term,
+        "health": health,
     }
     if freshness is not None:
         kwargs["freshness"] = freshness
@@ -228,11 +276,19 @@ async def run(
     stop: asyncio.Event | None = None,
     limits: ConnectionLimits | None = None,
     name_term: int = DEFAULT_NAME_TERM,
+    health: HealthRules | None = None,
 ) -> None:
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
     async with stop_on_signals(stop) as stopped:
         server = await start(
-            host, port, data_dir, stake_requirement, seed, limits=limits, name_term=name_term
+            host,
+            port,
+            data_dir,
+            stake_requirement,
+            seed,
+            limits=limits,
+            name_term=name_term,
+            health=health,
         )
         try:
             log.info("registry listening on %s (height %d)", server.url, server.registry.height)

@@ -30,6 +30,13 @@ from session.registry.assign import (
     block_hash,
     seed_from_hash,
 )
+from session.registry.health import (
+    Health,
+    HealthRules,
+    Transition,
+    verify_report,
+    verify_uptime_proof,
+)
 from session.registry.messages import (
     DEFAULT_FRESHNESS,
     verify_deregistration,
@@ -125,6 +132,7 @@ class Registry:
         freshness: float = DEFAULT_FRESHNESS,
         clock: Callable[[], float] = time.time,
         name_term: int = DEFAULT_NAME_TERM,
+        health: HealthRules | None = None,
     ) -> None:
         if stake_requirement < 0:
             raise InvalidInput("stake requirement must not be negative")
@@ -139,6 +147,9 @@ class Registry:
         self.stake_requirement = int(stake_requirement)
         self.freshness = freshness
         self._clock = clock
+        #: uptime proofs, reachability reports, decommissioning (session.registry.health)
+        self.health = Health(health or HealthRules(), started=clock())
+        self._health_dirty = False
         self.path = Path(data_dir) / STATE_FILE if data_dir is not None else None
         self.entries: dict[str, Entry] = {}
         #: last accepted timestamp per node, kept after deregistration so replays fail
@@ -170,6 +181,10 @@ class Registry:
         return block_hash(self.genesis, self.height)
 
     def is_active(self, entry: Entry) -> bool:
+        return self.is_staked(entry) and not self.health.decommissioned(entry.pubkey_ed25519)
+
+    def is_staked(self, entry: Entry) -> bool:
+        """Active but for its health: the stake rule alone."""
         return entry.stake >= self.stake_requirement
 
     def nodes(self, *, active_only: bool = False) -> list[ServiceNode]:
@@ -209,6 +224,7 @@ class Registry:
         if poll is not None and poll == bh:
             return {"unchanged": True, **meta}
         doc = node_list_json(self._selected(params), **meta)
+        self.health.annotate(doc["service_node_states"])
         keep = _wanted_fields(params.get("fields"))
         if keep is not None:
             doc["service_node_states"] = [
@@ -269,6 +285,7 @@ class Registry:
         )
         self.entries[key] = entry
         self.last_timestamp[key] = entry.timestamp
+        self.health.registered(key, self._clock())
         if old is None or old.listing() != entry.listing():
             self._changed()
         else:
@@ -283,9 +300,58 @@ class Registry:
             raise RegistryError(f"node {key} is not registered", 404)
         self._check_newer(key, f["timestamp"])
         del self.entries[key]
+        self.health.forget(key)
         self.last_timestamp[key] = f["timestamp"]
         self._changed()
         return key
+
+    # -- health (session.registry.health) ---------------------------------------------------
+
+    def uptime_proof(self, doc: Any) -> str:
+        """Accept a signed uptime proof of a registered node (404 unknown node: register
+        first; 409 replayed, or ports that differ from the registration: register again)."""
+        now = self._clock()
+        f = verify_uptime_proof(doc, now=now, freshness=self.freshness)
+        e = self.entries.get(f["pubkey_ed25519"])
+        if e is None:
+            raise RegistryError(f"node {f['pubkey_ed25519']} is not registered", 404)
+        if (e.storage_port, e.storage_lmq_port) != (f["https_port"], f["zmq_port"]):
+            raise RegistryError(
+                "the proof's ports differ from the registration: register again", 409
+            )
+        self.health.proof(f, now)
+        self._health_dirty = True
+        return str(f["pubkey_ed25519"])
+
+    def reachability_report(self, doc: Any) -> None:
+        """Accept a signed reachability report by an active node about a registered one."""
+        now = self._clock()
+        f = verify_report(doc, now=now, freshness=self.freshness)
+        tester = self.entries.get(f["pubkey_ed25519"])
+        if tester is None or not self.is_active(tester):
+            raise RegistryError("only active nodes may report on others", 403)
+        if f["target"] not in self.entries:
+            raise RegistryError(f"node {f['target']} is not registered", 404)
+        self.health.report(f, now)
+
+    def check_health(self) -> list[Transition]:
+        """Apply the health rules now (the server calls this every ``check_interval``): a
+        decommission or recommission is a node-list change, a deregistration removes the node.
+        Returns the transitions made (each is logged)."""
+        now = self._clock()
+        staked = {k for k, e in self.entries.items() if self.is_active(e)}
+        done = self.health.check(staked, list(self.entries), now)
+        for t in done:
+            self.health.apply(t, now)
+            if t.kind == "deregister":
+                del self.entries[t.pubkey_ed25519]
+                self.health.forget(t.pubkey_ed25519)
+        if done:
+            self._changed()
+        elif self._health_dirty:
+            self._save()
+        self._health_dirty = False
+        return done
 
     # -- names ------------------------------------------------------------------------------
 
@@ -412,6 +478,7 @@ class Registry:
             "names": [dataclasses.asdict(r) for r in self.names.values()],
             "names_revision": self.names_revision,
             "name_timestamps": self.name_timestamps,
+            "health": self.health.dump(),
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -445,6 +512,8 @@ class Registry:
             self.name_timestamps = {
                 str(k): int(v) for k, v in doc.get("name_timestamps", {}).items()
             }
+            # Health came later: a state file without it has every node healthy.
+            self.health.load(doc.get("health", {}))
         except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
             raise RegistryError(f"registry state file {path} is unreadable: {e}", 400) from None
 
