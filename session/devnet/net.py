@@ -10,6 +10,7 @@ the ports it had (the registry lists them).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -29,7 +30,19 @@ from session.community.store import CommunityStore
 from session.node import keys
 from session.node.swarm_view import list_version
 from session.proto.snodes import INVALID_SWARM_ID, CommunityServer, FileServer, parse_node_list
+from session.registry.health import HealthRules
 from session.registry.messages import build_deregistration
+
+#: A devnet's health rules: short windows, so a dead node is decommissioned within a minute
+#: (20 s without a proof, or three testers failing it for 6 s) and back soon after a restart.
+DEVNET_HEALTH = HealthRules(
+    proof_timeout=20.0,
+    unreachable_after=6.0,
+    report_window=30.0,
+    min_reporters=3,
+    deregister_after=600.0,
+    check_interval=1.0,
+)
 
 _UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 _UNVERIFIED.check_hostname = False
@@ -214,6 +227,9 @@ class Devnet:
         file_server: bool = True,
         community: bool = True,
         name_term: int | None = None,
+        health: HealthRules = DEVNET_HEALTH,
+        proof_interval: float = 2.0,
+        test_interval: float = 2.0,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
@@ -230,6 +246,10 @@ class Devnet:
         self.proxy_allow = list(proxy_allow)  # "host:port" of the servers nodes may proxy to
         self.name_term = name_term  # seconds a name registration lasts (None: the registry's)
         self._next_port = base_port
+        #: the registry's health rules, and how often nodes prove and test (seconds)
+        self.health = health
+        self.proof_interval = proof_interval
+        self.test_interval = test_interval
         self.nodes: list[DevnetNode] = []
         self.registry_proc: subprocess.Popen[bytes] | None = None
         self.registry_url = ""
@@ -304,8 +324,13 @@ class Devnet:
         ]
         if self.name_term is not None:
             cmd += ["--name-term", str(self.name_term)]
+        env = dict(os.environ)
+        for field in dataclasses.fields(HealthRules):
+            env[f"SESSION_REGISTRY_HEALTH__{field.name.upper()}"] = str(
+                getattr(self.health, field.name)
+            )
         self.registry_proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL
+            cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL, env=env
         )
         line = self._read_line(self.registry_proc, 30.0)
         try:
@@ -429,6 +454,9 @@ class Devnet:
                 "SESSION_NODE_SHUTDOWN_TIMEOUT": "5",
                 "SESSION_NODE_NETWORK__PROXY_PUBLIC": "false",
                 "SESSION_NODE_NETWORK__PROXY_ALLOW": ",".join(self.proxy_allow),
+                "SESSION_NODE_HEALTH__PROOF_INTERVAL": str(self.proof_interval),
+                "SESSION_NODE_HEALTH__TEST_INTERVAL": str(self.test_interval),
+                "SESSION_NODE_HEALTH__TEST_TIMEOUT": "3",
             }
         )
         env.update(self.extra_env)

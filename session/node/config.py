@@ -99,6 +99,15 @@ class ReplicationConfig:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """Uptime proofs and reachability tests (:mod:`session.node.health`; docs/design.md)."""
+
+    proof_interval: float = 300.0  # seconds between signed uptime proofs to the registry
+    test_interval: float = 10.0  # mean seconds between reachability tests of a random peer
+    test_timeout: float = 5.0  # seconds each part of a test (HTTPS ping, node link) may take
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class NodeConfig:
     """Everything a service node needs to start."""
 
@@ -112,6 +121,7 @@ class NodeConfig:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     connections: ConnectionLimits = dataclasses.field(default_factory=ConnectionLimits)
     replication: ReplicationConfig = dataclasses.field(default_factory=ReplicationConfig)
+    health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
 
     @property
     def announce_ip(self) -> str:
@@ -174,6 +184,11 @@ def validate(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError(
             "replication.forward_deadline, replication.sync_interval and "
             "replication.catch_up_timeout must be positive"
+        )
+    h = cfg.health
+    if min(h.proof_interval, h.test_interval, h.test_timeout) <= 0:
+        raise ConfigError(
+            "health.proof_interval, health.test_interval and health.test_timeout must be positive"
         )
     return cfg
 
@@ -269,6 +284,7 @@ def load_config(
 __all__ = [
     "AdminConfig",
     "ConnectionLimits",
+    "HealthConfig",
     "LimitsConfig",
     "LoggingConfig",
     "NetworkConfig",

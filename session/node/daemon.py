@@ -3,7 +3,8 @@
 Start-up (``run`` sets up logs, then one :meth:`Node.start` step each): keys → database → TLS →
 node links (ZeroMQ) → replication (write fan-out, reconciler, hand-off) → RPC handler and onion
 router → HTTPS and admin sites → registration with the registry and the first node list →
-background tasks (node-list polling, hand-off retries, reconciliation, expiry sweep).
+background tasks (node-list polling, hand-off retries, reconciliation, expiry sweep, uptime
+proofs and reachability tests of peers: :mod:`session.node.health`).
 
 ``/readyz`` stays 503 (and client requests get 503) until keys, database, a node list that puts
 us in a swarm, and both sites are up; after that ``/readyz`` stays 503 (and reads get 503) until
@@ -42,6 +43,7 @@ from session.errors import ConfigError, InvalidInput, RegistryError
 from session.node import keys
 from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
+from session.node.health import ReachabilityTester, UptimeProver, ping_https
 from session.node.http import ClientSite
 from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, KIND_SYNC, NodeLinks
 from session.node.metrics import NodeMetrics
@@ -76,6 +78,19 @@ def _rss_bytes() -> float:
         return 0.0
 
 
+def _dir_bytes(path: os.PathLike[str] | str) -> int:
+    """Bytes the files directly in ``path`` take (the store's database, WAL and journal)."""
+    total = 0
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_size
+    except OSError:
+        return total
+    return total
+
+
 class Node:
     """One running service node (also usable in-process by tests and benchmarks)."""
 
@@ -102,6 +117,9 @@ class Node:
         self.fanout: Any = None
         self.reconciler: Any = None
         self.site: Any = None
+        self.prover: UptimeProver | None = None
+        self.tester: ReachabilityTester | None = None
+        self._ping_http: aiohttp.ClientSession | None = None
         self._served: list[Served] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: Any = None
@@ -389,6 +407,40 @@ class Node:
         sweep = sweep_forever(self.store, interval=EXPIRY_SWEEP_INTERVAL)
         self._tasks.append(spawn(sweep, log, "expiry sweep loop"))
         self._tasks.append(spawn(self._gauge_loop(), log, "gauge loop"))
+        if self._register_enabled:
+            self._start_health()
+
+    def _start_health(self) -> None:
+        """Uptime proofs to the registry and reachability tests of peers (node/health.py)."""
+        cfg = self.config
+        url = cfg.registry.url
+        self.prover = UptimeProver(
+            self.identity,
+            lambda doc: registry_client.send_uptime_proof(
+                url, doc, session=self._registry_session()
+            ),
+            interval=cfg.health.proof_interval,
+            ports=lambda: (self.https_port, self.zmq_port),
+            storage=lambda: (_dir_bytes(cfg.db_dir), cfg.storage.max_bytes),
+            register_again=self._register_until_done,
+        )
+        # Pings use fresh connections: a pooled one to a peer that died would fail the next
+        # test for the wrong reason (and one that survived a restart would hide nothing).
+        self._ping_http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), force_close=True)
+        )
+        ping_session = self._ping_http
+        self.tester = ReachabilityTester(
+            self.identity,
+            self.view,
+            self.links,
+            lambda doc: registry_client.send_report(url, doc, session=self._registry_session()),
+            interval=cfg.health.test_interval,
+            timeout=cfg.health.test_timeout,
+            ping_https=lambda node, timeout: ping_https(ping_session, node, timeout),
+        )
+        self.prover.start()
+        self.tester.start()
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)
@@ -509,6 +561,12 @@ class Node:
         for served in self._served:  # stop listening; waits for handlers up to shutdown_timeout
             await served.close()
         await cancel_and_wait(self._tasks)
+        if self.tester is not None:
+            await self.tester.stop()
+        if self.prover is not None:
+            await self.prover.stop()
+        if self._ping_http is not None:
+            await self._ping_http.close()
         if self.reconciler is not None:
             await self.reconciler.stop()
         if self.fanout is not None:

@@ -129,7 +129,8 @@ class PeerHealth:
     before the next probe. Fed by our link's connection events (a completed handshake means up;
     a dropped connection means down at once: the peer's process was killed, or it went silent
     past the heartbeat timeout), by :meth:`NodeLinks.request` (a reply means up; no connection
-    within ``CONNECT_WAIT`` means down) and by requests the peer sends us (up). Read by the
+    within ``CONNECT_WAIT`` means down) and by requests the peer sends us (up). While a peer is
+    down and has no connection, requests to it fail at once (no ``CONNECT_WAIT``). Read by the
     replication fan-out, which skips down peers instead of waiting on them for every write, and
     by the relay, which answers 502 at once for a next node that is down."""
 
@@ -589,11 +590,18 @@ class NodeLinks:
         """Queue ``frames`` on the peer's link, waiting up to ``wait`` seconds for a completed
         connection (:class:`LinkUnreachable` after that, and the peer is marked down)."""
         assert self._loop is not None
+        if not p.connected and self.is_down(p.x25519_hex):
+            # Known down and not connected: fail at once instead of waiting CONNECT_WAIT for
+            # every request. The link keeps reconnecting on its own (every ≤ 0.5 s), and the
+            # handshake of a peer that is back marks it up before anyone has to ask.
+            raise LinkUnreachable(f"{p.x25519_hex[:16]}... is down (no connection)")
         started = self._loop.time()
         deadline = started + wait
         while True:
             if self.closed:
                 raise LinkError("link closed")
+            if p.sock.closed:  # dropped by disconnect() while this request waited
+                raise LinkUnreachable(f"the link to {p.x25519_hex[:16]}... was dropped")
             try:
                 p.sock.send_multipart(frames, _NOBLOCK)
                 return

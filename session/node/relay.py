@@ -195,7 +195,8 @@ class OnionRouter:
             # The links know this node is down (a write to it or a relay through it went
             # unanswered) and its back-off has not elapsed: say so at once, naming it, instead
             # of holding the request until a timeout the client will not wait for. Once the
-            # back-off elapses the next relay is the probe.
+            # back-off elapses the next relay is the probe (and fails at once in the links while
+            # there is no connection to it: the link's reconnection marks it up when it is back).
             return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
         try:
             r = await self.links.request(

@@ -76,6 +76,8 @@ class SwarmView:
         self.on_change = on_change
         self.clock = clock
         self.map: SwarmMap | None = None
+        #: every node of the last list, active or not (reachability tests cover them all)
+        self.listed: tuple[ServiceNode, ...] = ()
         self.version = ""
         self.last_refresh = 0.0
         self.refresh_failures = 0
@@ -148,7 +150,7 @@ class SwarmView:
             return False
         old, old_swarm = self.map, self._my_sid()
         new = SwarmMap(nodes)
-        self.map, self.version = new, version
+        self.map, self.version, self.listed = new, version, tuple(nodes)
         new_swarm = self._my_sid()
         departed = tuple(
             n for n in (old.nodes if old else ()) if n.pubkey_ed25519 not in new.by_ed25519

@@ -228,3 +228,39 @@ def test_bulk_frames_that_do_not_fit_the_body_are_refused() -> None:
     ):
         with pytest.raises(ValueError, match="bulk frames"):
             unpack_body(body, bulk)
+
+
+async def test_a_peer_known_down_fails_at_once_and_is_up_again_when_it_returns(
+    serve: Callable[..., Any], client: NodeLinks
+) -> None:
+    """A store must not wait on a member known to be down: once the link to a peer closed (its
+    process died), requests fail at once (not after CONNECT_WAIT); the link's own reconnection
+    marks the peer up as soon as it is back on its address."""
+    srv = await serve({KIND_PING: _ping})
+    assert await client.request(srv.x25519, srv.address, KIND_PING, 1) == {"pong": 1}
+    port = int(srv.address.rsplit(":", 1)[1])
+    await srv.links.close()
+    await _until(lambda: client.is_down(srv.x25519))
+    with pytest.raises(LinkUnreachable, match="is down"):
+        await client.request(srv.x25519, srv.address, KIND_PING, 2)
+    back = _links(srv.ident, {KIND_PING: _ping})
+    try:
+        await back.start("127.0.0.1", port)
+        await _until(lambda: not client.is_down(srv.x25519))
+        assert await client.request(srv.x25519, srv.address, KIND_PING, 3) == {"pong": 3}
+    finally:
+        await back.close()
+
+
+async def test_a_request_waiting_on_a_link_that_is_dropped_fails_cleanly(
+    client: NodeLinks,
+) -> None:
+    """disconnect() (the peer left the list) while a request waits for the connection: the
+    request ends with LinkUnreachable, not a ZeroMQ error on a closed socket."""
+    nobody = Identity.generate()
+    x = bytes(nobody.x25519_public).hex()
+    waiting = asyncio.ensure_future(client.request(x, "tcp://127.0.0.1:9", KIND_PING, 1))
+    await _until(lambda: x in client.peers())
+    client.disconnect(x)
+    with pytest.raises(LinkUnreachable, match="dropped"):
+        await waiting
