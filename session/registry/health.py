@@ -431,7 +431,8 @@ class Health:
 
     def apply(self, t: Transition, now: float) -> None:
         """Record (and log) a transition; a deregistration is then :meth:`forget`."""
-        log.info("node %s %sed: %s", t.pubkey_ed25519, t.kind, t.reason)
+        level = logging.INFO if t.kind == "recommission" else logging.WARNING
+        log.log(level, "node %s %sed: %s", t.pubkey_ed25519, t.kind, t.reason)
         h = self.nodes.setdefault(t.pubkey_ed25519, NodeHealth())
         if t.kind == "decommission":
             h.decommissioned_since = now

@@ -187,12 +187,18 @@ def test_a_pass_resets_a_testers_run_and_old_reports_expire() -> None:
     assert net.entry(0)["active"] is True
 
 
-def test_long_outage_deregisters() -> None:
+def test_long_outage_deregisters(caplog: pytest.LogCaptureFixture) -> None:
     net = Net(6)
-    net.advance(35, proving=[1, 2, 3, 4, 5])
-    assert net.entry(0)["active"] is False
-    net.advance(300, proving=[1, 2, 3, 4, 5])
+    with caplog.at_level("WARNING", logger="session.registry.health"):
+        net.advance(35, proving=[1, 2, 3, 4, 5])
+        assert net.entry(0)["active"] is False
+        net.advance(300, proving=[1, 2, 3, 4, 5])
     assert net.key(0) not in net.reg.entries
+    logged = [r.getMessage().split(" for ")[0] for r in caplog.records]
+    assert logged == [
+        f"node {net.key(0)} decommissioned: no uptime proof",
+        f"node {net.key(0)} deregistered: decommissioned",
+    ]
     with pytest.raises(RegistryError) as e:
         net.prove(0)
     assert e.value.status == 404  # the node registers again
@@ -331,3 +337,22 @@ async def test_proofs_and_reports_over_https(tmp_path: Path) -> None:
         assert all(s["last_uptime_proof"] > 0 and s["active"] for s in states)
     finally:
         await srv.close()
+
+
+def test_decommissions_refill_a_starving_swarm_by_the_swarm_rules() -> None:
+    net = Net(14)
+    swarms: dict[int, list[int]] = {}
+    for i in range(14):
+        swarms.setdefault(net.entry(i)["swarm_id"], []).append(i)
+    assert sorted(len(v) for v in swarms.values()) == [7, 7]
+    sid, members = next(iter(swarms.items()))
+    dead = members[:3]  # leaves 4 in that swarm: under the minimum of 5
+    net.advance(35, proving=[i for i in range(14) if i not in dead])
+    assert all(net.entry(i)["active"] is False for i in dead)
+    sizes: dict[int, int] = {}
+    for i in range(14):
+        e = net.entry(i)
+        if e["active"]:
+            sizes[e["swarm_id"]] = sizes.get(e["swarm_id"], 0) + 1
+    assert sid in sizes and min(sizes.values()) >= 5  # refilled from the other swarm
+    assert sum(sizes.values()) == 11
