@@ -2,9 +2,10 @@
 
 * :class:`UptimeProver` sends the registry a signed uptime proof every ``proof_interval``
   seconds (version, ports, storage figures; :func:`session.registry.health.build_uptime_proof`).
-  A 404 answer means the registry no longer knows the node (deregistered after a long outage):
-  it registers again. A change of the node's own state (decommissioned, recommissioned) is
-  logged once, for the operator.
+  A 404 answer after the registry last called the node decommissioned means it was
+  deregistered after a long outage: it registers again (a node deregistered while active was
+  deregistered on purpose, and stays out until restarted). A change of the node's own state
+  (decommissioned, recommissioned) is logged once, for the operator.
 * :class:`ReachabilityTester` tests peers the way Session's storage server does
   (``reachability_testing``): one random listed node every ``test_interval`` seconds on
   average (normally distributed, taken from a shuffled queue of every listed node, active or
@@ -87,9 +88,15 @@ class UptimeProver:
         try:
             answer = await self._send(doc)
         except RegistryError as e:
-            if e.status in (404, 409):  # forgotten (long outage) or our ports changed
+            if e.status == 409 or (e.status == 404 and self.active is False):
+                # our ports changed, or we were deregistered after a long decommission
                 log.warning("uptime proof refused (%s): registering again", e)
                 await self._register_again()
+            elif e.status == 404:
+                # deregistered while active: someone asked for it (a signed deregistration)
+                if self.active is not None:
+                    log.warning("the registry no longer lists this node: it was deregistered")
+                self.active = None
             else:
                 log.warning("uptime proof not delivered: %s", e)
             return

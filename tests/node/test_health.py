@@ -142,6 +142,8 @@ async def test_a_refused_proof_registers_again_and_state_changes_are_noticed(
         {"active": False, "decommission_count": 1},
         RegistryError("node is not registered", 404),
         RegistryError("registry at x is unreachable", 0),
+        {"active": True, "decommission_count": 1},
+        RegistryError("node is not registered", 404),
     ]
     registered = []
 
@@ -166,8 +168,13 @@ async def test_a_refused_proof_registers_again_and_state_changes_are_noticed(
     with caplog.at_level("INFO", logger="session.node.health"):
         for _ in range(4):
             await p.prove()
-    assert p.active is False and p.sent == 2
-    assert registered == [True]  # only the 404 re-registers; an unreachable registry does not
+        assert p.active is False and p.sent == 2
+        # a 404 after a decommission re-registers; an unreachable registry does not
+        assert registered == [True]
+        await p.prove()
+        await p.prove()  # deregistered while active: on purpose, it stays out
+    assert registered == [True] and p.active is None
+    assert "no longer lists this node" in caplog.text
     assert "decommissioned" in caplog.text
     f = verify_uptime_proof(sent[0], now=time.time())
     assert (f["https_port"], f["zmq_port"], f["storage_bytes"]) == (22021, 22020, 4096)
