@@ -11,7 +11,7 @@ is restarted, and the time until it is recommissioned and serving reads is measu
 Measurement only (``python3 -m pytest bench/test_bench_health.py --benchmark-enable -s``):
 without ``--benchmark-enable`` it is skipped, since it waits out real windows (about a minute);
 the behaviour itself is tested, with windows of seconds, in
-``tests/integration/test_health.py``.
+``tests/integration/test_network_health.py``.
 """
 
 from __future__ import annotations

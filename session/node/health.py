@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from session.errors import RegistryError
+from session.errors import ConfigError, RegistryError
 from session.node.links import KIND_PING, LinkError, NodeLinks
 from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode
@@ -91,7 +91,10 @@ class UptimeProver:
             if e.status == 409 or (e.status == 404 and self.active is False):
                 # our ports changed, or we were deregistered after a long decommission
                 log.warning("uptime proof refused (%s): registering again", e)
-                await self._register_again()
+                try:
+                    await self._register_again()
+                except (RegistryError, ConfigError) as refused:  # a refusal a retry cannot change
+                    log.error("registering again failed: %s", refused)
             elif e.status == 404:
                 # deregistered while active: someone asked for it (a signed deregistration)
                 if self.active is not None:

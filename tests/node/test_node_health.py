@@ -178,3 +178,30 @@ async def test_a_refused_proof_registers_again_and_state_changes_are_noticed(
     assert "decommissioned" in caplog.text
     f = verify_uptime_proof(sent[0], now=time.time())
     assert (f["https_port"], f["zmq_port"], f["storage_bytes"]) == (22021, 22020, 4096)
+
+
+async def test_a_registration_refused_for_good_is_logged_and_proofs_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = []
+
+    async def send(doc: dict[str, Any]) -> dict[str, Any]:
+        calls.append(doc)
+        raise RegistryError("the proof's ports differ from the registration", 409)
+
+    async def register_again() -> None:
+        raise RegistryError("address 10.0.0.1 port 22021 is already registered", 409)
+
+    p = UptimeProver(
+        Identity.generate(),
+        send,
+        interval=1.0,
+        ports=lambda: (22021, 22020),
+        storage=lambda: (0, 1),
+        register_again=register_again,
+    )
+    with caplog.at_level("ERROR", logger="session.node.health"):
+        await p.prove()
+        await p.prove()
+    assert len(calls) == 2
+    assert caplog.text.count("registering again failed") == 2
