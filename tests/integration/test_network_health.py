@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 RULES = HealthRules(
     proof_timeout=6.0,
-    unreachable_after=2.0,
+    unreachable_after=3.0,
     report_window=20.0,
     min_reporters=3,
     deregister_after=600.0,
@@ -95,7 +95,8 @@ async def test_one_node_reporting_everyone_unreachable_evicts_no_one(healthnet: 
         await asyncio.sleep(RULES.check_interval)  # pacing of a bounded loop, not a wait
     assert rounds >= 4
     now = states(net)
-    assert all(now[n.pubkey_ed25519]["active"] for n in net.nodes)
+    log = (net.dir / "registry" / "process.log").read_text()
+    assert all(now[n.pubkey_ed25519]["active"] for n in net.nodes), log[-2000:]
     assert all(now[n.pubkey_ed25519]["decommission_count"] == 0 for n in net.nodes)
     assert net.node_list()["result"]["height"] == height
     for n in others:  # the liar takes it back (its word is one tester's latest report)
@@ -143,15 +144,16 @@ async def test_killed_node_is_decommissioned_swarm_whole_nothing_lost_and_it_com
             e = (await asyncio.to_thread(states, net))[victim.pubkey_ed25519]
             return not e["active"]
 
-        # within the window (no proof for 6 s, or three testers for 2 s), plus a check
-        took = await until(decommissioned, RULES.proof_timeout + 10, "decommissioned")
+        # within the window (no proof for 6 s, or three testers for 3 s), plus a check; the
+        # bound is generous for a loaded machine (the figure is printed, and measured in bench/)
+        took = await until(decommissioned, RULES.proof_timeout + 24, "decommissioned")
         e = states(net)[victim.pubkey_ed25519]
         assert e["decommission_count"] == 1 and e["swarm_id"] == 2**64 - 1
         assert e["last_uptime_proof"] > 0
 
         # the swarm is whole again: every live node runs on the new list, every member holds
         # every stored message
-        await asyncio.to_thread(net.wait_converged)
+        await asyncio.to_thread(net.wait_converged, 60)
         listed = states(net)
         assert all(listed[n.pubkey_ed25519]["active"] for n in live)
         for n in live:
@@ -172,7 +174,7 @@ async def test_killed_node_is_decommissioned_swarm_whole_nothing_lost_and_it_com
                     got.append(ev.body)
             return sorted(got) == sorted(texts)
 
-        await until(bob_has_all, 30, "bob received every message")
+        await until(bob_has_all, 60, "bob received every message")
     finally:
         await alice.close()
         await bob.close()
