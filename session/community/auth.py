@@ -48,6 +48,13 @@ class Signer:
     session_id: str
     pubkey: str
     nonce: bytes
+    timestamp: int
+
+    @property
+    def nonce_expires(self) -> int:
+        """When the request stops being acceptable (its timestamp a day old): until then its
+        nonce must be remembered."""
+        return self.timestamp + MAX_CLOCK_SKEW + 1
 
 
 def _hex_or_b64(value: str, size: int) -> bytes:
@@ -148,7 +155,7 @@ def authenticate(
     for q in queries:
         msg = signed_message(server_pk, nonce, ts_s, method, path, q, body)
         if _verifies(pk, msg, sig):
-            return Signer(session_id, pk.hex(), nonce)
+            return Signer(session_id, pk.hex(), nonce, int(ts_s))
     raise AuthError(401, "Invalid authentication: X-SOGS-Signature verification failed")
 
 

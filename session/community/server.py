@@ -182,8 +182,10 @@ class CommunityService:
             registry=self.registry,
         )  # fmt: skip
         self.posts = Counter("community_posts_total", "Posts stored", registry=self.registry)
-        self.rooms_gauge = Gauge("community_rooms", "Rooms on the server", registry=self.registry)
-        self.rooms_gauge.set_function(lambda: len(self.store.rooms()))
+        # Set by each sweep (the admin site must not touch the store: it is the worker's).
+        self.rooms_gauge = Gauge(
+            "community_rooms", "Rooms on the server at the last sweep", registry=self.registry
+        )
         r = self._route
         r("GET", "/capabilities", self.capabilities)
         r("GET", "/rooms", self.get_rooms)
@@ -247,7 +249,7 @@ class CommunityService:
             if signer is not None:
                 user = self.store.user(signer.session_id)
                 assert user is not None  # created
-                self.store.use_nonce(signer.pubkey, signer.nonce)
+                self.store.use_nonce(signer.pubkey, signer.nonce, signer.nonce_expires)
                 if self.store.banned(user.key):
                     return V4Response.error(403, "Banned")
                 self.store.touch_user(user)
@@ -920,10 +922,16 @@ class CommunityService:
             {k.lower(): v for k, v in headers.items()}, body, {}, query,
         )  # fmt: skip
 
+    def _sweep(self) -> tuple[int, int, int]:
+        got = self.store.sweep()
+        self.rooms_gauge.set(len(self.store.rooms()))
+        return got
+
     async def sweep(self) -> tuple[int, int, int]:
+        """Delete what expired (files, DMs, bans, nonces); refresh the rooms gauge."""
         async with self._lock:
             try:
-                return await asyncio.to_thread(self.store.sweep)
+                return await asyncio.to_thread(self._sweep)
             except sqlite3.Error as e:
                 log.error("community sweep failed: %s", type(e).__name__)
                 return 0, 0, 0

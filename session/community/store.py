@@ -11,8 +11,8 @@ blinded member.
 Every room has a message sequence counter: each post, edit, deletion and reaction change takes
 the next value, so one ``messages/since/N`` poll returns all of them in order. Uploads live
 ``file_ttl`` seconds (1 h) unless a post references them, then ``posted_file_ttl`` (15 days);
-direct messages ``dm_ttl`` (15 days); request nonces are kept two days (a signature's
-timestamp may be a day off either way), which is what refusing their reuse needs.
+direct messages ``dm_ttl`` (15 days); a request nonce until its request's timestamp is more
+than a day old (then the request is refused for its timestamp anyway).
 
 Files are written to ``tmp/``, fsynced and renamed into ``files/<id>`` before their row is
 committed; on start leftovers of a crash are removed.
@@ -37,8 +37,7 @@ from session.errors import InvalidInput, InvalidSessionID, StorageError
 #: A room token: what Session's apps accept in a join URL.
 TOKEN_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
 ID_PATTERN = re.compile(r"(?:05|15)[0-9a-f]{64}\Z")
-#: Seconds a request nonce is remembered (twice the ±24 h timestamp window).
-NONCE_KEEP = 2 * 86_400
+TOUCH_INTERVAL = 60.0  # seconds between updates of a member's last_active
 GLOBAL = 0  # the room column of server-wide moderators and bans
 
 
@@ -124,11 +123,13 @@ class Room:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A member as the server knows it: row id, the ID it signs with, and its member key."""
+    """A member as the server knows it: row id, the ID it signs with, its member key, and
+    when it was last seen (as read)."""
 
     id: int
     session_id: str
     key: str
+    last_active: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +207,9 @@ CREATE TABLE IF NOT EXISTS dms (
 CREATE INDEX IF NOT EXISTS dms_recipient ON dms(recipient, id);
 CREATE INDEX IF NOT EXISTS dms_sender ON dms(sender, id);
 CREATE TABLE IF NOT EXISTS nonces (
-    pubkey TEXT NOT NULL, nonce BLOB NOT NULL, at REAL NOT NULL, PRIMARY KEY (pubkey, nonce));
-CREATE INDEX IF NOT EXISTS nonces_at ON nonces(at);
+    pubkey TEXT NOT NULL, nonce BLOB NOT NULL, expires REAL NOT NULL,
+    PRIMARY KEY (pubkey, nonce));
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces(expires);
 """
 
 _ROOM_COLS = (
@@ -243,6 +245,7 @@ class CommunityStore:
             self.db.executescript(_SCHEMA)
         except sqlite3.Error as e:
             raise StorageError(f"the community database cannot be opened: {e}") from None
+        self._touched: dict[tuple[int, int], float] = {}
         self._recover()
 
     def close(self) -> None:
@@ -328,10 +331,16 @@ class CommunityStore:
         )
 
     def touch_room(self, room: Room, user: User) -> None:
+        """Count the member as active in the room (written at most once a minute per member
+        and room; the sweep forgets what it remembered)."""
+        t = now()
+        if t - self._touched.get((room.id, user.id), 0.0) < TOUCH_INTERVAL:
+            return
+        self._touched[(room.id, user.id)] = t
         self.db.execute(
             "INSERT INTO room_users (room, user, last_active) VALUES (?, ?, ?)"
             " ON CONFLICT(room, user) DO UPDATE SET last_active = excluded.last_active",
-            (room.id, user.id, now()),
+            (room.id, user.id, t),
         )
 
     # -- members ----------------------------------------------------------------------------
@@ -339,7 +348,8 @@ class CommunityStore:
         """The member signing as ``session_id`` (created on first sight when ``create``)."""
         t = now()
         row = self.db.execute(
-            "SELECT id, session_id, key FROM users WHERE session_id = ?", (session_id,)
+            "SELECT id, session_id, key, last_active FROM users WHERE session_id = ?",
+            (session_id,),
         ).fetchone()
         if row is None:
             if not create:
@@ -348,8 +358,8 @@ class CommunityStore:
                 "INSERT INTO users (session_id, key, created, last_active) VALUES (?, ?, ?, ?)",
                 (session_id, member_key(session_id), t, t),
             )
-            return User(int(cur.lastrowid or 0), session_id, member_key(session_id))
-        return User(int(row[0]), row[1], row[2])
+            return User(int(cur.lastrowid or 0), session_id, member_key(session_id), t)
+        return User(int(row[0]), row[1], row[2], float(row[3]))
 
     def user_by_key(self, key: str) -> User | None:
         """The most recently active member with this member key."""
@@ -360,14 +370,19 @@ class CommunityStore:
         return None if row is None else User(int(row[0]), row[1], row[2])
 
     def touch_user(self, user: User) -> None:
-        self.db.execute("UPDATE users SET last_active = ? WHERE id = ?", (now(), user.id))
+        """Note that the member was active (at most once a minute: a write per poll would be
+        most of a poll's cost)."""
+        t = now()
+        if t - user.last_active >= TOUCH_INTERVAL:
+            self.db.execute("UPDATE users SET last_active = ? WHERE id = ?", (t, user.id))
 
-    def use_nonce(self, pubkey: str, nonce: bytes) -> None:
-        """Remember a request nonce; :class:`NonceReused` if this key used it before."""
+    def use_nonce(self, pubkey: str, nonce: bytes, expires: float) -> None:
+        """Remember a request nonce until ``expires`` (when its request could no longer be
+        accepted); :class:`NonceReused` if this key used it before."""
         try:
             self.db.execute(
-                "INSERT INTO nonces (pubkey, nonce, at) VALUES (?, ?, ?)",
-                (pubkey, nonce, now()),
+                "INSERT INTO nonces (pubkey, nonce, expires) VALUES (?, ?, ?)",
+                (pubkey, nonce, expires),
             )
         except sqlite3.IntegrityError:
             raise NonceReused("X-SOGS-Nonce cannot be reused") from None
@@ -945,12 +960,13 @@ class CommunityStore:
     def sweep(self) -> tuple[int, int, int]:
         """Delete expired files, DMs and old nonces; returns how many of each."""
         t = now()
+        self._touched.clear()
         gone = [r[0] for r in self.db.execute("SELECT id FROM files WHERE expiry <= ?", (t,))]
         for fid in gone:
             self.db.execute("DELETE FROM files WHERE id = ? AND expiry <= ?", (fid, t))
             (self.files / str(fid)).unlink(missing_ok=True)
         dms = self.db.execute("DELETE FROM dms WHERE expires_at <= ?", (t,)).rowcount
-        nonces = self.db.execute("DELETE FROM nonces WHERE at <= ?", (t - NONCE_KEEP,)).rowcount
+        nonces = self.db.execute("DELETE FROM nonces WHERE expires <= ?", (t,)).rowcount
         self.db.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?", (t,))
         return len(gone), dms, nonces
 

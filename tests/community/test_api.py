@@ -17,7 +17,7 @@ import pytest
 
 from session.blinding import sogs_auth_headers
 from session.community.server import RunningCommunity, start
-from session.community.store import member_key
+from session.community.store import CommunityStore, member_key
 from session.protocol import pad
 from session.service.tls import ensure_certificate
 from session.testing.community import Member, community_config
@@ -186,9 +186,13 @@ async def test_https_and_loopback_metrics(tmp_path: Path) -> None:
     ensure_certificate(tmp_path)
     cfg = community_config(tmp_path)
     cfg = replace(cfg, network=replace(cfg.network, tls=True, admin_port=0))
+    store = CommunityStore(tmp_path / "store")
+    store.add_room("lobby", "Lobby")
+    store.close()
     running = await start(cfg)
     try:
         assert running.url.startswith("https://") and running.admin_url
+        await running.service.sweep()  # sets the rooms gauge
         connector = aiohttp.TCPConnector(ssl=False)
         async with aiohttp.ClientSession(connector=connector) as http:
             async with http.get(f"{running.url}/capabilities") as r:
@@ -196,6 +200,6 @@ async def test_https_and_loopback_metrics(tmp_path: Path) -> None:
             async with http.get(f"{running.admin_url}/metrics") as r:
                 text = await r.text()
         assert 'community_requests_total{status="2xx"} 1.0' in text
-        assert "community_rooms 0.0" in text
+        assert "community_rooms 1.0" in text
     finally:
         await running.close()

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from session.blinding import sogs_auth_headers
+from session.community import store as store_mod
 from session.community.auth import AuthError, authenticate
 from session.community.server import RunningCommunity, start
 from session.identity import Identity
@@ -129,3 +130,26 @@ async def _unblinded(server: RunningCommunity, m: Member) -> None:
     status, doc = await m.call("GET", "/capabilities", signed=False, headers=h)
     assert status == 200 and "blind" not in doc["capabilities"]
     assert server.service.store.user(ident.session_id, create=False) is not None
+
+
+async def test_a_nonce_is_kept_while_its_request_could_be_replayed(
+    server: RunningCommunity, member: Callable[[], Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = member()
+    path = "/room/lobby/messages/recent"
+    ts = int(time.time())
+    h = _signed(m, "GET", path, timestamp=ts)
+    assert (await m.call("GET", path, signed=False, headers=h))[0] == 200
+    real = store_mod.now
+    monkeypatch.setattr(store_mod, "now", lambda: real() + 23 * 3600)
+    await server.service.sweep()
+    assert (await m.call("GET", path, signed=False, headers=h))[0] == 425  # still known
+    monkeypatch.setattr(store_mod, "now", lambda: real() + 25 * 3600)
+    assert (await server.service.sweep())[2] >= 1
+    # Forgotten now, and no longer needed: a day later the timestamp itself is refused.
+    lower = {k.lower(): v for k, v in h.items()}
+    with pytest.raises(AuthError) as e:
+        authenticate(
+            lower, "GET", path, "", b"", bytes.fromhex(m.pk), require_blind=True, now=ts + 25 * 3600
+        )
+    assert e.value.status == 425 and "too far from current time" in str(e.value)

@@ -42,7 +42,7 @@ async def test_upload_download_and_expiry(
     assert (await bob.call("GET", f"/room/lobby/file/{kept[1]['id']}"))[0] == 404
     assert (await bob.call("GET", f"/room/lobby/file/{fid}"))[1] == blob
     monkeypatch.setattr(store_mod, "now", lambda: real() + 16 * DAY)
-    assert (await server.service.sweep())[:2] == (1, 0)  # and the nonces of 2 days ago
+    assert (await server.service.sweep())[:2] == (1, 0)  # (and the nonces of a day ago)
     assert (await bob.call("GET", f"/room/lobby/file/{fid}"))[0] == 404
     assert not any((server.service.store.files).iterdir())
 
