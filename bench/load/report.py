@@ -155,21 +155,28 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     steps = doc["steps"]
     title = f"bench.load {doc['scenario']} — {doc['network']['nodes']} nodes"
 
-    # 1. latency percentiles and throughput against offered load
-    xs = [
-        s["offered_per_s"] if s["offered_per_s"] is not None else s["delivered_per_s"]
-        for s in steps
-    ]
+    # 1. latency percentiles and throughput against offered load: open-loop steps as lines,
+    # closed-loop (saturation) steps as stars at the rate they achieved
+    opened = sorted((s for s in steps if s["offered_per_s"] is not None),
+                    key=lambda s: s["offered_per_s"])  # fmt: skip
+    closed = [s for s in steps if s["offered_per_s"] is None]
+    xs = [s["offered_per_s"] for s in opened]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-"), ("max", "x:")):
-        ax1.plot(xs, [s["latency_ms"][key] for s in steps], style, label=key)
-    ax1.set_xlabel("offered load (messages/s; closed loop: achieved)")
+        (line,) = ax1.plot(xs, [s["latency_ms"][key] for s in opened], style, label=key)
+        ax1.plot([s["delivered_per_s"] for s in closed],
+                 [s["latency_ms"][key] for s in closed], "*", ms=12,
+                 color=line.get_color())  # fmt: skip
+    ax1.set_xlabel("offered load (messages/s; ★ closed loop at what it achieved)")
     ax1.set_ylabel("send → plaintext latency (ms)")
     if any(s["latency_ms"]["max"] > 0 for s in steps):
         ax1.set_yscale("log")
     ax1.grid(True, which="both", alpha=0.3)
     ax1.legend()
-    ax2.plot(xs, [s["delivered_per_s"] for s in steps], "o-", label="delivered")
+    ax2.plot(xs, [s["delivered_per_s"] for s in opened], "o-", label="delivered (open loop)")
+    if closed:
+        ax2.axhline(max(s["delivered_per_s"] for s in closed), color="tab:red", ls="--",
+                    label="closed loop (saturation)")  # fmt: skip
     top = max([*xs, *(s["delivered_per_s"] for s in steps), 1])
     ax2.plot([0, top], [0, top], "k:", alpha=0.5, label="offered = delivered")
     ax2.set_xlabel("offered load (messages/s)")

@@ -418,10 +418,18 @@ class Worker:
 
 async def _main(wid: int, cfg: dict[str, Any], commands: Any, out: Any) -> None:
     w = Worker(wid, cfg, out)
+    loop = asyncio.get_running_loop()
+
+    def on_loop_error(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # What the loop would print as a traceback (e.g. uvloop's "Fatal error on SSL
+        # protocol" when a guard closes a connection mid-write): counted as an error kind.
+        e = context.get("exception")
+        w.count_error("loop " + (type(e).__name__ if e else "error"), e)
+
+    loop.set_exception_handler(on_loop_error)
     await w.open_clients()
     receivers = [asyncio.create_task(w.receive_loop(i)) for i in range(len(w.clients))]
     out.put({"kind": "ready", "wid": wid, "clients": len(w.clients)})
-    loop = asyncio.get_running_loop()
     try:
         while True:
             try:
