@@ -56,6 +56,8 @@ TYPING_EVERY_S = 10.0
 TYPING_SHOWN_S = 20.0
 #: Seconds between status bar updates.
 STATUS_EVERY_S = 2.0
+#: Seconds between polls of the community servers of our rooms.
+COMMUNITY_POLL_S = 5.0
 #: `/disappear` arguments.
 TIMER_WORDS = {"off": 0, "5m": 300, "1h": 3600, "12h": 43200, "1d": 86400, "1w": 604800}
 
@@ -127,6 +129,8 @@ class SessionTui(App[str | None]):
         self.stream = client.events()  # subscribed now: nothing emitted later is missed
         self.current: str | None = None
         self.entries: list[model.Entry] = []
+        #: Unsent text of the conversations not open (restored when one is opened again).
+        self.drafts: dict[str, str] = {}
         self._typing_sent = 0.0
         self._typing_on = False
         self._quitting = False
@@ -170,6 +174,7 @@ class SessionTui(App[str | None]):
         self.compose_box.focus()
         self.update_status()
         self.set_interval(STATUS_EVERY_S, self.update_status)
+        self.set_interval(COMMUNITY_POLL_S, self.poll_communities)
         self.pump_events()
 
     # ------------------------------------------------------------------ the column
@@ -212,21 +217,35 @@ class SessionTui(App[str | None]):
         if conversation == self.current:
             return
         await self._stop_typing()
+        box = self.compose_box
+        if self.current is not None:  # what was typed stays with its conversation
+            self.drafts[self.current] = box.value
+        with box.prevent(Input.Changed):
+            box.value = self.drafts.pop(conversation, "")
         self.current = conversation
         e = self.entry(conversation)
         kind = e.kind if e else ("group" if conversation.startswith("03") else "direct")
-        title = model.title_of(self.client, conversation)
-        suffix = {
-            "request": "  (message request: reply or Accept to accept)",
-            "invite": "  (group invitation)",
-        }.get(kind, "")
-        self.query_one("#title", Static).update(f"{title}  {model.short(conversation)}{suffix}")
+        self.set_title(conversation, kind)
         self.query_one("#requestbar").set_class(kind in ("request", "invite"), "shown")
         self.query_one("#typing", Static).update("")
         await self.history.open(conversation)
         self._highlight_current()
         if kind in ("direct", "group") and e is not None and e.unread:
             await self.mark_read(conversation)
+
+    def set_title(self, conversation: str, kind: str = "") -> None:
+        """The line above the history: who or what is open, and where."""
+        title = model.title_of(self.client, conversation)
+        suffix = {
+            "request": "  (message request: reply or Accept to accept)",
+            "invite": "  (group invitation)",
+        }.get(kind, "")
+        where = (
+            conversation.rpartition("/")[0]
+            if model.is_community(conversation)
+            else model.short(conversation)
+        )
+        self.query_one("#title", Static).update(f"{title}  {where}{suffix}")
 
     async def mark_read(self, conversation: str) -> None:
         try:
@@ -263,6 +282,12 @@ class SessionTui(App[str | None]):
                 await self.client.groups.accept(conv)
             elif e is not None and e.kind == "request":
                 await self.client.accept_request(conv)
+            if model.is_community(conv):
+                await self.client.communities.post(conv, text)
+                await self._stop_typing()
+                await self.history.open(conv)
+                await self.refresh_list()
+                return True
             if conv.startswith("03"):
                 mid = await self.client.groups.send(conv, text)
             else:
@@ -284,9 +309,7 @@ class SessionTui(App[str | None]):
         """After accepting: the conversation moves from the requests to the conversations."""
         await self.refresh_list()
         self.query_one("#requestbar").set_class(False, "shown")
-        self.query_one("#title", Static).update(
-            f"{model.title_of(self.client, conv)}  {model.short(conv)}"
-        )
+        self.set_title(conv)
 
     @on(Input.Changed, "#compose")
     async def _typing(self, event: Input.Changed) -> None:
@@ -331,9 +354,7 @@ class SessionTui(App[str | None]):
                 case "/rename" if conv is not None and not conv.startswith("03"):
                     c.set_nickname(conv, rest or None)
                     await self.refresh_list()
-                    self.query_one("#title", Static).update(
-                        f"{model.title_of(c, conv)}  {model.short(conv)}"
-                    )
+                    self.set_title(conv)
                 case "/name" if rest:
                     await c.set_display_name(rest)
                     self.notify("Display name saved.")
@@ -507,13 +528,25 @@ class SessionTui(App[str | None]):
             case RequestAccepted() | ProfileChanged() | ContactsSynced():
                 await self.refresh_list()
                 if self.current is not None:
-                    title = model.title_of(self.client, self.current)
-                    self.query_one("#title", Static).update(f"{title}  {model.short(self.current)}")
+                    e = self.entry(self.current)
+                    self.set_title(self.current, e.kind if e else "")
             case ConnectionChanged():
                 self.update_status()
 
     def _typing_expired(self) -> None:
         self.query_one("#typing", Static).update("")
+
+    @work(group="communities", exclusive=True)
+    async def poll_communities(self) -> None:
+        """Poll the community servers of our rooms (the client's background loops poll only
+        the swarms) and redraw what changed."""
+        if not self.client.communities.rooms() or not self.client.node_count:
+            return
+        got = await self.client.communities.poll_all()
+        if got.posts or got.deleted:
+            if self.current is not None and model.is_community(self.current):
+                await self.history.open(self.current)
+            await self.refresh_list()
 
     # ------------------------------------------------------------------ status bar
 

@@ -66,6 +66,12 @@ def name_of(client: Client, sid: str) -> str:
 
 def title_of(client: Client, conversation: str) -> str:
     """A conversation's title, sanitised: a group's name, else the person's name."""
+    if is_community(conversation):
+        try:
+            room = client.communities.room(conversation)
+        except SessionError:
+            return conversation
+        return for_terminal(room.name or room.token, name=True)
     if conversation.startswith("03"):
         try:
             return for_terminal(client.groups.info(conversation).name, name=True) or short(
@@ -109,6 +115,7 @@ def entries(client: Client) -> list[Entry]:
         out.append(
             Entry(r.session_id, kind, title, len(r.messages), preview, last.sent_ms if last else 0)
         )
+    out += community_entries(client)
     for c in client.conversations():
         last_msgs = client.messages(c.conversation, 1)
         kind = "group" if c.conversation.startswith("03") else "direct"
@@ -120,6 +127,39 @@ def entries(client: Client) -> list[Entry]:
                 c.unread,
                 preview_of(last_msgs[-1] if last_msgs else None),
                 c.last_ms,
+            )
+        )
+    return out
+
+
+def community_key(base_url: str, token: str) -> str:
+    """The conversation key of a community room (``Client.communities.room`` accepts it)."""
+    return f"{base_url}/{token}"
+
+
+def is_community(conversation: str) -> bool:
+    return "://" in conversation
+
+
+def community_entries(client: Client) -> list[Entry]:
+    """The rooms we joined, each with its last post."""
+    out = []
+    for room in client.communities.rooms():
+        key = community_key(room.base_url, room.token)
+        last = client.communities.posts(key, limit=1)
+        post = last[-1] if last else None
+        preview = ""
+        if post is not None:
+            who = "you" if post.mine else for_terminal(post.name or "", name=True) or "?"
+            preview = f"{who}: {one_line(post.body)}"
+        out.append(
+            Entry(
+                key,
+                "community",
+                for_terminal(room.name or room.token, name=True),
+                0,
+                preview,
+                post.sent_ms if post else room.joined_ms,
             )
         )
     return out

@@ -257,7 +257,8 @@ class SettingsScreen(ModalScreen[None]):
             with Horizontal(classes="row"):
                 yield Switch(value=self.bell, id="bell")
                 yield Label("Bell on new messages in other conversations")
-            if self.conversation is not None and self.conversation != c.session_id:
+            conv = self.conversation
+            if conv is not None and conv != c.session_id and not model.is_community(conv):
                 current = self._current_timer()
                 yield Label("Disappearing messages here (after sending):")
                 yield Select(TIMERS, value=current, allow_blank=False, id="timer")

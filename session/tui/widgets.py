@@ -19,9 +19,12 @@ from session.tui import model
 
 if TYPE_CHECKING:
     from session.client import Client, Message
+    from session.client.community import Post
 
 #: Messages loaded per page of history (older pages load when the view reaches the top).
 PAGE = 60
+#: Posts of a community room shown when it opens.
+ROOM_POSTS = 200
 
 
 class ConversationItem(ListItem):
@@ -88,6 +91,41 @@ class MessageLine(Static):
             self.update(self.content_of(self.client, m))
 
 
+class PostLine(Static):
+    """One post of a community room (with the post it quotes, its files and reactions)."""
+
+    def __init__(self, post: Post) -> None:
+        self.post = post
+        super().__init__(self.content_of(post), markup=False, classes="msg")
+
+    @staticmethod
+    def content_of(p: Post) -> Content:
+        who = "you" if p.mine else (for_terminal(p.name or "", name=True) or model.short(p.author))
+        parts: list[str | tuple[str, str]] = []
+        if p.quote:
+            quoted = model.one_line(str(p.quote.get("text") or ""), 50)
+            parts.append((f"  ┃ {quoted}\n", "dim italic"))
+        parts += [
+            (model.clock(p.sent_ms or int(p.posted * 1000)), "dim"),
+            " ",
+            (who, "bold"),
+            ": ",
+            for_terminal(p.body or "", multiline=True),
+        ]
+        if p.edited:
+            parts.append(("  (edited)", "dim"))
+        for f in p.files:
+            name = for_terminal(safe_filename(f.get("file_name")))
+            parts.append((f"\n    [file] {name}", "italic"))
+        if p.reactions:
+            marks = " ".join(
+                f"{for_terminal(str(e))} {v.get('count', '') if isinstance(v, dict) else ''}"
+                for e, v in p.reactions.items()
+            )
+            parts.append((f"\n    {marks}", "dim"))
+        return Content.assemble(*parts)
+
+
 class HistoryView(VerticalScroll):
     """The open conversation: a window of loaded pages over the stored history. Only the
     newest :data:`PAGE` messages are read on open; scrolling to the top (or PageUp there)
@@ -109,11 +147,29 @@ class HistoryView(VerticalScroll):
         self.oldest, self.newest_ms, self.exhausted = None, None, True
         if conversation is None:
             return
+        if model.is_community(conversation):
+            await self._open_room(conversation)
+            return
         page = self.client.messages(conversation, PAGE)
         self.exhausted = len(page) < PAGE
         self.oldest = page[0] if page else None
         self.newest_ms = page[-1].sent_ms if page else None
         await self.mount_all(self._lines(page, None))
+        self.scroll_end(animate=False, immediate=True)
+
+    async def _open_room(self, key: str) -> None:
+        """A community room: its newest posts (the room keeps them on its server; the client
+        stores what it polled)."""
+        posts = self.client.communities.posts(key, limit=ROOM_POSTS)
+        out: list[Static] = []
+        prev: int | None = None
+        for p in posts:
+            ms = p.sent_ms or int(p.posted * 1000)
+            if prev is None or not model.same_day(prev, ms):
+                out.append(Static(f"── {model.day_of(ms)} ──", markup=False, classes="day"))
+            out.append(PostLine(p))
+            prev = ms
+        await self.mount_all(out)
         self.scroll_end(animate=False, immediate=True)
 
     def _lines(self, page: list[Message], prev_ms: int | None) -> list[Static]:

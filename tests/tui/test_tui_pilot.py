@@ -100,6 +100,11 @@ async def test_open_switch_send_and_receive_while_typing(client: Client) -> None
         await until(pilot, lambda: "Bob is typing" in str(typing.render()), "typing shown")
         say(client, BOB, "done typing", "Bob")
         await until(pilot, lambda: "Bob is typing" not in str(typing.render()), "typing gone")
+        # the draft stays with Bob's conversation while Carol's is open
+        await app.open_conversation(CAROL.session_id)
+        assert app.compose_box.value == ""
+        await app.open_conversation(BOB.session_id)
+        assert app.compose_box.value == "half way thr"
 
 
 async def test_accept_request_from_the_list(client: Client) -> None:

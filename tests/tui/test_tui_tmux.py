@@ -95,6 +95,15 @@ class Pane:
             time.sleep(0.2)  # polling interval of the screen condition
         raise AssertionError(f"screen never showed {what}:\n{self.screen()}")
 
+    def jump(self, query: str) -> None:
+        """Ctrl+K, type ``query``, and Enter once the box shows it."""
+        self.keys("C-k")
+        self.wait_for(lambda s: "Jump to conversation" in s, "the jump box")
+        self.keys("-l", query)
+        self.wait_for(lambda s: f"▊  {query} " in s, f"{query!r} in the jump box")
+        self.keys("Enter")
+        self.wait_for(lambda s: "Jump to conversation" not in s, "the jump box closing")
+
     def close(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
@@ -110,20 +119,19 @@ def test_tui_on_devnet_in_tmux(tmp_path: Path, devnet: Any) -> None:
         "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
         "TERM": "xterm-256color",
     }
+    lobby = json.loads(Path(nodes).read_text())["community_servers"][0]["rooms"]["lobby"]
+    cli(ha, "--network", nodes, "community", "join", lobby)
+    cli(hb, "--network", nodes, "community", "join", lobby)
+    cli(hb, "community", "post", "lobby", "welcome to the lobby")
     pane = Pane([*SESSION, "--home", str(ha), "--network", nodes, "tui"], env)
     try:
         pane.wait_for(lambda s: "5 nodes" in s and "outbox" in s, "the status bar")
         cli(hb, "--network", nodes, "send", a, "hello from bob")
         # the request appears in the column and opens with Accept/Decline/Block
         pane.wait_for(lambda s: "Bobby" in s and "hello from bob" in s, "the request")
-        # the first conversation opens by itself, with Accept/Decline/Block
+        # Ctrl+K finds it (and puts the cursor back in the input box): Accept/Decline/Block
+        pane.jump("bby")
         pane.wait_for(lambda s: "Accept" in s and "Decline" in s, "the request buttons")
-        # Ctrl+K finds it too (and puts the cursor back in the input box)
-        pane.keys("C-k")
-        pane.wait_for(lambda s: "Jump to conversation" in s, "the jump box")
-        pane.keys("-l", "bby")
-        pane.keys("Enter")
-        pane.wait_for(lambda s: "Jump to conversation" not in s, "the jump box closed")
         pane.keys("-l", "hi bob, accepted")
         pane.keys("Enter")
         pane.wait_for(lambda s: "you: hi bob, accepted" in s, "our reply")
@@ -142,7 +150,15 @@ def test_tui_on_devnet_in_tmux(tmp_path: Path, devnet: Any) -> None:
         cli(hb, "send", a, "interrupting")
         screen = pane.wait_for(lambda s: "Bobby: interrupting" in s, "the interruption")
         assert "half way thr" in screen
-        pane.keys("C-u")
+        # a community room: Bob posts in the devnet's lobby, Alice reads and posts from the TUI
+        pane.jump("lobby")
+        pane.wait_for(lambda s: "welcome to the lobby" in s, "Bob's post in the room")
+        pane.keys("-l", "hello lobby")
+        pane.keys("Enter")
+        pane.wait_for(lambda s: "you: hello lobby" in s, "our post")
+        # back in Bob's conversation, the half-typed line is still there (drafts are kept)
+        pane.jump("bby")
+        pane.wait_for(lambda s: "half way thr" in s and "interrupting" in s, "the draft")
         pane.keys("C-q")
         deadline = time.monotonic() + 60
         while pane.alive() and time.monotonic() < deadline:
