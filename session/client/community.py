@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import re
 import sqlite3
 import time
@@ -44,7 +45,7 @@ from google.protobuf.message import DecodeError as _PbDecodeError
 
 from session import blinding, onion
 from session.client import messages as M
-from session.client.attachments import check_upload_size, content_type_for
+from session.client.attachments import check_upload_size, content_type_for, safe_filename
 from session.client.transport import PathFailure
 from session.errors import (
     CommunityError,
@@ -1171,6 +1172,50 @@ class CommunityManager:
         room = self.room(ref)
         _, payload = await self.request(room.base_url, "GET", f"/room/{room.token}/file/{file_id}")
         return payload
+
+    def file_entry(self, ref: str, file_id: int) -> dict[str, Any]:
+        """The attachment entry (name, size, type) of room file ``file_id`` as a stored post
+        lists it; InvalidInput when no stored post of the room carries it."""
+        room = self.room(ref)
+        suffix = f"/room/{room.token}/file/{file_id}"
+        for p in reversed(self.posts(ref, limit=10_000)):
+            for f in p.files:
+                if f.get("url") == room.base_url + suffix:
+                    return f
+        raise InvalidInput(f"no stored post of {room.token} carries file {file_id}")
+
+    async def save_file(
+        self, ref: str, file_id: int, directory: str | Path, *, force: bool = False
+    ) -> Path:
+        """Download room file ``file_id`` (through an onion path) into ``directory`` under the
+        poster's file name made harmless (:func:`~session.client.attachments.safe_filename`);
+        the size must match what the post says. Never replaces a file unless ``force``."""
+        entry = self.file_entry(ref, file_id)
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise InvalidInput(f"{folder} is not a directory")
+        target = folder / safe_filename(entry.get("file_name"), f"file-{file_id}")
+        if target.exists() and not force:
+            raise InvalidInput(f"{target} already exists (use --force to replace it)")
+        data = await self.download(ref, file_id)
+        size = entry.get("size")
+        if isinstance(size, int) and size and len(data) != size:
+            raise CommunityError(
+                200, f"the server sent {len(data)} bytes for a file the post says has {size}"
+            )
+        tmp = target.with_name(f".{target.name}.part")
+        try:
+            tmp.write_bytes(data)
+            if force:
+                tmp.replace(target)
+            else:
+                try:
+                    os.link(tmp, target)  # fails rather than replace a file made meanwhile
+                except FileExistsError:
+                    raise InvalidInput(f"{target} already exists (use --force)") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
 
     async def edit(self, ref: str, post_id: int, text: str) -> Post:
         """Replace the text of our post ``post_id`` (a new signed Content)."""

@@ -87,7 +87,9 @@ def posts(devnet: Any, who: dict[str, Any]) -> dict[int, dict[str, Any]]:
     return {p["id"]: p for p in doc["posts"]}
 
 
-def test_two_members_in_the_lobby(devnet: Any, lobby: str, people: dict[str, Any]) -> None:
+def test_two_members_in_the_lobby(
+    devnet: Any, lobby: str, people: dict[str, Any], tmp_path: Path
+) -> None:
     alice, bob = people["Alice"], people["Bob"]
     a = js(cli(devnet, alice, "community", "join", lobby, "--json"))
     b = js(cli(devnet, bob, "community", "join", lobby, "--json"))
@@ -121,6 +123,27 @@ def test_two_members_in_the_lobby(devnet: Any, lobby: str, people: dict[str, Any
     # deleting someone else's post without being a moderator is refused
     r = cli(devnet, alice, "community", "delete", "lobby", str(reply["id"]))
     assert r.exit_code == 1 and "403" in r.stderr
+
+    # a room file: uploaded as it is (room files are as public as the room), saved by Alice
+    src = tmp_path / "lunch menu.txt"
+    src.write_bytes(b"soup, pasta, salad\n" * 50)
+    with_file = js(cli(devnet, bob, "community", "post", "lobby", "menu", "--file", str(src),
+                       "--json"))  # fmt: skip
+    (entry,) = posts(devnet, alice)[with_file["id"]]["files"]
+    file_id = entry["url"].rsplit("/", 1)[-1]
+    assert (entry["file_name"], entry["size"]) == ("lunch menu.txt", src.stat().st_size)
+    assert (
+        f"[file {file_id}] lunch menu.txt"
+        in cli(devnet, alice, "community", "read", "lobby").stdout
+    )
+    dl = tmp_path / "dl"
+    dl.mkdir()
+    saved = js(cli(devnet, alice, "community", "save", "lobby", file_id, "--to", str(dl), "--json"))
+    assert Path(saved["path"]).read_bytes() == src.read_bytes()
+    again = cli(devnet, alice, "community", "save", "lobby", file_id, "--to", str(dl))
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    stored = [p for p in devnet.community.data_dir.rglob("*") if p.is_file()]
+    assert any(p.read_bytes() == src.read_bytes() for p in stored)
 
     # a DM by blinded ID: Bob learns Alice's Session ID, the server does not
     js(cli(devnet, alice, "community", "dm", b15, "psst, Bob", "--json"))

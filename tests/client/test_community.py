@@ -387,6 +387,18 @@ async def test_outbox_on_a_second_device_and_room_files(pair: Any, tmp_path: Pat
         }
     ]
     assert await bob.communities.download("lobby", 100) == b"room file bytes"
+    out = tmp_path / "bob-files"
+    out.mkdir()
+    saved = await bob.communities.save_file("lobby", 100, out)
+    assert saved == out / "note.txt" and saved.read_bytes() == b"room file bytes"
+    with pytest.raises(InvalidInput, match="already exists"):
+        await bob.communities.save_file("lobby", 100, out)
+    sogs.files[100] = b"other bytes, other size"
+    with pytest.raises(CommunityError, match="says has 15"):
+        await bob.communities.save_file("lobby", 100, out, force=True)
+    assert saved.read_bytes() == b"room file bytes"  # nothing replaced
+    with pytest.raises(InvalidInput, match="no stored post"):
+        await bob.communities.save_file("lobby", 101, out)
 
 
 async def test_refusals_and_leave(pair: Any) -> None:

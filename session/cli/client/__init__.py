@@ -9,8 +9,8 @@ Commands::
     session tui                  (full-screen messenger; Textual)    (tui.py)
     session group create | list | info | invite | accept | decline | send | history | chat |
                   remove | promote | rename | describe | leave | disappear     (groups.py)
-    session community join URL | list | read | post | react | edit | delete | dm | dms |
-                      chat | leave                                   (community.py)
+    session community join URL | list | read | post | react | edit | delete | save | dm |
+                      dms | chat | leave                             (community.py)
 
 The group, the shared options and the helpers are in ``base.py``. Every command uses only the
 public API of :class:`session.client.Client`, and every piece of someone else's text it prints

@@ -387,6 +387,35 @@ def dms(offline: bool) -> None:
         )
 
 
+@community_group.command("save")
+@common
+@click.argument("room")
+@click.argument("file_id", type=click.IntRange(min=1))
+@click.option(
+    "--to",
+    "directory",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Directory to write the file into.",
+)
+@click.option("--force", is_flag=True, help="Replace a file of the same name.")
+@errors
+def save(room: str, file_id: int, directory: Path, force: bool) -> None:
+    """Download room file FILE_ID (the [file ID] lines of `community read`) through an onion
+    path and write it under its sanitised name."""
+
+    async def op(c: Client) -> dict[str, Any]:
+        path = await c.communities.save_file(room, file_id, directory, force=force)
+        return {"room": room, "file_id": file_id, "path": str(path), "size": path.stat().st_size}
+
+    doc = with_client(op, poll=room)
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(f"saved {shown(doc['path'])} ({doc['size']:,} bytes)")
+
+
 @community_group.command("leave")
 @common
 @click.argument("room")
