@@ -20,6 +20,7 @@ from session.identity import Identity
 from session.node import keys
 from session.registry import client as registry_client
 from session.registry.health import HealthRules, build_report
+from session.registry.messages import now_ms
 
 pytestmark = pytest.mark.integration
 
@@ -84,13 +85,20 @@ async def test_one_node_reporting_everyone_unreachable_evicts_no_one(healthnet: 
     liar_id = keys.load_or_create(liar.data_dir / "keys")
     others = [n for n in net.nodes if n is not liar]
     height = net.node_list()["result"]["height"]
+    # The liar node keeps sending its own (honest) reports with the same key: ours carry
+    # timestamps 20 s ahead (within the registry's freshness window), so they are the newer
+    # ones and the node's own are refused as replays meanwhile.
+    ahead = 20_000
+
+    def lie(target: str, ok: bool) -> dict[str, Any]:
+        return build_report(liar_id, target, https_ok=ok, link_ok=ok, timestamp=now_ms() + ahead)
+
     # the liar's reports span several times unreachable_after and many health checks
     t0 = time.monotonic()
     rounds = 0
     while time.monotonic() - t0 < 3 * RULES.unreachable_after:
         for n in others:
-            doc = build_report(liar_id, n.pubkey_ed25519, https_ok=False, link_ok=False)
-            await registry_client.send_report(net.registry_url, doc)
+            await registry_client.send_report(net.registry_url, lie(n.pubkey_ed25519, False))
         rounds += 1
         await asyncio.sleep(RULES.check_interval)  # pacing of a bounded loop, not a wait
     assert rounds >= 4
@@ -100,8 +108,7 @@ async def test_one_node_reporting_everyone_unreachable_evicts_no_one(healthnet: 
     assert all(now[n.pubkey_ed25519]["decommission_count"] == 0 for n in net.nodes)
     assert net.node_list()["result"]["height"] == height
     for n in others:  # the liar takes it back (its word is one tester's latest report)
-        doc = build_report(liar_id, n.pubkey_ed25519, https_ok=True, link_ok=True)
-        await registry_client.send_report(net.registry_url, doc)
+        await registry_client.send_report(net.registry_url, lie(n.pubkey_ed25519, True))
 
 
 async def test_killed_node_is_decommissioned_swarm_whole_nothing_lost_and_it_comes_back(
