@@ -23,7 +23,6 @@ import asyncio
 import base64
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import pytest
 
 from session.blinding import blind15_sign, sogs_auth_headers
 from session.community.store import CommunityStore
+from session.devnet.net import stop_process
 from session.identity import Identity
 from session.protocol import pad
 
@@ -178,9 +178,4 @@ def test_bench_community_poll_1000_members(benchmark: Any, tmp_path: Path) -> No
         print(json.dumps(benchmark.extra_info))
         assert result["correct"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)

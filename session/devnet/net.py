@@ -402,12 +402,12 @@ class Devnet:
     def stop_community(self, *, kill: bool = False) -> int | None:
         """Stop the community server (SIGTERM, or SIGKILL: a crash); returns its exit code."""
         cs = self.community
-        return None if cs is None else _stop(cs.proc, kill=kill)
+        return None if cs is None else stop_process(cs.proc, kill=kill)
 
     def stop_file_server(self, *, kill: bool = False) -> int | None:
         """Stop the file server (SIGTERM, or SIGKILL: a crash); returns its exit code."""
         fs = self.file_server
-        return None if fs is None else _stop(fs.proc, kill=kill)
+        return None if fs is None else stop_process(fs.proc, kill=kill)
 
     @staticmethod
     def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -675,7 +675,7 @@ class Devnet:
         self.stop()
 
 
-def _stop(proc: subprocess.Popen[bytes] | None, *, kill: bool) -> int | None:
+def stop_process(proc: subprocess.Popen[bytes] | None, *, kill: bool = False) -> int | None:
     """Stop a server process (SIGTERM, or SIGKILL: a crash); returns its exit code."""
     if proc is None:
         return None
