@@ -2,7 +2,9 @@
 
 Every route is one :class:`~session.service.onion.Routes` table, served as plain HTTP(S) and
 behind ``POST /oxen/v4/lsrpc`` as a v4 onion destination opened with the server's own X25519
-key. Errors are one sentence with the matching status: 400 bad input, 404 missing or expired,
+key. A plain ``POST /file`` streams its body into the store's temp file as it arrives
+(:meth:`FileService.post_file_streamed`); behind an onion the body is one AEAD layer, opened
+whole. Errors are one sentence with the matching status: 400 bad input, 404 missing or expired,
 413 too large, 507 over the disk quota.
 
 Logs carry counts and sizes only: no file ID, no address, no header.
@@ -22,12 +24,12 @@ from aiohttp import web
 
 from session.errors import InvalidInput, StorageError, StorageFull
 from session.fileserver.config import FileServerConfig, max_request_body
-from session.fileserver.store import FileNotFound, FileStore, FileTooLarge
+from session.fileserver.store import FileInfo, FileNotFound, FileStore, FileTooLarge
 from session.identity import Identity
 from session.node import keys
 from session.service import tls
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
-from session.service.server import Served, run_until_signal, serve
+from session.service.server import Served, body_pieces, run_until_signal, serve, streams_body
 from session.service.tasks import cancel_and_wait, spawn
 
 log = logging.getLogger("session.fileserver")
@@ -57,7 +59,7 @@ class FileService:
         self.max_ttl = max_ttl
         self._lock = asyncio.Lock()
         self.routes = Routes()
-        self.routes.add("POST", "/file", self.post_file)
+        self.routes.add("POST", "/file", self.post_file, plain=self.post_file_streamed)
         self.routes.add("GET", "/file/{id}", self.get_file)
         self.routes.add("GET", "/file/{id}/info", self.get_info)
         self.routes.add("POST", "/file/{id}/extend", self.extend)
@@ -81,7 +83,11 @@ class FileService:
                 return V4Response.error(503, str(e))
 
     async def _upload(self, blob: bytes, ttl: int) -> V4Response | tuple[str, float]:
-        got = await self._call(lambda: self.store.put(blob, ttl))
+        return await self._commit(lambda: self.store.put(blob, ttl))
+
+    async def _commit(self, store: Callable[[], FileInfo]) -> V4Response | tuple[str, float]:
+        """Run ``store`` (a put or a commit) off the loop; the new file's (id, expiry)."""
+        got = await self._call(store)
         if isinstance(got, V4Response):
             return got
         log.info("stored a file of %d bytes", got.size)
@@ -92,6 +98,36 @@ class FileService:
         if isinstance(got, V4Response):
             return got
         return V4Response.of_json({"id": got[0], "expires": got[1]})
+
+    @streams_body
+    async def post_file_streamed(self, request: web.Request) -> web.StreamResponse:
+        """Plain ``POST /file``: the body goes to a temp file piece by piece (hashed on the
+        way) and is renamed into place once complete; never held in memory whole."""
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            ttl = _ttl(
+                V4Request("POST", request.path, headers=headers), self.default_ttl, self.max_ttl
+            )
+        except InvalidInput as e:
+            return V4Response.error(400, str(e)).to_web()
+        size, limit = request.content_length, self.store.max_size
+        if size is not None and size > limit:
+            msg = f"file too large: {size} bytes, the limit is {limit} bytes"
+            return V4Response.error(413, msg).to_web()
+        up = self.store.begin()
+        try:
+            async for piece in body_pieces(request):
+                up.write(piece)
+            got = await self._commit(lambda: self.store.commit(up, ttl))
+        except FileTooLarge as e:
+            got = V4Response.error(413, str(e))
+        except InvalidInput as e:  # an empty body
+            got = V4Response.error(400, str(e))
+        finally:
+            up.abort()  # (gone already once committed)
+        if isinstance(got, V4Response):
+            return got.to_web()
+        return V4Response.of_json({"id": got[0], "expires": got[1]}).to_web()
 
     async def get_file(self, req: V4Request) -> V4Response:
         got = await self._call(lambda: self.store.read(req.params["id"]))

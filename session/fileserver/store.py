@@ -6,9 +6,11 @@ the same ID, and uploading them again only refreshes their expiry. ``files.db`` 
 row per blob: id, size, uploaded, expires. Nothing else: the server never learns a Session ID,
 a file name or a content type.
 
-Writing is crash-safe: a blob is written to ``tmp/``, fsynced, renamed into ``files/`` and
-only then recorded. On start, leftovers in ``tmp/`` are removed, and a file without a row (a
-crash between rename and commit) is removed too; a stored blob is never touched.
+Writing is crash-safe: a blob is written to ``tmp/`` as it arrives (:class:`Upload`, hashed on
+the way, so a plain HTTPS upload is never held in memory whole), fsynced, renamed into
+``files/`` and only then recorded. On start, leftovers in ``tmp/`` are removed, and a file
+without a row (a crash between rename and commit) is removed too; a stored blob is never
+touched.
 """
 
 from __future__ import annotations
@@ -34,10 +36,15 @@ class FileNotFound(StorageError):
     """No such file, or it expired."""
 
 
+def _id_hash() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=33, salt=ID_SALT)
+
+
 def file_id(blob: bytes) -> str:
     """The content-addressed ID of ``blob`` (44 URL-safe base64 characters)."""
-    digest = hashlib.blake2b(blob, digest_size=33, salt=ID_SALT).digest()
-    return base64.urlsafe_b64encode(digest).decode()
+    h = _id_hash()
+    h.update(blob)
+    return base64.urlsafe_b64encode(h.digest()).decode()
 
 
 def check_id(fid: str) -> str:
@@ -63,6 +70,40 @@ class FileInfo:
             "uploaded": self.uploaded,
             "expires": self.expires,
         }
+
+
+class Upload:
+    """A blob being received: each piece is hashed and appended to a file in ``tmp/``;
+    :meth:`FileStore.commit` moves it into place, :meth:`abort` drops it (once over, the temp
+    file is gone either way)."""
+
+    def __init__(self, tmp_dir: Path, max_size: int) -> None:
+        fd, name = tempfile.mkstemp(dir=tmp_dir)
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = _id_hash()
+        self.max_size = max_size
+        self.size = 0
+
+    def write(self, piece: bytes) -> None:
+        """Append ``piece``; :class:`FileTooLarge` once the blob is over the limit."""
+        self.size += len(piece)
+        if self.size > self.max_size:
+            raise FileTooLarge(f"file too large: over the limit of {self.max_size} bytes")
+        self._hash.update(piece)
+        self._file.write(piece)
+
+    def finish(self) -> str:
+        """Flush and fsync the temp file; the blob's ID."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return base64.urlsafe_b64encode(self._hash.digest()).decode()
+
+    def abort(self) -> None:
+        """Drop the temp file (idempotent)."""
+        self._file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class FileStore:
@@ -118,33 +159,44 @@ class FileStore:
             raise FileTooLarge(
                 f"file too large: {len(blob)} bytes, the limit is {self.max_size} bytes"
             )
-        now = time.time() if now is None else now
-        fid = file_id(blob)
-        existing = self._row(fid)
-        if existing is None:
-            if self.used_bytes() + len(blob) > self.quota:
-                raise StorageFull("the file server is full; try again later")
-            self._write(fid, blob)
+        up = self.begin()
+        try:
+            up.write(blob)
+            return self.commit(up, ttl, now)
+        finally:
+            up.abort()  # (a no-op once committed)
+
+    def begin(self) -> Upload:
+        """Start receiving a blob piece by piece (then :meth:`commit` or ``abort`` it)."""
+        return Upload(self.tmp, self.max_size)
+
+    def commit(self, up: Upload, ttl: float, now: float | None = None) -> FileInfo:
+        """Store the blob ``up`` received for ``ttl`` seconds (or refresh it if already stored):
+        fsynced, renamed into place, then recorded. Raises InvalidInput for an empty one and
+        StorageFull over the quota; the temp file is gone afterwards whatever happens."""
+        try:
+            if up.size == 0:
+                raise InvalidInput("the upload is empty: send the file's bytes as the request body")
+            fid = up.finish()
+            now = time.time() if now is None else now
+            if self._row(fid) is None:
+                if self.used_bytes() + up.size > self.quota:
+                    raise StorageFull("the file server is full; try again later")
+                os.replace(up.path, self.files / fid)
+                self._sync_dir()
+        finally:
+            up.abort()  # only left when the blob was already stored or something failed
         self.db.execute(
             "INSERT INTO files (id, size, uploaded, expires) VALUES (?, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET uploaded = excluded.uploaded,"
             " expires = MAX(files.expires, excluded.expires)",
-            (fid, len(blob), now, now + ttl),
+            (fid, up.size, now, now + ttl),
         )
         info = self._row(fid)
         assert info is not None  # just written
         return info
 
-    def _write(self, fid: str, blob: bytes) -> None:
-        fd, name = tempfile.mkstemp(dir=self.tmp)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(name, self.files / fid)
-        finally:
-            Path(name).unlink(missing_ok=True)  # only left when something above failed
+    def _sync_dir(self) -> None:
         dfd = os.open(self.files, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -190,4 +242,12 @@ class FileStore:
         return len(gone)
 
 
-__all__ = ["FileInfo", "FileNotFound", "FileStore", "FileTooLarge", "check_id", "file_id"]
+__all__ = [
+    "FileInfo",
+    "FileNotFound",
+    "FileStore",
+    "FileTooLarge",
+    "Upload",
+    "check_id",
+    "file_id",
+]

@@ -84,8 +84,13 @@ class V4Response:
         h.setdefault("content-type", "application/json")
         return h
 
+    def to_web(self) -> web.Response:
+        """This answer as a plain HTTP response."""
+        return web.Response(status=self.status, body=self.body, headers=self.header_map())
+
 
 V4Handler = Callable[[V4Request], Awaitable[V4Response]]
+PlainHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,7 @@ class _Route:
     pattern: str
     regex: re.Pattern[str]
     handler: V4Handler
+    plain: PlainHandler | None
 
 
 class Routes:
@@ -102,13 +108,16 @@ class Routes:
     def __init__(self) -> None:
         self._routes: list[_Route] = []
 
-    def add(self, method: str, pattern: str, handler: V4Handler) -> None:
-        """Route ``method pattern`` (``"/room/{token}"``) to ``handler``."""
+    def add(
+        self, method: str, pattern: str, handler: V4Handler, *, plain: PlainHandler | None = None
+    ) -> None:
+        """Route ``method pattern`` (``"/room/{token}"``) to ``handler``; ``plain``, if given,
+        serves the plain HTTP route instead (e.g. one that streams the request body)."""
         if not pattern.startswith("/"):
             raise ValueError(f"route pattern must start with '/', not {pattern!r}")
         parts = _PLACEHOLDER.split(pattern)
         rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
-        self._routes.append(_Route(method.upper(), pattern, re.compile(rx + r"\Z"), handler))
+        self._routes.append(_Route(method.upper(), pattern, re.compile(rx + r"\Z"), handler, plain))
 
     def resolve(self, method: str, path: str) -> tuple[V4Handler, dict[str, str]] | V4Response:
         """The handler and placeholder values for ``method path``, or a 404/405 response."""
@@ -148,7 +157,7 @@ class Routes:
     def mount(self, app: web.Application) -> None:
         """Serve every route as plain HTTP on ``app`` too."""
         for r in self._routes:
-            app.router.add_route(r.method, r.pattern, self._plain(r.handler))
+            app.router.add_route(r.method, r.pattern, r.plain or self._plain(r.handler))
 
     @staticmethod
     def _plain(handler: V4Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -166,7 +175,7 @@ class Routes:
                 resp = await handler(req)
             except InvalidInput as e:
                 resp = V4Response.error(400, str(e))
-            return web.Response(status=resp.status, body=resp.body, headers=resp.header_map())
+            return resp.to_web()
 
         return route
 

@@ -18,7 +18,9 @@ The limits (:class:`~session.service.config.ConnectionLimits`) and how each is e
 * ``max_inflight_body_bytes`` — request bodies are read before the handler runs, each after
   reserving its size (``Content-Length``, or ``max_body`` when chunked) from this budget; a body
   that does not fit is refused with 503 at once, one larger than ``max_body`` with 413, so
-  memory stays bounded whatever is sent.
+  memory stays bounded whatever is sent. A handler marked :func:`streams_body` (a file upload
+  written to disk as it arrives) reads its body itself through :func:`body_pieces`, within the
+  same body timeout and ``max_body``, and reserves nothing (it holds no body in memory).
 
 aiohttp parses HTTP. The site accepts connections itself (:class:`_Listener`: count, then
 ``loop.connect_accepted_socket`` with the handshake deadline); a small protocol
@@ -57,6 +59,37 @@ READ_BUFSIZE = 16 * 1024
 DEFAULT_MAX_BODY = 1024 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Request key of a streaming handler's body deadline (loop time).
+_BODY_DEADLINE = web.RequestKey("session.body_deadline", float)
+#: Largest piece :func:`body_pieces` returns.
+BODY_PIECE = 256 * 1024
+H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+class BodyTimeout(Exception):
+    """A streamed body did not arrive within the body timeout (the site answers 408)."""
+
+
+def streams_body(handler: H) -> H:
+    """Mark an aiohttp handler that reads its request body itself, piece by piece, through
+    :func:`body_pieces` (the site does not read the body for it first)."""
+    handler.streams_body = True  # type: ignore[attr-defined]  # a marker the gate reads
+    return handler
+
+
+async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
+    """The body of a request to a :func:`streams_body` handler, as it arrives; raises
+    :class:`BodyTimeout` once the site's body timeout has passed."""
+    deadline = request[_BODY_DEADLINE]
+    while True:
+        try:
+            async with asyncio.timeout_at(deadline):
+                piece = await request.content.read(BODY_PIECE)
+        except TimeoutError:
+            raise BodyTimeout("the request body was not received in time") from None
+        if not piece:
+            return
+        yield piece
 
 
 class ConnectionStats:
@@ -121,6 +154,8 @@ class _Gate:
             conn.request_started()
         reserved = 0
         try:
+            if getattr(request.match_info.handler, "streams_body", False):
+                return await self._streamed(request, handler)
             if request.body_exists:
                 want = self.max_body if request.content_length is None else request.content_length
                 refused = self._admit_body(want)
@@ -136,6 +171,23 @@ class _Gate:
             self.body_bytes -= reserved
             if conn is not None:
                 conn.request_done()
+
+    async def _streamed(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Run a handler that reads its own body (:func:`body_pieces`): over ``max_body`` by
+        its Content-Length is a 413 before it runs; a body that does not arrive in time a 408."""
+        if request.content_length is not None and request.content_length > self.max_body:
+            return self._too_large()
+        request[_BODY_DEADLINE] = asyncio.get_running_loop().time() + self.limits.body_timeout
+        try:
+            return await handler(request)
+        except BodyTimeout:
+            self.stats.body_timeouts += 1
+            return _refusal(408, "Request body was not received in time")
+        except RequestPayloadError:
+            return _refusal(
+                400,
+                "Request body could not be decoded: it does not match its Transfer-Encoding header",
+            )
 
     def _admit_body(self, want: int) -> web.Response | None:
         """A refusal when a body of ``want`` bytes is over the limit or the in-flight budget."""

@@ -275,3 +275,55 @@ def test_any_body_at_any_endpoint_gets_an_answer(
     assert took < ANSWER_WITHIN, (url, took, body[:200])
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]
+
+
+async def test_a_plain_upload_streams_to_disk_as_it_arrives(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """A chunked POST /file is on disk (in tmp/) before its last byte is sent, and renamed into
+    place once complete; one over the limit mid-stream gets 413, one that stalls past the body
+    timeout 408, and neither leaves anything behind."""
+    cfg = config(tmp_path, max_file_size=100_000, quota_bytes=250_000)
+    cfg = replace(cfg, connections=replace(cfg.connections, body_timeout=1.0))
+    fs = await start(cfg)
+    tmp, files = tmp_path / "store" / "tmp", tmp_path / "store" / "files"
+    blob = os.urandom(90_000)
+
+    async def on_disk(n: int) -> None:
+        for _ in range(500):
+            if any(p.stat().st_size >= n for p in tmp.iterdir()):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no temp file of {n} bytes appeared")
+
+    async def halves() -> AsyncIterator[bytes]:
+        yield blob[:50_000]
+        await on_disk(50_000)  # the server wrote the first half before it got the second
+        yield blob[50_000:]
+
+    async def too_long() -> AsyncIterator[bytes]:
+        for _ in range(11):
+            yield b"x" * 10_000
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b"y" * 1000
+        await asyncio.sleep(3)
+        yield b"y"
+
+    try:
+        async with http.post(f"{fs.url}/file", data=halves()) as r:
+            assert r.status == 200
+            fid = (await r.json())["id"]
+        assert fid == file_id(blob) and (files / fid).read_bytes() == blob
+        async with http.post(f"{fs.url}/file", data=too_long()) as r:
+            assert r.status == 413 and "over the limit of 100000 bytes" in await r.text()
+        try:
+            async with http.post(f"{fs.url}/file", data=stalls()) as r:
+                assert r.status == 408
+        except aiohttp.ClientError:
+            pass  # the server may close before the client has sent its last piece
+        assert fs.served.stats.body_timeouts == 1
+        assert not list(tmp.iterdir())
+        assert [p.name for p in files.iterdir()] == [fid]
+    finally:
+        await fs.close()

@@ -99,3 +99,26 @@ def test_the_database_is_wal_and_holds_only_id_size_times(tmp_path: Path) -> Non
     assert cols == ["id", "size", "uploaded", "expires"]
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     assert tables == ["files"]
+
+
+def test_an_upload_in_pieces_is_hashed_on_the_way_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    s = store(tmp_path, max_size=100_000, quota=500_000)
+    blob = os.urandom(90_000)
+    up = s.begin()
+    for i in range(0, len(blob), 10_000):
+        up.write(blob[i : i + 10_000])
+    assert up.path.stat().st_size >= 80_000  # on disk while it arrives (a buffer's worth aside)
+    info = s.commit(up, 60)
+    assert info.id == file_id(blob) and s.read(info.id) == blob
+    again = s.begin()
+    again.write(blob)
+    assert s.commit(again, 60).id == info.id  # already stored: only refreshed
+    over = s.begin()
+    over.write(b"x" * 100_000)
+    with pytest.raises(FileTooLarge, match="over the limit of 100000 bytes"):
+        over.write(b"x")
+    over.abort()
+    with pytest.raises(InvalidInput, match="empty"):
+        s.commit(s.begin(), 60)
+    assert not list((tmp_path / "store" / "tmp").iterdir())
+    assert [p.name for p in (tmp_path / "store" / "files").iterdir()] == [info.id]
