@@ -491,6 +491,19 @@ def test_chat_with_piped_stdin(runner: CliRunner, tmp_path: Path, devnet: Any) -
     # reading the history marked the conversation read
     [conv] = js(run(runner, ha, "inbox", "--offline", "--json"))["conversations"]
     assert conv["unread"] == 0 and conv["count"] == 2
+    # a message that arrives while Bob is away is shown once when he comes back to the chat
+    js(run(runner, ha, "send", b, "while you were away", "--json"))
+    back = subprocess.run(
+        [*cmd, "chat", a, "--json"],
+        env=env,
+        input="/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert back.returncode == 0, back.stderr
+    seen = [json.loads(line) for line in back.stdout.splitlines()]
+    assert [e["event"] for e in seen if e.get("body") == "while you were away"] == ["history"]
 
 
 @pytest.mark.integration

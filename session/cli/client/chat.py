@@ -286,11 +286,19 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
             me=c.session_id,
             peer=peer,
         )
+        shown_ids: set[int] = set()
         for m in c.messages(peer, show_history) if show_history else []:
+            shown_ids.add(m.id)
             if json_mode():
                 emit({"event": "history", **message_doc(m)})
             else:
                 print_message(c, m)
+        # what the first poll brought is in the history already: each message is shown once
+        from session.client import MessageReceived  # noqa: PLC0415
+
+        for ev in events.pending():
+            if not (isinstance(ev, MessageReceived) and ev.message_id in shown_ids):
+                await chat.event(ev)
         await chat.read_all()
         await converse_until_done(chat, events)
     finally:
