@@ -7,8 +7,11 @@ module only reads lines, calls the client's public operations and prints its eve
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -30,10 +33,17 @@ from session.cli.client.base import (
     shown,
     timeout,
 )
+from session.errors import SessionError
 
 if TYPE_CHECKING:
     from session.client import Client, Event
     from session.client.events import EventStream
+
+log = logging.getLogger("session.cli")
+#: Seconds between our typing indicators while typing goes on (Session shows one for 20 s).
+TYPING_EVERY_S = 10.0
+#: Seconds the peer's "is typing" line stays without a new indicator.
+TYPING_SHOWN_S = 20.0
 
 
 @main.command()
@@ -102,6 +112,40 @@ class _Chat:
         contact = client.contact(peer)
         self.accepted = bool(contact and contact.approved)
         self.name = name_of(client, peer)
+        #: On a terminal: the peer's typing state, shown in the prompt's bottom line.
+        self.typing_since: float | None = None
+        self._typing_sent: float | None = None  # when we last said we are typing
+        self.redraw: Callable[[], None] = lambda: None
+        self.interactive = False  # on a terminal (set by converse_until_done)
+        self._pending: set[asyncio.Future[None]] = set()  # typing indicators being queued
+
+    def typing_line(self) -> str:
+        """The bottom line under the prompt: "Bob is typing…" for 20 s after an indicator."""
+        if self.typing_since is None or time.monotonic() - self.typing_since > TYPING_SHOWN_S:
+            return ""
+        return f"{self.name} is typing…"
+
+    def typed(self, text: str) -> None:
+        """The line being typed changed: tell the peer we are typing (every 10 s while it
+        goes on; stopped when the line is emptied). Only to accepted 1:1 contacts."""
+        if not self.accepted or not self.peer.startswith("05"):
+            return
+        now = time.monotonic()
+        if text and not text.startswith("/"):
+            if self._typing_sent is None or now - self._typing_sent >= TYPING_EVERY_S:
+                self._typing_sent = now
+                self._pending.add(asyncio.ensure_future(self._typing(True)))
+        elif self._typing_sent is not None:
+            self._typing_sent = None
+            self._pending.add(asyncio.ensure_future(self._typing(False)))
+
+    async def _typing(self, started: bool) -> None:
+        try:
+            await self.c.send_typing(self.peer, started)
+        except SessionError as e:  # an indicator is best effort
+            log.debug("typing indicator not sent: %s", e)
+        finally:
+            self._pending = {f for f in self._pending if not f.done()}
 
     async def read_all(self) -> None:
         # A message request stays unread (and unreceipted) until it is accepted.
@@ -142,13 +186,14 @@ class _Chat:
             _say("accepted", f"(accepted {self.name}'s message request)", peer=self.peer)
         self.accepted = True
         await self.read_all()
+        self._typing_sent = None  # a message ends the typing indicator on the other side
         mid = await self.c.send(self.peer, line)
         _say("queued", f"  you: {shown(line)}  (sending…)", message_id=mid, body=line)
         return True
 
     async def event(self, ev: Event) -> None:
         """Print one client event that concerns this chat (and read what arrived)."""
-        from session.client import ConnectionChanged, MessageReceived  # noqa: PLC0415
+        from session.client import ConnectionChanged, MessageReceived, Typing  # noqa: PLC0415
 
         if isinstance(ev, ConnectionChanged):
             if ev.online:
@@ -162,6 +207,12 @@ class _Chat:
             return
         if isinstance(ev, MessageReceived) and not ev.outgoing:
             self.name = name_of(self.c, self.peer)  # the message may have changed it
+        if isinstance(ev, Typing) or (isinstance(ev, MessageReceived) and not ev.outgoing):
+            started = isinstance(ev, Typing) and ev.started
+            self.typing_since = time.monotonic() if started else None
+            self.redraw()
+            if isinstance(ev, Typing) and self.interactive:
+                return  # on a terminal the bottom line shows it
         said = self._describe(ev)
         if said is not None:
             _say(said[0], said[1], **said[2])
@@ -306,17 +357,61 @@ async def _chat(peer: str, show_history: int, poll_interval: float) -> None:
         await c.close()
 
 
+def interactive() -> bool:
+    """Whether the chat runs on a terminal (line editing with prompt-toolkit) rather than a
+    pipe or --json."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and not json_mode()
+
+
+async def terminal_lines(
+    chat: _Chat,
+    lines: asyncio.Queue[str | None],
+    *,
+    input: Any = None,
+    output: Any = None,
+) -> None:
+    """Read lines on a terminal with prompt-toolkit: the line being typed stays intact while
+    messages print above it, arrow keys edit, typing sends typing indicators, and the peer's
+    typing shows in the bottom line. Puts None at the end of input (Ctrl-D)."""
+    from prompt_toolkit import PromptSession  # noqa: PLC0415  (only interactive chats)
+    from prompt_toolkit.patch_stdout import patch_stdout  # noqa: PLC0415
+
+    session: PromptSession[str] = PromptSession(
+        input=input, output=output, bottom_toolbar=chat.typing_line
+    )
+    session.default_buffer.on_text_changed += lambda buf: chat.typed(buf.text)
+    chat.redraw = session.app.invalidate
+    with patch_stdout():  # printing goes above the prompt (escape sequences neutralised)
+        while True:
+            try:
+                line = await session.prompt_async("> ")
+            except (EOFError, KeyboardInterrupt):
+                break
+            await lines.put(line)
+    await lines.put(None)
+
+
 async def converse_until_done(chat: _Chat, events: EventStream) -> None:
-    """Read standard input (in a thread) and the client's events until /quit or the end of
-    input, then leave once what was written reached the network (bounded by --timeout)."""
+    """Read standard input (a terminal with line editing, or a pipe in a thread) and the
+    client's events until /quit or the end of input, then leave once what was written reached
+    the network (bounded by --timeout)."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(
-        target=stdin_lines,
-        args=(asyncio.get_running_loop(), lines),
-        name="session-chat-stdin",
-        daemon=True,
-    ).start()
-    await _converse(chat, events, lines)
+    reader: asyncio.Task[None] | None = None
+    chat.interactive = interactive()
+    if chat.interactive:
+        reader = asyncio.ensure_future(terminal_lines(chat, lines))
+    else:
+        threading.Thread(
+            target=stdin_lines,
+            args=(asyncio.get_running_loop(), lines),
+            name="session-chat-stdin",
+            daemon=True,
+        ).start()
+    try:
+        await _converse(chat, events, lines)
+    finally:
+        if reader is not None:
+            reader.cancel()
     queued = chat.c.queued()
     if queued:
         _say(
