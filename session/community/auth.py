@@ -133,7 +133,7 @@ def authenticate(
         sig = _hex_or_b64(sig_s, 64)
     except ValueError:
         raise AuthError(400, "Invalid authentication: X-SOGS-Signature is not base64[88]") from None
-    if not ts_s.isdigit() or len(ts_s) > 12:
+    if not (ts_s.isascii() and ts_s.isdigit()) or len(ts_s) > 12:
         raise AuthError(400, "Invalid authentication: X-SOGS-Timestamp is not a valid timestamp")
     now = time.time() if now is None else now
     if abs(int(ts_s) - now) > MAX_CLOCK_SKEW:

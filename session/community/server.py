@@ -63,6 +63,8 @@ log = logging.getLogger("session.community")
 CAPABILITIES = ("blind", "reactions", "sogs")
 #: Longest reaction, in code points (pysogs's rule).
 MAX_REACTION_CHARS = 12
+#: Longest timed ban, in seconds (100 years); a longer one is a ban without end.
+MAX_BAN_TIMEOUT = 100 * 365 * 86_400
 
 SyncHandler = Callable[[V4Request, "User | None"], V4Response]
 
@@ -100,9 +102,16 @@ def _unb64(value: Any, what: str) -> bytes:
 
 
 def _int(value: str, what: str) -> int:
-    if not value.isdigit() or len(value) > 15:
+    if not (value.isascii() and value.isdigit()) or len(value) > 15:  # not "²" or "١٢"
         raise InvalidInput(f"{what} must be a non-negative whole number")
     return int(value)
+
+
+def _row_id(value: Any, what: str) -> int:
+    """A JSON number naming a stored row (a file id): a whole number SQLite can hold."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise InvalidInput(f"{what} must be a file id (a non-negative whole number)")
+    return value
 
 
 def _qint(req: V4Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -453,9 +462,7 @@ class CommunityService:
                 d = "".join(c for c in d if ord(c) >= 32 or c in "\t\n") or None
             fields["description"] = d
         if "image" in doc:
-            img = doc["image"]
-            if not isinstance(img, int) or isinstance(img, bool):
-                raise InvalidInput("image must be the id of a file uploaded to this room")
+            img = _row_id(doc["image"], "image")
             self.store.file(room, img)  # 404 unless it exists here
             self.store.keep_file(img)
             fields["image_id"] = img
@@ -523,13 +530,11 @@ class CommunityService:
             except InvalidSignature:
                 raise InvalidInput("signature does not verify for data under your key") from None
         files = doc.get("files", [])
-        if not isinstance(files, list) or not all(
-            isinstance(f, int) and not isinstance(f, bool) for f in files
-        ):
+        if not isinstance(files, list):
             raise InvalidInput("files must be a list of file ids")
         if len(files) > 100:
             raise InvalidInput("a post may reference at most 100 files")
-        return data, sig, files
+        return data, sig, [_row_id(f, "each of files") for f in files]
 
     def post_message(self, req: V4Request, user: User | None) -> V4Response:
         u = self._need_user(user)
@@ -720,9 +725,14 @@ class CommunityService:
         rooms = self._target_rooms(doc, u, admin=False)
         timeout = doc.get("timeout")
         if timeout is not None and (
-            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0
+            not isinstance(timeout, (int, float))
+            or isinstance(timeout, bool)
+            or not 0 < timeout <= MAX_BAN_TIMEOUT  # also refuses NaN (Python's JSON reads it)
         ):
-            raise InvalidInput("timeout must be a positive number of seconds")
+            raise InvalidInput(
+                "timeout must be a positive number of seconds, at most 100 years"
+                " (leave it out for a ban without end)"
+            )
         for room in _each(rooms):
             self.store.ban(keys_, room, timeout)
         return _ok({})

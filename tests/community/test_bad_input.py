@@ -288,3 +288,36 @@ async def test_lone_surrogates_are_refused(
     status, msg = await admin.call("POST", "/batch", body=batch)
     assert status == 400 and b"not valid Unicode" in msg
     assert store.room("lobby").name == "Lobby"
+
+
+async def test_numbers_nobody_can_store_are_refused(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    """Non-ASCII digits in paths and timestamps, ids beyond SQLite's 64 bits, and ban timeouts
+    that are NaN or beyond a float: a 400 each, never a 500 or a ban without end."""
+    admin, alice = member(), member()
+    store = server.service.store
+    store.set_moderator([member_key(admin.id)], None, admin=True, visible=True)
+    await alice.post(b"hello")
+    for path in ("/room/lobby/message/\u00b2", "/room/lobby/messages/since/\u0661\u0662"):
+        status, msg = await alice.call("GET", path)
+        assert status == 400 and b"non-negative whole number" in msg, (path, msg)
+    status, msg = await admin.call("PUT", "/room/lobby", {"image": 2**70})
+    assert status == 400 and b"image must be a file id" in msg
+    doc = admin.post_doc(b"x", files=[2**64])
+    status, msg = await admin.call("POST", "/room/lobby/message", doc)
+    assert status == 400 and b"files must be a file id" in msg
+    ban = f"/user/{alice.id}/ban"
+    for raw in (b"NaN", b"Infinity", b"1e400", str(10**400).encode(), b"0", b"-5"):
+        body = b'{"rooms": ["lobby"], "timeout": ' + raw + b"}"
+        status, msg = await admin.call("POST", ban, body=body)
+        assert status == 400 and b"timeout must be a positive number" in msg, (raw, msg)
+    assert store.db.execute("SELECT COUNT(*) FROM bans").fetchone()[0] == 0
+    status, _ = await admin.call("POST", ban, {"rooms": ["lobby"], "timeout": 3600})
+    assert status == 200
+    (expires,) = store.db.execute("SELECT expires FROM bans").fetchone()
+    assert expires is not None
+    h = alice.headers("GET", "/capabilities")
+    h["X-SOGS-Timestamp"] = "\u00b2"
+    status, msg = await alice.call("GET", "/capabilities", signed=False, headers=h)
+    assert status == 400 and b"not a valid timestamp" in msg
