@@ -733,9 +733,24 @@ class CommunityService:
                 "timeout must be a positive number of seconds, at most 100 years"
                 " (leave it out for a ban without end)"
             )
+        self._check_bannable(u, keys_, rooms)
         for room in _each(rooms):
             self.store.ban(keys_, room, timeout)
         return _ok({})
+
+    def _check_bannable(self, user: User, keys_: list[str], rooms: list[Room] | None) -> None:
+        """SOGS's rules: nobody bans themselves or a global moderator, and only a room's
+        admins ban its moderators (who then stop being moderators there)."""
+        if user.key in keys_:
+            raise Forbidden("you cannot ban yourself")
+        for key in keys_:
+            if self.store.is_global_mod(key)[0]:
+                raise Forbidden(
+                    "a global moderator or admin cannot be banned: remove them as moderator first"
+                )
+            for room in rooms or []:
+                if self.store.moderates(room, key) and not self.store.perms(room, user).admin:
+                    raise Forbidden(f"only admins of room {room.token!r} may ban its moderators")
 
     def unban(self, req: V4Request, user: User | None) -> V4Response:
         u = self._need_user(user)

@@ -398,6 +398,10 @@ class CommunityStore:
             return None
         return bool(row[0]), bool(row[1])
 
+    def moderates(self, room: Room, key: str) -> bool:
+        """True if ``key`` moderates ``room`` (there or server-wide)."""
+        return self._mod_row(room.id, key) is not None
+
     def banned(self, key: str, room_id: int = GLOBAL) -> bool:
         """True if ``key`` is banned server-wide or (``room_id``) in that room."""
         row = self.db.execute(
@@ -485,10 +489,19 @@ class CommunityStore:
         return out
 
     def ban(self, keys: Iterable[str], room: Room | None, timeout: float | None) -> None:
+        """Ban ``keys`` from ``room`` (``None``: the server); a room ban also ends their
+        moderator status in that room (a moderator's permissions would outrank the ban)."""
         rid = GLOBAL if room is None else room.id
         expires = None if timeout is None else now() + timeout
         with self._tx() as db:
             for key in keys:
+                if (
+                    rid != GLOBAL
+                    and db.execute(
+                        "DELETE FROM moderators WHERE room = ? AND key = ?", (rid, key)
+                    ).rowcount
+                ):
+                    self._bump_info(db, [rid])
                 db.execute(
                     "INSERT INTO bans (room, key, expires) VALUES (?, ?, ?)"
                     " ON CONFLICT(room, key) DO UPDATE SET expires = excluded.expires",

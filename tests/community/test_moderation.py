@@ -199,3 +199,34 @@ async def test_delete_all_of_a_member_and_whispers(
     assert status == 403
     status, doc = await mod.call("DELETE", f"/rooms/all/{alice.id}")
     assert doc == {"messages_deleted": 1}
+
+
+async def test_who_may_ban_whom(server: RunningCommunity, member: Callable[[], Member]) -> None:
+    """SOGS's rules: a moderator bans neither themselves, another room moderator nor a global
+    moderator; a room admin may ban a room moderator, who stops moderating there."""
+    gmod, gadmin, admin, mod, other_mod, bob = (member() for _ in range(6))
+    store = server.service.store
+    store.set_moderator([member_key(gmod.id)], None, admin=False, visible=False)
+    store.set_moderator([member_key(gadmin.id)], None, admin=True, visible=False)
+    make_mod(server, admin, admin=True)
+    make_mod(server, mod)
+    make_mod(server, other_mod)
+    room = {"rooms": ["lobby"]}
+    for who, target, body in (
+        (mod, mod, room),
+        (mod, other_mod, room),
+        (admin, gmod, room),
+        (gmod, gadmin, {"global": True}),
+        (gadmin, gmod, {"global": True}),
+    ):
+        status, msg = await who.call("POST", f"/user/{target.id}/ban", body)
+        assert status == 403, (msg, body)
+    assert store.db.execute("SELECT COUNT(*) FROM bans").fetchone()[0] == 0
+    assert (await gadmin.call("GET", "/room/lobby"))[0] == 200
+    status, _ = await admin.call("POST", f"/user/{other_mod.id}/ban", room)
+    assert status == 200
+    status, msg = await other_mod.call("GET", "/room/lobby/messages/recent")
+    assert status == 403 and b"banned" in msg
+    status, info = await admin.call("GET", "/room/lobby")
+    assert other_mod.id not in info["moderators"]
+    assert (await mod.call("POST", f"/user/{bob.id}/ban", room))[0] == 200
