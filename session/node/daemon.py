@@ -439,8 +439,24 @@ class Node:
             timeout=cfg.health.test_timeout,
             ping_https=lambda node, timeout: ping_https(ping_session, node, timeout),
         )
-        self.prover.start()
-        self.tester.start()
+        prover, tester = self.prover, self.tester
+        for name, doc, fn in (
+            ("uptime_proofs_sent", "Uptime proofs the registry accepted", lambda: prover.sent),
+            (
+                "registry_lists_active",
+                "1 when the registry's last answer to a proof listed this node active",
+                lambda: float(prover.active is True),
+            ),
+            ("reachability_tests", "Reachability tests of peers run", lambda: tester.tested),
+            (
+                "reachability_failures",
+                "Reachability tests of peers that failed",
+                lambda: tester.reported_failures,
+            ),
+        ):
+            self.metrics.gauge_fn(f"session_node_{name}", doc, fn)
+        prover.start()
+        tester.start()
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)

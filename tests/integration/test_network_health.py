@@ -186,6 +186,12 @@ async def test_killed_node_is_decommissioned_swarm_whole_nothing_lost_and_it_com
         await alice.close()
         await bob.close()
 
+    # the live nodes prove and test, and say so in their metrics
+    _, metrics = await http.get(live[0].admin_url + "/metrics")
+    assert b"session_node_registry_lists_active 1.0" in metrics
+    assert b"session_node_reachability_tests " in metrics
+    assert b"session_node_uptime_proofs_sent 0.0" not in metrics
+
     # restarted, it comes back: recommissioned into a swarm, with the swarm's data
     await asyncio.to_thread(net.restart_node, victim)
     e = states(net)[victim.pubkey_ed25519]
