@@ -509,6 +509,7 @@ class CommunityManager:
         #: Called (inside the transaction) after joined rooms changed: pushes UserGroups.
         self.on_change: Callable[[], None] = lambda: None
         self._blinded: dict[str, str] = {}
+        self._form_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ state
 
@@ -612,6 +613,7 @@ class CommunityManager:
             (u.base_url, u.pubkey),
         )
         self._blinded.pop(u.base_url, None)
+        self._form_cache.clear()
         self.db.conn.execute(
             "INSERT OR IGNORE INTO community_rooms (base_url, token, joined_ms) VALUES (?,?,?)",
             (u.base_url, u.room, joined_ms),
@@ -628,6 +630,7 @@ class CommunityManager:
             conn.execute("DELETE FROM community_dms WHERE base_url=?", (base_url,))
             conn.execute("DELETE FROM community_servers WHERE base_url=?", (base_url,))
             self._blinded.pop(base_url, None)
+            self._form_cache.clear()
 
     # ------------------------------------------------------------------ requests
 
@@ -1045,7 +1048,8 @@ class CommunityManager:
 
     def match_contact(self, blinded_id: str, base_url: str) -> str | None:
         """The Session ID of a known contact (or of a DM sender we learned) whose blinded id on
-        this server is ``blinded_id`` (either sign of a 15 id), or None."""
+        this server is ``blinded_id`` (either sign of a 15 id, or the 25 id), or None. Each
+        Session ID's blinded forms are computed once per server and kept."""
         if blinded_id == self.blinded_id(base_url):
             return self.c.session_id
         pk = self._pubkey(base_url)
@@ -1056,13 +1060,26 @@ class CommunityManager:
             (base_url,),
         ):
             known.add(r[0])
+        wanted = blinded_id.lower()
         for sid in sorted(known):
-            try:
-                if blinding.session_id_matches_blinded_id(sid, blinded_id, pk):
-                    return sid
-            except InvalidInput:
-                continue
+            if wanted in self._forms(sid, base_url, pk):
+                return sid
         return None
+
+    def _forms(self, session_id: str, base_url: str, pk: str) -> tuple[str, ...]:
+        """The blinded ids a Session ID can have on a server (15 both signs, 25), cached."""
+        key = (session_id, base_url)
+        forms = self._form_cache.get(key)
+        if forms is None:
+            try:
+                forms = (
+                    *blinding.blinded15_ids_for_session_id(session_id, pk),
+                    blinding.blinded25_id_for_session_id(session_id, pk),
+                )
+            except InvalidInput:
+                forms = ()
+            self._form_cache[key] = forms
+        return forms
 
     # ------------------------------------------------------------------ writing
 
