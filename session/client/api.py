@@ -461,13 +461,15 @@ class Client:
         *,
         expiration: M.Expiration | None = None,
         attachments: Sequence[pb.AttachmentPointer] = (),
+        reply_to: Message | None = None,
     ) -> int:
         """Queue a text message to ``to``; returns its local message id. The message is
         encrypted and committed at once and delivered by the outbox (also after a restart).
 
         ``attachments`` are pointers to files already encrypted and uploaded (see
         :func:`session.client.attachments.pointer`); ``text`` is then their caption and may be
-        empty."""
+        empty. ``reply_to``: the message this one answers (quoted, as Session quotes: its sent
+        time and author)."""
         self._check_peer(to)
         await self._ensure_clock()
         contact = self.db.contact(to)
@@ -484,6 +486,7 @@ class Client:
         )
         sent_ms = self._next_sent_ms()
         name = self.display_name
+        quote = None if reply_to is None else (reply_to.sent_ms, reply_to.author)
         content = M.text(
             text,
             sent_ms=sent_ms,
@@ -491,6 +494,7 @@ class Client:
             expiration=exp,
             attachments=attachments,
             avatar=self.avatar,
+            quote=quote,
         )
         expires_at = (
             sent_ms + exp.seconds * 1000 if exp.mode == M.ExpirationMode.AFTER_SEND else None
@@ -508,6 +512,7 @@ class Client:
                 exp_mode=int(exp.mode),
                 exp_seconds=exp.seconds,
                 expires_at_ms=expires_at,
+                quote=quote,
             )
             assert mid is not None
             if attachments:
@@ -521,6 +526,7 @@ class Client:
                     expiration=exp,
                     sync_target=to,
                     attachments=attachments,
+                    quote=quote,
                 )
                 self._enqueue("sync", self.session_id, sync, sent_ms, exp.ttl_ms(), mid)
             if contact_changed:
@@ -834,6 +840,12 @@ class Client:
     def message(self, message_id: int) -> Message | None:
         """One stored message by its local id (None if deleted or unknown)."""
         return self.db.message(message_id)
+
+    def quoted(self, message: Message) -> Message | None:
+        """The message ``message`` replies to, if it quotes one we have stored."""
+        if message.quote is None:
+            return None
+        return self.db.find_message(message.conversation, message.quote[1], message.quote[0])
 
     def nickname(self, session_id: str) -> str | None:
         """The name we gave ``session_id`` ourselves (this device only), or None."""

@@ -94,7 +94,12 @@ CREATE TABLE IF NOT EXISTS guards (ed25519 TEXT PRIMARY KEY, failures INTEGER NO
 #: :func:`session.dbschema.migrate`; a file of a newer version is refused). Version 1 is
 #: the layout from before versioning (``IF NOT EXISTS``: a file from then has most of it and
 #: gets what it lacks); a change appends a migration and never edits one.
-_MIGRATIONS: list[str] = [_SCHEMA]
+_MIGRATIONS: list[str] = [
+    _SCHEMA,
+    # 2: the message a message quotes (a reply): its sent time and author
+    "ALTER TABLE messages ADD COLUMN quote_ms INTEGER;"
+    " ALTER TABLE messages ADD COLUMN quote_author TEXT;",
+]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -168,6 +173,7 @@ class Message:
     exp_seconds: int = 0
     expires_at_ms: int | None = None  # local deletion time (disappearing messages)
     attachments: tuple[Attachment, ...] = ()
+    quote: tuple[int, str] | None = None  # a reply: (sent_ms, author) of the quoted message
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -418,11 +424,13 @@ class Database:
         exp_mode: int = 0,
         exp_seconds: int = 0,
         expires_at_ms: int | None = None,
+        quote: tuple[int, str] | None = None,
     ) -> int | None:
         """Insert a message; returns its id, or None if (conversation, author, sent_ms) exists."""
         cur = self.conn.execute(
             "INSERT OR IGNORE INTO messages (conversation, author, sent_ms, outgoing, body, hash,"
-            " status, exp_mode, exp_seconds, expires_at_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " status, exp_mode, exp_seconds, expires_at_ms, quote_ms, quote_author)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 conversation,
                 author,
@@ -434,6 +442,8 @@ class Database:
                 exp_mode,
                 exp_seconds,
                 expires_at_ms,
+                None if quote is None else quote[0],
+                None if quote is None else quote[1],
             ),
         )
         return cur.lastrowid if cur.rowcount else None
@@ -453,6 +463,11 @@ class Database:
             exp_seconds=int(row["exp_seconds"]),
             expires_at_ms=row["expires_at_ms"],
             attachments=tuple(self.attachments(int(row["id"]))),
+            quote=(
+                None
+                if row["quote_ms"] is None
+                else (int(row["quote_ms"]), str(row["quote_author"]))
+            ),
         )
 
     def add_attachments(self, message_id: int, pointers: Sequence[bytes]) -> None:

@@ -48,7 +48,7 @@ from session.tui.screens import (
 from session.tui.widgets import ConversationItem, HistoryView
 
 if TYPE_CHECKING:
-    from session.client import Client, Event, IdentityStore
+    from session.client import Client, Event, IdentityStore, Message
 
 #: Seconds between typing indicators while typing (Session shows one for 20 s).
 TYPING_EVERY_S = 10.0
@@ -76,6 +76,7 @@ Screen { layout: vertical; }
 .day { color: $text-muted; text-align: center; }
 .event { color: $text-muted; text-style: italic; text-align: center; }
 #typing { height: 1; color: $text-muted; padding: 0 1; }
+#replying { height: auto; max-height: 1; color: $accent; padding: 0 1; }
 #compose { height: 3; }
 #status { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
 .dialog { width: 70; height: auto; max-height: 90%; background: $surface;
@@ -107,6 +108,8 @@ class SessionTui(App[str | None]):
         Binding("f2", "identity", "Identity", priority=True),
         Binding("f3", "settings", "Settings", priority=True),
         Binding("ctrl+o", "attach", "File", priority=True),
+        Binding("ctrl+r", "reply", "Reply", priority=True),
+        Binding("escape", "cancel_reply", show=False),
         Binding("pageup", "page(-1)", show=False),
         Binding("pagedown", "page(1)", show=False),
         Binding("up", "line(-1)", show=False),
@@ -129,6 +132,8 @@ class SessionTui(App[str | None]):
         self.stream = client.events()  # subscribed now: nothing emitted later is missed
         self.current: str | None = None
         self.entries: list[model.Entry] = []
+        #: The message the next one sent replies to (Ctrl+R), in the open conversation.
+        self.reply_to: Message | None = None
         #: Unsent text of the conversations not open (restored when one is opened again).
         self.drafts: dict[str, str] = {}
         self._typing_sent = 0.0
@@ -150,6 +155,7 @@ class SessionTui(App[str | None]):
                     yield Button("Block", id="block", variant="error")
                 yield HistoryView(self.client, id="history")
                 yield Static("", id="typing", markup=False)
+                yield Static("", id="replying", markup=False)
                 yield Input(
                     placeholder="Message (Enter sends; ? or F1: keys)",
                     id="compose",
@@ -223,6 +229,7 @@ class SessionTui(App[str | None]):
         with box.prevent(Input.Changed):
             box.value = self.drafts.pop(conversation, "")
         self.current = conversation
+        self.action_cancel_reply()
         e = self.entry(conversation)
         kind = e.kind if e else ("group" if conversation.startswith("03") else "direct")
         self.set_title(conversation, kind)
@@ -291,11 +298,12 @@ class SessionTui(App[str | None]):
             if conv.startswith("03"):
                 mid = await self.client.groups.send(conv, text)
             else:
-                mid = await self.client.send(conv, text)
+                mid = await self.client.send(conv, text, reply_to=self.reply_to)
         except (SessionError, ValueError) as err:
             self.notify(f"Not sent: {for_terminal(str(err))}", severity="error", markup=False)
             return False
         await self._stop_typing()
+        self.action_cancel_reply()
         m = self.client.message(mid)
         if m is not None:
             await self.history.add(m)
@@ -632,6 +640,27 @@ class SessionTui(App[str | None]):
             h.scroll_up(animate=False)
         else:
             h.scroll_down(animate=False)
+
+    def action_reply(self) -> None:
+        """Reply to the newest message of the other side in the open 1:1 conversation."""
+        conv = self.current
+        if conv is None or conv.startswith("03") or model.is_community(conv):
+            self.notify("Replies with a quote work in 1:1 conversations.", severity="warning")
+            return
+        theirs = [m for m in self.client.messages(conv, 50) if not m.outgoing and m.body]
+        if not theirs:
+            self.notify("Nothing to reply to yet.", severity="warning")
+            return
+        self.reply_to = theirs[-1]
+        who = model.name_of(self.client, self.reply_to.author)
+        self.query_one("#replying", Static).update(
+            f"replying to {who}: {model.one_line(self.reply_to.body, 50)}  (Escape: cancel)"
+        )
+        self.compose_box.focus()
+
+    def action_cancel_reply(self) -> None:
+        self.reply_to = None
+        self.query_one("#replying", Static).update("")
 
     async def action_quit(self) -> None:
         """Quit once the outbox is empty (bounded by ``quit_timeout``), showing how many

@@ -66,7 +66,16 @@ class MessageLine(Static):
             return Content.assemble(("— " + for_terminal(m.body or "") + " —", "italic dim"))
         who = "you" if m.outgoing else model.name_of(client, m.author)
         body = for_terminal(m.body or "", multiline=True)
-        parts: list[str | tuple[str, str]] = [
+        parts: list[str | tuple[str, str]] = []
+        if m.quote is not None:
+            q = client.quoted(m)
+            said = (
+                f"{model.name_of(client, q.author)}: {model.one_line(q.body, 50)}"
+                if q is not None
+                else "a message not stored here"
+            )
+            parts.append((f"  ┃ {said}\n", "dim italic"))
+        parts += [
             (model.clock(m.sent_ms), "dim"),
             " ",
             (who, "bold" if not m.outgoing else "bold italic"),

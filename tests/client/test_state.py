@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from session.client import sync as S
-from session.client.db import Contact, Database, Sealer, derive_db_key
+from session.client.db import SCHEMA_VERSION, Contact, Database, Sealer, derive_db_key
 from session.client.identity_store import (
     IdentityNotFound,
     IdentityStore,
@@ -244,7 +244,7 @@ def test_db_from_before_versioning_is_migrated_and_a_newer_one_refused(tmp_path:
     old.close()
 
     db = Database(path, sealer)
-    assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert db.contact(ident.session_id).approved  # kept
     db.put("probe", 1)  # and the tables it lacked exist now
     assert db.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0

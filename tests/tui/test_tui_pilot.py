@@ -177,3 +177,31 @@ async def test_quit_waits_for_queued_and_shows_the_count(client: Client) -> None
     # no network: the wait ran out and the app left, saying what is still queued
     assert app.queued_at_exit == client.queued() >= 1
     assert client.messages(BOB.session_id)[-1].body == "are you there"  # nothing lost
+
+
+async def test_reply_with_a_quote_both_ways(client: Client) -> None:
+    t_bob = say(client, BOB, "lunch at noon?", "Bob")
+    await client.accept_request(BOB.session_id)
+    app = SessionTui(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("ctrl+r")
+        replying = app.query_one("#replying")
+        assert "replying to Bob: lunch at noon?" in str(replying.render())
+        await pilot.press(*"yes!", "enter")
+        await until(pilot, lambda: "yes!" in lines(app), "reply sent")
+        [mine] = [m for m in client.messages(BOB.session_id) if m.outgoing]
+        assert mine.quote == (t_bob, BOB.session_id)
+        assert str(replying.render()) == ""
+        shown = str(app.query_one(f"#m{mine.id}", MessageLine).render())
+        assert "┃ Bob: lunch at noon?" in shown
+        # Bob quotes our reply: stored with its quote, shown above his answer
+        t = next(_stamp)
+        content = M.text(
+            "great", sent_ms=t, display_name="Bob", quote=(mine.sent_ms, client.session_id)
+        )
+        deliver(client, BOB, content, t)
+        await until(pilot, lambda: "great" in lines(app), "quoted reply received")
+        [theirs] = [m for m in client.messages(BOB.session_id) if m.body == "great"]
+        assert theirs.quote == (mine.sent_ms, client.session_id)
+        assert client.quoted(theirs) == client.message(mine.id)
+        assert "┃ you: yes!" in str(app.query_one(f"#m{theirs.id}", MessageLine).render())
