@@ -13,6 +13,9 @@ the same server in the same run. ``extra_info``:
   nodes and the file server (mean of the rounds; /proc counts in 10 ms ticks);
 * ``rss_growth_mb``: peak RSS growth of each process (client, guard and other nodes, file
   server) during one onion upload and download (VmHWM after a reset through clear_refs);
+* ``rss_mb``: each process's RSS at the end (services keep freed large buffers for the next
+  request, :mod:`session.service.memory`, so their growth after the warm-up is small and
+  their RSS stays near its peak);
 * ``correct``: the bytes came back and the server's disk holds exactly them.
 
 Results and the command: docs/performance.md.
@@ -137,6 +140,10 @@ def test_bench_file_transfer_onion_vs_direct(
         cpu_ratio_upload=round(cpu_med["up_direct"] / cpu_med["up"], 3),
         cpu_ratio_download=round(cpu_med["down_direct"] / cpu_med["down"], 3),
         rss_growth_mb=growth,
+        rss_mb={
+            k: round(_status_kb(pid, "VmRSS") / 1000, 1)
+            for k, pid in zip(growth, ["self", *pids], strict=True)
+        },
     )
     print(json.dumps(benchmark.extra_info))
     assert ok

@@ -59,6 +59,7 @@ from session.registry import client as registry_client
 from session.service import logs, tls
 from session.service.admin import admin_app
 from session.service.datadir import DataDirLock
+from session.service.memory import keep_large_buffers
 from session.service.server import ConnectionStats, Served
 from session.service.server import serve as serve_app
 from session.service.systemd import Notifier
@@ -678,9 +679,11 @@ async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -
 def run(
     config: Any, *, use_uvloop: bool = True, ready_file: str | os.PathLike[str] | None = None
 ) -> int:
-    """Run a node until SIGTERM/SIGINT; returns the process exit code."""
+    """Run a node until SIGTERM/SIGINT; returns the process exit code. Freed large buffers
+    (relayed 10 MB onion frames) are kept for the next request (:mod:`session.service.memory`)."""
     net = config.network
     logs.setup(config.logging, keep=logs.own_addresses(config.registry.url, net.public_ip))
+    keep_large_buffers()
     if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":
         return uvloop.run(serve(config, ready_file))
     return asyncio.run(serve(config, ready_file))

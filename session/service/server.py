@@ -43,6 +43,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from session.service.config import ConnectionLimits
+from session.service.memory import keep_large_buffers
 
 log = logging.getLogger("session.service.server")
 
@@ -521,7 +522,9 @@ async def run_until_signal(
     what: str,
 ) -> None:  # fmt: skip
     """Start a service (``await start()``), call ``on_ready`` with it, serve until SIGTERM or
-    SIGINT, then close it."""
+    SIGINT, then close it. Freed large buffers are kept for the next request
+    (:func:`~session.service.memory.keep_large_buffers`)."""
+    keep_large_buffers()
     async with stop_on_signals() as stop:
         server = await start()
         try:
