@@ -412,7 +412,12 @@ class Run:
         probe.reset()
         driver_cpu0 = time.process_time()
         t0 = time.monotonic() + 1.0
-        share = None if step.count is None else max(1, step.count // w)
+        # a burst's count is per client, the backlog's is worker 0's alone; others are split
+        share = (
+            step.count
+            if step.count is None or step.mode in ("burst", "backlog")
+            else max(1, step.count // w)
+        )
         cmd: dict[str, Any] = {
             "cmd": "step",
             "mode": step.mode,
