@@ -200,6 +200,12 @@ def test_second_device_and_what_the_server_kept(
     assert any(p["name"] == "Bob" for p in posts(devnet, second).values())
     (sent,) = js(cli(devnet, second, "community", "dms", "--json"))["dms"]
     assert (sent["outgoing"], sent["body"]) == (True, "psst, Bob")
+    offline = cli(devnet, second, "community", "list", "--offline").stdout
+    assert "lobby" in offline and lobby in offline
+    r = cli(devnet, second, "community", "chat", "lobby", "--history", "3", input="/quit\n")
+    assert r.exit_code == 0, r.output
+    assert "chatting in lobby" in r.stdout and r.stdout.rstrip().endswith("bye")
+    assert "Bob [15" in r.stdout  # the history: names with blinded IDs
 
     root = devnet.community.data_dir
     files = [p for p in root.rglob("*") if p.is_file()]
