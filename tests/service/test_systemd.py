@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from session.cli.node import main as node_main
+from session.community.cli import main as community_main
 from session.errors import ConfigError, RegistryError
 from session.fileserver.cli import main as fs_main
 from session.node.daemon import permanent_refusal
@@ -52,7 +53,12 @@ def restore_root() -> Iterator[None]:
 
 
 @pytest.mark.parametrize(
-    ("cli", "program"), [(node_main, "session-node"), (fs_main, "session-fileserver")]
+    ("cli", "program"),
+    [
+        (node_main, "session-node"),
+        (fs_main, "session-fileserver"),
+        (community_main, "session-community"),
+    ],
 )
 def test_printed_unit_runs_this_install(cli: object, program: str, tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["systemd-unit"])  # type: ignore[arg-type]
