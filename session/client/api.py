@@ -133,6 +133,8 @@ class Client:
         self.outbox = Outbox(self.db)
         self.clock = NetworkClock(clock) if clock is not None else NetworkClock()
         self.network_source = network
+        if isinstance(network, (str, Path)):
+            self.remember_bootstrap(network)
         self.directory = NodeDirectory(
             [ServiceNode.from_json(e) for e in self.db.load_nodes()],
             int(self.db.get("nodes_ms", 0)),
@@ -265,8 +267,22 @@ class Client:
 
     # ------------------------------------------------------------------ nodes
 
-    async def _load_source(self) -> list[ServiceNode]:
-        src = self.network_source
+    def remember_bootstrap(self, source: str | Path) -> None:
+        """Keep ``source`` (a ``nodes.json`` path or registry URL) as where to re-read the node
+        list when the cached one has gone stale and the known nodes no longer answer (e.g.
+        every node restarted elsewhere); a client opened later without ``network`` uses it."""
+        self.db.put("bootstrap_source", str(source))
+
+    @property
+    def bootstrap_source(self) -> str | None:
+        """The remembered ``nodes.json`` path or registry URL (see :meth:`remember_bootstrap`)."""
+        saved = self.db.get("bootstrap_source")
+        return saved if isinstance(saved, str) else None
+
+    async def _load_source(self, *, remembered: bool = False) -> list[ServiceNode]:
+        src: NetworkSource = self.network_source
+        if src is None and remembered:
+            src = self.bootstrap_source
         if src is None:
             return []
         if isinstance(src, (list, tuple)):
@@ -295,7 +311,8 @@ class Client:
     async def refresh_nodes(self) -> int:
         """Refresh the node list from up to ``REFRESH_SOURCES`` (3) random known nodes (keeping
         the nodes all of them list); falls back to the bootstrap source when fewer than 3 nodes
-        are agreed on. Returns the new node count."""
+        are agreed on (the ``network`` given at open, else the remembered
+        :attr:`bootstrap_source`). Returns the new node count."""
         pool = sorted(self.directory.nodes, key=lambda n: n.pubkey_ed25519)
         self.rng.shuffle(pool)
         answers: list[list[ServiceNode]] = []
@@ -306,7 +323,7 @@ class Client:
                 log.debug("node list from %s… failed: %s", node.pubkey_ed25519[:8], e)
         nodes = NodeDirectory.intersect(answers) if answers else []
         if len(nodes) < MIN_REFRESH_NODES:
-            nodes = await self._load_source()
+            nodes = await self._load_source(remembered=True)
         if nodes:
             self._set_nodes(nodes)
         return len(self.directory.nodes)

@@ -101,6 +101,30 @@ async def test_refresh_falls_back_to_the_bootstrap_source(
         await c.close()
 
 
+async def test_a_stale_cache_is_refreshed_from_the_remembered_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every cached node is gone (the network restarted elsewhere) and the client was opened
+    without --network: the nodes.json given once before is read again."""
+    boot = tmp_path / "nodes.json"
+    boot.write_text(json.dumps({"result": node_list_json(BOOT)}))
+    first = client(tmp_path, str(boot), 1)
+    await first.start()
+    await first.close()
+    moved = [node(i) for i in range(20, 26)]
+    boot.write_text(json.dumps({"result": node_list_json(moved)}))
+    c = client(tmp_path, None, 2)  # later: only the cached (now stale) list
+    try:
+        await c.start()
+        assert {n.pubkey_ed25519 for n in c.directory.nodes} == {n.pubkey_ed25519 for n in BOOT}
+        assert c.bootstrap_source == str(boot)
+        monkeypatch.setattr(c.rpc, "service_nodes", Nodes({}))  # no old node answers
+        assert await c.refresh_nodes() == 6
+        assert {n.pubkey_ed25519 for n in c.directory.nodes} == {n.pubkey_ed25519 for n in moved}
+    finally:
+        await c.close()
+
+
 async def test_event_stream_pending_and_end(tmp_path: Path) -> None:
     c = client(tmp_path, None, 0)
     stream = c.events()

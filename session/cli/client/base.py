@@ -379,6 +379,9 @@ async def open_session(*, background: bool = False, poll_interval: float = 1.0) 
     )
     if source and not str(source).startswith(("http://", "https://")):
         client.remember_file_servers(file_servers_of(Path(str(source)).expanduser()))
+    if source:  # re-read when every cached node has gone (e.g. a restarted network)
+        src = str(source)
+        client.remember_bootstrap(src if "://" in src else Path(src).expanduser().resolve())
     if not source:
         tried = f"{client.node_count} cached nodes"
     await client.start()
