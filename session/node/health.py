@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from session.errors import ConfigError, RegistryError
-from session.node.links import KIND_PING, LinkError, NodeLinks
+from session.node.links import NodeLinks, ping
 from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode
 from session.registry.health import build_report, build_uptime_proof
@@ -227,17 +227,9 @@ class ReachabilityTester:
         return passed
 
     async def _ping_link(self, node: ServiceNode) -> bool:
-        try:
-            await self.links.request(
-                node.pubkey_x25519,
-                node.zmq_address,
-                KIND_PING,
-                {"v": self.view.version},
-                timeout=self.timeout,
-            )
-        except LinkError:
-            return False
-        return True
+        return await ping(
+            self.links, node.pubkey_x25519, node.zmq_address, self.view.version, self.timeout
+        )
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -621,3 +621,15 @@ class NodeLinks:
         if fut is not None and not fut.done():
             self.timeouts += 1
             fut.set_exception(LinkTimeout(f"no answer from {x25519_hex[:16]}... within {limit}s"))
+
+
+async def ping(
+    links: NodeLinks, x25519_hex: str, address: str, version: str, timeout: float
+) -> bool:
+    """A ``ping`` to a peer carrying our node-list version; True when it answered in time
+    (the reconciler's probes of down members and the reachability tests)."""
+    try:
+        await links.request(x25519_hex, address, KIND_PING, {"v": version}, timeout)
+    except LinkError:
+        return False
+    return True

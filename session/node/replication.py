@@ -33,11 +33,11 @@ from session.errors import InvalidInput, StorageError
 from session.node.links import (
     KIND_CC,
     KIND_DATA,
-    KIND_PING,
     KIND_SYNC,
     PROBE_MIN,
     LinkError,
     NodeLinks,
+    ping,
 )
 from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
@@ -845,15 +845,10 @@ class Reconciler:
 
     async def _ping(self, node: ServiceNode) -> None:
         try:
-            await self.links.request(
-                node.pubkey_x25519,
-                node.zmq_address,
-                KIND_PING,
-                {"v": self.view.version},
-                PROBE_TIMEOUT,
+            # an answer marks it up; no answer: still down, the links doubled its back-off
+            await ping(
+                self.links, node.pubkey_x25519, node.zmq_address, self.view.version, PROBE_TIMEOUT
             )
-        except LinkError:
-            pass  # still down: the links doubled its back-off
         finally:
             self._probing.discard(node.pubkey_x25519)
 
