@@ -24,7 +24,15 @@ import segno
 import uvloop
 
 from session.community.config import ENV_CONFIG, CommunityConfig, base_url, join_url, load_config
-from session.community.store import CommunityStore, Room, check_id, check_token, keys_for_id
+from session.community.store import (
+    DB_FILE,
+    CommunityStore,
+    Room,
+    check_id,
+    check_token,
+    keys_for_id,
+)
+from session.errors import ConfigError
 from session.node import keys
 from session.service.cli import add_server_commands, config_options, exit_on_errors, key_doc
 from session.service.logs import setup_logging
@@ -125,8 +133,16 @@ def resource_text(name: str) -> str:
 
 
 # -- admin commands ---------------------------------------------------------------------------
-def _store(cfg: CommunityConfig) -> CommunityStore:
-    return CommunityStore(cfg.data_dir / "store")
+def _store(cfg: CommunityConfig, *, create: bool = False) -> CommunityStore:
+    """The server's store; unless ``create``, :class:`ConfigError` when the data directory
+    has none (a command run from the wrong directory must not act on a new, empty one)."""
+    root = cfg.data_dir / "store"
+    if not create and not (root / DB_FILE).exists():
+        raise ConfigError(
+            f"no community database in {root.resolve()}: give the server's --data-dir or"
+            " --config (`room add` creates one)"
+        )
+    return CommunityStore(root)
 
 
 def _server_pk(cfg: CommunityConfig) -> str:
@@ -148,12 +164,13 @@ def room_add(
     config_path: Path | None, data_dir: Path | None, token: str, name: str, description: str | None
 ) -> None:
     """Create room TOKEN (letters, digits, '_', '-') named NAME."""
-    store = _store(_load(config_path, data_dir))
+    cfg = _load(config_path, data_dir)
+    store = _store(cfg, create=True)
     try:
         r = store.add_room(token, name, description)
     finally:
         store.close()
-    click.echo(f"room {r.token} created")
+    click.echo(f"room {r.token} created in {cfg.data_dir.resolve()}")
 
 
 @room.command("list")
@@ -228,9 +245,10 @@ def _on_member(
     """Run ``action(store, member keys, room or None for --global)``; its result and the room."""
     _scope(room_token, is_global)
     cfg = _load(config_path, data_dir)
-    member_keys = _member_keys(cfg, member_id)
+    check_id(member_id)
     store = _store(cfg)
     try:
+        member_keys = _member_keys(cfg, member_id)
         r = store.room(room_token) if room_token else None
         return action(store, member_keys, r), r
     finally:

@@ -8,6 +8,7 @@ variable ``SESSION_COMMUNITY_CONFIG`` names the config file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -76,6 +77,10 @@ def validate(cfg: CommunityConfig) -> None:
         raise ConfigError("limits.max_file_size must be between 1 and 67108864 bytes")
     if not 0 < lim.max_post_bytes <= 1024 * 1024:
         raise ConfigError("limits.max_post_bytes must be between 1 and 1048576 bytes")
+    for name in ("rate_limit_interval", "file_ttl", "posted_file_ttl", "dm_ttl",
+                 "active_users_cutoff", "sweep_interval"):  # fmt: skip
+        if not math.isfinite(getattr(lim, name)):  # NaN passes every comparison below
+            raise ConfigError(f"limits.{name} must be a finite number of seconds")
     if lim.rate_limit_posts < 0 or lim.rate_limit_interval < 0:
         raise ConfigError("limits.rate_limit_posts and rate_limit_interval must not be negative")
     for name in ("file_ttl", "posted_file_ttl", "dm_ttl", "active_users_cutoff"):

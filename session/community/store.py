@@ -39,6 +39,7 @@ TOKEN_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
 ID_PATTERN = re.compile(r"(?:05|15)[0-9a-f]{64}\Z")
 TOUCH_INTERVAL = 60.0  # seconds between updates of a member's last_active
 GLOBAL = 0  # the room column of server-wide moderators and bans
+DB_FILE = "community.db"  # the database's name in the store directory
 
 
 def now() -> float:
@@ -237,7 +238,7 @@ class CommunityStore:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(
-                self.root / "community.db", isolation_level=None, check_same_thread=False
+                self.root / DB_FILE, isolation_level=None, check_same_thread=False
             )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -985,6 +986,7 @@ class CommunityStore:
 
 
 __all__ = [
+    "DB_FILE",
     "GLOBAL",
     "CommunityStore",
     "Forbidden",

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
-from session.errors import SessionError
+from session.errors import ConfigError, SessionError
 from session.identity import Identity
 from session.node import keys
 from session.service.config import as_dict
@@ -115,7 +115,10 @@ def add_server_commands(
     def show_id(config_path: Path | None, data_dir: Path | None, as_json: bool) -> None:
         """Print the server's public keys (clients reach it with the X25519 one)."""
         cfg = load(config_path, data_dir)
-        keys.check_permissions(keys.key_path(cfg.data_dir))
+        path = keys.key_path(cfg.data_dir)
+        if not path.exists():
+            raise ConfigError(f"no key file at {path}; run '{program} keygen' (or `run`)")
+        keys.check_permissions(path)
         identity = keys.load(cfg.data_dir)
         if as_json:
             click.echo(json.dumps(key_doc(identity)))

@@ -94,3 +94,29 @@ def test_moderators_and_bans_by_session_id_match_either_sign(tmp_path: Path) -> 
     # The database holds no Session ID of anyone the operator named.
     raw = b"".join(p.read_bytes() for p in (tmp_path / "store").iterdir() if p.is_file())
     assert member.session_id.encode() not in raw
+
+
+def test_a_new_operator_gets_one_clear_sentence(tmp_path: Path) -> None:
+    """Commands run against a data directory with no server in it say so instead of creating
+    an empty database or a key there; show-id names this program's keygen; non-finite
+    intervals in the config are refused."""
+    d = str(tmp_path / "nowhere")
+    sid = "05" + Identity.generate().session_id[2:]
+    for args in (
+        ["room", "list"],
+        ["room", "delete", "lobby", "--yes"],
+        ["url", "lobby"],
+        ["mod", "add", sid, "--room", "lobby"],
+        ["ban", sid, "--global"],
+    ):
+        got = CliRunner().invoke(main, [*args, "--data-dir", d])
+        assert got.exit_code == 1 and "no community database in" in got.output, (args, got.output)
+    assert not (tmp_path / "nowhere").exists()
+    got = CliRunner().invoke(main, ["show-id", "--data-dir", d])
+    assert got.exit_code == 1 and "run 'session-community keygen'" in got.output, got.output
+    assert "created in" in invoke("room", "add", "lobby", "Lobby", "--data-dir", d)
+    assert invoke("room", "list", "--data-dir", d).startswith("lobby\t")
+    for setting in ("rate_limit_interval = nan", "sweep_interval = inf", "sweep_interval = nan"):
+        (tmp_path / "c.toml").write_text(f"[limits]\n{setting}\n")
+        got = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "c.toml")])
+        assert got.exit_code == 1 and "must be a finite number" in got.output, got.output
