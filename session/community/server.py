@@ -451,9 +451,11 @@ class CommunityService:
         fields: dict[str, Any] = {}
         if "name" in doc:
             name = doc["name"]
+            if isinstance(name, str):
+                name = "".join(c for c in name if ord(c) >= 32)
             if not isinstance(name, str) or not name.strip() or len(name) > 100:
                 raise InvalidInput("name must be a string of 1 to 100 characters")
-            fields["name"] = "".join(c for c in name if ord(c) >= 32)
+            fields["name"] = name
         if "description" in doc:
             d = doc["description"]
             if d is not None and (not isinstance(d, str) or len(d) > 2000):
@@ -464,6 +466,8 @@ class CommunityService:
         if "image" in doc:
             img = _row_id(doc["image"], "image")
             self.store.file(room, img)  # 404 unless it exists here
+            if room.image_id is not None and room.image_id != img:  # as SOGS: it now expires
+                self.store.expire_file(room.image_id, self.limits.posted_file_ttl)
             self.store.keep_file(img)
             fields["image_id"] = img
         for p in ("read", "accessible", "write", "upload"):

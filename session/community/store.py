@@ -930,8 +930,12 @@ class CommunityStore:
         return StoredFile(*row), blob
 
     def keep_file(self, fid: int) -> None:
-        """Keep a file for good (a room's image)."""
-        self.db.execute("UPDATE files SET expiry = 1e15 WHERE id = ?", (fid,))
+        """Keep a file for good (a room's image), even when a post that used it is deleted."""
+        self.db.execute("UPDATE files SET expiry = 1e15, message = NULL WHERE id = ?", (fid,))
+
+    def expire_file(self, fid: int, ttl: float) -> None:
+        """Let a kept file (a replaced room image) expire ``ttl`` seconds from now."""
+        self.db.execute("UPDATE files SET expiry = ? WHERE id = ?", (now() + ttl, fid))
 
     # -- direct messages ----------------------------------------------------------------------
     def send_dm(self, sender: User, recipient: User, data: bytes, ttl: float) -> dict[str, Any]:

@@ -95,3 +95,31 @@ async def test_direct_messages(
     monkeypatch.setattr(store_mod, "now", lambda: real() + 16 * DAY)
     assert (await bob.call("GET", "/inbox"))[1] == []
     assert (await server.service.sweep())[:2] == (0, 1)
+
+
+async def test_room_image_outlives_its_post_and_a_replaced_one_expires(
+    server: RunningCommunity, member: Callable[[], Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image set from a post's attachment stays when the post is deleted; the image it
+    replaces expires (as in SOGS); a name of control characters only is refused."""
+    admin = member()
+    store = server.service.store
+    store.set_moderator([member_key(admin.id)], None, admin=True, visible=True)
+    _, first = await admin.call("POST", "/room/lobby/file", body=b"first image")
+    post = await admin.post(b"look", files=[first["id"]])
+    assert (await admin.call("PUT", "/room/lobby", {"image": first["id"]}))[0] == 200
+    assert (await admin.call("DELETE", f"/room/lobby/message/{post['id']}"))[0] == 200
+    real = store_mod.now
+    monkeypatch.setattr(store_mod, "now", lambda: real() + 2 * 3600)
+    await server.service.sweep()
+    assert (await admin.call("GET", f"/room/lobby/file/{first['id']}"))[0] == 200
+    _, second = await admin.call("POST", "/room/lobby/file", body=b"second image")
+    assert (await admin.call("PUT", "/room/lobby", {"image": second["id"]}))[0] == 200
+    monkeypatch.setattr(store_mod, "now", lambda: real() + 2 * 3600 + 16 * DAY)
+    await server.service.sweep()
+    assert (await admin.call("GET", f"/room/lobby/file/{second['id']}"))[0] == 200
+    assert (await admin.call("GET", f"/room/lobby/file/{first['id']}"))[0] == 404
+    monkeypatch.setattr(store_mod, "now", real)
+    status, msg = await admin.call("PUT", "/room/lobby", {"name": "\x01\x1b"})
+    assert status == 400 and b"name must be" in msg
+    assert store.room("lobby").name == "Lobby"
