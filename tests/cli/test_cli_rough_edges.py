@@ -122,3 +122,24 @@ def test_inbox_into_head_is_quiet(tmp_path: Path) -> None:
     )
     assert out.stderr == "" and out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) == 3
+
+
+def test_inbox_mark_read(runner: CliRunner, tmp_path: Path) -> None:
+    c = Client.open(tmp_path, background=False)
+    with c.db.tx():
+        c.db.upsert_contact(PEER, name="Bob", approved=1)
+        c.db.add_message(
+            conversation=PEER,
+            author=PEER,
+            sent_ms=1_700_000_000_000,
+            outgoing=False,
+            body="unread one",
+            status="received",
+        )
+    c.db.close()
+    [conv] = js(run(runner, tmp_path, "inbox", "--offline", "--json"))["conversations"]
+    assert conv["unread"] == 1  # listing alone keeps it unread
+    shown = run(runner, tmp_path, "inbox", "--offline", "--mark-read")
+    assert "unread one" in shown.stdout and "Bob (05abab" in shown.stdout
+    [conv] = js(run(runner, tmp_path, "inbox", "--offline", "--json"))["conversations"]
+    assert conv["unread"] == 0

@@ -205,3 +205,18 @@ async def test_reply_with_a_quote_both_ways(client: Client) -> None:
         assert theirs.quote == (mine.sent_ms, client.session_id)
         assert client.quoted(theirs) == client.message(mine.id)
         assert "┃ you: yes!" in str(app.query_one(f"#m{theirs.id}", MessageLine).render())
+
+
+async def test_resizes_keep_the_layout(client: Client) -> None:
+    say(client, BOB, "hello " * 40, "Bob")
+    await client.accept_request(BOB.session_id)
+    app = SessionTui(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press(*"draft")
+        for width, height in ((120, 40), (60, 16), (80, 24)):
+            await pilot.resize_terminal(width, height)
+            await pilot.pause()
+            box = app.compose_box.region
+            assert box.height == 3 and box.bottom <= height - 1  # above the status bar
+            assert app.query_one("#status").region.y == height - 1
+            assert app.compose_box.value == "draft"

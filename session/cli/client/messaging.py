@@ -125,8 +125,9 @@ def _conversation_docs(client: Client) -> list[dict[str, Any]]:
 @main.command()
 @common
 @click.option("--offline", is_flag=True, help="Show what is stored locally; do not poll.")
+@click.option("--mark-read", is_flag=True, help="Mark what is shown read (sends read receipts).")
 @errors
-def inbox(offline: bool) -> None:
+def inbox(offline: bool, mark_read: bool) -> None:
     """Fetch new messages and list conversations (unread messages, else the last one)."""
 
     async def go() -> dict[str, Any]:
@@ -136,9 +137,16 @@ def inbox(offline: bool) -> None:
             if not offline:
                 await s.connect()
                 await s.flush()  # anything queued earlier goes out now
+            convs = _conversation_docs(c)
+            if mark_read:
+                for conv in convs:
+                    if conv["unread"]:
+                        await c.mark_read(conv["session_id"])
+                if not offline:
+                    await s.flush()  # the read receipts
             doc = {
                 "session_id": c.session_id,
-                "conversations": _conversation_docs(c),
+                "conversations": convs,
                 "requests": len(c.requests()),
                 "queued": c.queued(),
             }
