@@ -883,8 +883,16 @@ class CommunityService:
             raise InvalidInput(f"a batch may hold at most {cap} subrequests, not {len(doc)}")
         subs = [self._subrequest(i, s) for i, s in enumerate(doc)]
         out: list[dict[str, Any]] = []
+        # The answers together stay within what one request may carry (a batch of 64
+        # downloads of a 10 MB file would otherwise build a reply of most of a gigabyte).
+        room_left = max_request_body(self.limits)
         for sub in subs:
             resp = self._run_sub(sub, user)
+            room_left -= len(resp.body)
+            if room_left < 0:
+                resp = V4Response.error(
+                    413, "the answers of this batch are too large together: ask for this one alone"
+                )
             body: Any
             ctype = resp.header_map().get("content-type", "")
             if ctype.startswith("application/json") and resp.body:

@@ -5,6 +5,7 @@ bad base64, oversized bodies, room tokens with path characters, emoji edge cases
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -321,3 +322,22 @@ async def test_numbers_nobody_can_store_are_refused(
     h["X-SOGS-Timestamp"] = "\u00b2"
     status, msg = await alice.call("GET", "/capabilities", signed=False, headers=h)
     assert status == 400 and b"not a valid timestamp" in msg
+
+
+@pytest.mark.parametrize("limits", [{"max_file_size": 100_000}])
+async def test_a_batch_answer_stays_within_one_request_size(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    """A batch of downloads of the largest file answers 413 for those past what one request
+    may carry, instead of building a reply many times that size."""
+    alice = member()
+    status, doc = await alice.call("POST", "/room/lobby/file", body=b"f" * 60_000)
+    assert status == 201
+    subs = [{"method": "GET", "path": f"/room/lobby/file/{doc['id']}"}] * 5
+    status, answers = await alice.call("POST", "/batch", subs)
+    assert status == 200
+    assert [a["code"] for a in answers] == [200, 200, 200, 413, 413]
+    assert base64.b64decode(answers[0]["body"]) == b"f" * 60_000
+    assert b"too large together" in base64.b64decode(answers[3]["body"])
+    status, answers = await alice.call("POST", "/sequence", subs)
+    assert [a["code"] for a in answers] == [200, 200, 200, 413]
