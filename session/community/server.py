@@ -63,6 +63,8 @@ log = logging.getLogger("session.community")
 CAPABILITIES = ("blind", "reactions", "sogs")
 #: Longest reaction, in code points (pysogs's rule).
 MAX_REACTION_CHARS = 12
+#: Most reactors ``GET /room/T/reactors/ID/EMOJI`` lists.
+MAX_REACTORS = 10_000
 #: Longest timed ban, in seconds (100 years); a longer one is a ban without end.
 MAX_BAN_TIMEOUT = 100 * 365 * 86_400
 
@@ -635,13 +637,13 @@ class CommunityService:
 
     def reactors(self, req: V4Request, user: User | None) -> V4Response:
         room, _ = self._readable(req, user)
-        limit = _qint(req, "limit", 0, 0, 10_000)
+        # SOGS's "no limit" (0, the default) is MAX_REACTORS: an answer stays bounded.
+        limit = _qint(req, "limit", 0, 0, MAX_REACTORS) or MAX_REACTORS
         return _ok(
             self.store.reactors(
-                room, _int(req.params["id"], "message id"), _reaction(req.params["emoji"]),
-                limit or None,
+                room, _int(req.params["id"], "message id"), _reaction(req.params["emoji"]), limit
             )
-        )  # fmt: skip
+        )
 
     def pin(self, req: V4Request, user: User | None) -> V4Response:
         room = self._mod_room(req, user, admin=True)

@@ -341,3 +341,25 @@ async def test_a_batch_answer_stays_within_one_request_size(
     assert b"too large together" in base64.b64decode(answers[3]["body"])
     status, answers = await alice.call("POST", "/sequence", subs)
     assert [a["code"] for a in answers] == [200, 200, 200, 413]
+
+
+async def test_the_reactor_list_is_bounded(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    """SOGS lists every reactor when no limit is given; here at most 10,000 (any limit asked)."""
+    alice = member()
+    post = await alice.post(b"popular")
+    db = server.service.store.db
+    db.executemany(
+        "INSERT INTO users (id, session_id, key, created, last_active) VALUES (?, ?, ?, 0, 0)",
+        [(1000 + i, f"15{i:064x}", f"15{i:064x}") for i in range(10_001)],
+    )
+    db.executemany(
+        "INSERT INTO reactions (message, reaction, user, at) VALUES (?, 'x', ?, ?)",
+        [(post["id"], 1000 + i, i) for i in range(10_001)],
+    )
+    for query in ("", "?limit=0", "?limit=99999999"):
+        status, got = await alice.call("GET", f"/room/lobby/reactors/{post['id']}/x{query}")
+        assert status == 200 and len(got) == 10_000, query
+    status, got = await alice.call("GET", f"/room/lobby/reactors/{post['id']}/x?limit=3")
+    assert [r[1] for r in got] == [0, 1, 2]
