@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--drain", type=float, default=15.0, help="seconds to wait for stragglers after a step"
     )
+    ap.add_argument(
+        "--node-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a node setting for the driver's devnet, e.g. "
+        "SESSION_NODE_REPLICATION__SYNC_INTERVAL=600 (repeatable)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="results directory")
     ap.add_argument("--compare", type=Path, help="an earlier result.json: print ratios")
     ap.add_argument(
@@ -162,8 +170,14 @@ class Network:
             self.ports = [n.storage_port for n in nodes]
             self.pids = find_node_pids(self.ports)
         else:
+            env = dict(UNLIMITED)
+            for item in args.node_env:
+                key, sep, value = item.partition("=")
+                if not sep or not key.startswith("SESSION_NODE_"):
+                    raise SystemExit(f"--node-env wants SESSION_NODE_…=VALUE, got {item!r}")
+                env[key] = value
             self.devnet = Devnet(
-                work / "devnet", nodes=args.nodes, extra_env=UNLIMITED, file_server=False
+                work / "devnet", nodes=args.nodes, extra_env=env, file_server=False
             )
             self.devnet.start()
             self.nodes_json = self.devnet.dir / "nodes.json"
