@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import zmq
 
+from session.identity import Identity
 from session.registry import server as registry_server
+from session.registry.messages import build_registration
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +85,7 @@ def start_node(
     *,
     registry: str = CLOSED_REGISTRY,
     zmq_port: int = 0,
+    https_port: int = 0,
     level: str = "info",
     notify: NotifySocket | None = None,
 ) -> subprocess.Popen[str]:
@@ -93,7 +96,7 @@ def start_node(
     sets = {
         "data_dir": str(data_dir),
         "network.listen_host": "127.0.0.1",
-        "network.https_port": "0",
+        "network.https_port": str(https_port),
         "network.zmq_port": str(zmq_port),
         "admin.port": "0",
         "registry.url": registry,
@@ -195,3 +198,34 @@ async def test_ready_is_notified_once_registered(
 async def _in_thread(fn: Any, *args: Any) -> Any:
     """Run a blocking wait off the loop, which serves the registry meanwhile."""
     return await asyncio.to_thread(fn, *args)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_a_permanent_registry_refusal_ends_the_node_at_once(tmp_path: Path) -> None:
+    reg = await registry_server.start("127.0.0.1", 0, tmp_path / "registry", seed="operator")
+    https, zmq_port = _free_port(), _free_port()
+    # another node already holds this address and port: the registry refuses ours (409)
+    other = Identity.generate()
+    reg.registry.register(
+        build_registration(
+            other, public_ip="127.0.0.1", storage_port=https, storage_lmq_port=https + 1, stake=1
+        )
+    )
+    node = start_node(
+        tmp_path / "node", registry=reg.url, https_port=https, zmq_port=zmq_port, level="error"
+    )
+    try:
+        rc, err = await _in_thread(finish, node)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+        await reg.close()
+    assert rc == 1
+    assert err.startswith("error: registry refused the request (409)") and err.count("\n") == 1
+    assert "already registered" in err and "Traceback" not in err
