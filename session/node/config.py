@@ -87,6 +87,7 @@ class LimitsConfig:
     burst: int = 600  # per client IP (Session: 600)
     max_onion_hops: int = 15  # longest onion path relayed through this node (Session: 15)
     max_request_bytes: int = 10 * 1024 * 1024  # Session: 10 MiB
+    keep_large_buffers: bool = False  # keep ~64 MiB of freed buffers (session.service.memory)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -679,11 +679,14 @@ async def serve(config: Any, ready_file: str | os.PathLike[str] | None = None) -
 def run(
     config: Any, *, use_uvloop: bool = True, ready_file: str | os.PathLike[str] | None = None
 ) -> int:
-    """Run a node until SIGTERM/SIGINT; returns the process exit code. Freed large buffers
-    (relayed 10 MB onion frames) are kept for the next request (:mod:`session.service.memory`)."""
+    """Run a node until SIGTERM/SIGINT; returns the process exit code. With
+    ``limits.keep_large_buffers`` freed large buffers (relayed 10 MB onion frames) are kept for
+    the next request (:mod:`session.service.memory`); off by default, as memory is what a
+    Raspberry Pi has least of."""
     net = config.network
     logs.setup(config.logging, keep=logs.own_addresses(config.registry.url, net.public_ip))
-    keep_large_buffers()
+    if config.limits.keep_large_buffers:
+        keep_large_buffers()
     if use_uvloop and os.environ.get("SESSION_NODE_NO_UVLOOP") != "1":
         return uvloop.run(serve(config, ready_file))
     return asyncio.run(serve(config, ready_file))
