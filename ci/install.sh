@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/env.sh
 python3 -m pip install --quiet --upgrade pip >/dev/null 2>&1 || true
-python3 -m pip install --quiet -e '.[test,bench]'
+# devnet: the local EVM chain of `session-node devnet`, the demo and the integration tests
+python3 -m pip install --quiet -e '.[test,bench,devnet]'

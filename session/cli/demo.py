@@ -656,6 +656,7 @@ def run_demo(nodes: int, data_dir: Path | None, keep: bool, timeout: float) -> i
             raise DemoFailure(f"the devnet did not start: {e}") from None
         out.line(f"directory {net.dir}")
         out.line(f"registry  {net.registry_url}")
+        out.line(f"staking   {net.locked_tokens():,} tokens locked in {net.chain['contract']}")
         listed = parse_node_list(net.node_list())
         swarm_of = {n.pubkey_ed25519: n.swarm_id for n in listed}
         for n in net.nodes:

@@ -1,7 +1,8 @@
 """``session-node``: the operator's command line.
 
 Subcommands: ``run``, ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``,
-``example-config``, ``version``, ``devnet``, ``registry``. Exit codes: 0 ok, 1 runtime error
+``example-config``, ``version``, ``devnet``, ``registry``, ``stake`` (and ``stake status``),
+``unstake``. Exit codes: 0 ok, 1 runtime error
 (one sentence on stderr), 2 usage error (click's own).
 """
 
@@ -20,8 +21,8 @@ import click
 import segno
 
 import session
-import session.devnet
 from session import _core
+from session.cli import stake as stake_cli
 from session.errors import SessionError
 from session.node import keys
 from session.node.config import as_dict, check_runnable, load_config
@@ -310,6 +311,10 @@ def devnet(
     if proxy_allow:
         parse_allowlist(",".join(proxy_allow))  # a bad entry fails before anything starts
         extra["proxy_allow"] = list(proxy_allow)
+    # The devnet pulls in web3 (~0.7 s, `python -X importtime`): only this command imports it,
+    # so `session-node run` starts without it.
+    import session.devnet  # noqa: PLC0415 - measured, see above
+
     sys.exit(session.devnet.main(nodes=nodes, data_dir=data_dir, **extra))
 
 
@@ -349,6 +354,35 @@ def devnet(
     default="info",
     show_default=True,
 )
+@click.option("--chain-rpc", metavar="URL", help="JSON-RPC URL of the staking contract's chain.")
+@click.option("--chain-contract", metavar="ADDR", help="Address of the staking contract.")
+@click.option(
+    "--chain-start-block",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Block the contract was deployed at (reading starts there).",
+)
+@click.option(
+    "--chain-poll",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between reads of the chain.",
+)
+@click.option(
+    "--devnet-chain",
+    is_flag=True,
+    help="Run a local chain in this process and deploy the token and staking contract.",
+)
+@click.option(
+    "--unlock-blocks",
+    type=click.IntRange(min=0),
+    default=4,
+    show_default=True,
+    help="A devnet chain's unlock period, in blocks.",
+)
+@_errors
 def registry(
     host: str,
     port: int,
@@ -357,14 +391,117 @@ def registry(
     seed: str | None,
     name_term: int,
     log_level: str,
+    chain_rpc: str | None,
+    chain_contract: str | None,
+    chain_start_block: int,
+    chain_poll: float,
+    devnet_chain: bool,
+    unlock_blocks: int,
 ) -> None:
-    """Run the stake registry in the foreground (prints a JSON ready line)."""
-    # aiohttp and uvloop (~0.4 s, measured with `python -X importtime`) only for this command.
+    """Run the stake registry in the foreground (prints a JSON ready line). Its node list is
+    the staking contract's: name the chain and contract, or run a devnet chain."""
+    # aiohttp, uvloop and web3 (~1 s, measured with `python -X importtime`) only here.
     from session.registry.__main__ import serve  # noqa: PLC0415 - measured, see above
+    from session.registry.chain import ChainOptions  # noqa: PLC0415 - same reason
 
-    sys.exit(
-        serve(host, port, str(data_dir), stake_requirement, seed, log_level, name_term=name_term)
+    chain = ChainOptions(
+        rpc=chain_rpc,
+        contract=chain_contract,
+        start_block=chain_start_block,
+        poll=chain_poll,
+        devnet=devnet_chain,
+        unlock_blocks=unlock_blocks,
     )
+    sys.exit(
+        serve(
+            host,
+            port,
+            str(data_dir),
+            stake_requirement,
+            seed,
+            log_level,
+            name_term=name_term,
+            chain=chain,
+        )
+    )
+
+
+@main.group(invoke_without_command=True)
+@_config_options
+@stake_cli.chain_options
+@stake_cli.key_option
+@click.option(
+    "--amount",
+    type=click.IntRange(min=1),
+    default=25_000,
+    show_default=True,
+    help="Whole tokens to stake.",
+)
+@click.option("--yes", is_flag=True, help="Send without asking.")
+@click.pass_context
+@_errors
+def stake(
+    ctx: click.Context,
+    config_path: Path | None,
+    data_dir: Path | None,
+    rpc: str | None,
+    contract: str | None,
+    start_block: int,
+    key_file: Path | None,
+    amount: int,
+    yes: bool,
+) -> None:
+    """Stake tokens for this node on the staking contract (prints the payload, asks first).
+
+    `session-node stake status` shows the node's registrations; `session-node unstake` leaves."""
+    if ctx.invoked_subcommand is None:
+        stake_cli.stake_command(config_path, data_dir, rpc, contract, key_file, amount, yes)
+
+
+@stake.command("status")
+@_config_options
+@stake_cli.chain_options
+@click.option("--node", help="Ed25519 key (hex) of the node (default: this node's).")
+@click.option(
+    "--stake-requirement",
+    type=click.IntRange(min=0),
+    default=25_000,
+    show_default=True,
+    help="Whole tokens a listed node needs (the registry's --stake-requirement).",
+)
+@_errors
+def stake_status(
+    config_path: Path | None,
+    data_dir: Path | None,
+    rpc: str | None,
+    contract: str | None,
+    start_block: int,
+    node: str | None,
+    stake_requirement: int,
+) -> None:
+    """Show the node's registrations on the contract and why any is not listed."""
+    stake_cli.status_command(
+        config_path, data_dir, rpc, contract, start_block, node, stake_requirement
+    )
+
+
+@main.command()
+@_config_options
+@stake_cli.chain_options
+@stake_cli.key_option
+@click.option("--yes", is_flag=True, help="Send without asking.")
+@_errors
+def unstake(
+    config_path: Path | None,
+    data_dir: Path | None,
+    rpc: str | None,
+    contract: str | None,
+    start_block: int,
+    key_file: Path | None,
+    yes: bool,
+) -> None:
+    """Request this node's exit on the contract; once unlocked, withdraw the stake."""
+    stake_cli.unstake_command(config_path, data_dir, rpc, contract, start_block, key_file, yes)
 
 
 def resource_text(name: str) -> str:

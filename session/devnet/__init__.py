@@ -7,7 +7,7 @@ service, so it lives beside them rather than inside one.
     with Devnet(tmp_path, nodes=5) as net:
         net.node_list()            # the registry's get_n_service_nodes result
         n = net.add_node()         # waits until it is ready and listed with a swarm
-        net.remove_node(n)         # deregisters it, then stops it (SIGTERM)
+        net.remove_node(n)         # its exit on the staking contract, then SIGTERM
 
 :func:`main` (``session-node devnet``, ``python -m session.devnet``) runs one until
 SIGINT/SIGTERM: it writes ``DIR/nodes.json`` (the registry's complete ``get_n_service_nodes``
@@ -15,12 +15,17 @@ JSON, rewritten on every change, plus our ``file_servers`` field: ``[{"url", "pu
 "pubkey_x25519"}]`` of the devnet's file server, read by
 :func:`session.proto.snodes.parse_file_servers`, and ``community_servers``: ``[{"url",
 "public_key", "pubkey_ed25519", "rooms": {"lobby": join URL}}]`` of its community server, read
-by :func:`session.proto.snodes.parse_community_servers`), prints where everything is, and serves a
-loopback control endpoint:
+by :func:`session.proto.snodes.parse_community_servers`, and ``chain``: the devnet chain's
+``rpc``, ``chain_id``, ``contract``, ``token`` and ``height``), prints where everything is, and
+serves a loopback control endpoint:
 
 * ``GET  /nodes``          → the node list JSON
 * ``POST /add``            → start one more node, answers its entry
-* ``POST /remove/<index>`` → deregister and stop node ``<index>``
+* ``POST /remove/<index>`` → run node ``<index>``'s exit on the contract, stop it, withdraw
+
+The registry runs the devnet's chain in its own process (``--devnet-chain``); the devnet funds one
+operator account per node and stakes each node through the staking contract once the node has
+reported its ports (:meth:`Devnet.stake_nodes`).
 
 Every process gets its own ports (bound as port 0 and reported back, see
 :mod:`session.devnet.net`) and data directory under ``DIR``; logs go to

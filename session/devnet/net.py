@@ -30,8 +30,16 @@ from session.community.store import CommunityStore
 from session.node import keys
 from session.node.swarm_view import list_version
 from session.proto.snodes import INVALID_SWARM_ID, CommunityServer, FileServer, parse_node_list
+from session.registry.chain import connect
 from session.registry.health import HealthRules
-from session.registry.messages import build_deregistration
+from session.registry.staking import (
+    DECIMALS,
+    Operator,
+    devnet_key,
+    fund_and_stake,
+    new_account,
+    operator_key,
+)
 
 #: A devnet's health rules: short windows, so a dead node is decommissioned within a minute
 #: (20 s without a proof, or three testers failing it for 6 s) and back soon after a restart.
@@ -85,6 +93,8 @@ class DevnetNode:
         self.proc: subprocess.Popen[bytes] | None = None
         self.pubkey_ed25519: str | None = None
         self.pubkey_x25519: str | None = None
+        #: the node's registration on the staking contract (0: not staked yet)
+        self.registration = 0
 
     @property
     def url(self) -> str:
@@ -230,6 +240,7 @@ class Devnet:
         health: HealthRules = DEVNET_HEALTH,
         proof_interval: float = 2.0,
         test_interval: float = 2.0,
+        unlock_blocks: int = 4,
     ) -> None:
         if nodes < 0:
             raise ValueError("nodes must not be negative")
@@ -250,6 +261,10 @@ class Devnet:
         self.health = health
         self.proof_interval = proof_interval
         self.test_interval = test_interval
+        self.unlock_blocks = unlock_blocks
+        #: the devnet chain as the registry described it (rpc, chain_id, contract, token, ...)
+        self.chain: dict[str, Any] = {}
+        self._w3: Any = None
         self.nodes: list[DevnetNode] = []
         self.registry_proc: subprocess.Popen[bytes] | None = None
         self.registry_url = ""
@@ -282,8 +297,10 @@ class Devnet:
     def start(self) -> Devnet:
         """Start the registry and the initial nodes; returns once every node is ready."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._start_registry()
+        self._spawn_registry()
         try:
+            # the registry's chain starts meanwhile (imports, deployment: ~2 s): read its ready
+            # line after the servers that do not need it
             if self.file_server is not None:
                 self.file_server.port = self._port()
                 self.start_file_server()
@@ -292,6 +309,7 @@ class Devnet:
                 self.community.port = self._port()
                 self.start_community()
                 self.proxy_allow.append(f"{self.community.host}:{self.community.port}")
+            self._registry_ready()
             for _ in range(self.initial):
                 self._spawn(self._new_node())
             self._wait_all_ready()
@@ -302,7 +320,8 @@ class Devnet:
         self.write_nodes_json()
         return self
 
-    def _start_registry(self) -> None:
+    def _spawn_registry(self) -> None:
+        """Start the registry process (:meth:`_registry_ready` waits for its ready line)."""
         rdir = self.dir / "registry"
         rdir.mkdir(parents=True, exist_ok=True)
         port = self._port()
@@ -321,6 +340,9 @@ class Devnet:
             self.seed,
             "--log-level",
             self.log_level,
+            "--devnet-chain",
+            "--unlock-blocks",
+            str(self.unlock_blocks),
         ]
         if self.name_term is not None:
             cmd += ["--name-term", str(self.name_term)]
@@ -332,14 +354,81 @@ class Devnet:
         self.registry_proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL, env=env
         )
+
+    def _registry_ready(self) -> None:
+        """Read the registry's ready line: its URL and the devnet chain it runs."""
+        rdir = self.dir / "registry"
+        assert self.registry_proc is not None
         line = self._read_line(self.registry_proc, 30.0)
         try:
             doc = json.loads(line)
             self.registry_url = doc["url"]
+            self.chain = dict(doc["chain"])
         except (ValueError, KeyError, TypeError):
             raise DevnetError(
                 f"registry did not start (see {rdir / 'process.log'}): {line!r}"
             ) from None
+        self._w3 = connect(self.chain["rpc"])
+
+    # ------------------------------------------------------------------ the staking contract
+    def operator(self, node: DevnetNode | int) -> Operator:
+        """The operator account that stakes ``node`` (one per node, derived from the seed)."""
+        n = self._node(node)
+        return Operator(
+            self._w3,
+            self.chain["contract"],
+            new_account(operator_key(self.seed, n.index)),
+            chain_id=int(self.chain["chain_id"]),
+            token=self.chain["token"],
+        )
+
+    def stake_nodes(self, nodes: Sequence[DevnetNode | int], tokens: int | None = None) -> None:
+        """Fund each node's operator account and stake ``tokens`` (default: the devnet's stake)
+        for it through the contract, signed by the node's key (one batch for all of them)."""
+        items = []
+        for node in nodes:
+            n = self._node(node)
+            op = self.operator(n)
+            payload = op.payload(
+                keys.load(n.data_dir),
+                public_ip=self.host,
+                storage_port=n.https_port,
+                storage_lmq_port=n.zmq_port,
+                amount=(self.stake if tokens is None else tokens) * 10**DECIMALS,
+            )
+            items.append((op, payload))
+        deployer = new_account(devnet_key(self.seed, "deployer"))
+        rids = fund_and_stake(self._w3, deployer, items)
+        for node, rid in zip(nodes, rids, strict=True):
+            self._node(node).registration = rid
+
+    def exit_node(self, node: DevnetNode | int) -> int:
+        """Request the node's exit on the contract and let the unlock period pass (mine that
+        many blocks); returns the unlock block. The registry drops the node at that block."""
+        n = self._node(node)
+        if not n.registration:
+            raise DevnetError(f"{n.name} is not staked")
+        receipt = self.operator(n).request_exit(n.registration)
+        self.mine(int(self.chain["unlock_blocks"]))
+        return int(receipt["blockNumber"]) + int(self.chain["unlock_blocks"])
+
+    def withdraw(self, node: DevnetNode | int) -> None:
+        """Withdraw the node's stake back to its operator (after :meth:`exit_node`)."""
+        n = self._node(node)
+        self.operator(n).withdraw(n.registration)
+
+    def mine(self, blocks: int) -> None:
+        """Mine empty blocks on the devnet chain (time passing, for unlock periods)."""
+        answer = self._w3.provider.make_request("evm_mine", [blocks])
+        if "error" in answer:
+            raise DevnetError(f"the devnet chain did not mine: {answer['error']}")
+
+    def locked_tokens(self) -> int:
+        """Whole tokens the staking contract holds."""
+        op_token = self.operator(0).token if self.nodes else None
+        if op_token is None:
+            return 0
+        return int(op_token.functions.balanceOf(self.chain["contract"]).call()) // 10**DECIMALS
 
     def start_file_server(self) -> DevnetFileServer:
         """Start (or restart, same port and data) the file server; returns once it listens."""
@@ -510,6 +599,10 @@ class Devnet:
                         f"{n.name} exited with {n.proc.returncode if n.proc else '?'} "
                         f"(see {n.data_dir / 'process.log'})"
                     )
+            # staked once it reports its ports (listed then, it finds its swarm)
+            fresh = [n for n in pending if not n.registration and (n.admin_port or n.read_ports())]
+            self.stake_nodes(fresh)
+            for n in list(pending):
                 if n.ready():
                     pending.remove(n)
             if pending and time.monotonic() > deadline:
@@ -572,24 +665,30 @@ class Devnet:
         return self.nodes[node] if isinstance(node, int) else node
 
     def deregister(self, node: DevnetNode | int) -> None:
-        """Remove the node from the registry (it keeps running until stopped)."""
+        """Take the node off the node list by its exit on the staking contract (request, then
+        the unlock period) and wait until the registry no longer lists it (it keeps running
+        until stopped)."""
         n = self._node(node)
-        ident = keys.load(n.data_dir)
-        doc = build_deregistration(ident)
-        status, body = _http(self.registry_url + "/deregister", json.dumps(doc).encode())
-        if status != 200:
-            raise DevnetError(f"deregistration of {n.name} refused: {status} {body[:200]!r}")
+        self.exit_node(n)
+        deadline = time.monotonic() + self.ready_timeout
+        while n.https_port in self._listed():
+            if time.monotonic() > deadline:
+                raise DevnetError(f"the registry still lists {n.name} after its exit")
+            time.sleep(0.1)
 
     def remove_node(
         self, node: DevnetNode | int, *, deregister: bool = True, grace: float | None = None
     ) -> None:
-        """Take a node out of the network: deregister it, give the others ``grace`` seconds to
-        take over its data (default: two poll intervals), then stop it (SIGTERM)."""
+        """Take a node out of the network: run its exit on the contract, give the others
+        ``grace`` seconds to take over its data (default: two poll intervals), stop it
+        (SIGTERM) and withdraw its stake."""
         n = self._node(node)
         if deregister:
             self.deregister(n)
             time.sleep(grace if grace is not None else 2 * self.poll_interval + 0.5)
         self.stop_node(n)
+        if deregister:
+            self.withdraw(n)
         self.write_nodes_json()
 
     def stop_node(self, node: DevnetNode | int, timeout: float = 15.0) -> int | None:
@@ -629,6 +728,7 @@ class Devnet:
         tmp = path.with_suffix(".tmp")
         doc = self.node_list()
         doc["registry"] = self.registry_url  # where `session name register` sends requests
+        doc["chain"] = {**self.chain, "height": doc["result"]["height"]}
         if self.file_server is not None:
             doc["file_servers"] = [self.file_server.entry.to_json()]
         if self.community is not None:

@@ -70,6 +70,10 @@ class RegistryConfig:
     url: str = "https://127.0.0.1:22030"
     stake: int = 25_000  # operator stake announced at registration
     poll_interval: float = 10.0  # seconds between node-list polls
+    #: a chain node's JSON-RPC URL and the staking contract: check every list against them
+    chain_rpc: str = ""
+    chain_contract: str = ""
+    chain_start_block: int = 0  # the block the contract was deployed at
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -173,6 +177,12 @@ def validate(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError("registry.stake must not be negative")
     if cfg.registry.poll_interval <= 0:
         raise ConfigError("registry.poll_interval must be positive")
+    if bool(cfg.registry.chain_rpc) != bool(cfg.registry.chain_contract):
+        raise ConfigError("registry.chain_rpc and registry.chain_contract go together")
+    if cfg.registry.chain_rpc and not cfg.registry.chain_rpc.startswith(("https://", "http://")):
+        raise ConfigError("registry.chain_rpc must be an http(s) URL of a chain's JSON-RPC")
+    if cfg.registry.chain_start_block < 0:
+        raise ConfigError("registry.chain_start_block must not be negative")
     if cfg.storage.max_bytes <= 0:
         raise ConfigError("storage.max_bytes must be positive")
     validate_logging(cfg.logging)

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import uvloop
 
-from session.errors import ConfigError, SessionError
+from session.errors import ConfigError, InvalidInput, SessionError
+from session.registry.chain import ChainOptions
 from session.registry.config import load_settings
-from session.registry.server import MAX_BODY, run
+from session.registry.server import MAX_BODY, RegistryServer, run
 from session.registry.state import DEFAULT_NAME_TERM
 from session.service.logs import setup_logging
 
@@ -45,7 +46,36 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error", "critical"]
     )
+    chain = p.add_argument_group("staking contract (the only source of nodes)")
+    chain.add_argument("--chain-rpc", metavar="URL", help="JSON-RPC URL of the chain")
+    chain.add_argument("--chain-contract", metavar="ADDR", help="address of the staking contract")
+    chain.add_argument(
+        "--chain-start-block", type=int, default=0, help="block the contract was deployed at"
+    )
+    chain.add_argument(
+        "--chain-poll", type=float, default=2.0, help="seconds between reads of the chain"
+    )
+    chain.add_argument(
+        "--devnet-chain",
+        action="store_true",
+        help="run a local chain in this process and deploy the token and staking contract",
+    )
+    chain.add_argument(
+        "--unlock-blocks", type=int, default=4, help="a devnet chain's unlock period in blocks"
+    )
     return p
+
+
+def chain_options(args: argparse.Namespace) -> ChainOptions:
+    """The staking contract the flags name (raises InvalidInput with a sentence)."""
+    return ChainOptions(
+        rpc=args.chain_rpc,
+        contract=args.chain_contract,
+        start_block=args.chain_start_block,
+        poll=args.chain_poll,
+        devnet=args.devnet_chain,
+        unlock_blocks=args.unlock_blocks,
+    )
 
 
 def serve(
@@ -56,6 +86,7 @@ def serve(
     seed: str | None,
     log_level: str = "info",
     name_term: int = DEFAULT_NAME_TERM,
+    chain: ChainOptions | None = None,
 ) -> int:
     """Run the registry until a signal; returns the process exit code."""
     try:
@@ -66,8 +97,9 @@ def serve(
     lc = settings.logging
     setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
 
-    def ready(url: str) -> None:
-        sys.stdout.write(json.dumps({"ready": True, "url": url}) + "\n")
+    def ready(server: RegistryServer) -> None:
+        doc = {"ready": True, "url": server.url, "chain": server.chain_info}
+        sys.stdout.write(json.dumps(doc) + "\n")
         sys.stdout.flush()
 
     coro = run(
@@ -80,6 +112,7 @@ def serve(
         limits=settings.connections,
         name_term=name_term,
         health=settings.health,
+        chain=chain,
     )
     try:
         uvloop.run(coro)
@@ -100,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--stake-requirement must not be negative")
     if args.name_term <= 0:
         parser().error("--name-term must be a positive number of seconds")
+    try:
+        chain = chain_options(args)
+    except InvalidInput as e:
+        parser().error(str(e))
     return serve(
         args.host,
         args.port,
@@ -108,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.seed,
         args.log_level,
         name_term=args.name_term,
+        chain=chain,
     )
 
 

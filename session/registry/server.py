@@ -42,6 +42,7 @@ from typing import Any
 from aiohttp import web
 
 from session.errors import DecodeError, InvalidInput, InvalidSignature, RegistryError
+from session.registry.chain import ChainError, ChainFollower, ChainOptions, ChainReader, connect
 from session.registry.health import HealthRules
 from session.registry.state import DEFAULT_NAME_TERM, DEFAULT_STAKE_REQUIREMENT, Registry
 from session.service.config import ConnectionLimits
@@ -53,6 +54,11 @@ log = logging.getLogger("session.registry")
 
 MAX_BODY = 64 * 1024
 REGISTRY_KEY: web.AppKey[Registry] = web.AppKey("registry", Registry)
+#: The devnet's in-process chain (answers ``/chain``) and the follower it wakes up.
+DEVCHAIN_KEY: web.AppKey[Any] = web.AppKey("devchain")
+FOLLOWER_KEY: web.AppKey[Any] = web.AppKey("follower")
+#: JSON-RPC methods after which the devnet chain has a new block to read.
+_MINING = frozenset({"eth_sendRawTransaction", "evm_mine"})
 
 JSONRPC_PARSE_ERROR = -32700
 JSONRPC_INVALID_REQUEST = -32600
@@ -98,6 +104,12 @@ async def handle_register(request: web.Request) -> web.Response:
     except (InvalidInput, InvalidSignature, RegistryError) as e:
         log.info("registration refused: %s", e)
         return _refusal(e)
+    why = registry.not_listed_reason(node.pubkey_ed25519)
+    if why is not None:
+        log.info("node %s announced itself but is not listed: %s", node.pubkey_ed25519, why)
+        return web.json_response(
+            {"result": {"node": node.to_json(), "height": registry.height, "not_listed": why}}
+        )
     log.info("registered node %s (height %d)", node.pubkey_ed25519, registry.height)
     return web.json_response({"result": {"node": node.to_json(), "height": registry.height}})
 
@@ -188,13 +200,33 @@ async def handle_json_rpc(request: web.Request) -> web.Response:
     return web.json_response({"jsonrpc": "2.0", "id": req_id, "result": result})
 
 
+async def handle_chain(request: web.Request) -> web.Response:
+    """``POST /chain``: Ethereum JSON-RPC to the devnet's in-process chain (see
+    :mod:`session.registry.devchain`); the node list follows every new block at once."""
+    devchain = request.app[DEVCHAIN_KEY]
+    try:
+        doc = await _json_body(request)
+    except DecodeError as e:
+        body = {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": JSONRPC_PARSE_ERROR, "message": str(e)},
+        }
+        return web.json_response(body, status=400)
+    batch = doc if isinstance(doc, list) else [doc]
+    answers = [devchain.rpc(d) for d in batch]
+    if any(isinstance(d, dict) and d.get("method") in _MINING for d in batch):
+        request.app[FOLLOWER_KEY].sync()
+    return web.json_response(answers if isinstance(doc, list) else answers[0])
+
+
 async def handle_health(request: web.Request) -> web.Response:
     registry = request.app[REGISTRY_KEY]
     return web.json_response({"ok": True, "height": registry.height})
 
 
-def make_app(registry: Registry) -> web.Application:
-    """The registry's aiohttp application."""
+def make_app(registry: Registry, devchain: Any = None, follower: Any = None) -> web.Application:
+    """The registry's aiohttp application (``/chain`` too with a devnet chain)."""
     # auto_decompress off: aiohttp failed on bodies that were not what Content-Encoding said
     # (a 500, or a logged traceback for codings it lacks); _json_body refuses any coding.
     app = web.Application(client_max_size=MAX_BODY, handler_args={"auto_decompress": False})
@@ -207,21 +239,88 @@ def make_app(registry: Registry) -> web.Application:
     app.router.add_post("/name/register", handle_name)
     app.router.add_post("/name/renew", handle_name)
     app.router.add_get("/healthz", handle_health)
+    if devchain is not None:
+        app[DEVCHAIN_KEY] = devchain
+        app[FOLLOWER_KEY] = follower
+        app.router.add_post("/chain", handle_chain)
     return app
 
 
 class RegistryServer:
     """A running registry site; :meth:`close` stops it."""
 
-    def __init__(self, served: Served, registry: Registry, url: str) -> None:
+    def __init__(
+        self,
+        served: Served,
+        registry: Registry,
+        url: str,
+        chain_info: dict[str, Any] | None = None,
+        poller: asyncio.Task[None] | None = None,
+    ) -> None:
         self.served = served
         self.registry = registry
         self.url = url
         self.health_task = spawn(health_loop(registry), log, "health rules loop")
+        #: the chain and contract the node list comes from (``nodes.json`` names them)
+        self.chain_info = chain_info
+        self._poller = poller
 
     async def close(self) -> None:
-        await cancel_and_wait([self.health_task])
+        await cancel_and_wait([self.health_task, *([self._poller] if self._poller else [])])
         await self.served.close()
+
+
+async def _follow(follower: ChainFollower, poll: float) -> None:
+    """Read a remote chain every ``poll`` seconds (in a thread: web3 blocks) and apply it."""
+    while True:
+        await asyncio.sleep(poll)
+        try:
+            points = await asyncio.to_thread(follower.reader.sync)
+        except ChainError as e:
+            log.warning("%s (the node list stays as it was)", e)
+            continue
+        follower.apply(points)
+
+
+async def _attach_chain(
+    registry: Registry, chain: ChainOptions, stake_requirement: int, seed: str | bytes | None
+) -> tuple[ChainFollower, Any, dict[str, Any]]:
+    """The follower of ``chain`` attached to ``registry``, the devnet chain (or None) and the
+    chain's description; the node list is read up to the chain's head before returning."""
+    if chain.devnet:
+        # eth-tester and py-evm only for a devnet chain (the package's devnet extra).
+        from session.registry.devchain import DevChain  # noqa: PLC0415 - optional dependency
+
+        text_seed = seed.decode() if isinstance(seed, bytes) else (seed or "devnet")
+        devchain = DevChain(
+            text_seed, min_tokens=stake_requirement, unlock_blocks=chain.unlock_blocks
+        )
+        reader = ChainReader(
+            devchain.w3,
+            devchain.contract,
+            min_tokens=stake_requirement,
+            start_block=devchain.deploy_block,
+        )
+        follower = ChainFollower(registry, reader)
+        follower.sync()
+        return follower, devchain, devchain.describe("")
+    assert chain.rpc is not None and chain.contract is not None
+    w3 = connect(chain.rpc)
+    remote = await asyncio.to_thread(
+        ChainReader, w3, chain.contract, min_tokens=stake_requirement, start_block=chain.start_block
+    )
+    follower = ChainFollower(registry, remote)
+    follower.apply(await asyncio.to_thread(remote.sync))
+    info = {
+        "rpc": chain.rpc,
+        "chain_id": remote.chain_id,
+        "contract": remote.address,
+        "token": remote.token.address,
+        "deploy_block": chain.start_block,
+        "unlock_blocks": remote.unlock_blocks,
+        "decimals": remote.decimals,
+    }
+    return follower, None, info
 
 
 def _url(host: str, port: int) -> str:
@@ -239,10 +338,12 @@ async def start(
     limits: ConnectionLimits | None = None,
     name_term: int = DEFAULT_NAME_TERM,
     health: HealthRules | None = None,
+    chain: ChainOptions | None = None,
 ) -> RegistryServer:
     """Load (or create) the registry in ``data_dir`` and start its HTTPS site.
 
-    ``port=0`` picks a free port; the returned server's ``url`` carries the real one.
+    ``port=0`` picks a free port; the returned server's ``url`` carries the real one. With
+    ``chain``, the node list is the staking contract's (read before the site opens).
     """
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
@@ -255,14 +356,30 @@ async def start(
     if freshness is not None:
         kwargs["freshness"] = freshness
     registry = Registry(data, **kwargs)
+    follower: ChainFollower | None = None
+    devchain: Any = None
+    info: dict[str, Any] | None = None
+    if chain is not None:
+        follower, devchain, info = await _attach_chain(registry, chain, stake_requirement, seed)
     ssl_ctx = server_ssl_context(data)
     try:
         served = await serve(
-            make_app(registry), host, port, ssl_context=ssl_ctx, limits=limits, max_body=MAX_BODY
+            make_app(registry, devchain, follower),
+            host,
+            port,
+            ssl_context=ssl_ctx,
+            limits=limits,
+            max_body=MAX_BODY,
         )
     except OSError as e:
         raise RegistryError(f"cannot listen on {host}:{port}: {e.strerror}", 0) from None
-    return RegistryServer(served, registry, _url(host, served.port))
+    url = _url(host, served.port)
+    poller = None
+    if info is not None and devchain is not None:
+        info["rpc"] = url + "/chain"
+    elif follower is not None and chain is not None:
+        poller = asyncio.create_task(_follow(follower, chain.poll))
+    return RegistryServer(served, registry, url, info, poller)
 
 
 async def run(
@@ -272,11 +389,12 @@ async def run(
     stake_requirement: int = DEFAULT_STAKE_REQUIREMENT,
     seed: str | bytes | None = None,
     *,
-    on_ready: Callable[[str], None] | None = None,
+    on_ready: Callable[[RegistryServer], None] | None = None,
     stop: asyncio.Event | None = None,
     limits: ConnectionLimits | None = None,
     name_term: int = DEFAULT_NAME_TERM,
     health: HealthRules | None = None,
+    chain: ChainOptions | None = None,
 ) -> None:
     """Serve the registry until ``stop`` is set, SIGTERM/SIGINT arrives, or cancellation."""
     async with stop_on_signals(stop) as stopped:
@@ -289,14 +407,18 @@ async def run(
             limits=limits,
             name_term=name_term,
             health=health,
+            chain=chain,
         )
         try:
             log.info("registry listening on %s (height %d)", server.url, server.registry.height)
+            if server.chain_info is not None:
+                c = server.chain_info
+                log.info("node list from contract %s on chain %s", c["contract"], c["chain_id"])
             if on_ready is not None:
-                on_ready(server.url)
+                on_ready(server)
             await stopped.wait()
         finally:
             await server.close()
 
 
-__all__ = ["RegistryServer", "make_app", "run", "start"]
+__all__ = ["ChainOptions", "RegistryServer", "make_app", "run", "start"]

@@ -119,9 +119,28 @@ class NameRecord:
         }
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChainListing:
+    """One node as a staking contract lists it (see :mod:`session.registry.chain`)."""
+
+    pubkey_ed25519: str
+    pubkey_x25519: str
+    public_ip: str
+    storage_port: int
+    storage_lmq_port: int
+    stake: int  # whole tokens
+    signature: str  # hex: the node key's signature over (chain ID, contract, operator)
+
+
 class Registry:
     """Registered nodes and their swarms, and Session names; persisted in ``data_dir`` when
-    one is given."""
+    one is given.
+
+    With a staking contract (:meth:`attach_chain`), the node list is the contract's alone:
+    :meth:`apply_chain` replaces the entries at every block where the contract's listed set
+    changes, seeded from that block's hash and height; signed registrations are then only
+    announcements (:meth:`register` answers whether the chain lists the node).
+    """
 
     def __init__(
         self,
@@ -156,6 +175,14 @@ class Registry:
         self.last_timestamp: dict[str, int] = {}
         self.height = 0
         self.genesis: bytes = b""
+        #: (height, hash) of the chain block the node list was last taken from, when a staking
+        #: contract backs the registry; ``local_changes`` counts changes made off chain since.
+        self.chain_anchor: tuple[int, bytes] | None = None
+        self.local_changes = 0
+        #: why the chain does not list a node key (None: listed); set by :meth:`attach_chain`
+        self.chain_reason: Callable[[str], str | None] | None = None
+        #: staked nodes the health rules deregistered: not listed while that registration lasts
+        self.evicted: set[str] = set()
         wanted = genesis_from_seed(seed) if seed is not None else None
         if self.path is not None and self.path.exists():
             self._load(self.path)
@@ -178,6 +205,11 @@ class Registry:
 
     @property
     def block_hash(self) -> bytes:
+        if self.chain_anchor is not None:
+            chain_hash = self.chain_anchor[1]
+            return (
+                chain_hash if not self.local_changes else block_hash(chain_hash, self.local_changes)
+            )
         return block_hash(self.genesis, self.height)
 
     def is_active(self, entry: Entry) -> bool:
@@ -264,6 +296,8 @@ class Registry:
         f = verify_registration(doc, now=self._clock(), freshness=self.freshness)
         key = f["pubkey_ed25519"]
         self._check_newer(key, f["timestamp"])
+        if self.chain_reason is not None:
+            return self._announce(key, f, str(doc["signature"]))
         for other in self.entries.values():
             if other.pubkey_ed25519 == key or other.public_ip != f["public_ip"]:
                 continue
@@ -295,6 +329,12 @@ class Registry:
     def deregister(self, doc: Mapping[str, Any]) -> str:
         """Accept a signed deregistration; returns the removed node's Ed25519 key (hex)."""
         f = verify_deregistration(doc, now=self._clock(), freshness=self.freshness)
+        if self.chain_reason is not None:
+            raise RegistryError(
+                "this registry lists the staking contract's nodes: leave by requesting the "
+                "exit on the contract (session-node unstake)",
+                403,
+            )
         key = f["pubkey_ed25519"]
         if key not in self.entries:
             raise RegistryError(f"node {key} is not registered", 404)
@@ -346,12 +386,90 @@ class Registry:
             if t.kind == "deregister":
                 del self.entries[t.pubkey_ed25519]
                 self.health.forget(t.pubkey_ed25519)
+                if self.chain_reason is not None:
+                    # still staked: kept out until its registration leaves the contract
+                    self.evicted.add(t.pubkey_ed25519)
         if done:
             self._changed()
         elif self._health_dirty:
             self._save()
         self._health_dirty = False
         return done
+
+    # -- the staking contract ---------------------------------------------------------------
+
+    def attach_chain(self, reason: Callable[[str], str | None]) -> None:
+        """Make a staking contract the only source of nodes: entries loaded from the state
+        file are dropped (the chain's history rebuilds them, the same for every reader)."""
+        self.chain_reason = reason
+        self.entries = {}
+        self.chain_anchor = None
+        self.local_changes = 0
+
+    def apply_chain(
+        self, listing: Mapping[str, ChainListing], height: int, chain_hash: bytes
+    ) -> bool:
+        """The node list at chain block ``height`` (hash ``chain_hash``): entries follow
+        ``listing`` and, if the list changed, the swarms are reassigned seeded from that block.
+        Returns whether the list changed."""
+        self.evicted &= set(listing)  # a key off the contract may be staked afresh
+        listing = {k: v for k, v in listing.items() if k not in self.evicted}
+        changed = set(listing) != set(self.entries)
+        for key, item in listing.items():
+            old = self.entries.get(key)
+            if old is None:
+                self.health.registered(key, self._clock())
+                self.entries[key] = Entry(
+                    pubkey_ed25519=key,
+                    pubkey_x25519=item.pubkey_x25519,
+                    public_ip=item.public_ip,
+                    storage_port=item.storage_port,
+                    storage_lmq_port=item.storage_lmq_port,
+                    stake=item.stake,
+                    timestamp=0,
+                    signature=item.signature,
+                )
+                continue
+            before = old.listing()
+            old.pubkey_x25519 = item.pubkey_x25519
+            old.public_ip = item.public_ip
+            old.storage_port = item.storage_port
+            old.storage_lmq_port = item.storage_lmq_port
+            old.stake = item.stake
+            old.signature = item.signature
+            changed = changed or before != old.listing()
+        for key in [k for k in self.entries if k not in listing]:
+            del self.entries[key]
+            self.health.forget(key)
+        if changed or self.chain_anchor is None:
+            self.chain_anchor = (int(height), bytes(chain_hash))
+            self.local_changes = 0
+            self.height = int(height)
+            self._assign()
+            self._save()
+        return changed
+
+    def not_listed_reason(self, key: str) -> str | None:
+        """With a chain attached: why the node key is not listed (None: it is, or no chain)."""
+        if self.chain_reason is None:
+            return None
+        if key in self.evicted:
+            return (
+                "deregistered by the network's health rules while staked; request the exit "
+                "(session-node unstake) and stake again"
+            )
+        return self.chain_reason(key)
+
+    def _announce(self, key: str, fields: Mapping[str, Any], signature: str) -> ServiceNode:
+        """A signed registration with a chain attached: accepted as the node's word that it
+        is up, but listed only as the contract lists it (an unlisted node gets its entry back
+        inactive, without a swarm; :attr:`chain_reason` says why)."""
+        self.last_timestamp[key] = fields["timestamp"]
+        if key in self.entries:
+            self.health.registered(key, self._clock())  # counts as a proof, as without a chain
+            self._save()
+            return self.node(key)
+        return Entry(**fields, signature=signature).service_node(False)
 
     # -- names ------------------------------------------------------------------------------
 
@@ -443,15 +561,23 @@ class Registry:
             )
 
     def _changed(self) -> None:
-        """A node-list change: next height, new swarm assignment, save."""
-        self.height += 1
+        """A node-list change: next height (or, with a chain, one more change off chain at
+        the same block), new swarm assignment, save."""
+        if self.chain_anchor is None:
+            self.height += 1
+        else:
+            self.local_changes += 1
+        self._assign()
+        self._save()
+
+    def _assign(self) -> None:
+        """Swarm assignment of the active nodes, seeded from the current block hash."""
         seed = seed_from_hash(self.block_hash)
         active = [k for k, e in self.entries.items() if self.is_active(e)]
         previous = {k: e.swarm_id for k, e in self.entries.items() if self.is_active(e)}
         assignment = assign_swarms(previous, active, seed)
         for k, e in self.entries.items():
             e.swarm_id = assignment.get(k, UNASSIGNED_SWARM_ID)
-        self._save()
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -479,6 +605,7 @@ class Registry:
             "names_revision": self.names_revision,
             "name_timestamps": self.name_timestamps,
             "health": self.health.dump(),
+            "evicted": sorted(self.evicted),
         }
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "wb") as fh:
@@ -514,6 +641,7 @@ class Registry:
             }
             # Health came later: a state file without it has every node healthy.
             self.health.load(doc.get("health", {}))
+            self.evicted = {str(k) for k in doc.get("evicted", [])}
         except (OSError, ValueError, KeyError, TypeError, msgpack.UnpackException) as e:
             raise RegistryError(f"registry state file {path} is unreadable: {e}", 400) from None
 
@@ -534,6 +662,7 @@ def _wanted_fields(fields: Any) -> set[str] | None:
 __all__ = [
     "DEFAULT_NAME_TERM",
     "DEFAULT_STAKE_REQUIREMENT",
+    "ChainListing",
     "Entry",
     "NameRecord",
     "Registry",

@@ -236,8 +236,24 @@ def test_registry_command_serves(
             "g",
             "--name-term",
             "60",
+            "--chain-rpc",
+            "http://127.0.0.1:8545",
+            "--chain-contract",
+            "0x" + "ab" * 20,
+            "--chain-start-block",
+            "7",
         ],
     )
     assert r.exit_code == 0, r.output
     assert seen["args"] == ("127.0.0.1", 0, str(tmp_path), 5, "g", "info")
+    chain = seen["kwargs"].pop("chain")
     assert seen["kwargs"] == {"name_term": 60}
+    assert (chain.rpc, chain.contract, chain.start_block, chain.devnet) == (
+        "http://127.0.0.1:8545",
+        "0x" + "ab" * 20,
+        7,
+        False,
+    )
+    # no staking contract: refused with a sentence (no registration path skips the contract)
+    r = runner.invoke(main, ["registry", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 1 and "needs its staking contract" in r.output

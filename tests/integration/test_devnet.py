@@ -83,6 +83,36 @@ async def test_ready_health_metrics_and_nodes_json(devnet, client):
         assert status == 200
 
 
+LISTED_FIELDS = ("pubkey_x25519", "public_ip", "storage_port", "storage_lmq_port", "stake")
+
+
+def chain_view(devnet):
+    """The registry's listed nodes and the same recomputed from the contract's raw event logs
+    (tests/stakelib.py, written apart from the registry's reader)."""
+    from session.registry.chain import connect
+    from stakelib import rebuild_from_logs
+
+    w3 = connect(devnet.chain["rpc"])
+    states = devnet.node_list()["result"]["service_node_states"]
+    mine = {s["pubkey_ed25519"]: {k: s[k] for k in LISTED_FIELDS} for s in states}
+    return w3, mine, rebuild_from_logs(w3, devnet.chain["contract"])
+
+
+async def test_the_node_list_is_the_staking_contracts(devnet):
+    """Every node was staked through the contract; the list is what an independent reading of
+    the chain's events gives, seeded from the block where it last changed; nodes.json names the
+    chain, the contract and the height."""
+    doc = json.loads((devnet.dir / "nodes.json").read_text())
+    assert doc["chain"]["contract"] == devnet.chain["contract"]
+    assert doc["chain"]["height"] == doc["result"]["height"]
+    w3, mine, rebuilt = chain_view(devnet)
+    assert int(w3.eth.chain_id) == doc["chain"]["chain_id"]
+    assert mine == rebuilt and len(mine) == len(devnet.running_nodes())
+    assert devnet.locked_tokens() == 25_000 * len(mine)
+    result = devnet.node_list()["result"]
+    assert result["block_hash"] == bytes(w3.eth.get_block(result["height"])["hash"]).hex()
+
+
 async def test_ports_are_the_ones_each_process_bound(devnet, client):
     """Every process bound port 0 and reported what it got: all distinct, all answering."""
     ports = [p for n in devnet.nodes for p in (n.https_port, n.zmq_port, n.admin_port)]
@@ -358,6 +388,25 @@ async def test_restarted_node_keeps_data(devnet, client):
     assert body["hash"] in await retrieve_hashes(client, devnet.nodes[2].url, erin)
 
 
+async def test_a_node_checking_the_chain_itself_takes_the_registrys_list(devnet, client):
+    """``registry.chain_rpc``: the node follows the staking contract itself and uses the
+    registry's list only if it agrees (it would stay out of its swarm otherwise)."""
+    chain = {
+        "SESSION_NODE_REGISTRY__CHAIN_RPC": devnet.chain["rpc"],
+        "SESSION_NODE_REGISTRY__CHAIN_CONTRACT": devnet.chain["contract"],
+        "SESSION_NODE_REGISTRY__CHAIN_START_BLOCK": str(devnet.chain["deploy_block"]),
+    }
+    devnet.extra_env.update(chain)
+    try:
+        devnet.restart_node(3)  # returns once it is ready: in its swarm, on the checked list
+    finally:
+        for k in chain:
+            devnet.extra_env.pop(k)
+    await client.serving_reads(devnet.nodes[3].url)
+    log = (devnet.nodes[3].data_dir / "process.log").read_text()
+    assert "list refused" not in log
+
+
 async def test_node_joins_gets_its_swarm_data_and_leaves_without_doubling(devnet, client):
     frank = Identity.generate()
     hashes = set()
@@ -378,8 +427,13 @@ async def test_node_joins_gets_its_swarm_data_and_leaves_without_doubling(devnet
     status, body = await client.rpc(newcomer.url, store_request(frank.session_id, b"after join"))
     assert status == 200 and len([r for r in body["swarm"].values() if not r.get("failed")]) == 6
     hashes.add(body["hash"])
-    # leaving: deregistered, it hands over (the swarm already has everything) and drops its copy
+    # leaving: its exit on the contract takes it off the list once the unlock period passed; it
+    # hands over (the swarm already has everything), drops its copy, and its stake comes back
     await asyncio.to_thread(devnet.remove_node, newcomer, grace=3.0)
+    _, mine, rebuilt = chain_view(devnet)
+    assert newcomer.pubkey_ed25519 not in mine and mine == rebuilt
+    op = devnet.operator(newcomer)
+    assert op.token.functions.balanceOf(op.address).call() == 25_000 * 10**9
     db = newcomer.data_dir / "db" / "storage.db"
     left = sqlite3.connect(db).execute("SELECT COUNT(*) FROM messages").fetchone()[0]
     assert left == 0, "a node that left its swarm still holds the swarm's data"

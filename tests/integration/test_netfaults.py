@@ -267,6 +267,7 @@ class NetnsNet:
             "netfaults",
             "--log-level",
             "warning",
+            "--devnet-chain",
         ]
         p = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=self._log("registry"), stdin=subprocess.DEVNULL
@@ -274,7 +275,40 @@ class NetnsNet:
         self.procs.append(p)
         assert p.stdout is not None
         line = p.stdout.readline()  # the registry prints its ready line or exits
-        self.registry_url = json.loads(line)["url"]
+        ready = json.loads(line)
+        self.registry_url = ready["url"]
+        self.chain = ready["chain"]
+        self.staked: set[int] = set()
+
+    def stake(self, i: int) -> bool:
+        """Stake node ``i`` through the registry's chain once it has its keys and listens
+        (the registry lists only staked nodes); True once staked."""
+        if i in self.staked:
+            return True
+        if not (self.dir / f"node-{i}" / "ready.json").exists():
+            return False
+        from web3 import HTTPProvider, Web3
+
+        from session.node import keys
+        from session.registry.staking import (
+            Operator,
+            devnet_key,
+            fund_and_stake,
+            new_account,
+            operator_key,
+        )
+
+        c = self.chain
+        # the hub's address is not loopback: the registry's self-signed certificate is known
+        w3 = Web3(HTTPProvider(self.registry_url + "/chain", request_kwargs={"verify": False}))
+        op = Operator(w3, c["contract"], new_account(operator_key("netfaults", i)),
+                      chain_id=c["chain_id"], token=c["token"])  # fmt: skip
+        payload = op.payload(keys.load(self.dir / f"node-{i}"), public_ip=self.node_ips[i],
+                             storage_port=22021, storage_lmq_port=22020,
+                             amount=25_000 * 10 ** c["decimals"])  # fmt: skip
+        fund_and_stake(w3, new_account(devnet_key("netfaults", "deployer")), [(op, payload)])
+        self.staked.add(i)
+        return True
 
     def start_node(self, i: int) -> None:
         d = self.dir / f"node-{i}"
@@ -462,7 +496,10 @@ def netns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsNet]:
             net.start_node(i)
         wait_until(
             "every node ready and in the swarm",
-            lambda: all([net.node_ready(i) for i in range(NODES)]),
+            lambda: (
+                all([net.stake(i) for i in range(NODES)])
+                and all([net.node_ready(i) for i in range(NODES)])
+            ),
             timeout=45,
         )
         yield net

@@ -20,11 +20,19 @@ from session.identity import Identity
 from session.proto.snodes import INVALID_SWARM_ID, parse_node_list
 from session.registry import client, server
 from session.registry.assign import MIN_SWARM_SIZE
+from session.registry.chain import connect
 from session.registry.messages import (
     build_deregistration,
     build_registration,
     now_ms,
     registration_payload,
+)
+from session.registry.staking import (
+    Operator,
+    devnet_key,
+    fund_and_stake,
+    new_account,
+    operator_key,
 )
 from session.registry.state import Registry
 
@@ -430,6 +438,7 @@ def test_module_entry_point_ready_line_and_sigterm(tmp_path: Path) -> None:
             "10",
             "--seed",
             "cli",
+            "--devnet-chain",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -440,10 +449,30 @@ def test_module_entry_point_ready_line_and_sigterm(tmp_path: Path) -> None:
         line = proc.stdout.readline()
         ready = json.loads(line)
         assert ready["ready"] is True and ready["url"].startswith("https://127.0.0.1:")
+        assert ready["chain"]["rpc"] == ready["url"] + "/chain"
         nodes = asyncio.run(client.fetch_nodes(ready["url"]))
         assert nodes == []
+        # staked through the contract at the registry's /chain: listed at once (10 tokens
+        # required here); 9 tokens are not enough, and the log says so
+        w3 = connect(ready["chain"]["rpc"])
+        c = ready["chain"]
+        a, b = node_identity(), node_identity()
+        stakes = []
+        for i, (ident, tokens) in enumerate(((a, 10), (b, 9))):
+            op = Operator(w3, c["contract"], new_account(operator_key("cli", i)),
+                          chain_id=c["chain_id"], token=c["token"])  # fmt: skip
+            stakes.append((op, op.payload(ident, public_ip="127.0.0.1", storage_port=5000 + 2 * i,
+                                          storage_lmq_port=5001 + 2 * i,
+                                          amount=tokens * 10 ** c["decimals"])))  # fmt: skip
+        _, rid_b = fund_and_stake(w3, new_account(devnet_key("cli", "deployer")), stakes)
+        nodes = asyncio.run(client.fetch_nodes(ready["url"]))
+        assert [n.pubkey_ed25519 for n in nodes] == [bytes(a.ed25519_public).hex()]
+        assert nodes[0].stake == 10 and nodes[0].storage_port == 5000
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+        assert f"registration #{rid_b} of node {bytes(b.ed25519_public).hex()} is not listed" in err
+        assert "its stake of 9 tokens is below the 10 required" in err
     finally:
         if proc.poll() is None:
             proc.kill()
