@@ -14,6 +14,7 @@ from session.proto.snodes import INVALID_SWARM_ID
 from session.registry.assign import MIN_SWARM_SIZE
 from session.registry.chain import ChainFollower, ChainReader, sign_stake
 from session.registry.devchain import DevChain
+from session.registry.health import HealthRules
 from session.registry.messages import build_deregistration, build_registration
 from session.registry.state import Registry
 from stakelib import (
@@ -170,3 +171,45 @@ def test_every_reader_of_the_chain_gets_the_same_list_and_swarms() -> None:
     assert listed(late) == rebuild_from_logs(chain.w3, chain.contract)
     doc = late.get_n_service_nodes({})
     assert doc["block_hash"] == bytes(chain.w3.eth.get_block(late.height)["hash"]).hex()
+
+
+def test_a_node_the_health_rules_deregister_stays_out_while_its_stake_lasts() -> None:
+    """Health stays off chain: a staked node deregistered for a long outage is not listed again
+    at the next block, only once its registration has left the contract and it staked anew."""
+    chain = DevChain("evict", unlock_blocks=UNLOCK)
+    clock = [1_800_000_000.0]
+    rules = HealthRules(proof_timeout=30.0, unreachable_after=10.0, report_window=60.0,
+                        deregister_after=300.0, check_interval=1.0)  # fmt: skip
+    reg = Registry(clock=lambda: clock[0], health=rules)
+    reader = ChainReader(
+        chain.w3, chain.contract, min_tokens=25_000, start_block=chain.deploy_block
+    )
+    f = ChainFollower(reg, reader)
+    ids = [node_identity() for _ in range(6)]
+    rids = [stake(chain, operator(chain, i), ident, 25_000, port=34000 + 10 * i)
+            for i, ident in enumerate(ids)]  # fmt: skip
+    f.sync()
+    silent = bytes(ids[0].ed25519_public).hex()
+
+    def advance(seconds: float) -> None:
+        for _ in range(int(seconds)):
+            clock[0] += 1
+            for ident in ids[1:]:
+                reg.health.registered(bytes(ident.ed25519_public).hex(), clock[0])  # proofs
+            reg.check_health()
+
+    advance(35)
+    assert not reg.node(silent).active  # decommissioned
+    advance(300)
+    assert silent not in reg.entries
+    stake(chain, operator(chain, 7), node_identity(), 25_000, port=34100)
+    f.sync()  # a new block: still out
+    assert silent not in listed(reg) and len(listed(reg)) == 6
+    assert "health rules" in (reg.not_listed_reason(silent) or "")
+    operator(chain, 0).request_exit(rids[0])
+    chain.tester.mine_blocks(UNLOCK)
+    f.sync()
+    operator(chain, 0).withdraw(rids[0])
+    stake(chain, operator(chain, 0), ids[0], 25_000, port=34000)
+    f.sync()
+    assert silent in listed(reg)
