@@ -110,6 +110,7 @@ def node_footprint(idle: float = 5.0) -> dict[str, Any]:
             [
                 *(sys.executable, "-P", "-m", "session.cli.node", "registry", "--port", "0"),
                 *("--data-dir", str(d / "registry"), "--log-level", "warning"),
+                "--devnet-chain",  # a registry lists a staking contract's nodes
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
