@@ -2,8 +2,8 @@
 ``last_hash`` cursors.
 
 The poller sticks to one member of the own swarm (a cursor is only meaningful on the node that
-issued it) and moves to another member when that one fails. It returns only messages whose
-hash was never seen before (dedupe by swarm hash, persisted).
+issued it) and moves to another member when that one fails (at once when it is known down). It
+returns only messages whose hash was never seen before (dedupe by swarm hash, persisted).
 """
 
 from __future__ import annotations
@@ -47,8 +47,19 @@ class Poller:
         return self.node
 
     async def poll(self, namespace: int) -> list[tuple[str, str, int]]:
-        """New ``(hash, data_b64, expiration_ms)`` rows of ``namespace`` (not yet marked seen)."""
+        """New ``(hash, data_b64, expiration_ms)`` rows of ``namespace`` (not yet marked seen).
+
+        When the member polled turns out to be down (a relay named it unreachable), the poll
+        moves to another member at once, once, instead of failing until the next poll."""
         node = self._pick_node()
+        try:
+            return await self._poll_at(node, namespace)
+        except NetworkError:
+            if node.pubkey_ed25519 not in self.rpc.t.paths.bad:
+                raise
+            return await self._poll_at(self._pick_node(), namespace)
+
+    async def _poll_at(self, node: ServiceNode, namespace: int) -> list[tuple[str, str, int]]:
         out: list[tuple[str, str, int]] = []
         got: set[str] = set()  # a node may repeat a message across pages
         try:
