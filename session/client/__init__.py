@@ -20,6 +20,7 @@ from session.client.events import (
     MessageReceived,
     MessageSent,
     ProfileChanged,
+    ReadElsewhere,
     RequestAccepted,
     Typing,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "MessageRequest",
     "MessageSent",
     "ProfileChanged",
+    "ReadElsewhere",
     "RequestAccepted",
     "Typing",
 ]

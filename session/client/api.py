@@ -707,6 +707,8 @@ class Client:
                         dar_hashes.setdefault(exp_at, []).append(m.hash)
                 self.db.update_message(m.id, **fields)
             ts = [m.sent_ms for m in rows]
+            if conversation.startswith("05"):  # our other devices learn how far we read
+                self.config.push_read(conversation, max(ts))
             if self.read_receipts and contact and contact.approved and not contact.blocked:
                 sent_ms = self._next_sent_ms()
                 self._enqueue(

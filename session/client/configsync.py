@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from session.client import messages as M
 from session.client import sync as S
 from session.client.db import Database
-from session.client.events import AvatarChanged, ContactsSynced, EventHub, ProfileChanged
+from session.client.events import (
+    AvatarChanged,
+    ContactsSynced,
+    EventHub,
+    ProfileChanged,
+    ReadElsewhere,
+)
 from session.client.network import NetworkClock
 from session.client.outbox import Outbox
 from session.errors import SessionError
@@ -146,9 +152,19 @@ class ConfigSync:
                 self.db.put_config_state(ns, result.serialize())
             self._adopt(ns, old.data, result.data)
 
+    def push_read(self, conversation: str, read_ms: int) -> None:
+        """Tell our other devices the 1:1 conversation was read up to ``read_ms``."""
+        self.edit(S.NS_CONVO_INFO, lambda data: S.set_last_read(data, conversation, read_ms))
+
     def _adopt(self, ns: int, old: ConfigData, new: ConfigData) -> None:
         """Write into the database what changed from ``old`` to ``new`` (inside a transaction)."""
         me = self.identity.session_id
+        if ns == S.NS_CONVO_INFO:
+            read_before = S.last_read(old)
+            for sid, read_ms in S.last_read(new).items():
+                if read_before.get(sid, 0) < read_ms and self.db.mark_read_until(sid, read_ms):
+                    self.hub.emit(ReadElsewhere(sid, read_ms))
+            return
         if ns == S.NS_USER_PROFILE:
             name = S.display_name(new)
             if name and name != S.display_name(old):

@@ -582,6 +582,16 @@ class Database:
         sets = ", ".join(f"{k}=?" for k in vals)
         self.conn.execute(f"UPDATE messages SET {sets} WHERE id=?", (*vals.values(), message_id))
 
+    def mark_read_until(self, conversation: str, read_ms: int) -> int:
+        """Mark received messages of ``conversation`` sent up to ``read_ms`` read (another
+        device read them); returns how many changed."""
+        cur = self.conn.execute(
+            "UPDATE messages SET status='read', read_ms=? WHERE conversation=? AND outgoing=0"
+            " AND status='received' AND sent_ms<=?",
+            (read_ms, conversation, read_ms),
+        )
+        return cur.rowcount
+
     def delete_message(self, message_id: int) -> None:
         self.conn.execute("DELETE FROM messages WHERE id=?", (message_id,))
 

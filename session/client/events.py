@@ -112,6 +112,15 @@ class ContactsSynced(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class ReadElsewhere(Event):
+    """Another device of ours read ``conversation`` up to ``read_ms`` (ConvoInfoVolatile):
+    its messages up to then are marked read here too (no second read receipt)."""
+
+    conversation: str
+    read_ms: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class ConnectionChanged(Event):
     """The client went offline (a poll or a delivery could not reach the network; ``error``
     says why) or came back online (``error`` is empty)."""

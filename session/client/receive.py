@@ -38,7 +38,7 @@ log = logging.getLogger("session.client")
 #: Longest display name kept from a peer's profile.
 MAX_NAME_CHARS = 100
 #: Namespaces a poll step retrieves, in order (profile and contacts before messages).
-POLLED_NAMESPACES = (S.NS_USER_PROFILE, S.NS_CONTACTS, 0)
+POLLED_NAMESPACES = (S.NS_USER_PROFILE, S.NS_CONTACTS, S.NS_CONVO_INFO, 0)
 
 
 class Receiver:
@@ -64,7 +64,7 @@ class Receiver:
         self.on_group_update: Callable[[M.Incoming, Any], list[Event]] | None = None
 
     async def poll_once(self) -> int:
-        """Retrieve and apply new messages of namespaces 2, 3 and 0; returns how many new
+        """Retrieve and apply new messages of namespaces 2, 3, 4 and 0; returns how many new
         stored messages were seen. Raises NetworkError / NotEnoughNodes when offline."""
         total = 0
         for ns in POLLED_NAMESPACES:

@@ -7,7 +7,10 @@ holds and how they are stored. The config messages themselves, their merge and t
   kept as other clients set them;
 * namespace 3, domain ``Contacts``: ``c`` → {33-byte Session ID → {``n`` name, ``p``/``q`` the
   contact's profile picture, ``a`` approved, ``A`` approved me, ``b`` blocked, ``e`` expiration
-  type, ``E`` timer, and the keys other clients set, kept untouched}}.
+  type, ``E`` timer, and the keys other clients set, kept untouched}};
+* namespace 4, domain ``ConvoInfoVolatile``: ``1`` → {Session ID (hex) → {``r`` last-read
+  time (ms), ``u`` marked unread}}: how far each 1:1 conversation was read on any device
+  (``o``/``g`` entries of communities and groups are kept as other clients set them).
 
 A stored config is :func:`session.groups.config.seal` of the serialized message under the
 account's Ed25519 seed; :func:`open_config` also accepts the older protobuf-wrapped form.
@@ -27,7 +30,12 @@ from session.proto import session_pb2 as pb
 
 NS_USER_PROFILE = 2
 NS_CONTACTS = 3
-DOMAINS = {NS_USER_PROFILE: "UserProfile", NS_CONTACTS: "Contacts"}
+NS_CONVO_INFO = 4
+DOMAINS = {
+    NS_USER_PROFILE: "UserProfile",
+    NS_CONTACTS: "Contacts",
+    NS_CONVO_INFO: "ConvoInfoVolatile",
+}
 
 #: Contact flags and their keys in a contact's config entry.
 _FLAGS = (("a", "approved"), ("A", "approved_me"), ("b", "blocked"))
@@ -199,4 +207,40 @@ def contact_pics(data: ConfigData) -> dict[str, Pic]:
             pic = _pic(entry)
             if pic is not None:
                 out[sid.hex()] = pic
+    return out
+
+
+def set_last_read(data: ConfigData, session_id: str, read_ms: int) -> None:
+    """Record in ConvoInfoVolatile data that the 1:1 conversation with ``session_id`` was read
+    up to ``read_ms`` (never moving backwards; other keys of the entry kept)."""
+    one = data.get(b"1")
+    one = one if isinstance(one, dict) else {}
+    key = session_id.encode()
+    entry = one.get(key)
+    entry = dict(entry) if isinstance(entry, dict) else {}
+    old = entry.get(b"r")
+    entry[b"r"] = max(read_ms, old if isinstance(old, int) else 0)
+    entry.pop(b"u", None)  # read now, so no longer marked unread
+    one[key] = entry
+    data[b"1"] = one
+
+
+def last_read(data: ConfigData) -> dict[str, int]:
+    """The last-read time (ms) of each 1:1 conversation in ConvoInfoVolatile data (malformed
+    entries skipped)."""
+    one = data.get(b"1")
+    out: dict[str, int] = {}
+    if not isinstance(one, dict):
+        return out
+    for key, entry in one.items():
+        if not isinstance(key, bytes) or len(key) != 66 or not isinstance(entry, dict):
+            continue
+        r = entry.get(b"r")
+        try:
+            sid = key.decode("ascii").lower()
+            bytes.fromhex(sid)
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(r, int) and r > 0:
+            out[sid] = r
     return out

@@ -30,6 +30,7 @@ from session.client import (
     MessageReceived,
     MessageSent,
     ProfileChanged,
+    ReadElsewhere,
     RequestAccepted,
     Typing,
 )
@@ -533,6 +534,8 @@ class SessionTui(App[str | None]):
                     await self.history.event_line(
                         model.expiration_line(self.client, ev.by, ev.expiration)
                     )
+            case ReadElsewhere():
+                await self.refresh_list()
             case RequestAccepted() | ProfileChanged() | ContactsSynced():
                 await self.refresh_list()
                 if self.current is not None:

@@ -276,3 +276,41 @@ def test_profile_pictures_sync_to_the_other_device(tmp_path: Path) -> None:
     a.push()
     b.poll()
     assert b.db.avatar() is None
+
+
+async def test_read_state_syncs_between_devices(tmp_path: Path) -> None:
+    """ConvoInfoVolatile: reading a conversation on one device marks it read on the other
+    (through the real mark_read, outbox, sealing and merge)."""
+    import hashlib
+
+    from session.client import Client, ReadElsewhere
+    from session.client import messages as M
+    from session.client import sync as S
+
+    bob = Identity.generate()
+    one = Client.open(tmp_path / "one", background=False)
+    two = Client.open(tmp_path / "two", mnemonic=one.identity.mnemonic, background=False)
+    events = two.events()
+    try:
+        rows = []
+        for i, body in enumerate(("first", "second")):
+            t = 1_700_000_000_000 + i
+            data = M.seal(bob, one.session_id, M.text(body, sent_ms=t), t)
+            rows.append((hashlib.sha256(data.encode()).hexdigest(), data, 0))
+        for dev in (one, two):
+            dev.process_stored(rows)
+            await dev.accept_request(bob.session_id)
+        await one.mark_read(bob.session_id)
+        pushed = [e for e in one.outbox.due(2**62) if e.namespace == S.NS_CONVO_INFO]
+        assert len(pushed) == 1
+        two.config.apply([("h-convo", pushed[0].data, 0)], S.NS_CONVO_INFO)
+        assert [m.status for m in two.messages(bob.session_id)] == ["read", "read"]
+        assert [e for e in events.pending() if isinstance(e, ReadElsewhere)] == [
+            ReadElsewhere(bob.session_id, 1_700_000_000_001)
+        ]
+        # no read receipt from the second device: only the first sent one
+        assert not [e for e in two.outbox.due(2**62) if e.kind == "receipt"]
+    finally:
+        events.close()
+        await one.close()
+        await two.close()
