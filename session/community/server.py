@@ -24,7 +24,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote
 
 from aiohttp import web
@@ -69,6 +69,7 @@ MAX_REACTORS = 10_000
 MAX_BAN_TIMEOUT = 100 * 365 * 86_400
 
 SyncHandler = Callable[[V4Request, "User | None"], V4Response]
+T = TypeVar("T")
 
 
 def _b64(data: bytes) -> str:
@@ -240,13 +241,25 @@ class CommunityService:
     # -- plumbing -------------------------------------------------------------------------------
     def _route(self, method: str, pattern: str, fn: SyncHandler) -> None:
         async def handle(req: V4Request) -> V4Response:
-            async with self._lock:
-                resp = await asyncio.to_thread(self._outer, req, fn)
+            resp = await self._on_worker(self._outer, req, fn)
             self.requests.labels(f"{resp.status // 100}xx").inc()
             return resp
 
         self.routes.add(method, pattern, handle)
         self._sync[handle] = fn
+
+    async def _on_worker(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on a worker thread, one at a time. The lock is held until the thread
+        is done even when the caller is cancelled (a thread cannot be stopped: releasing it
+        early would let a second thread into the store inside the first one's transaction)."""
+        await self._lock.acquire()
+        try:
+            work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+        except BaseException:
+            self._lock.release()
+            raise
+        work.add_done_callback(lambda _: self._lock.release())
+        return await asyncio.shield(work)
 
     def _outer(self, req: V4Request, fn: SyncHandler) -> V4Response:
         """Authenticate ``req`` and run ``fn`` (on the worker thread)."""
@@ -966,14 +979,18 @@ class CommunityService:
         self.rooms_gauge.set(len(self.store.rooms()))
         return got
 
+    async def close(self) -> None:
+        """Close the store once no worker thread uses it."""
+        async with self._lock:
+            self.store.close()
+
     async def sweep(self) -> tuple[int, int, int]:
         """Delete what expired (files, DMs, bans, nonces); refresh the rooms gauge."""
-        async with self._lock:
-            try:
-                return await asyncio.to_thread(self._sweep)
-            except sqlite3.Error as e:
-                log.error("community sweep failed: %s", type(e).__name__)
-                return 0, 0, 0
+        try:
+            return await self._on_worker(self._sweep)
+        except sqlite3.Error as e:
+            log.error("community sweep failed: %s", type(e).__name__)
+            return 0, 0, 0
 
 
 def _each(rooms: list[Room] | None) -> list[Room | None]:
@@ -1018,7 +1035,7 @@ class RunningCommunity:
         if self.admin is not None:
             await self.admin.close()
         await self.served.close()
-        self.service.store.close()
+        await self.service.close()
 
 
 async def _sweep_forever(service: CommunityService, interval: float) -> None:

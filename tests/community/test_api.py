@@ -4,9 +4,11 @@ permissions and direct messages."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -17,8 +19,9 @@ import pytest
 
 from session.blinding import sogs_auth_headers
 from session.community.server import RunningCommunity, start
-from session.community.store import CommunityStore, member_key
+from session.community.store import CommunityStore, Room, member_key
 from session.protocol import pad
+from session.service.onion import V4Request, V4Response
 from session.service.tls import ensure_certificate
 from session.testing.community import Member, community_config
 from session.testing.http import one_hop_v4
@@ -203,3 +206,33 @@ async def test_https_and_loopback_metrics(tmp_path: Path) -> None:
         assert "community_rooms 1.0" in text
     finally:
         await running.close()
+
+
+async def test_a_cancelled_request_keeps_the_store_until_its_thread_is_done(
+    server: RunningCommunity, member: Callable[[], Member], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A handler's thread cannot be stopped: when its request is cancelled (a shutdown, a
+    timeout) nobody else enters the store until that thread is done, so two threads never
+    share one transaction."""
+    service = server.service
+    entered, release = threading.Event(), threading.Event()
+    real_rooms = service.store.rooms
+
+    def slow_rooms() -> list[Room]:
+        entered.set()
+        release.wait(60)
+        return real_rooms()
+
+    monkeypatch.setattr(service.store, "rooms", slow_rooms)
+    found = service.routes.resolve("GET", "/rooms")
+    assert not isinstance(found, V4Response)
+    task = asyncio.ensure_future(found[0](V4Request("GET", "/rooms")))
+    assert await asyncio.to_thread(entered.wait, 60)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert service._lock.locked()
+    monkeypatch.setattr(service.store, "rooms", real_rooms)
+    release.set()
+    status, rooms = await member().call("GET", "/rooms")
+    assert status == 200 and [r["token"] for r in rooms] == ["lobby"]
