@@ -517,3 +517,40 @@ def test_hostile_poll_answers_are_skipped_not_raised(tmp_path: Path) -> None:
         check()
     finally:
         asyncio.run(c.close())
+
+
+@needs_dm
+async def test_terminal_lines_are_sanitised(pair: Any) -> None:
+    """Everything a poster chose (name, text, quote, file name and type, reaction) reaches the
+    terminal lines of ``community read`` only through the sanitiser."""
+    from session.cli.client.community import post_lines
+
+    sogs, alice, bob = pair
+    await alice.communities.join(URL)
+    await bob.communities.join(URL)
+    evil = "\x1b[2J\x1b]0;pwned\x07"
+    content = C.post_content(
+        "text" + evil,
+        sent_ms=5,
+        display_name="Mallory" + evil,
+        quote=(1, "15" + evil, "quoted" + evil),
+        attachments=[pb.AttachmentPointer(deprecated_id=1, fileName=evil, contentType=evil)],
+    )
+    data = C.encode_post(content)
+    mallory = Identity.generate()
+    sogs.posts[1] = {
+        "id": 1,
+        "seqno": 1,
+        "session_id": blinding.blinded15_id(mallory, SERVER_PK),
+        "posted": 1.0,
+        "data": base64.b64encode(data).decode(),
+        "signature": base64.b64encode(blinding.blind15_sign(mallory, SERVER_PK, data)).decode(),
+        "reactions": {evil: {"index": 0, "count": 1, "reactors": []}},
+    }
+    sogs.seq = 1
+    await bob.communities.poll(BASE)
+    (p,) = bob.communities.posts("lobby")
+    assert p.name == "Mallory" + evil  # stored exactly
+    lines = "\n".join(post_lines(bob, p))
+    assert "\x1b" not in lines and "\x07" not in lines
+    assert "Mallory" in lines and "quoted" in lines

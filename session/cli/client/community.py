@@ -127,7 +127,7 @@ def post_lines(c: Client, p: Post) -> list[str]:
     lines = [f"  #{p.id} [{t}] {who(c, p)}: {shown(p.body, multiline=True)}{edited}"]
     if p.quote:
         lines.append(
-            f"      ↪ replying to {short(str(p.quote.get('author', '')))}: "
+            f"      ↪ replying to {shown(short(str(p.quote.get('author', ''))))}: "
             f"{shown(str(p.quote.get('text') or ''))}"
         )
     for f in p.files:
