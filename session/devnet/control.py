@@ -74,6 +74,8 @@ def _ready_line(net: Devnet, control_port: int, seconds: float) -> dict[str, Any
         "dir": str(net.dir),
         "nodes_json": str(net.dir / "nodes.json"),
         "registry": net.registry_url,
+        # the devnet chain (rpc, chain_id, contract, token, ...): for `session-node stake status`
+        "chain": net.chain,
         "control": f"http://127.0.0.1:{control_port}",
         "nodes": [
             {"name": n.name, "url": n.url, "admin": n.admin_url, "pubkey_ed25519": n.pubkey_ed25519}

@@ -136,4 +136,5 @@ def test_devnet_from_a_checkout_runs_the_installed_package(
     assert line, err
     doc = json.loads(line)
     assert doc["ready"] is True and len(doc["nodes"]) == 1
+    assert doc["chain"]["contract"].startswith("0x")  # the contract artifact is in the wheel
     assert proc.returncode == 0, err
