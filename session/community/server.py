@@ -53,6 +53,7 @@ from session.identity import Identity
 from session.node import keys
 from session.service import tls
 from session.service.admin import admin_app
+from session.service.datadir import DataDirLock
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, run_until_signal, serve
 from session.service.tasks import cancel_and_wait, spawn
@@ -1095,7 +1096,13 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
 
 async def run(cfg: CommunityConfig, on_ready: Callable[[RunningCommunity], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    await run_until_signal(lambda: start(cfg), on_ready, log, "community server")
+    await run_until_signal(
+        lambda: start(cfg),
+        on_ready,
+        log,
+        "community server",
+        DataDirLock(cfg.data_dir, "session-community"),
+    )
 
 
 __all__ = [

@@ -28,6 +28,7 @@ from session.fileserver.store import FileInfo, FileNotFound, FileStore, FileTooL
 from session.identity import Identity
 from session.node import keys
 from session.service import tls
+from session.service.datadir import DataDirLock
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, body_pieces, run_until_signal, serve, streams_body
 from session.service.tasks import cancel_and_wait, spawn
@@ -255,7 +256,13 @@ async def start(cfg: FileServerConfig) -> RunningFileServer:
 
 async def run(cfg: FileServerConfig, on_ready: Callable[[RunningFileServer], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    await run_until_signal(lambda: start(cfg), on_ready, log, "file server")
+    await run_until_signal(
+        lambda: start(cfg),
+        on_ready,
+        log,
+        "file server",
+        DataDirLock(cfg.data_dir, "session-fileserver"),
+    )
 
 
 __all__ = ["FileService", "RunningFileServer", "load_identity", "run", "start"]

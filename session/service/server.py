@@ -43,6 +43,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from session.service.config import ConnectionLimits
+from session.service.datadir import DataDirLock
 from session.service.memory import keep_large_buffers
 
 log = logging.getLogger("session.service.server")
@@ -519,20 +520,27 @@ S = TypeVar("S", bound=_Closable)
 
 async def run_until_signal(
     start: Callable[[], Awaitable[S]], on_ready: Callable[[S], None], logger: logging.Logger,
-    what: str,
+    what: str, lock: DataDirLock | None = None,
 ) -> None:  # fmt: skip
     """Start a service (``await start()``), call ``on_ready`` with it, serve until SIGTERM or
     SIGINT, then close it. Freed large buffers are kept for the next request
-    (:func:`~session.service.memory.keep_large_buffers`)."""
+    (:func:`~session.service.memory.keep_large_buffers`). ``lock`` (its data directory's) is
+    held from before the start to after the close: a second one on the directory is refused."""
     keep_large_buffers()
-    async with stop_on_signals() as stop:
-        server = await start()
-        try:
-            logger.info("%s listening", what)
-            on_ready(server)
-            await stop.wait()
-        finally:
-            await server.close()
+    if lock is not None:
+        lock.acquire()
+    try:
+        async with stop_on_signals() as stop:
+            server = await start()
+            try:
+                logger.info("%s listening", what)
+                on_ready(server)
+                await stop.wait()
+            finally:
+                await server.close()
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 __all__ = [

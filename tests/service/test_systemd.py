@@ -245,3 +245,26 @@ def test_data_dir_lock(tmp_path: Path) -> None:
 )
 def test_permanent_refusals(status: int, message: str, permanent: bool) -> None:
     assert permanent_refusal(RegistryError(message, status)) is permanent
+
+
+async def test_a_second_file_server_on_one_data_directory_is_refused(tmp_path: Path) -> None:
+    from session.fileserver import server as fs_server
+    from session.fileserver.config import load_config
+
+    cfg = load_config(
+        None,
+        env={},
+        overrides={"data_dir": str(tmp_path), "network.port": 0, "network.tls": False},
+    )
+    ready = asyncio.Event()
+    first = asyncio.ensure_future(fs_server.run(cfg, lambda _server: ready.set()))
+    try:
+        await asyncio.wait_for(ready.wait(), 60)
+        with pytest.raises(ConfigError, match="another session-fileserver is already running"):
+            await fs_server.run(cfg, lambda _server: pytest.fail("must not start"))
+    finally:
+        first.cancel()
+        await asyncio.wait([first])
+    lock = DataDirLock(tmp_path, "session-fileserver")  # released once the first one stopped
+    lock.acquire()
+    lock.release()
