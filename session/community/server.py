@@ -605,10 +605,28 @@ class CommunityService:
                                moderator=perms.moderator)  # fmt: skip
         return _ok({})
 
+    def _may_delete_all(self, room: Room, user: User, keys_: list[str]) -> str | None:
+        """Why ``user`` may not delete every post of ``keys_`` in ``room`` (SOGS's rules: their
+        own, or a moderator's power, and an admin's to delete an admin's), or None."""
+        if user.key in keys_:
+            return None
+        perms = self.store.perms(room, user)
+        if not perms.moderator:
+            return "This endpoint requires moderator room permissions"
+        roles = [self.store.role(room, k) for k in keys_]
+        if not perms.admin and any(r is not None and r[0] for r in roles):
+            return "only admins may delete all posts of an admin"
+        return None
+
     def delete_all_room(self, req: V4Request, user: User | None) -> V4Response:
-        room = self._mod_room(req, user)
+        u = self._need_user(user)
+        room, _ = self._room(req, u)
+        keys_ = self._keys(req.params["sid"])
+        refusal = self._may_delete_all(room, u, keys_)
+        if refusal is not None:
+            raise Forbidden(refusal)
         n = 0
-        for key in self._keys(req.params["sid"]):
+        for key in keys_:
             n += self.store.delete_posts(room, self.store.posts_of(room, key))
         return _ok({"messages_deleted": n})
 
@@ -617,7 +635,7 @@ class CommunityService:
         n = 0
         keys_ = self._keys(req.params["sid"])
         for room in self.store.rooms():
-            if not self.store.perms(room, u).moderator:
+            if self._may_delete_all(room, u, keys_) is not None:
                 continue
             for key in keys_:
                 n += self.store.delete_posts(room, self.store.posts_of(room, key))
@@ -769,7 +787,8 @@ class CommunityService:
                     "a global moderator or admin cannot be banned: remove them as moderator first"
                 )
             for room in rooms or []:
-                if self.store.moderates(room, key) and not self.store.perms(room, user).admin:
+                is_mod = self.store.role(room, key) is not None
+                if is_mod and not self.store.perms(room, user).admin:
                     raise Forbidden(f"only admins of room {room.token!r} may ban its moderators")
 
     def unban(self, req: V4Request, user: User | None) -> V4Response:

@@ -399,9 +399,9 @@ class CommunityStore:
             return None
         return bool(row[0]), bool(row[1])
 
-    def moderates(self, room: Room, key: str) -> bool:
-        """True if ``key`` moderates ``room`` (there or server-wide)."""
-        return self._mod_row(room.id, key) is not None
+    def role(self, room: Room, key: str) -> tuple[bool, bool] | None:
+        """(admin, visible) if ``key`` moderates ``room`` (there or server-wide), else None."""
+        return self._mod_row(room.id, key)
 
     def banned(self, key: str, room_id: int = GLOBAL) -> bool:
         """True if ``key`` is banned server-wide or (``room_id``) in that room."""

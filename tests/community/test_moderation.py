@@ -230,3 +230,26 @@ async def test_who_may_ban_whom(server: RunningCommunity, member: Callable[[], M
     status, info = await admin.call("GET", "/room/lobby")
     assert other_mod.id not in info["moderators"]
     assert (await mod.call("POST", f"/user/{bob.id}/ban", room))[0] == 200
+
+
+async def test_who_may_delete_all_posts_of_whom(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    """SOGS's rules: a member may delete all of their own posts; a moderator anyone's but an
+    admin's; an admin an admin's."""
+    admin, mod, alice = member(), member(), member()
+    make_mod(server, admin, admin=True)
+    make_mod(server, mod)
+    await admin.post(b"from the admin")
+    await alice.post(b"one")
+    await alice.post(b"two")
+    for path in (f"/room/lobby/all/{admin.id}", f"/rooms/all/{admin.id}"):
+        status, doc = await mod.call("DELETE", path)
+        assert status == 403 if path.startswith("/room/") else doc == {"messages_deleted": 0}
+    status, doc = await alice.call("DELETE", f"/room/lobby/all/{alice.id}")
+    assert status == 200 and doc == {"messages_deleted": 2}
+    await mod.post(b"from the mod")
+    status, doc = await admin.call("DELETE", f"/rooms/all/{mod.id}")
+    assert doc == {"messages_deleted": 1}
+    status, recent = await alice.call("GET", "/room/lobby/messages/recent")
+    assert [m["data"] is not None for m in recent] == [True]
