@@ -236,3 +236,23 @@ async def test_a_cancelled_request_keeps_the_store_until_its_thread_is_done(
     release.set()
     status, rooms = await member().call("GET", "/rooms")
     assert status == 200 and [r["token"] for r in rooms] == ["lobby"]
+
+
+async def test_posts_and_reactions_at_once_take_unique_increasing_seqnos(
+    server: RunningCommunity, member: Callable[[], Member]
+) -> None:
+    """Many members posting and reacting at the same moment: every change gets its own seqno,
+    and one since-poll returns each post once, in seqno order."""
+    members = [member() for _ in range(8)]
+    first = await members[0].post(b"react to me")
+    posted = await asyncio.gather(*(m.post(b"at once %d" % i) for i, m in enumerate(members)))
+    reacted = await asyncio.gather(
+        *(m.call("PUT", f"/room/lobby/reaction/{first['id']}/👍", {}) for m in members)
+    )
+    seqnos = [p["seqno"] for p in posted] + [doc["seqno"] for _, doc in reacted]
+    assert len(set(seqnos)) == len(seqnos) == 16
+    assert sorted(seqnos) == list(range(2, 18))
+    status, since = await members[0].call("GET", "/room/lobby/messages/since/0?t=r&limit=256")
+    assert status == 200 and [m["seqno"] for m in since] == sorted(m["seqno"] for m in since)
+    assert len({m["id"] for m in since}) == len(since) == 9
+    assert next(m for m in since if m["id"] == first["id"])["reactions"]["👍"]["count"] == 8
