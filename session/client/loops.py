@@ -2,8 +2,8 @@
 :class:`~session.client.Client`:
 
 * the poll loop runs :meth:`Client.poll_once` every ``poll_interval`` (backing off up to 5×
-  while offline, refreshing the node list when polls keep failing) and wakes the outbox when
-  the network comes back;
+  while offline, refreshing the node list when polls keep failing or too few nodes are usable
+  to build a path) and wakes the outbox when the network comes back;
 * the outbox loop runs :meth:`Client.flush_outbox` (only entries that are due) whenever
   something is queued, or when the next retry is due;
 * the sweep loop runs :meth:`Client.sweep_expired` (disappearing messages).
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from session.errors import SessionError
+from session.errors import NotEnoughNodes, SessionError
 
 if TYPE_CHECKING:
     from session.client.api import Client
@@ -97,7 +97,9 @@ class BackgroundLoops:
             except SessionError as e:
                 failures += 1
                 log.debug("poll failed: %s", e)
-                if failures % REFRESH_AFTER_FAILURES == 0:
+                # Too few usable nodes for a path: a fresh list (from the nodes, else the
+                # bootstrap source) may hold nodes that moved; else every third failure.
+                if isinstance(e, NotEnoughNodes) or failures % REFRESH_AFTER_FAILURES == 0:
                     try:
                         await c.refresh_nodes()
                     except SessionError as re:

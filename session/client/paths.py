@@ -7,7 +7,14 @@ Rules:
   request cannot reach it, or after ``MAX_FAILURES`` failures of its path;
 * different paths share no IP when the pool is large enough;
 * for a node destination, a path containing that node (or its IP) is not used;
-* a node that fails ``MAX_FAILURES`` times is excluded from new paths.
+* a node that fails ``MAX_FAILURES`` times is excluded from new paths;
+* every exclusion ends: a node is *marked* bad until a deadline, the first mark lasting
+  ``DOWN_FIRST_S`` (a node that refused the TCP connection or failed ``MAX_FAILURES`` times) or
+  ``BUSY_FIRST_S`` (a node that accepted the connection and closed it at once, as a node at its
+  connection cap does), each further mark of the same node twice as long, up to ``DOWN_CAP_S``
+  / ``BUSY_CAP_S``; a request that gets through a node clears its marks, and a node that moves
+  to another address starts afresh. So a client that marked every node bad (a network restart,
+  connection caps under load) tries them again by itself.
 
 "IP" is the diversity key: the public IP, or ``ip:port`` for loopback/private addresses, so a
 single-host devnet (every node on 127.0.0.1) can still build paths.
@@ -18,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import random
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 
 from session.errors import NotEnoughNodes
 from session.proto.snodes import ServiceNode
@@ -28,6 +36,14 @@ __all__ = ["HOPS", "NotEnoughNodes", "OnionPath", "PathManager", "diversity_key"
 HOPS = 3
 PATHS_WANTED = 2
 MAX_FAILURES = 3
+#: First exclusion of a node that is down (connection refused, or MAX_FAILURES failures), s.
+DOWN_FIRST_S = 10.0
+#: Longest exclusion of a node that is down, s (each further mark doubles it up to this).
+DOWN_CAP_S = 300.0
+#: First exclusion of a node that refused us for now (closed the connection at once), s.
+BUSY_FIRST_S = 2.0
+#: Longest exclusion of a busy node, s.
+BUSY_CAP_S = 60.0
 
 
 def diversity_key(node: ServiceNode) -> str:
@@ -81,13 +97,15 @@ class PathManager:
         paths: Sequence[Sequence[str]] = (),
         rng: random.Random | None = None,
         paths_wanted: int = PATHS_WANTED,
+        now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rng = rng or random.SystemRandom()
         self.paths_wanted = paths_wanted
+        #: Monotonic clock in seconds (injectable: tests script the passing of time).
+        self.now = now
         self.node_failures: dict[str, int] = {}
-        self.bad: set[str] = set()
-        #: Guards we could not even connect to (certainly down); never forgiven automatically.
-        self.unreachable: set[str] = set()
+        #: node id → (time its mark ends, how many marks in a row, "down" | "busy" | "failed").
+        self.marks: dict[str, tuple[float, int, str]] = {}
         self.pool: dict[str, ServiceNode] = {}
         self.guards: list[str] = []
         self.paths: list[OnionPath] = []
@@ -104,12 +122,57 @@ class PathManager:
     # ------------------------------------------------------------------ pool
 
     def update_pool(self, nodes: Iterable[ServiceNode]) -> None:
+        """Use ``nodes`` (a refreshed list); a node now at another address loses its marks."""
+        old = self.pool
         self.pool = {n.pubkey_ed25519: n for n in nodes if n.active}
+        for k, n in self.pool.items():
+            was = old.get(k)
+            if was is not None and (was.public_ip, was.storage_port) != (
+                n.public_ip,
+                n.storage_port,
+            ):
+                self.forgive(k)
         self.paths = [p for p in self.paths if all(h.pubkey_ed25519 in self.pool for h in p.hops)]
         self.guards = [g for g in self.guards if g in self.pool]
 
+    # ------------------------------------------------------------------ marks
+
+    @property
+    def bad(self) -> frozenset[str]:
+        """Nodes excluded from new paths right now (their mark has not ended yet)."""
+        t = self.now()
+        return frozenset(k for k, (until, _, _) in self.marks.items() if until > t)
+
+    @property
+    def unreachable(self) -> frozenset[str]:
+        """Excluded nodes that refused the connection or were named unreachable (down)."""
+        t = self.now()
+        return frozenset(
+            k for k, (until, _, kind) in self.marks.items() if until > t and kind == "down"
+        )
+
+    def mark(self, node_id: str, kind: str) -> None:
+        """Exclude ``node_id`` for a while: ``kind`` "down" or "failed" (``DOWN_FIRST_S``
+        doubling up to ``DOWN_CAP_S``) or "busy" (``BUSY_FIRST_S`` up to ``BUSY_CAP_S``)."""
+        first, cap = (BUSY_FIRST_S, BUSY_CAP_S) if kind == "busy" else (DOWN_FIRST_S, DOWN_CAP_S)
+        _, strikes, _ = self.marks.get(node_id, (0.0, 0, kind))
+        strikes += 1
+        self.marks[node_id] = (self.now() + min(cap, first * 2 ** (strikes - 1)), strikes, kind)
+
+    def forgive(self, node_id: str) -> None:
+        """Clear ``node_id``'s marks and failure count (it answered, or it moved)."""
+        self.marks.pop(node_id, None)
+        self.node_failures.pop(node_id, None)
+
+    def next_chance_s(self) -> float | None:
+        """Seconds until the first current mark ends (None: no node is marked)."""
+        t = self.now()
+        ends = [until - t for until, _, _ in self.marks.values() if until > t]
+        return min(ends) if ends else None
+
     def usable(self) -> list[ServiceNode]:
-        return [n for k, n in sorted(self.pool.items()) if k not in self.bad]
+        bad = self.bad
+        return [n for k, n in sorted(self.pool.items()) if k not in bad]
 
     @staticmethod
     def _disjoint(paths: list[OnionPath]) -> list[OnionPath]:
@@ -168,22 +231,30 @@ class PathManager:
         """Build paths until ``paths_wanted`` exist (at least one, or raise).
 
         If failure counts have excluded so many nodes that no path can be built, the counts
-        (not the known-unreachable guards) are forgiven once and building is retried: timeouts
-        blame every hop of a path, so innocent nodes collect failures too."""
+        and their marks (not those of nodes that were down or busy) are forgiven once and
+        building is retried: timeouts blame every hop of a path, so innocent nodes collect
+        failures too. Down and busy nodes come back when their marks end."""
         try:
             return self._ensure_paths()
         except NotEnoughNodes:
-            if not (self.bad - self.unreachable):
+            failed = [k for k in self.bad if self.marks[k][2] == "failed"]
+            if not failed:
                 raise
-            self.bad = set(self.unreachable)
+            for k in failed:
+                self.forgive(k)
             self.node_failures.clear()
             return self._ensure_paths()
 
     def _ensure_paths(self) -> list[OnionPath]:
         while len(self.paths) < self.paths_wanted:
             used = set().union(*(p.keys() for p in self.paths)) if self.paths else set()
+            bad = self.bad
             guard_id = next(
-                (g for g in self.guards if g not in {p.guard.pubkey_ed25519 for p in self.paths}),
+                (
+                    g
+                    for g in self.guards
+                    if g not in {p.guard.pubkey_ed25519 for p in self.paths} and g not in bad
+                ),
                 None,
             )
             try:
@@ -206,7 +277,9 @@ class PathManager:
                 (
                     self.pool[g]
                     for g in self.guards
-                    if g in self.pool and diversity_key(self.pool[g]) not in hard
+                    if g in self.pool
+                    and g not in self.bad
+                    and diversity_key(self.pool[g]) not in hard
                 ),
                 None,
             )
@@ -227,15 +300,23 @@ class PathManager:
     def _node_failed(self, node_id: str) -> None:
         self.node_failures[node_id] = self.node_failures.get(node_id, 0) + 1
         if self.node_failures[node_id] >= MAX_FAILURES:
-            self.bad.add(node_id)
+            self.mark(node_id, "failed")
 
     def guard_unreachable(self, path: OnionPath) -> None:
-        """The guard could not be reached at all: drop the guard, its path, and every kept path
-        that uses the node at any hop (``path`` may be a one-off path around a destination whose
-        guard is a relay on a kept path)."""
+        """The guard could not be reached at all (connection refused): drop the guard, its
+        path, and every kept path that uses the node at any hop (``path`` may be a one-off path
+        around a destination whose guard is a relay on a kept path)."""
+        self._guard_out(path, "down")
+
+    def guard_busy(self, path: OnionPath) -> None:
+        """The guard accepted the connection and closed it at once (its connection cap, or a
+        restart under way): as :meth:`guard_unreachable`, but the node is excluded only briefly
+        (``BUSY_FIRST_S``), since it is alive."""
+        self._guard_out(path, "busy")
+
+    def _guard_out(self, path: OnionPath, kind: str) -> None:
         gid = path.guard.pubkey_ed25519
-        self.bad.add(gid)
-        self.unreachable.add(gid)
+        self.mark(gid, kind)
         self._retire_guard(gid)
         self.paths = [p for p in self.paths if gid not in p.ids()]
 
@@ -249,7 +330,8 @@ class PathManager:
         if node_id is not None:
             self._node_failed(node_id)
             if node_id == path.guard.pubkey_ed25519:
-                self.bad.add(node_id)
+                if node_id not in self.bad:
+                    self.mark(node_id, "failed")
                 self._retire_guard(node_id)
                 return
             if node_id in self.bad:
@@ -265,8 +347,8 @@ class PathManager:
     def node_unreachable(self, path: OnionPath, node_id: str) -> None:
         """A relay on ``path`` reported that it cannot connect to ``node_id``: treat that node
         as down (new paths avoid it) and drop every path through it."""
-        self._node_failed(node_id)
-        self.bad.add(node_id)
+        self.node_failures[node_id] = self.node_failures.get(node_id, 0) + 1
+        self.mark(node_id, "down")
         if node_id == path.guard.pubkey_ed25519:
             self._retire_guard(node_id)
         self.paths = [p for p in self.paths if node_id not in p.ids()]
@@ -287,7 +369,7 @@ class PathManager:
     def path_ok(self, path: OnionPath) -> None:
         path.failures = 0
         for n in path.hops:
-            self.node_failures.pop(n.pubkey_ed25519, None)
+            self.forgive(n.pubkey_ed25519)
 
     def snapshot(self) -> tuple[list[str], list[list[str]]]:
         """(guards, paths) for persistence."""

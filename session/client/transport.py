@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import errno
 import json
 import random
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -65,6 +67,30 @@ class PathFailure(NetworkError):
     """The request did not reach the destination (guard down, relay error)."""
 
 
+#: Connection errors that mean nothing listens there (the node is down or moved).
+_DOWN_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.EHOSTDOWN,
+        errno.EADDRNOTAVAIL,
+    }
+)
+
+
+def node_is_down(e: BaseException) -> bool:
+    """True when a connection error says nothing listens at the node's address (refused, no
+    route, unknown name); False when the node accepted and then closed or reset the connection,
+    which is what a live node at its connection cap (or restarting) does: that node is only
+    refused for now."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        e = e.os_error
+    if isinstance(e, (ConnectionRefusedError, socket.gaierror)):
+        return True
+    return isinstance(e, OSError) and e.errno in _DOWN_ERRNOS
+
+
 def retry_delay(failures: int) -> float:
     """libsession's retry delay: min(5 s, 100 ms · 2^failures)."""
     return min(5.0, 0.1 * 2**failures)
@@ -103,6 +129,16 @@ class OnionTransport:
             await self._http.close()
             self._http = None
 
+    def _guard_failed(self, path: OnionPath, e: BaseException) -> PathFailure:
+        """The guard did not take the request: down (refused: excluded for long) or refusing
+        us for now (closed the connection: excluded briefly). The error to raise."""
+        gid = path.guard.pubkey_ed25519[:12]
+        if node_is_down(e):
+            self.paths.guard_unreachable(path)
+            return PathFailure(f"guard {gid}… unreachable: {type(e).__name__}")
+        self.paths.guard_busy(path)
+        return PathFailure(f"guard {gid}… closed the connection (busy?): {type(e).__name__}")
+
     async def request(
         self,
         dest: ServiceNode,
@@ -132,10 +168,7 @@ class OnionTransport:
             self.paths.node_failed(dest.pubkey_ed25519)
             raise PathFailure("onion request timed out") from None
         except (aiohttp.ClientError, OSError) as e:
-            self.paths.guard_unreachable(path)
-            raise PathFailure(
-                f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}"
-            ) from None
+            raise self._guard_failed(path, e) from None
         received = self.clock.local_ms()
         if status != 200:
             text = raw.decode(errors="replace")
@@ -191,10 +224,7 @@ class OnionTransport:
             self.paths.path_timed_out(path)
             raise PathFailure("onion request to the server timed out") from None
         except (aiohttp.ClientError, OSError) as e:
-            self.paths.guard_unreachable(path)
-            raise PathFailure(
-                f"guard {path.guard.pubkey_ed25519[:12]}… unreachable: {type(e).__name__}"
-            ) from None
+            raise self._guard_failed(path, e) from None
         if status != 200:
             unreachable = named_next_node(status, raw)
             if unreachable is not None:
@@ -266,12 +296,15 @@ class SwarmRPC:
         clock: NetworkClock,
         *,
         rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.t = transport
         self.dir = directory
         self.clock = clock
         #: Picks swarm members (injectable for deterministic tests).
         self.rng = rng or random.SystemRandom()
+        #: Waits between attempts (injectable: tests script time instead of sleeping).
+        self.sleep = sleep
 
     # ------------------------------------------------------------------ core retry loop
 
@@ -311,7 +344,7 @@ class SwarmRPC:
                 last = e
                 tried.add(target.pubkey_ed25519)
                 failures += 1
-                await asyncio.sleep(retry_delay(failures))
+                await self.sleep(retry_delay(failures))
                 continue
             if code == 200:
                 return target, body
@@ -334,7 +367,7 @@ class SwarmRPC:
             tried.add(target.pubkey_ed25519)
             node = None
             failures += 1
-            await asyncio.sleep(retry_delay(failures))
+            await self.sleep(retry_delay(failures))
         assert last is not None
         raise last
 

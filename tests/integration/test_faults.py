@@ -7,7 +7,10 @@ Every wait is on a condition, bounded by a deadline."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import signal
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
@@ -250,3 +253,50 @@ async def test_frozen_member_gets_what_it_missed_once_it_resumes(faultnet, clien
         CATCH_UP_BOUND,
         "the resumed member holds every message stored while it was frozen",
     )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_client_with_a_stale_node_list_recovers_by_itself(faultnet, tmp_path):
+    """Every node of the client's cached list moved (the network restarted on other ports):
+    each guard refuses the connection, so every node gets marked bad and no path can be built.
+    The client, opened without a network source, refreshes from the remembered nodes.json,
+    finds the nodes at their new addresses and delivers a queued message with nothing done by
+    the user."""
+    from session.client.api import Client as SessionClient
+    from session.client.network import load_nodes_json
+    from session.proto.snodes import node_list_json
+
+    real = load_nodes_json(faultnet.write_nodes_json())
+    registry = tmp_path / "nodes.json"
+    stale = [dataclasses.replace(n, storage_port=_free_port()) for n in real]
+    registry.write_text(json.dumps({"result": node_list_json(stale)}))
+    first = SessionClient.open(tmp_path / "alice", str(registry), background=False)
+    await first.start()  # caches the (soon stale) list and remembers where it came from
+    await first.close()
+    registry.write_text(json.dumps({"result": node_list_json(real)}))  # the network moved
+
+    bob = SessionClient.open(tmp_path / "bob", str(faultnet.write_nodes_json()), poll_interval=0.3)
+    alice = SessionClient.open(tmp_path / "alice", None, poll_interval=0.3)
+    try:
+        await bob.start()
+        await alice.start()
+        assert {n.storage_port for n in alice.directory.nodes} == {n.storage_port for n in stale}
+        await alice.send(bob.session_id, "still here")
+
+        async def delivered() -> bool:
+            return any(m.body == "still here" for m in bob.messages(alice.session_id))
+
+        async def drained() -> bool:
+            return alice.queued() == 0
+
+        await eventually(delivered, CATCH_UP_BOUND, "bob got alice's message")
+        await eventually(drained, CATCH_UP_BOUND, "alice's outbox drained")
+        assert {n.storage_port for n in alice.directory.nodes} == {n.storage_port for n in real}
+    finally:
+        await alice.close()
+        await bob.close()
