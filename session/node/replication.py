@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,10 +42,13 @@ from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
 from session.service.tasks import cancel_and_wait, spawn
 from session.storage.base import (
+    ALL_BUCKETS,
     MessageStore,
     StoredMessage,
     SyncEntry,
     Tombstone,
+    bucket_digest,
+    bucket_of,
     digest_rows,
     newer_expiry,
     now_ms,
@@ -418,11 +420,12 @@ CUTOFF_MARGIN_MS = 5_000
 PROBE_TIMEOUT = 2.0
 #: Most catch-up rounds before a restarted node serves reads (each pulls what the last missed).
 MAX_CATCH_UP_ROUNDS = 3
-
-
-def bucket_of(owner: str) -> str:
-    """The digest bucket of an account: its first pubkey byte (hex) after the network prefix."""
-    return owner[2:4]
+#: Differing accounts planned and exchanged at a time in one session (their entries are held
+#: in memory while they are: when every account differs, a session goes through them in parts).
+SYNC_ACCOUNTS = 256
+_BUCKETS = frozenset(ALL_BUCKETS)
+#: Buckets whose account digests are compared per request (of 256).
+SYNC_BUCKETS = 16
 
 
 def account_digests(entries: Iterable[SyncEntry]) -> dict[str, bytes]:
@@ -431,14 +434,11 @@ def account_digests(entries: Iterable[SyncEntry]) -> dict[str, bytes]:
 
 
 def bucket_digests(accounts: Mapping[str, bytes]) -> dict[str, bytes]:
-    """bucket → digest of its accounts' digests."""
-    lines: dict[str, list[str]] = {}
+    """bucket → digest of its accounts' digests (as ``MessageStore.bucket_digests`` gives)."""
+    by_bucket: dict[str, dict[str, bytes]] = {}
     for o, d in accounts.items():
-        lines.setdefault(bucket_of(o), []).append(f"{o}:{d.hex()}\n")
-    return {
-        b: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
-        for b, ls in lines.items()
-    }
+        by_bucket.setdefault(bucket_of(o), {})[o] = d
+    return {b: bucket_digest(a) for b, a in by_bucket.items()}
 
 
 def differing(mine: Mapping[str, bytes], theirs: Mapping[str, bytes]) -> list[str]:
@@ -627,9 +627,10 @@ class Reconciler:
         res = SyncResult()
         owners = await self._differing_owners(node, cutoff)
         res.accounts = len(owners)
-        if owners:
-            chosen = set(owners)
-            plan = await self._plan(node, cutoff, owners, chosen)
+        for i in range(0, len(owners), SYNC_ACCOUNTS):
+            part = owners[i : i + SYNC_ACCOUNTS]
+            chosen = set(part)
+            plan = await self._plan(node, cutoff, part, chosen)
             await self._pull(node, cutoff, plan, chosen, res)
             await self._push_plan(node, cutoff, plan, res)
         return self._done(node, res)
@@ -638,15 +639,18 @@ class Reconciler:
         """Accounts of ours whose digests differ from the peer's: buckets first, then the
         accounts in the differing buckets."""
         await self.store.settle()
-        mine = await self.store.account_digests(self.mine, cutoff)
+        mine_b = await self.store.bucket_digests(self.mine, cutoff)  # (one bucket at a time)
         theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
-        buckets = differing(bucket_digests(mine), theirs_b)
+        buckets = differing(mine_b, theirs_b)
         if not buckets:
             return []
-        wanted = set(buckets)
-        theirs_a = (await self._ask(node, {"op": "accounts", "c": cutoff, "b": buckets}))["a"]
-        owners = differing({o: d for o, d in mine.items() if bucket_of(o) in wanted}, theirs_a)
-        return [o for o in owners if self.mine(o)]
+        owners: list[str] = []
+        for i in range(0, len(buckets), SYNC_BUCKETS):
+            part = buckets[i : i + SYNC_BUCKETS]
+            mine_a = await self.store.account_digests(self.mine, cutoff, part)
+            theirs_a = (await self._ask(node, {"op": "accounts", "c": cutoff, "b": part}))["a"]
+            owners += [o for o in differing(mine_a, theirs_a) if self.mine(o)]
+        return owners
 
     async def _plan(
         self, node: ServiceNode, cutoff: int, owners: list[str], chosen: set[str]
@@ -730,14 +734,12 @@ class Reconciler:
         op, cutoff = body.get("op"), body["c"]
         if op == "buckets":
             await self.store.settle()  # writes we took while it was down are in the snapshot
-            return {"b": bucket_digests(await self.store.account_digests(self.mine, cutoff))}
+            return {"b": await self.store.bucket_digests(self.mine, cutoff)}
         if op == "accounts":
             wanted = set(_strs(body.get("b"), "b"))
-            return {
-                "a": await self.store.account_digests(
-                    lambda o: bucket_of(o) in wanted and self.mine(o), cutoff
-                )
-            }
+            if not wanted <= _BUCKETS:
+                raise ValueError("sync request names a bucket that does not exist")
+            return {"a": await self.store.account_digests(self.mine, cutoff, wanted)}
         if op == "entries":
             owners = set(_strs(body.get("o"), "o"))
 

@@ -36,7 +36,7 @@ import abc
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from session.errors import InvalidInput
 from session.proto.rpc.namespaces import NAMESPACE_MAX, NAMESPACE_MIN
@@ -159,6 +159,23 @@ def digest_rows(rows: Iterable[tuple[str, int, str, int]]) -> dict[str, bytes]:
         o: hashlib.blake2b("".join(sorted(ls)).encode(), digest_size=16).digest()
         for o, ls in lines.items()
     }
+
+
+def bucket_of(owner: str) -> str:
+    """The reconciliation digest bucket of an account: its first pubkey byte (hex) after the
+    network prefix (256 buckets)."""
+    return owner[2:4]
+
+
+#: Every bucket :func:`bucket_of` can give, in order.
+ALL_BUCKETS: tuple[str, ...] = tuple(f"{b:02x}" for b in range(256))
+
+
+def bucket_digest(accounts: Mapping[str, bytes]) -> bytes:
+    """The digest of one bucket from its accounts' digests (16 bytes of BLAKE2b over the sorted
+    ``owner:digest`` lines)."""
+    lines = sorted(f"{o}:{d.hex()}\n" for o, d in accounts.items())
+    return hashlib.blake2b("".join(lines).encode(), digest_size=16).digest()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -302,10 +319,27 @@ class MessageStore(abc.ABC):
 
     @abc.abstractmethod
     async def account_digests(
-        self, predicate: Callable[[str], bool], after_ms: int
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
     ) -> dict[str, bytes]:
         """:func:`digest_rows` of the messages :meth:`sync_index` would list (computed where
-        the rows are, without building an entry per message)."""
+        the rows are, without building an entry per message), for the accounts of ``buckets``
+        (:func:`bucket_of`; None: every bucket)."""
+
+    async def bucket_digests(
+        self, predicate: Callable[[str], bool], after_ms: int
+    ) -> dict[str, bytes]:
+        """bucket → :func:`bucket_digest` of its accounts' digests (buckets without a message
+        left out). One bucket at a time, so memory stays that of one bucket's accounts however
+        large the store grows."""
+        out: dict[str, bytes] = {}
+        for b in ALL_BUCKETS:
+            accounts = await self.account_digests(predicate, after_ms, (b,))
+            if accounts:
+                out[b] = bucket_digest(accounts)
+        return out
 
     @abc.abstractmethod
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:

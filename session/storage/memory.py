@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from session.errors import StorageError, StorageFull
 from session.proto.rpc.namespaces import is_public_outbox_namespace
@@ -22,6 +22,7 @@ from session.storage.base import (
     SyncApplied,
     SyncEntry,
     Tombstone,
+    bucket_of,
     check_expiry_args,
     check_namespace,
     check_owner,
@@ -372,8 +373,18 @@ class MemoryMessageStore(MessageStore):
         ]
 
     async def account_digests(
-        self, predicate: Callable[[str], bool], after_ms: int
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
     ) -> dict[str, bytes]:
+        if buckets is not None:
+            wanted = set(buckets)
+            inner = predicate
+
+            def predicate(owner: str) -> bool:
+                return bucket_of(owner) in wanted and inner(owner)
+
         entries = await self.sync_index(predicate, after_ms)
         return digest_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in entries)
 

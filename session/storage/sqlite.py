@@ -18,7 +18,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ from session.dbschema import migrate
 from session.errors import InvalidInput, StorageError, StorageFull
 from session.proto.rpc.namespaces import is_public_outbox_namespace
 from session.storage.base import (
+    ALL_BUCKETS,
     DEFAULT_MSG_OVERHEAD,
     MAX_REVOKED_PER_OWNER,
     MessageStore,
@@ -170,7 +171,8 @@ class _DbThread(threading.Thread):
         super().__init__(name=name, daemon=True)
         self._connect = connect
         self._group = group
-        self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # A list is the jobs one event-loop iteration wrote (see SqliteMessageStore._write).
+        self._q: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self.conn: sqlite3.Connection | None = None
@@ -189,6 +191,10 @@ class _DbThread(threading.Thread):
         self._q.put(_Job(fn, loop, fut))
         return fut
 
+    def submit_many(self, jobs: list[_Job]) -> None:
+        """Queue ``jobs`` (in order) with one hand-off to the thread."""
+        self._q.put(jobs)
+
     def stop(self) -> None:
         self._q.put(None)
 
@@ -205,7 +211,7 @@ class _DbThread(threading.Thread):
                 job = self._q.get()
                 if job is None:
                     break
-                batch = [job]
+                batch = job if isinstance(job, list) else [job]
                 stop = False
                 while self._group and len(batch) < MAX_GROUP:
                     try:
@@ -215,8 +221,10 @@ class _DbThread(threading.Thread):
                     if nxt is None:
                         stop = True
                         break
-                    batch.append(nxt)
-                results = self._run_group(batch) if self._group else [self._run_read(job)]
+                    batch.extend(nxt if isinstance(nxt, list) else [nxt])
+                results = (
+                    self._run_group(batch) if self._group else [self._run_read(j) for j in batch]
+                )
                 for j, (ok, value) in zip(batch, results, strict=True):
                     _post(j, ok, value)
                 if stop:
@@ -229,8 +237,8 @@ class _DbThread(threading.Thread):
                     left = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if left is not None:
-                    _post(left, False, StorageError("the message store is closed"))
+                for j in left if isinstance(left, list) else [left] if left else []:
+                    _post(j, False, StorageError("the message store is closed"))
 
     def _translate(self, e: BaseException) -> BaseException:
         if _is_full(e):
@@ -309,6 +317,8 @@ class SqliteMessageStore(MessageStore):
         self._writer: _DbThread | None = None
         self._reader: _DbThread | None = None
         self._closed = False
+        #: writes of this event-loop iteration, handed to the writer together at its end
+        self._pending: list[_Job] = []
 
     @classmethod
     async def open(
@@ -365,9 +375,28 @@ class SqliteMessageStore(MessageStore):
             raise StorageError("the message store is closed")
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # Writes are collected for the rest of this event-loop iteration and handed to the
+        # writer thread with one queue put (a batch of forwarded stores, or the stores of
+        # several requests, costs one thread wake-up instead of one each); the writer still
+        # runs them in order, each in its own savepoint of one transaction.
         self._check_open()
-        assert self._writer is not None
-        return await self._writer.submit(fn)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append(_Job(fn, loop, fut))
+        return await fut
+
+    def _flush(self) -> None:
+        """Hand the writes collected in this loop iteration to the writer thread."""
+        jobs, self._pending = self._pending, []
+        if not jobs:
+            return
+        if self._writer is None or self._closed:
+            for j in jobs:
+                _deliver(j.fut, False, StorageError("the message store is closed"))
+            return
+        self._writer.submit_many(jobs)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -788,16 +817,52 @@ class SqliteMessageStore(MessageStore):
         return await self._read(op)
 
     async def account_digests(
-        self, predicate: Callable[[str], bool], after_ms: int
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
     ) -> dict[str, bytes]:
-        def op(conn: sqlite3.Connection) -> dict[str, bytes]:
-            wanted = dict(self._owner_ids(conn, predicate))
-            rows = conn.execute(
-                "SELECT owner, namespace, hash, expiry FROM messages WHERE expiry > ?", (after_ms,)
+        # One bucket a read (a range of the owners' (pubkey, type) index, then each owner's
+        # rows by the messages' owner index): a bucket's rows at a time, never the whole store,
+        # and retrieves get the reader between buckets.
+        def op(bucket: str) -> Callable[[sqlite3.Connection], dict[str, bytes]]:
+            b = int(bucket, 16)
+            lo = bytes([b])
+            where, args = (
+                ("o.pubkey >= ?", (lo,))
+                if b == 255
+                else (
+                    "o.pubkey >= ? AND o.pubkey < ?",
+                    (lo, bytes([b + 1])),
+                )
             )
-            return digest_rows((wanted[o], ns, h, e) for o, ns, h, e in rows if o in wanted)
 
-        return await self._read(op)
+            def run(conn: sqlite3.Connection) -> dict[str, bytes]:
+                names: dict[int, str | None] = {}
+                rows = []
+                for oid, t, pk, ns, h, e in conn.execute(
+                    "SELECT o.id, o.type, o.pubkey, m.namespace, m.hash, m.expiry"
+                    " FROM owners o JOIN messages m ON m.owner = o.id"
+                    f" WHERE {where} AND m.expiry > ?",
+                    (*args, after_ms),
+                ):
+                    name = names.get(oid, "")
+                    if name == "":
+                        o = bytes([t]).hex() + bytes(pk).hex()
+                        name = names[oid] = o if predicate(o) else None
+                    if name is not None:
+                        rows.append((name, ns, h, e))
+                return digest_rows(rows)
+
+            return run
+
+        wanted = ALL_BUCKETS if buckets is None else sorted(set(buckets))
+        out: dict[str, bytes] = {}
+        for bucket in wanted:
+            if len(bucket) != 2:
+                raise ValueError(f"not a digest bucket: {bucket!r}")
+            out.update(await self._read(op(bucket)))
+        return out
 
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         def op(conn: sqlite3.Connection) -> list[Tombstone]:
@@ -873,6 +938,7 @@ class SqliteMessageStore(MessageStore):
     async def close(self) -> None:
         if self._closed:
             return
+        self._flush()  # writes accepted before close still run
         self._closed = True
         for th in (self._reader, self._writer):
             if th is not None:

@@ -611,3 +611,40 @@ async def test_a_member_owed_a_copy_is_still_owed_after_a_restart(net, tmp_path)
     assert set(await b.hashes()) == {"owed"}
     assert await store.handoff_targets() == {}  # settled: nothing retried after this
     await store.close()
+
+
+async def test_a_session_over_accounts_in_every_bucket_goes_in_parts(net, tmp_path, monkeypatch):
+    """A store larger than one bucket (and than one part of a session): accounts in all 256
+    buckets, differences on both sides, one member on SQLite; a session compares the buckets
+    streamed from each store, then the differing accounts a few buckets and accounts at a time,
+    and leaves both level."""
+    from session.node import replication
+    from session.storage.sqlite import SqliteMessageStore
+
+    monkeypatch.setattr(replication, "SYNC_ACCOUNTS", 50)
+    monkeypatch.setattr(replication, "SYNC_BUCKETS", 7)
+    a, b = swarm(net, 2)
+    a.store = a.sync.store = await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    try:
+        owners = [f"05{x:02x}" + "33" * 31 for x in range(256)]
+        both = [m(f"s{i}", owner=o) for i, o in enumerate(owners)]
+        only_a = [m(f"a{i}", owner=o) for i, o in enumerate(owners) if i % 3 == 0]
+        only_b = [m(f"b{i}", owner=o) for i, o in enumerate(owners) if i % 5 == 0]
+        await a.store.import_messages(both + only_a)
+        await b.store.import_messages(both + only_b)
+        res = await a.sync.sync_with(b.node)
+        assert res is not None
+        assert res.pulled == len(only_b) and res.pushed == len(only_a)
+        assert res.accounts == len({o for x in only_a + only_b for o in [x.owner]})
+        everything = {x.hash for x in both + only_a + only_b}
+        for x in (a, b):
+            assert {e.hash for e in await x.store.sync_index(lambda o: True, 0)} == everything
+        assert await a.store.bucket_digests(a.sync.mine, 0) == await b.store.bucket_digests(
+            b.sync.mine, 0
+        )
+        accounts_asks = [k for _, k in net.sent if k == KIND_SYNC]
+        assert len(accounts_asks) > 10  # (several account and entry requests, not one)
+        again = await a.sync.sync_with(b.node)
+        assert again is not None and again.accounts == 0
+    finally:
+        await a.store.close()

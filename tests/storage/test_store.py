@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from session.dbschema import split_sql
 from session.errors import InvalidInput, StorageError, StorageFull
+from session.node.replication import bucket_digests
 from session.storage import MemoryMessageStore, SqliteMessageStore, StoredMessage
 from session.storage.base import SyncEntry, Tombstone
 from session.storage.sqlite import SCHEMA_VERSION
@@ -438,3 +439,36 @@ async def test_settle_returns_after_earlier_writes_committed(store):
     await asyncio.sleep(0)  # the write is submitted, not necessarily committed
     await store.settle()
     assert pending.done() and (await store.get_by_hash("s1")) is not None
+
+
+async def test_bucket_digests_stream_over_many_buckets_and_agree_across_back_ends(store):
+    """Digests are computed one bucket (first pubkey byte) at a time: over accounts spread
+    across every bucket they equal the whole-store computation, on both back ends."""
+    other = MemoryMessageStore()
+    owners = [f"{t:02x}{b:02x}" + f"{i:02x}" * 31 for b in range(256) for t, i in ((5, 1), (3, 2))]
+    for s in (store, other):
+        for n, o in enumerate(owners):
+            await s.import_messages([msg(f"b{n}", owner=o, exp=5000 + n % 3)])
+            if n % 7 == 0:
+                await s.import_messages([msg(f"c{n}", owner=o, ns=n % 5, exp=4000)])
+    whole = await store.account_digests(lambda o: True, 0)
+    assert len(whole) == len(owners)
+    assert whole == await other.account_digests(lambda o: True, 0)
+    got = await store.bucket_digests(lambda o: True, 0)
+    assert got == bucket_digests(whole) == await other.bucket_digests(lambda o: True, 0)
+    assert len(got) == 256
+    # a few buckets only; the predicate and the cutoff still apply
+    part = await store.account_digests(lambda o: o.startswith("05"), 0, ["00", "ff"])
+    assert part == {o: whole[o] for o in owners if o[:2] == "05" and o[2:4] in ("00", "ff")}
+    late = await store.bucket_digests(lambda o: True, 4500)
+    assert late != got and set(late) == set(got)  # the expiring c-messages left the digests
+
+
+async def test_a_nonexistent_bucket_is_refused(tmp_path):
+    q = await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    try:
+        with pytest.raises(ValueError, match="bucket"):
+            await q.account_digests(lambda o: True, 0, ["zz0"])
+    finally:
+        await q.close()
+    assert await MemoryMessageStore().account_digests(lambda o: True, 0, ["00"]) == {}
