@@ -45,12 +45,20 @@ from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
 from session.node.health import ReachabilityTester, UptimeProver, ping_https
 from session.node.http import ClientSite
-from session.node.links import KIND_CC, KIND_DATA, KIND_ONION, KIND_PING, KIND_SYNC, NodeLinks
+from session.node.links import (
+    KIND_CC,
+    KIND_CC_BATCH,
+    KIND_DATA,
+    KIND_ONION,
+    KIND_PING,
+    KIND_SYNC,
+    NodeLinks,
+)
 from session.node.metrics import NodeMetrics
 from session.node.ons import NameMirror
 from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
-from session.node.replication import LinkFanout, Reconciler, SwarmHandoff
+from session.node.replication import LinkFanout, Reconciler, SwarmHandoff, batch_handler
 from session.node.rpc import RpcHandler, sweep_forever
 from session.node.swarm_view import SwarmView
 from session.onion import Peeler
@@ -310,6 +318,7 @@ class Node:
             {
                 KIND_ONION: self._counted("onion", self.router.serve_link),
                 KIND_CC: self._counted("cc", self._serve_cc),
+                KIND_CC_BATCH: self._counted("cc_batch", batch_handler(self._serve_cc)),
                 KIND_DATA: self._counted("data", self.handoff.accept_push),
                 KIND_PING: self._counted("ping", self._serve_ping),
                 KIND_SYNC: self._counted("sync", self.reconciler.serve),

@@ -42,7 +42,10 @@ KIND_CC = b"cc"  # a client request forwarded for swarm replication; body dict �
 KIND_DATA = b"data"  # bulk push on swarm change; body {"m": [records]} → {"n": accepted}
 KIND_PING = b"ping"  # liveness; body {"v": list version} → {"v": list version}
 KIND_SYNC = b"sync"  # swarm reconciliation (digests, entries, fetch, apply; see replication.py)
-KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING, KIND_SYNC)
+#: several forwarded client requests in order; body {"r": [body, ...]} → {"r": [result, ...]}
+#: (a member that does not know this kind answers "unknown kind": the sender then sends singly)
+KIND_CC_BATCH = b"ccb"
+KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING, KIND_SYNC, KIND_CC_BATCH)
 
 _REPLY = b"R"
 _ERROR = b"E"

@@ -5,6 +5,9 @@
   at once; each answers with its own signed result, or ``None`` when it is down or did not
   answer within a short deadline (the client is never held up by a dead or frozen member).
   Members re-validate everything themselves.
+  Writes to one member within one event-loop iteration travel together as one link message
+  (``KIND_CC_BATCH``, :func:`batch_handler` on the receiving side); a member too old to know
+  that kind gets them one by one.
 * :class:`Reconciler` brings members level: after a restart (reads are refused with 503 until
   then), when a member answers again after being down, and periodically, two members compare
   digests per account bucket, then per account, and exchange only the messages, deletions
@@ -31,9 +34,11 @@ from typing import Any
 from session.errors import InvalidInput, StorageError
 from session.node.links import (
     KIND_CC,
+    KIND_CC_BATCH,
     KIND_DATA,
     KIND_SYNC,
     PROBE_MIN,
+    Handler,
     LinkError,
     NodeLinks,
     ping,
@@ -65,6 +70,12 @@ FORWARD_DEADLINE = 1.0
 FORWARD_TIMEOUT = 5.0
 PUSH_TIMEOUT = 30.0
 RETRY_INTERVAL = 5.0
+#: Most forwarded writes in one batch to a member, and about how many bytes (the link caps
+#: a message at 10 MiB; a store's data is at most ~100 KB of base64).
+CC_BATCH_MAX = 256
+CC_BATCH_BYTES = 4 * 1024 * 1024
+#: The reply :func:`batch_handler` gives a request it refused (the sender counts it failed).
+_REFUSED = None
 
 
 class LinkFanout:
@@ -97,6 +108,13 @@ class LinkFanout:
         self.on_result = on_result
         #: members (Ed25519 hex) → their requests still running past a deadline
         self._late: dict[str, set[asyncio.Task[Any]]] = {}
+        #: writes of this loop iteration not sent yet: member X25519 → (member, [(body, fut)])
+        self._queued: dict[str, tuple[ServiceNode, list[tuple[Any, asyncio.Future[Any]]]]] = {}
+        #: members that answered "unknown kind" to a batch (older nodes): sent one by one
+        self._singly: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        #: link messages sent (a batch counts once), for tests and logs
+        self.link_requests = 0
 
     def slow(self) -> list[str]:
         """Members whose writes are still running past a deadline (not waited for)."""
@@ -145,16 +163,77 @@ class LinkFanout:
         task.add_done_callback(done)
 
     async def _one(self, node: ServiceNode, body: dict[str, Any]) -> Any:
+        """The member's result for one write, or None. The write is queued for the member and
+        sent at the end of this loop iteration with the others queued for it meanwhile."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush)
+        self._queued.setdefault(node.pubkey_x25519, (node, []))[1].append((body, fut))
+        try:
+            r = await fut
+        except LinkError as e:
+            log.info("replica %s… did not answer: %s", node.pubkey_ed25519[:12], e)
+            self._count("failed")
+            return None
+        if r is _REFUSED:
+            self._count("failed")
+            return None
+        self._count("ok")
+        return r
+
+    def _flush(self) -> None:
+        """Send each member the writes queued for it, in order, in batches."""
+        queued, self._queued = self._queued, {}
+        for node, items in queued.values():
+            for part in _cc_parts(items):
+                t = asyncio.ensure_future(self._send(node, part))
+                self._sending.add(t)
+                t.add_done_callback(self._sending.discard)
+
+    async def _send(self, node: ServiceNode, items: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        """One link message to ``node`` for ``items`` (each future gets its result, or the
+        LinkError); a member that does not know batches gets them one by one, in order."""
+        x = node.pubkey_x25519
+        try:
+            if len(items) == 1 or x in self._singly:
+                await asyncio.gather(*(self._send_one(node, b, f) for b, f in items))
+                return
+            self.link_requests += 1
+            try:
+                r = await self.links.request(
+                    x, node.zmq_address, KIND_CC_BATCH, {"r": [b for b, _ in items]}, self.timeout
+                )
+            except LinkError as e:
+                if str(e) != "unknown kind":
+                    raise
+                log.info("member %s… takes no batches: sending one by one", x[:12])
+                self._singly.add(x)
+                await asyncio.gather(*(self._send_one(node, b, f) for b, f in items))
+                return
+            results = r.get("r") if isinstance(r, dict) else None
+            if not isinstance(results, list) or len(results) != len(items):
+                raise LinkError("batch reply does not match the batch")
+            for (_, f), res in zip(items, results, strict=True):
+                if not f.done():
+                    f.set_result(res)
+        except LinkError as e:
+            for _, f in items:
+                if not f.done():
+                    f.set_exception(LinkError(str(e)))
+
+    async def _send_one(self, node: ServiceNode, body: Any, fut: asyncio.Future[Any]) -> None:
+        self.link_requests += 1
         try:
             r = await self.links.request(
                 node.pubkey_x25519, node.zmq_address, KIND_CC, body, self.timeout
             )
         except LinkError as e:
-            log.info("replica %s… did not answer: %s", node.pubkey_ed25519[:12], e)
-            self._count("failed")
-            return None
-        self._count("ok")
-        return r
+            if not fut.done():
+                fut.set_exception(e)
+            return
+        if not fut.done():
+            fut.set_result(r)
 
     def _count(self, outcome: str) -> None:
         if self.on_result:
@@ -163,6 +242,64 @@ class LinkFanout:
     async def stop(self) -> None:
         """Cancel writes still running past their deadline."""
         await cancel_and_wait([t for ts in self._late.values() for t in ts])
+        await cancel_and_wait(list(self._sending))
+
+
+def _cc_parts(items: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:
+    """``items`` in order, cut into batches of at most CC_BATCH_MAX writes and about
+    CC_BATCH_BYTES bytes."""
+    out: list[list[tuple[Any, Any]]] = []
+    cur: list[tuple[Any, Any]] = []
+    size = 0
+    for it in items:
+        params = it[0].get("params") if isinstance(it[0], dict) else None
+        data = params.get("data") if isinstance(params, dict) else None
+        n = 512 + (len(data) if isinstance(data, (str, bytes)) else 0)
+        if cur and (len(cur) >= CC_BATCH_MAX or size + n > CC_BATCH_BYTES):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(it)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _account_key(body: Any, i: int) -> Any:
+    params = body.get("params") if isinstance(body, dict) else None
+    pk = params.get("pubkey") if isinstance(params, dict) else None
+    return pk if isinstance(pk, str) else i
+
+
+def batch_handler(one: Handler) -> Handler:
+    """Link handler for ``KIND_CC_BATCH`` from ``one``, the handler of a single forwarded write
+    (``KIND_CC``): runs the batch's writes, those of one account one after another in the
+    batch's order and the accounts side by side (so their store writes reach the writer thread
+    together), and answers their results in order; a write ``one`` refuses gets None (the
+    sender counts that member failed for it, as for a refused single write)."""
+
+    async def serve(peer: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("r"), list):
+            raise TypeError("a forwarded batch must be a map with a list 'r'")
+        reqs: list[Any] = body["r"]
+        if len(reqs) > CC_BATCH_MAX:
+            raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
+        results: list[Any] = [_REFUSED] * len(reqs)
+        chains: dict[Any, list[int]] = {}
+        for i, r in enumerate(reqs):
+            chains.setdefault(_account_key(r, i), []).append(i)
+
+        async def run(indices: list[int]) -> None:
+            for i in indices:
+                try:
+                    results[i] = await one(peer, reqs[i])
+                except (ValueError, TypeError, StorageError) as e:
+                    log.info("refused a forwarded write from %s…: %s", peer[:12], e)
+
+        await asyncio.gather(*(run(ix) for ix in chains.values()))
+        return {"r": results}
+
+    return serve
 
 
 def owns(view: SwarmView, owner: str) -> bool:

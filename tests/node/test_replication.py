@@ -12,6 +12,7 @@ import pytest
 
 from session.node.links import (
     KIND_CC,
+    KIND_CC_BATCH,
     KIND_DATA,
     KIND_PING,
     KIND_SYNC,
@@ -25,6 +26,7 @@ from session.node.replication import (
     Reconciler,
     SyncPlan,
     account_digests,
+    batch_handler,
     bucket_digests,
     differing,
     plan_sync,
@@ -106,7 +108,10 @@ class FakeLinks:
             except TimeoutError:
                 raise LinkTimeout("no answer") from None  # (down only once the link drops)
         try:
-            reply = roundtrip(await self.net.handlers[x][kind](self.me, roundtrip(body)))
+            handler = self.net.handlers[x].get(kind)
+            if handler is None:
+                raise ValueError("unknown kind")  # (what NodeLinks answers)
+            reply = roundtrip(await handler(self.me, roundtrip(body)))
         except ValueError as e:
             raise LinkError(str(e)) from None
         finally:
@@ -138,6 +143,7 @@ class Member:
         net.handlers[me.pubkey_x25519] = {
             KIND_SYNC: self.sync.serve,
             KIND_CC: self._cc,
+            KIND_CC_BATCH: batch_handler(self._cc),
             KIND_PING: self._ping,
         }
 
@@ -648,3 +654,128 @@ async def test_a_session_over_accounts_in_every_bucket_goes_in_parts(net, tmp_pa
         assert again is not None and again.accounts == 0
     finally:
         await a.store.close()
+
+
+# ---------------------------------------------------------------------------- batched fan-out
+
+
+def storing(member: Member) -> Any:
+    """A KIND_CC handler that stores the forwarded message (named by params "n") in
+    ``member``'s store and answers its hash and whether it was new."""
+
+    async def cc(peer: str, body: Any) -> Any:
+        p = body["params"]
+        if p.get("bad"):
+            raise ValueError("refused")
+        r = await member.store.store(m(p["n"], owner=p["pubkey"]))
+        member.cc.append(body)
+        return {"hash": H(p["n"], p["pubkey"]), "new": r.new}
+
+    return cc
+
+
+def body(name: str, owner: str = A, **extra: Any) -> dict[str, Any]:
+    return {"method": "store", "params": {"pubkey": owner, "n": name, **extra}}
+
+
+def wire(member: Member, *, batches: bool = True) -> None:
+    handlers = member.links.net.handlers[member.node.pubkey_x25519]
+    handlers[KIND_CC] = storing(member)
+    if batches:
+        handlers[KIND_CC_BATCH] = batch_handler(handlers[KIND_CC])
+    else:
+        del handlers[KIND_CC_BATCH]
+
+
+async def test_writes_of_one_loop_iteration_reach_every_member_in_one_batch(net):
+    members = swarm(net, 4)
+    for x in members[1:]:
+        wire(x)
+    fan = LinkFanout(members[0].links, members[0].view, deadline=5.0)  # type: ignore[arg-type]
+    names = [(f"w{i}", A if i % 2 else B) for i in range(20)]
+    outs = await asyncio.gather(*(fan.forward(body(n, o)) for n, o in names))
+    assert [k for _, k in net.sent] == [KIND_CC_BATCH] * 3 and fan.link_requests == 3
+    for (n, o), out in zip(names, outs, strict=True):
+        assert set(out) == {x.node.pubkey_ed25519 for x in members[1:]}
+        assert all(r == {"hash": H(n, o), "new": True} for r in out.values())
+    for x in members[1:]:
+        # every write arrived, each account's in the order they were made
+        for owner in (A, B):
+            got = [b["params"]["n"] for b in x.cc if b["params"]["pubkey"] == owner]
+            assert got == [n for n, o in names if o == owner]
+        assert len(await x.store.sync_index(lambda o: True, 0)) == 20
+
+
+async def test_a_batch_keeps_dedup_by_hash_and_refusals_per_write(net):
+    a, b = swarm(net, 2)
+    wire(b)
+    fan = LinkFanout(a.links, a.view, deadline=5.0)  # type: ignore[arg-type]
+    ed = b.node.pubkey_ed25519
+    outs = await asyncio.gather(
+        fan.forward(body("d1")),
+        fan.forward(body("d1")),
+        fan.forward(body("d2", bad=True)),
+        fan.forward(body("d3")),
+    )
+    assert [k for _, k in net.sent] == [KIND_CC_BATCH]
+    assert [o[ed] for o in outs] == [
+        {"hash": H("d1"), "new": True},
+        {"hash": H("d1"), "new": False},  # the same message twice: stored once
+        None,  # refused by the member: counted failed, the others unaffected
+        {"hash": H("d3"), "new": True},
+    ]
+    assert set(await b.hashes()) == {"d1", "d3"}
+
+
+async def test_a_failed_batch_loses_nothing_the_member_gets_it_by_reconciliation(net):
+    a, b, c = swarm(net, 3)
+    for x in (b, c):
+        wire(x)
+    net.dead.add(c.node.pubkey_x25519)
+    fan = LinkFanout(a.links, a.view, deadline=5.0)  # type: ignore[arg-type]
+    names = [f"f{i}" for i in range(12)]
+    for n in names:
+        await a.store.store(m(n))  # (the origin applies each write itself)
+    outs = await asyncio.gather(*(fan.forward(body(n)) for n in names))
+    assert all(o[c.node.pubkey_ed25519] is None for o in outs)  # the whole batch failed
+    assert all(o[b.node.pubkey_ed25519] is not None for o in outs)
+    assert a.links.is_down(c.node.pubkey_x25519)
+    assert set(await c.hashes()) == set()
+    # c answers again: the links see it, the reconciler gives it every write it missed
+    net.dead.clear()
+    res = await a.sync.sync_with(c.node)
+    assert res is not None and res.pushed == len(names)
+    assert set(await c.hashes()) == set(names) == set(await b.hashes())
+
+
+async def test_a_member_without_batches_gets_the_writes_one_by_one_in_order(net):
+    a, old, new = swarm(net, 3)
+    wire(old, batches=False)  # a node from before batches: "unknown kind"
+    wire(new)
+    fan = LinkFanout(a.links, a.view, deadline=5.0)  # type: ignore[arg-type]
+    names = [f"o{i}" for i in range(5)]
+    outs = await asyncio.gather(*(fan.forward(body(n)) for n in names))
+    assert all(
+        o[old.node.pubkey_ed25519] == {"hash": H(n), "new": True}
+        for n, o in zip(names, outs, strict=True)
+    )
+    assert [b["params"]["n"] for b in old.cc] == names
+    assert [b["params"]["n"] for b in new.cc] == names
+    to_old = [k for x, k in net.sent if x == old.node.pubkey_x25519]
+    assert to_old == [KIND_CC_BATCH] + [KIND_CC] * 5
+    # from then on it is not offered batches again
+    net.sent.clear()
+    await asyncio.gather(*(fan.forward(body(f"p{i}")) for i in range(3)))
+    assert [k for x, k in net.sent if x == old.node.pubkey_x25519] == [KIND_CC] * 3
+
+
+async def test_bad_batches_are_refused():
+    async def one(peer: str, body: Any) -> Any:
+        return {}
+
+    serve = batch_handler(one)
+    with pytest.raises(TypeError):
+        await serve("p", [body("x")])
+    with pytest.raises(ValueError, match="at most"):
+        await serve("p", {"r": [body(f"x{i}") for i in range(10_000)]})
+    assert await serve("p", {"r": []}) == {"r": []}
