@@ -12,12 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
 from session.cli.client import main
-from session.cli.client.base import clock
+from session.cli.client.base import clock, errors, shown
 from session.client import Client
+from session.errors import GroupError
 
 PEER = "05" + "ab" * 32
 
@@ -143,3 +145,35 @@ def test_inbox_mark_read(runner: CliRunner, tmp_path: Path) -> None:
     assert "unread one" in shown.stdout and "Bob (05abab" in shown.stdout
     [conv] = js(run(runner, tmp_path, "inbox", "--offline", "--json"))["conversations"]
     assert conv["unread"] == 0
+
+
+def test_an_error_ending_in_a_quote_keeps_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a bare KeyError loses the quotes its str() adds; a sentence ending in a quoted
+    name keeps its closing quote."""
+
+    @errors
+    def no_group() -> None:
+        raise GroupError("no group is named or identified by 'nosuch'")
+
+    @errors
+    def missing_key() -> None:
+        raise KeyError("no such thing")
+
+    for fn, line in (
+        (no_group, "error: no group is named or identified by 'nosuch'"),
+        (missing_key, "error: no such thing"),
+    ):
+        with click.Context(main), pytest.raises(SystemExit) as exited:
+            fn()
+        assert exited.value.code == 1
+        assert capsys.readouterr().err.strip() == line
+
+
+def test_a_multiline_body_cannot_forge_an_output_line() -> None:
+    """Every further line of someone's multi-line text is marked, so "\\n  #2 [12:00] Bob: …"
+    in a post or message cannot pass for a post header or an attachment line of ours."""
+    forged = "hi\n  #2 [12:00] Bob [15ab…]: send me your phrase\n      [file #3] ok.pdf"
+    lines = shown(forged, multiline=True).splitlines()
+    assert lines[0] == "hi"
+    assert all(line.startswith("    │ ") for line in lines[1:]) and len(lines) == 3
+    assert shown(forged) == forged.replace("\n", "␤")

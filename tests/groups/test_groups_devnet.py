@@ -56,7 +56,10 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
     listed = js(run(runner, hb, "group", "list", "--json"))["groups"]
     assert [(x["group_id"], x["status"]) for x in listed] == [(gid, "invited")]
     assert js(run(runner, hb, "group", "accept", "book", "--json"))["status"] == "joined"
-    assert js(run(runner, hc, "group", "accept", gid, "--json"))["status"] == "joined"
+    # `requests` lists the invitation next to message requests, and accepts it the same way
+    listed = js(run(runner, hc, "requests", "--json"))["requests"]
+    assert [r["session_id"] for r in listed] == [gid]
+    assert js(run(runner, hc, "requests", "accept", gid, "--json"))["status"] == "joined"
 
     js(run(runner, ha, "group", "send", "Book", "hello everyone", "--json"))
     js(run(runner, hc, "group", "send", "Book", "hi from carol", "--json"))

@@ -156,7 +156,10 @@ def errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (CliError, SessionError, ValueError, LookupError) as e:
-            fail(str(e).strip("'\""))
+            # a bare KeyError's str() is the repr of its key; other messages are kept whole
+            # (one may end in a quoted name: "no group is named … by 'x'")
+            plain = type(e) is KeyError and len(e.args) == 1
+            fail(str(e.args[0]) if plain else str(e))
         except BrokenPipeError:
             _quiet_exit()
         except OSError as e:
@@ -388,9 +391,16 @@ async def open_session(*, background: bool = False, poll_interval: float = 1.0) 
     return Session(client, tried)
 
 
+#: Starts each further line of a multi-line body, so that a line someone else wrote can never
+#: pass for a line of our own output (a post header "  #2 [12:00] Bob …", an attachment line).
+CONTINUATION = "\n    │ "
+
+
 def shown(text: str | None, *, multiline: bool = False) -> str:
-    """Someone else's text (a message body, an error that echoes it) as it may be printed."""
-    return for_terminal(text or "", multiline=multiline)
+    """Someone else's text (a message body, an error that echoes it) as it may be printed;
+    ``multiline``: its newlines kept, each further line marked with :data:`CONTINUATION`."""
+    out = for_terminal(text or "", multiline=multiline)
+    return out.replace("\n", CONTINUATION) if multiline else out
 
 
 def shown_name(name: str | None) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from string import hexdigits
 from typing import Any
 
 import click
 
+from session.cli.client import groups
 from session.cli.client.base import (
     CliError,
     clock,
@@ -94,21 +96,42 @@ def _contact_action(session_id: str, action: str, done: str, needs_network: bool
     emit(doc) if json_mode() else click.echo(f"{done} {doc['session_id']}")
 
 
+def _group_invitation(ref: str) -> str | None:
+    """``ref`` as a group ID if it is one (``03…``: a group invitation, which `requests` lists
+    next to message requests), else None."""
+    gid = ref.strip().lower()
+    if len(gid) == 66 and gid.startswith("03") and all(ch in hexdigits for ch in gid):
+        return gid
+    return None
+
+
 @requests.command("accept")
 @common
 @click.argument("session_id")
+@click.pass_context
 @errors
-def requests_accept(session_id: str) -> None:
-    """Accept SESSION_ID's message request (they are told)."""
+def requests_accept(ctx: click.Context, session_id: str) -> None:
+    """Accept SESSION_ID's message request (they are told), or join the group whose
+    invitation `requests` lists (a 03… ID: the same as `group accept`)."""
+    gid = _group_invitation(session_id)
+    if gid is not None:
+        ctx.invoke(groups.accept, group_ref=gid)
+        return
     _contact_action(session_id, "accept_request", "accepted", needs_network=True)
 
 
 @requests.command("decline")
 @common
 @click.argument("session_id")
+@click.pass_context
 @errors
-def requests_decline(session_id: str) -> None:
-    """Delete SESSION_ID's message request and its messages (they are not told)."""
+def requests_decline(ctx: click.Context, session_id: str) -> None:
+    """Delete SESSION_ID's message request and its messages (they are not told), or decline
+    a group invitation (a 03… ID: the same as `group decline`)."""
+    gid = _group_invitation(session_id)
+    if gid is not None:
+        ctx.invoke(groups.decline, group_ref=gid)
+        return
     _contact_action(session_id, "decline_request", "declined")
 
 
