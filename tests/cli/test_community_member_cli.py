@@ -154,8 +154,12 @@ def test_two_members_in_the_lobby(
     (mine,) = js(cli(devnet, alice, "community", "dms", "--json"))["dms"]
     assert (mine["outgoing"], mine["peer"]) == (True, b15)
 
-    # the interactive chat: a typed line is posted, /react reacts, /quit leaves
-    lines = f"from the chat\n/react {reply['id']} 👀\n/react nope x\n/quit\n"
+    # the interactive chat: a typed line is posted, /react reacts, /help helps, an unknown
+    # /word is refused and never posted, //text posts "/text", /quit leaves
+    lines = (
+        f"from the chat\n/react {reply['id']} 👀\n/react nope x\n/help\n/nosuch secret\n"
+        "//slash line\n/quit\n"
+    )
     r = cli(devnet, alice, "community", "chat", "lobby", "--json", "--poll-interval", "0.5",
             input=lines)  # fmt: skip
     assert r.exit_code == 0, r.output
@@ -163,7 +167,12 @@ def test_two_members_in_the_lobby(
     assert events[0]["event"] == "start" and events[-1]["event"] == "end"
     assert any(e["event"] == "error" for e in events)  # the bad /react, and the chat went on
     assert any(e["event"] == "post" and e["body"] == "from the chat" for e in events)
+    errs = [e["error"] for e in events if e["event"] == "error"]
+    assert any("post number" in e for e in errs) and "/nosuch" in errs, errs
+    assert any(e["event"] == "help" for e in events)
     got = posts(devnet, bob)
+    bodies = [p["body"] for p in got.values()]
+    assert "/slash line" in bodies and not [b for b in bodies if "nosuch" in b or "help" in b]
     (chatted,) = [p for p in got.values() if p["body"] == "from the chat"]
     assert chatted["author"] == a15
     assert got[reply["id"]]["reactions"]["👀"]["reactors"] == [a15]

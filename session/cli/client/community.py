@@ -454,7 +454,8 @@ def leave(room: str) -> None:
 @errors
 def chat(room: str, show_history: int, poll_interval: float) -> None:
     """Chat in ROOM: each line you type is posted; new posts are printed as they come.
-    Commands: /reply ID TEXT, /react ID EMOJI, /quit (or end of input)."""
+    Commands: /reply ID TEXT, /react ID EMOJI, /help, /quit (or end of input); another /word
+    is refused, never posted (//text posts a line starting with /)."""
     run(_chat(room, show_history, poll_interval))
 
 
@@ -466,24 +467,48 @@ def _say(kind: str, text: str | list[str], **fields: Any) -> None:
             click.echo(line)
 
 
+CHAT_HELP = """\
+  type a line and press Enter to post it to the room
+  /reply ID TEXT   reply to post #ID
+  /react ID EMOJI  react to post #ID
+  /help            this list
+  /quit            leave; Ctrl-D too
+  //text           post a line that starts with a slash"""
+
+
+def _post_id(text: str, usage: str) -> int:
+    """The post number a chat command names (``#12`` or ``12``)."""
+    try:
+        return int(text.removeprefix("#"))
+    except ValueError:
+        raise CliError(f"usage: {usage} (ID is a post number, as in #12)") from None
+
+
 async def _chat_line(c: Client, room: str, line: str) -> bool:
-    """Handle one typed line; False to leave."""
+    """Handle one typed line; False to leave. A line starting with ``/`` is a command: an
+    unknown one is refused, never posted to the room (``//`` posts a line starting with /)."""
     text = line.strip()
     if not text:
         return True
     if text == "/quit":
         return False
+    if text == "/help":
+        _say("help", CHAT_HELP)
+        return True
     cmd, _, rest = text.partition(" ")
     try:
         if cmd == "/react":
             mid, _, emoji = rest.strip().partition(" ")
-            await c.communities.react(room, int(mid), emoji.strip())
+            await c.communities.react(room, _post_id(mid, "/react ID EMOJI"), emoji.strip())
         elif cmd == "/reply":
             mid, _, body = rest.strip().partition(" ")
-            await c.communities.post(room, body.strip(), reply_to=int(mid))
+            await c.communities.post(room, body.strip(), reply_to=_post_id(mid, "/reply ID TEXT"))
+        elif text.startswith("/") and not text.startswith("//"):
+            why = f"unknown command {shown(cmd)} (not posted; /help lists them)"
+            _say("error", f"  {why}", error=cmd)
         else:
-            await c.communities.post(room, line)
-    except (ValueError, SessionError) as e:  # a bad id or emoji, an unknown post, a refusal
+            await c.communities.post(room, line.replace("//", "/", 1) if text[:2] == "//" else line)
+    except (CliError, ValueError, SessionError) as e:  # a bad id or emoji, unknown post, refusal
         _say("error", f"  ✗ {shown(str(e))}", error=str(e))
     return True
 
@@ -497,7 +522,8 @@ async def _chat(ref: str, show_history: int, poll_interval: float) -> None:
         _say(
             "start",
             f"chatting in {room.token} on {room.base_url} as {me}\n"
-            "type a post and press Enter; /reply ID TEXT, /react ID EMOJI; /quit or Ctrl-D leaves",
+            "type a post and press Enter; /reply ID TEXT, /react ID EMOJI, /help; /quit or Ctrl-D"
+            " leaves",
             room=room.token,
             base_url=room.base_url,
             blinded_id=me,
