@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from importlib import resources
@@ -44,7 +45,8 @@ def config_options(env_config: str, data_dir_help: str) -> Callable[[F], F]:
 
 
 def exit_on_errors(fn: F) -> F:
-    """Turn our errors (and OS errors) into one sentence on stderr and exit code 1."""
+    """Turn our errors (and OS errors) into one sentence on stderr and exit code 1; output
+    piped into a reader that stops early (``| head``) ends quietly with exit code 0."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +55,11 @@ def exit_on_errors(fn: F) -> F:
         except (SessionError, ValueError) as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        except BrokenPipeError:
+            # the reader of stdout went away (`show-id | head -1`): what is left goes nowhere,
+            # and that is no error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except OSError as e:
             where = f" ({e.filename})" if e.filename else ""
             click.echo(f"error: {e.strerror or e}{where}", err=True)
