@@ -44,7 +44,13 @@ class LimitsConfig:
     max_post_bytes: int = 64 * 1024  # decoded ``data`` of one post (413 above)
     rate_limit_posts: int = 5  # posts one member may make in one room ...
     rate_limit_interval: float = 16.0  # ... within this many seconds (429 above)
+    rate_limit_uploads: int = 20  # uploads one member may make (all rooms) ...
+    rate_limit_uploads_interval: float = 60.0  # ... within this many seconds (429 above)
+    rate_limit_dms: int = 10  # direct messages one member may send ...
+    rate_limit_dms_interval: float = 60.0  # ... within this many seconds (429 above)
     max_file_size: int = 10_000_000  # bytes of one room upload (413 above)
+    #: Room files, post data and DMs stored together (507 above): 2 GiB.
+    max_storage_bytes: int = 2 * 1024**3
     file_ttl: int = 3600  # seconds an upload lives until a post references it
     posted_file_ttl: int = 15 * DAY  # seconds an upload lives once a post references it
     dm_ttl: int = 15 * DAY  # seconds a direct message waits in an inbox
@@ -77,12 +83,18 @@ def validate(cfg: CommunityConfig) -> None:
         raise ConfigError("limits.max_file_size must be between 1 and 67108864 bytes")
     if not 0 < lim.max_post_bytes <= 1024 * 1024:
         raise ConfigError("limits.max_post_bytes must be between 1 and 1048576 bytes")
-    for name in ("rate_limit_interval", "file_ttl", "posted_file_ttl", "dm_ttl",
+    for name in ("rate_limit_interval", "rate_limit_uploads_interval",
+                 "rate_limit_dms_interval", "file_ttl", "posted_file_ttl", "dm_ttl",
                  "active_users_cutoff", "sweep_interval"):  # fmt: skip
         if not math.isfinite(getattr(lim, name)):  # NaN passes every comparison below
             raise ConfigError(f"limits.{name} must be a finite number of seconds")
-    if lim.rate_limit_posts < 0 or lim.rate_limit_interval < 0:
-        raise ConfigError("limits.rate_limit_posts and rate_limit_interval must not be negative")
+    for what in ("posts", "uploads", "dms"):
+        count = f"rate_limit_{what}"
+        interval = "rate_limit_interval" if what == "posts" else f"{count}_interval"
+        if getattr(lim, count) < 0 or getattr(lim, interval) < 0:
+            raise ConfigError(f"limits.{count} and {interval} must not be negative")
+    if lim.max_storage_bytes < lim.max_file_size:
+        raise ConfigError("limits.max_storage_bytes must be at least limits.max_file_size")
     for name in ("file_ttl", "posted_file_ttl", "dm_ttl", "active_users_cutoff"):
         if getattr(lim, name) <= 0:
             raise ConfigError(f"limits.{name} must be a positive number of seconds")

@@ -8,7 +8,8 @@ against the one SQLite store, so a handler sees and leaves the database consiste
 and ``/sequence`` run their subrequests as the outer request's signer, in the same way.
 
 Errors are one sentence with SOGS's status: 400 bad input, 401/425 authentication, 403 not
-allowed or banned, 404 missing, 413 too large, 429 rate limited, 503 storage failure.
+allowed or banned, 404 missing, 413 too large, 429 rate limited, 503 storage failure, 507 the
+server's storage budget (``max_storage_bytes``) is spent.
 
 Logs carry counts and sizes only: no member ID, room content or header.
 """
@@ -48,7 +49,7 @@ from session.community.store import (
     keys_for_id,
     member_key,
 )
-from session.errors import InvalidInput, InvalidSignature, StorageError
+from session.errors import InvalidInput, InvalidSignature, StorageError, StorageFull
 from session.identity import Identity
 from session.node import keys
 from session.service import tls
@@ -302,6 +303,8 @@ class CommunityService:
             return V4Response.error(429, str(e))
         except TooLarge as e:
             return V4Response.error(413, str(e))
+        except StorageFull as e:
+            return V4Response.error(507, str(e))
         except sqlite3.Error as e:
             log.error("community database failed: %s", type(e).__name__)
             return V4Response.error(503, "the community server cannot store this right now")
@@ -705,7 +708,10 @@ class CommunityService:
                 f"file too large: {len(req.body)} bytes, the limit is {self.limits.max_file_size}"
             )
         name = _filename(req.headers.get("content-disposition"))
-        fid = self.store.put_file(room, u, req.body, name, self.limits.file_ttl)
+        limit = None if perms.admin else (
+            self.limits.rate_limit_uploads, self.limits.rate_limit_uploads_interval
+        )  # fmt: skip
+        fid = self.store.put_file(room, u, req.body, name, self.limits.file_ttl, rate_limit=limit)
         log.info("stored a room file of %d bytes", len(req.body))
         return _ok({"id": fid}, 201)
 
@@ -896,7 +902,11 @@ class CommunityService:
             raise InvalidInput("message must not be empty")
         if len(data) > self.limits.max_post_bytes:
             raise TooLarge(f"message too large: the limit is {self.limits.max_post_bytes} bytes")
-        return _ok(self.store.send_dm(u, recipient, data, self.limits.dm_ttl), 201)
+        limit = None if self.store.is_global_mod(u.key)[1] else (
+            self.limits.rate_limit_dms, self.limits.rate_limit_dms_interval
+        )  # fmt: skip
+        dm = self.store.send_dm(u, recipient, data, self.limits.dm_ttl, rate_limit=limit)
+        return _ok(dm, 201)
 
     def delete_inbox(self, req: V4Request, user: User | None) -> V4Response:
         u = self._need_blinded(user)
@@ -1027,7 +1037,7 @@ def load_identity(cfg: CommunityConfig) -> Identity:
 
 
 def open_store(cfg: CommunityConfig) -> CommunityStore:
-    return CommunityStore(cfg.data_dir / "store")
+    return CommunityStore(cfg.data_dir / "store", max_storage_bytes=cfg.limits.max_storage_bytes)
 
 
 @dataclass

@@ -14,6 +14,12 @@ the next value, so one ``messages/since/N`` poll returns all of them in order. U
 direct messages ``dm_ttl`` (15 days); a request nonce until its request's timestamp is more
 than a day old (then the request is refused for its timestamp anyway).
 
+A server-wide budget (``max_storage_bytes``) bounds what members can make the server keep:
+the bytes of live room files, post data and direct messages together. The store keeps that
+total in memory (counted once with SQL, then added to on every insert and recounted after
+anything that frees space), and refuses a new upload, post, edit or DM that would pass it with
+:class:`~session.errors.StorageFull`, changing nothing.
+
 Files are written to ``tmp/``, fsynced and renamed into ``files/<id>`` before their row is
 committed; on start leftovers of a crash are removed.
 """
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from session.blinding import blinded15_ids_for_session_id
-from session.errors import InvalidInput, InvalidSessionID, StorageError
+from session.errors import InvalidInput, InvalidSessionID, StorageError, StorageFull
 
 #: A room token: what Session's apps accept in a join URL.
 TOKEN_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}\Z")
@@ -56,7 +62,7 @@ class Forbidden(StorageError):
 
 
 class RateLimited(StorageError):
-    """The member posted too often in this room."""
+    """The member posted, uploaded or sent direct messages too often."""
 
 
 class TooLarge(StorageError):
@@ -194,6 +200,7 @@ CREATE TABLE IF NOT EXISTS files (
     uploader INTEGER NOT NULL, size INTEGER NOT NULL, uploaded REAL NOT NULL,
     expiry REAL NOT NULL, filename TEXT, message INTEGER);
 CREATE INDEX IF NOT EXISTS files_expiry ON files(expiry);
+CREATE INDEX IF NOT EXISTS files_uploader ON files(uploader, uploaded);
 CREATE TABLE IF NOT EXISTS moderators (
     room INTEGER NOT NULL, key TEXT NOT NULL, admin INTEGER NOT NULL,
     visible INTEGER NOT NULL, PRIMARY KEY (room, key));
@@ -207,6 +214,7 @@ CREATE TABLE IF NOT EXISTS dms (
     data BLOB NOT NULL, posted_at REAL NOT NULL, expires_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS dms_recipient ON dms(recipient, id);
 CREATE INDEX IF NOT EXISTS dms_sender ON dms(sender, id);
+CREATE INDEX IF NOT EXISTS dms_sender_time ON dms(sender, posted_at);
 CREATE TABLE IF NOT EXISTS nonces (
     pubkey TEXT NOT NULL, nonce BLOB NOT NULL, expires REAL NOT NULL,
     PRIMARY KEY (pubkey, nonce));
@@ -230,8 +238,13 @@ class CommunityStore:
     """The database and uploads of one data directory (single process; calls are short and
     synchronous: the server runs them one at a time off the event loop)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, max_storage_bytes: int | None = None
+    ) -> None:
         self.root = Path(root)
+        #: The budget of live files, post data and DMs together (None: unbounded).
+        self.max_storage_bytes = max_storage_bytes
+        self._used: int | None = None  # the running total; None: count again
         self.files = self.root / "files"
         self.tmp = self.root / "tmp"
         for d in (self.root, self.files, self.tmp):
@@ -271,6 +284,55 @@ class CommunityStore:
             if p.name not in known:
                 p.unlink(missing_ok=True)
 
+    # -- the storage budget -----------------------------------------------------------------
+    def used_bytes(self) -> int:
+        """Bytes of room files, post data and DMs stored now (what the budget counts)."""
+        if self._used is None:
+            self._used = int(
+                self.db.execute(
+                    "SELECT (SELECT COALESCE(SUM(size), 0) FROM files)"
+                    " + (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM messages)"
+                    " + (SELECT COALESCE(SUM(LENGTH(data)), 0) FROM dms)"
+                ).fetchone()[0]
+            )
+        return self._used
+
+    def _reserve(self, size: int, what: str) -> None:
+        """Refuse (:class:`StorageFull`) storing ``size`` more bytes past the budget."""
+        budget = self.max_storage_bytes
+        if budget is not None and self.used_bytes() + size > budget:
+            raise StorageFull(
+                f"the community server is out of storage space for this {what}; try again later"
+            )
+
+    def _added(self, size: int) -> None:
+        if self._used is not None:
+            self._used += size
+
+    def _freed(self) -> None:
+        """Something was deleted or replaced: count again at the next check."""
+        self._used = None
+
+    @staticmethod
+    def _check_rate(
+        db: sqlite3.Connection,
+        sql: str,
+        args: tuple[Any, ...],
+        limit: tuple[int, float] | None,
+        what: str,
+        where: str = "",
+    ) -> None:
+        """:class:`RateLimited` when ``sql`` (a COUNT of the member's recent rows since the
+        last argument, ``now - limit[1]`` appended) reaches ``limit[0]``."""
+        if limit is None or limit[0] <= 0:
+            return
+        recent = db.execute(sql, (*args, now() - limit[1])).fetchone()[0]
+        if recent >= limit[0]:
+            raise RateLimited(
+                f"Rate limited: at most {limit[0]} {what} per {limit[1]:g} seconds{where};"
+                " try again shortly"
+            )
+
     # -- rooms ------------------------------------------------------------------------------
     def add_room(self, token: str, name: str, description: str | None = None) -> Room:
         check_token(token)
@@ -292,6 +354,7 @@ class CommunityStore:
             db.execute("DELETE FROM moderators WHERE room = ?", (room.id,))
             db.execute("DELETE FROM bans WHERE room = ?", (room.id,))
             db.execute("DELETE FROM rooms WHERE id = ?", (room.id,))
+        self._freed()
         for fid in ids:
             (self.files / str(fid)).unlink(missing_ok=True)
 
@@ -570,16 +633,11 @@ class CommunityStore:
         when the member already made that many posts in the room within that time."""
         t = now()
         with self._tx() as db:
-            if rate_limit is not None and rate_limit[0] > 0:
-                recent = db.execute(
-                    "SELECT COUNT(*) FROM messages WHERE room = ? AND user = ? AND posted >= ?",
-                    (room.id, user.id, t - rate_limit[1]),
-                ).fetchone()[0]
-                if recent >= rate_limit[0]:
-                    raise RateLimited(
-                        f"Rate limited: at most {rate_limit[0]} posts per {rate_limit[1]:g}"
-                        " seconds in one room; try again shortly"
-                    )
+            self._check_rate(
+                db, "SELECT COUNT(*) FROM messages WHERE room = ? AND user = ? AND posted >= ?",
+                (room.id, user.id), rate_limit, "posts", " in one room",
+            )  # fmt: skip
+            self._reserve(len(data), "post")
             seq = self._next_seqno(db, room.id)
             cur = db.execute(
                 "INSERT INTO messages (room, user, posted, data, signature, seqno, seqno_data,"
@@ -592,6 +650,7 @@ class CommunityStore:
             )  # fmt: skip
             msg_id = int(cur.lastrowid or 0)
             self._own_files(db, room, user, msg_id, files, t + file_ttl)
+        self._added(len(data))
         return msg_id
 
     def _own_files(
@@ -634,6 +693,7 @@ class CommunityStore:
             raise Forbidden("only the author of a post may edit it")
         t = now()
         with self._tx() as db:
+            self._reserve(len(data) - len(row[2]), "edit")
             seq = self._next_seqno(db, room.id)
             db.execute(
                 "UPDATE messages SET data = ?, signature = ?, edited = ?, seqno = ?,"
@@ -641,6 +701,7 @@ class CommunityStore:
                 (data, signature, t, seq, seq, msg_id),
             )
             self._own_files(db, room, user, msg_id, files, t + file_ttl)
+        self._added(len(data) - len(row[2]))
 
     def delete_posts(self, room: Room, msg_ids: Iterable[int]) -> int:
         """Turn posts into deletion markers (no data, reactions, pins or files)."""
@@ -663,6 +724,7 @@ class CommunityStore:
                     self._bump_info(db, [room.id])
                 db.execute("UPDATE files SET expiry = 0 WHERE message = ?", (mid,))
                 n += 1
+        self._freed()
         return n
 
     def delete_post(self, room: Room, user: User, msg_id: int, *, moderator: bool) -> None:
@@ -894,8 +956,24 @@ class CommunityStore:
 
     # -- files --------------------------------------------------------------------------------
     def put_file(
-        self, room: Room, user: User, blob: bytes, filename: str | None, ttl: float
+        self,
+        room: Room,
+        user: User,
+        blob: bytes,
+        filename: str | None,
+        ttl: float,
+        *,
+        rate_limit: tuple[int, float] | None = None,
     ) -> int:
+        """Store an upload for ``ttl`` seconds; returns its id. ``rate_limit`` (uploads,
+        seconds): :class:`RateLimited` when the member already uploaded that many files
+        (anywhere on the server) within that time; :class:`StorageFull` past the budget."""
+        with self._tx() as db:  # refuse before writing anything
+            self._check_rate(
+                db, "SELECT COUNT(*) FROM files WHERE uploader = ? AND uploaded >= ?",
+                (user.id,), rate_limit, "uploads",
+            )  # fmt: skip
+            self._reserve(len(blob), "upload")
         t = now()
         fd, name = tempfile.mkstemp(dir=self.tmp)
         try:
@@ -913,6 +991,7 @@ class CommunityStore:
                 os.replace(name, self.files / str(fid))
         finally:
             Path(name).unlink(missing_ok=True)  # only left when something above failed
+        self._added(len(blob))
         return fid
 
     def file(self, room: Room, fid: int) -> tuple[StoredFile, bytes]:
@@ -938,13 +1017,31 @@ class CommunityStore:
         self.db.execute("UPDATE files SET expiry = ? WHERE id = ?", (now() + ttl, fid))
 
     # -- direct messages ----------------------------------------------------------------------
-    def send_dm(self, sender: User, recipient: User, data: bytes, ttl: float) -> dict[str, Any]:
+    def send_dm(
+        self,
+        sender: User,
+        recipient: User,
+        data: bytes,
+        ttl: float,
+        *,
+        rate_limit: tuple[int, float] | None = None,
+    ) -> dict[str, Any]:
+        """Store a direct message for ``ttl`` seconds. ``rate_limit`` (messages, seconds):
+        :class:`RateLimited` when ``sender`` already sent that many within that time;
+        :class:`StorageFull` past the budget."""
         t = now()
-        cur = self.db.execute(
-            "INSERT INTO dms (sender, recipient, data, posted_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (sender.id, recipient.id, data, t, t + ttl),
-        )
+        with self._tx() as db:
+            self._check_rate(
+                db, "SELECT COUNT(*) FROM dms WHERE sender = ? AND posted_at >= ?",
+                (sender.id,), rate_limit, "direct messages",
+            )  # fmt: skip
+            self._reserve(len(data), "message")
+            cur = db.execute(
+                "INSERT INTO dms (sender, recipient, data, posted_at, expires_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (sender.id, recipient.id, data, t, t + ttl),
+            )
+        self._added(len(data))
         return {
             "id": int(cur.lastrowid or 0),
             "posted_at": t,
@@ -972,6 +1069,7 @@ class CommunityStore:
         ]  # fmt: skip
 
     def delete_inbox(self, user: User) -> int:
+        self._freed()
         return self.db.execute("DELETE FROM dms WHERE recipient = ?", (user.id,)).rowcount
 
     # -- upkeep -------------------------------------------------------------------------------
@@ -986,6 +1084,7 @@ class CommunityStore:
         dms = self.db.execute("DELETE FROM dms WHERE expires_at <= ?", (t,)).rowcount
         nonces = self.db.execute("DELETE FROM nonces WHERE expires <= ?", (t,)).rowcount
         self.db.execute("DELETE FROM bans WHERE expires IS NOT NULL AND expires <= ?", (t,))
+        self._freed()
         return len(gone), dms, nonces
 
 

@@ -120,3 +120,11 @@ def test_a_new_operator_gets_one_clear_sentence(tmp_path: Path) -> None:
         (tmp_path / "c.toml").write_text(f"[limits]\n{setting}\n")
         got = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "c.toml")])
         assert got.exit_code == 1 and "must be a finite number" in got.output, got.output
+    for setting, said in (
+        ("max_storage_bytes = 1000", "max_storage_bytes must be at least"),
+        ("rate_limit_dms = -1", "rate_limit_dms and rate_limit_dms_interval must not be"),
+        ("rate_limit_uploads_interval = nan", "must be a finite number"),
+    ):
+        (tmp_path / "c.toml").write_text(f"[limits]\n{setting}\n")
+        got = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path / "c.toml")])
+        assert got.exit_code == 1 and said in got.output, got.output
