@@ -17,6 +17,9 @@ The identity's secret key stays inside the native core. For 15-blinded signature
 deterministic nonce can be derived as libsession does (the default) or as Session Desktop
 does (``nonce_derivation="desktop"``); both verify, the bytes differ.
 
+Unblinded servers (no ``blind`` capability) see the ``05`` Session ID: posts there are
+XEd25519-signed by the X25519 key (:func:`xed25519_sign`, :func:`xed25519_verify`).
+
 Community direct messages between blinded ids (§4.6): :func:`encrypt_blinded_dm`,
 :func:`decrypt_blinded_dm`.
 
@@ -86,6 +89,18 @@ def blind25_sign(identity: Identity, server_pubkey_hex: str, message: bytes) -> 
 def verify_blinded(blinded_id: str, message: bytes, signature: bytes) -> None:
     """Check a signature under a ``15``/``25``/``07`` id; raises InvalidSignature if bad."""
     _core.verify_blinded(blinded_id, bytes(message), bytes(signature))
+
+
+def xed25519_sign(identity: Identity, message: bytes) -> bytes:
+    """A 64-byte XEd25519 signature of ``message`` by the identity's X25519 key: how posts are
+    signed on community servers without blinding (§4.5); verifiable with the ``05`` Session ID."""
+    return _core.xed25519_sign(identity, bytes(message))
+
+
+def xed25519_verify(session_id: str, message: bytes, signature: bytes) -> None:
+    """Check an XEd25519 signature under a ``05`` Session ID; raises InvalidSignature if bad
+    (InvalidSessionId if the id is malformed)."""
+    _core.xed25519_verify(session_id, bytes(message), bytes(signature))
 
 
 def version_blinded_id(identity: Identity) -> str:

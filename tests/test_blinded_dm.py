@@ -11,15 +11,10 @@ import os
 import nacl.bindings as nb
 import pytest
 
-from session import _core, blinding
+from session import blinding
 from session.errors import DecryptionError, InvalidKey, InvalidSessionID, SessionError
 from session.identity import Identity
 from vectorlib import case_ids, load_vectors
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(_core, "blinded_dm_encrypt"),
-    reason="session/_core.abi3.so predates blinded DMs: rebuild it (maturin build)",
-)
 
 CASES = load_vectors("session_protocol", "blinded_dm_structure")
 SERVER = CASES[0]["server_pk"]

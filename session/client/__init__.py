@@ -10,6 +10,8 @@ from session.client.api import Client, MessageRequest
 from session.client.db import Contact, ConversationSummary, Message
 from session.client.events import (
     AvatarChanged,
+    CommunityDMReceived,
+    CommunityPostReceived,
     ConnectionChanged,
     ContactsSynced,
     Event,
@@ -30,6 +32,8 @@ from session.client.messages import Expiration, ExpirationMode
 __all__ = [
     "AvatarChanged",
     "Client",
+    "CommunityDMReceived",
+    "CommunityPostReceived",
     "ConnectionChanged",
     "Contact",
     "ContactsSynced",

@@ -48,7 +48,7 @@ from session.client.db import (
 from session.client.events import EventHub, EventStream, MessageDeleted
 from session.client.groups import GroupManager
 from session.client.identity_store import IdentityStore, ed25519_seed32
-from session.client.loops import BackgroundLoops
+from session.client.loops import COMMUNITY_POLL_INTERVAL_S, BackgroundLoops
 from session.client.network import (
     REFRESH_SOURCES,
     NetworkClock,
@@ -111,6 +111,7 @@ class Client:
         create: bool = True,
         clock: Callable[[], float] | None = None,
         poll_interval: float = 1.0,
+        community_poll_interval: float = COMMUNITY_POLL_INTERVAL_S,
         background: bool = True,
         rng: random.Random | None = None,
     ) -> None:
@@ -171,6 +172,8 @@ class Client:
         self.communities.on_change = self.groups.push_user_groups
         self.sender.signer_for = self._signer_for
         self.poll_interval = poll_interval
+        #: Seconds between the background polls of joined communities.
+        self.community_poll_interval = community_poll_interval
         self.background = background
         self.loops = BackgroundLoops(self)
         self._last_sent_ms = 0
@@ -185,7 +188,8 @@ class Client:
         ``network``: a devnet/registry ``nodes.json`` path, a registry URL (``https://…``), a
         list of :class:`ServiceNode`, or None to use only the cached node list. Keywords:
         ``identity`` (Session ID to use), ``mnemonic`` (restore this phrase), ``create``,
-        ``clock`` (local clock function, seconds), ``poll_interval``, ``background``, ``rng``
+        ``clock`` (local clock function, seconds), ``poll_interval``,
+        ``community_poll_interval``, ``background``, ``rng``
         (the randomness of every choice the client makes: paths, swarm members, the nodes a
         node-list refresh asks; for deterministic tests)."""
         return cls(profile_dir, network, **kw)

@@ -19,9 +19,13 @@ at the first non-2xx answer, and ``inbox/since`` answers 304 when there is nothi
 would starve the outbox.)
 
 Posts: ``data`` = base64(pad160(Content)) with a 15-blinded signature over those bytes.
-Receivers verify every post under its ``15``/``25`` sender key and drop those that fail. Posts
-by unblinded ``05`` ids need an XEd25519 verify, which the native core does not have: they are
-dropped (logged at debug level), which only matters on servers that do not require blinding.
+Receivers verify every post under its sender id and drop those that fail: ``15``/``25`` ids as
+plain Ed25519 under the blinded key, unblinded ``05`` ids with XEd25519 under the X25519 key.
+
+Servers without the ``blind`` capability (older SOGS) see the Session ID, as Session does
+there: requests are signed with the ``00``-prefixed Ed25519 key and posts with XEd25519, and
+our id in the room is our ``05`` Session ID. Until a server's capabilities are known (the
+join request) we sign blinded.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from google.protobuf.message import DecodeError as _PbDecodeError
 from session import blinding, onion
 from session.client import messages as M
 from session.client.attachments import check_upload_size, content_type_for, safe_filename
+from session.client.events import CommunityDMReceived, CommunityPostReceived, Event
 from session.client.transport import PathFailure
 from session.errors import (
     CommunityError,
@@ -364,13 +369,16 @@ def _num(value: Any, default: float | None = None) -> float | None:
 
 def verify_post(author: str, data: bytes, signature: bytes) -> None:
     """Check a post's signature under its sender id: 15/25 ids as plain Ed25519 under the
-    blinded key. Raises InvalidSignature (also for 05 senders: see the module doc)."""
-    if not isinstance(author, str) or author[:2] not in ("15", "25"):
-        raise InvalidSignature("posts by unblinded ids cannot be verified here (no XEd25519)")
+    blinded key, 05 ids as XEd25519 under the X25519 key. Raises InvalidSignature."""
+    if not isinstance(author, str) or not _AUTHOR.match(author):
+        raise InvalidSignature("the post's sender is not a 05, 15 or 25 id")
     try:
-        blinding.verify_blinded(author, data, signature)
+        if author.startswith("05"):
+            blinding.xed25519_verify(author, data, signature)
+        else:
+            blinding.verify_blinded(author, data, signature)
     except InvalidSessionID:
-        raise InvalidSignature("the post's sender is not a valid blinded id") from None
+        raise InvalidSignature("the post's sender is not a valid id") from None
 
 
 def _content_of(data: bytes) -> pb.Content:
@@ -390,7 +398,8 @@ def attachment_doc(p: pb.AttachmentPointer) -> dict[str, Any]:
     }
 
 
-_BLINDED_AUTHOR = re.compile(r"[12]5[0-9a-fA-F]{64}\Z")
+#: A post's sender: a 15/25-blinded id, or an unblinded 05 Session ID.
+_AUTHOR = re.compile(r"(?:[12]5|05)[0-9a-fA-F]{64}\Z")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -405,23 +414,38 @@ class SignedPost:
 
 def signed_parts(msg: Mapping[str, Any]) -> SignedPost:
     """Decode a message object's id, author, data and signature (not a deletion, not
-    reactions only). Raises InvalidInput, or InvalidSignature for an author whose signature
-    cannot be checked here (05 senders: see the module doc)."""
+    reactions only). Raises InvalidInput, or InvalidSignature for a sender that is not a
+    05/15/25 id."""
     post_id = counter(msg.get("id"))
     if post_id is None:
         raise InvalidInput("the post has no valid id")
     author = msg.get("session_id")
-    if not isinstance(author, str) or not _BLINDED_AUTHOR.match(author):
-        raise InvalidSignature("the post's sender is not a 15/25 blinded id (no XEd25519 here)")
+    if not isinstance(author, str) or not _AUTHOR.match(author):
+        raise InvalidSignature("the post's sender is not a 05, 15 or 25 id")
     data = _b64(msg.get("data"), "the post's data")
     signature = _b64(msg.get("signature"), "the post's signature")
     return SignedPost(post_id, author, data, signature)
 
 
 def verify_many(posts: Sequence[SignedPost]) -> list[bool]:
-    """Check many posts' signatures at once (Ed25519 under each blinded key; in parallel
-    without the GIL, libsodium's acceptance rules as :func:`verify_post`)."""
-    return ed25519_verify_many([(bytes.fromhex(p.author[2:]), p.data, p.signature) for p in posts])
+    """Check many posts' signatures at once, with :func:`verify_post`'s rules: blinded senders
+    as one batch (Ed25519 under each blinded key, in parallel without the GIL), 05 senders
+    one by one with XEd25519."""
+    blinded = [i for i, p in enumerate(posts) if not p.author.startswith("05")]
+    ok = [False] * len(posts)
+    checks = ed25519_verify_many(
+        [(bytes.fromhex(posts[i].author[2:]), posts[i].data, posts[i].signature) for i in blinded]
+    )
+    for i, good in zip(blinded, checks, strict=True):
+        ok[i] = good
+    for i, p in enumerate(posts):
+        if p.author.startswith("05"):
+            try:
+                blinding.xed25519_verify(p.author, p.data, p.signature)
+            except (InvalidSignature, InvalidSessionID):
+                continue
+            ok[i] = True
+    return ok
 
 
 def decode_post(msg: Mapping[str, Any], signed: SignedPost) -> ParsedPost:
@@ -544,6 +568,8 @@ class CommunityManager:
         #: Called (inside the transaction) after joined rooms changed: pushes UserGroups.
         self.on_change: Callable[[], None] = lambda: None
         self._blinded: dict[str, str] = {}
+        #: Events of the poll being applied, emitted once its transaction committed.
+        self._events: list[Event] = []
         self._form_cache: dict[tuple[str, str], tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ state
@@ -557,10 +583,21 @@ class CommunityManager:
         return str(row[0])
 
     def blinded_id(self, base_url: str) -> str:
-        """Our 15-blinded id on this server (what the server and the room see)."""
+        """Our id on this server (what the server and the room see): 15-blinded, or our 05
+        Session ID on a server without the ``blind`` capability."""
+        if not self.is_blinded(base_url):
+            return self.c.identity.session_id
         if base_url not in self._blinded:
             self._blinded[base_url] = blinding.blinded15_id(self.c.identity, self._pubkey(base_url))
         return self._blinded[base_url]
+
+    def is_blinded(self, base_url: str) -> bool:
+        """Whether we talk to this server under our blinded id: yes when it announced the
+        ``blind`` capability, and while its capabilities are not known yet (not joined)."""
+        row = self.db.conn.execute(
+            "SELECT capabilities FROM community_servers WHERE base_url=?", (base_url,)
+        ).fetchone()
+        return row is None or "blind" in json.loads(row[0])
 
     def capabilities(self, base_url: str) -> list[str]:
         row = self.db.conn.execute(
@@ -685,6 +722,7 @@ class CommunityManager:
         fresh nonce); returns (status, body) of a 2xx/304 answer, raises CommunityError for a
         refusal and the transport's PathFailure when no path got through."""
         pk = pubkey or self._pubkey(base_url)
+        blinded = self.is_blinded(base_url)
         dest = destination(base_url, pk)
         raw = b"" if body is None else bytes(body)
         hdrs = dict(headers or {})
@@ -702,6 +740,7 @@ class CommunityManager:
                         method,
                         path,
                         raw,
+                        blinded=blinded,
                         timestamp=int(self.c.clock.now_ms() // 1000),
                     )
                 )
@@ -792,6 +831,7 @@ class CommunityManager:
                 "message_sequence",
                 "moderator",
                 "admin",
+                "pinned_messages",
             )
             if k in info
         }
@@ -827,7 +867,7 @@ class CommunityManager:
                     f"?t=r&reactors={REACTORS}&limit={POLL_LIMIT}"
                 )
             reqs.append({"method": "GET", "path": path})
-        if "blind" in self.capabilities(base_url):
+        if self.is_blinded(base_url):
             row = self.db.conn.execute(
                 "SELECT inbox_id, outbox_id FROM community_servers WHERE base_url=?", (base_url,)
             ).fetchone()
@@ -848,6 +888,7 @@ class CommunityManager:
         """Store what a poll's answers (``(status, body)`` per subrequest of ``reqs``, as the
         server sent them: anything) bring, in one transaction; malformed parts are skipped."""
         posts = deleted = dropped = dms = 0
+        self._events = []
         with self.db.tx():
             for req, (code, body) in zip(reqs, answers, strict=True):
                 path = str(req["path"])
@@ -874,6 +915,9 @@ class CommunityManager:
                     posts, deleted, dropped = posts + p, deleted + d, dropped + x
                 elif path.startswith(("/inbox", "/outbox")) and isinstance(body, list):
                     dms += self._apply_dms(base_url, body, outgoing=path.startswith("/outbox"))
+        events, self._events = self._events, []
+        for ev in events:
+            self.c.hub.emit(ev)
         return PollResult(posts, deleted, dropped, dms)
 
     async def poll_all(self) -> PollResult:
@@ -945,8 +989,27 @@ class CommunityManager:
                 log.debug("community post dropped: %s", e)
                 dropped += 1
                 continue
+            new = (
+                self.db.conn.execute(
+                    "SELECT 1 FROM community_posts WHERE base_url=? AND token=? AND id=?", key
+                ).fetchone()
+                is None
+            )
             self._store_post(base_url, token, p)
             posts += 1
+            if new:
+                self._events.append(
+                    CommunityPostReceived(
+                        base_url,
+                        token,
+                        p.id,
+                        p.author,
+                        p.body,
+                        p.name,
+                        p.whisper,
+                        p.author == self.blinded_id(base_url),
+                    )
+                )
         if first and not msgs:
             info = json.loads(seq_row[1])
             top = max(top, counter(info.get("message_sequence")) or 0)
@@ -1022,6 +1085,11 @@ class CommunityManager:
                 ),
             )
             added += cur.rowcount
+            if cur.rowcount:
+                peer = str(recipient if outgoing else sender)
+                self._events.append(
+                    CommunityDMReceived(base_url, dm_id, peer, sender_sid, body, outgoing)
+                )
         if last:
             self.db.conn.execute(
                 f"UPDATE community_servers SET {col}=MAX({col}, ?) WHERE base_url=?",
@@ -1131,7 +1199,10 @@ class CommunityManager:
     # ------------------------------------------------------------------ writing
 
     def _sign(self, room: Room, data: bytes) -> str:
-        sig = blinding.blind15_sign(self.c.identity, room.pubkey, data)
+        if self.is_blinded(room.base_url):
+            sig = blinding.blind15_sign(self.c.identity, room.pubkey, data)
+        else:
+            sig = blinding.xed25519_sign(self.c.identity, data)
         return base64.b64encode(sig).decode()
 
     async def post(
@@ -1319,14 +1390,42 @@ class CommunityManager:
         await self.poll(room.base_url)
         return bool(doc.get(key)) if isinstance(doc, dict) else False
 
-    async def send_dm(self, base_url_or_ref: str, blinded_id: str, text: str) -> DirectMessage:
-        """Send a blinded DM to the member ``blinded_id`` of a server we have a room on
-        (``base_url_or_ref``: the server's base URL or one of its rooms)."""
+    def _server_of(self, base_url_or_ref: str) -> str:
+        """The base URL of a joined server named by its base URL or one of its rooms."""
         if "://" in base_url_or_ref:
             base = canonical_base_url(base_url_or_ref)
             self._pubkey(base)
-        else:
-            base = self.room(base_url_or_ref).base_url
+            return base
+        return self.room(base_url_or_ref).base_url
+
+    def pinned(self, ref: str) -> list[int]:
+        """The ids of a room's pinned posts, as the server's room info last listed them
+        (oldest pin first)."""
+        pins = self.room(ref).info.get("pinned_messages")
+        if not isinstance(pins, list):
+            return []
+        out = [counter(p.get("id")) for p in pins if isinstance(p, dict)]
+        return [i for i in out if i is not None]
+
+    async def clear_inbox(self, base_url_or_ref: str) -> int:
+        """``DELETE /inbox``: delete every DM we received on a server (there and here; sent
+        ones stay). Returns how many the server deleted."""
+        base = self._server_of(base_url_or_ref)
+        if not self.is_blinded(base):
+            raise CommunityError(412, "this server has no blinded direct messages")
+        _, payload = await self.request(base, "DELETE", "/inbox")
+        doc = _json(payload)
+        deleted = counter(doc.get("deleted")) if isinstance(doc, dict) else None
+        with self.db.tx():
+            self.db.conn.execute(
+                "DELETE FROM community_dms WHERE base_url=? AND outgoing=0", (base,)
+            )
+        return deleted or 0
+
+    async def send_dm(self, base_url_or_ref: str, blinded_id: str, text: str) -> DirectMessage:
+        """Send a blinded DM to the member ``blinded_id`` of a server we have a room on
+        (``base_url_or_ref``: the server's base URL or one of its rooms)."""
+        base = self._server_of(base_url_or_ref)
         pk = self._pubkey(base)
         await self.c._ensure_clock()
         sent_ms = self.c._next_sent_ms()

@@ -129,6 +129,34 @@ class ConnectionChanged(Event):
     error: str = ""
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommunityPostReceived(Event):
+    """A new verified post in a joined community room (``mine``: posted by us, perhaps from
+    another device). ``author`` is the sender's id on that server (blinded, or 05)."""
+
+    base_url: str
+    room: str
+    post_id: int
+    author: str
+    body: str | None
+    name: str | None
+    whisper: bool
+    mine: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommunityDMReceived(Event):
+    """A new blinded DM on a community server (``outgoing``: sent by a device of ours).
+    ``peer`` is the other side's blinded id; ``sender_session_id`` the sender's real id."""
+
+    base_url: str
+    dm_id: int
+    peer: str
+    sender_session_id: str | None
+    body: str | None
+    outgoing: bool
+
+
 class EventStream:
     """One consumer's events from the moment it subscribed: ``async for ev in stream`` (ends
     when the client closes), :meth:`pending` for what already arrived without waiting, and

@@ -1,4 +1,4 @@
-"""The client's three background loops, each repeating one public step of
+"""The client's four background loops, each repeating one public step of
 :class:`~session.client.Client`:
 
 * the poll loop runs :meth:`Client.poll_once` every ``poll_interval`` (backing off up to 5×
@@ -6,7 +6,10 @@
   to build a path) and wakes the outbox when the network comes back;
 * the outbox loop runs :meth:`Client.flush_outbox` (only entries that are due) whenever
   something is queued, or when the next retry is due;
-* the sweep loop runs :meth:`Client.sweep_expired` (disappearing messages).
+* the sweep loop runs :meth:`Client.sweep_expired` (disappearing messages);
+* the community loop polls every community server we have a room on
+  (:meth:`CommunityManager.poll_all`) every ``COMMUNITY_POLL_INTERVAL_S``, as Session's
+  community poller does, so new posts and DMs arrive as events without the app polling.
 
 An unexpected error in a step is a bug: it is logged and ends that loop, and the client stays
 usable through its steps; expected failures (the network) are retried.
@@ -34,6 +37,8 @@ OUTBOX_MIN_WAIT_S = 0.05
 SWEEP_INTERVAL_S = 0.5
 #: Poll failures in a row after which the node list is refreshed (every this many).
 REFRESH_AFTER_FAILURES = 3
+#: Seconds between community polls (Session Desktop's community poller: 4 s).
+COMMUNITY_POLL_INTERVAL_S = 4.0
 #: Longest poll back-off, in poll intervals.
 MAX_POLL_BACKOFF = 5
 
@@ -51,6 +56,7 @@ class BackgroundLoops:
             self._spawn(self.outbox_loop(), "session-outbox"),
             self._spawn(self.poll_loop(), "session-poller"),
             self._spawn(self.sweep_loop(), "session-expiry"),
+            self._spawn(self.community_loop(), "session-community"),
         ]
 
     @staticmethod
@@ -108,6 +114,15 @@ class BackgroundLoops:
             await asyncio.sleep(
                 c.poll_interval * (1 if not failures else min(MAX_POLL_BACKOFF, failures))
             )
+
+    async def community_loop(self) -> None:
+        """Polls the joined communities every interval (joining polls once by itself; each
+        server's failure is logged inside poll_all and retried next time)."""
+        c = self.client
+        while True:
+            await asyncio.sleep(c.community_poll_interval)
+            if c.communities.rooms():
+                await c.communities.poll_all()
 
     async def sweep_loop(self) -> None:
         while True:

@@ -19,16 +19,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from session import _core
 from session.cli.client import main
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not hasattr(_core, "blinded_dm_encrypt"),
-        reason="session/_core.abi3.so predates blinded DMs: rebuild it (maturin build)",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

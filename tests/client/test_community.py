@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+import nacl.bindings as nb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.signing import VerifyKey
 
-from session import _core, blinding, onion
+from session import blinding, onion
 from session.client import Client
 from session.client import community as C
 from session.client import messages as M
@@ -37,10 +39,6 @@ SERVER_ID = Identity(bytes(range(32)))
 SERVER_PK = SERVER_ID.x25519_public.hex()
 BASE = "http://sogs.example:8080"
 URL = f"{BASE}/lobby?public_key={SERVER_PK}"
-needs_dm = pytest.mark.skipif(
-    not hasattr(_core, "blinded_dm_encrypt"),
-    reason="session/_core.abi3.so predates blinded DMs: rebuild it (maturin build)",
-)
 
 
 # ------------------------------------------------------------------------------ URLs
@@ -151,7 +149,8 @@ class ScriptedSogs:
     """Answers v4 requests as a SOGS with one room would, after checking the X-SOGS headers
     (signature over server_pk ‖ nonce ‖ ts ‖ METHOD ‖ decoded path ‖ H64(body), nonce reuse)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, blind: bool = True) -> None:
+        self.blind = blind
         self.posts: dict[int, dict[str, Any]] = {}
         self.seq = 0
         self.dms: list[dict[str, Any]] = []
@@ -160,6 +159,7 @@ class ScriptedSogs:
         self.seen_ids: set[str] = set()
         self.paths: list[str] = []
         self.banned: set[str] = set()
+        self.pinned: list[int] = []
 
     def _auth(self, method: str, path: str, headers: dict[str, str], body: bytes) -> str:
         nonce = headers["X-SOGS-Nonce"]
@@ -174,7 +174,13 @@ class ScriptedSogs:
             + (hashlib.blake2b(body).digest() if body else b"")
         )
         who = headers["X-SOGS-Pubkey"]
-        blinding.verify_blinded(who, msg, base64.b64decode(headers["X-SOGS-Signature"]))
+        sig = base64.b64decode(headers["X-SOGS-Signature"])
+        if who.startswith("00"):  # unblinded: Ed25519 key; the room sees the 05 Session ID
+            ed_pk = bytes.fromhex(who[2:])
+            VerifyKey(ed_pk).verify(msg, sig)
+            who = "05" + nb.crypto_sign_ed25519_pk_to_curve25519(ed_pk).hex()
+        else:
+            blinding.verify_blinded(who, msg, sig)
         self.seen_ids.add(who)
         return who
 
@@ -186,13 +192,20 @@ class ScriptedSogs:
         self.paths.append(f"{method} {path}")
         parts = path.split("?")[0].strip("/").split("/")
         if path == "/capabilities":
-            return 200, {"capabilities": ["sogs", "blind", "reactions"]}
+            return 200, {"capabilities": ["sogs", "reactions", *(["blind"] if self.blind else [])]}
         if parts[:2] == ["room", "lobby"] and len(parts) == 2:
             return 200, {"token": "lobby", "name": "Lobby", "info_updates": 1, "active_users": 2}
         if parts[0] == "room" and parts[1] != "lobby":
             return 404, {"error": "no such room"}
         if parts[2:3] == ["pollInfo"]:
-            return 200, {"token": "lobby", "active_users": 2, "read": True, "write": True}
+            pins = [{"id": i, "pinned_at": 1.0, "pinned_by": "15" + "ab" * 32} for i in self.pinned]
+            return 200, {
+                "token": "lobby",
+                "active_users": 2,
+                "read": True,
+                "write": True,
+                "pinned_messages": pins,
+            }
         if parts[2:4] == ["messages", "recent"]:
             return 200, [p for p in self.posts.values() if not p.get("deleted")]
         if parts[2:4] == ["messages", "since"]:
@@ -242,6 +255,10 @@ class ScriptedSogs:
             }
             self.dms.append(dm)
             return 201, {k: v for k, v in dm.items() if k != "message"}
+        if path == "/inbox" and method == "DELETE":
+            kept = [d for d in self.dms if d["recipient"] != who]
+            deleted, self.dms = len(self.dms) - len(kept), kept
+            return 200, {"deleted": deleted}
         if parts[0] in ("inbox", "outbox"):
             since = int(parts[2]) if len(parts) == 3 else 0
             key = "recipient" if parts[0] == "inbox" else "sender"
@@ -283,7 +300,6 @@ async def pair(tmp_path: Path) -> Any:
         await c.close()
 
 
-@needs_dm
 async def test_two_members_post_react_edit_delete_and_dm(pair: Any) -> None:
     sogs, alice, bob = pair
     room = await alice.communities.join(URL)
@@ -353,7 +369,65 @@ async def test_two_members_post_react_edit_delete_and_dm(pair: Any) -> None:
         assert sid not in wire and sid[2:] not in wire
 
 
-@needs_dm
+async def test_unblinded_server_signs_with_the_session_id_and_xed25519(tmp_path: Path) -> None:
+    """A SOGS without the ``blind`` capability: after joining, requests carry the ``00`` Ed25519
+    key, posts are XEd25519-signed, readers verify them under the 05 id and drop forgeries."""
+    sogs = ScriptedSogs(blind=False)
+    alice = Client.open(tmp_path / "alice", [], background=False)
+    bob = Client.open(tmp_path / "bob", [], background=False)
+    try:
+        for c in (alice, bob):
+            c.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+        await alice.set_display_name("Alice")
+        await alice.communities.join(URL)
+        await bob.communities.join(URL)
+        assert not alice.communities.is_blinded(BASE)
+        assert alice.communities.blinded_id(BASE) == alice.session_id
+        p = await alice.communities.post("lobby", "plain hello")
+        assert p.mine and p.author == alice.session_id
+        stored = sogs.posts[p.id]
+        assert stored["session_id"] == alice.session_id  # signed with 00 ‖ Ed25519 key
+        data, sig = base64.b64decode(stored["data"]), base64.b64decode(stored["signature"])
+        blinding.xed25519_verify(alice.session_id, data, sig)
+        assert (await bob.communities.poll(BASE)).posts == 1
+        (seen,) = bob.communities.posts("lobby")
+        assert (seen.author, seen.body, seen.name) == (alice.session_id, "plain hello", "Alice")
+        # the same post under another 05 id, or with its data changed, is dropped
+        forged = dict(stored, id=7, session_id=bob.session_id)
+        tampered = dict(stored, id=8, data=base64.b64encode(data[:-1] + b"\x01").decode())
+        for n, post in ((7, forged), (8, tampered)):
+            sogs.posts[n] = post
+            sogs.seq += 1
+            post["seqno"] = sogs.seq
+        assert (await bob.communities.poll(BASE)).dropped == 2
+        assert [x.id for x in bob.communities.posts("lobby")] == [p.id]
+        # no inbox/outbox polls on a server without blinded DMs
+        assert not any(x.split()[1].startswith(("/inbox", "/outbox")) for x in sogs.paths)
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+def test_xed25519_posts_verify_and_05_authors_are_accepted() -> None:
+    alice = Identity.generate()
+    data = C.encode_post(C.post_content("hi", sent_ms=5, display_name="A"))
+    msg = {
+        "id": 3,
+        "seqno": 3,
+        "session_id": alice.session_id,
+        "posted": 1.0,
+        "data": base64.b64encode(data).decode(),
+        "signature": base64.b64encode(blinding.xed25519_sign(alice, data)).decode(),
+    }
+    assert C.parse_post(msg).body == "hi"
+    blinded = _signed_post(alice, "blinded one", msg_id=4)
+    signed = [C.signed_parts(msg), C.signed_parts(blinded)]
+    bad = C.signed_parts(dict(msg, session_id=Identity.generate().session_id))
+    assert C.verify_many([*signed, bad]) == [True, True, False]
+    with pytest.raises(InvalidSignature):
+        C.parse_post(dict(msg, session_id="06" + alice.session_id[2:]))
+
+
 async def test_outbox_on_a_second_device_and_room_files(pair: Any, tmp_path: Path) -> None:
     sogs, alice, bob = pair
     await alice.communities.join(URL)
@@ -519,7 +593,6 @@ def test_hostile_poll_answers_are_skipped_not_raised(tmp_path: Path) -> None:
         asyncio.run(c.close())
 
 
-@needs_dm
 async def test_terminal_lines_are_sanitised(pair: Any) -> None:
     """Everything a poster chose (name, text, quote, file name and type, reaction) reaches the
     terminal lines of ``community read`` only through the sanitiser."""
@@ -554,3 +627,86 @@ async def test_terminal_lines_are_sanitised(pair: Any) -> None:
     lines = "\n".join(post_lines(bob, p))
     assert "\x1b" not in lines and "\x07" not in lines
     assert "Mallory" in lines and "quoted" in lines
+
+
+async def test_background_loop_delivers_posts_and_dms_as_events(pair: Any) -> None:
+    """The client's community loop polls joined servers by itself: an app reading
+    ``client.events()`` gets new posts and DMs without calling poll."""
+    from session.client import CommunityDMReceived, CommunityPostReceived
+
+    _, alice, bob = pair
+    await alice.communities.join(URL)
+    await bob.communities.join(URL)
+    alice.community_poll_interval = 0.01
+    stream = alice.events()
+    loop = asyncio.create_task(alice.loops.community_loop())
+    try:
+        p = await bob.communities.post("lobby", "anyone here?")
+        await bob.communities.send_dm("lobby", alice.communities.blinded_id(BASE), "psst")
+        got: dict[type, Any] = {}
+
+        async def collect() -> None:
+            async for ev in stream:
+                if isinstance(ev, CommunityPostReceived | CommunityDMReceived):
+                    got[type(ev)] = ev
+                if len(got) == 2:
+                    return
+
+        await asyncio.wait_for(collect(), 30)
+    finally:
+        loop.cancel()
+        stream.close()
+    post, dm = got[CommunityPostReceived], got[CommunityDMReceived]
+    assert (post.room, post.post_id, post.body, post.name, post.mine) == (
+        "lobby",
+        p.id,
+        "anyone here?",
+        "Bob",
+        False,
+    )
+    assert post.author == bob.communities.blinded_id(BASE)
+    assert (dm.body, dm.sender_session_id, dm.outgoing) == ("psst", bob.session_id, False)
+    # what the loop stored is what a later read shows; nothing is announced twice
+    assert [x.body for x in alice.communities.posts("lobby")] == ["anyone here?"]
+    again = alice.events()
+    await alice.communities.poll(BASE)
+    assert again.pending() == []
+    again.close()
+
+
+async def test_clear_inbox_pins_and_whispers(pair: Any) -> None:
+    from session.cli.client.community import post_lines
+
+    sogs, alice, bob = pair
+    await alice.communities.join(URL)
+    await bob.communities.join(URL)
+    a_id = alice.communities.blinded_id(BASE)
+    await bob.communities.send_dm("lobby", a_id, "one")
+    await bob.communities.send_dm("lobby", a_id, "two")
+    await alice.communities.send_dm("lobby", bob.communities.blinded_id(BASE), "mine")
+    assert (await alice.communities.poll(BASE)).dms == 2  # "mine" was stored when sent
+    assert len(alice.communities.dms(BASE)) == 3
+    assert await alice.communities.clear_inbox("lobby") == 2
+    assert [(d.body, d.outgoing) for d in alice.communities.dms(BASE)] == [("mine", True)]
+    assert [d["recipient"] for d in sogs.dms] == [bob.communities.blinded_id(BASE)]
+    with pytest.raises(CommunityNotJoined):
+        await alice.communities.clear_inbox("http://elsewhere.example")
+
+    first = await alice.communities.post("lobby", "read the rules")
+    second = await alice.communities.post("lobby", "mods only")
+    sogs.posts[second.id]["whisper"] = True
+    sogs.posts[second.id]["whisper_mods"] = True
+    sogs._bump(second.id)
+    sogs.pinned = [first.id]
+    await bob.communities.poll(BASE)
+    assert bob.communities.pinned("lobby") == [first.id]
+    by_id = {p.id: p for p in bob.communities.posts("lobby")}
+    assert by_id[second.id].whisper and not by_id[first.id].whisper
+    assert by_id[second.id].to_dict()["whisper"] is True
+    pinned_line = post_lines(bob, by_id[first.id], pinned=True)[0]
+    whisper_line = post_lines(bob, by_id[second.id])[0]
+    assert f"#{first.id} [pinned]" in pinned_line and "(whisper)" not in pinned_line
+    assert "(whisper)" in whisper_line and "[pinned]" not in whisper_line
+    sogs.pinned = []
+    await bob.communities.poll(BASE)
+    assert bob.communities.pinned("lobby") == []

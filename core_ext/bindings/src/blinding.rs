@@ -256,6 +256,31 @@ fn blinded_dm_decrypt<'py>(
     ))
 }
 
+/// An XEd25519 signature by the identity's X25519 key (posts on servers without blinding),
+/// verifiable with its `05` Session ID alone.
+#[pyfunction]
+fn xed25519_sign<'py>(
+    py: Python<'py>,
+    identity: &Bound<'py, PyIdentity>,
+    message: &[u8],
+) -> CoreResult<Bound<'py, PyBytes>> {
+    let seed = seed_of(identity);
+    let sig = py.detach(|| session_crypto::xed25519::sign_with_seed(seed, message));
+    Ok(PyBytes::new(py, &sig))
+}
+
+/// Verifies an XEd25519 signature under a `05` Session ID; raises InvalidSignature.
+#[pyfunction]
+fn xed25519_verify(
+    py: Python<'_>,
+    session_id: &str,
+    message: &[u8],
+    signature: &[u8],
+) -> CoreResult<()> {
+    let x25519_pk = session_crypto::keys::parse_session_id(session_id)?;
+    Ok(py.detach(|| session_crypto::xed25519::verify(&x25519_pk, message, signature))?)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(blinded15_id, m)?)?;
     m.add_function(wrap_pyfunction!(blinded25_id, m)?)?;
@@ -270,5 +295,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sogs_sign, m)?)?;
     m.add_function(wrap_pyfunction!(blinded_dm_encrypt, m)?)?;
     m.add_function(wrap_pyfunction!(blinded_dm_decrypt, m)?)?;
+    m.add_function(wrap_pyfunction!(xed25519_sign, m)?)?;
+    m.add_function(wrap_pyfunction!(xed25519_verify, m)?)?;
     Ok(())
 }

@@ -121,10 +121,11 @@ def post_doc(c: Client, p: Post) -> dict[str, Any]:
     return doc
 
 
-def post_lines(c: Client, p: Post) -> list[str]:
+def post_lines(c: Client, p: Post, *, pinned: bool = False) -> list[str]:
     t = time.strftime("%H:%M:%S", time.localtime(p.posted))
-    edited = "  (edited)" if p.edited else ""
-    lines = [f"  #{p.id} [{t}] {who(c, p)}: {shown(p.body, multiline=True)}{edited}"]
+    marks = ("  (edited)" if p.edited else "") + ("  (whisper)" if p.whisper else "")
+    pin = " [pinned]" if pinned else ""
+    lines = [f"  #{p.id}{pin} [{t}] {who(c, p)}: {shown(p.body, multiline=True)}{marks}"]
     if p.quote:
         lines.append(
             f"      ↪ replying to {shown(short(str(p.quote.get('author', ''))))}: "
@@ -218,16 +219,22 @@ def list_rooms(offline: bool) -> None:
 @_offline_option
 @errors
 def read(room: str, since: int, limit: int, offline: bool) -> None:
-    """Fetch new posts of ROOM and print them (verified posts only; #id for react/edit)."""
+    """Fetch new posts of ROOM and print them (verified posts only; #id for react/edit;
+    pinned posts and moderators' whispers are marked)."""
 
-    async def op(c: Client) -> tuple[list[dict[str, Any]], list[str]]:
+    async def op(c: Client) -> tuple[list[dict[str, Any]], list[str], list[int]]:
         posts = c.communities.posts(room, since=since, limit=limit)
-        return [post_doc(c, p) for p in posts], [ln for p in posts for ln in post_lines(c, p)]
+        pins = c.communities.pinned(room)
+        docs = [{**post_doc(c, p), "pinned": p.id in pins} for p in posts]
+        lines = [ln for p in posts for ln in post_lines(c, p, pinned=p.id in pins)]
+        return docs, lines, pins
 
-    docs, lines = with_client(op, offline=offline, poll=None if offline else room)
+    docs, lines, pins = with_client(op, offline=offline, poll=None if offline else room)
     if json_mode():
-        emit({"room": room, "posts": docs})
+        emit({"room": room, "posts": docs, "pinned": pins})
         return
+    if pins:
+        click.echo("pinned: " + ", ".join(f"#{i}" for i in pins))
     if not docs:
         click.echo(f"no posts in {shown(room)}" + (f" after #{since}" if since else ""))
     for line in lines:
@@ -355,23 +362,36 @@ def dm(blinded_id: str, text: str, room: str | None) -> None:
 @community_group.command("dms")
 @common
 @_offline_option
+@click.option(
+    "--clear",
+    "clear_server",
+    metavar="ROOM",
+    help="Delete every DM you received on the server of ROOM (there and here), then list.",
+)
 @errors
-def dms(offline: bool) -> None:
+def dms(offline: bool, clear_server: str | None) -> None:
     """Fetch and list your community direct messages (received and sent)."""
+    if clear_server is not None and offline:
+        raise CliError("--clear asks the server: it cannot be --offline")
 
-    async def op(c: Client) -> list[dict[str, Any]]:
+    async def op(c: Client) -> tuple[int | None, list[dict[str, Any]]]:
+        cleared = None
+        if clear_server is not None:
+            cleared = await c.communities.clear_inbox(clear_server)
         out = []
         for m in c.communities.dms():
             d = m.to_dict()
             contact = c.contact(m.sender_session_id) if m.sender_session_id else None
             d["contact_name"] = contact.name if contact else None
             out.append(d)
-        return out
+        return cleared, out
 
-    docs = with_client(op, offline=offline, all_servers=not offline)
+    cleared, docs = with_client(op, offline=offline, all_servers=not offline)
     if json_mode():
-        emit({"dms": docs})
+        emit({"dms": docs, **({} if cleared is None else {"cleared": cleared})})
         return
+    if cleared is not None:
+        click.echo(f"deleted {cleared} received DM{'s' if cleared != 1 else ''} on the server")
     if not docs:
         click.echo("no community direct messages")
     for d in docs:

@@ -27,5 +27,6 @@ pub mod padding;
 pub mod profile_pic;
 pub mod protocol;
 pub mod subaccount;
+pub mod xed25519;
 
 pub use error::{Error, Result};
