@@ -98,7 +98,7 @@ mod tests {
 
     fn h32(s: &str) -> [u8; 32] {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).unwrap();
+        hex::decode_to_slice(s, &mut out).expect("test hex");
         out
     }
 
@@ -111,8 +111,8 @@ mod tests {
 
     #[test]
     fn tv04_public_key_has_sign_bit_zero() {
-        assert_eq!(public_key(&h32(X1)).unwrap(), h32(PK1));
-        assert_eq!(public_key(&h32(X2)).unwrap(), h32(PK2_POS));
+        assert_eq!(public_key(&h32(X1)).expect("TV-04 key 1"), h32(PK1));
+        assert_eq!(public_key(&h32(X2)).expect("TV-04 key 2"), h32(PK2_POS));
     }
 
     #[test]
@@ -120,7 +120,7 @@ mod tests {
         for (seed, x) in [(SEED1, X1), (SEED2, X2)] {
             let seed = h32(seed);
             let sig = sign_with_seed(&seed, b"hello community");
-            verify(&h32(x), b"hello community", &sig).unwrap();
+            verify(&h32(x), b"hello community", &sig).expect("own signature verifies");
             assert!(verify(&h32(x), b"hello communitz", &sig).is_err());
             let mut bad = sig;
             bad[5] ^= 1;
