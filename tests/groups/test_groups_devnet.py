@@ -91,15 +91,21 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
         (gid, "Readers")
     ]
 
-    # group chat with piped input: the line goes to the group, Alice reads it
-    r = run(runner, hb, "group", "chat", "Readers", "--json", input="typed in the chat\n/quit\n")
+    # group chat with piped input: the line goes to the group, Alice reads it; /help helps,
+    # an unknown /word is refused and never sent, //text sends "/text"
+    typed = "typed in the chat\n/help\n/nosuch secret\n//slash line\n/quit\n"
+    r = run(runner, hb, "group", "chat", "Readers", "--json", input=typed)
     assert r.exit_code == 0, r.output
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert events[0]["event"] == "start" and events[-1] == {"event": "end", "queued": 0}
     assert any(ev["event"] == "queued" and ev["body"] == "typed in the chat" for ev in events)
-    assert "typed in the chat" in {
+    assert [ev["error"] for ev in events if ev["event"] == "error"] == ["/nosuch"]
+    assert any(ev["event"] == "help" for ev in events)
+    bodies = {
         m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]
     }
+    assert {"typed in the chat", "/slash line"} <= bodies
+    assert not [b for b in bodies if "nosuch" in b or "help" in b]
 
     # Carol: her fetch is refused (revoked) and the group shows as removed
     chist = js(run(runner, hc, "group", "history", gid, "--json"))["messages"]

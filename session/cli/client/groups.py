@@ -379,6 +379,13 @@ def disappear(group_ref: str, mode: str, duration: str | None) -> None:
     )
 
 
+GROUP_CHAT_HELP = """\
+  type a line and press Enter to send it to the group
+  /help     this list
+  /quit     leave (after queued messages are delivered, up to --timeout); Ctrl-D too
+  //text    send a line that starts with a slash"""
+
+
 class _GroupChat(_Chat):
     """A chat whose peer is a group: lines go to the group, its events are printed."""
 
@@ -397,6 +404,16 @@ class _GroupChat(_Chat):
             return True
         if text == "/quit":
             return False
+        if text == "/help":
+            _say("help", GROUP_CHAT_HELP)
+            return True
+        if text.startswith("/") and not text.startswith("//"):
+            word = text.split()[0]
+            why = f"unknown command {shown(word)} (not sent; /help lists them)"
+            _say("error", f"  {why}", error=word)
+            return True
+        if text.startswith("//"):
+            line = line.replace("//", "/", 1)  # "//" sends a line that starts with "/"
         mid = await self.c.groups.send(self.peer, line)
         _say("queued", f"  you: {shown(line)}  (sending…)", message_id=mid, body=line)
         return True
@@ -429,7 +446,8 @@ class _GroupChat(_Chat):
 @click.option("--poll-interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True)
 @errors
 def chat(group_ref: str, poll_interval: float) -> None:
-    """Chat in group G: type a line and press Enter to send it; /quit (or end of input) leaves."""
+    """Chat in group G: type a line and press Enter to send it; /help lists the commands, /quit
+    (or end of input) leaves; another /word is refused, never sent (//text sends "/text")."""
     run(_group_chat(group_ref, poll_interval))
 
 
@@ -444,7 +462,7 @@ async def _group_chat(group_ref: str, poll_interval: float) -> None:
             raise CliError("you are not a member of this group (accept its invitation first)")
         c.start_background()
         gc = _GroupChat(c, gid)
-        _say("start", f"chatting in {gc.name} ({gid}); /quit or Ctrl-D leaves", group_id=gid)
+        _say("start", f"chatting in {gc.name} ({gid}); /help, /quit or Ctrl-D leaves", group_id=gid)
         for m in c.messages(gid, 10):
             if json_mode():
                 emit({"event": "history", **message_doc(m)})
