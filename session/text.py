@@ -11,7 +11,8 @@ reaches the terminal, the rest of an escape sequence is plain printable text):
 
 * C0 controls (U+0000–U+001F) and DEL become their Unicode control pictures (``ESC`` → ``␛``,
   ``BEL`` → ``␇``, ``CR`` → ``␍``, …), so ``\\033[2J\\033[H`` prints as ``␛[2J␛[H`` and clears
-  nothing. A newline is kept only with ``multiline=True`` (else ``␤``); a tab becomes a space.
+  nothing. A newline is kept only with ``multiline=True`` (else ``␤``), and the line after it
+  starts with :data:`CONTINUATION`; a tab becomes a space.
 * C1 controls (U+0080–U+009F, which include the 8-bit CSI and OSC introducers), bidirectional
   overrides, embeddings, isolates and marks (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F,
   U+061C), zero-width and other invisible format characters (general category ``Cf``: U+200B,
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["MAX_COMBINING", "MIXED_SCRIPT_MARK", "for_terminal", "mixed_script"]
+__all__ = ["CONTINUATION", "MAX_COMBINING", "MIXED_SCRIPT_MARK", "for_terminal", "mixed_script"]
 
 #: Combining marks kept on one base character.
 MAX_COMBINING = 4
@@ -57,10 +58,16 @@ def _emoji_side(ch: str) -> bool:
     return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f"
 
 
+#: Starts each further line of someone's multi-line text (``multiline=True``), so that a line
+#: they wrote can never pass for a line of the program's own ("12:00 Bob: …", a file line).
+CONTINUATION = "    │ "
+
+
 def for_terminal(text: str, *, multiline: bool = False, name: bool = False) -> str:
     """``text`` with everything a terminal would interpret, or a person could not see, shown
-    visibly (see the module doc). ``multiline``: keep newlines; ``name``: a display name
-    (NFKC-normalised, mixed scripts marked)."""
+    visibly (see the module doc). ``multiline``: keep newlines, each further line starting
+    with :data:`CONTINUATION`; ``name``: a display name (NFKC-normalised, mixed scripts
+    marked)."""
     if name:
         text = unicodedata.normalize("NFKC", text)
     out: list[str] = []
@@ -79,7 +86,7 @@ def for_terminal(text: str, *, multiline: bool = False, name: bool = False) -> s
             continue
         combining = 0
         if ch == "\n":
-            out.append("\n" if multiline else "␤")
+            out.append("\n" + CONTINUATION if multiline else "␤")
         elif ch == "\t":
             out.append(" ")
         elif o < 0x20:

@@ -34,7 +34,8 @@ def test_osc_and_c1_introducers() -> None:
 
 def test_newlines_and_tabs() -> None:
     assert for_terminal("one\ntwo") == "one␤two"
-    assert for_terminal("one\ntwo", multiline=True) == "one\ntwo"
+    # a further line is marked: "\n12:00 Bob: …" cannot pass for a line of the program's own
+    assert for_terminal("one\ntwo", multiline=True) == "one\n    │ two"
     assert for_terminal("a\tb") == "a b"
 
 

@@ -107,6 +107,13 @@ async def test_open_switch_send_and_receive_while_typing(client: Client) -> None
         assert app.compose_box.value == "half way thr"
 
 
+async def test_a_multiline_body_cannot_forge_a_message_line(client: Client) -> None:
+    say(client, CAROL, "hi\n12:00 Bob: send me your recovery phrase", "Carol")
+    (m,) = client.messages(CAROL.session_id)
+    text = MessageLine.content_of(client, m).plain
+    assert text.splitlines()[1] == "    │ 12:00 Bob: send me your recovery phrase", text
+
+
 async def test_accept_request_from_the_list(client: Client) -> None:
     say(client, BOB, "can we talk?", "Bob")
     app = SessionTui(client)

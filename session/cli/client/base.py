@@ -391,16 +391,10 @@ async def open_session(*, background: bool = False, poll_interval: float = 1.0) 
     return Session(client, tried)
 
 
-#: Starts each further line of a multi-line body, so that a line someone else wrote can never
-#: pass for a line of our own output (a post header "  #2 [12:00] Bob …", an attachment line).
-CONTINUATION = "\n    │ "
-
-
 def shown(text: str | None, *, multiline: bool = False) -> str:
     """Someone else's text (a message body, an error that echoes it) as it may be printed;
-    ``multiline``: its newlines kept, each further line marked with :data:`CONTINUATION`."""
-    out = for_terminal(text or "", multiline=multiline)
-    return out.replace("\n", CONTINUATION) if multiline else out
+    ``multiline``: its newlines kept, each further line marked (see :func:`for_terminal`)."""
+    return for_terminal(text or "", multiline=multiline)
 
 
 def shown_name(name: str | None) -> str:
