@@ -52,7 +52,8 @@ class HelpScreen(ModalScreen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide"):
+        # scrolls: at 80×24 the list is taller than the screen
+        with VerticalScroll(classes="dialog wide tall", id="help"):
             yield Label("Keys", classes="dialog-title")
             yield Static(KEYS, markup=False)
             yield Button("Close", id="close")

@@ -114,6 +114,19 @@ async def test_a_multiline_body_cannot_forge_a_message_line(client: Client) -> N
     assert text.splitlines()[1] == "    │ 12:00 Bob: send me your recovery phrase", text
 
 
+async def test_help_scrolls_to_its_end_at_80x24(client: Client) -> None:
+    """F1's list is taller than 24 rows: every line and the Close button can be reached."""
+    app = SessionTui(client, quit_timeout=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await until(pilot, lambda: app.screen.query("#close"), "the help is open")
+        close = app.screen.query_one("#close")
+        close.scroll_visible(animate=False)
+        await pilot.pause()
+        await until(pilot, lambda: app.screen.region.contains_region(close.region), "Close shown")
+        await pilot.press("escape")
+
+
 async def test_accept_request_from_the_list(client: Client) -> None:
     say(client, BOB, "can we talk?", "Bob")
     app = SessionTui(client)
