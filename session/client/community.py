@@ -592,12 +592,15 @@ class CommunityManager:
         return self._blinded[base_url]
 
     def is_blinded(self, base_url: str) -> bool:
-        """Whether we talk to this server under our blinded id: yes when it announced the
-        ``blind`` capability, and while its capabilities are not known yet (not joined)."""
+        """Whether we talk to this server under our blinded id: yes unless it told us its
+        capabilities and ``blind`` is not among them. Unknown capabilities (not joined yet, or
+        a room adopted from another device's config and not polled yet) mean blinded: the
+        Session ID is only shown to a server known not to blind."""
         row = self.db.conn.execute(
             "SELECT capabilities FROM community_servers WHERE base_url=?", (base_url,)
         ).fetchone()
-        return row is None or "blind" in json.loads(row[0])
+        caps = [] if row is None else json.loads(row[0])
+        return not caps or "blind" in caps
 
     def capabilities(self, base_url: str) -> list[str]:
         row = self.db.conn.execute(

@@ -218,3 +218,11 @@ def test_second_device_and_what_the_server_kept(
             raw = p.read_bytes()
             assert sid.encode() not in raw and sid[2:].encode() not in raw, p
             assert bytes.fromhex(sid[2:]) not in raw, p
+
+    # Bob deletes the DMs he received (DELETE /inbox): gone on the server and here
+    doc = js(cli(devnet, bob, "community", "dms", "--clear", "lobby", "--json"))
+    assert doc["cleared"] == 1 and not [d for d in doc["dms"] if not d["outgoing"]]
+    r = cli(devnet, bob, "community", "dms", "--clear", "lobby", "--offline")
+    assert r.exit_code != 0 and "--offline" in r.stderr
+    read = js(cli(devnet, bob, "community", "read", "lobby", "--json"))
+    assert read["pinned"] == [] and all(p["pinned"] is False for p in read["posts"])

@@ -380,6 +380,9 @@ async def test_unblinded_server_signs_with_the_session_id_and_xed25519(tmp_path:
             c.transport.request_server = sogs.request_server  # type: ignore[method-assign]
         await alice.set_display_name("Alice")
         await alice.communities.join(URL)
+        # the join request is signed blinded (capabilities still unknown), its poll unblinded
+        assert {i[:2] for i in sogs.seen_ids} == {"15", "05"}
+        assert alice.session_id in sogs.seen_ids
         await bob.communities.join(URL)
         assert not alice.communities.is_blinded(BASE)
         assert alice.communities.blinded_id(BASE) == alice.session_id
@@ -502,6 +505,8 @@ async def test_rooms_adopted_from_another_devices_config(pair: Any) -> None:
         assert alice.communities.adopt_config([e]) == 1
     (room,) = alice.communities.rooms()
     assert (room.join_url, room.joined_ms) == (URL, 1700000000000)
+    # capabilities unknown until the first poll: the Session ID is not shown meanwhile
+    assert alice.communities.is_blinded(BASE) and alice.communities.blinded_id(BASE)[:2] == "15"
     with alice.db.tx():
         assert alice.communities.adopt_config([]) == 1
     assert alice.communities.rooms() == []
