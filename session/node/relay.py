@@ -17,15 +17,14 @@
   layer was decrypted ("Invalid json", "Invalid url") are encrypted for the client.
 
 Peeling is one call into the native core with the GIL released. :class:`PeelPool` batches the
-frames that arrive in the same loop iteration: one goes inline, a burst is split between the
-loop thread and a worker thread so both cores peel.
+frames that arrive in the same loop iteration: a few are peeled one by one on the loop thread,
+a burst in one call the core spreads over all cores.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -61,14 +60,21 @@ PROXY_FAILED = (
 
 
 class PeelPool:
-    """Peels frames in batches: inline for one, split across loop thread + worker for bursts."""
+    """Peels the frames that arrive in the same loop iteration as one batch, on the loop thread
+    with the GIL released: a few one by one, a burst in one ``peel_many`` call that the core
+    spreads over every core (rayon).
+
+    No thread of our own: splitting a burst between the loop thread and a Python worker that
+    then called the (already parallel) ``peel_many`` paid a thread hand-off, a future and a
+    wake-up per batch on top of the core's own threads, and cost the relay ~10% more CPU per
+    layer than this (docs/performance.md, "Relay path").
+    """
 
     def __init__(self, peeler: Any, workers: int = 1, burst: int = 4) -> None:
+        #: ``workers=0``: never parallel (every frame peeled on the loop thread).
         self.peeler = peeler
+        self.parallel = workers > 0
         self.burst = burst
-        self._pool = (
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="peel") if workers else None
-        )
         self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self._scheduled = False
 
@@ -79,42 +85,34 @@ class PeelPool:
         self._queue.append((frame, fut))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush, loop)
+            loop.call_soon(self._flush)
         return fut
 
-    def _peel_list(self, frames: list[bytes]) -> list[Any]:
-        # one native call per batch; a frame that fails to peel comes back as its exception
-        return self.peeler.peel_many(frames)
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _flush(self) -> None:
         self._scheduled = False
         batch, self._queue = self._queue, []
-        if len(batch) < self.burst or self._pool is None:
-            self._settle(batch, self._peel_list([f for f, _ in batch]))
+        if self.parallel and len(batch) >= self.burst:
+            # one native call; a frame that fails to peel comes back as its exception
+            results = self.peeler.peel_many([f for f, _ in batch])
+            for (_, fut), r in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(r, BaseException):
+                    fut.set_exception(r)
+                else:
+                    fut.set_result(r)
             return
-        half = len(batch) // 2
-        away, here = batch[:half], batch[half:]
-        job = loop.run_in_executor(self._pool, self._peel_list, [f for f, _ in away])
-        job.add_done_callback(
-            lambda j: self._settle(
-                away, j.result() if not j.exception() else [j.exception()] * len(away)
-            )
-        )
-        self._settle(here, self._peel_list([f for f, _ in here]))
-
-    @staticmethod
-    def _settle(batch: list[tuple[bytes, asyncio.Future[Any]]], results: list[Any]) -> None:
-        for (_, fut), r in zip(batch, results, strict=True):
+        peel = self.peeler.peel  # a few frames: no hand-off to the core's threads
+        for frame, fut in batch:
             if fut.done():
                 continue
-            if isinstance(r, BaseException):
-                fut.set_exception(r)
-            else:
-                fut.set_result(r)
+            try:
+                fut.set_result(peel(frame))
+            except ValueError as e:  # OnionError (with a status), DecodeError, InvalidInput
+                fut.set_exception(e)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Nothing to stop (kept so owners can close every part alike)."""
 
 
 class OnionRouter:
@@ -147,10 +145,17 @@ class OnionRouter:
         self.proxy_failure_floor = proxy_failure_floor
         self.proxy_max_reply = proxy_max_reply
         self._http: Any = None
+        # the labelled counters looked up once: ``labels()`` takes a lock and a dict lookup
+        self._counters = (
+            {d: metrics.onion.labels(d) for d in ("relay", "deliver", "proxy", "error")}
+            if metrics is not None
+            else {}
+        )
 
     def _count(self, decision: str) -> None:
-        if self.metrics is not None:
-            self.metrics.onion.labels(decision).inc()
+        counter = self._counters.get(decision)
+        if counter is not None:
+            counter.inc()
 
     async def handle(self, frame: bytes) -> tuple[int, bytes]:
         try:

@@ -451,6 +451,22 @@ async def test_peel_pool_splits_a_burst_and_keeps_each_result_with_its_frame() -
         pool.close()
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_peel_pool_peels_a_few_frames_one_by_one_and_keeps_their_errors(workers: int) -> None:
+    me = Identity.generate()
+    peeler = onion.Peeler.from_x25519_secret(me.export_x25519_secret())
+    pool = PeelPool(peeler, workers=workers, burst=4)
+    hop = onion.Hop(me.ed25519_public.hex(), me.x25519_public)
+    n = Identity.generate()
+    dest = onion.NodeDestination(n.ed25519_public.hex(), n.x25519_public)
+    frames = [onion.build([hop], dest, b"x")[0], b"garbage", onion.build([hop], dest, b"y")[0]]
+    results = await asyncio.gather(*(pool.peel(f) for f in frames), return_exceptions=True)
+    assert isinstance(results[1], OnionError) and results[1].status == 400
+    for r in (results[0], results[2]):
+        assert isinstance(r, onion.Relay) and r.next_ed25519 == n.ed25519_public.hex()
+    pool.close()
+
+
 async def test_a_next_node_known_down_is_named_at_once_until_its_probe_is_due(net: Net) -> None:
     frame, key = onion.build([net.hop(0), net.hop(1)], net.dest(2), INFO)
     net.links.down.add(net.x(1))
