@@ -629,7 +629,7 @@ class SessionTui(App[str | None]):
     def action_page(self, direction: int) -> None:
         h = self.history
         if direction < 0 and h.scroll_y <= 0:
-            self.run_worker(h.load_older(), exclusive=True, group="history")
+            self.run_worker(h.load_older(), group="history")
         elif direction < 0:
             h.scroll_page_up(animate=False)
         else:
@@ -638,7 +638,7 @@ class SessionTui(App[str | None]):
     def action_line(self, direction: int) -> None:
         h = self.history
         if direction < 0 and h.scroll_y <= 0:
-            self.run_worker(h.load_older(), exclusive=True, group="history")
+            self.run_worker(h.load_older(), group="history")
         elif direction < 0:
             h.scroll_up(animate=False)
         else:

@@ -260,4 +260,4 @@ class HistoryView(VerticalScroll):
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         if new <= 0 < old and not self.exhausted:
-            self.run_worker(self.load_older(), exclusive=True, group="history")
+            self.run_worker(self.load_older(), group="history")

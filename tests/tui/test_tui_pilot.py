@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from textual.pilot import Pilot
 
 from session.client import Client
 from session.client import messages as M
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.asyncio
 BOB = Identity.from_seed(bytes.fromhex("00112233445566778899aabbccddeeff"))
 CAROL = Identity.from_seed(bytes.fromhex("ffeeddccbbaa99887766554433221100"))
 _stamp = itertools.count(1_700_000_000_000, 1000)
+#: Seconds a condition the app is working towards may take (a bound, not a wait).
+UNTIL_S = 60.0
 
 
 def deliver(client: Client, sender: Identity, content: M.pb.Content, sent_ms: int) -> None:
@@ -48,14 +52,14 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
         await c.close()
 
 
-async def until(pilot: object, cond: Callable[[], bool], what: str, rounds: int = 200) -> None:
-    """Let the app work until ``cond()`` holds (bounded by rounds of the app's message loop,
-    not by time)."""
-    for _ in range(rounds):
-        if cond():
-            return
-        await pilot.pause()  # type: ignore[attr-defined]
-    raise AssertionError(f"never happened: {what}")
+async def until(pilot: Pilot[object], cond: Callable[[], bool], what: str) -> None:
+    """Let the app work until ``cond()`` holds; bounded by a deadline far above any loaded
+    machine's delay (not by a count of message-loop rounds, which a loaded machine used up)."""
+    deadline = time.monotonic() + UNTIL_S
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened within {UNTIL_S:.0f} s: {what}")
+        await pilot.pause()
 
 
 def lines(app: SessionTui) -> list[str]:
@@ -173,6 +177,9 @@ async def test_scroll_history_pages_from_the_database(client: Client) -> None:
                 break
             await pilot.press("pageup")
             await pilot.pause()
+            for w in list(app.workers):  # a page being loaded is in place before the next key
+                if w.group == "history":
+                    await w.wait()
         assert h.loaded == 3 * PAGE
         assert lines(app) == [f"message {i}" for i in range(3 * PAGE)]
 
