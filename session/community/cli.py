@@ -23,7 +23,14 @@ import click
 import segno
 import uvloop
 
-from session.community.config import ENV_CONFIG, CommunityConfig, base_url, join_url, load_config
+from session.community.config import (
+    ENV_CONFIG,
+    CommunityConfig,
+    base_url,
+    join_url,
+    join_url_warning,
+    load_config,
+)
 from session.community.store import (
     DB_FILE,
     CommunityStore,
@@ -124,6 +131,7 @@ add_server_commands(
     options=_options,
     run_options=_run_options,
     x25519_note="  (the public_key of join URLs)",
+    warnings=lambda cfg: [w] if (w := join_url_warning(cfg)) else [],
 )
 
 
@@ -361,6 +369,8 @@ def url(
         store.close()
     link = join_url(base_url(cfg), check_token(token), _server_pk(cfg))
     click.echo(link)
+    if (warning := join_url_warning(cfg)) is not None:
+        click.echo(f"warning: {warning}", err=True)
     if qr:
         segno.make(link, error="m").terminal(compact=True)
 

@@ -8,6 +8,7 @@ variable ``SESSION_COMMUNITY_CONFIG`` names the config file.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -119,6 +120,33 @@ def base_url(cfg: CommunityConfig, port: int | None = None) -> str:
         return cfg.network.public_url.rstrip("/")
     scheme = "https" if cfg.network.tls else "http"
     return f"{scheme}://{cfg.network.listen_host}:{cfg.network.port if port is None else port}"
+
+
+def join_url_warning(cfg: CommunityConfig) -> str | None:
+    """Why join URLs from ``cfg`` would not work for anyone on another machine, or None.
+
+    Without ``network.public_url`` they name where the server listens; a loopback or
+    wildcard listen address is no place a member's app can reach."""
+    if cfg.network.public_url:
+        return None
+    host = cfg.network.listen_host.strip("[]")
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            return None
+        reason = "loopback-only (it names localhost)"
+    else:
+        if addr.is_loopback:
+            reason = f"loopback-only (it names {host})"
+        elif addr.is_unspecified:
+            reason = f"not reachable ({host} is the wildcard listen address)"
+        else:
+            return None
+    return (
+        f"network.public_url is not set, so join URLs are {reason}: set network.public_url "
+        "in the config file (e.g. https://sogs.example.org) or pass --public-url"
+    )
 
 
 def join_url(base: str, token: str, server_pk_hex: str) -> str:

@@ -85,6 +85,7 @@ def add_server_commands(
     options: Decorator,
     run_options: Decorator,
     x25519_note: str = "",
+    warnings: Callable[[Any], list[str]] | None = None,
 ) -> None:
     """Add the commands every standalone server (file and community servers) has to
     ``group``: ``keygen``, ``show-id``, ``check-config``, ``systemd-unit``, ``example-config``.
@@ -92,7 +93,8 @@ def add_server_commands(
     ``load(config_path, data_dir, **flags)`` gives the config (it has ``data_dir``);
     ``module`` is the package holding ``resources/<program>.service`` and
     ``resources/<program>.example.toml``; ``x25519_note`` follows the X25519 key in the
-    human-readable key listing."""
+    human-readable key listing; ``warnings(cfg)`` lists what ``check-config`` warns about
+    without failing (a setting that works but likely not as the operator meant)."""
 
     def resource(name: str) -> str:
         return resources.files(module).joinpath("resources", name).read_text("utf-8")
@@ -149,6 +151,8 @@ def add_server_commands(
             keys.check_permissions(path)
         else:
             click.echo(f"warning: no key file at {path}; `run` creates one", err=True)
+        for warning in warnings(cfg) if warnings else []:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"configuration ok (data dir {cfg.data_dir})")
 
     @group.command("systemd-unit")

@@ -38,6 +38,27 @@ def test_keys_config_and_unit(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "public_url" in bad.output
 
 
+def test_loopback_join_url_is_called_so(tmp_path: Path) -> None:
+    """Without network.public_url, join URLs name the loopback listen address: `url` and
+    `check-config` say so (a warning; the command still succeeds) and name the key to set."""
+    d = str(tmp_path)
+    invoke("keygen", "--data-dir", d)
+    invoke("room", "add", "lobby", "Lobby", "--data-dir", d)
+    got = CliRunner().invoke(main, ["url", "lobby", "--data-dir", d, "--no-qr"])
+    assert got.exit_code == 0 and got.stdout.startswith("https://127.0.0.1:22050/lobby?")
+    assert "loopback-only" in got.stderr and "network.public_url" in got.stderr
+    checked = CliRunner().invoke(main, ["check-config", "--data-dir", d])
+    assert checked.exit_code == 0 and "configuration ok" in checked.stdout
+    assert "loopback-only" in checked.stderr and "network.public_url" in checked.stderr
+    wild = CliRunner().invoke(main, ["check-config", "--data-dir", d, "--listen-host", "0.0.0.0"])
+    assert wild.exit_code == 0 and "wildcard" in wild.stderr
+    set_url = ["--public-url", "https://sogs.example.org"]
+    quiet = CliRunner().invoke(main, ["check-config", "--data-dir", d, *set_url])
+    assert quiet.exit_code == 0 and "public_url" not in quiet.stderr
+    quiet = CliRunner().invoke(main, ["url", "lobby", "--data-dir", d, "--no-qr", *set_url])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 def test_rooms_url_and_qr(tmp_path: Path) -> None:
     d = str(tmp_path)
     invoke("keygen", "--data-dir", d)
