@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from session.cli.client import main
-from session.cli.client.base import clock, errors, shown
+from session.cli.client.base import attachment_lines, clock, errors, shown
 from session.client import Client
 from session.errors import GroupError
 
@@ -177,3 +177,23 @@ def test_a_multiline_body_cannot_forge_an_output_line() -> None:
     assert lines[0] == "hi"
     assert all(line.startswith("    │ ") for line in lines[1:]) and len(lines) == 3
     assert shown(forged) == forged.replace("\n", "␤")
+
+
+def test_a_file_caption_is_shown_once() -> None:
+    """A file sent with a caption carries it as the message's text and the attachment's
+    caption: inbox/history print it on the message line only; a caption that differs from the
+    text (another app's message) still shows on the file line."""
+    att = {
+        "id": 7,
+        "file_name": "cat.jpg",
+        "content_type": "image/jpeg",
+        "size": 1234,
+        "voice": False,
+        "width": 0,
+        "height": 0,
+        "caption": "our cat",
+    }
+    [line] = attachment_lines({"body": "our cat", "attachments": [att]})
+    assert "our cat" not in line and line.strip().startswith("[file #7] cat.jpg")
+    [line] = attachment_lines({"body": "look", "attachments": [att]})
+    assert line.endswith(": our cat")

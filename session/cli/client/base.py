@@ -450,7 +450,8 @@ def message_doc(m: Message) -> dict[str, Any]:
 
 def attachment_lines(m: dict[str, Any]) -> list[str]:
     """One line per attachment of a message doc: local id (for ``session save``), the
-    sanitised name, size and type (all sender-chosen text goes through the sanitiser)."""
+    sanitised name, size and type (all sender-chosen text goes through the sanitiser), and its
+    caption unless that is the message's text, already on the message's own line."""
     # the client package (protobuf, the native core) stays off the CLI's start-up path
     from session.client.attachments import safe_filename  # noqa: PLC0415
 
@@ -459,7 +460,8 @@ def attachment_lines(m: dict[str, Any]) -> list[str]:
         kind = "voice note" if a["voice"] else shown(a["content_type"])
         dims = f", {a['width']}×{a['height']}" if a["width"] and a["height"] else ""
         name = shown(safe_filename(a["file_name"]))
-        caption = f": {shown(a['caption'])}" if a["caption"] else ""
+        shows_caption = a["caption"] and a["caption"] != m.get("body")
+        caption = f": {shown(a['caption'])}" if shows_caption else ""
         lines.append(f"      [file #{a['id']}] {name} ({a['size']:,} bytes, {kind}{dims}){caption}")
     return lines
 
