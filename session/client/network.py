@@ -70,7 +70,10 @@ def load_nodes_json(path: Path | str) -> list[ServiceNode]:
         doc = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DecodeError(f"cannot read node list {path}: {e}") from None
-    return parse_node_list(doc)
+    try:
+        return parse_node_list(doc)
+    except DecodeError as e:
+        raise DecodeError(f"{path} is not a node list: {e}") from None
 
 
 async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
@@ -101,7 +104,10 @@ async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
         raise NetworkError(f"the registry at {url} did not answer within {timeout:g} s") from None
     except (aiohttp.ClientError, OSError, ValueError) as e:
         raise NetworkError(f"the registry at {url} failed ({type(e).__name__}: {e})") from None
-    return parse_node_list(doc)
+    try:
+        return parse_node_list(doc)
+    except DecodeError as e:
+        raise DecodeError(f"the registry at {url} sent no node list: {e}") from None
 
 
 class NodeDirectory:

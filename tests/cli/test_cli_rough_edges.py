@@ -197,3 +197,12 @@ def test_a_file_caption_is_shown_once() -> None:
     assert "our cat" not in line and line.strip().startswith("[file #7] cat.jpg")
     [line] = attachment_lines({"body": "look", "attachments": [att]})
     assert line.endswith(": our cat")
+
+
+def test_a_bad_network_file_is_named(runner: CliRunner, tmp_path: Path) -> None:
+    """`--network FILE` holding JSON that is no node list: the one error line names the file."""
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nodes": []}')
+    js(run(runner, tmp_path, "id", "new", "--json"))
+    line = one_error(run(runner, tmp_path, "--network", str(bad), "send", PEER, "hi"))
+    assert str(bad) in line and "service_node_states" in line
