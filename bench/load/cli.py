@@ -27,16 +27,19 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from bench.load import floors, report
+from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
@@ -65,6 +68,9 @@ SCENARIOS = {
     "--rate (default 1/s); every other member polls the group and opens each one",
     "store-scale": "fill one swarm to --count messages (default 100,000; 1,000,000 works) "
     "and measure store/retrieve cost per message at 1k, 10k, 100k, …: it must stay flat",
+    "community": "--members (default 1,000) members of one room poll it every --interval s "
+    "(default 5) through 3-hop onion requests while --posters of them post at --rate "
+    "(default 2/s)",
     "kill": "chat while a member of a recipient's swarm is SIGKILLed (at 1/3) and restarted "
     "(at 2/3)",
 }
@@ -118,7 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", type=int, default=8, help="senders per worker with --saturate")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per step (default 20)")
     ap.add_argument("--count", type=int, default=None, help="at most this many messages a step")
-    ap.add_argument("--members", type=int, default=100, help="group size in `fanout`")
+    ap.add_argument(
+        "--members",
+        type=int,
+        default=None,
+        help="group size in `fanout` (default 100), room members in `community` (default 1000)",
+    )
+    ap.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between a member's polls (community)"
+    )
+    ap.add_argument("--posters", type=int, default=10, help="members who post (community)")
     ap.add_argument("--burst", type=int, default=5, help="messages per client in `burst`")
     ap.add_argument("--churn-every", type=float, default=5.0, help="seconds between changes")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -724,6 +739,122 @@ class Run:
             "extra": {},
         }
 
+    def community(
+        self, net: Network, probe: NodeProbe, fl: dict[str, float], extra: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The community scenario (no workers: the members live in this process, see
+        :mod:`bench.load.community`); the community server's own CPU and RSS are read from
+        its process."""
+        a = self.args
+        rate = (a.rate or [2.0])[0]
+        load = CommunityLoad(
+            str(net.nodes_json),
+            a.members,
+            interval=a.interval,
+            rate=rate,
+            posters=a.posters,
+            seed=a.seed,
+        )
+        port = urllib.parse.urlsplit(load.base_url).port or 80
+        if net.devnet is not None and net.devnet.community and net.devnet.community.proc:
+            pid = net.devnet.community.proc.pid
+        elif port in (found := find_node_pids([port])):
+            pid = found[port]
+        else:
+            raise SystemExit(f"no process listens on the community server's port {port}")
+        server = psutil.Process(pid)
+
+        def cpu() -> float:
+            t = server.cpu_times()
+            return float(t.user + t.system)
+
+        def tick(elapsed: float) -> None:
+            self.console.print(
+                f"  {elapsed:5.0f} s: {load.polls} polls, {load.posts} posts, "
+                f"errors {sum(load.errors.values())}"
+            )
+
+        me = psutil.Process()
+        probe.reset()
+        cpu0, me0 = cpu(), me.cpu_times()
+        wall = asyncio.run(load.run(a.duration, tick))
+        me1 = me.cpu_times()
+        server_cpu = cpu() - cpu0
+        rss_mb = server.memory_info().rss / 2**20
+        probe.sample(sizes=True)
+        nodes_cpu = sum(t.cpu_s for t in probe.totals.values())
+        poll = report.summary(load.poll_hist)
+        post = report.summary(load.post_hist)
+        rtt_ms = fl["https_rtt_us"] / 1000
+        done = load.polls + load.posts
+        extra["community"] = {
+            "members": a.members,
+            "interval_s": a.interval,
+            "posters": load.posters,
+            "post_rate": rate,
+            "polls": load.polls,
+            "polls_per_s": round(load.polls / wall, 2),
+            "posts": load.posts,
+            "posts_per_s": round(load.posts / wall, 2),
+            "posts_received": load.received,
+            "poll_latency_ms": poll,
+            "post_latency_ms": post,
+            "server_cpu_s": round(server_cpu, 3),
+            "server_cpu_share": round(server_cpu / wall, 3),
+            "server_cpu_per_request_ms": round(server_cpu / done * 1e3, 3) if done else 0,
+            "server_rss_mb": round(rss_mb, 1),
+            "poll_p50_vs_https_rtt": round(float(poll["p50"]) / rtt_ms, 1),
+            "poll_p99_vs_https_rtt": round(float(poll["p99"]) / rtt_ms, 1),
+            "error_examples": load.examples,
+        }
+        return {
+            "name": f"community-{a.members}-{rate:g}",
+            "mode": "community",
+            "offered_per_s": round(a.members / a.interval + rate, 2),
+            "duration_s": a.duration,
+            "wall_s": round(wall, 2),
+            "sent": done + sum(load.errors.values()),
+            "acked": done,
+            "delivered": done,
+            "lost": 0,
+            "errors": load.errors,
+            "delivered_per_s": round(done / wall, 2),
+            "latency_ms": poll,
+            "store_latency_ms": post,
+            "cpu": {
+                "nodes_s": round(nodes_cpu, 3),
+                "workers_s": round(me1.user + me1.system - me0.user - me0.system, 3),
+                "driver_s": 0.0,
+                "per_delivered_ms": round(nodes_cpu / done * 1e3, 4) if done else 0.0,
+                "per_layer_us": 0.0,
+                "net_per_delivered_ms": round(
+                    max(0.0, nodes_cpu - self.idle_cpu_per_s * wall) / done * 1e3, 4
+                )
+                if done
+                else 0.0,
+                "net_per_layer_us": 0.0,
+                "layers": 0,
+                "idle_s": round(self.idle_cpu_per_s * wall, 3),
+            },
+            "ratios": {
+                "p50_vs_https_rtt": extra["community"]["poll_p50_vs_https_rtt"],
+                "p99_vs_https_rtt": extra["community"]["poll_p99_vs_https_rtt"],
+            },
+            "nodes": [
+                {
+                    "name": k,
+                    "cpu_s": round(t.cpu_s, 3),
+                    "rss_mb": round(t.rss_mb, 1),
+                    "db_mb": round(t.db_mb, 2),
+                    "layers": 0,
+                }
+                for k, t in sorted(probe.totals.items())
+            ],
+            "timeline": [],
+            "events": [],
+            "extra": {"community": extra["community"]},
+        }
+
     def idle_rate(self, probe: NodeProbe, seconds: float = 3.0) -> float:
         """CPU seconds per second the nodes spend with no load (heartbeats, registry polls,
         swarm reconciliation): subtracted to give the ``net`` per-message figures."""
@@ -791,10 +922,14 @@ class Run:
             self.console.print(f"nodes at idle: {self.idle_cpu_per_s:.3f} CPU s/s (all nodes)")
             results = []
             extra: dict[str, Any] = {}
-            steps = [] if a.scenario == "store-scale" else scenario_steps(a, net)
+            alone = ("store-scale", "community")
+            steps = [] if a.scenario in alone else scenario_steps(a, net)
             if steps:
                 self.last_step = steps[-1]
                 self.start_workers(net)
+            elif a.scenario == "community":
+                results.append(self.community(net, probe, fl, extra))
+                self.print_step(results[-1])
             else:
                 results.append(self.store_scale(net, probe, fl, extra))
                 self.print_step(results[-1])
@@ -854,6 +989,25 @@ class Run:
                 f"fill, node CPU {cpu['net_per_delivered_ms']:.3f} ms/store net of idle"
             )
             return
+        if s["mode"] == "community":
+            c = s["extra"]["community"]
+            pl = c["poll_latency_ms"]
+            self.console.print(
+                f"[bold]{s['name']}[/]: {c['members']} members polling every "
+                f"{c['interval_s']:g} s through onion requests, {c['posters']} posting at "
+                f"{c['post_rate']:g}/s; errors {s['errors'] or 0}\n"
+                f"  posts {c['posts_per_s']:.2f}/s sustained ({c['posts']}), polls "
+                f"{c['polls_per_s']:.1f}/s ({c['polls']}), {c['posts_received']} posts received\n"
+                f"  poll latency from schedule p50 {pl['p50']:.1f} ms  p99 {pl['p99']:.1f}  "
+                f"max {pl['max']:.1f}  (= {c['poll_p50_vs_https_rtt']}× / "
+                f"{c['poll_p99_vs_https_rtt']}× the bare HTTPS round trip); post p50 "
+                f"{c['post_latency_ms']['p50']:.1f} ms\n"
+                f"  community server CPU {c['server_cpu_s']:.2f} s "
+                f"({c['server_cpu_share'] * 100:.0f}% of a core, "
+                f"{c['server_cpu_per_request_ms']:.2f} ms a request), RSS {c['server_rss_mb']} MB; "
+                f"nodes CPU {cpu['nodes_s']:.2f} s, members {cpu['workers_s']:.2f} s"
+            )
+            return
         off = f"{s['offered_per_s']:g}/s offered" if s["offered_per_s"] else s["mode"]
         self.console.print(
             f"[bold]{s['name']}[/] ({off}): {s['delivered']}/{s['sent']} delivered, "
@@ -884,6 +1038,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.workers < 1 or args.pairs < 1 or args.duration <= 0:
         raise SystemExit("--workers and --pairs must be at least 1, --duration positive")
+    if args.members is None:
+        args.members = 1000 if args.scenario == "community" else 100
+    if args.scenario == "community" and (
+        args.members < 1 or args.posters < 1 or args.interval <= 0 or len(args.rate or [2.0]) != 1
+    ):
+        raise SystemExit(
+            "community: --members and --posters at least 1, --interval positive, one --rate"
+        )
     if args.scenario == "fanout" and args.workers != 1:
         args.workers = 1  # one group, its members in one process
     if args.scenario == "fanout" and not 2 <= args.members <= 100:

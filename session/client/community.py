@@ -68,6 +68,8 @@ from session.proto import session_pb2 as pb
 
 if TYPE_CHECKING:
     from session.client.api import Client
+    from session.client.transport import OnionTransport
+    from session.identity import Identity
 
 log = logging.getLogger("session.client.community")
 
@@ -558,6 +560,83 @@ def _json(body: bytes) -> Any:
 # ---------------------------------------------------------------------------- manager
 
 
+def room_poll_requests(token: str, info_updates: int, seqno: int | None) -> list[dict[str, Any]]:
+    """A room's part of a ``/batch`` poll: its ``pollInfo`` since ``info_updates`` and its
+    messages (the recent ones before the first poll, then those since ``seqno``)."""
+    if seqno is None:
+        path = f"/room/{token}/messages/recent?limit={POLL_LIMIT}&reactors={REACTORS}"
+    else:
+        path = f"/room/{token}/messages/since/{seqno}?t=r&reactors={REACTORS}&limit={POLL_LIMIT}"
+    return [
+        {"method": "GET", "path": f"/room/{token}/pollInfo/{info_updates}"},
+        {"method": "GET", "path": path},
+    ]
+
+
+async def server_request(
+    transport: OnionTransport,
+    identity: Identity,
+    now_s: Callable[[], int],
+    base_url: str,
+    pubkey: str,
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    auth: bool = True,
+    blinded: bool = True,
+) -> tuple[int, bytes]:
+    """One request to a community server through an onion path of ``transport`` (a fresh one
+    on a path failure, re-signed with a fresh nonce), signed when ``auth`` with ``identity``'s
+    15-blinded key for the server ``pubkey`` (its unblinded key when not ``blinded``) at
+    ``now_s()`` (network seconds); returns (status,
+    body) of a 2xx/304 answer, raises CommunityError for a refusal and the transport's
+    PathFailure when no path got through. What :meth:`CommunityManager.request` sends; the
+    load tool's community members (``bench/load/community.py``) use it directly."""
+    dest = destination(base_url, pubkey)
+    raw = b"" if body is None else bytes(body)
+    hdrs = dict(headers or {})
+    if json_body is not None:
+        raw = json.dumps(json_body, separators=(",", ":")).encode()
+        hdrs["Content-Type"] = "application/json"
+    failure: PathFailure | None = None
+    for _ in range(ATTEMPTS):
+        signed = dict(hdrs)
+        if auth:
+            signed.update(
+                blinding.sogs_auth_headers(identity, pubkey, method, path, raw, timestamp=now_s())
+            )
+        meta = {"method": method, "endpoint": wire_path(path), "headers": signed}
+        try:
+            status, _, payload = await transport.request_server(
+                dest, meta, raw or None, timeout=REQUEST_TIMEOUT
+            )
+        except PathFailure as e:
+            failure = e
+            continue
+        if 200 <= status < 300 or status == 304:
+            return status, payload
+        raise refusal(status, payload)
+    assert failure is not None
+    raise failure
+
+
+def batch_answers(payload: bytes, count: int) -> list[tuple[int, Any]]:
+    """The (status, body) of each of ``count`` subrequests from a ``POST /batch`` answer.
+    Raises CommunityError when the answer does not match the request."""
+    doc = _json(payload)
+    if not isinstance(doc, list) or len(doc) != count:
+        raise CommunityError(200, "the community server's batch answer does not match")
+    out: list[tuple[int, Any]] = []
+    for r in doc:
+        code = r.get("code") if isinstance(r, dict) else None
+        body = r.get("body") if isinstance(r, dict) else None
+        out.append((int(code) if isinstance(code, int) else 500, body))
+    return out
+
+
 class CommunityManager:
     """The communities of one :class:`~session.client.api.Client` (``client.communities``)."""
 
@@ -724,42 +803,20 @@ class CommunityManager:
         """One request through an onion path (a fresh one on a path failure, re-signed with a
         fresh nonce); returns (status, body) of a 2xx/304 answer, raises CommunityError for a
         refusal and the transport's PathFailure when no path got through."""
-        pk = pubkey or self._pubkey(base_url)
-        blinded = self.is_blinded(base_url)
-        dest = destination(base_url, pk)
-        raw = b"" if body is None else bytes(body)
-        hdrs = dict(headers or {})
-        if json_body is not None:
-            raw = json.dumps(json_body, separators=(",", ":")).encode()
-            hdrs["Content-Type"] = "application/json"
-        failure: PathFailure | None = None
-        for _ in range(ATTEMPTS):
-            signed = dict(hdrs)
-            if auth:
-                signed.update(
-                    blinding.sogs_auth_headers(
-                        self.c.identity,
-                        pk,
-                        method,
-                        path,
-                        raw,
-                        blinded=blinded,
-                        timestamp=int(self.c.clock.now_ms() // 1000),
-                    )
-                )
-            meta = {"method": method, "endpoint": wire_path(path), "headers": signed}
-            try:
-                status, _, payload = await self.c.transport.request_server(
-                    dest, meta, raw or None, timeout=REQUEST_TIMEOUT
-                )
-            except PathFailure as e:
-                failure = e
-                continue
-            if 200 <= status < 300 or status == 304:
-                return status, payload
-            raise refusal(status, payload)
-        assert failure is not None
-        raise failure
+        return await server_request(
+            self.c.transport,
+            self.c.identity,
+            lambda: int(self.c.clock.now_ms() // 1000),
+            base_url,
+            pubkey or self._pubkey(base_url),
+            method,
+            path,
+            json_body=json_body,
+            body=body,
+            headers=headers,
+            auth=auth,
+            blinded=self.is_blinded(base_url),
+        )
 
     async def _batch(
         self, base_url: str, subrequests: list[dict[str, Any]], *, pubkey: str | None = None
@@ -768,15 +825,7 @@ class CommunityManager:
         _, payload = await self.request(
             base_url, "POST", "/batch", json_body=subrequests, pubkey=pubkey
         )
-        doc = _json(payload)
-        if not isinstance(doc, list) or len(doc) != len(subrequests):
-            raise CommunityError(200, "the community server's batch answer does not match")
-        out: list[tuple[int, Any]] = []
-        for r in doc:
-            code = r.get("code") if isinstance(r, dict) else None
-            body = r.get("body") if isinstance(r, dict) else None
-            out.append((int(code) if isinstance(code, int) else 500, body))
-        return out
+        return batch_answers(payload, len(subrequests))
 
     # ------------------------------------------------------------------ join / leave
 
@@ -861,15 +910,7 @@ class CommunityManager:
         for r in self.rooms():
             if r.base_url != base_url:
                 continue
-            reqs.append({"method": "GET", "path": f"/room/{r.token}/pollInfo/{r.info_updates}"})
-            if r.seqno is None:
-                path = f"/room/{r.token}/messages/recent?limit={POLL_LIMIT}&reactors={REACTORS}"
-            else:
-                path = (
-                    f"/room/{r.token}/messages/since/{r.seqno}"
-                    f"?t=r&reactors={REACTORS}&limit={POLL_LIMIT}"
-                )
-            reqs.append({"method": "GET", "path": path})
+            reqs += room_poll_requests(r.token, r.info_updates, r.seqno)
         if self.is_blinded(base_url):
             row = self.db.conn.execute(
                 "SELECT inbox_id, outbox_id FROM community_servers WHERE base_url=?", (base_url,)
