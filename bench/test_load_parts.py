@@ -1,5 +1,6 @@
 """The load tool's pieces that need no network: rate parsing, the result schema check, the
-comparison, the profile summary, store-scale checkpoints and the worker's error kinds."""
+comparison, the profile summary, store-scale checkpoints, the worker's error kinds and the
+community scenario's schedule and member bookkeeping."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 
 from bench.load import report
 from bench.load.cli import build_parser, parse_rate, profile_summary
+from bench.load.community import Member, schedule
 from bench.load.storescale import checkpoints
 from bench.load.worker import HEX_RUN, error_kind
 from session.client.transport import PathFailure
 from session.errors import NetworkError, NodeRequestFailed
+from session.identity import Identity
 
 REFERENCE = Path(__file__).parent / "results" / "chat-x86_64-2cpu" / "result.json"
 
@@ -35,7 +38,7 @@ def test_help_lists_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    for name in ("chat", "burst", "backlog", "churn", "kill", "fanout", "store-scale"):
+    for name in ("chat", "burst", "backlog", "churn", "kill", "fanout", "store-scale", "community"):
         assert f"\n  {name}" in out
 
 
@@ -81,3 +84,41 @@ def test_error_kinds() -> None:
     assert error_kind(PathFailure("path error 502: Next node unreachable")) == "path 502"
     assert error_kind(NetworkError("no swarm known")) == "network"
     assert HEX_RUN.sub("…", "no swarm known for 05ab12cd34ef") == "no swarm known for …"
+
+
+def test_community_schedule_is_open_loop_and_spread() -> None:
+    """Every member polls every interval, the members spread over it; posts at the rate,
+    posters in turn; all in order of when they are due and none at or past the end."""
+    got = list(schedule(members=4, interval=5.0, posters=2, rate=2.0, duration=10.0))
+    dues = [d for d, *_ in got]
+    assert dues == sorted(dues) and max(dues) < 10.0
+    polls = [(d, who, n) for d, kind, who, n in got if kind == "poll"]
+    posts = [(d, who, n) for d, kind, who, n in got if kind == "post"]
+    assert len(polls) == 8  # 4 members x 2 intervals
+    assert sorted(d for d, who, _ in polls if who == 1) == [1.25, 6.25]
+    assert [(d, who) for d, who, _ in posts[:3]] == [(0.0, 0), (0.5, 1), (1.0, 0)]
+    assert len(posts) == 20
+    assert not [x for x in schedule(3, 5.0, 1, 0.0, 10.0) if x[1] == "post"]
+
+
+def test_community_member_follows_the_room() -> None:
+    """A member's poll is the library's /batch poll of the lobby; the first poll lists the
+    recent posts (not counted as received), later ones what is new since its seqno."""
+    m = Member(Identity.generate())
+    first = m.poll_requests()
+    assert first[0]["path"] == "/capabilities"
+    assert first[1]["path"] == "/room/lobby/pollInfo/0"
+    assert first[2]["path"].startswith("/room/lobby/messages/recent?")
+    recent = [{"id": 1, "seqno": 3}, {"id": 2, "seqno": 7}]
+    assert m.apply([(200, {}), (200, {"info_updates": 4}), (200, recent)]) == 0
+    assert (m.seqno, m.info_updates) == (7, 4)
+    later = m.poll_requests()
+    assert later[1]["path"] == "/room/lobby/pollInfo/4"
+    assert later[2]["path"].startswith("/room/lobby/messages/since/7?")
+    assert m.apply([(200, {}), (200, {"info_updates": 4}), (200, [{"seqno": 9}])]) == 1
+    assert m.seqno == 9
+    assert m.apply([(200, {}), (500, None), (500, None)]) == 0  # a refused part changes nothing
+    assert (m.seqno, m.info_updates) == (9, 4)
+    empty = Member(Identity.generate())
+    assert empty.apply([(200, {}), (200, {}), (200, [])]) == 0
+    assert empty.poll_requests()[2]["path"].startswith("/room/lobby/messages/since/0?")
