@@ -109,6 +109,7 @@ def test_community_member_follows_the_room() -> None:
     assert first[0]["path"] == "/capabilities"
     assert first[1]["path"] == "/room/lobby/pollInfo/0"
     assert first[2]["path"].startswith("/room/lobby/messages/recent?")
+    assert [r["path"] for r in first[3:]] == ["/inbox", "/outbox"]
     recent = [{"id": 1, "seqno": 3}, {"id": 2, "seqno": 7}]
     assert m.apply([(200, {}), (200, {"info_updates": 4}), (200, recent)]) == 0
     assert (m.seqno, m.info_updates) == (7, 4)

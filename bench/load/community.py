@@ -6,7 +6,8 @@ A member is cheap: an identity whose 15-blinded key for the server signs its req
 its place in the room (the ``info_updates`` and ``seqno`` it has seen). Its requests are the
 library's own (:func:`session.client.community.server_request`: a v4 onion request over a
 3-hop path, signed with the ``X-SOGS-*`` headers), its poll is the library's ``/batch`` poll
-of one room (``/capabilities``, ``pollInfo``, ``messages/since``), its post the library's post
+of one room on a blinded server (``/capabilities``, ``pollInfo``, ``messages/since``,
+``/inbox``, ``/outbox``), its post the library's post
 body (``post_content``, padded, blind-signed). There is no SQLite per member and no Client:
 what is measured is the server and the onion path, not the client's storage. Members share
 onion transports (:data:`MEMBERS_PER_TRANSPORT` a transport, each with its own paths) rather
@@ -34,6 +35,7 @@ from session import blinding
 from session.client.community import (
     batch_answers,
     counter,
+    dm_poll_requests,
     encode_post,
     parse_join_url,
     post_content,
@@ -89,12 +91,13 @@ class Member:
         return [
             {"method": "GET", "path": "/capabilities"},
             *room_poll_requests(ROOM, self.info_updates, self.seqno),
+            *dm_poll_requests(0, 0),  # no DMs come to the load's members
         ]
 
     def apply(self, answers: list[tuple[int, Any]]) -> int:
         """Take a poll's answers in; returns how many posts it brought (0 on the first poll,
         which lists the recent ones rather than new ones)."""
-        (_, _), (info_status, info), (msg_status, msgs) = answers
+        (info_status, info), (msg_status, msgs) = answers[1:3]
         if info_status == 200 and isinstance(info, dict):
             self.info_updates = counter(info.get("info_updates")) or self.info_updates
         if msg_status != 200 or not isinstance(msgs, list):

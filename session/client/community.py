@@ -573,6 +573,15 @@ def room_poll_requests(token: str, info_updates: int, seqno: int | None) -> list
     ]
 
 
+def dm_poll_requests(inbox_id: int, outbox_id: int) -> list[dict[str, Any]]:
+    """The blinded-DM part of a ``/batch`` poll (servers with the ``blind`` capability): the
+    inbox and outbox since the last message id seen of each (all of it before the first)."""
+    return [
+        {"method": "GET", "path": f"/{box}/since/{last}" if last else f"/{box}"}
+        for box, last in (("inbox", inbox_id), ("outbox", outbox_id))
+    ]
+
+
 async def server_request(
     transport: OnionTransport,
     identity: Identity,
@@ -915,9 +924,7 @@ class CommunityManager:
             row = self.db.conn.execute(
                 "SELECT inbox_id, outbox_id FROM community_servers WHERE base_url=?", (base_url,)
             ).fetchone()
-            for box, last in (("inbox", row[0]), ("outbox", row[1])):
-                path = f"/{box}/since/{last}" if last else f"/{box}"
-                reqs.append({"method": "GET", "path": path})
+            reqs += dm_poll_requests(row[0], row[1])
         return reqs
 
     async def poll(self, base_url: str) -> PollResult:
