@@ -344,6 +344,20 @@ def profile_summary(raw_files: list[Path], top: int = 40) -> str:
 # ---------------------------------------------------------------------- machine
 
 
+def node_rows(probe: NodeProbe) -> list[dict[str, Any]]:
+    """The ``nodes`` of a step run without workers (no onion layer counts kept)."""
+    return [
+        {
+            "name": k,
+            "cpu_s": round(t.cpu_s, 3),
+            "rss_mb": round(t.rss_mb, 1),
+            "db_mb": round(t.db_mb, 2),
+            "layers": 0,
+        }
+        for k, t in sorted(probe.totals.items())
+    ]
+
+
 def machine() -> dict[str, Any]:
     model = ""
     with contextlib.suppress(OSError):
@@ -724,16 +738,7 @@ class Run:
                     last["retrieve_cpu_us"] / fl["sqlite_insert_us"], 1
                 ),
             },
-            "nodes": [
-                {
-                    "name": k,
-                    "cpu_s": round(t.cpu_s, 3),
-                    "rss_mb": round(t.rss_mb, 1),
-                    "db_mb": round(t.db_mb, 2),
-                    "layers": 0,
-                }
-                for k, t in sorted(probe.totals.items())
-            ],
+            "nodes": node_rows(probe),
             "timeline": [],
             "events": [],
             "extra": {},
@@ -840,16 +845,7 @@ class Run:
                 "p50_vs_https_rtt": extra["community"]["poll_p50_vs_https_rtt"],
                 "p99_vs_https_rtt": extra["community"]["poll_p99_vs_https_rtt"],
             },
-            "nodes": [
-                {
-                    "name": k,
-                    "cpu_s": round(t.cpu_s, 3),
-                    "rss_mb": round(t.rss_mb, 1),
-                    "db_mb": round(t.db_mb, 2),
-                    "layers": 0,
-                }
-                for k, t in sorted(probe.totals.items())
-            ],
+            "nodes": node_rows(probe),
             "timeline": [],
             "events": [],
             "extra": {"community": extra["community"]},
