@@ -27,6 +27,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from bench.load import report
@@ -124,7 +125,7 @@ class CommunityLoad:
         posters: int,
         seed: int,
     ) -> None:
-        doc = json.loads(open(nodes_json).read())
+        doc = json.loads(Path(nodes_json).read_text())
         servers = parse_community_servers(doc)
         if not servers or ROOM not in servers[0].rooms:
             raise SystemExit(f"{nodes_json} lists no community server with a room {ROOM!r}")
