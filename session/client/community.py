@@ -600,10 +600,10 @@ async def server_request(
     """One request to a community server through an onion path of ``transport`` (a fresh one
     on a path failure, re-signed with a fresh nonce), signed when ``auth`` with ``identity``'s
     15-blinded key for the server ``pubkey`` (its unblinded key when not ``blinded``) at
-    ``now_s()`` (network seconds); returns (status,
-    body) of a 2xx/304 answer, raises CommunityError for a refusal and the transport's
-    PathFailure when no path got through. What :meth:`CommunityManager.request` sends; the
-    load tool's community members (``bench/load/community.py``) use it directly."""
+    ``now_s()`` (network seconds); returns (status, body) of a 2xx/304 answer, raises
+    CommunityError for a refusal and the transport's PathFailure when no path got through.
+    What :meth:`CommunityManager.request` sends; the load tool's community members
+    (``bench/load/community.py``) use it directly."""
     dest = destination(base_url, pubkey)
     raw = b"" if body is None else bytes(body)
     hdrs = dict(headers or {})
@@ -615,7 +615,9 @@ async def server_request(
         signed = dict(hdrs)
         if auth:
             signed.update(
-                blinding.sogs_auth_headers(identity, pubkey, method, path, raw, timestamp=now_s())
+                blinding.sogs_auth_headers(
+                    identity, pubkey, method, path, raw, blinded=blinded, timestamp=now_s()
+                )
             )
         meta = {"method": method, "endpoint": wire_path(path), "headers": signed}
         try:
