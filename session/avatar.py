@@ -18,6 +18,7 @@ tampered blob :class:`~session.errors.DecryptionError`.
 from __future__ import annotations
 
 import io
+import mimetypes
 import os
 import secrets
 import warnings
@@ -71,6 +72,30 @@ def prepare(path: str | os.PathLike[str]) -> Picture:
         img.convert("RGB").save(out, format="JPEG", quality=85)
         content_type = "image/jpeg"
     return Picture(out.getvalue(), content_type, img.width, img.height)
+
+
+def file_extension(data: bytes) -> str:
+    """The usual file name extension (``.jpg``, ``.png``, …) of the image ``data`` is, by what
+    Pillow reads in its header (not what anyone claims); ``.img`` when Pillow knows no image
+    there or no extension for its type."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+    except (UnidentifiedImageError, OSError):
+        return ".img"
+    mime = Image.MIME.get(fmt or "")
+    return (mimetypes.guess_extension(mime) if mime else None) or ".img"
+
+
+def save_copy(data: bytes, directory: str | os.PathLike[str], stem: str) -> str:
+    """Write a profile picture into ``directory`` as ``stem`` plus the extension of its actual
+    format, readable by its owner only (0600, as saved attachments are); returns the path.
+    Never replaces a file: raises FileExistsError when the name is taken."""
+    path = os.path.join(directory, stem + file_extension(data))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    return path
 
 
 def new_profile_key() -> bytes:

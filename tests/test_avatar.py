@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,19 @@ def test_tampered_or_wrong_key() -> None:
         avatar.decrypt(b"short", key)
     with pytest.raises(InvalidKey):
         avatar.encrypt(b"x", b"k" * 31)
+
+
+def test_a_saved_copy_is_named_by_its_format_and_private(tmp_path: Path) -> None:
+    """`id avatar --of` saves under the extension of the picture's actual format (a JPEG as
+    .jpg, a PNG as .png, whatever the sender said) with mode 0600, never over a file."""
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (8, 8)).save(jpeg, format="JPEG")
+    Image.new("RGBA", (8, 8)).save(png, format="PNG")
+    got = Path(avatar.save_copy(jpeg.getvalue(), tmp_path, "05ab"))
+    assert got == tmp_path / "05ab.jpg" and got.read_bytes() == jpeg.getvalue()
+    assert stat.S_IMODE(got.stat().st_mode) == 0o600
+    assert Path(avatar.save_copy(png.getvalue(), tmp_path, "05cd")).name == "05cd.png"
+    assert Path(avatar.save_copy(b"not a picture", tmp_path, "05ef")).name == "05ef.img"
+    with pytest.raises(FileExistsError):
+        avatar.save_copy(jpeg.getvalue(), tmp_path, "05ab")
+    assert got.read_bytes() == jpeg.getvalue()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,8 @@ def test_avatar_reaches_the_other_side(runner: CliRunner, tmp_path: Path, devnet
     out = tmp_path / "pics"
     out.mkdir()
     got = js(run(runner, hb, "id", "avatar", "--of", a, "--to", str(out), "--json"))
+    assert got["path"] == str(out / f"{a}.jpg")  # named by its format (RGB: sent as JPEG)
+    assert stat.S_IMODE(Path(got["path"]).stat().st_mode) == 0o600  # as saved attachments
     with Image.open(got["path"]) as pic:
         assert pic.size == (600, 400)
     # kept alive: once a day a command that goes online extends the file on the server

@@ -278,6 +278,9 @@ def id_avatar(path: Path | None, remove: bool, of: str | None, directory: Path) 
         raise CliError("give PATH, --remove or --of ID")
     who = parse_id(of) if of is not None else None
 
+    # Pillow stays off the start-up path of the other `id` commands
+    from session.avatar import save_copy  # noqa: PLC0415
+
     async def go() -> dict[str, Any]:
         s = await open_session()
         c = s.client
@@ -288,11 +291,13 @@ def id_avatar(path: Path | None, remove: bool, of: str | None, directory: Path) 
                 await s.connect()
                 cached = await c.contact_avatar(who)
                 assert cached is not None
-                out = directory / f"{who}.img"
-                if out.exists():
-                    raise CliError(f"{out} already exists")
-                out.write_bytes(cached.read_bytes())
-                return {"session_id": who, "path": str(out)}
+                try:
+                    out = save_copy(cached.read_bytes(), directory, who)
+                except FileExistsError as e:
+                    raise CliError(f"{e.filename} already exists") from None
+                except OSError as e:
+                    raise CliError(f"cannot write {e.filename}: {e.strerror}") from None
+                return {"session_id": who, "path": out}
             if remove:
                 await c.set_avatar(None)
                 if c.node_count:  # the UserProfile config tells our other devices
