@@ -4,6 +4,7 @@ is quiet, `requests accept` of nobody says so, dates on older messages, blank se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -206,3 +207,21 @@ def test_a_bad_network_file_is_named(runner: CliRunner, tmp_path: Path) -> None:
     js(run(runner, tmp_path, "id", "new", "--json"))
     line = one_error(run(runner, tmp_path, "--network", str(bad), "send", PEER, "hi"))
     assert str(bad) in line and "service_node_states" in line
+
+
+def test_group_info_and_history_work_offline(runner: CliRunner, tmp_path: Path) -> None:
+    """With no network known, `group info` and `group history` show the stored state instead
+    of refusing (commands that change a group still need the network)."""
+    sid = js(run(runner, tmp_path, "id", "new", "--json"))["session_id"]
+
+    async def make_group() -> str:
+        async with Client.open(tmp_path, identity=sid, create=False) as c:
+            return await c.groups.create("Offline readers")
+
+    gid = asyncio.run(make_group())
+    doc = js(run(runner, tmp_path, "group", "info", gid, "--json"))
+    assert doc["name"] == "Offline readers" and doc["members"] == [sid]
+    msgs = js(run(runner, tmp_path, "group", "history", gid, "--json"))["messages"]
+    assert [m["status"] for m in msgs] == ["control"] and msgs[0]["conversation"] == gid
+    assert "Offline readers" in run(runner, tmp_path, "group", "info", "--offline", gid).stdout
+    one_error(run(runner, tmp_path, "group", "send", gid, "hi"), "no network is known")

@@ -59,12 +59,13 @@ def _print_group(c: Client, g: Group) -> None:
 
 
 async def _with_client(
-    op: Callable[[Session], Awaitable[Any]], *, connect: bool = True, flush: bool = True
+    op: Callable[[Session], Awaitable[Any]], *, connect: bool | None = True, flush: bool = True
 ) -> Any:
-    """Open the client, poll once (``connect``), run ``op``, deliver what it queued."""
+    """Open the client, poll once (``connect``; None: only when a network is known, so that
+    commands reading local state work offline), run ``op``, deliver what it queued."""
     s = await open_session()
     try:
-        if connect:
+        if connect or (connect is None and s.client.node_count):
             await s.connect()
         out = await op(s)
         if flush:
@@ -139,9 +140,11 @@ def list_(offline: bool) -> None:
 @group.command("info")
 @common
 @click.argument("group_ref", metavar="G")
+@click.option("--offline", is_flag=True, help="Do not poll first.")
 @errors
-def info(group_ref: str) -> None:
-    """Name, description, members and admins of group G."""
+def info(group_ref: str, offline: bool) -> None:
+    """Name, description, members and admins of group G (polled first when a network is
+    known; stored state otherwise)."""
 
     async def op(s: Session) -> tuple[dict[str, Any], Any]:
         g = s.client.groups.info(group_ref)
@@ -149,7 +152,7 @@ def info(group_ref: str) -> None:
             _print_group(s.client, g)
         return group_doc(g), None
 
-    doc, _ = run(_with_client(op, flush=False))
+    doc, _ = run(_with_client(op, connect=False if offline else None, flush=False))
     if json_mode():
         emit(doc)
 
@@ -231,9 +234,10 @@ def send(group_ref: str, text: str, file: Path | None) -> None:
 @common
 @click.argument("group_ref", metavar="G")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offline", is_flag=True, help="Do not poll first.")
 @errors
-def history(group_ref: str, limit: int) -> None:
-    """Fetch new messages and print the last ones of group G."""
+def history(group_ref: str, limit: int, offline: bool) -> None:
+    """Fetch new messages (when a network is known) and print the last ones of group G."""
 
     async def op(s: Session) -> list[dict[str, Any]]:
         gid = s.client.groups.resolve(group_ref)
@@ -243,7 +247,7 @@ def history(group_ref: str, limit: int) -> None:
                 _print_line(s.client, m)
         return [message_doc(m) for m in msgs]
 
-    docs = run(_with_client(op, flush=False))
+    docs = run(_with_client(op, connect=False if offline else None, flush=False))
     if json_mode():
         emit({"messages": docs})
 
