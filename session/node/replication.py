@@ -54,6 +54,7 @@ from session.storage.base import (
     Tombstone,
     bucket_digest,
     bucket_of,
+    check_owner,
     digest_rows,
     newer_expiry,
     now_ms,
@@ -665,6 +666,15 @@ def _checked(m: StoredMessage) -> StoredMessage:
     return m
 
 
+def _is_owner(o: str) -> bool:
+    """Whether ``o`` is an account ID (a peer naming anything else gets nothing for it)."""
+    try:
+        check_owner(o)
+    except InvalidInput:
+        return False
+    return True
+
+
 def _strs(v: Any, what: str) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError(f"sync request needs a list of strings '{what}'")
@@ -795,8 +805,8 @@ class Reconciler:
         """The plan from both sides' entries and tombstones of ``owners``."""
         r = await self._ask(node, {"op": "entries", "c": cutoff, "o": owners})
         return plan_sync(
-            await self.store.sync_index(chosen.__contains__, cutoff),
-            await self.store.tombstones(chosen.__contains__, cutoff),
+            await self.store.sync_index_of(chosen, cutoff),
+            await self.store.tombstones_of(chosen, cutoff),
             [e for e in map(_entry, r["e"]) if e.owner in chosen],
             [t for t in map(_tomb, r["t"]) if t.owner in chosen],
         )
@@ -879,13 +889,10 @@ class Reconciler:
             return {"a": await self.store.account_digests(self.mine, cutoff, wanted)}
         if op == "entries":
             owners = set(_strs(body.get("o"), "o"))
-
-            def pick(o: str) -> bool:
-                return o in owners and self.mine(o)
-
+            picked = [o for o in owners if _is_owner(o) and self.mine(o)]
             return {
-                "e": [_entry_rec(e) for e in await self.store.sync_index(pick, cutoff)],
-                "t": [_tomb_rec(t) for t in await self.store.tombstones(pick, cutoff)],
+                "e": [_entry_rec(e) for e in await self.store.sync_index_of(picked, cutoff)],
+                "t": [_tomb_rec(t) for t in await self.store.tombstones_of(picked, cutoff)],
             }
         if op == "fetch":
             hashes = _strs(body.get("h"), "h")[:SYNC_BATCH]

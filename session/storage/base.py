@@ -328,6 +328,17 @@ class MessageStore(abc.ABC):
         the rows are, without building an entry per message), for the accounts of ``buckets``
         (:func:`bucket_of`; None: every bucket)."""
 
+    async def sync_index_of(self, owners: Collection[str], after_ms: int) -> list[SyncEntry]:
+        """:meth:`sync_index` of the accounts ``owners`` (a back end may look them up instead
+        of going through every account)."""
+        wanted = set(owners)
+        return await self.sync_index(wanted.__contains__, after_ms)
+
+    async def tombstones_of(self, owners: Collection[str], after_ms: int) -> list[Tombstone]:
+        """:meth:`tombstones` of the accounts ``owners``."""
+        wanted = set(owners)
+        return await self.tombstones(wanted.__contains__, after_ms)
+
     async def bucket_digests(
         self, predicate: Callable[[str], bool], after_ms: int
     ) -> dict[str, bytes]:

@@ -864,6 +864,45 @@ class SqliteMessageStore(MessageStore):
             out.update(await self._read(op(bucket)))
         return out
 
+    async def sync_index_of(self, owners: Collection[str], after_ms: int) -> list[SyncEntry]:
+        wanted = sorted(set(owners))
+
+        def op(conn: sqlite3.Connection) -> list[SyncEntry]:
+            out: list[SyncEntry] = []
+            for owner in wanted:
+                oid = self._owner_id(conn, owner, False)
+                if oid is None:
+                    continue
+                out.extend(
+                    SyncEntry(owner, ns, h, exp, upd)
+                    for ns, h, exp, upd in conn.execute(
+                        "SELECT namespace, hash, expiry, updated FROM messages"
+                        " WHERE owner = ? AND expiry > ?",
+                        (oid, after_ms),
+                    )
+                )
+            return out
+
+        return await self._read(op)
+
+    async def tombstones_of(self, owners: Collection[str], after_ms: int) -> list[Tombstone]:
+        wanted = sorted(set(owners))
+
+        def op(conn: sqlite3.Connection) -> list[Tombstone]:
+            out: list[Tombstone] = []
+            for owner in wanted:
+                out.extend(
+                    Tombstone(owner, h, exp, deleted)
+                    for h, exp, deleted in conn.execute(
+                        "SELECT hash, expiry, deleted FROM tombstones"
+                        " WHERE owner = ? AND expiry > ?",
+                        (check_owner(owner), after_ms),
+                    )
+                )
+            return out
+
+        return await self._read(op)
+
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         def op(conn: sqlite3.Connection) -> list[Tombstone]:
             rows = conn.execute(

@@ -472,3 +472,22 @@ async def test_a_nonexistent_bucket_is_refused(tmp_path):
     finally:
         await q.close()
     assert await MemoryMessageStore().account_digests(lambda o: True, 0, ["00"]) == {}
+
+
+async def test_sync_index_and_tombstones_of_named_accounts(store):
+    """The per-account look-ups a session plans from agree with the predicate scans."""
+    await store.store(msg("n1", exp=5000))
+    await store.store(msg("n2", owner=B, exp=9000))
+    await store.store(msg("n3", owner=B, exp=9000))
+    assert await store.delete_by_hash(B, ["n3"]) == ["n3"]
+    absent = "05" + "77" * 32
+    for owners in ([A], [B], [A, B, absent], [absent], []):
+        for cutoff in (0, 6000):
+            want = set(owners)
+            assert sorted(
+                await store.sync_index_of(owners, cutoff), key=lambda e: e.hash
+            ) == sorted(await store.sync_index(want.__contains__, cutoff), key=lambda e: e.hash)
+            assert sorted(await store.tombstones_of(owners, cutoff), key=lambda t: t.hash) == (
+                sorted(await store.tombstones(want.__contains__, cutoff), key=lambda t: t.hash)
+            )
+    assert [t.hash for t in await store.tombstones_of([B], 0)] == ["n3"]
