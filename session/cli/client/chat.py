@@ -364,23 +364,25 @@ def interactive() -> bool:
 
 
 async def terminal_lines(
-    chat: _Chat,
     lines: asyncio.Queue[str | None],
+    chat: _Chat | None = None,
     *,
     input: Any = None,
     output: Any = None,
 ) -> None:
     """Read lines on a terminal with prompt-toolkit: the line being typed stays intact while
-    messages print above it, arrow keys edit, typing sends typing indicators, and the peer's
-    typing shows in the bottom line. Puts None at the end of input (Ctrl-D)."""
+    messages print above it and arrow keys edit; with a 1:1 or group ``chat``, typing sends
+    typing indicators and the peer's typing shows in the bottom line. Puts None at the end of
+    input (Ctrl-D)."""
     from prompt_toolkit import PromptSession  # noqa: PLC0415  (only interactive chats)
     from prompt_toolkit.patch_stdout import patch_stdout  # noqa: PLC0415
 
     session: PromptSession[str] = PromptSession(
-        input=input, output=output, bottom_toolbar=chat.typing_line
+        input=input, output=output, bottom_toolbar=chat.typing_line if chat else None
     )
-    session.default_buffer.on_text_changed += lambda buf: chat.typed(buf.text)
-    chat.redraw = session.app.invalidate
+    if chat is not None:
+        session.default_buffer.on_text_changed += lambda buf: chat.typed(buf.text)
+        chat.redraw = session.app.invalidate
     with patch_stdout():  # printing goes above the prompt (escape sequences neutralised)
         while True:
             try:
@@ -391,22 +393,28 @@ async def terminal_lines(
     await lines.put(None)
 
 
+def read_input(
+    lines: asyncio.Queue[str | None], name: str, chat: _Chat | None = None
+) -> asyncio.Task[None] | None:
+    """Start reading standard input into ``lines`` (None at its end), as every chat command
+    does: on a terminal with :func:`terminal_lines`, else (a pipe, --json) in a thread named
+    ``name``. Returns the terminal reader's task, to cancel when the chat ends."""
+    if interactive():
+        if chat is not None:
+            chat.interactive = True
+        return asyncio.ensure_future(terminal_lines(lines, chat))
+    threading.Thread(
+        target=stdin_lines, args=(asyncio.get_running_loop(), lines), name=name, daemon=True
+    ).start()
+    return None
+
+
 async def converse_until_done(chat: _Chat, events: EventStream) -> None:
     """Read standard input (a terminal with line editing, or a pipe in a thread) and the
     client's events until /quit or the end of input, then leave once what was written reached
     the network (bounded by --timeout)."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    reader: asyncio.Task[None] | None = None
-    chat.interactive = interactive()
-    if chat.interactive:
-        reader = asyncio.ensure_future(terminal_lines(chat, lines))
-    else:
-        threading.Thread(
-            target=stdin_lines,
-            args=(asyncio.get_running_loop(), lines),
-            name="session-chat-stdin",
-            daemon=True,
-        ).start()
+    reader = read_input(lines, "session-chat-stdin", chat)
     try:
         await _converse(chat, events, lines)
     finally:

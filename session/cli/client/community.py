@@ -11,7 +11,6 @@ written by others: they reach the terminal only through :func:`session.text.for_
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -34,7 +33,7 @@ from session.cli.client.base import (
     shown_name,
     timeout,
 )
-from session.cli.client.chat import stdin_lines
+from session.cli.client.chat import read_input
 from session.errors import SessionError
 
 if TYPE_CHECKING:
@@ -565,25 +564,24 @@ async def _chat(ref: str, show_history: int, poll_interval: float) -> None:
                 {p.id: p.seqno for p in c.communities.posts(room.join_url, limit=1000)}
             )
         lines: asyncio.Queue[str | None] = asyncio.Queue()
-        threading.Thread(
-            target=stdin_lines,
-            args=(asyncio.get_running_loop(), lines),
-            name="session-community-stdin",
-            daemon=True,
-        ).start()
-        while True:
-            try:
-                line = await asyncio.wait_for(lines.get(), poll_interval)
-            except TimeoutError:
-                line = ""
-            if line is None or not await _chat_line(c, room.join_url, line):
-                break
-            try:
-                await asyncio.wait_for(c.communities.poll(room.base_url), timeout())
-            except (TimeoutError, OSError, SessionError) as e:  # the next poll retries
-                why = str(e) or "no answer"
-                _say("offline", f"  (server unreachable, retrying: {shown(why)})", error=why)
-            show_new()
+        reader = read_input(lines, "session-community-stdin")  # line editing on a terminal
+        try:
+            while True:
+                try:
+                    line = await asyncio.wait_for(lines.get(), poll_interval)
+                except TimeoutError:
+                    line = ""
+                if line is None or not await _chat_line(c, room.join_url, line):
+                    break
+                try:
+                    await asyncio.wait_for(c.communities.poll(room.base_url), timeout())
+                except (TimeoutError, OSError, SessionError) as e:  # the next poll retries
+                    why = str(e) or "no answer"
+                    _say("offline", f"  (server unreachable, retrying: {shown(why)})", error=why)
+                show_new()
+        finally:
+            if reader is not None:
+                reader.cancel()
         _say("end", "bye")
     finally:
         try:
