@@ -10,9 +10,12 @@
   :class:`~session.node.egress.EgressPolicy` allows (public unicast by default, or the
   allowlist), connecting to the very address that was checked; no redirects are followed. The
   server's (already encrypted) answer is passed back unchanged with its status. A refused, an
-  unresolvable and an unreachable destination all get one answer, encrypted for the client
-  (:data:`PROXY_FAILED`, 502), no sooner than :data:`PROXY_FAILURE_FLOOR` seconds after the
-  layer was peeled, so the answer does not tell a private address from a closed public port.
+  unresolvable and an unreachable destination all get one plain answer (:data:`PROXY_FAILED`,
+  502), no sooner than :data:`PROXY_FAILURE_FLOOR` seconds after the layer was peeled, so the
+  answer does not tell a private address from a closed public port; a server that does not
+  answer in time gets a plain 504 (network spec §4.6, §6.6). Plain, never a 200 encrypted with
+  this node's layer key: the client holds only the server's reply key, so it could not open
+  such an answer and would take a node's "cannot reach the server" for a garbled reply.
 * Errors a path node produces come back plain with their HTTP status; errors found after the
   layer was decrypted ("Invalid json", "Invalid url") are encrypted for the client.
 
@@ -52,7 +55,7 @@ PROXY_FAILURE_FLOOR = 0.25
 #: Largest server answer passed back (a file download with its framing fits); a larger one is
 #: a failed proxy request, so a server cannot make the node buffer without bound.
 PROXY_MAX_REPLY = 16 * 1024 * 1024
-#: The one answer (status 502, encrypted) for a destination that is refused or cannot be reached.
+#: The one answer (plain, status 502) for a destination that is refused or cannot be reached.
 PROXY_FAILED = (
     b"Cannot reach the destination server: it did not answer, or it is not an "
     b"address this node proxies to"
@@ -238,11 +241,11 @@ class OnionRouter:
             async with asyncio.timeout(self.proxy_timeout):
                 answer = await self._proxy_checked(d)
         except TimeoutError:
-            return 200, d.reply.encrypt_status(504, b"Request time out")
+            return 504, b"Request time out"
         if answer is not None:
             return answer
         await asyncio.sleep(max(0.0, started + self.proxy_failure_floor - loop.time()))
-        return 200, d.reply.encrypt_status(502, PROXY_FAILED)
+        return 502, PROXY_FAILED
 
     async def _proxy_checked(self, d: Any) -> tuple[int, bytes] | None:
         """POST to the first checked address that accepts a connection; None when none does."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
+import random
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -23,10 +25,14 @@ import pytest
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt, crypto_scalarmult
 
 from session import onion
+from session.client.network import NetworkClock
+from session.client.paths import PathManager
+from session.client.transport import OnionTransport, PathFailure
 from session.errors import OnionError
 from session.identity import Identity
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable
-from session.node.relay import OnionRouter, PeelPool
+from session.node.relay import PROXY_FAILED, OnionRouter, PeelPool
+from session.proto.onion_status import named_next_node
 from session.proto.snodes import ServiceNode
 
 PUBLIC_IP = "93.184.215.14"  # a public address literal: the proxy tests never open a socket
@@ -386,13 +392,27 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
         (TimeoutError(), 504),
     ],
 )
-async def test_v4_proxy_failures(net: Net, error: BaseException, status: int) -> None:
-    # the node's own answer, encrypted with its layer's key (relays on the path see only a 200)
-    inner = onion.encode_layer(b"payload", {"host": PUBLIC_IP, "target": "/oxen/v4/lsrpc"})
-    frame, open_reply = handmade_frame(net.idents[0], inner)
-    net.routers[0]._http = FakeHttp(error)
+async def test_v4_proxy_failures_come_back_plain_to_the_client(
+    net: Net, error: BaseException, status: int
+) -> None:
+    """The last node of a 3-hop path cannot reach the server (refused, closed under its
+    connection cap, silent): the guard answers the node's plain 502/504 (network spec §6.6),
+    which the client acts on as a path error. A 200 encrypted with that node's layer key would
+    not open with the client's key, which is the server's (the community load run's
+    "undecryptable onion reply from the server's path")."""
+    server = Identity.generate()
+    dest = onion.ServerDestination(
+        host=PUBLIC_IP, target="/oxen/v4/lsrpc", x25519=server.x25519_public
+    )
+    request = onion.v4_encode_request({"method": "GET", "endpoint": "/room/x"}, None)
+    frame, key = onion.build([net.hop(0), net.hop(1), net.hop(2)], dest, request)
+    net.routers[2]._http = FakeHttp(error)
     got, body = await net.routers[0].handle(frame)
-    assert got == 200 and open_reply(body)["status"] == status
+    assert got == status
+    assert body == (PROXY_FAILED if status == 502 else b"Request time out")
+    assert named_next_node(got, body) is None  # no hop of the path is to blame
+    with pytest.raises(OnionError):  # (the client answers PathFailure "undecryptable")
+        key.decrypt(body)
 
 
 @pytest.mark.parametrize(
@@ -477,3 +497,52 @@ async def test_a_next_node_known_down_is_named_at_once_until_its_probe_is_due(ne
     frame, key = onion.build([net.hop(0), net.hop(1)], net.dest(2), INFO)
     status, body = await net.routers[0].handle(frame)
     assert status == 200 and opened(key, body)[0] == 200 and len(net.links.calls) == 2
+
+
+class Guards:
+    """Stands in for the client transport's aiohttp session: a POST to a node's
+    ``/onion_req/v2`` is handled by that node's router (the guard of the path)."""
+
+    closed = False
+
+    def __init__(self, by_url: dict[str, OnionRouter]) -> None:
+        self.by_url = by_url
+
+    def post(self, url: str, data: bytes, **options: Any) -> Any:
+        router = self.by_url[url.removesuffix("/onion_req/v2")]
+
+        class Answer:
+            async def __aenter__(self) -> FakeResponse:
+                status, body = await router.handle(data)
+                return FakeResponse(status, body)
+
+            async def __aexit__(self, *exc: object) -> None:
+                return None
+
+        return Answer()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_the_client_reads_a_last_node_failure_as_a_path_error(net: Net) -> None:
+    """End to end through the client's transport: the server closes the last node's connection
+    (its connection cap) and ``request_server`` raises the node's 502 as a path error, not
+    "undecryptable onion reply from the server's path"."""
+    nodes = [
+        dataclasses.replace(n, storage_port=30000 + i)
+        for i, n in enumerate(net.view.nodes.values())
+    ]
+    paths = PathManager(nodes, rng=random.Random(5), paths_wanted=1)
+    t = OnionTransport(paths, NetworkClock(lambda: 1_700_000_000))
+    t._http = Guards(  # type: ignore[assignment]  # the in-process routers stand in for HTTP
+        {n.https_url: net.routers[i] for i, n in enumerate(nodes)}
+    )
+    for r in net.routers:
+        r._http = FakeHttp(aiohttp.ServerDisconnectedError())
+    dest = onion.ServerDestination(
+        host=PUBLIC_IP, target="/oxen/v4/lsrpc", x25519=Identity.generate().x25519_public
+    )
+    with pytest.raises(PathFailure, match="path error 502: Cannot reach the destination server"):
+        await t.request_server(dest, {"method": "GET", "endpoint": "/room/x", "headers": {}})
+    assert sum(len(r._http.posts) for r in net.routers) == 1  # the last node did try the server

@@ -10,7 +10,6 @@ connection the node made would sit in the listener's backlog.
 from __future__ import annotations
 
 import asyncio
-import base64
 import ipaddress
 import json
 import socket
@@ -33,6 +32,9 @@ from session.node.egress import (
     refusal,
 )
 from session.node.relay import PROXY_FAILED, OnionRouter, PeelPool
+from session.service.config import ConnectionLimits
+from session.service.onion import OnionDestination, Routes, V4Request, V4Response
+from session.service.server import serve
 
 NODE = Identity.generate()
 SERVER = Identity.generate()
@@ -279,28 +281,16 @@ def server_frame(host: str, port: int, body: bytes = b"ping") -> tuple[bytes, An
     )
 
 
-def node_error(frame: bytes, body: bytes) -> Any:
-    """An error the proxying node encrypted with its own layer's key (as Session's nodes do
-    for "Invalid url"): relays on the path see only ciphertext. Opened here with that layer's
-    key, from the node's side."""
-    _, meta = onion.decode_layer(frame)
-    plain = onion.decrypt_hop(
-        "xchacha20",
-        NODE.export_x25519_secret(),
-        bytes.fromhex(meta["ephemeral_key"]),
-        base64.b64decode(body),
-    )
-    return json.loads(plain)
-
-
-async def proxied(router: OnionRouter, host: str, port: int) -> tuple[int, Any]:
-    """The HTTP status of the node's answer and the error in it."""
+async def proxied(router: OnionRouter, host: str, port: int) -> tuple[int, bytes]:
+    """The node's answer (HTTP status, body) to a client's request for ``host:port``."""
     frame, _ = server_frame(host, port)
-    status, body = await router.handle(frame)
-    return status, node_error(frame, body)
+    return await router.handle(frame)
 
 
-FAILED = {"status": 502, "body": PROXY_FAILED.decode()}
+#: The node's one plain answer for a refused or unreachable server (network spec §6.6: a path
+#: node's own error is plain with its status; the client could not open one encrypted with
+#: this node's layer key).
+FAILED = (502, PROXY_FAILED)
 
 
 @pytest.mark.parametrize(
@@ -323,9 +313,7 @@ async def test_loopback_in_any_spelling_is_refused_without_a_connection(host: st
     router = make_router(EgressPolicy(), floor=0.0)
     try:
         for lst in (v4, v6):
-            status, answer = await proxied(router, host, lst.port)
-            assert status == 200  # an error answer encrypted for the client, like other errors
-            assert answer == FAILED
+            assert await proxied(router, host, lst.port) == FAILED
             assert lst.connections() == 0
     finally:
         await router.close()
@@ -337,7 +325,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused(listener: Listener) -
     calls: list[str] = []
     router = make_router(EgressPolicy(lookup=fake_dns({"rebind.example": ["127.0.0.1"]}, calls)))
     try:
-        assert (await proxied(router, "rebind.example", listener.port))[1] == FAILED
+        assert await proxied(router, "rebind.example", listener.port) == FAILED
         assert calls == ["rebind.example"] and listener.connections() == 0
     finally:
         await router.close()
@@ -359,8 +347,7 @@ async def test_a_name_that_resolves_to_loopback_is_refused(listener: Listener) -
 async def test_private_and_special_addresses_are_refused(host: str) -> None:
     router = make_router(EgressPolicy())
     try:
-        status, answer = await proxied(router, host, 80)
-        assert status == 200 and answer == FAILED
+        assert await proxied(router, host, 80) == FAILED
     finally:
         await router.close()
 
@@ -450,12 +437,10 @@ async def test_refused_and_unreachable_get_the_same_answer_no_sooner_than_the_fl
     try:
         answers = []
         for host, p in (("127.0.0.1", port), ("127.0.0.1", port + 1), ("10.9.9.9", port)):
-            frame, _ = server_frame(host, p)
             t0 = loop.time()
-            status, body = await router.handle(frame)
+            answers.append(await proxied(router, host, p))
             assert loop.time() - t0 >= floor
-            answers.append((status, node_error(frame, body)))
-        assert answers == [(200, FAILED)] * 3  # unreachable, refused port, refused address
+        assert answers == [FAILED] * 3  # unreachable, refused port, refused address
     finally:
         await router.close()
         closed.close()
@@ -471,7 +456,7 @@ async def test_default_router_refuses_loopback(listener: Listener) -> None:
         proxy_failure_floor=0.0,
     )
     try:
-        assert (await proxied(router, "127.0.0.1", listener.port))[1] == FAILED
+        assert await proxied(router, "127.0.0.1", listener.port) == FAILED
         assert listener.connections() == 0
     finally:
         await router.close()
@@ -508,7 +493,50 @@ async def test_a_server_answer_beyond_the_cap_is_a_failure(streamed: bool) -> No
         frame, _ = server_frame("127.0.0.1", port)
         assert await router.handle(frame) == (200, b"x" * 2000)
         size["n"] = 2001
-        assert (await proxied(router, "127.0.0.1", port)) == (200, FAILED)
+        assert await proxied(router, "127.0.0.1", port) == FAILED
     finally:
         await router.close()
         await runner.cleanup()
+
+
+async def test_a_server_at_its_connection_cap_gets_a_plain_502_the_client_can_act_on() -> None:
+    """The community load run's failure at small scale: on a devnet every node proxies from
+    127.0.0.1, so the server's per-address connection cap closes the last node's connection at
+    accept. The node answers its plain 502 (not a 200 encrypted with its own layer key, which
+    the client, holding only the server's reply key, reported as "undecryptable onion reply
+    from the server's path"); once the cap has room, the same request gets the server's own
+    answer, which the client's key opens."""
+    routes = Routes()
+
+    async def echo(req: V4Request) -> V4Response:
+        return V4Response.of_json({"echo": req.body.decode()})
+
+    routes.add("POST", "/room/abc", echo)
+    app = web.Application()
+    OnionDestination(SERVER.export_x25519_secret(), routes).attach(app)
+    site = await serve(app, "127.0.0.1", 0, limits=ConnectionLimits(max_connections_per_address=1))
+    router = make_router(
+        EgressPolicy(allow_public=False, allow=parse_allowlist(f"127.0.0.1:{site.port}"))
+    )
+    # another node's connection holds the one place (a request answered: it was admitted)
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+    try:
+        writer.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await reader.readline()).startswith(b"HTTP/1.1 404")
+        frame, key = server_frame("127.0.0.1", site.port, b"hi")
+        status, body = await router.handle(frame)
+        assert (status, body) == FAILED and site.stats.refused == 1
+        writer.close()
+        await writer.wait_closed()
+        async with asyncio.timeout(10):  # the server has seen the close: the place is free
+            while site.stats.open:
+                await asyncio.sleep(0.01)
+        frame, key = server_frame("127.0.0.1", site.port, b"hi")
+        status, body = await router.handle(frame)
+        assert status == 200
+        meta, answer = onion.v4_decode_response(key.decrypt(body))
+        assert meta["code"] == 200 and json.loads(answer or b"") == {"echo": "hi"}
+    finally:
+        writer.close()
+        await router.close()
+        await site.close()
