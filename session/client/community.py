@@ -50,7 +50,12 @@ from google.protobuf.message import DecodeError as _PbDecodeError
 from session import blinding, onion
 from session.client import messages as M
 from session.client.attachments import check_upload_size, content_type_for, safe_filename
-from session.client.events import CommunityDMReceived, CommunityPostReceived, Event
+from session.client.events import (
+    CommunityDMReceived,
+    CommunityPostReceived,
+    CommunityRoomUpdated,
+    Event,
+)
 from session.client.transport import PathFailure
 from session.errors import (
     CommunityError,
@@ -994,7 +999,7 @@ class CommunityManager:
     def _apply_messages(
         self, base_url: str, token: str, msgs: list[Any], *, first: bool
     ) -> tuple[int, int, int]:
-        posts = deleted = dropped = 0
+        posts = deleted = dropped = reacted = 0
         seq_row = self.db.conn.execute(
             "SELECT seqno, info FROM community_rooms WHERE base_url=? AND token=?",
             (base_url, token),
@@ -1027,6 +1032,7 @@ class CommunityManager:
                 deleted += cur.rowcount
                 continue
             if "data" not in msg:  # a reaction-only update (t=r)
+                reacted += 1
                 self.db.conn.execute(
                     "UPDATE community_posts SET reactions=?, seqno=MAX(seqno, ?)"
                     " WHERE base_url=? AND token=? AND id=?",
@@ -1070,6 +1076,8 @@ class CommunityManager:
             "UPDATE community_rooms SET seqno=? WHERE base_url=? AND token=?",
             (top, base_url, token),
         )
+        if posts or deleted or reacted:
+            self._events.append(CommunityRoomUpdated(base_url, token))
         return posts, deleted, dropped
 
     def _store_post(self, base_url: str, token: str, p: ParsedPost) -> None:

@@ -145,6 +145,16 @@ class CommunityPostReceived(Event):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class CommunityRoomUpdated(Event):
+    """A poll changed what a joined room shows (new, edited or deleted posts, reactions):
+    an app redraws it from :meth:`CommunityManager.posts`. Sent once per room and poll, after
+    any :class:`CommunityPostReceived` of that poll."""
+
+    base_url: str
+    room: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CommunityDMReceived(Event):
     """A new blinded DM on a community server (``outgoing``: sent by a device of ours).
     ``peer`` is the other side's blinded id; ``sender_session_id`` the sender's real id."""

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, ListView, Static
 
 from session.client import (
+    CommunityRoomUpdated,
     ConnectionChanged,
     ContactsSynced,
     ExpirationChanged,
@@ -57,8 +58,6 @@ TYPING_EVERY_S = 10.0
 TYPING_SHOWN_S = 20.0
 #: Seconds between status bar updates.
 STATUS_EVERY_S = 2.0
-#: Seconds between polls of the community servers of our rooms.
-COMMUNITY_POLL_S = 5.0
 #: `/disappear` arguments.
 TIMER_WORDS = {"off": 0, "5m": 300, "1h": 3600, "12h": 43200, "1d": 86400, "1w": 604800}
 
@@ -181,7 +180,6 @@ class SessionTui(App[str | None]):
         self.compose_box.focus()
         self.update_status()
         self.set_interval(STATUS_EVERY_S, self.update_status)
-        self.set_interval(COMMUNITY_POLL_S, self.poll_communities)
         self.pump_events()
 
     # ------------------------------------------------------------------ the column
@@ -536,6 +534,11 @@ class SessionTui(App[str | None]):
                     )
             case ReadElsewhere():
                 await self.refresh_list()
+            case CommunityRoomUpdated():
+                # the client's community loop polled: redraw the room if it is open
+                if self.current == model.community_key(ev.base_url, ev.room):
+                    await self.history.open(self.current)
+                await self.refresh_list()
             case RequestAccepted() | ProfileChanged() | ContactsSynced():
                 await self.refresh_list()
                 if self.current is not None:
@@ -546,18 +549,6 @@ class SessionTui(App[str | None]):
 
     def _typing_expired(self) -> None:
         self.query_one("#typing", Static).update("")
-
-    @work(group="communities", exclusive=True)
-    async def poll_communities(self) -> None:
-        """Poll the community servers of our rooms (the client's background loops poll only
-        the swarms) and redraw what changed."""
-        if not self.client.communities.rooms() or not self.client.node_count:
-            return
-        got = await self.client.communities.poll_all()
-        if got.posts or got.deleted:
-            if self.current is not None and model.is_community(self.current):
-                await self.history.open(self.current)
-            await self.refresh_list()
 
     # ------------------------------------------------------------------ status bar
 

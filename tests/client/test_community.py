@@ -715,3 +715,37 @@ async def test_clear_inbox_pins_and_whispers(pair: Any) -> None:
     sogs.pinned = []
     await bob.communities.poll(BASE)
     assert bob.communities.pinned("lobby") == []
+
+
+async def test_every_change_to_a_room_is_announced_once_per_poll(pair: Any) -> None:
+    """A poll that changes what a room shows (a new post, a reaction, a deletion) ends with one
+    CommunityRoomUpdated for that room, after the poll's CommunityPostReceived; a poll that
+    changes nothing announces nothing (an app redraws on it: the TUI does)."""
+    from session.client import CommunityPostReceived, CommunityRoomUpdated
+
+    _, alice, bob = pair
+    await alice.communities.join(URL)
+    await bob.communities.join(URL)
+
+    async def poll_events() -> list[Any]:
+        stream = alice.events()
+        try:
+            await alice.communities.poll(BASE)
+            return [
+                e
+                for e in stream.pending()
+                if isinstance(e, CommunityPostReceived | CommunityRoomUpdated)
+            ]
+        finally:
+            stream.close()
+
+    p = await bob.communities.post("lobby", "first")
+    got = await poll_events()
+    assert [type(e) for e in got] == [CommunityPostReceived, CommunityRoomUpdated]
+    assert (got[1].base_url, got[1].room) == (BASE, "lobby")
+    assert await poll_events() == []  # nothing changed
+    await bob.communities.react("lobby", p.id, "👍")
+    assert [type(e) for e in await poll_events()] == [CommunityRoomUpdated]
+    await bob.communities.delete("lobby", p.id)
+    assert [type(e) for e in await poll_events()] == [CommunityRoomUpdated]
+    assert alice.communities.posts("lobby") == []
