@@ -57,7 +57,7 @@ from session.service.admin import admin_app
 from session.service.datadir import DataDirLock
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, run_until_signal, serve
-from session.service.tasks import cancel_and_wait, spawn
+from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.community")
 
@@ -251,17 +251,9 @@ class CommunityService:
         self._sync[handle] = fn
 
     async def _on_worker(self, call: Callable[..., T], *args: Any) -> T:
-        """``call(*args)`` on a worker thread, one at a time. The lock is held until the thread
-        is done even when the caller is cancelled (a thread cannot be stopped: releasing it
-        early would let a second thread into the store inside the first one's transaction)."""
-        await self._lock.acquire()
-        try:
-            work = asyncio.ensure_future(asyncio.to_thread(call, *args))
-        except BaseException:
-            self._lock.release()
-            raise
-        work.add_done_callback(lambda _: self._lock.release())
-        return await asyncio.shield(work)
+        """``call(*args)`` on a worker thread, one at a time (the lock is held until the thread
+        is done even when the caller is cancelled: :func:`on_worker_exclusive`)."""
+        return await on_worker_exclusive(self._lock, call, *args)
 
     def _outer(self, req: V4Request, fn: SyncHandler) -> V4Response:
         """Authenticate ``req`` and run ``fn`` (on the worker thread)."""

@@ -31,7 +31,7 @@ from session.service import tls
 from session.service.datadir import DataDirLock
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, body_pieces, run_until_signal, serve, streams_body
-from session.service.tasks import cancel_and_wait, spawn
+from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.fileserver")
 T = TypeVar("T")
@@ -67,21 +67,28 @@ class FileService:
         self.routes.add("POST", "/files", self.post_files_legacy)
         self.routes.add("GET", "/files/{id}", self.get_files_legacy)
 
-    async def _call(self, fn: Callable[[], T]) -> T | V4Response:
+    async def close(self) -> None:
+        """Close the store once no store call runs on a worker thread (a cancelled sweep may
+        still be inside SQLite: closing under it crashed the process)."""
         async with self._lock:
-            try:
-                return await asyncio.to_thread(fn)
-            except FileTooLarge as e:
-                return V4Response.error(413, str(e))
-            except StorageFull as e:
-                return V4Response.error(507, str(e))
-            except FileNotFound as e:
-                return V4Response.error(404, str(e))
-            except OSError as e:
-                log.error("file store I/O failed: %s", e.strerror)
-                return V4Response.error(503, "the file server cannot store files right now")
-            except StorageError as e:
-                return V4Response.error(503, str(e))
+            self.store.close()
+
+    async def _call(self, fn: Callable[[], T]) -> T | V4Response:
+        # the lock is held until the thread is done, even when this call is cancelled (a
+        # shutdown cancelling the sweep): close() takes it before closing the store
+        try:
+            return await on_worker_exclusive(self._lock, fn)
+        except FileTooLarge as e:
+            return V4Response.error(413, str(e))
+        except StorageFull as e:
+            return V4Response.error(507, str(e))
+        except FileNotFound as e:
+            return V4Response.error(404, str(e))
+        except OSError as e:
+            log.error("file store I/O failed: %s", e.strerror)
+            return V4Response.error(503, "the file server cannot store files right now")
+        except StorageError as e:
+            return V4Response.error(503, str(e))
 
     async def _upload(self, blob: bytes, ttl: int) -> V4Response | tuple[str, float]:
         return await self._commit(lambda: self.store.put(blob, ttl))
@@ -210,7 +217,7 @@ class RunningFileServer:
     async def close(self) -> None:
         await cancel_and_wait([self.sweeper])
         await self.served.close()
-        self.service.store.close()
+        await self.service.close()
 
 
 async def _sweep_forever(service: FileService, interval: float) -> None:

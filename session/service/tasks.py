@@ -46,4 +46,19 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
         await asyncio.wait(pending)
 
 
-__all__ = ["cancel_and_wait", "log_failure", "spawn"]
+async def on_worker_exclusive(lock: asyncio.Lock, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` on a worker thread while holding ``lock``, one at a time. The lock is
+    held until the thread is done even when the caller is cancelled: a thread cannot be
+    stopped, and releasing the lock early would let a second thread (or a ``close()`` that
+    takes the lock) into a store the first one is still using."""
+    await lock.acquire()
+    try:
+        work = asyncio.ensure_future(asyncio.to_thread(call, *args))
+    except BaseException:
+        lock.release()
+        raise
+    work.add_done_callback(lambda _: lock.release())
+    return await asyncio.shield(work)
+
+
+__all__ = ["cancel_and_wait", "log_failure", "on_worker_exclusive", "spawn"]

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -157,6 +158,43 @@ async def test_the_sweep_deletes_expired_files(tmp_path: Path) -> None:
         assert fs.service.store.count() == 0
     finally:
         await fs.close()
+
+
+async def test_close_waits_for_a_sweep_still_inside_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown cancels the sweep task, but its thread cannot be stopped: the store is closed
+    only once that thread is done (closing SQLite under it crashed the process in CI)."""
+    fs = await start(config(tmp_path, sweep_interval=3600))
+    store = fs.service.store
+    entered, release = threading.Event(), threading.Event()
+    real_sweep = store.sweep
+    order: list[str] = []
+
+    def slow_sweep(now: float | None = None) -> int:
+        entered.set()
+        release.wait(60)
+        n = real_sweep(now)
+        order.append("swept")
+        return n
+
+    real_close = store.close
+
+    def close() -> None:
+        order.append("closed")
+        real_close()
+
+    monkeypatch.setattr(store, "sweep", slow_sweep)
+    monkeypatch.setattr(store, "close", close)
+    fs.sweeper.cancel()  # the first sweep already ran; start one that blocks in its thread
+    fs.sweeper = asyncio.ensure_future(fs.service.sweep())
+    assert await asyncio.to_thread(entered.wait, 60)
+    closing = asyncio.ensure_future(fs.close())
+    await asyncio.sleep(0)  # close() runs up to the store's lock, which the sweep holds
+    assert order == []
+    release.set()
+    await asyncio.wait_for(closing, 60)
+    assert order == ["swept", "closed"]
 
 
 async def onion_call(
