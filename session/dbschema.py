@@ -45,14 +45,14 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[str], *, what: str, p
         )
     for v in range(version, latest):
         conn.execute("BEGIN IMMEDIATE")
+        done = False
         try:
             for stmt in split_sql(migrations[v]):
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {v + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            done = True
+        finally:
+            conn.execute("COMMIT" if done else "ROLLBACK")
     return version
 
 

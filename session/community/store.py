@@ -268,12 +268,12 @@ class CommunityStore:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         self.db.execute("BEGIN IMMEDIATE")
+        done = False
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            done = True
+        finally:
+            self.db.execute("COMMIT" if done else "ROLLBACK")
 
     def _recover(self) -> None:
         """Drop what a crash left half-done; never a stored upload."""

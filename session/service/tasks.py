@@ -52,12 +52,13 @@ async def on_worker_exclusive(lock: asyncio.Lock, call: Callable[..., T], *args:
     stopped, and releasing the lock early would let a second thread (or a ``close()`` that
     takes the lock) into a store the first one is still using."""
     await lock.acquire()
+    work: asyncio.Future[T] | None = None
     try:
         work = asyncio.ensure_future(asyncio.to_thread(call, *args))
-    except BaseException:
-        lock.release()
-        raise
-    work.add_done_callback(lambda _: lock.release())
+        work.add_done_callback(lambda _: lock.release())
+    finally:
+        if work is None:  # the thread never started: nothing else will release the lock
+            lock.release()
     return await asyncio.shield(work)
 
 

@@ -56,6 +56,7 @@ async def _online(*, poll: str | None = None, all_servers: bool = False) -> Sess
     """An open session whose swarm was polled; then one community poll of the server of room
     ``poll`` (or of every server)."""
     s = await open_session()
+    ready = False
     try:
         await s.connect()
         c = s.client
@@ -64,12 +65,12 @@ async def _online(*, poll: str | None = None, all_servers: bool = False) -> Sess
             await asyncio.wait_for(c.communities.poll(room.base_url), timeout())
         elif all_servers:
             await asyncio.wait_for(c.communities.poll_all(), timeout())
+        ready = True
     except TimeoutError:
-        await s.client.close()
         raise CliError(NO_ANSWER.format(timeout())) from None
-    except BaseException:
-        await s.client.close()
-        raise
+    finally:
+        if not ready:  # whatever ended it, the client is closed before the error goes up
+            await s.client.close()
     return s
 
 
