@@ -38,7 +38,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bench.load import floors, report
+from bench.load import floors, report, sidebyside
 from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
 from bench.load.storescale import StoreScale
@@ -103,11 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Drive real Session messaging load through a network of our nodes and "
         "report throughput, latency, CPU cost and ratios to this machine's floors.",
         epilog="scenarios:\n"
-        + "\n".join(f"  {k:9s} {v}" for k, v in SCENARIOS.items())
+        + "\n".join(f"  {k:11s} {v}" for k, v in SCENARIOS.items())
+        + "\n\nrequest scenarios (one server alone; --target oxenss: Session's C++ storage "
+        "server beside ours, same load, CPU per request ours / C++):\n"
+        + "\n".join(f"  {k:11s} {v}" for k, v in sidebyside.SCENARIOS.items())
         + "\n\nSee docs/performance.md (load testing) for what the figures mean.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("scenario", choices=sorted(SCENARIOS), metavar="SCENARIO")
+    ap.add_argument(
+        "scenario",
+        metavar="SCENARIO",
+        help="one scenario below; request scenarios also as a comma list (info,store,retrieve)",
+    )
     ap.add_argument("--nodes", type=int, default=12, help="devnet size (default 12)")
     ap.add_argument(
         "--network", metavar="NODES_JSON", help="use this running devnet (loopback only)"
@@ -121,7 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--saturate", action="store_true", help="closed loop: each sender sends when free"
     )
-    ap.add_argument("--concurrency", type=int, default=8, help="senders per worker with --saturate")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="senders per worker with --saturate (default 8); requests in flight per worker "
+        "in request scenarios (default 1)",
+    )
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per step (default 20)")
     ap.add_argument("--count", type=int, default=None, help="at most this many messages a step")
     ap.add_argument(
@@ -136,7 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--posters", type=int, default=10, help="members who post (community)")
     ap.add_argument("--burst", type=int, default=5, help="messages per client in `burst`")
     ap.add_argument("--churn-every", type=float, default=5.0, help="seconds between changes")
-    ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default 2; 4 in request scenarios)",
+    )
     ap.add_argument("--pairs", type=int, default=8, help="client pairs per worker (default 8)")
     ap.add_argument(
         "--idle-poll", type=float, default=1.0, help="seconds between polls of an idle client"
@@ -161,6 +179,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--quiet", action="store_true", help="no live display")
     ap.add_argument("--seed", type=int, default=1, help="randomness of the clients' choices")
+    req = ap.add_argument_group("request scenarios")
+    req.add_argument(
+        "--target",
+        choices=("ours", "oxenss"),
+        default="ours",
+        help="ours: our node alone; oxenss: Session's C++ storage server too, in the same run",
+    )
+    req.add_argument(
+        "--oxenss-root",
+        metavar="DIR",
+        help="where Session's storage server was built (default $OXENSS_ROOT)",
+    )
+    req.add_argument("--rounds", type=int, default=3, help="rounds per server (default 3)")
+    req.add_argument(
+        "--ips-per-worker", type=int, default=8, help="source addresses per worker (default 8)"
+    )
+    req.add_argument(
+        "--base-ip",
+        default="127.0.1.",
+        help="source addresses BASE_IP2, BASE_IP3, … ('' : the system's choice)",
+    )
+    req.add_argument("--size", type=int, default=256, help="bytes of a stored message")
     return ap
 
 
@@ -1032,6 +1072,26 @@ class Run:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    kinds = sidebyside.parse_kinds(args.scenario)
+    if kinds is not None:
+        args.workers = 4 if args.workers is None else args.workers
+        args.concurrency = 1 if args.concurrency is None else args.concurrency
+        if min(args.workers, args.concurrency, args.rounds, args.ips_per_worker) < 1:
+            raise SystemExit("--workers, --concurrency, --rounds, --ips-per-worker: at least 1")
+        if args.duration <= 0 or args.size < 1:
+            raise SystemExit("--duration and --size must be positive")
+        return sidebyside.main(args, kinds)
+    if args.scenario not in SCENARIOS:
+        raise SystemExit(
+            f"unknown scenario {args.scenario!r}; see --help "
+            f"({', '.join([*SCENARIOS, *sidebyside.SCENARIOS])})"
+        )
+    if args.target != "ours":
+        raise SystemExit(
+            f"--target oxenss is for request scenarios ({', '.join(sidebyside.SCENARIOS)})"
+        )
+    args.workers = 2 if args.workers is None else args.workers
+    args.concurrency = 8 if args.concurrency is None else args.concurrency
     if args.workers < 1 or args.pairs < 1 or args.duration <= 0:
         raise SystemExit("--workers and --pairs must be at least 1, --duration positive")
     if args.members is None:

@@ -1,0 +1,796 @@
+"""Request scenarios: one storage request per HTTPS round trip, closed loop, against our node
+and (``--target oxenss``) Session's own storage server in the same run, for CPU per request.
+
+``python -m bench.load info,store,retrieve,onion,onion-path --target oxenss``
+
+Each server is alone in its network (a swarm of one): our node on a one-node devnet, the C++
+server (:mod:`bench.load.oxenss`) with its oxend stand-in. The load is the same for both:
+``--workers`` processes, each keeping ``--concurrency`` requests in flight, each request on the
+next of its keep-alive HTTPS connections, which come from ``--ips-per-worker`` loopback source
+addresses (``--base-ip``; both servers limit every address to 300 requests/s, as Session's
+storage server does). A *round* runs one scenario against one server for ``--duration``
+seconds; rounds alternate between the servers (``--rounds`` each, the order flipped every
+round so a drift of the machine's load falls on both). What a round measures:
+
+* the server process's CPU clock (user + system, all its threads) between the round's start
+  and end, from /proc: **CPU per answered request** (the oxend stand-in and our registry are
+  not counted: they serve the node, not the clients);
+* answered requests per second, latency p50/p99 (an HDR histogram per worker), errors by kind
+  (status, a reply that is not what the request asked for, connection errors).
+
+The scenarios (what a client sends; the same JSON bodies to both servers):
+
+* ``info`` — ``{"method": "info"}``;
+* ``store`` — a fresh 256-byte message (``--size``) to a public inbox (namespace 0, no
+  signature) of one of 64 accounts;
+* ``retrieve`` — a signed retrieve of all messages of one of 16 accounts, each holding 10
+  messages stored before the rounds (the reply's message count is checked);
+* ``onion`` — an onion request of one layer to the server itself: it peels the layer, runs
+  ``info`` and answers encrypted (the client opens every reply);
+* ``onion-path`` — a 3-hop path (three relays and the destination) where every hop is the
+  server itself: four peels and three forwards over its own node-to-node link (OxenMQ for the
+  C++ server, ZeroMQ for ours) per request, the work a 3-hop request costs a whole network.
+
+``--profile`` adds one unmeasured round per scenario against our node under py-spy (flame graph
+SVG and a per-function summary of every thread's samples). The result is ``result.json``
+(schema ``session-load-sidebyside/1``, :func:`validate`) with, per scenario, each round and
+the ratios ours / C++ of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime
+import hashlib
+import itertools
+import json
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import ssl
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httptools
+import psutil
+from nacl import bindings as sodium
+from nacl.exceptions import CryptoError
+from rich.console import Console
+from rich.table import Table
+
+from bench.load import report
+from bench.load.oxenss import OxenssServer, OxenssUnavailable, find_root
+from session import onion
+from session.devnet import Devnet
+from session.errors import DecryptionError
+from session.identity import Identity
+from session.proto import rpc
+
+SCHEMA = "session-load-sidebyside/1"
+
+SCENARIOS = {
+    "info": "HTTPS round trips of the storage RPC `info` (closed loop; --target oxenss: "
+    "against Session's C++ storage server too, CPU per request ours / C++)",
+    "store": "stores of fresh 256-byte messages to public inboxes (as `info`)",
+    "retrieve": "signed retrieves of an account's 10 messages (as `info`)",
+    "onion": "one-layer onion requests to the node itself: peel, info, encrypted reply",
+    "onion-path": "3-hop onion requests where every hop is the node itself (4 peels)",
+}
+
+#: Accounts that get stores, and accounts prefilled for retrieves (with this many messages).
+STORE_ACCOUNTS = 64
+RETRIEVE_ACCOUNTS = 16
+PREFILL = 10
+#: Time to live of every message stored (milliseconds).
+TTL_MS = 3_600_000
+#: Onion frames built ahead per worker and server (replayed in turn: neither server keeps
+#: seen onions, and building them would cost the client more than the server's answer).
+FRAMES = 32
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server under load, as a worker needs it (picklable)."""
+
+    name: str  # "ours" | "oxenss"
+    host: str
+    port: int
+    ed25519_hex: str
+    x25519_hex: str
+    pid: int
+
+
+# ---------------------------------------------------------------------- requests
+
+
+def account_id(seed: int, prefix: str = "05") -> str:
+    """A deterministic Session ID (66 hex) for store accounts (no key needed: public inbox)."""
+    return prefix + hashlib.blake2b(seed.to_bytes(8, "big"), digest_size=32).hexdigest()
+
+
+def retrieve_identity(i: int) -> Identity:
+    """The owner of retrieve account ``i`` (the same in every worker and the driver)."""
+    return Identity.from_seed(hashlib.blake2b(b"bench-retrieve-%d" % i, digest_size=32).digest())
+
+
+def message_data(size: int, tag: bytes) -> bytes:
+    """``size`` bytes of message content unique by ``tag``."""
+    return (tag + os.urandom(size))[:size]
+
+
+def _account(session_id: str) -> rpc.Account:
+    acct = rpc.Account.parse(session_id)
+    if acct is None:
+        raise ValueError(f"not a Session ID: {session_id!r}")
+    return acct
+
+
+def store_body(account: str, data: bytes, now_ms: int) -> bytes:
+    req = rpc.Store(_account(account), 0, now_ms, now_ms + TTL_MS, data)
+    return json.dumps({"method": "store", "params": req.to_params()}).encode()
+
+
+def retrieve_body(ident: Identity, now_ms: int) -> bytes:
+    params = rpc.sign(rpc.Retrieve(_account(ident.session_id), 0, None, timestamp=now_ms), ident)
+    return json.dumps({"method": "retrieve", "params": params}).encode()
+
+
+INFO_BODY = json.dumps({"method": "info", "params": {}}).encode()
+
+
+def one_layer_onion(node_x25519: bytes, payload: bytes) -> tuple[bytes, bytes]:
+    """An onion of one layer whose destination is the node itself (``onion.build`` wants a
+    path of at least one relay): ``LE32(n) ‖ seal(LE32(len) ‖ payload ‖ {"headers":""}) ‖
+    {"ephemeral_key", "enc_type"}``. Returns the frame and the XChaCha20 key of the reply
+    (BLAKE2b-256 of the shared secret ‖ our ephemeral key ‖ the node's key)."""
+    a = os.urandom(32)
+    a_pub = sodium.crypto_scalarmult_base(a)
+    inner = struct.pack("<I", len(payload)) + payload + b'{"headers":""}'
+    blob = onion.encrypt_hop("xchacha20", a, node_x25519, inner)
+    frame = onion.encode_layer(blob, {"ephemeral_key": a_pub.hex(), "enc_type": "xchacha20"})
+    shared = sodium.crypto_scalarmult(a, node_x25519)
+    key = hashlib.blake2b(shared + a_pub + node_x25519, digest_size=32).digest()
+    return frame, key
+
+
+def open_xchacha_reply(key: bytes, raw: bytes) -> bytes:
+    """The plaintext of a node's reply to :func:`one_layer_onion` (base64 or raw
+    ``nonce(24) ‖ ciphertext ‖ tag``); raises ValueError if it does not open."""
+    with contextlib.suppress(ValueError):
+        raw = base64.b64decode(raw, validate=True)
+    if len(raw) < 40:
+        raise ValueError("reply too short")
+    try:
+        return bytes(
+            sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(raw[24:], None, raw[:24], key)
+        )
+    except CryptoError as e:
+        raise ValueError(f"reply does not open: {e}") from None
+
+
+def onion_reply_error(plain: bytes) -> str | None:
+    """What is wrong with an opened onion reply to ``info`` (None: it is the node's 200 with
+    its version). The reply is ``{"status": code, "body": "<info JSON>"}`` (Session's v3)."""
+    try:
+        doc = json.loads(plain)
+    except ValueError:
+        return "reply not JSON"
+    if not isinstance(doc, dict):
+        return "reply not an object"
+    code = doc.get("status", doc.get("status_code"))
+    if code != 200:
+        return f"inner status {code}"
+    body = doc.get("body")
+    if not isinstance(body, str) or '"version"' not in body:
+        return "inner body not info"
+    return None
+
+
+Check = Callable[[int, bytes], str | None]
+
+
+class Requests:
+    """Builds the requests of one scenario for one server, and checks each reply."""
+
+    def __init__(self, kind: str, target: Target, size: int, worker: int) -> None:
+        self.kind = kind
+        self.target = target
+        self.size = size
+        self.seq = itertools.count()
+        self.tag = b"w%d-" % worker
+        self.frames: list[tuple[bytes, Any]] = []
+        x = bytes.fromhex(target.x25519_hex)
+        if kind == "onion":
+            self.frames = [one_layer_onion(x, INFO_BODY) for _ in range(FRAMES)]
+        elif kind == "onion-path":
+            hop = onion.Hop(target.ed25519_hex, x)
+            dest = onion.NodeDestination(target.ed25519_hex, x)
+            self.frames = [onion.build([hop, hop, hop], dest, INFO_BODY) for _ in range(FRAMES)]
+        self.idents = (
+            [retrieve_identity(i) for i in range(RETRIEVE_ACCOUNTS)] if kind == "retrieve" else []
+        )
+
+    def next(self) -> tuple[str, bytes, Check]:
+        """The path, body and reply check of the next request."""
+        n = next(self.seq)
+        if self.kind == "info":
+            return "/storage_rpc/v1", INFO_BODY, check_info
+        if self.kind == "store":
+            data = message_data(self.size, self.tag + str(n).encode() + b"-")
+            now = time.time_ns() // 1_000_000
+            return (
+                "/storage_rpc/v1",
+                store_body(account_id(n % STORE_ACCOUNTS), data, now),
+                (check_store),
+            )
+        if self.kind == "retrieve":
+            ident = self.idents[n % len(self.idents)]
+            return (
+                "/storage_rpc/v1",
+                retrieve_body(ident, time.time_ns() // 1_000_000),
+                (check_retrieve),
+            )
+        frame, key = self.frames[n % len(self.frames)]
+        if self.kind == "onion":
+            return "/onion_req/v2", frame, lambda s, b: check_onion(s, b, key)
+        return "/onion_req/v2", frame, lambda s, b: check_onion_path(s, b, key)
+
+
+def check_info(status: int, body: bytes) -> str | None:
+    if status != 200:
+        return f"status {status}"
+    return None if b'"version"' in body else "reply not info"
+
+
+def check_store(status: int, body: bytes) -> str | None:
+    if status != 200:
+        return f"status {status}"
+    return None if b'"hash"' in body else "reply without hash"
+
+
+def check_retrieve(status: int, body: bytes) -> str | None:
+    if status != 200:
+        return f"status {status}"
+    try:
+        msgs = json.loads(body)["messages"]
+    except (ValueError, KeyError, TypeError):
+        return "reply without messages"
+    return None if len(msgs) == PREFILL else f"{len(msgs)} messages, wanted {PREFILL}"
+
+
+def check_onion(status: int, body: bytes, key: bytes) -> str | None:
+    if status != 200:
+        return f"status {status}"
+    try:
+        plain = open_xchacha_reply(key, body)
+    except ValueError:
+        return "reply does not open"
+    return onion_reply_error(plain)
+
+
+def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
+    if status != 200:
+        return f"status {status}"
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except ValueError:
+        raw = body
+    try:
+        plain = bytes(key.decrypt(raw))
+    except (DecryptionError, ValueError) as e:
+        return f"reply does not open: {type(e).__name__}"
+    return onion_reply_error(plain)
+
+
+# ---------------------------------------------------------------------- HTTP client
+
+
+class Conn:
+    """One keep-alive HTTPS connection from one source address (httptools parses replies)."""
+
+    def __init__(self, target: Target, local_ip: str | None, ctx: ssl.SSLContext) -> None:
+        self.target = target
+        self.local_ip = local_ip
+        self.ctx = ctx
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.head = (
+            f"Host: {target.host}:{target.port}\r\nContent-Type: application/json\r\n"
+        ).encode()
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(
+            self.target.host,
+            self.target.port,
+            ssl=self.ctx,
+            local_addr=(self.local_ip, 0) if self.local_ip else None,
+        )
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def request(self, path: str, body: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.head, len(body), body)
+        )
+        parts: list[bytes] = []
+        done = False
+
+        class _Cb:
+            def on_body(self, b: bytes) -> None:
+                parts.append(b)
+
+            def on_message_complete(self) -> None:
+                nonlocal done
+                done = True
+
+        p = httptools.HttpResponseParser(_Cb())
+        while not done:
+            data = await self.reader.read(65536)
+            if not data:
+                self.close()
+                raise ConnectionResetError("the server closed the connection")
+            p.feed_data(data)
+        status = p.get_status_code()
+        if not p.should_keep_alive():
+            self.close()
+        return status, b"".join(parts)
+
+
+# ---------------------------------------------------------------------- worker process
+
+
+async def _round(cmd: dict[str, Any], wid: int) -> dict[str, Any]:
+    target = Target(**cmd["target"])
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    reqs = Requests(cmd["kind"], target, cmd["size"], wid)
+    ips: list[str | None] = list(cmd["ips"]) or [None]
+    t0, t1 = cmd["t0"], cmd["t1"]
+    hist = report.new_histogram()
+    ok = 0
+    errors: dict[str, int] = {}
+    examples: dict[str, str] = {}
+    conns = [[Conn(target, ip, ctx) for ip in ips] for _ in range(cmd["concurrency"])]
+    await asyncio.gather(*(c.open() for row in conns for c in row))
+
+    async def sender(row: list[Conn]) -> None:
+        nonlocal ok
+        await asyncio.sleep(max(0.0, t0 - time.monotonic()))
+        for i in itertools.count():
+            start = time.monotonic()
+            if start >= t1:
+                return
+            conn = row[i % len(row)]
+            path, body, check = reqs.next()
+            try:
+                status, out = await conn.request(path, body)
+                why = check(status, out)
+            except (OSError, ssl.SSLError, httptools.HttpParserError) as e:
+                conn.close()
+                why = f"connection: {type(e).__name__}"
+            end = time.monotonic()
+            if end > t1:
+                return  # answered after the round: its CPU is not in the round's window
+            if why is None:
+                ok += 1
+                report.record(hist, end - start)
+            else:
+                errors[why] = errors.get(why, 0) + 1
+                examples.setdefault(why, out[:200].decode(errors="replace") if why else "")
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(sender(row) for row in conns))
+    for row in conns:
+        for c in row:
+            c.close()
+    return {
+        "kind": "done",
+        "ok": ok,
+        "errors": errors,
+        "examples": examples,
+        "hist": hist.encode().decode(),
+        "cpu_s": time.process_time() - cpu0,
+    }
+
+
+def worker_main(wid: int, cmds: Any, results: Any) -> None:
+    """A load worker: runs the rounds the driver sends (``{"cmd": "round", ...}``) until
+    ``{"cmd": "stop"}``."""
+    import uvloop
+
+    results.put({"kind": "ready", "wid": wid})
+    while True:
+        cmd = cmds.get()
+        if cmd["cmd"] == "stop":
+            return
+        out = uvloop.run(_round(cmd, wid))
+        results.put(out)
+
+
+# ---------------------------------------------------------------------- servers
+
+
+class Servers:
+    """Our node on a one-node devnet and, with ``--target oxenss``, Session's server."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, console: Console) -> None:
+        self.devnet: Devnet | None = None
+        self.oxenss: OxenssServer | None = None
+        self.targets: list[Target] = []
+        root = find_root(args.oxenss_root) if args.target == "oxenss" else None
+        try:
+            console.print("starting our node (a one-node devnet)…")
+            self.devnet = Devnet(work / "devnet", nodes=1, file_server=False, community=False)
+            self.devnet.start()
+            node = self.devnet.nodes[0]
+            assert node.proc is not None and node.pubkey_ed25519 and node.pubkey_x25519
+            self.targets.append(
+                Target("ours", node.host, node.https_port, node.pubkey_ed25519,
+                       node.pubkey_x25519, node.proc.pid)
+            )  # fmt: skip
+            if root is not None:
+                console.print(f"starting Session's storage server from {root}…")
+                self.oxenss = OxenssServer(root).start()
+                o = self.oxenss
+                self.targets.insert(
+                    0, Target("oxenss", o.host, o.https_port, o.ed25519_hex, o.x25519.hex(), o.pid)
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.oxenss is not None:
+            self.oxenss.stop()
+        if self.devnet is not None:
+            self.devnet.stop()
+
+
+def _post(t: Target, path: str, body: bytes) -> tuple[int, bytes]:
+    from bench.load.oxenss import post
+
+    return post(f"https://{t.host}:{t.port}{path}", body)
+
+
+def prefill(t: Target, size: int, timeout: float = 60.0) -> None:
+    """Store :data:`PREFILL` messages in each retrieve account on ``t`` (retrying while the
+    server says it is not ready yet)."""
+    deadline = time.monotonic() + timeout
+    for i in range(RETRIEVE_ACCOUNTS):
+        acct = retrieve_identity(i).session_id
+        for k in range(PREFILL):
+            data = message_data(size, b"prefill-%d-%d-" % (i, k))
+            while True:
+                status, out = _post(
+                    t, "/storage_rpc/v1", store_body(acct, data, time.time_ns() // 1_000_000)
+                )
+                if status == 200:
+                    break
+                if status != 503 or time.monotonic() > deadline:
+                    raise SystemExit(f"{t.name}: prefill store answered {status}: {out[:200]!r}")
+                time.sleep(0.5)
+
+
+def idle_cpu(pid: int, seconds: float = 3.0) -> float:
+    """CPU seconds per second the process spends with no load."""
+    p = psutil.Process(pid)
+    c0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
+    time.sleep(seconds)
+    return (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+
+
+# ---------------------------------------------------------------------- the run
+
+
+class SideBySide:
+    def __init__(self, args: argparse.Namespace, kinds: Sequence[str]) -> None:
+        self.args = args
+        self.kinds = list(kinds)
+        self.console = Console()
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
+        name = "-".join(kinds) if len(kinds) < 3 else "requests"
+        self.out = (args.out or Path("load-results") / f"{name}-{stamp}").absolute()
+        self.work = Path(tempfile.mkdtemp(prefix="bench-sbs-"))
+        self.ctx = mp.get_context("spawn")
+        self.procs: list[Any] = []
+        self.cmds: list[Any] = []
+        self.results: Any = self.ctx.Queue()
+        self.profiles: list[str] = []
+
+    def ips(self, wid: int) -> list[str]:
+        a = self.args
+        if not a.base_ip:
+            return []
+        return [f"{a.base_ip}{wid * a.ips_per_worker + k + 2}" for k in range(a.ips_per_worker)]
+
+    def start_workers(self) -> None:
+        for wid in range(self.args.workers):
+            q = self.ctx.Queue()
+            p = self.ctx.Process(target=worker_main, args=(wid, q, self.results), daemon=True)
+            p.start()
+            self.procs.append(p)
+            self.cmds.append(q)
+        for _ in self.procs:
+            self._get(60)
+
+    def _get(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return dict(self.results.get(timeout=1.0))
+            except queue.Empty:
+                if any(not p.is_alive() for p in self.procs):
+                    raise SystemExit("a worker process died") from None
+                if time.monotonic() > deadline:
+                    raise SystemExit("a worker did not answer in time") from None
+
+    def stop_workers(self) -> None:
+        for q in self.cmds:
+            q.put({"cmd": "stop"})
+        for p in self.procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+    def round(self, kind: str, t: Target, idle: float, spy: bool = False) -> dict[str, Any]:
+        """One round of ``kind`` against ``t``: what it measured."""
+        a = self.args
+        proc = psutil.Process(t.pid)
+        t0 = time.monotonic() + 1.5  # the workers connect and build their requests meanwhile
+        t1 = t0 + a.duration
+        for wid, q in enumerate(self.cmds):
+            q.put({"cmd": "round", "kind": kind, "target": asdict(t), "ips": self.ips(wid),
+                   "concurrency": a.concurrency, "size": a.size, "t0": t0, "t1": t1})  # fmt: skip
+        spies = self.start_spy(kind, t) if spy else []
+        time.sleep(max(0.0, t0 - time.monotonic()))
+        c0 = sum(proc.cpu_times()[:2])
+        w0 = time.monotonic()
+        time.sleep(max(0.0, t1 - time.monotonic()))
+        c1 = sum(proc.cpu_times()[:2])
+        wall = time.monotonic() - w0
+        done = [self._get(a.duration + 60) for _ in self.procs]
+        for p in spies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(30)
+        hist = report.new_histogram()
+        errors: dict[str, int] = {}
+        examples: dict[str, str] = {}
+        for d in done:
+            hist.decode_and_add(d["hist"])
+            for k, v in d["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+            examples.update(d["examples"])
+        ok = sum(d["ok"] for d in done)
+        cpu = c1 - c0
+        net = max(0.0, cpu - idle * wall)
+        return {
+            "server": t.name,
+            "ok": ok,
+            "errors": errors,
+            "error_examples": examples,
+            "wall_s": round(wall, 3),
+            "per_s": round(ok / wall, 1),
+            "server_cpu_s": round(cpu, 3),
+            "server_cores": round(cpu / wall, 3),
+            "cpu_per_request_us": round(cpu / ok * 1e6, 1) if ok else 0.0,
+            "net_cpu_per_request_us": round(net / ok * 1e6, 1) if ok else 0.0,
+            "client_cpu_s": round(sum(d["cpu_s"] for d in done), 3),
+            "latency_ms": report.summary(hist),
+            "load_avg": round(os.getloadavg()[0], 2),
+        }
+
+    def start_spy(self, kind: str, t: Target) -> list[subprocess.Popen[bytes]]:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(spy).exists():
+            self.console.print("[yellow]--profile: py-spy is not installed (pip install py-spy)")
+            return []
+        secs = str(max(1, int(self.args.duration)))
+        self.out.mkdir(parents=True, exist_ok=True)
+        svg = self.out / f"flame-{kind}-ours.svg"
+        raw = self.out / f"raw-{kind}-ours.txt"
+        self.profiles += [str(svg), str(self.out / f"profile-summary-{kind}.txt")]
+        procs = []
+        for path, fmt in ((svg, "flamegraph"), (raw, "raw")):
+            procs.append(
+                subprocess.Popen(
+                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", "100", "-o", str(path),
+                     "-f", fmt, "--nonblocking", "--native"],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        return procs
+
+    def main(self) -> int:
+        a = self.args
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        from bench.load.cli import machine, profile_summary
+
+        mach = machine()
+        servers = Servers(a, self.work, self.console)
+        scenarios: dict[str, Any] = {}
+        try:
+            targets = servers.targets
+            if "retrieve" in self.kinds:
+                for t in targets:
+                    prefill(t, a.size)
+            idle = {t.name: idle_cpu(t.pid) for t in targets}
+            self.console.print(
+                "servers at idle (CPU s/s): " + ", ".join(f"{k} {v:.4f}" for k, v in idle.items())
+            )
+            self.start_workers()
+            for kind in self.kinds:
+                rounds = []
+                for r in range(a.rounds):
+                    order = targets if r % 2 == 0 else targets[::-1]
+                    for t in order:
+                        res = self.round(kind, t, idle[t.name])
+                        res["round"] = r
+                        rounds.append(res)
+                        self.print_round(kind, res)
+                sc: dict[str, Any] = {"rounds": rounds, "servers": {}}
+                for t in targets:
+                    mine = [x for x in rounds if x["server"] == t.name]
+                    sc["servers"][t.name] = {
+                        "cpu_per_request_us": statistics.median(
+                            x["cpu_per_request_us"] for x in mine
+                        ),
+                        "net_cpu_per_request_us": statistics.median(
+                            x["net_cpu_per_request_us"] for x in mine
+                        ),
+                        "per_s": statistics.median(x["per_s"] for x in mine),
+                        "latency_p50_ms": statistics.median(x["latency_ms"]["p50"] for x in mine),
+                        "errors": sum(sum(x["errors"].values()) for x in mine),
+                    }
+                s = sc["servers"]
+                if "oxenss" in s and s["oxenss"]["cpu_per_request_us"]:
+                    sc["ratios"] = {
+                        "cpu_per_request": round(
+                            s["ours"]["cpu_per_request_us"] / s["oxenss"]["cpu_per_request_us"], 3
+                        ),
+                        "per_s": round(s["ours"]["per_s"] / s["oxenss"]["per_s"], 3)
+                        if s["oxenss"]["per_s"]
+                        else 0.0,
+                    }
+                if a.profile:
+                    ours = next(t for t in targets if t.name == "ours")
+                    self.round(kind, ours, idle["ours"], spy=True)
+                    raw = self.out / f"raw-{kind}-ours.txt"
+                    summary = profile_summary([raw])
+                    (self.out / f"profile-summary-{kind}.txt").write_text(summary)
+                    raw.unlink(missing_ok=True)
+                scenarios[kind] = sc
+        finally:
+            self.stop_workers()
+            servers.stop()
+            shutil.rmtree(self.work, ignore_errors=True)
+        mach["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "result.json"
+        doc: dict[str, Any] = {
+            "schema": SCHEMA,
+            "scenarios": self.kinds,
+            "target": a.target,
+            "command": ["python", "-m", "bench.load", *sys.argv[1:]],
+            "started": started,
+            "machine": mach,
+            "load": {
+                "workers": a.workers,
+                "concurrency": a.concurrency,
+                "ips_per_worker": a.ips_per_worker if a.base_ip else 0,
+                "base_ip": a.base_ip,
+                "duration_s": a.duration,
+                "rounds": a.rounds,
+                "size": a.size,
+            },
+            "idle_cpu_per_s": {k: round(v, 5) for k, v in idle.items()},
+            "results": scenarios,
+            "files": {
+                "json": str(path),
+                "profiles": [p for p in self.profiles if Path(p).exists()],
+            },
+        }
+        bad = validate(doc)
+        if bad:
+            raise SystemExit("internal error: the result breaks its schema: " + "; ".join(bad))
+        path.write_text(json.dumps(doc, indent=1))
+        self.print_summary(doc)
+        self.console.print(f"results: {path}")
+        for p in doc["files"]["profiles"]:
+            self.console.print(f"  {p}")
+        failed = any(s["servers"][n]["errors"] for s in scenarios.values() for n in s["servers"])
+        return 3 if failed else 0
+
+    def print_round(self, kind: str, r: dict[str, Any]) -> None:
+        err = f", errors {r['errors']}" if r["errors"] else ""
+        self.console.print(
+            f"  {kind:10s} round {r['round']} {r['server']:6s}: {r['per_s']:8.1f}/s, "
+            f"{r['cpu_per_request_us']:7.1f} µs CPU/request ({r['server_cores']:.2f} cores), "
+            f"p50 {r['latency_ms']['p50']:.2f} ms{err}  [load {r['load_avg']}]"
+        )
+
+    def print_summary(self, doc: dict[str, Any]) -> None:
+        tb = Table(title="CPU per request, median of rounds (ours / C++ < 1: ours costs less)")
+        for c in ("scenario", "server", "µs CPU/request", "requests/s", "p50 ms", "errors"):
+            tb.add_column(c)
+        tb.add_column("ours / C++")
+        for kind, sc in doc["results"].items():
+            for name, s in sc["servers"].items():
+                ratio = sc.get("ratios", {}).get("cpu_per_request") if name == "ours" else None
+                tb.add_row(
+                    kind, name, f"{s['cpu_per_request_us']:.1f}", f"{s['per_s']:.0f}",
+                    f"{s['latency_p50_ms']:.2f}", str(s["errors"]),
+                    "" if ratio is None else f"{ratio:.2f}",
+                )  # fmt: skip
+        self.console.print(tb)
+
+
+# ---------------------------------------------------------------------- schema
+
+
+def validate(doc: Any) -> list[str]:
+    """What is wrong with a side-by-side result (empty: it follows the schema)."""
+    bad: list[str] = []
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        return [f"not a {SCHEMA} document"]
+    for k in ("scenarios", "command", "started", "machine", "load", "results", "files"):
+        if k not in doc:
+            bad.append(f"missing {k!r}")
+    for kind, sc in (doc.get("results") or {}).items():
+        if kind not in SCENARIOS:
+            bad.append(f"results: unknown scenario {kind!r}")
+        for name, s in (sc.get("servers") or {}).items():
+            for k in ("cpu_per_request_us", "net_cpu_per_request_us", "per_s", "errors"):
+                if not isinstance(s.get(k), int | float):
+                    bad.append(f"results.{kind}.servers.{name}: missing {k!r}")
+        if not sc.get("rounds"):
+            bad.append(f"results.{kind}: no rounds")
+        if "oxenss" in sc.get("servers", {}) and sc["servers"]["oxenss"]["cpu_per_request_us"]:
+            if not isinstance(sc.get("ratios", {}).get("cpu_per_request"), int | float):
+                bad.append(f"results.{kind}: no ratio")
+    return bad
+
+
+def parse_kinds(text: str) -> list[str] | None:
+    """``info,store`` → the request scenarios named, or None if ``text`` names none of them.
+    Raises SystemExit when it mixes them with other scenarios or names unknown ones."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    known = [p for p in parts if p in SCENARIOS]
+    if not known:
+        return None
+    if len(known) != len(parts):
+        raise SystemExit(
+            f"{text}: a comma list takes request scenarios only ({', '.join(SCENARIOS)})"
+        )
+    return list(dict.fromkeys(known))
+
+
+def main(args: argparse.Namespace, kinds: Sequence[str]) -> int:
+    if args.target not in ("ours", "oxenss"):
+        raise SystemExit("--target: ours or oxenss")
+    try:
+        if args.target == "oxenss":
+            find_root(args.oxenss_root)  # before anything starts: say what is missing
+        return SideBySide(args, kinds).main()
+    except OxenssUnavailable as e:
+        raise SystemExit(str(e)) from None

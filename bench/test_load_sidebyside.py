@@ -1,0 +1,127 @@
+"""The request scenarios of ``python -m bench.load`` (``--target ours|oxenss``): the requests
+they build and the replies they accept, against our own node (so CI checks them without
+Session's C++ server), and the side-by-side run itself where that server has been built
+(``OXENSS_ROOT``; skipped with the reason otherwise). Correctness only, never a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.load import cli, sidebyside
+from bench.load.oxenss import OxenssUnavailable, find_root
+from session import onion
+from session.identity import Identity
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = list(sidebyside.SCENARIOS)
+
+
+def run_cli(args: list[str], out: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "bench.load", *args, "--out", str(out)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    print(r.stdout)
+    print(r.stderr[-3000:], file=sys.stderr)
+    return r
+
+
+def test_one_layer_onion_peels_to_the_payload_and_its_reply_opens() -> None:
+    node = Identity.generate()
+    peeler = onion.Peeler(node)
+    frame, key = sidebyside.one_layer_onion(node.x25519_public, sidebyside.INFO_BODY)
+    decision = peeler.peel(frame)
+    assert isinstance(decision, onion.Deliver)
+    assert decision.payload == sidebyside.INFO_BODY
+    reply = json.dumps({"status": 200, "body": json.dumps({"version": [2, 8, 0]})}).encode()
+    sealed = decision.reply.encrypt(reply)
+    assert sidebyside.check_onion(200, bytes(sealed), key) is None
+    # a reply sealed for another request does not open; a node's error is not a success
+    _, other = sidebyside.one_layer_onion(node.x25519_public, sidebyside.INFO_BODY)
+    assert sidebyside.check_onion(200, bytes(sealed), other) == "reply does not open"
+    assert sidebyside.check_onion(503, b"Snode not ready", key) == "status 503"
+    bad = decision.reply.encrypt(json.dumps({"status": 421, "body": "{}"}).encode())
+    assert sidebyside.check_onion(200, bytes(bad), key) == "inner status 421"
+
+
+def test_reply_checks() -> None:
+    assert sidebyside.check_info(200, b'{"version":[2,8,0],"timestamp":1}') is None
+    assert sidebyside.check_info(429, b"Too many requests") == "status 429"
+    assert sidebyside.check_store(200, b'{"swarm":{},"hash":"x"}') is None
+    assert sidebyside.check_store(200, b'{"swarm":{}}') == "reply without hash"
+    msgs = json.dumps({"messages": [{}] * sidebyside.PREFILL}).encode()
+    assert sidebyside.check_retrieve(200, msgs) is None
+    assert sidebyside.check_retrieve(200, b'{"messages":[]}') == "0 messages, wanted 10"
+    assert sidebyside.check_retrieve(401, b"no") == "status 401"
+
+
+def test_scenario_names() -> None:
+    assert sidebyside.parse_kinds("chat") is None
+    assert sidebyside.parse_kinds("info,store,info") == ["info", "store"]
+    with pytest.raises(SystemExit, match="request scenarios only"):
+        sidebyside.parse_kinds("info,chat")
+    with pytest.raises(SystemExit, match="request scenarios"):
+        cli.main(["chat", "--target", "oxenss"])
+
+
+def test_oxenss_target_says_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(OxenssUnavailable, match="no executable build/oxen-storage"):
+        find_root(tmp_path)
+    # before anything starts, the command says so in one sentence
+    with pytest.raises(SystemExit, match="no executable build/oxen-storage under"):
+        cli.main(["info", "--target", "oxenss", "--oxenss-root", str(tmp_path)])
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
+    """What ``--target oxenss`` sends to both servers, sent to ours: every request answered
+    as asked (info's version, a stored hash, the 10 prefilled messages, onion replies that
+    open to a 200), from two source addresses, and the CPU read from the node's clock."""
+    out = tmp_path / "run"
+    r = run_cli(
+        [",".join(KINDS), "--duration", "1.5", "--rounds", "1", "--workers", "1",
+         "--ips-per-worker", "2"],
+        out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "result.json").read_text())
+    assert sidebyside.validate(doc) == []
+    assert list(doc["results"]) == KINDS
+    for kind, sc in doc["results"].items():
+        (rnd,) = sc["rounds"]
+        assert rnd["server"] == "ours"
+        assert rnd["errors"] == {}, (kind, rnd["error_examples"])
+        assert rnd["ok"] > 0 and rnd["server_cpu_s"] > 0, kind
+        assert rnd["latency_ms"]["count"] == rnd["ok"]
+        assert "ratios" not in sc  # no C++ server in this run
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
+    try:
+        root = find_root(None)
+    except OxenssUnavailable as e:
+        pytest.skip(f"Session's storage server is not built here: {e}")
+    out = tmp_path / "run"
+    r = run_cli(
+        [",".join(KINDS), "--target", "oxenss", "--oxenss-root", str(root), "--duration", "1.5",
+         "--rounds", "1", "--workers", "2", "--ips-per-worker", "2"],
+        out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "result.json").read_text())
+    assert sidebyside.validate(doc) == []
+    for kind, sc in doc["results"].items():
+        assert set(sc["servers"]) == {"ours", "oxenss"}, kind
+        for rnd in sc["rounds"]:
+            assert rnd["errors"] == {}, (kind, rnd["server"], rnd["error_examples"])
+            assert rnd["ok"] > 0, (kind, rnd["server"])
+        assert sc["ratios"]["cpu_per_request"] > 0
