@@ -31,6 +31,11 @@ Every process gets its own ports (bound as port 0 and reported back, see
 :mod:`session.devnet.net`) and data directory under ``DIR``; logs go to
 ``DIR/<name>/process.log``.
 
+Every process ends when the process running the devnet ends, however it ends (SIGKILL, a
+crash): each watches a lifeline pipe whose write end only the devnet's process holds, stops
+itself gracefully when it closes and is killed 20 s later if it hangs
+(:mod:`session.service.lifeline`, which says why not ``PR_SET_PDEATHSIG``).
+
 The file server (``Devnet.file_server``, a :class:`DevnetFileServer`; ``file_server=False``
 leaves it out) keeps its data under ``DIR/fileserver/``, starts before the nodes and is added
 to their ``proxy_allow``; ``stop_file_server(kill=...)`` and ``start_file_server()`` stop and

@@ -16,7 +16,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -40,6 +39,7 @@ from session.registry.staking import (
     new_account,
     operator_key,
 )
+from session.service.lifeline import lifeline_command, lifeline_pipe
 
 #: A devnet's health rules: short windows, so a dead node is decommissioned within a minute
 #: (20 s without a proof, or three testers failing it for 6 s) and back soon after a restart.
@@ -278,6 +278,9 @@ class Devnet:
         )
         self._lock = threading.RLock()
         self._logs: list[Any] = []
+        #: the lifeline pipe every child watches (session.service.lifeline): its write end
+        #: is held by this process alone, so the children stop when it dies, however it dies
+        self._lifeline: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ ports and processes
     def _port(self) -> int:
@@ -287,6 +290,26 @@ class Devnet:
         p = self._next_port
         self._next_port += 1
         return p
+
+    def _command(self, module: str, *args: str) -> list[str]:
+        """``python -P -m module args...``, run so that it ends when this process does."""
+        if self._lifeline is None:
+            self._lifeline = lifeline_pipe()
+        return lifeline_command(self._lifeline[0], module, *args)
+
+    def _popen(
+        self, cmd: list[str], env: dict[str, str], *, stdout: Any, stderr: Any
+    ) -> subprocess.Popen[bytes]:
+        """Start a child made by :meth:`_command` (its lifeline's read end passed on)."""
+        assert self._lifeline is not None
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            pass_fds=(self._lifeline[0],),
+        )
 
     def _log(self, d: Path) -> Any:
         d.mkdir(parents=True, exist_ok=True)
@@ -325,10 +348,7 @@ class Devnet:
         rdir = self.dir / "registry"
         rdir.mkdir(parents=True, exist_ok=True)
         port = self._port()
-        cmd = [
-            sys.executable,
-            "-P",  # the installed package, never a `session/` in the current directory
-            "-m",
+        cmd = self._command(
             "session.registry",
             "--host",
             self.host,
@@ -343,7 +363,7 @@ class Devnet:
             "--devnet-chain",
             "--unlock-blocks",
             str(self.unlock_blocks),
-        ]
+        )
         if self.name_term is not None:
             cmd += ["--name-term", str(self.name_term)]
         env = dict(os.environ)
@@ -351,9 +371,7 @@ class Devnet:
             env[f"SESSION_REGISTRY_HEALTH__{field.name.upper()}"] = str(
                 getattr(self.health, field.name)
             )
-        self.registry_proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._log(rdir), stdin=subprocess.DEVNULL, env=env
-        )
+        self.registry_proc = self._popen(cmd, env, stdout=subprocess.PIPE, stderr=self._log(rdir))
 
     def _registry_ready(self) -> None:
         """Read the registry's ready line: its URL and the devnet chain it runs."""
@@ -469,15 +487,12 @@ class Devnet:
         data_dir.mkdir(parents=True, exist_ok=True)
         prefix = "SESSION_" + module.rsplit(".", 1)[1].upper() + "_"
         env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
-        cmd = [
-            sys.executable, "-P", "-m", module, "run", "--data-dir", str(data_dir),
+        cmd = self._command(
+            module, "run", "--data-dir", str(data_dir),
             "--listen-host", host, "--port", str(port), *extra,
             "--log-level", self.log_level, "--log-format", "json",
-        ]  # fmt: skip
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=self._log(data_dir),
-            stdin=subprocess.DEVNULL,
         )  # fmt: skip
+        proc = self._popen(cmd, env, stdout=subprocess.PIPE, stderr=self._log(data_dir))
         line = self._read_line(proc, 30.0)
         try:
             doc = json.loads(line)
@@ -554,17 +569,11 @@ class Devnet:
     def _spawn(self, node: DevnetNode) -> None:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         node.ready_file.unlink(missing_ok=True)
-        # -P: the child imports the installed package, not a `session/` directory that
-        # happens to be the current directory (a checkout without the built extension).
-        cmd = [sys.executable, "-P", "-m", "session.node", "--ready-file", str(node.ready_file)]
+        cmd = self._command("session.node", "--ready-file", str(node.ready_file))
         if not self.uvloop:
             cmd.append("--no-uvloop")
-        node.proc = subprocess.Popen(
-            cmd,
-            env=self._node_env(node),
-            stdout=self._log(node.data_dir),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        node.proc = self._popen(
+            cmd, self._node_env(node), stdout=self._log(node.data_dir), stderr=subprocess.STDOUT
         )
 
     # ------------------------------------------------------------------ readiness
@@ -763,6 +772,17 @@ class Devnet:
             with contextlib.suppress(OSError):
                 f.close()
         self._logs.clear()
+        if self._lifeline is not None and not any(
+            p is not None and p.poll() is None for p in self._procs()
+        ):
+            for fd in self._lifeline:
+                os.close(fd)
+            self._lifeline = None
+
+    def _procs(self) -> list[subprocess.Popen[bytes] | None]:
+        """Every child process this devnet started (None where not started)."""
+        servers = [s.proc for s in (self.file_server, self.community) if s is not None]
+        return [self.registry_proc, *servers, *(n.proc for n in self.nodes)]
 
     def exit_codes(self) -> dict[str, int | None]:
         """Exit codes of the nodes (the file server's: :meth:`stop_file_server`)."""
