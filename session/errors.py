@@ -183,6 +183,36 @@ class NodeRequestFailed(NetworkError):
         self.body = body
 
 
+class HttpError(NetworkError):
+    """An HTTP request got no complete answer (:mod:`session.http1.client`)."""
+
+
+class HttpConnectError(HttpError):
+    """No connection could be made: refused, no route, unknown name, or the TLS handshake
+    failed. ``os_error`` is the socket's own error (its ``errno`` tells "nothing listens
+    there" from "closed on us")."""
+
+    def __init__(self, message: str, os_error: OSError | None = None) -> None:
+        super().__init__(message)
+        self.os_error = os_error
+
+
+class HttpTimeout(HttpError, TimeoutError):
+    """No complete answer within the request's time limit (also a :class:`TimeoutError`)."""
+
+
+class HttpProtocolError(HttpError):
+    """The server broke HTTP/1.1, or closed the connection before its answer was complete."""
+
+
+class HttpResponseTooLarge(HttpProtocolError):
+    """The answer is longer than the caller's limit (``limit`` bytes); it was not read."""
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
 class InvalidName(InvalidInput):
     """A Session name does not follow the name rule (letters, digits, ``_`` and inner ``-``;
     at most 64 characters)."""
@@ -266,6 +296,11 @@ __all__ = [
     "FileTooLarge",
     "GroupError",
     "GroupFull",
+    "HttpConnectError",
+    "HttpError",
+    "HttpProtocolError",
+    "HttpResponseTooLarge",
+    "HttpTimeout",
     "InvalidCommunityURL",
     "InvalidInput",
     "InvalidKey",

@@ -40,6 +40,7 @@ import uvloop
 from prometheus_client import disable_created_metrics
 
 from session.errors import ConfigError, DecodeError, InvalidInput, RegistryError
+from session.http1.client import HttpClient
 from session.node import keys
 from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
@@ -132,7 +133,7 @@ class Node:
         self._ping_http: aiohttp.ClientSession | None = None
         self._served: list[Served] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self._http: Any = None
+        self._http: HttpClient | None = None
         self.https_port = 0
         self.zmq_port = 0
         self.admin_port = 0
@@ -430,9 +431,7 @@ class Node:
         url = cfg.registry.url
         self.prover = UptimeProver(
             self.identity,
-            lambda doc: registry_client.send_uptime_proof(
-                url, doc, session=self._registry_session()
-            ),
+            lambda doc: registry_client.send_uptime_proof(url, doc, http=self._registry_http()),
             interval=cfg.health.proof_interval,
             ports=lambda: (self.https_port, self.zmq_port),
             storage=lambda: (_dir_bytes(cfg.db_dir), cfg.storage.max_bytes),
@@ -448,7 +447,7 @@ class Node:
             self.identity,
             self.view,
             self.links,
-            lambda doc: registry_client.send_report(url, doc, session=self._registry_session()),
+            lambda doc: registry_client.send_report(url, doc, http=self._registry_http()),
             interval=cfg.health.test_interval,
             timeout=cfg.health.test_timeout,
             ping_https=lambda node, timeout: ping_https(ping_session, node, timeout),
@@ -515,7 +514,7 @@ class Node:
     # ------------------------------------------------------------------ registry
     async def _fetch_names(self, since: int) -> Any:
         return await registry_client.fetch_names(
-            self.config.registry.url, since, session=self._registry_session()
+            self.config.registry.url, since, http=self._registry_http()
         )
 
     async def _fetch_nodes(self) -> list[Any]:
@@ -523,10 +522,8 @@ class Node:
             return list(await self._fetch_override())
         reg = self.config.registry
         if not reg.chain_rpc:
-            return list(
-                await registry_client.fetch_nodes(reg.url, session=self._registry_session())
-            )
-        result = await registry_client.fetch_node_list(reg.url, session=self._registry_session())
+            return list(await registry_client.fetch_nodes(reg.url, http=self._registry_http()))
+        result = await registry_client.fetch_node_list(reg.url, http=self._registry_http())
         try:
             nodes = parse_node_list(result)
         except DecodeError as e:
@@ -541,11 +538,9 @@ class Node:
         await self._chain_check.verify(result, nodes)
         return nodes
 
-    def _registry_session(self) -> Any:
+    def _registry_http(self) -> HttpClient:
         if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), limit=4)
-            )
+            self._http = registry_client.registry_http(per_host=4)
         return self._http
 
     async def _register_until_done(self, attempts: int = 40) -> None:
@@ -569,7 +564,7 @@ class Node:
                     storage_port=self.https_port,
                     storage_lmq_port=self.zmq_port,
                     stake=cfg.registry.stake,
-                    session=self._registry_session(),
+                    http=self._registry_http(),
                 )
                 self.registered = True
                 return

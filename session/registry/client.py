@@ -2,60 +2,77 @@
 
 TLS verification is off (the registry's certificate is self-signed, like every node's); the
 node list is only a directory, and onion layers to the listed X25519 keys carry the security.
-Every call takes an optional ``aiohttp.ClientSession`` to reuse connections.
+Every call takes an optional :class:`~session.http1.client.HttpClient` (``http``) to reuse
+connections; without one it opens and closes its own.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
-
-from session.errors import DecodeError, NameNotFound, NameTaken, RegistryError
+from session.errors import (
+    DecodeError,
+    HttpConnectError,
+    HttpError,
+    HttpTimeout,
+    NameNotFound,
+    NameTaken,
+    RegistryError,
+)
+from session.http1.client import HttpClient
 from session.names import build_register, build_renew
 from session.proto.snodes import ServiceNode, parse_node_list
 from session.registry.messages import Signer, build_deregistration, build_registration
 from session.service.tls import client_ssl_context
 
 DEFAULT_TIMEOUT = 10.0
+#: Largest registry answer read (a node list of thousands of nodes is a few MB).
+MAX_ANSWER = 32 * 1024 * 1024
+
+
+def registry_http(per_host: int = 4) -> HttpClient:
+    """An HTTP client for the registry (its certificate is self-signed: not verified)."""
+    return HttpClient(ssl_context=client_ssl_context(), per_host=per_host, max_size=MAX_ANSWER)
 
 
 @contextlib.asynccontextmanager
-async def _session(
-    session: aiohttp.ClientSession | None, timeout: float
-) -> AsyncIterator[aiohttp.ClientSession]:
-    if session is not None:
-        yield session
+async def _client(http: HttpClient | None) -> AsyncIterator[HttpClient]:
+    if http is not None:
+        yield http
         return
-    connector = aiohttp.TCPConnector(ssl=client_ssl_context())
-    async with aiohttp.ClientSession(
-        connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)
-    ) as s:
-        yield s
+    async with registry_http() as own:
+        yield own
 
 
 async def _post(
     url: str,
     path: str,
     body: Mapping[str, Any],
-    session: aiohttp.ClientSession | None,
+    http: HttpClient | None,
     timeout: float,
 ) -> dict[str, Any]:
     target = url.rstrip("/") + path
+    data = json.dumps(body).encode()
     try:
-        async with _session(session, timeout) as s:
-            async with s.post(
-                target, json=body, ssl=False, timeout=aiohttp.ClientTimeout(total=timeout)
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-    except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
-        raise RegistryError(f"registry at {url} is unreachable: {reason}", 0) from None
+        async with _client(http) as client:
+            resp = await client.request(
+                "POST",
+                target,
+                body=data,
+                headers={"Content-Type": "application/json"},
+                timeout=timeout,
+                max_size=MAX_ANSWER,
+            )
+    except HttpTimeout:
+        raise RegistryError(f"registry at {url} is unreachable: timed out", 0) from None
+    except HttpConnectError as e:
+        raise RegistryError(f"registry at {url} is unreachable: {e}", 0) from None
+    except HttpError as e:
+        raise RegistryError(f"registry at {url} failed to answer: {e}", 0) from None
+    raw, status = resp.body, resp.status
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -80,7 +97,7 @@ async def fetch_node_list(
     url: str,
     params: Mapping[str, Any] | None = None,
     *,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """The raw ``get_n_service_nodes`` result document (with ``height``, ``block_hash`` ...)."""
@@ -90,7 +107,7 @@ async def fetch_node_list(
         "method": "get_n_service_nodes",
         "params": dict(params or {}),
     }
-    doc = await _post(url, "/json_rpc", body, session, timeout)
+    doc = await _post(url, "/json_rpc", body, http, timeout)
     result = doc.get("result")
     if not isinstance(result, dict):
         raise RegistryError("registry answer has no result object", 502)
@@ -101,13 +118,11 @@ async def fetch_nodes(
     url: str,
     *,
     active_only: bool = False,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> list[ServiceNode]:
     """The registry's node list."""
-    result = await fetch_node_list(
-        url, {"active_only": active_only}, session=session, timeout=timeout
-    )
+    result = await fetch_node_list(url, {"active_only": active_only}, http=http, timeout=timeout)
     try:
         return parse_node_list(result)
     except DecodeError as e:
@@ -118,12 +133,12 @@ async def fetch_names(
     url: str,
     since: int = 0,
     *,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """The ``ons_names`` result: name records changed after revision ``since``."""
     body = {"jsonrpc": "2.0", "id": 0, "method": "ons_names", "params": {"since": int(since)}}
-    doc = await _post(url, "/json_rpc", body, session, timeout)
+    doc = await _post(url, "/json_rpc", body, http, timeout)
     result = doc.get("result")
     if not isinstance(result, dict):
         raise RegistryError("registry answer has no result object", 502)
@@ -136,7 +151,7 @@ async def register_name(
     name: str,
     *,
     renew: bool = False,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> int:
     """Register (or, with ``renew``, renew) ``name`` for ``identity``'s own Session ID; returns
@@ -145,9 +160,7 @@ async def register_name(
     that is not registered, :class:`~session.errors.RegistryError` for other refusals."""
     doc = build_renew(identity, name) if renew else build_register(identity, name)
     try:
-        answer = await _post(
-            url, "/name/renew" if renew else "/name/register", doc, session, timeout
-        )
+        answer = await _post(url, "/name/renew" if renew else "/name/register", doc, http, timeout)
     except RegistryError as e:
         if e.status == 409 and "someone else" in str(e):
             raise NameTaken(f"the name {name!r} is already taken") from None
@@ -169,7 +182,7 @@ async def register(
     storage_lmq_port: int,
     stake: int,
     timestamp: int | None = None,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> ServiceNode:
     """Register (or update) ``identity``'s node; returns the registry's entry for it."""
@@ -181,7 +194,7 @@ async def register(
         stake=stake,
         timestamp=timestamp,
     )
-    answer = await _post(url, "/register", doc, session, timeout)
+    answer = await _post(url, "/register", doc, http, timeout)
     try:
         return ServiceNode.from_json(answer["result"]["node"])
     except (KeyError, TypeError, DecodeError):
@@ -195,12 +208,12 @@ async def deregister(
     identity: Signer,
     *,
     timestamp: int | None = None,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
     """Remove ``identity``'s node from the registry."""
     await _post(
-        url, "/deregister", build_deregistration(identity, timestamp=timestamp), session, timeout
+        url, "/deregister", build_deregistration(identity, timestamp=timestamp), http, timeout
     )
 
 
@@ -208,13 +221,13 @@ async def send_uptime_proof(
     url: str,
     doc: Mapping[str, Any],
     *,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> dict[str, Any]:
     """Send a signed uptime proof (:func:`session.registry.health.build_uptime_proof`); returns
     ``{"active": bool, "decommission_count": n}``. A 404 :class:`RegistryError` means the node
     is not registered (any more): register again."""
-    answer = await _post(url, "/uptime_proof", doc, session, timeout)
+    answer = await _post(url, "/uptime_proof", doc, http, timeout)
     result = answer.get("result")
     if not isinstance(result, dict):
         raise RegistryError("registry answered an uptime proof without a result", 502)
@@ -225,20 +238,22 @@ async def send_report(
     url: str,
     doc: Mapping[str, Any],
     *,
-    session: aiohttp.ClientSession | None = None,
+    http: HttpClient | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
     """Send a signed reachability report (:func:`session.registry.health.build_report`)."""
-    await _post(url, "/report", doc, session, timeout)
+    await _post(url, "/report", doc, http, timeout)
 
 
 __all__ = [
+    "MAX_ANSWER",
     "deregister",
     "fetch_names",
     "fetch_node_list",
     "fetch_nodes",
     "register",
     "register_name",
+    "registry_http",
     "send_report",
     "send_uptime_proof",
 ]

@@ -421,6 +421,44 @@ async def test_client_reports_unreachable_registry() -> None:
     assert e.value.status == 0 and "unreachable" in str(e.value)
 
 
+async def test_client_calls_share_one_connection_through_a_given_http_client(
+    registry: Any,
+) -> None:
+    ident = node_identity()
+    async with client.registry_http() as http:
+        await client.register(
+            registry.url,
+            ident,
+            public_ip="10.0.0.1",
+            storage_port=1,
+            storage_lmq_port=2,
+            stake=REQUIREMENT,
+            http=http,
+        )
+        nodes = await client.fetch_nodes(registry.url, http=http)
+        assert [n.pubkey_ed25519 for n in nodes] == [ident.ed25519_public.hex()]
+        assert http.open_connections() == 1  # kept alive for the next call
+        with pytest.raises(RegistryError) as e:
+            await client.deregister(registry.url, node_identity(), http=http)
+        assert e.value.status == 404
+        assert http.open_connections() == 1
+
+
+async def test_client_reports_a_registry_that_never_answers() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads until the client gives up and closes
+
+    srv = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(RegistryError, match="unreachable: timed out") as e:
+            await client.fetch_nodes(f"http://127.0.0.1:{port}", timeout=0.2)
+        assert e.value.status == 0
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
 @pytest.mark.integration
 def test_module_entry_point_ready_line_and_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
