@@ -87,7 +87,7 @@ def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run_cli(
         [",".join(KINDS), "--duration", "1.5", "--rounds", "1", "--workers", "1",
-         "--ips-per-worker", "2"],
+         "--ips-per-worker", "8"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -100,6 +100,7 @@ def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
         assert rnd["errors"] == {}, (kind, rnd["error_examples"])
         assert rnd["ok"] > 0 and rnd["server_cpu_s"] > 0, kind
         assert rnd["latency_ms"]["count"] == rnd["ok"]
+        assert rnd["connections"] == 8, kind  # kept alive: one per source address
         assert "ratios" not in sc  # no C++ server in this run
 
 
@@ -113,7 +114,7 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run_cli(
         [",".join(KINDS), "--target", "oxenss", "--oxenss-root", str(root), "--duration", "1.5",
-         "--rounds", "1", "--workers", "2", "--ips-per-worker", "2"],
+         "--rounds", "1", "--workers", "2", "--ips-per-worker", "8"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -124,4 +125,5 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
         for rnd in sc["rounds"]:
             assert rnd["errors"] == {}, (kind, rnd["server"], rnd["error_examples"])
             assert rnd["ok"] > 0, (kind, rnd["server"])
+            assert rnd["connections"] == 16, (kind, rnd["server"])  # 2 workers × 8, kept alive
         assert sc["ratios"]["cpu_per_request"] > 0

@@ -306,11 +306,14 @@ class Conn:
         self.ctx = ctx
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        #: connections opened (1 for the whole round when the server keeps it alive)
+        self.opened = 0
         self.head = (
             f"Host: {target.host}:{target.port}\r\nContent-Type: application/json\r\n"
         ).encode()
 
     async def open(self) -> None:
+        self.opened += 1
         self.reader, self.writer = await asyncio.open_connection(
             self.target.host,
             self.target.port,
@@ -333,8 +336,13 @@ class Conn:
         )
         parts: list[bytes] = []
         done = False
+        keep_alive = True
 
         class _Cb:
+            def on_headers_complete(self) -> None:
+                nonlocal keep_alive
+                keep_alive = p.should_keep_alive()  # llhttp forgets it once the message ends
+
             def on_body(self, b: bytes) -> None:
                 parts.append(b)
 
@@ -350,7 +358,7 @@ class Conn:
                 raise ConnectionResetError("the server closed the connection")
             p.feed_data(data)
         status = p.get_status_code()
-        if not p.should_keep_alive():
+        if not keep_alive:
             self.close()
         return status, b"".join(parts)
 
@@ -410,6 +418,7 @@ async def _round(cmd: dict[str, Any], wid: int) -> dict[str, Any]:
         "examples": examples,
         "hist": hist.encode().decode(),
         "cpu_s": time.process_time() - cpu0,
+        "connections": sum(c.opened for row in conns for c in row),
     }
 
 
@@ -596,6 +605,7 @@ class SideBySide:
             "cpu_per_request_us": round(cpu / ok * 1e6, 1) if ok else 0.0,
             "net_cpu_per_request_us": round(net / ok * 1e6, 1) if ok else 0.0,
             "client_cpu_s": round(sum(d["cpu_s"] for d in done), 3),
+            "connections": sum(d["connections"] for d in done),
             "latency_ms": report.summary(hist),
             "load_avg": round(os.getloadavg()[0], 2),
         }
@@ -614,8 +624,8 @@ class SideBySide:
         for path, fmt in ((svg, "flamegraph"), (raw, "raw")):
             procs.append(
                 subprocess.Popen(
-                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", "100", "-o", str(path),
-                     "-f", fmt, "--nonblocking", "--native"],
+                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", "50", "-o", str(path),
+                     "-f", fmt, "--native"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip
