@@ -978,6 +978,41 @@ class CommunityManager:
             self.c.hub.emit(ev)
         return PollResult(posts, deleted, dropped, dms)
 
+    async def fetch_older(
+        self, ref: str, *, before: int | None = None, limit: int = POLL_LIMIT
+    ) -> int:
+        """Read up to ``limit`` (≤ 256) posts older than post ``before`` (default: the oldest
+        stored) from the room's server (``/room/R/messages/before/ID``) and store them with the
+        rest of the room's history, verified as a poll's are. Returns how many the server
+        listed: fewer than ``limit`` means the room's history is complete here. The room's poll
+        position does not move (a post edited since may come back in a later poll too), and
+        no events are emitted: these are not new posts."""
+        room = self.room(ref)
+        if not 1 <= limit <= POLL_LIMIT:
+            raise InvalidInput(f"limit must be 1..{POLL_LIMIT}")
+        if before is None:
+            row = self.db.conn.execute(
+                "SELECT MIN(id) FROM community_posts WHERE base_url=? AND token=?",
+                (room.base_url, room.token),
+            ).fetchone()
+            if row[0] is None:
+                return 0  # nothing stored yet: the first poll reads the recent posts
+            before = int(row[0])
+        if before <= 1:
+            return 0
+        await self.c._ensure_clock()
+        _, payload = await self.request(
+            room.base_url,
+            "GET",
+            f"/room/{room.token}/messages/before/{before}?limit={limit}&reactors={REACTORS}",
+        )
+        msgs = _json(payload)
+        if not isinstance(msgs, list):
+            raise CommunityError(200, "the community server's list of posts is not a list")
+        with self.db.tx():
+            self._apply_messages(room.base_url, room.token, msgs, first=False, history=True)
+        return len(msgs)
+
     async def poll_all(self) -> PollResult:
         """Poll every server we have a room on; a server that fails is logged and skipped."""
         total = PollResult()
@@ -997,8 +1032,10 @@ class CommunityManager:
         return total
 
     def _apply_messages(
-        self, base_url: str, token: str, msgs: list[Any], *, first: bool
+        self, base_url: str, token: str, msgs: list[Any], *, first: bool, history: bool = False
     ) -> tuple[int, int, int]:
+        """Store a room's message objects (verified in one batch); ``history``: older posts
+        read back (:meth:`fetch_older`), which move neither the room's seqno nor emit events."""
         posts = deleted = dropped = reacted = 0
         seq_row = self.db.conn.execute(
             "SELECT seqno, info FROM community_rooms WHERE base_url=? AND token=?",
@@ -1056,7 +1093,7 @@ class CommunityManager:
             )
             self._store_post(base_url, token, p)
             posts += 1
-            if new:
+            if new and not history:
                 self._events.append(
                     CommunityPostReceived(
                         base_url,
@@ -1069,6 +1106,8 @@ class CommunityManager:
                         p.author == self.blinded_id(base_url),
                     )
                 )
+        if history:
+            return posts, deleted, dropped
         if first and not msgs:
             info = json.loads(seq_row[1])
             top = max(top, counter(info.get("message_sequence")) or 0)
@@ -1179,13 +1218,17 @@ class CommunityManager:
             mine=row["author"] == me,
         )
 
-    def posts(self, ref: str, *, since: int = 0, limit: int = 100) -> list[Post]:
-        """The stored posts of a room with id > ``since``, oldest first (the last ``limit``)."""
+    def posts(
+        self, ref: str, *, since: int = 0, before: int | None = None, limit: int = 100
+    ) -> list[Post]:
+        """The stored posts of a room with id > ``since`` (and < ``before``), oldest first (the
+        last ``limit``). Older posts than the room's first poll brought are read from the
+        server with :meth:`fetch_older`."""
         room = self.room(ref)
         rows = self.db.conn.execute(
             "SELECT * FROM (SELECT * FROM community_posts WHERE base_url=? AND token=? AND id>?"
-            " ORDER BY id DESC LIMIT ?) ORDER BY id",
-            (room.base_url, room.token, since, limit),
+            " AND id<? ORDER BY id DESC LIMIT ?) ORDER BY id",
+            (room.base_url, room.token, since, before if before is not None else 2**63 - 1, limit),
         ).fetchall()
         me = self.blinded_id(room.base_url)
         return [self._post(r, me) for r in rows]
@@ -1199,6 +1242,21 @@ class CommunityManager:
         if row is None:
             raise InvalidInput(f"no post #{post_id} in {room.token} (read the room first)")
         return self._post(row, self.blinded_id(room.base_url))
+
+    def quoted(self, post: Post) -> Post | None:
+        """The stored post ``post`` replies to (its quote names the quoted post's sent time and
+        author, as Session quotes), or None when it quotes nothing or a post not stored here."""
+        if not post.quote:
+            return None
+        sent_ms, author = post.quote.get("id"), post.quote.get("author")
+        if not isinstance(sent_ms, int) or not isinstance(author, str):
+            return None
+        row = self.db.conn.execute(
+            "SELECT * FROM community_posts WHERE base_url=? AND token=? AND sent_ms=?"
+            " AND author=? ORDER BY id LIMIT 1",
+            (post.base_url, post.room, sent_ms, author.lower()),
+        ).fetchone()
+        return None if row is None else self._post(row, self.blinded_id(post.base_url))
 
     def dms(self, base_url: str | None = None) -> list[DirectMessage]:
         """Stored blinded DMs (of one server, or all), oldest first."""

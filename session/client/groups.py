@@ -66,6 +66,7 @@ from session.swarm import message_hash
 
 if TYPE_CHECKING:
     from session.client.api import Client
+    from session.client.db import Message
 
 log = logging.getLogger("session.client.groups")
 
@@ -617,16 +618,25 @@ class GroupManager:
         self._pollers.pop(gid, None)
 
     async def send(
-        self, ref: str, text: str, *, attachments: Sequence[pb.AttachmentPointer] = ()
+        self,
+        ref: str,
+        text: str,
+        *,
+        attachments: Sequence[pb.AttachmentPointer] = (),
+        reply_to: Message | None = None,
     ) -> int:
         """Send a text message (with optional attachment pointers: the text is then their
-        caption) to the group; returns its local message id."""
+        caption) to the group; returns its local message id. ``reply_to``: a message of the
+        group this one answers (quoted as in 1:1 conversations: its sent time and author)."""
         gid = self.resolve(ref)
         if self._row(gid)["status"] != "joined":
             raise GroupError("you are not a member of this group (accept its invitation first)")
         st = self._state(gid)
         await self.c._ensure_clock()
         sent_ms = self.c._next_sent_ms()
+        if reply_to is not None and reply_to.conversation != gid:
+            raise InvalidInput("the message replied to is not in this group")
+        quote = None if reply_to is None else (reply_to.sent_ms, reply_to.author)
         gi = GroupInfo.from_data(st.info.data)
         exp = (
             M.Expiration(M.ExpirationMode.AFTER_SEND, gi.disappear_after_send)
@@ -640,6 +650,7 @@ class GroupManager:
             avatar=self.c.avatar,
             expiration=exp,
             attachments=attachments,
+            quote=quote,
         )
         data = self._group_content(st, content, sent_ms)
         expires = sent_ms + exp.seconds * 1000 if exp.seconds else None
@@ -654,6 +665,7 @@ class GroupManager:
                 exp_mode=int(exp.mode),
                 exp_seconds=exp.seconds,
                 expires_at_ms=expires,
+                quote=quote,
             )
             assert mid is not None
             if attachments:
@@ -1044,6 +1056,7 @@ class GroupManager:
             exp_mode=int(exp.mode),
             exp_seconds=exp.seconds,
             expires_at_ms=expires,
+            quote=M.quote_of(dm),
         )
         if mid is None:
             return []

@@ -146,6 +146,16 @@ def text(
     return c
 
 
+def quote_of(dm: pb.DataMessage) -> tuple[int, str] | None:
+    """The (sent time, author) a data message quotes, if it is a reply we can refer to."""
+    if not dm.HasField("quote"):
+        return None
+    q = dm.quote
+    if not 0 < q.id <= MAX_TIMESTAMP_MS or len(q.author) != 66:
+        return None  # not a message anyone could have sent
+    return int(q.id), q.author.lower()
+
+
 def expiration_update(
     *, sent_ms: int, expiration: Expiration, sync_target: str | None = None
 ) -> pb.Content:

@@ -177,7 +177,7 @@ class Receiver:
             exp_mode=int(exp.mode),
             exp_seconds=exp.seconds,
             expires_at_ms=expires,
-            quote=_quote_of(dm),
+            quote=M.quote_of(dm),
         )
         if mid is not None and dm.attachments:
             pointers = dm.attachments[:MAX_ATTACHMENTS]
@@ -215,13 +215,3 @@ class Receiver:
             fields["name"] = resp.profile.displayName[:MAX_NAME_CHARS]
         self.db.upsert_contact(inc.sender, **fields)
         return RequestAccepted(inc.sender)
-
-
-def _quote_of(dm: Any) -> tuple[int, str] | None:
-    """The (sent time, author) a data message quotes, if it is a reply we can refer to."""
-    if not dm.HasField("quote"):
-        return None
-    q = dm.quote
-    if not 0 < q.id <= M.MAX_TIMESTAMP_MS or len(q.author) != 66:
-        return None  # not a message anyone could have sent
-    return int(q.id), q.author.lower()

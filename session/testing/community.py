@@ -3,8 +3,11 @@ requests as Session's apps do (15-blinded ``X-SOGS-*`` headers, pad160 posts).""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import http.client
 import json
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,9 @@ from urllib.parse import quote
 
 import aiohttp
 
+from session import onion
 from session.blinding import blind15_sign, blinded15_id, sogs_auth_headers
+from session.client.transport import PathFailure
 from session.community.config import CommunityConfig, LimitsConfig, NetworkConfig
 from session.community.server import RunningCommunity
 from session.identity import Identity
@@ -77,4 +82,47 @@ class Member:
         return doc
 
 
-__all__ = ["Member", "community_config"]
+class DirectRoute:
+    """Stands in for a client's onion transport (``client.transport.request_server =
+    DirectRoute(server).request_server``): each v4 request the client built and signed goes
+    straight to the real server over plain HTTP instead of through three nodes, so a client
+    can use a community server in a test without a devnet. Refuses any other destination."""
+
+    def __init__(self, server: RunningCommunity) -> None:
+        self.server = server
+        #: ``METHOD endpoint`` of every request, in order.
+        self.requests: list[str] = []
+
+    async def request_server(
+        self,
+        dest: onion.ServerDestination,
+        meta: Mapping[str, Any],
+        body: bytes | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        assert bytes(dest.x25519).hex() == self.server.pubkey_hex, "not this server's key"
+        assert f"{dest.scheme}://{dest.host}:{dest.port}" == self.server.url, "not this server"
+        method, endpoint = str(meta["method"]), str(meta["endpoint"])
+        self.requests.append(f"{method} {endpoint}")
+        headers = {str(k): str(v) for k, v in dict(meta.get("headers") or {}).items()}
+        try:
+            return await asyncio.to_thread(
+                self._send, method, endpoint, headers, body, timeout or 30.0
+            )
+        except OSError as e:  # what the onion transport reports when nothing got through
+            raise PathFailure(f"the community server is unreachable: {e.strerror or e}") from None
+
+    def _send(
+        self, method: str, endpoint: str, headers: dict[str, str], body: bytes | None, t: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection(self.server.url.split("://")[1], timeout=t)
+        try:
+            conn.request(method, endpoint, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+
+__all__ = ["DirectRoute", "Member", "community_config"]

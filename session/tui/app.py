@@ -51,6 +51,7 @@ from session.tui.widgets import ConversationItem, HistoryView
 
 if TYPE_CHECKING:
     from session.client import Client, Event, IdentityStore, Message
+    from session.client.community import Post
 
 #: Seconds between typing indicators while typing (Session shows one for 20 s).
 TYPING_EVERY_S = 10.0
@@ -132,8 +133,9 @@ class SessionTui(App[str | None]):
         self.stream = client.events()  # subscribed now: nothing emitted later is missed
         self.current: str | None = None
         self.entries: list[model.Entry] = []
-        #: The message the next one sent replies to (Ctrl+R), in the open conversation.
-        self.reply_to: Message | None = None
+        #: The message (a room's post in a community) the next one sent replies to (Ctrl+R),
+        #: in the open conversation.
+        self.reply_to: Message | Post | None = None
         #: Unsent text of the conversations not open (restored when one is opened again).
         self.drafts: dict[str, str] = {}
         self._typing_sent = 0.0
@@ -288,16 +290,20 @@ class SessionTui(App[str | None]):
                 await self.client.groups.accept(conv)
             elif e is not None and e.kind == "request":
                 await self.client.accept_request(conv)
+            reply = self.reply_to
             if model.is_community(conv):
-                await self.client.communities.post(conv, text)
+                post_id = reply.id if isinstance(reply, model.Post) else None
+                await self.client.communities.post(conv, text, reply_to=post_id)
                 await self._stop_typing()
-                await self.history.open(conv)
+                self.action_cancel_reply()
+                await self.history.refresh_room()
                 await self.refresh_list()
                 return True
+            message = reply if isinstance(reply, model.Message) else None
             if conv.startswith("03"):
-                mid = await self.client.groups.send(conv, text)
+                mid = await self.client.groups.send(conv, text, reply_to=message)
             else:
-                mid = await self.client.send(conv, text, reply_to=self.reply_to)
+                mid = await self.client.send(conv, text, reply_to=message)
         except (SessionError, ValueError) as err:
             self.notify(f"Not sent: {for_terminal(str(err))}", severity="error", markup=False)
             return False
@@ -537,7 +543,7 @@ class SessionTui(App[str | None]):
             case CommunityRoomUpdated():
                 # the client's community loop polled: redraw the room if it is open
                 if self.current == model.community_key(ev.base_url, ev.room):
-                    await self.history.open(self.current)
+                    await self.history.refresh_room()
                 await self.refresh_list()
             case RequestAccepted() | ProfileChanged() | ContactsSynced():
                 await self.refresh_list()
@@ -636,19 +642,30 @@ class SessionTui(App[str | None]):
             h.scroll_down(animate=False)
 
     def action_reply(self) -> None:
-        """Reply to the newest message of the other side in the open 1:1 conversation."""
+        """Reply with a quote to the newest message someone else wrote in the open
+        conversation (1:1, group or community room)."""
         conv = self.current
-        if conv is None or conv.startswith("03") or model.is_community(conv):
-            self.notify("Replies with a quote work in 1:1 conversations.", severity="warning")
+        if conv is None:
+            self.notify("Open a conversation first.", severity="warning")
             return
-        theirs = [m for m in self.client.messages(conv, 50) if not m.outgoing and m.body]
-        if not theirs:
+        target: Message | Post | None
+        if model.is_community(conv):
+            posts = self.client.communities.posts(conv, limit=50)
+            target = next((p for p in reversed(posts) if not p.mine and p.body), None)
+            who = model.poster_name(target) if target is not None else ""
+        else:
+            msgs = self.client.messages(conv, 50)
+            target = next(
+                (m for m in reversed(msgs) if not m.outgoing and m.body and m.status != "control"),
+                None,
+            )
+            who = model.name_of(self.client, target.author) if target is not None else ""
+        if target is None:
             self.notify("Nothing to reply to yet.", severity="warning")
             return
-        self.reply_to = theirs[-1]
-        who = model.name_of(self.client, self.reply_to.author)
+        self.reply_to = target
         self.query_one("#replying", Static).update(
-            f"replying to {who}: {model.one_line(self.reply_to.body, 50)}  (Escape: cancel)"
+            f"replying to {who}: {model.one_line(target.body, 50)}  (Escape: cancel)"
         )
         self.compose_box.focus()
 

@@ -15,11 +15,13 @@ import re
 import time
 from typing import TYPE_CHECKING
 
+from session.client.community import Post
+from session.client.db import Message
 from session.errors import SessionError
 from session.text import for_terminal
 
 if TYPE_CHECKING:
-    from session.client import Client, Message
+    from session.client import Client
     from session.client.messages import Expiration
 
 #: A Session ID (05…) or closed group ID (03…) anywhere in pasted text (e.g. a QR code's text).
@@ -82,6 +84,13 @@ def title_of(client: Client, conversation: str) -> str:
     if conversation == client.session_id:
         return "Note to self"
     return name_of(client, conversation)
+
+
+def poster_name(post: Post) -> str:
+    """Who wrote a room's post, sanitised: "you", the name they chose, or a short blinded ID."""
+    if post.mine:
+        return "you"
+    return for_terminal(post.name or "", name=True) or short(post.author)
 
 
 def one_line(text: str | None, width: int = 60) -> str:

@@ -30,7 +30,7 @@ Ctrl+K      jump to a conversation (type part of its name)
 Tab         conversations column <-> input box
 Up/Down     column: choose; input box: scroll the history
 PgUp/PgDn   scroll the history (older messages load at the top)
-Ctrl+R      reply to their last message (Escape: cancel)
+Ctrl+R      reply to their last message, quoted (Escape: cancel)
 Ctrl+O      send a file            F2   identity, QR, phrase
 F3          settings               ?/F1 this help
 Escape      close a window

@@ -7,6 +7,7 @@ so neither terminal escapes nor Textual markup in a message can do anything.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from textual.containers import VerticalScroll
@@ -14,6 +15,8 @@ from textual.content import Content
 from textual.widgets import ListItem, Static
 
 from session.client.attachments import safe_filename
+from session.client.community import POLL_LIMIT
+from session.errors import SessionError
 from session.text import for_terminal
 from session.tui import model
 
@@ -21,10 +24,12 @@ if TYPE_CHECKING:
     from session.client import Client, Message
     from session.client.community import Post
 
-#: Messages loaded per page of history (older pages load when the view reaches the top).
+#: Messages (or a room's posts) loaded per page of history (older pages load when the view
+#: reaches the top).
 PAGE = 60
-#: Posts of a community room shown when it opens.
-ROOM_POSTS = 200
+#: Posts asked of a room's server at once when the stored history of the room runs out
+#: (SOGS's largest page: one onion round trip brings several pages).
+ROOM_FETCH = POLL_LIMIT
 
 
 class ConversationItem(ListItem):
@@ -103,17 +108,22 @@ class MessageLine(Static):
 class PostLine(Static):
     """One post of a community room (with the post it quotes, its files and reactions)."""
 
-    def __init__(self, post: Post) -> None:
+    def __init__(self, client: Client, post: Post) -> None:
         self.post = post
-        super().__init__(self.content_of(post), markup=False, classes="msg")
+        super().__init__(self.content_of(client, post), markup=False, classes="msg")
 
     @staticmethod
-    def content_of(p: Post) -> Content:
-        who = "you" if p.mine else (for_terminal(p.name or "", name=True) or model.short(p.author))
+    def content_of(client: Client, p: Post) -> Content:
+        who = model.poster_name(p)
         parts: list[str | tuple[str, str]] = []
         if p.quote:
-            quoted = model.one_line(str(p.quote.get("text") or ""), 50)
-            parts.append((f"  ┃ {quoted}\n", "dim italic"))
+            q = client.communities.quoted(p)
+            said = (
+                f"{model.poster_name(q)}: {model.one_line(q.body, 50)}"
+                if q is not None
+                else model.one_line(str(p.quote.get("text") or "a post not stored here"), 50)
+            )
+            parts.append((f"  ┃ {said}\n", "dim italic"))
         parts += [
             (model.clock(p.sent_ms or int(p.posted * 1000)), "dim"),
             " ",
@@ -138,7 +148,10 @@ class PostLine(Static):
 class HistoryView(VerticalScroll):
     """The open conversation: a window of loaded pages over the stored history. Only the
     newest :data:`PAGE` messages are read on open; scrolling to the top (or PageUp there)
-    reads the page before, so a conversation of 10,000 messages opens as fast as one of 10."""
+    reads the page before, so a conversation of 10,000 messages opens as fast as one of 10.
+    A community room pages the same way over the posts the client stored, and when those run
+    out asks the room's server for older ones (:meth:`CommunityManager.fetch_older`, stored
+    by the client for next time)."""
 
     def __init__(self, client: Client, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]  # Widget's keyword arguments
@@ -148,12 +161,23 @@ class HistoryView(VerticalScroll):
         self.newest_ms: int | None = None
         self.exhausted = True
         self._loading = False
+        #: A room's oldest loaded post id, and whether its server has nothing older.
+        self.oldest_post: int | None = None
+        self._server_done = False
+        #: Held while the window's lines are replaced or a page is put on top (redraws on
+        #: the client's events can come while one is under way).
+        self._redraw = asyncio.Lock()
 
     async def open(self, conversation: str | None) -> None:
         """Show the newest page of ``conversation`` (None: nothing open)."""
+        async with self._redraw:
+            await self._open(conversation)
+
+    async def _open(self, conversation: str | None) -> None:
         self.conversation = conversation
         await self.remove_children()
         self.oldest, self.newest_ms, self.exhausted = None, None, True
+        self.oldest_post, self._server_done = None, False
         if conversation is None:
             return
         if model.is_community(conversation):
@@ -167,19 +191,47 @@ class HistoryView(VerticalScroll):
         self.scroll_end(animate=False, immediate=True)
 
     async def _open_room(self, key: str) -> None:
-        """A community room: its newest posts (the room keeps them on its server; the client
-        stores what it polled)."""
-        posts = self.client.communities.posts(key, limit=ROOM_POSTS)
+        """A community room: its newest stored page of posts (older ones page in at the top)."""
+        posts = self.client.communities.posts(key, limit=PAGE)
+        self.oldest_post = posts[0].id if posts else None
+        self.exhausted = not posts
+        await self.mount_all(self._post_lines(posts))
+        self.scroll_end(animate=False, immediate=True)
+
+    def _post_lines(self, posts: list[Post]) -> list[Static]:
         out: list[Static] = []
         prev: int | None = None
         for p in posts:
-            ms = p.sent_ms or int(p.posted * 1000)
+            ms = _post_ms(p)
             if prev is None or not model.same_day(prev, ms):
                 out.append(Static(f"── {model.day_of(ms)} ──", markup=False, classes="day"))
-            out.append(PostLine(p))
+            out.append(PostLine(self.client, p))
             prev = ms
-        await self.mount_all(out)
-        self.scroll_end(animate=False, immediate=True)
+        return out
+
+    async def refresh_room(self) -> None:
+        """Read the open room's loaded posts again (new posts, edits, reactions, deletions),
+        keeping the view where it is unless it was following the end."""
+        async with self._redraw:
+            await self._refresh_room()
+
+    async def _refresh_room(self) -> None:
+        key = self.conversation
+        if key is None or not model.is_community(key):
+            return
+        at_end = self.scroll_y >= self.max_scroll_y - 1
+        y = self.scroll_y
+        since = self.oldest_post - 1 if self.oldest_post is not None else 0
+        posts = self.client.communities.posts(key, since=since, limit=self.loaded + ROOM_FETCH)
+        if self.oldest_post is None and posts:
+            self.oldest_post = posts[0].id
+            self.exhausted = False
+        await self.remove_children()
+        await self.mount_all(self._post_lines(posts))
+        if at_end:
+            self.scroll_end(animate=False, immediate=True)
+        else:
+            self.call_after_refresh(lambda: self.scroll_to(y=y, animate=False))
 
     def _lines(self, page: list[Message], prev_ms: int | None) -> list[Static]:
         out: list[Static] = []
@@ -192,39 +244,102 @@ class HistoryView(VerticalScroll):
 
     @property
     def loaded(self) -> int:
-        """How many messages are in the window."""
-        return len(self.query(MessageLine))
+        """How many messages (or a room's posts) are in the window."""
+        return len(self.query(MessageLine)) + len(self.query(PostLine))
 
     async def load_older(self) -> int:
         """Read the page before the oldest loaded message and put it on top, keeping what is
         on screen in place; returns how many messages were added."""
-        if self.conversation is None or self.exhausted or self.oldest is None or self._loading:
+        if self.conversation is None or self.exhausted or self._loading:
             return 0
         self._loading = True
         try:
+            if model.is_community(self.conversation):
+                return await self._load_older_posts(self.conversation)
+            if self.oldest is None:
+                return 0
             page = self.client.messages(self.conversation, PAGE, before=self.oldest)
             self.exhausted = len(page) < PAGE
             if not page:
                 return 0
-            first_day = self.query(".day").first(Static) if self.query(".day") else None
-            if (
-                first_day is not None
-                and self.children
-                and self.children[0] is first_day
-                and model.same_day(page[-1].sent_ms, self.oldest.sent_ms)
-            ):
-                await first_day.remove()  # the same day continues into the loaded page
-            height = self.virtual_size.height
+            conv = self.conversation
+            if not await self._prepend(conv, self._lines(page, None), page[-1].sent_ms,
+                                       self.oldest.sent_ms):  # fmt: skip
+                return 0
             self.oldest = page[0]
-            await self.mount_all(self._lines(page, None), before=0)
-            self.call_after_refresh(
-                lambda: self.scroll_to(
-                    y=self.virtual_size.height - height + self.scroll_y, animate=False
-                )
-            )
             return len(page)
         finally:
             self._loading = False
+
+    async def _load_older_posts(self, key: str) -> int:
+        """A room's page before its oldest loaded post: from the client's store, and when that
+        runs out, from the room's server (stored by the client, so only asked once)."""
+        rooms = self.client.communities
+        before = self.oldest_post
+        if before is None:
+            return 0
+        page = rooms.posts(key, before=before, limit=PAGE)
+        if len(page) < PAGE and not self._server_done:
+            try:
+                listed = await rooms.fetch_older(
+                    key, before=page[0].id if page else before, limit=ROOM_FETCH
+                )
+            except SessionError as err:
+                self.notify(
+                    f"Older posts not loaded: {for_terminal(str(err))}",
+                    severity="warning",
+                    markup=False,
+                )
+            else:
+                self._server_done = listed < ROOM_FETCH
+            if self.conversation != key:
+                return 0  # another conversation was opened meanwhile
+            page = rooms.posts(key, before=before, limit=PAGE)
+        self.exhausted = len(page) < PAGE and self._server_done
+        if not page:
+            return 0
+        if not await self._prepend(
+            key, self._post_lines(page), _post_ms(page[-1]), self._oldest_post_ms()
+        ):
+            return 0
+        self.oldest_post = page[0].id
+        return len(page)
+
+    def _oldest_post_ms(self) -> int | None:
+        first = self.query(PostLine)
+        return _post_ms(first.first(PostLine).post) if first else None
+
+    async def _prepend(
+        self, conversation: str, lines: list[Static], page_last_ms: int, oldest_ms: int | None
+    ) -> bool:
+        """Put a page's lines on top, keeping what is on screen in place (one day separator
+        where the same day continues into the loaded page); False if ``conversation`` is no
+        longer the open one."""
+        async with self._redraw:
+            if self.conversation != conversation:
+                return False
+            await self._prepend_now(lines, page_last_ms, oldest_ms)
+            return True
+
+    async def _prepend_now(
+        self, lines: list[Static], page_last_ms: int, oldest_ms: int | None
+    ) -> None:
+        first_day = self.query(".day").first(Static) if self.query(".day") else None
+        if (
+            first_day is not None
+            and oldest_ms is not None
+            and self.children
+            and self.children[0] is first_day
+            and model.same_day(page_last_ms, oldest_ms)
+        ):
+            await first_day.remove()  # the same day continues into the loaded page
+        height = self.virtual_size.height
+        await self.mount_all(lines, before=0)
+        self.call_after_refresh(
+            lambda: self.scroll_to(
+                y=self.virtual_size.height - height + self.scroll_y, animate=False
+            )
+        )
 
     async def add(self, m: Message) -> None:
         """Append a new message (following the end if the view was at the end)."""
@@ -261,3 +376,8 @@ class HistoryView(VerticalScroll):
         super().watch_scroll_y(old, new)
         if new <= 0 < old and not self.exhausted:
             self.run_worker(self.load_older(), group="history")
+
+
+def _post_ms(p: Post) -> int:
+    """When a post was written (its own timestamp, else when the server got it)."""
+    return p.sent_ms or int(p.posted * 1000)

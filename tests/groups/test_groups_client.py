@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,42 @@ async def test_remove_with_their_messages(people: list[Client]) -> None:
     await poll(b)
     assert "carol's words" not in bodies(b, gid)
     assert "bob's words" in bodies(b, gid) and "Alice removed Carol" in bodies(b, gid)
+
+
+async def test_quoted_reply_in_a_group_from_the_tui(people: list[Client]) -> None:
+    """Ctrl+R in a group's conversation (Textual's pilot on Bob's real client): the reply
+    carries Session's quote (sent time and author) to Alice, who shows it with the quote."""
+    from session.tui.app import SessionTui
+    from session.tui.widgets import MessageLine
+    from tests.tui.test_tui_pilot import until
+
+    a, b, _ = people
+    await settle(a, b)
+    gid = await a.groups.create("Lunch", [b.session_id])
+    await settle(a)
+    await poll(b)
+    await b.groups.accept(gid)
+    await a.groups.send(gid, "lunch at noon?")
+    await settle(a, b)
+    await poll(b)
+    [asked] = [m for m in b.messages(gid) if m.body == "lunch at noon?"]
+    with pytest.raises(InvalidInput, match="not in this group"):
+        await a.groups.send(gid, "wrong", reply_to=replace(asked, conversation=b.session_id))
+    app = SessionTui(b)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.open_conversation(gid)
+        await pilot.press("ctrl+r")
+        replying = app.query_one("#replying")
+        assert "replying to Alice: lunch at noon?" in str(replying.render())
+        await pilot.press(*"yes!", "enter")
+        await until(pilot, lambda: b.messages(gid)[-1].body == "yes!", "reply sent")
+        mine = b.messages(gid)[-1]
+        assert mine.quote == (asked.sent_ms, a.session_id)
+        line = app.query_one(f"#m{mine.id}", MessageLine)
+        assert "┃ Alice: lunch at noon?" in str(line.render())
+    await settle(b)
+    await poll(a)
+    [got] = [m for m in a.messages(gid) if m.body == "yes!"]
+    assert got.quote == (asked.sent_ms, a.session_id)
+    assert a.quoted(got) is not None and a.quoted(got).body == "lunch at noon?"  # type: ignore[union-attr]
+    assert "┃ you: lunch at noon?" in MessageLine.content_of(a, got).plain
