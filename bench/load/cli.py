@@ -345,7 +345,9 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
 # ---------------------------------------------------------------------- profiles
 
 
-def profile_summary(raw_files: list[Path], top: int = 40) -> str:
+def profile_summary(
+    raw_files: list[Path], top: int = 40, sampled: str = "the thread holding the GIL"
+) -> str:
     """Where the sampled processes spent their time, from py-spy's collapsed stacks (one
     ``frame;frame;… count`` line per stack): the functions with the most samples on top of
     the stack (self) and anywhere on it (inclusive), summed over the files."""
@@ -370,7 +372,7 @@ def profile_summary(raw_files: list[Path], top: int = 40) -> str:
     if not total:
         return "no samples\n"
     out = [
-        f"{len(raw_files)} processes, {total} samples (py-spy --gil: the thread holding the GIL)",
+        f"{len(raw_files)} processes, {total} samples (py-spy: {sampled})",
         "",
     ]
     for title, d in (("self", self_n), ("inclusive", incl)):

@@ -31,10 +31,10 @@ The scenarios (what a client sends; the same JSON bodies to both servers):
   server itself: four peels and three forwards over its own node-to-node link (OxenMQ for the
   C++ server, ZeroMQ for ours) per request, the work a 3-hop request costs a whole network.
 
-``--profile`` adds one unmeasured round per scenario against our node under py-spy (flame graph
-SVG and a per-function summary of every thread's samples). The result is ``result.json``
-(schema ``session-load-sidebyside/1``, :func:`validate`) with, per scenario, each round and
-the ratios ours / C++ of the medians.
+``--profile`` adds one unmeasured round per scenario against our node under py-spy (every
+thread that is not idle, 200 Hz: a flame graph SVG and a per-function summary). The result is
+``result.json`` (schema ``session-load-sidebyside/1``, :func:`validate`) with, per scenario,
+each round and the ratios ours / C++ of the medians.
 """
 
 from __future__ import annotations
@@ -366,20 +366,24 @@ class Conn:
 # ---------------------------------------------------------------------- worker process
 
 
-async def _round(cmd: dict[str, Any], wid: int) -> dict[str, Any]:
+async def _round(cmd: dict[str, Any], wid: int, cmds: Any, results: Any) -> dict[str, Any]:
+    """Connect and build the requests, report ``connected``, wait for the driver's ``go``
+    (the round's window ``t0``..``t1``: TLS handshakes stay out of it), then send."""
     target = Target(**cmd["target"])
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     reqs = Requests(cmd["kind"], target, cmd["size"], wid)
     ips: list[str | None] = list(cmd["ips"]) or [None]
-    t0, t1 = cmd["t0"], cmd["t1"]
     hist = report.new_histogram()
     ok = 0
     errors: dict[str, int] = {}
     examples: dict[str, str] = {}
     conns = [[Conn(target, ip, ctx) for ip in ips] for _ in range(cmd["concurrency"])]
     await asyncio.gather(*(c.open() for row in conns for c in row))
+    results.put({"kind": "connected", "wid": wid})
+    go = await asyncio.get_running_loop().run_in_executor(None, cmds.get)
+    t0, t1 = go["t0"], go["t1"]
 
     async def sender(row: list[Conn]) -> None:
         nonlocal ok
@@ -432,7 +436,7 @@ def worker_main(wid: int, cmds: Any, results: Any) -> None:
         cmd = cmds.get()
         if cmd["cmd"] == "stop":
             return
-        out = uvloop.run(_round(cmd, wid))
+        out = uvloop.run(_round(cmd, wid, cmds, results))
         results.put(out)
 
 
@@ -566,11 +570,17 @@ class SideBySide:
         """One round of ``kind`` against ``t``: what it measured."""
         a = self.args
         proc = psutil.Process(t.pid)
-        t0 = time.monotonic() + 1.5  # the workers connect and build their requests meanwhile
-        t1 = t0 + a.duration
         for wid, q in enumerate(self.cmds):
             q.put({"cmd": "round", "kind": kind, "target": asdict(t), "ips": self.ips(wid),
-                   "concurrency": a.concurrency, "size": a.size, "t0": t0, "t1": t1})  # fmt: skip
+                   "concurrency": a.concurrency, "size": a.size})  # fmt: skip
+        for _ in self.procs:
+            msg = self._get(60)
+            if msg["kind"] != "connected":
+                raise SystemExit(f"worker {msg.get('wid')}: {msg}")
+        t0 = time.monotonic() + 0.2
+        t1 = t0 + a.duration
+        for q in self.cmds:
+            q.put({"cmd": "go", "t0": t0, "t1": t1})
         spies = self.start_spy(kind, t) if spy else []
         time.sleep(max(0.0, t0 - time.monotonic()))
         c0 = sum(proc.cpu_times()[:2])
@@ -624,8 +634,8 @@ class SideBySide:
         for path, fmt in ((svg, "flamegraph"), (raw, "raw")):
             procs.append(
                 subprocess.Popen(
-                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", "50", "-o", str(path),
-                     "-f", fmt, "--native"],
+                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", "200", "-o", str(path),
+                     "-f", fmt, "--nonblocking"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )  # fmt: skip
@@ -686,7 +696,7 @@ class SideBySide:
                     ours = next(t for t in targets if t.name == "ours")
                     self.round(kind, ours, idle["ours"], spy=True)
                     raw = self.out / f"raw-{kind}-ours.txt"
-                    summary = profile_summary([raw])
+                    summary = profile_summary([raw], sampled="every thread not idle")
                     (self.out / f"profile-summary-{kind}.txt").write_text(summary)
                     raw.unlink(missing_ok=True)
                 scenarios[kind] = sc
