@@ -18,16 +18,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
-from session.errors import DecodeError, NetworkError
+from session.errors import DecodeError, HttpError, HttpTimeout, NetworkError
+from session.http1.client import HttpClient
 from session.proto.snodes import ServiceNode, SwarmMap, parse_node_list
+from session.service.tls import client_ssl_context
 
 #: Refresh the node list after this long (libsession: 2 h) or below this many nodes.
 REFRESH_AFTER_MS = 2 * 3600 * 1000
 MIN_NODES = 12
 #: How many nodes a refresh asks (intersection of their answers is kept).
 REFRESH_SOURCES = 3
+#: Largest node list read from a registry (thousands of nodes are a few MB).
+REGISTRY_MAX_ANSWER = 32 * 1024 * 1024
 
 
 class NetworkClock:
@@ -80,13 +82,10 @@ async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
     """Nodes from a registry: JSON-RPC ``get_n_service_nodes`` POSTed to ``URL/json_rpc``, or a
     GET of a URL ending in ``.json``. Raises NetworkError (unreachable, refused, timed out, not
     JSON) or DecodeError (not a node list)."""
-    t = aiohttp.ClientTimeout(total=timeout)
     try:
-        async with aiohttp.ClientSession(timeout=t) as http:
+        async with HttpClient(ssl_context=client_ssl_context(), timeout=timeout) as http:
             if url.endswith(".json"):
-                async with http.get(url, ssl=False) as r:
-                    r.raise_for_status()
-                    doc = await r.json(content_type=None)
+                r = await http.request("GET", url, max_size=REGISTRY_MAX_ANSWER)
             else:
                 rpc_url = (
                     url if url.rstrip("/").endswith("json_rpc") else url.rstrip("/") + "/json_rpc"
@@ -97,13 +96,23 @@ async def fetch_registry(url: str, timeout: float = 10.0) -> list[ServiceNode]:
                     "method": "get_n_service_nodes",
                     "params": {"active_only": True},
                 }
-                async with http.post(rpc_url, json=body, ssl=False) as r:
-                    r.raise_for_status()
-                    doc = await r.json(content_type=None)
-    except TimeoutError:
+                r = await http.request(
+                    "POST",
+                    rpc_url,
+                    body=json.dumps(body).encode(),
+                    headers={"Content-Type": "application/json"},
+                    max_size=REGISTRY_MAX_ANSWER,
+                )
+    except HttpTimeout:
         raise NetworkError(f"the registry at {url} did not answer within {timeout:g} s") from None
-    except (aiohttp.ClientError, OSError, ValueError) as e:
+    except (HttpError, ValueError) as e:  # ValueError: InvalidInput, a URL that is not usable
         raise NetworkError(f"the registry at {url} failed ({type(e).__name__}: {e})") from None
+    if r.status >= 400:
+        raise NetworkError(f"the registry at {url} failed (HTTP status {r.status})")
+    try:
+        doc = json.loads(r.body)
+    except ValueError as e:
+        raise NetworkError(f"the registry at {url} failed (not JSON: {e})") from None
     try:
         return parse_node_list(doc)
     except DecodeError as e:

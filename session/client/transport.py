@@ -18,26 +18,34 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-import aiohttp
-
 from session import onion
 from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import OnionPath, PathManager
 from session.errors import (
     ClockOutOfSync,
     DecryptionError,
+    HttpConnectError,
+    HttpError,
+    HttpResponseTooLarge,
     InvalidInput,
     NetworkError,
     NodeRequestFailed,
     NotEnoughNodes,
 )
+from session.http1.client import HttpClient
 from session.proto import rpc
 from session.proto.onion_status import named_next_node
 from session.proto.rpc import Signer
 from session.proto.snodes import ServiceNode, parse_node_list
+from session.service.tls import client_ssl_context
 
 REQUEST_TIMEOUT = 10.0
 RETRIES = 4
+#: Largest reply read from a guard: a node passes a proxied server's answer (at most 16 MiB,
+#: ``session.node.relay.PROXY_MAX_REPLY``) back unchanged; storage replies are far smaller.
+MAX_REPLY = 20 * 1024 * 1024
+#: Connections open to one guard at a time.
+GUARD_CONNECTIONS = 32
 
 
 @runtime_checkable
@@ -84,7 +92,7 @@ def node_is_down(e: BaseException) -> bool:
     route, unknown name); False when the node accepted and then closed or reset the connection,
     which is what a live node at its connection cap (or restarting) does: that node is only
     refused for now."""
-    if isinstance(e, aiohttp.ClientConnectorError):
+    if isinstance(e, HttpConnectError) and e.os_error is not None:
         e = e.os_error
     if isinstance(e, (ConnectionRefusedError, socket.gaierror)):
         return True
@@ -111,16 +119,20 @@ class OnionTransport:
         self.clock = clock
         self.timeout = timeout
         self.enc_type = enc_type
-        self._http: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
         #: Called with (destination, method, params, path) before each request is sent.
         self.observers: list[Callable[[ServiceNode, str, Mapping[str, Any], OnionPath], None]] = []
 
-    async def _session(self) -> aiohttp.ClientSession:
+    def _client(self) -> HttpClient:
         if self._http is None or self._http.closed:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(ssl=False, limit=32),
-                headers={"User-Agent": "session-client"},
+            # guards' certificates are self-signed and not verified: the onion layers carry
+            # the security
+            self._http = HttpClient(
+                ssl_context=client_ssl_context(),
+                per_host=GUARD_CONNECTIONS,
+                timeout=self.timeout,
+                max_size=MAX_REPLY,
+                user_agent="session-client",
             )
         return self._http
 
@@ -157,17 +169,22 @@ class OnionTransport:
         frame, reply_key = onion.build(
             hops, onion.NodeDestination(dest.pubkey_ed25519, dest.x25519), payload, self.enc_type
         )
-        http = await self._session()
+        http = self._client()
         sent = self.clock.local_ms()
         try:
-            async with http.post(f"{path.guard.https_url}/onion_req/v2", data=bytes(frame)) as r:
-                status, raw = r.status, await r.read()
-        except TimeoutError:
+            r = await http.request(
+                "POST", f"{path.guard.https_url}/onion_req/v2", body=bytes(frame)
+            )
+            status, raw = r.status, r.body
+        except TimeoutError:  # HttpTimeout
             # Some hop (or the destination) stalled; we cannot tell which one.
             self.paths.path_timed_out(path)
             self.paths.node_failed(dest.pubkey_ed25519)
             raise PathFailure("onion request timed out") from None
-        except (aiohttp.ClientError, OSError) as e:
+        except HttpResponseTooLarge as e:
+            self.paths.path_failed(path)
+            raise PathFailure(f"onion reply refused: {e}") from None
+        except HttpError as e:
             raise self._guard_failed(path, e) from None
         received = self.clock.local_ms()
         if status != 200:
@@ -213,17 +230,22 @@ class OnionTransport:
         frame, reply_key = onion.build(
             hops, dest, onion.v4_encode_request(dict(meta), body), self.enc_type
         )
-        http = await self._session()
-        wait = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        http = self._client()
         try:
-            async with http.post(
-                f"{path.guard.https_url}/onion_req/v2", data=bytes(frame), timeout=wait
-            ) as r:
-                status, raw = r.status, await r.read()
-        except TimeoutError:
+            r = await http.request(
+                "POST",
+                f"{path.guard.https_url}/onion_req/v2",
+                body=bytes(frame),
+                timeout=timeout or self.timeout,
+            )
+            status, raw = r.status, r.body
+        except TimeoutError:  # HttpTimeout
             self.paths.path_timed_out(path)
             raise PathFailure("onion request to the server timed out") from None
-        except (aiohttp.ClientError, OSError) as e:
+        except HttpResponseTooLarge as e:
+            self.paths.path_failed(path)
+            raise PathFailure(f"onion reply from the server's path refused: {e}") from None
+        except HttpError as e:
             raise self._guard_failed(path, e) from None
         if status != 200:
             unreachable = named_next_node(status, raw)

@@ -14,7 +14,6 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
-import aiohttp
 import pytest
 
 from session.client import paths as paths_mod
@@ -22,9 +21,17 @@ from session.client import transport as transport_mod
 from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import PathManager
 from session.client.transport import OnionTransport, SwarmRPC, node_is_down
-from session.errors import NetworkError, NotEnoughNodes
+from session.errors import (
+    HttpConnectError,
+    HttpError,
+    HttpProtocolError,
+    NetworkError,
+    NotEnoughNodes,
+)
+from session.http1.client import HttpClient, Response
 from session.identity import Identity
 from session.proto.snodes import ServiceNode
+from session.service.tls import client_ssl_context
 
 HASH = "h" * 43
 
@@ -53,22 +60,8 @@ class FakeClock:
         self.t += seconds
 
 
-class _Reply:
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status, self.body = status, body
-
-    async def __aenter__(self) -> _Reply:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return self.body
-
-
 class ScriptedNetwork:
-    """Stands in for the aiohttp session: every guard fails with ``error()`` until
+    """Stands in for the HTTP client: every guard fails with ``error()`` until
     ``refuse_until`` (fake time), then answers 200 with a store result."""
 
     closed = False
@@ -78,13 +71,13 @@ class ScriptedNetwork:
         self.refused = 0
         self.served = 0
 
-    def post(self, url: str, data: bytes, **kw: Any) -> _Reply:
+    async def request(self, method: str, url: str, *, body: bytes, **kw: Any) -> Response:
         if self.clock() < self.refuse_until:
             self.refused += 1
             raise self.error()
         self.served += 1
         reply = {"status": 200, "body": {"hash": HASH, "t": 1_700_000_000_000}}
-        return _Reply(200, json.dumps(reply).encode())
+        return Response(200, {}, json.dumps(reply).encode())
 
     async def close(self) -> None:
         return None
@@ -109,7 +102,7 @@ def parts(
 ) -> tuple[PathManager, SwarmRPC]:
     pm = PathManager(nodes, rng=random.Random(1), now=clock, paths_wanted=1)
     t = OnionTransport(pm, NetworkClock(lambda: 1_700_000_000 + clock()))
-    t._http = net  # type: ignore[assignment]  # the scripted network stands in for aiohttp
+    t._http = net  # type: ignore[assignment]  # the scripted network stands in for HTTP
     rpc = SwarmRPC(t, NodeDirectory(nodes), t.clock, rng=random.Random(2), sleep=clock.sleep)
     return pm, rpc
 
@@ -118,11 +111,21 @@ def parts(
     ("error", "kind", "cap"),
     [
         # a node at its connection cap accepts and closes at once
-        (aiohttp.ServerDisconnectedError, "busy", paths_mod.BUSY_CAP_S),
+        (
+            lambda: HttpConnectError("reset", ConnectionResetError(104, "reset by peer")),
+            "busy",
+            paths_mod.BUSY_CAP_S,
+        ),
+        # ... or after the TLS handshake, before answering
+        (lambda: HttpProtocolError("closed before answering"), "busy", paths_mod.BUSY_CAP_S),
         # every node restarting: nothing listens for a while
-        (lambda: ConnectionRefusedError(111, "Connection refused"), "down", paths_mod.DOWN_CAP_S),
+        (
+            lambda: HttpConnectError("refused", ConnectionRefusedError(111, "refused")),
+            "down",
+            paths_mod.DOWN_CAP_S,
+        ),
     ],
-    ids=["connection-cap", "restart"],
+    ids=["connection-cap", "closed-unanswered", "restart"],
 )
 async def test_every_node_refusing_then_accepting_recovers_by_itself(
     plain_onion: None, error: Any, kind: str, cap: float
@@ -200,7 +203,7 @@ def test_a_refusing_status_does_not_mark_the_guard() -> None:
 
 async def test_down_and_busy_are_told_apart_on_real_sockets() -> None:
     """A port nobody listens on is down; a listener that closes at once (a connection cap)
-    is busy: as aiohttp reports them."""
+    is busy: as the HTTP client reports them."""
 
     async def close_at_once(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         w.close()
@@ -213,12 +216,11 @@ async def test_down_and_busy_are_told_apart_on_real_sockets() -> None:
     s.close()
     seen: dict[int, BaseException] = {}
     try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as http:
+        async with HttpClient(ssl_context=client_ssl_context()) as http:
             for port in (busy_port, free_port):
                 try:
-                    async with http.post(f"https://127.0.0.1:{port}/onion_req/v2", data=b"x"):
-                        pass
-                except (aiohttp.ClientError, OSError) as e:
+                    await http.request("POST", f"https://127.0.0.1:{port}/onion_req/v2", body=b"x")
+                except HttpError as e:
                     seen[port] = e
     finally:
         server.close()

@@ -29,6 +29,7 @@ from session.client.network import NetworkClock
 from session.client.paths import PathManager
 from session.client.transport import OnionTransport, PathFailure
 from session.errors import OnionError
+from session.http1.client import Response
 from session.identity import Identity
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable
 from session.node.relay import PROXY_FAILED, OnionRouter, PeelPool
@@ -500,7 +501,7 @@ async def test_a_next_node_known_down_is_named_at_once_until_its_probe_is_due(ne
 
 
 class Guards:
-    """Stands in for the client transport's aiohttp session: a POST to a node's
+    """Stands in for the client transport's HTTP client: a POST to a node's
     ``/onion_req/v2`` is handled by that node's router (the guard of the path)."""
 
     closed = False
@@ -508,18 +509,10 @@ class Guards:
     def __init__(self, by_url: dict[str, OnionRouter]) -> None:
         self.by_url = by_url
 
-    def post(self, url: str, data: bytes, **options: Any) -> Any:
+    async def request(self, method: str, url: str, *, body: bytes, **options: Any) -> Response:
         router = self.by_url[url.removesuffix("/onion_req/v2")]
-
-        class Answer:
-            async def __aenter__(self) -> FakeResponse:
-                status, body = await router.handle(data)
-                return FakeResponse(status, body)
-
-            async def __aexit__(self, *exc: object) -> None:
-                return None
-
-        return Answer()
+        status, answer = await router.handle(body)
+        return Response(status, {}, answer)
 
     async def close(self) -> None:
         return None
