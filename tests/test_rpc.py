@@ -725,3 +725,31 @@ def test_verify_helper_matches_identity():
     ident = Identity.generate()
     sig = ident.sign(b"abc")
     verify(ident.ed25519_public, b"abc", sig)
+
+
+def test_ed25519_key_of_a_05_account_is_checked_with_the_remembered_conversion():
+    """A 05 account's signature names its Ed25519 key; the key's X25519 form must be the
+    account. The conversion is remembered per key: a second request with the same key is
+    accepted without converting again, another key is still refused, and a key that is not
+    a curve point fails without being remembered."""
+    from session.proto.rpc import auth
+
+    owner, other = Identity.generate(), Identity.generate()
+    acct = P.Account.parse(owner.session_id)
+    assert acct is not None
+    text = b"retrieve1234"
+
+    def check(signer: Identity, pk: bytes) -> bool:
+        a = P.Auth(signature=signer.sign(text), pubkey_ed25519=pk)
+        return P.verify_auth(acct, a, text, auth.Access.READ, revoked=False)
+
+    auth._x25519_of.cache_clear()
+    assert check(owner, owner.ed25519_public)
+    hits = auth._x25519_of.cache_info().hits
+    assert check(owner, owner.ed25519_public)
+    assert auth._x25519_of.cache_info().hits == hits + 1
+    assert not check(other, other.ed25519_public)  # a valid signature by someone else's key
+    size = auth._x25519_of.cache_info().currsize
+    not_a_point = bytes([2]) + bytes(31)  # y = 2 has no x on the curve
+    assert not check(owner, not_a_point)
+    assert auth._x25519_of.cache_info().currsize == size

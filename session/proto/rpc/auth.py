@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from typing import Any, Protocol, Self, TypeVar
 
 from session.errors import SessionError
@@ -129,6 +130,17 @@ def decode_token(s: str, err: str) -> bytes:
     raise ParseError(err)
 
 
+@functools.lru_cache(maxsize=1024)
+def _x25519_of(ed25519_public: bytes) -> bytes:
+    """:func:`session.identity.ed25519_to_x25519`, remembered for the last 1,024 keys (about
+    200 KB). A client signs every poll with the same key (a Session app's poll is a batch of
+    retrieves of several namespaces, each signed), and the conversion (a point decompression
+    and a field inversion) costs about as much as checking the signature itself; Session's
+    storage server converts again for every signature. A key that
+    does not convert raises, and is not remembered."""
+    return bytes(ed25519_to_x25519(ed25519_public))
+
+
 def verify_auth(
     account: Account, auth: Auth, text: bytes, required: Access, *, revoked: bool
 ) -> bool:
@@ -136,7 +148,7 @@ def verify_auth(
     try:
         if account.prefix == 5 and auth.pubkey_ed25519 is not None:
             pk = auth.pubkey_ed25519
-            if ed25519_to_x25519(pk) != account.key:
+            if _x25519_of(bytes(pk)) != account.key:
                 return False
         else:
             pk = account.key
