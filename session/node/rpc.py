@@ -68,6 +68,10 @@ class SwarmFanout(Protocol):
 OxendHandler = Callable[[str, Any], Awaitable[Any]]
 
 
+#: The encoder of every JSON answer (``json.dumps`` with separators builds one per call).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RpcResponse:
     """A response: JSON (dict) or plain-text body."""
@@ -83,7 +87,7 @@ class RpcResponse:
         """The body as sent: compact JSON (non-ASCII escaped), or UTF-8 text where anything
         that is not text (a lone surrogate a request smuggled in) is escaped."""
         if isinstance(self.body, dict):
-            return json.dumps(self.body, separators=(",", ":")).encode()
+            return _COMPACT.encode(self.body).encode()
         return self.body.encode("utf-8", "backslashreplace")
 
     def sub_result(self) -> dict[str, Any]:

@@ -59,6 +59,11 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: One strict decoder for every body (``json.loads(text, parse_constant=...)`` would build a
+#: new decoder per call: a third of the cost of decoding a small body).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _too_deep(doc: Any, limit: int) -> bool:
     """Whether ``doc`` nests objects/arrays more than ``limit`` deep (iterative: a deep
     document cannot exhaust the stack here)."""
@@ -88,7 +93,7 @@ def parse_json(body: bytes | str) -> Any:
             body.encode("utf-8")  # a str may hold a raw lone surrogate
         else:
             text = bytes(body).decode("utf-8")
-        doc = json.loads(text, parse_constant=_reject_constant)
+        doc = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise RpcStatusError(400, "invalid json") from None
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(doc, MAX_JSON_DEPTH):
