@@ -41,8 +41,8 @@ MODULES = (
     "session._core",
     "prometheus_client",
     "aiohttp",
-    "aiohttp.web",
-    "session.service.server",
+    "httptools",
+    "session.http1.server",
     "session.node.daemon",
 )
 

@@ -50,10 +50,11 @@ from session.community.store import (
     member_key,
 )
 from session.errors import InvalidInput, InvalidSignature, StorageError, StorageFull
+from session.http1 import server as http1
 from session.identity import Identity
 from session.node import keys
 from session.service import tls
-from session.service.admin import admin_app
+from session.service.admin import admin_routes
 from session.service.datadir import DataDirLock
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, run_until_signal, serve
@@ -1040,7 +1041,7 @@ class RunningCommunity:
     identity: Identity
     service: CommunityService
     served: Served
-    admin: Served | None
+    admin: http1.Served | None
     sweeper: asyncio.Task[None]
 
     @property
@@ -1100,8 +1101,8 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
     admin = None
     if cfg.network.admin_port >= 0:
         try:
-            admin = await serve(
-                admin_app(lambda: generate_latest(service.registry), lambda: None),
+            admin = await http1.serve(
+                admin_routes(lambda: generate_latest(service.registry), lambda: None),
                 "127.0.0.1",
                 cfg.network.admin_port,
             )

@@ -41,6 +41,8 @@ from prometheus_client import disable_created_metrics
 
 from session.errors import ConfigError, DecodeError, InvalidInput, RegistryError
 from session.http1.client import HttpClient
+from session.http1.server import Served
+from session.http1.server import serve as serve_site
 from session.node import keys
 from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
@@ -67,11 +69,10 @@ from session.proto import rpc as P
 from session.proto.snodes import parse_node_list
 from session.registry import client as registry_client
 from session.service import logs, tls
-from session.service.admin import admin_app
+from session.service.accept import ConnectionStats
+from session.service.admin import admin_routes
 from session.service.datadir import DataDirLock
 from session.service.memory import keep_large_buffers
-from session.service.server import ConnectionStats, Served
-from session.service.server import serve as serve_app
 from session.service.systemd import Notifier
 from session.service.tasks import cancel_and_wait, spawn
 from session.storage.sqlite import SqliteMessageStore
@@ -339,8 +340,8 @@ class Node:
             max_body=cfg.limits.max_request_bytes,
         )
         try:
-            client = await serve_app(
-                self.site.app(),
+            client = await serve_site(
+                self.site.routes(),
                 cfg.network.listen_host,
                 cfg.network.https_port,
                 ssl_context=ssl_ctx,
@@ -356,8 +357,8 @@ class Node:
         self.https_port = client.port
         self._add_gauges(client.stats)
         try:
-            admin = await serve_app(
-                admin_app(self.metrics.render, self.fully_ready),
+            admin = await serve_site(
+                admin_routes(self.metrics.render, self.fully_ready),
                 cfg.admin.host,
                 cfg.admin.port,
                 limits=cfg.connections,

@@ -1,41 +1,45 @@
 """The loopback admin site every service runs: ``/metrics``, ``/healthz``, ``/readyz``.
 
-``/metrics`` is the Prometheus text of the service's registry, ``/healthz`` answers while the
+``/metrics`` is the Prometheus text of the service's metrics, ``/healthz`` answers while the
 process runs, ``/readyz`` is 200 once the service says it is ready, else 503 with the reason.
+Served by :func:`session.http1.server.serve` (:func:`admin_routes`), whichever server the
+service's public site runs on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
+from session.http1.server import Request, Response, Routes
 
 #: ``() -> None`` when ready, else a short reason shown by ``/readyz``.
 ReadyCheck = Callable[[], "str | None"]
 
+#: Content type of the Prometheus text exposition format (version 0.0.4).
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-def admin_app(render_metrics: Callable[[], bytes], ready: ReadyCheck) -> web.Application:
-    """The admin application: ``render_metrics()`` gives the Prometheus exposition text."""
 
-    async def get_metrics(request: web.Request) -> web.Response:
-        return web.Response(body=render_metrics(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+def admin_routes(render_metrics: Callable[[], bytes], ready: ReadyCheck) -> Routes:
+    """The admin site's routes: ``render_metrics()`` gives the Prometheus exposition text.
+    No route reads a body."""
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def get_metrics(request: Request) -> Response:
+        return Response(200, render_metrics(), METRICS_CONTENT_TYPE)
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def healthz(request: Request) -> Response:
+        return Response(200, b"ok\n")
+
+    async def readyz(request: Request) -> Response:
         why = ready()
         if why is None:
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text=f"not ready: {why}\n")
+            return Response(200, b"ready\n")
+        return Response(503, f"not ready: {why}\n".encode())
 
-    # no route reads a body: never decompress one (a bad one would log a traceback)
-    app = web.Application(handler_args={"auto_decompress": False})
-    app.router.add_get("/metrics", get_metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+    return {
+        "/metrics": {"GET": get_metrics},
+        "/healthz": {"GET": healthz},
+        "/readyz": {"GET": readyz},
+    }
 
 
-__all__ = ["ReadyCheck", "admin_app"]
+__all__ = ["METRICS_CONTENT_TYPE", "ReadyCheck", "admin_routes"]

@@ -53,7 +53,7 @@ class ConnectionLimits:
     """What one HTTPS site lets strangers hold: time, connections and request-body memory.
 
     Every service site (node, registry, file and community servers) is served with these
-    (:func:`session.service.server.serve`).
+    (:func:`session.service.server.serve`, and the node's :func:`session.http1.server.serve`).
     """
 
     tls_handshake_timeout: float = 10.0  # seconds from accept to a finished TLS handshake

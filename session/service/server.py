@@ -22,7 +22,8 @@ The limits (:class:`~session.service.config.ConnectionLimits`) and how each is e
   written to disk as it arrives) reads its body itself through :func:`body_pieces`, within the
   same body timeout and ``max_body``, and reserves nothing (it holds no body in memory).
 
-aiohttp parses HTTP. The site accepts connections itself (:class:`_Listener`: count, then
+aiohttp parses HTTP. The site accepts connections itself
+(:class:`~session.service.accept.Listener`, shared with the node's lean server: count, then
 ``loop.connect_accepted_socket`` with the handshake deadline); a small protocol
 (:class:`_Connection`) between the transport and aiohttp's request handler runs the header
 timer; the body budget is a middleware.
@@ -34,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar, cast
@@ -42,6 +42,15 @@ from typing import Protocol, TypeVar, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
+from session.service.accept import (
+    DEFAULT_MAX_BODY,
+    Admitted,
+    ConnectionStats,
+    Gate,
+    Listener,
+    Refusal,
+    listening_socket,
+)
 from session.service.config import ConnectionLimits
 from session.service.datadir import DataDirLock
 from session.service.memory import keep_large_buffers
@@ -57,8 +66,6 @@ LINGERING_TIME = 0.0
 #: 64 KiB). Measured: 100 concurrent 9.9 MB TLS uploads peak at 168 MB RSS with the default,
 #: 144 MB with 16 KiB; one upload's time does not change measurably.
 READ_BUFSIZE = 16 * 1024
-#: Largest request body of a site that does not say otherwise (the admin site).
-DEFAULT_MAX_BODY = 1024 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Request key of a streaming handler's body deadline (loop time).
@@ -94,57 +101,16 @@ async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
         yield piece
 
 
-class ConnectionStats:
-    """Counters of what the limits refused or cut (read by the services' metrics)."""
-
-    def __init__(self) -> None:
-        self.open = 0
-        self.refused = 0  # closed at accept: a connection cap was reached
-        self.tls_failed = 0  # handshake failed or took longer than tls_handshake_timeout
-        self.header_timeouts = 0
-        self.body_timeouts = 0
-        self.bodies_refused = 0  # 503: the in-flight body budget was full
-        self.bodies_too_large = 0  # 413
-
-
-class _Gate:
-    """The shared state of one site: open connections per address, the body budget."""
+class _Gate(Gate):
+    """A site's :class:`~session.service.accept.Gate`, plus the connections open and the
+    aiohttp request handler of each (for the header timer)."""
 
     def __init__(
         self, limits: ConnectionLimits, max_body: int, ssl_context: ssl.SSLContext | None
     ) -> None:
-        if max_body > limits.max_inflight_body_bytes:
-            raise ValueError("max_inflight_body_bytes must be at least the largest request body")
-        self.limits = limits
-        self.max_body = max_body
-        self.ssl_context = ssl_context
-        self.stats = ConnectionStats()
-        self.per_address: dict[str, int] = {}
+        super().__init__(limits, max_body, ssl_context)
         self.connections: set[_Connection] = set()
         self.by_handler: dict[RequestHandler, _Connection] = {}
-        self.body_bytes = 0
-
-    # -- connections --------------------------------------------------------------------
-    def admit(self, ip: str) -> bool:
-        """Count a new connection from ``ip``; False (and not counted) when over a cap."""
-        n = self.per_address.get(ip, 0)
-        if (
-            self.stats.open >= self.limits.max_connections
-            or n >= self.limits.max_connections_per_address
-        ):
-            self.stats.refused += 1
-            return False
-        self.per_address[ip] = n + 1
-        self.stats.open += 1
-        return True
-
-    def release(self, ip: str) -> None:
-        n = self.per_address.get(ip, 0) - 1
-        if n > 0:
-            self.per_address[ip] = n
-        else:
-            self.per_address.pop(ip, None)
-        self.stats.open -= 1
 
     # -- request bodies -----------------------------------------------------------------
     @web.middleware
@@ -160,17 +126,16 @@ class _Gate:
                 return await self._streamed(request, handler)
             if request.body_exists:
                 want = self.max_body if request.content_length is None else request.content_length
-                refused = self._admit_body(want)
-                if refused is not None:
-                    return refused
-                self.body_bytes += want
+                refusal = self.reserve_body(want)
+                if refusal is not None:
+                    return _refusal(refusal)
                 reserved = want
                 refused = await self._read_body(request)
                 if refused is not None:
                     return refused
             return await handler(request)
         finally:
-            self.body_bytes -= reserved
+            self.free_body(reserved)
             if conn is not None:
                 conn.request_done()
 
@@ -178,35 +143,17 @@ class _Gate:
         """Run a handler that reads its own body (:func:`body_pieces`): over ``max_body`` by
         its Content-Length is a 413 before it runs; a body that does not arrive in time a 408."""
         if request.content_length is not None and request.content_length > self.max_body:
-            return self._too_large()
+            return _refusal(self.too_large())
         request[_BODY_DEADLINE] = asyncio.get_running_loop().time() + self.limits.body_timeout
         try:
             return await handler(request)
         except BodyTimeout:
-            self.stats.body_timeouts += 1
-            return _refusal(408, "Request body was not received in time")
+            return _refusal(self.body_timed_out())
         except RequestPayloadError:
-            return _refusal(
+            return _refusal_text(
                 400,
                 "Request body could not be decoded: it does not match its Transfer-Encoding header",
             )
-
-    def _admit_body(self, want: int) -> web.Response | None:
-        """A refusal when a body of ``want`` bytes is over the limit or the in-flight budget."""
-        if want > self.max_body:
-            return self._too_large()
-        if self.body_bytes + want > self.limits.max_inflight_body_bytes:
-            self.stats.bodies_refused += 1
-            return _refusal(
-                503,
-                "Server busy: too many request bodies in flight; try again shortly",
-                retry_after=1,
-            )
-        return None
-
-    def _too_large(self) -> web.Response:
-        self.stats.bodies_too_large += 1
-        return _refusal(413, f"Request body too large (limit {self.max_body} bytes)")
 
     async def _read_body(self, request: web.Request) -> web.Response | None:
         """Read the body within the body timeout; a refusal when it cannot be had."""
@@ -214,12 +161,11 @@ class _Gate:
             async with asyncio.timeout(self.limits.body_timeout):
                 await request.read()
         except TimeoutError:
-            self.stats.body_timeouts += 1
-            return _refusal(408, "Request body was not received in time")
+            return _refusal(self.body_timed_out())
         except web.HTTPRequestEntityTooLarge:
-            return self._too_large()
+            return _refusal(self.too_large())
         except RequestPayloadError:  # e.g. not the gzip its Content-Encoding says
-            return _refusal(
+            return _refusal_text(
                 400,
                 "Request body could not be decoded: it does not match its "
                 "Content-Encoding or Transfer-Encoding header",
@@ -227,7 +173,11 @@ class _Gate:
         return None
 
 
-def _refusal(status: int, text: str, retry_after: int | None = None) -> web.Response:
+def _refusal(refusal: Refusal) -> web.Response:
+    return _refusal_text(refusal.status, refusal.text, refusal.retry_after)
+
+
+def _refusal_text(status: int, text: str, retry_after: int | None = None) -> web.Response:
     resp = web.Response(status=status, text=text)
     if retry_after is not None:
         resp.headers["Retry-After"] = str(retry_after)
@@ -235,7 +185,7 @@ def _refusal(status: int, text: str, retry_after: int | None = None) -> web.Resp
     return resp
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(Admitted):
     """One admitted connection (already counted by the gate, TLS already done): a header timer,
     and every event passed on to aiohttp's request handler."""
 
@@ -325,83 +275,6 @@ class _Connection(asyncio.Protocol):
             self._gate.release(self._ip)
 
 
-class _Listener(asyncio.AbstractServer):
-    """The listening socket and its accept loop: a connection is counted (or refused) from
-    its address before any TLS work, then handed to the loop with the handshake deadline."""
-
-    def __init__(
-        self, sock: socket.socket, gate: _Gate, make_handler: Callable[[], RequestHandler]
-    ) -> None:
-        self._sock = sock
-        self._gate = gate
-        self._make_handler = make_handler
-        self._opening: set[asyncio.Task[None]] = set()
-        self._task = asyncio.ensure_future(self._accept_forever())
-
-    @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        return (self._sock,)
-
-    async def _accept_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, addr = await loop.sock_accept(self._sock)
-            except OSError as e:  # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory
-                log.warning(
-                    "accepting a connection failed: %s; pausing accepts for 1 s", e.strerror
-                )
-                await asyncio.sleep(1.0)
-                continue
-            ip = str(addr[0]) if isinstance(addr, tuple) and addr else ""
-            if not self._gate.admit(ip):
-                log.debug("connection refused: a connection cap is reached")
-                conn.close()
-                continue
-            task = asyncio.ensure_future(self._open(conn, ip))
-            self._opening.add(task)
-            task.add_done_callback(self._opening.discard)
-
-    async def _open(self, conn: socket.socket, ip: str) -> None:
-        loop = asyncio.get_running_loop()
-        proto = _Connection(self._gate, self._make_handler, ip)
-        ctx = self._gate.ssl_context
-        timeout = self._gate.limits.tls_handshake_timeout if ctx is not None else None
-        try:
-            await loop.connect_accepted_socket(
-                lambda: proto, conn, ssl=ctx, ssl_handshake_timeout=timeout
-            )
-        except OSError:  # ssl.SSLError, a reset, or the handshake deadline
-            self._gate.stats.tls_failed += 1
-            conn.close()
-            proto.release()
-        except asyncio.CancelledError:
-            conn.close()
-            proto.release()
-            raise
-
-    def close(self) -> None:
-        self._task.cancel()
-        for task in list(self._opening):
-            task.cancel()
-        self._sock.close()
-
-    async def wait_closed(self) -> None:
-        await asyncio.gather(self._task, *self._opening, return_exceptions=True)
-
-    def get_loop(self) -> asyncio.AbstractEventLoop:
-        return self._task.get_loop()
-
-    def is_serving(self) -> bool:
-        return not self._task.done()
-
-    async def start_serving(self) -> None:
-        return None
-
-    async def serve_forever(self) -> None:
-        await self._task
-
-
 class _GuardedSite(web.BaseSite):
     """A TCP site whose connections are accepted by :class:`_Listener`."""
 
@@ -422,10 +295,9 @@ class _GuardedSite(web.BaseSite):
         await super().start()
         factory = self._runner.server
         assert factory is not None  # set by runner.setup()
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.create_server((self._host, self._port), family=family, backlog=self._backlog)
-        sock.setblocking(False)
-        self._server = _Listener(sock, self._gate, factory)
+        gate = self._gate
+        sock = listening_socket(self._host, self._port, self._backlog)
+        self._server = Listener(sock, gate, lambda ip: _Connection(gate, factory, ip))
 
     def bound_port(self) -> int:
         sockets = getattr(self._server, "sockets", None)

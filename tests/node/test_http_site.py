@@ -1,7 +1,8 @@
-"""The node's public site (session/node/http.py) driven directly over HTTP on 127.0.0.1: a
-real RpcHandler behind it, the handler's content type on every reply (no guessing from the
-body), the one storage-server version in ``Server`` and ``/get_stats/v1``, bodies sent with a
-``Content-Encoding``, and the refusals before a handler runs (429, 410, 413, 415, 503, 404)."""
+"""The node's public site (session/node/http.py) driven directly over HTTP on 127.0.0.1, served
+by the node's own server (session/http1/server.py): a real RpcHandler behind it, the handler's
+content type on every reply (no guessing from the body), the one storage-server version in
+``Server`` and ``/get_stats/v1``, bodies sent with a ``Content-Encoding``, and the refusals
+before a handler runs (429, 410, 413, 415, 503, 404)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
+from session.http1 import server as http1
 from session.node.http import ClientSite
 from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
@@ -52,11 +53,21 @@ class Site:
             metrics=self.metrics, ready=lambda: self.why, ed25519_public=PUBKEY,
             max_body=MAX_BODY,
         )  # fmt: skip
-        self.server = TestServer(self.site.app(), host="127.0.0.1")
+        self.served: http1.Served | None = None
         self.http = aiohttp.ClientSession()
 
+    async def start(self) -> None:
+        # the server's own body cap above the site's: the site's refusals are under test
+        self.served = await http1.serve(self.site.routes(), "127.0.0.1", 0, max_body=2 * MAX_BODY)
+
+    async def close(self) -> None:
+        await self.http.close()
+        if self.served is not None:
+            await self.served.close()
+
     def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
+        assert self.served is not None
+        return f"http://127.0.0.1:{self.served.port}{path}"
 
     async def post(
         self, path: str, body: bytes, headers: dict[str, str] | None = None
@@ -68,10 +79,9 @@ class Site:
 @pytest.fixture
 async def site() -> AsyncIterator[Site]:
     s = Site(LocalSwarm([MemoryMessageStore() for _ in range(3)]).node(0))
-    await s.server.start_server()
+    await s.start()
     yield s
-    await s.http.close()
-    await s.server.close()
+    await s.close()
 
 
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -111,7 +121,7 @@ async def test_the_content_type_is_never_guessed_from_the_body(
     response: RpcResponse, content_type: str
 ) -> None:
     s = Site(FixedRpc(response))
-    await s.server.start_server()
+    await s.start()
     try:
         status, body, headers = await s.post("/storage_rpc/v1", INFO)
         assert (status, body) == (response.status, response.to_bytes())
@@ -122,8 +132,7 @@ async def test_the_content_type_is_never_guessed_from_the_body(
         assert headers["Content-Type"] == "text/plain; charset=utf-8"
         assert s.router.frames == [b"frame"]
     finally:
-        await s.http.close()
-        await s.server.close()
+        await s.close()
 
 
 async def test_get_stats_and_ping_report_the_node(site: Site) -> None:
@@ -215,12 +224,11 @@ async def test_a_client_over_its_budget_gets_429() -> None:
     now = [0.0]
     clock: Callable[[], float] = lambda: now[0]  # noqa: E731 - the limiter's injected clock
     s = Site(LocalSwarm([MemoryMessageStore()]).node(0), RateLimiter(1, 2, clock=clock))
-    await s.server.start_server()
+    await s.start()
     try:
         assert [(await s.post("/storage_rpc/v1", INFO))[0] for _ in range(3)] == [200, 200, 429]
         now[0] += 1.0
         assert (await s.post("/storage_rpc/v1", INFO))[0] == 200
         assert s.metrics.rate_limited._value.get() == 1
     finally:
-        await s.http.close()
-        await s.server.close()
+        await s.close()

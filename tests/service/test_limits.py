@@ -2,6 +2,10 @@
 connections: slow headers, idle connections, slow TLS handshakes and slow bodies are cut; the
 connection caps refuse the next connection at accept; bodies beyond the in-flight budget are
 refused at once. Each test waits on the server's own counters or the socket's end, not on time.
+
+Every test runs against both servers: the aiohttp one (:mod:`session.service.server`: registry,
+file and community servers) and the node's lean one (:mod:`session.http1.server`), each serving
+the same two routes.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from session.http1 import server as http1
 from session.service.config import ConnectionLimits
 from session.service.server import Served, serve
 from session.service.tls import client_ssl_context, server_ssl_context
@@ -51,25 +56,43 @@ def app(release: asyncio.Event | None = None) -> web.Application:
     return a
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[Callable[..., asyncio.Future[Served]]]:
-    started: list[Served] = []
+def routes(release: asyncio.Event | None = None) -> http1.Routes:
+    """The same two routes as :func:`app`, for the lean server."""
+
+    async def echo(request: http1.Request) -> http1.Response:
+        if release is not None and request.body.startswith(b"hold"):
+            await release.wait()
+        return http1.Response(200, f"got {len(request.body)}".encode())
+
+    async def hello(request: http1.Request) -> http1.Response:
+        return http1.Response(200, b"hello")
+
+    return {"/echo": {"POST": echo}, "/": {"GET": hello}}
+
+
+@pytest.fixture(params=["aiohttp", "http1"])
+async def site(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Callable[..., asyncio.Future[Served | http1.Served]]]:
+    started: list[Served | http1.Served] = []
 
     async def start(
         limits: ConnectionLimits,
         *,
         tls: Path | None = None,
         max_body: int = 600,
-        application: web.Application | None = None,
-    ) -> Served:
-        served = await serve(
-            application or app(),
-            "127.0.0.1",
-            0,
-            limits=limits,
-            max_body=max_body,
-            ssl_context=server_ssl_context(tls) if tls else None,
-        )
+        release: asyncio.Event | None = None,
+    ) -> Served | http1.Served:
+        ctx = server_ssl_context(tls) if tls else None
+        served: Served | http1.Served
+        if request.param == "aiohttp":
+            served = await serve(
+                app(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx
+            )
+        else:
+            served = await http1.serve(
+                routes(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx
+            )
         started.append(served)
         return served
 
@@ -208,7 +231,7 @@ def post(size: int, body: bytes = b"") -> bytes:
 
 async def test_bodies_beyond_the_in_flight_budget_are_refused_at_once(site) -> None:  # type: ignore[no-untyped-def]
     release = asyncio.Event()
-    served = await site(BASE, application=app(release))  # budget 1000, max body 600
+    served = await site(BASE, release=release)  # budget 1000, max body 600
     # one request holds 500 bytes of the budget (its handler waits) ...
     r1, w1 = await connect(served.port)
     w1.write(post(500, b"hold" + b"x" * 496))
@@ -251,11 +274,15 @@ async def test_slow_body_gets_408(site) -> None:  # type: ignore[no-untyped-def]
 def test_limits_must_fit_one_body() -> None:
     with pytest.raises(ValueError, match="largest request body"):
         asyncio.run(serve(app(), "127.0.0.1", 0, limits=BASE, max_body=2000))
+    with pytest.raises(ValueError, match="largest request body"):
+        asyncio.run(http1.serve(routes(), "127.0.0.1", 0, limits=BASE, max_body=2000))
 
 
+@pytest.mark.parametrize("site", ["aiohttp"], indirect=True)
 async def test_body_not_matching_its_content_encoding_is_400(site) -> None:  # type: ignore[no-untyped-def]
     """aiohttp decompresses for apps that leave it on; a body that is not the gzip its header
-    says is a 400 with one sentence, not a 500."""
+    says is a 400 with one sentence, not a 500. (The lean server passes bodies on as sent;
+    the node's handlers decode them: tests/node/test_http_site.py.)"""
     served = await site(BASE)
     raw = (
         b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: gzip\r\n"

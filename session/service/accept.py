@@ -1,0 +1,233 @@
+"""Accepting connections for every service site, whichever HTTP server parses the requests
+(:mod:`session.service.server` on aiohttp, :mod:`session.http1.server` for the node): counting
+connections against the caps before any TLS work, the TLS handshake deadline, and the in-flight
+request-body budget. Imports nothing heavier than asyncio, so the node's lean site uses it too.
+
+* :class:`Gate` — one site's shared state: open connections per address
+  (``max_connections``, ``max_connections_per_address``), the body budget
+  (``max_inflight_body_bytes``, ``max_body``) and the :class:`ConnectionStats` counters.
+* :class:`Listener` — the listening socket and its accept loop: a connection is counted (or
+  closed at once when over a cap) from its address, then handed to the loop with the TLS
+  handshake deadline (``loop.connect_accepted_socket``); the protocol built for it is told to
+  :meth:`~Admitted.release` its place when it ends or never starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+
+from session.service.config import ConnectionLimits
+
+log = logging.getLogger("session.service.server")
+
+#: Largest request body of a site that does not say otherwise (the admin sites).
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class ConnectionStats:
+    """Counters of what the limits refused or cut (read by the services' metrics)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.refused = 0  # closed at accept: a connection cap was reached
+        self.tls_failed = 0  # handshake failed or took longer than tls_handshake_timeout
+        self.header_timeouts = 0
+        self.body_timeouts = 0
+        self.bodies_refused = 0  # 503: the in-flight body budget was full
+        self.bodies_too_large = 0  # 413
+
+
+class Refusal:
+    """A request the site answers itself before any handler runs: status, sentence, and the
+    ``Retry-After`` seconds if any. The connection is closed once it is written."""
+
+    __slots__ = ("retry_after", "status", "text")
+
+    def __init__(self, status: int, text: str, retry_after: int | None = None) -> None:
+        self.status = status
+        self.text = text
+        self.retry_after = retry_after
+
+
+#: The answer to a body that did not arrive within the body timeout.
+BODY_TIMEOUT = Refusal(408, "Request body was not received in time")
+
+
+class Admitted(asyncio.Protocol):
+    """The protocol of an admitted connection: :class:`Listener` calls :meth:`release` when
+    the connection never starts (a failed handshake); the protocol calls it when it ends."""
+
+    def release(self) -> None:
+        """Give the connection's place back to the gate (idempotent)."""
+        raise NotImplementedError
+
+
+class Gate:
+    """The shared state of one site: open connections per address, the body budget."""
+
+    def __init__(
+        self, limits: ConnectionLimits, max_body: int, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        if max_body > limits.max_inflight_body_bytes:
+            raise ValueError("max_inflight_body_bytes must be at least the largest request body")
+        self.limits = limits
+        self.max_body = max_body
+        self.ssl_context = ssl_context
+        self.stats = ConnectionStats()
+        self.per_address: dict[str, int] = {}
+        self.body_bytes = 0
+
+    # -- connections --------------------------------------------------------------------
+    def admit(self, ip: str) -> bool:
+        """Count a new connection from ``ip``; False (and not counted) when over a cap."""
+        n = self.per_address.get(ip, 0)
+        if (
+            self.stats.open >= self.limits.max_connections
+            or n >= self.limits.max_connections_per_address
+        ):
+            self.stats.refused += 1
+            return False
+        self.per_address[ip] = n + 1
+        self.stats.open += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        n = self.per_address.get(ip, 0) - 1
+        if n > 0:
+            self.per_address[ip] = n
+        else:
+            self.per_address.pop(ip, None)
+        self.stats.open -= 1
+
+    # -- request bodies -----------------------------------------------------------------
+    def reserve_body(self, want: int) -> Refusal | None:
+        """Reserve ``want`` bytes (a body's Content-Length, or ``max_body`` when chunked) from
+        the in-flight budget; a refusal (413, 503) instead when it is over a limit. The caller
+        gives the bytes back with :meth:`free_body` once the request's handler is done."""
+        if want > self.max_body:
+            return self.too_large()
+        if self.body_bytes + want > self.limits.max_inflight_body_bytes:
+            self.stats.bodies_refused += 1
+            return Refusal(
+                503,
+                "Server busy: too many request bodies in flight; try again shortly",
+                retry_after=1,
+            )
+        self.body_bytes += want
+        return None
+
+    def free_body(self, reserved: int) -> None:
+        self.body_bytes -= reserved
+
+    def too_large(self) -> Refusal:
+        self.stats.bodies_too_large += 1
+        return Refusal(413, f"Request body too large (limit {self.max_body} bytes)")
+
+    def body_timed_out(self) -> Refusal:
+        self.stats.body_timeouts += 1
+        return BODY_TIMEOUT
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking socket listening on ``host:port`` (IPv6 when ``host`` has a colon)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=backlog)
+    sock.setblocking(False)
+    return sock
+
+
+class Listener(asyncio.AbstractServer):
+    """The listening socket and its accept loop: a connection is counted (or refused) from
+    its address before any TLS work, then handed to the loop with the handshake deadline.
+    ``make_protocol(ip)`` builds the protocol of an admitted connection."""
+
+    def __init__(
+        self, sock: socket.socket, gate: Gate, make_protocol: Callable[[str], Admitted]
+    ) -> None:
+        self._sock = sock
+        self._gate = gate
+        self._make_protocol = make_protocol
+        self._opening: set[asyncio.Task[None]] = set()
+        self._task = asyncio.ensure_future(self._accept_forever())
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (self._sock,)
+
+    @property
+    def port(self) -> int:
+        return int(self._sock.getsockname()[1])
+
+    async def _accept_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(self._sock)
+            except OSError as e:  # EMFILE/ENFILE/ENOBUFS: out of descriptors or memory
+                log.warning(
+                    "accepting a connection failed: %s; pausing accepts for 1 s", e.strerror
+                )
+                await asyncio.sleep(1.0)
+                continue
+            ip = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+            if not self._gate.admit(ip):
+                log.debug("connection refused: a connection cap is reached")
+                conn.close()
+                continue
+            task = asyncio.ensure_future(self._open(conn, ip))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+
+    async def _open(self, conn: socket.socket, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        proto = self._make_protocol(ip)
+        ctx = self._gate.ssl_context
+        timeout = self._gate.limits.tls_handshake_timeout if ctx is not None else None
+        try:
+            await loop.connect_accepted_socket(
+                lambda: proto, conn, ssl=ctx, ssl_handshake_timeout=timeout
+            )
+        except OSError:  # ssl.SSLError, a reset, or the handshake deadline
+            self._gate.stats.tls_failed += 1
+            conn.close()
+            proto.release()
+        except asyncio.CancelledError:
+            conn.close()
+            proto.release()
+            raise
+
+    def close(self) -> None:
+        self._task.cancel()
+        for task in list(self._opening):
+            task.cancel()
+        self._sock.close()
+
+    async def wait_closed(self) -> None:
+        await asyncio.gather(self._task, *self._opening, return_exceptions=True)
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._task.get_loop()
+
+    def is_serving(self) -> bool:
+        return not self._task.done()
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await self._task
+
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "Admitted",
+    "ConnectionStats",
+    "Gate",
+    "Listener",
+    "Refusal",
+    "listening_socket",
+]

@@ -1,0 +1,313 @@
+"""The node's HTTP/1.1 server (session/http1/server.py) over raw sockets on 127.0.0.1: keep-alive,
+pipelined requests answered in order, chunked bodies, ``Expect: 100-continue``, HEAD, 404/405,
+HTTP/1.0, malformed requests (400, 414, 431, never a traceback), a failing handler (500, logged),
+and a graceful close that lets a request in flight finish. The connection limits are tested for
+both servers in test_limits.py; the node's routes in tests/node/test_http_site.py."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from session.http1 import server as http1
+from session.service.config import ConnectionLimits
+from session.service.tls import client_ssl_context, server_ssl_context
+
+BOUND = 10.0  # how long a test waits for an outcome before failing
+
+
+class App:
+    """Routes that record what reached them; ``/slow`` waits for :attr:`release`."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+        self.seen: list[tuple[str, str, bytes]] = []
+
+    async def echo(self, request: http1.Request) -> http1.Response:
+        self.seen.append((request.method, request.path, request.body))
+        return http1.Response(200, b"echo:" + request.body, headers={"X-Path": request.path})
+
+    async def slow(self, request: http1.Request) -> http1.Response:
+        self.seen.append((request.method, request.path, request.body))
+        self.started.set()
+        await self.release.wait()
+        return http1.Response(200, b"slow done")
+
+    async def broken(self, request: http1.Request) -> http1.Response:
+        raise RuntimeError("a bug in a handler")
+
+    def routes(self) -> http1.Routes:
+        return {
+            "/echo": {"POST": self.echo, "GET": self.echo},
+            "/slow": {"GET": self.slow},
+            "/broken": {"GET": self.broken},
+        }
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[tuple[App, http1.Served]]:
+    a = App()
+    served = await http1.serve(a.routes(), "127.0.0.1", 0, max_body=1000, shutdown_timeout=5.0)
+    yield a, served
+    a.release.set()
+    await served.close()
+
+
+async def read_response(
+    reader: asyncio.StreamReader, head: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """One response: status, headers (lower-case names), body (by Content-Length; none for the
+    answer to a ``head`` request)."""
+    async with asyncio.timeout(BOUND):
+        raw = await reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        body = b"" if head else await reader.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    async with asyncio.timeout(BOUND):
+        try:
+            return await reader.read() == b""
+        except ConnectionResetError:
+            return True
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+async def test_keep_alive_and_pipelined_requests_are_answered_in_order(
+    app: tuple[App, http1.Served],
+) -> None:
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    # the first request is slow: the two pipelined behind it wait and are answered after it
+    writer.write(
+        b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\ntwo\r\n4\r\n-and\r\n0\r\n\r\n"
+    )
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+    assert a.seen == [("GET", "/slow", b"")]  # one handler at a time
+    a.release.set()
+    assert (await read_response(reader))[::2] == (200, b"slow done")
+    assert (await read_response(reader))[::2] == (200, b"echo:one")
+    status, headers, body = await read_response(reader)
+    assert (status, body, headers["x-path"]) == (200, b"echo:two-and", "/echo")
+    assert "connection" not in headers  # still open: one more request on it
+    writer.write(b"GET /echo?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader))[::2] == (200, b"echo:")
+    writer.close()
+    async with asyncio.timeout(BOUND):
+        while served.stats.open:
+            await asyncio.sleep(0.01)
+
+
+async def test_many_pipelined_requests_in_one_write(app: tuple[App, http1.Served]) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    n = 50  # more than MAX_PIPELINED: reading pauses and resumes
+    writer.write(
+        b"".join(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%d" % (len(b"%d" % i), i)
+            for i in range(n)
+        )
+    )
+    bodies = [(await read_response(reader))[2] for _ in range(n)]
+    assert bodies == [b"echo:%d" % i for i in range(n)]
+    writer.close()
+
+
+async def test_routes_head_http10_and_expect_continue(app: tuple[App, http1.Served]) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await read_response(reader))[0] == 404
+    writer.write(b"DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = await read_response(reader)
+    assert status == 405 and headers["allow"] == "POST, GET"
+    writer.write(b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = await read_response(reader, head=True)
+    assert status == 200 and headers["content-length"] == "5"  # the GET's, without its body
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+    )
+    async with asyncio.timeout(BOUND):
+        assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"ok")
+    assert (await read_response(reader))[::2] == (200, b"echo:ok")
+    # HTTP/1.0 without keep-alive: answered, then closed
+    writer.write(b"GET /echo HTTP/1.0\r\n\r\n")
+    status, headers, _ = await read_response(reader)
+    assert status == 200 and headers["connection"] == "close"
+    assert await closed(reader)
+    writer.close()
+
+
+async def test_an_upgrade_is_answered_as_a_plain_request_then_closed(
+    app: tuple[App, http1.Served],
+) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello"
+    )
+    assert (await read_response(reader))[::2] == (200, b"echo:")
+    assert await closed(reader)
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"NOT HTTP AT ALL\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: x1\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 101 + b"\r\n", 431),
+        (b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 70_000 + b"\r\n\r\n", 431),
+        (b"POST /echo HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", 413),
+        (b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + b"a" * 1001, 413),
+    ],
+)
+async def test_bad_requests_get_one_answer_and_a_close(
+    app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture, raw: bytes, status: int
+) -> None:
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(raw)
+    got, headers, body = await read_response(reader)
+    assert (got, headers["connection"]) == (status, "close")
+    assert body and b"\n" not in body.rstrip(b"\n")  # one sentence
+    assert await closed(reader)
+    writer.close()
+    assert a.seen == []
+    async with asyncio.timeout(BOUND):
+        while served.stats.open or served.inflight_body_bytes:
+            await asyncio.sleep(0.01)
+    no_tracebacks(caplog)
+
+
+async def test_a_bad_request_behind_good_ones_is_answered_after_them(
+    app: tuple[App, http1.Served],
+) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n")
+    assert (await read_response(reader))[::2] == (200, b"echo:")
+    assert (await read_response(reader))[0] == 400
+    assert await closed(reader)
+    writer.close()
+
+
+async def test_a_failing_handler_is_a_logged_500(
+    app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /broken HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, headers, _ = await read_response(reader)
+    assert (status, headers["connection"]) == (500, "close")
+    assert any(r.exc_info and "a bug in a handler" in str(r.exc_info[1]) for r in caplog.records)
+    writer.close()
+
+
+async def test_close_lets_the_request_in_flight_finish() -> None:
+    a = App()
+    served = await http1.serve(a.routes(), "127.0.0.1", 0, shutdown_timeout=BOUND)
+    busy_reader, busy = await asyncio.open_connection("127.0.0.1", served.port)
+    idle_reader, idle = await asyncio.open_connection("127.0.0.1", served.port)
+    busy.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+        while served.stats.open < 2:
+            await asyncio.sleep(0.01)
+    closing = asyncio.ensure_future(served.close())
+    assert await closed(idle_reader)  # an idle connection is closed at once
+    with pytest.raises(OSError):  # and nothing new is accepted
+        await asyncio.open_connection("127.0.0.1", served.port)
+    assert not closing.done()
+    a.release.set()  # the request in flight finishes and is answered, then its connection ends
+    status, headers, body = await read_response(busy_reader)
+    assert (status, body, headers["connection"]) == (200, b"slow done", "close")
+    async with asyncio.timeout(BOUND):
+        await closing
+    assert served.stats.open == 0
+    busy.close()
+    idle.close()
+
+
+async def test_keep_alive_over_tls(tmp_path: Path) -> None:
+    a = App()
+    served = await http1.serve(a.routes(), "127.0.0.1", 0, ssl_context=server_ssl_context(tmp_path))
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", served.port, ssl=client_ssl_context(), server_hostname="localhost"
+        )
+        for i in range(3):
+            writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n%d" % i)
+            assert (await read_response(reader))[::2] == (200, b"echo:%d" % i)
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    finally:
+        await served.close()
+
+
+_STARTS = st.sampled_from(
+    [b"", b"GET / HTTP/1.1\r\n", b"POST /echo HTTP/1.1\r\nContent-Length: 5\r\n", b"GET /echo"]
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(start=_STARTS, junk=st.binary(max_size=300))
+def test_any_bytes_get_an_answer_or_a_close_never_a_500(
+    caplog: pytest.LogCaptureFixture, start: bytes, junk: bytes
+) -> None:
+    caplog.clear()
+
+    async def run() -> None:
+        a = App()
+        limits = ConnectionLimits(header_timeout=1.0, body_timeout=1.0)
+        served = await http1.serve(a.routes(), "127.0.0.1", 0, limits=limits, max_body=1000)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+            writer.write(start + junk)
+            writer.write_eof()
+            async with asyncio.timeout(BOUND):
+                out = await reader.read()
+            for status in out.split(b"HTTP/1.1 ")[1:]:
+                assert not status.startswith(b"5"), out[:300]
+            writer.close()
+        finally:
+            await served.close()
+
+    asyncio.run(run())
+    no_tracebacks(caplog)
