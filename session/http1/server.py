@@ -238,6 +238,7 @@ class _Connection(Admitted):
         self._body: list[bytes] = []
         self._body_len = 0
         self._reserved = 0
+        self._keep_alive = True
         self._stopping: Refusal | None = None  # set by a callback that raises _Stop
         # requests parsed, waiting for their turn, and the one being handled
         self._queue: collections.deque[_Queued] = collections.deque()
@@ -341,6 +342,8 @@ class _Connection(Admitted):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        # read here: llhttp may have moved on from the message by its end
+        self._keep_alive = self._parser.should_keep_alive()
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
@@ -380,7 +383,7 @@ class _Connection(Admitted):
         method = self._parser.get_method().decode("ascii", "replace")
         path, _, query = self._url.decode("latin-1").partition("?")
         body = b"".join(self._body) if len(self._body) != 1 else self._body[0]
-        keep_alive = self._parser.should_keep_alive() and not self._closing
+        keep_alive = self._keep_alive and not self._closing
         request = Request(method, path, query, self._headers, body, self._ip)
         self._queue.append((request, self._reserved, keep_alive))
         self._reserved = 0
