@@ -20,17 +20,23 @@ from session.swarm import message_hash
 
 ACCOUNTS = 2000  # as bench.load's store-scale fills a swarm
 SIZES = (10_000, 40_000)
+#: the session comparison: accounts, and sizes (at 20,000 a part's 256 accounts hold 12,800
+#: entries; the session's own bound is 2,000)
+SESSION_ACCOUNTS = 400
+SESSION_SIZES = (2_000, 20_000)
 
 
 def _owner(i: int) -> str:
     return "05" + hashlib.blake2b(i.to_bytes(4, "big"), digest_size=32).hexdigest()
 
 
-async def _fill(store: SqliteMessageStore, upto: int, start: int) -> None:
-    owners = [_owner(i) for i in range(ACCOUNTS)]
+async def _fill(
+    store: SqliteMessageStore, upto: int, start: int, accounts: int = ACCOUNTS
+) -> None:
+    owners = [_owner(i) for i in range(accounts)]
     batch = []
     for n in range(start, upto):
-        o = owners[n % ACCOUNTS]
+        o = owners[n % accounts]
         data = n.to_bytes(8, "big") * 38
         batch.append(StoredMessage(o, 0, message_hash(o, 0, data), data, 1000, 10**13))
         if len(batch) == 5000:
@@ -101,3 +107,65 @@ def test_digest_pass_memory_stays_flat_as_the_store_grows(tmp_path: Any) -> None
 
 if __name__ == "__main__":  # pragma: no cover
     pytest.main([__file__, "-q", "-s"])
+
+
+def test_session_memory_is_bounded_by_entries_not_accounts(tmp_path: Any, monkeypatch: Any) -> None:
+    """A whole reconciliation session between two SQLite members in which every one of
+    400 accounts differs (one message each on one side): its peak of Python allocations as
+    the stores grow, with parts bounded by entries (``SYNC_ENTRIES``, today) beside, in the
+    same run, parts of 256 accounts whatever they hold (before: ``SYNC_ENTRIES`` unbounded)."""
+    import sys
+    from pathlib import Path
+
+    from session.node import replication
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.node.test_replication import FakeNet, swarm
+
+    figures: dict[int, dict[str, int]] = {}
+    bound = replication.SYNC_ENTRIES
+
+    async def main() -> None:
+        a, b = swarm(FakeNet(), 2)
+        for i, member in enumerate((a, b)):
+            member.store = member.sync.store = await SqliteMessageStore.open(
+                tmp_path / f"{i}.db", max_bytes=None
+            )
+        try:
+            have, extra = 0, 10**9
+            for size in SESSION_SIZES:
+                for s in (a.store, b.store):
+                    await _fill(s, size, have, SESSION_ACCOUNTS)
+                have = size
+                figures[size] = {}
+                for label, entries in (("bounded", bound), ("before", 10**9)):
+                    monkeypatch.setattr(replication, "SYNC_ENTRIES", entries)
+                    await _fill(a.store, extra + SESSION_ACCOUNTS, extra, SESSION_ACCOUNTS)
+                    extra += SESSION_ACCOUNTS
+                    tracemalloc.start()
+                    try:
+                        res = await a.sync.sync_with(b.node)
+                        figures[size][label] = tracemalloc.get_traced_memory()[1]
+                    finally:
+                        tracemalloc.stop()
+                    assert res is not None and res.accounts == SESSION_ACCOUNTS
+                    assert res.pushed == SESSION_ACCOUNTS
+        finally:
+            for member in (a, b):
+                await member.store.close()
+
+    asyncio.run(main())
+    print()
+    for size, f in figures.items():
+        print(
+            f"{size:>7} messages, every account differing: session peak "
+            f"{f['bounded'] / 1e6:.2f} MB in entry-bounded parts, "
+            f"{f['before'] / 1e6:.2f} MB in parts of 256 accounts "
+            f"({f['before'] / f['bounded']:.1f}x)"
+        )
+    small, big = figures[SESSION_SIZES[0]], figures[SESSION_SIZES[-1]]
+    print(
+        f"growth {SESSION_SIZES[0]}→{SESSION_SIZES[-1]}: entry-bounded "
+        f"{big['bounded'] / small['bounded']:.2f}x, 256 accounts a part "
+        f"{big['before'] / small['before']:.2f}x"
+    )

@@ -3,12 +3,19 @@ store and a retrieve cost as it grows (at 1k, 10k, 100k, 1M, … and at the end)
 
 The fill goes straight to the swarm's members over HTTPS (public-inbox stores to many
 accounts that all belong to the swarm, ``--concurrency`` at a time from the driver): it is
-not what is measured, it only has to be fast. At each checkpoint the fill pauses and two
-probes run: ``PROBE_STORES`` stores (node CPU per store across all nodes, replication
-included, idle subtracted; store latency) and ``PROBE_RETRIEVES`` signed retrieves of one
-probe account holding ``PROBE_MESSAGES`` messages (node CPU and latency per retrieve). Each
-node's RSS and database size are read there too. The figures must stay flat as the swarm
-fills: the result's ``extra.store_scale.flatness`` is the last checkpoint over the first.
+not what is measured, it only has to be fast. With ``--bulk-fill`` (the driver's own devnet
+only) most of each stretch between checkpoints (``1 - REAL_SHARE``) is written by the driver
+into every member's database through the node's own storage layer
+(:meth:`SqliteMessageStore.import_messages`, what reconciliation imports with; the same
+messages on every member, as replication leaves them), and the rest, last, through the real
+path: this is what makes 1,000,000 messages a matter of minutes instead of an hour, while the
+nodes keep running, reading and reconciling over the whole store. At each checkpoint the
+fill pauses and two probes run: ``PROBE_STORES`` stores (node CPU per store across all
+nodes, replication included, idle subtracted; store latency) and ``PROBE_RETRIEVES`` signed
+retrieves of one probe account holding ``PROBE_MESSAGES`` messages (node CPU and latency per
+retrieve). Each node's RSS and database size are read there too. The figures must stay flat
+as the swarm fills: the result's ``extra.store_scale.flatness`` is the last checkpoint over
+the first.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from bench.load import report
 from bench.load.probe import NodeProbe
 from session.identity import Identity
 from session.proto.snodes import ServiceNode, parse_node_list
-from session.swarm import closest_swarm
+from session.storage import SqliteMessageStore, StoredMessage
+from session.storage.base import now_ms
+from session.swarm import closest_swarm, message_hash
 from session.testing.http import retrieve_request, store_request
 
 PROBE_STORES = 500
@@ -35,6 +44,13 @@ PROBE_MESSAGES = 20
 #: accounts the fill spreads its messages over
 ACCOUNTS = 2000
 DATA_BYTES = 300
+#: the fill's messages live this long (a long run must not see its first ones expire)
+FILL_TTL_MS = 7 * 24 * 3600 * 1000
+#: with --bulk-fill, the share of each stretch still stored through the real path (HTTPS,
+#: the node's RPC, fan-out to the members), after the bulk part
+REAL_SHARE = 0.05
+#: messages per bulk transaction (the nodes' own writers wait for it: SQLite's busy timeout)
+BULK_BATCH = 2000
 
 
 def checkpoints(count: int) -> list[int]:
@@ -46,7 +62,15 @@ def checkpoints(count: int) -> list[int]:
 
 
 class StoreScale:
-    def __init__(self, nodes_json: str, probe: NodeProbe, idle_cpu_per_s: float, conc: int):
+    def __init__(
+        self,
+        nodes_json: str,
+        probe: NodeProbe,
+        idle_cpu_per_s: float,
+        conc: int,
+        bulk_dbs: dict[int, str] | None = None,
+    ):
+        """``bulk_dbs``: storage port → database file of every node, for ``--bulk-fill``."""
         nodes = parse_node_list(json.loads(open(nodes_json).read()))
         swarm_ids = sorted({n.swarm_id for n in nodes})
         self.swarm = nodes[0].swarm_id
@@ -64,7 +88,11 @@ class StoreScale:
         self.probe = probe
         self.idle = idle_cpu_per_s
         self.conc = conc
+        self.bulk_dbs = (
+            None if bulk_dbs is None else [bulk_dbs[n.storage_port] for n in self.members]
+        )
         self.stored = 0
+        self.bulked = 0  # of which written through the storage layer (--bulk-fill)
         self.errors: dict[str, int] = {}
         self.hist = report.new_histogram()
 
@@ -89,17 +117,48 @@ class StoreScale:
         return json.loads(body)
 
     async def fill(self, http: aiohttp.ClientSession, upto: int) -> None:
+        if self.bulk_dbs:
+            await self.bulk(int((upto - self.stored) * (1 - REAL_SHARE)))
         nxt = [self.stored]
 
         async def one() -> None:
             while nxt[0] < upto:
                 i = nxt[0]
                 nxt[0] += 1
-                doc = store_request(self.accounts[i % ACCOUNTS], os.urandom(DATA_BYTES))
+                doc = store_request(
+                    self.accounts[i % ACCOUNTS], os.urandom(DATA_BYTES), ttl=FILL_TTL_MS
+                )
                 if await self.post(http, i, doc) is not None:
                     self.stored += 1
 
         await asyncio.gather(*(one() for _ in range(self.conc)))
+
+    async def bulk(self, count: int) -> None:
+        """Write ``count`` fill messages into every member's database through the storage
+        layer, the same messages on each (as a store replicated to the whole swarm leaves
+        them), ``BULK_BATCH`` to a transaction, the members side by side."""
+        assert self.bulk_dbs is not None
+        stores = [await SqliteMessageStore.open(p, max_bytes=None) for p in self.bulk_dbs]
+        try:
+            done = 0
+            while done < count:
+                k = min(BULK_BATCH, count - done)
+                now = now_ms()
+                batch = []
+                for j in range(k):
+                    acct = self.accounts[(self.stored + j) % ACCOUNTS]
+                    data = os.urandom(DATA_BYTES)
+                    h = message_hash(acct, 0, data)
+                    batch.append(StoredMessage(acct, 0, h, data, now, now + FILL_TTL_MS, now))
+                got = await asyncio.gather(*(s.import_messages(batch) for s in stores))
+                if any(n != k for n in got):
+                    raise RuntimeError(f"bulk fill: members took {got} of {k} new messages")
+                done += k
+                self.stored += k
+                self.bulked += k
+        finally:
+            for s in stores:
+                await s.close()
 
     async def measure(self, http: aiohttp.ClientSession, at: int) -> dict[str, Any]:
         lat_s, lat_r = report.new_histogram(), report.new_histogram()
@@ -137,6 +196,7 @@ class StoreScale:
         nodes = self.probe.totals.values()
         return {
             "messages": at,
+            "bulk_filled": self.bulked,
             "store_cpu_us": round(max(0.0, store_cpu) / PROBE_STORES * 1e6, 1),
             "store_p50_ms": report.summary(lat_s)["p50"],
             "retrieve_cpu_us": round(max(0.0, retr_cpu) / PROBE_RETRIEVES * 1e6, 1),
@@ -162,6 +222,8 @@ class StoreScale:
         first, last = marks[0], marks[-1]
         return {
             "swarm_members": len(self.members),
+            "bulk_fill": self.bulk_dbs is not None,
+            "real_share": REAL_SHARE if self.bulk_dbs is not None else 1.0,
             "checkpoints": marks,
             "flatness": {
                 "store_cpu": round(last["store_cpu_us"] / first["store_cpu_us"], 2)

@@ -537,8 +537,12 @@ class SwarmHandoff:
 #
 #   {"op": "buckets"}                 -> {"b": {bucket: digest}}     256 buckets by owner byte
 #   {"op": "accounts", "b": [bucket]} -> {"a": {owner: digest}}
+#       (both may carry "s": only messages whose timestamp is before it; periodic sessions)
 #   {"op": "entries", "o": [owner]}   -> {"e": [[owner, ns, hash, expiry, updated]],
 #                                         "t": [[owner, hash, expiry, deleted]]}
+#       (with "n": the accounts in sorted order up to about n entries, at least one; "upto":
+#       the last account covered when not all of them were. Older members ignore "s" and "n":
+#       their answers are complete, only larger.)
 #   {"op": "fetch", "h": [hash]}      -> {"m": [[owner, ns, hash, ts, expiry, data, updated]]}
 #   {"op": "apply", "m": [...], "t": [...], "e": [...]} -> {"n", "d", "x"}
 #
@@ -558,9 +562,15 @@ CUTOFF_MARGIN_MS = 5_000
 PROBE_TIMEOUT = 2.0
 #: Most catch-up rounds before a restarted node serves reads (each pulls what the last missed).
 MAX_CATCH_UP_ROUNDS = 3
-#: Differing accounts planned and exchanged at a time in one session (their entries are held
-#: in memory while they are: when every account differs, a session goes through them in parts).
+#: Most differing accounts planned and exchanged at a time in one session (a session goes
+#: through them in parts) ...
 SYNC_ACCOUNTS = 256
+#: ... and most message entries per side in one part (more only for a single account that
+#: holds more): what a session holds in memory stays bounded as accounts fill up.
+SYNC_ENTRIES = 2000
+#: Periodic sessions compare only messages whose timestamp is this much older than now:
+#: writes still on their way to the members would otherwise make accounts differ.
+SETTLE_MS = 15_000
 _BUCKETS = frozenset(ALL_BUCKETS)
 #: Buckets whose account digests are compared per request (of 256).
 SYNC_BUCKETS = 16
@@ -749,16 +759,23 @@ class Reconciler:
             raise LinkError("sync reply is not a map")
         return r
 
-    def sync_with(self, node: ServiceNode) -> asyncio.Task[SyncResult | None]:
-        """Start (or join) a session with ``node``; its result is None when it failed."""
+    def sync_with(
+        self, node: ServiceNode, *, settled: bool = False
+    ) -> asyncio.Task[SyncResult | None]:
+        """Start (or join) a session with ``node``; its result is None when it failed.
+        ``settled``: compare only messages older than ``SETTLE_MS`` (the periodic sessions:
+        writes still travelling to the members would otherwise make every account written in
+        the last moments differ, and a busy swarm would re-list all its accounts each time)."""
         t = self._running.get(node.pubkey_ed25519)
         if t is None:
-            t = self._running[node.pubkey_ed25519] = asyncio.ensure_future(self._session(node))
+            t = self._running[node.pubkey_ed25519] = asyncio.ensure_future(
+                self._session(node, settled)
+            )
         return t
 
-    async def _session(self, node: ServiceNode) -> SyncResult | None:
+    async def _session(self, node: ServiceNode, settled: bool) -> SyncResult | None:
         try:
-            return await self._sync(node)
+            return await self._sync(node, settled)
         except (LinkError, ValueError, KeyError, TypeError) as e:
             log.info("sync with %s… failed: %s", node.pubkey_ed25519[:12], e)
             return None
@@ -768,44 +785,63 @@ class Reconciler:
         finally:
             self._running.pop(node.pubkey_ed25519, None)
 
-    async def _sync(self, node: ServiceNode) -> SyncResult:
-        """One session: find the accounts that differ, plan, pull what we lack, push theirs."""
+    async def _sync(self, node: ServiceNode, settled: bool = False) -> SyncResult:
+        """One session: find the accounts that differ, plan, pull what we lack, push theirs
+        (a part of the accounts at a time: see :meth:`_plan`)."""
         cutoff = self.clock() + CUTOFF_MARGIN_MS
+        before = self.clock() - SETTLE_MS if settled else None
         res = SyncResult()
-        owners = await self._differing_owners(node, cutoff)
+        owners = await self._differing_owners(node, cutoff, before)
         res.accounts = len(owners)
-        for i in range(0, len(owners), SYNC_ACCOUNTS):
+        i = 0
+        while i < len(owners):
             part = owners[i : i + SYNC_ACCOUNTS]
-            chosen = set(part)
-            plan = await self._plan(node, cutoff, part, chosen)
+            chosen, plan = await self._plan(node, cutoff, part)
             await self._pull(node, cutoff, plan, chosen, res)
             await self._push_plan(node, cutoff, plan, res)
+            i += len(chosen)
         return self._done(node, res)
 
-    async def _differing_owners(self, node: ServiceNode, cutoff: int) -> list[str]:
+    async def _differing_owners(
+        self, node: ServiceNode, cutoff: int, before: int | None
+    ) -> list[str]:
         """Accounts of ours whose digests differ from the peer's: buckets first, then the
-        accounts in the differing buckets."""
+        accounts in the differing buckets (``before``: messages older than this only)."""
         await self.store.settle()
-        mine_b = await self.store.bucket_digests(self.mine, cutoff)  # (one bucket at a time)
-        theirs_b = (await self._ask(node, {"op": "buckets", "c": cutoff}))["b"]
+        mine_b = await self.store.bucket_digests(self.mine, cutoff, before_ts=before)
+        ask: dict[str, Any] = {"op": "buckets", "c": cutoff}
+        if before is not None:
+            ask["s"] = before  # (a peer that ignores it differs more: still correct)
+        theirs_b = (await self._ask(node, ask))["b"]
         buckets = differing(mine_b, theirs_b)
         if not buckets:
             return []
         owners: list[str] = []
         for i in range(0, len(buckets), SYNC_BUCKETS):
             part = buckets[i : i + SYNC_BUCKETS]
-            mine_a = await self.store.account_digests(self.mine, cutoff, part)
-            theirs_a = (await self._ask(node, {"op": "accounts", "c": cutoff, "b": part}))["a"]
+            mine_a = await self.store.account_digests(self.mine, cutoff, part, before_ts=before)
+            theirs_a = (await self._ask(node, {**ask, "op": "accounts", "b": part}))["a"]
             owners += [o for o in differing(mine_a, theirs_a) if self.mine(o)]
-        return owners
+        return sorted(owners)  # (in the order a peer covers them in parts: see _plan)
 
     async def _plan(
-        self, node: ServiceNode, cutoff: int, owners: list[str], chosen: set[str]
-    ) -> SyncPlan:
-        """The plan from both sides' entries and tombstones of ``owners``."""
-        r = await self._ask(node, {"op": "entries", "c": cutoff, "o": owners})
-        return plan_sync(
-            await self.store.sync_index_of(chosen, cutoff),
+        self, node: ServiceNode, cutoff: int, owners: list[str]
+    ) -> tuple[set[str], SyncPlan]:
+        """The plan for the first of ``owners`` (sorted) whose entries, on either side, stay
+        within ``SYNC_ENTRIES`` (at least one account): returns those accounts and the plan
+        from both sides' entries and tombstones of them. Bounds what a session holds by
+        messages, however many each account has."""
+        mine, k = await self.store.sync_index_part(owners, cutoff, SYNC_ENTRIES)
+        asked = owners[:k]
+        r = await self._ask(node, {"op": "entries", "c": cutoff, "o": asked, "n": SYNC_ENTRIES})
+        upto = r.get("upto")  # the peer covered the accounts up to this one (None: all)
+        if upto is not None and not isinstance(upto, str):
+            raise ValueError("sync entries reply has a bad 'upto'")
+        chosen = {o for o in asked if upto is None or o <= upto}
+        if not chosen:
+            raise ValueError("sync entries reply covers none of the accounts asked")
+        return chosen, plan_sync(
+            [e for e in mine if e.owner in chosen],
             await self.store.tombstones_of(chosen, cutoff),
             [e for e in map(_entry, r["e"]) if e.owner in chosen],
             [t for t in map(_tomb, r["t"]) if t.owner in chosen],
@@ -879,21 +915,38 @@ class Reconciler:
         if not isinstance(body, dict) or not isinstance(body.get("c"), int):
             raise TypeError("sync request must be a map with an integer cutoff 'c'")
         op, cutoff = body.get("op"), body["c"]
+        before = body.get("s")
+        if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
+            raise TypeError("sync request's 's' must be an integer timestamp")
         if op == "buckets":
             await self.store.settle()  # writes we took while it was down are in the snapshot
-            return {"b": await self.store.bucket_digests(self.mine, cutoff)}
+            return {"b": await self.store.bucket_digests(self.mine, cutoff, before_ts=before)}
         if op == "accounts":
             wanted = set(_strs(body.get("b"), "b"))
             if not wanted <= _BUCKETS:
                 raise ValueError("sync request names a bucket that does not exist")
-            return {"a": await self.store.account_digests(self.mine, cutoff, wanted)}
-        if op == "entries":
-            owners = set(_strs(body.get("o"), "o"))
-            picked = [o for o in owners if _is_owner(o) and self.mine(o)]
             return {
-                "e": [_entry_rec(e) for e in await self.store.sync_index_of(picked, cutoff)],
-                "t": [_tomb_rec(t) for t in await self.store.tombstones_of(picked, cutoff)],
+                "a": await self.store.account_digests(self.mine, cutoff, wanted, before_ts=before)
             }
+        if op == "entries":
+            picked = sorted(o for o in set(_strs(body.get("o"), "o")) if _is_owner(o))
+            picked = [o for o in picked if self.mine(o)]
+            limit = body.get("n")  # (absent from older members: every account at once)
+            if limit is None:
+                entries, k = await self.store.sync_index_of(picked, cutoff), len(picked)
+            elif isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+                entries, k = await self.store.sync_index_part(
+                    picked, cutoff, min(limit, SYNC_ENTRIES)
+                )
+            else:
+                raise TypeError("sync request's 'n' must be a positive integer")
+            out: dict[str, Any] = {
+                "e": [_entry_rec(e) for e in entries],
+                "t": [_tomb_rec(t) for t in await self.store.tombstones_of(picked[:k], cutoff)],
+            }
+            if k < len(picked):
+                out["upto"] = picked[k - 1]
+            return out
         if op == "fetch":
             hashes = _strs(body.get("h"), "h")[:SYNC_BATCH]
             msgs = await self.store.get_many(hashes)
@@ -973,7 +1026,7 @@ class Reconciler:
                 ]
                 if peers:
                     self._turn = (self._turn + 1) % len(peers)
-                    await self.sync_with(peers[self._turn])
+                    await self.sync_with(peers[self._turn], settled=True)
 
     def _probe(self) -> None:
         """Ping members whose back-off elapsed; an answer makes the links call ``peer_up``."""

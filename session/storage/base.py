@@ -323,10 +323,14 @@ class MessageStore(abc.ABC):
         predicate: Callable[[str], bool],
         after_ms: int,
         buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
     ) -> dict[str, bytes]:
         """:func:`digest_rows` of the messages :meth:`sync_index` would list (computed where
         the rows are, without building an entry per message), for the accounts of ``buckets``
-        (:func:`bucket_of`; None: every bucket)."""
+        (:func:`bucket_of`; None: every bucket). ``before_ts``: only messages whose (client)
+        timestamp is earlier, so writes still travelling to the swarm's members do not make
+        accounts differ (every member holds the same timestamp for a message)."""
 
     async def sync_index_of(self, owners: Collection[str], after_ms: int) -> list[SyncEntry]:
         """:meth:`sync_index` of the accounts ``owners`` (a back end may look them up instead
@@ -334,20 +338,35 @@ class MessageStore(abc.ABC):
         wanted = set(owners)
         return await self.sync_index(wanted.__contains__, after_ms)
 
+    async def sync_index_part(
+        self, owners: Sequence[str], after_ms: int, max_entries: int
+    ) -> tuple[list[SyncEntry], int]:
+        """:meth:`sync_index_of` of the first ``k`` of ``owners`` (in the given order) whose
+        entries together stay within ``max_entries`` (at least the first owner's, however many
+        it has); returns the entries and ``k``. Bounds what a reconciliation session holds at
+        a time by messages, not by accounts."""
+        out: list[SyncEntry] = []
+        for k, owner in enumerate(owners):
+            got = await self.sync_index_of((owner,), after_ms)
+            if k and got and len(out) + len(got) > max_entries:
+                return out, k
+            out.extend(got)
+        return out, len(owners)
+
     async def tombstones_of(self, owners: Collection[str], after_ms: int) -> list[Tombstone]:
         """:meth:`tombstones` of the accounts ``owners``."""
         wanted = set(owners)
         return await self.tombstones(wanted.__contains__, after_ms)
 
     async def bucket_digests(
-        self, predicate: Callable[[str], bool], after_ms: int
+        self, predicate: Callable[[str], bool], after_ms: int, *, before_ts: int | None = None
     ) -> dict[str, bytes]:
         """bucket → :func:`bucket_digest` of its accounts' digests (buckets without a message
-        left out). One bucket at a time, so memory stays that of one bucket's accounts however
-        large the store grows."""
+        left out; ``before_ts`` as in :meth:`account_digests`). One bucket at a time, so memory
+        stays that of one bucket's accounts however large the store grows."""
         out: dict[str, bytes] = {}
         for b in ALL_BUCKETS:
-            accounts = await self.account_digests(predicate, after_ms, (b,))
+            accounts = await self.account_digests(predicate, after_ms, (b,), before_ts=before_ts)
             if accounts:
                 out[b] = bucket_digest(accounts)
         return out

@@ -377,16 +377,18 @@ class MemoryMessageStore(MessageStore):
         predicate: Callable[[str], bool],
         after_ms: int,
         buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
     ) -> dict[str, bytes]:
-        if buckets is not None:
-            wanted = set(buckets)
-            inner = predicate
-
-            def predicate(owner: str) -> bool:
-                return bucket_of(owner) in wanted and inner(owner)
-
-        entries = await self.sync_index(predicate, after_ms)
-        return digest_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in entries)
+        self._check_open()
+        wanted = None if buckets is None else set(buckets)
+        return digest_rows(
+            (r.owner, r.namespace, r.hash, r.expiry)
+            for owner in self._by_owner
+            if (wanted is None or bucket_of(owner) in wanted) and predicate(owner)
+            for r in self._owner_rows(owner, None)
+            if r.expiry > after_ms and (before_ts is None or r.timestamp < before_ts)
+        )
 
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         self._check_open()

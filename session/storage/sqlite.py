@@ -118,6 +118,9 @@ CREATE TABLE handoff_targets (
 #: The schema version this code writes.
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+#: A timestamp later than any message's (``account_digests`` without ``before_ts``).
+_NO_TS = 2**63 - 1
+
 _SEL = "SELECT o.type, o.pubkey, m.namespace, m.hash, m.data, m.timestamp, m.expiry"
 _FROM = " FROM messages m JOIN owners o ON m.owner = o.id"
 
@@ -821,6 +824,8 @@ class SqliteMessageStore(MessageStore):
         predicate: Callable[[str], bool],
         after_ms: int,
         buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
     ) -> dict[str, bytes]:
         # One bucket a read (a range of the owners' (pubkey, type) index, then each owner's
         # rows by the messages' owner index): a bucket's rows at a time, never the whole store,
@@ -843,8 +848,8 @@ class SqliteMessageStore(MessageStore):
                 for oid, t, pk, ns, h, e in conn.execute(
                     "SELECT o.id, o.type, o.pubkey, m.namespace, m.hash, m.expiry"
                     " FROM owners o JOIN messages m ON m.owner = o.id"
-                    f" WHERE {where} AND m.expiry > ?",
-                    (*args, after_ms),
+                    f" WHERE {where} AND m.expiry > ? AND m.timestamp < ?",
+                    (*args, after_ms, _NO_TS if before_ts is None else before_ts),
                 ):
                     name = names.get(oid, "")
                     if name == "":
@@ -882,6 +887,29 @@ class SqliteMessageStore(MessageStore):
                     )
                 )
             return out
+
+        return await self._read(op)
+
+    async def sync_index_part(
+        self, owners: Sequence[str], after_ms: int, max_entries: int
+    ) -> tuple[list[SyncEntry], int]:
+        todo = list(owners)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[SyncEntry], int]:
+            out: list[SyncEntry] = []
+            for k, owner in enumerate(todo):
+                oid = self._owner_id(conn, owner, False)
+                if oid is None:
+                    continue
+                rows = conn.execute(
+                    "SELECT namespace, hash, expiry, updated FROM messages"
+                    " WHERE owner = ? AND expiry > ? LIMIT ?",
+                    (oid, after_ms, max(max_entries - len(out), 0) + 1 if k else -1),
+                ).fetchall()
+                if k and len(out) + len(rows) > max_entries:
+                    return out, k
+                out.extend(SyncEntry(owner, ns, h, exp, upd) for ns, h, exp, upd in rows)
+            return out, len(todo)
 
         return await self._read(op)
 

@@ -656,6 +656,96 @@ async def test_a_session_over_accounts_in_every_bucket_goes_in_parts(net, tmp_pa
         await a.store.close()
 
 
+async def test_a_session_holds_a_bounded_number_of_entries_at_a_time(net, monkeypatch):
+    """Accounts with many messages each: a session plans and exchanges them a part at a time,
+    bounded by entries (not by accounts), an account larger than a part alone; both end level
+    and no part asked for more entries than the bound."""
+    from session.node import replication
+
+    monkeypatch.setattr(replication, "SYNC_ENTRIES", 10)
+    a, b = swarm(net, 2)
+    owners = [f"05{x:02x}" + "44" * 31 for x in range(0, 240, 8)]  # 30 accounts
+    sizes = {o: (1 if i % 3 else 25) for i, o in enumerate(owners)}  # some over one part
+    both = [m(f"e{o[2:4]}-{k}", owner=o) for o in owners for k in range(sizes[o])]
+    only_a = [m(f"x{o[2:4]}", owner=o) for o in owners[::2]]
+    only_b = [m(f"y{o[2:4]}", owner=o) for o in owners[1::2]]
+    await a.store.import_messages(both + only_a)
+    await b.store.import_messages(both + only_b)
+    asked: list[int] = []
+    serve = b.sync.serve
+
+    async def watch(peer: str, body: Any) -> Any:
+        out = await serve(peer, body)
+        if body.get("op") == "entries":
+            assert body["n"] == 10
+            asked.append(len(out["e"]))
+        return out
+
+    net.handlers[b.node.pubkey_x25519][KIND_SYNC] = watch
+    res = await a.sync.sync_with(b.node)
+    assert res is not None and res.accounts == 30
+    assert res.pulled == len(only_b) and res.pushed == len(only_a)
+    assert len(asked) > 5 and all(n <= 10 or n in (25, 26) for n in asked)  # (one big account)
+    everything = {x.hash for x in both + only_a + only_b}
+    for x in (a, b):
+        assert {e.hash for e in await x.store.sync_index(lambda o: True, 0)} == everything
+    again = await a.sync.sync_with(b.node)
+    assert again is not None and again.accounts == 0
+
+
+async def test_a_member_that_lists_every_account_at_once_is_still_synced(net, monkeypatch):
+    """A member from before entry-bounded parts ignores "n" and answers every account at
+    once (no "upto"): the session takes the answer as covering them all and ends level."""
+    from session.node import replication
+
+    monkeypatch.setattr(replication, "SYNC_ENTRIES", 4)
+    a, b = swarm(net, 2)
+    owners = [f"05{x:02x}" + "55" * 31 for x in range(10, 20)]
+    await a.store.import_messages([m(f"p{o[2:4]}-{k}", owner=o) for o in owners for k in range(3)])
+    await b.store.import_messages([m(f"q{o[2:4]}", owner=o) for o in owners])
+    serve = b.sync.serve
+
+    async def old(peer: str, body: Any) -> Any:
+        return await serve(peer, {k: v for k, v in body.items() if k not in ("n", "s")})
+
+    net.handlers[b.node.pubkey_x25519][KIND_SYNC] = old
+    res = await a.sync.sync_with(b.node)
+    assert res is not None and res.pulled == 10 and res.pushed == 30
+    assert await a.store.bucket_digests(a.sync.mine, 0) == await b.store.bucket_digests(
+        b.sync.mine, 0
+    )
+
+
+async def test_periodic_sessions_leave_messages_still_travelling_alone(net):
+    """A settled (periodic) session compares messages older than SETTLE_MS only: a write that
+    reached one member moments ago does not make its account differ; an older difference is
+    still found, and a full session (catch-up, a member back) takes the recent one too."""
+    from session.node.replication import SETTLE_MS
+    from session.storage.base import now_ms
+
+    a, b = swarm(net, 2)
+    now = now_ms()
+    recent = StoredMessage(A, 0, H("fresh"), b"data fresh", now, now + 10**8)
+    await a.store.import_messages([recent, m("old-a", owner=B)])
+    await b.store.import_messages([m("old-b", owner=B)])
+    res = await a.sync.sync_with(b.node, settled=True)
+    assert res is not None and res.accounts == 1 and res.pulled == 1 and res.pushed == 1
+    assert "fresh" not in await b.hashes()  # A's account did not differ in a settled session
+    # (an entry of a differing account travels whatever its age: B's were compared in full)
+    assert now - recent.timestamp_ms < SETTLE_MS
+    res = await a.sync.sync_with(b.node)
+    assert res is not None and res.accounts == 1 and "fresh" in await b.hashes()
+
+
+async def test_bad_settle_and_limit_fields_are_refused(net):
+    a, b = swarm(net, 2)
+    for bad in ({"op": "buckets", "c": 0, "s": "x"}, {"op": "accounts", "c": 0, "b": [], "s": 1.5},
+                {"op": "entries", "c": 0, "o": [A], "n": 0},
+                {"op": "entries", "c": 0, "o": [A], "n": True}):  # fmt: skip
+        with pytest.raises(TypeError):
+            await b.sync.serve(a.node.pubkey_x25519, bad)
+
+
 # ---------------------------------------------------------------------------- batched fan-out
 
 

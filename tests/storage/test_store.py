@@ -491,3 +491,58 @@ async def test_sync_index_and_tombstones_of_named_accounts(store):
                 sorted(await store.tombstones(want.__contains__, cutoff), key=lambda t: t.hash)
             )
     assert [t.hash for t in await store.tombstones_of([B], 0)] == ["n3"]
+
+
+async def test_digests_before_a_timestamp_leave_recent_messages_out(store):
+    """Periodic reconciliation compares messages older than a moment only: a message still
+    travelling to the other members (newer timestamp) makes no account differ."""
+    other = MemoryMessageStore()
+    for s in (store, other):
+        await s.store(msg("o1", ts=1000, exp=9000))
+        await s.store(msg("o2", owner=B, ts=2000, exp=9000))
+    await store.store(msg("new", ts=3000, exp=9000))  # on one member only, so far
+    assert await store.account_digests(lambda o: True, 0) != await other.account_digests(
+        lambda o: True, 0
+    )
+    for before in (3000, 2500):
+        mine = await store.bucket_digests(lambda o: True, 0, before_ts=before)
+        assert mine == await other.bucket_digests(lambda o: True, 0, before_ts=before)
+        assert await store.account_digests(
+            lambda o: True, 0, before_ts=before
+        ) == await other.account_digests(lambda o: True, 0, before_ts=before)
+    # the bound is strict, and applies to every message of the account
+    assert set(await store.account_digests(lambda o: True, 0, before_ts=2000)) == {A}
+    assert set(await store.account_digests(lambda o: True, 0, before_ts=3001)) == {A, B}
+    assert await store.account_digests(lambda o: True, 0, before_ts=3001) == (
+        await store.account_digests(lambda o: True, 0)
+    )
+
+
+async def test_sync_index_part_bounds_the_entries_by_messages(store):
+    """A session takes accounts a part at a time, bounded by their entries: the first owners
+    whose entries fit, always at least one (however many it has), in the order given."""
+    c, d = "05" + "33" * 32, "05" + "44" * 32
+    absent = "05" + "77" * 32
+    for i in range(5):
+        await store.store(msg(f"a{i}", exp=9000))
+    for i in range(2):
+        await store.store(msg(f"c{i}", owner=c, exp=9000))
+    for i in range(3):
+        await store.store(msg(f"d{i}", owner=d, ts=1000, exp=4000 if i == 0 else 9000))
+    order = [A, absent, c, d]
+
+    async def part(owners, n, cutoff=0):
+        got, k = await store.sync_index_part(owners, cutoff, n)
+        return sorted(e.hash for e in got), k
+
+    # at least the first owner, though over; an owner without messages is covered too
+    assert await part(order, 2) == ([f"a{i}" for i in range(5)], 2)
+    assert await part(order, 7) == ([*(f"a{i}" for i in range(5)), "c0", "c1"], 3)
+    a_c = [*(f"a{i}" for i in range(5)), "c0", "c1"]
+    assert await part(order, 9) == (a_c, 3)  # d's 3 would make 10
+    assert (await part(order, 10))[1] == 4
+    assert await part(order, 8, cutoff=5000) == (a_c, 3)  # d0 expired by the cutoff
+    assert await part(order, 9, cutoff=5000) == ([*a_c, "d1", "d2"], 4)
+    assert await part([d, A], 1) == (["d0", "d1", "d2"], 1)
+    assert await part([absent], 1) == ([], 1)
+    assert await part([], 1) == ([], 0)
