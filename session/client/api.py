@@ -354,6 +354,15 @@ class Client:
     def typing_indicators(self, on: bool) -> None:
         self.db.put("typing_indicators", bool(on))
 
+    def preference(self, key: str, default: Any = None) -> Any:
+        """An application's saved setting on this device (``session tui``'s bell and desktop
+        notifications): a JSON value kept in the client's database, never synced."""
+        return self.db.get("pref:" + key, default)
+
+    def set_preference(self, key: str, value: Any) -> None:
+        """Save an application's setting (a JSON value) for :meth:`preference`."""
+        self.db.put("pref:" + key, value)
+
     async def set_display_name(self, name: str) -> None:
         """Set our display name (sent with messages; synced to our other devices)."""
         name = M.check_display_name(name)

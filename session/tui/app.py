@@ -18,6 +18,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Button, Input, ListView, Static
 
 from session.client import (
@@ -39,6 +40,7 @@ from session.client.messages import MAX_BODY_CHARS, Expiration, ExpirationMode
 from session.errors import SessionError
 from session.text import for_terminal
 from session.tui import model
+from session.tui.notify import COMMAND, DesktopNotifier
 from session.tui.screens import (
     FileScreen,
     HelpScreen,
@@ -124,12 +126,19 @@ class SessionTui(App[str | None]):
         store: IdentityStore | None = None,
         quit_timeout: float = 30.0,
         bell: bool = False,
+        notifications: str = "off",
+        notify_command: str = COMMAND,
     ) -> None:
         super().__init__()
         self.client = client
         self.store = store if store is not None else client.store
         self.quit_timeout = quit_timeout
         self.bell_on = bell
+        #: Desktop notifications of messages in other conversations (``off`` / ``sender`` /
+        #: ``preview``, see :mod:`session.tui.notify`).
+        self.notifier = DesktopNotifier(notifications, notify_command)
+        self._notice = ""  # a passing note in the status bar
+        self._said_unavailable = False
         self.stream = client.events()  # subscribed now: nothing emitted later is missed
         self.current: str | None = None
         self.entries: list[model.Entry] = []
@@ -182,6 +191,8 @@ class SessionTui(App[str | None]):
         self.compose_box.focus()
         self.update_status()
         self.set_interval(STATUS_EVERY_S, self.update_status)
+        if self.notifier.mode != "off" and not self.notifier.available():
+            self.say_unavailable()
         self.pump_events()
 
     # ------------------------------------------------------------------ the column
@@ -513,8 +524,11 @@ class SessionTui(App[str | None]):
                     e = self.entry(ev.conversation)
                     if not ev.is_request and not ev.outgoing and (e is None or e.kind != "request"):
                         await self.client.mark_read(ev.conversation)
-                elif not ev.outgoing and self.bell_on:
-                    self.bell()
+                elif not ev.outgoing:
+                    if self.bell_on:
+                        self.bell()
+                    if self.notifier.mode != "off":
+                        self.desktop_notify(ev.conversation, ev.author, ev.body)
                 await self.refresh_list()
             case MessageSent() | MessageFailed() if here:
                 self.history.refresh_message(ev.message_id)
@@ -553,6 +567,35 @@ class SessionTui(App[str | None]):
             case ConnectionChanged():
                 self.update_status()
 
+    @work(group="notify")
+    async def desktop_notify(self, conversation: str, author: str, body: str) -> None:
+        """A desktop notification of a message in a conversation not open (who, and in
+        ``preview`` mode what; see :mod:`session.tui.notify`)."""
+        who = model.name_of(self.client, author)
+        if conversation.startswith("03"):
+            who = f"{who} in {model.title_of(self.client, conversation)}"
+        if not await self.notifier.notify(who, body) and not self.notifier.available():
+            self.say_unavailable()
+
+    def say_unavailable(self) -> None:
+        """Say once in the status bar that desktop notifications cannot be shown here."""
+        if self._said_unavailable:
+            return
+        self._said_unavailable = True
+        self.show_notice(f"desktop notifications unavailable ({self.notifier.command} not found)")
+
+    def show_notice(self, text: str, seconds: float = 30.0) -> None:
+        """A note in the status bar for ``seconds``."""
+        self._notice = text
+        self.update_status()
+
+        def clear() -> None:
+            if self._notice == text:
+                self._notice = ""
+                self.update_status()
+
+        self.set_timer(seconds, clear)
+
     def _typing_expired(self) -> None:
         self.query_one("#typing", Static).update("")
 
@@ -575,6 +618,8 @@ class SessionTui(App[str | None]):
         ]
         if self._activity:
             parts.append(self._activity)
+        if self._notice:
+            parts.append(self._notice)
         if self._quitting:
             parts.append(f"quitting: waiting for {queued} queued (Ctrl+Q again: quit now)")
         else:
@@ -582,7 +627,11 @@ class SessionTui(App[str | None]):
         return " · ".join(parts)
 
     def update_status(self) -> None:
-        self.query_one("#status", Static).update(self.status_text())
+        try:
+            bar = self.query_one("#status", Static)
+        except NoMatches:  # the app is closing: its timer fired after the screen went
+            return
+        bar.update(self.status_text())
 
     # ------------------------------------------------------------------ actions
 
@@ -615,6 +664,19 @@ class SessionTui(App[str | None]):
 
     def action_settings(self) -> None:
         self.push_screen(SettingsScreen(self.client, self.current, self.bell_on))
+
+    def set_bell(self, on: bool) -> None:
+        """The settings' bell switch: used now and saved for the next start."""
+        self.bell_on = on
+        self.client.set_preference("tui.bell", on)
+
+    def set_notifications(self, mode: str) -> None:
+        """The settings' desktop notifications choice: used now and saved for the next start
+        (saying once when this machine has no way to show them)."""
+        self.notifier.mode = mode
+        self.client.set_preference("tui.notifications", mode)
+        if mode != "off" and not self.notifier.available():
+            self.say_unavailable()
 
     def action_attach(self) -> None:
         def done(path: Path | None) -> None:

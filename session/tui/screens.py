@@ -234,9 +234,17 @@ TIMERS = [
 ]
 
 
+#: Desktop notification choices (label, mode of :mod:`session.tui.notify`).
+NOTIFY_CHOICES = [
+    ("off (default)", "off"),
+    ("sender only", "sender"),
+    ("sender and preview", "preview"),
+]
+
+
 class SettingsScreen(ModalScreen[None]):
-    """Read receipts, typing indicators, the terminal bell, and the open conversation's
-    disappearing-message timer."""
+    """Read receipts, typing indicators, the terminal bell, desktop notifications, and the
+    open conversation's disappearing-message timer."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Close")]
 
@@ -259,6 +267,13 @@ class SettingsScreen(ModalScreen[None]):
             with Horizontal(classes="row"):
                 yield Switch(value=self.bell, id="bell")
                 yield Label("Bell on new messages in other conversations")
+            yield Label("Desktop notifications of messages in other conversations:")
+            yield Select(
+                NOTIFY_CHOICES,
+                value=self.app.notifier.mode,  # type: ignore[attr-defined]  # SessionTui's
+                allow_blank=False,
+                id="notify",
+            )
             conv = self.conversation
             if conv is not None and conv != c.session_id and not model.is_community(conv):
                 current = self._current_timer()
@@ -286,7 +301,12 @@ class SettingsScreen(ModalScreen[None]):
     @on(Switch.Changed, "#bell")
     def _bell(self, event: Switch.Changed) -> None:
         self.bell = event.value
-        self.app.bell_on = event.value  # type: ignore[attr-defined]  # SessionTui's setting
+        self.app.set_bell(event.value)  # type: ignore[attr-defined]  # SessionTui's setting
+
+    @on(Select.Changed, "#notify")
+    def _notify(self, event: Select.Changed) -> None:
+        if isinstance(event.value, str):
+            self.app.set_notifications(event.value)  # type: ignore[attr-defined]  # SessionTui's
 
     @on(Select.Changed, "#timer")
     async def _timer(self, event: Select.Changed) -> None:
