@@ -127,3 +127,22 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
             assert rnd["ok"] > 0, (kind, rnd["server"])
             assert rnd["connections"] == 16, (kind, rnd["server"])  # 2 workers × 8, kept alive
         assert sc["ratios"]["cpu_per_request"] > 0
+
+
+def test_profile_samples_are_charged_to_the_innermost_known_layer(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.txt"
+    raw.write_text(
+        "main (session/node/__main__.py:1);run (uvloop/__init__.py:9);"
+        "_handle (aiohttp/web_app.py:5);respond (session/node/rpc.py:3);"
+        "parse_json (session/proto/rpc/codec.py:96) 6\n"
+        "main (session/node/__main__.py:1);_handle (aiohttp/web_app.py:5);"
+        "write (ssl.py:930) 3\n"
+        "main (session/node/__main__.py:1);run (uvloop/__init__.py:9) 1\n"
+        "_bootstrap (threading.py:995) 2\n"
+    )
+    assert sidebyside.by_layer(raw) == {
+        "rpc": 0.5,
+        "tls": 0.25,
+        "other": 0.167,
+        "event loop": 0.083,
+    }

@@ -697,7 +697,12 @@ class SideBySide:
                     self.round(kind, ours, idle["ours"], spy=True)
                     raw = self.out / f"raw-{kind}-ours.txt"
                     summary = profile_summary([raw], sampled="every thread not idle")
-                    (self.out / f"profile-summary-{kind}.txt").write_text(summary)
+                    layers = by_layer(raw)
+                    sc["profile_layers"] = layers
+                    head = "by layer (innermost frame of a known layer): " + ", ".join(
+                        f"{k} {v:.0%}" for k, v in layers.items()
+                    )
+                    (self.out / f"profile-summary-{kind}.txt").write_text(head + "\n" + summary)
                     raw.unlink(missing_ok=True)
                 scenarios[kind] = sc
         finally:
@@ -763,6 +768,43 @@ class SideBySide:
                     "" if ratio is None else f"{ratio:.2f}",
                 )  # fmt: skip
         self.console.print(tb)
+
+
+# ---------------------------------------------------------------------- profiles
+
+#: Layers of the node a sampled stack is charged to: the innermost frame matching one of a
+#: layer's file names decides (first layer listed wins within a frame).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tls", ("ssl.py",)),
+    ("sqlite", ("session/storage/",)),
+    ("rpc", ("session/proto/rpc/", "session/node/rpc.py")),
+    ("onion", ("session/onion.py", "session/node/relay.py")),
+    ("node links", ("session/node/links.py", "zmq/")),
+    ("http", ("aiohttp/", "session/service/server.py", "session/node/http.py", "session/http1/",
+              "httptools", "multidict", "yarl/")),
+    ("event loop", ("uvloop", "asyncio/")),
+)  # fmt: skip
+
+
+def by_layer(raw: Path) -> dict[str, float]:
+    """Share of py-spy's samples (collapsed ``frame;frame;… count`` lines) per node layer,
+    each sample charged to the innermost frame that belongs to a layer of :data:`LAYERS`
+    (a socket write under aiohttp's writer counts as http: TLS records and the kernel's
+    loopback work included), else ``other``."""
+    counts: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        layer = "other"
+        for frame in reversed(stack.split(";")):
+            hit = next((name for name, keys in LAYERS if any(k in frame for k in keys)), None)
+            if hit is not None:
+                layer = hit
+                break
+        counts[layer] = counts.get(layer, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {k: round(v / total, 3) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}
 
 
 # ---------------------------------------------------------------------- schema
