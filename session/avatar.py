@@ -24,8 +24,6 @@ import secrets
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from session import _core
 from session.errors import InvalidInput
 
@@ -49,6 +47,9 @@ class Picture:
 
 def prepare(path: str | os.PathLike[str]) -> Picture:
     """Load, orient, shrink to fit 600×600 and re-encode the image at ``path``."""
+    # Pillow only when a picture is handled: measured 1.8 MB of a client's idle RSS
+    from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: PLC0415
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -78,6 +79,8 @@ def file_extension(data: bytes) -> str:
     """The usual file name extension (``.jpg``, ``.png``, …) of the image ``data`` is, by what
     Pillow reads in its header (not what anyone claims); ``.img`` when Pillow knows no image
     there or no extension for its type."""
+    from PIL import Image, UnidentifiedImageError  # noqa: PLC0415  (see prepare)
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
