@@ -39,7 +39,6 @@ MODULES = (
     "zmq",
     "msgpack",
     "session._core",
-    "prometheus_client",
     "aiohttp",
     "httptools",
     "session.http1.server",

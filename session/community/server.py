@@ -29,7 +29,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from session.blinding import verify_blinded
 from session.community.auth import AuthError, authenticate
@@ -56,6 +55,7 @@ from session.node import keys
 from session.service import tls
 from session.service.admin import admin_routes
 from session.service.datadir import DataDirLock
+from session.service.metrics import Counter, Gauge, Registry
 from session.service.onion import OnionDestination, Routes, V4Request, V4Response
 from session.service.server import Served, run_until_signal, serve
 from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
@@ -191,7 +191,7 @@ class CommunityService:
         self._lock = asyncio.Lock()
         self.routes = Routes()
         self._sync: dict[Any, SyncHandler] = {}
-        self.registry = CollectorRegistry()
+        self.registry = Registry()
         self.requests = Counter(
             "community_requests_total", "Requests answered, by status class", ["status"],
             registry=self.registry,
@@ -1102,7 +1102,7 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
     if cfg.network.admin_port >= 0:
         try:
             admin = await http1.serve(
-                admin_routes(lambda: generate_latest(service.registry), lambda: None),
+                admin_routes(service.registry.render, lambda: None),
                 "127.0.0.1",
                 cfg.network.admin_port,
             )

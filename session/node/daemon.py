@@ -37,7 +37,6 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from prometheus_client import disable_created_metrics
 
 from session.errors import ConfigError, DecodeError, InvalidInput, RegistryError
 from session.http1.client import HttpClient
@@ -187,7 +186,6 @@ class Node:
         cfg = self.config
         if self._register_enabled:
             check_runnable(cfg)  # a permanent error: fail before anything starts
-        disable_created_metrics()
         self.metrics = NodeMetrics()
         t0 = time.perf_counter()
         self._progress("starting: data directory %s", cfg.data_dir)

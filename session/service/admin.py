@@ -11,12 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from session.http1.server import Request, Response, Routes
+from session.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 #: ``() -> None`` when ready, else a short reason shown by ``/readyz``.
 ReadyCheck = Callable[[], "str | None"]
-
-#: Content type of the Prometheus text exposition format (version 0.0.4).
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def admin_routes(render_metrics: Callable[[], bytes], ready: ReadyCheck) -> Routes:

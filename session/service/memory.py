@@ -17,7 +17,6 @@ request. An operator who sets glibc's own ``MALLOC_MMAP_THRESHOLD_`` or
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 #: ``mallopt`` parameters (glibc ``malloc.h``).
@@ -35,6 +34,10 @@ def keep_large_buffers() -> bool:
     it was applied."""
     if any(name in os.environ for name in _ENV):
         return False
+    # imported here: ctypes adds 0.6 MB of RSS to every node, which calls this only when
+    # limits.keep_large_buffers is on (off by default; docs/performance.md, "A node's footprint")
+    import ctypes  # noqa: PLC0415 - measured, see above
+
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has it as a no-op; macOS lacks it)
