@@ -87,7 +87,12 @@ class _Family(Generic[C]):
     suffix = ""  # added to the name in HELP/TYPE lines (a counter's "_total", an info's "_info")
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Sequence[str], registry: Registry | None
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        registry: Registry | None = None,
     ) -> None:
         _check_name(name)
         for label in labelnames:
@@ -168,7 +173,7 @@ class Counter(_Family[CounterValue]):
         *,
         registry: Registry | None = None,
     ) -> None:
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry=registry)
 
     def _new_child(self) -> CounterValue:
         return CounterValue()
@@ -214,16 +219,6 @@ class Gauge(_Family[GaugeValue]):
     """A value that goes up and down."""
 
     kind = "gauge"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        registry: Registry | None = None,
-    ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
 
     def _new_child(self) -> GaugeValue:
         return GaugeValue()
@@ -286,7 +281,7 @@ class Histogram(_Family[HistogramValue]):
             raise ValueError("histogram buckets must be distinct")
         self._bounds = tuple(bounds)
         self._les = tuple(f'le="{format_value(b)}"' for b in self._bounds)
-        super().__init__(name, documentation, labelnames, registry)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
     def _new_child(self) -> HistogramValue:
         return HistogramValue(self._bounds)
@@ -323,16 +318,6 @@ class Info(_Family[InfoValue]):
 
     kind = "gauge"
     suffix = "_info"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        registry: Registry | None = None,
-    ) -> None:
-        super().__init__(name, documentation, labelnames, registry)
 
     def _new_child(self) -> InfoValue:
         return InfoValue()
