@@ -111,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_done = False
         self._until_close = False
+        self._keep_alive = False
         self._failure: HttpError | None = None
 
     # -------------------------------------------------------------- asyncio.Protocol
@@ -185,6 +186,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._head_done = True
         self._status = self._parser.get_status_code()
+        # read here: by the message's end llhttp may have moved on (as the server found)
+        self._keep_alive = self._parser.should_keep_alive()
         if self._status < 200:
             return  # an interim answer (100 Continue): the real one follows
         length = self._headers.get("content-length")
@@ -209,7 +212,7 @@ class _Connection(asyncio.Protocol):
             self._head_done = False
             self._head_bytes = 0
             return
-        self.reusable = self._parser.should_keep_alive() and not self._until_close
+        self.reusable = self._keep_alive and not self._until_close
         if self._failure is None:
             self._finish()
 
@@ -225,6 +228,7 @@ class _Connection(asyncio.Protocol):
         self._expecting, self.reusable, self.answered = True, False, False
         self._limit, self._status, self._headers, self._body, self._size = limit, 0, {}, [], 0
         self._head_bytes, self._head_done, self._until_close = 0, False, False
+        self._keep_alive = False
         self._failure = None
         transport.writelines(data)
         while self._paused and not self.closed and not answer.done():

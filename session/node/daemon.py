@@ -35,7 +35,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import uvloop
 
 from session.errors import ConfigError, DecodeError, InvalidInput, RegistryError
@@ -130,7 +129,7 @@ class Node:
         self.site: Any = None
         self.prover: UptimeProver | None = None
         self.tester: ReachabilityTester | None = None
-        self._ping_http: aiohttp.ClientSession | None = None
+        self._ping_http: HttpClient | None = None
         self._served: list[Served] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: HttpClient | None = None
@@ -438,10 +437,8 @@ class Node:
         )
         # Pings use fresh connections: a pooled one to a peer that died would fail the next
         # test for the wrong reason (and one that survived a restart would hide nothing).
-        self._ping_http = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=tls.client_ssl_context(), force_close=True)
-        )
-        ping_session = self._ping_http
+        self._ping_http = HttpClient(ssl_context=tls.client_ssl_context(), keepalive=False)
+        ping_http = self._ping_http
         self.tester = ReachabilityTester(
             self.identity,
             self.view,
@@ -449,7 +446,7 @@ class Node:
             lambda doc: registry_client.send_report(url, doc, http=self._registry_http()),
             interval=cfg.health.test_interval,
             timeout=cfg.health.test_timeout,
-            ping_https=lambda node, timeout: ping_https(ping_session, node, timeout),
+            ping_https=lambda node, timeout: ping_https(ping_http, node, timeout),
         )
         prover, tester = self.prover, self.tester
         for name, doc, fn in (

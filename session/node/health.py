@@ -28,9 +28,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-import aiohttp
-
-from session.errors import ConfigError, RegistryError
+from session.errors import ConfigError, HttpError, RegistryError
+from session.http1.client import HttpClient
 from session.node.links import NodeLinks, ping
 from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode
@@ -38,6 +37,9 @@ from session.registry.health import build_report, build_uptime_proof
 from session.registry.messages import Signer
 from session.service.tasks import cancel_and_wait, spawn
 from session.version import STORAGE_SERVER_VERSION
+
+#: Largest ping answer read (a node answers with an empty body).
+PING_MAX_ANSWER = 64 * 1024
 
 log = logging.getLogger("session.node.health")
 
@@ -249,21 +251,17 @@ class ReachabilityTester:
         self._task = None
 
 
-async def ping_https(session: aiohttp.ClientSession, node: ServiceNode, timeout: float) -> bool:
+async def ping_https(http: HttpClient, node: ServiceNode, timeout: float) -> bool:
     """``POST /ping_test/v1`` of ``node``: passed when it answers 200 with its own Ed25519 key
     (base64) in ``X-Oxen-Snode-Pubkey`` within ``timeout`` seconds."""
     want = base64.b64encode(node.ed25519).decode()
     try:
-        async with session.post(
-            f"{node.https_url}/ping_test/v1",
-            data=b"",
-            ssl=False,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-        ) as r:
-            await r.read()
-            return r.status == 200 and r.headers.get("X-Oxen-Snode-Pubkey") == want
-    except (TimeoutError, aiohttp.ClientError, OSError):
+        r = await http.request(
+            "POST", f"{node.https_url}/ping_test/v1", timeout=timeout, max_size=PING_MAX_ANSWER
+        )
+    except HttpError:
         return False
+    return r.status == 200 and r.headers.get("x-oxen-snode-pubkey") == want
 
 
 __all__ = ["ReachabilityTester", "UptimeProver", "ping_https"]

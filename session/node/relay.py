@@ -30,10 +30,14 @@ import asyncio
 import logging
 from typing import Any
 
-import aiohttp
-from yarl import URL
-
-from session.errors import DestinationRefused
+from session.errors import (
+    DestinationRefused,
+    HttpConnectError,
+    HttpError,
+    HttpResponseTooLarge,
+    InvalidInput,
+)
+from session.http1.client import HttpClient
 from session.node.egress import EgressPolicy, host_header
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
 from session.node.swarm_view import SwarmView
@@ -44,6 +48,7 @@ from session.proto.onion_status import (
     NEXT_NODE_UNREACHABLE,
     next_node_error,
 )
+from session.service.tls import client_ssl_context
 
 log = logging.getLogger("session.node.relay")
 
@@ -55,6 +60,8 @@ PROXY_FAILURE_FLOOR = 0.25
 #: Largest server answer passed back (a file download with its framing fits); a larger one is
 #: a failed proxy request, so a server cannot make the node buffer without bound.
 PROXY_MAX_REPLY = 16 * 1024 * 1024
+#: Connections a node keeps open to one proxied server at a time.
+PROXY_CONNECTIONS = 100
 #: The one answer (plain, status 502) for a destination that is refused or cannot be reached.
 PROXY_FAILED = (
     b"Cannot reach the destination server: it did not answer, or it is not an "
@@ -147,7 +154,7 @@ class OnionRouter:
         self.egress = egress if egress is not None else EgressPolicy()
         self.proxy_failure_floor = proxy_failure_floor
         self.proxy_max_reply = proxy_max_reply
-        self._http: Any = None
+        self._http: HttpClient | None = None
         # the labelled counters looked up once: ``labels()`` takes a lock and a dict lookup
         self._counters = (
             {d: metrics.onion.labels(d) for d in ("relay", "deliver", "proxy", "error")}
@@ -230,22 +237,29 @@ class OnionRouter:
         return {"s": status, "b": out}
 
     async def _proxy(self, d: Any) -> tuple[int, bytes]:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=False, limit=100),
-                timeout=aiohttp.ClientTimeout(total=self.proxy_timeout),
-            )
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             async with asyncio.timeout(self.proxy_timeout):
                 answer = await self._proxy_checked(d)
-        except TimeoutError:
+        except TimeoutError:  # HttpTimeout too
             return 504, b"Request time out"
         if answer is not None:
             return answer
         await asyncio.sleep(max(0.0, started + self.proxy_failure_floor - loop.time()))
         return 502, PROXY_FAILED
+
+    def _client(self) -> HttpClient:
+        if self._http is None:
+            # servers' certificates are not verified: the onion layer to the server's X25519
+            # key carries the security (network spec §6.6)
+            self._http = HttpClient(
+                ssl_context=client_ssl_context(),
+                per_host=PROXY_CONNECTIONS,
+                timeout=self.proxy_timeout,
+                max_size=self.proxy_max_reply,
+            )
+        return self._http
 
     async def _proxy_checked(self, d: Any) -> tuple[int, bytes] | None:
         """POST to the first checked address that accepts a connection; None when none does."""
@@ -254,48 +268,39 @@ class OnionRouter:
         except DestinationRefused as e:
             log.debug("proxy destination refused: %s", e)  # the reason only, never the name
             return None
-        # The URL keeps the target exactly as the core checked it; only the host becomes the
-        # checked address. The server still sees its name in Host (and in SNI for https).
-        url = URL(d.url)
+        # The request goes to the checked address, with the target exactly as the core checked
+        # it; the server still sees its name in Host (and in SNI for https). No redirect is
+        # ever followed.
+        http = self._client()
         headers = {"Host": host_header(d.host, d.port, d.scheme)}
         tls_name = d.host.strip("[]") if d.scheme == "https" else None
         for ip in addresses:
+            literal = f"[{ip}]" if ip.version == 6 else str(ip)
             try:
-                async with self._http.post(
-                    url.with_host(str(ip)),
-                    data=d.payload,
+                resp = await http.request(
+                    "POST",
+                    f"{d.scheme}://{literal}:{d.port}{d.target}",
+                    body=d.payload,
                     headers=headers,
-                    allow_redirects=False,
                     server_hostname=tls_name,
-                ) as resp:
-                    body = await self._read_capped(resp)
-                    if body is None:
-                        log.debug("proxy answer larger than %d bytes refused", self.proxy_max_reply)
-                        return None
-                    return resp.status, body
-            except TimeoutError:  # aiohttp's timeouts too: the caller answers 504
-                raise
-            except aiohttp.ClientConnectorError as e:
-                log.debug("proxy connection failed: %s", type(e).__name__)
+                    max_size=self.proxy_max_reply,
+                )
+            except HttpConnectError as e:
+                log.debug("proxy connection failed: %s", type(e.os_error).__name__)
                 continue  # this address does not accept connections: try the next one
-            except aiohttp.ClientError as e:
+            except HttpResponseTooLarge:
+                log.debug("proxy answer larger than %d bytes refused", self.proxy_max_reply)
+                return None
+            except TimeoutError:  # HttpTimeout: the caller answers 504
+                raise
+            except HttpError as e:  # closed before or while answering, not HTTP
                 log.info("proxy request failed: %s", type(e).__name__)
                 return None
-        return None
-
-    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes | None:
-        """The answer's body, or None when it is longer than ``proxy_max_reply``."""
-        limit = self.proxy_max_reply
-        if resp.content_length is not None and resp.content_length > limit:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > limit:
+            except InvalidInput:  # a target the core let through but HTTP cannot carry
+                log.info("proxy request refused: not a usable HTTP target")
                 return None
-            chunks.append(chunk)
-        return b"".join(chunks)
+            return resp.status, resp.body
+        return None
 
     async def close(self) -> None:
         self.egress.close()

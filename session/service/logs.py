@@ -35,8 +35,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 from session.service import systemd
 
 #: An IP address, as the ``ipaddress`` module parses it.
@@ -145,14 +143,25 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-#: Exceptions that mean "the client sent something bad or went away", not a fault of ours.
+#: Exceptions that mean "the client sent something bad or went away", not a fault of ours
+#: (aiohttp's parser errors too, see :func:`client_errors`).
 CLIENT_ERRORS: tuple[type[BaseException], ...] = (
-    HttpProcessingError,
     ssl.SSLError,
     ConnectionError,
     TimeoutError,
     EOFError,
 )
+
+
+def client_errors() -> tuple[type[BaseException], ...]:
+    """:data:`CLIENT_ERRORS`, and aiohttp's ``HttpProcessingError`` in a process that loaded
+    aiohttp (the registry, file and community servers run on it). Looked up, not imported:
+    a node and the client library do not load aiohttp (~11 MB of RSS), and where it is not
+    loaded its errors cannot occur."""
+    aiohttp_errors = sys.modules.get("aiohttp.http_exceptions")
+    if aiohttp_errors is None:
+        return CLIENT_ERRORS
+    return (*CLIENT_ERRORS, aiohttp_errors.HttpProcessingError)
 
 
 class ClientErrorFilter(logging.Filter):
@@ -162,7 +171,7 @@ class ClientErrorFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if exc is None or not isinstance(exc, CLIENT_ERRORS):
+        if exc is None or not isinstance(exc, client_errors()):
             return True
         status = getattr(exc, "code", None)
         what = type(exc).__name__ + (f" ({status})" if isinstance(status, int) else "")
@@ -316,6 +325,7 @@ __all__ = [
     "JsonFormatter",
     "RateLimitFilter",
     "RedactingFilter",
+    "client_errors",
     "own_addresses",
     "redact",
     "setup",

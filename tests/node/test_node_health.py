@@ -5,19 +5,25 @@ refused proof leads to."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import random
+import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from session.errors import RegistryError
+from session.http1.client import HttpClient
 from session.identity import Identity
-from session.node.health import RETEST_CAP, ReachabilityTester, UptimeProver
+from session.node.health import RETEST_CAP, ReachabilityTester, UptimeProver, ping_https
 from session.node.links import LinkUnreachable
 from session.node.swarm_view import SwarmView
 from session.proto.snodes import ServiceNode
 from session.registry.health import verify_report, verify_uptime_proof
+from session.service.tls import client_ssl_context, server_ssl_context
 
 
 def node(ident: Identity, i: int, *, active: bool = True) -> ServiceNode:
@@ -205,3 +211,52 @@ async def test_a_registration_refused_for_good_is_logged_and_proofs_go_on(
         await p.prove()
     assert len(calls) == 2
     assert caplog.text.count("registering again failed") == 2
+
+
+async def test_ping_https_passes_only_the_node_answering_with_its_own_key(tmp_path: Path) -> None:
+    """The HTTPS half of a reachability test, on real sockets: 200 with the node's own key
+    passes; another key, another status, a silent node and a closed port fail."""
+    me, other = Identity.generate(), Identity.generate()
+    answers: dict[int, bytes] = {}
+    heads: list[bytes] = []
+
+    async def peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("sockname")[1]
+        heads.append(await reader.readuntil(b"\r\n\r\n"))
+        if port in answers:
+            writer.write(answers[port])
+            await writer.drain()
+        else:
+            await reader.read()  # silent until the tester gives up
+        writer.close()
+
+    def reply(status: str, key: bytes) -> bytes:
+        b64 = base64.b64encode(key).decode()
+        return (
+            f"HTTP/1.1 {status}\r\nX-Oxen-Snode-Pubkey: {b64}\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+
+    ctx = server_ssl_context(tmp_path)
+    servers = [await asyncio.start_server(peer, "127.0.0.1", 0, ssl=ctx) for _ in range(4)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    answers[ports[0]] = reply("200 OK", me.ed25519_public)
+    answers[ports[1]] = reply("200 OK", other.ed25519_public)
+    answers[ports[2]] = reply("503 Service Unavailable", me.ed25519_public)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    closed_port = probe.getsockname()[1]
+    probe.close()
+    http = HttpClient(ssl_context=client_ssl_context(), keepalive=False)
+    try:
+        results = [
+            await ping_https(http, dataclasses.replace(node(me, 0), storage_port=p), 0.5)
+            for p in [*ports, closed_port]
+        ]
+    finally:
+        await http.close()
+        for s in servers:
+            s.close()
+            await s.wait_closed()
+    assert results == [True, False, False, False, False]
+    assert len(heads) == 4 and all(h.startswith(b"POST /ping_test/v1 HTTP/1.1\r\n") for h in heads)
+    assert all(b"\r\nConnection: close\r\n" in h for h in heads)  # a fresh connection each

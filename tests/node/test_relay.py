@@ -18,9 +18,8 @@ import hashlib
 import json
 import random
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Any
 
-import aiohttp
 import pytest
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt, crypto_scalarmult
 
@@ -28,11 +27,11 @@ from session import onion
 from session.client.network import NetworkClock
 from session.client.paths import PathManager
 from session.client.transport import OnionTransport, PathFailure
-from session.errors import OnionError
+from session.errors import HttpConnectError, HttpProtocolError, HttpTimeout, OnionError
 from session.http1.client import Response
 from session.identity import Identity
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable
-from session.node.relay import PROXY_FAILED, OnionRouter, PeelPool
+from session.node.relay import PROXY_FAILED, PROXY_MAX_REPLY, OnionRouter, PeelPool
 from session.proto.onion_status import named_next_node
 from session.proto.snodes import ServiceNode
 
@@ -311,41 +310,17 @@ async def test_a_bad_inner_layer_gets_an_encrypted_error(net: Net) -> None:
     assert net.links.calls == [] and net.rpcs[0].payloads == []
 
 
-class FakeContent:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    async def iter_chunked(self, n: int) -> Any:
-        for i in range(0, len(self._body), n):
-            yield self._body[i : i + n]
-
-
-class FakeResponse:
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status, self._body = status, body
-        self.content_length: int | None = None  # as when the server streams its answer
-        self.content = FakeContent(body)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def read(self) -> bytes:
-        return self._body
-
-
 class FakeHttp:
-    """Stands in for the router's aiohttp session: records POSTs, answers or raises."""
+    """Stands in for the router's HTTP client: records POSTs, answers or raises."""
 
-    def __init__(self, answer: FakeResponse | BaseException) -> None:
+    def __init__(self, answer: Response | BaseException) -> None:
         self.answer = answer
         self.posts: list[tuple[str, bytes]] = []
         self.options: list[dict[str, Any]] = []
 
-    def post(self, url: Any, data: bytes, **options: Any) -> FakeResponse:
-        self.posts.append((str(url), data))
+    async def request(self, method: str, url: str, *, body: bytes, **options: Any) -> Response:
+        assert method == "POST"
+        self.posts.append((url, body))
         self.options.append(options)
         if isinstance(self.answer, BaseException):
             raise self.answer
@@ -366,17 +341,17 @@ def server_frame(net: Net, server: Identity, payload: bytes, port: int = 443) ->
 async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) -> None:
     server = Identity.generate()
     request = onion.v4_encode_request({"method": "GET", "endpoint": "/room/x"}, None)
-    http = FakeHttp(FakeResponse(201, b"the server's encrypted answer"))
+    http = FakeHttp(Response(201, {}, b"the server's encrypted answer"))
     net.routers[0]._http = http
     status, body = await net.routers[0].handle(server_frame(net, server, request, port=8443))
     assert (status, body) == (201, b"the server's encrypted answer")
     [(url, sent)] = http.posts
     assert url == f"https://{PUBLIC_IP}:8443/oxen/v4/lsrpc"
-    assert http.options == [
+    assert http.options == [  # (the client follows no redirects)
         {
             "headers": {"Host": f"{PUBLIC_IP}:8443"},
-            "allow_redirects": False,
             "server_hostname": PUBLIC_IP,
+            "max_size": PROXY_MAX_REPLY,
         }
     ]
     # what the node posts is still encrypted for the server, and the server can open it
@@ -389,7 +364,9 @@ async def test_v4_destination_is_proxied_and_the_answer_passed_back(net: Net) ->
 @pytest.mark.parametrize(
     ("error", "status"),
     [
-        (aiohttp.ClientConnectionError("refused"), 502),
+        (HttpConnectError("refused", ConnectionRefusedError(111, "refused")), 502),
+        (HttpProtocolError("closed before answering"), 502),
+        (HttpTimeout("did not answer"), 504),
         (TimeoutError(), 504),
     ],
 )
@@ -431,7 +408,7 @@ async def test_a_proxy_destination_outside_the_filter_is_refused(
     # the client library refuses to build these; a hand-made inner layer is refused by the node
     inner = onion.encode_layer(b"payload", {"host": host, "target": target, "protocol": protocol})
     frame, open_reply = handmade_frame(net.idents[0], inner)
-    http = FakeHttp(FakeResponse(200, b"must not be reached"))
+    http = FakeHttp(Response(200, {}, b"must not be reached"))
     net.routers[0]._http = http
     status, body = await net.routers[0].handle(frame)
     assert http.posts == []
@@ -532,7 +509,7 @@ async def test_the_client_reads_a_last_node_failure_as_a_path_error(net: Net) ->
         {n.https_url: net.routers[i] for i, n in enumerate(nodes)}
     )
     for r in net.routers:
-        r._http = FakeHttp(aiohttp.ServerDisconnectedError())
+        r._http = FakeHttp(HttpProtocolError("closed before answering"))
     dest = onion.ServerDestination(
         host=PUBLIC_IP, target="/oxen/v4/lsrpc", x25519=Identity.generate().x25519_public
     )
