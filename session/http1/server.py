@@ -244,6 +244,7 @@ class _Connection(Admitted):
         self._queue: collections.deque[_Queued] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._done_reading = False  # the last request came (close after it) or it failed
+        self._eof = False  # the peer half-closed: close once every request is answered
         self._closing = False  # close once what is being handled is answered (shutdown)
         self._reading_paused = False
         self._writing_paused = False
@@ -287,7 +288,7 @@ class _Connection(Admitted):
 
     def eof_received(self) -> bool | None:
         # the peer will send nothing more: answer what was received (pipelined), then close
-        self._done_reading = True
+        self._done_reading = self._eof = True
         self._discard_partial()
         if self._task is None and not self._queue:
             self.close()
@@ -416,6 +417,9 @@ class _Connection(Admitted):
                 continue
             self._task = self._loop.create_task(self._run(handler, request, reserved, keep_alive))
             self._task.add_done_callback(self._handled)
+        if self._eof and self._task is None and not self._queue:
+            self.close()  # the peer sent its last request and every one is answered
+            return
         self._maybe_resume_reading()
 
     def _route(self, request: Request) -> Handler | Response:

@@ -162,6 +162,19 @@ async def test_routes_head_http10_and_expect_continue(app: tuple[App, http1.Serv
     writer.close()
 
 
+async def test_a_half_closed_connection_gets_its_answers_then_the_close(
+    app: tuple[App, http1.Served],
+) -> None:
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+    writer.write_eof()  # keep-alive requests, then nothing more: answered, then closed
+    assert (await read_response(reader))[::2] == (200, b"echo:")
+    assert (await read_response(reader))[::2] == (200, b"echo:")
+    assert await closed(reader)
+    writer.close()
+
+
 async def test_an_upgrade_is_answered_as_a_plain_request_then_closed(
     app: tuple[App, http1.Served],
 ) -> None:
