@@ -30,9 +30,7 @@ def _owner(i: int) -> str:
     return "05" + hashlib.blake2b(i.to_bytes(4, "big"), digest_size=32).hexdigest()
 
 
-async def _fill(
-    store: SqliteMessageStore, upto: int, start: int, accounts: int = ACCOUNTS
-) -> None:
+async def _fill(store: SqliteMessageStore, upto: int, start: int, accounts: int = ACCOUNTS) -> None:
     owners = [_owner(i) for i in range(accounts)]
     batch = []
     for n in range(start, upto):

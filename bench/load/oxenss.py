@@ -99,7 +99,9 @@ class OxenssServer:
     host: str = "127.0.0.2"
     https_port: int = 0
     omq_port: int = 0
-    start_timeout: float = 120.0
+    #: seconds to wait for each process (the server's first start makes its DH parameters:
+    #: ~30 s on an idle machine, several minutes on a busy one)
+    start_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         self.data = self.root / "bench-data"
@@ -156,7 +158,11 @@ class OxenssServer:
             keys.update(dict(_KEY_LINE.findall(text)))
             return len(keys) == 2 and sock.exists()
 
-        self._wait("fake oxend", have_keys, self.oxend, oxend_log)
+        try:
+            self._wait("fake oxend", have_keys, self.oxend, oxend_log)
+        except BaseException:
+            self.stop()
+            raise
         self.ed25519_hex = keys["ed25519_pubkey"]
         self.x25519 = bytes.fromhex(keys["x25519_pubkey"])
         with open(server_log, "wb") as out:
@@ -176,7 +182,11 @@ class OxenssServer:
                 return False
             return status == 200
 
-        self._wait("oxen-storage", answers, self.server, server_log)
+        try:
+            self._wait("oxen-storage", answers, self.server, server_log)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

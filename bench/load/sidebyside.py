@@ -466,8 +466,8 @@ class Servers:
             )  # fmt: skip
             if root is not None:
                 console.print(f"starting Session's storage server from {root}…")
-                self.oxenss = OxenssServer(root).start()
-                o = self.oxenss
+                o = self.oxenss = OxenssServer(root)
+                o.start()
                 self.targets.insert(
                     0, Target("oxenss", o.host, o.https_port, o.ed25519_hex, o.x25519.hex(), o.pid)
                 )
