@@ -114,7 +114,7 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run_cli(
         [",".join(KINDS), "--target", "oxenss", "--oxenss-root", str(root), "--duration", "1.5",
-         "--rounds", "1", "--workers", "2", "--ips-per-worker", "8"],
+         "--rounds", "1", "--workers", "2", "--ips-per-worker", "16"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -125,7 +125,7 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
         for rnd in sc["rounds"]:
             assert rnd["errors"] == {}, (kind, rnd["server"], rnd["error_examples"])
             assert rnd["ok"] > 0, (kind, rnd["server"])
-            assert rnd["connections"] == 16, (kind, rnd["server"])  # 2 workers × 8, kept alive
+            assert rnd["connections"] == 32, (kind, rnd["server"])  # 2 workers × 16, kept alive
         assert sc["ratios"]["cpu_per_request"] > 0
 
 

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     req.add_argument("--rounds", type=int, default=3, help="rounds per server (default 3)")
     req.add_argument(
-        "--ips-per-worker", type=int, default=8, help="source addresses per worker (default 8)"
+        "--ips-per-worker", type=int, default=16, help="source addresses per worker (default 16)"
     )
     req.add_argument(
         "--base-ip",
