@@ -14,6 +14,8 @@ web3 is imported when one of these commands runs, never by ``session-node run``.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -25,6 +27,7 @@ import click
 from session.errors import InvalidInput
 from session.node import keys
 from session.node.config import load_config
+from session.service.cli import Decorator
 from session.text import for_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,6 +64,13 @@ def _need(value: str | None, flag: str) -> str:
     return value
 
 
+def _operator(target: Target, key_file: Path | None) -> Any:
+    """The operator's account from ``--key-file`` (required), once the chain options are
+    known to be there (a missing ``--rpc`` is said before any password is asked)."""
+    _ = target.rpc, target.contract
+    return _operator_account(Path(_need(str(key_file) if key_file else None, "--key-file")))
+
+
 def _operator_account(key_file: Path) -> Any:
     """The operator's account from its keystore (the password never leaves this function)."""
     from eth_account import Account  # noqa: PLC0415 - with web3: only the stake commands
@@ -81,36 +91,127 @@ def _operator_account(key_file: Path) -> Any:
     return Account.from_key(key)
 
 
-def _reader(rpc: str, contract: str, start_block: int) -> Any:
-    from session.registry.chain import ChainReader, connect  # noqa: PLC0415 - web3, see above
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a stake command is about: the node (by its configuration, as for ``run``) and the
+    staking contract (``--rpc``, ``--contract``: required when used, ``--start-block``)."""
 
-    reader = ChainReader(connect(rpc), contract, min_tokens=0, start_block=start_block)
-    reader.sync()
-    return reader
+    config_path: Path | None
+    data_dir: Path | None
+    rpc_option: str | None
+    contract_option: str | None
+    start_block: int
+
+    @property
+    def rpc(self) -> str:
+        return _need(self.rpc_option, "--rpc")
+
+    @property
+    def contract(self) -> str:
+        return _need(self.contract_option, "--contract")
+
+    def node(self) -> tuple[Any, Any]:
+        """The node's configuration and identity."""
+        cfg = load_config(self.config_path, overrides={"data_dir": self.data_dir})
+        return cfg, keys.load(cfg.data_dir)
+
+    def node_key(self) -> str:
+        """The node's Ed25519 public key, hex."""
+        return bytes(self.node()[1].ed25519_public).hex()
+
+    def reader(self) -> Any:
+        """A :class:`~session.registry.chain.ChainReader` of the contract, synced to its head."""
+        from session.registry.chain import ChainReader, connect  # noqa: PLC0415 - web3
+
+        reader = ChainReader(
+            connect(self.rpc), self.contract, min_tokens=0, start_block=self.start_block
+        )
+        reader.sync()
+        return reader
 
 
-def _node(config_path: Path | None, data_dir: Path | None) -> tuple[Any, Any]:
-    cfg = load_config(config_path, overrides={"data_dir": data_dir})
-    return cfg, keys.load(cfg.data_dir)
+def target_options(config_options: Decorator) -> Decorator:
+    """``config_options`` and :func:`chain_options`, handed to the command as one argument, a
+    :class:`Target`, after those it gets positionally (a click context)."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def with_target(
+            *args: Any,
+            config_path: Path | None,
+            data_dir: Path | None,
+            rpc: str | None,
+            contract: str | None,
+            start_block: int,
+            **kwargs: Any,
+        ) -> Any:
+            target = Target(config_path, data_dir, rpc, contract, start_block)
+            return fn(*args, target, **kwargs)
+
+        return config_options(chain_options(with_target))
+
+    return decorate
 
 
-def stake_command(
-    config_path: Path | None,
-    data_dir: Path | None,
-    rpc: str | None,
-    contract: str | None,
-    key_file: Path | None,
-    amount: int,
-    yes: bool,
-) -> None:
-    """Stake ``amount`` whole tokens for the configured node."""
+def add_commands(group: click.Group, *, config_options: Decorator, errors: Decorator) -> None:
+    """Add ``stake`` (with its subcommand ``stake status``) and ``unstake`` to ``group``
+    (``session-node``), with its ``--config``/``--data-dir`` options and error handling."""
+
+    @group.group(invoke_without_command=True)
+    @target_options(config_options)
+    @key_option
+    @click.option(
+        "--amount",
+        type=click.IntRange(min=1),
+        default=25_000,
+        show_default=True,
+        help="Whole tokens to stake.",
+    )
+    @click.option("--yes", is_flag=True, help="Send without asking.")
+    @click.pass_context
+    @errors
+    def stake(
+        ctx: click.Context, target: Target, key_file: Path | None, amount: int, yes: bool
+    ) -> None:
+        """Stake tokens for this node on the staking contract (prints the payload, asks first).
+
+        `session-node stake status` shows the node's registrations; `session-node unstake`
+        leaves."""
+        if ctx.invoked_subcommand is None:
+            _stake(target, _operator(target, key_file), amount, yes)
+
+    @stake.command("status")
+    @target_options(config_options)
+    @click.option("--node", help="Ed25519 key (hex) of the node (default: this node's).")
+    @click.option(
+        "--stake-requirement",
+        type=click.IntRange(min=0),
+        default=25_000,
+        show_default=True,
+        help="Whole tokens a listed node needs (the registry's --stake-requirement).",
+    )
+    @errors
+    def stake_status(target: Target, node: str | None, stake_requirement: int) -> None:
+        """Show the node's registrations on the contract and why any is not listed."""
+        _status(target, node, stake_requirement)
+
+    @group.command()
+    @target_options(config_options)
+    @key_option
+    @click.option("--yes", is_flag=True, help="Send without asking.")
+    @errors
+    def unstake(target: Target, key_file: Path | None, yes: bool) -> None:
+        """Request this node's exit on the contract; once unlocked, withdraw the stake."""
+        _unstake(target, _operator(target, key_file), yes)
+
+
+def _stake(target: Target, account: Any, amount: int, yes: bool) -> None:
+    """Stake ``amount`` whole tokens for the node on the contract."""
     from session.registry.chain import connect, format_tokens  # noqa: PLC0415 - web3
     from session.registry.staking import Operator  # noqa: PLC0415 - web3
 
-    rpc, contract = _need(rpc, "--rpc"), _need(contract, "--contract")
-    account = _operator_account(Path(_need(str(key_file) if key_file else None, "--key-file")))
-    cfg, identity = _node(config_path, data_dir)
-    op = Operator(connect(rpc), contract, account)
+    cfg, identity = target.node()
+    op = Operator(connect(target.rpc), target.contract, account)
     decimals = int(op.token.functions.decimals().call())
     payload = op.payload(
         identity,
@@ -143,21 +244,12 @@ def stake_command(
     click.echo(f"staked: registration #{rid} ({format_tokens(payload.amount, decimals)} tokens)")
 
 
-def status_command(
-    config_path: Path | None,
-    data_dir: Path | None,
-    rpc: str | None,
-    contract: str | None,
-    start_block: int,
-    node: str | None,
-    min_tokens: int,
-) -> None:
+def _status(target: Target, node: str | None, min_tokens: int) -> None:
     """Print the node's registrations and whether each is listed (and why not)."""
     from session.registry.chain import format_tokens  # noqa: PLC0415 - web3
 
-    rpc, contract = _need(rpc, "--rpc"), _need(contract, "--contract")
-    key = node.lower() if node else bytes(_node(config_path, data_dir)[1].ed25519_public).hex()
-    reader = _reader(rpc, contract, start_block)
+    key = node.lower() if node else target.node_key()
+    reader = target.reader()
     reader.min_amount = max(min_tokens * 10**reader.decimals, reader.contract_min)
     rows = list(reader.status_of(key))
     click.echo(f"node {key} on chain {reader.chain_id}, block {reader.synced}:")
@@ -172,27 +264,17 @@ def status_command(
         )
 
 
-def unstake_command(
-    config_path: Path | None,
-    data_dir: Path | None,
-    rpc: str | None,
-    contract: str | None,
-    start_block: int,
-    key_file: Path | None,
-    yes: bool,
-) -> None:
+def _unstake(target: Target, account: Any, yes: bool) -> None:
     """Request the exit of the operator's registration for the node, or withdraw it once
     unlocked."""
     from session.registry.staking import Operator  # noqa: PLC0415 - web3
 
-    rpc, contract = _need(rpc, "--rpc"), _need(contract, "--contract")
-    account = _operator_account(Path(_need(str(key_file) if key_file else None, "--key-file")))
-    key = bytes(_node(config_path, data_dir)[1].ed25519_public).hex()
-    reader = _reader(rpc, contract, start_block)
+    key = target.node_key()
+    reader = target.reader()
     mine = [reg for reg, _ in reader.status_of(key) if reg.contributions.get(account.address)]
     if not mine:
         raise InvalidInput(f"{account.address} has no stake in a registration of node {key}")
-    op = Operator(reader.w3, contract, account)
+    op = Operator(reader.w3, target.contract, account)
     for reg in mine:
         if not reg.unlock_block:
             if reg.operator != account.address:
@@ -215,4 +297,4 @@ def unstake_command(
             click.echo(f"registration #{reg.rid}: stake withdrawn to {account.address}")
 
 
-__all__ = ["chain_options", "key_option", "stake_command", "status_command", "unstake_command"]
+__all__ = ["Target", "add_commands", "chain_options", "key_option", "target_options"]

@@ -295,12 +295,12 @@ class Database:
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction."""
         self.conn.execute("BEGIN IMMEDIATE")
+        done = False
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            done = True
+        finally:  # whatever ended the block early (an error, a cancellation), nothing is kept
+            self.conn.execute("COMMIT" if done else "ROLLBACK")
 
     # ------------------------------------------------------------------ kv (JSON values)
 

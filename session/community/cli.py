@@ -13,7 +13,6 @@ once listening (for the devnet and other supervisors) and logs to stderr.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any, TypeVar
 
 import click
 import segno
-import uvloop
 
 from session.community.config import (
     ENV_CONFIG,
@@ -41,8 +39,14 @@ from session.community.store import (
 )
 from session.errors import ConfigError
 from session.node import keys
-from session.service.cli import add_server_commands, config_options, exit_on_errors, key_doc
-from session.service.logs import setup_logging
+from session.service.cli import (
+    add_server_commands,
+    config_options,
+    exit_on_errors,
+    run_overrides,
+    run_server,
+    server_run_options,
+)
 from session.text import for_terminal
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -59,39 +63,17 @@ def main() -> None:
 _options = config_options(ENV_CONFIG, "Data directory (keys/, tls/, store/).")
 
 
-def _run_options(fn: F) -> F:
-    opts = [
-        click.option("--listen-host", help="Address to listen on."),
-        click.option("--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one)."),
-        click.option(
-            "--admin-port", type=click.IntRange(-1, 65535), help="Loopback admin port (-1: off)."
-        ),
-        click.option("--public-url", help="Base URL of join URLs (http(s)://host[:port])."),
-        click.option("--tls/--no-tls", default=None, help="Serve HTTPS (default) or plain HTTP."),
-        click.option(
-            "--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"])
-        ),
-        click.option("--log-format", type=click.Choice(["auto", "json", "console"])),
-    ]
-    for opt in reversed(opts):
-        fn = opt(fn)
-    return fn
+_run_options = server_run_options(
+    click.option(
+        "--admin-port", type=click.IntRange(-1, 65535), help="Loopback admin port (-1: off)."
+    ),
+    click.option("--public-url", help="Base URL of join URLs (http(s)://host[:port])."),
+)
 
 
 def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> CommunityConfig:
-    return load_config(
-        config_path,
-        overrides={
-            "data_dir": data_dir,
-            "network.listen_host": flags.get("listen_host"),
-            "network.port": flags.get("port"),
-            "network.admin_port": flags.get("admin_port"),
-            "network.public_url": flags.get("public_url"),
-            "network.tls": flags.get("tls"),
-            "logging.level": flags.get("log_level"),
-            "logging.format": flags.get("log_format"),
-        },
-    )
+    extra = ("network.admin_port", "network.public_url")
+    return load_config(config_path, overrides=run_overrides(data_dir, flags, *extra))
 
 
 @main.command()
@@ -101,26 +83,10 @@ def _load(config_path: Path | None, data_dir: Path | None, **flags: Any) -> Comm
 def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     """Run the community server until SIGTERM/SIGINT."""
     cfg = _load(config_path, data_dir, **flags)
-    lc = cfg.logging
-    setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
     # The server module pulls in aiohttp (~0.3 s): only `run` needs it.
-    from session.community.server import RunningCommunity  # noqa: PLC0415 - see above
     from session.community.server import run as serve  # noqa: PLC0415 - see above
 
-    def ready(server: RunningCommunity) -> None:
-        doc = {
-            "ready": True,
-            "url": server.url,
-            "admin_url": server.admin_url,
-            **key_doc(server.identity),
-        }
-        sys.stdout.write(json.dumps(doc) + "\n")
-        sys.stdout.flush()
-
-    try:
-        uvloop.run(serve(cfg, ready))
-    except KeyboardInterrupt:
-        pass
+    run_server(cfg, serve, lambda s: {"url": s.url, "admin_url": s.admin_url})
 
 
 add_server_commands(

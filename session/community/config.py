@@ -10,10 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from session.errors import ConfigError
 from session.service import config as service_config
@@ -154,24 +151,9 @@ def join_url(base: str, token: str, server_pk_hex: str) -> str:
     return f"{base.rstrip('/')}/{token}?public_key={server_pk_hex}"
 
 
-def load_config(
-    path: str | os.PathLike[str] | None,
-    *,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> CommunityConfig:
-    """The configuration from ``path`` (or ``SESSION_COMMUNITY_CONFIG``), the environment and
-    ``overrides`` (dotted names → values, ``None`` ignored), validated."""
-    cfg = service_config.load_service(
-        CommunityConfig,
-        path,
-        env=env,
-        env_prefix=ENV_PREFIX,
-        env_config=ENV_CONFIG,
-        overrides=overrides,
-    )
-    validate(cfg)
-    return cfg
+#: ``load_config(path, *, env=None, overrides=None)``: the configuration from ``path`` (or
+#: ``SESSION_COMMUNITY_CONFIG``), the environment and ``overrides``, validated.
+load_config = service_config.ServiceConfigLoader(CommunityConfig, ENV_PREFIX, ENV_CONFIG, validate)
 
 
 __all__ = [

@@ -52,12 +52,11 @@ from session.errors import InvalidInput, InvalidSignature, StorageError, Storage
 from session.http1 import server as http1
 from session.identity import Identity
 from session.node import keys
-from session.service import tls
 from session.service.admin import admin_routes
-from session.service.datadir import DataDirLock
 from session.service.metrics import Counter, Gauge, Registry
-from session.service.onion import OnionDestination, Routes, V4Request, V4Response
-from session.service.server import Served, run_until_signal, serve
+from session.service.onion import Routes, V4Request, V4Response
+from session.service.server import Served
+from session.service.site import run_standalone, start_site
 from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.community")
@@ -1084,19 +1083,9 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
     store = await asyncio.to_thread(open_store, cfg)
     service = CommunityService(store, bytes(identity.x25519_public), cfg.limits)
     body_cap = max_request_body(cfg.limits)
-    app = web.Application(
-        client_max_size=body_cap,
-        handler_args={"auto_decompress": False},
-        middlewares=[_raw_bodies_only],
-    )
-    service.routes.mount(app)
-    OnionDestination(identity.export_x25519_secret(), service.routes).attach(app)
-    ssl_ctx = (
-        await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir) if cfg.network.tls else None
-    )
-    served = await serve(
-        app, cfg.network.listen_host, cfg.network.port, ssl_context=ssl_ctx,
-        limits=cfg.connections, max_body=body_cap,
+    served, url = await start_site(
+        service.routes, identity, network=cfg.network, data_dir=cfg.data_dir,
+        limits=cfg.connections, max_body=body_cap, middlewares=[_raw_bodies_only],
     )  # fmt: skip
     admin = None
     if cfg.network.admin_port >= 0:
@@ -1110,20 +1099,14 @@ async def start(cfg: CommunityConfig) -> RunningCommunity:
             await served.close()
             store.close()
             raise
-    scheme = "https" if ssl_ctx is not None else "http"
-    url = f"{scheme}://{cfg.network.listen_host}:{served.port}"
     sweeper = spawn(_sweep_forever(service, cfg.limits.sweep_interval), log, "the expiry sweep")
     return RunningCommunity(url, identity, service, served, admin, sweeper)
 
 
 async def run(cfg: CommunityConfig, on_ready: Callable[[RunningCommunity], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    await run_until_signal(
-        lambda: start(cfg),
-        on_ready,
-        log,
-        "community server",
-        DataDirLock(cfg.data_dir, "session-community"),
+    await run_standalone(
+        lambda: start(cfg), on_ready, log, "community server", cfg.data_dir, "session-community"
     )
 
 

@@ -320,6 +320,7 @@ class Devnet:
     def start(self) -> Devnet:
         """Start the registry and the initial nodes; returns once every node is ready."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        started = False
         self._spawn_registry()
         try:
             # the registry's chain starts meanwhile (imports, deployment: ~2 s): read its ready
@@ -337,9 +338,10 @@ class Devnet:
                 self._spawn(self._new_node())
             self._wait_all_ready()
             self.wait_converged()
-        except BaseException:
-            self.stop()
-            raise
+            started = True
+        finally:
+            if not started:  # whatever stopped the start (an error, Ctrl-C): nothing left running
+                self.stop()
         self.write_nodes_json()
         return self
 

@@ -8,10 +8,7 @@ read with the shared loader (:mod:`session.service.config`).
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from session.errors import ConfigError
 from session.service import config as service_config
@@ -83,24 +80,9 @@ def validate(cfg: FileServerConfig) -> None:
     service_config.validate_limits(cfg.connections, max_request_body(st))
 
 
-def load_config(
-    path: str | os.PathLike[str] | None,
-    *,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-) -> FileServerConfig:
-    """The configuration from ``path`` (or ``SESSION_FILESERVER_CONFIG``), the environment and
-    ``overrides`` (dotted names → values, ``None`` ignored), validated."""
-    cfg = service_config.load_service(
-        FileServerConfig,
-        path,
-        env=env,
-        env_prefix=ENV_PREFIX,
-        env_config=ENV_CONFIG,
-        overrides=overrides,
-    )
-    validate(cfg)
-    return cfg
+#: ``load_config(path, *, env=None, overrides=None)``: the configuration from ``path`` (or
+#: ``SESSION_FILESERVER_CONFIG``), the environment and ``overrides``, validated.
+load_config = service_config.ServiceConfigLoader(FileServerConfig, ENV_PREFIX, ENV_CONFIG, validate)
 
 
 __all__ = [

@@ -27,10 +27,9 @@ from session.fileserver.config import FileServerConfig, max_request_body
 from session.fileserver.store import FileInfo, FileNotFound, FileStore, FileTooLarge
 from session.identity import Identity
 from session.node import keys
-from session.service import tls
-from session.service.datadir import DataDirLock
-from session.service.onion import OnionDestination, Routes, V4Request, V4Response
-from session.service.server import Served, body_pieces, run_until_signal, serve, streams_body
+from session.service.onion import Routes, V4Request, V4Response
+from session.service.server import Served, body_pieces, streams_body
+from session.service.site import run_standalone, start_site
 from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.fileserver")
@@ -236,39 +235,18 @@ async def start(cfg: FileServerConfig) -> RunningFileServer:
         FileStore, cfg.data_dir / "store", max_size=st.max_file_size, quota=st.quota_bytes
     )
     service = FileService(store, st.default_ttl, st.max_ttl)
-    app = web.Application(
-        client_max_size=max_request_body(st),
-        handler_args={"auto_decompress": False},
-        middlewares=[_raw_bodies_only],
-    )
-    service.routes.mount(app)
-    OnionDestination(identity.export_x25519_secret(), service.routes).attach(app)
-    ssl_ctx = (
-        await asyncio.to_thread(tls.server_ssl_context, cfg.data_dir) if cfg.network.tls else None
-    )
-    host = cfg.network.listen_host
-    served = await serve(
-        app,
-        host,
-        cfg.network.port,
-        ssl_context=ssl_ctx,
-        limits=cfg.connections,
-        max_body=max_request_body(st),
-    )
-    scheme = "https" if ssl_ctx is not None else "http"
-    url = f"{scheme}://{host}:{served.port}"
+    served, url = await start_site(
+        service.routes, identity, network=cfg.network, data_dir=cfg.data_dir,
+        limits=cfg.connections, max_body=max_request_body(st), middlewares=[_raw_bodies_only],
+    )  # fmt: skip
     sweeper = spawn(_sweep_forever(service, st.sweep_interval), log, "the expiry sweep")
     return RunningFileServer(url, identity, service, served, sweeper)
 
 
 async def run(cfg: FileServerConfig, on_ready: Callable[[RunningFileServer], None]) -> None:
     """Serve until SIGTERM/SIGINT."""
-    await run_until_signal(
-        lambda: start(cfg),
-        on_ready,
-        log,
-        "file server",
-        DataDirLock(cfg.data_dir, "session-fileserver"),
+    await run_standalone(
+        lambda: start(cfg), on_ready, log, "file server", cfg.data_dir, "session-fileserver"
     )
 
 

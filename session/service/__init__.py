@@ -18,6 +18,10 @@ community servers.
   the service's own routes;
 * :mod:`session.service.tasks` — background tasks whose failures are logged when they happen,
   and stops that wait for tasks without hiding what they raised.
+* :mod:`session.service.site` — a standalone server's site (its routes, directly and as a v4
+  onion destination, over TLS) and running it until a signal with its data directory locked;
+* :mod:`session.service.lifeline` — a child process that ends when its parent dies (the
+  devnet's processes).
 
 Import the submodules; this package itself imports nothing (keeps start-up light).
 """

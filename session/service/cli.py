@@ -7,17 +7,19 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import uvloop
 
 from session.errors import ConfigError, SessionError
 from session.identity import Identity
 from session.node import keys
 from session.service.config import as_dict
+from session.service.logs import setup_logging
 from session.service.systemd import unit_text
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +44,44 @@ def config_options(env_config: str, data_dir_help: str) -> Callable[[F], F]:
         return fn
 
     return decorate
+
+
+def server_run_options(*extra: Callable[[F], F]) -> Callable[[F], F]:
+    """The options of a standalone server's ``run`` and ``check-config``: ``--listen-host``,
+    ``--port``, ``--tls/--no-tls``, the server's own (``extra``), ``--log-level`` and
+    ``--log-format``; :func:`run_overrides` turns the common ones into config overrides."""
+    opts: list[Callable[[F], F]] = [
+        click.option("--listen-host", help="Address to listen on."),
+        click.option("--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one)."),
+        click.option("--tls/--no-tls", default=None, help="Serve HTTPS (default) or plain HTTP."),
+        *extra,
+        click.option(
+            "--log-level", type=click.Choice(["debug", "info", "warning", "error", "critical"])
+        ),
+        click.option("--log-format", type=click.Choice(["auto", "json", "console"])),
+    ]
+
+    def decorate(fn: F) -> F:
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+
+    return decorate
+
+
+def run_overrides(data_dir: Path | None, flags: dict[str, Any], *extra: str) -> dict[str, Any]:
+    """Config overrides (dotted names; None: not given) from ``--data-dir``, the common options
+    of :func:`server_run_options` and the server's own: ``extra`` names their settings
+    (``storage.max_ttl``), each set by the flag named as its last part (``--max-ttl``)."""
+    names = {
+        "network.listen_host": "listen_host",
+        "network.port": "port",
+        "network.tls": "tls",
+        "logging.level": "log_level",
+        "logging.format": "log_format",
+        **{name: name.rsplit(".", 1)[-1] for name in extra},
+    }
+    return {"data_dir": data_dir, **{k: flags.get(v) for k, v in names.items()}}
 
 
 def exit_on_errors(fn: F) -> F:
@@ -74,6 +114,29 @@ def key_doc(identity: Identity) -> dict[str, str]:
         "pubkey_ed25519": bytes(identity.ed25519_public).hex(),
         "pubkey_x25519": bytes(identity.x25519_public).hex(),
     }
+
+
+def run_server(
+    cfg: Any,
+    serve: Callable[[Any, Callable[[Any], None]], Coroutine[Any, Any, None]],
+    ready_doc: Callable[[Any], dict[str, Any]],
+) -> None:
+    """A standalone server's ``run``: logging as ``cfg.logging`` says (to stderr), then
+    ``serve(cfg, on_ready)`` on uvloop until SIGTERM/SIGINT. Once listening, one JSON line on
+    stdout for supervisors (the devnet): ``{"ready": true, **ready_doc(server), and the
+    server's public keys}``."""
+    lc = cfg.logging
+    setup_logging(lc.level, lc.format, unsafe=lc.unsafe_logging, stream=sys.stderr)
+
+    def ready(server: Any) -> None:
+        doc = {"ready": True, **ready_doc(server), **key_doc(server.identity)}
+        sys.stdout.write(json.dumps(doc) + "\n")
+        sys.stdout.flush()
+
+    try:
+        uvloop.run(serve(cfg, ready))
+    except KeyboardInterrupt:
+        pass
 
 
 def add_server_commands(

@@ -27,7 +27,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, Union
+from typing import Any, Generic, TypeVar, Union
 
 import platformdirs
 
@@ -316,6 +316,37 @@ def load_service(
     return load(
         cls, path, env=env, env_prefix=env_prefix, env_skip=(env_config,), overrides=overrides
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfigLoader(Generic[T]):
+    """A standalone server's ``load_config(path, *, env=None, overrides=None)``: its config
+    from ``path`` (or the file the environment variable ``env_config`` names), the environment
+    (``env_prefix`` variables; ``env`` None: ``os.environ``) and ``overrides`` (dotted names →
+    values, ``None`` ignored), then ``validate``-d (which raises :class:`ConfigError`)."""
+
+    cls: type[T]
+    env_prefix: str
+    env_config: str
+    validate: Callable[[T], None]
+
+    def __call__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> T:
+        cfg = load_service(
+            self.cls,
+            path,
+            env=env,
+            env_prefix=self.env_prefix,
+            env_config=self.env_config,
+            overrides=overrides,
+        )
+        self.validate(cfg)
+        return cfg
 
 
 def as_dict(cfg: Any) -> dict[str, Any]:

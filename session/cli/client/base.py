@@ -139,6 +139,14 @@ def emit(doc: Any) -> None:
     click.echo(json.dumps(doc, ensure_ascii=False))
 
 
+def report(doc: Any, line: str) -> None:
+    """A command's outcome: ``doc`` as one JSON document with ``--json``, else ``line``."""
+    if json_mode():
+        emit(doc)
+    else:
+        click.echo(line)
+
+
 def fail(message: str) -> None:
     message = message.strip() or "unknown error"
     if json_mode():

@@ -27,6 +27,7 @@ from session.cli.client.base import (
     json_mode,
     main,
     open_session,
+    report,
     run,
     short,
     shown,
@@ -263,10 +264,7 @@ def post(room: str, text: str, files: tuple[Path, ...], reply_to: int | None) ->
         return post_doc(c, await c.communities.post(room, text, files=files, reply_to=reply_to))
 
     doc = with_client(op, poll=room)
-    if json_mode():
-        emit(doc)
-    else:
-        click.echo(f"posted #{doc['id']} to {doc['room']}")
+    report(doc, f"posted #{doc['id']} to {doc['room']}")
 
 
 @community_group.command("react")
@@ -283,18 +281,11 @@ def react(room: str, message_id: int, emoji: str, remove: bool) -> None:
         return await c.communities.react(room, message_id, emoji, remove=remove)
 
     changed = with_client(op, poll=room)
-    if json_mode():
-        emit(
-            {
-                "room": room,
-                "id": message_id,
-                "emoji": emoji,
-                "removed" if remove else "added": changed,
-            }
-        )
-    else:
-        verb = "removed from" if remove else "added to"
-        click.echo(f"{shown(emoji)} {verb} #{message_id}" + ("" if changed else " (no change)"))
+    verb = "removed from" if remove else "added to"
+    report(
+        {"room": room, "id": message_id, "emoji": emoji, "removed" if remove else "added": changed},
+        f"{shown(emoji)} {verb} #{message_id}" + ("" if changed else " (no change)"),
+    )
 
 
 @community_group.command("edit")
@@ -310,10 +301,7 @@ def edit(room: str, message_id: int, text: str) -> None:
         return post_doc(c, await c.communities.edit(room, message_id, text))
 
     doc = with_client(op, poll=room)
-    if json_mode():
-        emit(doc)
-    else:
-        click.echo(f"edited #{message_id}")
+    report(doc, f"edited #{message_id}")
 
 
 @community_group.command("delete")
@@ -324,10 +312,7 @@ def edit(room: str, message_id: int, text: str) -> None:
 def delete(room: str, message_id: int) -> None:
     """Delete post MESSAGE_ID (yours, or anyone's if you moderate the room)."""
     with_client(lambda c: c.communities.delete(room, message_id), poll=room)
-    if json_mode():
-        emit({"room": room, "id": message_id, "deleted": True})
-    else:
-        click.echo(f"deleted #{message_id}")
+    report({"room": room, "id": message_id, "deleted": True}, f"deleted #{message_id}")
 
 
 @community_group.command("dm")
@@ -353,10 +338,7 @@ def dm(blinded_id: str, text: str, room: str | None) -> None:
         return (await c.communities.send_dm(ref, blinded_id, text)).to_dict()
 
     doc = with_client(op)
-    if json_mode():
-        emit(doc)
-    else:
-        click.echo(f"sent to {blinded_id} on {doc['base_url']}")
+    report(doc, f"sent to {blinded_id} on {doc['base_url']}")
 
 
 @community_group.command("dms")
@@ -430,10 +412,7 @@ def save(room: str, file_id: int, directory: Path, force: bool) -> None:
         return {"room": room, "file_id": file_id, "path": str(path), "size": path.stat().st_size}
 
     doc = with_client(op, poll=room)
-    if json_mode():
-        emit(doc)
-    else:
-        click.echo(f"saved {shown(doc['path'])} ({doc['size']:,} bytes)")
+    report(doc, f"saved {shown(doc['path'])} ({doc['size']:,} bytes)")
 
 
 @community_group.command("leave")
@@ -447,10 +426,7 @@ def leave(room: str) -> None:
         return (await c.communities.leave(room)).to_dict()
 
     doc = with_client(op)
-    if json_mode():
-        emit({"left": doc})
-    else:
-        click.echo(f"left {doc['room']} on {doc['base_url']}")
+    report({"left": doc}, f"left {doc['room']} on {doc['base_url']}")
 
 
 @community_group.command("chat")
