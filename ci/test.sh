@@ -6,7 +6,9 @@
 #   3. mypy.stubtest: session/_core.pyi matches the built extension
 #   4. bounded fuzzing of the Rust and Python parsers from the kept corpora (ci/fuzz.sh;
 #      FUZZ_SECONDS per target, default 12)
-#   5. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
+#   5. the README's pipx install with Debian's python3 and PyPI, then a devnet from it
+#      (ci/pipx.sh)
+#   6. pytest (unit, property, vector, integration tests; benchmarks run once as tests)
 # Every step runs even when an earlier one failed; the script fails if any did, and ends with
 # each step's time.
 set -euo pipefail
@@ -40,6 +42,7 @@ step "ruff format --check" python3 -m ruff format --no-cache --check .
 step "mypy (package)" python3 -m mypy
 step "stubtest" python3 -m mypy.stubtest session._core --allowlist ci/stubtest-allowlist.txt
 step "fuzz (build and bounded runs)" ./ci/fuzz.sh
+step "pipx install (the README's, from PyPI)" ./ci/pipx.sh
 step "pytest" python3 -m pytest -q "$@"
 
 echo "== step times"

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,3 +93,20 @@ def test_a_devnet_failure_is_a_500_sentence(site: tuple[_Net, str]) -> None:
     net, base = site
     net.fail_add = True
     assert _call(f"{base}/add") == (500, {"error": "node-2 not ready in time"})
+
+
+def test_devnet_without_the_devnet_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from session.devnet import control
+
+    real = control.importlib.util.find_spec
+    monkeypatch.setattr(
+        control.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "eth_tester" else real(name, *a),
+    )
+    assert control.main(nodes=1, data_dir=tmp_path / "net") == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {control.MISSING_EXTRA}\n" and "[devnet]" in err
+    assert not (tmp_path / "net").exists()  # nothing was started
