@@ -39,9 +39,9 @@ MODULES = (
     "zmq",
     "msgpack",
     "session._core",
-    "aiohttp",
     "httptools",
     "session.http1.server",
+    "session.http1.client",
     "session.node.daemon",
 )
 
