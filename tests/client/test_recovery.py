@@ -11,13 +11,11 @@ import base64
 import json
 import random
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from session.client import paths as paths_mod
-from session.client import transport as transport_mod
 from session.client.network import NetworkClock, NodeDirectory
 from session.client.paths import PathManager
 from session.client.transport import OnionTransport, SwarmRPC, node_is_down
@@ -81,20 +79,6 @@ class ScriptedNetwork:
 
     async def close(self) -> None:
         return None
-
-
-class _PlainKey:
-    def decrypt(self, data: bytes) -> bytes:
-        return data
-
-
-@pytest.fixture
-def plain_onion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The onion's layers are the payload itself (the crypto has its own tests)."""
-    monkeypatch.setattr(
-        transport_mod.onion, "build", lambda hops, dest, payload, enc: (payload, _PlainKey())
-    )
-    yield
 
 
 def parts(

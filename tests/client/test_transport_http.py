@@ -9,7 +9,7 @@ import asyncio
 import json
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,20 +76,6 @@ async def site() -> AsyncIterator[Site]:
     s = Site(lambda head, body: answer(b""))
     yield s
     await s.close()
-
-
-class _PlainKey:
-    def decrypt(self, data: bytes) -> bytes:
-        return data
-
-
-@pytest.fixture
-def plain_onion(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The onion's layers are the payload itself (the crypto has its own tests)."""
-    monkeypatch.setattr(
-        transport_mod.onion, "build", lambda hops, dest, payload, enc: (payload, _PlainKey())
-    )
-    yield
 
 
 async def guards(site: Site, tmp_path: Path, n: int = 5) -> list[ServiceNode]:

@@ -114,6 +114,20 @@ async def servers() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
             await srv.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[int]:
+    """A server on 127.0.0.1 whose connections ``handler`` serves byte by byte; yields its
+    port."""
+    srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+    try:
+        yield srv.sockets[0].getsockname()[1]
+    finally:
+        srv.close()
+        await srv.wait_closed()
+
+
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Server]]]:
     async with servers() as start:
@@ -209,16 +223,11 @@ async def test_an_answer_delimited_by_closing_the_connection(version: bytes) -> 
         await writer.drain()
         writer.close()
 
-    srv = await asyncio.start_server(writer_closes, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(writer_closes) as port:
         async with HttpClient() as http:
             r = await http.request("GET", f"http://127.0.0.1:{port}/")
             assert (r.status, r.body) == (200, b"all of it")
             assert http.open_connections() == 0
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_a_silent_server_times_out_and_its_connection_is_dropped(serve: Callable) -> None:
@@ -266,16 +275,11 @@ async def test_an_answer_cut_short_is_a_protocol_error(
         await writer.drain()
         writer.close()
 
-    srv = await asyncio.start_server(cut, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(cut) as port:
         async with HttpClient() as http:
             with pytest.raises(HttpProtocolError, match=match):
                 await http.request("POST", f"http://127.0.0.1:{port}/", body=b"x")
             assert http.open_connections() == 0
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_an_answer_over_the_cap_is_refused(serve: Callable) -> None:
@@ -315,15 +319,10 @@ async def test_a_huge_response_head_is_refused() -> None:
                 return
         writer.close()
 
-    srv = await asyncio.start_server(endless, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(endless) as port:
         async with HttpClient() as http:
             with pytest.raises(HttpProtocolError, match="response head over"):
                 await http.request("GET", f"http://127.0.0.1:{port}/")
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_the_per_host_cap_holds_concurrent_requests(serve: Callable) -> None:
@@ -362,15 +361,10 @@ async def test_tls_to_a_plain_server_is_a_connect_error() -> None:
         await writer.drain()
         writer.close()
 
-    srv = await asyncio.start_server(plain, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
+    async with raw_server(plain) as port:
         async with HttpClient(ssl_context=client_ssl_context()) as http:
             with pytest.raises(HttpConnectError, match="cannot connect"):
                 await http.request("GET", f"https://127.0.0.1:{port}/")
-    finally:
-        srv.close()
-        await srv.wait_closed()
 
 
 async def test_bytes_after_the_answer_make_the_connection_unusable(serve: Callable) -> None:
