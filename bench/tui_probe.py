@@ -3,11 +3,12 @@
     python bench/tui_probe.py PROFILE_DIR ui|client IDLE_SECONDS
 
 Prints one JSON object: ``rss_mb`` (resident set after the idle window), ``cpu_pct`` (process
-CPU time over the idle window / wall time), and with ``ui`` also ``open_big_ms`` /
-``open_small_ms`` (opening the conversation of 10,000 messages and one of 200, each measured
-as the wall time of ``open_conversation`` until the history is mounted). ``client`` is the
-baseline: the same client opened, no UI. The client runs without background loops and without
-a network, so only the UI's own idle cost is in the difference.
+CPU time over the idle window / wall time; the UI's window starts once the input box's cursor
+has stopped blinking, 10 s after the last key, as at any real idle), and with ``ui`` also
+``open_big_ms`` / ``open_small_ms`` (opening the conversation of 10,000 messages and one of
+200, each measured as the wall time of ``open_conversation`` until the history is mounted).
+``client`` is the baseline: the same client opened, no UI. The client runs without background
+loops and without a network, so only the UI's own idle cost is in the difference.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ async def main(profile: Path, mode: str, idle_s: float) -> dict[str, float]:
                     out[key] = 1000 * (time.perf_counter() - t)
                 await app.open_conversation(big)
                 await pilot.pause()
+                # idle as a person leaves it: no key for a while, so the cursor rests
+                deadline = time.monotonic() + 120
+                while app.compose_box.cursor_blink and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
                 t0, c0 = time.monotonic(), time.process_time()
                 await asyncio.sleep(idle_s)  # the measured idle window
                 out["cpu_pct"] = 100 * (time.process_time() - c0) / (time.monotonic() - t0)

@@ -247,3 +247,15 @@ async def test_resizes_keep_the_layout(client: Client) -> None:
             assert box.height == 3 and box.bottom <= height - 1  # above the status bar
             assert app.query_one("#status").region.y == height - 1
             assert app.compose_box.value == "draft"
+
+
+async def test_the_cursor_rests_when_idle_and_blinks_again_on_a_key(client: Client) -> None:
+    """The input box's blink (most of the idle CPU) stops after a while without keys; the
+    cursor stays shown and blinks again at the next key."""
+    app = SessionTui(client, blink_idle_s=0.4)
+    async with app.run_test(size=(80, 24)) as pilot:
+        box = app.compose_box
+        assert box.cursor_blink
+        await until(pilot, lambda: not box.cursor_blink, "the cursor rests")
+        await pilot.press("a")
+        assert box.cursor_blink and box.value == "a"
