@@ -151,8 +151,8 @@ def run(config_path: Path | None, data_dir: Path | None, **flags: Any) -> None:
     # Fail early, with a clear message, on an exposed key file (a missing one is created).
     if keys.key_path(cfg.data_dir).exists():
         keys.check_permissions(keys.key_path(cfg.data_dir))
-    # ~0.3-1 s of imports (aiohttp, zmq, the store) that only `run` needs; measured with
-    # `python -X importtime`, so `version`, `keygen` and `--help` stay quick.
+    # ~0.2-0.35 s of imports (zmq, uvloop, the store, the HTTP server) that only `run` needs;
+    # measured with `python -X importtime`, so `version`, `keygen` and `--help` stay quick.
     from session.node.daemon import run as run_daemon  # noqa: PLC0415 - measured, see above
 
     sys.exit(run_daemon(cfg))
