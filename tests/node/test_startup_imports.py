@@ -1,6 +1,8 @@
-"""What a node's start-up path imports (issue 12, a Pi-sized node): neither aiohttp's server
-nor prometheus_client (with the http.server, urllib.request and email modules it loads), whose
-RSS the node's own HTTP/1.1 server and metrics replaced, nor ctypes (docs/performance.md)."""
+"""What a node's start-up path imports (issue 12, a Pi-sized node): no prometheus_client, no
+standard-library HTTP modules or email (aiohttp and prometheus_client loaded them), no
+aiohttp-based service server and no ctypes, whose RSS the node's own HTTP/1.1 server and
+metrics replaced (docs/performance.md, "A node's footprint"). That no aiohttp is loaded at all
+is tests/http1/test_no_aiohttp.py."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ import json
 import subprocess
 import sys
 
-#: Modules a node must not load: aiohttp's server side, the aiohttp-based service server,
-#: prometheus_client and the standard-library HTTP server it brings, and ctypes (only for
+#: Modules a node must not load: the aiohttp-based service server, prometheus_client, the
+#: standard-library HTTP modules and email it and aiohttp bring, and ctypes (only for
 #: limits.keep_large_buffers, off by default).
 NOT_ON_A_NODE = (
-    "aiohttp.web",
+    "email",
+    "urllib.request",
     "session.service.server",
     "prometheus_client",
     "http.server",
