@@ -257,5 +257,6 @@ async def test_the_cursor_rests_when_idle_and_blinks_again_on_a_key(client: Clie
         box = app.compose_box
         assert box.cursor_blink
         await until(pilot, lambda: not box.cursor_blink, "the cursor rests")
+        app.blink_idle_s = 3600.0  # it must not rest again before the check below
         await pilot.press("a")
         assert box.cursor_blink and box.value == "a"
