@@ -182,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy flame graphs (SVG) of the two busiest nodes and worker 0 in the last step",
+        help="py-spy flame graphs (SVG) of the two busiest nodes and worker 0 in the last step "
+        "(request scenarios: of our node in one extra, unmeasured round per scenario)",
     )
     ap.add_argument("--quiet", action="store_true", help="no live display")
     ap.add_argument("--seed", type=int, default=1, help="randomness of the clients' choices")
