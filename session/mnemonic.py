@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import unicodedata
 import zlib
-from importlib import resources
+from pathlib import Path
 
 from session import _core
 from session.errors import MissingWord
@@ -22,7 +22,9 @@ __all__ = ["WORDS", "decode", "encode"]
 
 
 def _load_words() -> list[str]:
-    text = resources.files("session").joinpath("data/mnemonic-english.txt").read_text("utf-8")
+    # read beside the package, not through importlib.resources: that loads zipfile (with
+    # shutil, bz2, lzma), 0.5-1.7 MB of a node's RSS (docs/performance.md, "A node's footprint")
+    text = (Path(__file__).parent / "data" / "mnemonic-english.txt").read_text("utf-8")
     return [w for w in (line.strip() for line in text.splitlines()) if w]
 
 

@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar, Union
 
-import platformdirs
-
 from session.errors import ConfigError
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -250,9 +248,13 @@ def default_data_dir(app_name: str, env: Mapping[str, str] | None = None) -> Pat
     if state:
         # systemd may pass several colon-separated directories; the first is ours.
         return Path(state.split(":")[0])
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and sys.platform.startswith("linux"):
+        return Path("/var/lib") / app_name  # what StateDirectory= would give
+    # imported here: platformdirs loads tempfile, shutil, bz2 and lzma, 1.7 MB of RSS that a
+    # node given its data directory (or run by systemd) never needs (docs/performance.md)
+    import platformdirs  # noqa: PLC0415 - measured, see above
+
     if hasattr(os, "geteuid") and os.geteuid() == 0:
-        if sys.platform.startswith("linux"):
-            return Path("/var/lib") / app_name  # what StateDirectory= would give
         return Path(platformdirs.site_data_dir(app_name))
     return Path(platformdirs.user_data_dir(app_name))
 

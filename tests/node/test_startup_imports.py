@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 #: Modules a node must not load: the aiohttp-based service server, prometheus_client, the
-#: standard-library HTTP modules and email it and aiohttp bring, and ctypes (only for
-#: limits.keep_large_buffers, off by default).
+#: standard-library HTTP modules and email it and aiohttp bring, ctypes (only for
+#: limits.keep_large_buffers, off by default), platformdirs and zipfile.
 NOT_ON_A_NODE = (
     "email",
     "urllib.request",
@@ -20,6 +20,8 @@ NOT_ON_A_NODE = (
     "prometheus_client",
     "http.server",
     "ctypes",
+    "platformdirs",  # only for a default data directory outside systemd (imported then)
+    "zipfile",  # importlib.resources loads it; the recovery-phrase words are read directly
 )
 
 
