@@ -28,6 +28,7 @@ env_clean=(env -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME PATH="$tmp/bin:$path"
 "$base" -m venv "$tmp/pipx-venv"
 "$tmp/pipx-venv/bin/python" -m pip install --quiet pipx
 "${env_clean[@]}" "$tmp/pipx-venv/bin/pipx" install --python "$base" "$repo[devnet]"
+echo "[${SECONDS} s] installed"
 
 mkdir "$tmp/elsewhere"
 cd "$tmp/elsewhere"
@@ -63,4 +64,4 @@ assert doc["chain"]["contract"].startswith("0x"), doc
 assert proc.returncode == 0, (proc.returncode, err)
 print(f"devnet of 3 nodes ready in {doc.get('seconds')} s, stopped with exit code 0")
 EOF
-echo "pipx install: ok"
+echo "[${SECONDS} s] pipx install: ok"
