@@ -16,20 +16,7 @@ cd "$(dirname "$0")/.."
 . ci/env.sh
 ./ci/install.sh
 
-failed=()
-times=()
-# step NAME CMD...: run one check, record its time and whether it failed.
-step() {
-  local name="$1" start=$SECONDS
-  shift
-  echo "== $name"
-  if "$@"; then
-    times+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
-  else
-    times+=("$(printf '%5d s  %s  FAILED' $((SECONDS - start)) "$name")")
-    failed+=("$name")
-  fi
-}
+. ci/steps.sh
 
 # The workspace and the standalone fuzz crate share core_ext/target (clippy and test reuse
 # build scripts and proc macros); the fuzz build uses its own directory (other flags).
@@ -45,9 +32,4 @@ step "fuzz (build and bounded runs)" ./ci/fuzz.sh
 step "pipx install (the README's, from PyPI)" ./ci/pipx.sh
 step "pytest" python3 -m pytest -q "$@"
 
-echo "== step times"
-printf '%s\n' "${times[@]}"
-if [ ${#failed[@]} -gt 0 ]; then
-  echo "failed: ${failed[*]}"
-  exit 1
-fi
+steps_summary "step times"

@@ -379,7 +379,7 @@ class Devnet:
         """Read the registry's ready line: its URL and the devnet chain it runs."""
         rdir = self.dir / "registry"
         assert self.registry_proc is not None
-        line = self._read_line(self.registry_proc, 30.0)
+        line = self._read_line(self.registry_proc, self.ready_timeout)
         try:
             doc = json.loads(line)
             self.registry_url = doc["url"]
@@ -495,7 +495,7 @@ class Devnet:
             "--log-level", self.log_level, "--log-format", "json",
         )  # fmt: skip
         proc = self._popen(cmd, env, stdout=subprocess.PIPE, stderr=self._log(data_dir))
-        line = self._read_line(proc, 30.0)
+        line = self._read_line(proc, self.ready_timeout)
         try:
             doc = json.loads(line)
             got = (int(doc["url"].rsplit(":", 1)[1]), doc["pubkey_ed25519"], doc["pubkey_x25519"])
@@ -637,10 +637,11 @@ class Devnet:
     def _wait_all_ready(self) -> None:
         self._wait_ready([n for n in self.nodes if n.running])
 
-    def wait_converged(self, timeout: float = 20.0) -> None:
+    def wait_converged(self, timeout: float | None = None) -> None:
         """Wait until every running node reports the registry's current node list version and
-        serves reads (a starting member first catches up with its swarm)."""
-        deadline = time.monotonic() + timeout
+        serves reads (a starting member first catches up with its swarm); ``timeout`` None:
+        the devnet's ``ready_timeout``."""
+        deadline = time.monotonic() + (timeout or self.ready_timeout)
         while time.monotonic() < deadline:
             want = list_version(parse_node_list(self.node_list()))
             seen = set()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 from pathlib import Path
@@ -8,6 +9,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+#: Seconds a devnet process may take to be ready: a slow machine raises it (ci/aarch64.sh runs
+#: these tests on an emulated CPU, where a node's imports alone take 10 s or more).
+READY_TIMEOUT = float(os.environ.get("SESSION_TEST_READY_TIMEOUT", "60"))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +32,7 @@ async def _serving_reads(urls: list[str]) -> None:
 
     c = Client()
     try:
-        await asyncio.gather(*(c.serving_reads(u) for u in urls))
+        await asyncio.gather(*(c.serving_reads(u, READY_TIMEOUT) for u in urls))
     finally:
         await c.close()
 
@@ -42,7 +47,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
         tmp_path_factory.mktemp("devnet"),
         nodes=5,
         poll_interval=0.5,
-        ready_timeout=60,
+        ready_timeout=READY_TIMEOUT,
         proxy_allow=[f"127.0.0.1:{v4_port}"],
     )
     net.start()
