@@ -158,11 +158,18 @@ class OxenssServer:
             keys.update(dict(_KEY_LINE.findall(text)))
             return len(keys) == 2 and sock.exists()
 
-        try:
+        started = False
+        try:  # a start that fails stops what it started
             self._wait("fake oxend", have_keys, self.oxend, oxend_log)
-        except BaseException:
-            self.stop()
-            raise
+            self._start_server(keys, sock, server_log)
+            started = True
+        finally:
+            if not started:
+                self.stop()
+        return self
+
+    def _start_server(self, keys: dict[str, str], sock: Path, server_log: Path) -> None:
+        """Start Session's server against the running fake oxend; return once it answers."""
         self.ed25519_hex = keys["ed25519_pubkey"]
         self.x25519 = bytes.fromhex(keys["x25519_pubkey"])
         with open(server_log, "wb") as out:
@@ -182,12 +189,7 @@ class OxenssServer:
                 return False
             return status == 200
 
-        try:
-            self._wait("oxen-storage", answers, self.server, server_log)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        self._wait("oxen-storage", answers, self.server, server_log)
 
     def stop(self) -> None:
         """Stop the server, then its oxend (SIGTERM, SIGKILL after 10 s)."""

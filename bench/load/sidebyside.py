@@ -454,7 +454,8 @@ class Servers:
         self.oxenss: OxenssServer | None = None
         self.targets: list[Target] = []
         root = find_root(args.oxenss_root) if args.target == "oxenss" else None
-        try:
+        started = False
+        try:  # a start that fails stops what it started
             console.print("starting our node (a one-node devnet)…")
             self.devnet = Devnet(work / "devnet", nodes=1, file_server=False, community=False)
             self.devnet.start()
@@ -471,9 +472,10 @@ class Servers:
                 self.targets.insert(
                     0, Target("oxenss", o.host, o.https_port, o.ed25519_hex, o.x25519.hex(), o.pid)
                 )
-        except BaseException:
-            self.stop()
-            raise
+            started = True
+        finally:
+            if not started:
+                self.stop()
 
     def stop(self) -> None:
         if self.oxenss is not None:
