@@ -107,8 +107,8 @@ class LinkFanout:
         self.deadline = deadline
         self.timeout = timeout
         self.on_result = on_result
-        #: members (Ed25519 hex) → their requests still running past a deadline
-        self._late: dict[str, set[asyncio.Task[Any]]] = {}
+        #: members (Ed25519 hex) → their writes still running past a deadline
+        self._late: dict[str, set[asyncio.Future[Any]]] = {}
         #: writes of this loop iteration not sent yet: member X25519 → (member, [(body, fut)])
         self._queued: dict[str, tuple[ServiceNode, list[tuple[Any, asyncio.Future[Any]]]]] = {}
         #: members that answered "unknown kind" to a batch (older nodes): sent one by one
@@ -122,24 +122,26 @@ class LinkFanout:
         return list(self._late)
 
     async def forward(self, request_body: dict[str, Any]) -> dict[str, Any]:
+        # One future per member (no task: a write reaches eleven members in a 12-node swarm,
+        # and each task would cost the entry node its creation and two steps per write).
         out: dict[str, Any] = {}
-        waited: list[tuple[ServiceNode, asyncio.Task[Any]]] = []
+        waited: list[tuple[ServiceNode, asyncio.Future[Any]]] = []
         for n in self.view.peers_in_my_swarm():
             if self.links.is_down(n.pubkey_x25519):
                 out[n.pubkey_ed25519] = None
                 self._count("failed")
                 continue
-            t = asyncio.ensure_future(self._one(n, request_body))
+            f = self._queue(n, request_body)
             if n.pubkey_ed25519 in self._late:
                 out[n.pubkey_ed25519] = None  # slow: it gets the write, nobody waits for it
-                self._keep(n, t)
+                self._keep(n, f)
             else:
-                waited.append((n, t))
+                waited.append((n, f))
         if waited:
-            await asyncio.wait([t for _, t in waited], timeout=self.deadline)
-        for n, t in waited:
-            if t.done():
-                out[n.pubkey_ed25519] = t.result()
+            await asyncio.wait([f for _, f in waited], timeout=self.deadline)
+        for n, f in waited:
+            if f.done():
+                out[n.pubkey_ed25519] = self._outcome(n, f)
                 continue
             out[n.pubkey_ed25519] = None
             log.info(
@@ -147,36 +149,48 @@ class LinkFanout:
                 n.pubkey_ed25519[:12],
                 self.deadline,
             )
-            self._keep(n, t)
+            self._keep(n, f)
         return out
 
-    def _keep(self, node: ServiceNode, task: asyncio.Task[Any]) -> None:
+    def _keep(self, node: ServiceNode, fut: asyncio.Future[Any]) -> None:
+        """Follow a write still running past its deadline: the member counts as slow until it
+        ends, and its outcome is counted when it does."""
         ed = node.pubkey_ed25519
-        self._late.setdefault(ed, set()).add(task)
+        self._late.setdefault(ed, set()).add(fut)
 
-        def done(t: asyncio.Task[Any]) -> None:
+        def done(f: asyncio.Future[Any]) -> None:
             left = self._late.get(ed)
             if left is not None:
-                left.discard(t)
+                left.discard(f)
                 if not left:
                     del self._late[ed]
+            if not f.cancelled():
+                self._outcome(node, f)
 
-        task.add_done_callback(done)
+        fut.add_done_callback(done)
 
-    async def _one(self, node: ServiceNode, body: dict[str, Any]) -> Any:
-        """The member's result for one write, or None. The write is queued for the member and
+    def _queue(self, node: ServiceNode, body: dict[str, Any]) -> asyncio.Future[Any]:
+        """Queue one write for the member; the future gets its reply (or LinkError). It is
         sent at the end of this loop iteration with the others queued for it meanwhile."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        # (read at once, so a failure nobody waits for any more is not reported as lost)
+        fut.add_done_callback(_retrieved)
         if not self._queued:
             loop.call_soon(self._flush)
         self._queued.setdefault(node.pubkey_x25519, (node, []))[1].append((body, fut))
-        try:
-            r = await fut
-        except LinkError as e:
+        return fut
+
+    def _outcome(self, node: ServiceNode, fut: asyncio.Future[Any]) -> Any:
+        """The member's result of a finished write, or None (counted either way)."""
+        e = fut.exception()
+        if e is not None:
+            if not isinstance(e, LinkError):
+                raise e  # a bug: surfaces
             log.info("replica %s… did not answer: %s", node.pubkey_ed25519[:12], e)
             self._count("failed")
             return None
+        r = fut.result()
         if r is _REFUSED:
             self._count("failed")
             return None
@@ -197,7 +211,10 @@ class LinkFanout:
         LinkError); a member that does not know batches gets them one by one, in order."""
         x = node.pubkey_x25519
         try:
-            if len(items) == 1 or x in self._singly:
+            if len(items) == 1:
+                await self._send_one(node, *items[0])
+                return
+            if x in self._singly:
                 await asyncio.gather(*(self._send_one(node, b, f) for b, f in items))
                 return
             self.link_requests += 1
@@ -244,6 +261,11 @@ class LinkFanout:
         """Cancel writes still running past their deadline."""
         await cancel_and_wait([t for ts in self._late.values() for t in ts])
         await cancel_and_wait(list(self._sending))
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _cc_parts(items: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:

@@ -37,8 +37,9 @@ def spawn(coro: Awaitable[T], logger: logging.Logger, what: str) -> asyncio.Task
     return task
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any] | None]) -> None:
-    """Cancel ``tasks`` (None entries are skipped) and return once every one has ended."""
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any] | None]) -> None:
+    """Cancel ``tasks`` (or futures; None entries are skipped) and return once every one has
+    ended."""
     pending = [t for t in tasks if t is not None]
     for t in pending:
         t.cancel()

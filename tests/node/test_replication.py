@@ -240,7 +240,7 @@ async def test_fanout_answers_at_the_deadline_without_a_frozen_member(net):
     assert out[fed] is None and out[members[1].node.pubkey_ed25519] is not None
     # when it thaws it gets both writes after all, and is waited for again
     net.thawed.set()
-    await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
+    await asyncio.wait_for(asyncio.wait([t for ts in fan._late.values() for t in ts]), 5.0)
     assert len(frozen.cc) == 2 and fan.slow() == []
     out = await fan.forward({"method": "store", "params": {}})
     assert out[fed] == {"hash": "h", "signature": "s"}
@@ -260,7 +260,7 @@ async def test_a_member_marked_down_while_its_write_is_late_is_then_skipped(net)
     out = await fan.forward({"method": "store", "params": {}})
     assert out[frozen.node.pubkey_ed25519] is None
     members[0].links.mark_down(frozen.node.pubkey_x25519)  # its link dropped (heartbeat)
-    await asyncio.wait_for(asyncio.gather(*(t for ts in fan._late.values() for t in ts)), 5.0)
+    await asyncio.wait_for(asyncio.wait([t for ts in fan._late.values() for t in ts]), 5.0)
     assert fan.slow() == []
     sent = len(net.sent)
     await fan.forward({"method": "store", "params": {}})
