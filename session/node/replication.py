@@ -435,43 +435,54 @@ class SwarmHandoff:
             if ed not in current:
                 await self._settled(ed)
                 continue
-            msgs = await self.store.export(self.mine)
-            ok = await self._push(node, _records(msgs))
-            if ok is not None:
+            # (a part of the accounts at a time: a node holding a million messages must not
+            # load them all to copy them)
+            owners = [o for o in await self.store.owners() if self.mine(o)]
+            copied, i, ok = 0, 0, True
+            while ok and i < len(owners):
+                msgs, k = await self.store.export_part(owners[i:], PUSH_BATCH_BYTES)
+                ok = await self._push(node, _records(msgs)) is not None
+                copied += len(msgs)
+                i += k
+            if ok:
                 await self._settled(ed)
                 if self.on_moved:
-                    self.on_moved("copied", len(msgs))
-                log.info("copied %d messages to new swarm member %s…", len(msgs), ed[:12])
+                    self.on_moved("copied", copied)
+                log.info("copied %d messages to new swarm member %s…", copied, ed[:12])
 
     async def _hand_over(self) -> bool:
-        """Push accounts we no longer own to their swarm; drop those every member accepted.
-        Returns True when nothing is left to hand over."""
-        msgs = await self.store.export(lambda owner: not self.mine(owner))
-        if not msgs:
+        """Push accounts we no longer own to their swarm (a part at a time); drop those every
+        member accepted. Returns True when nothing is left to hand over."""
+        gone = [o for o in await self.store.owners() if not self.mine(o)]
+        if not gone:
             return True
-        by_swarm: dict[int, list[Any]] = {}
-        for m in msgs:
-            try:
-                sid = self.view.swarm_id_for(m.owner)
-            except LookupError:
-                continue
-            by_swarm.setdefault(sid, []).append(m)
         done_owners: set[str] = set()
         failed_owners: set[str] = set()
-        for sid, group in by_swarm.items():
-            members = [n for n in self.view.members(sid) if n.pubkey_ed25519 != self.view.me]
-            owners = {m.owner for m in group}
-            if not members:
-                failed_owners |= owners
-                continue
-            records = _records(group)
-            results = await asyncio.gather(*(self._push(n, records) for n in members))
-            for r in results:
-                if r is None:
+        i = 0
+        while i < len(gone):
+            msgs, k = await self.store.export_part(gone[i:], PUSH_BATCH_BYTES)
+            i += k
+            by_swarm: dict[int, list[Any]] = {}
+            for m in msgs:
+                try:
+                    sid = self.view.swarm_id_for(m.owner)
+                except LookupError:
+                    continue
+                by_swarm.setdefault(sid, []).append(m)
+            for sid, group in by_swarm.items():
+                members = [n for n in self.view.members(sid) if n.pubkey_ed25519 != self.view.me]
+                owners = {m.owner for m in group}
+                if not members:
                     failed_owners |= owners
-                else:
-                    failed_owners |= set(r.get("rejected_owners", ()))
-            done_owners |= owners
+                    continue
+                records = _records(group)
+                results = await asyncio.gather(*(self._push(n, records) for n in members))
+                for r in results:
+                    if r is None:
+                        failed_owners |= owners
+                    else:
+                        failed_owners |= set(r.get("rejected_owners", ()))
+                done_owners |= owners
         done_owners -= failed_owners
         if done_owners:
             dropped = await self.store.drop_accounts(

@@ -312,6 +312,24 @@ class MessageStore(abc.ABC):
         """Every message of owners for which ``predicate(owner)`` is true (swarm handoff), in
         insertion order."""
 
+    async def export_part(
+        self, owners: Sequence[str], max_bytes: int
+    ) -> tuple[list[StoredMessage], int]:
+        """:meth:`export` of the first ``k`` of ``owners`` (in the given order) whose messages'
+        data together stay within ``max_bytes`` (at least the first owner's); returns the
+        messages and ``k``. Swarm handoff goes through a store a part at a time with it, so a
+        node holding a million messages never holds them all in memory at once."""
+        out: list[StoredMessage] = []
+        size = 0
+        for k, owner in enumerate(owners):
+            got = await self.export(owner.__eq__)
+            n = sum(len(m.data) for m in got)
+            if k and n and size + n > max_bytes:
+                return out, k
+            out.extend(got)
+            size += n
+        return out, len(owners)
+
     @abc.abstractmethod
     async def sync_index(self, predicate: Callable[[str], bool], after_ms: int) -> list[SyncEntry]:
         """Every message of owners for which ``predicate(owner)`` is true that expires after

@@ -795,6 +795,32 @@ class SqliteMessageStore(MessageStore):
 
         return await self._read(op)
 
+    async def export_part(
+        self, owners: Sequence[str], max_bytes: int
+    ) -> tuple[list[StoredMessage], int]:
+        todo = list(owners)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[StoredMessage], int]:
+            out: list[StoredMessage] = []
+            size = 0
+            for k, owner in enumerate(todo):
+                oid = self._owner_id(conn, owner, False)
+                if oid is None:
+                    continue
+                (n,) = conn.execute(
+                    "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM messages WHERE owner = ?", (oid,)
+                ).fetchone()
+                if k and n and size + n > max_bytes:
+                    return out, k
+                out.extend(
+                    _msg(r)
+                    for r in conn.execute(_SEL + _FROM + " WHERE m.owner = ? ORDER BY m.id", (oid,))
+                )
+                size += n
+            return out, len(todo)
+
+        return await self._read(op)
+
     def _owner_ids(
         self, conn: sqlite3.Connection, predicate: Callable[[str], bool]
     ) -> list[tuple[int, str]]:

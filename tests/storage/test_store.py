@@ -546,3 +546,25 @@ async def test_sync_index_part_bounds_the_entries_by_messages(store):
     assert await part([d, A], 1) == (["d0", "d1", "d2"], 1)
     assert await part([absent], 1) == ([], 1)
     assert await part([], 1) == ([], 0)
+
+
+async def test_export_part_bounds_a_handoff_part_by_bytes(store):
+    """Swarm handoff exports a part of the accounts at a time: the first owners whose data
+    fits the bound, always at least one (however large), in the order given."""
+    c, absent = "05" + "33" * 32, "05" + "77" * 32
+    for i in range(3):
+        await store.store(msg(f"a{i}", data=b"x" * 100))
+    await store.store(msg("b0", owner=B, data=b"y" * 250))
+    await store.store(msg("c0", owner=c, data=b"z" * 10))
+
+    async def part(owners, n):
+        got, k = await store.export_part(owners, n)
+        return [m.hash for m in got], k
+
+    assert await part([A, B, c], 50) == (["a0", "a1", "a2"], 1)  # one, though over
+    assert await part([A, absent, B, c], 549) == (["a0", "a1", "a2"], 2)
+    assert await part([A, absent, B, c], 550) == (["a0", "a1", "a2", "b0"], 3)
+    assert await part([A, B, c], 560) == (["a0", "a1", "a2", "b0", "c0"], 3)
+    assert await part([], 10) == ([], 0)
+    whole = await store.export(lambda o: True)
+    assert sorted(m.hash for m in whole) == ["a0", "a1", "a2", "b0", "c0"]
