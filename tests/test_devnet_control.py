@@ -15,6 +15,7 @@ import pytest
 
 from session.devnet.control import _control_server
 from session.devnet.net import DevnetError
+from session.registry.extra import MISSING_DEVNET_EXTRA
 
 
 @dataclass
@@ -98,15 +99,38 @@ def test_a_devnet_failure_is_a_500_sentence(site: tuple[_Net, str]) -> None:
 def test_devnet_without_the_devnet_extra_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    import importlib.util
+
     from session.devnet import control
 
-    real = control.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        control.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "eth_tester" else real(name, *a),
     )
     assert control.main(nodes=1, data_dir=tmp_path / "net") == 1
     err = capsys.readouterr().err
-    assert err == f"error: {control.MISSING_EXTRA}\n" and "[devnet]" in err
+    assert err == f"error: {MISSING_DEVNET_EXTRA}\n" and "[devnet]" in err
     assert not (tmp_path / "net").exists()  # nothing was started
+
+
+def test_registry_devnet_chain_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from session.registry.__main__ import serve
+    from session.registry.chain import ChainOptions
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "eth_tester" else real(name, *a),
+    )
+    code = serve("127.0.0.1", 0, str(tmp_path / "reg"), 25_000, None,
+                 chain=ChainOptions(devnet=True))  # fmt: skip
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {MISSING_DEVNET_EXTRA}\n"
+    assert not (tmp_path / "reg").exists()  # nothing was started

@@ -5,7 +5,6 @@ is, serves the loopback control site, and stops everything on SIGINT/SIGTERM.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,13 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from session.devnet.net import Devnet, DevnetError
-
-#: What a devnet's registry needs besides the package: its local chain (the ``devnet`` extra).
-MISSING_EXTRA = (
-    "a devnet runs a local chain, which needs the package's devnet extra: install "
-    "'session-network[devnet]' (from a checkout: pip install '.[devnet]' or "
-    "pipx install '.[devnet]')"
-)
+from session.registry.extra import devnet_chain_missing
 
 
 def _control_server(net: Devnet, host: str, port: int) -> ThreadingHTTPServer:
@@ -124,8 +117,9 @@ def main(
 ) -> int:
     """Run a devnet in the foreground until SIGINT/SIGTERM; returns the exit code."""
     out = out or sys.stdout
-    if importlib.util.find_spec("eth_tester") is None:
-        print(f"error: {MISSING_EXTRA}", file=sys.stderr)
+    missing = devnet_chain_missing()
+    if missing is not None:
+        print(f"error: {missing}", file=sys.stderr)
         return 1
     d = Path(data_dir) if data_dir is not None else Path.cwd() / "devnet"
     net = Devnet(

@@ -19,6 +19,7 @@ import uvloop
 from session.errors import ConfigError, InvalidInput, SessionError
 from session.registry.chain import ChainOptions
 from session.registry.config import load_settings
+from session.registry.extra import devnet_chain_missing
 from session.registry.server import MAX_BODY, RegistryServer, run
 from session.registry.state import DEFAULT_NAME_TERM
 from session.service.logs import setup_logging
@@ -89,6 +90,10 @@ def serve(
     chain: ChainOptions | None = None,
 ) -> int:
     """Run the registry until a signal; returns the process exit code."""
+    missing = devnet_chain_missing() if chain is not None and chain.devnet else None
+    if missing is not None:
+        sys.stderr.write(f"error: {missing}\n")
+        return 1
     try:
         settings = load_settings(log_level=log_level, max_body=MAX_BODY)
     except ConfigError as e:
