@@ -14,7 +14,8 @@ the TLS handshake under its deadline. Every other limit of
 :class:`~session.service.config.ConnectionLimits` is enforced here, per connection:
 
 * ``idle_timeout`` — from accept, and from each response, a connection has this long to start
-  its next request, else it is closed;
+  its next request, else it is closed (a peer that stops reading its answers is idle from the
+  last answer written, however many requests it has queued);
 * ``header_timeout`` — from a request's first byte to its last header line (slowloris), else
   the connection is closed without an answer;
 * ``body_timeout`` — to receive the whole body once the headers are in, else 408 and close;
@@ -232,6 +233,7 @@ class _Connection(Admitted):
         self._in_head = False  # its first byte came, its headers are not complete
         self._in_body = False  # its headers are complete, its body is not
         self._url = b""
+        self._head_bytes = 0  # bytes of the reads after the one the head began in
         self._head_size = 0
         self._header_count = 0
         self._headers: dict[str, str] = {}
@@ -267,6 +269,8 @@ class _Connection(Admitted):
     def data_received(self, data: bytes) -> None:
         if self._done_reading:
             return
+        if self._in_head:  # a head begun in an earlier read: httptools buffers a header whole
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -278,6 +282,9 @@ class _Connection(Admitted):
                 self._fail(self._stopping)
             elif not self._done_reading:
                 self._fail(Refusal(400, f"Malformed HTTP request: {_parser_reason(e)}"))
+            return
+        if self._in_head and self._head_bytes > MAX_HEAD + MAX_TARGET:
+            self._fail(Refusal(431, "Request headers too large"))
             return
         if self._in_head and self._header_timer is None:
             self._header_timer = self._loop.call_later(
@@ -319,6 +326,7 @@ class _Connection(Admitted):
     def on_message_begin(self) -> None:
         self._in_head = True
         self._url = b""
+        self._head_bytes = 0
         self._head_size = 0
         self._header_count = 0
         self._headers = {}
@@ -516,7 +524,10 @@ class _Connection(Admitted):
         if self._transport is None:
             return
         now = self._loop.time()
-        busy = self._in_head or self._in_body or self._task is not None or self._queue
+        # a peer that does not read its answers is idle however many requests it queued
+        busy = not self._writing_paused and (
+            self._in_head or self._in_body or self._task is not None or bool(self._queue)
+        )
         due = self._idle_since + self._limits.idle_timeout
         if busy or now < due:
             self._idle_timer = self._loop.call_at(

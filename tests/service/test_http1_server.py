@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -324,3 +325,54 @@ def test_any_bytes_get_an_answer_or_a_close_never_a_500(
 
     asyncio.run(run())
     no_tracebacks(caplog)
+
+
+async def test_a_header_sent_in_many_reads_is_cut_at_the_head_limit(
+    app: tuple[App, http1.Served],
+) -> None:
+    """httptools keeps a header value whole until its line ends: a value that never ends is
+    refused once the head passes its limit, not buffered until the header timeout."""
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Endless: ")
+    await writer.drain()
+    answer = asyncio.ensure_future(read_response(reader))
+    try:
+        for _ in range(200):  # 12.5 MiB at most, in reads of their own
+            if answer.done():
+                break
+            writer.write(b"a" * 65536)
+            await writer.drain()
+            await asyncio.sleep(0)
+    except ConnectionError:
+        pass  # the server closed after its answer
+    status, headers, _ = await answer
+    assert (status, headers["connection"]) == (431, "close")
+    writer.close()
+    assert a.seen == []
+
+
+async def test_a_peer_that_pipelines_and_never_reads_is_closed_when_idle() -> None:
+    """Requests queued behind answers the peer does not read do not keep its connection (and
+    their body reservations) forever: it is closed after the idle timeout."""
+    big = b"x" * (16 * 1024 * 1024)
+
+    async def large(request: http1.Request) -> http1.Response:
+        return http1.Response(200, big)
+
+    limits = ConnectionLimits(idle_timeout=0.5)
+    served = await http1.serve({"/big": {"POST": large}}, "127.0.0.1", 0, limits=limits)
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na" * 4)
+        await writer.drain()
+        async with asyncio.timeout(BOUND):
+            while served.stats.open or served.inflight_body_bytes:
+                await asyncio.sleep(0.05)
+        writer.close()
+    finally:
+        await served.close()
