@@ -367,7 +367,7 @@ async def test_a_peer_that_pipelines_and_never_reads_is_closed_when_idle() -> No
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", served.port))
-        reader, writer = await asyncio.open_connection(sock=sock)
+        _reader, writer = await asyncio.open_connection(sock=sock)
         writer.write(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na" * 4)
         await writer.drain()
         async with asyncio.timeout(BOUND):
