@@ -27,7 +27,8 @@ the TLS handshake under its deadline. Every other limit of
 Keep-alive is HTTP/1.1's (``Connection: close`` and HTTP/1.0 without keep-alive close after the
 answer; a request asking for a protocol upgrade is answered as a plain one, then the connection
 closes); pipelined requests are answered in the order they came, one handler at a time (reading
-pauses while 8 complete requests wait, or while the peer does not read its answers). A request
+and parsing pause while 8 complete requests wait, or while the peer does not read its answers:
+a read is parsed 4 KiB at a time, so one read full of small requests does not queue thousands). A request
 the parser rejects gets 400 (431 for headers over 64 KiB, 414 for a target over 8 KiB) and the
 connection closes. Bodies are passed on as sent: :func:`decode_body` decodes a
 ``Content-Encoding`` for handlers that accept one. A handler that raises is a bug: it is logged
@@ -73,6 +74,9 @@ MAX_HEADERS = 100
 #: Complete requests a connection may have waiting behind the one being handled before
 #: reading pauses (pipelining).
 MAX_PIPELINED = 8
+#: Bytes given to the parser at a time: one read holds thousands of small pipelined requests,
+#: so what follows the one that fills the queue is kept unparsed until the queue drains.
+_FEED = 4096
 
 _TEXT = "text/plain; charset=utf-8"
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -250,6 +254,8 @@ class _Connection(Admitted):
         self._closing = False  # close once what is being handled is answered (shutdown)
         self._reading_paused = False
         self._writing_paused = False
+        self._unparsed = b""  # read, not parsed yet: the queue was full (pipelining)
+        self._parsing = False
         # timers: the idle timer is lazy (re-armed when it fires early), the others per request
         self._idle_since = self._loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -267,9 +273,33 @@ class _Connection(Admitted):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._unparsed:  # reading is paused; a transport may still hand over what it had
+            self._unparsed += data
+            return
+        self._feed(data)
+
+    def _feed(self, data: bytes, whole: bool = False) -> None:
+        """Parse ``data`` a piece at a time; keep the rest unparsed (and reading paused) once
+        :data:`MAX_PIPELINED` requests wait, unless ``whole``."""
+        self._parsing = True
+        view = memoryview(data)
+        try:
+            for at in range(0, len(view), _FEED):
+                if self._done_reading:
+                    return
+                if at and not whole and len(self._queue) >= MAX_PIPELINED:
+                    self._unparsed = bytes(view[at:])
+                    self._pause_reading()
+                    return
+                self._parse(view[at : at + _FEED])
+        finally:
+            self._parsing = False
+        self._maybe_resume_reading()
+
+    def _parse(self, data: memoryview) -> None:
         if self._done_reading:
             return
-        if self._in_head:  # a head begun in an earlier read: httptools buffers a header whole
+        if self._in_head:  # a head begun in an earlier piece: httptools buffers a header whole
             self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
@@ -295,6 +325,9 @@ class _Connection(Admitted):
 
     def eof_received(self) -> bool | None:
         # the peer will send nothing more: answer what was received (pipelined), then close
+        if self._unparsed:
+            data, self._unparsed = self._unparsed, b""
+            self._feed(data, whole=True)
         self._done_reading = self._eof = True
         self._discard_partial()
         if self._task is None and not self._queue:
@@ -484,9 +517,14 @@ class _Connection(Admitted):
         if (
             self._reading_paused
             and not self._writing_paused
+            and not self._parsing
             and len(self._queue) < MAX_PIPELINED
             and self._transport is not None
         ):
+            if self._unparsed:
+                data, self._unparsed = self._unparsed, b""
+                self._feed(data)  # resumes reading once all of it is parsed
+                return
             self._reading_paused = False
             self._transport.resume_reading()
 

@@ -376,3 +376,23 @@ async def test_a_peer_that_pipelines_and_never_reads_is_closed_when_idle() -> No
         writer.close()
     finally:
         await served.close()
+
+
+async def test_thousands_of_requests_in_one_read_are_parsed_as_the_queue_drains(
+    app: tuple[App, http1.Served],
+) -> None:
+    """A read full of small pipelined requests is not parsed into thousands of queued requests
+    at once: parsing stops near MAX_PIPELINED and resumes as answers go out, in order."""
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    n = 2000
+    writer.write(b"GET /slow HTTP/1.1\r\n\r\n" + b"GET /echo HTTP/1.1\r\n\r\n" * n)
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+    (conn,) = served._site.connections  # what this bounds is not visible on the wire
+    assert len(conn._queue) < 300  # MAX_PIPELINED + one 4 KiB piece of 22-byte requests
+    a.release.set()
+    assert (await read_response(reader))[::2] == (200, b"slow done")
+    for _ in range(n):
+        assert (await read_response(reader))[::2] == (200, b"echo:")
+    writer.close()
