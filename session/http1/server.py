@@ -28,9 +28,10 @@ Keep-alive is HTTP/1.1's (``Connection: close`` and HTTP/1.0 without keep-alive 
 answer; a request asking for a protocol upgrade is answered as a plain one, then the connection
 closes); pipelined requests are answered in the order they came, one handler at a time (reading
 and parsing pause while 8 complete requests wait, or while the peer does not read its answers:
-a read is parsed 4 KiB at a time, so one read full of small requests does not queue thousands). A request
-the parser rejects gets 400 (431 for headers over 64 KiB, 414 for a target over 8 KiB) and the
-connection closes. Bodies are passed on as sent: :func:`decode_body` decodes a
+a read is parsed 4 KiB at a time, so one read full of small requests does not queue
+thousands). A request the parser rejects gets 400 (431 for headers, or a chunked body's
+trailers, over 64 KiB; 414 for a target over 8 KiB) and the connection closes. Bodies are
+passed on as sent: :func:`decode_body` decodes a
 ``Content-Encoding`` for handlers that accept one. A handler that raises is a bug: it is logged
 with its traceback and the client gets 500.
 
@@ -238,6 +239,8 @@ class _Connection(Admitted):
         self._in_body = False  # its headers are complete, its body is not
         self._url = b""
         self._head_bytes = 0  # bytes of the reads after the one the head began in
+        self._quiet = 0  # body bytes fed since the last chunk header or body data (trailers)
+        self._progress = False  # this piece had a chunk header or body data
         self._head_size = 0
         self._header_count = 0
         self._headers: dict[str, str] = {}
@@ -301,6 +304,7 @@ class _Connection(Admitted):
             return
         if self._in_head:  # a head begun in an earlier piece: httptools buffers a header whole
             self._head_bytes += len(data)
+        self._progress = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -316,6 +320,11 @@ class _Connection(Admitted):
         if self._in_head and self._head_bytes > MAX_HEAD + MAX_TARGET:
             self._fail(Refusal(431, "Request headers too large"))
             return
+        if self._in_body:  # trailers (or a chunk extension) that never end are buffered too
+            self._quiet = 0 if self._progress else self._quiet + len(data)
+            if self._quiet > MAX_HEAD + MAX_TARGET:
+                self._fail(Refusal(431, "Request trailers too large"))
+                return
         if self._in_head and self._header_timer is None:
             self._header_timer = self._loop.call_later(
                 self._limits.header_timeout, self._header_expired
@@ -360,6 +369,7 @@ class _Connection(Admitted):
         self._in_head = True
         self._url = b""
         self._head_bytes = 0
+        self._quiet = 0
         self._head_size = 0
         self._header_count = 0
         self._headers = {}
@@ -411,7 +421,11 @@ class _Connection(Admitted):
             ):
                 self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
     def on_body(self, body: bytes) -> None:
+        self._progress = True
         self._body_len += len(body)
         if self._body_len > self._reserved:  # a chunked body past max_body
             self._stop(self._gate.too_large())

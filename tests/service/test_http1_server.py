@@ -88,6 +88,24 @@ async def closed(reader: asyncio.StreamReader) -> bool:
             return True
 
 
+async def answer_to_endless_line(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[int, dict[str, str], bytes]:
+    """Send a line that never ends (at most 12.5 MiB, in 64 KiB writes) until the server
+    answers; return its answer."""
+    answer = asyncio.ensure_future(read_response(reader))
+    try:
+        for _ in range(200):
+            if answer.done():
+                break
+            writer.write(b"a" * 65536)
+            await writer.drain()
+            await asyncio.sleep(0)
+    except ConnectionError:
+        pass  # the server closed after its answer
+    return await answer
+
+
 def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     assert not bad, [r.getMessage() for r in bad]
@@ -336,17 +354,7 @@ async def test_a_header_sent_in_many_reads_is_cut_at_the_head_limit(
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     writer.write(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Endless: ")
     await writer.drain()
-    answer = asyncio.ensure_future(read_response(reader))
-    try:
-        for _ in range(200):  # 12.5 MiB at most, in reads of their own
-            if answer.done():
-                break
-            writer.write(b"a" * 65536)
-            await writer.drain()
-            await asyncio.sleep(0)
-    except ConnectionError:
-        pass  # the server closed after its answer
-    status, headers, _ = await answer
+    status, headers, _ = await answer_to_endless_line(reader, writer)
     assert (status, headers["connection"]) == (431, "close")
     writer.close()
     assert a.seen == []
@@ -396,3 +404,21 @@ async def test_thousands_of_requests_in_one_read_are_parsed_as_the_queue_drains(
     for _ in range(n):
         assert (await read_response(reader))[::2] == (200, b"echo:")
     writer.close()
+
+
+async def test_a_trailer_that_never_ends_is_cut_at_the_head_limit(
+    app: tuple[App, http1.Served],
+) -> None:
+    """The trailers of a chunked body are headers too: one that never ends is refused once
+    past the head limit, not buffered until the body timeout."""
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX-T: ")
+    await writer.drain()
+    status, headers, _ = await answer_to_endless_line(reader, writer)
+    assert (status, headers["connection"]) == (431, "close")
+    writer.close()
+    assert a.seen == []
+    async with asyncio.timeout(BOUND):
+        while served.stats.open or served.inflight_body_bytes:
+            await asyncio.sleep(0.01)
