@@ -19,7 +19,7 @@ reachability pings): aiohttp costs about 11 MB of RSS in every process that impo
   sending and the whole answer.
 * ``max_size`` caps the answer's body: a larger ``Content-Length`` is refused before the body is
   read, and a chunked or close-delimited answer is refused as soon as it passes the cap. The
-  response head is capped at :data:`MAX_HEAD` bytes.
+  response head is capped at :data:`MAX_HEAD` bytes, and so are a chunked answer's trailers.
 * TLS uses the caller's :class:`ssl.SSLContext` (the project's nodes have self-signed
   certificates: callers pass :func:`session.service.tls.client_ssl_context`, which does not
   verify them; the onion layers carry the security).
@@ -110,6 +110,8 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._head_bytes = 0
         self._head_done = False
+        self._quiet = 0  # bytes read since the last chunk header or body data (trailers)
+        self._progress = False
         self._until_close = False
         self._keep_alive = False
         self._failure: HttpError | None = None
@@ -127,6 +129,7 @@ class _Connection(asyncio.Protocol):
         self.answered = True
         if not self._head_done:
             self._head_bytes += len(data)
+        self._progress = False
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -141,6 +144,10 @@ class _Connection(asyncio.Protocol):
             self._fail(
                 HttpProtocolError(f"{self.label} sent a response head over {MAX_HEAD} bytes")
             )
+        elif self._head_done and self._expecting and not self._progress:
+            self._quiet += len(data)  # httptools keeps a trailer whole until its line ends
+            if self._quiet > MAX_HEAD:
+                self._fail(HttpProtocolError(f"{self.label} sent trailers over {MAX_HEAD} bytes"))
         elif self._stray:
             self.abort()
 
@@ -196,7 +203,13 @@ class _Connection(asyncio.Protocol):
         chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
         self._until_close = length is None and not chunked and self._status not in (204, 304)
 
+    def on_chunk_header(self) -> None:
+        self._progress = True
+        self._quiet = 0
+
     def on_body(self, chunk: bytes) -> None:
+        self._progress = True
+        self._quiet = 0
         if self._failure is not None:
             return
         self._size += len(chunk)
@@ -228,6 +241,7 @@ class _Connection(asyncio.Protocol):
         self._expecting, self.reusable, self.answered = True, False, False
         self._limit, self._status, self._headers, self._body, self._size = limit, 0, {}, [], 0
         self._head_bytes, self._head_done, self._until_close = 0, False, False
+        self._quiet = 0
         self._keep_alive = False
         self._failure = None
         transport.writelines(data)

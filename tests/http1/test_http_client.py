@@ -307,10 +307,17 @@ async def test_an_answer_over_the_cap_is_refused(serve: Callable) -> None:
     assert s.connections == 4  # each refused answer's connection was closed
 
 
-async def test_a_huge_response_head_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("start", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nX: ", "response head over"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\nX: ", "trailers"),
+    ],
+)
+async def test_a_huge_response_head_or_trailer_is_refused(start: bytes, error: str) -> None:
     async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nX: ")
+        writer.write(start)
         for _ in range(100):  # bounded: 1.6 MB of one header value, never ended
             writer.write(b"a" * 16384)
             try:
@@ -321,7 +328,7 @@ async def test_a_huge_response_head_is_refused() -> None:
 
     async with raw_server(endless) as port:
         async with HttpClient() as http:
-            with pytest.raises(HttpProtocolError, match="response head over"):
+            with pytest.raises(HttpProtocolError, match=error):
                 await http.request("GET", f"http://127.0.0.1:{port}/")
 
 
