@@ -96,12 +96,9 @@ def test_a_devnet_failure_is_a_500_sentence(site: tuple[_Net, str]) -> None:
     assert _call(f"{base}/add") == (500, {"error": "node-2 not ready in time"})
 
 
-def test_devnet_without_the_devnet_extra_says_what_to_install(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def _without_the_devnet_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make eth-tester (the devnet extra) look uninstalled to ``importlib.util.find_spec``."""
     import importlib.util
-
-    from session.devnet import control
 
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -109,6 +106,14 @@ def test_devnet_without_the_devnet_extra_says_what_to_install(
         "find_spec",
         lambda name, *a: None if name == "eth_tester" else real(name, *a),
     )
+
+
+def test_devnet_without_the_devnet_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from session.devnet import control
+
+    _without_the_devnet_extra(monkeypatch)
     assert control.main(nodes=1, data_dir=tmp_path / "net") == 1
     err = capsys.readouterr().err
     assert err == f"error: {MISSING_DEVNET_EXTRA}\n" and "[devnet]" in err
@@ -118,17 +123,10 @@ def test_devnet_without_the_devnet_extra_says_what_to_install(
 def test_registry_devnet_chain_without_the_extra_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    import importlib.util
-
     from session.registry.__main__ import serve
     from session.registry.chain import ChainOptions
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "eth_tester" else real(name, *a),
-    )
+    _without_the_devnet_extra(monkeypatch)
     code = serve("127.0.0.1", 0, str(tmp_path / "reg"), 25_000, None,
                  chain=ChainOptions(devnet=True))  # fmt: skip
     assert code == 1

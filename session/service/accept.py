@@ -14,6 +14,7 @@ request-body budget. Imports nothing heavier than asyncio, so the node's lean si
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import socket
@@ -57,13 +58,13 @@ class Refusal:
 BODY_TIMEOUT = Refusal(408, "Request body was not received in time")
 
 
-class Admitted(asyncio.Protocol):
+class Admitted(asyncio.Protocol, abc.ABC):
     """The protocol of an admitted connection: :class:`Listener` calls :meth:`release` when
     the connection never starts (a failed handshake); the protocol calls it when it ends."""
 
+    @abc.abstractmethod
     def release(self) -> None:
         """Give the connection's place back to the gate (idempotent)."""
-        raise NotImplementedError
 
 
 class Gate:

@@ -18,6 +18,7 @@ Metrics are updated from the event loop's thread (a node's handlers); nothing he
 
 from __future__ import annotations
 
+import abc
 import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -80,7 +81,7 @@ class Registry:
 C = TypeVar("C")
 
 
-class _Family(Generic[C]):
+class _Family(abc.ABC, Generic[C]):
     """A named metric with label names; one child per tuple of label values."""
 
     kind = ""
@@ -108,8 +109,9 @@ class _Family(Generic[C]):
         if registry is not None:
             registry.register(self)
 
+    @abc.abstractmethod
     def _new_child(self) -> C:
-        raise NotImplementedError
+        """A new series of this family (each kind its own value class)."""
 
     def labels(self, *values: object) -> C:
         """The child for these label values (made on first use)."""
@@ -141,8 +143,9 @@ class _Family(Generic[C]):
         for key, child in self._children.items():
             self._samples(out, key, child)
 
+    @abc.abstractmethod
     def _samples(self, out: list[str], key: tuple[str, ...], child: C) -> None:
-        raise NotImplementedError
+        """Append the exposition lines of one series (each kind its own sample names)."""
 
 
 class CounterValue:
