@@ -1,12 +1,16 @@
 """Memory of a reconciliation digest pass as the store grows: ``bucket_digests`` (one bucket
 at a time from SQLite) beside, in the same run, the whole-store pass it replaced (every row of
-the swarm turned into Python objects at once). Peaks of Python allocations (tracemalloc)."""
+the swarm turned into Python objects at once). Peaks of Python allocations (tracemalloc).
+And the CPU of a pass as the store grows: the running digests (``bucket_sums``, kept by the
+store as it writes) beside the sorted-lines digests (``bucket_digests``, every message read),
+in the same run."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import sqlite3
+import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,7 +19,7 @@ import pytest
 
 from session.node.replication import bucket_digests
 from session.storage import SqliteMessageStore, StoredMessage
-from session.storage.base import digest_rows
+from session.storage.base import bucket_sums, digest_rows, sum_rows
 from session.swarm import message_hash
 
 ACCOUNTS = 2000  # as bench.load's store-scale fills a swarm
@@ -103,8 +107,48 @@ def test_digest_pass_memory_stays_flat_as_the_store_grows(tmp_path: Any) -> None
     )
 
 
-if __name__ == "__main__":  # pragma: no cover
-    pytest.main([__file__, "-q", "-s"])
+def test_running_digest_pass_cpu_stays_flat_as_the_store_grows(tmp_path: Any) -> None:
+    """CPU (this process's clock, all threads) of one digest pass over 2,000 accounts at
+    ``SIZES`` messages: running digests against sorted-lines digests, both in the same run;
+    the running digests must equal a from-scratch computation over the rows."""
+    loop = asyncio.new_event_loop()
+
+    def run(aw: Awaitable[Any]) -> Any:
+        return loop.run_until_complete(aw)
+
+    def cpu(fn: Callable[[], Any]) -> tuple[Any, float]:
+        t = time.process_time()
+        out = fn()
+        return out, time.process_time() - t
+
+    store = run(SqliteMessageStore.open(tmp_path, max_bytes=None))
+    figures: dict[int, tuple[float, float]] = {}
+    try:
+        have = 0
+        for size in SIZES:
+            run(_fill(store, size, have))
+            have = size
+            sums, sums_cpu = cpu(lambda: run(store.bucket_sums(lambda o: True, 0)))
+            _, lines_cpu = cpu(lambda: run(store.bucket_digests(lambda o: True, 0)))
+            rows = run(store.export(lambda o: True))
+            assert sums == bucket_sums(
+                sum_rows((m.owner, m.namespace, m.hash, m.expiry_ms) for m in rows)
+            )
+            figures[size] = (sums_cpu, lines_cpu)
+    finally:
+        run(store.close())
+        loop.close()
+    print()
+    for size, (sums_cpu, lines_cpu) in figures.items():
+        print(
+            f"{size:>7} messages: running digests {sums_cpu * 1e3:.1f} ms CPU a pass, "
+            f"sorted-lines digests {lines_cpu * 1e3:.1f} ms ({lines_cpu / sums_cpu:.0f}x)"
+        )
+    (s0, l0), (s1, l1) = figures[SIZES[0]], figures[SIZES[-1]]
+    print(
+        f"growth {SIZES[0]}→{SIZES[-1]}: running digests {s1 / s0:.2f}x, "
+        f"sorted-lines digests {l1 / l0:.2f}x"
+    )
 
 
 def test_session_memory_is_bounded_by_entries_not_accounts(tmp_path: Any, monkeypatch: Any) -> None:
@@ -167,3 +211,7 @@ def test_session_memory_is_bounded_by_entries_not_accounts(tmp_path: Any, monkey
         f"{big['bounded'] / small['bounded']:.2f}x, 256 accounts a part "
         f"{big['before'] / small['before']:.2f}x"
     )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    pytest.main([__file__, "-q", "-s"])

@@ -570,7 +570,11 @@ class SwarmHandoff:
 #
 #   {"op": "buckets"}                 -> {"b": {bucket: digest}}     256 buckets by owner byte
 #   {"op": "accounts", "b": [bucket]} -> {"a": {owner: digest}}
-#       (both may carry "s": only messages whose timestamp is before it; periodic sessions)
+#       (both may carry "s": only messages whose timestamp is before it; periodic sessions;
+#       and "x": 1, the running digests (MessageStore.account_sums, kept as messages are
+#       written: a session costs a row per account, not a read of every message); a member
+#       that knows them answers with "x": 1 too. Older members ignore "x" and answer the
+#       sorted-lines digests, which the requester then computes as well.)
 #   {"op": "entries", "o": [owner]}   -> {"e": [[owner, ns, hash, expiry, updated]],
 #                                         "t": [[owner, hash, expiry, deleted]]}
 #       (with "n": the accounts in sorted order up to about n entries, at least one; "upto":
@@ -607,6 +611,8 @@ SETTLE_MS = 15_000
 _BUCKETS = frozenset(ALL_BUCKETS)
 #: Buckets whose account digests are compared per request (of 256).
 SYNC_BUCKETS = 16
+#: The value of "x" that asks for (and marks an answer of) running digests.
+SUMS = 1
 
 
 def account_digests(entries: Iterable[SyncEntry]) -> dict[str, bytes]:
@@ -841,20 +847,29 @@ class Reconciler:
         """Accounts of ours whose digests differ from the peer's: buckets first, then the
         accounts in the differing buckets (``before``: messages older than this only)."""
         await self.store.settle()
-        mine_b = await self.store.bucket_digests(self.mine, cutoff, before_ts=before)
-        ask: dict[str, Any] = {"op": "buckets", "c": cutoff}
+        ask: dict[str, Any] = {"op": "buckets", "c": cutoff, "x": SUMS}
         if before is not None:
             ask["s"] = before  # (a peer that ignores it differs more: still correct)
-        theirs_b = (await self._ask(node, ask))["b"]
+        r = await self._ask(node, ask)
+        theirs_b = r["b"]
+        if r.get("x") == SUMS:
+            mine_b = await self.store.bucket_sums(self.mine, cutoff, before_ts=before)
+            digests = self.store.account_sums
+        else:  # a member from before running digests: compare its kind
+            del ask["x"]
+            mine_b = await self.store.bucket_digests(self.mine, cutoff, before_ts=before)
+            digests = self.store.account_digests
         buckets = differing(mine_b, theirs_b)
         if not buckets:
             return []
         owners: list[str] = []
         for i in range(0, len(buckets), SYNC_BUCKETS):
             part = buckets[i : i + SYNC_BUCKETS]
-            mine_a = await self.store.account_digests(self.mine, cutoff, part, before_ts=before)
-            theirs_a = (await self._ask(node, {**ask, "op": "accounts", "b": part}))["a"]
-            owners += [o for o in differing(mine_a, theirs_a) if self.mine(o)]
+            mine_a = await digests(self.mine, cutoff, part, before_ts=before)
+            r = await self._ask(node, {**ask, "op": "accounts", "b": part})
+            if r.get("x") != ask.get("x"):
+                raise ValueError("sync accounts reply has another kind of digests")
+            owners += [o for o in differing(mine_a, r["a"]) if self.mine(o)]
         return sorted(owners)  # (in the order a peer covers them in parts: see _plan)
 
     async def _plan(
@@ -951,13 +966,22 @@ class Reconciler:
         before = body.get("s")
         if before is not None and (isinstance(before, bool) or not isinstance(before, int)):
             raise TypeError("sync request's 's' must be an integer timestamp")
+        kind = body.get("x")
+        if kind is not None and (isinstance(kind, bool) or not isinstance(kind, int)):
+            raise TypeError("sync request's 'x' must be an integer")
         if op == "buckets":
             await self.store.settle()  # writes we took while it was down are in the snapshot
+            if kind == SUMS:
+                b = await self.store.bucket_sums(self.mine, cutoff, before_ts=before)
+                return {"b": b, "x": SUMS}
             return {"b": await self.store.bucket_digests(self.mine, cutoff, before_ts=before)}
         if op == "accounts":
             wanted = set(_strs(body.get("b"), "b"))
             if not wanted <= _BUCKETS:
                 raise ValueError("sync request names a bucket that does not exist")
+            if kind == SUMS:
+                sums = await self.store.account_sums(self.mine, cutoff, wanted, before_ts=before)
+                return {"a": sums, "x": SUMS}
             return {
                 "a": await self.store.account_digests(self.mine, cutoff, wanted, before_ts=before)
             }

@@ -178,6 +178,49 @@ def bucket_digest(accounts: Mapping[str, bytes]) -> bytes:
     return hashlib.blake2b("".join(lines).encode(), digest_size=16).digest()
 
 
+# Running digests ("sums"): what members compare since sync digests are kept up to date as
+# writes happen. An account's sum is the XOR of one 16-byte line digest per message, so a
+# store adds a message's line and a deletion or an expiry change takes it out again without
+# reading the account's other messages; a bucket's sum is the XOR of its accounts' sums. The
+# sorted-lines digests above are what members from before this compare (and still answer).
+
+#: The sum of nothing (an account or bucket without a message).
+ZERO_SUM = bytes(16)
+
+
+def sum_line(namespace: int, hash: str, expiry_ms: int) -> bytes:
+    """One message's share of its account's sum: 16 bytes of BLAKE2b over
+    ``namespace:hash:expiry`` (the message hash already names the account)."""
+    return hashlib.blake2b(f"{namespace}:{hash}:{expiry_ms}".encode(), digest_size=16).digest()
+
+
+def xor_sum(*parts: bytes | None) -> bytes:
+    """XOR of 16-byte sums (None counts as :data:`ZERO_SUM`)."""
+    acc = 0
+    for p in parts:
+        if p is not None:
+            acc ^= int.from_bytes(p, "big")
+    return acc.to_bytes(16, "big")
+
+
+def sum_rows(rows: Iterable[tuple[str, int, str, int]]) -> dict[str, bytes]:
+    """owner → sum of its messages, from scratch, from ``(owner, namespace, hash, expiry)``
+    rows (accounts whose sum is zero left out, as accounts without messages)."""
+    acc: dict[str, int] = {}
+    for owner, ns, h, exp in rows:
+        acc[owner] = acc.get(owner, 0) ^ int.from_bytes(sum_line(ns, h, exp), "big")
+    return {o: v.to_bytes(16, "big") for o, v in acc.items() if v}
+
+
+def bucket_sums(accounts: Mapping[str, bytes]) -> dict[str, bytes]:
+    """bucket → XOR of its accounts' sums (zero buckets left out)."""
+    acc: dict[str, int] = {}
+    for o, d in accounts.items():
+        b = bucket_of(o)
+        acc[b] = acc.get(b, 0) ^ int.from_bytes(d, "big")
+    return {b: v.to_bytes(16, "big") for b, v in sorted(acc.items()) if v}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoreStats:
     """Counts for metrics and status lines."""
@@ -375,6 +418,26 @@ class MessageStore(abc.ABC):
         """:meth:`tombstones` of the accounts ``owners``."""
         wanted = set(owners)
         return await self.tombstones(wanted.__contains__, after_ms)
+
+    @abc.abstractmethod
+    async def account_sums(
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
+    ) -> dict[str, bytes]:
+        """owner → :func:`sum_rows` of the messages :meth:`account_digests` covers (same
+        arguments), accounts whose sum is zero left out. A back end that keeps the sums up
+        to date as it writes answers this without reading each message: only those that
+        expire by ``after_ms`` or are stamped at or after ``before_ts`` are taken out."""
+
+    async def bucket_sums(
+        self, predicate: Callable[[str], bool], after_ms: int, *, before_ts: int | None = None
+    ) -> dict[str, bytes]:
+        """bucket → :func:`bucket_sums` of :meth:`account_sums` over every bucket."""
+        return bucket_sums(await self.account_sums(predicate, after_ms, before_ts=before_ts))
 
     async def bucket_digests(
         self, predicate: Callable[[str], bool], after_ms: int, *, before_ts: int | None = None

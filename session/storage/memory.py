@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 from session.errors import StorageError, StorageFull
 from session.proto.rpc.namespaces import is_public_outbox_namespace
@@ -29,6 +29,7 @@ from session.storage.base import (
     digest_rows,
     newer_expiry,
     now_ms,
+    sum_rows,
     take_page,
 )
 
@@ -372,6 +373,23 @@ class MemoryMessageStore(MessageStore):
             if r.expiry > after_ms
         ]
 
+    def _digest_rows(
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None,
+        before_ts: int | None,
+    ) -> Iterator[tuple[str, int, str, int]]:
+        """``(owner, namespace, hash, expiry)`` of the messages a digest or sum covers."""
+        wanted = None if buckets is None else set(buckets)
+        return (
+            (r.owner, r.namespace, r.hash, r.expiry)
+            for owner in self._by_owner
+            if (wanted is None or bucket_of(owner) in wanted) and predicate(owner)
+            for r in self._owner_rows(owner, None)
+            if r.expiry > after_ms and (before_ts is None or r.timestamp < before_ts)
+        )
+
     async def account_digests(
         self,
         predicate: Callable[[str], bool],
@@ -381,14 +399,19 @@ class MemoryMessageStore(MessageStore):
         before_ts: int | None = None,
     ) -> dict[str, bytes]:
         self._check_open()
-        wanted = None if buckets is None else set(buckets)
-        return digest_rows(
-            (r.owner, r.namespace, r.hash, r.expiry)
-            for owner in self._by_owner
-            if (wanted is None or bucket_of(owner) in wanted) and predicate(owner)
-            for r in self._owner_rows(owner, None)
-            if r.expiry > after_ms and (before_ts is None or r.timestamp < before_ts)
-        )
+        return digest_rows(self._digest_rows(predicate, after_ms, buckets, before_ts))
+
+    async def account_sums(
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
+    ) -> dict[str, bytes]:
+        # (from scratch every time: this store is for tests and short-lived nodes)
+        self._check_open()
+        return sum_rows(self._digest_rows(predicate, after_ms, buckets, before_ts))
 
     async def tombstones(self, predicate: Callable[[str], bool], after_ms: int) -> list[Tombstone]:
         self._check_open()

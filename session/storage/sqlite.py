@@ -42,7 +42,9 @@ from session.storage.base import (
     digest_rows,
     newer_expiry,
     now_ms,
+    sum_line,
     take_page,
+    xor_sum,
 )
 
 T = TypeVar("T")
@@ -113,6 +115,31 @@ CREATE TABLE handoff_targets (
     entry TEXT NOT NULL
 ) WITHOUT ROWID;
 """,
+    # v4: each account's running sync digest (base.sum_rows), kept by triggers as messages are
+    # written, deleted or change expiry (sync_toggle, sync_sum: Python functions the writer
+    # connection registers); the timestamp index finds the recent messages a settled
+    # comparison leaves out
+    """
+ALTER TABLE owners ADD COLUMN digest BLOB;
+CREATE INDEX messages_timestamp ON messages(timestamp);
+UPDATE owners SET digest = (
+    SELECT sync_sum(namespace, hash, expiry) FROM messages WHERE owner = owners.id);
+CREATE TRIGGER messages_digest_insert AFTER INSERT ON messages BEGIN
+    UPDATE owners SET digest = sync_toggle(digest, NEW.namespace, NEW.hash, NEW.expiry)
+        WHERE id = NEW.owner;
+END;
+CREATE TRIGGER messages_digest_delete AFTER DELETE ON messages BEGIN
+    UPDATE owners SET digest = sync_toggle(digest, OLD.namespace, OLD.hash, OLD.expiry)
+        WHERE id = OLD.owner;
+END;
+CREATE TRIGGER messages_digest_update AFTER UPDATE OF owner, namespace, hash, expiry ON messages
+BEGIN
+    UPDATE owners SET digest = sync_toggle(digest, OLD.namespace, OLD.hash, OLD.expiry)
+        WHERE id = OLD.owner;
+    UPDATE owners SET digest = sync_toggle(digest, NEW.namespace, NEW.hash, NEW.expiry)
+        WHERE id = NEW.owner;
+END;
+""",
 ]
 
 #: The schema version this code writes.
@@ -133,6 +160,43 @@ def _msg(row: tuple[Any, ...]) -> StoredMessage:
 def _owner_key(owner: str) -> tuple[int, bytes]:
     raw = check_owner(owner)
     return raw[0], raw[1:]
+
+
+class _SumAgg:
+    """``sync_sum(namespace, hash, expiry)``: XOR of :func:`sum_line` over rows (migration v4)."""
+
+    def __init__(self) -> None:
+        self.acc = 0
+
+    def step(self, ns: int, h: str, exp: int) -> None:
+        self.acc ^= int.from_bytes(sum_line(ns, h, exp), "big")
+
+    def finalize(self) -> bytes:
+        return self.acc.to_bytes(16, "big")
+
+
+def _toggle(digest: bytes | None, ns: int, h: str, exp: int) -> bytes:
+    """``sync_toggle(digest, namespace, hash, expiry)``: ``digest`` with the message's line
+    added, or taken out if it was in (XOR)."""
+    return xor_sum(digest, sum_line(ns, h, exp))
+
+
+def _digest_functions(conn: sqlite3.Connection) -> None:
+    """Register the functions the digest triggers call (on every connection that writes)."""
+    conn.create_function("sync_toggle", 4, _toggle, deterministic=True)
+    # (typeshed knows only one-argument aggregates)
+    conn.create_aggregate("sync_sum", 3, _SumAgg)  # type: ignore[arg-type]
+
+
+def _bucket_range(bucket: str) -> tuple[str, tuple[bytes, ...]]:
+    """SQL condition (on ``o.pubkey``) and arguments selecting the owners of a digest bucket."""
+    if len(bucket) != 2:
+        raise ValueError(f"not a digest bucket: {bucket!r}")
+    b = int(bucket, 16)
+    lo = bytes([b])
+    if b == 255:
+        return "o.pubkey >= ?", (lo,)
+    return "o.pubkey >= ? AND o.pubkey < ?", (lo, bytes([b + 1]))
 
 
 def _is_full(e: BaseException) -> bool:
@@ -351,6 +415,7 @@ class SqliteMessageStore(MessageStore):
         conn.execute("PRAGMA busy_timeout = 15000")
         if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
             raise StorageError("this SQLite build lacks foreign key support")
+        _digest_functions(conn)
         self._migrate(conn)
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         assert self._writer is not None
@@ -857,16 +922,7 @@ class SqliteMessageStore(MessageStore):
         # rows by the messages' owner index): a bucket's rows at a time, never the whole store,
         # and retrieves get the reader between buckets.
         def op(bucket: str) -> Callable[[sqlite3.Connection], dict[str, bytes]]:
-            b = int(bucket, 16)
-            lo = bytes([b])
-            where, args = (
-                ("o.pubkey >= ?", (lo,))
-                if b == 255
-                else (
-                    "o.pubkey >= ? AND o.pubkey < ?",
-                    (lo, bytes([b + 1])),
-                )
-            )
+            where, args = _bucket_range(bucket)
 
             def run(conn: sqlite3.Connection) -> dict[str, bytes]:
                 names: dict[int, str | None] = {}
@@ -890,10 +946,61 @@ class SqliteMessageStore(MessageStore):
         wanted = ALL_BUCKETS if buckets is None else sorted(set(buckets))
         out: dict[str, bytes] = {}
         for bucket in wanted:
-            if len(bucket) != 2:
-                raise ValueError(f"not a digest bucket: {bucket!r}")
             out.update(await self._read(op(bucket)))
         return out
+
+    async def account_sums(
+        self,
+        predicate: Callable[[str], bool],
+        after_ms: int,
+        buckets: Collection[str] | None = None,
+        *,
+        before_ts: int | None = None,
+    ) -> dict[str, bytes]:
+        # The owners' running digests (kept by the v4 triggers), then, in the same snapshot,
+        # the few messages the comparison leaves out taken back out: those expiring by
+        # ``after_ms`` (expired but not yet swept, or about to) and, for a settled comparison,
+        # those stamped at or after ``before_ts`` (the last seconds' writes). Reads one row per
+        # account plus those messages, never the store's every message.
+        ranges = None if buckets is None else [_bucket_range(b) for b in sorted(set(buckets))]
+
+        def run(conn: sqlite3.Connection) -> dict[str, bytes]:
+            conn.execute("BEGIN")  # (one snapshot for the digests and the corrections)
+            try:
+                q = "SELECT o.id, o.type, o.pubkey, o.digest FROM owners o"
+                rows = (
+                    conn.execute(q).fetchall()
+                    if ranges is None
+                    else [
+                        r
+                        for where, args in ranges
+                        for r in conn.execute(f"{q} WHERE {where}", args)
+                    ]
+                )
+                sums: dict[int, list[Any]] = {}
+                for oid, t, pk, d in rows:
+                    o = bytes([t]).hex() + bytes(pk).hex()
+                    if predicate(o):
+                        sums[oid] = [o, 0 if d is None else int.from_bytes(d, "big")]
+                out_rows = conn.execute(
+                    "SELECT owner, namespace, hash, expiry FROM messages WHERE expiry <= ?",
+                    (after_ms,),
+                ).fetchall()
+                if before_ts is not None:
+                    out_rows += conn.execute(
+                        "SELECT owner, namespace, hash, expiry FROM messages"
+                        " WHERE timestamp >= ? AND expiry > ?",
+                        (before_ts, after_ms),
+                    ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            for oid, ns, h, exp in out_rows:
+                s = sums.get(oid)
+                if s is not None:
+                    s[1] ^= int.from_bytes(sum_line(ns, h, exp), "big")
+            return {o: v.to_bytes(16, "big") for o, v in sums.values() if v}
+
+        return await self._read(run)
 
     async def sync_index_of(self, owners: Collection[str], after_ms: int) -> list[SyncEntry]:
         wanted = sorted(set(owners))

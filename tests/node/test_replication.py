@@ -706,7 +706,7 @@ async def test_a_member_that_lists_every_account_at_once_is_still_synced(net, mo
     serve = b.sync.serve
 
     async def old(peer: str, body: Any) -> Any:
-        return await serve(peer, {k: v for k, v in body.items() if k not in ("n", "s")})
+        return await serve(peer, {k: v for k, v in body.items() if k not in ("n", "s", "x")})
 
     net.handlers[b.node.pubkey_x25519][KIND_SYNC] = old
     res = await a.sync.sync_with(b.node)
@@ -737,10 +737,76 @@ async def test_periodic_sessions_leave_messages_still_travelling_alone(net):
     assert res is not None and res.accounts == 1 and "fresh" in await b.hashes()
 
 
+async def test_current_members_compare_running_digests_and_never_read_every_message(
+    net, tmp_path, monkeypatch
+):
+    """Between members that both keep running digests ("x": 1) a session, periodic or full,
+    compares those (a row per account) and never computes the sorted-lines digests, which
+    read every stored message; differences are still found and levelled."""
+    from session.storage.sqlite import SqliteMessageStore
+
+    a, b = swarm(net, 2)
+    stores = [await SqliteMessageStore.open(tmp_path / x, max_bytes=None) for x in ("a", "b")]
+    a.store = a.sync.store = stores[0]
+    b.store = b.sync.store = stores[1]
+    try:
+        owners = [f"05{x:02x}" + "66" * 31 for x in range(0, 256, 5)]
+        both = [m(f"r{i}", owner=o) for i, o in enumerate(owners)]
+        await a.store.import_messages([*both, m("only-a", owner=owners[3])])
+        await b.store.import_messages([*both, m("only-b", owner=owners[40])])
+
+        async def full_scan(*args: Any, **kw: Any) -> Any:
+            raise AssertionError("a session between current members read every message")
+
+        for st in stores:
+            monkeypatch.setattr(st, "account_digests", full_scan)
+            monkeypatch.setattr(st, "bucket_digests", full_scan)
+        seen: list[dict[str, Any]] = []
+        serve = b.sync.serve
+
+        async def watch(peer: str, body: Any) -> Any:
+            out = await serve(peer, body)
+            if body["op"] in ("buckets", "accounts"):
+                seen.append(body)
+                assert out["x"] == 1
+            return out
+
+        net.handlers[b.node.pubkey_x25519][KIND_SYNC] = watch
+        res = await a.sync.sync_with(b.node, settled=True)
+        assert res is not None and res.accounts == 2 and res.pulled == 1 and res.pushed == 1
+        assert seen and all(x.get("x") == 1 for x in seen)
+        assert await a.store.bucket_sums(a.sync.mine, 0) == await b.store.bucket_sums(
+            b.sync.mine, 0
+        )
+        again = await a.sync.sync_with(b.node)
+        assert again is not None and again.accounts == 0
+    finally:
+        for st in stores:
+            await st.close()
+
+
+async def test_an_older_member_asking_gets_the_digests_it_knows(net):
+    """A request without "x" (a member from before running digests) is answered with the
+    sorted-lines digests, exactly as before; with "x": 1, with running digests, marked."""
+    a, b = swarm(net, 2)
+    await b.store.import_messages([m("k1"), m("k2", owner=B)])
+    peer = a.node.pubkey_x25519
+    old = await b.sync.serve(peer, {"op": "buckets", "c": 0})
+    assert old == {"b": await b.store.bucket_digests(b.sync.mine, 0)} and "x" not in old
+    acc = await b.sync.serve(peer, {"op": "accounts", "c": 0, "b": [B[2:4]]})
+    assert acc == {"a": await b.store.account_digests(b.sync.mine, 0, [B[2:4]])}
+    new = await b.sync.serve(peer, {"op": "buckets", "c": 0, "x": 1})
+    assert new == {"b": await b.store.bucket_sums(b.sync.mine, 0), "x": 1}
+    assert new["b"] != old["b"]
+    # a kind it does not know yet (a later member): the digests every member knows
+    assert await b.sync.serve(peer, {"op": "buckets", "c": 0, "x": 7}) == old
+
+
 async def test_bad_settle_and_limit_fields_are_refused(net):
     a, b = swarm(net, 2)
     for bad in ({"op": "buckets", "c": 0, "s": "x"}, {"op": "accounts", "c": 0, "b": [], "s": 1.5},
                 {"op": "entries", "c": 0, "o": [A], "n": 0},
+                {"op": "buckets", "c": 0, "x": "1"}, {"op": "accounts", "c": 0, "b": [], "x": True},
                 {"op": "entries", "c": 0, "o": [A], "n": True}):  # fmt: skip
         with pytest.raises(TypeError):
             await b.sync.serve(a.node.pubkey_x25519, bad)
