@@ -6,6 +6,14 @@
   committed. If SQLite rolls a whole group back (it may, for ``SQLITE_FULL``), every operation of
   the group is re-run alone in its own transaction, so each caller gets its own exact outcome.
 * A second thread owns a read-only connection (WAL lets it read while the writer writes).
+* Small indexed reads on a client's request path (``retrieve``, ``get_expiries``,
+  ``get_by_hash``, ``subaccount_revoked``) run on the event loop's own thread with a third,
+  read-only connection: handing a read of ten messages to the reader thread and its answer back
+  costs two thread wake-ups and two GIL hand-offs, several times the query itself. Such a read
+  is bounded: SQLite's progress handler interrupts it once it has run for
+  :data:`INLINE_READ_BUDGET_S`, it never waits for a lock (``busy_timeout = 0``), and an
+  interrupted or locked-out read is run again on the reader thread, so a slow query cannot stall
+  the loop for longer than the budget (reads have no side effects: running one again is safe).
 * Pragmas: WAL, ``synchronous=NORMAL``, ``foreign_keys=ON``; the size cap is ``max_page_count``
   (an insert that would grow the file past it fails with ``SQLITE_FULL`` → :class:`StorageFull`).
 * Schema versioned with ``PRAGMA user_version`` and a list of migrations
@@ -18,6 +26,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +66,14 @@ DEFAULT_MAX_BYTES = 3584 * 1024 * 1024
 
 #: Most write operations committed in one transaction.
 MAX_GROUP = 256
+
+#: Longest a read may run on the event loop's thread before it is interrupted and handed to the
+#: reader thread instead (seconds of wall-clock time; an indexed read of a page of messages
+#: takes tens of microseconds).
+INLINE_READ_BUDGET_S = 0.002
+
+#: SQLite virtual-machine steps between two checks of that budget.
+_INLINE_CHECK_STEPS = 1000
 
 _MIGRATIONS: list[str] = [
     # v1
@@ -386,6 +403,13 @@ class SqliteMessageStore(MessageStore):
         self._closed = False
         #: writes of this event-loop iteration, handed to the writer together at its end
         self._pending: list[_Job] = []
+        #: the read-only connection of the event loop's thread (see the module's docstring)
+        self._inline: sqlite3.Connection | None = None
+        self._inline_thread = 0
+        self._inline_deadline = 0.0
+        #: reads answered on the loop's thread, and those handed on to the reader thread
+        self.inline_reads = 0
+        self.inline_handed_on = 0
 
     @classmethod
     async def open(
@@ -403,6 +427,8 @@ class SqliteMessageStore(MessageStore):
         await asyncio.to_thread(self._writer.start_and_wait)
         self._reader = _DbThread("store-reader", self._connect_reader, group=False)
         await asyncio.to_thread(self._reader.start_and_wait)
+        self._inline = self._connect_inline()
+        self._inline_thread = threading.get_ident()
         return self
 
     # -- connections --------------------------------------------------------------------
@@ -432,6 +458,18 @@ class SqliteMessageStore(MessageStore):
         conn.execute("PRAGMA busy_timeout = 15000")
         conn.execute("PRAGMA query_only = ON")
         return conn
+
+    def _connect_inline(self) -> sqlite3.Connection:
+        # check_same_thread=False: close() may run on another thread than open(); _read_small
+        # uses it only on the thread that opened it.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA query_only = ON")
+        conn.set_progress_handler(self._inline_over_budget, _INLINE_CHECK_STEPS)
+        return conn
+
+    def _inline_over_budget(self) -> bool:
+        return time.perf_counter() > self._inline_deadline
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrate(conn, _MIGRATIONS, what=f"database {self.path}", program="session-node")
@@ -470,6 +508,29 @@ class SqliteMessageStore(MessageStore):
         self._check_open()
         assert self._reader is not None
         return await self._reader.submit(fn)
+
+    async def _read_small(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` (a small read) on this thread's read-only connection, within
+        :data:`INLINE_READ_BUDGET_S`; if SQLite interrupts it for running longer, or it would
+        have to wait for a lock, run it again on the reader thread."""
+        self._check_open()
+        conn = self._inline
+        if conn is None or threading.get_ident() != self._inline_thread:
+            return await self._read(fn)
+        self._inline_deadline = time.perf_counter() + INLINE_READ_BUDGET_S
+        try:
+            value = fn(conn)
+        except sqlite3.OperationalError as e:
+            code = getattr(e, "sqlite_errorcode", None)
+            if code not in (sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise StorageError(f"database error: {e}") from e
+        except sqlite3.Error as e:
+            raise StorageError(f"database error: {e}") from e
+        else:
+            self.inline_reads += 1
+            return value
+        self.inline_handed_on += 1
+        return await self._read(fn)
 
     @staticmethod
     def _owner_id(conn: sqlite3.Connection, owner: str, create: bool) -> int | None:
@@ -797,7 +858,7 @@ class SqliteMessageStore(MessageStore):
             )
             return take_page(messages, max_count, max_size, size_b64=size_b64, overhead=overhead)
 
-        return await self._read(op)
+        return await self._read_small(op)
 
     async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
         check_owner(owner)
@@ -816,18 +877,18 @@ class SqliteMessageStore(MessageStore):
                     out[h] = int(r[0])
             return dict(sorted(out.items()))
 
-        return await self._read(op)
+        return await self._read_small(op)
 
     async def get_by_hash(self, hash: str) -> StoredMessage | None:
         def op(conn: sqlite3.Connection) -> StoredMessage | None:
             r = conn.execute(_SEL + _FROM + " WHERE m.hash = ?", (hash,)).fetchone()
             return None if r is None else _msg(r)
 
-        return await self._read(op)
+        return await self._read_small(op)
 
     async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
         raw = check_owner(owner)
-        return await self._read(
+        return await self._read_small(
             lambda conn: (
                 conn.execute(
                     "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
@@ -1140,6 +1201,9 @@ class SqliteMessageStore(MessageStore):
             return
         self._flush()  # writes accepted before close still run
         self._closed = True
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for th in (self._reader, self._writer):
             if th is not None:
                 th.stop()
