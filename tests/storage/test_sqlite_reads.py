@@ -53,21 +53,24 @@ async def test_a_read_over_budget_is_handed_to_the_reader_thread(store, monkeypa
 
 async def test_a_read_beside_an_open_write_sees_committed_data_without_waiting(store, tmp_path):
     await store.store(msg(1))
+    token = b"\x02" * 32
     other = sqlite3.connect(tmp_path / "storage.db", isolation_level=None)
     try:
+        # a write transaction left open by another connection: WAL readers do not wait for it
         other.execute("BEGIN IMMEDIATE")
-        now = int(time.time() * 1000)
-        oid = other.execute("SELECT id FROM owners").fetchone()[0]
         other.execute(
-            "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data)"
-            " VALUES (?, 'uncommitted', 0, ?, ?, x'00')",
-            (oid, now, now + 60_000),
+            "INSERT INTO revoked_subaccounts (owner, token, timestamp) VALUES (?, ?, 1)",
+            (bytes.fromhex(OWNER), token),
         )
+        assert await store.subaccount_revoked(OWNER, token) is False
         got, _ = await store.retrieve(OWNER)
         assert [m.hash for m in got] == ["h00001"]
-        assert store.inline_reads == 1 and store.inline_handed_on == 0
+        assert store.inline_reads == 2 and store.inline_handed_on == 0
+        other.execute("COMMIT")
+        assert await store.subaccount_revoked(OWNER, token) is True
     finally:
-        other.execute("ROLLBACK")
+        if other.in_transaction:
+            other.execute("ROLLBACK")
         other.close()
 
 
@@ -97,7 +100,7 @@ async def test_an_inline_database_error_is_a_storage_error(store):
 async def test_the_inline_connection_is_read_only_and_closed_with_the_store(tmp_path):
     s = await SqliteMessageStore.open(tmp_path, max_bytes=None)
     with pytest.raises(StorageError, match="attempt to write a readonly database"):
-        await s._read_small(lambda conn: conn.execute("DELETE FROM messages"))
+        await s._read_small(lambda conn: conn.execute("DELETE FROM handoff_targets"))
     await s.close()
     with pytest.raises(StorageError, match="closed"):
         await s.retrieve(OWNER)
