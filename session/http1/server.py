@@ -47,7 +47,7 @@ import logging
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from http import HTTPStatus
 from typing import NoReturn
 
@@ -218,6 +218,39 @@ class _Site:
 # A queued item: a complete request (with its body reservation and keep-alive), or a refusal
 # the server answers itself (then the connection closes).
 _Queued = tuple[Request, int, bool] | Refusal
+
+
+class _Waiting:
+    """Awaiting it hands ``waited`` (what a coroutine yielded: a future, or None for one loop
+    turn) to the task running the awaiter, as if the coroutine had yielded it there."""
+
+    __slots__ = ("waited",)
+
+    def __init__(self, waited: object) -> None:
+        self.waited = waited
+
+    def __await__(self) -> Generator[object, None, None]:
+        yield self.waited
+
+
+async def _resume(coro: Coroutine[object, None, None], waiting: object) -> None:
+    """Run the rest of ``coro``, whose first step ran outside a task and yielded ``waiting``,
+    in the task running this, as if ``coro`` were the task's own: ``coro`` is resumed when
+    ``waiting`` is done, and what the task throws in (the exception of the future it waited
+    for, a cancellation) is thrown into ``coro`` where it waits."""
+    while True:
+        try:
+            await _Waiting(waiting)
+        except BaseException as e:  # not handled here: delivered to coro, as `await` would
+            try:
+                waiting = coro.throw(e)
+            except StopIteration:
+                return
+            continue
+        try:
+            waiting = coro.send(None)
+        except StopIteration:
+            return
 
 
 class _Connection(Admitted):
@@ -470,7 +503,18 @@ class _Connection(Admitted):
                 self._gate.free_body(reserved)
                 self._write(handler, not keep_alive, request.method == "HEAD")
                 continue
-            self._task = self._loop.create_task(self._run(handler, request, reserved, keep_alive))
+            # The handler's first step runs here, not in a task of its own: most answers
+            # (info, a retrieve, an onion layer) never wait, and a task costs a loop turn and
+            # two callbacks a request. Only a handler that waits goes on in a task.
+            coro = self._run(handler, request, reserved, keep_alive)
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                continue  # answered
+            except Exception as exc:  # what the task below reports as task.exception()
+                self._failed(exc)
+                return
+            self._task = self._loop.create_task(_resume(coro, waiting))
             self._task.add_done_callback(self._handled)
         if self._eof and self._task is None and not self._queue:
             self.close()  # the peer sent its last request and every one is answered
@@ -502,11 +546,15 @@ class _Connection(Admitted):
             return
         exc = task.exception()
         if exc is not None:
-            log.error("a request handler failed", exc_info=exc)
-            self._queue.clear()
-            self._write(Response(500, b"500: Internal Server Error"), True)
+            self._failed(exc)
             return
         self._next()
+
+    def _failed(self, exc: BaseException) -> None:
+        """A handler raised (a bug): log it, answer 500 and close."""
+        log.error("a request handler failed", exc_info=exc)
+        self._queue.clear()
+        self._write(Response(500, b"500: Internal Server Error"), True)
 
     def _write(self, response: Response, close: bool, head_only: bool = False) -> None:
         transport = self._transport

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +31,7 @@ class App:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.started = asyncio.Event()
+        self.hang_cancelled = asyncio.Event()
         self.seen: list[tuple[str, str, bytes]] = []
 
     async def echo(self, request: http1.Request) -> http1.Response:
@@ -45,11 +47,43 @@ class App:
     async def broken(self, request: http1.Request) -> http1.Response:
         raise RuntimeError("a bug in a handler")
 
+    async def broken_later(self, request: http1.Request) -> http1.Response:
+        await self.release.wait()
+        raise RuntimeError("a bug after waiting")
+
+    async def turns(self, request: http1.Request) -> http1.Response:
+        # bare loop turns, then a future from another task: each way a handler can wait
+        for _ in range(3):
+            await asyncio.sleep(0)
+        value = await asyncio.ensure_future(asyncio.sleep(0, result=b"after turns"))
+        try:  # a future that fails: its exception reaches the handler where it waits
+            await self.failing()
+        except LookupError as e:
+            value += str(e).encode()
+        return http1.Response(200, value)
+
+    def failing(self) -> asyncio.Future[None]:
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_exception, LookupError(", caught"))
+        return fut
+
+    async def hang(self, request: http1.Request) -> http1.Response:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.hang_cancelled.set()
+            raise
+        raise AssertionError("unreachable: nothing sets the event")
+
     def routes(self) -> http1.Routes:
         return {
             "/echo": {"POST": self.echo, "GET": self.echo},
             "/slow": {"GET": self.slow},
             "/broken": {"GET": self.broken},
+            "/broken-later": {"GET": self.broken_later},
+            "/turns": {"GET": self.turns},
+            "/hang": {"GET": self.hang},
         }
 
 
@@ -263,6 +297,62 @@ async def test_a_failing_handler_is_a_logged_500(
     assert (status, headers["connection"]) == (500, "close")
     assert any(r.exc_info and "a bug in a handler" in str(r.exc_info[1]) for r in caplog.records)
     writer.close()
+
+
+async def test_a_handler_failing_after_it_waited_is_a_logged_500(
+    app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /broken-later HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0)
+    a.release.set()
+    status, headers, _ = await read_response(reader)
+    assert (status, headers["connection"]) == (500, "close")
+    assert any(r.exc_info and "a bug after waiting" in str(r.exc_info[1]) for r in caplog.records)
+    writer.close()
+
+
+async def test_handlers_that_answer_at_once_or_wait_are_answered_in_order(
+    app: tuple[App, http1.Served],
+) -> None:
+    # a handler's first step runs as the request is parsed; one that waits goes on in a task,
+    # and the requests behind it wait for its answer
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+        b"GET /turns HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+        b"GET /turns HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    answers = [(await read_response(reader))[::2] for _ in range(4)]
+    assert answers == [
+        (200, b"echo:a"),
+        (200, b"after turns, caught"),
+        (200, b"echo:b"),
+        (200, b"after turns, caught"),
+    ]
+    writer.close()
+
+
+async def test_a_waiting_handler_is_cancelled_when_its_peer_goes(
+    app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, served = app
+    _reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+    # a reset, not a half-close (after which the server would still answer)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+    async with asyncio.timeout(BOUND):
+        await a.hang_cancelled.wait()
+        while served.stats.open:
+            await asyncio.sleep(0.01)
+    no_tracebacks(caplog)
 
 
 async def test_close_lets_the_request_in_flight_finish() -> None:
