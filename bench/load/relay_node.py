@@ -37,7 +37,7 @@ async def main() -> None:
     port = await links.start("127.0.0.1", 0)
     pool = PeelPool(Peeler.from_x25519_secret(secret), workers=int(cfg.get("workers", 1)))
     router = OnionRouter(pool, view, links, rpc=None)
-    links.handlers[KIND_ONION] = router.serve_link
+    links.direct[KIND_ONION] = router.serve_link_now  # as the node daemon wires it
     print(json.dumps({"port": port}), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin

@@ -53,6 +53,8 @@ from session.node.links import (
     KIND_ONION,
     KIND_PING,
     KIND_SYNC,
+    Answer,
+    DirectHandler,
     NodeLinks,
 )
 from session.node.metrics import NodeMetrics
@@ -313,9 +315,10 @@ class Node:
             max_hops=cfg.limits.max_onion_hops,
             egress=egress,
         )
+        # the relay's hot path: a direct handler, no task per relayed layer
+        self.links.direct[KIND_ONION] = self._counted_now("onion", self.router.serve_link_now)
         self.links.handlers.update(
             {
-                KIND_ONION: self._counted("onion", self.router.serve_link),
                 KIND_CC: self._counted("cc", self._serve_cc),
                 KIND_CC_BATCH: self._counted("cc_batch", batch_handler(self._serve_cc)),
                 KIND_DATA: self._counted("data", self.handoff.accept_push),
@@ -466,6 +469,16 @@ class Node:
             self.metrics.gauge_fn(f"session_node_{name}", doc, fn)
         prover.start()
         tester.start()
+
+    def _counted_now(self, kind: str, fn: DirectHandler) -> DirectHandler:
+        """A direct link handler counted like :meth:`_counted` ones."""
+        counter = self.metrics.link_served.labels(kind)
+
+        def handler(peer: str, body: Any, answer: Answer) -> None:
+            counter.inc()
+            fn(peer, body, answer)
+
+        return handler
 
     def _counted(self, kind: str, fn: Any) -> Any:
         counter = self.metrics.link_served.labels(kind)

@@ -22,12 +22,22 @@
 Peeling is one call into the native core with the GIL released. :class:`PeelPool` batches the
 frames that arrive in the same loop iteration: a few are peeled one by one on the loop thread,
 a burst in one call the core spreads over all cores.
+
+A layer relayed from node to node (the hot path: :meth:`OnionRouter.serve_link_now`, the
+links' direct handler for ``onion``) runs without a task, a future or a timer of its own: the
+peel result goes to a callback, the frame to the next node with
+:meth:`~session.node.links.NodeLinks.send_request`, and the next node's reply, checked, goes
+back to the previous node as it came (no unpacking and packing again). Anything else (a layer
+for this node, a proxy request, an error, a next node not connected yet) continues as a
+coroutine like a layer that came over HTTPS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from session.errors import (
@@ -39,7 +49,17 @@ from session.errors import (
 )
 from session.http1.client import HttpClient
 from session.node.egress import EgressPolicy, host_header
-from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable, NodeLinks
+from session.node.links import (
+    KIND_ONION,
+    MSGPACK_ERRORS,
+    Answer,
+    LinkError,
+    LinkTimeout,
+    LinkUnreachable,
+    NodeLinks,
+    RawReply,
+    unpack_body,
+)
 from session.node.swarm_view import SwarmView
 from session.onion import Deliver, Proxy, Relay
 from session.proto.onion_status import (
@@ -85,18 +105,23 @@ class PeelPool:
         self.peeler = peeler
         self.parallel = workers > 0
         self.burst = burst
-        self._queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[bytes, Callable[[Any], None]]] = []
         self._scheduled = False
 
     def peel(self, frame: bytes) -> asyncio.Future[Any]:
         """A future resolving to the decision, or failing with the peel error."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._queue.append((frame, fut))
+        fut = asyncio.get_running_loop().create_future()
+        self.submit(frame, partial(_settle, fut))
+        return fut
+
+    def submit(self, frame: bytes, done: Callable[[Any], None]) -> None:
+        """Peel ``frame`` with this loop iteration's batch; ``done`` gets the decision, or the
+        peel error (a ``ValueError``: the core's OnionError with a status, DecodeError,
+        InvalidInput) as a value."""
+        self._queue.append((frame, done))
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return fut
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -104,25 +129,29 @@ class PeelPool:
         if self.parallel and len(batch) >= self.burst:
             # one native call; a frame that fails to peel comes back as its exception
             results = self.peeler.peel_many([f for f, _ in batch])
-            for (_, fut), r in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(r, BaseException):
-                    fut.set_exception(r)
-                else:
-                    fut.set_result(r)
+            for (_, done), r in zip(batch, results, strict=True):
+                done(r)
             return
         peel = self.peeler.peel  # a few frames: no hand-off to the core's threads
-        for frame, fut in batch:
-            if fut.done():
-                continue
+        for frame, done in batch:
             try:
-                fut.set_result(peel(frame))
+                r = peel(frame)
             except ValueError as e:  # OnionError (with a status), DecodeError, InvalidInput
-                fut.set_exception(e)
+                r = e
+            done(r)
 
     def close(self) -> None:
         """Nothing to stop (kept so owners can close every part alike)."""
+
+
+def _settle(fut: asyncio.Future[Any], r: Any) -> None:
+    """A peel result into the future :meth:`PeelPool.peel` returned (unless it was cancelled)."""
+    if fut.done():
+        return
+    if isinstance(r, BaseException):
+        fut.set_exception(r)
+    else:
+        fut.set_result(r)
 
 
 class OnionRouter:
@@ -172,6 +201,12 @@ class OnionRouter:
             d = await self.pool.peel(frame)
         except ValueError as e:  # the core's OnionError (with a status), DecodeError, InvalidInput
             return self._peel_error(e)
+        return await self._decided(d)
+
+    async def _decided(self, d: Any) -> tuple[int, bytes]:
+        """The answer to a peeled layer (``d``: the core's decision, or its peel error)."""
+        if isinstance(d, ValueError):
+            return self._peel_error(d)
         if isinstance(d, Relay):
             self._count("relay")
             return await self._relay(d)
@@ -217,24 +252,55 @@ class OnionRouter:
             r = await self.links.request(
                 node.pubkey_x25519, node.zmq_address, KIND_ONION, {"f": d.frame}, self.relay_timeout
             )
-        except LinkTimeout:
-            return 504, b"Request time out"
-        except LinkUnreachable:
-            # Named, so the client can avoid this node when it builds its next path.
-            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
         except LinkError as e:
-            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519, str(e))
-        try:
-            return int(r["s"]), bytes(r["b"])
-        except (KeyError, TypeError, ValueError):
-            return 502, b"Bad reply from next node"
+            return _link_failure(e, d.next_ed25519)
+        return _next_reply(r)
 
     async def serve_link(self, peer: str, body: Any) -> dict[str, Any]:
-        """Link handler for ``KIND_ONION``: a frame relayed by the previous node."""
+        """Link handler for ``KIND_ONION``: a frame relayed by the previous node (the coroutine
+        form of :meth:`serve_link_now`)."""
         if not isinstance(body, dict) or not isinstance(body.get("f"), bytes):
             return {"s": 400, "b": b"bad relay message"}
         status, out = await self.handle(body["f"])
         return {"s": status, "b": out}
+
+    def serve_link_now(self, peer: str, body: Any, answer: Answer) -> None:
+        """Direct link handler for ``KIND_ONION`` (:attr:`NodeLinks.direct`): the same answers
+        as :meth:`serve_link`, with no task for a layer relayed on to a connected next node."""
+        if not isinstance(body, dict) or not isinstance(body.get("f"), bytes):
+            answer.result({"s": 400, "b": b"bad relay message"})
+            return
+        self.pool.submit(body["f"], partial(self._peeled, answer))
+
+    def _peeled(self, answer: Answer, d: Any) -> None:
+        if isinstance(d, Relay) and self._relay_now(d, answer):
+            return
+        answer.run(self._link_answer(d))
+
+    async def _link_answer(self, d: Any) -> dict[str, Any]:
+        status, out = await self._decided(d)
+        return {"s": status, "b": out}
+
+    def _relay_now(self, d: Any, answer: Answer) -> bool:
+        """Send a relayed layer on at once when nothing needs waiting for: a known next node,
+        not known to be down, with a connected link that takes the message. False: nothing
+        was sent, and :meth:`_relay` decides (and answers every other case)."""
+        if d.hop_no > self.max_hops:
+            return False
+        node = self.view.node_by_ed25519(d.next_ed25519)
+        if node is None or self.links.is_down(node.pubkey_x25519):
+            return False
+        sent = self.links.send_request(
+            node.pubkey_x25519,
+            node.zmq_address,
+            KIND_ONION,
+            {"f": d.frame},
+            self.relay_timeout,
+            partial(_relayed, answer, d.next_ed25519),
+        )
+        if sent:
+            self._count("relay")
+        return sent
 
     async def _proxy(self, d: Any) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
@@ -307,3 +373,44 @@ class OnionRouter:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+
+def _link_failure(e: LinkError, next_ed25519: str) -> tuple[int, bytes]:
+    """The answer to a relay whose next node did not answer, or answered with an error."""
+    if isinstance(e, LinkTimeout):
+        return 504, b"Request time out"
+    if isinstance(e, LinkUnreachable):
+        # Named, so the client can avoid this node when it builds its next path.
+        return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, next_ed25519)
+    return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, next_ed25519, str(e))
+
+
+def _next_reply(r: Any) -> tuple[int, bytes]:
+    """The next node's reply ``{"s": status, "b": body}`` as ``(status, body)``; 502 when it
+    is not one."""
+    try:
+        return int(r["s"]), bytes(r["b"])
+    except (KeyError, TypeError, ValueError):
+        return 502, b"Bad reply from next node"
+
+
+def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> None:
+    """The next node's reply to a layer :meth:`OnionRouter._relay_now` sent, back to the
+    previous node: as it came when it is a well-formed ``{"s": int, "b": bytes}`` (no packing
+    again), otherwise what :meth:`OnionRouter._relay` answers for it."""
+    if isinstance(reply, LinkError):
+        status, out = _link_failure(reply, next_ed25519)
+        answer.result({"s": status, "b": out})
+        return
+    body, bulk = reply
+    try:
+        r = unpack_body(body, bulk)
+    except MSGPACK_ERRORS as e:
+        status, out = _link_failure(LinkError(f"bad reply: {e}"), next_ed25519)
+        answer.result({"s": status, "b": out})
+        return
+    if isinstance(r, dict) and type(r.get("s")) is int and type(r.get("b")) is bytes:
+        answer.forward([body, *bulk])
+        return
+    status, out = _next_reply(r)
+    answer.result({"s": status, "b": out})

@@ -22,8 +22,11 @@ from session.errors import StorageError
 from session.identity import Identity
 from session.node.links import (
     BULK_MIN,
+    KIND_DATA,
     KIND_PING,
+    Answer,
     LinkError,
+    LinkTimeout,
     LinkUnreachable,
     NodeLinks,
     pack_body,
@@ -264,3 +267,118 @@ async def test_a_request_waiting_on_a_link_that_is_dropped_fails_cleanly(
     client.disconnect(x)
     with pytest.raises(LinkUnreachable, match="dropped"):
         await waiting
+
+
+class _Replies:
+    """Collects what :meth:`NodeLinks.send_request` callbacks get, by name."""
+
+    def __init__(self) -> None:
+        self.got: dict[str, Any] = {}
+
+    def __call__(self, name: str) -> Callable[[Any], None]:
+        def on_reply(reply: Any) -> None:
+            assert name not in self.got, f"{name} answered twice"
+            self.got[name] = reply
+
+        return on_reply
+
+
+async def test_send_request_answers_its_callback_and_deadlines_share_one_timer(
+    serve: Any, client: NodeLinks
+) -> None:
+    """The relay's task-free request: the reply (raw msgpack body and bulk frames), an error
+    reply, and timeouts of different lengths each reach their callback once; expired requests
+    are gone from the links and the one deadline timer is idle afterwards."""
+    release = asyncio.Event()
+
+    async def handler(peer: str, body: Any) -> Any:
+        if body == "slow":
+            await release.wait()
+        if body == "refuse":
+            raise ValueError("not for me")
+        return {"echo": body}
+
+    server = await serve({KIND_PING: handler})
+    assert await client.request(server.x25519, server.address, KIND_PING, 0, 5.0) == {"echo": 0}
+    replies = _Replies()
+
+    def send(name: str, body: Any, timeout: float) -> bool:
+        return client.send_request(
+            server.x25519, server.address, KIND_PING, body, timeout, replies(name)
+        )
+
+    assert send("slow-long", "slow", 0.6)
+    assert send("slow-short", "slow", 0.2)  # sent later, expires first
+    assert send("ok", 1, 5.0)
+    assert send("refused", "refuse", 5.0)
+    await _until(lambda: len(replies.got) == 4)
+    body, bulk = replies.got["ok"]
+    assert unpack_body(body, bulk) == {"echo": 1}
+    refused = replies.got["refused"]
+    assert isinstance(refused, LinkError) and str(refused) == "not for me"
+    short, long = replies.got["slow-short"], replies.got["slow-long"]
+    assert isinstance(short, LinkTimeout) and "within 0.2s" in str(short)
+    assert isinstance(long, LinkTimeout) and "within 0.6s" in str(long)
+    assert client.timeouts == 2
+    assert not client._pending and not client._deadlines and client._sweep_handle is None
+    release.set()
+    # a late answer to an expired request is dropped; the link goes on serving
+    assert await client.request(server.x25519, server.address, KIND_PING, 2, 5.0) == {"echo": 2}
+    assert len(replies.got) == 4
+
+
+async def test_send_request_without_a_connection_sends_nothing(client: NodeLinks) -> None:
+    """No connected link yet: False (the caller falls back to ``request``, which waits for the
+    connection), nothing registered and no callback."""
+    nobody = bytes(Identity.generate().x25519_public).hex()
+    replies = _Replies()
+    assert not client.send_request(nobody, "tcp://127.0.0.1:9", KIND_PING, 1, 1.0, replies("x"))
+    assert not client._pending and not replies.got
+
+
+async def test_closing_fails_requests_waiting_on_callbacks(serve: Any) -> None:
+    release = asyncio.Event()
+
+    async def never(peer: str, body: Any) -> Any:
+        await release.wait()
+
+    server = await serve({KIND_PING: never, KIND_DATA: _ping})
+    links = _links(Identity.generate(), {})
+    await links.start("127.0.0.1", 0)
+    try:
+        await links.request(server.x25519, server.address, KIND_DATA, 0, 5.0)
+        replies = _Replies()
+        assert links.send_request(server.x25519, server.address, KIND_PING, 1, 30.0, replies("w"))
+    finally:
+        await links.close()
+        release.set()
+    failed = replies.got["w"]
+    assert isinstance(failed, LinkError) and str(failed) == "link closed"
+
+
+async def test_a_direct_handler_answers_now_or_through_a_coroutine(
+    serve: Any, client: NodeLinks
+) -> None:
+    """A direct handler (no task) answers at once, passes packed frames on as they are, or
+    hands over to a coroutine whose refusal reaches the peer as its sentence; it takes
+    precedence over an ordinary handler of the same kind."""
+
+    async def refuse() -> Any:
+        raise ValueError("refused later")
+
+    def direct(peer: str, body: Any, answer: Answer) -> None:
+        assert answer.peer == client.public_hex
+        if body == "now":
+            answer.result({"now": True})
+        elif body == "packed":
+            answer.forward(pack_body({"packed": True}))
+        else:
+            answer.run(refuse())
+
+    server = await serve({KIND_PING: _ping})
+    server.links.direct[KIND_PING] = direct
+    ask = client.request
+    assert await ask(server.x25519, server.address, KIND_PING, "now", 5.0) == {"now": True}
+    assert await ask(server.x25519, server.address, KIND_PING, "packed", 5.0) == {"packed": True}
+    with pytest.raises(LinkError, match=r"^refused later$"):
+        await ask(server.x25519, server.address, KIND_PING, "later", 5.0)

@@ -1,0 +1,176 @@
+"""The relay's hot path on real node links (ZeroMQ with CURVE on 127.0.0.1): a driver sends
+one-layer frames to a relay whose links serve ``onion`` with the router's direct handler
+(:meth:`OnionRouter.serve_link_now`, no task per layer), and the relay passes them to a sink.
+What comes back for a good reply, a malformed one, an error reply, a sink that does not answer
+in time, a frame that does not peel and a next node nobody knows. Every answer is awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from session import onion
+from session.identity import Identity
+from session.node.links import KIND_ONION, NodeLinks
+from session.node.relay import OnionRouter, PeelPool
+from session.proto.onion_status import (
+    NEXT_NODE_NOT_FOUND,
+    NEXT_NODE_STATUS,
+    NEXT_NODE_UNREACHABLE,
+    named_next_node,
+)
+from session.proto.snodes import ServiceNode
+from session.testing.rpc import FixedSwarmView
+
+
+def _node(ident: Identity, port: int) -> ServiceNode:
+    return ServiceNode.from_json(
+        {
+            "pubkey_ed25519": ident.ed25519_public.hex(),
+            "pubkey_x25519": ident.x25519_public.hex(),
+            "public_ip": "127.0.0.1",
+            "storage_port": 1,
+            "storage_lmq_port": port,
+            "swarm_id": 0,
+        }
+    )
+
+
+async def _anyone(key: bytes) -> bool:
+    return True
+
+
+def _links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
+    return NodeLinks(
+        public_x25519=ident.x25519_public,
+        secret_x25519=ident.export_x25519_secret(),
+        handlers=handlers,
+        authorize=_anyone,
+    )
+
+
+class Rig:
+    """Driver → relay → sink; ``sink_answer`` decides what the sink does with a layer."""
+
+    def __init__(self) -> None:
+        self.relay_id, self.sink_id, self.driver_id = (Identity.generate() for _ in range(3))
+        self.sink_answer: Any = {"s": 200, "b": b"ok"}
+        self.release = asyncio.Event()
+        self.started: list[NodeLinks] = []
+
+    async def _sink(self, peer: str, body: Any) -> Any:
+        answer = self.sink_answer
+        if answer == "slow":
+            await self.release.wait()
+            return {"s": 200, "b": b"late"}
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def start(self, relay_timeout: float = 30.0) -> None:
+        self.sink = _links(self.sink_id, {KIND_ONION: self._sink})
+        self.driver = _links(self.driver_id, {})
+        self.relay = _links(self.relay_id, {})
+        for links in (self.sink, self.driver, self.relay):
+            self.started.append(links)
+        sink_port = await self.sink.start("127.0.0.1", 0)
+        await self.driver.start("127.0.0.1", 0)
+        relay_port = await self.relay.start("127.0.0.1", 0)
+        view = FixedSwarmView("", [_node(self.sink_id, sink_port), _node(self.driver_id, 1)])
+        peeler = onion.Peeler.from_x25519_secret(self.relay_id.export_x25519_secret())
+        self.router = OnionRouter(
+            PeelPool(peeler), view, self.relay, rpc=None, relay_timeout=relay_timeout
+        )
+        self.relay.direct[KIND_ONION] = self.router.serve_link_now
+        self.address = f"tcp://127.0.0.1:{relay_port}"
+
+    def frame(self, to: Identity | None = None) -> bytes:
+        to = to or self.sink_id
+        hop = onion.Hop(self.relay_id.ed25519_public.hex(), self.relay_id.x25519_public)
+        dst = onion.NodeDestination(to.ed25519_public.hex(), to.x25519_public)
+        return onion.build([hop], dst, os.urandom(100), "xchacha20")[0]
+
+    async def send(self, frame: bytes) -> Any:
+        return await self.driver.request(
+            self.relay_id.x25519_public.hex(), self.address, KIND_ONION, {"f": frame}, 10.0
+        )
+
+    async def close(self) -> None:
+        self.release.set()
+        await self.router.close()
+        for links in self.started:
+            await links.close()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    r = Rig()
+    await r.start()
+    yield r
+    await r.close()
+
+
+async def test_a_relayed_reply_comes_back_as_the_next_node_sent_it(rig: Rig) -> None:
+    """The first layer finds no connected link to the sink (the coroutine path connects);
+    later ones go through the direct path, and a well-formed reply is passed back unchanged
+    (even a key the relay itself would not have written)."""
+    assert await rig.send(rig.frame()) == {"s": 200, "b": b"ok"}
+    rig.sink_answer = {"s": 201, "b": b"as sent", "x": 1}
+    sent = rig.relay.sent
+    got = await asyncio.gather(*(rig.send(rig.frame()) for _ in range(20)))
+    assert got == [{"s": 201, "b": b"as sent", "x": 1}] * 20
+    assert rig.relay.sent == sent + 20 and not rig.relay._pending
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"s": "two hundred", "b": b"x"}, {"s": 200}, [1, 2], "not a map"],
+)
+async def test_a_malformed_reply_from_the_next_node_is_a_502(rig: Rig, answer: Any) -> None:
+    await rig.send(rig.frame())  # connected
+    rig.sink_answer = answer
+    assert await rig.send(rig.frame()) == {"s": 502, "b": b"Bad reply from next node"}
+
+
+async def test_an_error_reply_names_the_next_node(rig: Rig) -> None:
+    await rig.send(rig.frame())
+    rig.sink_answer = ValueError("sink refuses")
+    got = await rig.send(rig.frame())
+    assert got["s"] == NEXT_NODE_STATUS
+    assert got["b"].startswith(NEXT_NODE_UNREACHABLE.encode())
+    assert named_next_node(got["s"], got["b"]) == rig.sink_id.ed25519_public.hex()
+    assert got["b"].endswith(b"(sink refuses)")
+
+
+async def test_a_next_node_that_does_not_answer_in_time_is_a_504() -> None:
+    rig = Rig()
+    await rig.start(relay_timeout=0.3)
+    try:
+        await rig.send(rig.frame())
+        rig.sink_answer = "slow"
+        assert await rig.send(rig.frame()) == {"s": 504, "b": b"Request time out"}
+        assert rig.relay.timeouts == 1 and not rig.relay._pending
+    finally:
+        await rig.close()
+
+
+async def test_what_cannot_be_relayed_at_once_is_answered_by_the_coroutine_path(
+    rig: Rig,
+) -> None:
+    """A frame that does not peel: its plain error; a next node not in the list: 502 naming
+    it; a layer that is not JSON-framed at all: 400."""
+    stranger = Identity.generate()
+    got = await rig.send(rig.frame(stranger))
+    assert got["s"] == NEXT_NODE_STATUS and got["b"].startswith(NEXT_NODE_NOT_FOUND.encode())
+    assert named_next_node(got["s"], got["b"]) == stranger.ed25519_public.hex()
+    other = Rig()  # a frame for another relay: this relay's key does not open it
+    got = await rig.send(other.frame())
+    assert got["s"] == 400 and got["b"]
+    assert (await rig.send(b"\x00" * 40))["s"] == 400
+    assert await rig.driver.request(
+        rig.relay_id.x25519_public.hex(), rig.address, KIND_ONION, {"g": 1}, 10.0
+    ) == {"s": 400, "b": b"bad relay message"}
