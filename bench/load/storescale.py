@@ -13,7 +13,10 @@ nodes keep running, reading and reconciling over the whole store. At each checkp
 fill pauses and two probes run: ``PROBE_STORES`` stores (node CPU per store across all
 nodes, replication included, idle subtracted; store latency) and ``PROBE_RETRIEVES`` signed
 retrieves of one probe account holding ``PROBE_MESSAGES`` messages (node CPU and latency per
-retrieve). Each node's RSS and database size are read there too. The figures must stay flat
+retrieve). Each node's RSS and database size are read there too, and before the probes the
+nodes' CPU with no request for ``BACKGROUND_S`` seconds (``background_cpu_per_s``: what the
+swarm does by itself at that size, such as reconciliation; not subtracted) and the machine's
+1-minute load average. The figures must stay flat
 as the swarm fills: the result's ``extra.store_scale.flatness`` is the last checkpoint over
 the first.
 """
@@ -39,8 +42,10 @@ from session.swarm import closest_swarm, message_hash
 from session.testing.http import retrieve_request, store_request
 
 PROBE_STORES = 500
-PROBE_RETRIEVES = 200
+PROBE_RETRIEVES = 1000
 PROBE_MESSAGES = 20
+#: seconds of no requests before the probes, to read the nodes' own background CPU
+BACKGROUND_S = 3.0
 #: accounts the fill spreads its messages over
 ACCOUNTS = 2000
 DATA_BYTES = 300
@@ -162,6 +167,12 @@ class StoreScale:
 
     async def measure(self, http: aiohttp.ClientSession, at: int) -> dict[str, Any]:
         lat_s, lat_r = report.new_histogram(), report.new_histogram()
+        load_avg = os.getloadavg()[0]
+        self.probe.reset()
+        t = time.monotonic()
+        await asyncio.sleep(BACKGROUND_S)
+        self.probe.sample()
+        background = sum(x.cpu_s for x in self.probe.totals.values()) / (time.monotonic() - t)
 
         async def timed(h: Any, i: int, doc: dict[str, Any]) -> Any:
             t = time.monotonic()
@@ -204,6 +215,8 @@ class StoreScale:
             "retrieved_ok": got == PROBE_RETRIEVES * PROBE_MESSAGES,
             "max_rss_mb": round(max(x.rss_mb for x in nodes), 1),
             "max_db_mb": round(max(x.db_mb for x in nodes), 1),
+            "background_cpu_per_s": round(background, 4),
+            "load_avg_1m": round(load_avg, 2),
         }
 
     async def run(self, count: int, on_checkpoint: Any) -> dict[str, Any]:
