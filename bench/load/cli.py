@@ -41,6 +41,7 @@ from rich.table import Table
 from bench.load import floors, report, sidebyside
 from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
+from bench.load.probe import threads as thread_clocks
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
 from session.devnet import Devnet, DevnetError
@@ -391,6 +392,23 @@ def profile_summary(
     return "\n".join(out)
 
 
+def thread_figures(th: dict[str, float], delivered: int) -> dict[str, float]:
+    """Per delivered message, from :func:`bench.load.probe.threads` growth summed over
+    processes: CPU ms by thread kind (``loop_ms``, ``zmq_ms``, ``other_ms``), the kernel's share
+    of it (``sys_share``: system calls, wake-ups) and context switches (``switches``: voluntary,
+    a thread that blocked and was woken again; ``preempted``: involuntary)."""
+    cpu = th.get("user_s", 0.0) + th.get("sys_s", 0.0)
+    out = {
+        f"{k.removeprefix('cpu_s:')}_ms": round(v / delivered * 1e3, 4)
+        for k, v in sorted(th.items())
+        if k.startswith("cpu_s:")
+    }
+    out["sys_share"] = round(th.get("sys_s", 0.0) / cpu, 3) if cpu else 0.0
+    out["switches"] = round(th.get("ctx_voluntary", 0.0) / delivered, 2)
+    out["preempted"] = round(th.get("ctx_involuntary", 0.0) / delivered, 2)
+    return out
+
+
 # ---------------------------------------------------------------------- machine
 
 
@@ -503,6 +521,7 @@ class Run:
         # the nodes that worked hardest in the previous step (profiled if asked)
         busiest = [k for k, _ in sorted(probe.totals.items(), key=lambda kv: -kv[1].cpu_s)]
         probe.reset()
+        workers_th0 = {p.pid: thread_clocks(p.pid) for p in self.procs if p.pid is not None}
         driver_cpu0 = time.process_time()
         t0 = time.monotonic() + 1.0
         # a burst's count is per client, the backlog's is worker 0's alone; others are split
@@ -621,6 +640,8 @@ class Run:
         workers_cpu = sum(d["cpu_s"] for d in done)
         lost = sum(d["lost"] for d in done)
         requests = sum(d["requests"] for d in done)
+        polls = sum(d.get("polls", 0) for d in done)
+        empty_polls = sum(d.get("empty_polls", 0) for d in done)
         nodes = [
             {
                 "name": name,
@@ -637,6 +658,14 @@ class Run:
         for t in probe.totals.values():
             for series, v in t.counters.items():
                 work[series] = work.get(series, 0.0) + v
+        node_th: dict[str, float] = {}
+        for t in probe.totals.values():
+            for k, v in t.threads.items():
+                node_th[k] = node_th.get(k, 0.0) + v
+        wth: dict[str, float] = {}
+        for pid, before in workers_th0.items():
+            for k, v in thread_clocks(pid).items():
+                wth[k] = wth.get(k, 0.0) + max(0.0, v - before.get(k, 0.0))
         layers_source = "node metrics"
         if not layers:
             layers = 4 * requests  # guard, two relays, the destination
@@ -669,6 +698,9 @@ class Run:
             if delivered
             else 0.0,
         }
+        if delivered:
+            cpu["threads"] = thread_figures(node_th, delivered)
+            cpu["worker_threads"] = thread_figures(wth, delivered)
         ratios = {
             "cpu_per_delivered_vs_crypto_floor": round(
                 cpu["per_delivered_ms"] * 1e3 / fl["crypto_floor_us"], 2
@@ -722,6 +754,12 @@ class Run:
                 k.removeprefix("session_node_"): round(v / delivered, 3)
                 for k, v in sorted(work.items())
                 if delivered and v / delivered >= 0.01
+            },
+            # the clients' requests per delivered message (polls that found nothing included)
+            "client_work_per_delivered": {
+                "onion_requests": round(requests / delivered, 3) if delivered else 0.0,
+                "polls": round(polls / delivered, 3) if delivered else 0.0,
+                "empty_polls": round(empty_polls / delivered, 3) if delivered else 0.0,
             },
             "extra": {k: v for d in done for k, v in d.get("extra", {}).items()},
         }
@@ -1079,6 +1117,15 @@ class Run:
             f"clients {cpu['client_share'] * 100:.0f}% of CPU, driver+workers "
             f"{cpu['driver_cores']} cores, all {cpu['total_cores']} cores"
         )
+        th, cw = cpu.get("threads"), s.get("client_work_per_delivered")
+        if th and cw:
+            self.console.print(
+                f"  per delivered: nodes' loop threads {th.get('loop_ms', 0.0):.2f} ms, ZeroMQ "
+                f"{th.get('zmq_ms', 0.0):.2f} ms, other threads {th.get('other_ms', 0.0):.2f} ms "
+                f"(kernel {th['sys_share'] * 100:.0f}%), {th['switches']:.0f} wake-ups; clients "
+                f"{cpu['client_per_delivered_ms']:.2f} ms, {cw['polls']:.2f} polls "
+                f"({cw['empty_polls']:.2f} empty)"
+            )
 
     def print_compare(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         tb = Table(title="against " + str(self.args.compare))

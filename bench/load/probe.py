@@ -5,11 +5,18 @@ port is known (a devnet the driver started), the onion layers it peeled.
 A node process that is replaced (killed and restarted, or a new node joining) is followed by
 its pid: CPU is accumulated as deltas between samples, per pid, so a process that dies between
 two samples loses at most one sampling interval of CPU.
+
+At a step's start and end the probe also reads each node's threads from /proc (:func:`threads`):
+their CPU split by kind (the event loop's thread, ZeroMQ's I/O threads, the others: SQLite's
+writer and reader, the peel pool, executors), user and kernel time, and context switches, the
+count of times a thread stopped or was stopped (a wake-up costs one): where per-message
+wake-ups across the processes show.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +41,57 @@ class NodeTotals:
     layers: int = 0
     #: growth of each node counter series over the step
     counters: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: growth over the step of :func:`threads`' figures (between the step's start and end)
+    threads: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+#: clock ticks per second of /proc's utime/stime
+_HZ = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+
+
+def thread_kind(pid: int, tid: int, comm: str) -> str:
+    """``loop`` (the process's main thread, which runs the event loop), ``zmq`` (ZeroMQ's
+    I/O and reaper threads, named by libzmq) or ``other`` (Python's threads, unnamed)."""
+    if tid == pid:
+        return "loop"
+    if comm.startswith("ZMQbg"):
+        return "zmq"
+    return "other"
+
+
+def threads(pid: int) -> dict[str, float]:
+    """A process's threads from /proc, summed: ``cpu_s:KIND`` per :func:`thread_kind`,
+    ``user_s``, ``sys_s``, ``ctx_voluntary`` (a thread blocked: waited for a lock, the GIL, I/O)
+    and ``ctx_involuntary`` (preempted). Threads that ended before the read are not in it.
+    Empty when the process is gone (or /proc is not Linux's)."""
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for t in tids:
+        base = f"/proc/{pid}/task/{t}"
+        try:
+            with open(base + "/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+            with open(base + "/status", encoding="ascii", errors="replace") as f:
+                status = f.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        # comm is in parentheses and may hold spaces; the fields after it are numbers
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        user, sys_ = int(fields[11]) / _HZ, int(fields[12]) / _HZ
+        kind = "cpu_s:" + thread_kind(pid, int(t), comm)
+        out[kind] = out.get(kind, 0.0) + user + sys_
+        out["user_s"] = out.get("user_s", 0.0) + user
+        out["sys_s"] = out.get("sys_s", 0.0) + sys_
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                out["ctx_voluntary"] = out.get("ctx_voluntary", 0.0) + int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                out["ctx_involuntary"] = out.get("ctx_involuntary", 0.0) + int(line.split()[1])
+    return out
 
 
 def counters(admin_url: str) -> dict[str, float] | None:
@@ -88,6 +146,7 @@ class NodeProbe:
         self._procs: dict[int, psutil.Process] = {}
         self._last_cpu: dict[int, float] = {}
         self._last_counters: dict[str, dict[str, float]] = {}
+        self._last_threads: dict[int, dict[str, float]] = {}
         self.totals: dict[str, NodeTotals] = {}
 
     def reset(self) -> None:
@@ -95,6 +154,7 @@ class NodeProbe:
         self.totals = {}
         self._last_cpu.clear()
         self._last_counters.clear()
+        self._last_threads.clear()
         self.sample(count=False, scrape=True)
 
     def _proc(self, pid: int) -> psutil.Process | None:
@@ -108,8 +168,8 @@ class NodeProbe:
 
     def sample(self, *, count: bool = True, sizes: bool = False, scrape: bool = False) -> None:
         """Read every node's CPU clock (and, with ``sizes``, RSS and database size; with
-        ``scrape``, its counters: done at a step's start and end only, a scrape costs the
-        node CPU)."""
+        ``scrape``, its counters and :func:`threads`: done at a step's start and end only, a
+        scrape costs the node CPU)."""
         for ref in self.refs():
             t = self.totals.setdefault(ref.name, NodeTotals())
             p = self._proc(ref.pid)
@@ -127,6 +187,13 @@ class NodeProbe:
             if count:
                 t.cpu_s += cpu - last if last is not None else 0.0
             self._last_cpu[ref.pid] = cpu
+            if scrape:
+                th = threads(ref.pid)
+                before = self._last_threads.get(ref.pid)
+                if count and before is not None:
+                    for k, v in th.items():
+                        t.threads[k] = t.threads.get(k, 0.0) + max(0.0, v - before.get(k, 0.0))
+                self._last_threads[ref.pid] = th
             if ref.admin_url and scrape:
                 now = counters(ref.admin_url)
                 if now is not None:

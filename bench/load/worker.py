@@ -17,7 +17,7 @@ library's ``Poller``) and opens and applies what it got (``Receiver.apply_unseen
 decrypt and verify, SQLite). A recipient polls when a message to it has been acknowledged (the
 push notification a Session app gets), again with a short backoff while an acknowledged
 message has not arrived (replication to the member it polls may lag), and otherwise once every
-``idle_poll`` seconds.
+``idle_poll`` seconds. A wake-up for messages that an earlier poll already brought is skipped.
 
 Latency of a message: from its *scheduled* send time (open loop: ``t0 + i / rate``; closed
 loop: when its sender became free) to the moment its recipient has the plaintext. Measuring
@@ -87,6 +87,7 @@ class Worker:
         self.outstanding: list[set[str]] = []
         self.wake: list[asyncio.Event] = []
         self.requests = 0  # onion requests made (stores and polls, retries included)
+        self.polls = self.empty_polls = 0  # polls of namespace 0, and those that got nothing
         #: recipients whose polling is held back (the backlog scenario's absent recipient)
         self.paused: set[int] = set()
         #: the first message of each error kind in a step (sent with the step's end)
@@ -223,25 +224,33 @@ class Worker:
         backoff = BACKOFF_MIN
         idle = float(self.cfg.get("idle_poll", 1.0))
         while self.running:
+            woken = True
             try:
                 await asyncio.wait_for(self.wake[idx].wait(), idle)
             except TimeoutError:
-                pass
+                woken = False
             self.wake[idx].clear()
             if not self.running:
                 break
             if idx in self.paused:
+                continue
+            if woken and not self.gid and not self.outstanding[idx]:
+                # Woken for messages an earlier poll already brought (it was in flight when
+                # they were acknowledged): nothing to poll for.
                 continue
             if self.gid:
                 if idx == 0:
                     continue  # the sender of the group's messages
                 rows = await self.poll_group(idx)
             else:
+                self.polls += 1
                 try:
                     rows = await c.receiver.poller.poll(0)
                 except SessionError as e:
                     self.count_error("poll " + error_kind(e), e)
                     rows = []
+                if not rows:
+                    self.empty_polls += 1
             if rows and not self.gid:
                 got = c.receiver.apply_unseen(rows)
                 now = time.monotonic()
@@ -297,7 +306,7 @@ class Worker:
     async def run_step(self, step: dict[str, Any]) -> dict[str, Any]:
         self.examples = {}
         self.new_stats()
-        self.requests = 0
+        self.requests = self.polls = self.empty_polls = 0
         cpu0 = time.process_time()
         t0 = float(step["t0"])
         end = t0 + float(step["duration"])
@@ -387,6 +396,8 @@ class Worker:
             "lost": lost,
             "cpu_s": time.process_time() - cpu0,
             "requests": self.requests,
+            "polls": self.polls,
+            "empty_polls": self.empty_polls,
             "extra": extra,
             "examples": self.examples,
         }

@@ -273,6 +273,10 @@ class Database:
             self.conn.close()
             raise
         self._check_key()
+        #: poll cursors read or set, (node, namespace) → last hash; those set and not yet
+        #: written are also in ``_dirty_cursors`` (see :meth:`set_last_hash`)
+        self._cursors: dict[tuple[str, int], str] = {}
+        self._dirty_cursors: dict[tuple[str, int], str] = {}
 
     def _check_key(self) -> None:
         probe = self.conn.execute("SELECT value FROM kv WHERE key='key_check'").fetchone()
@@ -289,15 +293,19 @@ class Database:
             raise DecryptionError("the client database belongs to another identity (wrong key)")
 
     def close(self) -> None:
+        if self._dirty_cursors:
+            with self.tx():
+                pass  # (a transaction writes the cursors not yet written)
         self.conn.close()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction."""
+        """One IMMEDIATE transaction (poll cursors set since the last one go with it)."""
         self.conn.execute("BEGIN IMMEDIATE")
         done = False
         try:
             yield self.conn
+            self._write_cursors()
             done = True
         finally:  # whatever ended the block early (an error, a cancellation), nothing is kept
             self.conn.execute("COMMIT" if done else "ROLLBACK")
@@ -707,17 +715,36 @@ class Database:
         return self.conn.execute("SELECT 1 FROM seen WHERE hash=?", (h,)).fetchone() is not None
 
     def last_hash(self, node: str, namespace: int) -> str:
-        row = self.conn.execute(
-            "SELECT last_hash FROM cursors WHERE node=? AND namespace=?", (node, namespace)
-        ).fetchone()
-        return "" if row is None else str(row[0])
+        key = (node, namespace)
+        h = self._cursors.get(key)
+        if h is None:
+            row = self.conn.execute(
+                "SELECT last_hash FROM cursors WHERE node=? AND namespace=?", (node, namespace)
+            ).fetchone()
+            h = self._cursors[key] = "" if row is None else str(row[0])
+        return h
 
     def set_last_hash(self, node: str, namespace: int, h: str) -> None:
-        self.conn.execute(
+        """Move a poll cursor. It is written with the next transaction (or at :meth:`close`),
+        not on its own: a poll's cursor then reaches the disk together with the messages it
+        skips past, which the caller marks seen in one transaction (``Receiver.apply_unseen``),
+        instead of before them, and a poll costs one synchronous commit instead of two. A
+        cursor lost in a crash only makes the next poll fetch again what ``seen`` dedupes."""
+        key = (node, namespace)
+        self._cursors[key] = h
+        self._dirty_cursors[key] = h
+        if self.conn.in_transaction:
+            self._write_cursors()
+
+    def _write_cursors(self) -> None:
+        if not self._dirty_cursors:
+            return
+        self.conn.executemany(
             "INSERT INTO cursors VALUES (?,?,?) ON CONFLICT(node, namespace)"
             " DO UPDATE SET last_hash=excluded.last_hash",
-            (node, namespace, h),
+            [(n, ns, h) for (n, ns), h in self._dirty_cursors.items()],
         )
+        self._dirty_cursors.clear()
 
     # ------------------------------------------------------------------ node cache
 

@@ -5,6 +5,14 @@
   operation never undoes another); a caller's future resolves only after its transaction
   committed. If SQLite rolls a whole group back (it may, for ``SQLITE_FULL``), every operation of
   the group is re-run alone in its own transaction, so each caller gets its own exact outcome.
+* Small writes (a message store: a few rows) skip the hand-off when the writer thread has
+  nothing to do: the event loop's thread commits them itself on the writer's connection
+  (:meth:`_DbThread.run_inline`), in the same kind of group, with the writer held off by a lock.
+  At a replica's pace (one forwarded write every few milliseconds) the hand-off cost two thread
+  wake-ups a write (the writer's, then the loop's for the result), more than the write itself.
+  Only when no earlier write is still queued or running, so writes stay in order. Commits never
+  checkpoint on their own (``wal_autocheckpoint`` off): the writer thread checkpoints the WAL
+  every :data:`CHECKPOINT_COMMITS` commits, so the loop never waits on a checkpoint's fsync.
 * A second thread owns a read-only connection (WAL lets it read while the writer writes).
 * Small indexed reads on a client's request path (``retrieve``, ``get_expiries``,
   ``get_by_hash``, ``subaccount_revoked``) run on the event loop's own thread with a third,
@@ -66,6 +74,14 @@ DEFAULT_MAX_BYTES = 3584 * 1024 * 1024
 
 #: Most write operations committed in one transaction.
 MAX_GROUP = 256
+#: Most small writes of one loop iteration the loop's thread commits itself (more go to the
+#: writer thread: a loop iteration is not held up by a long group).
+MAX_INLINE = 8
+#: Commits between two WAL checkpoints (by the writer thread; SQLite's automatic checkpoint,
+#: every 1,000 WAL pages, is off, see the module docstring). A store commits ~4 pages.
+CHECKPOINT_COMMITS = 250
+#: How long the writer thread waits for another connection's write lock (milliseconds).
+BUSY_TIMEOUT_MS = 15000
 
 #: Longest a read may run on the event loop's thread before it is interrupted and handed to the
 #: reader thread instead (seconds of wall-clock time; an indexed read of a page of messages
@@ -223,12 +239,16 @@ def _is_full(e: BaseException) -> bool:
 
 
 class _Job:
-    __slots__ = ("fn", "fut", "loop")
+    __slots__ = ("fn", "fut", "loop", "small")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], loop, fut) -> None:
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], loop, fut, small: bool = False
+    ) -> None:
         self.fn = fn
         self.loop = loop
         self.fut = fut
+        #: a few rows: may be committed on the loop's thread (see SqliteMessageStore._flush)
+        self.small = small
 
 
 def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -238,6 +258,17 @@ def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+def _no_op(conn: sqlite3.Connection) -> None:
+    """A write that writes nothing: queued to have the writer thread checkpoint (it does after
+    any batch once enough commits passed)."""
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    """(a future nobody awaits) read its outcome, so an error is not reported as lost"""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _post(job: _Job, ok: bool, value: Any) -> None:
@@ -262,6 +293,13 @@ class _DbThread(threading.Thread):
         self.conn: sqlite3.Connection | None = None
         self.max_page_count = 0
         self.page_size = 4096
+        #: held while jobs run on the connection: by this thread for each batch, by the loop's
+        #: thread for :meth:`run_inline`
+        self.busy = threading.Lock()
+        #: commits since the last WAL checkpoint (changed under ``busy`` only)
+        self.commits = 0
+        #: called (from this thread) after each batch's results were posted, with the batch
+        self.on_batch_done: Callable[[list[_Job]], None] | None = None
 
     def start_and_wait(self) -> None:
         self.start()
@@ -306,11 +344,18 @@ class _DbThread(threading.Thread):
                         stop = True
                         break
                     batch.extend(nxt if isinstance(nxt, list) else [nxt])
-                results = (
-                    self._run_group(batch) if self._group else [self._run_read(j) for j in batch]
-                )
-                for j, (ok, value) in zip(batch, results, strict=True):
-                    _post(j, ok, value)
+                with self.busy:
+                    results = (
+                        self._run_group(batch)
+                        if self._group
+                        else [self._run_read(j) for j in batch]
+                    )
+                    for j, (ok, value) in zip(batch, results, strict=True):
+                        _post(j, ok, value)
+                    if self.on_batch_done is not None:
+                        self.on_batch_done(batch)
+                    if self._group and self.commits >= CHECKPOINT_COMMITS:
+                        self.checkpoint()
                 if stop:
                     break
         finally:
@@ -334,6 +379,37 @@ class _DbThread(threading.Thread):
             return StorageError(f"database error: {e}")
         return e
 
+    def run_inline(self, jobs: list[_Job]) -> list[tuple[bool, Any]] | None:
+        """Run ``jobs`` as one group on the calling thread, if this thread is not running a
+        batch at this moment (None: it is; queue them instead). The caller makes sure nothing
+        it queued earlier is still waiting to run (the order of writes)."""
+        conn = self.conn
+        if conn is None or not self.busy.acquire(blocking=False):
+            return None
+        try:
+            # Never wait here for another connection's write lock (another process writing
+            # into the file: the bench's bulk fill, an operator's tool): the writer thread may.
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return None
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            return self._run_group(jobs, begun=True)
+        finally:
+            self.busy.release()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file (PASSIVE: never waits for
+        readers), so the WAL is reused instead of growing. On this thread, under ``busy``."""
+        assert self.conn is not None
+        self.commits = 0
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # (busy or I/O trouble: the next checkpoint tries again; nothing is lost)
+
     def _run_read(self, job: _Job) -> tuple[bool, Any]:
         assert self.conn is not None
         try:
@@ -341,12 +417,13 @@ class _DbThread(threading.Thread):
         except BaseException as e:
             return False, self._translate(e)
 
-    def _run_group(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+    def _run_group(self, batch: list[_Job], begun: bool = False) -> list[tuple[bool, Any]]:
         conn = self.conn
         assert conn is not None
         results: list[tuple[bool, Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not begun:
+                conn.execute("BEGIN IMMEDIATE")
             for job in batch:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -361,6 +438,7 @@ class _DbThread(threading.Thread):
                     conn.execute("RELEASE op")
                     results.append((True, value))
             conn.execute("COMMIT")
+            self.commits += 1
             return results
         except BaseException:
             if conn.in_transaction:
@@ -378,6 +456,7 @@ class _DbThread(threading.Thread):
             conn.execute("BEGIN IMMEDIATE")
             value = job.fn(conn)
             conn.execute("COMMIT")
+            self.commits += 1
             return True, value
         except BaseException as e:
             if conn.in_transaction:
@@ -410,6 +489,12 @@ class SqliteMessageStore(MessageStore):
         #: reads answered on the loop's thread, and those handed on to the reader thread
         self.inline_reads = 0
         self.inline_handed_on = 0
+        #: writes handed to the writer thread whose results have not reached the loop yet
+        #: (only the loop's thread changes it)
+        self._queued = 0
+        #: how each flushed group of writes ran: on the loop's thread, or by the writer
+        self.inline_groups = 0
+        self.queued_groups = 0
 
     @classmethod
     async def open(
@@ -424,6 +509,7 @@ class SqliteMessageStore(MessageStore):
             raise InvalidInput("max_bytes must be at least 64 KiB")
         self = cls(p, max_bytes)
         self._writer = _DbThread("store-writer", self._connect_writer, group=True)
+        self._writer.on_batch_done = self._batch_done
         await asyncio.to_thread(self._writer.start_and_wait)
         self._reader = _DbThread("store-reader", self._connect_reader, group=False)
         await asyncio.to_thread(self._reader.start_and_wait)
@@ -438,7 +524,8 @@ class SqliteMessageStore(MessageStore):
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 15000")
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints
         if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
             raise StorageError("this SQLite build lacks foreign key support")
         _digest_functions(conn)
@@ -480,21 +567,23 @@ class SqliteMessageStore(MessageStore):
         if self._closed or self._writer is None or self._reader is None:
             raise StorageError("the message store is closed")
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], small: bool = False) -> T:
         # Writes are collected for the rest of this event-loop iteration and handed to the
         # writer thread with one queue put (a batch of forwarded stores, or the stores of
         # several requests, costs one thread wake-up instead of one each); the writer still
-        # runs them in order, each in its own savepoint of one transaction.
+        # runs them in order, each in its own savepoint of one transaction. A few ``small``
+        # ones, with the writer idle, are committed right here instead (module docstring).
         self._check_open()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Job(fn, loop, fut))
+        self._pending.append(_Job(fn, loop, fut, small))
         return await fut
 
     def _flush(self) -> None:
-        """Hand the writes collected in this loop iteration to the writer thread."""
+        """Run the writes collected in this loop iteration: small ones here when nothing is
+        queued before them and the writer is idle, otherwise on the writer thread."""
         jobs, self._pending = self._pending, []
         if not jobs:
             return
@@ -502,7 +591,33 @@ class SqliteMessageStore(MessageStore):
             for j in jobs:
                 _deliver(j.fut, False, StorageError("the message store is closed"))
             return
+        if not self._queued and len(jobs) <= MAX_INLINE and all(j.small for j in jobs):
+            results = self._writer.run_inline(jobs)
+            if results is not None:
+                self.inline_groups += 1
+                for j, (ok, value) in zip(jobs, results, strict=True):
+                    _deliver(j.fut, ok, value)
+                if self._writer.commits >= CHECKPOINT_COMMITS:
+                    loop = jobs[0].loop
+                    fut = loop.create_future()
+                    fut.add_done_callback(_retrieved)
+                    self._writer.submit_many([_Job(_no_op, loop, fut)])
+                    self._queued += 1
+                return
+        self.queued_groups += 1
+        self._queued += len(jobs)
         self._writer.submit_many(jobs)
+
+    def _batch_done(self, batch: list[_Job]) -> None:
+        """(writer thread) The results of ``batch`` were posted to the loop: count them off
+        there, after them (so ``_queued`` is 0 only once every queued write's result arrived)."""
+        try:
+            batch[0].loop.call_soon_threadsafe(self._count_done, len(batch))
+        except RuntimeError:
+            pass  # the loop is closed
+
+    def _count_done(self, n: int) -> None:
+        self._queued -= n
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self._check_open()
@@ -584,7 +699,7 @@ class SqliteMessageStore(MessageStore):
             )
             return StoreResult(True, msg.expiry_ms)
 
-        return await self._write(op)
+        return await self._write(op, small=True)
 
     async def settle(self) -> None:
         # The writer runs jobs in order: this one commits after every earlier write.

@@ -114,6 +114,44 @@ def test_seen_and_cursors(tmp_path: Path) -> None:
     assert db.last_hash("n1", 0) == "h2" and db.last_hash("n1", 2) == ""
 
 
+def test_a_cursor_reaches_the_disk_with_the_next_transaction(tmp_path: Path) -> None:
+    """A poll's cursor is committed with the messages it skips past (marked seen in one
+    transaction), not before them on its own; close() writes what is left."""
+    ident = Identity.generate()
+    db = _db(tmp_path, ident)
+    disk = sqlite3.connect(tmp_path / "state.db")
+
+    def on_disk() -> list[tuple[str, int, str]]:
+        return disk.execute("SELECT node, namespace, last_hash FROM cursors").fetchall()
+
+    db.set_last_hash("n1", 0, "h1")
+    assert db.last_hash("n1", 0) == "h1" and on_disk() == []
+    with db.tx():
+        db.mark_seen(["m1"])
+    assert on_disk() == [("n1", 0, "h1")]
+    assert disk.execute("SELECT hash FROM seen").fetchall() == [("m1",)]
+    # a transaction that fails writes nothing; the cursor goes with the next one
+    db.set_last_hash("n1", 0, "h2")
+    with pytest.raises(RuntimeError), db.tx():
+        db.mark_seen(["m2"])
+        raise RuntimeError("apply failed")
+    assert on_disk() == [("n1", 0, "h1")] and not db.is_seen("m2")
+    with db.tx():
+        db.mark_seen(["m2"])
+    assert on_disk() == [("n1", 0, "h2")]
+    # set inside a transaction: written with it
+    with db.tx():
+        db.set_last_hash("n1", 2, "g1")
+    assert ("n1", 2, "g1") in on_disk()
+    db.set_last_hash("n1", 0, "h3")
+    db.close()
+    assert ("n1", 0, "h3") in on_disk()
+    disk.close()
+    db = _db(tmp_path, ident)
+    assert db.last_hash("n1", 0) == "h3" and db.last_hash("n1", 2) == "g1"
+    db.close()
+
+
 def test_outbox_is_durable_and_backs_off(tmp_path: Path) -> None:
     ident = Identity.generate()
     db = _db(tmp_path, ident)

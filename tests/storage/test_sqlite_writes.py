@@ -1,0 +1,112 @@
+"""Where SqliteMessageStore's writes run: small ones (a message store) on the event loop's
+thread while the writer thread is idle, everything else, and anything behind a queued write,
+on the writer thread; the WAL checkpointed by the writer thread only."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+
+import pytest
+
+import session.storage.sqlite as S
+from session.storage import SqliteMessageStore, StoredMessage
+
+A = "05" + "11" * 32
+
+
+def msg(h: str, data: bytes = b"d") -> StoredMessage:
+    return StoredMessage(A, 0, h, data, 1000, 10**13)
+
+
+async def until(pred: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if pred():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")
+
+
+async def writer_idle(store: SqliteMessageStore) -> None:
+    """Until every write handed to the writer thread has reported back and the thread let go
+    of the connection (what the loop's thread checks before committing a write itself)."""
+    w = store._writer
+    assert w is not None
+    await until(lambda: store._queued == 0 and not w.busy.locked())
+
+
+@pytest.fixture
+async def store(tmp_path):
+    s = await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    yield s
+    await s.close()
+
+
+async def test_a_store_with_the_writer_idle_commits_on_the_loop_thread(store):
+    r = await store.store(msg("a"))
+    assert r.new
+    assert (store.inline_groups, store.queued_groups) == (1, 0)
+    # committed: the reader thread's own connection sees it
+    assert (await store.get_by_hash("a")).data == b"d"
+    # several stores of one loop iteration: one group, one commit
+    res = await asyncio.gather(*(store.store(msg(f"b{i}")) for i in range(5)))
+    assert all(x.new for x in res)
+    assert store.inline_groups == 2
+    # more than MAX_INLINE at once go to the writer thread
+    await asyncio.gather(*(store.store(msg(f"c{i}")) for i in range(S.MAX_INLINE + 1)))
+    assert store.queued_groups == 1
+    got, _ = await store.retrieve(A, max_count=100)
+    assert len(got) == 1 + 5 + S.MAX_INLINE + 1
+
+
+async def test_a_store_behind_a_queued_write_waits_its_turn(store):
+    await store.store(msg("old"))
+    # a large write (not small) goes to the writer thread; a store issued while it is still
+    # queued or running must not overtake it: it is queued behind it
+    delete = asyncio.ensure_future(store.delete_all(A))
+    await asyncio.sleep(0)  # the delete's loop iteration ends: handed to the writer
+    later = asyncio.ensure_future(store.store(msg("new")))
+    gone = await delete
+    assert [h for _, h in gone] == ["old"]
+    assert (await later).new
+    assert store.queued_groups >= 1
+    got, _ = await store.retrieve(A)
+    assert [m.hash for m in got] == ["new"]  # the store ran after the delete, as issued
+
+
+async def test_another_connection_holding_the_write_lock_never_blocks_the_loop(store, tmp_path):
+    other = sqlite3.connect(tmp_path / "storage.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing into the file
+    try:
+        pending = asyncio.ensure_future(store.store(msg("x")))
+        # the loop's thread did not wait for the lock: it handed the write to the writer
+        # thread (which waits for it), and this loop keeps running meanwhile
+        await until(lambda: store.queued_groups == 1)
+        assert not pending.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert (await pending).new
+    assert store.inline_groups == 0
+    # the lock is free again: once the writer reported back, a store commits on this thread
+    await writer_idle(store)
+    await store.store(msg("y"))
+    assert store.inline_groups == 1
+
+
+async def test_the_writer_thread_checkpoints_the_wal(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 5)
+    db = tmp_path / "storage.db"
+    size0 = db.stat().st_size
+    for i in range(5):
+        await store.store(msg(f"k{i}", data=bytes(3000)))
+    assert store.inline_groups == 5
+    # the fifth commit queued a checkpoint to the writer thread: the pages reach the main
+    # file while the store stays open (no commit on the loop's thread checkpoints)
+    await until(lambda: db.stat().st_size > size0 + 5 * 3000)
+    await until(lambda: store._writer is not None and store._writer.commits == 0)
+    assert store.queued_groups == 0  # (the checkpoint's job is not a flushed group)
+    await writer_idle(store)
+    await store.store(msg("after"))
+    assert store.inline_groups == 6
