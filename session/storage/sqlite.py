@@ -420,6 +420,8 @@ class _DbThread(threading.Thread):
     def _run_group(self, batch: list[_Job], begun: bool = False) -> list[tuple[bool, Any]]:
         conn = self.conn
         assert conn is not None
+        if len(batch) == 1:  # its own transaction: no savepoint needed to keep others' work
+            return [self._run_alone(batch[0], begun)]
         results: list[tuple[bool, Any]] = []
         try:
             if not begun:
@@ -449,11 +451,12 @@ class _DbThread(threading.Thread):
         # The group was lost as a whole: re-run each operation alone.
         return [self._run_alone(job) for job in batch]
 
-    def _run_alone(self, job: _Job) -> tuple[bool, Any]:
+    def _run_alone(self, job: _Job, begun: bool = False) -> tuple[bool, Any]:
         conn = self.conn
         assert conn is not None
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if not begun:
+                conn.execute("BEGIN IMMEDIATE")
             value = job.fn(conn)
             conn.execute("COMMIT")
             self.commits += 1
