@@ -18,6 +18,7 @@ a small write with the writer idle commits on the loop's thread). Ratios to ``ec
 from __future__ import annotations
 
 import asyncio
+import base64
 import multiprocessing as mp
 import os
 import resource
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import uvloop
 
+import session.storage.sqlite as S
 from session.identity import Identity, verify
 from session.node.links import KIND_CC, NodeLinks
 from session.storage import SqliteMessageStore
@@ -59,9 +62,7 @@ def _links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
 
 
 async def _member(kind: str, out: Any, cmds: Any) -> None:
-    import session.storage.sqlite as S  # noqa: PLC0415 - the member process's own module
-
-    if kind == "queued":
+    if kind == "queued":  # (this module is the member process's own copy)
         S.MAX_INLINE = 0
     store = await SqliteMessageStore.open(Path(tempfile.mkdtemp()) / "s.db", max_bytes=None)
     swarm = LocalSwarm([store, store, store])
@@ -90,8 +91,6 @@ async def _member(kind: str, out: Any, cmds: Any) -> None:
 
 
 def _member_main(kind: str, out: Any, cmds: Any) -> None:
-    import uvloop  # noqa: PLC0415 - in the spawned process
-
     uvloop.run(_member(kind, out, cmds))
 
 
@@ -124,14 +123,8 @@ async def _measure(kind: str) -> dict[str, float]:
     if kind != "echo":  # every write stored and signed by the member
         for r in results:
             assert "failed" not in r, r
-            verify(bytes.fromhex(ed), r["hash"].encode(), _b64(r["signature"]))
+            verify(bytes.fromhex(ed), r["hash"].encode(), base64.b64decode(r["signature"]))
     return {"cpu_us": (cpu1 - cpu0) / WRITES * 1e6, "switches": (sw1 - sw0) / WRITES}
-
-
-def _b64(s: str) -> bytes:
-    import base64  # noqa: PLC0415
-
-    return base64.b64decode(s)
 
 
 def test_replica_write_cost_over_links() -> None:
