@@ -6,10 +6,11 @@ store requests one at a time with a pause between them, as a member of a 12-node
 idle. Reported per write: the member process's CPU (every thread: the event loop's, ZeroMQ's
 I/O thread, SQLite's writer) and its context switches (thread wake-ups).
 
-Same run, same links, three members: ``echo`` (the link round trip alone: a handler that
-answers a fixed result), ``queued`` (every write handed to the store's writer thread, as
-before small writes could commit on the event loop's thread) and ``inline`` (today's store:
-a small write with the writer idle commits on the loop's thread). Ratios to ``echo`` and
+Same run, one member process, phases of three kinds alternating: ``echo`` (the link round
+trip alone: a handler that answers a fixed result), ``queued`` (every write handed to the
+store's writer thread, as before small writes could commit on the event loop's thread) and
+``inline`` (today's store: a small write with the writer idle commits on the loop's thread).
+Medians of the phases; ratios to ``echo`` and
 ``queued`` are the figures to read; run with ``-s`` to see them::
 
     python -m pytest bench/test_bench_replica.py -m integration -s
@@ -22,6 +23,7 @@ import base64
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,17 @@ import session.storage.sqlite as S
 from session.identity import Identity, verify
 from session.node.links import KIND_CC, NodeLinks
 from session.storage import SqliteMessageStore
+from session.storage.sqlite import MAX_INLINE
 from session.testing.rpc import LocalSwarm
 
 pytestmark = pytest.mark.integration
 
-#: writes measured per member, and the pause between two of them (seconds)
-WRITES = 300
+#: writes per measured phase, phases per kind (alternating), and the pause between two writes
+WRITES = 200
+ROUNDS = 3
 WARMUP = 40
 GAP = 0.003
+KINDS = ("echo", "queued", "inline")
 
 
 def _usage() -> tuple[float, int]:
@@ -61,20 +66,17 @@ def _links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
     )
 
 
-async def _member(kind: str, out: Any, cmds: Any) -> None:
-    if kind == "queued":  # (this module is the member process's own copy)
-        S.MAX_INLINE = 0
+async def _member(out: Any, cmds: Any) -> None:
     store = await SqliteMessageStore.open(Path(tempfile.mkdtemp()) / "s.db", max_bytes=None)
     swarm = LocalSwarm([store, store, store])
     rpc = swarm.node(1)
     clients = [swarm.client_in_swarm() for _ in range(20)]
-    bodies = [
-        clients[i % 20].store(os.urandom(400) + i.to_bytes(4, "big"))
-        for i in range(WARMUP + WRITES)
-    ]
+    total = WARMUP + WRITES * ROUNDS * len(KINDS)
+    bodies = [clients[i % 20].store(os.urandom(400) + i.to_bytes(4, "big")) for i in range(total)]
+    kind = ["inline"]
 
     async def cc(peer: str, body: Any) -> Any:
-        if kind == "echo":
+        if kind[0] == "echo":
             return {"hash": "h" * 43, "signature": "s" * 86, "expiry": 0}
         return await rpc.handle_forwarded(body)
 
@@ -83,64 +85,84 @@ async def _member(kind: str, out: Any, cmds: Any) -> None:
     port = await links.start("127.0.0.1", 0)
     out.put((port, bytes(ident.x25519_public).hex(), rpc.ed25519_hex, bodies))
     loop = asyncio.get_running_loop()
-    for _ in range(2):  # "start", then "stop": this process's clock at each
-        await loop.run_in_executor(None, cmds.get)
+    while True:  # ("phase", kind) or ("end", None): this process's clock at each
+        cmd, arg = await loop.run_in_executor(None, cmds.get)
+        if cmd == "phase":
+            kind[0] = arg
+            # queued: every write handed to the writer thread, as before small writes could
+            # commit on the loop's thread
+            S.MAX_INLINE = 0 if arg == "queued" else MAX_INLINE
         out.put(_usage())
+        if cmd == "stop":
+            break
     await links.close()
     await store.close()
 
 
-def _member_main(kind: str, out: Any, cmds: Any) -> None:
-    uvloop.run(_member(kind, out, cmds))
+def _member_main(out: Any, cmds: Any) -> None:
+    uvloop.run(_member(out, cmds))
 
 
-async def _measure(kind: str) -> dict[str, float]:
+async def _measure() -> dict[str, list[dict[str, float]]]:
+    """Each kind's phases, measured alternately on one member process."""
     ctx = mp.get_context("spawn")
     out, cmds = ctx.Queue(), ctx.Queue()
-    proc = ctx.Process(target=_member_main, args=(kind, out, cmds), daemon=True)
+    proc = ctx.Process(target=_member_main, args=(out, cmds), daemon=True)
     proc.start()
     loop = asyncio.get_running_loop()
     links = _links(Identity.generate(), {})
+    got: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
     try:
         port, x25519, ed, bodies = await loop.run_in_executor(None, out.get, True, 60)
         await links.start("127.0.0.1", 0)
         address = f"tcp://127.0.0.1:{port}"
         for b in bodies[:WARMUP]:
             await links.request(x25519, address, KIND_CC, b, 10)
-        cmds.put("start")
-        cpu0, sw0 = await loop.run_in_executor(None, out.get, True, 60)
-        results = []
-        for b in bodies[WARMUP:]:
-            results.append(await links.request(x25519, address, KIND_CC, b, 10))
-            await asyncio.sleep(GAP)
-        cmds.put("stop")
-        cpu1, sw1 = await loop.run_in_executor(None, out.get, True, 60)
+        todo = iter(bodies[WARMUP:])
+        for _ in range(ROUNDS):
+            for kind in KINDS:
+                cmds.put(("phase", kind))
+                cpu0, sw0 = await loop.run_in_executor(None, out.get, True, 60)
+                for _ in range(WRITES):
+                    r = await links.request(x25519, address, KIND_CC, next(todo), 10)
+                    if kind != "echo":  # stored and signed by the member
+                        assert "failed" not in r, r
+                        sig = base64.b64decode(r["signature"])
+                        verify(bytes.fromhex(ed), r["hash"].encode(), sig)
+                    await asyncio.sleep(GAP)
+                cmds.put(("end", None))
+                cpu1, sw1 = await loop.run_in_executor(None, out.get, True, 60)
+                got[kind].append(
+                    {"cpu_us": (cpu1 - cpu0) / WRITES * 1e6, "switches": (sw1 - sw0) / WRITES}
+                )
+        cmds.put(("stop", None))
+        await loop.run_in_executor(None, out.get, True, 60)
     finally:
         await links.close()
         proc.join(30)
         if proc.is_alive():
             proc.kill()
-    if kind != "echo":  # every write stored and signed by the member
-        for r in results:
-            assert "failed" not in r, r
-            verify(bytes.fromhex(ed), r["hash"].encode(), base64.b64decode(r["signature"]))
-    return {"cpu_us": (cpu1 - cpu0) / WRITES * 1e6, "switches": (sw1 - sw0) / WRITES}
+    return got
 
 
 def test_replica_write_cost_over_links() -> None:
-    async def run() -> dict[str, dict[str, float]]:
-        return {k: await _measure(k) for k in ("echo", "queued", "inline", "queued", "inline")}
-
-    # (each kind measured twice, alternating: the later figure of each is kept)
-    got = asyncio.run(run())
-    echo, queued, inline = got["echo"], got["queued"], got["inline"]
+    got = asyncio.run(_measure())
+    med = {
+        k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches")}
+        for k, runs in got.items()
+    }
+    echo, queued, inline = med["echo"], med["queued"], med["inline"]
     print(
-        f"\nper forwarded write, member process: link round trip alone (echo) "
-        f"{echo['cpu_us']:.0f} µs, {echo['switches']:.1f} context switches; replica write, "
-        f"writer-thread hand-off {queued['cpu_us']:.0f} µs, {queued['switches']:.1f} switches; "
-        f"committed on the loop's thread {inline['cpu_us']:.0f} µs, "
-        f"{inline['switches']:.1f} switches\n"
-        f"inline ÷ queued {inline['cpu_us'] / queued['cpu_us']:.2f}; "
-        f"write ÷ link alone {inline['cpu_us'] / echo['cpu_us']:.2f}"
+        f"\nper forwarded write, member process (medians of {ROUNDS} alternating phases of "
+        f"{WRITES}): link round trip alone (echo) {echo['cpu_us']:.0f} µs, "
+        f"{echo['switches']:.1f} context switches; replica write, writer-thread hand-off "
+        f"{queued['cpu_us']:.0f} µs, {queued['switches']:.1f} switches; committed on the "
+        f"loop's thread {inline['cpu_us']:.0f} µs, {inline['switches']:.1f} switches\n"
+        f"inline ÷ queued {inline['cpu_us'] / queued['cpu_us']:.2f} (each round: "
+        + ", ".join(
+            f"{i['cpu_us'] / q['cpu_us']:.2f}"
+            for i, q in zip(got["inline"], got["queued"], strict=True)
+        )
+        + f"); write ÷ link alone {inline['cpu_us'] / echo['cpu_us']:.2f}"
     )
-    assert all(v["cpu_us"] > 0 for v in got.values())
+    assert all(r["cpu_us"] > 0 for runs in got.values() for r in runs)
