@@ -44,9 +44,17 @@ CONCURRENCY = 64
 
 
 def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU time of every thread of process ``pid`` so far, in nanoseconds' resolution
+    (``/proc/PID/task/*/schedstat``; ``/proc/PID/stat`` counts 10 ms clock ticks, ±3 µs a layer
+    over 3,000 layers). The relay's threads (loop, rayon, ZeroMQ) live as long as it does."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+    return total / 1e9
 
 
 def _entry(ident: Identity, port: int) -> dict[str, Any]:
