@@ -166,11 +166,13 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
         assert time.monotonic() - t0 < 8
         # 2. connected but too slow to answer: 504 after the relay timeout
         guard.router.relay_timeout = 1.0
-        real = slow.links.handlers[KIND_ONION]
+        # (the node serves relayed layers with a direct link handler; while it is away the
+        # ordinary coroutine handler below serves them)
+        real = slow.links.direct.pop(KIND_ONION)
 
         async def stalled(peer, body):
             await unstall.wait()  # answers only after the guard has given up
-            return await real(peer, body)
+            return await slow.router.serve_link(peer, body)
 
         slow.links.handlers[KIND_ONION] = stalled
         dest = onion.NodeDestination(
@@ -183,7 +185,8 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
         assert time.monotonic() - t0 < 5
         # 3. the same guard still relays to a live, prompt node
         unstall.set()
-        slow.links.handlers[KIND_ONION] = real
+        del slow.links.handlers[KIND_ONION]
+        slow.links.direct[KIND_ONION] = real
         guard.router.relay_timeout = 30.0
         frame, key = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "aes-gcm")
         status, body = await client.onion(mininet.url(0), frame)
