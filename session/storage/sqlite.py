@@ -389,13 +389,20 @@ class _DbThread(threading.Thread):
         try:
             # Never wait here for another connection's write lock (another process writing
             # into the file: the bench's bulk fill, an operator's tool): the writer thread may.
-            conn.execute("PRAGMA busy_timeout = 0")
+            # Any failure to begin leaves the jobs to the writer thread, which reports it.
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
+                conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 return None
-            finally:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             return self._run_group(jobs, begun=True)
         finally:
             self.busy.release()
