@@ -207,6 +207,8 @@ class OnionRouter:
         """The answer to a peeled layer (``d``: the core's decision, or its peel error)."""
         if isinstance(d, ValueError):
             return self._peel_error(d)
+        if isinstance(d, BaseException):
+            raise d  # not a peel refusal: a bug, answered "internal error" and logged by the links
         if isinstance(d, Relay):
             self._count("relay")
             return await self._relay(d)
