@@ -83,11 +83,13 @@ def test_oxenss_target_says_what_is_missing(tmp_path: Path) -> None:
 def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
     """What ``--target oxenss`` sends to both servers, sent to ours: every request answered
     as asked (info's version, a stored hash, the 10 prefilled messages, onion replies that
-    open to a 200), from two source addresses, and the CPU read from the node's clock."""
+    open to a 200), and the CPU read from the node's clock. One worker answered at once can
+    send ~6,000 ``info`` a second: 32 source addresses keep it under the 300/s per address
+    both servers allow (else 429s)."""
     out = tmp_path / "run"
     r = run_cli(
         [",".join(KINDS), "--duration", "1.5", "--rounds", "1", "--workers", "1",
-         "--ips-per-worker", "8"],
+         "--ips-per-worker", "32"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -100,7 +102,7 @@ def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
         assert rnd["errors"] == {}, (kind, rnd["error_examples"])
         assert rnd["ok"] > 0 and rnd["server_cpu_s"] > 0, kind
         assert rnd["latency_ms"]["count"] == rnd["ok"]
-        assert rnd["connections"] == 8, kind  # kept alive: one per source address
+        assert rnd["connections"] == 32, kind  # kept alive: one per source address
         assert "ratios" not in sc  # no C++ server in this run
 
 
