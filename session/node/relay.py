@@ -389,11 +389,13 @@ def _link_failure(e: LinkError, next_ed25519: str) -> tuple[int, bytes]:
 
 def _next_reply(r: Any) -> tuple[int, bytes]:
     """The next node's reply ``{"s": status, "b": body}`` as ``(status, body)``; 502 when it
-    is not one."""
-    try:
-        return int(r["s"]), bytes(r["b"])
-    except (KeyError, TypeError, ValueError):
-        return 502, b"Bad reply from next node"
+    is not one (the status an integer, the body bytes: an infinite float or a number for the
+    body is a bad reply, not a conversion that raises or makes that many zero bytes)."""
+    if isinstance(r, dict):
+        s, b = r.get("s"), r.get("b")
+        if type(s) is int and type(b) is bytes:
+            return s, b
+    return 502, b"Bad reply from next node"
 
 
 def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> None:

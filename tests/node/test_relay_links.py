@@ -128,7 +128,18 @@ async def test_a_relayed_reply_comes_back_as_the_next_node_sent_it(rig: Rig) -> 
 
 @pytest.mark.parametrize(
     "answer",
-    [{"s": "two hundred", "b": b"x"}, {"s": 200}, [1, 2], "not a map"],
+    [
+        {"s": "two hundred", "b": b"x"},
+        {"s": 200},
+        [1, 2],
+        "not a map",
+        # not a status and a body at all: an infinite float (int() overflows), a number for
+        # the body (bytes() of it would be that many zero bytes, or overflow)
+        {"s": float("inf"), "b": b"x"},
+        {"s": 200, "b": 2**63},
+        {"s": 200, "b": 16},
+        {"s": True, "b": b"x"},
+    ],
 )
 async def test_a_malformed_reply_from_the_next_node_is_a_502(rig: Rig, answer: Any) -> None:
     await rig.send(rig.frame())  # connected
