@@ -591,7 +591,14 @@ class NodeLinks:
         # Connection events before connecting, so the first handshake is seen too.
         p.monitor = s.get_monitor_socket(_LINK_EVENTS)
         p.monitor_pump = _Pump(self._loop, p.monitor, lambda msg: self._on_link_event(p, msg))
-        s.connect(address)
+        try:
+            s.connect(address)
+        except zmq.ZMQError as e:  # an address ZeroMQ refuses (EINVAL): no link is left half made
+            del self._peers[x25519_hex]
+            p.close()
+            raise LinkUnreachable(
+                f"{x25519_hex[:16]}... has an address the link refuses: {e}"
+            ) from None
         p.pump = _Pump(self._loop, s, self._on_reply)
         p.monitor_pump.kick()  # (the FD is edge-triggered: drain what came before the reader)
         return p
@@ -787,7 +794,10 @@ class NodeLinks:
         for a connection or fails with the reason."""
         if self.closed:
             return False
-        p = self._peer(x25519_hex, address)
+        try:
+            p = self._peer(x25519_hex, address)
+        except LinkUnreachable:
+            return False  # (request() fails with it, as the caller's answer)
         n = next(self._ids)
         if not self._send_now(p, [kind, struct.pack("<Q", n), *pack_body(body)]):
             return False

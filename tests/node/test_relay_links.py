@@ -185,3 +185,25 @@ async def test_what_cannot_be_relayed_at_once_is_answered_by_the_coroutine_path(
     assert await rig.driver.request(
         rig.relay_id.x25519_public.hex(), rig.address, KIND_ONION, {"g": 1}, 10.0
     ) == {"s": 400, "b": b"bad relay message"}
+
+
+async def test_a_next_node_whose_address_the_link_refuses_costs_no_other_layer_its_answer(
+    rig: Rig,
+) -> None:
+    """A listed next node whose address ZeroMQ will not connect to (here a host name with a
+    space in it): its layer is a 502 naming it, and the layers peeled in the same batch (sent
+    together, so they arrive in one drain) are relayed as usual, not left unanswered."""
+    await rig.send(rig.frame())  # the link to the sink is connected
+    bad = Identity.generate()
+    entry = _node(bad, 5).to_json() | {"public_ip": "no such host"}
+    sink = rig.router.view.node_by_ed25519(rig.sink_id.ed25519_public.hex())
+    assert sink is not None
+    rig.router.view = FixedSwarmView("", [sink, ServiceNode.from_json(entry)])
+    got = await asyncio.gather(rig.send(rig.frame(bad)), *(rig.send(rig.frame()) for _ in range(5)))
+    assert got[0]["s"] == NEXT_NODE_STATUS
+    assert named_next_node(got[0]["s"], got[0]["b"]) == bad.ed25519_public.hex()
+    assert got[1:] == [{"s": 200, "b": b"ok"}] * 5
+    assert not rig.relay._pending
+    # and so does the next layer to it (no half-made link left behind)
+    got = await rig.send(rig.frame(bad))
+    assert named_next_node(got["s"], got["b"]) == bad.ed25519_public.hex()
