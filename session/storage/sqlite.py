@@ -646,8 +646,13 @@ class SqliteMessageStore(MessageStore):
         try:
             value = fn(conn)
         except sqlite3.OperationalError as e:
-            code = getattr(e, "sqlite_errorcode", None)
-            if code not in (sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            # (the extended code: SQLITE_BUSY_RECOVERY while the wal-index is being rebuilt)
+            code = getattr(e, "sqlite_errorcode", None) or 0
+            if code & 0xFF not in (
+                sqlite3.SQLITE_INTERRUPT,
+                sqlite3.SQLITE_BUSY,
+                sqlite3.SQLITE_LOCKED,
+            ):
                 raise StorageError(f"database error: {e}") from e
         except sqlite3.Error as e:
             raise StorageError(f"database error: {e}") from e

@@ -74,7 +74,17 @@ async def test_a_read_beside_an_open_write_sees_committed_data_without_waiting(s
         other.close()
 
 
-async def test_a_read_that_would_wait_for_a_lock_is_handed_to_the_reader_thread(store):
+@pytest.mark.parametrize(
+    "code",
+    [
+        sqlite3.SQLITE_BUSY,
+        # what SQLite reports (Python's sqlite_errorcode is the extended code) when the
+        # wal-index is being rebuilt, and for a shared-cache lock
+        sqlite3.SQLITE_BUSY_RECOVERY,
+        sqlite3.SQLITE_LOCKED_SHAREDCACHE,
+    ],
+)
+async def test_a_read_that_would_wait_for_a_lock_is_handed_to_the_reader_thread(store, code):
     await store.store(msg(1))
 
     # SQLite answers SQLITE_BUSY at once on the loop's connection (busy_timeout 0) where the
@@ -83,7 +93,7 @@ async def test_a_read_that_would_wait_for_a_lock_is_handed_to_the_reader_thread(
     def op(conn: sqlite3.Connection) -> list[str]:
         if conn is store._inline:
             e = sqlite3.OperationalError("database is locked")
-            e.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            e.sqlite_errorcode = code
             raise e
         return [r[0] for r in conn.execute("SELECT hash FROM messages")]
 
