@@ -35,6 +35,12 @@ passed on as sent: :func:`decode_body` decodes a
 ``Content-Encoding`` for handlers that accept one. A handler that raises is a bug: it is logged
 with its traceback and the client gets 500.
 
+A handler's first step (up to its first wait) runs as its request is parsed, outside any task;
+only a handler that waits goes on in a task. There ``asyncio.current_task()`` is None, so
+``asyncio.timeout()`` and ``asyncio.TaskGroup`` (which need a task) belong after a first wait,
+or in a helper the handler awaits as a task of its own; used in the first step they raise, and
+the client gets 500.
+
 :meth:`Served.close` stops accepting, closes idle connections, lets requests in flight finish
 within the shutdown timeout, then closes what is left.
 """
