@@ -44,6 +44,7 @@ from session.http1.server import serve as serve_site
 from session.node import keys
 from session.node.config import check_runnable
 from session.node.egress import EgressPolicy, parse_allowlist
+from session.node.forwarded import ForwardedWrites
 from session.node.health import ReachabilityTester, UptimeProver, ping_https
 from session.node.http import ClientSite
 from session.node.links import (
@@ -61,7 +62,7 @@ from session.node.metrics import NodeMetrics
 from session.node.ons import NameMirror
 from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
-from session.node.replication import LinkFanout, Reconciler, SwarmHandoff, batch_handler
+from session.node.replication import LinkFanout, Reconciler, SwarmHandoff
 from session.node.rpc import RpcHandler, sweep_forever
 from session.node.swarm_view import SwarmView
 from session.onion import Peeler
@@ -317,10 +318,14 @@ class Node:
         )
         # the relay's hot path: a direct handler, no task per relayed layer
         self.links.direct[KIND_ONION] = self._counted_now("onion", self.router.serve_link_now)
+        # forwarded writes: answered as they arrive when the store can commit them at once
+        self.forwarded = ForwardedWrites(self.rpc)
+        self.links.direct[KIND_CC] = self._counted_now("cc", self.forwarded.serve_now)
+        self.links.direct[KIND_CC_BATCH] = self._counted_now(
+            "cc_batch", self.forwarded.serve_batch_now
+        )
         self.links.handlers.update(
             {
-                KIND_CC: self._counted("cc", self._serve_cc),
-                KIND_CC_BATCH: self._counted("cc_batch", batch_handler(self._serve_cc)),
                 KIND_DATA: self._counted("data", self.handoff.accept_push),
                 KIND_PING: self._counted("ping", self._serve_ping),
                 KIND_SYNC: self._counted("sync", self.reconciler.serve),
@@ -488,11 +493,6 @@ class Node:
             return await fn(peer, body)
 
         return handler
-
-    async def _serve_cc(self, peer: str, body: Any) -> Any:
-        if not isinstance(body, dict):
-            raise ValueError("forwarded request must be a map")
-        return await self.rpc.handle_forwarded(body)
 
     async def _oxend(self, endpoint: str, params: Any) -> Any:
         """``oxend_request``: the registry stands in for oxend, and this node already holds its

@@ -22,13 +22,13 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Protocol, assert_never, runtime_checkable
 
 from session.errors import RpcStatusError, StorageError, StorageFull
 from session.proto import rpc as P
 from session.proto.snodes import ServiceNode
-from session.storage.base import MessageStore, StoredMessage
+from session.storage.base import MessageStore, StoredMessage, StoreResult
 from session.swarm import message_hash
 
 log = logging.getLogger("session.node.rpc")
@@ -159,20 +159,57 @@ class RpcHandler:
         (no further fan-out) and return this node's signed result, or a failure entry
         ``{"failed": true, "code", "reason"}``."""
         try:
-            req = P.parse_request(body, forwarded=True)
-            self.counters[f"forwarded_{req.METHOD}"] += 1
-            if not isinstance(req, P.RECURSIVE_TYPES):  # parse_request refused these already
-                raise RpcStatusError(400, f"invalid request: {req.METHOD} cannot be forwarded")
+            req = self._parse_forwarded(body)
             now = self.clock()
             await self._admit(req, now, forwarded=True)
             return await self._apply(req, now)
-        except RpcStatusError as e:
-            return P.failed_entry(code=e.status, reason=e.message)
-        except _WrongSwarm as e:
-            return P.failed_entry(code=421, reason=json.dumps(e.body))
-        except StorageError:
-            log.exception("forwarded request failed in the store")
-            return P.failed_entry(code=500, reason="request failed")
+        except (RpcStatusError, _WrongSwarm, StorageError) as e:
+            return _forwarded_failure(e)
+
+    def handle_forwarded_now(
+        self, body: Mapping[str, Any]
+    ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+        """:meth:`handle_forwarded` without a coroutine in the common case (a store that needs
+        no subaccount revocation lookup, and a store that can commit it at once:
+        :meth:`MessageStore.store_now`): the same result, or failure entry, returned at once.
+        Otherwise a coroutine (to be awaited, once) that finishes the request exactly as
+        :meth:`handle_forwarded` would from where this stopped. Raises what that raises."""
+        try:
+            req = self._parse_forwarded(body)
+            now = self.clock()
+            if self._admit_checks(req, now, forwarded=True):
+                return self._forwarded_rest(req, now, verified=False)
+            self._admit_verify(req, revoked=False)
+            if isinstance(req, P.Store):
+                msg = self._stored_message(req)
+                try:
+                    res = self.store.store_now(msg)
+                except StorageError as e:
+                    return self._store_failure(req, e)
+                if res is not None:
+                    return self._store_result(msg, res)
+            return self._forwarded_rest(req, now, verified=True)
+        except (RpcStatusError, _WrongSwarm, StorageError) as e:
+            return _forwarded_failure(e)
+
+    def _parse_forwarded(self, body: Mapping[str, Any]) -> P.RecursiveRequest:
+        req = P.parse_request(body, forwarded=True)
+        self.counters[f"forwarded_{req.METHOD}"] += 1
+        if not isinstance(req, P.RECURSIVE_TYPES):  # parse_request refused these already
+            raise RpcStatusError(400, f"invalid request: {req.METHOD} cannot be forwarded")
+        return req
+
+    async def _forwarded_rest(
+        self, req: P.RecursiveRequest, now: int, *, verified: bool
+    ) -> dict[str, Any]:
+        """The rest of :meth:`handle_forwarded` for a request parsed and checked up to the
+        revocation lookup (``verified``: and its signature verified too)."""
+        try:
+            if not verified:
+                self._admit_verify(req, revoked=await self._revoked(req))
+            return await self._apply(req, now)
+        except (RpcStatusError, _WrongSwarm, StorageError) as e:
+            return _forwarded_failure(e)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -218,6 +255,12 @@ class RpcHandler:
 
     async def _admit(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> None:
         """Readiness, swarm membership, time windows and signature (in Session's order)."""
+        need_lookup = self._admit_checks(req, now, forwarded=forwarded)
+        self._admit_verify(req, revoked=need_lookup and await self._revoked(req))
+
+    def _admit_checks(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> bool:
+        """:meth:`_admit` up to the signature: readiness, swarm membership, time windows.
+        Returns whether the signature needs the subaccount revocation lookup first."""
         if not self.swarm.is_ready():
             reason = "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
             raise RpcStatusError(503, "Service node is not ready: " + reason)
@@ -232,15 +275,22 @@ class RpcHandler:
         if sid != mine:
             raise _WrongSwarm({**P.swarm_json(sid, self.swarm.members(sid)), **self._misc(now)})
         req.precheck(now, forwarded=forwarded, hf=self.hardfork)
-        revoked = False
         auth = req.auth
-        if (
+        return (
             auth is not None
             and auth.subaccount is not None
             and req.needs_verification()
             and not req.skip_revoke_check()
-        ):
-            revoked = await self.store.subaccount_revoked(acct, auth.subaccount)
+        )
+
+    async def _revoked(self, req: P.AccountRequest) -> bool:
+        """Whether the subaccount signing ``req`` is revoked (only asked when
+        :meth:`_admit_checks` said so)."""
+        assert req.auth is not None and req.auth.subaccount is not None
+        return await self.store.subaccount_revoked(req.account.hex, req.auth.subaccount)
+
+    def _admit_verify(self, req: P.AccountRequest, *, revoked: bool) -> None:
+        """The signature, after :meth:`_admit_checks` (and the revocation lookup)."""
         req.verify(revoked=revoked)
         if isinstance(req, P.Expire):
             req.extend_only()  # 400 for shorten by a subaccount without delete access
@@ -407,22 +457,38 @@ class RpcHandler:
         return {key: shown, "signature": self._sign(sig)}
 
     async def _apply_store(self, req: P.Store) -> dict[str, Any]:
-        acct = req.account.hex
-        h = self._message_hash(acct, req.namespace, req.data)
-        msg = StoredMessage(acct, req.namespace, h, req.data, req.timestamp, req.expiry)
+        msg = self._stored_message(req)
         try:
             res = await self.store.store(msg)
         except StorageFull as e:
-            log.warning("store refused for %s: %s", _obfuscate(acct), e)
-            return {"failed": True, "query_failure": True, "reason": str(e)}
+            return self._store_failure(req, e)
+        return self._store_result(msg, res)
+
+    def _stored_message(self, req: P.Store) -> StoredMessage:
+        acct = req.account.hex
+        h = self._message_hash(acct, req.namespace, req.data)
+        return StoredMessage(acct, req.namespace, h, req.data, req.timestamp, req.expiry)
+
+    def _store_result(self, msg: StoredMessage, res: StoreResult) -> dict[str, Any]:
+        """This node's signed result entry of a store."""
         out: dict[str, Any] = {
-            "hash": h,
-            "signature": self._sign(P.store_result_text(h)),
+            "hash": msg.hash,
+            "signature": self._sign(P.store_result_text(msg.hash)),
             "expiry": res.expiry_ms,
         }
         if not res.new:
             out["already"] = True
         return out
+
+    def _store_failure(self, req: P.Store, e: StorageError) -> dict[str, Any]:
+        """The result entry of a store the store refused (full) or failed (logged as
+        :meth:`_apply_store` and :meth:`_apply` log them)."""
+        acct = req.account.hex
+        if isinstance(e, StorageFull):
+            log.warning("store refused for %s: %s", _obfuscate(acct), e)
+        else:
+            log.error("%s for %s failed: %s", req.METHOD, _obfuscate(acct), e)
+        return {"failed": True, "query_failure": True, "reason": str(e)}
 
     async def _apply_expire(self, req: P.Expire, now: int) -> dict[str, Any]:
         acct = req.account.hex
@@ -455,6 +521,16 @@ class _WrongSwarm(Exception):
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__("wrong swarm")
         self.body = body
+
+
+def _forwarded_failure(e: RpcStatusError | _WrongSwarm | StorageError) -> dict[str, Any]:
+    """The failure entry a forwarded request gets for a refusal or a store failure."""
+    if isinstance(e, RpcStatusError):
+        return P.failed_entry(code=e.status, reason=e.message)
+    if isinstance(e, _WrongSwarm):
+        return P.failed_entry(code=421, reason=json.dumps(e.body))
+    log.exception("forwarded request failed in the store")
+    return P.failed_entry(code=500, reason="request failed")
 
 
 # ---- helpers for the daemon ------------------------------------------------------------------

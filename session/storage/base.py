@@ -244,6 +244,13 @@ class MessageStore(abc.ABC):
     async def store(self, msg: StoredMessage) -> StoreResult:
         """Insert ``msg`` (idempotent on its hash). Raises StorageFull when the cap is hit."""
 
+    def store_now(self, msg: StoredMessage) -> StoreResult | None:
+        """:meth:`store` without a coroutine, when the store can commit ``msg`` on the calling
+        (event-loop) thread at once and after every write submitted before it: its outcome
+        (raising what :meth:`store` raises). None: nothing was written; use :meth:`store`.
+        This default never can."""
+        return None
+
     @abc.abstractmethod
     async def import_messages(self, msgs: Iterable[StoredMessage]) -> int:
         """Bulk insert (swarm handoff), ignoring hashes already present or tombstoned; returns

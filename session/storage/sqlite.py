@@ -602,21 +602,32 @@ class SqliteMessageStore(MessageStore):
                 _deliver(j.fut, False, StorageError("the message store is closed"))
             return
         if not self._queued and len(jobs) <= MAX_INLINE and all(j.small for j in jobs):
-            results = self._writer.run_inline(jobs)
+            results = self._run_inline(jobs, jobs[0].loop)
             if results is not None:
-                self.inline_groups += 1
                 for j, (ok, value) in zip(jobs, results, strict=True):
                     _deliver(j.fut, ok, value)
-                if self._writer.commits >= CHECKPOINT_COMMITS:
-                    loop = jobs[0].loop
-                    fut = loop.create_future()
-                    fut.add_done_callback(_retrieved)
-                    self._writer.submit_many([_Job(_no_op, loop, fut)])
-                    self._queued += 1
                 return
         self.queued_groups += 1
         self._queued += len(jobs)
         self._writer.submit_many(jobs)
+
+    def _run_inline(
+        self, jobs: list[_Job], loop: asyncio.AbstractEventLoop
+    ) -> list[tuple[bool, Any]] | None:
+        """Commit ``jobs`` on this thread (:meth:`_DbThread.run_inline`); None when the writer
+        thread is running a batch. The caller checked that nothing is queued before them.
+        Every :data:`CHECKPOINT_COMMITS` commits the writer thread is given a checkpoint."""
+        assert self._writer is not None
+        results = self._writer.run_inline(jobs)
+        if results is None:
+            return None
+        self.inline_groups += 1
+        if self._writer.commits >= CHECKPOINT_COMMITS:
+            fut = loop.create_future()
+            fut.add_done_callback(_retrieved)
+            self._writer.submit_many([_Job(_no_op, loop, fut)])
+            self._queued += 1
+        return results
 
     def _batch_done(self, batch: list[_Job]) -> None:
         """(writer thread) The results of ``batch`` were posted to the loop: count them off
@@ -678,6 +689,29 @@ class SqliteMessageStore(MessageStore):
     # -- writes -------------------------------------------------------------------------
 
     async def store(self, msg: StoredMessage) -> StoreResult:
+        return await self._write(self._store_op(msg), small=True)
+
+    def store_now(self, msg: StoredMessage) -> StoreResult | None:
+        """:meth:`store` committed on this (the event loop's) thread at once, when no write is
+        collected, queued or running before it and small writes may be committed here
+        (:data:`MAX_INLINE`); None otherwise, with nothing written. A forwarded replica write
+        answered without a task (``session.node.forwarded``)."""
+        op = self._store_op(msg)
+        self._check_open()
+        if self._pending or self._queued or MAX_INLINE < 1:
+            return None
+        loop = asyncio.get_running_loop()
+        results = self._run_inline([_Job(op, loop, None, True)], loop)
+        if results is None:
+            return None
+        ok, value = results[0]
+        if not ok:
+            raise value
+        assert isinstance(value, StoreResult)
+        return value
+
+    def _store_op(self, msg: StoredMessage) -> Callable[[sqlite3.Connection], StoreResult]:
+        """The write of :meth:`store` (``msg`` validated first: raises InvalidInput)."""
         msg.validate()
         data = bytes(msg.data)
 
@@ -714,7 +748,7 @@ class SqliteMessageStore(MessageStore):
             )
             return StoreResult(True, msg.expiry_ms)
 
-        return await self._write(op, small=True)
+        return op
 
     async def settle(self) -> None:
         # The writer runs jobs in order: this one commits after every earlier write.
