@@ -6,12 +6,14 @@ store requests one at a time with a pause between them, as a member of a 12-node
 idle. Reported per write: the member process's CPU (every thread: the event loop's, ZeroMQ's
 I/O thread, SQLite's writer) and its context switches (thread wake-ups).
 
-Same run, one member process, phases of three kinds alternating: ``echo`` (the link round
+Same run, one member process, phases of four kinds alternating: ``echo`` (the link round
 trip alone: a handler that answers a fixed result), ``queued`` (every write handed to the
-store's writer thread, as before small writes could commit on the event loop's thread) and
-``inline`` (today's store: a small write with the writer idle commits on the loop's thread).
-Medians of the phases; ratios to ``echo`` and
-``queued`` are the figures to read; run with ``-s`` to see them::
+store's writer thread, as before small writes could commit on the event loop's thread),
+``inline`` (a coroutine per write whose small store commits on the loop's thread when the
+writer is idle) and ``direct`` (the node's handler today: :class:`ForwardedWrites` answers the
+write as it arrives, no task or future, committing it on the loop's thread). Medians of the
+phases; ratios to ``echo``, ``queued`` and ``inline`` are the figures to read; run with ``-s``
+to see them::
 
     python -m pytest bench/test_bench_replica.py -m integration -s
 """
@@ -33,6 +35,7 @@ import uvloop
 
 import session.storage.sqlite as S
 from session.identity import Identity, verify
+from session.node.forwarded import ForwardedWrites
 from session.node.links import KIND_CC, NodeLinks
 from session.storage import SqliteMessageStore
 from session.storage.sqlite import MAX_INLINE
@@ -45,7 +48,7 @@ WRITES = 200
 ROUNDS = 3
 WARMUP = 40
 GAP = 0.003
-KINDS = ("echo", "queued", "inline")
+KINDS = ("echo", "queued", "inline", "direct")
 
 
 def _usage() -> tuple[float, int]:
@@ -82,6 +85,7 @@ async def _member(out: Any, cmds: Any) -> None:
 
     ident = Identity.generate()
     links = _links(ident, {KIND_CC: cc})
+    writes = ForwardedWrites(rpc)
     port = await links.start("127.0.0.1", 0)
     out.put((port, bytes(ident.x25519_public).hex(), rpc.ed25519_hex, bodies))
     loop = asyncio.get_running_loop()
@@ -92,7 +96,12 @@ async def _member(out: Any, cmds: Any) -> None:
             # queued: every write handed to the writer thread, as before small writes could
             # commit on the loop's thread
             S.MAX_INLINE = 0 if arg == "queued" else MAX_INLINE
-        out.put(_usage())
+            # direct: the node's own handler of forwarded writes (no task per write)
+            if arg == "direct":
+                links.direct[KIND_CC] = writes.serve_now
+            else:
+                links.direct.pop(KIND_CC, None)
+        out.put((*_usage(), writes.answered_now))  # (and how many were answered directly)
         if cmd == "stop":
             break
     await links.close()
@@ -122,7 +131,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
         for _ in range(ROUNDS):
             for kind in KINDS:
                 cmds.put(("phase", kind))
-                cpu0, sw0 = await loop.run_in_executor(None, out.get, True, 60)
+                cpu0, sw0, now0 = await loop.run_in_executor(None, out.get, True, 60)
                 for _ in range(WRITES):
                     r = await links.request(x25519, address, KIND_CC, next(todo), 10)
                     if kind != "echo":  # stored and signed by the member
@@ -131,9 +140,13 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
                         verify(bytes.fromhex(ed), r["hash"].encode(), sig)
                     await asyncio.sleep(GAP)
                 cmds.put(("end", None))
-                cpu1, sw1 = await loop.run_in_executor(None, out.get, True, 60)
+                cpu1, sw1, now1 = await loop.run_in_executor(None, out.get, True, 60)
                 got[kind].append(
-                    {"cpu_us": (cpu1 - cpu0) / WRITES * 1e6, "switches": (sw1 - sw0) / WRITES}
+                    {
+                        "cpu_us": (cpu1 - cpu0) / WRITES * 1e6,
+                        "switches": (sw1 - sw0) / WRITES,
+                        "direct": (now1 - now0) / WRITES,
+                    }
                 )
         cmds.put(("stop", None))
         await loop.run_in_executor(None, out.get, True, 60)
@@ -151,18 +164,26 @@ def test_replica_write_cost_over_links() -> None:
         k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches")}
         for k, runs in got.items()
     }
-    echo, queued, inline = med["echo"], med["queued"], med["inline"]
+    echo, queued, inline, direct = med["echo"], med["queued"], med["inline"], med["direct"]
+
+    def rounds(a: str, b: str) -> str:
+        return ", ".join(
+            f"{x['cpu_us'] / y['cpu_us']:.2f}" for x, y in zip(got[a], got[b], strict=True)
+        )
+
     print(
         f"\nper forwarded write, member process (medians of {ROUNDS} alternating phases of "
         f"{WRITES}): link round trip alone (echo) {echo['cpu_us']:.0f} µs, "
         f"{echo['switches']:.1f} context switches; replica write, writer-thread hand-off "
-        f"{queued['cpu_us']:.0f} µs, {queued['switches']:.1f} switches; committed on the "
-        f"loop's thread {inline['cpu_us']:.0f} µs, {inline['switches']:.1f} switches\n"
+        f"{queued['cpu_us']:.0f} µs, {queued['switches']:.1f} switches; a task per write, "
+        f"committed on the loop's thread {inline['cpu_us']:.0f} µs, "
+        f"{inline['switches']:.1f} switches; answered as it arrives (direct) "
+        f"{direct['cpu_us']:.0f} µs, {direct['switches']:.1f} switches\n"
         f"inline ÷ queued {inline['cpu_us'] / queued['cpu_us']:.2f} (each round: "
-        + ", ".join(
-            f"{i['cpu_us'] / q['cpu_us']:.2f}"
-            for i, q in zip(got["inline"], got["queued"], strict=True)
-        )
-        + f"); write ÷ link alone {inline['cpu_us'] / echo['cpu_us']:.2f}"
+        f"{rounds('inline', 'queued')}); direct ÷ inline "
+        f"{direct['cpu_us'] / inline['cpu_us']:.2f} (each round: {rounds('direct', 'inline')}); "
+        f"write ÷ link alone: inline {inline['cpu_us'] / echo['cpu_us']:.2f}, direct "
+        f"{direct['cpu_us'] / echo['cpu_us']:.2f}; share answered without a task in the "
+        f"direct phases: {min(r['direct'] for r in got['direct']):.2f}"
     )
     assert all(r["cpu_us"] > 0 for runs in got.values() for r in runs)

@@ -1,0 +1,187 @@
+"""Forwarded replica writes over real node links (ZeroMQ on 127.0.0.1) into a SQLite store,
+served by :class:`session.node.forwarded.ForwardedWrites`: a single store is answered as it
+arrives, with no task created on the member's loop; with the store's writer thread busy it is
+handed to a coroutine (and a later write of the same account behind it), with the same signed
+results and the order kept; refusals answer as the coroutine path does. Tasks are counted with
+the loop's task factory; every wait is on a condition."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from session.identity import Identity, verify
+from session.node.forwarded import ForwardedWrites
+from session.node.links import KIND_CC, KIND_CC_BATCH, LinkError, NodeLinks
+from session.proto import rpc as P
+from session.storage import SqliteMessageStore
+from session.testing.rpc import LocalSwarm
+
+
+async def _anyone(key: bytes) -> bool:
+    return True
+
+
+def _links(ident: Identity) -> NodeLinks:
+    return NodeLinks(
+        public_x25519=bytes(ident.x25519_public),
+        secret_x25519=bytes(ident.export_x25519_secret()),
+        handlers={},
+        authorize=_anyone,
+    )
+
+
+async def _until(pred: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+class _Member:
+    """A swarm member's links serving forwarded writes into a SQLite store, and a peer's
+    links that forward them; ``tasks`` counts tasks created on the loop while ``counting``."""
+
+    def __init__(self, swarm: LocalSwarm, store: SqliteMessageStore) -> None:
+        self.swarm = swarm
+        self.store = store
+        self.rpc = swarm.node(1)
+        self.writes = ForwardedWrites(self.rpc)
+        self.ident = Identity.generate()
+        self.links = _links(self.ident)
+        self.links.direct[KIND_CC] = self.writes.serve_now
+        self.links.direct[KIND_CC_BATCH] = self.writes.serve_batch_now
+        self.peer = _links(Identity.generate())
+        self.x25519 = bytes(self.ident.x25519_public).hex()
+        self.address = ""
+        self.tasks = 0
+        self.counting = False
+
+    async def start(self) -> None:
+        port = await self.links.start("127.0.0.1", 0)
+        self.address = f"tcp://127.0.0.1:{port}"
+        await self.peer.start("127.0.0.1", 0)
+        loop = asyncio.get_running_loop()
+
+        def factory(loop: Any, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+            code = getattr(coro, "cr_code", None)
+            if (
+                self.counting
+                and code is not None
+                and "/session/" in code.co_filename  # (not the test's own)
+                and code.co_qualname != "NodeLinks.request"  # (the peer's)
+            ):
+                self.tasks += 1
+            return asyncio.Task(coro, loop=loop, **kw)
+
+        loop.set_task_factory(factory)
+
+    def forward(self, body: Any, kind: bytes = KIND_CC) -> asyncio.Future[Any]:
+        """Send ``body`` as the fan-out does; the future gets the member's reply."""
+        return asyncio.ensure_future(self.peer.request(self.x25519, self.address, kind, body, 10))
+
+    def check_signed(self, result: Any) -> None:
+        assert "failed" not in result, result
+        sig = base64.b64decode(result["signature"])
+        verify(bytes.fromhex(self.rpc.ed25519_hex), P.store_result_text(result["hash"]), sig)
+
+
+@pytest.fixture
+async def member(tmp_path: Path) -> AsyncIterator[_Member]:
+    store = await SqliteMessageStore.open(tmp_path / "s.db", max_bytes=None)
+    m = _Member(LocalSwarm([store, store, store]), store)
+    await m.start()
+    # the link's first handshake (its ZAP check runs as a task), then count the member's tasks
+    m.check_signed(await m.forward(m.swarm.client_in_swarm().store(b"warm up")))
+    m.counting = True
+    try:
+        yield m
+    finally:
+        asyncio.get_running_loop().set_task_factory(None)
+        await m.peer.close()
+        await m.links.close()
+        await store.close()
+
+
+async def test_a_forwarded_store_is_answered_without_a_task(member: _Member) -> None:
+    c = member.swarm.client_in_swarm()
+    result = await member.forward(c.store(b"hello"))
+    member.check_signed(result)
+    assert member.tasks == 0
+    assert member.writes.answered_now == 2 and member.writes.handed_on == 0
+    stored = await member.store.get_by_hash(result["hash"])
+    assert stored is not None and bytes(stored.data) == b"hello"
+    # the same write again: the same answer as the coroutine path gives (already stored)
+    again = await member.rpc.handle_forwarded(c.store(b"hello"))
+    direct_again = await member.forward(c.store(b"hello"))
+    assert member.tasks == 0
+    assert direct_again == again and direct_again["already"] is True
+
+
+async def test_refusals_answer_as_the_coroutine_path(member: _Member) -> None:
+    c = member.swarm.client_in_swarm()
+    bad = c.store(b"x", ns=3)  # (a namespace whose stores are signed)
+    bad["params"]["signature"] = base64.b64encode(bytes(64)).decode()
+    r = await member.forward(bad)
+    assert member.tasks == 0  # a failure entry is a result: answered at once too
+    assert r == await member.rpc.handle_forwarded(bad)
+    assert r["failed"] and r["code"] == 401
+    with pytest.raises(LinkError, match=r"^forwarded request must be a map$"):
+        await member.forward([1, 2])
+    assert member.writes.handed_on == 1
+
+
+async def test_busy_writer_hands_over_to_a_coroutine_in_order(member: _Member) -> None:
+    c = member.swarm.client_in_swarm()
+    before = member.store.queued_groups
+    writer = member.store._writer
+    assert writer is not None
+    assert writer.busy.acquire(blocking=False)  # the writer thread "runs a batch"
+    try:
+        first = member.forward(c.store(b"one"))
+        await _until(lambda: member.writes.handed_on == 1)
+        # writer idle again would not matter: a later write waits behind the first
+        second = member.forward(c.store(b"two"))
+        await _until(lambda: member.writes.handed_on == 2)
+        await _until(lambda: member.store.queued_groups > before)
+        assert not first.done() and not second.done()
+    finally:
+        writer.busy.release()
+    r1, r2 = await first, await second
+    member.check_signed(r1)
+    member.check_signed(r2)
+    assert member.tasks >= 2  # (the fallback's tasks: the count does see tasks)
+    msgs, _ = await member.store.retrieve(c.account, 0)
+    assert [m.hash for m in msgs][-2:] == [r1["hash"], r2["hash"]]
+    # nothing behind any more: direct again
+    member.tasks = 0
+    member.check_signed(await member.forward(c.store(b"three")))
+    assert member.tasks == 0 and member.writes.answered_now == 2
+
+
+async def test_a_batch_runs_as_a_coroutine_and_later_writes_wait_behind_it(
+    member: _Member,
+) -> None:
+    c = member.swarm.client_in_swarm()
+    writer = member.store._writer
+    assert writer is not None
+    assert writer.busy.acquire(blocking=False)  # the batch's writes wait in the queue
+    try:
+        batch = member.forward({"r": [c.store(b"b1"), c.store(b"b2")]}, KIND_CC_BATCH)
+        await _until(lambda: member.store.queued_groups > 0)
+        single = member.forward(c.store(b"after"))
+        await _until(lambda: member.writes.handed_on == 1)  # behind the batch: not direct
+        assert not batch.done() and not single.done()
+    finally:
+        writer.busy.release()
+    rb, rs = await batch, await single
+    for r in [*rb["r"], rs]:
+        member.check_signed(r)
+        assert await member.store.get_by_hash(r["hash"]) is not None
+    assert member.writes.answered_now == 1  # (the fixture's warm-up)
