@@ -123,6 +123,10 @@ class MemoryMessageStore(MessageStore):
     # -- writes -------------------------------------------------------------------------
 
     async def store(self, msg: StoredMessage) -> StoreResult:
+        return self.store_now(msg)
+
+    def store_now(self, msg: StoredMessage) -> StoreResult:
+        """:meth:`store` as it is: applied at once (this store never waits)."""
         self._check_open()
         msg.validate()
         existing = self._by_hash.get(msg.hash)

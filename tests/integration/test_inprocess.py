@@ -77,6 +77,8 @@ async def test_swarm_split_and_dissolve_move_data_without_doubling(mininet, clie
     # a store is answered once the live members hold it or a short deadline passed (a member
     # too slow is told later): wait for every member, not for the answers
     assert await wait_until(replicated), "the stores did not reach every member"
+    # the members answered forwarded stores as they arrived (ForwardedWrites: no task a write)
+    assert sum(n.forwarded.answered_now for n in mininet.nodes) > 0
 
     # split: nodes 3..5 form swarm B; each side must end with exactly its own accounts
     await mininet.set_swarms(
