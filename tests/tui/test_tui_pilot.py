@@ -255,7 +255,8 @@ async def test_the_cursor_rests_when_idle_and_blinks_again_on_a_key(client: Clie
     app = SessionTui(client, blink_idle_s=0.4)
     async with app.run_test(size=(80, 24)) as pilot:
         box = app.compose_box
-        assert box.cursor_blink
+        # no check that it blinks at first: on a loaded machine the app may take longer than
+        # blink_idle_s to start, and then it has rightly rested already
         await until(pilot, lambda: not box.cursor_blink, "the cursor rests")
         app.blink_idle_s = 3600.0  # it must not rest again before the check below
         await pilot.press("a")
