@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import sqlite3
 import time
 import tracemalloc
@@ -109,8 +110,11 @@ def test_digest_pass_memory_stays_flat_as_the_store_grows(tmp_path: Any) -> None
 
 def test_running_digest_pass_cpu_stays_flat_as_the_store_grows(tmp_path: Any) -> None:
     """CPU (this process's clock, all threads) of one digest pass over 2,000 accounts at
-    ``SIZES`` messages: running digests against sorted-lines digests, both in the same run;
-    the running digests must equal a from-scratch computation over the rows."""
+    ``PASS_SIZES`` messages: running digests against sorted-lines digests, both in the same
+    run, and the wall time of retrieves issued while each pass runs (they share the store's
+    reader thread); the running digests must equal a from-scratch computation over the rows
+    (up to 100,000 messages: beyond, the check would hold every entry in memory).
+    ``BENCH_DIGEST_SIZES=10000,1000000`` measures larger stores (1M: ~2 minutes to fill)."""
     loop = asyncio.new_event_loop()
 
     def run(aw: Awaitable[Any]) -> Any:
@@ -121,32 +125,51 @@ def test_running_digest_pass_cpu_stays_flat_as_the_store_grows(tmp_path: Any) ->
         out = fn()
         return out, time.process_time() - t
 
+    async def retrieves_during(pass_: Awaitable[Any]) -> list[float]:
+        lat: list[float] = []
+
+        async def probe() -> None:
+            for _ in range(50):
+                t = time.perf_counter()
+                await store.retrieve(_owner(5), 0, max_count=20)
+                lat.append(time.perf_counter() - t)
+
+        await asyncio.gather(pass_, probe())
+        return sorted(lat)
+
+    sizes = tuple(int(x) for x in os.environ.get("BENCH_DIGEST_SIZES", "").split(",") if x)
+    sizes = sizes or SIZES
     store = run(SqliteMessageStore.open(tmp_path, max_bytes=None))
-    figures: dict[int, tuple[float, float]] = {}
+    figures: dict[int, tuple[float, float, list[float], list[float]]] = {}
     try:
         have = 0
-        for size in SIZES:
+        for size in sizes:
             run(_fill(store, size, have))
             have = size
             sums, sums_cpu = cpu(lambda: run(store.bucket_sums(lambda o: True, 0)))
             _, lines_cpu = cpu(lambda: run(store.bucket_digests(lambda o: True, 0)))
-            rows = run(store.export(lambda o: True))
-            assert sums == bucket_sums(
-                sum_rows((m.owner, m.namespace, m.hash, m.expiry_ms) for m in rows)
-            )
-            figures[size] = (sums_cpu, lines_cpu)
+            if size <= 100_000:
+                rows = run(store.sync_index(lambda o: True, 0))
+                assert sums == bucket_sums(
+                    sum_rows((e.owner, e.namespace, e.hash, e.expiry_ms) for e in rows)
+                )
+            with_sums = run(retrieves_during(store.bucket_sums(lambda o: True, 0)))
+            with_lines = run(retrieves_during(store.bucket_digests(lambda o: True, 0)))
+            figures[size] = (sums_cpu, lines_cpu, with_sums, with_lines)
     finally:
         run(store.close())
         loop.close()
     print()
-    for size, (sums_cpu, lines_cpu) in figures.items():
+    for size, (sums_cpu, lines_cpu, ws, wl) in figures.items():
         print(
             f"{size:>7} messages: running digests {sums_cpu * 1e3:.1f} ms CPU a pass, "
-            f"sorted-lines digests {lines_cpu * 1e3:.1f} ms ({lines_cpu / sums_cpu:.0f}x)"
+            f"sorted-lines digests {lines_cpu * 1e3:.1f} ms ({lines_cpu / sums_cpu:.0f}x); "
+            f"retrieves during the pass p50/max {ws[25] * 1e3:.2f}/{ws[-1] * 1e3:.1f} ms "
+            f"against {wl[25] * 1e3:.2f}/{wl[-1] * 1e3:.1f} ms"
         )
-    (s0, l0), (s1, l1) = figures[SIZES[0]], figures[SIZES[-1]]
+    (s0, l0, _, _), (s1, l1, _, _) = figures[sizes[0]], figures[sizes[-1]]
     print(
-        f"growth {SIZES[0]}→{SIZES[-1]}: running digests {s1 / s0:.2f}x, "
+        f"growth {sizes[0]}→{sizes[-1]}: running digests {s1 / s0:.2f}x, "
         f"sorted-lines digests {l1 / l0:.2f}x"
     )
 
