@@ -81,6 +81,10 @@ HEARTBEAT_TIMEOUT_MS = 3000
 #: How late past its deadline a request may be failed: deadlines are checked by one shared
 #: timer, which fires at the earliest deadline plus this much (so close deadlines share a run).
 DEADLINE_SLACK = 0.01
+#: At most this many messages are handled per drain of a socket; the rest wait for the next
+#: turn of the event loop, so a peer flooding its link cannot keep the loop in one drain
+#: (HTTP clients, timers and the other links get their turn in between).
+DRAIN_BATCH = 128
 
 #: What ``msgpack.unpackb`` raises for bytes that are not one msgpack object (truncated input,
 #: extra data, bad UTF-8 in a string, reserved codes, nesting too deep, a map key of a list).
@@ -222,7 +226,11 @@ class _Pump:
     socket says ``EAGAIN``, which is how it tells that it has processed its pending commands and
     has no message left (so the FD signals again for the next one). ``EAGAIN`` costs ~3 µs
     (pyzmq raises ``zmq.Again``), once per drain; asking ``EVENTS`` before every message cost
-    ~1 µs a message, and under load a drain finds ten or more."""
+    ~1 µs a message, and under load a drain finds ten or more.
+
+    A drain handles at most :data:`DRAIN_BATCH` messages; with more waiting it schedules
+    itself for the next loop turn (the FD will not signal again for messages already queued,
+    so without that they would wait for the next edge)."""
 
     def __init__(
         self,
@@ -236,6 +244,7 @@ class _Pump:
         self.on_msg = on_msg
         self.copy = copy
         self._scheduled = False
+        self._closed = False
         loop.add_reader(sock.FD, self.drain)
 
     def kick(self) -> None:
@@ -246,11 +255,13 @@ class _Pump:
 
     def drain(self) -> None:
         self._scheduled = False
+        if self._closed:  # (a drain scheduled by kick() before close)
+            return
         sock, copy, on_msg = self.sock, self.copy, self.on_msg
         try:
             if not _Backend.get(sock, _EVENTS) & _POLLIN:
                 return
-            while True:
+            for _ in range(DRAIN_BATCH):
                 try:
                     msg = _recv_frames(sock, copy)
                 except zmq.Again:
@@ -264,11 +275,13 @@ class _Pump:
                     # next edge). Logged with its traceback; the root handler's rate limit
                     # (service.logs.RateLimitFilter) keeps a repeated one to a trickle.
                     log.exception("bug: a link message handler failed")
+            self.kick()  # a full batch: more may be waiting, go on at the next loop turn
         except zmq.ZMQError as e:
             if e.errno != zmq.ENOTSOCK:
                 log.warning("link socket error: %s", e)
 
     def close(self) -> None:
+        self._closed = True
         try:
             self.loop.remove_reader(self.sock.FD)
         except (zmq.ZMQError, ValueError, OSError):

@@ -22,6 +22,7 @@ from session.errors import StorageError
 from session.identity import Identity
 from session.node.links import (
     BULK_MIN,
+    DRAIN_BATCH,
     KIND_DATA,
     KIND_PING,
     Answer,
@@ -29,6 +30,7 @@ from session.node.links import (
     LinkTimeout,
     LinkUnreachable,
     NodeLinks,
+    _Pump,
     pack_body,
     unpack_body,
 )
@@ -382,3 +384,59 @@ async def test_a_direct_handler_answers_now_or_through_a_coroutine(
     assert await ask(server.x25519, server.address, KIND_PING, "packed", 5.0) == {"packed": True}
     with pytest.raises(LinkError, match=r"^refused later$"):
         await ask(server.x25519, server.address, KIND_PING, "later", 5.0)
+
+
+async def test_a_drain_handles_a_bounded_batch_and_goes_on_at_the_next_turn() -> None:
+    """A flood queued on a socket is handled DRAIN_BATCH messages per loop turn: a callback
+    scheduled behind the drain runs after one batch, not after the whole flood, and the pump
+    reschedules itself (the FD does not signal again for what is queued), so every message
+    arrives, in order."""
+    loop = asyncio.get_running_loop()
+    ctx = zmq.Context()
+    rx, tx = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    rx.rcvhwm = tx.sndhwm = 0  # (no limit: the whole flood is queued before the pump starts)
+    rx.bind("inproc://flood")
+    tx.connect("inproc://flood")
+    flood = 3 * DRAIN_BATCH + 5
+    for i in range(flood):
+        tx.send(struct.pack("<I", i))
+    got: list[int] = []
+    pump = _Pump(loop, rx, lambda msg: got.append(struct.unpack("<I", msg[0])[0]))
+    try:
+        seen: list[int] = []
+        pump.kick()
+        loop.call_soon(lambda: seen.append(len(got)))
+        await _until(lambda: bool(seen))
+        assert 0 < seen[0] <= DRAIN_BATCH
+        await _until(lambda: len(got) == flood)
+        assert got == list(range(flood))
+    finally:
+        pump.close()
+        rx.close(0)
+        tx.close(0)
+        ctx.term()
+
+
+async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: Any) -> None:
+    """A peer floods the link with several batches' worth of requests without waiting; a
+    second peer's request meanwhile is answered, and every flooded request is answered."""
+    server = await serve({KIND_PING: _ping})
+    flooder = _links(Identity.generate(), {})
+    other = _links(Identity.generate(), {})
+    await flooder.start("127.0.0.1", 0)
+    await other.start("127.0.0.1", 0)
+    try:
+        await flooder.request(server.x25519, server.address, KIND_PING, 0, 5)  # (connected)
+        replies: list[Any] = []
+        flood = 4 * DRAIN_BATCH
+        for i in range(flood):
+            assert flooder.send_request(
+                server.x25519, server.address, KIND_PING, i, 30, replies.append
+            )
+        answer = await other.request(server.x25519, server.address, KIND_PING, "other", 30)
+        assert answer == {"pong": "other"}
+        await _until(lambda: len(replies) == flood)
+        assert sorted(unpack_body(*r)["pong"] for r in replies) == list(range(flood))
+    finally:
+        await flooder.close()
+        await other.close()
