@@ -12,11 +12,14 @@ a subaccount's revocation lookup, another method, a batch, a refusal.
 
 Order per account is kept: while any forwarded write handed to a coroutine has not finished,
 later ones are handed to coroutines too (in arrival order, as before), so a direct write never
-overtakes an earlier one that is still on its way to the store.
+overtakes an earlier one that is still on its way to the store. That count is taken back by
+the task's done callback, which runs however the task ends (a task cancelled before its first
+step, as closing links does, never runs its coroutine's ``finally``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import Any
 
@@ -50,8 +53,13 @@ class ForwardedWrites:
             return
         try:
             result = self.rpc.handle_forwarded_now(body)
-        except (ValueError, TypeError) as e:  # a refusal: answered as the coroutine would
-            self._hand_on(answer, _refuse(e))
+        except Exception as e:
+            # Answered as the coroutine path answers what handle_forwarded raises: a refusal
+            # (ValueError, TypeError) with its sentence; anything else is a bug of ours, broad
+            # on purpose (this runs inside the link pump, where an escaped error would leave
+            # the peer unanswered until its timeout): "internal error" to the peer and the
+            # traceback logged by the task, as NodeLinks._serve does.
+            self._hand_on(answer, _reraise(e))
             return
         if isinstance(result, dict):
             self.answered_now += 1
@@ -63,20 +71,19 @@ class ForwardedWrites:
         """Direct handler of ``KIND_CC_BATCH``: always a coroutine (several writes commit
         together on the writer thread), counted so later single writes wait behind it."""
         self._behind += 1
-        answer.run(self._tracked(self._batch(peer, body)))
+        answer.run(self._batch(peer, body)).add_done_callback(self._one_done)
 
     def _hand_on(self, answer: Answer, rest: Awaitable[Any]) -> None:
         self.handed_on += 1
         self._behind += 1
-        answer.run(self._tracked(rest))
+        answer.run(rest).add_done_callback(self._one_done)
 
-    async def _tracked(self, rest: Awaitable[Any]) -> Any:
-        try:
-            return await rest
-        finally:
-            self._behind -= 1
+    def _one_done(self, task: asyncio.Task[Any]) -> None:
+        """A request handed to a coroutine is over (answered, failed or cancelled)."""
+        self._behind -= 1
 
 
-async def _refuse(e: ValueError | TypeError) -> Any:
-    """A refusal met on the direct path, raised where the links answer it with its sentence."""
+async def _reraise(e: Exception) -> Any:
+    """An error met on the direct path, raised where the links answer it (a refusal with its
+    sentence, a bug with "internal error" and its traceback logged)."""
     raise e

@@ -30,7 +30,7 @@ import itertools
 import logging
 import math
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -343,11 +343,15 @@ class Answer:
         """Answer with frames that are already a packed reply body (:func:`pack_body`)."""
         self._links._reply(self._route, _REPLY, self._rid, frames)
 
-    def run(self, result: Awaitable[Any]) -> None:
+    def run(self, result: Awaitable[Any]) -> asyncio.Task[Any]:
         """Answer with what the awaitable returns, run as a task with an ordinary handler's
-        error handling (refusals answered with their sentence)."""
+        error handling (refusals answered with their sentence). Returns the task (its done
+        callbacks run however it ends, cancelled before its first step included)."""
         links = self._links
-        links._spawn(links._serve(result, self.peer, self._route, self._rid))
+        t = links._spawn(links._serve(result, self.peer, self._route, self._rid))
+        if isinstance(result, Coroutine):  # cancelled before its first step: never awaited
+            t.add_done_callback(lambda _: result.close())
+        return t
 
 
 #: A direct handler: ``handler(peer_x25519_hex, body, answer)``, called on the loop as the
@@ -563,12 +567,13 @@ class NodeLinks:
         assert self._router_pump is not None
         self._router_pump.kick()
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run a request's task; a bug that escapes it is logged with its traceback when it
         ends (the root handler's rate limit keeps a repeated one to a trickle)."""
         t = asyncio.ensure_future(coro)
         self._tasks.add(t)
         t.add_done_callback(self._task_done)
+        return t
 
     def _task_done(self, t: asyncio.Task[Any]) -> None:
         self._tasks.discard(t)

@@ -185,3 +185,29 @@ async def test_a_batch_runs_as_a_coroutine_and_later_writes_wait_behind_it(
         member.check_signed(r)
         assert await member.store.get_by_hash(r["hash"]) is not None
     assert member.writes.answered_now == 1  # (the fixture's warm-up)
+
+
+async def test_a_fallback_cancelled_before_its_first_step_does_not_keep_writes_behind(
+    member: _Member,
+) -> None:
+    """A request handed to a coroutine whose task is cancelled before it ever runs (as closing
+    the links does) still takes back its place in the order guard: the next write is answered
+    directly again, not handed on for ever."""
+    serve_now = member.writes.serve_now
+
+    def serve_then_cancel(peer: str, body: Any, answer: Any) -> None:
+        serve_now(peer, body, answer)
+        for t in list(member.links._tasks):  # (the fallback's task, not started yet)
+            t.cancel()
+
+    member.links.direct[KIND_CC] = serve_then_cancel
+    lost: list[Any] = []
+    assert member.peer.send_request(member.x25519, member.address, KIND_CC, [1, 2], 10, lost.append)
+    await _until(lambda: member.writes.handed_on == 1)
+    member.links.direct[KIND_CC] = serve_now
+    await _until(lambda: not member.links._tasks)
+    c = member.swarm.client_in_swarm()
+    member.tasks = 0
+    member.check_signed(await member.forward(c.store(b"after a cancelled one")))
+    assert member.writes.handed_on == 1 and member.writes.answered_now == 2
+    assert member.tasks == 0
