@@ -30,6 +30,7 @@ import itertools
 import logging
 import math
 import struct
+import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -457,11 +458,7 @@ class NodeLinks:
             self._sweep_handle.cancel()
             self._sweep_handle = None
         for waiter, _, _ in pending.values():
-            if isinstance(waiter, asyncio.Future):
-                if not waiter.done():
-                    waiter.set_exception(LinkError("link closed"))
-            else:
-                waiter(LinkError("link closed"))
+            _fail(waiter, LinkError("link closed"))
         for t in list(self._tasks):
             t.cancel()
         for p in self._peers.values():
@@ -752,12 +749,7 @@ class NodeLinks:
             self.timeouts += 1
             # No mark-down: a slow peer is not a dead one. A peer that stopped answering
             # altogether loses its connection by heartbeat, and that event marks it down.
-            e = LinkTimeout(f"no answer from {peer[:16]}... within {limit}s")
-            if isinstance(waiter, asyncio.Future):
-                if not waiter.done():
-                    waiter.set_exception(e)
-            else:
-                waiter(e)
+            _fail(waiter, LinkTimeout(f"no answer from {peer[:16]}... within {limit}s"))
         for limit in [t for t, queue in self._deadlines.items() if not queue]:
             del self._deadlines[limit]
         earliest = min((next(iter(q.values())) for q in self._deadlines.values()), default=None)
@@ -865,6 +857,26 @@ class NodeLinks:
                         f"no connection to {p.x25519_hex[:16]}... within {wait:.1f}s"
                     ) from None
                 await asyncio.sleep(0.02)
+
+
+def _fail(waiter: asyncio.Future[Any] | OnReply, e: LinkError) -> None:
+    """End a waiting request with ``e`` (its future, or its reply callback). A callback that
+    raises is logged and contained, so the deadline timer and :meth:`NodeLinks.close` go on
+    to the other requests (and the timer is rescheduled)."""
+    if isinstance(waiter, asyncio.Future):
+        if not waiter.done():
+            waiter.set_exception(e)
+        return
+    try:
+        waiter(e)
+    except Exception as bug:
+        # Bug guard, deliberately broad: a reply callback is our own code (the relay's), so
+        # only a bug of ours lands here, and what it raises is not known in advance. Logged
+        # with its type and where it was raised, not its message (which may carry request
+        # bytes); the requests after it still end.
+        tb = traceback.extract_tb(bug.__traceback__)
+        where = f"{tb[-1].filename}:{tb[-1].lineno}" if tb else "?"
+        log.error("bug: a link reply callback failed (%s at %s)", type(bug).__name__, where)
 
 
 async def ping(

@@ -440,3 +440,53 @@ async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: A
     finally:
         await flooder.close()
         await other.close()
+
+
+async def test_a_reply_callback_that_raises_does_not_stop_the_others(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply callback that raises (a bug) is logged without its message, and the deadline
+    timer still expires the requests after it and stays scheduled; closing the links still
+    fails the requests after one whose callback raises, and closes."""
+    release = asyncio.Event()
+
+    async def never(peer: str, body: Any) -> Any:
+        await release.wait()
+
+    server = await serve({KIND_PING: never, KIND_DATA: _ping})
+    links = _links(Identity.generate(), {})
+    await links.start("127.0.0.1", 0)
+
+    def broken(reply: Any) -> None:
+        raise RuntimeError("secret request bytes")
+
+    try:
+        await links.request(server.x25519, server.address, KIND_DATA, 0, 5.0)
+        replies = _Replies()
+        with caplog.at_level(logging.ERROR, logger="session.node.links"):
+            assert links.send_request(server.x25519, server.address, KIND_PING, 1, 0.05, broken)
+            assert links.send_request(
+                server.x25519, server.address, KIND_PING, 2, 0.05, replies("a")
+            )
+            await _until(lambda: "a" in replies.got)
+            assert isinstance(replies.got["a"], LinkTimeout)
+            # the timer is still running: a later request expires too
+            assert links.send_request(
+                server.x25519, server.address, KIND_PING, 3, 0.05, replies("b")
+            )
+            await _until(lambda: "b" in replies.got)
+            assert isinstance(replies.got["b"], LinkTimeout)
+            assert links.send_request(server.x25519, server.address, KIND_PING, 4, 30.0, broken)
+            assert links.send_request(
+                server.x25519, server.address, KIND_PING, 5, 30.0, replies("c")
+            )
+            await links.close()
+        bugs = [r for r in caplog.records if "reply callback failed" in r.getMessage()]
+        assert len(bugs) == 2 and all("RuntimeError" in r.getMessage() for r in bugs)
+        assert not any("secret" in r.getMessage() for r in caplog.records)
+        failed = replies.got["c"]
+        assert isinstance(failed, LinkError) and str(failed) == "link closed"
+        assert links.closed and not links._peers
+    finally:
+        await links.close()
+        release.set()
