@@ -16,6 +16,7 @@ Entry fields follow Session's ``service_node_states`` entries (``public_ip``, ``
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -97,6 +98,10 @@ class ServiceNode:
             if isinstance(e, DecodeError):
                 raise
             raise DecodeError(f"service node entry has a bad value: {e}") from None
+        try:  # (it reaches ZeroMQ and HTTP as it is: a host name or junk would be looked up)
+            ipaddress.ip_address(node.public_ip)
+        except ValueError:
+            raise DecodeError("service node public_ip must be an IPv4 or IPv6 address") from None
         if not (0 < node.storage_port < 65536) or not (0 <= node.storage_lmq_port < 65536):
             raise DecodeError("service node ports must be between 1 and 65535")
         if not (0 <= node.swarm_id < 2**64):
