@@ -299,16 +299,32 @@ class Database:
         self.conn.close()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction (poll cursors set since the last one go with it)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        done = False
+    def tx(self, *, refetchable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction (poll cursors set since the last one go with it).
+
+        A transaction commits with ``synchronous=FULL``: it is on the disk when the block
+        ends (the outbox must survive a power loss). ``refetchable=True`` is for one whose
+        every write the network gives back if a power loss (not a crash of the program: the
+        WAL is already the operating system's then) undoes it: a poll's messages, their seen
+        hashes and the cursor past them, which the swarm keeps until the messages expire. It
+        commits with ``synchronous=NORMAL`` (WAL order is kept: an undone commit takes every
+        later one with it, the cursor included, so the next poll fetches those messages
+        again), which saves an fsync: ~170 µs of CPU and ~2.5 ms with the event loop blocked
+        per poll on the build machine. The next FULL commit makes it durable too."""
+        if refetchable:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield self.conn
-            self._write_cursors()
-            done = True
-        finally:  # whatever ended the block early (an error, a cancellation), nothing is kept
-            self.conn.execute("COMMIT" if done else "ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            done = False
+            try:
+                yield self.conn
+                self._write_cursors()
+                done = True
+            finally:  # whatever ended the block early (an error, a cancellation), nothing is kept
+                self.conn.execute("COMMIT" if done else "ROLLBACK")
+        finally:
+            if refetchable:
+                self.conn.execute("PRAGMA synchronous=FULL")
 
     # ------------------------------------------------------------------ kv (JSON values)
 

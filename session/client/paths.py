@@ -23,6 +23,7 @@ single-host devnet (every node on 127.0.0.1) can still build paths.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import random
 import time
@@ -47,13 +48,22 @@ BUSY_CAP_S = 60.0
 
 
 def diversity_key(node: ServiceNode) -> str:
+    """What two nodes of one path must not share: the public IP (IP and port for loopback and
+    private addresses, as on a devnet)."""
+    return _diversity_key(node.public_ip, node.storage_port)
+
+
+@functools.lru_cache(maxsize=4096)
+def _diversity_key(public_ip: str, storage_port: int) -> str:
+    # (cached: every request checks its destination against its path's hops, and parsing
+    # the addresses again each time was ~10 % of a client's CPU per message)
     try:
-        ip = ipaddress.ip_address(node.public_ip)
+        ip = ipaddress.ip_address(public_ip)
     except ValueError:
-        return node.public_ip
+        return public_ip
     if ip.is_loopback or ip.is_private or ip.is_unspecified:
-        return f"{node.public_ip}:{node.storage_port}"
-    return node.public_ip
+        return f"{public_ip}:{storage_port}"
+    return public_ip
 
 
 @dataclasses.dataclass(slots=True)

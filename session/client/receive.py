@@ -92,7 +92,9 @@ class Receiver:
         for o in opened:
             if isinstance(o, M.Undecryptable):
                 log.debug("dropping undecryptable message %s: %s", o.hash, o.reason)
-        with self.db.tx():
+        # (what this writes comes from the swarm: a power loss that undoes it, cursor
+        # included, makes the next poll fetch and apply it again)
+        with self.db.tx(refetchable=True):
             self.db.mark_seen([r[0] for r in rows])
             events = [ev for inc in good for ev in self.handle(inc)]
         for ev in events:

@@ -294,3 +294,59 @@ def test_db_from_before_versioning_is_migrated_and_a_newer_one_refused(tmp_path:
     newer.close()
     with pytest.raises(StorageError, match="schema version 99, newer than this session knows"):
         Database(path, sealer)
+
+
+def test_a_refetchable_transaction_skips_the_fsync_and_only_it(tmp_path: Path) -> None:
+    """``tx(refetchable=True)`` commits with synchronous=NORMAL (1), every other transaction
+    with FULL (2), also after a refetchable one that failed; what it wrote is committed."""
+    db = _db(tmp_path, Identity.generate())
+
+    def sync_level() -> int:
+        return int(db.conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    with db.tx():
+        assert sync_level() == 2
+    with db.tx(refetchable=True):
+        assert sync_level() == 1
+        db.mark_seen(["m1"])
+    assert sync_level() == 2
+    with pytest.raises(RuntimeError), db.tx(refetchable=True):
+        db.mark_seen(["m2"])
+        raise RuntimeError("apply failed")
+    assert sync_level() == 2
+    db.close()
+    disk = sqlite3.connect(tmp_path / "state.db")
+    assert disk.execute("SELECT hash FROM seen").fetchall() == [("m1",)]
+    disk.close()
+
+
+async def test_applying_a_poll_commits_refetchable_and_an_outbox_entry_durably(
+    tmp_path: Path,
+) -> None:
+    """A poll's messages (Receiver.apply_unseen) are committed without an fsync, since the
+    swarm gives them back; a message the user sends (its outbox entry) is committed with
+    one: the statements SQLite ran say which."""
+    import hashlib
+
+    from session.client import Client
+    from session.client import messages as M
+
+    bob = Identity.generate()
+    c = Client.open(tmp_path / "c", background=False)
+    try:
+        ran: list[str] = []
+        c.db.conn.set_trace_callback(ran.append)
+        t = 1_700_000_000_000
+        data = M.seal(bob, c.session_id, M.text("hello", sent_ms=t), t)
+        got = c.process_stored([(hashlib.sha256(data.encode()).hexdigest(), data, 0)])
+        assert [i.content.dataMessage.body for i in got] == ["hello"]
+        begin = ran.index("BEGIN IMMEDIATE")
+        assert ran[begin - 1] == "PRAGMA synchronous=NORMAL"
+        assert ran[ran.index("COMMIT", begin) + 1] == "PRAGMA synchronous=FULL"
+        ran.clear()
+        await c.send(bob.session_id, "hi")
+        assert "BEGIN IMMEDIATE" in ran and not any("synchronous" in s for s in ran)
+        assert int(c.db.conn.execute("PRAGMA synchronous").fetchone()[0]) == 2
+    finally:
+        c.db.conn.set_trace_callback(None)
+        await c.close()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from session.client.transport import SwarmRPC
+from session.client.transport import AccountSigner, SwarmRPC, is_account_signer, owner_of
 from session.errors import InvalidInput
 from session.identity import Identity, verify
 from session.proto import rpc
@@ -157,3 +157,20 @@ def test_sign_for_a_group_account_sends_no_ed25519_key() -> None:
     assert "pubkey_ed25519" not in params and params["pubkey"] == "03" + group.ed25519_public.hex()
     verify(group.ed25519_public, f"retrieve{NOW}".encode(), base64.b64decode(params["signature"]))
     rpc.parse_params("retrieve", params).verify()
+
+
+def test_account_signers_are_told_apart_as_the_protocol_does() -> None:
+    """is_account_signer (the cheap check every store and poll makes) answers as
+    ``isinstance(x, AccountSigner)``; owner_of names the group for a member's subaccount."""
+
+    class Member:
+        group_id = "03" + "ab" * 32
+
+        def auth(self, text: bytes) -> rpc.Auth:
+            raise AssertionError("not signing here")
+
+    me = Identity.generate()
+    for signer in (Member(), me, object()):
+        assert is_account_signer(signer) == isinstance(signer, AccountSigner)
+    assert is_account_signer(Member()) and not is_account_signer(me)
+    assert owner_of(Member()) == Member.group_id and owner_of(me) == me.session_id
