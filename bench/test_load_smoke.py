@@ -47,3 +47,23 @@ def test_load_chat_smoke(tmp_path: Path) -> None:
     # --compare reads a result back and prints ratios (1.0 against itself)
     rows = report.compare(doc, report.load(out / "result.json"))
     assert {row[4] for row in rows if row[0] == step["name"] and row[2]} == {1.0}
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(200)
+def test_client_cpu_per_message_tool(tmp_path: Path) -> None:
+    """``python -m bench.load.clientcpu`` on its own 5-node devnet: every message sent is
+    received and the per-thread CPU figures come out (their values are not asserted)."""
+    cmd = [
+        sys.executable, "-m", "bench.load.clientcpu", "--nodes", "5", "--messages", "12",
+        "--warmup", "3",
+    ]  # fmt: skip
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    print(r.stdout)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["messages"] == doc["received"] == 12
+    assert doc["cpu_us"] > 0 and doc["loop_thread_us"] > 0
+    assert doc["cpu_us"] >= doc["loop_thread_us"]
