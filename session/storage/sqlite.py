@@ -12,7 +12,9 @@
   wake-ups a write (the writer's, then the loop's for the result), more than the write itself.
   Only when no earlier write is still queued or running, so writes stay in order. Commits never
   checkpoint on their own (``wal_autocheckpoint`` off): the writer thread checkpoints the WAL
-  every :data:`CHECKPOINT_COMMITS` commits, so the loop never waits on a checkpoint's fsync.
+  every :data:`CHECKPOINT_COMMITS` commits or :data:`CHECKPOINT_ROWS` changed rows, whichever
+  comes first (an import of thousands of messages is one commit), so the loop never waits on a
+  checkpoint's fsync and the WAL is reused instead of growing.
 * A second thread owns a read-only connection (WAL lets it read while the writer writes).
 * Small indexed reads on a client's request path (``retrieve``, ``get_expiries``,
   ``get_by_hash``, ``subaccount_revoked``) run on the event loop's own thread with a third,
@@ -80,6 +82,10 @@ MAX_INLINE = 8
 #: Commits between two WAL checkpoints (by the writer thread; SQLite's automatic checkpoint,
 #: every 1,000 WAL pages, is off, see the module docstring). A store commits ~4 pages.
 CHECKPOINT_COMMITS = 250
+#: Rows changed (inserted, updated, deleted; triggers' included) between two WAL checkpoints,
+#: whatever the number of commits: a reconciliation import or a bulk import writes thousands
+#: of rows in one commit, and counting commits alone let the WAL grow by gigabytes.
+CHECKPOINT_ROWS = 2000
 #: How long the writer thread waits for another connection's write lock (milliseconds).
 BUSY_TIMEOUT_MS = 15000
 
@@ -298,6 +304,8 @@ class _DbThread(threading.Thread):
         self.busy = threading.Lock()
         #: commits since the last WAL checkpoint (changed under ``busy`` only)
         self.commits = 0
+        #: the connection's ``total_changes`` at the last WAL checkpoint
+        self.changes_at_checkpoint = 0
         #: called (from this thread) after each batch's results were posted, with the batch
         self.on_batch_done: Callable[[list[_Job]], None] | None = None
 
@@ -354,7 +362,7 @@ class _DbThread(threading.Thread):
                         _post(j, ok, value)
                     if self.on_batch_done is not None:
                         self.on_batch_done(batch)
-                    if self._group and self.commits >= CHECKPOINT_COMMITS:
+                    if self._group and self.checkpoint_due():
                         self.checkpoint()
                 if stop:
                     break
@@ -407,11 +415,19 @@ class _DbThread(threading.Thread):
         finally:
             self.busy.release()
 
+    def checkpoint_due(self) -> bool:
+        """Enough commits, or enough changed rows, since the last checkpoint."""
+        conn = self.conn
+        return self.commits >= CHECKPOINT_COMMITS or (
+            conn is not None and conn.total_changes - self.changes_at_checkpoint >= CHECKPOINT_ROWS
+        )
+
     def checkpoint(self) -> None:
         """Copy the WAL's committed pages into the database file (PASSIVE: never waits for
         readers), so the WAL is reused instead of growing. On this thread, under ``busy``."""
         assert self.conn is not None
         self.commits = 0
+        self.changes_at_checkpoint = self.conn.total_changes
         try:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
@@ -616,13 +632,14 @@ class SqliteMessageStore(MessageStore):
     ) -> list[tuple[bool, Any]] | None:
         """Commit ``jobs`` on this thread (:meth:`_DbThread.run_inline`); None when the writer
         thread is running a batch. The caller checked that nothing is queued before them.
-        Every :data:`CHECKPOINT_COMMITS` commits the writer thread is given a checkpoint."""
+        When a checkpoint is due (:meth:`_DbThread.checkpoint_due`) the writer thread is given
+        one."""
         assert self._writer is not None
         results = self._writer.run_inline(jobs)
         if results is None:
             return None
         self.inline_groups += 1
-        if self._writer.commits >= CHECKPOINT_COMMITS:
+        if self._writer.checkpoint_due():
             fut = loop.create_future()
             fut.add_done_callback(_retrieved)
             self._writer.submit_many([_Job(_no_op, loop, fut)])

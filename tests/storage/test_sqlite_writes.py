@@ -110,3 +110,32 @@ async def test_the_writer_thread_checkpoints_the_wal(store, tmp_path, monkeypatc
     await writer_idle(store)
     await store.store(msg("after"))
     assert store.inline_groups == 6
+
+
+def wal_frames(db) -> int:
+    """Frames in the WAL, by another connection (a PASSIVE checkpoint reports them)."""
+    conn = sqlite3.connect(db)
+    try:
+        _busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames)
+    finally:
+        conn.close()
+
+
+async def test_large_imports_are_checkpointed_though_they_are_few_commits(store, tmp_path):
+    """An import of thousands of messages is one commit: the WAL is checkpointed by changed
+    rows too, so it is reused instead of holding every import since the last 250 commits
+    (a bulk fill grew it to gigabytes)."""
+    db = tmp_path / "storage.db"
+    batch = 1500
+    sizes = []
+    for b in range(6):
+        items = [msg(f"b{b}-{i}", data=bytes(300)) for i in range(batch)]
+        assert await store.import_messages(items) == batch
+        await writer_idle(store)
+        sizes.append((tmp_path / "storage.db-wal").stat().st_size)
+    assert store._writer is not None and store._writer.commits < S.CHECKPOINT_COMMITS
+    # each import's pages were checkpointed after it and the WAL restarted from its start by
+    # the next: the file stays about one import long (six imports without it)
+    assert sizes[-1] < 2 * sizes[0], sizes
+    assert wal_frames(db) * 4096 <= 2 * sizes[0]
