@@ -51,16 +51,9 @@ class ForwardedWrites:
         if self._behind or not isinstance(body, dict):
             self._hand_on(answer, self.serve(peer, body))
             return
-        try:
-            result = self.rpc.handle_forwarded_now(body)
-        except Exception as e:
-            # Answered as the coroutine path answers what handle_forwarded raises: a refusal
-            # (ValueError, TypeError) with its sentence; anything else is a bug of ours, broad
-            # on purpose (this runs inside the link pump, where an escaped error would leave
-            # the peer unanswered until its timeout): "internal error" to the peer and the
-            # traceback logged by the task, as NodeLinks._serve does.
-            self._hand_on(answer, _reraise(e))
-            return
+        # A refusal (ValueError, TypeError) or a bug raised here is answered by the links'
+        # supervisor of direct handlers as the coroutine path answers it (NodeLinks._serve).
+        result = self.rpc.handle_forwarded_now(body)
         if isinstance(result, dict):
             self.answered_now += 1
             answer.result(result)
@@ -81,9 +74,3 @@ class ForwardedWrites:
     def _one_done(self, task: asyncio.Task[Any]) -> None:
         """A request handed to a coroutine is over (answered, failed or cancelled)."""
         self._behind -= 1
-
-
-async def _reraise(e: Exception) -> Any:
-    """An error met on the direct path, raised where the links answer it (a refusal with its
-    sentence, a bug with "internal error" and its traceback logged)."""
-    raise e

@@ -355,6 +355,11 @@ class Answer:
         return t
 
 
+async def _raising(e: Exception) -> Any:
+    """``e``, raised where :meth:`NodeLinks._serve` answers it."""
+    raise e
+
+
 #: A direct handler: ``handler(peer_x25519_hex, body, answer)``, called on the loop as the
 #: request arrives; it answers through ``answer`` now or later (see :class:`Answer`).
 DirectHandler = Callable[[str, Any, Answer], None]
@@ -528,7 +533,16 @@ class NodeLinks:
             self._reply(route.bytes, _ERROR, rid.bytes, [b"bad msgpack"])
             return
         if direct is not None:
-            direct(peer, obj, Answer(self, route.bytes, rid.bytes, peer))
+            answer = Answer(self, route.bytes, rid.bytes, peer)
+            try:
+                direct(peer, obj, answer)
+            except Exception as e:
+                # The one supervisor of direct handlers (they run here, in the pump, not in a
+                # task): what escapes one is answered as _serve answers an ordinary handler's
+                # (a refusal's sentence; a bug "internal error", its traceback logged with the
+                # task) and the pump goes on with the next message. Were the request already
+                # answered, the peer drops the second answer as late.
+                answer.run(_raising(e))
             return
         assert handler is not None
         self._spawn(self._serve(handler(peer, obj), peer, route.bytes, rid.bytes))

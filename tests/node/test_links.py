@@ -386,6 +386,32 @@ async def test_a_direct_handler_answers_now_or_through_a_coroutine(
         await ask(server.x25519, server.address, KIND_PING, "later", 5.0)
 
 
+async def test_what_a_direct_handler_raises_is_answered_and_the_pump_goes_on(
+    serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A direct handler runs in the pump, not in a task: a refusal it raises reaches the peer
+    as its sentence, a bug as "internal error" (logged with its traceback), and the link keeps
+    serving the requests after it."""
+
+    def direct(peer: str, body: Any, answer: Answer) -> None:
+        if body == "refuse":
+            raise ValueError("not for me now")
+        if body == "bug":
+            raise KeyError("oops")
+        answer.result({"ok": body})
+
+    server = await serve({KIND_PING: _ping})
+    server.links.direct[KIND_PING] = direct
+    ask = client.request
+    with pytest.raises(LinkError, match=r"^not for me now$"):
+        await ask(server.x25519, server.address, KIND_PING, "refuse", 5.0)
+    with caplog.at_level(logging.ERROR):
+        with pytest.raises(LinkError, match=r"^internal error$"):
+            await ask(server.x25519, server.address, KIND_PING, "bug", 5.0)
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+    assert await ask(server.x25519, server.address, KIND_PING, "after", 5.0) == {"ok": "after"}
+
+
 async def test_a_drain_handles_a_bounded_batch_and_goes_on_at_the_next_turn() -> None:
     """A flood queued on a socket is handled DRAIN_BATCH messages per loop turn: a callback
     scheduled behind the drain runs after one batch, not after the whole flood, and the pump
