@@ -6,6 +6,7 @@
   in-process swarm of ``RpcHandler``s (``LocalSwarm``);
 * :mod:`session.testing.mininet`: real nodes in one event loop with a node list the caller
   controls (``MiniNet``).
+* :mod:`session.testing.waits`: ``until``, waiting for a condition (bounded) instead of a time.
 
 Nodes and clients never import this package.
 """

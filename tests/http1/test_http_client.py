@@ -24,6 +24,7 @@ from session.errors import (
 )
 from session.http1.client import HttpClient
 from session.service.tls import client_ssl_context, server_ssl_context
+from session.testing.waits import until
 
 
 @dataclass
@@ -148,14 +149,6 @@ def free_port() -> int:
     port: int = s.getsockname()[1]
     s.close()
     return port
-
-
-async def until(cond: Callable[[], bool]) -> None:
-    for _ in range(500):  # bounded: 5 s at most
-        if cond():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 async def test_sends_the_request_and_reads_a_content_length_answer(serve: Callable) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from session.node.links import KIND_CC, KIND_CC_BATCH, LinkError, NodeLinks
 from session.proto import rpc as P
 from session.storage import SqliteMessageStore
 from session.testing.rpc import LocalSwarm
+from session.testing.waits import until
 
 
 async def _anyone(key: bytes) -> bool:
@@ -34,14 +35,6 @@ def _links(ident: Identity) -> NodeLinks:
         handlers={},
         authorize=_anyone,
     )
-
-
-async def _until(pred: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if pred():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 class _Member:
@@ -145,11 +138,11 @@ async def test_busy_writer_hands_over_to_a_coroutine_in_order(member: _Member) -
     assert writer.busy.acquire(blocking=False)  # the writer thread "runs a batch"
     try:
         first = member.forward(c.store(b"one"))
-        await _until(lambda: member.writes.handed_on == 1)
+        await until(lambda: member.writes.handed_on == 1)
         # writer idle again would not matter: a later write waits behind the first
         second = member.forward(c.store(b"two"))
-        await _until(lambda: member.writes.handed_on == 2)
-        await _until(lambda: member.store.queued_groups > before)
+        await until(lambda: member.writes.handed_on == 2)
+        await until(lambda: member.store.queued_groups > before)
         assert not first.done() and not second.done()
     finally:
         writer.busy.release()
@@ -174,9 +167,9 @@ async def test_a_batch_runs_as_a_coroutine_and_later_writes_wait_behind_it(
     assert writer.busy.acquire(blocking=False)  # the batch's writes wait in the queue
     try:
         batch = member.forward({"r": [c.store(b"b1"), c.store(b"b2")]}, KIND_CC_BATCH)
-        await _until(lambda: member.store.queued_groups > 0)
+        await until(lambda: member.store.queued_groups > 0)
         single = member.forward(c.store(b"after"))
-        await _until(lambda: member.writes.handed_on == 1)  # behind the batch: not direct
+        await until(lambda: member.writes.handed_on == 1)  # behind the batch: not direct
         assert not batch.done() and not single.done()
     finally:
         writer.busy.release()
@@ -203,9 +196,9 @@ async def test_a_fallback_cancelled_before_its_first_step_does_not_keep_writes_b
     member.links.direct[KIND_CC] = serve_then_cancel
     lost: list[Any] = []
     assert member.peer.send_request(member.x25519, member.address, KIND_CC, [1, 2], 10, lost.append)
-    await _until(lambda: member.writes.handed_on == 1)
+    await until(lambda: member.writes.handed_on == 1)
     member.links.direct[KIND_CC] = serve_now
-    await _until(lambda: not member.links._tasks)
+    await until(lambda: not member.links._tasks)
     c = member.swarm.client_in_swarm()
     member.tasks = 0
     member.check_signed(await member.forward(c.store(b"after a cancelled one")))

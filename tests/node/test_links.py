@@ -34,6 +34,7 @@ from session.node.links import (
     pack_body,
     unpack_body,
 )
+from session.testing.waits import until
 
 
 async def _anyone(key: bytes) -> bool:
@@ -47,14 +48,6 @@ def _links(ident: Identity, handlers: dict[bytes, Any], authorize: Any = _anyone
         handlers=handlers,
         authorize=authorize,
     )
-
-
-async def _until(pred: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if pred():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 class _Server:
@@ -155,7 +148,7 @@ async def test_a_handler_bug_is_answered_at_once_and_logged_with_its_traceback(
         def logged() -> list[logging.LogRecord]:
             return [r for r in caplog.records if r.getMessage() == "a link task failed"]
 
-        await _until(lambda: bool(logged()))
+        await until(lambda: bool(logged()))
     exc_info = logged()[0].exc_info
     assert exc_info is not None and isinstance(exc_info[1], RuntimeError)
 
@@ -245,13 +238,13 @@ async def test_a_peer_known_down_fails_at_once_and_is_up_again_when_it_returns(
     assert await client.request(srv.x25519, srv.address, KIND_PING, 1) == {"pong": 1}
     port = int(srv.address.rsplit(":", 1)[1])
     await srv.links.close()
-    await _until(lambda: client.is_down(srv.x25519))
+    await until(lambda: client.is_down(srv.x25519))
     with pytest.raises(LinkUnreachable, match="is down"):
         await client.request(srv.x25519, srv.address, KIND_PING, 2)
     back = _links(srv.ident, {KIND_PING: _ping})
     try:
         await back.start("127.0.0.1", port)
-        await _until(lambda: not client.is_down(srv.x25519))
+        await until(lambda: not client.is_down(srv.x25519))
         assert await client.request(srv.x25519, srv.address, KIND_PING, 3) == {"pong": 3}
     finally:
         await back.close()
@@ -265,7 +258,7 @@ async def test_a_request_waiting_on_a_link_that_is_dropped_fails_cleanly(
     nobody = Identity.generate()
     x = bytes(nobody.x25519_public).hex()
     waiting = asyncio.ensure_future(client.request(x, "tcp://127.0.0.1:9", KIND_PING, 1))
-    await _until(lambda: x in client.peers())
+    await until(lambda: x in client.peers())
     client.disconnect(x)
     with pytest.raises(LinkUnreachable, match="dropped"):
         await waiting
@@ -313,7 +306,7 @@ async def test_send_request_answers_its_callback_and_deadlines_share_one_timer(
     assert send("slow-short", "slow", 0.2)  # sent later, expires first
     assert send("ok", 1, 5.0)
     assert send("refused", "refuse", 5.0)
-    await _until(lambda: len(replies.got) == 4)
+    await until(lambda: len(replies.got) == 4)
     body, bulk = replies.got["ok"]
     assert unpack_body(body, bulk) == {"echo": 1}
     refused = replies.got["refused"]
@@ -432,9 +425,9 @@ async def test_a_drain_handles_a_bounded_batch_and_goes_on_at_the_next_turn() ->
         seen: list[int] = []
         pump.kick()
         loop.call_soon(lambda: seen.append(len(got)))
-        await _until(lambda: bool(seen))
+        await until(lambda: bool(seen))
         assert 0 < seen[0] <= DRAIN_BATCH
-        await _until(lambda: len(got) == flood)
+        await until(lambda: len(got) == flood)
         assert got == list(range(flood))
     finally:
         pump.close()
@@ -461,7 +454,7 @@ async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: A
             )
         answer = await other.request(server.x25519, server.address, KIND_PING, "other", 30)
         assert answer == {"pong": "other"}
-        await _until(lambda: len(replies) == flood)
+        await until(lambda: len(replies) == flood)
         assert sorted(unpack_body(*r)["pong"] for r in replies) == list(range(flood))
     finally:
         await flooder.close()
@@ -494,13 +487,13 @@ async def test_a_reply_callback_that_raises_does_not_stop_the_others(
             assert links.send_request(
                 server.x25519, server.address, KIND_PING, 2, 0.05, replies("a")
             )
-            await _until(lambda: "a" in replies.got)
+            await until(lambda: "a" in replies.got)
             assert isinstance(replies.got["a"], LinkTimeout)
             # the timer is still running: a later request expires too
             assert links.send_request(
                 server.x25519, server.address, KIND_PING, 3, 0.05, replies("b")
             )
-            await _until(lambda: "b" in replies.got)
+            await until(lambda: "b" in replies.got)
             assert isinstance(replies.got["b"], LinkTimeout)
             assert links.send_request(server.x25519, server.address, KIND_PING, 4, 30.0, broken)
             assert links.send_request(

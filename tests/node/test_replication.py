@@ -36,6 +36,7 @@ from session.proto.snodes import ServiceNode
 from session.storage.base import StoredMessage, SyncEntry, Tombstone
 from session.storage.memory import MemoryMessageStore
 from session.swarm import message_hash
+from session.testing.waits import until
 
 SWARM = 0x1000_0000_0000_0000
 OTHER = 0x9000_0000_0000_0000
@@ -547,13 +548,6 @@ async def test_real_links_see_a_peer_go_down_and_come_back():
             handlers=handlers,
             authorize=anyone,
         )
-
-    async def until(pred: Any) -> None:
-        for _ in range(500):
-            if pred():
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("condition not reached")
 
     la, lb = links(a, {}), links(b, {KIND_PING: ping})
     ups: list[str] = []

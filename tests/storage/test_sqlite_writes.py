@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 
 import pytest
 
 import session.storage.sqlite as S
 from session.storage import SqliteMessageStore, StoredMessage
+from session.testing.waits import until
 
 A = "05" + "11" * 32
 
 
 def msg(h: str, data: bytes = b"d") -> StoredMessage:
     return StoredMessage(A, 0, h, data, 1000, 10**13)
-
-
-async def until(pred: Callable[[], bool]) -> None:
-    for _ in range(1000):
-        if pred():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached")
 
 
 async def writer_idle(store: SqliteMessageStore) -> None:
