@@ -35,11 +35,11 @@ passed on as sent: :func:`decode_body` decodes a
 ``Content-Encoding`` for handlers that accept one. A handler that raises is a bug: it is logged
 with its traceback and the client gets 500.
 
-A handler's first step (up to its first wait) runs as its request is parsed, outside any task;
-only a handler that waits goes on in a task. There ``asyncio.current_task()`` is None, so
-``asyncio.timeout()`` and ``asyncio.TaskGroup`` (which need a task) belong after a first wait,
-or in a helper the handler awaits as a task of its own; used in the first step they raise, and
-the client gets 500.
+Each request's handler runs in a task of its own. On Python 3.12 and later it is an eager task
+(:func:`asyncio.eager_task_factory`): its first step, up to its first wait, runs as the request
+is parsed, so an answer that never waits (``info``, a ``retrieve``, an onion layer) costs no
+loop turn, and the handler still has its task (``asyncio.timeout``, ``TaskGroup``). On 3.11 it
+is an ordinary task.
 
 :meth:`Served.close` stops accepting, closes idle connections, lets requests in flight finish
 within the shutdown timeout, then closes what is left.
@@ -53,9 +53,9 @@ import logging
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from http import HTTPStatus
-from typing import NoReturn
+from typing import Any, NoReturn, cast
 
 import httptools
 
@@ -226,37 +226,15 @@ class _Site:
 _Queued = tuple[Request, int, bool] | Refusal
 
 
-class _Waiting:
-    """Awaiting it hands ``waited`` (what a coroutine yielded: a future, or None for one loop
-    turn) to the task running the awaiter, as if the coroutine had yielded it there."""
-
-    __slots__ = ("waited",)
-
-    def __init__(self, waited: object) -> None:
-        self.waited = waited
-
-    def __await__(self) -> Generator[object, None, None]:
-        yield self.waited
+#: asyncio's eager task factory (Python 3.12+), else None (see the module docstring)
+_EAGER = getattr(asyncio, "eager_task_factory", None)
 
 
-async def _resume(coro: Coroutine[object, None, None], waiting: object) -> None:
-    """Run the rest of ``coro``, whose first step ran outside a task and yielded ``waiting``,
-    in the task running this, as if ``coro`` were the task's own: ``coro`` is resumed when
-    ``waiting`` is done, and what the task throws in (the exception of the future it waited
-    for, a cancellation) is thrown into ``coro`` where it waits."""
-    while True:
-        try:
-            await _Waiting(waiting)
-        except BaseException as e:  # not handled here: delivered to coro, as `await` would
-            try:
-                waiting = coro.throw(e)
-            except StopIteration:
-                return
-            continue
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return
+def _start(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """A task running ``coro``: eager where asyncio has eager tasks (its first step runs now)."""
+    if _EAGER is not None:
+        return cast("asyncio.Task[None]", _EAGER(loop, coro))
+    return loop.create_task(coro)
 
 
 class _Connection(Admitted):
@@ -509,19 +487,15 @@ class _Connection(Admitted):
                 self._gate.free_body(reserved)
                 self._write(handler, not keep_alive, request.method == "HEAD")
                 continue
-            # The handler's first step runs here, not in a task of its own: most answers
-            # (info, a retrieve, an onion layer) never wait, and a task costs a loop turn and
-            # two callbacks a request. Only a handler that waits goes on in a task.
-            coro = self._run(handler, request, reserved, keep_alive)
-            try:
-                waiting = coro.send(None)
-            except StopIteration:
-                continue  # answered
-            except Exception as exc:  # what the task below reports as task.exception()
-                self._failed(exc)
-                return
-            self._task = self._loop.create_task(_resume(coro, waiting))
-            self._task.add_done_callback(self._handled)
+            task = _start(self._loop, self._run(handler, request, reserved, keep_alive))
+            if task.done():  # an eager task that never waited: answered, or a bug
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None:
+                    self._failed(exc)
+                    return
+                continue
+            self._task = task
+            task.add_done_callback(self._handled)
         if self._eof and self._task is None and not self._queue:
             self.close()  # the peer sent its last request and every one is answered
             return

@@ -62,6 +62,14 @@ class App:
             value += str(e).encode()
         return http1.Response(200, value)
 
+    async def in_a_task(self, request: http1.Request) -> http1.Response:
+        # what needs a current task (asyncio.timeout, TaskGroup) in the very first step, as
+        # the node's name lookups use a timed registry request before any wait
+        async with asyncio.timeout(5):
+            assert asyncio.current_task() is not None
+            await asyncio.sleep(0)
+        return http1.Response(200, b"in a task")
+
     def failing(self) -> asyncio.Future[None]:
         fut = asyncio.get_running_loop().create_future()
         asyncio.get_running_loop().call_soon(fut.set_exception, LookupError(", caught"))
@@ -84,6 +92,7 @@ class App:
             "/broken-later": {"GET": self.broken_later},
             "/turns": {"GET": self.turns},
             "/hang": {"GET": self.hang},
+            "/in-a-task": {"GET": self.in_a_task},
         }
 
 
@@ -300,6 +309,19 @@ async def test_a_failing_handler_is_a_logged_500(
     status, headers, _ = await read_response(reader)
     assert (status, headers["connection"]) == (500, "close")
     assert any(r.exc_info and bug in str(r.exc_info[1]) for r in caplog.records)
+    writer.close()
+
+
+async def test_a_handler_runs_in_a_task_from_its_first_step(
+    app: tuple[App, http1.Served],
+) -> None:
+    """asyncio.timeout and TaskGroup need a current task: a handler has one from its first
+    step (a first step run outside any task made them raise: a 500)."""
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(b"GET /in-a-task HTTP/1.1\r\nHost: x\r\n\r\n")
+    status, _, body = await read_response(reader)
+    assert (status, body) == (200, b"in a task")
     writer.close()
 
 
