@@ -411,7 +411,12 @@ class _DbThread(threading.Thread):
                     except sqlite3.Error:
                         pass
                 return None
-            return self._run_group(jobs, begun=True)
+            # A group SQLite loses whole is not re-run here (that would wait for the lock with
+            # the writer's busy timeout on the loop's thread): the writer thread re-runs it.
+            try:
+                return self._run_group(jobs, begun=True, rerun=False)
+            except _GroupLost:
+                return None
         finally:
             self.busy.release()
 
@@ -440,7 +445,12 @@ class _DbThread(threading.Thread):
         except BaseException as e:
             return False, self._translate(e)
 
-    def _run_group(self, batch: list[_Job], begun: bool = False) -> list[tuple[bool, Any]]:
+    def _run_group(
+        self, batch: list[_Job], begun: bool = False, rerun: bool = True
+    ) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one transaction (each job in its savepoint). If SQLite loses the
+        group as a whole, each job is re-run alone, or, with ``rerun`` False, :class:`_GroupLost`
+        is raised (nothing was committed: the caller hands the jobs to the writer thread)."""
         conn = self.conn
         assert conn is not None
         if len(batch) == 1:  # its own transaction: no savepoint needed to keep others' work
@@ -472,6 +482,8 @@ class _DbThread(threading.Thread):
                 except sqlite3.Error:
                     pass
         # The group was lost as a whole: re-run each operation alone.
+        if not rerun:
+            raise _GroupLost
         return [self._run_alone(job) for job in batch]
 
     def _run_alone(self, job: _Job, begun: bool = False) -> tuple[bool, Any]:
@@ -673,8 +685,9 @@ class SqliteMessageStore(MessageStore):
         self._inline_deadline = time.perf_counter() + INLINE_READ_BUDGET_S
         try:
             value = fn(conn)
-        except sqlite3.OperationalError as e:
-            # (the extended code: SQLITE_BUSY_RECOVERY while the wal-index is being rebuilt)
+        except sqlite3.Error as e:
+            # interrupted, or locked out (by the primary code: SQLITE_BUSY_RECOVERY while the
+            # wal-index is being rebuilt is a busy too): handed on below; anything else fails
             code = getattr(e, "sqlite_errorcode", None) or 0
             if code & 0xFF not in (
                 sqlite3.SQLITE_INTERRUPT,
@@ -682,8 +695,6 @@ class SqliteMessageStore(MessageStore):
                 sqlite3.SQLITE_LOCKED,
             ):
                 raise StorageError(f"database error: {e}") from e
-        except sqlite3.Error as e:
-            raise StorageError(f"database error: {e}") from e
         else:
             self.inline_reads += 1
             return value

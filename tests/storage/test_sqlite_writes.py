@@ -131,3 +131,23 @@ async def test_large_imports_are_checkpointed_though_they_are_few_commits(store,
     # the next: the file stays about one import long (six imports without it)
     assert sizes[-1] < 2 * sizes[0], sizes
     assert wal_frames(db) * 4096 <= 2 * sizes[0]
+
+
+async def test_a_group_lost_whole_on_the_loop_thread_is_rerun_by_the_writer(store):
+    """SQLite may roll a whole transaction back (SQLITE_FULL, an I/O error): an inline group it
+    loses is handed to the writer thread, which re-runs each write alone, rather than re-run
+    on the loop's thread, where a write waits for the lock with the writer's busy timeout."""
+
+    def lost(conn: sqlite3.Connection) -> None:
+        conn.execute("ROLLBACK")  # what SQLite does to the transaction on such an error
+        raise sqlite3.OperationalError("database or disk is full")
+
+    await writer_idle(store)
+    kept, gone = await asyncio.gather(
+        store.store(msg("kept")), store._write(lost, small=True), return_exceptions=True
+    )
+    assert not isinstance(kept, BaseException) and kept.new
+    assert isinstance(gone, S.StorageError)
+    assert (store.inline_groups, store.queued_groups) == (0, 1)
+    got, _ = await store.retrieve(A, max_count=10)
+    assert [m.hash for m in got] == ["kept"]
