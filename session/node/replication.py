@@ -65,6 +65,9 @@ log = logging.getLogger("session.node.replication")
 
 #: Bytes of message data per bulk push (kept under the link's 10 MiB message cap).
 PUSH_BATCH_BYTES = 4 * 1024 * 1024
+#: accounts offered to one ``export_part`` call (a window, not the rest of the list: copying
+#: the rest for every part made a handoff of many accounts quadratic)
+EXPORT_WINDOW = 1024
 #: How long a client's write waits for the other members before answering without them.
 FORWARD_DEADLINE = 1.0
 #: How long a forwarded write may take in the background before the member counts as down.
@@ -440,7 +443,9 @@ class SwarmHandoff:
             owners = [o for o in await self.store.owners() if self.mine(o)]
             copied, i, ok = 0, 0, True
             while ok and i < len(owners):
-                msgs, k = await self.store.export_part(owners[i:], PUSH_BATCH_BYTES)
+                msgs, k = await self.store.export_part(
+                    owners[i : i + EXPORT_WINDOW], PUSH_BATCH_BYTES
+                )
                 ok = await self._push(node, _records(msgs)) is not None
                 copied += len(msgs)
                 i += k
@@ -460,7 +465,7 @@ class SwarmHandoff:
         failed_owners: set[str] = set()
         i = 0
         while i < len(gone):
-            msgs, k = await self.store.export_part(gone[i:], PUSH_BATCH_BYTES)
+            msgs, k = await self.store.export_part(gone[i : i + EXPORT_WINDOW], PUSH_BATCH_BYTES)
             i += k
             by_swarm: dict[int, list[Any]] = {}
             for m in msgs:
