@@ -52,7 +52,13 @@ def thread_clocks() -> dict[int, int]:
 
 async def measure(nodes_json: Path, messages: int, every: int, warmup: int) -> dict[str, Any]:
     """Send and receive ``warmup`` messages unmeasured, then ``messages`` measured."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-clientcpu-"))
+    with tempfile.TemporaryDirectory(prefix="bench-clientcpu-") as tmp:
+        return await _measure(Path(tmp), nodes_json, messages, every, warmup)
+
+
+async def _measure(
+    tmp: Path, nodes_json: Path, messages: int, every: int, warmup: int
+) -> dict[str, Any]:
     clients = []
     for i in range(2):
         c = Client(tmp / f"c{i}", nodes_json, background=False, rng=random.Random(i + 7))

@@ -27,9 +27,9 @@ A layer relayed from node to node (the hot path: :meth:`OnionRouter.serve_link_n
 links' direct handler for ``onion``) runs without a task, a future or a timer of its own: the
 peel result goes to a callback, the frame to the next node with
 :meth:`~session.node.links.NodeLinks.send_request`, and the next node's reply, checked, goes
-back to the previous node as it came (no unpacking and packing again). Anything else (a layer
-for this node, a proxy request, an error, a next node not connected yet) continues as a
-coroutine like a layer that came over HTTPS.
+back to the previous node as it came (unpacked only to check its shape, never packed again).
+Anything else (a layer for this node, a proxy request, an error, a next node not connected
+yet) continues as a coroutine like a layer that came over HTTPS.
 """
 
 from __future__ import annotations
