@@ -706,10 +706,9 @@ class NodeLinks:
                 waiter.set_exception(LinkError(body.decode("utf-8", "replace")))
             return
         self._answered(peer)  # a reply, even an error reply: the peer is alive
-        if tag == _REPLY:
-            waiter((body, bulk))
-        else:
-            waiter(LinkError(body.decode("utf-8", "replace")))
+        _call_back(
+            waiter, (body, bulk) if tag == _REPLY else LinkError(body.decode("utf-8", "replace"))
+        )
 
     # ------------------------------------------------------------------ deadlines
     def _wait(self, n: int, waiter: asyncio.Future[Any] | OnReply, peer: str, limit: float) -> None:
@@ -881,8 +880,15 @@ def _fail(waiter: asyncio.Future[Any] | OnReply, e: LinkError) -> None:
         if not waiter.done():
             waiter.set_exception(e)
         return
+    _call_back(waiter, e)
+
+
+def _call_back(callback: OnReply, outcome: Any) -> None:
+    """Give a request's reply callback its outcome (the reply, or the error). The one guard of
+    reply callbacks, on every path that calls them (a reply, the deadline timer, closing): one
+    that raises is logged and contained, so the pump, the timer and close go on."""
     try:
-        waiter(e)
+        callback(outcome)
     except Exception as bug:
         # Bug guard, deliberately broad: a reply callback is our own code (the relay's), so
         # only a bug of ours lands here, and what it raises is not known in advance. Logged

@@ -509,3 +509,25 @@ async def test_a_reply_callback_that_raises_does_not_stop_the_others(
     finally:
         await links.close()
         release.set()
+
+
+async def test_a_reply_callback_that_raises_on_a_reply_leaves_the_link_serving(
+    serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard covers a callback given a real reply too (not only the timer's and close's
+    errors): logged without its message, and the replies after it still reach theirs."""
+
+    def broken(reply: Any) -> None:
+        raise RuntimeError("secret request bytes")
+
+    server = await serve({KIND_PING: _ping})
+    await client.request(server.x25519, server.address, KIND_PING, 0, 5.0)  # connected
+    replies = _Replies()
+    with caplog.at_level(logging.DEBUG):
+        assert client.send_request(server.x25519, server.address, KIND_PING, 1, 5.0, broken)
+        assert client.send_request(server.x25519, server.address, KIND_PING, 2, 5.0, replies("a"))
+        await until(lambda: "a" in replies.got)
+    assert not isinstance(replies.got["a"], BaseException)
+    bugs = [r for r in caplog.records if "reply callback failed" in r.getMessage()]
+    assert len(bugs) == 1 and "RuntimeError" in bugs[0].getMessage()
+    assert not any("secret" in r.getMessage() or r.exc_info for r in caplog.records)
