@@ -62,10 +62,10 @@ import httptools
 from session.service.accept import (
     DEFAULT_MAX_BODY,
     Admitted,
-    ConnectionStats,
     Gate,
     Listener,
     Refusal,
+    ServedSite,
     listening_socket,
 )
 from session.service.config import ConnectionLimits
@@ -211,14 +211,11 @@ class _Stop(Exception):
 
 
 class _Site:
-    """What the connections of one site share: routes, gate, and the open connections."""
+    """What the connections of one site share: routes and gate (which counts them)."""
 
     def __init__(self, routes: Routes, gate: Gate) -> None:
         self.routes = routes
         self.gate = gate
-        self.connections: set[_Connection] = set()
-        self.all_closed = asyncio.Event()
-        self.all_closed.set()
 
 
 # A queued item: a complete request (with its body reservation and keep-alive), or a refusal
@@ -242,13 +239,10 @@ class _Connection(Admitted):
     limits, and answers in order."""
 
     def __init__(self, site: _Site, ip: str) -> None:
+        super().__init__(site.gate, ip)
         self._site = site
-        self._gate = site.gate
         self._limits = site.gate.limits
-        self._ip = ip
-        self._counted = True
         self._tls = site.gate.ssl_context is not None
-        self._transport: asyncio.Transport | None = None
         self._parser = httptools.HttpRequestParser(self)
         self._loop = asyncio.get_running_loop()
         # the request being parsed
@@ -281,8 +275,6 @@ class _Connection(Admitted):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
-        site.connections.add(self)
-        site.all_closed.clear()
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, base: asyncio.BaseTransport) -> None:
@@ -647,26 +639,16 @@ class _Connection(Admitted):
             self._transport.close()
 
     def abort(self) -> None:
-        """Close now (and stop counting the connection)."""
+        """Close now, cancelling the handler in hand (and stop counting the connection)."""
         if self._task is not None:
             self._task.cancel()
-        if self._transport is not None:
-            self._transport.abort()
-        self.release()
+        super().abort()
 
-    def release(self) -> None:
-        """Stop counting this connection (idempotent)."""
+    def _forget(self) -> None:
         for timer in (self._idle_timer, self._header_timer, self._body_timer):
             if timer is not None:
                 timer.cancel()
         self._idle_timer = self._header_timer = self._body_timer = None
-        if self._counted:
-            self._counted = False
-            self._gate.release(self._ip)
-            site = self._site
-            site.connections.discard(self)
-            if not site.connections:
-                site.all_closed.set()
 
 
 def _retry(refusal: Refusal) -> dict[str, str] | None:
@@ -679,38 +661,17 @@ def _parser_reason(e: httptools.HttpParserError) -> str:
     return text or "not HTTP/1.1"
 
 
-class Served:
+class Served(ServedSite):
     """A running site: the port it listens on, its counters, and :meth:`close`."""
 
     def __init__(self, listener: Listener, site: _Site, shutdown_timeout: float) -> None:
+        super().__init__(site.gate, listener.port, shutdown_timeout)
         self._listener = listener
         self._site = site
-        self._shutdown_timeout = shutdown_timeout
-        self.port = listener.port
 
-    @property
-    def stats(self) -> ConnectionStats:
-        return self._site.gate.stats
-
-    @property
-    def inflight_body_bytes(self) -> int:
-        return self._site.gate.body_bytes
-
-    async def close(self) -> None:
-        """Stop listening; requests being handled get the shutdown timeout to be answered,
-        then connections still open are closed."""
+    async def _stop_accepting(self) -> None:
         self._listener.close()
         await self._listener.wait_closed()
-        site = self._site
-        for conn in list(site.connections):
-            conn.shutdown()
-        try:
-            async with asyncio.timeout(self._shutdown_timeout):
-                await site.all_closed.wait()
-        except TimeoutError:
-            log.warning("closing: %d requests were still being handled", len(site.connections))
-        for conn in list(site.connections):
-            conn.abort()
 
 
 async def serve(

@@ -1,15 +1,19 @@
 """Accepting connections for every service site, whichever HTTP server parses the requests
 (:mod:`session.service.server` on aiohttp, :mod:`session.http1.server` for the node): counting
 connections against the caps before any TLS work, the TLS handshake deadline, and the in-flight
-request-body budget. Imports nothing heavier than asyncio, so the node's lean site uses it too.
+request-body budget, and closing a site. Imports nothing heavier than asyncio, so the node's
+lean site uses it too.
 
-* :class:`Gate` — one site's shared state: open connections per address
+* :class:`Gate` — one site's shared state: open connections, all and per address
   (``max_connections``, ``max_connections_per_address``), the body budget
   (``max_inflight_body_bytes``, ``max_body``) and the :class:`ConnectionStats` counters.
 * :class:`Listener` — the listening socket and its accept loop: a connection is counted (or
   closed at once when over a cap) from its address, then handed to the loop with the TLS
   handshake deadline (``loop.connect_accepted_socket``); the protocol built for it is told to
   :meth:`~Admitted.release` its place when it ends or never starts.
+* :class:`ServedSite` — a running site (either server's ``Served``): its port, its counters,
+  and the one shutdown sequence: stop accepting, let requests in hand be answered within the
+  shutdown timeout (:meth:`Gate.close_connections`), then close what is left.
 """
 
 from __future__ import annotations
@@ -59,16 +63,45 @@ BODY_TIMEOUT = Refusal(408, "Request body was not received in time")
 
 
 class Admitted(asyncio.Protocol, abc.ABC):
-    """The protocol of an admitted connection: :class:`Listener` calls :meth:`release` when
-    the connection never starts (a failed handshake); the protocol calls it when it ends."""
+    """The protocol of an admitted connection, counted in its site's :class:`Gate` from accept
+    to :meth:`release`: :class:`Listener` calls it when the connection never starts (a failed
+    handshake), the protocol when it ends. A subclass sets ``_transport`` when the connection
+    is made and says in :meth:`_forget` what a released connection lets go of."""
+
+    def __init__(self, gate: Gate, ip: str) -> None:
+        self._gate = gate
+        self._ip = ip
+        self._counted = True
+        self._transport: asyncio.Transport | None = None
+        gate.connections.add(self)
+        gate.all_closed.clear()
 
     @abc.abstractmethod
+    def _forget(self) -> None:
+        """Cancel the connection's timers and drop what it holds (every release calls it)."""
+
+    def shutdown(self) -> None:
+        """The site is closing and has stopped reading requests: close now. (A server whose
+        connections finish the request in hand first overrides this.)"""
+        self.abort()
+
+    def abort(self) -> None:
+        """Close now (and stop counting the connection)."""
+        if self._transport is not None:
+            self._transport.abort()
+        self.release()
+
     def release(self) -> None:
         """Give the connection's place back to the gate (idempotent)."""
+        self._forget()
+        if self._counted:
+            self._counted = False
+            self._gate.release(self, self._ip)
 
 
 class Gate:
-    """The shared state of one site: open connections per address, the body budget."""
+    """The shared state of one site: the open connections (all, and per address), the body
+    budget."""
 
     def __init__(
         self, limits: ConnectionLimits, max_body: int, ssl_context: ssl.SSLContext | None
@@ -81,6 +114,9 @@ class Gate:
         self.stats = ConnectionStats()
         self.per_address: dict[str, int] = {}
         self.body_bytes = 0
+        self.connections: set[Admitted] = set()
+        self.all_closed = asyncio.Event()  # set while no connection is open
+        self.all_closed.set()
 
     # -- connections --------------------------------------------------------------------
     def admit(self, ip: str) -> bool:
@@ -96,13 +132,31 @@ class Gate:
         self.stats.open += 1
         return True
 
-    def release(self, ip: str) -> None:
+    def release(self, conn: Admitted, ip: str) -> None:
+        """Stop counting ``conn`` (from ``ip``): :meth:`Admitted.release` calls this once."""
         n = self.per_address.get(ip, 0) - 1
         if n > 0:
             self.per_address[ip] = n
         else:
             self.per_address.pop(ip, None)
         self.stats.open -= 1
+        self.connections.discard(conn)
+        if not self.connections:
+            self.all_closed.set()
+
+    async def close_connections(self, timeout: float) -> None:
+        """Once the site has stopped accepting: each open connection is told to shut down
+        (:meth:`Admitted.shutdown`), those answering a request get ``timeout`` seconds to end,
+        then what is still open is closed."""
+        for conn in list(self.connections):
+            conn.shutdown()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.all_closed.wait()
+        except TimeoutError:
+            log.warning("closing: %d requests were still being handled", len(self.connections))
+        for conn in list(self.connections):
+            conn.abort()
 
     # -- request bodies -----------------------------------------------------------------
     def reserve_body(self, want: int) -> Refusal | None:
@@ -131,6 +185,34 @@ class Gate:
     def body_timed_out(self) -> Refusal:
         self.stats.body_timeouts += 1
         return BODY_TIMEOUT
+
+
+class ServedSite(abc.ABC):
+    """A running site, whichever server parses its requests: the port it listens on, its
+    counters, and :meth:`close`."""
+
+    def __init__(self, gate: Gate, port: int, shutdown_timeout: float) -> None:
+        self._gate = gate
+        self.port = port
+        self._shutdown_timeout = shutdown_timeout
+
+    @property
+    def stats(self) -> ConnectionStats:
+        return self._gate.stats
+
+    @property
+    def inflight_body_bytes(self) -> int:
+        return self._gate.body_bytes
+
+    @abc.abstractmethod
+    async def _stop_accepting(self) -> None:
+        """Stop listening (and whatever the server does itself when it closes)."""
+
+    async def close(self) -> None:
+        """Stop listening; requests being handled get the shutdown timeout to be answered,
+        then connections still open (idle, or in their TLS handshake) are closed."""
+        await self._stop_accepting()
+        await self._gate.close_connections(self._shutdown_timeout)
 
 
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
@@ -230,5 +312,6 @@ __all__ = [
     "Gate",
     "Listener",
     "Refusal",
+    "ServedSite",
     "listening_socket",
 ]

@@ -49,6 +49,7 @@ from session.service.accept import (
     Gate,
     Listener,
     Refusal,
+    ServedSite,
     listening_socket,
 )
 from session.service.config import ConnectionLimits
@@ -102,14 +103,13 @@ async def body_pieces(request: web.Request) -> AsyncIterator[bytes]:
 
 
 class _Gate(Gate):
-    """A site's :class:`~session.service.accept.Gate`, plus the connections open and the
-    aiohttp request handler of each (for the header timer)."""
+    """A site's :class:`~session.service.accept.Gate`, plus the connection of each aiohttp
+    request handler (for the header timer)."""
 
     def __init__(
         self, limits: ConnectionLimits, max_body: int, ssl_context: ssl.SSLContext | None
     ) -> None:
         super().__init__(limits, max_body, ssl_context)
-        self.connections: set[_Connection] = set()
         self.by_handler: dict[RequestHandler, _Connection] = {}
 
     # -- request bodies -----------------------------------------------------------------
@@ -189,16 +189,14 @@ class _Connection(Admitted):
     """One admitted connection (already counted by the gate, TLS already done): a header timer,
     and every event passed on to aiohttp's request handler."""
 
+    _gate: _Gate
+
     def __init__(self, gate: _Gate, make_handler: Callable[[], RequestHandler], ip: str) -> None:
-        self._gate = gate
+        super().__init__(gate, ip)
         self._make_handler = make_handler
-        self._ip = ip
-        self._counted = True
-        self._transport: asyncio.Transport | None = None
         self._handler: RequestHandler | None = None
         self._busy = False  # a request's head was received and its handler has not finished
         self._header_timer: asyncio.TimerHandle | None = None
-        gate.connections.add(self)
 
     # -- asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, base: asyncio.BaseTransport) -> None:
@@ -256,23 +254,12 @@ class _Connection(Admitted):
         log.debug("connection closed: request headers not received in time")
         self.abort()
 
-    def abort(self) -> None:
-        """Close the connection now (and stop counting it)."""
-        if self._transport is not None:
-            self._transport.abort()
-        self.release()
-
-    def release(self) -> None:
-        """Stop counting this connection (idempotent)."""
+    def _forget(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
         if self._handler is not None:
             self._gate.by_handler.pop(self._handler, None)
-        if self._counted:
-            self._counted = False
-            self._gate.connections.discard(self)
-            self._gate.release(self._ip)
 
 
 class _GuardedSite(web.BaseSite):
@@ -304,29 +291,20 @@ class _GuardedSite(web.BaseSite):
         return int(sockets[0].getsockname()[1]) if sockets else self._port
 
 
-class Served:
+class Served(ServedSite):
     """A running site: the port it listens on, its counters, and :meth:`close`."""
 
-    def __init__(self, runner: web.AppRunner, site: _GuardedSite, gate: _Gate) -> None:
+    def __init__(
+        self, runner: web.AppRunner, site: _GuardedSite, gate: _Gate, shutdown_timeout: float
+    ) -> None:
+        super().__init__(gate, site.bound_port(), shutdown_timeout)
         self.runner = runner
         self.site = site
-        self.port = site.bound_port()
-        self._gate = gate
 
-    @property
-    def stats(self) -> ConnectionStats:
-        return self._gate.stats
-
-    @property
-    def inflight_body_bytes(self) -> int:
-        return self._gate.body_bytes
-
-    async def close(self) -> None:
-        """Stop listening; in-flight requests get the runner's shutdown timeout to finish,
-        then connections still open (idle, or in their TLS handshake) are closed."""
+    async def _stop_accepting(self) -> None:
+        """aiohttp's runner stops listening and gives the requests in flight the shutdown
+        timeout; the connections it leaves are closed at once (:meth:`Admitted.shutdown`)."""
         await self.runner.cleanup()
-        for conn in list(self._gate.connections):
-            conn.abort()
 
 
 async def serve(
@@ -361,7 +339,7 @@ async def serve(
     except OSError:
         await runner.cleanup()
         raise
-    return Served(runner, site, gate)
+    return Served(runner, site, gate, shutdown_timeout)
 
 
 @contextlib.asynccontextmanager

@@ -499,7 +499,8 @@ async def test_thousands_of_requests_in_one_read_are_parsed_as_the_queue_drains(
     writer.write(b"GET /slow HTTP/1.1\r\n\r\n" + b"GET /echo HTTP/1.1\r\n\r\n" * n)
     async with asyncio.timeout(BOUND):
         await a.started.wait()
-    (conn,) = served._site.connections  # what this bounds is not visible on the wire
+    (conn,) = served._site.gate.connections  # what this bounds is not visible on the wire
+    assert isinstance(conn, http1._Connection)
     assert len(conn._queue) < 300  # MAX_PIPELINED + one 4 KiB piece of 22-byte requests
     a.release.set()
     assert (await read_response(reader))[::2] == (200, b"slow done")

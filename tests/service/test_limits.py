@@ -82,17 +82,20 @@ async def site(
         tls: Path | None = None,
         max_body: int = 600,
         release: asyncio.Event | None = None,
+        shutdown_timeout: float = BOUND,
     ) -> Served | http1.Served:
         ctx = server_ssl_context(tls) if tls else None
         served: Served | http1.Served
         if request.param == "aiohttp":
             served = await serve(
-                app(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx
-            )
+                app(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx,
+                shutdown_timeout=shutdown_timeout,
+            )  # fmt: skip
         else:
             served = await http1.serve(
-                routes(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx
-            )
+                routes(release), "127.0.0.1", 0, limits=limits, max_body=max_body, ssl_context=ctx,
+                shutdown_timeout=shutdown_timeout,
+            )  # fmt: skip
         started.append(served)
         return served
 
@@ -195,6 +198,43 @@ async def test_slow_tls_handshake_is_cut(site, tmp_path: Path) -> None:  # type:
     out = await request(served.port, GET, tls=True)
     assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"hello")
     await wait_until(lambda: served.stats.open == 0)  # TLS connections are released too
+
+
+async def test_close_lets_the_request_in_flight_finish(site, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Closing a site closes idle connections and those still in their TLS handshake at once,
+    stops accepting, and answers the request being handled before closing its connection."""
+    release = asyncio.Event()
+    served = await site(BASE, tls=tmp_path, release=release)
+    busy_reader, busy = await connect(served.port, tls=True)
+    idle_reader, idle = await connect(served.port, tls=True)
+    shaking_reader, shaking = await connect(served.port)  # plain TCP: no ClientHello ever comes
+    busy.write(post(4, b"hold"))
+    await wait_until(lambda: served.inflight_body_bytes == 4 and served.stats.open == 3)
+    closing = asyncio.ensure_future(served.close())
+    assert await closed_by_server(idle_reader) == b""
+    assert await closed_by_server(shaking_reader) == b""
+    with pytest.raises(OSError):
+        await connect(served.port)
+    assert not closing.done()
+    release.set()
+    assert (await response(busy_reader)).endswith(b"got 4")
+    async with asyncio.timeout(BOUND):
+        await closing
+    assert served.stats.open == 0 and served.inflight_body_bytes == 0
+    for w in (busy, idle, shaking):
+        w.close()
+
+
+async def test_close_cuts_a_request_that_outlasts_the_shutdown_timeout(site) -> None:  # type: ignore[no-untyped-def]
+    served = await site(BASE, release=asyncio.Event(), shutdown_timeout=SHORT)
+    reader, writer = await connect(served.port)
+    writer.write(post(4, b"hold"))  # never released
+    await wait_until(lambda: served.inflight_body_bytes == 4)
+    async with asyncio.timeout(BOUND):
+        await served.close()
+    assert await closed_by_server(reader) == b""
+    assert served.stats.open == 0
+    writer.close()
 
 
 async def test_per_address_cap_refuses_the_next_connection(site) -> None:  # type: ignore[no-untyped-def]
