@@ -86,6 +86,8 @@ class _Family(abc.ABC, Generic[C]):
 
     kind = ""
     suffix = ""  # added to the name in HELP/TYPE lines (a counter's "_total", an info's "_info")
+    #: The suffix is taken off a name given with it (a counter named "x_total" is "x").
+    trims_suffix = False
 
     def __init__(
         self,
@@ -95,6 +97,8 @@ class _Family(abc.ABC, Generic[C]):
         *,
         registry: Registry | None = None,
     ) -> None:
+        if self.trims_suffix:
+            name = name.removesuffix(self.suffix)
         _check_name(name)
         for label in labelnames:
             _check_name(label)
@@ -131,6 +135,8 @@ class _Family(abc.ABC, Generic[C]):
         return self._children[()]
 
     def _label_text(self, key: tuple[str, ...], extra: str = "") -> str:
+        """The ``{...}`` of a sample: the series' labels, then ``extra`` (already written
+        pairs, e.g. a bucket's ``le``); nothing when there are none."""
         pairs = [f'{n}="{escape_label(v)}"' for n, v in zip(self.labelnames, key, strict=True)]
         if extra:
             pairs.append(extra)
@@ -167,16 +173,7 @@ class Counter(_Family[CounterValue]):
 
     kind = "counter"
     suffix = "_total"
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str] = (),
-        *,
-        registry: Registry | None = None,
-    ) -> None:
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry=registry)
+    trims_suffix = True
 
     def _new_child(self) -> CounterValue:
         return CounterValue()
@@ -329,10 +326,8 @@ class Info(_Family[InfoValue]):
         self._only().info(pairs)
 
     def _samples(self, out: list[str], key: tuple[str, ...], child: InfoValue) -> None:
-        pairs = [f'{n}="{escape_label(v)}"' for n, v in zip(self.labelnames, key, strict=True)]
-        pairs += [f'{k}="{escape_label(v)}"' for k, v in child.pairs.items()]
-        labels = "{" + ",".join(pairs) + "}" if pairs else ""
-        out.append(f"{self.name}_info{labels} 1.0\n")
+        own = ",".join(f'{k}="{escape_label(v)}"' for k, v in child.pairs.items())
+        out.append(f"{self.name}_info{self._label_text(key, own)} 1.0\n")
 
 
 __all__ = [

@@ -104,6 +104,31 @@ def test_histogram_buckets_sum_and_count() -> None:
     assert onion[("app_seconds_sum", None)] == pytest.approx(0.2)
 
 
+def test_labels_of_an_info_and_a_counter_named_with_total() -> None:
+    """An info's own labels come before its pairs; an info with neither has no braces; a
+    counter named ``x_total`` is exposed as ``x_total`` (not ``x_total_total``)."""
+    r = m.Registry()
+    m.Counter("app_done_total", "Done", registry=r).inc()
+    m.Info("app_build", "Build", ["part"], registry=r).labels("core").info({"v": "1", "w": "2"})
+    m.Info("app_empty", "Nothing yet", registry=r)
+    assert r.render().decode().splitlines() == [
+        "# HELP app_done_total Done",
+        "# TYPE app_done_total counter",
+        "app_done_total 1.0",
+        "# HELP app_build_info Build",
+        "# TYPE app_build_info gauge",
+        'app_build_info{part="core",v="1",w="2"} 1.0',
+        "# HELP app_empty_info Nothing yet",
+        "# TYPE app_empty_info gauge",
+        "app_empty_info 1.0",
+    ]
+    assert set(samples(r)) == {
+        ("app_done_total", ()),
+        ("app_build_info", (("part", "core"), ("v", "1"), ("w", "2"))),
+        ("app_empty_info", ()),
+    }
+
+
 def test_misuse_is_refused() -> None:
     r = m.Registry()
     c = m.Counter("app_x", "X", ["a"], registry=r)
