@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote
 
-from aiohttp import web
-
 from session.blinding import verify_blinded
 from session.community.auth import AuthError, authenticate
 from session.community.config import CommunityConfig, LimitsConfig, max_request_body
@@ -48,15 +46,14 @@ from session.community.store import (
     keys_for_id,
     member_key,
 )
-from session.errors import InvalidInput, InvalidSignature, StorageError, StorageFull
+from session.errors import InvalidInput, InvalidSignature, StorageError
 from session.http1 import server as http1
 from session.identity import Identity
-from session.node import keys
 from session.service.admin import admin_routes
 from session.service.metrics import Counter, Gauge, Registry
-from session.service.onion import Routes, V4Request, V4Response
+from session.service.onion import Routes, V4Request, V4Response, store_failed
 from session.service.server import Served
-from session.service.site import run_standalone, start_site
+from session.service.site import load_site_identity, raw_bodies_only, run_standalone, start_site
 from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.community")
@@ -295,16 +292,11 @@ class CommunityService:
             return V4Response.error(429, str(e))
         except TooLarge as e:
             return V4Response.error(413, str(e))
-        except StorageFull as e:
-            return V4Response.error(507, str(e))
         except sqlite3.Error as e:
             log.error("community database failed: %s", type(e).__name__)
             return V4Response.error(503, "the community server cannot store this right now")
-        except OSError as e:
-            log.error("community file store I/O failed: %s", e.strerror)
-            return V4Response.error(503, "the community server cannot store files right now")
-        except StorageError as e:
-            return V4Response.error(503, str(e))
+        except (StorageError, OSError) as e:
+            return store_failed(e, "community server", log)
 
     def _room(self, req: V4Request, user: User | None) -> tuple[Room, Perms]:
         """The request's room and the member's permissions there (a missing permission is
@@ -1022,10 +1014,9 @@ def _each(rooms: list[Room] | None) -> list[Room | None]:
 
 def load_identity(cfg: CommunityConfig) -> Identity:
     """The server's key (``data_dir/keys/ed25519.key``; its X25519 key, derived, is the
-    ``public_key`` of join URLs and what members blind with), created if missing."""
-    if keys.key_path(cfg.data_dir).exists():
-        keys.check_permissions(keys.key_path(cfg.data_dir))
-    return keys.load_or_generate(cfg.data_dir)
+    ``public_key`` of join URLs and what members blind with), created if missing
+    (:func:`~session.service.site.load_site_identity`)."""
+    return load_site_identity(cfg.data_dir)
 
 
 def open_store(cfg: CommunityConfig) -> CommunityStore:
@@ -1068,13 +1059,8 @@ async def _sweep_forever(service: CommunityService, interval: float) -> None:
         await asyncio.sleep(interval)
 
 
-@web.middleware
-async def _raw_bodies_only(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Refuse a ``Content-Encoding``: signatures cover the body as sent."""
-    coding = request.headers.get("Content-Encoding", "").strip().lower()
-    if coding not in ("", "identity"):
-        return web.Response(status=400, text="drop the Content-Encoding header: bodies are raw")
-    return await handler(request)
+#: Signatures cover the body as sent.
+_raw_bodies_only = raw_bodies_only("drop the Content-Encoding header: bodies are raw")
 
 
 async def start(cfg: CommunityConfig) -> RunningCommunity:

@@ -16,25 +16,23 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from aiohttp import web
 
-from session.errors import InvalidInput, StorageError, StorageFull
+from session.errors import InvalidInput, StorageError
 from session.fileserver.config import FileServerConfig, max_request_body
 from session.fileserver.store import FileInfo, FileNotFound, FileStore, FileTooLarge
 from session.identity import Identity
-from session.node import keys
-from session.service.onion import Routes, V4Request, V4Response
+from session.service.onion import Routes, V4Request, V4Response, store_failed
 from session.service.server import Served, body_pieces, streams_body
-from session.service.site import run_standalone, start_site
+from session.service.site import load_site_identity, raw_bodies_only, run_standalone, start_site
 from session.service.tasks import cancel_and_wait, on_worker_exclusive, spawn
 
 log = logging.getLogger("session.fileserver")
 T = TypeVar("T")
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _ttl(req: V4Request, default: int, cap: int) -> int:
@@ -79,15 +77,10 @@ class FileService:
             return await on_worker_exclusive(self._lock, fn)
         except FileTooLarge as e:
             return V4Response.error(413, str(e))
-        except StorageFull as e:
-            return V4Response.error(507, str(e))
         except FileNotFound as e:
             return V4Response.error(404, str(e))
-        except OSError as e:
-            log.error("file store I/O failed: %s", e.strerror)
-            return V4Response.error(503, "the file server cannot store files right now")
-        except StorageError as e:
-            return V4Response.error(503, str(e))
+        except (StorageError, OSError) as e:
+            return store_failed(e, "file server", log)
 
     async def _upload(self, blob: bytes, ttl: int) -> V4Response | tuple[str, float]:
         return await self._commit(lambda: self.store.put(blob, ttl))
@@ -183,24 +176,15 @@ class FileService:
         return got if isinstance(got, int) else 0
 
 
-@web.middleware
-async def _raw_bodies_only(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Refuse a ``Content-Encoding``: blobs are stored exactly as sent (aiohttp's own
-    decompression is off, so a body that is not what its header says cannot fail inside it)."""
-    coding = request.headers.get("Content-Encoding", "").strip().lower()
-    if coding not in ("", "identity"):
-        return web.Response(
-            status=400, text="the file server takes raw bytes: drop the Content-Encoding header"
-        )
-    return await handler(request)
+#: Blobs are stored exactly as sent.
+_raw_bodies_only = raw_bodies_only(
+    "the file server takes raw bytes: drop the Content-Encoding header"
+)
 
 
 def load_identity(cfg: FileServerConfig) -> Identity:
-    """The server's key (``data_dir/keys/ed25519.key``, the node's key-file format; its X25519
-    onion key is derived from it), created if missing; an exposed key file is refused."""
-    if keys.key_path(cfg.data_dir).exists():
-        keys.check_permissions(keys.key_path(cfg.data_dir))
-    return keys.load_or_generate(cfg.data_dir)
+    """The server's key (:func:`~session.service.site.load_site_identity`)."""
+    return load_site_identity(cfg.data_dir)
 
 
 @dataclass

@@ -20,6 +20,7 @@ matches one path segment.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from aiohttp import web
 
 from session import onion
-from session.errors import InvalidInput, OnionError
+from session.errors import InvalidInput, OnionError, StorageError, StorageFull
 
 #: Targets a v4 destination answers on (Session's clients use the first).
 LSRPC_PATHS = ("/oxen/v4/lsrpc", "/loki/v4/lsrpc")
@@ -87,6 +88,18 @@ class V4Response:
     def to_web(self) -> web.Response:
         """This answer as a plain HTTP response."""
         return web.Response(status=self.status, body=self.body, headers=self.header_map())
+
+
+def store_failed(e: StorageError | OSError, server: str, log: logging.Logger) -> V4Response:
+    """The answer of a file or community ``server`` whose store failed: 507 when it is full,
+    503 with the store's sentence for another storage error, and 503 when the disk fails (the
+    error logged by its text only: no path, no file ID)."""
+    if isinstance(e, StorageFull):
+        return V4Response.error(507, str(e))
+    if isinstance(e, OSError):
+        log.error("%s: file store I/O failed: %s", server, e.strerror)
+        return V4Response.error(503, f"the {server} cannot store files right now")
+    return V4Response.error(503, str(e))
 
 
 V4Handler = Callable[[V4Request], Awaitable[V4Response]]
@@ -237,4 +250,12 @@ class OnionDestination:
         )
 
 
-__all__ = ["LSRPC_PATHS", "OnionDestination", "Routes", "V4Handler", "V4Request", "V4Response"]
+__all__ = [
+    "LSRPC_PATHS",
+    "OnionDestination",
+    "Routes",
+    "V4Handler",
+    "V4Request",
+    "V4Response",
+    "store_failed",
+]

@@ -1,7 +1,9 @@
 """The site of a standalone server (the file server and the community server): its routes
 served directly and as a v4 onion destination under the server's X25519 key, over HTTPS with
 the certificate in its data directory (or plain HTTP), with the connection limits; and running
-such a server until SIGTERM/SIGINT with its data directory locked."""
+such a server until SIGTERM/SIGINT with its data directory locked. What both servers share
+besides: their key (:func:`load_site_identity`) and refusing encoded bodies
+(:func:`raw_bodies_only`)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from aiohttp import web
 
 from session.identity import Identity
+from session.node import keys
 from session.service import tls
 from session.service.config import ConnectionLimits
 from session.service.datadir import DataDirLock
@@ -37,6 +40,34 @@ class SiteNetwork(Protocol):
     def port(self) -> int: ...
     @property
     def tls(self) -> bool: ...
+
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_Middleware = Callable[[web.Request, _Handler], Awaitable[web.StreamResponse]]
+
+
+def load_site_identity(data_dir: Path) -> Identity:
+    """A server's key (``data_dir/keys/ed25519.key``, the node's key-file format; its X25519
+    key, derived, opens the server's onion requests), created if missing; a key file others
+    can read is refused."""
+    if keys.key_path(data_dir).exists():
+        keys.check_permissions(keys.key_path(data_dir))
+    return keys.load_or_generate(data_dir)
+
+
+def raw_bodies_only(why: str) -> _Middleware:
+    """A middleware refusing a request with a ``Content-Encoding`` with 400 and ``why``: a
+    server that stores or checks a signature over the body as sent takes it raw (aiohttp's own
+    decompression is off, so a body that is not what its header says cannot fail inside it)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        coding = request.headers.get("Content-Encoding", "").strip().lower()
+        if coding not in ("", "identity"):
+            return web.Response(status=400, text=why)
+        return await handler(request)
+
+    return middleware
 
 
 async def start_site(
@@ -78,4 +109,4 @@ async def run_standalone(
     await run_until_signal(start, on_ready, logger, what, DataDirLock(data_dir, program))
 
 
-__all__ = ["SiteNetwork", "run_standalone", "start_site"]
+__all__ = ["SiteNetwork", "load_site_identity", "raw_bodies_only", "run_standalone", "start_site"]

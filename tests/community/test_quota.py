@@ -12,6 +12,7 @@ import pytest
 from session.community import store as store_mod
 from session.community.server import RunningCommunity
 from session.community.store import member_key
+from session.errors import StorageError
 from session.testing.community import Member
 
 
@@ -102,3 +103,32 @@ async def test_upload_and_dm_rate_limits_per_member_with_admins_exempt(
     monkeypatch.setattr(store_mod, "now", lambda: real() + 61)
     assert (await alice.call("POST", "/room/lobby/file", body=b"later"))[0] == 201
     assert (await alice.call("POST", f"/inbox/{bob.id}", _dm(b"later")))[0] == 201
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        (OSError(5, "Input/output error"), "the community server cannot store files right now"),
+        (StorageError("the community store is closed"), "the community store is closed"),
+    ],
+)
+async def test_a_failing_store_is_a_503_with_one_sentence(
+    server: RunningCommunity,
+    member: Callable[[], Member],
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    says: str,
+) -> None:
+    def room(token: str) -> None:
+        raise failure
+
+    monkeypatch.setattr(server.service.store, "room", room)
+    status, doc = await member().call("GET", "/room/lobby")
+    assert status == 503 and says.encode() in doc
+
+
+async def test_an_encoded_body_is_refused(member: Callable[[], Member]) -> None:
+    status, doc = await member().call(
+        "POST", "/room/lobby/message", body=b"x" * 10, headers={"Content-Encoding": "gzip"}
+    )
+    assert status == 400 and b"drop the Content-Encoding header: bodies are raw" in doc

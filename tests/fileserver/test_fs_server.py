@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from session.errors import StorageError
 from session.fileserver.config import FileServerConfig, NetworkConfig, StorageConfig
 from session.fileserver.server import RunningFileServer, start
 from session.fileserver.store import file_id
@@ -365,3 +366,37 @@ async def test_a_plain_upload_streams_to_disk_as_it_arrives(
         assert [p.name for p in files.iterdir()] == [fid]
     finally:
         await fs.close()
+
+
+@pytest.mark.parametrize(
+    ("failure", "says"),
+    [
+        (OSError(5, "Input/output error"), "the file server cannot store files right now"),
+        (StorageError("the file store is closed"), "the file store is closed"),
+    ],
+)
+async def test_a_failing_store_is_a_503_with_one_sentence(
+    fs: RunningFileServer,
+    http: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Exception,
+    says: str,
+) -> None:
+    def read(file: str) -> bytes:
+        raise failure
+
+    monkeypatch.setattr(fs.service.store, "read", read)
+    status, text = await call(http, "GET", f"{fs.url}/file/{'A' * 44}")
+    assert (status, text.decode()) == (503, says)
+
+
+async def test_an_encoded_body_is_refused(
+    fs: RunningFileServer, http: aiohttp.ClientSession
+) -> None:
+    status, text = await call(
+        http, "POST", f"{fs.url}/file", b"x" * 10, **{"Content-Encoding": "gzip"}
+    )
+    assert (status, text) == (
+        400,
+        b"the file server takes raw bytes: drop the Content-Encoding header",
+    )
