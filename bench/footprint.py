@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.figures import add_json_option, publish
+
 #: The node's imports, in an order that puts shared dependencies first: each is reported with
 #: the RSS it adds on top of all those before it (its marginal cost in the node).
 MODULES = (
@@ -186,13 +188,9 @@ def measure(idle: float = 5.0) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
     p.add_argument("--idle", type=float, default=5.0, help="seconds idle before reading RSS")
-    p.add_argument("--json", type=Path, help="also write the figures here")
+    add_json_option(p)
     args = p.parse_args(argv)
-    doc = measure(args.idle)
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    publish(measure(args.idle), args.json)
     return 0
 
 

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.figures import add_json_option, publish
+
 SERVERS = ("aiohttp", "http1")
 INFO = b'{"method": "info", "params": {}}'
 REQUEST = (
@@ -213,13 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="rounds per server (default 3)")
     p.add_argument("--duration", type=float, default=5.0, help="seconds per round (default 5)")
     p.add_argument("--connections", type=int, default=8, help="keep-alive connections")
-    p.add_argument("--json", type=Path, help="also write the figures here")
+    add_json_option(p)
     a = p.parse_args(args)
-    doc = measure(a.rounds, a.duration, a.connections)
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.json:
-        a.json.write_text(text + "\n")
+    publish(measure(a.rounds, a.duration, a.connections), a.json)
     return 0
 
 
