@@ -1,12 +1,15 @@
 """The load tool's pieces that need no network: rate parsing, the result schema check, the
-comparison, the profile summary, store-scale checkpoints, the worker's error kinds and the
-community scenario's schedule and member bookkeeping."""
+comparison, the profile summary, store-scale checkpoints, the worker's error kinds, the
+community scenario's schedule and member bookkeeping, and the per-thread CPU readers."""
 
 from __future__ import annotations
 
 import argparse
 import copy
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from bench.load import report
 from bench.load.cli import build_parser, parse_rate, profile_summary
 from bench.load.community import Member, schedule
+from bench.load.probe import thread_cpu_ns, threads
 from bench.load.storescale import checkpoints
 from bench.load.worker import HEX_RUN, error_kind
 from session.client.transport import PathFailure
@@ -123,3 +127,35 @@ def test_community_member_follows_the_room() -> None:
     empty = Member(Identity.generate())
     assert empty.apply([(200, {}), (200, {}), (200, [])]) == 0
     assert empty.poll_requests()[2]["path"].startswith("/room/lobby/messages/since/0?")
+
+
+def test_thread_readers_see_each_thread_of_a_process() -> None:
+    """``thread_cpu_ns`` (per thread, the scheduler's ns) and ``threads`` (by kind, ticks) read
+    the same /proc threads: a thread that spins is in both, and its clock moves."""
+    started, stop = threading.Event(), threading.Event()
+    tid = 0
+
+    def spin() -> None:
+        nonlocal tid
+        tid = threading.get_native_id()
+        started.set()
+        while not stop.is_set():
+            pass
+
+    th = threading.Thread(target=spin)
+    th.start()
+    try:
+        assert started.wait(10)
+        before = thread_cpu_ns(os.getpid())
+        assert {os.getpid(), tid} <= set(before)
+        end = time.monotonic() + 10
+        while thread_cpu_ns(os.getpid())[tid] <= before[tid] and time.monotonic() < end:
+            time.sleep(0.001)
+        assert thread_cpu_ns(os.getpid())[tid] > before[tid]
+        kinds = threads(os.getpid())
+        assert {"cpu_s:loop", "cpu_s:other", "user_s", "sys_s"} <= set(kinds)
+    finally:
+        stop.set()
+        th.join()
+    assert tid not in thread_cpu_ns(os.getpid())  # an ended thread is not listed
+    assert thread_cpu_ns(2**22 + 1) == {} and threads(2**22 + 1) == {}  # no such process

@@ -41,7 +41,7 @@ from rich.table import Table
 from bench.load import floors, report, sidebyside
 from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
-from bench.load.probe import threads as thread_clocks
+from bench.load.probe import threads as process_threads
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
 from session.devnet import Devnet, DevnetError
@@ -521,7 +521,7 @@ class Run:
         # the nodes that worked hardest in the previous step (profiled if asked)
         busiest = [k for k, _ in sorted(probe.totals.items(), key=lambda kv: -kv[1].cpu_s)]
         probe.reset()
-        workers_th0 = {p.pid: thread_clocks(p.pid) for p in self.procs if p.pid is not None}
+        workers_th0 = {p.pid: process_threads(p.pid) for p in self.procs if p.pid is not None}
         driver_cpu0 = time.process_time()
         t0 = time.monotonic() + 1.0
         # a burst's count is per client, the backlog's is worker 0's alone; others are split
@@ -664,7 +664,7 @@ class Run:
                 node_th[k] = node_th.get(k, 0.0) + v
         wth: dict[str, float] = {}
         for pid, before in workers_th0.items():
-            for k, v in thread_clocks(pid).items():
+            for k, v in process_threads(pid).items():
                 wth[k] = wth.get(k, 0.0) + max(0.0, v - before.get(k, 0.0))
         layers_source = "node metrics"
         if not layers:

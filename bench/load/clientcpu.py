@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.load.probe import thread_cpu_ns
 from session.client import Client
 from session.client import messages as M
 from session.devnet import Devnet
@@ -36,18 +37,6 @@ from session.devnet import Devnet
 TTL_MS = 3600_000
 #: Polls (5 ms apart) a recipient makes for messages its sender had acknowledged.
 POLL_TRIES = 40
-
-
-def thread_clocks() -> dict[int, int]:
-    """Each thread of this process → its CPU time so far (ns, from /proc)."""
-    out: dict[int, int] = {}
-    for t in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{t}/schedstat") as f:
-                out[int(t)] = int(f.read().split()[0])
-        except OSError:
-            continue  # (the thread ended)
-    return out
 
 
 async def measure(nodes_json: Path, messages: int, every: int, warmup: int) -> dict[str, Any]:
@@ -85,11 +74,11 @@ async def _measure(
     try:
         await run(0, warmup)  # paths built, connections open
         me = threading.get_native_id()
-        th0, r0 = thread_clocks(), resource.getrusage(resource.RUSAGE_SELF)
+        th0, r0 = thread_cpu_ns(os.getpid()), resource.getrusage(resource.RUSAGE_SELF)
         cpu0 = time.process_time()
         await run(warmup, messages)
         cpu1 = time.process_time()
-        th1, r1 = thread_clocks(), resource.getrusage(resource.RUSAGE_SELF)
+        th1, r1 = thread_cpu_ns(os.getpid()), resource.getrusage(resource.RUSAGE_SELF)
     finally:
         for c in clients:
             await c.close()
