@@ -16,7 +16,7 @@ import json
 import random
 import socket
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol, TypeGuard, cast, runtime_checkable
+from typing import Any, Protocol, TypeGuard, cast
 
 from session import onion
 from session.client.network import NetworkClock, NodeDirectory
@@ -48,10 +48,10 @@ MAX_REPLY = 20 * 1024 * 1024
 GUARD_CONNECTIONS = 32
 
 
-@runtime_checkable
 class AccountSigner(Protocol):
     """Signs for an account it does not own the key of: a group member's subaccount
-    (:class:`session.groups.auth.SubaccountSigner`), which gives the whole ``Auth``."""
+    (:class:`session.groups.auth.SubaccountSigner`), which gives the whole ``Auth``. Told
+    apart from an owner's key by :func:`is_account_signer` (not ``isinstance``)."""
 
     group_id: str
 
@@ -59,9 +59,10 @@ class AccountSigner(Protocol):
 
 
 def is_account_signer(signer: object) -> TypeGuard[AccountSigner]:
-    """``isinstance(signer, AccountSigner)`` without typing's protocol machinery, which looks
-    the protocol's members up again on every call (a few % of a client's CPU per message,
-    as every store and poll asks)."""
+    """Whether ``signer`` has :class:`AccountSigner`'s members: what a runtime-checkable
+    protocol's ``isinstance`` would say, without typing's machinery, which looks the members
+    up again on every call (a few % of a client's CPU per message, as every store and poll
+    asks)."""
     return hasattr(signer, "group_id") and hasattr(signer, "auth")
 
 

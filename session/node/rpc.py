@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, assert_never, runtime_checkable
+from typing import Any, Protocol, assert_never
 
 from session.errors import RpcStatusError, StorageError, StorageFull
 from session.proto import rpc as P
@@ -34,7 +34,6 @@ from session.swarm import message_hash
 log = logging.getLogger("session.node.rpc")
 
 
-@runtime_checkable
 class SwarmContext(Protocol):
     """What the handler needs to know about swarms (implemented by
     :class:`session.node.swarm_view.SwarmView`)."""

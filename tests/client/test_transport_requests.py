@@ -11,6 +11,8 @@ import pytest
 
 from session.client.transport import AccountSigner, SwarmRPC, is_account_signer, owner_of
 from session.errors import InvalidInput
+from session.groups.auth import SubaccountSigner, member_auth_data
+from session.groups.crypto import GroupIdentity
 from session.identity import Identity, verify
 from session.proto import rpc
 from session.proto.snodes import ServiceNode
@@ -159,9 +161,10 @@ def test_sign_for_a_group_account_sends_no_ed25519_key() -> None:
     rpc.parse_params("retrieve", params).verify()
 
 
-def test_account_signers_are_told_apart_as_the_protocol_does() -> None:
-    """is_account_signer (the cheap check every store and poll makes) answers as
-    ``isinstance(x, AccountSigner)``; owner_of names the group for a member's subaccount."""
+def test_account_signers_are_told_apart_by_the_protocols_members() -> None:
+    """is_account_signer (the cheap check every store and poll makes) is true of whatever has
+    AccountSigner's members (a group member's subaccount, or any class like it) and of
+    nothing else; owner_of names the group for a member's subaccount."""
 
     class Member:
         group_id = "03" + "ab" * 32
@@ -169,8 +172,15 @@ def test_account_signers_are_told_apart_as_the_protocol_does() -> None:
         def auth(self, text: bytes) -> rpc.Auth:
             raise AssertionError("not signing here")
 
-    me = Identity.generate()
-    for signer in (Member(), me, object()):
-        assert is_account_signer(signer) == isinstance(signer, AccountSigner)
-    assert is_account_signer(Member()) and not is_account_signer(me)
-    assert owner_of(Member()) == Member.group_id and owner_of(me) == me.session_id
+    class HalfMember:
+        group_id = Member.group_id
+
+    me, group = Identity.generate(), GroupIdentity.generate()
+    sub: AccountSigner = SubaccountSigner(
+        me, group.group_id, member_auth_data(group, me.session_id)
+    )
+    assert is_account_signer(sub) and is_account_signer(Member())
+    for other in (me, group, HalfMember(), object()):
+        assert not is_account_signer(other)
+    assert owner_of(sub) == group.group_id and owner_of(Member()) == Member.group_id
+    assert owner_of(me) == me.session_id
