@@ -19,7 +19,8 @@ reachability pings): aiohttp costs about 11 MB of RSS in every process that impo
   sending and the whole answer.
 * ``max_size`` caps the answer's body: a larger ``Content-Length`` is refused before the body is
   read, and a chunked or close-delimited answer is refused as soon as it passes the cap. The
-  response head is capped at :data:`MAX_HEAD` bytes, and so are a chunked answer's trailers.
+  response head is capped at :data:`session.http1.MAX_HEAD` bytes (64 KiB), and so are a
+  chunked answer's trailers, as the server caps a request's.
 * TLS uses the caller's :class:`ssl.SSLContext` (the project's nodes have self-signed
   certificates: callers pass :func:`session.service.tls.client_ssl_context`, which does not
   verify them; the onion layers carry the security).
@@ -54,11 +55,10 @@ from session.errors import (
     HttpTimeout,
     InvalidInput,
 )
+from session.http1 import MAX_HEAD
 
 #: Largest answer body when the caller names no cap.
 DEFAULT_MAX_RESPONSE = 16 * 1024 * 1024
-#: Largest response head (status line and headers).
-MAX_HEAD = 64 * 1024
 DEFAULT_TIMEOUT = 30.0
 #: Seconds an unused pooled connection stays open.
 DEFAULT_IDLE_TIMEOUT = 15.0

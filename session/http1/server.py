@@ -59,6 +59,7 @@ from typing import Any, NoReturn, cast
 
 import httptools
 
+from session.http1 import MAX_HEAD
 from session.service.accept import (
     DEFAULT_MAX_BODY,
     Admitted,
@@ -72,8 +73,6 @@ from session.service.config import ConnectionLimits
 
 log = logging.getLogger("session.http1.server")
 
-#: Largest request head (request line and headers); larger: 431.
-MAX_HEAD = 64 * 1024
 #: Longest request target; longer: 414.
 MAX_TARGET = 8 * 1024
 #: Most headers in one request; more: 431.
@@ -331,7 +330,7 @@ class _Connection(Admitted):
             return
         if self._in_body:  # trailers (or a chunk extension) that never end are buffered too
             self._quiet = 0 if self._progress else self._quiet + len(data)
-            if self._quiet > MAX_HEAD + MAX_TARGET:
+            if self._quiet > MAX_HEAD:
                 self._fail(Refusal(431, "Request trailers too large"))
                 return
         if self._in_head and self._header_timer is None:

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from session.http1 import MAX_HEAD
 from session.http1 import server as http1
 from session.service.config import ConnectionLimits
 from session.service.tls import client_ssl_context, server_ssl_context
@@ -506,6 +507,30 @@ async def test_thousands_of_requests_in_one_read_are_parsed_as_the_queue_drains(
     assert (await read_response(reader))[::2] == (200, b"slow done")
     for _ in range(n):
         assert (await read_response(reader))[::2] == (200, b"echo:")
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("trailers", "status"),
+    [
+        (b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 1000) for i in range(60)) + b"\r\n", 200),
+        (b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 1000) for i in range(70)) + b"\r\n", 431),
+        (b"X-T: " + b"t" * 72 * 1024, 431),  # a line not ended yet, held by the parser
+    ],
+)
+async def test_trailers_are_capped_as_a_head_is(
+    app: tuple[App, http1.Served], trailers: bytes, status: int
+) -> None:
+    """A chunked body's trailers may take up to MAX_HEAD (64 KiB, the client's cap on an
+    answer's trailers too), ended lines or not."""
+    assert MAX_HEAD == 64 * 1024
+    _, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"1\r\nz\r\n0\r\n" + trailers
+    )
+    assert (await read_response(reader))[0] == status
     writer.close()
 
 
