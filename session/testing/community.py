@@ -1,16 +1,19 @@
-"""Helpers for tests of the community server: its config for a test, and a member who signs
-requests as Session's apps do (15-blinded ``X-SOGS-*`` headers, pad160 posts)."""
+"""Helpers for tests of the community server: its config for a test, a member who signs
+requests as Session's apps do (15-blinded ``X-SOGS-*`` headers, pad160 posts), and stand-ins for
+a client's onion transport to one server (:class:`ServerStandIn`: the real server reached
+directly, :class:`DirectRoute`, or a scripted one in a test)."""
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import http.client
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import aiohttp
@@ -22,6 +25,9 @@ from session.community.config import CommunityConfig, LimitsConfig, NetworkConfi
 from session.community.server import RunningCommunity
 from session.identity import Identity
 from session.protocol import pad as pad160
+
+if TYPE_CHECKING:
+    from session.client import Client
 
 
 def community_config(tmp: Path, **limits: Any) -> CommunityConfig:
@@ -82,16 +88,33 @@ class Member:
         return doc
 
 
-class DirectRoute:
-    """Stands in for a client's onion transport (``client.transport.request_server =
-    DirectRoute(server).request_server``): each v4 request the client built and signed goes
-    straight to the real server over plain HTTP instead of through three nodes, so a client
-    can use a community server in a test without a devnet. Refuses any other destination."""
+@dataclass(frozen=True)
+class ServerCall:
+    """One v4 request a client sent to a server, as a :class:`ServerStandIn` gets it."""
 
-    def __init__(self, server: RunningCommunity) -> None:
-        self.server = server
+    method: str
+    endpoint: str  # as sent: percent-encoded, with its query
+    headers: dict[str, str]
+    body: bytes | None
+    timeout: float | None  # seconds, as the caller gave it
+
+
+class ServerStandIn(abc.ABC):
+    """Stands in for a client's onion transport to one server (:meth:`install`): each v4
+    request the client built and signed is checked to be for this server (its URL and X25519
+    key; any other destination fails the test), recorded, and answered by :meth:`answer`
+    instead of going through three nodes."""
+
+    def __init__(self, base_url: str, pubkey_hex: str) -> None:
+        self.base_url = base_url
+        self.pubkey_hex = pubkey_hex
         #: ``METHOD endpoint`` of every request, in order.
         self.requests: list[str] = []
+
+    def install(self, client: Client) -> None:
+        """Route ``client``'s requests to servers here (its requests to nodes are untouched)."""
+        # replacing the transport's method is what a stand-in is for
+        client.transport.request_server = self.request_server  # type: ignore[method-assign]
 
     async def request_server(
         self,
@@ -101,28 +124,42 @@ class DirectRoute:
         *,
         timeout: float | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        assert bytes(dest.x25519).hex() == self.server.pubkey_hex, "not this server's key"
-        assert f"{dest.scheme}://{dest.host}:{dest.port}" == self.server.url, "not this server"
+        """:meth:`session.client.transport.OnionTransport.request_server`, for this server."""
+        assert bytes(dest.x25519).hex() == self.pubkey_hex, "not this server's key"
+        assert f"{dest.scheme}://{dest.host}:{dest.port}" == self.base_url, "not this server"
         method, endpoint = str(meta["method"]), str(meta["endpoint"])
         self.requests.append(f"{method} {endpoint}")
         headers = {str(k): str(v) for k, v in dict(meta.get("headers") or {}).items()}
+        return await self.answer(ServerCall(method, endpoint, headers, body, timeout))
+
+    @abc.abstractmethod
+    async def answer(self, call: ServerCall) -> tuple[int, dict[str, str], bytes]:
+        """The server's (status, headers, body) for one request."""
+
+
+class DirectRoute(ServerStandIn):
+    """The real community server reached directly over plain HTTP (``DirectRoute(server)
+    .install(client)``), so a client can use it in a test without a devnet."""
+
+    def __init__(self, server: RunningCommunity) -> None:
+        super().__init__(server.url, server.pubkey_hex)
+        self.server = server
+
+    async def answer(self, call: ServerCall) -> tuple[int, dict[str, str], bytes]:
         try:
-            return await asyncio.to_thread(
-                self._send, method, endpoint, headers, body, timeout or 30.0
-            )
+            return await asyncio.to_thread(self._send, call)
         except OSError as e:  # what the onion transport reports when nothing got through
             raise PathFailure(f"the community server is unreachable: {e.strerror or e}") from None
 
-    def _send(
-        self, method: str, endpoint: str, headers: dict[str, str], body: bytes | None, t: float
-    ) -> tuple[int, dict[str, str], bytes]:
-        conn = http.client.HTTPConnection(self.server.url.split("://")[1], timeout=t)
+    def _send(self, call: ServerCall) -> tuple[int, dict[str, str], bytes]:
+        host = self.server.url.split("://")[1]
+        conn = http.client.HTTPConnection(host, timeout=call.timeout or 30.0)
         try:
-            conn.request(method, endpoint, body=body, headers=headers)
+            conn.request(call.method, call.endpoint, body=call.body, headers=call.headers)
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
         finally:
             conn.close()
 
 
-__all__ = ["DirectRoute", "Member", "community_config"]
+__all__ = ["DirectRoute", "Member", "ServerCall", "ServerStandIn", "community_config"]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
-from session import blinding, onion
+from session import blinding
 from session.client import Client
 from session.client import community as C
 from session.client import messages as M
@@ -34,6 +34,7 @@ from session.errors import (
 from session.groups import user_groups as UG
 from session.identity import Identity
 from session.proto import session_pb2 as pb
+from session.testing.community import ServerCall, ServerStandIn
 
 SERVER_ID = Identity(bytes(range(32)))
 SERVER_PK = SERVER_ID.x25519_public.hex()
@@ -145,11 +146,12 @@ def test_user_groups_community_entries_round_trip() -> None:
 # ------------------------------------------------------------------------------ scripted SOGS
 
 
-class ScriptedSogs:
+class ScriptedSogs(ServerStandIn):
     """Answers v4 requests as a SOGS with one room would, after checking the X-SOGS headers
     (signature over server_pk ‖ nonce ‖ ts ‖ METHOD ‖ decoded path ‖ H64(body), nonce reuse)."""
 
     def __init__(self, *, blind: bool = True) -> None:
+        super().__init__(BASE, SERVER_PK)
         self.blind = blind
         self.posts: dict[int, dict[str, Any]] = {}
         self.seq = 0
@@ -266,14 +268,11 @@ class ScriptedSogs:
             return (200, got) if got else (304, None)
         return 404, {"error": f"unscripted {method} {path}"}
 
-    async def request_server(
-        self, dest: onion.ServerDestination, meta: dict[str, Any], body: bytes | None, **_: Any
-    ) -> tuple[int, dict[str, str], bytes]:
-        assert dest.x25519.hex() == SERVER_PK and (dest.host, dest.port) == ("sogs.example", 8080)
-        method, path = meta["method"], unquote(meta["endpoint"])
-        raw = body or b""
-        who = self._auth(method, path, meta["headers"], raw)
-        ctype = meta["headers"].get("Content-Type")
+    async def answer(self, call: ServerCall) -> tuple[int, dict[str, str], bytes]:
+        method, path, headers = call.method, unquote(call.endpoint), call.headers
+        raw = call.body or b""
+        who = self._auth(method, path, headers, raw)
+        ctype = headers.get("Content-Type")
         parsed: Any = json.loads(raw) if ctype == "application/json" else raw
         if path == "/batch":
             out = []
@@ -292,12 +291,26 @@ async def pair(tmp_path: Path) -> Any:
     clients = []
     for name in ("alice", "bob"):
         c = Client.open(tmp_path / name, [], background=False)
-        c.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+        sogs.install(c)
         await c.set_display_name(name.title())
         clients.append(c)
     yield sogs, clients[0], clients[1]
     for c in clients:
         await c.close()
+
+
+async def test_a_stand_in_answers_only_for_its_own_server() -> None:
+    """The shared transport stand-in (session.testing.community.ServerStandIn) records what
+    it answers and fails the test on a request meant for another server or key."""
+    sogs = ScriptedSogs()
+    meta = {"method": "GET", "endpoint": "/capabilities", "headers": {}}
+    for dest, says in [
+        (C.destination("http://other.example:8080", SERVER_PK), "not this server"),
+        (C.destination(BASE, "ab" * 32), "not this server's key"),
+    ]:
+        with pytest.raises(AssertionError, match=says):
+            await sogs.request_server(dest, meta)
+    assert sogs.requests == []
 
 
 async def test_two_members_post_react_edit_delete_and_dm(pair: Any) -> None:
@@ -377,7 +390,7 @@ async def test_unblinded_server_signs_with_the_session_id_and_xed25519(tmp_path:
     bob = Client.open(tmp_path / "bob", [], background=False)
     try:
         for c in (alice, bob):
-            c.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+            sogs.install(c)
         await alice.set_display_name("Alice")
         await alice.communities.join(URL)
         # the join request is signed blinded (capabilities still unknown), its poll unblinded
@@ -441,7 +454,7 @@ async def test_outbox_on_a_second_device_and_room_files(pair: Any, tmp_path: Pat
         tmp_path / "alice2", [], mnemonic=alice.identity.mnemonic, background=False
     )
     try:
-        second.transport.request_server = sogs.request_server  # type: ignore[method-assign]
+        sogs.install(second)
         await second.communities.join(URL)
         (dm,) = second.communities.dms(BASE)
         assert (dm.outgoing, dm.body, dm.peer) == (True, "from device 1", b_id)

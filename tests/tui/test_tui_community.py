@@ -50,7 +50,7 @@ async def member(
 ) -> AsyncIterator[tuple[Client, DirectRoute]]:
     c = Client.open(tmp_path / "me", [], background=False)
     route = DirectRoute(server)
-    c.transport.request_server = route.request_server  # type: ignore[method-assign]
+    route.install(c)
     await c.start()
     await c.set_display_name("Me")
     try:
