@@ -35,11 +35,21 @@ passed on as sent: :func:`decode_body` decodes a
 ``Content-Encoding`` for handlers that accept one. A handler that raises is a bug: it is logged
 with its traceback and the client gets 500.
 
-Each request's handler runs in a task of its own. On Python 3.12 and later it is an eager task
-(:func:`asyncio.eager_task_factory`): its first step, up to its first wait, runs as the request
-is parsed, so an answer that never waits (``info``, a ``retrieve``, an onion layer) costs no
-loop turn, and the handler still has its task (``asyncio.timeout``, ``TaskGroup``). On 3.11 it
-is an ordinary task.
+A handler is called as its request's turn comes and returns one of three things:
+
+* a :class:`Response` — a *synchronous* handler (a plain function) that answered at once: no
+  task, no loop turn (the node's ``info``, a ``retrieve`` whose read did not wait, an onion
+  layer for this node);
+* a :class:`Pending` — a synchronous handler whose answer comes later from a callback (an
+  onion layer relayed to the next node: its reply comes back to a callback of the links), still
+  without a task; on a lost connection the server cancels it, as it would cancel a task;
+* an awaitable — an ``async def`` handler's coroutine, or the rest of a synchronous handler's
+  work that has to wait: run in a task of its own, so whatever needs a current task
+  (``asyncio.timeout``, ``TaskGroup``) has one. On Python 3.12 and later it is an eager task
+  (:func:`asyncio.eager_task_factory`): its first step runs at once. On 3.11 an ordinary one.
+
+Plain functions never need a task, so nothing runs outside one that might; a synchronous
+handler that raises is a bug answered as a task that raised (500).
 
 :meth:`Served.close` stops accepting, closes idle connections, lets requests in flight finish
 within the shutdown timeout, then closes what is left.
@@ -54,6 +64,7 @@ import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from functools import partial
 from http import HTTPStatus
 from typing import Any, NoReturn, cast
 
@@ -123,7 +134,57 @@ class Response:
         self.headers = headers
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+class Pending:
+    """An answer a synchronous handler gives later, from a callback, with no task: the handler
+    returns it and ends it exactly once, :meth:`answer` or :meth:`fail` (a bug: 500, logged,
+    connection closed, as a task that raised). The server cancels it (:meth:`cancel`) when
+    the connection is lost or aborted, as it cancels a handler's task; an answer after that is
+    dropped. ``on_end`` runs once however it ends (cancelled included), before the answer is
+    written: the handler's ``finally``."""
+
+    __slots__ = ("_on_end", "deliver", "done", "outcome")
+
+    def __init__(self, on_end: Callable[[], None] | None = None) -> None:
+        self._on_end = on_end
+        self.done = False
+        #: the answer, once ended (None: cancelled)
+        self.outcome: Response | BaseException | None = None
+        #: set by the server: where the outcome goes
+        self.deliver: Callable[[Response | BaseException | None], None] | None = None
+
+    def answer(self, response: Response) -> None:
+        """End with ``response`` (dropped when already ended: cancelled)."""
+        self._end(response)
+
+    def fail(self, exc: BaseException) -> None:
+        """End with a bug: the client gets 500 and the connection closes."""
+        self._end(exc)
+
+    def cancel(self) -> None:
+        """(The server's) the connection is gone: nothing will be written."""
+        self._end(None)
+
+    def result(self) -> Response:
+        """The answer of a Pending that ended; raises what it failed with."""
+        if isinstance(self.outcome, Response):
+            return self.outcome
+        raise self.outcome if self.outcome is not None else RuntimeError("answer cancelled")
+
+    def _end(self, outcome: Response | BaseException | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.outcome = outcome
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end()
+        if self.deliver is not None:
+            self.deliver(outcome)
+
+
+#: A request → its answer: a :class:`Response` now, a :class:`Pending` answered later from a
+#: callback, or an awaitable (an ``async def`` handler's coroutine) run in a task.
+Handler = Callable[[Request], Awaitable[Response] | Response | Pending]
 #: path → {method → handler}
 Routes = Mapping[str, Mapping[str, Handler]]
 
@@ -261,7 +322,10 @@ class _Connection(Admitted):
         self._stopping: Refusal | None = None  # set by a callback that raises _Stop
         # requests parsed, waiting for their turn, and the one being handled
         self._queue: collections.deque[_Queued] = collections.deque()
-        self._task: asyncio.Task[None] | None = None
+        # the request being handled: its task, or the Pending answer of a synchronous handler
+        self._busy: asyncio.Task[None] | Pending | None = None
+        self._started = False  # that task has begun its first step
+        self._cancel_at_start = False  # ... and is to be cancelled there (the peer went first)
         self._done_reading = False  # the last request came (close after it) or it failed
         self._eof = False  # the peer half-closed: close once every request is answered
         self._closing = False  # close once what is being handled is answered (shutdown)
@@ -347,7 +411,7 @@ class _Connection(Admitted):
             self._feed(data, whole=True)
         self._done_reading = self._eof = True
         self._discard_partial()
-        if self._task is None and not self._queue:
+        if self._busy is None and not self._queue:
             self.close()
         # plain TCP: keep our side open to write the answers (TLS cannot half-close)
         return None if self._tls else True
@@ -355,8 +419,7 @@ class _Connection(Admitted):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._discard_partial()
-        if self._task is not None:
-            self._task.cancel()
+        self._cancel_busy()
         for item in self._queue:
             if not isinstance(item, Refusal):
                 self._gate.free_body(item[1])
@@ -423,7 +486,7 @@ class _Connection(Admitted):
             self._in_body = True
             if (
                 headers.get("expect", "").lower() == "100-continue"
-                and self._task is None
+                and self._busy is None
                 and not self._queue
                 and self._transport is not None
             ):
@@ -462,7 +525,7 @@ class _Connection(Admitted):
     def _next(self) -> None:
         """Start handling the next queued request, unless one is being handled or the peer
         is not reading its answers."""
-        while self._task is None and self._queue and not self._writing_paused:
+        while self._busy is None and self._queue and not self._writing_paused:
             item = self._queue.popleft()
             if item is _END:
                 self._queue.clear()
@@ -478,16 +541,40 @@ class _Connection(Admitted):
                 self._gate.free_body(reserved)
                 self._write(handler, not keep_alive, request.method == "HEAD")
                 continue
-            task = _start(self._loop, self._run(handler, request, reserved, keep_alive))
+            try:
+                out = handler(request)
+                if isinstance(out, Pending) and out.done:  # ended before it was returned
+                    out = out.result()
+            except Exception as exc:
+                # Bug guard, deliberately broad: what a synchronous handler raises is a bug of
+                # ours (refusals are answers), answered as a task's failure is (_failed: 500,
+                # logged with its traceback, connection closed). The one supervisor of handlers
+                # that run outside a task; an async handler cannot raise here (its call only
+                # makes its coroutine).
+                self._gate.free_body(reserved)
+                self._failed(exc)
+                return
+            if isinstance(out, Response):  # answered at once: no task
+                self._gate.free_body(reserved)
+                self._write(out, not keep_alive, request.method == "HEAD")
+                continue
+            if isinstance(out, Pending):  # answered later from a callback: no task either
+                self._busy = out
+                out.deliver = partial(
+                    self._later, reserved, not keep_alive, request.method == "HEAD"
+                )
+                continue
+            self._started = self._cancel_at_start = False
+            task = _start(self._loop, self._run(out, request, reserved, keep_alive))
             if task.done():  # an eager task that never waited: answered, or a bug
-                exc = None if task.cancelled() else task.exception()
-                if exc is not None:
-                    self._failed(exc)
+                bug = None if task.cancelled() else task.exception()
+                if bug is not None:
+                    self._failed(bug)
                     return
                 continue
-            self._task = task
+            self._busy = task
             task.add_done_callback(self._handled)
-        if self._eof and self._task is None and not self._queue:
+        if self._eof and self._busy is None and not self._queue:
             self.close()  # the peer sent its last request and every one is answered
             return
         self._maybe_resume_reading()
@@ -504,21 +591,44 @@ class _Connection(Admitted):
             return Response(405, b"405: Method Not Allowed", headers={"Allow": allow})
         return handler
 
-    async def _run(self, handler: Handler, request: Request, reserved: int, keep: bool) -> None:
+    async def _run(
+        self, rest: Awaitable[Response], request: Request, reserved: int, keep: bool
+    ) -> None:
+        self._started = True
+        if self._cancel_at_start:
+            # Cancelled before its first step: cancelled at the first wait of ``rest`` instead,
+            # so ``rest`` (and every coroutine it holds) starts and its ``finally`` blocks run,
+            # as for a task cancelled where it waits; none is left never awaited.
+            cast("asyncio.Task[None]", asyncio.current_task()).cancel()
         try:
-            response = await handler(request)
+            response = await rest
         finally:
             self._gate.free_body(reserved)
         self._write(response, not keep or self._closing, request.method == "HEAD")
 
     def _handled(self, task: asyncio.Task[None]) -> None:
-        self._task = None
+        self._busy = None
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
             self._failed(exc)
             return
+        self._next()
+
+    def _later(
+        self, reserved: int, close: bool, head_only: bool, outcome: Response | BaseException | None
+    ) -> None:
+        """The answer of a :class:`Pending` (None: it was cancelled, the connection is gone or
+        closing), as :meth:`_run` and :meth:`_handled` take a task's."""
+        self._busy = None
+        self._gate.free_body(reserved)
+        if outcome is None:
+            return
+        if isinstance(outcome, BaseException):
+            self._failed(outcome)
+            return
+        self._write(outcome, close or self._closing, head_only)
         self._next()
 
     def _failed(self, exc: BaseException) -> None:
@@ -597,7 +707,7 @@ class _Connection(Admitted):
         now = self._loop.time()
         # a peer that does not read its answers is idle however many requests it queued
         busy = not self._writing_paused and (
-            self._in_head or self._in_body or self._task is not None or bool(self._queue)
+            self._in_head or self._in_body or self._busy is not None or bool(self._queue)
         )
         due = self._idle_since + self._limits.idle_timeout
         if busy or now < due:
@@ -624,13 +734,22 @@ class _Connection(Admitted):
         answer of the request in hand (requests queued behind it are not started)."""
         self._closing = True
         self._done_reading = True
-        if self._task is None:
+        if self._busy is None:
             self.abort()
         else:
             for item in self._queue:
                 if not isinstance(item, Refusal):
                     self._gate.free_body(item[1])
             self._queue.clear()
+
+    def _cancel_busy(self) -> None:
+        """Cancel the request being handled: its Pending, or its task (at its first step when
+        it has not begun: :meth:`_run`)."""
+        busy = self._busy
+        if isinstance(busy, Pending) or (busy is not None and self._started):
+            busy.cancel()
+        elif busy is not None:
+            self._cancel_at_start = True
 
     def close(self) -> None:
         """Close once the answers written are sent."""
@@ -639,8 +758,7 @@ class _Connection(Admitted):
 
     def abort(self) -> None:
         """Close now, cancelling the handler in hand (and stop counting the connection)."""
-        if self._task is not None:
-            self._task.cancel()
+        self._cancel_busy()
         super().abort()
 
     def _forget(self) -> None:

@@ -16,7 +16,11 @@ that is not what its header says → 400: :func:`session.http1.server.decode_bod
 
 The handlers are sans-I/O (a :class:`~session.http1.server.Request` in, a
 :class:`~session.http1.server.Response` out); :mod:`session.http1.server` serves them with the
-connection limits. The admin site (127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
+connection limits. ``/storage_rpc/v1`` is a synchronous handler: the admission checks above
+(:meth:`ClientSite._admitted`, their one home) and the RPC's answer when it has one at once
+(:meth:`~session.node.rpc.RpcHandler.respond_now`: ``info``, a ``retrieve`` read on the loop's
+thread, every refusal) are answered with no task; the rest of a request that has to wait
+(a ``store``, a read handed to the reader thread) is a coroutine the server runs in a task. The admin site (127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
 :func:`session.service.admin.admin_routes`.
 """
 
@@ -25,19 +29,17 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from session.http1.server import HttpError, Request, Response, Routes, decode_body
+from session.node.rpc import RpcResponse
 from session.version import STORAGE_SERVER_VERSION_TEXT
 
 SERVER_HEADER = f"Session Storage Server/{STORAGE_SERVER_VERSION_TEXT}"
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
 _SERVER = {"Server": SERVER_HEADER}
-
-#: A request body → (status, response body, content type).
-Handler = Callable[[bytes], Awaitable[tuple[int, bytes, str]]]
 
 
 class ClientSite:
@@ -108,11 +110,12 @@ class ClientSite:
             self.metrics.rate_limited.inc()
         return False
 
-    async def _serve(
-        self, endpoint: str, request: Request, handler: Handler, not_ready: str
-    ) -> Response:
-        """Rate limit, size limit and readiness, then ``handler(body)`` counted as in flight."""
-        t0 = time.perf_counter()
+    def _admitted(
+        self, endpoint: str, request: Request, not_ready: str, t0: float
+    ) -> bytes | Response:
+        """Rate limit, long poll, size limit and readiness, in that order: the body to handle,
+        or the refusal's answer (counted). The one home of these checks for both endpoints,
+        whether the request is then answered at once or in a task."""
         if not self._admit(request):
             return self._reply(endpoint, 429, b"Too many requests, try again later", t0)
         if endpoint == "storage_rpc" and "x-loki-long-poll" in request.headers:
@@ -124,28 +127,48 @@ class ClientSite:
         why = self.ready()
         if why is not None:
             return self._reply(endpoint, 503, f"{not_ready}: {why}".encode(), t0)
+        return body
+
+    # A request is answered at once when its handler can (no task: session.http1.server);
+    # otherwise the rest is a coroutine the server runs in a task, counted as in flight from
+    # its start to its answer (``inflight``: the requests that wait for something).
+
+    def storage_rpc(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
+        """``POST /storage_rpc/v1``: the RPC's answer at once when it has one
+        (:meth:`RpcHandler.respond_now`), else the rest in a task."""
+        t0 = time.perf_counter()
+        body = self._admitted("storage_rpc", request, "Service node is not ready", t0)
+        if type(body) is Response:
+            return body
+        assert isinstance(body, bytes)
+        r = self.rpc.respond_now(body)
+        if isinstance(r, RpcResponse):
+            return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
+        return self._rpc_rest(r, t0)
+
+    async def _rpc_rest(self, rest: Awaitable[RpcResponse], t0: float) -> Response:
         self.inflight += 1
         try:
-            status, out, content_type = await handler(body)
+            r = await rest
         finally:
             self.inflight -= 1
-        return self._reply(endpoint, status, out, t0, content_type)
-
-    async def _rpc(self, body: bytes) -> tuple[int, bytes, str]:
-        r = await self.rpc.respond(body)
-        return r.status, r.to_bytes(), r.content_type
-
-    async def _onion(self, body: bytes) -> tuple[int, bytes, str]:
-        # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a relay's
-        # plain-text error: all text/plain, as Session's storage server labels them.
-        status, out = await self.router.handle(body)
-        return status, out, _TEXT
-
-    async def storage_rpc(self, request: Request) -> Response:
-        return await self._serve("storage_rpc", request, self._rpc, "Service node is not ready")
+        return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
 
     async def onion_req(self, request: Request) -> Response:
-        return await self._serve("onion", request, self._onion, "Snode not ready")
+        """``POST /onion_req/v2``: the onion router's answer."""
+        t0 = time.perf_counter()
+        body = self._admitted("onion", request, "Snode not ready", t0)
+        if type(body) is Response:
+            return body
+        assert isinstance(body, bytes)
+        self.inflight += 1
+        try:
+            # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a
+            # relay's plain-text error: all text/plain, as Session's storage server labels them.
+            status, out = await self.router.handle(body)
+        finally:
+            self.inflight -= 1
+        return self._reply("onion", status, out, t0)
 
     async def ping_test(self, request: Request) -> Response:
         return Response(

@@ -94,6 +94,10 @@ class RpcResponse:
         return {"code": self.status, "body": self.body}
 
 
+#: An answer now, or the rest of the request as a coroutine to await once.
+RpcNow = RpcResponse | Coroutine[Any, Any, RpcResponse]
+
+
 def _system_clock() -> int:
     return time.time_ns() // 1_000_000
 
@@ -146,40 +150,46 @@ class RpcHandler:
 
     async def respond(self, body: bytes | str | Mapping[str, Any]) -> RpcResponse:
         """Like :meth:`handle_client` but returns the structured :class:`RpcResponse`."""
+        r = self.respond_now(body)
+        return r if isinstance(r, RpcResponse) else await r
+
+    def respond_now(self, body: bytes | str | Mapping[str, Any]) -> RpcNow:
+        """:meth:`respond` without a coroutine when nothing has to wait: ``info``,
+        ``get_swarm``, every refusal, and a ``retrieve`` / ``get_expiries`` (and a subaccount's
+        revocation check) the store reads at once (:meth:`MessageStore.retrieve_now`): the
+        answer, returned at once. Otherwise a coroutine (to be awaited once) that finishes the
+        request exactly as :meth:`respond` would from where this stopped (the node's site
+        answers a request without a task this way: :mod:`session.node.http`)."""
         try:
             req = P.parse_request(body)
         except RpcStatusError as e:
             self.counters["invalid"] += 1
             return RpcResponse(e.status, e.message)
-        return await self.execute(req)
+        return self.execute_now(req)
 
     async def handle_forwarded(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """A recursive request forwarded by a swarm peer: validate it again, apply it locally
         (no further fan-out) and return this node's signed result, or a failure entry
-        ``{"failed": true, "code", "reason"}``."""
-        try:
-            req = self._parse_forwarded(body)
-            now = self.clock()
-            await self._admit(req, now, forwarded=True)
-            return await self._apply(req, now)
-        except (RpcStatusError, _WrongSwarm, StorageError) as e:
-            return _forwarded_failure(e)
+        ``{"failed": true, "code", "reason"}``. Its store goes through the store's queue
+        (:meth:`MessageStore.store`: a batch's writes commit together)."""
+        r = self.handle_forwarded_now(body, commit_now=False)
+        return r if isinstance(r, dict) else await r
 
     def handle_forwarded_now(
-        self, body: Mapping[str, Any]
+        self, body: Mapping[str, Any], *, commit_now: bool = True
     ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
-        """:meth:`handle_forwarded` without a coroutine in the common case (a store that needs
-        no subaccount revocation lookup, and a store that can commit it at once:
-        :meth:`MessageStore.store_now`): the same result, or failure entry, returned at once.
-        Otherwise a coroutine (to be awaited, once) that finishes the request exactly as
-        :meth:`handle_forwarded` would from where this stopped. Raises what that raises."""
+        """:meth:`handle_forwarded` without a coroutine where nothing has to wait: a refusal,
+        and (``commit_now``) a store that needs no subaccount revocation lookup and that the
+        store commits at once (:meth:`MessageStore.store_now`): the result, or failure entry,
+        returned at once. Otherwise a coroutine (to be awaited, once) that finishes the request
+        from where this stopped. Raises what :meth:`handle_forwarded` raises."""
         try:
             req = self._parse_forwarded(body)
             now = self.clock()
             if self._admit_checks(req, now, forwarded=True):
                 return self._forwarded_rest(req, now, verified=False)
             self._admit_verify(req, revoked=False)
-            if isinstance(req, P.Store):
+            if commit_now and isinstance(req, P.Store):
                 msg = self._stored_message(req)
                 try:
                     res = self.store.store_now(msg)
@@ -214,13 +224,19 @@ class RpcHandler:
 
     async def execute(self, req: P.Request) -> RpcResponse:
         """Run an already parsed client request."""
+        r = self.execute_now(req)
+        return r if isinstance(r, RpcResponse) else await r
+
+    def execute_now(self, req: P.Request) -> RpcNow:
+        """:meth:`execute` without a coroutine where nothing has to wait (as
+        :meth:`respond_now`)."""
         self.counters[req.METHOD] += 1
         try:
             match req:
                 case P.Batch():
-                    return await self._batch(req)
+                    return self._finish(self._batch(req))
                 case P.IfElse():
-                    return await self._ifelse(req)
+                    return self._finish(self._ifelse(req))
                 case P.Info():
                     now = self.clock()
                     return RpcResponse(
@@ -229,18 +245,32 @@ class RpcHandler:
                 case P.GetSwarm():
                     return RpcResponse(200, {**self._swarm_of(req.account.hex), **self._misc()})
                 case P.OxendRequest():
-                    return await self._oxend(req)
+                    return self._finish(self._oxend(req))
                 case P.AccountMethod():
-                    return await self._account_request(req)
+                    r = self._account_now(req)
+                    return r if isinstance(r, RpcResponse) else self._finish(r)
                 case _:
                     assert_never(req)
-        except RpcStatusError as e:
+        except (RpcStatusError, _WrongSwarm, StorageError) as e:
+            return self._refused(e)
+
+    async def _finish(self, rest: Awaitable[RpcResponse]) -> RpcResponse:
+        """The rest of a request :meth:`execute_now` could not answer at once, with the same
+        answers to a refusal or a store failure."""
+        try:
+            return await rest
+        except (RpcStatusError, _WrongSwarm, StorageError) as e:
+            return self._refused(e)
+
+    def _refused(self, e: RpcStatusError | _WrongSwarm | StorageError) -> RpcResponse:
+        """The answer to a client request refused (its status and sentence; 421 with the right
+        swarm) or failed in the store (500, logged with its traceback)."""
+        if isinstance(e, RpcStatusError):
             return RpcResponse(e.status, e.message)
-        except _WrongSwarm as e:
+        if isinstance(e, _WrongSwarm):
             return RpcResponse(421, e.body)
-        except StorageError:
-            log.exception("client request failed in the store")
-            return RpcResponse(500, "request failed")
+        log.error("client request failed in the store", exc_info=e)
+        return RpcResponse(500, "request failed")
 
     def _misc(self, now: int | None = None) -> dict[str, Any]:
         return P.misc_fields(self.clock() if now is None else now, self.hardfork)
@@ -252,14 +282,10 @@ class RpcHandler:
             return P.swarm_json(None, ())
         return P.swarm_json(sid, self.swarm.members(sid))
 
-    async def _admit(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> None:
-        """Readiness, swarm membership, time windows and signature (in Session's order)."""
-        need_lookup = self._admit_checks(req, now, forwarded=forwarded)
-        self._admit_verify(req, revoked=need_lookup and await self._revoked(req))
-
     def _admit_checks(self, req: P.AccountRequest, now: int, *, forwarded: bool) -> bool:
-        """:meth:`_admit` up to the signature: readiness, swarm membership, time windows.
-        Returns whether the signature needs the subaccount revocation lookup first."""
+        """An account request's admission up to the signature, in Session's order:
+        readiness, swarm membership, time windows. Returns whether the signature needs the
+        subaccount revocation lookup first (then :meth:`_admit_verify`)."""
         if not self.swarm.is_ready():
             reason = "not in a swarm yet" if self.swarm.my_swarm_id() is None else "still syncing"
             raise RpcStatusError(503, "Service node is not ready: " + reason)
@@ -294,38 +320,84 @@ class RpcHandler:
         if isinstance(req, P.Expire):
             req.extend_only()  # 400 for shorten by a subaccount without delete access
 
-    async def _account_request(self, req: P.AccountRequest) -> RpcResponse:
+    def _account_now(self, req: P.AccountRequest) -> RpcNow:
+        """An account's request: admitted (:meth:`_admit_checks`, the revocation lookup when
+        one is needed, :meth:`_admit_verify`), then run; the answer at once, or the rest as a
+        coroutine where something has to wait."""
         now = self.clock()
-        await self._admit(req, now, forwarded=False)
+        if self._admit_checks(req, now, forwarded=False):
+            assert req.auth is not None and req.auth.subaccount is not None
+            revoked = self.store.subaccount_revoked_now(req.account.hex, req.auth.subaccount)
+            if not isinstance(revoked, bool):
+                return self._account_rest(req, now, revoked)
+        else:
+            revoked = False
+        self._admit_verify(req, revoked=revoked)
+        return self._admitted(req, now)
+
+    async def _account_rest(
+        self, req: P.AccountRequest, now: int, revoked: Awaitable[bool]
+    ) -> RpcResponse:
+        """:meth:`_account_now` from a revocation lookup that had to wait."""
+        self._admit_verify(req, revoked=await revoked)
+        r = self._admitted(req, now)
+        return r if isinstance(r, RpcResponse) else await r
+
+    def _admitted(self, req: P.AccountRequest, now: int) -> RpcNow:
+        """An admitted account request, run."""
         if isinstance(req, P.Retrieve | P.GetExpiries) and (why := self.catching_up()):
             return RpcResponse(503, "Service node is not ready: " + why)
         match req:
             case P.Retrieve():
-                return await self._retrieve(req, now)
+                return self._retrieve_now(req, now)
             case P.GetExpiries():
-                exp = await self.store.get_expiries(req.account.hex, req.messages)
-                return RpcResponse(200, {"expiries": exp})
+                exp = self.store.get_expiries_now(req.account.hex, req.messages)
+                if isinstance(exp, dict):
+                    return RpcResponse(200, {"expiries": exp})
+                return self._expiries_rest(exp)
             case _:
-                return await self._recursive(req, now)
+                return self._recursive(req, now)
+
+    async def _expiries_rest(self, exp: Awaitable[dict[str, int]]) -> RpcResponse:
+        return RpcResponse(200, {"expiries": await exp})
 
     # -- local endpoints ------------------------------------------------------------------
 
-    async def _retrieve(self, req: P.Retrieve, now: int) -> RpcResponse:
+    def _retrieve_now(self, req: P.Retrieve, now: int) -> RpcNow:
         count, size = req.limits()
         try:
-            msgs, more = await self.store.retrieve(
+            got = self.store.retrieve_now(
                 req.account.hex, req.namespace, req.last_hash, count, size
             )
         except StorageError:
-            log.exception("retrieve failed")
-            return RpcResponse(
-                500,
-                "Internal Server Error. Could not retrieve messages for "
-                + _obfuscate(req.account.hex),
-            )
+            return self._retrieve_failed(req)
+        if isinstance(got, tuple):
+            return self._retrieved(got, now)
+        return self._retrieve_rest(req, now, got)
+
+    async def _retrieve_rest(
+        self, req: P.Retrieve, now: int, rest: Awaitable[tuple[list[StoredMessage], bool]]
+    ) -> RpcResponse:
+        """:meth:`_retrieve_now` from a read that had to wait (on the store's reader thread)."""
+        try:
+            got = await rest
+        except StorageError:
+            return self._retrieve_failed(req)
+        return self._retrieved(got, now)
+
+    def _retrieved(self, got: tuple[list[StoredMessage], bool], now: int) -> RpcResponse:
+        msgs, more = got
         return RpcResponse(
             200,
             {"messages": [P.message_json(m) for m in msgs], "more": more, **self._misc(now)},
+        )
+
+    def _retrieve_failed(self, req: P.Retrieve) -> RpcResponse:
+        """(In the ``except`` of a failed read: logged with its traceback.)"""
+        log.exception("retrieve failed")
+        return RpcResponse(
+            500,
+            "Internal Server Error. Could not retrieve messages for " + _obfuscate(req.account.hex),
         )
 
     async def _oxend(self, req: P.OxendRequest) -> RpcResponse:

@@ -36,7 +36,8 @@ import abc
 import dataclasses
 import hashlib
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
+from typing import Any
 
 from session.errors import InvalidInput
 from session.proto.rpc.namespaces import NAMESPACE_MAX, NAMESPACE_MIN
@@ -352,6 +353,33 @@ class MessageStore(abc.ABC):
     @abc.abstractmethod
     async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
         """Whether ``token`` is on the owner's revocation list."""
+
+    # Reads without a coroutine: the value at once when the store can read on the calling
+    # (event-loop) thread without waiting, otherwise a coroutine (to be awaited once) that reads
+    # as the async method does. Either way the same outcome, raising what the method raises.
+    # A client's retrieve answered without a task (session.node.rpc, RpcHandler.respond_now).
+    # These defaults always hand back the async method's coroutine.
+
+    def retrieve_now(
+        self,
+        owner: str,
+        namespace: int = 0,
+        last_hash: str | None = None,
+        max_count: int | None = None,
+        max_size: int | None = None,
+    ) -> tuple[list[StoredMessage], bool] | Coroutine[Any, Any, tuple[list[StoredMessage], bool]]:
+        """:meth:`retrieve` (default size accounting) now, or its coroutine."""
+        return self.retrieve(owner, namespace, last_hash, max_count, max_size)
+
+    def get_expiries_now(
+        self, owner: str, hashes: Sequence[str]
+    ) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
+        """:meth:`get_expiries` now, or its coroutine."""
+        return self.get_expiries(owner, hashes)
+
+    def subaccount_revoked_now(self, owner: str, token: bytes) -> bool | Coroutine[Any, Any, bool]:
+        """:meth:`subaccount_revoked` now, or its coroutine."""
+        return self.subaccount_revoked(owner, token)
 
     @abc.abstractmethod
     async def owners(self) -> list[str]:

@@ -37,7 +37,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -677,11 +677,19 @@ class SqliteMessageStore(MessageStore):
     async def _read_small(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` (a small read) on this thread's read-only connection, within
         :data:`INLINE_READ_BUDGET_S`; if SQLite interrupts it for running longer, or it would
-        have to wait for a lock, run it again on the reader thread."""
+        have to wait for a lock, run it again on the reader thread (:meth:`_read_now`)."""
+        got = self._read_now(fn)
+        if isinstance(got, Coroutine):  # (a read's value is never a coroutine)
+            return await got
+        return got
+
+    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T | Coroutine[Any, Any, T]:
+        """:meth:`_read_small` without a coroutine: ``fn``'s value when it ran on this thread
+        within the budget, else a coroutine that runs it again on the reader thread."""
         self._check_open()
         conn = self._inline
         if conn is None or threading.get_ident() != self._inline_thread:
-            return await self._read(fn)
+            return self._read(fn)
         self._inline_deadline = time.perf_counter() + INLINE_READ_BUDGET_S
         try:
             value = fn(conn)
@@ -699,7 +707,7 @@ class SqliteMessageStore(MessageStore):
             self.inline_reads += 1
             return value
         self.inline_handed_on += 1
-        return await self._read(fn)
+        return self._read(fn)
 
     @staticmethod
     def _owner_id(conn: sqlite3.Connection, owner: str, create: bool) -> int | None:
@@ -1025,6 +1033,35 @@ class SqliteMessageStore(MessageStore):
         size_b64: bool = True,
         overhead: int = DEFAULT_MSG_OVERHEAD,
     ) -> tuple[list[StoredMessage], bool]:
+        return await self._read_small(
+            self._retrieve_op(owner, namespace, last_hash, max_count, max_size, size_b64, overhead)
+        )
+
+    def retrieve_now(
+        self,
+        owner: str,
+        namespace: int = 0,
+        last_hash: str | None = None,
+        max_count: int | None = None,
+        max_size: int | None = None,
+    ) -> tuple[list[StoredMessage], bool] | Coroutine[Any, Any, tuple[list[StoredMessage], bool]]:
+        return self._read_now(
+            self._retrieve_op(
+                owner, namespace, last_hash, max_count, max_size, True, DEFAULT_MSG_OVERHEAD
+            )
+        )
+
+    def _retrieve_op(
+        self,
+        owner: str,
+        namespace: int,
+        last_hash: str | None,
+        max_count: int | None,
+        max_size: int | None,
+        size_b64: bool,
+        overhead: int,
+    ) -> Callable[[sqlite3.Connection], tuple[list[StoredMessage], bool]]:
+        """The read of :meth:`retrieve` (``owner`` checked first: raises InvalidInput)."""
         check_owner(owner)
 
         def op(conn: sqlite3.Connection) -> tuple[list[StoredMessage], bool]:
@@ -1050,9 +1087,20 @@ class SqliteMessageStore(MessageStore):
             )
             return take_page(messages, max_count, max_size, size_b64=size_b64, overhead=overhead)
 
-        return await self._read_small(op)
+        return op
 
     async def get_expiries(self, owner: str, hashes: Sequence[str]) -> dict[str, int]:
+        return await self._read_small(self._expiries_op(owner, hashes))
+
+    def get_expiries_now(
+        self, owner: str, hashes: Sequence[str]
+    ) -> dict[str, int] | Coroutine[Any, Any, dict[str, int]]:
+        return self._read_now(self._expiries_op(owner, hashes))
+
+    def _expiries_op(
+        self, owner: str, hashes: Sequence[str]
+    ) -> Callable[[sqlite3.Connection], dict[str, int]]:
+        """The read of :meth:`get_expiries` (``owner`` checked first)."""
         check_owner(owner)
         hs = list(dict.fromkeys(hashes))
 
@@ -1069,7 +1117,7 @@ class SqliteMessageStore(MessageStore):
                     out[h] = int(r[0])
             return dict(sorted(out.items()))
 
-        return await self._read_small(op)
+        return op
 
     async def get_by_hash(self, hash: str) -> StoredMessage | None:
         def op(conn: sqlite3.Connection) -> StoredMessage | None:
@@ -1079,15 +1127,20 @@ class SqliteMessageStore(MessageStore):
         return await self._read_small(op)
 
     async def subaccount_revoked(self, owner: str, token: bytes) -> bool:
+        return await self._read_small(self._revoked_op(owner, token))
+
+    def subaccount_revoked_now(self, owner: str, token: bytes) -> bool | Coroutine[Any, Any, bool]:
+        return self._read_now(self._revoked_op(owner, token))
+
+    def _revoked_op(self, owner: str, token: bytes) -> Callable[[sqlite3.Connection], bool]:
+        """The read of :meth:`subaccount_revoked` (``owner`` checked first)."""
         raw = check_owner(owner)
-        return await self._read_small(
-            lambda conn: (
-                conn.execute(
-                    "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
-                    (raw, bytes(token)),
-                ).fetchone()
-                is not None
-            )
+        return lambda conn: (
+            conn.execute(
+                "SELECT 1 FROM revoked_subaccounts WHERE owner = ? AND token = ?",
+                (raw, bytes(token)),
+            ).fetchone()
+            is not None
         )
 
     async def owners(self) -> list[str]:

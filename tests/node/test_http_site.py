@@ -6,12 +6,13 @@ before a handler runs (429, 410, 413, 415, 503, 404)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -100,10 +101,17 @@ async def test_rpc_replies_carry_the_handlers_content_type(site: Site) -> None:
 
 
 class FixedRpc:
-    def __init__(self, response: RpcResponse) -> None:
-        self.response = response
+    """Answers every body with ``response``: at once, or (``later``) from a coroutine."""
 
-    async def respond(self, body: bytes) -> RpcResponse:
+    def __init__(self, response: RpcResponse, later: bool = False) -> None:
+        self.response = response
+        self.later = later
+
+    def respond_now(self, body: bytes) -> RpcResponse | Coroutine[Any, Any, RpcResponse]:
+        return self._respond() if self.later else self.response
+
+    async def _respond(self) -> RpcResponse:
+        await asyncio.sleep(0)
         return self.response
 
 
@@ -117,10 +125,11 @@ class FixedRpc:
         (RpcResponse(421, {"snodes": []}), "application/json"),
     ],
 )
+@pytest.mark.parametrize("later", [False, True])
 async def test_the_content_type_is_never_guessed_from_the_body(
-    response: RpcResponse, content_type: str
+    response: RpcResponse, content_type: str, later: bool
 ) -> None:
-    s = Site(FixedRpc(response))
+    s = Site(FixedRpc(response, later))
     await s.start()
     try:
         status, body, headers = await s.post("/storage_rpc/v1", INFO)

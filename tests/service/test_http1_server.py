@@ -7,12 +7,14 @@ both servers in test_limits.py; the node's routes in tests/node/test_http_site.p
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import ssl
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,8 +22,10 @@ from hypothesis import strategies as st
 
 from session.http1 import MAX_HEAD
 from session.http1 import server as http1
+from session.service.accept import Gate
 from session.service.config import ConnectionLimits
 from session.service.tls import client_ssl_context, server_ssl_context
+from session.testing.waits import until
 
 BOUND = 10.0  # how long a test waits for an outcome before failing
 
@@ -34,6 +38,8 @@ class App:
         self.started = asyncio.Event()
         self.hang_cancelled = asyncio.Event()
         self.seen: list[tuple[str, str, bytes]] = []
+        self.pending: list[http1.Pending] = []
+        self.ended: list[bytes] = []  # bodies of the Pending answers whose on_end ran
 
     async def echo(self, request: http1.Request) -> http1.Response:
         self.seen.append((request.method, request.path, request.body))
@@ -85,8 +91,47 @@ class App:
             raise
         raise AssertionError("unreachable: nothing sets the event")
 
+    # -- synchronous handlers: an answer now, later (Pending), or the rest in a task ---------
+    def now_echo(self, request: http1.Request) -> http1.Response:
+        self.seen.append((request.method, request.path, request.body))
+        return http1.Response(200, b"now:" + request.body)
+
+    def now_or_rest(self, request: http1.Request) -> http1.Response | Coroutine[Any, Any, Any]:
+        self.seen.append((request.method, request.path, request.body))
+        if request.body != b"wait":
+            return http1.Response(200, b"now")
+        return self.in_a_task(request)  # the rest needs a task (asyncio.timeout): it has one
+
+    def later(self, request: http1.Request) -> http1.Pending:
+        self.seen.append((request.method, request.path, request.body))
+        pending = http1.Pending(on_end=lambda: self.ended.append(request.body))
+        self.pending.append(pending)
+        self.started.set()
+        return pending
+
+    def now_broken(self, request: http1.Request) -> http1.Response:
+        raise RuntimeError("a bug in a synchronous handler")
+
+    def later_broken(self, request: http1.Request) -> http1.Pending:
+        pending = http1.Pending()
+        asyncio.get_running_loop().call_soon(
+            pending.fail, RuntimeError("a bug in a callback answering later")
+        )
+        return pending
+
+    def answered_before_returned(self, request: http1.Request) -> http1.Pending:
+        pending = http1.Pending(on_end=lambda: self.ended.append(request.body))
+        pending.answer(http1.Response(201, b"already"))
+        return pending
+
     def routes(self) -> http1.Routes:
         return {
+            "/now": {"POST": self.now_echo},
+            "/now-or-rest": {"POST": self.now_or_rest},
+            "/later": {"POST": self.later},
+            "/now-broken": {"GET": self.now_broken},
+            "/later-broken": {"GET": self.later_broken},
+            "/already": {"GET": self.answered_before_returned},
             "/echo": {"POST": self.echo, "GET": self.echo},
             "/slow": {"GET": self.slow},
             "/broken": {"GET": self.broken},
@@ -298,7 +343,13 @@ async def test_a_bad_request_behind_good_ones_is_answered_after_them(
 
 
 @pytest.mark.parametrize(
-    ("path", "bug"), [("/broken", "a bug in a handler"), ("/broken-later", "a bug after waiting")]
+    ("path", "bug"),
+    [
+        ("/broken", "a bug in a handler"),
+        ("/broken-later", "a bug after waiting"),
+        ("/now-broken", "a bug in a synchronous handler"),
+        ("/later-broken", "a bug in a callback answering later"),
+    ],
 )
 async def test_a_failing_handler_is_a_logged_500(
     app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture, path: str, bug: str
@@ -368,12 +419,79 @@ async def test_a_waiting_handler_is_cancelled_when_its_peer_goes(
     no_tracebacks(caplog)
 
 
-async def test_close_lets_the_request_in_flight_finish() -> None:
+async def test_synchronous_handlers_answer_now_later_or_in_a_task_in_order(
+    app: tuple[App, http1.Served],
+) -> None:
+    """A synchronous handler's answer now, a Pending answered from a callback and the rest of
+    one run in a task (with a current task: asyncio.timeout) come back in the requests' order
+    on a pipelined connection; the request behind a Pending waits for it."""
+    a, served = app
+    reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+        b"POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+        b"POST /now-or-rest HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nwait"
+        b"POST /now-or-rest HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc"
+        b"GET /already HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    assert (await read_response(reader))[::2] == (200, b"now:a")
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+    await asyncio.sleep(0)  # a loop turn: nothing behind the Pending has started
+    assert [path for _, path, _ in a.seen] == ["/now", "/later"]
+    assert served.inflight_body_bytes > 0  # the Pending's body is still reserved
+    a.pending[0].answer(http1.Response(202, b"later:b", headers={"X-Later": "1"}))
+    status, headers, body = await read_response(reader)
+    assert (status, body, headers["x-later"]) == (202, b"later:b", "1")
+    assert a.ended == [b"b"]
+    assert (await read_response(reader))[::2] == (200, b"in a task")
+    assert (await read_response(reader))[::2] == (200, b"now")
+    assert (await read_response(reader))[::2] == (201, b"already")
+    assert a.ended == [b"b", b""]
+    a.pending[0].answer(http1.Response(200, b"twice"))  # a second answer is dropped
+    writer.write(b"POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd")
+    assert (await read_response(reader))[::2] == (200, b"now:d")
+    assert served.inflight_body_bytes == 0
+    writer.close()
+
+
+async def test_a_pending_answer_is_cancelled_when_its_peer_goes(
+    app: tuple[App, http1.Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a waiting handler's task is cancelled: the Pending's on_end runs at once, its body
+    reservation is given back, and the answer that comes later is dropped."""
+    a, served = app
+    _reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+    writer.write(
+        b"POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx"
+        b"POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\ny"
+    )
+    async with asyncio.timeout(BOUND):
+        await a.started.wait()
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+    async with asyncio.timeout(BOUND):
+        while served.stats.open:
+            await asyncio.sleep(0.01)
+    assert a.ended == [b"x"] and a.pending[0].done
+    assert served.inflight_body_bytes == 0
+    a.pending[0].answer(http1.Response(200, b"too late"))  # dropped: nothing to write to
+    assert [path for _, path, _ in a.seen] == ["/later"]  # the one behind it never ran
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("pending", [False, True])
+async def test_close_lets_the_request_in_flight_finish(pending: bool) -> None:
+    """In its task, or a Pending answered later from a callback."""
     a = App()
     served = await http1.serve(a.routes(), "127.0.0.1", 0, shutdown_timeout=BOUND)
     busy_reader, busy = await asyncio.open_connection("127.0.0.1", served.port)
     idle_reader, idle = await asyncio.open_connection("127.0.0.1", served.port)
-    busy.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    if pending:
+        busy.write(b"POST /later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+    else:
+        busy.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
     async with asyncio.timeout(BOUND):
         await a.started.wait()
         while served.stats.open < 2:
@@ -383,7 +501,11 @@ async def test_close_lets_the_request_in_flight_finish() -> None:
     with pytest.raises(OSError):  # and nothing new is accepted
         await asyncio.open_connection("127.0.0.1", served.port)
     assert not closing.done()
-    a.release.set()  # the request in flight finishes and is answered, then its connection ends
+    # the request in flight finishes and is answered, then its connection ends
+    if pending:
+        a.pending[0].answer(http1.Response(200, b"slow done"))
+    else:
+        a.release.set()
     status, headers, body = await read_response(busy_reader)
     assert (status, body, headers["connection"]) == (200, b"slow done", "close")
     async with asyncio.timeout(BOUND):
@@ -550,3 +672,69 @@ async def test_a_trailer_that_never_ends_is_cut_at_the_head_limit(
     async with asyncio.timeout(BOUND):
         while served.stats.open or served.inflight_body_bytes:
             await asyncio.sleep(0.01)
+
+
+class _Transport:
+    """What the server needs of a transport, in memory: what it wrote, and closing."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def writelines(self, parts: list[bytes]) -> None:
+        self.written.append(b"".join(parts))
+
+    def close(self) -> None:
+        self.closed = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+async def test_a_task_cancelled_before_its_first_step_is_cancelled_where_its_rest_waits(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    """The peer is gone before the task of a synchronous handler's rest took its first step
+    (read and reset in one loop iteration): the rest still starts and is cancelled where it
+    waits, so its ``finally`` blocks run (the site's in-flight count) and no coroutine it holds
+    is left never awaited."""
+    ran: list[str] = []
+
+    async def inner() -> http1.Response:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ran.append("inner")
+        raise AssertionError("unreachable")
+
+    async def outer(rest: Coroutine[Any, Any, http1.Response]) -> http1.Response:
+        try:
+            return await rest
+        finally:
+            ran.append("outer")
+
+    def handler(request: http1.Request) -> Coroutine[Any, Any, http1.Response]:
+        return outer(inner())
+
+    site = http1._Site({"/x": {"GET": handler}}, Gate(ConnectionLimits(), 1000, None))
+    conn = http1._Connection(site, "127.0.0.1")
+    transport = _Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.data_received(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
+    conn.connection_lost(ConnectionResetError())
+    await until(lambda: len(ran) == 2, "the rest's finally blocks")
+    assert ran == ["inner", "outer"]
+    assert transport.written == []
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
