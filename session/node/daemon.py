@@ -54,8 +54,6 @@ from session.node.links import (
     KIND_ONION,
     KIND_PING,
     KIND_SYNC,
-    Answer,
-    DirectHandler,
     NodeLinks,
 )
 from session.node.metrics import NodeMetrics
@@ -317,20 +315,31 @@ class Node:
             egress=egress,
         )
         # the relay's hot path: a direct handler, no task per relayed layer
-        self.links.direct[KIND_ONION] = self._counted_now("onion", self.router.serve_link_now)
+        self.links.direct[KIND_ONION] = self.router.serve_link_now
         # forwarded writes: answered as they arrive when the store can commit them at once
         self.forwarded = ForwardedWrites(self.rpc)
-        self.links.direct[KIND_CC] = self._counted_now("cc", self.forwarded.serve_now)
-        self.links.direct[KIND_CC_BATCH] = self._counted_now(
-            "cc_batch", self.forwarded.serve_batch_now
-        )
+        self.links.direct[KIND_CC] = self.forwarded.serve_now
+        self.links.direct[KIND_CC_BATCH] = self.forwarded.serve_batch_now
         self.links.handlers.update(
             {
-                KIND_DATA: self._counted("data", self.handoff.accept_push),
-                KIND_PING: self._counted("ping", self._serve_ping),
-                KIND_SYNC: self._counted("sync", self.reconciler.serve),
+                KIND_DATA: self.handoff.accept_push,
+                KIND_PING: self._serve_ping,
+                KIND_SYNC: self.reconciler.serve,
             }
         )
+        # every request handed to a handler, direct or not, counted by kind
+        served = {
+            kind: self.metrics.link_served.labels(label)
+            for kind, label in (
+                (KIND_ONION, "onion"),
+                (KIND_CC, "cc"),
+                (KIND_CC_BATCH, "cc_batch"),
+                (KIND_DATA, "data"),
+                (KIND_PING, "ping"),
+                (KIND_SYNC, "sync"),
+            )
+        }
+        self.links.on_served = lambda kind: served[kind].inc()
 
     async def _start_sites(self, ssl_ctx: ssl.SSLContext) -> None:
         """Sites: the public HTTPS site (rate limited) and the loopback admin site."""
@@ -474,25 +483,6 @@ class Node:
             self.metrics.gauge_fn(f"session_node_{name}", doc, fn)
         prover.start()
         tester.start()
-
-    def _counted_now(self, kind: str, fn: DirectHandler) -> DirectHandler:
-        """A direct link handler counted like :meth:`_counted` ones."""
-        counter = self.metrics.link_served.labels(kind)
-
-        def handler(peer: str, body: Any, answer: Answer) -> None:
-            counter.inc()
-            fn(peer, body, answer)
-
-        return handler
-
-    def _counted(self, kind: str, fn: Any) -> Any:
-        counter = self.metrics.link_served.labels(kind)
-
-        async def handler(peer: str, body: Any) -> Any:
-            counter.inc()
-            return await fn(peer, body)
-
-        return handler
 
     async def _oxend(self, endpoint: str, params: Any) -> Any:
         """``oxend_request``: the registry stands in for oxend, and this node already holds its

@@ -20,7 +20,11 @@ connection limits. ``/storage_rpc/v1`` is a synchronous handler: the admission c
 (:meth:`ClientSite._admitted`, their one home) and the RPC's answer when it has one at once
 (:meth:`~session.node.rpc.RpcHandler.respond_now`: ``info``, a ``retrieve`` read on the loop's
 thread, every refusal) are answered with no task; the rest of a request that has to wait
-(a ``store``, a read handed to the reader thread) is a coroutine the server runs in a task. The admin site (127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
+(a ``store``, a read handed to the reader thread) is a coroutine the server runs in a task.
+``/onion_req/v2`` likewise (:meth:`~session.node.relay.OnionRouter.handle_now`), and a layer
+sent on to the next node is a :class:`~session.http1.server.Pending` answered from the links'
+reply callback, with the relay's 502 and 504 answers: no task either. The admin site
+(127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
 :func:`session.service.admin.admin_routes`.
 """
 
@@ -30,9 +34,12 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
-from session.http1.server import HttpError, Request, Response, Routes, decode_body
+from session.http1.server import HttpError, Pending, Request, Response, Routes, decode_body
+from session.node.links import LinkError, RawReply
+from session.node.relay import relayed_answer
 from session.node.rpc import RpcResponse
 from session.version import STORAGE_SERVER_VERSION_TEXT
 
@@ -154,18 +161,51 @@ class ClientSite:
             self.inflight -= 1
         return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
 
-    async def onion_req(self, request: Request) -> Response:
-        """``POST /onion_req/v2``: the onion router's answer."""
+    # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a relay's
+    # plain-text error: all text/plain, as Session's storage server labels them.
+
+    def onion_req(self, request: Request) -> Response | Pending | Coroutine[Any, Any, Response]:
+        """``POST /onion_req/v2``: the onion router's answer at once when it has one
+        (:meth:`OnionRouter.handle_now`), a :class:`Pending` answered when the next node's
+        reply comes for a layer sent on, else the rest in a task."""
         t0 = time.perf_counter()
         body = self._admitted("onion", request, "Snode not ready", t0)
         if type(body) is Response:
             return body
         assert isinstance(body, bytes)
+        pending = Pending(on_end=self._landed)
+        r = self.router.handle_now(body, partial(self._onion_relayed, pending, t0))
+        if r is None:
+            self.inflight += 1  # until the Pending ends (_landed): answered or cancelled
+            return pending
+        if isinstance(r, tuple):
+            return self._reply("onion", r[0], r[1], t0)
+        return self._onion_rest(r, t0)
+
+    def _landed(self) -> None:
+        self.inflight -= 1
+
+    def _onion_relayed(
+        self, pending: Pending, t0: float, next_ed25519: str, reply: RawReply | LinkError
+    ) -> None:
+        """The next node's reply to a layer sent on (the links' reply callback)."""
+        if pending.done:
+            return  # the client is gone: its answer is dropped, uncounted, as its task's was
+        try:
+            status, out = relayed_answer(next_ed25519, reply)
+            response = self._reply("onion", status, out, t0)
+        except Exception as bug:
+            # Bug guard, deliberately broad: this runs in the links' reply callback, outside
+            # any task; a bug of ours here is answered as a task's bug is (500, logged with its
+            # traceback) instead of leaving the client without an answer.
+            pending.fail(bug)
+            return
+        pending.answer(response)
+
+    async def _onion_rest(self, rest: Awaitable[tuple[int, bytes]], t0: float) -> Response:
         self.inflight += 1
         try:
-            # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a
-            # relay's plain-text error: all text/plain, as Session's storage server labels them.
-            status, out = await self.router.handle(body)
+            status, out = await rest
         finally:
             self.inflight -= 1
         return self._reply("onion", status, out, t0)

@@ -344,6 +344,11 @@ class Answer:
         """Answer with frames that are already a packed reply body (:func:`pack_body`)."""
         self._links._reply(self._route, _REPLY, self._rid, frames)
 
+    def fail(self, e: Exception) -> None:
+        """Answer as an ordinary handler that raised ``e`` is answered (a refusal's sentence;
+        a bug "internal error", its traceback logged)."""
+        self.run(_raising(e))
+
     def run(self, result: Awaitable[Any]) -> asyncio.Task[Any]:
         """Answer with what the awaitable returns, run as a task with an ordinary handler's
         error handling (refusals answered with their sentence). Returns the task (its done
@@ -402,6 +407,8 @@ class NodeLinks:
         self.health: dict[str, PeerHealth] = {}
         #: called with a peer's X25519 hex when it answers again after being down
         self.on_peer_up = on_peer_up
+        #: called with the kind of every request handed to its handler (metrics)
+        self.on_served: Callable[[bytes], None] | None = None
         #: request id -> (its future or reply callback, its timeout, the peer's X25519 hex)
         self._pending: dict[int, tuple[asyncio.Future[Any] | OnReply, float, str]] = {}
         #: timeout -> {request id: deadline}, in sending order, so in deadline order
@@ -532,6 +539,8 @@ class NodeLinks:
         except MSGPACK_ERRORS:
             self._reply(route.bytes, _ERROR, rid.bytes, [b"bad msgpack"])
             return
+        if self.on_served is not None:
+            self.on_served(k)
         if direct is not None:
             answer = Answer(self, route.bytes, rid.bytes, peer)
             try:
@@ -542,7 +551,7 @@ class NodeLinks:
                 # (a refusal's sentence; a bug "internal error", its traceback logged with the
                 # task) and the pump goes on with the next message. Were the request already
                 # answered, the peer drops the second answer as late.
-                answer.run(_raising(e))
+                answer.fail(e)
             return
         assert handler is not None
         self._spawn(self._serve(handler(peer, obj), peer, route.bytes, rid.bytes))

@@ -23,20 +23,25 @@ Peeling is one call into the native core with the GIL released. :class:`PeelPool
 frames that arrive in the same loop iteration: a few are peeled one by one on the loop thread,
 a burst in one call the core spreads over all cores.
 
-A layer relayed from node to node (the hot path: :meth:`OnionRouter.serve_link_now`, the
-links' direct handler for ``onion``) runs without a task, a future or a timer of its own: the
-peel result goes to a callback, the frame to the next node with
-:meth:`~session.node.links.NodeLinks.send_request`, and the next node's reply, checked, goes
-back to the previous node as it came (unpacked only to check its shape, never packed again).
-Anything else (a layer for this node, a proxy request, an error, a next node not connected
-yet) continues as a coroutine like a layer that came over HTTPS.
+A layer is answered without a task, a future or a timer of its own wherever nothing has to
+wait (:meth:`OnionRouter._decide_now`, the one place that decides): a peel error, a layer for
+this node whose storage RPC answers at once (``RpcHandler.respond_now``: ``info``, a
+``retrieve`` read on the loop's thread), a relay refused at once, and a layer sent on to a
+connected next node with :meth:`~session.node.links.NodeLinks.send_request`, whose reply goes
+to a callback. A layer relayed from node to node (the hot path:
+:meth:`OnionRouter.serve_link_now`, the links' direct handler for ``onion``) is peeled with the
+pool's batch and the next node's reply, checked, goes back to the previous node as it came
+(unpacked only to check its shape, never packed again). A layer that came over HTTPS
+(:meth:`OnionRouter.handle_now`, from the node's site) is peeled at once on the loop's thread
+and its answer, or the next node's, goes back as ``(status, body)``. Anything else (a proxy
+request, a next node not connected yet, an RPC that has to wait) goes on as a coroutine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -60,6 +65,7 @@ from session.node.links import (
     RawReply,
     unpack_body,
 )
+from session.node.rpc import RpcResponse
 from session.node.swarm_view import SwarmView
 from session.onion import Deliver, Proxy, Relay
 from session.proto.onion_status import (
@@ -87,6 +93,14 @@ PROXY_FAILED = (
     b"Cannot reach the destination server: it did not answer, or it is not an "
     b"address this node proxies to"
 )
+
+
+#: Where the next node's reply to a layer sent on goes: ``relayed(next_ed25519, reply)``, the
+#: reply's raw body and bulk frames, or the :class:`LinkError` that ended the request.
+OnRelayed = Callable[[str, RawReply | LinkError], None]
+#: A layer's answer at once ``(status, body)``, None (sent on: the answer comes to the
+#: ``relayed`` callback), or the rest as a coroutine.
+Answered = tuple[int, bytes] | Coroutine[Any, Any, tuple[int, bytes]] | None
 
 
 class PeelPool:
@@ -132,13 +146,17 @@ class PeelPool:
             for (_, done), r in zip(batch, results, strict=True):
                 done(r)
             return
-        peel = self.peeler.peel  # a few frames: no hand-off to the core's threads
-        for frame, done in batch:
-            try:
-                r = peel(frame)
-            except ValueError as e:  # OnionError (with a status), DecodeError, InvalidInput
-                r = e
-            done(r)
+        for frame, done in batch:  # a few frames: no hand-off to the core's threads
+            done(self.peel_now(frame))
+
+    def peel_now(self, frame: bytes) -> Any:
+        """``frame`` peeled on this thread now (the GIL released): the decision, or the peel
+        error as a value (a ``ValueError``: the core's OnionError with a status, DecodeError,
+        InvalidInput)."""
+        try:
+            return self.peeler.peel(frame)
+        except ValueError as e:
+            return e
 
     def close(self) -> None:
         """Nothing to stop (kept so owners can close every part alike)."""
@@ -197,29 +215,55 @@ class OnionRouter:
             counter.inc()
 
     async def handle(self, frame: bytes) -> tuple[int, bytes]:
+        """An onion frame → ``(http_status, body)``, as a coroutine (peeled with the pool's
+        batch)."""
         try:
             d = await self.pool.peel(frame)
         except ValueError as e:  # the core's OnionError (with a status), DecodeError, InvalidInput
-            return self._peel_error(e)
+            d = e
         return await self._decided(d)
+
+    def handle_now(self, frame: bytes, relayed: OnRelayed) -> Answered:
+        """:meth:`handle` without a coroutine, for a frame that came over HTTPS: peeled on this
+        thread now, then answered at once where nothing has to wait (a peel error, a layer for
+        this node whose RPC answers at once, a relay refused at once); None when the layer was
+        sent on to a connected next node: its answer, ``(status, body)`` as :meth:`handle`
+        would give it, goes to ``relayed`` once it comes (with the same 502 and 504 answers);
+        otherwise the rest as a coroutine (a proxy request, a next node not connected yet, an
+        RPC that has to wait)."""
+        return self._decide_now(self.pool.peel_now(frame), relayed)
 
     async def _decided(self, d: Any) -> tuple[int, bytes]:
         """The answer to a peeled layer (``d``: the core's decision, or its peel error)."""
+        r = self._decide_now(d, None)
+        assert r is not None  # (nothing is sent on without a reply callback)
+        return r if isinstance(r, tuple) else await r
+
+    def _decide_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
+        """The answer to a peeled layer at once, None when it was relayed on (only with a
+        ``relayed`` callback: see :meth:`handle_now`), or the rest as a coroutine."""
         if isinstance(d, ValueError):
             return self._peel_error(d)
         if isinstance(d, BaseException):
             raise d  # not a peel refusal: a bug, answered "internal error" and logged by the links
         if isinstance(d, Relay):
             self._count("relay")
-            return await self._relay(d)
+            return self._relay_now(d, relayed)
         if isinstance(d, Deliver):
             self._count("deliver")
-            status, body = await self.rpc.handle_client(d.payload)
-            return 200, d.reply.encrypt_status(status, body)
+            r = self.rpc.respond_now(d.payload)
+            if isinstance(r, RpcResponse):
+                return 200, d.reply.encrypt_status(r.status, r.to_bytes())
+            return self._delivered(d, r)
         if isinstance(d, Proxy):
             self._count("proxy")
-            return await self._proxy(d)
+            return self._proxy(d)
         return 500, b"unexpected onion decision"
+
+    async def _delivered(self, d: Any, rest: Awaitable[RpcResponse]) -> tuple[int, bytes]:
+        """A layer for this node whose RPC had to wait."""
+        r = await rest
+        return 200, d.reply.encrypt_status(r.status, r.to_bytes())
 
     def _peel_error(self, e: ValueError) -> tuple[int, bytes]:
         """The answer to a frame that could not be peeled: plain with its status, or encrypted
@@ -234,28 +278,44 @@ class OnionRouter:
             status = 400
         return status, msg
 
-    async def _relay(self, d: Any) -> tuple[int, bytes]:
+    def _relay_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
+        """A layer for the next node: refused at once (too many hops, an unknown next node, or
+        one the links know is down and not yet due for a probe), sent on at once over a
+        connected link (None: its reply goes to ``relayed``), else sent as a coroutine."""
         if d.hop_no > self.max_hops:
             return 400, b"onion request max path length exceeded"
         node = self.view.node_by_ed25519(d.next_ed25519)
         if node is None:
             return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_NOT_FOUND, d.next_ed25519)
-        if (
-            self.links.is_down(node.pubkey_x25519)
-            and node.pubkey_x25519 not in self.links.due_for_probe()
+        if self.links.is_down(node.pubkey_x25519):
+            if node.pubkey_x25519 not in self.links.due_for_probe():
+                # The links know this node is down (a write to it or a relay through it went
+                # unanswered) and its back-off has not elapsed: say so at once, naming it,
+                # instead of holding the request until a timeout the client will not wait for.
+                # Once the back-off elapses the next relay is the probe (and fails at once in
+                # the links while there is no connection to it: the link's reconnection marks
+                # it up when it is back).
+                return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
+        elif relayed is not None and self.links.send_request(
+            node.pubkey_x25519,
+            node.zmq_address,
+            KIND_ONION,
+            {"f": d.frame},
+            self.relay_timeout,
+            partial(relayed, d.next_ed25519),
         ):
-            # The links know this node is down (a write to it or a relay through it went
-            # unanswered) and its back-off has not elapsed: say so at once, naming it, instead
-            # of holding the request until a timeout the client will not wait for. Once the
-            # back-off elapses the next relay is the probe (and fails at once in the links while
-            # there is no connection to it: the link's reconnection marks it up when it is back).
-            return NEXT_NODE_STATUS, next_node_error(NEXT_NODE_UNREACHABLE, d.next_ed25519)
+            return None
+        return self._relay(node, d.frame, d.next_ed25519)
+
+    async def _relay(self, node: Any, frame: bytes, next_ed25519: str) -> tuple[int, bytes]:
+        """A layer sent on as a coroutine (the link waits for a connection, or this is the
+        probe of a node that was down)."""
         try:
             r = await self.links.request(
-                node.pubkey_x25519, node.zmq_address, KIND_ONION, {"f": d.frame}, self.relay_timeout
+                node.pubkey_x25519, node.zmq_address, KIND_ONION, {"f": frame}, self.relay_timeout
             )
         except LinkError as e:
-            return _link_failure(e, d.next_ed25519)
+            return _link_failure(e, next_ed25519)
         return _next_reply(r)
 
     async def serve_link(self, peer: str, body: Any) -> dict[str, Any]:
@@ -275,34 +335,21 @@ class OnionRouter:
         self.pool.submit(body["f"], partial(self._peeled, answer))
 
     def _peeled(self, answer: Answer, d: Any) -> None:
-        if isinstance(d, Relay) and self._relay_now(d, answer):
+        try:
+            r = self._decide_now(d, partial(_relayed, answer))
+        except Exception as e:
+            # Bug guard, deliberately broad: this runs in the peel pool's callback, not under
+            # the links' supervisor of direct handlers, so what escapes (a bug of ours: every
+            # refusal is an answer) is handed to it here and answered as there, and the
+            # pool's other frames still get theirs.
+            answer.fail(e)
             return
-        answer.run(self._link_answer(d))
-
-    async def _link_answer(self, d: Any) -> dict[str, Any]:
-        status, out = await self._decided(d)
-        return {"s": status, "b": out}
-
-    def _relay_now(self, d: Any, answer: Answer) -> bool:
-        """Send a relayed layer on at once when nothing needs waiting for: a known next node,
-        not known to be down, with a connected link that takes the message. False: nothing
-        was sent, and :meth:`_relay` decides (and answers every other case)."""
-        if d.hop_no > self.max_hops:
-            return False
-        node = self.view.node_by_ed25519(d.next_ed25519)
-        if node is None or self.links.is_down(node.pubkey_x25519):
-            return False
-        sent = self.links.send_request(
-            node.pubkey_x25519,
-            node.zmq_address,
-            KIND_ONION,
-            {"f": d.frame},
-            self.relay_timeout,
-            partial(_relayed, answer, d.next_ed25519),
-        )
-        if sent:
-            self._count("relay")
-        return sent
+        if r is None:
+            return  # sent on: the next node's reply goes back through _relayed
+        if isinstance(r, tuple):
+            answer.result({"s": r[0], "b": r[1]})
+        else:
+            answer.run(_link_answer(r))
 
     async def _proxy(self, d: Any) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()
@@ -398,23 +445,39 @@ def _next_reply(r: Any) -> tuple[int, bytes]:
     return 502, b"Bad reply from next node"
 
 
-def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> None:
-    """The next node's reply to a layer :meth:`OnionRouter._relay_now` sent, back to the
-    previous node: as it came when it is a well-formed ``{"s": int, "b": bytes}`` (no packing
-    again), otherwise what :meth:`OnionRouter._relay` answers for it."""
+def relayed_answer(next_ed25519: str, reply: RawReply | LinkError) -> tuple[int, bytes]:
+    """The answer, ``(status, body)``, to a layer sent on with a reply callback
+    (:meth:`OnionRouter.handle_now`), from the next node's reply or the link's error: what
+    :meth:`OnionRouter._relay` answers for the same."""
     if isinstance(reply, LinkError):
-        status, out = _link_failure(reply, next_ed25519)
-        answer.result({"s": status, "b": out})
-        return
+        return _link_failure(reply, next_ed25519)
     body, bulk = reply
     try:
         r = unpack_body(body, bulk)
     except MSGPACK_ERRORS as e:
-        status, out = _link_failure(LinkError(f"bad reply: {e}"), next_ed25519)
-        answer.result({"s": status, "b": out})
-        return
-    if isinstance(r, dict) and type(r.get("s")) is int and type(r.get("b")) is bytes:
-        answer.forward([body, *bulk])
-        return
-    status, out = _next_reply(r)
+        return _link_failure(LinkError(f"bad reply: {e}"), next_ed25519)
+    return _next_reply(r)
+
+
+def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> None:
+    """The next node's reply to a layer relayed from node to node, back to the previous node:
+    as it came when it is a well-formed ``{"s": int, "b": bytes}`` (checked by unpacking, never
+    packed again), otherwise :func:`relayed_answer`."""
+    if not isinstance(reply, LinkError):
+        body, bulk = reply
+        try:
+            r = unpack_body(body, bulk)
+        except MSGPACK_ERRORS:
+            pass  # (relayed_answer says so)
+        else:
+            if isinstance(r, dict) and type(r.get("s")) is int and type(r.get("b")) is bytes:
+                answer.forward([body, *bulk])
+                return
+    status, out = relayed_answer(next_ed25519, reply)
     answer.result({"s": status, "b": out})
+
+
+async def _link_answer(rest: Awaitable[tuple[int, bytes]]) -> dict[str, Any]:
+    """The link answer of a layer whose answer came from a coroutine."""
+    status, out = await rest
+    return {"s": status, "b": out}

@@ -38,7 +38,7 @@ class Router:
     def __init__(self) -> None:
         self.frames: list[bytes] = []
 
-    async def handle(self, frame: bytes) -> tuple[int, bytes]:
+    def handle_now(self, frame: bytes, relayed: Any) -> tuple[int, bytes]:
         self.frames.append(frame)
         return 200, b'{"looks": "like json but is an onion answer"}'
 

@@ -25,6 +25,7 @@ from session.node.links import (
     DRAIN_BATCH,
     KIND_DATA,
     KIND_PING,
+    KIND_SYNC,
     Answer,
     LinkError,
     LinkTimeout,
@@ -370,13 +371,20 @@ async def test_a_direct_handler_answers_now_or_through_a_coroutine(
         else:
             answer.run(refuse())
 
-    server = await serve({KIND_PING: _ping})
+    server = await serve({KIND_PING: _ping, KIND_SYNC: _ping})
     server.links.direct[KIND_PING] = direct
+    served: list[bytes] = []
+    server.links.on_served = served.append
     ask = client.request
     assert await ask(server.x25519, server.address, KIND_PING, "now", 5.0) == {"now": True}
     assert await ask(server.x25519, server.address, KIND_PING, "packed", 5.0) == {"packed": True}
     with pytest.raises(LinkError, match=r"^refused later$"):
         await ask(server.x25519, server.address, KIND_PING, "later", 5.0)
+    assert await ask(server.x25519, server.address, KIND_SYNC, 1, 5.0) == {"pong": 1}
+    with pytest.raises(LinkError, match=r"^unknown kind$"):
+        await ask(server.x25519, server.address, KIND_DATA, 1, 5.0)
+    # every request handed to a handler, direct or ordinary, counted once by its kind
+    assert served == [KIND_PING, KIND_PING, KIND_PING, KIND_SYNC]
 
 
 async def test_what_a_direct_handler_raises_is_answered_and_the_pump_goes_on(

@@ -32,6 +32,7 @@ from session.http1.client import Response
 from session.identity import Identity
 from session.node.links import KIND_ONION, LinkError, LinkTimeout, LinkUnreachable
 from session.node.relay import PROXY_FAILED, PROXY_MAX_REPLY, OnionRouter, PeelPool
+from session.node.rpc import RpcResponse
 from session.proto.onion_status import named_next_node
 from session.proto.snodes import ServiceNode
 
@@ -84,9 +85,9 @@ class Rpc:
     def __init__(self) -> None:
         self.payloads: list[bytes] = []
 
-    async def handle_client(self, body: bytes) -> tuple[int, bytes]:
+    def respond_now(self, body: bytes) -> RpcResponse:
         self.payloads.append(body)
-        return 200, json.dumps({"echo": json.loads(body)}).encode()
+        return RpcResponse(200, {"echo": json.loads(body)})
 
 
 class Net:

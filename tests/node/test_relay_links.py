@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,8 +16,12 @@ from typing import Any
 import pytest
 
 from session import onion
+from session.http1 import server as http1
 from session.identity import Identity
+from session.node.http import SERVER_HEADER, ClientSite
 from session.node.links import KIND_ONION, NodeLinks
+from session.node.metrics import NodeMetrics
+from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
 from session.proto.onion_status import (
     NEXT_NODE_NOT_FOUND,
@@ -26,6 +31,7 @@ from session.proto.onion_status import (
 )
 from session.proto.snodes import ServiceNode
 from session.testing.rpc import FixedSwarmView
+from session.testing.waits import until
 
 
 def _node(ident: Identity, port: int) -> ServiceNode:
@@ -210,3 +216,155 @@ async def test_a_next_node_whose_address_the_link_refuses_costs_no_other_layer_i
     # and so does the next layer to it (no half-made link left behind)
     got = await rig.send(rig.frame(bad))
     assert named_next_node(got["s"], got["b"]) == bad.ed25519_public.hex()
+
+
+# -- a layer that came over HTTPS (the node's site): answered at once, from the links' reply
+# callback (a Pending: no task), or by a task, and each the same as the coroutine path's answer
+
+
+def _site(rig: Rig) -> ClientSite:
+    return ClientSite(
+        rpc=None, router=rig.router, limiter=RateLimiter(1e6, 1e6), metrics=NodeMetrics(),
+        ready=lambda: None, ed25519_public=bytes(32), max_body=1 << 20,
+    )  # fmt: skip
+
+
+def _onion_request(frame: bytes) -> http1.Request:
+    return http1.Request("POST", "/onion_req/v2", "", {}, frame, "127.0.0.1")
+
+
+async def _by_site(site: ClientSite, frame: bytes) -> tuple[tuple[int, bytes], str]:
+    """The site's answer to ``frame`` and how it came: "now", "later" (a Pending) or "task"."""
+    out = site.onion_req(_onion_request(frame))
+    if isinstance(out, http1.Response):
+        how = "now"
+    elif isinstance(out, http1.Pending):
+        assert site.inflight == 1
+        ended = asyncio.Event()
+        out.deliver = lambda outcome: ended.set()
+        async with asyncio.timeout(10):
+            await ended.wait()
+        out, how = out.result(), "later"
+    else:
+        out, how = await out, "task"
+    assert site.inflight == 0
+    assert (out.content_type, out.headers) == (
+        "text/plain; charset=utf-8",
+        {"Server": SERVER_HEADER},
+    )
+    return (out.status, out.body), how
+
+
+async def _both(rig: Rig, site: ClientSite, frame: bytes) -> tuple[tuple[int, bytes], str]:
+    """``frame`` through the site and through the router's coroutine path: the same answer."""
+    got, how = await _by_site(site, frame)
+    assert await rig.router.handle(frame) == got
+    return got, how
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"s": 200, "b": b"ok"},
+        {"s": 201, "b": b"as sent", "x": 1},
+        {"s": "two hundred", "b": b"x"},
+        {"s": 200, "b": 2**63},
+        "not a map",
+        ValueError("sink refuses"),
+    ],
+)
+async def test_an_https_layer_sent_on_is_answered_from_the_reply_callback(
+    rig: Rig, answer: Any
+) -> None:
+    site = _site(rig)
+    (status, body), how = await _by_site(site, rig.frame())
+    assert (status, body, how) == (200, b"ok", "task")  # not connected yet: the coroutine path
+    rig.sink_answer = answer
+    got, how = await _both(rig, site, rig.frame())
+    assert how == "later"
+    if isinstance(answer, Exception):
+        assert got[0] == NEXT_NODE_STATUS and got[1].endswith(b"(sink refuses)")
+    elif answer in ({"s": 200, "b": b"ok"}, {"s": 201, "b": b"as sent", "x": 1}):
+        assert got == (answer["s"], answer["b"])
+    else:
+        assert got == (502, b"Bad reply from next node")
+    requests = site.metrics.requests.labels("onion", str(got[0])).value
+    assert requests == (2 if got[0] == 200 else 1)
+    assert not rig.relay._pending
+
+
+async def test_an_https_layer_the_next_node_does_not_answer_in_time_is_a_504() -> None:
+    rig = Rig()
+    await rig.start(relay_timeout=0.3)
+    try:
+        site = _site(rig)
+        await rig.send(rig.frame())  # connected
+        rig.sink_answer = "slow"
+        got, how = await _both(rig, site, rig.frame())
+        assert (got, how) == ((504, b"Request time out"), "later")
+        assert rig.relay.timeouts == 2 and not rig.relay._pending
+    finally:
+        await rig.close()
+
+
+async def test_an_https_layer_refused_at_once_is_answered_at_once(rig: Rig) -> None:
+    site = _site(rig)
+    stranger = Identity.generate()
+    got, how = await _both(rig, site, rig.frame(stranger))
+    assert how == "now" and named_next_node(*got) == stranger.ed25519_public.hex()
+    got, how = await _both(rig, site, Rig().frame())  # not this relay's key
+    assert how == "now" and got[0] == 400
+    got, how = await _both(rig, site, b"\x00" * 40)
+    assert how == "now" and got[0] == 400
+
+
+async def test_a_client_gone_while_its_relayed_answer_is_pending(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cancelled as the task would be: no longer in flight at once, and the reply that comes
+    later is dropped, uncounted; the links forget the request when it comes."""
+    site = _site(rig)
+    await rig.send(rig.frame())  # connected
+    rig.sink_answer = "slow"
+    out = site.onion_req(_onion_request(rig.frame()))
+    assert isinstance(out, http1.Pending) and site.inflight == 1
+    out.cancel()  # what the server does when the connection is lost
+    assert site.inflight == 0 and out.done and out.outcome is None
+    rig.release.set()
+    await until(lambda: not rig.relay._pending, "the late reply")
+    assert site.metrics.requests.labels("onion", "200").value == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_relayed_https_answers_keep_their_order_on_a_pipelined_connection(
+    rig: Rig,
+) -> None:
+    """Over real HTTP: a layer waiting for the next node holds back the answers behind it,
+    even one answered at once."""
+    site = _site(rig)
+    served = await http1.serve(site.routes(), "127.0.0.1", 0, max_body=1 << 20)
+    try:
+        await rig.send(rig.frame())  # connected
+        rig.sink_answer = "slow"
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        for frame in (rig.frame(), b"\x00" * 40, rig.frame()):
+            writer.write(
+                b"POST /onion_req/v2 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(frame)
+                + frame
+            )
+        await until(lambda: site.inflight == 1, "the first layer sent on")
+        await asyncio.sleep(0)
+        assert not reader.at_eof() and len(reader._buffer) == 0  # type: ignore[attr-defined]
+        rig.release.set()
+        statuses = []
+        async with asyncio.timeout(10):
+            for _ in range(3):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                statuses.append((int(head.split()[1]), body if length < 40 else b"..."))
+        assert statuses[0] == (200, b"late") and statuses[1][0] == 400
+        assert statuses[2] == (200, b"late")
+        writer.close()
+    finally:
+        await served.close()
