@@ -84,7 +84,7 @@ async def _serve_aiohttp(site: Any, ctx: ssl.SSLContext, limits: Any) -> Any:
     """The same routes on the aiohttp site of :mod:`session.service.server`."""
     from aiohttp import web
 
-    from session.http1.server import Request
+    from session.http1.server import Request, Response
     from session.service.server import serve
 
     def adapt(handler: Any) -> Any:
@@ -98,7 +98,8 @@ async def _serve_aiohttp(site: Any, ctx: ssl.SSLContext, limits: Any) -> Any:
                 await request.read(),
                 request.remote or "",
             )
-            resp = await handler(req)
+            out = handler(req)  # a Response at once, or the rest to await
+            resp = out if isinstance(out, Response) else await out
             out = web.Response(status=resp.status, body=resp.body, headers=resp.headers)
             if resp.content_type is not None:
                 out.headers["Content-Type"] = resp.content_type
