@@ -157,5 +157,9 @@ def test_thread_readers_see_each_thread_of_a_process() -> None:
     finally:
         stop.set()
         th.join()
-    assert tid not in thread_cpu_ns(os.getpid())  # an ended thread is not listed
+    # an ended thread is not listed (once the kernel has reaped it: join() returns before)
+    end = time.monotonic() + 10
+    while tid in thread_cpu_ns(os.getpid()) and time.monotonic() < end:
+        time.sleep(0.001)
+    assert tid not in thread_cpu_ns(os.getpid())
     assert thread_cpu_ns(2**22 + 1) == {} and threads(2**22 + 1) == {}  # no such process
