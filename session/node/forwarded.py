@@ -8,7 +8,13 @@ committed on the loop's thread when the store can do that at once
 (:meth:`session.storage.base.MessageStore.store_now`), signed and answered
 (:meth:`Answer.result`), with no task or future. Anything else goes on as before, as a
 coroutine (:meth:`Answer.run`): a store while the writer thread is busy or has writes queued,
-a subaccount's revocation lookup, another method, a batch, a refusal.
+a subaccount's revocation lookup, another method, a refusal.
+
+A batch (``KIND_CC_BATCH``: the writes one member sent us together) is answered the same way,
+write after write in the batch's order, with one reply for all of them; from the first write
+that needs a coroutine on, the rest of the batch goes on as a coroutine (the writes of one
+account one after another in the batch's order, as :func:`session.node.replication.batch_handler`
+runs them), and is answered when it is over.
 
 Order per account is kept: while any forwarded write handed to a coroutine has not finished,
 later ones are handed to coroutines too (in arrival order, as before), so a direct write never
@@ -20,12 +26,17 @@ step, as closing links does, never runs its coroutine's ``finally``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import functools
+import logging
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from session.node.links import Answer, Handler
-from session.node.replication import batch_handler
+from session.errors import StorageError
+from session.node.links import Answer
+from session.node.replication import CC_BATCH_MAX, REFUSED, run_in_chains
 from session.node.rpc import RpcHandler
+
+log = logging.getLogger("session.node.forwarded")
 
 
 class ForwardedWrites:
@@ -33,10 +44,10 @@ class ForwardedWrites:
 
     def __init__(self, rpc: RpcHandler) -> None:
         self.rpc = rpc
-        self._batch: Handler = batch_handler(self.serve)
         #: forwarded requests handed to coroutines that have not finished
         self._behind = 0
-        #: single forwarded writes answered as they arrived / handed to a coroutine
+        #: forwarded writes answered as they arrived / handed to a coroutine (single ones and
+        #: those of batches)
         self.answered_now = 0
         self.handed_on = 0
 
@@ -61,16 +72,66 @@ class ForwardedWrites:
             self._hand_on(answer, result)
 
     def serve_batch_now(self, peer: str, body: Any, answer: Answer) -> None:
-        """Direct handler of ``KIND_CC_BATCH``: always a coroutine (several writes commit
-        together on the writer thread), counted so later single writes wait behind it."""
-        self._behind += 1
-        answer.run(self._batch(peer, body)).add_done_callback(self._one_done)
+        """Direct handler of ``KIND_CC_BATCH``: each write answered now while it can be, one
+        reply for the batch (module docstring). A write refused gets None in the reply (the
+        sender counts that member failed for it)."""
+        if not isinstance(body, dict) or not isinstance(body.get("r"), list):
+            raise TypeError("a forwarded batch must be a map with a list 'r'")
+        reqs: list[Any] = body["r"]
+        if len(reqs) > CC_BATCH_MAX:
+            raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
+        results: list[Any] = [REFUSED] * len(reqs)
+        for i, req in enumerate(reqs):
+            if self._behind:
+                self._hand_on(answer, self._rest(peer, reqs, results, i, None))
+                return
+            try:
+                if not isinstance(req, dict):
+                    raise TypeError("forwarded request must be a map")
+                result = self.rpc.handle_forwarded_now(req)
+            except (ValueError, TypeError, StorageError) as e:
+                log.info("refused a forwarded write from %s…: %s", peer[:12], e)
+                continue
+            if not isinstance(result, dict):
+                task = self._hand_on(answer, self._rest(peer, reqs, results, i, result))
+                # (never awaited when the task is cancelled before its first step)
+                task.add_done_callback(functools.partial(_close, result))
+                return
+            self.answered_now += 1
+            results[i] = result
+        answer.result({"r": results})
 
-    def _hand_on(self, answer: Answer, rest: Awaitable[Any]) -> None:
+    async def _rest(
+        self,
+        peer: str,
+        reqs: list[Any],
+        results: list[Any],
+        start: int,
+        first: Coroutine[Any, Any, dict[str, Any]] | None,
+    ) -> dict[str, Any]:
+        """A batch from write ``start`` on, as a coroutine (``first``: that write's, when it
+        was begun already); the batch's reply."""
+
+        async def one(i: int) -> Any:
+            if i == start and first is not None:
+                return await first
+            return await self.serve(peer, reqs[i])
+
+        await run_in_chains(peer, reqs, results, one, start)
+        return {"r": results}
+
+    def _hand_on(self, answer: Answer, rest: Awaitable[Any]) -> asyncio.Task[Any]:
         self.handed_on += 1
         self._behind += 1
-        answer.run(rest).add_done_callback(self._one_done)
+        task = answer.run(rest)
+        task.add_done_callback(self._one_done)
+        return task
 
     def _one_done(self, task: asyncio.Task[Any]) -> None:
         """A request handed to a coroutine is over (answered, failed or cancelled)."""
         self._behind -= 1
+
+
+def _close(coro: Coroutine[Any, Any, Any], _: object) -> None:
+    """Close ``coro`` (a no-op once it ran; a coroutine never awaited is closed silently)."""
+    coro.close()

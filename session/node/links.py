@@ -231,7 +231,12 @@ class _Pump:
 
     A drain handles at most :data:`DRAIN_BATCH` messages; with more waiting it schedules
     itself for the next loop turn (the FD will not signal again for messages already queued,
-    so without that they would wait for the next edge)."""
+    so without that they would wait for the next edge).
+
+    A :meth:`kick` during a drain of the same socket (a reply sent by a handler as the request
+    arrives) schedules nothing: the drain receives again after the handler, until ``EAGAIN``,
+    which is what a kicked drain would do (on a member answering a forwarded write, one
+    scheduled callback and one ``EVENTS`` query per request fewer)."""
 
     def __init__(
         self,
@@ -245,28 +250,46 @@ class _Pump:
         self.on_msg = on_msg
         self.copy = copy
         self._scheduled = False
+        self._draining = False
+        self._kicked = False  # kick() was called during this drain
         self._closed = False
         loop.add_reader(sock.FD, self.drain)
 
     def kick(self) -> None:
-        """After a send the FD may have swallowed a readiness edge: drain soon."""
-        if not self._scheduled:
+        """After a send the FD may have swallowed a readiness edge: drain soon (unless this is
+        a handler of this socket's drain, which receives again anyway: see the class)."""
+        if self._draining:
+            self._kicked = True
+        elif not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self.drain)
 
     def drain(self) -> None:
         self._scheduled = False
-        if self._closed:  # (a drain scheduled by kick() before close)
+        if self._closed or self._draining:  # (a drain scheduled by kick() before close)
             return
+        self._draining = True
+        self._kicked = False
+        rearmed = False
+        try:
+            rearmed = self._drain()
+        finally:
+            self._draining = False
+            if self._kicked and not rearmed:  # (ended otherwise than on EAGAIN)
+                self.kick()
+
+    def _drain(self) -> bool:
+        """Receive and handle; True when it ended with the socket saying it has nothing left
+        (so its FD signals the next message)."""
         sock, copy, on_msg = self.sock, self.copy, self.on_msg
         try:
             if not _Backend.get(sock, _EVENTS) & _POLLIN:
-                return
+                return True
             for _ in range(DRAIN_BATCH):
                 try:
                     msg = _recv_frames(sock, copy)
                 except zmq.Again:
-                    return
+                    return True
                 try:
                     on_msg(msg)
                 except Exception:
@@ -276,10 +299,12 @@ class _Pump:
                     # next edge). Logged with its traceback; the root handler's rate limit
                     # (service.logs.RateLimitFilter) keeps a repeated one to a trickle.
                     log.exception("bug: a link message handler failed")
-            self.kick()  # a full batch: more may be waiting, go on at the next loop turn
+            self._scheduled = True  # a full batch: more may be waiting, go on next loop turn
+            self.loop.call_soon(self.drain)
         except zmq.ZMQError as e:
             if e.errno != zmq.ENOTSOCK:
                 log.warning("link socket error: %s", e)
+        return False
 
     def close(self) -> None:
         self._closed = True
@@ -824,6 +849,19 @@ class NodeLinks:
         (:class:`LinkTimeout` after ``timeout``, or an error reply), goes to ``on_reply``
         exactly once. False, and nothing sent: the caller uses :meth:`request`, which waits
         for a connection or fails with the reason."""
+        return self.send_packed(x25519_hex, address, kind, pack_body(body), timeout, on_reply)
+
+    def send_packed(
+        self,
+        x25519_hex: str,
+        address: str,
+        kind: bytes,
+        frames: list[bytes],
+        timeout: float | None,
+        on_reply: OnReply,
+    ) -> bool:
+        """:meth:`send_request` for a body already packed (``frames``: what :func:`pack_body`
+        makes of it), so that one body sent to several peers is packed once."""
         if self.closed:
             return False
         try:
@@ -831,7 +869,7 @@ class NodeLinks:
         except LinkUnreachable:
             return False  # (request() fails with it, as the caller's answer)
         n = next(self._ids)
-        if not self._send_now(p, [kind, struct.pack("<Q", n), *pack_body(body)]):
+        if not self._send_now(p, [kind, struct.pack("<Q", n), *frames]):
             return False
         self._wait(n, on_reply, x25519_hex, timeout or self.request_timeout)
         self.sent += 1

@@ -7,7 +7,9 @@
   Members re-validate everything themselves.
   Writes to one member within one event-loop iteration travel together as one link message
   (``KIND_CC_BATCH``, :func:`batch_handler` on the receiving side); a member too old to know
-  that kind gets them one by one.
+  that kind gets them one by one. While a link message to a member is still unanswered, later
+  writes for it are held (at most :data:`CC_HOLD` seconds) and go together when it answers:
+  under load a member then gets a few writes per wake-up instead of one (Nagle's rule).
 * :class:`Reconciler` brings members level: after a restart (reads are refused with 503 until
   then), when a member answers again after being down, and periodically, two members compare
   digests per account bucket, then per account, and exchange only the messages, deletions
@@ -26,10 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import msgpack  # type: ignore[import-untyped]
 
 from session.errors import InvalidInput, StorageError
 from session.node.links import (
@@ -37,11 +42,15 @@ from session.node.links import (
     KIND_CC_BATCH,
     KIND_DATA,
     KIND_SYNC,
+    MSGPACK_ERRORS,
     PROBE_MIN,
     Handler,
     LinkError,
     NodeLinks,
+    RawReply,
+    pack_body,
     ping,
+    unpack_body,
 )
 from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
@@ -78,8 +87,11 @@ RETRY_INTERVAL = 5.0
 #: a message at 10 MiB; a store's data is at most ~100 KB of base64).
 CC_BATCH_MAX = 256
 CC_BATCH_BYTES = 4 * 1024 * 1024
+#: How long writes for a member may be held while a link message to it is unanswered (see
+#: :class:`LinkFanout`); writes for a member with nothing unanswered are sent at once.
+CC_HOLD = 0.005
 #: The reply :func:`batch_handler` gives a request it refused (the sender counts it failed).
-_REFUSED = None
+REFUSED = None
 
 
 class LinkFanout:
@@ -94,6 +106,12 @@ class LinkFanout:
       a merely slow member still gets every write. While it has such late requests, later
       writes are sent to it without waiting for it. If a late request times out, the links mark
       the member down (a frozen member), and later writes skip it.
+    * Writes for one member made in the same loop iteration go as one link message. While one
+      to the member is unanswered, later writes for it are held until it answers, ``hold``
+      seconds at most, and then go together (Nagle's rule: at low load nothing is unanswered
+      and nothing waits; under load each link message, and each of the member's wake-ups,
+      carries several writes; a held write waits about one round trip to that member). The
+      order of writes to a member is kept.
     """
 
     def __init__(
@@ -104,12 +122,14 @@ class LinkFanout:
         deadline: float = FORWARD_DEADLINE,
         timeout: float = FORWARD_TIMEOUT,
         on_result: Callable[[str], None] | None = None,
+        hold: float = CC_HOLD,
     ) -> None:
         self.links = links
         self.view = view
         self.deadline = deadline
         self.timeout = timeout
         self.on_result = on_result
+        self.hold = hold
         #: members (Ed25519 hex) → their writes still running past a deadline
         self._late: dict[str, set[asyncio.Future[Any]]] = {}
         #: writes of this loop iteration not sent yet: member X25519 → (member, [(body, fut)])
@@ -117,8 +137,17 @@ class LinkFanout:
         #: members that answered "unknown kind" to a batch (older nodes): sent one by one
         self._singly: set[str] = set()
         self._sending: set[asyncio.Task[None]] = set()
+        #: member X25519 → its link messages of writes not answered yet
+        self._unanswered: dict[str, int] = {}
+        #: writes held while a link message to the member is unanswered: X25519 → (member,
+        #: [(body, fut)], the timer that sends them when ``hold`` has passed)
+        self._held: dict[
+            str, tuple[ServiceNode, list[tuple[Any, asyncio.Future[Any]]], asyncio.TimerHandle]
+        ] = {}
         #: link messages sent (a batch counts once), for tests and logs
         self.link_requests = 0
+        #: writes that were held for a while before they were sent, for tests and metrics
+        self.held_writes = 0
 
     def slow(self) -> list[str]:
         """Members whose writes are still running past a deadline (not waited for)."""
@@ -194,20 +223,128 @@ class LinkFanout:
             self._count("failed")
             return None
         r = fut.result()
-        if r is _REFUSED:
+        if r is REFUSED:
             self._count("failed")
             return None
         self._count("ok")
         return r
 
     def _flush(self) -> None:
-        """Send each member the writes queued for it, in order, in batches."""
+        """Send each member the writes queued for it, in order, in batches; or hold them while
+        a link message to the member is unanswered (class docstring). The link messages go
+        out one right after the other, each write packed once for all the members it goes to
+        (a ZeroMQ I/O thread woken by the first send then finds the others queued too)."""
         queued, self._queued = self._queued, {}
-        for node, items in queued.values():
-            for part in _cc_parts(items):
-                t = asyncio.ensure_future(self._send(node, part))
-                self._sending.add(t)
-                t.add_done_callback(self._sending.discard)
+        packed = _Packed()
+        for x, (node, items) in queued.items():
+            held = self._held.get(x)
+            if held is not None:
+                held[1].extend(items)
+            elif self._unanswered.get(x) and self.hold > 0:
+                timer = asyncio.get_running_loop().call_later(self.hold, self._release, x)
+                self._held[x] = (node, items, timer)
+            else:
+                self._send_all(node, items, packed)
+
+    def _release(self, x: str) -> None:
+        """Send the writes held for member ``x`` (it answered, or ``hold`` passed)."""
+        held = self._held.pop(x, None)
+        if held is None:
+            return
+        node, items, timer = held
+        timer.cancel()
+        self.held_writes += len(items)
+        self._send_all(node, items, _Packed())
+
+    def _send_all(
+        self, node: ServiceNode, items: list[tuple[Any, asyncio.Future[Any]]], packed: _Packed
+    ) -> None:
+        """Send ``items`` to ``node`` in link messages of at most :data:`CC_BATCH_MAX` writes:
+        without a coroutine when the link takes them at once (:meth:`_send_now`), else as a
+        task (:meth:`_send`: it waits for a connection, or fails)."""
+        x = node.pubkey_x25519
+        for part in _cc_parts(items):
+            self._unanswered[x] = self._unanswered.get(x, 0) + 1
+            if not self._send_now(node, part, packed):
+                self._spawn_send(node, part)
+
+    def _spawn_send(self, node: ServiceNode, part: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        """:meth:`_send` as a task (counted unanswered by the caller until it ends)."""
+        t = asyncio.ensure_future(self._send(node, part))
+        self._sending.add(t)
+        t.add_done_callback(self._sending.discard)
+        t.add_done_callback(functools.partial(self._answered, node.pubkey_x25519))
+
+    def _send_now(
+        self, node: ServiceNode, part: list[tuple[Any, asyncio.Future[Any]]], packed: _Packed
+    ) -> bool:
+        """One link message of ``part`` sent now, its reply handed to the writes' futures by a
+        callback (no task); False, nothing sent: the link is not connected or full, or the
+        member takes no batches."""
+        x = node.pubkey_x25519
+        if len(part) == 1:
+            kind, frames = KIND_CC, packed.frames(part[0][0])
+        elif x in self._singly:
+            return False
+        else:
+            kind, frames = KIND_CC_BATCH, [packed.batch([b for b, _ in part])]
+        sent = self.links.send_packed(
+            x,
+            node.zmq_address,
+            kind,
+            frames,
+            self.timeout,
+            functools.partial(self._replied, node, part),
+        )
+        if sent:
+            self.link_requests += 1
+        return sent
+
+    def _replied(
+        self,
+        node: ServiceNode,
+        part: list[tuple[Any, asyncio.Future[Any]]],
+        outcome: RawReply | LinkError,
+    ) -> None:
+        """The reply to a link message sent by :meth:`_send_now` (or the LinkError that ended
+        it): each write's future gets its result, as :meth:`_send` gives them."""
+        x = node.pubkey_x25519
+        if isinstance(outcome, LinkError):
+            if len(part) > 1 and str(outcome) == "unknown kind":
+                log.info("member %s… takes no batches: sending one by one", x[:12])
+                self._singly.add(x)
+                self._spawn_send(node, part)  # (before this message counts as answered)
+            else:
+                _fail_all(part, outcome)
+            self._answered(x)
+            return
+        self._answered(x)
+        try:
+            r = unpack_body(*outcome)
+        except MSGPACK_ERRORS as e:
+            _fail_all(part, LinkError(f"bad reply: {e}"))
+            return
+        if len(part) == 1:
+            if not part[0][1].done():
+                part[0][1].set_result(r)
+            return
+        results = r.get("r") if isinstance(r, dict) else None
+        if not isinstance(results, list) or len(results) != len(part):
+            _fail_all(part, LinkError("batch reply does not match the batch"))
+            return
+        for (_, f), res in zip(part, results, strict=True):
+            if not f.done():
+                f.set_result(res)
+
+    def _answered(self, x: str, _: object = None) -> None:
+        """A link message of writes to member ``x`` is over: what was held for it goes now."""
+        left = self._unanswered.get(x, 0) - 1
+        if left > 0:
+            self._unanswered[x] = left
+            return
+        self._unanswered.pop(x, None)
+        if x in self._held:
+            self._release(x)
 
     async def _send(self, node: ServiceNode, items: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         """One link message to ``node`` for ``items`` (each future gets its result, or the
@@ -239,9 +376,7 @@ class LinkFanout:
                 if not f.done():
                     f.set_result(res)
         except LinkError as e:
-            for _, f in items:
-                if not f.done():
-                    f.set_exception(LinkError(str(e)))
+            _fail_all(items, e)
 
     async def _send_one(self, node: ServiceNode, body: Any, fut: asyncio.Future[Any]) -> None:
         self.link_requests += 1
@@ -261,9 +396,61 @@ class LinkFanout:
             self.on_result(outcome)
 
     async def stop(self) -> None:
-        """Cancel writes still running past their deadline."""
+        """Cancel writes still running past their deadline; writes still held fail."""
+        held, self._held = self._held, {}
+        for _, items, timer in held.values():
+            timer.cancel()
+            for _, f in items:
+                if not f.done():
+                    f.set_exception(LinkError("replication stopped"))
         await cancel_and_wait([t for ts in self._late.values() for t in ts])
         await cancel_and_wait(list(self._sending))
+
+
+def _fail_all(items: list[tuple[Any, asyncio.Future[Any]]], e: LinkError) -> None:
+    """Each write of ``items`` not answered yet fails with (a copy of) ``e``."""
+    for _, f in items:
+        if not f.done():
+            f.set_exception(LinkError(str(e)))
+
+
+#: msgpack's map header of one key and the key "r": a batch body ``{"r": [...]}`` is this, an
+#: array header and the packed writes one after the other
+_BATCH_HEAD = msgpack.packb({"r": []}, use_bin_type=True)[:-1]
+
+
+class _Packed:
+    """Writes packed once for every member they go to in one flush (by identity: the same
+    request body object is queued for each member)."""
+
+    __slots__ = ("_frames",)
+
+    def __init__(self) -> None:
+        self._frames: dict[int, tuple[Any, list[bytes]]] = {}
+
+    def frames(self, body: Any) -> list[bytes]:
+        """``pack_body(body)``."""
+        got = self._frames.get(id(body))
+        if got is None or got[0] is not body:
+            got = self._frames[id(body)] = (body, pack_body(body))
+        return got[1]
+
+    def batch(self, bodies: list[Any]) -> bytes:
+        """``msgpack.packb({"r": bodies})``, of the writes packed once each."""
+        parts = [_BATCH_HEAD, _array_header(len(bodies))]
+        for b in bodies:
+            frames = self.frames(b)
+            parts.append(frames[0] if len(frames) == 1 else msgpack.packb(b, use_bin_type=True))
+        return b"".join(parts)
+
+
+def _array_header(n: int) -> bytes:
+    """msgpack's header of an array of ``n`` items."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _retrieved(fut: asyncio.Future[Any]) -> None:
@@ -310,22 +497,36 @@ def batch_handler(one: Handler) -> Handler:
         reqs: list[Any] = body["r"]
         if len(reqs) > CC_BATCH_MAX:
             raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
-        results: list[Any] = [_REFUSED] * len(reqs)
-        chains: dict[Any, list[int]] = {}
-        for i, r in enumerate(reqs):
-            chains.setdefault(_account_key(r, i), []).append(i)
-
-        async def run(indices: list[int]) -> None:
-            for i in indices:
-                try:
-                    results[i] = await one(peer, reqs[i])
-                except (ValueError, TypeError, StorageError) as e:
-                    log.info("refused a forwarded write from %s…: %s", peer[:12], e)
-
-        await asyncio.gather(*(run(ix) for ix in chains.values()))
+        results: list[Any] = [REFUSED] * len(reqs)
+        await run_in_chains(peer, reqs, results, lambda i: one(peer, reqs[i]))
         return {"r": results}
 
     return serve
+
+
+async def run_in_chains(
+    peer: str,
+    reqs: list[Any],
+    results: list[Any],
+    one: Callable[[int], Awaitable[Any]],
+    start: int = 0,
+) -> None:
+    """Run the writes ``reqs[start:]`` of a forwarded batch (``one(i)``: write ``i``'s
+    result), into ``results``: those of one account one after another in the batch's order,
+    the accounts side by side (so their store writes reach the writer thread together); a write
+    refused (ValueError, TypeError, StorageError) keeps its ``REFUSED``."""
+    chains: dict[Any, list[int]] = {}
+    for i in range(start, len(reqs)):
+        chains.setdefault(_account_key(reqs[i], i), []).append(i)
+
+    async def run(indices: list[int]) -> None:
+        for i in indices:
+            try:
+                results[i] = await one(i)
+            except (ValueError, TypeError, StorageError) as e:
+                log.info("refused a forwarded write from %s…: %s", peer[:12], e)
+
+    await asyncio.gather(*(run(ix) for ix in chains.values()))
 
 
 def owns(view: SwarmView, owner: str) -> bool:

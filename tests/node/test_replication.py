@@ -80,6 +80,7 @@ class FakeLinks:
         self.health: dict[str, PeerHealth] = {}
         self.on_peer_up: Any = None
         self.disconnected: list[str] = []
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def is_down(self, x: str) -> bool:
         h = self.health.get(x)
@@ -95,6 +96,27 @@ class FakeLinks:
     def disconnect(self, x: str) -> None:
         self.disconnected.append(x)
         self.health.pop(x, None)
+
+    def send_packed(
+        self, x: str, address: str, kind: bytes, frames: list[bytes], timeout: Any, on_reply: Any
+    ) -> bool:
+        """As NodeLinks: False (nothing sent) when no connection takes it at once (a dead
+        member), else the reply (its packed body) or the LinkError goes to ``on_reply``."""
+        if x in self.net.dead:
+            return False
+        (body,) = frames
+
+        async def run() -> None:
+            try:
+                reply = await self.request(x, address, kind, msgpack.unpackb(body), timeout)
+            except LinkError as e:
+                on_reply(e)
+            else:
+                on_reply((msgpack.packb(reply, use_bin_type=True), []))
+
+        self.tasks.add(t := asyncio.ensure_future(run()))
+        t.add_done_callback(self.tasks.discard)
+        return True
 
     async def request(
         self, x: str, address: str, kind: bytes, body: Any, timeout: float | None = None
