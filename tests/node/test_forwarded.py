@@ -158,7 +158,7 @@ async def test_busy_writer_hands_over_to_a_coroutine_in_order(member: _Member) -
     assert member.tasks == 0 and member.writes.answered_now == 2
 
 
-async def test_a_batch_runs_as_a_coroutine_and_later_writes_wait_behind_it(
+async def test_a_batch_finding_the_writer_busy_goes_on_as_a_coroutine_and_later_writes_wait(
     member: _Member,
 ) -> None:
     c = member.swarm.client_in_swarm()
@@ -178,6 +178,58 @@ async def test_a_batch_runs_as_a_coroutine_and_later_writes_wait_behind_it(
         member.check_signed(r)
         assert await member.store.get_by_hash(r["hash"]) is not None
     assert member.writes.answered_now == 1  # (the fixture's warm-up)
+
+
+async def test_a_batch_is_answered_without_a_task_in_one_reply(member: _Member) -> None:
+    """The writes of a batch are answered as it arrives, each committed on the loop's thread,
+    with one reply in the batch's order; a write refused gets None (the sender counts that
+    member failed for it), a refused signature its failure entry, and the others are stored."""
+    c, d = member.swarm.client_in_swarm(), member.swarm.client_in_swarm()
+    bad = c.store(b"x", ns=3)
+    bad["params"]["signature"] = base64.b64encode(bytes(64)).decode()
+    reqs = [c.store(b"c1"), d.store(b"d1"), [1, 2], bad, c.store(b"c2")]
+    r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
+    assert member.tasks == 0 and member.writes.handed_on == 0
+    assert member.writes.answered_now == 1 + 4  # (the fixture's warm-up, then all but [1, 2])
+    assert r[2] is None
+    assert r[3]["failed"] and r[3]["code"] == 401
+    for result in (r[0], r[1], r[4]):
+        member.check_signed(result)
+    msgs, _ = await member.store.retrieve(c.account, 0)
+    assert [m.hash for m in msgs] == [r[0]["hash"], r[4]["hash"]]
+    # the batch of a writer-thread-free store is the single path's result, write for write
+    again = (await member.forward({"r": [c.store(b"c1")]}, KIND_CC_BATCH))["r"]
+    assert again == [await member.rpc.handle_forwarded(c.store(b"c1"))]
+    assert again[0]["already"] is True
+
+
+async def test_a_batch_goes_on_as_a_coroutine_from_a_write_that_cannot_commit_now(
+    member: _Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write of a batch that the store cannot commit at once (the writer thread busy) hands
+    the rest of the batch to a coroutine: the writes before it are committed already, it and
+    the ones after it follow in the batch's order per account, and the reply holds them all."""
+    c, d = member.swarm.client_in_swarm(), member.swarm.client_in_swarm()
+    store_now = member.store.store_now
+    calls = [0]
+
+    def busy_on_second(msg: Any) -> Any:
+        calls[0] += 1
+        return None if calls[0] == 2 else store_now(msg)
+
+    monkeypatch.setattr(member.store, "store_now", busy_on_second)
+    reqs = [c.store(b"c1"), c.store(b"c2"), d.store(b"d1"), c.store(b"c3")]
+    r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
+    for result in r:
+        member.check_signed(result)
+    assert member.writes.answered_now == 1 + 1 and member.writes.handed_on == 1
+    assert member.tasks >= 1
+    msgs, _ = await member.store.retrieve(c.account, 0)
+    assert [m.hash for m in msgs] == [r[0]["hash"], r[1]["hash"], r[3]["hash"]]
+    assert await member.store.get_by_hash(r[2]["hash"]) is not None
+    # nothing behind any more: the next single write is answered directly again
+    member.check_signed(await member.forward(c.store(b"c4")))
+    assert member.writes.answered_now == 3
 
 
 async def test_a_fallback_cancelled_before_its_first_step_does_not_keep_writes_behind(

@@ -444,6 +444,48 @@ async def test_a_drain_handles_a_bounded_batch_and_goes_on_at_the_next_turn() ->
         ctx.term()
 
 
+async def test_a_reply_sent_during_its_sockets_drain_schedules_no_second_drain() -> None:
+    """A handler that answers on the socket being drained (a direct handler's reply) kicks the
+    pump, which schedules nothing: the drain receives again after the handler, so a message
+    that arrived meanwhile (its readiness edge possibly taken by the send) is still handled in
+    that drain. A kick from outside a drain schedules one."""
+    loop = asyncio.get_running_loop()
+    ctx = zmq.Context()
+    rx, tx = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    rx.bind("inproc://answering")
+    tx.connect("inproc://answering")
+    got: list[int] = []
+    scheduled_after_reply: list[bool] = []
+    pump: _Pump
+
+    def on_msg(msg: list[bytes]) -> None:
+        (i,) = struct.unpack("<I", msg[0])
+        got.append(i)
+        if i == 0:
+            tx.send(struct.pack("<I", 1))  # arrives while this one is handled
+        rx.send(msg[0])
+        pump.kick()
+        scheduled_after_reply.append(pump._scheduled)
+
+    pump = _Pump(loop, rx, on_msg)
+    try:
+        tx.send(struct.pack("<I", 0))
+        await until(lambda: got == [0, 1])
+        assert scheduled_after_reply == [False, False]
+        assert [tx.recv(zmq.NOBLOCK), tx.recv(zmq.NOBLOCK)] == [
+            struct.pack("<I", i) for i in (0, 1)
+        ]
+        pump.kick()  # (outside a drain)
+        assert pump._scheduled
+        tx.send(struct.pack("<I", 2))
+        await until(lambda: got == [0, 1, 2])
+    finally:
+        pump.close()
+        rx.close(0)
+        tx.close(0)
+        ctx.term()
+
+
 async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: Any) -> None:
     """A peer floods the link with several batches' worth of requests without waiting; a
     second peer's request meanwhile is answered, and every flooded request is answered."""

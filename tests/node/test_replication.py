@@ -951,3 +951,83 @@ async def test_bad_batches_are_refused():
     with pytest.raises(ValueError, match="at most"):
         await serve("p", {"r": [body(f"x{i}") for i in range(10_000)]})
     assert await serve("p", {"r": []}) == {"r": []}
+
+
+def gated(member: Member, gate: asyncio.Event) -> None:
+    """``member`` stores as :func:`wire` does, but answers nothing until ``gate`` is set."""
+    wire(member)
+    handlers = member.links.net.handlers[member.node.pubkey_x25519]
+    cc, ccb = handlers[KIND_CC], handlers[KIND_CC_BATCH]
+
+    async def wait_cc(peer: str, body: Any) -> Any:
+        await gate.wait()
+        return await cc(peer, body)
+
+    async def wait_ccb(peer: str, body: Any) -> Any:
+        await gate.wait()
+        return await ccb(peer, body)
+
+    handlers[KIND_CC], handlers[KIND_CC_BATCH] = wait_cc, wait_ccb
+
+
+async def test_writes_for_a_member_with_one_unanswered_wait_for_it_and_go_together(net):
+    """Nagle's rule: while a link message to a member is unanswered, later writes for it are
+    held (a member with nothing unanswered gets its writes at once), and go as one batch as
+    soon as it answers, in order; nothing waits for the hold's bound."""
+    a, slow, quick = swarm(net, 3)
+    gate = asyncio.Event()
+    gated(slow, gate)
+    wire(quick)
+    fan = LinkFanout(a.links, a.view, deadline=5.0, hold=60.0)  # type: ignore[arg-type]
+    first = asyncio.ensure_future(fan.forward(body("n0")))
+    await until(lambda: len(net.sent) == 2)  # one link message to each member
+    later = []
+    for i in range(1, 4):  # three more writes, each in its own loop iteration
+        later.append(asyncio.ensure_future(fan.forward(body(f"n{i}"))))
+        await until(lambda i=i: len(quick.cc) == i + 1)  # quick: nothing unanswered, sent
+    to_slow = [k for x, k in net.sent if x == slow.node.pubkey_x25519]
+    assert to_slow == [KIND_CC]  # the rest held for it
+    gate.set()
+    outs = [await first, *[await f for f in later]]
+    assert [k for x, k in net.sent if x == slow.node.pubkey_x25519] == [KIND_CC, KIND_CC_BATCH]
+    assert [b["params"]["n"] for b in slow.cc] == ["n0", "n1", "n2", "n3"]
+    for i, out in enumerate(outs):
+        assert out[slow.node.pubkey_ed25519] == {"hash": H(f"n{i}"), "new": True}
+        assert out[quick.node.pubkey_ed25519] == {"hash": H(f"n{i}"), "new": True}
+    assert fan.held_writes == 3
+    # nothing unanswered any more: the next write goes at once
+    net.sent.clear()
+    assert (await fan.forward(body("n4")))[slow.node.pubkey_ed25519] is not None
+    assert [k for x, k in net.sent if x == slow.node.pubkey_x25519] == [KIND_CC]
+    assert fan.held_writes == 3
+
+
+async def test_held_writes_go_when_the_hold_has_passed_and_fail_when_stopped(net):
+    """A member that does not answer holds later writes up to ``hold`` only: then they go
+    (and are answered when it answers); writes still held when the fan-out stops fail (the
+    member counts failed for them: reconciliation brings it level)."""
+    a, slow = swarm(net, 2)
+    gate = asyncio.Event()
+    gated(slow, gate)
+    fan = LinkFanout(a.links, a.view, deadline=5.0, hold=0.05)  # type: ignore[arg-type]
+    ed = slow.node.pubkey_ed25519
+    first = asyncio.ensure_future(fan.forward(body("h0")))
+    await until(lambda: len(net.sent) == 1)
+    second = asyncio.ensure_future(fan.forward(body("h1")))
+    await until(lambda: len(net.sent) == 2)  # sent once the hold passed, still unanswered
+    assert fan.held_writes == 1 and not first.done() and not second.done()
+    gate.set()
+    assert (await first)[ed] == {"hash": H("h0"), "new": True}
+    assert (await second)[ed] == {"hash": H("h1"), "new": True}
+    # a write held when the fan-out stops fails at once (no 5 s deadline to wait for)
+    gate.clear()
+    fan.hold = 60.0
+    third = asyncio.ensure_future(fan.forward(body("h2")))
+    await until(lambda: len(net.sent) == 3)
+    fourth = asyncio.ensure_future(fan.forward(body("h3")))
+    await until(lambda: bool(fan._held))
+    await fan.stop()
+    assert (await fourth)[ed] is None
+    assert len(net.sent) == 3  # never sent
+    gate.set()
+    assert (await third)[ed] == {"hash": H("h2"), "new": True}
