@@ -10,10 +10,12 @@ Same run, one member process, phases of four kinds alternating: ``echo`` (the li
 trip alone: a handler that answers a fixed result), ``queued`` (every write handed to the
 store's writer thread, as before small writes could commit on the event loop's thread),
 ``inline`` (a coroutine per write whose small store commits on the loop's thread when the
-writer is idle) and ``direct`` (the node's handler today: :class:`ForwardedWrites` answers the
-write as it arrives, no task or future, committing it on the loop's thread). Medians of the
-phases; ratios to ``echo``, ``queued`` and ``inline`` are the figures to read; run with ``-s``
-to see them::
+writer is idle), ``direct`` (the node's handler today: :class:`ForwardedWrites` answers the
+write as it arrives, no task or future, committing it on the loop's thread) and ``batch4``
+(the same handler, the writes arriving four to a link message: ``ccb``, as the fan-out sends
+writes made together or held while the member's previous link message is unanswered). Medians
+of the phases; ratios to ``echo``, ``queued`` and ``inline`` are the figures to read; run with
+``-s`` to see them::
 
     python -m pytest bench/test_bench_replica.py -m integration -s
 """
@@ -36,7 +38,7 @@ import uvloop
 import session.storage.sqlite as S
 from session.identity import Identity, verify
 from session.node.forwarded import ForwardedWrites
-from session.node.links import KIND_CC, NodeLinks
+from session.node.links import KIND_CC, KIND_CC_BATCH, NodeLinks
 from session.storage import SqliteMessageStore
 from session.storage.sqlite import MAX_INLINE
 from session.testing.rpc import LocalSwarm
@@ -48,7 +50,9 @@ WRITES = 200
 ROUNDS = 3
 WARMUP = 40
 GAP = 0.003
-KINDS = ("echo", "queued", "inline", "direct")
+KINDS = ("echo", "queued", "inline", "direct", "batch4")
+#: writes per link message in the ``batch4`` phases
+BATCH = 4
 
 
 def _usage() -> tuple[float, int]:
@@ -86,6 +90,7 @@ async def _member(out: Any, cmds: Any) -> None:
     ident = Identity.generate()
     links = _links(ident, {KIND_CC: cc})
     writes = ForwardedWrites(rpc)
+    links.direct[KIND_CC_BATCH] = writes.serve_batch_now
     port = await links.start("127.0.0.1", 0)
     out.put((port, bytes(ident.x25519_public).hex(), rpc.ed25519_hex, bodies))
     loop = asyncio.get_running_loop()
@@ -97,7 +102,7 @@ async def _member(out: Any, cmds: Any) -> None:
             # commit on the loop's thread
             S.MAX_INLINE = 0 if arg == "queued" else MAX_INLINE
             # direct: the node's own handler of forwarded writes (no task per write)
-            if arg == "direct":
+            if arg in ("direct", "batch4"):
                 links.direct[KIND_CC] = writes.serve_now
             else:
                 links.direct.pop(KIND_CC, None)
@@ -132,9 +137,13 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
             for kind in KINDS:
                 cmds.put(("phase", kind))
                 cpu0, sw0, now0 = await loop.run_in_executor(None, out.get, True, 60)
-                for _ in range(WRITES):
-                    r = await links.request(x25519, address, KIND_CC, next(todo), 10)
-                    if kind != "echo":  # stored and signed by the member
+                for _ in range(WRITES // BATCH if kind == "batch4" else WRITES):
+                    if kind == "batch4":
+                        body = {"r": [next(todo) for _ in range(BATCH)]}
+                        rs = (await links.request(x25519, address, KIND_CC_BATCH, body, 10))["r"]
+                    else:
+                        rs = [await links.request(x25519, address, KIND_CC, next(todo), 10)]
+                    for r in rs if kind != "echo" else ():  # stored and signed by the member
                         assert "failed" not in r, r
                         sig = base64.b64decode(r["signature"])
                         verify(bytes.fromhex(ed), r["hash"].encode(), sig)
@@ -165,6 +174,7 @@ def test_replica_write_cost_over_links() -> None:
         for k, runs in got.items()
     }
     echo, queued, inline, direct = med["echo"], med["queued"], med["inline"], med["direct"]
+    batch4 = med["batch4"]
 
     def rounds(a: str, b: str) -> str:
         return ", ".join(
@@ -178,12 +188,15 @@ def test_replica_write_cost_over_links() -> None:
         f"{queued['cpu_us']:.0f} µs, {queued['switches']:.1f} switches; a task per write, "
         f"committed on the loop's thread {inline['cpu_us']:.0f} µs, "
         f"{inline['switches']:.1f} switches; answered as it arrives (direct) "
-        f"{direct['cpu_us']:.0f} µs, {direct['switches']:.1f} switches\n"
+        f"{direct['cpu_us']:.0f} µs, {direct['switches']:.1f} switches; {BATCH} writes per "
+        f"link message (batch4) {batch4['cpu_us']:.0f} µs, {batch4['switches']:.1f} switches\n"
         f"inline ÷ queued {inline['cpu_us'] / queued['cpu_us']:.2f} (each round: "
         f"{rounds('inline', 'queued')}); direct ÷ inline "
         f"{direct['cpu_us'] / inline['cpu_us']:.2f} (each round: {rounds('direct', 'inline')}); "
         f"write ÷ link alone: inline {inline['cpu_us'] / echo['cpu_us']:.2f}, direct "
-        f"{direct['cpu_us'] / echo['cpu_us']:.2f}; share answered without a task in the "
+        f"{direct['cpu_us'] / echo['cpu_us']:.2f}; batch4 ÷ direct "
+        f"{batch4['cpu_us'] / direct['cpu_us']:.2f} (each round: {rounds('batch4', 'direct')}); "
+        f"share answered without a task in the "
         f"direct phases: {min(r['direct'] for r in got['direct']):.2f}"
     )
     assert all(r["cpu_us"] > 0 for runs in got.values() for r in runs)
