@@ -64,6 +64,11 @@ class NodeMetrics:
         self.link_served = Counter(
             "session_node_link_served", "Node-link requests served, by kind", ["kind"], registry=r
         )
+        self.held = Counter(
+            "session_node_replica_writes_held",
+            "Forwarded writes held while the member's previous link message was unanswered",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "session_node_rate_limited", "Requests refused by the per-IP limiter", registry=r
         )

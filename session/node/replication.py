@@ -123,6 +123,7 @@ class LinkFanout:
         timeout: float = FORWARD_TIMEOUT,
         on_result: Callable[[str], None] | None = None,
         hold: float = CC_HOLD,
+        on_held: Callable[[int], None] | None = None,
     ) -> None:
         self.links = links
         self.view = view
@@ -130,6 +131,8 @@ class LinkFanout:
         self.timeout = timeout
         self.on_result = on_result
         self.hold = hold
+        #: called with the number of writes sent after being held (metrics)
+        self.on_held = on_held
         #: members (Ed25519 hex) → their writes still running past a deadline
         self._late: dict[str, set[asyncio.Future[Any]]] = {}
         #: writes of this loop iteration not sent yet: member X25519 → (member, [(body, fut)])
@@ -254,6 +257,8 @@ class LinkFanout:
         node, items, timer = held
         timer.cancel()
         self.held_writes += len(items)
+        if self.on_held is not None:
+            self.on_held(len(items))
         self._send_all(node, items, _Packed())
 
     def _send_all(

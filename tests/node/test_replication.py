@@ -978,7 +978,14 @@ async def test_writes_for_a_member_with_one_unanswered_wait_for_it_and_go_togeth
     gate = asyncio.Event()
     gated(slow, gate)
     wire(quick)
-    fan = LinkFanout(a.links, a.view, deadline=5.0, hold=60.0)  # type: ignore[arg-type]
+    held: list[int] = []
+    fan = LinkFanout(
+        a.links,  # type: ignore[arg-type]
+        a.view,
+        deadline=5.0,
+        hold=60.0,
+        on_held=held.append,
+    )
     first = asyncio.ensure_future(fan.forward(body("n0")))
     await until(lambda: len(net.sent) == 2)  # one link message to each member
     later = []
@@ -994,7 +1001,7 @@ async def test_writes_for_a_member_with_one_unanswered_wait_for_it_and_go_togeth
     for i, out in enumerate(outs):
         assert out[slow.node.pubkey_ed25519] == {"hash": H(f"n{i}"), "new": True}
         assert out[quick.node.pubkey_ed25519] == {"hash": H(f"n{i}"), "new": True}
-    assert fan.held_writes == 3
+    assert fan.held_writes == 3 and held == [3]  # (the metric: one batch of three)
     # nothing unanswered any more: the next write goes at once
     net.sent.clear()
     assert (await fan.forward(body("n4")))[slow.node.pubkey_ed25519] is not None
