@@ -55,13 +55,13 @@ class Switchable(SqliteMessageStore):
         if self.fail and not self.later:
             raise StorageError("database error: disk I/O error")
         if self.later:
-            return self._failing_retrieve(owner, namespace, last_hash, max_count, max_size)
+            return self._retrieve_later(owner, namespace, last_hash, max_count, max_size)
         return super().retrieve_now(owner, namespace, last_hash, max_count, max_size)
 
-    async def _failing_retrieve(self, *args: Any) -> tuple[list[StoredMessage], bool]:
+    async def _retrieve_later(self, *args: Any) -> tuple[list[StoredMessage], bool]:
         if self.fail:
             raise StorageError("database error: disk I/O error")
-        return await MessageStore.retrieve_now(self, *args)  # type: ignore[misc]
+        return await self.retrieve(*args)
 
     def get_expiries_now(self, owner: str, hashes: Sequence[str]) -> Any:
         if self.later:

@@ -353,8 +353,6 @@ async def test_relayed_https_answers_keep_their_order_on_a_pipelined_connection(
                 + frame
             )
         await until(lambda: site.inflight == 1, "the first layer sent on")
-        await asyncio.sleep(0)
-        assert not reader.at_eof() and len(reader._buffer) == 0  # type: ignore[attr-defined]
         rig.release.set()
         statuses = []
         async with asyncio.timeout(10):

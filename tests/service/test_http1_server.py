@@ -730,7 +730,7 @@ async def test_a_task_cancelled_before_its_first_step_is_cancelled_where_its_res
     site = http1._Site({"/x": {"GET": handler}}, Gate(ConnectionLimits(), 1000, None))
     conn = http1._Connection(site, "127.0.0.1")
     transport = _Transport()
-    conn.connection_made(transport)  # type: ignore[arg-type]
+    conn.connection_made(transport)  # type: ignore[arg-type]  # an in-memory stand-in
     conn.data_received(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
     conn.connection_lost(ConnectionResetError())
     await until(lambda: len(ran) == 2, "the rest's finally blocks")
