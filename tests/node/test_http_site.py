@@ -90,6 +90,33 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     assert not bad, [r.getMessage() for r in bad]
 
 
+async def test_a_request_that_need_not_wait_gets_no_task() -> None:
+    """Over HTTP through the node's server: ``info`` and a refusal are answered with no task
+    of the server's; a ``store`` (which waits for its swarm) goes on in one."""
+    swarm = LocalSwarm([MemoryMessageStore() for _ in range(3)])
+    site = Site(swarm.node(0))
+    await site.start()
+    loop = asyncio.get_running_loop()
+    handlers: list[str] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kw: Any) -> asyncio.Task[Any]:
+        if getattr(coro, "__qualname__", "") == "_Connection._run":
+            handlers.append(coro.cr_frame.f_locals["request"].path)
+        return asyncio.Task(coro, loop=loop, **kw)
+
+    loop.set_task_factory(counting)
+    try:
+        assert (await site.post("/storage_rpc/v1", INFO))[0] == 200
+        assert (await site.post("/storage_rpc/v1", b'{"method":"nope"}'))[0] == 400
+        assert handlers == []
+        store = json.dumps(swarm.client_in_swarm().store(b"x")).encode()
+        assert (await site.post("/storage_rpc/v1", store))[0] == 200
+        assert handlers == ["/storage_rpc/v1"]
+    finally:
+        loop.set_task_factory(None)
+        await site.close()
+
+
 async def test_rpc_replies_carry_the_handlers_content_type(site: Site) -> None:
     status, body, headers = await site.post("/storage_rpc/v1", INFO)
     assert status == 200 and headers["Content-Type"] == "application/json"
