@@ -152,6 +152,9 @@ from collections.abc import Iterable as _Iterable
 def swarm_space(account_id: str) -> int: ...
 def closest_swarm(account_id: str, swarm_ids: _Iterable[int]) -> int: ...
 def message_hash(account_id: str, namespace: int, data: bytes) -> str: ...
+def parse_plain_store(body: bytes) -> tuple[int, bytes, int, int, int, bytes] | None:
+    """A plain unsigned ``store`` body's (prefix, key, namespace, timestamp, expiry, data), or
+    None: the full parser decides (``session.proto.rpc.parse_request``)."""
 
 @final
 class SwarmIndex:

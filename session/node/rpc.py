@@ -194,7 +194,7 @@ class RpcHandler:
                 try:
                     res = self.store.store_now(msg)
                 except StorageError as e:
-                    return self._store_failure(req, e)
+                    return self._failure(req, e)
                 if res is not None:
                     return self._store_result(msg, res)
             return self._forwarded_rest(req, now, verified=True)
@@ -516,8 +516,7 @@ class RpcHandler:
                 case _:
                     assert_never(req)
         except StorageError as e:
-            log.error("%s for %s failed: %s", req.METHOD, _obfuscate(acct), e)
-            return {"failed": True, "query_failure": True, "reason": str(e)}
+            return self._failure(req, e)
 
     def _ns_result(
         self, acct: str, key: str, value: int, affected: Sequence[tuple[int, str]], ns: int | None
@@ -529,11 +528,7 @@ class RpcHandler:
 
     async def _apply_store(self, req: P.Store) -> dict[str, Any]:
         msg = self._stored_message(req)
-        try:
-            res = await self.store.store(msg)
-        except StorageFull as e:
-            return self._store_failure(req, e)
-        return self._store_result(msg, res)
+        return self._store_result(msg, await self.store.store(msg))
 
     def _stored_message(self, req: P.Store) -> StoredMessage:
         acct = req.account.hex
@@ -551,14 +546,14 @@ class RpcHandler:
             out["already"] = True
         return out
 
-    def _store_failure(self, req: P.Store, e: StorageError) -> dict[str, Any]:
-        """The result entry of a store the store refused (full) or failed (logged as
-        :meth:`_apply_store` and :meth:`_apply` log them)."""
-        acct = req.account.hex
+    def _failure(self, req: P.RecursiveRequest, e: StorageError) -> dict[str, Any]:
+        """This node's result entry of a request the store refused (full: a warning) or
+        failed (an error), logged without the account."""
+        acct = _obfuscate(req.account.hex)
         if isinstance(e, StorageFull):
-            log.warning("store refused for %s: %s", _obfuscate(acct), e)
+            log.warning("%s refused for %s: %s", req.METHOD, acct, e)
         else:
-            log.error("%s for %s failed: %s", req.METHOD, _obfuscate(acct), e)
+            log.error("%s for %s failed: %s", req.METHOD, acct, e)
         return {"failed": True, "query_failure": True, "reason": str(e)}
 
     async def _apply_expire(self, req: P.Expire, now: int) -> dict[str, Any]:

@@ -10,7 +10,10 @@
   (:meth:`_DbThread.run_inline`), in the same kind of group, with the writer held off by a lock.
   At a replica's pace (one forwarded write every few milliseconds) the hand-off cost two thread
   wake-ups a write (the writer's, then the loop's for the result), more than the write itself.
-  Only when no earlier write is still queued or running, so writes stay in order. Commits never
+  Only when no earlier write is still queued or running, so writes stay in order. The write
+  connection's ``busy_timeout`` is 0 at rest, so such a commit never waits for another
+  process's write lock (it is left to the writer thread, whose ``BEGIN`` alone waits up to
+  :data:`BUSY_TIMEOUT_MS`: :meth:`_DbThread.begin`). Commits never
   checkpoint on their own (``wal_autocheckpoint`` off): the writer thread checkpoints the WAL
   every :data:`CHECKPOINT_COMMITS` commits or :data:`CHECKPOINT_ROWS` changed rows, whichever
   comes first (an import of thousands of messages is one commit), so the loop never waits on a
@@ -396,14 +399,11 @@ class _DbThread(threading.Thread):
             return None
         try:
             # Never wait here for another connection's write lock (another process writing
-            # into the file: the bench's bulk fill, an operator's tool): the writer thread may.
-            # Any failure to begin leaves the jobs to the writer thread, which reports it.
+            # into the file: the bench's bulk fill, an operator's tool): the connection's
+            # busy_timeout is 0 at rest; the writer thread waits (begin). Any failure to begin
+            # leaves the jobs to the writer thread, which reports it.
             try:
-                conn.execute("PRAGMA busy_timeout = 0")
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                finally:
-                    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error:
                 if conn.in_transaction:
                     try:
@@ -419,6 +419,17 @@ class _DbThread(threading.Thread):
                 return None
         finally:
             self.busy.release()
+
+    def begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE`` on the writer thread: waits up to :data:`BUSY_TIMEOUT_MS` for
+        another process's write lock (the connection's busy_timeout is 0 at rest, for
+        :meth:`run_inline`). Once begun, a write transaction in WAL mode takes no other lock
+        that could be busy, and a PASSIVE checkpoint never waits."""
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     def checkpoint_due(self) -> bool:
         """Enough commits, or enough changed rows, since the last checkpoint."""
@@ -458,7 +469,7 @@ class _DbThread(threading.Thread):
         results: list[tuple[bool, Any]] = []
         try:
             if not begun:
-                conn.execute("BEGIN IMMEDIATE")
+                self.begin(conn)
             for job in batch:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -491,7 +502,7 @@ class _DbThread(threading.Thread):
         assert conn is not None
         try:
             if not begun:
-                conn.execute("BEGIN IMMEDIATE")
+                self.begin(conn)
             value = job.fn(conn)
             conn.execute("COMMIT")
             self.commits += 1
@@ -576,6 +587,7 @@ class SqliteMessageStore(MessageStore):
             self._writer.max_page_count = conn.execute(
                 f"PRAGMA max_page_count = {int(pages)}"
             ).fetchone()[0]
+        conn.execute("PRAGMA busy_timeout = 0")  # at rest (see _DbThread.begin)
         return conn
 
     def _connect_reader(self) -> sqlite3.Connection:
@@ -712,6 +724,11 @@ class SqliteMessageStore(MessageStore):
     @staticmethod
     def _owner_id(conn: sqlite3.Connection, owner: str, create: bool) -> int | None:
         t, pk = _owner_key(owner)
+        return SqliteMessageStore._owner_id_of(conn, t, pk, create)
+
+    @staticmethod
+    def _owner_id_of(conn: sqlite3.Connection, t: int, pk: bytes, create: bool) -> int | None:
+        """The owners row of (type byte, 32-byte key), created if ``create``; None if absent."""
         row = conn.execute(
             "SELECT id FROM owners WHERE pubkey = ? AND type = ?", (pk, t)
         ).fetchone()
@@ -747,14 +764,18 @@ class SqliteMessageStore(MessageStore):
         return value
 
     def _store_op(self, msg: StoredMessage) -> Callable[[sqlite3.Connection], StoreResult]:
-        """The write of :meth:`store` (``msg`` validated first: raises InvalidInput)."""
+        """The write of :meth:`store` (``msg`` validated first: raises InvalidInput). A new
+        message (the common case) is inserted at once; only a hash already stored is looked
+        up, to keep the later of the two expiries."""
         msg.validate()
         data = bytes(msg.data)
+        raw = bytes.fromhex(msg.owner)  # (validated: 66 lowercase hex)
+        t, pk = raw[0], raw[1:]
 
         def op(conn: sqlite3.Connection) -> StoreResult:
             now = now_ms()
             if is_public_outbox_namespace(msg.namespace):
-                old = self._owner_id(conn, msg.owner, False)
+                old = self._owner_id_of(conn, t, pk, False)
                 if old is not None:
                     gone = conn.execute(
                         "DELETE FROM messages WHERE owner = ? AND namespace = ? AND hash != ?"
@@ -763,26 +784,25 @@ class SqliteMessageStore(MessageStore):
                     ).fetchall()
                     _bury(conn, msg.owner, gone, now)
             # (after the outbox clear: removing an owner's last message drops its owners row)
-            oid = self._owner_id(conn, msg.owner, True)
-            row = conn.execute(
+            oid = self._owner_id_of(conn, t, pk, True)
+            inserted = conn.execute(
+                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
+                (oid, msg.hash, msg.namespace, msg.timestamp_ms, msg.expiry_ms, data, now),
+            ).rowcount
+            if inserted:
+                conn.execute("DELETE FROM tombstones WHERE hash = ?", (msg.hash,))
+                return StoreResult(True, msg.expiry_ms)
+            mid, exp = conn.execute(
                 "SELECT id, expiry FROM messages WHERE hash = ?", (msg.hash,)
             ).fetchone()
-            if row is not None:
-                mid, exp = row
-                if exp < msg.expiry_ms:
-                    conn.execute(
-                        "UPDATE messages SET expiry = ?, updated = ? WHERE id = ?",
-                        (msg.expiry_ms, now, mid),
-                    )
-                    exp = msg.expiry_ms
-                return StoreResult(False, exp)
-            conn.execute("DELETE FROM tombstones WHERE hash = ?", (msg.hash,))
-            conn.execute(
-                "INSERT INTO messages (owner, hash, namespace, timestamp, expiry, data, updated)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (oid, msg.hash, msg.namespace, msg.timestamp_ms, msg.expiry_ms, data, now),
-            )
-            return StoreResult(True, msg.expiry_ms)
+            if exp < msg.expiry_ms:
+                conn.execute(
+                    "UPDATE messages SET expiry = ?, updated = ? WHERE id = ?",
+                    (msg.expiry_ms, now, mid),
+                )
+                exp = msg.expiry_ms
+            return StoreResult(False, exp)
 
         return op
 

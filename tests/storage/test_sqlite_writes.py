@@ -85,6 +85,8 @@ async def test_another_connection_holding_the_write_lock_never_blocks_the_loop(s
     await writer_idle(store)
     await store.store(msg("y"))
     assert store.inline_groups == 1
+    # (the writer's connection waits for no lock at rest; only the writer thread's BEGIN does)
+    assert store._writer.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
 
 
 async def test_the_writer_thread_checkpoints_the_wal(store, tmp_path, monkeypatch):

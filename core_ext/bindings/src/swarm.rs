@@ -4,7 +4,7 @@
 //! work); hashing large messages releases it.
 
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyBytes, PyList};
 use session_swarm as sw;
 
 use crate::errors::CoreResult;
@@ -133,10 +133,31 @@ impl PySwarmIndex {
     }
 }
 
+/// A plain unsigned ``store`` body's fields, ``(prefix, key, namespace, timestamp, expiry,
+/// data)``, or None: the request is something else, and the full parser decides
+/// (``session.proto.rpc.parse_request``; see ``session_swarm::plain_store``).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn parse_plain_store<'py>(
+    py: Python<'py>,
+    body: &[u8],
+) -> Option<(u8, Bound<'py, PyBytes>, i16, i64, i64, Bound<'py, PyBytes>)> {
+    let s = sw::parse_plain_store(body)?;
+    Some((
+        s.prefix,
+        PyBytes::new(py, &s.key),
+        s.namespace,
+        s.timestamp,
+        s.expiry,
+        PyBytes::new(py, &s.data),
+    ))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(swarm_space, m)?)?;
     m.add_function(wrap_pyfunction!(closest_swarm, m)?)?;
     m.add_function(wrap_pyfunction!(message_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_plain_store, m)?)?;
     m.add_class::<PySwarmIndex>()?;
     Ok(())
 }

@@ -8,7 +8,9 @@ import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from session import _core
 from session.errors import RpcStatusError
+from session.proto.rpc.auth import Account
 from session.proto.rpc.codec import parse_json
 from session.proto.rpc.constants import DEFAULT_HARDFORK
 from session.proto.rpc.fields import ParseError
@@ -19,6 +21,7 @@ from session.proto.rpc.requests import (
     Expire,
     RecursiveRequest,
     Retrieve,
+    Store,
     parse_sub_request,
 )
 
@@ -54,8 +57,23 @@ def parse_params(method: str, params: Any, *, forwarded: bool = False) -> Reques
 
 
 def parse_request(body: bytes | str | Mapping[str, Any], *, forwarded: bool = False) -> Request:
-    """Parse a ``{"method", "params"}`` body (raw JSON or already decoded)."""
-    doc = body if isinstance(body, Mapping) else parse_json(body)
+    """Parse a ``{"method", "params"}`` body (raw JSON or already decoded).
+
+    A client's unsigned ``store`` in JSON bytes with nothing but ``pubkey``, ``timestamp``,
+    ``ttl``, ``data`` and ``namespace`` (a message to a public inbox: most of a node's
+    requests) is read by the core in one call (``_core.parse_plain_store``), which gives the
+    same :class:`Store` as :func:`parse_document` or declines; everything else, every error
+    among it, goes through :func:`parse_document`."""
+    if type(body) is bytes:
+        plain = _core.parse_plain_store(body)
+        if plain is not None:
+            prefix, key, namespace, timestamp, expiry, data = plain
+            return Store(Account(prefix, key), namespace, timestamp, expiry, data)
+    return parse_document(body if isinstance(body, Mapping) else parse_json(body), forwarded)
+
+
+def parse_document(doc: Any, forwarded: bool = False) -> Request:
+    """The request in a decoded ``{"method", "params"}`` body (the full parser)."""
     if not isinstance(doc, Mapping):
         raise RpcStatusError(400, "invalid json: no `method` field")
     method = doc.get("method")

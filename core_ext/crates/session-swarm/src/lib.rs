@@ -7,6 +7,7 @@
 //!   repeated lookups (binary search). Distances wrap around 2^64; ties go to the lower
 //!   ("left") swarm.
 //! * [`hash`]: [`message_hash`], the storage server's message identifier.
+//! * [`plain_store`]: [`parse_plain_store`], the fast path of an unsigned `store` request.
 
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
@@ -14,11 +15,13 @@
 pub mod closest;
 pub mod error;
 pub mod hash;
+pub mod plain_store;
 pub mod space;
 
 pub use closest::{
     closest_swarm, closest_swarm_for_space, ClosestScan, SwarmIndex, INVALID_SWARM_ID,
 };
 pub use error::{Error, Result};
+pub use plain_store::{parse_plain_store, PlainStore};
 pub use hash::{message_hash, message_hash_of, message_hash_raw, MESSAGE_HASH_LEN};
 pub use space::{swarm_space, swarm_space_of_key, AccountId};
