@@ -210,11 +210,13 @@ class ClientSite:
             self.inflight -= 1
         return self._reply("onion", status, out, t0)
 
-    async def ping_test(self, request: Request) -> Response:
+    def ping_test(self, request: Request) -> Response:
+        """``POST /ping_test/v1``: our Ed25519 key (answered at once: no task)."""
         return Response(
             200, b"", None, {"X-Oxen-Snode-Pubkey": self.pubkey_b64, "Server": SERVER_HEADER}
         )
 
-    async def get_stats(self, request: Request) -> Response:
+    def get_stats(self, request: Request) -> Response:
+        """``GET /get_stats/v1``: the storage-server version (answered at once)."""
         body = json.dumps({"version": STORAGE_SERVER_VERSION_TEXT}).encode()
         return Response(200, body, _JSON, _SERVER)
