@@ -101,6 +101,9 @@ class ReplicationConfig:
     forward_deadline: float = 1.0  # seconds a client's write waits for the other members
     sync_interval: float = 60.0  # seconds between reconciliations with the next member
     catch_up_timeout: float = 30.0  # after a restart, reads wait this long for any member
+    #: seconds writes to a member may wait while its previous link message of writes is
+    #: unanswered, to go together (Nagle's rule; 0: never held)
+    forward_hold: float = 0.005
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -195,6 +198,10 @@ def validate(cfg: NodeConfig) -> NodeConfig:
         raise ConfigError(
             "replication.forward_deadline, replication.sync_interval and "
             "replication.catch_up_timeout must be positive"
+        )
+    if not 0 <= rep.forward_hold < rep.forward_deadline:
+        raise ConfigError(
+            "replication.forward_hold must be at least 0 and less than replication.forward_deadline"
         )
     h = cfg.health
     if min(h.proof_interval, h.test_interval, h.test_timeout) <= 0:

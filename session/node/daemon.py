@@ -275,6 +275,7 @@ class Node:
             self.view,
             deadline=rep.forward_deadline,
             on_result=lambda o: cc_outcome[o].inc(),
+            hold=rep.forward_hold,
             on_held=m.held.inc,
         )
         self.reconciler = Reconciler(

@@ -102,6 +102,8 @@ def test_data_dir_resolution(tmp_path: Path) -> None:
         ("[registry]\nurl = 'ftp://x'\n", {}, "registry.url"),
         ("[limits]\nmax_onion_hops = 0\n", {}, "max_onion_hops"),
         ("[limits]\nburst = -1\n", {}, "positive"),
+        ("[replication]\nforward_hold = -1\n", {}, "forward_hold must be at least 0"),
+        ("[replication]\nforward_hold = 2.0\n", {}, "less than replication.forward_deadline"),
         ("[network\n", {}, "not valid TOML"),
         ("", {"SESSION_NODE_NETWORK__NOPE": "1"}, "unknown setting 'network.nope'"),
         ("", {"SESSION_NODE_LOGGING__UNSAFE_LOGGING": "maybe"}, "true or false"),
