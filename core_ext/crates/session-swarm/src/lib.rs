@@ -22,6 +22,6 @@ pub use closest::{
     closest_swarm, closest_swarm_for_space, ClosestScan, SwarmIndex, INVALID_SWARM_ID,
 };
 pub use error::{Error, Result};
-pub use plain_store::{parse_plain_store, PlainStore};
 pub use hash::{message_hash, message_hash_of, message_hash_raw, MESSAGE_HASH_LEN};
+pub use plain_store::{parse_plain_store, PlainStore};
 pub use space::{swarm_space, swarm_space_of_key, AccountId};
