@@ -11,10 +11,12 @@ coroutine (:meth:`Answer.run`): a store while the writer thread is busy or has w
 a subaccount's revocation lookup, another method, a refusal.
 
 A batch (``KIND_CC_BATCH``: the writes one member sent us together) is answered the same way,
-write after write in the batch's order, with one reply for all of them; from the first write
-that needs a coroutine on, the rest of the batch goes on as a coroutine (the writes of one
-account one after another in the batch's order, as :func:`session.node.replication.batch_handler`
-runs them), and is answered when it is over.
+with one reply for all of them and its stores committed together (one transaction:
+:meth:`session.storage.base.MessageStore.store_many_now`); from the first write that needs a
+coroutine on (the stores before it committed first), or all of them when the store cannot
+commit at once, the rest of the batch goes on as a coroutine (the writes of one account one
+after another in the batch's order, as :func:`session.node.replication.batch_handler` runs
+them), and is answered when it is over.
 
 Order per account is kept: while any forwarded write handed to a coroutine has not finished,
 later ones are handed to coroutines too (in arrival order, as before), so a direct write never
@@ -35,6 +37,8 @@ from session.errors import StorageError
 from session.node.links import Answer
 from session.node.replication import CC_BATCH_MAX, REFUSED, run_in_chains
 from session.node.rpc import RpcHandler
+from session.proto import rpc as P
+from session.storage.base import StoredMessage
 
 log = logging.getLogger("session.node.forwarded")
 
@@ -81,6 +85,8 @@ class ForwardedWrites:
         if len(reqs) > CC_BATCH_MAX:
             raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
         results: list[Any] = [REFUSED] * len(reqs)
+        #: stores checked and ready to commit together: (index, request, message)
+        ready: list[tuple[int, P.Store, StoredMessage]] = []
         for i, req in enumerate(reqs):
             if self._behind:
                 self._hand_on(answer, self._rest(peer, reqs, results, i, None))
@@ -88,18 +94,45 @@ class ForwardedWrites:
             try:
                 if not isinstance(req, dict):
                     raise TypeError("forwarded request must be a map")
-                result = self.rpc.handle_forwarded_now(req)
+                result = self.rpc.forwarded_now(req)
             except (ValueError, TypeError, StorageError) as e:
                 log.info("refused a forwarded write from %s…: %s", peer[:12], e)
                 continue
-            if not isinstance(result, dict):
+            if isinstance(result, tuple):
+                ready.append((i, *result))
+            elif isinstance(result, dict):
+                results[i] = result
+            elif self._commit(ready, results):  # (the stores before it first: order)
                 task = self._hand_on(answer, self._rest(peer, reqs, results, i, result))
                 # (never awaited when the task is cancelled before its first step)
                 task.add_done_callback(functools.partial(_close, result))
                 return
-            self.answered_now += 1
-            results[i] = result
+            else:
+                result.close()
+                self._hand_on(answer, self._rest(peer, reqs, results, ready[0][0], None))
+                return
+        if not self._commit(ready, results):
+            self._hand_on(answer, self._rest(peer, reqs, results, ready[0][0], None))
+            return
+        self.answered_now += sum(r is not REFUSED for r in results)
         answer.result({"r": results})
+
+    def _commit(self, ready: list[tuple[int, P.Store, StoredMessage]], results: list[Any]) -> bool:
+        """Commit the stores ``ready`` together now and put their results in ``results``;
+        False, nothing written, when the store cannot at once (or finds a message invalid:
+        the coroutine path then refuses that one alone)."""
+        if not ready:
+            return True
+        try:
+            outcomes = self.rpc.store.store_many_now([msg for _, _, msg in ready])
+        except ValueError:  # (InvalidInput)
+            return False
+        if outcomes is None:
+            return False
+        for (i, req, msg), outcome in zip(ready, outcomes, strict=True):
+            results[i] = self.rpc.forwarded_stored(req, msg, outcome)
+        ready.clear()
+        return True
 
     async def _rest(
         self,

@@ -183,23 +183,45 @@ class RpcHandler:
         store commits at once (:meth:`MessageStore.store_now`): the result, or failure entry,
         returned at once. Otherwise a coroutine (to be awaited, once) that finishes the request
         from where this stopped. Raises what :meth:`handle_forwarded` raises."""
+        r = self.forwarded_now(body)
+        if not isinstance(r, tuple):
+            return r
+        req, msg = r
+        if commit_now:
+            try:
+                res = self.store.store_now(msg)
+            except StorageError as e:
+                return self._failure(req, e)
+            if res is not None:
+                return self._store_result(msg, res)
+        return self._forwarded_rest(req, self.clock(), verified=True)
+
+    def forwarded_now(
+        self, body: Mapping[str, Any]
+    ) -> tuple[P.Store, StoredMessage] | dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
+        """:meth:`handle_forwarded_now` up to the store's commit: a store checked and ready to
+        commit (its request and message: commit it, then :meth:`forwarded_stored`), a result
+        at once (a refusal), or a coroutine that finishes any other request."""
         try:
             req = self._parse_forwarded(body)
             now = self.clock()
             if self._admit_checks(req, now, forwarded=True):
                 return self._forwarded_rest(req, now, verified=False)
             self._admit_verify(req, revoked=False)
-            if commit_now and isinstance(req, P.Store):
-                msg = self._stored_message(req)
-                try:
-                    res = self.store.store_now(msg)
-                except StorageError as e:
-                    return self._failure(req, e)
-                if res is not None:
-                    return self._store_result(msg, res)
+            if isinstance(req, P.Store):
+                return req, self._stored_message(req)
             return self._forwarded_rest(req, now, verified=True)
         except (RpcStatusError, _WrongSwarm, StorageError) as e:
             return _forwarded_failure(e)
+
+    def forwarded_stored(
+        self, req: P.Store, msg: StoredMessage, outcome: StoreResult | StorageError
+    ) -> dict[str, Any]:
+        """The result entry of a forwarded store committed (or refused) after
+        :meth:`forwarded_now`."""
+        if isinstance(outcome, StorageError):
+            return self._failure(req, outcome)
+        return self._store_result(msg, outcome)
 
     def _parse_forwarded(self, body: Mapping[str, Any]) -> P.RecursiveRequest:
         req = P.parse_request(body, forwarded=True)

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
-from session.errors import InvalidInput
+from session.errors import InvalidInput, StorageError
 from session.proto.rpc.namespaces import NAMESPACE_MAX, NAMESPACE_MIN
 
 #: Per-message overhead the retrieve size budget allows for (JSON keys, timestamps, ...).
@@ -250,6 +250,15 @@ class MessageStore(abc.ABC):
         (event-loop) thread at once and after every write submitted before it: its outcome
         (raising what :meth:`store` raises). None: nothing was written; use :meth:`store`.
         This default never can."""
+        return None
+
+    def store_many_now(
+        self, msgs: Sequence[StoredMessage]
+    ) -> list[StoreResult | StorageError] | None:
+        """:meth:`store_now` for several messages, committed together (one transaction where
+        the store has them) in order: each one's outcome, a StorageError for one refused or
+        failed (the others kept); or None, nothing written. Raises InvalidInput, nothing
+        written, for a message that is not valid. This default never can."""
         return None
 
     @abc.abstractmethod

@@ -125,6 +125,18 @@ class MemoryMessageStore(MessageStore):
     async def store(self, msg: StoredMessage) -> StoreResult:
         return self.store_now(msg)
 
+    def store_many_now(self, msgs: Sequence[StoredMessage]) -> list[StoreResult | StorageError]:
+        """:meth:`store_now` of each, in order (this store never waits)."""
+        for m in msgs:
+            m.validate()
+        out: list[StoreResult | StorageError] = []
+        for m in msgs:
+            try:
+                out.append(self.store_now(m))
+            except StorageError as e:
+                out.append(e)
+        return out
+
     def store_now(self, msg: StoredMessage) -> StoreResult:
         """:meth:`store` as it is: applied at once (this store never waits)."""
         self._check_open()

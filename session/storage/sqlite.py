@@ -763,6 +763,28 @@ class SqliteMessageStore(MessageStore):
         assert isinstance(value, StoreResult)
         return value
 
+    def store_many_now(
+        self, msgs: Sequence[StoredMessage]
+    ) -> list[StoreResult | StorageError] | None:
+        """:meth:`store_now` for several messages in one transaction (each in its savepoint):
+        a forwarded batch's writes answered without a task, one commit for all. None when a
+        write is collected, queued or running before them, or they are more than
+        :data:`MAX_INLINE`."""
+        ops = [self._store_op(m) for m in msgs]
+        self._check_open()
+        if self._pending or self._queued or len(ops) > MAX_INLINE:
+            return None
+        loop = asyncio.get_running_loop()
+        results = self._run_inline([_Job(op, loop, None, True) for op in ops], loop)
+        if results is None:
+            return None
+        out: list[StoreResult | StorageError] = []
+        for ok, value in results:
+            if not ok and not isinstance(value, StorageError):
+                raise value  # a bug: surfaces
+            out.append(value)
+        return out
+
     def _store_op(self, msg: StoredMessage) -> Callable[[sqlite3.Connection], StoreResult]:
         """The write of :meth:`store` (``msg`` validated first: raises InvalidInput). A new
         message (the common case) is inserted at once; only a hash already stored is looked

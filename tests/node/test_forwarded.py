@@ -20,6 +20,7 @@ from session.node.forwarded import ForwardedWrites
 from session.node.links import KIND_CC, KIND_CC_BATCH, LinkError, NodeLinks
 from session.proto import rpc as P
 from session.storage import SqliteMessageStore
+from session.swarm import message_hash
 from session.testing.rpc import LocalSwarm
 from session.testing.waits import until
 
@@ -203,33 +204,41 @@ async def test_a_batch_is_answered_without_a_task_in_one_reply(member: _Member) 
     assert again[0]["already"] is True
 
 
-async def test_a_batch_goes_on_as_a_coroutine_from_a_write_that_cannot_commit_now(
+async def test_a_batch_goes_on_as_a_coroutine_from_a_write_that_needs_one(member: _Member) -> None:
+    """A write of a batch that needs a coroutine (a delete) hands the rest of the batch to one:
+    the stores before it are committed first, it and the writes after it follow in order (the
+    delete finds the store before it), and the reply holds them all."""
+    c = member.swarm.client_in_swarm()
+    h1 = message_hash(c.account, 0, b"c1")
+    reqs = [c.store(b"c1"), c.store(b"c2"), c.delete([h1]), c.store(b"c3")]
+    r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
+    for i in (0, 1, 3):
+        member.check_signed(r[i])
+    assert r[0]["hash"] == h1 and r[2]["deleted"] == [h1]
+    assert member.writes.answered_now == 1 and member.writes.handed_on == 1  # (warm-up)
+    assert member.tasks >= 1
+    msgs, _ = await member.store.retrieve(c.account, 0)
+    assert [m.hash for m in msgs] == [r[1]["hash"], r[3]["hash"]]
+    # nothing behind any more: the next single write is answered directly again
+    member.check_signed(await member.forward(c.store(b"c4")))
+    assert member.writes.answered_now == 2
+
+
+async def test_a_batch_the_store_cannot_commit_at_once_goes_on_as_a_coroutine(
     member: _Member, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write of a batch that the store cannot commit at once (the writer thread busy) hands
-    the rest of the batch to a coroutine: the writes before it are committed already, it and
-    the ones after it follow in the batch's order per account, and the reply holds them all."""
+    """When the store cannot commit the batch's stores at once (the writer thread busy), the
+    whole batch goes on as a coroutine, through the store's queue, in order per account."""
     c, d = member.swarm.client_in_swarm(), member.swarm.client_in_swarm()
-    store_now = member.store.store_now
-    calls = [0]
-
-    def busy_on_second(msg: Any) -> Any:
-        calls[0] += 1
-        return None if calls[0] == 2 else store_now(msg)
-
-    monkeypatch.setattr(member.store, "store_now", busy_on_second)
-    reqs = [c.store(b"c1"), c.store(b"c2"), d.store(b"d1"), c.store(b"c3")]
+    monkeypatch.setattr(member.store, "store_many_now", lambda msgs: None)
+    reqs = [c.store(b"c1"), d.store(b"d1"), c.store(b"c2")]
     r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
     for result in r:
         member.check_signed(result)
-    assert member.writes.answered_now == 1 + 1 and member.writes.handed_on == 1
-    assert member.tasks >= 1
+    assert member.writes.answered_now == 1 and member.writes.handed_on == 1
     msgs, _ = await member.store.retrieve(c.account, 0)
-    assert [m.hash for m in msgs] == [r[0]["hash"], r[1]["hash"], r[3]["hash"]]
-    assert await member.store.get_by_hash(r[2]["hash"]) is not None
-    # nothing behind any more: the next single write is answered directly again
-    member.check_signed(await member.forward(c.store(b"c4")))
-    assert member.writes.answered_now == 3
+    assert [m.hash for m in msgs] == [r[0]["hash"], r[2]["hash"]]
+    assert await member.store.get_by_hash(r[1]["hash"]) is not None
 
 
 async def test_a_fallback_cancelled_before_its_first_step_does_not_keep_writes_behind(

@@ -10,7 +10,10 @@ import sqlite3
 import pytest
 
 import session.storage.sqlite as S
+from session.errors import InvalidInput
 from session.storage import SqliteMessageStore, StoredMessage
+from session.storage.base import StoreResult
+from session.storage.memory import MemoryMessageStore
 from session.testing.waits import until
 
 A = "05" + "11" * 32
@@ -153,3 +156,33 @@ async def test_a_group_lost_whole_on_the_loop_thread_is_rerun_by_the_writer(stor
     assert (store.inline_groups, store.queued_groups) == (0, 1)
     got, _ = await store.retrieve(A, max_count=10)
     assert [m.hash for m in got] == ["kept"]
+
+
+async def test_several_stores_commit_together_now_or_not_at_all(store):
+    """``store_many_now`` (a forwarded batch's stores): one transaction on the loop's thread,
+    each message's own outcome (a duplicate is not new); None with nothing written when a
+    write is queued before them or they are more than MAX_INLINE; InvalidInput, nothing
+    written, for a message that is not valid. The memory store does the same at once."""
+    await writer_idle(store)
+    before = store.inline_groups
+    out = store.store_many_now([msg("m1"), msg("m2"), msg("m1")])
+    assert out is not None
+    assert [r.new for r in out if isinstance(r, StoreResult)] == [True, True, False]
+    assert store.inline_groups == before + 1  # one commit for the three
+    assert (await store.get_by_hash("m2")) is not None
+    assert store.store_many_now([msg(f"x{i}") for i in range(S.MAX_INLINE + 1)]) is None
+    delete = asyncio.ensure_future(store.delete_all(A))
+    await asyncio.sleep(0)  # (handed to the writer thread)
+    assert store.store_many_now([msg("y")]) is None
+    await delete
+    bad = StoredMessage("05" + "zz" * 32, 0, "z", b"d", 1000, 10**13)
+    with pytest.raises(InvalidInput):
+        store.store_many_now([msg("z1"), bad])
+    for h in ("x0", "y", "z1"):
+        assert await store.get_by_hash(h) is None
+    mem = MemoryMessageStore()
+    got = mem.store_many_now([msg("m1"), msg("m1")])
+    assert [r.new for r in got if isinstance(r, StoreResult)] == [True, False]
+    with pytest.raises(InvalidInput):
+        mem.store_many_now([msg("z1"), bad])
+    assert await mem.get_by_hash("z1") is None
