@@ -170,7 +170,8 @@ async def test_a_batch_finding_the_writer_busy_goes_on_as_a_coroutine_and_later_
         batch = member.forward({"r": [c.store(b"b1"), c.store(b"b2")]}, KIND_CC_BATCH)
         await until(lambda: member.store.queued_groups > 0)
         single = member.forward(c.store(b"after"))
-        await until(lambda: member.writes.handed_on == 1)  # behind the batch: not direct
+        # the batch is handed on (1), then the single write behind it, not direct (2)
+        await until(lambda: member.writes.handed_on == 2)
         assert not batch.done() and not single.done()
     finally:
         writer.busy.release()
