@@ -318,7 +318,10 @@ class LinkFanout:
             if len(part) > 1 and str(outcome) == "unknown kind":
                 log.info("member %s… takes no batches: sending one by one", x[:12])
                 self._singly.add(x)
-                self._spawn_send(node, part)  # (before this message counts as answered)
+                # sent again one by one: unanswered until that task ends, counted before this
+                # message counts as answered (so nothing held for the member goes between)
+                self._unanswered[x] = self._unanswered.get(x, 0) + 1
+                self._spawn_send(node, part)
             else:
                 _fail_all(part, outcome)
             self._answered(x)

@@ -1038,3 +1038,40 @@ async def test_held_writes_go_when_the_hold_has_passed_and_fail_when_stopped(net
     assert len(net.sent) == 3  # never sent
     gate.set()
     assert (await third)[ed] == {"hash": H("h2"), "new": True}
+
+
+async def test_writes_resent_one_by_one_still_count_unanswered(net):
+    """A batch a member refuses as an unknown kind is sent again one write at a time; until
+    those are answered, later writes for that member are held (Nagle's rule) instead of
+    overtaking them, and then go, in order."""
+    a, old = swarm(net, 2)
+    wire(old, batches=False)
+    handlers = net.handlers[old.node.pubkey_x25519]
+    cc = handlers[KIND_CC]
+    waits: list[asyncio.Event] = []
+
+    async def held_cc(peer: str, b: Any) -> Any:
+        waits.append(ev := asyncio.Event())
+        await ev.wait()
+        return await cc(peer, b)
+
+    handlers[KIND_CC] = held_cc
+    fan = LinkFanout(a.links, a.view, deadline=5.0, hold=60.0)  # type: ignore[arg-type]
+    outs = [asyncio.ensure_future(fan.forward(body("u0")))]
+    await until(lambda: len(waits) == 1)
+    outs += [asyncio.ensure_future(fan.forward(body(n))) for n in ("u1", "u2")]
+    await until(lambda: bool(fan._held))  # held behind u0
+    waits[0].set()  # u0 answered: u1 and u2 go as a batch, refused, then one by one
+    await until(lambda: len(waits) == 3)
+    outs.append(asyncio.ensure_future(fan.forward(body("u3"))))
+    await until(lambda: bool(fan._held) or len(waits) == 4)
+    assert len(waits) == 3  # u3 waits for u1 and u2 to be answered
+    for ev in waits[1:]:
+        ev.set()
+    await until(lambda: len(waits) == 4)
+    waits[3].set()
+    done = [await f for f in outs]
+    assert all(o[old.node.pubkey_ed25519] is not None for o in done)
+    assert [b["params"]["n"] for b in old.cc] == ["u0", "u1", "u2", "u3"]
+    to_old = [k for x, k in net.sent if x == old.node.pubkey_x25519]
+    assert to_old == [KIND_CC, KIND_CC_BATCH, KIND_CC, KIND_CC, KIND_CC]
