@@ -35,7 +35,7 @@ from typing import Any
 
 from session.errors import StorageError
 from session.node.links import Answer
-from session.node.replication import CC_BATCH_MAX, REFUSED, run_in_chains
+from session.node.replication import REFUSED, batch_requests, run_in_chains
 from session.node.rpc import RpcHandler
 from session.proto import rpc as P
 from session.storage.base import StoredMessage
@@ -79,11 +79,7 @@ class ForwardedWrites:
         """Direct handler of ``KIND_CC_BATCH``: each write answered now while it can be, one
         reply for the batch (module docstring). A write refused gets None in the reply (the
         sender counts that member failed for it)."""
-        if not isinstance(body, dict) or not isinstance(body.get("r"), list):
-            raise TypeError("a forwarded batch must be a map with a list 'r'")
-        reqs: list[Any] = body["r"]
-        if len(reqs) > CC_BATCH_MAX:
-            raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
+        reqs = batch_requests(body)
         results: list[Any] = [REFUSED] * len(reqs)
         #: stores checked and ready to commit together: (index, request, message)
         ready: list[tuple[int, P.Store, StoredMessage]] = []

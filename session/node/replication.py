@@ -500,16 +500,23 @@ def batch_handler(one: Handler) -> Handler:
     sender counts that member failed for it, as for a refused single write)."""
 
     async def serve(peer: str, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("r"), list):
-            raise TypeError("a forwarded batch must be a map with a list 'r'")
-        reqs: list[Any] = body["r"]
-        if len(reqs) > CC_BATCH_MAX:
-            raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
+        reqs = batch_requests(body)
         results: list[Any] = [REFUSED] * len(reqs)
         await run_in_chains(peer, reqs, results, lambda i: one(peer, reqs[i]))
         return {"r": results}
 
     return serve
+
+
+def batch_requests(body: Any) -> list[Any]:
+    """The writes of a forwarded batch's body ``{"r": [...]}``; TypeError for another shape,
+    ValueError for more than :data:`CC_BATCH_MAX` (the link answers either as a refusal)."""
+    if not isinstance(body, dict) or not isinstance(body.get("r"), list):
+        raise TypeError("a forwarded batch must be a map with a list 'r'")
+    reqs: list[Any] = body["r"]
+    if len(reqs) > CC_BATCH_MAX:
+        raise ValueError(f"a forwarded batch holds at most {CC_BATCH_MAX} requests")
+    return reqs
 
 
 async def run_in_chains(
