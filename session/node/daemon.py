@@ -341,7 +341,8 @@ class Node:
                 (KIND_SYNC, "sync"),
             )
         }
-        self.links.on_served = lambda kind: served[kind].inc()
+        other = self.metrics.link_served.labels("other")  # (a kind added without a label)
+        self.links.on_served = lambda kind: served.get(kind, other).inc()
 
     async def _start_sites(self, ssl_ctx: ssl.SSLContext) -> None:
         """Sites: the public HTTPS site (rate limited) and the loopback admin site."""
