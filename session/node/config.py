@@ -102,8 +102,9 @@ class ReplicationConfig:
     sync_interval: float = 60.0  # seconds between reconciliations with the next member
     catch_up_timeout: float = 30.0  # after a restart, reads wait this long for any member
     #: seconds writes to a member may wait while its previous link message of writes is
-    #: unanswered, to go together (Nagle's rule; 0: never held)
-    forward_hold: float = 0.005
+    #: unanswered, to go together (Nagle's rule; 0: never held, the default: measured to cost
+    #: throughput near saturation on the 12-node devnet, docs/performance.md)
+    forward_hold: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,9 +7,10 @@
   Members re-validate everything themselves.
   Writes to one member within one event-loop iteration travel together as one link message
   (``KIND_CC_BATCH``, :func:`batch_handler` on the receiving side); a member too old to know
-  that kind gets them one by one. While a link message to a member is still unanswered, later
-  writes for it are held (at most :data:`CC_HOLD` seconds) and go together when it answers:
-  under load a member then gets a few writes per wake-up instead of one (Nagle's rule).
+  that kind gets them one by one. Optionally (``hold``; off by default: on the devnet at
+  200–300/s it cost throughput, docs/performance.md), while a link message to a member is
+  still unanswered, later writes for it are held and go together when it answers (Nagle's
+  rule).
 * :class:`Reconciler` brings members level: after a restart (reads are refused with 503 until
   then), when a member answers again after being down, and periodically, two members compare
   digests per account bucket, then per account, and exchange only the messages, deletions
@@ -88,8 +89,8 @@ RETRY_INTERVAL = 5.0
 CC_BATCH_MAX = 256
 CC_BATCH_BYTES = 4 * 1024 * 1024
 #: How long writes for a member may be held while a link message to it is unanswered (see
-#: :class:`LinkFanout`); writes for a member with nothing unanswered are sent at once.
-CC_HOLD = 0.005
+#: :class:`LinkFanout`): 0, never (what the node's ``replication.forward_hold`` defaults to).
+CC_HOLD = 0.0
 #: The reply :func:`batch_handler` gives a request it refused (the sender counts it failed).
 REFUSED = None
 
@@ -106,12 +107,12 @@ class LinkFanout:
       a merely slow member still gets every write. While it has such late requests, later
       writes are sent to it without waiting for it. If a late request times out, the links mark
       the member down (a frozen member), and later writes skip it.
-    * Writes for one member made in the same loop iteration go as one link message. While one
-      to the member is unanswered, later writes for it are held until it answers, ``hold``
-      seconds at most, and then go together (Nagle's rule: at low load nothing is unanswered
-      and nothing waits; under load each link message, and each of the member's wake-ups,
-      carries several writes; a held write waits about one round trip to that member). The
-      order of writes to a member is kept.
+    * Writes for one member made in the same loop iteration go as one link message. With
+      ``hold`` above 0 (off by default: measured to cost throughput near saturation), while
+      one to the member is unanswered, later writes for it are held until it answers, ``hold``
+      seconds at most, and then go together (Nagle's rule: each link message, and each of the
+      member's wake-ups, carries several writes; a held write waits about one round trip to
+      that member). The order of writes to a member is kept either way.
     """
 
     def __init__(
