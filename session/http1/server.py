@@ -160,6 +160,19 @@ class Pending:
         """End with a bug: the client gets 500 and the connection closes."""
         self._end(exc)
 
+    def answer_with(self, make: Callable[..., Response], *args: Any) -> None:
+        """End with ``make(*args)``. The one guard of code that answers a Pending from a
+        callback (outside any task): what escapes ``make`` fails the answer (500, logged with
+        its traceback, as a task's bug) instead of leaving the client without one."""
+        try:
+            response = make(*args)
+        except Exception as bug:
+            # Bug guard, deliberately broad: refusals are answers (responses), so only a bug of
+            # ours lands here, and what it raises is not known in advance.
+            self.fail(bug)
+            return
+        self.answer(response)
+
     def cancel(self) -> None:
         """(The server's) the connection is gone: nothing will be written."""
         self._end(None)

@@ -191,16 +191,13 @@ class ClientSite:
         """The next node's reply to a layer sent on (the links' reply callback)."""
         if pending.done:
             return  # the client is gone: its answer is dropped, uncounted, as its task's was
-        try:
-            status, out = relayed_answer(next_ed25519, reply)
-            response = self._reply("onion", status, out, t0)
-        except Exception as bug:
-            # Bug guard, deliberately broad: this runs in the links' reply callback, outside
-            # any task; a bug of ours here is answered as a task's bug is (500, logged with its
-            # traceback) instead of leaving the client without an answer.
-            pending.fail(bug)
-            return
-        pending.answer(response)
+        pending.answer_with(self._relayed_response, next_ed25519, reply, t0)
+
+    def _relayed_response(
+        self, next_ed25519: str, reply: RawReply | LinkError, t0: float
+    ) -> Response:
+        status, out = relayed_answer(next_ed25519, reply)
+        return self._reply("onion", status, out, t0)
 
     async def _onion_rest(self, rest: Awaitable[tuple[int, bytes]], t0: float) -> Response:
         self.inflight += 1

@@ -374,6 +374,20 @@ class Answer:
         a bug "internal error", its traceback logged)."""
         self.run(_raising(e))
 
+    def guard(self, handler: Callable[..., None], *args: Any) -> None:
+        """Run ``handler(*args)``, which ends this request now or later. The one supervisor of
+        code that answers through an Answer outside any task (a direct handler as its request
+        arrives, the relay's peel callback): what escapes it is answered as an ordinary
+        handler's error is (:meth:`fail`), and the caller (the pump, the peel pool) goes on
+        with its next message. Were the request already answered, the peer drops the second
+        answer as late."""
+        try:
+            handler(*args)
+        except Exception as e:
+            # Bug guard, deliberately broad: the handlers answer every refusal themselves, so
+            # only a bug of ours lands here, and what it raises is not known in advance.
+            self.fail(e)
+
     def run(self, result: Awaitable[Any]) -> asyncio.Task[Any]:
         """Answer with what the awaitable returns, run as a task with an ordinary handler's
         error handling (refusals answered with their sentence). Returns the task (its done
@@ -568,15 +582,7 @@ class NodeLinks:
             self.on_served(k)
         if direct is not None:
             answer = Answer(self, route.bytes, rid.bytes, peer)
-            try:
-                direct(peer, obj, answer)
-            except Exception as e:
-                # The one supervisor of direct handlers (they run here, in the pump, not in a
-                # task): what escapes one is answered as _serve answers an ordinary handler's
-                # (a refusal's sentence; a bug "internal error", its traceback logged with the
-                # task) and the pump goes on with the next message. Were the request already
-                # answered, the peer drops the second answer as late.
-                answer.fail(e)
+            answer.guard(direct, peer, obj, answer)  # (no task: errors answered as _serve's)
             return
         assert handler is not None
         self._spawn(self._serve(handler(peer, obj), peer, route.bytes, rid.bytes))

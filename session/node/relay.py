@@ -335,15 +335,12 @@ class OnionRouter:
         self.pool.submit(body["f"], partial(self._peeled, answer))
 
     def _peeled(self, answer: Answer, d: Any) -> None:
-        try:
-            r = self._decide_now(d, partial(_relayed, answer))
-        except Exception as e:
-            # Bug guard, deliberately broad: this runs in the peel pool's callback, not under
-            # the links' supervisor of direct handlers, so what escapes (a bug of ours: every
-            # refusal is an answer) is handed to it here and answered as there, and the
-            # pool's other frames still get theirs.
-            answer.fail(e)
-            return
+        """The peel pool's callback for a relayed frame: run under the links' supervisor of
+        direct handlers (:meth:`Answer.guard`), so the pool's other frames get theirs."""
+        answer.guard(self._answer_peeled, answer, d)
+
+    def _answer_peeled(self, answer: Answer, d: Any) -> None:
+        r = self._decide_now(d, partial(_relayed, answer))
         if r is None:
             return  # sent on: the next node's reply goes back through _relayed
         if isinstance(r, tuple):

@@ -114,9 +114,12 @@ class App:
 
     def later_broken(self, request: http1.Request) -> http1.Pending:
         pending = http1.Pending()
-        asyncio.get_running_loop().call_soon(
-            pending.fail, RuntimeError("a bug in a callback answering later")
-        )
+
+        def make() -> http1.Response:
+            raise RuntimeError("a bug in a callback answering later")
+
+        # the callback answers through Pending.answer_with, whose guard turns the bug into 500
+        asyncio.get_running_loop().call_soon(pending.answer_with, make)
         return pending
 
     def answered_before_returned(self, request: http1.Request) -> http1.Pending:
