@@ -32,6 +32,7 @@ from session.identity import Identity
 from session.node.links import KIND_CC, KIND_CC_BATCH, Answer, NodeLinks
 from session.node.replication import LinkFanout
 from session.proto.snodes import ServiceNode
+from session.testing.links import open_links
 
 pytestmark = pytest.mark.integration
 
@@ -50,19 +51,6 @@ def _usage() -> tuple[float, int]:
     return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
-async def _yes(_key: bytes) -> bool:
-    return True
-
-
-def _links(ident: Identity) -> NodeLinks:
-    return NodeLinks(
-        public_x25519=bytes(ident.x25519_public),
-        secret_x25519=bytes(ident.export_x25519_secret()),
-        handlers={},
-        authorize=_yes,
-    )
-
-
 def _one(peer: str, body: Any, answer: Answer) -> None:
     answer.result(_RESULT)
 
@@ -76,7 +64,7 @@ async def _members(out: Any, stop: Any) -> None:
     listed = []
     for _ in range(MEMBERS):
         ident = Identity.generate()
-        links = _links(ident)
+        links = open_links(ident)
         links.direct[KIND_CC], links.direct[KIND_CC_BATCH] = _one, _batch
         port = await links.start("127.0.0.1", 0)
         started.append(links)
@@ -126,7 +114,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     proc = ctx.Process(target=_members_main, args=(out, stop), daemon=True)
     proc.start()
     loop = asyncio.get_running_loop()
-    links = _links(Identity.generate())
+    links = open_links(Identity.generate())
     got: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
     try:
         listed = await loop.run_in_executor(None, out.get, True, 60)
@@ -179,7 +167,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     return got
 
 
-def test_fanout_cost_over_links() -> None:
+def test_fanout_cost_overopen_links() -> None:
     got = uvloop.run(_measure())
     med = {
         k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches", "messages")}

@@ -38,9 +38,10 @@ import uvloop
 import session.storage.sqlite as S
 from session.identity import Identity, verify
 from session.node.forwarded import ForwardedWrites
-from session.node.links import KIND_CC, KIND_CC_BATCH, NodeLinks
+from session.node.links import KIND_CC, KIND_CC_BATCH
 from session.storage import SqliteMessageStore
 from session.storage.sqlite import MAX_INLINE
+from session.testing.links import open_links
 from session.testing.rpc import LocalSwarm
 
 pytestmark = pytest.mark.integration
@@ -60,19 +61,6 @@ def _usage() -> tuple[float, int]:
     return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
-async def _yes(_key: bytes) -> bool:
-    return True
-
-
-def _links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
-    return NodeLinks(
-        public_x25519=bytes(ident.x25519_public),
-        secret_x25519=bytes(ident.export_x25519_secret()),
-        handlers=handlers,
-        authorize=_yes,
-    )
-
-
 async def _member(out: Any, cmds: Any) -> None:
     store = await SqliteMessageStore.open(Path(tempfile.mkdtemp()) / "s.db", max_bytes=None)
     swarm = LocalSwarm([store, store, store])
@@ -88,7 +76,7 @@ async def _member(out: Any, cmds: Any) -> None:
         return await rpc.handle_forwarded(body)
 
     ident = Identity.generate()
-    links = _links(ident, {KIND_CC: cc})
+    links = open_links(ident, {KIND_CC: cc})
     writes = ForwardedWrites(rpc)
     links.direct[KIND_CC_BATCH] = writes.serve_batch_now
     port = await links.start("127.0.0.1", 0)
@@ -124,7 +112,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     proc = ctx.Process(target=_member_main, args=(out, cmds), daemon=True)
     proc.start()
     loop = asyncio.get_running_loop()
-    links = _links(Identity.generate(), {})
+    links = open_links(Identity.generate(), {})
     got: dict[str, list[dict[str, float]]] = {k: [] for k in KINDS}
     try:
         port, x25519, ed, bodies = await loop.run_in_executor(None, out.get, True, 60)
@@ -167,7 +155,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     return got
 
 
-def test_replica_write_cost_over_links() -> None:
+def test_replica_write_cost_overopen_links() -> None:
     got = asyncio.run(_measure())
     med = {
         k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches")}

@@ -17,25 +17,13 @@ import pytest
 
 from session.identity import Identity, verify
 from session.node.forwarded import ForwardedWrites
-from session.node.links import KIND_CC, KIND_CC_BATCH, LinkError, NodeLinks
+from session.node.links import KIND_CC, KIND_CC_BATCH, LinkError
 from session.proto import rpc as P
 from session.storage import SqliteMessageStore
 from session.swarm import message_hash
+from session.testing.links import open_links
 from session.testing.rpc import LocalSwarm
 from session.testing.waits import until
-
-
-async def _anyone(key: bytes) -> bool:
-    return True
-
-
-def _links(ident: Identity) -> NodeLinks:
-    return NodeLinks(
-        public_x25519=bytes(ident.x25519_public),
-        secret_x25519=bytes(ident.export_x25519_secret()),
-        handlers={},
-        authorize=_anyone,
-    )
 
 
 class _Member:
@@ -48,10 +36,10 @@ class _Member:
         self.rpc = swarm.node(1)
         self.writes = ForwardedWrites(self.rpc)
         self.ident = Identity.generate()
-        self.links = _links(self.ident)
+        self.links = open_links(self.ident)
         self.links.direct[KIND_CC] = self.writes.serve_now
         self.links.direct[KIND_CC_BATCH] = self.writes.serve_batch_now
-        self.peer = _links(Identity.generate())
+        self.peer = open_links(Identity.generate())
         self.x25519 = bytes(self.ident.x25519_public).hex()
         self.address = ""
         self.tasks = 0

@@ -35,20 +35,8 @@ from session.node.links import (
     pack_body,
     unpack_body,
 )
+from session.testing.links import any_peer, open_links
 from session.testing.waits import until
-
-
-async def _anyone(key: bytes) -> bool:
-    return True
-
-
-def _links(ident: Identity, handlers: dict[bytes, Any], authorize: Any = _anyone) -> NodeLinks:
-    return NodeLinks(
-        public_x25519=bytes(ident.x25519_public),
-        secret_x25519=bytes(ident.export_x25519_secret()),
-        handlers=handlers,
-        authorize=authorize,
-    )
 
 
 class _Server:
@@ -66,9 +54,9 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
     """``await serve(handlers, authorize=...)``: a started server; all are closed afterwards."""
     started: list[NodeLinks] = []
 
-    async def start(handlers: dict[bytes, Any], authorize: Any = _anyone) -> _Server:
+    async def start(handlers: dict[bytes, Any], authorize: Any = any_peer) -> _Server:
         ident = Identity.generate()
-        links = _links(ident, handlers, authorize)
+        links = open_links(ident, handlers, authorize)
         started.append(links)
         port = await links.start("127.0.0.1", 0)
         return _Server(links, ident, port)
@@ -80,7 +68,7 @@ async def serve() -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[NodeLinks]:
-    links = _links(Identity.generate(), {})
+    links = open_links(Identity.generate(), {})
     await links.start("127.0.0.1", 0)
     yield links
     await links.close()
@@ -242,7 +230,7 @@ async def test_a_peer_known_down_fails_at_once_and_is_up_again_when_it_returns(
     await until(lambda: client.is_down(srv.x25519))
     with pytest.raises(LinkUnreachable, match="is down"):
         await client.request(srv.x25519, srv.address, KIND_PING, 2)
-    back = _links(srv.ident, {KIND_PING: _ping})
+    back = open_links(srv.ident, {KIND_PING: _ping})
     try:
         await back.start("127.0.0.1", port)
         await until(lambda: not client.is_down(srv.x25519))
@@ -339,7 +327,7 @@ async def test_closing_fails_requests_waiting_on_callbacks(serve: Any) -> None:
         await release.wait()
 
     server = await serve({KIND_PING: never, KIND_DATA: _ping})
-    links = _links(Identity.generate(), {})
+    links = open_links(Identity.generate(), {})
     await links.start("127.0.0.1", 0)
     try:
         await links.request(server.x25519, server.address, KIND_DATA, 0, 5.0)
@@ -490,8 +478,8 @@ async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: A
     """A peer floods the link with several batches' worth of requests without waiting; a
     second peer's request meanwhile is answered, and every flooded request is answered."""
     server = await serve({KIND_PING: _ping})
-    flooder = _links(Identity.generate(), {})
-    other = _links(Identity.generate(), {})
+    flooder = open_links(Identity.generate(), {})
+    other = open_links(Identity.generate(), {})
     await flooder.start("127.0.0.1", 0)
     await other.start("127.0.0.1", 0)
     try:
@@ -523,7 +511,7 @@ async def test_a_reply_callback_that_raises_does_not_stop_the_others(
         await release.wait()
 
     server = await serve({KIND_PING: never, KIND_DATA: _ping})
-    links = _links(Identity.generate(), {})
+    links = open_links(Identity.generate(), {})
     await links.start("127.0.0.1", 0)
 
     def broken(reply: Any) -> None:

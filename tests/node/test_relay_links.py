@@ -30,6 +30,7 @@ from session.proto.onion_status import (
     named_next_node,
 )
 from session.proto.snodes import ServiceNode
+from session.testing.links import open_links
 from session.testing.rpc import FixedSwarmView
 from session.testing.waits import until
 
@@ -44,19 +45,6 @@ def _node(ident: Identity, port: int) -> ServiceNode:
             "storage_lmq_port": port,
             "swarm_id": 0,
         }
-    )
-
-
-async def _anyone(key: bytes) -> bool:
-    return True
-
-
-def _links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
-    return NodeLinks(
-        public_x25519=ident.x25519_public,
-        secret_x25519=ident.export_x25519_secret(),
-        handlers=handlers,
-        authorize=_anyone,
     )
 
 
@@ -79,9 +67,9 @@ class Rig:
         return answer
 
     async def start(self, relay_timeout: float = 30.0) -> None:
-        self.sink = _links(self.sink_id, {KIND_ONION: self._sink})
-        self.driver = _links(self.driver_id, {})
-        self.relay = _links(self.relay_id, {})
+        self.sink = open_links(self.sink_id, {KIND_ONION: self._sink})
+        self.driver = open_links(self.driver_id, {})
+        self.relay = open_links(self.relay_id, {})
         for links in (self.sink, self.driver, self.relay):
             self.started.append(links)
         sink_port = await self.sink.start("127.0.0.1", 0)

@@ -551,25 +551,14 @@ async def test_real_links_see_a_peer_go_down_and_come_back():
     """NodeLinks: the connection's own events mark a peer down the moment its process closes
     the link, and up (with on_peer_up) when a new one completes its handshake."""
     from session.identity import Identity
-    from session.node.links import NodeLinks
+    from session.testing.links import open_links as links
 
     a, b = Identity.generate(), Identity.generate()
-
-    async def anyone(key: bytes) -> bool:
-        return True
 
     async def ping(peer: str, body: Any) -> Any:
         if body.get("bad"):
             raise ValueError("this request is refused")
         return {"v": 1}
-
-    def links(ident: Identity, handlers: dict[bytes, Any]) -> NodeLinks:
-        return NodeLinks(
-            public_x25519=bytes(ident.x25519_public),
-            secret_x25519=bytes(ident.export_x25519_secret()),
-            handlers=handlers,
-            authorize=anyone,
-        )
 
     la, lb = links(a, {}), links(b, {KIND_PING: ping})
     ups: list[str] = []
