@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import resource
 import statistics
 from typing import Any
 
 import pytest
 import uvloop
 
+from bench.load.probe import self_usage
 from session.identity import Identity
 from session.node.links import KIND_CC, KIND_CC_BATCH, Answer, NodeLinks
 from session.node.replication import LinkFanout
@@ -44,11 +44,6 @@ WARMUP = 50
 GAP = 0.004
 KINDS = ("task", "direct", "pairs")
 _RESULT = {"hash": "h" * 43, "signature": "s" * 86, "expiry": 1_700_000_000_000}
-
-
-def _usage() -> tuple[float, int]:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
 def _one(peer: str, body: Any, answer: Answer) -> None:
@@ -135,7 +130,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
             for kind in KINDS:
                 fan = fans[kind]
                 sent0 = fan.link_requests
-                cpu0, sw0 = _usage()
+                cpu0, sw0 = self_usage()
                 writes = 0
                 for _ in range(FORWARDS // 2 if kind == "pairs" else FORWARDS):
                     n += 2
@@ -150,7 +145,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
                     assert all(r == _RESULT for o in outs for r in o.values()), outs
                     assert all(len(o) == MEMBERS for o in outs)
                     await asyncio.sleep(GAP)
-                cpu1, sw1 = _usage()
+                cpu1, sw1 = self_usage()
                 got[kind].append(
                     {
                         "cpu_us": (cpu1 - cpu0) / writes * 1e6,
@@ -167,7 +162,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     return got
 
 
-def test_fanout_cost_overopen_links() -> None:
+def test_fanout_cost_over_links() -> None:
     got = uvloop.run(_measure())
     med = {
         k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches", "messages")}

@@ -26,7 +26,6 @@ import asyncio
 import base64
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ import pytest
 import uvloop
 
 import session.storage.sqlite as S
+from bench.load.probe import self_usage
 from session.identity import Identity, verify
 from session.node.forwarded import ForwardedWrites
 from session.node.links import KIND_CC, KIND_CC_BATCH
@@ -54,11 +54,6 @@ GAP = 0.003
 KINDS = ("echo", "queued", "inline", "direct", "batch4")
 #: writes per link message in the ``batch4`` phases
 BATCH = 4
-
-
-def _usage() -> tuple[float, int]:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
 async def _member(out: Any, cmds: Any) -> None:
@@ -94,7 +89,7 @@ async def _member(out: Any, cmds: Any) -> None:
                 links.direct[KIND_CC] = writes.serve_now
             else:
                 links.direct.pop(KIND_CC, None)
-        out.put((*_usage(), writes.answered_now))  # (and how many were answered directly)
+        out.put((*self_usage(), writes.answered_now))  # (and how many were answered directly)
         if cmd == "stop":
             break
     await links.close()
@@ -155,7 +150,7 @@ async def _measure() -> dict[str, list[dict[str, float]]]:
     return got
 
 
-def test_replica_write_cost_overopen_links() -> None:
+def test_replica_write_cost_over_links() -> None:
     got = asyncio.run(_measure())
     med = {
         k: {m: statistics.median(r[m] for r in runs) for m in ("cpu_us", "switches")}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import resource
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +77,13 @@ def _thread_files(pid: int, *names: str) -> Iterator[tuple[int, list[str]]]:
         except OSError:
             continue  # the thread ended meanwhile
         yield int(t), texts
+
+
+def self_usage() -> tuple[float, int]:
+    """This process's CPU seconds (user + system, every thread) and context switches
+    (voluntary + involuntary) so far: for a bench measuring its own side."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_nvcsw + r.ru_nivcsw
 
 
 def thread_cpu_ns(pid: int) -> dict[int, int]:
