@@ -5,6 +5,7 @@ field, the whole list refused as for a bad key or port), before it can reach Zer
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +28,16 @@ def _entry(ip: Any) -> dict[str, Any]:
 def test_an_ipv4_or_ipv6_address_is_listed(ip: str) -> None:
     (node,) = parse_node_list({"service_node_states": [_entry(ip)]})
     assert node.public_ip == ip
+
+
+@pytest.mark.parametrize(
+    ("ip", "host"), [("10.0.0.1", "10.0.0.1"), ("::1", "[::1]"), ("2001:db8::5", "[2001:db8::5]")]
+)
+def test_a_nodes_addresses_put_an_ipv6_address_in_brackets(ip: str, host: str) -> None:
+    (node,) = parse_node_list({"service_node_states": [_entry(ip)]})
+    assert node.https_url == f"https://{host}:443"
+    assert node.zmq_address == f"tcp://{host}:22020"
+    assert urlsplit(node.https_url).hostname == ip
 
 
 @pytest.mark.parametrize(

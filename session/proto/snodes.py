@@ -57,11 +57,17 @@ class ServiceNode:
 
     @property
     def https_url(self) -> str:
-        return f"https://{self.public_ip}:{self.storage_port}"
+        return f"https://{self._host}:{self.storage_port}"
 
     @property
     def zmq_address(self) -> str:
-        return f"tcp://{self.public_ip}:{self.storage_lmq_port}"
+        return f"tcp://{self._host}:{self.storage_lmq_port}"
+
+    @property
+    def _host(self) -> str:
+        """``public_ip`` as a URL's host: an IPv6 address in brackets (``[::1]``), as URLs
+        and ZeroMQ endpoints need it."""
+        return f"[{self.public_ip}]" if ":" in self.public_ip else self.public_ip
 
     def to_json(self) -> dict[str, Any]:
         return {
