@@ -484,6 +484,7 @@ class NodeLinks:
         r.maxmsgsize = MAX_MESSAGE
         r.sndhwm = r.rcvhwm = 10000
         r.router_mandatory = False
+        r.ipv6 = True  # (a node whose public_ip is IPv6 binds and is reached over it)
         try:
             if port:
                 r.bind(f"tcp://{host}:{port}")
@@ -645,6 +646,7 @@ class NodeLinks:
         s.curve_secretkey = self._sec
         s.maxmsgsize = MAX_MESSAGE
         s.sndhwm = s.rcvhwm = 10000
+        s.ipv6 = True  # (tcp://[addr]:port: a peer whose public_ip is IPv6)
         s.reconnect_ivl = 100
         s.reconnect_ivl_max = 500  # a restarted peer is reachable again within half a second
         # Queue only to completed (handshaken) connections: a send to a dead or refusing peer

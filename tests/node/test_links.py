@@ -78,6 +78,24 @@ async def _ping(peer: str, body: Any) -> Any:
     return {"pong": body}
 
 
+async def test_links_work_over_ipv6() -> None:
+    """A node whose public_ip is IPv6 (the list accepts it; ``ServiceNode.zmq_address`` writes
+    it ``tcp://[::1]:port``) binds its links there and is reached over them."""
+    ident = Identity.generate()
+    server = open_links(ident, {KIND_PING: _ping}, any_peer)
+    other = open_links(Identity.generate(), {})
+    try:
+        port = await server.start("::1", 0)
+        await other.start("::1", 0)
+        got = await other.request(
+            bytes(ident.x25519_public).hex(), f"tcp://[::1]:{port}", KIND_PING, {"v": 7}, 10
+        )
+        assert got == {"pong": {"v": 7}}
+    finally:
+        await other.close()
+        await server.close()
+
+
 async def test_a_frame_that_is_not_msgpack_gets_the_sentence_and_the_pump_goes_on(
     serve: Any, client: NodeLinks
 ) -> None:
