@@ -55,11 +55,12 @@ class ForwardedWrites:
         self.answered_now = 0
         self.handed_on = 0
 
-    async def serve(self, peer: str, body: Any) -> Any:
-        """A forwarded request as a coroutine (the ordinary link handler of ``KIND_CC``)."""
+    async def serve(self, peer: str, body: Any, counted: bool = False) -> Any:
+        """A forwarded request as a coroutine (the ordinary link handler of ``KIND_CC``;
+        ``counted``: see :meth:`RpcHandler.handle_forwarded`)."""
         if not isinstance(body, dict):
             raise ValueError("forwarded request must be a map")
-        return await self.rpc.handle_forwarded(body)
+        return await self.rpc.handle_forwarded(body, counted=counted)
 
     def serve_now(self, peer: str, body: Any, answer: Answer) -> None:
         """Direct handler of ``KIND_CC``: answered now when it can be (module docstring)."""
@@ -85,7 +86,7 @@ class ForwardedWrites:
         ready: list[tuple[int, P.Store, StoredMessage]] = []
         for i, req in enumerate(reqs):
             if self._behind:
-                self._hand_on(answer, self._rest(peer, reqs, results, i, None))
+                self._hand_on(answer, self._rest(peer, reqs, results, i, None, i))
                 return
             try:
                 if not isinstance(req, dict):
@@ -99,16 +100,17 @@ class ForwardedWrites:
             elif isinstance(result, dict):
                 results[i] = result
             elif self._commit(ready, results):  # (the stores before it first: order)
-                task = self._hand_on(answer, self._rest(peer, reqs, results, i, result))
+                task = self._hand_on(answer, self._rest(peer, reqs, results, i, result, i + 1))
                 # (never awaited when the task is cancelled before its first step)
                 task.add_done_callback(functools.partial(_close, result))
                 return
             else:
                 result.close()
-                self._hand_on(answer, self._rest(peer, reqs, results, ready[0][0], None))
+                rest = self._rest(peer, reqs, results, ready[0][0], None, i + 1)
+                self._hand_on(answer, rest)
                 return
         if not self._commit(ready, results):
-            self._hand_on(answer, self._rest(peer, reqs, results, ready[0][0], None))
+            self._hand_on(answer, self._rest(peer, reqs, results, ready[0][0], None, len(reqs)))
             return
         self.answered_now += sum(r is not REFUSED for r in results)
         answer.result({"r": results})
@@ -137,14 +139,16 @@ class ForwardedWrites:
         results: list[Any],
         start: int,
         first: Coroutine[Any, Any, dict[str, Any]] | None,
+        counted: int,
     ) -> dict[str, Any]:
         """A batch from write ``start`` on, as a coroutine (``first``: that write's, when it
-        was begun already); the batch's reply."""
+        was begun already); the batch's reply. The writes before ``counted`` were parsed and
+        counted already (the node's forwarded-request counters count each write once)."""
 
         async def one(i: int) -> Any:
             if i == start and first is not None:
                 return await first
-            return await self.serve(peer, reqs[i])
+            return await self.serve(peer, reqs[i], i < counted)
 
         await run_in_chains(peer, reqs, results, one, start)
         return {"r": results}

@@ -167,23 +167,27 @@ class RpcHandler:
             return RpcResponse(e.status, e.message)
         return self.execute_now(req)
 
-    async def handle_forwarded(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def handle_forwarded(
+        self, body: Mapping[str, Any], *, counted: bool = False
+    ) -> dict[str, Any]:
         """A recursive request forwarded by a swarm peer: validate it again, apply it locally
         (no further fan-out) and return this node's signed result, or a failure entry
         ``{"failed": true, "code", "reason"}``. Its store goes through the store's queue
-        (:meth:`MessageStore.store`: a batch's writes commit together)."""
-        r = self.handle_forwarded_now(body, commit_now=False)
+        (:meth:`MessageStore.store`: a batch's writes commit together). ``counted``: this
+        request was parsed and counted once already (a batch's write run again as a
+        coroutine after its first attempt committed nothing)."""
+        r = self.handle_forwarded_now(body, commit_now=False, counted=counted)
         return r if isinstance(r, dict) else await r
 
     def handle_forwarded_now(
-        self, body: Mapping[str, Any], *, commit_now: bool = True
+        self, body: Mapping[str, Any], *, commit_now: bool = True, counted: bool = False
     ) -> dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """:meth:`handle_forwarded` without a coroutine where nothing has to wait: a refusal,
         and (``commit_now``) a store that needs no subaccount revocation lookup and that the
         store commits at once (:meth:`MessageStore.store_now`): the result, or failure entry,
         returned at once. Otherwise a coroutine (to be awaited, once) that finishes the request
         from where this stopped. Raises what :meth:`handle_forwarded` raises."""
-        r = self.forwarded_now(body)
+        r = self.forwarded_now(body, counted=counted)
         if not isinstance(r, tuple):
             return r
         req, msg = r
@@ -197,13 +201,13 @@ class RpcHandler:
         return self._forwarded_rest(req, self.clock(), verified=True)
 
     def forwarded_now(
-        self, body: Mapping[str, Any]
+        self, body: Mapping[str, Any], *, counted: bool = False
     ) -> tuple[P.Store, StoredMessage] | dict[str, Any] | Coroutine[Any, Any, dict[str, Any]]:
         """:meth:`handle_forwarded_now` up to the store's commit: a store checked and ready to
         commit (its request and message: commit it, then :meth:`forwarded_stored`), a result
         at once (a refusal), or a coroutine that finishes any other request."""
         try:
-            req = self._parse_forwarded(body)
+            req = self._parse_forwarded(body, counted)
             now = self.clock()
             if self._admit_checks(req, now, forwarded=True):
                 return self._forwarded_rest(req, now, verified=False)
@@ -223,9 +227,10 @@ class RpcHandler:
             return self._failure(req, outcome)
         return self._store_result(msg, outcome)
 
-    def _parse_forwarded(self, body: Mapping[str, Any]) -> P.RecursiveRequest:
+    def _parse_forwarded(self, body: Mapping[str, Any], counted: bool) -> P.RecursiveRequest:
         req = P.parse_request(body, forwarded=True)
-        self.counters[f"forwarded_{req.METHOD}"] += 1
+        if not counted:
+            self.counters[f"forwarded_{req.METHOD}"] += 1
         if not isinstance(req, P.RECURSIVE_TYPES):  # parse_request refused these already
             raise RpcStatusError(400, f"invalid request: {req.METHOD} cannot be forwarded")
         return req

@@ -200,7 +200,13 @@ async def test_a_batch_goes_on_as_a_coroutine_from_a_write_that_needs_one(member
     c = member.swarm.client_in_swarm()
     h1 = message_hash(c.account, 0, b"c1")
     reqs = [c.store(b"c1"), c.store(b"c2"), c.delete([h1]), c.store(b"c3")]
+    counters = member.rpc.counters
+    before = counters["forwarded_store"], counters["forwarded_delete"]
     r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
+    assert (counters["forwarded_store"], counters["forwarded_delete"]) == (
+        before[0] + 3,
+        before[1] + 1,
+    )
     for i in (0, 1, 3):
         member.check_signed(r[i])
     assert r[0]["hash"] == h1 and r[2]["deleted"] == [h1]
@@ -221,10 +227,13 @@ async def test_a_batch_the_store_cannot_commit_at_once_goes_on_as_a_coroutine(
     c, d = member.swarm.client_in_swarm(), member.swarm.client_in_swarm()
     monkeypatch.setattr(member.store, "store_many_now", lambda msgs: None)
     reqs = [c.store(b"c1"), d.store(b"d1"), c.store(b"c2")]
+    before = member.rpc.counters["forwarded_store"]
     r = (await member.forward({"r": reqs}, KIND_CC_BATCH))["r"]
     for result in r:
         member.check_signed(result)
     assert member.writes.answered_now == 1 and member.writes.handed_on == 1
+    # parsed twice (the direct attempt, then the coroutine), counted once each
+    assert member.rpc.counters["forwarded_store"] - before == 3
     msgs, _ = await member.store.retrieve(c.account, 0)
     assert [m.hash for m in msgs] == [r[0]["hash"], r[2]["hash"]]
     assert await member.store.get_by_hash(r[1]["hash"]) is not None
