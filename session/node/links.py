@@ -319,6 +319,7 @@ class _Peer:
 
     __slots__ = (
         "address",
+        "behind",
         "connected",
         "monitor",
         "monitor_pump",
@@ -332,6 +333,9 @@ class _Peer:
         self.sock = sock
         self.address = address
         self.connected = False  # a CURVE handshake completed and the connection still stands
+        #: the last send to this peer that had to wait for the link (NodeLinks._send), until
+        #: it is over: later sends go behind it, so messages to a peer leave in the order made
+        self.behind: asyncio.Future[None] | None = None
         self.pump: _Pump | None = None
         self.monitor: zmq.Socket | None = None
         self.monitor_pump: _Pump | None = None
@@ -888,7 +892,7 @@ class NodeLinks:
     def _send_now(self, p: _Peer, frames: list[bytes]) -> bool:
         """The common case without a coroutine: a connected link that takes the message at
         once (True). False: :meth:`_send` decides (wait for a connection, or fail)."""
-        if not p.connected or self.closed or p.sock.closed:
+        if not p.connected or p.behind is not None or self.closed or p.sock.closed:
             return False
         try:
             _send_frames(p.sock, frames)
@@ -898,7 +902,29 @@ class NodeLinks:
 
     async def _send(self, p: _Peer, frames: list[bytes], wait: float) -> None:
         """Queue ``frames`` on the peer's link, waiting up to ``wait`` seconds for a completed
-        connection (:class:`LinkUnreachable` after that, and the peer is marked down)."""
+        connection (:class:`LinkUnreachable` after that, and the peer is marked down).
+
+        Messages to one peer leave in the order they were made: this one goes after any
+        earlier send still waiting here (each waits its turn, then its own ``wait``), and
+        while it waits, later sends wait behind it instead of leaving at once
+        (:meth:`_send_now`). A forwarded write that found the link not yet connected is never
+        overtaken by a later write of the same account sent once the link is up."""
+        assert self._loop is not None
+        prev, mine = p.behind, self._loop.create_future()
+        p.behind = mine
+        try:
+            if prev is not None:
+                # (asyncio.wait: neither raises prev's outcome nor cancels prev when this
+                # request is cancelled)
+                await asyncio.wait([prev])
+            await self._send_in_turn(p, frames, wait)
+        finally:
+            mine.set_result(None)  # (only ever waited on through asyncio.wait: not cancelled)
+            if p.behind is mine:
+                p.behind = None
+
+    async def _send_in_turn(self, p: _Peer, frames: list[bytes], wait: float) -> None:
+        """:meth:`_send` once every earlier waiting send to the peer is over."""
         assert self._loop is not None
         if not p.connected and self.is_down(p.x25519_hex):
             # Known down and not connected: fail at once instead of waiting CONNECT_WAIT for

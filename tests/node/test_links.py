@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -93,6 +94,45 @@ async def test_links_work_over_ipv6() -> None:
         assert got == {"pong": {"v": 7}}
     finally:
         await other.close()
+        await server.close()
+
+
+async def test_a_send_waiting_for_the_link_is_not_overtaken_once_it_is_up(
+    client: NodeLinks,
+) -> None:
+    """A request made while the peer's link is not connected waits for it (polling); a later
+    request made the moment the link comes up goes behind it, not before it: messages to one
+    peer leave in the order they were made (a member's replica writes of one account)."""
+    with socket.socket() as probe:  # a free port, listened on only later
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    got: list[int] = []
+
+    async def record(peer: str, body: Any) -> Any:
+        got.append(body["n"])
+        return {"n": body["n"]}
+
+    ident = Identity.generate()
+    x = bytes(ident.x25519_public).hex()
+    address = f"tcp://127.0.0.1:{port}"
+    first = asyncio.ensure_future(client.request(x, address, KIND_PING, {"n": 1}, 10))
+    await until(lambda: x in client._peers, "the first request waiting for the link")
+    server = open_links(ident, {KIND_PING: record}, any_peer)
+    try:
+        await server.start("127.0.0.1", port)
+        # the link comes up: the very next request goes at once unless something waits before it
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while not client._peers[x].connected and loop.time() < deadline:
+            await asyncio.sleep(0)
+        assert client._peers[x].connected
+        replies: list[Any] = []
+        if not client.send_request(x, address, KIND_PING, {"n": 2}, 10, replies.append):
+            replies.append(await client.request(x, address, KIND_PING, {"n": 2}, 10))
+        assert await first == {"n": 1}
+        await until(lambda: bool(replies), "the second reply")
+        assert got == [1, 2]
+    finally:
         await server.close()
 
 
