@@ -345,8 +345,11 @@ class OnionRouter:
             return  # sent on: the next node's reply goes back through _relayed
         if isinstance(r, tuple):
             answer.result({"s": r[0], "b": r[1]})
-        else:
-            answer.run(_link_answer(r))
+            return
+        task = answer.run(_link_answer(r))
+        if isinstance(r, Coroutine):
+            # a task cancelled before its first step (the links closing) never awaits r
+            task.add_done_callback(lambda _: r.close())
 
     async def _proxy(self, d: Any) -> tuple[int, bytes]:
         loop = asyncio.get_running_loop()

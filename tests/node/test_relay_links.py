@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -180,6 +181,31 @@ async def test_what_cannot_be_relayed_at_once_is_answered_by_the_coroutine_path(
     assert await rig.driver.request(
         rig.relay_id.x25519_public.hex(), rig.address, KIND_ONION, {"g": 1}, 10.0
     ) == {"s": 400, "b": b"bad relay message"}
+
+
+async def test_a_layer_cancelled_before_its_coroutine_starts_leaves_nothing_never_awaited(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    """A layer answered by the coroutine path (the next node's link not taking it at once)
+    whose task is cancelled before its first step, as closing the links does: the relay's own
+    coroutine inside it is closed too, not left never awaited."""
+    monkeypatch.setattr(rig.relay, "send_request", lambda *a, **kw: False)
+    spawned: list[asyncio.Task[Any]] = []
+    spawn = rig.relay._spawn
+
+    def spawn_and_cancel(coro: Any) -> asyncio.Task[Any]:
+        t = spawn(coro)
+        if coro.cr_code.co_qualname == "NodeLinks._serve":  # (not a handshake's ZAP answer)
+            t.cancel()  # before its first step
+            spawned.append(t)
+        return t
+
+    monkeypatch.setattr(rig.relay, "_spawn", spawn_and_cancel)
+    sent = asyncio.ensure_future(rig.send(rig.frame()))
+    await until(lambda: bool(spawned) and spawned[0].done(), "the layer's cancelled task")
+    sent.cancel()
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]
 
 
 async def test_a_next_node_whose_address_the_link_refuses_costs_no_other_layer_its_answer(
