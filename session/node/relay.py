@@ -451,29 +451,36 @@ def relayed_answer(next_ed25519: str, reply: RawReply | LinkError) -> tuple[int,
     :meth:`OnionRouter._relay` answers for the same."""
     if isinstance(reply, LinkError):
         return _link_failure(reply, next_ed25519)
-    body, bulk = reply
-    try:
-        r = unpack_body(body, bulk)
-    except MSGPACK_ERRORS as e:
-        return _link_failure(LinkError(f"bad reply: {e}"), next_ed25519)
+    r = _unpacked(reply)
+    if isinstance(r, LinkError):
+        return _link_failure(r, next_ed25519)
     return _next_reply(r)
+
+
+def _unpacked(reply: RawReply) -> Any:
+    """The body of a raw link reply, or the LinkError saying it is not msgpack."""
+    try:
+        return unpack_body(*reply)
+    except MSGPACK_ERRORS as e:
+        return LinkError(f"bad reply: {e}")
 
 
 def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> None:
     """The next node's reply to a layer relayed from node to node, back to the previous node:
     as it came when it is a well-formed ``{"s": int, "b": bytes}`` (checked by unpacking, never
-    packed again), otherwise :func:`relayed_answer`."""
-    if not isinstance(reply, LinkError):
-        body, bulk = reply
-        try:
-            r = unpack_body(body, bulk)
-        except MSGPACK_ERRORS:
-            pass  # (relayed_answer says so)
+    packed again), otherwise what :func:`relayed_answer` answers (the reply unpacked once)."""
+    if isinstance(reply, LinkError):
+        status, out = _link_failure(reply, next_ed25519)
+    else:
+        r = _unpacked(reply)
+        if isinstance(r, LinkError):
+            status, out = _link_failure(r, next_ed25519)
+        elif isinstance(r, dict) and type(r.get("s")) is int and type(r.get("b")) is bytes:
+            body, bulk = reply
+            answer.forward([body, *bulk])
+            return
         else:
-            if isinstance(r, dict) and type(r.get("s")) is int and type(r.get("b")) is bytes:
-                answer.forward([body, *bulk])
-                return
-    status, out = relayed_answer(next_ed25519, reply)
+            status, out = _next_reply(r)
     answer.result({"s": status, "b": out})
 
 
