@@ -41,7 +41,8 @@ A handler is called as its request's turn comes and returns one of three things:
   task, no loop turn (the node's ``info``, a ``retrieve`` whose read did not wait, an onion
   layer for this node);
 * a :class:`Pending` — a synchronous handler whose answer comes later from a callback (an
-  onion layer relayed to the next node: its reply comes back to a callback of the links), still
+  onion layer relayed to the next node: its reply comes back to a callback of the links; a
+  client's ``store``: its group commit's and its swarm's fan-out's callbacks), still
   without a task; on a lost connection the server cancels it, as it would cancel a task;
 * an awaitable — an ``async def`` handler's coroutine, or the rest of a synchronous handler's
   work that has to wait: run in a task of its own, so whatever needs a current task

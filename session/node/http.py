@@ -18,9 +18,12 @@ The handlers are sans-I/O (a :class:`~session.http1.server.Request` in, a
 :class:`~session.http1.server.Response` out); :mod:`session.http1.server` serves them with the
 connection limits. ``/storage_rpc/v1`` is a synchronous handler: the admission checks above
 (:meth:`ClientSite._admitted`, their one home) and the RPC's answer when it has one at once
-(:meth:`~session.node.rpc.RpcHandler.respond_now`: ``info``, a ``retrieve`` read on the loop's
-thread, every refusal) are answered with no task; the rest of a request that has to wait
-(a ``store``, a read handed to the reader thread) is a coroutine the server runs in a task.
+(:meth:`~session.node.rpc.RpcHandler.respond_later`: ``info``, a ``retrieve`` read on the
+loop's thread, every refusal) are answered with no task; a ``store`` is a
+:class:`~session.http1.server.Pending` answered from the RPC's callbacks once its group commit
+and the swarm's fan-out report (:class:`~session.node.rpc.RpcLater`), no task either; the rest
+of a request that has to wait (a read handed to the reader thread, a batch, a delete) is a
+coroutine the server runs in a task.
 ``/onion_req/v2`` likewise (:meth:`~session.node.relay.OnionRouter.handle_now`), and a layer
 sent on to the next node is a :class:`~session.http1.server.Pending` answered from the links'
 reply callback, with the relay's 502 and 504 answers: no task either. The admin site
@@ -40,7 +43,7 @@ from typing import Any
 from session.http1.server import HttpError, Pending, Request, Response, Routes, decode_body
 from session.node.links import LinkError, RawReply
 from session.node.relay import relayed_answer
-from session.node.rpc import RpcResponse
+from session.node.rpc import RpcLater, RpcResponse
 from session.version import STORAGE_SERVER_VERSION_TEXT
 
 SERVER_HEADER = f"Session Storage Server/{STORAGE_SERVER_VERSION_TEXT}"
@@ -140,18 +143,36 @@ class ClientSite:
     # otherwise the rest is a coroutine the server runs in a task, counted as in flight from
     # its start to its answer (``inflight``: the requests that wait for something).
 
-    def storage_rpc(self, request: Request) -> Response | Coroutine[Any, Any, Response]:
-        """``POST /storage_rpc/v1``: the RPC's answer at once when it has one
-        (:meth:`RpcHandler.respond_now`), else the rest in a task."""
+    def storage_rpc(self, request: Request) -> Response | Pending | Coroutine[Any, Any, Response]:
+        """``POST /storage_rpc/v1``: the RPC's answer at once when it has one, a
+        :class:`Pending` answered from the RPC's callbacks for a store
+        (:meth:`RpcHandler.respond_later`), else the rest in a task."""
         t0 = time.perf_counter()
         body = self._admitted("storage_rpc", request, "Service node is not ready", t0)
         if type(body) is Response:
             return body
         assert isinstance(body, bytes)
-        r = self.rpc.respond_now(body)
+        r = self.rpc.respond_later(body)
         if isinstance(r, RpcResponse):
-            return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
+            return self._rpc_reply(r, t0)
+        if isinstance(r, RpcLater):
+            pending = Pending(on_end=self._landed)
+            self.inflight += 1  # until the Pending ends (_landed): answered or cancelled
+            r.then(partial(self._rpc_answered, pending, t0))
+            return pending
         return self._rpc_rest(r, t0)
+
+    def _rpc_reply(self, r: RpcResponse, t0: float) -> Response:
+        return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
+
+    def _rpc_answered(self, pending: Pending, t0: float, r: RpcResponse | BaseException) -> None:
+        """An :class:`RpcLater`'s answer (its callback)."""
+        if pending.done:
+            return  # the client is gone: its answer is dropped, uncounted, as its task's was
+        if isinstance(r, BaseException):
+            pending.fail(r)  # a bug: 500, logged by the server
+        else:
+            pending.answer_with(self._rpc_reply, r, t0)
 
     async def _rpc_rest(self, rest: Awaitable[RpcResponse], t0: float) -> Response:
         self.inflight += 1
@@ -159,7 +180,7 @@ class ClientSite:
             r = await rest
         finally:
             self.inflight -= 1
-        return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
+        return self._rpc_reply(r, t0)
 
     # Onion answers are base64 (or raw) ciphertext, a proxied server's answer, or a relay's
     # plain-text error: all text/plain, as Session's storage server labels them.

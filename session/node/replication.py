@@ -53,6 +53,7 @@ from session.node.links import (
     ping,
     unpack_body,
 )
+from session.node.rpc import ForwardDone
 from session.node.swarm_view import SwarmChange, SwarmView
 from session.proto.snodes import ServiceNode
 from session.service.tasks import cancel_and_wait, spawn
@@ -158,8 +159,23 @@ class LinkFanout:
         return list(self._late)
 
     async def forward(self, request_body: dict[str, Any]) -> dict[str, Any]:
-        # One future per member (no task: a write reaches eleven members in a 12-node swarm,
-        # and each task would cost the entry node its creation and two steps per write).
+        """Send the write to the other members; their results (None: down, slow or failed)."""
+        fut: asyncio.Future[Mapping[str, Any] | BaseException] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.forward_then(request_body, functools.partial(_settle, fut))
+        out = await fut
+        if isinstance(out, BaseException):
+            raise out  # a bug: surfaces
+        return dict(out)
+
+    def forward_then(self, request_body: dict[str, Any], done: ForwardDone) -> None:
+        """:meth:`forward` with no task or coroutine: ``done`` gets the members' results once
+        every member waited for answered or ``deadline`` passed (at once, before this returns,
+        when none is waited for), or the exception a bug raised. One future per member (no
+        task: a write reaches eleven members in a 12-node swarm, and each task would cost the
+        entry node its creation and two steps per write), each finished one counted off by
+        its callback, and one timer."""
         out: dict[str, Any] = {}
         waited: list[tuple[ServiceNode, asyncio.Future[Any]]] = []
         for n in self.view.peers_in_my_swarm():
@@ -173,10 +189,25 @@ class LinkFanout:
                 self._keep(n, f)
             else:
                 waited.append((n, f))
-        if waited:
-            await asyncio.wait([f for _, f in waited], timeout=self.deadline)
+        if not waited:
+            done(out)
+            return
+        _Gather(self, out, waited, done)
+
+    def _gathered(
+        self,
+        out: dict[str, Any],
+        waited: list[tuple[ServiceNode, asyncio.Future[Any]]],
+        done: ForwardDone,
+    ) -> None:
+        """(:class:`_Gather`) every member waited for answered, or the deadline passed: the
+        results to ``done``; a member still silent is reported None and followed (:meth:`_keep`)."""
         for n, f in waited:
             if f.done():
+                e = f.exception()
+                if e is not None and not isinstance(e, LinkError):
+                    done(e)  # a bug: surfaces
+                    return
                 out[n.pubkey_ed25519] = self._outcome(n, f)
                 continue
             out[n.pubkey_ed25519] = None
@@ -186,7 +217,7 @@ class LinkFanout:
                 self.deadline,
             )
             self._keep(n, f)
-        return out
+        done(out)
 
     def _keep(self, node: ServiceNode, fut: asyncio.Future[Any]) -> None:
         """Follow a write still running past its deadline: the member counts as slow until it
@@ -465,6 +496,47 @@ def _array_header(n: int) -> bytes:
 def _retrieved(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
+
+
+def _settle(fut: asyncio.Future[Any], value: Any) -> None:
+    """``fut``'s result (unless it was cancelled: its waiter is gone)."""
+    if not fut.done():
+        fut.set_result(value)
+
+
+class _Gather:
+    """One fan-out's wait for the members it waits for (:meth:`LinkFanout.forward_then`):
+    each member's future counts itself off as it finishes; the last one, or the deadline's
+    timer, whichever is first, hands the results on (once)."""
+
+    __slots__ = ("done", "fanout", "left", "out", "timer", "waited")
+
+    def __init__(
+        self,
+        fanout: LinkFanout,
+        out: dict[str, Any],
+        waited: list[tuple[ServiceNode, asyncio.Future[Any]]],
+        done: ForwardDone,
+    ) -> None:
+        self.fanout = fanout
+        self.out = out
+        self.waited = waited
+        self.done: ForwardDone | None = done
+        self.left = len(waited)
+        self.timer = asyncio.get_running_loop().call_later(fanout.deadline, self.finish)
+        for _, f in waited:
+            f.add_done_callback(self._one)
+
+    def _one(self, fut: asyncio.Future[Any]) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.timer.cancel()
+            self.finish()
+
+    def finish(self) -> None:
+        done, self.done = self.done, None
+        if done is not None:
+            self.fanout._gathered(self.out, self.waited, done)
 
 
 def _cc_parts(items: list[tuple[Any, Any]]) -> list[list[tuple[Any, Any]]]:

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from typing import Any, Protocol, assert_never
+from typing import Any, Literal, Protocol, assert_never, overload
 
 from session.errors import RpcStatusError, StorageError, StorageFull
 from session.proto import rpc as P
@@ -62,6 +62,21 @@ class SwarmFanout(Protocol):
         ...
 
 
+#: Where a fan-out's outcome goes when it is not awaited: the members' results as
+#: :meth:`SwarmFanout.forward` returns them, or the exception it would have raised (a bug).
+ForwardDone = Callable[[Mapping[str, Any] | BaseException], None]
+
+
+class CallbackFanout(SwarmFanout, Protocol):
+    """A :class:`SwarmFanout` that can also hand its outcome to a callback, with no task
+    (:class:`session.node.replication.LinkFanout`); any other fan-out is run in a task."""
+
+    def forward_then(self, request_body: dict[str, Any], done: ForwardDone) -> None:
+        """:meth:`forward`, its outcome handed to ``done`` on the loop's thread (perhaps
+        before this returns)."""
+        ...
+
+
 #: ``async (endpoint, params) -> result`` answering ``oxend_request`` (our registry stands in for
 #: oxend); raise RpcStatusError for a failure the client should see.
 OxendHandler = Callable[[str, Any], Awaitable[Any]]
@@ -96,6 +111,50 @@ class RpcResponse:
 
 #: An answer now, or the rest of the request as a coroutine to await once.
 RpcNow = RpcResponse | Coroutine[Any, Any, RpcResponse]
+
+
+class RpcLater:
+    """An answer that comes later from callbacks, with no coroutine and no task: a client's
+    ``store``, answered when its group commit and its swarm's fan-out both report
+    (:meth:`RpcHandler.respond_later`). Ends exactly once, with the response or with a bug
+    (an exception: the transport answers 500, as for a task that raised); whoever answers
+    the client registers with :meth:`then`."""
+
+    __slots__ = ("_then", "outcome")
+
+    def __init__(self) -> None:
+        self._then: Callable[[RpcResponse | BaseException], None] | None = None
+        #: the response or the bug, once ended
+        self.outcome: RpcResponse | BaseException | None = None
+
+    def then(self, fn: Callable[[RpcResponse | BaseException], None]) -> None:
+        """Have ``fn`` get the outcome (at once if it has ended already)."""
+        if self.outcome is not None:
+            fn(self.outcome)
+        else:
+            self._then = fn
+
+    def end_with(self, make: Callable[[], RpcResponse]) -> None:
+        """End with ``make()``. The one guard of the RPC's code that runs in a callback
+        (outside any task): what escapes ``make`` ends this as a bug (500, logged with its
+        traceback by the transport) instead of escaping into the event loop's callback, which
+        would leave the client without an answer and the store's other results undelivered."""
+        try:
+            outcome: RpcResponse | BaseException = make()
+        except Exception as bug:
+            # Bug guard, deliberately broad: refusals and store failures are answers made by
+            # ``make``, so only a bug of ours lands here, and what it raises is not known.
+            outcome = bug
+        if self.outcome is not None:
+            return
+        self.outcome = outcome
+        fn, self._then = self._then, None
+        if fn is not None:
+            fn(outcome)
+
+
+#: An answer now, later from callbacks, or the rest of the request as a coroutine.
+RpcSoon = RpcResponse | RpcLater | Coroutine[Any, Any, RpcResponse]
 
 
 def _system_clock() -> int:
@@ -166,6 +225,19 @@ class RpcHandler:
             self.counters["invalid"] += 1
             return RpcResponse(e.status, e.message)
         return self.execute_now(req)
+
+    def respond_later(self, body: bytes | str) -> RpcSoon:
+        """:meth:`respond_now`, except that a client's ``store`` (the request most clients
+        send that has to wait) is an :class:`RpcLater` answered from the completion callbacks
+        of its group commit (:meth:`MessageStore.store_then`) and of the swarm's fan-out
+        (:meth:`CallbackFanout.forward_then`), with no task: the same answer, status and
+        counters as :meth:`respond`. The node's HTTPS site answers a client this way."""
+        try:
+            req = P.parse_request(body)
+        except RpcStatusError as e:
+            self.counters["invalid"] += 1
+            return RpcResponse(e.status, e.message)
+        return self.execute_now(req, later=True)
 
     async def handle_forwarded(
         self, body: Mapping[str, Any], *, counted: bool = False
@@ -254,9 +326,16 @@ class RpcHandler:
         r = self.execute_now(req)
         return r if isinstance(r, RpcResponse) else await r
 
-    def execute_now(self, req: P.Request) -> RpcNow:
+    @overload
+    def execute_now(self, req: P.Request, *, later: Literal[False] = False) -> RpcNow: ...
+
+    @overload
+    def execute_now(self, req: P.Request, *, later: bool) -> RpcSoon: ...
+
+    def execute_now(self, req: P.Request, *, later: bool = False) -> RpcSoon:
         """:meth:`execute` without a coroutine where nothing has to wait (as
-        :meth:`respond_now`)."""
+        :meth:`respond_now`); ``later``: a store as an :class:`RpcLater` (as
+        :meth:`respond_later`; the type is then :data:`RpcSoon`)."""
         self.counters[req.METHOD] += 1
         try:
             match req:
@@ -274,8 +353,8 @@ class RpcHandler:
                 case P.OxendRequest():
                     return self._finish(self._oxend(req))
                 case P.AccountMethod():
-                    r = self._account_now(req)
-                    return r if isinstance(r, RpcResponse) else self._finish(r)
+                    r = self._account_now(req, later)
+                    return r if isinstance(r, RpcResponse | RpcLater) else self._finish(r)
                 case _:
                     assert_never(req)
         except (RpcStatusError, _WrongSwarm, StorageError) as e:
@@ -347,7 +426,7 @@ class RpcHandler:
         if isinstance(req, P.Expire):
             req.extend_only()  # 400 for shorten by a subaccount without delete access
 
-    def _account_now(self, req: P.AccountRequest) -> RpcNow:
+    def _account_now(self, req: P.AccountRequest, later: bool = False) -> RpcSoon:
         """An account's request: admitted (:meth:`_admit_checks`, the revocation lookup when
         one is needed, :meth:`_admit_verify`), then run; the answer at once, or the rest as a
         coroutine where something has to wait."""
@@ -360,6 +439,8 @@ class RpcHandler:
         else:
             revoked = False
         self._admit_verify(req, revoked=revoked)
+        if later and isinstance(req, P.Store):
+            return self._store_later(req, now)
         return self._admitted(req, now)
 
     async def _account_rest(
@@ -462,13 +543,17 @@ class RpcHandler:
 
     # -- recursive endpoints --------------------------------------------------------------
 
-    async def _recursive(self, req: P.RecursiveRequest, now: int) -> RpcResponse:
+    def _peers(self) -> list[str]:
+        """The other members of our swarm (Ed25519 hex)."""
         my_sid = self.swarm.my_swarm_id()
-        peers = [
+        return [
             n.pubkey_ed25519
             for n in (self.swarm.members(my_sid) if my_sid is not None else ())
             if n.pubkey_ed25519 != self.ed25519_hex
         ]
+
+    async def _recursive(self, req: P.RecursiveRequest, now: int) -> RpcResponse:
+        peers = self._peers()
         forwarded: asyncio.Future[Any] | None = None
         if self.fanout is not None and peers:
             # Forward first (as Session does), then apply locally while peers work.
@@ -479,6 +564,44 @@ class RpcHandler:
             # The fan-out reports each unreachable or slow member as None itself (LinkError is
             # handled per member there); anything else escaping it is a bug and surfaces.
             peer_results = await forwarded
+        return self._swarm_answer(req, now, peers, mine, peer_results)
+
+    def _store_later(self, req: P.Store, now: int) -> RpcLater:
+        """A client's admitted store as :meth:`_recursive` runs it (forwarded to the swarm
+        first, then written locally, answered once both are done) with no coroutine: the
+        fan-out's and the group commit's completions go to a :class:`_StoreWait`."""
+        peers = self._peers()
+        wait = _StoreWait(self, req, now, peers)
+        fanout = self.fanout
+        if fanout is not None and peers:
+            body = P.forward_body(req)
+            # (a CallbackFanout's forward_then, else forward in a task)
+            forward_then: Callable[[dict[str, Any], ForwardDone], None] | None = getattr(
+                fanout, "forward_then", None
+            )
+            if forward_then is not None:
+                forward_then(body, wait.forwarded)
+            else:
+                _forward_in_task(fanout, body, wait.forwarded)
+        else:
+            wait.forwarded({})
+        msg = wait.msg = self._stored_message(req)
+        try:
+            self.store.store_then(msg, wait.stored)
+        except StorageError as e:  # (closed: as _apply, this node's entry says so)
+            wait.stored(False, e)
+        return wait.later
+
+    def _swarm_answer(
+        self,
+        req: P.RecursiveRequest,
+        now: int,
+        peers: Sequence[str],
+        mine: dict[str, Any],
+        peer_results: Mapping[str, Any],
+    ) -> RpcResponse:
+        """A recursive request's answer: every member's result (a failure entry for one that
+        timed out or answered nonsense), ours last, and the status they add up to."""
         swarm: dict[str, dict[str, Any]] = {}
         for ed in peers:
             r = peer_results.get(ed)
@@ -610,6 +733,65 @@ class RpcHandler:
         return out
 
 
+def _forward_in_task(fanout: SwarmFanout, body: dict[str, Any], done: ForwardDone) -> None:
+    """A fan-out without ``forward_then`` (tests' in-process swarms): run in a task."""
+    task = asyncio.ensure_future(fanout.forward(body))
+
+    def finished(t: asyncio.Future[Any]) -> None:
+        done(asyncio.CancelledError() if t.cancelled() else (t.exception() or t.result()))
+
+    task.add_done_callback(finished)
+
+
+class _StoreWait:
+    """A client's store waiting for its two completions (:meth:`RpcHandler._store_later`):
+    this node's write (:meth:`stored`) and the other members' results (:meth:`forwarded`).
+    The answer is made when the second arrives, whichever it is."""
+
+    __slots__ = ("handler", "later", "local", "msg", "now", "peer_results", "peers", "req")
+
+    def __init__(self, handler: RpcHandler, req: P.Store, now: int, peers: list[str]) -> None:
+        self.handler = handler
+        self.req = req
+        self.now = now
+        self.peers = peers
+        self.msg: StoredMessage | None = None
+        self.later = RpcLater()
+        #: this node's write: (ok, StoreResult or the exception), once done
+        self.local: tuple[bool, Any] | None = None
+        #: the members' results (or the fan-out's bug), once done
+        self.peer_results: Mapping[str, Any] | BaseException | None = None
+
+    def stored(self, ok: bool, value: Any) -> None:
+        """(the store's completion callback)"""
+        self.local = (ok, value)
+        if self.peer_results is not None:
+            self.later.end_with(self._answer)
+
+    def forwarded(self, results: Mapping[str, Any] | BaseException) -> None:
+        """(the fan-out's completion callback)"""
+        self.peer_results = results
+        if self.local is not None:
+            self.later.end_with(self._answer)
+
+    def _answer(self) -> RpcResponse:
+        """The answer, as :meth:`RpcHandler._recursive` makes it (a bug raised)."""
+        h = self.handler
+        assert self.local is not None and self.msg is not None
+        ok, value = self.local
+        if ok:
+            mine = h._store_result(self.msg, value)
+        elif isinstance(value, StorageError):
+            mine = h._failure(self.req, value)
+        else:
+            raise value  # a bug: surfaces, as from the task
+        results = self.peer_results
+        if isinstance(results, BaseException):
+            raise results  # the fan-out's bug, as from the task
+        assert results is not None
+        return h._swarm_answer(self.req, self.now, self.peers, mine, results)
+
+
 class _WrongSwarm(Exception):
     def __init__(self, body: dict[str, Any]) -> None:
         super().__init__("wrong swarm")
@@ -645,9 +827,13 @@ async def sweep_forever(
 
 
 __all__ = [
+    "CallbackFanout",
+    "ForwardDone",
     "OxendHandler",
     "RpcHandler",
+    "RpcLater",
     "RpcResponse",
+    "RpcSoon",
     "SwarmContext",
     "SwarmFanout",
     "sweep_forever",

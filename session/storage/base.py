@@ -33,6 +33,7 @@ untouched.
 from __future__ import annotations
 
 import abc
+import asyncio
 import dataclasses
 import hashlib
 import time
@@ -251,6 +252,24 @@ class MessageStore(abc.ABC):
         (raising what :meth:`store` raises). None: nothing was written; use :meth:`store`.
         This default never can."""
         return None
+
+    def store_then(self, msg: StoredMessage, done: Callable[[bool, Any], None]) -> None:
+        """:meth:`store` with its outcome handed to ``done(ok, value)`` on the event loop's
+        thread (a StoreResult, or the exception :meth:`store` raised) instead of awaited: a
+        client's store answered without a task (``session.node.rpc``). Raises InvalidInput at
+        once, nothing written, for a message that is not valid. ``done`` may be called before
+        this returns. This default commits at once where :meth:`store_now` can, else runs
+        :meth:`store` in a task; a store that groups its writes overrides it."""
+        try:
+            now = self.store_now(msg)
+        except StorageError as e:
+            done(False, e)
+            return
+        if now is not None:
+            done(True, now)
+            return
+        task = asyncio.ensure_future(self.store(msg))
+        task.add_done_callback(lambda t: _task_outcome(t, done))
 
     def store_many_now(
         self, msgs: Sequence[StoredMessage]
@@ -564,3 +583,15 @@ def check_expiry_args(hashes: Sequence[str], expiries: Sequence[int], extend: bo
         raise InvalidInput("expiries must hold one value, or one per hash")
     if extend and shorten:
         raise InvalidInput("cannot both only-extend and only-shorten expiries")
+
+
+def _task_outcome(task: asyncio.Future[Any], done: Callable[[bool, Any], None]) -> None:
+    """A finished store task's outcome to ``done`` (a cancelled one: the loop is closing)."""
+    if task.cancelled():
+        done(False, StorageError("the message store is closed"))
+        return
+    e = task.exception()
+    if e is not None:
+        done(False, e)
+    else:
+        done(True, task.result())

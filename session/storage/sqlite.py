@@ -248,16 +248,24 @@ def _is_full(e: BaseException) -> bool:
 
 
 class _Job:
-    __slots__ = ("fn", "fut", "loop", "small")
+    __slots__ = ("done", "fn", "fut", "loop", "small")
 
     def __init__(
-        self, fn: Callable[[sqlite3.Connection], Any], loop, fut, small: bool = False
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        loop,
+        fut,
+        small: bool = False,
+        done: Callable[[bool, Any], None] | None = None,
     ) -> None:
         self.fn = fn
         self.loop = loop
+        #: where the outcome goes: this future, or (``fut`` None) the ``done`` callback
         self.fut = fut
         #: a few rows: may be committed on the loop's thread (see SqliteMessageStore._flush)
         self.small = small
+        #: called on the loop's thread with (ok, value or exception) instead of a future
+        self.done = done
 
 
 def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
@@ -267,6 +275,14 @@ def _deliver(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(value)
+
+
+def _deliver_job(job: _Job, ok: bool, value: Any) -> None:
+    """A job's outcome to its future, or to its ``done`` callback (on the loop's thread)."""
+    if job.done is not None:
+        job.done(ok, value)
+    elif job.fut is not None:
+        _deliver(job.fut, ok, value)
 
 
 def _no_op(conn: sqlite3.Connection) -> None:
@@ -283,7 +299,7 @@ def _retrieved(fut: asyncio.Future[Any]) -> None:
 def _post(job: _Job, ok: bool, value: Any) -> None:
     """Hand a result back to the job's event loop (ignored if that loop is already closed)."""
     try:
-        job.loop.call_soon_threadsafe(_deliver, job.fut, ok, value)
+        job.loop.call_soon_threadsafe(_deliver_job, job, ok, value)
     except RuntimeError:
         pass
 
@@ -626,10 +642,14 @@ class SqliteMessageStore(MessageStore):
         self._check_open()
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
+        self._collect(_Job(fn, loop, fut, small), loop)
+        return await fut
+
+    def _collect(self, job: _Job, loop: asyncio.AbstractEventLoop) -> None:
+        """Add ``job`` to this loop iteration's writes (flushed at its end: :meth:`_flush`)."""
         if not self._pending:
             loop.call_soon(self._flush)
-        self._pending.append(_Job(fn, loop, fut, small))
-        return await fut
+        self._pending.append(job)
 
     def _flush(self) -> None:
         """Run the writes collected in this loop iteration: small ones here when nothing is
@@ -639,13 +659,13 @@ class SqliteMessageStore(MessageStore):
             return
         if self._writer is None or self._closed:
             for j in jobs:
-                _deliver(j.fut, False, StorageError("the message store is closed"))
+                _deliver_job(j, False, StorageError("the message store is closed"))
             return
         if not self._queued and len(jobs) <= MAX_INLINE and all(j.small for j in jobs):
             results = self._run_inline(jobs, jobs[0].loop)
             if results is not None:
                 for j, (ok, value) in zip(jobs, results, strict=True):
-                    _deliver(j.fut, ok, value)
+                    _deliver_job(j, ok, value)
                 return
         self.queued_groups += 1
         self._queued += len(jobs)
@@ -743,6 +763,16 @@ class SqliteMessageStore(MessageStore):
 
     async def store(self, msg: StoredMessage) -> StoreResult:
         return await self._write(self._store_op(msg), small=True)
+
+    def store_then(self, msg: StoredMessage, done: Callable[[bool, Any], None]) -> None:
+        """:meth:`store` with no future: the write joins this loop iteration's group commit
+        (as :meth:`store`'s does) and ``done(ok, value)`` gets its outcome on the loop's
+        thread, a StoreResult or the StorageError (a client's store answered without a task:
+        :meth:`session.node.rpc.RpcHandler.respond_later`)."""
+        op = self._store_op(msg)
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        self._collect(_Job(op, loop, None, True, done), loop)
 
     def store_now(self, msg: StoredMessage) -> StoreResult | None:
         """:meth:`store` committed on this (the event loop's) thread at once, when no write is

@@ -295,7 +295,7 @@ async def test_graceful_stop_finishes_inflight_requests(mininet, client):
         await release.wait()
         return await real(body)
 
-    node.site.rpc = type("Slow", (), {"respond_now": staticmethod(slow)})()  # the rest waits
+    node.site.rpc = type("Slow", (), {"respond_later": staticmethod(slow)})()  # the rest waits
     alice = Identity.generate()
     data = b"in flight"
     store = store_request(alice.session_id, data)

@@ -1,5 +1,5 @@
 """The node's public site answers a storage RPC without a task when it can
-(``ClientSite.storage_rpc`` → ``RpcHandler.respond_now`` → the SQLite store's inline reads),
+(``ClientSite.storage_rpc`` → ``RpcHandler.respond_later`` → the SQLite store's inline reads),
 and otherwise hands the rest to a task. Both ways must give the very same answer: every request
 here is sent twice to the same site, once with the store reading at once and once with every
 read handed to a coroutine (the store's reader thread, as when an inline read is interrupted),
@@ -10,6 +10,7 @@ either way (over HTTP)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -27,7 +28,7 @@ from session.identity import Identity
 from session.node.http import ClientSite
 from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
-from session.node.rpc import RpcHandler, RpcResponse
+from session.node.rpc import RpcHandler, RpcLater, RpcResponse, RpcSoon
 from session.proto import rpc as P
 from session.storage.base import MessageStore, StoredMessage
 from session.storage.sqlite import SqliteMessageStore
@@ -274,23 +275,31 @@ async def test_the_rate_limit_is_the_same_now_or_in_a_task(node: Node) -> None:
 
 
 class Raising:
-    """An RPC with a bug: raises at once, or in the rest it hands on."""
+    """An RPC with a bug: raises at once (``now``), in the rest it hands on (``task``), or in
+    the callback that ends its :class:`RpcLater` (``later``)."""
 
-    def __init__(self, later: bool) -> None:
+    def __init__(self, later: str) -> None:
         self.later = later
 
-    def respond_now(self, body: bytes) -> RpcResponse | Coroutine[Any, Any, RpcResponse]:
-        if self.later:
+    def respond_later(self, body: bytes) -> RpcSoon:
+        if self.later == "task":
             return self._raise()
+        if self.later == "later":
+            out = RpcLater()
+            asyncio.get_running_loop().call_soon(out.end_with, self._bug)
+            return out
+        raise RuntimeError("a bug in the RPC")
+
+    def _bug(self) -> RpcResponse:
         raise RuntimeError("a bug in the RPC")
 
     async def _raise(self) -> RpcResponse:
         raise RuntimeError("a bug in the RPC")
 
 
-@pytest.mark.parametrize("later", [False, True])
+@pytest.mark.parametrize("later", ["now", "task", "later"])
 async def test_an_rpc_that_raises_is_a_logged_500_either_way(
-    later: bool, caplog: pytest.LogCaptureFixture
+    later: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     metrics = NodeMetrics()
     site = ClientSite(

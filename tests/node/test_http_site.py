@@ -12,7 +12,7 @@ import gzip
 import json
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -22,7 +22,7 @@ from session.http1 import server as http1
 from session.node.http import ClientSite
 from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
-from session.node.rpc import RpcResponse
+from session.node.rpc import RpcLater, RpcResponse, RpcSoon
 from session.storage.memory import MemoryMessageStore
 from session.testing.rpc import LocalSwarm
 from session.version import STORAGE_SERVER_VERSION, STORAGE_SERVER_VERSION_TEXT
@@ -91,8 +91,9 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
 
 
 async def test_a_request_that_need_not_wait_gets_no_task() -> None:
-    """Over HTTP through the node's server: ``info`` and a refusal are answered with no task
-    of the server's; a ``store`` (which waits for its swarm) goes on in one."""
+    """Over HTTP through the node's server: ``info``, a refusal and a ``store`` (answered from
+    its commit's and its swarm's callbacks) get no task of the server's; a batch goes on in
+    one."""
     swarm = LocalSwarm([MemoryMessageStore() for _ in range(3)])
     site = Site(swarm.node(0))
     await site.start()
@@ -109,8 +110,13 @@ async def test_a_request_that_need_not_wait_gets_no_task() -> None:
         assert (await site.post("/storage_rpc/v1", INFO))[0] == 200
         assert (await site.post("/storage_rpc/v1", b'{"method":"nope"}'))[0] == 400
         assert handlers == []
-        store = json.dumps(swarm.client_in_swarm().store(b"x")).encode()
-        assert (await site.post("/storage_rpc/v1", store))[0] == 200
+        client = swarm.client_in_swarm()
+        store = json.dumps(client.store(b"x")).encode()
+        status, body, _ = await site.post("/storage_rpc/v1", store)
+        assert status == 200 and len(json.loads(body)["swarm"]) == 3
+        assert handlers == []
+        batch = json.dumps({"method": "batch", "params": {"requests": [client.store(b"y")]}})
+        assert (await site.post("/storage_rpc/v1", batch.encode()))[0] == 200
         assert handlers == ["/storage_rpc/v1"]
     finally:
         loop.set_task_factory(None)
@@ -128,14 +134,21 @@ async def test_rpc_replies_carry_the_handlers_content_type(site: Site) -> None:
 
 
 class FixedRpc:
-    """Answers every body with ``response``: at once, or (``later``) from a coroutine."""
+    """Answers every body with ``response``: at once, from a coroutine (``later`` "task"),
+    or from a callback that ends an :class:`RpcLater` (``later`` "later")."""
 
-    def __init__(self, response: RpcResponse, later: bool = False) -> None:
+    def __init__(self, response: RpcResponse, later: str = "now") -> None:
         self.response = response
         self.later = later
 
-    def respond_now(self, body: bytes) -> RpcResponse | Coroutine[Any, Any, RpcResponse]:
-        return self._respond() if self.later else self.response
+    def respond_later(self, body: bytes) -> RpcSoon:
+        if self.later == "task":
+            return self._respond()
+        if self.later == "later":
+            out = RpcLater()
+            asyncio.get_running_loop().call_soon(out.end_with, lambda: self.response)
+            return out
+        return self.response
 
     async def _respond(self) -> RpcResponse:
         await asyncio.sleep(0)
@@ -152,9 +165,9 @@ class FixedRpc:
         (RpcResponse(421, {"snodes": []}), "application/json"),
     ],
 )
-@pytest.mark.parametrize("later", [False, True])
+@pytest.mark.parametrize("later", ["now", "task", "later"])
 async def test_the_content_type_is_never_guessed_from_the_body(
-    response: RpcResponse, content_type: str, later: bool
+    response: RpcResponse, content_type: str, later: str
 ) -> None:
     s = Site(FixedRpc(response, later))
     await s.start()
