@@ -32,6 +32,7 @@ from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
 from session.node.replication import LinkFanout, batch_handler
 from session.node.rpc import RpcHandler
+from session.node.swarm_view import SwarmView
 from session.storage.base import MessageStore, StoredMessage, StoreResult
 from session.storage.memory import MemoryMessageStore
 from session.storage.sqlite import SqliteMessageStore
@@ -138,11 +139,15 @@ def added(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 async def forget(node: Node, body: bytes) -> None:
     """Remove the stored message from every member (but a closed store), so the same store
     is new again."""
-    params = json.loads(body)["params"]
+    account = json.loads(body)["params"]["pubkey"]
+
+    def owned(owner: str) -> bool:
+        return owner == account
+
     for s in node.stores:
         if s is node.stores[0] and node.store._closed:
             continue
-        for m in await s.export(lambda o, acct=params["pubkey"]: o == acct):
+        for m in await s.export(owned):
             await s.delete_by_hash(m.owner, [m.hash])
 
 
@@ -240,6 +245,7 @@ class Linked:
         self.net = FakeNet()
         self.rpc = swarm.node(0)
         view = self.rpc.swarm
+        assert isinstance(view, SwarmView) and view.map is not None
         me = next(n for n in view.map.nodes if n.pubkey_ed25519 == self.rpc.ed25519_hex)
         self.links = FakeLinks(self.net, me.pubkey_x25519)
         self.fanout = LinkFanout(self.links, view, deadline=deadline)  # type: ignore[arg-type]
