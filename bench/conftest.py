@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from session.devnet import Devnet
+from session.devnet import STEADY_HEALTH, Devnet
 
 #: node settings that lift the per-address token bucket
 UNLIMITED = {
@@ -29,13 +29,19 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 def unlimited_devnet(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[[str, int], Devnet]]:
-    """``start(name, nodes)``: a started devnet without per-address rate limits; every devnet
-    started through it is stopped after the module."""
+    """``start(name, nodes)``: a started devnet without per-address rate limits, whose
+    membership stays fixed (``STEADY_HEALTH``: a member killed, frozen or saturated by a
+    benchmark is not decommissioned mid-measurement); every devnet started through it is
+    stopped after the module."""
     nets: list[Devnet] = []
 
     def start(name: str, nodes: int) -> Devnet:
         net = Devnet(
-            tmp_path_factory.mktemp(name), nodes=nodes, poll_interval=1.0, extra_env=UNLIMITED
+            tmp_path_factory.mktemp(name),
+            nodes=nodes,
+            poll_interval=1.0,
+            extra_env=UNLIMITED,
+            health=STEADY_HEALTH,
         )
         nets.append(net)
         net.start()

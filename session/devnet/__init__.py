@@ -54,6 +54,21 @@ addresses (``network.proxy_public = false``).
 from __future__ import annotations
 
 from session.devnet.control import main
-from session.devnet.net import Devnet, DevnetCommunity, DevnetError, DevnetFileServer, DevnetNode
+from session.devnet.net import (
+    STEADY_HEALTH,
+    Devnet,
+    DevnetCommunity,
+    DevnetError,
+    DevnetFileServer,
+    DevnetNode,
+)
 
-__all__ = ["Devnet", "DevnetCommunity", "DevnetError", "DevnetFileServer", "DevnetNode", "main"]
+__all__ = [
+    "STEADY_HEALTH",
+    "Devnet",
+    "DevnetCommunity",
+    "DevnetError",
+    "DevnetFileServer",
+    "DevnetNode",
+    "main",
+]

@@ -40,7 +40,7 @@ async def _serving_reads(urls: list[str]) -> None:
 @pytest.fixture(scope="session")
 def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
     """A registry and 5 node processes on 127.0.0.1 for the whole session."""
-    from session.devnet import Devnet
+    from session.devnet import STEADY_HEALTH, Devnet
 
     v4_port = v4_socket.getsockname()[1]
     net = Devnet(
@@ -49,6 +49,9 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
         poll_interval=0.5,
         ready_timeout=READY_TIMEOUT,
         proxy_allow=[f"127.0.0.1:{v4_port}"],
+        # test_devnet kills and restarts members; the modules after it need all five in the
+        # swarm (no decommission acting late on reports of those outages)
+        health=STEADY_HEALTH,
     )
     net.start()
     asyncio.run(_serving_reads([n.url for n in net.nodes]))
