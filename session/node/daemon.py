@@ -9,7 +9,7 @@ proofs and reachability tests of peers: :mod:`session.node.health`).
 ``/readyz`` stays 503 (and client requests get 503) until keys, database, a node list that puts
 us in a swarm, and both sites are up; after that ``/readyz`` stays 503 (and reads get 503) until
 the node caught up with its swarm (``replication.Reconciler``), while stores and relaying are
-already served.
+already served; the same again whenever it enters a swarm later (recommissioned, or moved).
 
 Under systemd (``Type=notify``) each step is also sent as ``STATUS=``, ``READY=1`` once it
 serves, and the watchdog is pinged from the loop (:mod:`session.service.systemd`).
@@ -511,6 +511,7 @@ class Node:
         m.known_nodes.set(len(change.new.nodes))
         m.node_list.info({"version": self.view.version})
         m.swarm_size.set(len(self.view.peers_in_my_swarm()) + (1 if self.view.is_ready() else 0))
+        self.reconciler.swarm_changed(change)
         await self.handoff.on_change(change)
 
     # ------------------------------------------------------------------ registry

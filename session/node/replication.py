@@ -55,7 +55,7 @@ from session.node.links import (
 )
 from session.node.rpc import ForwardDone
 from session.node.swarm_view import SwarmChange, SwarmView
-from session.proto.snodes import ServiceNode
+from session.proto.snodes import INVALID_SWARM_ID, ServiceNode
 from session.service.tasks import cancel_and_wait, spawn
 from session.storage.base import (
     ALL_BUCKETS,
@@ -1039,7 +1039,8 @@ class SyncResult:
 class Reconciler:
     """Keeps this member's accounts level with its swarm peers (see the comment above).
 
-    ``catching_up`` is True from start-up until a round of sessions with every reachable peer
+    ``catching_up`` is True from start-up (and again from joining a swarm later:
+    :meth:`swarm_changed`) until a round of sessions with every reachable peer
     pulled nothing new (at most ``MAX_CATCH_UP_ROUNDS`` rounds), or no peer could be reached
     within ``catch_up_timeout``: the RPC
     handler then refuses reads with 503 so clients ask another member instead of seeing a
@@ -1319,6 +1320,18 @@ class Reconciler:
 
     def mine_node(self, node: ServiceNode) -> bool:
         return node.swarm_id == self.view.my_swarm_id()
+
+    def swarm_changed(self, change: SwarmChange) -> None:
+        """``SwarmView.on_change`` (through the daemon): this node entered a swarm after its
+        start-up catch-up (back in after a decommission, or moved to another swarm). It holds
+        little or nothing of that swarm's accounts (it handed them over when it left), so reads
+        are refused again until a catch-up with its new peers, as after a start."""
+        if change.my_new_swarm in (INVALID_SWARM_ID, change.my_old_swarm) or self.catching_up:
+            return  # still in the same swarm, in none, or the start's catch-up still runs
+        self.catching_up = True
+        t = spawn(self.catch_up(), log, "catch-up with a swarm joined")
+        self._aside.add(t)
+        t.add_done_callback(self._aside.discard)
 
     async def catch_up(self) -> None:
         """Rounds of sessions with every peer until a round pulls nothing new (or no peer is

@@ -32,7 +32,7 @@ from session.node.replication import (
     plan_sync,
 )
 from session.node.swarm_view import SwarmView
-from session.proto.snodes import ServiceNode
+from session.proto.snodes import INVALID_SWARM_ID, ServiceNode
 from session.storage.base import StoredMessage, SyncEntry, Tombstone
 from session.storage.memory import MemoryMessageStore
 from session.swarm import message_hash
@@ -482,6 +482,35 @@ async def test_catching_up_gives_up_when_nobody_answers(net):
 async def test_alone_in_a_swarm_there_is_nothing_to_catch_up(net):
     (a,) = swarm(net, 1)
     await asyncio.wait_for(a.sync.catch_up(), 5.0)
+    assert not a.sync.catching_up
+
+
+async def test_a_member_back_in_its_swarm_refuses_reads_until_caught_up_again(net):
+    """Decommissioned while up, a member hands its accounts over and drops them; listed in the
+    swarm again it must not answer reads from its empty store before it caught up."""
+    a, b = swarm(net, 2)
+    await b.store.import_messages([m("x1")])
+    await asyncio.wait_for(a.sync.catch_up(), 5.0)
+    assert set(await a.hashes()) == {"x1"} and a.sync.not_ready_reason() is None
+
+    async def on_change(change: Any) -> None:
+        a.sync.swarm_changed(change)
+
+    a.view.on_change = on_change
+    out = [node(0, INVALID_SWARM_ID), b.node]
+    a.view.apply(out)  # decommissioned: in no swarm
+    await a.store.drop_accounts(lambda owner: True)  # (what the hand-over does)
+    await b.store.import_messages([m("x2")])  # stored while it was out
+    await asyncio.gather(*a.view._change_tasks)
+    assert not a.sync.catching_up  # (in no swarm: the node is not ready for other reasons)
+    a.view.apply([a.node, b.node])  # recommissioned
+    await asyncio.gather(*a.view._change_tasks)
+    assert a.sync.not_ready_reason() is not None  # reads refused, not answered from nothing
+    await asyncio.wait_for(asyncio.gather(*a.sync._aside), 5.0)
+    assert a.sync.not_ready_reason() is None
+    assert set(await a.hashes()) == {"x1", "x2"}
+    a.view.apply([a.node, b.node, node(2)])  # a change that leaves its swarm as it was
+    await asyncio.gather(*a.view._change_tasks)
     assert not a.sync.catching_up
 
 
