@@ -8,19 +8,21 @@ import argparse
 import copy
 import json
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.load import report
+from bench.load import cli, report
 from bench.load.cli import build_parser, parse_rate, profile_summary
 from bench.load.community import Member, schedule
 from bench.load.probe import thread_cpu_ns, threads
 from bench.load.storescale import checkpoints
 from bench.load.worker import HEX_RUN, error_kind
 from session.client.transport import PathFailure
+from session.devnet import DevnetError
 from session.errors import NetworkError, NodeRequestFailed
 from session.identity import Identity
 
@@ -163,3 +165,165 @@ def test_thread_readers_see_each_thread_of_a_process() -> None:
         time.sleep(0.001)
     assert tid not in thread_cpu_ns(os.getpid())
     assert thread_cpu_ns(2**22 + 1) == {} and threads(2**22 + 1) == {}  # no such process
+
+
+# ---------------------------------------------------------------------- bad inputs
+# Each refused with one line naming the option, before a devnet starts or anything is written.
+
+KEY = "ab" * 32
+
+
+def node_list(ip: str) -> dict[str, object]:
+    return {
+        "service_node_states": [
+            {
+                "public_ip": ip,
+                "storage_port": 1,  # a port nothing listens on
+                "storage_lmq_port": 2,
+                "pubkey_ed25519": KEY,
+                "pubkey_x25519": KEY,
+                "swarm_id": 1,
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["chat", "--duration", "0"], "--duration must be positive, got 0"),
+        (["chat", "--duration", "nan"], "--duration must be positive, got nan"),
+        (["chat", "--count", "0"], "--count must be at least 1, got 0"),
+        (["backlog", "--count", "-5"], "--count must be at least 1, got -5"),
+        (["chat", "--nodes", "0"], "--nodes must be at least 3"),
+        (["chat", "--workers", "0"], "--workers must be at least 1, got 0"),
+        (["chat", "--saturate", "--concurrency", "0"], "--concurrency must be at least 1"),
+        (["burst", "--burst", "0"], "--burst must be at least 1, got 0"),
+        (["churn", "--churn-every", "0"], "--churn-every must be positive"),
+        (["chat", "--drain", "-1"], "--drain must not be negative"),
+        (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
+        (["burst", "--saturate"], "--saturate is for the chat scenario"),
+        (["chat", "--bulk-fill"], "--bulk-fill is for the store-scale scenario"),
+        (["info", "--network", "x.json"], "--network: not for the request scenarios"),
+        (["info", "--compare", "x.json"], "--compare: not for the request scenarios"),
+        (["nosuch"], "unknown scenario 'nosuch'"),
+        (["chat", "--target", "oxenss"], "--target oxenss is for request scenarios"),
+    ],
+)
+def test_bad_options_are_refused_by_name(argv: list[str], said: str) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert isinstance(e.value.code, str) and said in e.value.code
+
+
+def test_a_negative_rate_gets_the_rates_own_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """argparse reads ``-5/s`` as an option ("expected one argument"); the tool says why."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["chat", "--rate", "-5/s"])
+    assert e.value.code == 2
+    assert "a rate must be positive: '-5/s'" in capsys.readouterr().err
+
+
+def test_network_files_that_are_not_a_loopback_node_list(tmp_path: Path) -> None:
+    cases = {
+        "missing.json": (None, "cannot read it"),
+        "bad.json": ("{bad", "not a node list"),
+        "list.json": ("[1]", "not a node list (node list is not a JSON object)"),
+        "empty.json": ('{"service_node_states": []}', "the node list is empty"),
+        "remote.json": (json.dumps(node_list("10.1.2.3")), "10.1.2.3 is not a loopback"),
+    }
+    for name, (text, said) in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SystemExit) as e:
+            cli.main(["chat", "--network", str(path), "--out", str(tmp_path / "out")])
+        assert isinstance(e.value.code, str) and said in e.value.code, name
+    assert not (tmp_path / "out").exists()
+    # loopback, but nothing runs there
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps(node_list("127.0.0.9")))
+    assert [n.public_ip for n in cli.read_network(stale)] == ["127.0.0.9"]
+    with pytest.raises(SystemExit, match="no process listens on any of its nodes' ports"):
+        cli.Network(argparse.Namespace(network=str(stale)), tmp_path)
+
+
+@pytest.fixture
+def no_floors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Runs that stop before the network: floors not measured, temporary files under
+    tmp_path/tmp (returned) to check that nothing is left."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.setattr(cli.floors, "measure", lambda: {"peel_us": 1.0})
+    return tmp
+
+
+def test_out_and_compare_are_checked_before_the_run(tmp_path: Path, no_floors: Path) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(SystemExit, match="exists and is not a directory"):
+        cli.main(["chat", "--out", str(a_file)])
+    out = tmp_path / "out"
+    for name, text, said in (
+        ("missing.json", None, "cannot read it"),
+        ("bad.json", "{bad", "Expecting property name"),
+        ("other.json", '{"schema": "x"}', "is not a bench.load result"),
+    ):
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text)
+        with pytest.raises(SystemExit) as e:
+            cli.main(["chat", "--compare", str(path), "--out", str(out)])
+        assert isinstance(e.value.code, str) and e.value.code.startswith("--compare ")
+        assert said in e.value.code
+        # the empty results directory it made is gone again, and so is its temporary one
+        assert not out.exists() and list(no_floors.iterdir()) == []
+
+
+def test_a_devnet_that_does_not_start_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_floors: Path
+) -> None:
+    class Broken:
+        def __init__(self, *_: object, **__: object) -> None:
+            pass
+
+        def start(self) -> None:
+            raise DevnetError("registry did not start")
+
+    monkeypatch.setattr(cli, "Devnet", Broken)
+    with pytest.raises(SystemExit, match=r"^the devnet did not start: registry did not start$"):
+        cli.main(["chat", "--nodes", "3", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists() and list(no_floors.iterdir()) == []
+
+
+def test_ctrl_c_ends_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    no_floors: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C (or SIGTERM) once the devnet runs: no traceback, exit 130, the devnet stopped,
+    nothing left behind."""
+    stopped: list[bool] = []
+
+    class Started:
+        def __init__(self, path: Path, *_: object, **__: object) -> None:
+            self.dir = path
+            self.nodes: list[object] = []
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "Devnet", Started)
+    monkeypatch.setattr(cli.Run, "idle_rate", interrupted)
+    assert cli.main(["chat", "--nodes", "3", "--out", str(tmp_path / "out")]) == 130
+    assert stopped == [True]
+    assert "interrupted; the workers and the devnet are stopped" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and list(no_floors.iterdir()) == []

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import ipaddress
 import json
 import multiprocessing as mp
 import os
@@ -44,8 +45,10 @@ from bench.load.probe import NodeProbe, NodeRef, find_node_pids
 from bench.load.probe import threads as process_threads
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
+from session.client.paths import HOPS
 from session.devnet import Devnet, DevnetError
-from session.proto.snodes import parse_node_list
+from session.errors import DecodeError
+from session.proto.snodes import ServiceNode, parse_node_list
 
 #: Node settings of the driver's own devnet: the per-address token bucket and connection cap
 #: out of the way (all the load comes from 127.0.0.1: with the default 64 connections per
@@ -216,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- the network
 
 
+def read_network(path: Path) -> list[ServiceNode]:
+    """The nodes of a ``--network`` nodes.json, refused (SystemExit with the reason) unless it
+    is a readable node list of loopback nodes: the load is never aimed at other machines."""
+    try:
+        nodes = parse_node_list(json.loads(path.read_text()))
+    except OSError as e:
+        raise SystemExit(f"--network {path}: cannot read it ({e.strerror or e})") from None
+    except (ValueError, DecodeError) as e:  # JSON errors are ValueErrors
+        raise SystemExit(f"--network {path}: not a node list ({e})") from None
+    if not nodes:
+        raise SystemExit(f"--network {path}: the node list is empty")
+    for n in nodes:
+        if not ipaddress.ip_address(n.public_ip).is_loopback:  # (the parser checked its form)
+            raise SystemExit(
+                f"--network {path}: {n.public_ip} is not a loopback address; the load tool "
+                "only drives a devnet on this machine"
+            )
+    return nodes
+
+
 class Network:
     """The devnet the load runs against: one the driver starts, or one named by nodes.json."""
 
@@ -224,15 +247,15 @@ class Network:
         self.pids: dict[int, int] = {}
         if args.network:
             self.nodes_json = Path(args.network).absolute()
-            nodes = parse_node_list(json.loads(self.nodes_json.read_text()))
-            for n in nodes:
-                if n.public_ip not in ("127.0.0.1", "localhost") and not n.public_ip.startswith(
-                    "127."
-                ):
-                    raise SystemExit(f"--network: {n.public_ip} is not loopback; refusing")
+            nodes = read_network(self.nodes_json)
             self.count = len(nodes)
             self.ports = [n.storage_port for n in nodes]
             self.pids = find_node_pids(self.ports)
+            if not self.pids:
+                raise SystemExit(
+                    f"--network {args.network}: no process listens on any of its nodes' ports "
+                    f"({', '.join(map(str, self.ports[:6]))}…): is that devnet running?"
+                )
         else:
             env = dict(UNLIMITED)
             for item in args.node_env:
@@ -448,6 +471,86 @@ def machine() -> dict[str, Any]:
     }
 
 
+# ---------------------------------------------------------------------- inputs
+
+
+def make_out_dir(out: Path) -> bool:
+    """Create the results directory (refused, SystemExit, if it cannot be one); True if this
+    run made it (removed again if the run ends before writing anything)."""
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"--out {out}: exists and is not a directory")
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SystemExit(f"--out {out}: cannot create it ({e.strerror or e})") from None
+    return made
+
+
+def load_compare(path: Path) -> dict[str, Any]:
+    """The ``--compare`` result, read before the run starts (a run is not wasted on a typo)."""
+    try:
+        return report.load(path)
+    except OSError as e:
+        raise SystemExit(f"--compare {path}: cannot read it ({e.strerror or e})") from None
+    except ValueError as e:  # not JSON, or not a session-load result
+        raise SystemExit(f"--compare {path}: {e}") from None
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse (SystemExit naming the option) what a message scenario cannot run with."""
+    sc = args.scenario
+    positive = {
+        "--duration": args.duration,
+        "--idle-poll": args.idle_poll,
+        "--churn-every": args.churn_every,
+        "--interval": args.interval,
+    }
+    for name, value in positive.items():
+        if not value > 0:  # (NaN too)
+            raise SystemExit(f"{name} must be positive, got {value:g}")
+    if not args.drain >= 0:
+        raise SystemExit(f"--drain must not be negative, got {args.drain:g}")
+    at_least_one = {
+        "--workers": args.workers,
+        "--pairs": args.pairs,
+        "--concurrency": args.concurrency,
+        "--burst": args.burst,
+        "--posters": args.posters,
+        "--count": 1 if args.count is None else args.count,
+    }
+    for name, n in at_least_one.items():
+        if n < 1:
+            raise SystemExit(f"{name} must be at least 1, got {n}")
+    if args.network is None and args.nodes < HOPS:
+        raise SystemExit(
+            f"--nodes must be at least {HOPS} (a 3-hop onion path needs {HOPS} nodes), "
+            f"got {args.nodes}"
+        )
+    if args.rate is not None and len(args.rate) > 1 and sc != "chat":
+        raise SystemExit(f"{sc} runs one step: give one --rate (a list is for chat)")
+    if sc != "chat" and args.saturate:
+        raise SystemExit("--saturate is for the chat scenario")
+    if args.bulk_fill and sc != "store-scale":
+        raise SystemExit("--bulk-fill is for the store-scale scenario")
+
+
+#: The options a request scenario (info, store, …) does not use: refused, not ignored.
+NOT_FOR_REQUESTS = ("network", "compare", "rate", "saturate", "count")
+
+
+def rate_values_joined(argv: list[str]) -> list[str]:
+    """``--rate -5/s`` as ``--rate=-5/s``, so that a negative rate gets the rate's own error
+    rather than argparse's "expected one argument" (it takes ``-5/s`` for an option)."""
+    out: list[str] = []
+    for tok in argv:
+        if out and out[-1] == "--rate" and tok[:1] == "-" and tok[1:2].isdigit():
+            out[-1] = f"--rate={tok}"
+        else:
+            out.append(tok)
+    return out
+
+
 # ---------------------------------------------------------------------- the run
 
 
@@ -457,7 +560,7 @@ class Run:
         self.console = Console(stderr=False)
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d-%H%M%S")
         self.out = (args.out or Path("load-results") / f"{args.scenario}-{stamp}").absolute()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.made_out = make_out_dir(self.out)
         self.work = Path(tempfile.mkdtemp(prefix="bench-load-"))
         self.ctx = mp.get_context("spawn")
         self.procs: list[Any] = []
@@ -497,11 +600,19 @@ class Run:
             if msg["kind"] == "ready":
                 ready += 1
 
-    def stop_workers(self) -> None:
-        for q in self.cmds:
-            q.put({"cmd": "stop"})
+    def stop_workers(self, gently: bool = True) -> None:
+        """Stop the workers: between steps (``gently``) by asking them, so they close their
+        clients; after an error or Ctrl-C, mid-step, with SIGTERM (their files go with the
+        run's temporary directory)."""
+        if gently:
+            for q in self.cmds:
+                q.put({"cmd": "stop"})
+        else:
+            for p in self.procs:
+                if p.is_alive():
+                    p.terminate()
         for p in self.procs:
-            p.join(20)
+            p.join(20 if gently else 5)
             if p.is_alive():
                 p.kill()
                 p.join(5)
@@ -1004,11 +1115,17 @@ class Run:
         self.profiles = []
         started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         mach = machine()
-        self.console.print("measuring floors…")
-        fl = floors.measure()
-        self.console.print(f"floors: {fl}")
-        net = Network(a, self.work)
+        net: Network | None = None
+        finished = False
         try:
+            old = load_compare(a.compare) if a.compare else None
+            self.console.print("measuring floors…")
+            fl = floors.measure()
+            self.console.print(f"floors: {fl}")
+            try:
+                net = Network(a, self.work)
+            except DevnetError as e:
+                raise SystemExit(f"the devnet did not start: {e}") from None
             self.console.print(f"network: {net.count} nodes ({net.nodes_json})")
             probe = NodeProbe(net.refs)
             self.idle_cpu_per_s = self.idle_rate(probe)
@@ -1034,10 +1151,16 @@ class Run:
                 if b.get("drain_s"):
                     b["drain_msgs_per_s"] = round(results[0]["delivered"] / b["drain_s"], 1)
                 extra["backlog"] = b
+            finished = True
         finally:
-            self.stop_workers()
-            net.stop()
+            self.stop_workers(gently=finished)
+            if net is not None:
+                net.stop()
             shutil.rmtree(self.work, ignore_errors=True)
+            if not finished and self.made_out:
+                with contextlib.suppress(OSError):  # only if nothing was written into it
+                    self.out.rmdir()
+        assert net is not None  # (set, or the try above raised)
         mach["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
         doc: dict[str, Any] = {
             "schema": report.SCHEMA,
@@ -1070,8 +1193,8 @@ class Run:
         self.console.print(f"results: {path}")
         for p in [*plots, *doc["files"]["profiles"]]:
             self.console.print(f"  {p}")
-        if a.compare:
-            self.print_compare(doc, report.load(a.compare))
+        if old is not None:
+            self.print_compare(doc, old)
         return 0 if all(s["lost"] == 0 for s in results) else 3
 
     def print_step(self, s: dict[str, Any]) -> None:
@@ -1137,9 +1260,15 @@ class Run:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(rate_values_joined(sys.argv[1:] if argv is None else argv))
     kinds = sidebyside.parse_kinds(args.scenario)
     if kinds is not None:
+        unused = [f"--{k}" for k in NOT_FOR_REQUESTS if getattr(args, k) not in (None, False)]
+        if unused:
+            raise SystemExit(
+                f"{', '.join(unused)}: not for the request scenarios ({args.scenario}); see "
+                "--help, 'request scenarios'"
+            )
         args.workers = 4 if args.workers is None else args.workers
         args.concurrency = 1 if args.concurrency is None else args.concurrency
         if min(args.workers, args.concurrency, args.rounds, args.ips_per_worker) < 1:
@@ -1158,26 +1287,25 @@ def main(argv: list[str] | None = None) -> int:
         )
     args.workers = 2 if args.workers is None else args.workers
     args.concurrency = 8 if args.concurrency is None else args.concurrency
-    if args.workers < 1 or args.pairs < 1 or args.duration <= 0:
-        raise SystemExit("--workers and --pairs must be at least 1, --duration positive")
+    check_args(args)
+    if args.network:
+        read_network(Path(args.network).absolute())  # refused before anything is measured
     if args.members is None:
         args.members = 1000 if args.scenario == "community" else 100
-    if args.scenario == "community" and (
-        args.members < 1 or args.posters < 1 or args.interval <= 0 or len(args.rate or [2.0]) != 1
-    ):
-        raise SystemExit(
-            "community: --members and --posters at least 1, --interval positive, one --rate"
-        )
+    if args.scenario == "community" and (args.members < 1 or len(args.rate or [2.0]) != 1):
+        raise SystemExit("community: --members at least 1, one --rate")
     if args.scenario == "fanout" and args.workers != 1:
         args.workers = 1  # one group, its members in one process
     if args.scenario == "fanout" and not 2 <= args.members <= 100:
         raise SystemExit("--members: a closed group has 2 to 100 members")
-    if args.scenario != "chat" and args.saturate:
-        raise SystemExit("--saturate is for the chat scenario")
     run = Run(args)
     previous = signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         return run.main()
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: Run.main's cleanup has stopped the workers and the devnet
+        print("bench.load: interrupted; the workers and the devnet are stopped", file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)

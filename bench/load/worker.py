@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import queue
 import random
 import re
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -441,11 +443,14 @@ async def _main(wid: int, cfg: dict[str, Any], commands: Any, out: Any) -> None:
     await w.open_clients()
     receivers = [asyncio.create_task(w.receive_loop(i)) for i in range(len(w.clients))]
     out.put({"kind": "ready", "wid": wid, "clients": len(w.clients)})
+    driver = os.getppid()
     try:
         while True:
             try:
                 cmd = await loop.run_in_executor(None, commands.get, True, 1.0)
             except queue.Empty:
+                if os.getppid() != driver:  # the driver died (SIGKILL): nobody to work for
+                    break
                 continue
             if cmd["cmd"] == "stop":
                 break
@@ -460,7 +465,10 @@ async def _main(wid: int, cfg: dict[str, Any], commands: Any, out: Any) -> None:
 
 
 def run(wid: int, cfg: dict[str, Any], commands: Any, out: Any) -> None:
-    """Entry point of a worker process (``multiprocessing`` target)."""
+    """Entry point of a worker process (``multiprocessing`` target). Ctrl-C is the driver's
+    to handle (it stops the workers and the devnet), so a worker ignores SIGINT; it ends on
+    the driver's ``stop``, its SIGTERM, or when the driver is gone."""
     import uvloop
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     uvloop.run(_main(wid, cfg, commands, out))
