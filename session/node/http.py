@@ -26,7 +26,8 @@ of a request that has to wait (a read handed to the reader thread, a batch, a de
 coroutine the server runs in a task.
 ``/onion_req/v2`` likewise (:meth:`~session.node.relay.OnionRouter.handle_now`), and a layer
 sent on to the next node is a :class:`~session.http1.server.Pending` answered from the links'
-reply callback, with the relay's 502 and 504 answers: no task either. The admin site
+reply callback, with the relay's 502 and 504 answers, and a store in a layer for this node one
+answered from the RPC's callbacks: no task either. The admin site
 (127.0.0.1 only: ``/metrics``, ``/healthz``, ``/readyz``) is
 :func:`session.service.admin.admin_routes`.
 """
@@ -42,7 +43,7 @@ from typing import Any
 
 from session.http1.server import HttpError, Pending, Request, Response, Routes, decode_body
 from session.node.links import LinkError, RawReply
-from session.node.relay import relayed_answer
+from session.node.relay import SealLater, relayed_answer
 from session.node.rpc import RpcLater, RpcResponse
 from session.version import STORAGE_SERVER_VERSION_TEXT
 
@@ -188,7 +189,8 @@ class ClientSite:
     def onion_req(self, request: Request) -> Response | Pending | Coroutine[Any, Any, Response]:
         """``POST /onion_req/v2``: the onion router's answer at once when it has one
         (:meth:`OnionRouter.handle_now`), a :class:`Pending` answered when the next node's
-        reply comes for a layer sent on, else the rest in a task."""
+        reply comes for a layer sent on or the RPC's answer for a store in a layer for this
+        node (:class:`~session.node.relay.SealLater`), else the rest in a task."""
         t0 = time.perf_counter()
         body = self._admitted("onion", request, "Snode not ready", t0)
         if type(body) is Response:
@@ -201,7 +203,26 @@ class ClientSite:
             return pending
         if isinstance(r, tuple):
             return self._reply("onion", r[0], r[1], t0)
+        if isinstance(r, SealLater):  # a store for this node: answered from the RPC's callbacks
+            self.inflight += 1
+            r.later.then(partial(self._onion_later, pending, r, t0))
+            return pending
         return self._onion_rest(r, t0)
+
+    def _onion_later(
+        self, pending: Pending, seal: SealLater, t0: float, r: RpcResponse | BaseException
+    ) -> None:
+        """The RPC's later answer to a layer for this node (its :class:`RpcLater`'s callback)."""
+        if pending.done:
+            return  # the client is gone: its answer is dropped, uncounted, as its task's was
+        if isinstance(r, BaseException):
+            pending.fail(r)  # a bug: 500, logged by the server
+        else:
+            pending.answer_with(self._sealed_response, seal, r, t0)
+
+    def _sealed_response(self, seal: SealLater, r: RpcResponse, t0: float) -> Response:
+        status, out = seal.sealed(r)
+        return self._reply("onion", status, out, t0)
 
     def _landed(self) -> None:
         self.inflight -= 1

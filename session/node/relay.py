@@ -25,10 +25,11 @@ a burst in one call the core spreads over all cores.
 
 A layer is answered without a task, a future or a timer of its own wherever nothing has to
 wait (:meth:`OnionRouter._decide_now`, the one place that decides): a peel error, a layer for
-this node whose storage RPC answers at once (``RpcHandler.respond_now``: ``info``, a
-``retrieve`` read on the loop's thread), a relay refused at once, and a layer sent on to a
-connected next node with :meth:`~session.node.links.NodeLinks.send_request`, whose reply goes
-to a callback. A layer relayed from node to node (the hot path:
+this node whose storage RPC answers at once (``RpcHandler.respond_later``: ``info``, a
+``retrieve`` read on the loop's thread) or later from its callbacks (a ``store``: the RPC's
+``RpcLater``, sealed for the client by :class:`SealLater` when it ends), a relay refused at
+once, and a layer sent on to a connected next node with
+:meth:`~session.node.links.NodeLinks.send_request`, whose reply goes to a callback. A layer relayed from node to node (the hot path:
 :meth:`OnionRouter.serve_link_now`, the links' direct handler for ``onion``) is peeled with the
 pool's batch and the next node's reply, checked, goes back to the previous node as it came
 (unpacked only to check its shape, never packed again). A layer that came over HTTPS
@@ -65,7 +66,7 @@ from session.node.links import (
     RawReply,
     unpack_body,
 )
-from session.node.rpc import RpcResponse
+from session.node.rpc import RpcLater, RpcResponse, RpcSoon
 from session.node.swarm_view import SwarmView
 from session.onion import Deliver, Proxy, Relay
 from session.proto.onion_status import (
@@ -98,9 +99,28 @@ PROXY_FAILED = (
 #: Where the next node's reply to a layer sent on goes: ``relayed(next_ed25519, reply)``, the
 #: reply's raw body and bulk frames, or the :class:`LinkError` that ended the request.
 OnRelayed = Callable[[str, RawReply | LinkError], None]
-#: A layer's answer at once ``(status, body)``, None (sent on: the answer comes to the
-#: ``relayed`` callback), or the rest as a coroutine.
-Answered = tuple[int, bytes] | Coroutine[Any, Any, tuple[int, bytes]] | None
+
+
+class SealLater:
+    """A layer for this node whose RPC answers later from callbacks (a client's ``store``:
+    :class:`~session.node.rpc.RpcLater`), with no task: whoever answers the client registers
+    with ``later.then`` and seals the RPC's answer for the client with :meth:`sealed`."""
+
+    __slots__ = ("later", "reply")
+
+    def __init__(self, later: RpcLater, reply: Any) -> None:
+        self.later = later
+        self.reply = reply
+
+    def sealed(self, r: RpcResponse) -> tuple[int, bytes]:
+        """The layer's answer to the RPC's ``r``, encrypted for the client (as at once)."""
+        return 200, self.reply.encrypt_status(r.status, r.to_bytes())
+
+
+#: A layer's answer at once ``(status, body)``, later from the RPC's callbacks
+#: (:class:`SealLater`), None (sent on: the answer comes to the ``relayed`` callback), or the
+#: rest as a coroutine.
+Answered = tuple[int, bytes] | Coroutine[Any, Any, tuple[int, bytes]] | SealLater | None
 
 
 class PeelPool:
@@ -226,17 +246,19 @@ class OnionRouter:
     def handle_now(self, frame: bytes, relayed: OnRelayed) -> Answered:
         """:meth:`handle` without a coroutine, for a frame that came over HTTPS: peeled on this
         thread now, then answered at once where nothing has to wait (a peel error, a layer for
-        this node whose RPC answers at once, a relay refused at once); None when the layer was
-        sent on to a connected next node: its answer, ``(status, body)`` as :meth:`handle`
-        would give it, goes to ``relayed`` once it comes (with the same 502 and 504 answers);
-        otherwise the rest as a coroutine (a proxy request, a next node not connected yet, an
-        RPC that has to wait)."""
+        this node whose RPC answers at once, a relay refused at once); a :class:`SealLater`
+        for a layer for this node whose RPC answers later from callbacks (a store); None when
+        the layer was sent on to a connected next node: its answer, ``(status, body)`` as
+        :meth:`handle` would give it, goes to ``relayed`` once it comes (with the same 502 and
+        504 answers); otherwise the rest as a coroutine (a proxy request, a next node not
+        connected yet, an RPC that has to wait)."""
         return self._decide_now(self.pool.peel_now(frame), relayed)
 
     async def _decided(self, d: Any) -> tuple[int, bytes]:
         """The answer to a peeled layer (``d``: the core's decision, or its peel error)."""
         r = self._decide_now(d, None)
-        assert r is not None  # (nothing is sent on without a reply callback)
+        # (nothing is sent on, nor answered later, without the HTTPS caller's reply callback)
+        assert r is not None and not isinstance(r, SealLater)
         return r if isinstance(r, tuple) else await r
 
     def _decide_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
@@ -251,9 +273,17 @@ class OnionRouter:
             return self._relay_now(d, relayed)
         if isinstance(d, Deliver):
             self._count("deliver")
-            r = self.rpc.respond_now(d.payload)
+            # From HTTPS or a link (a ``relayed`` callback: handle_now, serve_link_now) a store
+            # is answered later from the RPC's callbacks (RpcHandler.respond_later), no task.
+            r: RpcSoon = (
+                self.rpc.respond_now(d.payload)
+                if relayed is None
+                else self.rpc.respond_later(d.payload)
+            )
             if isinstance(r, RpcResponse):
                 return 200, d.reply.encrypt_status(r.status, r.to_bytes())
+            if isinstance(r, RpcLater):
+                return SealLater(r, d.reply)
             return self._delivered(d, r)
         if isinstance(d, Proxy):
             self._count("proxy")
@@ -345,6 +375,9 @@ class OnionRouter:
             return  # sent on: the next node's reply goes back through _relayed
         if isinstance(r, tuple):
             answer.result({"s": r[0], "b": r[1]})
+            return
+        if isinstance(r, SealLater):  # a store for this node: answered from the RPC's callbacks
+            r.later.then(partial(_sealed_for_link, answer, r))
             return
         task = answer.run(_link_answer(r))
         if isinstance(r, Coroutine):
@@ -481,6 +514,19 @@ def _relayed(answer: Answer, next_ed25519: str, reply: RawReply | LinkError) -> 
             return
         else:
             status, out = _next_reply(r)
+    answer.result({"s": status, "b": out})
+
+
+def _sealed_for_link(answer: Answer, seal: SealLater, r: RpcResponse | BaseException) -> None:
+    """The RPC's later answer to a layer for this node that came over a link (its
+    :class:`RpcLater`'s callback), under the links' supervisor (:meth:`Answer.guard`)."""
+    answer.guard(_answer_sealed, answer, seal, r)
+
+
+def _answer_sealed(answer: Answer, seal: SealLater, r: RpcResponse | BaseException) -> None:
+    if isinstance(r, BaseException):
+        raise r  # a bug: answered "internal error" and logged, as from the task
+    status, out = seal.sealed(r)
     answer.result({"s": status, "b": out})
 
 

@@ -89,6 +89,9 @@ class Rpc:
         self.payloads.append(body)
         return RpcResponse(200, {"echo": json.loads(body)})
 
+    #: (a layer that came over HTTPS or a link: answered at once all the same)
+    respond_later = respond_now
+
 
 class Net:
     """Routers for ``n`` nodes sharing one node list and one set of links."""

@@ -25,17 +25,22 @@ from typing import Any
 
 import pytest
 
+from bench.load.sidebyside import one_layer_onion, open_xchacha_reply
+from session import onion
 from session.http1 import server as http1
+from session.identity import Identity
 from session.node.http import ClientSite
-from session.node.links import KIND_CC, KIND_CC_BATCH
+from session.node.links import KIND_CC, KIND_CC_BATCH, KIND_ONION
 from session.node.metrics import NodeMetrics
 from session.node.ratelimit import RateLimiter
+from session.node.relay import OnionRouter, PeelPool
 from session.node.replication import LinkFanout, batch_handler
 from session.node.rpc import RpcHandler
 from session.node.swarm_view import SwarmView
 from session.storage.base import MessageStore, StoredMessage, StoreResult
 from session.storage.memory import MemoryMessageStore
 from session.storage.sqlite import SqliteMessageStore
+from session.testing.links import open_links
 from session.testing.rpc import Client, LocalSwarm
 from session.testing.waits import until
 from tests.node.test_replication import FakeLinks, FakeNet
@@ -123,7 +128,7 @@ async def answer(node: Node, body: bytes, task: bool = False) -> tuple[http1.Res
     return await out, "task"
 
 
-def metric_values(node: Node) -> dict[str, float]:
+def metric_values(node: Node | Onion) -> dict[str, float]:
     out = {}
     for line in node.metrics.registry.render().decode().splitlines():
         if line and not line.startswith("#") and "request_seconds_" not in line:
@@ -336,3 +341,109 @@ async def test_the_client_gone_before_the_answer_drops_it_uncounted(linked: Link
         assert linked.rpc.counters["store"] == 1
     finally:
         await served.close()
+
+
+# ---------------------------------------------------------------- in an onion layer
+
+
+class Onion:
+    """Member 0 of a one-node LocalSwarm (SQLite) with its onion router (a real peel pool)
+    behind its ClientSite; its links, for the link test, started by that test."""
+
+    def __init__(self, swarm: LocalSwarm, store: SqliteMessageStore) -> None:
+        self.rpc = swarm.node(0)
+        self.swarm = swarm
+        self.store = store
+        ident = self.rpc.identity
+        assert isinstance(ident, Identity) and isinstance(self.rpc.swarm, SwarmView)
+        self.ident: Identity = ident
+        peeler = onion.Peeler.from_x25519_secret(ident.export_x25519_secret())
+        self.links = open_links(ident)
+        self.router = OnionRouter(PeelPool(peeler), self.rpc.swarm, self.links, self.rpc)
+        self.metrics = NodeMetrics()
+        self.site = ClientSite(
+            rpc=self.rpc, router=self.router, limiter=RateLimiter(1e6, 1e6),
+            metrics=self.metrics, ready=lambda: None, ed25519_public=bytes(32),
+            max_body=MAX_BODY,
+        )  # fmt: skip
+
+    def frame(self, payload: bytes) -> tuple[bytes, bytes]:
+        return one_layer_onion(bytes(self.ident.x25519_public), payload)
+
+
+@pytest.fixture
+async def onion_node(tmp_path: Path) -> AsyncIterator[Onion]:
+    store = await SqliteMessageStore.open(tmp_path)
+    n = Onion(LocalSwarm([store]), store)
+    yield n
+    await n.router.close()
+    n.router.pool.close()
+    await n.links.close()
+    await store.close()
+
+
+def opened(key: bytes, body: bytes) -> tuple[int, Any]:
+    doc = json.loads(open_xchacha_reply(key, body))
+    return doc["status"], json.loads(doc["body"])
+
+
+async def test_a_store_in_an_onion_layer_over_https_is_answered_later_as_in_a_task(
+    onion_node: Onion,
+) -> None:
+    """The layer for this node whose RPC is a store: a Pending answered from the RPC's
+    callbacks (no task); the same opened answer, status and metrics as the task path."""
+    n = onion_node
+    client = n.swarm.client_in_swarm()
+    payload = json.dumps(client.store(b"through an onion")).encode()
+    seen = []
+    for task in (False, True):
+        frame, key = n.frame(payload)
+        if task:
+            n.router.rpc = types.SimpleNamespace(respond_later=n.rpc.respond_now)
+        before = metric_values(n)
+        try:
+            out = n.site.onion_req(http1.Request("POST", "/onion_req/v2", "", {}, frame, "1"))
+        finally:
+            n.router.rpc = n.rpc
+        if task:
+            assert isinstance(out, Coroutine)
+            resp = await out
+        else:
+            assert isinstance(out, http1.Pending) and n.site.inflight == 1
+            resp = await landed(out)
+        assert isinstance(resp, http1.Response) and n.site.inflight == 0
+        seen.append((resp.status, opened(key, resp.body), added(before, metric_values(n))))
+        for m in await n.store.export(lambda o: o == client.account):
+            await n.store.delete_by_hash(m.owner, [m.hash])
+    assert seen[0] == seen[1]
+    status, (inner, body) = seen[0][:2]
+    assert (status, inner) == (200, 200) and body["swarm"][n.rpc.ed25519_hex]["hash"]
+
+
+async def test_a_store_in_an_onion_layer_over_a_link_is_answered_later(
+    onion_node: Onion,
+) -> None:
+    """A layer for this node that came over a node link (the last hop of a path): its store
+    is answered from the RPC's callbacks through the link's Answer, sealed for the client."""
+    n = onion_node
+    n.links.direct[KIND_ONION] = n.router.serve_link_now
+    port = await n.links.start("127.0.0.1", 0)
+    driver = open_links(Identity.generate())
+    await driver.start("127.0.0.1", 0)
+    try:
+        client = n.swarm.client_in_swarm()
+        frame, key = n.frame(json.dumps(client.store(b"over a link")).encode())
+        reply = await driver.request(
+            bytes(n.ident.x25519_public).hex(),
+            f"tcp://127.0.0.1:{port}",
+            KIND_ONION,
+            {"f": frame},
+            30.0,
+        )
+        assert reply["s"] == 200
+        inner, body = opened(key, reply["b"])
+        assert inner == 200 and "failed" not in body["swarm"][n.rpc.ed25519_hex]
+        stored = await n.store.export(lambda o: o == client.account)
+        assert [m.data for m in stored] == [b"over a link"]
+    finally:
+        await driver.close()
