@@ -29,7 +29,8 @@ this node whose storage RPC answers at once (``RpcHandler.respond_later``: ``inf
 ``retrieve`` read on the loop's thread) or later from its callbacks (a ``store``: the RPC's
 ``RpcLater``, sealed for the client by :class:`SealLater` when it ends), a relay refused at
 once, and a layer sent on to a connected next node with
-:meth:`~session.node.links.NodeLinks.send_request`, whose reply goes to a callback. A layer relayed from node to node (the hot path:
+:meth:`~session.node.links.NodeLinks.send_request`, whose reply goes to a callback. A layer
+relayed from node to node (the hot path:
 :meth:`OnionRouter.serve_link_now`, the links' direct handler for ``onion``) is peeled with the
 pool's batch and the next node's reply, checked, goes back to the previous node as it came
 (unpacked only to check its shape, never packed again). A layer that came over HTTPS
