@@ -20,7 +20,7 @@ from bench.load.cli import build_parser, parse_rate, profile_summary
 from bench.load.community import Member, schedule
 from bench.load.probe import thread_cpu_ns, threads
 from bench.load.storescale import checkpoints
-from bench.load.worker import HEX_RUN, error_kind
+from bench.load.worker import HEX_RUN, due_times, error_kind
 from session.client.transport import PathFailure
 from session.devnet import DevnetError
 from session.errors import NetworkError, NodeRequestFailed
@@ -204,6 +204,8 @@ def node_list(ip: str) -> dict[str, object]:
         (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
         (["burst", "--saturate"], "--saturate is for the chat scenario"),
         (["chat", "--bulk-fill"], "--bulk-fill is for the store-scale scenario"),
+        (["kill", "--network", "n.json"], "kill needs the devnet the tool starts itself"),
+        (["store-scale", "--bulk-fill", "--network", "n.json"], "--bulk-fill needs the devnet"),
         (["info", "--network", "x.json"], "--network: not for the request scenarios"),
         (["info", "--compare", "x.json"], "--compare: not for the request scenarios"),
         (["nosuch"], "unknown scenario 'nosuch'"),
@@ -327,3 +329,38 @@ def test_ctrl_c_ends_cleanly(
     assert stopped == [True]
     assert "interrupted; the workers and the devnet are stopped" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and list(no_floors.iterdir()) == []
+
+
+# ---------------------------------------------------------------------- open-loop schedule
+
+
+def test_workers_share_the_count_and_interleave_their_sends() -> None:
+    """--count 5 over 2 workers is 3 + 2 messages (it was 2 + 2; --count 1 sent 2), and at
+    --rate R the workers' messages are due at t0 + i/R together, not two at a time."""
+    assert [cli.worker_share(5, 2, w) for w in range(2)] == [3, 2]
+    assert [cli.worker_share(1, 2, w) for w in range(2)] == [1, 0]
+    assert sum(cli.worker_share(1001, 7, w) for w in range(7)) == 1001
+    rate, workers, t0, end = 10.0, 2, 100.0, 101.0
+    due = sorted(
+        t for wid in range(workers) for t in due_times(t0, end, rate / workers, wid / rate, None)
+    )
+    assert due == pytest.approx([t0 + i / rate for i in range(10)])
+    counted = [
+        list(due_times(t0, end, rate / workers, wid / rate, cli.worker_share(3, workers, wid)))
+        for wid in range(workers)
+    ]
+    assert [len(c) for c in counted] == [2, 1]
+
+
+def test_delivered_per_second_is_over_the_time_the_step_took() -> None:
+    """A 6 s step at 40/s whose last message arrived 30 ms late carried 240 in 6.03 s (not in
+    7: the last delivery's second was rounded up); a --count step that ended early carried
+    its messages in the time it took (not in --duration)."""
+    step = cli.Step("rate-40", "rate", 6.0, rate=40.0)
+    assert cli.busy_seconds(step, 6.03) == pytest.approx(6.03)
+    assert cli.busy_seconds(step, 2.0) == 6.0  # nothing delivered late: the window
+    assert cli.busy_seconds(step, 9.5) == 9.5  # a backlog drained after the window
+    counted = cli.Step("rate-50", "rate", 20.0, rate=50.0, count=100)
+    assert cli.busy_seconds(counted, 1.9) == pytest.approx(2.0)
+    closed = cli.Step("saturate", "closed", 20.0, count=500)
+    assert cli.busy_seconds(closed, 3.2) == pytest.approx(3.2)

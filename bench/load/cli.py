@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate",
         type=parse_rates,
         default=None,
-        help="offered load, open loop: 500/s; a comma list runs one step per rate",
+        help="offered load, open loop: 500/s; a comma list runs one step per rate (chat); "
+        "default 50/s, fanout 1/s, community 2/s",
     )
     ap.add_argument(
         "--saturate", action="store_true", help="closed loop: each sender sends when free"
@@ -140,7 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         "in request scenarios (default 1)",
     )
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per step (default 20)")
-    ap.add_argument("--count", type=int, default=None, help="at most this many messages a step")
+    ap.add_argument(
+        "--count",
+        type=int,
+        default=None,
+        help="at most this many messages a step (default: no limit; backlog 10,000, "
+        "store-scale 100,000)",
+    )
     ap.add_argument(
         "--members",
         type=int,
@@ -148,11 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="group size in `fanout` (default 100), room members in `community` (default 1000)",
     )
     ap.add_argument(
-        "--interval", type=float, default=5.0, help="seconds between a member's polls (community)"
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between a member's polls (community; default 5)",
     )
-    ap.add_argument("--posters", type=int, default=10, help="members who post (community)")
-    ap.add_argument("--burst", type=int, default=5, help="messages per client in `burst`")
-    ap.add_argument("--churn-every", type=float, default=5.0, help="seconds between changes")
+    ap.add_argument(
+        "--posters", type=int, default=10, help="members who post (community; default 10)"
+    )
+    ap.add_argument(
+        "--burst", type=int, default=5, help="messages per client in `burst` (default 5)"
+    )
+    ap.add_argument(
+        "--churn-every",
+        type=float,
+        default=5.0,
+        help="seconds between changes in `churn` (default 5)",
+    )
     ap.add_argument(
         "--workers",
         type=int,
@@ -161,10 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--pairs", type=int, default=8, help="client pairs per worker (default 8)")
     ap.add_argument(
-        "--idle-poll", type=float, default=1.0, help="seconds between polls of an idle client"
+        "--idle-poll",
+        type=float,
+        default=1.0,
+        help="seconds between polls of an idle client (default 1)",
     )
     ap.add_argument(
-        "--drain", type=float, default=15.0, help="seconds to wait for stragglers after a step"
+        "--drain",
+        type=float,
+        default=15.0,
+        help="seconds to wait for stragglers after a step (default 15)",
     )
     ap.add_argument(
         "--node-env",
@@ -374,6 +399,22 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
     raise SystemExit(f"unknown scenario {sc}")
 
 
+def worker_share(count: int, workers: int, wid: int) -> int:
+    """Worker ``wid``'s part of a step's ``--count``: the parts add up to ``count``."""
+    return count // workers + (1 if wid < count % workers else 0)
+
+
+def busy_seconds(step: Step, last_delivery: float) -> float:
+    """What a message step's delivered/s is over: its sending window (``--duration``; with
+    ``--count``, open loop, the time the count takes at the rate; closed loop, none), or
+    longer if deliveries went on after it (``last_delivery``, seconds after the first send:
+    a backlog draining)."""
+    window = step.duration
+    if step.count is not None:
+        window = min(window, step.count / step.rate) if step.rate else 0.0
+    return max(window, last_delivery)
+
+
 # ---------------------------------------------------------------------- profiles
 
 
@@ -533,6 +574,9 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--saturate is for the chat scenario")
     if args.bulk_fill and sc != "store-scale":
         raise SystemExit("--bulk-fill is for the store-scale scenario")
+    if args.network and (sc in ("kill", "churn") or args.bulk_fill):
+        what = "--bulk-fill" if args.bulk_fill else sc
+        raise SystemExit(f"{what} needs the devnet the tool starts itself (not --network)")
 
 
 #: The options a request scenario (info, store, …) does not use: refused, not ignored.
@@ -635,25 +679,23 @@ class Run:
         workers_th0 = {p.pid: process_threads(p.pid) for p in self.procs if p.pid is not None}
         driver_cpu0 = time.process_time()
         t0 = time.monotonic() + 1.0
-        # a burst's count is per client, the backlog's is worker 0's alone; others are split
-        share = (
-            step.count
-            if step.count is None or step.mode in ("burst", "backlog")
-            else max(1, step.count // w)
-        )
         cmd: dict[str, Any] = {
             "cmd": "step",
             "mode": step.mode,
             "t0": t0,
             "duration": step.duration,
-            "count": share,
             "concurrency": step.concurrency,
             "drain": a.drain,
         }
         if step.rate is not None:
             cmd["rate"] = step.rate / w
-        for q in self.cmds:
-            q.put(cmd)
+        # a burst's count is per client, the backlog's is worker 0's alone; others are split
+        split = step.count is not None and step.mode not in ("burst", "backlog")
+        for wid, q in enumerate(self.cmds):
+            share = worker_share(step.count, w, wid) if split else step.count
+            # open loop: worker wid's messages fall between worker wid-1's and wid+1's
+            offset = wid / step.rate if step.rate else 0.0
+            q.put({**cmd, "count": share, "offset": offset})
         threads: list[threading.Thread] = []
         if step.actions:
 
@@ -674,6 +716,7 @@ class Run:
         spy = self.start_profile(net, step, busiest) if a.profile and step is self.last_step else []
         last_sample = time.monotonic()
         live_hist = report.new_histogram()
+        last_delivery = 0.0  # seconds after t0
 
         def table() -> Table:
             el = max(0.0, time.monotonic() - t0)
@@ -717,6 +760,7 @@ class Run:
                     row["sent"] += msg["sent"]
                     row["errors"] += sum(msg["errors"].values())
                     for at, lat in msg["e2e"]:
+                        last_delivery = max(last_delivery, at - t0)
                         report.record(e2e, lat)
                         report.record(live_hist, lat)
                         r2 = timeline.setdefault(
@@ -785,8 +829,7 @@ class Run:
         idle = self.idle_cpu_per_s * wall
         net_cpu = max(0.0, nodes_cpu - idle)
         # delivered/s over the time it took: the step, or longer while a backlog drained
-        last = max((sec + 1 for sec, r in timeline.items() if r["delivered"]), default=0)
-        active = max(step.duration, last) if step.mode in ("rate", "closed") else wall
+        active = busy_seconds(step, last_delivery) if step.mode in ("rate", "closed") else wall
         lat = report.summary(e2e)
         cpu = {
             "nodes_s": round(nodes_cpu, 3),
@@ -1225,8 +1268,15 @@ class Run:
             )
             return
         off = f"{s['offered_per_s']:g}/s offered" if s["offered_per_s"] else s["mode"]
+        if self.args.scenario == "fanout":  # delivered counts each member's copy
+            carried = (
+                f"{s['sent']} group messages sent, {s['delivered']} member copies delivered "
+                f"({self.args.members - 1} members each)"
+            )
+        else:
+            carried = f"{s['delivered']}/{s['sent']} delivered"
         self.console.print(
-            f"[bold]{s['name']}[/] ({off}): {s['delivered']}/{s['sent']} delivered, "
+            f"[bold]{s['name']}[/] ({off}): {carried}, "
             f"{s['delivered_per_s']:.1f}/s, lost {s['lost']}, errors {s['errors'] or 0}\n"
             f"  latency send→plaintext p50 {lat['p50']:.1f} ms  p90 {lat['p90']:.1f}  "
             f"p99 {lat['p99']:.1f}  max {lat['max']:.1f}   (store ack p50 "

@@ -7,18 +7,26 @@ The document::
      "network": {"nodes", "own_devnet"}, "options": {...}, "floors": {...},
      "steps": [STEP, ...], "extra": {...}, "files": {"json", "plots": [...], "profiles": [...]}}
 
-A STEP: ``name``, ``mode`` (``rate``/``closed``/``burst``/``backlog``), ``offered_per_s`` (null
-unless open loop), ``duration_s``, ``wall_s``, ``sent``, ``acked``, ``delivered``, ``lost``
-(acknowledged by the swarm, never received), ``errors`` (kind → count), ``delivered_per_s``,
-``latency_ms`` and ``store_latency_ms`` (``count``, ``p50``, ``p90``, ``p99``, ``max``,
-``mean``), ``cpu`` (``nodes_s``, ``workers_s``, ``driver_s``, ``per_delivered_ms``,
+A STEP: ``name``, ``mode`` (``rate``/``closed``/``burst``/``backlog``, and ``store-scale``
+and ``community`` for those scenarios' one step), ``offered_per_s`` (null unless open loop),
+``duration_s``, ``wall_s``, ``sent``, ``acked``, ``delivered`` (fanout: member copies),
+``lost`` (acknowledged by the swarm, never received), ``errors`` (kind → count),
+``error_examples`` (kind → the first message), ``delivered_per_s`` (over the step's sending
+window — ``--duration``, or the time a ``--count`` took — or up to the last delivery if that
+came later), ``latency_ms`` and ``store_latency_ms`` (``count``, ``p50``, ``p90``, ``p99``,
+``max``, ``mean``), ``cpu`` (``nodes_s``, ``workers_s``, ``driver_s``, ``per_delivered_ms``,
 ``per_layer_us``, ``idle_s`` (the nodes' idle CPU over the step, measured before the first
 step), ``net_per_delivered_ms`` and ``net_per_layer_us`` (idle subtracted), ``layers``,
-``layers_source``, ``client_share``, ``driver_cores``),
-``ratios`` (to the floors), ``nodes`` (per node: ``name``, ``cpu_s``, ``rss_mb``, ``db_mb``),
-``timeline`` (per second: ``t``, ``sent``, ``delivered``, ``p50_ms``, ``p99_ms``, ``errors``),
-``events`` (``t``, ``what``: kills, restarts, joins) and ``extra`` (figures of one scenario:
-the backlog's ``fill_s``, ``drain_s``).
+``layers_source`` (the nodes' counters, or the clients' onion requests × 4), and in message
+steps ``onion_requests``, ``client_share``, ``driver_cores``, ``total_cores``,
+``client_per_delivered_ms``, ``threads`` and ``worker_threads`` (per delivered message, by
+thread: see ``cli.thread_figures``)), ``ratios`` (to the floors), ``nodes`` (per node:
+``name``, ``cpu_s``, ``rss_mb``, ``db_mb``, ``layers``), ``timeline`` (per second: ``t``,
+``sent``, ``delivered``, ``p50_ms``, ``p99_ms``, ``errors``), ``events`` (``t``, ``what``:
+kills, restarts, joins), in message steps ``work_per_delivered`` (node counters' growth per
+delivered message) and ``client_work_per_delivered`` (``onion_requests``, ``polls``,
+``empty_polls``), and ``extra`` (figures of one scenario: the backlog's ``fill_s``,
+``drain_s``; the community's figures, its ``latency_ms`` being the polls').
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ import random
 import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,21 @@ def error_kind(e: BaseException) -> str:
     if isinstance(e, NetworkError):
         return "network"
     return type(e).__name__
+
+
+def due_times(
+    t0: float, end: float, rate: float, offset: float, count: int | None
+) -> Iterator[float]:
+    """When this worker's messages are due in an open-loop step: ``rate`` is its share of the
+    offered load, ``offset`` where its first message falls (the driver spreads the workers
+    over one interval, so that together they send at ``t0 + i / total rate``, not in clumps
+    of one message per worker), at most ``count``, none at or after ``end``."""
+    interval = 1.0 / rate
+    for i in itertools.count():
+        sched = t0 + offset + i * interval
+        if sched >= end or (count is not None and i >= count):
+            return
+        yield sched
 
 
 class Worker:
@@ -325,11 +341,7 @@ class Worker:
         reporter = asyncio.create_task(self.report_loop())
         await asyncio.sleep(max(0.0, t0 - time.monotonic()))
         if mode == "rate":
-            interval = 1.0 / float(step["rate"])
-            for i in itertools.count():
-                sched = t0 + i * interval
-                if sched >= end or (count is not None and i >= count):
-                    break
+            for sched in due_times(t0, end, float(step["rate"]), step.get("offset", 0.0), count):
                 delay = sched - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
