@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -364,3 +365,36 @@ def test_delivered_per_second_is_over_the_time_the_step_took() -> None:
     assert cli.busy_seconds(counted, 1.9) == pytest.approx(2.0)
     closed = cli.Step("saturate", "closed", 20.0, count=500)
     assert cli.busy_seconds(closed, 3.2) == pytest.approx(3.2)
+
+
+def test_timeline_labels_its_events_inside_the_plot(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A kill's and a restart's labels were placed at y=0, below the axes of a timeline whose
+    rates stay around 10/s: drawn nowhere. They are now inside the axes."""
+    import matplotlib.figure
+
+    doc = json.loads(REFERENCE.read_text())
+    step = doc["steps"][0]
+    step["timeline"] = [
+        {"t": t, "sent": 10, "delivered": 9 + t % 2, "p50_ms": 20.0, "p99_ms": 90.0, "errors": 0}
+        for t in range(9)
+    ]
+    step["events"] = [{"t": 3.0, "what": "SIGKILL node-01"}, {"t": 6.0, "what": "restarted"}]
+    doc["steps"] = [step]
+    placed: dict[str, bool] = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def check(fig: matplotlib.figure.Figure, path: Any, *a: Any, **k: Any) -> None:
+        if Path(path).name == "timeline.png":
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+            ax = fig.axes[0]
+            box = ax.get_window_extent(renderer)
+            for text in ax.texts:
+                placed[text.get_text()] = box.overlaps(text.get_window_extent(renderer))
+        save(fig, path, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", check)
+    report.plot(doc, tmp_path)
+    assert placed == {"SIGKILL node-01": True, "restarted": True}

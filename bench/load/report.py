@@ -214,7 +214,15 @@ def plot(doc: dict[str, Any], out_dir: Path) -> list[Path]:
         for ev in s["events"]:
             for ax in (ax1, ax2):
                 ax.axvline(offset + ev["t"], color="k", ls="--", alpha=0.5)
-            ax1.annotate(ev["what"], (offset + ev["t"], 0), rotation=90, fontsize=7, va="bottom")
+            # at the foot of the axes whatever the data's range (y=0 may be below it)
+            ax1.annotate(
+                ev["what"],
+                (offset + ev["t"], 0.03),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                fontsize=7,
+                va="bottom",
+            )
         ax1.axvline(offset, color="grey", alpha=0.3)
         offset += s["wall_s"]
     ax1.set_ylabel("messages/s")
