@@ -8,12 +8,16 @@ import argparse
 import copy
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import matplotlib.figure
 import pytest
 
 from bench.load import cli, report
@@ -372,8 +376,6 @@ def test_timeline_labels_its_events_inside_the_plot(
 ) -> None:
     """A kill's and a restart's labels were placed at y=0, below the axes of a timeline whose
     rates stay around 10/s: drawn nowhere. They are now inside the axes."""
-    import matplotlib.figure
-
     doc = json.loads(REFERENCE.read_text())
     step = doc["steps"][0]
     step["timeline"] = [
@@ -398,3 +400,31 @@ def test_timeline_labels_its_events_inside_the_plot(
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", check)
     report.plot(doc, tmp_path)
     assert placed == {"SIGKILL node-01": True, "restarted": True}
+
+
+def test_a_node_that_dies_on_its_own_is_named(tmp_path: Path) -> None:
+    """A node of the driver's devnet that exits though no scenario stopped it voids the run
+    (before, the load went on against the rest and the result was written, exit 0); one that
+    the kill or churn scenario stopped is not a failure."""
+
+    def node(name: str, code: int | None) -> SimpleNamespace:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "process.log").write_text("started\nfatal: the disk is full\n")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", f"import os; os.kill(os.getpid(), {-code})" if code and code < 0
+             else f"raise SystemExit({code})"]
+        )  # fmt: skip
+        proc.wait()
+        return SimpleNamespace(name=name, proc=proc if code is not None else None, data_dir=d)
+
+    net = cli.Network.__new__(cli.Network)
+    net.devnet = SimpleNamespace(nodes=[node("node-00", None), node("node-01", 3)])
+    net.stopped = set()
+    assert net.unexpected_exits() == "node-01 (exit 3; its log ends: fatal: the disk is full)"
+    killed = node("node-02", -9)
+    killed.data_dir.joinpath("process.log").write_text("")
+    net.devnet.nodes.append(killed)
+    assert net.unexpected_exits().endswith(", node-02 (killed by signal 9)")
+    net.stopped |= {"node-01", "node-02"}  # the kill scenario's victims
+    assert net.unexpected_exits() == ""

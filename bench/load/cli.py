@@ -270,6 +270,8 @@ class Network:
     def __init__(self, args: argparse.Namespace, work: Path) -> None:
         self.devnet: Devnet | None = None
         self.pids: dict[int, int] = {}
+        #: the driver's nodes a scenario stops on purpose (kill, churn): not a failure
+        self.stopped: set[str] = set()
         if args.network:
             self.nodes_json = Path(args.network).absolute()
             nodes = read_network(self.nodes_json)
@@ -303,6 +305,26 @@ class Network:
                 if n.proc is not None and n.running
             ]
         return [NodeRef(f"port-{port}", pid) for port, pid in sorted(self.pids.items())]
+
+    def unexpected_exits(self) -> str:
+        """The driver's own nodes that exited though no scenario stopped them, with their
+        exit codes and the last line of their logs ("" if none): figures measured without
+        them are not the network's."""
+        if self.devnet is None:
+            return ""
+        dead = []
+        for n in self.devnet.nodes:
+            code = n.proc.poll() if n.proc is not None else None
+            if code is None or n.name in self.stopped:
+                continue
+            try:
+                lines = (n.data_dir / "process.log").read_text(errors="replace").splitlines()
+            except OSError:
+                lines = []
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            last = f"; its log ends: {lines[-1].strip()[:160]}" if lines else ""
+            dead.append(f"{n.name} ({how}{last})")
+        return ", ".join(dead)
 
     def stop(self) -> None:
         if self.devnet is not None:
@@ -365,11 +387,13 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
         victim = dev.nodes[1]
 
         def kill() -> str:
+            net.stopped.add(victim.name)
             dev.kill_node(victim)
             return f"SIGKILL {victim.name}"
 
         def restart() -> str:
             dev.restart_node(victim)
+            net.stopped.discard(victim.name)
             return f"{victim.name} restarted"
 
         d = args.duration
@@ -390,6 +414,7 @@ def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
             def change() -> str:
                 new = dev.add_node()
                 old = next(n for n in dev.nodes if n.running and n is not new)
+                net.stopped.add(old.name)
                 dev.remove_node(old)
                 return f"+{new.name} −{old.name}"
 
@@ -777,6 +802,13 @@ class Run:
                 if now - last_sample >= 1.0:
                     probe.sample()
                     last_sample = now
+                    dead = net.unexpected_exits()
+                    if dead:
+                        raise SystemExit(
+                            f"step {step.name}: nodes of the devnet exited though nothing "
+                            f"stopped them: {dead}; the run is stopped (its figures would not "
+                            "be the network's)"
+                        )
                 if lv is not None:
                     lv.update(table())
         for th in threads:
