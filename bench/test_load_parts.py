@@ -209,6 +209,7 @@ def node_list(ip: str) -> dict[str, object]:
         (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
         (["burst", "--saturate"], "--saturate is for the chat scenario"),
         (["chat", "--bulk-fill"], "--bulk-fill is for the store-scale scenario"),
+        (["chat", "--node-env", "FOO"], "--node-env wants SESSION_NODE_…=VALUE, got 'FOO'"),
         (["kill", "--network", "n.json"], "kill needs the devnet the tool starts itself"),
         (["store-scale", "--bulk-fill", "--network", "n.json"], "--bulk-fill needs the devnet"),
         (["info", "--network", "x.json"], "--network: not for the request scenarios"),
@@ -428,3 +429,20 @@ def test_a_node_that_dies_on_its_own_is_named(tmp_path: Path) -> None:
     assert net.unexpected_exits().endswith(", node-02 (killed by signal 9)")
     net.stopped |= {"node-01", "node-02"}  # the kill scenario's victims
     assert net.unexpected_exits() == ""
+
+
+def test_a_devnet_start_failure_says_what_its_log_said(tmp_path: Path) -> None:
+    """The devnet's error points at a log in the run's temporary directory, which is gone
+    when the message is read: the message carries the log's last line."""
+    log = tmp_path / "node-01" / "process.log"
+    log.parent.mkdir()
+    log.write_text("starting\nerror: unknown setting SESSION_NODE_BOGUS\n\n")
+    e = DevnetError(f"node-01 exited with 2 (see {log})")
+    assert cli.devnet_failure(e) == (
+        "node-01 exited with 2; its log ends: error: unknown setting SESSION_NODE_BOGUS"
+    )
+    log.write_text("")
+    assert cli.devnet_failure(e) == "node-01 exited with 2 (empty log)"
+    assert cli.devnet_failure(DevnetError("not ready in time: node-02")) == (
+        "not ready in time: node-02"
+    )

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import platform
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -563,6 +564,21 @@ def load_compare(path: Path) -> dict[str, Any]:
         raise SystemExit(f"--compare {path}: {e}") from None
 
 
+def devnet_failure(e: DevnetError) -> str:
+    """A devnet's start-up error with the last line of the log it points at: the log itself
+    goes with the run's temporary directory."""
+    text = str(e)
+    m = re.search(r"\(see (\S+process\.log)\)", text)
+    if m is None:
+        return text
+    try:
+        lines = [x for x in Path(m.group(1)).read_text(errors="replace").splitlines() if x.strip()]
+    except OSError:
+        return text
+    head = text[: m.start()].rstrip()
+    return f"{head}; its log ends: {lines[-1].strip()[:200]}" if lines else f"{head} (empty log)"
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Refuse (SystemExit naming the option) what a message scenario cannot run with."""
     sc = args.scenario
@@ -599,6 +615,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--saturate is for the chat scenario")
     if args.bulk_fill and sc != "store-scale":
         raise SystemExit("--bulk-fill is for the store-scale scenario")
+    for item in args.node_env:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.startswith("SESSION_NODE_"):
+            raise SystemExit(f"--node-env wants SESSION_NODE_…=VALUE, got {item!r}")
     if args.network and (sc in ("kill", "churn") or args.bulk_fill):
         what = "--bulk-fill" if args.bulk_fill else sc
         raise SystemExit(f"{what} needs the devnet the tool starts itself (not --network)")
@@ -1200,7 +1220,7 @@ class Run:
             try:
                 net = Network(a, self.work)
             except DevnetError as e:
-                raise SystemExit(f"the devnet did not start: {e}") from None
+                raise SystemExit(f"the devnet did not start: {devnet_failure(e)}") from None
             self.console.print(f"network: {net.count} nodes ({net.nodes_json})")
             probe = NodeProbe(net.refs)
             self.idle_cpu_per_s = self.idle_rate(probe)
