@@ -50,6 +50,26 @@ def test_one_layer_onion_peels_to_the_payload_and_its_reply_opens() -> None:
     assert sidebyside.check_onion(200, bytes(bad), key) == "inner status 421"
 
 
+def test_an_onion_store_reply_is_checked_for_its_hash() -> None:
+    node = Identity.generate()
+    body = sidebyside.store_body("05" + "ab" * 32, b"m" * 16, 1_700_000_000_000)
+    frame, key = sidebyside.one_layer_onion(node.x25519_public, body)
+    decision = onion.Peeler(node).peel(frame)
+    assert isinstance(decision, onion.Deliver) and decision.payload == body
+
+    def sealed(status: int, inner: str) -> bytes:
+        doc = json.dumps({"status": status, "body": inner}).encode()
+        return bytes(decision.reply.encrypt(doc))
+
+    assert sidebyside.check_onion_store(200, sealed(200, '{"swarm":{},"hash":"h"}'), key) is None
+    assert sidebyside.check_onion_store(200, sealed(200, '{"version":[2]}'), key) == (
+        "inner body without hash"
+    )
+    assert sidebyside.check_onion_store(200, sealed(406, "too old"), key) == "inner status 406"
+    assert sidebyside.check_onion_store(200, b"garbage", key) == "reply does not open"
+    assert sidebyside.check_onion_store(502, b"", key) == "status 502"
+
+
 def test_reply_checks() -> None:
     assert sidebyside.check_info(200, b'{"version":[2,8,0],"timestamp":1}') is None
     assert sidebyside.check_info(429, b"Too many requests") == "status 429"

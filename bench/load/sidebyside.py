@@ -1,7 +1,7 @@
 """Request scenarios: one storage request per HTTPS round trip, closed loop, against our node
 and (``--target oxenss``) Session's own storage server in the same run, for CPU per request.
 
-``python -m bench.load info,store,retrieve,onion,onion-path --target oxenss``
+``python -m bench.load info,store,retrieve,onion,onion-store,onion-path --target oxenss``
 
 Each server is alone in its network (a swarm of one): our node on a one-node devnet, the C++
 server (:mod:`bench.load.oxenss`) with its oxend stand-in. The load is the same for both:
@@ -27,6 +27,9 @@ The scenarios (what a client sends; the same JSON bodies to both servers):
   messages stored before the rounds (the reply's message count is checked);
 * ``onion`` — an onion request of one layer to the server itself: it peels the layer, runs
   ``info`` and answers encrypted (the client opens every reply);
+* ``onion-store`` — an onion request of one layer to the server itself whose payload is a
+  ``store`` as above (a fresh layer each request): it peels the layer, stores the message and
+  answers encrypted (the client opens every reply and checks the stored hash);
 * ``onion-path`` — a 3-hop path (three relays and the destination) where every hop is the
   server itself: four peels and three forwards over its own node-to-node link (OxenMQ for the
   C++ server, ZeroMQ for ours) per request, the work a 3-hop request costs a whole network.
@@ -87,6 +90,8 @@ SCENARIOS = {
     "store": "stores of fresh 256-byte messages to public inboxes (as `info`)",
     "retrieve": "signed retrieves of an account's 10 messages (as `info`)",
     "onion": "one-layer onion requests to the node itself: peel, info, encrypted reply",
+    "onion-store": "one-layer onion requests to the node itself whose payload is a store "
+    "(as `store`): peel, store, encrypted reply",
     "onion-path": "3-hop onion requests where every hop is the node itself (4 peels)",
 }
 
@@ -214,7 +219,7 @@ class Requests:
         self.seq = itertools.count()
         self.tag = b"w%d-" % worker
         self.frames: list[tuple[bytes, Any]] = []
-        x = bytes.fromhex(target.x25519_hex)
+        x = self.x25519 = bytes.fromhex(target.x25519_hex)
         if kind == "onion":
             self.frames = [one_layer_onion(x, INFO_BODY) for _ in range(FRAMES)]
         elif kind == "onion-path":
@@ -230,14 +235,14 @@ class Requests:
         n = next(self.seq)
         if self.kind == "info":
             return "/storage_rpc/v1", INFO_BODY, check_info
-        if self.kind == "store":
+        if self.kind in ("store", "onion-store"):
             data = message_data(self.size, self.tag + str(n).encode() + b"-")
             now = time.time_ns() // 1_000_000
-            return (
-                "/storage_rpc/v1",
-                store_body(account_id(n % STORE_ACCOUNTS), data, now),
-                (check_store),
-            )
+            body = store_body(account_id(n % STORE_ACCOUNTS), data, now)
+            if self.kind == "store":
+                return "/storage_rpc/v1", body, check_store
+            layer, reply_key = one_layer_onion(self.x25519, body)
+            return "/onion_req/v2", layer, lambda s, b: check_onion_store(s, b, reply_key)
         if self.kind == "retrieve":
             ident = self.idents[n % len(self.idents)]
             return (
@@ -281,6 +286,23 @@ def check_onion(status: int, body: bytes, key: bytes) -> str | None:
     except ValueError:
         return "reply does not open"
     return onion_reply_error(plain)
+
+
+def check_onion_store(status: int, body: bytes, key: bytes) -> str | None:
+    """An opened onion reply to a ``store``: the node's 200 with the stored hash."""
+    if status != 200:
+        return f"status {status}"
+    try:
+        doc = json.loads(open_xchacha_reply(key, body))
+    except ValueError:
+        return "reply does not open"
+    if not isinstance(doc, dict):
+        return "reply not an object"
+    code = doc.get("status", doc.get("status_code"))
+    if code != 200:
+        return f"inner status {code}"
+    inner = doc.get("body")
+    return None if isinstance(inner, str) and '"hash"' in inner else "inner body without hash"
 
 
 def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
