@@ -136,7 +136,7 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = run_cli(
         [",".join(KINDS), "--target", "oxenss", "--oxenss-root", str(root), "--duration", "1.5",
-         "--rounds", "1", "--workers", "2", "--ips-per-worker", "16"],
+         "--rounds", "1", "--workers", "2", "--ips-per-worker", "32"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
@@ -147,7 +147,9 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
         for rnd in sc["rounds"]:
             assert rnd["errors"] == {}, (kind, rnd["server"], rnd["error_examples"])
             assert rnd["ok"] > 0, (kind, rnd["server"])
-            assert rnd["connections"] == 32, (kind, rnd["server"])  # 2 workers × 16, kept alive
+            # 2 workers × 32, kept alive: 64 source addresses keep a quiet machine's ~12,000
+            # `info` a second under the 300/s per address both servers allow (else 429s)
+            assert rnd["connections"] == 64, (kind, rnd["server"])
         assert sc["ratios"]["cpu_per_request"] > 0
 
 
