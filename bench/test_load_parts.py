@@ -205,6 +205,7 @@ def node_list(ip: str) -> dict[str, object]:
         (["chat", "--saturate", "--concurrency", "0"], "--concurrency must be at least 1"),
         (["burst", "--burst", "0"], "--burst must be at least 1, got 0"),
         (["churn", "--churn-every", "0"], "--churn-every must be positive"),
+        (["churn", "--duration", "5"], "churn: no node would change in a 5 s step"),
         (["chat", "--drain", "-1"], "--drain must not be negative"),
         (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
         (["burst", "--saturate"], "--saturate is for the chat scenario"),
@@ -446,3 +447,18 @@ def test_a_devnet_start_failure_says_what_its_log_said(tmp_path: Path) -> None:
     assert cli.devnet_failure(DevnetError("not ready in time: node-02")) == (
         "not ready in time: node-02"
     )
+
+
+def test_compare_says_when_no_step_matches(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = json.loads(REFERENCE.read_text())
+    other = copy.deepcopy(doc)
+    for st in other["steps"]:
+        st["name"] = "burst-5"
+    run = cli.Run.__new__(cli.Run)
+    run.args = argparse.Namespace(compare="old.json")
+    run.console = cli.Console(width=200)
+    run.print_compare(other, doc)
+    out = capsys.readouterr().out
+    assert "no step in common with old.json" in out and "only the floors" in out
+    run.print_compare(doc, doc)
+    assert "no step in common" not in capsys.readouterr().out

@@ -615,6 +615,11 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit("--saturate is for the chat scenario")
     if args.bulk_fill and sc != "store-scale":
         raise SystemExit("--bulk-fill is for the store-scale scenario")
+    if sc == "churn" and args.churn_every >= args.duration - 1:
+        raise SystemExit(
+            f"churn: no node would change in a {args.duration:g} s step with --churn-every "
+            f"{args.churn_every:g} (changes start at --churn-every and stop 1 s before the end)"
+        )
     for item in args.node_env:
         key, sep, _ = item.partition("=")
         if not sep or not key.startswith("SESSION_NODE_"):
@@ -1353,6 +1358,13 @@ class Run:
             )
 
     def print_compare(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        names = {s["name"] for s in old["steps"]}
+        if not any(s["name"] in names for s in new["steps"]):
+            self.console.print(
+                f"--compare: no step in common with {self.args.compare} (its steps: "
+                f"{', '.join(sorted(names))}; steps are matched by name, e.g. rate-50): "
+                "only the floors are compared"
+            )
         tb = Table(title="against " + str(self.args.compare))
         for c in ("step", "measure", "old", "new", "new/old"):
             tb.add_column(c)
