@@ -733,12 +733,24 @@ class RpcHandler:
         return out
 
 
+#: fan-outs running in tasks (:func:`_forward_in_task`), held until they end (the loop keeps
+#: only weak references to tasks)
+_FORWARDING: set[asyncio.Task[Any]] = set()
+
+
 def _forward_in_task(fanout: SwarmFanout, body: dict[str, Any], done: ForwardDone) -> None:
-    """A fan-out without ``forward_then`` (tests' in-process swarms): run in a task."""
+    """A fan-out without ``forward_then`` (tests' in-process swarms): run in a task. A task
+    that ends cancelled (the loop closing) is handed on as a RuntimeError, which the RpcLater
+    ends with (500), not as the CancelledError, which no callback's guard catches."""
     task = asyncio.ensure_future(fanout.forward(body))
+    _FORWARDING.add(task)
+    task.add_done_callback(_FORWARDING.discard)
 
     def finished(t: asyncio.Future[Any]) -> None:
-        done(asyncio.CancelledError() if t.cancelled() else (t.exception() or t.result()))
+        if t.cancelled():
+            done(RuntimeError("the swarm fan-out was cancelled"))
+        else:
+            done(t.exception() or t.result())
 
     task.add_done_callback(finished)
 

@@ -447,3 +447,36 @@ async def test_a_store_in_an_onion_layer_over_a_link_is_answered_later(
         assert [m.data for m in stored] == [b"over a link"]
     finally:
         await driver.close()
+
+
+async def test_a_fan_out_task_that_ends_cancelled_is_answered_not_left_hanging(
+    tmp_path: Path,
+) -> None:
+    """A fan-out without ``forward_then`` runs in a task; when that task ends cancelled (the
+    loop closing), the client still gets its one answer (500, as for a bug), instead of the
+    CancelledError escaping the RpcLater's callback into the event loop and the client's
+    Pending never ending."""
+
+    class Cancelled:
+        async def forward(self, request_body: dict[str, Any]) -> dict[str, Any]:
+            raise asyncio.CancelledError  # (its task ends cancelled)
+
+    first = await SqliteMessageStore.open(tmp_path)
+    stores: list[MessageStore] = [first, MemoryMessageStore(), MemoryMessageStore()]
+    node = Node(LocalSwarm(stores), stores)
+    node.rpc.fanout = Cancelled()
+    loop = asyncio.get_running_loop()
+    escaped: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, ctx: escaped.append(ctx))
+    try:
+        body = json.dumps(node.swarm.client_in_swarm().store(b"cancelled")).encode()
+        pending = node.site.storage_rpc(req(body))
+        assert isinstance(pending, http1.Pending)
+        await until(lambda: pending.done or bool(escaped), "an answer or an escaped error")
+        assert escaped == []
+        assert isinstance(pending.outcome, RuntimeError)  # a 500 from the server
+        assert "cancelled" in str(pending.outcome)
+        assert node.site.inflight == 0
+    finally:
+        loop.set_exception_handler(None)
+        await first.close()
