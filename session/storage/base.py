@@ -269,6 +269,8 @@ class MessageStore(abc.ABC):
             done(True, now)
             return
         task = asyncio.ensure_future(self.store(msg))
+        _STORING.add(task)  # (the loop holds tasks only weakly)
+        task.add_done_callback(_STORING.discard)
         task.add_done_callback(lambda t: _task_outcome(t, done))
 
     def store_many_now(
@@ -583,6 +585,10 @@ def check_expiry_args(hashes: Sequence[str], expiries: Sequence[int], extend: bo
         raise InvalidInput("expiries must hold one value, or one per hash")
     if extend and shorten:
         raise InvalidInput("cannot both only-extend and only-shorten expiries")
+
+
+#: stores run in tasks by :meth:`MessageStore.store_then`, held until they end
+_STORING: set[asyncio.Task[Any]] = set()
 
 
 def _task_outcome(task: asyncio.Future[Any], done: Callable[[bool, Any], None]) -> None:
