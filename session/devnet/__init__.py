@@ -49,6 +49,12 @@ leaves it out) serves plain HTTP, keeps its data under ``DIR/community/`` with a
 Nodes proxy onion requests only to the servers named in ``proxy_allow`` (``"host:port"``
 entries: the devnet's own file and community servers), never to public or other local
 addresses (``network.proxy_public = false``).
+
+Health rules (``health=``): ``DEVNET_HEALTH`` by default, the registry's windows shortened to
+seconds so a dead node leaves its swarm quickly; :data:`STEADY_HEALTH` for devnets whose
+tests or benchmarks kill, freeze and restart members on purpose and then need every member in
+its swarm (proofs and reachability tests still run and are reported, nobody is decommissioned
+within an hour).
 """
 
 from __future__ import annotations

@@ -1073,6 +1073,7 @@ class Reconciler:
         self._probing: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._aside: set[asyncio.Task[Any]] = set()
+        self._stopped = False
         self._turn = 0
 
     def not_ready_reason(self) -> str | None:
@@ -1328,6 +1329,8 @@ class Reconciler:
         are refused again until a catch-up with its new peers, as after a start."""
         if change.my_new_swarm in (INVALID_SWARM_ID, change.my_old_swarm) or self.catching_up:
             return  # still in the same swarm, in none, or the start's catch-up still runs
+        if self._stopped:
+            return  # (a change reported while the node stops: nobody would cancel the task)
         self.catching_up = True
         t = spawn(self.catch_up(), log, "catch-up with a swarm joined")
         self._aside.add(t)
@@ -1420,5 +1423,6 @@ class Reconciler:
             self._tasks.append(spawn(self._periodic(), log, "swarm reconciliation loop"))
 
     async def stop(self) -> None:
+        self._stopped = True
         await cancel_and_wait([*self._tasks, *self._running.values(), *self._aside])
         self._tasks.clear()

@@ -258,7 +258,8 @@ class MessageStore(abc.ABC):
         thread (a StoreResult, or the exception :meth:`store` raised) instead of awaited: a
         client's store answered without a task (``session.node.rpc``). Raises InvalidInput at
         once, nothing written, for a message that is not valid. ``done`` may be called before
-        this returns. This default commits at once where :meth:`store_now` can, else runs
+        this returns, and must not raise (stores of one group are handed their outcomes one
+        after another: the RPC's callback guards itself, ``RpcLater.end_with``). This default commits at once where :meth:`store_now` can, else runs
         :meth:`store` in a task; a store that groups its writes overrides it."""
         try:
             now = self.store_now(msg)

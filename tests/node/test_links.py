@@ -79,6 +79,16 @@ async def _ping(peer: str, body: Any) -> Any:
     return {"pong": body}
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 async def test_links_work_over_ipv6() -> None:
     """A node whose public_ip is IPv6 (the list accepts it; ``ServiceNode.zmq_address`` writes
     it ``tcp://[::1]:port``) binds its links there and is reached over them."""

@@ -512,6 +512,14 @@ async def test_a_member_back_in_its_swarm_refuses_reads_until_caught_up_again(ne
     a.view.apply([a.node, b.node, node(2)])  # a change that leaves its swarm as it was
     await asyncio.gather(*a.view._change_tasks)
     assert not a.sync.catching_up
+    # stopping: a change reported after the reconciler stopped starts no catch-up nobody
+    # would cancel
+    await a.sync.stop()
+    a.view.apply(out)
+    await asyncio.gather(*a.view._change_tasks)
+    a.view.apply([a.node, b.node])
+    await asyncio.gather(*a.view._change_tasks)
+    assert not a.sync._aside and not a.sync.catching_up
 
 
 async def test_a_member_answering_again_is_probed_and_synced(net):
