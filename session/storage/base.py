@@ -259,8 +259,9 @@ class MessageStore(abc.ABC):
         client's store answered without a task (``session.node.rpc``). Raises InvalidInput at
         once, nothing written, for a message that is not valid. ``done`` may be called before
         this returns, and must not raise (stores of one group are handed their outcomes one
-        after another: the RPC's callback guards itself, ``RpcLater.end_with``). This default commits at once where :meth:`store_now` can, else runs
-        :meth:`store` in a task; a store that groups its writes overrides it."""
+        after another: the RPC's callback guards itself, ``RpcLater.end_with``). This default
+        commits at once where :meth:`store_now` can, else runs :meth:`store` in a task; a
+        store that groups its writes overrides it."""
         try:
             now = self.store_now(msg)
         except StorageError as e:
