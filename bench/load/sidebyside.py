@@ -188,22 +188,29 @@ def open_xchacha_reply(key: bytes, raw: bytes) -> bytes:
         raise ValueError(f"reply does not open: {e}") from None
 
 
-def onion_reply_error(plain: bytes) -> str | None:
-    """What is wrong with an opened onion reply to ``info`` (None: it is the node's 200 with
-    its version). The reply is ``{"status": code, "body": "<info JSON>"}`` (Session's v3)."""
+def _inner_body(plain: bytes) -> tuple[str, str | None]:
+    """The inner body of an opened onion reply, ``{"status": code, "body": "<JSON>"}``
+    (Session's v3), and what is wrong with the reply (None: a 200 with a text body)."""
     try:
         doc = json.loads(plain)
     except ValueError:
-        return "reply not JSON"
+        return "", "reply not JSON"
     if not isinstance(doc, dict):
-        return "reply not an object"
+        return "", "reply not an object"
     code = doc.get("status", doc.get("status_code"))
     if code != 200:
-        return f"inner status {code}"
+        return "", f"inner status {code}"
     body = doc.get("body")
-    if not isinstance(body, str) or '"version"' not in body:
+    return (body, None) if isinstance(body, str) else ("", "inner body not text")
+
+
+def onion_reply_error(plain: bytes) -> str | None:
+    """What is wrong with an opened onion reply to ``info`` (None: it is the node's 200 with
+    its version)."""
+    body, wrong = _inner_body(plain)
+    if wrong is None and '"version"' not in body:
         return "inner body not info"
-    return None
+    return wrong
 
 
 Check = Callable[[int, bytes], str | None]
@@ -293,16 +300,13 @@ def check_onion_store(status: int, body: bytes, key: bytes) -> str | None:
     if status != 200:
         return f"status {status}"
     try:
-        doc = json.loads(open_xchacha_reply(key, body))
+        plain = open_xchacha_reply(key, body)
     except ValueError:
         return "reply does not open"
-    if not isinstance(doc, dict):
-        return "reply not an object"
-    code = doc.get("status", doc.get("status_code"))
-    if code != 200:
-        return f"inner status {code}"
-    inner = doc.get("body")
-    return None if isinstance(inner, str) and '"hash"' in inner else "inner body without hash"
+    inner, wrong = _inner_body(plain)
+    if wrong is None and '"hash"' not in inner:
+        return "inner body without hash"
+    return wrong
 
 
 def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
