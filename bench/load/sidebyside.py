@@ -285,25 +285,29 @@ def check_retrieve(status: int, body: bytes) -> str | None:
     return None if len(msgs) == PREFILL else f"{len(msgs)} messages, wanted {PREFILL}"
 
 
-def check_onion(status: int, body: bytes, key: bytes) -> str | None:
+def _opened_onion(status: int, body: bytes, key: bytes) -> tuple[str, str | None]:
+    """The inner body of a one-layer onion reply (HTTP 200, sealed with ``key``), and what is
+    wrong with the reply (None: a 200 inside too)."""
     if status != 200:
-        return f"status {status}"
+        return "", f"status {status}"
     try:
         plain = open_xchacha_reply(key, body)
     except ValueError:
-        return "reply does not open"
-    return onion_reply_error(plain)
+        return "", "reply does not open"
+    return _inner_body(plain)
+
+
+def check_onion(status: int, body: bytes, key: bytes) -> str | None:
+    """An opened onion reply to ``info``: the node's 200 with its version."""
+    inner, wrong = _opened_onion(status, body, key)
+    if wrong is None and '"version"' not in inner:
+        return "inner body not info"
+    return wrong
 
 
 def check_onion_store(status: int, body: bytes, key: bytes) -> str | None:
     """An opened onion reply to a ``store``: the node's 200 with the stored hash."""
-    if status != 200:
-        return f"status {status}"
-    try:
-        plain = open_xchacha_reply(key, body)
-    except ValueError:
-        return "reply does not open"
-    inner, wrong = _inner_body(plain)
+    inner, wrong = _opened_onion(status, body, key)
     if wrong is None and '"hash"' not in inner:
         return "inner body without hash"
     return wrong
