@@ -159,21 +159,27 @@ class ClientSite:
         if isinstance(r, RpcLater):
             pending = Pending(on_end=self._landed)
             self.inflight += 1  # until the Pending ends (_landed): answered or cancelled
-            r.then(partial(self._rpc_answered, pending, t0))
+            r.then(partial(self._answer_later, pending, partial(self._rpc_reply, t0=t0)))
             return pending
         return self._rpc_rest(r, t0)
 
     def _rpc_reply(self, r: RpcResponse, t0: float) -> Response:
         return self._reply("storage_rpc", r.status, r.to_bytes(), t0, r.content_type)
 
-    def _rpc_answered(self, pending: Pending, t0: float, r: RpcResponse | BaseException) -> None:
-        """An :class:`RpcLater`'s answer (its callback)."""
+    @staticmethod
+    def _answer_later(
+        pending: Pending,
+        make: Callable[[RpcResponse], Response],
+        r: RpcResponse | BaseException,
+    ) -> None:
+        """An :class:`RpcLater`'s answer (its callback) to the client's ``pending``, made into
+        the HTTP answer by ``make`` (a plain RPC answer, or one sealed for an onion layer)."""
         if pending.done:
             return  # the client is gone: its answer is dropped, uncounted, as its task's was
         if isinstance(r, BaseException):
             pending.fail(r)  # a bug: 500, logged by the server
         else:
-            pending.answer_with(self._rpc_reply, r, t0)
+            pending.answer_with(make, r)
 
     async def _rpc_rest(self, rest: Awaitable[RpcResponse], t0: float) -> Response:
         self.inflight += 1
@@ -205,20 +211,11 @@ class ClientSite:
             return self._reply("onion", r[0], r[1], t0)
         if isinstance(r, SealLater):  # a store for this node: answered from the RPC's callbacks
             self.inflight += 1
-            r.later.then(partial(self._onion_later, pending, r, t0))
+            r.later.then(
+                partial(self._answer_later, pending, partial(self._sealed_response, r, t0=t0))
+            )
             return pending
         return self._onion_rest(r, t0)
-
-    def _onion_later(
-        self, pending: Pending, seal: SealLater, t0: float, r: RpcResponse | BaseException
-    ) -> None:
-        """The RPC's later answer to a layer for this node (its :class:`RpcLater`'s callback)."""
-        if pending.done:
-            return  # the client is gone: its answer is dropped, uncounted, as its task's was
-        if isinstance(r, BaseException):
-            pending.fail(r)  # a bug: 500, logged by the server
-        else:
-            pending.answer_with(self._sealed_response, seal, r, t0)
 
     def _sealed_response(self, seal: SealLater, r: RpcResponse, t0: float) -> Response:
         status, out = seal.sealed(r)
