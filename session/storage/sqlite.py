@@ -779,19 +779,12 @@ class SqliteMessageStore(MessageStore):
         collected, queued or running before it and small writes may be committed here
         (:data:`MAX_INLINE`); None otherwise, with nothing written. A forwarded replica write
         answered without a task (``session.node.forwarded``)."""
-        op = self._store_op(msg)
-        self._check_open()
-        if self._pending or self._queued or MAX_INLINE < 1:
+        out = self.store_many_now([msg])
+        if out is None:
             return None
-        loop = asyncio.get_running_loop()
-        results = self._run_inline([_Job(op, loop, None, True)], loop)
-        if results is None:
-            return None
-        ok, value = results[0]
-        if not ok:
-            raise value
-        assert isinstance(value, StoreResult)
-        return value
+        if isinstance(out[0], StorageError):
+            raise out[0]
+        return out[0]
 
     def store_many_now(
         self, msgs: Sequence[StoredMessage]
