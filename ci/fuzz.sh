@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
 . ci/env.sh
 
 RUST_TARGETS=(bt_decode mnemonic_decode onion_layer_decode onion_peel onion_v4_decode session_decrypt blinded_dm_decrypt unpad
-  zstd_decompress groups_parse plain_store)
+  zstd_decompress groups_parse plain_store link_frames)
 PY_TARGETS=(rpc onion snodes content receive community)
 SECONDS_EACH="${FUZZ_SECONDS:-12}"
 # A fixed libFuzzer seed by default, so a run explores the same way on the same code and a

@@ -198,7 +198,7 @@ class Node:
         ssl_ctx = await self._tls_context()
         x_secret = bytes(self.identity.export_x25519_secret())
         await self._start_links(x_secret)
-        self._progress("node links listening on zmq port %d", self.zmq_port)
+        self._progress("node links listening on port %d (network.zmq_port)", self.zmq_port)
         self._wire_replication()
         await self.handoff.restore()  # members owed a copy before the last stop
         self._wire_handler_and_router(x_secret)
@@ -208,7 +208,7 @@ class Node:
         await self._join_network()
         self._start_background()
         log.info(
-            "node %s… up in %.2fs: https %d, zmq %d, admin %d",
+            "node %s… up in %.2fs: https %d, links %d, admin %d",
             self.view.me[:12],
             time.perf_counter() - t0,
             self.https_port,
@@ -552,7 +552,7 @@ class Node:
         cfg = self.config
         delay = 0.25
         self._progress(
-            "registering with %s as %s (https %d, zmq %d)",
+            "registering with %s as %s (https %d, links %d)",
             cfg.registry.url,
             cfg.announce_ip,
             self.https_port,

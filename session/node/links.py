@@ -1,20 +1,33 @@
-"""Node-to-node links: ZeroMQ with CURVE, msgpack payloads, request ids mapped to futures.
+"""Node-to-node links: TCP with a Noise handshake, msgpack payloads, request ids mapped to futures.
 
-Every node binds one ROUTER socket (CURVE server, its X25519 key pair) and keeps one DEALER
-socket (CURVE client, same key pair) per peer it talks to, connected once and reused. A
-request travels DEALER → ROUTER as frames ``[kind, request_id, msgpack body, *bulk]``; the
-answer comes back ROUTER → DEALER as ``[b"R" | b"E", request_id, body, *bulk]``. The request
-id maps to a waiting future, so a relayed onion reply travels back without any crypto. Bulk
-frames carry a body's large ``bytes`` values (a relayed onion frame, a file download's answer)
-outside the msgpack (:func:`pack_body`): packing and unpacking 10 MB would copy it twice.
+Every node listens on one TCP port (``network.zmq_port``: the name is the registry's, from the
+days these links were ZeroMQ) and keeps one outgoing connection per peer it talks to,
+connected once and reused (reconnected within half a second when it drops). A connection starts
+with a Noise ``IK`` handshake (``session._core.LinkHandshake``, the ``snow`` crate in the Rust
+core): the connecting node knows the listener's X25519 key from the node list and proves its
+own, which the listener hands to the ``authorize`` callback (a registered node?) before it
+answers; both get fresh ephemeral keys. After that every message is one frame sealed by the
+core (``session._core.Link``: length-prefixed ChaCha20-Poly1305, any size up to 16 MB, the
+format in ``core_ext/crates/session-link``), whose parts are ours:
 
-Authentication: the ROUTER runs a ZAP handler that accepts a CURVE client key only when the
-``authorize`` callback says it belongs to a registered node; it stamps the peer's X25519 hex as
-the ZMQ ``User-Id`` so handlers know who is asking.
+* a request, outgoing connection → listener: ``[kind, request id, msgpack body, *bulk]``;
+* its answer, back on the same connection: ``[b"R" | b"E", request id, body, *bulk]``;
+* a heartbeat: a message of no parts, sent by either side after a second without sending.
 
-The sockets are driven directly from the event loop (``add_reader`` on the ZMQ file
-descriptor, non-blocking sends), which costs a few microseconds per message instead of the
-tens that ``zmq.asyncio`` futures cost.
+The request id maps to a waiting future or callback, so a relayed onion reply travels back
+without any crypto. Bulk parts carry a body's large ``bytes`` values (a relayed onion frame, a
+file download's answer) outside the msgpack (:func:`pack_body`): packing and unpacking 10 MB
+would copy it twice.
+
+Everything runs on the event loop's thread: a message is sealed and written to the socket by
+the call that sends it, and opened in the loop's read callback, so a request and its answer
+wake no other thread (the libzmq links these replace cost the answering side ~7× a plain
+socket's round trip in its I/O thread's wake-ups: docs/performance.md).
+
+A connection that carries nothing for :data:`HEARTBEAT_TIMEOUT_BEATS` heartbeat intervals
+(partitioned, frozen host, cable pulled: nothing resets the TCP connection) is closed, and the
+peer is down until its next handshake. Heartbeats are counted in the loop's own turns, so a
+loop that was itself held up does not blame its peers for it.
 
 Hot path (a relayed onion layer, thousands a second): a kind can have a *direct* handler
 (``NodeLinks.direct``), called synchronously with an :class:`Answer` instead of run as a task,
@@ -26,26 +39,24 @@ timer per request.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import math
 import struct
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]
-import zmq
-import zmq.backend
-from zmq.utils import z85
-from zmq.utils.monitor import parse_monitor_message
 
-from session.errors import ConfigError, StorageError
+from session._core import Link, LinkHandshake
+from session.errors import ConfigError, DecryptionError, InvalidInput, StorageError
 from session.service.tasks import log_failure
 
 log = logging.getLogger("session.node.links")
 
-#: Message kinds (first frame of a request).
+#: Message kinds (first part of a request).
 KIND_ONION = b"onion"  # relay an onion frame; body {"f": frame} → {"s": status, "b": body}
 KIND_CC = b"cc"  # a client request forwarded for swarm replication; body dict → result dict
 KIND_DATA = b"data"  # bulk push on swarm change; body {"m": [records]} → {"n": accepted}
@@ -58,42 +69,40 @@ KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING, KIND_SYNC, KIND_CC_BATCH)
 
 _REPLY = b"R"
 _ERROR = b"E"
-_ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
-#: A top-level ``bytes`` value of a body dict at least this long travels as a bulk frame.
+#: A top-level ``bytes`` value of a body dict at least this long travels as a bulk part.
 BULK_MIN = 64 * 1024
-#: The body key that lists, in order, the keys whose values are the bulk frames.
+#: The body key that lists, in order, the keys whose values are the bulk parts.
 BULK_KEY = "~"
-# plain ints: pyzmq's enum arithmetic shows up in relay profiles
-_NOBLOCK = int(zmq.NOBLOCK)
-_NOBLOCK_MORE = _NOBLOCK | int(zmq.SNDMORE)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-#: pyzmq's Cython socket under its Python ``Socket``: the links call its ``send``/``recv``/``get``
-#: directly (see :func:`_send_frames`).
-_Backend: Any = zmq.backend.Socket
-#: Connection events of our links to peers that change a peer's health.
-_LINK_EVENTS = int(zmq.EVENT_HANDSHAKE_SUCCEEDED) | int(zmq.EVENT_DISCONNECTED)
-#: How long a request waits for a link to a peer to be connected before failing.
+#: How long a request waits for a link to a peer to be connected before failing; also how
+#: long a connection may take to complete its handshake.
 CONNECT_WAIT = 3.0
-#: Heartbeat of node links (ZMTP PING every second; no traffic for 3 s closes the connection).
-HEARTBEAT_IVL_MS = 1000
-HEARTBEAT_TIMEOUT_MS = 3000
+#: A connection that sent nothing for this long sends a heartbeat.
+HEARTBEAT_IVL = 1.0
+#: A connection on which nothing arrived for this many heartbeat intervals in a row is closed.
+HEARTBEAT_TIMEOUT_BEATS = 3
+#: Reconnecting a dropped link: first after RECONNECT_MIN seconds, doubling up to RECONNECT_MAX
+#: (a restarted peer is reachable again within half a second).
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 0.5
+#: Bytes a connection may have waiting to be written before sends wait (the socket's own
+#: buffer comes first); a reply is written regardless.
+SEND_BUFFER_HIGH = 32 * 1024 * 1024
+#: The largest handshake frame read (Noise IK's messages are 96 and 48 bytes).
+MAX_HANDSHAKE = 1024
 #: How late past its deadline a request may be failed: deadlines are checked by one shared
 #: timer, which fires at the earliest deadline plus this much (so close deadlines share a run).
 DEADLINE_SLACK = 0.01
-#: At most this many messages are handled per drain of a socket; the rest wait for the next
-#: turn of the event loop, so a peer flooding its link cannot keep the loop in one drain
-#: (HTTP clients, timers and the other links get their turn in between).
-DRAIN_BATCH = 128
 
 #: What ``msgpack.unpackb`` raises for bytes that are not one msgpack object (truncated input,
 #: extra data, bad UTF-8 in a string, reserved codes, nesting too deep, a map key of a list).
 MSGPACK_ERRORS: tuple[type[Exception], ...] = (ValueError, msgpack.UnpackException)
+#: What the core raises for a frame no link of ours sends (tampered, out of order, malformed).
+_FRAME_ERRORS = (DecryptionError, InvalidInput)
 
 Handler = Callable[[str, Any], Awaitable[Any]]
 #: What a request sent with :meth:`NodeLinks.send_request` gets: the reply's msgpack body and
-#: bulk frames as they arrived, or the :class:`LinkError` that ended it.
+#: bulk parts as they arrived, or the :class:`LinkError` that ends it.
 RawReply = tuple[bytes, list[bytes]]
 OnReply = Callable[["RawReply | LinkError"], None]
 _log_task_failure = log_failure(log, "a link task")
@@ -101,9 +110,9 @@ Authorizer = Callable[[bytes], Awaitable[bool]]
 
 
 def pack_body(body: Any) -> list[bytes]:
-    """The frames of a request or reply body: its msgpack, then one bulk frame per top-level
+    """The parts of a request or reply body: its msgpack, then one bulk part per top-level
     ``bytes`` value of at least :data:`BULK_MIN` bytes (their keys listed under
-    :data:`BULK_KEY`), so a 10 MB onion frame is handed to ZeroMQ as it is."""
+    :data:`BULK_KEY`), so a 10 MB onion frame is sealed as it is, never packed."""
     if isinstance(body, dict):
         bulk = [
             k
@@ -115,33 +124,6 @@ def pack_body(body: Any) -> list[bytes]:
             head[BULK_KEY] = bulk
             return [msgpack.packb(head, use_bin_type=True), *(body[k] for k in bulk)]
     return [msgpack.packb(body, use_bin_type=True)]
-
-
-def _send_frames(sock: zmq.Socket, frames: list[Any]) -> None:
-    """``sock.send_multipart(frames, NOBLOCK)`` without pyzmq's per-frame Python layer (a type
-    check per frame, an enum ``|`` per frame, the sugar ``send``): ~2 µs a message, two messages
-    per relayed layer. Raises ``zmq.Again`` like it when the message cannot be queued (ZeroMQ
-    queues a multipart message whole or not at all: only the first frame can fail so)."""
-    send = _Backend.send
-    last = len(frames) - 1
-    for i, frame in enumerate(frames):
-        send(sock, frame, _NOBLOCK_MORE if i < last else _NOBLOCK)
-
-
-def _recv_frames(sock: zmq.Socket, copy: bool) -> list[Any]:
-    """``sock.recv_multipart(NOBLOCK, copy=copy)`` through the Cython socket; raises
-    ``zmq.Again`` when nothing is waiting. Frames are received as ``zmq.Frame`` and their
-    ``more`` flag read from the frame: asking the socket for ``RCVMORE`` converts the option to
-    pyzmq's enum in Python (~1 µs a frame, four or five frames a message)."""
-    recv = _Backend.recv
-    frame = recv(sock, _NOBLOCK, False)
-    parts = [frame]
-    while frame.more:
-        frame = recv(sock, _NOBLOCK, False)
-        parts.append(frame)
-    if copy:
-        return [f.bytes for f in parts]
-    return parts
 
 
 def unpack_body(body: bytes, bulk: list[bytes]) -> Any:
@@ -215,139 +197,281 @@ class PeerHealth:
         return was_down
 
 
-def _z85(key: bytes) -> bytes:
-    if len(key) != 32:
-        raise ValueError("CURVE keys are 32 bytes")
-    return z85.encode(key)
+def parse_address(address: str) -> tuple[str, int]:
+    """``tcp://IP:port`` (``tcp://[IPv6]:port``) → (ip, port). Only IP literals: a link never
+    looks a name up (the node list refuses names too: ``ServiceNode.from_json``). Raises
+    :class:`LinkUnreachable` for anything else."""
+    rest = address.removeprefix("tcp://")
+    host, sep, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        if rest == address or not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("not tcp://IP:port")
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise LinkUnreachable(f"a link address must be tcp://IP:port, not {address!r}") from None
+    return host, int(port)
 
 
-class _Pump:
-    """Drains one ZMQ socket from the event loop (ZMQ's FD is edge-triggered). One ``EVENTS``
-    query first (~1 µs: most drains after a :meth:`kick` find nothing), then receives until the
-    socket says ``EAGAIN``, which is how it tells that it has processed its pending commands and
-    has no message left (so the FD signals again for the next one). ``EAGAIN`` costs ~3 µs
-    (pyzmq raises ``zmq.Again``), once per drain; asking ``EVENTS`` before every message cost
-    ~1 µs a message, and under load a drain finds ten or more.
+class _Conn(asyncio.Protocol):
+    """One TCP connection of node links: ours to a peer (``peer`` set: it carries our
+    requests and their answers) or a peer's to us (``peer`` None: its requests, our answers).
+    Handshake first (:class:`LinkHandshake`), then sealed messages (:class:`Link`)."""
 
-    A drain handles at most :data:`DRAIN_BATCH` messages; with more waiting it schedules
-    itself for the next loop turn (the FD will not signal again for messages already queued,
-    so without that they would wait for the next edge).
+    __slots__ = (
+        "beats_quiet",
+        "handshake",
+        "hs_buf",
+        "link",
+        "links",
+        "paused",
+        "peer",
+        "peer_hex",
+        "rx",
+        "rx_seen",
+        "transport",
+        "tx",
+        "tx_seen",
+    )
 
-    A :meth:`kick` during a drain of the same socket (a reply sent by a handler as the request
-    arrives) schedules nothing: the drain receives again after the handler, until ``EAGAIN``,
-    which is what a kicked drain would do (on a member answering a forwarded write, one
-    scheduled callback and one ``EVENTS`` query per request fewer)."""
+    def __init__(self, links: NodeLinks, peer: _Peer | None) -> None:
+        self.links = links
+        self.peer = peer
+        #: the other node's X25519 hex: known up front on our connections, proven by the
+        #: handshake on theirs
+        self.peer_hex = peer.x25519_hex if peer is not None else ""
+        self.transport: asyncio.Transport | None = None
+        self.handshake: LinkHandshake | None = None
+        self.hs_buf = bytearray()
+        self.link: Link | None = None
+        self.paused = False  # the write buffer is over SEND_BUFFER_HIGH
+        # messages in and out, and what the heartbeat timer saw of them at its last beat
+        self.rx = self.tx = self.rx_seen = self.tx_seen = 0
+        self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: zmq.Socket,
-        on_msg: Callable[[list[Any]], None],
-        copy: bool = True,
-    ) -> None:
-        self.loop = loop
-        self.sock = sock
-        self.on_msg = on_msg
-        self.copy = copy
-        self._scheduled = False
-        self._draining = False
-        self._kicked = False  # kick() was called during this drain
-        self._closed = False
-        loop.add_reader(sock.FD, self.drain)
-
-    def kick(self) -> None:
-        """After a send the FD may have swallowed a readiness edge: drain soon (unless this is
-        a handler of this socket's drain, which receives again anyway: see the class)."""
-        if self._draining:
-            self._kicked = True
-        elif not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self.drain)
-
-    def drain(self) -> None:
-        self._scheduled = False
-        if self._closed or self._draining:  # (a drain scheduled by kick() before close)
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (a TCP transport; uvloop's does not derive from asyncio.Transport)
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=SEND_BUFFER_HIGH)
+        links = self.links
+        if links.closed:
+            transport.abort()
             return
-        self._draining = True
-        self._kicked = False
-        rearmed = False
+        links._conns.add(self)
         try:
-            rearmed = self._drain()
-        finally:
-            self._draining = False
-            if self._kicked and not rearmed:  # (ended otherwise than on EAGAIN)
-                self.kick()
+            if self.peer is not None:
+                self.handshake = LinkHandshake.initiator(links._secret, self.peer.public)
+                transport.write(self.handshake.write())
+            else:
+                self.handshake = LinkHandshake.responder(links._secret)
+        except _FRAME_ERRORS as e:  # (a peer key of the wrong size: the list checks them)
+            log.warning("cannot open a node link: %s", e)
+            transport.abort()
 
-    def _drain(self) -> bool:
-        """Receive and handle; True when it ended with the socket saying it has nothing left
-        (so its FD signals the next message)."""
-        sock, copy, on_msg = self.sock, self.copy, self.on_msg
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.links._conns.discard(self)
+        self.link = None
+        if self.peer is not None:
+            self.links._lost(self.peer, self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.peer is not None:
+            self.peer.wake()
+
+    def data_received(self, data: bytes) -> None:
+        link = self.link
+        if link is None:
+            self._handshake_data(data)
+            return
         try:
-            if not _Backend.get(sock, _EVENTS) & _POLLIN:
-                return True
-            for _ in range(DRAIN_BATCH):
-                try:
-                    msg = _recv_frames(sock, copy)
-                except zmq.Again:
-                    return True
-                try:
-                    on_msg(msg)
-                except Exception:
-                    # Bug guard, deliberately broad: the handlers check what a peer sends, so
-                    # only a bug of ours lands here, and this pump serves every peer (the FD is
-                    # edge-triggered: what is queued behind an escaped error would wait for the
-                    # next edge). Logged with its traceback; the root handler's rate limit
-                    # (service.logs.RateLimitFilter) keeps a repeated one to a trickle.
-                    log.exception("bug: a link message handler failed")
-            self._scheduled = True  # a full batch: more may be waiting, go on next loop turn
-            self.loop.call_soon(self.drain)
-        except zmq.ZMQError as e:
-            if e.errno != zmq.ENOTSOCK:
-                log.warning("link socket error: %s", e)
-        return False
+            msgs = link.feed(data)
+        except _FRAME_ERRORS as e:
+            self._broken(e)
+            return
+        self.rx += 1
+        on_msg = self.links._on_reply if self.peer is not None else self.links._on_request
+        for parts in msgs:
+            if not parts:
+                continue  # a heartbeat
+            try:
+                on_msg(self, parts)
+            except Exception:
+                # Bug guard, deliberately broad: the handlers check what a peer sends, so only
+                # a bug of ours lands here, and the messages after it on this connection must
+                # still be handled. Logged with its traceback; the root handler's rate limit
+                # (service.logs.RateLimitFilter) keeps a repeated one to a trickle.
+                log.exception("bug: a link message handler failed")
+
+    # -- handshake
+    def _handshake_data(self, data: bytes) -> None:
+        hs = self.handshake
+        if hs is None or self.transport is None:
+            return  # (authorizing: the peer must wait for our answer before sending more)
+        buf = self.hs_buf
+        buf += data
+        if len(buf) < 4:
+            return
+        n = int.from_bytes(buf[:4], "big")
+        if n > MAX_HANDSHAKE:
+            self._broken(InvalidInput("a handshake frame too large"))
+            return
+        if len(buf) < 4 + n:
+            return
+        message, rest = bytes(buf[4 : 4 + n]), bytes(buf[4 + n :])
+        buf.clear()
+        try:
+            hs.read(message)
+        except _FRAME_ERRORS as e:
+            self._broken(e)
+            return
+        if self.peer is not None:  # ours: the listener answered, the link is up
+            self._established(hs, rest)
+            return
+        key = hs.remote_static
+        assert key is not None  # (IK: the first message carries it)
+        self.handshake = None  # (until admitted: anything sent meanwhile is out of turn)
+        self.links._spawn(self._admit(hs, key, rest))
+
+    async def _admit(self, hs: LinkHandshake, key: bytes, rest: bytes) -> None:
+        """A peer's handshake: answer it when ``authorize`` knows its key, else close."""
+        ok = False
+        try:
+            ok = await self.links.authorize(key)
+        finally:  # a failing callback (a bug: it is logged by the task) refuses the key
+            if not ok:
+                self.links.auth_denied += 1
+                log.info("refused a node link from an unregistered key")
+                if self.transport is not None:
+                    self.transport.close()
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.peer_hex = key.hex()
+        self.transport.write(hs.write())
+        self._established(hs, rest)
+
+    def _established(self, hs: LinkHandshake, rest: bytes) -> None:
+        self.handshake = None
+        try:
+            self.link = hs.into_link()
+        except _FRAME_ERRORS as e:
+            self._broken(e)
+            return
+        if self.peer is not None:
+            self.links._link_up(self.peer, self)
+        if rest:
+            self.data_received(rest)
+
+    def _broken(self, e: Exception) -> None:
+        """The other side sent what no node link sends: close this connection only."""
+        log.warning("closed a node link that sent a bad frame: %s", e)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- sending
+    def send(self, parts: list[bytes]) -> bool:
+        """Seal and write one message; False when the link is not up (or is closing). Raises
+        :class:`LinkError` for a message larger than a link carries."""
+        link, transport = self.link, self.transport
+        if link is None or transport is None or transport.is_closing():
+            return False
+        try:
+            frame = link.seal(parts)
+        except InvalidInput as e:
+            raise LinkError(str(e)) from None
+        transport.write(frame)
+        self.tx += 1
+        return True
+
+    def beat(self) -> None:
+        """The heartbeat timer's visit: a heartbeat when nothing was sent since the last
+        beat; closed after HEARTBEAT_TIMEOUT_BEATS beats in a row with nothing received; a
+        handshake that takes longer than CONNECT_WAIT (counted in beats) is abandoned too."""
+        if self.rx != self.rx_seen:
+            self.rx_seen = self.rx
+            self.beats_quiet = 0
+        else:
+            self.beats_quiet += 1
+        if self.link is None:
+            if self.beats_quiet > CONNECT_WAIT / HEARTBEAT_IVL and self.transport is not None:
+                self.transport.abort()  # (a port that accepts TCP and says nothing)
+            return
+        if self.beats_quiet >= HEARTBEAT_TIMEOUT_BEATS:
+            log.info("node link to %s… silent: closed", self.peer_hex[:12])
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if self.tx == self.tx_seen:
+            self.send([])
+        self.tx_seen = self.tx
 
     def close(self) -> None:
-        self._closed = True
-        try:
-            self.loop.remove_reader(self.sock.FD)
-        except (zmq.ZMQError, ValueError, OSError):
-            pass
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class _Peer:
-    """Our DEALER to one peer, and its monitor (connection events drive the peer's health)."""
+    """Our connection to one peer (made again when it drops, while the peer is ours to reach)."""
 
     __slots__ = (
         "address",
+        "backoff",
         "behind",
+        "closed",
+        "conn",
         "connected",
-        "monitor",
-        "monitor_pump",
-        "pump",
-        "sock",
+        "dialing",
+        "host",
+        "port",
+        "public",
+        "redial",
+        "waiters",
         "x25519_hex",
     )
 
-    def __init__(self, x25519_hex: str, sock: zmq.Socket, address: str) -> None:
+    def __init__(self, x25519_hex: str, address: str) -> None:
         self.x25519_hex = x25519_hex
-        self.sock = sock
+        self.public = bytes.fromhex(x25519_hex)
         self.address = address
-        self.connected = False  # a CURVE handshake completed and the connection still stands
+        self.host, self.port = parse_address(address)
+        self.conn: _Conn | None = None  # the connection whose handshake completed
+        self.connected = False  # a handshake completed and the connection still stands
+        self.closed = False  # dropped (disconnect, close): no more dialling
         #: the last send to this peer that had to wait for the link (NodeLinks._send), until
         #: it is over: later sends go behind it, so messages to a peer leave in the order made
         self.behind: asyncio.Future[None] | None = None
-        self.pump: _Pump | None = None
-        self.monitor: zmq.Socket | None = None
-        self.monitor_pump: _Pump | None = None
+        self.dialing: asyncio.Task[Any] | None = None
+        self.redial: asyncio.TimerHandle | None = None
+        self.backoff = RECONNECT_MIN
+        #: sends waiting for the link to come up or take more (woken on either)
+        self.waiters: list[asyncio.Future[None]] = []
+
+    def ready(self) -> bool:
+        c = self.conn
+        return c is not None and not c.paused
+
+    def wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     def close(self) -> None:
-        for pump in (self.pump, self.monitor_pump):
-            if pump is not None:
-                pump.close()
-        if self.monitor is not None:
-            self.sock.disable_monitor()
-            self.monitor.close(0)
-        self.sock.close(0)
+        self.closed = True
+        self.connected = False
+        if self.redial is not None:
+            self.redial.cancel()
+        if self.dialing is not None:
+            self.dialing.cancel()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.wake()
 
 
 class Answer:
@@ -358,11 +482,11 @@ class Answer:
 
     __slots__ = ("_links", "_rid", "_route", "peer")
 
-    def __init__(self, links: NodeLinks, route: bytes, rid: bytes, peer: str) -> None:
+    def __init__(self, links: NodeLinks, route: _Conn, rid: bytes, peer: str) -> None:
         self._links = links
         self._route = route
         self._rid = rid
-        #: the asking peer's X25519 hex (its CURVE key)
+        #: the asking peer's X25519 hex (the key its link's handshake proved)
         self.peer = peer
 
     def result(self, value: Any) -> None:
@@ -382,7 +506,7 @@ class Answer:
         """Run ``handler(*args)``, which ends this request now or later. The one supervisor of
         code that answers through an Answer outside any task (a direct handler as its request
         arrives, the relay's peel callback): what escapes it is answered as an ordinary
-        handler's error is (:meth:`fail`), and the caller (the pump, the peel pool) goes on
+        handler's error is (:meth:`fail`), and the caller (the link, the peel pool) goes on
         with its next message. Were the request already answered, the peer drops the second
         answer as late."""
         try:
@@ -414,12 +538,13 @@ DirectHandler = Callable[[str, Any, Answer], None]
 
 
 class NodeLinks:
-    """The node's ZeroMQ endpoint: a CURVE ROUTER for peers' requests, DEALERs to peers.
+    """The node's link endpoint: a TCP listener for peers' requests, a connection to each peer
+    we send requests to.
 
     ``handlers`` maps a kind (``KIND_*``) to ``async handler(peer_x25519_hex, body) -> reply``;
     ``direct`` maps a kind to a :data:`DirectHandler` (taking precedence over ``handlers``):
     no task per request, for the relay's hot path. ``authorize(x25519_public)`` decides whether
-    a connecting CURVE key is a registered node.
+    a connecting node's key (proven by its handshake) is a registered node.
     """
 
     def __init__(
@@ -433,18 +558,18 @@ class NodeLinks:
         on_peer_up: Callable[[str], None] | None = None,
         direct: dict[bytes, DirectHandler] | None = None,
     ) -> None:
-        self._pub = _z85(public_x25519)
-        self._sec = _z85(secret_x25519)
+        if len(public_x25519) != 32 or len(secret_x25519) != 32:
+            raise ValueError("link keys are 32 bytes")
+        self._secret = secret_x25519
         self.public_hex = public_x25519.hex()
         self.handlers = handlers
         self.direct: dict[bytes, DirectHandler] = direct if direct is not None else {}
         self.authorize = authorize
         self.request_timeout = request_timeout
-        self._ctx: zmq.Context | None = None
-        self._router: zmq.Socket | None = None
-        self._router_pump: _Pump | None = None
-        self._zap: zmq.Socket | None = None
-        self._zap_pump: _Pump | None = None
+        self._server: asyncio.Server | None = None
+        #: every open connection, both directions (the heartbeat timer visits them)
+        self._conns: set[_Conn] = set()
+        self._beat_handle: asyncio.TimerHandle | None = None
         self._peers: dict[str, _Peer] = {}
         #: X25519 hex -> liveness of peers we sent requests to (see :class:`PeerHealth`).
         self.health: dict[str, PeerHealth] = {}
@@ -471,48 +596,32 @@ class NodeLinks:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: str, port: int) -> int:
-        """Bind the ROUTER on ``tcp://host:port`` (0 = any free port); returns the port."""
-        self._loop = asyncio.get_running_loop()
-        ctx = self._ctx = zmq.Context(io_threads=1)
-        # ZAP handler first: libzmq consults it for every CURVE handshake on this context.
-        zap = self._zap = ctx.socket(zmq.ROUTER)
-        zap.linger = 0
-        zap.bind(_ZAP_ENDPOINT)
-        self._zap_pump = _Pump(self._loop, zap, self._on_zap)
-        r = self._router = ctx.socket(zmq.ROUTER)
-        r.linger = 0
-        r.curve_server = True
-        r.curve_publickey = self._pub
-        r.curve_secretkey = self._sec
-        r.zap_domain = b"session-node"
-        r.maxmsgsize = MAX_MESSAGE
-        r.sndhwm = r.rcvhwm = 10000
-        r.router_mandatory = False
-        r.ipv6 = True  # (a node whose public_ip is IPv6 binds and is reached over it)
+        """Listen on ``host:port`` (0 = any free port); returns the port."""
+        loop = self._loop = asyncio.get_running_loop()
         try:
-            if port:
-                r.bind(f"tcp://{host}:{port}")
-                self.port = port
-            else:
-                self.port = r.bind_to_random_port(f"tcp://{host}")
-        except zmq.ZMQError as e:  # a port in use or an address not on this machine
+            self._server = await loop.create_server(
+                lambda: _Conn(self, None), host, port, reuse_address=True
+            )
+        except OSError as e:  # a port in use or an address not on this machine
             raise ConfigError(
                 f"cannot listen for node links on {host} port {port} (network.zmq_port): "
-                f"{e.strerror}"
+                f"{e.strerror or e}"
             ) from None
-        self._router_pump = _Pump(self._loop, r, self._on_request, copy=False)
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._beat_handle = loop.call_later(HEARTBEAT_IVL, self._beat)
         return self.port
 
     async def close(self) -> None:
-        """Fail waiting requests, close every socket (no linger)."""
+        """Fail waiting requests, close every connection."""
         if self.closed:
             return
         self.closed = True
         pending, self._pending = self._pending, {}
         self._deadlines.clear()
-        if self._sweep_handle is not None:
-            self._sweep_handle.cancel()
-            self._sweep_handle = None
+        for handle in (self._sweep_handle, self._beat_handle):
+            if handle is not None:
+                handle.cancel()
+        self._sweep_handle = self._beat_handle = None
         for waiter, _, _ in pending.values():
             _fail(waiter, LinkError("link closed"))
         for t in list(self._tasks):
@@ -520,79 +629,51 @@ class NodeLinks:
         for p in self._peers.values():
             p.close()
         self._peers.clear()
-        for pump, sock in ((self._router_pump, self._router), (self._zap_pump, self._zap)):
-            if pump:
-                pump.close()
-            if sock is not None:
-                sock.close(0)
-        if self._ctx is not None:
-            self._ctx.term()
+        if self._server is not None:
+            self._server.close()
+        for c in list(self._conns):
+            c.close()
+        self._conns.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
 
-    # ------------------------------------------------------------------ ZAP
-    def _on_zap(self, msg: list[bytes]) -> None:
-        # [routing id, b"", version, request id, domain, address, identity, mechanism, key]
-        if len(msg) < 9:
-            return
-        self._spawn(self._answer_zap(msg))
-
-    async def _answer_zap(self, msg: list[bytes]) -> None:
-        mechanism, key = msg[7], msg[8]
-        ok = False
-        try:
-            if mechanism == b"CURVE" and len(key) == 32:
-                ok = await self.authorize(key)
-        finally:  # a failing callback (a bug: it is logged by the task) refuses the key
-            self._zap_reply(msg, key, ok)
-
-    def _zap_reply(self, msg: list[bytes], key: bytes, ok: bool) -> None:
-        envelope, version, req_id = msg[:2], msg[2], msg[3]
-        if not ok:
-            self.auth_denied += 1
-            log.info("refused a node link from an unregistered CURVE key")
-        user = key.hex().encode() if ok else b""
-        reply = [
-            version,
-            req_id,
-            b"200" if ok else b"400",
-            b"OK" if ok else b"unknown node",
-            user,
-            b"",
-        ]
-        if self._zap is not None and not self.closed:
-            self._zap.send_multipart(envelope + reply, zmq.NOBLOCK)
-            assert self._zap_pump is not None
-            self._zap_pump.kick()
+    def _beat(self) -> None:
+        """The one heartbeat timer (see :meth:`_Conn.beat`)."""
+        assert self._loop is not None
+        for c in list(self._conns):
+            c.beat()
+        self._beat_handle = self._loop.call_later(HEARTBEAT_IVL, self._beat)
 
     # ------------------------------------------------------------------ server side
-    def _on_request(self, frames: list[zmq.Frame]) -> None:
-        if len(frames) < 4:
+    def _on_request(self, route: _Conn, parts: list[bytes]) -> None:
+        """A message on a peer's connection to us: a request ``[kind, id, body, *bulk]``."""
+        if len(parts) < 3:
             return  # not our framing: drop
-        route, kind, rid, body, *bulk = frames
+        k, rid, body, *bulk = parts
         self.received += 1
-        k = kind.bytes
         direct = self.direct.get(k)
         handler = self.handlers.get(k) if direct is None else None
-        peer = str(frames[1].get("User-Id") or "")
+        peer = route.peer_hex
         if peer in self.health:
             self._answered(peer)  # a peer that talks to us is up (e.g. restarted and syncing)
         if handler is None and direct is None:
-            self._reply(route.bytes, _ERROR, rid.bytes, [b"unknown kind"])
+            self._reply(route, _ERROR, rid, [b"unknown kind"])
             return
         try:
-            obj = unpack_body(body.bytes, [f.bytes for f in bulk])
+            obj = unpack_body(body, bulk)
         except MSGPACK_ERRORS:
-            self._reply(route.bytes, _ERROR, rid.bytes, [b"bad msgpack"])
+            self._reply(route, _ERROR, rid, [b"bad msgpack"])
             return
         if self.on_served is not None:
             self.on_served(k)
         if direct is not None:
-            answer = Answer(self, route.bytes, rid.bytes, peer)
+            answer = Answer(self, route, rid, peer)
             answer.guard(direct, peer, obj, answer)  # (no task: errors answered as _serve's)
             return
         assert handler is not None
-        self._spawn(self._serve(handler(peer, obj), peer, route.bytes, rid.bytes))
+        self._spawn(self._serve(handler(peer, obj), peer, route, rid))
 
-    async def _serve(self, result: Awaitable[Any], peer: str, route: bytes, rid: bytes) -> None:
+    async def _serve(self, result: Awaitable[Any], peer: str, route: _Conn, rid: bytes) -> None:
         """Run one request (``result``: the handler's awaitable); the peer always gets an answer
         (its waiting future is ours to end): the packed result, the refusal's sentence, or
         "internal error" when a bug escapes the handler (the bug goes on to the task's log).
@@ -613,15 +694,15 @@ class NodeLinks:
         finally:
             self._reply(route, tag, rid, body)
 
-    def _reply(self, route: bytes, tag: bytes, rid: bytes, body: list[bytes]) -> None:
-        if self._router is None or self.closed:
+    def _reply(self, route: _Conn, tag: bytes, rid: bytes, body: list[bytes]) -> None:
+        """Answer on the connection the request came by (gone: the asker is gone too)."""
+        if self.closed:
             return
         try:
-            _send_frames(self._router, [route, tag, rid, *body])
-        except zmq.ZMQError as e:
+            route.send([tag, rid, *body])
+        except LinkError as e:  # (a reply larger than a link carries: the asker gets why)
             log.warning("could not send a link reply: %s", e)
-        assert self._router_pump is not None
-        self._router_pump.kick()
+            route.send([_ERROR, rid, b"reply too large for a link"])
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         """Run a request's task; a bug that escapes it is logged with its traceback when it
@@ -642,55 +723,59 @@ class NodeLinks:
             return p
         if p is not None:  # the node moved: reconnect
             self.disconnect(x25519_hex)
-        assert self._ctx is not None and self._loop is not None
-        s = self._ctx.socket(zmq.DEALER)
-        s.linger = 0
-        s.curve_serverkey = _z85(bytes.fromhex(x25519_hex))
-        s.curve_publickey = self._pub
-        s.curve_secretkey = self._sec
-        s.maxmsgsize = MAX_MESSAGE
-        s.sndhwm = s.rcvhwm = 10000
-        s.ipv6 = True  # (tcp://[addr]:port: a peer whose public_ip is IPv6)
-        s.reconnect_ivl = 100
-        s.reconnect_ivl_max = 500  # a restarted peer is reachable again within half a second
-        # Queue only to completed (handshaken) connections: a send to a dead or refusing peer
-        # fails at once instead of waiting for a reply that can never come, so relays answer
-        # 502 within CONNECT_WAIT seconds rather than a 504 after the whole request timeout.
-        s.immediate = True
-        # ZMTP heartbeats: a peer that went silent (partitioned, frozen host, cable pulled:
-        # nothing resets the TCP connection) loses its connection within HEARTBEAT_TIMEOUT, and
-        # from then on sends fail at once as above instead of queueing into a dead connection.
-        s.heartbeat_ivl = HEARTBEAT_IVL_MS
-        s.heartbeat_timeout = HEARTBEAT_TIMEOUT_MS
-        p = self._peers[x25519_hex] = _Peer(x25519_hex, s, address)
-        # Connection events before connecting, so the first handshake is seen too.
-        p.monitor = s.get_monitor_socket(_LINK_EVENTS)
-        p.monitor_pump = _Pump(self._loop, p.monitor, lambda msg: self._on_link_event(p, msg))
-        try:
-            s.connect(address)
-        except zmq.ZMQError as e:  # an address ZeroMQ refuses (EINVAL): no link is left half made
-            del self._peers[x25519_hex]
-            p.close()
-            raise LinkUnreachable(
-                f"{x25519_hex[:16]}... has an address the link refuses: {e}"
-            ) from None
-        p.pump = _Pump(self._loop, s, self._on_reply)
-        p.monitor_pump.kick()  # (the FD is edge-triggered: drain what came before the reader)
+        p = _Peer(x25519_hex, address)  # (LinkUnreachable for an address not tcp://IP:port)
+        self._peers[x25519_hex] = p
+        self._dial(p)
         return p
 
-    def _on_link_event(self, p: _Peer, msg: list[bytes]) -> None:
-        """A link came up (handshake done: the peer is up) or went down (the peer's process or
-        host closed it: down at once, before any request has to wait for it)."""
-        if self._peers.get(p.x25519_hex) is not p:
-            return  # an event of a link already replaced or dropped
-        event = parse_monitor_message(msg)["event"]
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-            p.connected = True
-            self._answered(p.x25519_hex)
-        elif event == zmq.EVENT_DISCONNECTED:
+    def _dial(self, p: _Peer) -> None:
+        p.redial = None
+        if p.closed or self.closed:
+            return
+        p.dialing = self._spawn(self._connect(p))
+
+    async def _connect(self, p: _Peer) -> None:
+        """One attempt to connect to the peer; on failure the next is scheduled (back-off)."""
+        assert self._loop is not None
+        try:
+            await self._loop.create_connection(lambda: _Conn(self, p), p.host, p.port)
+        except OSError:
+            p.dialing = None
+            self._redial(p)  # (refused, unreachable: the peer's health learns it from requests)
+        finally:
+            p.dialing = None
+
+    def _redial(self, p: _Peer) -> None:
+        if p.closed or self.closed or p.redial is not None or p.dialing is not None:
+            return
+        assert self._loop is not None
+        p.redial = self._loop.call_later(p.backoff, self._dial, p)
+        p.backoff = min(RECONNECT_MAX, p.backoff * 2)
+
+    def _link_up(self, p: _Peer, conn: _Conn) -> None:
+        """Our connection to a peer completed its handshake: the peer is up."""
+        if p.closed or self._peers.get(p.x25519_hex) is not p:
+            conn.close()  # a link already replaced or dropped
+            return
+        if p.conn is not None and p.conn is not conn:
+            p.conn.close()
+        p.conn = conn
+        p.connected = True
+        p.backoff = RECONNECT_MIN
+        self._answered(p.x25519_hex)
+        p.wake()
+
+    def _lost(self, p: _Peer, conn: _Conn) -> None:
+        """One of our connections to a peer closed: when it was the peer's link, the peer is
+        down at once (its process or host closed it, or it went silent); dial again."""
+        if p.conn is conn:
+            p.conn = None
             p.connected = False
-            log.info("link to %s… closed", p.x25519_hex[:12])
-            self.mark_down(p.x25519_hex)
+            if not p.closed and self._peers.get(p.x25519_hex) is p:
+                log.info("link to %s… closed", p.x25519_hex[:12])
+                self.mark_down(p.x25519_hex)
+        if not p.closed and p.conn is None:
+            self._redial(p)
 
     def disconnect(self, x25519_hex: str) -> None:
         """Drop the link to a peer (it left the network)."""
@@ -728,7 +813,8 @@ class NodeLinks:
             log.info("peer %s… answers again", x25519_hex[:12])
             self.on_peer_up(x25519_hex)
 
-    def _on_reply(self, msg: list[bytes]) -> None:
+    def _on_reply(self, conn: _Conn, msg: list[bytes]) -> None:
+        """A message on our connection to a peer: an answer ``[tag, id, body, *bulk]``."""
         if len(msg) < 3:
             return
         tag, rid, body, *bulk = msg
@@ -736,9 +822,10 @@ class NodeLinks:
             (n,) = struct.unpack("<Q", rid)
         except struct.error:
             return
-        entry = self._settle(n)
-        if entry is None:
-            return  # late reply after a timeout
+        entry = self._pending.get(n)
+        if entry is None or entry[2] != conn.peer_hex:
+            return  # late (after a timeout), or not a request this peer was sent
+        self._settle(n)
         waiter, _, peer = entry
         if isinstance(waiter, asyncio.Future):
             if waiter.done():
@@ -832,8 +919,6 @@ class NodeLinks:
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._wait(n, fut, x25519_hex, limit)
         self.sent += 1
-        assert p.pump is not None
-        p.pump.kick()
         try:
             reply = await fut
         except LinkTimeout:
@@ -857,7 +942,7 @@ class NodeLinks:
     ) -> bool:
         """:meth:`request` without a coroutine, for the relay's hot path: when the link to the
         peer is connected and takes the message at once, send it and return True; the reply
-        (its raw body and bulk frames), or the :class:`LinkError` that ends the request
+        (its raw body and bulk parts), or the :class:`LinkError` that ends the request
         (:class:`LinkTimeout` after ``timeout``, or an error reply), goes to ``on_reply``
         exactly once. False, and nothing sent: the caller uses :meth:`request`, which waits
         for a connection or fails with the reason."""
@@ -881,24 +966,22 @@ class NodeLinks:
         except LinkUnreachable:
             return False  # (request() fails with it, as the caller's answer)
         n = next(self._ids)
-        if not self._send_now(p, [kind, struct.pack("<Q", n), *frames]):
-            return False
+        try:
+            if not self._send_now(p, [kind, struct.pack("<Q", n), *frames]):
+                return False
+        except LinkError:
+            return False  # (too large: request() fails with it, as the caller's answer)
         self._wait(n, on_reply, x25519_hex, timeout or self.request_timeout)
         self.sent += 1
-        assert p.pump is not None
-        p.pump.kick()
         return True
 
     def _send_now(self, p: _Peer, frames: list[bytes]) -> bool:
         """The common case without a coroutine: a connected link that takes the message at
         once (True). False: :meth:`_send` decides (wait for a connection, or fail)."""
-        if not p.connected or p.behind is not None or self.closed or p.sock.closed:
+        c = p.conn
+        if c is None or c.paused or p.behind is not None or self.closed:
             return False
-        try:
-            _send_frames(p.sock, frames)
-        except zmq.Again:
-            return False
-        return True
+        return c.send(frames)
 
     async def _send(self, p: _Peer, frames: list[bytes], wait: float) -> None:
         """Queue ``frames`` on the peer's link, waiting up to ``wait`` seconds for a completed
@@ -931,26 +1014,29 @@ class NodeLinks:
             # every request. The link keeps reconnecting on its own (every ≤ 0.5 s), and the
             # handshake of a peer that is back marks it up before anyone has to ask.
             raise LinkUnreachable(f"{p.x25519_hex[:16]}... is down (no connection)")
-        started = self._loop.time()
-        deadline = started + wait
+        deadline = self._loop.time() + wait
         while True:
             if self.closed:
                 raise LinkError("link closed")
-            if p.sock.closed:  # dropped by disconnect() while this request waited
+            if p.closed:  # dropped by disconnect() while this request waited
                 raise LinkUnreachable(f"the link to {p.x25519_hex[:16]}... was dropped")
-            try:
-                _send_frames(p.sock, frames)
+            c = p.conn
+            if c is not None and not c.paused and c.send(frames):
                 return
-            except zmq.Again:
-                # No completed connection yet (a new link still handshaking, or the peer is
-                # down) or the queue is full: wait a little, bounded.
-                if self._loop.time() >= deadline:
-                    if not p.connected:  # (it may have come back while this request waited)
-                        self.mark_down(p.x25519_hex)
-                    raise LinkUnreachable(
-                        f"no connection to {p.x25519_hex[:16]}... within {wait:.1f}s"
-                    ) from None
-                await asyncio.sleep(0.02)
+            # No completed connection yet (a new link still handshaking, or the peer is
+            # down) or its buffer is full: wait until that changes, bounded.
+            left = deadline - self._loop.time()
+            if left <= 0:
+                if not p.connected:  # (it may have come back while this request waited)
+                    self.mark_down(p.x25519_hex)
+                raise LinkUnreachable(f"no connection to {p.x25519_hex[:16]}... within {wait:.1f}s")
+            woken: asyncio.Future[None] = self._loop.create_future()
+            p.waiters.append(woken)
+            try:
+                await asyncio.wait([woken], timeout=left)
+            finally:
+                if woken in p.waiters:
+                    p.waiters.remove(woken)
 
 
 def _fail(waiter: asyncio.Future[Any] | OnReply, e: LinkError) -> None:

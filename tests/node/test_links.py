@@ -1,7 +1,9 @@
-"""Direct tests of session/node/links.py on real ZeroMQ sockets (127.0.0.1): what a peer gets
-back for a frame that is not msgpack, a refused request, a failing store or a bug in a handler,
-and how a failing authorization callback refuses the key. Every answer is awaited as a
-condition (a reply, a log record), never after a fixed sleep."""
+"""Direct tests of session/node/links.py on real TCP connections (127.0.0.1): what a peer gets
+back for a frame that is not msgpack, a refused request, a failing store or a bug in a handler;
+how a failing authorization callback refuses the key; what a connection that sends a bad frame
+or falls silent costs (itself only). Peers that misbehave are spoken by hand (:class:`_Raw`:
+the core's handshake and frames over asyncio streams). Every answer is awaited as a condition
+(a reply, a log record, a closed connection), never after a fixed sleep."""
 
 from __future__ import annotations
 
@@ -15,15 +17,13 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
-import zmq
-import zmq.asyncio
-from zmq.utils import z85
 
+from session import _core
 from session.errors import StorageError
 from session.identity import Identity
+from session.node import links as links_mod
 from session.node.links import (
     BULK_MIN,
-    DRAIN_BATCH,
     KIND_DATA,
     KIND_PING,
     KIND_SYNC,
@@ -32,8 +32,8 @@ from session.node.links import (
     LinkTimeout,
     LinkUnreachable,
     NodeLinks,
-    _Pump,
     pack_body,
+    parse_address,
     unpack_body,
 )
 from session.testing.links import any_peer, open_links
@@ -47,6 +47,7 @@ class _Server:
         self.links = links
         self.ident = ident
         self.x25519 = bytes(ident.x25519_public).hex()
+        self.port = port
         self.address = f"tcp://127.0.0.1:{port}"
 
 
@@ -77,6 +78,66 @@ async def client() -> AsyncIterator[NodeLinks]:
 
 async def _ping(peer: str, body: Any) -> Any:
     return {"pong": body}
+
+
+#: How many requests a flood sends (several reads' worth of frames).
+FLOOD = 512
+
+
+class _Raw:
+    """One node link spoken by hand: the core's handshake and frames over asyncio streams."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, link: _core.Link
+    ) -> None:
+        self.reader, self.writer, self.link = reader, writer, link
+        self.inbox: list[list[bytes]] = []
+
+    @staticmethod
+    async def _handshake_frame(reader: asyncio.StreamReader) -> bytes:
+        n = int.from_bytes(await reader.readexactly(4), "big")
+        return await reader.readexactly(n)
+
+    @classmethod
+    async def connect(cls, server: _Server, me: Identity) -> _Raw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        hs = _core.LinkHandshake.initiator(
+            bytes(me.export_x25519_secret()), bytes(server.ident.x25519_public)
+        )
+        writer.write(hs.write())
+        hs.read(await cls._handshake_frame(reader))
+        return cls(reader, writer, hs.into_link())
+
+    @classmethod
+    async def accept(
+        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, me: Identity
+    ) -> _Raw:
+        hs = _core.LinkHandshake.responder(bytes(me.export_x25519_secret()))
+        hs.read(await cls._handshake_frame(reader))
+        writer.write(hs.write())
+        return cls(reader, writer, hs.into_link())
+
+    def send(self, parts: list[bytes]) -> None:
+        self.writer.write(self.link.seal(parts))
+
+    async def recv(self) -> list[bytes]:
+        """The next message that is not a heartbeat."""
+        async with asyncio.timeout(10):
+            while not self.inbox:
+                data = await self.reader.read(65536)
+                assert data, "the link closed"
+                self.inbox.extend(m for m in self.link.feed(data) if m)
+        return self.inbox.pop(0)
+
+    async def closed_by_peer(self) -> None:
+        """Returns once the other side closed the connection (what it sends meanwhile is
+        dropped)."""
+        async with asyncio.timeout(10):
+            while await self.reader.read(65536):
+                pass
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _ipv6_loopback() -> bool:
@@ -110,7 +171,7 @@ async def test_links_work_over_ipv6() -> None:
 async def test_a_send_waiting_for_the_link_is_not_overtaken_once_it_is_up(
     client: NodeLinks,
 ) -> None:
-    """A request made while the peer's link is not connected waits for it (polling); a later
+    """A request made while the peer's link is not connected waits for it; a later
     request made the moment the link comes up goes behind it, not before it: messages to one
     peer leave in the order they were made (a member's replica writes of one account)."""
     with socket.socket() as probe:  # a free port, listened on only later
@@ -146,35 +207,117 @@ async def test_a_send_waiting_for_the_link_is_not_overtaken_once_it_is_up(
         await server.close()
 
 
-async def test_a_frame_that_is_not_msgpack_gets_the_sentence_and_the_pump_goes_on(
+async def test_a_frame_that_is_not_msgpack_gets_the_sentence_and_the_link_goes_on(
     serve: Any, client: NodeLinks
 ) -> None:
     server = await serve({KIND_PING: _ping})
-    ctx = zmq.asyncio.Context()
-    me = Identity.generate()
-    sock = ctx.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.curve_serverkey = z85.encode(bytes(server.ident.x25519_public))
-    sock.curve_publickey = z85.encode(bytes(me.x25519_public))
-    sock.curve_secretkey = z85.encode(bytes(me.export_x25519_secret()))
-    sock.connect(server.address)
+    raw = await _Raw.connect(server, Identity.generate())
     try:
         # reserved code, truncated array, invalid UTF-8 in a string, trailing bytes
         for n, body in enumerate([b"\xc1", b"\x92\x01", b"\xa2\xff\xfe", b"\x01\x02"]):
             rid = struct.pack("<Q", n)
-            await sock.send_multipart([KIND_PING, rid, body])
-            async with asyncio.timeout(10):
-                reply = await sock.recv_multipart()
-            assert reply == [b"E", rid, b"bad msgpack"]
-        # The same pump still serves well-formed requests, ours and another peer's.
-        await sock.send_multipart([KIND_PING, b"\x09" * 8, msgpack.packb(1)])
-        async with asyncio.timeout(10):
-            tag, _, body = await sock.recv_multipart()
+            raw.send([KIND_PING, rid, body])
+            assert await raw.recv() == [b"E", rid, b"bad msgpack"]
+        # Parts that are not a request at all are dropped; the link still serves, ours and
+        # another peer's.
+        raw.send([KIND_PING])
+        raw.send([KIND_PING, b"\x09" * 8, msgpack.packb(1)])
+        tag, _, body = await raw.recv()
         assert (tag, msgpack.unpackb(body)) == (b"R", {"pong": 1})
         assert await client.request(server.x25519, server.address, KIND_PING, 2, 5.0) == {"pong": 2}
     finally:
-        sock.close(0)
-        ctx.term()
+        raw.close()
+
+
+async def test_a_connection_that_sends_a_bad_frame_is_closed_alone(
+    serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes that are not a sealed frame of this link (tampered, replayed, another protocol)
+    close that connection, and only it: another peer's requests go on."""
+    server = await serve({KIND_PING: _ping})
+    assert await client.request(server.x25519, server.address, KIND_PING, 1, 5.0) == {"pong": 1}
+    raw = await _Raw.connect(server, Identity.generate())
+    frame = bytearray(raw.link.seal([KIND_PING, b"\x01" * 8, msgpack.packb(1)]))
+    frame[-1] ^= 1  # the tag no longer matches
+    with caplog.at_level(logging.WARNING, logger="session.node.links"):
+        raw.writer.write(bytes(frame))
+        await raw.closed_by_peer()
+    assert any("bad frame" in r.getMessage() for r in caplog.records)
+    raw.close()
+    assert await client.request(server.x25519, server.address, KIND_PING, 2, 5.0) == {"pong": 2}
+
+
+async def test_a_connection_that_is_not_a_link_is_closed(serve: Any, client: NodeLinks) -> None:
+    """A client that speaks something else (here HTTP) gets nothing and is closed; a
+    handshake frame claiming more than a handshake is refused before it is read."""
+    server = await serve({KIND_PING: _ping})
+    for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00" * 200):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(junk)
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""
+        writer.close()
+    assert await client.request(server.x25519, server.address, KIND_PING, 1, 5.0) == {"pong": 1}
+
+
+async def test_a_link_to_a_listener_with_another_key_never_comes_up(
+    serve: Any, client: NodeLinks
+) -> None:
+    """The listener's key is part of the handshake (Noise IK): a node at the address with
+    another key cannot answer it, and the request fails as unreachable."""
+    server = await serve({KIND_PING: _ping})
+    someone_else = bytes(Identity.generate().x25519_public).hex()
+    with pytest.raises(LinkUnreachable):
+        await client.request(someone_else, server.address, KIND_PING, 1, 0.5)
+    assert not server.links.auth_denied  # (refused by the cryptography, before any lookup)
+
+
+async def test_a_peer_that_falls_silent_is_down_after_its_heartbeats(
+    client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that completed its handshake and then says nothing (a frozen host: nothing
+    resets the connection) loses its link after HEARTBEAT_TIMEOUT_BEATS beats and is down;
+    while the link is up, our side sends heartbeats on it."""
+    monkeypatch.setattr(links_mod, "HEARTBEAT_IVL", 0.05)
+    await client.close()
+    client = open_links(Identity.generate(), {})
+    await client.start("127.0.0.1", 0)
+    me = Identity.generate()
+    accepted: asyncio.Queue[_Raw] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(await _Raw.accept(reader, writer, me))
+
+    silent = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    x = bytes(me.x25519_public).hex()
+    try:
+        waiting = asyncio.ensure_future(
+            client.request(x, f"tcp://127.0.0.1:{port}", KIND_PING, 1, 30)
+        )
+        raw = await accepted.get()
+        assert await raw.recv() == [KIND_PING, struct.pack("<Q", 1), msgpack.packb(1)]
+        # (the request is never answered) our heartbeats arrive, then the link is closed
+        async with asyncio.timeout(10):
+            beats = 0
+            while data := await raw.reader.read(65536):
+                beats += sum(1 for m in raw.link.feed(data) if not m)
+        assert beats >= 1
+        await until(lambda: client.is_down(x), "the silent peer marked down")
+        waiting.cancel()
+        raw.close()
+    finally:
+        silent.close()
+        await client.close()
+
+
+def test_link_addresses_are_ip_literals_only() -> None:
+    assert parse_address("tcp://127.0.0.1:22020") == ("127.0.0.1", 22020)
+    assert parse_address("tcp://[::1]:5") == ("::1", 5)
+    for bad in ("tcp://example.com:1", "udp://1.2.3.4:5", "tcp://1.2.3.4", "tcp://1.2.3.4:0",
+                "tcp://1.2.3.4:70000", "1.2.3.4:5", "tcp://no such host:5"):  # fmt: skip
+        with pytest.raises(LinkUnreachable):
+            parse_address(bad)
 
 
 async def test_a_store_failure_reaches_the_peer_as_its_sentence(
@@ -223,31 +366,25 @@ async def test_an_authorization_callback_that_fails_refuses_the_key(
 
 
 async def test_a_reply_that_is_not_msgpack_fails_the_request(client: NodeLinks) -> None:
-    """A peer answering with bytes that are not msgpack: the request fails with LinkError."""
+    """A peer answering with bytes that are not msgpack: the request fails with LinkError; an
+    answer to a request id this peer was never sent is ignored."""
     ident = Identity.generate()
-    ctx = zmq.asyncio.Context()
-    router = ctx.socket(zmq.ROUTER)
-    router.linger = 0
-    router.curve_server = True
-    router.curve_publickey = z85.encode(bytes(ident.x25519_public))
-    router.curve_secretkey = z85.encode(bytes(ident.export_x25519_secret()))
-    port = router.bind_to_random_port("tcp://127.0.0.1")
 
-    async def answer_garbage() -> None:
-        route, _kind, rid, _body = await router.recv_multipart()
-        await router.send_multipart([route, b"R", rid, b"\xc1"])
+    async def answer_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raw = await _Raw.accept(reader, writer, ident)
+        _kind, rid, _body = await raw.recv()
+        raw.send([b"R", struct.pack("<Q", 10**9), msgpack.packb("not yours")])
+        raw.send([b"R", rid, b"\xc1"])
 
-    answering = asyncio.ensure_future(answer_garbage())
+    server = await asyncio.start_server(answer_garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
     try:
         with pytest.raises(LinkError, match=r"^bad reply: "):
             await client.request(
                 bytes(ident.x25519_public).hex(), f"tcp://127.0.0.1:{port}", KIND_PING, {}, 5.0
             )
-        await answering
     finally:
-        answering.cancel()
-        router.close(0)
-        ctx.term()
+        server.close()
 
 
 async def test_large_bytes_travel_as_bulk_frames_both_ways(serve: Any, client: NodeLinks) -> None:
@@ -443,12 +580,12 @@ async def test_a_direct_handler_answers_now_or_through_a_coroutine(
     assert served == [KIND_PING, KIND_PING, KIND_PING, KIND_SYNC]
 
 
-async def test_what_a_direct_handler_raises_is_answered_and_the_pump_goes_on(
+async def test_what_a_direct_handler_raises_is_answered_and_the_link_goes_on(
     serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A direct handler runs in the pump, not in a task: a refusal it raises reaches the peer
-    as its sentence, a bug as "internal error" (logged with its traceback), and the link keeps
-    serving the requests after it."""
+    """A direct handler runs in the link's read callback, not in a task: a refusal it raises
+    reaches the peer as its sentence, a bug as "internal error" (logged with its traceback),
+    and the link keeps serving the requests after it."""
 
     def direct(peer: str, body: Any, answer: Answer) -> None:
         if body == "refuse":
@@ -469,79 +606,6 @@ async def test_what_a_direct_handler_raises_is_answered_and_the_pump_goes_on(
     assert await ask(server.x25519, server.address, KIND_PING, "after", 5.0) == {"ok": "after"}
 
 
-async def test_a_drain_handles_a_bounded_batch_and_goes_on_at_the_next_turn() -> None:
-    """A flood queued on a socket is handled DRAIN_BATCH messages per loop turn: a callback
-    scheduled behind the drain runs after one batch, not after the whole flood, and the pump
-    reschedules itself (the FD does not signal again for what is queued), so every message
-    arrives, in order."""
-    loop = asyncio.get_running_loop()
-    ctx = zmq.Context()
-    rx, tx = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-    rx.rcvhwm = tx.sndhwm = 0  # (no limit: the whole flood is queued before the pump starts)
-    rx.bind("inproc://flood")
-    tx.connect("inproc://flood")
-    flood = 3 * DRAIN_BATCH + 5
-    for i in range(flood):
-        tx.send(struct.pack("<I", i))
-    got: list[int] = []
-    pump = _Pump(loop, rx, lambda msg: got.append(struct.unpack("<I", msg[0])[0]))
-    try:
-        seen: list[int] = []
-        pump.kick()
-        loop.call_soon(lambda: seen.append(len(got)))
-        await until(lambda: bool(seen))
-        assert 0 < seen[0] <= DRAIN_BATCH
-        await until(lambda: len(got) == flood)
-        assert got == list(range(flood))
-    finally:
-        pump.close()
-        rx.close(0)
-        tx.close(0)
-        ctx.term()
-
-
-async def test_a_reply_sent_during_its_sockets_drain_schedules_no_second_drain() -> None:
-    """A handler that answers on the socket being drained (a direct handler's reply) kicks the
-    pump, which schedules nothing: the drain receives again after the handler, so a message
-    that arrived meanwhile (its readiness edge possibly taken by the send) is still handled in
-    that drain. A kick from outside a drain schedules one."""
-    loop = asyncio.get_running_loop()
-    ctx = zmq.Context()
-    rx, tx = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-    rx.bind("inproc://answering")
-    tx.connect("inproc://answering")
-    got: list[int] = []
-    scheduled_after_reply: list[bool] = []
-    pump: _Pump
-
-    def on_msg(msg: list[bytes]) -> None:
-        (i,) = struct.unpack("<I", msg[0])
-        got.append(i)
-        if i == 0:
-            tx.send(struct.pack("<I", 1))  # arrives while this one is handled
-        rx.send(msg[0])
-        pump.kick()
-        scheduled_after_reply.append(pump._scheduled)
-
-    pump = _Pump(loop, rx, on_msg)
-    try:
-        tx.send(struct.pack("<I", 0))
-        await until(lambda: got == [0, 1])
-        assert scheduled_after_reply == [False, False]
-        assert [tx.recv(zmq.NOBLOCK), tx.recv(zmq.NOBLOCK)] == [
-            struct.pack("<I", i) for i in (0, 1)
-        ]
-        pump.kick()  # (outside a drain)
-        assert pump._scheduled
-        tx.send(struct.pack("<I", 2))
-        await until(lambda: got == [0, 1, 2])
-    finally:
-        pump.close()
-        rx.close(0)
-        tx.close(0)
-        ctx.term()
-
-
 async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: Any) -> None:
     """A peer floods the link with several batches' worth of requests without waiting; a
     second peer's request meanwhile is answered, and every flooded request is answered."""
@@ -553,7 +617,7 @@ async def test_a_flooding_peer_loses_nothing_and_another_link_is_served(serve: A
     try:
         await flooder.request(server.x25519, server.address, KIND_PING, 0, 5)  # (connected)
         replies: list[Any] = []
-        flood = 4 * DRAIN_BATCH
+        flood = FLOOD
         for i in range(flood):
             assert flooder.send_request(
                 server.x25519, server.address, KIND_PING, i, 30, replies.append

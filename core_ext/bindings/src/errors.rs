@@ -23,6 +23,7 @@ pub enum CoreError {
     Crypto(session_crypto::Error),
     Onion(session_onion::Error),
     Swarm(session_swarm::Error),
+    Link(session_link::Error),
 }
 
 impl From<session_crypto::Error> for CoreError {
@@ -38,6 +39,12 @@ impl From<session_onion::Error> for CoreError {
 impl From<session_swarm::Error> for CoreError {
     fn from(e: session_swarm::Error) -> Self {
         CoreError::Swarm(e)
+    }
+}
+
+impl From<session_link::Error> for CoreError {
+    fn from(e: session_link::Error) -> Self {
+        CoreError::Link(e)
     }
 }
 
@@ -84,6 +91,16 @@ impl From<CoreError> for PyErr {
                 let msg = err.to_string();
                 match err {
                     S::InvalidAccountId(_) => InvalidSessionID::new_err(msg),
+                    _ => InvalidInput::new_err(msg),
+                }
+            }
+            CoreError::Link(err) => {
+                use session_link::Error as L;
+                let msg = err.to_string();
+                match err {
+                    L::InvalidKey(_) => InvalidKey::new_err(msg),
+                    L::Handshake(_) | L::Decrypt => DecryptionError::new_err(msg),
+                    L::Malformed(_) => DecodeError::new_err(msg),
                     _ => InvalidInput::new_err(msg),
                 }
             }

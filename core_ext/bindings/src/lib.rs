@@ -15,6 +15,7 @@ mod errors;
 mod group_keys;
 mod group_message;
 mod identity;
+mod link;
 mod mnemonic;
 mod multi_encrypt;
 mod onion;
@@ -83,5 +84,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     multi_encrypt::register(m)?;
     subaccount::register(m)?;
     ons::register(m)?;
+    link::register(m)?;
     Ok(())
 }
