@@ -101,7 +101,7 @@ def _run_options(fn: F) -> F:
     opts = [
         click.option("--listen-host", help="Address the public listeners bind to."),
         click.option("--https-port", type=click.IntRange(0, 65535), help="HTTPS port."),
-        click.option("--zmq-port", type=click.IntRange(0, 65535), help="ZeroMQ port."),
+        click.option("--zmq-port", type=click.IntRange(0, 65535), help="Node-link port (TCP)."),
         click.option("--public-ip", help="Address announced to the registry."),
         click.option("--registry-url", help="URL of the stake registry."),
         click.option("--stake", type=click.IntRange(min=0), help="Operator stake to announce."),

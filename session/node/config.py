@@ -47,9 +47,9 @@ APP_NAME = "session-node"
 class NetworkConfig:
     """Public listeners of the node."""
 
-    listen_host: str = "0.0.0.0"  # address the HTTPS and ZeroMQ listeners bind to
+    listen_host: str = "0.0.0.0"  # address the HTTPS and node-link listeners bind to
     https_port: int = 22021  # client RPC and onion requests (Session's storage_port)
-    zmq_port: int = 22020  # node-to-node ZeroMQ (Session's storage_lmq_port)
+    zmq_port: int = 22020  # node-to-node links (TCP; Session's storage_lmq_port)
     public_ip: str = ""  # address announced to the registry; empty = listen_host if routable
     proxy_public: bool = True  # onion requests may be proxied to public unicast addresses
     proxy_allow: str = ""  # "host:port, …" proxied to whatever their address (a devnet's servers)

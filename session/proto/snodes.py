@@ -39,10 +39,10 @@ class ServiceNode:
     """One registered service node, as listed by the registry."""
 
     pubkey_ed25519: str  # hex; signs results, names the node in onion layers
-    pubkey_x25519: str  # hex; onion-layer and ZeroMQ CURVE key
+    pubkey_x25519: str  # hex; onion-layer and node-link key
     public_ip: str
     storage_port: int  # HTTPS (client RPC, onion requests)
-    storage_lmq_port: int  # ZeroMQ (node-to-node)
+    storage_lmq_port: int  # node links (node-to-node; OxenMQ in Session)
     swarm_id: int = INVALID_SWARM_ID
     stake: int = 0
     active: bool = True
@@ -66,7 +66,7 @@ class ServiceNode:
     @property
     def _host(self) -> str:
         """``public_ip`` as a URL's host: an IPv6 address in brackets (``[::1]``), as URLs
-        and ZeroMQ endpoints need it."""
+        and node-link endpoints need it."""
         return f"[{self.public_ip}]" if ":" in self.public_ip else self.public_ip
 
     def to_json(self) -> dict[str, Any]:
@@ -104,7 +104,7 @@ class ServiceNode:
             if isinstance(e, DecodeError):
                 raise
             raise DecodeError(f"service node entry has a bad value: {e}") from None
-        try:  # (it reaches ZeroMQ and HTTP as it is: a host name or junk would be looked up)
+        try:  # (it reaches links and HTTP as it is: a host name or junk would be looked up)
             ipaddress.ip_address(node.public_ip)
         except ValueError:
             raise DecodeError("service node public_ip must be an IPv4 or IPv6 address") from None

@@ -1,4 +1,4 @@
-"""Real nodes in one event loop (HTTPS sites and ZeroMQ links on 127.0.0.1, in-memory stores)
+"""Real nodes in one event loop (HTTPS sites and node links on 127.0.0.1, in-memory stores)
 with a node list the caller controls: for tests and benchmarks that need swarm changes, odd
 node lists or a node's internals at hand, which a registry-driven devnet cannot give cheaply.
 """

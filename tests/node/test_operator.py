@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zmq
 
 from session.identity import Identity
 from session.registry import server as registry_server
@@ -146,14 +145,11 @@ def test_signals_stop_a_registering_node_and_a_second_node_is_refused(
 
 
 def test_sigint_while_starting_and_a_zmq_port_in_use(tmp_path: Path) -> None:
-    ctx = zmq.Context()
-    taken = ctx.socket(zmq.ROUTER)
-    try:
-        port = taken.bind_to_random_port("tcp://127.0.0.1")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
         rc, err = finish(start_node(tmp_path / "a", zmq_port=port, level="warning"))
-    finally:
-        taken.close(0)
-        ctx.term()
     assert rc == 1
     assert err.count("\n") == 1 and "Traceback" not in err, err
     assert err.startswith("error: cannot listen for node links on 127.0.0.1 port")
