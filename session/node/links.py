@@ -15,7 +15,12 @@ format in ``core_ext/crates/session-link``), whose parts are ours:
 * a heartbeat: a message of no parts, sent by either side after a second without sending.
 
 The request id maps to a waiting future or callback, so a relayed onion reply travels back
-without any crypto. Bulk parts carry a body's large ``bytes`` values (a relayed onion frame, a
+without any crypto. An answer counts only on the connection its request took: when that
+connection closes, the requests still waiting on it fail at once (:class:`LinkUnreachable`).
+A listener keeps one established connection per peer key (a peer dials again only once its
+earlier connection is gone on its side, so an older one still open here is closed), and stops
+reading a peer's requests while its answers wait unread past :data:`SEND_BUFFER_HIGH`.
+Bulk parts carry a body's large ``bytes`` values (a relayed onion frame, a
 file download's answer) outside the msgpack (:func:`pack_body`): packing and unpacking 10 MB
 would copy it twice.
 
@@ -107,6 +112,9 @@ RawReply = tuple[bytes, list[bytes]]
 OnReply = Callable[["RawReply | LinkError"], None]
 _log_task_failure = log_failure(log, "a link task")
 Authorizer = Callable[[bytes], Awaitable[bool]]
+#: A request waiting for its answer: its future or reply callback, its timeout, the peer's
+#: X25519 hex and the connection it was sent on.
+_Waiting = tuple["asyncio.Future[Any] | OnReply", float, str, "_Conn"]
 
 
 def pack_body(body: Any) -> list[bytes]:
@@ -233,6 +241,7 @@ class _Conn(asyncio.Protocol):
         "transport",
         "tx",
         "tx_seen",
+        "wbuf_seen",
     )
 
     def __init__(self, links: NodeLinks, peer: _Peer | None) -> None:
@@ -249,6 +258,9 @@ class _Conn(asyncio.Protocol):
         # messages in and out, and what the heartbeat timer saw of them at its last beat
         self.rx = self.tx = self.rx_seen = self.tx_seen = 0
         self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
+        #: our write buffer's size at the heartbeat timer's last beat (a peer's connection whose
+        #: reading we paused: a buffer that shrank says the peer takes our replies)
+        self.wbuf_seen = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -272,17 +284,29 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.links._conns.discard(self)
+        if self.link is not None and self.peer is not None:
+            self.links._unanswerable(self)  # (their answers could only come by this connection)
         self.link = None
         if self.peer is not None:
             self.links._lost(self.peer, self)
 
     def pause_writing(self) -> None:
         self.paused = True
+        t = self.transport
+        if self.peer is None and t is not None and not t.is_closing():
+            # A peer's connection: our replies pile up unread. Read no more of its requests
+            # until it takes them, so a peer that sends and never reads holds no more than
+            # SEND_BUFFER_HIGH (plus the requests already running) of our memory.
+            t.pause_reading()
 
     def resume_writing(self) -> None:
         self.paused = False
         if self.peer is not None:
             self.peer.wake()
+            return
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         link = self.link
@@ -353,10 +377,17 @@ class _Conn(asyncio.Protocol):
             return
         self.peer_hex = key.hex()
         self.transport.write(hs.write())
+        # The peer dials us again only when its earlier connection is gone on its side (it
+        # keeps one per peer): an older one still open here is dead, and would otherwise hold
+        # its buffers until our heartbeats notice. One established connection per key.
+        for c in list(self.links._conns):
+            if c is not self and c.peer is None and c.peer_hex == self.peer_hex:
+                c.close()
         self._established(hs, rest)
 
     def _established(self, hs: LinkHandshake, rest: bytes) -> None:
         self.handshake = None
+        self.beats_quiet = 0  # (the beats the handshake took are not the link's silence)
         try:
             self.link = hs.into_link()
         except _FRAME_ERRORS as e:
@@ -392,11 +423,15 @@ class _Conn(asyncio.Protocol):
         """The heartbeat timer's visit: a heartbeat when nothing was sent since the last
         beat; closed after HEARTBEAT_TIMEOUT_BEATS beats in a row with nothing received; a
         handshake that takes longer than CONNECT_WAIT (counted in beats) is abandoned too."""
+        wbuf = self.transport.get_write_buffer_size() if self.transport is not None else 0
         if self.rx != self.rx_seen:
             self.rx_seen = self.rx
             self.beats_quiet = 0
+        elif self.paused and self.peer is None and wbuf < self.wbuf_seen:
+            self.beats_quiet = 0  # (we stopped reading it: it is alive while it takes replies)
         else:
             self.beats_quiet += 1
+        self.wbuf_seen = wbuf
         if self.link is None:
             if self.beats_quiet > CONNECT_WAIT / HEARTBEAT_IVL and self.transport is not None:
                 self.transport.abort()  # (a port that accepts TCP and says nothing)
@@ -577,8 +612,9 @@ class NodeLinks:
         self.on_peer_up = on_peer_up
         #: called with the kind of every request handed to its handler (metrics)
         self.on_served: Callable[[bytes], None] | None = None
-        #: request id -> (its future or reply callback, its timeout, the peer's X25519 hex)
-        self._pending: dict[int, tuple[asyncio.Future[Any] | OnReply, float, str]] = {}
+        #: request id -> (its future or reply callback, its timeout, the peer's X25519 hex,
+        #: the connection it was sent on: its answer comes by that one or never)
+        self._pending: dict[int, _Waiting] = {}
         #: timeout -> {request id: deadline}, in sending order, so in deadline order
         self._deadlines: dict[float, dict[int, float]] = {}
         self._sweep_handle: asyncio.TimerHandle | None = None
@@ -622,7 +658,7 @@ class NodeLinks:
             if handle is not None:
                 handle.cancel()
         self._sweep_handle = self._beat_handle = None
-        for waiter, _, _ in pending.values():
+        for waiter, _, _, _ in pending.values():
             _fail(waiter, LinkError("link closed"))
         for t in list(self._tasks):
             t.cancel()
@@ -823,10 +859,10 @@ class NodeLinks:
         except struct.error:
             return
         entry = self._pending.get(n)
-        if entry is None or entry[2] != conn.peer_hex:
-            return  # late (after a timeout), or not a request this peer was sent
+        if entry is None or entry[3] is not conn:
+            return  # late (after a timeout), or not a request sent on this connection
         self._settle(n)
-        waiter, _, peer = entry
+        waiter, _, peer, _ = entry
         if isinstance(waiter, asyncio.Future):
             if waiter.done():
                 return
@@ -844,11 +880,12 @@ class NodeLinks:
         )
 
     # ------------------------------------------------------------------ deadlines
-    def _wait(self, n: int, waiter: asyncio.Future[Any] | OnReply, peer: str, limit: float) -> None:
-        """Register request ``n`` as waiting for its reply until ``limit`` seconds from now."""
-        assert self._loop is not None
+    def _wait(self, n: int, waiter: asyncio.Future[Any] | OnReply, p: _Peer, limit: float) -> None:
+        """Register request ``n``, just sent on ``p``'s connection, as waiting for its reply
+        until ``limit`` seconds from now (or until that connection closes)."""
+        assert self._loop is not None and p.conn is not None
         deadline = self._loop.time() + limit
-        self._pending[n] = (waiter, limit, peer)
+        self._pending[n] = (waiter, limit, p.x25519_hex, p.conn)
         queue = self._deadlines.get(limit)
         if queue is None:
             queue = self._deadlines[limit] = {}
@@ -856,7 +893,7 @@ class NodeLinks:
         if deadline + DEADLINE_SLACK < self._sweep_at:
             self._schedule_sweep(deadline + DEADLINE_SLACK)
 
-    def _settle(self, n: int) -> tuple[asyncio.Future[Any] | OnReply, float, str] | None:
+    def _settle(self, n: int) -> _Waiting | None:
         """Request ``n`` is over (answered, failed or abandoned): forget it; its entry, or None
         when it was already over."""
         entry = self._pending.pop(n, None)
@@ -865,6 +902,16 @@ class NodeLinks:
             if queue is not None:
                 queue.pop(n, None)
         return entry
+
+    def _unanswerable(self, conn: _Conn) -> None:
+        """Our connection ``conn`` closed: the requests sent on it can no longer be answered
+        (a reply comes back by the connection its request took), so they fail now, as
+        unreachable, instead of each waiting out its timeout."""
+        lost = [n for n, entry in self._pending.items() if entry[3] is conn]
+        for n in lost:
+            entry = self._settle(n)
+            if entry is not None:  # (a callback failed before may have ended it)
+                _fail(entry[0], LinkUnreachable(f"the link to {entry[2][:16]}... closed"))
 
     def _schedule_sweep(self, when: float) -> None:
         assert self._loop is not None
@@ -891,7 +938,7 @@ class NodeLinks:
             entry = self._settle(n)
             if entry is None:
                 continue
-            waiter, limit, peer = entry
+            waiter, limit, peer, _ = entry
             self.timeouts += 1
             # No mark-down: a slow peer is not a dead one. A peer that stopped answering
             # altogether loses its connection by heartbeat, and that event marks it down.
@@ -917,12 +964,12 @@ class NodeLinks:
         # Registered only once sent (no await since): close() fails only awaited futures.
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._wait(n, fut, x25519_hex, limit)
+        self._wait(n, fut, p, limit)
         self.sent += 1
         try:
             reply = await fut
-        except LinkTimeout:
-            raise  # no mark-down (see _sweep)
+        except (LinkTimeout, LinkUnreachable):
+            raise  # no mark-down (see _sweep), nor up (its connection closed: marked down)
         except LinkError:
             self._answered(x25519_hex)  # an error reply: the peer is alive
             raise
@@ -971,7 +1018,7 @@ class NodeLinks:
                 return False
         except LinkError:
             return False  # (too large: request() fails with it, as the caller's answer)
-        self._wait(n, on_reply, x25519_hex, timeout or self.request_timeout)
+        self._wait(n, on_reply, p, timeout or self.request_timeout)
         self.sent += 1
         return True
 

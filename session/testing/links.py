@@ -1,5 +1,5 @@
 """Node links for tests and benches: a :class:`~session.node.links.NodeLinks` of an identity
-that lets any CURVE key connect (no registry behind it)."""
+that lets any node key connect (no registry behind it)."""
 
 from __future__ import annotations
 

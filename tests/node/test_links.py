@@ -701,3 +701,97 @@ async def test_a_reply_callback_that_raises_on_a_reply_leaves_the_link_serving(
     bugs = [r for r in caplog.records if "reply callback failed" in r.getMessage()]
     assert len(bugs) == 1 and "RuntimeError" in bugs[0].getMessage()
     assert not any("secret" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+async def _accepting_peer(me: Identity) -> tuple[asyncio.Server, asyncio.Queue[_Raw], str]:
+    """A listener of ``me`` spoken by hand: each connection's :class:`_Raw` lands in the
+    queue; returns the server, the queue and the address."""
+    accepted: asyncio.Queue[_Raw] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(await _Raw.accept(reader, writer, me))
+
+    srv = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    return srv, accepted, f"tcp://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+
+
+async def test_requests_on_a_connection_that_closes_fail_at_once(client: NodeLinks) -> None:
+    """The peer closes the connection while requests wait on it (its process died): their
+    answers could only have come by that connection, so they fail as unreachable at once, a
+    future and a callback alike, instead of each waiting out its 30 s timeout; and the peer
+    is down, not marked up by the failure."""
+    me = Identity.generate()
+    srv, accepted, address = await _accepting_peer(me)
+    x = bytes(me.x25519_public).hex()
+    try:
+        waiting = asyncio.ensure_future(client.request(x, address, KIND_PING, 1, 30))
+        raw = await accepted.get()
+        await raw.recv()
+        replies = _Replies()
+        assert client.send_request(x, address, KIND_PING, 2, 30, replies("cb"))
+        await raw.recv()
+        raw.writer.transport.abort()  # (no answer; the connection is gone)
+        async with asyncio.timeout(10):  # far below the requests' own 30 s
+            with pytest.raises(LinkUnreachable, match="closed"):
+                await waiting
+        await until(lambda: "cb" in replies.got, "the callback's failure")
+        assert isinstance(replies.got["cb"], LinkUnreachable)
+        assert client.is_down(x) and not client._pending
+    finally:
+        srv.close()
+
+
+async def test_a_peer_that_connects_again_replaces_its_older_connection(serve: Any) -> None:
+    """The same node key completes a second handshake while its first connection is still
+    open here (its side already gave that one up): the older one is closed, so a key holds
+    one established connection, and the new one serves."""
+    server = await serve({KIND_PING: _ping})
+    me = Identity.generate()
+    first = await _Raw.connect(server, me)
+    first.send([KIND_PING, struct.pack("<Q", 1), msgpack.packb(1)])
+    assert (await first.recv())[0] == b"R"
+    second = await _Raw.connect(server, me)
+    await first.closed_by_peer()
+    second.send([KIND_PING, struct.pack("<Q", 2), msgpack.packb(2)])
+    tag, _, body = await second.recv()
+    assert (tag, msgpack.unpackb(body)) == (b"R", {"pong": 2})
+    established = [c for c in server.links._conns if c.link is not None]
+    assert len(established) == 1
+    first.close()
+    second.close()
+
+
+async def test_a_peer_that_never_reads_its_answers_is_read_no_more(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer sends requests with large answers and reads none of them: once our replies
+    wait past SEND_BUFFER_HIGH, its connection is not read any more (its requests stay in
+    the kernel: no more tasks, no more replies held), and everything is answered once it
+    reads."""
+    monkeypatch.setattr(links_mod, "SEND_BUFFER_HIGH", 256 * 1024)
+    big = b"\x5a" * (256 * 1024)
+
+    async def large(peer: str, body: Any) -> Any:
+        return {"n": body["i"], "b": big}
+
+    server = await serve({KIND_DATA: large})
+    raw = await _Raw.connect(server, Identity.generate())
+    count = 160  # 40 MB of answers: past what the kernel's socket buffers hold
+    pad = b"\x00" * 8192  # (1.3 MB of requests: many reads' worth)
+    try:
+        for i in range(count):
+            raw.send([KIND_DATA, struct.pack("<Q", i), msgpack.packb({"i": i, "p": pad})])
+        await until(
+            lambda: any(c.paused for c in server.links._conns), "our replies over the limit"
+        )
+        (conn,) = [c for c in server.links._conns if c.paused]
+        assert conn.transport is not None and not conn.transport.is_reading()
+        assert server.links.received < count
+        got: set[int] = set()
+        while len(got) < count:
+            tag, rid, _, bulk = await raw.recv()
+            assert tag == b"R" and bulk == big
+            got.add(struct.unpack("<Q", rid)[0])
+        assert got == set(range(count))
+    finally:
+        raw.close()
