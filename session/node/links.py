@@ -241,6 +241,7 @@ class _Conn(asyncio.Protocol):
         "transport",
         "tx",
         "tx_seen",
+        "unproven",
         "wbuf_seen",
     )
 
@@ -258,6 +259,7 @@ class _Conn(asyncio.Protocol):
         # messages in and out, and what the heartbeat timer saw of them at its last beat
         self.rx = self.tx = self.rx_seen = self.tx_seen = 0
         self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
+        self.unproven = peer is None  # a peer's connection before its first message opened
         #: our write buffer's size at the heartbeat timer's last beat (a peer's connection whose
         #: reading we paused: a buffer that shrank says the peer takes our replies)
         self.wbuf_seen = 0
@@ -319,6 +321,8 @@ class _Conn(asyncio.Protocol):
             self._broken(e)
             return
         self.rx += 1
+        if self.unproven and msgs:
+            self._proven()
         on_msg = self.links._on_reply if self.peer is not None else self.links._on_request
         for parts in msgs:
             if not parts:
@@ -377,13 +381,19 @@ class _Conn(asyncio.Protocol):
             return
         self.peer_hex = key.hex()
         self.transport.write(hs.write())
-        # The peer dials us again only when its earlier connection is gone on its side (it
-        # keeps one per peer): an older one still open here is dead, and would otherwise hold
-        # its buffers until our heartbeats notice. One established connection per key.
+        self._established(hs, rest)
+
+    def _proven(self) -> None:
+        """The first message opened on a peer's connection to us: the peer holds the keys of
+        this connection (a replayed handshake message completes a handshake, but what follows
+        it never opens). The peer dials us again only once its earlier connection is gone on
+        its side (it keeps one per peer), so an older one of its key still open here is dead
+        and would hold its buffers until our heartbeats noticed: closed. One connection per
+        key."""
+        self.unproven = False
         for c in list(self.links._conns):
             if c is not self and c.peer is None and c.peer_hex == self.peer_hex:
                 c.close()
-        self._established(hs, rest)
 
     def _established(self, hs: LinkHandshake, rest: bytes) -> None:
         self.handshake = None

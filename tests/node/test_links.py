@@ -751,14 +751,43 @@ async def test_a_peer_that_connects_again_replaces_its_older_connection(serve: A
     first.send([KIND_PING, struct.pack("<Q", 1), msgpack.packb(1)])
     assert (await first.recv())[0] == b"R"
     second = await _Raw.connect(server, me)
-    await first.closed_by_peer()
     second.send([KIND_PING, struct.pack("<Q", 2), msgpack.packb(2)])
+    await first.closed_by_peer()
     tag, _, body = await second.recv()
     assert (tag, msgpack.unpackb(body)) == (b"R", {"pong": 2})
     established = [c for c in server.links._conns if c.link is not None]
     assert len(established) == 1
     first.close()
     second.close()
+
+
+async def test_a_replayed_handshake_does_not_close_the_peers_connection(serve: Any) -> None:
+    """Someone who recorded a node's first handshake message (Noise IK's can be replayed)
+    sends it again: the handshake completes, but nothing that follows opens, so the node's
+    real connection of that key stays open and served."""
+    server = await serve({KIND_PING: _ping})
+    me = Identity.generate()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    hs = _core.LinkHandshake.initiator(
+        bytes(me.export_x25519_secret()), bytes(server.ident.x25519_public)
+    )
+    first_message = hs.write()
+    writer.write(first_message)
+    hs.read(await _Raw._handshake_frame(reader))
+    real = _Raw(reader, writer, hs.into_link())
+    real.send([KIND_PING, struct.pack("<Q", 1), msgpack.packb(1)])
+    assert (await real.recv())[0] == b"R"
+    r2, replay = await asyncio.open_connection("127.0.0.1", server.port)
+    replay.write(first_message)
+    await _Raw._handshake_frame(r2)  # (answered: the listener cannot tell a replay)
+    replay.write(b"\x00\x00\x00\x10" + b"\x00" * 16)  # a heartbeat it cannot seal
+    async with asyncio.timeout(10):
+        assert await r2.read() == b""  # (closed: does not open)
+    real.send([KIND_PING, struct.pack("<Q", 2), msgpack.packb(2)])
+    tag, _, body = await real.recv()
+    assert (tag, msgpack.unpackb(body)) == (b"R", {"pong": 2})
+    replay.close()
+    real.close()
 
 
 async def test_a_peer_that_never_reads_its_answers_is_read_no_more(
