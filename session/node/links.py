@@ -781,11 +781,16 @@ class NodeLinks:
         p.dialing = self._spawn(self._connect(p))
 
     async def _connect(self, p: _Peer) -> None:
-        """One attempt to connect to the peer; on failure the next is scheduled (back-off)."""
+        """One attempt to connect to the peer; on failure the next is scheduled (back-off).
+        An attempt that gets no answer within CONNECT_WAIT (SYNs dropped: a partition) is
+        abandoned too, so a peer that answers again is reached within the back-off, not at
+        the kernel's next SYN retry (up to a minute apart)."""
         assert self._loop is not None
         try:
-            await self._loop.create_connection(lambda: _Conn(self, p), p.host, p.port)
-        except OSError:
+            await asyncio.wait_for(
+                self._loop.create_connection(lambda: _Conn(self, p), p.host, p.port), CONNECT_WAIT
+            )
+        except OSError:  # (TimeoutError included)
             p.dialing = None
             self._redial(p)  # (refused, unreachable: the peer's health learns it from requests)
         finally:

@@ -824,3 +824,45 @@ async def test_a_peer_that_never_reads_its_answers_is_read_no_more(
         assert got == set(range(count))
     finally:
         raw.close()
+
+
+async def test_a_dial_that_hangs_is_abandoned_and_tried_again(
+    client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer whose SYNs go unanswered (a partition dropping packets; here a listener whose
+    backlog is full) leaves our connect hanging for the kernel's two minutes: the dial is
+    abandoned after CONNECT_WAIT and made again, so the link comes up within the reconnect
+    back-off once the peer answers again, not at the kernel's next SYN retry."""
+    monkeypatch.setattr(links_mod, "CONNECT_WAIT", 0.2)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    filler = socket.socket()
+    filler.connect(("127.0.0.1", port))  # (the backlog's one place: the next SYN is dropped)
+    dials = 0
+    connect = client._connect
+
+    async def counted(p: Any) -> None:
+        nonlocal dials
+        dials += 1
+        await connect(p)
+
+    monkeypatch.setattr(client, "_connect", counted)
+    ident = Identity.generate()
+    x = bytes(ident.x25519_public).hex()
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        with pytest.raises(LinkUnreachable):
+            await client.request(x, address, KIND_PING, 1, 5)
+        await until(lambda: dials >= 3, "the hanging dial abandoned and made again")
+    finally:
+        filler.close()
+        full.close()
+    server = open_links(ident, {KIND_PING: _ping}, any_peer)
+    try:
+        await server.start("127.0.0.1", port)
+        await until(lambda: client._peers[x].connected, "the link up once the peer answers")
+        assert await client.request(x, address, KIND_PING, 2, 5) == {"pong": 2}
+    finally:
+        await server.close()
