@@ -57,7 +57,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from session._core import Link, LinkHandshake
 from session.errors import ConfigError, DecryptionError, InvalidInput, StorageError
-from session.service.tasks import log_failure
+from session.service.tasks import cancel_and_wait, log_failure
 
 log = logging.getLogger("session.node.links")
 
@@ -658,7 +658,8 @@ class NodeLinks:
         return self.port
 
     async def close(self) -> None:
-        """Fail waiting requests, close every connection."""
+        """Fail waiting requests, close every connection, and return once the request tasks
+        it cancels have ended (so what the node closes next, its store, is no handler's)."""
         if self.closed:
             return
         self.closed = True
@@ -682,6 +683,8 @@ class NodeLinks:
         self._conns.clear()
         if self._server is not None:
             await self._server.wait_closed()
+        # (the task closing the links, were it one of theirs, is not waited for)
+        await cancel_and_wait(t for t in list(self._tasks) if t is not asyncio.current_task())
 
     def _beat(self) -> None:
         """The one heartbeat timer (see :meth:`_Conn.beat`)."""

@@ -866,3 +866,30 @@ async def test_a_dial_that_hangs_is_abandoned_and_tried_again(
         assert await client.request(x, address, KIND_PING, 2, 5) == {"pong": 2}
     finally:
         await server.close()
+
+
+async def test_closing_returns_once_the_request_tasks_it_cancels_have_ended(
+    serve: Any, client: NodeLinks
+) -> None:
+    """close() cancels the handlers still running and returns only once they have ended (their
+    clean-up done), so the node closing its store next finds no link handler still in it;
+    the asker's request fails at once with the closed connection."""
+    entered = asyncio.Event()
+    cleaned: list[Any] = []
+
+    async def slow(peer: str, body: Any) -> Any:
+        entered.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append(body)
+
+    server = await serve({KIND_DATA: slow})
+    waiting = asyncio.ensure_future(client.request(server.x25519, server.address, KIND_DATA, 1, 30))
+    async with asyncio.timeout(10):
+        await entered.wait()
+    await server.links.close()
+    assert cleaned == [1] and not server.links._tasks
+    async with asyncio.timeout(10):
+        with pytest.raises(LinkUnreachable):
+            await waiting
