@@ -790,14 +790,20 @@ class NodeLinks:
         the kernel's next SYN retry (up to a minute apart)."""
         assert self._loop is not None
         try:
-            await asyncio.wait_for(
+            _, conn = await asyncio.wait_for(
                 self._loop.create_connection(lambda: _Conn(self, p), p.host, p.port), CONNECT_WAIT
             )
         except OSError:  # (TimeoutError included)
             p.dialing = None
             self._redial(p)  # (refused, unreachable: the peer's health learns it from requests)
+            return
         finally:
             p.dialing = None
+        if conn not in self._conns:
+            # Lost before this dial returned (closed the moment it was accepted, or its
+            # handshake could not start): its _lost found the dial still under way and left
+            # the next one to it.
+            self._redial(p)
 
     def _redial(self, p: _Peer) -> None:
         if p.closed or self.closed or p.redial is not None or p.dialing is not None:

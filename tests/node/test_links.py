@@ -19,7 +19,7 @@ import msgpack  # type: ignore[import-untyped]
 import pytest
 
 from session import _core
-from session.errors import StorageError
+from session.errors import InvalidInput, StorageError
 from session.identity import Identity
 from session.node import links as links_mod
 from session.node.links import (
@@ -893,3 +893,29 @@ async def test_closing_returns_once_the_request_tasks_it_cancels_have_ended(
     async with asyncio.timeout(10):
         with pytest.raises(LinkUnreachable):
             await waiting
+
+
+async def test_a_connection_lost_before_its_dial_returns_is_dialled_again(
+    serve: Any, client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our connection ends before the dial that made it has returned (here its handshake
+    cannot start; as when a peer closes a connection the moment it accepts it): the link is
+    dialled again, not left with no connection and no dial for good."""
+    server = await serve({KIND_PING: _ping})
+    real = links_mod.LinkHandshake
+    failures = [1]
+
+    class FailingOnce:
+        responder = staticmethod(real.responder)
+
+        @staticmethod
+        def initiator(secret: bytes, public: bytes) -> Any:
+            if failures:
+                failures.pop()
+                raise InvalidInput("a handshake that cannot start")
+            return real.initiator(secret, public)
+
+    monkeypatch.setattr(links_mod, "LinkHandshake", FailingOnce)
+    # (waits for the link, CONNECT_WAIT at most: answered through the second dial)
+    assert await client.request(server.x25519, server.address, KIND_PING, 1, 5) == {"pong": 1}
+    assert not failures  # (the first dial's connection did end at once)
