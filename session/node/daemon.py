@@ -1,7 +1,7 @@
 """The service-node process: one asyncio loop (uvloop) wiring every part together.
 
 Start-up (``run`` sets up logs, then one :meth:`Node.start` step each): keys → database → TLS →
-node links (ZeroMQ) → replication (write fan-out, reconciler, hand-off) → RPC handler and onion
+node links (TCP, Noise) → replication (write fan-out, reconciler, hand-off) → RPC handler and onion
 router → HTTPS and admin sites → registration with the registry and the first node list →
 background tasks (node-list polling, hand-off retries, reconciliation, expiry sweep, uptime
 proofs and reachability tests of peers: :mod:`session.node.health`).
@@ -253,7 +253,7 @@ class Node:
         return await asyncio.to_thread(tls.server_ssl_context, data_dir)
 
     async def _start_links(self, x_secret: bytes) -> None:
-        """Node links: the swarm view (which authorizes peers) and the bound ZeroMQ ROUTER."""
+        """Node links: the swarm view (which authorizes peers) and the bound link listener."""
         cfg = self.config
         me = bytes(self.identity.ed25519_public).hex()
         self.view = SwarmView(me, self._fetch_nodes, poll_interval=cfg.registry.poll_interval)

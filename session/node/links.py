@@ -74,7 +74,6 @@ KINDS = (KIND_ONION, KIND_CC, KIND_DATA, KIND_PING, KIND_SYNC, KIND_CC_BATCH)
 
 _REPLY = b"R"
 _ERROR = b"E"
-MAX_MESSAGE = 10 * 1024 * 1024 + 64 * 1024
 #: A top-level ``bytes`` value of a body dict at least this long travels as a bulk part.
 BULK_MIN = 64 * 1024
 #: The body key that lists, in order, the keys whose values are the bulk parts.
@@ -373,8 +372,9 @@ class _Conn(asyncio.Protocol):
             ok = await self.links.authorize(key)
         finally:  # a failing callback (a bug: it is logged by the task) refuses the key
             if not ok:
-                self.links.auth_denied += 1
-                log.info("refused a node link from an unregistered key")
+                if not self.links.closed:  # (closing cancelled the look-up: no refusal)
+                    self.links.auth_denied += 1
+                    log.info("refused a node link from an unregistered key")
                 if self.transport is not None:
                     self.transport.close()
         if self.transport is None or self.transport.is_closing():

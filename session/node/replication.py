@@ -267,8 +267,7 @@ class LinkFanout:
     def _flush(self) -> None:
         """Send each member the writes queued for it, in order, in batches; or hold them while
         a link message to the member is unanswered (class docstring). The link messages go
-        out one right after the other, each write packed once for all the members it goes to
-        (a ZeroMQ I/O thread woken by the first send then finds the others queued too)."""
+        out one right after the other, each write packed once for all the members it goes to."""
         queued, self._queued = self._queued, {}
         packed = _Packed()
         for x, (node, items) in queued.items():

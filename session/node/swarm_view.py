@@ -2,8 +2,9 @@
 
 Implements the ``SwarmContext`` protocol the RPC handler uses (``my_swarm_id``,
 ``swarm_id_for``, ``members``, ``is_ready``) and the ``authorize`` callback of the node links
-(a CURVE key is accepted when it belongs to a listed node; an unknown key triggers one early
-refresh, so a node that has just registered can talk to us at once).
+(a node key proven by a link handshake is accepted when it belongs to a listed node; an
+unknown key triggers one early refresh, so a node that has just registered can talk to us at
+once).
 
 The list comes from the registry (polled). Peers do not hand us lists directly (a peer could
 lie); instead a ping carries the sender's list version, and a version we have not seen makes us
@@ -208,7 +209,7 @@ class SwarmView:
         self._wake.set()
 
     async def authorize(self, x25519_public: bytes) -> bool:
-        """Node-link authentication: is this CURVE key a listed node?"""
+        """Node-link authentication: is this X25519 key (proven by a handshake) a listed node?"""
         h = x25519_public.hex()
         if self.node_by_x25519(h) is not None:
             return True

@@ -919,3 +919,26 @@ async def test_a_connection_lost_before_its_dial_returns_is_dialled_again(
     # (waits for the link, CONNECT_WAIT at most: answered through the second dial)
     assert await client.request(server.x25519, server.address, KIND_PING, 1, 5) == {"pong": 1}
     assert not failures  # (the first dial's connection did end at once)
+
+
+async def test_closing_while_a_key_is_being_authorized_is_no_refusal(
+    serve: Any, client: NodeLinks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The links close while a connecting node's key is still being looked up: that is not a
+    refused key (the metric of refusals and its log line are for keys that are not listed)."""
+    asked = asyncio.Event()
+
+    async def slow(key: bytes) -> bool:
+        asked.set()
+        await asyncio.Event().wait()
+        return True
+
+    server = await serve({KIND_PING: _ping}, authorize=slow)
+    waiting = asyncio.ensure_future(client.request(server.x25519, server.address, KIND_PING, 1, 5))
+    async with asyncio.timeout(10):
+        await asked.wait()
+    with caplog.at_level(logging.INFO, logger="session.node.links"):
+        await server.links.close()
+    assert server.links.auth_denied == 0
+    assert not any("refused" in r.getMessage() for r in caplog.records)
+    waiting.cancel()
