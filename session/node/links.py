@@ -32,7 +32,8 @@ socket's round trip in its I/O thread's wake-ups: docs/performance.md).
 A connection that carries nothing for :data:`HEARTBEAT_TIMEOUT_BEATS` heartbeat intervals
 (partitioned, frozen host, cable pulled: nothing resets the TCP connection) is closed, and the
 peer is down until its next handshake. Heartbeats are counted in the loop's own turns, so a
-loop that was itself held up does not blame its peers for it.
+loop that was itself held up does not blame its peers for it; nor is a peer's connection
+that we stopped reading (its answers waiting unread) blamed for the silence that causes.
 
 Hot path (a relayed onion layer, thousands a second): a kind can have a *direct* handler
 (``NodeLinks.direct``), called synchronously with an :class:`Answer` instead of run as a task,
@@ -241,7 +242,6 @@ class _Conn(asyncio.Protocol):
         "tx",
         "tx_seen",
         "unproven",
-        "wbuf_seen",
     )
 
     def __init__(self, links: NodeLinks, peer: _Peer | None) -> None:
@@ -259,9 +259,6 @@ class _Conn(asyncio.Protocol):
         self.rx = self.tx = self.rx_seen = self.tx_seen = 0
         self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
         self.unproven = peer is None  # a peer's connection before its first message opened
-        #: our write buffer's size at the heartbeat timer's last beat (a peer's connection whose
-        #: reading we paused: a buffer that shrank says the peer takes our replies)
-        self.wbuf_seen = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -433,15 +430,15 @@ class _Conn(asyncio.Protocol):
         """The heartbeat timer's visit: a heartbeat when nothing was sent since the last
         beat; closed after HEARTBEAT_TIMEOUT_BEATS beats in a row with nothing received; a
         handshake that takes longer than CONNECT_WAIT (counted in beats) is abandoned too."""
-        wbuf = self.transport.get_write_buffer_size() if self.transport is not None else 0
         if self.rx != self.rx_seen:
             self.rx_seen = self.rx
             self.beats_quiet = 0
-        elif self.paused and self.peer is None and wbuf < self.wbuf_seen:
-            self.beats_quiet = 0  # (we stopped reading it: it is alive while it takes replies)
+        elif self.paused and self.peer is None:
+            # We stopped reading it (pause_writing): its silence is ours. A peer that never
+            # takes its answers holds this connection's buffer until TCP gives up on it.
+            self.beats_quiet = 0
         else:
             self.beats_quiet += 1
-        self.wbuf_seen = wbuf
         if self.link is None:
             if self.beats_quiet > CONNECT_WAIT / HEARTBEAT_IVL and self.transport is not None:
                 self.transport.abort()  # (a port that accepts TCP and says nothing)

@@ -942,3 +942,53 @@ async def test_closing_while_a_key_is_being_authorized_is_no_refusal(
     assert server.links.auth_denied == 0
     assert not any("refused" in r.getMessage() for r in caplog.records)
     waiting.cancel()
+
+
+async def test_a_peer_read_no_more_is_not_silent_while_it_takes_its_answers(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While we read no more of a peer's connection (its answers wait unread), its heartbeats
+    cannot reach us: that silence is ours, not the peer's. A peer that takes its answers
+    slowly (4 KB per heartbeat interval: the kernel's buffers hide that from our write buffer
+    for many intervals) keeps its connection past the heartbeat timeout and gets every
+    answer."""
+    monkeypatch.setattr(links_mod, "HEARTBEAT_IVL", 0.05)
+    monkeypatch.setattr(links_mod, "SEND_BUFFER_HIGH", 256 * 1024)
+    beats: list[None] = []
+    beat = links_mod._Conn.beat
+
+    def counted(conn: Any) -> None:
+        beat(conn)
+        beats.append(None)
+
+    monkeypatch.setattr(links_mod._Conn, "beat", counted)
+
+    async def next_beat() -> None:
+        seen = len(beats)
+        await until(lambda: len(beats) > seen, "a heartbeat interval")
+
+    big = b"\x5a" * (256 * 1024)
+
+    async def large(peer: str, body: Any) -> Any:
+        return {"n": body["i"], "b": big}
+
+    server = await serve({KIND_DATA: large})
+    raw = await _Raw.connect(server, Identity.generate())
+    count = 60  # 15 MB of answers
+    pad = b"\x00" * 8192
+    try:
+        for i in range(count):
+            raw.send([KIND_DATA, struct.pack("<Q", i), msgpack.packb({"i": i, "p": pad})])
+        await until(lambda: any(c.paused for c in server.links._conns), "reading paused")
+        (conn,) = server.links._conns
+        got = 0
+        for _ in range(2 * links_mod.HEARTBEAT_TIMEOUT_BEATS):
+            await next_beat()
+            got += sum(1 for m in raw.link.feed(await raw.reader.read(4096)) if m)
+        assert conn.paused and conn in server.links._conns  # (still waiting on the peer)
+        while got < count:
+            data = await raw.reader.read(1 << 20)
+            assert data, "the link closed"
+            got += sum(1 for m in raw.link.feed(data) if m)
+    finally:
+        raw.close()
