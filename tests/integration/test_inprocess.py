@@ -1,4 +1,4 @@
-"""Several real nodes in one event loop (real HTTPS sites and ZeroMQ links on 127.0.0.1) with a
+"""Several real nodes in one event loop (real HTTPS sites and node links on 127.0.0.1) with a
 node list the test controls: swarm splits and dissolutions, wrong swarm, not ready, relay
 timeouts and rate limits, which a small registry-driven devnet cannot produce cheaply."""
 

@@ -1,4 +1,4 @@
-"""Forwarded replica writes over real node links (ZeroMQ on 127.0.0.1) into a SQLite store,
+"""Forwarded replica writes over real node links (127.0.0.1) into a SQLite store,
 served by :class:`session.node.forwarded.ForwardedWrites`: a single store is answered as it
 arrives, with no task created on the member's loop; with the store's writer thread busy it is
 handed to a coroutine (and a later write of the same account behind it), with the same signed

@@ -448,7 +448,7 @@ async def test_a_request_waiting_on_a_link_that_is_dropped_fails_cleanly(
     client: NodeLinks,
 ) -> None:
     """disconnect() (the peer left the list) while a request waits for the connection: the
-    request ends with LinkUnreachable, not a ZeroMQ error on a closed socket."""
+    request ends with LinkUnreachable, not an error of a closed socket."""
     nobody = Identity.generate()
     x = bytes(nobody.x25519_public).hex()
     waiting = asyncio.ensure_future(client.request(x, "tcp://127.0.0.1:9", KIND_PING, 1))

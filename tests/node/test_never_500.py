@@ -2,7 +2,7 @@
 site and admin site — the node answers, never with a 500, and within a second; and nothing it
 logs is a traceback.
 
-One real node (in-process, HTTPS and ZeroMQ on 127.0.0.1, in a swarm of its own) serves every
+One real node (in-process, HTTPS and node links on 127.0.0.1, in a swarm of its own) serves every
 example; the bodies come from :func:`session.testing.hostile.hostile_bodies`, which other
 services' tests reuse.
 """

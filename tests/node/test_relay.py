@@ -1,6 +1,6 @@
 """The onion router of a node (session/node/relay.py), driven directly: real frames built by
 the client code and peeled by the native core, with in-process stand-ins for the node links
-(a link request reaches the next router's ``serve_link``, as over ZeroMQ), the node list and
+(a link request reaches the next router's ``serve_link``, as over the node links), the node list and
 the storage RPC.
 
 Covered: deliver (the RPC's answer encrypted for the client), relay through a chain of routers

@@ -1,4 +1,4 @@
-"""The relay's hot path on real node links (ZeroMQ with CURVE on 127.0.0.1): a driver sends
+"""The relay's hot path on real node links (TCP with a Noise handshake on 127.0.0.1): a driver sends
 one-layer frames to a relay whose links serve ``onion`` with the router's direct handler
 (:meth:`OnionRouter.serve_link_now`, no task per layer), and the relay passes them to a sink.
 What comes back for a good reply, a malformed one, an error reply, a sink that does not answer
@@ -211,7 +211,7 @@ async def test_a_layer_cancelled_before_its_coroutine_starts_leaves_nothing_neve
 async def test_a_next_node_whose_address_the_link_refuses_costs_no_other_layer_its_answer(
     rig: Rig,
 ) -> None:
-    """A listed next node whose address ZeroMQ will not connect to (here a host name with a
+    """A listed next node whose address the links will not connect to (here a host name with a
     space in it): its layer is a 502 naming it, and the layers peeled in the same batch (sent
     together, so they arrive in one drain) are relayed as usual, not left unanswered."""
     await rig.send(rig.frame())  # the link to the sink is connected
