@@ -493,10 +493,6 @@ class _Peer:
         #: sends waiting for the link to come up or take more (woken on either)
         self.waiters: list[asyncio.Future[None]] = []
 
-    def ready(self) -> bool:
-        c = self.conn
-        return c is not None and not c.paused
-
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
         for w in waiters:
