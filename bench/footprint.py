@@ -38,7 +38,6 @@ MODULES = (
     "ssl",
     "sqlite3",
     "uvloop",
-    "zmq",
     "msgpack",
     "session._core",
     "httptools",

@@ -1349,9 +1349,11 @@ class Run:
         )
         th, cw = cpu.get("threads"), s.get("client_work_per_delivered")
         if th and cw:
+            # (ZeroMQ's threads: only in runs of nodes from before the links left ZeroMQ)
+            zmq = f"ZeroMQ {th['zmq_ms']:.2f} ms, " if th.get("zmq_ms") else ""
             self.console.print(
-                f"  per delivered: nodes' loop threads {th.get('loop_ms', 0.0):.2f} ms, ZeroMQ "
-                f"{th.get('zmq_ms', 0.0):.2f} ms, other threads {th.get('other_ms', 0.0):.2f} ms "
+                f"  per delivered: nodes' loop threads {th.get('loop_ms', 0.0):.2f} ms, {zmq}"
+                f"other threads {th.get('other_ms', 0.0):.2f} ms "
                 f"(kernel {th['sys_share'] * 100:.0f}%), {th['switches']:.0f} wake-ups; clients "
                 f"{cpu['client_per_delivered_ms']:.2f} ms, {cw['polls']:.2f} polls "
                 f"({cw['empty_polls']:.2f} empty)"
