@@ -395,6 +395,11 @@ class Node:
         gauges: list[tuple[str, str, Callable[[], float]]] = [
             ("link_timeouts", "Node-link requests that timed out", lambda: links.timeouts),
             ("link_auth_denied", "Node-link handshakes refused", lambda: links.auth_denied),
+            (
+                "link_handshakes_refused",
+                "Node-link connections closed as they opened: too many handshakes under way",
+                lambda: links.handshakes_refused,
+            ),
             ("resident_bytes", "Resident memory of the process", _rss_bytes),
             (
                 "peers_down",

@@ -95,6 +95,13 @@ RECONNECT_MAX = 0.5
 SEND_BUFFER_HIGH = 32 * 1024 * 1024
 #: The largest handshake frame read (Noise IK's messages are 96 and 48 bytes).
 MAX_HANDSHAKE = 1024
+#: Connections to us whose handshake is not done yet, at most this many at once in all, and
+#: this many from one address: a connection beyond is closed as it opens. Anyone can open
+#: one, and each costs a file descriptor (shared with the HTTPS site) and, once its first
+#: message arrives, a Diffie-Hellman and a key look-up; a registered node has one connection
+#: to us and dials again only once that is gone (a devnet's nodes all dial from 127.0.0.1).
+MAX_HANDSHAKES = 256
+MAX_HANDSHAKES_PER_ADDRESS = 32
 #: How late past its deadline a request may be failed: deadlines are checked by one shared
 #: timer, which fires at the earliest deadline plus this much (so close deadlines share a run).
 DEADLINE_SLACK = 0.01
@@ -229,6 +236,7 @@ class _Conn(asyncio.Protocol):
 
     __slots__ = (
         "beats_quiet",
+        "counted_from",
         "handshake",
         "hs_buf",
         "link",
@@ -259,6 +267,9 @@ class _Conn(asyncio.Protocol):
         self.rx = self.tx = self.rx_seen = self.tx_seen = 0
         self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
         self.unproven = peer is None  # a peer's connection before its first message opened
+        #: the address a peer's connection to us is counted under while its handshake is
+        #: under way (NodeLinks._handshakes), else None
+        self.counted_from: str | None = None
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -267,6 +278,9 @@ class _Conn(asyncio.Protocol):
         transport.set_write_buffer_limits(high=SEND_BUFFER_HIGH)
         links = self.links
         if links.closed:
+            transport.abort()
+            return
+        if self.peer is None and not links._admit_handshake(self, transport):
             transport.abort()
             return
         links._conns.add(self)
@@ -282,6 +296,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.links._conns.discard(self)
+        self.links._handshake_over(self)
         if self.link is not None and self.peer is not None:
             self.links._unanswerable(self)  # (their answers could only come by this connection)
         self.link = None
@@ -394,6 +409,7 @@ class _Conn(asyncio.Protocol):
 
     def _established(self, hs: LinkHandshake, rest: bytes) -> None:
         self.handshake = None
+        self.links._handshake_over(self)
         self.beats_quiet = 0  # (the beats the handshake took are not the link's silence)
         try:
             self.link = hs.into_link()
@@ -632,6 +648,10 @@ class NodeLinks:
         self.received = 0
         self.timeouts = 0
         self.auth_denied = 0
+        #: connections to us closed as they opened: too many handshakes under way
+        self.handshakes_refused = 0
+        #: connections to us whose handshake is under way, by the address they come from
+        self._handshakes: dict[str, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: str, port: int) -> int:
@@ -678,6 +698,34 @@ class NodeLinks:
             await self._server.wait_closed()
         # (the task closing the links, were it one of theirs, is not waited for)
         await cancel_and_wait(t for t in list(self._tasks) if t is not asyncio.current_task())
+
+    def _admit_handshake(self, conn: _Conn, transport: asyncio.Transport) -> bool:
+        """Whether a peer's new connection to us may start its handshake (the limits of
+        :data:`MAX_HANDSHAKES`); counted until its handshake is over (:meth:`_handshake_over`)."""
+        peername = transport.get_extra_info("peername")
+        addr = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        counts = self._handshakes
+        if (
+            sum(counts.values()) >= MAX_HANDSHAKES
+            or counts.get(addr, 0) >= MAX_HANDSHAKES_PER_ADDRESS
+        ):
+            self.handshakes_refused += 1
+            log.warning("refused a node link: too many handshakes under way")
+            return False
+        counts[addr] = counts.get(addr, 0) + 1
+        conn.counted_from = addr
+        return True
+
+    def _handshake_over(self, conn: _Conn) -> None:
+        """``conn``'s handshake ended (done, or the connection closed): no longer counted."""
+        addr, conn.counted_from = conn.counted_from, None
+        if addr is None:
+            return
+        n = self._handshakes[addr] - 1
+        if n:
+            self._handshakes[addr] = n
+        else:
+            del self._handshakes[addr]
 
     def _beat(self) -> None:
         """The one heartbeat timer (see :meth:`_Conn.beat`)."""

@@ -992,3 +992,48 @@ async def test_a_peer_read_no_more_is_not_silent_while_it_takes_its_answers(
             got += sum(1 for m in raw.link.feed(data) if m)
     finally:
         raw.close()
+
+
+async def test_handshakes_under_way_are_capped_per_address_and_in_all(
+    serve: Any, client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that never finish a handshake (anyone can open them) hold a slot each:
+    beyond MAX_HANDSHAKES_PER_ADDRESS from one address, or MAX_HANDSHAKES in all, a new one is
+    closed as it opens (counted); once they are gone, a node's link comes up again, and a
+    link whose handshake is done holds no slot."""
+    monkeypatch.setattr(links_mod, "MAX_HANDSHAKES_PER_ADDRESS", 3)
+    server = await serve({KIND_PING: _ping})
+    assert await client.request(server.x25519, server.address, KIND_PING, 1, 5.0) == {"pong": 1}
+    assert not server.links._handshakes  # (done: no slot)
+
+    async def mute() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", server.port)
+
+    held = [await mute() for _ in range(3)]
+    await until(lambda: sum(server.links._handshakes.values()) == 3, "three handshakes held")
+    reader, writer = await mute()  # a fourth from the same address: closed at once
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    assert server.links.handshakes_refused == 1
+    for _, w in held:
+        w.close()
+    await until(lambda: not server.links._handshakes, "the mute connections gone")
+    other = open_links(Identity.generate(), {})
+    await other.start("127.0.0.1", 0)
+    try:
+        assert await other.request(server.x25519, server.address, KIND_PING, 2, 5.0) == {"pong": 2}
+    finally:
+        await other.close()
+    # the cap in all (here below the one per address)
+    monkeypatch.setattr(links_mod, "MAX_HANDSHAKES_PER_ADDRESS", 100)
+    monkeypatch.setattr(links_mod, "MAX_HANDSHAKES", 4)
+    held = [await mute() for _ in range(4)]
+    await until(lambda: sum(server.links._handshakes.values()) == 4, "four handshakes held")
+    reader, writer = await mute()
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""
+    writer.close()
+    assert server.links.handshakes_refused == 2
+    for _, w in held:
+        w.close()
