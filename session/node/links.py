@@ -1139,8 +1139,12 @@ class NodeLinks:
             # down) or its buffer is full: wait until that changes, bounded.
             left = deadline - self._loop.time()
             if left <= 0:
-                if not p.connected:  # (it may have come back while this request waited)
-                    self.mark_down(p.x25519_hex)
+                if p.connected:  # (up, but its send buffer stayed full: a peer not reading)
+                    raise LinkUnreachable(
+                        f"the link to {p.x25519_hex[:16]}... took nothing more within "
+                        f"{wait:.1f}s (the peer is not reading)"
+                    )
+                self.mark_down(p.x25519_hex)
                 raise LinkUnreachable(f"no connection to {p.x25519_hex[:16]}... within {wait:.1f}s")
             woken: asyncio.Future[None] = self._loop.create_future()
             p.waiters.append(woken)

@@ -1037,3 +1037,40 @@ async def test_handshakes_under_way_are_capped_per_address_and_in_all(
     assert server.links.handshakes_refused == 2
     for _, w in held:
         w.close()
+
+
+async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
+    client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that is connected but reads nothing: once our buffer for it is full, sends wait
+    for it to drain, CONNECT_WAIT at most, then fail saying the peer is not reading (not that
+    there is no connection), and the peer is not marked down for it (it is up, and slow)."""
+    monkeypatch.setattr(links_mod, "SEND_BUFFER_HIGH", 64 * 1024)
+    monkeypatch.setattr(links_mod, "CONNECT_WAIT", 0.3)
+    me = Identity.generate()
+    accepted: asyncio.Queue[_Raw] = asyncio.Queue()
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await accepted.put(await _Raw.accept(reader, writer, me))  # then reads nothing
+
+    deaf = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    address = f"tcp://127.0.0.1:{deaf.sockets[0].getsockname()[1]}"
+    x = bytes(me.x25519_public).hex()
+    raw: _Raw | None = None
+    try:
+        first = asyncio.ensure_future(client.request(x, address, KIND_PING, {"n": 0}, 30))
+        raw = await accepted.get()
+        await until(lambda: client._peers[x].connected, "the link up")
+        big = {"f": os.urandom(1024 * 1024)}
+        sent = 0
+        while client.send_request(x, address, KIND_DATA, big, 30, lambda _: None):
+            sent += 1
+            assert sent < 200, "the kernel and our buffer took 200 MB"
+        with pytest.raises(LinkUnreachable, match="not reading"):
+            await client.request(x, address, KIND_PING, {"n": 1}, 30)
+        assert not client.is_down(x)
+        first.cancel()
+    finally:
+        if raw is not None:
+            raw.close()
+        deaf.close()
