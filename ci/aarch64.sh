@@ -11,7 +11,7 @@
 # chroot: the container has no binfmt_misc, so qemu runs the interpreter with -L <root>, and
 # `$WORK/bin/python3` (a shell script: qemu with that root) is the interpreter's
 # sys.executable, so the processes a devnet starts run under qemu too. The package's
-# dependencies (uvloop, pyzmq, msgpack, httptools, cryptography, aiohttp, Pillow, web3, the
+# dependencies (uvloop, msgpack, httptools, cryptography, aiohttp, Pillow, web3, the
 # devnet's eth-tester and py-evm, ...) and the test tools are the aarch64 wheels PyPI serves,
 # as pip resolves them for the wheel built here. Needs root (apt-get).
 #
