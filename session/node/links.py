@@ -102,6 +102,11 @@ MAX_HANDSHAKE = 1024
 #: to us and dials again only once that is gone (a devnet's nodes all dial from 127.0.0.1).
 MAX_HANDSHAKES = 256
 MAX_HANDSHAKES_PER_ADDRESS = 32
+#: A peer's connection to us with this many of its requests running (each a task: a handler
+#: awaiting the store, a reconciliation read) is read no further until half of them ended,
+#: so one node cannot make us hold unbounded tasks; what it sends meanwhile waits in its
+#: socket (and, once that is full, in its own send buffer).
+MAX_RUNNING = 1024
 #: How late past its deadline a request may be failed: deadlines are checked by one shared
 #: timer, which fires at the earliest deadline plus this much (so close deadlines share a run).
 DEADLINE_SLACK = 0.01
@@ -238,14 +243,17 @@ class _Conn(asyncio.Protocol):
         "beats_quiet",
         "counted_from",
         "handshake",
+        "held",
         "hs_buf",
         "link",
         "links",
         "paused",
         "peer",
         "peer_hex",
+        "running",
         "rx",
         "rx_seen",
+        "throttled",
         "transport",
         "tx",
         "tx_seen",
@@ -263,6 +271,10 @@ class _Conn(asyncio.Protocol):
         self.hs_buf = bytearray()
         self.link: Link | None = None
         self.paused = False  # the write buffer is over SEND_BUFFER_HIGH
+        self.running = 0  # (a peer's connection to us) its requests running as tasks
+        self.throttled = False  # not read for them (MAX_RUNNING) until half have ended
+        #: messages read but not handled yet: they came in the read that throttled it
+        self.held: list[list[bytes]] = []
         # messages in and out, and what the heartbeat timer saw of them at its last beat
         self.rx = self.tx = self.rx_seen = self.tx_seen = 0
         self.beats_quiet = 0  # heartbeat intervals in a row with nothing received
@@ -305,21 +317,43 @@ class _Conn(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.paused = True
-        t = self.transport
-        if self.peer is None and t is not None and not t.is_closing():
-            # A peer's connection: our replies pile up unread. Read no more of its requests
-            # until it takes them, so a peer that sends and never reads holds no more than
-            # SEND_BUFFER_HIGH (plus the requests already running) of our memory.
-            t.pause_reading()
+        # A peer's connection: our replies pile up unread. Read no more of its requests until
+        # it takes them, so a peer that sends and never reads holds no more than
+        # SEND_BUFFER_HIGH (plus the requests already running) of our memory.
+        self._reading()
 
     def resume_writing(self) -> None:
         self.paused = False
         if self.peer is not None:
             self.peer.wake()
             return
+        self._reading()
+
+    def _reading(self) -> None:
+        """Read a peer's connection to us, or not: not while our answers to it pile up unread
+        (``paused``) nor while MAX_RUNNING of its requests run (until half of them ended)."""
         t = self.transport
-        if t is not None and not t.is_closing():
+        if self.peer is not None or t is None or t.is_closing():
+            return
+        n = self.running
+        self.throttled = n >= MAX_RUNNING or (self.throttled and n > MAX_RUNNING // 2)
+        if not self.throttled and self.held:
+            held, self.held = self.held, []
+            self._handle(held)  # (may throttle it again: the rest is held again)
+        if self.paused or self.throttled or self.held:
+            t.pause_reading()
+        else:
             t.resume_reading()
+
+    def request_started(self) -> None:
+        self.running += 1
+        if self.running >= MAX_RUNNING:
+            self._reading()
+
+    def request_ended(self, _: object) -> None:
+        self.running -= 1
+        if self.throttled:
+            self._reading()
 
     def data_received(self, data: bytes) -> None:
         link = self.link
@@ -334,8 +368,19 @@ class _Conn(asyncio.Protocol):
         self.rx += 1
         if self.unproven and msgs:
             self._proven()
+        if self.held:  # (read before reading paused: behind the ones held)
+            self.held.extend(msgs)
+            return
+        self._handle(msgs)
+
+    def _handle(self, msgs: list[list[bytes]]) -> None:
+        """Hand each message to its handler, in order; once the connection is throttled
+        (MAX_RUNNING requests running), the rest are held until it is not (:meth:`_reading`)."""
         on_msg = self.links._on_reply if self.peer is not None else self.links._on_request
-        for parts in msgs:
+        for i, parts in enumerate(msgs):
+            if self.throttled:
+                self.held = msgs[i:]
+                return
             if not parts:
                 continue  # a heartbeat
             try:
@@ -449,9 +494,10 @@ class _Conn(asyncio.Protocol):
         if self.rx != self.rx_seen:
             self.rx_seen = self.rx
             self.beats_quiet = 0
-        elif self.paused and self.peer is None:
-            # We stopped reading it (pause_writing): its silence is ours. A peer that never
-            # takes its answers holds this connection's buffer until TCP gives up on it.
+        elif (self.paused or self.throttled) and self.peer is None:
+            # We stopped reading it (pause_writing, or its requests running): its silence is
+            # ours. A peer that never takes its answers holds this connection's buffer until
+            # TCP gives up on it.
             self.beats_quiet = 0
         else:
             self.beats_quiet += 1
@@ -574,8 +620,7 @@ class Answer:
         """Answer with what the awaitable returns, run as a task with an ordinary handler's
         error handling (refusals answered with their sentence). Returns the task (its done
         callbacks run however it ends, cancelled before its first step included)."""
-        links = self._links
-        t = links._spawn(links._serve(result, self.peer, self._route, self._rid))
+        t = self._links._run_request(result, self.peer, self._route, self._rid)
         if isinstance(result, Coroutine):  # cancelled before its first step: never awaited
             t.add_done_callback(lambda _: result.close())
         return t
@@ -761,7 +806,17 @@ class NodeLinks:
             answer.guard(direct, peer, obj, answer)  # (no task: errors answered as _serve's)
             return
         assert handler is not None
-        self._spawn(self._serve(handler(peer, obj), peer, route, rid))
+        self._run_request(handler(peer, obj), peer, route, rid)
+
+    def _run_request(
+        self, result: Awaitable[Any], peer: str, route: _Conn, rid: bytes
+    ) -> asyncio.Task[Any]:
+        """A peer's request as a task (:meth:`_serve`), counted on its connection while it
+        runs (:data:`MAX_RUNNING`)."""
+        t = self._spawn(self._serve(result, peer, route, rid))
+        route.request_started()
+        t.add_done_callback(route.request_ended)
+        return t
 
     async def _serve(self, result: Awaitable[Any], peer: str, route: _Conn, rid: bytes) -> None:
         """Run one request (``result``: the handler's awaitable); the peer always gets an answer

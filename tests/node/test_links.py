@@ -1074,3 +1074,44 @@ async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
         if raw is not None:
             raw.close()
         deaf.close()
+
+
+async def test_a_peer_with_too_many_requests_running_is_read_no_further_until_half_end(
+    serve: Any, client: NodeLinks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registered node that sends request after request whose handlers wait: once
+    MAX_RUNNING of them run, its connection is not read (no more tasks), until half of them
+    ended; nothing it sent is lost, every request is answered, and another peer is served
+    all along."""
+    monkeypatch.setattr(links_mod, "MAX_RUNNING", 8)
+    gate = asyncio.Event()
+    running = peak = 0
+
+    async def waits(peer: str, body: Any) -> Any:
+        nonlocal running, peak
+        if body["n"] < 0:  # (the other peer's)
+            return body
+        running += 1
+        peak = max(peak, running)
+        try:
+            await gate.wait()
+        finally:
+            running -= 1
+        return body
+
+    server = await serve({KIND_SYNC: waits})
+    raw = await _Raw.connect(server, Identity.generate())
+    try:
+        for n in range(20):
+            raw.send([KIND_SYNC, struct.pack("<Q", n), msgpack.packb({"n": n})])
+        await until(lambda: running == 8, "eight requests running")
+        # another peer meanwhile: its request runs and is answered
+        got = await client.request(server.x25519, server.address, KIND_SYNC, {"n": -1}, 5.0)
+        assert got == {"n": -1}
+        assert running == 8 and peak == 8
+        gate.set()
+        answered = {struct.unpack("<Q", (await raw.recv())[1])[0] for _ in range(20)}
+        assert answered == set(range(20))
+        assert peak <= 8
+    finally:
+        raw.close()
