@@ -472,6 +472,10 @@ def profile_summary(
         return "no samples\n"
     out = [
         f"{len(raw_files)} processes, {total} samples (py-spy: {sampled})",
+        "(wall-clock samples: a thread that holds the GIL inside a system call is sampled while",
+        "the kernel works or has it waiting for a core, so a loopback send, which runs the",
+        "receiver's TCP input and wakes it, shows more than the CPU it costs; CPU per message",
+        "is in result.json)",
         "",
     ]
     for title, d in (("self", self_n), ("inclusive", incl)):
