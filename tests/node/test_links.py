@@ -1009,15 +1009,19 @@ async def test_handshakes_under_way_are_capped_per_address_and_in_all(
     async def mute() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.open_connection("127.0.0.1", server.port)
 
-    held = [await mute() for _ in range(3)]
-    await until(lambda: sum(server.links._handshakes.values()) == 3, "three handshakes held")
-    reader, writer = await mute()  # a fourth from the same address: closed at once
-    async with asyncio.timeout(10):
-        assert await reader.read() == b""
-    writer.close()
+    async def full_then_one_more(n: int) -> None:
+        """``n`` mute connections hold their slots; one more is closed as it opens."""
+        held = [await mute() for _ in range(n)]
+        await until(lambda: sum(server.links._handshakes.values()) == n, "the slots held")
+        reader, writer = await mute()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""
+        writer.close()
+        for _, w in held:
+            w.close()
+
+    await full_then_one_more(3)  # a fourth from the same address: closed at once
     assert server.links.handshakes_refused == 1
-    for _, w in held:
-        w.close()
     await until(lambda: not server.links._handshakes, "the mute connections gone")
     other = open_links(Identity.generate(), {})
     await other.start("127.0.0.1", 0)
@@ -1028,15 +1032,8 @@ async def test_handshakes_under_way_are_capped_per_address_and_in_all(
     # the cap in all (here below the one per address)
     monkeypatch.setattr(links_mod, "MAX_HANDSHAKES_PER_ADDRESS", 100)
     monkeypatch.setattr(links_mod, "MAX_HANDSHAKES", 4)
-    held = [await mute() for _ in range(4)]
-    await until(lambda: sum(server.links._handshakes.values()) == 4, "four handshakes held")
-    reader, writer = await mute()
-    async with asyncio.timeout(10):
-        assert await reader.read() == b""
-    writer.close()
+    await full_then_one_more(4)
     assert server.links.handshakes_refused == 2
-    for _, w in held:
-        w.close()
 
 
 async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
