@@ -469,8 +469,7 @@ class _Conn(asyncio.Protocol):
     def _broken(self, e: Exception) -> None:
         """The other side sent what no node link sends: close this connection only."""
         log.warning("closed a node link that sent a bad frame: %s", e)
-        if self.transport is not None:
-            self.transport.abort()
+        self.close()
 
     # -- sending
     def send(self, parts: list[bytes]) -> bool:
@@ -502,19 +501,19 @@ class _Conn(asyncio.Protocol):
         else:
             self.beats_quiet += 1
         if self.link is None:
-            if self.beats_quiet > CONNECT_WAIT / HEARTBEAT_IVL and self.transport is not None:
-                self.transport.abort()  # (a port that accepts TCP and says nothing)
+            if self.beats_quiet > CONNECT_WAIT / HEARTBEAT_IVL:
+                self.close()  # (a port that accepts TCP and says nothing)
             return
         if self.beats_quiet >= HEARTBEAT_TIMEOUT_BEATS:
             log.info("node link to %s… silent: closed", self.peer_hex[:12])
-            if self.transport is not None:
-                self.transport.abort()
+            self.close()
             return
         if self.tx == self.tx_seen:
             self.send([])
         self.tx_seen = self.tx
 
     def close(self) -> None:
+        """Drop this connection at once (what is unsent is dropped too)."""
         if self.transport is not None:
             self.transport.abort()
 
@@ -528,7 +527,6 @@ class _Peer:
         "behind",
         "closed",
         "conn",
-        "connected",
         "dialing",
         "host",
         "port",
@@ -544,7 +542,6 @@ class _Peer:
         self.address = address
         self.host, self.port = parse_address(address)
         self.conn: _Conn | None = None  # the connection whose handshake completed
-        self.connected = False  # a handshake completed and the connection still stands
         self.closed = False  # dropped (disconnect, close): no more dialling
         #: the last send to this peer that had to wait for the link (NodeLinks._send), until
         #: it is over: later sends go behind it, so messages to a peer leave in the order made
@@ -555,6 +552,11 @@ class _Peer:
         #: sends waiting for the link to come up or take more (woken on either)
         self.waiters: list[asyncio.Future[None]] = []
 
+    @property
+    def connected(self) -> bool:
+        """A handshake completed and that connection still stands."""
+        return self.conn is not None
+
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
         for w in waiters:
@@ -563,7 +565,6 @@ class _Peer:
 
     def close(self) -> None:
         self.closed = True
-        self.connected = False
         if self.redial is not None:
             self.redial.cancel()
         if self.dialing is not None:
@@ -916,7 +917,6 @@ class NodeLinks:
         if p.conn is not None and p.conn is not conn:
             p.conn.close()
         p.conn = conn
-        p.connected = True
         p.backoff = RECONNECT_MIN
         self._answered(p.x25519_hex)
         p.wake()
@@ -926,7 +926,6 @@ class NodeLinks:
         down at once (its process or host closed it, or it went silent); dial again."""
         if p.conn is conn:
             p.conn = None
-            p.connected = False
             if not p.closed and self._peers.get(p.x25519_hex) is p:
                 log.info("link to %s… closed", p.x25519_hex[:12])
                 self.mark_down(p.x25519_hex)
@@ -1224,7 +1223,8 @@ def _fail(waiter: asyncio.Future[Any] | OnReply, e: LinkError) -> None:
 def _call_back(callback: OnReply, outcome: Any) -> None:
     """Give a request's reply callback its outcome (the reply, or the error). The one guard of
     reply callbacks, on every path that calls them (a reply, the deadline timer, closing): one
-    that raises is logged and contained, so the pump, the timer and close go on."""
+    that raises is logged and contained, so the link's read callback, the timer and close go
+    on."""
     try:
         callback(outcome)
     except Exception as bug:
