@@ -57,12 +57,6 @@ impl LinkHandshake {
         Some(PyBytes::new(py, &k))
     }
 
-    /// Whether both handshake messages have gone by.
-    #[getter]
-    fn finished(&self) -> bool {
-        self.inner.as_ref().is_some_and(sl::Handshake::is_finished)
-    }
-
     /// The established link (once finished); the handshake cannot be used after.
     #[pyo3(name = "into_link")]
     fn take_link(&mut self) -> CoreResult<Link> {
@@ -81,12 +75,6 @@ struct Link {
 
 #[pymethods]
 impl Link {
-    /// The peer's X25519 public key, proven by the handshake.
-    #[getter]
-    fn remote<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.remote())
-    }
-
     /// The frame of one message of `parts` (no parts: a heartbeat).
     fn seal<'py>(
         &mut self,
@@ -115,27 +103,16 @@ impl Link {
         };
         let out = PyList::empty(py);
         for m in msgs {
-            let parts = PyList::empty(py);
-            for p in m {
-                parts
-                    .append(PyBytes::new(py, &p))
-                    .expect("append to a new list");
-            }
+            let parts =
+                PyList::new(py, m.parts().map(|p| PyBytes::new(py, p))).expect("a list of bytes");
             out.append(parts).expect("append to a new list");
         }
         Ok(out)
-    }
-
-    /// Bytes of an incomplete frame waiting for the rest.
-    #[getter]
-    fn pending(&self) -> usize {
-        self.inner.pending()
     }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<LinkHandshake>()?;
     m.add_class::<Link>()?;
-    m.add("LINK_PATTERN", sl::PATTERN)?;
     Ok(())
 }

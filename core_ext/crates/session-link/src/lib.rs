@@ -23,6 +23,8 @@
 //! No I/O here: the caller writes what [`Link::seal`] returns and hands what it reads to
 //! [`Link::feed`], which keeps any incomplete frame until the rest arrives.
 
+use core::ops::Range;
+
 use zeroize::Zeroizing;
 
 /// The Noise protocol name.
@@ -198,18 +200,49 @@ pub fn encode_parts(parts: &[&[u8]]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Inverse of [`encode_parts`].
-pub fn decode_parts(mut plain: &[u8]) -> Result<Vec<Vec<u8>>> {
+/// Where each part of a message's plaintext lies in it (the inverse of [`encode_parts`],
+/// without copying the parts).
+pub fn part_ranges(plain: &[u8]) -> Result<Vec<Range<usize>>> {
     let mut parts = Vec::new();
-    while !plain.is_empty() {
-        let n = frame_length(plain).ok_or(Error::Malformed("a part's length is cut short"))?;
-        let body = plain
-            .get(HEADER..HEADER + n)
-            .ok_or(Error::Malformed("a part is longer than its frame"))?;
-        parts.push(body.to_vec());
-        plain = &plain[HEADER + n..];
+    let mut at = 0;
+    while at < plain.len() {
+        let n =
+            frame_length(&plain[at..]).ok_or(Error::Malformed("a part's length is cut short"))?;
+        let body = at + HEADER..at + HEADER + n;
+        if body.end > plain.len() {
+            return Err(Error::Malformed("a part is longer than its frame"));
+        }
+        at = body.end;
+        parts.push(body);
     }
     Ok(parts)
+}
+
+/// Inverse of [`encode_parts`].
+pub fn decode_parts(plain: &[u8]) -> Result<Vec<Vec<u8>>> {
+    Ok(part_ranges(plain)?
+        .into_iter()
+        .map(|r| plain[r].to_vec())
+        .collect())
+}
+
+/// One message opened by [`Link::feed`]: its plaintext, and where each part lies in it (the
+/// parts are handed out as slices, not copied one by one).
+pub struct Opened {
+    plain: Zeroizing<Vec<u8>>,
+    parts: Vec<Range<usize>>,
+}
+
+impl Opened {
+    /// The message's parts, in order (none: a heartbeat).
+    pub fn parts(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.parts.iter().map(|r| &self.plain[r.clone()])
+    }
+
+    /// The parts as owned byte strings.
+    pub fn to_vecs(&self) -> Vec<Vec<u8>> {
+        self.parts().map(<[u8]>::to_vec).collect()
+    }
 }
 
 /// An established link: seals our messages, opens the peer's.
@@ -248,7 +281,7 @@ impl Link {
     }
 
     /// Open one frame's ciphertext (without its length prefix) into its parts.
-    fn open_frame(&mut self, ct: &[u8]) -> Result<Vec<Vec<u8>>> {
+    fn open_frame(&mut self, ct: &[u8]) -> Result<Opened> {
         if ct.len() < TAG || (ct.len() % NOISE_MAX != 0 && ct.len() % NOISE_MAX < TAG) {
             return Err(Error::Malformed("a frame's length does not fit its chunks"));
         }
@@ -261,13 +294,15 @@ impl Link {
                 .map_err(|_| Error::Decrypt)?;
             at += n;
         }
-        decode_parts(&plain[..at])
+        plain.truncate(at);
+        let parts = part_ranges(&plain)?;
+        Ok(Opened { plain, parts })
     }
 
     /// Hand over bytes read from the connection; returns the messages they complete, in order
     /// (each a list of parts; an empty list is a heartbeat). An error means the peer sent
     /// something no link of ours sends: close the connection.
-    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Vec<Vec<u8>>>> {
+    pub fn feed(&mut self, data: &[u8]) -> Result<Vec<Opened>> {
         let mut out = Vec::new();
         if self.pending.is_empty() {
             let used = self.open_all(data, &mut out)?;
@@ -283,7 +318,7 @@ impl Link {
     }
 
     /// Open every whole frame at the start of `buf`; returns how many bytes they took.
-    fn open_all(&mut self, buf: &[u8], out: &mut Vec<Vec<Vec<u8>>>) -> Result<usize> {
+    fn open_all(&mut self, buf: &[u8], out: &mut Vec<Opened>) -> Result<usize> {
         let mut at = 0;
         while let Some(len) = frame_length(&buf[at..]) {
             if len > max_frame() {
@@ -314,6 +349,11 @@ mod tests {
     fn keypair() -> (Vec<u8>, Vec<u8>) {
         let kp = builder().generate_keypair().unwrap();
         (kp.private, kp.public)
+    }
+
+    /// What `feed` opened, as owned parts.
+    fn owned(msgs: Vec<Opened>) -> Vec<Vec<Vec<u8>>> {
+        msgs.iter().map(Opened::to_vecs).collect()
     }
 
     /// A connected pair (initiator, responder) and the keys they proved.
@@ -347,13 +387,13 @@ mod tests {
             let big = vec![0x5a; size];
             let parts: [&[u8]; 3] = [b"cc", b"\x01\0\0\0\0\0\0\0", &big];
             let frame = a.seal(&parts).unwrap();
-            let got = b.feed(&frame).unwrap();
+            let got = owned(b.feed(&frame).unwrap());
             assert_eq!(
                 got,
                 vec![parts.iter().map(|p| p.to_vec()).collect::<Vec<_>>()]
             );
             let back = b.seal(&[b"R"]).unwrap();
-            assert_eq!(a.feed(&back).unwrap(), vec![vec![b"R".to_vec()]]);
+            assert_eq!(owned(a.feed(&back).unwrap()), vec![vec![b"R".to_vec()]]);
         }
     }
 
@@ -362,7 +402,7 @@ mod tests {
         let (mut a, mut b, _, _) = pair();
         let frame = a.seal(&[]).unwrap();
         assert_eq!(frame.len(), HEADER + TAG);
-        assert_eq!(b.feed(&frame).unwrap(), vec![Vec::<Vec<u8>>::new()]);
+        assert_eq!(owned(b.feed(&frame).unwrap()), vec![Vec::<Vec<u8>>::new()]);
     }
 
     #[test]
@@ -377,7 +417,7 @@ mod tests {
         }
         let mut got = Vec::new();
         for piece in stream.chunks(977) {
-            got.extend(b.feed(piece).unwrap());
+            got.extend(owned(b.feed(piece).unwrap()));
         }
         assert_eq!(b.pending(), 0);
         assert_eq!(got, want);
@@ -390,15 +430,15 @@ mod tests {
         let f2 = a.seal(&[b"two"]).unwrap();
         let mut bad = f1.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert_eq!(b.feed(&bad), Err(Error::Decrypt));
+        assert_eq!(b.feed(&bad).err(), Some(Error::Decrypt));
         // out of order: the second frame under the first nonce
         let (mut a, mut b, _, _) = pair();
         let _ = a.seal(&[b"one"]).unwrap();
         let f2b = a.seal(&[b"two"]).unwrap();
-        assert_eq!(b.feed(&f2b), Err(Error::Decrypt));
+        assert_eq!(b.feed(&f2b).err(), Some(Error::Decrypt));
         // a frame of another link
         let (_, mut c, _, _) = pair();
-        assert_eq!(c.feed(&f2), Err(Error::Decrypt));
+        assert_eq!(c.feed(&f2).err(), Some(Error::Decrypt));
     }
 
     #[test]
