@@ -89,6 +89,17 @@ def test_checkpoints() -> None:
     assert checkpoints(500) == [500]
 
 
+def test_live_percentiles_are_the_summarys() -> None:
+    h = report.new_histogram()
+    assert report.live_percentiles(h) == {"p50": 0.0, "p99": 0.0}
+    for i in range(1, 2001):  # 1 ms .. 2 s, evenly
+        report.record(h, i / 1000)
+    s = report.summary(h)
+    live = report.live_percentiles(h)
+    assert live == {"p50": s["p50"], "p99": s["p99"]}
+    assert 990 <= live["p50"] <= 1010 and 1970 <= live["p99"] <= 1990
+
+
 def test_error_kinds() -> None:
     assert error_kind(NodeRequestFailed(421, "wrong swarm")) == "status 421"
     assert error_kind(PathFailure("onion request timed out")) == "timeout"

@@ -65,6 +65,15 @@ def summary(h: HdrHistogram) -> dict[str, float | int]:
     }
 
 
+def live_percentiles(h: HdrHistogram) -> dict[str, float]:
+    """p50 and p99 so far, in milliseconds, in one walk of the histogram (the live display;
+    ``summary`` walks it once per figure and once more for the mean)."""
+    if h.get_total_count() == 0:
+        return {"p50": 0.0, "p99": 0.0}
+    at = h.get_percentile_to_value_dict([50, 99])
+    return {"p50": at[50] / 1000, "p99": at[99] / 1000}
+
+
 # ---------------------------------------------------------------------- schema
 
 _TOP: dict[str, Any] = {
