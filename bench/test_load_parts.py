@@ -24,6 +24,7 @@ from bench.load import cli, report
 from bench.load.cli import build_parser, parse_rate, profile_summary
 from bench.load.community import Member, schedule
 from bench.load.probe import thread_cpu_ns, threads
+from bench.load.search import RateSearch, parse_slo, shortfall
 from bench.load.storescale import checkpoints
 from bench.load.worker import HEX_RUN, due_times, error_kind
 from session.client.transport import PathFailure
@@ -98,6 +99,76 @@ def test_live_percentiles_are_the_summarys() -> None:
     live = report.live_percentiles(h)
     assert live == {"p50": s["p50"], "p99": s["p99"]}
     assert 990 <= live["p50"] <= 1010 and 1970 <= live["p99"] <= 1990
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("p75=10", "not an objective: 'p75=10'"),
+        ("p99", "not an objective: 'p99'"),
+        ("p99=soon", "p99: not a number of milliseconds"),
+        ("p50=0", "p50 must be positive"),
+        ("p50=10,p50=12", "p50 given twice"),
+        (",", "names at least one percentile"),
+    ],
+)
+def test_slo_text_is_checked(text: str, said: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match=said):
+        parse_slo(text)
+
+
+def test_slo_text() -> None:
+    assert parse_slo("p50=15, P99=60ms") == {"p50": 15.0, "p99": 60.0}
+    assert parse_slo("p90=2.5") == {"p90": 2.5}
+
+
+def step_result(p50: float, p99: float, lost: int = 0, errors: int = 0) -> dict[str, Any]:
+    return {
+        "lost": lost,
+        "errors": {"timeout": errors} if errors else {},
+        "latency_ms": {"p50": p50, "p90": p99, "p99": p99},
+    }
+
+
+def test_shortfall_names_each_miss() -> None:
+    slo = {"p50": 15.0, "p99": 60.0}
+    assert shortfall(step_result(7, 51), slo) == ""
+    assert shortfall(step_result(7, 61.25), slo) == "p99 61.2 ms > 60"
+    assert shortfall(step_result(20, 80, lost=2, errors=3), slo) == (
+        "2 lost, 3 errors, p50 20.0 ms > 15, p99 80.0 ms > 60"
+    )
+
+
+def search_against(capacity: float, start: float, steps: int = 8) -> RateSearch:
+    """A search whose steps pass exactly up to ``capacity`` messages/s."""
+    rs = RateSearch(start, max_steps=steps)
+    while (r := rs.next_rate()) is not None:
+        rs.record(r, "" if r <= capacity else "p99 too high")
+    return rs
+
+
+def test_rate_search_doubles_then_bisects() -> None:
+    rs = search_against(300, 50)
+    assert [r for r, _, _ in rs.tried] == [50, 100, 200, 400, 300, 350, 325]
+    assert rs.best() == 300 and rs.first_failing() == (325, "p99 too high")
+    s = rs.summary({"p99": 60.0})
+    assert s["meets_up_to_per_s"] == 300 and s["fails_at_per_s"] == 325
+    assert [x["met"] for x in s["steps"]] == [True, True, True, False, True, False, False]
+    assert "held up to 300/s; 325/s did not (p99 too high)" in rs.sentence({"p99": 60.0})
+
+
+def test_rate_search_halves_when_the_start_fails_and_stops_within_budget() -> None:
+    rs = search_against(30, 200, steps=4)
+    assert [r for r, _, _ in rs.tried] == [200, 100, 50, 25]
+    assert rs.best() == 25 and rs.first_failing() == (50, "p99 too high")
+    never = search_against(0, 4)
+    assert [r for r, _, _ in never.tried] == [4, 2, 1]  # not below 1/s
+    assert never.best() is None and "not met at any rate tried (lowest 1/s" in never.sentence(
+        {"p50": 1.0}
+    )
+    always = search_against(10**6, 10, steps=3)
+    assert [r for r, _, _ in always.tried] == [10, 20, 40]
+    assert "held at every rate tried, up to 40/s" in always.sentence({"p50": 1.0})
 
 
 def test_error_kinds() -> None:
@@ -228,6 +299,12 @@ def node_list(ip: str) -> dict[str, object]:
         (["info", "--compare", "x.json"], "--compare: not for the request scenarios"),
         (["nosuch"], "unknown scenario 'nosuch'"),
         (["chat", "--target", "oxenss"], "--target oxenss is for request scenarios"),
+        (["burst", "--slo", "p99=60"], "--slo is for the chat scenario"),
+        (["chat", "--slo", "p99=60", "--rate", "5/s,10/s"], "give at most one --rate"),
+        (["chat", "--slo", "p99=60", "--saturate"], "--slo chooses its own rates"),
+        (["chat", "--slo", "p99=60", "--profile"], "profile a rate of your choosing"),
+        (["chat", "--slo", "p99=60", "--search-steps", "1"], "--search-steps must be at least 2"),
+        (["info", "--slo", "p99=60"], "--slo: not for the request scenarios"),
     ],
 )
 def test_bad_options_are_refused_by_name(argv: list[str], said: str) -> None:

@@ -19,18 +19,26 @@ from bench.load import report
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_tool(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` from this checkout (whatever the current directory); its output
+    printed, for the figures."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", *args]
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    print(r.stdout)
+    return r
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_load_chat_smoke(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "bench.load", "chat", "--nodes", "6", "--rate", "10/s",
+        "bench.load", "chat", "--nodes", "6", "--rate", "10/s",
         "--duration", "20", "--workers", "1", "--pairs", "3", "--out", str(out), "--quiet",
     ]  # fmt: skip
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
-    print(r.stdout)
+    r = run_tool(cmd, ROOT, 280)
     print(r.stderr[-3000:], file=sys.stderr)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((out / "result.json").read_text())
@@ -54,16 +62,35 @@ def test_load_chat_smoke(tmp_path: Path) -> None:
 def test_client_cpu_per_message_tool(tmp_path: Path) -> None:
     """``python -m bench.load.clientcpu`` on its own 5-node devnet: every message sent is
     received and the per-thread CPU figures come out (their values are not asserted)."""
-    cmd = [
-        sys.executable, "-m", "bench.load.clientcpu", "--nodes", "5", "--messages", "12",
-        "--warmup", "3",
-    ]  # fmt: skip
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
-    print(r.stdout)
+    cmd = ["bench.load.clientcpu", "--nodes", "5", "--messages", "12", "--warmup", "3"]
+    r = run_tool(cmd, tmp_path, 180)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["messages"] == doc["received"] == 12
     assert doc["cpu_us"] > 0 and doc["loop_thread_us"] > 0
     assert doc["cpu_us"] >= doc["loop_thread_us"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_load_slo_search(tmp_path: Path) -> None:
+    """``--slo`` end to end: an objective no network can meet (p50 ≤ 1 µs) fails at every rate,
+    so the search halves from its start, two steps; the result says so in its ``capacity``."""
+    out = tmp_path / "run"
+    cmd = [
+        "bench.load", "chat", "--nodes", "5", "--rate", "4/s", "--slo", "p50=0.001",
+        "--search-steps", "2", "--duration", "3", "--workers", "1", "--pairs", "2",
+        "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    r = run_tool(cmd, ROOT, 280)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "result.json").read_text())
+    assert report.validate(doc) == []
+    assert [s["offered_per_s"] for s in doc["steps"]] == [4.0, 2.0]
+    assert all(s["delivered"] == s["sent"] > 0 for s in doc["steps"])
+    cap = doc["extra"]["capacity"]
+    assert cap["objective_ms"] == {"p50": 0.001}
+    assert cap["meets_up_to_per_s"] is None and cap["fails_at_per_s"] == 2.0
+    assert cap["fails_because"].startswith("p50 ")
+    assert [s["met"] for s in cap["steps"]] == [False, False]
+    assert "not met at any rate tried (lowest 2/s" in r.stdout

@@ -44,6 +44,7 @@ from bench.load import floors, report, sidebyside
 from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
 from bench.load.probe import threads as process_threads
+from bench.load.search import RateSearch, describe, parse_slo, shortfall
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
 from session.client.paths import HOPS
@@ -63,7 +64,8 @@ UNLIMITED = {
 
 SCENARIOS = {
     "chat": "pairs of people exchanging 1:1 messages at --rate (a list gives one step per "
-    "rate), or as fast as they can with --saturate",
+    "rate), or as fast as they can with --saturate; --slo p50=15,p99=60 finds the highest "
+    "rate that meets a latency objective",
     "burst": "every client sends --burst messages at the same instant; time until all arrive",
     "backlog": "a recipient comes back to --count (default 10,000) waiting messages; time to "
     "retrieve and open them all",
@@ -133,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument(
         "--saturate", action="store_true", help="closed loop: each sender sends when free"
+    )
+    ap.add_argument(
+        "--slo",
+        type=parse_slo,
+        default=None,
+        metavar="p50=MS,p99=MS",
+        help="chat: find the highest offered rate whose step meets this objective (send to "
+        "plaintext, milliseconds) with nothing lost and no error: starts at --rate (default "
+        "50/s), doubles while steps pass, then bisects to within 10%% (at most --search-steps "
+        "steps of --duration each)",
+    )
+    ap.add_argument(
+        "--search-steps",
+        type=int,
+        default=8,
+        help="at most this many steps in a --slo search (default 8)",
     )
     ap.add_argument(
         "--concurrency",
@@ -617,6 +635,21 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"{sc} runs one step: give one --rate (a list is for chat)")
     if sc != "chat" and args.saturate:
         raise SystemExit("--saturate is for the chat scenario")
+    if args.slo is not None:
+        if sc != "chat":
+            raise SystemExit("--slo is for the chat scenario")
+        if args.saturate or (args.rate is not None and len(args.rate) > 1):
+            raise SystemExit(
+                "--slo chooses its own rates: give at most one --rate (where it starts) and "
+                "no --saturate"
+            )
+        if args.profile:
+            raise SystemExit(
+                "--slo does not know its last step in advance: profile a rate of your "
+                "choosing with --rate R --profile"
+            )
+    if args.search_steps < 2:
+        raise SystemExit(f"--search-steps must be at least 2, got {args.search_steps}")
     if args.bulk_fill and sc != "store-scale":
         raise SystemExit("--bulk-fill is for the store-scale scenario")
     if sc == "churn" and args.churn_every >= args.duration - 1:
@@ -637,7 +670,7 @@ def check_args(args: argparse.Namespace) -> None:
 LIVE_REFRESH_PER_S = 4
 
 #: The options a request scenario (info, store, …) does not use: refused, not ignored.
-NOT_FOR_REQUESTS = ("network", "compare", "rate", "saturate", "count")
+NOT_FOR_REQUESTS = ("network", "compare", "rate", "saturate", "count", "slo")
 
 
 def rate_values_joined(argv: list[str]) -> list[str]:
@@ -986,6 +1019,30 @@ class Run:
             "extra": {k: v for d in done for k, v in d.get("extra", {}).items()},
         }
 
+    def search(
+        self,
+        slo: dict[str, float],
+        net: Network,
+        probe: NodeProbe,
+        fl: dict[str, float],
+        results: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """``--slo``: chat steps at the rates a :class:`RateSearch` picks, each appended to
+        ``results`` and printed; returns the search's summary."""
+        a = self.args
+        rs = RateSearch((a.rate or [50.0])[0], max_steps=a.search_steps)
+        self.console.print(f"searching for the highest rate where {describe(slo)}")
+        while (r := rs.next_rate()) is not None:
+            st = Step(f"rate-{r:g}", "rate", a.duration, rate=r, count=a.count)
+            results.append(self.run_step(st, net, probe, fl))
+            self.print_step(results[-1])
+            why = shortfall(results[-1], slo)
+            rs.record(r, why)
+            verdict = f"[red]missed[/] ({why})" if why else "[green]met[/]"
+            self.console.print(f"  {r:g}/s: {verdict}")
+        self.console.print(f"[bold]{rs.sentence(slo)}[/]")
+        return rs.summary(slo)
+
     def store_scale(
         self, net: Network, probe: NodeProbe, fl: dict[str, float], extra: dict[str, Any]
     ) -> dict[str, Any]:
@@ -1244,10 +1301,13 @@ class Run:
             results = []
             extra: dict[str, Any] = {}
             alone = ("store-scale", "community")
-            steps = [] if a.scenario in alone else scenario_steps(a, net)
+            steps = [] if a.scenario in alone or a.slo else scenario_steps(a, net)
             if steps:
                 self.last_step = steps[-1]
                 self.start_workers(net)
+            elif a.slo:
+                self.start_workers(net)
+                extra["capacity"] = self.search(a.slo, net, probe, fl, results)
             elif a.scenario == "community":
                 results.append(self.community(net, probe, fl, extra))
                 self.print_step(results[-1])
