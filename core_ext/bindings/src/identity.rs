@@ -6,7 +6,6 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use rayon::prelude::*;
 use session_crypto::keys::{self, SessionKeys};
 use session_crypto::{mnemonic, Error};
 
@@ -136,12 +135,7 @@ fn ed25519_verify_many(py: Python<'_>, items: &Bound<'_, PyAny>) -> PyResult<Vec
         .iter()
         .map(|(k, m, s)| (k.as_bytes(), m.as_bytes(), s.as_bytes()))
         .collect();
-    Ok(py.detach(|| {
-        slices
-            .par_iter()
-            .map(|(k, m, s)| keys::verify_slices(k, m, s).is_ok())
-            .collect()
-    }))
+    Ok(py.detach(|| crate::map_batch(&slices, |(k, m, s)| keys::verify_slices(k, m, s).is_ok())))
 }
 
 /// "05" + 64 hex digits → the 32-byte X25519 public key.

@@ -2,7 +2,6 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
-use rayon::prelude::*;
 use session_crypto::{hash, keys, padding, protocol};
 
 use crate::errors::{CoreError, CoreResult};
@@ -109,12 +108,8 @@ fn session_decrypt_many<'py>(
     }
     let slices: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
     let keys = recipient.get().keys();
-    let results: Vec<_> = py.detach(|| {
-        slices
-            .par_iter()
-            .map(|ct| protocol::decrypt_incoming(keys, ct))
-            .collect()
-    });
+    let results: Vec<_> =
+        py.detach(|| crate::map_batch(&slices, |ct| protocol::decrypt_incoming(keys, ct)));
     let out = PyList::empty(py);
     for r in results {
         match r {

@@ -1,6 +1,5 @@
 //! Client side: build an onion for a path (network spec §6.4, libsession `Builder::build`).
 
-use rayon::prelude::*;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -32,9 +31,6 @@ pub enum Destination {
         port: u16,
     },
 }
-
-/// From this many layers on, key agreement runs on rayon's pool.
-const PARALLEL_MIN_LAYERS: usize = 2;
 
 fn check_ed_hex(s: &str) -> Result<String> {
     let k = hop::key32_hex(s, "Ed25519 key must be 64 hex digits")?;
@@ -113,10 +109,14 @@ pub fn build(
         }
     };
 
-    // Key agreement for every layer is independent of the layers' contents, so the fresh
-    // ephemeral keypairs and shared secrets (two scalar multiplications per layer, almost all
-    // of the cost) are computed in parallel; only the cheap AEAD wrapping below is sequential.
-    // Index 0 is the destination, index i the path's hop i-1.
+    // Key agreement for every layer: a fresh ephemeral keypair and a shared secret (two scalar
+    // multiplications per layer, almost all of the build's cost). Done on the calling thread:
+    // spreading the layers over rayon's pool made a build ~1.7x faster on an idle machine but
+    // cost a client ~14 % more CPU per message (waking the pool, its threads spinning, the
+    // caller sleeping and waking), and a client's CPU is a phone's battery or a load test's
+    // cores, while the ~100 us saved is noise beside the request's three network hops
+    // (docs/performance.md, "Native core"). Index 0 is the destination, index i the path's
+    // hop i-1.
     let targets: Vec<[u8; 32]> = core::iter::once(dest_x)
         .chain(path.iter().map(|h| h.x25519))
         .collect();
@@ -125,11 +125,8 @@ pub fn build(
         let a_pub = hop::x25519_public(&a);
         Ok((a_pub, hop::x25519(&a, peer)?))
     };
-    let agreed: Vec<([u8; 32], Zeroizing<[u8; 32]>)> = if targets.len() >= PARALLEL_MIN_LAYERS {
-        targets.par_iter().map(agree).collect::<Result<_>>()?
-    } else {
-        targets.iter().map(agree).collect::<Result<_>>()?
-    };
+    let agreed: Vec<([u8; 32], Zeroizing<[u8; 32]>)> =
+        targets.iter().map(agree).collect::<Result<_>>()?;
 
     // Step 1: the destination's layer.
     let (a0_pub_bytes, s0) = &agreed[0];
