@@ -1,11 +1,13 @@
 """Where SqliteMessageStore's writes run: small ones (a message store) on the event loop's
 thread while the writer thread is idle, everything else, and anything behind a queued write,
-on the writer thread; the WAL checkpointed by the writer thread only."""
+on the writer thread; the WAL checkpointed by a thread of its own while writes go on, by the
+writer thread (holding writes back) only when that thread cannot."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -92,21 +94,91 @@ async def test_another_connection_holding_the_write_lock_never_blocks_the_loop(s
     assert store._writer.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0
 
 
-async def test_the_writer_thread_checkpoints_the_wal(store, tmp_path, monkeypatch):
+async def checkpointed(store: SqliteMessageStore) -> None:
+    """Until the checkpoints asked for so far have run."""
+    cp = store._checkpointer
+    assert cp is not None
+    await until(lambda: not cp.pending)
+
+
+async def test_the_checkpoint_thread_copies_the_wal(store, tmp_path, monkeypatch):
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 5)
     db = tmp_path / "storage.db"
     size0 = db.stat().st_size
     for i in range(5):
         await store.store(msg(f"k{i}", data=bytes(3000)))
     assert store.inline_groups == 5
-    # the fifth commit queued a checkpoint to the writer thread: the pages reach the main
-    # file while the store stays open (no commit on the loop's thread checkpoints)
+    # the fifth commit asked the checkpoint thread: the pages reach the main file while the
+    # store stays open, and nothing was handed to the writer thread for it
     await until(lambda: db.stat().st_size > size0 + 5 * 3000)
-    await until(lambda: store._writer is not None and store._writer.commits == 0)
-    assert store.queued_groups == 0  # (the checkpoint's job is not a flushed group)
-    await writer_idle(store)
+    await checkpointed(store)
+    assert store._checkpointer is not None and store._checkpointer.caught_up >= 1
+    assert store._writer is not None
+    assert store._writer.commits == 0 and store._writer.held_checkpoints == 0
+    assert store.queued_groups == 0 and store._queued == 0
     await store.store(msg("after"))
     assert store.inline_groups == 6
+
+
+async def test_writes_go_on_while_a_checkpoint_runs(store, monkeypatch):
+    """A checkpoint (here one that does not end until released: a slow disk's fsync) holds no
+    write back: the writer's connection and lock are free meanwhile."""
+    monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 2)
+    cp = store._checkpointer
+    assert cp is not None
+    release, started = threading.Event(), threading.Event()
+    real = cp._checkpoint
+
+    def slow(conn: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(30)
+        real(conn)
+
+    monkeypatch.setattr(cp, "_checkpoint", slow)
+    await store.store(msg("a"))
+    await store.store(msg("b"))  # the second commit asks for a checkpoint
+    await until(started.is_set)
+    try:
+        for i in range(6):  # three more checkpoints due meanwhile: asked for, not waited for
+            assert (await store.store(msg(f"during{i}"))).new
+        assert store.inline_groups == 8 and store.queued_groups == 0
+        assert store._writer is not None and store._writer.held_checkpoints == 0
+        assert cp.pending
+    finally:
+        release.set()
+    await checkpointed(store)
+    got, _more = await store.retrieve(A, 0)
+    assert len(got) == 8
+
+
+async def test_without_its_checkpoint_thread_the_writer_checkpoints(store, tmp_path, monkeypatch):
+    """The checkpoint thread gone (it could not open the file) or the WAL past its hard limit:
+    the writer thread checkpoints, holding writes back, so the WAL still restarts."""
+    monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 3)
+    cp, w = store._checkpointer, store._writer
+    assert cp is not None and w is not None
+    cp.stop()
+    await asyncio.to_thread(cp.join)
+    db = tmp_path / "storage.db"
+    size0 = db.stat().st_size
+    for i in range(3):
+        await store.store(msg(f"k{i}", data=bytes(3000)))
+    # the loop's thread never checkpoints: it queued the writer thread a job that does
+    await until(lambda: w.held_checkpoints == 1)
+    await until(lambda: db.stat().st_size > size0 + 3 * 3000)
+    assert store.inline_groups == 3
+
+
+async def test_a_wal_past_its_hard_limit_is_checkpointed_by_the_writer(store, monkeypatch):
+    monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 2)
+    cp, w = store._checkpointer, store._writer
+    assert cp is not None and w is not None
+    cp.wal_frames = S.WAL_HARD_LIMIT_BYTES // w.page_size  # as its last round saw the WAL
+    before = cp.requested
+    await store.store(msg("a"))
+    await store.store(msg("b"))
+    await until(lambda: w.held_checkpoints == 1)
+    assert cp.requested == before and cp.wal_frames == 0
 
 
 def wal_frames(db) -> int:
@@ -130,6 +202,7 @@ async def test_large_imports_are_checkpointed_though_they_are_few_commits(store,
         items = [msg(f"b{b}-{i}", data=bytes(300)) for i in range(batch)]
         assert await store.import_messages(items) == batch
         await writer_idle(store)
+        await checkpointed(store)
         sizes.append((tmp_path / "storage.db-wal").stat().st_size)
     assert store._writer is not None and store._writer.commits < S.CHECKPOINT_COMMITS
     # each import's pages were checkpointed after it and the WAL restarted from its start by
