@@ -289,6 +289,7 @@ def node_list(ip: str) -> dict[str, object]:
         (["churn", "--churn-every", "0"], "--churn-every must be positive"),
         (["churn", "--duration", "5"], "churn: no node would change in a 5 s step"),
         (["chat", "--drain", "-1"], "--drain must not be negative"),
+        (["chat", "--warmup", "-1"], "--warmup must not be negative"),
         (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
         (["burst", "--saturate"], "--saturate is for the chat scenario"),
         (["chat", "--bulk-fill"], "--bulk-fill is for the store-scale scenario"),

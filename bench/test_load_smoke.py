@@ -43,7 +43,9 @@ def test_load_chat_smoke(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((out / "result.json").read_text())
     assert report.validate(doc) == []
-    (step,) = doc["steps"]
+    (step,) = doc["steps"]  # (the warm-up is not a step)
+    warm = doc["extra"]["warmup"]
+    assert warm["offered_per_s"] == 10 and warm["lost"] == 0 and warm["delivered"] > 0
     assert step["lost"] == 0
     assert step["sent"] == 200  # 10/s for 20 s, open loop
     assert step["delivered"] == step["sent"], (step["errors"], step["delivered"])
