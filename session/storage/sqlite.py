@@ -22,9 +22,11 @@
   writer's connection held every write of the node back for tens of milliseconds, and all the
   members of a swarm, writing the same messages, reached theirs at the same moment: every store
   then waited (the p99 of a 12-node devnet at 100 messages/s was 41-70 ms with it, 18 ms
-  without). Should the WAL still grow past :data:`WAL_HARD_LIMIT_BYTES` (writes so steady that
-  no background round ever copies it all), the writer thread checkpoints it itself, holding
-  writes back, as before.
+  without). Its last round, when the earlier ones could not catch up with the writes, holds
+  writes back for the remainder only (:data:`CHECKPOINT_ROUNDS`), so the WAL restarts from its
+  start at the next write whatever the write pattern. Without that thread (it could not open
+  the file) the writer thread checkpoints, holding writes back, as before. A WAL file that grew
+  is cut back to :data:`WAL_SIZE_LIMIT_BYTES` when it restarts (``journal_size_limit``).
 * A second thread owns a read-only connection (WAL lets it read while the writer writes).
 * Small indexed reads on a client's request path (``retrieve``, ``get_expiries``,
   ``get_by_hash``, ``subaccount_revoked``) run on the event loop's own thread with a third,
@@ -97,11 +99,12 @@ CHECKPOINT_COMMITS = 250
 #: of rows in one commit, and counting commits alone let the WAL grow by gigabytes.
 CHECKPOINT_ROWS = 2000
 #: Rounds of one background checkpoint: each copies what was written during the one before,
-#: until a round finds nothing new (the WAL then restarts from its start at the next write).
-CHECKPOINT_ROUNDS = 8
-#: A WAL longer than this (uncopied or not) is checkpointed by the writer thread itself,
-#: holding writes back, so that it restarts: a bound on the file whatever the write pattern.
-WAL_HARD_LIMIT_BYTES = 64 * 1024 * 1024
+#: until one finds nothing new; the last holds writes back while it copies what is left, so
+#: the WAL is all copied and restarts from its start at the next write.
+CHECKPOINT_ROUNDS = 3
+#: What a restarted WAL file is cut back to (``journal_size_limit``): one burst of writes does
+#: not leave a large file behind for good.
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024
 #: How long the writer thread waits for another connection's write lock (milliseconds).
 BUSY_TIMEOUT_MS = 15000
 
@@ -314,24 +317,28 @@ class _Checkpointer(threading.Thread):
     connection when asked, while the writer goes on committing (module docstring).
 
     A PASSIVE checkpoint copies what the WAL held when it began; frames written meanwhile stay
-    in the WAL, which restarts from its start only once all of it was copied. So one request
-    runs rounds until a round finds nothing new to copy (at most :data:`CHECKPOINT_ROUNDS`;
-    a round with nothing to copy does no I/O)."""
+    in the WAL, which restarts from its start only if all of it was copied when a write
+    transaction begins. So one request runs rounds until a round finds nothing new to copy (a
+    round with nothing to copy does no I/O); the last of :data:`CHECKPOINT_ROUNDS` takes
+    ``hold``, the writer's lock, so that no write runs while it copies what is left (the loop's
+    thread only tries that lock and gives its writes to the writer thread when it is taken: it
+    never waits for a checkpoint)."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], hold: threading.Lock) -> None:
         super().__init__(name="store-checkpoint", daemon=True)
         self._connect = connect
+        self._hold = hold
         self._wake = threading.Event()
         self._stopping = False
         #: requests made (by whoever holds the writer's ``busy``), and the last one a finished
         #: checkpoint began after
         self.requested = 0
         self.served = 0
-        #: checkpoints finished, and those that left the WAL entirely copied
+        #: checkpoints finished; those that left the WAL entirely copied; those whose last
+        #: round held writes back
         self.runs = 0
         self.caught_up = 0
-        #: the WAL's length in frames at the last round (0 before the first)
-        self.wal_frames = 0
+        self.held = 0
 
     def request(self) -> None:
         self.requested += 1
@@ -366,15 +373,22 @@ class _Checkpointer(threading.Thread):
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         before = -1
-        for _ in range(CHECKPOINT_ROUNDS):
+        for n in range(1, CHECKPOINT_ROUNDS + 1):
             try:
-                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if n < CHECKPOINT_ROUNDS:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                else:
+                    with self._hold:
+                        self.held += 1
+                        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error:
                 break  # (I/O trouble: the next request tries again; nothing is lost)
-            self.wal_frames = max(frames, 0)
-            if busy or frames < 0:
+            busy, frames, copied = row
+            if frames < 0:  # (not in WAL mode: nothing to do)
                 break
-            if copied >= frames and frames == before:
+            # Done when all was copied and nothing was written since the round before (busy:
+            # a reader still uses older frames; they are copied by a later round or request).
+            if not busy and copied >= frames and (frames == before or n == CHECKPOINT_ROUNDS):
                 self.caught_up += 1
                 break
             before = frames
@@ -547,19 +561,14 @@ class _DbThread(threading.Thread):
 
     def maybe_checkpoint(self, here: bool = True) -> bool:
         """Under ``busy``, after commits: when a checkpoint is due, ask the checkpoint thread
-        for one; or, when there is no such thread or the WAL grew past
-        :data:`WAL_HARD_LIMIT_BYTES`, run one on this thread, holding writes back (``here``:
+        for one; without that thread, run one on this thread, holding writes back (``here``:
         this is the writer thread), or return True: the writer thread should (the caller is
         the loop's thread, which never waits for a checkpoint's fsyncs)."""
         if not self.checkpoint_due():
             return False
         assert self.conn is not None
         cp = self.checkpointer
-        if (
-            cp is not None
-            and cp.is_alive()
-            and cp.wal_frames * self.page_size < WAL_HARD_LIMIT_BYTES
-        ):
+        if cp is not None and cp.is_alive():
             self.commits = 0
             self.changes_at_checkpoint = self.conn.total_changes
             cp.request()
@@ -570,13 +579,11 @@ class _DbThread(threading.Thread):
         self.changes_at_checkpoint = self.conn.total_changes
         # No write of this store runs meanwhile (``busy``), so this copies the whole WAL and
         # the next write restarts it from its start.
-        self.held_checkpoints += 1
         try:
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # (busy or I/O trouble: the next checkpoint tries again; nothing is lost)
-        if cp is not None:
-            cp.wal_frames = 0
+        self.held_checkpoints += 1
         return False
 
     def _run_read(self, job: _Job) -> tuple[bool, Any]:
@@ -688,17 +695,21 @@ class SqliteMessageStore(MessageStore):
         if max_bytes is not None and max_bytes < 64 * 1024:
             raise InvalidInput("max_bytes must be at least 64 KiB")
         self = cls(p, max_bytes)
-        self._writer = _DbThread("store-writer", self._connect_writer, group=True)
-        self._writer.on_batch_done = self._batch_done
-        await asyncio.to_thread(self._writer.start_and_wait)
-        # (after the writer: its connection created the file, set WAL and migrated)
-        self._checkpointer = _Checkpointer(self._connect_checkpointer)
-        self._checkpointer.start()
-        self._writer.checkpointer = self._checkpointer
-        self._reader = _DbThread("store-reader", self._connect_reader, group=False)
-        await asyncio.to_thread(self._reader.start_and_wait)
-        self._inline = self._connect_inline()
-        self._inline_thread = threading.get_ident()
+        try:
+            self._writer = _DbThread("store-writer", self._connect_writer, group=True)
+            self._writer.on_batch_done = self._batch_done
+            await asyncio.to_thread(self._writer.start_and_wait)
+            # (after the writer: its connection created the file, set WAL and migrated)
+            self._checkpointer = _Checkpointer(self._connect_checkpointer, self._writer.busy)
+            self._checkpointer.start()
+            self._writer.checkpointer = self._checkpointer
+            self._reader = _DbThread("store-reader", self._connect_reader, group=False)
+            await asyncio.to_thread(self._reader.start_and_wait)
+            self._inline = self._connect_inline()
+            self._inline_thread = threading.get_ident()
+        except BaseException:
+            await self.close()  # (the threads started so far, and their connections)
+            raise
         return self
 
     # -- connections --------------------------------------------------------------------
@@ -709,7 +720,8 @@ class SqliteMessageStore(MessageStore):
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # (see the module docstring)
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
             raise StorageError("this SQLite build lacks foreign key support")
         _digest_functions(conn)

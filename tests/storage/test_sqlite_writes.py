@@ -101,23 +101,43 @@ async def checkpointed(store: SqliteMessageStore) -> None:
     await until(lambda: not cp.pending)
 
 
-async def test_the_checkpoint_thread_copies_the_wal(store, tmp_path, monkeypatch):
+async def test_the_checkpoint_thread_copies_the_wal(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 5)
-    db = tmp_path / "storage.db"
-    size0 = db.stat().st_size
-    for i in range(5):
-        await store.store(msg(f"k{i}", data=bytes(3000)))
-    assert store.inline_groups == 5
-    # the fifth commit asked the checkpoint thread: the pages reach the main file while the
-    # store stays open, and nothing was handed to the writer thread for it
-    await until(lambda: db.stat().st_size > size0 + 5 * 3000)
-    await checkpointed(store)
-    assert store._checkpointer is not None and store._checkpointer.caught_up >= 1
-    assert store._writer is not None
-    assert store._writer.commits == 0 and store._writer.held_checkpoints == 0
-    assert store.queued_groups == 0 and store._queued == 0
-    await store.store(msg("after"))
-    assert store.inline_groups == 6
+    # what the checkpoint thread's connection runs: PASSIVE checkpoints only (FULL, RESTART
+    # and TRUNCATE wait for writers)
+    statements: list[str] = []
+    connect = SqliteMessageStore._connect_checkpointer
+
+    def traced(self: SqliteMessageStore) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(SqliteMessageStore, "_connect_checkpointer", traced)
+    store = await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    try:
+        db = tmp_path / "storage.db"
+        size0 = db.stat().st_size
+        for i in range(5):
+            await store.store(msg(f"k{i}", data=bytes(3000)))
+        assert store.inline_groups == 5
+        # the fifth commit asked the checkpoint thread: the pages reach the main file while
+        # the store stays open, and nothing was handed to the writer thread for it
+        await until(lambda: db.stat().st_size > size0 + 5 * 3000)
+        await checkpointed(store)
+        cp, w = store._checkpointer, store._writer
+        assert cp is not None and cp.caught_up == cp.runs == 1
+        assert w is not None and w.commits == 0 and w.held_checkpoints == 0
+        assert store.queued_groups == 0 and store._queued == 0
+        checkpoints = [s for s in statements if "wal_checkpoint" in s]
+        assert checkpoints and set(checkpoints) == {"PRAGMA wal_checkpoint(PASSIVE)"}
+        # all of it was copied, so the next write restarted the WAL: it holds that write alone
+        # (five writes of 3 KB held ~50 frames)
+        await store.store(msg("after"))
+        assert store.inline_groups == 6
+        assert wal_frames(db) < 10
+    finally:
+        await store.close()
 
 
 async def test_writes_go_on_while_a_checkpoint_runs(store, monkeypatch):
@@ -152,8 +172,8 @@ async def test_writes_go_on_while_a_checkpoint_runs(store, monkeypatch):
 
 
 async def test_without_its_checkpoint_thread_the_writer_checkpoints(store, tmp_path, monkeypatch):
-    """The checkpoint thread gone (it could not open the file) or the WAL past its hard limit:
-    the writer thread checkpoints, holding writes back, so the WAL still restarts."""
+    """The checkpoint thread gone (it could not open the file): the writer thread checkpoints,
+    holding writes back, so the WAL still restarts."""
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 3)
     cp, w = store._checkpointer, store._writer
     assert cp is not None and w is not None
@@ -169,16 +189,48 @@ async def test_without_its_checkpoint_thread_the_writer_checkpoints(store, tmp_p
     assert store.inline_groups == 3
 
 
-async def test_a_wal_past_its_hard_limit_is_checkpointed_by_the_writer(store, monkeypatch):
+async def test_the_last_round_holds_writes_back(store, tmp_path, monkeypatch):
+    """Rounds that cannot catch up with the writes end with one that holds them back (the
+    writer's lock) for what is left: the WAL is then all copied."""
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 2)
+    monkeypatch.setattr(S, "CHECKPOINT_ROUNDS", 1)  # (the first round is the last)
     cp, w = store._checkpointer, store._writer
     assert cp is not None and w is not None
-    cp.wal_frames = S.WAL_HARD_LIMIT_BYTES // w.page_size  # as its last round saw the WAL
-    before = cp.requested
-    await store.store(msg("a"))
-    await store.store(msg("b"))
-    await until(lambda: w.held_checkpoints == 1)
-    assert cp.requested == before and cp.wal_frames == 0
+    taken = []
+    real = cp._checkpoint
+
+    def watched(conn: sqlite3.Connection) -> None:
+        real(conn)
+        taken.append(cp.held)
+
+    monkeypatch.setattr(cp, "_checkpoint", watched)
+    await store.store(msg("a", data=bytes(3000)))
+    await store.store(msg("b", data=bytes(3000)))
+    await checkpointed(store)
+    assert taken == [1] and cp.caught_up == 1 and w.held_checkpoints == 0
+    assert not w.busy.locked()
+    await writer_idle(store)
+    await store.store(msg("after"))  # (the WAL restarts: it holds this write alone)
+    assert wal_frames(tmp_path / "storage.db") < 10
+
+
+async def test_back_to_back_imports_keep_the_wal_short(store, tmp_path):
+    """Imports committed one after another, never waiting for a checkpoint: each checkpoint's
+    rounds end with all copied, so the WAL restarts instead of holding every import (a
+    checkpoint that only copied what it could grew it to 150 MB). What it holds at most is the
+    imports between two checkpoints (2,000 changed rows: 2.5 of these) and those committed
+    while one runs (about three here)."""
+    batch, imports = 400, 30
+    sizes = []
+    for b in range(imports):
+        items = [msg(f"b{b}-{i}", data=bytes(1000)) for i in range(batch)]
+        assert await store.import_messages(items) == batch
+        sizes.append((tmp_path / "storage.db-wal").stat().st_size)
+    await checkpointed(store)
+    cp = store._checkpointer
+    assert cp is not None and cp.runs >= 2
+    # one import's pages are about sizes[0]: the file never held more than half of them
+    assert max(sizes) < imports // 2 * sizes[0], sizes
 
 
 def wal_frames(db) -> int:
