@@ -166,6 +166,11 @@ def test_rate_search_halves_when_the_start_fails_and_stops_within_budget() -> No
     assert never.best() is None and "not met at any rate tried (lowest 1/s" in never.sentence(
         {"p50": 1.0}
     )
+    # doubling never repeats a rate, however small the start (a rate of 0/s stops a worker)
+    small = RateSearch(0.2, max_steps=5)
+    assert small.next_rate() == 0.2
+    small.record(0.2, "")
+    assert small.next_rate() is None
     always = search_against(10**6, 10, steps=3)
     assert [r for r, _, _ in always.tried] == [10, 20, 40]
     assert "held at every rate tried, up to 40/s" in always.sentence({"p50": 1.0})
@@ -289,7 +294,7 @@ def node_list(ip: str) -> dict[str, object]:
         (["churn", "--churn-every", "0"], "--churn-every must be positive"),
         (["churn", "--duration", "5"], "churn: no node would change in a 5 s step"),
         (["chat", "--drain", "-1"], "--drain must not be negative"),
-        (["chat", "--warmup", "-1"], "--warmup must not be negative"),
+        (["chat", "--warmup", "-1"], "--warmup must be a number of seconds, 0 or more"),
         (["kill", "--rate", "5/s,10/s"], "kill runs one step: give one --rate"),
         (["burst", "--saturate"], "--saturate is for the chat scenario"),
         (["chat", "--bulk-fill"], "--bulk-fill is for the store-scale scenario"),
@@ -305,6 +310,11 @@ def node_list(ip: str) -> dict[str, object]:
         (["chat", "--slo", "p99=60", "--saturate"], "--slo chooses its own rates"),
         (["chat", "--slo", "p99=60", "--profile"], "profile a rate of your choosing"),
         (["chat", "--slo", "p99=60", "--search-steps", "1"], "--search-steps must be at least 2"),
+        (["chat", "--slo", "p99=60", "--rate", "0.2/s"], "must be at least 1/s for a search"),
+        (["chat", "--search-steps", "4"], "--search-steps is for a --slo search"),
+        (["burst", "--warmup", "2"], "--warmup is for the chat scenario"),
+        (["chat", "--warmup", "inf"], "--warmup must be a number of seconds, 0 or more"),
+        (["info", "--search-steps", "3"], "--search-steps: not for the request scenarios"),
         (["info", "--slo", "p99=60"], "--slo: not for the request scenarios"),
     ],
 )

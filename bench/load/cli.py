@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import ipaddress
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -44,7 +45,7 @@ from bench.load import floors, report, sidebyside
 from bench.load.community import CommunityLoad
 from bench.load.probe import NodeProbe, NodeRef, find_node_pids
 from bench.load.probe import threads as process_threads
-from bench.load.search import RateSearch, describe, parse_slo, shortfall
+from bench.load.search import MIN_RATE, RateSearch, describe, parse_slo, shortfall
 from bench.load.storescale import StoreScale
 from bench.load.worker import run as worker_run
 from session.client.paths import HOPS
@@ -149,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--search-steps",
         type=int,
-        default=8,
+        default=None,
         help="at most this many steps in a --slo search (default 8)",
     )
     ap.add_argument(
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--warmup",
         type=float,
-        default=3.0,
+        default=None,
         help="chat: seconds of load before the first step, not measured (connections, paths "
         "and caches made; at the first step's rate, 50/s before --saturate; default 3, 0: none)",
     )
@@ -622,8 +623,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise SystemExit(f"{name} must be positive, got {value:g}")
     if not args.drain >= 0:
         raise SystemExit(f"--drain must not be negative, got {args.drain:g}")
-    if not args.warmup >= 0:
-        raise SystemExit(f"--warmup must not be negative, got {args.warmup:g}")
+    if args.warmup is not None and sc != "chat":
+        raise SystemExit("--warmup is for the chat scenario")
+    args.warmup = DEFAULT_WARMUP_S if args.warmup is None else args.warmup
+    if not 0 <= args.warmup < math.inf:
+        raise SystemExit(f"--warmup must be a number of seconds, 0 or more, got {args.warmup:g}")
     at_least_one = {
         "--workers": args.workers,
         "--pairs": args.pairs,
@@ -657,6 +661,14 @@ def check_args(args: argparse.Namespace) -> None:
                 "--slo does not know its last step in advance: profile a rate of your "
                 "choosing with --rate R --profile"
             )
+        if (args.rate or [MIN_RATE])[0] < MIN_RATE:
+            raise SystemExit(
+                f"--slo starts at --rate, which must be at least {MIN_RATE:g}/s for a search, "
+                f"got {args.rate[0]:g}/s"
+            )
+    elif args.search_steps is not None:
+        raise SystemExit("--search-steps is for a --slo search")
+    args.search_steps = 8 if args.search_steps is None else args.search_steps
     if args.search_steps < 2:
         raise SystemExit(f"--search-steps must be at least 2, got {args.search_steps}")
     if args.bulk_fill and sc != "store-scale":
@@ -675,14 +687,25 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"{what} needs the devnet the tool starts itself (not --network)")
 
 
-#: The warm-up's rate when the first step is closed loop (``--saturate`` alone).
+#: The warm-up's rate when the first step is closed loop (``--saturate`` alone), and its
+#: length unless ``--warmup`` says.
 WARMUP_RATE = 50.0
+DEFAULT_WARMUP_S = 3.0
 
 #: How often the live table is redrawn (rich's own refresh rate).
 LIVE_REFRESH_PER_S = 4
 
 #: The options a request scenario (info, store, …) does not use: refused, not ignored.
-NOT_FOR_REQUESTS = ("network", "compare", "rate", "saturate", "count", "slo")
+NOT_FOR_REQUESTS = (
+    "network",
+    "compare",
+    "rate",
+    "saturate",
+    "count",
+    "slo",
+    "search_steps",
+    "warmup",
+)
 
 
 def rate_values_joined(argv: list[str]) -> list[str]:
@@ -1495,7 +1518,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(rate_values_joined(sys.argv[1:] if argv is None else argv))
     kinds = sidebyside.parse_kinds(args.scenario)
     if kinds is not None:
-        unused = [f"--{k}" for k in NOT_FOR_REQUESTS if getattr(args, k) not in (None, False)]
+        unused = [
+            "--" + k.replace("_", "-")
+            for k in NOT_FOR_REQUESTS
+            if getattr(args, k) not in (None, False)
+        ]
         if unused:
             raise SystemExit(
                 f"{', '.join(unused)}: not for the request scenarios ({args.scenario}); see "

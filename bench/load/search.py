@@ -90,7 +90,8 @@ class RateSearch:
         hi = min(failed, default=None)
         if hi is None:
             assert lo is not None
-            return float(round(lo * 2))
+            r = float(round(lo * 2))
+            return r if r > lo else None  # (the driver starts at MIN_RATE or more)
         if lo is None:
             r = float(round(hi / 2))
             return r if r >= MIN_RATE and r < hi else None

@@ -22,8 +22,9 @@
   writer's connection held every write of the node back for tens of milliseconds, and all the
   members of a swarm, writing the same messages, reached theirs at the same moment: every store
   then waited (the p99 of a 12-node devnet at 100 messages/s was 41-70 ms with it, 18 ms
-  without). Its last round, when the earlier ones could not catch up with the writes, holds
-  writes back for the remainder only (:data:`CHECKPOINT_ROUNDS`), so the WAL restarts from its
+  without). After its first round, which copies nearly all while writes go on, it copies what
+  was written meanwhile holding writes back (the writer's lock, taken when free, waited for
+  in the last of :data:`CHECKPOINT_ROUNDS`), so the WAL is all copied and restarts from its
   start at the next write whatever the write pattern. Without that thread (it could not open
   the file) the writer thread checkpoints, holding writes back, as before. A WAL file that grew
   is cut back to :data:`WAL_SIZE_LIMIT_BYTES` when it restarts (``journal_size_limit``).
@@ -98,9 +99,9 @@ CHECKPOINT_COMMITS = 250
 #: whatever the number of commits: a reconciliation import or a bulk import writes thousands
 #: of rows in one commit, and counting commits alone let the WAL grow by gigabytes.
 CHECKPOINT_ROWS = 2000
-#: Rounds of one background checkpoint: each copies what was written during the one before,
-#: until one finds nothing new; the last holds writes back while it copies what is left, so
-#: the WAL is all copied and restarts from its start at the next write.
+#: Rounds of one background checkpoint: the first while writes go on, the next ones (each
+#: copying what was written during the one before) under the writer's lock if it is free,
+#: the last waiting for it, so that the WAL is all copied and restarts at the next write.
 CHECKPOINT_ROUNDS = 3
 #: What a restarted WAL file is cut back to (``journal_size_limit``): one burst of writes does
 #: not leave a large file behind for good.
@@ -318,11 +319,13 @@ class _Checkpointer(threading.Thread):
 
     A PASSIVE checkpoint copies what the WAL held when it began; frames written meanwhile stay
     in the WAL, which restarts from its start only if all of it was copied when a write
-    transaction begins. So one request runs rounds until a round finds nothing new to copy (a
-    round with nothing to copy does no I/O); the last of :data:`CHECKPOINT_ROUNDS` takes
-    ``hold``, the writer's lock, so that no write runs while it copies what is left (the loop's
-    thread only tries that lock and gives its writes to the writer thread when it is taken: it
-    never waits for a checkpoint)."""
+    transaction begins. So one request runs rounds: the first, which copies nearly all, while
+    writes go on; the next ones, which copy what was written meanwhile (a round with nothing
+    to copy does no I/O), under ``hold``, the writer's lock, when it is free, and the last of
+    :data:`CHECKPOINT_ROUNDS` waits for it. A round under the lock that copies all ends the
+    request: no write was under way, so the next one restarts the WAL. (The loop's thread only
+    tries that lock and gives its writes to the writer thread when it is taken: it never waits
+    for a checkpoint.)"""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection], hold: threading.Lock) -> None:
         super().__init__(name="store-checkpoint", daemon=True)
@@ -372,26 +375,28 @@ class _Checkpointer(threading.Thread):
             conn.close()
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
-        before = -1
         for n in range(1, CHECKPOINT_ROUNDS + 1):
+            # Round 1, the long one, never holds writes back. Later rounds copy what was
+            # written meanwhile, under the writer's lock when it is free (the last one waits
+            # for it): only a round under the lock knows no write is under way, so only then
+            # is the WAL known to restart at the next write.
+            held = n > 1 and self._hold.acquire(blocking=n == CHECKPOINT_ROUNDS)
             try:
-                if n < CHECKPOINT_ROUNDS:
-                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                else:
-                    with self._hold:
-                        self.held += 1
-                        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if held:
+                    self.held += 1
+                row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             except sqlite3.Error:
                 break  # (I/O trouble: the next request tries again; nothing is lost)
+            finally:
+                if held:
+                    self._hold.release()
             busy, frames, copied = row
             if frames < 0:  # (not in WAL mode: nothing to do)
                 break
-            # Done when all was copied and nothing was written since the round before (busy:
-            # a reader still uses older frames; they are copied by a later round or request).
-            if not busy and copied >= frames and (frames == before or n == CHECKPOINT_ROUNDS):
+            # (busy: a reader still uses older frames; a later round or request copies them)
+            if held and not busy and copied >= frames:
                 self.caught_up += 1
                 break
-            before = frames
         self.runs += 1
 
 
@@ -1661,7 +1666,7 @@ class SqliteMessageStore(MessageStore):
             self._inline.close()
             self._inline = None
         for th in (self._reader, self._writer, self._checkpointer):
-            if th is not None:
+            if th is not None and th.ident is not None:  # (started: open() may have failed)
                 th.stop()
                 await asyncio.to_thread(th.join)
 

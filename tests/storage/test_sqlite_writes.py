@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from typing import Any
 
 import pytest
 
@@ -140,35 +141,46 @@ async def test_the_checkpoint_thread_copies_the_wal(tmp_path, monkeypatch):
         await store.close()
 
 
-async def test_writes_go_on_while_a_checkpoint_runs(store, monkeypatch):
-    """A checkpoint (here one that does not end until released: a slow disk's fsync) holds no
-    write back: the writer's connection and lock are free meanwhile."""
+async def test_writes_go_on_while_a_checkpoint_runs(tmp_path, monkeypatch):
+    """The first round of a checkpoint (here one whose PRAGMA does not return until released:
+    a slow disk's fsync) holds no write back: the writer's connection and lock are free
+    meanwhile. (Were that round run under the writer's lock, these stores would wait.)"""
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 2)
-    cp = store._checkpointer
-    assert cp is not None
     release, started = threading.Event(), threading.Event()
-    real = cp._checkpoint
 
-    def slow(conn: sqlite3.Connection) -> None:
-        started.set()
-        release.wait(30)
-        real(conn)
+    class Stalling(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if "wal_checkpoint" in sql and not started.is_set():
+                started.set()
+                release.wait(30)
+            return super().execute(sql, *args)
 
-    monkeypatch.setattr(cp, "_checkpoint", slow)
-    await store.store(msg("a"))
-    await store.store(msg("b"))  # the second commit asks for a checkpoint
-    await until(started.is_set)
+    def stalling(self: SqliteMessageStore) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, factory=Stalling
+        )
+
+    monkeypatch.setattr(SqliteMessageStore, "_connect_checkpointer", stalling)
+    store = await SqliteMessageStore.open(tmp_path, max_bytes=None)
     try:
-        for i in range(6):  # three more checkpoints due meanwhile: asked for, not waited for
-            assert (await store.store(msg(f"during{i}"))).new
-        assert store.inline_groups == 8 and store.queued_groups == 0
-        assert store._writer is not None and store._writer.held_checkpoints == 0
-        assert cp.pending
+        cp = store._checkpointer
+        assert cp is not None
+        await store.store(msg("a"))
+        await store.store(msg("b"))  # the second commit asks for a checkpoint
+        await until(started.is_set)
+        try:
+            for i in range(6):  # three more checkpoints due meanwhile: asked, not waited for
+                assert (await store.store(msg(f"during{i}"))).new
+            assert store.inline_groups == 8 and store.queued_groups == 0
+            assert store._writer is not None and store._writer.held_checkpoints == 0
+            assert cp.pending and cp.held == 0
+        finally:
+            release.set()
+        await checkpointed(store)
+        got, _more = await store.retrieve(A, 0)
+        assert len(got) == 8
     finally:
-        release.set()
-    await checkpointed(store)
-    got, _more = await store.retrieve(A, 0)
-    assert len(got) == 8
+        await store.close()
 
 
 async def test_without_its_checkpoint_thread_the_writer_checkpoints(store, tmp_path, monkeypatch):
@@ -190,10 +202,10 @@ async def test_without_its_checkpoint_thread_the_writer_checkpoints(store, tmp_p
 
 
 async def test_the_last_round_holds_writes_back(store, tmp_path, monkeypatch):
-    """Rounds that cannot catch up with the writes end with one that holds them back (the
+    """After the first round, which copies while writes go on, a round holds them back (the
     writer's lock) for what is left: the WAL is then all copied."""
     monkeypatch.setattr(S, "CHECKPOINT_COMMITS", 2)
-    monkeypatch.setattr(S, "CHECKPOINT_ROUNDS", 1)  # (the first round is the last)
+    monkeypatch.setattr(S, "CHECKPOINT_ROUNDS", 2)  # (the second round is the last: it waits)
     cp, w = store._checkpointer, store._writer
     assert cp is not None and w is not None
     taken = []

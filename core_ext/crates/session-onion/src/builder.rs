@@ -111,11 +111,10 @@ pub fn build(
 
     // Key agreement for every layer: a fresh ephemeral keypair and a shared secret (two scalar
     // multiplications per layer, almost all of the build's cost). Done on the calling thread:
-    // spreading the layers over rayon's pool made a build ~1.7x faster on an idle machine but
-    // cost a client ~14 % more CPU per message (waking the pool, its threads spinning, the
-    // caller sleeping and waking), and a client's CPU is a phone's battery or a load test's
-    // cores, while the ~100 us saved is noise beside the request's three network hops
-    // (docs/performance.md, "Native core"). Index 0 is the destination, index i the path's
+    // spreading the layers over rayon's pool made a build faster back to back but, at a
+    // client's pace, slower and 30-49 % dearer in CPU (waking the pool, its threads spinning,
+    // the caller sleeping and waking); a client's CPU is a phone's battery or a load test's
+    // cores (docs/performance.md, "Native core"). Index 0 is the destination, index i the path's
     // hop i-1.
     let targets: Vec<[u8; 32]> = core::iter::once(dest_x)
         .chain(path.iter().map(|h| h.x25519))
