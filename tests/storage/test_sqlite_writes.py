@@ -323,3 +323,19 @@ async def test_several_stores_commit_together_now_or_not_at_all(store):
     with pytest.raises(InvalidInput):
         mem.store_many_now([msg("z1"), bad])
     assert await mem.get_by_hash("z1") is None
+
+
+async def test_an_open_that_fails_leaves_no_thread_behind(tmp_path, monkeypatch):
+    """open() fails after its writer and checkpoint threads started (here the loop thread's
+    read-only connection): the error is the caller's, and neither thread is left running with
+    the file open."""
+
+    def refuse(self: SqliteMessageStore) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(SqliteMessageStore, "_connect_inline", refuse)
+    before = set(threading.enumerate())  # (other tests' stores are theirs to close)
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        await SqliteMessageStore.open(tmp_path, max_bytes=None)
+    names = ("store-writer", "store-reader", "store-checkpoint")
+    await until(lambda: not [t for t in set(threading.enumerate()) - before if t.name in names])
