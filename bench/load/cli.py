@@ -375,7 +375,7 @@ class Step:
 
 def scenario_steps(args: argparse.Namespace, net: Network) -> list[Step]:
     sc = args.scenario
-    rates = args.rate or [50.0]
+    rates = args.rate or [DEFAULT_RATE]
     if sc == "chat":
         steps = [
             Step(f"rate-{r:g}", "rate", args.duration, rate=r, count=args.count)
@@ -686,6 +686,9 @@ def check_args(args: argparse.Namespace) -> None:
         what = "--bulk-fill" if args.bulk_fill else sc
         raise SystemExit(f"{what} needs the devnet the tool starts itself (not --network)")
 
+
+#: A message scenario's rate when no --rate is given (chat's single step, a search's start).
+DEFAULT_RATE = 50.0
 
 #: The warm-up's rate when the first step is closed loop (``--saturate`` alone), and its
 #: length unless ``--warmup`` says.
@@ -1086,16 +1089,17 @@ class Run:
 
     def search(
         self,
+        start: float,
         slo: dict[str, float],
         net: Network,
         probe: NodeProbe,
         fl: dict[str, float],
         results: list[dict[str, Any]],
     ) -> dict[str, Any]:
-        """``--slo``: chat steps at the rates a :class:`RateSearch` picks, each appended to
-        ``results`` and printed; returns the search's summary."""
+        """``--slo``: chat steps at the rates a :class:`RateSearch` picks from ``start``, each
+        appended to ``results`` and printed; returns the search's summary."""
         a = self.args
-        rs = RateSearch((a.rate or [50.0])[0], max_steps=a.search_steps)
+        rs = RateSearch(start, max_steps=a.search_steps)
         self.console.print(f"searching for the highest rate where {describe(slo)}")
         while (r := rs.next_rate()) is not None:
             st = Step(f"rate-{r:g}", "rate", a.duration, rate=r, count=a.count)
@@ -1373,8 +1377,9 @@ class Run:
                 self.warm_up(net, probe, fl, steps[0].rate, extra)
             elif a.slo:
                 self.start_workers(net)
-                self.warm_up(net, probe, fl, (a.rate or [50.0])[0], extra)
-                extra["capacity"] = self.search(a.slo, net, probe, fl, results)
+                start = (a.rate or [DEFAULT_RATE])[0]
+                self.warm_up(net, probe, fl, start, extra)
+                extra["capacity"] = self.search(start, a.slo, net, probe, fl, results)
             elif a.scenario == "community":
                 results.append(self.community(net, probe, fl, extra))
                 self.print_step(results[-1])

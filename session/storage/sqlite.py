@@ -572,16 +572,15 @@ class _DbThread(threading.Thread):
         if not self.checkpoint_due():
             return False
         assert self.conn is not None
-        cp = self.checkpointer
-        if cp is not None and cp.is_alive():
-            self.commits = 0
-            self.changes_at_checkpoint = self.conn.total_changes
-            cp.request()
-            return False
-        if not here:
+        background = self.checkpointer is not None and self.checkpointer.is_alive()
+        if not background and not here:
             return True
         self.commits = 0
         self.changes_at_checkpoint = self.conn.total_changes
+        if background:
+            assert self.checkpointer is not None
+            self.checkpointer.request()
+            return False
         # No write of this store runs meanwhile (``busy``), so this copies the whole WAL and
         # the next write restarts it from its start.
         try:
@@ -712,8 +711,10 @@ class SqliteMessageStore(MessageStore):
             await asyncio.to_thread(self._reader.start_and_wait)
             self._inline = self._connect_inline()
             self._inline_thread = threading.get_ident()
-        except BaseException:
-            await self.close()  # (the threads started so far, and their connections)
+        except (sqlite3.Error, StorageError, OSError, asyncio.CancelledError):
+            # (a connection that cannot open or migrate, or open() cancelled: the threads
+            # started so far, and their connections, are closed before the error goes on)
+            await self.close()
             raise
         return self
 
