@@ -10,11 +10,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bench.load import cli, sidebyside
-from bench.load.oxenss import OxenssUnavailable, find_root
+from bench.load.oxenss import OxenssUnavailable, find_root, node_keys, swarm_stored
 from session import onion
 from session.identity import Identity
 
@@ -81,6 +82,44 @@ def test_reply_checks() -> None:
     assert sidebyside.check_retrieve(401, b"no") == "status 401"
 
 
+def test_a_swarms_store_reply_must_say_every_member_stored() -> None:
+    def reply(results: dict[str, Any]) -> bytes:
+        return json.dumps({"swarm": results, "hash": "h"}).encode()
+
+    ok = {"hash": "h", "signature": "s"}
+    three = reply({"a": ok, "b": ok, "c": ok})
+    assert swarm_stored(three) == 3
+    assert sidebyside.check_store(200, three, swarm=3) is None
+    # a member that failed or timed out (Session's server marks it so) is not stored
+    failed = reply({"a": ok, "b": ok, "c": {"failed": True, "timeout": True}})
+    assert sidebyside.check_store(200, failed, swarm=3) == "stored by 2 of the swarm's 3"
+    assert sidebyside.check_store(200, reply({"a": ok}), swarm=3) == (
+        "stored by 1 of the swarm's 3"
+    )
+    assert swarm_stored(b"not json") == 0 and swarm_stored(b'{"swarm": []}') == 0
+    assert swarm_stored(b"[1]") == 0
+    # a swarm of one is not asked for the others
+    assert sidebyside.check_store(200, reply({"a": ok}), swarm=1) is None
+
+
+def test_the_standins_node_keys_are_the_seeds() -> None:
+    """The node list we hand Session's servers names each by the keys its stand-in derives
+    from the seed (libsodium's, as our identities' are)."""
+    seed = bytes(range(32))
+    ident = Identity.from_seed(seed)
+    ed_hex, x = node_keys(seed)
+    assert ed_hex == ident.ed25519_public.hex()
+    assert x == ident.x25519_public
+
+
+def test_request_scenarios_take_one_swarm_of_nodes() -> None:
+    top = cli.MAX_ONE_SWARM
+    with pytest.raises(SystemExit, match=f"--nodes in request scenarios: 1 to {top}"):
+        cli.main(["store", "--nodes", str(top + 1)])
+    with pytest.raises(SystemExit, match="1 to"):
+        cli.main(["store", "--nodes", "0"])
+
+
 def test_scenario_names() -> None:
     assert sidebyside.parse_kinds("chat") is None
     assert sidebyside.parse_kinds("info,store,info") == ["info", "store"]
@@ -128,17 +167,34 @@ def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.timeout(300)
-def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
+def test_stores_to_a_swarm_are_replicated_and_charged_to_every_node(tmp_path: Path) -> None:
+    """``--nodes 3``: stores (direct and through an onion layer) go to the first node of a
+    3-node devnet, every reply says all three stored the message (else the round counts an
+    error), and the CPU is read from all three processes."""
+    out = tmp_path / "run"
+    r = run_cli(
+        ["store,onion-store", "--nodes", "3", "--duration", "1.5", "--rounds", "1",
+         "--workers", "1", "--ips-per-worker", "8"],
+        out,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads((out / "result.json").read_text())
+    assert sidebyside.validate(doc) == [] and doc["load"]["nodes"] == 3
+    for kind, sc in doc["results"].items():
+        (rnd,) = sc["rounds"]
+        assert rnd["errors"] == {}, (kind, rnd["error_examples"])
+        assert rnd["ok"] > 0 and rnd["server_processes"] == 3, kind
+
+
+def side_by_side(tmp_path: Path, args: list[str]) -> dict[str, Any]:
+    """Run the request scenarios ``args`` against Session's server (skipped where it is not
+    built) and ours; check every round answered everything as asked; the result."""
     try:
         root = find_root(None)
     except OxenssUnavailable as e:
         pytest.skip(f"Session's storage server is not built here: {e}")
     out = tmp_path / "run"
-    r = run_cli(
-        [",".join(KINDS), "--target", "oxenss", "--oxenss-root", str(root), "--duration", "1.5",
-         "--rounds", "1", "--workers", "2", "--ips-per-worker", "32"],
-        out,
-    )  # fmt: skip
+    r = run_cli([*args, "--target", "oxenss", "--oxenss-root", str(root), "--rounds", "1"], out)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((out / "result.json").read_text())
     assert sidebyside.validate(doc) == []
@@ -147,10 +203,36 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
         for rnd in sc["rounds"]:
             assert rnd["errors"] == {}, (kind, rnd["server"], rnd["error_examples"])
             assert rnd["ok"] > 0, (kind, rnd["server"])
-            # 2 workers × 32, kept alive: 64 source addresses keep a quiet machine's ~12,000
-            # `info` a second under the 300/s per address both servers allow (else 429s)
-            assert rnd["connections"] == 64, (kind, rnd["server"])
         assert sc["ratios"]["cpu_per_request"] > 0
+    return doc
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
+    doc = side_by_side(
+        tmp_path,
+        [",".join(KINDS), "--duration", "1.5", "--workers", "2", "--ips-per-worker", "32"],
+    )
+    for rnd in (r for sc in doc["results"].values() for r in sc["rounds"]):
+        # 2 workers × 32, kept alive: 64 source addresses keep a quiet machine's ~12,000
+        # `info` a second under the 300/s per address both servers allow (else 429s)
+        assert rnd["connections"] == 64 and rnd["server_processes"] == 1, rnd["server"]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_side_by_side_with_a_swarm_of_sessions_servers(tmp_path: Path) -> None:
+    """Three of Session's servers in one swarm (our stand-ins list all three) against our
+    3-node devnet: every store, on either, is stored by all three (else the round counts an
+    error), and the CPU is read from all three processes of each."""
+    doc = side_by_side(
+        tmp_path,
+        ["store,onion-store", "--nodes", "3", "--duration", "1.5", "--workers", "2",
+         "--ips-per-worker", "8"],
+    )  # fmt: skip
+    for rnd in (r for sc in doc["results"].values() for r in sc["rounds"]):
+        assert rnd["server_processes"] == 3, rnd["server"]
 
 
 def test_profile_samples_are_charged_to_the_innermost_known_layer(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ from session.client.paths import HOPS
 from session.devnet import Devnet, DevnetError
 from session.errors import DecodeError
 from session.proto.snodes import ServiceNode, parse_node_list
+from session.registry.assign import EXCESS_BASE, IDEAL_SWARM_MARGIN, NEW_SWARM_SIZE
 
 #: Node settings of the driver's own devnet: the per-address token bucket and connection cap
 #: out of the way (all the load comes from 127.0.0.1: with the default 64 connections per
@@ -123,7 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help="one scenario below; request scenarios also as a comma list (info,store,retrieve)",
     )
-    ap.add_argument("--nodes", type=int, default=12, help="devnet size (default 12)")
+    ap.add_argument(
+        "--nodes",
+        type=int,
+        help="devnet size (default 12); request scenarios: nodes of each server's swarm "
+        "(default 1; with --target oxenss as many of Session's servers in one swarm too, and "
+        "CPU per request sums every node's)",
+    )
     ap.add_argument(
         "--network", metavar="NODES_JSON", help="use this running devnet (loopback only)"
     )
@@ -697,6 +704,12 @@ DEFAULT_WARMUP_S = 3.0
 
 #: How often the live table is redrawn (rich's own refresh rate).
 LIVE_REFRESH_PER_S = 4
+
+#: The devnet's size in the messaging scenarios.
+DEFAULT_NODES = 12
+#: The most nodes that stay one swarm under Session's rule (a network of one swarm splits when
+#: its nodes beyond EXCESS_BASE reach the size of a new swarm plus its margin).
+MAX_ONE_SWARM = EXCESS_BASE + NEW_SWARM_SIZE + IDEAL_SWARM_MARGIN - 1
 
 #: The options a request scenario (info, store, …) does not use: refused, not ignored.
 NOT_FOR_REQUESTS = (
@@ -1533,6 +1546,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{', '.join(unused)}: not for the request scenarios ({args.scenario}); see "
                 "--help, 'request scenarios'"
             )
+        args.nodes = 1 if args.nodes is None else args.nodes
+        if not 1 <= args.nodes <= MAX_ONE_SWARM:
+            raise SystemExit(
+                f"--nodes in request scenarios: 1 to {MAX_ONE_SWARM} (one swarm), got {args.nodes}"
+            )
         args.workers = 4 if args.workers is None else args.workers
         args.concurrency = 1 if args.concurrency is None else args.concurrency
         if min(args.workers, args.concurrency, args.rounds, args.ips_per_worker) < 1:
@@ -1549,6 +1567,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(
             f"--target oxenss is for request scenarios ({', '.join(sidebyside.SCENARIOS)})"
         )
+    args.nodes = DEFAULT_NODES if args.nodes is None else args.nodes
     args.workers = 2 if args.workers is None else args.workers
     args.concurrency = 8 if args.concurrency is None else args.concurrency
     check_args(args)

@@ -3,26 +3,29 @@
 Nothing of it lives in this repository: it is built outside the checkout (Session's sources and
 Debian's libraries; ``docs/performance.md``, "Side by side with Session's storage server", says
 how), into a directory called the *oxenss root* (``--oxenss-root`` or ``$OXENSS_ROOT``) holding
+Session's sources in ``src/`` and their build in ``build/``, the server being
+``build/oxen-storage``.
 
-* ``build/oxen-storage`` — the server;
-* ``fake-oxend/fake_oxend`` — a stand-in for oxend (Session's chain daemon) answering what the
-  server asks it on an OxenMQ socket: the node's keys, a service-node list naming only this
-  node (so it is a swarm of one), block hashes and block notifications. It prints the node's
-  keys on its standard output, which is how we learn the X25519 key onion requests need.
+The server asks oxend (Session's chain daemon) for its keys and the service-node list over
+OxenMQ. Our stand-in for it (``oxend_standin.cpp`` beside this file, built against the OxenMQ
+of the root's build on first use, :func:`standin`) hands each server the keys of a seed we
+choose and a node list we write, naming every server of the network in one swarm.
 
-:class:`OxenssServer` starts both with a fresh database (the TLS and DH files the server makes
-on its first start, which takes ~30 s, are kept in ``ROOT/bench-data``), waits until the server
-answers ``info`` and accepts a ``store``, and stops them. The server listens for HTTPS on
-``host`` (loopback), for OxenMQ on TCP and QUIC on its ``omq_port`` (on every address: the
-server has no option to bind it to one).
+:class:`OxenssNetwork` starts ``nodes`` servers, each with its stand-in, with fresh databases
+(the TLS and DH files a server makes on its first start, which takes ~30 s, are kept in
+``ROOT/bench-data``; the others get a copy of the first one's DH parameters), waits until each
+answers ``info`` and, for more than one, until a ``store`` to the first is stored by all of
+them, and stops them. The servers listen for HTTPS on ``host`` (loopback), for OxenMQ on TCP
+and QUIC on their ``omq_port`` (on every address: the server has no option to bind it to one).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import re
 import secrets
+import shutil
 import socket
 import ssl
 import subprocess
@@ -33,13 +36,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nacl import bindings as sodium
+
 from session.errors import SessionError
 
 #: Where the binaries sit in the oxenss root.
 SERVER_BIN = Path("build") / "oxen-storage"
-OXEND_BIN = Path("fake-oxend") / "fake_oxend"
-
-_KEY_LINE = re.compile(r"^(ed25519_pubkey|x25519_pubkey)=([0-9a-f]{64})$", re.M)
+#: Our oxend stand-in: its source here, built into the oxenss root (:func:`standin`).
+STANDIN_SRC = Path(__file__).with_name("oxend_standin.cpp")
+STANDIN_BIN = Path("fake-oxend") / "oxend_standin"
 
 _UNVERIFIED = ssl.create_default_context()
 _UNVERIFIED.check_hostname = False
@@ -62,13 +67,11 @@ def find_root(explicit: str | os.PathLike[str] | None) -> Path:
             "build it"
         )
     root = Path(raw).expanduser().absolute()
-    for rel in (SERVER_BIN, OXEND_BIN):
-        if not os.access(root / rel, os.X_OK):
-            raise OxenssUnavailable(
-                f"--target oxenss: no executable {rel} under {root} (the oxenss root holds "
-                "build/oxen-storage and fake-oxend/fake_oxend once built; docs/performance.md "
-                "says how)"
-            )
+    if not os.access(root / SERVER_BIN, os.X_OK):
+        raise OxenssUnavailable(
+            f"--target oxenss: no executable {SERVER_BIN} under {root} (the oxenss root holds "
+            "Session's sources in src/ and their build in build/; docs/performance.md says how)"
+        )
     return root
 
 
@@ -92,27 +95,18 @@ def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 @dataclass
-class OxenssServer:
-    """One oxen-storage process and its fake oxend, on ``host`` (loopback)."""
+class OxenssNode:
+    """One oxen-storage process of a network and its oxend stand-in."""
 
-    root: Path
-    host: str = "127.0.0.2"
-    https_port: int = 0
-    omq_port: int = 0
-    #: seconds to wait for each process (the server's first start makes its DH parameters:
-    #: ~30 s on an idle machine, several minutes on a busy one)
-    start_timeout: float = 600.0
-
-    def __post_init__(self) -> None:
-        self.data = self.root / "bench-data"
-        self.oxend: subprocess.Popen[bytes] | None = None
-        self.server: subprocess.Popen[bytes] | None = None
-        self.ed25519_hex = ""
-        self.x25519 = b""
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.host}:{self.https_port}"
+    index: int
+    data: Path
+    seed_hex: str
+    ed25519_hex: str
+    x25519: bytes
+    https_port: int
+    omq_port: int
+    oxend: subprocess.Popen[bytes] | None = None
+    server: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int:
@@ -120,86 +114,221 @@ class OxenssServer:
             raise OxenssUnavailable("the server is not running")
         return self.server.pid
 
+
+def node_keys(seed: bytes) -> tuple[str, bytes]:
+    """The Ed25519 public key (hex) and X25519 public key of the node whose Ed25519 seed is
+    ``seed``: what the stand-in hands the server, and what the node list names."""
+    pk, sk = sodium.crypto_sign_seed_keypair(seed)
+    x_sk = sodium.crypto_sign_ed25519_sk_to_curve25519(sk)
+    return pk.hex(), sodium.crypto_scalarmult_base(x_sk)
+
+
+def standin(root: Path) -> Path:
+    """The oxend stand-in (:data:`STANDIN_SRC`) built against the OxenMQ of the oxenss root's
+    build, into ``ROOT/`` :data:`STANDIN_BIN` (built again when the source is newer). Raises
+    :class:`OxenssUnavailable` with the compiler's last words when it cannot be built."""
+    out = root / STANDIN_BIN
+    if out.exists() and out.stat().st_mtime >= STANDIN_SRC.stat().st_mtime:
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src, build = root / "src" / "external", root / "build" / "external"
+    cmd = [
+        "g++", "-std=c++20", "-O2", "-o", str(out), str(STANDIN_SRC),
+        f"-I{src / 'oxen-mq'}", f"-I{src / 'oxen-mq' / 'cppzmq'}", f"-I{build / 'oxen-mq'}",
+        f"-I{src / 'oxenc'}", f"-I{build / 'oxenc'}", str(build / "oxen-mq" / "liboxenmq.a"),
+        "-lzmq", "-lsodium", "-lpthread",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise OxenssUnavailable(f"cannot build the oxend stand-in: {e}") from None
+    if done.returncode != 0:
+        raise OxenssUnavailable(
+            f"cannot build the oxend stand-in ({' '.join(cmd[:2])} …): {done.stderr[-600:]}"
+        )
+    return out
+
+
+@dataclass
+class OxenssNetwork:
+    """``nodes`` oxen-storage processes, each with its oxend stand-in, on ``host`` (loopback),
+    all in one swarm: every stand-in lists every node, so a ``store`` to one is replicated to
+    the others (``sn.storage_cc``) and answered once they all have."""
+
+    root: Path
+    nodes: int = 1
+    host: str = "127.0.0.2"
+    #: seconds to wait for each step (the server's first start makes its DH parameters:
+    #: ~30 s on an idle machine, several minutes on a busy one)
+    start_timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        self.data = self.root / "bench-data"
+        self.members: list[OxenssNode] = []
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.members[0].https_port}"
+
     def _wait(
-        self, what: str, ok: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path
+        self, what: str, ok: Callable[[], bool], procs: list[subprocess.Popen[bytes]], log: Path
     ) -> None:
-        """Wait until ``ok()`` is true; fail with the log's tail if ``proc`` exits or time
-        runs out."""
+        """Wait until ``ok()`` is true; fail with the log's tail if one of ``procs`` exits or
+        time runs out."""
         deadline = time.monotonic() + self.start_timeout
         while not ok():
-            if proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
-                raise OxenssUnavailable(f"{what}: exited with {proc.returncode}: {tail}")
+            for proc in procs:
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+                    raise OxenssUnavailable(f"{what}: exited with {proc.returncode}: {tail}")
             if time.monotonic() > deadline:
                 raise OxenssUnavailable(f"{what}: not ready after {self.start_timeout:g} s")
             time.sleep(0.2)
 
-    def start(self) -> OxenssServer:
-        """Start the fake oxend and the server; return once the server stores messages."""
-        self.data.mkdir(parents=True, exist_ok=True)
-        for f in self.data.glob("storage.db*"):
-            f.unlink()  # every run starts empty (the TLS and DH files are kept)
-        self.https_port = self.https_port or free_port(self.host)
-        self.omq_port = self.omq_port or free_port(self.host)
-        sock = self.data / "oxend.sock"
-        oxend_log = self.data / "fake_oxend.log"
-        server_log = self.data / "oxen-storage.log"
-        seed = secrets.token_hex(32)
-        with open(oxend_log, "wb") as out:
-            self.oxend = subprocess.Popen(
-                [str(self.root / OXEND_BIN), f"ipc://{sock}", self.host,
-                 str(self.https_port), str(self.omq_port), seed],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-        keys: dict[str, str] = {}
-
-        def have_keys() -> bool:
-            text = oxend_log.read_text(errors="replace") if oxend_log.exists() else ""
-            keys.update(dict(_KEY_LINE.findall(text)))
-            return len(keys) == 2 and sock.exists()
-
+    def start(self) -> OxenssNetwork:
+        """Start every stand-in and server; return once the first server stores messages in
+        a swarm of all of them."""
+        binary = standin(self.root)
         started = False
         try:  # a start that fails stops what it started
-            self._wait("fake oxend", have_keys, self.oxend, oxend_log)
-            self._start_server(keys, sock, server_log)
+            self._make_members()
+            for m in self.members:
+                self._start_oxend(binary, m)
+            first, rest = self.members[0], self.members[1:]
+            self._start_server(first)  # first: it makes the DH parameters the others share
+            dh = first.data / "dh.pem"
+            for m in rest:
+                if dh.exists() and not (m.data / "dh.pem").exists():
+                    shutil.copyfile(dh, m.data / "dh.pem")
+            for m in rest:
+                self._start_server(m, wait=False)
+            for m in rest:
+                self._wait_answers(m)
+            self._wait_swarm()
             started = True
         finally:
             if not started:
                 self.stop()
         return self
 
-    def _start_server(self, keys: dict[str, str], sock: Path, server_log: Path) -> None:
-        """Start Session's server against the running fake oxend; return once it answers."""
-        self.ed25519_hex = keys["ed25519_pubkey"]
-        self.x25519 = bytes.fromhex(keys["x25519_pubkey"])
-        with open(server_log, "wb") as out:
-            self.server = subprocess.Popen(
-                [str(self.root / SERVER_BIN), "--testnet", "--data-dir", str(self.data),
-                 "--oxend-rpc", f"ipc://{sock}", "--bind-ip", self.host,
-                 "--https-port", str(self.https_port), "--omq-port", str(self.omq_port),
+    def _make_members(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for i in range(self.nodes):
+            # node 0 keeps the single server's folder (its TLS and DH files from earlier runs)
+            d = self.data if i == 0 else self.data / f"node-{i:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            for f in d.glob("storage.db*"):
+                f.unlink()  # every run starts empty (the TLS and DH files are kept)
+            seed = secrets.token_bytes(32)
+            ed, x = node_keys(seed)
+            m = OxenssNode(i, d, seed.hex(), ed, x, free_port(self.host), free_port(self.host))
+            self.members.append(m)
+            entries.append(
+                {"service_node_pubkey": ed, "pubkey_ed25519": ed, "pubkey_x25519": x.hex(),
+                 "public_ip": self.host, "storage_port": m.https_port,
+                 "storage_lmq_port": m.omq_port, "swarm_id": 0, "funded": True,
+                 "height": 1_000_000, "snode_revision": 4}
+            )  # fmt: skip
+        (self.data / "nodes.json").write_text(json.dumps(entries))
+
+    def _start_oxend(self, binary: Path, m: OxenssNode) -> None:
+        sock = m.data / "oxend.sock"
+        sock.unlink(missing_ok=True)
+        log = m.data / "fake_oxend.log"
+        with open(log, "wb") as out:
+            m.oxend = subprocess.Popen(
+                [str(binary), f"ipc://{sock}", m.seed_hex, str(self.data / "nodes.json")],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        oxend = m.oxend
+
+        def ready() -> bool:
+            return sock.exists() and log.exists() and b"ready" in log.read_bytes()
+
+        self._wait("the oxend stand-in", ready, [oxend], log)
+
+    def _start_server(self, m: OxenssNode, wait: bool = True) -> None:
+        """Start Session's server against its running stand-in (and wait until it answers)."""
+        with open(m.data / "oxen-storage.log", "wb") as out:
+            m.server = subprocess.Popen(
+                [str(self.root / SERVER_BIN), "--testnet", "--data-dir", str(m.data),
+                 "--oxend-rpc", f"ipc://{m.data / 'oxend.sock'}", "--bind-ip", self.host,
+                 "--https-port", str(m.https_port), "--omq-port", str(m.omq_port),
                  "--log-level", "warning"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
+        if wait:
+            self._wait_answers(m)
+
+    def _wait_answers(self, m: OxenssNode) -> None:
         info = json.dumps({"method": "info", "params": {}}).encode()
+        url = f"https://{self.host}:{m.https_port}/storage_rpc/v1"
 
         def answers() -> bool:
             try:
-                status, _ = post(self.url + "/storage_rpc/v1", info, timeout=2.0)
+                status, _ = post(url, info, timeout=2.0)
             except OSError:
                 return False
             return status == 200
 
-        self._wait("oxen-storage", answers, self.server, server_log)
+        assert m.server is not None
+        self._wait("oxen-storage", answers, [m.server], m.data / "oxen-storage.log")
+
+    def _wait_swarm(self) -> None:
+        """Until a store to the first node comes back stored by every node (the servers
+        learn their swarm from the stand-ins' node list and link up over OxenMQ)."""
+        if self.nodes == 1:
+            return
+        probe = f"05{secrets.token_hex(32)}"
+
+        def replicated() -> bool:
+            now = time.time_ns() // 1_000_000
+            body = json.dumps(
+                {"method": "store",
+                 "params": {"pubkey": probe, "namespace": 0, "timestamp": now,
+                            "ttl": 3_600_000, "data": base64.b64encode(b"probe").decode()}}
+            ).encode()  # fmt: skip
+            try:
+                status, out = post(self.url + "/storage_rpc/v1", body, timeout=10.0)
+            except OSError:
+                return False
+            return status == 200 and swarm_stored(out) == self.nodes
+
+        procs = [m.server for m in self.members if m.server is not None]
+        self._wait("the swarm", replicated, procs, self.members[0].data / "oxen-storage.log")
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return tuple(m.pid for m in self.members)
 
     def stop(self) -> None:
-        """Stop the server, then its oxend (SIGTERM, SIGKILL after 10 s)."""
-        for p in (self.server, self.oxend):
+        """Stop the servers, then their stand-ins (SIGTERM, SIGKILL after 10 s)."""
+        procs = [m.server for m in self.members] + [m.oxend for m in self.members]
+        for p in procs:
             if p is not None and p.poll() is None:
                 p.terminate()
+        for p in procs:
+            if p is not None and p.poll() is None:
                 try:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(5)
-        self.server = self.oxend = None
-        (self.data / "oxend.sock").unlink(missing_ok=True)
+        for m in self.members:
+            m.server = m.oxend = None
+            (m.data / "oxend.sock").unlink(missing_ok=True)
+
+
+def swarm_stored(body: bytes) -> int:
+    """How many swarm members a ``store`` reply says stored the message (the entries of its
+    ``swarm`` with a ``hash`` and no ``failed``); 0 for a reply that is not JSON."""
+    try:
+        swarm = json.loads(body).get("swarm", {})
+    except (ValueError, AttributeError):
+        return 0
+    if not isinstance(swarm, dict):
+        return 0
+    return sum(
+        1 for r in swarm.values() if isinstance(r, dict) and "hash" in r and not r.get("failed")
+    )

@@ -3,8 +3,13 @@ and (``--target oxenss``) Session's own storage server in the same run, for CPU 
 
 ``python -m bench.load info,store,retrieve,onion,onion-store,onion-path --target oxenss``
 
-Each server is alone in its network (a swarm of one): our node on a one-node devnet, the C++
-server (:mod:`bench.load.oxenss`) with its oxend stand-in. The load is the same for both:
+Each server is alone in its network (a swarm of one) by default: our node on a one-node devnet,
+the C++ server (:mod:`bench.load.oxenss`) with its oxend stand-in. With ``--nodes N`` each is
+a swarm of N: our N-node devnet, and N of Session's servers whose stand-ins list all of them;
+requests go to the first node, a ``store`` is replicated to the other N-1 before it is
+answered (Session's protocol, the same on both), and CPU per request is summed over the N
+server processes: what a replicated message costs the whole swarm. The load is the same for
+both:
 ``--workers`` processes, each keeping ``--concurrency`` requests in flight, each request on the
 next of its keep-alive HTTPS connections, which come from ``--ips-per-worker`` loopback source
 addresses (``--base-ip``; both servers limit every address to 300 requests/s, as Session's
@@ -12,9 +17,9 @@ storage server does). A *round* runs one scenario against one server for ``--dur
 seconds; rounds alternate between the servers (``--rounds`` each, the order flipped every
 round so a drift of the machine's load falls on both). What a round measures:
 
-* the server process's CPU clock (user + system, all its threads) between the round's start
-  and end, from /proc: **CPU per answered request** (the oxend stand-in and our registry are
-  not counted: they serve the node, not the clients);
+* the server processes' CPU clocks (user + system, all their threads) between the round's
+  start and end, from /proc: **CPU per answered request** (the oxend stand-ins and our registry
+  are not counted: they serve the nodes, not the clients);
 * answered requests per second, latency p50/p99 (an HDR histogram per worker), errors by kind
   (status, a reply that is not what the request asked for, connection errors).
 
@@ -75,7 +80,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.load import report
-from bench.load.oxenss import OxenssServer, OxenssUnavailable, find_root
+from bench.load.oxenss import OxenssNetwork, OxenssUnavailable, find_root, swarm_stored
 from session import onion
 from session.devnet import Devnet
 from session.errors import DecryptionError
@@ -117,7 +122,10 @@ class Target:
     port: int
     ed25519_hex: str
     x25519_hex: str
-    pid: int
+    #: the network's server processes, the one requests go to first (their CPU is summed)
+    pids: tuple[int, ...]
+    #: nodes in the swarm: a store's reply must say the others stored it too
+    swarm: int = 1
 
 
 # ---------------------------------------------------------------------- requests
@@ -246,10 +254,15 @@ class Requests:
             data = message_data(self.size, self.tag + str(n).encode() + b"-")
             now = time.time_ns() // 1_000_000
             body = store_body(account_id(n % STORE_ACCOUNTS), data, now)
+            swarm = self.target.swarm
             if self.kind == "store":
-                return "/storage_rpc/v1", body, check_store
+                return "/storage_rpc/v1", body, lambda s, b: check_store(s, b, swarm)
             layer, reply_key = one_layer_onion(self.x25519, body)
-            return "/onion_req/v2", layer, lambda s, b: check_onion_store(s, b, reply_key)
+            return (
+                "/onion_req/v2",
+                layer,
+                lambda s, b: check_onion_store(s, b, reply_key, swarm),
+            )
         if self.kind == "retrieve":
             ident = self.idents[n % len(self.idents)]
             return (
@@ -269,10 +282,21 @@ def check_info(status: int, body: bytes) -> str | None:
     return None if b'"version"' in body else "reply not info"
 
 
-def check_store(status: int, body: bytes) -> str | None:
+def check_store(status: int, body: bytes, swarm: int = 1) -> str | None:
+    """A ``store``'s reply: 200 with the stored hash, and in a swarm of more than one, every
+    member's result stored."""
     if status != 200:
         return f"status {status}"
-    return None if b'"hash"' in body else "reply without hash"
+    if b'"hash"' not in body:
+        return "reply without hash"
+    return _swarm_short(body, swarm)
+
+
+def _swarm_short(body: bytes, swarm: int) -> str | None:
+    if swarm == 1:
+        return None
+    stored = swarm_stored(body)
+    return None if stored == swarm else f"stored by {stored} of the swarm's {swarm}"
 
 
 def check_retrieve(status: int, body: bytes) -> str | None:
@@ -305,12 +329,13 @@ def check_onion(status: int, body: bytes, key: bytes) -> str | None:
     return wrong
 
 
-def check_onion_store(status: int, body: bytes, key: bytes) -> str | None:
-    """An opened onion reply to a ``store``: the node's 200 with the stored hash."""
+def check_onion_store(status: int, body: bytes, key: bytes, swarm: int = 1) -> str | None:
+    """An opened onion reply to a ``store``: the node's 200 with the stored hash (and every
+    member's, as :func:`check_store`)."""
     inner, wrong = _opened_onion(status, body, key)
     if wrong is None and '"hash"' not in inner:
         return "inner body without hash"
-    return wrong
+    return wrong or _swarm_short(inner.encode(), swarm)
 
 
 def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
@@ -477,31 +502,37 @@ def worker_main(wid: int, cmds: Any, results: Any) -> None:
 
 
 class Servers:
-    """Our node on a one-node devnet and, with ``--target oxenss``, Session's server."""
+    """Our node on a devnet of ``--nodes`` (default 1) and, with ``--target oxenss``, as many
+    of Session's servers in one swarm; requests go to the first node of each."""
 
     def __init__(self, args: argparse.Namespace, work: Path, console: Console) -> None:
         self.devnet: Devnet | None = None
-        self.oxenss: OxenssServer | None = None
+        self.oxenss: OxenssNetwork | None = None
         self.targets: list[Target] = []
         root = find_root(args.oxenss_root) if args.target == "oxenss" else None
         started = False
         try:  # a start that fails stops what it started
-            console.print("starting our node (a one-node devnet)…")
-            self.devnet = Devnet(work / "devnet", nodes=1, file_server=False, community=False)
+            n = args.nodes
+            console.print(f"starting our node{'s' if n > 1 else ''} (a {n}-node devnet)…")
+            self.devnet = Devnet(work / "devnet", nodes=n, file_server=False, community=False)
             self.devnet.start()
             node = self.devnet.nodes[0]
-            assert node.proc is not None and node.pubkey_ed25519 and node.pubkey_x25519
+            pids = tuple(x.proc.pid for x in self.devnet.nodes if x.proc is not None)
+            assert node.pubkey_ed25519 and node.pubkey_x25519 and len(pids) == n
             self.targets.append(
                 Target("ours", node.host, node.https_port, node.pubkey_ed25519,
-                       node.pubkey_x25519, node.proc.pid)
+                       node.pubkey_x25519, pids, n)
             )  # fmt: skip
             if root is not None:
-                console.print(f"starting Session's storage server from {root}…")
-                o = self.oxenss = OxenssServer(root)
+                console.print(f"starting {n} of Session's storage servers from {root}…")
+                o = self.oxenss = OxenssNetwork(root, n)
                 o.start()
+                first = o.members[0]
                 self.targets.insert(
-                    0, Target("oxenss", o.host, o.https_port, o.ed25519_hex, o.x25519.hex(), o.pid)
-                )
+                    0,
+                    Target("oxenss", o.host, first.https_port, first.ed25519_hex,
+                           first.x25519.hex(), o.pids, n),
+                )  # fmt: skip
             started = True
         finally:
             if not started:
@@ -539,12 +570,17 @@ def prefill(t: Target, size: int, timeout: float = 60.0) -> None:
                 time.sleep(0.5)
 
 
-def idle_cpu(pid: int, seconds: float = 3.0) -> float:
-    """CPU seconds per second the process spends with no load."""
-    p = psutil.Process(pid)
-    c0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
+def cpu_s(procs: Sequence[psutil.Process]) -> float:
+    """CPU seconds (user + system, every thread) the processes have used, together."""
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def idle_cpu(pids: Sequence[int], seconds: float = 3.0) -> float:
+    """CPU seconds per second the processes spend together with no load."""
+    procs = [psutil.Process(pid) for pid in pids]
+    c0, t0 = cpu_s(procs), time.monotonic()
     time.sleep(seconds)
-    return (sum(p.cpu_times()[:2]) - c0) / (time.monotonic() - t0)
+    return (cpu_s(procs) - c0) / (time.monotonic() - t0)
 
 
 # ---------------------------------------------------------------------- the run
@@ -604,7 +640,7 @@ class SideBySide:
     def round(self, kind: str, t: Target, idle: float, spy: bool = False) -> dict[str, Any]:
         """One round of ``kind`` against ``t``: what it measured."""
         a = self.args
-        proc = psutil.Process(t.pid)
+        procs = [psutil.Process(pid) for pid in t.pids]
         for wid, q in enumerate(self.cmds):
             q.put({"cmd": "round", "kind": kind, "target": asdict(t), "ips": self.ips(wid),
                    "concurrency": a.concurrency, "size": a.size})  # fmt: skip
@@ -618,10 +654,10 @@ class SideBySide:
             q.put({"cmd": "go", "t0": t0, "t1": t1})
         spies = self.start_spy(kind, t) if spy else []
         time.sleep(max(0.0, t0 - time.monotonic()))
-        c0 = sum(proc.cpu_times()[:2])
+        c0 = cpu_s(procs)
         w0 = time.monotonic()
         time.sleep(max(0.0, t1 - time.monotonic()))
-        c1 = sum(proc.cpu_times()[:2])
+        c1 = cpu_s(procs)
         wall = time.monotonic() - w0
         done = [self._get(a.duration + 60) for _ in self.procs]
         for p in spies:
@@ -645,6 +681,7 @@ class SideBySide:
             "error_examples": examples,
             "wall_s": round(wall, 3),
             "per_s": round(ok / wall, 1),
+            "server_processes": len(procs),
             "server_cpu_s": round(cpu, 3),
             "server_cores": round(cpu / wall, 3),
             "cpu_per_request_us": round(cpu / ok * 1e6, 1) if ok else 0.0,
@@ -694,7 +731,7 @@ class SideBySide:
         for path, fmt in ((svg, "flamegraph"), (raw, "raw")):
             procs.append(
                 subprocess.Popen(
-                    [spy, "record", "-p", str(t.pid), "-d", secs, "-r", str(SPY_HZ),
+                    [spy, "record", "-p", str(t.pids[0]), "-d", secs, "-r", str(SPY_HZ),
                      "-o", str(path), "-f", fmt, "--nonblocking", "--gil"],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
@@ -714,7 +751,7 @@ class SideBySide:
             if "retrieve" in self.kinds:
                 for t in targets:
                     prefill(t, a.size)
-            idle = {t.name: idle_cpu(t.pid) for t in targets}
+            idle = {t.name: idle_cpu(t.pids) for t in targets}
             self.console.print(
                 "servers at idle (CPU s/s): " + ", ".join(f"{k} {v:.4f}" for k, v in idle.items())
             )
@@ -774,6 +811,7 @@ class SideBySide:
             "started": started,
             "machine": mach,
             "load": {
+                "nodes": a.nodes,
                 "workers": a.workers,
                 "concurrency": a.concurrency,
                 "ips_per_worker": a.ips_per_worker if a.base_ip else 0,
