@@ -1,5 +1,5 @@
 """Fixtures shared by the benchmarks: one event loop per module, and devnets whose per-address
-rate limit is out of the way (a benchmark's whole load comes from one address)."""
+limits are out of the way (a benchmark's whole load comes from one address)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from bench.load.cli import UNLIMITED  # node settings that lift the per-address limits
 from session.devnet import STEADY_HEALTH, Devnet
-
-#: node settings that lift the per-address token bucket
-UNLIMITED = {
-    "SESSION_NODE_LIMITS__REQUESTS_PER_SECOND": "100000",
-    "SESSION_NODE_LIMITS__BURST": "100000",
-}
 
 
 @pytest.fixture(scope="module")

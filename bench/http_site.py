@@ -49,8 +49,8 @@ REQUEST = (
 async def _serve(kind: str, cert_dir: Path) -> None:
     from session.node.http import ClientSite
     from session.node.metrics import NodeMetrics
-    from session.node.ratelimit import RateLimiter
     from session.service.config import ConnectionLimits
+    from session.service.ratelimit import RateLimiter
     from session.service.tls import server_ssl_context
     from session.storage.memory import MemoryMessageStore
     from session.testing.rpc import LocalSwarm

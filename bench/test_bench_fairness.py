@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from session.node.config import LimitsConfig
-from session.node.ratelimit import RateLimiter
+from session.service.ratelimit import RateLimiter
 from session.testing.http import Client, jbytes
 from session.testing.mininet import MiniNet
 

@@ -54,7 +54,7 @@ from session.errors import DecodeError
 from session.proto.snodes import ServiceNode, parse_node_list
 from session.registry.assign import EXCESS_BASE, IDEAL_SWARM_MARGIN, NEW_SWARM_SIZE
 
-#: Node settings of the driver's own devnet: the per-address token bucket and connection cap
+#: Node settings of the driver's own devnet: the per-address token buckets and connection cap
 #: out of the way (all the load comes from 127.0.0.1: with the default 64 connections per
 #: address, 32 clients' connections to one guard are refused and the clients give up on it).
 UNLIMITED = {
@@ -62,6 +62,8 @@ UNLIMITED = {
     "SESSION_NODE_LIMITS__BURST": "1000000",
     "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS": "4096",
     "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS_PER_ADDRESS": "4096",
+    "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_PER_SECOND": "1000000",
+    "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_BURST": "1000000",
 }
 
 SCENARIOS = {

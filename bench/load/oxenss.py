@@ -82,6 +82,19 @@ def free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_omq_port() -> int:
+    """A port free for the server's OxenMQ, which it binds on every address, over TCP and
+    over UDP (QUIC): free on 0.0.0.0 for both right now."""
+    while True:
+        port = free_port("0.0.0.0")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                udp.bind(("0.0.0.0", port))
+            except OSError:
+                continue  # (taken for UDP: another)
+        return port
+
+
 def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
     """One HTTPS POST, certificate not verified (the server's is self-signed)."""
     req = urllib.request.Request(
@@ -171,13 +184,13 @@ class OxenssNetwork:
         return f"https://{self.host}:{self.members[0].https_port}"
 
     def _wait(
-        self, what: str, ok: Callable[[], bool], procs: list[subprocess.Popen[bytes]], log: Path
+        self, what: str, ok: Callable[[], bool], procs: dict[Path, subprocess.Popen[bytes]]
     ) -> None:
-        """Wait until ``ok()`` is true; fail with the log's tail if one of ``procs`` exits or
-        time runs out."""
+        """Wait until ``ok()`` is true; fail with its log's tail (the keys of ``procs``) if
+        one of ``procs`` exits, or when time runs out."""
         deadline = time.monotonic() + self.start_timeout
         while not ok():
-            for proc in procs:
+            for log, proc in procs.items():
                 if proc.poll() is not None:
                     tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
                     raise OxenssUnavailable(f"{what}: exited with {proc.returncode}: {tail}")
@@ -222,7 +235,7 @@ class OxenssNetwork:
                 f.unlink()  # every run starts empty (the TLS and DH files are kept)
             seed = secrets.token_bytes(32)
             ed, x = node_keys(seed)
-            m = OxenssNode(i, d, seed.hex(), ed, x, free_port(self.host), free_port(self.host))
+            m = OxenssNode(i, d, seed.hex(), ed, x, free_port(self.host), free_omq_port())
             self.members.append(m)
             entries.append(
                 {"service_node_pubkey": ed, "pubkey_ed25519": ed, "pubkey_x25519": x.hex(),
@@ -246,7 +259,7 @@ class OxenssNetwork:
         def ready() -> bool:
             return sock.exists() and log.exists() and b"ready" in log.read_bytes()
 
-        self._wait("the oxend stand-in", ready, [oxend], log)
+        self._wait("the oxend stand-in", ready, {log: oxend})
 
     def _start_server(self, m: OxenssNode, wait: bool = True) -> None:
         """Start Session's server against its running stand-in (and wait until it answers)."""
@@ -273,7 +286,7 @@ class OxenssNetwork:
             return status == 200
 
         assert m.server is not None
-        self._wait("oxen-storage", answers, [m.server], m.data / "oxen-storage.log")
+        self._wait("oxen-storage", answers, {m.data / "oxen-storage.log": m.server})
 
     def _wait_swarm(self) -> None:
         """Until a store to the first node comes back stored by every node (the servers
@@ -295,15 +308,16 @@ class OxenssNetwork:
                 return False
             return status == 200 and swarm_stored(out) == self.nodes
 
-        procs = [m.server for m in self.members if m.server is not None]
-        self._wait("the swarm", replicated, procs, self.members[0].data / "oxen-storage.log")
+        procs = {m.data / "oxen-storage.log": m.server for m in self.members if m.server}
+        self._wait("the swarm", replicated, procs)
 
     @property
     def pids(self) -> tuple[int, ...]:
         return tuple(m.pid for m in self.members)
 
     def stop(self) -> None:
-        """Stop the servers, then their stand-ins (SIGTERM, SIGKILL after 10 s)."""
+        """Stop the servers and their stand-ins (SIGTERM to all, SIGKILL to any still running
+        10 s later)."""
         procs = [m.server for m in self.members] + [m.oxend for m in self.members]
         for p in procs:
             if p is not None and p.poll() is None:

@@ -518,7 +518,8 @@ class Servers:
             self.devnet.start()
             node = self.devnet.nodes[0]
             pids = tuple(x.proc.pid for x in self.devnet.nodes if x.proc is not None)
-            assert node.pubkey_ed25519 and node.pubkey_x25519 and len(pids) == n
+            if not (node.pubkey_ed25519 and node.pubkey_x25519 and len(pids) == n):
+                raise SystemExit(f"the devnet did not start all {n} nodes with their keys")
             self.targets.append(
                 Target("ours", node.host, node.https_port, node.pubkey_ed25519,
                        node.pubkey_x25519, pids, n)

@@ -87,8 +87,8 @@ class StorageConfig:
 class LimitsConfig:
     """Per-request limits of the client site (connection limits are in ``connections``)."""
 
-    requests_per_second: float = 300.0  # per client IP (Session: 300/s)
-    burst: int = 600  # per client IP (Session: 600)
+    requests_per_second: float = 300.0  # per client address, an IPv6 /64 (Session: 300/s)
+    burst: int = 600  # per client address (Session: 600)
     max_onion_hops: int = 15  # longest onion path relayed through this node (Session: 15)
     max_request_bytes: int = 10 * 1024 * 1024  # Session: 10 MiB
     keep_large_buffers: bool = False  # keep ~64 MiB of freed buffers (session.service.memory)

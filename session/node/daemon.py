@@ -58,7 +58,6 @@ from session.node.links import (
 )
 from session.node.metrics import NodeMetrics
 from session.node.ons import NameMirror
-from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
 from session.node.replication import LinkFanout, Reconciler, SwarmHandoff
 from session.node.rpc import RpcHandler, sweep_forever
@@ -72,6 +71,7 @@ from session.service.accept import ConnectionStats
 from session.service.admin import admin_routes
 from session.service.datadir import DataDirLock
 from session.service.memory import keep_large_buffers
+from session.service.ratelimit import RateLimiter
 from session.service.systemd import Notifier
 from session.service.tasks import cancel_and_wait, spawn
 from session.storage.sqlite import SqliteMessageStore
@@ -400,6 +400,11 @@ class Node:
                 "Node-link connections closed as they opened: too many handshakes under way",
                 lambda: links.handshakes_refused,
             ),
+            (
+                "link_connections_too_fast",
+                "Node-link connections closed as they opened: their address opens them too fast",
+                lambda: links.connections_too_fast,
+            ),
             ("resident_bytes", "Resident memory of the process", _rss_bytes),
             (
                 "peers_down",
@@ -413,6 +418,11 @@ class Node:
             ),
             ("connections_open", "Open client connections", lambda: stats.open),
             ("connections_refused", "Connections closed at accept (caps)", lambda: stats.refused),
+            (
+                "connections_too_fast",
+                "Connections closed at accept: their address opens them too fast",
+                lambda: stats.too_fast,
+            ),
             (
                 "connection_timeouts",
                 "Connections cut by a TLS, header or body timeout",

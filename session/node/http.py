@@ -10,7 +10,9 @@ Public (HTTPS, self-signed certificate; clients do not verify):
 * everything else → 404.
 
 Both request endpoints answer 503 until the node is ready; bodies over the limit → 413, a
-client over its per-IP budget → 429, and ``X-Loki-Long-Poll`` on ``/storage_rpc/v1`` → 410.
+client over its per-address budget (an IPv6 /64 counts as one address:
+:func:`session.service.ratelimit.client_key`) → 429, and ``X-Loki-Long-Poll`` on
+``/storage_rpc/v1`` → 410.
 A body may be sent with ``Content-Encoding: gzip`` or ``deflate`` (other codings → 415, a body
 that is not what its header says → 400: :func:`session.http1.server.decode_body`).
 
@@ -45,6 +47,7 @@ from session.http1.server import HttpError, Pending, Request, Response, Routes, 
 from session.node.links import LinkError, RawReply
 from session.node.relay import SealLater, relayed_answer
 from session.node.rpc import RpcLater, RpcResponse
+from session.service.ratelimit import client_key
 from session.version import STORAGE_SERVER_VERSION_TEXT
 
 SERVER_HEADER = f"Session Storage Server/{STORAGE_SERVER_VERSION_TEXT}"
@@ -115,7 +118,7 @@ class ClientSite:
 
     def _admit(self, request: Request) -> bool:
         ip = request.remote or "?"
-        if self.limiter.allow(ip):
+        if self.limiter.allow(client_key(ip)):
             return True
         if self.metrics is not None:
             self.metrics.rate_limited.inc()

@@ -58,6 +58,7 @@ import msgpack  # type: ignore[import-untyped]
 
 from session._core import Link, LinkHandshake
 from session.errors import ConfigError, DecryptionError, InvalidInput, StorageError
+from session.service.ratelimit import RateLimiter, client_key
 from session.service.tasks import cancel_and_wait, log_failure
 
 log = logging.getLogger("session.node.links")
@@ -102,6 +103,14 @@ MAX_HANDSHAKE = 1024
 #: to us and dials again only once that is gone (a devnet's nodes all dial from 127.0.0.1).
 MAX_HANDSHAKES = 256
 MAX_HANDSHAKES_PER_ADDRESS = 32
+#: New connections to us from one address (an IPv6 /64), per second on average and at once;
+#: beyond them a connection is closed as it opens, before any Diffie-Hellman. A node dials us
+#: once, and again only after its connection dropped or we refused its key (not listed here
+#: yet), backing off to one dial per RECONNECT_MAX: even the dozen nodes of a devnet dialling
+#: from 127.0.0.1 stay well below; someone opening connections only to have us do handshakes
+#: gets this many Diffie-Hellmans a second (about 0.25 % of a core), not as many as they like.
+NEW_CONNECTIONS_PER_SECOND = 50.0
+NEW_CONNECTIONS_BURST = 500
 #: A peer's connection to us with this many of its requests running (each a task: a handler
 #: awaiting the store, a reconciliation read) is read no further until half of them ended,
 #: so one node cannot make us hold unbounded tasks; what it sends meanwhile waits in its
@@ -696,8 +705,12 @@ class NodeLinks:
         self.auth_denied = 0
         #: connections to us closed as they opened: too many handshakes under way
         self.handshakes_refused = 0
+        #: ... and because their address opens them too fast
+        self.connections_too_fast = 0
         #: connections to us whose handshake is under way, by the address they come from
+        #: (by client_key, as the new connections per address)
         self._handshakes: dict[str, int] = {}
+        self._openings = RateLimiter(NEW_CONNECTIONS_PER_SECOND, NEW_CONNECTIONS_BURST)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, host: str, port: int) -> int:
@@ -749,7 +762,7 @@ class NodeLinks:
         """Whether a peer's new connection to us may start its handshake (the limits of
         :data:`MAX_HANDSHAKES`); counted until its handshake is over (:meth:`_handshake_over`)."""
         peername = transport.get_extra_info("peername")
-        addr = str(peername[0]) if isinstance(peername, tuple) and peername else "?"
+        addr = client_key(str(peername[0])) if isinstance(peername, tuple) and peername else "?"
         counts = self._handshakes
         if (
             sum(counts.values()) >= MAX_HANDSHAKES
@@ -757,6 +770,10 @@ class NodeLinks:
         ):
             self.handshakes_refused += 1
             log.warning("refused a node link: too many handshakes under way")
+            return False
+        if not self._openings.allow(addr):
+            self.connections_too_fast += 1
+            log.warning("refused a node link: its address opens connections too fast")
             return False
         counts[addr] = counts.get(addr, 0) + 1
         conn.counted_from = addr

@@ -5,7 +5,10 @@ request-body budget, and closing a site. Imports nothing heavier than asyncio, s
 lean site uses it too.
 
 * :class:`Gate` — one site's shared state: open connections, all and per address
-  (``max_connections``, ``max_connections_per_address``), the body budget
+  (``max_connections``, ``max_connections_per_address``), how fast one address opens new ones
+  (``new_connections_per_second``, ``new_connections_burst``: a TLS handshake costs the site
+  far more than the connection costs its opener, so an address that keeps opening them is
+  refused at accept, before any TLS work, however few it holds open), the body budget
   (``max_inflight_body_bytes``, ``max_body``) and the :class:`ConnectionStats` counters.
 * :class:`Listener` — the listening socket and its accept loop: a connection is counted (or
   closed at once when over a cap) from its address, then handed to the loop with the TLS
@@ -26,6 +29,7 @@ import ssl
 from collections.abc import Callable
 
 from session.service.config import ConnectionLimits
+from session.service.ratelimit import RateLimiter, client_key
 
 log = logging.getLogger("session.service.server")
 
@@ -39,6 +43,7 @@ class ConnectionStats:
     def __init__(self) -> None:
         self.open = 0
         self.refused = 0  # closed at accept: a connection cap was reached
+        self.too_fast = 0  # closed at accept: its address opened new ones faster than allowed
         self.tls_failed = 0  # handshake failed or took longer than tls_handshake_timeout
         self.header_timeouts = 0
         self.body_timeouts = 0
@@ -112,7 +117,10 @@ class Gate:
         self.max_body = max_body
         self.ssl_context = ssl_context
         self.stats = ConnectionStats()
+        #: open connections per address (by :func:`client_key`, as every limit here)
         self.per_address: dict[str, int] = {}
+        #: new connections per address
+        self.openings = RateLimiter(limits.new_connections_per_second, limits.new_connections_burst)
         self.body_bytes = 0
         self.connections: set[Admitted] = set()
         self.all_closed = asyncio.Event()  # set while no connection is open
@@ -120,25 +128,32 @@ class Gate:
 
     # -- connections --------------------------------------------------------------------
     def admit(self, ip: str) -> bool:
-        """Count a new connection from ``ip``; False (and not counted) when over a cap."""
-        n = self.per_address.get(ip, 0)
+        """Count a new connection from ``ip``; False (and not counted) when over a cap, or
+        when its address opens new connections faster than the site allows. Both count by
+        :func:`client_key` (an IPv6 /64 is one address)."""
+        key = client_key(ip)
+        n = self.per_address.get(key, 0)
         if (
             self.stats.open >= self.limits.max_connections
             or n >= self.limits.max_connections_per_address
         ):
             self.stats.refused += 1
             return False
-        self.per_address[ip] = n + 1
+        if not self.openings.allow(key):
+            self.stats.too_fast += 1
+            return False
+        self.per_address[key] = n + 1
         self.stats.open += 1
         return True
 
     def release(self, conn: Admitted, ip: str) -> None:
         """Stop counting ``conn`` (from ``ip``): :meth:`Admitted.release` calls this once."""
-        n = self.per_address.get(ip, 0) - 1
+        key = client_key(ip)
+        n = self.per_address.get(key, 0) - 1
         if n > 0:
-            self.per_address[ip] = n
+            self.per_address[key] = n
         else:
-            self.per_address.pop(ip, None)
+            self.per_address.pop(key, None)
         self.stats.open -= 1
         self.connections.discard(conn)
         if not self.connections:
@@ -258,7 +273,7 @@ class Listener(asyncio.AbstractServer):
                 continue
             ip = str(addr[0]) if isinstance(addr, tuple) and addr else ""
             if not self._gate.admit(ip):
-                log.debug("connection refused: a connection cap is reached")
+                log.debug("connection refused: over a cap, or its address opens them too fast")
                 conn.close()
                 continue
             task = asyncio.ensure_future(self._open(conn, ip))

@@ -60,6 +60,9 @@ class ConnectionLimits:
     idle_timeout: float = 60.0  # seconds a connection may wait for its next request
     max_connections: int = 1024  # open connections of the site, all addresses together
     max_connections_per_address: int = 64  # open connections from one IP address
+    # new connections one address (an IPv6 /64) may open: on average per second, and at once
+    new_connections_per_second: float = 50.0
+    new_connections_burst: int = 500
     max_inflight_body_bytes: int = 16 * 1024 * 1024  # request bodies held in memory at once
 
 
@@ -82,6 +85,11 @@ def validate_limits(cl: ConnectionLimits, max_body: int, prefix: str = "connecti
     if cl.max_connections <= 0 or cl.max_connections_per_address <= 0:
         raise ConfigError(
             f"{prefix}max_connections and {prefix}max_connections_per_address must be positive"
+        )
+    if not cl.new_connections_per_second > 0 or cl.new_connections_burst < 1:
+        raise ConfigError(
+            f"{prefix}new_connections_per_second must be positive and "
+            f"{prefix}new_connections_burst at least 1"
         )
     if cl.max_connections_per_address > cl.max_connections:
         raise ConfigError(

@@ -10,6 +10,8 @@ The limits (:class:`~session.service.config.ConnectionLimits`) and how each is e
 
 * ``max_connections`` / ``max_connections_per_address`` — counted at accept, before any TLS
   work; a connection over either cap is closed at once.
+* ``new_connections_per_second`` / ``new_connections_burst`` — a token bucket per address
+  (an IPv6 /64), taken at accept too: a connection beyond it is closed at once.
 * ``tls_handshake_timeout`` — the handshake runs in ``loop.start_tls`` with this deadline.
 * ``idle_timeout`` — aiohttp's keep-alive timer: from accept, and from each response, a
   connection has this long to deliver the next request's headers.

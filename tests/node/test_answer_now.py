@@ -27,9 +27,9 @@ from session.http1 import server as http1
 from session.identity import Identity
 from session.node.http import ClientSite
 from session.node.metrics import NodeMetrics
-from session.node.ratelimit import RateLimiter
 from session.node.rpc import RpcHandler, RpcLater, RpcResponse, RpcSoon
 from session.proto import rpc as P
+from session.service.ratelimit import RateLimiter
 from session.storage.base import MessageStore, StoredMessage
 from session.storage.sqlite import SqliteMessageStore
 from session.testing.rpc import NOW, LocalSwarm

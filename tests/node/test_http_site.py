@@ -21,8 +21,8 @@ import pytest
 from session.http1 import server as http1
 from session.node.http import ClientSite
 from session.node.metrics import NodeMetrics
-from session.node.ratelimit import RateLimiter
 from session.node.rpc import RpcLater, RpcResponse, RpcSoon
+from session.service.ratelimit import RateLimiter
 from session.storage.memory import MemoryMessageStore
 from session.testing.rpc import LocalSwarm
 from session.version import STORAGE_SERVER_VERSION, STORAGE_SERVER_VERSION_TEXT

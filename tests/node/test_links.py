@@ -1036,6 +1036,35 @@ async def test_handshakes_under_way_are_capped_per_address_and_in_all(
     assert server.links.handshakes_refused == 2
 
 
+async def test_an_address_opening_link_connections_too_fast_is_refused_as_they_open(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that each end at once (a stranger having us start handshakes over and
+    over) take one of their address's NEW_CONNECTIONS_BURST each; beyond it a new one is
+    closed as it opens (counted), while another address's is let in to its handshake."""
+    monkeypatch.setattr(links_mod, "NEW_CONNECTIONS_BURST", 3)
+    monkeypatch.setattr(links_mod, "NEW_CONNECTIONS_PER_SECOND", 0.001)  # no refill in the test
+    server = await serve({KIND_PING: _ping})
+
+    async def opens_and_leaves() -> None:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.close()
+
+    for _ in range(3):
+        await opens_and_leaves()
+    await until(lambda: not server.links._handshakes, "the connections gone")
+    assert server.links.connections_too_fast == 0
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    async with asyncio.timeout(10):
+        assert await reader.read() == b""  # the 4th from 127.0.0.1: closed at once
+    writer.close()
+    assert server.links.connections_too_fast == 1
+    _, writer = await asyncio.open_connection("127.0.0.1", server.port, local_addr=("127.0.0.2", 0))
+    await until(lambda: server.links._handshakes.get("127.0.0.2") == 1, "let in from 127.0.0.2")
+    writer.close()
+    assert server.links.connections_too_fast == 1 and server.links.handshakes_refused == 0
+
+
 async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
     client: NodeLinks, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -22,7 +22,6 @@ from session.identity import Identity
 from session.node.http import SERVER_HEADER, ClientSite
 from session.node.links import KIND_ONION, NodeLinks
 from session.node.metrics import NodeMetrics
-from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
 from session.proto.onion_status import (
     NEXT_NODE_NOT_FOUND,
@@ -31,6 +30,7 @@ from session.proto.onion_status import (
     named_next_node,
 )
 from session.proto.snodes import ServiceNode
+from session.service.ratelimit import RateLimiter
 from session.testing.links import open_links
 from session.testing.rpc import FixedSwarmView
 from session.testing.waits import until

@@ -32,11 +32,11 @@ from session.identity import Identity
 from session.node.http import ClientSite
 from session.node.links import KIND_CC, KIND_CC_BATCH, KIND_ONION
 from session.node.metrics import NodeMetrics
-from session.node.ratelimit import RateLimiter
 from session.node.relay import OnionRouter, PeelPool
 from session.node.replication import LinkFanout, batch_handler
 from session.node.rpc import RpcHandler
 from session.node.swarm_view import SwarmView
+from session.service.ratelimit import RateLimiter
 from session.storage.base import MessageStore, StoredMessage, StoreResult
 from session.storage.memory import MemoryMessageStore
 from session.storage.sqlite import SqliteMessageStore

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from session.errors import ConfigError
 from session.http1 import server as http1
-from session.service.config import ConnectionLimits
+from session.service.accept import Gate
+from session.service.config import ConnectionLimits, validate_limits
 from session.service.server import Served, serve
 from session.service.tls import client_ssl_context, server_ssl_context
 
@@ -261,6 +263,48 @@ async def test_per_address_cap_refuses_the_next_connection(site) -> None:  # typ
     for _, w in held[1:] + others:
         w.close()
     await wait_until(lambda: served.stats.open == 0)
+
+
+async def test_an_address_opening_connections_too_fast_is_refused_at_accept(site) -> None:  # type: ignore[no-untyped-def]
+    """However few connections it holds, an address that has opened its burst of new ones
+    (no refill within the test: 0.001 a second) gets the next closed at accept, before any
+    TLS work; another address is not affected."""
+    served = await site(
+        dataclasses.replace(BASE, new_connections_per_second=0.001, new_connections_burst=3)
+    )
+    for _ in range(3):
+        assert (await request(served.port, GET)).endswith(b"hello")
+    await wait_until(lambda: served.stats.open == 0)
+    reader, writer = await connect(served.port)
+    assert await closed_by_server(reader) == b""  # the 4th new one from 127.0.0.1
+    writer.close()
+    assert served.stats.too_fast == 1 and served.stats.refused == 0
+    assert (await request(served.port, GET, source="127.0.0.2")).endswith(b"hello")
+    assert served.stats.too_fast == 1
+
+
+def test_an_ipv6_64_is_one_address_for_every_limit() -> None:
+    """Connections from the addresses of one IPv6 /64 (one host is routinely handed all of
+    them) share its per-address cap and its new-connection rate; the next /64 is another
+    address."""
+    gate = Gate(dataclasses.replace(BASE, max_connections_per_address=2), 600, None)
+    assert gate.admit("2001:db8:0:1::1") and gate.admit("2001:db8:0:1::2")
+    assert not gate.admit("2001:db8:0:1:ffff::3")  # the /64's third
+    assert gate.stats.refused == 1
+    assert gate.admit("2001:db8:0:2::1")  # another /64
+    limits = dataclasses.replace(BASE, new_connections_per_second=0.001, new_connections_burst=2)
+    fast = Gate(limits, 600, None)
+    assert fast.admit("2001:db8::a") and fast.admit("2001:db8::b")
+    assert not fast.admit("2001:db8::c") and fast.stats.too_fast == 1
+
+
+def test_the_new_connection_rate_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="new_connections_per_second must be positive"):
+        validate_limits(dataclasses.replace(BASE, new_connections_per_second=0), 600)
+    with pytest.raises(ConfigError, match="new_connections_burst at least 1"):
+        validate_limits(dataclasses.replace(BASE, new_connections_burst=0), 600)
+    with pytest.raises(ConfigError, match="must be positive"):
+        validate_limits(dataclasses.replace(BASE, new_connections_per_second=float("nan")), 600)
 
 
 def post(size: int, body: bytes = b"") -> bytes:

@@ -1,11 +1,12 @@
-"""The per-address token bucket (session/node/ratelimit.py) on an injected clock: bursts,
-refill, the burst cap, per-address isolation and the bounded table of addresses."""
+"""The per-address token bucket (session/service/ratelimit.py) on an injected clock: bursts,
+refill, the burst cap, per-address isolation and the bounded table of addresses; what counts as
+one address."""
 
 from __future__ import annotations
 
 import pytest
 
-from session.node.ratelimit import RateLimiter
+from session.service.ratelimit import RateLimiter, client_key
 
 
 class FakeClock:
@@ -84,22 +85,23 @@ def test_addresses_are_isolated() -> None:
     assert len(rl) == 3
 
 
-def test_a_full_table_drops_refilled_buckets_first() -> None:
+def test_a_full_table_drops_the_bucket_used_least_recently() -> None:
+    """A new address always gets its burst (nobody holding many addresses can lock the others
+    out by filling the table); the bucket it replaces is the one used least recently, and
+    the others keep their debts."""
     clock = FakeClock()
     rl = RateLimiter(rate=1.0, burst=2, max_clients=3, clock=clock)
     for c in ("a", "b", "c"):
-        assert rl.allow(c)  # each bucket is one token short of full
+        assert admitted(rl, c, 2) == [True, True]  # each bucket spent
+    assert rl.allow("a") is False  # "a" used last now (and still in debt)
+    assert admitted(rl, "d", 2) == [True, True]  # "b", the least recently used, goes
     assert len(rl) == 3
-    # no bucket has refilled: a new address is refused rather than evicting state
-    assert not rl.allow("d")
-    assert rl.refused == 1 and len(rl) == 3
-    # "a" spends more; after one second "b" and "c" are full again (and carry no state), "a" not
-    assert rl.allow("a")
+    assert rl.allow("c") is False and rl.allow("a") is False  # debts kept
+    assert rl.allow("b") is True  # "b" was forgotten: a fresh burst ("d" goes now)
+    assert rl.allow("d") is True  # and so on ("c" goes)
+    assert rl.allow("a") is False and len(rl) == 3  # "a", used recently, kept its debt
     clock.now += 1.0
-    assert rl.allow("d")
-    assert len(rl) == 2  # "b" and "c" were dropped, "a" kept, "d" added
-    # "a" kept its debt: one token refilled, not a fresh burst of two
-    assert admitted(rl, "a", 2) == [True, False]
+    assert rl.allow("a") is True  # one token refilled
 
 
 @pytest.mark.parametrize(
@@ -108,3 +110,15 @@ def test_a_full_table_drops_refilled_buckets_first() -> None:
 def test_bad_parameters_are_refused(rate: float, burst: float, max_clients: int) -> None:
     with pytest.raises(ValueError, match="positive"):
         RateLimiter(rate, burst, max_clients=max_clients)
+
+
+def test_a_client_is_its_ipv4_address_or_its_ipv6_64() -> None:
+    assert client_key("203.0.113.7") == "203.0.113.7"
+    # one host routinely holds a whole /64: its addresses share one bucket
+    assert client_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:2:bbbb:cccc:dddd:eeee") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:203.0.113.7") == "203.0.113.7"  # IPv4 mapped into IPv6
+    assert client_key("fe80::1%eth0") == "fe80::/64"  # a scoped address
+    assert client_key("64:ff9b::cb00:7107") == "203.0.113.7"  # through NAT64
+    assert client_key("?") == "?" and client_key("not:an:address") == "not:an:address"
