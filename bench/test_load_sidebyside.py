@@ -71,6 +71,43 @@ def test_an_onion_store_reply_is_checked_for_its_hash() -> None:
     assert sidebyside.check_onion_store(502, b"", key) == "status 502"
 
 
+def test_a_three_hop_store_goes_through_three_other_nodes_and_its_reply_is_checked() -> None:
+    """``path-store`` with three other nodes: the target (where the request is sent) peels
+    to the next one, which peels to the next, which relays to the last, the destination,
+    which gets the store; only a reply sealed for this request, a 200 whose body says every
+    member stored the message, passes."""
+    first, *others = [Identity.generate() for _ in range(4)]
+    target = sidebyside.Target(
+        "ours", "127.0.0.1", 1, first.ed25519_public.hex(), bytes(first.x25519_public).hex(),
+        (1,), 2, tuple((r.ed25519_public.hex(), bytes(r.x25519_public).hex()) for r in others),
+    )  # fmt: skip
+    path, frame, check = sidebyside.Requests("path-store", target, 64, 0).next()
+    assert path == "/onion_req/v2"
+    for relay, after in zip([first, *others[:2]], others, strict=True):
+        decision = onion.Peeler(relay).peel(frame)
+        assert isinstance(decision, onion.Relay)
+        assert decision.next_ed25519 == after.ed25519_public.hex()
+        frame = decision.frame
+    decision = onion.Peeler(others[2]).peel(frame)
+    assert isinstance(decision, onion.Deliver)
+    assert json.loads(decision.payload)["method"] == "store"
+
+    def sealed(status: int, inner: dict[str, Any] | str) -> bytes:
+        body = inner if isinstance(inner, str) else json.dumps(inner)
+        doc = json.dumps({"status": status, "body": body}).encode()
+        return bytes(decision.reply.encrypt(doc))
+
+    ok = {"hash": "h", "signature": "s"}
+    assert check(200, sealed(200, {"swarm": {"a": ok, "b": ok}, "hash": "h"})) is None
+    assert check(200, sealed(200, {"swarm": {"a": ok}, "hash": "h"})) == (
+        "stored by 1 of the swarm's 2"
+    )
+    assert check(200, sealed(200, {"version": [2]})) == "inner body without hash"
+    assert check(200, sealed(421, "wrong swarm")) == "inner status 421"
+    assert check(200, b"garbage").startswith("reply does not open")
+    assert check(502, b"") == "status 502"
+
+
 def test_reply_checks() -> None:
     assert sidebyside.check_info(200, b'{"version":[2,8,0],"timestamp":1}') is None
     assert sidebyside.check_info(429, b"Too many requests") == "status 429"
@@ -168,22 +205,23 @@ def test_every_request_scenario_against_our_node(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_stores_to_a_swarm_are_replicated_and_charged_to_every_node(tmp_path: Path) -> None:
-    """``--nodes 3``: stores (direct and through an onion layer) go to the first node of a
-    3-node devnet, every reply says all three stored the message (else the round counts an
-    error), and the CPU is read from all three processes."""
+    """``--nodes 4``: stores (direct, through an onion layer, through a 3-hop path whose
+    relays are the three other nodes) go to the first node of a 4-node devnet, every reply
+    says all four stored the message (else the round counts an error), and the CPU is read
+    from all four processes."""
     out = tmp_path / "run"
     r = run_cli(
-        ["store,onion-store", "--nodes", "3", "--duration", "1.5", "--rounds", "1",
-         "--workers", "1", "--ips-per-worker", "8"],
+        ["store,onion-store,onion-path,path-store", "--nodes", "4", "--duration", "1.5",
+         "--rounds", "1", "--workers", "1", "--ips-per-worker", "8"],
         out,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads((out / "result.json").read_text())
-    assert sidebyside.validate(doc) == [] and doc["load"]["nodes"] == 3
+    assert sidebyside.validate(doc) == [] and doc["load"]["nodes"] == 4
     for kind, sc in doc["results"].items():
         (rnd,) = sc["rounds"]
         assert rnd["errors"] == {}, (kind, rnd["error_examples"])
-        assert rnd["ok"] > 0 and rnd["server_processes"] == 3, kind
+        assert rnd["ok"] > 0 and rnd["server_processes"] == 4, kind
 
 
 def side_by_side(tmp_path: Path, args: list[str]) -> dict[str, Any]:
@@ -223,16 +261,17 @@ def test_side_by_side_with_sessions_server(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_side_by_side_with_a_swarm_of_sessions_servers(tmp_path: Path) -> None:
-    """Three of Session's servers in one swarm (our stand-ins list all three) against our
-    3-node devnet: every store, on either, is stored by all three (else the round counts an
-    error), and the CPU is read from all three processes of each."""
+    """Four of Session's servers in one swarm (our stand-ins list all four) against our
+    4-node devnet: every store, on either, is stored by all four (else the round counts an
+    error), also through a 3-hop path of the other three, and the CPU is read from all four
+    processes of each."""
     doc = side_by_side(
         tmp_path,
-        ["store,onion-store", "--nodes", "3", "--duration", "1.5", "--workers", "2",
-         "--ips-per-worker", "8"],
+        ["store,onion-store,onion-path,path-store", "--nodes", "4", "--duration", "1.5",
+         "--workers", "2", "--ips-per-worker", "8"],
     )  # fmt: skip
     for rnd in (r for sc in doc["results"].values() for r in sc["rounds"]):
-        assert rnd["server_processes"] == 3, rnd["server"]
+        assert rnd["server_processes"] == 4, rnd["server"]
 
 
 def test_profile_samples_are_charged_to_the_innermost_known_layer(tmp_path: Path) -> None:

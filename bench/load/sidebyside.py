@@ -35,9 +35,15 @@ The scenarios (what a client sends; the same JSON bodies to both servers):
 * ``onion-store`` — an onion request of one layer to the server itself whose payload is a
   ``store`` as above (a fresh layer each request): it peels the layer, stores the message and
   answers encrypted (the client opens every reply and checks the stored hash);
-* ``onion-path`` — a 3-hop path (three relays and the destination) where every hop is the
-  server itself: four peels and three forwards over its own node-to-node link (OxenMQ for the
-  C++ server, ZeroMQ for ours) per request, the work a 3-hop request costs a whole network.
+* ``onion-path`` — a 3-hop path (three relays and the destination): four peels and three
+  forwards over the node-to-node links (OxenMQ for the C++ server, ours for ours) per
+  request, the work a 3-hop request costs a whole network. Every hop is the server itself,
+  or with ``--nodes`` 4 or more the first node (where requests go) relays to two other nodes
+  of its network and the last of them to a fourth, the destination;
+* ``path-store`` — the same path with a ``store`` as above for its payload (a fresh onion
+  each request): with ``--nodes 12``, the whole way of a sent message into its swarm, four
+  peels, three forwards and twelve copies, what a message costs the network before its
+  recipient fetches it.
 
 ``--profile`` adds one unmeasured round per scenario against our node under py-spy (the thread
 holding the GIL, 200 Hz: a flame graph SVG, a per-function summary, and the samples'
@@ -97,7 +103,10 @@ SCENARIOS = {
     "onion": "one-layer onion requests to the node itself: peel, info, encrypted reply",
     "onion-store": "one-layer onion requests to the node itself whose payload is a store "
     "(as `store`): peel, store, encrypted reply",
-    "onion-path": "3-hop onion requests where every hop is the node itself (4 peels)",
+    "onion-path": "3-hop onion requests (4 peels): every hop is the node itself, or with "
+    "--nodes 4 or more the node and two others relay to a fourth",
+    "path-store": "3-hop onion requests whose payload is a store (as `store`): a message's "
+    "whole way into its swarm, relays and copies",
 }
 
 #: Accounts that get stores, and accounts prefilled for retrieves (with this many messages).
@@ -109,6 +118,8 @@ TTL_MS = 3_600_000
 #: Onion frames built ahead per worker and server (replayed in turn: neither server keeps
 #: seen onions, and building them would cost the client more than the server's answer).
 FRAMES = 32
+#: Relays of a 3-hop path (other nodes of the network when it has more than this many).
+RELAYS = 3
 #: py-spy's sampling rate in the profiled round (samples per second).
 SPY_HZ = 200
 
@@ -126,6 +137,9 @@ class Target:
     pids: tuple[int, ...]
     #: nodes in the swarm: a store's reply must say the others stored it too
     swarm: int = 1
+    #: three other nodes of the network (Ed25519 hex, X25519 hex): after this node, the
+    #: two other relays and the destination of a 3-hop path; empty: every hop is this node
+    relays: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------- requests
@@ -237,10 +251,15 @@ class Requests:
         x = self.x25519 = bytes.fromhex(target.x25519_hex)
         if kind == "onion":
             self.frames = [one_layer_onion(x, INFO_BODY) for _ in range(FRAMES)]
-        elif kind == "onion-path":
-            hop = onion.Hop(target.ed25519_hex, x)
-            dest = onion.NodeDestination(target.ed25519_hex, x)
-            self.frames = [onion.build([hop, hop, hop], dest, INFO_BODY) for _ in range(FRAMES)]
+        # The requests go to the target, so it is the first hop; with relays the next two and
+        # the destination are the three other nodes (in one swarm, any member takes a store).
+        me = onion.Hop(target.ed25519_hex, x)
+        others = [onion.Hop(ed, bytes.fromhex(xx)) for ed, xx in target.relays]
+        self.hops = [me, *others[:2]] if others else [me] * 3
+        last = others[2] if others else me
+        self.dest = onion.NodeDestination(last.ed25519_hex, last.x25519)
+        if kind == "onion-path":
+            self.frames = [onion.build(self.hops, self.dest, INFO_BODY) for _ in range(FRAMES)]
         self.idents = (
             [retrieve_identity(i) for i in range(RETRIEVE_ACCOUNTS)] if kind == "retrieve" else []
         )
@@ -250,13 +269,20 @@ class Requests:
         n = next(self.seq)
         if self.kind == "info":
             return "/storage_rpc/v1", INFO_BODY, check_info
-        if self.kind in ("store", "onion-store"):
+        if self.kind in ("store", "onion-store", "path-store"):
             data = message_data(self.size, self.tag + str(n).encode() + b"-")
             now = time.time_ns() // 1_000_000
             body = store_body(account_id(n % STORE_ACCOUNTS), data, now)
             swarm = self.target.swarm
             if self.kind == "store":
                 return "/storage_rpc/v1", body, lambda s, b: check_store(s, b, swarm)
+            if self.kind == "path-store":
+                frame, path_key = onion.build(self.hops, self.dest, body)
+                return (
+                    "/onion_req/v2",
+                    frame,
+                    lambda s, b: check_path_store(s, b, path_key, swarm),
+                )
             layer, reply_key = one_layer_onion(self.x25519, body)
             return (
                 "/onion_req/v2",
@@ -338,18 +364,36 @@ def check_onion_store(status: int, body: bytes, key: bytes, swarm: int = 1) -> s
     return wrong or _swarm_short(inner.encode(), swarm)
 
 
-def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
+def _opened_path(status: int, body: bytes, key: Any) -> tuple[bytes, str | None]:
+    """The plaintext of a reply to an :func:`session.onion.build` request (base64 or raw),
+    and what is wrong with it (None: it opened)."""
     if status != 200:
-        return f"status {status}"
+        return b"", f"status {status}"
     try:
         raw = base64.b64decode(body, validate=True)
     except ValueError:
         raw = body
     try:
-        plain = bytes(key.decrypt(raw))
+        return bytes(key.decrypt(raw)), None
     except (DecryptionError, ValueError) as e:
-        return f"reply does not open: {type(e).__name__}"
-    return onion_reply_error(plain)
+        return b"", f"reply does not open: {type(e).__name__}"
+
+
+def check_onion_path(status: int, body: bytes, key: Any) -> str | None:
+    plain, wrong = _opened_path(status, body, key)
+    return wrong or onion_reply_error(plain)
+
+
+def check_path_store(status: int, body: bytes, key: Any, swarm: int = 1) -> str | None:
+    """An opened reply to a 3-hop ``store``: the node's 200 with the stored hash (and every
+    member's, as :func:`check_store`)."""
+    plain, wrong = _opened_path(status, body, key)
+    if wrong:
+        return wrong
+    inner, wrong = _inner_body(plain)
+    if wrong is None and '"hash"' not in inner:
+        return "inner body without hash"
+    return wrong or _swarm_short(inner.encode(), swarm)
 
 
 # ---------------------------------------------------------------------- HTTP client
@@ -520,19 +564,29 @@ class Servers:
             pids = tuple(x.proc.pid for x in self.devnet.nodes if x.proc is not None)
             if not (node.pubkey_ed25519 and node.pubkey_x25519 and len(pids) == n):
                 raise SystemExit(f"the devnet did not start all {n} nodes with their keys")
+            relays = tuple(
+                (x.pubkey_ed25519, x.pubkey_x25519)
+                for x in self.devnet.nodes[1 : RELAYS + 1]
+                if x.pubkey_ed25519 and x.pubkey_x25519
+            )
+            if len(relays) != RELAYS:
+                relays = ()  # (a network of RELAYS nodes or fewer: the node relays to itself)
             self.targets.append(
                 Target("ours", node.host, node.https_port, node.pubkey_ed25519,
-                       node.pubkey_x25519, pids, n)
+                       node.pubkey_x25519, pids, n, relays)
             )  # fmt: skip
             if root is not None:
                 console.print(f"starting {n} of Session's storage servers from {root}…")
                 o = self.oxenss = OxenssNetwork(root, n)
                 o.start()
                 first = o.members[0]
+                theirs = tuple(
+                    (m.ed25519_hex, m.x25519.hex()) for m in o.members[1:RELAYS + 1]
+                ) if n > RELAYS else ()  # fmt: skip
                 self.targets.insert(
                     0,
                     Target("oxenss", o.host, first.https_port, first.ed25519_hex,
-                           first.x25519.hex(), o.pids, n),
+                           first.x25519.hex(), o.pids, n, theirs),
                 )  # fmt: skip
             started = True
         finally:
