@@ -580,6 +580,10 @@ class Devnet:
                 "SESSION_NODE_HEALTH__PROOF_INTERVAL": str(self.proof_interval),
                 "SESSION_NODE_HEALTH__TEST_INTERVAL": str(self.test_interval),
                 "SESSION_NODE_HEALTH__TEST_TIMEOUT": "3",
+                # every client of a devnet connects from this one address: the per-address
+                # rate of new connections (a guard against strangers) would throttle them all
+                "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_PER_SECOND": "1000000",
+                "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_BURST": "1000000",
             }
         )
         env.update(self.extra_env)
