@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nacl import bindings as sodium
 
 from bench.load import cli, sidebyside
 from bench.load.oxenss import OxenssUnavailable, find_root, node_keys, swarm_stored
@@ -141,12 +142,21 @@ def test_a_swarms_store_reply_must_say_every_member_stored() -> None:
 
 def test_the_standins_node_keys_are_the_seeds() -> None:
     """The node list we hand Session's servers names each by the keys its stand-in derives
-    from the seed (libsodium's, as our identities' are)."""
+    from the seed (oxend_standin.cpp: libsodium's seed keypair and its Ed25519-to-Curve25519
+    conversion), computed here with libsodium directly."""
     seed = bytes(range(32))
-    ident = Identity.from_seed(seed)
+    pk, sk = sodium.crypto_sign_seed_keypair(seed)
     ed_hex, x = node_keys(seed)
-    assert ed_hex == ident.ed25519_public.hex()
-    assert x == ident.x25519_public
+    assert ed_hex == pk.hex()
+    assert x == sodium.crypto_scalarmult_base(sodium.crypto_sign_ed25519_sk_to_curve25519(sk))
+
+
+def test_a_path_goes_through_three_other_nodes_when_there_are_three() -> None:
+    keys = [(f"ed{i}", f"x{i}") for i in range(5)]
+    assert sidebyside.path_relays(keys) == (("ed1", "x1"), ("ed2", "x2"), ("ed3", "x3"))
+    assert sidebyside.path_relays(keys[:4]) == (("ed1", "x1"), ("ed2", "x2"), ("ed3", "x3"))
+    assert sidebyside.path_relays(keys[:3]) == ()  # too few others: the target relays itself
+    assert sidebyside.path_relays(keys[:1]) == ()
 
 
 def test_request_scenarios_take_one_swarm_of_nodes() -> None:

@@ -62,9 +62,7 @@ UNLIMITED = {
     "SESSION_NODE_LIMITS__BURST": "1000000",
     "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS": "4096",
     "SESSION_NODE_CONNECTIONS__MAX_CONNECTIONS_PER_ADDRESS": "4096",
-    "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_PER_SECOND": "1000000",
-    "SESSION_NODE_CONNECTIONS__NEW_CONNECTIONS_BURST": "1000000",
-}
+}  # (every devnet lifts the new-connection rate itself: session.devnet)
 
 SCENARIOS = {
     "chat": "pairs of people exchanging 1:1 messages at --rate (a list gives one step per "
@@ -248,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         action="store_true",
         help="py-spy flame graphs (SVG) of the two busiest nodes and worker 0 in the last step "
-        "(request scenarios: of our node in one extra, unmeasured round per scenario)",
+        "(request scenarios: of our node, the first with --nodes, in one extra, unmeasured "
+        "round per scenario)",
     )
     ap.add_argument("--quiet", action="store_true", help="no live display")
     ap.add_argument("--seed", type=int, default=1, help="randomness of the clients' choices")

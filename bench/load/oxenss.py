@@ -21,7 +21,6 @@ and QUIC on their ``omq_port`` (on every address: the server has no option to bi
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
@@ -36,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nacl import bindings as sodium
-
 from session.errors import SessionError
+from session.identity import Identity
+from session.proto import rpc
 
 #: Where the binaries sit in the oxenss root.
 SERVER_BIN = Path("build") / "oxen-storage"
@@ -111,7 +110,6 @@ def post(url: str, body: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
 class OxenssNode:
     """One oxen-storage process of a network and its oxend stand-in."""
 
-    index: int
     data: Path
     seed_hex: str
     ed25519_hex: str
@@ -130,10 +128,10 @@ class OxenssNode:
 
 def node_keys(seed: bytes) -> tuple[str, bytes]:
     """The Ed25519 public key (hex) and X25519 public key of the node whose Ed25519 seed is
-    ``seed``: what the stand-in hands the server, and what the node list names."""
-    pk, sk = sodium.crypto_sign_seed_keypair(seed)
-    x_sk = sodium.crypto_sign_ed25519_sk_to_curve25519(sk)
-    return pk.hex(), sodium.crypto_scalarmult_base(x_sk)
+    ``seed``: what the stand-in hands the server, and what the node list names (a Session
+    identity's keys, derived as libsodium does)."""
+    ident = Identity.from_seed(seed)
+    return ident.ed25519_public.hex(), bytes(ident.x25519_public)
 
 
 def standin(root: Path) -> Path:
@@ -235,7 +233,7 @@ class OxenssNetwork:
                 f.unlink()  # every run starts empty (the TLS and DH files are kept)
             seed = secrets.token_bytes(32)
             ed, x = node_keys(seed)
-            m = OxenssNode(i, d, seed.hex(), ed, x, free_port(self.host), free_omq_port())
+            m = OxenssNode(d, seed.hex(), ed, x, free_port(self.host), free_omq_port())
             self.members.append(m)
             entries.append(
                 {"service_node_pubkey": ed, "pubkey_ed25519": ed, "pubkey_x25519": x.hex(),
@@ -293,15 +291,13 @@ class OxenssNetwork:
         learn their swarm from the stand-ins' node list and link up over OxenMQ)."""
         if self.nodes == 1:
             return
-        probe = f"05{secrets.token_hex(32)}"
+        probe = rpc.Account.parse(f"05{secrets.token_hex(32)}")
+        assert probe is not None
 
         def replicated() -> bool:
             now = time.time_ns() // 1_000_000
-            body = json.dumps(
-                {"method": "store",
-                 "params": {"pubkey": probe, "namespace": 0, "timestamp": now,
-                            "ttl": 3_600_000, "data": base64.b64encode(b"probe").decode()}}
-            ).encode()  # fmt: skip
+            store = rpc.Store(probe, 0, now, now + 3_600_000, b"probe")
+            body = json.dumps({"method": "store", "params": store.to_params()}).encode()
             try:
                 status, out = post(self.url + "/storage_rpc/v1", body, timeout=10.0)
             except OSError:
@@ -338,9 +334,10 @@ def swarm_stored(body: bytes) -> int:
     """How many swarm members a ``store`` reply says stored the message (the entries of its
     ``swarm`` with a ``hash`` and no ``failed``); 0 for a reply that is not JSON."""
     try:
-        swarm = json.loads(body).get("swarm", {})
-    except (ValueError, AttributeError):
+        doc = json.loads(body)
+    except ValueError:
         return 0
+    swarm = doc.get("swarm") if isinstance(doc, dict) else None
     if not isinstance(swarm, dict):
         return 0
     return sum(

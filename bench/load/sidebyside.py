@@ -358,7 +358,12 @@ def check_onion(status: int, body: bytes, key: bytes) -> str | None:
 def check_onion_store(status: int, body: bytes, key: bytes, swarm: int = 1) -> str | None:
     """An opened onion reply to a ``store``: the node's 200 with the stored hash (and every
     member's, as :func:`check_store`)."""
-    inner, wrong = _opened_onion(status, body, key)
+    return _stored_inner(*_opened_onion(status, body, key), swarm)
+
+
+def _stored_inner(inner: str, wrong: str | None, swarm: int) -> str | None:
+    """What is wrong with an onion reply's inner body to a ``store`` (``wrong``: what opening
+    it found)."""
     if wrong is None and '"hash"' not in inner:
         return "inner body without hash"
     return wrong or _swarm_short(inner.encode(), swarm)
@@ -388,12 +393,7 @@ def check_path_store(status: int, body: bytes, key: Any, swarm: int = 1) -> str 
     """An opened reply to a 3-hop ``store``: the node's 200 with the stored hash (and every
     member's, as :func:`check_store`)."""
     plain, wrong = _opened_path(status, body, key)
-    if wrong:
-        return wrong
-    inner, wrong = _inner_body(plain)
-    if wrong is None and '"hash"' not in inner:
-        return "inner body without hash"
-    return wrong or _swarm_short(inner.encode(), swarm)
+    return wrong or _stored_inner(*_inner_body(plain), swarm)
 
 
 # ---------------------------------------------------------------------- HTTP client
@@ -545,6 +545,13 @@ def worker_main(wid: int, cmds: Any, results: Any) -> None:
 # ---------------------------------------------------------------------- servers
 
 
+def path_relays(keys: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """The :attr:`Target.relays` of the first of a network's nodes (``keys``: each node's
+    Ed25519 and X25519 hex, the first being the target): the next :data:`RELAYS` nodes, or
+    none when there are not that many others (then the target relays to itself)."""
+    return tuple(keys[1 : RELAYS + 1]) if len(keys) > RELAYS else ()
+
+
 class Servers:
     """Our node on a devnet of ``--nodes`` (default 1) and, with ``--target oxenss``, as many
     of Session's servers in one swarm; requests go to the first node of each."""
@@ -562,31 +569,21 @@ class Servers:
             self.devnet.start()
             node = self.devnet.nodes[0]
             pids = tuple(x.proc.pid for x in self.devnet.nodes if x.proc is not None)
-            if not (node.pubkey_ed25519 and node.pubkey_x25519 and len(pids) == n):
+            keys = [(x.pubkey_ed25519 or "", x.pubkey_x25519 or "") for x in self.devnet.nodes]
+            if len(pids) != n or not all(ed and x for ed, x in keys):
                 raise SystemExit(f"the devnet did not start all {n} nodes with their keys")
-            relays = tuple(
-                (x.pubkey_ed25519, x.pubkey_x25519)
-                for x in self.devnet.nodes[1 : RELAYS + 1]
-                if x.pubkey_ed25519 and x.pubkey_x25519
-            )
-            if len(relays) != RELAYS:
-                relays = ()  # (a network of RELAYS nodes or fewer: the node relays to itself)
             self.targets.append(
-                Target("ours", node.host, node.https_port, node.pubkey_ed25519,
-                       node.pubkey_x25519, pids, n, relays)
-            )  # fmt: skip
+                Target("ours", node.host, node.https_port, *keys[0], pids, n, path_relays(keys))
+            )
             if root is not None:
                 console.print(f"starting {n} of Session's storage servers from {root}…")
                 o = self.oxenss = OxenssNetwork(root, n)
                 o.start()
-                first = o.members[0]
-                theirs = tuple(
-                    (m.ed25519_hex, m.x25519.hex()) for m in o.members[1:RELAYS + 1]
-                ) if n > RELAYS else ()  # fmt: skip
+                theirs = [(m.ed25519_hex, m.x25519.hex()) for m in o.members]
                 self.targets.insert(
                     0,
-                    Target("oxenss", o.host, first.https_port, first.ed25519_hex,
-                           first.x25519.hex(), o.pids, n, theirs),
+                    Target("oxenss", o.host, o.members[0].https_port, *theirs[0], o.pids, n,
+                           path_relays(theirs)),
                 )  # fmt: skip
             started = True
         finally:

@@ -59,7 +59,7 @@ class ConnectionLimits:
     body_timeout: float = 30.0  # seconds to receive a whole request body once headers are in
     idle_timeout: float = 60.0  # seconds a connection may wait for its next request
     max_connections: int = 1024  # open connections of the site, all addresses together
-    max_connections_per_address: int = 64  # open connections from one IP address
+    max_connections_per_address: int = 64  # open connections from one address (IPv6: a /64)
     # new connections one address (an IPv6 /64) may open: on average per second, and at once
     new_connections_per_second: float = 50.0
     new_connections_burst: int = 500

@@ -15,6 +15,7 @@ NAT64's well-known prefix ``64:ff9b::/96``) is that IPv4 address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 from collections.abc import Callable
@@ -23,8 +24,13 @@ from collections.abc import Callable
 def client_key(ip: str) -> str:
     """The rate limits' key of a peer at ``ip`` (a socket's address text): the address for
     IPv4 (and anything that is not an IPv6 address), its /64 network for IPv6."""
-    if ":" not in ip:
-        return ip
+    return ip if ":" not in ip else _ipv6_key(ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_key(ip: str) -> str:
+    """:func:`client_key` of an address with a colon (parsed once per address: the node asks
+    for every request)."""
     try:
         addr = ipaddress.IPv6Address(ip.split("%", 1)[0])
     except ValueError:

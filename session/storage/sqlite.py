@@ -699,6 +699,7 @@ class SqliteMessageStore(MessageStore):
         if max_bytes is not None and max_bytes < 64 * 1024:
             raise InvalidInput("max_bytes must be at least 64 KiB")
         self = cls(p, max_bytes)
+        opened = False
         try:
             self._writer = _DbThread("store-writer", self._connect_writer, group=True)
             self._writer.on_batch_done = self._batch_done
@@ -711,11 +712,13 @@ class SqliteMessageStore(MessageStore):
             await asyncio.to_thread(self._reader.start_and_wait)
             self._inline = self._connect_inline()
             self._inline_thread = threading.get_ident()
-        except (sqlite3.Error, StorageError, OSError, asyncio.CancelledError):
-            # (a connection that cannot open or migrate, or open() cancelled: the threads
-            # started so far, and their connections, are closed before the error goes on)
-            await self.close()
-            raise
+            opened = True
+        finally:
+            if not opened:
+                # whatever stopped it (a connection that cannot open or migrate, a thread
+                # that cannot start, open() cancelled) goes on to the caller; the threads
+                # started so far, and their connections, are closed first
+                await self.close()
         return self
 
     # -- connections --------------------------------------------------------------------
