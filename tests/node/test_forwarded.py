@@ -68,6 +68,17 @@ class _Member:
         """Send ``body`` as the fan-out does; the future gets the member's reply."""
         return asyncio.ensure_future(self.peer.request(self.x25519, self.address, kind, body, 10))
 
+    async def settled(self) -> None:
+        """Wait until a forwarded write can be answered directly again: the fallback's tasks
+        ended and the writer thread let go of the store. The writer posts results before it
+        releases the store, and a link within one process delivers an answer in the same loop
+        turn, so an answer can arrive while the writer still holds it (seen under CI load)."""
+        writer = self.store._writer
+        assert writer is not None
+        await until(
+            lambda: not self.links._tasks and not writer.busy.locked(), "the writer to be idle"
+        )
+
     def check_signed(self, result: Any) -> None:
         assert "failed" not in result, result
         sig = base64.b64decode(result["signature"])
@@ -141,12 +152,7 @@ async def test_busy_writer_hands_over_to_a_coroutine_in_order(member: _Member) -
     assert member.tasks >= 2  # (the fallback's tasks: the count does see tasks)
     msgs, _ = await member.store.retrieve(c.account, 0)
     assert [m.hash for m in msgs][-2:] == [r1["hash"], r2["hash"]]
-    # nothing behind any more once the fallback's tasks ended and the writer thread let go of
-    # the store (it posts results before it releases it; a link within one process delivers
-    # an answer in the same loop turn, so the answer can come first): direct again
-    await until(
-        lambda: not member.links._tasks and not writer.busy.locked(), "the writer to be idle"
-    )
+    await member.settled()
     member.tasks = 0
     member.check_signed(await member.forward(c.store(b"three")))
     assert member.tasks == 0 and member.writes.answered_now == 2
@@ -220,6 +226,7 @@ async def test_a_batch_goes_on_as_a_coroutine_from_a_write_that_needs_one(member
     msgs, _ = await member.store.retrieve(c.account, 0)
     assert [m.hash for m in msgs] == [r[1]["hash"], r[3]["hash"]]
     # nothing behind any more: the next single write is answered directly again
+    await member.settled()
     member.check_signed(await member.forward(c.store(b"c4")))
     assert member.writes.answered_now == 2
 
@@ -262,7 +269,7 @@ async def test_a_fallback_cancelled_before_its_first_step_does_not_keep_writes_b
     assert member.peer.send_request(member.x25519, member.address, KIND_CC, [1, 2], 10, lost.append)
     await until(lambda: member.writes.handed_on == 1)
     member.links.direct[KIND_CC] = serve_now
-    await until(lambda: not member.links._tasks)
+    await member.settled()
     c = member.swarm.client_in_swarm()
     member.tasks = 0
     member.check_signed(await member.forward(c.store(b"after a cancelled one")))
