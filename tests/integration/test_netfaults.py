@@ -46,7 +46,10 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+# A backstop above the sum of a test's own bounds, so that theirs, which say what did not
+# happen, fire first: the first test also pays the module's set-up (up to 45 s for the nodes),
+# then up to 20 s for the cut to be noticed, 40 s to send and 50 s to receive.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 NODES = 5
 DELAY = 0.08  # one-way latency added on the impaired link (s)
