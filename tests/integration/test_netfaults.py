@@ -576,8 +576,9 @@ async def alice_to_bob(netns: NetnsNet, tmp_path: Path, count: int, why: str) ->
 
         sent = await expect(sent_events, MessageSent, count, 40, context)
         assert sorted(e.message_id for e in sent) == sorted(ids)
-        # Bound: a relay that was mid-request when the cut came waits out its 30 s link timeout
-        # (docs/security.md, left open), so allow one stalled attempt and the retry after it.
+        # Bound: generous for a loaded machine. A request whose first hop is the cut node waits
+        # out the client's own request timeout before it goes around it (a relay names a cut
+        # next node at once, and fails one in flight when the heartbeats drop the link).
         received = await expect(received_events, MessageReceived, count, 50, context)
         assert sorted(e.body for e in received) == sorted(texts)
 

@@ -277,7 +277,8 @@ async def test_a_peer_that_falls_silent_is_down_after_its_heartbeats(
 ) -> None:
     """A peer that completed its handshake and then says nothing (a frozen host: nothing
     resets the connection) loses its link after HEARTBEAT_TIMEOUT_BEATS beats and is down;
-    while the link is up, our side sends heartbeats on it."""
+    while the link is up, our side sends heartbeats on it; and a request that was in flight
+    on the link when the peer fell silent fails then as unreachable, not after its 30 s."""
     monkeypatch.setattr(links_mod, "HEARTBEAT_IVL", 0.05)
     await client.close()
     client = open_links(Identity.generate(), {})
@@ -304,7 +305,9 @@ async def test_a_peer_that_falls_silent_is_down_after_its_heartbeats(
                 beats += sum(1 for m in raw.link.feed(data) if not m)
         assert beats >= 1
         await until(lambda: client.is_down(x), "the silent peer marked down")
-        waiting.cancel()
+        async with asyncio.timeout(10):  # far below the request's own 30 s
+            with pytest.raises(LinkUnreachable, match="closed"):
+                await waiting
         raw.close()
     finally:
         silent.close()
