@@ -136,6 +136,8 @@ Authorizer = Callable[[bytes], Awaitable[bool]]
 #: A request waiting for its answer: its future or reply callback, its timeout, the peer's
 #: X25519 hex and the connection it was sent on.
 _Waiting = tuple["asyncio.Future[Any] | OnReply", float, str, "_Conn"]
+#: a send's place in the line of those waiting for a peer's link: (the one before it, its own)
+_Turn = tuple["asyncio.Future[None] | None", "asyncio.Future[None]"]
 
 
 def pack_body(body: Any) -> list[bytes]:
@@ -1123,12 +1125,15 @@ class NodeLinks:
         timeout: float | None,
         on_reply: OnReply,
     ) -> bool:
-        """:meth:`request` without a coroutine, for the relay's hot path: when the link to the
-        peer is connected and takes the message at once, send it and return True; the reply
-        (its raw body and bulk parts), or the :class:`LinkError` that ends the request
-        (:class:`LinkTimeout` after ``timeout``, or an error reply), goes to ``on_reply``
-        exactly once. False, and nothing sent: the caller uses :meth:`request`, which waits
-        for a connection or fails with the reason."""
+        """:meth:`request` with its reply to a callback, for the relay's hot path. True: the
+        request is taken, and the reply (its raw body and bulk parts), or the
+        :class:`LinkError` that ends the request (:class:`LinkTimeout` after ``timeout``,
+        :class:`LinkUnreachable` when no connection comes, an error reply), goes to
+        ``on_reply`` exactly once. A link that takes it at once sends it now, with no task;
+        otherwise its turn among the peer's sends is kept at once and a task sends it when
+        the link can (:meth:`_send_later`). False, nothing sent: the links are closed, the
+        address is not one, or the body is too large; the caller uses :meth:`request`,
+        which fails with the reason."""
         return self.send_packed(x25519_hex, address, kind, pack_body(body), timeout, on_reply)
 
     def send_packed(
@@ -1149,14 +1154,45 @@ class NodeLinks:
         except LinkUnreachable:
             return False  # (request() fails with it, as the caller's answer)
         n = next(self._ids)
+        frames = [kind, struct.pack("<Q", n), *frames]
+        limit = timeout or self.request_timeout
         try:
-            if not self._send_now(p, [kind, struct.pack("<Q", n), *frames]):
-                return False
+            if not self._send_now(p, frames):
+                self._send_later(p, n, frames, limit, on_reply)
+                return True
         except LinkError:
             return False  # (too large: request() fails with it, as the caller's answer)
-        self._wait(n, on_reply, p, timeout or self.request_timeout)
+        self._wait(n, on_reply, p, limit)
         self.sent += 1
         return True
+
+    def _send_later(
+        self, p: _Peer, n: int, frames: list[bytes], limit: float, on_reply: OnReply
+    ) -> None:
+        """Request ``n``, which the link to ``p`` cannot take now (not connected yet, full,
+        or an earlier send still waiting), sent by a task once it can; its turn among the
+        peer's sends is kept now, before this returns, so a send made later, even in this
+        same loop turn, never leaves before it (:meth:`_send`). A failure to send, or the
+        links closing first, goes to ``on_reply``."""
+        turn = self._take_turn(p)
+
+        async def send() -> None:
+            await self._send_on_turn(p, turn, frames, min(CONNECT_WAIT, limit))
+            self._wait(n, on_reply, p, limit)  # (sent: no await since, the link still up)
+            self.sent += 1
+
+        def ended(task: asyncio.Task[None]) -> None:
+            _end_turn(p, turn[1])  # (a task cancelled before its first step never ran send)
+            if task.cancelled():
+                _fail(on_reply, LinkError("link closed"))
+                return
+            e = task.exception()
+            if isinstance(e, LinkError):
+                _fail(on_reply, e)
+            elif e is not None:  # a bug: logged with its traceback (_task_done); still ended
+                _fail(on_reply, LinkError("the request could not be sent"))
+
+        self._spawn(send()).add_done_callback(ended)
 
     def _send_now(self, p: _Peer, frames: list[bytes]) -> bool:
         """The common case without a coroutine: a connected link that takes the message at
@@ -1175,9 +1211,21 @@ class NodeLinks:
         while it waits, later sends wait behind it instead of leaving at once
         (:meth:`_send_now`). A forwarded write that found the link not yet connected is never
         overtaken by a later write of the same account sent once the link is up."""
+        await self._send_on_turn(p, self._take_turn(p), frames, wait)
+
+    def _take_turn(self, p: _Peer) -> _Turn:
+        """A place in the line of sends to ``p`` that wait for its link: after the last one
+        (which is returned with it), before any made later (:meth:`_send_now` sends nothing
+        while one waits)."""
         assert self._loop is not None
         prev, mine = p.behind, self._loop.create_future()
         p.behind = mine
+        return prev, mine
+
+    async def _send_on_turn(self, p: _Peer, turn: _Turn, frames: list[bytes], wait: float) -> None:
+        """:meth:`_send_in_turn` once the sends before ``turn`` are over; the turn ends with
+        it, however it ends."""
+        prev, mine = turn
         try:
             if prev is not None:
                 # (asyncio.wait: neither raises prev's outcome nor cancels prev when this
@@ -1185,9 +1233,7 @@ class NodeLinks:
                 await asyncio.wait([prev])
             await self._send_in_turn(p, frames, wait)
         finally:
-            mine.set_result(None)  # (only ever waited on through asyncio.wait: not cancelled)
-            if p.behind is mine:
-                p.behind = None
+            _end_turn(p, mine)
 
     async def _send_in_turn(self, p: _Peer, frames: list[bytes], wait: float) -> None:
         """:meth:`_send` once every earlier waiting send to the peer is over."""
@@ -1224,6 +1270,15 @@ class NodeLinks:
             finally:
                 if woken in p.waiters:
                     p.waiters.remove(woken)
+
+
+def _end_turn(p: _Peer, mine: asyncio.Future[None]) -> None:
+    """A send's turn (:meth:`NodeLinks._take_turn`) is over: the next in line may go (once;
+    a turn is only ever waited on through asyncio.wait, so it is never cancelled)."""
+    if not mine.done():
+        mine.set_result(None)
+    if p.behind is mine:
+        p.behind = None
 
 
 def _fail(waiter: asyncio.Future[Any] | OnReply, e: LinkError) -> None:

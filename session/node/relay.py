@@ -28,15 +28,16 @@ wait (:meth:`OnionRouter._decide_now`, the one place that decides): a peel error
 this node whose storage RPC answers at once (``RpcHandler.respond_later``: ``info``, a
 ``retrieve`` read on the loop's thread) or later from its callbacks (a ``store``: the RPC's
 ``RpcLater``, sealed for the client by :class:`SealLater` when it ends), a relay refused at
-once, and a layer sent on to a connected next node with
-:meth:`~session.node.links.NodeLinks.send_request`, whose reply goes to a callback. A layer
+once, and a layer sent on to a next node with
+:meth:`~session.node.links.NodeLinks.send_request`, whose reply goes to a callback (at once
+over a connected link; one still connecting is waited for by the links). A layer
 relayed from node to node (the hot path:
 :meth:`OnionRouter.serve_link_now`, the links' direct handler for ``onion``) is peeled with the
 pool's batch and the next node's reply, checked, goes back to the previous node as it came
 (unpacked only to check its shape, never packed again). A layer that came over HTTPS
 (:meth:`OnionRouter.handle_now`, from the node's site) is peeled at once on the loop's thread
 and its answer, or the next node's, goes back as ``(status, body)``. Anything else (a proxy
-request, a next node not connected yet, an RPC that has to wait) goes on as a coroutine.
+request, an RPC that has to wait) goes on as a coroutine.
 """
 
 from __future__ import annotations
@@ -311,8 +312,9 @@ class OnionRouter:
 
     def _relay_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
         """A layer for the next node: refused at once (too many hops, an unknown next node, or
-        one the links know is down and not yet due for a probe), sent on at once over a
-        connected link (None: its reply goes to ``relayed``), else sent as a coroutine."""
+        one the links know is down and not yet due for a probe), or handed to the links
+        (None: its reply goes to ``relayed``), else sent as a coroutine (no ``relayed``, or
+        the links refused it: closed, or a layer too large, and the coroutine says why)."""
         if d.hop_no > self.max_hops:
             return 400, b"onion request max path length exceeded"
         node = self.view.node_by_ed25519(d.next_ed25519)

@@ -296,8 +296,8 @@ class LinkFanout:
         self, node: ServiceNode, items: list[tuple[Any, asyncio.Future[Any]]], packed: _Packed
     ) -> None:
         """Send ``items`` to ``node`` in link messages of at most :data:`CC_BATCH_MAX` writes:
-        without a coroutine when the link takes them at once (:meth:`_send_now`), else as a
-        task (:meth:`_send`: it waits for a connection, or fails)."""
+        through the links with reply callbacks (:meth:`_send_now`), else as a task
+        (:meth:`_send`)."""
         x = node.pubkey_x25519
         for part in _cc_parts(items):
             self._unanswered[x] = self._unanswered.get(x, 0) + 1
@@ -314,9 +314,10 @@ class LinkFanout:
     def _send_now(
         self, node: ServiceNode, part: list[tuple[Any, asyncio.Future[Any]]], packed: _Packed
     ) -> bool:
-        """One link message of ``part`` sent now, its reply handed to the writes' futures by a
-        callback (no task); False, nothing sent: the link is not connected or full, or the
-        member takes no batches."""
+        """One link message of ``part`` handed to the links, its reply handed to the writes'
+        futures by a callback (no task of ours; the links send it at once, or in its turn
+        once the member's link can take it); False, nothing sent: the member takes no
+        batches, or the links refused it (closed, too large: :meth:`_send` says why)."""
         x = node.pubkey_x25519
         if len(part) == 1:
             kind, frames = KIND_CC, packed.frames(part[0][0])

@@ -519,13 +519,55 @@ async def test_send_request_answers_its_callback_and_deadlines_share_one_timer(
     assert len(replies.got) == 4
 
 
-async def test_send_request_without_a_connection_sends_nothing(client: NodeLinks) -> None:
-    """No connected link yet: False (the caller falls back to ``request``, which waits for the
-    connection), nothing registered and no callback."""
+async def test_send_request_without_a_connection_fails_its_callback_as_unreachable(
+    client: NodeLinks,
+) -> None:
+    """No connection comes: the request is taken (its turn kept), and its callback gets
+    LinkUnreachable once the wait for a connection (its timeout here) is over; nothing is left
+    registered, and the peer is down."""
     nobody = bytes(Identity.generate().x25519_public).hex()
     replies = _Replies()
-    assert not client.send_request(nobody, "tcp://127.0.0.1:9", KIND_PING, 1, 1.0, replies("x"))
-    assert not client._pending and not replies.got
+    assert client.send_request(nobody, "tcp://127.0.0.1:9", KIND_PING, 1, 0.5, replies("x"))
+    assert not replies.got  # (never called back before send_request returns)
+    await until(lambda: "x" in replies.got, "the callback's failure")
+    assert isinstance(replies.got["x"], LinkUnreachable)
+    assert not client._pending and client.is_down(nobody)
+
+
+async def test_closing_fails_a_send_still_waiting_for_its_link(client: NodeLinks) -> None:
+    nobody = bytes(Identity.generate().x25519_public).hex()
+    replies = _Replies()
+    assert client.send_request(nobody, "tcp://127.0.0.1:9", KIND_PING, 1, 30.0, replies("x"))
+    await client.close()
+    assert isinstance(replies.got["x"], LinkError) and "closed" in str(replies.got["x"])
+
+
+async def test_sends_waiting_for_a_link_leave_in_the_order_made(
+    serve: Any, client: NodeLinks
+) -> None:
+    """A send with a callback that the link cannot take at once keeps its place before it
+    returns: a send made after it, even once the send before it has gone and the link is up,
+    never leaves first; futures and callbacks alike."""
+    arrived: list[Any] = []
+
+    async def record(peer: str, body: Any) -> Any:
+        arrived.append(body)
+        return body
+
+    server = await serve({KIND_PING: record})
+    x, address = server.x25519, server.address
+    replies = _Replies()
+    # (a new peer: its link is still being dialled, so the first send waits for it)
+    assert client.send_request(x, address, KIND_PING, "first", 10, replies("first"))
+    assert client._peers[x].behind is not None  # (its turn, kept before it returned)
+    second = asyncio.ensure_future(client.request(x, address, KIND_PING, "second", 10))
+    await until(lambda: "first" in replies.got, "the first answer")  # (the link is up)
+    assert client.send_request(x, address, KIND_PING, "third", 10, replies("third"))
+    assert await client.request(x, address, KIND_PING, "fourth", 10) == "fourth"
+    assert await second == "second"
+    await until(lambda: "third" in replies.got, "the third answer")
+    assert arrived == ["first", "second", "third", "fourth"]
+    assert [unpack_body(*replies.got[k]) for k in ("first", "third")] == ["first", "third"]
 
 
 async def test_closing_fails_requests_waiting_on_callbacks(serve: Any) -> None:
@@ -1073,7 +1115,8 @@ async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
 ) -> None:
     """A peer that is connected but reads nothing: once our buffer for it is full, sends wait
     for it to drain, CONNECT_WAIT at most, then fail saying the peer is not reading (not that
-    there is no connection), and the peer is not marked down for it (it is up, and slow)."""
+    there is no connection), futures and callbacks alike, and the peer is not marked down for
+    it (it is up, and slow)."""
     monkeypatch.setattr(links_mod, "SEND_BUFFER_HIGH", 64 * 1024)
     monkeypatch.setattr(links_mod, "CONNECT_WAIT", 0.3)
     me = Identity.generate()
@@ -1091,12 +1134,20 @@ async def test_a_send_to_a_peer_that_stopped_reading_fails_saying_so(
         raw = await accepted.get()
         await until(lambda: client._peers[x].connected, "the link up")
         big = {"f": os.urandom(1024 * 1024)}
+        link = client._peers[x].conn
+        assert link is not None
         sent = 0
-        while client.send_request(x, address, KIND_DATA, big, 30, lambda _: None):
+        while not link.paused:
+            assert client.send_request(x, address, KIND_DATA, big, 30, lambda _: None)
             sent += 1
             assert sent < 200, "the kernel and our buffer took 200 MB"
+        replies = _Replies()
+        assert client.send_request(x, address, KIND_DATA, big, 30, replies("waiting"))
         with pytest.raises(LinkUnreachable, match="not reading"):
             await client.request(x, address, KIND_PING, {"n": 1}, 30)
+        await until(lambda: "waiting" in replies.got, "the waiting send's failure")
+        assert isinstance(replies.got["waiting"], LinkUnreachable)
+        assert "not reading" in str(replies.got["waiting"])
         assert not client.is_down(x)
         first.cancel()
     finally:
