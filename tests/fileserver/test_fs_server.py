@@ -29,6 +29,7 @@ from session.identity import Identity
 from session.service.tls import ensure_certificate
 from session.testing.hostile import ANSWER_WITHIN, CONTENT_ENCODINGS, hostile_bodies, probe
 from session.testing.http import one_hop_v4
+from session.testing.waits import until
 
 DAY = 86_400
 
@@ -346,7 +347,9 @@ async def test_a_plain_upload_streams_to_disk_as_it_arrives(
 
     async def stalls() -> AsyncIterator[bytes]:
         yield b"y" * 1000
-        await asyncio.sleep(3)
+        # (the last byte only once the server gave up waiting for it: a sleep could end
+        # before the server's own body timeout on a loaded machine)
+        await until(lambda: fs.served.stats.body_timeouts == 1, "the body timeout")
         yield b"y"
 
     try:

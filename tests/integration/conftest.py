@@ -52,6 +52,10 @@ def devnet(tmp_path_factory: pytest.TempPathFactory, v4_socket: socket.socket):
         # test_devnet kills and restarts members; the modules after it need all five in the
         # swarm (no decommission acting late on reports of those outages)
         health=STEADY_HEALTH,
+        # the tests check that every member stored and signed a store: a live member on a
+        # loaded 2-core machine may answer after the default 1 s (killed members still fail
+        # at once: their links close)
+        extra_env={"SESSION_NODE_REPLICATION__FORWARD_DEADLINE": "10"},
     )
     net.start()
     asyncio.run(_serving_reads([n.url for n in net.nodes]))

@@ -166,7 +166,14 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
         status, body = await client.onion(mininet.url(0), frame)
         assert status == 502 and body == f"Next node unreachable: {ghost.pubkey_ed25519}".encode()
         assert time.monotonic() - t0 < 8
-        # 2. connected but too slow to answer: 504 after the relay timeout
+        # 2. connected but too slow to answer: 504 after the relay timeout (connected first with
+        # the default timeout: a loaded machine may take longer than the short one to connect)
+        dest = onion.NodeDestination(
+            slow.identity.ed25519_public.hex(), slow.identity.x25519_public
+        )
+        frame, _ = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "xchacha20")
+        status, body = await client.onion(mininet.url(0), frame)
+        assert status == 200, body
         guard.router.relay_timeout = 1.0
         # (the node serves relayed layers with a direct link handler; while it is away the
         # ordinary coroutine handler below serves them)
@@ -177,9 +184,6 @@ async def test_unreachable_next_hop_is_502_slow_one_504_and_node_keeps_serving(m
             return await slow.router.serve_link(peer, body)
 
         slow.links.handlers[KIND_ONION] = stalled
-        dest = onion.NodeDestination(
-            slow.identity.ed25519_public.hex(), slow.identity.x25519_public
-        )
         frame, _ = onion.build([g], dest, jbytes({"method": "info", "params": {}}), "xchacha20")
         t0 = time.monotonic()
         status, body = await client.onion(mininet.url(0), frame)
