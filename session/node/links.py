@@ -554,8 +554,9 @@ class _Peer:
         self.host, self.port = parse_address(address)
         self.conn: _Conn | None = None  # the connection whose handshake completed
         self.closed = False  # dropped (disconnect, close): no more dialling
-        #: the last send to this peer that had to wait for the link (NodeLinks._send), until
-        #: it is over: later sends go behind it, so messages to a peer leave in the order made
+        #: the last send to this peer that had to wait for the link (its turn: NodeLinks._send,
+        #: _send_later), until it is over: later sends go behind it, so messages to a peer
+        #: leave in the order made
         self.behind: asyncio.Future[None] | None = None
         self.dialing: asyncio.Task[Any] | None = None
         self.redial: asyncio.TimerHandle | None = None
@@ -627,6 +628,14 @@ class Answer:
             # Bug guard, deliberately broad: the handlers answer every refusal themselves, so
             # only a bug of ours lands here, and what it raises is not known in advance.
             self.fail(e)
+
+    def hold(self) -> Callable[[object], None]:
+        """Count this request as running on its peer's connection (:data:`MAX_RUNNING`: that
+        connection is read no further while too many run) until the returned release is
+        called: a send made for it that waits for another peer's link (the relay's next
+        node), as a coroutine handler waiting for the same would count."""
+        self._route.request_started()
+        return self._route.request_ended
 
     def run(self, result: Awaitable[Any]) -> asyncio.Task[Any]:
         """Answer with what the awaitable returns, run as a task with an ordinary handler's
@@ -1124,6 +1133,7 @@ class NodeLinks:
         body: Any,
         timeout: float | None,
         on_reply: OnReply,
+        held_by: Answer | None = None,
     ) -> bool:
         """:meth:`request` with its reply to a callback, for the relay's hot path. True: the
         request is taken, and the reply (its raw body and bulk parts), or the
@@ -1131,10 +1141,14 @@ class NodeLinks:
         :class:`LinkUnreachable` when no connection comes, an error reply), goes to
         ``on_reply`` exactly once. A link that takes it at once sends it now, with no task;
         otherwise its turn among the peer's sends is kept at once and a task sends it when
-        the link can (:meth:`_send_later`). False, nothing sent: the links are closed, the
-        address is not one, or the body is too large; the caller uses :meth:`request`,
-        which fails with the reason."""
-        return self.send_packed(x25519_hex, address, kind, pack_body(body), timeout, on_reply)
+        the link can (:meth:`_send_later`; ``held_by``: the request of another peer's that
+        this one is made for, counted as running on its connection while this one waits,
+        :meth:`Answer.hold`). False, nothing sent: the links are closed, the address is not
+        one, or the body is larger than a connected link carries; the caller uses
+        :meth:`request`, which fails with the reason."""
+        return self.send_packed(
+            x25519_hex, address, kind, pack_body(body), timeout, on_reply, held_by
+        )
 
     def send_packed(
         self,
@@ -1144,6 +1158,7 @@ class NodeLinks:
         frames: list[bytes],
         timeout: float | None,
         on_reply: OnReply,
+        held_by: Answer | None = None,
     ) -> bool:
         """:meth:`send_request` for a body already packed (``frames``: what :func:`pack_body`
         makes of it), so that one body sent to several peers is packed once."""
@@ -1158,7 +1173,7 @@ class NodeLinks:
         limit = timeout or self.request_timeout
         try:
             if not self._send_now(p, frames):
-                self._send_later(p, n, frames, limit, on_reply)
+                self._send_later(p, n, frames, limit, on_reply, held_by)
                 return True
         except LinkError:
             return False  # (too large: request() fails with it, as the caller's answer)
@@ -1167,7 +1182,13 @@ class NodeLinks:
         return True
 
     def _send_later(
-        self, p: _Peer, n: int, frames: list[bytes], limit: float, on_reply: OnReply
+        self,
+        p: _Peer,
+        n: int,
+        frames: list[bytes],
+        limit: float,
+        on_reply: OnReply,
+        held_by: Answer | None,
     ) -> None:
         """Request ``n``, which the link to ``p`` cannot take now (not connected yet, full,
         or an earlier send still waiting), sent by a task once it can; its turn among the
@@ -1175,6 +1196,7 @@ class NodeLinks:
         same loop turn, never leaves before it (:meth:`_send`). A failure to send, or the
         links closing first, goes to ``on_reply``."""
         turn = self._take_turn(p)
+        release = held_by.hold() if held_by is not None else None
 
         async def send() -> None:
             await self._send_on_turn(p, turn, frames, min(CONNECT_WAIT, limit))
@@ -1182,7 +1204,9 @@ class NodeLinks:
             self.sent += 1
 
         def ended(task: asyncio.Task[None]) -> None:
-            _end_turn(p, turn[1])  # (a task cancelled before its first step never ran send)
+            _end_turn(p, turn)  # (a task cancelled before its first step never ran send)
+            if release is not None:
+                release(None)
             if task.cancelled():
                 _fail(on_reply, LinkError("link closed"))
                 return
@@ -1196,7 +1220,7 @@ class NodeLinks:
 
     def _send_now(self, p: _Peer, frames: list[bytes]) -> bool:
         """The common case without a coroutine: a connected link that takes the message at
-        once (True). False: :meth:`_send` decides (wait for a connection, or fail)."""
+        once (True). False: the caller waits its turn (:meth:`_send`, :meth:`_send_later`)."""
         c = p.conn
         if c is None or c.paused or p.behind is not None or self.closed:
             return False
@@ -1225,7 +1249,7 @@ class NodeLinks:
     async def _send_on_turn(self, p: _Peer, turn: _Turn, frames: list[bytes], wait: float) -> None:
         """:meth:`_send_in_turn` once the sends before ``turn`` are over; the turn ends with
         it, however it ends."""
-        prev, mine = turn
+        prev = turn[0]
         try:
             if prev is not None:
                 # (asyncio.wait: neither raises prev's outcome nor cancels prev when this
@@ -1233,7 +1257,7 @@ class NodeLinks:
                 await asyncio.wait([prev])
             await self._send_in_turn(p, frames, wait)
         finally:
-            _end_turn(p, mine)
+            _end_turn(p, turn)
 
     async def _send_in_turn(self, p: _Peer, frames: list[bytes], wait: float) -> None:
         """:meth:`_send` once every earlier waiting send to the peer is over."""
@@ -1272,9 +1296,15 @@ class NodeLinks:
                     p.waiters.remove(woken)
 
 
-def _end_turn(p: _Peer, mine: asyncio.Future[None]) -> None:
-    """A send's turn (:meth:`NodeLinks._take_turn`) is over: the next in line may go (once;
-    a turn is only ever waited on through asyncio.wait, so it is never cancelled)."""
+def _end_turn(p: _Peer, turn: _Turn) -> None:
+    """A send's turn (:meth:`NodeLinks._take_turn`) is over: the next in line may go, but
+    never before the one ahead of it (a send cancelled while it waited in line passes its
+    place on only when the send before it is over). A turn is only ever waited on through
+    asyncio.wait, so it is never cancelled; ending it twice is harmless."""
+    prev, mine = turn
+    if prev is not None and not prev.done():
+        prev.add_done_callback(lambda _: _end_turn(p, (None, mine)))
+        return
     if not mine.done():
         mine.set_result(None)
     if p.behind is mine:

@@ -250,10 +250,10 @@ class OnionRouter:
         thread now, then answered at once where nothing has to wait (a peel error, a layer for
         this node whose RPC answers at once, a relay refused at once); a :class:`SealLater`
         for a layer for this node whose RPC answers later from callbacks (a store); None when
-        the layer was sent on to a connected next node: its answer, ``(status, body)`` as
-        :meth:`handle` would give it, goes to ``relayed`` once it comes (with the same 502 and
-        504 answers); otherwise the rest as a coroutine (a proxy request, a next node not
-        connected yet, an RPC that has to wait)."""
+        the layer was handed to the links for the next node (sent at once over a connected
+        link, or once it connects): its answer, ``(status, body)`` as :meth:`handle` would
+        give it, goes to ``relayed`` once it comes (with the same 502 and 504 answers);
+        otherwise the rest as a coroutine (a proxy request, an RPC that has to wait)."""
         return self._decide_now(self.pool.peel_now(frame), relayed)
 
     async def _decided(self, d: Any) -> tuple[int, bytes]:
@@ -263,16 +263,20 @@ class OnionRouter:
         assert r is not None and not isinstance(r, SealLater)
         return r if isinstance(r, tuple) else await r
 
-    def _decide_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
+    def _decide_now(
+        self, d: Any, relayed: OnRelayed | None, held_by: Answer | None = None
+    ) -> Answered:
         """The answer to a peeled layer at once, None when it was relayed on (only with a
-        ``relayed`` callback: see :meth:`handle_now`), or the rest as a coroutine."""
+        ``relayed`` callback: see :meth:`handle_now`; ``held_by``: the previous node's request
+        this layer came in, counted as running while the layer waits for the next node's
+        link), or the rest as a coroutine."""
         if isinstance(d, ValueError):
             return self._peel_error(d)
         if isinstance(d, BaseException):
             raise d  # not a peel refusal: a bug, answered "internal error" and logged by the links
         if isinstance(d, Relay):
             self._count("relay")
-            return self._relay_now(d, relayed)
+            return self._relay_now(d, relayed, held_by)
         if isinstance(d, Deliver):
             self._count("deliver")
             # From HTTPS or a link (a ``relayed`` callback: handle_now, serve_link_now) a store
@@ -310,7 +314,9 @@ class OnionRouter:
             status = 400
         return status, msg
 
-    def _relay_now(self, d: Any, relayed: OnRelayed | None) -> Answered:
+    def _relay_now(
+        self, d: Any, relayed: OnRelayed | None, held_by: Answer | None = None
+    ) -> Answered:
         """A layer for the next node: refused at once (too many hops, an unknown next node, or
         one the links know is down and not yet due for a probe), or handed to the links
         (None: its reply goes to ``relayed``), else sent as a coroutine (no ``relayed``, or
@@ -336,13 +342,14 @@ class OnionRouter:
             {"f": d.frame},
             self.relay_timeout,
             partial(relayed, d.next_ed25519),
+            held_by,
         ):
             return None
         return self._relay(node, d.frame, d.next_ed25519)
 
     async def _relay(self, node: Any, frame: bytes, next_ed25519: str) -> tuple[int, bytes]:
-        """A layer sent on as a coroutine (the link waits for a connection, or this is the
-        probe of a node that was down)."""
+        """A layer sent on as a coroutine (the links refused it a reply callback, or the
+        caller gave none: :meth:`handle`)."""
         try:
             r = await self.links.request(
                 node.pubkey_x25519, node.zmq_address, KIND_ONION, {"f": frame}, self.relay_timeout
@@ -361,7 +368,9 @@ class OnionRouter:
 
     def serve_link_now(self, peer: str, body: Any, answer: Answer) -> None:
         """Direct link handler for ``KIND_ONION`` (:attr:`NodeLinks.direct`): the same answers
-        as :meth:`serve_link`, with no task for a layer relayed on to a connected next node."""
+        as :meth:`serve_link`, with no task of the relay's for a layer relayed on (one still
+        waiting for the next node's link counts as running on the previous node's connection,
+        as a coroutine would: :meth:`~session.node.links.Answer.hold`)."""
         if not isinstance(body, dict) or not isinstance(body.get("f"), bytes):
             answer.result({"s": 400, "b": b"bad relay message"})
             return
@@ -373,7 +382,7 @@ class OnionRouter:
         answer.guard(self._answer_peeled, answer, d)
 
     def _answer_peeled(self, answer: Answer, d: Any) -> None:
-        r = self._decide_now(d, partial(_relayed, answer))
+        r = self._decide_now(d, partial(_relayed, answer), answer)
         if r is None:
             return  # sent on: the next node's reply goes back through _relayed
         if isinstance(r, tuple):

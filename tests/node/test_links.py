@@ -570,6 +570,32 @@ async def test_sends_waiting_for_a_link_leave_in_the_order_made(
     assert [unpack_body(*replies.got[k]) for k in ("first", "third")] == ["first", "third"]
 
 
+async def test_a_send_cancelled_in_line_does_not_let_a_later_one_overtake(
+    serve: Any, client: NodeLinks
+) -> None:
+    """Sends wait in line for a new peer's link; the one in the middle (a request whose caller
+    gave up) is cancelled: the send after it still leaves after the ones before it."""
+    arrived: list[Any] = []
+
+    async def record(peer: str, body: Any) -> Any:
+        arrived.append(body)
+        return body
+
+    server = await serve({KIND_PING: record})
+    x, address = server.x25519, server.address
+    replies = _Replies()
+    for name in ("Z", "A"):
+        assert client.send_request(x, address, KIND_PING, name, 10, replies(name))
+    b = asyncio.ensure_future(client.request(x, address, KIND_PING, "B", 10))
+    await asyncio.sleep(0)  # (one loop turn, not a wait for time: B's task takes its place)
+    assert client.send_request(x, address, KIND_PING, "C", 10, replies("C"))
+    b.cancel()
+    await until(lambda: len(replies.got) == 3, "the three answers")
+    # (B may have left before it was cancelled, if the link came up that soon)
+    assert [m for m in arrived if m != "B"] == ["Z", "A", "C"]
+    assert arrived.index("C") == len(arrived) - 1
+
+
 async def test_closing_fails_requests_waiting_on_callbacks(serve: Any) -> None:
     release = asyncio.Event()
 

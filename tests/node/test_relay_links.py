@@ -19,6 +19,7 @@ import pytest
 from session import onion
 from session.http1 import server as http1
 from session.identity import Identity
+from session.node import links as links_mod
 from session.node.http import SERVER_HEADER, ClientSite
 from session.node.links import KIND_ONION, NodeLinks
 from session.node.metrics import NodeMetrics
@@ -379,3 +380,34 @@ async def test_relayed_https_answers_keep_their_order_on_a_pipelined_connection(
         writer.close()
     finally:
         await served.close()
+
+
+async def test_layers_waiting_for_the_next_nodes_link_count_against_the_previous_node(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Layers the links hold for a next node whose link does not come up (it accepts TCP and
+    never completes the handshake) count as running on the connection they came by: once
+    MAX_RUNNING of them wait, that connection is read no further, as a coroutine handler's
+    would be, so a previous node cannot make the relay hold layers without bound; each is then
+    answered 502 naming the next node, and nothing stays counted."""
+    monkeypatch.setattr(links_mod, "MAX_RUNNING", 8)
+    monkeypatch.setattr(links_mod, "CONNECT_WAIT", 1.0)
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # (never a handshake answer)
+        writer.close()
+
+    deaf = await asyncio.start_server(mute, "127.0.0.1", 0)
+    try:
+        assert await rig.send(rig.frame()) == {"s": 200, "b": b"ok"}  # (the driver's link up)
+        (route,) = [c for c in rig.relay._conns if c.link is not None and c.peer is None]
+        port = deaf.sockets[0].getsockname()[1]
+        rig.router.view = FixedSwarmView("", [_node(rig.sink_id, port)])  # (the sink moved)
+        sends = [asyncio.ensure_future(rig.send(rig.frame())) for _ in range(20)]
+        await until(lambda: route.running >= 8, "the held layers counted")
+        assert route.throttled
+        got = await asyncio.gather(*sends)
+        assert all(named_next_node(g["s"], g["b"]) == rig.sink_id.ed25519_public.hex() for g in got)
+        assert route.running == 0 and not route.throttled
+    finally:
+        deaf.close()
