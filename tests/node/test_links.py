@@ -542,19 +542,24 @@ async def test_closing_fails_a_send_still_waiting_for_its_link(client: NodeLinks
     assert isinstance(replies.got["x"], LinkError) and "closed" in str(replies.got["x"])
 
 
-async def test_sends_waiting_for_a_link_leave_in_the_order_made(
-    serve: Any, client: NodeLinks
-) -> None:
-    """A send with a callback that the link cannot take at once keeps its place before it
-    returns: a send made after it, even once the send before it has gone and the link is up,
-    never leaves first; futures and callbacks alike."""
+async def _recording(serve: Any) -> tuple[_Server, list[Any]]:
+    """A server whose ``ping`` handler records each body as it arrives and echoes it."""
     arrived: list[Any] = []
 
     async def record(peer: str, body: Any) -> Any:
         arrived.append(body)
         return body
 
-    server = await serve({KIND_PING: record})
+    return await serve({KIND_PING: record}), arrived
+
+
+async def test_sends_waiting_for_a_link_leave_in_the_order_made(
+    serve: Any, client: NodeLinks
+) -> None:
+    """A send with a callback that the link cannot take at once keeps its place before it
+    returns: a send made after it, even once the send before it has gone and the link is up,
+    never leaves first; futures and callbacks alike."""
+    server, arrived = await _recording(serve)
     x, address = server.x25519, server.address
     replies = _Replies()
     # (a new peer: its link is still being dialled, so the first send waits for it)
@@ -575,13 +580,7 @@ async def test_a_send_cancelled_in_line_does_not_let_a_later_one_overtake(
 ) -> None:
     """Sends wait in line for a new peer's link; the one in the middle (a request whose caller
     gave up) is cancelled: the send after it still leaves after the ones before it."""
-    arrived: list[Any] = []
-
-    async def record(peer: str, body: Any) -> Any:
-        arrived.append(body)
-        return body
-
-    server = await serve({KIND_PING: record})
+    server, arrived = await _recording(serve)
     x, address = server.x25519, server.address
     replies = _Replies()
     for name in ("Z", "A"):
