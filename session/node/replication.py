@@ -316,13 +316,15 @@ class LinkFanout:
     ) -> bool:
         """One link message of ``part`` handed to the links, its reply handed to the writes'
         futures by a callback (no task of ours; the links send it at once, or in its turn
-        once the member's link can take it); False, nothing sent: the member takes no
-        batches, or the links refused it (closed, too large: :meth:`_send` says why)."""
+        once the member's link can take it; to a member that takes no batches, one message
+        a write: :meth:`_send_singly`); False, nothing sent: the links refused it (closed, too
+        large: :meth:`_send` says why)."""
         x = node.pubkey_x25519
         if len(part) == 1:
             kind, frames = KIND_CC, packed.frames(part[0][0])
         elif x in self._singly:
-            return False
+            self._send_singly(node, part, packed)
+            return True
         else:
             kind, frames = KIND_CC_BATCH, [packed.batch([b for b, _ in part])]
         sent = self.links.send_packed(
@@ -337,6 +339,29 @@ class LinkFanout:
             self.link_requests += 1
         return sent
 
+    def _send_singly(
+        self, node: ServiceNode, part: list[tuple[Any, asyncio.Future[Any]]], packed: _Packed
+    ) -> None:
+        """``part`` to a member that takes no batches, one link message a write, each handed
+        to the links in order now (each keeps its turn: a later write cannot leave first),
+        counted unanswered one each (the caller counted the part once). Writes the links
+        refuse (closed, too large) go on as a task, which says why."""
+        x = node.pubkey_x25519
+        self._unanswered[x] = self._unanswered.get(x, 0) + len(part) - 1
+        for k, item in enumerate(part):
+            if not self.links.send_packed(
+                x,
+                node.zmq_address,
+                KIND_CC,
+                packed.frames(item[0]),
+                self.timeout,
+                functools.partial(self._replied, node, [item]),
+            ):
+                self._unanswered[x] -= len(part) - k - 1  # (the task counts once for the rest)
+                self._spawn_send(node, part[k:])
+                return
+            self.link_requests += 1
+
     def _replied(
         self,
         node: ServiceNode,
@@ -350,10 +375,10 @@ class LinkFanout:
             if len(part) > 1 and str(outcome) == "unknown kind":
                 log.info("member %s… takes no batches: sending one by one", x[:12])
                 self._singly.add(x)
-                # sent again one by one: unanswered until that task ends, counted before this
+                # sent again one by one: unanswered until answered, counted before this
                 # message counts as answered (so nothing held for the member goes between)
                 self._unanswered[x] = self._unanswered.get(x, 0) + 1
-                self._spawn_send(node, part)
+                self._send_singly(node, part, _Packed())
             else:
                 _fail_all(part, outcome)
             self._answered(x)

@@ -967,6 +967,25 @@ async def test_a_member_without_batches_gets_the_writes_one_by_one_in_order(net)
     assert [k for x, k in net.sent if x == old.node.pubkey_x25519] == [KIND_CC] * 3
 
 
+async def test_a_member_without_batches_gets_a_flush_cut_in_parts_in_order(net, monkeypatch):
+    """One flush of writes for a member that takes no batches, cut into parts (here of two):
+    the parts' writes go one message each, in the flush's order; a later part of one write
+    does not overtake the part before it."""
+    from session.node import replication
+
+    monkeypatch.setattr(replication, "CC_BATCH_MAX", 2)
+    a, old = swarm(net, 2)
+    wire(old, batches=False)
+    fan = LinkFanout(a.links, a.view, deadline=5.0)  # type: ignore[arg-type]
+    fan._singly.add(old.node.pubkey_x25519)  # (it said so before)
+    names = [f"w{i}" for i in range(5)]  # parts of 2, 2 and 1
+    outs = await asyncio.gather(*(fan.forward(body(n)) for n in names))
+    assert all(o[old.node.pubkey_ed25519] is not None for o in outs)
+    assert [b["params"]["n"] for b in old.cc] == names
+    assert [k for x, k in net.sent if x == old.node.pubkey_x25519] == [KIND_CC] * 5
+    assert fan._unanswered.get(old.node.pubkey_x25519, 0) == 0
+
+
 async def test_bad_batches_are_refused():
     async def one(peer: str, body: Any) -> Any:
         return {}
