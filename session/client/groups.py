@@ -539,6 +539,11 @@ class GroupManager:
             for m in new:
                 self._invite(st, m, name, sent_ms)
             self._member_change(st, control.MemberChange.ADDED, new, sent_ms)
+        # A member removed earlier, or who left (the admins then revoke the token), is let
+        # into the group's swarm again; for one never in the group this changes nothing.
+        admin = st.admin_key
+        assert admin is not None  # (_admin)
+        await self.c.rpc.unrevoke_subaccounts(admin, [member_token(admin, m) for m in new])
         self.c.loops.wake.set()
         return new
 
@@ -639,7 +644,12 @@ class GroupManager:
         quote = None if reply_to is None else (reply_to.sent_ms, reply_to.author)
         gi = GroupInfo.from_data(st.info.data)
         exp = (
-            M.Expiration(M.ExpirationMode.AFTER_SEND, gi.disappear_after_send)
+            # (a timer out of range, set by another admin's client, is taken as its nearest
+            # bound: the group can still send, and its messages still disappear)
+            M.Expiration(
+                M.ExpirationMode.AFTER_SEND,
+                min(max(gi.disappear_after_send, M.TIMER_MIN_S), M.TIMER_MAX_S),
+            )
             if gi.disappear_after_send
             else M.OFF
         )
@@ -785,8 +795,8 @@ class GroupManager:
 
     async def set_disappearing(self, ref: str, seconds: int) -> None:
         """Admin: messages disappear ``seconds`` after sending (0: off)."""
-        if seconds < 0:
-            raise InvalidInput("the timer cannot be negative")
+        if seconds and not M.TIMER_MIN_S <= seconds <= M.TIMER_MAX_S:
+            raise InvalidInput("a disappearing-message timer must be between 10 s and 14 days")
         gid = self.resolve(ref)
         st = self._admin(gid)
         assert st.admin_key is not None

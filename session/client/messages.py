@@ -54,6 +54,11 @@ class ExpirationMode(enum.IntEnum):
     AFTER_SEND = 2
 
 
+#: the shortest and longest disappearing-message timers (seconds)
+TIMER_MIN_S = 10
+TIMER_MAX_S = 14 * 24 * 3600
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Expiration:
     """A disappearing-message setting: mode and timer in seconds."""
@@ -62,7 +67,7 @@ class Expiration:
     seconds: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode != ExpirationMode.OFF and not (10 <= self.seconds <= 14 * 24 * 3600):
+        if self.mode != ExpirationMode.OFF and not (TIMER_MIN_S <= self.seconds <= TIMER_MAX_S):
             raise ValueError("a disappearing-message timer must be between 10 s and 14 days")
         if self.mode == ExpirationMode.OFF and self.seconds:
             raise ValueError("a timer needs a disappearing mode")

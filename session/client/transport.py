@@ -477,13 +477,25 @@ class SwarmRPC:
 
     async def revoke_subaccounts(self, group: Signer, tokens: list[bytes]) -> None:
         """Admin: refuse these members' subaccount tokens on the group's swarm from now on."""
+        await self._revocation(rpc.RevokeSubaccount, group, tokens)
+
+    async def unrevoke_subaccounts(self, group: Signer, tokens: list[bytes]) -> None:
+        """Admin: accept these members' subaccount tokens on the group's swarm again (a member
+        removed, or who left, invited back; a token never revoked is left as it is)."""
+        await self._revocation(rpc.UnrevokeSubaccount, group, tokens)
+
+    async def _revocation(
+        self,
+        kind: type[rpc.RevokeSubaccount] | type[rpc.UnrevokeSubaccount],
+        group: Signer,
+        tokens: list[bytes],
+    ) -> None:
         acct = _account(group.session_id)
 
         def params() -> dict[str, Any]:
-            req = rpc.RevokeSubaccount(acct, tuple(tokens), self.clock.now_ms())
-            return rpc.sign(req, group)
+            return rpc.sign(kind(acct, tuple(tokens), self.clock.now_ms()), group)
 
-        await self.call(group.session_id, "revoke_subaccount", params)
+        await self.call(group.session_id, kind.METHOD, params)
 
     async def service_nodes(self, node: ServiceNode) -> list[ServiceNode]:
         code, body = await self.t.request(

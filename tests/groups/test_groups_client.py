@@ -345,3 +345,44 @@ async def test_quoted_reply_in_a_group_from_the_tui(people: list[Client]) -> Non
     assert got.quote == (asked.sent_ms, a.session_id)
     assert a.quoted(got) is not None and a.quoted(got).body == "lunch at noon?"  # type: ignore[union-attr]
     assert "┃ you: lunch at noon?" in MessageLine.content_of(a, got).plain
+
+
+async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list[Client]) -> None:
+    """Leaving, or being removed, revokes a member's access to the group's swarm; an admin's
+    new invitation lets them in again: they accept, read the group and write to it."""
+    a, b, c = people
+    gid = await a.groups.create("Tennis", [b.session_id, c.session_id])
+    await settle(a)
+    for m in (b, c):
+        await m.poll_once()
+        await m.groups.accept(gid)
+    await settle(b, c)
+    await c.groups.leave(gid)
+    await poll(a)  # (Alice sees Carol leave: her token is revoked, the key renewed)
+    await settle(a)
+    await a.groups.remove(gid, [b.session_id])
+    await settle(a)
+    await poll(b)
+    assert b.groups.all()[0].status == "removed"
+    for m in (c, b):
+        await a.groups.invite(gid, [m.session_id])
+        await settle(a)
+        await m.poll_once()
+        await m.groups.accept(gid)
+        await m.groups.send(gid, f"{m.display_name} is back")
+        await settle(m)
+    await poll(a, b, c)
+    for m in (a, b, c):
+        assert {"Carol is back", "Bob is back"} <= set(bodies(m, gid))
+    assert sorted(a.groups.info(gid).members) == sorted(m.session_id for m in (a, b, c))
+
+
+async def test_a_disappearing_timer_out_of_range_is_refused_when_set(people: list[Client]) -> None:
+    a = people[0]
+    gid = await a.groups.create("timers", [])
+    for seconds in (1, 9, 15 * 24 * 3600, -5):
+        with pytest.raises(InvalidInput, match="between 10 s and 14 days"):
+            await a.groups.set_disappearing(gid, seconds)
+    await a.groups.set_disappearing(gid, 10)
+    await a.groups.send(gid, "still sends")
+    assert a.groups.info(gid).disappear_after_send == 10
