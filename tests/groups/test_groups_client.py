@@ -52,6 +52,17 @@ async def poll(*cs: Client) -> None:
         await c.poll_once()
 
 
+async def joined_group(admin: Client, name: str, members: list[Client]) -> str:
+    """A group ``admin`` creates with ``members``, who each accept; its ID."""
+    gid = await admin.groups.create(name, [m.session_id for m in members])
+    await settle(admin)
+    for m in members:
+        await m.poll_once()
+        await m.groups.accept(gid)
+    await settle(*members)
+    return gid
+
+
 def bodies(c: Client, gid: str) -> list[str | None]:
     return [m.body for m in c.messages(gid)]
 
@@ -289,12 +300,7 @@ async def test_remove_with_their_messages(people: list[Client]) -> None:
     """An admin removes a member and deletes their messages: the admin-signed
     deleteMemberContent makes the others drop them too; the rest of the history stays."""
     a, b, c = people
-    gid = await a.groups.create("cleanup", [b.session_id, c.session_id])
-    await settle(a)
-    for m in (b, c):
-        await m.poll_once()
-        await m.groups.accept(gid)
-    await settle(b, c)
+    gid = await joined_group(a, "cleanup", [b, c])
     await c.groups.send(gid, "carol's words")
     await b.groups.send(gid, "bob's words")
     await settle(b, c)
@@ -351,12 +357,7 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list
     """Leaving, or being removed, revokes a member's access to the group's swarm; an admin's
     new invitation lets them in again: they accept, read the group and write to it."""
     a, b, c = people
-    gid = await a.groups.create("Tennis", [b.session_id, c.session_id])
-    await settle(a)
-    for m in (b, c):
-        await m.poll_once()
-        await m.groups.accept(gid)
-    await settle(b, c)
+    gid = await joined_group(a, "Tennis", [b, c])
     await c.groups.leave(gid)
     await poll(a)  # (Alice sees Carol leave: her token is revoked, the key renewed)
     await settle(a)
