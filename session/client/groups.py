@@ -206,17 +206,17 @@ class GroupManager:
             )
 
     def resolve(self, ref: str) -> str:
-        """A group ID from a full ID or a unique prefix of a group's name (GroupError if none
-        or several match)."""
+        """A group ID from a full ID, a group's whole name (when no other group has that name)
+        or a unique prefix of a group's name or ID (GroupError if none or several match)."""
         rows = self.db.conn.execute("SELECT group_id, name FROM groups").fetchall()
         if any(r["group_id"] == ref for r in rows):
             return ref
-        hits = [
-            r["group_id"]
-            for r in rows
-            if (self.db.sealer.open_str(r["name"]) or "").lower().startswith(ref.lower())
-            or r["group_id"].startswith(ref)
-        ]
+        want = ref.lower()
+        names = [(r["group_id"], (self.db.sealer.open_str(r["name"]) or "").lower()) for r in rows]
+        exact = [gid for gid, name in names if name == want]
+        if len(exact) == 1:
+            return exact[0]
+        hits = [gid for gid, name in names if name.startswith(want) or gid.startswith(ref)]
         if len(hits) == 1:
             return hits[0]
         if not hits:

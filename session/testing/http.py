@@ -9,6 +9,7 @@ import base64
 import json
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from session import onion
 from session.identity import Identity, verify
+from session.proto.snodes import ServiceNode, node_list_json
 
 
 def now_ms() -> int:
@@ -211,3 +213,30 @@ async def one_hop_v4(
         sealed = await r.read()
     info, payload = onion.v4_decode_response(key.decrypt(sealed))
     return int(info["code"]), payload or b""
+
+
+def closed_port() -> int:
+    """A loopback TCP port nothing listens on (bound a moment, then let go)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def unreachable_node_list(path: Path, count: int = 5) -> Path:
+    """Write to ``path`` a node list (as the registry serves it) of ``count`` nodes on
+    loopback ports nothing listens on: a network that is down."""
+    nodes = []
+    for _ in range(count):
+        ident = Identity.generate()
+        nodes.append(
+            ServiceNode(
+                ident.ed25519_public.hex(),
+                ident.x25519_public.hex(),
+                "127.0.0.1",
+                closed_port(),
+                closed_port(),
+                swarm_id=0,
+            )
+        )
+    path.write_text(json.dumps({"result": node_list_json(nodes)}))
+    return path

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from click.testing import CliRunner, Result
 
 from session.cli.client import main
 from session.identity import Identity
+from session.testing.http import closed_port, unreachable_node_list
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 
@@ -239,12 +239,6 @@ def test_missing_node_list_file(runner: CliRunner, tmp_path: Path) -> None:
     assert str(missing) in json.loads(r.stdout)["error"]
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_registry_url(runner: CliRunner, tmp_path: Path) -> None:
     new_id(runner, tmp_path)
     url = f"https://127.0.0.1:{closed_port()}"
@@ -254,23 +248,7 @@ def test_unreachable_registry_url(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_unreachable_nodes(runner: CliRunner, tmp_path: Path) -> None:
     """A node list whose nodes are all down: the error says how many nodes from where."""
-    from session.proto.snodes import ServiceNode, node_list_json
-
-    nodes = []
-    for _i in range(5):
-        ident = Identity.generate()
-        nodes.append(
-            ServiceNode(
-                ident.ed25519_public.hex(),
-                ident.x25519_public.hex(),
-                "127.0.0.1",
-                closed_port(),
-                closed_port(),
-                swarm_id=0,
-            )
-        )
-    path = tmp_path / "nodes.json"
-    path.write_text(json.dumps({"result": node_list_json(nodes)}))
+    path = unreachable_node_list(tmp_path / "nodes.json")
     new_id(runner, tmp_path / "home")
     r = run(
         runner, tmp_path / "home", "--network", str(path), "--timeout", "20", "send", GOOD_ID, "hi"

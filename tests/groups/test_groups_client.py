@@ -387,3 +387,16 @@ async def test_a_disappearing_timer_out_of_range_is_refused_when_set(people: lis
     await a.groups.set_disappearing(gid, 10)
     await a.groups.send(gid, "still sends")
     assert a.groups.info(gid).disappear_after_send == 10
+
+
+async def test_a_groups_whole_name_finds_it_beside_longer_names(people: list[Client]) -> None:
+    a = people[0]
+    readers = await a.groups.create("Readers", [])
+    readers2 = await a.groups.create("Readers 2", [])
+    assert a.groups.resolve("Readers") == a.groups.resolve("readers") == readers
+    assert a.groups.resolve("Readers 2") == a.groups.resolve("readers ") == readers2
+    with pytest.raises(GroupError, match="2 groups match 'Read'"):
+        a.groups.resolve("Read")
+    await a.groups.create("Readers", [])  # (two of that name now: the name alone is not enough)
+    with pytest.raises(GroupError, match="3 groups match 'Readers'"):
+        a.groups.resolve("Readers")

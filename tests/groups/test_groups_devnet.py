@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from session.cli.client import main
 from session.client import Client
 from session.errors import DecryptionError, GroupFull, NodeRequestFailed
 from session.identity import Identity
+from session.testing.http import unreachable_node_list
 
 pytestmark = pytest.mark.integration
 
@@ -85,11 +87,32 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
         m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]
     }
 
-    # the group is among Bob's conversations, under its name
+    # the group is among Bob's conversations, under its name, and the reply hint names the
+    # group command
     convs = js(run(runner, hb, "inbox", "--json"))["conversations"]
     assert [(x["session_id"], x["name"]) for x in convs if x["session_id"] == gid] == [
         (gid, "Readers")
     ]
+    assert f"reply: session group send {gid} TEXT" in run(runner, hb, "inbox").stdout
+
+    # a file in the group: its line in the history (with the id `save` takes); reading the
+    # history marks the group read
+    note = tmp_path / "note.txt"
+    note.write_text("minutes of the meeting")
+    js(run(runner, ha, "group", "send", "Readers", "the minutes", "--file", str(note), "--json"))
+    text = run(runner, hb, "group", "history", "Readers").stdout
+    assert "Alice: the minutes" in text and "] note.txt (22 bytes" in text and "[file #" in text
+    convs = js(run(runner, hb, "inbox", "--json"))["conversations"]
+    assert [x["unread"] for x in convs if x["session_id"] == gid] == [0]
+    # a network that does not answer (a copy of Bob's home, its nodes all down): the stored
+    # messages, saying so
+    away = tmp_path / "bob-away"
+    shutil.copytree(hb, away)
+    down = unreachable_node_list(tmp_path / "down.json")
+    r = run(runner, away, "--network", str(down), "--timeout", "5", "group", "history", "Readers")
+    assert r.exit_code == 0, r.output
+    assert "cannot reach the network" in r.stderr and "showing the stored messages" in r.stderr
+    assert "Alice: the minutes" in r.stdout
 
     # group chat with piped input: the line goes to the group, Alice reads it; /help helps,
     # an unknown /word is refused and never sent, //text sends "/text"

@@ -28,6 +28,7 @@ from session.cli.client.base import (
     name_of,
     open_session,
     parse_id,
+    print_message,
     progress_bar,
     run,
     shown,
@@ -235,19 +236,35 @@ def send(group_ref: str, text: str, file: Path | None) -> None:
 @click.argument("group_ref", metavar="G")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offline", is_flag=True, help="Do not poll first.")
+@click.option("--keep-unread", is_flag=True, help="Do not mark the group read.")
 @errors
-def history(group_ref: str, limit: int, offline: bool) -> None:
-    """Fetch new messages (when a network is known) and print the last ones of group G."""
+def history(group_ref: str, limit: int, offline: bool, keep_unread: bool) -> None:
+    """Fetch new messages (when a network is known and answers; otherwise the stored ones,
+    saying so) and print the last ones of group G, with their attachments; marks the group
+    read (the read receipts, if enabled, go out with the next command that reaches the
+    network)."""
 
-    async def op(s: Session) -> list[dict[str, Any]]:
-        gid = s.client.groups.resolve(group_ref)
-        msgs = s.client.messages(gid, limit)
-        if not json_mode():
-            for m in msgs:
-                _print_line(s.client, m)
-        return [message_doc(m) for m in msgs]
+    async def go() -> list[dict[str, Any]]:
+        s = await open_session()
+        c = s.client
+        try:
+            gid = c.groups.resolve(group_ref)
+            if not offline and c.node_count:
+                try:
+                    await s.connect()
+                except CliError as e:  # (the network did not answer: what is stored here)
+                    click.echo(f"{e}: showing the stored messages", err=True)
+            msgs = c.messages(gid, limit)
+            if not json_mode():
+                for m in msgs:
+                    _print_line(c, m)
+            if not keep_unread:
+                await c.mark_read(gid)
+            return [message_doc(m) for m in msgs]
+        finally:
+            await c.close()
 
-    docs = run(_with_client(op, connect=False if offline else None, flush=False))
+    docs = run(go())
     if json_mode():
         emit({"messages": docs})
 
@@ -255,9 +272,8 @@ def history(group_ref: str, limit: int, offline: bool) -> None:
 def _print_line(c: Client, m: Any) -> None:
     if m.status == "control":
         click.echo(f"  [{clock(m.sent_ms)}] -- {shown(m.body)} --")
-    else:
-        who = "you" if m.outgoing else name_of(c, m.author)
-        click.echo(f"  [{clock(m.sent_ms)}] {who}: {shown(m.body)}")
+        return
+    print_message(c, m)
 
 
 @group.command("remove")

@@ -173,8 +173,11 @@ def inbox(offline: bool, mark_read: bool) -> None:
             for line in attachment_lines(m):
                 click.echo(line)
         doc.setdefault("reply_to", conv["session_id"])
-    if doc.get("reply_to"):
-        click.echo(f"reply: session send {doc['reply_to']} TEXT   (or: session chat ID)")
+    reply_to = doc.get("reply_to")
+    if reply_to and reply_to.startswith("03"):  # (a group's ID)
+        click.echo(f"reply: session group send {reply_to} TEXT   (or: session group chat G)")
+    elif reply_to:
+        click.echo(f"reply: session send {reply_to} TEXT   (or: session chat ID)")
     if doc["requests"]:
         click.echo(f"{doc['requests']} message request(s): see `session requests`")
     if doc["queued"]:
