@@ -93,7 +93,8 @@ def test_name_registers_resolves_and_leaves_no_trace(
     assert sent["to"] == a and sent["status"] == "sent"
     inbox = js(cli(runner, ha, "--network", nodes, "inbox", "--json"))
     assert inbox["requests"] == 1
-    renewed = js(cli(runner, ha, "--network", nodes, "name", "renew", "alice_01", "--json"))
+    # (no --network: the registry of the network Alice's client last used, as other commands)
+    renewed = js(cli(runner, ha, "name", "renew", "alice_01", "--json"))
     assert renewed["expiry"] > reg["expiry"]
 
     # The lookup asks three distinct random nodes, each through an onion path.

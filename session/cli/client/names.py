@@ -2,7 +2,8 @@
 
 ``session name register NAME`` and ``renew NAME`` send a request signed by the identity's
 Ed25519 key straight to the registry (``--registry URL``, else ``$SESSION_REGISTRY``, else the
-``--network`` URL, else the ``registry`` entry of a devnet's ``nodes.json``); the name then
+``--network`` URL, else the ``registry`` entry of a devnet's ``nodes.json``; without a
+``--network``, the node list the identity last used); the name then
 points at the identity's own Session ID for a year. ``session name show NAME`` resolves a name
 through onion requests to three random nodes that must agree. Wherever a command takes a
 Session ID, ``@name`` works too (see :func:`session.cli.client.base.parse_id`).
@@ -56,12 +57,13 @@ async def lookup(text: str) -> str:
         await s.client.close()
 
 
-def registry_url() -> str:
-    """Where names are registered (see the module docstring for the order tried)."""
+def registry_url(remembered: str | None = None) -> str:
+    """Where names are registered (see the module docstring for the order tried;
+    ``remembered``: the network the identity's client last used, when none is given)."""
     url = opt("registry") or os.environ.get("SESSION_REGISTRY")
     if url:
         return str(url)
-    source = opt("network") or os.environ.get("SESSION_NETWORK")
+    source = opt("network") or os.environ.get("SESSION_NETWORK") or remembered
     if source and str(source).startswith(("http://", "https://")):
         return str(source)
     if source:
@@ -74,7 +76,17 @@ def registry_url() -> str:
     raise CliError(
         "no registry is known: pass --registry URL (or set SESSION_REGISTRY), or a --network "
         "that names one"
+        + (f" (the network last used, {remembered}, names none)" if remembered else "")
     )
+
+
+async def _remembered_network() -> str | None:
+    """The node list (``nodes.json`` path or registry URL) the identity's client last used."""
+    s = await open_session()
+    try:
+        return s.client.bootstrap_source
+    finally:
+        await s.client.close()
 
 
 def _remember_registry(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -106,7 +118,9 @@ def _register(name: str, renew: bool) -> None:
     store = identity_store()
     sid = pick_identity(store)
     ident = store.load(sid)
-    url = registry_url()
+    given = opt("registry") or opt("network")
+    given = given or os.environ.get("SESSION_REGISTRY") or os.environ.get("SESSION_NETWORK")
+    url = registry_url(None if given else run(_remembered_network()))
     expiry = run(register_name(url, ident, name, renew=renew, timeout=timeout()))
     if json_mode():
         emit({"name": name, "session_id": sid, "expiry": expiry})
