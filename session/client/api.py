@@ -200,8 +200,10 @@ class Client:
         await self.close()
 
     async def start(self) -> None:
-        """Load/refresh the node list and start the background loops (unless ``background``
-        is False: then call :meth:`start_background`, or run the steps yourself)."""
+        """Delete what disappeared while the client was closed, load/refresh the node list and
+        start the background loops (unless ``background`` is False: then call
+        :meth:`start_background`, or run the steps yourself)."""
+        self.sweep_expired()
         await self._bootstrap()
         if self.background:
             self.start_background()
@@ -862,7 +864,9 @@ class Client:
     ) -> list[Message]:
         """The last ``limit`` messages of a conversation, oldest first (ordered by sent time).
         ``before``: only messages older than that one (the next page back, for a history view
-        that loads as it scrolls)."""
+        that loads as it scrolls). Messages whose disappearing timer ran out are deleted
+        first, so none is shown after its time."""
+        self.sweep_expired()
         cursor = None if before is None else (before.sent_ms, before.id)
         return self.db.messages(conversation, limit, cursor)
 

@@ -150,3 +150,31 @@ def test_connectivity_reports_changes_only() -> None:
     while not q.empty():
         got.append(q.get_nowait())
     assert got == [ConnectionChanged(False, "guard unreachable"), ConnectionChanged(True, "")]
+
+
+async def test_messages_whose_timer_ran_out_are_never_listed(tmp_path: Path) -> None:
+    """A client without its background sweep (a one-shot command) deletes a message whose
+    disappearing timer ran out before it lists the conversation, and says so in an event."""
+    c = client(tmp_path, None, 0)
+    try:
+        stream = c.events()
+        conv = "05" + "ab" * 32
+        now = c.clock.now_ms()
+        for k, (body, expires) in enumerate(
+            (("gone", now - 1), ("stays", now + 60_000), ("plain", None))
+        ):
+            c.db.add_message(
+                conversation=conv,
+                author=conv,
+                sent_ms=now - 20_000 + k,
+                outgoing=False,
+                body=body,
+                status="received",
+                exp_mode=2 if expires else 0,
+                exp_seconds=10 if expires else 0,
+                expires_at_ms=expires,
+            )
+        assert [m.body for m in c.messages(conv)] == ["stays", "plain"]
+        assert [(type(e), e.reason) for e in stream.pending()] == [(MessageDeleted, "expired")]
+    finally:
+        await c.close()
