@@ -21,6 +21,7 @@ from session.cli.client import main
 from session.cli.client.base import attachment_lines, clock, errors, shown
 from session.client import Client
 from session.errors import GroupError
+from session.identity import Identity
 
 PEER = "05" + "ab" * 32
 
@@ -225,3 +226,41 @@ def test_group_info_and_history_work_offline(runner: CliRunner, tmp_path: Path) 
     assert [m["status"] for m in msgs] == ["control"] and msgs[0]["conversation"] == gid
     assert "Offline readers" in run(runner, tmp_path, "group", "info", "--offline", gid).stdout
     one_error(run(runner, tmp_path, "group", "send", gid, "hi"), "no network is known")
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("before it was queued", "interrupted: nothing was sent"),
+        ("queued", "the message is queued, not sent yet"),
+        ("sent", "interrupted, but the message was sent"),
+    ],
+)
+def test_ctrl_c_during_send_says_what_was_done(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, says: str
+) -> None:
+    """Ctrl-C while `send` runs: one sentence saying whether the message was sent, is queued
+    (and goes out later: not to be sent again) or was not made at all; exit code 130."""
+    from session.cli.client.base import Session
+
+    js(run(runner, tmp_path, "id", "new", "--json"))
+    to = Identity.generate().session_id
+
+    async def reached(self: Session) -> int:  # (the network answered)
+        return 0
+
+    async def send_then_interrupt(self: Client, *args: Any, **kw: Any) -> int:
+        if where == "before it was queued":
+            raise KeyboardInterrupt
+        mid = await real_send(self, *args, **kw)
+        if where == "sent":
+            self.db.update_message(mid, status="sent")
+        raise KeyboardInterrupt
+
+    real_send = Client.send
+    monkeypatch.setattr(Session, "connect", reached)
+    monkeypatch.setattr(Client, "send", send_then_interrupt)
+    r = run(runner, tmp_path, "send", to, "hello")
+    assert r.exit_code == 130, r.output
+    [line] = r.stderr.strip().splitlines()
+    assert says in line

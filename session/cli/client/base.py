@@ -57,6 +57,10 @@ class CliError(Exception):
     """A failure reported to the user as one sentence (exit code 1)."""
 
 
+class CliInterrupted(Exception):
+    """Ctrl-C, answered with one sentence saying what the command had done (exit code 130)."""
+
+
 # ------------------------------------------------------------------------------------------
 # options shared by the group and every command
 
@@ -173,6 +177,9 @@ def errors(fn: F) -> F:
         except OSError as e:
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             fail(f"{e.strerror or e}{where}")
+        except CliInterrupted as e:
+            click.echo(str(e), err=True)
+            sys.exit(130)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)

@@ -10,6 +10,7 @@ import click
 
 from session.cli.client.base import (
     CliError,
+    CliInterrupted,
     attachment_lines,
     clock,
     common,
@@ -52,9 +53,13 @@ def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: st
     if file is not None and text and caption:
         raise CliError("give the caption either as TEXT or with --caption, not both")
 
+    #: where an interrupted send had got to (what a Ctrl-C is answered with)
+    outcome: list[str] = []
+
     async def go() -> dict[str, Any]:
         s = await open_session()
         c = s.client
+        begun = c.clock.now_ms()
         try:
             try:
                 await s.connect()
@@ -83,9 +88,23 @@ def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: st
                 "status": m.status,
             }
         finally:
+            mine = [m for m in c.messages(to, 20) if m.outgoing and m.sent_ms >= begun]
+            outcome.append(mine[-1].status if mine else "")
             await c.close()
 
-    doc = run(go())
+    try:
+        doc = run(go())
+    except KeyboardInterrupt:
+        # Say what the interrupted send left behind, so nobody sends it twice, or not at all.
+        status = outcome[0] if outcome else ""
+        if status == "sent":
+            raise CliInterrupted("interrupted, but the message was sent") from None
+        if status:
+            raise CliInterrupted(
+                "interrupted: the message is queued, not sent yet; it goes out with the next "
+                "`session` command that reaches the network (do not send it again)"
+            ) from None
+        raise CliInterrupted("interrupted: nothing was sent") from None
     if json_mode():
         emit(doc)
     else:
