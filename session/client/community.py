@@ -640,8 +640,10 @@ async def server_request(
 
 
 def batch_answers(payload: bytes, count: int) -> list[tuple[int, Any]]:
-    """The (status, body) of each of ``count`` subrequests from a ``POST /batch`` answer.
-    Raises CommunityError when the answer does not match the request."""
+    """The (status, body) of each of ``count`` subrequests from a ``POST /batch`` answer: a
+    JSON body as parsed, another (an error's plain text, a file) as the bytes the server
+    base64-encoded into the batch. Raises CommunityError when the answer does not match the
+    request."""
     doc = _json(payload)
     if not isinstance(doc, list) or len(doc) != count:
         raise CommunityError(200, "the community server's batch answer does not match")
@@ -649,6 +651,13 @@ def batch_answers(payload: bytes, count: int) -> list[tuple[int, Any]]:
     for r in doc:
         code = r.get("code") if isinstance(r, dict) else None
         body = r.get("body") if isinstance(r, dict) else None
+        headers = r.get("headers") if isinstance(r, dict) else None
+        ctype = headers.get("content-type") if isinstance(headers, dict) else None
+        if isinstance(body, str) and isinstance(ctype, str) and "json" not in ctype.lower():
+            try:
+                body = base64.b64decode(body, validate=True)
+            except ValueError:
+                pass  # (not base64 after all: kept as the server wrote it)
         out.append((int(code) if isinstance(code, int) else 500, body))
     return out
 
@@ -861,7 +870,8 @@ class CommunityManager:
         )
         (_, caps), (room_code, info) = answers
         if room_code != 200 or not isinstance(info, dict):
-            raise refusal(room_code, json.dumps(info).encode() if info else b"")
+            reason = info if isinstance(info, bytes) else json.dumps(info).encode() if info else b""
+            raise refusal(room_code, reason)
         capabilities = caps.get("capabilities") if isinstance(caps, dict) else None
         with self.db.tx():
             self._insert(u, self.c.clock.now_ms())

@@ -762,3 +762,23 @@ async def test_every_change_to_a_room_is_announced_once_per_poll(pair: Any) -> N
     await bob.communities.delete("lobby", p.id)
     assert [type(e) for e in await poll_events()] == [CommunityRoomUpdated]
     assert alice.communities.posts("lobby") == []
+
+
+def test_a_batch_answers_plain_text_as_its_bytes_and_a_refusal_says_it() -> None:
+    """A subrequest's answer that is not JSON (an error's text, a file) comes base64-encoded
+    inside the batch, as SOGS sends it: it is decoded, so the refusal shows the server's words;
+    JSON bodies come as parsed."""
+    text = "No room 'nope' on this server"
+    payload = json.dumps(
+        [
+            {"code": 200, "headers": {"content-type": "application/json"}, "body": {"a": 1}},
+            {
+                "code": 404,
+                "headers": {"content-type": "text/plain; charset=utf-8"},
+                "body": base64.b64encode(text.encode()).decode(),
+            },
+        ]
+    ).encode()
+    (c1, b1), (c2, b2) = C.batch_answers(payload, 2)
+    assert (c1, b1) == (200, {"a": 1}) and (c2, b2) == (404, text.encode())
+    assert str(C.refusal(c2, b2)).endswith(f"(404: {text})")
