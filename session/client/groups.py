@@ -634,7 +634,10 @@ class GroupManager:
         caption) to the group; returns its local message id. ``reply_to``: a message of the
         group this one answers (quoted as in 1:1 conversations: its sent time and author)."""
         gid = self.resolve(ref)
-        if self._row(gid)["status"] != "joined":
+        status = self._row(gid)["status"]
+        if status == "removed":
+            raise GroupError("you were removed from this group: an admin can invite you back")
+        if status != "joined":
             raise GroupError("you are not a member of this group (accept its invitation first)")
         st = self._state(gid)
         await self.c._ensure_clock()

@@ -365,6 +365,8 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list
     await settle(a)
     await poll(b)
     assert b.groups.all()[0].status == "removed"
+    with pytest.raises(GroupError, match="you were removed from this group"):
+        await b.groups.send(gid, "still here?")
     for m in (c, b):
         await a.groups.invite(gid, [m.session_id])
         await settle(a)

@@ -184,7 +184,10 @@ def inbox(offline: bool, mark_read: bool) -> None:
     if not doc["conversations"]:
         click.echo("  no conversations yet")
     for conv in doc.pop("conversations"):
-        click.echo(f"{conv['who']}  ({conv['unread']} unread, {conv['count']} messages)")
+        count = conv["count"]
+        click.echo(
+            f"{conv['who']}  ({conv['unread']} unread, {count} message{'' if count == 1 else 's'})"
+        )
         for m in conv["messages"]:
             who = "you" if m["outgoing"] else m["author_who"]
             mark = "  *new*" if not m["outgoing"] and m["status"] == "received" else ""
