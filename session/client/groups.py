@@ -211,10 +211,12 @@ class GroupManager:
         rows = self.db.conn.execute("SELECT group_id, name FROM groups").fetchall()
         if any(r["group_id"] == ref for r in rows):
             return ref
-        want = ref.lower()
-        names = [(r["group_id"], (self.db.sealer.open_str(r["name"]) or "").lower()) for r in rows]
+        want = ref.casefold()
+        names = [
+            (r["group_id"], (self.db.sealer.open_str(r["name"]) or "").casefold()) for r in rows
+        ]
         exact = [gid for gid, name in names if name == want]
-        if len(exact) == 1:
+        if want and len(exact) == 1:
             return exact[0]
         hits = [gid for gid, name in names if name.startswith(want) or gid.startswith(ref)]
         if len(hits) == 1:
@@ -523,6 +525,12 @@ class GroupManager:
                 f"a group has at most {MAX_MEMBERS} members: it has {len(active)},"
                 f" {len(new)} more were asked for"
             )
+        # First (a failure here changes nothing, and the invitation can simply be made
+        # again): a member removed earlier, or who left (the admins then revoke the token), is
+        # let into the group's swarm again; for one never in the group this changes nothing.
+        admin = st.admin_key
+        assert admin is not None  # (_admin)
+        await self.c.rpc.unrevoke_subaccounts(admin, [member_token(admin, m) for m in new])
         sent_ms = self.c._next_sent_ms()
         name = GroupInfo.from_data(st.info.data).name
         with self.db.tx():
@@ -539,11 +547,6 @@ class GroupManager:
             for m in new:
                 self._invite(st, m, name, sent_ms)
             self._member_change(st, control.MemberChange.ADDED, new, sent_ms)
-        # A member removed earlier, or who left (the admins then revoke the token), is let
-        # into the group's swarm again; for one never in the group this changes nothing.
-        admin = st.admin_key
-        assert admin is not None  # (_admin)
-        await self.c.rpc.unrevoke_subaccounts(admin, [member_token(admin, m) for m in new])
         self.c.loops.wake.set()
         return new
 
@@ -648,12 +651,13 @@ class GroupManager:
         gi = GroupInfo.from_data(st.info.data)
         exp = (
             # (a timer out of range, set by another admin's client, is taken as its nearest
-            # bound: the group can still send, and its messages still disappear)
+            # bound: the group can still send, and its messages still disappear; 0 or less
+            # is off, as libsession reads it)
             M.Expiration(
                 M.ExpirationMode.AFTER_SEND,
                 min(max(gi.disappear_after_send, M.TIMER_MIN_S), M.TIMER_MAX_S),
             )
-            if gi.disappear_after_send
+            if gi.disappear_after_send and gi.disappear_after_send > 0
             else M.OFF
         )
         content = M.text(

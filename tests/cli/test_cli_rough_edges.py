@@ -264,3 +264,10 @@ def test_ctrl_c_during_send_says_what_was_done(
     assert r.exit_code == 130, r.output
     [line] = r.stderr.strip().splitlines()
     assert says in line
+    # with --json, a document says it too (a script can tell sent from queued from nothing)
+    r = run(runner, tmp_path, "--json", "send", to, "hello again")
+    assert r.exit_code == 130 and json.loads(r.stdout) == {
+        "error": line,
+        "interrupted": True,
+        "status": {"before it was queued": "none", "queued": "queued", "sent": "sent"}[where],
+    }

@@ -18,7 +18,7 @@ import pytest
 
 from session.client import Client
 from session.client.groups import CONTROL
-from session.errors import DecryptionError, GroupError, GroupFull, InvalidInput
+from session.errors import DecryptionError, GroupError, GroupFull, InvalidInput, NetworkError
 from session.groups import control
 from session.groups.crypto import GroupIdentity
 from session.identity import Identity
@@ -367,6 +367,18 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list
     assert b.groups.all()[0].status == "removed"
     with pytest.raises(GroupError, match="you were removed from this group"):
         await b.groups.send(gid, "still here?")
+    # the swarm not reached when letting Carol in again: nothing changed, and the invite can
+    # be made again
+    real = a.rpc.unrevoke_subaccounts
+
+    async def unreachable(*args: Any) -> None:
+        raise NetworkError("no onion path answered")
+
+    a.rpc.unrevoke_subaccounts = unreachable  # type: ignore[method-assign]
+    with pytest.raises(NetworkError):
+        await a.groups.invite(gid, [c.session_id])
+    assert c.session_id not in a.groups.info(gid).members and a.queued() == 0
+    a.rpc.unrevoke_subaccounts = real  # type: ignore[method-assign]
     for m in (c, b):
         await a.groups.invite(gid, [m.session_id])
         await settle(a)

@@ -58,7 +58,12 @@ class CliError(Exception):
 
 
 class CliInterrupted(Exception):
-    """Ctrl-C, answered with one sentence saying what the command had done (exit code 130)."""
+    """Ctrl-C, answered with one sentence saying what the command had done (exit code 130);
+    ``status`` says it for ``--json`` (e.g. sent, queued, none, unknown)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # ------------------------------------------------------------------------------------------
@@ -178,6 +183,8 @@ def errors(fn: F) -> F:
             where = f" ({e.filename})" if getattr(e, "filename", None) else ""
             fail(f"{e.strerror or e}{where}")
         except CliInterrupted as e:
+            if json_mode():
+                emit({"error": str(e), "interrupted": True, "status": e.status})
             click.echo(str(e), err=True)
             sys.exit(130)
         except KeyboardInterrupt:

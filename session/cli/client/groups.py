@@ -241,8 +241,7 @@ def send(group_ref: str, text: str, file: Path | None) -> None:
 def history(group_ref: str, limit: int, offline: bool, keep_unread: bool) -> None:
     """Fetch new messages (when a network is known and answers; otherwise the stored ones,
     saying so) and print the last ones of group G, with their attachments; marks the group
-    read (the read receipts, if enabled, go out with the next command that reaches the
-    network)."""
+    read here and on your other devices (groups send no read receipts)."""
 
     async def go() -> list[dict[str, Any]]:
         s = await open_session()
@@ -253,7 +252,7 @@ def history(group_ref: str, limit: int, offline: bool, keep_unread: bool) -> Non
                 try:
                     await s.connect()
                 except CliError as e:  # (the network did not answer: what is stored here)
-                    click.echo(f"{e}: showing the stored messages", err=True)
+                    click.echo(f"{shown(str(e))}: showing the stored messages", err=True)
             msgs = c.messages(gid, limit)
             if not json_mode():
                 for m in msgs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from session.cli.client.base import (
     timeout,
     who_line,
 )
+from session.errors import SessionError
 
 if TYPE_CHECKING:
     from session.client import Client
@@ -59,7 +61,9 @@ def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: st
     async def go() -> dict[str, Any]:
         s = await open_session()
         c = s.client
-        begun = c.clock.now_ms()
+        # (the message this send makes is the conversation's new outgoing row: found by its id,
+        # never by time, which the network's clock offset moves)
+        before = {m.id for m in c.messages(to, 50)}
         try:
             try:
                 await s.connect()
@@ -88,9 +92,13 @@ def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: st
                 "status": m.status,
             }
         finally:
-            mine = [m for m in c.messages(to, 20) if m.outgoing and m.sent_ms >= begun]
-            outcome.append(mine[-1].status if mine else "")
-            await c.close()
+            try:
+                mine = [m for m in c.messages(to, 50) if m.outgoing and m.id not in before]
+                outcome.append(mine[-1].status if mine else "none")
+            except (sqlite3.Error, SessionError):  # (the store busy: the outcome is not known)
+                pass
+            finally:
+                await c.close()
 
     try:
         doc = run(go())
@@ -98,13 +106,19 @@ def send(session_id: str, words: tuple[str, ...], file: Path | None, caption: st
         # Say what the interrupted send left behind, so nobody sends it twice, or not at all.
         status = outcome[0] if outcome else ""
         if status == "sent":
-            raise CliInterrupted("interrupted, but the message was sent") from None
+            raise CliInterrupted("interrupted, but the message was sent", "sent") from None
+        if status == "none":
+            raise CliInterrupted("interrupted: nothing was sent", "none") from None
         if status:
             raise CliInterrupted(
                 "interrupted: the message is queued, not sent yet; it goes out with the next "
-                "`session` command that reaches the network (do not send it again)"
+                "`session` command that reaches the network (do not send it again)",
+                "queued",
             ) from None
-        raise CliInterrupted("interrupted: nothing was sent") from None
+        raise CliInterrupted(
+            f"interrupted: whether the message was sent is not known (see `session history {to}`)",
+            "unknown",
+        ) from None
     if json_mode():
         emit(doc)
     else:

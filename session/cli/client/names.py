@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,16 @@ async def lookup(text: str) -> str:
         await s.client.close()
 
 
-def registry_url(remembered: str | None = None) -> str:
+def registry_url(remembered: Callable[[], str | None] = lambda: None) -> str:
     """Where names are registered (see the module docstring for the order tried;
-    ``remembered``: the network the identity's client last used, when none is given)."""
+    ``remembered()``: the network the identity's client last used, asked only when no
+    registry or network is given)."""
     url = opt("registry") or os.environ.get("SESSION_REGISTRY")
     if url:
         return str(url)
-    source = opt("network") or os.environ.get("SESSION_NETWORK") or remembered
+    source = opt("network") or os.environ.get("SESSION_NETWORK")
+    last = None if source else remembered()
+    source = source or last
     if source and str(source).startswith(("http://", "https://")):
         return str(source)
     if source:
@@ -76,7 +80,7 @@ def registry_url(remembered: str | None = None) -> str:
     raise CliError(
         "no registry is known: pass --registry URL (or set SESSION_REGISTRY), or a --network "
         "that names one"
-        + (f" (the network last used, {remembered}, names none)" if remembered else "")
+        + (f" (the network last used, {last}, names none or cannot be read)" if last else "")
     )
 
 
@@ -100,7 +104,10 @@ _registry_option = click.option(
     metavar="URL",
     expose_value=False,
     callback=_remember_registry,
-    help="The registry that records names (default: $SESSION_REGISTRY, else from --network).",
+    help=(
+        "The registry that records names (default: $SESSION_REGISTRY, else from --network, "
+        "else from the network last used)."
+    ),
 )
 
 
@@ -118,9 +125,7 @@ def _register(name: str, renew: bool) -> None:
     store = identity_store()
     sid = pick_identity(store)
     ident = store.load(sid)
-    given = opt("registry") or opt("network")
-    given = given or os.environ.get("SESSION_REGISTRY") or os.environ.get("SESSION_NETWORK")
-    url = registry_url(None if given else run(_remembered_network()))
+    url = registry_url(lambda: run(_remembered_network()))
     expiry = run(register_name(url, ident, name, renew=renew, timeout=timeout()))
     if json_mode():
         emit({"name": name, "session_id": sid, "expiry": expiry})
