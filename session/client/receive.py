@@ -97,9 +97,20 @@ class Receiver:
         with self.db.tx(refetchable=True):
             self.db.mark_seen([r[0] for r in rows])
             events = [ev for inc in good for ev in self.handle(inc)]
+            self._read_elsewhere({inc.sender for inc in good if inc.sender != self.me})
         for ev in events:
             self.hub.emit(ev)
         return good
+
+    def _read_elsewhere(self, conversations: set[str]) -> None:
+        """Messages just stored that another device of ours had read already (its read mark
+        in our synced conversation info, applied before them: a restored device's first
+        poll fetches the configs first) are read here too."""
+        if not conversations:
+            return
+        reads = S.last_read(self.config.state(S.NS_CONVO_INFO).data)
+        for conv in conversations & reads.keys():
+            self.db.mark_read_until(conv, reads[conv])
 
     # ------------------------------------------------------------------ one message
 

@@ -314,3 +314,36 @@ async def test_read_state_syncs_between_devices(tmp_path: Path) -> None:
         events.close()
         await one.close()
         await two.close()
+
+
+async def test_a_restored_device_sees_as_read_what_another_read(tmp_path: Path) -> None:
+    """A device restored from the phrase applies the synced read marks first (its first poll
+    fetches the configs, then the messages): messages it stores afterwards that another
+    device had read are read here too; a newer one stays unread."""
+    import hashlib
+
+    from session.client import Client
+    from session.client import messages as M
+    from session.client import sync as S
+
+    bob = Identity.generate()
+    one = Client.open(tmp_path / "one", background=False)
+    try:
+        rows = []
+        for i, body in enumerate(("first", "second", "newer")):
+            t = 1_700_000_000_000 + i
+            data = M.seal(bob, one.session_id, M.text(body, sent_ms=t), t)
+            rows.append((hashlib.sha256(data.encode()).hexdigest(), data, 0))
+        one.process_stored(rows[:2])
+        await one.accept_request(bob.session_id)
+        await one.mark_read(bob.session_id)
+        pushed = [e for e in one.outbox.due(2**62) if e.namespace == S.NS_CONVO_INFO]
+        two = Client.open(tmp_path / "two", mnemonic=one.identity.mnemonic, background=False)
+        try:
+            two.config.apply([("h-convo", pushed[-1].data, 0)], S.NS_CONVO_INFO)
+            two.process_stored(rows)
+            assert [m.status for m in two.messages(bob.session_id)] == ["read", "read", "received"]
+        finally:
+            await two.close()
+    finally:
+        await one.close()
