@@ -115,3 +115,14 @@ def mixed_script(text: str) -> bool:
             if script in _CONFUSABLE_SCRIPTS:
                 scripts.add(script)
     return len(scripts) > 1
+
+
+def duration(seconds: int) -> str:
+    """A disappearing-message timer in words ("1 day", "5 minutes", "90 seconds", "off")."""
+    if seconds <= 0:
+        return "off"
+    for unit, n in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % n == 0:
+            k = seconds // n
+            return f"{k} {unit}{'s' if k != 1 else ''}"
+    return f"{seconds} seconds"

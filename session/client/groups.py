@@ -63,6 +63,7 @@ from session.identity import parse_session_id
 from session.proto import session_pb2 as pb
 from session.proto.rpc import Signer
 from session.swarm import message_hash
+from session.text import duration
 
 if TYPE_CHECKING:
     from session.client.api import Client
@@ -821,7 +822,7 @@ class GroupManager:
                 control.info_change_text(control.InfoChange.DISAPPEARING_MESSAGES, sent_ms),
             )
             line = (
-                f"You set messages to disappear {seconds} s after sending"
+                f"You set messages to disappear {duration(seconds)} after sending"
                 if seconds
                 else "You turned off disappearing messages"
             )
@@ -1095,7 +1096,7 @@ class GroupManager:
                 elif ic.type == control.InfoChange.DISAPPEARING_MESSAGES:
                     line = (
                         f"{self._name_of(sender)} set messages to disappear"
-                        f" {ic.updatedExpiration} s after sending"
+                        f" {duration(ic.updatedExpiration)} after sending"
                         if ic.updatedExpiration
                         else f"{self._name_of(sender)} turned off disappearing messages"
                     )

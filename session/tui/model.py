@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from session.client.community import Post
 from session.client.db import Message
 from session.errors import SessionError
-from session.text import for_terminal
+from session.text import duration, for_terminal
 
 if TYPE_CHECKING:
     from session.client import Client
@@ -209,17 +209,6 @@ def day_of(ms: int) -> str:
 def same_day(a_ms: int, b_ms: int) -> bool:
     a, b = time.localtime(a_ms / 1000), time.localtime(b_ms / 1000)
     return (a.tm_year, a.tm_yday) == (b.tm_year, b.tm_yday)
-
-
-def duration(seconds: int) -> str:
-    """A disappearing-message timer in words ("1 hour", "5 minutes", "off")."""
-    if seconds <= 0:
-        return "off"
-    for unit, n in (("week", 604800), ("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds % n == 0:
-            k = seconds // n
-            return f"{k} {unit}{'s' if k != 1 else ''}"
-    return f"{seconds} seconds"
 
 
 def expiration_line(client: Client, by: str, exp: Expiration) -> str:

@@ -81,7 +81,7 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
     hist = js(run(runner, hb, "group", "history", "Readers", "--json"))["messages"]
     bodies = [m["body"] for m in hist]
     assert "carol cannot read this" in bodies and "Alice removed Carol" in bodies
-    assert "Alice set messages to disappear 86400 s after sending" in bodies
+    assert "Alice set messages to disappear 1 day after sending" in bodies
     js(run(runner, hb, "group", "send", "Readers", "bob still here", "--json"))
     assert "bob still here" in {
         m["body"] for m in js(run(runner, ha, "group", "history", "Readers", "--json"))["messages"]

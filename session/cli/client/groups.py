@@ -36,6 +36,7 @@ from session.cli.client.base import (
     timeout,
 )
 from session.cli.client.chat import _Chat, _say, converse_until_done
+from session.text import duration as in_words
 
 if TYPE_CHECKING:
     from session.client import Client, Event
@@ -53,7 +54,7 @@ def _print_group(c: Client, g: Group) -> None:
     if g.description:
         click.echo(f"  about: {shown(g.description)}")
     if g.disappear_after_send:
-        click.echo(f"  messages disappear {g.disappear_after_send} s after sending")
+        click.echo(f"  messages disappear {in_words(g.disappear_after_send)} after sending")
     for m in g.members:
         mark = " (admin)" if m in g.admins else ""
         click.echo(f"    {name_of(c, m)}{mark}  {m}")
@@ -394,7 +395,10 @@ def disappear(group_ref: str, mode: str, duration: str | None) -> None:
 
     doc = run(_with_client(op))
     _done(
-        doc, "disappearing messages off" if not seconds else f"messages disappear after {seconds} s"
+        doc,
+        "disappearing messages off"
+        if not seconds
+        else f"messages disappear {in_words(seconds)} after sending",
     )
 
 
