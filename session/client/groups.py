@@ -564,7 +564,7 @@ class GroupManager:
         self._announce(st, up, sent_ms, self._member_line(self.me, change, ids))
 
     def _member_line(self, actor: str, change: control.MemberChange, ids: Sequence[str]) -> str:
-        who = ", ".join(self._name_of(i) for i in ids)
+        who = ", ".join("you" if i == self.me else self._name_of(i) for i in ids)
         verb = {
             control.MemberChange.ADDED: "added",
             control.MemberChange.REMOVED: "removed",

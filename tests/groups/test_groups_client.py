@@ -389,6 +389,7 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list
     await poll(a, b, c)
     for m in (a, b, c):
         assert {"Carol is back", "Bob is back"} <= set(bodies(m, gid))
+    assert "Alice added you" in bodies(c, gid) and "Alice added Carol" in bodies(b, gid)
     assert sorted(a.groups.info(gid).members) == sorted(m.session_id for m in (a, b, c))
 
 
