@@ -57,6 +57,7 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
 
     listed = js(run(runner, hb, "group", "list", "--json"))["groups"]
     assert [(x["group_id"], x["status"]) for x in listed] == [(gid, "invited")]
+    assert f"Book club  (invited)  {gid}" in run(runner, hb, "group", "list").stdout
     assert js(run(runner, hb, "group", "accept", "book", "--json"))["status"] == "joined"
     # `requests` lists the invitation next to message requests, and accepts it the same way
     listed = js(run(runner, hc, "requests", "--json"))["requests"]
@@ -70,6 +71,7 @@ def test_three_people_through_the_cli(runner: CliRunner, tmp_path: Path, devnet:
 
     renamed = js(run(runner, ha, "group", "rename", "Book", "Readers", "--json"))
     assert renamed["name"] == "Readers"
+    assert f"Readers  (admin, 3 members)  {gid}" in run(runner, ha, "group", "list").stdout
     info = js(run(runner, hb, "group", "info", "Readers", "--json"))
     assert info["name"] == "Readers" and info["admins"] == [ids["alice"]]
     text = run(runner, hb, "group", "history", "Readers")

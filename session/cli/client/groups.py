@@ -134,9 +134,10 @@ def list_(offline: bool) -> None:
         click.echo("no groups yet")
     for d in docs:
         role = "admin" if d["admin"] else d["status"]
-        click.echo(
-            f"{shown_name(d['name'])}  ({role}, {len(d['members'])} members)  {d['group_id']}"
-        )
+        n = len(d["members"])
+        # (an invitation's or a removed member's list is not known here: no count)
+        count = f", {n} member{'' if n == 1 else 's'}" if d["status"] == "joined" else ""
+        click.echo(f"{shown_name(d['name'])}  ({role}{count})  {d['group_id']}")
 
 
 @group.command("info")
