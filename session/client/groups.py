@@ -511,8 +511,13 @@ class GroupManager:
         M.set_profile(content.dataMessage, self.c.display_name, self.c.avatar)
         self.c._enqueue("control", sid, content, sent_ms, M.TTL_CONTENT_MS)
 
-    async def invite(self, ref: str, members: Sequence[str]) -> list[str]:
-        """Admin: add and invite members (they get the current keys as a supplement)."""
+    async def invite(
+        self, ref: str, members: Sequence[str], *, share_history: bool = True
+    ) -> list[str]:
+        """Admin: add and invite members. ``share_history``: they get the current keys (a key
+        supplement) and so can read the messages still in the group's swarm; otherwise the
+        group gets a new key for everyone (a rekey) and they read only what is sent from now
+        on, as Session's "share new messages only"."""
         gid = self.resolve(ref)
         st = self._admin(gid)
         ids = [m for m in self._check_ids(members)]
@@ -539,11 +544,16 @@ class GroupManager:
             for m in new:
                 set_member(
                     data,
-                    GroupMember(m, name=self._name_of_raw(m), invite_status=1, supplement=True),
+                    GroupMember(
+                        m, name=self._name_of_raw(m), invite_status=1, supplement=share_history
+                    ),
                 )
-            supp = st.keys.key_supplement(new)
-            self._store(gid, NS_KEYS, supp, sent_ms)
-            self._load_key(st, message_hash(gid, NS_KEYS, supp), supp, sent_ms)
+            if share_history:
+                supp = st.keys.key_supplement(new)
+                self._store(gid, NS_KEYS, supp, sent_ms)
+                self._load_key(st, message_hash(gid, NS_KEYS, supp), supp, sent_ms)
+            else:
+                self._rekey(st, sorted(get_members(st.members.data)), sent_ms)
             self._push_configs(st, sent_ms)
             for m in new:
                 self._invite(st, m, name, sent_ms)

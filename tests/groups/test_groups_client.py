@@ -415,3 +415,25 @@ async def test_a_groups_whole_name_finds_it_beside_longer_names(people: list[Cli
     await a.groups.create("Readers", [])  # (two of that name now: the name alone is not enough)
     with pytest.raises(GroupError, match="3 groups match 'Readers'"):
         a.groups.resolve("Readers")
+
+
+async def test_a_member_invited_without_history_reads_only_what_comes_after(
+    people: list[Client],
+) -> None:
+    """Invited with share_history=False the group gets a new key: the new member reads what
+    is sent from then on, not the messages stored before; the others read both."""
+    a, b, c = people
+    gid = await joined_group(a, "no history", [b])
+    await a.groups.send(gid, "before carol")
+    await settle(a)
+    await a.groups.invite(gid, [c.session_id], share_history=False)
+    await settle(a)
+    await c.poll_once()
+    await c.groups.accept(gid)
+    await settle(c)
+    await a.groups.send(gid, "after carol")
+    await settle(a)
+    await poll(b, c)
+    assert "after carol" in bodies(c, gid) and "before carol" not in bodies(c, gid)
+    assert {"before carol", "after carol"} <= set(bodies(b, gid))
+    assert a.groups._state(gid).keys.current_generation == 1

@@ -164,13 +164,20 @@ def info(group_ref: str, offline: bool) -> None:
 @common
 @click.argument("group_ref", metavar="G")
 @click.argument("members", nargs=-1, required=True)
+@click.option(
+    "--no-history",
+    is_flag=True,
+    help="They read only what is sent from now on (the group gets a new key), not the "
+    "messages still stored.",
+)
 @errors
-def invite(group_ref: str, members: tuple[str, ...]) -> None:
-    """Admin: add and invite members to group G."""
+def invite(group_ref: str, members: tuple[str, ...], no_history: bool) -> None:
+    """Admin: add and invite members to group G (they can read the messages the group's swarm
+    still holds, unless --no-history)."""
     ids = _ids(members)
 
     async def op(s: Session) -> dict[str, Any]:
-        added = await s.client.groups.invite(group_ref, ids)
+        added = await s.client.groups.invite(group_ref, ids, share_history=not no_history)
         return {"group_id": s.client.groups.resolve(group_ref), "invited": added}
 
     doc = run(_with_client(op))
