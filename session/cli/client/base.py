@@ -363,12 +363,16 @@ class Session:
             down = len(self.client.failed_nodes)
             if isinstance(e, NotEnoughNodes):
                 why = (
-                    f"{down} could not be reached and too few are left for an onion path"
+                    f"{down} of them could not be reached and too few are left for an onion path"
                     if down
                     else "too few nodes for an onion path (3 relays and a destination)"
                 )
             else:
-                why = f"{down} could not be reached; last error: {e}" if down else str(e)
+                why = (
+                    f"no request got through; {down} of them could not be reached; last error: {e}"
+                    if down
+                    else str(e)
+                )
             raise CliError(f"cannot reach the network: tried {self.tried} ({why})") from None
         try:  # our profile picture's file is extended once a day while we use it (§6.9)
             await asyncio.wait_for(self.client.keep_avatar_alive(), timeout())
