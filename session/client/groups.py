@@ -132,8 +132,12 @@ class _State:
         self.keys = GroupKeys(gid, me, admin=self.admin_key)
         self.info = SignedConfig(gid, INFO_DOMAIN, admin=self.admin_key)
         self.members = SignedConfig(gid, MEMBERS_DOMAIN, admin=self.admin_key)
-        #: Members whose leave message arrived (an admin removes them after the poll).
-        self.left: list[str] = []
+        #: Members whose leave message arrived, with its sent time (an admin removes them
+        #: after the poll, unless they came back after it: :meth:`GroupManager._still_gone`).
+        self.left: dict[str, int] = {}
+        #: When an admin's "added" message last named each member (a member who left and was
+        #: invited back is not removed again by their old leave, replayed on a new device).
+        self.added: dict[str, int] = {}
 
     @property
     def signer(self) -> Signer | AccountSigner:
@@ -974,7 +978,8 @@ class GroupManager:
         generation when two admins rekeyed at once (both arrive at the same key: it is derived
         from the merged membership), and push configs a merge changed."""
         assert st.admin_key is not None
-        left = [m for m in st.left if m in get_members(st.members.data)]
+        members = get_members(st.members.data)
+        left = [m for m, t in st.left.items() if m in members and self._still_gone(st, m, t)]
         st.left.clear()
         if not (left or st.keys.needs_rekey() or st.info.needs_push or st.members.needs_push):
             return
@@ -993,6 +998,15 @@ class GroupManager:
                 st.admin_key, [member_token(st.admin_key, m) for m in left]
             )
         self.c.loops.wake.set()
+
+    def _still_gone(self, st: _State, member: str, left_ms: int) -> bool:
+        """Whether a leave sent at ``left_ms`` still stands: nothing later shows the member
+        back (an admin's "added" naming them, or anything they wrote since: their acceptance,
+        a message). A device restored from the phrase fetches the group's whole history, old
+        leaves included, and would otherwise remove a member who was invited back."""
+        if st.added.get(member, 0) > left_ms:
+            return False
+        return not any(m.author == member and m.sent_ms > left_ms for m in self.db.messages(st.gid))
 
     def _apply(self, st: _State, ns: int, rows: Sequence[tuple[str, str, int]]) -> list[Any]:
         now = self.c.clock.now_ms()
@@ -1119,6 +1133,9 @@ class GroupManager:
                     st.gid, control.member_change_text(change, sent_ms), mc.adminSignature
                 )
                 line = self._member_line(sender, change, list(mc.memberSessionIds))
+                if change == control.MemberChange.ADDED:
+                    for m in mc.memberSessionIds:
+                        st.added[m] = max(st.added.get(m, 0), sent_ms)
             elif up.HasField("deleteMemberContent"):
                 d = up.deleteMemberContent
                 control.verify(
@@ -1133,7 +1150,7 @@ class GroupManager:
                             self.db.delete_message(m.id)
             elif up.HasField("memberLeftMessage"):
                 line = f"{self._name_of(sender)} left the group"
-                st.left.append(sender)
+                st.left[sender] = max(st.left.get(sender, 0), sent_ms)
             elif up.HasField("inviteResponse") and up.inviteResponse.isApproved:
                 line = f"{self._name_of(sender)} joined the group"
                 if st.admin_key is not None:

@@ -353,9 +353,13 @@ async def test_quoted_reply_in_a_group_from_the_tui(people: list[Client]) -> Non
     assert "┃ you: lunch at noon?" in MessageLine.content_of(a, got).plain
 
 
-async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list[Client]) -> None:
+async def test_a_member_who_left_or_was_removed_can_be_invited_back(
+    people: list[Client], tmp_path: Path, devnet: Any
+) -> None:
     """Leaving, or being removed, revokes a member's access to the group's swarm; an admin's
-    new invitation lets them in again: they accept, read the group and write to it."""
+    new invitation lets them in again: they accept, read the group and write to it. A new
+    device of the admin, restored from the phrase, reads the whole history, Carol's old leave
+    included, and does not remove her again."""
     a, b, c = people
     gid = await joined_group(a, "Tennis", [b, c])
     await c.groups.leave(gid)
@@ -390,7 +394,24 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(people: list
     for m in (a, b, c):
         assert {"Carol is back", "Bob is back"} <= set(bodies(m, gid))
     assert "Alice added you" in bodies(c, gid) and "Alice added Carol" in bodies(b, gid)
-    assert sorted(a.groups.info(gid).members) == sorted(m.session_id for m in (a, b, c))
+    everyone = sorted(m.session_id for m in (a, b, c))
+    assert sorted(a.groups.info(gid).members) == everyone
+    a2 = Client.open(
+        tmp_path / "alice-new-phone",
+        str(devnet.dir / "nodes.json"),
+        background=False,
+        mnemonic=a.identity.mnemonic,
+    )
+    try:
+        await a2.start()
+        await poll(a2)
+        assert "Carol left the group" in bodies(a2, gid)  # (the old leave, read again)
+        await settle(a2)
+        await poll(a, c)
+        assert sorted(a2.groups.info(gid).members) == sorted(a.groups.info(gid).members) == everyone
+        assert c.groups.info(gid).status == "joined"
+    finally:
+        await a2.close()
 
 
 async def test_a_disappearing_timer_out_of_range_is_refused_when_set(people: list[Client]) -> None:
