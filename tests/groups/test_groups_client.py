@@ -63,6 +63,13 @@ async def joined_group(admin: Client, name: str, members: list[Client]) -> str:
     return gid
 
 
+def other_device(c: Client, home: Path, devnet: Any) -> Client:
+    """Another device of ``c``'s user: a client restored from its recovery phrase."""
+    return Client.open(
+        home, str(devnet.dir / "nodes.json"), background=False, mnemonic=c.identity.mnemonic
+    )
+
+
 def bodies(c: Client, gid: str) -> list[str | None]:
     return [m.body for m in c.messages(gid)]
 
@@ -197,18 +204,8 @@ async def test_groups_reach_our_other_device(
     of the user through the UserGroups config (namespace 5); the other device then reads and
     writes in the group with the synced secrets."""
     a, b, _ = people
-    a2 = Client.open(
-        tmp_path / "alice-laptop",
-        str(devnet.dir / "nodes.json"),
-        background=False,
-        mnemonic=a.identity.mnemonic,
-    )
-    b2 = Client.open(
-        tmp_path / "bob-laptop",
-        str(devnet.dir / "nodes.json"),
-        background=False,
-        mnemonic=b.identity.mnemonic,
-    )
+    a2 = other_device(a, tmp_path / "alice-laptop", devnet)
+    b2 = other_device(b, tmp_path / "bob-laptop", devnet)
     try:
         await a2.start()
         await b2.start()
@@ -396,12 +393,7 @@ async def test_a_member_who_left_or_was_removed_can_be_invited_back(
     assert "Alice added you" in bodies(c, gid) and "Alice added Carol" in bodies(b, gid)
     everyone = sorted(m.session_id for m in (a, b, c))
     assert sorted(a.groups.info(gid).members) == everyone
-    a2 = Client.open(
-        tmp_path / "alice-new-phone",
-        str(devnet.dir / "nodes.json"),
-        background=False,
-        mnemonic=a.identity.mnemonic,
-    )
+    a2 = other_device(a, tmp_path / "alice-new-phone", devnet)
     try:
         await a2.start()
         await poll(a2)
