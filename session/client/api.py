@@ -723,7 +723,7 @@ class Client:
                         dar_hashes.setdefault(exp_at, []).append(m.hash)
                 self.db.update_message(m.id, **fields)
             ts = [m.sent_ms for m in rows]
-            if conversation.startswith("05"):  # our other devices learn how far we read
+            if conversation[:2] in ("05", "03"):  # our other devices learn how far we read
                 self.config.push_read(conversation, max(ts))
             if self.read_receipts and contact and contact.approved and not contact.blocked:
                 sent_ms = self._next_sent_ms()

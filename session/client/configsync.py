@@ -153,7 +153,7 @@ class ConfigSync:
             self._adopt(ns, old.data, result.data)
 
     def push_read(self, conversation: str, read_ms: int) -> None:
-        """Tell our other devices the 1:1 conversation was read up to ``read_ms``."""
+        """Tell our other devices the 1:1 conversation or group was read up to ``read_ms``."""
         self.edit(S.NS_CONVO_INFO, lambda data: S.set_last_read(data, conversation, read_ms))
 
     def _adopt(self, ns: int, old: ConfigData, new: ConfigData) -> None:

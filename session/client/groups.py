@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError as _PbDecodeError
 
 from session.client import messages as M
+from session.client import sync as S
 from session.client.attachments import MAX_ATTACHMENTS
 from session.client.events import MessageReceived
 from session.client.poller import Poller
@@ -967,6 +968,10 @@ class GroupManager:
             with self.db.tx():
                 events += self._apply(st, ns, rows)
                 self.db.mark_seen([r[0] for r in rows])
+                if ns == NS_MESSAGES:  # (read on another device of ours before they came)
+                    read = S.last_read(self.c.config.state(S.NS_CONVO_INFO).data).get(gid)
+                    if read:
+                        self.db.mark_read_until(gid, read)
         for ev in events:
             self.c.hub.emit(ev)
         if st.admin_key is not None:

@@ -210,37 +210,54 @@ def contact_pics(data: ConfigData) -> dict[str, Pic]:
     return out
 
 
-def set_last_read(data: ConfigData, session_id: str, read_ms: int) -> None:
-    """Record in ConvoInfoVolatile data that the 1:1 conversation with ``session_id`` was read
-    up to ``read_ms`` (never moving backwards; other keys of the entry kept)."""
-    one = data.get(b"1")
-    one = one if isinstance(one, dict) else {}
-    key = session_id.encode()
-    entry = one.get(key)
+#: ConvoInfoVolatile's dict of each kind of conversation, by the first byte of its ID.
+_CONVO_KINDS = {"05": b"1", "03": b"g"}
+
+
+def set_last_read(data: ConfigData, conversation: str, read_ms: int) -> None:
+    """Record in ConvoInfoVolatile data that a 1:1 conversation (``05…``) or a group
+    (``03…``) was read up to ``read_ms`` (never moving backwards; other keys of the entry
+    kept). Keyed as libsession keys it: the ID's 33 bytes, under ``1`` or ``g``."""
+    kind = _CONVO_KINDS.get(conversation[:2])
+    if kind is None:
+        raise ValueError("only 1:1 conversations and groups have a read mark here")
+    convos = data.get(kind)
+    convos = convos if isinstance(convos, dict) else {}
+    key = bytes.fromhex(conversation)
+    entry = convos.get(key)
+    if not isinstance(entry, dict):  # (an entry an earlier version of ours keyed in hex)
+        entry = convos.pop(conversation.encode(), None)
     entry = dict(entry) if isinstance(entry, dict) else {}
     old = entry.get(b"r")
     entry[b"r"] = max(read_ms, old if isinstance(old, int) else 0)
     entry.pop(b"u", None)  # read now, so no longer marked unread
-    one[key] = entry
-    data[b"1"] = one
+    convos[key] = entry
+    data[kind] = convos
 
 
 def last_read(data: ConfigData) -> dict[str, int]:
-    """The last-read time (ms) of each 1:1 conversation in ConvoInfoVolatile data (malformed
-    entries skipped)."""
-    one = data.get(b"1")
+    """The last-read time (ms) of each 1:1 conversation and group in ConvoInfoVolatile data,
+    by its hex ID (keys of 33 bytes, as libsession writes them, or of 66 hex digits, as an
+    earlier version of ours did; malformed entries skipped)."""
     out: dict[str, int] = {}
-    if not isinstance(one, dict):
-        return out
-    for key, entry in one.items():
-        if not isinstance(key, bytes) or len(key) != 66 or not isinstance(entry, dict):
+    for prefix, kind in _CONVO_KINDS.items():
+        convos = data.get(kind)
+        if not isinstance(convos, dict):
             continue
-        r = entry.get(b"r")
-        try:
-            sid = key.decode("ascii").lower()
-            bytes.fromhex(sid)
-        except (UnicodeDecodeError, ValueError):
-            continue
-        if isinstance(r, int) and r > 0:
-            out[sid] = r
+        for key, entry in convos.items():
+            if not isinstance(key, bytes) or not isinstance(entry, dict):
+                continue
+            if len(key) == 33:
+                cid = key.hex()
+            else:
+                try:
+                    cid = key.decode("ascii").lower()
+                    if len(cid) != 66:
+                        continue
+                    bytes.fromhex(cid)
+                except (UnicodeDecodeError, ValueError):
+                    continue
+            r = entry.get(b"r")
+            if cid.startswith(prefix) and isinstance(r, int) and r > 0:
+                out[cid] = max(r, out.get(cid, 0))
     return out

@@ -347,3 +347,22 @@ async def test_a_restored_device_sees_as_read_what_another_read(tmp_path: Path) 
             await two.close()
     finally:
         await one.close()
+
+
+def test_read_marks_are_keyed_as_libsession_keys_them() -> None:
+    """ConvoInfoVolatile keys a 1:1 conversation under ``1`` and a group under ``g`` by the
+    ID's 33 bytes (libsession's tests write ``data["1"][from_hex(id)]``); an entry an earlier
+    version of ours keyed in hex is still read, and moved to the right key when next set."""
+    from session.client import sync as S
+
+    one, group = "05" + "ab" * 32, "03" + "cd" * 32
+    data: dict[bytes, object] = {b"1": {one.encode(): {b"r": 5, b"x": 1}}}
+    assert S.last_read(data) == {one: 5}
+    S.set_last_read(data, one, 7)
+    S.set_last_read(data, group, 9)
+    S.set_last_read(data, group, 8)  # (never backwards)
+    assert data[b"1"] == {bytes.fromhex(one): {b"r": 7, b"x": 1}}
+    assert data[b"g"] == {bytes.fromhex(group): {b"r": 9}}
+    assert S.last_read(data) == {one: 7, group: 9}
+    with pytest.raises(ValueError):
+        S.set_last_read(data, "15" + "00" * 32, 1)

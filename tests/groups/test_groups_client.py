@@ -225,6 +225,22 @@ async def test_groups_reach_our_other_device(
         await settle(b2)
         await poll(a)
         assert "from bob's laptop" in bodies(a, gid)
+        # read on one device, read on the other (the group's read mark in ConvoInfoVolatile);
+        # and a device restored afterwards stores it read too
+        await a.mark_read(gid)
+        await settle(a)
+        await poll(a2)
+        unread = [m.body for m in a2.messages(gid) if m.status == "received"]
+        assert "from bob's laptop" not in unread
+        a3 = other_device(a, tmp_path / "alice-tablet", devnet)
+        try:
+            await a3.start()
+            await poll(a3)
+            await a3.groups.poll(gid)
+            assert "from bob's laptop" in bodies(a3, gid)
+            assert not [m for m in a3.messages(gid) if m.status == "received"]
+        finally:
+            await a3.close()
     finally:
         await a2.close()
         await b2.close()
