@@ -592,3 +592,13 @@ def test_strangers_escape_sequences_never_reach_the_terminal(
             bob.kill()
             bob.wait(5)
     assert not [line for line in seen if b"\x1b" in line or b"\x07" in line], seen
+
+
+def test_id_new_with_a_network_that_cannot_be_read_still_makes_it(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-nodes.json"
+    r = run(runner, tmp_path / "home", "--network", str(missing), "id", "new", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["session_id"].startswith("05")
+    assert "the node list was not saved" in r.stderr and str(missing) in r.stderr

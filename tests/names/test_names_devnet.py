@@ -69,6 +69,10 @@ def test_name_registers_resolves_and_leaves_no_trace(
     ha, hb = tmp_path / "alice", tmp_path / "bob"
     a = js(cli(runner, ha, "id", "new", "--json"))["session_id"]
     b = js(cli(runner, hb, "id", "new", "--json"))["session_id"]
+    # an identity made with --network keeps its node list: its next command needs none
+    hc = tmp_path / "carol"
+    js(cli(runner, hc, "--network", nodes, "id", "new", "--json"))
+    assert js(cli(runner, hc, "inbox", "--json"))["conversations"] == []
     # registered first, looked up only by the next test, once it lapsed
     js(cli(runner, hb, "--network", nodes, "name", "register", "soon-gone", "--json"))
 

@@ -388,11 +388,15 @@ class Session:
             pass
 
 
-async def open_session(*, background: bool = False, poll_interval: float = 1.0) -> Session:
+async def open_session(
+    *, background: bool = False, poll_interval: float = 1.0, identity: str | None = None
+) -> Session:
+    """The client of the identity picked (``identity``, else --identity, else the current
+    one), with the node list --network names saved for it (later commands need none)."""
     from session.client import Client  # noqa: PLC0415
 
     store = identity_store()
-    sid = pick_identity(store)
+    sid = identity or pick_identity(store)
     source = opt("network") or os.environ.get("SESSION_NETWORK")
     nodes: list[ServiceNode] | None = None
     if source:
@@ -521,3 +525,19 @@ def main() -> None:
     Start with `session id new`, then e.g.
     `session --network devnet/nodes.json send 05… "hello"`.
     """
+
+
+def remember_network(sid: str) -> None:
+    """When --network is given, save its node list for identity ``sid`` now (an identity just
+    made or restored: its later commands need no --network)."""
+    if not (opt("network") or os.environ.get("SESSION_NETWORK")):
+        return
+
+    async def go() -> None:
+        s = await open_session(identity=sid)
+        await s.client.close()
+
+    try:
+        run(go())
+    except CliError as e:  # (the identity is made all the same: say so, and why)
+        click.echo(f"note: the node list was not saved ({e})", err=True)

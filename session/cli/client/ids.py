@@ -19,6 +19,7 @@ from session.cli.client.base import (
     open_session,
     parse_id,
     pick_identity,
+    remember_network,
     run,
     shown_name,
 )
@@ -44,6 +45,7 @@ def id_new(qr: bool, make_current: bool) -> None:
     ident = store.create()
     if make_current:
         store.use(ident.session_id)
+    remember_network(ident.session_id)
     current = store.current == ident.session_id
     if json_mode():
         emit(
@@ -93,6 +95,7 @@ def id_restore(words: tuple[str, ...], make_current: bool) -> None:
     store.restore(ident.mnemonic)
     if make_current:
         store.use(ident.session_id)
+    remember_network(ident.session_id)
     current = store.current == ident.session_id
     if json_mode():
         emit(
