@@ -234,10 +234,11 @@ def send(group_ref: str, text: str, file: Path | None) -> None:
                 mid = await s.client.send_file(gid, file, caption=text, progress=step)
         else:
             mid = await s.client.groups.send(group_ref, text)
-        return {"group_id": s.client.groups.resolve(group_ref), "message_id": mid}
+        gid = s.client.groups.resolve(group_ref)
+        return {"group_id": gid, "message_id": mid, "name": s.client.groups.info(gid).name}
 
     doc = run(_with_client(op))
-    _done(doc, "sent to the group")
+    _done(doc, f"sent to {shown_name(doc['name'])}")
 
 
 @group.command("history")
