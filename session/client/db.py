@@ -608,13 +608,24 @@ class Database:
 
     def mark_read_until(self, conversation: str, read_ms: int) -> int:
         """Mark received messages of ``conversation`` sent up to ``read_ms`` read (another
-        device read them); returns how many changed."""
+        device read them; a delete-after-read timer starts at ``read_ms``); returns how many
+        changed."""
         cur = self.conn.execute(
-            "UPDATE messages SET status='read', read_ms=? WHERE conversation=? AND outgoing=0"
-            " AND status='received' AND sent_ms<=?",
-            (read_ms, conversation, read_ms),
+            "UPDATE messages SET status='read', read_ms=?,"
+            " expires_at_ms=CASE WHEN exp_mode=1 THEN ? + exp_seconds * 1000"
+            " ELSE expires_at_ms END"
+            " WHERE conversation=? AND outgoing=0 AND status='received' AND sent_ms<=?",
+            (read_ms, read_ms, conversation, read_ms),
         )
         return cur.rowcount
+
+    def wrote_since(self, conversation: str, author: str, sent_ms: int) -> bool:
+        """Whether ``author`` has a message in ``conversation`` sent after ``sent_ms``."""
+        row = self.conn.execute(
+            "SELECT 1 FROM messages WHERE conversation=? AND author=? AND sent_ms>? LIMIT 1",
+            (conversation, author, sent_ms),
+        ).fetchone()
+        return row is not None
 
     def delete_message(self, message_id: int) -> None:
         self.conn.execute("DELETE FROM messages WHERE id=?", (message_id,))

@@ -306,10 +306,14 @@ class GroupManager:
                 cfg.confirm_pushed()
 
     def _rekey(self, st: _State, member_ids: Sequence[str], sent_ms: int) -> None:
+        """A new key for ``member_ids``; both configs go out again under it (the caller
+        pushes them), so a member who holds only the new key reads them too."""
         msg = st.keys.rekey(member_ids)
         h = message_hash(st.gid, NS_KEYS, msg)
         self._store(st.gid, NS_KEYS, msg, sent_ms)
         self._load_key(st, h, msg, sent_ms)
+        st.info.edit()
+        st.members.edit()
 
     def _group_content(self, st: _State, content: pb.Content, sent_ms: int) -> bytes:
         env = pb.Envelope(
@@ -1004,6 +1008,18 @@ class GroupManager:
             )
         self.c.loops.wake.set()
 
+    def _note_added(self, st: _State, sent_ms: int, mc: Any) -> None:
+        """Remember when an admin's member change (signature checked) last added each member
+        it names (:meth:`_still_gone`)."""
+        try:
+            change = control.MemberChange(mc.type)
+            control.verify(st.gid, control.member_change_text(change, sent_ms), mc.adminSignature)
+        except (InvalidSignature, InvalidInput, ValueError):
+            return
+        if change == control.MemberChange.ADDED:
+            for m in mc.memberSessionIds:
+                st.added[m] = max(st.added.get(m, 0), sent_ms)
+
     def _still_gone(self, st: _State, member: str, left_ms: int) -> bool:
         """Whether a leave sent at ``left_ms`` still stands: nothing later shows the member
         back (an admin's "added" naming them, or anything they wrote since: their acceptance,
@@ -1011,7 +1027,7 @@ class GroupManager:
         leaves included, and would otherwise remove a member who was invited back."""
         if st.added.get(member, 0) > left_ms:
             return False
-        return not any(m.author == member and m.sent_ms > left_ms for m in self.db.messages(st.gid))
+        return not self.db.wrote_since(st.gid, member, left_ms)
 
     def _apply(self, st: _State, ns: int, rows: Sequence[tuple[str, str, int]]) -> list[Any]:
         now = self.c.clock.now_ms()
@@ -1070,6 +1086,11 @@ class GroupManager:
             return []
         sender = gm.sender
         if sender == self.me:
+            # (ours: shown when we sent it; but an "added" of ours still tells a device restored
+            # from the phrase that a member who left came back: _still_gone)
+            up = content.dataMessage.groupUpdateMessage
+            if up.HasField("memberChangeMessage"):
+                self._note_added(st, sent_ms, up.memberChangeMessage)
             return []
         dm = content.dataMessage
         if dm.HasField("profile") and dm.profile.displayName:
@@ -1138,9 +1159,7 @@ class GroupManager:
                     st.gid, control.member_change_text(change, sent_ms), mc.adminSignature
                 )
                 line = self._member_line(sender, change, list(mc.memberSessionIds))
-                if change == control.MemberChange.ADDED:
-                    for m in mc.memberSessionIds:
-                        st.added[m] = max(st.added.get(m, 0), sent_ms)
+                self._note_added(st, sent_ms, mc)
             elif up.HasField("deleteMemberContent"):
                 d = up.deleteMemberContent
                 control.verify(

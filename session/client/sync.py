@@ -224,12 +224,13 @@ def set_last_read(data: ConfigData, conversation: str, read_ms: int) -> None:
     convos = data.get(kind)
     convos = convos if isinstance(convos, dict) else {}
     key = bytes.fromhex(conversation)
-    entry = convos.get(key)
-    if not isinstance(entry, dict):  # (an entry an earlier version of ours keyed in hex)
-        entry = convos.pop(conversation.encode(), None)
+    legacy = convos.pop(conversation.encode(), None)  # (keyed in hex by an earlier version)
+    entry = convos.get(key, legacy)
     entry = dict(entry) if isinstance(entry, dict) else {}
-    old = entry.get(b"r")
-    entry[b"r"] = max(read_ms, old if isinstance(old, int) else 0)
+    reads = [read_ms] + [
+        e.get(b"r") for e in (entry, legacy) if isinstance(e, dict) and isinstance(e.get(b"r"), int)
+    ]
+    entry[b"r"] = max(r for r in reads if isinstance(r, int))
     entry.pop(b"u", None)  # read now, so no longer marked unread
     convos[key] = entry
     data[kind] = convos

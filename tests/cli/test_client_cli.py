@@ -602,3 +602,9 @@ def test_id_new_with_a_network_that_cannot_be_read_still_makes_it(
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["session_id"].startswith("05")
     assert "the node list was not saved" in r.stderr and str(missing) in r.stderr
+    # not a node list at all: the phrase is still printed, the note says why
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"result": 5}')
+    r = run(runner, tmp_path / "home2", "--network", str(bad), "id", "new")
+    assert r.exit_code == 0, r.output
+    assert "Recovery phrase:" in r.stdout and "the node list was not saved" in r.stderr

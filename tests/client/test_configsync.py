@@ -366,3 +366,9 @@ def test_read_marks_are_keyed_as_libsession_keys_them() -> None:
     assert S.last_read(data) == {one: 7, group: 9}
     with pytest.raises(ValueError):
         S.set_last_read(data, "15" + "00" * 32, 1)
+    # both keys for one conversation (a merge of an old device's config with a new one's):
+    # read as the later mark, and the hex one folded in and gone once the mark is set again
+    data[b"1"][one.encode()] = {b"r": 11}  # type: ignore[index]
+    assert S.last_read(data)[one] == 11
+    S.set_last_read(data, one, 10)
+    assert data[b"1"] == {bytes.fromhex(one): {b"r": 11, b"x": 1}}

@@ -350,3 +350,25 @@ async def test_applying_a_poll_commits_refetchable_and_an_outbox_entry_durably(
     finally:
         c.db.conn.set_trace_callback(None)
         await c.close()
+
+
+def test_read_on_another_device_starts_a_delete_after_read_timer(tmp_path: Path) -> None:
+    db = _db(tmp_path, Identity.generate())
+    conv = "05" + "ab" * 32
+    after_read = db.add_message(
+        conversation=conv, author=conv, sent_ms=1_000, outgoing=False, body="vanishes",
+        status="received", exp_mode=1, exp_seconds=300,
+    )  # fmt: skip
+    plain = db.add_message(
+        conversation=conv, author=conv, sent_ms=2_000, outgoing=False, body="stays",
+        status="received",
+    )  # fmt: skip
+    later = db.add_message(
+        conversation=conv, author=conv, sent_ms=9_000, outgoing=False, body="not read yet",
+        status="received", exp_mode=1, exp_seconds=300,
+    )  # fmt: skip
+    assert db.mark_read_until(conv, 5_000) == 2
+    got = {m.id: m for m in db.messages(conv)}
+    assert got[after_read].status == "read" and got[after_read].expires_at_ms == 305_000
+    assert got[plain].status == "read" and got[plain].expires_at_ms is None
+    assert got[later].status == "received" and got[later].expires_at_ms is None

@@ -466,3 +466,33 @@ async def test_a_member_invited_without_history_reads_only_what_comes_after(
     assert "after carol" in bodies(c, gid) and "before carol" not in bodies(c, gid)
     assert {"before carol", "after carol"} <= set(bodies(b, gid))
     assert a.groups._state(gid).keys.current_generation == 1
+
+
+async def test_a_restored_admin_device_keeps_a_member_invited_back_who_has_not_answered(
+    people: list[Client], tmp_path: Path, devnet: Any
+) -> None:
+    """Carol left and the admin invited her back; before she answers, the admin restores a
+    device from the phrase: it reads her old leave and the admin's own later "added", keeps her
+    invited, and she can still accept and write."""
+    a, b, c = people
+    gid = await joined_group(a, "pending", [b, c])
+    await c.groups.leave(gid)
+    await poll(a)
+    await settle(a)
+    await a.groups.invite(gid, [c.session_id])
+    await settle(a)
+    a2 = other_device(a, tmp_path / "alice-restored", devnet)
+    try:
+        await a2.start()
+        await poll(a2)
+        await settle(a2)
+        assert c.session_id in a2.groups.info(gid).members
+    finally:
+        await a2.close()
+    await poll(a)
+    await c.poll_once()
+    await c.groups.accept(gid)
+    await c.groups.send(gid, "made it back")
+    await settle(c)
+    await poll(a, b)
+    assert "made it back" in bodies(a, gid) and "made it back" in bodies(b, gid)

@@ -539,5 +539,5 @@ def remember_network(sid: str) -> None:
 
     try:
         run(go())
-    except CliError as e:  # (the identity is made all the same: say so, and why)
-        click.echo(f"note: the node list was not saved ({e})", err=True)
+    except (CliError, SessionError, ValueError, OSError) as e:  # (the identity is made anyway)
+        click.echo(f"note: the node list was not saved ({for_terminal(str(e))})", err=True)

@@ -238,7 +238,7 @@ def send(group_ref: str, text: str, file: Path | None) -> None:
         return {"group_id": gid, "message_id": mid, "name": s.client.groups.info(gid).name}
 
     doc = run(_with_client(op))
-    _done(doc, f"sent to {shown_name(doc['name'])}")
+    _done(doc, f"sent to {shown_name(doc['name']) or doc['group_id']}")
 
 
 @group.command("history")

@@ -45,7 +45,6 @@ def id_new(qr: bool, make_current: bool) -> None:
     ident = store.create()
     if make_current:
         store.use(ident.session_id)
-    remember_network(ident.session_id)
     current = store.current == ident.session_id
     if json_mode():
         emit(
@@ -56,6 +55,7 @@ def id_new(qr: bool, make_current: bool) -> None:
                 "home": str(store.root),
             }
         )
+        remember_network(ident.session_id)  # (after the phrase is out, whatever happens)
         return
     click.echo(f"Session ID:      {ident.session_id}")
     click.echo(f"Recovery phrase: {ident.mnemonic}")
@@ -68,6 +68,7 @@ def id_new(qr: bool, make_current: bool) -> None:
         click.echo(f"This is now the current identity in {store.root}.")
     else:
         click.echo(f"Current identity unchanged; switch with `session id use {ident.session_id}`.")
+    remember_network(ident.session_id)
 
 
 @id_group.command("restore")
@@ -95,7 +96,6 @@ def id_restore(words: tuple[str, ...], make_current: bool) -> None:
     store.restore(ident.mnemonic)
     if make_current:
         store.use(ident.session_id)
-    remember_network(ident.session_id)
     current = store.current == ident.session_id
     if json_mode():
         emit(
@@ -106,6 +106,7 @@ def id_restore(words: tuple[str, ...], make_current: bool) -> None:
                 "home": str(store.root),
             }
         )
+        remember_network(ident.session_id)
         return
     click.echo(
         f"Session ID: {ident.session_id}" + ("  (already present)" if existed else "  (restored)")
@@ -114,6 +115,7 @@ def id_restore(words: tuple[str, ...], make_current: bool) -> None:
         click.echo("This is the current identity.")
     else:
         click.echo(f"Switch to it with `session id use {ident.session_id}`.")
+    remember_network(ident.session_id)
 
 
 @id_group.command("list")
