@@ -453,6 +453,7 @@ async def test_a_member_invited_without_history_reads_only_what_comes_after(
     is sent from then on, not the messages stored before; the others read both."""
     a, b, c = people
     gid = await joined_group(a, "no history", [b])
+    await a.groups.set_description(gid, "the rules")
     await a.groups.send(gid, "before carol")
     await settle(a)
     await a.groups.invite(gid, [c.session_id], share_history=False)
@@ -464,6 +465,7 @@ async def test_a_member_invited_without_history_reads_only_what_comes_after(
     await settle(a)
     await poll(b, c)
     assert "after carol" in bodies(c, gid) and "before carol" not in bodies(c, gid)
+    assert c.groups.info(gid).description == "the rules"  # (the info config, new key)
     assert {"before carol", "after carol"} <= set(bodies(b, gid))
     assert a.groups._state(gid).keys.current_generation == 1
 
