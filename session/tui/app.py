@@ -221,6 +221,11 @@ class SessionTui(App[str | None]):
                         lv.index = i
                 return
 
+    def _read_already(self, message_id: int) -> bool:
+        """A message stored read (another device of ours had read it): no bell, no notice."""
+        m = self.client.message(message_id)
+        return m is not None and m.status == "read"
+
     def entry(self, conversation: str | None) -> model.Entry | None:
         return next((e for e in self.entries if e.conversation == conversation), None)
 
@@ -531,7 +536,7 @@ class SessionTui(App[str | None]):
                     e = self.entry(ev.conversation)
                     if not ev.is_request and not ev.outgoing and (e is None or e.kind != "request"):
                         await self.client.mark_read(ev.conversation)
-                elif not ev.outgoing:
+                elif not ev.outgoing and not self._read_already(ev.message_id):
                     if self.bell_on:
                         self.bell()
                     if self.notifier.mode != "off":

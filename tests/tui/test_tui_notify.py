@@ -148,3 +148,28 @@ def test_modes_and_arguments() -> None:
 def test_cli_offers_the_flags() -> None:
     out = CliRunner().invoke(tui, ["--help"])
     assert "--notify [off|sender|preview]" in out.output and "--bell / --no-bell" in out.output
+
+
+async def test_a_message_another_device_had_read_is_not_notified(
+    client: Client, fake_notify: Path
+) -> None:
+    """A message stored read (our other device's read mark, synced, covers it) rings no bell
+    and sends no notice; the next one after the mark does."""
+    from session.client import sync as S
+
+    app = SessionTui(client, notifications="preview")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.open_conversation(CAROL.session_id)
+        t = say(client, BOB, "unread, notified", "Bob")
+        await until(pilot, lambda: len(calls(fake_notify)) == 1, "the first notice")
+        with client.db.tx():  # (another device read up to here)
+            client.config.edit(
+                S.NS_CONVO_INFO, lambda d: S.set_last_read(d, BOB.session_id, t + 1000)
+            )
+        read = say(client, BOB, "read elsewhere", "Bob")
+        assert read == t + 1000  # (covered by the mark)
+        await until(pilot, lambda: client.messages(BOB.session_id)[-1].body == "read elsewhere", "")
+        assert client.messages(BOB.session_id)[-1].status == "read"
+        say(client, BOB, "new again", "Bob")
+        await until(pilot, lambda: len(calls(fake_notify)) == 2, "the next notice")
+        assert [c[3] for c in calls(fake_notify)] == ["unread, notified", "new again"]
