@@ -271,3 +271,13 @@ def test_ctrl_c_during_send_says_what_was_done(
         "interrupted": True,
         "status": {"before it was queued": "none", "queued": "queued", "sent": "sent"}[where],
     }
+
+
+def test_a_file_sent_without_text_says_what_it_is() -> None:
+    from session.cli.client.base import body_line
+
+    att = {"voice": False}
+    assert body_line({"body": "", "attachments": [att]}) == "(file)"
+    assert body_line({"body": None, "attachments": [{"voice": True}]}) == "(voice note)"
+    assert body_line({"body": "caption\x1b[2J", "attachments": [att]}) == shown("caption\x1b[2J")
+    assert body_line({"body": "", "attachments": []}) == ""

@@ -496,11 +496,19 @@ def attachment_lines(m: dict[str, Any]) -> list[str]:
     return lines
 
 
+def body_line(m: dict[str, Any]) -> str:
+    """A message doc's text as printed: sanitised; for a file sent without text, what it is."""
+    if m.get("body") or not m.get("attachments"):
+        return shown(m.get("body"))
+    return "(voice note)" if m["attachments"][0]["voice"] else "(file)"
+
+
 def print_message(client: Client, m: Message) -> None:
     who = "you" if m.outgoing else name_of(client, m.author)
     state = f"  ({m.status})" if m.outgoing else ("" if m.status == "read" else "  *new*")
-    click.echo(f"  [{clock(m.sent_ms)}] {who}: {shown(m.body)}{state}")
-    for line in attachment_lines(message_doc(m)):
+    doc = message_doc(m)
+    click.echo(f"  [{clock(m.sent_ms)}] {who}: {body_line(doc)}{state}")
+    for line in attachment_lines(doc):
         click.echo(line)
 
 

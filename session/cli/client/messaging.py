@@ -13,6 +13,7 @@ from session.cli.client.base import (
     CliError,
     CliInterrupted,
     attachment_lines,
+    body_line,
     clock,
     common,
     emit,
@@ -205,7 +206,7 @@ def inbox(offline: bool, mark_read: bool) -> None:
         for m in conv["messages"]:
             who = "you" if m["outgoing"] else m["author_who"]
             mark = "  *new*" if not m["outgoing"] and m["status"] == "received" else ""
-            click.echo(f"  [{clock(m['sent_ms'])}] {who}: {shown(m['body'])}{mark}")
+            click.echo(f"  [{clock(m['sent_ms'])}] {who}: {body_line(m)}{mark}")
             for line in attachment_lines(m):
                 click.echo(line)
         doc.setdefault("reply_to", conv["session_id"])
@@ -256,7 +257,7 @@ def history(session_id: str, limit: int, keep_unread: bool) -> None:
     for m in msgs:
         who = "you" if m["outgoing"] else m["author_who"]
         state = f"  ({m['status']})" if m["outgoing"] else ""
-        click.echo(f"[{clock(m['sent_ms'])}] {who}: {shown(m['body'])}{state}")
+        click.echo(f"[{clock(m['sent_ms'])}] {who}: {body_line(m)}{state}")
         for line in attachment_lines(m):
             click.echo(line)
     if msgs:
