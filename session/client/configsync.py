@@ -152,6 +152,11 @@ class ConfigSync:
                 self.db.put_config_state(ns, result.serialize())
             self._adopt(ns, old.data, result.data)
 
+    def read_marks(self) -> dict[str, int]:
+        """How far each 1:1 conversation and group was read on any of our devices (ms), as our
+        synced conversation info says."""
+        return S.last_read(self.state(S.NS_CONVO_INFO).data)
+
     def push_read(self, conversation: str, read_ms: int) -> None:
         """Tell our other devices the 1:1 conversation or group was read up to ``read_ms``."""
         self.edit(S.NS_CONVO_INFO, lambda data: S.set_last_read(data, conversation, read_ms))

@@ -612,7 +612,7 @@ class Database:
         changed."""
         cur = self.conn.execute(
             "UPDATE messages SET status='read', read_ms=?,"
-            " expires_at_ms=CASE WHEN exp_mode=1 THEN ? + exp_seconds * 1000"
+            " expires_at_ms=CASE WHEN exp_mode=1 THEN ? + exp_seconds * 1000"  # (1: after read)
             " ELSE expires_at_ms END"
             " WHERE conversation=? AND outgoing=0 AND status='received' AND sent_ms<=?",
             (read_ms, read_ms, conversation, read_ms),

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.message import DecodeError as _PbDecodeError
 
 from session.client import messages as M
-from session.client import sync as S
 from session.client.attachments import MAX_ATTACHMENTS
 from session.client.events import MessageReceived
 from session.client.poller import Poller
@@ -973,7 +972,7 @@ class GroupManager:
                 events += self._apply(st, ns, rows)
                 self.db.mark_seen([r[0] for r in rows])
                 if ns == NS_MESSAGES:  # (read on another device of ours before they came)
-                    read = S.last_read(self.c.config.state(S.NS_CONVO_INFO).data).get(gid)
+                    read = self.c.config.read_marks().get(gid)
                     if read:
                         self.db.mark_read_until(gid, read)
         for ev in events:
@@ -1008,16 +1007,13 @@ class GroupManager:
             )
         self.c.loops.wake.set()
 
-    def _note_added(self, st: _State, sent_ms: int, mc: Any) -> None:
-        """Remember when an admin's member change (signature checked) last added each member
-        it names (:meth:`_still_gone`)."""
-        try:
-            change = control.MemberChange(mc.type)
-            control.verify(st.gid, control.member_change_text(change, sent_ms), mc.adminSignature)
-        except (InvalidSignature, InvalidInput, ValueError):
-            return
+    def _note_added(
+        self, st: _State, sent_ms: int, change: control.MemberChange, ids: Sequence[str]
+    ) -> None:
+        """Remember when an admin's member change (its signature checked) last added each
+        member it names (:meth:`_still_gone`)."""
         if change == control.MemberChange.ADDED:
-            for m in mc.memberSessionIds:
+            for m in ids:
                 st.added[m] = max(st.added.get(m, 0), sent_ms)
 
     def _still_gone(self, st: _State, member: str, left_ms: int) -> bool:
@@ -1089,8 +1085,16 @@ class GroupManager:
             # (ours: shown when we sent it; but an "added" of ours still tells a device restored
             # from the phrase that a member who left came back: _still_gone)
             up = content.dataMessage.groupUpdateMessage
-            if up.HasField("memberChangeMessage"):
-                self._note_added(st, sent_ms, up.memberChangeMessage)
+            if not up.HasField("memberChangeMessage"):
+                return []
+            mc = up.memberChangeMessage
+            try:
+                change = control.MemberChange(mc.type)
+                text = control.member_change_text(change, sent_ms)
+                control.verify(st.gid, text, mc.adminSignature)
+            except (InvalidSignature, InvalidInput, ValueError):
+                return []  # (not an admin's: nothing to note)
+            self._note_added(st, sent_ms, change, mc.memberSessionIds)
             return []
         dm = content.dataMessage
         if dm.HasField("profile") and dm.profile.displayName:
@@ -1147,7 +1151,7 @@ class GroupManager:
                     line = (
                         f"{self._name_of(sender)} set messages to disappear"
                         f" {duration(ic.updatedExpiration)} after sending"
-                        if ic.updatedExpiration
+                        if ic.updatedExpiration > 0
                         else f"{self._name_of(sender)} turned off disappearing messages"
                     )
                 else:
@@ -1159,7 +1163,7 @@ class GroupManager:
                     st.gid, control.member_change_text(change, sent_ms), mc.adminSignature
                 )
                 line = self._member_line(sender, change, list(mc.memberSessionIds))
-                self._note_added(st, sent_ms, mc)
+                self._note_added(st, sent_ms, change, mc.memberSessionIds)
             elif up.HasField("deleteMemberContent"):
                 d = up.deleteMemberContent
                 control.verify(

@@ -108,7 +108,7 @@ class Receiver:
         poll fetches the configs first) are read here too."""
         if not conversations:
             return
-        reads = S.last_read(self.config.state(S.NS_CONVO_INFO).data)
+        reads = self.config.read_marks()
         for conv in conversations & reads.keys():
             self.db.mark_read_until(conv, reads[conv])
 

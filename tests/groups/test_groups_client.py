@@ -230,6 +230,7 @@ async def test_groups_reach_our_other_device(
         await a.mark_read(gid)
         await settle(a)
         await poll(a2)
+        assert "from bob's laptop" in bodies(a2, gid)  # (stored, so the mark had to apply)
         unread = [m.body for m in a2.messages(gid) if m.status == "received"]
         assert "from bob's laptop" not in unread
         a3 = other_device(a, tmp_path / "alice-tablet", devnet)
@@ -487,6 +488,7 @@ async def test_a_restored_admin_device_keeps_a_member_invited_back_who_has_not_a
     try:
         await a2.start()
         await poll(a2)
+        assert "Carol left the group" in bodies(a2, gid)  # (the old leave, read again)
         await settle(a2)
         assert c.session_id in a2.groups.info(gid).members
     finally:

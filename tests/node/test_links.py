@@ -588,8 +588,10 @@ async def test_a_send_cancelled_in_line_does_not_let_a_later_one_overtake(
     b = asyncio.ensure_future(client.request(x, address, KIND_PING, "B", 10))
     await asyncio.sleep(0)  # (one loop turn, not a wait for time: B's task takes its place)
     assert client.send_request(x, address, KIND_PING, "C", 10, replies("C"))
+    assert not client._peers[x].connected  # (B still waits in line when it is cancelled)
     b.cancel()
     await until(lambda: len(replies.got) == 3, "the three answers")
+    assert b.cancelled()
     # (B may have left before it was cancelled, if the link came up that soon)
     assert [m for m in arrived if m != "B"] == ["Z", "A", "C"]
     assert arrived.index("C") == len(arrived) - 1

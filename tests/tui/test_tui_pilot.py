@@ -192,6 +192,7 @@ async def test_quit_waits_for_queued_and_shows_the_count(client: Client) -> None
         await pilot.press(*"are you there", "enter")
         await until(pilot, lambda: "are you there" in lines(app), "sent")
         assert client.queued() >= 1
+        pressed = time.monotonic()
         await pilot.press("ctrl+q")
         status = app.query_one("#status")
         await until(pilot, lambda: "quitting: waiting for" in str(status.render()), "count")
@@ -202,6 +203,8 @@ async def test_quit_waits_for_queued_and_shows_the_count(client: Client) -> None
         for drain in [w for w in app.workers if w.group == "quit"]:
             await asyncio.wait_for(drain.wait(), 60)
         await until(pilot, lambda: app.return_code is not None, "the app's exit")
+        # (it waited for the queue until quit_timeout: with no network nothing ends it sooner)
+        assert time.monotonic() - pressed >= 1.0
     # no network: the wait ran out and the app left, saying what is still queued
     assert app.queued_at_exit == client.queued() >= 1
     assert client.messages(BOB.session_id)[-1].body == "are you there"  # nothing lost
